@@ -1,0 +1,307 @@
+"""The engine's configuration: a TOML file read into dataclasses, validated with line numbers.
+
+Errors name the file, the line and the reason (`ConfigError`); the CLI prints them and exits 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("agent", "supervisor")
+_EXTENSION = re.compile(r"^[0-9]{2,8}$")
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message says where and why."""
+
+    def __init__(self, path: str, line: int | None, reason: str) -> None:
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {reason}")
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        return cls(host.strip("[]"), int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Account:
+    extension: str
+    """The extension number; also the SIP user name and digest username."""
+    password: str
+    """The digest password."""
+    display_name: str = ""
+    """Shown as caller name to the callee."""
+    role: str = "agent"
+    """`agent` or `supervisor`."""
+    static_contact: str | None = None
+    """A SIP URI that never expires, for phones (or test UAS) that do not REGISTER."""
+    max_calls: int = 1
+    """Calls the extension may be in at once; a further call gets 486 Busy Here."""
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 5060))
+    """Where SIP listens, on UDP and TCP."""
+    realm: str = "callcenter"
+    """The digest realm."""
+    ring_timeout: float = 30.0
+    """Seconds a callee may ring before the caller gets 480."""
+    rtp_inactivity_timeout: float = 30.0
+    """Seconds without RTP from a leg of an answered call before the engine hangs up (BYE)."""
+    rtp_ports: tuple[int, int] = (20000, 29999)
+    """Range of UDP ports for the engine's RTP legs (even ports used, RTCP on odd)."""
+    t1: float = 0.5
+    """RFC 3261 T1; T2 and T4 keep their defaults."""
+    nonce_lifetime: float = 300.0
+    """Seconds a digest nonce stays valid."""
+    max_registration: int = 3600
+    """Longest binding lifetime granted to a REGISTER."""
+    min_registration: int = 60
+    """Shorter requested expiries get 423 Interval Too Brief."""
+    digest_algorithms: tuple[str, ...] = ("MD5",)
+    """Digest algorithms challenged with, one header each in this order. MD5 only by default:
+    baresip 1.0.0 fails a registration whose challenges name anything else, and SIPp 3.6.1
+    reads only the first. ["SHA-256", "MD5"] gives RFC 8760 phones the stronger one."""
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    max_auth_failures: int = 10
+    """Failed authentications from one source IP within `window` that trigger a ban."""
+    window: float = 60.0
+    """Seconds of the sliding window for failures."""
+    ban_seconds: float = 600.0
+    """How long a banned source IP is ignored."""
+
+
+@dataclass(frozen=True)
+class Config:
+    accounts: tuple[Account, ...]
+    """Extensions that may register and call."""
+    sip: SipSettings = field(default_factory=SipSettings)
+    http_listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 8080))
+    """Where the REST API and dashboard listen."""
+    database_url: str | None = None
+    """PostgreSQL URL; None starts the embedded server in `data_dir`."""
+    data_dir: Path = Path("var")
+    """Embedded PostgreSQL, recordings and other state."""
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    source: str = "<defaults>"
+    """The file this came from, for messages."""
+
+    def account(self, extension: str) -> Account | None:
+        for account in self.accounts:
+            if account.extension == extension:
+                return account
+        return None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file; raises ConfigError with the line and reason."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), None, f"cannot read: {exc.strerror}") from exc
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, *, source: str = "<string>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(source, int(match.group(1)) if match else None, str(exc)) from exc
+    return _Reader(text, source).config(data)
+
+
+class _Reader:
+    """Turns parsed TOML into Config, locating the line of every value it rejects."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.lines = text.splitlines()
+        self.source = source
+
+    def fail(self, reason: str, *, table: str | None, key: str | None, index: int = 0) -> ConfigError:
+        return ConfigError(self.source, self._line_of(table, key, index), reason)
+
+    def _line_of(self, table: str | None, key: str | None, index: int) -> int | None:
+        """Best-effort line of `key` inside the index-th occurrence of [table] / [[table]]."""
+        start = 0
+        if table:
+            header = re.compile(rf"^\s*\[\[?\s*{re.escape(table)}\s*\]\]?\s*(#.*)?$")
+            seen = -1
+            for number, line in enumerate(self.lines):
+                if header.match(line):
+                    seen += 1
+                    if seen == index:
+                        start = number
+                        break
+            else:
+                return None
+        if key is None:
+            return start + 1
+        key_re = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        for number in range(start, len(self.lines)):
+            if number > start and table and self.lines[number].lstrip().startswith("["):
+                break
+            if key_re.match(self.lines[number]):
+                return number + 1
+        return start + 1 if table else None
+
+    def _check_keys(self, data: dict[str, Any], allowed: set[str], table: str | None, index: int = 0) -> None:
+        for key in data:
+            if key not in allowed:
+                raise self.fail(f"unknown key {key!r}", table=table, key=key, index=index)
+
+    def _hostport(self, value: Any, table: str | None, key: str) -> HostPort:
+        try:
+            return HostPort.parse(str(value))
+        except ValueError as exc:
+            raise self.fail(str(exc), table=table, key=key) from exc
+
+    def _number(self, data: dict[str, Any], key: str, default: float, table: str, *, minimum: float) -> float:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise self.fail(f"{key} must be a number >= {minimum}", table=table, key=key)
+        return float(value)
+
+    def config(self, data: dict[str, Any]) -> Config:
+        self._check_keys(data, {"sip", "http", "database", "security", "accounts"}, None)
+        sip = self.sip(data.get("sip", {}))
+        http = data.get("http", {})
+        self._check_keys(http, {"listen"}, "http")
+        http_listen = self._hostport(http.get("listen", "127.0.0.1:8080"), "http", "listen")
+        database = data.get("database", {})
+        self._check_keys(database, {"url", "data_dir"}, "database")
+        url = database.get("url") or None
+        security = data.get("security", {})
+        self._check_keys(security, {"max_auth_failures", "window", "ban_seconds"}, "security")
+        sec = SecuritySettings(
+            max_auth_failures=int(self._number(security, "max_auth_failures", 10, "security", minimum=1)),
+            window=self._number(security, "window", 60.0, "security", minimum=1),
+            ban_seconds=self._number(security, "ban_seconds", 600.0, "security", minimum=0),
+        )
+        accounts = self.accounts(data.get("accounts", []))
+        return Config(
+            accounts=accounts,
+            sip=sip,
+            http_listen=http_listen,
+            database_url=url,
+            data_dir=Path(database.get("data_dir", "var")),
+            security=sec,
+            source=self.source,
+        )
+
+    def sip(self, data: dict[str, Any]) -> SipSettings:
+        allowed = {
+            "listen", "realm", "ring_timeout", "rtp_inactivity_timeout", "rtp_ports", "t1",
+            "nonce_lifetime", "max_registration", "min_registration", "digest_algorithms",
+        }  # fmt: skip
+        self._check_keys(data, allowed, "sip")
+        ports = data.get("rtp_ports", "20000-29999")
+        match = re.fullmatch(r"(\d+)-(\d+)", str(ports))
+        if not match or not 1024 <= int(match.group(1)) < int(match.group(2)) <= 65535:
+            raise self.fail("rtp_ports must be LOW-HIGH within 1024-65535", table="sip", key="rtp_ports")
+        realm = data.get("realm", "callcenter")
+        if not isinstance(realm, str) or not realm or '"' in realm:
+            raise self.fail("realm must be a non-empty string without quotes", table="sip", key="realm")
+        algorithms = data.get("digest_algorithms", ["MD5"])
+        if (
+            not isinstance(algorithms, list)
+            or not algorithms
+            or any(a not in ("SHA-256", "MD5") for a in algorithms)
+        ):
+            raise self.fail(
+                'digest_algorithms must be a list of "SHA-256" and/or "MD5"', table="sip", key="digest_algorithms"
+            )
+        return SipSettings(
+            digest_algorithms=tuple(algorithms),
+            listen=self._hostport(data.get("listen", "127.0.0.1:5060"), "sip", "listen"),
+            realm=realm,
+            ring_timeout=self._number(data, "ring_timeout", 30.0, "sip", minimum=1),
+            rtp_inactivity_timeout=self._number(data, "rtp_inactivity_timeout", 30.0, "sip", minimum=1),
+            rtp_ports=(int(match.group(1)), int(match.group(2))),
+            t1=self._number(data, "t1", 0.5, "sip", minimum=0.01),
+            nonce_lifetime=self._number(data, "nonce_lifetime", 300.0, "sip", minimum=5),
+            max_registration=int(self._number(data, "max_registration", 3600, "sip", minimum=60)),
+            min_registration=int(self._number(data, "min_registration", 60, "sip", minimum=1)),
+        )
+
+    def accounts(self, items: Any) -> tuple[Account, ...]:
+        if not isinstance(items, list):
+            raise self.fail("accounts must be an array of tables [[accounts]]", table=None, key="accounts")
+        seen: set[str] = set()
+        result = []
+        allowed = {"extension", "password", "display_name", "role", "static_contact", "max_calls"}
+        for index, item in enumerate(items):
+            self._check_keys(item, allowed, "accounts", index)
+            extension = str(item.get("extension", ""))
+            if not _EXTENSION.match(extension):
+                raise self.fail(
+                    f"extension must be 2-8 digits, got {extension!r}",
+                    table="accounts", key="extension", index=index,
+                )  # fmt: skip
+            if extension in seen:
+                raise self.fail(
+                    f"extension {extension} is defined twice", table="accounts", key="extension", index=index
+                )
+            seen.add(extension)
+            password = item.get("password")
+            if not isinstance(password, str) or len(password) < 4:
+                raise self.fail(
+                    f"account {extension}: password must be a string of at least 4 characters",
+                    table="accounts", key="password", index=index,
+                )  # fmt: skip
+            role = item.get("role", "agent")
+            if role not in ROLES:
+                raise self.fail(
+                    f"account {extension}: role must be one of {', '.join(ROLES)}, got {role!r}",
+                    table="accounts", key="role", index=index,
+                )  # fmt: skip
+            static = item.get("static_contact")
+            if static is not None and not str(static).startswith("sip:"):
+                raise self.fail(
+                    f"account {extension}: static_contact must be a sip: URI",
+                    table="accounts", key="static_contact", index=index,
+                )  # fmt: skip
+            max_calls = item.get("max_calls", 1)
+            if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 1:
+                raise self.fail(
+                    f"account {extension}: max_calls must be a whole number >= 1",
+                    table="accounts", key="max_calls", index=index,
+                )  # fmt: skip
+            result.append(
+                Account(
+                    max_calls=max_calls,
+                    extension=extension,
+                    password=password,
+                    display_name=str(item.get("display_name", "")),
+                    role=role,
+                    static_contact=static,
+                )
+            )
+        return tuple(result)

@@ -1,0 +1,61 @@
+"""PostgreSQL for the engine: an external URL, or the embedded server (pgserver) in the data dir.
+
+Both paths end in the same asyncpg pool with the schema migrated, so the rest of the engine never
+knows which one it got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from crm_bridge import apply_migrations
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Database:
+    pool: asyncpg.Pool
+    url: str
+    embedded: Any | None
+    """The pgserver handle when we started the server ourselves."""
+
+    async def close(self) -> None:
+        await self.pool.close()
+        if self.embedded is not None:
+            # pgserver's cleanup stops the postmaster (blocking pg_ctl): keep the loop free.
+            await asyncio.to_thread(self.embedded.cleanup)
+
+
+def _start_embedded(data_dir: Path) -> tuple[Any, str]:
+    import pgserver
+
+    pgdata = (data_dir / "pgdata").resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    return server, server.get_uri()
+
+
+async def open_database(url: str | None, data_dir: Path, *, min_size: int = 1, max_size: int = 8) -> Database:
+    """Connect (starting the embedded server when url is None) and apply migrations."""
+    embedded = None
+    if url is None:
+        embedded, url = await asyncio.to_thread(_start_embedded, data_dir)
+        logger.info("embedded PostgreSQL running in %s", data_dir / "pgdata")
+    try:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        async with pool.acquire() as conn:
+            applied = await apply_migrations(conn)
+        if applied:
+            logger.info("schema migrated: %s", ", ".join(applied))
+    except BaseException:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.cleanup)
+        raise
+    return Database(pool=pool, url=url, embedded=embedded)

@@ -1,0 +1,111 @@
+"""The composition root: builds the engine from a Config and runs it until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from crm_bridge import CallLog, CallRecord
+from pbx import AuthFailureBan, Authenticator, BanPolicy, CallSummary, Extension, Registrar, Switchboard
+from telephony.aio import EndpointConfig, UserAgent, UserAgentConfig
+from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
+
+from .config import Config
+from .database import Database, open_database
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    """A running engine: SIP user agent, PBX, database."""
+
+    config: Config
+    ua: UserAgent
+    switchboard: Switchboard
+    database: Database | None
+    call_log: CallLog | None
+
+    @property
+    def sip_port(self) -> int:
+        return self.ua.endpoint.port
+
+    async def stop(self) -> None:
+        await self.switchboard.shutdown()
+        # Let the BYEs leave before the sockets close.
+        await asyncio.sleep(0.05)
+        await self.ua.close()
+        if self.database is not None:
+            await self.database.close()
+
+
+async def start_engine(config: Config, *, database_url: str | None = None, data_dir: Path | None = None,
+                       with_database: bool = True) -> Engine:  # fmt: skip
+    sip = config.sip
+    database = None
+    call_log = None
+    if with_database:
+        database = await open_database(database_url or config.database_url, data_dir or config.data_dir)
+        call_log = CallLog(database.pool)
+    ua_config = UserAgentConfig(
+        endpoint=EndpointConfig(host=sip.listen.host, port=sip.listen.port, timers=TimerConfig(t1=sip.t1)),
+        rtp_ports=sip.rtp_ports,
+        rtp_inactivity_timeout=sip.rtp_inactivity_timeout,
+    )
+    ua = UserAgent(ua_config)
+    try:
+        await ua.start()
+    except OSError:
+        if database is not None:
+            await database.close()
+        raise
+    registrar = Registrar(min_expires=sip.min_registration, max_expires=sip.max_registration)
+    for account in config.accounts:
+        if account.static_contact:
+            uri = SipUri.parse(account.static_contact)
+            registrar.add_static(account.extension, uri)
+    digest = DigestServer(
+        secrets.token_bytes(32),
+        DigestConfig(nonce_lifetime=sip.nonce_lifetime, algorithms=sip.digest_algorithms),
+    )
+    sec = config.security
+    ban = AuthFailureBan(BanPolicy(max_failures=sec.max_auth_failures, window=sec.window, ban_seconds=sec.ban_seconds))
+    authenticator = Authenticator(
+        {a.extension: a.password for a in config.accounts}, realm=sip.realm, digest=digest, ban=ban
+    )
+    extensions = {a.extension: Extension(a.extension, a.display_name, a.role, a.max_calls) for a in config.accounts}
+    engine = Engine(config, ua, None, database, call_log)  # type: ignore[arg-type]
+    engine.switchboard = Switchboard(
+        ua,
+        extensions=extensions,
+        registrar=registrar,
+        authenticator=authenticator,
+        ring_timeout=sip.ring_timeout,
+        on_call_end=lambda summary: _log_call(engine, summary),
+    )
+    return engine
+
+
+async def _log_call(engine: Engine, summary: CallSummary) -> None:
+    if engine.call_log is None or summary.ended_at is None:
+        return
+    record = CallRecord(
+        call_id=summary.call_id,
+        direction="internal",
+        from_number=summary.caller,
+        to_number=summary.callee,
+        started_at=summary.started_at,
+        answered_at=summary.answered_at,
+        ended_at=summary.ended_at,
+        outcome=summary.outcome,
+        sip_status=summary.sip_status,
+        hangup_cause=summary.hangup_cause,
+    )
+    try:
+        await engine.call_log.record(record)
+    except Exception:
+        # The call itself is over and fine; losing its row is logged loudly, never fatal.
+        logger.exception("could not store call %s", summary.call_id)

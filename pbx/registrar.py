@@ -1,0 +1,128 @@
+"""Registrar and location service (RFC 3261 section 10): where each extension can be reached.
+
+Pure: time comes in as `now`. A binding remembers the transport peer the REGISTER came from, so
+the engine reaches a phone the way the phone reached it (symmetric signalling; a TCP phone is
+called over its own connection).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from telephony.sip import NameAddr, SipRequest, SipUri
+
+logger = logging.getLogger(__name__)
+
+Peer = tuple[str, str, int]
+
+
+@dataclass
+class Binding:
+    extension: str
+    contact: NameAddr
+    """The Contact as registered, parameters included (q, expires, +sip.instance...)."""
+    peer: Peer
+    """Where requests for this binding go."""
+    expires_at: float
+    call_id: str
+    cseq: int
+    static: bool = False
+
+    def expires_in(self, now: float) -> int:
+        return max(0, int(self.expires_at - now + 0.5))
+
+
+class RegistrationError(Exception):
+    """A REGISTER the registrar refuses; status and headers of the response."""
+
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.headers = headers or []
+
+
+class Registrar:
+    def __init__(self, *, min_expires: int = 60, max_expires: int = 3600, default_expires: int = 3600) -> None:
+        self.min_expires = min_expires
+        self.max_expires = max_expires
+        self.default_expires = min(default_expires, max_expires)
+        self._bindings: dict[str, list[Binding]] = {}
+
+    def add_static(self, extension: str, uri: SipUri) -> None:
+        """A phone that never registers (configured static contact)."""
+        transport = (uri.transport or "udp").lower()
+        peer: Peer = (transport, uri.host, uri.port or 5060)
+        contact = NameAddr(display_name=None, uri=uri, params={})
+        binding = Binding(extension, contact, peer, float("inf"), "static", 0, static=True)
+        self._bindings.setdefault(extension, []).append(binding)
+
+    def register(self, extension: str, request: SipRequest, peer: Peer, *, now: float) -> list[Binding]:
+        """Apply a REGISTER (already authenticated as `extension`); returns the current bindings."""
+        self.prune(now)
+        call_id, cseq = request.call_id, request.cseq.seq
+        header_expires = request.expires
+        current = self._bindings.setdefault(extension, [])
+        if request.contact_star:
+            if header_expires != 0 or len(request.contacts) > 0:
+                raise RegistrationError(400, "Contact: * needs Expires: 0 and no other Contact")
+            current[:] = [b for b in current if b.static]
+            logger.info("registrar: %s unregistered all contacts", extension)
+            return list(current)
+        for contact in request.contacts:
+            expires = _contact_expires(contact, header_expires, self.default_expires)
+            if 0 < expires < self.min_expires:
+                raise RegistrationError(423, "Interval Too Brief", [("Min-Expires", str(self.min_expires))])
+            expires = min(expires, self.max_expires)
+            existing = next((b for b in current if _same_uri(b.contact, contact) and not b.static), None)
+            if existing is not None and existing.call_id == call_id and existing.cseq >= cseq:
+                # RFC 3261 10.3 step 7: an older or repeated request must not undo a newer one.
+                raise RegistrationError(500, "Out of order REGISTER")
+            if existing is not None:
+                current.remove(existing)
+            if expires == 0:
+                logger.info("registrar: %s removed %s", extension, contact.uri)
+                continue
+            stored = NameAddr(display_name=contact.display_name, uri=contact.uri,
+                              params={k: v for k, v in contact.params.items() if k != "expires"})  # fmt: skip
+            current.append(Binding(extension, stored, peer, now + expires, call_id, cseq))
+            if existing is None:
+                logger.info("registrar: %s registered %s from %s:%d for %d s", extension, contact.uri,
+                            peer[1], peer[2], expires)  # fmt: skip
+        return list(current)
+
+    def lookup(self, extension: str, *, now: float) -> list[Binding]:
+        return [b for b in self._bindings.get(extension, []) if b.expires_at > now]
+
+    def prune(self, now: float) -> None:
+        for extension in list(self._bindings):
+            live = [b for b in self._bindings[extension] if b.expires_at > now]
+            if live:
+                self._bindings[extension] = live
+            else:
+                del self._bindings[extension]
+
+    def contact_headers(self, bindings: list[Binding], *, now: float) -> list[tuple[str, str]]:
+        """The Contact lines of a 200 to REGISTER: every current binding with its expires."""
+        lines = []
+        for binding in bindings:
+            if binding.static:
+                continue
+            params = {**binding.contact.params, "expires": str(binding.expires_in(now))}
+            contact = NameAddr(display_name=binding.contact.display_name, uri=binding.contact.uri, params=params)
+            lines.append(("Contact", str(contact)))
+        return lines
+
+
+def _contact_expires(contact: NameAddr, header: int | None, default: int) -> int:
+    value = contact.params.get("expires")
+    if value is not None and value.isdigit():
+        return int(value)
+    if header is not None:
+        return header
+    return default
+
+
+def _same_uri(a: NameAddr, b: NameAddr) -> bool:
+    return str(a.uri) == str(b.uri)
+

@@ -1,0 +1,24 @@
+"""The asyncio shell of the core: SIP transports, RTP ports, the Call facade."""
+
+from __future__ import annotations
+
+from .call import Call, LegState, UserAgent, UserAgentConfig
+from .endpoint import EndpointConfig, Peer, SipEndpoint
+from .media_session import MediaBridge, MediaError, MediaSession, bridge
+from .rtp import RtpEndpoint, RtpPortPool
+
+__all__ = [
+    "Call",
+    "EndpointConfig",
+    "LegState",
+    "MediaBridge",
+    "MediaError",
+    "MediaSession",
+    "Peer",
+    "RtpEndpoint",
+    "RtpPortPool",
+    "SipEndpoint",
+    "UserAgent",
+    "UserAgentConfig",
+    "bridge",
+]

@@ -1,0 +1,317 @@
+"""The asyncio shell around the sans-IO SIP core: UDP and TCP transports and one timer.
+
+It only feeds bytes into the parser and the TransactionLayer, drains what they queue, and re-arms
+one `loop.call_at` timer (DESIGN.md 4). What to do with a request is the transaction user's call:
+a `handler` receives every TransactionEvent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from telephony.sip import (
+    LocalProtocolError,
+    ParseError,
+    RemoteProtocolError,
+    SipRequest,
+    SipResponse,
+    StreamFramer,
+    TimerConfig,
+    TransactionEvent,
+    TransactionLayer,
+    Via,
+    check_request,
+    parse_message,
+    response_to_unparsable,
+)
+from telephony.sip import make_response as _make_response
+
+logger = logging.getLogger(__name__)
+
+# A peer is where a message came from or goes to: ("udp"|"tcp", host, port).
+Peer = tuple[str, str, int]
+BRANCH_COOKIE = "z9hG4bK"
+# Methods the engine understands; anything else gets 501 with this Allow list.
+DEFAULT_METHODS = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "NOTIFY", "MESSAGE"}
+)
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    host: str = "127.0.0.1"
+    """Address the transports bind and advertise in Via/Contact."""
+    port: int = 5060
+    """SIP port, UDP and TCP."""
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    """T1/T2/T4 for the transaction layer."""
+    allowed_methods: frozenset[str] = DEFAULT_METHODS
+    """Requests with other methods are refused with 501."""
+    supported: frozenset[str] = frozenset({"replaces", "timer"})
+    """Option tags we support; a Require of any other gets 420."""
+    user_agent: str = "callcenter"
+    """Server/User-Agent header value: deliberately without a version."""
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.endpoint.receive(data, ("udp", addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("udp error: %s", exc)
+
+
+class _TcpConnection(asyncio.Protocol):
+    """One TCP connection; messages framed by Content-Length (RFC 3261 18.3)."""
+
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Peer = ("tcp", "", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        host, port = transport.get_extra_info("peername")[:2]
+        self.peer = ("tcp", host, port)
+        self.endpoint._tcp[self.peer] = self
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.framer.feed(data)
+        except RemoteProtocolError as exc:
+            # Framing is lost for good on a stream: answer if we can, then close.
+            logger.info("closing TCP %s:%d: %s", self.peer[1], self.peer[2], exc)
+            response = response_to_unparsable(exc)
+            if response is not None and self.transport is not None:
+                self.transport.write(bytes(response))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for message in messages:
+            self.endpoint.receive(message, self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.endpoint._tcp.pop(self.peer, None)
+
+
+class SipEndpoint:
+    """UDP+TCP SIP transports driving one TransactionLayer."""
+
+    def __init__(self, config: EndpointConfig, handler: Callable[[TransactionEvent], None]) -> None:
+        self.config = config
+        self.handler = handler
+        self.layer = TransactionLayer(config.timers)
+        self._udp: _UdpProtocol | None = None
+        self._tcp: dict[Peer, _TcpConnection] = {}
+        self._servers: list[asyncio.Server] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop = asyncio.get_running_loop()
+        self.dropped = 0
+        """Messages discarded as unparsable or invalid (for metrics and tests)."""
+        self.filter: Callable[[Peer], bool] | None = None
+        """When set and it returns False for a peer, that peer's messages are ignored (bans)."""
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        host, port = self.config.host, self.config.port
+        transport, protocol = await self._loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self), local_addr=(host, port)
+        )
+        self._udp = protocol
+        if port == 0:
+            port = transport.get_extra_info("sockname")[1]
+            self.config = _replace_port(self.config, port)
+        server = await self._loop.create_server(lambda: _TcpConnection(self), host, port)
+        self._servers.append(server)
+        logger.info("SIP listening on %s:%d (UDP, TCP)", host, port)
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for conn in list(self._tcp.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        for server in self._servers:
+            server.close()
+            await server.wait_closed()
+        if self._udp is not None and self._udp.transport is not None:
+            self._udp.transport.close()
+
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    # -- inbound ----------------------------------------------------------------------------
+
+    def receive(self, data: bytes, peer: Peer) -> None:
+        if self.filter is not None and not self.filter(peer):
+            return
+        if not data.strip(b"\r\n"):
+            return  # keep-alive CRLF
+        now = self._loop.time()
+        try:
+            message = parse_message(data)
+        except RemoteProtocolError as exc:
+            self._refuse(exc, peer)
+            return
+        if isinstance(message, SipRequest):
+            try:
+                check_request(message, allowed_methods=self.config.allowed_methods, supported=self.config.supported)
+                _note_source(message, peer)
+            except RemoteProtocolError as exc:
+                if message.method != "ACK":
+                    self._refuse(exc, peer, request=message)
+                return
+        try:
+            self.layer.receive(message, peer, reliable=peer[0] == "tcp", now=now)
+        except RemoteProtocolError as exc:
+            if isinstance(message, SipRequest) and message.method != "ACK":
+                self._refuse(exc, peer, request=message)
+        self._drain()
+
+    def _refuse(self, exc: RemoteProtocolError, peer: Peer, request: SipRequest | None = None) -> None:
+        self.dropped += 1
+        logger.info("refused message from %s:%d: %s (%d)", peer[1], peer[2], exc, exc.status_code)
+        if request is not None:
+            response: SipResponse | None = _make_response(request, exc.status_code, extra=exc.headers)
+        else:
+            response = response_to_unparsable(exc)
+        if response is not None:
+            self._stamp(response)
+            self._transmit(bytes(response), peer)
+
+    # -- outbound ---------------------------------------------------------------------------
+
+    def new_via(self, transport: str = "udp") -> Via:
+        return Via(
+            protocol="SIP/2.0",
+            transport=transport.upper(),
+            host=self.config.host,
+            port=self.config.port,
+            params={"branch": BRANCH_COOKIE + secrets.token_hex(8), "rport": None},
+        )
+
+    def send_request(self, request: SipRequest, peer: Peer) -> object:
+        self._stamp(request)
+        txn = self.layer.send_request(request, peer, reliable=peer[0] == "tcp", now=self._loop.time())
+        self._drain()
+        return txn
+
+    def send_response(self, transaction: object, response: SipResponse) -> None:
+        self._stamp(response)
+        try:
+            self.layer.send_response(transaction, response, now=self._loop.time())  # type: ignore[arg-type]
+        except LocalProtocolError as exc:
+            # The transaction ended under us (e.g. CANCEL raced the answer): nothing to send.
+            logger.debug("response %d not sent: %s", response.status, exc)
+        self._drain()
+
+    def send_stateless(self, message: SipRequest | SipResponse, peer: Peer) -> None:
+        self._stamp(message)
+        self._transmit(bytes(message), peer)
+
+    def _stamp(self, message: SipRequest | SipResponse) -> None:
+        name = "User-Agent" if isinstance(message, SipRequest) else "Server"
+        if name not in message.headers:
+            message.headers.add(name, self.config.user_agent)
+
+    # -- the sans-IO pump -------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        for data, peer in self.layer.datagrams_to_send():
+            self._transmit(data, peer)  # type: ignore[arg-type]
+        while (event := self.layer.next_event()) is not None:
+            try:
+                self.handler(event)
+            except Exception:
+                logger.exception("transaction user failed on %s", type(event).__name__)
+            # The handler may have queued output.
+            for data, peer in self.layer.datagrams_to_send():
+                self._transmit(data, peer)  # type: ignore[arg-type]
+        self._arm()
+
+    def _arm(self) -> None:
+        deadline = self.layer.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.layer.handle_timer(now=self._loop.time())
+        self._drain()
+
+    def _transmit(self, data: bytes, peer: Peer) -> None:
+        kind, host, port = peer
+        if kind == "tcp":
+            conn = self._tcp.get(peer)
+            if conn is not None and conn.transport is not None:
+                conn.transport.write(data)
+            else:
+                self._loop.create_task(self._connect_and_send(data, peer))
+        elif self._udp is not None and self._udp.transport is not None:
+            self._udp.transport.sendto(data, (host, port))
+
+    async def _connect_and_send(self, data: bytes, peer: Peer) -> None:
+        try:
+            _, conn = await self._loop.create_connection(lambda: _TcpConnection(self), peer[1], peer[2])
+        except OSError as exc:
+            logger.info("TCP connect to %s:%d failed: %s", peer[1], peer[2], exc)
+            return
+        if conn.transport is not None:
+            conn.transport.write(data)
+
+
+def _note_source(request: SipRequest, peer: Peer) -> None:
+    """RFC 3261 18.2.1 / RFC 3581: record where the request really came from in the top Via."""
+    vias = request.headers.get_all("Via")
+    if not vias:
+        return
+    top = Via.parse(vias[0])
+    changed = False
+    if top.host != peer[1]:
+        top.params["received"] = peer[1]
+        changed = True
+    if "rport" in top.params:
+        top.params["rport"] = str(peer[2])
+        top.params.setdefault("received", peer[1])
+        changed = True
+    if changed:
+        rest: Iterable[str] = vias[1:]
+        request.headers.remove("Via")
+        for value in (str(top), *rest):
+            request.headers.add("Via", value)
+
+
+def _replace_port(config: EndpointConfig, port: int) -> EndpointConfig:
+    from dataclasses import replace
+
+    return replace(config, port=port)
+
+
+__all__ = ["DEFAULT_METHODS", "EndpointConfig", "ParseError", "Peer", "SipEndpoint"]

@@ -1,0 +1,186 @@
+"""Media of one leg: SDP offer/answer state, the leg's RTP port, and relaying to a bridged leg.
+
+Relaying stays on the packet path without decoding when both legs use the same codec (the usual
+case: the B2BUA offers the callee the caller's codecs); only RFC 4733 packets are parsed, to
+report digits and to renumber their payload type for the other leg.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+
+from telephony.call import Dtmf
+from telephony.rtp import DtmfReceiver, RtpError, RtpPacket
+from telephony.sdp import (
+    PCMA,
+    PCMU,
+    Codec,
+    NegotiatedMedia,
+    SdpError,
+    SessionDescription,
+    accept_answer,
+    create_offer,
+    negotiate,
+)
+
+from .rtp import RtpEndpoint
+
+logger = logging.getLogger(__name__)
+
+# What the engine speaks, in its own order of preference.
+SUPPORTED: dict[str, Codec] = {"PCMU": PCMU, "PCMA": PCMA}
+TELEPHONE_EVENT_PT = 101
+
+
+class MediaError(Exception):
+    """An SDP we cannot accept; `status_code` is the SIP answer (488 Not Acceptable Here)."""
+
+    status_code = 488
+
+
+class MediaSession:
+    def __init__(self, rtp: RtpEndpoint, *, local_host: str, on_dtmf: Callable[[str, str], None]) -> None:
+        self.rtp = rtp
+        self.local_host = local_host
+        self._on_dtmf = on_dtmf
+        self.codec_name = "PCMU"
+        self.codec_pt = 0
+        self.remote_dte_pt: int | None = None
+        """Payload type of telephone-event in the far end's SDP (what it sends and expects)."""
+        self.held = False
+        self.connected_at: float | None = None
+        self.peer: MediaSession | None = None
+        self._session_id = secrets.randbelow(2**31)
+        self._version = 0
+        self._local: SessionDescription | None = None
+        self._offer: SessionDescription | None = None
+        self._dtmf = DtmfReceiver()
+        rtp.on_packet = self._on_packet
+
+    # -- offer / answer ---------------------------------------------------------------------
+
+    def _codecs(self, names: list[str] | None) -> list[Codec]:
+        return [SUPPORTED[n] for n in (names or list(SUPPORTED)) if n in SUPPORTED]
+
+    def make_offer(self, *, codecs: list[str] | None = None) -> bytes:
+        self._version += 1
+        self._local = self._offer = create_offer(
+            self._codecs(codecs),
+            local_addr=self.local_host,
+            port=self.rtp.port,
+            session_id=self._session_id,
+            version=self._version,
+            dtmf_payload_type=TELEPHONE_EVENT_PT,
+        )
+        return bytes(self._local)
+
+    def accept_offer(self, body: bytes, *, codecs: list[str] | None = None, reoffer: bool = False) -> None:
+        """Answer the far end's offer (initial INVITE or re-INVITE) with one of `codecs`."""
+        try:
+            offer = SessionDescription.parse(body)
+            self._version += 1
+            answer = negotiate(
+                offer,
+                self._codecs(codecs),
+                local_addr=self.local_host,
+                local_port=self.rtp.port,
+                session_id=self._session_id,
+                session_version=self._version,
+            )
+        except SdpError as exc:
+            raise MediaError(str(exc)) from exc
+        if answer.media is None:
+            raise MediaError("no acceptable audio stream in the offer")
+        self._local = answer.sdp
+        self._apply(answer.media)
+
+    def accept_answer(self, body: bytes) -> None:
+        """The far end's answer to our last offer."""
+        if self._offer is None:
+            raise MediaError("an answer without our offer")
+        try:
+            agreed = accept_answer(self._offer, SessionDescription.parse(body))
+        except SdpError as exc:
+            raise MediaError(str(exc)) from exc
+        if agreed is None:
+            raise MediaError("answer rejected the audio stream")
+        self._apply(agreed)
+
+    def _apply(self, agreed: NegotiatedMedia) -> None:
+        self.codec_name, self.codec_pt = agreed.codec_name.upper(), agreed.payload_type
+        self.remote_dte_pt = agreed.dtmf_payload_type
+        self.held = agreed.on_hold
+        if not agreed.remote_on_null_address and agreed.remote_port:
+            self.rtp.set_remote((agreed.remote_addr, agreed.remote_port))
+
+    def local_sdp(self) -> bytes:
+        if self._local is None:
+            raise MediaError("no local description yet")
+        return bytes(self._local)
+
+    # -- packet path --------------------------------------------------------------------------
+
+    def _on_packet(self, data: bytes) -> None:
+        if len(data) < 12:
+            return
+        pt = data[1] & 0x7F
+        peer = self.peer
+        if pt == self.remote_dte_pt:
+            self._on_event_packet(data)
+            if peer is not None and peer.remote_dte_pt is not None:
+                if peer.remote_dte_pt != pt:
+                    data = data[:1] + bytes([(data[1] & 0x80) | peer.remote_dte_pt]) + data[2:]
+                peer.rtp.send(data)
+            return
+        if peer is None or pt != self.codec_pt:
+            return  # not bridged, or comfort noise / a codec nobody negotiated
+        if peer.codec_pt != pt:
+            data = _transcode(data, self.codec_name, peer.codec_name, peer.codec_pt)
+        peer.rtp.send(data)
+
+    def _on_event_packet(self, data: bytes) -> None:
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpError:
+            return
+        digit = self._dtmf.feed(packet)
+        if digit is not None:
+            self._on_dtmf(digit, "rfc4733")
+
+
+def _transcode(data: bytes, source: str, target: str, target_pt: int) -> bytes:
+    """G.711 mu-law <-> A-law for legs that negotiated different codecs (rare; costs a decode)."""
+    from telephony.media import CODECS
+
+    header_len = 12 + 4 * (data[0] & 0x0F)
+    pcm = CODECS[source].decode(data[header_len:])
+    payload = CODECS[target].encode(pcm)
+    return data[:1] + bytes([(data[1] & 0x80) | target_pt]) + data[2:header_len] + payload
+
+
+class MediaBridge:
+    """Two legs relaying RTP to each other until closed."""
+
+    def __init__(self, a: MediaSession, b: MediaSession) -> None:
+        self.a, self.b = a, b
+        a.peer, b.peer = b, a
+
+    def close(self) -> None:
+        if self.a.peer is self.b:
+            self.a.peer = None
+        if self.b.peer is self.a:
+            self.b.peer = None
+
+
+def bridge(a: object, b: object) -> MediaBridge:
+    """Relay the media of two answered Calls to each other."""
+    media_a = getattr(a, "media", None)
+    media_b = getattr(b, "media", None)
+    if not isinstance(media_a, MediaSession) or not isinstance(media_b, MediaSession):
+        raise MediaError("both calls need media to be bridged")
+    return MediaBridge(media_a, media_b)
+
+
+__all__ = ["SUPPORTED", "Dtmf", "MediaBridge", "MediaError", "MediaSession", "bridge"]

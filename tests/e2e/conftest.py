@@ -1,0 +1,72 @@
+"""The real engine on loopback for end-to-end tests, on a real (embedded) PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from callcenter.config import Config, parse_config
+from callcenter.runtime import Engine, start_engine
+from sip_test_env.ports import free_port, free_port_range
+
+ACCOUNTS = "".join(
+    f'[[accounts]]\nextension = "{n}"\npassword = "pass{n}"\ndisplay_name = "Agent {n}"\n\n'
+    for n in range(101, 106)
+) + '[[accounts]]\nextension = "190"\npassword = "pass190"\nrole = "supervisor"\n\n'
+
+
+def engine_config(*, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None) -> Config:
+    """A test config on free loopback ports; `static` maps extensions to fixed contact URIs."""
+    port = free_port("both")
+    low, high = free_port_range(400, "udp")
+    statics = "".join(
+        f'[[accounts]]\nextension = "{ext}"\npassword = "pass{ext}"\nstatic_contact = "{uri}"\n'
+        "max_calls = 1000\n\n"
+        for ext, uri in (static or {}).items()
+    )
+    text = (
+        f'[sip]\nlisten = "127.0.0.1:{port}"\nrtp_ports = "{low}-{high}"\n{extra_sip}\n'
+        f'[http]\nlisten = "127.0.0.1:{free_port("tcp")}"\n\n{extra}\n{ACCOUNTS}{statics}'
+    )
+    return parse_config(text, source="test.toml")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """One embedded PostgreSQL for the whole run (pgserver), in a temporary directory."""
+    import pgserver
+
+    root = Path(tempfile.mkdtemp(prefix="cc-pg-"))
+    server = pgserver.get_server(root, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def engine(pg_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    running = await start_engine(engine_config(), database_url=pg_url, data_dir=tmp_path)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def registrar_of(engine: Engine) -> str:
+    return f"127.0.0.1:{engine.sip_port}"

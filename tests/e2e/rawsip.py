@@ -1,0 +1,107 @@
+"""A bare UDP SIP client for tests that need exact control over each message (auth, bans)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+import secrets
+
+from telephony.sip import SipRequest, SipResponse, build_authorization, choose_challenge, parse_message
+
+
+class RawSipClient(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[SipRequest | SipResponse] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.inbox.put_nowait(parse_message(data))
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    @property
+    def host(self) -> str:
+        assert self.transport is not None
+        return str(self.transport.get_extra_info("sockname")[0])
+
+    @classmethod
+    async def open(cls, host: str = "127.0.0.1") -> RawSipClient:
+        loop = asyncio.get_running_loop()
+        _, client = await loop.create_datagram_endpoint(cls, local_addr=(host, 0))
+        return client
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, data: bytes, server: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, server)
+
+    async def receive(self, timeout: float = 2.0) -> SipRequest | SipResponse | None:
+        try:
+            return await asyncio.wait_for(self.inbox.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def response(self, timeout: float = 2.0) -> SipResponse | None:
+        """The next final response (provisional ones skipped)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            message = await self.receive(left)
+            if isinstance(message, SipResponse) and message.status >= 200:
+                return message
+        return None
+
+    def register(self, user: str, server: tuple[str, int], *, cseq: int, call_id: str,
+                 authorization: str | None = None, expires: int = 300) -> bytes:  # fmt: skip
+        host = f"{server[0]}:{server[1]}"
+        lines = [
+            f"REGISTER sip:{host} SIP/2.0",
+            f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{secrets.token_hex(8)};rport",
+            "Max-Forwards: 70",
+            f"From: <sip:{user}@{host}>;tag={secrets.token_hex(4)}",
+            f"To: <sip:{user}@{host}>",
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} REGISTER",
+            f"Contact: <sip:{user}@{self.host}:{self.port}>",
+            f"Expires: {expires}",
+        ]
+        if authorization:
+            lines.append(f"Authorization: {authorization}")
+        return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+
+    def invite(self, caller: str, callee: str, server: tuple[str, int], *, authorization: str | None = None,
+               cseq: int = 1, call_id: str | None = None) -> bytes:  # fmt: skip
+        host = f"{server[0]}:{server[1]}"
+        sdp = (
+            f"v=0\r\no=- 1 1 IN IP4 {self.host}\r\ns=-\r\nc=IN IP4 {self.host}\r\nt=0 0\r\n"
+            f"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        )
+        lines = [
+            f"INVITE sip:{callee}@{host} SIP/2.0",
+            f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{secrets.token_hex(8)};rport",
+            "Max-Forwards: 70",
+            f"From: <sip:{caller}@{host}>;tag={secrets.token_hex(4)}",
+            f"To: <sip:{callee}@{host}>",
+            f"Call-ID: {call_id or secrets.token_hex(8)}",
+            f"CSeq: {cseq} INVITE",
+            f"Contact: <sip:{caller}@{self.host}:{self.port}>",
+            "Content-Type: application/sdp",
+        ]
+        if authorization:
+            lines.append(f"Authorization: {authorization}")
+        body = sdp.encode()
+        return ("\r\n".join(lines) + f"\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def answer_challenge(response: SipResponse, *, user: str, password: str, method: str, uri: str, nc: int = 1) -> str:
+    challenge = choose_challenge(response.headers.get_all("WWW-Authenticate"))
+    return build_authorization(challenge, username=user, password=password, method=method, uri=uri,
+                               cnonce=secrets.token_hex(8), nc=nc)  # fmt: skip
