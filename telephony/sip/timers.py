@@ -43,11 +43,16 @@ class TimerConfig:
     """Timer D on unreliable transports: "at least 32 seconds" (RFC 3261 17.1.1.2), the time
     a UAC keeps absorbing retransmitted non-2xx final responses to its INVITE."""
 
+    trying_delay: float = 0.2
+    """How long an INVITE server transaction waits for the TU's first response before it sends
+    100 Trying itself: RFC 3261 17.2.1 allows skipping the 100 when the TU answers within 200 ms.
+    0 sends the 100 at once."""
+
     def __post_init__(self) -> None:
         if not 0 < self.t1 <= self.t2:
             raise ValueError(f"need 0 < T1 <= T2, got T1={self.t1} T2={self.t2}")
-        if self.t4 <= 0 or self.timer_d_unreliable < 0:
-            raise ValueError("T4 must be positive and Timer D non-negative")
+        if self.t4 <= 0 or self.timer_d_unreliable < 0 or self.trying_delay < 0:
+            raise ValueError("T4 must be positive, Timer D and the 100 Trying delay non-negative")
 
     @property
     def transaction_timeout(self) -> float:

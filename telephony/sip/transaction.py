@@ -18,7 +18,12 @@ code misused the machine and raises :class:`LocalProtocolError`.
 
 Choices beyond the letter of RFC 3261:
 
-- An INVITE server transaction sends "100 Trying" as soon as it is created.
+- An INVITE server transaction sends "100 Trying" only if the TU has not answered within
+  ``TimerConfig.trying_delay`` (200 ms, RFC 3261 17.2.1), or at once when the INVITE is
+  retransmitted before any answer. Peers such as pyVoIP 1.6.8 ignore a 401 that follows a 100,
+  and our TU challenges unauthenticated INVITEs synchronously.
+- Server transactions with the magic cookie are also keyed by CSeq number (see
+  :func:`server_key`).
 - After a 2xx to INVITE, the server transaction (Accepted state) does the UAS core's 2xx
   retransmission itself (RFC 3261 13.3.1.4: T1 doubling up to T2, on every transport), stops
   when the ACK for that 2xx arrives (matched by Call-ID, CSeq number and From tag, since that
@@ -243,6 +248,9 @@ class ServerInviteInput(Enum):
     TIMER_L = auto()
     TIMER_2XX = auto()
     """The UAS core's 2xx retransmission timer (RFC 3261 13.3.1.4)."""
+    TIMER_TRYING = auto()
+    """Deferred 100 Trying (RFC 3261 17.2.1): armed on creation, sends the 100 only if the TU
+    has not responded yet; it does nothing once any response went out."""
     TRANSPORT_ERROR = auto()
 
 
@@ -348,7 +356,11 @@ class Transaction(Generic[_S, _I]):
         if self.terminated:
             self._layer._remove(self)
             return
-        # Zero-length wait timers (reliable transports) fire at once, inside this input.
+        self._fire_due(now=now)
+
+    def _fire_due(self, *, now: float) -> None:
+        # Zero-length timers (wait timers on reliable transports) fire at once, inside the
+        # input that started them.
         while self._due_now and not self.terminated:
             self.handle(self._due_now.pop(0), now=now)
 
@@ -641,6 +653,7 @@ class ServerInviteTransaction(Transaction[ServerInviteState, ServerInviteInput])
         self.acked = False
         #: (Call-ID, CSeq number, From tag): how the ACK for a 2xx finds us (it has its own branch).
         self.ack_key = _ack_key(request)
+        self._start_timer(ServerInviteInput.TIMER_TRYING, self._config.trying_delay)
 
     def _transitions(self) -> _Table[ServerInviteState, ServerInviteInput]:
         return SERVER_INVITE_TRANSITIONS
@@ -654,6 +667,22 @@ class ServerInviteTransaction(Transaction[ServerInviteState, ServerInviteInput])
     def _resend_response(self, message: _Message) -> None:
         if self._last_response_bytes:
             self._send(self._last_response_bytes)
+
+    def _send_trying(self) -> None:
+        self._send_response(_trying(self.request))
+
+    def _trying_due(self, message: _Message) -> None:
+        # The TU may have answered (e.g. a synchronous 401) before the timer fired.
+        if self.last_response is None:
+            self._send_trying()
+
+    def _resend_or_trying(self, message: _Message) -> None:
+        # A retransmitted INVITE before any answer: the peer wants a sign of life now.
+        # Once the 100 went out, last_response is set and TIMER_TRYING does nothing.
+        if self.last_response is None:
+            self._send_trying()
+        else:
+            self._resend_response(message)
 
     def _send_2xx(self, message: _Message) -> None:
         self._send_response(message)
@@ -697,12 +726,14 @@ SERVER_INVITE_TRANSITIONS: dict[
     tuple[ServerInviteState, ServerInviteInput],
     tuple[Callable[[ServerInviteTransaction, _Message], None] | None, ServerInviteState],
 ] = {
-    # Proceeding: a retransmitted INVITE gets the last provisional again (100 Trying at least).
-    (_SI.PROCEEDING, _SIn.RECV_REQUEST): (_SIT._resend_response, _SI.PROCEEDING),
+    # Proceeding: a retransmitted INVITE gets the last provisional again, or 100 Trying when
+    # the TU has sent nothing yet; TIMER_TRYING sends the 100 unless the TU answered first.
+    (_SI.PROCEEDING, _SIn.RECV_REQUEST): (_SIT._resend_or_trying, _SI.PROCEEDING),
     (_SI.PROCEEDING, _SIn.RECV_ACK): (_SIT._ignore, _SI.PROCEEDING),
     (_SI.PROCEEDING, _SIn.SEND_1XX): (_SIT._send_response, _SI.PROCEEDING),
     (_SI.PROCEEDING, _SIn.SEND_2XX): (_SIT._send_2xx, _SI.ACCEPTED),
     (_SI.PROCEEDING, _SIn.SEND_FINAL): (_SIT._send_final, _SI.COMPLETED),
+    (_SI.PROCEEDING, _SIn.TIMER_TRYING): (_SIT._trying_due, _SI.PROCEEDING),
     (_SI.PROCEEDING, _SIn.TRANSPORT_ERROR): (_SIT._transport_failed, _SI.TERMINATED),
     # Accepted (RFC 6026): absorb INVITE retransmissions (re-sending the 2xx), retransmit the
     # 2xx until its ACK (13.3.1.4), let the TU send further 2xx.
@@ -711,17 +742,20 @@ SERVER_INVITE_TRANSITIONS: dict[
     (_SI.ACCEPTED, _SIn.SEND_2XX): (_SIT._send_response, _SI.ACCEPTED),
     (_SI.ACCEPTED, _SIn.TIMER_2XX): (_SIT._retransmit_2xx, _SI.ACCEPTED),
     (_SI.ACCEPTED, _SIn.TIMER_L): (_SIT._accepted_timeout, _SI.TERMINATED),
+    (_SI.ACCEPTED, _SIn.TIMER_TRYING): (None, _SI.ACCEPTED),
     (_SI.ACCEPTED, _SIn.TRANSPORT_ERROR): (_SIT._transport_failed, _SI.TERMINATED),
     # Completed: re-send the non-2xx final on retransmitted INVITE or Timer G, until the ACK.
     (_SI.COMPLETED, _SIn.RECV_REQUEST): (_SIT._resend_response, _SI.COMPLETED),
     (_SI.COMPLETED, _SIn.RECV_ACK): (_SIT._confirm, _SI.CONFIRMED),
     (_SI.COMPLETED, _SIn.TIMER_G): (_SIT._retransmit_final, _SI.COMPLETED),
     (_SI.COMPLETED, _SIn.TIMER_H): (_SIT._time_out, _SI.TERMINATED),
+    (_SI.COMPLETED, _SIn.TIMER_TRYING): (None, _SI.COMPLETED),
     (_SI.COMPLETED, _SIn.TRANSPORT_ERROR): (_SIT._transport_failed, _SI.TERMINATED),
     # Confirmed: absorb ACK retransmissions until Timer I.
     (_SI.CONFIRMED, _SIn.RECV_REQUEST): (_SIT._ignore, _SI.CONFIRMED),
     (_SI.CONFIRMED, _SIn.RECV_ACK): (_SIT._ignore, _SI.CONFIRMED),
     (_SI.CONFIRMED, _SIn.TIMER_I): (None, _SI.TERMINATED),
+    (_SI.CONFIRMED, _SIn.TIMER_TRYING): (None, _SI.CONFIRMED),
     (_SI.CONFIRMED, _SIn.TRANSPORT_ERROR): (None, _SI.CONFIRMED),
 }
 
@@ -803,17 +837,25 @@ def _ack_key(request: SipRequest) -> tuple[str, int, str | None]:
 def server_key(request: SipRequest) -> Hashable:
     """The server transaction a request belongs to (RFC 3261 17.2.3).
 
-    With the magic cookie: top Via branch and sent-by, and the method (INVITE for an ACK, so the
-    ACK for a non-2xx lands in the INVITE's transaction; CANCEL has its own). Without it (RFC
-    2543 peers): Request-URI, From tag, Call-ID, CSeq number, top Via and method; the To tag is
-    left out so the ACK (which carries it) still matches its INVITE.
+    With the magic cookie: top Via branch and sent-by, the method (INVITE for an ACK, so the
+    ACK for a non-2xx lands in the INVITE's transaction; CANCEL has its own), and, beyond RFC
+    3261, the CSeq number. pyVoIP 1.6.8 re-sends its INVITE with credentials after a 401 under
+    the same branch but a new CSeq; on branch alone that INVITE would be absorbed as a
+    retransmission of the completed first transaction and the call would hang. The ACK for a
+    non-2xx and the CANCEL carry their INVITE's CSeq number, so compliant peers match as before.
+    Without the cookie (RFC 2543 peers): Request-URI, From tag, Call-ID, CSeq number, top Via
+    and method; the To tag is left out so the ACK (which carries it) still matches its INVITE.
     Raises RemoteProtocolError (ParseError) when Via, CSeq, Call-ID or From is unreadable.
     """
+    return _server_key(request, _INVITE if request.method == _ACK else request.method)
+
+
+def _server_key(request: SipRequest, method: str) -> Hashable:
+    """:func:`server_key` with the method given (CANCEL looks for its INVITE this way)."""
     via = request.top_via
-    method = _INVITE if request.method == _ACK else request.method
     branch = via.branch
     if branch is not None and branch.startswith(MAGIC_COOKIE):
-        return (branch, via.host.lower(), via.port, method)
+        return (branch, via.host.lower(), via.port, method, request.cseq.seq)
     return (
         "rfc2543",
         str(request.uri),
@@ -919,9 +961,8 @@ class TransactionLayer:
             new = ServerNonInviteTransaction(self, request, peer, key, reliable=reliable, now=now)
         self._server[key] = new
         logger.debug("%s created for %s from %r", new.id, request.method, peer)
-        if isinstance(new, ServerInviteTransaction):
-            # We promise an answer within 200 ms (17.2.1): send it right away.
-            new.handle(ServerInviteInput.SEND_1XX, _trying(request), now=now)
+        # TIMER_TRYING of 0 (send the 100 at once) is due before the TU hears of the INVITE.
+        new._fire_due(now=now)
         self._events.append(RequestReceived(request, peer, new))
 
     def _receive_response(self, response: SipResponse, *, now: float) -> None:
@@ -1032,10 +1073,8 @@ class TransactionLayer:
     def find_invite_server_txn(self, cancel: SipRequest) -> ServerInviteTransaction | None:
         """The INVITE server transaction a CANCEL targets (RFC 3261 9.2: same matching rules as
         17.2.3 except the method), so the TU can answer the INVITE with 487."""
-        key = server_key(cancel)
-        if isinstance(key, tuple) and key and key[-1] == _CANCEL:
-            key = (*key[:-1], _INVITE)
-        found = self._server.get(key)
+        method = _INVITE if cancel.method == _CANCEL else cancel.method
+        found = self._server.get(_server_key(cancel, method))
         return found if isinstance(found, ServerInviteTransaction) else None
 
     def handle_timer(self, *, now: float) -> None:
@@ -1103,7 +1142,7 @@ class TransactionLayer:
 
 
 def _trying(request: SipRequest) -> SipResponse:
-    """100 Trying for a new INVITE; it copies Timestamp (RFC 3261 8.2.6.1)."""
+    """100 Trying for an INVITE; it copies Timestamp (RFC 3261 8.2.6.1)."""
     timestamp = request.headers.get("Timestamp")
     extra = [("Timestamp", timestamp)] if timestamp is not None else []
     return make_response(request, 100, extra=extra)

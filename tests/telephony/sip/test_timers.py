@@ -26,6 +26,7 @@ def test_defaults_are_rfc_values() -> None:
     assert config.timer_k(reliable=False) == 5.0
     assert config.timer_l == config.timer_m == 32.0
     assert config.first_2xx_retransmit == 0.5
+    assert config.trying_delay == 0.2  # RFC 3261 17.2.1: 200 ms
 
 
 def test_reliable_transport_has_no_retransmissions_and_no_waits() -> None:
@@ -78,7 +79,14 @@ def test_timer_d_follows_a_large_t1() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"t1": 0}, {"t1": 5.0, "t2": 4.0}, {"t4": 0}, {"timer_d_unreliable": -1}]
+    "kwargs",
+    [
+        {"t1": 0},
+        {"t1": 5.0, "t2": 4.0},
+        {"t4": 0},
+        {"timer_d_unreliable": -1},
+        {"trying_delay": -0.1},
+    ],
 )
 def test_invalid_config_is_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):

@@ -6,6 +6,8 @@ import itertools
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telephony.sip.errors import LocalProtocolError, ParseError
 from telephony.sip.message import SipRequest, SipResponse, make_response, parse_message
@@ -328,10 +330,12 @@ def receive_invite(
     return invite, txn
 
 
-def test_invite_server_sends_100_trying_at_once() -> None:
+def test_invite_server_sends_100_trying_when_the_tu_is_silent() -> None:
     layer = TransactionLayer()
     invite, txn = receive_invite(layer, extra="Timestamp: 54\r\n")
-    (trying,) = sent(layer)
+    assert sent(layer) == []  # deferred: the TU may answer within 200 ms (17.2.1)
+    ((at, (trying,)),) = run_until(layer, 100.0)
+    assert at == TimerConfig().trying_delay
     assert trying.status == 100
     assert trying.to.tag is None
     assert trying.headers.get("Timestamp") == "54"
@@ -405,7 +409,7 @@ def test_invite_server_2xx_retransmitted_until_its_ack() -> None:
     layer = TransactionLayer()
     invite, txn = receive_invite(layer)
     layer.send_response(txn, make_response(invite, 200, to_tag="t1"), now=0.0)
-    assert [m.status for m in sent(layer)] == [100, 200]
+    assert [m.status for m in sent(layer)] == [200]  # answered at once: no 100 Trying
     assert txn.state is ServerInviteState.ACCEPTED
     log = run_until(layer, 4.0)
     assert starts(log) == [0.5, 1.5, 3.5]
@@ -486,6 +490,152 @@ def test_request_without_via_is_a_remote_error() -> None:
     with pytest.raises(ParseError):
         layer.receive(invite, PEER, reliable=False, now=0.0)
     assert layer.active_count == 0
+
+
+# --- deferred 100 Trying (RFC 3261 17.2.1) ----------------------------------------------------
+# pyVoIP 1.6.8 ignores a 401 that follows a 100 Trying; our TU challenges at once.
+
+
+def statuses(log: list[tuple[float, list[Any]]]) -> list[int]:
+    return [m.status for _, out in log for m in out]
+
+
+@pytest.mark.parametrize("reliable", [False, True])
+def test_no_100_trying_when_the_tu_challenges_at_once(reliable: bool) -> None:
+    layer = TransactionLayer()
+    invite = request()
+    layer.receive(invite, PEER, reliable=reliable, now=10.0)
+    (ev,) = events(layer)
+    assert isinstance(ev, RequestReceived) and ev.transaction is not None
+    layer.send_response(ev.transaction, make_response(invite, 401, to_tag="t1"), now=10.0)
+    seen = [m.status for m in sent(layer)]
+    seen += statuses(run_until(layer, 10.1))
+    layer.receive(request("ACK", to_tag="t1"), PEER, reliable=reliable, now=10.1)
+    seen += [m.status for m in sent(layer)]
+    seen += statuses(run_until(layer, 1000.0))
+    assert seen and set(seen) == {401}
+    assert layer.active_count == 0
+
+
+@pytest.mark.parametrize("reliable", [False, True])
+def test_silent_tu_gets_exactly_one_100_trying_after_the_delay(reliable: bool) -> None:
+    layer = TransactionLayer()
+    invite = request(extra="Timestamp: 3.5\r\n")
+    layer.receive(invite, PEER, reliable=reliable, now=7.0)
+    (ev,) = events(layer)
+    assert isinstance(ev, RequestReceived)
+    assert sent(layer) == []
+    ((at, (trying,)),) = run_until(layer, 1000.0)
+    assert at == 7.0 + TimerConfig().trying_delay
+    assert trying.status == 100 and trying.headers.get("Timestamp") == "3.5"
+    assert ev.transaction is not None and ev.transaction.state is ServerInviteState.PROCEEDING
+    assert layer.get_timer() is None
+
+
+def test_ringing_before_the_delay_suppresses_100_trying() -> None:
+    layer = TransactionLayer()
+    invite, txn = receive_invite(layer)
+    assert run_until(layer, 0.1) == []
+    layer.send_response(txn, make_response(invite, 180, to_tag="t1"), now=0.1)
+    assert [m.status for m in sent(layer)] == [180]
+    assert run_until(layer, 1000.0) == []
+    assert txn.state is ServerInviteState.PROCEEDING
+
+
+def test_retransmitted_invite_before_any_answer_gets_100_at_once() -> None:
+    layer = TransactionLayer()
+    invite, txn = receive_invite(layer, extra="Timestamp: 1\r\n")
+    layer.receive(invite, PEER, reliable=False, now=0.1)
+    (trying,) = sent(layer)
+    assert trying.status == 100 and trying.headers.get("Timestamp") == "1"
+    assert events(layer) == []
+    assert run_until(layer, 1000.0) == []  # the timer has nothing left to do
+    layer.receive(invite, PEER, reliable=False, now=1000.0)
+    assert [m.status for m in sent(layer)] == [100]
+    layer.send_response(txn, make_response(invite, 401, to_tag="t1"), now=1000.1)
+    layer.receive(invite, PEER, reliable=False, now=1000.2)
+    assert [m.status for m in sent(layer)] == [401, 401]
+
+
+def test_zero_trying_delay_sends_100_before_the_tu_hears_of_the_invite() -> None:
+    layer = TransactionLayer(TimerConfig(trying_delay=0.0))
+    layer.receive(request(), PEER, reliable=False, now=0.0)
+    assert [m.status for m in sent(layer)] == [100]
+    assert isinstance(events(layer)[0], RequestReceived)
+    assert layer.get_timer() is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    answer_at=st.none() | st.floats(0.0, 1.0),
+    retransmits=st.lists(st.floats(0.0, 1.0), max_size=4),
+    reliable=st.booleans(),
+)
+def test_100_trying_is_only_sent_before_the_first_answer(
+    answer_at: float | None, retransmits: list[float], reliable: bool
+) -> None:
+    layer = TransactionLayer()
+    invite, txn = receive_invite(layer, reliable=reliable)
+    delay = layer.config.trying_delay
+    # On a tie, timers fire first, then the TU answers, then the retransmission arrives.
+    steps = sorted(
+        [(t, 1) for t in retransmits] + ([(answer_at, 0)] if answer_at is not None else [])
+    )
+    out: list[int] = []
+    for t, is_retransmit in steps:
+        out += statuses(run_until(layer, t))
+        if is_retransmit:
+            layer.receive(invite, PEER, reliable=reliable, now=t)
+        else:
+            layer.send_response(txn, make_response(invite, 401, to_tag="t1"), now=t)
+        out += [m.status for m in sent(layer)]
+    out += statuses(run_until(layer, 1000.0))
+
+    early = [t for t in retransmits if answer_at is None or t < answer_at]
+    timer_sends = (answer_at is None or delay <= answer_at) and all(t >= delay for t in early)
+    # Each early retransmission is answered with a 100; the timer adds one only if it
+    # fired before both the answer and any retransmission.
+    assert out.count(100) == len(early) + timer_sends
+    if answer_at is None:
+        assert out.count(100) >= 1  # RFC 3261 17.2.1: the MUST when the TU stays silent
+    else:
+        first_answer = out.index(401)
+        assert 100 not in out[first_answer:]
+
+
+# --- lenient matching for pyVoIP ---------------------------------------------------------------
+
+
+def test_reauthenticated_invite_reusing_the_branch_is_a_new_transaction() -> None:
+    # pyVoIP 1.6.8 sends the INVITE with credentials under the first INVITE's branch,
+    # with the next CSeq number.
+    layer = TransactionLayer()
+    branch = "z9hG4bKpyvoip1"
+    first, txn1 = receive_invite(layer, branch=branch, cseq=1)
+    layer.send_response(txn1, make_response(first, 401, to_tag="t1"), now=0.0)
+    assert [m.status for m in sent(layer)] == [401]
+    ack = request("ACK", branch=branch, cseq=1, to_tag="t1")
+    layer.receive(ack, PEER, reliable=False, now=0.05)
+    assert events(layer) == []  # absorbed by the first transaction
+    assert txn1.state is ServerInviteState.CONFIRMED
+
+    second = request(branch=branch, cseq=2, extra='Authorization: Digest username="a"\r\n')
+    layer.receive(second, PEER, reliable=False, now=0.1)
+    (ev,) = events(layer)
+    assert isinstance(ev, RequestReceived) and ev.request is second
+    txn2 = ev.transaction
+    assert isinstance(txn2, ServerInviteTransaction) and txn2 is not txn1
+    assert txn2.state is ServerInviteState.PROCEEDING
+    assert txn1.state is ServerInviteState.CONFIRMED and len(layer) == 2
+    # A late copy of the first INVITE is still absorbed by the first transaction.
+    layer.receive(first, PEER, reliable=False, now=0.15)
+    assert events(layer) == [] and sent(layer) == []
+    # A CANCEL finds the INVITE with its own CSeq number.
+    cancel = request("CANCEL", branch=branch, cseq=2)
+    assert layer.find_invite_server_txn(cancel) is txn2
+    layer.send_response(txn2, make_response(second, 200, to_tag="t2"), now=0.2)
+    assert [m.status for m in sent(layer)] == [200]
+    assert txn2.state is ServerInviteState.ACCEPTED
 
 
 # --- non-INVITE server -----------------------------------------------------------------------
