@@ -38,7 +38,7 @@ Peer = tuple[str, str, int]
 BRANCH_COOKIE = "z9hG4bK"
 # Methods the engine understands; anything else gets 501 with this Allow list.
 DEFAULT_METHODS = frozenset(
-    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "NOTIFY", "MESSAGE"}
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "NOTIFY"}
 )
 
 
