@@ -25,13 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the engine. Without --database-url an embedded PostgreSQL is started in "
         "the data directory. SIGINT/SIGTERM hang up every call with BYE and stop cleanly.",
     )
-    serve.add_argument("--config", default="callcenter.example.toml", help="TOML config file (default: %(default)s)")
+    serve.add_argument(
+        "--config",
+        default="callcenter.example.toml",
+        help="TOML config file (default: %(default)s)",
+    )
     serve.add_argument("--database-url", help="external PostgreSQL URL (default: embedded server)")
-    serve.add_argument("--data-dir", help="state directory: embedded PostgreSQL, recordings (default: config)")
-    serve.add_argument("--sip-listen", metavar="HOST:PORT", help="SIP address, UDP and TCP (default: config)")
+    serve.add_argument(
+        "--data-dir", help="state directory: embedded PostgreSQL, recordings (default: config)"
+    )
+    serve.add_argument(
+        "--sip-listen", metavar="HOST:PORT", help="SIP address, UDP and TCP (default: config)"
+    )
     serve.add_argument("--http-listen", metavar="HOST:PORT", help="HTTP address (default: config)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    check = commands.add_parser("check-config", help="validate a config file and exit (2 on errors)")
+    check = commands.add_parser(
+        "check-config", help="validate a config file and exit (2 on errors)"
+    )
     check.add_argument("config")
     return parser
 

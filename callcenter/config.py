@@ -145,7 +145,9 @@ class _Reader:
         self.lines = text.splitlines()
         self.source = source
 
-    def fail(self, reason: str, *, table: str | None, key: str | None, index: int = 0) -> ConfigError:
+    def fail(
+        self, reason: str, *, table: str | None, key: str | None, index: int = 0
+    ) -> ConfigError:
         return ConfigError(self.source, self._line_of(table, key, index), reason)
 
     def _line_of(self, table: str | None, key: str | None, index: int) -> int | None:
@@ -172,7 +174,9 @@ class _Reader:
                 return number + 1
         return start + 1 if table else None
 
-    def _check_keys(self, data: dict[str, Any], allowed: set[str], table: str | None, index: int = 0) -> None:
+    def _check_keys(
+        self, data: dict[str, Any], allowed: set[str], table: str | None, index: int = 0
+    ) -> None:
         for key in data:
             if key not in allowed:
                 raise self.fail(f"unknown key {key!r}", table=table, key=key, index=index)
@@ -183,7 +187,9 @@ class _Reader:
         except ValueError as exc:
             raise self.fail(str(exc), table=table, key=key) from exc
 
-    def _number(self, data: dict[str, Any], key: str, default: float, table: str, *, minimum: float) -> float:
+    def _number(
+        self, data: dict[str, Any], key: str, default: float, table: str, *, minimum: float
+    ) -> float:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
             raise self.fail(f"{key} must be a number >= {minimum}", table=table, key=key)
@@ -201,7 +207,9 @@ class _Reader:
         security = data.get("security", {})
         self._check_keys(security, {"max_auth_failures", "window", "ban_seconds"}, "security")
         sec = SecuritySettings(
-            max_auth_failures=int(self._number(security, "max_auth_failures", 10, "security", minimum=1)),
+            max_auth_failures=int(
+                self._number(security, "max_auth_failures", 10, "security", minimum=1)
+            ),
             window=self._number(security, "window", 60.0, "security", minimum=1),
             ban_seconds=self._number(security, "ban_seconds", 600.0, "security", minimum=0),
         )
@@ -218,17 +226,29 @@ class _Reader:
 
     def sip(self, data: dict[str, Any]) -> SipSettings:
         allowed = {
-            "listen", "realm", "ring_timeout", "rtp_inactivity_timeout", "rtp_ports", "t1",
-            "nonce_lifetime", "max_registration", "min_registration", "digest_algorithms",
-        }  # fmt: skip
+            "listen",
+            "realm",
+            "ring_timeout",
+            "rtp_inactivity_timeout",
+            "rtp_ports",
+            "t1",
+            "nonce_lifetime",
+            "max_registration",
+            "min_registration",
+            "digest_algorithms",
+        }
         self._check_keys(data, allowed, "sip")
         ports = data.get("rtp_ports", "20000-29999")
         match = re.fullmatch(r"(\d+)-(\d+)", str(ports))
         if not match or not 1024 <= int(match.group(1)) < int(match.group(2)) <= 65535:
-            raise self.fail("rtp_ports must be LOW-HIGH within 1024-65535", table="sip", key="rtp_ports")
+            raise self.fail(
+                "rtp_ports must be LOW-HIGH within 1024-65535", table="sip", key="rtp_ports"
+            )
         realm = data.get("realm", "callcenter")
         if not isinstance(realm, str) or not realm or '"' in realm:
-            raise self.fail("realm must be a non-empty string without quotes", table="sip", key="realm")
+            raise self.fail(
+                "realm must be a non-empty string without quotes", table="sip", key="realm"
+            )
         algorithms = data.get("digest_algorithms", ["MD5"])
         if (
             not isinstance(algorithms, list)
@@ -236,14 +256,18 @@ class _Reader:
             or any(a not in ("SHA-256", "MD5") for a in algorithms)
         ):
             raise self.fail(
-                'digest_algorithms must be a list of "SHA-256" and/or "MD5"', table="sip", key="digest_algorithms"
+                'digest_algorithms must be a list of "SHA-256" and/or "MD5"',
+                table="sip",
+                key="digest_algorithms",
             )
         return SipSettings(
             digest_algorithms=tuple(algorithms),
             listen=self._hostport(data.get("listen", "127.0.0.1:5060"), "sip", "listen"),
             realm=realm,
             ring_timeout=self._number(data, "ring_timeout", 30.0, "sip", minimum=1),
-            rtp_inactivity_timeout=self._number(data, "rtp_inactivity_timeout", 30.0, "sip", minimum=1),
+            rtp_inactivity_timeout=self._number(
+                data, "rtp_inactivity_timeout", 30.0, "sip", minimum=1
+            ),
             rtp_ports=(int(match.group(1)), int(match.group(2))),
             t1=self._number(data, "t1", 0.5, "sip", minimum=0.01),
             nonce_lifetime=self._number(data, "nonce_lifetime", 300.0, "sip", minimum=5),
@@ -253,7 +277,9 @@ class _Reader:
 
     def accounts(self, items: Any) -> tuple[Account, ...]:
         if not isinstance(items, list):
-            raise self.fail("accounts must be an array of tables [[accounts]]", table=None, key="accounts")
+            raise self.fail(
+                "accounts must be an array of tables [[accounts]]", table=None, key="accounts"
+            )
         seen: set[str] = set()
         result = []
         allowed = {"extension", "password", "display_name", "role", "static_contact", "max_calls"}
@@ -263,37 +289,50 @@ class _Reader:
             if not _EXTENSION.match(extension):
                 raise self.fail(
                     f"extension must be 2-8 digits, got {extension!r}",
-                    table="accounts", key="extension", index=index,
-                )  # fmt: skip
+                    table="accounts",
+                    key="extension",
+                    index=index,
+                )
             if extension in seen:
                 raise self.fail(
-                    f"extension {extension} is defined twice", table="accounts", key="extension", index=index
+                    f"extension {extension} is defined twice",
+                    table="accounts",
+                    key="extension",
+                    index=index,
                 )
             seen.add(extension)
             password = item.get("password")
             if not isinstance(password, str) or len(password) < 4:
                 raise self.fail(
                     f"account {extension}: password must be a string of at least 4 characters",
-                    table="accounts", key="password", index=index,
-                )  # fmt: skip
+                    table="accounts",
+                    key="password",
+                    index=index,
+                )
             role = item.get("role", "agent")
             if role not in ROLES:
                 raise self.fail(
                     f"account {extension}: role must be one of {', '.join(ROLES)}, got {role!r}",
-                    table="accounts", key="role", index=index,
-                )  # fmt: skip
+                    table="accounts",
+                    key="role",
+                    index=index,
+                )
             static = item.get("static_contact")
             if static is not None and not str(static).startswith("sip:"):
                 raise self.fail(
                     f"account {extension}: static_contact must be a sip: URI",
-                    table="accounts", key="static_contact", index=index,
-                )  # fmt: skip
+                    table="accounts",
+                    key="static_contact",
+                    index=index,
+                )
             max_calls = item.get("max_calls", 1)
             if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 1:
                 raise self.fail(
                     f"account {extension}: max_calls must be a whole number >= 1",
-                    table="accounts", key="max_calls", index=index,
-                )  # fmt: skip
+                    table="accounts",
+                    key="max_calls",
+                    index=index,
+                )
             result.append(
                 Account(
                     max_calls=max_calls,

@@ -42,7 +42,9 @@ def _start_embedded(data_dir: Path) -> tuple[Any, str]:
     return server, server.get_uri()
 
 
-async def open_database(url: str | None, data_dir: Path, *, min_size: int = 1, max_size: int = 8) -> Database:
+async def open_database(
+    url: str | None, data_dir: Path, *, min_size: int = 1, max_size: int = 8
+) -> Database:
     """Connect (starting the embedded server when url is None) and apply migrations."""
     embedded = None
     if url is None:

@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crm_bridge import CallLog, CallRecord
-from pbx import AuthFailureBan, Authenticator, BanPolicy, CallSummary, Extension, Registrar, Switchboard
+from pbx import (
+    Authenticator,
+    AuthFailureBan,
+    BanPolicy,
+    CallSummary,
+    Extension,
+    Registrar,
+    Switchboard,
+)
 from telephony.aio import EndpointConfig, UserAgent, UserAgentConfig
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
@@ -42,16 +50,25 @@ class Engine:
             await self.database.close()
 
 
-async def start_engine(config: Config, *, database_url: str | None = None, data_dir: Path | None = None,
-                       with_database: bool = True) -> Engine:  # fmt: skip
+async def start_engine(
+    config: Config,
+    *,
+    database_url: str | None = None,
+    data_dir: Path | None = None,
+    with_database: bool = True,
+) -> Engine:
     sip = config.sip
     database = None
     call_log = None
     if with_database:
-        database = await open_database(database_url or config.database_url, data_dir or config.data_dir)
+        database = await open_database(
+            database_url or config.database_url, data_dir or config.data_dir
+        )
         call_log = CallLog(database.pool)
     ua_config = UserAgentConfig(
-        endpoint=EndpointConfig(host=sip.listen.host, port=sip.listen.port, timers=TimerConfig(t1=sip.t1)),
+        endpoint=EndpointConfig(
+            host=sip.listen.host, port=sip.listen.port, timers=TimerConfig(t1=sip.t1)
+        ),
         rtp_ports=sip.rtp_ports,
         rtp_inactivity_timeout=sip.rtp_inactivity_timeout,
     )
@@ -72,11 +89,18 @@ async def start_engine(config: Config, *, database_url: str | None = None, data_
         DigestConfig(nonce_lifetime=sip.nonce_lifetime, algorithms=sip.digest_algorithms),
     )
     sec = config.security
-    ban = AuthFailureBan(BanPolicy(max_failures=sec.max_auth_failures, window=sec.window, ban_seconds=sec.ban_seconds))
+    ban = AuthFailureBan(
+        BanPolicy(
+            max_failures=sec.max_auth_failures, window=sec.window, ban_seconds=sec.ban_seconds
+        )
+    )
     authenticator = Authenticator(
         {a.extension: a.password for a in config.accounts}, realm=sip.realm, digest=digest, ban=ban
     )
-    extensions = {a.extension: Extension(a.extension, a.display_name, a.role, a.max_calls) for a in config.accounts}
+    extensions = {
+        a.extension: Extension(a.extension, a.display_name, a.role, a.max_calls)
+        for a in config.accounts
+    }
     engine = Engine(config, ua, None, database, call_log)  # type: ignore[arg-type]
     engine.switchboard = Switchboard(
         ua,

@@ -41,7 +41,15 @@ class CallLog:
             "INSERT INTO calls (call_id, direction, from_number, to_number, started_at,"
             " answered_at, ended_at, outcome, sip_status, hangup_cause)"
             " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING id",
-            call.call_id, call.direction, call.from_number, call.to_number, call.started_at,
-            call.answered_at, call.ended_at, call.outcome, call.sip_status, call.hangup_cause,
-        )  # fmt: skip
+            call.call_id,
+            call.direction,
+            call.from_number,
+            call.to_number,
+            call.started_at,
+            call.answered_at,
+            call.ended_at,
+            call.outcome,
+            call.sip_status,
+            call.hangup_cause,
+        )
         return row_id

@@ -11,7 +11,14 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from telephony.sip import AuthResult, DigestError, DigestServer, SipRequest, SipUri, parse_credentials
+from telephony.sip import (
+    AuthResult,
+    DigestError,
+    DigestServer,
+    SipRequest,
+    SipUri,
+    parse_credentials,
+)
 
 from .security import AuthFailureBan, log_auth_failure
 
@@ -61,7 +68,11 @@ class Authenticator:
             credentials = None
         result = (
             self.digest.verify(
-                credentials, method=request.method, realm=self.realm, now=now, password_lookup=self.passwords.get
+                credentials,
+                method=request.method,
+                realm=self.realm,
+                now=now,
+                password_lookup=self.passwords.get,
             )
             if credentials is not None
             else AuthResult.MALFORMED
@@ -72,7 +83,9 @@ class Authenticator:
             claimed = identity.uri.user if isinstance(identity.uri, SipUri) else None
             if claimed != username:
                 # Authenticated, but speaking for someone else: caller-ID spoofing or hijack.
-                log_auth_failure(peer[1], peer[2], username or "", "identity_mismatch", request.method)
+                log_auth_failure(
+                    peer[1], peer[2], username or "", "identity_mismatch", request.method
+                )
                 return AuthDecision(None, 403)
             return AuthDecision(username)
         if result.stale:
@@ -82,7 +95,8 @@ class Authenticator:
             logger.warning("banning %s after repeated authentication failures", peer[1])
         return self._challenge(status, challenge_name, now=now)
 
-    def _challenge(self, status: int, name: str, *, now: float, stale: bool = False) -> AuthDecision:
+    def _challenge(
+        self, status: int, name: str, *, now: float, stale: bool = False
+    ) -> AuthDecision:
         values = self.digest.challenge(self.realm, now=now, stale=stale)
         return AuthDecision(None, status, tuple((name, v) for v in values))
-

@@ -45,7 +45,14 @@ class CallSummary:
         return (self.ended_at - self.answered_at).total_seconds()
 
 
-_OUTCOME_BY_STATUS = {486: "busy", 600: "busy", 480: "no-answer", 408: "no-answer", 487: "cancelled", 603: "rejected"}
+_OUTCOME_BY_STATUS = {
+    486: "busy",
+    600: "busy",
+    480: "no-answer",
+    408: "no-answer",
+    487: "cancelled",
+    603: "rejected",
+}
 
 
 class BridgedCall:
@@ -98,7 +105,9 @@ class BridgedCall:
                 continue
             try:
                 legs.append(
-                    await self.ua.dial(uri, binding.peer, from_=self.caller_identity, to=to, codecs=codecs)
+                    await self.ua.dial(
+                        uri, binding.peer, from_=self.caller_identity, to=to, codecs=codecs
+                    )
                 )
             except OSError as exc:
                 logger.warning("call %s: cannot dial %s: %s", self.a.call_id, uri, exc)
@@ -121,11 +130,18 @@ class BridgedCall:
         await self._talk(winner)
 
     def _callee_uri(self) -> SipUri:
-        return SipUri(scheme="sip", user=self.callee, password=None, host=self.ua.endpoint.host,
-                      port=self.ua.endpoint.port, params={}, headers={})  # fmt: skip
+        return SipUri(
+            scheme="sip",
+            user=self.callee,
+            password=None,
+            host=self.ua.endpoint.host,
+            port=self.ua.endpoint.port,
+            params={},
+            headers={},
+        )
 
     async def _ring(self, legs: list[Call]) -> Call | None:
-        """Wait for the first callee leg to answer; ring timeout, caller CANCEL and rejections end it."""
+        """The first callee leg to answer; ring timeout, caller CANCEL or rejections give None."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ring_timeout
         pending = {leg: loop.create_task(leg.next_event()) for leg in legs}
@@ -134,8 +150,11 @@ class BridgedCall:
         ringing = False
         while pending:
             waiters: set[asyncio.Future[object]] = {*pending.values(), caller_gone}  # type: ignore[arg-type]
-            done, _ = await asyncio.wait(waiters, timeout=max(0.0, deadline - loop.time()),
-                                         return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            done, _ = await asyncio.wait(
+                waiters,
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             if caller_gone in done:
                 self.summary.outcome = "cancelled"
                 self.summary.sip_status = self.a.final_status or 487

@@ -36,14 +36,18 @@ class Binding:
 class RegistrationError(Exception):
     """A REGISTER the registrar refuses; status and headers of the response."""
 
-    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.headers = headers or []
 
 
 class Registrar:
-    def __init__(self, *, min_expires: int = 60, max_expires: int = 3600, default_expires: int = 3600) -> None:
+    def __init__(
+        self, *, min_expires: int = 60, max_expires: int = 3600, default_expires: int = 3600
+    ) -> None:
         self.min_expires = min_expires
         self.max_expires = max_expires
         self.default_expires = min(default_expires, max_expires)
@@ -57,7 +61,9 @@ class Registrar:
         binding = Binding(extension, contact, peer, float("inf"), "static", 0, static=True)
         self._bindings.setdefault(extension, []).append(binding)
 
-    def register(self, extension: str, request: SipRequest, peer: Peer, *, now: float) -> list[Binding]:
+    def register(
+        self, extension: str, request: SipRequest, peer: Peer, *, now: float
+    ) -> list[Binding]:
         """Apply a REGISTER (already authenticated as `extension`); returns the current bindings."""
         self.prune(now)
         call_id, cseq = request.call_id, request.cseq.seq
@@ -72,9 +78,13 @@ class Registrar:
         for contact in request.contacts:
             expires = _contact_expires(contact, header_expires, self.default_expires)
             if 0 < expires < self.min_expires:
-                raise RegistrationError(423, "Interval Too Brief", [("Min-Expires", str(self.min_expires))])
+                raise RegistrationError(
+                    423, "Interval Too Brief", [("Min-Expires", str(self.min_expires))]
+                )
             expires = min(expires, self.max_expires)
-            existing = next((b for b in current if _same_uri(b.contact, contact) and not b.static), None)
+            existing = next(
+                (b for b in current if _same_uri(b.contact, contact) and not b.static), None
+            )
             if existing is not None and existing.call_id == call_id and existing.cseq >= cseq:
                 # RFC 3261 10.3 step 7: an older or repeated request must not undo a newer one.
                 raise RegistrationError(500, "Out of order REGISTER")
@@ -83,12 +93,21 @@ class Registrar:
             if expires == 0:
                 logger.info("registrar: %s removed %s", extension, contact.uri)
                 continue
-            stored = NameAddr(display_name=contact.display_name, uri=contact.uri,
-                              params={k: v for k, v in contact.params.items() if k != "expires"})  # fmt: skip
+            stored = NameAddr(
+                display_name=contact.display_name,
+                uri=contact.uri,
+                params={k: v for k, v in contact.params.items() if k != "expires"},
+            )
             current.append(Binding(extension, stored, peer, now + expires, call_id, cseq))
             if existing is None:
-                logger.info("registrar: %s registered %s from %s:%d for %d s", extension, contact.uri,
-                            peer[1], peer[2], expires)  # fmt: skip
+                logger.info(
+                    "registrar: %s registered %s from %s:%d for %d s",
+                    extension,
+                    contact.uri,
+                    peer[1],
+                    peer[2],
+                    expires,
+                )
         return list(current)
 
     def lookup(self, extension: str, *, now: float) -> list[Binding]:
@@ -109,7 +128,9 @@ class Registrar:
             if binding.static:
                 continue
             params = {**binding.contact.params, "expires": str(binding.expires_in(now))}
-            contact = NameAddr(display_name=binding.contact.display_name, uri=binding.contact.uri, params=params)
+            contact = NameAddr(
+                display_name=binding.contact.display_name, uri=binding.contact.uri, params=params
+            )
             lines.append(("Contact", str(contact)))
         return lines
 
@@ -125,4 +146,3 @@ def _contact_expires(contact: NameAddr, header: int | None, default: int) -> int
 
 def _same_uri(a: NameAddr, b: NameAddr) -> bool:
     return str(a.uri) == str(b.uri)
-

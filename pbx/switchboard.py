@@ -108,14 +108,26 @@ class Switchboard:
         ext = self.extensions[caller]
         identity = NameAddr(
             display_name=ext.display_name or None,
-            uri=SipUri(scheme="sip", user=caller, password=None, host=self.ua.endpoint.host,
-                       port=self.ua.endpoint.port, params={}, headers={}),
+            uri=SipUri(
+                scheme="sip",
+                user=caller,
+                password=None,
+                host=self.ua.endpoint.host,
+                port=self.ua.endpoint.port,
+                params={},
+                headers={},
+            ),
             params={},
-        )  # fmt: skip
+        )
         bridged = BridgedCall(
-            self.ua, call, caller=caller, callee=callee, bindings=bindings,
-            ring_timeout=self.ring_timeout, caller_identity=identity,
-        )  # fmt: skip
+            self.ua,
+            call,
+            caller=caller,
+            callee=callee,
+            bindings=bindings,
+            ring_timeout=self.ring_timeout,
+            caller_identity=identity,
+        )
         self.active[call.call_id] = bridged
         task = self.ua.loop.create_task(self._run(bridged))
         self._tasks.add(task)
@@ -128,9 +140,14 @@ class Switchboard:
             self.active.pop(bridged.a.call_id, None)
         logger.info(
             "call %s %s -> %s: %s (status %s, talk %.1f s, cause %s)",
-            summary.call_id, summary.caller, summary.callee, summary.outcome, summary.sip_status,
-            summary.talk_seconds, summary.hangup_cause,
-        )  # fmt: skip
+            summary.call_id,
+            summary.caller,
+            summary.callee,
+            summary.outcome,
+            summary.sip_status,
+            summary.talk_seconds,
+            summary.hangup_cause,
+        )
         if self.on_call_end is not None:
             result = self.on_call_end(summary)
             if asyncio.iscoroutine(result):

@@ -22,7 +22,12 @@ FEATURES = ("pbx", "dialer", "ivr", "recordings", "crm_bridge")
 PRODUCT = ("telephony", *FEATURES, "callcenter")
 STDLIB = set(sys.stdlib_module_names)
 IO_MODULES = {"asyncio", "socket", "selectors", "ssl", "socketserver", "threading", "subprocess"}
-CLOCK_CALLS = {("time", "time"), ("time", "monotonic"), ("time", "perf_counter"), ("datetime", "now")}
+CLOCK_CALLS = {
+    ("time", "time"),
+    ("time", "monotonic"),
+    ("time", "perf_counter"),
+    ("datetime", "now"),
+}
 
 # What each telephony subpackage may import besides the stdlib and itself.
 TELEPHONY_ALLOWED: dict[str, set[str]] = {

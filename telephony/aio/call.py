@@ -73,7 +73,7 @@ class UserAgentConfig:
 
 
 class Call:
-    """One leg. Incoming legs: ring()/answer()/reject(); outgoing legs come from UserAgent.dial()."""
+    """One leg. Incoming: ring()/answer()/reject(); outgoing legs come from UserAgent.dial()."""
 
     def __init__(self, ua: UserAgent, *, incoming: bool, invite: SipRequest, peer: Peer) -> None:
         self.ua = ua
@@ -141,7 +141,9 @@ class Call:
         self._set_state("ring")
         self._respond(180)
 
-    def reject(self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()) -> None:
+    def reject(
+        self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
         """Final non-2xx to an incoming INVITE; ends the leg."""
         if self.state not in (LegState.INCOMING, LegState.RINGING):
             return
@@ -167,7 +169,9 @@ class Call:
             self.media.make_offer(codecs=codecs)
         return self.media
 
-    def _respond(self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()) -> None:
+    def _respond(
+        self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
         response = self._build_response(status, reason=reason, headers=headers)
         if status >= 200:
             self.final_status = status
@@ -182,7 +186,9 @@ class Call:
         body: bytes = b"",
         content_type: str | None = None,
     ) -> SipResponse:
-        response = make_response(self.invite, status, reason, to_tag=self.local_tag, extra=headers, body=body)
+        response = make_response(
+            self.invite, status, reason, to_tag=self.local_tag, extra=headers, body=body
+        )
         if status > 100 and status < 300:
             response.headers.add("Contact", str(self.ua.contact(self.peer[0])))
         if content_type:
@@ -196,7 +202,9 @@ class Call:
         if self.state is LegState.ENDED:
             return
         if self.state in (LegState.CONNECTED, LegState.ANSWERING) and self.dialog is not None:
-            bye = self.dialog.create_request("BYE", via=self.ua.endpoint.new_via(self.peer[0]), contact=None)
+            bye = self.dialog.create_request(
+                "BYE", via=self.ua.endpoint.new_via(self.peer[0]), contact=None
+            )
             self.ua.send_in_dialog(self, bye)
             self._finish(reason, None)
         elif self.incoming:
@@ -209,7 +217,9 @@ class Call:
         """CANCEL an outgoing INVITE (RFC 3261 9.1); the 487 then ends the leg."""
         if self.incoming or self.state not in (LegState.DIALING, LegState.RINGING):
             return
-        cancel = SipRequest(method="CANCEL", uri=self.invite.uri, headers=self.invite.headers.copy())
+        cancel = SipRequest(
+            method="CANCEL", uri=self.invite.uri, headers=self.invite.headers.copy()
+        )
         for name in ("Contact", "Content-Type", "Require", "Supported", "Allow"):
             cancel.headers.remove(name)
         cancel.headers.set("CSeq", f"{self.invite.cseq.seq} CANCEL")
@@ -271,7 +281,11 @@ class Call:
                 self.ua.endpoint.send_response(transaction, make_response(request, exc.status_code))
                 return
         response = make_response(
-            request, 200, to_tag=self.local_tag, body=self.media.local_sdp(), extra=[("Content-Type", "application/sdp")]
+            request,
+            200,
+            to_tag=self.local_tag,
+            body=self.media.local_sdp(),
+            extra=[("Content-Type", "application/sdp")],
         )
         response.headers.add("Contact", str(self.ua.contact(self.peer[0])))
         self.ua.endpoint.send_response(transaction, response)
@@ -301,7 +315,9 @@ class Call:
     def _on_2xx(self, response: SipResponse) -> None:
         if self.dialog is None:
             self.dialog = Dialog.from_uac(self.invite, response)
-        ack = self.dialog.create_ack(self.invite.cseq.seq, via=self.ua.endpoint.new_via(self.peer[0]))
+        ack = self.dialog.create_ack(
+            self.invite.cseq.seq, via=self.ua.endpoint.new_via(self.peer[0])
+        )
         self.ua.send_in_dialog(self, ack, stateless=True)
         if self.state in (LegState.DIALING, LegState.RINGING):
             self.final_status = response.status
@@ -375,8 +391,15 @@ class UserAgent:
 
     def contact(self, transport: str = "udp") -> NameAddr:
         params: dict[str, str | None] = {} if transport == "udp" else {"transport": transport}
-        uri = SipUri(scheme="sip", user=None, password=None, host=self.endpoint.host,
-                     port=self.endpoint.port, params=params, headers={})  # fmt: skip
+        uri = SipUri(
+            scheme="sip",
+            user=None,
+            password=None,
+            host=self.endpoint.host,
+            port=self.endpoint.port,
+            params=params,
+            headers={},
+        )
         return NameAddr(display_name=None, uri=uri, params={})
 
     async def open_media(self, call: Call) -> MediaSession:
@@ -404,7 +427,9 @@ class UserAgent:
     ) -> Call:
         """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events."""
         call_id = uuid.uuid4().hex + "@" + self.endpoint.host
-        from_ = NameAddr(display_name=from_.display_name, uri=from_.uri, params={"tag": secrets.token_hex(6)})
+        from_ = NameAddr(
+            display_name=from_.display_name, uri=from_.uri, params={"tag": secrets.token_hex(6)}
+        )
         to = to or NameAddr(display_name=None, uri=target, params={})
         invite = SipRequest(method="INVITE", uri=target, headers=Headers(), body=b"")
         invite.headers.add("Via", str(self.endpoint.new_via(peer[0])))
@@ -460,7 +485,10 @@ class UserAgent:
             self._on_cancel(request, transaction, call)
             return
         if call is not None and (method != "INVITE" or request.to.tag):
-            if request.from_.tag not in (None, call.dialog.remote_tag if call.dialog else None) and call.incoming:
+            if (
+                request.from_.tag not in (None, call.dialog.remote_tag if call.dialog else None)
+                and call.incoming
+            ):
                 if method != "ACK":
                     self.endpoint.send_response(transaction, make_response(request, 481))
                 return
@@ -483,10 +511,22 @@ class UserAgent:
         if self.on_request is not None and self.on_request(request, transaction, peer):
             return
         if method == "OPTIONS":
-            response = make_response(request, 200, extra=[("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods))), ("Accept", "application/sdp")])
+            response = make_response(
+                request,
+                200,
+                extra=[
+                    ("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods))),
+                    ("Accept", "application/sdp"),
+                ],
+            )
             self.endpoint.send_response(transaction, response)
         elif method != "ACK":
-            self.endpoint.send_response(transaction, make_response(request, 405, extra=[("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER")]))
+            self.endpoint.send_response(
+                transaction,
+                make_response(
+                    request, 405, extra=[("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER")]
+                ),
+            )
 
     def _dispatch_incoming(self, call: Call) -> None:
         if self.on_incoming is None:
@@ -534,4 +574,3 @@ def _report_failure(task: asyncio.Task[None], call: Call) -> None:
     logger.error("incoming call handler failed", exc_info=task.exception())
     if call.state in (LegState.INCOMING, LegState.RINGING):
         call.reject(500)
-

@@ -8,11 +8,11 @@ a `handler` receives every TransactionEvent.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 import logging
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 from telephony.sip import (
     LocalProtocolError,
@@ -175,7 +175,11 @@ class SipEndpoint:
             return
         if isinstance(message, SipRequest):
             try:
-                check_request(message, allowed_methods=self.config.allowed_methods, supported=self.config.supported)
+                check_request(
+                    message,
+                    allowed_methods=self.config.allowed_methods,
+                    supported=self.config.supported,
+                )
                 _note_source(message, peer)
             except RemoteProtocolError as exc:
                 if message.method != "ACK":
@@ -188,11 +192,15 @@ class SipEndpoint:
                 self._refuse(exc, peer, request=message)
         self._drain()
 
-    def _refuse(self, exc: RemoteProtocolError, peer: Peer, request: SipRequest | None = None) -> None:
+    def _refuse(
+        self, exc: RemoteProtocolError, peer: Peer, request: SipRequest | None = None
+    ) -> None:
         self.dropped += 1
         logger.info("refused message from %s:%d: %s (%d)", peer[1], peer[2], exc, exc.status_code)
         if request is not None:
-            response: SipResponse | None = _make_response(request, exc.status_code, extra=exc.headers)
+            response: SipResponse | None = _make_response(
+                request, exc.status_code, extra=exc.headers
+            )
         else:
             response = response_to_unparsable(exc)
         if response is not None:
@@ -212,7 +220,9 @@ class SipEndpoint:
 
     def send_request(self, request: SipRequest, peer: Peer) -> object:
         self._stamp(request)
-        txn = self.layer.send_request(request, peer, reliable=peer[0] == "tcp", now=self._loop.time())
+        txn = self.layer.send_request(
+            request, peer, reliable=peer[0] == "tcp", now=self._loop.time()
+        )
         self._drain()
         return txn
 
@@ -279,7 +289,9 @@ class SipEndpoint:
 
     async def _connect_and_send(self, data: bytes, peer: Peer) -> None:
         try:
-            _, conn = await self._loop.create_connection(lambda: _TcpConnection(self), peer[1], peer[2])
+            _, conn = await self._loop.create_connection(
+                lambda: _TcpConnection(self), peer[1], peer[2]
+            )
         except OSError as exc:
             logger.info("TCP connect to %s:%d failed: %s", peer[1], peer[2], exc)
             return

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable
 
 from telephony.call import Dtmf
+from telephony.media import CODECS
 from telephony.rtp import DtmfReceiver, RtpError, RtpPacket
 from telephony.sdp import (
     PCMA,
@@ -41,7 +42,9 @@ class MediaError(Exception):
 
 
 class MediaSession:
-    def __init__(self, rtp: RtpEndpoint, *, local_host: str, on_dtmf: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, rtp: RtpEndpoint, *, local_host: str, on_dtmf: Callable[[str, str], None]
+    ) -> None:
         self.rtp = rtp
         self.local_host = local_host
         self._on_dtmf = on_dtmf
@@ -76,7 +79,9 @@ class MediaSession:
         )
         return bytes(self._local)
 
-    def accept_offer(self, body: bytes, *, codecs: list[str] | None = None, reoffer: bool = False) -> None:
+    def accept_offer(
+        self, body: bytes, *, codecs: list[str] | None = None, reoffer: bool = False
+    ) -> None:
         """Answer the far end's offer (initial INVITE or re-INVITE) with one of `codecs`."""
         try:
             offer = SessionDescription.parse(body)
@@ -152,8 +157,6 @@ class MediaSession:
 
 def _transcode(data: bytes, source: str, target: str, target_pt: int) -> bytes:
     """G.711 mu-law <-> A-law for legs that negotiated different codecs (rare; costs a decode)."""
-    from telephony.media import CODECS
-
     header_len = 12 + 4 * (data[0] & 0x0F)
     pcm = CODECS[source].decode(data[header_len:])
     payload = CODECS[target].encode(pcm)

@@ -7,9 +7,10 @@ leg hands raw datagrams to one callback and does no parsing of its own.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+import functools
 import logging
 from collections.abc import Callable
+from typing import cast
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +109,11 @@ class RtpPortPool:
             endpoint: RtpEndpoint | None = None
             try:
                 _, endpoint = await loop.create_datagram_endpoint(
-                    lambda port=port: RtpEndpoint(port, loop), local_addr=(self.host, port)  # type: ignore[misc]
+                    functools.partial(RtpEndpoint, port, loop), local_addr=(self.host, port)
                 )
-                _, sink = await loop.create_datagram_endpoint(_RtcpSink, local_addr=(self.host, port + 1))
+                _, sink = await loop.create_datagram_endpoint(
+                    _RtcpSink, local_addr=(self.host, port + 1)
+                )
             except OSError:
                 # Someone else holds it: skip it, try it again much later.
                 self._free.insert(0, port)

@@ -16,7 +16,13 @@ from .digest import (
     parse_challenge,
     parse_credentials,
 )
-from .errors import LocalProtocolError, ParseError, RemoteProtocolError, SipError, VersionNotSupported
+from .errors import (
+    LocalProtocolError,
+    ParseError,
+    RemoteProtocolError,
+    SipError,
+    VersionNotSupported,
+)
 from .framing import StreamFramer
 from .headers import COMPACT_FORMS, Headers, canonical_name, split_list
 from .message import (

@@ -14,13 +14,18 @@ from callcenter.config import Config, parse_config
 from callcenter.runtime import Engine, start_engine
 from sip_test_env.ports import free_port, free_port_range
 
-ACCOUNTS = "".join(
-    f'[[accounts]]\nextension = "{n}"\npassword = "pass{n}"\ndisplay_name = "Agent {n}"\n\n'
-    for n in range(101, 106)
-) + '[[accounts]]\nextension = "190"\npassword = "pass190"\nrole = "supervisor"\n\n'
+ACCOUNTS = (
+    "".join(
+        f'[[accounts]]\nextension = "{n}"\npassword = "pass{n}"\ndisplay_name = "Agent {n}"\n\n'
+        for n in range(101, 106)
+    )
+    + '[[accounts]]\nextension = "190"\npassword = "pass190"\nrole = "supervisor"\n\n'
+)
 
 
-def engine_config(*, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None) -> Config:
+def engine_config(
+    *, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None
+) -> Config:
     """A test config on free loopback ports; `static` maps extensions to fixed contact URIs."""
     port = free_port("both")
     low, high = free_port_range(400, "udp")

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import cast
 import secrets
+from typing import cast
 
-from telephony.sip import Headers, RemoteProtocolError, SipRequest, SipResponse, build_authorization, choose_challenge, parse_message
+from telephony.sip import (
+    Headers,
+    RemoteProtocolError,
+    SipRequest,
+    SipResponse,
+    build_authorization,
+    choose_challenge,
+    parse_message,
+)
 
 
 class RawSipClient(asyncio.DatagramProtocol):
@@ -68,8 +76,16 @@ class RawSipClient(asyncio.DatagramProtocol):
                 return message
         return None
 
-    def register(self, user: str, server: tuple[str, int], *, cseq: int, call_id: str,
-                 authorization: str | None = None, expires: int = 300) -> bytes:  # fmt: skip
+    def register(
+        self,
+        user: str,
+        server: tuple[str, int],
+        *,
+        cseq: int,
+        call_id: str,
+        authorization: str | None = None,
+        expires: int = 300,
+    ) -> bytes:
         host = f"{server[0]}:{server[1]}"
         lines = [
             f"REGISTER sip:{host} SIP/2.0",
@@ -86,8 +102,16 @@ class RawSipClient(asyncio.DatagramProtocol):
             lines.append(f"Authorization: {authorization}")
         return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
 
-    def invite(self, caller: str, callee: str, server: tuple[str, int], *, authorization: str | None = None,
-               cseq: int = 1, call_id: str | None = None) -> bytes:  # fmt: skip
+    def invite(
+        self,
+        caller: str,
+        callee: str,
+        server: tuple[str, int],
+        *,
+        authorization: str | None = None,
+        cseq: int = 1,
+        call_id: str | None = None,
+    ) -> bytes:
         host = f"{server[0]}:{server[1]}"
         sdp = (
             f"v=0\r\no=- 1 1 IN IP4 {self.host}\r\ns=-\r\nc=IN IP4 {self.host}\r\nt=0 0\r\n"
@@ -110,7 +134,16 @@ class RawSipClient(asyncio.DatagramProtocol):
         return ("\r\n".join(lines) + f"\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-def answer_challenge(response: SipResponse, *, user: str, password: str, method: str, uri: str, nc: int = 1) -> str:
+def answer_challenge(
+    response: SipResponse, *, user: str, password: str, method: str, uri: str, nc: int = 1
+) -> str:
     challenge = choose_challenge(response.headers.get_all("WWW-Authenticate"))
-    return build_authorization(challenge, username=user, password=password, method=method, uri=uri,
-                               cnonce=secrets.token_hex(8), nc=nc)  # fmt: skip
+    return build_authorization(
+        challenge,
+        username=user,
+        password=password,
+        method=method,
+        uri=uri,
+        cnonce=secrets.token_hex(8),
+        nc=nc,
+    )

@@ -32,7 +32,7 @@ async def _wait_no_calls(engine: Engine, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _wait_bridged(engine: Engine, timeout: float = 5.0):  # noqa: ANN202
+async def _wait_bridged(engine: Engine, timeout: float = 5.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         for bridged in engine.switchboard.active.values():
@@ -43,13 +43,18 @@ async def _wait_bridged(engine: Engine, timeout: float = 5.0):  # noqa: ANN202
         await asyncio.sleep(0.02)
 
 
-async def test_baresip_calls_pyvoip_tones_and_dtmf(engine: Engine, tmp_path: Path, db) -> None:  # noqa: ANN001
+async def test_baresip_calls_pyvoip_tones_and_dtmf(engine: Engine, tmp_path: Path, db) -> None:
     tone = write_tone_wav(tmp_path / "1k.wav", 1000, 6.0)
     async with (
-        BaresipPeer("101", workdir=tmp_path, registrar=registrar_of(engine), password="pass101",
-                    audio_source=tone) as agent101,
+        BaresipPeer(
+            "101",
+            workdir=tmp_path,
+            registrar=registrar_of(engine),
+            password="pass101",
+            audio_source=tone,
+        ) as agent101,
         PyVoipPhone("102", "pass102", server_port=engine.sip_port) as agent102,
-    ):  # fmt: skip
+    ):
         await agent101.wait_registered()
         await agent101.dial("102")
         incoming = await agent102.wait_incoming(timeout=5)
@@ -84,16 +89,23 @@ async def test_baresip_calls_pyvoip_tones_and_dtmf(engine: Engine, tmp_path: Pat
     await _wait_no_calls(engine)
     assert engine.ua.endpoint.layer.active_count == 0 or True  # transactions drain by timers
     row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
-    assert row["outcome"] == "answered" and row["from_number"] == "101" and row["to_number"] == "102"
+    assert (
+        row["outcome"] == "answered" and row["from_number"] == "101" and row["to_number"] == "102"
+    )
 
 
 async def test_pyvoip_calls_baresip_tones(engine: Engine, tmp_path: Path) -> None:
     tone = write_tone_wav(tmp_path / "600.wav", 600, 6.0)
     async with (
-        BaresipPeer("101", workdir=tmp_path, registrar=registrar_of(engine), password="pass101",
-                    audio_source=tone) as agent101,
+        BaresipPeer(
+            "101",
+            workdir=tmp_path,
+            registrar=registrar_of(engine),
+            password="pass101",
+            audio_source=tone,
+        ) as agent101,
         PyVoipPhone("102", "pass102", server_port=engine.sip_port) as agent102,
-    ):  # fmt: skip
+    ):
         await agent101.wait_registered()
         call = await agent102.call("101")
         await agent101.wait_event("CALL_INCOMING", timeout=5)

@@ -20,7 +20,9 @@ CALLCENTER = [sys.executable, "-m", "callcenter.cli"]
 
 async def test_bad_config_prints_line_and_reason_and_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('[sip]\nlisten = "127.0.0.1:5060"\n\n[[accounts]]\nextension = "101"\npassword = "x"\n')
+    bad.write_text(
+        '[sip]\nlisten = "127.0.0.1:5060"\n\n[[accounts]]\nextension = "101"\npassword = "x"\n'
+    )
     proc = await asyncio.create_subprocess_exec(
         *CALLCENTER, "serve", "--config", str(bad), stderr=asyncio.subprocess.PIPE, cwd=ROOT
     )
@@ -33,11 +35,20 @@ async def test_serve_with_embedded_postgres_and_sigterm(tmp_path: Path) -> None:
     port = free_port("both")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(
-        *CALLCENTER, "serve", "--config", str(ROOT / "callcenter.example.toml"),
-        "--data-dir", str(tmp_path / "var"), "--sip-listen", f"127.0.0.1:{port}",
-        "--http-listen", f"127.0.0.1:{free_port('tcp')}",
-        stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
-    )  # fmt: skip
+        *CALLCENTER,
+        "serve",
+        "--config",
+        str(ROOT / "callcenter.example.toml"),
+        "--data-dir",
+        str(tmp_path / "var"),
+        "--sip-listen",
+        f"127.0.0.1:{port}",
+        "--http-listen",
+        f"127.0.0.1:{free_port('tcp')}",
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
     assert proc.stderr is not None
     log = []
     try:

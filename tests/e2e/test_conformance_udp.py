@@ -10,7 +10,6 @@ import secrets
 import pytest
 
 from callcenter.runtime import Engine
-from telephony.sip import SipResponse
 
 from ..telephony.sip.conformance_data import protos_cases, rfc4475_cases
 from .rawsip import RawSipClient
@@ -34,7 +33,8 @@ async def _options_answered(client: RawSipClient, server: tuple[str, int]) -> bo
     host = f"{server[0]}:{server[1]}"
     branch = secrets.token_hex(6)
     message = (
-        f"OPTIONS sip:{host} SIP/2.0\r\nVia: SIP/2.0/UDP {client.host}:{client.port};branch=z9hG4bK{branch}\r\n"
+        f"OPTIONS sip:{host} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {client.host}:{client.port};branch=z9hG4bK{branch}\r\n"
         f"Max-Forwards: 70\r\nFrom: <sip:probe@{client.host}>;tag={branch}\r\nTo: <sip:{host}>\r\n"
         f"Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     ).encode()
@@ -49,7 +49,10 @@ async def _status_for(client: RawSipClient, call_id: bytes | None, *, timeout: f
         got = await client.response(timeout=left)
         if got is None:
             return None
-        if call_id is None or got.headers.get("Call-ID") in (None, call_id.decode("utf-8", "replace")):
+        if call_id is None or got.headers.get("Call-ID") in (
+            None,
+            call_id.decode("utf-8", "replace"),
+        ):
             return got.status
     return None
 
@@ -65,7 +68,9 @@ async def test_rfc4475_torture_messages(engine: Engine, client: RawSipClient) ->
     server = ("127.0.0.1", engine.sip_port)
     wrong = []
     for name, data, expected in rfc4475_cases():
-        want = SPECIAL.get(name, BY_METHOD.get(expected, expected) if isinstance(expected, str) else expected)
+        want = SPECIAL.get(
+            name, BY_METHOD.get(expected, expected) if isinstance(expected, str) else expected
+        )
         client.send(data, server)
         status = await _status_for(client, _call_id(data), timeout=0.3 if want is None else 2.0)
         if status != want:

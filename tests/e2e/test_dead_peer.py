@@ -28,12 +28,18 @@ async def quick_engine(pg_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
         await engine.stop()
 
 
-async def test_killed_peer_is_hung_up_after_rtp_timeout(quick_engine: Engine, tmp_path: Path, db) -> None:  # noqa: ANN001
+async def test_killed_peer_is_hung_up_after_rtp_timeout(
+    quick_engine: Engine, tmp_path: Path, db
+) -> None:
     tone = write_tone_wav(tmp_path / "tone.wav", 440, 20.0)
     registrar = registrar_of(quick_engine)
     async with (
-        BaresipPeer("101", workdir=tmp_path, registrar=registrar, password="pass101", audio_source=tone) as a,
-        BaresipPeer("102", workdir=tmp_path, registrar=registrar, password="pass102", audio_source=tone) as b,
+        BaresipPeer(
+            "101", workdir=tmp_path, registrar=registrar, password="pass101", audio_source=tone
+        ) as a,
+        BaresipPeer(
+            "102", workdir=tmp_path, registrar=registrar, password="pass102", audio_source=tone
+        ) as b,
     ):
         await a.wait_registered()
         await b.wait_registered()

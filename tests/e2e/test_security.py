@@ -17,7 +17,11 @@ from .rawsip import RawSipClient, answer_challenge
 
 def _shape(response: SipResponse) -> tuple[int, str, list[str]]:
     """What a scanner compares: status line and header names (values carry fresh nonces)."""
-    return response.status, response.reason, sorted(name for name, _ in response.headers if name != "Via")
+    return (
+        response.status,
+        response.reason,
+        sorted(name for name, _ in response.headers if name != "Via"),
+    )
 
 
 async def _challenge(client: RawSipClient, server: tuple[str, int], user: str) -> SipResponse:
@@ -27,13 +31,20 @@ async def _challenge(client: RawSipClient, server: tuple[str, int], user: str) -
     return response
 
 
-async def _register(client: RawSipClient, server: tuple[str, int], user: str, password: str) -> SipResponse | None:
+async def _register(
+    client: RawSipClient, server: tuple[str, int], user: str, password: str
+) -> SipResponse | None:
     call_id = secrets.token_hex(6)
     client.send(client.register(user, server, cseq=1, call_id=call_id), server)
     challenge = await client.response()
     assert challenge is not None and challenge.status == 401
-    auth = answer_challenge(challenge, user=user, password=password, method="REGISTER",
-                            uri=f"sip:{server[0]}:{server[1]}")  # fmt: skip
+    auth = answer_challenge(
+        challenge,
+        user=user,
+        password=password,
+        method="REGISTER",
+        uri=f"sip:{server[0]}:{server[1]}",
+    )
     client.send(client.register(user, server, cseq=2, call_id=call_id, authorization=auth), server)
     return await client.response()
 
@@ -49,7 +60,9 @@ def _server(engine: Engine) -> tuple[str, int]:
     return ("127.0.0.1", engine.sip_port)
 
 
-async def test_wrong_password_and_unknown_user_look_the_same(engine: Engine, client: RawSipClient, caplog) -> None:  # noqa: ANN001
+async def test_wrong_password_and_unknown_user_look_the_same(
+    engine: Engine, client: RawSipClient, caplog
+) -> None:
     caplog.set_level(logging.INFO, logger="callcenter.security")
     server = _server(engine)
     wrong = await _register(client, server, "101", "not-the-password")
@@ -71,8 +84,13 @@ async def test_replayed_credentials_are_refused(engine: Engine, client: RawSipCl
     client.send(client.register("102", server, cseq=1, call_id=call_id), server)
     challenge = await client.response()
     assert challenge is not None
-    auth = answer_challenge(challenge, user="102", password="pass102", method="REGISTER",
-                            uri=f"sip:{server[0]}:{server[1]}")  # fmt: skip
+    auth = answer_challenge(
+        challenge,
+        user="102",
+        password="pass102",
+        method="REGISTER",
+        uri=f"sip:{server[0]}:{server[1]}",
+    )
     client.send(client.register("102", server, cseq=2, call_id=call_id, authorization=auth), server)
     first = await client.response()
     assert first is not None and first.status == 200
@@ -82,7 +100,9 @@ async def test_replayed_credentials_are_refused(engine: Engine, client: RawSipCl
     assert replay is not None and replay.status == 401
 
 
-async def test_invite_without_auth_never_reaches_a_phone(engine: Engine, client: RawSipClient) -> None:
+async def test_invite_without_auth_never_reaches_a_phone(
+    engine: Engine, client: RawSipClient
+) -> None:
     server = _server(engine)
     phone = await RawSipClient.open()
     try:
@@ -92,8 +112,13 @@ async def test_invite_without_auth_never_reaches_a_phone(engine: Engine, client:
         refused = await client.response()
         assert refused is not None and refused.status == 401
         # Credentials of another extension than the From: forbidden, not routed.
-        auth = answer_challenge(refused, user="103", password="pass103", method="INVITE",
-                                uri=f"sip:102@{server[0]}:{server[1]}")  # fmt: skip
+        auth = answer_challenge(
+            refused,
+            user="103",
+            password="pass103",
+            method="INVITE",
+            uri=f"sip:102@{server[0]}:{server[1]}",
+        )
         client.send(client.invite("101", "102", server, authorization=auth, cseq=2), server)
         spoofed = await client.response()
         assert spoofed is not None and spoofed.status == 403

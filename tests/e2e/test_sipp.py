@@ -31,18 +31,26 @@ async def trunk_engine(pg_url: str, tmp_path: Path, uas_port: int) -> AsyncItera
         await engine.stop()
 
 
-async def test_200_calls_at_20_cps_through_the_engine(trunk_engine: Engine, uas_port: int, tmp_path: Path,
-                                                      db) -> None:  # noqa: ANN001  # fmt: skip
+async def test_200_calls_at_20_cps_through_the_engine(
+    trunk_engine: Engine, uas_port: int, tmp_path: Path, db
+) -> None:
     csv = extension_csv(tmp_path / "calls.csv", [("101", "150", "pass101")])
     async with start_sipp_uas("uas.xml", port=uas_port, workdir=tmp_path / "uas"):
         result = await run_sipp(
-            "uac_auth.xml", f"127.0.0.1:{trunk_engine.sip_port}", calls=200, rate=20,
-            inf_csv=csv, duration_ms=1000, timeout=60, workdir=tmp_path / "uac",
-        )  # fmt: skip
+            "uac_auth.xml",
+            f"127.0.0.1:{trunk_engine.sip_port}",
+            calls=200,
+            rate=20,
+            inf_csv=csv,
+            duration_ms=1000,
+            timeout=60,
+            workdir=tmp_path / "uac",
+        )
     assert result.ok, result.summary()
     assert result.successful == 200
     answered = await db.fetchval(
-        "SELECT count(*) FROM calls WHERE from_number = '101' AND to_number = '150' AND outcome = 'answered'"
+        "SELECT count(*) FROM calls WHERE from_number = '101' AND to_number = '150'"
+        " AND outcome = 'answered'"
         " AND started_at > now() - interval '5 minutes'"
     )
     assert answered >= 200
@@ -54,10 +62,13 @@ async def test_cancel_and_busy(trunk_engine: Engine, uas_port: int, tmp_path: Pa
     csv = extension_csv(tmp_path / "calls.csv", [("102", "150", "pass102")])
     target = f"127.0.0.1:{trunk_engine.sip_port}"
     async with start_sipp_uas("uas_ring.xml", port=uas_port, workdir=tmp_path / "uas-ring"):
-        cancelled = await run_sipp("uac_cancel.xml", target, calls=3, rate=5, inf_csv=csv,
-                                   workdir=tmp_path / "cancel")  # fmt: skip
+        cancelled = await run_sipp(
+            "uac_cancel.xml", target, calls=3, rate=5, inf_csv=csv, workdir=tmp_path / "cancel"
+        )
     assert cancelled.ok, cancelled.summary()
     async with start_sipp_uas("uas_busy.xml", port=uas_port, workdir=tmp_path / "uas-busy"):
-        busy = await run_sipp("uac_busy.xml", target, calls=3, rate=5, inf_csv=csv, workdir=tmp_path / "busy")
+        busy = await run_sipp(
+            "uac_busy.xml", target, calls=3, rate=5, inf_csv=csv, workdir=tmp_path / "busy"
+        )
     assert busy.ok, busy.summary()
     assert not trunk_engine.switchboard.active
