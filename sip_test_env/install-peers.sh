@@ -1,0 +1,75 @@
+#!/bin/sh
+# Install the real SIP peers the tests drive (Debian/Ubuntu packages). Idempotent: does nothing
+# when every tool is already there. Needs root (or sudo without a password) to install.
+#
+#   baresip-core  softphone (agents, customers)     sip-tester  SIPp (load, scripted calls)
+#   tshark        capture/decode (dumpcap)          sipsak      OPTIONS pings
+#   sipvicious    scanner checks                    espeak-ng   spoken prompts
+#   sox           audio conversion
+set -eu
+
+PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox"
+
+# package -> a file it installs (a command or a module), to tell what is missing.
+probe() {
+    case "$1" in
+        baresip-core) command -v baresip >/dev/null 2>&1 && [ -e /usr/lib/baresip/modules/ctrl_tcp.so ] ;;
+        sip-tester) command -v sipp >/dev/null 2>&1 ;;
+        tshark) command -v tshark >/dev/null 2>&1 && command -v dumpcap >/dev/null 2>&1 ;;
+        sipsak) command -v sipsak >/dev/null 2>&1 ;;
+        sipvicious) command -v sipvicious_svmap >/dev/null 2>&1 || command -v svmap >/dev/null 2>&1 ;;
+        espeak-ng) command -v espeak-ng >/dev/null 2>&1 ;;
+        sox) command -v sox >/dev/null 2>&1 ;;
+        *) return 1 ;;
+    esac
+}
+
+missing=""
+for pkg in $PACKAGES; do
+    probe "$pkg" || missing="$missing $pkg"
+done
+missing="${missing# }"
+
+if [ -z "$missing" ]; then
+    echo "install-peers: all SIP test peers present ($PACKAGES)"
+    exit 0
+fi
+
+echo "install-peers: missing: $missing"
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=""
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO="sudo -n"
+else
+    {
+        echo "install-peers: not root (and no password-less sudo), cannot install."
+        echo "Ask an administrator to run:"
+        echo ""
+        echo "    apt-get update"
+        echo "    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing"
+        echo ""
+        echo "(Tests marked 'peers' need them; run the others with: pytest -m 'not peers')"
+    } >&2
+    exit 1
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-peers: no apt-get here; install the equivalents of: $missing" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
+
+still=""
+for pkg in $missing; do
+    probe "$pkg" || still="$still $pkg"
+done
+if [ -n "$still" ]; then
+    echo "install-peers: still missing after install:$still" >&2
+    exit 1
+fi
+echo "install-peers: installed $missing"

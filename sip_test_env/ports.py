@@ -1,0 +1,98 @@
+"""Free loopback ports for test peers.
+
+Other processes on the machine (and other tests of this process) may hold ports, so peers take
+ports that are free right now for both transports they need. Ports come from below the kernel's
+ephemeral range so an outgoing connection cannot grab them between the check and the bind, and
+every port handed out is remembered so two peers of one process never get the same one.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import random
+import socket
+import threading
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PortKind", "free_port", "free_port_range", "port_is_free"]
+
+PortKind = Literal["udp", "tcp", "both"]
+
+# Below Linux's default ephemeral range (32768-60999): the kernel never picks these on its own.
+_POOL_LOW = 20000
+_POOL_HIGH = 32000
+_ATTEMPTS = 2000
+
+_lock = threading.Lock()
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _pool() -> tuple[int, int]:
+    high = min(_POOL_HIGH, _ephemeral_low() - 1)
+    low = min(_POOL_LOW, high - 1000)
+    return low, high
+
+
+def _can_bind(sock_type: int, host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, sock_type) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                raise
+            return False
+    return True
+
+
+def port_is_free(port: int, kind: PortKind = "both", host: str = "127.0.0.1") -> bool:
+    """True when `port` can be bound now on `host` for the transports of `kind`."""
+    if kind in ("udp", "both") and not _can_bind(socket.SOCK_DGRAM, host, port):
+        return False
+    return not (kind in ("tcp", "both") and not _can_bind(socket.SOCK_STREAM, host, port))
+
+
+def free_port_range(
+    n: int = 1,
+    kind: PortKind = "udp",
+    host: str = "127.0.0.1",
+    *,
+    even: bool = True,
+) -> tuple[int, int]:
+    """Reserve `n` consecutive free ports; returns (low, high) inclusive.
+
+    `even=True` starts the block on an even port (RTP on even, RTCP on the next odd one).
+    The ports stay reserved for the rest of the process.
+    """
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    low, high = _pool()
+    rng = random.Random()
+    with _lock:
+        for _ in range(_ATTEMPTS):
+            start = rng.randrange(low, high - n)
+            if even and start % 2:
+                start += 1
+            block = range(start, start + n)
+            if any(p in _handed_out for p in block):
+                continue
+            if all(port_is_free(p, kind, host) for p in block):
+                _handed_out.update(block)
+                logger.debug("ports %d-%d (%s) handed out", block[0], block[-1], kind)
+                return block[0], block[-1]
+    raise RuntimeError(f"no {n} free consecutive {kind} ports on {host}")
+
+
+def free_port(kind: PortKind = "both", host: str = "127.0.0.1") -> int:
+    """One free port for `kind` ("both" = free for UDP and TCP alike), reserved for the process."""
+    return free_port_range(1, kind, host, even=False)[0]

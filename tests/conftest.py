@@ -1,0 +1,134 @@
+"""Shared pytest fixtures: real SIP peers (baresip, pyVoIP, SIPp) that clean up after themselves.
+
+Engine fixtures live in tests/e2e/conftest.py. Tests marked `peers` are skipped when the peer
+programs are missing (install them with sip_test_env/install-peers.sh).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sip_test_env.baresip import BaresipPeer
+from sip_test_env.pyvoip_phone import PyVoipPhone
+from sip_test_env.sipp import SippUas, start_sipp_uas
+
+logger = logging.getLogger(__name__)
+
+PEER_BINARIES = ("baresip", "sipp")
+_LOG_TAIL_LINES = 60
+
+
+def _missing_peers() -> list[str]:
+    return [name for name in PEER_BINARIES if shutil.which(name) is None]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = _missing_peers()
+    if not missing:
+        return
+    skip = pytest.mark.skip(
+        reason=f"missing {', '.join(missing)}: run sip_test_env/install-peers.sh"
+    )
+    for item in items:
+        if "peers" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # Keep each phase's report on the item so fixtures can tell a failed test at teardown.
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def _test_failed(request: pytest.FixtureRequest) -> bool:
+    report = getattr(request.node, "rep_call", None)
+    return report is None or report.failed
+
+
+def _print_tail(title: str, path: Path) -> None:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return
+    print(f"----- {title}: {path} (last {_LOG_TAIL_LINES} lines) -----")
+    print("\n".join(lines[-_LOG_TAIL_LINES:]))
+
+
+@pytest.fixture
+async def baresip_factory(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Awaitable[BaresipPeer]]]:
+    """`peer = await baresip_factory("101", registrar=..., password=..., audio_source=...)`:
+    a started BaresipPeer (keyword arguments as BaresipPeer; workdir defaults to tmp_path).
+    Every peer is stopped at teardown; on failure their logs are printed."""
+    peers: list[BaresipPeer] = []
+
+    async def make(user: str, **kwargs: Any) -> BaresipPeer:
+        kwargs.setdefault("workdir", tmp_path)
+        peer = BaresipPeer(user, **kwargs)
+        peers.append(peer)
+        await peer.start()
+        return peer
+
+    try:
+        yield make
+    finally:
+        for peer in reversed(peers):
+            await peer.stop()
+        if _test_failed(request):
+            for peer in peers:
+                _print_tail(peer.name, peer.log_path)
+
+
+@pytest.fixture
+async def pyvoip_factory() -> AsyncIterator[Callable[..., Awaitable[PyVoipPhone]]]:
+    """`phone = await pyvoip_factory("102", "pass102", server_port=PORT)`: a registered
+    PyVoipPhone (keyword arguments as PyVoipPhone). Every phone is stopped at teardown."""
+    phones: list[PyVoipPhone] = []
+
+    async def make(user: str, password: str, **kwargs: Any) -> PyVoipPhone:
+        phone = PyVoipPhone(user, password, **kwargs)
+        phones.append(phone)
+        await phone.start()
+        return phone
+
+    try:
+        yield make
+    finally:
+        for phone in reversed(phones):
+            await phone.stop()
+
+
+@pytest.fixture
+async def sipp_uas_factory(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Awaitable[SippUas]]]:
+    """`uas = await sipp_uas_factory("uas.xml", service="103")`: a running background SIPp
+    server scenario (keyword arguments as start_sipp_uas; workdir defaults to tmp_path).
+    Stopped at teardown; `uas.result` holds its statistics after `await uas.stop()`."""
+    servers: list[SippUas] = []
+
+    async def make(scenario: str | Path = "uas.xml", **kwargs: Any) -> SippUas:
+        kwargs.setdefault("workdir", tmp_path)
+        uas = start_sipp_uas(scenario, **kwargs)
+        servers.append(uas)
+        return await uas.start()
+
+    try:
+        yield make
+    finally:
+        for uas in reversed(servers):
+            if uas.started:
+                result = await uas.stop()
+                if _test_failed(request):
+                    print(f"----- SIPp {uas.scenario}: {result.summary()}")
