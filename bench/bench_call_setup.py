@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from callcenter.config import parse_config  # noqa: E402
-from callcenter.runtime import start_engine  # noqa: E402
-from sip_test_env.ports import free_port, free_port_range  # noqa: E402
-from sip_test_env.sipp import extension_csv, run_sipp, start_sipp_uas  # noqa: E402
+from callcenter.config import parse_config
+from callcenter.runtime import start_engine
+from sip_test_env.ports import free_port, free_port_range
+from sip_test_env.sipp import extension_csv, run_sipp, start_sipp_uas
 
 
 def _rss_mb() -> float:
@@ -47,7 +47,8 @@ async def main(rates: list[int], calls: int, hold_ms: int) -> None:
         f'static_contact = "sip:150@127.0.0.1:{uas_port}"\n'
     )
     engine = await start_engine(config, database_url=pg.get_uri(), data_dir=work)
-    print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}")
+    machine = f"{platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}"
+    print(f"machine: {machine}")
     print(f"calls per rate: {calls}, call hold: {hold_ms} ms, SIP over UDP on loopback")
     print("rate/s  ok    failed  wall_s  setups/s  engine_cpu%  rss_MB")
     try:
