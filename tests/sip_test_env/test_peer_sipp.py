@@ -25,7 +25,9 @@ UasFactory = Callable[..., Awaitable[SippUas]]
 async def test_uac_to_static_uas_20_calls_no_failures(
     sipp_uas_factory: UasFactory, tmp_path: Path
 ) -> None:
-    uas = await sipp_uas_factory("uas.xml", service="103")
+    # -m 20: the UAS exits by itself once its 20th call has left its 2 s timewait, so its
+    # statistics are complete (stopping it earlier raced that last call).
+    uas = await sipp_uas_factory("uas.xml", service="103", calls=20)
     users = write_inf_csv(tmp_path / "users.csv", [("101", "103", "")])
     result = await run_sipp(
         "uac_noauth.xml",
@@ -39,7 +41,7 @@ async def test_uac_to_static_uas_20_calls_no_failures(
     )
     assert result.ok, result.summary()
     assert (result.successful, result.failed, result.created) == (20, 0, 20)
-    served = await uas.stop()
+    served = await uas.wait(timeout=10)
     assert (served.successful, served.failed) == (20, 0), served.summary()
 
 
