@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from telephony.aio import Call, Peer, UserAgent
 from telephony.sip import NameAddr, SipRequest, SipUri, make_response
 
 from .auth import Authenticator
 from .b2bua import BridgedCall, CallSummary
-from .registrar import Registrar, RegistrationError
+from .registrar import Binding, Registrar, RegistrationError
 
 logger = logging.getLogger(__name__)
 
@@ -92,19 +94,25 @@ class Switchboard:
         caller = decision.extension
         target = call.invite.uri
         callee = target.user if isinstance(target, SipUri) else None
+        bindings = self.registrar.lookup(callee, now=now) if callee else []
         if callee is None or callee not in self.extensions:
-            call.reject(404)
-            return
-        if callee == caller:
-            call.reject(486)
-            return
-        bindings = self.registrar.lookup(callee, now=now)
-        if not bindings:
-            call.reject(480)
-            return
-        if self.busy(callee):
-            call.reject(486)
-            return
+            self._refuse(call, caller, callee or "", 404, "failed")
+        elif callee == caller or self.busy(callee):
+            self._refuse(call, caller, callee, 486, "busy")
+        elif not bindings:
+            self._refuse(call, caller, callee, 480, "unavailable")
+        else:
+            self._connect(call, caller, callee, bindings)
+
+    def _refuse(self, call: Call, caller: str, callee: str, status: int, outcome: str) -> None:
+        """An authenticated call that cannot ring anyone: answered at once, still logged."""
+        call.reject(status)
+        summary = CallSummary(call.call_id, caller, callee, datetime.now(UTC))
+        summary.ended_at = summary.started_at
+        summary.outcome, summary.sip_status, summary.hangup_cause = outcome, status, "refused"
+        self._track(self._finish(summary))
+
+    def _connect(self, call: Call, caller: str, callee: str, bindings: list[Binding]) -> None:
         ext = self.extensions[caller]
         identity = NameAddr(
             display_name=ext.display_name or None,
@@ -129,7 +137,10 @@ class Switchboard:
             caller_identity=identity,
         )
         self.active[call.call_id] = bridged
-        task = self.ua.loop.create_task(self._run(bridged))
+        self._track(self._run(bridged))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self.ua.loop.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -138,6 +149,9 @@ class Switchboard:
             summary = await bridged.run()
         finally:
             self.active.pop(bridged.a.call_id, None)
+        await self._finish(summary)
+
+    async def _finish(self, summary: CallSummary) -> None:
         logger.info(
             "call %s %s -> %s: %s (status %s, talk %.1f s, cause %s)",
             summary.call_id,

@@ -53,7 +53,7 @@ async def test_authenticating_uac_scenarios(
     sipp_uas_factory: UasFactory, tmp_path: Path, scenario: str, callee: str
 ) -> None:
     # selftest_pbx challenges with 407 and fails the call unless credentials come back.
-    pbx = await sipp_uas_factory("selftest_pbx.xml")
+    pbx = await sipp_uas_factory("selftest_pbx.xml", calls=5)
     users = extension_csv(tmp_path / "users.csv", [("101", callee, "pass101")])
     result = await run_sipp(
         scenario,
@@ -66,7 +66,7 @@ async def test_authenticating_uac_scenarios(
         timeout=20,
     )
     assert result.ok and result.successful == 5, result.summary()
-    served = await pbx.stop()
+    served = await pbx.wait(timeout=10)
     assert (served.successful, served.failed) == (5, 0), served.summary()
 
 
@@ -91,7 +91,7 @@ async def test_static_extensions_answer_busy_and_ring(
     sipp_uas_factory: UasFactory, tmp_path: Path, uac: str, uas: str
 ) -> None:
     # The callee scenarios as the engine will reach them; unchallenged, the callers skip auth.
-    callee = await sipp_uas_factory(uas, service="104")
+    callee = await sipp_uas_factory(uas, service="104", calls=3)
     users = extension_csv(tmp_path / "users.csv", [("101", "104", "pass101")])
     result = await run_sipp(
         uac,
@@ -104,7 +104,7 @@ async def test_static_extensions_answer_busy_and_ring(
         timeout=15,
     )
     assert result.ok and result.successful == 3, result.summary()
-    served = await callee.stop()
+    served = await callee.wait(timeout=10)
     assert (served.successful, served.failed) == (3, 0), served.summary()
 
 

@@ -1,0 +1,204 @@
+"""How the PBX treats calls between agents on real baresip phones: busy, unregistered, ring
+timeout, caller hang-up while ringing, hold/unhold re-INVITEs, SIP over TCP, shutdown BYE."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from callcenter.runtime import Engine, start_engine
+from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
+from sip_test_env.baresip import BaresipPeer
+
+from .conftest import engine_config, registrar_of
+
+pytestmark = pytest.mark.peers
+
+
+def _closed_reason(event: dict[str, object]) -> str:
+    return str(event.get("param", "")) + " " + str(event.get("data", ""))
+
+
+async def _wait_idle(engine: Engine, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while engine.switchboard.active or engine.ua.calls:
+        assert loop.time() < deadline, f"left behind: {engine.ua.calls}"
+        await asyncio.sleep(0.05)
+    assert engine.ua.ports.in_use == 0
+
+
+@pytest.fixture
+async def short_ring_engine(pg_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    engine = await start_engine(
+        engine_config(extra_sip="ring_timeout = 2"), database_url=pg_url, data_dir=tmp_path
+    )
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
+async def test_busy_unregistered_and_unknown(engine: Engine, tmp_path: Path, db) -> None:  # noqa: ANN001
+    registrar = registrar_of(engine)
+    async with (
+        BaresipPeer("101", workdir=tmp_path, registrar=registrar, password="pass101") as a,
+        BaresipPeer("102", workdir=tmp_path, registrar=registrar, password="pass102") as b,
+        BaresipPeer("103", workdir=tmp_path, registrar=registrar, password="pass103") as c,
+    ):
+        for peer in (a, b, c):
+            await peer.wait_registered()
+        # 104 exists but no phone is registered: 480.
+        await c.dial("104")
+        closed = await c.wait_event("CALL_CLOSED", timeout=5)
+        assert "480" in _closed_reason(closed)
+        # 999 is no extension: 404.
+        await c.dial("999")
+        closed = await c.wait_event("CALL_CLOSED", timeout=5)
+        assert "404" in _closed_reason(closed)
+        # 101 talks to 102; 103 calling 102 gets 486 Busy Here.
+        await a.dial("102")
+        await b.wait_event("CALL_INCOMING", timeout=5)
+        await b.accept()
+        await a.wait_event("CALL_ESTABLISHED", timeout=5)
+        await c.dial("102")
+        closed = await c.wait_event("CALL_CLOSED", timeout=5)
+        assert "486" in _closed_reason(closed)
+        await a.hangup()
+        await b.wait_event("CALL_CLOSED", timeout=5)
+    await _wait_idle(engine)
+    outcomes = {
+        r["to_number"]: (r["outcome"], r["sip_status"])
+        for r in await db.fetch(
+            "SELECT to_number, outcome, sip_status FROM calls WHERE from_number = '103'"
+            " AND started_at > now() - interval '1 minute'"
+        )
+    }
+    assert outcomes.get("102") == ("busy", 486)
+
+
+async def test_ring_timeout_and_caller_cancel(
+    short_ring_engine: Engine,
+    tmp_path: Path,
+) -> None:
+    registrar = registrar_of(short_ring_engine)
+    async with (
+        BaresipPeer("101", workdir=tmp_path, registrar=registrar, password="pass101") as a,
+        BaresipPeer("102", workdir=tmp_path, registrar=registrar, password="pass102") as b,
+    ):
+        await a.wait_registered()
+        await b.wait_registered()
+        # Nobody answers: after ring_timeout (2 s) the caller gets 480, the callee a CANCEL.
+        await a.dial("102")
+        await b.wait_event("CALL_INCOMING", timeout=5)
+        await a.wait_event("CALL_RINGING", timeout=5)
+        closed = await a.wait_event("CALL_CLOSED", timeout=6)
+        assert "480" in _closed_reason(closed)
+        await b.wait_event("CALL_CLOSED", timeout=5)
+        # The caller gives up while it rings: the callee's phone stops ringing.
+        await a.dial("102")
+        await b.wait_event("CALL_INCOMING", timeout=5)
+        await a.wait_event("CALL_RINGING", timeout=5)
+        await a.hangup()
+        await b.wait_event("CALL_CLOSED", timeout=5)
+    await _wait_idle(short_ring_engine)
+
+
+async def test_hold_and_unhold_keep_the_call(engine: Engine, tmp_path: Path) -> None:
+    registrar = registrar_of(engine)
+    tone = write_tone_wav(tmp_path / "800.wav", 800, 20.0)
+    async with (
+        BaresipPeer("101", workdir=tmp_path, registrar=registrar, password="pass101") as a,
+        BaresipPeer(
+            "102", workdir=tmp_path, registrar=registrar, password="pass102", audio_source=tone
+        ) as b,
+    ):
+        await a.wait_registered()
+        await b.wait_registered()
+        await a.dial("102")
+        await b.wait_event("CALL_INCOMING", timeout=5)
+        await b.accept()
+        await a.wait_event("CALL_ESTABLISHED", timeout=5)
+        bridged = next(iter(engine.switchboard.active.values()))
+        await asyncio.sleep(0.5)
+        await a.command("hold")
+        await _until(lambda: bridged.a.media is not None and bridged.a.media.held)
+        await a.command("resume")
+        await _until(lambda: bridged.a.media is not None and not bridged.a.media.held)
+        await asyncio.sleep(1.0)
+        await b.hangup()
+        await a.wait_event("CALL_CLOSED", timeout=5)
+        rate, heard, _ = read_wav(a.recorded_wav())
+        assert first_tone_time(heard, 800, rate) is not None
+    await _wait_idle(engine)
+
+
+async def _until(condition, timeout: float = 5.0) -> None:  # noqa: ANN001
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+async def test_agents_over_tcp(engine: Engine, tmp_path: Path) -> None:
+    registrar = registrar_of(engine)
+    tone_a = write_tone_wav(tmp_path / "1k.wav", 1000, 10.0)
+    tone_b = write_tone_wav(tmp_path / "600.wav", 600, 10.0)
+    async with (
+        BaresipPeer(
+            "101", workdir=tmp_path, registrar=registrar, password="pass101",
+            audio_source=tone_a, transport="tcp",
+        ) as a,
+        BaresipPeer(
+            "102", workdir=tmp_path, registrar=registrar, password="pass102",
+            audio_source=tone_b, transport="tcp",
+        ) as b,
+    ):  # fmt: skip
+        await a.wait_registered()
+        await b.wait_registered()
+        assert all(
+            binding.peer[0] == "tcp"
+            for binding in engine.switchboard.registrar.lookup("102", now=engine.ua.loop.time())
+        )
+        await a.dial("102")
+        await b.wait_event("CALL_INCOMING", timeout=5)
+        await b.accept()
+        await a.wait_event("CALL_ESTABLISHED", timeout=5)
+        await asyncio.sleep(2.0)
+        await a.hangup()
+        await b.wait_event("CALL_CLOSED", timeout=5)
+        rate, heard_by_b, _ = read_wav(b.recorded_wav())
+        at_b = first_tone_time(heard_by_b, 1000, rate)
+        assert at_b is not None and at_b < 1.0
+        rate, heard_by_a, _ = read_wav(a.recorded_wav())
+        at_a = first_tone_time(heard_by_a, 600, rate)
+        assert at_a is not None and at_a < 1.0
+    await _wait_idle(engine)
+
+
+async def test_shutdown_hangs_up_calls_with_bye(pg_url: str, tmp_path: Path) -> None:
+    engine = await start_engine(engine_config(), database_url=pg_url, data_dir=tmp_path)
+    registrar = registrar_of(engine)
+    stopped = False
+    try:
+        async with (
+            BaresipPeer("101", workdir=tmp_path, registrar=registrar, password="pass101") as a,
+            BaresipPeer("102", workdir=tmp_path, registrar=registrar, password="pass102") as b,
+        ):
+            await a.wait_registered()
+            await b.wait_registered()
+            await a.dial("102")
+            await b.wait_event("CALL_INCOMING", timeout=5)
+            await b.accept()
+            await a.wait_event("CALL_ESTABLISHED", timeout=5)
+            await engine.stop()
+            stopped = True
+            await a.wait_event("CALL_CLOSED", timeout=5)
+            await b.wait_event("CALL_CLOSED", timeout=5)
+    finally:
+        if not stopped:
+            await engine.stop()
