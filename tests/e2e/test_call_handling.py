@@ -42,7 +42,7 @@ async def short_ring_engine(pg_url: str, tmp_path: Path) -> AsyncIterator[Engine
         await engine.stop()
 
 
-async def test_busy_unregistered_and_unknown(engine: Engine, tmp_path: Path, db) -> None:  # noqa: ANN001
+async def test_busy_unregistered_and_unknown(engine: Engine, tmp_path: Path, db) -> None:
     registrar = registrar_of(engine)
     async with (
         BaresipPeer("101", workdir=tmp_path, registrar=registrar, password="pass101") as a,
@@ -136,7 +136,7 @@ async def test_hold_and_unhold_keep_the_call(engine: Engine, tmp_path: Path) -> 
     await _wait_idle(engine)
 
 
-async def _until(condition, timeout: float = 5.0) -> None:  # noqa: ANN001
+async def _until(condition, timeout: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not condition():
