@@ -19,10 +19,14 @@ from .frames import (
     silence,
 )
 from .g711 import (
+    ALAW_DECODE,
+    ALAW_ENCODE,
     CODECS,
     HAVE_AUDIOOP,
     PCMA,
     PCMU,
+    ULAW_DECODE,
+    ULAW_ENCODE,
     AudioCodec,
     G711Codec,
     alaw_bytes_to_linear,
@@ -50,6 +54,8 @@ from .tones import (
 from .wav import WavSink, WavSource, read_wav
 
 __all__ = [
+    "ALAW_DECODE",
+    "ALAW_ENCODE",
     "CODECS",
     "DTMF_COLUMNS",
     "DTMF_FREQUENCIES",
@@ -61,6 +67,8 @@ __all__ = [
     "PCMA",
     "PCMU",
     "SAMPLE_RATE",
+    "ULAW_DECODE",
+    "ULAW_ENCODE",
     "AudioCodec",
     "DtmfDetector",
     "DtmfDetectorConfig",

@@ -80,7 +80,8 @@ class WavSink:
         self.frames_written = 0
         self._file: BinaryIO | None = open(self.path, "wb")  # closed in close()
         self._file.write(self._header(0))
-        self._flushed_bytes = -1
+        self._file.flush()  # a valid (empty) file from the start
+        self._flushed_bytes = 0
 
     @property
     def duration(self) -> float:

@@ -393,8 +393,10 @@ class SessionDescription:
         attributes, malformed rtpmap kept as a plain attribute); strict where a wrong guess would
         send media to the wrong place (v=, o=, c=, m= grammar).
         """
-        text = data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data
-        return _Parser().run(text)
+        if isinstance(data, str):
+            return _Parser().run(data)
+        # surrogateescape: stray non-UTF-8 bytes survive a round trip unchanged.
+        return _Parser().run(bytes(data).decode("utf-8", "surrogateescape"))
 
 
 class _Parser:

@@ -12,7 +12,7 @@ import pytest
 
 from callcenter.config import Config, parse_config
 from callcenter.runtime import Engine, start_engine
-from sip_test_env.ports import free_port, free_port_range
+from sip_test_env.ports import free_port
 
 ACCOUNTS = (
     "".join(
@@ -23,12 +23,17 @@ ACCOUNTS = (
 )
 
 
+ENGINE_RTP_PORTS = (40000, 41999)
+
+
 def engine_config(
     *, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None
 ) -> Config:
     """A test config on free loopback ports; `static` maps extensions to fixed contact URIs."""
     port = free_port("both")
-    low, high = free_port_range(400, "udp")
+    # One RTP range for every test engine (they run one after another): the pool skips ports
+    # someone else holds, and the peers' own ports come from sip_test_env's lower pool.
+    low, high = ENGINE_RTP_PORTS
     statics = "".join(
         f'[[accounts]]\nextension = "{ext}"\npassword = "pass{ext}"\nstatic_contact = "{uri}"\n'
         "max_calls = 1000\n\n"
@@ -75,3 +80,17 @@ async def engine(pg_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
 
 def registrar_of(engine: Engine) -> str:
     return f"127.0.0.1:{engine.sip_port}"
+
+
+def assert_no_state_left(engine: Engine) -> None:
+    """No leg, bridged call, RTP port or transaction outlives the calls.
+
+    Transactions end by their own timers (Timer J, K, D... up to 32 s); the layer is sans-IO, so
+    we hand it a clock a minute ahead instead of waiting for them.
+    """
+    assert not engine.ua.calls, engine.ua.calls
+    assert not engine.switchboard.active
+    assert engine.ua.ports.in_use == 0
+    layer = engine.ua.endpoint.layer
+    layer.handle_timer(now=engine.ua.loop.time() + 60)
+    assert layer.active_count == 0, list(layer.transactions())

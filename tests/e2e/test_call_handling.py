@@ -13,7 +13,7 @@ from callcenter.runtime import Engine, start_engine
 from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 
-from .conftest import engine_config, registrar_of
+from .conftest import assert_no_state_left, engine_config, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -28,7 +28,7 @@ async def _wait_idle(engine: Engine, timeout: float = 5.0) -> None:
     while engine.switchboard.active or engine.ua.calls:
         assert loop.time() < deadline, f"left behind: {engine.ua.calls}"
         await asyncio.sleep(0.05)
-    assert engine.ua.ports.in_use == 0
+    assert_no_state_left(engine)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from callcenter.runtime import Engine, start_engine
 from sip_test_env.audio import write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 
-from .conftest import engine_config, registrar_of
+from .conftest import assert_no_state_left, engine_config, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -56,7 +56,7 @@ async def test_killed_peer_is_hung_up_after_rtp_timeout(
     while quick_engine.ua.calls or quick_engine.switchboard.active:
         assert asyncio.get_running_loop().time() < deadline, quick_engine.ua.calls
         await asyncio.sleep(0.05)
-    assert quick_engine.ua.ports.in_use == 0
+    assert_no_state_left(quick_engine)
     await asyncio.sleep(0.2)
     row = await db.fetchrow("SELECT outcome, hangup_cause FROM calls WHERE call_id = $1", call_id)
     assert row["outcome"] == "answered"

@@ -11,7 +11,7 @@ from callcenter.runtime import Engine, start_engine
 from sip_test_env.ports import free_port
 from sip_test_env.sipp import extension_csv, run_sipp, start_sipp_uas
 
-from .conftest import engine_config
+from .conftest import assert_no_state_left, engine_config
 
 pytestmark = pytest.mark.peers
 
@@ -54,8 +54,7 @@ async def test_200_calls_at_20_cps_through_the_engine(
         " AND started_at > now() - interval '5 minutes'"
     )
     assert answered >= 200
-    assert not trunk_engine.switchboard.active
-    assert trunk_engine.ua.ports.in_use == 0
+    assert_no_state_left(trunk_engine)
 
 
 async def test_cancel_and_busy(trunk_engine: Engine, uas_port: int, tmp_path: Path) -> None:
