@@ -1,6 +1,7 @@
 """Shared pytest fixtures: real SIP peers (baresip, pyVoIP, SIPp) that clean up after themselves.
 
-Engine fixtures live in tests/e2e/conftest.py. Tests marked `peers` are skipped when the peer
+Also one embedded PostgreSQL for the run (`pg_url`, `db`); engine fixtures live in
+tests/e2e/conftest.py. Tests marked `peers` are skipped when the peer
 programs are missing (install them with sip_test_env/install-peers.sh).
 """
 
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from sip_test_env.baresip import BaresipPeer
@@ -132,3 +135,26 @@ async def sipp_uas_factory(
                 result = await uas.stop()
                 if _test_failed(request):
                     print(f"----- SIPp {uas.scenario}: {result.summary()}")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """One embedded PostgreSQL for the whole run (pgserver), in a temporary directory."""
+    import pgserver
+
+    root = Path(tempfile.mkdtemp(prefix="cc-pg-"))
+    server = pgserver.get_server(root, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()

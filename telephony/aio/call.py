@@ -88,6 +88,8 @@ class Call:
         self.media: MediaSession | None = None
         self.transaction: object | None = None
         """The INVITE server (incoming) or client (outgoing) transaction."""
+        self.transactions: list[object] = []
+        """Every transaction of this leg, forgotten with it."""
         self.final_status: int | None = None
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._ok: SipResponse | None = None
@@ -409,7 +411,8 @@ class UserAgent:
     def forget(self, call: Call) -> None:
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
-        self._by_txn = {t: c for t, c in self._by_txn.items() if c is not call}
+        for transaction in call.transactions:
+            self._by_txn.pop(transaction, None)
         if call.media is not None:
             self.ports.release(call.media.rtp)
 
@@ -448,21 +451,21 @@ class UserAgent:
         invite.headers.add("Content-Type", "application/sdp")
         self.calls[call_id] = call
         call.transaction = self.endpoint.send_request(invite, peer)
-        self._by_txn[call.transaction] = call
+        self._own(call, call.transaction)
         return call
 
     def send_in_dialog(self, call: Call, request: SipRequest, *, stateless: bool = False) -> None:
-        peer = self._dialog_peer(call, request)
+        # No proxies stand between the engine and its phones: in-dialog requests go where the
+        # leg's messages come from (symmetric signalling keeps NATed phones reachable).
         if stateless:
-            self.endpoint.send_stateless(request, peer)
+            self.endpoint.send_stateless(request, call.peer)
         else:
-            txn = self.endpoint.send_request(request, peer)
-            self._by_txn[txn] = call
+            self._own(call, self.endpoint.send_request(request, call.peer))
 
-    def _dialog_peer(self, call: Call, request: SipRequest) -> Peer:
-        # We anchor no proxies in front of phones here: in-dialog requests go where the leg's
-        # messages come from (symmetric signalling keeps NATed phones reachable).
-        return call.peer
+    def _own(self, call: Call, transaction: object) -> None:
+        """Route the transaction's responses and timeouts to `call`."""
+        self._by_txn[transaction] = call
+        call.transactions.append(transaction)
 
     # -- SIP events ---------------------------------------------------------------------------
 
@@ -505,7 +508,7 @@ class UserAgent:
             incoming = Call(self, incoming=True, invite=request, peer=peer)
             incoming.transaction = transaction
             self.calls[request.call_id] = incoming
-            self._by_txn[transaction] = incoming
+            self._own(incoming, transaction)
             self._dispatch_incoming(incoming)
             return
         if self.on_request is not None and self.on_request(request, transaction, peer):

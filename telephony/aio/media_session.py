@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from telephony.call import Dtmf
 from telephony.media import CODECS
@@ -27,6 +28,9 @@ from telephony.sdp import (
 )
 
 from .rtp import RtpEndpoint
+
+if TYPE_CHECKING:
+    from .call import Call
 
 logger = logging.getLogger(__name__)
 
@@ -177,13 +181,11 @@ class MediaBridge:
             self.b.peer = None
 
 
-def bridge(a: object, b: object) -> MediaBridge:
+def bridge(a: Call, b: Call) -> MediaBridge:
     """Relay the media of two answered Calls to each other."""
-    media_a = getattr(a, "media", None)
-    media_b = getattr(b, "media", None)
-    if not isinstance(media_a, MediaSession) or not isinstance(media_b, MediaSession):
+    if a.media is None or b.media is None:
         raise MediaError("both calls need media to be bridged")
-    return MediaBridge(media_a, media_b)
+    return MediaBridge(a.media, b.media)
 
 
 __all__ = ["SUPPORTED", "Dtmf", "MediaBridge", "MediaError", "MediaSession", "bridge"]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from callcenter.config import Config, parse_config
@@ -44,29 +41,6 @@ def engine_config(
         f'[http]\nlisten = "127.0.0.1:{free_port("tcp")}"\n\n{extra}\n{ACCOUNTS}{statics}'
     )
     return parse_config(text, source="test.toml")
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """One embedded PostgreSQL for the whole run (pgserver), in a temporary directory."""
-    import pgserver
-
-    root = Path(tempfile.mkdtemp(prefix="cc-pg-"))
-    server = pgserver.get_server(root, cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(pg_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

@@ -1,0 +1,50 @@
+"""Config files: the sample one loads; mistakes are reported with the line and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from callcenter.config import ConfigError, HostPort, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_sample_config_matches_the_readme() -> None:
+    config = load_config(ROOT / "callcenter.example.toml")
+    assert config.sip.listen == HostPort("127.0.0.1", 5060)
+    assert config.http_listen == HostPort("127.0.0.1", 8080)
+    assert [(a.extension, a.password, a.role) for a in config.accounts] == [
+        *((str(n), f"pass{n}", "agent") for n in range(101, 106)),
+        ("190", "pass190", "supervisor"),
+    ]
+    assert config.database_url is None
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ('[sip]\nlisten = "nowhere"\n', 2, "HOST:PORT"),
+        ("[sip]\nring_timeout = -1\n", 2, "ring_timeout"),
+        ('[sip]\nrtp_ports = "9-8"\n', 2, "rtp_ports"),
+        ('[sip]\ndigest_algorithms = ["SHA-1"]\n', 2, "digest_algorithms"),
+        ("[sip]\nbogus = 1\n", 2, "unknown key 'bogus'"),
+        (
+            '[[accounts]]\nextension = "101"\npassword = "pass101"\n\n[[accounts]]\n'
+            'extension = "101"\npassword = "pass101"\n',
+            6,
+            "defined twice",
+        ),
+        ('[[accounts]]\nextension = "101"\npassword = "p"\n', 3, "password"),
+        ('[[accounts]]\nextension = "101"\npassword = "pass101"\nrole = "boss"\n', 4, "role"),
+        ('[[accounts]]\nextension = "101"\npassword = "pass101"\nmax_calls = 0\n', 4, "max_calls"),
+        ("[sip\n", 1, "Expected"),
+    ],
+)
+def test_mistakes_name_line_and_reason(text: str, line: int, reason: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, source="cc.toml")
+    assert error.value.line == line
+    assert reason in str(error.value)
+    assert str(error.value).startswith(f"cc.toml:{line}: ")
