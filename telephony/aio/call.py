@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from telephony.call import Answered, CallEvent, Dtmf, Ended, HoldChanged, Ringing
+from telephony.media import FrameSource
 from telephony.sip import (
     Dialog,
     Headers,
@@ -32,6 +33,7 @@ from telephony.sip import (
     make_response,
 )
 
+from .clock import MediaClock
 from .endpoint import EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaError, MediaSession
 from .rtp import RtpEndpoint, RtpPortPool
@@ -92,6 +94,7 @@ class Call:
         """Every transaction of this leg, forgotten with it."""
         self.final_status: int | None = None
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
+        self._digits: asyncio.Queue[str] = asyncio.Queue()
         self._ok: SipResponse | None = None
         self.end_reason: str | None = None
         self.on_dtmf: Callable[[Dtmf], None] | None = None
@@ -196,6 +199,30 @@ class Call:
         if content_type:
             response.headers.set("Content-Type", content_type)
         return response
+
+    # -- media -------------------------------------------------------------------------------
+
+    async def play(self, source: FrameSource) -> None:
+        """Play audio to this leg (a prompt, a tone) until the source ends or the call does."""
+        if self.media is None or self.state is not LegState.CONNECTED:
+            raise RuntimeError(f"{self!r}: play needs a connected call")
+        await self.media.play(source)
+
+    async def collect_digits(
+        self, count: int, *, timeout: float, terminator: str | None = "#"
+    ) -> str:
+        """Up to `count` DTMF digits, ending early on `terminator` (not included) or `timeout`
+        seconds of silence between digits."""
+        digits = ""
+        while len(digits) < count:
+            try:
+                digit = await asyncio.wait_for(self._digits.get(), timeout)
+            except TimeoutError:
+                break
+            if digit == terminator:
+                break
+            digits += digit
+        return digits
 
     # -- both --------------------------------------------------------------------------------
 
@@ -346,6 +373,7 @@ class Call:
     def _dtmf(self, digit: str, method: str) -> None:
         event = Dtmf(self.call_id, digit, method)
         self._emit(event)
+        self._digits.put_nowait(digit)
         if self.on_dtmf is not None:
             self.on_dtmf(event)
 
@@ -373,6 +401,7 @@ class UserAgent:
         self.endpoint = SipEndpoint(config.endpoint, self._on_transaction_event)
         low, high = config.rtp_ports
         self.ports = RtpPortPool(config.endpoint.host, low, high)
+        self.clock = MediaClock(self.loop)
         self.calls: dict[str, Call] = {}
         """Live legs by SIP Call-ID (each leg of a bridged call has its own Call-ID)."""
         self._by_txn: dict[object, Call] = {}
@@ -406,7 +435,9 @@ class UserAgent:
 
     async def open_media(self, call: Call) -> MediaSession:
         rtp = await self.ports.open()
-        return MediaSession(rtp, local_host=self.endpoint.host, on_dtmf=call._dtmf)
+        return MediaSession(
+            rtp, local_host=self.endpoint.host, on_dtmf=call._dtmf, clock=self.clock
+        )
 
     def forget(self, call: Call) -> None:
         if self.calls.get(call.call_id) is call:
@@ -414,6 +445,7 @@ class UserAgent:
         for transaction in call.transactions:
             self._by_txn.pop(transaction, None)
         if call.media is not None:
+            call.media.stop_playing()
             self.ports.release(call.media.rtp)
 
     # -- placing calls ------------------------------------------------------------------------

@@ -7,13 +7,15 @@ report digits and to renumber their payload type for the other leg.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from telephony.call import Dtmf
-from telephony.media import CODECS
+from telephony.media import CODECS, FrameSource
 from telephony.rtp import DtmfReceiver, RtpError, RtpPacket
 from telephony.sdp import (
     PCMA,
@@ -27,6 +29,7 @@ from telephony.sdp import (
     negotiate,
 )
 
+from .clock import MediaClock
 from .rtp import RtpEndpoint
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ logger = logging.getLogger(__name__)
 # What the engine speaks, in its own order of preference.
 SUPPORTED: dict[str, Codec] = {"PCMU": PCMU, "PCMA": PCMA}
 TELEPHONE_EVENT_PT = 101
+_RTP_HEADER = struct.Struct("!BBHII")
 
 
 class MediaError(Exception):
@@ -47,7 +51,12 @@ class MediaError(Exception):
 
 class MediaSession:
     def __init__(
-        self, rtp: RtpEndpoint, *, local_host: str, on_dtmf: Callable[[str, str], None]
+        self,
+        rtp: RtpEndpoint,
+        *,
+        local_host: str,
+        on_dtmf: Callable[[str, str], None],
+        clock: MediaClock,
     ) -> None:
         self.rtp = rtp
         self.local_host = local_host
@@ -64,6 +73,12 @@ class MediaSession:
         self._local: SessionDescription | None = None
         self._offer: SessionDescription | None = None
         self._dtmf = DtmfReceiver()
+        self._clock = clock
+        # Our own outgoing stream, for audio the engine produces (prompts, tones).
+        self._ssrc = secrets.randbits(32)
+        self._seq = secrets.randbits(16)
+        self._timestamp = secrets.randbits(32)
+        self._playing: dict[asyncio.Future[None], int] = {}
         rtp.on_packet = self._on_packet
 
     # -- offer / answer ---------------------------------------------------------------------
@@ -128,6 +143,44 @@ class MediaSession:
         if self._local is None:
             raise MediaError("no local description yet")
         return bytes(self._local)
+
+    # -- audio we produce ----------------------------------------------------------------------
+
+    def play(self, source: FrameSource) -> asyncio.Future[None]:
+        """Send `source` to the far end, one frame per media-clock tick; done when it ends."""
+        codec = CODECS[self.codec_name]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        first = True
+
+        def tick(_frame: int) -> None:
+            nonlocal first
+            samples = source.next_frame()
+            if samples is None:
+                self._stop(done)
+                return
+            marker = 0x80 if first else 0
+            first = False
+            header = _RTP_HEADER.pack(
+                0x80, marker | self.codec_pt, self._seq, self._timestamp, self._ssrc
+            )
+            self._seq = (self._seq + 1) & 0xFFFF
+            self._timestamp = (self._timestamp + len(samples)) & 0xFFFFFFFF
+            self.rtp.send(header + codec.encode(samples))
+
+        self._playing[done] = self._clock.subscribe(tick)
+        done.add_done_callback(lambda fut: self._stop(fut))
+        return done
+
+    def _stop(self, playing: asyncio.Future[None]) -> None:
+        token = self._playing.pop(playing, None)
+        if token is not None:
+            self._clock.unsubscribe(token)
+        if not playing.done():
+            playing.set_result(None)
+
+    def stop_playing(self) -> None:
+        for playing in list(self._playing):
+            self._stop(playing)
 
     # -- packet path --------------------------------------------------------------------------
 
