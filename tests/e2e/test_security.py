@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
+import shutil
 
 import pytest
 
@@ -147,3 +149,28 @@ async def test_brute_force_bans_the_source_ip_only(engine: Engine) -> None:
     finally:
         attacker.close()
         bystander.close()
+
+
+@pytest.mark.peers
+@pytest.mark.skipif(shutil.which("svwar") is None, reason="sipvicious not installed")
+@pytest.mark.parametrize("method", ["REGISTER", "INVITE"])
+async def test_svwar_cannot_tell_extensions_apart(engine: Engine, method: str) -> None:
+    """SIPVicious' extension scanner: known (101-105, 190) and unknown (100, 106-110) extensions
+    answer alike (the same 401), so it identifies none of them."""
+    scan = await asyncio.create_subprocess_exec(
+        "svwar", "-e100-110,190", "--force", "-m", method, "-p", str(engine.sip_port),
+        "-b", "127.0.0.1", "-x", "127.0.0.1", "127.0.0.1",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(scan.communicate(), 120)
+    found = set(re.findall(r"^\|\s*(\d+)\s*\|", output.decode(), re.MULTILINE))
+    known = {"101", "102", "103", "104", "105", "190"}
+    assert not found & known, output.decode()
+    assert "401" in output.decode()  # it did get answers, all of them alike
+    # And the engine never says which software (or version) it is.
+    client = await RawSipClient.open()
+    try:
+        response = await _challenge(client, _server(engine), "101")
+        assert response.headers.get("Server") == "callcenter"
+    finally:
+        client.close()
