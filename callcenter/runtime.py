@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import web
+
 from crm_bridge import CallLog, CallRecord
 from pbx import (
     Authenticator,
@@ -21,6 +23,7 @@ from pbx import (
 from telephony.aio import EndpointConfig, UserAgent, UserAgentConfig
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
+from .api import start_http
 from .config import Config
 from .database import Database, open_database
 
@@ -36,12 +39,15 @@ class Engine:
     switchboard: Switchboard
     database: Database | None
     call_log: CallLog | None
+    http: web.AppRunner | None = None
 
     @property
     def sip_port(self) -> int:
         return self.ua.endpoint.port
 
     async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.cleanup()
         await self.switchboard.shutdown()
         # Let the BYEs leave before the sockets close.
         await asyncio.sleep(0.05)
@@ -56,6 +62,7 @@ async def start_engine(
     database_url: str | None = None,
     data_dir: Path | None = None,
     with_database: bool = True,
+    with_http: bool = True,
 ) -> Engine:
     sip = config.sip
     database = None
@@ -110,6 +117,12 @@ async def start_engine(
         ring_timeout=sip.ring_timeout,
         on_call_end=lambda summary: _log_call(engine, summary),
     )
+    if with_http:
+        try:
+            engine.http = await start_http(engine, config.http_listen.host, config.http_listen.port)
+        except OSError:
+            await engine.stop()
+            raise
     return engine
 
 

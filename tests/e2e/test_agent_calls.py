@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from callcenter.runtime import Engine
@@ -43,6 +45,17 @@ async def _wait_bridged(engine: Engine, timeout: float = 5.0):
         await asyncio.sleep(0.02)
 
 
+async def _http_status(engine: Engine) -> dict[str, Any]:
+    listen = engine.config.http_listen
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://{listen.host}:{listen.port}/api/status") as response,
+    ):
+        assert response.status == 200
+        result: dict[str, Any] = await response.json()
+        return result
+
+
 async def test_baresip_calls_pyvoip_tones_and_dtmf(engine: Engine, tmp_path: Path, db) -> None:
     tone = write_tone_wav(tmp_path / "1k.wav", 1000, 6.0)
     async with (
@@ -63,6 +76,12 @@ async def test_baresip_calls_pyvoip_tones_and_dtmf(engine: Engine, tmp_path: Pat
         await agent101.wait_event("CALL_ESTABLISHED", timeout=5)
         bridged = await _wait_bridged(engine)
         assert (bridged.caller, bridged.callee) == ("101", "102")
+        status = await _http_status(engine)
+        assert status["calls"] == [
+            {"call_id": bridged.a.call_id, "caller": "101", "callee": "102", "state": "talking"}
+        ]
+        registered = {e["extension"] for e in status["extensions"] if e["registered"]}
+        assert registered == {"101", "102"}
 
         await asyncio.sleep(1.5)
         await agent101.send_dtmf(DIGITS)

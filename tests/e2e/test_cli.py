@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from sip_test_env.ports import free_port
 
 from .rawsip import RawSipClient
@@ -32,7 +34,7 @@ async def test_bad_config_prints_line_and_reason_and_exits_2(tmp_path: Path) -> 
 
 
 async def test_serve_with_embedded_postgres_and_sigterm(tmp_path: Path) -> None:
-    port = free_port("both")
+    port, http_port = free_port("both"), free_port("tcp")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(
         *CALLCENTER,
@@ -44,7 +46,7 @@ async def test_serve_with_embedded_postgres_and_sigterm(tmp_path: Path) -> None:
         "--sip-listen",
         f"127.0.0.1:{port}",
         "--http-listen",
-        f"127.0.0.1:{free_port('tcp')}",
+        f"127.0.0.1:{http_port}",
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
         env=env,
@@ -64,6 +66,16 @@ async def test_serve_with_embedded_postgres_and_sigterm(tmp_path: Path) -> None:
         finally:
             client.close()
         assert (tmp_path / "var" / "pgdata").is_dir()
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{http_port}") as http:
+            async with http.get("/health") as response:
+                assert response.status == 200
+                assert await response.json() == {"status": "ok", "database": "ok"}
+            async with http.get("/api/status") as response:
+                status = await response.json()
+        assert [e["extension"] for e in status["extensions"]] == [
+            "101", "102", "103", "104", "105", "190",
+        ]  # fmt: skip
+        assert status["calls"] == [] and status["legs"] == 0
         proc.send_signal(signal.SIGTERM)
         rest = await asyncio.wait_for(proc.stderr.read(), 30)
         assert await proc.wait() == 0

@@ -1,0 +1,85 @@
+"""aiohttp application: GET /health, GET /api/status."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from callcenter.runtime import Engine
+
+logger = logging.getLogger(__name__)
+
+ENGINE = web.AppKey("engine", "Engine")
+
+
+async def health(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    database = "none"
+    if engine.database is not None:
+        try:
+            await engine.database.pool.fetchval("SELECT 1")
+            database = "ok"
+        except Exception as exc:  # the endpoint reports it; it must not fail itself
+            logger.warning("health: database check failed: %s", exc)
+            return web.json_response({"status": "degraded", "database": "down"}, status=503)
+    return web.json_response({"status": "ok", "database": database})
+
+
+async def status(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    now = engine.ua.loop.time()
+    registrar = engine.switchboard.registrar
+    extensions = []
+    for number, ext in sorted(engine.switchboard.extensions.items()):
+        bindings = registrar.lookup(number, now=now)
+        extensions.append(
+            {
+                "extension": number,
+                "display_name": ext.display_name,
+                "role": ext.role,
+                "registered": bool(bindings),
+                "contacts": [str(b.contact.uri) for b in bindings],
+                "busy": engine.switchboard.busy(number),
+            }
+        )
+    calls = [
+        {
+            "call_id": bridged.a.call_id,
+            "caller": bridged.caller,
+            "callee": bridged.callee,
+            "state": "talking" if bridged.b is not None else "ringing",
+        }
+        for bridged in engine.switchboard.active.values()
+    ]
+    return web.json_response(
+        {
+            "extensions": extensions,
+            "calls": calls,
+            "legs": len(engine.ua.calls),
+            "rtp_ports_in_use": engine.ua.ports.in_use,
+            "transactions": engine.ua.endpoint.layer.active_count,
+            "media_clock": {
+                "max_lag_ms": round(engine.ua.clock.max_lag * 1000, 2),
+                "skipped_frames": engine.ua.clock.skipped,
+            },
+        }
+    )
+
+
+def build_app(engine: Engine) -> web.Application:
+    app = web.Application()
+    app[ENGINE] = engine
+    app.router.add_get("/health", health)
+    app.router.add_get("/api/status", status)
+    return app
+
+
+async def start_http(engine: Engine, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(build_app(engine), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    logger.info("HTTP listening on %s:%d", host, port)
+    return runner
