@@ -95,10 +95,7 @@ class Call:
         self.final_status: int | None = None
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._digits: asyncio.Queue[str] = asyncio.Queue()
-        self._ok: SipResponse | None = None
         self.end_reason: str | None = None
-        self.on_dtmf: Callable[[Dtmf], None] | None = None
-        """Called synchronously for every digit (besides the event queue), e.g. for relaying."""
         self.ended = asyncio.get_running_loop().create_future()
 
     def __repr__(self) -> str:
@@ -159,10 +156,10 @@ class Call:
         """Send 200 OK with our SDP answer; the leg is CONNECTED once the ACK arrives."""
         media = await self._media_for_incoming(codecs)
         self._set_state("answer")
-        self._ok = self._build_response(200, body=media.local_sdp(), content_type="application/sdp")
-        self.dialog = Dialog.from_uas(self.invite, self._ok)
+        ok = self._build_response(200, body=media.local_sdp(), content_type="application/sdp")
+        self.dialog = Dialog.from_uas(self.invite, ok)
         # The transaction layer resends the 2xx until the ACK (RFC 3261 13.3.1.4 / RFC 6026).
-        self.ua.endpoint.send_response(self.transaction, self._ok)
+        self.ua.endpoint.send_response(self.transaction, ok)
 
     async def _media_for_incoming(self, codecs: list[str] | None) -> MediaSession:
         if self.media is None:
@@ -305,7 +302,7 @@ class Call:
         was_held = self.media.held
         if request.body:
             try:
-                self.media.accept_offer(request.body, codecs=[self.media.codec_name], reoffer=True)
+                self.media.accept_offer(request.body, codecs=[self.media.codec_name])
             except MediaError as exc:
                 self.ua.endpoint.send_response(transaction, make_response(request, exc.status_code))
                 return
@@ -323,10 +320,8 @@ class Call:
 
     def _on_response(self, response: SipResponse) -> None:
         status = response.status
-        if response.cseq.method == "CANCEL":
-            return
         if response.cseq.method != "INVITE":
-            return
+            return  # responses to our CANCEL and BYE need no action
         if status < 200:
             if status in (180, 183) and self.state in (LegState.DIALING, LegState.RINGING):
                 first = self.state is LegState.DIALING
@@ -371,11 +366,8 @@ class Call:
             self.ua.loop.create_task(self.hangup(reason="timeout"))
 
     def _dtmf(self, digit: str, method: str) -> None:
-        event = Dtmf(self.call_id, digit, method)
-        self._emit(event)
+        self._emit(Dtmf(self.call_id, digit, method))
         self._digits.put_nowait(digit)
-        if self.on_dtmf is not None:
-            self.on_dtmf(event)
 
 
 def _info_digit(request: SipRequest) -> str | None:

@@ -98,9 +98,7 @@ class MediaSession:
         )
         return bytes(self._local)
 
-    def accept_offer(
-        self, body: bytes, *, codecs: list[str] | None = None, reoffer: bool = False
-    ) -> None:
+    def accept_offer(self, body: bytes, *, codecs: list[str] | None = None) -> None:
         """Answer the far end's offer (initial INVITE or re-INVITE) with one of `codecs`."""
         try:
             offer = SessionDescription.parse(body)

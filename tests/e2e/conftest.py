@@ -20,7 +20,7 @@ ACCOUNTS = (
 )
 
 
-ENGINE_RTP_PORTS = (40000, 41999)
+ENGINE_RTP_PORTS = (16000, 17999)
 
 
 def engine_config(
@@ -29,7 +29,8 @@ def engine_config(
     """A test config on free loopback ports; `static` maps extensions to fixed contact URIs."""
     port = free_port("both")
     # One RTP range for every test engine (they run one after another): the pool skips ports
-    # someone else holds, and the peers' own ports come from sip_test_env's lower pool.
+    # someone else holds. It lies below sip_test_env's peer pool (20000-32000) and below the
+    # kernel's ephemeral range, so neither the peers nor port-0 sockets land in it.
     low, high = ENGINE_RTP_PORTS
     statics = "".join(
         f'[[accounts]]\nextension = "{ext}"\npassword = "pass{ext}"\nstatic_contact = "{uri}"\n'
