@@ -5,12 +5,15 @@ Errors name the file, the line and the reason (`ConfigError`); the CLI prints th
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pbx.routing import RING_STRATEGIES, Did, RingGroup, Trunk
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +101,12 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class PresenceSettings:
+    wrap_up_seconds: float = 10.0
+    """After a call an agent is in wrap-up this long before ringing again."""
+
+
+@dataclass(frozen=True)
 class Config:
     accounts: tuple[Account, ...]
     """Extensions that may register and call."""
@@ -109,6 +118,10 @@ class Config:
     data_dir: Path = Path("var")
     """Embedded PostgreSQL, recordings and other state."""
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    trunks: tuple[Trunk, ...] = ()
+    dids: tuple[Did, ...] = ()
+    ring_groups: tuple[RingGroup, ...] = ()
+    presence: PresenceSettings = field(default_factory=PresenceSettings)
     source: str = "<defaults>"
     """The file this came from, for messages."""
 
@@ -144,6 +157,10 @@ class _Reader:
     def __init__(self, text: str, source: str) -> None:
         self.lines = text.splitlines()
         self.source = source
+        # Relative file names in the config (prompts) are relative to the config file.
+        self.base = (
+            Path(source).resolve().parent if source and not source.startswith("<") else Path.cwd()
+        )
 
     def fail(
         self, reason: str, *, table: str | None, key: str | None, index: int = 0
@@ -196,7 +213,12 @@ class _Reader:
         return float(value)
 
     def config(self, data: dict[str, Any]) -> Config:
-        self._check_keys(data, {"sip", "http", "database", "security", "accounts"}, None)
+        self._check_keys(
+            data,
+            {"sip", "http", "database", "security", "accounts", "trunks", "dids", "ring_groups",
+             "presence"},
+            None,
+        )  # fmt: skip
         sip = self.sip(data.get("sip", {}))
         http = data.get("http", {})
         self._check_keys(http, {"listen"}, "http")
@@ -214,7 +236,22 @@ class _Reader:
             ban_seconds=self._number(security, "ban_seconds", 600.0, "security", minimum=0),
         )
         accounts = self.accounts(data.get("accounts", []))
+        trunks = self.trunks(data.get("trunks", []))
+        groups = self.ring_groups(data.get("ring_groups", []), {a.extension for a in accounts})
+        dids = self.dids(
+            data.get("dids", []),
+            trunks={t.name for t in trunks},
+            groups={g.name for g in groups},
+            extensions={a.extension for a in accounts},
+        )
+        presence = data.get("presence", {})
+        self._check_keys(presence, {"wrap_up_seconds"}, "presence")
+        wrap_up = self._number(presence, "wrap_up_seconds", 10.0, "presence", minimum=0)
         return Config(
+            trunks=trunks,
+            dids=dids,
+            ring_groups=groups,
+            presence=PresenceSettings(wrap_up_seconds=wrap_up),
             accounts=accounts,
             sip=sip,
             http_listen=http_listen,
@@ -344,3 +381,147 @@ class _Reader:
                 )
             )
         return tuple(result)
+
+    def _table_list(self, items: Any, table: str) -> list[dict[str, Any]]:
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise self.fail(
+                f"{table} must be an array of tables [[{table}]]", table=None, key=table
+            )
+        return items
+
+    def _name(self, item: dict[str, Any], key: str, table: str, index: int, seen: set[str]) -> str:
+        value = item.get(key)
+        if not isinstance(value, str) or not value:
+            raise self.fail(f"{table}: {key} is required", table=table, key=key, index=index)
+        if value in seen:
+            raise self.fail(
+                f"{table}: {value!r} is defined twice", table=table, key=key, index=index
+            )
+        seen.add(value)
+        return value
+
+    def trunks(self, items: Any) -> tuple[Trunk, ...]:
+        result, seen = [], set[str]()
+        for index, item in enumerate(self._table_list(items, "trunks")):
+            self._check_keys(item, {"name", "allow_from", "outbound", "caller_id"}, "trunks", index)
+            name = self._name(item, "name", "trunks", index, seen)
+            allow = item.get("allow_from", [])
+            if not isinstance(allow, list) or not all(_is_ip(a) for a in allow):
+                raise self.fail(
+                    f"trunk {name}: allow_from must be a list of IP addresses",
+                    table="trunks", key="allow_from", index=index,
+                )  # fmt: skip
+            outbound = item.get("outbound")
+            result.append(
+                Trunk(
+                    name=name,
+                    allow_from=tuple(allow),
+                    outbound=_address(self._hostport(outbound, "trunks", "outbound"))
+                    if outbound
+                    else None,
+                    caller_id=str(item.get("caller_id", "")),
+                )
+            )
+        return tuple(result)
+
+    def ring_groups(self, items: Any, extensions: set[str]) -> tuple[RingGroup, ...]:
+        result, seen = [], set[str]()
+        allowed = {"name", "members", "strategy", "member_timeout", "ring_timeout", "owner",
+                   "auto_reply"}  # fmt: skip
+        for index, item in enumerate(self._table_list(items, "ring_groups")):
+            self._check_keys(item, allowed, "ring_groups", index)
+            name = self._name(item, "name", "ring_groups", index, seen)
+            members = item.get("members", [])
+            unknown = (
+                [m for m in members if str(m) not in extensions]
+                if isinstance(members, list)
+                else []
+            )
+            if not isinstance(members, list) or not members or unknown:
+                raise self.fail(
+                    f"ring group {name}: members must be a non-empty list of extensions"
+                    + (f" (unknown: {', '.join(map(str, unknown))})" if unknown else ""),
+                    table="ring_groups", key="members", index=index,
+                )  # fmt: skip
+            strategy = item.get("strategy", "ringall")
+            if strategy not in RING_STRATEGIES:
+                raise self.fail(
+                    f"ring group {name}: strategy must be one of {', '.join(RING_STRATEGIES)}",
+                    table="ring_groups", key="strategy", index=index,
+                )  # fmt: skip
+            owner = item.get("owner")
+            if owner is not None and str(owner) not in extensions:
+                raise self.fail(
+                    f"ring group {name}: owner {owner} is no extension",
+                    table="ring_groups", key="owner", index=index,
+                )  # fmt: skip
+            prompt = item.get("auto_reply")
+            if prompt is not None:
+                path = Path(prompt)
+                if not path.is_absolute():
+                    path = (self.base / path).resolve()
+                if not path.is_file():
+                    raise self.fail(
+                        f"ring group {name}: auto_reply prompt {prompt} does not exist",
+                        table="ring_groups", key="auto_reply", index=index,
+                    )  # fmt: skip
+                prompt = path
+            result.append(
+                RingGroup(
+                    name=name,
+                    members=tuple(str(m) for m in members),
+                    strategy=strategy,
+                    member_timeout=self._number(
+                        item, "member_timeout", 15.0, "ring_groups", minimum=1
+                    ),
+                    ring_timeout=self._number(item, "ring_timeout", 30.0, "ring_groups", minimum=1),
+                    owner=str(owner) if owner is not None else None,
+                    auto_reply=prompt,
+                )
+            )
+        return tuple(result)
+
+    def dids(
+        self, items: Any, *, trunks: set[str], groups: set[str], extensions: set[str]
+    ) -> tuple[Did, ...]:
+        result, seen = [], set[str]()
+        for index, item in enumerate(self._table_list(items, "dids")):
+            self._check_keys(item, {"number", "trunk", "route", "label"}, "dids", index)
+            number = self._name(item, "number", "dids", index, seen)
+            trunk = item.get("trunk")
+            if trunk not in trunks:
+                raise self.fail(
+                    f"DID {number}: trunk {trunk!r} is not defined",
+                    table="dids",
+                    key="trunk",
+                    index=index,
+                )
+            route = str(item.get("route", ""))
+            kind, _, target = route.partition(":")
+            valid = (
+                (kind == "ringgroup" and target in groups)
+                or (kind == "agent" and target in extensions)
+                or (kind == "ivr" and bool(target))
+            )
+            if not valid:
+                raise self.fail(
+                    f"DID {number}: route must be ringgroup:NAME, agent:EXT or ivr:FLOW of this "
+                    f"config, got {route!r}",
+                    table="dids", key="route", index=index,
+                )  # fmt: skip
+            result.append(
+                Did(number=number, trunk=str(trunk), route=route, label=str(item.get("label", "")))
+            )
+        return tuple(result)
+
+
+def _address(hostport: HostPort) -> tuple[str, int]:
+    return (hostport.host, hostport.port)
+
+
+def _is_ip(text: object) -> bool:
+    try:
+        ipaddress.ip_address(str(text))
+    except ValueError:
+        return False
+    return True

@@ -17,7 +17,9 @@ from pbx import (
     BanPolicy,
     CallSummary,
     Extension,
+    Presence,
     Registrar,
+    Routing,
     Switchboard,
 )
 from telephony.aio import EndpointConfig, UserAgent, UserAgentConfig
@@ -109,12 +111,17 @@ async def start_engine(
         for a in config.accounts
     }
     engine = Engine(config, ua, None, database, call_log)  # type: ignore[arg-type]
+    presence = Presence(
+        extensions, wrap_up_seconds=config.presence.wrap_up_seconds, now=ua.loop.time()
+    )
     engine.switchboard = Switchboard(
         ua,
         extensions=extensions,
         registrar=registrar,
         authenticator=authenticator,
         ring_timeout=sip.ring_timeout,
+        presence=presence,
+        routing=Routing(config.trunks, config.dids, config.ring_groups),
         on_call_end=lambda summary: _log_call(engine, summary),
     )
     if with_http:
@@ -131,7 +138,7 @@ async def _log_call(engine: Engine, summary: CallSummary) -> None:
         return
     record = CallRecord(
         call_id=summary.call_id,
-        direction="internal",
+        direction=summary.direction,
         from_number=summary.caller,
         to_number=summary.callee,
         started_at=summary.started_at,

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from .auth import AuthDecision, Authenticator
-from .b2bua import BridgedCall, CallSummary
+from .b2bua import BridgedCall, CallSummary, HuntStep, Target
+from .hunt import STRATEGIES, HuntStrategy
+from .presence import AgentState, Presence
 from .registrar import Binding, Registrar, RegistrationError
+from .routing import RING_STRATEGIES, Did, RingGroup, Trunk
 from .security import AuthFailureBan, BanPolicy, log_auth_failure
-from .switchboard import Extension, Switchboard
+from .switchboard import FEATURE_CODES, Extension, Routing, Switchboard
 
 __all__ = [
+    "FEATURE_CODES",
+    "RING_STRATEGIES",
+    "STRATEGIES",
+    "AgentState",
     "AuthDecision",
     "AuthFailureBan",
     "Authenticator",
@@ -16,9 +23,17 @@ __all__ = [
     "Binding",
     "BridgedCall",
     "CallSummary",
+    "Did",
     "Extension",
+    "HuntStep",
+    "HuntStrategy",
+    "Presence",
     "Registrar",
     "RegistrationError",
+    "RingGroup",
+    "Routing",
     "Switchboard",
+    "Target",
+    "Trunk",
     "log_auth_failure",
 ]

@@ -1,7 +1,10 @@
-"""Back-to-back calls between extensions: the caller's leg, forked outgoing legs, one bridge.
+"""Back-to-back calls: the caller's leg, outgoing legs hunted step by step, one bridge.
 
 The engine anchors media (DESIGN.md 1): the caller talks to our RTP port on leg A, the callee to
 ours on leg B, and the bridge relays between them, so recording, whisper and AMD can join later.
+A hunt is a list of steps; each step rings some targets at once (ring-all is one step with every
+member, round-robin one step per member) until one answers, the step times out, or the whole
+ring timeout is spent.
 """
 
 from __future__ import annotations
@@ -9,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from telephony.aio import Call, UserAgent, bridge
+from telephony.aio import Call, MediaBridge, UserAgent, bridge
 from telephony.call import Answered, Ended, Ringing
 from telephony.sip import NameAddr, SipUri
 
@@ -24,16 +27,21 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class CallSummary:
-    """What the call log needs when a bridged call is over."""
+    """What the call log needs when a call is over."""
 
     call_id: str
     caller: str
     callee: str
+    """The extension that answered, else the dialled extension, group or DID."""
     started_at: datetime
+    direction: str = "internal"
+    """internal (agent to agent), inbound (from a trunk) or outbound (to a trunk)."""
+    did: str | None = None
+    ring_group: str | None = None
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     outcome: str = "failed"
-    """answered, busy, no-answer, cancelled, unavailable, rejected, failed."""
+    """answered, missed, busy, no-answer, cancelled, unavailable, rejected, failed."""
     sip_status: int | None = None
     hangup_cause: str | None = None
     legs: list[str] = field(default_factory=list)
@@ -43,6 +51,20 @@ class CallSummary:
         if self.answered_at is None or self.ended_at is None:
             return 0.0
         return (self.ended_at - self.answered_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Target:
+    extension: str
+    binding: Binding
+
+
+@dataclass(frozen=True)
+class HuntStep:
+    targets: tuple[Target, ...]
+    """Rung at the same time."""
+    timeout: float
+    """Seconds this step rings before the hunt moves on."""
 
 
 _OUTCOME_BY_STATUS = {
@@ -56,7 +78,7 @@ _OUTCOME_BY_STATUS = {
 
 
 class BridgedCall:
-    """Rings every binding of the callee; the first to answer is bridged to the caller."""
+    """Hunts for a callee and bridges the first that answers to the caller."""
 
     def __init__(
         self,
@@ -65,20 +87,29 @@ class BridgedCall:
         *,
         caller: str,
         callee: str,
-        bindings: list[Binding],
+        steps: list[HuntStep],
         ring_timeout: float,
         caller_identity: NameAddr,
+        summary: CallSummary | None = None,
     ) -> None:
         self.ua = ua
         self.a = a_leg
         self.b: Call | None = None
         self.caller = caller
         self.callee = callee
-        self.bindings = bindings
+        self.steps = steps
         self.ring_timeout = ring_timeout
         self.caller_identity = caller_identity
-        self.summary = CallSummary(a_leg.call_id, caller, callee, datetime.now(UTC))
+        self.summary = summary or CallSummary(a_leg.call_id, caller, callee, datetime.now(UTC))
+        self.ringing: set[str] = set()
+        """Extensions whose phones ring for this call right now."""
         self.on_answer: Callable[[BridgedCall], None] | None = None
+        self.on_no_answer: Callable[[Call], Awaitable[None]] | None = None
+        """Takes over a caller nobody answered (auto-reply prompt) instead of a 480."""
+        self.media: MediaBridge | None = None
+        self.owner: str | None = None
+        """Who gets the callback task if this call is missed (ring group owner, DID agent)."""
+        self._timed_out = False
 
     @property
     def parties(self) -> tuple[str, str]:
@@ -96,115 +127,145 @@ class BridgedCall:
         return self.summary
 
     async def _run(self) -> None:
-        codecs = None  # offer the callee what we support, in the caller's order when known
-        to = NameAddr(display_name=None, uri=self._callee_uri(), params={})
-        legs: list[Call] = []
-        for binding in self.bindings:
-            uri = binding.contact.uri
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ring_timeout
+        statuses: list[int] = []
+        for step in self.steps:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            legs = await self._dial(step)
+            if not legs:
+                continue
+            winner = await self._ring(legs, min(step.timeout, left), statuses)
+            if self.a.ended.done():
+                self.summary.outcome = (
+                    "cancelled" if self.summary.direction == "internal" else "missed"
+                )
+                self.summary.sip_status = self.a.final_status or 487
+                self.summary.hangup_cause = "caller-cancel"
+                return
+            if winner is not None:
+                await self._connect(winner)
+                return
+        if not self.summary.legs:
+            await self._give_up(503, "failed", "no-reachable-phone")
+        elif self._timed_out or loop.time() >= deadline:
+            await self._give_up(480, "no-answer", "ring-timeout")
+        else:
+            status = _final(statuses)
+            await self._give_up(status, _OUTCOME_BY_STATUS.get(status, "rejected"), "refused")
+
+    async def _dial(self, step: HuntStep) -> dict[Call, str]:
+        legs: dict[Call, str] = {}
+        for target in step.targets:
+            uri = target.binding.contact.uri
             if not isinstance(uri, SipUri):
                 continue
+            to = NameAddr(display_name=None, uri=self._uri(target.extension), params={})
             try:
-                legs.append(
-                    await self.ua.dial(
-                        uri, binding.peer, from_=self.caller_identity, to=to, codecs=codecs
-                    )
+                leg = await self.ua.dial(
+                    uri, target.binding.peer, from_=self.caller_identity, to=to
                 )
             except OSError as exc:
                 logger.warning("call %s: cannot dial %s: %s", self.a.call_id, uri, exc)
-        self.summary.legs = [leg.call_id for leg in legs]
-        if not legs:
-            self._reject(503, "failed")
-            return
-        winner = await self._ring(legs)
-        if winner is None:
-            return
-        self.b = winner
-        try:
-            await self.a.answer(codecs=[winner.media.codec_name] if winner.media else None)
-        except Exception as exc:  # no common codec between the two phones, or no port
-            logger.warning("call %s: cannot answer the caller: %s", self.a.call_id, exc)
-            self.summary.outcome, self.summary.sip_status = "failed", 488
-            await winner.hangup(reason="failed")
-            self.a.reject(488)
-            return
-        await self._talk(winner)
+                continue
+            legs[leg] = target.extension
+            self.summary.legs.append(leg.call_id)
+        return legs
 
-    def _callee_uri(self) -> SipUri:
+    def _uri(self, user: str) -> SipUri:
+        endpoint = self.ua.endpoint
         return SipUri(
             scheme="sip",
-            user=self.callee,
+            user=user,
             password=None,
-            host=self.ua.endpoint.host,
-            port=self.ua.endpoint.port,
+            host=endpoint.host,
+            port=endpoint.port,
             params={},
             headers={},
         )
 
-    async def _ring(self, legs: list[Call]) -> Call | None:
-        """The first callee leg to answer; ring timeout, caller CANCEL or rejections give None."""
+    async def _ring(
+        self, legs: dict[Call, str], timeout: float, statuses: list[int]
+    ) -> Call | None:
+        """The first leg to answer; None on timeout, caller CANCEL or when all refuse."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ring_timeout
+        deadline = loop.time() + timeout
         pending = {leg: loop.create_task(leg.next_event()) for leg in legs}
-        caller_gone = self.a.ended
-        statuses: list[int] = []
-        ringing = False
-        while pending:
-            waiters: set[asyncio.Future[object]] = {*pending.values(), caller_gone}  # type: ignore[arg-type]
-            done, _ = await asyncio.wait(
-                waiters,
-                timeout=max(0.0, deadline - loop.time()),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if caller_gone in done:
-                self.summary.outcome = "cancelled"
-                self.summary.sip_status = self.a.final_status or 487
-                self.summary.hangup_cause = "caller-cancel"
-                await self._drop(pending, reason="cancelled")
-                return None
-            if not done:
-                self.summary.hangup_cause = "ring-timeout"
-                await self._drop(pending, reason="timeout")
-                self._reject(480, "no-answer")
-                return None
-            for leg, task in list(pending.items()):
-                if task not in done:
-                    continue
-                event = task.result()
-                if isinstance(event, Ringing) and not ringing:
-                    ringing = True
-                    self.a.ring()
-                if isinstance(event, Answered):
-                    del pending[leg]
-                    await self._drop(pending, reason="answered-elsewhere")
-                    return leg
-                if isinstance(event, Ended):
-                    del pending[leg]
-                    statuses.append(event.sip_status or 500)
-                    continue
-                pending[leg] = loop.create_task(leg.next_event())
-        status = 486 if 486 in statuses or 600 in statuses else (statuses[-1] if statuses else 480)
-        self._reject(status, _OUTCOME_BY_STATUS.get(status, "rejected"))
-        return None
+        self.ringing = set(legs.values())
+        try:
+            while pending:
+                waiters: set[asyncio.Future[object]] = {*pending.values(), self.a.ended}  # type: ignore[arg-type]
+                done, _ = await asyncio.wait(
+                    waiters,
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if self.a.ended in done or not done:
+                    self._timed_out = self._timed_out or not done
+                    await self._drop(pending, reason="cancelled" if done else "timeout")
+                    return None
+                for leg, task in list(pending.items()):
+                    if task not in done:
+                        continue
+                    event = task.result()
+                    if isinstance(event, Ringing) and self.a.state.value == "incoming":
+                        self.a.ring()
+                    if isinstance(event, Answered):
+                        del pending[leg]
+                        await self._drop(pending, reason="answered-elsewhere")
+                        self.callee = self.summary.callee = legs[leg]
+                        return leg
+                    if isinstance(event, Ended):
+                        del pending[leg]
+                        self.ringing.discard(legs[leg])
+                        statuses.append(event.sip_status or 500)
+                        continue
+                    pending[leg] = loop.create_task(leg.next_event())
+            return None
+        finally:
+            self.ringing = set()
 
     async def _drop(self, pending: dict[Call, asyncio.Task[object]], *, reason: str) -> None:
         for leg, task in pending.items():
             task.cancel()
             await leg.hangup(reason=reason)
 
-    async def _talk(self, b: Call) -> None:
+    async def _connect(self, b: Call) -> None:
+        self.b = b
+        try:
+            await self.a.answer(codecs=[b.media.codec_name] if b.media else None)
+        except Exception as exc:  # no common codec between the two phones, or no port
+            logger.warning("call %s: cannot answer the caller: %s", self.a.call_id, exc)
+            self.summary.outcome, self.summary.sip_status = "failed", 488
+            await b.hangup(reason="failed")
+            self.a.reject(488)
+            return
         self.summary.answered_at = datetime.now(UTC)
         self.summary.outcome, self.summary.sip_status = "answered", 200
-        media_bridge = bridge(self.a, b)
+        self.media = bridge(self.a, b)
         if self.on_answer is not None:
             self.on_answer(self)
         done, _ = await asyncio.wait({self.a.ended, b.ended}, return_when=asyncio.FIRST_COMPLETED)
-        media_bridge.close()
+        self.media.close()
         first = self.a if self.a.ended in done else b
         other = b if first is self.a else self.a
         side = "caller" if first is self.a else "callee"
         self.summary.hangup_cause = f"{side}-{first.end_reason}"
         await other.hangup(reason="peer-hangup")
 
-    def _reject(self, status: int, outcome: str) -> None:
-        self.summary.outcome, self.summary.sip_status = outcome, status
-        self.a.reject(status)
+    async def _give_up(self, status: int, outcome: str, cause: str) -> None:
+        self.summary.sip_status, self.summary.hangup_cause = status, cause
+        self.summary.outcome = "missed" if self.summary.direction == "inbound" else outcome
+        if self.on_no_answer is not None and self.a.state.value in ("incoming", "ringing"):
+            await self.on_no_answer(self.a)
+        else:
+            self.a.reject(status)
+
+
+def _final(statuses: list[int]) -> int:
+    """The status the caller gets when every phone refused: busy wins, then the last one."""
+    if 486 in statuses or 600 in statuses:
+        return 486
+    return statuses[-1] if statuses else 480

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from telephony.aio import Call, Peer, UserAgent
+from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipRequest, SipUri, make_response
 
 from .auth import Authenticator
-from .b2bua import BridgedCall, CallSummary
+from .b2bua import BridgedCall, CallSummary, HuntStep, Target
+from .hunt import STRATEGIES
+from .presence import Presence
 from .registrar import Binding, Registrar, RegistrationError
+from .routing import Did, RingGroup, Trunk
+from .security import log_auth_failure
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +35,26 @@ class Extension:
     """Simultaneous calls before the extension counts as busy."""
 
 
+@dataclass(frozen=True)
+class Routing:
+    """Trunks, DIDs and ring groups (empty for a PBX of extensions only)."""
+
+    trunks: tuple[Trunk, ...] = ()
+    dids: tuple[Did, ...] = ()
+    ring_groups: tuple[RingGroup, ...] = ()
+
+
+# Feature codes an agent dials (the engine answers, beeps, hangs up).
+FEATURE_CODES = {"*50": True, "*51": False}  # -> away
+_BEEP = (880.0,)
+# What an external number looks like: 7-15 digits, optionally with a leading +.
+_EXTERNAL = re.compile(r"^\+?[0-9]{7,15}$")
+
+MissedCallHandler = Callable[[CallSummary, str | None], Awaitable[None] | None]
+
+
 class Switchboard:
-    """Routes REGISTER to the registrar and INVITEs between extensions as bridged calls."""
+    """Routes REGISTER to the registrar and INVITEs to extensions, ring groups and trunks."""
 
     def __init__(
         self,
@@ -39,14 +64,25 @@ class Switchboard:
         registrar: Registrar,
         authenticator: Authenticator,
         ring_timeout: float,
+        presence: Presence,
+        routing: Routing | None = None,
         on_call_end: Callable[[CallSummary], Awaitable[None] | None] | None = None,
+        on_missed: MissedCallHandler | None = None,
     ) -> None:
         self.ua = ua
         self.extensions = extensions
         self.registrar = registrar
         self.auth = authenticator
         self.ring_timeout = ring_timeout
+        self.presence = presence
+        routing = routing or Routing()
+        self.trunks = {t.name: t for t in routing.trunks}
+        self.dids = {d.number: d for d in routing.dids}
+        self.groups = {g.name: g for g in routing.ring_groups}
+        self._strategies = {g.name: STRATEGIES[g.strategy]() for g in routing.ring_groups}
         self.on_call_end = on_call_end
+        self.on_missed = on_missed
+        """Gets every missed inbound call and the ring group owner (fallback assignee)."""
         self.active: dict[str, BridgedCall] = {}
         """Bridged calls in progress by the caller leg's Call-ID."""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -58,6 +94,10 @@ class Switchboard:
         in_calls = sum(extension in call.parties for call in self.active.values())
         ext = self.extensions.get(extension)
         return in_calls >= (ext.max_calls if ext is not None else 1)
+
+    def ringing(self) -> set[str]:
+        """Extensions whose phones ring right now."""
+        return {ext for call in self.active.values() for ext in call.ringing}
 
     # -- REGISTER -----------------------------------------------------------------------------
 
@@ -86,23 +126,141 @@ class Switchboard:
     # -- INVITE -------------------------------------------------------------------------------
 
     def _on_incoming(self, call: Call) -> None:
+        target = call.invite.uri
+        dialled = target.user if isinstance(target, SipUri) else None
+        if dialled is not None and dialled in self.dids:
+            self._inbound(call, self.dids[dialled])
+            return
         now = self.ua.loop.time()
         decision = self.auth.check(call.invite, call.peer, now=now)
         if decision.extension is None:
             call.reject(decision.status, headers=decision.headers)
             return
         caller = decision.extension
-        target = call.invite.uri
-        callee = target.user if isinstance(target, SipUri) else None
-        bindings = self.registrar.lookup(callee, now=now) if callee else []
-        if callee is None or callee not in self.extensions:
-            self._refuse(call, caller, callee or "", 404, "failed")
-        elif callee == caller or self.busy(callee):
-            self._refuse(call, caller, callee, 486, "busy")
+        if dialled in FEATURE_CODES:
+            self._track(self._feature_code(call, caller, away=FEATURE_CODES[dialled]))
+            return
+        bindings = self.registrar.lookup(dialled, now=now) if dialled else []
+        if dialled is not None and dialled not in self.extensions and _EXTERNAL.match(dialled):
+            self._outbound(call, caller, dialled)
+        elif dialled is None or dialled not in self.extensions:
+            self._refuse(call, caller, dialled or "", 404, "failed")
+        elif dialled == caller or self.busy(dialled):
+            self._refuse(call, caller, dialled, 486, "busy")
         elif not bindings:
-            self._refuse(call, caller, callee, 480, "unavailable")
+            self._refuse(call, caller, dialled, 480, "unavailable")
         else:
-            self._connect(call, caller, callee, bindings)
+            step = HuntStep(tuple(Target(dialled, b) for b in bindings), self.ring_timeout)
+            self._start(
+                call,
+                caller=caller,
+                callee=dialled,
+                steps=[step],
+                identity=self._identity(caller, self.extensions[caller].display_name or None),
+                summary=CallSummary(call.call_id, caller, dialled, datetime.now(UTC)),
+            )
+
+    def _inbound(self, call: Call, did: Did) -> None:
+        """A call from a carrier to one of our numbers (IP-authenticated trunk)."""
+        trunk = self.trunks[did.trunk]
+        if call.peer[1] not in trunk.allow_from:
+            # Not our carrier: refuse; never route it anywhere (toll fraud, spoofed DIDs).
+            log_auth_failure(call.peer[1], call.peer[2], did.number, "not_a_trunk_source", "INVITE")
+            call.reject(403, "Not a trunk of this number")
+            return
+        caller_uri = call.invite.from_.uri
+        caller = (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
+        now = self.ua.loop.time()
+        summary = CallSummary(
+            call.call_id, caller, did.number, datetime.now(UTC), direction="inbound", did=did.number
+        )
+        kind, _, target = did.route.partition(":")
+        owner: str | None = None
+        auto_reply: Path | None = None
+        steps: list[HuntStep] = []
+        ring_timeout = self.ring_timeout
+        if kind == "agent":
+            bindings = self.registrar.lookup(target, now=now)
+            if bindings and self.presence.available(target, now=now) and not self.busy(target):
+                steps = [HuntStep(tuple(Target(target, b) for b in bindings), ring_timeout)]
+            owner = target
+        elif kind == "ringgroup":
+            group = self.groups[target]
+            summary.ring_group, owner, auto_reply = group.name, group.owner, group.auto_reply
+            ring_timeout = group.ring_timeout
+            reachable = {
+                m: bindings
+                for m in group.members
+                if self.presence.available(m, now=now)
+                and not self.busy(m)
+                and (bindings := self.registrar.lookup(m, now=now))
+            }
+            steps = self._strategies[group.name].steps(
+                list(group.members),
+                reachable,
+                presence=self.presence,
+                member_timeout=group.member_timeout,
+                ring_timeout=group.ring_timeout,
+                now=now,
+            )
+        else:
+            logger.warning(
+                "DID %s routes to %s, which this engine cannot serve yet", did.number, did.route
+            )
+        display = f"{did.label}: {caller}" if did.label else caller
+        bridged = self._start(
+            call,
+            caller=caller,
+            callee=summary.callee,
+            steps=steps,
+            identity=self._identity(caller, display),
+            summary=summary,
+            ring_timeout=ring_timeout,
+        )
+        bridged.on_no_answer = lambda leg: self._auto_reply(leg, auto_reply)
+        bridged.owner = owner
+
+    def _outbound(self, call: Call, caller: str, number: str) -> None:
+        trunk = next((t for t in self.trunks.values() if t.outbound is not None), None)
+        if trunk is None or trunk.outbound is None:
+            self._refuse(call, caller, number, 404, "failed")
+            return
+        host, port = trunk.outbound
+        uri = SipUri(
+            scheme="sip", user=number, password=None, host=host, port=port, params={}, headers={}
+        )
+        binding = Binding(
+            number,
+            NameAddr(display_name=None, uri=uri, params={}),
+            ("udp", host, port),
+            float("inf"),
+            "trunk",
+            0,
+            static=True,
+        )
+        self._start(
+            call,
+            caller=caller,
+            callee=number,
+            steps=[HuntStep((Target(number, binding),), self.ring_timeout)],
+            identity=self._identity(trunk.caller_id or caller, None),
+            summary=CallSummary(
+                call.call_id, caller, number, datetime.now(UTC), direction="outbound"
+            ),
+        )
+
+    def _identity(self, user: str, display: str | None) -> NameAddr:
+        endpoint = self.ua.endpoint
+        uri = SipUri(
+            scheme="sip",
+            user=user,
+            password=None,
+            host=endpoint.host,
+            port=endpoint.port,
+            params={},
+            headers={},
+        )
+        return NameAddr(display_name=display, uri=uri, params={})
 
     def _refuse(self, call: Call, caller: str, callee: str, status: int, outcome: str) -> None:
         """An authenticated call that cannot ring anyone: answered at once, still logged."""
@@ -110,34 +268,51 @@ class Switchboard:
         summary = CallSummary(call.call_id, caller, callee, datetime.now(UTC))
         summary.ended_at = summary.started_at
         summary.outcome, summary.sip_status, summary.hangup_cause = outcome, status, "refused"
-        self._track(self._finish(summary))
+        self._track(self._finish(summary, None))
 
-    def _connect(self, call: Call, caller: str, callee: str, bindings: list[Binding]) -> None:
-        ext = self.extensions[caller]
-        identity = NameAddr(
-            display_name=ext.display_name or None,
-            uri=SipUri(
-                scheme="sip",
-                user=caller,
-                password=None,
-                host=self.ua.endpoint.host,
-                port=self.ua.endpoint.port,
-                params={},
-                headers={},
-            ),
-            params={},
-        )
+    def _start(
+        self,
+        call: Call,
+        *,
+        caller: str,
+        callee: str,
+        steps: list[HuntStep],
+        identity: NameAddr,
+        summary: CallSummary,
+        ring_timeout: float | None = None,
+    ) -> BridgedCall:
         bridged = BridgedCall(
             self.ua,
             call,
             caller=caller,
             callee=callee,
-            bindings=bindings,
-            ring_timeout=self.ring_timeout,
+            steps=steps,
+            ring_timeout=ring_timeout or self.ring_timeout,
             caller_identity=identity,
+            summary=summary,
         )
+        bridged.on_answer = self._answered
         self.active[call.call_id] = bridged
         self._track(self._run(bridged))
+        return bridged
+
+    def _answered(self, bridged: BridgedCall) -> None:
+        now = self.ua.loop.time()
+        for party in bridged.parties:
+            self.presence.call_started(party, now=now)
+
+    async def _auto_reply(self, leg: Call, prompt: Path | None) -> None:
+        """Tell a caller nobody answered that we will call back, then hang up."""
+        if prompt is None:
+            leg.reject(480)
+            return
+        await leg.answer()
+        try:
+            await asyncio.wait_for(leg.next_event(), 5)  # the ACK
+            await leg.play(WavSource(prompt))
+        except (TimeoutError, RuntimeError) as exc:
+            logger.info("call %s: auto-reply not played: %s", leg.call_id, exc)
+        await leg.hangup(reason="auto-reply")
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
         task = self.ua.loop.create_task(work)
@@ -149,12 +324,18 @@ class Switchboard:
             summary = await bridged.run()
         finally:
             self.active.pop(bridged.a.call_id, None)
-        await self._finish(summary)
+            if bridged.summary.answered_at is not None:
+                now = self.ua.loop.time()
+                customer_call = bridged.summary.direction != "internal"
+                for party in bridged.parties:
+                    self.presence.call_ended(party, now=now, wrap_up=customer_call)
+        await self._finish(summary, bridged.owner)
 
-    async def _finish(self, summary: CallSummary) -> None:
+    async def _finish(self, summary: CallSummary, owner: str | None) -> None:
         logger.info(
-            "call %s %s -> %s: %s (status %s, talk %.1f s, cause %s)",
+            "call %s %s %s -> %s: %s (status %s, talk %.1f s, cause %s)",
             summary.call_id,
+            summary.direction,
             summary.caller,
             summary.callee,
             summary.outcome,
@@ -166,6 +347,21 @@ class Switchboard:
             result = self.on_call_end(summary)
             if asyncio.iscoroutine(result):
                 await result
+        if summary.outcome == "missed" and self.on_missed is not None:
+            result = self.on_missed(summary, owner)
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _feature_code(self, call: Call, agent: str, *, away: bool) -> None:
+        """*50 away, *51 available: answered with a beep so the agent hears it took effect."""
+        self.presence.set_away(agent, away, now=self.ua.loop.time())
+        await call.answer()
+        try:
+            await asyncio.wait_for(call.next_event(), 5)
+            await call.play(ToneSource(_BEEP, duration=0.4 if away else 0.2))
+        except (TimeoutError, RuntimeError):
+            pass
+        await call.hangup(reason="feature-code")
 
     async def shutdown(self) -> None:
         """Hang up every call with BYE (or CANCEL / 503 before answer) and wait for the logs."""

@@ -1,0 +1,94 @@
+"""Agent presence: available, on call, wrap-up, away, driven by the engine's calls.
+
+Pure: time comes in as `now`. Wrap-up ends by itself (the state is computed, not timed), so a
+restart or a missed timer can never leave an agent stuck in wrap-up.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+
+class AgentState(enum.StrEnum):
+    AVAILABLE = "available"
+    ON_CALL = "on-call"
+    WRAP_UP = "wrap-up"
+    AWAY = "away"
+
+
+@dataclass
+class _Agent:
+    away: bool = False
+    calls: int = 0
+    wrap_up_until: float = 0.0
+    idle_since: float = 0.0
+    """When the agent last became free (start-up, or the end of their last call)."""
+
+
+class Presence:
+    def __init__(self, extensions: Iterable[str], *, wrap_up_seconds: float, now: float) -> None:
+        self.wrap_up_seconds = wrap_up_seconds
+        self._agents = {ext: _Agent(idle_since=now) for ext in extensions}
+        self.on_change: Callable[[str, AgentState], None] | None = None
+        """Called when an agent's state changes through a call or a set (for dashboards)."""
+
+    def state(self, extension: str, *, now: float) -> AgentState:
+        agent = self._agents[extension]
+        if agent.calls:
+            return AgentState.ON_CALL
+        if agent.away:
+            return AgentState.AWAY
+        if now < agent.wrap_up_until:
+            return AgentState.WRAP_UP
+        return AgentState.AVAILABLE
+
+    def available(self, extension: str, *, now: float) -> bool:
+        return extension in self._agents and self.state(extension, now=now) is AgentState.AVAILABLE
+
+    def idle_for(self, extension: str, *, now: float) -> float:
+        agent = self._agents[extension]
+        return max(0.0, now - max(agent.idle_since, agent.wrap_up_until))
+
+    def set_away(self, extension: str, away: bool, *, now: float) -> None:
+        agent = self._agents[extension]
+        if agent.away != away:
+            agent.away = away
+            if not away:
+                agent.idle_since = now
+            self._changed(extension, now)
+
+    def call_started(self, extension: str, *, now: float) -> None:
+        agent = self._agents.get(extension)
+        if agent is None:
+            return
+        agent.calls += 1
+        self._changed(extension, now)
+
+    def call_ended(self, extension: str, *, now: float, wrap_up: bool = True) -> None:
+        """An agent's call is over: wrap-up after answered customer calls, else free at once."""
+        agent = self._agents.get(extension)
+        if agent is None or agent.calls == 0:
+            return
+        agent.calls -= 1
+        if agent.calls == 0:
+            agent.idle_since = now
+            if wrap_up:
+                agent.wrap_up_until = now + self.wrap_up_seconds
+        self._changed(extension, now)
+
+    def end_wrap_up(self, extension: str, *, now: float) -> None:
+        """The agent posted a disposition or said they are ready."""
+        agent = self._agents[extension]
+        agent.wrap_up_until = min(agent.wrap_up_until, now)
+        self._changed(extension, now)
+
+    def _changed(self, extension: str, now: float) -> None:
+        state = self.state(extension, now=now)
+        logger.info("presence: %s is %s", extension, state.value)
+        if self.on_change is not None:
+            self.on_change(extension, state)
