@@ -128,8 +128,23 @@ class Switchboard:
     def _on_incoming(self, call: Call) -> None:
         target = call.invite.uri
         dialled = target.user if isinstance(target, SipUri) else None
-        if dialled is not None and dialled in self.dids:
-            self._inbound(call, self.dids[dialled])
+        from_uri = call.invite.from_.uri
+        from_user = from_uri.user if isinstance(from_uri, SipUri) else None
+        trunk = next((t for t in self.trunks.values() if call.peer[1] in t.allow_from), None)
+        # A carrier presents the customer's number; one of our extensions is an agent (who must
+        # authenticate even from the carrier's address: a spoofed From gets a challenge).
+        if trunk is not None and from_user not in self.extensions:
+            did = self.dids.get(dialled or "")
+            if did is None or did.trunk != trunk.name:
+                logger.info("trunk %s: call to unknown number %s refused", trunk.name, dialled)
+                call.reject(404, "No such number")
+            else:
+                self._inbound(call, did)
+            return
+        if dialled in self.dids:
+            # Our public numbers are reached only through their carrier, never from elsewhere.
+            log_auth_failure(call.peer[1], call.peer[2], dialled, "not_a_trunk_source", "INVITE")
+            call.reject(403, "Not a trunk of this number")
             return
         now = self.ua.loop.time()
         decision = self.auth.check(call.invite, call.peer, now=now)
@@ -162,12 +177,6 @@ class Switchboard:
 
     def _inbound(self, call: Call, did: Did) -> None:
         """A call from a carrier to one of our numbers (IP-authenticated trunk)."""
-        trunk = self.trunks[did.trunk]
-        if call.peer[1] not in trunk.allow_from:
-            # Not our carrier: refuse; never route it anywhere (toll fraud, spoofed DIDs).
-            log_auth_failure(call.peer[1], call.peer[2], did.number, "not_a_trunk_source", "INVITE")
-            call.reject(403, "Not a trunk of this number")
-            return
         caller_uri = call.invite.from_.uri
         caller = (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
         now = self.ua.loop.time()

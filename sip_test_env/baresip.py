@@ -102,8 +102,11 @@ class BaresipPeer:
         name: str | None = None,
         extra_account_params: str = "",
         binary: str = BARESIP,
+        host: str = "127.0.0.1",
     ) -> None:
         self.user = user
+        self.host = host
+        """Loopback address the phone's SIP and RTP use (127.0.0.2 plays another machine)."""
         self.name = name or f"baresip-{user}"
         self.dir = Path(workdir) / self.name
         self.registrar = registrar
@@ -138,14 +141,14 @@ class BaresipPeer:
     @property
     def aor(self) -> str:
         """The account's address of record."""
-        host = self.registrar if self.registrar else f"127.0.0.1:{self.sip_port}"
+        host = self.registrar if self.registrar else f"{self.host}:{self.sip_port}"
         return f"sip:{self.user}@{host}"
 
     @property
     def contact_uri(self) -> str:
         """Where this peer can be reached directly (static extensions are dialled here)."""
         suffix = ";transport=tcp" if self.transport == "tcp" else ""
-        return f"sip:{self.user}@127.0.0.1:{self.sip_port}{suffix}"
+        return f"sip:{self.user}@{self.host}:{self.sip_port}{suffix}"
 
     @property
     def pid(self) -> int | None:
@@ -181,7 +184,7 @@ class BaresipPeer:
             params.insert(0, f"auth_pass={self.password or ''}")
             uri = f"<sip:{self.user}@{self.registrar}{suffix}>"
         else:
-            uri = f"<sip:{self.user}@127.0.0.1:{self.sip_port}{suffix}>"
+            uri = f"<sip:{self.user}@{self.host}:{self.sip_port}{suffix}>"
         line = uri + ";" + ";".join(params)
         if self.extra_account_params:
             line += ";" + self.extra_account_params.lstrip(";")
@@ -191,8 +194,8 @@ class BaresipPeer:
         assert self.audio_source is not None
         lines = [
             "poll_method epoll",
-            f"sip_listen 127.0.0.1:{self.sip_port}",
-            "net_interface 127.0.0.1",
+            f"sip_listen {self.host}:{self.sip_port}",
+            f"net_interface {self.host}",
             "dns_server 127.0.0.1:53",
             f"audio_source aufile,{self.audio_source}",
             "audio_player aubridge,nil",

@@ -1,0 +1,190 @@
+"""Customers call the company's number through the carrier trunk: ring groups, missed calls with
+the auto-reply prompt, presence feature codes, and refusals of calls that are not ours."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from callcenter.runtime import Engine, start_engine
+from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
+from sip_test_env.baresip import BaresipPeer
+
+from .conftest import assert_no_state_left, engine_config, registrar_of
+
+pytestmark = pytest.mark.peers
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMPT = ROOT / "callcenter" / "prompts" / "we-will-call-you-back.wav"
+CARRIER_IP = "127.0.0.2"  # the carrier is "another machine": agents live on 127.0.0.1
+DID = "15550100"
+CUSTOMER = "15551234"
+
+
+def trunk_config(strategy: str = "ringall") -> str:
+    return f"""
+[[trunks]]
+name = "carrier"
+allow_from = ["{CARRIER_IP}"]
+
+[[ring_groups]]
+name = "sales"
+members = ["101", "102", "103"]
+strategy = "{strategy}"
+ring_timeout = 4
+member_timeout = 2
+owner = "103"
+auto_reply = "{PROMPT}"
+
+[[dids]]
+number = "{DID}"
+trunk = "carrier"
+route = "ringgroup:sales"
+label = "Sales"
+"""
+
+
+@pytest.fixture
+async def trunk_engine(pg_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    config = engine_config(extra=trunk_config(), extra_sip="")
+    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
+def customer(tmp_path: Path, tone: Path | None = None) -> BaresipPeer:
+    return BaresipPeer(CUSTOMER, workdir=tmp_path, host=CARRIER_IP, audio_source=tone)
+
+
+def agent(ext: str, engine: Engine, tmp_path: Path, tone: Path | None = None) -> BaresipPeer:
+    return BaresipPeer(
+        ext,
+        workdir=tmp_path,
+        registrar=registrar_of(engine),
+        password=f"pass{ext}",
+        audio_source=tone,
+    )
+
+
+async def test_ring_group_call_answered_by_one_agent(
+    trunk_engine: Engine, tmp_path: Path, db
+) -> None:
+    customer_tone = write_tone_wav(tmp_path / "600.wav", 600, 10.0)
+    agent_tone = write_tone_wav(tmp_path / "1000.wav", 1000, 10.0)
+    async with (
+        customer(tmp_path, customer_tone) as caller,
+        agent("101", trunk_engine, tmp_path) as a101,
+        agent("102", trunk_engine, tmp_path, agent_tone) as a102,
+    ):
+        await a101.wait_registered()
+        await a102.wait_registered()
+        await caller.dial(f"sip:{DID}@127.0.0.1:{trunk_engine.sip_port}")
+        incoming = await a101.wait_event("CALL_INCOMING", timeout=5)
+        await a102.wait_event("CALL_INCOMING", timeout=5)
+        assert f"sip:{CUSTOMER}@" in str(incoming.get("peeruri", "")) or CUSTOMER in str(incoming)
+        await a102.accept()
+        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+        await a101.wait_event("CALL_CLOSED", timeout=5)  # the other phone stops ringing
+        bridged = next(iter(trunk_engine.switchboard.active.values()))
+        assert bridged.callee == "102"
+        await asyncio.sleep(2.0)
+        await caller.hangup()
+        await a102.wait_event("CALL_CLOSED", timeout=5)
+        rate, heard_by_agent, _ = read_wav(a102.recorded_wav())
+        rate2, heard_by_customer, _ = read_wav(caller.recorded_wav())
+    at_agent = first_tone_time(heard_by_agent, 600, rate)
+    at_customer = first_tone_time(heard_by_customer, 1000, rate2)
+    assert at_agent is not None and at_agent < 1.0
+    assert at_customer is not None and at_customer < 1.0
+    await _idle(trunk_engine)
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    assert (row["direction"], row["from_number"], row["to_number"], row["outcome"]) == (
+        "inbound", CUSTOMER, "102", "answered",
+    )  # fmt: skip
+
+
+async def test_missed_call_hears_the_auto_reply(trunk_engine: Engine, tmp_path: Path, db) -> None:
+    missed: list[tuple[str, str | None]] = []
+    trunk_engine.switchboard.on_missed = lambda summary, owner: missed.append(
+        (summary.caller, owner)
+    )
+    async with (
+        customer(tmp_path) as caller,
+        agent("101", trunk_engine, tmp_path) as a101,
+    ):
+        await a101.wait_registered()
+        await caller.dial(f"sip:{DID}@127.0.0.1:{trunk_engine.sip_port}")
+        await a101.wait_event("CALL_INCOMING", timeout=5)
+        # Nobody answers within the group's 4 s: the caller is answered with the prompt.
+        await caller.wait_event("CALL_ESTABLISHED", timeout=8)
+        await a101.wait_event("CALL_CLOSED", timeout=5)
+        await caller.wait_event("CALL_CLOSED", timeout=15)
+        _rate, heard, _ = read_wav(caller.recorded_wav())
+    _, prompt, _ = read_wav(PROMPT)
+    peak, _lag = normalized_xcorr(heard, prompt)
+    assert peak > 0.8, f"auto-reply not recognised in what the caller heard (xcorr {peak:.2f})"
+    assert missed == [(CUSTOMER, "103")]
+    await _idle(trunk_engine)
+    outcome = await db.fetchval(
+        "SELECT outcome FROM calls WHERE from_number = $1 ORDER BY id DESC LIMIT 1", CUSTOMER
+    )
+    assert outcome == "missed"
+
+
+async def test_away_agents_are_skipped(trunk_engine: Engine, tmp_path: Path) -> None:
+    async with (
+        customer(tmp_path) as caller,
+        agent("101", trunk_engine, tmp_path) as a101,
+        agent("102", trunk_engine, tmp_path) as a102,
+    ):
+        await a101.wait_registered()
+        await a102.wait_registered()
+        await a101.dial("*50")  # away: answered with a beep, then hung up
+        await a101.wait_event("CALL_CLOSED", timeout=5)
+        now = trunk_engine.ua.loop.time()
+        assert trunk_engine.switchboard.presence.state("101", now=now).value == "away"
+        await caller.dial(f"sip:{DID}@127.0.0.1:{trunk_engine.sip_port}")
+        await a102.wait_event("CALL_INCOMING", timeout=5)
+        await a102.accept()
+        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+        assert not a101.events_of("CALL_INCOMING")
+        await caller.hangup()
+        await a102.wait_event("CALL_CLOSED", timeout=5)
+        # After a customer call the agent is in wrap-up, then available again.
+        now = trunk_engine.ua.loop.time()
+        assert trunk_engine.switchboard.presence.state("102", now=now).value == "wrap-up"
+        await a101.dial("*51")
+        await a101.wait_event("CALL_CLOSED", timeout=5)
+        now = trunk_engine.ua.loop.time()
+        assert trunk_engine.switchboard.presence.state("101", now=now).value == "available"
+    await _idle(trunk_engine)
+
+
+async def test_calls_that_are_not_ours_are_refused(
+    trunk_engine: Engine, tmp_path: Path, db
+) -> None:
+    before = await db.fetchval("SELECT count(*) FROM calls")
+    async with customer(tmp_path) as caller:
+        await caller.dial(f"sip:15559999@127.0.0.1:{trunk_engine.sip_port}")  # unknown DID
+        closed = await caller.wait_event("CALL_CLOSED", timeout=5)
+        assert "404" in str(closed)
+    async with BaresipPeer(CUSTOMER, workdir=tmp_path / "elsewhere") as stranger:  # not the trunk
+        await stranger.dial(f"sip:{DID}@127.0.0.1:{trunk_engine.sip_port}")
+        closed = await stranger.wait_event("CALL_CLOSED", timeout=5)
+        assert "403" in str(closed)
+    await _idle(trunk_engine)
+    assert await db.fetchval("SELECT count(*) FROM calls") == before
+
+
+async def _idle(engine: Engine) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while engine.switchboard.active or engine.ua.calls:
+        assert loop.time() < deadline, engine.ua.calls
+        await asyncio.sleep(0.05)
+    assert_no_state_left(engine)
