@@ -20,6 +20,10 @@ def test_sample_config_matches_the_readme() -> None:
         ("190", "pass190", "supervisor"),
     ]
     assert config.database_url is None
+    (group,) = config.ring_groups
+    assert group.members == ("101", "102", "103") and group.auto_reply is not None
+    assert group.auto_reply.is_file()
+    assert config.dids[0].route == "ringgroup:sales"
 
 
 @pytest.mark.parametrize(
@@ -40,6 +44,20 @@ def test_sample_config_matches_the_readme() -> None:
         ('[[accounts]]\nextension = "101"\npassword = "pass101"\nrole = "boss"\n', 4, "role"),
         ('[[accounts]]\nextension = "101"\npassword = "pass101"\nmax_calls = 0\n', 4, "max_calls"),
         ("[sip\n", 1, "Expected"),
+        ('[[trunks]]\nname = "c"\nallow_from = ["nowhere"]\n', 3, "allow_from"),
+        ('[[ring_groups]]\nname = "s"\nmembers = ["555"]\n', 3, "unknown: 555"),
+        (
+            '[[accounts]]\nextension = "101"\npassword = "pass101"\n[[ring_groups]]\nname = "s"\n'
+            'members = ["101"]\nauto_reply = "missing.wav"\n',
+            7,
+            "does not exist",
+        ),
+        (
+            '[[trunks]]\nname = "c"\n[[dids]]\nnumber = "1555"\ntrunk = "c"\nroute = "ringgroup:x"\n',
+            6,
+            "route must be",
+        ),
+        ('[[dids]]\nnumber = "1555"\ntrunk = "nope"\nroute = "agent:101"\n', 3, "trunk 'nope'"),
     ],
 )
 def test_mistakes_name_line_and_reason(text: str, line: int, reason: str) -> None:

@@ -1,0 +1,77 @@
+"""Ring-group strategies and agent presence, pure and with a virtual clock."""
+
+from __future__ import annotations
+
+from pbx.hunt import STRATEGIES
+from pbx.presence import AgentState, Presence
+from pbx.registrar import Binding
+from telephony.sip import NameAddr, SipUri
+
+MEMBERS = ["101", "102", "103"]
+
+
+def _binding(ext: str) -> Binding:
+    uri = SipUri.parse(f"sip:{ext}@127.0.0.1:50{ext}")
+    return Binding(ext, NameAddr(None, uri, {}), ("udp", "127.0.0.1", 5000), 1e9, "c", 1)
+
+
+def _order(
+    strategy: object, reachable: list[str], presence: Presence, now: float
+) -> list[list[str]]:
+    steps = strategy.steps(  # type: ignore[attr-defined]
+        MEMBERS, {m: [_binding(m)] for m in reachable}, presence=presence,
+        member_timeout=5, ring_timeout=30, now=now,
+    )  # fmt: skip
+    return [[t.extension for t in step.targets] for step in steps]
+
+
+def test_ringall_rings_every_reachable_member_at_once() -> None:
+    presence = Presence(MEMBERS, wrap_up_seconds=10, now=0)
+    assert _order(STRATEGIES["ringall"](), ["101", "103"], presence, 0) == [["101", "103"]]
+    assert _order(STRATEGIES["ringall"](), [], presence, 0) == []
+
+
+def test_round_robin_rotates_the_first_member() -> None:
+    presence = Presence(MEMBERS, wrap_up_seconds=10, now=0)
+    rr = STRATEGIES["round-robin"]()
+    assert _order(rr, MEMBERS, presence, 0) == [["101"], ["102"], ["103"]]
+    assert _order(rr, MEMBERS, presence, 1) == [["102"], ["103"], ["101"]]
+    assert _order(rr, ["101", "103"], presence, 2) == [["103"], ["101"]]
+
+
+def test_longest_idle_first() -> None:
+    presence = Presence(MEMBERS, wrap_up_seconds=0, now=0)
+    for ext, ended in (("101", 50), ("102", 10), ("103", 30)):
+        presence.call_started(ext, now=ended - 5)
+        presence.call_ended(ext, now=ended)
+    assert _order(STRATEGIES["longest-idle"](), MEMBERS, presence, 100) == [
+        ["102"],
+        ["103"],
+        ["101"],
+    ]
+
+
+def test_presence_states_and_wrap_up_expiry() -> None:
+    presence = Presence(["101"], wrap_up_seconds=10, now=0)
+    changes: list[tuple[str, AgentState]] = []
+    presence.on_change = lambda ext, state: changes.append((ext, state))
+    assert presence.available("101", now=0)
+    presence.call_started("101", now=5)
+    assert presence.state("101", now=6) is AgentState.ON_CALL
+    presence.call_ended("101", now=20)
+    assert presence.state("101", now=25) is AgentState.WRAP_UP
+    assert presence.state("101", now=30) is AgentState.AVAILABLE  # wrap-up ends by itself
+    presence.call_started("101", now=40)
+    presence.call_ended("101", now=50, wrap_up=False)  # internal call: no wrap-up
+    assert presence.available("101", now=50)
+    presence.set_away("101", True, now=60)
+    assert presence.state("101", now=61) is AgentState.AWAY and not presence.available(
+        "101", now=61
+    )
+    presence.set_away("101", False, now=70)
+    assert presence.available("101", now=70)
+    assert [s for _, s in changes] == [
+        AgentState.ON_CALL, AgentState.WRAP_UP, AgentState.ON_CALL, AgentState.AVAILABLE,
+        AgentState.AWAY, AgentState.AVAILABLE,
+    ]  # fmt: skip
+    assert not presence.available("999", now=0)
