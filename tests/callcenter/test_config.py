@@ -53,7 +53,8 @@ def test_sample_config_matches_the_readme() -> None:
             "does not exist",
         ),
         (
-            '[[trunks]]\nname = "c"\n[[dids]]\nnumber = "1555"\ntrunk = "c"\nroute = "ringgroup:x"\n',
+            '[[trunks]]\nname = "c"\n[[dids]]\nnumber = "1555"\ntrunk = "c"\n'
+            'route = "ringgroup:x"\n',
             6,
             "route must be",
         ),
