@@ -1,5 +1,6 @@
 """Customers call the company's number through the carrier trunk: ring groups, missed calls with
-the auto-reply prompt, presence feature codes, and refusals of calls that are not ours."""
+the auto-reply prompt, presence feature codes, refusals of calls that are not ours; agents call
+out through the trunk."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 from callcenter.runtime import Engine, start_engine
 from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
+from sip_test_env.ports import free_port
+from sip_test_env.sipp import start_sipp_uas
 
 from .conftest import assert_no_state_left, engine_config, registrar_of
 
@@ -24,11 +27,13 @@ DID = "15550100"
 CUSTOMER = "15551234"
 
 
-def trunk_config(strategy: str = "ringall") -> str:
+def trunk_config(carrier_port: int, strategy: str = "ringall") -> str:
     return f"""
 [[trunks]]
 name = "carrier"
 allow_from = ["{CARRIER_IP}"]
+outbound = "127.0.0.1:{carrier_port}"
+caller_id = "{DID}"
 
 [[ring_groups]]
 name = "sales"
@@ -48,8 +53,13 @@ label = "Sales"
 
 
 @pytest.fixture
-async def trunk_engine(pg_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
-    config = engine_config(extra=trunk_config(), extra_sip="")
+def carrier_port() -> int:
+    return free_port("both")
+
+
+@pytest.fixture
+async def trunk_engine(pg_url: str, tmp_path: Path, carrier_port: int) -> AsyncIterator[Engine]:
+    config = engine_config(extra=trunk_config(carrier_port))
     engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
     try:
         yield engine
@@ -179,6 +189,36 @@ async def test_calls_that_are_not_ours_are_refused(
         assert "403" in str(closed)
     await _idle(trunk_engine)
     assert await db.fetchval("SELECT count(*) FROM calls") == before
+
+
+async def test_agent_calls_out_through_the_trunk(
+    trunk_engine: Engine, tmp_path: Path, carrier_port: int, db
+) -> None:
+    async with (
+        start_sipp_uas(
+            "uas.xml", port=carrier_port, calls=1, workdir=tmp_path / "carrier"
+        ) as carrier,
+        agent("101", trunk_engine, tmp_path) as a101,
+    ):
+        await a101.wait_registered()
+        await a101.dial("15557654321")
+        await a101.wait_event("CALL_ESTABLISHED", timeout=5)
+        bridged = next(iter(trunk_engine.switchboard.active.values()))
+        assert bridged.summary.direction == "outbound"
+        outgoing = bridged.b
+        assert outgoing is not None
+        assert str(outgoing.invite.uri) == f"sip:15557654321@127.0.0.1:{carrier_port}"
+        assert str(outgoing.invite.from_.uri).startswith(f"sip:{DID}@")  # the trunk's caller ID
+        await asyncio.sleep(0.5)
+        await a101.hangup()
+        await a101.wait_event("CALL_CLOSED", timeout=5)
+        served = await carrier.wait(timeout=10)
+    assert served.successful == 1, served.summary()
+    await _idle(trunk_engine)
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    assert (row["direction"], row["from_number"], row["to_number"], row["outcome"]) == (
+        "outbound", "101", "15557654321", "answered",
+    )  # fmt: skip
 
 
 async def _idle(engine: Engine) -> None:
