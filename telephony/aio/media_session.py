@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from telephony.call import Dtmf
-from telephony.media import CODECS, FrameSource
+from telephony.media import CODECS, Frame, FrameSource
 from telephony.rtp import DtmfReceiver, RtpError, RtpPacket
 from telephony.sdp import (
     PCMA,
@@ -79,6 +79,8 @@ class MediaSession:
         self._seq = secrets.randbits(16)
         self._timestamp = secrets.randbits(32)
         self._playing: dict[asyncio.Future[None], int] = {}
+        self.listener: Callable[[Frame], None] | None = None
+        """Gets the decoded audio the far end sends (recording, AMD, analytics)."""
         rtp.on_packet = self._on_packet
 
     # -- offer / answer ---------------------------------------------------------------------
@@ -194,8 +196,13 @@ class MediaSession:
                     data = data[:1] + bytes([(data[1] & 0x80) | peer.remote_dte_pt]) + data[2:]
                 peer.rtp.send(data)
             return
-        if peer is None or pt != self.codec_pt:
-            return  # not bridged, or comfort noise / a codec nobody negotiated
+        if pt != self.codec_pt:
+            return  # comfort noise or a codec nobody negotiated
+        if self.listener is not None:
+            start, end = _payload_bounds(data)
+            self.listener(CODECS[self.codec_name].decode(data[start:end]))
+        if peer is None:
+            return
         if peer.codec_pt != pt:
             data = _transcode(data, self.codec_name, peer.codec_name, peer.codec_pt)
         peer.rtp.send(data)
@@ -210,12 +217,22 @@ class MediaSession:
             self._on_dtmf(digit, "rfc4733")
 
 
+def _payload_bounds(data: bytes) -> tuple[int, int]:
+    """Where an RTP packet's payload starts and ends (CSRCs, header extension, padding)."""
+    start = 12 + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10 and len(data) >= start + 4:  # header extension: 4 bytes + length words
+        start += 4 + 4 * int.from_bytes(data[start + 2 : start + 4], "big")
+    end = len(data)
+    if data[0] & 0x20 and end > start:  # padding: the last octet counts it
+        end -= data[-1]
+    return min(start, len(data)), max(min(start, len(data)), end)
+
+
 def _transcode(data: bytes, source: str, target: str, target_pt: int) -> bytes:
     """G.711 mu-law <-> A-law for legs that negotiated different codecs (rare; costs a decode)."""
-    header_len = 12 + 4 * (data[0] & 0x0F)
-    pcm = CODECS[source].decode(data[header_len:])
-    payload = CODECS[target].encode(pcm)
-    return data[:1] + bytes([(data[1] & 0x80) | target_pt]) + data[2:header_len] + payload
+    start, end = _payload_bounds(data)
+    payload = CODECS[target].encode(CODECS[source].decode(data[start:end]))
+    return data[:1] + bytes([(data[1] & 0x80) | target_pt]) + data[2:start] + payload
 
 
 class MediaBridge:
