@@ -5,6 +5,7 @@ Errors name the file, the line and the reason (`ConfigError`); the CLI prints th
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import re
@@ -101,6 +102,23 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class ApiKey:
+    name: str
+    """Who holds the key (shown in logs, never the key)."""
+    sha256: str
+    """Hex SHA-256 of the key: the key itself is not kept in memory."""
+    role: str
+    """admin, manager, supervisor or agent."""
+
+
+API_ROLES = ("admin", "manager", "supervisor", "agent")
+TOP_LEVEL_TABLES = {
+    "sip", "http", "database", "security", "accounts", "trunks", "dids", "ring_groups", "presence",
+    "api_keys",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class PresenceSettings:
     wrap_up_seconds: float = 10.0
     """After a call an agent is in wrap-up this long before ringing again."""
@@ -122,6 +140,7 @@ class Config:
     dids: tuple[Did, ...] = ()
     ring_groups: tuple[RingGroup, ...] = ()
     presence: PresenceSettings = field(default_factory=PresenceSettings)
+    api_keys: tuple[ApiKey, ...] = ()
     source: str = "<defaults>"
     """The file this came from, for messages."""
 
@@ -213,12 +232,7 @@ class _Reader:
         return float(value)
 
     def config(self, data: dict[str, Any]) -> Config:
-        self._check_keys(
-            data,
-            {"sip", "http", "database", "security", "accounts", "trunks", "dids", "ring_groups",
-             "presence"},
-            None,
-        )  # fmt: skip
+        self._check_keys(data, TOP_LEVEL_TABLES, None)
         sip = self.sip(data.get("sip", {}))
         http = data.get("http", {})
         self._check_keys(http, {"listen"}, "http")
@@ -248,6 +262,7 @@ class _Reader:
         self._check_keys(presence, {"wrap_up_seconds"}, "presence")
         wrap_up = self._number(presence, "wrap_up_seconds", 10.0, "presence", minimum=0)
         return Config(
+            api_keys=self.api_keys(data.get("api_keys", [])),
             trunks=trunks,
             dids=dids,
             ring_groups=groups,
@@ -512,6 +527,46 @@ class _Reader:
             result.append(
                 Did(number=number, trunk=str(trunk), route=route, label=str(item.get("label", "")))
             )
+        return tuple(result)
+
+    def api_keys(self, items: Any) -> tuple[ApiKey, ...]:
+        result, seen = [], set[str]()
+        for index, item in enumerate(self._table_list(items, "api_keys")):
+            self._check_keys(item, {"name", "key", "key_sha256", "role"}, "api_keys", index)
+            name = self._name(item, "name", "api_keys", index, seen)
+            key, digest = item.get("key"), item.get("key_sha256")
+            if (key is None) == (digest is None):
+                raise self.fail(
+                    f"API key {name}: give exactly one of key or key_sha256",
+                    table="api_keys",
+                    key="key",
+                    index=index,
+                )
+            if key is not None:
+                if not isinstance(key, str) or len(key) < 12:
+                    raise self.fail(
+                        f"API key {name}: key must be a string of at least 12 characters",
+                        table="api_keys",
+                        key="key",
+                        index=index,
+                    )
+                digest = hashlib.sha256(key.encode()).hexdigest()
+            elif not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise self.fail(
+                    f"API key {name}: key_sha256 must be 64 lowercase hex digits",
+                    table="api_keys",
+                    key="key_sha256",
+                    index=index,
+                )
+            role = item.get("role")
+            if role not in API_ROLES:
+                raise self.fail(
+                    f"API key {name}: role must be one of {', '.join(API_ROLES)}",
+                    table="api_keys",
+                    key="role",
+                    index=index,
+                )
+            result.append(ApiKey(name=name, sha256=str(digest), role=str(role)))
         return tuple(result)
 
 

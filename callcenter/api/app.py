@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .security import KeyRing, auth_middleware, json_errors
+
 if TYPE_CHECKING:
     from callcenter.runtime import Engine
 
@@ -70,7 +72,9 @@ async def status(request: web.Request) -> web.Response:
 
 
 def build_app(engine: Engine) -> web.Application:
-    app = web.Application()
+    app = web.Application(
+        middlewares=[json_errors, auth_middleware(KeyRing(engine.config.api_keys))]
+    )
     app[ENGINE] = engine
     app.router.add_get("/health", health)
     app.router.add_get("/api/status", status)

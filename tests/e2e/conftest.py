@@ -21,6 +21,12 @@ ACCOUNTS = (
 
 
 ENGINE_RTP_PORTS = (16000, 17999)
+ADMIN_KEY = "test-admin-key-0001"
+AGENT_KEY = "test-agent-key-0001"
+API_KEYS = (
+    f'[[api_keys]]\nname = "admin"\nkey = "{ADMIN_KEY}"\nrole = "admin"\n\n'
+    f'[[api_keys]]\nname = "agent"\nkey = "{AGENT_KEY}"\nrole = "agent"\n\n'
+)
 
 
 def engine_config(
@@ -39,7 +45,7 @@ def engine_config(
     )
     text = (
         f'[sip]\nlisten = "127.0.0.1:{port}"\nrtp_ports = "{low}-{high}"\n{extra_sip}\n'
-        f'[http]\nlisten = "127.0.0.1:{free_port("tcp")}"\n\n{extra}\n{ACCOUNTS}{statics}'
+        f'[http]\nlisten = "127.0.0.1:{free_port("tcp")}"\n\n{extra}\n{ACCOUNTS}{statics}{API_KEYS}'
     )
     return parse_config(text, source="test.toml")
 
@@ -69,3 +75,12 @@ def assert_no_state_left(engine: Engine) -> None:
     layer = engine.ua.endpoint.layer
     layer.handle_timer(now=engine.ua.loop.time() + 60)
     assert layer.active_count == 0, list(layer.transactions())
+
+
+def api_url(engine: Engine, path: str) -> str:
+    listen = engine.config.http_listen
+    return f"http://{listen.host}:{listen.port}{path}"
+
+
+def bearer(key: str = ADMIN_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

@@ -20,7 +20,7 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.pyvoip_phone import PyVoipPhone
 from telephony.call import Answered, Dtmf
 
-from .conftest import assert_no_state_left, registrar_of
+from .conftest import api_url, assert_no_state_left, bearer, registrar_of
 
 pytestmark = pytest.mark.peers
 DIGITS = "1234567890*#"
@@ -46,10 +46,9 @@ async def _wait_bridged(engine: Engine, timeout: float = 5.0):
 
 
 async def _http_status(engine: Engine) -> dict[str, Any]:
-    listen = engine.config.http_listen
     async with (
         aiohttp.ClientSession() as http,
-        http.get(f"http://{listen.host}:{listen.port}/api/status") as response,
+        http.get(api_url(engine, "/api/status"), headers=bearer()) as response,
     ):
         assert response.status == 200
         result: dict[str, Any] = await response.json()

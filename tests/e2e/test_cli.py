@@ -71,6 +71,10 @@ async def test_serve_with_embedded_postgres_and_sigterm(tmp_path: Path) -> None:
                 assert response.status == 200
                 assert await response.json() == {"status": "ok", "database": "ok"}
             async with http.get("/api/status") as response:
+                assert response.status == 401
+                assert (await response.json())["error"]["status"] == 401
+            demo = {"Authorization": "Bearer demo-admin-key"}
+            async with http.get("/api/status", headers=demo) as response:
                 status = await response.json()
         assert [e["extension"] for e in status["extensions"]] == [
             "101", "102", "103", "104", "105", "190",
