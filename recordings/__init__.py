@@ -1,1 +1,25 @@
-"""recordings"""
+"""Call recordings: stereo WAV recorder (customer left, agent right), speech analytics, storage.
+
+Pure code: no asyncio, no clock reads; the engine pushes audio by side, ticks the recorder from
+its 20 ms media clock and passes ``now`` to the store.
+"""
+
+from __future__ import annotations
+
+from .analytics import SpeechAnalytics, TalkAnalytics, TalkCounter, VadSmoother
+from .errors import RecordingError
+from .recorder import CallRecorder, RecordingResult, Side
+from .storage import RecordingStore, safe_file_name
+
+__all__ = [
+    "CallRecorder",
+    "RecordingError",
+    "RecordingResult",
+    "RecordingStore",
+    "Side",
+    "SpeechAnalytics",
+    "TalkAnalytics",
+    "TalkCounter",
+    "VadSmoother",
+    "safe_file_name",
+]
