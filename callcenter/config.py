@@ -102,6 +102,16 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class RecordingSettings:
+    enabled: bool = True
+    """Record every answered call (routes may opt out)."""
+    directory: Path | None = None
+    """Where recordings go, in YYYY/MM/DD folders; default: <data_dir>/recordings."""
+    retention_days: int | None = 90
+    """Recordings older than this are deleted; None keeps them forever."""
+
+
+@dataclass(frozen=True)
 class ApiKey:
     name: str
     """Who holds the key (shown in logs, never the key)."""
@@ -114,7 +124,7 @@ class ApiKey:
 API_ROLES = ("admin", "manager", "supervisor", "agent")
 TOP_LEVEL_TABLES = {
     "sip", "http", "database", "security", "accounts", "trunks", "dids", "ring_groups", "presence",
-    "api_keys",
+    "api_keys", "recordings",
 }  # fmt: skip
 
 
@@ -141,6 +151,7 @@ class Config:
     ring_groups: tuple[RingGroup, ...] = ()
     presence: PresenceSettings = field(default_factory=PresenceSettings)
     api_keys: tuple[ApiKey, ...] = ()
+    recordings: RecordingSettings = field(default_factory=RecordingSettings)
     source: str = "<defaults>"
     """The file this came from, for messages."""
 
@@ -262,6 +273,7 @@ class _Reader:
         self._check_keys(presence, {"wrap_up_seconds"}, "presence")
         wrap_up = self._number(presence, "wrap_up_seconds", 10.0, "presence", minimum=0)
         return Config(
+            recordings=self.recordings(data.get("recordings", {})),
             api_keys=self.api_keys(data.get("api_keys", [])),
             trunks=trunks,
             dids=dids,
@@ -501,7 +513,7 @@ class _Reader:
     ) -> tuple[Did, ...]:
         result, seen = [], set[str]()
         for index, item in enumerate(self._table_list(items, "dids")):
-            self._check_keys(item, {"number", "trunk", "route", "label"}, "dids", index)
+            self._check_keys(item, {"number", "trunk", "route", "label", "record"}, "dids", index)
             number = self._name(item, "number", "dids", index, seen)
             trunk = item.get("trunk")
             if trunk not in trunks:
@@ -524,10 +536,43 @@ class _Reader:
                     f"config, got {route!r}",
                     table="dids", key="route", index=index,
                 )  # fmt: skip
+            record = item.get("record", True)
+            if not isinstance(record, bool):
+                raise self.fail(
+                    f"DID {number}: record must be true or false",
+                    table="dids",
+                    key="record",
+                    index=index,
+                )
             result.append(
-                Did(number=number, trunk=str(trunk), route=route, label=str(item.get("label", "")))
+                Did(
+                    number=number,
+                    trunk=str(trunk),
+                    route=route,
+                    label=str(item.get("label", "")),
+                    record=record,
+                )
             )
         return tuple(result)
+
+    def recordings(self, data: dict[str, Any]) -> RecordingSettings:
+        self._check_keys(data, {"enabled", "directory", "retention_days"}, "recordings")
+        enabled = data.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise self.fail("enabled must be true or false", table="recordings", key="enabled")
+        days = data.get("retention_days", 90)
+        if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
+            raise self.fail(
+                "retention_days must be a whole number >= 1",
+                table="recordings",
+                key="retention_days",
+            )
+        directory = data.get("directory")
+        return RecordingSettings(
+            enabled=enabled,
+            directory=(self.base / str(directory)).resolve() if directory else None,
+            retention_days=days,
+        )
 
     def api_keys(self, items: Any) -> tuple[ApiKey, ...]:
         result, seen = [], set[str]()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -15,6 +15,7 @@ from pbx import (
     Authenticator,
     AuthFailureBan,
     BanPolicy,
+    BridgedCall,
     CallSummary,
     Extension,
     Presence,
@@ -22,12 +23,14 @@ from pbx import (
     Routing,
     Switchboard,
 )
+from recordings import RecordingStore
 from telephony.aio import EndpointConfig, UserAgent, UserAgentConfig
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
 from .api import start_http
 from .config import Config
 from .database import Database, open_database
+from .recording import Recordings
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +44,17 @@ class Engine:
     switchboard: Switchboard
     database: Database | None
     call_log: CallLog | None
+    recordings: Recordings | None = None
     http: web.AppRunner | None = None
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def sip_port(self) -> int:
         return self.ua.endpoint.port
 
     async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
         if self.http is not None:
             await self.http.cleanup()
         await self.switchboard.shutdown()
@@ -111,6 +118,13 @@ async def start_engine(
         for a in config.accounts
     }
     engine = Engine(config, ua, None, database, call_log)  # type: ignore[arg-type]
+    if config.recordings.enabled:
+        directory = config.recordings.directory or (data_dir or config.data_dir) / "recordings"
+        engine.recordings = Recordings(
+            RecordingStore(directory, config.recordings.retention_days), ua.clock
+        )
+        engine._background.append(ua.loop.create_task(engine.recordings.purge_forever()))
+    unrecorded = {d.number for d in config.dids if not d.record}
     presence = Presence(
         extensions, wrap_up_seconds=config.presence.wrap_up_seconds, now=ua.loop.time()
     )
@@ -123,6 +137,7 @@ async def start_engine(
         presence=presence,
         routing=Routing(config.trunks, config.dids, config.ring_groups),
         on_call_end=lambda summary: _log_call(engine, summary),
+        on_connected=lambda bridged: _record(engine, bridged, unrecorded),
     )
     if with_http:
         try:
@@ -133,7 +148,14 @@ async def start_engine(
     return engine
 
 
+def _record(engine: Engine, bridged: BridgedCall, unrecorded: set[str]) -> None:
+    if engine.recordings is not None and bridged.summary.did not in unrecorded:
+        engine.recordings.start(bridged)
+
+
 async def _log_call(engine: Engine, summary: CallSummary) -> None:
+    if engine.recordings is not None:
+        engine.recordings.finish(summary.call_id)
     if engine.call_log is None or summary.ended_at is None:
         return
     record = CallRecord(

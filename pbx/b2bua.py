@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from telephony.aio import Call, MediaBridge, UserAgent, bridge
 from telephony.call import Answered, Ended, Ringing
@@ -45,6 +46,10 @@ class CallSummary:
     sip_status: int | None = None
     hangup_cause: str | None = None
     legs: list[str] = field(default_factory=list)
+    recording: str | None = None
+    """Path of the call's stereo WAV, when it was recorded."""
+    analytics: dict[str, Any] | None = None
+    """Talk/silence analytics of the recording."""
 
     @property
     def talk_seconds(self) -> float:

@@ -30,6 +30,8 @@ class Did:
     """Where calls go: `ringgroup:NAME`, `agent:EXT` or `ivr:FLOW` (IVR flows come later)."""
     label: str = ""
     """Shown before the caller's number on the agents' phones (caller ID presentation)."""
+    record: bool = True
+    """False: calls to this number are not recorded (per-route opt-out)."""
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ class Switchboard:
         routing: Routing | None = None,
         on_call_end: Callable[[CallSummary], Awaitable[None] | None] | None = None,
         on_missed: MissedCallHandler | None = None,
+        on_connected: Callable[[BridgedCall], None] | None = None,
     ) -> None:
         self.ua = ua
         self.extensions = extensions
@@ -82,6 +83,8 @@ class Switchboard:
         self._strategies = {g.name: STRATEGIES[g.strategy]() for g in routing.ring_groups}
         self.on_call_end = on_call_end
         self.on_missed = on_missed
+        self.on_connected = on_connected
+        """Gets every call the moment both legs are bridged (recording starts here)."""
         """Gets every missed inbound call and the ring group owner (fallback assignee)."""
         self.active: dict[str, BridgedCall] = {}
         """Bridged calls in progress by the caller leg's Call-ID."""
@@ -309,6 +312,8 @@ class Switchboard:
         now = self.ua.loop.time()
         for party in bridged.parties:
             self.presence.call_started(party, now=now)
+        if self.on_connected is not None:
+            self.on_connected(bridged)
 
     async def _auto_reply(self, leg: Call, prompt: Path | None) -> None:
         """Tell a caller nobody answered that we will call back, then hang up."""

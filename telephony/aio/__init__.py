@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .call import Call, LegState, UserAgent, UserAgentConfig
+from .clock import MediaClock
 from .endpoint import EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaBridge, MediaError, MediaSession, bridge
 from .rtp import RtpEndpoint, RtpPortPool
@@ -12,6 +13,7 @@ __all__ = [
     "EndpointConfig",
     "LegState",
     "MediaBridge",
+    "MediaClock",
     "MediaError",
     "MediaSession",
     "Peer",

@@ -116,6 +116,20 @@ async def test_ring_group_call_answered_by_one_agent(
     assert (row["direction"], row["from_number"], row["to_number"], row["outcome"]) == (
         "inbound", CUSTOMER, "102", "answered",
     )  # fmt: skip
+    # The stereo recording: the customer on the left, the agent on the right, nothing crossed.
+    summary = bridged.summary
+    assert summary.recording is not None and summary.analytics is not None
+    rate, stereo, channels = read_wav(Path(summary.recording))
+    assert (rate, channels) == (8000, 2)
+    left, right = stereo[:, 0].copy(), stereo[:, 1].copy()
+    assert (
+        first_tone_time(left, 600, rate) is not None and first_tone_time(left, 1000, rate) is None
+    )
+    assert (
+        first_tone_time(right, 1000, rate) is not None and first_tone_time(right, 600, rate) is None
+    )
+    assert abs(len(left) / rate - summary.talk_seconds) < 0.5
+    assert abs(summary.analytics["duration_seconds"] - len(left) / rate) < 0.05
 
 
 async def test_missed_call_hears_the_auto_reply(trunk_engine: Engine, tmp_path: Path, db) -> None:

@@ -1,0 +1,80 @@
+"""Recording every answered call: the glue between the PBX's bridged calls, the media clock and
+the recordings package (which knows nothing of calls or SIP)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pbx import BridgedCall
+from recordings import CallRecorder, RecordingError, RecordingResult, RecordingStore
+from telephony.aio import MediaClock
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Live:
+    recorder: CallRecorder
+    clock_token: int
+    bridged: BridgedCall
+
+
+class Recordings:
+    """Starts a stereo recording when a call is bridged (customer left, agent right) and
+    finishes it when the call ends."""
+
+    def __init__(self, store: RecordingStore, clock: MediaClock) -> None:
+        self.store = store
+        self.clock = clock
+        self._live: dict[str, _Live] = {}
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def start(self, bridged: BridgedCall) -> None:
+        if bridged.b is None or bridged.a.media is None or bridged.b.media is None:
+            return
+        call_id = bridged.a.call_id
+        try:
+            recorder = CallRecorder(self.store.path_for(call_id, bridged.summary.started_at))
+        except (RecordingError, OSError) as exc:
+            # A full disk must not cost the customer the call: record nothing, say so loudly.
+            logger.error("call %s: cannot record: %s", call_id, exc)
+            return
+        # Inbound and internal calls: the caller's leg is the "customer" side.
+        customer, agent = (bridged.b, bridged.a) if bridged.summary.direction == "outbound" else (
+            bridged.a, bridged.b)  # fmt: skip
+        assert customer.media is not None and agent.media is not None
+        customer.media.listener = lambda pcm: recorder.push("customer", pcm)
+        agent.media.listener = lambda pcm: recorder.push("agent", pcm)
+        token = self.clock.subscribe(lambda _frame: recorder.tick())
+        self._live[call_id] = _Live(recorder, token, bridged)
+        bridged.summary.recording = str(recorder.path)
+
+    def finish(self, call_id: str) -> RecordingResult | None:
+        live = self._live.pop(call_id, None)
+        if live is None:
+            return None
+        self.clock.unsubscribe(live.clock_token)
+        for leg in (live.bridged.a, live.bridged.b):
+            if leg is not None and leg.media is not None:
+                leg.media.listener = None
+        result = live.recorder.close()
+        summary = live.bridged.summary
+        summary.recording = str(result.path)
+        summary.analytics = result.analytics.to_dict() if result.analytics is not None else None
+        return result
+
+    async def purge_forever(self, every: float = 3600.0) -> None:
+        """Delete recordings past the retention time, once an hour."""
+        while True:
+            try:
+                removed = await asyncio.to_thread(self.store.purge, datetime.now(UTC))
+                if removed:
+                    logger.info("recordings: purged %d files past retention", len(removed))
+            except OSError as exc:
+                logger.error("recordings: purge failed: %s", exc)
+            await asyncio.sleep(every)
