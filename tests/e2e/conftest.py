@@ -32,6 +32,15 @@ API_KEYS = (
 def engine_config(
     *, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None
 ) -> Config:
+    """The parsed engine_config_text()."""
+    return parse_config(
+        engine_config_text(extra_sip=extra_sip, extra=extra, static=static), source="test.toml"
+    )
+
+
+def engine_config_text(
+    *, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None
+) -> str:
     """A test config on free loopback ports; `static` maps extensions to fixed contact URIs."""
     port = free_port("both")
     # One RTP range for every test engine (they run one after another): the pool skips ports
@@ -47,7 +56,7 @@ def engine_config(
         f'[sip]\nlisten = "127.0.0.1:{port}"\nrtp_ports = "{low}-{high}"\n{extra_sip}\n'
         f'[http]\nlisten = "127.0.0.1:{free_port("tcp")}"\n\n{extra}\n{ACCOUNTS}{statics}{API_KEYS}'
     )
-    return parse_config(text, source="test.toml")
+    return text
 
 
 @pytest.fixture
