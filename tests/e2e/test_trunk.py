@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from callcenter.runtime import Engine, start_engine
+from sip_test_env import carrier
 from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.ports import free_port
-from sip_test_env.sipp import start_sipp_uas
 
 from .conftest import assert_no_state_left, engine_config, registrar_of
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.peers
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = ROOT / "callcenter" / "prompts" / "we-will-call-you-back.wav"
-CARRIER_IP = "127.0.0.2"  # the carrier is "another machine": agents live on 127.0.0.1
+CARRIER_IP = carrier.CARRIER_IP  # "another machine": agents live on 127.0.0.1
 DID = "15550100"
 CUSTOMER = "15551234"
 
@@ -68,7 +68,7 @@ async def trunk_engine(pg_url: str, tmp_path: Path, carrier_port: int) -> AsyncI
 
 
 def customer(tmp_path: Path, tone: Path | None = None) -> BaresipPeer:
-    return BaresipPeer(CUSTOMER, workdir=tmp_path, host=CARRIER_IP, audio_source=tone)
+    return carrier.customer(CUSTOMER, workdir=tmp_path, audio_source=tone)
 
 
 def agent(ext: str, engine: Engine, tmp_path: Path, tone: Path | None = None) -> BaresipPeer:
@@ -93,7 +93,7 @@ async def test_ring_group_call_answered_by_one_agent(
     ):
         await a101.wait_registered()
         await a102.wait_registered()
-        await caller.dial(f"sip:{DID}@127.0.0.1:{trunk_engine.sip_port}")
+        await caller.dial(carrier.did_uri(DID, trunk_engine.sip_port))
         incoming = await a101.wait_event("CALL_INCOMING", timeout=5)
         await a102.wait_event("CALL_INCOMING", timeout=5)
         assert f"sip:{CUSTOMER}@" in str(incoming.get("peeruri", "")) or CUSTOMER in str(incoming)
@@ -142,7 +142,7 @@ async def test_missed_call_hears_the_auto_reply(trunk_engine: Engine, tmp_path: 
         agent("101", trunk_engine, tmp_path) as a101,
     ):
         await a101.wait_registered()
-        await caller.dial(f"sip:{DID}@127.0.0.1:{trunk_engine.sip_port}")
+        await caller.dial(carrier.did_uri(DID, trunk_engine.sip_port))
         await a101.wait_event("CALL_INCOMING", timeout=5)
         # Nobody answers within the group's 4 s: the caller is answered with the prompt.
         await caller.wait_event("CALL_ESTABLISHED", timeout=8)
@@ -172,7 +172,7 @@ async def test_away_agents_are_skipped(trunk_engine: Engine, tmp_path: Path) -> 
         await a101.wait_event("CALL_CLOSED", timeout=5)
         now = trunk_engine.ua.loop.time()
         assert trunk_engine.switchboard.presence.state("101", now=now).value == "away"
-        await caller.dial(f"sip:{DID}@127.0.0.1:{trunk_engine.sip_port}")
+        await caller.dial(carrier.did_uri(DID, trunk_engine.sip_port))
         await a102.wait_event("CALL_INCOMING", timeout=5)
         await a102.accept()
         await caller.wait_event("CALL_ESTABLISHED", timeout=5)
@@ -209,9 +209,7 @@ async def test_agent_calls_out_through_the_trunk(
     trunk_engine: Engine, tmp_path: Path, carrier_port: int, db
 ) -> None:
     async with (
-        start_sipp_uas(
-            "uas.xml", port=carrier_port, calls=1, workdir=tmp_path / "carrier"
-        ) as carrier,
+        carrier.outbound_carrier(carrier_port, calls=1, workdir=tmp_path / "carrier") as uas,
         agent("101", trunk_engine, tmp_path) as a101,
     ):
         await a101.wait_registered()
@@ -226,7 +224,7 @@ async def test_agent_calls_out_through_the_trunk(
         await asyncio.sleep(0.5)
         await a101.hangup()
         await a101.wait_event("CALL_CLOSED", timeout=5)
-        served = await carrier.wait(timeout=10)
+        served = await uas.wait(timeout=10)
     assert served.successful == 1, served.summary()
     await _idle(trunk_engine)
     row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
