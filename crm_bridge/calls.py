@@ -1,4 +1,8 @@
-"""The call log: one row per call, written when the call ends."""
+"""The finished-call log of the engine foundation, now a thin wrapper over CrmStore.
+
+New code calls CrmStore.call_started when a call starts and call_ended when it ends, so a crash
+leaves an open row that restart recovery closes; this wrapper writes both at the end.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+
+from .models import CallEnded, CallStarted
+from .store import CrmStore
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +30,7 @@ class CallRecord:
     answered_at: datetime | None
     ended_at: datetime
     outcome: str
-    """answered, missed, busy, no-answer, failed, cancelled, unavailable."""
+    """answered, missed, busy, no-answer, failed, cancelled, unavailable, rejected..."""
     sip_status: int | None
     """The final status the caller got (200 for answered calls)."""
     hangup_cause: str | None
@@ -31,25 +38,34 @@ class CallRecord:
 
 
 class CallLog:
-    """Writes CallRecords to PostgreSQL."""
+    """Writes finished calls (row + call.ended outbox event)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, pool: asyncpg.Pool, store: CrmStore | None = None) -> None:
+        self.store = store or CrmStore(pool)
 
     async def record(self, call: CallRecord) -> int:
-        row_id: int = await self._pool.fetchval(
-            "INSERT INTO calls (call_id, direction, from_number, to_number, started_at,"
-            " answered_at, ended_at, outcome, sip_status, hangup_cause)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING id",
-            call.call_id,
-            call.direction,
-            call.from_number,
-            call.to_number,
-            call.started_at,
-            call.answered_at,
-            call.ended_at,
-            call.outcome,
-            call.sip_status,
-            call.hangup_cause,
+        """Write the finished call (one transaction, one `call.ended` event); its row id."""
+        return await self.store.record_call(
+            CallStarted(
+                call_id=call.call_id,
+                direction=call.direction,
+                from_number=call.from_number,
+                to_number=call.to_number,
+                started_at=call.started_at,
+            ),
+            CallEnded(
+                ended_at=call.ended_at,
+                outcome=call.outcome,
+                sip_status=call.sip_status,
+                hangup_cause=call.hangup_cause,
+                answered_at=call.answered_at,
+                agent=self._agent(call),
+            ),
         )
-        return row_id
+
+    @staticmethod
+    def _agent(call: CallRecord) -> str | None:
+        """The extension on our side: the caller of an outbound call, else who answered."""
+        if call.direction == "outbound":
+            return call.from_number
+        return call.to_number if call.answered_at is not None else None

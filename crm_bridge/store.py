@@ -1,0 +1,542 @@
+"""The CRM store: calls, contacts and tasks in PostgreSQL, each change with its outbox event.
+
+Every method that changes a call or a task writes the matching outbox event (and one delivery
+row per subscribed CRM endpoint) in the same transaction, so a crash can never leave a call in
+the database that the CRM will not hear about, nor an event about a change that was rolled back.
+Several engine nodes may share the database: nothing here assumes it is the only writer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from .adapters import CALL_EVENTS, DEFAULT_ADAPTERS, TASK_EVENTS, CrmAdapter, check_endpoints
+from .adapters import subscribed as _subscribed
+from .config import CrmEndpoint
+from .errors import Conflict, InvalidInput, NotFound, PhoneNumberError
+from .models import (
+    DIRECTIONS,
+    OUTCOMES,
+    Call,
+    CallbackRequest,
+    CallEnded,
+    CallFilter,
+    CallStarted,
+    Contact,
+    Task,
+    TaskFilter,
+    row_fields,
+)
+from .phone import normalize_phone
+
+logger = logging.getLogger(__name__)
+
+_CALLS = (
+    "SELECT c.*, ct.phone AS contact_phone FROM calls c"
+    " LEFT JOIN contacts ct ON ct.id = c.contact_id"
+)
+_TASKS = (
+    "SELECT t.*, ct.phone AS contact_phone FROM tasks t JOIN contacts ct ON ct.id = t.contact_id"
+)
+
+
+def _calls_from(change: str) -> str:
+    """A call-changing statement (INSERT/UPDATE ... RETURNING *) whose rows come back with the
+    contact's phone, as `_CALLS` rows do."""
+    return (
+        f"WITH c AS ({change}) SELECT c.*, ct.phone AS contact_phone FROM c"
+        " LEFT JOIN contacts ct ON ct.id = c.contact_id"
+    )
+
+
+def _tasks_from(change: str) -> str:
+    return (
+        f"WITH t AS ({change}) SELECT t.*, ct.phone AS contact_phone FROM t"
+        " JOIN contacts ct ON ct.id = t.contact_id"
+    )
+
+
+def _call(row: Mapping[str, Any]) -> Call:
+    fields = row_fields(Call, row)
+    if fields["analytics"] is not None:
+        fields["analytics"] = json.loads(fields["analytics"])
+    return Call(**fields)
+
+
+def _task(row: Mapping[str, Any]) -> Task:
+    return Task(**row_fields(Task, row))
+
+
+def _contact(row: Mapping[str, Any]) -> Contact:
+    return Contact(**row_fields(Contact, row))
+
+
+class CrmStore:
+    """Repository of calls, contacts and tasks over an asyncpg pool."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        endpoints: Sequence[CrmEndpoint] = (),
+        adapters: Mapping[str, CrmAdapter] = DEFAULT_ADAPTERS,
+        node: str = "",
+        default_country_code: str = "1",
+    ) -> None:
+        """`endpoints`: the CRMs that get a delivery row for each event they subscribe to (the
+        same list the OutboxWorker gets). `node`: this engine node's name; restart recovery
+        closes only its own open calls. `default_country_code`: completes national numbers."""
+        self._pool = pool
+        self.node = node
+        self.default_country_code = default_country_code
+        normalize_phone("+10000000", default_country_code)  # validates the code early
+        endpoint_list = tuple(endpoints)
+        check_endpoints(endpoint_list, adapters)
+        self._subscribers = {
+            event: _subscribed(endpoint_list, adapters, event)
+            for event in CALL_EVENTS | TASK_EVENTS
+        }
+
+    def normalize(self, phone: str) -> str:
+        """`phone` as E.164 with this store's default country code (PhoneNumberError if junk)."""
+        return normalize_phone(phone, self.default_country_code)
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    async def call_started(self, call: CallStarted) -> int:
+        """Write the call's row (no outcome yet); returns its id. Emits `call.started`."""
+        _check_started(call)
+        async with self._pool.acquire() as conn, conn.transaction():
+            record = await self._insert_call(conn, call)
+            await self._emit(conn, record, "call.started", call.started_at)
+        return record.id
+
+    async def record_call(
+        self, call: CallStarted, ended: CallEnded, *, callback: CallbackRequest | None = None
+    ) -> int:
+        """A call written once it is over (refused calls, or code that logs at the end): row
+        and `call.ended` (no call.started) in one transaction. Returns the row id."""
+        _check_started(call)
+        _check_ended(ended)
+        async with self._pool.acquire() as conn, conn.transaction():
+            record = await self._insert_call(conn, call, ended)
+            await self._emit(conn, record, "call.ended", ended.ended_at)
+            if callback is not None:
+                await self._callback_for(conn, record, callback)
+        return record.id
+
+    async def _insert_call(
+        self, conn: Any, call: CallStarted, ended: CallEnded | None = None
+    ) -> Call:
+        contact_id = None
+        if call.customer_phone:
+            try:
+                contact_id = (await self._contact_row(conn, call.customer_phone))["id"]
+            except PhoneNumberError as exc:
+                # The call is stored regardless; it just is not linked to a contact.
+                logger.warning("call %s: %s", call.call_id, exc)
+        closing: tuple[Any, ...] = (None,) * 7
+        if ended is not None:
+            closing = (
+                ended.ended_at,
+                ended.outcome,
+                ended.sip_status,
+                ended.hangup_cause,
+                ended.answered_at,
+                ended.recording_path,
+                None if ended.analytics is None else json.dumps(ended.analytics),
+            )
+        row = await conn.fetchrow(
+            _calls_from(
+                "INSERT INTO calls (call_id, direction, from_number, to_number,"
+                " started_at, did, agent, ring_group, contact_id, campaign_id, lead_id, node,"
+                " ended_at, outcome, sip_status, hangup_cause, answered_at, recording_path,"
+                " analytics) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,"
+                " $13,$14,$15,$16,$17,$18,$19::jsonb) RETURNING *"
+            ),
+            call.call_id,
+            call.direction,
+            call.from_number,
+            call.to_number,
+            call.started_at,
+            call.did,
+            (ended.agent if ended is not None else None) or call.agent,
+            call.ring_group,
+            contact_id,
+            call.campaign_id,
+            call.lead_id,
+            self.node,
+            *closing,
+        )
+        return _call(row)
+
+    async def call_ringing(self, call_row_id: int, at: datetime) -> None:
+        """First ringing of the call (later ringing of other phones changes nothing).
+        Emits `call.ringing` once."""
+        _require_tz(at, "at")
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await self._update_call(
+                conn, call_row_id, "ringing_at = $2", "ringing_at IS NULL", at
+            )
+            if row is not None:
+                await self._emit(conn, _call(row), "call.ringing", at)
+
+    async def call_answered(self, call_row_id: int, at: datetime, *, agent: str | None) -> None:
+        """The call was answered (by `agent`, an extension). Emits `call.answered`."""
+        _require_tz(at, "at")
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await self._update_call(
+                conn,
+                call_row_id,
+                "answered_at = $2, agent = COALESCE($3, agent)",
+                "answered_at IS NULL",
+                at,
+                agent,
+            )
+            if row is None:
+                raise Conflict(f"call {call_row_id} was answered already")
+            await self._emit(conn, _call(row), "call.answered", at)
+
+    async def call_ended(
+        self, call_row_id: int, ended: CallEnded, *, callback: CallbackRequest | None = None
+    ) -> Task | None:
+        """Close the call's row. Emits `call.ended` with the whole record. With `callback`,
+        also opens (or updates) the contact's callback task in the same transaction and
+        returns it."""
+        _check_ended(ended)
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await self._close_call(conn, call_row_id, ended, callback)
+
+    async def _close_call(
+        self, conn: Any, call_row_id: int, ended: CallEnded, callback: CallbackRequest | None
+    ) -> Task | None:
+        analytics = None if ended.analytics is None else json.dumps(ended.analytics)
+        row = await self._update_call(
+            conn,
+            call_row_id,
+            "ended_at = $2, outcome = $3, sip_status = $4, hangup_cause = $5,"
+            " answered_at = COALESCE(answered_at, $6), agent = COALESCE($7, agent),"
+            " recording_path = COALESCE($8, recording_path),"
+            " analytics = COALESCE($9::jsonb, analytics)",
+            None,
+            ended.ended_at,
+            ended.outcome,
+            ended.sip_status,
+            ended.hangup_cause,
+            ended.answered_at,
+            ended.agent,
+            ended.recording_path,
+            analytics,
+        )
+        assert row is not None
+        record = _call(row)
+        await self._emit(conn, record, "call.ended", ended.ended_at)
+        if callback is None:
+            return None
+        return await self._callback_for(conn, record, callback)
+
+    async def _callback_for(self, conn: Any, record: Call, callback: CallbackRequest) -> Task:
+        if record.contact_id is None:
+            raise InvalidInput(f"call {record.id} has no contact to call back")
+        return await self._callback_task(
+            conn, record.contact_id, callback.assignee, callback.due_at, record.id, callback.text
+        )
+
+    async def close_interrupted_calls(self, now: datetime) -> int:
+        """At start-up: close this node's calls left open by a crash (outcome failed, cause
+        engine-restart), each with its `call.ended` event. Returns how many."""
+        _require_tz(now, "now")
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                _calls_from(
+                    "UPDATE calls SET ended_at = GREATEST($1, started_at),"
+                    " outcome = 'failed', hangup_cause = 'engine-restart', updated_at = now()"
+                    " WHERE node = $2 AND ended_at IS NULL RETURNING *"
+                )
+                + " ORDER BY c.id",
+                now,
+                self.node,
+            )
+            for row in rows:
+                await self._emit(conn, _call(row), "call.ended", now)
+        if rows:
+            logger.warning("closed %d call(s) interrupted by an engine restart", len(rows))
+        return len(rows)
+
+    async def _update_call(
+        self, conn: Any, call_row_id: int, assignments: str, guard: str | None, *args: Any
+    ) -> Any:
+        """UPDATE an open call; the new row, or None when `guard` excluded it. A missing or
+        already ended call raises NotFound / Conflict."""
+        where = "id = $1 AND ended_at IS NULL" + (f" AND {guard}" if guard else "")
+        row = await conn.fetchrow(
+            _calls_from(
+                f"UPDATE calls SET {assignments}, updated_at = now() WHERE {where} RETURNING *"
+            ),
+            call_row_id,
+            *args,
+        )
+        if row is not None:
+            return row
+        ended = await conn.fetchval(
+            "SELECT ended_at IS NOT NULL FROM calls WHERE id = $1", call_row_id
+        )
+        if ended is None:
+            raise NotFound(f"no call {call_row_id}")
+        if ended:
+            raise Conflict(f"call {call_row_id} has ended already")
+        return None
+
+    async def get_call(self, call_row_id: int) -> Call | None:
+        row = await self._pool.fetchrow(_CALLS + " WHERE c.id = $1", call_row_id)
+        return None if row is None else _call(row)
+
+    async def list_calls(self, query: CallFilter | None = None) -> list[Call]:
+        """Calls matching `query`, newest first."""
+        q = query or CallFilter()
+        clauses: list[str] = []
+        args: list[Any] = []
+
+        def where(sql: str, value: Any) -> None:
+            args.append(value)
+            clauses.append(sql.replace("?", f"${len(args)}"))
+
+        if q.since is not None:
+            where("c.started_at >= ?", q.since)
+        if q.until is not None:
+            where("c.started_at < ?", q.until)
+        if q.agent is not None:
+            where("c.agent = ?", q.agent)
+        if q.outcome is not None:
+            where("c.outcome = ?", q.outcome)
+        if q.direction is not None:
+            where("c.direction = ?", q.direction)
+        if q.phone is not None:
+            where("(c.from_number = ? OR c.to_number = ? OR ct.phone = ?)", q.phone)
+        sql = _CALLS
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        args += [q.limit, q.offset]
+        sql += f" ORDER BY c.started_at DESC, c.id DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+        return [_call(row) for row in await self._pool.fetch(sql, *args)]
+
+    # -- contacts ------------------------------------------------------------------------------
+
+    async def upsert_contact(
+        self, phone: str, *, name: str | None = None, responsible: str | None = None
+    ) -> Contact:
+        """The contact with this number, created if unknown; `name`/`responsible` when given
+        replace the stored ones. PhoneNumberError (400) for junk."""
+        e164 = self.normalize(phone)
+        async with self._pool.acquire() as conn:
+            if name is None and responsible is None:
+                return _contact(await self._contact_row(conn, e164))
+            row = await conn.fetchrow(
+                "INSERT INTO contacts (phone, name, responsible) VALUES ($1, $2, $3)"
+                " ON CONFLICT (phone) DO UPDATE SET"
+                " name = COALESCE(EXCLUDED.name, contacts.name),"
+                " responsible = COALESCE(EXCLUDED.responsible, contacts.responsible),"
+                " updated_at = now() RETURNING *",
+                e164,
+                name,
+                responsible,
+            )
+            return _contact(row)
+
+    async def get_contact(self, phone: str) -> Contact | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM contacts WHERE phone = $1", self.normalize(phone)
+        )
+        return None if row is None else _contact(row)
+
+    async def contacts_without_open_task(self) -> list[Contact]:
+        """Contacts waiting for us (latest inbound call missed, nothing answered since) with no
+        open task: the rule says this list is empty."""
+        rows = await self._pool.fetch("SELECT * FROM contacts_without_open_task ORDER BY id")
+        return [_contact(row) for row in rows]
+
+    async def _contact_row(self, conn: Any, phone: str) -> Any:
+        e164 = self.normalize(phone)
+        row = await conn.fetchrow(
+            "INSERT INTO contacts (phone) VALUES ($1) ON CONFLICT (phone) DO NOTHING RETURNING *",
+            e164,
+        )
+        if row is None:
+            # A separate statement: its snapshot sees a row a concurrent node just committed.
+            row = await conn.fetchrow("SELECT * FROM contacts WHERE phone = $1", e164)
+        return row
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    async def open_callback_task(
+        self,
+        contact_phone: str,
+        *,
+        assignee: str | None,
+        due_at: datetime,
+        call_row_id: int | None,
+        text: str = "",
+    ) -> Task:
+        """Open a callback task for the contact (created on first contact), or, if one is open
+        already, update it: missed_calls + 1, the earlier of the two due times, the new text.
+        `assignee` None means the contact's responsible manager. Emits task.created or
+        task.updated."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            contact = await self._contact_row(conn, contact_phone)
+            return await self._callback_task(
+                conn, contact["id"], assignee, due_at, call_row_id, text
+            )
+
+    async def _callback_task(
+        self,
+        conn: Any,
+        contact_id: int,
+        assignee: str | None,
+        due_at: datetime,
+        call_row_id: int | None,
+        text: str,
+    ) -> Task:
+        _require_tz(due_at, "due_at")
+        row = await conn.fetchrow(
+            _tasks_from(
+                "INSERT INTO tasks AS cur (type, contact_id, assignee, due_at, text,"
+                " created_from_call, last_call, missed_calls)"
+                " SELECT 'callback', ct.id, COALESCE($2, ct.responsible), $3, $4, $5, $5, 1"
+                " FROM contacts ct WHERE ct.id = $1"
+                " ON CONFLICT (contact_id) WHERE type = 'callback' AND status = 'open'"
+                " DO UPDATE SET missed_calls = cur.missed_calls + 1,"
+                " due_at = LEAST(cur.due_at, EXCLUDED.due_at),"
+                " text = CASE WHEN EXCLUDED.text = '' THEN cur.text ELSE EXCLUDED.text END,"
+                " assignee = COALESCE(cur.assignee, EXCLUDED.assignee),"
+                " last_call = COALESCE(EXCLUDED.last_call, cur.last_call), updated_at = now()"
+                # xmax is 0 on a freshly inserted row, set on one the conflict updated.
+                " RETURNING cur.*, (cur.xmax = 0) AS inserted"
+            ),
+            contact_id,
+            assignee,
+            due_at,
+            text,
+            call_row_id,
+        )
+        task = _task(row)
+        event = "task.created" if row["inserted"] else "task.updated"
+        await self._emit(conn, task, event, task.updated_at)
+        return task
+
+    async def complete_task(self, task_id: int) -> Task:
+        """Mark an open task done (task.done). NotFound / Conflict if missing or closed."""
+        return await self._close_task(task_id, "done")
+
+    async def cancel_task(self, task_id: int) -> Task:
+        """Mark an open task cancelled (task.cancelled)."""
+        return await self._close_task(task_id, "cancelled")
+
+    async def _close_task(self, task_id: int, status: str) -> Task:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                _tasks_from(
+                    "UPDATE tasks SET status = $2, closed_at = now(), updated_at = now()"
+                    " WHERE id = $1 AND status = 'open' RETURNING *"
+                ),
+                task_id,
+                status,
+            )
+            if row is None:
+                current = await conn.fetchval("SELECT status FROM tasks WHERE id = $1", task_id)
+                if current is None:
+                    raise NotFound(f"no task {task_id}")
+                raise Conflict(f"task {task_id} is {current} already")
+            task = _task(row)
+            await self._emit(conn, task, f"task.{status}", task.updated_at)
+        return task
+
+    async def get_task(self, task_id: int) -> Task | None:
+        row = await self._pool.fetchrow(_TASKS + " WHERE t.id = $1", task_id)
+        return None if row is None else _task(row)
+
+    async def list_tasks(self, query: TaskFilter | None = None) -> list[Task]:
+        """Tasks matching `query`, soonest due first."""
+        q = query or TaskFilter()
+        rows = await self._pool.fetch(
+            _TASKS
+            + " WHERE ($1::text IS NULL OR t.status = $1) AND ($2::text IS NULL OR t.assignee = $2)"
+            " ORDER BY t.due_at, t.id LIMIT $3 OFFSET $4",
+            q.status,
+            q.assignee,
+            q.limit,
+            q.offset,
+        )
+        return [_task(row) for row in rows]
+
+    # -- outbox --------------------------------------------------------------------------------
+
+    async def _emit(self, conn: Any, record: Call | Task, event_type: str, at: datetime) -> None:
+        kind = "call" if isinstance(record, Call) else "task"
+        await conn.execute(
+            "WITH e AS (INSERT INTO outbox (aggregate, event_type, payload, occurred_at)"
+            " VALUES ($1, $2, $3::jsonb, $4) RETURNING id)"
+            " INSERT INTO outbox_deliveries (event_id, endpoint, aggregate)"
+            " SELECT e.id, name, $1 FROM e, unnest($5::text[]) AS name",
+            f"{kind}/{record.id}",
+            event_type,
+            json.dumps(record.to_json()),
+            at,
+            self._subscribers[event_type],
+        )
+
+    async def outbox_status(self) -> dict[str, dict[str, Any]]:
+        """Per endpoint: pending and dead deliveries, oldest pending event time (for
+        /api/status and alerts)."""
+        rows = await self._pool.fetch(
+            "SELECT d.endpoint,"
+            " count(*) FILTER (WHERE d.delivered_at IS NULL AND d.dead_at IS NULL) AS pending,"
+            " count(*) FILTER (WHERE d.dead_at IS NOT NULL) AS dead,"
+            " min(e.created_at) FILTER (WHERE d.delivered_at IS NULL AND d.dead_at IS NULL)"
+            " AS oldest_pending"
+            " FROM outbox_deliveries d JOIN outbox e ON e.id = d.event_id"
+            " WHERE d.delivered_at IS NULL GROUP BY d.endpoint ORDER BY d.endpoint"
+        )
+        return {
+            r["endpoint"]: {
+                "pending": r["pending"],
+                "dead": r["dead"],
+                "oldest_pending": r["oldest_pending"],
+            }
+            for r in rows
+        }
+
+    async def purge_outbox(self, before: datetime) -> int:
+        """Delete events written before `before` whose deliveries are all finished (delivered
+        or dead); returns how many. Run it now and then: the outbox only grows otherwise."""
+        status = await self._pool.execute(
+            "DELETE FROM outbox e WHERE e.created_at < $1 AND NOT EXISTS ("
+            " SELECT 1 FROM outbox_deliveries d WHERE d.event_id = e.id"
+            " AND d.delivered_at IS NULL AND d.dead_at IS NULL)",
+            before,
+        )
+        return int(status.split()[-1])
+
+
+def _require_tz(value: datetime, name: str) -> None:
+    if value.tzinfo is None:
+        raise InvalidInput(f"{name} must be timezone-aware")
+
+
+def _check_started(call: CallStarted) -> None:
+    if call.direction not in DIRECTIONS:
+        raise InvalidInput(f"unknown direction {call.direction!r}")
+    _require_tz(call.started_at, "started_at")
+
+
+def _check_ended(ended: CallEnded) -> None:
+    if ended.outcome not in OUTCOMES:
+        raise InvalidInput(f"unknown outcome {ended.outcome!r}; one of {', '.join(OUTCOMES)}")
+    _require_tz(ended.ended_at, "ended_at")
+    if ended.answered_at is not None:
+        _require_tz(ended.answered_at, "answered_at")
