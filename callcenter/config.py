@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, RetryPolicy
 from pbx.routing import RING_STRATEGIES, Did, RingGroup, Trunk
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,20 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class CrmSettings:
+    default_country_code: str = "1"
+    """Country code of national numbers when normalising phones to E.164."""
+    callback_due_minutes: float = 15.0
+    """A missed call's callback task is due this long after the call."""
+    node: str = ""
+    """This engine's name among nodes sharing one database (default: the host name)."""
+    endpoints: tuple[CrmEndpoint, ...] = ()
+    """External CRMs the outbox delivers to."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """Delivery retries, backoff and dead-letter age."""
+
+
+@dataclass(frozen=True)
 class RecordingSettings:
     enabled: bool = True
     """Record every answered call (routes may opt out)."""
@@ -123,9 +138,19 @@ class ApiKey:
 
 API_ROLES = ("admin", "manager", "supervisor", "agent")
 TOP_LEVEL_TABLES = {
-    "sip", "http", "database", "security", "accounts", "trunks", "dids", "ring_groups", "presence",
-    "api_keys", "recordings",
-}  # fmt: skip
+    "sip",
+    "http",
+    "database",
+    "security",
+    "accounts",
+    "trunks",
+    "dids",
+    "ring_groups",
+    "presence",
+    "api_keys",
+    "recordings",
+    "crm",
+}
 
 
 @dataclass(frozen=True)
@@ -152,6 +177,7 @@ class Config:
     presence: PresenceSettings = field(default_factory=PresenceSettings)
     api_keys: tuple[ApiKey, ...] = ()
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
+    crm: CrmSettings = field(default_factory=CrmSettings)
     source: str = "<defaults>"
     """The file this came from, for messages."""
 
@@ -273,6 +299,7 @@ class _Reader:
         self._check_keys(presence, {"wrap_up_seconds"}, "presence")
         wrap_up = self._number(presence, "wrap_up_seconds", 10.0, "presence", minimum=0)
         return Config(
+            crm=self.crm(data.get("crm", {})),
             recordings=self.recordings(data.get("recordings", {})),
             api_keys=self.api_keys(data.get("api_keys", [])),
             trunks=trunks,
@@ -436,8 +463,10 @@ class _Reader:
             if not isinstance(allow, list) or not all(_is_ip(a) for a in allow):
                 raise self.fail(
                     f"trunk {name}: allow_from must be a list of IP addresses",
-                    table="trunks", key="allow_from", index=index,
-                )  # fmt: skip
+                    table="trunks",
+                    key="allow_from",
+                    index=index,
+                )
             outbound = item.get("outbound")
             result.append(
                 Trunk(
@@ -453,8 +482,15 @@ class _Reader:
 
     def ring_groups(self, items: Any, extensions: set[str]) -> tuple[RingGroup, ...]:
         result, seen = [], set[str]()
-        allowed = {"name", "members", "strategy", "member_timeout", "ring_timeout", "owner",
-                   "auto_reply"}  # fmt: skip
+        allowed = {
+            "name",
+            "members",
+            "strategy",
+            "member_timeout",
+            "ring_timeout",
+            "owner",
+            "auto_reply",
+        }
         for index, item in enumerate(self._table_list(items, "ring_groups")):
             self._check_keys(item, allowed, "ring_groups", index)
             name = self._name(item, "name", "ring_groups", index, seen)
@@ -468,20 +504,26 @@ class _Reader:
                 raise self.fail(
                     f"ring group {name}: members must be a non-empty list of extensions"
                     + (f" (unknown: {', '.join(map(str, unknown))})" if unknown else ""),
-                    table="ring_groups", key="members", index=index,
-                )  # fmt: skip
+                    table="ring_groups",
+                    key="members",
+                    index=index,
+                )
             strategy = item.get("strategy", "ringall")
             if strategy not in RING_STRATEGIES:
                 raise self.fail(
                     f"ring group {name}: strategy must be one of {', '.join(RING_STRATEGIES)}",
-                    table="ring_groups", key="strategy", index=index,
-                )  # fmt: skip
+                    table="ring_groups",
+                    key="strategy",
+                    index=index,
+                )
             owner = item.get("owner")
             if owner is not None and str(owner) not in extensions:
                 raise self.fail(
                     f"ring group {name}: owner {owner} is no extension",
-                    table="ring_groups", key="owner", index=index,
-                )  # fmt: skip
+                    table="ring_groups",
+                    key="owner",
+                    index=index,
+                )
             prompt = item.get("auto_reply")
             if prompt is not None:
                 path = Path(prompt)
@@ -490,8 +532,10 @@ class _Reader:
                 if not path.is_file():
                     raise self.fail(
                         f"ring group {name}: auto_reply prompt {prompt} does not exist",
-                        table="ring_groups", key="auto_reply", index=index,
-                    )  # fmt: skip
+                        table="ring_groups",
+                        key="auto_reply",
+                        index=index,
+                    )
                 prompt = path
             result.append(
                 RingGroup(
@@ -534,8 +578,10 @@ class _Reader:
                 raise self.fail(
                     f"DID {number}: route must be ringgroup:NAME, agent:EXT or ivr:FLOW of this "
                     f"config, got {route!r}",
-                    table="dids", key="route", index=index,
-                )  # fmt: skip
+                    table="dids",
+                    key="route",
+                    index=index,
+                )
             record = item.get("record", True)
             if not isinstance(record, bool):
                 raise self.fail(
@@ -554,6 +600,76 @@ class _Reader:
                 )
             )
         return tuple(result)
+
+    def crm(self, data: dict[str, Any]) -> CrmSettings:
+        self._check_keys(
+            data,
+            {"default_country_code", "callback_due_minutes", "node", "endpoints", "retry"},
+            "crm",
+        )
+        country = str(data.get("default_country_code", "1"))
+        if not country.isdigit() or not 1 <= len(country) <= 3:
+            raise self.fail(
+                "default_country_code must be 1-3 digits", table="crm", key="default_country_code"
+            )
+        endpoints, seen = [], set[str]()
+        for index, item in enumerate(self._table_list(data.get("endpoints", []), "crm.endpoints")):
+            allowed = {
+                "name",
+                "kind",
+                "url",
+                "secret",
+                "timeout",
+                "events",
+                "user_map",
+                "recording_link",
+                "source",
+            }
+            self._check_keys(item, allowed, "crm.endpoints", index)
+            name = self._name(item, "name", "crm.endpoints", index, seen)
+            kind, url = item.get("kind"), item.get("url")
+            if kind not in DEFAULT_ADAPTERS:
+                raise self.fail(
+                    f"CRM endpoint {name}: kind must be one of {', '.join(DEFAULT_ADAPTERS)}",
+                    table="crm.endpoints",
+                    key="kind",
+                    index=index,
+                )
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise self.fail(
+                    f"CRM endpoint {name}: url must be an http(s) URL",
+                    table="crm.endpoints",
+                    key="url",
+                    index=index,
+                )
+            events = item.get("events")
+            endpoints.append(
+                CrmEndpoint(
+                    name=name,
+                    kind=kind,
+                    url=url,
+                    secret=str(item.get("secret", "")),
+                    timeout=self._number(item, "timeout", 10.0, "crm.endpoints", minimum=0.1),
+                    events=frozenset(events) if events is not None else None,
+                    user_map={str(k): int(v) for k, v in dict(item.get("user_map", {})).items()},
+                    recording_link=item.get("recording_link"),
+                    source=str(item.get("source", "callcenter")),
+                )
+            )
+        retry = data.get("retry", {})
+        self._check_keys(retry, {"base_delay", "max_delay", "max_age_hours"}, "crm.retry")
+        policy = RetryPolicy(
+            base_delay=self._number(retry, "base_delay", 1.0, "crm.retry", minimum=0.01),
+            max_delay=self._number(retry, "max_delay", 300.0, "crm.retry", minimum=0.01),
+            max_age=3600 * self._number(retry, "max_age_hours", 72.0, "crm.retry", minimum=0.001),
+        )
+        return CrmSettings(
+            default_country_code=country,
+            callback_due_minutes=self._number(data, "callback_due_minutes", 15.0, "crm", minimum=0),
+            node=str(data.get("node", "")),
+            endpoints=tuple(endpoints),
+            retry=policy,
+        )
 
     def recordings(self, data: dict[str, Any]) -> RecordingSettings:
         self._check_keys(data, {"enabled", "directory", "retention_days"}, "recordings")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
 
-from crm_bridge import CallLog, CallRecord
+from crm_bridge import CrmStore, OutboxWorker
 from pbx import (
     Authenticator,
     AuthFailureBan,
@@ -30,6 +32,7 @@ from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 from .api import start_http
 from .config import Config
 from .database import Database, open_database
+from .journal import CallJournal
 from .recording import Recordings
 
 logger = logging.getLogger(__name__)
@@ -43,8 +46,10 @@ class Engine:
     ua: UserAgent
     switchboard: Switchboard
     database: Database | None
-    call_log: CallLog | None
+    store: CrmStore | None
     recordings: Recordings | None = None
+    journal: CallJournal | None = None
+    outbox: OutboxWorker | None = None
     http: web.AppRunner | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -61,6 +66,8 @@ class Engine:
         # Let the BYEs leave before the sockets close.
         await asyncio.sleep(0.05)
         await self.ua.close()
+        if self.outbox is not None:
+            await self.outbox.stop()
         if self.database is not None:
             await self.database.close()
 
@@ -75,12 +82,20 @@ async def start_engine(
 ) -> Engine:
     sip = config.sip
     database = None
-    call_log = None
+    store = None
     if with_database:
         database = await open_database(
             database_url or config.database_url, data_dir or config.data_dir
         )
-        call_log = CallLog(database.pool)
+        store = CrmStore(
+            database.pool,
+            endpoints=config.crm.endpoints,
+            node=config.crm.node or socket.gethostname(),
+            default_country_code=config.crm.default_country_code,
+        )
+        closed = await store.close_interrupted_calls(datetime.now(UTC))
+        if closed:
+            logger.warning("closed %d calls left open by an earlier crash", closed)
     ua_config = UserAgentConfig(
         endpoint=EndpointConfig(
             host=sip.listen.host, port=sip.listen.port, timers=TimerConfig(t1=sip.t1)
@@ -117,9 +132,17 @@ async def start_engine(
         a.extension: Extension(a.extension, a.display_name, a.role, a.max_calls)
         for a in config.accounts
     }
-    engine = Engine(config, ua, None, database, call_log)  # type: ignore[arg-type]
+    engine = Engine(config, ua, None, database, store)  # type: ignore[arg-type]
+    directory = config.recordings.directory or (data_dir or config.data_dir) / "recordings"
+    if store is not None and database is not None:
+        engine.journal = CallJournal(
+            store,
+            callback_due=timedelta(minutes=config.crm.callback_due_minutes),
+            recordings_root=directory,
+        )
+        engine.outbox = OutboxWorker(database.pool, config.crm.endpoints, policy=config.crm.retry)
+        await engine.outbox.start()
     if config.recordings.enabled:
-        directory = config.recordings.directory or (data_dir or config.data_dir) / "recordings"
         engine.recordings = Recordings(
             RecordingStore(directory, config.recordings.retention_days), ua.clock
         )
@@ -138,6 +161,7 @@ async def start_engine(
         routing=Routing(config.trunks, config.dids, config.ring_groups),
         on_call_end=lambda summary: _log_call(engine, summary),
         on_connected=lambda bridged: _record(engine, bridged, unrecorded),
+        on_call_start=engine.journal.started if engine.journal is not None else None,
     )
     if with_http:
         try:
@@ -156,22 +180,5 @@ def _record(engine: Engine, bridged: BridgedCall, unrecorded: set[str]) -> None:
 async def _log_call(engine: Engine, summary: CallSummary) -> None:
     if engine.recordings is not None:
         engine.recordings.finish(summary.call_id)
-    if engine.call_log is None or summary.ended_at is None:
-        return
-    record = CallRecord(
-        call_id=summary.call_id,
-        direction=summary.direction,
-        from_number=summary.caller,
-        to_number=summary.callee,
-        started_at=summary.started_at,
-        answered_at=summary.answered_at,
-        ended_at=summary.ended_at,
-        outcome=summary.outcome,
-        sip_status=summary.sip_status,
-        hangup_cause=summary.hangup_cause,
-    )
-    try:
-        await engine.call_log.record(record)
-    except Exception:
-        # The call itself is over and fine; losing its row is logged loudly, never fatal.
-        logger.exception("could not store call %s", summary.call_id)
+    if engine.journal is not None:
+        await engine.journal.ended(summary)

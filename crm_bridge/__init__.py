@@ -21,7 +21,6 @@ from .adapters import (
     sign_body,
     verify_signature,
 )
-from .calls import CallLog, CallRecord
 from .config import CrmEndpoint, RetryPolicy
 from .errors import Conflict, CrmError, InvalidFilter, InvalidInput, NotFound, PhoneNumberError
 from .migrations import apply_migrations, migration_files
@@ -54,8 +53,6 @@ __all__ = [
     "Call",
     "CallEnded",
     "CallFilter",
-    "CallLog",
-    "CallRecord",
     "CallStarted",
     "CallbackRequest",
     "Conflict",

@@ -94,6 +94,9 @@ class CallbackRequest:
     """By when the customer should be called back."""
     text: str = ""
     """What the task says to the person doing it."""
+    prefer_responsible: bool = False
+    """True: the contact's responsible manager gets the task and `assignee` only when the
+    contact has none (missed calls: the ring group's owner is the fallback)."""
 
 
 @dataclass(frozen=True)

@@ -245,7 +245,13 @@ class CrmStore:
         if record.contact_id is None:
             raise InvalidInput(f"call {record.id} has no contact to call back")
         return await self._callback_task(
-            conn, record.contact_id, callback.assignee, callback.due_at, record.id, callback.text
+            conn,
+            record.contact_id,
+            callback.assignee,
+            callback.due_at,
+            record.id,
+            callback.text,
+            prefer_responsible=callback.prefer_responsible,
         )
 
     async def close_interrupted_calls(self, now: datetime) -> int:
@@ -401,13 +407,18 @@ class CrmStore:
         due_at: datetime,
         call_row_id: int | None,
         text: str,
+        *,
+        prefer_responsible: bool = False,
     ) -> Task:
         _require_tz(due_at, "due_at")
         row = await conn.fetchrow(
             _tasks_from(
                 "INSERT INTO tasks AS cur (type, contact_id, assignee, due_at, text,"
                 " created_from_call, last_call, missed_calls)"
-                " SELECT 'callback', ct.id, COALESCE($2, ct.responsible), $3, $4, $5, $5, 1"
+                " SELECT 'callback', ct.id,"
+                " CASE WHEN $6 THEN COALESCE(ct.responsible, $2)"
+                " ELSE COALESCE($2, ct.responsible) END,"
+                " $3, $4, $5, $5, 1"
                 " FROM contacts ct WHERE ct.id = $1"
                 " ON CONFLICT (contact_id) WHERE type = 'callback' AND status = 'open'"
                 " DO UPDATE SET missed_calls = cur.missed_calls + 1,"
@@ -423,6 +434,7 @@ class CrmStore:
             due_at,
             text,
             call_row_id,
+            prefer_responsible,
         )
         task = _task(row)
         event = "task.created" if row["inserted"] else "task.updated"

@@ -46,6 +46,8 @@ class CallSummary:
     sip_status: int | None = None
     hangup_cause: str | None = None
     legs: list[str] = field(default_factory=list)
+    owner: str | None = None
+    """Gets the callback task if the call is missed and the contact has no manager."""
     recording: str | None = None
     """Path of the call's stereo WAV, when it was recorded."""
     analytics: dict[str, Any] | None = None
@@ -112,8 +114,6 @@ class BridgedCall:
         self.on_no_answer: Callable[[Call], Awaitable[None]] | None = None
         """Takes over a caller nobody answered (auto-reply prompt) instead of a 480."""
         self.media: MediaBridge | None = None
-        self.owner: str | None = None
-        """Who gets the callback task if this call is missed (ring group owner, DID agent)."""
         self._timed_out = False
 
     @property

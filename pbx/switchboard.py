@@ -69,6 +69,7 @@ class Switchboard:
         on_call_end: Callable[[CallSummary], Awaitable[None] | None] | None = None,
         on_missed: MissedCallHandler | None = None,
         on_connected: Callable[[BridgedCall], None] | None = None,
+        on_call_start: Callable[[CallSummary], None] | None = None,
     ) -> None:
         self.ua = ua
         self.extensions = extensions
@@ -84,6 +85,8 @@ class Switchboard:
         self.on_call_end = on_call_end
         self.on_missed = on_missed
         self.on_connected = on_connected
+        self.on_call_start = on_call_start
+        """Gets each call when it starts ringing anyone (the journal opens its row)."""
         """Gets every call the moment both legs are bridged (recording starts here)."""
         """Gets every missed inbound call and the ring group owner (fallback assignee)."""
         self.active: dict[str, BridgedCall] = {}
@@ -230,7 +233,7 @@ class Switchboard:
             ring_timeout=ring_timeout,
         )
         bridged.on_no_answer = lambda leg: self._auto_reply(leg, auto_reply)
-        bridged.owner = owner
+        summary.owner = owner
 
     def _outbound(self, call: Call, caller: str, number: str) -> None:
         trunk = next((t for t in self.trunks.values() if t.outbound is not None), None)
@@ -280,7 +283,7 @@ class Switchboard:
         summary = CallSummary(call.call_id, caller, callee, datetime.now(UTC))
         summary.ended_at = summary.started_at
         summary.outcome, summary.sip_status, summary.hangup_cause = outcome, status, "refused"
-        self._track(self._finish(summary, None))
+        self._track(self._finish(summary))
 
     def _start(
         self,
@@ -305,6 +308,8 @@ class Switchboard:
         )
         bridged.on_answer = self._answered
         self.active[call.call_id] = bridged
+        if self.on_call_start is not None:
+            self.on_call_start(summary)
         self._track(self._run(bridged))
         return bridged
 
@@ -343,9 +348,9 @@ class Switchboard:
                 customer_call = bridged.summary.direction != "internal"
                 for party in bridged.parties:
                     self.presence.call_ended(party, now=now, wrap_up=customer_call)
-        await self._finish(summary, bridged.owner)
+        await self._finish(summary)
 
-    async def _finish(self, summary: CallSummary, owner: str | None) -> None:
+    async def _finish(self, summary: CallSummary) -> None:
         logger.info(
             "call %s %s %s -> %s: %s (status %s, talk %.1f s, cause %s)",
             summary.call_id,
@@ -362,7 +367,7 @@ class Switchboard:
             if asyncio.iscoroutine(result):
                 await result
         if summary.outcome == "missed" and self.on_missed is not None:
-            result = self.on_missed(summary, owner)
+            result = self.on_missed(summary, summary.owner)
             if asyncio.iscoroutine(result):
                 await result
 

@@ -14,8 +14,6 @@ from crm_bridge import (
     CallbackRequest,
     CallEnded,
     CallFilter,
-    CallLog,
-    CallRecord,
     CallStarted,
     Conflict,
     CrmEndpoint,
@@ -441,32 +439,6 @@ async def test_task_filters(store: CrmStore) -> None:
         TaskFilter.from_query({"status": "finished"})
     with pytest.raises(InvalidFilter, match="unknown filter"):
         TaskFilter.from_query({"owner": "101"})
-
-
-async def test_call_log_wrapper_writes_a_closed_row(pool: asyncpg.Pool) -> None:
-    log = CallLog(pool)
-    row_id = await log.record(
-        CallRecord(
-            "x1",
-            "internal",
-            "101",
-            "102",
-            T0,
-            T0 + timedelta(seconds=2),
-            T0 + timedelta(seconds=12),
-            "answered",
-            200,
-            "callee-bye",
-        )
-    )
-    call = await log.store.get_call(row_id)
-    assert call is not None
-    assert (call.outcome, call.agent, call.talk_seconds, call.contact_id) == (
-        "answered",
-        "102",
-        10.0,
-        None,
-    )
 
 
 async def test_purge_keeps_undelivered_events(store: CrmStore, pool: asyncpg.Pool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,16 +31,15 @@ API_KEYS = (
 
 
 def engine_config(
-    *, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None
+    *, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None, crm: str = ""
 ) -> Config:
     """The parsed engine_config_text()."""
-    return parse_config(
-        engine_config_text(extra_sip=extra_sip, extra=extra, static=static), source="test.toml"
-    )
+    text = engine_config_text(extra_sip=extra_sip, extra=extra, static=static, crm=crm)
+    return parse_config(text, source="test.toml")
 
 
 def engine_config_text(
-    *, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None
+    *, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None, crm: str = ""
 ) -> str:
     """A test config on free loopback ports; `static` maps extensions to fixed contact URIs."""
     port = free_port("both")
@@ -55,6 +55,8 @@ def engine_config_text(
     text = (
         f'[sip]\nlisten = "127.0.0.1:{port}"\nrtp_ports = "{low}-{high}"\n{extra_sip}\n'
         f'[http]\nlisten = "127.0.0.1:{free_port("tcp")}"\n\n{extra}\n{ACCOUNTS}{statics}{API_KEYS}'
+        # Engines share one database: each is its own node, so a start-up closes only its calls.
+        f'[crm]\nnode = "test-{secrets.token_hex(4)}"\n{crm}\n'
     )
     return text
 

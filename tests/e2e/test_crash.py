@@ -15,6 +15,7 @@ import pytest
 
 from sip_test_env.audio import write_tone_wav
 from sip_test_env.baresip import BaresipPeer
+from sip_test_env.crm import WebhookReceiver
 
 from .conftest import engine_config_text
 
@@ -36,6 +37,11 @@ class EngineProcess:
         self.log = data_dir / "engine.log"
 
     async def start(self) -> None:
+        seen = (
+            self.log.read_text(errors="replace").count("callcenter serving")
+            if self.log.exists()
+            else 0
+        )
         log = self.log.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
             *self.args, stderr=log, stdout=log, cwd=ROOT,
@@ -43,7 +49,7 @@ class EngineProcess:
         log.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30
-        while "callcenter serving" not in self.log.read_text(errors="replace"):
+        while self.log.read_text(errors="replace").count("callcenter serving") == seen:
             assert self.proc.returncode is None, self.log.read_text()
             assert loop.time() < deadline, self.log.read_text()
             await asyncio.sleep(0.1)
@@ -64,8 +70,20 @@ class EngineProcess:
 
 
 @pytest.fixture
-async def engine_process(pg_url: str, tmp_path: Path) -> AsyncIterator[EngineProcess]:
-    text = engine_config_text()
+async def crm() -> AsyncIterator[WebhookReceiver]:
+    receiver = WebhookReceiver(secret="s3cret", fail_first=3)  # the CRM stumbles at first
+    await receiver.start()
+    try:
+        yield receiver
+    finally:
+        await receiver.stop()
+
+
+@pytest.fixture
+async def engine_process(
+    pg_url: str, tmp_path: Path, crm: WebhookReceiver
+) -> AsyncIterator[EngineProcess]:
+    text = engine_config_text(crm=crm.config() + "[crm.retry]\nbase_delay = 0.2\nmax_delay = 1\n")
     config = tmp_path / "engine.toml"
     config.write_text(text)
     sip_port = int(text.split('listen = "127.0.0.1:', 1)[1].split('"', 1)[0])
@@ -77,8 +95,8 @@ async def engine_process(pg_url: str, tmp_path: Path) -> AsyncIterator[EnginePro
         await process.stop()
 
 
-async def test_kill9_mid_call_leaves_a_valid_recording(
-    engine_process: EngineProcess, tmp_path: Path, db
+async def test_kill9_mid_call_keeps_the_recording_and_closes_the_call(
+    engine_process: EngineProcess, tmp_path: Path, crm: WebhookReceiver, db
 ) -> None:
     await engine_process.start()
     registrar = f"127.0.0.1:{engine_process.sip_port}"
@@ -107,3 +125,18 @@ async def test_kill9_mid_call_leaves_a_valid_recording(
         assert seconds >= 9.0, f"only {seconds:.2f} s survived the kill"
         # The header may lag the data by one flush (sizes are written after the audio), never lead.
         assert os.path.getsize(wavs[0]) >= 44 + recording.getnframes() * 4
+
+    # The engine comes back: the call the crash cut off is closed as failed and delivered.
+    await engine_process.start()
+    row = await db.fetchrow(
+        "SELECT * FROM calls WHERE from_number = '101' ORDER BY id DESC LIMIT 1"
+    )
+    assert (row["outcome"], row["hangup_cause"]) == ("failed", "engine-restart")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while not any(d.event == "call.ended" and d.data["id"] == row["id"] for d in crm.received):
+        assert loop.time() < deadline, [(d.event, d.data.get("id")) for d in crm.received]
+        await asyncio.sleep(0.1)
+    events = [d.event for d in crm.unique() if d.data.get("id") == row["id"]]
+    assert events == ["call.started", "call.ended"]
+    assert crm.refused == 3 and crm.bad_signatures == 0

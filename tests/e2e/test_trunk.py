@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROMPT = ROOT / "callcenter" / "prompts" / "we-will-call-you-back.wav"
 CARRIER_IP = carrier.CARRIER_IP  # "another machine": agents live on 127.0.0.1
 DID = "15550100"
-CUSTOMER = "15551234"
+CUSTOMER = "12125551234"
 
 
 def trunk_config(carrier_port: int, strategy: str = "ringall") -> str:
@@ -113,9 +113,13 @@ async def test_ring_group_call_answered_by_one_agent(
     assert at_customer is not None and at_customer < 1.0
     await _idle(trunk_engine)
     row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
-    assert (row["direction"], row["from_number"], row["to_number"], row["outcome"]) == (
-        "inbound", CUSTOMER, "102", "answered",
-    )  # fmt: skip
+    assert (
+        row["direction"], row["from_number"], row["to_number"], row["did"], row["ring_group"],
+        row["agent"], row["outcome"], row["sip_status"],
+    ) == ("inbound", CUSTOMER, DID, DID, "sales", "102", "answered", 200)  # fmt: skip
+    assert row["answered_at"] is not None and row["ended_at"] > row["answered_at"]
+    assert row["talk_seconds"] > 1.5 and row["contact_id"] is not None
+    assert row["recording_path"] and row["analytics"]
     # The stereo recording: the customer on the left, the agent on the right, nothing crossed.
     summary = bridged.summary
     assert summary.recording is not None and summary.analytics is not None
@@ -132,10 +136,15 @@ async def test_ring_group_call_answered_by_one_agent(
     assert abs(summary.analytics["duration_seconds"] - len(left) / rate) < 0.05
 
 
-async def test_missed_call_hears_the_auto_reply(trunk_engine: Engine, tmp_path: Path, db) -> None:
-    missed: list[tuple[str, str | None]] = []
-    trunk_engine.switchboard.on_missed = lambda summary, owner: missed.append(
-        (summary.caller, owner)
+async def test_missed_call_auto_reply_and_callback_task(
+    trunk_engine: Engine, tmp_path: Path, db
+) -> None:
+    """Nobody answers: the caller hears the auto-reply; within 1 s of the hang-up the group
+    owner (the contact has no manager yet) has a callback task; a second missed call from the
+    same number updates that task instead of adding one."""
+    phone = "+" + CUSTOMER
+    await db.execute(
+        "DELETE FROM tasks WHERE contact_id IN (SELECT id FROM contacts WHERE phone = $1)", phone
     )
     async with (
         customer(tmp_path) as caller,
@@ -148,16 +157,43 @@ async def test_missed_call_hears_the_auto_reply(trunk_engine: Engine, tmp_path: 
         await caller.wait_event("CALL_ESTABLISHED", timeout=8)
         await a101.wait_event("CALL_CLOSED", timeout=5)
         await caller.wait_event("CALL_CLOSED", timeout=15)
+        hung_up = asyncio.get_running_loop().time()
+        task = await _poll(db, "SELECT * FROM tasks t JOIN contacts c ON c.id = t.contact_id"
+                               " WHERE c.phone = $1 AND t.status = 'open'", phone)  # fmt: skip
+        assert asyncio.get_running_loop().time() - hung_up < 1.0, "task later than 1 s"
+        assert (task["type"], task["assignee"], task["missed_calls"]) == ("callback", "103", 1)
         _rate, heard, _ = read_wav(caller.recorded_wav())
+
+        # The customer tries again and gives up while it rings: still missed, same task.
+        await caller.dial(carrier.did_uri(DID, trunk_engine.sip_port))
+        await a101.wait_event("CALL_INCOMING", timeout=5)
+        await caller.hangup()
+        await a101.wait_event("CALL_CLOSED", timeout=5)
+        again = await _poll(db, "SELECT * FROM tasks t JOIN contacts c ON c.id = t.contact_id"
+                                " WHERE c.phone = $1 AND t.missed_calls = 2", phone)  # fmt: skip
+        assert again["id"] == task["id"]
     _, prompt, _ = read_wav(PROMPT)
     peak, _lag = normalized_xcorr(heard, prompt)
     assert peak > 0.8, f"auto-reply not recognised in what the caller heard (xcorr {peak:.2f})"
-    assert missed == [(CUSTOMER, "103")]
     await _idle(trunk_engine)
-    outcome = await db.fetchval(
-        "SELECT outcome FROM calls WHERE from_number = $1 ORDER BY id DESC LIMIT 1", CUSTOMER
+    outcomes = await db.fetch(
+        "SELECT outcome, hangup_cause FROM calls WHERE from_number = $1 ORDER BY id DESC LIMIT 2",
+        CUSTOMER,
     )
-    assert outcome == "missed"
+    assert [r["outcome"] for r in outcomes] == ["missed", "missed"]
+    events = await db.fetch(
+        "SELECT event_type FROM outbox WHERE aggregate = $1 ORDER BY id", f"task/{task['id']}"
+    )
+    assert [e["event_type"] for e in events] == ["task.created", "task.updated"]
+
+
+async def _poll(db, query: str, *args: object, timeout: float = 2.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (row := await db.fetchrow(query, *args)) is None:
+        assert loop.time() < deadline, f"nothing for {query}"
+        await asyncio.sleep(0.02)
+    return row
 
 
 async def test_away_agents_are_skipped(trunk_engine: Engine, tmp_path: Path) -> None:

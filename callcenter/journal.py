@@ -1,0 +1,90 @@
+"""The call journal: every call the PBX handles becomes a calls row (opened when the call starts,
+closed when it ends), and a missed inbound call also a callback task, through the CRM store
+(whose outbox delivers both to external CRMs)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from crm_bridge import CallbackRequest, CallEnded, CallStarted, CrmError, CrmStore
+from pbx import CallSummary
+
+logger = logging.getLogger(__name__)
+
+
+class CallJournal:
+    def __init__(
+        self, store: CrmStore, *, callback_due: timedelta, recordings_root: Path | None
+    ) -> None:
+        self.store = store
+        self.callback_due = callback_due
+        self.recordings_root = recordings_root
+        self._rows: dict[str, asyncio.Task[int]] = {}
+        """Row ids of open calls, by Call-ID (a task: the INSERT runs beside the ringing)."""
+
+    def started(self, summary: CallSummary) -> None:
+        """Open the call's row at once, so a crash mid-call still leaves it to be closed."""
+        self._rows[summary.call_id] = asyncio.get_running_loop().create_task(
+            self.store.call_started(self._started(summary))
+        )
+
+    def _started(self, summary: CallSummary) -> CallStarted:
+        customer = {"inbound": summary.caller, "outbound": summary.callee}.get(summary.direction)
+        return CallStarted(
+            call_id=summary.call_id,
+            direction=summary.direction,
+            from_number=summary.caller,
+            to_number=summary.callee,
+            started_at=summary.started_at,
+            did=summary.did,
+            agent=summary.caller if summary.direction == "outbound" else None,
+            ring_group=summary.ring_group,
+            customer_phone=customer if customer and customer[-1:].isdigit() else None,
+        )
+
+    async def ended(self, summary: CallSummary) -> None:
+        ended = CallEnded(
+            ended_at=summary.ended_at or datetime.now(UTC),
+            outcome=summary.outcome,
+            sip_status=summary.sip_status,
+            hangup_cause=summary.hangup_cause,
+            answered_at=summary.answered_at,
+            agent=self._agent(summary),
+            recording_path=self._relative(summary.recording),
+            analytics=summary.analytics,
+        )
+        callback = None
+        if summary.outcome == "missed":
+            callback = CallbackRequest(
+                assignee=summary.owner,
+                due_at=ended.ended_at + self.callback_due,
+                text=f"Call back {summary.caller}: missed call to {summary.did or summary.callee}",
+                prefer_responsible=True,
+            )
+        try:
+            row = self._rows.pop(summary.call_id, None)
+            if row is None:  # refused before it started: one row, written whole
+                await self.store.record_call(self._started(summary), ended, callback=callback)
+            else:
+                await self.store.call_ended(await row, ended, callback=callback)
+        except (CrmError, OSError) as exc:
+            # The call is over either way; a lost row is an error to see, never a crash.
+            logger.error("call %s: not journaled: %s", summary.call_id, exc)
+        except Exception:
+            logger.exception("call %s: not journaled", summary.call_id)
+
+    def _agent(self, summary: CallSummary) -> str | None:
+        if summary.answered_at is None:
+            return None
+        return summary.caller if summary.direction == "outbound" else summary.callee
+
+    def _relative(self, recording: str | None) -> str | None:
+        if recording is None or self.recordings_root is None:
+            return recording
+        try:
+            return str(Path(recording).relative_to(self.recordings_root))
+        except ValueError:
+            return recording
