@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .crm import ENGINE, add_routes
 from .security import KeyRing, auth_middleware, json_errors
 
 if TYPE_CHECKING:
     from callcenter.runtime import Engine
 
 logger = logging.getLogger(__name__)
-
-ENGINE = web.AppKey("engine", "Engine")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -78,6 +77,7 @@ def build_app(engine: Engine) -> web.Application:
     app[ENGINE] = engine
     app.router.add_get("/health", health)
     app.router.add_get("/api/status", status)
+    add_routes(app)
     return app
 
 
