@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, RetryPolicy
-from pbx.routing import RING_STRATEGIES, Did, RingGroup, Trunk
+from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 
 logger = logging.getLogger(__name__)
 
@@ -490,6 +490,8 @@ class _Reader:
             "ring_timeout",
             "owner",
             "auto_reply",
+            "hours",
+            "timezone",
         }
         for index, item in enumerate(self._table_list(items, "ring_groups")):
             self._check_keys(item, allowed, "ring_groups", index)
@@ -537,6 +539,14 @@ class _Reader:
                         index=index,
                     )
                 prompt = path
+            hours = None
+            if item.get("hours") is not None:
+                try:
+                    hours = OpeningHours.parse(str(item["hours"]), str(item.get("timezone", "UTC")))
+                except ValueError as exc:
+                    raise self.fail(
+                        f"ring group {name}: {exc}", table="ring_groups", key="hours", index=index
+                    ) from exc
             result.append(
                 RingGroup(
                     name=name,
@@ -548,6 +558,7 @@ class _Reader:
                     ring_timeout=self._number(item, "ring_timeout", 30.0, "ring_groups", minimum=1),
                     owner=str(owner) if owner is not None else None,
                     auto_reply=prompt,
+                    hours=hours,
                 )
             )
         return tuple(result)

@@ -261,7 +261,8 @@ class BridgedCall:
         await other.hangup(reason="peer-hangup")
 
     async def _give_up(self, status: int, outcome: str, cause: str) -> None:
-        self.summary.sip_status, self.summary.hangup_cause = status, cause
+        self.summary.sip_status = status
+        self.summary.hangup_cause = self.summary.hangup_cause or cause
         self.summary.outcome = "missed" if self.summary.direction == "inbound" else outcome
         if self.on_no_answer is not None and self.a.state.value in ("incoming", "ringing"):
             await self.on_no_answer(self.a)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 RING_STRATEGIES = ("ringall", "round-robin", "longest-idle")
 
@@ -49,3 +52,57 @@ class RingGroup:
     """Gets the callback task of a missed call when the contact has no responsible manager."""
     auto_reply: Path | None = None
     """WAV played to a caller nobody answered ("we will call you back")."""
+    hours: OpeningHours | None = None
+    """Outside these hours calls are not rung: they are missed at once (auto-reply, task)."""
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SPAN = re.compile(r"^\s*([a-z]{3})(?:-([a-z]{3}))?\s+(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})\s*$")
+
+
+@dataclass(frozen=True)
+class OpeningHours:
+    """When a route takes calls, in its own time zone: "mon-fri 09:00-18:00, sat 10:00-14:00"."""
+
+    spans: tuple[tuple[frozenset[int], time, time], ...]
+    """(weekdays 0=Monday, opens, closes) — closing time exclusive."""
+    timezone: str = "UTC"
+    """IANA zone name of the office (the customer's time does not matter here)."""
+
+    @classmethod
+    def parse(cls, text: str, timezone: str = "UTC") -> OpeningHours:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {timezone!r}") from exc
+        spans = []
+        for part in text.lower().split(","):
+            match = _SPAN.match(part)
+            if not match or match.group(1) not in _DAYS or (match.group(2) or "mon") not in _DAYS:
+                raise ValueError(
+                    f"opening hours must look like 'mon-fri 09:00-18:00', got {part.strip()!r}"
+                )
+            first = _DAYS.index(match.group(1))
+            last = _DAYS.index(match.group(2)) if match.group(2) else first
+            days = frozenset(range(first, last + 1)) if first <= last else frozenset(
+                [*range(first, 7), *range(0, last + 1)])  # fmt: skip
+            h1, m1, h2, m2 = (int(g) for g in match.group(3, 4, 5, 6))
+            if (
+                h1 > 23
+                or h2 > 24
+                or m1 > 59
+                or m2 > 59
+                or (h2, m2) > (24, 0)
+                or (h1, m1) >= (h2, m2)
+            ):
+                raise ValueError(f"bad time span in {part.strip()!r}")
+            closes = time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
+            spans.append((days, time(h1, m1), closes))
+        return cls(tuple(spans), timezone)
+
+    def is_open(self, when: datetime) -> bool:
+        local = when.astimezone(ZoneInfo(self.timezone))
+        now = local.time()
+        return any(
+            local.weekday() in days and opens <= now < closes for days, opens, closes in self.spans
+        )

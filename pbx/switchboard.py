@@ -203,13 +203,20 @@ class Switchboard:
             group = self.groups[target]
             summary.ring_group, owner, auto_reply = group.name, group.owner, group.auto_reply
             ring_timeout = group.ring_timeout
-            reachable = {
-                m: bindings
-                for m in group.members
-                if self.presence.available(m, now=now)
-                and not self.busy(m)
-                and (bindings := self.registrar.lookup(m, now=now))
-            }
+            if group.hours is not None and not group.hours.is_open(summary.started_at):
+                summary.hangup_cause = "after-hours"
+                logger.info("call %s to %s: after hours", call.call_id, did.number)
+            reachable = (
+                {}
+                if summary.hangup_cause == "after-hours"
+                else {
+                    m: bindings
+                    for m in group.members
+                    if self.presence.available(m, now=now)
+                    and not self.busy(m)
+                    and (bindings := self.registrar.lookup(m, now=now))
+                }
+            )
             steps = self._strategies[group.name].steps(
                 list(group.members),
                 reachable,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ DID = "15550100"
 CUSTOMER = "12125551234"
 
 
-def trunk_config(carrier_port: int, strategy: str = "ringall") -> str:
+def trunk_config(carrier_port: int, strategy: str = "ringall", hours: str = "") -> str:
     return f"""
 [[trunks]]
 name = "carrier"
@@ -43,6 +44,7 @@ ring_timeout = 4
 member_timeout = 2
 owner = "103"
 auto_reply = "{PROMPT}"
+{hours}
 
 [[dids]]
 number = "{DID}"
@@ -194,6 +196,34 @@ async def _poll(db, query: str, *args: object, timeout: float = 2.0):
         assert loop.time() < deadline, f"nothing for {query}"
         await asyncio.sleep(0.02)
     return row
+
+
+async def test_after_hours_calls_are_missed_without_ringing(
+    pg_url: str, tmp_path: Path, carrier_port: int, db
+) -> None:
+    closed_day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[
+        (datetime.now(UTC).weekday() + 3) % 7
+    ]
+    config = engine_config(
+        extra=trunk_config(carrier_port, hours=f'hours = "{closed_day} 09:00-17:00"')
+    )
+    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    try:
+        async with customer(tmp_path) as caller, agent("101", engine, tmp_path) as a101:
+            await a101.wait_registered()
+            await caller.dial(carrier.did_uri(DID, engine.sip_port))
+            await caller.wait_event("CALL_ESTABLISHED", timeout=3)  # straight to the auto-reply
+            await caller.hangup()
+            assert not a101.events_of("CALL_INCOMING")
+        await _idle(engine)
+        row = await db.fetchrow(
+            "SELECT outcome, hangup_cause FROM calls WHERE from_number = $1"
+            " ORDER BY id DESC LIMIT 1",
+            CUSTOMER,
+        )
+        assert (row["outcome"], row["hangup_cause"]) == ("missed", "after-hours")
+    finally:
+        await engine.stop()
 
 
 async def test_away_agents_are_skipped(trunk_engine: Engine, tmp_path: Path) -> None:
