@@ -28,7 +28,9 @@ DID = "15550100"
 CUSTOMER = "12125551234"
 
 
-def trunk_config(carrier_port: int, strategy: str = "ringall", hours: str = "") -> str:
+def trunk_config(
+    carrier_port: int, strategy: str = "ringall", hours: str = "", record: bool = True
+) -> str:
     return f"""
 [[trunks]]
 name = "carrier"
@@ -51,6 +53,7 @@ number = "{DID}"
 trunk = "carrier"
 route = "ringgroup:sales"
 label = "Sales"
+record = {"true" if record else "false"}
 """
 
 
@@ -222,6 +225,30 @@ async def test_after_hours_calls_are_missed_without_ringing(
             CUSTOMER,
         )
         assert (row["outcome"], row["hangup_cause"]) == ("missed", "after-hours")
+    finally:
+        await engine.stop()
+
+
+async def test_a_route_can_opt_out_of_recording(
+    pg_url: str, tmp_path: Path, carrier_port: int
+) -> None:
+    engine = await start_engine(
+        engine_config(extra=trunk_config(carrier_port, record=False)), database_url=pg_url,
+        data_dir=tmp_path,
+    )  # fmt: skip
+    try:
+        async with customer(tmp_path) as caller, agent("102", engine, tmp_path) as a102:
+            await a102.wait_registered()
+            await caller.dial(carrier.did_uri(DID, engine.sip_port))
+            await a102.wait_event("CALL_INCOMING", timeout=5)
+            await a102.accept()
+            await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+            bridged = next(iter(engine.switchboard.active.values()))
+            await caller.hangup()
+            await a102.wait_event("CALL_CLOSED", timeout=5)
+        await _idle(engine)
+        assert bridged.summary.outcome == "answered" and bridged.summary.recording is None
+        assert not list((tmp_path / "recordings").rglob("*.wav"))
     finally:
         await engine.stop()
 
