@@ -163,7 +163,7 @@ async def test_missed_call_auto_reply_and_callback_task(
         await a101.wait_event("CALL_CLOSED", timeout=5)
         await caller.wait_event("CALL_CLOSED", timeout=15)
         hung_up = asyncio.get_running_loop().time()
-        task = await _poll(db, "SELECT * FROM tasks t JOIN contacts c ON c.id = t.contact_id"
+        task = await _poll(db, "SELECT t.* FROM tasks t JOIN contacts c ON c.id = t.contact_id"
                                " WHERE c.phone = $1 AND t.status = 'open'", phone)  # fmt: skip
         assert asyncio.get_running_loop().time() - hung_up < 1.0, "task later than 1 s"
         assert (task["type"], task["assignee"], task["missed_calls"]) == ("callback", "103", 1)
@@ -174,7 +174,7 @@ async def test_missed_call_auto_reply_and_callback_task(
         await a101.wait_event("CALL_INCOMING", timeout=5)
         await caller.hangup()
         await a101.wait_event("CALL_CLOSED", timeout=5)
-        again = await _poll(db, "SELECT * FROM tasks t JOIN contacts c ON c.id = t.contact_id"
+        again = await _poll(db, "SELECT t.* FROM tasks t JOIN contacts c ON c.id = t.contact_id"
                                 " WHERE c.phone = $1 AND t.missed_calls = 2", phone)  # fmt: skip
         assert again["id"] == task["id"]
     _, prompt, _ = read_wav(PROMPT)
