@@ -288,6 +288,11 @@ class _Reader:
         )
         accounts = self.accounts(data.get("accounts", []))
         trunks = self.trunks(data.get("trunks", []))
+        clash = {t.name for t in trunks} & {a.extension for a in accounts}
+        if clash:
+            raise self.fail(
+                f"trunk name {sorted(clash)[0]} is also an extension", table=None, key="trunks"
+            )
         groups = self.ring_groups(data.get("ring_groups", []), {a.extension for a in accounts})
         dids = self.dids(
             data.get("dids", []),
@@ -457,7 +462,9 @@ class _Reader:
     def trunks(self, items: Any) -> tuple[Trunk, ...]:
         result, seen = [], set[str]()
         for index, item in enumerate(self._table_list(items, "trunks")):
-            self._check_keys(item, {"name", "allow_from", "outbound", "caller_id"}, "trunks", index)
+            self._check_keys(
+                item, {"name", "allow_from", "outbound", "caller_id", "password"}, "trunks", index
+            )
             name = self._name(item, "name", "trunks", index, seen)
             allow = item.get("allow_from", [])
             if not isinstance(allow, list) or not all(_is_ip(a) for a in allow):
@@ -468,6 +475,14 @@ class _Reader:
                     index=index,
                 )
             outbound = item.get("outbound")
+            password = item.get("password")
+            if password is not None and (not isinstance(password, str) or len(password) < 8):
+                raise self.fail(
+                    f"trunk {name}: password must be a string of at least 8 characters",
+                    table="trunks",
+                    key="password",
+                    index=index,
+                )
             result.append(
                 Trunk(
                     name=name,
@@ -476,6 +491,7 @@ class _Reader:
                     if outbound
                     else None,
                     caller_id=str(item.get("caller_id", "")),
+                    password=password,
                 )
             )
         return tuple(result)

@@ -125,9 +125,10 @@ async def start_engine(
             max_failures=sec.max_auth_failures, window=sec.window, ban_seconds=sec.ban_seconds
         )
     )
-    authenticator = Authenticator(
-        {a.extension: a.password for a in config.accounts}, realm=sip.realm, digest=digest, ban=ban
-    )
+    # Registering carriers authenticate like phones, under the trunk's name.
+    passwords = {a.extension: a.password for a in config.accounts}
+    passwords |= {t.name: t.password for t in config.trunks if t.password}
+    authenticator = Authenticator(passwords, realm=sip.realm, digest=digest, ban=ban)
     extensions = {
         a.extension: Extension(a.extension, a.display_name, a.role, a.max_calls)
         for a in config.accounts

@@ -21,6 +21,9 @@ class Trunk:
     """Where calls to external numbers go (the carrier's SIP host and port); None: inbound only."""
     caller_id: str = ""
     """Number presented on outbound calls through this trunk."""
+    password: str | None = None
+    """When set, the carrier REGISTERs with digest auth as user `name`: its calls are accepted
+    from the registered address, and outbound calls go to the registered contact."""
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ class Switchboard:
         dialled = target.user if isinstance(target, SipUri) else None
         from_uri = call.invite.from_.uri
         from_user = from_uri.user if isinstance(from_uri, SipUri) else None
-        trunk = next((t for t in self.trunks.values() if call.peer[1] in t.allow_from), None)
+        trunk = self._trunk_of(call.peer[1])
         # A carrier presents the customer's number; one of our extensions is an agent (who must
         # authenticate even from the carrier's address: a spoofed From gets a challenge).
         if trunk is not None and from_user not in self.extensions:
@@ -180,6 +180,18 @@ class Switchboard:
                 identity=self._identity(caller, self.extensions[caller].display_name or None),
                 summary=CallSummary(call.call_id, caller, dialled, datetime.now(UTC)),
             )
+
+    def _trunk_of(self, address: str) -> Trunk | None:
+        """The trunk a source address belongs to: listed, or where the carrier registered from."""
+        now = self.ua.loop.time()
+        for trunk in self.trunks.values():
+            if address in trunk.allow_from:
+                return trunk
+            if trunk.password and any(
+                b.peer[1] == address for b in self.registrar.lookup(trunk.name, now=now)
+            ):
+                return trunk
+        return None
 
     def _inbound(self, call: Call, did: Did) -> None:
         """A call from a carrier to one of our numbers (IP-authenticated trunk)."""
@@ -243,18 +255,32 @@ class Switchboard:
         summary.owner = owner
 
     def _outbound(self, call: Call, caller: str, number: str) -> None:
-        trunk = next((t for t in self.trunks.values() if t.outbound is not None), None)
-        if trunk is None or trunk.outbound is None:
+        """An agent dials an external number: out through the first trunk that can take it."""
+        now = self.ua.loop.time()
+        for trunk in self.trunks.values():
+            if trunk.outbound is not None:
+                peer: Peer = ("udp", *trunk.outbound)
+                break
+            registered = self.registrar.lookup(trunk.name, now=now) if trunk.password else []
+            if registered:
+                peer = registered[0].peer
+                break
+        else:
             self._refuse(call, caller, number, 404, "failed")
             return
-        host, port = trunk.outbound
         uri = SipUri(
-            scheme="sip", user=number, password=None, host=host, port=port, params={}, headers={}
+            scheme="sip",
+            user=number,
+            password=None,
+            host=peer[1],
+            port=peer[2],
+            params={"transport": "tcp"} if peer[0] == "tcp" else {},
+            headers={},
         )
         binding = Binding(
             number,
             NameAddr(display_name=None, uri=uri, params={}),
-            ("udp", host, port),
+            peer,
             float("inf"),
             "trunk",
             0,

@@ -25,6 +25,7 @@ from telephony.sip import (
     RemoteProtocolError,
     RequestReceived,
     ResponseReceived,
+    SipError,
     SipRequest,
     SipResponse,
     SipUri,
@@ -438,6 +439,7 @@ class UserAgent:
             self._by_txn.pop(transaction, None)
         if call.media is not None:
             call.media.stop_playing()
+            call.media.unbridge()
             self.ports.release(call.media.rtp)
 
     # -- placing calls ------------------------------------------------------------------------
@@ -519,7 +521,13 @@ class UserAgent:
                 if method != "ACK":
                     self.endpoint.send_response(transaction, make_response(request, 481))
                 return
-            call._on_request(request, transaction)
+            try:
+                call._on_request(request, transaction)
+            except SipError as exc:
+                # e.g. a request for a dialog state we already left: 481, never silence.
+                logger.info("call %s: %s %s refused: %s", call.call_id, method, request.uri, exc)
+                if method != "ACK" and transaction is not None:
+                    self.endpoint.send_response(transaction, make_response(request, 481))
             return
         if request.to.tag:
             # In-dialog request for a dialog we do not know (RFC 3261 12.2.2).

@@ -178,6 +178,12 @@ class MediaSession:
         if not playing.done():
             playing.set_result(None)
 
+    def unbridge(self) -> None:
+        """Stop relaying to and from the bridged leg (this leg is going away)."""
+        if self.peer is not None and self.peer.peer is self:
+            self.peer.peer = None
+        self.peer = None
+
     def stop_playing(self) -> None:
         for playing in list(self._playing):
             self._stop(playing)

@@ -83,6 +83,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.on_packet = None
         if self.transport is not None:
             self.transport.close()
+            self.transport = None  # a late send() is a no-op, not an error per packet
         if self.rtcp is not None and self.rtcp.transport is not None:
             self.rtcp.transport.close()
 

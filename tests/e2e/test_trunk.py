@@ -253,6 +253,39 @@ async def test_a_route_can_opt_out_of_recording(
         await engine.stop()
 
 
+async def test_a_carrier_registering_with_digest_auth(pg_url: str, tmp_path: Path) -> None:
+    """A carrier that REGISTERs with digest credentials instead of a fixed address: its calls
+    to its DIDs are accepted from where it registered; before that they are refused."""
+    config = engine_config(
+        extra='[[trunks]]\nname = "voipco"\npassword = "voipco-secret"\n\n'
+        '[[dids]]\nnumber = "15550199"\ntrunk = "voipco"\nroute = "agent:102"\n'
+    )
+    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    registrar = registrar_of(engine)
+    try:
+        async with agent("102", engine, tmp_path) as a102:
+            await a102.wait_registered()
+            async with customer(tmp_path / "before") as early:  # carrier not registered yet
+                await early.dial(carrier.did_uri("15550199", engine.sip_port))
+                closed = await early.wait_event("CALL_CLOSED", timeout=5)
+                assert "403" in str(closed)
+            registration = BaresipPeer(
+                "voipco", workdir=tmp_path, registrar=registrar, password="voipco-secret",
+                host=CARRIER_IP,
+            )  # fmt: skip
+            async with registration as trunk_registration, customer(tmp_path / "after") as caller:
+                await trunk_registration.wait_registered()
+                await caller.dial(carrier.did_uri("15550199", engine.sip_port))
+                await a102.wait_event("CALL_INCOMING", timeout=5)
+                await a102.accept()
+                await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+                await caller.hangup()
+                await a102.wait_event("CALL_CLOSED", timeout=5)
+        await _idle(engine)
+    finally:
+        await engine.stop()
+
+
 async def test_away_agents_are_skipped(trunk_engine: Engine, tmp_path: Path) -> None:
     async with (
         customer(tmp_path) as caller,
