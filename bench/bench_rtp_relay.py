@@ -1,0 +1,520 @@
+"""Concurrent calls with RTP relayed both ways: SIPp UAC (rtp_stream) -> engine -> SIPp UAS echo.
+
+Each call streams 20 ms PCMU packets (50 pps) from the UAC into the engine's caller leg; the
+engine relays them out of the callee leg to a SIPp UAS that echoes every packet back, and the
+engine relays the echo back to the UAC: 100 packets/s into the engine and 100 out per call.
+For each level N the bench holds N calls up at once, waits until all are bridged, then measures
+for --window seconds:
+  loss     packets that reached the engine's RTP sockets (its per-leg packets_in plus the
+           kernel's per-socket drops in /proc/net/udp) but were not sent out the other leg
+  CPU      the engine process's utime+stime from /proc/PID/stat (100% = one core)
+  RSS      VmRSS of the engine process; per 100 calls above the idle engine
+The engine runs in its own process (this file with --child) so SIPp does not share its CPU
+time; PostgreSQL is an embedded pgserver. SIPp 3.6.1 sends every call's rtp_stream from its one
+-mp socket and never reads it: the audio relayed back to the UAC is dropped there by the kernel
+(not engine loss). Figures only; nothing here passes or fails on time.
+
+Run: .venv/bin/python bench/bench_rtp_relay.py [--levels 50,100,200] [--window 15]
+     [--rate 100] [--loop uvloop|asyncio] [--record] [--profile engine.prof]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+logger = logging.getLogger(__name__)
+
+SCENARIOS = Path(__file__).with_name("scenarios")
+UAC_SCENARIO = SCENARIOS / "uac_rtp_stream.xml"
+UAS_SCENARIO = SCENARIOS / "uas_rtp_echo.xml"
+LOSS_LIMIT = 0.1  # percent
+PACKETS_PER_CALL = 100  # into the engine per second: 50 from the caller, 50 echoed back
+GRACE = 5.0  # seconds the setups may lag behind the offered rate before the window starts anyway
+
+
+# -- the engine process ---------------------------------------------------------------------
+
+
+class _Counters:
+    """Relay counters of every leg the engine ever opened: live legs plus released ones."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine = engine
+        self.closed_in = 0
+        self.closed_out = 0
+        pool = engine.ua.ports  # type: ignore[attr-defined]
+        release = pool.release
+
+        def counting_release(endpoint: object) -> None:
+            self.closed_in += endpoint.packets_in  # type: ignore[attr-defined]
+            self.closed_out += endpoint.packets_out  # type: ignore[attr-defined]
+            release(endpoint)
+
+        pool.release = counting_release
+
+    def snapshot(self) -> dict[str, object]:
+        ua = self.engine.ua  # type: ignore[attr-defined]
+        switchboard = self.engine.switchboard  # type: ignore[attr-defined]
+        packets_in, packets_out = self.closed_in, self.closed_out
+        for call in list(ua.calls.values()):
+            rtp = call.rtp
+            if rtp is not None:
+                packets_in += rtp.packets_in
+                packets_out += rtp.packets_out
+        bridged = sum(
+            1 for c in switchboard.active.values() if c.b is not None and c.summary.answered_at
+        )
+        return {
+            "bridged": bridged,
+            "legs": len(ua.calls),
+            "in": packets_in,
+            "out": packets_out,
+            "ports_in_use": ua.ports.in_use,
+        }
+
+
+async def _child(args: argparse.Namespace) -> None:
+    from callcenter.config import load_config
+    from callcenter.runtime import start_engine
+
+    loop = asyncio.get_running_loop()
+    config = load_config(args.config)
+    engine = await start_engine(config, database_url=args.database_url, data_dir=args.data_dir)
+    counters = _Counters(engine)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def reply(message: dict[str, object]) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    reply({"ready": True, "loop": f"{type(loop).__module__}.{type(loop).__name__}"})
+    try:
+        while line := (await reader.readline()).decode().strip():
+            if line == "stats":
+                reply(counters.snapshot())
+            elif line == "quit":
+                break
+    finally:
+        await engine.stop()
+    reply({"stopped": True})
+
+
+def _child_main(args: argparse.Namespace) -> None:
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.WARNING, format=log_format)
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        # CPU time, not wall time: the idle waits of the loop would swamp everything else.
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+    try:
+        if args.loop == "uvloop":
+            import uvloop
+
+            uvloop.run(_child(args))
+        else:
+            asyncio.run(_child(args))
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+
+
+class EngineProcess:
+    """The engine child: a line protocol on its stdin/stdout ("stats", "quit")."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, loop_name: str) -> None:
+        self.proc = proc
+        self.loop_name = loop_name
+
+    @classmethod
+    async def start(
+        cls, config: Path, database_url: str, data_dir: Path, loop: str, profile: Path | None
+    ) -> EngineProcess:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--config", str(config)]
+        cmd += ["--database-url", database_url, "--data-dir", str(data_dir), "--loop", loop]
+        if profile is not None:
+            cmd += ["--profile", str(profile.resolve())]
+        log = (data_dir / "engine.log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log
+        )
+        log.close()
+        engine = cls(proc, "?")
+        hello = await asyncio.wait_for(engine._read(), 60)
+        engine.loop_name = str(hello.get("loop"))
+        return engine
+
+    async def _read(self) -> dict[str, object]:
+        assert self.proc.stdout is not None
+        line = await self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("engine process exited; see engine.log in the work directory")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    async def stats(self) -> dict[str, int]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"stats\n")
+        await self.proc.stdin.drain()
+        return await self._read()  # type: ignore[return-value]
+
+    async def stop(self) -> None:
+        if self.proc.returncode is not None:
+            return
+        assert self.proc.stdin is not None
+        with contextlib.suppress(ConnectionError):
+            self.proc.stdin.write(b"quit\n")
+            await self.proc.stdin.drain()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 20)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+# -- what the kernel says -------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def _proc_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _host_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds over all cores since boot."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / _TICK, sum(values) / _TICK
+
+
+def _socket_drops(low: int, high: int) -> int:
+    """Datagrams the kernel dropped on UDP sockets bound to ports low..high (full buffers)."""
+    drops = 0
+    with open("/proc/net/udp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            port = int(fields[1].rsplit(":", 1)[1], 16)
+            if low <= port <= high:
+                drops += int(fields[12])
+    return drops
+
+
+@dataclass
+class Sample:
+    at: float
+    engine: dict[str, int]
+    cpu: float
+    rss: float
+    drops: int
+    echo_drops: int
+    host: tuple[float, float]
+
+
+async def _sample(engine: EngineProcess, rtp: tuple[int, int], echo_port: int) -> Sample:
+    stats = await engine.stats()
+    pid = engine.proc.pid
+    return Sample(
+        at=time.monotonic(),
+        engine=stats,
+        cpu=_proc_cpu_seconds(pid),
+        rss=_proc_rss_mb(pid),
+        drops=_socket_drops(*rtp),
+        echo_drops=_socket_drops(echo_port, echo_port + 2),
+        host=_host_busy_seconds(),
+    )
+
+
+# -- the load -------------------------------------------------------------------------------
+
+
+def _write_ulaw(path: Path, seconds: float = 2.0) -> Path:
+    """A looping 440 Hz tone, raw mu-law 8 kHz (what <exec rtp_stream> plays)."""
+    import numpy as np
+
+    from telephony.media import CODECS
+
+    t = np.arange(int(8000 * seconds)) / 8000
+    samples = (8000 * np.sin(2 * math.pi * 440 * t)).astype(np.int16)
+    path.write_bytes(CODECS["PCMU"].encode(samples))
+    return path
+
+
+def _config_toml(sip_port: int, uas_port: int, rtp: tuple[int, int], record: bool) -> str:
+    # rtp_inactivity_timeout: a long ramp must not hang up quiet legs before the media starts;
+    # ring_timeout: a callee leg the overloaded UAS lost fails within the level.
+    return (
+        f'[sip]\nlisten = "127.0.0.1:{sip_port}"\nrtp_ports = "{rtp[0]}-{rtp[1]}"\n'
+        "rtp_inactivity_timeout = 120\nring_timeout = 10\n"
+        '[[accounts]]\nextension = "101"\npassword = "pass101"\nmax_calls = 100000\n'
+        '[[accounts]]\nextension = "150"\npassword = "pass150"\nmax_calls = 100000\n'
+        f'static_contact = "sip:150@127.0.0.1:{uas_port}"\n'
+        f"[recordings]\nenabled = {'true' if record else 'false'}\n"
+    )
+
+
+@dataclass
+class Row:
+    level: int
+    up: int
+    failed: int
+    pps_in: float
+    pps_out: float
+    loss: float
+    drops: int
+    echo_drops: int
+    cpu: float
+    rss: float
+    rss_per_100: float
+    host: float
+
+    def line(self) -> str:
+        cpu_per_100 = 100 * self.cpu / self.level
+        return (
+            f"{self.level:5d} {self.up:5d} {self.failed:6d} {self.pps_in:8.0f} {self.pps_out:8.0f} "
+            f"{self.loss:7.3f} {self.drops:6d} {self.echo_drops:7d} {self.cpu:7.1f} "
+            f"{cpu_per_100:8.1f} {self.rss:7.1f} {self.rss_per_100:8.2f} {self.host:6.0f}"
+        )
+
+
+HEADER = (
+    "level    up failed   pps_in  pps_out  loss_% kdrops echodrp engine%  cpu%/100"
+    "  rss_MB MB/100  host%"
+)
+
+
+async def _level(
+    n: int,
+    args: argparse.Namespace,
+    engine: EngineProcess,
+    work: Path,
+    sip_port: int,
+    rtp: tuple[int, int],
+    echo_port: int,
+    ulaw: Path,
+    idle_rss: float,
+) -> Row:
+    from sip_test_env.sipp import extension_csv, run_sipp
+
+    ramp = n / args.rate
+    # Each call holds long enough that the first one is still up when the window closes, even
+    # when the setups fall behind by up to GRACE seconds.
+    hold = ramp + GRACE + args.settle + args.window + 3
+    csv = extension_csv(work / f"calls-{n}.csv", [("101", "150", "pass101")] * n)
+    uac = asyncio.create_task(
+        run_sipp(
+            UAC_SCENARIO,
+            f"127.0.0.1:{sip_port}",
+            calls=n,
+            rate=args.rate,
+            inf_csv=csv,
+            duration_ms=int(hold * 1000),
+            timeout=hold + ramp + 15,  # calls still stuck then are not worth waiting for
+            workdir=work / f"uac-{n}",
+            files={"relay.ulaw": ulaw},
+            extra_args=["-l", str(n)],
+        )
+    )
+    deadline = time.monotonic() + ramp + GRACE
+    while time.monotonic() < deadline and not uac.done():
+        if (await engine.stats())["bridged"] >= n:
+            break
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(args.settle)
+    first = await _sample(engine, rtp, echo_port)
+    await asyncio.sleep(args.window)
+    last = await _sample(engine, rtp, echo_port)
+    result = await uac
+    if not result.ok:
+        print(f"  level {n}: {result.summary().splitlines()[0]}", file=sys.stderr)
+
+    wall = last.at - first.at
+    got = last.engine["in"] - first.engine["in"]
+    sent = last.engine["out"] - first.engine["out"]
+    drops = last.drops - first.drops
+    arrived = got + drops
+    up = min(first.engine["bridged"], last.engine["bridged"])
+    busy = (last.host[0] - first.host[0]) / (last.host[1] - first.host[1])
+    return Row(
+        level=n,
+        up=up,
+        failed=max(result.failed, 0),
+        pps_in=got / wall,
+        pps_out=sent / wall,
+        loss=100 * (arrived - sent) / arrived if arrived else math.nan,
+        drops=drops,
+        echo_drops=last.echo_drops - first.echo_drops,
+        cpu=100 * (last.cpu - first.cpu) / wall,
+        rss=last.rss,
+        rss_per_100=100 * (last.rss - idle_rss) / max(up, 1),
+        host=100 * busy * (os.cpu_count() or 1),
+    )
+
+
+def _print_profile(path: Path, top: int = 18) -> None:
+    import pstats
+
+    print(f"\nengine profile (cProfile, CPU seconds; it inflates Python costs), top {top}:")
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("tottime").print_stats(top)
+
+
+async def main(args: argparse.Namespace) -> None:
+    import pgserver
+
+    from sip_test_env.ports import free_port, free_port_range
+    from sip_test_env.sipp import start_sipp_uas
+
+    if shutil.which("sipp") is None:
+        raise SystemExit("sipp not found: run sip_test_env/install-peers.sh (Debian sip-tester)")
+    levels = [int(x) for x in args.levels.split(",")]
+    top = max(levels)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 4 sockets per call
+    work = Path(tempfile.mkdtemp(prefix="cc-rtp-bench-"))
+    pg = pgserver.get_server(work / "pg", cleanup_mode="stop")
+    sip_port, uas_port = free_port("both"), free_port("both")
+    if args.rtp_ports:
+        low, high = args.rtp_ports.split("-")
+        rtp = (int(low), int(high))
+    else:
+        try:
+            rtp = free_port_range(4 * top + 200, "udp")  # RTP+RTCP for both legs of every call
+        except RuntimeError:
+            # The test pool is fragmented; the ephemeral range works too (busy ports are skipped).
+            rtp = (40000, 40000 + 4 * top + 200)
+    config = work / "engine.toml"
+    config.write_text(_config_toml(sip_port, uas_port, rtp, args.record))
+    ulaw = _write_ulaw(work / "relay.ulaw")
+    engine = await EngineProcess.start(config, pg.get_uri(), work, args.loop, args.profile)
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} cpus, "
+        f"python {platform.python_version()}, engine loop: {engine.loop_name}, "
+        f"recording + analytics {'ON' if args.record else 'off'}"
+        f"{', cProfile ON' if args.profile else ''}"
+    )
+    print(
+        f"per level: ramp at {args.rate:g} calls/s, {args.settle:g} s settle, "
+        f"{args.window:g} s window; PCMU 20 ms, {PACKETS_PER_CALL} pps into the engine per call"
+    )
+    print(f"engine RTP ports {rtp[0]}-{rtp[1]}, work dir {work} (kept with --keep or on failures)")
+    rows: list[Row] = []
+    try:
+        await asyncio.sleep(0.5)
+        idle_rss = _proc_rss_mb(engine.proc.pid)
+        print(f"idle engine RSS: {idle_rss:.1f} MB")
+        print(HEADER)
+        async with start_sipp_uas(
+            UAS_SCENARIO,
+            port=uas_port,
+            service="150",
+            extra_args=["-rtp_echo"],
+            workdir=work / "uas",
+        ) as uas:
+            for n in levels:
+                row = await _level(
+                    n, args, engine, work, sip_port, rtp, uas.media_port, ulaw, idle_rss
+                )
+                rows.append(row)
+                print(row.line(), flush=True)
+                # Let the BYEs and the UAS timewait drain before the next level.
+                for _ in range(40):
+                    if (await engine.stats())["legs"] == 0:
+                        break
+                    await asyncio.sleep(0.25)
+    finally:
+        await engine.stop()
+        pg.cleanup()
+        if args.keep or any(r.failed or r.up < r.level for r in rows) or len(rows) < len(levels):
+            print(f"kept {work} (engine.log, SIPp error logs)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    ok = [r.level for r in rows if r.up >= r.level and r.loss <= LOSS_LIMIT]
+    print(
+        f"highest level with every call up and loss <= {LOSS_LIMIT}%: "
+        f"{max(ok) if ok else 'none'} calls"
+    )
+    print(
+        "columns: kdrops = kernel drops on the engine's RTP sockets (counted in loss), "
+        "echodrp = kernel drops on the SIPp echo socket (not counted), engine% of one core, "
+        "host% = all processes, of all cores"
+    )
+    if args.profile:
+        _print_profile(args.profile)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--levels", default="100,200,400,600,800,1000", help="concurrent calls")
+    parser.add_argument("--window", type=float, default=15.0, help="seconds measured per level")
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds after all are up")
+    parser.add_argument("--rate", type=float, default=100.0, help="call setups per second")
+    try:
+        import uvloop  # noqa: F401
+
+        default_loop = "uvloop"
+    except ImportError:
+        default_loop = "asyncio"
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default=default_loop)
+    parser.add_argument("--profile", type=Path, help="cProfile the engine into this file")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record every call (the engine's default; stereo WAV + speech analytics, ~32 kB/s "
+        "of disk per call); without it the bench measures the bare relay",
+    )
+    parser.add_argument(
+        "--rtp-ports",
+        metavar="LOW-HIGH",
+        help="engine RTP range (default: 4 ports per call, free now); for levels too big for "
+        "the test port pool, e.g. 40000-47999 (ports in use are skipped)",
+    )
+    # The engine process (internal).
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    return parser
+
+
+if __name__ == "__main__":
+    arguments = _parser().parse_args()
+    if arguments.child:
+        _child_main(arguments)
+    else:
+        asyncio.run(main(arguments))
