@@ -49,7 +49,11 @@ async def main(rates: list[int], calls: int, hold_ms: int) -> None:
     engine = await start_engine(config, database_url=pg.get_uri(), data_dir=work)
     machine = f"{platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}"
     print(f"machine: {machine}")
-    print(f"calls per rate: {calls}, call hold: {hold_ms} ms, SIP over UDP on loopback")
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(
+        f"calls per rate: {calls}, call hold: {hold_ms} ms, SIP over UDP on loopback, loop: {loop}"
+    )
+    print("each call: digest challenge, INVITE to the callee, RTP ports, calls row + outbox events")
     print("rate/s  ok    failed  wall_s  setups/s  engine_cpu%  rss_MB")
     try:
         csv = extension_csv(work / "calls.csv", [("101", "150", "pass101")])
@@ -84,5 +88,17 @@ if __name__ == "__main__":
     parser.add_argument("--rates", default="50,100,150,200")
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--hold-ms", type=int, default=1000)
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop of the engine (callcenter serve uses uvloop)",
+    )
     args = parser.parse_args()
-    asyncio.run(main([int(r) for r in args.rates.split(",")], args.calls, args.hold_ms))
+    work = main([int(r) for r in args.rates.split(",")], args.calls, args.hold_ms)
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(work)
+    else:
+        asyncio.run(work)
