@@ -10,6 +10,7 @@ import pytest
 
 from callcenter.config import Config, parse_config
 from callcenter.runtime import Engine, start_engine
+from sip_test_env.baresip import BaresipPeer
 from sip_test_env.ports import free_port
 
 ACCOUNTS = (
@@ -95,3 +96,13 @@ def api_url(engine: Engine, path: str) -> str:
 
 def bearer(key: str = ADMIN_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+async def connect(caller: BaresipPeer, callee: BaresipPeer) -> None:
+    """Two registered agents' phones in a call: the caller dials, the callee picks up."""
+    await caller.wait_registered()
+    await callee.wait_registered()
+    await caller.dial(callee.user)
+    await callee.wait_event("CALL_INCOMING", timeout=5)
+    await callee.accept()
+    await caller.wait_event("CALL_ESTABLISHED", timeout=5)

@@ -13,7 +13,7 @@ from callcenter.runtime import Engine, start_engine
 from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 
-from .conftest import assert_no_state_left, engine_config, registrar_of
+from .conftest import assert_no_state_left, connect, engine_config, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -116,12 +116,7 @@ async def test_hold_and_unhold_keep_the_call(engine: Engine, tmp_path: Path) -> 
             "102", workdir=tmp_path, registrar=registrar, password="pass102", audio_source=tone
         ) as b,
     ):
-        await a.wait_registered()
-        await b.wait_registered()
-        await a.dial("102")
-        await b.wait_event("CALL_INCOMING", timeout=5)
-        await b.accept()
-        await a.wait_event("CALL_ESTABLISHED", timeout=5)
+        await connect(a, b)
         bridged = next(iter(engine.switchboard.active.values()))
         await asyncio.sleep(0.5)
         await a.command("hold")
@@ -189,12 +184,7 @@ async def test_shutdown_hangs_up_calls_with_bye(pg_url: str, tmp_path: Path) -> 
             BaresipPeer("101", workdir=tmp_path, registrar=registrar, password="pass101") as a,
             BaresipPeer("102", workdir=tmp_path, registrar=registrar, password="pass102") as b,
         ):
-            await a.wait_registered()
-            await b.wait_registered()
-            await a.dial("102")
-            await b.wait_event("CALL_INCOMING", timeout=5)
-            await b.accept()
-            await a.wait_event("CALL_ESTABLISHED", timeout=5)
+            await connect(a, b)
             await engine.stop()
             stopped = True
             await a.wait_event("CALL_CLOSED", timeout=5)

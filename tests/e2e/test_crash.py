@@ -17,7 +17,7 @@ from sip_test_env.audio import write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.crm import WebhookReceiver
 
-from .conftest import engine_config_text
+from .conftest import connect, engine_config_text
 
 pytestmark = pytest.mark.peers
 
@@ -109,12 +109,7 @@ async def test_kill9_mid_call_keeps_the_recording_and_closes_the_call(
             "102", workdir=tmp_path, registrar=registrar, password="pass102", audio_source=tone
         ) as b,
     ):
-        await a.wait_registered()
-        await b.wait_registered()
-        await a.dial("102")
-        await b.wait_event("CALL_INCOMING", timeout=5)
-        await b.accept()
-        await a.wait_event("CALL_ESTABLISHED", timeout=5)
+        await connect(a, b)
         await asyncio.sleep(10.0)
         await engine_process.kill9()
         wavs = sorted((tmp_path / "var" / "recordings").rglob("*.wav"))

@@ -13,7 +13,7 @@ from callcenter.runtime import Engine, start_engine
 from sip_test_env.audio import write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 
-from .conftest import assert_no_state_left, engine_config, registrar_of
+from .conftest import assert_no_state_left, connect, engine_config, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -41,12 +41,7 @@ async def test_killed_peer_is_hung_up_after_rtp_timeout(
             "102", workdir=tmp_path, registrar=registrar, password="pass102", audio_source=tone
         ) as b,
     ):
-        await a.wait_registered()
-        await b.wait_registered()
-        await a.dial("102")
-        await b.wait_event("CALL_INCOMING", timeout=5)
-        await b.accept()
-        await a.wait_event("CALL_ESTABLISHED", timeout=5)
+        await connect(a, b)
         await asyncio.sleep(1.0)
         call_id = next(iter(quick_engine.switchboard.active))
         await b.kill()  # no BYE, no more RTP
