@@ -1,0 +1,170 @@
+"""A carrier whose customers follow a script per number, for dialer and broadcast tests.
+
+Each dialled number behaves as its `Customer` script says: answer after N seconds and speak like
+a person ("Hello?" then silence, then talk), answer as a voicemail box (a long greeting, a beep,
+then record the message), be busy, never answer, or reject. Every answered call records what
+the customer heard to a WAV, so a test can check the agent's voice or the voicemail message
+reached them. It runs on the project's own telephony.aio UserAgent, bound to the carrier's
+loopback address, as a SIP UAS that answers the engine's outbound INVITEs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from telephony.aio import Call, EndpointConfig, UserAgent, UserAgentConfig
+from telephony.call import Ended
+from telephony.media import FRAME_SAMPLES, WavSource, tone_samples
+from telephony.sip import SipUri
+
+from .carrier import CARRIER_IP
+from .ports import free_port, free_port_range
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Customer:
+    """How one number behaves when the engine calls it."""
+
+    behaviour: str
+    """human, machine, busy, no-answer or reject."""
+    answer_after: float = 1.0
+    """Seconds of ringing before answering (human, machine)."""
+    speech: Path | None = None
+    """What a human says on answer / the greeting a machine plays (8 kHz mono WAV)."""
+    beep_hz: float = 1000.0
+    """The voicemail beep after the greeting (machine)."""
+    hang_up_after: float = 20.0
+    """Seconds after answer when the customer hangs up if the engine has not."""
+
+
+@dataclass
+class CallRecord:
+    number: str
+    invites: int = 0
+    """INVITEs received for this number (a crash test counts duplicates here)."""
+    answered: bool = False
+    heard: list[np.ndarray] = field(default_factory=list)
+    """What the customer heard, 20 ms frames in arrival order."""
+    ended: str | None = None
+
+    def heard_samples(self) -> np.ndarray:
+        return np.concatenate(self.heard) if self.heard else np.zeros(0, dtype=np.int16)
+
+    def save(self, path: Path) -> Path:
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(self.heard_samples().astype("<i2").tobytes())
+        return path
+
+
+class _Frames:
+    """A WAV's frames, then a beep (for voicemail greetings), then silence."""
+
+    def __init__(self, speech: Path | None, beep_hz: float | None) -> None:
+        self._frames: Iterator[np.ndarray] = iter(())
+        if speech is not None:
+            self._frames = _wav_frames(speech)
+        self._beep = beep_hz
+
+    def next_frame(self) -> np.ndarray | None:
+        frame = next(self._frames, None)
+        if frame is None and self._beep is not None:
+            beep = tone_samples([self._beep], 0.4, level_dbfs=-10.0)
+            self._frames = iter(beep.reshape(-1, FRAME_SAMPLES))
+            self._beep = None
+            frame = next(self._frames, None)
+        return frame
+
+
+def _wav_frames(path: Path) -> Iterator[np.ndarray]:
+    source = WavSource(path)
+    while (frame := source.next_frame()) is not None:
+        yield frame
+
+
+class ScriptedCarrier:
+    """`async with ScriptedCarrier({"+12125550001": Customer("human", ...)}) as carrier:`;
+    point the engine's trunk `outbound` at `carrier.address`."""
+
+    def __init__(self, customers: dict[str, Customer], *, host: str = CARRIER_IP) -> None:
+        self.customers = customers
+        port = free_port("both")
+        self.address = (host, port)
+        low, high = free_port_range(200, "udp")
+        self.ua = UserAgent(
+            UserAgentConfig(endpoint=EndpointConfig(host=host, port=port), rtp_ports=(low, high))
+        )
+        self.calls: dict[str, CallRecord] = {}
+        """By dialled number (digits as in the Request-URI user part)."""
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> ScriptedCarrier:
+        self.ua.on_incoming = self._incoming
+        await self.ua.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for call in list(self.ua.calls.values()):
+            await call.hangup(reason="shutdown")
+        await asyncio.sleep(0.05)
+        await self.ua.close()
+
+    def record(self, number: str) -> CallRecord:
+        return self.calls.setdefault(number, CallRecord(number))
+
+    def _incoming(self, call: Call) -> None:
+        uri = call.invite.uri
+        number = uri.user if isinstance(uri, SipUri) and uri.user else ""
+        record = self.record(number.lstrip("+"))
+        record.invites += 1
+        script = self.customers.get(number) or self.customers.get(number.lstrip("+"))
+        if script is None:
+            call.reject(404)
+            return
+        task = asyncio.get_running_loop().create_task(self._play(call, script, record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _play(self, call: Call, script: Customer, record: CallRecord) -> None:
+        if script.behaviour == "busy":
+            call.reject(486)
+            return
+        if script.behaviour == "reject":
+            call.reject(603)
+            return
+        call.ring()
+        if script.behaviour == "no-answer":
+            return  # rings until the engine gives up (CANCEL)
+        try:
+            await asyncio.wait_for(asyncio.shield(call.ended), script.answer_after)
+            return  # the engine gave up first
+        except TimeoutError:
+            pass
+        await call.answer()
+        await call.next_event(timeout=5)  # Answered: the ACK is in
+        record.answered = True
+        assert call.media is not None
+        call.media.listener = record.heard.append
+        source = _Frames(script.speech, script.beep_hz if script.behaviour == "machine" else None)
+        player = asyncio.get_running_loop().create_task(call.play(source))
+        try:
+            await asyncio.wait_for(asyncio.shield(call.ended), script.hang_up_after)
+        except TimeoutError:
+            await call.hangup(reason="customer-bye")
+        player.cancel()
+        async for event in call.events():
+            if isinstance(event, Ended):
+                record.ended = event.reason
