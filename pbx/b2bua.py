@@ -240,7 +240,8 @@ class BridgedCall:
     async def _connect(self, b: Call) -> None:
         self.b = b
         try:
-            await self.a.answer(codecs=[b.media.codec_name] if b.media else None)
+            if self.a.incoming:  # an originated customer leg is connected already
+                await self.a.answer(codecs=[b.media.codec_name] if b.media else None)
         except Exception as exc:  # no common codec between the two phones, or no port
             logger.warning("call %s: cannot answer the caller: %s", self.a.call_id, exc)
             self.summary.outcome, self.summary.sip_status = "failed", 488
@@ -264,10 +265,15 @@ class BridgedCall:
         self.summary.sip_status = status
         self.summary.hangup_cause = self.summary.hangup_cause or cause
         self.summary.outcome = "missed" if self.summary.direction == "inbound" else outcome
-        if self.on_no_answer is not None and self.a.state.value in ("incoming", "ringing"):
+        waiting = self.a.state.value in ("incoming", "ringing") or (
+            not self.a.incoming and self.a.state.value == "connected"
+        )
+        if self.on_no_answer is not None and waiting:
             await self.on_no_answer(self.a)
-        else:
+        elif self.a.incoming:
             self.a.reject(status)
+        else:
+            await self.a.hangup(reason=cause)
 
 
 def _final(statuses: list[int]) -> int:

@@ -254,38 +254,36 @@ class Switchboard:
         bridged.on_no_answer = lambda leg: self._auto_reply(leg, auto_reply)
         summary.owner = owner
 
-    def _outbound(self, call: Call, caller: str, number: str) -> None:
-        """An agent dials an external number: out through the first trunk that can take it."""
+    def _trunk_route(self, number: str) -> tuple[Trunk, Binding] | None:
+        """How to reach an external number: the first trunk with an address or a registration."""
         now = self.ua.loop.time()
         for trunk in self.trunks.values():
             if trunk.outbound is not None:
                 peer: Peer = ("udp", *trunk.outbound)
-                break
-            registered = self.registrar.lookup(trunk.name, now=now) if trunk.password else []
-            if registered:
+            elif trunk.password and (registered := self.registrar.lookup(trunk.name, now=now)):
                 peer = registered[0].peer
-                break
-        else:
+            else:
+                continue
+            uri = SipUri(
+                scheme="sip",
+                user=number,
+                password=None,
+                host=peer[1],
+                port=peer[2],
+                params={"transport": "tcp"} if peer[0] == "tcp" else {},
+                headers={},
+            )
+            contact = NameAddr(display_name=None, uri=uri, params={})
+            return trunk, Binding(number, contact, peer, float("inf"), "trunk", 0, static=True)
+        return None
+
+    def _outbound(self, call: Call, caller: str, number: str) -> None:
+        """An agent dials an external number: out through the first trunk that can take it."""
+        route = self._trunk_route(number)
+        if route is None:
             self._refuse(call, caller, number, 404, "failed")
             return
-        uri = SipUri(
-            scheme="sip",
-            user=number,
-            password=None,
-            host=peer[1],
-            port=peer[2],
-            params={"transport": "tcp"} if peer[0] == "tcp" else {},
-            headers={},
-        )
-        binding = Binding(
-            number,
-            NameAddr(display_name=None, uri=uri, params={}),
-            peer,
-            float("inf"),
-            "trunk",
-            0,
-            static=True,
-        )
+        trunk, binding = route
         self._start(
             call,
             caller=caller,
@@ -296,6 +294,63 @@ class Switchboard:
                 call.call_id, caller, number, datetime.now(UTC), direction="outbound"
             ),
         )
+
+    async def originate(self, number: str, *, caller_id: str | None = None) -> Call:
+        """Dial a customer through a trunk (the dialer's lines); the leg's events tell the rest.
+        Raises LookupError when no trunk can reach the number."""
+        route = self._trunk_route(number)
+        if route is None:
+            raise LookupError(f"no trunk can reach {number}")
+        trunk, binding = route
+        assert isinstance(binding.contact.uri, SipUri)
+        return await self.ua.dial(
+            binding.contact.uri,
+            binding.peer,
+            from_=self._identity(caller_id or trunk.caller_id or "anonymous", None),
+        )
+
+    def connect(
+        self,
+        customer: Call,
+        agents: list[str],
+        *,
+        summary: CallSummary,
+        timeout: float,
+        on_no_agent: Callable[[Call], Awaitable[None]] | None = None,
+    ) -> BridgedCall:
+        """Bridge an answered customer leg to the longest-idle available agent of `agents`;
+        with nobody free within `timeout`, `on_no_agent` takes the customer (safe harbor)."""
+        now = self.ua.loop.time()
+        reachable = {
+            m: bindings
+            for m in agents
+            if self.presence.available(m, now=now)
+            and not self.busy(m)
+            and (bindings := self.registrar.lookup(m, now=now))
+        }
+        steps = STRATEGIES["longest-idle"]().steps(
+            agents,
+            reachable,
+            presence=self.presence,
+            member_timeout=timeout,
+            ring_timeout=timeout,
+            now=now,
+        )
+        caller_uri = customer.invite.to.uri
+        number = (
+            caller_uri.user if isinstance(caller_uri, SipUri) and caller_uri.user else "unknown"
+        )
+        bridged = self._start(
+            customer,
+            caller=number,
+            callee=summary.callee,
+            steps=steps,
+            identity=self._identity(number, summary.callee),
+            summary=summary,
+            ring_timeout=timeout,
+        )
+        bridged.on_no_answer = on_no_agent
+        return bridged
 
     def _identity(self, user: str, display: str | None) -> NameAddr:
         endpoint = self.ua.endpoint
