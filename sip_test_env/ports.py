@@ -28,6 +28,7 @@ _ATTEMPTS = 2000
 
 _lock = threading.Lock()
 _handed_out: set[int] = set()
+_cursor: int | None = None
 
 
 def _ephemeral_low() -> int:
@@ -76,20 +77,32 @@ def free_port_range(
     """
     if n < 1:
         raise ValueError("n must be >= 1")
+    global _cursor
     low, high = _pool()
-    rng = random.Random()
     with _lock:
+        if _cursor is None:
+            # A random starting point keeps parallel test processes apart; after that blocks are
+            # handed out one after another, so a long run never fragments the pool.
+            _cursor = random.randrange(low, high)
+        start = _cursor
         for _ in range(_ATTEMPTS):
-            start = rng.randrange(low, high - n)
+            if start + n > high:
+                start = low
             if even and start % 2:
                 start += 1
             block = range(start, start + n)
-            if any(p in _handed_out for p in block):
+            taken = next((p for p in block if p in _handed_out), None)
+            if taken is not None:
+                start = taken + 1
                 continue
-            if all(port_is_free(p, kind, host) for p in block):
-                _handed_out.update(block)
-                logger.debug("ports %d-%d (%s) handed out", block[0], block[-1], kind)
-                return block[0], block[-1]
+            busy = next((p for p in block if not port_is_free(p, kind, host)), None)
+            if busy is not None:
+                start = busy + 1
+                continue
+            _handed_out.update(block)
+            _cursor = block[-1] + 1
+            logger.debug("ports %d-%d (%s) handed out", block[0], block[-1], kind)
+            return block[0], block[-1]
     raise RuntimeError(f"no {n} free consecutive {kind} ports on {host}")
 
 

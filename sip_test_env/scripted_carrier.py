@@ -29,6 +29,8 @@ from .ports import free_port, free_port_range
 
 logger = logging.getLogger(__name__)
 
+CARRIER_RTP_PORTS = (30000, 31999)
+
 
 @dataclass(frozen=True)
 class Customer:
@@ -101,7 +103,9 @@ class ScriptedCarrier:
         self.customers = customers
         port = free_port("both")
         self.address = (host, port)
-        low, high = free_port_range(200, "udp")
+        # On its own address the carrier's RTP ports cannot collide with the agents' and the
+        # engine's (127.0.0.1); the pool skips any that are taken anyway.
+        low, high = CARRIER_RTP_PORTS if host != "127.0.0.1" else free_port_range(100, "udp")
         self.ua = UserAgent(
             UserAgentConfig(endpoint=EndpointConfig(host=host, port=port), rtp_ports=(low, high))
         )

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from sip_test_env.audio import first_tone_time
-from sip_test_env.ports import free_port, free_port_range
+from sip_test_env.ports import free_port
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from telephony.aio import EndpointConfig, UserAgent, UserAgentConfig
 from telephony.call import Answered, Ended, Ringing
 from telephony.media import tone_samples
 from telephony.sip import NameAddr, SipUri
+from tests.e2e.conftest import ENGINE_RTP_PORTS
 
 pytestmark = pytest.mark.peers
 
@@ -40,7 +41,7 @@ async def test_each_number_follows_its_script(tmp_path: Path) -> None:
         "12125550004": Customer("reject"),
         "12125550005": Customer("no-answer"),
     }
-    low, high = free_port_range(50, "udp")
+    low, high = ENGINE_RTP_PORTS  # this UA stands in for the engine
     caller = UserAgent(
         UserAgentConfig(endpoint=EndpointConfig(port=free_port("both")), rtp_ports=(low, high))
     )
