@@ -3,6 +3,7 @@
 - versioned schema (numbered SQL migrations, applied under an advisory lock);
 - CrmStore: calls, contacts, callback tasks; each change writes its outbox event in the same
   transaction;
+- PgLeadStore: the dialer's campaigns, leads, attempts (claimed with SKIP LOCKED) and DNC list;
 - OutboxWorker: delivers outbox events to CRM endpoints (generic signed JSON webhook, amoCRM
   API v4) at least once, in order per call/task, with backoff, dead letters and restarts.
 """
@@ -23,6 +24,17 @@ from .adapters import (
 )
 from .config import CrmEndpoint, RetryPolicy
 from .errors import Conflict, CrmError, InvalidFilter, InvalidInput, NotFound, PhoneNumberError
+from .leads import (
+    CAMPAIGN_TRANSITIONS,
+    DialerProgress,
+    DncEntry,
+    LeadClaim,
+    LeadImportSummary,
+    PgLeadStore,
+    StoredAttempt,
+    StoredCampaign,
+    StoredLead,
+)
 from .migrations import apply_migrations, migration_files
 from .models import (
     DIRECTIONS,
@@ -43,6 +55,7 @@ from .phone import normalize_phone
 from .store import CrmStore
 
 __all__ = [
+    "CAMPAIGN_TRANSITIONS",
     "DEFAULT_ADAPTERS",
     "DIRECTIONS",
     "OUTCOMES",
@@ -61,15 +74,23 @@ __all__ = [
     "CrmEndpoint",
     "CrmError",
     "CrmStore",
+    "DialerProgress",
+    "DncEntry",
     "HttpRequest",
     "InvalidFilter",
     "InvalidInput",
     "JsonWebhook",
+    "LeadClaim",
+    "LeadImportSummary",
     "NotFound",
     "OutboxEvent",
     "OutboxWorker",
+    "PgLeadStore",
     "PhoneNumberError",
     "RetryPolicy",
+    "StoredAttempt",
+    "StoredCampaign",
+    "StoredLead",
     "Task",
     "TaskFilter",
     "Verdict",

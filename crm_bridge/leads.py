@@ -1,0 +1,761 @@
+"""The dialer's store: campaigns, leads, attempts and the do-not-call list in PostgreSQL.
+
+`PgLeadStore` implements the dialer's `LeadStore` protocol structurally (this package never
+imports the dialer): it returns its own rows with the dialer's field names, and the composition
+root adapts them (`dialer.Lead.from_record(...)`).
+
+Several engine nodes may share the database. A lead is claimed with `SELECT ... FOR UPDATE SKIP
+LOCKED` and its attempt is reserved in the same transaction, before any INVITE goes out; the
+(lead, attempt number) pair is unique, so one attempt is dialled at most once even across
+crashes: a node restarting closes its attempts in flight as outcome-unknown, and the lead's next
+try is a new attempt number after the retry delay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+
+import asyncpg
+
+from .errors import Conflict, InvalidInput, NotFound
+from .models import row_fields
+from .phone import normalize_phone
+
+logger = logging.getLogger(__name__)
+
+ATTEMPT_OUTCOMES = (
+    "answered-human",
+    "answered-machine",
+    "busy",
+    "no-answer",
+    "failed",
+    "abandoned",
+    "rejected",
+    "dnc",
+    "outcome-unknown",
+)
+"""Same list as dialer.ATTEMPT_OUTCOMES (a test holds them together)."""
+
+# {(state, command): next state}: a copy of dialer.CAMPAIGN_TRANSITIONS, which this package may
+# not import; tests/crm_bridge/test_leads_store.py checks the two agree.
+CAMPAIGN_TRANSITIONS: Mapping[tuple[str, str], str] = {
+    ("draft", "start"): "running",
+    ("draft", "stop"): "finished",
+    ("running", "pause"): "paused",
+    ("running", "stop"): "finished",
+    ("paused", "resume"): "running",
+    ("paused", "stop"): "finished",
+}
+
+_CAMPAIGN_SETTINGS = (
+    "name",
+    "caller_id",
+    "trunk",
+    "agents",
+    "ring_group",
+    "mode",
+    "ratio",
+    "abandon_cap",
+    "abandon_window_days",
+    "max_attempts",
+    "retry_delays",
+    "window_start",
+    "window_end",
+    "window_days",
+    "tz_default",
+    "max_ring_seconds",
+    "machine_action",
+    "voicemail_prompt",
+    "safe_harbor_prompt",
+)
+
+
+@dataclass(frozen=True)
+class StoredCampaign:
+    """A campaign row (field names as dialer.Campaign)."""
+
+    id: int
+    name: str
+    caller_id: str
+    trunk: str
+    agents: tuple[str, ...]
+    ring_group: str | None
+    mode: str
+    ratio: float
+    abandon_cap: float
+    abandon_window_days: int
+    max_attempts: int
+    retry_delays: dict[str, float]
+    """Seconds before the next attempt per outcome; outcomes absent end the lead."""
+    window_start: time
+    window_end: time
+    window_days: tuple[int, ...]
+    tz_default: str
+    max_ring_seconds: float
+    machine_action: str
+    voicemail_prompt: str | None
+    safe_harbor_prompt: str | None
+    state: str
+    """draft, running, paused or finished."""
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    """First start."""
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredLead:
+    """A lead row (field names as dialer.Lead)."""
+
+    id: int
+    campaign_id: int
+    phone: str
+    tz: str
+    name: str | None
+    data: dict[str, Any]
+    consent: bool | None
+    responsible: str | None
+    status: str
+    """pending, in-progress, done or dnc."""
+    attempts: int
+    """Attempts reserved so far (the latest attempt's number)."""
+    next_attempt_at: datetime
+    last_outcome: str | None
+
+
+@dataclass(frozen=True)
+class StoredAttempt:
+    """An attempt row (field names as dialer.Attempt)."""
+
+    id: int
+    lead_id: int
+    campaign_id: int
+    attempt_no: int
+    reserved_at: datetime
+    node: str
+    call_id: str | None
+    dialled_at: datetime | None
+    outcome: str | None
+    ended_at: datetime | None
+    agent: str | None
+
+
+@dataclass(frozen=True)
+class LeadClaim:
+    """A lead claimed by this node and the attempt reserved for it (as dialer.Claim)."""
+
+    lead: StoredLead
+    attempt: StoredAttempt
+
+
+@dataclass(frozen=True)
+class LeadImportSummary:
+    """What an import did to a campaign's leads."""
+
+    inserted: list[str] = field(default_factory=list)
+    """Numbers new to the campaign."""
+    merged: list[str] = field(default_factory=list)
+    """Numbers the campaign had (or the batch repeated): data merged into the existing lead."""
+    dnc: list[str] = field(default_factory=list)
+    """Numbers stored as dnc (on a DNC list or without consent): never dialled."""
+
+
+@dataclass(frozen=True)
+class DncEntry:
+    """A number never to dial, everywhere (campaign_id None) or in one campaign."""
+
+    phone: str
+    campaign_id: int | None
+    reason: str | None
+    added_at: datetime
+
+
+@dataclass(frozen=True)
+class DialerProgress:
+    """A campaign's counts (field names as dialer.CampaignProgress)."""
+
+    total: int
+    dialled: int
+    answered_human: int
+    """Live answers: connected or abandoned."""
+    answered_machine: int
+    connected: int
+    abandoned: int
+    remaining: int
+    done: int
+    dnc: int
+    in_flight: int
+
+    @property
+    def abandon_rate(self) -> float:
+        return self.abandoned / self.answered_human if self.answered_human else 0.0
+
+
+def _campaign(row: Mapping[str, Any]) -> StoredCampaign:
+    fields = row_fields(StoredCampaign, row)
+    fields["agents"] = tuple(fields["agents"])
+    fields["window_days"] = tuple(fields["window_days"])
+    fields["retry_delays"] = json.loads(fields["retry_delays"])
+    return StoredCampaign(**fields)
+
+
+def _lead(row: Mapping[str, Any]) -> StoredLead:
+    fields = row_fields(StoredLead, row)
+    fields["data"] = json.loads(fields["data"])
+    return StoredLead(**fields)
+
+
+def _attempt(row: Mapping[str, Any]) -> StoredAttempt:
+    return StoredAttempt(**row_fields(StoredAttempt, row))
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+_DNC_MATCH = (
+    "EXISTS (SELECT 1 FROM dnc d WHERE d.phone = l.phone"
+    " AND (d.campaign_id IS NULL OR d.campaign_id = l.campaign_id))"
+)
+
+
+class PgLeadStore:
+    """Campaigns, leads, attempts and DNC numbers over an asyncpg pool. Times are aware."""
+
+    def __init__(self, pool: asyncpg.Pool, *, default_country_code: str = "1") -> None:
+        """`default_country_code` completes national numbers given to the DNC methods."""
+        self._pool = pool
+        self.default_country_code = default_country_code
+        normalize_phone("+10000000", default_country_code)  # validates the code early
+
+    def normalize(self, phone: str) -> str:
+        return normalize_phone(phone, self.default_country_code)
+
+    # -- campaigns -----------------------------------------------------------------------------
+
+    async def create_campaign(self, settings: Any, *, now: datetime) -> StoredCampaign:
+        """Store a new campaign (draft) from `settings`: a dialer.Campaign, or any object or
+        mapping with its field names (missing ones take the schema's defaults)."""
+        values = {}
+        for name in _CAMPAIGN_SETTINGS:
+            value = _get(settings, name)
+            if value is not None:
+                values[name] = value
+        if "retry_delays" in values:
+            delays = {str(k): float(v) for k, v in dict(values["retry_delays"]).items()}
+            unknown = set(delays) - set(ATTEMPT_OUTCOMES)
+            if unknown:
+                raise InvalidInput(f"retry delays for unknown outcomes {sorted(unknown)}")
+            values["retry_delays"] = json.dumps(delays)
+        for name in ("agents", "window_days"):
+            if name in values:
+                values[name] = list(values[name])
+        columns = list(values)
+        placeholders = [
+            f"${i}::jsonb" if c == "retry_delays" else f"${i}" for i, c in enumerate(columns, 1)
+        ]
+        n = len(columns)
+        sql = (
+            f"INSERT INTO campaigns ({', '.join(columns)}, created_at, updated_at)"
+            f" VALUES ({', '.join(placeholders)}, ${n + 1}, ${n + 1}) RETURNING *"
+        )
+        async with self._pool.acquire() as conn:
+            if "tz_default" in values:
+                await self._check_zones(conn, [values["tz_default"]])
+            try:
+                row = await conn.fetchrow(sql, *values.values(), now)
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"a campaign named {values.get('name')!r} exists") from None
+            except (asyncpg.CheckViolationError, asyncpg.NotNullViolationError) as exc:
+                raise InvalidInput(f"campaign settings refused: {exc}") from None
+        campaign = _campaign(row)
+        logger.info("campaign %s created (id %d)", campaign.name, campaign.id)
+        return campaign
+
+    async def get_campaign(self, campaign_id: int) -> StoredCampaign:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM campaigns WHERE id = $1", campaign_id)
+        if row is None:
+            raise NotFound(f"no campaign {campaign_id}")
+        return _campaign(row)
+
+    async def get_campaign_by_name(self, name: str) -> StoredCampaign:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM campaigns WHERE name = $1", name)
+        if row is None:
+            raise NotFound(f"no campaign named {name!r}")
+        return _campaign(row)
+
+    async def list_campaigns(self) -> list[StoredCampaign]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch("SELECT * FROM campaigns ORDER BY id")
+        return [_campaign(r) for r in rows]
+
+    async def set_state(self, campaign_id: int, command: str, *, now: datetime) -> StoredCampaign:
+        """Apply start / pause / resume / stop; Conflict when the campaign's state refuses it."""
+        command = str(getattr(command, "value", command))
+        async with self._pool.acquire() as conn, conn.transaction():
+            state = await conn.fetchval(
+                "SELECT state FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id
+            )
+            if state is None:
+                raise NotFound(f"no campaign {campaign_id}")
+            new = CAMPAIGN_TRANSITIONS.get((state, command))
+            if new is None:
+                raise Conflict(f"cannot {command} a campaign that is {state}")
+            row = await conn.fetchrow(
+                "UPDATE campaigns SET state = $2, updated_at = $3,"
+                " started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, $3)"
+                "  ELSE started_at END,"
+                " finished_at = CASE WHEN $2 = 'finished' THEN $3 ELSE finished_at END"
+                " WHERE id = $1 RETURNING *",
+                campaign_id,
+                new,
+                now,
+            )
+        logger.info("campaign %d: %s -> %s (%s)", campaign_id, state, new, command)
+        return _campaign(row)
+
+    # -- leads ---------------------------------------------------------------------------------
+
+    async def import_leads(
+        self, campaign_id: int, leads: Iterable[Any], *, now: datetime
+    ) -> LeadImportSummary:
+        """Insert leads (dialer.NewLead, or objects / mappings with phone, tz, name, consent,
+        responsible, data) in one batch. A number the campaign already has is merged: non-empty
+        new values win and data is merged key by key; its status and attempts are kept. Leads
+        on a DNC list or without consent are stored as dnc. All or nothing."""
+        batch: dict[str, dict[str, Any]] = {}
+        repeated: list[str] = []
+        for lead in leads:
+            raw = _get(lead, "phone")
+            if not raw:
+                raise InvalidInput("a lead without a phone number")
+            phone = self.normalize(str(raw))
+            item = {
+                "name": _get(lead, "name"),
+                "tz": _get(lead, "tz"),
+                "consent": _get(lead, "consent"),
+                "responsible": _get(lead, "responsible"),
+                "data": dict(_get(lead, "data") or {}),
+            }
+            old = batch.get(phone)
+            if old is not None:
+                repeated.append(phone)
+                item = {
+                    **{k: v for k, v in old.items() if k != "data"},
+                    **{k: v for k, v in item.items() if v is not None and k != "data"},
+                    "data": {**old["data"], **item["data"]},
+                }
+            batch[phone] = item
+        if not batch:
+            return LeadImportSummary()
+        async with self._pool.acquire() as conn, conn.transaction():
+            tz_default = await conn.fetchval(
+                "SELECT tz_default FROM campaigns WHERE id = $1", campaign_id
+            )
+            if tz_default is None:
+                raise NotFound(f"no campaign {campaign_id}")
+            for item in batch.values():
+                item["tz"] = item["tz"] or tz_default
+            await self._check_zones(conn, [item["tz"] for item in batch.values()])
+            rows = await conn.fetch(
+                "INSERT INTO leads AS l (campaign_id, phone, name, tz, data, consent, responsible,"
+                "  status, next_attempt_at, created_at, updated_at)"
+                " SELECT $1, u.phone, u.name, u.tz, u.data::jsonb, u.consent, u.responsible,"
+                "  CASE WHEN u.consent IS FALSE OR EXISTS (SELECT 1 FROM dnc d"
+                "   WHERE d.phone = u.phone AND (d.campaign_id IS NULL OR d.campaign_id = $1))"
+                "   THEN 'dnc' ELSE 'pending' END, $8, $8, $8"
+                " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],"
+                "  $7::text[]) AS u (phone, name, tz, data, consent, responsible)"
+                " ON CONFLICT (campaign_id, phone) DO UPDATE SET"
+                "  name = COALESCE(EXCLUDED.name, l.name), tz = EXCLUDED.tz,"
+                "  data = l.data || EXCLUDED.data,"
+                "  consent = COALESCE(EXCLUDED.consent, l.consent),"
+                "  responsible = COALESCE(EXCLUDED.responsible, l.responsible),"
+                "  status = CASE WHEN EXCLUDED.status = 'dnc' AND l.status = 'pending'"
+                "   THEN 'dnc' ELSE l.status END,"
+                "  updated_at = EXCLUDED.updated_at"
+                " RETURNING l.phone, l.status, (l.xmax = 0) AS inserted",
+                campaign_id,
+                list(batch),
+                [i["name"] for i in batch.values()],
+                [i["tz"] for i in batch.values()],
+                [json.dumps(i["data"]) for i in batch.values()],
+                [i["consent"] for i in batch.values()],
+                [i["responsible"] for i in batch.values()],
+                now,
+            )
+        inserted = [r["phone"] for r in rows if r["inserted"]]
+        merged = [r["phone"] for r in rows if not r["inserted"]]
+        merged += [p for p in dict.fromkeys(repeated) if p not in merged]
+        dnc = [r["phone"] for r in rows if r["status"] == "dnc"]
+        logger.info(
+            "campaign %d: %d leads imported, %d merged, %d dnc",
+            campaign_id,
+            len(inserted),
+            len(merged),
+            len(dnc),
+        )
+        return LeadImportSummary(inserted, merged, dnc)
+
+    async def get_lead(self, lead_id: int) -> StoredLead:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM leads WHERE id = $1", lead_id)
+        if row is None:
+            raise NotFound(f"no lead {lead_id}")
+        return _lead(row)
+
+    async def list_leads(self, campaign_id: int, *, status: str | None = None) -> list[StoredLead]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM leads WHERE campaign_id = $1 AND ($2::text IS NULL OR status = $2)"
+                " ORDER BY id",
+                campaign_id,
+                status,
+            )
+        return [_lead(r) for r in rows]
+
+    async def lead_attempts(self, lead_id: int) -> list[StoredAttempt]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM attempts WHERE lead_id = $1 ORDER BY attempt_no", lead_id
+            )
+        return [_attempt(r) for r in rows]
+
+    # -- attempts ------------------------------------------------------------------------------
+
+    async def claim_next_leads(
+        self, campaign_id: int, n: int, *, now: datetime, node: str
+    ) -> list[LeadClaim]:
+        """Up to `n` leads of a running campaign that are due (next_attempt_at <= now), within
+        calling hours in their zone, not on a DNC list, with consent not refused and under the
+        campaign's max attempts; each gets a NEW attempt reserved for `node` in this same
+        transaction. Rows another node holds are skipped, never waited for or shared."""
+        if n <= 0:
+            return []
+        async with self._pool.acquire() as conn, conn.transaction():
+            leads = await conn.fetch(
+                "WITH due AS ("
+                " SELECT l.id FROM leads l JOIN campaigns c ON c.id = l.campaign_id"
+                " WHERE l.campaign_id = $1 AND c.state = 'running' AND l.status = 'pending'"
+                "  AND l.next_attempt_at <= $2 AND l.attempts < c.max_attempts"
+                f"  AND l.consent IS NOT FALSE AND NOT {_DNC_MATCH}"
+                "  AND dialer_within_hours($2, l.tz, c.window_start, c.window_end, c.window_days)"
+                " ORDER BY l.next_attempt_at, l.id LIMIT $3"
+                " FOR UPDATE OF l SKIP LOCKED)"
+                " UPDATE leads l SET status = 'in-progress', attempts = l.attempts + 1,"
+                "  updated_at = $2"
+                " FROM due WHERE l.id = due.id RETURNING l.*",
+                campaign_id,
+                now,
+                n,
+            )
+            if not leads:
+                return []
+            attempts = await conn.fetch(
+                "INSERT INTO attempts (lead_id, campaign_id, attempt_no, reserved_at, node)"
+                " SELECT u.lead_id, $1, u.attempt_no, $4, $5"
+                " FROM unnest($2::bigint[], $3::int[]) AS u (lead_id, attempt_no)"
+                " RETURNING *",
+                campaign_id,
+                [r["id"] for r in leads],
+                [r["attempts"] for r in leads],
+                now,
+                node,
+            )
+        by_lead = {a["lead_id"]: _attempt(a) for a in attempts}
+        claims = [
+            LeadClaim(_lead(r), by_lead[r["id"]])
+            for r in sorted(leads, key=lambda r: (r["next_attempt_at"], r["id"]))
+        ]
+        logger.debug("node %s claimed %d leads of campaign %d", node, len(claims), campaign_id)
+        return claims
+
+    async def reserve_attempt(
+        self, lead_id: int, attempt_no: int, *, now: datetime, node: str
+    ) -> StoredAttempt:
+        """Reserve attempt `attempt_no` of a lead directly (the claim does this for the dialer);
+        Conflict when that attempt exists: an attempt number is never used twice."""
+        async with self._pool.acquire() as conn:
+            try:
+                row = await conn.fetchrow(
+                    "INSERT INTO attempts (lead_id, campaign_id, attempt_no, reserved_at, node)"
+                    " SELECT id, campaign_id, $2, $3, $4 FROM leads WHERE id = $1 RETURNING *",
+                    lead_id,
+                    attempt_no,
+                    now,
+                    node,
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"attempt {attempt_no} of lead {lead_id} exists") from None
+        if row is None:
+            raise NotFound(f"no lead {lead_id}")
+        return _attempt(row)
+
+    async def attempt_dialled(self, attempt_id: int, call_id: str, *, now: datetime) -> None:
+        """The attempt's INVITE went out; Conflict if it was dialled or closed already."""
+        async with self._pool.acquire() as conn:
+            status = await conn.execute(
+                "UPDATE attempts SET call_id = $2, dialled_at = $3"
+                " WHERE id = $1 AND dialled_at IS NULL AND ended_at IS NULL",
+                attempt_id,
+                call_id,
+                now,
+            )
+            if status == "UPDATE 0":
+                exists = await conn.fetchval("SELECT 1 FROM attempts WHERE id = $1", attempt_id)
+                if not exists:
+                    raise NotFound(f"no attempt {attempt_id}")
+                raise Conflict(f"attempt {attempt_id} was dialled or closed already")
+
+    async def attempt_finished(
+        self,
+        attempt_id: int,
+        outcome: str,
+        *,
+        now: datetime,
+        retry_at: datetime | None = None,
+        agent: str | None = None,
+    ) -> StoredLead:
+        """Close the attempt with `outcome` and reschedule its lead: after the campaign's retry
+        delay for that outcome (or at `retry_at`: a callback), unless it has had its max
+        attempts or the outcome is final (then done; dnc for dnc). Returns the lead."""
+        if outcome not in ATTEMPT_OUTCOMES:
+            raise InvalidInput(f"unknown attempt outcome {outcome!r}")
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE attempts SET outcome = $2, ended_at = $3, agent = COALESCE($4, agent)"
+                " WHERE id = $1 AND ended_at IS NULL RETURNING *",
+                attempt_id,
+                outcome,
+                now,
+                agent,
+            )
+            if row is None:
+                exists = await conn.fetchval("SELECT 1 FROM attempts WHERE id = $1", attempt_id)
+                if not exists:
+                    raise NotFound(f"no attempt {attempt_id}")
+                raise Conflict(f"attempt {attempt_id} has ended already")
+            lead = await self._reschedule(conn, row, outcome, now=now, retry_at=retry_at)
+        logger.info("attempt %d of lead %d: %s; lead %s", attempt_id, lead.id, outcome, lead.status)
+        return lead
+
+    async def release_attempt(self, attempt_id: int, *, now: datetime) -> None:
+        """Undo the reservation of an attempt whose INVITE was never sent (the dialer refused it
+        at the last moment): the attempt row goes, the lead is pending again, its count back."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "DELETE FROM attempts WHERE id = $1 AND dialled_at IS NULL AND ended_at IS NULL"
+                " RETURNING *",
+                attempt_id,
+            )
+            if row is None:
+                raise Conflict(f"attempt {attempt_id} is not an undialled reservation")
+            await conn.execute(
+                "UPDATE leads SET status = 'pending', attempts = attempts - 1, updated_at = $3"
+                " WHERE id = $1 AND status = 'in-progress' AND attempts = $2",
+                row["lead_id"],
+                row["attempt_no"],
+                now,
+            )
+
+    async def close_interrupted_attempts(self, node: str, *, now: datetime) -> list[StoredAttempt]:
+        """After a crash or restart of `node`: its attempts still open are closed as
+        outcome-unknown (the INVITE may or may not have gone out) and their leads rescheduled
+        by the outcome-unknown retry delay; a retry is always a new attempt number."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "UPDATE attempts SET outcome = 'outcome-unknown', ended_at = $2"
+                " WHERE node = $1 AND ended_at IS NULL RETURNING *",
+                node,
+                now,
+            )
+            for row in rows:
+                await self._reschedule(conn, row, "outcome-unknown", now=now, retry_at=None)
+        if rows:
+            logger.warning(
+                "node %s: %d attempts in flight closed as outcome-unknown", node, len(rows)
+            )
+        return [_attempt(r) for r in sorted(rows, key=lambda r: r["id"])]
+
+    async def _reschedule(
+        self,
+        conn: asyncpg.Connection,
+        attempt: Mapping[str, Any],
+        outcome: str,
+        *,
+        now: datetime,
+        retry_at: datetime | None,
+    ) -> StoredLead:
+        lead = await conn.fetchrow(
+            "SELECT l.*, c.max_attempts, c.retry_delays, "
+            f" {_DNC_MATCH} AS on_dnc"
+            " FROM leads l JOIN campaigns c ON c.id = l.campaign_id"
+            " WHERE l.id = $1 FOR UPDATE OF l",
+            attempt["lead_id"],
+        )
+        if lead["attempts"] != attempt["attempt_no"] or lead["status"] != "in-progress":
+            # An older attempt closing late: the lead has moved on; only note the outcome.
+            return _lead(lead)
+        delay = json.loads(lead["retry_delays"]).get(outcome)
+        next_at = lead["next_attempt_at"]
+        if outcome == "dnc" or lead["on_dnc"]:
+            status = "dnc"
+        elif lead["attempts"] >= lead["max_attempts"]:
+            status = "done"
+        elif retry_at is not None:
+            status, next_at = "pending", retry_at
+        elif delay is None:
+            status = "done"
+        else:
+            status, next_at = "pending", now + timedelta(seconds=float(delay))
+        row = await conn.fetchrow(
+            "UPDATE leads SET status = $2, next_attempt_at = $3, last_outcome = $4,"
+            " updated_at = $5 WHERE id = $1 RETURNING *",
+            lead["id"],
+            status,
+            next_at,
+            outcome,
+            now,
+        )
+        return _lead(row)
+
+    async def campaign_progress(self, campaign_id: int) -> DialerProgress:
+        async with self._pool.acquire() as conn:
+            leads = await conn.fetchrow(
+                "SELECT count(*) AS total,"
+                " count(*) FILTER (WHERE status IN ('pending', 'in-progress')) AS remaining,"
+                " count(*) FILTER (WHERE status = 'done') AS done,"
+                " count(*) FILTER (WHERE status = 'dnc') AS dnc,"
+                " (SELECT 1 FROM campaigns WHERE id = $1) AS found"
+                " FROM leads WHERE campaign_id = $1",
+                campaign_id,
+            )
+            if leads["found"] is None:
+                raise NotFound(f"no campaign {campaign_id}")
+            attempts = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE dialled_at IS NOT NULL) AS dialled,"
+                " count(*) FILTER (WHERE outcome IN ('answered-human', 'abandoned'))"
+                "  AS answered_human,"
+                " count(*) FILTER (WHERE outcome = 'answered-machine') AS answered_machine,"
+                " count(*) FILTER (WHERE outcome = 'answered-human') AS connected,"
+                " count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,"
+                " count(*) FILTER (WHERE ended_at IS NULL) AS in_flight"
+                " FROM attempts WHERE campaign_id = $1",
+                campaign_id,
+            )
+        return DialerProgress(
+            total=leads["total"],
+            dialled=attempts["dialled"],
+            answered_human=attempts["answered_human"],
+            answered_machine=attempts["answered_machine"],
+            connected=attempts["connected"],
+            abandoned=attempts["abandoned"],
+            remaining=leads["remaining"],
+            done=leads["done"],
+            dnc=leads["dnc"],
+            in_flight=attempts["in_flight"],
+        )
+
+    # -- do not call ---------------------------------------------------------------------------
+
+    async def dnc_add(
+        self,
+        phones: Iterable[str],
+        *,
+        now: datetime,
+        campaign_id: int | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Bar numbers everywhere (campaign_id None) or in one campaign; their pending leads
+        become dnc. Returns how many entries are new."""
+        numbers = list(dict.fromkeys(self.normalize(p) for p in phones))
+        if not numbers:
+            return 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            try:
+                added = await conn.fetch(
+                    "INSERT INTO dnc (phone, campaign_id, reason, added_at)"
+                    " SELECT p, $2, $3, $4 FROM unnest($1::text[]) AS p"
+                    " ON CONFLICT (phone, campaign_id) DO NOTHING RETURNING phone",
+                    numbers,
+                    campaign_id,
+                    reason,
+                    now,
+                )
+            except asyncpg.ForeignKeyViolationError:
+                raise NotFound(f"no campaign {campaign_id}") from None
+            await conn.execute(
+                "UPDATE leads SET status = 'dnc', updated_at = $3"
+                " WHERE phone = ANY ($1::text[]) AND status = 'pending'"
+                " AND ($2::bigint IS NULL OR campaign_id = $2)",
+                numbers,
+                campaign_id,
+                now,
+            )
+        return len(added)
+
+    async def dnc_remove(self, phones: Iterable[str], *, campaign_id: int | None = None) -> int:
+        """Lift bars (of that scope only); leads already marked dnc stay so. Returns how many
+        entries went."""
+        numbers = [self.normalize(p) for p in phones]
+        async with self._pool.acquire() as conn:
+            status = await conn.execute(
+                "DELETE FROM dnc WHERE phone = ANY ($1::text[])"
+                " AND campaign_id IS NOT DISTINCT FROM $2",
+                numbers,
+                campaign_id,
+            )
+        return int(status.split()[-1])
+
+    async def dnc_list(self, *, campaign_id: int | None = None) -> list[DncEntry]:
+        """The entries of one scope: global (campaign_id None) or one campaign's own."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM dnc WHERE campaign_id IS NOT DISTINCT FROM $1 ORDER BY phone",
+                campaign_id,
+            )
+        return [DncEntry(**row_fields(DncEntry, r)) for r in rows]
+
+    async def dnc_contains(self, phone: str, *, campaign_id: int | None = None) -> bool:
+        """Whether `phone` is barred globally or (given a campaign) in that campaign."""
+        async with self._pool.acquire() as conn:
+            found = await conn.fetchval(
+                "SELECT 1 FROM dnc WHERE phone = $1"
+                " AND (campaign_id IS NULL OR campaign_id = $2::bigint) LIMIT 1",
+                self.normalize(phone),
+                campaign_id,
+            )
+        return found is not None
+
+    async def dnc_import(
+        self, phones: Iterable[str], *, now: datetime, campaign_id: int | None = None
+    ) -> int:
+        """Bulk add from a file (read with dialer.read_dnc_csv); returns the new entries."""
+        return await self.dnc_add(phones, now=now, campaign_id=campaign_id, reason="import")
+
+    async def dnc_export(self, *, campaign_id: int | None = None) -> list[str]:
+        """The numbers of one scope, sorted (write them with dialer.write_dnc_csv)."""
+        return [e.phone for e in await self.dnc_list(campaign_id=campaign_id)]
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _check_zones(conn: asyncpg.Connection, zones: Sequence[str]) -> None:
+        """Refuse zones PostgreSQL does not know: one would break every claim of the campaign."""
+        wanted = sorted(set(zones))
+        known = await conn.fetch(
+            "SELECT name FROM pg_timezone_names WHERE name = ANY ($1::text[])", wanted
+        )
+        unknown = set(wanted) - {r["name"] for r in known} - {"UTC"}
+        if unknown:
+            raise InvalidInput(f"unknown time zones {sorted(unknown)}")

@@ -1,0 +1,380 @@
+"""Answering-machine detection: synthetic signals for exact frame counts, espeak-ng for speech.
+
+Time is frames fed (20 ms each); every assertion on timing counts frames, never wall time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dialer import (
+    AmdConfig,
+    AmdDecision,
+    AmdReason,
+    AnsweringMachineDetector,
+    BeepConfig,
+    BeepDetector,
+    Verdict,
+)
+
+from ._amd_audio import RATE, Speaker, frame_count, frames, gap, mix, noise, tone, voice
+
+AFTER_GREETING = 40  # frames of the default 800 ms silence after a short greeting
+DEADLINE = 175  # frames of the default 3.5 s analysis
+# webrtcvad holds "speech" a few frames past the end of a word.
+HANGOVER = 10
+# A word's faint tail (the hiss of "yes") may pass for silence.
+FAINT_TAIL = 5
+
+
+def detect(samples: np.ndarray, config: AmdConfig | None = None) -> AmdDecision:
+    detector = AnsweringMachineDetector(config)
+    for frame in frames(np.concatenate([samples, gap(4.0)])):
+        decision = detector.feed(frame)
+        if decision is not None:
+            assert decision.frames == detector.frames
+            return decision
+    raise AssertionError("no decision within the audio")
+
+
+def beep_end_frame(samples: np.ndarray, config: BeepConfig | None = None) -> int | None:
+    """Frames fed when BeepDetector first said the beep had ended."""
+    detector = BeepDetector(config)
+    for frame in frames(samples):
+        if detector.feed(frame):
+            assert detector.beep_ended and detector.ready
+            return detector.frames
+    return None
+
+
+@pytest.fixture(scope="module")
+def speaker(tmp_path_factory: pytest.TempPathFactory) -> Speaker:
+    missing = Speaker.missing()
+    if missing:
+        pytest.skip(f"needs {' and '.join(missing)} for real speech")
+    return Speaker(tmp_path_factory.mktemp("amd-speech"))
+
+
+# -- silence, noise, synthetic voice ------------------------------------------------------------
+
+
+def test_silent_answer_is_unsure_after_initial_silence() -> None:
+    decision = detect(gap(4.0))
+    assert (decision.verdict, decision.reason) == (Verdict.UNSURE, AmdReason.INITIAL_SILENCE)
+    assert decision.frames == 125  # 2.5 s
+    assert decision.seconds == pytest.approx(2.5)
+    assert decision.words == 0 and decision.initial_silence_ms == 2500
+
+
+def test_initial_silence_verdict_is_configurable() -> None:
+    config = AmdConfig(initial_silence_ms=1000, initial_silence_verdict=Verdict.MACHINE)
+    decision = detect(gap(2.0), config)
+    assert (decision.verdict, decision.frames) == (Verdict.MACHINE, 50)
+
+
+@settings(max_examples=15, deadline=None)
+@given(level=st.floats(-70.0, -20.0), seed=st.integers(0, 2**16))
+def test_steady_line_noise_is_no_speech(level: float, seed: int) -> None:
+    decision = detect(noise(3.0, level, seed))
+    assert (decision.verdict, decision.reason) == (Verdict.UNSURE, AmdReason.INITIAL_SILENCE)
+    assert decision.words == 0
+
+
+def test_a_click_is_not_a_word() -> None:
+    decision = detect(np.concatenate([gap(0.5), noise(0.04, -10.0), gap(3.0)]))
+    assert decision.reason is AmdReason.INITIAL_SILENCE
+
+
+@settings(max_examples=20, deadline=None)
+@given(lead=st.floats(0.1, 1.0), length=st.floats(0.2, 1.5), f0=st.floats(100.0, 250.0))
+def test_short_greeting_then_silence_is_human_after_the_silence(
+    lead: float, length: float, f0: float
+) -> None:
+    speech = np.concatenate([gap(lead), voice(length, f0)])
+    decision = detect(speech)
+    assert (decision.verdict, decision.reason) == (Verdict.HUMAN, AmdReason.SHORT_GREETING)
+    end = frame_count(speech)  # the last frame may hold too little voice to count
+    assert end - 1 + AFTER_GREETING <= decision.frames <= end + AFTER_GREETING + HANGOVER
+    assert decision.words == 1
+    assert abs(decision.initial_silence_ms - lead * 1000) <= 60
+
+
+def test_continuous_speech_is_a_long_greeting() -> None:
+    decision = detect(np.concatenate([gap(0.3), voice(4.0)]))
+    assert (decision.verdict, decision.reason) == (Verdict.MACHINE, AmdReason.LONG_GREETING)
+    assert decision.frames == 15 + 115  # speech from frame 15, 2.3 s of it
+    assert decision.greeting_ms == 2300
+
+
+def test_many_words_are_a_machine() -> None:
+    words = np.concatenate([np.concatenate([voice(0.25), gap(0.15)]) for _ in range(9)])
+    decision = detect(np.concatenate([gap(0.3), words]))
+    assert (decision.verdict, decision.reason) == (Verdict.MACHINE, AmdReason.TOO_MANY_WORDS)
+    assert decision.words == 7  # one more than max_words
+
+
+def test_short_pauses_stay_inside_the_greeting() -> None:
+    """Pauses shorter than the after-greeting silence do not end a greeting: it grows long."""
+    phrase = np.concatenate([voice(0.6), gap(0.5)])
+    decision = detect(np.concatenate([gap(0.2), phrase, phrase, phrase, phrase]))
+    assert (decision.verdict, decision.reason) == (Verdict.MACHINE, AmdReason.LONG_GREETING)
+    assert decision.words == 3
+
+
+def test_beep_after_speech_is_a_machine_at_once() -> None:
+    speech = np.concatenate([gap(0.3), voice(0.5), gap(0.3)])
+    decision = detect(np.concatenate([speech, tone(1000.0, 0.3), gap(2.0)]))
+    assert (decision.verdict, decision.reason) == (Verdict.MACHINE, AmdReason.BEEP)
+    assert decision.frames in (frame_count(speech) + 16, frame_count(speech) + 17)
+
+
+def test_beep_detection_can_be_off() -> None:
+    speech = np.concatenate([gap(0.3), voice(0.5), gap(0.3), tone(1000.0, 0.3)])
+    decision = detect(speech, AmdConfig(detect_beep=False))
+    assert decision.reason is not AmdReason.BEEP
+
+
+def test_deadline_without_guess_is_unsure() -> None:
+    late = np.concatenate([gap(1.5), voice(3.0)])  # 2 s of greeting by the deadline: undecided
+    decision = detect(late, AmdConfig(guess_on_timeout=False))
+    assert (decision.verdict, decision.reason, decision.frames) == (
+        Verdict.UNSURE,
+        AmdReason.TIMEOUT,
+        DEADLINE,
+    )
+
+
+def test_deadline_guess_follows_whether_speech_goes_on() -> None:
+    talking = detect(np.concatenate([gap(1.5), voice(3.0)]))
+    assert (talking.verdict, talking.reason, talking.frames) == (
+        Verdict.MACHINE,
+        AmdReason.TIMEOUT,
+        DEADLINE,
+    )
+    # A greeting that ended 0.5 s before the deadline: a person who answered late.
+    ended = detect(np.concatenate([gap(1.5), voice(1.5), gap(3.0)]))
+    assert (ended.verdict, ended.reason, ended.frames) == (
+        Verdict.HUMAN,
+        AmdReason.TIMEOUT,
+        DEADLINE,
+    )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=st.lists(
+        st.tuples(st.booleans(), st.floats(0.02, 1.0), st.sampled_from([-40.0, -25.0, -10.0])),
+        min_size=1,
+        max_size=12,
+    ),
+    guess=st.booleans(),
+)
+def test_always_decides_by_the_deadline(
+    pattern: list[tuple[bool, float, float]], guess: bool
+) -> None:
+    audio = np.concatenate(
+        [voice(seconds, dbfs=level) if speak else gap(seconds) for speak, seconds, level in pattern]
+    )
+    decision = detect(audio, AmdConfig(guess_on_timeout=guess))
+    assert decision.frames <= DEADLINE
+    if decision.reason is AmdReason.TIMEOUT:
+        assert decision.frames == DEADLINE
+    if not guess:
+        assert decision.reason is not AmdReason.TIMEOUT or decision.verdict is Verdict.UNSURE
+
+
+def test_decision_is_reported_again_without_more_analysis() -> None:
+    detector = AnsweringMachineDetector()
+    decision = None
+    for frame in frames(gap(3.0)):
+        decision = detector.feed(frame) or decision
+    assert decision is not None and detector.decision is decision
+    assert detector.frames == 125
+    assert detector.feed(np.zeros(160, dtype=np.int16)) is decision
+    assert detector.frames == 125
+
+
+def test_bad_frames_and_settings_are_refused() -> None:
+    detector = AnsweringMachineDetector()
+    with pytest.raises(ValueError):
+        detector.feed(np.zeros(80, dtype=np.int16))
+    with pytest.raises(ValueError):
+        detector.feed(np.zeros(160, dtype=np.float64))
+    with pytest.raises(ValueError):
+        BeepDetector().feed(np.zeros(320, dtype=np.int16))
+    with pytest.raises(ValueError):
+        AmdConfig(vad_aggressiveness=4)
+    with pytest.raises(ValueError):
+        AmdConfig(max_words=0)
+    with pytest.raises(ValueError):
+        BeepConfig(min_frequency_hz=2500.0, max_frequency_hz=2000.0)
+    with pytest.raises(ValueError):
+        BeepConfig(min_tone_share=0.0)
+    with pytest.raises(ValueError):
+        BeepConfig(min_duration_ms=10)
+
+
+# -- the beep on its own --------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    freq=st.floats(420.0, 1980.0),
+    seconds=st.floats(0.1, 0.6),
+    offset=st.integers(0, 159),
+    level=st.floats(-35.0, -5.0),
+)
+def test_beep_found_at_any_alignment(
+    freq: float, seconds: float, offset: int, level: float
+) -> None:
+    lead = np.zeros(4000 + offset, dtype=np.int16)
+    beep = tone(freq, seconds, level)
+    end = frame_count(np.concatenate([lead, beep]))  # frames holding some of the beep
+    detector = BeepDetector()
+    said = None
+    for frame in frames(np.concatenate([lead, beep, gap(0.5)])):
+        if detector.feed(frame):
+            said = detector.frames
+            break
+    assert said is not None
+    assert end <= said <= end + 1
+    assert detector.beep_frequency_hz == pytest.approx(freq, abs=10.0)
+
+
+def test_beep_found_in_line_noise() -> None:
+    audio = mix(np.concatenate([gap(0.5), tone(850.0, 0.25, -20.0), gap(0.5)]), noise(1.25, -30.0))
+    assert beep_end_frame(audio) in (38, 39)
+
+
+@pytest.mark.parametrize(
+    "signal",
+    [
+        pytest.param(tone(1000.0, 0.06), id="60 ms tone"),
+        pytest.param(tone(300.0, 0.5), id="300 Hz"),
+        pytest.param(tone(2500.0, 0.5), id="2500 Hz"),
+        pytest.param(mix(tone(697.0, 0.3), tone(1209.0, 0.3)), id="DTMF 1"),
+        pytest.param(tone(1000.0, 0.3, -50.0), id="too quiet"),
+        pytest.param(voice(1.0, 220.0), id="voice"),
+        pytest.param(noise(1.0, -20.0), id="noise"),
+    ],
+)
+def test_not_a_beep(signal: np.ndarray) -> None:
+    assert beep_end_frame(np.concatenate([gap(0.3), signal, gap(0.5)])) is None
+
+
+def test_a_glide_is_not_a_beep() -> None:
+    t = np.arange(int(0.4 * RATE)) / RATE
+    chirp = 8000 * np.sin(2 * np.pi * (500.0 * t + 0.5 * 2500.0 * t * t))  # 500 -> 1500 Hz
+    assert beep_end_frame(np.concatenate([gap(0.3), chirp.astype(np.int16), gap(0.5)])) is None
+
+
+def test_greeting_without_beep_ends_in_silence() -> None:
+    speech = np.concatenate([gap(0.2), voice(2.0), gap(0.4), voice(1.0)])
+    detector = BeepDetector()
+    ended_at = None
+    for frame in frames(np.concatenate([speech, gap(3.0)])):
+        assert not detector.feed(frame)
+        if detector.greeting_ended and ended_at is None:
+            ended_at = detector.frames
+    assert ended_at is not None
+    end = frame_count(speech)
+    assert end + 75 <= ended_at <= end + 75 + HANGOVER  # 1.5 s of silence
+    assert detector.ready and not detector.beep_ended and not detector.timed_out
+
+
+def test_beep_detector_gives_up_waiting() -> None:
+    detector = BeepDetector(BeepConfig(max_wait_ms=1000))
+    states = [(detector.feed(f), detector.ready) for f in frames(gap(1.2))]
+    assert [ready for _, ready in states].index(True) == 49  # the 50th frame: 1 s
+    assert not any(said for said, _ in states)
+    assert detector.timed_out and not detector.greeting_ended
+
+
+# -- real speech (espeak-ng) ----------------------------------------------------------------------
+
+GREETING = (
+    "Hi, you have reached the voicemail of John Smith. I am not available right now. "
+    "Please leave a message after the tone."
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "voice_name", "speed"),
+    [
+        ("Hello?", "en-us", 150),
+        ("Hello?", "en-gb+f3", 190),
+        ("Yes?", "en-us+m3", 130),
+        ("Hi, this is John.", "en-us", 150),
+        ("Hi, this is John.", "en-gb+f2", 120),
+        ("Hello, who's this?", "en-us+f4", 170),
+    ],
+)
+def test_person_decided_soon_after_a_short_greeting(
+    speaker: Speaker, text: str, voice_name: str, speed: int
+) -> None:
+    speech = np.concatenate([gap(0.4), speaker.say(text, voice_name, speed)])
+    decision = detect(speech)
+    assert (decision.verdict, decision.reason) == (Verdict.HUMAN, AmdReason.SHORT_GREETING)
+    end = frame_count(speech)
+    assert end - FAINT_TAIL + AFTER_GREETING <= decision.frames <= end + AFTER_GREETING + HANGOVER
+    assert decision.frames < DEADLINE
+
+
+def test_person_answering_at_once_is_heard(speaker: Speaker) -> None:
+    speech = speaker.say("Hello?")
+    decision = detect(speech)
+    assert decision.verdict is Verdict.HUMAN
+    assert decision.frames <= frame_count(speech) + AFTER_GREETING + HANGOVER
+
+
+@pytest.mark.parametrize(("voice_name", "speed"), [("en-us", 150), ("en-gb+f4", 190)])
+def test_long_greeting_is_a_machine(speaker: Speaker, voice_name: str, speed: int) -> None:
+    decision = detect(np.concatenate([gap(0.5), speaker.say(GREETING, voice_name, speed)]))
+    assert (decision.verdict, decision.reason) == (Verdict.MACHINE, AmdReason.LONG_GREETING)
+    assert decision.frames < DEADLINE
+
+
+def test_speech_in_line_noise(speaker: Speaker) -> None:
+    person = np.concatenate([gap(0.5), speaker.say("Hi, this is John.")])
+    machine = np.concatenate([gap(0.5), speaker.say(GREETING)])
+    for speech, verdict in ((person, Verdict.HUMAN), (machine, Verdict.MACHINE)):
+        padded = np.concatenate([speech, gap(3.0)])
+        decision = detect(mix(padded, noise(padded.size / RATE, -40.0, seed=7)))  # SNR 20 dB
+        assert decision.verdict is verdict
+
+
+def test_short_greeting_with_beep_is_a_machine_before_the_person_verdict(speaker: Speaker) -> None:
+    speech = np.concatenate([gap(0.3), speaker.say("Leave a message.")])
+    decision = detect(np.concatenate([speech, gap(0.3), tone(1000.0, 0.4), gap(2.0)]))
+    assert (decision.verdict, decision.reason) == (Verdict.MACHINE, AmdReason.BEEP)
+    assert decision.frames < frame_count(speech) + AFTER_GREETING
+
+
+def test_machine_then_wait_for_the_beep(speaker: Speaker) -> None:
+    """The dialer's flow: AMD says MACHINE, then BeepDetector waits out the greeting's beep."""
+    greeting = np.concatenate([gap(0.5), speaker.say(GREETING, "en-us+f2", 160), gap(0.4)])
+    beep = tone(1400.0, 0.3)
+    audio = np.concatenate([greeting, beep, gap(2.0)])
+    amd, waiter = AnsweringMachineDetector(), BeepDetector()
+    decision = None
+    ready_at = None
+    for frame in frames(audio):
+        if decision is None:
+            decision = amd.feed(frame)
+            continue
+        if waiter.feed(frame):
+            ready_at = amd.frames + waiter.frames
+            break
+    assert decision is not None and decision.verdict is Verdict.MACHINE
+    beep_end = frame_count(np.concatenate([greeting, beep]))
+    assert ready_at in (beep_end, beep_end + 1)  # the frame after the beep, or its last part
+    assert not waiter.greeting_ended  # the greeting's own pauses are shorter than 1.5 s
+
+
+def test_speech_holds_no_beep(speaker: Speaker) -> None:
+    for voice_name in ("en-us", "en-gb+f4", "en-us+m3"):
+        speech = speaker.say(GREETING, voice_name, 150)
+        assert beep_end_frame(speech) is None
