@@ -32,7 +32,7 @@ class CallJournal:
         )
 
     def _started(self, summary: CallSummary) -> CallStarted:
-        customer = {"inbound": summary.caller, "outbound": summary.callee}.get(summary.direction)
+        customer = summary.customer
         return CallStarted(
             call_id=summary.call_id,
             direction=summary.direction,
@@ -40,9 +40,13 @@ class CallJournal:
             to_number=summary.callee,
             started_at=summary.started_at,
             did=summary.did,
-            agent=summary.caller if summary.direction == "outbound" else None,
+            agent=summary.caller
+            if summary.direction == "outbound" and summary.caller != customer
+            else None,
             ring_group=summary.ring_group,
             customer_phone=customer if customer and customer[-1:].isdigit() else None,
+            campaign_id=summary.campaign_id,
+            lead_id=summary.lead_id,
         )
 
     async def ended(self, summary: CallSummary) -> None:
@@ -77,9 +81,10 @@ class CallJournal:
             logger.exception("call %s: not journaled", summary.call_id)
 
     def _agent(self, summary: CallSummary) -> str | None:
+        """The party that is not the customer, once someone answered."""
         if summary.answered_at is None:
             return None
-        return summary.caller if summary.direction == "outbound" else summary.callee
+        return summary.caller if summary.callee == summary.customer else summary.callee
 
     def _relative(self, recording: str | None) -> str | None:
         if recording is None or self.recordings_root is None:

@@ -52,6 +52,7 @@ from .pacing import (
     TokenBucket,
     make_pacer,
 )
+from .runner import CampaignRunner, Lines, RunnerConfig
 
 __all__ = [
     "ATTEMPT_OUTCOMES",
@@ -74,6 +75,7 @@ __all__ = [
     "Campaign",
     "CampaignCommand",
     "CampaignProgress",
+    "CampaignRunner",
     "CampaignState",
     "Claim",
     "Compliance",
@@ -87,12 +89,14 @@ __all__ = [
     "Lead",
     "LeadFileError",
     "LeadStore",
+    "Lines",
     "NewLead",
     "Pacer",
     "PacingState",
     "PowerPacer",
     "PredictiveConfig",
     "PredictivePacer",
+    "RunnerConfig",
     "TokenBucket",
     "Verdict",
     "check_ring_time",

@@ -48,6 +48,11 @@ class CallSummary:
     legs: list[str] = field(default_factory=list)
     owner: str | None = None
     """Gets the callback task if the call is missed and the contact has no manager."""
+    customer: str | None = None
+    """The customer's number on trunk and dialer calls (None between agents)."""
+    campaign_id: int | None = None
+    lead_id: int | None = None
+    """The dialer campaign and lead a call belongs to."""
     recording: str | None = None
     """Path of the call's stereo WAV, when it was recorded."""
     analytics: dict[str, Any] | None = None

@@ -198,9 +198,8 @@ class Switchboard:
         caller_uri = call.invite.from_.uri
         caller = (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
         now = self.ua.loop.time()
-        summary = CallSummary(
-            call.call_id, caller, did.number, datetime.now(UTC), direction="inbound", did=did.number
-        )
+        summary = CallSummary(call.call_id, caller, did.number, datetime.now(UTC))
+        summary.direction, summary.did, summary.customer = "inbound", did.number, caller
         kind, _, target = did.route.partition(":")
         owner: str | None = None
         auto_reply: Path | None = None
@@ -291,7 +290,12 @@ class Switchboard:
             steps=[HuntStep((Target(number, binding),), self.ring_timeout)],
             identity=self._identity(trunk.caller_id or caller, None),
             summary=CallSummary(
-                call.call_id, caller, number, datetime.now(UTC), direction="outbound"
+                call.call_id,
+                caller,
+                number,
+                datetime.now(UTC),
+                direction="outbound",
+                customer=number,
             ),
         )
 

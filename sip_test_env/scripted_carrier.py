@@ -71,7 +71,8 @@ class CallRecord:
 
 
 class _Frames:
-    """A WAV's frames, then a beep (for voicemail greetings), then silence."""
+    """A WAV's frames, then a beep (for voicemail greetings), then silence for as long as the
+    call lasts: phones and voicemail boxes keep sending RTP while they listen."""
 
     def __init__(self, speech: Path | None, beep_hz: float | None) -> None:
         self._frames: Iterator[np.ndarray] = iter(())
@@ -79,14 +80,14 @@ class _Frames:
             self._frames = _wav_frames(speech)
         self._beep = beep_hz
 
-    def next_frame(self) -> np.ndarray | None:
+    def next_frame(self) -> np.ndarray:
         frame = next(self._frames, None)
         if frame is None and self._beep is not None:
             beep = tone_samples([self._beep], 0.4, level_dbfs=-10.0)
             self._frames = iter(beep.reshape(-1, FRAME_SAMPLES))
             self._beep = None
             frame = next(self._frames, None)
-        return frame
+        return frame if frame is not None else np.zeros(FRAME_SAMPLES, dtype=np.int16)
 
 
 def _wav_frames(path: Path) -> Iterator[np.ndarray]:

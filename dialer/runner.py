@@ -1,0 +1,269 @@
+"""Running a campaign: pace, claim leads, dial, detect machines, connect people to agents.
+
+The runner owns no SIP and no database: it talks to a `LeadStore` (crm_bridge implements it) and
+to `Lines` (the composition root implements it over the PBX). Each attempt is reserved in the
+store before its INVITE goes out, so a crash never dials a lead twice for the same attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from telephony.aio import Call
+from telephony.call import Answered, Ended
+from telephony.media import WavSource
+
+from .amd import AnsweringMachineDetector, BeepDetector, Verdict
+from .ledger import AbandonLedger
+from .model import Campaign, Claim, LeadStore
+from .pacing import Pacer, PacingState, TokenBucket
+
+logger = logging.getLogger(__name__)
+
+# SIP final statuses of an unanswered attempt -> the attempt's outcome.
+_OUTCOME_BY_STATUS = {486: "busy", 600: "busy", 603: "rejected", 403: "rejected", 480: "no-answer",
+                      408: "no-answer", 487: "no-answer"}  # fmt: skip
+
+
+class Lines(Protocol):
+    """What the dialer needs from the telephone system (the PBX, through the composition root)."""
+
+    def idle_agents(self, agents: tuple[str, ...]) -> int:
+        """Agents of the campaign who are registered, available and not on a call."""
+        ...
+
+    async def originate(self, number: str, *, caller_id: str) -> Call:
+        """Send the INVITE for one attempt through the trunk."""
+        ...
+
+    def connect(
+        self,
+        customer: Call,
+        agents: tuple[str, ...],
+        *,
+        claim: Claim,
+        campaign: Campaign,
+        timeout: float,
+        on_no_agent: Callable[[Call], Awaitable[None]],
+    ) -> Awaitable[str | None]:
+        """Bridge the customer to a free agent; resolves to the agent's extension once
+        connected, or None when nobody took the call within `timeout`."""
+        ...
+
+
+@dataclass
+class RunnerConfig:
+    tick: float = 0.5
+    """Seconds between pacing decisions (an agent coming free also wakes the runner)."""
+    connect_timeout: float = 2.0
+    """A live answer not connected to an agent this long after the human verdict is abandoned."""
+    node: str = "node"
+    """This engine's name in attempt reservations."""
+
+
+@dataclass
+class _Stats:
+    dialled: int = 0
+    humans: int = 0
+    machines: int = 0
+    connected: int = 0
+    abandoned: int = 0
+    in_flight: dict[int, float] = field(default_factory=dict)
+    """attempt id -> loop time the INVITE went out (still ringing or in AMD)."""
+
+
+class CampaignRunner:
+    def __init__(
+        self,
+        campaign: Campaign,
+        store: LeadStore,
+        lines: Lines,
+        *,
+        pacer: Pacer,
+        ledger: AbandonLedger,
+        bucket: TokenBucket,
+        config: RunnerConfig | None = None,
+        to_claim: Callable[[object], Claim] = Claim.from_record,
+    ) -> None:
+        self.campaign = campaign
+        self.store = store
+        self.lines = lines
+        self.pacer = pacer
+        self.ledger = ledger
+        self.bucket = bucket
+        self.config = config or RunnerConfig()
+        self.to_claim = to_claim
+        self.stats = _Stats()
+        self._attempts: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def campaign_id(self) -> int:
+        assert self.campaign.id is not None
+        return self.campaign.id
+
+    def start(self) -> None:
+        self._task = self._loop.create_task(self._run())
+
+    async def stop(self, *, hang_up: bool = False) -> None:
+        """Stop dialing; attempts in progress finish unless `hang_up`."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if hang_up:
+            for task in list(self._attempts):
+                task.cancel()
+        if self._attempts:
+            await asyncio.wait(self._attempts, timeout=30)
+
+    def wake(self) -> None:
+        """An agent came free: decide now, not at the next tick."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._pace()
+            except Exception:
+                logger.exception("campaign %s: pacing failed", self.campaign.name)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.tick)
+
+    async def _pace(self) -> None:
+        now = self._loop.time()
+        state = PacingState(
+            idle_agents=self.lines.idle_agents(self.campaign.agents),
+            dialing_since=tuple(self.stats.in_flight.values()),
+        )
+        wanted = self.pacer.lines_to_dial(state, now=now)
+        allowed = self.bucket.take(wanted, now=now) if wanted > 0 else 0
+        if allowed <= 0:
+            return
+        claims = await self.store.claim_next_leads(
+            self.campaign_id, allowed, now=datetime.now(UTC), node=self.config.node
+        )
+        for record in claims:
+            claim = self.to_claim(record)
+            task = self._loop.create_task(self._attempt(claim))
+            self._attempts.add(task)
+            task.add_done_callback(self._attempts.discard)
+
+    async def _attempt(self, claim: Claim) -> None:
+        attempt = claim.attempt
+        outcome, agent = "failed", None
+        try:
+            self.stats.in_flight[attempt.id] = self._loop.time()
+            call = await self.lines.originate(claim.lead.phone, caller_id=self.campaign.caller_id)
+            await self.store.attempt_dialled(attempt.id, call.call_id, now=datetime.now(UTC))
+            self.stats.dialled += 1
+            outcome, agent = await self._follow(call, claim)
+        except LookupError as exc:
+            logger.error("campaign %s: %s", self.campaign.name, exc)
+        except Exception:
+            logger.exception("campaign %s: attempt %d failed", self.campaign.name, attempt.id)
+        finally:
+            self.stats.in_flight.pop(attempt.id, None)
+            with contextlib.suppress(Exception):
+                await self.store.attempt_finished(
+                    attempt.id, outcome, now=datetime.now(UTC), agent=agent
+                )
+            self.wake()
+
+    async def _follow(self, call: Call, claim: Claim) -> tuple[str, str | None]:
+        """Ringing to the end: the attempt's outcome and the agent who took it."""
+        try:
+            async with asyncio.timeout(self.campaign.max_ring_seconds):
+                while True:
+                    event = await call.next_event()
+                    if isinstance(event, Answered):
+                        break
+                    if isinstance(event, Ended):
+                        return _OUTCOME_BY_STATUS.get(event.sip_status or 0, "failed"), None
+        except TimeoutError:
+            call.cancel(reason="ring-timeout")
+            return "no-answer", None
+        self.stats.in_flight.pop(claim.attempt.id, None)
+        verdict = await self._classify(call)
+        if verdict is Verdict.MACHINE:
+            self.stats.machines += 1
+            await self._leave_message(call)
+            return "answered-machine", None
+        self.stats.humans += 1
+        answered = self._loop.time()
+        agent = await self.lines.connect(
+            call, self.campaign.agents, claim=claim, campaign=self.campaign,
+            timeout=self.config.connect_timeout, on_no_agent=self._safe_harbor,
+        )  # fmt: skip
+        delay = self._loop.time() - answered if agent is not None else None
+        # The ledger keeps days and 30-day windows: it runs on wall-clock time.
+        abandoned = self.ledger.record_answer(
+            now=datetime.now(UTC).timestamp(), connect_delay=delay
+        )
+        await call.ended
+        if agent is None or abandoned:
+            self.stats.abandoned += 1
+            return "abandoned", agent
+        self.stats.connected += 1
+        return "answered-human", agent
+
+    async def _classify(self, call: Call) -> Verdict:
+        """Stream the first seconds of the answer through AMD; people are passed on at once."""
+        detector = AnsweringMachineDetector()
+        decided: asyncio.Future[Verdict] = self._loop.create_future()
+
+        def frame(pcm: object) -> None:
+            decision = detector.feed(pcm)  # type: ignore[arg-type]
+            if decision is not None and not decided.done():
+                decided.set_result(decision.verdict)
+
+        assert call.media is not None
+        call.media.listener = frame
+        try:
+            done, _ = await asyncio.wait(
+                {decided, call.ended}, timeout=4.0, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            call.media.listener = None
+        if decided in done:
+            verdict = decided.result()
+            return Verdict.HUMAN if verdict is Verdict.UNSURE else verdict
+        return Verdict.HUMAN
+
+    async def _leave_message(self, call: Call) -> None:
+        """Wait for the beep (or the end of the greeting), play the voicemail message, hang up."""
+        if self.campaign.machine_action != "voicemail" or not self.campaign.voicemail_prompt:
+            await call.hangup(reason="machine")
+            return
+        beep = BeepDetector()
+        ready: asyncio.Future[None] = self._loop.create_future()
+
+        def frame(pcm: object) -> None:
+            if beep.feed(pcm) and not ready.done():  # type: ignore[arg-type]
+                ready.set_result(None)
+
+        assert call.media is not None
+        call.media.listener = frame
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait({ready, call.ended}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        call.media.listener = None
+        if not call.ended.done():
+            with contextlib.suppress(RuntimeError):
+                await call.play(WavSource(self.campaign.voicemail_prompt))
+            await call.hangup(reason="voicemail-left")
+
+    async def _safe_harbor(self, call: Call) -> None:
+        """Nobody free: the customer hears a short message instead of silence (and it counts)."""
+        if self.campaign.safe_harbor_prompt:
+            with contextlib.suppress(RuntimeError):
+                await call.play(WavSource(self.campaign.safe_harbor_prompt))
+        await call.hangup(reason="abandoned")
