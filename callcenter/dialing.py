@@ -10,10 +10,15 @@ from dialer import Campaign, Claim
 from pbx import BridgedCall, CallSummary, Switchboard
 from telephony.aio import Call
 
+# An attempt's outcome as the call log names it.
+_CALL_OUTCOME = {"answered-machine": "voicemail", "answered-human": "answered"}
+
 
 class PbxLines:
     def __init__(self, switchboard: Switchboard) -> None:
         self.switchboard = switchboard
+        self._summaries: dict[str, CallSummary] = {}
+        """Each attempt's call log entry, by Call-ID, from the INVITE to the end."""
 
     def idle_agents(self, agents: tuple[str, ...]) -> int:
         board = self.switchboard
@@ -26,8 +31,26 @@ class PbxLines:
             and board.registrar.lookup(agent, now=now)
         )
 
-    async def originate(self, number: str, *, caller_id: str) -> Call:
-        return await self.switchboard.originate(number, caller_id=caller_id or None)
+    async def originate(self, claim: Claim, campaign: Campaign) -> Call:
+        call = await self.switchboard.originate(
+            claim.lead.phone, caller_id=campaign.caller_id or None
+        )
+        summary = CallSummary(
+            call.call_id, campaign.caller_id or campaign.name, claim.lead.phone, datetime.now(UTC)
+        )
+        summary.direction, summary.customer = "outbound", claim.lead.phone
+        summary.campaign_id, summary.lead_id = campaign.id, claim.lead.id
+        self._summaries[call.call_id] = summary
+        self.switchboard.announce(summary)
+        return call
+
+    def finished(self, call: Call, outcome: str) -> None:
+        summary = self._summaries.pop(call.call_id, None)
+        if summary is None:
+            return
+        summary.outcome = _CALL_OUTCOME.get(outcome, outcome)
+        summary.sip_status, summary.hangup_cause = call.final_status, call.end_reason
+        self.switchboard.conclude(summary)
 
     def connect(
         self,
@@ -45,14 +68,13 @@ class PbxLines:
             if not connected.done():
                 connected.set_result(agent)
 
+        summary = self._summaries.pop(customer.call_id)
+
         async def no_agent(leg: Call) -> None:
             settle(None)
+            summary.outcome = "abandoned"
             await on_no_agent(leg)
 
-        caller = campaign.caller_id or campaign.name
-        summary = CallSummary(customer.call_id, caller, claim.lead.phone, datetime.now(UTC))
-        summary.direction, summary.customer = "outbound", claim.lead.phone
-        summary.campaign_id, summary.lead_id = campaign.id, claim.lead.id
         bridged = self.switchboard.connect(
             customer, list(agents), summary=summary, timeout=timeout, on_no_agent=no_agent
         )

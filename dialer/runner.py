@@ -38,8 +38,12 @@ class Lines(Protocol):
         """Agents of the campaign who are registered, available and not on a call."""
         ...
 
-    async def originate(self, number: str, *, caller_id: str) -> Call:
-        """Send the INVITE for one attempt through the trunk."""
+    async def originate(self, claim: Claim, campaign: Campaign) -> Call:
+        """Send the INVITE for one attempt through the trunk (the call log opens its row)."""
+        ...
+
+    def finished(self, call: Call, outcome: str) -> None:
+        """An attempt that never reached an agent is over: close its call log row."""
         ...
 
     def connect(
@@ -161,9 +165,10 @@ class CampaignRunner:
     async def _attempt(self, claim: Claim) -> None:
         attempt = claim.attempt
         outcome, agent = "failed", None
+        call: Call | None = None
         try:
             self.stats.in_flight[attempt.id] = self._loop.time()
-            call = await self.lines.originate(claim.lead.phone, caller_id=self.campaign.caller_id)
+            call = await self.lines.originate(claim, self.campaign)
             await self.store.attempt_dialled(attempt.id, call.call_id, now=datetime.now(UTC))
             self.stats.dialled += 1
             outcome, agent = await self._follow(call, claim)
@@ -173,6 +178,10 @@ class CampaignRunner:
             logger.exception("campaign %s: attempt %d failed", self.campaign.name, attempt.id)
         finally:
             self.stats.in_flight.pop(attempt.id, None)
+            if call is not None and agent is None:
+                if not call.ended.done():
+                    await call.hangup(reason=outcome)
+                self.lines.finished(call, outcome)
             with contextlib.suppress(Exception):
                 await self.store.attempt_finished(
                     attempt.id, outcome, now=datetime.now(UTC), agent=agent

@@ -323,7 +323,8 @@ class Switchboard:
         on_no_agent: Callable[[Call], Awaitable[None]] | None = None,
     ) -> BridgedCall:
         """Bridge an answered customer leg to the longest-idle available agent of `agents`;
-        with nobody free within `timeout`, `on_no_agent` takes the customer (safe harbor)."""
+        with nobody free within `timeout`, `on_no_agent` takes the customer (safe harbor).
+        The caller announced `summary` when it placed the call."""
         now = self.ua.loop.time()
         reachable = {
             m: bindings
@@ -352,6 +353,7 @@ class Switchboard:
             identity=self._identity(number, summary.callee),
             summary=summary,
             ring_timeout=timeout,
+            announce=False,
         )
         bridged.on_no_answer = on_no_agent
         return bridged
@@ -387,6 +389,7 @@ class Switchboard:
         identity: NameAddr,
         summary: CallSummary,
         ring_timeout: float | None = None,
+        announce: bool = True,
     ) -> BridgedCall:
         bridged = BridgedCall(
             self.ua,
@@ -400,8 +403,8 @@ class Switchboard:
         )
         bridged.on_answer = self._answered
         self.active[call.call_id] = bridged
-        if self.on_call_start is not None:
-            self.on_call_start(summary)
+        if announce:
+            self.announce(summary)
         self._track(self._run(bridged))
         return bridged
 
@@ -424,6 +427,16 @@ class Switchboard:
         except (TimeoutError, RuntimeError) as exc:
             logger.info("call %s: auto-reply not played: %s", leg.call_id, exc)
         await leg.hangup(reason="auto-reply")
+
+    def announce(self, summary: CallSummary) -> None:
+        """A call has started (the journal opens its row)."""
+        if self.on_call_start is not None:
+            self.on_call_start(summary)
+
+    def conclude(self, summary: CallSummary) -> None:
+        """A call that never reached a bridge is over (busy, voicemail...): log and journal it."""
+        summary.ended_at = summary.ended_at or datetime.now(UTC)
+        self._track(self._finish(summary))
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
         task = self.ua.loop.create_task(work)

@@ -148,6 +148,14 @@ async def test_power_campaign_reaches_people_and_leaves_voicemails(
     # The machine got the voicemail message after its beep.
     _, prompt, _ = read_wav(PROMPT)
     assert normalized_xcorr(carrier.record("12125550002").heard_samples(), prompt)[0] > 0.8
+    # Every attempt is a calls row carrying its campaign and lead (and goes to the CRMs).
+    calls = await store_calls(pg_url, campaign.id)
+    assert sorted((c["to_number"], c["outcome"]) for c in calls) == [
+        ("+12125550001", "answered"), ("+12125550002", "voicemail"),
+        ("+12125550003", "busy"), ("+12125550004", "rejected"),
+    ]  # fmt: skip
+    assert all(c["lead_id"] is not None for c in calls)
+    assert [c["agent"] for c in calls if c["outcome"] == "answered"] == ["101"]
     # One INVITE per lead: nothing dialled twice.
     assert {n: carrier.record(n).invites for n in customers} == dict.fromkeys(customers, 1)
 
@@ -162,6 +170,17 @@ async def store_leads(pg_url: str, campaign_id: int) -> list[dict[str, object]]:
             " WHERE l.campaign_id = $1 ORDER BY l.id",
             campaign_id,
         )
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
+
+
+async def store_calls(pg_url: str, campaign_id: int) -> list[dict[str, object]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = await conn.fetch("SELECT * FROM calls WHERE campaign_id = $1", campaign_id)
     finally:
         await conn.close()
     return [dict(r) for r in rows]
