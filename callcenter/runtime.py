@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from crm_bridge import CrmStore, OutboxWorker
+from crm_bridge import CrmStore, OutboxWorker, PgLeadStore
 from pbx import (
     Authenticator,
     AuthFailureBan,
@@ -30,6 +30,7 @@ from telephony.aio import EndpointConfig, UserAgent, UserAgentConfig
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
 from .api import start_http
+from .campaigns import Campaigns
 from .config import Config
 from .database import Database, open_database
 from .journal import CallJournal
@@ -49,6 +50,7 @@ class Engine:
     store: CrmStore | None
     recordings: Recordings | None = None
     journal: CallJournal | None = None
+    campaigns: Campaigns | None = None
     outbox: OutboxWorker | None = None
     http: web.AppRunner | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -62,6 +64,8 @@ class Engine:
             task.cancel()
         if self.http is not None:
             await self.http.cleanup()
+        if self.campaigns is not None:
+            await self.campaigns.stop()
         await self.switchboard.shutdown()
         # Let the BYEs leave before the sockets close.
         await asyncio.sleep(0.05)
@@ -164,6 +168,13 @@ async def start_engine(
         on_connected=lambda bridged: _record(engine, bridged, unrecorded),
         on_call_start=engine.journal.started if engine.journal is not None else None,
     )
+    if database is not None:
+        engine.campaigns = Campaigns(
+            PgLeadStore(database.pool, default_country_code=config.crm.default_country_code),
+            engine.switchboard,
+            node=config.crm.node or socket.gethostname(),
+        )
+        await engine.campaigns.start()
     if with_http:
         try:
             engine.http = await start_http(engine, config.http_listen.host, config.http_listen.port)

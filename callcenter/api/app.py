@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from . import campaigns
 from .crm import ENGINE, add_routes
 from .security import KeyRing, auth_middleware, json_errors
 
@@ -78,6 +79,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/api/status", status)
     add_routes(app)
+    campaigns.add_routes(app)
     return app
 
 

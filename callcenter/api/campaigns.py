@@ -1,0 +1,139 @@
+"""REST for campaigns: create, upload leads (CSV), start / pause / resume / stop, status."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, time
+from typing import Any
+
+from aiohttp import web
+
+from callcenter.campaigns import campaign_json
+from crm_bridge import CrmError, PgLeadStore, normalize_phone
+from dialer import Campaign, DialerError, LeadFileError, read_leads_csv
+
+from .crm import ENGINE
+from .security import ApiError, requires
+
+COMMANDS = ("start", "pause", "resume", "stop")
+
+
+def _store(request: web.Request) -> PgLeadStore:
+    campaigns = request.app[ENGINE].campaigns
+    if campaigns is None:
+        raise ApiError(503, "this engine runs without a database")
+    return campaigns.store
+
+
+def _id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not text.isdigit() or len(text) > 18:
+        raise ApiError(400, f"campaign id must be a positive whole number, not {text!r}")
+    return int(text)
+
+
+async def _campaign(request: web.Request) -> Any:
+    try:
+        return await _store(request).get_campaign(_id(request))
+    except CrmError as exc:
+        raise ApiError(exc.status, exc.reason) from exc
+
+
+async def list_campaigns(request: web.Request) -> web.Response:
+    store = _store(request)
+    out = [
+        campaign_json(c, await store.campaign_progress(c.id)) for c in await store.list_campaigns()
+    ]
+    return web.json_response({"campaigns": out})
+
+
+async def get_campaign(request: web.Request) -> web.Response:
+    stored = await _campaign(request)
+    return web.json_response(
+        campaign_json(stored, await _store(request).campaign_progress(stored.id))
+    )
+
+
+def _settings(body: Any) -> Campaign:
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object of campaign settings")
+    fields = dict(body)
+    try:
+        for name in ("window_start", "window_end"):
+            if name in fields:
+                fields[name] = time.fromisoformat(str(fields[name]))
+        for name in ("agents", "window_days"):
+            if name in fields:
+                fields[name] = tuple(fields[name])
+        return Campaign(**fields)
+    except TypeError as exc:
+        raise ApiError(400, f"unknown or missing campaign setting: {exc}") from exc
+    except (DialerError, ValueError) as exc:
+        raise ApiError(400, str(exc)) from exc
+
+
+@requires("manager")
+async def create_campaign(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "body must be JSON") from exc
+    settings = _settings(body)
+    try:
+        stored = await _store(request).create_campaign(settings, now=datetime.now(UTC))
+    except CrmError as exc:
+        raise ApiError(exc.status, exc.reason) from exc
+    return web.json_response(campaign_json(stored), status=201)
+
+
+@requires("manager")
+async def upload_leads(request: web.Request) -> web.Response:
+    """POST a CSV (text/csv body): good rows import, bad rows come back with line and reason."""
+    stored = await _campaign(request)
+    engine = request.app[ENGINE]
+    normalize = functools.partial(
+        normalize_phone, default_country_code=engine.config.crm.default_country_code
+    )
+    try:
+        result = read_leads_csv(
+            await request.read(), normalize=normalize, default_tz=stored.tz_default
+        )
+    except LeadFileError as exc:
+        raise ApiError(400, str(exc)) from exc
+    try:
+        summary = await _store(request).import_leads(stored.id, result.leads, now=datetime.now(UTC))
+    except CrmError as exc:
+        raise ApiError(exc.status, exc.reason) from exc
+    return web.json_response(
+        {
+            "imported": len(summary.inserted),
+            "merged": len(summary.merged),
+            "dnc": len(summary.dnc),
+            "errors": [{"line": line, "reason": reason} for line, reason in result.errors],
+            "duplicates": [{"phone": d.phone, "lines": list(d.lines)} for d in result.duplicates],
+        }
+    )
+
+
+@requires("manager")
+async def command(request: web.Request) -> web.Response:
+    verb = request.match_info["command"]
+    if verb not in COMMANDS:
+        raise ApiError(404, f"no such campaign command {verb!r}; one of {', '.join(COMMANDS)}")
+    stored = await _campaign(request)
+    try:
+        updated = await _store(request).set_state(stored.id, verb, now=datetime.now(UTC))
+    except CrmError as exc:
+        raise ApiError(exc.status, exc.reason) from exc
+    campaigns = request.app[ENGINE].campaigns
+    if campaigns is not None:
+        await campaigns.sync()  # start or stop dialing now, not at the next poll
+    return web.json_response(campaign_json(updated))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/campaigns", list_campaigns)
+    app.router.add_post("/campaigns", create_campaign)
+    app.router.add_get("/campaigns/{id}", get_campaign)
+    app.router.add_post("/campaigns/{id}/leads", upload_leads)
+    app.router.add_post("/campaigns/{id}/{command}", command)

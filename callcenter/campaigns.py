@@ -1,0 +1,131 @@
+"""The engine's campaigns: a runner for every campaign the database says is running.
+
+Campaign state lives in PostgreSQL, so the CLI, the API or another node can start and pause a
+campaign; every node runs a runner for each running campaign, and SKIP LOCKED claims keep them
+from dialing the same lead. At start-up this node's attempts cut off by a crash are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from crm_bridge import PgLeadStore
+from dialer import (
+    AbandonLedger,
+    AbandonPolicy,
+    Campaign,
+    CampaignRunner,
+    RunnerConfig,
+    TokenBucket,
+    make_pacer,
+)
+from pbx import Switchboard
+
+from .dialing import PbxLines
+
+logger = logging.getLogger(__name__)
+
+# Calls per second one campaign may start through the trunk (carriers cap this).
+DEFAULT_CPS = 10.0
+
+
+class Campaigns:
+    def __init__(
+        self, store: PgLeadStore, switchboard: Switchboard, *, node: str, poll: float = 1.0
+    ) -> None:
+        self.store = store
+        self.lines = PbxLines(switchboard)
+        self.node = node
+        self.poll = poll
+        self.runners: dict[int, CampaignRunner] = {}
+        self._task: asyncio.Task[None] | None = None
+        previous = switchboard.presence.on_change
+
+        def agent_changed(extension: str, state: Any) -> None:
+            if previous is not None:
+                previous(extension, state)
+            for runner in self.runners.values():
+                runner.wake()  # an agent may have come free: pace now
+
+        switchboard.presence.on_change = agent_changed
+
+    async def start(self) -> None:
+        closed = await self.store.close_interrupted_attempts(self.node, now=datetime.now(UTC))
+        if closed:
+            logger.warning(
+                "closed %d dialer attempts cut off by a crash (outcome-unknown)", len(closed)
+            )
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for runner in list(self.runners.values()):
+            await runner.stop(hang_up=True)
+        self.runners.clear()
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                await self.sync()
+            except Exception:
+                logger.exception("campaigns: sync failed")
+            await asyncio.sleep(self.poll)
+
+    async def sync(self) -> None:
+        """Start runners for running campaigns, stop those of paused or finished ones."""
+        running = {c.id: c for c in await self.store.list_campaigns() if c.state == "running"}
+        for campaign_id in [c for c in self.runners if c not in running]:
+            runner = self.runners.pop(campaign_id)
+            logger.info("campaign %s: dialing stops", runner.campaign.name)
+            await runner.stop()
+        for campaign_id, stored in running.items():
+            if campaign_id not in self.runners:
+                self.runners[campaign_id] = self._runner(Campaign.from_record(stored))
+
+    def _runner(self, campaign: Campaign) -> CampaignRunner:
+        ledger = AbandonLedger(AbandonPolicy(cap=campaign.abandon_cap,
+                                             window_seconds=campaign.abandon_window_days * 86400.0,
+                                             tz=campaign.tz_default))  # fmt: skip
+        loop = asyncio.get_running_loop()
+        runner = CampaignRunner(
+            campaign,
+            self.store,
+            self.lines,
+            pacer=make_pacer(campaign.mode, ratio=campaign.ratio, ledger=ledger),
+            ledger=ledger,
+            bucket=TokenBucket(DEFAULT_CPS, now=loop.time()),
+            config=RunnerConfig(node=self.node),
+        )
+        runner.start()
+        logger.info(
+            "campaign %s: dialing (%s, ratio %.1f)", campaign.name, campaign.mode, campaign.ratio
+        )
+        return runner
+
+
+def campaign_json(stored: Any, progress: Any | None = None) -> dict[str, Any]:
+    """A campaign (and its progress) for the API."""
+    data = {
+        f.name: getattr(stored, f.name)
+        for f in dataclasses.fields(stored)
+        if isinstance(getattr(stored, f.name), str | int | float | bool | type(None) | tuple | list)
+    }
+    for key, value in list(data.items()):
+        if isinstance(value, tuple):
+            data[key] = list(value)
+    for name in ("window_start", "window_end", "created_at", "updated_at"):
+        value = getattr(stored, name, None)
+        if value is not None:
+            data[name] = value.isoformat()
+    data["retry_delays"] = dict(getattr(stored, "retry_delays", {}) or {})
+    if progress is not None:
+        data["progress"] = dataclasses.asdict(progress)
+    return data
