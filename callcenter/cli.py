@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import campaign_cli
 from .config import Config, ConfigError, HostPort, load_config
 
 logger = logging.getLogger("callcenter")
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--http-listen", metavar="HOST:PORT", help="HTTP address (default: config)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    campaign_cli.add_parser(commands)
     check = commands.add_parser(
         "check-config", help="validate a config file and exit (2 on errors)"
     )
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(args, "log_level", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "campaign":
+        return asyncio.run(campaign_cli.run(args))
     try:
         config = load_config(args.config)
         if args.command == "check-config":

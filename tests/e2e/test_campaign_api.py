@@ -4,6 +4,7 @@ line), start, watch it finish; roles and state transitions are enforced."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,13 @@ async def test_campaign_lifecycle_over_the_api(pg_url: str, tmp_path: Path) -> N
         trunk = f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\n'
         config = engine_config(extra=trunk)
         engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
-        agent = BaresipPeer("101", workdir=tmp_path, registrar=registrar_of(engine),
-                            password="pass101", answermode="auto")  # fmt: skip
+        agent = BaresipPeer(
+            "101",
+            workdir=tmp_path,
+            registrar=registrar_of(engine),
+            password="pass101",
+            answermode="auto",
+        )
         try:
             # Power dialing paces by idle agents: one must be logged in.
             async with agent, aiohttp.ClientSession() as http:
@@ -48,10 +54,16 @@ async def test_campaign_lifecycle_over_the_api(pg_url: str, tmp_path: Path) -> N
                         return r.status, await r.json()
 
                 settings = {
-                    "name": f"api-{tmp_path.name}", "caller_id": "12125550100", "agents": ["101"],
-                    "mode": "power", "ratio": 1.0, "max_attempts": 1, "window_start": "00:00",
-                    "window_end": "23:59", "max_ring_seconds": 15,
-                }  # fmt: skip
+                    "name": f"api-{tmp_path.name}",
+                    "caller_id": "12125550100",
+                    "agents": ["101"],
+                    "mode": "power",
+                    "ratio": 1.0,
+                    "max_attempts": 1,
+                    "window_start": "00:00",
+                    "window_end": "23:59",
+                    "max_ring_seconds": 15,
+                }
                 status, body = await call("POST", "/campaigns", json={**settings, "ratio": 9})
                 assert status == 400 and "ratio" in body["error"]["reason"]
                 status, body = await call("POST", "/campaigns", key=AGENT_KEY, json=settings)
@@ -61,9 +73,11 @@ async def test_campaign_lifecycle_over_the_api(pg_url: str, tmp_path: Path) -> N
                 cid = created["id"]
 
                 status, imported = await call(
-                    "POST", f"/campaigns/{cid}/leads", data=CSV.encode(),
+                    "POST",
+                    f"/campaigns/{cid}/leads",
+                    data=CSV.encode(),
                     headers={"Content-Type": "text/csv"},
-                )  # fmt: skip
+                )
                 assert status == 200
                 assert imported["imported"] == 2
                 assert [e["line"] for e in imported["errors"]] == [3]
@@ -92,3 +106,69 @@ async def test_campaign_lifecycle_over_the_api(pg_url: str, tmp_path: Path) -> N
         finally:
             await engine.stop()
     assert {n: carrier.record(n).invites for n in customers} == dict.fromkeys(customers, 1)
+
+
+async def _cli(engine: Any, *args: str) -> tuple[int, str, str]:
+    listen = engine.config.http_listen
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "callcenter.cli",
+        "campaign",
+        "--api",
+        f"http://{listen.host}:{listen.port}",
+        "--key",
+        ADMIN_KEY,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_campaign_cli(pg_url: str, tmp_path: Path) -> None:
+    customers = {"12125550003": Customer("busy"), "12125550004": Customer("reject")}
+    async with ScriptedCarrier(customers) as carrier:
+        host, port = carrier.address
+        trunk = f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\n'
+        engine = await start_engine(
+            engine_config(extra=trunk), database_url=pg_url, data_dir=tmp_path
+        )
+        leads = tmp_path / "leads.csv"
+        leads.write_text(CSV)
+        name = f"cli-{tmp_path.name}"
+        try:
+            async with BaresipPeer(
+                "101",
+                workdir=tmp_path,
+                registrar=registrar_of(engine),
+                password="pass101",
+                answermode="auto",
+            ) as agent:
+                await agent.wait_registered()
+                code, out, _ = await _cli(
+                    engine,
+                    "create",
+                    name,
+                    "--leads",
+                    str(leads),
+                    "--agents",
+                    "101",
+                    "--hours",
+                    "00:00-23:59",
+                    "--max-attempts",
+                    "1",
+                )
+                assert code == 0 and "2 leads imported" in out and f"{leads}:3:" in out
+                code, out, _ = await _cli(engine, "start", name)
+                assert code == 0 and "running" in out
+                code, out, _ = await _cli(engine, "status", name, "--watch")
+                assert code == 0 and "100%" in out and "remaining 0" in out
+                code, out, err = await _cli(engine, "resume", name)
+                assert code == 1 and "409" in err
+                code, out, err = await _cli(engine, "status", "no-such-campaign")
+                assert code == 1 and "no campaign named" in err
+        finally:
+            await engine.stop()

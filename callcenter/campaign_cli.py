@@ -1,0 +1,157 @@
+"""`callcenter campaign ...`: manage campaigns of a running engine through its REST API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+DEFAULT_API = "http://127.0.0.1:8080"
+
+
+def add_parser(commands: Any) -> None:
+    campaign = commands.add_parser(
+        "campaign",
+        help="create, start, pause, resume, stop and watch dialer campaigns",
+        description="Talks to a running engine's REST API. The API key comes from --key or "
+        "$CALLCENTER_API_KEY (a manager or admin key).",
+    )
+    campaign.add_argument(
+        "--api",
+        default=os.environ.get("CALLCENTER_API", DEFAULT_API),
+        help="engine HTTP address (default: %(default)s)",
+    )
+    campaign.add_argument("--key", default=os.environ.get("CALLCENTER_API_KEY"), help="API key")
+    actions = campaign.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a campaign and upload its leads (CSV)")
+    create.add_argument("name")
+    create.add_argument("--leads", type=Path, required=True, help="CSV with a phone column")
+    create.add_argument("--agents", required=True, help="comma-separated extensions, e.g. 101,102")
+    create.add_argument("--mode", choices=["power", "predictive"], default="power")
+    create.add_argument("--ratio", type=float, default=1.5, help="lines per idle agent (power)")
+    create.add_argument("--caller-id", default="")
+    create.add_argument("--hours", default="09:00-21:00", help="calling window in the lead's time")
+    create.add_argument("--max-attempts", type=int, default=3)
+    for verb in ("start", "pause", "resume", "stop"):
+        actions.add_parser(verb, help=f"{verb} a campaign").add_argument(
+            "campaign", help="name or id"
+        )
+    status = actions.add_parser("status", help="progress of a campaign (--watch: live)")
+    status.add_argument("campaign", help="name or id")
+    status.add_argument("--watch", action="store_true", help="refresh until it finishes")
+    actions.add_parser("list", help="every campaign with its state")
+
+
+class ApiFailure(Exception):
+    pass
+
+
+async def _request(http: aiohttp.ClientSession, method: str, path: str, **kw: Any) -> Any:
+    async with http.request(method, path, **kw) as response:
+        body = await response.json(content_type=None)
+        if response.status >= 400:
+            reason = body.get("error", {}).get("reason") if isinstance(body, dict) else None
+            raise ApiFailure(f"{method} {path}: {response.status} {reason or ''}".strip())
+        return body
+
+
+async def _find(http: aiohttp.ClientSession, ref: str) -> dict[str, Any]:
+    if ref.isdigit():
+        found: dict[str, Any] = await _request(http, "GET", f"/campaigns/{ref}")
+        return found
+    for campaign in (await _request(http, "GET", "/campaigns"))["campaigns"]:
+        if campaign["name"] == ref:
+            return dict(campaign)
+    raise ApiFailure(f"no campaign named {ref!r}")
+
+
+def progress_line(campaign: dict[str, Any], width: int = 30) -> str:
+    """`name [#####.....] 40% dialled 4/10 answered 2 connected 2 abandoned 0 (0.0%) state`"""
+    p = campaign.get("progress") or {}
+    total = max(1, int(p.get("total", 0)))
+    done = total - int(p.get("remaining", 0))
+    filled = round(width * done / total)
+    rate = 100.0 * float(p.get("abandon_rate") or 0.0)
+    return (
+        f"{campaign['name']} [{'#' * filled}{'.' * (width - filled)}] {100 * done // total:3d}%"
+        f" dialled {p.get('dialled', 0)} answered {p.get('answered_human', 0)}"
+        f" machines {p.get('answered_machine', 0)} connected {p.get('connected', 0)}"
+        f" abandoned {p.get('abandoned', 0)} ({rate:.1f}%) remaining {p.get('remaining', 0)}"
+        f" {campaign['state']}"
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    if not args.key:
+        print(
+            "callcenter campaign: an API key is needed (--key or $CALLCENTER_API_KEY)",
+            file=sys.stderr,
+        )
+        return 2
+    headers = {"Authorization": f"Bearer {args.key}"}
+    async with aiohttp.ClientSession(args.api, headers=headers) as http:
+        try:
+            return await _action(http, args)
+        except ApiFailure as exc:
+            print(f"callcenter campaign: {exc}", file=sys.stderr)
+            return 1
+        except aiohttp.ClientError as exc:
+            print(
+                f"callcenter campaign: engine not reachable at {args.api}: {exc}", file=sys.stderr
+            )
+            return 1
+
+
+async def _action(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        start, _, end = args.hours.partition("-")
+        settings = {
+            "name": args.name,
+            "agents": [a.strip() for a in args.agents.split(",") if a.strip()],
+            "mode": args.mode,
+            "ratio": args.ratio,
+            "caller_id": args.caller_id,
+            "window_start": start,
+            "window_end": end,
+            "max_attempts": args.max_attempts,
+        }
+        created = await _request(http, "POST", "/campaigns", json=settings)
+        imported = await _request(
+            http,
+            "POST",
+            f"/campaigns/{created['id']}/leads",
+            data=args.leads.read_bytes(),
+            headers={"Content-Type": "text/csv"},
+        )
+        print(
+            f"campaign {args.name} (id {created['id']}): {imported['imported']} leads imported, "
+            f"{imported['merged']} merged, {imported['dnc']} on DNC"
+        )
+        for error in imported["errors"]:
+            print(f"{args.leads}:{error['line']}: {error['reason']}")
+        return 0
+    if args.action == "list":
+        for campaign in (await _request(http, "GET", "/campaigns"))["campaigns"]:
+            print(progress_line(campaign))
+        return 0
+    campaign = await _find(http, args.campaign)
+    if args.action in ("start", "pause", "resume", "stop"):
+        updated = await _request(http, "POST", f"/campaigns/{campaign['id']}/{args.action}")
+        print(f"campaign {updated['name']}: {updated['state']}")
+        return 0
+    while True:
+        campaign = await _request(http, "GET", f"/campaigns/{campaign['id']}")
+        line = progress_line(campaign)
+        finished = campaign["state"] == "finished" or not campaign["progress"]["remaining"]
+        if not args.watch:
+            print(line)
+            return 0
+        print("\r" + line, end="" if not finished else "\n", flush=True)
+        if finished:
+            return 0
+        await asyncio.sleep(1.0)
