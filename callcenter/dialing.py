@@ -21,15 +21,7 @@ class PbxLines:
         """Each attempt's call log entry, by Call-ID, from the INVITE to the end."""
 
     def idle_agents(self, agents: tuple[str, ...]) -> int:
-        board = self.switchboard
-        now = board.ua.loop.time()
-        return sum(
-            1
-            for agent in agents
-            if board.presence.available(agent, now=now)
-            and not board.busy(agent)
-            and board.registrar.lookup(agent, now=now)
-        )
+        return len(self.switchboard.reachable(agents, now=self.switchboard.ua.loop.time()))
 
     async def originate(self, claim: Claim, campaign: Campaign) -> Call:
         call = await self.switchboard.originate(

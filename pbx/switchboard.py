@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from telephony.sip import NameAddr, SipRequest, SipUri, make_response
 
 from .auth import Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
-from .hunt import STRATEGIES
+from .hunt import STRATEGIES, Hunt
 from .presence import Presence
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import Did, RingGroup, Trunk
@@ -100,6 +100,16 @@ class Switchboard:
         in_calls = sum(extension in call.parties for call in self.active.values())
         ext = self.extensions.get(extension)
         return in_calls >= (ext.max_calls if ext is not None else 1)
+
+    def reachable(self, members: Iterable[str], *, now: float) -> dict[str, list[Binding]]:
+        """The members who can take a call now (available, not busy, registered): their phones."""
+        found = {}
+        for member in members:
+            if self.presence.available(member, now=now) and not self.busy(member):
+                bindings = self.registrar.lookup(member, now=now)
+                if bindings:
+                    found[member] = bindings
+        return found
 
     def ringing(self) -> set[str]:
         """Extensions whose phones ring right now."""
@@ -206,9 +216,11 @@ class Switchboard:
         steps: list[HuntStep] = []
         ring_timeout = self.ring_timeout
         if kind == "agent":
-            bindings = self.registrar.lookup(target, now=now)
-            if bindings and self.presence.available(target, now=now) and not self.busy(target):
-                steps = [HuntStep(tuple(Target(target, b) for b in bindings), ring_timeout)]
+            reachable = self.reachable([target], now=now)
+            if reachable:
+                steps = [
+                    HuntStep(tuple(Target(target, b) for b in reachable[target]), ring_timeout)
+                ]
             owner = target
         elif kind == "ringgroup":
             group = self.groups[target]
@@ -229,12 +241,14 @@ class Switchboard:
                 }
             )
             steps = self._strategies[group.name].steps(
-                list(group.members),
-                reachable,
-                presence=self.presence,
-                member_timeout=group.member_timeout,
-                ring_timeout=group.ring_timeout,
-                now=now,
+                Hunt(
+                    list(group.members),
+                    reachable,
+                    self.presence,
+                    group.member_timeout,
+                    group.ring_timeout,
+                    now,
+                )
             )
         else:
             logger.warning(
@@ -326,20 +340,8 @@ class Switchboard:
         with nobody free within `timeout`, `on_no_agent` takes the customer (safe harbor).
         The caller announced `summary` when it placed the call."""
         now = self.ua.loop.time()
-        reachable = {
-            m: bindings
-            for m in agents
-            if self.presence.available(m, now=now)
-            and not self.busy(m)
-            and (bindings := self.registrar.lookup(m, now=now))
-        }
         steps = STRATEGIES["longest-idle"]().steps(
-            agents,
-            reachable,
-            presence=self.presence,
-            member_timeout=timeout,
-            ring_timeout=timeout,
-            now=now,
+            Hunt(agents, self.reachable(agents, now=now), self.presence, timeout, timeout, now)
         )
         caller_uri = customer.invite.to.uri
         number = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pbx.hunt import STRATEGIES
+from pbx.hunt import STRATEGIES, Hunt
 from pbx.presence import AgentState, Presence
 from pbx.registrar import Binding
 from telephony.sip import NameAddr, SipUri
@@ -18,10 +18,8 @@ def _binding(ext: str) -> Binding:
 def _order(
     strategy: object, reachable: list[str], presence: Presence, now: float
 ) -> list[list[str]]:
-    steps = strategy.steps(  # type: ignore[attr-defined]
-        MEMBERS, {m: [_binding(m)] for m in reachable}, presence=presence,
-        member_timeout=5, ring_timeout=30, now=now,
-    )  # fmt: skip
+    hunt = Hunt(MEMBERS, {m: [_binding(m)] for m in reachable}, presence, 5, 30, now)
+    steps = strategy.steps(hunt)  # type: ignore[attr-defined]
     return [[t.extension for t in step.targets] for step in steps]
 
 
