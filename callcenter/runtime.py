@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from crm_bridge import CrmStore, OutboxWorker, PgLeadStore
+from crm_bridge import CrmStore, OutboxWorker, PgLeadStore, RegistrationStore
 from pbx import (
     Authenticator,
     AuthFailureBan,
@@ -35,6 +35,7 @@ from .config import Config
 from .database import Database, open_database
 from .journal import CallJournal
 from .recording import Recordings
+from .registrations import PersistentBindings
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Engine:
     recordings: Recordings | None = None
     journal: CallJournal | None = None
     campaigns: Campaigns | None = None
+    bindings: PersistentBindings | None = None
     outbox: OutboxWorker | None = None
     http: web.AppRunner | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -70,6 +72,8 @@ class Engine:
         # Let the BYEs leave before the sockets close.
         await asyncio.sleep(0.05)
         await self.ua.close()
+        if self.bindings is not None:
+            await self.bindings.flush()
         if self.outbox is not None:
             await self.outbox.stop()
         if self.database is not None:
@@ -119,6 +123,14 @@ async def start_engine(
         if account.static_contact:
             uri = SipUri.parse(account.static_contact)
             registrar.add_static(account.extension, uri)
+    bindings = None
+    if database is not None:
+        bindings = PersistentBindings(
+            RegistrationStore(database.pool, node=config.crm.node or socket.gethostname()),
+            registrar,
+            ua.loop,
+        )
+        await bindings.restore()
     digest = DigestServer(
         secrets.token_bytes(32),
         DigestConfig(nonce_lifetime=sip.nonce_lifetime, algorithms=sip.digest_algorithms),
@@ -138,6 +150,7 @@ async def start_engine(
         for a in config.accounts
     }
     engine = Engine(config, ua, None, database, store)  # type: ignore[arg-type]
+    engine.bindings = bindings
     directory = config.recordings.directory or (data_dir or config.data_dir) / "recordings"
     if store is not None and database is not None:
         engine.journal = CallJournal(

@@ -52,6 +52,7 @@ from .models import (
 )
 from .outbox import OutboxWorker, Verdict, WorkerStats, backoff_delay, classify_status
 from .phone import normalize_phone
+from .registrations import RegistrationStore, StoredBinding
 from .store import CrmStore
 
 __all__ = [
@@ -87,8 +88,10 @@ __all__ = [
     "OutboxWorker",
     "PgLeadStore",
     "PhoneNumberError",
+    "RegistrationStore",
     "RetryPolicy",
     "StoredAttempt",
+    "StoredBinding",
     "StoredCampaign",
     "StoredLead",
     "Task",

@@ -8,6 +8,7 @@ called over its own connection).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from telephony.sip import NameAddr, SipRequest, SipUri
@@ -52,6 +53,8 @@ class Registrar:
         self.max_expires = max_expires
         self.default_expires = min(default_expires, max_expires)
         self._bindings: dict[str, list[Binding]] = {}
+        self.on_change: Callable[[str, list[Binding]], None] | None = None
+        """Gets an extension's bindings after every REGISTER that changed them (persistence)."""
 
     def add_static(self, extension: str, uri: SipUri) -> None:
         """A phone that never registers (configured static contact)."""
@@ -74,6 +77,7 @@ class Registrar:
                 raise RegistrationError(400, "Contact: * needs Expires: 0 and no other Contact")
             current[:] = [b for b in current if b.static]
             logger.info("registrar: %s unregistered all contacts", extension)
+            self._changed(extension, current)
             return list(current)
         for contact in request.contacts:
             expires = _contact_expires(contact, header_expires, self.default_expires)
@@ -108,7 +112,16 @@ class Registrar:
                     peer[2],
                     expires,
                 )
+        self._changed(extension, current)
         return list(current)
+
+    def restore(self, binding: Binding) -> None:
+        """A binding remembered from before a restart."""
+        self._bindings.setdefault(binding.extension, []).append(binding)
+
+    def _changed(self, extension: str, current: list[Binding]) -> None:
+        if self.on_change is not None:
+            self.on_change(extension, [b for b in current if not b.static])
 
     def lookup(self, extension: str, *, now: float) -> list[Binding]:
         return [b for b in self._bindings.get(extension, []) if b.expires_at > now]
