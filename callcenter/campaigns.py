@@ -26,7 +26,7 @@ from dialer import (
 )
 from pbx import Switchboard
 
-from .dialing import PbxLines
+from .dialing import PbxLines, ScreenPop
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +36,16 @@ DEFAULT_CPS = 10.0
 
 class Campaigns:
     def __init__(
-        self, store: PgLeadStore, switchboard: Switchboard, *, node: str, poll: float = 1.0
+        self,
+        store: PgLeadStore,
+        switchboard: Switchboard,
+        *,
+        node: str,
+        poll: float = 1.0,
+        screen_pop: ScreenPop | None = None,
     ) -> None:
         self.store = store
-        self.lines = PbxLines(switchboard)
+        self.lines = PbxLines(switchboard, screen_pop=screen_pop)
         self.node = node
         self.poll = poll
         self.runners: dict[int, CampaignRunner] = {}

@@ -14,9 +14,14 @@ from telephony.aio import Call
 _CALL_OUTCOME = {"answered-machine": "voicemail", "answered-human": "answered"}
 
 
+ScreenPop = Callable[[str, Call, Claim, Campaign], None]
+
+
 class PbxLines:
-    def __init__(self, switchboard: Switchboard) -> None:
+    def __init__(self, switchboard: Switchboard, *, screen_pop: ScreenPop | None = None) -> None:
         self.switchboard = switchboard
+        self.screen_pop = screen_pop
+        """Gets (agent, customer leg, claim, campaign) the moment an agent is connected."""
         self._summaries: dict[str, CallSummary] = {}
         """Each attempt's call log entry, by Call-ID, from the INVITE to the end."""
 
@@ -76,6 +81,8 @@ class PbxLines:
             if answered is not None:
                 answered(call)
             settle(call.callee)
+            if self.screen_pop is not None:
+                self.screen_pop(call.callee, customer, claim, campaign)
 
         bridged.on_answer = on_answer
         customer.ended.add_done_callback(lambda _: settle(None))

@@ -25,6 +25,11 @@ class CallJournal:
         self._rows: dict[str, asyncio.Task[int]] = {}
         """Row ids of open calls, by Call-ID (a task: the INSERT runs beside the ringing)."""
 
+    async def row_id(self, call_id: str) -> int | None:
+        """The calls row of a call in progress (waits for its INSERT)."""
+        row = self._rows.get(call_id)
+        return None if row is None else await row
+
     def started(self, summary: CallSummary) -> None:
         """Open the call's row at once, so a crash mid-call still leaves it to be closed."""
         self._rows[summary.call_id] = asyncio.get_running_loop().create_task(

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from crm_bridge import CrmStore, OutboxWorker, PgLeadStore, RegistrationStore
+from dialer import Campaign, Claim
 from pbx import (
     Authenticator,
     AuthFailureBan,
@@ -26,13 +27,14 @@ from pbx import (
     Switchboard,
 )
 from recordings import RecordingStore
-from telephony.aio import EndpointConfig, UserAgent, UserAgentConfig
+from telephony.aio import Call, EndpointConfig, UserAgent, UserAgentConfig
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
 from .api import start_http
 from .campaigns import Campaigns
 from .config import Config
 from .database import Database, open_database
+from .events import AgentEvents
 from .journal import CallJournal
 from .recording import Recordings
 from .registrations import PersistentBindings
@@ -53,6 +55,7 @@ class Engine:
     journal: CallJournal | None = None
     campaigns: Campaigns | None = None
     bindings: PersistentBindings | None = None
+    events: AgentEvents = field(default_factory=AgentEvents)
     outbox: OutboxWorker | None = None
     http: web.AppRunner | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -181,11 +184,17 @@ async def start_engine(
         on_connected=lambda bridged: _record(engine, bridged, unrecorded),
         on_call_start=engine.journal.started if engine.journal is not None else None,
     )
+    presence.on_change = lambda ext, state: engine.events.publish(
+        ext, "presence", {"state": state.value}
+    )
     if database is not None:
         engine.campaigns = Campaigns(
             PgLeadStore(database.pool, default_country_code=config.crm.default_country_code),
             engine.switchboard,
             node=config.crm.node or socket.gethostname(),
+            screen_pop=lambda agent, call, claim, campaign: _screen_pop(
+                engine, agent, call, claim, campaign
+            ),
         )
         await engine.campaigns.start()
     if with_http:
@@ -207,3 +216,29 @@ async def _log_call(engine: Engine, summary: CallSummary) -> None:
         engine.recordings.finish(summary.call_id)
     if engine.journal is not None:
         await engine.journal.ended(summary)
+
+
+def _screen_pop(engine: Engine, agent: str, call: Call, claim: Claim, campaign: Campaign) -> None:
+    """Tell the agent's screen who is on the line (lead data, campaign, attempt)."""
+
+    async def pop() -> None:
+        row = await engine.journal.row_id(call.call_id) if engine.journal is not None else None
+        lead = claim.lead
+        engine.events.publish(
+            agent,
+            "screen-pop",
+            {
+                "call": row,
+                "call_id": call.call_id,
+                "campaign": {"id": campaign.id, "name": campaign.name},
+                "lead": {
+                    "id": lead.id,
+                    "phone": lead.phone,
+                    "name": lead.name,
+                    "data": dict(lead.data),
+                },
+                "attempt": {"id": claim.attempt.id, "number": claim.attempt.attempt_no},
+            },
+        )
+
+    engine._background.append(asyncio.get_running_loop().create_task(pop()))

@@ -151,6 +151,10 @@ class Call:
     """The customer's E.164 number (from the contact)."""
     node: str
     """Engine node that handled the call."""
+    disposition: str | None = None
+    """What the agent recorded: sale, callback, not-interested, wrong-number, dnc."""
+    disposition_note: str | None = None
+    """The agent's free-text note."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (ISO 8601 timestamps): webhook payloads and the REST API."""

@@ -299,6 +299,30 @@ class CrmStore:
             raise Conflict(f"call {call_row_id} has ended already")
         return None
 
+    async def set_disposition(
+        self, call_row_id: int, disposition: str, *, note: str | None, now: datetime
+    ) -> Call:
+        """The agent's verdict on a call (during or after it); emits `call.disposition`."""
+        _require_tz(now, "now")
+        if disposition not in DISPOSITIONS:
+            raise InvalidInput(f"disposition must be one of {', '.join(DISPOSITIONS)}")
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                _calls_from(
+                    "UPDATE calls SET disposition = $2, disposition_note = $3, disposed_at = $4,"
+                    " updated_at = now() WHERE id = $1 RETURNING *"
+                ),
+                call_row_id,
+                disposition,
+                note,
+                now,
+            )
+            if row is None:
+                raise NotFound(f"no call {call_row_id}")
+            record = _call(row)
+            await self._emit(conn, record, "call.disposition", now)
+        return record
+
     async def get_call(self, call_row_id: int) -> Call | None:
         row = await self._pool.fetchrow(_CALLS + " WHERE c.id = $1", call_row_id)
         return None if row is None else _call(row)
@@ -533,6 +557,9 @@ class CrmStore:
             before,
         )
         return int(status.split()[-1])
+
+
+DISPOSITIONS = ("sale", "callback", "not-interested", "wrong-number", "dnc")
 
 
 def _require_tz(value: datetime, name: str) -> None:

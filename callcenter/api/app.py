@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import campaigns
+from . import agents, campaigns
 from .crm import ENGINE, add_routes
 from .security import KeyRing, auth_middleware, json_errors
 
@@ -80,6 +80,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/api/status", status)
     add_routes(app)
     campaigns.add_routes(app)
+    agents.add_routes(app)
     return app
 
 

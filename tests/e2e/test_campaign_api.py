@@ -4,6 +4,7 @@ line), start, watch it finish; roles and state transitions are enforced."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,78 @@ async def test_campaign_cli(pg_url: str, tmp_path: Path) -> None:
                 assert code == 1 and "no campaign named" in err
         finally:
             await engine.stop()
+
+
+async def test_screen_pop_and_disposition(pg_url: str, tmp_path: Path, db) -> None:
+    customers = {"12125550007": Customer("human", answer_after=0.5, hang_up_after=4)}
+    async with ScriptedCarrier(customers) as carrier:
+        host, port = carrier.address
+        trunk = f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\n'
+        engine = await start_engine(
+            engine_config(extra=trunk), database_url=pg_url, data_dir=tmp_path
+        )
+        agent = BaresipPeer(
+            "101",
+            workdir=tmp_path,
+            registrar=registrar_of(engine),
+            password="pass101",
+            answermode="auto",
+        )
+        try:
+            async with agent, aiohttp.ClientSession(headers=bearer()) as http:
+                await agent.wait_registered()
+                async with http.get(
+                    api_url(engine, "/agents/101/events"), headers=bearer(AGENT_KEY)
+                ) as stream:
+                    assert stream.headers["Content-Type"].startswith("text/event-stream")
+                    settings = {
+                        "name": f"pop-{tmp_path.name}",
+                        "agents": ["101"],
+                        "max_attempts": 1,
+                        "window_start": "00:00",
+                        "window_end": "23:59",
+                    }
+                    async with http.post(api_url(engine, "/campaigns"), json=settings) as r:
+                        cid = (await r.json())["id"]
+                    csv = "phone;name;plan\n+12125550007;Pat Doe;gold\n"
+                    async with http.post(
+                        api_url(engine, f"/campaigns/{cid}/leads"), data=csv.encode()
+                    ):
+                        pass
+                    async with http.post(api_url(engine, f"/campaigns/{cid}/start")):
+                        pass
+                    pop = await asyncio.wait_for(_next_event(stream, "screen-pop"), 20)
+                assert pop["lead"]["name"] == "Pat Doe" and pop["lead"]["data"] == {"plan": "gold"}
+                assert pop["campaign"]["id"] == cid and pop["attempt"]["number"] == 1
+                await agent.wait_event("CALL_CLOSED", timeout=10)  # the customer hangs up
+                now = engine.ua.loop.time()
+                assert engine.switchboard.presence.state("101", now=now).value == "wrap-up"
+                url = api_url(engine, f"/calls/{pop['call']}/disposition")
+                async with http.post(url, json={"disposition": "bought-a-boat"}) as r:
+                    assert r.status == 400
+                async with http.post(
+                    url,
+                    json={"disposition": "sale", "note": "gold plan"},
+                    headers=bearer(AGENT_KEY),
+                ) as r:
+                    assert r.status == 200 and (await r.json())["disposition"] == "sale"
+                now = engine.ua.loop.time()
+                assert engine.switchboard.presence.state("101", now=now).value == "available"
+        finally:
+            await engine.stop()
+    events = await db.fetch(
+        "SELECT event_type FROM outbox WHERE aggregate = $1 ORDER BY id", f"call/{pop['call']}"
+    )
+    assert [e["event_type"] for e in events][-1] == "call.disposition"
+
+
+async def _next_event(stream: aiohttp.ClientResponse, kind: str) -> Any:
+    """The data of the next server-sent event of `kind`."""
+    current = None
+    async for raw in stream.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            current = line[len("event: ") :]
+        elif line.startswith("data: ") and current == kind:
+            return json.loads(line[len("data: ") :])
+    raise AssertionError("stream ended")

@@ -1,0 +1,81 @@
+"""The agent's side of the API: the live event stream (screen pops, presence) and dispositions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from crm_bridge import CrmError
+
+from .crm import ENGINE
+from .security import ApiError, requires
+
+KEEPALIVE = 15.0
+
+
+async def agent_events(request: web.Request) -> web.StreamResponse:
+    """GET /agents/{ext}/events: server-sent events (screen-pop, presence) until the client goes."""
+    engine = request.app[ENGINE]
+    ext = request.match_info["ext"]
+    if ext not in engine.switchboard.extensions:
+        raise ApiError(404, f"no extension {ext}")
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    queue = engine.events.subscribe(ext)
+    try:
+        await response.write(b": connected\n\n")
+        while True:
+            try:
+                kind, data = await asyncio.wait_for(queue.get(), KEEPALIVE)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        engine.events.unsubscribe(ext, queue)
+    return response
+
+
+@requires("manager", "supervisor", "agent")
+async def disposition(request: web.Request) -> web.Response:
+    """POST /calls/{id}/disposition {"disposition": ..., "note": ...}: ends the agent's wrap-up;
+    `dnc` also bars the number."""
+    engine = request.app[ENGINE]
+    if engine.store is None:
+        raise ApiError(503, "this engine runs without a database")
+    text = request.match_info["id"]
+    if not text.isdigit() or len(text) > 18:
+        raise ApiError(400, f"id must be a positive whole number, not {text!r}")
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "body must be JSON") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("disposition"), str):
+        raise ApiError(400, 'body must be {"disposition": ..., "note": ...}')
+    note = body.get("note")
+    now = datetime.now(UTC)
+    try:
+        call = await engine.store.set_disposition(
+            int(text), body["disposition"], note=str(note) if note is not None else None, now=now
+        )
+    except CrmError as exc:
+        raise ApiError(exc.status, exc.reason) from exc
+    if call.agent and call.agent in engine.switchboard.extensions:
+        engine.switchboard.presence.end_wrap_up(call.agent, now=engine.ua.loop.time())
+    if call.disposition == "dnc" and call.contact_phone and engine.campaigns is not None:
+        await engine.campaigns.store.dnc_add(
+            [call.contact_phone], now=now, reason="agent disposition"
+        )
+    return web.json_response(call.to_json())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/agents/{ext}/events", agent_events)
+    app.router.add_post("/calls/{id}/disposition", disposition)
