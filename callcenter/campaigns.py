@@ -50,6 +50,7 @@ class Campaigns:
         self.poll = poll
         self.runners: dict[int, CampaignRunner] = {}
         self._task: asyncio.Task[None] | None = None
+        self._saves: set[asyncio.Task[None]] = set()
         previous = switchboard.presence.on_change
 
         def agent_changed(extension: str, state: Any) -> None:
@@ -76,6 +77,8 @@ class Campaigns:
         for runner in list(self.runners.values()):
             await runner.stop(hang_up=True)
         self.runners.clear()
+        if self._saves:
+            await asyncio.wait(self._saves, timeout=5)
 
     async def _watch(self) -> None:
         while True:
@@ -94,12 +97,24 @@ class Campaigns:
             await runner.stop()
         for campaign_id, stored in running.items():
             if campaign_id not in self.runners:
-                self.runners[campaign_id] = self._runner(Campaign.from_record(stored))
+                self.runners[campaign_id] = await self._runner(Campaign.from_record(stored))
 
-    def _runner(self, campaign: Campaign) -> CampaignRunner:
-        ledger = AbandonLedger(AbandonPolicy(cap=campaign.abandon_cap,
-                                             window_seconds=campaign.abandon_window_days * 86400.0,
-                                             tz=campaign.tz_default))  # fmt: skip
+    async def _runner(self, campaign: Campaign) -> CampaignRunner:
+        policy = AbandonPolicy(
+            cap=campaign.abandon_cap,
+            window_seconds=campaign.abandon_window_days * 86400.0,
+            tz=campaign.tz_default,
+        )
+        saved = await self.store.load_ledger(self.campaign_id(campaign), node=self.node)
+        try:
+            ledger = AbandonLedger.from_dict(saved, policy) if saved else AbandonLedger(policy)
+        except (ValueError, KeyError) as exc:
+            logger.error(
+                "campaign %s: saved abandon ledger unusable (%s): starting afresh",
+                campaign.name,
+                exc,
+            )
+            ledger = AbandonLedger(policy)
         loop = asyncio.get_running_loop()
         runner = CampaignRunner(
             campaign,
@@ -110,11 +125,32 @@ class Campaigns:
             bucket=TokenBucket(DEFAULT_CPS, now=loop.time()),
             config=RunnerConfig(node=self.node),
         )
+        runner.on_ledger_change = lambda changed: self._save(campaign, changed)
         runner.start()
         logger.info(
             "campaign %s: dialing (%s, ratio %.1f)", campaign.name, campaign.mode, campaign.ratio
         )
         return runner
+
+    @staticmethod
+    def campaign_id(campaign: Campaign) -> int:
+        assert campaign.id is not None
+        return campaign.id
+
+    def _save(self, campaign: Campaign, ledger: AbandonLedger) -> None:
+        """Persist the ledger after each live answer: the 30-day abandon rate outlives restarts."""
+
+        async def save() -> None:
+            try:
+                await self.store.save_ledger(
+                    self.campaign_id(campaign), ledger.to_dict(), node=self.node
+                )
+            except Exception as exc:
+                logger.error("campaign %s: abandon ledger not saved: %s", campaign.name, exc)
+
+        task = asyncio.get_running_loop().create_task(save())
+        self._saves.add(task)
+        task.add_done_callback(self._saves.discard)
 
 
 def campaign_json(stored: Any, progress: Any | None = None) -> dict[str, Any]:

@@ -668,6 +668,27 @@ class PgLeadStore:
 
     # -- do not call ---------------------------------------------------------------------------
 
+    async def load_ledger(self, campaign_id: int, *, node: str) -> dict[str, Any] | None:
+        """This node's saved abandon ledger of a campaign, or None."""
+        async with self._pool.acquire() as conn:
+            state = await conn.fetchval(
+                "SELECT state FROM abandon_ledgers WHERE campaign_id = $1 AND node = $2",
+                campaign_id,
+                node,
+            )
+        return None if state is None else dict(json.loads(state))
+
+    async def save_ledger(self, campaign_id: int, state: dict[str, Any], *, node: str) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO abandon_ledgers (campaign_id, node, state) VALUES ($1, $2, $3::jsonb)"
+                " ON CONFLICT (campaign_id, node) DO UPDATE SET state = EXCLUDED.state,"
+                " updated_at = now()",
+                campaign_id,
+                node,
+                json.dumps(state),
+            )
+
     async def dnc_add(
         self,
         phones: Iterable[str],

@@ -103,6 +103,8 @@ class CampaignRunner:
         self.bucket = bucket
         self.config = config or RunnerConfig()
         self.to_claim = to_claim
+        self.on_ledger_change: Callable[[AbandonLedger], None] | None = None
+        """Gets the ledger after every live answer (to persist it)."""
         self.stats = _Stats()
         self._attempts: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -218,6 +220,8 @@ class CampaignRunner:
         abandoned = self.ledger.record_answer(
             now=datetime.now(UTC).timestamp(), connect_delay=delay
         )
+        if self.on_ledger_change is not None:
+            self.on_ledger_change(self.ledger)
         await call.ended
         if agent is None or abandoned:
             self.stats.abandoned += 1

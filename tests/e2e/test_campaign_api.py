@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import aiohttp
 import pytest
 
 from callcenter.runtime import start_engine
+from dialer import AbandonLedger, AbandonPolicy
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 
@@ -236,6 +238,10 @@ async def test_screen_pop_and_disposition(pg_url: str, tmp_path: Path, db) -> No
         "SELECT event_type FROM outbox WHERE aggregate = $1 ORDER BY id", f"call/{pop['call']}"
     )
     assert [e["event_type"] for e in events][-1] == "call.disposition"
+    # The live answer is in the campaign's abandon ledger, saved for the next start.
+    state = await db.fetchval("SELECT state FROM abandon_ledgers WHERE campaign_id = $1", cid)
+    ledger = AbandonLedger.from_dict(json.loads(state), AbandonPolicy())
+    assert ledger.window_counts(datetime.now(UTC).timestamp()) == (1, 0)
 
 
 async def _next_event(stream: aiohttp.ClientResponse, kind: str) -> Any:
