@@ -668,6 +668,24 @@ class PgLeadStore:
 
     # -- do not call ---------------------------------------------------------------------------
 
+    async def schedule_callback(self, lead_id: int, at: datetime) -> bool:
+        """An agent promised to call back: the lead is due again at `at` (within its campaign's
+        calling hours and attempts). False when the lead has no attempt left or is barred."""
+        if at.tzinfo is None:
+            raise InvalidInput("a callback time needs a time zone")
+        async with self._pool.acquire() as conn:
+            updated = await conn.fetchval(
+                "UPDATE leads l SET status = 'pending', next_attempt_at = $2"
+                " FROM campaigns c WHERE l.id = $1 AND c.id = l.campaign_id"
+                " AND l.status <> 'dnc' AND l.attempts < c.max_attempts"
+                " AND NOT EXISTS (SELECT 1 FROM dnc d WHERE d.phone = l.phone"
+                "  AND (d.campaign_id IS NULL OR d.campaign_id = l.campaign_id))"
+                " RETURNING l.id",
+                lead_id,
+                at,
+            )
+        return updated is not None
+
     async def load_ledger(self, campaign_id: int, *, node: str) -> dict[str, Any] | None:
         """This node's saved abandon ledger of a campaign, or None."""
         async with self._pool.acquire() as conn:

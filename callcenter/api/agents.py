@@ -61,6 +61,14 @@ async def disposition(request: web.Request) -> web.Response:
         raise ApiError(400, 'body must be {"disposition": ..., "note": ...}')
     note = body.get("note")
     now = datetime.now(UTC)
+    callback_at = None
+    if body["disposition"] == "callback":
+        try:
+            callback_at = datetime.fromisoformat(str(body.get("callback_at")))
+        except ValueError as exc:
+            raise ApiError(400, "a callback needs callback_at, an ISO 8601 time with zone") from exc
+        if callback_at.tzinfo is None or callback_at <= now:
+            raise ApiError(400, "callback_at must be a future time with a time zone")
     try:
         call = await engine.store.set_disposition(
             int(text), body["disposition"], note=str(note) if note is not None else None, now=now
@@ -69,11 +77,17 @@ async def disposition(request: web.Request) -> web.Response:
         raise ApiError(exc.status, exc.reason) from exc
     if call.agent and call.agent in engine.switchboard.extensions:
         engine.switchboard.presence.end_wrap_up(call.agent, now=engine.ua.loop.time())
+    result = call.to_json()
     if call.disposition == "dnc" and call.contact_phone and engine.campaigns is not None:
         await engine.campaigns.store.dnc_add(
             [call.contact_phone], now=now, reason="agent disposition"
         )
-    return web.json_response(call.to_json())
+    if callback_at is not None and call.lead_id is not None and engine.campaigns is not None:
+        # The dialer calls the lead again then (its calling hours and attempts still apply).
+        result["callback_scheduled"] = await engine.campaigns.store.schedule_callback(
+            call.lead_id, callback_at
+        )
+    return web.json_response(result)
 
 
 def add_routes(app: web.Application) -> None:

@@ -401,3 +401,19 @@ async def test_sql_calling_hours_agree_with_the_dialer(
         )
     disagree = [r["t"] for r in rows if r["ok"] != hours.allowed(r["t"], zone)]
     assert disagree == []
+
+
+async def test_a_callback_disposition_makes_the_lead_due_again(store: PgLeadStore) -> None:
+    cid = await running(store, max_attempts=2)
+    await store.import_leads(cid, leads(2), now=NOW)
+    first, second = await store.claim_next_leads(cid, 2, now=NOW, node="a")
+    done = await store.attempt_finished(first.attempt.id, "answered-human", now=NOW, agent="101")
+    assert done.status == "done"  # type: ignore[attr-defined]
+    at = NOW + timedelta(hours=3)
+    assert await store.schedule_callback(first.lead.id, at)
+    (again,) = await store.claim_next_leads(cid, 5, now=at, node="a")
+    assert again.lead.id == first.lead.id and again.attempt.attempt_no == 2
+    await store.attempt_finished(again.attempt.id, "answered-human", now=at)
+    assert not await store.schedule_callback(first.lead.id, at + timedelta(hours=1))  # none left
+    await store.dnc_add([second.lead.phone], now=NOW)
+    assert not await store.schedule_callback(second.lead.id, at)  # barred numbers stay barred

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,14 @@ async def test_screen_pop_and_disposition(pg_url: str, tmp_path: Path, db) -> No
                 url = api_url(engine, f"/calls/{pop['call']}/disposition")
                 async with http.post(url, json={"disposition": "bought-a-boat"}) as r:
                     assert r.status == 400
+                async with http.post(url, json={"disposition": "callback"}) as r:
+                    assert r.status == 400  # when?
+                later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+                callback = {"disposition": "callback", "callback_at": later, "note": "after lunch"}
+                async with http.post(url, json=callback) as r:
+                    body = await r.json()
+                    # One attempt allowed and used: nothing left to schedule, and it says so.
+                    assert r.status == 200 and body["callback_scheduled"] is False
                 async with http.post(
                     url,
                     json={"disposition": "sale", "note": "gold plan"},
