@@ -6,9 +6,11 @@ import asyncio
 import logging
 import secrets
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -58,11 +60,17 @@ class Engine:
     events: AgentEvents = field(default_factory=AgentEvents)
     outbox: OutboxWorker | None = None
     http: web.AppRunner | None = None
-    _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def sip_port(self) -> int:
         return self.ua.endpoint.port
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the engine; cancelled at stop, forgotten once done."""
+        task = self.ua.loop.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def stop(self) -> None:
         for task in self._background:
@@ -167,7 +175,7 @@ async def start_engine(
         engine.recordings = Recordings(
             RecordingStore(directory, config.recordings.retention_days), ua.clock
         )
-        engine._background.append(ua.loop.create_task(engine.recordings.purge_forever()))
+        engine.spawn(engine.recordings.purge_forever())
     unrecorded = {d.number for d in config.dids if not d.record}
     presence = Presence(
         extensions, wrap_up_seconds=config.presence.wrap_up_seconds, now=ua.loop.time()
@@ -241,4 +249,4 @@ def _screen_pop(engine: Engine, agent: str, call: Call, claim: Claim, campaign: 
             },
         )
 
-    engine._background.append(asyncio.get_running_loop().create_task(pop()))
+    engine.spawn(pop())

@@ -281,17 +281,16 @@ class PgLeadStore:
         return campaign
 
     async def get_campaign(self, campaign_id: int) -> StoredCampaign:
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT * FROM campaigns WHERE id = $1", campaign_id)
-        if row is None:
-            raise NotFound(f"no campaign {campaign_id}")
-        return _campaign(row)
+        return await self._one_campaign("id", campaign_id, f"no campaign {campaign_id}")
 
     async def get_campaign_by_name(self, name: str) -> StoredCampaign:
+        return await self._one_campaign("name", name, f"no campaign named {name!r}")
+
+    async def _one_campaign(self, column: str, value: object, missing: str) -> StoredCampaign:
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT * FROM campaigns WHERE name = $1", name)
+            row = await conn.fetchrow(f"SELECT * FROM campaigns WHERE {column} = $1", value)
         if row is None:
-            raise NotFound(f"no campaign named {name!r}")
+            raise NotFound(missing)
         return _campaign(row)
 
     async def list_campaigns(self) -> list[StoredCampaign]:

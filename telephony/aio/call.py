@@ -37,7 +37,7 @@ from telephony.sip import (
 from .clock import MediaClock
 from .endpoint import EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaError, MediaSession
-from .rtp import RtpEndpoint, RtpPortPool
+from .rtp import RtpPortPool
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,6 @@ class Call:
 
     def __init__(self, ua: UserAgent, *, incoming: bool, invite: SipRequest, peer: Peer) -> None:
         self.ua = ua
-        self.id = uuid.uuid4().hex
         self.incoming = incoming
         self.invite = invite
         self.peer = peer
@@ -111,10 +110,6 @@ class Call:
     @property
     def callee(self) -> NameAddr:
         return self.invite.to
-
-    @property
-    def rtp(self) -> RtpEndpoint | None:
-        return self.media.rtp if self.media is not None else None
 
     # -- events ------------------------------------------------------------------------------
 

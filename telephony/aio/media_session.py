@@ -250,9 +250,7 @@ class MediaBridge:
 
     def close(self) -> None:
         if self.a.peer is self.b:
-            self.a.peer = None
-        if self.b.peer is self.a:
-            self.b.peer = None
+            self.a.unbridge()
 
 
 def bridge(a: Call, b: Call) -> MediaBridge:
