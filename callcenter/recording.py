@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,6 +21,8 @@ class _Live:
     recorder: CallRecorder
     clock_token: int
     bridged: BridgedCall
+    stops: tuple[Callable[[], None], ...]
+    """Detach the recorder from the legs' audio."""
 
 
 class Recordings:
@@ -48,10 +51,12 @@ class Recordings:
         customer, agent = (bridged.b, bridged.a) if bridged.summary.direction == "outbound" else (
             bridged.a, bridged.b)  # fmt: skip
         assert customer.media is not None and agent.media is not None
-        customer.media.listener = lambda pcm: recorder.push("customer", pcm)
-        agent.media.listener = lambda pcm: recorder.push("agent", pcm)
+        stops = (
+            customer.media.listen(lambda pcm: recorder.push("customer", pcm)),
+            agent.media.listen(lambda pcm: recorder.push("agent", pcm)),
+        )
         token = self.clock.subscribe(lambda _frame: recorder.tick())
-        self._live[call_id] = _Live(recorder, token, bridged)
+        self._live[call_id] = _Live(recorder, token, bridged, stops)
         bridged.summary.recording = str(recorder.path)
 
     def finish(self, call_id: str) -> RecordingResult | None:
@@ -59,9 +64,8 @@ class Recordings:
         if live is None:
             return None
         self.clock.unsubscribe(live.clock_token)
-        for leg in (live.bridged.a, live.bridged.b):
-            if leg is not None and leg.media is not None:
-                leg.media.listener = None
+        for stop in live.stops:
+            stop()
         result = live.recorder.close()
         summary = live.bridged.summary
         summary.recording = str(result.path)

@@ -240,13 +240,13 @@ class CampaignRunner:
                 decided.set_result(decision.verdict)
 
         assert call.media is not None
-        call.media.listener = frame
+        stop_listening = call.media.listen(frame)
         try:
             done, _ = await asyncio.wait(
                 {decided, call.ended}, timeout=4.0, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            call.media.listener = None
+            stop_listening()
         if decided in done:
             verdict = decided.result()
             return Verdict.HUMAN if verdict is Verdict.UNSURE else verdict
@@ -265,10 +265,10 @@ class CampaignRunner:
                 ready.set_result(None)
 
         assert call.media is not None
-        call.media.listener = frame
+        stop_listening = call.media.listen(frame)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait({ready, call.ended}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        call.media.listener = None
+        stop_listening()
         if not call.ended.done():
             with contextlib.suppress(RuntimeError):
                 await call.play(WavSource(self.campaign.voicemail_prompt))

@@ -165,7 +165,7 @@ class ScriptedCarrier:
             return  # the engine went away (a crash test): nothing more to play
         record.answered = True
         assert call.media is not None
-        call.media.listener = record.heard.append
+        call.media.listen(record.heard.append)
         source = _Frames(script.speech, script.beep_hz if script.behaviour == "machine" else None)
         player = asyncio.get_running_loop().create_task(call.play(source))
         try:

@@ -79,8 +79,8 @@ class MediaSession:
         self._seq = secrets.randbits(16)
         self._timestamp = secrets.randbits(32)
         self._playing: dict[asyncio.Future[None], int] = {}
-        self.listener: Callable[[Frame], None] | None = None
-        """Gets the decoded audio the far end sends (recording, AMD, analytics)."""
+        self._listeners: list[Callable[[Frame], None]] = []
+        """Get the decoded audio the far end sends (recording, AMD, in-band DTMF, monitors)."""
         rtp.on_packet = self._on_packet
 
     # -- offer / answer ---------------------------------------------------------------------
@@ -178,6 +178,16 @@ class MediaSession:
         if not playing.done():
             playing.set_result(None)
 
+    def listen(self, listener: Callable[[Frame], None]) -> Callable[[], None]:
+        """Hand every decoded frame from the far end to `listener` too; returns the undo."""
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return stop
+
     def unbridge(self) -> None:
         """Stop relaying to and from the bridged leg (this leg is going away)."""
         if self.peer is not None and self.peer.peer is self:
@@ -204,9 +214,11 @@ class MediaSession:
             return
         if pt != self.codec_pt:
             return  # comfort noise or a codec nobody negotiated
-        if self.listener is not None:
+        if self._listeners:
             start, end = _payload_bounds(data)
-            self.listener(CODECS[self.codec_name].decode(data[start:end]))
+            pcm = CODECS[self.codec_name].decode(data[start:end])
+            for listener in self._listeners:
+                listener(pcm)
         if peer is None:
             return
         if peer.codec_pt != pt:

@@ -75,7 +75,7 @@ async def test_each_number_follows_its_script(tmp_path: Path) -> None:
                 while not isinstance(event := await call.next_event(timeout=5), Answered):
                     pass
                 assert call.media is not None
-                call.media.listener = heard.append
+                call.media.listen(heard.append)
                 ended = await call.next_event(timeout=8)
                 assert isinstance(ended, Ended) and ended.reason == "remote-bye"
                 samples = np.concatenate(heard)
