@@ -232,21 +232,24 @@ def _screen_pop(engine: Engine, agent: str, call: Call, claim: Claim, campaign: 
     async def pop() -> None:
         row = await engine.journal.row_id(call.call_id) if engine.journal is not None else None
         lead = claim.lead
-        engine.events.publish(
-            agent,
-            "screen-pop",
-            {
-                "call": row,
-                "call_id": call.call_id,
-                "campaign": {"id": campaign.id, "name": campaign.name},
-                "lead": {
-                    "id": lead.id,
-                    "phone": lead.phone,
-                    "name": lead.name,
-                    "data": dict(lead.data),
-                },
-                "attempt": {"id": claim.attempt.id, "number": claim.attempt.attempt_no},
+        details = {
+            "campaign": {"id": campaign.id, "name": campaign.name},
+            "lead": {
+                "id": lead.id,
+                "phone": lead.phone,
+                "name": lead.name,
+                "data": dict(lead.data),
             },
+            "attempt": {"id": claim.attempt.id, "number": claim.attempt.attempt_no},
+        }
+        engine.events.publish(
+            agent, "screen-pop", {"call": row, "call_id": call.call_id, **details}
         )
+        # And to the CRMs (webhook), through the outbox like every call event.
+        if row is not None and engine.store is not None:
+            try:
+                await engine.store.screen_pop(row, agent, details, now=datetime.now(UTC))
+            except Exception as exc:  # the agent has the pop already; the CRM copy is extra
+                logger.error("call %s: screen pop not queued for the CRMs: %s", call.call_id, exc)
 
     engine.spawn(pop())

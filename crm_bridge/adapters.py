@@ -21,7 +21,14 @@ from .config import CrmEndpoint
 logger = logging.getLogger(__name__)
 
 CALL_EVENTS = frozenset(
-    {"call.started", "call.ringing", "call.answered", "call.ended", "call.disposition"}
+    {
+        "call.started",
+        "call.ringing",
+        "call.answered",
+        "call.screen-pop",
+        "call.ended",
+        "call.disposition",
+    }
 )
 TASK_EVENTS = frozenset({"task.created", "task.updated", "task.done", "task.cancelled"})
 SIGNATURE_HEADER = "X-Callcenter-Signature"

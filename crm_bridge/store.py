@@ -323,6 +323,22 @@ class CrmStore:
             await self._emit(conn, record, "call.disposition", now)
         return record
 
+    async def screen_pop(
+        self, call_row_id: int, agent: str, details: Mapping[str, Any], *, now: datetime
+    ) -> Call:
+        """An agent was connected to a dialer call: emits `call.screen-pop` with the lead data,
+        campaign and attempt (`details`), so a CRM can open the lead's card for that agent."""
+        _require_tz(now, "now")
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_CALLS + " WHERE c.id = $1", call_row_id)
+            if row is None:
+                raise NotFound(f"no call {call_row_id}")
+            record = _call(row)
+            await self._emit(
+                conn, record, "call.screen-pop", now, extra={"agent": agent, "screen_pop": details}
+            )
+        return record
+
     async def get_call(self, call_row_id: int) -> Call | None:
         row = await self._pool.fetchrow(_CALLS + " WHERE c.id = $1", call_row_id)
         return None if row is None else _call(row)
@@ -512,8 +528,17 @@ class CrmStore:
 
     # -- outbox --------------------------------------------------------------------------------
 
-    async def _emit(self, conn: Any, record: Call | Task, event_type: str, at: datetime) -> None:
+    async def _emit(
+        self,
+        conn: Any,
+        record: Call | Task,
+        event_type: str,
+        at: datetime,
+        *,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         kind = "call" if isinstance(record, Call) else "task"
+        payload = record.to_json() if extra is None else {**record.to_json(), **extra}
         await conn.execute(
             "WITH e AS (INSERT INTO outbox (aggregate, event_type, payload, occurred_at)"
             " VALUES ($1, $2, $3::jsonb, $4) RETURNING id)"
@@ -521,7 +546,7 @@ class CrmStore:
             " SELECT e.id, name, $1 FROM e, unnest($5::text[]) AS name",
             f"{kind}/{record.id}",
             event_type,
-            json.dumps(record.to_json()),
+            json.dumps(payload),
             at,
             self._subscribers[event_type],
         )

@@ -16,6 +16,7 @@ import pytest
 from callcenter.runtime import start_engine
 from dialer import AbandonLedger, AbandonPolicy
 from sip_test_env.baresip import BaresipPeer
+from sip_test_env.crm import WebhookReceiver
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 
 from .conftest import ADMIN_KEY, AGENT_KEY, api_url, bearer, engine_config, registrar_of
@@ -179,11 +180,13 @@ async def test_campaign_cli(pg_url: str, tmp_path: Path) -> None:
 
 async def test_screen_pop_and_disposition(pg_url: str, tmp_path: Path, db) -> None:
     customers = {"12125550007": Customer("human", answer_after=0.5, hang_up_after=4)}
+    crm = WebhookReceiver(secret="pop-secret")
+    await crm.start()
     async with ScriptedCarrier(customers) as carrier:
         host, port = carrier.address
         trunk = f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\n'
         engine = await start_engine(
-            engine_config(extra=trunk), database_url=pg_url, data_dir=tmp_path
+            engine_config(extra=trunk, crm=crm.config()), database_url=pg_url, data_dir=tmp_path
         )
         agent = BaresipPeer(
             "101",
@@ -240,8 +243,18 @@ async def test_screen_pop_and_disposition(pg_url: str, tmp_path: Path, db) -> No
                     assert r.status == 200 and (await r.json())["disposition"] == "sale"
                 now = engine.ua.loop.time()
                 assert engine.switchboard.presence.state("101", now=now).value == "available"
+                # The CRM got the screen pop too (webhook), with the lead's data and the agent.
+                deadline = asyncio.get_running_loop().time() + 10
+                while not [d for d in crm.unique() if d.event == "call.screen-pop"]:
+                    assert asyncio.get_running_loop().time() < deadline, crm.unique()
+                    await asyncio.sleep(0.1)
         finally:
             await engine.stop()
+            await crm.stop()
+    (hook,) = [d for d in crm.unique() if d.event == "call.screen-pop"]
+    assert hook.data["id"] == pop["call"] and hook.data["agent"] == "101"
+    assert hook.data["screen_pop"]["lead"]["data"] == {"plan": "gold"}
+    assert hook.data["screen_pop"]["attempt"] == pop["attempt"]
     events = await db.fetch(
         "SELECT event_type FROM outbox WHERE aggregate = $1 ORDER BY id", f"call/{pop['call']}"
     )
