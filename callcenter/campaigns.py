@@ -30,7 +30,7 @@ from .dialing import PbxLines, ScreenPop
 
 logger = logging.getLogger(__name__)
 
-# Calls per second one campaign may start through the trunk (carriers cap this).
+# Calls per second when no configured trunk says (carriers cap this).
 DEFAULT_CPS = 10.0
 
 
@@ -49,6 +49,9 @@ class Campaigns:
         self.node = node
         self.poll = poll
         self.runners: dict[int, CampaignRunner] = {}
+        self.switchboard = switchboard
+        self._buckets: dict[str, TokenBucket] = {}
+        """Calls-per-second budget per trunk, shared by all campaigns dialing through it."""
         self._task: asyncio.Task[None] | None = None
         self._saves: set[asyncio.Task[None]] = set()
         previous = switchboard.presence.on_change
@@ -115,15 +118,15 @@ class Campaigns:
                 exc,
             )
             ledger = AbandonLedger(policy)
-        loop = asyncio.get_running_loop()
+        config = RunnerConfig(node=self.node)
         runner = CampaignRunner(
             campaign,
             self.store,
             self.lines,
             pacer=make_pacer(campaign.mode, ratio=campaign.ratio, ledger=ledger),
             ledger=ledger,
-            bucket=TokenBucket(DEFAULT_CPS, now=loop.time()),
-            config=RunnerConfig(node=self.node),
+            bucket=self._bucket(campaign.trunk, now=config.clock()),
+            config=config,
         )
         runner.on_ledger_change = lambda changed: self._save(campaign, changed)
         runner.start()
@@ -131,6 +134,16 @@ class Campaigns:
             "campaign %s: dialing (%s, ratio %.1f)", campaign.name, campaign.mode, campaign.ratio
         )
         return runner
+
+    def _bucket(self, trunk: str, *, now: float) -> TokenBucket:
+        """The trunk's shared token bucket (an empty name: the trunk the PBX routes through)."""
+        if trunk not in self._buckets:
+            trunks = self.switchboard.trunks
+            chosen = trunks.get(trunk) or next(
+                (t for t in trunks.values() if t.outbound or t.password), None
+            )
+            self._buckets[trunk] = TokenBucket(chosen.cps if chosen else DEFAULT_CPS, now=now)
+        return self._buckets[trunk]
 
     @staticmethod
     def campaign_id(campaign: Campaign) -> int:

@@ -463,7 +463,10 @@ class _Reader:
         result, seen = [], set[str]()
         for index, item in enumerate(self._table_list(items, "trunks")):
             self._check_keys(
-                item, {"name", "allow_from", "outbound", "caller_id", "password"}, "trunks", index
+                item,
+                {"name", "allow_from", "outbound", "caller_id", "password", "cps"},
+                "trunks",
+                index,
             )
             name = self._name(item, "name", "trunks", index, seen)
             allow = item.get("allow_from", [])
@@ -483,9 +486,18 @@ class _Reader:
                     key="password",
                     index=index,
                 )
+            cps = item.get("cps", 10.0)
+            if isinstance(cps, bool) or not isinstance(cps, int | float) or not 0 < cps <= 1000:
+                raise self.fail(
+                    f"trunk {name}: cps must be a number of calls per second within (0, 1000]",
+                    table="trunks",
+                    key="cps",
+                    index=index,
+                )
             result.append(
                 Trunk(
                     name=name,
+                    cps=float(cps),
                     allow_from=tuple(allow),
                     outbound=_address(self._hostport(outbound, "trunks", "outbound"))
                     if outbound

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from dialer import Campaign, Claim
-from pbx import BridgedCall, CallSummary, Switchboard
+from dialer import AgentsNow, Campaign, Claim
+from pbx import AgentState, BridgedCall, CallSummary, Switchboard
 from telephony.aio import Call
 
 # An attempt's outcome as the call log names it.
@@ -25,12 +25,26 @@ class PbxLines:
         self._summaries: dict[str, CallSummary] = {}
         """Each attempt's call log entry, by Call-ID, from the INVITE to the end."""
 
-    def idle_agents(self, agents: tuple[str, ...]) -> int:
-        return len(self.switchboard.reachable(agents, now=self.switchboard.ua.loop.time()))
+    def agents_now(self, agents: tuple[str, ...]) -> AgentsNow:
+        board = self.switchboard
+        now = board.ua.loop.time()
+        idle = tuple(board.reachable(agents, now=now))
+        talking, wrapping = [], []
+        for agent in agents:
+            if agent in idle or agent not in board.extensions:
+                continue
+            if not board.registrar.lookup(agent, now=now):
+                continue  # logged out: not part of the campaign's staff right now
+            state = board.presence.state(agent, now=now)
+            if state is AgentState.ON_CALL:
+                talking.append(board.presence.on_call_for(agent, now=now) or 0.0)
+            elif state is AgentState.WRAP_UP:
+                wrapping.append(board.presence.wrap_up_left(agent, now=now))
+        return AgentsNow(idle, tuple(talking), tuple(wrapping))
 
     async def originate(self, claim: Claim, campaign: Campaign) -> Call:
         call = await self.switchboard.originate(
-            claim.lead.phone, caller_id=campaign.caller_id or None
+            claim.lead.phone, caller_id=campaign.caller_id or None, trunk=campaign.trunk
         )
         summary = CallSummary(
             call.call_id, campaign.caller_id or campaign.name, claim.lead.phone, datetime.now(UTC)

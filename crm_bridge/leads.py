@@ -127,6 +127,8 @@ class StoredLead:
     """Attempts reserved so far (the latest attempt's number)."""
     next_attempt_at: datetime
     last_outcome: str | None
+    callback_agent: str | None = None
+    """The agent who promised to call back (gets the next attempt)."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,9 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
         return obj.get(name, default)
     return getattr(obj, name, default)
 
+
+CALLBACK_GRACE = timedelta(minutes=15)
+"""How long a promised callback waits for its agent before any agent of the campaign may call."""
 
 _DNC_MATCH = (
     "EXISTS (SELECT 1 FROM dnc d WHERE d.phone = l.phone"
@@ -433,14 +438,31 @@ class PgLeadStore:
     # -- attempts ------------------------------------------------------------------------------
 
     async def claim_next_leads(
-        self, campaign_id: int, n: int, *, now: datetime, node: str
+        self,
+        campaign_id: int,
+        n: int,
+        *,
+        now: datetime,
+        node: str,
+        idle_agents: Sequence[str] | None = None,
     ) -> list[LeadClaim]:
         """Up to `n` leads of a running campaign that are due (next_attempt_at <= now), within
         calling hours in their zone, not on a DNC list, with consent not refused and under the
         campaign's max attempts; each gets a NEW attempt reserved for `node` in this same
-        transaction. Rows another node holds are skipped, never waited for or shared."""
+        transaction. Rows another node holds are skipped, never waited for or shared.
+        With `idle_agents`, a callback promised by an agent is claimed only while that agent is
+        idle, or once it is CALLBACK_GRACE overdue (then anyone may call)."""
         if n <= 0:
             return []
+        promised = (
+            "  AND (l.callback_agent IS NULL OR l.callback_agent = ANY($4::text[])"
+            "   OR l.next_attempt_at <= $2 - $5::interval)"
+            if idle_agents is not None
+            else ""
+        )
+        extra: tuple[Any, ...] = (
+            (list(idle_agents), CALLBACK_GRACE) if idle_agents is not None else ()
+        )
         async with self._pool.acquire() as conn, conn.transaction():
             leads = await conn.fetch(
                 "WITH due AS ("
@@ -449,6 +471,7 @@ class PgLeadStore:
                 "  AND l.next_attempt_at <= $2 AND l.attempts < c.max_attempts"
                 f"  AND l.consent IS NOT FALSE AND NOT {_DNC_MATCH}"
                 "  AND dialer_within_hours($2, l.tz, c.window_start, c.window_end, c.window_days)"
+                f"{promised}"
                 " ORDER BY l.next_attempt_at, l.id LIMIT $3"
                 " FOR UPDATE OF l SKIP LOCKED)"
                 " UPDATE leads l SET status = 'in-progress', attempts = l.attempts + 1,"
@@ -457,6 +480,7 @@ class PgLeadStore:
                 campaign_id,
                 now,
                 n,
+                *extra,
             )
             if not leads:
                 return []
@@ -667,14 +691,18 @@ class PgLeadStore:
 
     # -- do not call ---------------------------------------------------------------------------
 
-    async def schedule_callback(self, lead_id: int, at: datetime) -> bool:
+    async def schedule_callback(
+        self, lead_id: int, at: datetime, *, agent: str | None = None
+    ) -> bool:
         """An agent promised to call back: the lead is due again at `at` (within its campaign's
-        calling hours and attempts). False when the lead has no attempt left or is barred."""
+        calling hours and attempts), for `agent` when given. False when the lead has no attempt
+        left or is barred."""
         if at.tzinfo is None:
             raise InvalidInput("a callback time needs a time zone")
         async with self._pool.acquire() as conn:
             updated = await conn.fetchval(
-                "UPDATE leads l SET status = 'pending', next_attempt_at = $2"
+                "UPDATE leads l SET status = 'pending', next_attempt_at = $2,"
+                " callback_agent = coalesce($3, l.callback_agent)"
                 " FROM campaigns c WHERE l.id = $1 AND c.id = l.campaign_id"
                 " AND l.status <> 'dnc' AND l.attempts < c.max_attempts"
                 " AND NOT EXISTS (SELECT 1 FROM dnc d WHERE d.phone = l.phone"
@@ -682,6 +710,7 @@ class PgLeadStore:
                 " RETURNING l.id",
                 lead_id,
                 at,
+                agent,
             )
         return updated is not None
 

@@ -52,7 +52,7 @@ from .pacing import (
     TokenBucket,
     make_pacer,
 )
-from .runner import CampaignRunner, Lines, RunnerConfig
+from .runner import AgentsNow, CampaignRunner, Lines, RunnerConfig
 
 __all__ = [
     "ATTEMPT_OUTCOMES",
@@ -64,6 +64,7 @@ __all__ = [
     "PACERS",
     "AbandonLedger",
     "AbandonPolicy",
+    "AgentsNow",
     "AmdConfig",
     "AmdDecision",
     "AmdReason",

@@ -283,6 +283,8 @@ class Lead:
     """Not dialled before this time."""
     last_outcome: str | None = None
     """Outcome of the latest finished attempt."""
+    callback_agent: str | None = None
+    """The agent who promised to call back: the next attempt is connected to them."""
 
     @classmethod
     def from_record(cls, record: Any) -> Self:
@@ -365,11 +367,18 @@ class LeadStore(Protocol):
     own rows with these field names: adapt them with `X.from_record`). Times are aware UTC."""
 
     async def claim_next_leads(
-        self, campaign_id: int, n: int, *, now: datetime, node: str
+        self,
+        campaign_id: int,
+        n: int,
+        *,
+        now: datetime,
+        node: str,
+        idle_agents: Sequence[str] | None = None,
     ) -> Sequence[Any]:
         """Up to `n` leads due now (running campaign, within calling hours, not on DNC, under
         max attempts), each with a NEW attempt reserved in the same transaction; no two nodes
-        ever get the same lead. Items have `.lead` and `.attempt` (see `Claim`)."""
+        ever get the same lead. Items have `.lead` and `.attempt` (see `Claim`). A callback
+        promised by an agent waits for that agent to be among `idle_agents` (for a while)."""
         ...
 
     async def attempt_dialled(self, attempt_id: int, call_id: str, *, now: datetime) -> None:

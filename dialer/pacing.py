@@ -110,17 +110,40 @@ class Pacer(Protocol):
         ...
 
 
-class PowerPacer:
-    """A fixed ratio of lines per idle agent: ceil(ratio * idle) - calls in flight."""
+POWER_MIN_ANSWERS = 30
+"""Live answers a power campaign's abandon rate is judged over at least: one abandon among the
+first answers of a day already reaches a 3% cap, so the ratio drops to 1.0 at once."""
 
-    def __init__(self, ratio: float = 1.0) -> None:
+
+class PowerPacer:
+    """A fixed ratio of lines per idle agent: ceil(ratio * idle) - calls in flight. With an
+    abandon ledger at or over its cap, the ratio falls to 1.0 (one line per idle agent) until
+    the rate is back under the cap."""
+
+    def __init__(
+        self,
+        ratio: float = 1.0,
+        ledger: AbandonLedger | None = None,
+        *,
+        min_answers: int = POWER_MIN_ANSWERS,
+    ) -> None:
         if not MIN_RATIO <= ratio <= MAX_RATIO:
             raise ValueError(f"power ratio must be within {MIN_RATIO}..{MAX_RATIO}, got {ratio}")
         self.ratio = ratio
+        self.ledger = ledger
+        self.min_answers = min_answers
+
+    def current_ratio(self, *, now: float) -> float:
+        ledger = self.ledger
+        if ledger is not None and ledger.rate(now, min_answers=self.min_answers) >= (
+            ledger.policy.cap
+        ):
+            return MIN_RATIO
+        return self.ratio
 
     def lines_to_dial(self, state: PacingState, *, now: float) -> int:
         # The epsilon keeps 1.5 * 2 from becoming 4 through float rounding.
-        wanted = math.ceil(self.ratio * state.idle_agents - 1e-9)
+        wanted = math.ceil(self.current_ratio(now=now) * state.idle_agents - 1e-9)
         return max(0, wanted - state.calls_in_flight)
 
     def observe(
@@ -495,7 +518,7 @@ PacerFactory = Callable[[float, AbandonLedger | None], Pacer]
 
 PACERS: Mapping[str, PacerFactory] = MappingProxyType(
     {
-        "power": lambda ratio, ledger: PowerPacer(ratio),
+        "power": lambda ratio, ledger: PowerPacer(ratio, ledger),
         "predictive": lambda ratio, ledger: PredictivePacer(ledger),
     }
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,11 +32,23 @@ _OUTCOME_BY_STATUS = {486: "busy", 600: "busy", 603: "rejected", 403: "rejected"
                       408: "no-answer", 487: "no-answer"}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class AgentsNow:
+    """A campaign's logged-in agents at one moment, as pacing sees them."""
+
+    idle: tuple[str, ...]
+    """Registered, available and not on a call: can take a call now."""
+    talking_for: tuple[float, ...] = ()
+    """For each agent on a call: seconds since it began."""
+    wrap_up_left: tuple[float, ...] = ()
+    """For each agent in wrap-up: seconds left at most."""
+
+
 class Lines(Protocol):
     """What the dialer needs from the telephone system (the PBX, through the composition root)."""
 
-    def idle_agents(self, agents: tuple[str, ...]) -> int:
-        """Agents of the campaign who are registered, available and not on a call."""
+    def agents_now(self, agents: tuple[str, ...]) -> AgentsNow:
+        """Which of the campaign's agents are idle, talking or wrapping up."""
         ...
 
     async def originate(self, claim: Claim, campaign: Campaign) -> Call:
@@ -69,6 +82,9 @@ class RunnerConfig:
     """A live answer not connected to an agent this long after the human verdict is abandoned."""
     node: str = "node"
     """This engine's name in attempt reservations."""
+    clock: Callable[[], float] = time.time
+    """POSIX seconds for pacing, the trunk's token bucket and the abandon ledger (which keeps
+    calendar days, hence wall-clock time)."""
 
 
 @dataclass
@@ -79,7 +95,9 @@ class _Stats:
     connected: int = 0
     abandoned: int = 0
     in_flight: dict[int, float] = field(default_factory=dict)
-    """attempt id -> loop time the INVITE went out (still ringing or in AMD)."""
+    """attempt id -> clock time the INVITE went out (still ringing or in AMD)."""
+    live_waiting: int = 0
+    """Live answers waiting for an agent (within the connect deadline)."""
 
 
 class CampaignRunner:
@@ -146,18 +164,24 @@ class CampaignRunner:
                 await asyncio.wait_for(self._wake.wait(), self.config.tick)
 
     async def _pace(self) -> None:
-        now = self._loop.time()
+        now = self.config.clock()
+        agents = self.lines.agents_now(self.campaign.agents)
+        idle = agents.idle
         state = PacingState(
-            idle_agents=self.lines.idle_agents(self.campaign.agents),
+            idle_agents=len(idle),
+            on_call_since=tuple(now - t for t in agents.talking_for),
+            wrap_up_until=tuple(now + t for t in agents.wrap_up_left),
             dialing_since=tuple(self.stats.in_flight.values()),
+            live_waiting=self.stats.live_waiting,
         )
         wanted = self.pacer.lines_to_dial(state, now=now)
         allowed = self.bucket.take(wanted, now=now) if wanted > 0 else 0
         if allowed <= 0:
             return
         claims = await self.store.claim_next_leads(
-            self.campaign_id, allowed, now=datetime.now(UTC), node=self.config.node
-        )
+            self.campaign_id, allowed, now=datetime.now(UTC), node=self.config.node,
+            idle_agents=idle,
+        )  # fmt: skip
         for record in claims:
             claim = self.to_claim(record)
             task = self._loop.create_task(self._attempt(claim))
@@ -169,7 +193,7 @@ class CampaignRunner:
         outcome, agent = "failed", None
         call: Call | None = None
         try:
-            self.stats.in_flight[attempt.id] = self._loop.time()
+            self.stats.in_flight[attempt.id] = self.config.clock()
             call = await self.lines.originate(claim, self.campaign)
             await self.store.attempt_dialled(attempt.id, call.call_id, now=datetime.now(UTC))
             self.stats.dialled += 1
@@ -191,7 +215,10 @@ class CampaignRunner:
             self.wake()
 
     async def _follow(self, call: Call, claim: Claim) -> tuple[str, str | None]:
-        """Ringing to the end: the attempt's outcome and the agent who took it."""
+        """Ringing to the end: the attempt's outcome and the agent who took it. The pacer
+        learns from every attempt (ring time, live or not, talk time)."""
+        clock = self.config.clock
+        dialled = self.stats.in_flight.get(claim.attempt.id, clock())
         try:
             async with asyncio.timeout(self.campaign.max_ring_seconds):
                 while True:
@@ -199,26 +226,35 @@ class CampaignRunner:
                     if isinstance(event, Answered):
                         break
                     if isinstance(event, Ended):
-                        return _OUTCOME_BY_STATUS.get(event.sip_status or 0, "failed"), None
+                        outcome = _OUTCOME_BY_STATUS.get(event.sip_status or 0, "failed")
+                        self.pacer.observe(outcome, clock() - dialled)
+                        return outcome, None
         except TimeoutError:
             call.cancel(reason="ring-timeout")
+            self.pacer.observe("no-answer", clock() - dialled)
             return "no-answer", None
-        self.stats.in_flight.pop(claim.attempt.id, None)
+        ring = clock() - dialled
         verdict = await self._classify(call)
+        self.stats.in_flight.pop(claim.attempt.id, None)
         if verdict is Verdict.MACHINE:
             self.stats.machines += 1
+            self.pacer.observe("answered-machine", ring)
             await self._leave_message(call)
             return "answered-machine", None
         self.stats.humans += 1
-        answered = self._loop.time()
-        agent = await self.lines.connect(
-            call, self.campaign.agents, claim=claim, campaign=self.campaign,
-            timeout=self.config.connect_timeout, on_no_agent=self._safe_harbor,
-        )  # fmt: skip
-        delay = self._loop.time() - answered if agent is not None else None
-        # The ledger keeps days and 30-day windows: it runs on wall-clock time.
+        self.pacer.observe("answered-human", ring)
+        answered = clock()
+        self.stats.live_waiting += 1
+        try:
+            agent = await self.lines.connect(
+                call, self._agents_for(claim), claim=claim, campaign=self.campaign,
+                timeout=self.config.connect_timeout, on_no_agent=self._safe_harbor,
+            )  # fmt: skip
+        finally:
+            self.stats.live_waiting -= 1
+        connected = clock()
         abandoned = self.ledger.record_answer(
-            now=datetime.now(UTC).timestamp(), connect_delay=delay
+            now=answered, connect_delay=connected - answered if agent is not None else None
         )
         if self.on_ledger_change is not None:
             self.on_ledger_change(self.ledger)
@@ -226,8 +262,21 @@ class CampaignRunner:
         if agent is None or abandoned:
             self.stats.abandoned += 1
             return "abandoned", agent
+        self.pacer.observe_talk(clock() - connected)
         self.stats.connected += 1
         return "answered-human", agent
+
+    def _agents_for(self, claim: Claim) -> tuple[str, ...]:
+        """Who may take the call: the agent who promised this callback while they are free,
+        otherwise the campaign's agents (the longest idle first)."""
+        promised = claim.lead.callback_agent
+        if (
+            promised is not None
+            and promised in self.campaign.agents
+            and self.lines.agents_now((promised,)).idle
+        ):
+            return (promised,)
+        return self.campaign.agents
 
     async def _classify(self, call: Call) -> Verdict:
         """Stream the first seconds of the answer through AMD; people are passed on at once."""

@@ -28,6 +28,8 @@ class _Agent:
     wrap_up_until: float = 0.0
     idle_since: float = 0.0
     """When the agent last became free (start-up, or the end of their last call)."""
+    busy_since: float = 0.0
+    """When the agent's current call (the first of several) began."""
 
 
 class Presence:
@@ -54,6 +56,15 @@ class Presence:
         agent = self._agents[extension]
         return max(0.0, now - max(agent.idle_since, agent.wrap_up_until))
 
+    def on_call_for(self, extension: str, *, now: float) -> float | None:
+        """Seconds the agent has been on their current call, None when not on a call."""
+        agent = self._agents[extension]
+        return max(0.0, now - agent.busy_since) if agent.calls else None
+
+    def wrap_up_left(self, extension: str, *, now: float) -> float:
+        """Seconds of wrap-up the agent has left at most (0 when not wrapping up)."""
+        return max(0.0, self._agents[extension].wrap_up_until - now)
+
     def set_away(self, extension: str, away: bool, *, now: float) -> None:
         agent = self._agents[extension]
         if agent.away != away:
@@ -67,6 +78,8 @@ class Presence:
         if agent is None:
             return
         agent.calls += 1
+        if agent.calls == 1:
+            agent.busy_since = now
         self._changed(extension, now)
 
     def call_ended(self, extension: str, *, now: float, wrap_up: bool = True) -> None:

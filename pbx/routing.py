@@ -24,6 +24,9 @@ class Trunk:
     password: str | None = None
     """When set, the carrier REGISTERs with digest auth as user `name`: its calls are accepted
     from the registered address, and outbound calls go to the registered contact."""
+    cps: float = 10.0
+    """Calls per second the carrier accepts from us: the dialer never starts more (shared by
+    every campaign on the trunk)."""
 
 
 @dataclass(frozen=True)

@@ -267,10 +267,13 @@ class Switchboard:
         bridged.on_no_answer = lambda leg: self._auto_reply(leg, auto_reply)
         summary.owner = owner
 
-    def _trunk_route(self, number: str) -> tuple[Trunk, Binding] | None:
-        """How to reach an external number: the first trunk with an address or a registration."""
+    def _trunk_route(self, number: str, trunk_name: str = "") -> tuple[Trunk, Binding] | None:
+        """How to reach an external number: through `trunk_name` when given, else the first
+        trunk with an address or a registration."""
         now = self.ua.loop.time()
         for trunk in self.trunks.values():
+            if trunk_name and trunk.name != trunk_name:
+                continue
             if trunk.outbound is not None:
                 peer: Peer = ("udp", *trunk.outbound)
             elif trunk.password and (registered := self.registrar.lookup(trunk.name, now=now)):
@@ -313,12 +316,14 @@ class Switchboard:
             ),
         )
 
-    async def originate(self, number: str, *, caller_id: str | None = None) -> Call:
-        """Dial a customer through a trunk (the dialer's lines); the leg's events tell the rest.
-        Raises LookupError when no trunk can reach the number."""
-        route = self._trunk_route(number)
+    async def originate(
+        self, number: str, *, caller_id: str | None = None, trunk: str = ""
+    ) -> Call:
+        """Dial a customer through `trunk` (any trunk when empty): the dialer's lines; the leg's
+        events tell the rest. Raises LookupError when no trunk can reach the number."""
+        route = self._trunk_route(number, trunk)
         if route is None:
-            raise LookupError(f"no trunk can reach {number}")
+            raise LookupError(f"no trunk{' ' + trunk if trunk else ''} can reach {number}")
         trunk, binding = route
         assert isinstance(binding.contact.uri, SipUri)
         return await self.ua.dial(

@@ -84,8 +84,9 @@ async def disposition(request: web.Request) -> web.Response:
         )
     if callback_at is not None and call.lead_id is not None and engine.campaigns is not None:
         # The dialer calls the lead again then (its calling hours and attempts still apply).
+        # The agent who promised it gets that call.
         result["callback_scheduled"] = await engine.campaigns.store.schedule_callback(
-            call.lead_id, callback_at
+            call.lead_id, callback_at, agent=call.agent
         )
     return web.json_response(result)
 

@@ -13,7 +13,7 @@ import pytest
 
 import dialer
 from crm_bridge import CAMPAIGN_TRANSITIONS, Conflict, InvalidInput, NotFound, PgLeadStore
-from crm_bridge.leads import ATTEMPT_OUTCOMES
+from crm_bridge.leads import ATTEMPT_OUTCOMES, CALLBACK_GRACE
 
 NOW = datetime(2024, 6, 12, 14, 0, tzinfo=UTC)  # 10:00 in New York, 15:00 in London
 
@@ -417,3 +417,24 @@ async def test_a_callback_disposition_makes_the_lead_due_again(store: PgLeadStor
     assert not await store.schedule_callback(first.lead.id, at + timedelta(hours=1))  # none left
     await store.dnc_add([second.lead.phone], now=NOW)
     assert not await store.schedule_callback(second.lead.id, at)  # barred numbers stay barred
+
+
+async def test_a_promised_callback_waits_for_its_agent(store: PgLeadStore) -> None:
+    cid = await running(store, max_attempts=3)
+    await store.import_leads(cid, leads(1), now=NOW)
+    (first,) = await store.claim_next_leads(cid, 1, now=NOW, node="a")
+    await store.attempt_finished(first.attempt.id, "answered-human", now=NOW, agent="102")
+    at = NOW + timedelta(hours=1)
+    assert await store.schedule_callback(first.lead.id, at, agent="102")
+    # 102 is busy: the lead waits for them instead of going to whoever is free...
+    assert await store.claim_next_leads(cid, 5, now=at, node="a", idle_agents=["101"]) == []
+    (again,) = await store.claim_next_leads(cid, 5, now=at, node="a", idle_agents=["101", "102"])
+    assert again.lead.callback_agent == "102" and again.attempt.attempt_no == 2
+    await store.attempt_finished(again.attempt.id, "no-answer", now=at)
+    # ...but not for ever: once the grace is over, anyone may make the promised call.
+    due = (await store.get_lead(first.lead.id)).next_attempt_at
+    late = due + CALLBACK_GRACE
+    assert await store.claim_next_leads(cid, 5, now=late - timedelta(seconds=1), node="a",
+                                        idle_agents=["101"]) == []  # fmt: skip
+    (third,) = await store.claim_next_leads(cid, 5, now=late, node="a", idle_agents=["101"])
+    assert third.attempt.attempt_no == 3

@@ -52,6 +52,22 @@ def test_power_counts_live_answers_waiting_as_in_flight() -> None:
     assert PowerPacer(1.0).lines_to_dial(state, now=NOW) == 0
 
 
+def test_power_falls_back_to_one_line_per_agent_at_the_abandon_cap() -> None:
+    ledger = AbandonLedger(AbandonPolicy(cap=0.03))
+    pacer = make_pacer("power", ratio=3.0, ledger=ledger)
+    state = PacingState(idle_agents=2)
+    for _ in range(29):
+        ledger.record_answer(now=NOW, connect_delay=0.5)
+    assert pacer.lines_to_dial(state, now=NOW) == 6
+    # One abandon in 30 live answers is 3.3%: over a 3% cap, so no more overdialing...
+    ledger.record_answer(now=NOW, connect_delay=None)
+    assert pacer.lines_to_dial(state, now=NOW) == 2
+    # ...until enough answers bring the rate back under it (a few answers never read as 100%).
+    for _ in range(5):
+        ledger.record_answer(now=NOW, connect_delay=0.5)
+    assert pacer.lines_to_dial(state, now=NOW) == 6
+
+
 @pytest.mark.parametrize("ratio", [0.5, 0.99, 5.01, 10.0])
 def test_power_ratio_bounds(ratio: float) -> None:
     with pytest.raises(ValueError):

@@ -9,6 +9,7 @@ import subprocess
 import wave
 from datetime import UTC, datetime, time
 from pathlib import Path
+from time import time as time_now
 
 import numpy as np
 import pytest
@@ -115,7 +116,7 @@ async def test_power_campaign_reaches_people_and_leaves_voicemails(
                 runner = CampaignRunner(
                     Campaign.from_record(await store.get_campaign(campaign.id)), store,
                     PbxLines(engine.switchboard), pacer=PowerPacer(1.0),
-                    ledger=AbandonLedger(AbandonPolicy()), bucket=TokenBucket(5, now=loop.time()),
+                    ledger=AbandonLedger(AbandonPolicy()), bucket=TokenBucket(5, now=time_now()),
                     config=RunnerConfig(node="test-node"),
                 )  # fmt: skip
                 runner.start()

@@ -73,3 +73,16 @@ def test_presence_states_and_wrap_up_expiry() -> None:
         AgentState.AWAY, AgentState.AVAILABLE,
     ]  # fmt: skip
     assert not presence.available("999", now=0)
+
+
+def test_presence_tells_pacing_how_long_calls_and_wrap_ups_run() -> None:
+    presence = Presence(MEMBERS, wrap_up_seconds=10, now=0)
+    assert presence.on_call_for("101", now=5) is None
+    presence.call_started("101", now=5)
+    presence.call_started("101", now=7)  # a second call does not restart the clock
+    assert presence.on_call_for("101", now=12) == 7
+    presence.call_ended("101", now=13)
+    presence.call_ended("101", now=20)
+    assert presence.on_call_for("101", now=21) is None
+    assert presence.wrap_up_left("101", now=24) == 6
+    assert presence.wrap_up_left("101", now=31) == 0
