@@ -205,9 +205,13 @@ class CampaignRunner:
         finally:
             self.stats.in_flight.pop(attempt.id, None)
             if call is not None and agent is None:
-                if not call.ended.done():
-                    await call.hangup(reason=outcome)
-                self.lines.finished(call, outcome)
+                try:
+                    if not call.ended.done():
+                        await call.hangup(reason=outcome)
+                    self.lines.finished(call, outcome)
+                except Exception:  # the attempt must still be closed below
+                    logger.exception("campaign %s: attempt %d hang-up", self.campaign.name,
+                                     attempt.id)  # fmt: skip
             with contextlib.suppress(Exception):
                 await self.store.attempt_finished(
                     attempt.id, outcome, now=datetime.now(UTC), agent=agent

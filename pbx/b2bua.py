@@ -115,6 +115,9 @@ class BridgedCall:
         self.summary = summary or CallSummary(a_leg.call_id, caller, callee, datetime.now(UTC))
         self.ringing: set[str] = set()
         """Extensions whose phones ring for this call right now."""
+        self.hunting: set[str] = {t.extension for t in steps[0].targets} if steps else set()
+        """Extensions this call rings or is about to ring (from the moment it is created, so
+        two calls started together never both take the same agent)."""
         self.on_answer: Callable[[BridgedCall], None] | None = None
         self.on_no_answer: Callable[[Call], Awaitable[None]] | None = None
         """Takes over a caller nobody answered (auto-reply prompt) instead of a 480."""
@@ -144,10 +147,12 @@ class BridgedCall:
             left = deadline - loop.time()
             if left <= 0:
                 break
+            self.hunting = {t.extension for t in step.targets}
             legs = await self._dial(step)
             if not legs:
                 continue
             winner = await self._ring(legs, min(step.timeout, left), statuses)
+            self.hunting = set()
             if self.a.ended.done():
                 self.summary.outcome = (
                     "cancelled" if self.summary.direction == "internal" else "missed"
@@ -158,6 +163,7 @@ class BridgedCall:
             if winner is not None:
                 await self._connect(winner)
                 return
+        self.hunting = set()
         if not self.summary.legs:
             await self._give_up(503, "failed", "no-reachable-phone")
         elif self._timed_out or loop.time() >= deadline:

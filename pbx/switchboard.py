@@ -97,7 +97,11 @@ class Switchboard:
         ua.endpoint.filter = lambda peer: self.auth.allows(peer, now=ua.loop.time())
 
     def busy(self, extension: str) -> bool:
-        in_calls = sum(extension in call.parties for call in self.active.values())
+        """On as many calls as the extension may take; a phone that rings counts (a second
+        dialer call must not ring an agent whose phone rings for the first)."""
+        in_calls = sum(
+            extension in call.parties or extension in call.hunting for call in self.active.values()
+        )
         ext = self.extensions.get(extension)
         return in_calls >= (ext.max_calls if ext is not None else 1)
 

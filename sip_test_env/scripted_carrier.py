@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ class CallRecord:
     invites: int = 0
     """INVITEs received for this number (a crash test counts duplicates here)."""
     answered: bool = False
+    spans: list[list[float]] = field(default_factory=list)
+    """[INVITE time, end time] of each call (loop time; inf while it lasts)."""
     heard: list[np.ndarray] = field(default_factory=list)
     """What the customer heard, 20 ms frames in arrival order."""
     ended: str | None = None
@@ -130,11 +133,31 @@ class ScriptedCarrier:
     def record(self, number: str) -> CallRecord:
         return self.calls.setdefault(number, CallRecord(number))
 
+    def most_at_once(self, *, since: float = 0.0) -> int:
+        """The most calls that were up at the same moment (from their INVITE to their end),
+        among calls that started at or after `since` (loop time)."""
+        edges = sorted(
+            (t, step)
+            for record in self.calls.values()
+            for start, end in record.spans
+            if start >= since
+            for t, step in ((start, 1), (end, -1))
+        )
+        most = current = 0
+        for _, step in edges:
+            current += step
+            most = max(most, current)
+        return most
+
     def _incoming(self, call: Call) -> None:
         uri = call.invite.uri
         number = uri.user if isinstance(uri, SipUri) and uri.user else ""
         record = self.record(number.lstrip("+"))
         record.invites += 1
+        loop = asyncio.get_running_loop()
+        span = [loop.time(), math.inf]
+        record.spans.append(span)
+        call.ended.add_done_callback(lambda _: span.__setitem__(1, loop.time()))
         script = self.customers.get(number) or self.customers.get(number.lstrip("+"))
         if script is None:
             call.reject(404)

@@ -236,9 +236,12 @@ class Call:
             self.cancel(reason=reason)
 
     def cancel(self, *, reason: str = "cancelled") -> None:
-        """CANCEL an outgoing INVITE (RFC 3261 9.1); the 487 then ends the leg."""
+        """CANCEL an outgoing INVITE (RFC 3261 9.1); the 487 then ends the leg. Once only: a
+        second CANCEL of the same INVITE would be the same transaction."""
         if self.incoming or self.state not in (LegState.DIALING, LegState.RINGING):
             return
+        if self.end_reason is not None:
+            return  # cancelled already; the 487 (or Timer B) ends the leg
         cancel = SipRequest(
             method="CANCEL", uri=self.invite.uri, headers=self.invite.headers.copy()
         )

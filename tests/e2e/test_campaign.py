@@ -4,28 +4,21 @@ scripted carrier whose customers are a person, an answering machine, busy and re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 import wave
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from time import time as time_now
 
 import numpy as np
 import pytest
 
-from callcenter.dialing import PbxLines
 from callcenter.runtime import start_engine
 from crm_bridge import PgLeadStore
 from dialer import (
-    AbandonLedger,
-    AbandonPolicy,
     Campaign,
-    CampaignRunner,
     NewLead,
-    PowerPacer,
-    RunnerConfig,
-    TokenBucket,
 )
 from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
@@ -64,32 +57,71 @@ def person_wav(path: Path, hello: Path) -> Path:
     return path
 
 
-async def test_power_campaign_reaches_people_and_leaves_voicemails(
-    pg_url: str, tmp_path: Path
-) -> None:
+def calling_hours_around_now() -> tuple[time, time]:
+    """Calling hours (UTC) that open two hours ago and close in two: a lead in UTC+12 is
+    outside them whenever the test runs."""
+    now = datetime.now(UTC)
+    return (now - timedelta(hours=2)).time().replace(second=0, microsecond=0), (
+        now + timedelta(hours=2)
+    ).time().replace(second=0, microsecond=0)
+
+
+async def run_to_the_end(store: PgLeadStore, campaign_id: int, *, left: int, timeout: float):
+    """Wait until only `left` leads remain (those never dialable) and no attempt is in flight."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        progress = await store.campaign_progress(campaign_id)
+        if progress.remaining <= left and progress.in_flight == 0:
+            return progress
+        assert loop.time() < deadline, progress
+        await asyncio.sleep(0.5)
+
+
+async def test_power_campaign_of_twenty_leads(pg_url: str, tmp_path: Path) -> None:
+    """The acceptance run: 20 leads through the engine's own campaign manager, two agents."""
     hello = speak("Hello?", tmp_path / "hello.wav")
     greeting = speak(
-        "Hi, you have reached the voicemail of John Smith. I can not take your call right now,"
-        " please leave your name and number after the tone.", tmp_path / "greeting.wav",
-    )  # fmt: skip
-    customers = {
-        "12125550001": Customer(
-            "human",
-            answer_after=1.0,
-            speech=person_wav(tmp_path / "person.wav", hello),
-            hang_up_after=9,
-        ),
-        "12125550002": Customer("machine", answer_after=1.0, speech=greeting, hang_up_after=25),
-        "12125550003": Customer("busy"),
-        "12125550004": Customer("reject"),
-    }
+        "Hi, you have reached John. Please leave a message after the tone.", tmp_path / "vm.wav"
+    )
+    person = person_wav(tmp_path / "person.wav", hello)
+    expected: dict[str, str] = {}
+    customers: dict[str, Customer] = {}
+
+    def lead(n: int, script: Customer | None, outcome: str) -> None:
+        number = f"1212555{n:04d}"
+        if script is not None:
+            customers[number] = script
+        expected[f"+{number}"] = outcome
+
+    for n in range(1, 7):
+        lead(n, Customer("human", answer_after=0.5 + n / 4, speech=person, hang_up_after=8),
+             "answered-human")  # fmt: skip
+    for n in range(7, 11):
+        lead(n, Customer("machine", answer_after=1.0, speech=greeting, hang_up_after=25),
+             "answered-machine")  # fmt: skip
+    for n in (11, 12):
+        lead(n, Customer("busy"), "busy")
+    for n in (13, 14):
+        lead(n, Customer("reject"), "rejected")
+    for n in (15, 16):
+        lead(n, Customer("no-answer"), "no-answer")
+    barred = ("+12125550017", "+12125550018")  # would answer, but they are on the DNC list
+    for n in (17, 18):
+        lead(n, Customer("human", answer_after=0.5, speech=person), "never dialled")
+    asleep = ("+12125550019", "+12125550020")  # 12 hours ahead: outside the calling hours
+    for n in (19, 20):
+        lead(n, Customer("human", answer_after=0.5, speech=person), "never dialled")
+    opens, closes = calling_hours_around_now()
+
     async with ScriptedCarrier(customers) as carrier:
         host, port = carrier.address
-        trunk = (
+        config = (
             f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\ncaller_id = "12125550100"\n'
+            "cps = 5\n\n[presence]\nwrap_up_seconds = 1\n"
         )
         engine = await start_engine(
-            engine_config(extra=trunk), database_url=pg_url, data_dir=tmp_path
+            engine_config(extra=config), database_url=pg_url, data_dir=tmp_path
         )
         assert engine.database is not None
         store = PgLeadStore(engine.database.pool)
@@ -97,68 +129,151 @@ async def test_power_campaign_reaches_people_and_leaves_voicemails(
         campaign = await store.create_campaign(
             Campaign(
                 name=f"spring-{now.timestamp():.0f}", caller_id="12125550100", trunk="carrier",
-                agents=("101",), mode="power", ratio=1.0, max_attempts=1,
-                window_start=time(0, 0), window_end=time(23, 59), tz_default="UTC",
-                max_ring_seconds=15, voicemail_prompt=str(PROMPT), safe_harbor_prompt=str(PROMPT),
+                agents=("101", "102"), mode="power", ratio=1.0, max_attempts=1,
+                window_start=opens, window_end=closes, tz_default="UTC", max_ring_seconds=15,
+                voicemail_prompt=str(PROMPT), safe_harbor_prompt=str(PROMPT),
             ),
             now=now,
         )  # fmt: skip
+        await store.dnc_add(list(barred), now=now, reason="asked not to be called")
+        await store.import_leads(
+            campaign.id,
+            [NewLead(phone, "Etc/GMT-12" if phone in asleep else "UTC") for phone in expected],
+            now=now,
+        )
+        tones = {"101": 1000, "102": 1300}
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                agents = {
+                    ext: await stack.enter_async_context(
+                        BaresipPeer(
+                            ext,
+                            workdir=tmp_path,
+                            registrar=registrar_of(engine),
+                            password=f"pass{ext}",
+                            answermode="auto",
+                            audio_source=write_tone_wav(tmp_path / f"{ext}.wav", hz, 90.0),
+                        )
+                    )
+                    for ext, hz in tones.items()
+                }
+                for agent in agents.values():
+                    await agent.wait_registered()
+                await store.set_state(campaign.id, "start", now=datetime.now(UTC))
+                progress = await run_to_the_end(store, campaign.id, left=2, timeout=150)
+                heard = {
+                    ext: [read_wav(w)[1] for w in a.recorded_wavs()] for ext, a in agents.items()
+                }
+                await store.set_state(campaign.id, "stop", now=datetime.now(UTC))
+        finally:
+            await engine.stop()
+
+    outcomes = {lead["phone"]: lead["outcome"] for lead in await store_leads(pg_url, campaign.id)}
+    outcomes |= {phone: "never dialled" for phone in expected if phone not in outcomes}
+    assert outcomes == expected
+    assert progress.connected == 6 and progress.abandoned == 0
+    # Nothing barred or asleep was dialled: the carrier never saw an INVITE for them.
+    for phone in barred + asleep:
+        assert carrier.record(phone.lstrip("+")).invites == 0, phone
+    # One INVITE per dialled lead.
+    assert all(carrier.record(n).invites == 1 for n in customers if f"+{n}" not in barred + asleep)
+    # Every person and their agent heard each other.
+    calls = {c["to_number"]: c for c in await store_calls(pg_url, campaign.id)}
+    for phone, outcome in expected.items():
+        if outcome != "answered-human":
+            continue
+        agent = calls[phone]["agent"]
+        assert agent in tones, calls[phone]
+        said = carrier.record(phone.lstrip("+")).heard_samples()
+        assert first_tone_time(said, tones[agent], 8000) is not None, phone
+    assert sum(len(wavs) for wavs in heard.values()) == 6
+    for ext, wavs in heard.items():
+        for samples in wavs:
+            assert first_tone_time(samples, 700, 8000) is not None, ext
+    # Machines got the voicemail message after their beep.
+    _, prompt, _ = read_wav(PROMPT)
+    for phone, outcome in expected.items():
+        if outcome == "answered-machine":
+            said = carrier.record(phone.lstrip("+")).heard_samples()
+            assert normalized_xcorr(said, prompt)[0] > 0.8, phone
+    # Every attempt is a calls row with its campaign and lead (delivered to the CRMs).
+    assert sorted(calls) == sorted(p for p, o in expected.items() if o != "never dialled")
+    assert all(c["lead_id"] is not None for c in calls.values())
+    reached = {
+        p: c["outcome"] for p, c in calls.items() if c["outcome"] in ("answered", "voicemail")
+    }
+    assert reached == {
+        p: "answered" if o == "answered-human" else "voicemail"
+        for p, o in expected.items()
+        if o.startswith("answered")
+    }
+
+
+async def test_all_agents_busy_safe_harbor_then_pacing_slows(pg_url: str, tmp_path: Path) -> None:
+    """Power ratio 3 with one agent: three people answer at once, one reaches the agent, two
+    hear the safe-harbor message and count as abandoned; the ledger is then over its cap and
+    the campaign dials one line per idle agent, so no one else is abandoned."""
+    hello = speak("Hello?", tmp_path / "hello.wav")
+    person = person_wav(tmp_path / "person.wav", hello)
+    # The first wave stays on the line long enough to hear the whole safe-harbor message.
+    customers = {
+        f"121255501{n:02d}": Customer(
+            "human", answer_after=1.0, speech=person, hang_up_after=9 if n <= 3 else 4
+        )
+        for n in range(1, 7)
+    }
+    async with ScriptedCarrier(customers) as carrier:
+        host, port = carrier.address
+        config = (
+            f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\n\n'
+            "[presence]\nwrap_up_seconds = 1\n"
+        )
+        engine = await start_engine(
+            engine_config(extra=config), database_url=pg_url, data_dir=tmp_path
+        )
+        assert engine.database is not None
+        store = PgLeadStore(engine.database.pool)
+        now = datetime.now(UTC)
+        campaign = await store.create_campaign(
+            Campaign(
+                name=f"busy-{now.timestamp():.0f}", trunk="carrier", agents=("101",),
+                mode="power", ratio=3.0, max_attempts=1, window_start=time(0, 0),
+                window_end=time(23, 59), tz_default="UTC", max_ring_seconds=15,
+                safe_harbor_prompt=str(PROMPT),
+            ),
+            now=now,
+        )  # fmt: skip
+        # The first three are claimed together (same due time, in id order).
         await store.import_leads(campaign.id, [NewLead(f"+{n}", "UTC") for n in customers], now=now)
-        await store.set_state(campaign.id, "start", now=now)
-        agent_tone = write_tone_wav(tmp_path / "agent.wav", 1000, 60.0)
-        runner = None
         try:
             async with BaresipPeer("101", workdir=tmp_path, registrar=registrar_of(engine),
                                    password="pass101", answermode="auto",
-                                   audio_source=agent_tone) as agent:  # fmt: skip
+                                   audio_source=write_tone_wav(tmp_path / "a.wav", 1000, 60.0)
+                                   ) as agent:  # fmt: skip
                 await agent.wait_registered()
-                loop = asyncio.get_running_loop()
-                runner = CampaignRunner(
-                    Campaign.from_record(await store.get_campaign(campaign.id)), store,
-                    PbxLines(engine.switchboard), pacer=PowerPacer(1.0),
-                    ledger=AbandonLedger(AbandonPolicy()), bucket=TokenBucket(5, now=time_now()),
-                    config=RunnerConfig(node="test-node"),
-                )  # fmt: skip
-                runner.start()
-                deadline = loop.time() + 90
-                while (await store.campaign_progress(campaign.id)).remaining:
-                    assert loop.time() < deadline, await store.campaign_progress(campaign.id)
-                    await asyncio.sleep(0.5)
-                await runner.stop()
-                heard_by_agent = (
-                    read_wav(agent.recorded_wavs()[0])[1] if agent.recorded_wavs() else None
-                )
+                await store.set_state(campaign.id, "start", now=datetime.now(UTC))
+                progress = await run_to_the_end(store, campaign.id, left=0, timeout=90)
         finally:
-            if runner is not None:
-                await runner.stop(hang_up=True)
             await engine.stop()
-
-    outcomes = {}
-    for lead in await store_leads(pg_url, campaign.id):
-        outcomes[lead["phone"]] = lead["outcome"]
-    assert outcomes == {
-        "+12125550001": "answered-human",
-        "+12125550002": "answered-machine",
-        "+12125550003": "busy",
-        "+12125550004": "rejected",
-    }
-    # The person and the agent heard each other.
-    person = carrier.record("12125550001")
-    assert first_tone_time(person.heard_samples(), 1000, 8000) is not None
-    assert heard_by_agent is not None and first_tone_time(heard_by_agent, 700, 8000) is not None
-    # The machine got the voicemail message after its beep.
-    _, prompt, _ = read_wav(PROMPT)
-    assert normalized_xcorr(carrier.record("12125550002").heard_samples(), prompt)[0] > 0.8
-    # Every attempt is a calls row carrying its campaign and lead (and goes to the CRMs).
-    calls = await store_calls(pg_url, campaign.id)
-    assert sorted((c["to_number"], c["outcome"]) for c in calls) == [
-        ("+12125550001", "answered"), ("+12125550002", "voicemail"),
-        ("+12125550003", "busy"), ("+12125550004", "rejected"),
+    leads = await store_leads(pg_url, campaign.id)
+    first_wave, rest = leads[:3], leads[3:]
+    assert sorted(lead["outcome"] for lead in first_wave) == [
+        "abandoned", "abandoned", "answered-human"
     ]  # fmt: skip
-    assert all(c["lead_id"] is not None for c in calls)
-    assert [c["agent"] for c in calls if c["outcome"] == "answered"] == ["101"]
-    # One INVITE per lead: nothing dialled twice.
-    assert {n: carrier.record(n).invites for n in customers} == dict.fromkeys(customers, 1)
+    assert [lead["outcome"] for lead in rest] == ["answered-human"] * 3
+    assert progress.abandoned == 2 and progress.connected == 4
+    # The abandoned people heard the safe-harbor message, not silence.
+    _, prompt, _ = read_wav(PROMPT)
+    for lead in first_wave:
+        said = carrier.record(lead["phone"].lstrip("+")).heard_samples()
+        if lead["outcome"] == "abandoned":
+            assert normalized_xcorr(said, prompt)[0] > 0.8, lead["phone"]
+    # After the first wave, one line at a time (one idle agent, ratio back to 1.0).
+    second_wave_began = min(carrier.record(lead["phone"].lstrip("+")).spans[0][0] for lead in rest)
+    assert carrier.most_at_once(since=second_wave_began) == 1
+    # The calls rows say so too, and the ledger the engine saved holds the two abandons.
+    calls = await store_calls(pg_url, campaign.id)
+    assert sorted(c["outcome"] for c in calls).count("abandoned") == 2
 
 
 async def store_leads(pg_url: str, campaign_id: int) -> list[dict[str, object]]:
