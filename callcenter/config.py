@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, RetryPolicy
+from ivr import FlowError, load_flow
+from pbx.monitor import MonitorSettings
+from pbx.pickup import PickupGroup
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 
 logger = logging.getLogger(__name__)
@@ -64,6 +67,8 @@ class Account:
     """A SIP URI that never expires, for phones (or test UAS) that do not REGISTER."""
     max_calls: int = 1
     """Calls the extension may be in at once; a further call gets 486 Busy Here."""
+    team: tuple[str, ...] = ()
+    """Supervisors only: the agents this supervisor may listen to, whisper to and barge in on."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,24 @@ TOP_LEVEL_TABLES = {
     "api_keys",
     "recordings",
     "crm",
+    "pickup_groups",
+    "monitor",
+    "ivr",
 }
+
+
+@dataclass(frozen=True)
+class IvrSettings:
+    flows_dir: Path | None = None
+    """Folder of flow files (NAME.toml or NAME.json); a DID routes to one as `ivr:NAME`."""
+    flows: tuple[tuple[str, Path], ...] = ()
+    """(name, file) of every flow found there, checked when the config is read."""
+    prompt_cache: Path | None = None
+    """Where prompts converted to 8 kHz (and spoken by espeak-ng) are kept; default
+    <data_dir>/prompts."""
+    tts: bool = True
+    """Speak `{ text = "..." }` prompts with espeak-ng (a flow with text prompts fails to
+    load when it is missing)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +200,12 @@ class Config:
     api_keys: tuple[ApiKey, ...] = ()
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
+    pickup_groups: tuple[PickupGroup, ...] = ()
+    """Agents who may pick up each other's ringing calls (*8, **EXT); one may be in several."""
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    ivr: IvrSettings = field(default_factory=IvrSettings)
+    """IVR flows for DIDs (and broadcasts)."""
+    """Supervisor listen / whisper / barge."""
     source: str = "<defaults>"
     """The file this came from, for messages."""
 
@@ -287,6 +315,17 @@ class _Reader:
             ban_seconds=self._number(security, "ban_seconds", 600.0, "security", minimum=0),
         )
         accounts = self.accounts(data.get("accounts", []))
+        known = {a.extension for a in accounts}
+        for index, account in enumerate(accounts):
+            unknown_team = [t for t in account.team if t not in known]
+            if unknown_team:
+                raise self.fail(
+                    f"account {account.extension}: team names unknown extensions "
+                    + ", ".join(unknown_team),
+                    table="accounts",
+                    key="team",
+                    index=index,
+                )
         trunks = self.trunks(data.get("trunks", []))
         clash = {t.name for t in trunks} & {a.extension for a in accounts}
         if clash:
@@ -300,6 +339,27 @@ class _Reader:
             groups={g.name for g in groups},
             extensions={a.extension for a in accounts},
         )
+        pickup_groups = self.pickup_groups(
+            data.get("pickup_groups", []), {a.extension for a in accounts}
+        )
+        monitor = data.get("monitor", {})
+        self._check_keys(monitor, {"beep"}, "monitor")
+        if not isinstance(monitor.get("beep", False), bool):
+            raise self.fail("beep must be true or false", table="monitor", key="beep")
+        ivr = self.ivr(data.get("ivr", {}))
+        names = {name for name, _ in ivr.flows}
+        for index, did in enumerate(dids):
+            kind, _, flow = did.route.partition(":")
+            if kind == "ivr" and flow not in names:
+                raise self.fail(
+                    f"DID {did.number}: no IVR flow {flow!r}"
+                    + (
+                        f" in {ivr.flows_dir}" if ivr.flows_dir else " ([ivr] flows_dir is not set)"
+                    ),
+                    table="dids",
+                    key="route",
+                    index=index,
+                )
         presence = data.get("presence", {})
         self._check_keys(presence, {"wrap_up_seconds"}, "presence")
         wrap_up = self._number(presence, "wrap_up_seconds", 10.0, "presence", minimum=0)
@@ -310,6 +370,9 @@ class _Reader:
             trunks=trunks,
             dids=dids,
             ring_groups=groups,
+            pickup_groups=pickup_groups,
+            monitor=MonitorSettings(beep=monitor.get("beep", False)),
+            ivr=ivr,
             presence=PresenceSettings(wrap_up_seconds=wrap_up),
             accounts=accounts,
             sip=sip,
@@ -378,7 +441,15 @@ class _Reader:
             )
         seen: set[str] = set()
         result = []
-        allowed = {"extension", "password", "display_name", "role", "static_contact", "max_calls"}
+        allowed = {
+            "extension",
+            "password",
+            "display_name",
+            "role",
+            "static_contact",
+            "max_calls",
+            "team",
+        }
         for index, item in enumerate(items):
             self._check_keys(item, allowed, "accounts", index)
             extension = str(item.get("extension", ""))
@@ -429,8 +500,24 @@ class _Reader:
                     key="max_calls",
                     index=index,
                 )
+            team = item.get("team", [])
+            if not isinstance(team, list) or not all(isinstance(t, str | int) for t in team):
+                raise self.fail(
+                    f"account {extension}: team must be a list of extensions",
+                    table="accounts",
+                    key="team",
+                    index=index,
+                )
+            if team and role != "supervisor":
+                raise self.fail(
+                    f"account {extension}: only a supervisor has a team",
+                    table="accounts",
+                    key="team",
+                    index=index,
+                )
             result.append(
                 Account(
+                    team=tuple(str(t) for t in team),
                     max_calls=max_calls,
                     extension=extension,
                     password=password,
@@ -439,6 +526,28 @@ class _Reader:
                     static_contact=static,
                 )
             )
+        return tuple(result)
+
+    def pickup_groups(self, items: Any, extensions: set[str]) -> tuple[PickupGroup, ...]:
+        result, seen = [], set[str]()
+        for index, item in enumerate(self._table_list(items, "pickup_groups")):
+            self._check_keys(item, {"name", "members"}, "pickup_groups", index)
+            name = self._name(item, "name", "pickup_groups", index, seen)
+            members = item.get("members")
+            unknown = (
+                [m for m in members if str(m) not in extensions]
+                if isinstance(members, list)
+                else []
+            )
+            if not isinstance(members, list) or len(members) < 2 or unknown:
+                raise self.fail(
+                    f"pickup group {name}: members must be a list of at least two extensions"
+                    + (f" (unknown: {', '.join(map(str, unknown))})" if unknown else ""),
+                    table="pickup_groups",
+                    key="members",
+                    index=index,
+                )
+            result.append(PickupGroup(name, tuple(str(m) for m in members)))
         return tuple(result)
 
     def _table_list(self, items: Any, table: str) -> list[dict[str, Any]]:
@@ -640,6 +749,29 @@ class _Reader:
             )
         return tuple(result)
 
+    def ivr(self, data: dict[str, Any]) -> IvrSettings:
+        self._check_keys(data, {"flows_dir", "prompt_cache", "tts"}, "ivr")
+        tts = data.get("tts", True)
+        if not isinstance(tts, bool):
+            raise self.fail("tts must be true or false", table="ivr", key="tts")
+        flows_dir = data.get("flows_dir")
+        flows: tuple[tuple[str, Path], ...] = ()
+        directory = None
+        if flows_dir is not None:
+            directory = (self.base / str(flows_dir)).resolve()
+            if not directory.is_dir():
+                raise self.fail(
+                    f"flows_dir {flows_dir} is not a folder", table="ivr", key="flows_dir"
+                )
+            flows = _ivr_flows(directory)
+        cache = data.get("prompt_cache")
+        return IvrSettings(
+            flows_dir=directory,
+            flows=flows,
+            prompt_cache=(self.base / str(cache)).resolve() if cache else None,
+            tts=tts,
+        )
+
     def crm(self, data: dict[str, Any]) -> CrmSettings:
         self._check_keys(
             data,
@@ -768,6 +900,22 @@ class _Reader:
                 )
             result.append(ApiKey(name=name, sha256=str(digest), role=str(role)))
         return tuple(result)
+
+
+def _ivr_flows(directory: Path) -> tuple[tuple[str, Path], ...]:
+    """Every flow file in `directory`, each loaded once to refuse a bad one with its line."""
+    flows: dict[str, Path] = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() not in (".toml", ".json") or not path.is_file():
+            continue
+        if path.stem in flows:
+            raise ConfigError(str(path), None, f"flow {path.stem!r} is defined twice")
+        try:
+            load_flow(path)
+        except FlowError as exc:
+            raise ConfigError(exc.path, exc.line, exc.reason) from exc
+        flows[path.stem] = path
+    return tuple(flows.items())
 
 
 def _address(hostport: HostPort) -> tuple[str, int]:

@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from crm_bridge import CrmStore, OutboxWorker, PgLeadStore, RegistrationStore
-from dialer import Campaign, Claim
+from crm_bridge import CrmStore, MonitoringStore, OutboxWorker, PgLeadStore, RegistrationStore
+from dialer import BeepDetector, Campaign, Claim
 from pbx import (
     Authenticator,
     AuthFailureBan,
@@ -23,6 +23,9 @@ from pbx import (
     BridgedCall,
     CallSummary,
     Extension,
+    MonitorEvent,
+    Pickup,
+    PickupGroups,
     Presence,
     Registrar,
     Routing,
@@ -37,6 +40,7 @@ from .campaigns import Campaigns
 from .config import Config
 from .database import Database, open_database
 from .events import AgentEvents
+from .ivr_glue import IvrService, SwitchboardActions, load_flows
 from .journal import CallJournal
 from .recording import Recordings
 from .registrations import PersistentBindings
@@ -59,8 +63,18 @@ class Engine:
     bindings: PersistentBindings | None = None
     events: AgentEvents = field(default_factory=AgentEvents)
     outbox: OutboxWorker | None = None
+    monitoring: MonitoringStore | None = None
+    ivr: IvrService | None = None
+    """IVR flows: DIDs routed to `ivr:FLOW`, and the runners broadcasts use."""
+    """Pickups (with their CRM event) and the monitoring audit."""
     http: web.AppRunner | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
+    _audit_order: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Keeps a session's audit entries in the order they happened."""
+    _audit_writes: set[asyncio.Task[None]] = field(default_factory=set)
+    """Audit entries being written: finished (not cancelled) when the engine stops."""
+    _monitored_rows: dict[int, int | None] = field(default_factory=dict)
+    """calls row of each monitor session (the row is looked up once, at the start)."""
 
     @property
     def sip_port(self) -> int:
@@ -79,7 +93,11 @@ class Engine:
             await self.http.cleanup()
         if self.campaigns is not None:
             await self.campaigns.stop()
+        if self.ivr is not None:
+            await self.ivr.shutdown()
         await self.switchboard.shutdown()
+        if self._audit_writes:
+            await asyncio.wait(self._audit_writes, timeout=5)
         # Let the BYEs leave before the sockets close.
         await asyncio.sleep(0.05)
         await self.ua.close()
@@ -157,7 +175,7 @@ async def start_engine(
     passwords |= {t.name: t.password for t in config.trunks if t.password}
     authenticator = Authenticator(passwords, realm=sip.realm, digest=digest, ban=ban)
     extensions = {
-        a.extension: Extension(a.extension, a.display_name, a.role, a.max_calls)
+        a.extension: Extension(a.extension, a.display_name, a.role, a.max_calls, a.team)
         for a in config.accounts
     }
     engine = Engine(config, ua, None, database, store)  # type: ignore[arg-type]
@@ -170,6 +188,11 @@ async def start_engine(
             recordings_root=directory,
         )
         engine.outbox = OutboxWorker(database.pool, config.crm.endpoints, policy=config.crm.retry)
+        engine.monitoring = MonitoringStore(
+            database.pool,
+            node=config.crm.node or socket.gethostname(),
+            endpoints=config.crm.endpoints,
+        )
         await engine.outbox.start()
     if config.recordings.enabled:
         engine.recordings = Recordings(
@@ -191,7 +214,32 @@ async def start_engine(
         on_call_end=lambda summary: _log_call(engine, summary),
         on_connected=lambda bridged: _record(engine, bridged, unrecorded),
         on_call_start=engine.journal.started if engine.journal is not None else None,
+        pickup_groups=PickupGroups(config.pickup_groups),
+        monitor=config.monitor,
+        on_pickup=lambda bridged, pickup, picker: engine.spawn(
+            _log_pickup(engine, bridged, pickup, picker)
+        ),
+        on_monitor=lambda event: _track_audit(engine, event),
     )
+    if config.ivr.flows:
+        try:
+            flows = await asyncio.to_thread(
+                load_flows, config.ivr, data_dir=data_dir or config.data_dir
+            )
+        except Exception:
+            await engine.stop()
+            raise
+        actions = SwitchboardActions(
+            engine.switchboard,
+            store=store,
+            leads=PgLeadStore(database.pool, default_country_code=config.crm.default_country_code)
+            if database is not None
+            else None,
+            journal=engine.journal,
+            beep_detector=lambda: BeepDetector().feed,
+        )
+        engine.ivr = IvrService(flows, actions)
+        engine.switchboard.on_ivr = engine.ivr.serve
     presence.on_change = lambda ext, state: engine.events.publish(
         ext, "presence", {"state": state.value}
     )
@@ -217,6 +265,67 @@ async def start_engine(
 def _record(engine: Engine, bridged: BridgedCall, unrecorded: set[str]) -> None:
     if engine.recordings is not None and bridged.summary.did not in unrecorded:
         engine.recordings.start(bridged)
+
+
+async def _call_row(engine: Engine, call_id: str) -> int | None:
+    if engine.journal is None:
+        return None
+    try:
+        return await engine.journal.row_id(call_id)
+    except Exception as exc:  # the row's INSERT failed: the journal logged it already
+        logger.info("call %s: no calls row: %s", call_id, exc)
+        return None
+
+
+async def _log_pickup(engine: Engine, bridged: BridgedCall, pickup: Pickup, picker: str) -> None:
+    """A pickup is an event in the CRM delivery (the calls row names the picker at its end)."""
+    if engine.monitoring is None:
+        return
+    try:
+        await engine.monitoring.record_pickup(
+            call_row_id=await _call_row(engine, bridged.a.call_id),
+            call_id=bridged.a.call_id,
+            picker=picker,
+            picked_from=pickup.picked_from,
+            at=bridged.summary.answered_at or datetime.now(UTC),
+        )
+    except Exception:
+        logger.exception("call %s: pickup by %s not stored", bridged.a.call_id, picker)
+
+
+def _track_audit(engine: Engine, event: MonitorEvent) -> None:
+    task = engine.ua.loop.create_task(_audit_monitor(engine, event))
+    engine._audit_writes.add(task)
+    task.add_done_callback(engine._audit_writes.discard)
+
+
+async def _audit_monitor(engine: Engine, event: MonitorEvent) -> None:
+    if engine.monitoring is None:
+        return
+    try:
+        async with engine._audit_order:
+            await _write_audit(engine, event)
+    except Exception:
+        # The audit is required: an entry that cannot be written is an error to see.
+        logger.exception("monitor %d: audit entry %s not stored", event.session, event.action)
+
+
+async def _write_audit(engine: Engine, event: MonitorEvent) -> None:
+    rows = engine._monitored_rows
+    if event.session not in rows:
+        rows[event.session] = await _call_row(engine, event.call_id)
+    row = rows.pop(event.session) if event.action == "ended" else rows[event.session]
+    if engine.monitoring is not None:
+        await engine.monitoring.audit(
+            session=event.session,
+            call_row_id=row,
+            call_id=event.call_id,
+            supervisor=event.supervisor,
+            agent=event.agent,
+            action=event.action,
+            mode=event.mode.value,
+            at=event.at,
+        )
 
 
 async def _log_call(engine: Engine, summary: CallSummary) -> None:

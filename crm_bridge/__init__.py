@@ -50,6 +50,7 @@ from .models import (
     Task,
     TaskFilter,
 )
+from .monitoring import AuditEntry, MonitoringStore, PickupRecord
 from .outbox import OutboxWorker, Verdict, WorkerStats, backoff_delay, classify_status
 from .phone import normalize_phone
 from .registrations import RegistrationStore, StoredBinding
@@ -64,6 +65,7 @@ __all__ = [
     "TASK_STATUSES",
     "TASK_TYPES",
     "AmoCrmAdapter",
+    "AuditEntry",
     "Call",
     "CallEnded",
     "CallFilter",
@@ -83,11 +85,13 @@ __all__ = [
     "JsonWebhook",
     "LeadClaim",
     "LeadImportSummary",
+    "MonitoringStore",
     "NotFound",
     "OutboxEvent",
     "OutboxWorker",
     "PgLeadStore",
     "PhoneNumberError",
+    "PickupRecord",
     "RegistrationStore",
     "RetryPolicy",
     "StoredAttempt",

@@ -28,6 +28,7 @@ CALL_EVENTS = frozenset(
         "call.screen-pop",
         "call.ended",
         "call.disposition",
+        "call.pickup",
     }
 )
 TASK_EVENTS = frozenset({"task.created", "task.updated", "task.done", "task.cancelled"})

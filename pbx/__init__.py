@@ -5,6 +5,16 @@ from __future__ import annotations
 from .auth import AuthDecision, Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
 from .hunt import STRATEGIES, HuntStrategy
+from .monitor import (
+    MonitorError,
+    MonitorEvent,
+    MonitorMode,
+    MonitorSession,
+    MonitorSettings,
+    mode_matrix,
+    parse_monitor,
+)
+from .pickup import Pickup, PickupGroup, PickupGroups, PickupRefusal, RingingCall, parse_pickup
 from .presence import AgentState, Presence
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import RING_STRATEGIES, Did, RingGroup, Trunk
@@ -27,13 +37,26 @@ __all__ = [
     "Extension",
     "HuntStep",
     "HuntStrategy",
+    "MonitorError",
+    "MonitorEvent",
+    "MonitorMode",
+    "MonitorSession",
+    "MonitorSettings",
+    "Pickup",
+    "PickupGroup",
+    "PickupGroups",
+    "PickupRefusal",
     "Presence",
     "Registrar",
     "RegistrationError",
     "RingGroup",
+    "RingingCall",
     "Routing",
     "Switchboard",
     "Target",
     "Trunk",
     "log_auth_failure",
+    "mode_matrix",
+    "parse_monitor",
+    "parse_pickup",
 ]

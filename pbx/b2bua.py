@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -123,17 +123,33 @@ class BridgedCall:
         """Takes over a caller nobody answered (auto-reply prompt) instead of a 480."""
         self.media: MediaBridge | None = None
         self._timed_out = False
+        self.keep_caller = False
+        """The caller's leg is answered already and stays up when nobody answers (an IVR
+        transfer: the flow goes on with its fallback)."""
+        self._picked: asyncio.Future[tuple[Call, str]] = asyncio.get_running_loop().create_future()
+        """Set by pick_up(): another phone's leg takes the call instead of the ringing ones."""
 
     @property
     def parties(self) -> tuple[str, str]:
         return (self.caller, self.callee)
+
+    def pick_up(self, leg: Call, picker: str) -> bool:
+        """Let `picker`'s incoming, unanswered `leg` (its INVITE to *8 or **EXT) take this call
+        while it rings: the ringing phones get CANCEL, the leg is answered and bridged to the
+        caller, and `picker` becomes the answering agent. False when the call no longer rings."""
+        if not self.ringing or self.b is not None or self._picked.done():
+            return False
+        self._picked.set_result((leg, picker))
+        return True
 
     async def run(self) -> CallSummary:
         try:
             await self._run()
         finally:
             self.summary.ended_at = datetime.now(UTC)
-            for leg in (self.a, self.b):
+            picker = self._picked.result()[0] if self._picked.done() else None
+            kept = self.keep_caller and self.b is None and picker is None
+            for leg in (None if kept else self.a, self.b, picker):
                 if leg is not None:
                     with contextlib.suppress(Exception):
                         await leg.hangup(reason="shutdown")
@@ -212,7 +228,7 @@ class BridgedCall:
         self.ringing = set(legs.values())
         try:
             while pending:
-                waiters: set[asyncio.Future[object]] = {*pending.values(), self.a.ended}  # type: ignore[arg-type]
+                waiters: set[asyncio.Future[Any]] = {*pending.values(), self.a.ended, self._picked}
                 done, _ = await asyncio.wait(
                     waiters,
                     timeout=max(0.0, deadline - loop.time()),
@@ -222,6 +238,12 @@ class BridgedCall:
                     self._timed_out = self._timed_out or not done
                     await self._drop(pending, reason="cancelled" if done else "timeout")
                     return None
+                if self._picked in done:
+                    picker = await self._answer_picker()
+                    if picker is not None:
+                        await self._drop(pending, reason="picked-up")
+                        return picker
+                    continue  # the picker's leg is gone: the phones ring on
                 for leg, task in list(pending.items()):
                     if task not in done:
                         continue
@@ -243,7 +265,21 @@ class BridgedCall:
         finally:
             self.ringing = set()
 
-    async def _drop(self, pending: dict[Call, asyncio.Task[object]], *, reason: str) -> None:
+    async def _answer_picker(self) -> Call | None:
+        leg, picker = self._picked.result()
+        try:
+            await leg.answer()
+        except Exception as exc:  # no codec, no port, picker hung up: the call rings on
+            logger.warning("call %s: pickup by %s failed: %s", self.a.call_id, picker, exc)
+            leg.reject(getattr(exc, "status_code", 500))
+            self._picked = asyncio.get_running_loop().create_future()
+            return None
+        logger.info("call %s: picked up by %s", self.a.call_id, picker)
+        self.summary.legs.append(leg.call_id)
+        self.callee = self.summary.callee = picker
+        return leg
+
+    async def _drop(self, pending: Mapping[Call, asyncio.Task[Any]], *, reason: str) -> None:
         for leg, task in pending.items():
             task.cancel()
             await leg.hangup(reason=reason)
@@ -251,7 +287,8 @@ class BridgedCall:
     async def _connect(self, b: Call) -> None:
         self.b = b
         try:
-            if self.a.incoming:  # an originated customer leg is connected already
+            # An originated customer leg, or one an IVR answered, is connected already.
+            if self.a.incoming and self.a.state.value != "connected":
                 await self.a.answer(codecs=[b.media.codec_name] if b.media else None)
         except Exception as exc:  # no common codec between the two phones, or no port
             logger.warning("call %s: cannot answer the caller: %s", self.a.call_id, exc)
@@ -276,6 +313,8 @@ class BridgedCall:
         self.summary.sip_status = status
         self.summary.hangup_cause = self.summary.hangup_cause or cause
         self.summary.outcome = "missed" if self.summary.direction == "inbound" else outcome
+        if self.keep_caller:
+            return
         waiting = self.a.state.value in ("incoming", "ringing") or (
             not self.a.incoming and self.a.state.value == "connected"
         )

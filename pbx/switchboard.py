@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -12,12 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from telephony.aio import Call, Peer, UserAgent
+from telephony.call import Answered, Ended
 from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipRequest, SipUri, make_response
 
 from .auth import Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
 from .hunt import STRATEGIES, Hunt
+from .monitor import (
+    MonitorError,
+    MonitorEvent,
+    MonitorMode,
+    MonitorSession,
+    MonitorSettings,
+    parse_monitor,
+)
+from .pickup import Pickup, PickupGroups, RingingCall, parse_pickup
 from .presence import Presence
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import Did, RingGroup, Trunk
@@ -33,6 +44,8 @@ class Extension:
     role: str
     max_calls: int = 1
     """Simultaneous calls before the extension counts as busy."""
+    team: tuple[str, ...] = ()
+    """A supervisor's agents: the extensions this one may listen to, whisper to, barge in on."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +60,16 @@ class Routing:
 # Feature codes an agent dials (the engine answers, beeps, hangs up).
 FEATURE_CODES = {"*50": True, "*51": False}  # -> away
 _BEEP = (880.0,)
+# Refused or empty pickup / monitor: a fast busy (reorder) tone, then BYE.
+_REORDER = (480.0, 620.0)
+
+MonitorEventHandler = Callable[[MonitorEvent], None]
+PickupHandler = Callable[[BridgedCall, Pickup, str], None]
 # What an external number looks like: 7-15 digits, optionally with a leading +.
 _EXTERNAL = re.compile(r"^\+?[0-9]{7,15}$")
 
 MissedCallHandler = Callable[[CallSummary, str | None], Awaitable[None] | None]
+IvrHandler = Callable[[Call, Did, CallSummary], Awaitable[None]]
 
 
 class Switchboard:
@@ -70,6 +89,10 @@ class Switchboard:
         on_missed: MissedCallHandler | None = None,
         on_connected: Callable[[BridgedCall], None] | None = None,
         on_call_start: Callable[[CallSummary], None] | None = None,
+        pickup_groups: PickupGroups | None = None,
+        monitor: MonitorSettings | None = None,
+        on_pickup: PickupHandler | None = None,
+        on_monitor: MonitorEventHandler | None = None,
     ) -> None:
         self.ua = ua
         self.extensions = extensions
@@ -86,11 +109,23 @@ class Switchboard:
         self.on_missed = on_missed
         self.on_connected = on_connected
         self.on_call_start = on_call_start
+        self.on_ivr: IvrHandler | None = None
+        """Serves DIDs routed to `ivr:FLOW` (answers, runs the flow, may call transfer());
+        it concludes the call's summary itself unless transfer() bridged the call."""
         """Gets each call when it starts ringing anyone (the journal opens its row)."""
         """Gets every call the moment both legs are bridged (recording starts here)."""
         """Gets every missed inbound call and the ring group owner (fallback assignee)."""
         self.active: dict[str, BridgedCall] = {}
         """Bridged calls in progress by the caller leg's Call-ID."""
+        self.pickup_groups = pickup_groups or PickupGroups()
+        self.monitor_settings = monitor or MonitorSettings()
+        self.on_pickup = on_pickup
+        """Gets (call, pickup, picker) once a pickup has been bridged (CRM event)."""
+        self.on_monitor = on_monitor
+        """Gets every monitor session start, mode change and end (the audit)."""
+        self.monitors: dict[int, MonitorSession] = {}
+        """Monitor sessions in progress by session id."""
+        self._session_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         ua.on_incoming = self._on_incoming
         ua.on_request = self._on_request
@@ -175,6 +210,13 @@ class Switchboard:
         if dialled in FEATURE_CODES:
             self._track(self._feature_code(call, caller, away=FEATURE_CODES[dialled]))
             return
+        if dialled and (code := parse_pickup(dialled)) is not None:
+            self._pickup(call, caller, code.target)
+            return
+        if dialled and (monitor := parse_monitor(dialled)) is not None:
+            mode, agent = monitor
+            self._track(self._monitor_code(call, caller, agent, mode))
+            return
         bindings = self.registrar.lookup(dialled, now=now) if dialled else []
         if dialled is not None and dialled not in self.extensions and _EXTERNAL.match(dialled):
             self._outbound(call, caller, dialled)
@@ -194,6 +236,151 @@ class Switchboard:
                 identity=self._identity(caller, self.extensions[caller].display_name or None),
                 summary=CallSummary(call.call_id, caller, dialled, datetime.now(UTC)),
             )
+
+    # -- pickup -------------------------------------------------------------------------------
+
+    def _pickup(self, call: Call, picker: str, target: str | None) -> None:
+        """*8 / **EXT: hand the picker's leg to the chosen ringing call, or refuse it."""
+        ringing = [
+            RingingCall(key, frozenset(bridged.ringing), bridged.summary.started_at)
+            for key, bridged in self.active.items()
+            if bridged.ringing and bridged.b is None
+        ]
+        if self.busy(picker):
+            call.reject(486)
+            return
+        choice = self.pickup_groups.select(picker, ringing, target=target)
+        if not isinstance(choice, Pickup):
+            logger.info("pickup by %s (%s) refused: %s", picker, target or "*8", choice.value)
+            if target is not None and choice.value == "not-allowed":
+                call.reject(403, "Not in a pickup group with " + target)
+            else:
+                self._track(self._reorder(call, reason="nothing-to-pick-up"))
+            return
+        bridged = self.active[choice.key]
+        if not bridged.pick_up(call, picker):
+            self._track(self._reorder(call, reason="nothing-to-pick-up"))
+            return
+        if self.on_pickup is not None:
+            on_pickup = self.on_pickup
+            previous = bridged.on_answer
+
+            def answered(b: BridgedCall) -> None:
+                if previous is not None:
+                    previous(b)
+                if b.callee == picker:
+                    on_pickup(b, choice, picker)
+
+            bridged.on_answer = answered
+
+    async def _reorder(self, call: Call, *, reason: str) -> None:
+        """Answer, play a fast busy tone, hang up: the phone's user hears why nothing happened."""
+        try:
+            await call.answer()
+            await asyncio.wait_for(call.next_event(), 5)  # the ACK
+            await call.play(ToneSource(_REORDER, duration=1.5, cadence=(0.25, 0.25)))
+        except (TimeoutError, RuntimeError, OSError) as exc:
+            logger.info("call %s: refusal tone not played: %s", call.call_id, exc)
+        await call.hangup(reason=reason)
+
+    # -- monitor ------------------------------------------------------------------------------
+
+    def check_monitor(self, supervisor: str, agent: str) -> BridgedCall:
+        """The agent's answered call, if `supervisor` may monitor `agent`; else MonitorError."""
+        ext = self.extensions.get(supervisor)
+        if ext is None or ext.role != "supervisor":
+            raise MonitorError(f"{supervisor} is not a supervisor")
+        if agent not in ext.team:
+            raise MonitorError(f"{agent} is not in {supervisor}'s team")
+        for bridged in self.active.values():
+            if bridged.b is not None and agent in bridged.parties and bridged.media is not None:
+                if any(m.bridged is bridged for m in self.monitors.values()):
+                    raise MonitorError(f"{agent}'s call is monitored already", 409)
+                return bridged
+        raise MonitorError(f"{agent} is not in a call", 404)
+
+    def start_monitor(
+        self, bridged: BridgedCall, leg: Call, *, supervisor: str, agent: str, mode: MonitorMode
+    ) -> MonitorSession:
+        """Mix the supervisor's answered `leg` into `bridged` (checked with check_monitor)."""
+        session = MonitorSession(
+            bridged,
+            leg,
+            session_id=next(self._session_ids),
+            supervisor=supervisor,
+            agent=agent,
+            mode=mode,
+            clock=self.ua.clock,
+            settings=self.monitor_settings,
+            on_event=self.on_monitor,
+        )
+        self.monitors[session.id] = session
+
+        async def run() -> None:
+            try:
+                await session.run()
+            finally:
+                self.monitors.pop(session.id, None)
+
+        self._track(run())
+        return session
+
+    async def _monitor_code(
+        self, call: Call, supervisor: str, agent: str, mode: MonitorMode
+    ) -> None:
+        """*1EXT / *2EXT / *3EXT from a supervisor's phone."""
+        try:
+            bridged = self.check_monitor(supervisor, agent)
+        except MonitorError as exc:
+            logger.info("monitor %s by %s refused: %s", agent, supervisor, exc)
+            if exc.status == 403:
+                call.reject(403, "Not allowed to monitor")
+            else:
+                await self._reorder(call, reason="nothing-to-monitor")
+            return
+        try:
+            await call.answer()
+            await asyncio.wait_for(call.next_event(), 5)  # the ACK
+        except (TimeoutError, RuntimeError, OSError) as exc:
+            logger.info("monitor %s by %s: leg not answered: %s", agent, supervisor, exc)
+            await call.hangup(reason="failed")
+            return
+        if bridged.b is None or bridged.a.ended.done() or bridged.b.ended.done():
+            await call.hangup(reason="call-ended")
+            return
+        self.start_monitor(bridged, call, supervisor=supervisor, agent=agent, mode=mode)
+
+    async def call_supervisor(
+        self, bridged: BridgedCall, *, supervisor: str, agent: str, mode: MonitorMode,
+        timeout: float = 30.0,
+    ) -> MonitorSession:  # fmt: skip
+        """The API's way in: ring the supervisor's phone; once answered, join the call.
+        MonitorError when the phone is unreachable or does not answer."""
+        now = self.ua.loop.time()
+        bindings = self.registrar.lookup(supervisor, now=now)
+        contact = bindings[0].contact.uri if bindings else None
+        if not bindings or not isinstance(contact, SipUri):
+            raise MonitorError(f"{supervisor}'s phone is not registered", 409)
+        leg = await self.ua.dial(
+            contact,
+            bindings[0].peer,
+            from_=self._identity(agent, f"Monitor {agent}"),
+            to=NameAddr(display_name=None, uri=self._identity(supervisor, None).uri, params={}),
+        )
+        try:
+            while True:
+                event = await leg.next_event(timeout)
+                if isinstance(event, Answered):
+                    break
+                if isinstance(event, Ended):
+                    raise MonitorError(f"{supervisor} did not answer", 409)
+        except TimeoutError:
+            await leg.hangup(reason="timeout")
+            raise MonitorError(f"{supervisor} did not answer", 409) from None
+        if bridged.b is None or bridged.a.ended.done() or bridged.b.ended.done():
+            await leg.hangup(reason="call-ended")
+            raise MonitorError("the call ended meanwhile", 409)
+        return self.start_monitor(bridged, leg, supervisor=supervisor, agent=agent, mode=mode)
 
     def _trunk_of(self, address: str) -> Trunk | None:
         """The trunk a source address belongs to: listed, or where the carrier registered from."""
@@ -219,6 +406,10 @@ class Switchboard:
         auto_reply: Path | None = None
         steps: list[HuntStep] = []
         ring_timeout = self.ring_timeout
+        if kind == "ivr" and self.on_ivr is not None:
+            self.announce(summary)
+            self._track(self._ivr(call, did, summary))
+            return
         if kind == "agent":
             reachable = self.reachable([target], now=now)
             if reachable:
@@ -335,6 +526,87 @@ class Switchboard:
             binding.peer,
             from_=self._identity(caller_id or trunk.caller_id or "anonymous", None),
         )
+
+    async def _ivr(self, call: Call, did: Did, summary: CallSummary) -> None:
+        assert self.on_ivr is not None
+        try:
+            await self.on_ivr(call, did, summary)
+        except Exception:
+            logger.exception("call %s: IVR %s failed", call.call_id, did.route)
+            if call.state.value in ("incoming", "ringing"):
+                call.reject(500)
+            else:
+                await call.hangup(reason="failed")
+
+    async def transfer(
+        self, call: Call, route: str, *, summary: CallSummary, timeout: float
+    ) -> bool:
+        """Ring `route` (agent:EXT, ringgroup:NAME, number:E164) for a caller an IVR answered.
+        True once bridged: from then on the call is the switchboard's, which journals `summary`
+        at its end. False when nobody was free or answered in `timeout` s, or the caller hung
+        up: the caller's leg is left as it was, for the flow to go on."""
+        loop = self.ua.loop
+        now = loop.time()
+        kind, _, target = route.partition(":")
+        steps: list[HuntStep] = []
+        if kind == "agent":
+            reachable = self.reachable([target], now=now)
+            if reachable:
+                steps = [HuntStep(tuple(Target(target, b) for b in reachable[target]), timeout)]
+        elif kind == "ringgroup" and target in self.groups:
+            group = self.groups[target]
+            summary.ring_group = group.name
+            hunt = Hunt(
+                list(group.members),
+                self.reachable(group.members, now=now),
+                self.presence,
+                min(group.member_timeout, timeout),
+                timeout,
+                now,
+            )
+            steps = self._strategies[group.name].steps(hunt)
+        elif kind == "number" and (found := self._trunk_route(target)) is not None:
+            steps = [HuntStep((Target(target, found[1]),), timeout)]
+        if not steps:
+            logger.info("call %s: IVR transfer to %s: nobody free", call.call_id, route)
+            return False
+        bridged = BridgedCall(
+            self.ua,
+            call,
+            caller=summary.caller,
+            callee=target,
+            steps=steps,
+            ring_timeout=timeout,
+            caller_identity=self._identity(summary.caller, summary.caller),
+            summary=summary,
+        )
+        bridged.keep_caller = True
+        answered: asyncio.Future[bool] = loop.create_future()
+
+        def on_answer(connected: BridgedCall) -> None:
+            self._answered(connected)
+            if not answered.done():
+                answered.set_result(True)
+
+        bridged.on_answer = on_answer
+        self.active[call.call_id] = bridged
+        self._track(self._run_transfer(bridged, answered))
+        return await answered
+
+    async def _run_transfer(self, bridged: BridgedCall, answered: asyncio.Future[bool]) -> None:
+        try:
+            await bridged.run()
+        finally:
+            if self.active.get(bridged.a.call_id) is bridged:
+                del self.active[bridged.a.call_id]
+            if not answered.done():
+                answered.set_result(False)
+        if bridged.media is None:
+            return  # not bridged: the IVR goes on and journals the call itself
+        now = self.ua.loop.time()
+        for party in bridged.parties:
+            self.presence.call_ended(party, now=now, wrap_up=True)
+        await self._finish(bridged.summary)
 
     def connect(
         self,
@@ -500,6 +772,8 @@ class Switchboard:
 
     async def shutdown(self) -> None:
         """Hang up every call with BYE (or CANCEL / 503 before answer) and wait for the logs."""
+        for session in list(self.monitors.values()):
+            session.leave()
         for bridged in list(self.active.values()):
             for leg in (bridged.a, bridged.b):
                 if leg is not None:

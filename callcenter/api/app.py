@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import agents, campaigns
+from . import agents, campaigns, monitor
 from .crm import ENGINE, add_routes
 from .security import KeyRing, auth_middleware, json_errors
 
@@ -81,6 +81,7 @@ def build_app(engine: Engine) -> web.Application:
     add_routes(app)
     campaigns.add_routes(app)
     agents.add_routes(app)
+    monitor.add_routes(app)
     return app
 
 

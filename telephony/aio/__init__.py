@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from .call import Call, LegState, UserAgent, UserAgentConfig
 from .clock import MediaClock
+from .conference import Conference
 from .endpoint import EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaBridge, MediaError, MediaSession, bridge
 from .rtp import RtpEndpoint, RtpPortPool
 
 __all__ = [
     "Call",
+    "Conference",
     "EndpointConfig",
     "LegState",
     "MediaBridge",

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from telephony.call import Answered, CallEvent, Dtmf, Ended, HoldChanged, Ringing
-from telephony.media import FrameSource
+from telephony.media import DtmfDetector, DtmfDetectorConfig, Frame, FrameSource
 from telephony.sip import (
     Dialog,
     Headers,
@@ -35,6 +35,7 @@ from telephony.sip import (
 )
 
 from .clock import MediaClock
+from .dtmf import DtmfDebouncer
 from .endpoint import EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaError, MediaSession
 from .rtp import RtpPortPool
@@ -95,6 +96,7 @@ class Call:
         self.final_status: int | None = None
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._digits: asyncio.Queue[str] = asyncio.Queue()
+        self._debouncer = DtmfDebouncer()
         self.end_reason: str | None = None
         self.ended = asyncio.get_running_loop().create_future()
 
@@ -201,6 +203,12 @@ class Call:
             raise RuntimeError(f"{self!r}: play needs a connected call")
         await self.media.play(source)
 
+    def listen(self, listener: Callable[[Frame], None]) -> Callable[[], None]:
+        """Hand every decoded frame the far end sends to `listener`; returns the undo."""
+        if self.media is None:
+            raise RuntimeError(f"{self!r}: listening needs media")
+        return self.media.listen(listener)
+
     async def collect_digits(
         self, count: int, *, timeout: float, terminator: str | None = "#"
     ) -> str:
@@ -216,6 +224,33 @@ class Call:
                 break
             digits += digit
         return digits
+
+    async def next_digit(self, timeout: float | None = None) -> str | None:
+        """The next DTMF digit from any source (one per press), or None after `timeout` s."""
+        try:
+            return await asyncio.wait_for(self._digits.get(), timeout)
+        except TimeoutError:
+            return None
+
+    def flush_digits(self) -> str:
+        """Drop digits pressed but not yet read (type-ahead); returns them."""
+        dropped = ""
+        while not self._digits.empty():
+            dropped += self._digits.get_nowait()
+        return dropped
+
+    def detect_inband(self, config: DtmfDetectorConfig | None = None) -> Callable[[], None]:
+        """Also hear DTMF as tones in the caller's audio (Goertzel), for carriers that send
+        only in-band; digits join the others through the same debouncing. Returns the undo."""
+        if self.media is None:
+            raise RuntimeError(f"{self!r}: in-band DTMF needs media")
+        detector = DtmfDetector(config)
+
+        def hear(frame: Frame) -> None:
+            for digit in detector.feed(frame) or "":
+                self._dtmf(digit, "inband")
+
+        return self.media.listen(hear)
 
     # -- both --------------------------------------------------------------------------------
 
@@ -365,6 +400,9 @@ class Call:
             self.ua.loop.create_task(self.hangup(reason="timeout"))
 
     def _dtmf(self, digit: str, method: str) -> None:
+        # One press may arrive by several routes (RFC 4733 + in-band tone, INFO + RFC 4733).
+        if not self._debouncer.accept(digit, method, now=self.ua.loop.time()):
+            return
         self._emit(Dtmf(self.call_id, digit, method))
         self._digits.put_nowait(digit)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from telephony.call import Dtmf
-from telephony.media import CODECS, Frame, FrameSource
+from telephony.media import CODECS, FRAME_SAMPLES, Frame, FrameSource
 from telephony.rtp import DtmfReceiver, RtpError, RtpPacket
 from telephony.sdp import (
     PCMA,
@@ -79,6 +79,8 @@ class MediaSession:
         self._seq = secrets.randbits(16)
         self._timestamp = secrets.randbits(32)
         self._playing: dict[asyncio.Future[None], int] = {}
+        self.relayed: bytes | None = None
+        """The last packet relayed to the far end (where our own stream continues from)."""
         self._listeners: list[Callable[[Frame], None]] = []
         """Get the decoded audio the far end sends (recording, AMD, in-band DTMF, monitors)."""
         rtp.on_packet = self._on_packet
@@ -148,7 +150,6 @@ class MediaSession:
 
     def play(self, source: FrameSource) -> asyncio.Future[None]:
         """Send `source` to the far end, one frame per media-clock tick; done when it ends."""
-        codec = CODECS[self.codec_name]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         first = True
 
@@ -158,18 +159,31 @@ class MediaSession:
             if samples is None:
                 self._stop(done)
                 return
-            marker = 0x80 if first else 0
+            self.send_frame(samples, marker=first)
             first = False
-            header = _RTP_HEADER.pack(
-                0x80, marker | self.codec_pt, self._seq, self._timestamp, self._ssrc
-            )
-            self._seq = (self._seq + 1) & 0xFFFF
-            self._timestamp = (self._timestamp + len(samples)) & 0xFFFFFFFF
-            self.rtp.send(header + codec.encode(samples))
 
         self._playing[done] = self._clock.subscribe(tick)
         done.add_done_callback(lambda fut: self._stop(fut))
         return done
+
+    def send_frame(self, samples: Frame, *, marker: bool = False) -> None:
+        """Send one frame of our own audio now (the caller paces it on the media clock)."""
+        header = _RTP_HEADER.pack(
+            0x80, (0x80 if marker else 0) | self.codec_pt, self._seq, self._timestamp, self._ssrc
+        )
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._timestamp = (self._timestamp + len(samples)) & 0xFFFFFFFF
+        self.rtp.send(header + CODECS[self.codec_name].encode(samples))
+
+    def continue_relayed_stream(self) -> None:
+        """Send our own audio as the continuation of the stream relayed so far (its SSRC, next
+        sequence number and timestamp): phones whose jitter buffer ignores an SSRC change
+        (baresip 1.0) would drop a new stream whose numbers lie behind the old one."""
+        if self.relayed is None:
+            return
+        _, _, seq, timestamp, ssrc = _RTP_HEADER.unpack_from(self.relayed)
+        self._ssrc, self._seq = ssrc, (seq + 1) & 0xFFFF
+        self._timestamp = (timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
 
     def _stop(self, playing: asyncio.Future[None]) -> None:
         token = self._playing.pop(playing, None)
@@ -210,6 +224,7 @@ class MediaSession:
             if peer is not None and peer.remote_dte_pt is not None:
                 if peer.remote_dte_pt != pt:
                     data = data[:1] + bytes([(data[1] & 0x80) | peer.remote_dte_pt]) + data[2:]
+                peer.relayed = data
                 peer.rtp.send(data)
             return
         if pt != self.codec_pt:
@@ -223,6 +238,7 @@ class MediaSession:
             return
         if peer.codec_pt != pt:
             data = _transcode(data, self.codec_name, peer.codec_name, peer.codec_pt)
+        peer.relayed = data
         peer.rtp.send(data)
 
     def _on_event_packet(self, data: bytes) -> None:

@@ -1,0 +1,148 @@
+"""One press, one digit: RFC 4733, SIP INFO and in-band tones on a real Call, debounced.
+
+Two of our own UserAgents on loopback: the caller sends digits every way a carrier might (as
+telephone-event packets, as INFO, as tones in the audio, and the same press two ways at once);
+the callee's Call must report each press exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sip_test_env.ports import free_port, free_port_range
+from telephony.aio import Call, EndpointConfig, UserAgent, UserAgentConfig
+from telephony.aio.dtmf import DtmfDebouncer
+from telephony.call import Dtmf
+from telephony.media import dtmf_sequence
+from telephony.rtp import DtmfSender
+from telephony.sip import NameAddr, SipUri
+
+
+def test_same_digit_from_another_source_is_the_same_press() -> None:
+    debouncer = DtmfDebouncer(window=0.5)
+    assert debouncer.accept("5", "rfc4733", now=10.0)
+    assert not debouncer.accept("5", "inband", now=10.06)
+    assert debouncer.accept("5", "rfc4733", now=10.3)  # a second press on the same channel
+    assert not debouncer.accept("5", "inband", now=10.35)
+    assert debouncer.accept("5", "inband", now=11.0)  # too late to be a copy: a new press
+    assert debouncer.accept("6", "info", now=11.01)  # another key is always a new press
+
+
+@given(st.lists(st.tuples(st.sampled_from("159#"), st.floats(0.2, 2.0)), max_size=20))
+def test_one_source_alone_never_loses_a_press(presses: list[tuple[str, float]]) -> None:
+    debouncer = DtmfDebouncer()
+    now = 0.0
+    for digit, gap in presses:
+        now += gap
+        assert debouncer.accept(digit, "rfc4733", now=now)
+
+
+def _uri(user: str, port: int) -> SipUri:
+    return SipUri(
+        scheme="sip", user=user, password=None, host="127.0.0.1", port=port, params={}, headers={}
+    )
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[Call, Call]]:
+    """An answered call between two UserAgents: (caller's leg, callee's leg)."""
+    uas = []
+    for _ in range(2):
+        low, high = free_port_range(20, "udp")
+        ua = UserAgent(
+            UserAgentConfig(endpoint=EndpointConfig(port=free_port("both")), rtp_ports=(low, high))
+        )
+        await ua.start()
+        uas.append(ua)
+    caller_ua, callee_ua = uas
+    incoming: asyncio.Future[Call] = asyncio.get_running_loop().create_future()
+
+    async def answer(call: Call) -> None:
+        await call.answer()
+        incoming.set_result(call)
+
+    callee_ua.on_incoming = answer
+    port = callee_ua.endpoint.port
+    caller = await caller_ua.dial(
+        _uri("ivr", port),
+        ("udp", "127.0.0.1", port),
+        from_=NameAddr(display_name=None, uri=_uri("15550001", caller_ua.endpoint.port), params={}),
+    )
+    callee = await asyncio.wait_for(incoming, 5)
+    await asyncio.wait_for(caller.next_event(), 5)  # Answered
+    await asyncio.wait_for(callee.next_event(), 5)  # Answered (ACK in)
+    try:
+        yield caller, callee
+    finally:
+        await caller.hangup()
+        await asyncio.sleep(0.05)
+        for ua in uas:
+            await ua.close()
+
+
+def send_info(call: Call, digit: str) -> None:
+    assert call.dialog is not None
+    info = call.dialog.create_request("INFO", via=call.ua.endpoint.new_via("udp"), contact=None)
+    info.headers.set("Content-Type", "application/dtmf-relay")
+    info.body = f"Signal={digit}\r\nDuration=160\r\n".encode()
+    info.headers.set("Content-Length", str(len(info.body)))
+    call.ua.send_in_dialog(call, info)
+
+
+async def send_rfc4733(call: Call, digit: str, *, seq: int, timestamp: int) -> int:
+    assert call.media is not None and call.media.remote_dte_pt is not None
+    sender = DtmfSender(
+        digit, payload_type=call.media.remote_dte_pt, ssrc=4711, timestamp=timestamp
+    )
+    while (packet := sender.next_packet(seq)) is not None:
+        call.media.rtp.send(bytes(packet))
+        seq += 1
+        await asyncio.sleep(0.02)
+    return seq
+
+
+async def digits_within(call: Call, seconds: float) -> list[Dtmf]:
+    found: list[Dtmf] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        try:
+            event = await call.next_event(timeout=left)
+        except TimeoutError:
+            break
+        if isinstance(event, Dtmf):
+            found.append(event)
+    return found
+
+
+async def test_inband_tones_are_heard_once_each(pair: tuple[Call, Call]) -> None:
+    caller, callee = pair
+    undo = callee.detect_inband()
+    await caller.play(dtmf_sequence("1590#", tone=0.08, gap=0.08))
+    got = await digits_within(callee, 0.5)
+    assert [(d.digit, d.method) for d in got] == [(k, "inband") for k in "1590#"]
+    assert callee.flush_digits() == "1590#"
+    undo()
+    await caller.play(dtmf_sequence("7"))  # detection off: nothing
+    assert await digits_within(callee, 0.3) == []
+
+
+async def test_each_source_alone_and_two_at_once(pair: tuple[Call, Call]) -> None:
+    caller, callee = pair
+    callee.detect_inband()
+    send_info(caller, "4")
+    assert [(d.digit, d.method) for d in await digits_within(callee, 0.5)] == [("4", "info")]
+    seq = await send_rfc4733(caller, "8", seq=100, timestamp=8000)
+    assert [(d.digit, d.method) for d in await digits_within(callee, 0.5)] == [("8", "rfc4733")]
+    # One press, sent as an RFC 4733 event and left in the audio too: one digit.
+    tone = asyncio.ensure_future(caller.play(dtmf_sequence("3", tone=0.12)))
+    await send_rfc4733(caller, "3", seq=seq, timestamp=32000)
+    await tone
+    send_info(caller, "3")  # and a phone that also sends INFO for it
+    got = await digits_within(callee, 0.6)
+    assert [d.digit for d in got] == ["3"], got
+    assert callee.flush_digits() == "483"
