@@ -31,8 +31,16 @@ def add_parser(commands: Any) -> None:
     create = actions.add_parser("create", help="create a campaign and upload its leads (CSV)")
     create.add_argument("name")
     create.add_argument("--leads", type=Path, required=True, help="CSV with a phone column")
-    create.add_argument("--agents", required=True, help="comma-separated extensions, e.g. 101,102")
-    create.add_argument("--mode", choices=["power", "predictive"], default="power")
+    create.add_argument(
+        "--agents", default="", help="comma-separated extensions, e.g. 101,102 (power, predictive)"
+    )
+    create.add_argument("--mode", choices=["power", "predictive", "broadcast"], default="power")
+    create.add_argument("--flow", help="broadcast: the IVR flow each person hears ([ivr] flows)")
+    create.add_argument("--lines", type=int, default=10, help="broadcast: calls at once at most")
+    create.add_argument(
+        "--require-consent", action="store_true", help="dial only leads whose consent is yes"
+    )
+    create.add_argument("--voicemail", help="WAV left on answering machines")
     create.add_argument("--ratio", type=float, default=1.5, help="lines per idle agent (power)")
     create.add_argument("--caller-id", default="")
     create.add_argument("--hours", default="09:00-21:00", help="calling window in the lead's time")
@@ -83,6 +91,17 @@ def progress_line(campaign: dict[str, Any], width: int = 30) -> str:
         f" machines {p.get('answered_machine', 0)} connected {p.get('connected', 0)}"
         f" abandoned {p.get('abandoned', 0)} ({rate:.1f}%) remaining {p.get('remaining', 0)}"
         f" {campaign['state']}"
+    ) + _broadcast_part(campaign.get("broadcast"))
+
+
+def _broadcast_part(results: dict[str, Any] | None) -> str:
+    if not results:
+        return ""
+    return (
+        f" | reached {results['reached']} listened {results['listened_to_end']}"
+        f" pressed-1 {results['pressed_1']} connected {results['connected']}"
+        f" callbacks {results['callbacks_created']} ({results['callbacks_completed']} done)"
+        f" opted-out {results['opted_out']} voicemails {results['voicemails_left']}"
     )
 
 
@@ -119,7 +138,13 @@ async def _action(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
             "window_start": start,
             "window_end": end,
             "max_attempts": args.max_attempts,
+            "lines": args.lines,
+            "require_consent": args.require_consent,
         }
+        if args.flow:
+            settings["flow"] = args.flow
+        if args.voicemail:
+            settings["voicemail_prompt"] = str(Path(args.voicemail).resolve())
         created = await _request(http, "POST", "/campaigns", json=settings)
         imported = await _request(
             http,

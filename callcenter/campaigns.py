@@ -27,6 +27,7 @@ from dialer import (
 from pbx import Switchboard
 
 from .dialing import PbxLines, ScreenPop
+from .ivr_glue import IvrService
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,10 @@ class Campaigns:
         node: str,
         poll: float = 1.0,
         screen_pop: ScreenPop | None = None,
+        ivr: IvrService | None = None,
     ) -> None:
         self.store = store
-        self.lines = PbxLines(switchboard, screen_pop=screen_pop)
+        self.lines = PbxLines(switchboard, screen_pop=screen_pop, ivr=ivr)
         self.node = node
         self.poll = poll
         self.runners: dict[int, CampaignRunner] = {}
@@ -123,7 +125,9 @@ class Campaigns:
             campaign,
             self.store,
             self.lines,
-            pacer=make_pacer(campaign.mode, ratio=campaign.ratio, ledger=ledger),
+            pacer=make_pacer(
+                campaign.mode, ratio=campaign.ratio, ledger=ledger, lines=campaign.lines
+            ),
             ledger=ledger,
             bucket=self._bucket(campaign.trunk, now=config.clock()),
             config=config,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from dialer import AgentsNow, Campaign, Claim
+from dialer import AgentsNow, Campaign, Claim, FlowOutcome
+from ivr import FlowContext
 from pbx import AgentState, BridgedCall, CallSummary, Switchboard
 from telephony.aio import Call
+
+from .ivr_glue import IvrService
 
 # An attempt's outcome as the call log names it.
 _CALL_OUTCOME = {"answered-machine": "voicemail", "answered-human": "answered"}
@@ -18,9 +22,17 @@ ScreenPop = Callable[[str, Call, Claim, Campaign], None]
 
 
 class PbxLines:
-    def __init__(self, switchboard: Switchboard, *, screen_pop: ScreenPop | None = None) -> None:
+    def __init__(
+        self,
+        switchboard: Switchboard,
+        *,
+        screen_pop: ScreenPop | None = None,
+        ivr: IvrService | None = None,
+    ) -> None:
         self.switchboard = switchboard
         self.screen_pop = screen_pop
+        self.ivr = ivr
+        """The engine's IVR flows (broadcast campaigns play one to each person)."""
         """Gets (agent, customer leg, claim, campaign) the moment an agent is connected."""
         self._summaries: dict[str, CallSummary] = {}
         """Each attempt's call log entry, by Call-ID, from the INVITE to the end."""
@@ -62,6 +74,38 @@ class PbxLines:
         summary.outcome = _CALL_OUTCOME.get(outcome, outcome)
         summary.sip_status, summary.hangup_cause = call.final_status, call.end_reason
         self.switchboard.conclude(summary)
+
+    async def run_flow(self, customer: Call, *, claim: Claim, campaign: Campaign) -> FlowOutcome:
+        if self.ivr is None or campaign.flow not in self.ivr.runners:
+            raise LookupError(f"no IVR flow {campaign.flow!r} on this engine (see [ivr] flows)")
+        runner = self.ivr.runner(campaign.flow)
+        summary = self._summaries[customer.call_id]
+        lead = claim.lead
+        # The flow's targets and assignees may name lead fields: agent:{responsible}...
+        data = {str(k): str(v) for k, v in lead.data.items()}
+        data |= {
+            "phone": lead.phone,
+            "name": lead.name or "",
+            "responsible": lead.responsible or "",
+        }
+        context = FlowContext(
+            caller=lead.phone,
+            call_id=customer.call_id,
+            campaign_id=campaign.id,
+            lead_id=lead.id,
+            data=data,
+        )
+        self.ivr.actions.track(customer.call_id, summary)  # a transfer continues this call row
+        try:
+            result = await runner.run(customer, context)
+        finally:
+            self.ivr.actions.forget(customer.call_id)
+        agent = None
+        if result.outcome == "transferred":
+            # The switchboard bridged the call and journals it when it ends.
+            self._summaries.pop(customer.call_id, None)
+            agent = summary.callee
+        return FlowOutcome(dataclasses.asdict(result), agent)
 
     def connect(
         self,

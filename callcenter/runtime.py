@@ -251,6 +251,7 @@ async def start_engine(
             screen_pop=lambda agent, call, claim, campaign: _screen_pop(
                 engine, agent, call, claim, campaign
             ),
+            ivr=engine.ivr,
         )
         await engine.campaigns.start()
     if with_http:

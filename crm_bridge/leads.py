@@ -72,6 +72,9 @@ _CAMPAIGN_SETTINGS = (
     "machine_action",
     "voicemail_prompt",
     "safe_harbor_prompt",
+    "flow",
+    "lines",
+    "require_consent",
 )
 
 
@@ -100,6 +103,9 @@ class StoredCampaign:
     machine_action: str
     voicemail_prompt: str | None
     safe_harbor_prompt: str | None
+    flow: str | None
+    lines: int
+    require_consent: bool
     state: str
     """draft, running, paused or finished."""
     created_at: datetime
@@ -470,6 +476,7 @@ class PgLeadStore:
                 " WHERE l.campaign_id = $1 AND c.state = 'running' AND l.status = 'pending'"
                 "  AND l.next_attempt_at <= $2 AND l.attempts < c.max_attempts"
                 f"  AND l.consent IS NOT FALSE AND NOT {_DNC_MATCH}"
+                "  AND (NOT c.require_consent OR l.consent)"
                 "  AND dialer_within_hours($2, l.tz, c.window_start, c.window_end, c.window_days)"
                 f"{promised}"
                 " ORDER BY l.next_attempt_at, l.id LIMIT $3"
@@ -688,6 +695,79 @@ class PgLeadStore:
             dnc=leads["dnc"],
             in_flight=attempts["in_flight"],
         )
+
+    # -- broadcasts ----------------------------------------------------------------------------
+
+    async def save_broadcast_result(
+        self, attempt_id: int, result: Mapping[str, Any], *, now: datetime
+    ) -> None:
+        """What an answered broadcast call did in its flow (`result`: the fields of the
+        broadcast_results table, as ivr.FlowResult names them, plus `agent`)."""
+        async with self._pool.acquire() as conn:
+            inserted = await conn.fetchval(
+                "INSERT INTO broadcast_results (attempt_id, campaign_id, lead_id, flow, path,"
+                " digits, listened_to_end, outcome, transferred_to, agent, callback_created,"
+                " opted_out, voicemail_left, events, created_at)"
+                " SELECT a.id, a.campaign_id, a.lead_id, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+                "  $11, $12::jsonb, $13 FROM attempts a WHERE a.id = $1"
+                " ON CONFLICT (attempt_id) DO NOTHING RETURNING attempt_id",
+                attempt_id,
+                str(result.get("flow", "")),
+                [str(node) for node in result.get("path", ())],
+                str(result.get("digits", "")),
+                bool(result.get("listened_to_end")),
+                str(result.get("outcome", "completed")),
+                result.get("transferred_to"),
+                result.get("agent"),
+                bool(result.get("callback_created")),
+                bool(result.get("opted_out")),
+                bool(result.get("voicemail_left")),
+                json.dumps([list(e) for e in result.get("events", ())]),
+                now,
+            )
+        if inserted is None and not await self._pool.fetchval(
+            "SELECT 1 FROM broadcast_results WHERE attempt_id = $1", attempt_id
+        ):
+            raise NotFound(f"no attempt {attempt_id}")
+
+    async def broadcast_progress(self, campaign_id: int) -> dict[str, int]:
+        """A broadcast's results: people reached, who heard the message to the end, pressed 1,
+        were connected to an agent, got a callback task (and how many of those were done),
+        opted out; voicemails left on machines."""
+        row = await self._pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE outcome <> 'voicemail') AS reached,"
+            " count(*) FILTER (WHERE listened_to_end AND outcome <> 'voicemail')"
+            "  AS listened_to_end,"
+            " count(*) FILTER (WHERE position('1' in digits) > 0) AS pressed_1,"
+            " count(*) FILTER (WHERE outcome = 'transferred') AS connected,"
+            " count(*) FILTER (WHERE callback_created) AS callbacks_created,"
+            " count(*) FILTER (WHERE opted_out) AS opted_out,"
+            " count(*) FILTER (WHERE voicemail_left) AS voicemails_left"
+            " FROM broadcast_results WHERE campaign_id = $1",
+            campaign_id,
+        )
+        done = await self._pool.fetchval(
+            "SELECT count(*) FROM tasks t JOIN calls c ON c.id = t.created_from_call"
+            " WHERE c.campaign_id = $1 AND t.type = 'callback' AND t.status = 'done'",
+            campaign_id,
+        )
+        return {**dict(row), "callbacks_completed": done}
+
+    async def broadcast_results(self, campaign_id: int) -> list[dict[str, Any]]:
+        """Per lead: the node path, digits, listened-to-end flag and what came of the call."""
+        rows = await self._pool.fetch(
+            "SELECT r.*, l.phone, a.attempt_no FROM broadcast_results r"
+            " JOIN leads l ON l.id = r.lead_id JOIN attempts a ON a.id = r.attempt_id"
+            " WHERE r.campaign_id = $1 ORDER BY r.attempt_id",
+            campaign_id,
+        )
+        results = []
+        for row in rows:
+            item = dict(row)
+            item["events"] = json.loads(item["events"])
+            item["created_at"] = item["created_at"].isoformat()
+            results.append(item)
+        return results
 
     # -- do not call ---------------------------------------------------------------------------
 

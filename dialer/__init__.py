@@ -44,6 +44,7 @@ from .model import (
 )
 from .pacing import (
     PACERS,
+    BroadcastPacer,
     Pacer,
     PacingState,
     PowerPacer,
@@ -52,7 +53,7 @@ from .pacing import (
     TokenBucket,
     make_pacer,
 )
-from .runner import AgentsNow, CampaignRunner, Lines, RunnerConfig
+from .runner import AgentsNow, CampaignRunner, FlowOutcome, Lines, RunnerConfig
 
 __all__ = [
     "ATTEMPT_OUTCOMES",
@@ -72,6 +73,7 @@ __all__ = [
     "Attempt",
     "BeepConfig",
     "BeepDetector",
+    "BroadcastPacer",
     "CallingHours",
     "Campaign",
     "CampaignCommand",
@@ -84,6 +86,7 @@ __all__ = [
     "DncImport",
     "DncList",
     "Duplicate",
+    "FlowOutcome",
     "ImportResult",
     "InvalidCampaign",
     "InvalidTransition",

@@ -65,7 +65,8 @@ DEFAULT_RETRY_DELAYS: Mapping[str, float] = MappingProxyType(
 """Seconds before the next attempt after each retryable outcome; an outcome absent from a
 campaign's table (answered-human, rejected, dnc) ends the lead."""
 
-PACING_MODES = ("power", "predictive")
+PACING_MODES = ("power", "predictive", "broadcast")
+"""power and predictive connect people to agents; broadcast plays an IVR flow to them."""
 MACHINE_ACTIONS = ("voicemail", "hangup")
 ALL_DAYS = (1, 2, 3, 4, 5, 6, 7)
 """ISO weekdays, Monday = 1."""
@@ -160,7 +161,8 @@ class Campaign:
     ring_group: str | None = None
     """Ring group whose members take the calls, instead of `agents`."""
     mode: str = "power"
-    """Pacing: power (fixed lines per idle agent) or predictive."""
+    """Pacing: power (fixed lines per idle agent), predictive, or broadcast (a flow plays to
+    each person; `lines` calls at once, agents only when the flow transfers)."""
     ratio: float = 1.0
     """Lines per idle agent in power mode, 1.0-5.0."""
     abandon_cap: float = 0.03
@@ -187,6 +189,12 @@ class Campaign:
     """WAV played to answering machines."""
     safe_harbor_prompt: str | None = None
     """WAV played to a person no agent could take (an abandoned call)."""
+    flow: str | None = None
+    """Broadcast: the IVR flow (by name, from the engine's [ivr] flows) each person hears."""
+    lines: int = 10
+    """Broadcast: calls up at once at most (ringing, in the flow, or transferred)."""
+    require_consent: bool = False
+    """Dial only leads whose consent column said yes (others are skipped, never dialled)."""
     state: CampaignState = CampaignState.DRAFT
     """draft, running, paused or finished."""
     id: int | None = None
@@ -201,6 +209,10 @@ class Campaign:
             raise InvalidCampaign("a campaign needs a name")
         if self.mode not in PACING_MODES:
             raise InvalidCampaign(f"mode must be one of {PACING_MODES}, not {self.mode!r}")
+        if self.mode == "broadcast" and not self.flow:
+            raise InvalidCampaign("a broadcast campaign needs a flow")
+        if not 1 <= self.lines <= 1000:
+            raise InvalidCampaign(f"lines {self.lines} is outside 1-1000")
         if not 1.0 <= self.ratio <= 5.0:
             raise InvalidCampaign(f"power ratio {self.ratio} is outside 1.0-5.0")
         if not 0.0 <= self.abandon_cap <= 1.0:
@@ -379,6 +391,12 @@ class LeadStore(Protocol):
         max attempts), each with a NEW attempt reserved in the same transaction; no two nodes
         ever get the same lead. Items have `.lead` and `.attempt` (see `Claim`). A callback
         promised by an agent waits for that agent to be among `idle_agents` (for a while)."""
+        ...
+
+    async def save_broadcast_result(
+        self, attempt_id: int, result: Mapping[str, Any], *, now: datetime
+    ) -> None:
+        """Store what an answered broadcast call did in its flow (path, digits, flags)."""
         ...
 
     async def attempt_dialled(self, attempt_id: int, call_id: str, *, now: datetime) -> None:

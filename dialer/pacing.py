@@ -35,6 +35,7 @@ __all__ = [
     "LIVE_OUTCOMES",
     "MACHINE_OUTCOMES",
     "PACERS",
+    "BroadcastPacer",
     "Pacer",
     "PacingState",
     "PowerPacer",
@@ -514,21 +515,50 @@ class TokenBucket:
         return now + (1.0 - self._tokens) / self.rate
 
 
-PacerFactory = Callable[[float, AbandonLedger | None], Pacer]
+class BroadcastPacer:
+    """A broadcast needs no agent to start: keep `lines` calls up (ringing, in the flow or
+    transferred), whatever the agents do."""
+
+    def __init__(self, lines: int) -> None:
+        if lines < 1:
+            raise ValueError(f"a broadcast needs at least one line, got {lines}")
+        self.lines = lines
+
+    def lines_to_dial(self, state: PacingState, *, now: float) -> int:
+        return max(0, self.lines - state.calls_in_flight)
+
+    def observe(
+        self,
+        outcome: str,
+        ring_seconds: float,
+        talk_seconds: float | None = None,
+        wrap_seconds: float | None = None,
+    ) -> None:
+        """A fixed number of lines learns nothing."""
+
+    def observe_talk(self, talk_seconds: float, wrap_seconds: float | None = None) -> None:
+        """A fixed number of lines learns nothing."""
+
+
+PacerFactory = Callable[[float, AbandonLedger | None, int], Pacer]
 
 PACERS: Mapping[str, PacerFactory] = MappingProxyType(
     {
-        "power": lambda ratio, ledger: PowerPacer(ratio, ledger),
-        "predictive": lambda ratio, ledger: PredictivePacer(ledger),
+        "power": lambda ratio, ledger, lines: PowerPacer(ratio, ledger),
+        "predictive": lambda ratio, ledger, lines: PredictivePacer(ledger),
+        "broadcast": lambda ratio, ledger, lines: BroadcastPacer(lines),
     }
 )
-"""Pacing strategies by campaign mode; each factory takes (power ratio, abandon ledger)."""
+"""Pacing strategies by campaign mode; each factory takes (power ratio, abandon ledger,
+broadcast lines)."""
 
 
-def make_pacer(mode: str, *, ratio: float = 1.0, ledger: AbandonLedger | None = None) -> Pacer:
-    """The pacer for a campaign's mode ('power' or 'predictive')."""
+def make_pacer(
+    mode: str, *, ratio: float = 1.0, ledger: AbandonLedger | None = None, lines: int = 10
+) -> Pacer:
+    """The pacer for a campaign's mode ('power', 'predictive' or 'broadcast')."""
     try:
         factory = PACERS[mode]
     except KeyError:
         raise ValueError(f"unknown pacing mode {mode!r}; known: {sorted(PACERS)}") from None
-    return factory(ratio, ledger)
+    return factory(ratio, ledger, lines)

@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from telephony.aio import Call
 from telephony.call import Answered, Ended
@@ -26,6 +26,9 @@ from .model import Campaign, Claim, LeadStore
 from .pacing import Pacer, PacingState, TokenBucket
 
 logger = logging.getLogger(__name__)
+
+# Seconds between looks for a free agent while a person waits (within the connect deadline).
+AGENT_POLL = 0.05
 
 # SIP final statuses of an unanswered attempt -> the attempt's outcome.
 _OUTCOME_BY_STATUS = {486: "busy", 600: "busy", 603: "rejected", 403: "rejected", 480: "no-answer",
@@ -59,6 +62,13 @@ class Lines(Protocol):
         """An attempt that never reached an agent is over: close its call log row."""
         ...
 
+    def run_flow(
+        self, customer: Call, *, claim: Claim, campaign: Campaign
+    ) -> Awaitable[FlowOutcome]:
+        """Broadcast: play the campaign's IVR flow to an answered person; resolves when the
+        flow is over (hung up, or transferred to an agent who answered)."""
+        ...
+
     def connect(
         self,
         customer: Call,
@@ -72,6 +82,16 @@ class Lines(Protocol):
         """Bridge the customer to a free agent; resolves to the agent's extension once
         connected, or None when nobody took the call within `timeout`."""
         ...
+
+
+@dataclass(frozen=True)
+class FlowOutcome:
+    """What a broadcast call did in its flow (stored per attempt)."""
+
+    result: Mapping[str, Any]
+    """The flow's result (path, digits, listened_to_end, outcome, callback_created...)."""
+    agent: str | None = None
+    """The agent the flow transferred the person to, once that agent answered."""
 
 
 @dataclass
@@ -128,6 +148,7 @@ class CampaignRunner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
+        self._broadcast = campaign.mode == "broadcast"
 
     @property
     def campaign_id(self) -> int:
@@ -239,20 +260,37 @@ class CampaignRunner:
             return "no-answer", None
         ring = clock() - dialled
         verdict = await self._classify(call)
-        self.stats.in_flight.pop(claim.attempt.id, None)
+        if not self._broadcast:
+            # A broadcast call holds its line until it ends; a dialer call stops counting
+            # against the agents once it is classified.
+            self.stats.in_flight.pop(claim.attempt.id, None)
         if verdict is Verdict.MACHINE:
             self.stats.machines += 1
             self.pacer.observe("answered-machine", ring)
-            await self._leave_message(call)
+            left = await self._leave_message(call)
+            if self._broadcast:
+                await self._save_result(claim, FlowOutcome({
+                    "flow": self.campaign.flow, "path": ["voicemail"], "outcome": "voicemail",
+                    "voicemail_left": left, "listened_to_end": left,
+                }))  # fmt: skip
             return "answered-machine", None
         self.stats.humans += 1
         self.pacer.observe("answered-human", ring)
+        if self._broadcast:
+            return await self._broadcast_flow(call, claim)
         answered = clock()
         self.stats.live_waiting += 1
         try:
+            agents = self._agents_for(claim)
+            # A person may wait up to the connect deadline for an agent to come free.
+            deadline = answered + self.config.connect_timeout
+            while not self.lines.agents_now(agents).idle and clock() < deadline:
+                if call.ended.done():
+                    break
+                await asyncio.sleep(AGENT_POLL)
             agent = await self.lines.connect(
-                call, self._agents_for(claim), claim=claim, campaign=self.campaign,
-                timeout=self.config.connect_timeout, on_no_agent=self._safe_harbor,
+                call, agents, claim=claim, campaign=self.campaign,
+                timeout=max(0.1, deadline - clock()), on_no_agent=self._safe_harbor,
             )  # fmt: skip
         finally:
             self.stats.live_waiting -= 1
@@ -269,6 +307,27 @@ class CampaignRunner:
         self.pacer.observe_talk(clock() - connected)
         self.stats.connected += 1
         return "answered-human", agent
+
+    async def _broadcast_flow(self, call: Call, claim: Claim) -> tuple[str, str | None]:
+        """A person answered a broadcast: the flow plays (press 1, press 9...); the attempt is
+        answered-human whatever they chose, and the flow's result is stored with it."""
+        try:
+            outcome = await self.lines.run_flow(call, claim=claim, campaign=self.campaign)
+        except LookupError as exc:  # no such flow on this engine
+            logger.error("campaign %s: %s", self.campaign.name, exc)
+            return "failed", None
+        await self._save_result(claim, outcome)
+        if outcome.agent is not None:
+            await call.ended  # the line stays busy until the transferred call ends
+            self.stats.connected += 1
+        return "answered-human", outcome.agent
+
+    async def _save_result(self, claim: Claim, outcome: FlowOutcome) -> None:
+        result = {**outcome.result, "agent": outcome.agent}
+        try:
+            await self.store.save_broadcast_result(claim.attempt.id, result, now=datetime.now(UTC))
+        except Exception:  # the call happened; losing its detail must not lose the attempt
+            logger.exception("campaign %s: broadcast result not stored", self.campaign.name)
 
     def _agents_for(self, claim: Claim) -> tuple[str, ...]:
         """Who may take the call: the agent who promised this callback while they are free,
@@ -305,11 +364,12 @@ class CampaignRunner:
             return Verdict.HUMAN if verdict is Verdict.UNSURE else verdict
         return Verdict.HUMAN
 
-    async def _leave_message(self, call: Call) -> None:
-        """Wait for the beep (or the end of the greeting), play the voicemail message, hang up."""
+    async def _leave_message(self, call: Call) -> bool:
+        """Wait for the beep (or the end of the greeting), play the voicemail message, hang up.
+        True when the whole message played."""
         if self.campaign.machine_action != "voicemail" or not self.campaign.voicemail_prompt:
             await call.hangup(reason="machine")
-            return
+            return False
         beep = BeepDetector()
         ready: asyncio.Future[None] = self._loop.create_future()
 
@@ -322,10 +382,13 @@ class CampaignRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait({ready, call.ended}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
         stop_listening()
-        if not call.ended.done():
-            with contextlib.suppress(RuntimeError):
-                await call.play(WavSource(self.campaign.voicemail_prompt))
-            await call.hangup(reason="voicemail-left")
+        if call.ended.done():
+            return False
+        with contextlib.suppress(RuntimeError):
+            await call.play(WavSource(self.campaign.voicemail_prompt))
+        left = not call.ended.done()
+        await call.hangup(reason="voicemail-left")
+        return left
 
     async def _safe_harbor(self, call: Call) -> None:
         """Nobody free: the customer hears a short message instead of silence (and it counts)."""

@@ -47,6 +47,11 @@ class Customer:
     """The voicemail beep after the greeting (machine)."""
     hang_up_after: float = 20.0
     """Seconds after answer when the customer hangs up if the engine has not."""
+    press: str = ""
+    """Keys the customer presses (IVR and broadcast tests), `press_after` s after answer."""
+    press_after: float = 3.0
+    dtmf: str = "rfc4733"
+    """How the keys travel: rfc4733, info or inband."""
 
 
 @dataclass
@@ -133,6 +138,17 @@ class ScriptedCarrier:
     def record(self, number: str) -> CallRecord:
         return self.calls.setdefault(number, CallRecord(number))
 
+    @staticmethod
+    async def _press(call: Call, script: Customer) -> None:
+        await asyncio.sleep(script.press_after)
+        for key in script.press:
+            if call.ended.done():
+                return
+            if script.dtmf == "inband" and call.media is not None:
+                call.media.stop_playing()  # one stream of audio: the keys, not the speech
+            await call.send_dtmf(key, method=script.dtmf)
+            await asyncio.sleep(0.2)
+
     def most_at_once(self, *, since: float = 0.0) -> int:
         """The most calls that were up at the same moment (from their INVITE to their end),
         among calls that started at or after `since` (loop time)."""
@@ -190,12 +206,16 @@ class ScriptedCarrier:
         assert call.media is not None
         call.media.listen(record.heard.append)
         source = _Frames(script.speech, script.beep_hz if script.behaviour == "machine" else None)
-        player = asyncio.get_running_loop().create_task(call.play(source))
+        loop = asyncio.get_running_loop()
+        player = loop.create_task(call.play(source))
+        presser = loop.create_task(self._press(call, script)) if script.press else None
         try:
             await asyncio.wait_for(asyncio.shield(call.ended), script.hang_up_after)
         except TimeoutError:
             await call.hangup(reason="customer-bye")
         player.cancel()
+        if presser is not None:
+            presser.cancel()
         async for event in call.events():
             if isinstance(event, Ended):
                 record.ended = event.reason

@@ -49,9 +49,18 @@ async def list_campaigns(request: web.Request) -> web.Response:
 
 async def get_campaign(request: web.Request) -> web.Response:
     stored = await _campaign(request)
-    return web.json_response(
-        campaign_json(stored, await _store(request).campaign_progress(stored.id))
-    )
+    store = _store(request)
+    data = campaign_json(stored, await store.campaign_progress(stored.id))
+    if stored.mode == "broadcast":
+        data["broadcast"] = await store.broadcast_progress(stored.id)
+    return web.json_response(data)
+
+
+async def get_results(request: web.Request) -> web.Response:
+    """GET /campaigns/{id}/results: per lead, what each answered broadcast call did (the flow's
+    node path, digits pressed, listened to the end, transferred, callback, opted out)."""
+    stored = await _campaign(request)
+    return web.json_response({"results": await _store(request).broadcast_results(stored.id)})
 
 
 def _settings(body: Any) -> Campaign:
@@ -135,5 +144,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/campaigns", list_campaigns)
     app.router.add_post("/campaigns", create_campaign)
     app.router.add_get("/campaigns/{id}", get_campaign)
+    app.router.add_get("/campaigns/{id}/results", get_results)
     app.router.add_post("/campaigns/{id}/leads", upload_leads)
     app.router.add_post("/campaigns/{id}/{command}", command)

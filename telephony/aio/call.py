@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from telephony.call import Answered, CallEvent, Dtmf, Ended, HoldChanged, Ringing
-from telephony.media import DtmfDetector, DtmfDetectorConfig, Frame, FrameSource
+from telephony.media import DtmfDetector, DtmfDetectorConfig, Frame, FrameSource, dtmf_tone
 from telephony.sip import (
     Dialog,
     Headers,
@@ -97,6 +97,8 @@ class Call:
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._digits: asyncio.Queue[str] = asyncio.Queue()
         self._debouncer = DtmfDebouncer()
+        self._inband: DtmfDetector | None = None
+        self._inband_users = 0
         self.end_reason: str | None = None
         self.ended = asyncio.get_running_loop().create_future()
 
@@ -203,6 +205,26 @@ class Call:
             raise RuntimeError(f"{self!r}: play needs a connected call")
         await self.media.play(source)
 
+    async def send_dtmf(self, digit: str, *, method: str = "rfc4733") -> None:
+        """Press a key towards the far end: as RFC 4733 events, a SIP INFO
+        (application/dtmf-relay) or an in-band tone pair (for peers that hear only audio)."""
+        if self.media is None or self.dialog is None or self.state is not LegState.CONNECTED:
+            raise RuntimeError(f"{self!r}: DTMF needs a connected call")
+        if method == "rfc4733":
+            await self.media.send_dtmf(digit)
+        elif method == "info":
+            info = self.dialog.create_request(
+                "INFO", via=self.ua.endpoint.new_via(self.peer[0]), contact=None
+            )
+            info.headers.set("Content-Type", "application/dtmf-relay")
+            info.body = f"Signal={digit}\r\nDuration=100\r\n".encode()
+            info.headers.set("Content-Length", str(len(info.body)))
+            self.ua.send_in_dialog(self, info)
+        elif method == "inband":
+            await self.media.play(dtmf_tone(digit, duration=0.12))
+        else:
+            raise ValueError(f"DTMF method must be rfc4733, info or inband, not {method!r}")
+
     def listen(self, listener: Callable[[Frame], None]) -> Callable[[], None]:
         """Hand every decoded frame the far end sends to `listener`; returns the undo."""
         if self.media is None:
@@ -244,13 +266,27 @@ class Call:
         only in-band; digits join the others through the same debouncing. Returns the undo."""
         if self.media is None:
             raise RuntimeError(f"{self!r}: in-band DTMF needs media")
-        detector = DtmfDetector(config)
+        if self._inband is None:
+            # One detector for the call's life, always fed: one switched off and on again
+            # (around a failed transfer) must not hear a tone still sounding as a new press.
+            detector = self._inband = DtmfDetector(config)
 
-        def hear(frame: Frame) -> None:
-            for digit in detector.feed(frame) or "":
-                self._dtmf(digit, "inband")
+            def hear(frame: Frame) -> None:
+                for digit in detector.feed(frame) or "":
+                    if self._inband_users:
+                        self._dtmf(digit, "inband")
 
-        return self.media.listen(hear)
+            self.media.listen(hear)
+        self._inband_users += 1
+        undone = False
+
+        def undo() -> None:
+            nonlocal undone
+            if not undone:
+                undone = True
+                self._inband_users -= 1
+
+        return undo
 
     # -- both --------------------------------------------------------------------------------
 

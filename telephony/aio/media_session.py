@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from telephony.call import Dtmf
 from telephony.media import CODECS, FRAME_SAMPLES, Frame, FrameSource
-from telephony.rtp import DtmfReceiver, RtpError, RtpPacket
+from telephony.rtp import DtmfReceiver, DtmfSender, RtpError, RtpPacket
 from telephony.sdp import (
     PCMA,
     PCMU,
@@ -184,6 +184,34 @@ class MediaSession:
         _, _, seq, timestamp, ssrc = _RTP_HEADER.unpack_from(self.relayed)
         self._ssrc, self._seq = ssrc, (seq + 1) & 0xFFFF
         self._timestamp = (timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+
+    def send_dtmf(self, digit: str, *, duration_ms: int = 100) -> asyncio.Future[None]:
+        """Press `digit` as RFC 4733 telephone-events, one packet per media-clock tick (the far
+        end must have offered telephone-event); done after the end packets."""
+        if self.remote_dte_pt is None:
+            raise MediaError("the far end did not offer telephone-event")
+        sender = DtmfSender(
+            digit,
+            payload_type=self.remote_dte_pt,
+            ssrc=self._ssrc,
+            timestamp=self._timestamp,
+            duration_ms=duration_ms,
+        )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def tick(_frame: int) -> None:
+            packet = sender.next_packet(self._seq)
+            if packet is None:
+                # The audio clock moves on by the time the press took.
+                self._timestamp = (self._timestamp + sender.duration_samples) & 0xFFFFFFFF
+                self._stop(done)
+                return
+            self._seq = (self._seq + 1) & 0xFFFF
+            self.rtp.send(bytes(packet))
+
+        self._playing[done] = self._clock.subscribe(tick)
+        done.add_done_callback(lambda fut: self._stop(fut))
+        return done
 
     def _stop(self, playing: asyncio.Future[None]) -> None:
         token = self._playing.pop(playing, None)

@@ -315,7 +315,7 @@ def test_early_answers_of_the_day_do_not_trip_the_fallback() -> None:
 
 
 def test_registry_builds_pacers_by_mode() -> None:
-    assert set(PACERS) == {"power", "predictive"}
+    assert set(PACERS) == {"power", "predictive", "broadcast"}
     power = make_pacer("power", ratio=2.0)
     assert isinstance(power, PowerPacer)
     assert power.ratio == 2.0
@@ -323,5 +323,7 @@ def test_registry_builds_pacers_by_mode() -> None:
     predictive = make_pacer("predictive", ledger=ledger)
     assert isinstance(predictive, PredictivePacer)
     assert predictive.ledger is ledger
+    broadcast = make_pacer("broadcast", lines=4)
+    assert broadcast.lines_to_dial(PacingState(idle_agents=0, dialing_since=(NOW,)), now=NOW) == 3
     with pytest.raises(ValueError, match="unknown pacing mode"):
         make_pacer("preview")
