@@ -31,6 +31,9 @@ from .ivr_glue import IvrService
 
 logger = logging.getLogger(__name__)
 
+# Seconds between reads of the other nodes' abandon ledgers (each saves after every answer).
+PEER_LEDGER_EVERY = 5.0
+
 # Calls per second when no configured trunk says (carriers cap this).
 DEFAULT_CPS = 10.0
 
@@ -53,6 +56,7 @@ class Campaigns:
         self.runners: dict[int, CampaignRunner] = {}
         self.switchboard = switchboard
         self._buckets: dict[str, TokenBucket] = {}
+        self._peers_read_at = float("-inf")
         """Calls-per-second budget per trunk, shared by all campaigns dialing through it."""
         self._task: asyncio.Task[None] | None = None
         self._saves: set[asyncio.Task[None]] = set()
@@ -102,7 +106,25 @@ class Campaigns:
             await runner.stop()
         for campaign_id, stored in running.items():
             if campaign_id not in self.runners:
-                self.runners[campaign_id] = await self._runner(Campaign.from_record(stored))
+                runner = await self._runner(Campaign.from_record(stored))
+                self.runners[campaign_id] = runner
+                await self._read_peers(runner)
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._peers_read_at + PEER_LEDGER_EVERY:
+            self._peers_read_at = loop.time()
+            for runner in self.runners.values():
+                await self._read_peers(runner)
+
+    async def _read_peers(self, runner: CampaignRunner) -> None:
+        """The other nodes' abandon ledgers of the campaign: the cap holds for all nodes."""
+        ledger = runner.ledger
+        try:
+            states = await self.store.peer_ledgers(runner.campaign_id, node=self.node)
+            ledger.peers = tuple(AbandonLedger.from_dict(s, ledger.policy) for s in states)
+        except (ValueError, KeyError) as exc:
+            logger.error(
+                "campaign %s: a peer's abandon ledger is unusable: %s", runner.campaign.name, exc
+            )
 
     async def _runner(self, campaign: Campaign) -> CampaignRunner:
         policy = AbandonPolicy(

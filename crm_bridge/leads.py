@@ -804,6 +804,16 @@ class PgLeadStore:
             )
         return None if state is None else dict(json.loads(state))
 
+    async def peer_ledgers(self, campaign_id: int, *, node: str) -> list[dict[str, Any]]:
+        """The campaign's saved abandon ledgers of every node but `node`."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT state FROM abandon_ledgers WHERE campaign_id = $1 AND node <> $2",
+                campaign_id,
+                node,
+            )
+        return [dict(json.loads(r["state"])) for r in rows]
+
     async def save_ledger(self, campaign_id: int, state: dict[str, Any], *, node: str) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute(

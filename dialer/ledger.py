@@ -72,6 +72,10 @@ class AbandonLedger:
         self._zone = ZoneInfo(self.policy.tz)
         self._buckets: dict[int, _Counts] = {}
         self._days: dict[date, _Counts] = {}
+        self.peers: tuple[AbandonLedger, ...] = ()
+        """The same campaign's ledgers on the other engine nodes (as last read from the
+        database): the rates count their answers too, so the cap holds for the campaign, not
+        per node. Only this node's own entries are recorded and saved."""
 
     # -- recording -------------------------------------------------------------------------------
 
@@ -103,7 +107,24 @@ class AbandonLedger:
         return datetime.fromtimestamp(now, self._zone).date()
 
     def window_counts(self, now: float) -> tuple[int, int]:
-        """(live answers, abandons) within the rolling window ending at `now`."""
+        """(live answers, abandons) within the rolling window ending at `now`, peers included."""
+        answers, abandons = self._own_window(now)
+        for peer in self.peers:
+            more = peer._own_window(now)
+            answers, abandons = answers + more[0], abandons + more[1]
+        return answers, abandons
+
+    def day_counts(self, now: float) -> tuple[int, int]:
+        """(live answers, abandons) within the campaign's local day of `now`, peers included."""
+        answers = abandons = 0
+        day = self.local_day(now)
+        for ledger in (self, *self.peers):
+            counts = ledger._days.get(day)
+            if counts is not None:
+                answers, abandons = answers + counts.answers, abandons + counts.abandons
+        return answers, abandons
+
+    def _own_window(self, now: float) -> tuple[int, int]:
         first = self._bucket(now - self.policy.window_seconds) + 1
         last = self._bucket(now)
         answers = abandons = 0
@@ -112,11 +133,6 @@ class AbandonLedger:
                 answers += counts.answers
                 abandons += counts.abandons
         return answers, abandons
-
-    def day_counts(self, now: float) -> tuple[int, int]:
-        """(live answers, abandons) within the campaign's local day of `now`."""
-        counts = self._days.get(self.local_day(now))
-        return (counts.answers, counts.abandons) if counts else (0, 0)
 
     def window_rate(self, now: float, *, min_answers: int = 0) -> float:
         """Abandon rate over the rolling window; the denominator is at least `min_answers`."""

@@ -438,3 +438,12 @@ async def test_a_promised_callback_waits_for_its_agent(store: PgLeadStore) -> No
                                         idle_agents=["101"]) == []  # fmt: skip
     (third,) = await store.claim_next_leads(cid, 5, now=late, node="a", idle_agents=["101"])
     assert third.attempt.attempt_no == 3
+
+
+async def test_each_node_reads_the_other_nodes_abandon_ledgers(store: PgLeadStore) -> None:
+    cid = await running(store)
+    await store.save_ledger(cid, {"node": "a"}, node="a")
+    await store.save_ledger(cid, {"node": "b"}, node="b")
+    await store.save_ledger(cid, {"node": "c"}, node="c")
+    peers = await store.peer_ledgers(cid, node="a")
+    assert sorted(p["node"] for p in peers) == ["b", "c"]

@@ -148,3 +148,16 @@ def test_from_dict_refuses_unknown_state() -> None:
     state = AbandonLedger().to_dict()
     with pytest.raises(ValueError):
         AbandonLedger.from_dict(state, AbandonPolicy(bucket_seconds=60))
+
+
+def test_peer_ledgers_count_towards_the_cap_but_are_not_saved() -> None:
+    noon = datetime(2026, 5, 4, 12, tzinfo=ZoneInfo("UTC")).timestamp()
+    here, there = AbandonLedger(), AbandonLedger()
+    for _ in range(20):
+        here.record_answer(now=noon, connect_delay=0.4)
+    there.record_answer(now=noon, connect_delay=None)
+    assert here.rate(noon) == 0.0
+    here.peers = (AbandonLedger.from_dict(there.to_dict()),)  # as read from the database
+    assert here.window_counts(noon) == (21, 1) and here.day_counts(noon) == (21, 1)
+    assert here.over_cap(noon)  # 1 in 21 is 4.8%: the campaign, not this node, is judged
+    assert AbandonLedger.from_dict(here.to_dict()).window_counts(noon) == (20, 0)
