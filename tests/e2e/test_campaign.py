@@ -300,3 +300,65 @@ async def store_calls(pg_url: str, campaign_id: int) -> list[dict[str, object]]:
     finally:
         await conn.close()
     return [dict(r) for r in rows]
+
+
+async def test_predictive_campaign_overdials_and_connects_everyone(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Predictive mode on real peers: with few live answers expected it dials more lines than
+    there are agents, and people answering at different moments all reach an agent."""
+    hello = speak("Hello?", tmp_path / "hello.wav")
+    person = person_wav(tmp_path / "person.wav", hello)
+    customers = {
+        "12125550301": Customer("human", answer_after=1.0, speech=person, hang_up_after=5),
+        "12125550302": Customer("human", answer_after=7.0, speech=person, hang_up_after=5),
+        "12125550303": Customer("human", answer_after=13.0, speech=person, hang_up_after=5),
+        **{f"121255503{n}": Customer("no-answer") for n in range(10, 16)},
+        "12125550320": Customer("busy"),
+        "12125550321": Customer("reject"),
+    }
+    async with ScriptedCarrier(customers) as carrier:
+        host, port = carrier.address
+        config = (
+            f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\n\n'
+            "[presence]\nwrap_up_seconds = 1\n"
+        )
+        engine = await start_engine(
+            engine_config(extra=config), database_url=pg_url, data_dir=tmp_path
+        )
+        assert engine.database is not None
+        store = PgLeadStore(engine.database.pool)
+        now = datetime.now(UTC)
+        campaign = await store.create_campaign(
+            Campaign(
+                name=f"predict-{now.timestamp():.0f}", trunk="carrier", agents=("101", "102"),
+                mode="predictive", max_attempts=1, window_start=time(0, 0),
+                window_end=time(23, 59), tz_default="UTC", max_ring_seconds=15,
+                safe_harbor_prompt=str(PROMPT),
+            ),
+            now=now,
+        )  # fmt: skip
+        await store.import_leads(campaign.id, [NewLead(f"+{n}", "UTC") for n in customers], now=now)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for ext, hz in (("101", 1000), ("102", 1300)):
+                    agent = await stack.enter_async_context(
+                        BaresipPeer(ext, workdir=tmp_path, registrar=registrar_of(engine),
+                                    password=f"pass{ext}", answermode="auto",
+                                    audio_source=write_tone_wav(tmp_path / f"{ext}.wav", hz, 60))
+                    )  # fmt: skip
+                    await agent.wait_registered()
+                await store.set_state(campaign.id, "start", now=datetime.now(UTC))
+                progress = await run_to_the_end(store, campaign.id, left=0, timeout=90)
+        finally:
+            await engine.stop()
+    outcomes = {lead["phone"]: lead["outcome"] for lead in await store_leads(pg_url, campaign.id)}
+    assert outcomes == {
+        f"+{n}": {"human": "answered-human", "no-answer": "no-answer", "busy": "busy",
+                  "reject": "rejected"}[c.behaviour]
+        for n, c in customers.items()
+    }  # fmt: skip
+    assert progress.connected == 3 and progress.abandoned == 0
+    # More lines than agents at once: the pacer expected few of them to be answered.
+    assert carrier.most_at_once() > 2
+    assert all(carrier.record(n).invites == 1 for n in customers)
