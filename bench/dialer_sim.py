@@ -213,7 +213,8 @@ def main() -> None:
             modes.append(("predictive", None))
             for name, ratio in modes:
                 ledger = AbandonLedger(AbandonPolicy(cap=0.03, tz=TZ))
-                pacer: Pacer = PowerPacer(ratio) if ratio else PredictivePacer(ledger)
+                # As the engine runs them: both read the ledger (power drops to 1.0 at the cap).
+                pacer: Pacer = PowerPacer(ratio, ledger) if ratio else PredictivePacer(ledger)
                 r = simulate(pacer, ledger, agents, traffic, args.hours, args.seed)
                 hours = agents * args.hours
                 occupancy = r.talk / (hours * 3600.0)

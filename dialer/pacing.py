@@ -116,10 +116,15 @@ POWER_MIN_ANSWERS = 30
 first answers of a day already reaches a 3% cap, so the ratio drops to 1.0 at once."""
 
 
+POWER_THROTTLE = 0.85
+"""Power mode stops overdialing when the abandon rate reaches this share of the cap (at the cap
+itself the calls already in flight would carry it over)."""
+
+
 class PowerPacer:
     """A fixed ratio of lines per idle agent: ceil(ratio * idle) - calls in flight. With an
-    abandon ledger at or over its cap, the ratio falls to 1.0 (one line per idle agent) until
-    the rate is back under the cap."""
+    abandon ledger near its cap (POWER_THROTTLE), the ratio falls to 1.0 (one line per idle
+    agent) until the rate is back under that."""
 
     def __init__(
         self,
@@ -137,7 +142,7 @@ class PowerPacer:
     def current_ratio(self, *, now: float) -> float:
         ledger = self.ledger
         if ledger is not None and ledger.rate(now, min_answers=self.min_answers) >= (
-            ledger.policy.cap
+            POWER_THROTTLE * ledger.policy.cap
         ):
             return MIN_RATIO
         return self.ratio
