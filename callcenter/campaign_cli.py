@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,21 @@ async def _request(http: aiohttp.ClientSession, method: str, path: str, **kw: An
         return body
 
 
+async def _all_campaigns(http: aiohttp.ClientSession) -> AsyncIterator[dict[str, Any]]:
+    """Every campaign, page after page."""
+    offset: int | None = 0
+    while offset is not None:
+        page = await _request(http, "GET", f"/campaigns?limit=500&offset={offset}")
+        for campaign in page["campaigns"]:
+            yield campaign
+        offset = page.get("next_offset")
+
+
 async def _find(http: aiohttp.ClientSession, ref: str) -> dict[str, Any]:
     if ref.isdigit():
         found: dict[str, Any] = await _request(http, "GET", f"/campaigns/{ref}")
         return found
-    for campaign in (await _request(http, "GET", "/campaigns"))["campaigns"]:
+    async for campaign in _all_campaigns(http):
         if campaign["name"] == ref:
             return dict(campaign)
     raise ApiFailure(f"no campaign named {ref!r}")
@@ -161,7 +172,7 @@ async def _action(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
             print(f"{args.leads}:{error['line']}: {error['reason']}")
         return 0
     if args.action == "list":
-        for campaign in (await _request(http, "GET", "/campaigns"))["campaigns"]:
+        async for campaign in _all_campaigns(http):
             print(progress_line(campaign))
         return 0
     campaign = await _find(http, args.campaign)

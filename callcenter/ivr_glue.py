@@ -177,6 +177,7 @@ class IvrService:
             await call.hangup(reason="failed")
             self._conclude(summary, "failed", "no-ack", call.final_status)
             return
+        summary.answered_at = datetime.now(UTC)  # by the IVR: talk time runs from here
         self.actions.track(call.call_id, summary)
         self.calls[call.call_id] = call
         try:

@@ -26,11 +26,18 @@ from callcenter.campaign_cli import progress_line
 from callcenter.runtime import start_engine
 from crm_bridge import PgLeadStore
 from dialer import Campaign, NewLead
-from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
+from sip_test_env.audio import (
+    band_energy_db,
+    first_tone_time,
+    normalized_xcorr,
+    read_wav,
+    write_tone_wav,
+)
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from telephony.media import tone_samples
 
+from .callfloor import floor_config, phone, wait_for
 from .conftest import api_url, bearer, engine_config, registrar_of
 
 pytestmark = [
@@ -255,3 +262,83 @@ async def test_broadcast_press_one_press_nine_and_machines(pg_url: str, tmp_path
     assert "pressed-1 4 connected 2 callbacks 2 (0 done) opted-out 1" in progress_line(status)
     # One INVITE per number.
     assert {n: carrier.record(n).invites for n in plan} == dict.fromkeys(plan, 1)
+
+
+PICKUP_FLOW = """\
+start = "message"
+
+[nodes.message]
+kind = "menu"
+prompts = ["message.wav"]
+choices = { "1" = "manager" }
+timeout = 4
+retries = 0
+
+[nodes.manager]
+kind = "transfer"
+target = "agent:103"
+timeout = 15
+"""
+
+
+async def test_pickup_and_listen_on_a_broadcast_call(pg_url: str, tmp_path: Path, db) -> None:
+    """A broadcast customer presses 1; the flow rings 103, who is away from the desk; 104 (same
+    pickup group) takes it with *8, and supervisor 191 listens in with *1104."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    write_tone_wav(flows / "message.wav", MESSAGE_HZ, 2.0)
+    (flows / "promo.toml").write_text(PICKUP_FLOW)
+    person = person_wav(tmp_path / "person.wav", speak("Hello?", tmp_path / "hello.wav"))
+    number = "12125550251"
+    script = Customer("human", answer_after=1.0, speech=person, press="1", press_after=4.0,
+                      hang_up_after=16)  # fmt: skip
+    async with ScriptedCarrier({number: script}) as carrier:
+        host, port = carrier.address
+        ivr = f'[ivr]\nflows_dir = "{flows}"\nprompt_cache = "{tmp_path / "cache"}"\n'
+        config = engine_config(extra=floor_config(outbound=f"{host}:{port}") + ivr)
+        engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+        try:
+            assert engine.database is not None
+            store = PgLeadStore(engine.database.pool)
+            now = datetime.now(UTC)
+            campaign = await store.create_campaign(
+                Campaign(name=f"pickup-{now.timestamp():.0f}", trunk="carrier", mode="broadcast",
+                         flow="promo", lines=1, max_attempts=1, window_start=time(0, 0),
+                         window_end=time(23, 59), max_ring_seconds=15),
+                now=now,
+            )  # fmt: skip
+            await store.import_leads(campaign.id, [NewLead(f"+{number}", "UTC")], now=now)
+            async with (
+                phone("103", engine, tmp_path) as a103,
+                phone(
+                    "104", engine, tmp_path, write_tone_wav(tmp_path / "p.wav", 1000, 30)
+                ) as a104,
+                phone("191", engine, tmp_path) as sup,
+            ):
+                for p in (a103, a104, sup):
+                    await p.wait_registered()
+                await store.set_state(campaign.id, "start", now=datetime.now(UTC))
+                await a103.wait_event("CALL_INCOMING", timeout=20)  # the flow's transfer rings
+                await a104.dial("*8")
+                await a104.wait_event("CALL_ESTABLISHED", timeout=5)
+                await a103.wait_event("CALL_CLOSED", timeout=5)
+                await asyncio.sleep(1.5)
+                await sup.dial("*1104")
+                await sup.wait_event("CALL_ESTABLISHED", timeout=5)
+                await asyncio.sleep(2.5)
+                await sup.hangup()
+                await a104.hangup()
+                await wait_for(lambda: not engine.switchboard.active, 10, "the call's end")
+                heard_by_sup = read_wav(sup.recorded_wav())[1]
+                results = await store.broadcast_results(campaign.id)
+        finally:
+            await engine.stop()
+    assert first_tone_time(carrier.record(number).heard_samples(), 1000, 8000) is not None
+    assert band_energy_db(heard_by_sup, TALK_HZ, 8000) > -30  # listening: the customer talks
+    assert [(r["outcome"], r["agent"]) for r in results] == [("transferred", "104")]
+    row = await db.fetchrow("SELECT * FROM calls WHERE campaign_id = $1", campaign.id)
+    assert (row["agent"], row["outcome"], row["direction"]) == ("104", "answered", "outbound")
+    audit = await db.fetch(
+        "SELECT action, mode FROM monitor_audit WHERE call_id = $1 ORDER BY id", row["call_id"]
+    )
+    assert [tuple(r) for r in audit] == [("started", "listen"), ("ended", "listen")]
