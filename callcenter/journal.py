@@ -86,10 +86,12 @@ class CallJournal:
             logger.exception("call %s: not journaled", summary.call_id)
 
     def _agent(self, summary: CallSummary) -> str | None:
-        """The party that is not the customer, once someone answered."""
+        """The party that is not the customer, once someone answered (an IVR that answered a
+        DID is no agent)."""
         if summary.answered_at is None:
             return None
-        return summary.caller if summary.callee == summary.customer else summary.callee
+        agent = summary.caller if summary.callee == summary.customer else summary.callee
+        return None if agent == summary.did else agent
 
     def _relative(self, recording: str | None) -> str | None:
         if recording is None or self.recordings_root is None:
