@@ -13,18 +13,58 @@ from pathlib import Path
 
 from . import campaign_cli
 from .config import Config, ConfigError, HostPort, load_config
+from .logging import FORMATS
+from .logging import configure as configure_logging
 
 logger = logging.getLogger("callcenter")
 
 
+EPILOG = """\
+what each command does:
+  serve          run the engine: SIP registrar and PBX, dialer, IVR, recordings, REST API
+                 (OpenAPI at /api/openapi.json), dashboard and /metrics
+  campaign       create, start, pause, resume, stop and watch dialer campaigns over the API
+  check-config   validate a config file and exit (status 2 with the line and reason on errors)
+
+examples:
+  callcenter serve --config callcenter.toml
+  callcenter serve --config callcenter.toml --log-format json --http-listen 0.0.0.0:8080
+  callcenter check-config callcenter.toml
+  callcenter campaign --key "$CALLCENTER_API_KEY" create spring --leads leads.csv --agents 101,102
+  callcenter campaign status spring --watch
+
+Run `callcenter COMMAND --help` for a command's options.
+"""
+
+SERVE_EPILOG = """\
+examples:
+  callcenter serve --config callcenter.toml
+  callcenter serve --config callcenter.toml --database-url postgresql://cc@db/cc
+  callcenter serve --config callcenter.toml --sip-listen 0.0.0.0:5060 --log-format json
+
+The command line wins over the config file. Exit status: 0 after a clean stop, 2 on a config
+error.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="callcenter", description="SIP contact-center engine.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = argparse.ArgumentParser(
+        prog="callcenter",
+        description="SIP contact-center engine: PBX for agents' softphones, campaigns dialer, "
+        "IVR, call recording, CRM webhooks, REST API and live dashboard in one process.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", title="commands"
+    )
     serve = commands.add_parser(
         "serve",
         help="run the engine (SIP registrar + PBX) until SIGINT/SIGTERM",
         description="Run the engine. Without --database-url an embedded PostgreSQL is started in "
         "the data directory. SIGINT/SIGTERM hang up every call with BYE and stop cleanly.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument(
         "--config",
@@ -39,12 +79,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--sip-listen", metavar="HOST:PORT", help="SIP address, UDP and TCP (default: config)"
     )
     serve.add_argument("--http-listen", metavar="HOST:PORT", help="HTTP address (default: config)")
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="least severe log records shown (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        help="text: one readable line per record; json: one JSON object per line with time, "
+        "level, logger, message, request_id, call_id (default: the config's [log] format, "
+        "else text)",
+    )
     campaign_cli.add_parser(commands)
     check = commands.add_parser(
-        "check-config", help="validate a config file and exit (2 on errors)"
+        "check-config",
+        help="validate a config file and exit (2 on errors)",
+        description="Read and validate a TOML config file. Prints `FILE: ok` and exits 0, or "
+        "prints FILE:LINE: reason and exits 2.",
+        epilog="example:\n  callcenter check-config callcenter.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument("config")
+    check.add_argument("config", help="the TOML config file to check")
     return parser
 
 
@@ -89,9 +146,8 @@ async def serve(config: Config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    configure_logging(
+        getattr(args, "log_level", "INFO"), getattr(args, "log_format", None) or "text"
     )
     if args.command == "campaign":
         return asyncio.run(campaign_cli.run(args))
@@ -101,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: ok ({len(config.accounts)} accounts)")
             return 0
         config = _apply_overrides(config, args)
+        if args.log_format is None and config.log_format != "text":
+            configure_logging(args.log_level, config.log_format)
     except ConfigError as exc:
         print(f"callcenter: config error: {exc}", file=sys.stderr)
         return 2

@@ -69,6 +69,8 @@ class Account:
     """Calls the extension may be in at once; a further call gets 486 Busy Here."""
     team: tuple[str, ...] = ()
     """Supervisors only: the agents this supervisor may listen to, whisper to and barge in on."""
+    daily_plan: int = 0
+    """Calls the agent should make or take per working day (the dashboard's plan; 0: none)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class ApiKey:
     """admin, manager, supervisor or agent."""
 
 
+LOG_FORMATS = ("text", "json")
 API_ROLES = ("admin", "manager", "supervisor", "agent")
 TOP_LEVEL_TABLES = {
     "sip",
@@ -158,6 +161,7 @@ TOP_LEVEL_TABLES = {
     "pickup_groups",
     "monitor",
     "ivr",
+    "log",
 }
 
 
@@ -188,6 +192,11 @@ class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     http_listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 8080))
     """Where the REST API and dashboard listen."""
+    metrics_public: bool = False
+    """[http] metrics_public: GET /metrics without a key, from loopback (127.0.0.1, ::1) only;
+    otherwise it needs an admin key."""
+    log_format: str = "text"
+    """[log] format: "text" (one readable line per record) or "json" (one object per line)."""
     database_url: str | None = None
     """PostgreSQL URL; None starts the embedded server in `data_dir`."""
     data_dir: Path = Path("var")
@@ -300,8 +309,20 @@ class _Reader:
         self._check_keys(data, TOP_LEVEL_TABLES, None)
         sip = self.sip(data.get("sip", {}))
         http = data.get("http", {})
-        self._check_keys(http, {"listen"}, "http")
+        self._check_keys(http, {"listen", "metrics_public"}, "http")
         http_listen = self._hostport(http.get("listen", "127.0.0.1:8080"), "http", "listen")
+        metrics_public = http.get("metrics_public", False)
+        if not isinstance(metrics_public, bool):
+            raise self.fail(
+                "metrics_public must be true or false", table="http", key="metrics_public"
+            )
+        log = data.get("log", {})
+        self._check_keys(log, {"format"}, "log")
+        log_format = log.get("format", "text")
+        if log_format not in LOG_FORMATS:
+            raise self.fail(
+                f"format must be one of {', '.join(LOG_FORMATS)}", table="log", key="format"
+            )
         database = data.get("database", {})
         self._check_keys(database, {"url", "data_dir"}, "database")
         url = database.get("url") or None
@@ -377,6 +398,8 @@ class _Reader:
             accounts=accounts,
             sip=sip,
             http_listen=http_listen,
+            metrics_public=metrics_public,
+            log_format=log_format,
             database_url=url,
             data_dir=Path(database.get("data_dir", "var")),
             security=sec,
@@ -449,6 +472,7 @@ class _Reader:
             "static_contact",
             "max_calls",
             "team",
+            "daily_plan",
         }
         for index, item in enumerate(items):
             self._check_keys(item, allowed, "accounts", index)
@@ -508,6 +532,14 @@ class _Reader:
                     key="team",
                     index=index,
                 )
+            daily_plan = item.get("daily_plan", 0)
+            if isinstance(daily_plan, bool) or not isinstance(daily_plan, int) or daily_plan < 0:
+                raise self.fail(
+                    f"account {extension}: daily_plan must be a whole number >= 0",
+                    table="accounts",
+                    key="daily_plan",
+                    index=index,
+                )
             if team and role != "supervisor":
                 raise self.fail(
                     f"account {extension}: only a supervisor has a team",
@@ -518,6 +550,7 @@ class _Reader:
             result.append(
                 Account(
                     team=tuple(str(t) for t in team),
+                    daily_plan=daily_plan,
                     max_calls=max_calls,
                     extension=extension,
                     password=password,

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 import socket
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,9 +40,10 @@ from .api import start_http
 from .campaigns import Campaigns
 from .config import Config
 from .database import Database, open_database
-from .events import AgentEvents
+from .events import AgentEvents, LiveBus
 from .ivr_glue import IvrService, SwitchboardActions, load_flows
 from .journal import CallJournal
+from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
 
@@ -62,6 +64,11 @@ class Engine:
     campaigns: Campaigns | None = None
     bindings: PersistentBindings | None = None
     events: AgentEvents = field(default_factory=AgentEvents)
+    call_outcomes: Counter[str] = field(default_factory=Counter)
+    """Calls ended since start, by outcome (GET /metrics)."""
+    live: LiveBus | None = None
+    """The dashboard's event bus (agents, calls, campaigns, tasks)."""
+    live_feed: LiveFeed | None = None
     outbox: OutboxWorker | None = None
     monitoring: MonitoringStore | None = None
     ivr: IvrService | None = None
@@ -243,6 +250,8 @@ async def start_engine(
     presence.on_change = lambda ext, state: engine.events.publish(
         ext, "presence", {"state": state.value}
     )
+    engine.live = wire_live(engine)
+    engine.live_feed = LiveFeed(engine, engine.live)
     if database is not None:
         engine.campaigns = Campaigns(
             PgLeadStore(database.pool, default_country_code=config.crm.default_country_code),
@@ -330,6 +339,7 @@ async def _write_audit(engine: Engine, event: MonitorEvent) -> None:
 
 
 async def _log_call(engine: Engine, summary: CallSummary) -> None:
+    engine.call_outcomes[summary.outcome] += 1
     if engine.recordings is not None:
         engine.recordings.finish(summary.call_id)
     if engine.journal is not None:

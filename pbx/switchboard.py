@@ -527,6 +527,39 @@ class Switchboard:
             from_=self._identity(caller_id or trunk.caller_id or "anonymous", None),
         )
 
+    def can_reach(self, number: str, trunk: str = "") -> bool:
+        """Whether `trunk` (any trunk when empty) can reach the external `number` now."""
+        return self._trunk_route(number, trunk) is not None
+
+    def dial_out(
+        self,
+        leg: Call,
+        number: str,
+        *,
+        summary: CallSummary,
+        caller_id: str | None = None,
+        trunk: str = "",
+        timeout: float | None = None,
+    ) -> BridgedCall:
+        """Bridge `leg`, a call the engine placed to one of our phones and that phone answered
+        (click-to-call), to the external `number` through `trunk`, presenting `caller_id` (else
+        the trunk's). The caller announced `summary` when it rang the phone; the switchboard
+        journals it at the end. LookupError when no trunk can reach the number."""
+        route = self._trunk_route(number, trunk)
+        if route is None:
+            raise LookupError(f"no trunk{' ' + trunk if trunk else ''} can reach {number}")
+        found, binding = route
+        return self._start(
+            leg,
+            caller=summary.caller,
+            callee=number,
+            steps=[HuntStep((Target(number, binding),), timeout or self.ring_timeout)],
+            identity=self._identity(caller_id or found.caller_id or "anonymous", None),
+            summary=summary,
+            ring_timeout=timeout,
+            announce=False,
+        )
+
     async def _ivr(self, call: Call, did: Did, summary: CallSummary) -> None:
         assert self.on_ivr is not None
         try:

@@ -5,10 +5,11 @@
 #   baresip-core  softphone (agents, customers)     sip-tester  SIPp (load, scripted calls)
 #   tshark        capture/decode (dumpcap)          sipsak      OPTIONS pings
 #   sipvicious    scanner checks                    espeak-ng   spoken prompts
-#   sox           audio conversion
+#   sox           audio conversion                chromium    headless browser (dashboard
+#                                                               tests drive it with playwright)
 set -eu
 
-PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox"
+PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium"
 
 # package -> a file it installs (a command or a module), to tell what is missing.
 probe() {
@@ -20,6 +21,7 @@ probe() {
         sipvicious) command -v sipvicious_svmap >/dev/null 2>&1 || command -v svmap >/dev/null 2>&1 ;;
         espeak-ng) command -v espeak-ng >/dev/null 2>&1 ;;
         sox) command -v sox >/dev/null 2>&1 ;;
+        chromium) command -v chromium >/dev/null 2>&1 ;;
         *) return 1 ;;
     esac
 }

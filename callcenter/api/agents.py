@@ -10,12 +10,24 @@ from aiohttp import web
 
 from crm_bridge import CrmError
 
-from .crm import ENGINE
+from .crm import CALL, ENGINE
+from .openapi import EXTENSION, ROW_ID, operation
 from .security import ApiError, requires
 
 KEEPALIVE = 15.0
 
 
+@operation(
+    summary="The agent's live events (server-sent events: screen-pop, presence)",
+    description="A text/event-stream that lasts until the client goes; a comment line every "
+    f"{KEEPALIVE:.0f} s keeps it open. API keys carry no extension, so any key may read any "
+    "extension's stream.",
+    tag="agents",
+    path={"ext": EXTENSION},
+    responses={200: None},
+    produces="text/event-stream",
+    errors=(404,),
+)
 async def agent_events(request: web.Request) -> web.StreamResponse:
     """GET /agents/{ext}/events: server-sent events (screen-pop, presence) until the client goes."""
     engine = request.app[ENGINE]
@@ -43,6 +55,26 @@ async def agent_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@operation(
+    summary="Set the call's disposition (ends the agent's wrap-up; `dnc` bars the number)",
+    tag="calls",
+    path={"id": ROW_ID},
+    body={
+        "type": "object",
+        "required": ["disposition"],
+        "properties": {
+            "disposition": {"type": "string"},
+            "note": {"type": ["string", "null"]},
+            "callback_at": {
+                "type": "string",
+                "format": "date-time",
+                "description": "for `callback`: when, with a time zone",
+            },
+        },
+    },
+    responses={200: CALL},
+    errors=(400, 404, 409, 503),
+)
 @requires("manager", "supervisor", "agent")
 async def disposition(request: web.Request) -> web.Response:
     """POST /calls/{id}/disposition {"disposition": ..., "note": ...}: ends the agent's wrap-up;
@@ -51,7 +83,7 @@ async def disposition(request: web.Request) -> web.Response:
     if engine.store is None:
         raise ApiError(503, "this engine runs without a database")
     text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ApiError(400, f"id must be a positive whole number, not {text!r}")
     try:
         body = await request.json()

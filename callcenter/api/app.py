@@ -7,9 +7,16 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import agents, campaigns, monitor
+from . import agents, calls, campaigns, dashboard, dnc, metrics, monitor, openapi
 from .crm import ENGINE, add_routes
-from .security import KeyRing, auth_middleware, json_errors
+from .openapi import operation
+from .security import (
+    KeyRing,
+    auth_middleware,
+    echo_request_id,
+    json_errors,
+    request_ids,
+)
 
 if TYPE_CHECKING:
     from callcenter.runtime import Engine
@@ -17,6 +24,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+@operation(
+    summary="Liveness and database check",
+    tag="meta",
+    public=True,
+    responses={
+        200: {
+            "type": "object",
+            "required": ["status", "database"],
+            "properties": {"status": {"type": "string"}, "database": {"type": "string"}},
+        }
+    },
+    errors=(503,),
+)
 async def health(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     database = "none"
@@ -30,6 +50,17 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "database": database})
 
 
+@operation(
+    summary="Snapshot: extensions and registrations, calls, legs, RTP ports, media clock",
+    tag="meta",
+    responses={
+        200: {
+            "type": "object",
+            "required": ["extensions", "calls"],
+            "properties": {"extensions": {"type": "array"}, "calls": {"type": "array"}},
+        }
+    },
+)
 async def status(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     now = engine.ua.loop.time()
@@ -72,16 +103,29 @@ async def status(request: web.Request) -> web.Response:
 
 
 def build_app(engine: Engine) -> web.Application:
+    keys = KeyRing(engine.config.api_keys)
     app = web.Application(
-        middlewares=[json_errors, auth_middleware(KeyRing(engine.config.api_keys))]
+        middlewares=[
+            request_ids,
+            json_errors,
+            auth_middleware(
+                keys, open_paths=lambda r: metrics.is_public_scrape(r) or dashboard.is_open(r)
+            ),
+        ]
     )
+    app.on_response_prepare.append(echo_request_id)
     app[ENGINE] = engine
+    openapi.add_routes(app)
+    metrics.add_routes(app)
     app.router.add_get("/health", health)
     app.router.add_get("/api/status", status)
     add_routes(app)
     campaigns.add_routes(app)
+    dnc.add_routes(app)
     agents.add_routes(app)
     monitor.add_routes(app)
+    calls.add_routes(app)
+    dashboard.add_routes(app)
     return app
 
 

@@ -13,9 +13,32 @@ from crm_bridge import CrmError, PgLeadStore, normalize_phone
 from dialer import Campaign, DialerError, LeadFileError, read_leads_csv
 
 from .crm import ENGINE
+from .openapi import ROW_ID, operation, page_json, page_of, paged, read_page
 from .security import ApiError, requires
 
 COMMANDS = ("start", "pause", "resume", "stop")
+CAMPAIGN = {"$ref": "#/components/schemas/Campaign"}
+SETTINGS = {
+    "type": "object",
+    "required": ["name"],
+    "description": "Campaign settings: `name` and any of the Campaign fields (window_start and "
+    "window_end as HH:MM; agents a list of extensions; retry_delays {outcome: seconds}).",
+    "properties": {
+        "name": {"type": "string"},
+        "caller_id": {"type": "string"},
+        "trunk": {"type": "string"},
+        "agents": {"type": "array", "items": {"type": "string"}},
+        "mode": {"type": "string", "description": "pacing: power, predictive, broadcast"},
+        "ratio": {"type": "number"},
+        "abandon_cap": {"type": "number"},
+        "max_attempts": {"type": "integer"},
+        "window_start": {"type": "string"},
+        "window_end": {"type": "string"},
+        "window_days": {"type": "array", "items": {"type": "integer"}},
+        "tz_default": {"type": "string"},
+        "lines": {"type": "integer"},
+    },
+}
 
 
 def _store(request: web.Request) -> PgLeadStore:
@@ -27,7 +50,7 @@ def _store(request: web.Request) -> PgLeadStore:
 
 def _id(request: web.Request) -> int:
     text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ApiError(400, f"campaign id must be a positive whole number, not {text!r}")
     return int(text)
 
@@ -39,14 +62,32 @@ async def _campaign(request: web.Request) -> Any:
         raise ApiError(exc.status, exc.reason) from exc
 
 
+@operation(
+    summary="List campaigns with their progress",
+    tag="campaigns",
+    query=paged(),
+    responses={200: page_of("campaigns", CAMPAIGN)},
+    errors=(400, 503),
+)
 async def list_campaigns(request: web.Request) -> web.Response:
+    limit, offset = read_page(request.query)
     store = _store(request)
-    out = [
-        campaign_json(c, await store.campaign_progress(c.id)) for c in await store.list_campaigns()
-    ]
-    return web.json_response({"campaigns": out})
+    stored = await store.list_campaigns()
+    page = stored[offset : offset + limit]
+    out = [campaign_json(c, await store.campaign_progress(c.id)) for c in page]
+    more = len(stored) > offset + limit
+    return web.json_response(
+        page_json(request, "campaigns", out, limit=limit, offset=offset, more=more)
+    )
 
 
+@operation(
+    summary="One campaign with its progress",
+    tag="campaigns",
+    path={"id": ROW_ID},
+    responses={200: CAMPAIGN},
+    errors=(400, 404, 503),
+)
 async def get_campaign(request: web.Request) -> web.Response:
     stored = await _campaign(request)
     store = _store(request)
@@ -56,6 +97,19 @@ async def get_campaign(request: web.Request) -> web.Response:
     return web.json_response(data)
 
 
+@operation(
+    summary="Broadcast results per lead (flow path, digits, listened, transfer, opt-out)",
+    tag="campaigns",
+    path={"id": ROW_ID},
+    responses={
+        200: {
+            "type": "object",
+            "required": ["results"],
+            "properties": {"results": {"type": "array", "items": {"type": "object"}}},
+        }
+    },
+    errors=(400, 404, 503),
+)
 async def get_results(request: web.Request) -> web.Response:
     """GET /campaigns/{id}/results: per lead, what each answered broadcast call did (the flow's
     node path, digits pressed, listened to the end, transferred, callback, opted out)."""
@@ -81,6 +135,13 @@ def _settings(body: Any) -> Campaign:
         raise ApiError(400, str(exc)) from exc
 
 
+@operation(
+    summary="Create a campaign (draft)",
+    tag="campaigns",
+    body=SETTINGS,
+    responses={201: CAMPAIGN},
+    errors=(400, 409, 503),
+)
 @requires("manager")
 async def create_campaign(request: web.Request) -> web.Response:
     try:
@@ -95,6 +156,29 @@ async def create_campaign(request: web.Request) -> web.Response:
     return web.json_response(campaign_json(stored), status=201)
 
 
+LEAD_SUMMARY = {
+    "type": "object",
+    "required": ["imported", "merged", "dnc", "errors", "duplicates"],
+    "properties": {
+        "imported": {"type": "integer"},
+        "merged": {"type": "integer"},
+        "dnc": {"type": "integer"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+        "duplicates": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+@operation(
+    summary="Upload leads (CSV with a phone column; name, tz and other columns optional)",
+    description="Good rows import; bad rows come back with their line and reason.",
+    tag="campaigns",
+    path={"id": ROW_ID},
+    body={"type": "string"},
+    body_type="text/csv",
+    responses={200: LEAD_SUMMARY},
+    errors=(400, 404, 503),
+)
 @requires("manager")
 async def upload_leads(request: web.Request) -> web.Response:
     """POST a CSV (text/csv body): good rows import, bad rows come back with line and reason."""
@@ -124,6 +208,13 @@ async def upload_leads(request: web.Request) -> web.Response:
     )
 
 
+@operation(
+    summary="Start, pause, resume or stop a campaign",
+    tag="campaigns",
+    path={"id": ROW_ID, "command": {"type": "string", "enum": list(COMMANDS)}},
+    responses={200: CAMPAIGN},
+    errors=(400, 404, 409, 503),
+)
 @requires("manager")
 async def command(request: web.Request) -> web.Response:
     verb = request.match_info["command"]

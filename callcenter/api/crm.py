@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from aiohttp import web
 
-from crm_bridge import CallFilter, CrmError, CrmStore, TaskFilter, normalize_phone
+from crm_bridge import OUTCOMES, CallFilter, CrmError, CrmStore, TaskFilter, normalize_phone
 
+from .openapi import EXTENSION, ROW_ID, Param, operation, page_json, page_of, paged, read_page
 from .security import ApiError, requires
-
-if TYPE_CHECKING:
-    pass
 
 ENGINE = web.AppKey("engine", "Engine")
 
@@ -25,25 +23,61 @@ def _store(request: web.Request) -> CrmStore:
 
 def _row_id(request: web.Request) -> int:
     text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ApiError(400, f"id must be a positive whole number, not {text!r}")
     return int(text)
 
 
+def _filters(request: web.Request) -> tuple[dict[str, str], int, int]:
+    """The query's filters, with limit+1 rows asked for (the extra one says there is more)."""
+    limit, offset = read_page(request.query)
+    query = {k: v for k, v in request.query.items() if k not in ("limit", "offset")}
+    return {**query, "limit": str(limit + 1), "offset": str(offset)}, limit, offset
+
+
+CALL = {"$ref": "#/components/schemas/Call"}
+TASK = {"$ref": "#/components/schemas/Task"}
+_TEXT = {"type": "string"}
+
+
+@operation(
+    summary="List calls, newest first",
+    tag="calls",
+    query=paged(
+        Param("date", {"type": "string", "format": "date"}, "One day (YYYY-MM-DD)."),
+        Param("since", _TEXT, "ISO 8601 time or date: calls started at or after it."),
+        Param("until", _TEXT, "ISO 8601 time or date: calls started before it."),
+        Param("agent", _TEXT, "Extension that handled the call."),
+        Param("outcome", {"type": "string", "enum": list(OUTCOMES)}),
+        Param("phone", _TEXT, "A number on either end (E.164 or national)."),
+        Param("direction", {"type": "string", "enum": ["inbound", "outbound", "internal"]}),
+    ),
+    responses={200: page_of("calls", CALL)},
+    errors=(400, 503),
+)
 async def list_calls(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
+    query, limit, offset = _filters(request)
     try:
-        query = CallFilter.from_query(
-            request.query, default_country_code=engine.config.crm.default_country_code
+        wanted = CallFilter.from_query(
+            query, default_country_code=engine.config.crm.default_country_code
         )
-        calls = await _store(request).list_calls(query)
+        calls = await _store(request).list_calls(wanted)
     except CrmError as exc:
         raise ApiError(exc.status, exc.reason) from exc
+    items = [c.to_json() for c in calls[:limit]]
     return web.json_response(
-        {"calls": [c.to_json() for c in calls], "limit": query.limit, "offset": query.offset}
+        page_json(request, "calls", items, limit=limit, offset=offset, more=len(calls) > limit)
     )
 
 
+@operation(
+    summary="One call",
+    tag="calls",
+    path={"id": ROW_ID},
+    responses={200: CALL},
+    errors=(400, 404, 503),
+)
 async def get_call(request: web.Request) -> web.Response:
     call = await _store(request).get_call(_row_id(request))
     if call is None:
@@ -51,6 +85,14 @@ async def get_call(request: web.Request) -> web.Response:
     return web.json_response(call.to_json())
 
 
+@operation(
+    summary="The call's recording (stereo WAV; Range requests answer 206)",
+    tag="calls",
+    path={"id": ROW_ID},
+    responses={200: None, 206: None},
+    produces="audio/wav",
+    errors=(400, 404, 503),
+)
 async def get_recording(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     call = await _store(request).get_call(_row_id(request))
@@ -67,15 +109,35 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
 
+@operation(
+    summary="List tasks (missed-call callbacks...)",
+    tag="tasks",
+    query=paged(
+        Param("status", {"type": "string", "enum": ["open", "done", "cancelled"]}),
+        Param("assignee", EXTENSION),
+    ),
+    responses={200: page_of("tasks", TASK)},
+    errors=(400, 503),
+)
 async def list_tasks(request: web.Request) -> web.Response:
+    query, limit, offset = _filters(request)
     try:
-        query = TaskFilter.from_query(request.query)
-        tasks = await _store(request).list_tasks(query)
+        tasks = await _store(request).list_tasks(TaskFilter.from_query(query))
     except CrmError as exc:
         raise ApiError(exc.status, exc.reason) from exc
-    return web.json_response({"tasks": [t.to_json() for t in tasks]})
+    items = [t.to_json() for t in tasks[:limit]]
+    return web.json_response(
+        page_json(request, "tasks", items, limit=limit, offset=offset, more=len(tasks) > limit)
+    )
 
 
+@operation(
+    summary="Mark a task done",
+    tag="tasks",
+    path={"id": ROW_ID},
+    responses={200: TASK},
+    errors=(400, 404, 409, 503),
+)
 @requires("manager", "supervisor", "agent")
 async def complete_task(request: web.Request) -> web.Response:
     try:
@@ -85,6 +147,13 @@ async def complete_task(request: web.Request) -> web.Response:
     return web.json_response(task.to_json())
 
 
+@operation(
+    summary="A contact by phone number",
+    tag="contacts",
+    path={"phone": {"type": "string", "description": "E.164 (+...) or a national number."}},
+    responses={200: {"$ref": "#/components/schemas/Contact"}},
+    errors=(400, 404, 503),
+)
 async def get_contact(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     try:
@@ -97,6 +166,23 @@ async def get_contact(request: web.Request) -> web.Response:
     return web.json_response(contact.to_json())
 
 
+PRESENCE: dict[str, Any] = {
+    "type": "object",
+    "required": ["extension", "state"],
+    "properties": {
+        "extension": {"type": "string"},
+        "state": {"type": "string", "description": "available, ringing, on-call, wrap-up, away"},
+    },
+}
+
+
+@operation(
+    summary="An agent's presence",
+    tag="agents",
+    path={"ext": EXTENSION},
+    responses={200: PRESENCE},
+    errors=(404,),
+)
 async def get_presence(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     ext = request.match_info["ext"]
@@ -107,6 +193,18 @@ async def get_presence(request: web.Request) -> web.Response:
     return web.json_response({"extension": ext, "state": presence.state(ext, now=now).value})
 
 
+@operation(
+    summary="Set an agent away or available (what *50 / *51 do from the phone)",
+    tag="agents",
+    path={"ext": EXTENSION},
+    body={
+        "type": "object",
+        "required": ["state"],
+        "properties": {"state": {"type": "string", "enum": ["away", "available"]}},
+    },
+    responses={200: PRESENCE},
+    errors=(400, 404),
+)
 @requires("manager", "supervisor", "agent")
 async def set_presence(request: web.Request) -> web.Response:
     """PUT {"state": "away" | "available"}: what *50 / *51 do from the phone."""

@@ -19,6 +19,7 @@ from aiohttp import web
 from pbx import BridgedCall, MonitorError, MonitorMode, MonitorSession
 
 from .crm import ENGINE
+from .openapi import operation
 from .security import ApiError, requires
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ RING_SECONDS = 30.0
 
 
 async def _call_id(engine: Engine, text: str) -> str:
-    if text.isdigit() and len(text) <= 18:
+    if text.isascii() and text.isdigit() and len(text) <= 18:
         if engine.store is None:
             raise ApiError(503, "this engine runs without a database")
         call = await engine.store.get_call(int(text))
@@ -77,12 +78,48 @@ def _session_json(session: MonitorSession) -> dict[str, Any]:
 
 
 def _session(engine: Engine, bridged: BridgedCall, text: str) -> MonitorSession:
-    session = engine.switchboard.monitors.get(int(text)) if text.isdigit() else None
+    usable = text.isascii() and text.isdigit() and len(text) <= 18
+    session = engine.switchboard.monitors.get(int(text)) if usable else None
     if session is None or session.bridged is not bridged:
         raise ApiError(404, f"no monitor session {text} on this call")
     return session
 
 
+CALL_REF = {"type": "string", "description": "calls row id (digits) or the SIP Call-ID"}
+SESSION_ID = {"type": "string", "pattern": "^[0-9]{1,18}$"}
+MODE_BODY = {
+    "type": "object",
+    "required": ["mode"],
+    "properties": {"mode": {"type": "string", "enum": list(MODES)}},
+}
+SESSION = {
+    "type": "object",
+    "required": ["session", "call_id", "supervisor", "agent", "mode"],
+    "properties": {
+        "session": {"type": "integer"},
+        "call_id": {"type": "string"},
+        "supervisor": {"type": "string"},
+        "agent": {"type": "string"},
+        "mode": {"type": "string", "enum": list(MODES)},
+    },
+}
+
+
+@operation(
+    summary="Monitor a call: ring the supervisor's phone, then listen, whisper or barge",
+    tag="monitor",
+    path={"id": CALL_REF},
+    body={
+        "type": "object",
+        "required": ["supervisor", "mode"],
+        "properties": {
+            "supervisor": {"type": "string", "description": "the supervisor's extension"},
+            "mode": {"type": "string", "enum": list(MODES)},
+        },
+    },
+    responses={201: SESSION},
+    errors=(400, 404, 409, 503),
+)
 @requires("supervisor")
 async def join(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
@@ -109,6 +146,14 @@ async def join(request: web.Request) -> web.Response:
     return web.json_response(_session_json(session), status=201)
 
 
+@operation(
+    summary="Switch a monitor session's mode",
+    tag="monitor",
+    path={"id": CALL_REF, "session": SESSION_ID},
+    body=MODE_BODY,
+    responses={200: SESSION},
+    errors=(400, 404, 409, 503),
+)
 @requires("supervisor")
 async def change(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
@@ -118,6 +163,13 @@ async def change(request: web.Request) -> web.Response:
     return web.json_response(_session_json(session))
 
 
+@operation(
+    summary="End a monitor session",
+    tag="monitor",
+    path={"id": CALL_REF, "session": SESSION_ID},
+    responses={200: SESSION},
+    errors=(404, 409, 503),
+)
 @requires("supervisor")
 async def leave(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
@@ -127,6 +179,19 @@ async def leave(request: web.Request) -> web.Response:
     return web.json_response(_session_json(session))
 
 
+@operation(
+    summary="The call's monitoring audit",
+    tag="monitor",
+    path={"id": CALL_REF},
+    responses={
+        200: {
+            "type": "object",
+            "required": ["entries"],
+            "properties": {"entries": {"type": "array", "items": {"type": "object"}}},
+        }
+    },
+    errors=(404, 503),
+)
 @requires("manager", "supervisor")
 async def audit(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]

@@ -1,38 +1,51 @@
-"""API keys (Authorization: Bearer) with roles, and JSON error bodies for every failure."""
+"""API keys (Authorization: Bearer) with roles, request ids, and one JSON error body for every
+failure: {"error": {"status": 404, "reason": "...", "request_id": "..."}}."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import json
 import logging
+import re
+import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from callcenter.config import ApiKey
+from callcenter.logging import request_id_var
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API_KEY = web.RequestKey("api_key", ApiKey)
-PUBLIC_PATHS = frozenset({"/health"})
+REQUEST_ID = web.RequestKey("request_id", str)
+PUBLIC_PATHS = frozenset({"/health", "/api/openapi.json"})
+ALL_ROLES = ("admin", "manager", "supervisor", "agent")
+
+# A client's X-Request-Id is kept when it is short and plain (it lands in our logs verbatim).
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 class ApiError(web.HTTPException):
-    """A refusal with a JSON body {"error": {"status", "reason"}}."""
+    """A refusal with a JSON body {"error": {"status", "reason", "request_id"}}."""
 
     def __init__(self, status: int, reason: str) -> None:
         self.status_code = status
+        self.error_reason = reason
         super().__init__(
-            text=_error_body(status, reason), content_type="application/json", reason=None
+            text=error_body(status, reason), content_type="application/json", reason=None
         )
 
 
-def _error_body(status: int, reason: str) -> str:
-    import json
-
-    return json.dumps({"error": {"status": status, "reason": reason}})
+def error_body(status: int, reason: str, request_id: str | None = None) -> str:
+    error: dict[str, Any] = {"status": status, "reason": reason}
+    error["request_id"] = request_id if request_id is not None else request_id_var.get()
+    return json.dumps({"error": error})
 
 
 class KeyRing:
@@ -50,15 +63,28 @@ class KeyRing:
         return found
 
 
-def auth_middleware(ring: KeyRing) -> Any:
+def key_of(ring: KeyRing, request: web.Request) -> ApiKey | None:
+    """The key a request presents (Authorization: Bearer), None when absent or unknown."""
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return None
+    return ring.find(presented.strip())
+
+
+def auth_middleware(
+    ring: KeyRing, *, open_paths: Callable[[web.Request], bool] | None = None
+) -> Any:
+    """Every path but PUBLIC_PATHS needs a known key. `open_paths(request)` may let more through
+    (it then decides itself, e.g. /metrics from loopback)."""
+
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC_PATHS:
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        key = ring.find(presented.strip()) if scheme.lower() == "bearer" and presented else None
+        key = key_of(ring, request)
         if key is None:
+            if open_paths is not None and open_paths(request):
+                return await handler(request)
             logger.info("API: refused %s %s from %s: bad or missing key", request.method,
                         request.path, request.remote)  # fmt: skip
             raise ApiError(401, "a valid API key is required (Authorization: Bearer <key>)")
@@ -69,28 +95,84 @@ def auth_middleware(ring: KeyRing) -> Any:
 
 
 @web.middleware
+async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Keep the client's X-Request-Id (if sane) or make one; it goes back in the response
+    header (see `echo_request_id`), in every error body and in the request's log lines."""
+    offered = request.headers.get("X-Request-Id", "")
+    rid = offered if _CLIENT_REQUEST_ID.fullmatch(offered) else secrets.token_hex(8)
+    request[REQUEST_ID] = rid
+    token = request_id_var.set(rid)
+    try:
+        if "\x00" in request.path or "%00" in request.raw_path:
+            # No text column takes NUL, and no name of ours has one.
+            return _error_response(400, "NUL characters are not allowed in a URL", rid, None)
+        return await handler(request)
+    finally:
+        request_id_var.reset(token)
+
+
+async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response, streamed or not, carries X-Request-Id."""
+    rid = request.get(REQUEST_ID)
+    if rid is not None:
+        response.headers["X-Request-Id"] = rid
+
+
+@web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as JSON with a reason, including aiohttp's own 404/405."""
+    """Every error leaves as the one JSON shape, including aiohttp's own 404/405/413 and
+    handler crashes (500, logged with the traceback)."""
+    rid = request.get(REQUEST_ID)
     try:
         return await handler(request)
-    except ApiError:
-        raise
+    except ApiError as exc:
+        return _error_response(exc.status, exc.error_reason, rid, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        raise ApiError(exc.status, exc.reason) from exc
+        return _error_response(exc.status, exc.reason, rid, exc.headers)
+    except (asyncpg.DataError, OverflowError) as exc:
+        # PostgreSQL's class 22 (NUL in text, numbers or dates out of range) and date
+        # arithmetic past year 9999: the client's values, not our fault.
+        logger.info("API: %s %s: value refused: %s", request.method, request.path, exc)
+        return _error_response(400, f"a value is out of range or not valid text: {exc}", rid, None)
+    except Exception:
+        logger.exception("API: %s %s failed", request.method, request.path)
+        return _error_response(500, "internal error; see the engine log", rid, None)
+
+
+_ENTITY_HEADERS = frozenset({"content-type", "content-length"})
+
+
+def _error_response(status: int, reason: str, rid: str | None, headers: Any) -> web.Response:
+    response = web.Response(
+        status=status, text=error_body(status, reason, rid), content_type="application/json"
+    )
+    for name, value in (headers or {}).items():
+        if name.lower() not in _ENTITY_HEADERS:
+            response.headers[name] = value  # Allow (405), WWW-Authenticate...
+    return response
 
 
 def requires(*roles: str) -> Callable[[Handler], Handler]:
-    """Only keys with one of `roles` (admin always) may call the handler."""
+    """Only keys with one of `roles` (admin always) may call the handler. The roles are kept
+    on the handler as `roles` for the OpenAPI document."""
+    allowed = tuple(dict.fromkeys(("admin", *roles)))
 
     def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
             key = request[API_KEY]
-            if key.role != "admin" and key.role not in roles:
+            if key.role not in allowed:
                 raise ApiError(403, f"role {key.role} may not {request.method} {request.path}")
             return await handler(request)
 
+        guarded.roles = allowed  # type: ignore[attr-defined]
         return guarded
 
     return decorate
+
+
+def roles_of(handler: Any) -> tuple[str, ...]:
+    """The roles that may call `handler` (every role when it is not guarded)."""
+    return tuple(getattr(handler, "roles", ALL_ROLES))

@@ -124,6 +124,10 @@ class SipEndpoint:
         """Messages discarded as unparsable or invalid (for metrics and tests)."""
         self.filter: Callable[[Peer], bool] | None = None
         """When set and it returns False for a peer, that peer's messages are ignored (bans)."""
+        self.responses_sent: dict[int, int] = {}
+        """Responses sent, by status code (retransmissions not counted), for metrics."""
+        self.responses_received: dict[int, int] = {}
+        """Responses received and parsed, by status code, for metrics."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -173,7 +177,11 @@ class SipEndpoint:
         except RemoteProtocolError as exc:
             self._refuse(exc, peer)
             return
-        if isinstance(message, SipRequest):
+        if isinstance(message, SipResponse):
+            self.responses_received[message.status] = (
+                self.responses_received.get(message.status, 0) + 1
+            )
+        else:
             try:
                 check_request(
                     message,
@@ -205,6 +213,7 @@ class SipEndpoint:
             response = response_to_unparsable(exc)
         if response is not None:
             self._stamp(response)
+            self._count_sent(response.status)
             self._transmit(bytes(response), peer)
 
     # -- outbound ---------------------------------------------------------------------------
@@ -228,6 +237,7 @@ class SipEndpoint:
 
     def send_response(self, transaction: object, response: SipResponse) -> None:
         self._stamp(response)
+        self._count_sent(response.status)
         try:
             self.layer.send_response(transaction, response, now=self._loop.time())  # type: ignore[arg-type]
         except LocalProtocolError as exc:
@@ -237,7 +247,12 @@ class SipEndpoint:
 
     def send_stateless(self, message: SipRequest | SipResponse, peer: Peer) -> None:
         self._stamp(message)
+        if isinstance(message, SipResponse):
+            self._count_sent(message.status)
         self._transmit(bytes(message), peer)
+
+    def _count_sent(self, status: int) -> None:
+        self.responses_sent[status] = self.responses_sent.get(status, 0) + 1
 
     def _stamp(self, message: SipRequest | SipResponse) -> None:
         name = "User-Agent" if isinstance(message, SipRequest) else "Server"

@@ -1,0 +1,102 @@
+"""Click-to-call over the API: POST /calls {"agent", "number", "lead"?, "campaign"?} -> 202.
+
+API keys carry a role but no extension, so an agent key may place calls for any agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from callcenter.click_to_call import ClickToCallError, click_to_call
+
+from .crm import ENGINE
+from .openapi import EXTENSION, operation
+from .security import ApiError, requires
+
+MAX_ID = 2**63 - 1
+ID = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID}
+
+
+def _optional_id(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise ApiError(400, f"{name} must be a positive whole number")
+    return value
+
+
+@operation(
+    summary="Click-to-call: ring the agent's phone, then dial the customer and bridge",
+    description="The engine rings the agent's registered phone first (it shows the customer's "
+    "number); once the agent answers, it dials `number` through the campaign's trunk and caller "
+    "ID (else the trunk's) and bridges the two. The call is recorded and journaled as an "
+    "outbound calls row (agent, number, lead, campaign) and reaches the CRMs like any call. "
+    "Answers at once with the call's ids; the call's progress shows on /api/live. 404: unknown "
+    "agent or campaign; 400: not a phone number; 409: the agent's phone is not registered, "
+    "the agent is on a call, or no trunk reaches the number.",
+    tag="calls",
+    body={
+        "type": "object",
+        "required": ["agent", "number"],
+        "properties": {
+            "agent": EXTENSION,
+            "number": {"type": "string", "description": "7-15 digits, optional + and separators"},
+            "lead": ID,
+            "campaign": ID,
+        },
+    },
+    responses={
+        202: {
+            "type": "object",
+            "required": ["call_id", "id", "agent", "number", "state"],
+            "properties": {
+                "call_id": {"type": "string", "description": "SIP Call-ID of the agent's leg"},
+                "id": {"type": ["integer", "null"], "description": "the calls row"},
+                "agent": {"type": "string"},
+                "number": {"type": "string"},
+                "state": {"type": "string", "enum": ["ringing-agent"]},
+            },
+        }
+    },
+    errors=(400, 404, 409, 503),
+)
+@requires("manager", "agent")
+async def place_call(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "body must be JSON") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, 'body must be {"agent": ..., "number": ...}')
+    agent, number = body.get("agent"), body.get("number")
+    if not isinstance(agent, str | int) or isinstance(agent, bool) or not str(agent):
+        raise ApiError(400, "agent must be an extension")
+    if not isinstance(number, str | int) or isinstance(number, bool):
+        raise ApiError(400, "number must be a phone number")
+    try:
+        placed = await click_to_call(
+            engine,
+            agent=str(agent),
+            number=str(number),
+            lead_id=_optional_id(body, "lead"),
+            campaign_id=_optional_id(body, "campaign"),
+        )
+    except ClickToCallError as exc:
+        raise ApiError(exc.status, str(exc)) from exc
+    return web.json_response(
+        {
+            "call_id": placed.call_id,
+            "id": placed.row_id,
+            "agent": placed.agent,
+            "number": placed.number,
+            "state": "ringing-agent",
+        },
+        status=202,
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/calls", place_call)

@@ -1,0 +1,278 @@
+"""GET /metrics: the engine's counters and gauges in the Prometheus text format (0.0.4).
+
+Auth: an admin key; or, when the config says `[http] metrics_public = true`, no key from
+loopback only (a local Prometheus or node agent), so no key sits in a scrape config.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .crm import ENGINE
+from .openapi import operation
+from .security import API_KEY, ApiError
+
+if TYPE_CHECKING:
+    from callcenter.runtime import Engine
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def is_public_scrape(request: web.Request) -> bool:
+    """True for a keyless GET /metrics the config allows (loopback only)."""
+    return (
+        request.path == "/metrics"
+        and request.app[ENGINE].config.metrics_public
+        and request.remote in LOOPBACK
+    )
+
+
+class Exposition:
+    """Builds the text format: one HELP/TYPE header per family, then its samples."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def family(
+        self, name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, Any], float]]
+    ) -> None:
+        self._lines.append(f"# HELP {name} {help_text}")
+        self._lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            self._lines.append(f"{name}{_labels(labels)} {_number(value)}")
+
+    def one(self, name: str, kind: str, help_text: str, value: float) -> None:
+        self.family(name, kind, help_text, [({}, value)])
+
+    def text(self) -> str:
+        return "\n".join(self._lines) + "\n"
+
+
+def _labels(labels: dict[str, Any]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+async def render(engine: Engine) -> str:
+    """The whole exposition; reads memory, plus the outbox and running campaigns' progress."""
+    out = Exposition()
+    ua, board = engine.ua, engine.switchboard
+    now = ua.loop.time()
+    out.one(
+        "callcenter_active_calls",
+        "gauge",
+        "Calls in progress (bridged or ringing).",
+        len(board.active),
+    )
+    out.one("callcenter_call_legs", "gauge", "SIP call legs the engine holds.", len(ua.calls))
+    out.family(
+        "callcenter_calls_total",
+        "counter",
+        "Calls ended since start, by outcome (as journaled).",
+        [({"outcome": k}, v) for k, v in sorted(engine.call_outcomes.items())],
+    )
+    registered = bindings = 0
+    for number in board.extensions:
+        found = len(board.registrar.lookup(number, now=now))
+        bindings += found
+        registered += found > 0
+    out.one(
+        "callcenter_registered_extensions",
+        "gauge",
+        "Extensions with a live registration.",
+        registered,
+    )
+    out.one("callcenter_registrations", "gauge", "Live registration bindings (contacts).", bindings)
+    endpoint = ua.endpoint
+    out.family(
+        "callcenter_sip_responses_sent_total",
+        "counter",
+        "SIP responses sent, by status code (retransmissions not counted).",
+        [({"code": c}, n) for c, n in sorted(endpoint.responses_sent.items())],
+    )
+    out.family(
+        "callcenter_sip_responses_received_total",
+        "counter",
+        "SIP responses received, by status code.",
+        [({"code": c}, n) for c, n in sorted(endpoint.responses_received.items())],
+    )
+    out.one(
+        "callcenter_sip_dropped_total",
+        "counter",
+        "SIP messages refused as malformed.",
+        endpoint.dropped,
+    )
+    out.one(
+        "callcenter_sip_transactions",
+        "gauge",
+        "Live SIP transactions.",
+        endpoint.layer.active_count,
+    )
+    rtp = ua.ports.totals()
+    out.one(
+        "callcenter_rtp_packets_received_total", "counter", "RTP packets received.", rtp.packets_in
+    )
+    out.one("callcenter_rtp_packets_sent_total", "counter", "RTP packets sent.", rtp.packets_out)
+    out.one(
+        "callcenter_rtp_packets_lost_total",
+        "counter",
+        "RTP packets lost on the way in (sequence gaps, RFC 3550 A.3).",
+        rtp.packets_lost,
+    )
+    out.one(
+        "callcenter_rtp_jitter_seconds",
+        "gauge",
+        "Highest interarrival jitter of a live RTP stream (RFC 3550 A.8).",
+        rtp.max_jitter,
+    )
+    out.one("callcenter_rtp_ports_in_use", "gauge", "RTP ports held by calls.", ua.ports.in_use)
+    out.one(
+        "callcenter_media_clock_max_lag_seconds",
+        "gauge",
+        "Largest lateness of a 20 ms media tick since start.",
+        ua.clock.max_lag,
+    )
+    out.one(
+        "callcenter_media_clock_skipped_frames_total",
+        "counter",
+        "Media ticks skipped because the loop was late.",
+        ua.clock.skipped,
+    )
+    await _outbox(engine, out)
+    await _campaigns(engine, out)
+    return out.text()
+
+
+async def _outbox(engine: Engine, out: Exposition) -> None:
+    if engine.store is None:
+        return
+    try:
+        status = await engine.store.outbox_status()
+    except Exception as exc:  # a scrape must still show the rest
+        logger.warning("metrics: outbox status unavailable: %s", exc)
+        return
+    wall = time.time()
+    names = sorted(status)
+    out.family(
+        "callcenter_outbox_pending",
+        "gauge",
+        "CRM deliveries waiting, per endpoint.",
+        [({"endpoint": n}, status[n]["pending"]) for n in names],
+    )
+    out.family(
+        "callcenter_outbox_dead",
+        "gauge",
+        "CRM deliveries given up, per endpoint.",
+        [({"endpoint": n}, status[n]["dead"]) for n in names],
+    )
+    out.family(
+        "callcenter_outbox_oldest_pending_seconds",
+        "gauge",
+        "Age of the oldest waiting CRM delivery, per endpoint.",
+        [
+            ({"endpoint": n}, max(0.0, wall - status[n]["oldest_pending"].timestamp()))
+            for n in names
+            if status[n]["oldest_pending"] is not None
+        ],
+    )
+
+
+PROGRESS_FIELDS = (
+    "total",
+    "remaining",
+    "done",
+    "dnc",
+    "dialled",
+    "connected",
+    "abandoned",
+    "in_flight",
+)
+
+
+async def _campaigns(engine: Engine, out: Exposition) -> None:
+    campaigns = engine.campaigns
+    if campaigns is None:
+        return
+    wall = time.time()
+    rates: list[tuple[dict[str, Any], float]] = []
+    caps: list[tuple[dict[str, Any], float]] = []
+    progress: dict[str, list[tuple[dict[str, Any], float]]] = {f: [] for f in PROGRESS_FIELDS}
+    for runner in list(campaigns.runners.values()):
+        labels = {"campaign": runner.campaign.name, "id": runner.campaign.id}
+        rates.append((labels, runner.ledger.rate(wall)))
+        caps.append((labels, runner.campaign.abandon_cap))
+        try:
+            done = await campaigns.store.campaign_progress(runner.campaign_id)
+        except Exception as exc:
+            logger.warning("metrics: campaign %s progress unavailable: %s", labels, exc)
+            continue
+        for name in PROGRESS_FIELDS:
+            progress[name].append((labels, getattr(done, name)))
+    out.family(
+        "callcenter_campaign_abandon_rate",
+        "gauge",
+        "Abandon rate of each running campaign (the higher of window and day).",
+        rates,
+    )
+    out.family(
+        "callcenter_campaign_abandon_cap", "gauge", "Abandon rate cap of each campaign.", caps
+    )
+    for name, samples in progress.items():
+        out.family(
+            f"callcenter_campaign_leads_{name}"
+            if name in ("total", "remaining", "done", "dnc")
+            else f"callcenter_campaign_attempts_{name}",
+            "gauge",
+            f"Running campaign progress: {name.replace('_', ' ')}.",
+            samples,
+        )
+
+
+@operation(
+    summary="Prometheus metrics",
+    description="Text format 0.0.4: active calls, calls by outcome, registrations, SIP "
+    "responses by code, RTP packets / loss / jitter, media clock lag, CRM outbox backlog, "
+    "campaign abandon rates and progress.",
+    tag="meta",
+    responses={200: None},
+    produces="text/plain",
+    errors=(403,),
+    extra_auth="With `[http] metrics_public = true` also without a key from 127.0.0.1 / ::1.",
+)
+async def metrics(request: web.Request) -> web.Response:
+    key = request.get(API_KEY)
+    if key is not None and key.role != "admin":
+        raise ApiError(403, f"role {key.role} may not read metrics (admin only)")
+    text = await render(request.app[ENGINE])
+    response = web.Response(text=text)
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response
+
+
+metrics.roles = ("admin",)  # type: ignore[attr-defined]
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,264 @@
+"""Composition-root glue for the live dashboard: the switchboard's and presence's hooks publish
+typed events on the engine's LiveBus; a feed polls what only the database knows (campaign
+progress, missed-call tasks, today's and the month's counts) while someone watches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from crm_bridge import TaskFilter
+from pbx import AgentState, BridgedCall, CallSummary
+
+from .events import (
+    AgentStateChanged,
+    CallAnswered,
+    CallEnded,
+    CallRinging,
+    CallStarted,
+    CampaignGone,
+    CampaignProgress,
+    LiveBoard,
+    LiveBus,
+    TaskCreated,
+    TaskDone,
+)
+
+if TYPE_CHECKING:
+    from .runtime import Engine
+
+logger = logging.getLogger(__name__)
+
+RINGING_TICK = 0.1
+"""Seconds between looks at which phones ring (the B2BUA has no hook for it)."""
+POLL_SECONDS = 2.0
+"""Database look-ups for campaigns and tasks while a dashboard is open."""
+SHOWN_CAMPAIGN_STATES = ("draft", "running", "paused")
+TASK_LIMIT = 200
+
+# Answered calls per agent today and this month (plan / fact), from the call log.
+_COUNTS = (
+    "SELECT agent,"
+    " count(*) FILTER (WHERE started_at >= $1) AS today,"
+    " coalesce(sum(extract(epoch FROM ended_at - answered_at))"
+    "  FILTER (WHERE started_at >= $1), 0)::float8 AS talk,"
+    " count(*) AS month"
+    " FROM calls WHERE agent IS NOT NULL AND answered_at IS NOT NULL AND ended_at IS NOT NULL"
+    " AND started_at >= $2 GROUP BY agent"
+)
+
+
+def local_today() -> date:
+    return datetime.now().astimezone().date()
+
+
+def wire_live(engine: Engine) -> LiveBus:
+    """Build the bus and hook it into the switchboard and presence (before anyone else chains
+    presence.on_change, or after: each hook calls the one it replaced)."""
+    board = LiveBoard(local_today())
+    switchboard = engine.switchboard
+    loop = engine.ua.loop
+    now, wall = loop.time(), time.time()
+    for account in engine.config.accounts:
+        board.add_agent(
+            account.extension,
+            name=account.display_name,
+            role=account.role,
+            daily_plan=account.daily_plan,
+            since=wall - switchboard.presence.idle_for(account.extension, now=now),
+        )
+    bus = LiveBus(board, today=local_today)
+    presence = switchboard.presence
+    previous_change = presence.on_change
+
+    def agent_changed(extension: str, state: AgentState) -> None:
+        if previous_change is not None:
+            previous_change(extension, state)
+        bus.publish(AgentStateChanged(extension, state.value, time.time()))
+        if state is AgentState.WRAP_UP:
+            left = presence.wrap_up_left(extension, now=loop.time())
+            loop.call_later(left + 0.01, wrap_up_over, extension)
+
+    def wrap_up_over(extension: str) -> None:
+        # Wrap-up ends by itself (presence computes it): tell the board when it has.
+        state = presence.state(extension, now=loop.time())
+        if state is AgentState.AVAILABLE:
+            bus.publish(AgentStateChanged(extension, state.value, time.time()))
+
+    presence.on_change = agent_changed
+
+    previous_start = switchboard.on_call_start
+
+    def call_started(summary: CallSummary) -> None:
+        if previous_start is not None:
+            previous_start(summary)
+        bus.publish(
+            CallStarted(
+                summary.call_id,
+                summary.caller,
+                summary.callee,
+                summary.direction,
+                summary.started_at.timestamp(),
+                campaign_id=summary.campaign_id,
+                lead_id=summary.lead_id,
+            )
+        )
+
+    switchboard.on_call_start = call_started
+    previous_connected = switchboard.on_connected
+
+    def connected(bridged: BridgedCall) -> None:
+        if previous_connected is not None:
+            previous_connected(bridged)
+        answered = bridged.summary.answered_at
+        bus.publish(
+            CallAnswered(
+                bridged.summary.call_id,
+                bridged.caller,
+                bridged.callee,
+                answered.timestamp() if answered else time.time(),
+            )
+        )
+
+    switchboard.on_connected = connected
+    previous_end = switchboard.on_call_end
+
+    def ended(summary: CallSummary) -> Any:
+        bus.publish(
+            CallEnded(
+                summary.call_id,
+                call_agent(summary),
+                summary.outcome,
+                summary.talk_seconds,
+                (summary.ended_at or datetime.now(UTC)).timestamp(),
+            )
+        )
+        return previous_end(summary) if previous_end is not None else None
+
+    switchboard.on_call_end = ended
+    engine.spawn(_watch_ringing(engine, bus))
+    return bus
+
+
+def call_agent(summary: CallSummary) -> str | None:
+    """The party that is not the customer, once someone answered (as the journal says)."""
+    if summary.answered_at is None:
+        return None
+    return summary.caller if summary.callee == summary.customer else summary.callee
+
+
+async def _watch_ringing(engine: Engine, bus: LiveBus) -> None:
+    while True:
+        await asyncio.sleep(RINGING_TICK)
+        for call_id, call in list(bus.board.calls.items()):
+            bridged = engine.switchboard.active.get(call_id)
+            ringing = tuple(sorted(bridged.ringing)) if bridged is not None else ()
+            if ringing != call.ringing:
+                bus.publish(CallRinging(call_id, ringing))
+
+
+class LiveFeed:
+    """Polls the database for the board while at least one dashboard is open."""
+
+    def __init__(self, engine: Engine, bus: LiveBus) -> None:
+        self.engine = engine
+        self.bus = bus
+        self._seeded: date | None = None
+        self._polling = False
+        self._lock = asyncio.Lock()
+
+    def watch(self) -> None:
+        """Keep polling while anyone subscribes (started by each new stream; idempotent)."""
+        if not self._polling:
+            self._polling = True
+            self.engine.spawn(self._poll())
+
+    async def _poll(self) -> None:
+        try:
+            while self.bus.subscribers:
+                await asyncio.sleep(POLL_SECONDS)
+                try:
+                    await self.refresh()
+                except Exception:
+                    logger.exception("live: refresh failed")
+        finally:
+            self._polling = False
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            today = local_today()
+            if self._seeded != today:
+                await self._seed(today)
+            await self._campaigns()
+            await self._tasks()
+
+    async def _seed(self, today: date) -> None:
+        database = self.engine.database
+        if database is None:
+            self._seeded = today
+            return
+        midnight = datetime.combine(today, datetime.min.time()).astimezone()
+        month_start = midnight.replace(day=1)
+        rows = await database.pool.fetch(_COUNTS, midnight, month_start)
+        day = {r["agent"]: (r["today"], r["talk"]) for r in rows}
+        month = {r["agent"]: r["month"] for r in rows}
+        self.bus.publish_deltas(self.bus.board.seed_counts(today, day, month))
+        self._seeded = today
+
+    async def _campaigns(self) -> None:
+        campaigns = self.engine.campaigns
+        if campaigns is None:
+            return
+        store = campaigns.store
+        seen = set()
+        for stored in await store.list_campaigns():
+            if stored.state not in SHOWN_CAMPAIGN_STATES:
+                continue
+            seen.add(stored.id)
+            progress = await store.campaign_progress(stored.id)
+            runner = campaigns.runners.get(stored.id)
+            rate = runner.ledger.rate(time.time()) if runner is not None else progress.abandon_rate
+            self.bus.publish(
+                CampaignProgress(
+                    stored.id,
+                    stored.name,
+                    stored.state,
+                    total=progress.total,
+                    dialled=progress.dialled,
+                    done=progress.done,
+                    remaining=progress.remaining,
+                    connected=progress.connected,
+                    abandoned=progress.abandoned,
+                    in_flight=progress.in_flight,
+                    abandon_rate=round(rate, 4),
+                    abandon_cap=stored.abandon_cap,
+                )
+            )
+        for gone in set(self.bus.board.campaigns) - seen:
+            self.bus.publish(CampaignGone(gone))
+
+    async def _tasks(self) -> None:
+        store = self.engine.store
+        if store is None:
+            return
+        tasks = await store.list_tasks(TaskFilter(status="open", limit=TASK_LIMIT))
+        seen = set()
+        for task in tasks:
+            seen.add(task.id)
+            self.bus.publish(
+                TaskCreated(
+                    task.id,
+                    task.type,
+                    task.contact_phone,
+                    task.assignee,
+                    task.text,
+                    task.created_at.timestamp(),
+                    task.due_at.timestamp(),
+                    task.missed_calls,
+                )
+            )
+        for gone in set(self.bus.board.tasks) - seen:
+            self.bus.publish(TaskDone(gone))

@@ -1,0 +1,368 @@
+// The live dashboard: one EventSource on /api/live (snapshot, then row deltas), REST for actions.
+// Plain ES2020, no framework, no build step. Every value from the server goes in as text.
+"use strict";
+
+const KEY = "callcenter.key";
+const SUPERVISOR = "callcenter.supervisor";
+const board = { agents: new Map(), calls: new Map(), campaigns: new Map(), tasks: new Map() };
+let clockOffset = 0; // server seconds minus browser seconds
+let source = null;
+let retry = null;
+let pending = false;
+
+const $ = (selector) => document.querySelector(selector);
+
+function serverNow() {
+  return Date.now() / 1000 + clockOffset;
+}
+
+function apiKey() {
+  return sessionStorage.getItem(KEY);
+}
+
+async function api(method, path, body, contentType = "application/json") {
+  const headers = { Authorization: `Bearer ${apiKey()}` };
+  let payload;
+  if (body !== undefined) {
+    headers["Content-Type"] = contentType;
+    payload = contentType === "application/json" ? JSON.stringify(body) : body;
+  }
+  const response = await fetch(path, { method, headers, body: payload });
+  const data = await response.json().catch(() => ({}));
+  if (response.status === 401) {
+    logout("The key was refused.");
+  }
+  if (!response.ok) {
+    throw new Error((data.error && data.error.reason) || `${response.status}`);
+  }
+  return data;
+}
+
+// -- the stream ---------------------------------------------------------------------------------
+
+async function connect() {
+  clearTimeout(retry);
+  if (source) source.close();
+  setStatus("connecting");
+  let token;
+  try {
+    token = (await api("POST", "/api/live/token")).token;
+  } catch (error) {
+    setStatus("offline");
+    if (apiKey()) retry = setTimeout(connect, 3000);
+    return;
+  }
+  source = new EventSource(`/api/live?token=${encodeURIComponent(token)}`);
+  source.addEventListener("snapshot", (e) => {
+    const snap = JSON.parse(e.data);
+    clockOffset = snap.now - Date.now() / 1000;
+    for (const [name, rows, id] of [
+      ["agents", snap.agents, "extension"], ["calls", snap.calls, "call_id"],
+      ["campaigns", snap.campaigns, "id"], ["tasks", snap.tasks, "id"],
+    ]) {
+      board[name] = new Map(rows.map((row) => [row[id], row]));
+    }
+    setStatus("live");
+    render();
+  });
+  const upsert = (name, id) => (e) => {
+    const row = JSON.parse(e.data);
+    board[name].set(row[id], row);
+    render();
+  };
+  const remove = (name, id) => (e) => {
+    board[name].delete(JSON.parse(e.data)[id]);
+    render();
+  };
+  source.addEventListener("agent", upsert("agents", "extension"));
+  source.addEventListener("call", upsert("calls", "call_id"));
+  source.addEventListener("call-gone", remove("calls", "call_id"));
+  source.addEventListener("campaign", upsert("campaigns", "id"));
+  source.addEventListener("campaign-gone", remove("campaigns", "id"));
+  source.addEventListener("task", upsert("tasks", "id"));
+  source.addEventListener("task-gone", remove("tasks", "id"));
+  source.onerror = () => {
+    // The browser retries by itself with the same URL; once the token has expired the server
+    // refuses it and the source closes: then fetch a new token.
+    if (source.readyState === EventSource.CLOSED) {
+      setStatus("offline");
+      retry = setTimeout(connect, 1000);
+    } else {
+      setStatus("reconnecting");
+    }
+  };
+}
+
+function setStatus(text) {
+  const status = $("#status");
+  status.textContent = text;
+  status.dataset.status = text;
+}
+
+// -- rendering ----------------------------------------------------------------------------------
+
+function render() {
+  // Deltas come in bursts (a call's answer changes two agents and the call): draw once a frame.
+  if (pending) return;
+  pending = true;
+  requestAnimationFrame(() => {
+    pending = false;
+    renderAgents();
+    renderCalls();
+    renderCampaigns();
+    renderTasks();
+  });
+}
+
+function duration(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const pad = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
+}
+
+function cell(row, text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  row.append(td);
+  return td;
+}
+
+function badge(row, state) {
+  const td = cell(row, "");
+  const span = document.createElement("span");
+  span.className = `state state-${state}`;
+  span.textContent = state.replace("-", " ");
+  td.append(span);
+  return td;
+}
+
+function fill(table, rows, build) {
+  const body = $(`${table} tbody`);
+  body.replaceChildren(...rows.map(build));
+}
+
+function renderAgents() {
+  const agents = [...board.agents.values()].filter((a) => a.role !== "supervisor");
+  let calls = 0;
+  let talk = 0;
+  fill("#agents", agents, (a) => {
+    calls += a.calls_today;
+    talk += a.talk_today;
+    const tr = document.createElement("tr");
+    tr.dataset.ext = a.extension;
+    tr.dataset.state = a.state;
+    cell(tr, a.extension);
+    cell(tr, a.name);
+    badge(tr, a.state);
+    cell(tr, duration(serverNow() - a.since), "num since").dataset.since = a.since;
+    cell(tr, a.calls_today, "num");
+    cell(tr, duration(a.talk_today), "num");
+    const p = a.plan;
+    if (a.daily_plan) {
+      cell(tr, `${p.day_plan} / ${p.day_fact} / ${p.day_percent}%`, "num");
+      cell(tr, `${p.month_plan} / ${p.month_fact} / ${p.month_percent}% / ${p.days_left} d`, "num");
+      const pace = cell(tr, `${p.pace}%`, "num");
+      if (p.pace < 100) pace.title = `needs ${p.needed_per_day} a day`;
+    } else {
+      cell(tr, "—");
+      cell(tr, "—");
+      cell(tr, "");
+    }
+    return tr;
+  });
+  $("#totals").textContent = `Today: ${calls} calls, talk ${duration(talk)}`;
+}
+
+function renderCalls() {
+  const calls = [...board.calls.values()].sort((a, b) => a.started_at - b.started_at);
+  $("#no-calls").hidden = calls.length > 0;
+  fill("#calls", calls, (c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.callId = c.call_id;
+    tr.dataset.state = c.state;
+    cell(tr, c.caller);
+    cell(tr, c.callee);
+    cell(tr, c.direction);
+    badge(tr, c.state === "ringing" && c.ringing.length ? "ringing" : c.state);
+    const start = c.answered_at || c.started_at;
+    cell(tr, duration(serverNow() - start), "num since").dataset.since = start;
+    const td = cell(tr, "");
+    if (c.state === "talking") {
+      for (const mode of ["listen", "whisper", "barge"]) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = mode;
+        button.dataset.mode = mode;
+        button.addEventListener("click", () => monitor(c.call_id, mode));
+        td.append(button);
+      }
+    }
+    return tr;
+  });
+}
+
+function renderCampaigns() {
+  const campaigns = [...board.campaigns.values()].sort((a, b) => a.id - b.id);
+  fill("#campaigns", campaigns, (c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.campaign = c.id;
+    cell(tr, c.name);
+    cell(tr, c.state);
+    const progress = cell(tr, ` ${c.done} / ${c.total}`);
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    const inner = document.createElement("span");
+    inner.style.width = `${c.total ? (100 * c.done) / c.total : 0}%`;
+    bar.append(inner);
+    progress.prepend(bar);
+    cell(tr, c.dialled, "num");
+    cell(tr, c.connected, "num");
+    const rate = cell(tr, `${(100 * c.abandon_rate).toFixed(1)}% / ${(100 * c.abandon_cap).toFixed(1)}%`, "num");
+    if (c.abandon_rate > c.abandon_cap) rate.classList.add("over");
+    const actions = cell(tr, "");
+    const verbs = { draft: ["start"], running: ["pause", "stop"], paused: ["resume", "stop"] }[c.state] || [];
+    for (const verb of verbs) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = verb;
+      button.addEventListener("click", () => campaignCommand(c.id, verb));
+      actions.append(button);
+    }
+    const upload = document.createElement("input");
+    upload.type = "file";
+    upload.accept = ".csv,text/csv";
+    upload.title = "Upload leads (CSV)";
+    upload.addEventListener("change", () => upload.files[0] && uploadLeads(c.id, upload.files[0]));
+    actions.append(upload);
+    return tr;
+  });
+}
+
+function renderTasks() {
+  const tasks = [...board.tasks.values()].sort((a, b) => a.created_at - b.created_at);
+  $("#no-tasks").hidden = tasks.length > 0;
+  fill("#tasks", tasks, (t) => {
+    const tr = document.createElement("tr");
+    tr.dataset.task = t.id;
+    cell(tr, t.phone);
+    cell(tr, t.assignee || "—");
+    cell(tr, t.missed_calls, "num");
+    cell(tr, duration(serverNow() - t.created_at), "num since").dataset.since = t.created_at;
+    cell(tr, t.text);
+    return tr;
+  });
+}
+
+function tick() {
+  // Times in state, call durations and task ages move every second without any event.
+  for (const td of document.querySelectorAll("td.since")) {
+    td.textContent = duration(serverNow() - Number(td.dataset.since));
+  }
+}
+
+// -- actions ------------------------------------------------------------------------------------
+
+function message(text) {
+  $("#campaign-message").textContent = text;
+}
+
+async function monitor(callId, mode) {
+  const supervisor = $("#supervisor").value.trim();
+  if (!supervisor) {
+    alert("Enter your extension first: the engine rings your phone to join the call.");
+    return;
+  }
+  try {
+    await api("POST", `/calls/${encodeURIComponent(callId)}/monitor`, { supervisor, mode });
+  } catch (error) {
+    alert(`Cannot ${mode}: ${error.message}`);
+  }
+}
+
+async function campaignCommand(id, verb) {
+  try {
+    await api("POST", `/campaigns/${id}/${verb}`);
+    message("");
+  } catch (error) {
+    message(`Cannot ${verb}: ${error.message}`);
+  }
+}
+
+async function uploadLeads(id, file) {
+  try {
+    const result = await api("POST", `/campaigns/${id}/leads`, await file.text(), "text/csv");
+    const errors = result.errors.map((e) => `line ${e.line}: ${e.reason}`).join("; ");
+    message(`Imported ${result.imported}, merged ${result.merged}, DNC ${result.dnc}${errors ? `; ${errors}` : ""}`);
+  } catch (error) {
+    message(`Upload failed: ${error.message}`);
+  }
+}
+
+async function createCampaign(event) {
+  event.preventDefault();
+  const form = event.target;
+  const f = form.elements;
+  const settings = {
+    name: f.name.value.trim(),
+    mode: f.mode.value,
+    ratio: Number(f.ratio.value) || 1,
+    agents: f.agents.value.split(/[\s,]+/).filter(Boolean),
+  };
+  if (f.caller_id.value.trim()) settings.caller_id = f.caller_id.value.trim();
+  try {
+    const created = await api("POST", "/campaigns", settings);
+    if (f.csv.files[0]) await uploadLeads(created.id, f.csv.files[0]);
+    else message(`Created ${created.name}`);
+    form.reset();
+  } catch (error) {
+    message(`Cannot create: ${error.message}`);
+  }
+}
+
+// -- key ----------------------------------------------------------------------------------------
+
+function logout(reason) {
+  sessionStorage.removeItem(KEY);
+  if (source) source.close();
+  clearTimeout(retry);
+  $("#board").hidden = true;
+  $("#login").hidden = false;
+  $("#login-error").textContent = reason || "";
+  setStatus("offline");
+}
+
+function showBoard() {
+  $("#login").hidden = true;
+  $("#board").hidden = false;
+  connect();
+}
+
+function start() {
+  // Kiosk screens open /?key=...: keep it for this tab and take it out of the address bar.
+  const params = new URLSearchParams(location.search);
+  if (params.get("key")) {
+    sessionStorage.setItem(KEY, params.get("key"));
+    params.delete("key");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : ""));
+  }
+  const supervisor = $("#supervisor");
+  supervisor.value = localStorage.getItem(SUPERVISOR) || "";
+  supervisor.addEventListener("change", () => localStorage.setItem(SUPERVISOR, supervisor.value.trim()));
+  $("#login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY, $("#key").value.trim());
+    $("#key").value = "";
+    showBoard();
+  });
+  $("#logout").addEventListener("click", () => logout());
+  $("#campaign-form").addEventListener("submit", createCampaign);
+  setInterval(tick, 1000);
+  if (apiKey()) showBoard();
+  else logout();
+}
+
+start();
