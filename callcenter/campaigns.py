@@ -127,6 +127,19 @@ class Campaigns:
             )
 
     async def _runner(self, campaign: Campaign) -> CampaignRunner:
+        if campaign.ring_group:
+            # A campaign staffed by a ring group: its members (as configured now) take the calls.
+            group = self.switchboard.groups.get(campaign.ring_group)
+            if group is None:
+                logger.error(
+                    "campaign %s: no ring group %s on this engine",
+                    campaign.name,
+                    campaign.ring_group,
+                )
+            else:
+                campaign = dataclasses.replace(
+                    campaign, agents=tuple(dict.fromkeys((*campaign.agents, *group.members)))
+                )
         policy = AbandonPolicy(
             cap=campaign.abandon_cap,
             window_seconds=campaign.abandon_window_days * 86400.0,

@@ -447,3 +447,23 @@ async def test_each_node_reads_the_other_nodes_abandon_ledgers(store: PgLeadStor
     await store.save_ledger(cid, {"node": "c"}, node="c")
     peers = await store.peer_ledgers(cid, node="a")
     assert sorted(p["node"] for p in peers) == ["b", "c"]
+
+
+async def test_a_campaign_that_requires_consent_dials_only_leads_who_gave_it(
+    store: PgLeadStore,
+) -> None:
+    cid = await running(store, "consent", require_consent=True, window_start=time(0, 0),
+                        window_end=time(23, 59))  # fmt: skip
+    yes, no, unknown = (
+        dialer.NewLead("+442079400001", "Europe/London", consent=True),
+        dialer.NewLead("+442079400002", "Europe/London", consent=False),
+        dialer.NewLead("+442079400003", "Europe/London"),
+    )
+    await store.import_leads(cid, [yes, no, unknown], now=NOW)
+    claims = await store.claim_next_leads(cid, 5, now=NOW, node="a")
+    assert [c.lead.phone for c in claims] == [yes.phone]
+    # Without the gate, only an explicit "no" is skipped.
+    other = await running(store, "no-gate", window_start=time(0, 0), window_end=time(23, 59))
+    await store.import_leads(other, [yes, no, unknown], now=NOW)
+    claims = await store.claim_next_leads(other, 5, now=NOW, node="a")
+    assert sorted(c.lead.phone for c in claims) == [yes.phone, unknown.phone]

@@ -275,3 +275,21 @@ async def _next_event(stream: aiohttp.ClientResponse, kind: str) -> Any:
         elif line.startswith("data: ") and current == kind:
             return json.loads(line[len("data: ") :])
     raise AssertionError("stream ended")
+
+
+async def test_a_campaign_staffed_by_a_ring_group_dials_for_its_members(
+    pg_url: str, tmp_path: Path
+) -> None:
+    group = '[[ring_groups]]\nname = "closers"\nmembers = ["103", "104"]\n'
+    engine = await start_engine(engine_config(extra=group), database_url=pg_url, data_dir=tmp_path)
+    try:
+        assert engine.campaigns is not None
+        async with aiohttp.ClientSession(headers=bearer()) as http:
+            settings = {"name": f"closers-{tmp_path.name}", "ring_group": "closers"}
+            async with http.post(api_url(engine, "/campaigns"), json=settings) as r:
+                cid = (await r.json())["id"]
+            async with http.post(api_url(engine, f"/campaigns/{cid}/start")) as r:
+                assert r.status == 200
+        assert engine.campaigns.runners[cid].campaign.agents == ("103", "104")
+    finally:
+        await engine.stop()
