@@ -251,6 +251,10 @@ async def start_engine(
         ext, "presence", {"state": state.value}
     )
     engine.live = wire_live(engine)
+    if store is not None:
+        for extension, plan in (await store.daily_plans()).items():
+            if extension in engine.live.board.agents:
+                engine.live.board.set_plan(extension, plan)  # set over the API: it wins
     engine.live_feed = LiveFeed(engine, engine.live)
     if database is not None:
         engine.campaigns = Campaigns(

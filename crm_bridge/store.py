@@ -526,6 +526,26 @@ class CrmStore:
         )
         return [_task(row) for row in rows]
 
+    # -- agents' plans -------------------------------------------------------------------------
+
+    async def set_daily_plan(self, extension: str, daily_plan: int, *, now: datetime) -> None:
+        """An agent's calls-a-working-day plan, as a manager set it (outlives restarts)."""
+        if daily_plan < 0:
+            raise InvalidInput("a daily plan is a whole number >= 0")
+        await self._pool.execute(
+            "INSERT INTO agent_plans (extension, daily_plan, updated_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (extension) DO UPDATE SET daily_plan = EXCLUDED.daily_plan,"
+            " updated_at = EXCLUDED.updated_at",
+            extension,
+            daily_plan,
+            now,
+        )
+
+    async def daily_plans(self) -> dict[str, int]:
+        """Plans set over the API, by extension."""
+        rows = await self._pool.fetch("SELECT extension, daily_plan FROM agent_plans")
+        return {r["extension"]: r["daily_plan"] for r in rows}
+
     # -- outbox --------------------------------------------------------------------------------
 
     async def _emit(

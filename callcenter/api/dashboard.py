@@ -18,6 +18,7 @@ import json
 import logging
 import secrets
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,8 +224,8 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
 )
 @requires("manager")
 async def set_plan(request: web.Request) -> web.Response:
-    """PUT /agents/{ext}/plan {"daily_plan": N}: calls a working day (kept until restart; the
-    config's `daily_plan` is the lasting one)."""
+    """PUT /agents/{ext}/plan {"daily_plan": N}: calls a working day (stored: it outlives
+    restarts and overrides the config's `daily_plan`)."""
     bus = _bus(request)
     ext = request.match_info["ext"]
     if ext not in bus.board.agents:
@@ -236,6 +237,9 @@ async def set_plan(request: web.Request) -> web.Response:
     plan = body.get("daily_plan") if isinstance(body, dict) else None
     if isinstance(plan, bool) or not isinstance(plan, int) or not 0 <= plan <= 100000:
         raise ApiError(400, 'body must be {"daily_plan": N}, N a whole number >= 0')
+    store = request.app[ENGINE].store
+    if store is not None:
+        await store.set_daily_plan(ext, plan, now=datetime.now(UTC))
     deltas = bus.board.set_plan(ext, plan)
     bus.publish_deltas(deltas)
     return web.json_response(deltas[0][1])
