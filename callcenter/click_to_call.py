@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -102,13 +103,19 @@ async def click_to_call(
         raise ClickToCallError(f"{agent}'s phone is not registered", 409)
     if switchboard.busy(agent):
         raise ClickToCallError(f"{agent} is on a call", 409)
-    # The agent's phone shows the customer's number: they know whom they are about to call.
-    leg = await engine.ua.dial(
-        contact,
-        bindings[0].peer,
-        from_=_identity(switchboard, number, number),
-        to=_identity(switchboard, agent, None),
-    )
+    # Busy for the dialer and other callers from now on, not only once the customer is dialled.
+    release = switchboard.hold(agent)
+    try:
+        # The agent's phone shows the customer's number: they know whom they are about to call.
+        leg = await engine.ua.dial(
+            contact,
+            bindings[0].peer,
+            from_=_identity(switchboard, number, number),
+            to=_identity(switchboard, agent, None),
+        )
+    except BaseException:
+        release()
+        raise
     summary = CallSummary(
         leg.call_id,
         agent,
@@ -122,8 +129,9 @@ async def click_to_call(
     summary.legs.append(leg.call_id)
     switchboard.announce(summary)
     engine.spawn(
-        _connect(switchboard, leg, summary, caller_id, trunk, agent_ring_seconds=agent_ring_seconds)
-    )
+        _connect(switchboard, leg, summary, caller_id, trunk, release,
+                 agent_ring_seconds=agent_ring_seconds)
+    )  # fmt: skip
     row = None
     if engine.journal is not None:
         try:
@@ -140,10 +148,29 @@ async def _connect(
     summary: CallSummary,
     caller_id: str | None,
     trunk: str,
+    release: Callable[[], None],
     *,
     agent_ring_seconds: float,
 ) -> None:
-    """Wait for the agent to pick up, then dial the customer and bridge."""
+    """Wait for the agent to pick up, then dial the customer and bridge (from then on the
+    bridged call keeps the agent busy: the hold is released)."""
+    try:
+        await _ring_agent_then_customer(
+            switchboard, leg, summary, caller_id, trunk, agent_ring_seconds=agent_ring_seconds
+        )
+    finally:
+        release()
+
+
+async def _ring_agent_then_customer(
+    switchboard: Switchboard,
+    leg: Call,
+    summary: CallSummary,
+    caller_id: str | None,
+    trunk: str,
+    *,
+    agent_ring_seconds: float,
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + agent_ring_seconds
     try:

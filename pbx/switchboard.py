@@ -127,6 +127,8 @@ class Switchboard:
         """Monitor sessions in progress by session id."""
         self._session_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: list[str] = []
+        """Extensions held busy by hold()."""
         ua.on_incoming = self._on_incoming
         ua.on_request = self._on_request
         ua.endpoint.filter = lambda peer: self.auth.allows(peer, now=ua.loop.time())
@@ -137,8 +139,23 @@ class Switchboard:
         in_calls = sum(
             extension in call.parties or extension in call.hunting for call in self.active.values()
         )
+        in_calls += self._held.count(extension)
         ext = self.extensions.get(extension)
         return in_calls >= (ext.max_calls if ext is not None else 1)
+
+    def hold(self, extension: str) -> Callable[[], None]:
+        """Count `extension` busy while the engine rings its phone outside any bridged call
+        (click-to-call's first leg); returns the release (safe to call twice)."""
+        self._held.append(extension)
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._held.remove(extension)
+
+        return release
 
     def reachable(self, members: Iterable[str], *, now: float) -> dict[str, list[Binding]]:
         """The members who can take a call now (available, not busy, registered): their phones."""

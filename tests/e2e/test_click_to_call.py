@@ -88,6 +88,10 @@ async def test_click_to_call_rings_the_agent_then_the_customer(pg_url: str, tmp_
                 # The customer is dialled only once the agent has picked up.
                 await asyncio.sleep(0.3)
                 assert carrier.record(NUMBER).invites == 0
+                # While the phone rings the agent is busy: no second click-to-call, no dialer.
+                assert engine.switchboard.busy("101")
+                status, refused = await _post(engine, {"agent": "101", "number": NUMBER})
+                assert status == 409, refused
                 await agent.accept()
                 await agent.wait_event("CALL_ESTABLISHED", timeout=5)
                 await agent.wait_event("CALL_CLOSED", timeout=15)  # the customer hangs up
