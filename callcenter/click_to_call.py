@@ -20,7 +20,7 @@ from crm_bridge import CrmError
 from pbx import CallSummary, Switchboard
 from telephony.aio import Call
 from telephony.call import Answered, Ended
-from telephony.sip import NameAddr, SipUri
+from telephony.sip import SipUri
 
 if TYPE_CHECKING:
     from .runtime import Engine
@@ -110,8 +110,8 @@ async def click_to_call(
         leg = await engine.ua.dial(
             contact,
             bindings[0].peer,
-            from_=_identity(switchboard, number, number),
-            to=_identity(switchboard, agent, None),
+            from_=switchboard.identity(number, number),
+            to=switchboard.identity(agent, None),
         )
     except BaseException:
         release()
@@ -202,17 +202,3 @@ async def _ring_agent_then_customer(
         await leg.hangup(reason="failed")
         summary.outcome, summary.hangup_cause = "failed", "no-trunk"
         switchboard.conclude(summary)
-
-
-def _identity(switchboard: Switchboard, user: str, display: str | None) -> NameAddr:
-    endpoint = switchboard.ua.endpoint
-    uri = SipUri(
-        scheme="sip",
-        user=user,
-        password=None,
-        host=endpoint.host,
-        port=endpoint.port,
-        params={},
-        headers={},
-    )
-    return NameAddr(display_name=display, uri=uri, params={})

@@ -250,7 +250,7 @@ class Switchboard:
                 caller=caller,
                 callee=dialled,
                 steps=[step],
-                identity=self._identity(caller, self.extensions[caller].display_name or None),
+                identity=self.identity(caller, self.extensions[caller].display_name or None),
                 summary=CallSummary(call.call_id, caller, dialled, datetime.now(UTC)),
             )
 
@@ -381,8 +381,8 @@ class Switchboard:
         leg = await self.ua.dial(
             contact,
             bindings[0].peer,
-            from_=self._identity(agent, f"Monitor {agent}"),
-            to=NameAddr(display_name=None, uri=self._identity(supervisor, None).uri, params={}),
+            from_=self.identity(agent, f"Monitor {agent}"),
+            to=NameAddr(display_name=None, uri=self.identity(supervisor, None).uri, params={}),
         )
         try:
             while True:
@@ -472,7 +472,7 @@ class Switchboard:
             caller=caller,
             callee=summary.callee,
             steps=steps,
-            identity=self._identity(caller, display),
+            identity=self.identity(caller, display),
             summary=summary,
             ring_timeout=ring_timeout,
         )
@@ -517,7 +517,7 @@ class Switchboard:
             caller=caller,
             callee=number,
             steps=[HuntStep((Target(number, binding),), self.ring_timeout)],
-            identity=self._identity(trunk.caller_id or caller, None),
+            identity=self.identity(trunk.caller_id or caller, None),
             summary=CallSummary(
                 call.call_id,
                 caller,
@@ -541,7 +541,7 @@ class Switchboard:
         return await self.ua.dial(
             binding.contact.uri,
             binding.peer,
-            from_=self._identity(caller_id or trunk.caller_id or "anonymous", None),
+            from_=self.identity(caller_id or trunk.caller_id or "anonymous", None),
         )
 
     def can_reach(self, number: str, trunk: str = "") -> bool:
@@ -571,7 +571,7 @@ class Switchboard:
             caller=summary.caller,
             callee=number,
             steps=[HuntStep((Target(number, binding),), timeout or self.ring_timeout)],
-            identity=self._identity(caller_id or found.caller_id or "anonymous", None),
+            identity=self.identity(caller_id or found.caller_id or "anonymous", None),
             summary=summary,
             ring_timeout=timeout,
             announce=False,
@@ -627,7 +627,7 @@ class Switchboard:
             callee=target,
             steps=steps,
             ring_timeout=timeout,
-            caller_identity=self._identity(summary.caller, summary.caller),
+            caller_identity=self.identity(summary.caller, summary.caller),
             summary=summary,
         )
         bridged.keep_caller = True
@@ -683,7 +683,7 @@ class Switchboard:
             caller=number,
             callee=summary.callee,
             steps=steps,
-            identity=self._identity(number, summary.callee),
+            identity=self.identity(number, summary.callee),
             summary=summary,
             ring_timeout=timeout,
             announce=False,
@@ -691,7 +691,8 @@ class Switchboard:
         bridged.on_no_answer = on_no_agent
         return bridged
 
-    def _identity(self, user: str, display: str | None) -> NameAddr:
+    def identity(self, user: str, display: str | None) -> NameAddr:
+        """Our SIP identity for `user` (a From or To on the engine's address)."""
         endpoint = self.ua.endpoint
         uri = SipUri(
             scheme="sip",

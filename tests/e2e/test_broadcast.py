@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import subprocess
-import wave
 from datetime import UTC, datetime, time
 from pathlib import Path
 
@@ -35,7 +33,7 @@ from sip_test_env.audio import (
 )
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
-from telephony.media import tone_samples
+from sip_test_env.voices import person_wav, speak
 
 from .callfloor import floor_config, phone, wait_for
 from .conftest import api_url, bearer, engine_config, registrar_of
@@ -92,24 +90,11 @@ kind = "hangup"
 """
 
 
-def speak(text: str, path: Path) -> Path:
-    raw = path.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(path)], check=True)
-    return path
-
-
-def person_wav(path: Path, hello: Path) -> Path:
+def person(tmp_path: Path) -> Path:
     """ "Hello?", a pause (AMD hears a person), then the person talks (a 500 Hz tone)."""
-    _, said, _ = read_wav(hello)
-    talk = tone_samples([TALK_HZ], 12.0, level_dbfs=-14.0)
-    audio = np.concatenate([said, np.zeros(int(8000 * 3.0), dtype=np.int16), talk])
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(audio.astype("<i2").tobytes())
-    return path
+    hello = speak("Hello?", tmp_path / "hello.wav")
+    return person_wav(tmp_path / "person.wav", hello, talk_hz=TALK_HZ, talk_seconds=12.0,
+                      level_dbfs=-14.0)  # fmt: skip
 
 
 async def test_broadcast_press_one_press_nine_and_machines(pg_url: str, tmp_path: Path) -> None:
@@ -119,12 +104,11 @@ async def test_broadcast_press_one_press_nine_and_machines(pg_url: str, tmp_path
     write_tone_wav(flows / "callback.wav", CALLBACK_HZ, 1.0)
     write_tone_wav(flows / "optout.wav", OPTOUT_HZ, 0.6)
     (flows / "promo.toml").write_text(FLOW)
-    hello = speak("Hello?", tmp_path / "hello.wav")
     greeting = speak("Hi, this is Anna. Leave a message after the tone.", tmp_path / "vm.wav")
-    person = person_wav(tmp_path / "person.wav", hello)
+    talker = person(tmp_path)
 
     def human(**script: object) -> Customer:
-        return Customer("human", answer_after=1.0, speech=person, **script)  # type: ignore[arg-type]
+        return Customer("human", answer_after=1.0, speech=talker, **script)  # type: ignore[arg-type]
 
     # number -> (script, responsible manager)
     plan = {
@@ -288,10 +272,9 @@ async def test_pickup_and_listen_on_a_broadcast_call(pg_url: str, tmp_path: Path
     flows.mkdir()
     write_tone_wav(flows / "message.wav", MESSAGE_HZ, 2.0)
     (flows / "promo.toml").write_text(PICKUP_FLOW)
-    person = person_wav(tmp_path / "person.wav", speak("Hello?", tmp_path / "hello.wav"))
     number = "12125550251"
-    script = Customer("human", answer_after=1.0, speech=person, press="1", press_after=4.0,
-                      hang_up_after=16)  # fmt: skip
+    script = Customer("human", answer_after=1.0, speech=person(tmp_path), press="1",
+                      press_after=4.0, hang_up_after=16)  # fmt: skip
     async with ScriptedCarrier({number: script}) as carrier:
         host, port = carrier.address
         ivr = f'[ivr]\nflows_dir = "{flows}"\nprompt_cache = "{tmp_path / "cache"}"\n'

@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import subprocess
-import wave
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from callcenter.runtime import start_engine
@@ -23,7 +20,7 @@ from dialer import (
 from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
-from telephony.media import tone_samples
+from sip_test_env.voices import person_wav, speak
 
 from .conftest import engine_config, registrar_of
 
@@ -34,27 +31,6 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = ROOT / "callcenter" / "prompts" / "we-will-call-you-back.wav"
-
-
-def speak(text: str, path: Path) -> Path:
-    raw = path.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(path)], check=True)
-    return path
-
-
-def person_wav(path: Path, hello: Path) -> Path:
-    """ "Hello?", a pause (AMD hears a person, the agent is connected), then the customer talks
-    (a 700 Hz tone stands for the rest of the conversation, easy to find at the agent)."""
-    _, said, _ = read_wav(hello)
-    talk = tone_samples([700.0], 3.0, level_dbfs=-12.0)
-    audio = np.concatenate([said, np.zeros(int(8000 * 3.0), dtype=np.int16), talk])
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(audio.astype("<i2").tobytes())
-    return path
 
 
 def calling_hours_around_now() -> tuple[time, time]:
