@@ -141,6 +141,9 @@ class ApiKey:
     """Hex SHA-256 of the key: the key itself is not kept in memory."""
     role: str
     """admin, manager, supervisor or agent."""
+    extension: str | None = None
+    """An agent key's own extension: it acts for that agent only (its event stream, presence,
+    click-to-call, dispositions of its calls). None: for any agent (a CRM's key)."""
 
 
 LOG_FORMATS = ("text", "json")
@@ -387,7 +390,7 @@ class _Reader:
         return Config(
             crm=self.crm(data.get("crm", {})),
             recordings=self.recordings(data.get("recordings", {})),
-            api_keys=self.api_keys(data.get("api_keys", [])),
+            api_keys=self.api_keys(data.get("api_keys", []), {a.extension for a in accounts}),
             trunks=trunks,
             dids=dids,
             ring_groups=groups,
@@ -894,10 +897,12 @@ class _Reader:
             retention_days=days,
         )
 
-    def api_keys(self, items: Any) -> tuple[ApiKey, ...]:
+    def api_keys(self, items: Any, extensions: set[str]) -> tuple[ApiKey, ...]:
         result, seen = [], set[str]()
         for index, item in enumerate(self._table_list(items, "api_keys")):
-            self._check_keys(item, {"name", "key", "key_sha256", "role"}, "api_keys", index)
+            self._check_keys(
+                item, {"name", "key", "key_sha256", "role", "extension"}, "api_keys", index
+            )
             name = self._name(item, "name", "api_keys", index, seen)
             key, digest = item.get("key"), item.get("key_sha256")
             if (key is None) == (digest is None):
@@ -931,7 +936,22 @@ class _Reader:
                     key="role",
                     index=index,
                 )
-            result.append(ApiKey(name=name, sha256=str(digest), role=str(role)))
+            extension = item.get("extension")
+            if extension is not None and (role != "agent" or str(extension) not in extensions):
+                raise self.fail(
+                    f"API key {name}: extension must be one of the accounts, on an agent key",
+                    table="api_keys",
+                    key="extension",
+                    index=index,
+                )
+            result.append(
+                ApiKey(
+                    name=name,
+                    sha256=str(digest),
+                    role=str(role),
+                    extension=str(extension) if extension is not None else None,
+                )
+            )
         return tuple(result)
 
 

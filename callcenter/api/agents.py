@@ -12,7 +12,7 @@ from crm_bridge import CrmError
 
 from .crm import CALL, ENGINE
 from .openapi import EXTENSION, ROW_ID, operation
-from .security import ApiError, requires
+from .security import ApiError, acting_for, requires
 
 KEEPALIVE = 15.0
 
@@ -20,7 +20,7 @@ KEEPALIVE = 15.0
 @operation(
     summary="The agent's live events (server-sent events: screen-pop, presence)",
     description="A text/event-stream that lasts until the client goes; a comment line every "
-    f"{KEEPALIVE:.0f} s keeps it open. API keys carry no extension, so any key may read any "
+    f"{KEEPALIVE:.0f} s keeps it open. An agent key bound to an extension reads only that "
     "extension's stream.",
     tag="agents",
     path={"ext": EXTENSION},
@@ -34,6 +34,7 @@ async def agent_events(request: web.Request) -> web.StreamResponse:
     ext = request.match_info["ext"]
     if ext not in engine.switchboard.extensions:
         raise ApiError(404, f"no extension {ext}")
+    acting_for(request, ext)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
@@ -101,6 +102,10 @@ async def disposition(request: web.Request) -> web.Response:
             raise ApiError(400, "a callback needs callback_at, an ISO 8601 time with zone") from exc
         if callback_at.tzinfo is None or callback_at <= now:
             raise ApiError(400, "callback_at must be a future time with a time zone")
+    existing = await engine.store.get_call(int(text))
+    if existing is None:
+        raise ApiError(404, f"no call {text}")
+    acting_for(request, existing.agent)  # an agent's own key disposes of its own calls only
     try:
         call = await engine.store.set_disposition(
             int(text), body["disposition"], note=str(note) if note is not None else None, now=now

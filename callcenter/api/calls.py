@@ -12,7 +12,7 @@ from callcenter.click_to_call import ClickToCallError, click_to_call
 
 from .crm import ENGINE
 from .openapi import EXTENSION, operation
-from .security import ApiError, requires
+from .security import ApiError, acting_for, requires
 
 MAX_ID = 2**63 - 1
 ID = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID}
@@ -76,6 +76,7 @@ async def place_call(request: web.Request) -> web.Response:
         raise ApiError(400, "agent must be an extension")
     if not isinstance(number, str | int) or isinstance(number, bool):
         raise ApiError(400, "number must be a phone number")
+    acting_for(request, str(agent))
     try:
         placed = await click_to_call(
             engine,

@@ -9,7 +9,7 @@ from aiohttp import web
 from crm_bridge import OUTCOMES, CallFilter, CrmError, CrmStore, TaskFilter, normalize_phone
 
 from .openapi import EXTENSION, ROW_ID, Param, operation, page_json, page_of, paged, read_page
-from .security import ApiError, requires
+from .security import ApiError, acting_for, requires
 
 ENGINE = web.AppKey("engine", "Engine")
 
@@ -212,6 +212,7 @@ async def set_presence(request: web.Request) -> web.Response:
     ext = request.match_info["ext"]
     if ext not in engine.switchboard.extensions:
         raise ApiError(404, f"no extension {ext}")
+    acting_for(request, ext)
     try:
         body = await request.json()
     except ValueError as exc:

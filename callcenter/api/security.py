@@ -63,6 +63,15 @@ class KeyRing:
         return found
 
 
+def acting_for(request: web.Request, extension: str | None) -> None:
+    """An agent key bound to an extension acts for that agent only: 403 for anyone else."""
+    key = request.get(API_KEY)
+    if key is None or key.role != "agent" or key.extension is None:
+        return
+    if extension != key.extension:
+        raise ApiError(403, f"this key acts for extension {key.extension} only")
+
+
 def key_of(ring: KeyRing, request: web.Request) -> ApiKey | None:
     """The key a request presents (Authorization: Bearer), None when absent or unknown."""
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")

@@ -46,6 +46,12 @@ def test_sample_config_matches_the_readme() -> None:
         ("[sip\n", 1, "Expected"),
         ('[[trunks]]\nname = "c"\nallow_from = ["nowhere"]\n', 3, "allow_from"),
         ('[[trunks]]\nname = "c"\ncps = 0\n', 3, "cps must be"),
+        (
+            '[[api_keys]]\nname = "m"\nkey = "0123456789abc"\nrole = "manager"\n'
+            'extension = "101"\n',
+            5,
+            "extension must be",
+        ),
         ('[[ring_groups]]\nname = "s"\nmembers = ["555"]\n', 3, "unknown: 555"),
         (
             '[[accounts]]\nextension = "101"\npassword = "pass101"\n[[ring_groups]]\nname = "s"\n'

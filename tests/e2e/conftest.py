@@ -25,9 +25,13 @@ ACCOUNTS = (
 ENGINE_RTP_PORTS = (16000, 17999)
 ADMIN_KEY = "test-admin-key-0001"
 AGENT_KEY = "test-agent-key-0001"
+AGENT_101_KEY = "test-agent-101-key-01"
+"""An agent key bound to extension 101: it acts for 101 only."""
 API_KEYS = (
     f'[[api_keys]]\nname = "admin"\nkey = "{ADMIN_KEY}"\nrole = "admin"\n\n'
     f'[[api_keys]]\nname = "agent"\nkey = "{AGENT_KEY}"\nrole = "agent"\n\n'
+    f'[[api_keys]]\nname = "agent-101"\nkey = "{AGENT_101_KEY}"\nrole = "agent"\n'
+    'extension = "101"\n\n'
 )
 
 

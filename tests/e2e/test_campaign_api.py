@@ -19,7 +19,15 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.crm import WebhookReceiver
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 
-from .conftest import ADMIN_KEY, AGENT_KEY, api_url, bearer, engine_config, registrar_of
+from .conftest import (
+    ADMIN_KEY,
+    AGENT_101_KEY,
+    AGENT_KEY,
+    api_url,
+    bearer,
+    engine_config,
+    registrar_of,
+)
 
 pytestmark = pytest.mark.peers
 
@@ -238,7 +246,7 @@ async def test_screen_pop_and_disposition(pg_url: str, tmp_path: Path, db) -> No
                 async with http.post(
                     url,
                     json={"disposition": "sale", "note": "gold plan"},
-                    headers=bearer(AGENT_KEY),
+                    headers=bearer(AGENT_101_KEY),  # 101 took the call: its own key
                 ) as r:
                     assert r.status == 200 and (await r.json())["disposition"] == "sale"
                 now = engine.ua.loop.time()
