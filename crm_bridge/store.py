@@ -592,6 +592,49 @@ class CrmStore:
             for r in rows
         }
 
+    async def dead_letters(
+        self, *, endpoint: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Deliveries given up on (oldest first): the event, the endpoint, the last error."""
+        rows = await self._pool.fetch(
+            "SELECT d.event_id, d.endpoint, d.attempts, d.dead_at, d.last_error,"
+            " e.event_type, e.aggregate, e.occurred_at, e.idempotency_key"
+            " FROM outbox_deliveries d JOIN outbox e ON e.id = d.event_id"
+            " WHERE d.dead_at IS NOT NULL AND ($1::text IS NULL OR d.endpoint = $1)"
+            " ORDER BY d.dead_at, d.event_id LIMIT $2 OFFSET $3",
+            endpoint,
+            limit,
+            offset,
+        )
+        return [dict(r) for r in rows]
+
+    async def requeue_dead_letters(
+        self,
+        *,
+        now: datetime,
+        endpoint: str | None = None,
+        event_ids: Sequence[int] | None = None,
+    ) -> int:
+        """Deliver dead letters again (after the CRM or its config was fixed): due now, attempts
+        from zero; the workers are woken. An event older than the retry policy's max age gets
+        one more try before it is dead again. Returns how many were requeued."""
+        _require_tz(now, "now")
+        async with self._pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                "UPDATE outbox_deliveries SET dead_at = NULL, attempts = 0, next_attempt_at = $1,"
+                " last_error = NULL WHERE dead_at IS NOT NULL"
+                " AND ($2::text IS NULL OR endpoint = $2)"
+                " AND ($3::bigint[] IS NULL OR event_id = ANY ($3::bigint[]))",
+                now,
+                endpoint,
+                list(event_ids) if event_ids is not None else None,
+            )
+            requeued = int(status.split()[-1])
+            if requeued:
+                await conn.execute("SELECT pg_notify('crm_outbox', '')")
+        logger.info("outbox: %d dead letter(s) requeued", requeued)
+        return requeued
+
     async def purge_outbox(self, before: datetime) -> int:
         """Delete events written before `before` whose deliveries are all finished (delivered
         or dead); returns how many. Run it now and then: the outbox only grows otherwise."""

@@ -27,7 +27,9 @@ class WebhookReceiver:
     secret: str
     port: int = field(default_factory=lambda: free_port("tcp"))
     fail_first: int = 0
-    """Answer this many requests with 503 before accepting."""
+    """Answer this many requests with `fail_status` before accepting."""
+    fail_status: int = 503
+    """503 makes the engine retry; a 4xx such as 422 makes it dead-letter the event at once."""
     received: list[Delivery] = field(default_factory=list)
     """Every accepted delivery, duplicates included, in arrival order."""
     refused: int = 0
@@ -45,7 +47,7 @@ class WebhookReceiver:
             return web.Response(status=401)
         if self.refused < self.fail_first:
             self.refused += 1
-            return web.Response(status=503)
+            return web.Response(status=self.fail_status)
         payload = json.loads(body)
         self.received.append(
             Delivery(request.headers["Idempotency-Key"], payload["event"], payload["data"])

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import agents, calls, campaigns, dashboard, dnc, metrics, monitor, openapi
+from . import agents, calls, campaigns, dashboard, dnc, metrics, monitor, openapi, outbox
 from .crm import ENGINE, add_routes
 from .openapi import operation
 from .security import (
@@ -122,6 +122,7 @@ def build_app(engine: Engine) -> web.Application:
     add_routes(app)
     campaigns.add_routes(app)
     dnc.add_routes(app)
+    outbox.add_routes(app)
     agents.add_routes(app)
     monitor.add_routes(app)
     calls.add_routes(app)
