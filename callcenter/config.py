@@ -97,6 +97,9 @@ class SipSettings:
     """Digest algorithms challenged with, one header each in this order. MD5 only by default:
     baresip 1.0.0 fails a registration whose challenges name anything else, and SIPp 3.6.1
     reads only the first. ["SHA-256", "MD5"] gives RFC 8760 phones the stronger one."""
+    music_on_hold: Path | None = None
+    """WAV played (looped) to the other party while one side of a call holds it; None:
+    silence."""
 
 
 @dataclass(frozen=True)
@@ -421,8 +424,19 @@ class _Reader:
             "max_registration",
             "min_registration",
             "digest_algorithms",
+            "music_on_hold",
         }
         self._check_keys(data, allowed, "sip")
+        music = data.get("music_on_hold")
+        music_path = None
+        if music is not None:
+            music_path = Path(str(music))
+            if not music_path.is_absolute():
+                music_path = (self.base / music_path).resolve()
+            if not music_path.is_file():
+                raise self.fail(
+                    f"music_on_hold {music} does not exist", table="sip", key="music_on_hold"
+                )
         ports = data.get("rtp_ports", "20000-29999")
         match = re.fullmatch(r"(\d+)-(\d+)", str(ports))
         if not match or not 1024 <= int(match.group(1)) < int(match.group(2)) <= 65535:
@@ -446,6 +460,7 @@ class _Reader:
                 key="digest_algorithms",
             )
         return SipSettings(
+            music_on_hold=music_path,
             digest_algorithms=tuple(algorithms),
             listen=self._hostport(data.get("listen", "127.0.0.1:5060"), "sip", "listen"),
             realm=realm,

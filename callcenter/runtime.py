@@ -227,6 +227,7 @@ async def start_engine(
             _log_pickup(engine, bridged, pickup, picker)
         ),
         on_monitor=lambda event: _track_audit(engine, event),
+        music_on_hold=sip.music_on_hold,
     )
     if config.ivr.flows:
         try:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from telephony.aio import Call, MediaBridge, UserAgent, bridge
 from telephony.call import Answered, Ended, Ringing
+from telephony.media import WavSource
 from telephony.sip import NameAddr, SipUri
 
 from .registrar import Binding
@@ -123,6 +126,10 @@ class BridgedCall:
         """Takes over a caller nobody answered (auto-reply prompt) instead of a 480."""
         self.media: MediaBridge | None = None
         self._timed_out = False
+        self.music_on_hold: Path | None = None
+        """Looped to one party while the other holds the call (None: they hear silence)."""
+        self._holding: tuple[Call, Call] | None = None
+        """(held leg, the leg hearing the music) while the music plays."""
         self.keep_caller = False
         """The caller's leg is answered already and stays up when nobody answers (an IVR
         transfer: the flow goes on with its fallback)."""
@@ -299,15 +306,47 @@ class BridgedCall:
         self.summary.answered_at = datetime.now(UTC)
         self.summary.outcome, self.summary.sip_status = "answered", 200
         self.media = bridge(self.a, b)
+        self.a.on_hold = functools.partial(self._hold_changed, self.a, b)
+        b.on_hold = functools.partial(self._hold_changed, b, self.a)
         if self.on_answer is not None:
             self.on_answer(self)
         done, _ = await asyncio.wait({self.a.ended, b.ended}, return_when=asyncio.FIRST_COMPLETED)
+        self.a.on_hold = b.on_hold = None
+        self._end_music()
         self.media.close()
         first = self.a if self.a.ended in done else b
         other = b if first is self.a else self.a
         side = "caller" if first is self.a else "callee"
         self.summary.hangup_cause = f"{side}-{first.end_reason}"
         await other.hangup(reason="peer-hangup")
+
+    def _hold_changed(self, held: Call, other: Call, on: bool) -> None:
+        """`held`'s phone put the call on hold (or took it off): the other party hears the music
+        on hold meanwhile, instead of the held phone's silence."""
+        if self.music_on_hold is None or held.media is None or other.media is None:
+            return
+        if on and self._holding is None:
+            if held.media.peer is not other.media:
+                return  # mixed (a supervisor is on the call) or no longer bridged
+            held.media.peer = None  # the held side's audio stops reaching the other meanwhile
+            other.media.continue_relayed_stream()
+            other.media.play(WavSource(self.music_on_hold, loop=True))
+            self._holding = (held, other)
+            logger.info("call %s: %s holds, music on hold", self.a.call_id, held.call_id)
+        elif not on and self._holding == (held, other):
+            self._end_music()
+
+    def _end_music(self) -> None:
+        if self._holding is None:
+            return
+        held, other = self._holding
+        self._holding = None
+        if other.media is None or held.media is None:
+            return
+        other.media.stop_playing()
+        if held.media.peer is None and other.media.peer is held.media:
+            other.media.splice_relay()  # the phone took our music stream: continue it
+            held.media.peer = other.media  # the relay again, both ways
 
     async def _give_up(self, status: int, outcome: str, cause: str) -> None:
         self.summary.sip_status = status

@@ -93,6 +93,7 @@ class Switchboard:
         monitor: MonitorSettings | None = None,
         on_pickup: PickupHandler | None = None,
         on_monitor: MonitorEventHandler | None = None,
+        music_on_hold: Path | None = None,
     ) -> None:
         self.ua = ua
         self.extensions = extensions
@@ -127,6 +128,8 @@ class Switchboard:
         """Monitor sessions in progress by session id."""
         self._session_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.music_on_hold = music_on_hold
+        """Looped to a party whose call the other side holds."""
         self._held: list[str] = []
         """Extensions held busy by hold()."""
         ua.on_incoming = self._on_incoming
@@ -631,6 +634,7 @@ class Switchboard:
             summary=summary,
         )
         bridged.keep_caller = True
+        bridged.music_on_hold = self.music_on_hold
         answered: asyncio.Future[bool] = loop.create_future()
 
         def on_answer(connected: BridgedCall) -> None:
@@ -736,6 +740,7 @@ class Switchboard:
             summary=summary,
         )
         bridged.on_answer = self._answered
+        bridged.music_on_hold = self.music_on_hold
         self.active[call.call_id] = bridged
         if announce:
             self.announce(summary)

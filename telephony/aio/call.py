@@ -99,6 +99,8 @@ class Call:
         self._debouncer = DtmfDebouncer()
         self._inband: DtmfDetector | None = None
         self._inband_users = 0
+        self.on_hold: Callable[[bool], None] | None = None
+        """Told when the far end puts this leg on hold (True) or takes it off (False)."""
         self.end_reason: str | None = None
         self.ended = asyncio.get_running_loop().create_future()
 
@@ -387,6 +389,8 @@ class Call:
         self.ua.endpoint.send_response(transaction, response)
         if self.media.held != was_held:
             self._emit(HoldChanged(self.call_id, self.media.held))
+            if self.on_hold is not None:
+                self.on_hold(self.media.held)
 
     def _on_response(self, response: SipResponse) -> None:
         status = response.status

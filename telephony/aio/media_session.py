@@ -80,6 +80,7 @@ class MediaSession:
         self._timestamp = secrets.randbits(32)
         self._playing: dict[asyncio.Future[None], int] = {}
         self.relayed: bytes | None = None
+        self._splice: _Splice | None = None
         """The last packet relayed to the far end (where our own stream continues from)."""
         self._listeners: list[Callable[[Frame], None]] = []
         """Get the decoded audio the far end sends (recording, AMD, in-band DTMF, monitors)."""
@@ -175,6 +176,13 @@ class MediaSession:
         self._timestamp = (self._timestamp + len(samples)) & 0xFFFFFFFF
         self.rtp.send(header + CODECS[self.codec_name].encode(samples))
 
+    def splice_relay(self) -> None:
+        """Relay to this leg again after sending our own audio (music on hold): the relayed
+        packets continue our stream's SSRC, sequence numbers and timestamps from here on, so
+        the phone's jitter buffer takes them (one header rewrite per packet for the rest of
+        the call)."""
+        self._splice = _Splice(self._ssrc, self._seq, self._timestamp)
+
     def continue_relayed_stream(self) -> None:
         """Send our own audio as the continuation of the stream relayed so far (its SSRC, next
         sequence number and timestamp): phones whose jitter buffer ignores an SSRC change
@@ -252,6 +260,8 @@ class MediaSession:
             if peer is not None and peer.remote_dte_pt is not None:
                 if peer.remote_dte_pt != pt:
                     data = data[:1] + bytes([(data[1] & 0x80) | peer.remote_dte_pt]) + data[2:]
+                if peer._splice is not None:
+                    data = peer._splice.apply(data)
                 peer.relayed = data
                 peer.rtp.send(data)
             return
@@ -266,6 +276,8 @@ class MediaSession:
             return
         if peer.codec_pt != pt:
             data = _transcode(data, self.codec_name, peer.codec_name, peer.codec_pt)
+        if peer._splice is not None:
+            data = peer._splice.apply(data)
         peer.relayed = data
         peer.rtp.send(data)
 
@@ -277,6 +289,30 @@ class MediaSession:
         digit = self._dtmf.feed(packet)
         if digit is not None:
             self._on_dtmf(digit, "rfc4733")
+
+
+class _Splice:
+    """Maps a relayed stream onto the numbering of the stream sent before it: the first packet
+    fixes the offsets (its sequence number and timestamp become the next ones of ours)."""
+
+    def __init__(self, ssrc: int, next_seq: int, next_timestamp: int) -> None:
+        self.ssrc = ssrc
+        self._next = (next_seq, next_timestamp)
+        self._offsets: tuple[int, int] | None = None
+
+    def apply(self, data: bytes) -> bytes:
+        first, second, seq, timestamp, _ = _RTP_HEADER.unpack_from(data)
+        if self._offsets is None:
+            self._offsets = (self._next[0] - seq, self._next[1] - timestamp)
+        seq_offset, ts_offset = self._offsets
+        header = _RTP_HEADER.pack(
+            first,
+            second,
+            (seq + seq_offset) & 0xFFFF,
+            (timestamp + ts_offset) & 0xFFFFFFFF,
+            self.ssrc,
+        )
+        return header + data[12:]
 
 
 def _payload_bounds(data: bytes) -> tuple[int, int]:

@@ -34,6 +34,7 @@ def test_sample_config_matches_the_readme() -> None:
         ('[sip]\nrtp_ports = "9-8"\n', 2, "rtp_ports"),
         ('[sip]\ndigest_algorithms = ["SHA-1"]\n', 2, "digest_algorithms"),
         ("[sip]\nbogus = 1\n", 2, "unknown key 'bogus'"),
+        ('[sip]\nmusic_on_hold = "no-such.wav"\n', 2, "does not exist"),
         (
             '[[accounts]]\nextension = "101"\npassword = "pass101"\n\n[[accounts]]\n'
             'extension = "101"\npassword = "pass101"\n',

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from callcenter.runtime import Engine, start_engine
-from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
+from sip_test_env.audio import first_tone_time, read_wav, tone_frames, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 
 from .conftest import assert_no_state_left, connect, engine_config, registrar_of
@@ -192,3 +192,39 @@ async def test_shutdown_hangs_up_calls_with_bye(pg_url: str, tmp_path: Path) -> 
     finally:
         if not stopped:
             await engine.stop()
+
+
+async def test_the_held_party_hears_music_on_hold(pg_url: str, tmp_path: Path) -> None:
+    music = write_tone_wav(tmp_path / "music.wav", 450, 2.0)  # looped while on hold
+    config = engine_config(extra_sip=f'music_on_hold = "{music}"')
+    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    try:
+        registrar = registrar_of(engine)
+        async with (
+            BaresipPeer("101", workdir=tmp_path, registrar=registrar, password="pass101",
+                        audio_source=write_tone_wav(tmp_path / "1k.wav", 1000, 30.0)) as a,
+            BaresipPeer("102", workdir=tmp_path, registrar=registrar, password="pass102") as b,
+        ):  # fmt: skip
+            await connect(a, b)
+            bridged = next(iter(engine.switchboard.active.values()))
+            await asyncio.sleep(1.0)
+            await a.command("hold")
+            await _until(lambda: bridged.a.media is not None and bridged.a.media.held)
+            await asyncio.sleep(3.0)  # longer than the music: it loops
+            await a.command("resume")
+            await _until(lambda: bridged.a.media is not None and not bridged.a.media.held)
+            await asyncio.sleep(1.5)
+            await a.hangup()
+            await b.wait_event("CALL_CLOSED", timeout=5)
+            rate, heard, _ = read_wav(b.recorded_wav())
+        await _wait_idle(engine)
+    finally:
+        await engine.stop()
+    music_at = first_tone_time(heard, 450, rate)
+    assert music_at is not None and first_tone_time(heard, 1000, rate) < music_at
+    held = heard[int(music_at * rate) : int((music_at + 2.8) * rate)]
+    assert tone_frames(held, 450, rate).mean() > 0.9  # music all along, looped past its end
+    assert tone_frames(held, 1000, rate).mean() < 0.1  # and not the holding phone
+    after = heard[-int(1.0 * rate) :]
+    assert tone_frames(after, 1000, rate).mean() > 0.5  # resumed: 101 again, the music gone
+    assert tone_frames(after, 450, rate).mean() < 0.1

@@ -156,3 +156,23 @@ def test_the_mix_continues_the_relayed_stream(setup: tuple[VirtualLoop, MediaClo
     assert [(h[2], h[3], h[4]) for h in headers] == [(0, 4160, 0xABCD), (1, 4320, 0xABCD)]
     # A phone that never had a relayed stream gets the session's own.
     assert {struct.unpack("!I", p[8:12])[0] for p in rtps[2].sent} != {0xABCD}
+
+
+def test_a_relay_after_our_own_audio_continues_our_numbering(
+    setup: tuple[VirtualLoop, MediaClock],
+) -> None:
+    """Music on hold: party 0 hears our stream; when the relay resumes, the other phone's
+    packets are renumbered to follow it (whatever numbers that phone uses meanwhile)."""
+    _, clock = setup
+    sessions, rtps = _sessions(clock)
+    sessions[0].send_frame(np.zeros(160, dtype=np.int16))
+    sessions[0].send_frame(np.zeros(160, dtype=np.int16))
+    _, _, seq, ts, ssrc = struct.unpack("!BBHII", rtps[0].sent[-1][:12])
+    sessions[0].splice_relay()
+    sessions[1].peer = sessions[0]
+    for n in (9000, 9001, 9003):  # the phone's own numbers, a packet lost on the way
+        sessions[1]._on_packet(struct.pack("!BBHII", 0x80, 0, n, n * 160, 0x5EED) + bytes(160))
+    headers = [struct.unpack("!BBHII", p[:12]) for p in rtps[0].sent[2:]]
+    assert [(h[2], h[3], h[4]) for h in headers] == [
+        (seq + 1, ts + 160, ssrc), (seq + 2, ts + 320, ssrc), (seq + 4, ts + 640, ssrc)
+    ]  # fmt: skip
