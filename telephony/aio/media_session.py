@@ -80,6 +80,8 @@ class MediaSession:
         self._timestamp = secrets.randbits(32)
         self._playing: dict[asyncio.Future[None], int] = {}
         self.relayed: bytes | None = None
+        self.sent_own = False
+        """We sent this leg audio of our own (prompts, tones, music on hold)."""
         self._splice: _Splice | None = None
         """The last packet relayed to the far end (where our own stream continues from)."""
         self._listeners: list[Callable[[Frame], None]] = []
@@ -174,6 +176,7 @@ class MediaSession:
         )
         self._seq = (self._seq + 1) & 0xFFFF
         self._timestamp = (self._timestamp + len(samples)) & 0xFFFFFFFF
+        self.sent_own = True
         self.rtp.send(header + CODECS[self.codec_name].encode(samples))
 
     def splice_relay(self) -> None:
@@ -215,6 +218,7 @@ class MediaSession:
                 self._stop(done)
                 return
             self._seq = (self._seq + 1) & 0xFFFF
+            self.sent_own = True
             self.rtp.send(bytes(packet))
 
         self._playing[done] = self._clock.subscribe(tick)
@@ -338,6 +342,11 @@ class MediaBridge:
 
     def __init__(self, a: MediaSession, b: MediaSession) -> None:
         self.a, self.b = a, b
+        for session in (a, b):
+            # A leg that heard our prompts (an IVR before a transfer) gets the other phone's
+            # audio as the continuation of that stream: some phones drop a new one.
+            if session.sent_own and session._splice is None:
+                session.splice_relay()
         a.peer, b.peer = b, a
 
     def close(self) -> None:
