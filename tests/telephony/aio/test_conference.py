@@ -11,7 +11,7 @@ from typing import cast
 import numpy as np
 import pytest
 
-from telephony.aio import Conference, MediaClock, MediaSession
+from telephony.aio import Conference, MediaBridge, MediaClock, MediaSession
 from telephony.aio.rtp import RtpEndpoint
 from telephony.media import CODECS, MixMatrix, tone_power_db, tone_samples
 
@@ -176,3 +176,20 @@ def test_a_relay_after_our_own_audio_continues_our_numbering(
     assert [(h[2], h[3], h[4]) for h in headers] == [
         (seq + 1, ts + 160, ssrc), (seq + 2, ts + 320, ssrc), (seq + 4, ts + 640, ssrc)
     ]  # fmt: skip
+
+
+def test_a_bridge_continues_the_stream_a_leg_heard_before(
+    setup: tuple[VirtualLoop, MediaClock],
+) -> None:
+    """An IVR played to party 0, then bridges it to party 1: party 1's packets reach party 0
+    numbered after the prompt; a leg that heard nothing of ours is relayed untouched."""
+    _, clock = setup
+    sessions, rtps = _sessions(clock)
+    sessions[0].send_frame(np.zeros(160, dtype=np.int16))
+    _, _, seq, ts, ssrc = struct.unpack("!BBHII", rtps[0].sent[-1][:12])
+    MediaBridge(sessions[0], sessions[1])
+    from_phone = struct.pack("!BBHII", 0x80, 0, 500, 80000, 0x5EED) + bytes(160)
+    sessions[1]._on_packet(from_phone)
+    assert struct.unpack("!BBHII", rtps[0].sent[-1][:12])[2:] == (seq + 1, ts + 160, ssrc)
+    sessions[0]._on_packet(from_phone)
+    assert rtps[1].sent[-1] == from_phone
