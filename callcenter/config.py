@@ -428,15 +428,11 @@ class _Reader:
         }
         self._check_keys(data, allowed, "sip")
         music = data.get("music_on_hold")
-        music_path = None
-        if music is not None:
-            music_path = Path(str(music))
-            if not music_path.is_absolute():
-                music_path = (self.base / music_path).resolve()
-            if not music_path.is_file():
-                raise self.fail(
-                    f"music_on_hold {music} does not exist", table="sip", key="music_on_hold"
-                )
+        music_path = (
+            self._existing_file(music, "music_on_hold", table="sip", key="music_on_hold")
+            if music is not None
+            else None
+        )
         ports = data.get("rtp_ports", "20000-29999")
         match = re.fullmatch(r"(\d+)-(\d+)", str(ports))
         if not match or not 1024 <= int(match.group(1)) < int(match.group(2)) <= 65535:
@@ -474,6 +470,17 @@ class _Reader:
             max_registration=int(self._number(data, "max_registration", 3600, "sip", minimum=60)),
             min_registration=int(self._number(data, "min_registration", 60, "sip", minimum=1)),
         )
+
+    def _existing_file(
+        self, value: object, what: str, *, table: str, key: str, index: int = 0
+    ) -> Path:
+        """A file named in the config (relative to the config's folder); it must exist."""
+        path = Path(str(value))
+        if not path.is_absolute():
+            path = (self.base / path).resolve()
+        if not path.is_file():
+            raise self.fail(f"{what} {value} does not exist", table=table, key=key, index=index)
+        return path
 
     def accounts(self, items: Any) -> tuple[Account, ...]:
         if not isinstance(items, list):
@@ -716,17 +723,13 @@ class _Reader:
                 )
             prompt = item.get("auto_reply")
             if prompt is not None:
-                path = Path(prompt)
-                if not path.is_absolute():
-                    path = (self.base / path).resolve()
-                if not path.is_file():
-                    raise self.fail(
-                        f"ring group {name}: auto_reply prompt {prompt} does not exist",
-                        table="ring_groups",
-                        key="auto_reply",
-                        index=index,
-                    )
-                prompt = path
+                prompt = self._existing_file(
+                    prompt,
+                    f"ring group {name}: auto_reply prompt",
+                    table="ring_groups",
+                    key="auto_reply",
+                    index=index,
+                )
             hours = None
             if item.get("hours") is not None:
                 try:
