@@ -121,7 +121,23 @@ POWER_THROTTLE = 0.85
 itself the calls already in flight would carry it over)."""
 
 
-class PowerPacer:
+class _FixedPacer:
+    """A pacer that dials by a fixed rule and learns nothing from outcomes."""
+
+    def observe(
+        self,
+        outcome: str,
+        ring_seconds: float,
+        talk_seconds: float | None = None,
+        wrap_seconds: float | None = None,
+    ) -> None:
+        """Nothing to learn."""
+
+    def observe_talk(self, talk_seconds: float, wrap_seconds: float | None = None) -> None:
+        """Nothing to learn."""
+
+
+class PowerPacer(_FixedPacer):
     """A fixed ratio of lines per idle agent: ceil(ratio * idle) - calls in flight. With an
     abandon ledger near its cap (POWER_THROTTLE), the ratio falls to 1.0 (one line per idle
     agent) until the rate is back under that."""
@@ -151,18 +167,6 @@ class PowerPacer:
         # The epsilon keeps 1.5 * 2 from becoming 4 through float rounding.
         wanted = math.ceil(self.current_ratio(now=now) * state.idle_agents - 1e-9)
         return max(0, wanted - state.calls_in_flight)
-
-    def observe(
-        self,
-        outcome: str,
-        ring_seconds: float,
-        talk_seconds: float | None = None,
-        wrap_seconds: float | None = None,
-    ) -> None:
-        """Power pacing learns nothing."""
-
-    def observe_talk(self, talk_seconds: float, wrap_seconds: float | None = None) -> None:
-        """Power pacing learns nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,7 +524,7 @@ class TokenBucket:
         return now + (1.0 - self._tokens) / self.rate
 
 
-class BroadcastPacer:
+class BroadcastPacer(_FixedPacer):
     """A broadcast needs no agent to start: keep `lines` calls up (ringing, in the flow or
     transferred), whatever the agents do."""
 
@@ -531,18 +535,6 @@ class BroadcastPacer:
 
     def lines_to_dial(self, state: PacingState, *, now: float) -> int:
         return max(0, self.lines - state.calls_in_flight)
-
-    def observe(
-        self,
-        outcome: str,
-        ring_seconds: float,
-        talk_seconds: float | None = None,
-        wrap_seconds: float | None = None,
-    ) -> None:
-        """A fixed number of lines learns nothing."""
-
-    def observe_talk(self, talk_seconds: float, wrap_seconds: float | None = None) -> None:
-        """A fixed number of lines learns nothing."""
 
 
 PacerFactory = Callable[[float, AbandonLedger | None, int], Pacer]
