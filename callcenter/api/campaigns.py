@@ -41,7 +41,8 @@ SETTINGS = {
 }
 
 
-def _store(request: web.Request) -> PgLeadStore:
+def lead_store(request: web.Request) -> PgLeadStore:
+    """The engine's lead store (campaigns, DNC); 503 when it runs without a database."""
     campaigns = request.app[ENGINE].campaigns
     if campaigns is None:
         raise ApiError(503, "this engine runs without a database")
@@ -57,7 +58,7 @@ def _id(request: web.Request) -> int:
 
 async def _campaign(request: web.Request) -> Any:
     try:
-        return await _store(request).get_campaign(_id(request))
+        return await lead_store(request).get_campaign(_id(request))
     except CrmError as exc:
         raise ApiError(exc.status, exc.reason) from exc
 
@@ -71,7 +72,7 @@ async def _campaign(request: web.Request) -> Any:
 )
 async def list_campaigns(request: web.Request) -> web.Response:
     limit, offset = read_page(request.query)
-    store = _store(request)
+    store = lead_store(request)
     stored = await store.list_campaigns()
     page = stored[offset : offset + limit]
     out = [campaign_json(c, await store.campaign_progress(c.id)) for c in page]
@@ -90,7 +91,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
 )
 async def get_campaign(request: web.Request) -> web.Response:
     stored = await _campaign(request)
-    store = _store(request)
+    store = lead_store(request)
     data = campaign_json(stored, await store.campaign_progress(stored.id))
     if stored.mode == "broadcast":
         data["broadcast"] = await store.broadcast_progress(stored.id)
@@ -114,7 +115,7 @@ async def get_results(request: web.Request) -> web.Response:
     """GET /campaigns/{id}/results: per lead, what each answered broadcast call did (the flow's
     node path, digits pressed, listened to the end, transferred, callback, opted out)."""
     stored = await _campaign(request)
-    return web.json_response({"results": await _store(request).broadcast_results(stored.id)})
+    return web.json_response({"results": await lead_store(request).broadcast_results(stored.id)})
 
 
 def _settings(body: Any) -> Campaign:
@@ -150,7 +151,7 @@ async def create_campaign(request: web.Request) -> web.Response:
         raise ApiError(400, "body must be JSON") from exc
     settings = _settings(body)
     try:
-        stored = await _store(request).create_campaign(settings, now=datetime.now(UTC))
+        stored = await lead_store(request).create_campaign(settings, now=datetime.now(UTC))
     except CrmError as exc:
         raise ApiError(exc.status, exc.reason) from exc
     return web.json_response(campaign_json(stored), status=201)
@@ -194,7 +195,9 @@ async def upload_leads(request: web.Request) -> web.Response:
     except LeadFileError as exc:
         raise ApiError(400, str(exc)) from exc
     try:
-        summary = await _store(request).import_leads(stored.id, result.leads, now=datetime.now(UTC))
+        summary = await lead_store(request).import_leads(
+            stored.id, result.leads, now=datetime.now(UTC)
+        )
     except CrmError as exc:
         raise ApiError(exc.status, exc.reason) from exc
     return web.json_response(
@@ -222,7 +225,7 @@ async def command(request: web.Request) -> web.Response:
         raise ApiError(404, f"no such campaign command {verb!r}; one of {', '.join(COMMANDS)}")
     stored = await _campaign(request)
     try:
-        updated = await _store(request).set_state(stored.id, verb, now=datetime.now(UTC))
+        updated = await lead_store(request).set_state(stored.id, verb, now=datetime.now(UTC))
     except CrmError as exc:
         raise ApiError(exc.status, exc.reason) from exc
     campaigns = request.app[ENGINE].campaigns

@@ -14,7 +14,8 @@ from .security import ApiError, acting_for, requires
 ENGINE = web.AppKey("engine", "Engine")
 
 
-def _store(request: web.Request) -> CrmStore:
+def crm_store(request: web.Request) -> CrmStore:
+    """The engine's CRM store; 503 when it runs without a database."""
     store = request.app[ENGINE].store
     if store is None:
         raise ApiError(503, "this engine runs without a database")
@@ -62,7 +63,7 @@ async def list_calls(request: web.Request) -> web.Response:
         wanted = CallFilter.from_query(
             query, default_country_code=engine.config.crm.default_country_code
         )
-        calls = await _store(request).list_calls(wanted)
+        calls = await crm_store(request).list_calls(wanted)
     except CrmError as exc:
         raise ApiError(exc.status, exc.reason) from exc
     items = [c.to_json() for c in calls[:limit]]
@@ -79,7 +80,7 @@ async def list_calls(request: web.Request) -> web.Response:
     errors=(400, 404, 503),
 )
 async def get_call(request: web.Request) -> web.Response:
-    call = await _store(request).get_call(_row_id(request))
+    call = await crm_store(request).get_call(_row_id(request))
     if call is None:
         raise ApiError(404, "no such call")
     return web.json_response(call.to_json())
@@ -95,7 +96,7 @@ async def get_call(request: web.Request) -> web.Response:
 )
 async def get_recording(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
-    call = await _store(request).get_call(_row_id(request))
+    call = await crm_store(request).get_call(_row_id(request))
     if call is None:
         raise ApiError(404, "no such call")
     if not call.recording_path or engine.recordings is None:
@@ -122,7 +123,7 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
 async def list_tasks(request: web.Request) -> web.Response:
     query, limit, offset = _filters(request)
     try:
-        tasks = await _store(request).list_tasks(TaskFilter.from_query(query))
+        tasks = await crm_store(request).list_tasks(TaskFilter.from_query(query))
     except CrmError as exc:
         raise ApiError(exc.status, exc.reason) from exc
     items = [t.to_json() for t in tasks[:limit]]
@@ -141,7 +142,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 @requires("manager", "supervisor", "agent")
 async def complete_task(request: web.Request) -> web.Response:
     try:
-        task = await _store(request).complete_task(_row_id(request))
+        task = await crm_store(request).complete_task(_row_id(request))
     except CrmError as exc:
         raise ApiError(exc.status, exc.reason) from exc
     return web.json_response(task.to_json())
@@ -160,7 +161,7 @@ async def get_contact(request: web.Request) -> web.Response:
         phone = normalize_phone(request.match_info["phone"], engine.config.crm.default_country_code)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from exc
-    contact = await _store(request).get_contact(phone)
+    contact = await crm_store(request).get_contact(phone)
     if contact is None:
         raise ApiError(404, f"no contact {phone}")
     return web.json_response(contact.to_json())

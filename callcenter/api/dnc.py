@@ -11,6 +11,7 @@ from aiohttp import web
 from crm_bridge import CrmError, PgLeadStore, normalize_phone
 from dialer import read_dnc_csv, write_dnc_csv
 
+from .campaigns import lead_store
 from .crm import ENGINE
 from .openapi import ROW_ID, Param, operation
 from .security import ApiError, requires
@@ -48,13 +49,6 @@ IMPORTED = {
 }
 
 
-def _store(request: web.Request) -> PgLeadStore:
-    campaigns = request.app[ENGINE].campaigns
-    if campaigns is None:
-        raise ApiError(503, "this engine runs without a database")
-    return campaigns.store
-
-
 async def _scope(request: web.Request, store: PgLeadStore) -> int | None:
     text = request.query.get("campaign")
     if text is None:
@@ -82,7 +76,7 @@ async def _scope(request: web.Request, store: PgLeadStore) -> int | None:
 )
 @requires("manager")
 async def list_dnc(request: web.Request) -> web.Response:
-    store = _store(request)
+    store = lead_store(request)
     entries = await store.dnc_list(campaign_id=await _scope(request, store))
     numbers = [
         {"phone": e.phone, "campaign_id": e.campaign_id, "reason": e.reason,
@@ -102,7 +96,7 @@ async def list_dnc(request: web.Request) -> web.Response:
 )
 @requires("manager")
 async def export_dnc(request: web.Request) -> web.Response:
-    store = _store(request)
+    store = lead_store(request)
     entries = await store.dnc_list(campaign_id=await _scope(request, store))
     return web.Response(text=write_dnc_csv(e.phone for e in entries), content_type="text/csv")
 
@@ -120,7 +114,7 @@ async def export_dnc(request: web.Request) -> web.Response:
 )
 @requires("manager")
 async def import_dnc(request: web.Request) -> web.Response:
-    store = _store(request)
+    store = lead_store(request)
     campaign = await _scope(request, store)
     normalize = functools.partial(
         normalize_phone,
@@ -148,7 +142,7 @@ async def import_dnc(request: web.Request) -> web.Response:
 )
 @requires("manager")
 async def remove_dnc(request: web.Request) -> web.Response:
-    store = _store(request)
+    store = lead_store(request)
     campaign = await _scope(request, store)
     try:
         removed = await store.dnc_remove([request.match_info["phone"]], campaign_id=campaign)

@@ -8,9 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from crm_bridge import CrmStore
-
-from .crm import ENGINE
+from .crm import ENGINE, crm_store
 from .openapi import Param, operation, page_json, page_of, paged, read_page
 from .security import ApiError, requires
 
@@ -32,13 +30,6 @@ DEAD = {
 }
 
 
-def _store(request: web.Request) -> CrmStore:
-    store = request.app[ENGINE].store
-    if store is None:
-        raise ApiError(503, "this engine runs without a database")
-    return store
-
-
 def _json(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
@@ -51,7 +42,7 @@ def _json(row: dict[str, Any]) -> dict[str, Any]:
 )
 @requires()
 async def outbox_status(request: web.Request) -> web.Response:
-    status = await _store(request).outbox_status()
+    status = await crm_store(request).outbox_status()
     return web.json_response({name: _json(counts) for name, counts in status.items()})
 
 
@@ -65,7 +56,7 @@ async def outbox_status(request: web.Request) -> web.Response:
 @requires()
 async def dead_letters(request: web.Request) -> web.Response:
     limit, offset = read_page(request.query)
-    rows = await _store(request).dead_letters(
+    rows = await crm_store(request).dead_letters(
         endpoint=request.query.get("endpoint"), limit=limit + 1, offset=offset
     )
     items = [_json(r) for r in rows[:limit]]
@@ -111,7 +102,7 @@ async def requeue(request: web.Request) -> web.Response:
         not isinstance(events, list) or not all(type(e) is int and 0 < e < 2**63 for e in events)
     ):
         raise ApiError(400, "events must be a list of event ids")
-    requeued = await _store(request).requeue_dead_letters(
+    requeued = await crm_store(request).requeue_dead_letters(
         now=datetime.now(UTC), endpoint=endpoint, event_ids=events
     )
     outbox = request.app[ENGINE].outbox

@@ -63,13 +63,17 @@ class KeyRing:
         return found
 
 
+def bound_extension(request: web.Request) -> str | None:
+    """The extension the request's agent key is bound to, None for any other key."""
+    key = request.get(API_KEY)
+    return key.extension if key is not None and key.role == "agent" else None
+
+
 def acting_for(request: web.Request, extension: str | None) -> None:
     """An agent key bound to an extension acts for that agent only: 403 for anyone else."""
-    key = request.get(API_KEY)
-    if key is None or key.role != "agent" or key.extension is None:
-        return
-    if extension != key.extension:
-        raise ApiError(403, f"this key acts for extension {key.extension} only")
+    own = bound_extension(request)
+    if own is not None and extension != own:
+        raise ApiError(403, f"this key acts for extension {own} only")
 
 
 def key_of(ring: KeyRing, request: web.Request) -> ApiKey | None:
