@@ -27,9 +27,6 @@ from .pacing import Pacer, PacingState, TokenBucket
 
 logger = logging.getLogger(__name__)
 
-# Seconds between looks for a free agent while a person waits (within the connect deadline).
-AGENT_POLL = 0.05
-
 # SIP final statuses of an unanswered attempt -> the attempt's outcome.
 _OUTCOME_BY_STATUS = {486: "busy", 600: "busy", 603: "rejected", 403: "rejected", 480: "no-answer",
                       408: "no-answer", 487: "no-answer"}  # fmt: skip
@@ -146,6 +143,8 @@ class CampaignRunner:
         self.stats = _Stats()
         self._attempts: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._agent_changed = asyncio.Event()
+        """Set by wake(): an agent's state changed (people waiting for one look again)."""
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
         self._broadcast = campaign.mode == "broadcast"
@@ -171,8 +170,21 @@ class CampaignRunner:
             await asyncio.wait(self._attempts, timeout=30)
 
     def wake(self) -> None:
-        """An agent came free: decide now, not at the next tick."""
+        """An agent came free: decide now, not at the next tick (and tell waiting people)."""
         self._wake.set()
+        self._agent_changed.set()
+
+    async def _agent_free(self, agents: tuple[str, ...], call: Call, *, until: float) -> None:
+        """Wait (up to `until`) for one of `agents` to be idle; presence changes wake us."""
+        while not call.ended.done():
+            self._agent_changed.clear()
+            if self.lines.agents_now(agents).idle:
+                return
+            left = until - self.config.clock()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._agent_changed.wait(), left)
 
     async def _run(self) -> None:
         while True:
@@ -284,10 +296,7 @@ class CampaignRunner:
             agents = self._agents_for(claim)
             # A person may wait up to the connect deadline for an agent to come free.
             deadline = answered + self.config.connect_timeout
-            while not self.lines.agents_now(agents).idle and clock() < deadline:
-                if call.ended.done():
-                    break
-                await asyncio.sleep(AGENT_POLL)
+            await self._agent_free(agents, call, until=deadline)
             agent = await self.lines.connect(
                 call, agents, claim=claim, campaign=self.campaign,
                 timeout=max(0.1, deadline - clock()), on_no_agent=self._safe_harbor,

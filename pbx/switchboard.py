@@ -447,13 +447,7 @@ class Switchboard:
             reachable = (
                 {}
                 if summary.hangup_cause == "after-hours"
-                else {
-                    m: bindings
-                    for m in group.members
-                    if self.presence.available(m, now=now)
-                    and not self.busy(m)
-                    and (bindings := self.registrar.lookup(m, now=now))
-                }
+                else self.reachable(group.members, now=now)
             )
             steps = self._strategies[group.name].steps(
                 Hunt(
@@ -671,8 +665,9 @@ class Switchboard:
         timeout: float,
         on_no_agent: Callable[[Call], Awaitable[None]] | None = None,
     ) -> BridgedCall:
-        """Bridge an answered customer leg to the longest-idle available agent of `agents`;
-        with nobody free within `timeout`, `on_no_agent` takes the customer (safe harbor).
+        """Bridge an answered customer leg to the longest-idle agent of `agents` free now, each
+        rung for up to `timeout`; with nobody free or answering, `on_no_agent` takes the
+        customer (safe harbor). The dialer waits for an agent to come free before calling.
         The caller announced `summary` when it placed the call."""
         now = self.ua.loop.time()
         steps = STRATEGIES["longest-idle"]().steps(
