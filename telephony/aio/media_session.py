@@ -81,7 +81,8 @@ class MediaSession:
         self._playing: dict[asyncio.Future[None], int] = {}
         self.relayed: bytes | None = None
         self.sent_own = False
-        """We sent this leg audio of our own (prompts, tones, music on hold)."""
+        """We sent this leg audio of our own (prompts, tones, a mix) since the relay last
+        continued our stream."""
         self._splice: _Splice | None = None
         """The last packet relayed to the far end (where our own stream continues from)."""
         self._listeners: list[Callable[[Frame], None]] = []
@@ -185,6 +186,7 @@ class MediaSession:
         the phone's jitter buffer takes them (one header rewrite per packet for the rest of
         the call)."""
         self._splice = _Splice(self._ssrc, self._seq, self._timestamp)
+        self.sent_own = False
 
     def continue_relayed_stream(self) -> None:
         """Send our own audio as the continuation of the stream relayed so far (its SSRC, next
@@ -345,7 +347,7 @@ class MediaBridge:
         for session in (a, b):
             # A leg that heard our prompts (an IVR before a transfer) gets the other phone's
             # audio as the continuation of that stream: some phones drop a new one.
-            if session.sent_own and session._splice is None:
+            if session.sent_own:
                 session.splice_relay()
         a.peer, b.peer = b, a
 

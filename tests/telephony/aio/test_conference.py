@@ -193,3 +193,11 @@ def test_a_bridge_continues_the_stream_a_leg_heard_before(
     assert struct.unpack("!BBHII", rtps[0].sent[-1][:12])[2:] == (seq + 1, ts + 160, ssrc)
     sessions[0]._on_packet(from_phone)
     assert rtps[1].sent[-1] == from_phone
+    # Our audio again (a supervisor's mix), then the relay again: it follows the new frames.
+    sessions[0].unbridge()
+    sessions[0].send_frame(np.zeros(160, dtype=np.int16))
+    _, _, seq, ts, _ = struct.unpack("!BBHII", rtps[0].sent[-1][:12])
+    MediaBridge(sessions[0], sessions[1])
+    later = struct.pack("!BBHII", 0x80, 0, 501, 80160, 0x5EED) + bytes(160)
+    sessions[1]._on_packet(later)
+    assert struct.unpack("!BBHII", rtps[0].sent[-1][:12])[2:] == (seq + 1, ts + 160, ssrc)
