@@ -106,9 +106,8 @@ class Campaigns:
             await runner.stop()
         for campaign_id, stored in running.items():
             if campaign_id not in self.runners:
-                runner = await self._runner(Campaign.from_record(stored))
-                self.runners[campaign_id] = runner
-                await self._read_peers(runner)
+                self.runners[campaign_id] = await self._runner(Campaign.from_record(stored))
+                self._peers_read_at = float("-inf")  # a new runner reads its peers now
         loop = asyncio.get_running_loop()
         if loop.time() >= self._peers_read_at + PEER_LEDGER_EVERY:
             self._peers_read_at = loop.time()

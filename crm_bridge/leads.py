@@ -785,8 +785,7 @@ class PgLeadStore:
                 " callback_agent = coalesce($3, l.callback_agent)"
                 " FROM campaigns c WHERE l.id = $1 AND c.id = l.campaign_id"
                 " AND l.status <> 'dnc' AND l.attempts < c.max_attempts"
-                " AND NOT EXISTS (SELECT 1 FROM dnc d WHERE d.phone = l.phone"
-                "  AND (d.campaign_id IS NULL OR d.campaign_id = l.campaign_id))"
+                f" AND NOT {_DNC_MATCH}"
                 " RETURNING l.id",
                 lead_id,
                 at,

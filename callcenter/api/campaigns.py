@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime, time
 from typing import Any
 
 from aiohttp import web
 
 from callcenter.campaigns import campaign_json
-from crm_bridge import CrmError, PgLeadStore, normalize_phone
+from crm_bridge import CrmError, PgLeadStore
 from dialer import Campaign, DialerError, LeadFileError, read_leads_csv
 
 from .crm import ENGINE
@@ -184,10 +183,7 @@ LEAD_SUMMARY = {
 async def upload_leads(request: web.Request) -> web.Response:
     """POST a CSV (text/csv body): good rows import, bad rows come back with line and reason."""
     stored = await _campaign(request)
-    engine = request.app[ENGINE]
-    normalize = functools.partial(
-        normalize_phone, default_country_code=engine.config.crm.default_country_code
-    )
+    normalize = lead_store(request).normalize
     try:
         result = read_leads_csv(
             await request.read(), normalize=normalize, default_tz=stored.tz_default

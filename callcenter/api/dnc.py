@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from crm_bridge import CrmError, PgLeadStore, normalize_phone
+from crm_bridge import CrmError, PgLeadStore
 from dialer import read_dnc_csv, write_dnc_csv
 
 from .campaigns import lead_store
-from .crm import ENGINE
 from .openapi import ROW_ID, Param, operation
 from .security import ApiError, requires
 
@@ -116,11 +114,7 @@ async def export_dnc(request: web.Request) -> web.Response:
 async def import_dnc(request: web.Request) -> web.Response:
     store = lead_store(request)
     campaign = await _scope(request, store)
-    normalize = functools.partial(
-        normalize_phone,
-        default_country_code=request.app[ENGINE].config.crm.default_country_code,
-    )
-    found = read_dnc_csv(await request.read(), normalize=normalize)
+    found = read_dnc_csv(await request.read(), normalize=store.normalize)
     added = await store.dnc_import(found.phones, now=datetime.now(UTC), campaign_id=campaign)
     errors: list[dict[str, Any]] = [{"line": n, "reason": r} for n, r in found.errors]
     return web.json_response({"added": added, "read": len(found.phones), "errors": errors})
