@@ -22,7 +22,7 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.ports import free_port
 from sip_test_env.scripted_carrier import CARRIER_RTP_PORTS
 from sip_test_env.sipp import run_sipp
-from telephony.aio import Call, EndpointConfig, UserAgent, UserAgentConfig
+from telephony.aio import EndpointConfig, UserAgent, UserAgentConfig
 from telephony.media import dtmf_sequence
 from telephony.sip import NameAddr, SipUri
 
@@ -346,15 +346,6 @@ def _uri(user: str, host: str, port: int) -> SipUri:
     )
 
 
-def send_info(call: Call, digit: str) -> None:
-    assert call.dialog is not None
-    info = call.dialog.create_request("INFO", via=call.ua.endpoint.new_via("udp"), contact=None)
-    info.headers.set("Content-Type", "application/dtmf-relay")
-    info.body = f"Signal={digit}\r\nDuration=100\r\n".encode()
-    info.headers.set("Content-Length", str(len(info.body)))
-    call.ua.send_in_dialog(call, info)
-
-
 @pytest.mark.parametrize("how", ["info", "inband", "inband+info"])
 async def test_info_and_inband_digits_once_each(ivr_engine: Engine, how: str) -> None:
     """A caller behind the carrier on our own UserAgent: digits as SIP INFO, as tones in the
@@ -380,7 +371,7 @@ async def test_info_and_inband_digits_once_each(ivr_engine: Engine, how: str) ->
             if "inband" in how:
                 tone = asyncio.ensure_future(call.play(dtmf_sequence(digit, tone=0.1, gap=0.2)))
             if "info" in how:
-                send_info(call, digit)
+                await call.send_dtmf(digit, method="info")
             if "inband" in how:
                 await tone
             else:

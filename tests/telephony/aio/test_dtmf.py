@@ -84,15 +84,6 @@ async def pair() -> AsyncIterator[tuple[Call, Call]]:
             await ua.close()
 
 
-def send_info(call: Call, digit: str) -> None:
-    assert call.dialog is not None
-    info = call.dialog.create_request("INFO", via=call.ua.endpoint.new_via("udp"), contact=None)
-    info.headers.set("Content-Type", "application/dtmf-relay")
-    info.body = f"Signal={digit}\r\nDuration=160\r\n".encode()
-    info.headers.set("Content-Length", str(len(info.body)))
-    call.ua.send_in_dialog(call, info)
-
-
 async def send_rfc4733(call: Call, digit: str, *, seq: int, timestamp: int) -> int:
     assert call.media is not None and call.media.remote_dte_pt is not None
     sender = DtmfSender(
@@ -134,7 +125,7 @@ async def test_inband_tones_are_heard_once_each(pair: tuple[Call, Call]) -> None
 async def test_each_source_alone_and_two_at_once(pair: tuple[Call, Call]) -> None:
     caller, callee = pair
     callee.detect_inband()
-    send_info(caller, "4")
+    await caller.send_dtmf("4", method="info")
     assert [(d.digit, d.method) for d in await digits_within(callee, 0.5)] == [("4", "info")]
     seq = await send_rfc4733(caller, "8", seq=100, timestamp=8000)
     assert [(d.digit, d.method) for d in await digits_within(callee, 0.5)] == [("8", "rfc4733")]
@@ -142,7 +133,7 @@ async def test_each_source_alone_and_two_at_once(pair: tuple[Call, Call]) -> Non
     tone = asyncio.ensure_future(caller.play(dtmf_sequence("3", tone=0.12)))
     await send_rfc4733(caller, "3", seq=seq, timestamp=32000)
     await tone
-    send_info(caller, "3")  # and a phone that also sends INFO for it
+    await caller.send_dtmf("3", method="info")  # and a phone that also sends INFO for it
     got = await digits_within(callee, 0.6)
     assert [d.digit for d in got] == ["3"], got
     assert callee.flush_digits() == "483"
