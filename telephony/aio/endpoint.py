@@ -52,8 +52,9 @@ class EndpointConfig:
     """T1/T2/T4 for the transaction layer."""
     allowed_methods: frozenset[str] = DEFAULT_METHODS
     """Requests with other methods are refused with 501."""
-    supported: frozenset[str] = frozenset({"replaces", "timer"})
-    """Option tags we support; a Require of any other gets 420."""
+    supported: frozenset[str] = frozenset()
+    """Option tags we support; a Require of any other gets 420. Empty until an extension is
+    implemented (session timers, Replaces): advertising one we ignore would be a lie."""
     user_agent: str = "callcenter"
     """Server/User-Agent header value: deliberately without a version."""
 

@@ -1,28 +1,25 @@
 """Golden conformance inputs: RFC 4475 torture tests and PROTOS c07-sip samples.
 
 Shared by the message-layer tests here and by the UDP end-to-end conformance test.
-Data lives in ../shared/conformance beside the checkout (override with $SIP_CONFORMANCE_DIR).
+Data lives in tests/data/ in the repository (provenance and licences: tests/data/NOTICE.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
-# The shared folder sits beside the checkout (../shared), in CI as on developers' machines.
-_DEFAULT_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "conformance"
-CONFORMANCE_DIR = Path(os.environ.get("SIP_CONFORMANCE_DIR", str(_DEFAULT_DIR)))
+from telephony.aio.endpoint import DEFAULT_METHODS, EndpointConfig
+
+CONFORMANCE_DIR = Path(__file__).resolve().parents[2] / "data"
 RFC4475_DIR = CONFORMANCE_DIR / "rfc4475"
 PROTOS_DIR = CONFORMANCE_DIR / "protos" / "sample"
 
-#: Methods a UAS endpoint of this engine (registrar + B2BUA) implements.
-ALLOWED_METHODS = frozenset(
-    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "NOTIFY", "REFER", "UPDATE"}
-)
-#: Option tags the engine supports.
-SUPPORTED = frozenset({"replaces", "timer", "100rel", "path", "outbound"})
+#: The engine as configured: the methods its endpoint implements and the option tags it supports
+#: (a test compares these with what `callcenter serve` builds, so the tables cannot drift).
+ALLOWED_METHODS = DEFAULT_METHODS
+SUPPORTED = EndpointConfig().supported
 
 # What a UAS endpoint answers to each RFC 4475 file at the SIP message layer:
 #   int  -> that status (from parse_message + response_to_unparsable, or check_request);
