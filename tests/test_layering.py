@@ -34,7 +34,8 @@ TELEPHONY_ALLOWED: dict[str, set[str]] = {
     "sip": set(),
     "sdp": set(),
     "rtp": set(),
-    "media": {"numpy", "webrtcvad", "telephony.rtp"},
+    # audioop: the standard library up to 3.12, the audioop-lts package from 3.13 on.
+    "media": {"numpy", "webrtcvad", "audioop", "telephony.rtp"},
     "call": {"telephony.sip", "telephony.sdp"},
     "aio": {"telephony", "numpy", "uvloop"},
 }

@@ -7,11 +7,11 @@ import asyncio
 import logging
 import re
 import secrets
-import shutil
 
 import pytest
 
 from callcenter.runtime import Engine
+from sip_test_env import tools
 from telephony.sip import SipRequest, SipResponse
 
 from .rawsip import RawSipClient, answer_challenge
@@ -151,7 +151,7 @@ async def test_brute_force_bans_the_source_ip_only(engine: Engine) -> None:
 
 
 @pytest.mark.peers
-@pytest.mark.skipif(shutil.which("svwar") is None, reason="sipvicious not installed")
+@tools.needs("svwar")
 @pytest.mark.parametrize("method", ["REGISTER", "INVITE"])
 async def test_svwar_cannot_tell_extensions_apart(engine: Engine, method: str) -> None:
     """SIPVicious' extension scanner: known (101-105, 190) and unknown (100, 106-110) extensions
