@@ -64,6 +64,7 @@ class CallJournal:
             agent=self._agent(summary),
             recording_path=self._relative(summary.recording),
             analytics=summary.analytics,
+            quality=summary.quality,
         )
         callback = None
         if summary.outcome == "missed":

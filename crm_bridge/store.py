@@ -64,8 +64,9 @@ def _tasks_from(change: str) -> str:
 
 def _call(row: Mapping[str, Any]) -> Call:
     fields = row_fields(Call, row)
-    if fields["analytics"] is not None:
-        fields["analytics"] = json.loads(fields["analytics"])
+    for name in ("analytics", "quality"):
+        if fields[name] is not None:
+            fields[name] = json.loads(fields[name])
     return Call(**fields)
 
 
@@ -141,7 +142,7 @@ class CrmStore:
             except PhoneNumberError as exc:
                 # The call is stored regardless; it just is not linked to a contact.
                 logger.warning("call %s: %s", call.call_id, exc)
-        closing: tuple[Any, ...] = (None,) * 7
+        closing: tuple[Any, ...] = (None,) * 8
         if ended is not None:
             closing = (
                 ended.ended_at,
@@ -151,14 +152,15 @@ class CrmStore:
                 ended.answered_at,
                 ended.recording_path,
                 None if ended.analytics is None else json.dumps(ended.analytics),
+                None if ended.quality is None else json.dumps(ended.quality),
             )
         row = await conn.fetchrow(
             _calls_from(
                 "INSERT INTO calls (call_id, direction, from_number, to_number,"
                 " started_at, did, agent, ring_group, contact_id, campaign_id, lead_id, node,"
                 " ended_at, outcome, sip_status, hangup_cause, answered_at, recording_path,"
-                " analytics) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,"
-                " $13,$14,$15,$16,$17,$18,$19::jsonb) RETURNING *"
+                " analytics, quality) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,"
+                " $13,$14,$15,$16,$17,$18,$19::jsonb,$20::jsonb) RETURNING *"
             ),
             call.call_id,
             call.direction,
@@ -217,13 +219,15 @@ class CrmStore:
         self, conn: Any, call_row_id: int, ended: CallEnded, callback: CallbackRequest | None
     ) -> Task | None:
         analytics = None if ended.analytics is None else json.dumps(ended.analytics)
+        quality = None if ended.quality is None else json.dumps(ended.quality)
         row = await self._update_call(
             conn,
             call_row_id,
             "ended_at = $2, outcome = $3, sip_status = $4, hangup_cause = $5,"
             " answered_at = COALESCE(answered_at, $6), agent = COALESCE($7, agent),"
             " recording_path = COALESCE($8, recording_path),"
-            " analytics = COALESCE($9::jsonb, analytics)",
+            " analytics = COALESCE($9::jsonb, analytics),"
+            " quality = COALESCE($10::jsonb, quality)",
             None,
             ended.ended_at,
             ended.outcome,
@@ -233,6 +237,7 @@ class CrmStore:
             ended.agent,
             ended.recording_path,
             analytics,
+            quality,
         )
         assert row is not None
         record = _call(row)

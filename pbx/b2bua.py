@@ -60,6 +60,9 @@ class CallSummary:
     """Path of the call's stereo WAV, when it was recorded."""
     analytics: dict[str, Any] | None = None
     """Talk/silence analytics of the recording."""
+    quality: dict[str, Any] | None = None
+    """Media quality per leg that carried audio, by the leg's Call-ID (loss, jitter, and what
+    the phone reported by RTCP)."""
 
     @property
     def talk_seconds(self) -> float:

@@ -790,6 +790,9 @@ class Switchboard:
         await self._finish(summary)
 
     async def _finish(self, summary: CallSummary) -> None:
+        quality = self.ua.take_quality(dict.fromkeys([summary.call_id, *summary.legs]))
+        if quality:
+            summary.quality = quality
         logger.info(
             "call %s %s %s -> %s: %s (status %s, talk %.1f s, cause %s)",
             summary.call_id,

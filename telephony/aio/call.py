@@ -13,8 +13,10 @@ import enum
 import logging
 import secrets
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from telephony.call import Answered, CallEvent, Dtmf, Ended, HoldChanged, Ringing
 from telephony.media import DtmfDetector, DtmfDetectorConfig, Frame, FrameSource, dtmf_tone
@@ -41,6 +43,9 @@ from .media_session import MediaError, MediaSession
 from .rtp import RtpPortPool
 
 logger = logging.getLogger(__name__)
+
+# Ended legs whose quality no call summary has taken yet (legs outside any summary age out).
+_QUALITY_KEPT = 4096
 
 
 class LegState(enum.Enum):
@@ -479,6 +484,8 @@ class UserAgent:
         self.on_request: Callable[[SipRequest, object, Peer], bool] | None = None
         """Out-of-dialog non-INVITE requests (REGISTER...); return True when handled."""
         self._watchdog: asyncio.Task[None] | None = None
+        self._quality: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        """Media quality of ended legs by Call-ID, until `take_quality` (bounded)."""
 
     async def start(self) -> None:
         await self.endpoint.start()
@@ -517,6 +524,20 @@ class UserAgent:
             call.media.stop_playing()
             call.media.unbridge()
             self.ports.release(call.media.rtp)
+            session = call.media.rtp.rtcp_session
+            if session.source is not None or session.packets_sent:
+                self._quality[call.call_id] = session.quality()
+                while len(self._quality) > _QUALITY_KEPT:
+                    self._quality.popitem(last=False)
+
+    def take_quality(self, call_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The media quality of these ended legs (those that carried media), forgotten here."""
+        found = {}
+        for call_id in call_ids:
+            quality = self._quality.pop(call_id, None)
+            if quality is not None:
+                found[call_id] = quality
+        return found
 
     # -- placing calls ------------------------------------------------------------------------
 
@@ -663,11 +684,13 @@ class UserAgent:
             call._finish("cancelled", 487)
 
     async def _rtp_watchdog(self) -> None:
-        """Hang up answered legs whose far end stopped sending RTP (a dead phone leaves no BYE)."""
+        """Send the RTCP reports the legs owe, and hang up answered legs whose far end stopped
+        sending RTP (a dead phone leaves no BYE)."""
         timeout = self.config.rtp_inactivity_timeout
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
             now = self.loop.time()
+            self.ports.send_reports(now)
             for call in list(self.calls.values()):
                 if call.state is not LegState.CONNECTED or call.media is None:
                     continue
