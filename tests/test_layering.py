@@ -129,3 +129,27 @@ def test_pure_code_reads_no_clock(module: str, path: Path) -> None:
             assert not names & {"time", "monotonic", "perf_counter"}, (
                 f"{path.relative_to(ROOT)}:{node.lineno} imports a clock"
             )
+
+
+# SIP session logic lives in telephony.call (the sans-IO InviteSession); telephony.aio only
+# carries its effects over sockets. These names are how session logic shows up when it leaks.
+SESSION_LOGIC = frozenset({"create_request", "create_ack", "from_uas", "from_uac", "TRANSITIONS"})
+
+
+@pytest.mark.parametrize(
+    ("module", "path"),
+    [m for m in _modules("telephony") if m[0].startswith("telephony.aio")],
+    ids=lambda v: str(v),
+)
+def test_no_session_logic_in_aio(module: str, path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno} uses {name}"
+        for node in ast.walk(tree)
+        for name in (
+            node.attr if isinstance(node, ast.Attribute) else None,
+            node.id if isinstance(node, ast.Name) else None,
+        )
+        if name in SESSION_LOGIC
+    ]
+    assert not found, "session logic belongs in telephony.call:\n" + "\n".join(found)

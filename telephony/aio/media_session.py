@@ -15,19 +15,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from telephony.call import Dtmf
+from telephony.call.offer_answer import SUPPORTED, OfferAnswer
+from telephony.call.session import OfferRejected
 from telephony.media import CODECS, FRAME_SAMPLES, Frame, FrameSource
 from telephony.rtp import DtmfReceiver, DtmfSender, RtpError, RtpPacket
-from telephony.sdp import (
-    PCMA,
-    PCMU,
-    Codec,
-    NegotiatedMedia,
-    SdpError,
-    SessionDescription,
-    accept_answer,
-    create_offer,
-    negotiate,
-)
 
 from .clock import MediaClock
 from .rtp import RtpEndpoint
@@ -37,16 +28,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# What the engine speaks, in its own order of preference.
-SUPPORTED: dict[str, Codec] = {"PCMU": PCMU, "PCMA": PCMA}
-TELEPHONE_EVENT_PT = 101
 _RTP_HEADER = struct.Struct("!BBHII")
 
 
-class MediaError(Exception):
+class MediaError(OfferRejected):
     """An SDP we cannot accept; `status_code` is the SIP answer (488 Not Acceptable Here)."""
-
-    status_code = 488
 
 
 class MediaSession:
@@ -61,17 +47,9 @@ class MediaSession:
         self.rtp = rtp
         self.local_host = local_host
         self._on_dtmf = on_dtmf
-        self.codec_name = "PCMU"
-        self.codec_pt = 0
-        self.remote_dte_pt: int | None = None
-        """Payload type of telephone-event in the far end's SDP (what it sends and expects)."""
-        self.held = False
+        self.sdp = OfferAnswer(local_host=local_host, local_port=rtp.port)
         self.connected_at: float | None = None
         self.peer: MediaSession | None = None
-        self._session_id = secrets.randbelow(2**31)
-        self._version = 0
-        self._local: SessionDescription | None = None
-        self._offer: SessionDescription | None = None
         self._dtmf = DtmfReceiver()
         self._clock = clock
         # Our own outgoing stream, for audio the engine produces (prompts, tones).
@@ -89,66 +67,49 @@ class MediaSession:
         """Get the decoded audio the far end sends (recording, AMD, in-band DTMF, monitors)."""
         rtp.on_packet = self._on_packet
 
-    # -- offer / answer ---------------------------------------------------------------------
+    # -- offer / answer (telephony.call.OfferAnswer; what is agreed goes to the socket) -----
 
-    def _codecs(self, names: list[str] | None) -> list[Codec]:
-        return [SUPPORTED[n] for n in (names or list(SUPPORTED)) if n in SUPPORTED]
+    @property
+    def codec_name(self) -> str:
+        return self.sdp.codec_name
+
+    @property
+    def codec_pt(self) -> int:
+        return self.sdp.codec_pt
+
+    @property
+    def remote_dte_pt(self) -> int | None:
+        """Payload type of telephone-event in the far end's SDP (what it sends and expects)."""
+        return self.sdp.remote_dte_pt
+
+    @property
+    def held(self) -> bool:
+        return self.sdp.held
 
     def make_offer(self, *, codecs: list[str] | None = None) -> bytes:
-        self._version += 1
-        self._local = self._offer = create_offer(
-            self._codecs(codecs),
-            local_addr=self.local_host,
-            port=self.rtp.port,
-            session_id=self._session_id,
-            version=self._version,
-            dtmf_payload_type=TELEPHONE_EVENT_PT,
-        )
-        return bytes(self._local)
+        return self.sdp.make_offer(codecs=codecs)
 
     def accept_offer(self, body: bytes, *, codecs: list[str] | None = None) -> None:
         """Answer the far end's offer (initial INVITE or re-INVITE) with one of `codecs`."""
-        try:
-            offer = SessionDescription.parse(body)
-            self._version += 1
-            answer = negotiate(
-                offer,
-                self._codecs(codecs),
-                local_addr=self.local_host,
-                local_port=self.rtp.port,
-                session_id=self._session_id,
-                session_version=self._version,
-            )
-        except SdpError as exc:
-            raise MediaError(str(exc)) from exc
-        if answer.media is None:
-            raise MediaError("no acceptable audio stream in the offer")
-        self._local = answer.sdp
-        self._apply(answer.media)
+        self._negotiated(self.sdp.accept_offer, body, codecs=codecs)
 
     def accept_answer(self, body: bytes) -> None:
         """The far end's answer to our last offer."""
-        if self._offer is None:
-            raise MediaError("an answer without our offer")
-        try:
-            agreed = accept_answer(self._offer, SessionDescription.parse(body))
-        except SdpError as exc:
-            raise MediaError(str(exc)) from exc
-        if agreed is None:
-            raise MediaError("answer rejected the audio stream")
-        self._apply(agreed)
+        self._negotiated(self.sdp.accept_answer, body)
 
-    def _apply(self, agreed: NegotiatedMedia) -> None:
-        self.codec_name, self.codec_pt = agreed.codec_name.upper(), agreed.payload_type
-        self.remote_dte_pt = agreed.dtmf_payload_type
-        self.held = agreed.on_hold
-        if not agreed.remote_on_null_address and agreed.remote_port:
-            self.rtp.set_remote((agreed.remote_addr, agreed.remote_port))
+    def _negotiated(self, step: Callable[..., None], *args: object, **kwargs: object) -> None:
+        try:
+            step(*args, **kwargs)
+        except OfferRejected as exc:
+            raise MediaError(str(exc)) from exc
+        if self.sdp.remote is not None:
+            self.rtp.set_remote(self.sdp.remote)
 
     def local_sdp(self) -> bytes:
-        if self._local is None:
-            raise MediaError("no local description yet")
-        return bytes(self._local)
+        try:
+            return self.sdp.local_sdp()
+        except OfferRejected as exc:
+            raise MediaError(str(exc)) from exc
 
     # -- audio we produce ----------------------------------------------------------------------
 
