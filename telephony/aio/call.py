@@ -37,7 +37,7 @@ from telephony.sip import (
 from .clock import MediaClock
 from .dtmf import DtmfDebouncer
 from .endpoint import EndpointConfig, Peer, SipEndpoint
-from .media_session import MediaError, MediaSession
+from .media_session import MediaError, MediaSession, check_offer
 from .rtp import RtpPortPool
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,9 @@ class Call:
         self.transactions: list[object] = []
         """Every transaction of this leg, forgotten with it."""
         self.final_status: int | None = None
+        self.offer_error: MediaError | None = None
+        """Why the SDP offer of an incoming INVITE cannot be answered (checked on arrival,
+        before the leg is handed to `on_incoming`); None when it can, or carries no offer."""
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._digits: asyncio.Queue[str] = asyncio.Queue()
         self._debouncer = DtmfDebouncer()
@@ -153,6 +156,13 @@ class Call:
             return
         self._respond(status, reason, headers)
         self._finish("rejected", status)
+
+    def refuse_offer(self) -> int:
+        """Answer an INVITE whose offer is unacceptable (`offer_error`) with 488 and a Warning
+        saying why; returns the status sent."""
+        error = self.offer_error or MediaError("no offer to refuse")
+        self.reject(error.status_code, headers=[error.warning_header(self.ua.endpoint.host)])
+        return error.status_code
 
     async def answer(self, *, codecs: list[str] | None = None) -> None:
         """Send 200 OK with our SDP answer; the leg is CONNECTED once the ACK arrives."""
@@ -615,6 +625,14 @@ class UserAgent:
                 return  # a retransmission the transaction layer let through: ignore
             incoming = Call(self, incoming=True, invite=request, peer=peer)
             incoming.transaction = transaction
+            if request.body:
+                # Judged before any routing: whoever takes the leg knows at once whether it
+                # can ever be answered, and no phone rings for a call that cannot be.
+                try:
+                    check_offer(request.body)
+                except MediaError as exc:
+                    logger.info("call %s: unacceptable offer: %.200s", request.call_id, exc)
+                    incoming.offer_error = exc
             self.calls[request.call_id] = incoming
             self._own(incoming, transaction)
             self._dispatch_incoming(incoming)

@@ -20,8 +20,10 @@ from telephony.rtp import DtmfReceiver, DtmfSender, RtpError, RtpPacket
 from telephony.sdp import (
     PCMA,
     PCMU,
+    Answer,
     Codec,
     NegotiatedMedia,
+    NoCommonCodec,
     SdpError,
     SessionDescription,
     accept_answer,
@@ -44,9 +46,56 @@ _RTP_HEADER = struct.Struct("!BBHII")
 
 
 class MediaError(Exception):
-    """An SDP we cannot accept; `status_code` is the SIP answer (488 Not Acceptable Here)."""
+    """An SDP we cannot accept; `status_code` is the SIP answer (488 Not Acceptable Here) and
+    `warning` its RFC 3261 20.43 Warning code and text (fixed texts: the offending SDP is the
+    peer's own input and never echoed back)."""
 
     status_code = 488
+
+    def __init__(self, message: str, *, warning: tuple[int, str] | None = None) -> None:
+        super().__init__(message)
+        self.warning = warning or (399, "Unacceptable session description")
+
+    def warning_header(self, host: str) -> tuple[str, str]:
+        code, text = self.warning
+        return ("Warning", f'{code} {host} "{text}"')
+
+
+_NO_AUDIO = (304, "Media type not available")
+_NO_CODEC = (305, "Incompatible media format")
+_MALFORMED = (399, "Malformed session description")
+
+
+def check_offer(body: bytes, *, codecs: list[str] | None = None) -> None:
+    """Raise MediaError unless an answer to this offer would carry one of `codecs` (all we
+    speak by default): the SDP parses and offers an audio stream we can take."""
+    _answer(body, _codecs(codecs), local_host="127.0.0.1", port=9, session_id=0, version=0)
+
+
+def _codecs(names: list[str] | None) -> list[Codec]:
+    return [SUPPORTED[n] for n in (names or list(SUPPORTED)) if n in SUPPORTED]
+
+
+def _answer(
+    body: bytes, codecs: list[Codec], *, local_host: str, port: int, session_id: int, version: int
+) -> Answer:
+    try:
+        offer = SessionDescription.parse(body)
+        answer = negotiate(
+            offer,
+            codecs,
+            local_addr=local_host,
+            local_port=port,
+            session_id=session_id,
+            session_version=version,
+        )
+    except NoCommonCodec as exc:
+        raise MediaError(str(exc), warning=_NO_CODEC) from exc
+    except SdpError as exc:
+        raise MediaError(str(exc), warning=_MALFORMED) from exc
+    if answer.media is None:
+        raise MediaError("no acceptable audio stream in the offer", warning=_NO_AUDIO)
+    return answer
 
 
 class MediaSession:
@@ -91,13 +140,10 @@ class MediaSession:
 
     # -- offer / answer ---------------------------------------------------------------------
 
-    def _codecs(self, names: list[str] | None) -> list[Codec]:
-        return [SUPPORTED[n] for n in (names or list(SUPPORTED)) if n in SUPPORTED]
-
     def make_offer(self, *, codecs: list[str] | None = None) -> bytes:
         self._version += 1
         self._local = self._offer = create_offer(
-            self._codecs(codecs),
+            _codecs(codecs),
             local_addr=self.local_host,
             port=self.rtp.port,
             session_id=self._session_id,
@@ -108,21 +154,16 @@ class MediaSession:
 
     def accept_offer(self, body: bytes, *, codecs: list[str] | None = None) -> None:
         """Answer the far end's offer (initial INVITE or re-INVITE) with one of `codecs`."""
-        try:
-            offer = SessionDescription.parse(body)
-            self._version += 1
-            answer = negotiate(
-                offer,
-                self._codecs(codecs),
-                local_addr=self.local_host,
-                local_port=self.rtp.port,
-                session_id=self._session_id,
-                session_version=self._version,
-            )
-        except SdpError as exc:
-            raise MediaError(str(exc)) from exc
-        if answer.media is None:
-            raise MediaError("no acceptable audio stream in the offer")
+        answer = _answer(
+            body,
+            _codecs(codecs),
+            local_host=self.local_host,
+            port=self.rtp.port,
+            session_id=self._session_id,
+            version=self._version + 1,
+        )
+        assert answer.media is not None
+        self._version += 1
         self._local = answer.sdp
         self._apply(answer.media)
 
@@ -363,4 +404,12 @@ def bridge(a: Call, b: Call) -> MediaBridge:
     return MediaBridge(a.media, b.media)
 
 
-__all__ = ["SUPPORTED", "Dtmf", "MediaBridge", "MediaError", "MediaSession", "bridge"]
+__all__ = [
+    "SUPPORTED",
+    "Dtmf",
+    "MediaBridge",
+    "MediaError",
+    "MediaSession",
+    "bridge",
+    "check_offer",
+]
