@@ -673,7 +673,12 @@ class UserAgent:
 
     def _on_cancel(self, request: SipRequest, transaction: object, call: Call | None) -> None:
         if call is None or not call.incoming or call.invite.cseq.seq != request.cseq.seq:
-            self.endpoint.send_response(transaction, make_response(request, 481))
+            # RFC 3261 9.2: a CANCEL matching an INVITE transaction gets 200 even once that
+            # INVITE has its final answer (the CANCEL then changes nothing); 481 matches none.
+            matched = self.endpoint.layer.find_invite_server_txn(request) is not None
+            self.endpoint.send_response(
+                transaction, make_response(request, 200 if matched else 481)
+            )
             return
         self.endpoint.send_response(transaction, make_response(request, 200))
         if call.state in (LegState.INCOMING, LegState.RINGING):

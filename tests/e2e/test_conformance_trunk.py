@@ -10,11 +10,14 @@ even from the carrier's address). Every such INVITE leaves exactly one calls row
 happens next: a malformed or unacceptable SDP offer is answered 488 before any routing and its
 row says so (outcome missed, cause unacceptable-offer, status 488); a missed call from a callable
 caller ID (one that normalises to E.164) also opens or updates that contact's callback task. An
-INVITE refused by the message layer (400, 415, 416, 420, 481, 505...) or silently dropped never
-reached the engine's routing and leaves no row.
+INVITE the message layer refused (400, 415, 416, 420, 505...) or dropped without a word, one
+with the To tag of a dialog we never had (481), one to a number that is not a DID of that trunk
+(404) never reached routing and leaves no row, as do non-INVITE requests.
 
 The replay DID routes to an agent who is not registered, so a well-formed call is answered 480 at
-once and no media is ever sent towards the corpora's documentation addresses (192.0.2.0/24).
+once and no media is ever sent towards the corpora's addresses (192.0.2.0/24, 10.10.10.1...).
+Each PROTOS case's CANCEL follows its INVITE's final answer: while that INVITE transaction
+lives, it gets 200 (RFC 3261 9.2), not 481.
 The engine's log is captured for the whole test: a "Task exception was never retrieved" line, an
 asyncio "Exception in callback" or any logged traceback fails it. Afterwards the engine still
 answers OPTIONS and bridges a normal trunk call to a baresip agent.
@@ -231,9 +234,10 @@ async def test_corpora_replayed_to_a_did(
         if status in (480, 488) and (call_id := _call_id(invite)):
             routed[call_id.decode("utf-8", "replace")] = status
         if case in teardowns:
-            teardown_counts[
-                await _answer(engine, carrier_client, teardowns[case], method="CANCEL")
-            ] += 1
+            cancelled = await _answer(engine, carrier_client, teardowns[case], method="CANCEL")
+            teardown_counts[cancelled] += 1
+            if status in (480, 488):  # RFC 3261 9.2: it matches an INVITE transaction
+                assert cancelled == 200, f"{case}: CANCEL after {status} got {cancelled}"
     _print_counts("PROTOS to the DID, INVITE responses by status", invite_counts)
     _print_counts("PROTOS to the DID, CANCEL responses by status", teardown_counts)
     assert invite_counts[488] > 0, "no PROTOS offer was refused as unacceptable"
