@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from telephony.aio import Call, MediaError, Peer, UserAgent
+from telephony.aio import Call, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
 from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipRequest, SipUri, make_response
@@ -127,7 +127,7 @@ class Switchboard:
         self.monitors: dict[int, MonitorSession] = {}
         """Monitor sessions in progress by session id."""
         self._session_ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("call")
         self.music_on_hold = music_on_hold
         """Looped to a party whose call the other side holds."""
         self._held: list[str] = []
@@ -816,16 +816,7 @@ class Switchboard:
         self._track(self._finish(summary))
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
-        task = self.ua.loop.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._untrack)
-
-    def _untrack(self, task: asyncio.Task[None]) -> None:
-        """A call's task is over: its failure is logged here, never left for the garbage
-        collector to report as "Task exception was never retrieved"."""
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            logger.error("call task %s failed", task.get_name(), exc_info=exc)
+        self._tasks.spawn(work)
 
     async def _run(self, bridged: BridgedCall) -> None:
         try:

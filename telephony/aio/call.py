@@ -39,6 +39,7 @@ from .dtmf import DtmfDebouncer
 from .endpoint import EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaError, MediaSession, check_offer
 from .rtp import RtpPortPool
+from .tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -434,12 +435,12 @@ class Call:
                     self.media.accept_answer(response.body)
                 except MediaError:
                     logger.info("call %s: unusable SDP answer, hanging up", self.call_id)
-                    self.ua.loop.create_task(self.hangup(reason="failed"))
+                    self.ua.tasks.spawn(self.hangup(reason="failed"))
                     return
             self._set_state("answered")
             self._emit(Answered(self.call_id))
             if self.end_reason:  # CANCEL crossed the 200: the call is answered, so BYE it
-                self.ua.loop.create_task(self.hangup(reason=self.end_reason))
+                self.ua.tasks.spawn(self.hangup(reason=self.end_reason))
 
     def _on_timeout(self) -> None:
         if self.state in (LegState.DIALING, LegState.RINGING):
@@ -447,7 +448,7 @@ class Call:
         elif self.state is LegState.ANSWERING:
             # Our 200 was never ACKed (RFC 3261 13.3.1.4): confirm and tear down with BYE.
             logger.info("call %s: no ACK for our 200, hanging up", self.call_id)
-            self.ua.loop.create_task(self.hangup(reason="timeout"))
+            self.ua.tasks.spawn(self.hangup(reason="timeout"))
 
     def _dtmf(self, digit: str, method: str) -> None:
         # One press may arrive by several routes (RFC 4733 + in-band tone, INFO + RFC 4733).
@@ -489,6 +490,8 @@ class UserAgent:
         self.on_request: Callable[[SipRequest, object, Peer], bool] | None = None
         """Out-of-dialog non-INVITE requests (REGISTER...); return True when handled."""
         self._watchdog: asyncio.Task[None] | None = None
+        self.tasks = TaskSet("call")
+        """Work the legs start from SIP callbacks (hang-ups), held until done."""
 
     async def start(self) -> None:
         await self.endpoint.start()
