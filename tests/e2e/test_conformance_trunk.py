@@ -38,6 +38,7 @@ import pytest
 
 from callcenter.runtime import Engine, start_engine
 from sip_test_env.ports import free_port
+from telephony.sip import SipResponse
 
 from ..telephony.sip.conformance_data import protos_cases, protos_teardowns, rfc4475_cases
 from .conftest import engine_config
@@ -168,11 +169,9 @@ def _pending(engine: Engine, call_id: bytes | None, method: str) -> bool:
         return False
     wanted = call_id.decode("utf-8", "replace")
     for txn in engine.ua.endpoint.layer.transactions():
-        request = txn.request
-        if request.method == method and request.call_id == wanted and txn.last_response is None:
-            return True
-        if request.method == method and request.call_id == wanted:
-            return False  # answered: the answer is on its way
+        if txn.request.method == method and txn.request.call_id == wanted:
+            answer = txn.last_response  # None, or the 100 Trying a slow answer gets first
+            return answer is None or (isinstance(answer, SipResponse) and answer.status < 200)
     return False
 
 
