@@ -9,7 +9,14 @@ import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from crm_bridge import CallbackRequest, CallEnded, CallStarted, CrmError, CrmStore
+from crm_bridge import (
+    CallbackRequest,
+    CallEnded,
+    CallStarted,
+    CrmError,
+    CrmStore,
+    PhoneNumberError,
+)
 from pbx import CallSummary
 
 logger = logging.getLogger(__name__)
@@ -49,7 +56,7 @@ class CallJournal:
             if summary.direction == "outbound" and summary.caller != customer
             else None,
             ring_group=summary.ring_group,
-            customer_phone=customer if customer and customer[-1:].isdigit() else None,
+            customer_phone=customer if self._callable(customer) else None,
             campaign_id=summary.campaign_id,
             lead_id=summary.lead_id,
         )
@@ -67,7 +74,9 @@ class CallJournal:
             quality=summary.quality,
         )
         callback = None
-        if summary.outcome == "missed":
+        # A missed call is a callback task when there is a number to call back; a caller ID
+        # like "anonymous" still leaves its row, without a task nobody could act on.
+        if summary.outcome == "missed" and self._callable(summary.customer):
             callback = CallbackRequest(
                 assignee=summary.owner,
                 due_at=ended.ended_at + self.callback_due,
@@ -85,6 +94,16 @@ class CallJournal:
             logger.error("call %s: not journaled: %s", summary.call_id, exc)
         except Exception:
             logger.exception("call %s: not journaled", summary.call_id)
+
+    def _callable(self, number: str | None) -> bool:
+        """Whether `number` is a phone number we could call back (it normalises to E.164)."""
+        if not number:
+            return False
+        try:
+            self.store.normalize(number)
+        except PhoneNumberError:
+            return False
+        return True
 
     def _agent(self, summary: CallSummary) -> str | None:
         """The party that is not the customer, once someone answered (an IVR that answered a

@@ -33,7 +33,7 @@ from pbx import (
     Switchboard,
 )
 from recordings import RecordingStore
-from telephony.aio import Call, EndpointConfig, UserAgent, UserAgentConfig
+from telephony.aio import Call, EndpointConfig, TaskSet, UserAgent, UserAgentConfig
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
 from .api import start_http
@@ -75,7 +75,7 @@ class Engine:
     """IVR flows: DIDs routed to `ivr:FLOW`, and the runners broadcasts use."""
     """Pickups (with their CRM event) and the monitoring audit."""
     http: web.AppRunner | None = None
-    _background: set[asyncio.Task[None]] = field(default_factory=set)
+    _background: TaskSet = field(default_factory=lambda: TaskSet("engine"))
     _audit_order: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Keeps a session's audit entries in the order they happened."""
     _audit_writes: set[asyncio.Task[None]] = field(default_factory=set)
@@ -89,9 +89,7 @@ class Engine:
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` beside the engine; cancelled at stop, forgotten once done."""
-        task = self.ua.loop.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(work)
 
     async def stop(self) -> None:
         for task in self._background:

@@ -366,6 +366,8 @@ class BridgedCall:
             self.a.reject(status)
         else:
             await self.a.hangup(reason=cause)
+        if self.a.incoming and self.a.final_status is not None:
+            self.summary.sip_status = self.a.final_status  # what the caller was answered
 
 
 def _final(statuses: list[int]) -> int:

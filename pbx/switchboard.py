@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from telephony.aio import Call, Peer, UserAgent
+from telephony.aio import Call, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
 from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipRequest, SipUri, make_response
@@ -127,7 +127,7 @@ class Switchboard:
         self.monitors: dict[int, MonitorSession] = {}
         """Monitor sessions in progress by session id."""
         self._session_ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("call")
         self.music_on_hold = music_on_hold
         """Looped to a party whose call the other side holds."""
         self._held: list[str] = []
@@ -213,6 +213,8 @@ class Switchboard:
             if did is None or did.trunk != trunk.name:
                 logger.info("trunk %s: call to unknown number %s refused", trunk.name, dialled)
                 call.reject(404, "No such number")
+            elif call.offer_error is not None:
+                self._unacceptable_offer(call, did)
             else:
                 self._inbound(call, did)
             return
@@ -227,6 +229,12 @@ class Switchboard:
             call.reject(decision.status, headers=decision.headers)
             return
         caller = decision.extension
+        if call.offer_error is not None:
+            # Before any routing: no feature code, pickup or phone acts on a call that can
+            # never be answered.
+            status = call.refuse_offer()
+            self._refused(call, caller, dialled or "", status, "failed", "unacceptable-offer")
+            return
         if dialled in FEATURE_CODES:
             self._track(self._feature_code(call, caller, away=FEATURE_CODES[dialled]))
             return
@@ -416,8 +424,7 @@ class Switchboard:
 
     def _inbound(self, call: Call, did: Did) -> None:
         """A call from a carrier to one of our numbers (IP-authenticated trunk)."""
-        caller_uri = call.invite.from_.uri
-        caller = (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
+        caller = _caller_number(call)
         now = self.ua.loop.time()
         summary = CallSummary(call.call_id, caller, did.number, datetime.now(UTC))
         summary.direction, summary.did, summary.customer = "inbound", did.number, caller
@@ -707,10 +714,41 @@ class Switchboard:
     def _refuse(self, call: Call, caller: str, callee: str, status: int, outcome: str) -> None:
         """An authenticated call that cannot ring anyone: answered at once, still logged."""
         call.reject(status)
+        self._refused(call, caller, callee, status, outcome, "refused")
+
+    def _refused(
+        self, call: Call, caller: str, callee: str, status: int, outcome: str, cause: str
+    ) -> None:
+        """Journal a call refused with `status` before it rang anyone (one row, written whole)."""
         summary = CallSummary(call.call_id, caller, callee, datetime.now(UTC))
         summary.ended_at = summary.started_at
-        summary.outcome, summary.sip_status, summary.hangup_cause = outcome, status, "refused"
+        summary.outcome, summary.sip_status, summary.hangup_cause = outcome, status, cause
         self._track(self._finish(summary))
+
+    def _unacceptable_offer(self, call: Call, did: Did) -> None:
+        """A carrier's call to one of our numbers whose SDP offer we cannot answer: 488 before
+        any routing. It is still a customer who tried to reach us: a missed call to the DID
+        (its row says why), with the callback task any missed call from that number gets."""
+        status = call.refuse_offer()
+        caller = _caller_number(call)
+        summary = CallSummary(call.call_id, caller, did.number, datetime.now(UTC))
+        summary.direction, summary.did, summary.customer = "inbound", did.number, caller
+        summary.ring_group, summary.owner = self._route_owner(did)
+        summary.ended_at = summary.started_at
+        summary.outcome, summary.sip_status = "missed", status
+        summary.hangup_cause = "unacceptable-offer"
+        logger.info("call %s to %s: offer refused with %d", call.call_id, did.number, status)
+        self._track(self._finish(summary))
+
+    def _route_owner(self, did: Did) -> tuple[str | None, str | None]:
+        """The ring group a DID rings and who owns its missed calls (the agent it rings, or the
+        group's owner); (None, None) for other routes."""
+        kind, _, target = did.route.partition(":")
+        if kind == "agent":
+            return None, target
+        if kind == "ringgroup" and target in self.groups:
+            return target, self.groups[target].owner
+        return None, None
 
     def _start(
         self,
@@ -754,7 +792,12 @@ class Switchboard:
         if prompt is None:
             leg.reject(480)
             return
-        await leg.answer()
+        try:
+            await leg.answer()
+        except (MediaError, OSError) as exc:  # an offer we cannot take, or no RTP port left
+            logger.info("call %s: auto-reply not answered: %s", leg.call_id, exc)
+            leg.reject(exc.status_code if isinstance(exc, MediaError) else 503)
+            return
         try:
             await asyncio.wait_for(leg.next_event(), 5)  # the ACK
             await leg.play(WavSource(prompt))
@@ -773,13 +816,17 @@ class Switchboard:
         self._track(self._finish(summary))
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
-        task = self.ua.loop.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(work)
 
     async def _run(self, bridged: BridgedCall) -> None:
         try:
             summary = await bridged.run()
+        except Exception:
+            # A bug, not a call outcome: logged with its traceback, and the call still journaled.
+            logger.exception("call %s: failed", bridged.a.call_id)
+            summary = bridged.summary
+            summary.outcome, summary.hangup_cause = "failed", "internal-error"
+            summary.sip_status = bridged.a.final_status or summary.sip_status
         finally:
             self.active.pop(bridged.a.call_id, None)
             if bridged.summary.answered_at is not None:
@@ -834,6 +881,12 @@ class Switchboard:
                     await leg.hangup(reason="shutdown")
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+
+
+def _caller_number(call: Call) -> str:
+    """The caller ID a carrier presents: the From URI's user part, else "anonymous"."""
+    caller_uri = call.invite.from_.uri
+    return (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
 
 
 def _http_date() -> str:

@@ -8,6 +8,7 @@ from .conference import Conference
 from .endpoint import EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaBridge, MediaError, MediaSession, bridge
 from .rtp import RtpEndpoint, RtpPortPool
+from .tasks import TaskSet
 
 __all__ = [
     "Call",
@@ -22,6 +23,7 @@ __all__ = [
     "RtpEndpoint",
     "RtpPortPool",
     "SipEndpoint",
+    "TaskSet",
     "UserAgent",
     "UserAgentConfig",
     "bridge",

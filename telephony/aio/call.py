@@ -47,7 +47,7 @@ from telephony.sip import (
 from .clock import MediaClock
 from .dtmf import DtmfDebouncer
 from .endpoint import EndpointConfig, Peer, SipEndpoint
-from .media_session import MediaSession
+from .media_session import MediaError, MediaSession, check_offer
 from .rtp import RtpPortPool
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,9 @@ class Call:
         """The INVITE server (incoming) or client (outgoing) transaction."""
         self.transactions: list[object] = []
         """Every transaction of this leg, forgotten with it."""
+        self.offer_error: MediaError | None = None
+        """Why the SDP offer of an incoming INVITE cannot be answered (checked on arrival,
+        before the leg is handed to `on_incoming`); None when it can, or carries no offer."""
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._digits: asyncio.Queue[str] = asyncio.Queue()
         self._debouncer = DtmfDebouncer()
@@ -181,6 +184,13 @@ class Call:
     ) -> None:
         """Final non-2xx to an incoming INVITE; ends the leg."""
         self._apply(self.session.reject(status, reason, headers))
+
+    def refuse_offer(self) -> int:
+        """Answer an INVITE whose offer is unacceptable (`offer_error`) with 488 and a Warning
+        saying why; returns the status sent."""
+        error = self.offer_error or MediaError("no offer to refuse")
+        self.reject(error.status_code, headers=[error.warning_header(self.ua.endpoint.host)])
+        return error.status_code
 
     async def answer(self, *, codecs: list[str] | None = None) -> None:
         """Send 200 OK with our SDP answer; the leg is CONNECTED once the ACK arrives."""
@@ -483,6 +493,14 @@ class UserAgent:
                 return  # a retransmission the transaction layer let through: ignore
             incoming = Call(self, incoming=True, invite=request, peer=peer)
             incoming.transaction = transaction
+            if request.body:
+                # Judged before any routing: whoever takes the leg knows at once whether it
+                # can ever be answered, and no phone rings for a call that cannot be.
+                try:
+                    check_offer(request.body)
+                except MediaError as exc:
+                    logger.info("call %s: unacceptable offer: %.200s", request.call_id, exc)
+                    incoming.offer_error = exc
             self.calls[request.call_id] = incoming
             self._own(incoming, transaction)
             self._dispatch_incoming(incoming)
@@ -523,7 +541,12 @@ class UserAgent:
 
     def _on_cancel(self, request: SipRequest, transaction: object, call: Call | None) -> None:
         if call is None or not call.incoming or call.invite.cseq.seq != request.cseq.seq:
-            self.endpoint.send_response(transaction, make_response(request, 481))
+            # RFC 3261 9.2: a CANCEL matching an INVITE transaction gets 200 even once that
+            # INVITE has its final answer (the CANCEL then changes nothing); 481 matches none.
+            matched = self.endpoint.layer.find_invite_server_txn(request) is not None
+            self.endpoint.send_response(
+                transaction, make_response(request, 200 if matched else 481)
+            )
             return
         call._on_cancel(request, transaction)
 

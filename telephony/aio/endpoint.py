@@ -184,12 +184,13 @@ class SipEndpoint:
             )
         else:
             try:
+                # Where it came from first: a refusal is answered by the same Via rules.
+                _note_source(message, peer)
                 check_request(
                     message,
                     allowed_methods=self.config.allowed_methods,
                     supported=self.config.supported,
                 )
-                _note_source(message, peer)
             except RemoteProtocolError as exc:
                 if message.method != "ACK":
                     self._refuse(exc, peer, request=message)

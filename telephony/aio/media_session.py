@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from telephony.call import Dtmf
+from telephony.call import Dtmf, offer_answer
 from telephony.call.offer_answer import SUPPORTED, OfferAnswer
 from telephony.call.session import OfferRejected
 from telephony.media import CODECS, FRAME_SAMPLES, Frame, FrameSource
@@ -32,7 +32,17 @@ _RTP_HEADER = struct.Struct("!BBHII")
 
 
 class MediaError(OfferRejected):
-    """An SDP we cannot accept; `status_code` is the SIP answer (488 Not Acceptable Here)."""
+    """An SDP we cannot accept; `status_code` is the SIP answer (488 Not Acceptable Here) and
+    `warning` its RFC 3261 20.43 Warning code and text (telephony.call.OfferRejected)."""
+
+
+def check_offer(body: bytes, *, codecs: list[str] | None = None) -> None:
+    """Raise MediaError unless an answer to this offer would carry one of `codecs` (all we
+    speak by default): the SDP parses and offers an audio stream we can take."""
+    try:
+        offer_answer.check_offer(body, codecs=codecs)
+    except OfferRejected as exc:
+        raise MediaError(str(exc), warning=exc.warning) from exc
 
 
 class MediaSession:
@@ -101,7 +111,7 @@ class MediaSession:
         try:
             step(*args, **kwargs)
         except OfferRejected as exc:
-            raise MediaError(str(exc)) from exc
+            raise MediaError(str(exc), warning=exc.warning) from exc
         if self.sdp.remote is not None:
             self.rtp.set_remote(self.sdp.remote)
 
@@ -324,4 +334,12 @@ def bridge(a: Call, b: Call) -> MediaBridge:
     return MediaBridge(a.media, b.media)
 
 
-__all__ = ["SUPPORTED", "Dtmf", "MediaBridge", "MediaError", "MediaSession", "bridge"]
+__all__ = [
+    "SUPPORTED",
+    "Dtmf",
+    "MediaBridge",
+    "MediaError",
+    "MediaSession",
+    "bridge",
+    "check_offer",
+]

@@ -9,8 +9,10 @@ import secrets
 from telephony.sdp import (
     PCMA,
     PCMU,
+    Answer,
     Codec,
     NegotiatedMedia,
+    NoCommonCodec,
     SdpError,
     SessionDescription,
     accept_answer,
@@ -20,12 +22,47 @@ from telephony.sdp import (
 
 from .session import OfferRejected
 
-__all__ = ["SUPPORTED", "TELEPHONE_EVENT_PT", "OfferAnswer"]
+__all__ = ["SUPPORTED", "TELEPHONE_EVENT_PT", "OfferAnswer", "check_offer"]
 
 #: What the engine speaks, in its own order of preference.
 SUPPORTED: dict[str, Codec] = {"PCMU": PCMU, "PCMA": PCMA}
 #: Payload type of telephone-event (RFC 4733) in our offers.
 TELEPHONE_EVENT_PT = 101
+
+
+_NO_AUDIO = (304, "Media type not available")
+_NO_CODEC = (305, "Incompatible media format")
+_MALFORMED = (399, "Malformed session description")
+
+
+def _answer(
+    body: bytes, codecs: list[Codec], *, local_host: str, port: int, session_id: int, version: int
+) -> Answer:
+    try:
+        offer = SessionDescription.parse(body)
+        answer = negotiate(
+            offer,
+            codecs,
+            local_addr=local_host,
+            local_port=port,
+            session_id=session_id,
+            session_version=version,
+        )
+    except NoCommonCodec as exc:
+        raise OfferRejected(str(exc), warning=_NO_CODEC) from exc
+    except SdpError as exc:
+        raise OfferRejected(str(exc), warning=_MALFORMED) from exc
+    if answer.media is None:
+        raise OfferRejected("no acceptable audio stream in the offer", warning=_NO_AUDIO)
+    return answer
+
+
+def check_offer(body: bytes, *, codecs: list[str] | None = None) -> None:
+    """Raise OfferRejected unless an answer to this offer would carry one of `codecs` (all we
+    speak by default): the SDP parses and offers an audio stream we can take."""
+    _answer(
+        body, OfferAnswer.codecs(codecs), local_host="127.0.0.1", port=9, session_id=0, version=0
+    )
 
 
 class OfferAnswer:
@@ -66,21 +103,16 @@ class OfferAnswer:
     def accept_offer(self, body: bytes, *, codecs: list[str] | None = None) -> None:
         """Answer the far end's offer (initial INVITE or re-INVITE) with one of `codecs`;
         raises OfferRejected (488) when nothing in it is acceptable."""
-        try:
-            offer = SessionDescription.parse(body)
-            self._version += 1
-            answer = negotiate(
-                offer,
-                self.codecs(codecs),
-                local_addr=self.local_host,
-                local_port=self.local_port,
-                session_id=self._session_id,
-                session_version=self._version,
-            )
-        except SdpError as exc:
-            raise OfferRejected(str(exc)) from exc
-        if answer.media is None:
-            raise OfferRejected("no acceptable audio stream in the offer")
+        answer = _answer(
+            body,
+            self.codecs(codecs),
+            local_host=self.local_host,
+            port=self.local_port,
+            session_id=self._session_id,
+            version=self._version + 1,
+        )
+        assert answer.media is not None
+        self._version += 1
         self._local = answer.sdp
         self._agree(answer.media)
 

@@ -126,9 +126,19 @@ TRANSITIONS: dict[tuple[Role, SessionState, SessionInput], SessionState] = {
 
 
 class OfferRejected(Exception):
-    """An offer or answer the negotiator cannot take; `status_code` is the SIP answer."""
+    """An offer or answer the negotiator cannot take; `status_code` is the SIP answer and
+    `warning` its RFC 3261 20.43 Warning code and text (fixed texts: the offending SDP is the
+    peer's own input and never echoed back)."""
 
     status_code = 488
+
+    def __init__(self, message: str, *, warning: tuple[int, str] | None = None) -> None:
+        super().__init__(message)
+        self.warning = warning or (399, "Unacceptable session description")
+
+    def warning_header(self, host: str) -> tuple[str, str]:
+        code, text = self.warning
+        return ("Warning", f'{code} {host} "{text}"')
 
 
 class Negotiator(Protocol):

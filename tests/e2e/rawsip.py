@@ -111,11 +111,12 @@ class RawSipClient(asyncio.DatagramProtocol):
         authorization: str | None = None,
         cseq: int = 1,
         call_id: str | None = None,
+        media: str = "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
     ) -> bytes:
+        """An INVITE whose SDP offer has these `media` lines (PCMU by default)."""
         host = f"{server[0]}:{server[1]}"
         sdp = (
-            f"v=0\r\no=- 1 1 IN IP4 {self.host}\r\ns=-\r\nc=IN IP4 {self.host}\r\nt=0 0\r\n"
-            f"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            f"v=0\r\no=- 1 1 IN IP4 {self.host}\r\ns=-\r\nc=IN IP4 {self.host}\r\nt=0 0\r\n" + media
         )
         lines = [
             f"INVITE sip:{callee}@{host} SIP/2.0",

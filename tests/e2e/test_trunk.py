@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from callcenter.runtime import Engine, start_engine
+from pbx import BridgedCall
 from sip_test_env import carrier
 from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
@@ -84,6 +85,16 @@ def agent(ext: str, engine: Engine, tmp_path: Path, tone: Path | None = None) ->
         password=f"pass{ext}",
         audio_source=tone,
     )
+
+
+async def answered_by(phone: BaresipPeer, caller: BaresipPeer, engine: Engine) -> BridgedCall:
+    """The customer dials the DID and the agent's `phone` answers: the call, bridged."""
+    await phone.wait_registered()
+    await caller.dial(carrier.did_uri(DID, engine.sip_port))
+    await phone.wait_event("CALL_INCOMING", timeout=5)
+    await phone.accept()
+    await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+    return next(iter(engine.switchboard.active.values()))
 
 
 async def test_ring_group_call_answered_by_one_agent(
@@ -238,12 +249,7 @@ async def test_a_route_can_opt_out_of_recording(
     )  # fmt: skip
     try:
         async with customer(tmp_path) as caller, agent("102", engine, tmp_path) as a102:
-            await a102.wait_registered()
-            await caller.dial(carrier.did_uri(DID, engine.sip_port))
-            await a102.wait_event("CALL_INCOMING", timeout=5)
-            await a102.accept()
-            await caller.wait_event("CALL_ESTABLISHED", timeout=5)
-            bridged = next(iter(engine.switchboard.active.values()))
+            bridged = await answered_by(a102, caller, engine)
             await caller.hangup()
             await a102.wait_event("CALL_CLOSED", timeout=5)
         await _idle(engine)
