@@ -108,6 +108,8 @@ class Call:
         """Told when the far end puts this leg on hold (True) or takes it off (False)."""
         self.end_reason: str | None = None
         self.ended = asyncio.get_running_loop().create_future()
+        self._dialog_announced = False
+        """True once `UserAgent.on_dialog` heard of the confirmed dialog (it hears its end)."""
 
     def __repr__(self) -> str:
         return f"<Call {self.call_id} {'in' if self.incoming else 'out'} {self.state.value}>"
@@ -167,6 +169,7 @@ class Call:
         self.dialog = Dialog.from_uas(self.invite, ok)
         # The transaction layer resends the 2xx until the ACK (RFC 3261 13.3.1.4 / RFC 6026).
         self.ua.endpoint.send_response(self.transaction, ok)
+        self._dialog_changed()
 
     async def _media_for_incoming(self, codecs: list[str] | None) -> MediaSession:
         if self.media is None:
@@ -227,6 +230,7 @@ class Call:
             info.body = f"Signal={digit}\r\nDuration=100\r\n".encode()
             info.headers.set("Content-Length", str(len(info.body)))
             self.ua.send_in_dialog(self, info)
+            self._dialog_changed()  # our CSeq moved on
         elif method == "inband":
             await self.media.play(dtmf_tone(digit, duration=0.12))
         else:
@@ -336,6 +340,8 @@ class Call:
         self._set_state("end")
         self.end_reason = self.end_reason or reason
         self.ua.forget(self)
+        if self._dialog_announced:
+            self._dialog_changed()
         self._emit(Ended(self.call_id, self.end_reason, status))
         if not self.ended.done():
             self.ended.set_result(self.end_reason)
@@ -353,11 +359,14 @@ class Call:
                 self._emit(Answered(self.call_id))
             return
         if self.dialog is not None:
+            target = self.dialog.remote_target
             try:
                 self.dialog.receive_request(request)
             except RemoteProtocolError as exc:
                 self.ua.endpoint.send_response(transaction, make_response(request, exc.status_code))
                 return
+            if self.dialog.remote_target != target and method != "BYE":
+                self._dialog_changed()  # a target refresh: our next request goes elsewhere
         if method == "BYE":
             self.ua.endpoint.send_response(transaction, make_response(request, 200))
             self._finish("remote-bye", None)
@@ -416,6 +425,7 @@ class Call:
         self._finish(reason, status)
 
     def _on_2xx(self, response: SipResponse) -> None:
+        confirmed = self.dialog is None
         if self.dialog is None:
             self.dialog = Dialog.from_uac(self.invite, response)
         ack = self.dialog.create_ack(
@@ -432,6 +442,8 @@ class Call:
                     self.ua.loop.create_task(self.hangup(reason="failed"))
                     return
             self._set_state("answered")
+            if confirmed:
+                self._dialog_changed()
             self._emit(Answered(self.call_id))
             if self.end_reason:  # CANCEL crossed the 200: the call is answered, so BYE it
                 self.ua.loop.create_task(self.hangup(reason=self.end_reason))
@@ -443,6 +455,17 @@ class Call:
             # Our 200 was never ACKed (RFC 3261 13.3.1.4): confirm and tear down with BYE.
             logger.info("call %s: no ACK for our 200, hanging up", self.call_id)
             self.ua.loop.create_task(self.hangup(reason="timeout"))
+
+    def _dialog_changed(self) -> None:
+        """Tell `UserAgent.on_dialog` the dialog was confirmed, changed what a request in it
+        needs, or ended with the leg."""
+        if self.dialog is None or self.ua.on_dialog is None:
+            return
+        self._dialog_announced = True
+        try:
+            self.ua.on_dialog(self)
+        except Exception:  # the call goes on; only a restart would miss the dialog
+            logger.exception("call %s: dialog listener failed", self.call_id)
 
     def _dtmf(self, digit: str, method: str) -> None:
         # One press may arrive by several routes (RFC 4733 + in-band tone, INFO + RFC 4733).
@@ -483,6 +506,13 @@ class UserAgent:
         """Gets each new incoming leg; it must ring, answer or reject it."""
         self.on_request: Callable[[SipRequest, object, Peer], bool] | None = None
         """Out-of-dialog non-INVITE requests (REGISTER...); return True when handled."""
+        self.on_dialog: Callable[[Call], None] | None = None
+        """Told when a leg's dialog is confirmed (2xx sent or received), when it changes what a
+        request in it needs (our CSeq, the remote target) and when it ends (`call.state` is
+        ENDED): what a restarted engine needs to BYE the dialogs a crash left (`Call.dialog`,
+        `Call.peer`)."""
+        self._waiting: dict[object, asyncio.Future[SipResponse | None]] = {}
+        """Requests sent with request(), by client transaction: their final response."""
         self._watchdog: asyncio.Task[None] | None = None
         self._quality: OrderedDict[str, dict[str, Any]] = OrderedDict()
         """Media quality of ended legs by Call-ID, until `take_quality` (bounded)."""
@@ -577,6 +607,18 @@ class UserAgent:
         self._own(call, call.transaction)
         return call
 
+    async def request(self, request: SipRequest, peer: Peer) -> SipResponse | None:
+        """Send a request that belongs to no live leg (e.g. a BYE in a dialog a crash left)
+        through the transaction layer, retransmitted over UDP, and wait for its final response;
+        None when the transaction timed out (Timer F) or the transport failed."""
+        transaction = self.endpoint.send_request(request, peer)
+        waiter: asyncio.Future[SipResponse | None] = self.loop.create_future()
+        self._waiting[transaction] = waiter
+        try:
+            return await waiter
+        finally:
+            self._waiting.pop(transaction, None)
+
     def send_in_dialog(self, call: Call, request: SipRequest, *, stateless: bool = False) -> None:
         # No proxies stand between the engine and its phones: in-dialog requests go where the
         # leg's messages come from (symmetric signalling keeps NATed phones reachable).
@@ -593,6 +635,13 @@ class UserAgent:
     # -- SIP events ---------------------------------------------------------------------------
 
     def _on_transaction_event(self, event: TransactionEvent) -> None:
+        waiter = self._waiting.get(getattr(event, "transaction", None))
+        if waiter is not None:
+            if isinstance(event, ResponseReceived) and event.response.status < 200:
+                return
+            if not waiter.done():
+                waiter.set_result(event.response if isinstance(event, ResponseReceived) else None)
+            return
         if isinstance(event, RequestReceived):
             self._on_request(event.request, event.transaction, event.peer)  # type: ignore[arg-type]
         elif isinstance(event, ResponseReceived):
