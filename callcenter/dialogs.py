@@ -149,9 +149,14 @@ class PersistentDialogs:
             logger.error("call %s: stored dialog unusable, dropped: %s", call_id, exc)
             outcome = "unusable"
         else:
-            response = await self.ua.request(bye, peer)
-            outcome = "timeout" if response is None else str(response.status)
-            logger.info("call %s: BYE after restart to %s:%d: %s", call_id, *peer[1:], outcome)
+            try:
+                response = await self.ua.request(bye, peer)
+            except Exception:  # e.g. a peer address the transport refuses: never a stuck row
+                logger.exception("call %s: BYE after restart not sent", call_id)
+                outcome = "error"
+            else:
+                outcome = "timeout" if response is None else str(response.status)
+                logger.info("call %s: BYE after restart to %s:%d: %s", call_id, *peer[1:], outcome)
         try:
             await self.store.delete(stored.dialog_id)
         except Exception as exc:  # the next start tries again
