@@ -369,3 +369,34 @@ async def test_a_call_keeps_both_dialogs_while_it_lasts_and_none_after(
 
 async def _no_legs(engine: Engine) -> bool:
     return not engine.ua.calls
+
+
+async def test_a_dialog_write_the_database_refuses_is_retried(
+    engine: Engine, tmp_path: Path, db, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database refuses the writes for a while (here: the table is away): the calls go on,
+    the error is logged, and the dialogs are written once it accepts them again."""
+    registrar = f"127.0.0.1:{engine.sip_port}"
+    node = engine.config.crm.node
+    assert engine.dialogs is not None
+    engine.dialogs.retry_delay = 0.2
+    await db.execute("ALTER TABLE sip_dialogs RENAME TO sip_dialogs_away")
+    try:
+        async with (
+            BaresipPeer("101", workdir=tmp_path, registrar=registrar, password="pass101") as a,
+            BaresipPeer("102", workdir=tmp_path, registrar=registrar, password="pass102") as b,
+        ):
+            with caplog.at_level(logging.ERROR, logger="callcenter.dialogs"):
+                await connect(a, b)
+                await wait_for("a refused write", lambda: _logged(caplog, "not written, retrying"))
+            await db.execute("ALTER TABLE sip_dialogs_away RENAME TO sip_dialogs")
+            await engine.dialogs.flush()
+            count = "SELECT count(*) FROM sip_dialogs WHERE node = $1"
+            assert await db.fetchval(count, node) == 2
+            await a.hangup()
+            await b.wait_event("CALL_CLOSED", timeout=5)
+            await wait_for("the legs to end", lambda: _no_legs(engine))
+            await engine.dialogs.flush()
+            assert await db.fetchval(count, node) == 0
+    finally:
+        await db.execute("ALTER TABLE IF EXISTS sip_dialogs_away RENAME TO sip_dialogs")
