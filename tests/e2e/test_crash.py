@@ -22,6 +22,7 @@ import pytest
 from callcenter.config import parse_config
 from callcenter.runtime import Engine, start_engine
 from crm_bridge import DialogStore, StoredDialog, apply_migrations
+from sip_test_env import tools
 from sip_test_env.audio import write_silence_wav
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.crm import WebhookReceiver
@@ -129,6 +130,7 @@ async def wait_for(what: str, check: Any, timeout: float = 10.0) -> Any:
 async def test_kill9_mid_call_keeps_the_recording_and_closes_the_call(
     engine_process: EngineProcess, tmp_path: Path, crm: WebhookReceiver, db
 ) -> None:
+    tools.require("espeak-ng", "sox")
     await engine_process.start()
     registrar = f"127.0.0.1:{engine_process.sip_port}"
     speech = speak(SPEECH, tmp_path / "speech.wav")  # the caller talks, the callee listens
