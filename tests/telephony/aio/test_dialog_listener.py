@@ -58,20 +58,22 @@ async def test_each_leg_is_heard_from_confirmation_to_end(
     assert answered is not None and answered.status == 200
     assert len(caller_heard) == 2
     # An UPDATE with another Contact is a target refresh (RFC 3311): heard with the new target.
-    moved = NameAddr(None, sip_uri("moved", 5999), {})
-    update = callee.dialog.create_request(
-        "UPDATE",
-        via=callee_ua.endpoint.new_via(),
-        contact=moved,
-        body=callee.media.local_sdp(),
-        content_type="application/sdp",
-    )
-    answered = await callee_ua.request(update, callee.peer)
-    assert answered is not None and answered.status == 200
-    assert len(caller_heard) == 3
-    assert caller_heard[-1][1].remote_target == "sip:moved@127.0.0.1:5999"
-    # The other side's CSeq moved on twice (two UPDATEs).
-    assert callee.dialog.local_seq == 2
+    for method, port in (("UPDATE", 5999), ("INVITE", 5998)):  # and so is a re-INVITE's
+        refresh = callee.dialog.create_request(
+            method,
+            via=callee_ua.endpoint.new_via(),
+            contact=NameAddr(None, sip_uri("moved", port), {}),
+            body=callee.media.local_sdp(),
+            content_type="application/sdp",
+        )
+        answered = await callee_ua.request(refresh, callee.peer)
+        assert answered is not None and answered.status == 200
+        if method == "INVITE":  # the 2xx to a re-INVITE wants its ACK (RFC 3261 13.2.2.4)
+            ack = callee.dialog.create_ack(refresh.cseq.seq, via=callee_ua.endpoint.new_via())
+            callee_ua.endpoint.send_stateless(ack, callee.peer)
+        assert caller_heard[-1][1].remote_target == f"sip:moved@127.0.0.1:{port}"
+    assert len(caller_heard) == 4
+    assert callee.dialog.local_seq == 3  # the callee's three requests
 
     # Hanging up: both legs are heard ending.
     await caller.hangup()
