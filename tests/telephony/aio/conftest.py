@@ -35,6 +35,16 @@ async def user_agents() -> AsyncIterator[tuple[UserAgent, UserAgent]]:
             await ua.close()
 
 
+async def dial(caller_ua: UserAgent, callee_ua: UserAgent, user: str) -> Call:
+    """The caller's leg of a call to `user` at the callee's UserAgent."""
+    port = callee_ua.endpoint.port
+    return await caller_ua.dial(
+        sip_uri(user, port),
+        ("udp", "127.0.0.1", port),
+        from_=NameAddr(None, sip_uri("15550001", caller_ua.endpoint.port), {}),
+    )
+
+
 async def answered_call(caller_ua: UserAgent, callee_ua: UserAgent) -> tuple[Call, Call]:
     """The caller dials the callee, who answers: (caller's leg, callee's leg), both connected."""
     incoming: asyncio.Future[Call] = asyncio.get_running_loop().create_future()
@@ -44,12 +54,7 @@ async def answered_call(caller_ua: UserAgent, callee_ua: UserAgent) -> tuple[Cal
         incoming.set_result(call)
 
     callee_ua.on_incoming = answer
-    port = callee_ua.endpoint.port
-    caller = await caller_ua.dial(
-        sip_uri("ivr", port),
-        ("udp", "127.0.0.1", port),
-        from_=NameAddr(None, sip_uri("15550001", caller_ua.endpoint.port), {}),
-    )
+    caller = await dial(caller_ua, callee_ua, "ivr")
     callee = await asyncio.wait_for(incoming, 5)
     await asyncio.wait_for(caller.next_event(), 5)  # Answered
     await asyncio.wait_for(callee.next_event(), 5)  # Answered (ACK in)

@@ -9,7 +9,7 @@ import asyncio
 from telephony.aio import Call, LegState, UserAgent
 from telephony.sip import DialogRecord, Headers, NameAddr, SipRequest
 
-from .conftest import answered_call, sip_uri
+from .conftest import answered_call, dial, sip_uri
 
 Heard = list[tuple[LegState, DialogRecord]]
 
@@ -88,20 +88,10 @@ async def test_a_leg_that_never_answered_is_never_heard(
     caller_ua, callee_ua = user_agents
     heard = listen(caller_ua)
     callee_heard = listen(callee_ua)
-    refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def reject(call: Call) -> None:
-        call.reject(486)
-        refused.set_result(None)
-
-    callee_ua.on_incoming = reject
-    port = callee_ua.endpoint.port
-    leg = await caller_ua.dial(
-        sip_uri("busy", port),
-        ("udp", "127.0.0.1", port),
-        from_=NameAddr(None, sip_uri("15550001", caller_ua.endpoint.port), {}),
-    )
+    callee_ua.on_incoming = lambda call: call.reject(486)
+    leg = await dial(caller_ua, callee_ua, "busy")
     await asyncio.wait_for(leg.ended, 5)
+    assert leg.final_status == 486
     assert heard == [] and callee_heard == []
 
 
