@@ -8,6 +8,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from crm_bridge import (
     CallbackRequest,
@@ -18,6 +19,7 @@ from crm_bridge import (
     PhoneNumberError,
 )
 from pbx import CallSummary
+from recordings import RecordingError, recover_recording
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,20 @@ class CallJournal:
             campaign_id=summary.campaign_id,
             lead_id=summary.lead_id,
         )
+
+    async def recording_started(self, call_id: str, path: str) -> None:
+        """Point the call's open row at its recording as soon as it is written: a crash later
+        leaves the WAV findable (and analysed at the next start)."""
+        row = self._rows.get(call_id)
+        if row is None:
+            return
+        try:
+            await self.store.call_recording(await row, self._relative(path) or path)
+        except (CrmError, OSError) as exc:
+            # Only a crash before the end would miss it: the end writes the path again.
+            logger.error("call %s: recording path not stored: %s", call_id, exc)
+        except Exception:
+            logger.exception("call %s: recording path not stored", call_id)
 
     async def ended(self, summary: CallSummary) -> None:
         ended = CallEnded(
@@ -120,3 +136,29 @@ class CallJournal:
             return str(Path(recording).relative_to(self.recordings_root))
         except ValueError:
             return recording
+
+
+async def close_interrupted_calls(
+    store: CrmStore, *, recordings_root: Path | None, now: datetime
+) -> int:
+    """At start-up, before the node takes a call: close the calls a crash cut off, each with
+    the analytics of its recording as the crash left it (the WAV's header is brought up to the
+    audio on disk first). A recording that is missing or damaged is reported and the call
+    closed without analytics; its path stays on the row. Returns how many were closed."""
+    analytics: dict[int, dict[str, Any]] = {}
+    for call in await store.interrupted_calls():
+        if call.recording_path is None:
+            continue
+        path = Path(call.recording_path)
+        if recordings_root is not None and not path.is_absolute():
+            path = recordings_root / path
+        try:
+            recovered = await asyncio.to_thread(recover_recording, path)
+        except RecordingError as exc:
+            logger.error("call %s: recording not analysed: %s", call.call_id, exc)
+            continue
+        if recovered.analytics is not None:
+            analytics[call.id] = recovered.analytics.to_dict()
+        seconds = recovered.duration_seconds
+        logger.info("call %s: recording %s recovered, %.2f s", call.call_id, path, seconds)
+    return await store.close_interrupted_calls(now, analytics=analytics)

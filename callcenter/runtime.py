@@ -15,7 +15,15 @@ from typing import Any
 
 from aiohttp import web
 
-from crm_bridge import CrmStore, MonitoringStore, OutboxWorker, PgLeadStore, RegistrationStore
+from crm_bridge import (
+    CrmStore,
+    DialogStore,
+    MonitoringStore,
+    OutboxWorker,
+    PgLeadStore,
+    RegistrationStore,
+    StoredDialog,
+)
 from dialer import BeepDetector, Campaign, Claim
 from pbx import (
     Authenticator,
@@ -40,9 +48,10 @@ from .api import start_http
 from .campaigns import Campaigns
 from .config import Config
 from .database import Database, open_database
+from .dialogs import PersistentDialogs
 from .events import AgentEvents, LiveBus
 from .ivr_glue import IvrService, SwitchboardActions, load_flows
-from .journal import CallJournal
+from .journal import CallJournal, close_interrupted_calls
 from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
@@ -63,6 +72,8 @@ class Engine:
     journal: CallJournal | None = None
     campaigns: Campaigns | None = None
     bindings: PersistentBindings | None = None
+    dialogs: PersistentDialogs | None = None
+    """Answered dialogs kept in the database (BYE after a crash)."""
     events: AgentEvents = field(default_factory=AgentEvents)
     call_outcomes: Counter[str] = field(default_factory=Counter)
     """Calls ended since start, by outcome (GET /metrics)."""
@@ -108,6 +119,8 @@ class Engine:
         await self.ua.close()
         if self.bindings is not None:
             await self.bindings.flush()
+        if self.dialogs is not None:
+            await self.dialogs.stop()
         if self.outbox is not None:
             await self.outbox.stop()
         if self.database is not None:
@@ -123,8 +136,11 @@ async def start_engine(
     with_http: bool = True,
 ) -> Engine:
     sip = config.sip
+    recordings_root = config.recordings.directory or (data_dir or config.data_dir) / "recordings"
     database = None
     store = None
+    dialog_store = None
+    left_dialogs: list[StoredDialog] = []
     if with_database:
         database = await open_database(
             database_url or config.database_url, data_dir or config.data_dir
@@ -135,9 +151,14 @@ async def start_engine(
             node=config.crm.node or socket.gethostname(),
             default_country_code=config.crm.default_country_code,
         )
-        closed = await store.close_interrupted_calls(datetime.now(UTC))
+        closed = await close_interrupted_calls(
+            store, recordings_root=recordings_root, now=datetime.now(UTC)
+        )
         if closed:
             logger.warning("closed %d calls left open by an earlier crash", closed)
+        # Read before this run answers anything: every row now is a dialog a crash left.
+        dialog_store = DialogStore(database.pool, node=store.node)
+        left_dialogs = await dialog_store.load()
     ua_config = UserAgentConfig(
         endpoint=EndpointConfig(
             host=sip.listen.host, port=sip.listen.port, timers=TimerConfig(t1=sip.t1)
@@ -152,6 +173,10 @@ async def start_engine(
         if database is not None:
             await database.close()
         raise
+    dialogs = None
+    if dialog_store is not None:
+        dialogs = PersistentDialogs(dialog_store, ua)
+        dialogs.start()
     registrar = Registrar(min_expires=sip.min_registration, max_expires=sip.max_registration)
     for account in config.accounts:
         if account.static_contact:
@@ -185,12 +210,12 @@ async def start_engine(
     }
     engine = Engine(config, ua, None, database, store)  # type: ignore[arg-type]
     engine.bindings = bindings
-    directory = config.recordings.directory or (data_dir or config.data_dir) / "recordings"
+    engine.dialogs = dialogs
     if store is not None and database is not None:
         engine.journal = CallJournal(
             store,
             callback_due=timedelta(minutes=config.crm.callback_due_minutes),
-            recordings_root=directory,
+            recordings_root=recordings_root,
         )
         engine.outbox = OutboxWorker(database.pool, config.crm.endpoints, policy=config.crm.retry)
         engine.monitoring = MonitoringStore(
@@ -201,7 +226,7 @@ async def start_engine(
         await engine.outbox.start()
     if config.recordings.enabled:
         engine.recordings = Recordings(
-            RecordingStore(directory, config.recordings.retention_days), ua.clock
+            RecordingStore(recordings_root, config.recordings.retention_days), ua.clock
         )
         engine.spawn(engine.recordings.purge_forever())
     unrecorded = {d.number for d in config.dids if not d.record}
@@ -272,12 +297,22 @@ async def start_engine(
         except OSError:
             await engine.stop()
             raise
+    if dialogs is not None and left_dialogs:
+        # Both phones of each call the crash cut off are still on it: hang them up.
+        engine.spawn(_end_interrupted(dialogs, left_dialogs))
     return engine
+
+
+async def _end_interrupted(dialogs: PersistentDialogs, left: list[StoredDialog]) -> None:
+    await dialogs.end_interrupted(left)
 
 
 def _record(engine: Engine, bridged: BridgedCall, unrecorded: set[str]) -> None:
     if engine.recordings is not None and bridged.summary.did not in unrecorded:
         engine.recordings.start(bridged)
+        path = bridged.summary.recording
+        if path is not None and engine.journal is not None:
+            engine.spawn(engine.journal.recording_started(bridged.a.call_id, path))
 
 
 async def _call_row(engine: Engine, call_id: str) -> int | None:

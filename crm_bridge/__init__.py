@@ -23,6 +23,7 @@ from .adapters import (
     verify_signature,
 )
 from .config import CrmEndpoint, RetryPolicy
+from .dialogs import DialogStore, StoredDialog
 from .errors import Conflict, CrmError, InvalidFilter, InvalidInput, NotFound, PhoneNumberError
 from .leads import (
     CAMPAIGN_TRANSITIONS,
@@ -78,6 +79,7 @@ __all__ = [
     "CrmError",
     "CrmStore",
     "DialerProgress",
+    "DialogStore",
     "DncEntry",
     "HttpRequest",
     "InvalidFilter",
@@ -97,6 +99,7 @@ __all__ = [
     "StoredAttempt",
     "StoredBinding",
     "StoredCampaign",
+    "StoredDialog",
     "StoredLead",
     "Task",
     "TaskFilter",

@@ -259,20 +259,50 @@ class CrmStore:
             prefer_responsible=callback.prefer_responsible,
         )
 
-    async def close_interrupted_calls(self, now: datetime) -> int:
+    async def call_recording(self, call_row_id: int, recording_path: str) -> None:
+        """Note where the call's recording is being written, from its first second: a call a
+        crash cuts off still points at its WAV. No event of its own (`call.ended` carries the
+        path); NotFound for an unknown row."""
+        status = await self._pool.execute(
+            "UPDATE calls SET recording_path = $2, updated_at = now()"
+            " WHERE id = $1 AND recording_path IS DISTINCT FROM $2",
+            call_row_id,
+            recording_path,
+        )
+        if status == "UPDATE 0" and not await self._pool.fetchval(
+            "SELECT true FROM calls WHERE id = $1", call_row_id
+        ):
+            raise NotFound(f"no call {call_row_id}")
+
+    async def interrupted_calls(self) -> list[Call]:
+        """This node's open calls. At start-up, before the node takes a call: the ones a crash
+        cut off (to recover their recordings before close_interrupted_calls)."""
+        rows = await self._pool.fetch(
+            _CALLS + " WHERE c.node = $1 AND c.ended_at IS NULL ORDER BY c.id", self.node
+        )
+        return [_call(row) for row in rows]
+
+    async def close_interrupted_calls(
+        self, now: datetime, *, analytics: Mapping[int, Mapping[str, Any]] | None = None
+    ) -> int:
         """At start-up: close this node's calls left open by a crash (outcome failed, cause
-        engine-restart), each with its `call.ended` event. Returns how many."""
+        engine-restart), each with its `call.ended` event. `analytics` (by row id) are the
+        speech analytics of their recordings, computed from the files left on disk. Returns
+        how many."""
         _require_tz(now, "now")
+        by_row = json.dumps({str(row_id): dict(a) for row_id, a in (analytics or {}).items()})
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 _calls_from(
                     "UPDATE calls SET ended_at = GREATEST($1, started_at),"
-                    " outcome = 'failed', hangup_cause = 'engine-restart', updated_at = now()"
+                    " outcome = 'failed', hangup_cause = 'engine-restart',"
+                    " analytics = COALESCE($3::jsonb -> id::text, analytics), updated_at = now()"
                     " WHERE node = $2 AND ended_at IS NULL RETURNING *"
                 )
                 + " ORDER BY c.id",
                 now,
                 self.node,
+                by_row,
             )
             for row in rows:
                 await self._emit(conn, _call(row), "call.ended", now)

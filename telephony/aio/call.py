@@ -105,6 +105,9 @@ class Call:
         self.on_hold: Callable[[bool], None] | None = None
         """Told when the far end puts this leg on hold (True) or takes it off (False)."""
         self.ended = asyncio.get_running_loop().create_future()
+        self._dialog_announced: tuple[int, str] | None = None
+        """What `UserAgent.on_dialog` last heard of the dialog (our CSeq, the remote target);
+        None until the dialog is confirmed. Once it has heard, it hears the end too."""
 
     def __repr__(self) -> str:
         return f"<Call {self.call_id} {'in' if self.incoming else 'out'} {self.state.value}>"
@@ -155,9 +158,18 @@ class Call:
                 self._events.put_nowait(effect)
                 if isinstance(effect, HoldChanged) and self.on_hold is not None:
                     self.on_hold(effect.held)
+        dialog = self.dialog
+        if dialog is not None and self.state is not LegState.ENDED:
+            # Confirmed (2xx sent or received), our CSeq used, or a target refresh: what a
+            # request in the dialog needs changed.
+            now = (dialog.local_seq, str(dialog.remote_target))
+            if now != self._dialog_announced:
+                self._dialog_changed()
 
     def _finished(self, event: Ended) -> None:
         self.ua.forget(self)
+        if self._dialog_announced is not None:
+            self._dialog_changed()
         self._events.put_nowait(event)
         if not self.ended.done():
             self.ended.set_result(event.reason)
@@ -315,6 +327,18 @@ class Call:
         if transaction is self.transaction:  # a CANCEL, BYE or INFO timing out changes nothing
             self._apply(self.session.timeout())
 
+    def _dialog_changed(self) -> None:
+        """Tell `UserAgent.on_dialog` the dialog was confirmed, changed what a request in it
+        needs, or ended with the leg."""
+        dialog = self.dialog
+        if dialog is None or self.ua.on_dialog is None:
+            return
+        self._dialog_announced = (dialog.local_seq, str(dialog.remote_target))
+        try:
+            self.ua.on_dialog(self)
+        except Exception:  # the call goes on; only a restart would miss the dialog
+            logger.exception("call %s: dialog listener failed", self.call_id)
+
     def _dtmf(self, digit: str, method: str) -> None:
         # One press may arrive by several routes (RFC 4733 + in-band tone, INFO + RFC 4733).
         if not self._debouncer.accept(digit, method, now=self.ua.loop.time()):
@@ -340,6 +364,13 @@ class UserAgent:
         """Gets each new incoming leg; it must ring, answer or reject it."""
         self.on_request: Callable[[SipRequest, object, Peer], bool] | None = None
         """Out-of-dialog non-INVITE requests (REGISTER...); return True when handled."""
+        self.on_dialog: Callable[[Call], None] | None = None
+        """Told when a leg's dialog is confirmed (2xx sent or received), when it changes what a
+        request in it needs (our CSeq, the remote target) and when it ends (`call.state` is
+        ENDED): what a restarted engine needs to BYE the dialogs a crash left (`Call.dialog`,
+        `Call.peer`)."""
+        self._waiting: dict[object, asyncio.Future[SipResponse | None]] = {}
+        """Requests sent with request(), by client transaction: their final response."""
         self._watchdog: asyncio.Task[None] | None = None
         self._quality: OrderedDict[str, dict[str, Any]] = OrderedDict()
         """Media quality of ended legs by Call-ID, until `take_quality` (bounded)."""
@@ -434,6 +465,18 @@ class UserAgent:
         self._own(call, call.transaction)
         return call
 
+    async def request(self, request: SipRequest, peer: Peer) -> SipResponse | None:
+        """Send a request that belongs to no live leg (e.g. a BYE in a dialog a crash left)
+        through the transaction layer, retransmitted over UDP, and wait for its final response;
+        None when the transaction timed out (Timer F) or the transport failed."""
+        transaction = self.endpoint.send_request(request, peer)
+        waiter: asyncio.Future[SipResponse | None] = self.loop.create_future()
+        self._waiting[transaction] = waiter
+        try:
+            return await waiter
+        finally:
+            self._waiting.pop(transaction, None)
+
     def send_in_dialog(self, call: Call, request: SipRequest, *, stateless: bool = False) -> None:
         # No proxies stand between the engine and its phones: in-dialog requests go where the
         # leg's messages come from (symmetric signalling keeps NATed phones reachable).
@@ -450,6 +493,13 @@ class UserAgent:
     # -- SIP events ---------------------------------------------------------------------------
 
     def _on_transaction_event(self, event: TransactionEvent) -> None:
+        waiter = self._waiting.get(getattr(event, "transaction", None))
+        if waiter is not None:
+            if isinstance(event, ResponseReceived) and event.response.status < 200:
+                return
+            if not waiter.done():
+                waiter.set_result(event.response if isinstance(event, ResponseReceived) else None)
+            return
         if isinstance(event, RequestReceived):
             self._on_request(event.request, event.transaction, event.peer)  # type: ignore[arg-type]
         elif isinstance(event, ResponseReceived):

@@ -458,8 +458,9 @@ class InviteSession:
         if self.dialog is None:
             self.dialog = Dialog.from_uac(self.invite, response)
         # Every 2xx gets its ACK, retransmissions too (RFC 3261 13.2.2.4).
+        # (the ACK carries the CSeq number of the INVITE it confirms: a re-INVITE's is not ours)
         effects: list[Effect] = [
-            SendAck(self.dialog.create_ack(self.invite.cseq.seq, via=self.new_via()))
+            SendAck(self.dialog.create_ack(response.cseq.seq, via=self.new_via()))
         ]
         if not self._allowed(SessionInput.SUCCESS):
             if self.state is SessionState.ENDED and not self.dialog.terminated:
