@@ -68,7 +68,6 @@ PickupHandler = Callable[[BridgedCall, Pickup, str], None]
 # What an external number looks like: 7-15 digits, optionally with a leading +.
 _EXTERNAL = re.compile(r"^\+?[0-9]{7,15}$")
 
-MissedCallHandler = Callable[[CallSummary, str | None], Awaitable[None] | None]
 IvrHandler = Callable[[Call, Did, CallSummary], Awaitable[None]]
 
 
@@ -86,7 +85,6 @@ class Switchboard:
         presence: Presence,
         routing: Routing | None = None,
         on_call_end: Callable[[CallSummary], Awaitable[None] | None] | None = None,
-        on_missed: MissedCallHandler | None = None,
         on_connected: Callable[[BridgedCall], None] | None = None,
         on_call_start: Callable[[CallSummary], None] | None = None,
         pickup_groups: PickupGroups | None = None,
@@ -107,7 +105,6 @@ class Switchboard:
         self.groups = {g.name: g for g in routing.ring_groups}
         self._strategies = {g.name: STRATEGIES[g.strategy]() for g in routing.ring_groups}
         self.on_call_end = on_call_end
-        self.on_missed = on_missed
         self.on_connected = on_connected
         self.on_call_start = on_call_start
         self.on_ivr: IvrHandler | None = None
@@ -853,10 +850,6 @@ class Switchboard:
         )
         if self.on_call_end is not None:
             result = self.on_call_end(summary)
-            if asyncio.iscoroutine(result):
-                await result
-        if summary.outcome == "missed" and self.on_missed is not None:
-            result = self.on_missed(summary, summary.owner)
             if asyncio.iscoroutine(result):
                 await result
 

@@ -41,6 +41,7 @@ from telephony.sip import (
     SipUri,
     TransactionEvent,
     TransactionTimedOut,
+    TransportFailed,
     make_response,
 )
 
@@ -323,9 +324,9 @@ class Call:
     def _on_response(self, response: SipResponse) -> None:
         self._apply(self.session.receive_response(response))
 
-    def _on_timeout(self, transaction: object) -> None:
+    def _on_timeout(self, transaction: object, *, transport_failed: bool = False) -> None:
         if transaction is self.transaction:  # a CANCEL, BYE or INFO timing out changes nothing
-            self._apply(self.session.timeout())
+            self._apply(self.session.timeout(transport_failed=transport_failed))
 
     def _dialog_changed(self) -> None:
         """Tell `UserAgent.on_dialog` the dialog was confirmed, changed what a request in it
@@ -510,6 +511,10 @@ class UserAgent:
             call = self._by_txn.get(event.transaction)
             if call is not None:
                 call._on_timeout(event.transaction)
+        elif isinstance(event, TransportFailed):
+            call = self._by_txn.get(event.transaction)
+            if call is not None:
+                call._on_timeout(event.transaction, transport_failed=True)
 
     def _on_request(self, request: SipRequest, transaction: object, peer: Peer) -> None:
         method = request.method

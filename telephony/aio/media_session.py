@@ -18,7 +18,7 @@ from telephony.call import Dtmf, offer_answer
 from telephony.call.offer_answer import SUPPORTED, OfferAnswer
 from telephony.call.session import OfferRejected
 from telephony.media import CODECS, FRAME_SAMPLES, Frame, FrameSource
-from telephony.rtp import DtmfReceiver, DtmfSender, RtpError, RtpPacket
+from telephony.rtp import DtmfReceiver, DtmfSender, RtpError, RtpPacket, StreamRewriter
 
 from .clock import MediaClock
 from .rtp import RtpEndpoint
@@ -71,8 +71,9 @@ class MediaSession:
         self.sent_own = False
         """We sent this leg audio of our own (prompts, tones, a mix) since the relay last
         continued our stream."""
-        self._splice: _Splice | None = None
-        """The last packet relayed to the far end (where our own stream continues from)."""
+        self._splice: StreamRewriter | None = None
+        """Renumbers the relayed stream to continue the one we sent before it (prompts, music
+        on hold): one SSRC, sequence numbers and timestamps that go on, a marker at the switch."""
         self._listeners: list[Callable[[Frame], None]] = []
         """Get the decoded audio the far end sends (recording, AMD, in-band DTMF, monitors)."""
         rtp.on_packet = self._on_packet
@@ -156,7 +157,9 @@ class MediaSession:
         packets continue our stream's SSRC, sequence numbers and timestamps from here on, so
         the phone's jitter buffer takes them (one header rewrite per packet for the rest of
         the call)."""
-        self._splice = _Splice(self._ssrc, self._seq, self._timestamp)
+        self._splice = StreamRewriter(
+            ssrc=self._ssrc, sequence_number=self._seq, timestamp=self._timestamp
+        )
         self.sent_own = False
 
     def continue_relayed_stream(self) -> None:
@@ -238,7 +241,7 @@ class MediaSession:
                 if peer.remote_dte_pt != pt:
                     data = data[:1] + bytes([(data[1] & 0x80) | peer.remote_dte_pt]) + data[2:]
                 if peer._splice is not None:
-                    data = peer._splice.apply(data)
+                    data = peer._splice.rewrite(data)
                 peer.relayed = data
                 peer.rtp.send(data)
             return
@@ -254,7 +257,7 @@ class MediaSession:
         if peer.codec_pt != pt:
             data = _transcode(data, self.codec_name, peer.codec_name, peer.codec_pt)
         if peer._splice is not None:
-            data = peer._splice.apply(data)
+            data = peer._splice.rewrite(data)
         peer.relayed = data
         peer.rtp.send(data)
 
@@ -266,30 +269,6 @@ class MediaSession:
         digit = self._dtmf.feed(packet)
         if digit is not None:
             self._on_dtmf(digit, "rfc4733")
-
-
-class _Splice:
-    """Maps a relayed stream onto the numbering of the stream sent before it: the first packet
-    fixes the offsets (its sequence number and timestamp become the next ones of ours)."""
-
-    def __init__(self, ssrc: int, next_seq: int, next_timestamp: int) -> None:
-        self.ssrc = ssrc
-        self._next = (next_seq, next_timestamp)
-        self._offsets: tuple[int, int] | None = None
-
-    def apply(self, data: bytes) -> bytes:
-        first, second, seq, timestamp, _ = _RTP_HEADER.unpack_from(data)
-        if self._offsets is None:
-            self._offsets = (self._next[0] - seq, self._next[1] - timestamp)
-        seq_offset, ts_offset = self._offsets
-        header = _RTP_HEADER.pack(
-            first,
-            second,
-            (seq + seq_offset) & 0xFFFF,
-            (timestamp + ts_offset) & 0xFFFFFFFF,
-            self.ssrc,
-        )
-        return header + data[12:]
 
 
 def _payload_bounds(data: bytes) -> tuple[int, int]:

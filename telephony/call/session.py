@@ -334,13 +334,15 @@ class InviteSession:
         assert self.dialog is not None
         return Send(self.dialog.create_request("BYE", via=self.new_via(), contact=None))
 
-    def timeout(self) -> list[Effect]:
-        """The INVITE transaction timed out."""
+    def timeout(self, *, transport_failed: bool = False) -> list[Effect]:
+        """The INVITE transaction timed out, or (`transport_failed`) could not reach the far end
+        at all: for a UAC that is a 503 (RFC 3261 8.1.3.1), ended as "unreachable"."""
         if not self._allowed(SessionInput.TIMEOUT):
             return []
         if self.role is Role.UAC:
-            self.final_status = 408
-            return self._end(SessionInput.TIMEOUT, "timeout", 408)
+            status, reason = (503, "unreachable") if transport_failed else (408, "timeout")
+            self.final_status = status
+            return self._end(SessionInput.TIMEOUT, reason, status)
         if self.dialog is not None:
             # Our 2xx was never ACKed (RFC 3261 13.3.1.4): confirm and tear down with BYE.
             logger.info("call %s: no ACK for our 200, hanging up", self.call_id)
