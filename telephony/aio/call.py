@@ -48,7 +48,7 @@ from telephony.sip import (
 from .clock import MediaClock
 from .dtmf import DtmfDebouncer
 from .endpoint import EndpointConfig, Peer, SipEndpoint
-from .media_session import MediaError, MediaSession, check_offer
+from .media_session import MediaBridge, MediaError, MediaSession, check_offer
 from .rtp import RtpPortPool
 
 logger = logging.getLogger(__name__)
@@ -346,6 +346,13 @@ class Call:
             return
         self._events.put_nowait(Dtmf(self.call_id, digit, method))
         self._digits.put_nowait(digit)
+
+
+def bridge(a: Call, b: Call) -> MediaBridge:
+    """Relay the media of two answered Calls to each other."""
+    if a.media is None or b.media is None:
+        raise MediaError("both calls need media to be bridged")
+    return MediaBridge(a.media, b.media)
 
 
 class UserAgent:

@@ -12,7 +12,6 @@ import logging
 import secrets
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from telephony.call import Dtmf, offer_answer
 from telephony.call.offer_answer import SUPPORTED, OfferAnswer
@@ -22,9 +21,6 @@ from telephony.rtp import DtmfReceiver, DtmfSender, RtpError, RtpPacket, StreamR
 
 from .clock import MediaClock
 from .rtp import RtpEndpoint
-
-if TYPE_CHECKING:
-    from .call import Call
 
 logger = logging.getLogger(__name__)
 
@@ -306,19 +302,11 @@ class MediaBridge:
             self.a.unbridge()
 
 
-def bridge(a: Call, b: Call) -> MediaBridge:
-    """Relay the media of two answered Calls to each other."""
-    if a.media is None or b.media is None:
-        raise MediaError("both calls need media to be bridged")
-    return MediaBridge(a.media, b.media)
-
-
 __all__ = [
     "SUPPORTED",
     "Dtmf",
     "MediaBridge",
     "MediaError",
     "MediaSession",
-    "bridge",
     "check_offer",
 ]
