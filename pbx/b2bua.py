@@ -1,7 +1,8 @@
 """Back-to-back calls: the caller's leg, outgoing legs hunted step by step, one bridge.
 
-The engine anchors media (DESIGN.md 1): the caller talks to our RTP port on leg A, the callee to
-ours on leg B, and the bridge relays between them, so recording, whisper and AMD can join later.
+The engine anchors media (docs/architecture.md 1): the caller talks to our RTP port on leg
+A, the callee to ours on leg B, and the bridge relays between them, so recording, whisper and
+AMD can join later.
 A hunt is a list of steps; each step rings some targets at once (ring-all is one step with every
 member, round-robin one step per member) until one answers, the step times out, or the whole
 ring timeout is spent.

@@ -1,4 +1,4 @@
-"""DESIGN.md section 3: the dependency direction, enforced by walking imports with ast.
+"""docs/architecture.md section 3: the dependency direction, enforced by walking imports with ast.
 
 - nothing imports `callcenter` (the composition root);
 - feature packages (pbx dialer ivr recordings crm_bridge) never import each other or sip_test_env;

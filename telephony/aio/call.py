@@ -2,7 +2,7 @@
 
 A `UserAgent` owns the SIP endpoint and every leg. Features (pbx, dialer, ivr) get inbound legs
 through `on_incoming`, place outbound legs with `dial()`, and join two legs with `bridge()`; they
-never touch SIP messages themselves (DESIGN.md 4).
+never touch SIP messages themselves (docs/architecture.md 4).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The asyncio shell around the sans-IO SIP core: UDP and TCP transports and one timer.
 
 It only feeds bytes into the parser and the TransactionLayer, drains what they queue, and re-arms
-one `loop.call_at` timer (DESIGN.md 4). What to do with a request is the transaction user's call:
+one `loop.call_at` timer (docs/architecture.md 4). What to do with a request is the transaction
+user's call:
 a `handler` receives every TransactionEvent.
 """
 

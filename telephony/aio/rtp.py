@@ -1,7 +1,7 @@
 """RTP sockets for the legs the engine anchors, and the port pool they come from.
 
-The packet path is the hot path (DESIGN.md 4: ~25 us per relayed packet on stock asyncio), so a
-leg hands raw datagrams to one callback and does no parsing of its own.
+The packet path is the hot path (docs/architecture.md 7; bench/bench_rtp_relay.py measures
+it), so a leg hands raw datagrams to one callback and does no parsing of its own.
 """
 
 from __future__ import annotations
