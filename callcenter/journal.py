@@ -14,6 +14,7 @@ from crm_bridge import (
     CallbackRequest,
     CallEnded,
     CallStarted,
+    Conflict,
     CrmError,
     CrmStore,
     PhoneNumberError,
@@ -33,6 +34,9 @@ class CallJournal:
         self.recordings_root = recordings_root
         self._rows: dict[str, asyncio.Task[int]] = {}
         """Row ids of open calls, by Call-ID (a task: the INSERT runs beside the ringing)."""
+        self._steps: dict[str, asyncio.Task[None]] = {}
+        """The last ringing/answered write of each open call: the next waits for it, so the
+        CRM hears call.started, call.ringing, call.answered, call.ended in that order."""
 
     async def row_id(self, call_id: str) -> int | None:
         """The calls row of a call in progress (waits for its INSERT)."""
@@ -62,6 +66,39 @@ class CallJournal:
             campaign_id=summary.campaign_id,
             lead_id=summary.lead_id,
         )
+
+    def ringing(self, summary: CallSummary, at: datetime | None = None) -> None:
+        """The call's first phone rings: `call.ringing` (once)."""
+        self._step(summary.call_id, "ringing", at or datetime.now(UTC), None)
+
+    def answered(self, summary: CallSummary) -> None:
+        """Someone answered: `call.answered` with the agent (once: an IVR that answered first
+        already made the call answered)."""
+        at = summary.answered_at or datetime.now(UTC)
+        self._step(summary.call_id, "answered", at, self._agent(summary))
+
+    def _step(self, call_id: str, what: str, at: datetime, agent: str | None) -> None:
+        row = self._rows.get(call_id)
+        if row is None:
+            return  # never opened (refused at once): the end writes it whole
+        before = self._steps.get(call_id)
+
+        async def write() -> None:
+            if before is not None:
+                await asyncio.gather(before, return_exceptions=True)
+            try:
+                if what == "ringing":
+                    await self.store.call_ringing(await row, at)
+                else:
+                    await self.store.call_answered(await row, at, agent=agent)
+            except Conflict:
+                logger.debug("call %s: %s already journaled", call_id, what)
+            except (CrmError, OSError) as exc:
+                logger.error("call %s: %s not journaled: %s", call_id, what, exc)
+            except Exception:
+                logger.exception("call %s: %s not journaled", call_id, what)
+
+        self._steps[call_id] = asyncio.get_running_loop().create_task(write())
 
     async def recording_started(self, call_id: str, path: str) -> None:
         """Point the call's open row at its recording as soon as it is written: a crash later
@@ -99,6 +136,9 @@ class CallJournal:
                 text=f"Call back {summary.caller}: missed call to {summary.did or summary.callee}",
                 prefer_responsible=True,
             )
+        step = self._steps.pop(summary.call_id, None)
+        if step is not None:
+            await asyncio.gather(step, return_exceptions=True)
         try:
             row = self._rows.pop(summary.call_id, None)
             if row is None:  # refused before it started: one row, written whole

@@ -40,6 +40,8 @@ from pbx import (
     Routing,
     Switchboard,
 )
+from pbx import events as pbx_events
+from pbx.events import EventBus
 from recordings import RecordingStore
 from telephony.aio import Call, EndpointConfig, TaskSet, UserAgent, UserAgentConfig
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
@@ -112,6 +114,7 @@ class Engine:
         if self.ivr is not None:
             await self.ivr.shutdown()
         await self.switchboard.shutdown()
+        await self.switchboard.events.drain()
         if self._audit_writes:
             await asyncio.wait(self._audit_writes, timeout=5)
         # Let the BYEs leave before the sockets close.
@@ -241,17 +244,11 @@ async def start_engine(
         ring_timeout=sip.ring_timeout,
         presence=presence,
         routing=Routing(config.trunks, config.dids, config.ring_groups),
-        on_call_end=lambda summary: _log_call(engine, summary),
-        on_connected=lambda bridged: _record(engine, bridged, unrecorded),
-        on_call_start=engine.journal.started if engine.journal is not None else None,
         pickup_groups=PickupGroups(config.pickup_groups),
         monitor=config.monitor,
-        on_pickup=lambda bridged, pickup, picker: engine.spawn(
-            _log_pickup(engine, bridged, pickup, picker)
-        ),
-        on_monitor=lambda event: _track_audit(engine, event),
         music_on_hold=sip.music_on_hold,
     )
+    _subscribe(engine, engine.switchboard.events, unrecorded)
     if config.ivr.flows:
         try:
             flows = await asyncio.to_thread(
@@ -271,9 +268,6 @@ async def start_engine(
         )
         engine.ivr = IvrService(flows, actions)
         engine.switchboard.on_ivr = engine.ivr.serve
-    presence.on_change = lambda ext, state: engine.events.publish(
-        ext, "presence", {"state": state.value}
-    )
     engine.live = wire_live(engine)
     if store is not None:
         for extension, plan in (await store.daily_plans()).items():
@@ -305,6 +299,28 @@ async def start_engine(
 
 async def _end_interrupted(dialogs: PersistentDialogs, left: list[StoredDialog]) -> None:
     await dialogs.end_interrupted(left)
+
+
+def _subscribe(engine: Engine, events: EventBus, unrecorded: set[str]) -> None:
+    """What the engine does on the PBX's events (the dashboard and campaigns subscribe on
+    their own): the journal first, so a call's row is opened before anything refers to it."""
+    journal = engine.journal
+    if journal is not None:
+        events.subscribe(pbx_events.CallStarted, lambda e: journal.started(e.summary))
+        events.subscribe(
+            pbx_events.CallRinging, lambda e: journal.ringing(e.summary) if e.first else None
+        )
+        events.subscribe(pbx_events.CallAnswered, lambda e: journal.answered(e.summary))
+    events.subscribe(pbx_events.CallAnswered, lambda e: _record(engine, e.bridged, unrecorded))
+    events.subscribe(pbx_events.CallEnded, lambda e: _log_call(engine, e.summary))
+    events.subscribe(
+        pbx_events.CallPickedUp, lambda e: _log_pickup(engine, e.bridged, e.pickup, e.picker)
+    )
+    events.subscribe(pbx_events.MonitorChanged, lambda e: _track_audit(engine, e.event))
+    events.subscribe(
+        pbx_events.PresenceChanged,
+        lambda e: engine.events.publish(e.extension, "presence", {"state": e.state.value}),
+    )
 
 
 def _record(engine: Engine, bridged: BridgedCall, unrecorded: set[str]) -> None:

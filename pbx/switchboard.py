@@ -19,10 +19,19 @@ from telephony.sip import NameAddr, SipRequest, SipUri, make_response
 
 from .auth import Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
+from .events import (
+    CallAnswered,
+    CallEnded,
+    CallPickedUp,
+    CallRinging,
+    CallStarted,
+    EventBus,
+    MonitorChanged,
+    PresenceChanged,
+)
 from .hunt import STRATEGIES, Hunt
 from .monitor import (
     MonitorError,
-    MonitorEvent,
     MonitorMode,
     MonitorSession,
     MonitorSettings,
@@ -63,8 +72,6 @@ _BEEP = (880.0,)
 # Refused or empty pickup / monitor: a fast busy (reorder) tone, then BYE.
 _REORDER = (480.0, 620.0)
 
-MonitorEventHandler = Callable[[MonitorEvent], None]
-PickupHandler = Callable[[BridgedCall, Pickup, str], None]
 # What an external number looks like: 7-15 digits, optionally with a leading +.
 _EXTERNAL = re.compile(r"^\+?[0-9]{7,15}$")
 
@@ -84,13 +91,8 @@ class Switchboard:
         ring_timeout: float,
         presence: Presence,
         routing: Routing | None = None,
-        on_call_end: Callable[[CallSummary], Awaitable[None] | None] | None = None,
-        on_connected: Callable[[BridgedCall], None] | None = None,
-        on_call_start: Callable[[CallSummary], None] | None = None,
         pickup_groups: PickupGroups | None = None,
         monitor: MonitorSettings | None = None,
-        on_pickup: PickupHandler | None = None,
-        on_monitor: MonitorEventHandler | None = None,
         music_on_hold: Path | None = None,
     ) -> None:
         self.ua = ua
@@ -104,23 +106,18 @@ class Switchboard:
         self.dids = {d.number: d for d in routing.dids}
         self.groups = {g.name: g for g in routing.ring_groups}
         self._strategies = {g.name: STRATEGIES[g.strategy]() for g in routing.ring_groups}
-        self.on_call_end = on_call_end
-        self.on_connected = on_connected
-        self.on_call_start = on_call_start
+        self.events = EventBus()
+        """What happens here, typed (pbx.events): calls started, ringing, answered, picked up,
+        ended; presence; monitor sessions. The journal, recordings, dashboard and campaigns
+        subscribe."""
+        presence.on_change = lambda ext, state: self.events.publish(PresenceChanged(ext, state))
         self.on_ivr: IvrHandler | None = None
         """Serves DIDs routed to `ivr:FLOW` (answers, runs the flow, may call transfer());
         it concludes the call's summary itself unless transfer() bridged the call."""
-        """Gets each call when it starts ringing anyone (the journal opens its row)."""
-        """Gets every call the moment both legs are bridged (recording starts here)."""
-        """Gets every missed inbound call and the ring group owner (fallback assignee)."""
         self.active: dict[str, BridgedCall] = {}
         """Bridged calls in progress by the caller leg's Call-ID."""
         self.pickup_groups = pickup_groups or PickupGroups()
         self.monitor_settings = monitor or MonitorSettings()
-        self.on_pickup = on_pickup
-        """Gets (call, pickup, picker) once a pickup has been bridged (CRM event)."""
-        self.on_monitor = on_monitor
-        """Gets every monitor session start, mode change and end (the audit)."""
         self.monitors: dict[int, MonitorSession] = {}
         """Monitor sessions in progress by session id."""
         self._session_ids = itertools.count(1)
@@ -286,17 +283,7 @@ class Switchboard:
         if not bridged.pick_up(call, picker):
             self._track(self._reorder(call, reason="nothing-to-pick-up"))
             return
-        if self.on_pickup is not None:
-            on_pickup = self.on_pickup
-            previous = bridged.on_answer
-
-            def answered(b: BridgedCall) -> None:
-                if previous is not None:
-                    previous(b)
-                if b.callee == picker:
-                    on_pickup(b, choice, picker)
-
-            bridged.on_answer = answered
+        bridged.picked_up_by = (choice, picker)
 
     async def _reorder(self, call: Call, *, reason: str) -> None:
         """Answer, play a fast busy tone, hang up: the phone's user hears why nothing happened."""
@@ -337,7 +324,7 @@ class Switchboard:
             mode=mode,
             clock=self.ua.clock,
             settings=self.monitor_settings,
-            on_event=self.on_monitor,
+            on_event=lambda event: self.events.publish(MonitorChanged(event)),
         )
         self.monitors[session.id] = session
 
@@ -640,7 +627,8 @@ class Switchboard:
             if not answered.done():
                 answered.set_result(True)
 
-        bridged.on_answer = on_answer
+        bridged.when_answered(on_answer)
+        bridged.on_ringing = self._ringing
         self.active[call.call_id] = bridged
         self._track(self._run_transfer(bridged, answered))
         return await answered
@@ -769,7 +757,8 @@ class Switchboard:
             caller_identity=identity,
             summary=summary,
         )
-        bridged.on_answer = self._answered
+        bridged.when_answered(self._answered)
+        bridged.on_ringing = self._ringing
         bridged.music_on_hold = self.music_on_hold
         self.active[call.call_id] = bridged
         if announce:
@@ -777,12 +766,16 @@ class Switchboard:
         self._track(self._run(bridged))
         return bridged
 
+    def _ringing(self, bridged: BridgedCall) -> None:
+        self.events.publish(CallRinging(bridged.summary, frozenset(bridged.ringing), first=True))
+
     def _answered(self, bridged: BridgedCall) -> None:
         now = self.ua.loop.time()
         for party in bridged.parties:
             self.presence.call_started(party, now=now)
-        if self.on_connected is not None:
-            self.on_connected(bridged)
+        self.events.publish(CallAnswered(bridged))
+        if bridged.picked_up_by is not None and bridged.callee == bridged.picked_up_by[1]:
+            self.events.publish(CallPickedUp(bridged, *bridged.picked_up_by))
 
     async def _auto_reply(self, leg: Call, prompt: Path | None) -> None:
         """Tell a caller nobody answered that we will call back, then hang up."""
@@ -804,8 +797,7 @@ class Switchboard:
 
     def announce(self, summary: CallSummary) -> None:
         """A call has started (the journal opens its row)."""
-        if self.on_call_start is not None:
-            self.on_call_start(summary)
+        self.events.publish(CallStarted(summary))
 
     def conclude(self, summary: CallSummary) -> None:
         """A call that never reached a bridge is over (busy, voicemail...): log and journal it."""
@@ -848,10 +840,7 @@ class Switchboard:
             summary.talk_seconds,
             summary.hangup_cause,
         )
-        if self.on_call_end is not None:
-            result = self.on_call_end(summary)
-            if asyncio.iscoroutine(result):
-                await result
+        await self.events.deliver(CallEnded(summary))
 
     async def _feature_code(self, call: Call, agent: str, *, away: bool) -> None:
         """*50 away, *51 available: answered with a beep so the agent hears it took effect."""

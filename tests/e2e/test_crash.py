@@ -205,7 +205,7 @@ async def test_kill9_mid_call_keeps_the_recording_and_closes_the_call(
         assert loop.time() < deadline, [(d.event, d.data.get("id")) for d in crm.received]
         await asyncio.sleep(0.1)
     events = [d.event for d in crm.unique() if d.data.get("id") == row["id"]]
-    assert events == ["call.started", "call.ended"]
+    assert events == ["call.started", "call.ringing", "call.answered", "call.ended"]
     ended = next(d.data for d in crm.unique() if d.event == "call.ended")
     assert ended["recording_path"] == row["recording_path"]
     assert ended["analytics"] == analytics
