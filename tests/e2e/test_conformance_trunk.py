@@ -361,3 +361,29 @@ async def test_an_unacceptable_offer_to_a_ring_group_is_a_missed_call(
     assert (task["assignee"], task["last_call"]) == ("103", row["id"])
     gc.collect()
     assert not engine_log.bad, "\n".join(engine_log.bad)
+
+
+async def test_a_caller_id_of_any_length_leaves_its_row(
+    replay_engine: Engine, carrier_client: RawSipClient, engine_log: _EngineLog, db
+) -> None:
+    """A carrier's INVITE whose From user is 6,000 random characters (PROTOS sends such
+    things) is a call like any other: answered, and journaled with the caller ID cut to what
+    the calls table indexes (a PostgreSQL B-tree entry holds about 2.7 kB)."""
+    engine = replay_engine
+    caller = secrets.token_hex(3000)
+    call_id = f"long-{secrets.token_hex(6)}"
+    host = f"127.0.0.1:{engine.sip_port}"
+    me = f"{carrier_client.host}:{carrier_client.port}"
+    invite = (
+        f"INVITE sip:{REPLAY_DID}@{host} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {me};branch=z9hG4bK{secrets.token_hex(8)};rport\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:{caller}@{CARRIER_IP}>;tag={secrets.token_hex(4)}\r\n"
+        f"To: <sip:{REPLAY_DID}@{host}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    assert await _answer(engine, carrier_client, invite) == 480
+    await _idle(engine)
+    row = await _poll(db, "SELECT * FROM calls WHERE call_id = $1", call_id)
+    assert row["outcome"] == "missed" and caller.startswith(row["from_number"])
+    gc.collect()
+    assert not engine_log.bad, "\n".join(engine_log.bad)
