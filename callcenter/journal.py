@@ -24,6 +24,10 @@ from recordings import RecordingError, recover_recording
 
 logger = logging.getLogger(__name__)
 
+_NUMBER_MAX = 256
+"""Caller and callee as stored: a caller ID is what a peer wrote in its From (PROTOS sends tens
+of kilobytes), and calls.from_number / to_number are indexed (a B-tree entry holds ~2.7 kB)."""
+
 
 class CallJournal:
     def __init__(
@@ -54,8 +58,8 @@ class CallJournal:
         return CallStarted(
             call_id=summary.call_id,
             direction=summary.direction,
-            from_number=summary.caller,
-            to_number=summary.callee,
+            from_number=summary.caller[:_NUMBER_MAX],
+            to_number=summary.callee[:_NUMBER_MAX],
             started_at=summary.started_at,
             did=summary.did,
             agent=summary.caller
