@@ -35,8 +35,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+if TYPE_CHECKING:
+    from callcenter.runtime import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -51,42 +55,22 @@ GRACE = 5.0  # seconds the setups may lag behind the offered rate before the win
 # -- the engine process ---------------------------------------------------------------------
 
 
-class _Counters:
-    """Relay counters of every leg the engine ever opened: live legs plus released ones."""
-
-    def __init__(self, engine: object) -> None:
-        self.engine = engine
-        self.closed_in = 0
-        self.closed_out = 0
-        pool = engine.ua.ports  # type: ignore[attr-defined]
-        release = pool.release
-
-        def counting_release(endpoint: object) -> None:
-            self.closed_in += endpoint.packets_in  # type: ignore[attr-defined]
-            self.closed_out += endpoint.packets_out  # type: ignore[attr-defined]
-            release(endpoint)
-
-        pool.release = counting_release
-
-    def snapshot(self) -> dict[str, object]:
-        ua = self.engine.ua  # type: ignore[attr-defined]
-        switchboard = self.engine.switchboard  # type: ignore[attr-defined]
-        packets_in, packets_out = self.closed_in, self.closed_out
-        for call in list(ua.calls.values()):
-            rtp = call.rtp
-            if rtp is not None:
-                packets_in += rtp.packets_in
-                packets_out += rtp.packets_out
-        bridged = sum(
-            1 for c in switchboard.active.values() if c.b is not None and c.summary.answered_at
-        )
-        return {
-            "bridged": bridged,
-            "legs": len(ua.calls),
-            "in": packets_in,
-            "out": packets_out,
-            "ports_in_use": ua.ports.in_use,
-        }
+def _snapshot(engine: Engine) -> dict[str, object]:
+    """Relay counters over every leg the engine ever opened: the RTP port pool's own totals
+    (live endpoints plus released ones)."""
+    totals = engine.ua.ports.totals()
+    bridged = sum(
+        1
+        for c in engine.switchboard.active.values()
+        if c.b is not None and c.summary.answered_at is not None
+    )
+    return {
+        "bridged": bridged,
+        "legs": len(engine.ua.calls),
+        "in": totals.packets_in,
+        "out": totals.packets_out,
+        "ports_in_use": engine.ua.ports.in_use,
+    }
 
 
 async def _child(args: argparse.Namespace) -> None:
@@ -96,7 +80,6 @@ async def _child(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     config = load_config(args.config)
     engine = await start_engine(config, database_url=args.database_url, data_dir=args.data_dir)
-    counters = _Counters(engine)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
@@ -108,7 +91,7 @@ async def _child(args: argparse.Namespace) -> None:
     try:
         while line := (await reader.readline()).decode().strip():
             if line == "stats":
-                reply(counters.snapshot())
+                reply(_snapshot(engine))
             elif line == "quit":
                 break
     finally:
