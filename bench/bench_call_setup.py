@@ -1,8 +1,10 @@
 """Call setups per second through the engine: SIPp UAC (digest auth) -> engine -> SIPp UAS.
 
 Prints, per offered rate, the calls that succeeded and failed, the engine's CPU% and RSS.
-Run: .venv/bin/python bench/bench_call_setup.py [--rates 50,100,150] [--calls 1000]
-Figures only; nothing here passes or fails on time.
+Run: .venv/bin/python bench/bench_call_setup.py [--rates 50,100,150] [--calls 1000] [--smoke]
+Figures only; nothing here passes or fails on time. It exits 1 when no call at all succeeded
+(the engine did not set up calls, so there is nothing to measure). --smoke: two short levels
+(20 calls at 10/s and at 20/s), a few seconds through the same path, for CI.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def _rss_mb() -> float:
     return 0.0
 
 
-async def main(rates: list[int], calls: int, hold_ms: int) -> None:
+async def main(rates: list[int], calls: int, hold_ms: int) -> int:
     import pgserver
 
     work = Path(tempfile.mkdtemp(prefix="cc-bench-"))
@@ -57,6 +59,7 @@ async def main(rates: list[int], calls: int, hold_ms: int) -> None:
     print("rate/s  ok    failed  wall_s  setups/s  engine_cpu%  rss_MB")
     try:
         csv = extension_csv(work / "calls.csv", [("101", "150", "pass101")])
+        succeeded = 0
         async with start_sipp_uas("uas.xml", port=uas_port, workdir=work / "uas"):
             for rate in rates:
                 usage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -74,6 +77,7 @@ async def main(rates: list[int], calls: int, hold_ms: int) -> None:
                 wall = time.monotonic() - start
                 usage1 = resource.getrusage(resource.RUSAGE_SELF)
                 cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+                succeeded += result.successful
                 print(
                     f"{rate:6d}  {result.successful:5d} {result.failed:6d}  {wall:6.1f}  "
                     f"{result.successful / wall:8.1f}  {100 * cpu / wall:11.1f}  {_rss_mb():6.1f}"
@@ -81,6 +85,10 @@ async def main(rates: list[int], calls: int, hold_ms: int) -> None:
     finally:
         await engine.stop()
         pg.cleanup()
+    if not succeeded:
+        print("no call succeeded at any rate: nothing measured", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
@@ -94,11 +102,16 @@ if __name__ == "__main__":
         default="uvloop",
         help="event loop of the engine (callcenter serve uses uvloop)",
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few seconds: rates 10,20, 20 calls, 200 ms hold"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.rates, args.calls, args.hold_ms = "10,20", 20, 200
     work = main([int(r) for r in args.rates.split(",")], args.calls, args.hold_ms)
     if args.loop == "uvloop":
         import uvloop
 
-        uvloop.run(work)
+        sys.exit(uvloop.run(work))
     else:
-        asyncio.run(work)
+        sys.exit(asyncio.run(work))

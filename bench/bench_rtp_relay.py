@@ -12,10 +12,12 @@ for --window seconds:
 The engine runs in its own process (this file with --child) so SIPp does not share its CPU
 time; PostgreSQL is an embedded pgserver. SIPp 3.6.1 sends every call's rtp_stream from its one
 -mp socket and never reads it: the audio relayed back to the UAC is dropped there by the kernel
-(not engine loss). Figures only; nothing here passes or fails on time.
+(not engine loss). Figures only; nothing here passes or fails on time. It exits 1 when no level
+got a call up relaying packets (nothing was measured). --smoke: one level of 10 calls and a 1 s
+window, a few seconds through the same path, for CI.
 
 Run: .venv/bin/python bench/bench_rtp_relay.py [--levels 50,100,200] [--window 15]
-     [--rate 100] [--loop uvloop|asyncio] [--record] [--profile engine.prof]
+     [--rate 100] [--loop uvloop|asyncio] [--record] [--profile engine.prof] [--smoke]
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ UAC_SCENARIO = SCENARIOS / "uac_rtp_stream.xml"
 UAS_SCENARIO = SCENARIOS / "uas_rtp_echo.xml"
 LOSS_LIMIT = 0.1  # percent
 PACKETS_PER_CALL = 100  # into the engine per second: 50 from the caller, 50 echoed back
-GRACE = 5.0  # seconds the setups may lag behind the offered rate before the window starts anyway
 
 
 # -- the engine process ---------------------------------------------------------------------
@@ -312,8 +313,8 @@ async def _level(
 
     ramp = n / args.rate
     # Each call holds long enough that the first one is still up when the window closes, even
-    # when the setups fall behind by up to GRACE seconds.
-    hold = ramp + GRACE + args.settle + args.window + 3
+    # when the setups fall behind by up to --grace seconds.
+    hold = ramp + args.grace + args.settle + args.window + 3
     csv = extension_csv(work / f"calls-{n}.csv", [("101", "150", "pass101")] * n)
     uac = asyncio.create_task(
         run_sipp(
@@ -329,7 +330,7 @@ async def _level(
             extra_args=["-l", str(n)],
         )
     )
-    deadline = time.monotonic() + ramp + GRACE
+    deadline = time.monotonic() + ramp + args.grace
     while time.monotonic() < deadline and not uac.done():
         if (await engine.stats())["bridged"] >= n:
             break
@@ -373,7 +374,7 @@ def _print_profile(path: Path, top: int = 18) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace) -> int:
     import pgserver
 
     from sip_test_env.ports import free_port, free_port_range
@@ -456,6 +457,10 @@ async def main(args: argparse.Namespace) -> None:
     )
     if args.profile:
         _print_profile(args.profile)
+    if not any(r.up and r.pps_out for r in rows):
+        print("no level had a call up relaying packets: nothing measured", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -466,6 +471,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--window", type=float, default=15.0, help="seconds measured per level")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds after all are up")
     parser.add_argument("--rate", type=float, default=100.0, help="call setups per second")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        help="seconds the setups may lag behind the offered rate before the window starts anyway",
+    )
     try:
         import uvloop  # noqa: F401
 
@@ -475,6 +486,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default=default_loop)
     parser.add_argument("--profile", type=Path, help="cProfile the engine into this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds (CI): level 10 at 50 calls/s, 0.5 s settle, 1 s window, 1 s grace",
+    )
     parser.add_argument(
         "--record",
         action="store_true",
@@ -497,7 +513,10 @@ def _parser() -> argparse.ArgumentParser:
 
 if __name__ == "__main__":
     arguments = _parser().parse_args()
+    if arguments.smoke:
+        arguments.levels, arguments.rate, arguments.settle = "10", 50.0, 0.5
+        arguments.window, arguments.grace = 1.0, 1.0
     if arguments.child:
         _child_main(arguments)
     else:
-        asyncio.run(main(arguments))
+        sys.exit(asyncio.run(main(arguments)))
