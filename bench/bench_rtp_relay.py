@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _proc import host_busy_percent, host_busy_seconds, proc_cpu_seconds, proc_rss_mb
+
 if TYPE_CHECKING:
     from callcenter.runtime import Engine
 
@@ -177,30 +179,6 @@ class EngineProcess:
 
 # -- what the kernel says -------------------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-
-
-def _proc_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _host_busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds over all cores since boot."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values) - idle) / _TICK, sum(values) / _TICK
-
 
 def _socket_drops(low: int, high: int) -> int:
     """Datagrams the kernel dropped on UDP sockets bound to ports low..high (full buffers)."""
@@ -232,11 +210,11 @@ async def _sample(engine: EngineProcess, rtp: tuple[int, int], echo_port: int) -
     return Sample(
         at=time.monotonic(),
         engine=stats,
-        cpu=_proc_cpu_seconds(pid),
-        rss=_proc_rss_mb(pid),
+        cpu=proc_cpu_seconds(pid),
+        rss=proc_rss_mb(pid),
         drops=_socket_drops(*rtp),
         echo_drops=_socket_drops(echo_port, echo_port + 2),
-        host=_host_busy_seconds(),
+        host=host_busy_seconds(),
     )
 
 
@@ -349,7 +327,6 @@ async def _level(
     drops = last.drops - first.drops
     arrived = got + drops
     up = min(first.engine["bridged"], last.engine["bridged"])
-    busy = (last.host[0] - first.host[0]) / (last.host[1] - first.host[1])
     return Row(
         level=n,
         up=up,
@@ -362,7 +339,7 @@ async def _level(
         cpu=100 * (last.cpu - first.cpu) / wall,
         rss=last.rss,
         rss_per_100=100 * (last.rss - idle_rss) / max(up, 1),
-        host=100 * busy * (os.cpu_count() or 1),
+        host=host_busy_percent(first.host, last.host),
     )
 
 
@@ -417,7 +394,7 @@ async def main(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     try:
         await asyncio.sleep(0.5)
-        idle_rss = _proc_rss_mb(engine.proc.pid)
+        idle_rss = proc_rss_mb(engine.proc.pid)
         print(f"idle engine RSS: {idle_rss:.1f} MB")
         print(HEADER)
         async with start_sipp_uas(
