@@ -2,9 +2,10 @@
 (CrmStore.call_started + call_ended, one transaction each, events and delivery rows included),
 and outbox delivery throughput to a local aiohttp webhook receiver (in its own process).
 
-Run: .venv/bin/python bench/bench_crm.py [--calls 2000] [--events 4000] [--quick]
+Run: .venv/bin/python bench/bench_crm.py [--calls 2000] [--events 4000] [--quick | --smoke]
 Figures only; nothing here passes or fails on time. PostgreSQL is the embedded pgserver one,
-in a temporary directory, sharing the machine's cores with this process.
+in a temporary directory, sharing the machine's cores with this process. --quick: a tenth of the
+work; --smoke: 50 calls and 100 events (a few seconds, mostly starting PostgreSQL), for CI.
 """
 
 from __future__ import annotations
@@ -204,10 +205,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls per write run")
     parser.add_argument("--events", type=int, default=4000, help="events per delivery run")
-    parser.add_argument("--quick", action="store_true", help="a tenth of the work")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--quick", action="store_true", help="a tenth of the work")
+    how.add_argument("--smoke", action="store_true", help="50 calls, 100 events (CI)")
     args = parser.parse_args()
     if args.quick:
         args.calls, args.events = args.calls // 10, args.events // 10
+    if args.smoke:
+        args.calls, args.events = 50, 100
     if uvloop is not None:
         uvloop.run(main(args.calls, args.events))
     else:

@@ -1,10 +1,12 @@
 """What the per-packet and per-frame media operations cost on this machine.
 
-Run: .venv/bin/python bench/bench_media.py [--quick]
+Run: .venv/bin/python bench/bench_media.py [--quick | --smoke]
 
 Prints figures only (never pass/fail). Per packet: RTP parse/serialise/rewrite, RFC 4733 and
 RFC 3550 bookkeeping. Per 20 ms frame: G.711 decode/encode and mixing with numpy tables versus
 stdlib audioop, numpy over a batch of calls, Goertzel and in-band DTMF detection, WAV append.
+--quick: fewer repetitions; --smoke: every operation a fixed few times (a second or two, for CI;
+the figures are rough).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tempfile
 import timeit
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +56,29 @@ with warnings.catch_warnings():
         audioop = None  # type: ignore[assignment]
 
 
-def measure(label: str, fn: Callable[[], object], *, per: int = 1, quick: bool = False) -> float:
+@dataclass(frozen=True)
+class Effort:
+    """How long each figure is measured: timeit's autorange (at least 0.2 s) divided by
+    ``divisor``, or a fixed ``number`` of calls; best of ``repeat`` runs."""
+
+    divisor: int = 1
+    repeat: int = 3
+    number: int | None = None
+
+
+FULL = Effort()
+QUICK = Effort(divisor=4, repeat=2)
+SMOKE = Effort(repeat=1, number=100)
+
+
+def measure(label: str, fn: Callable[[], object], *, per: int = 1, effort: Effort = FULL) -> float:
     """Best of several runs, in microseconds per call (divided by ``per`` items per call)."""
     timer = timeit.Timer(fn)
-    number, _ = timer.autorange()
-    if quick:
-        number = max(1, number // 4)
-    best = min(timer.repeat(repeat=2 if quick else 3, number=number)) / number / per
+    if effort.number is not None:
+        number = effort.number
+    else:
+        number = max(1, timer.autorange()[0] // effort.divisor)
+    best = min(timer.repeat(repeat=effort.repeat, number=number)) / number / per
     print(f"  {label:<58} {best * 1e6:9.3f} us")
     return best
 
@@ -73,7 +92,7 @@ def machine() -> None:
     print(f"  numpy      {np.__version__}; audioop {'yes' if audioop else 'no'}")
 
 
-def bench_packets(quick: bool) -> None:
+def bench_packets(effort: Effort) -> None:
     print("per RTP packet (160-byte G.711 payload):")
     payload = bytes(range(160))
     wire = bytes(RtpPacket(0, 1234, 160_000, 0xCAFEBABE, payload))
@@ -82,13 +101,13 @@ def bench_packets(quick: bool) -> None:
     measure(
         "struct.unpack_from of the header alone (floor)",
         lambda: header.unpack_from(wire),
-        quick=quick,
+        effort=effort,
     )
-    measure("RtpPacket.parse", lambda: RtpPacket.parse(wire), quick=quick)
-    measure("bytes(RtpPacket)", lambda: bytes(packet), quick=quick)
-    measure("is_rtcp", lambda: is_rtcp(wire), quick=quick)
+    measure("RtpPacket.parse", lambda: RtpPacket.parse(wire), effort=effort)
+    measure("bytes(RtpPacket)", lambda: bytes(packet), effort=effort)
+    measure("is_rtcp", lambda: is_rtcp(wire), effort=effort)
     rewriter = StreamRewriter(ssrc=1)
-    measure("StreamRewriter.rewrite", lambda: rewriter.rewrite(wire), quick=quick)
+    measure("StreamRewriter.rewrite", lambda: rewriter.rewrite(wire), effort=effort)
     source = RtpSource(0xCAFEBABE)
     state = {"seq": 0}
 
@@ -96,30 +115,32 @@ def bench_packets(quick: bool) -> None:
         state["seq"] = (state["seq"] + 1) & 0xFFFF
         source.receive(state["seq"], state["seq"] * 160, now=state["seq"] * 0.02)
 
-    measure("RtpSource.receive (RFC 3550 A.1 + A.8)", receive, quick=quick)
+    measure("RtpSource.receive (RFC 3550 A.1 + A.8)", receive, effort=effort)
     event = RtpPacket(101, 1, 8000, 7, bytes(TelephoneEvent(5, duration=320)))
     receiver = DtmfReceiver()
     receiver.feed(event)
-    measure("DtmfReceiver.feed (repeat of a seen event)", lambda: receiver.feed(event), quick=quick)
+    measure(
+        "DtmfReceiver.feed (repeat of a seen event)", lambda: receiver.feed(event), effort=effort
+    )
 
 
-def bench_frames(quick: bool) -> None:
+def bench_frames(effort: Effort) -> None:
     print("per 20 ms frame (160 samples):")
     frame = tone_samples([440.0, 1000.0], 0.02, level_dbfs=-12)
     other = tone_samples([700.0], 0.02, level_dbfs=-12)
     ulaw = pcm_to_ulaw(frame)
     pcm_bytes = frame.tobytes()
-    measure("G.711 decode, numpy table (ulaw_to_pcm)", lambda: ulaw_to_pcm(ulaw), quick=quick)
-    measure("G.711 encode, numpy table (pcm_to_ulaw)", lambda: pcm_to_ulaw(frame), quick=quick)
+    measure("G.711 decode, numpy table (ulaw_to_pcm)", lambda: ulaw_to_pcm(ulaw), effort=effort)
+    measure("G.711 encode, numpy table (pcm_to_ulaw)", lambda: pcm_to_ulaw(frame), effort=effort)
     if audioop is not None:
-        measure("G.711 decode, audioop.ulaw2lin", lambda: audioop.ulaw2lin(ulaw, 2), quick=quick)
+        measure("G.711 decode, audioop.ulaw2lin", lambda: audioop.ulaw2lin(ulaw, 2), effort=effort)
         measure(
-            "G.711 encode, audioop.lin2ulaw", lambda: audioop.lin2ulaw(pcm_bytes, 2), quick=quick
+            "G.711 encode, audioop.lin2ulaw", lambda: audioop.lin2ulaw(pcm_bytes, 2), effort=effort
         )
     measure(
         "G.711 decode, ulaw_bytes_to_linear (fast path)",
         lambda: ulaw_bytes_to_linear(ulaw),
-        quick=quick,
+        effort=effort,
     )
     for calls in (100, 500):
         batch = np.tile(frame, (calls, 1))
@@ -128,61 +149,68 @@ def bench_frames(quick: bool) -> None:
             f"G.711 decode, numpy batch of {calls} frames (per frame)",
             lambda b=batch_ulaw: ulaw_to_pcm(b),  # type: ignore[misc]
             per=calls,
-            quick=quick,
+            effort=effort,
         )
         measure(
             f"G.711 encode, numpy batch of {calls} frames (per frame)",
             lambda b=batch: pcm_to_ulaw(b),  # type: ignore[misc]
             per=calls,
-            quick=quick,
+            effort=effort,
         )
-    measure("mix 2 frames, numpy (mix)", lambda: mix([frame, other]), quick=quick)
+    measure("mix 2 frames, numpy (mix)", lambda: mix([frame, other]), effort=effort)
     if audioop is not None:
         other_bytes = other.tobytes()
         measure(
-            "mix 2 frames, audioop.add", lambda: audioop.add(pcm_bytes, other_bytes, 2), quick=quick
+            "mix 2 frames, audioop.add",
+            lambda: audioop.add(pcm_bytes, other_bytes, 2),
+            effort=effort,
         )
     measure(
         "mix 2 frames, mix_bytes (fast path)",
         lambda: mix_bytes(pcm_bytes, other.tobytes()),
-        quick=quick,
+        effort=effort,
     )
     matrix = MixMatrix(3)
     parties = np.stack([frame, other, frame])
-    measure("MixMatrix(3).mix one call (3 output frames)", lambda: matrix.mix(parties), quick=quick)
+    measure(
+        "MixMatrix(3).mix one call (3 output frames)", lambda: matrix.mix(parties), effort=effort
+    )
     for calls in (100, 500):
         batch3 = np.tile(parties, (calls, 1, 1))
         measure(
             f"MixMatrix(3).mix batch of {calls} calls (per call)",
             lambda b=batch3: matrix.mix(b),  # type: ignore[misc]
             per=calls,
-            quick=quick,
+            effort=effort,
         )
-    measure("goertzel_power, one frequency", lambda: goertzel_power(frame, 1000.0), quick=quick)
+    measure("goertzel_power, one frequency", lambda: goertzel_power(frame, 1000.0), effort=effort)
     for label, audio in (
         ("silence", np.zeros(160, dtype=np.int16)),
         ("speech-like noise", np.random.default_rng(1).normal(0, 3000, 160).astype(np.int16)),
         ("DTMF tone", tone_samples([770.0, 1336.0], 0.02)),
     ):
         detector = DtmfDetector()
-        measure(f"DtmfDetector.feed, {label}", lambda d=detector, a=audio: d.feed(a), quick=quick)  # type: ignore[misc]
+        measure(f"DtmfDetector.feed, {label}", lambda d=detector, a=audio: d.feed(a), effort=effort)  # type: ignore[misc]
     with tempfile.TemporaryDirectory() as tmp:
         sink = WavSink(Path(tmp) / "bench.wav")
-        measure("WavSink.write (mono, no flush)", lambda: sink.write(frame), quick=quick)
+        measure("WavSink.write (mono, no flush)", lambda: sink.write(frame), effort=effort)
         stereo = WavSink(Path(tmp) / "bench2.wav", channels=2)
-        measure("WavSink.write_stereo", lambda: stereo.write_stereo(frame, other), quick=quick)
-        measure("WavSink.flush (size unchanged since the last one)", sink.flush, quick=quick)
+        measure("WavSink.write_stereo", lambda: stereo.write_stereo(frame, other), effort=effort)
+        measure("WavSink.flush (size unchanged since the last one)", sink.flush, effort=effort)
         sink.close()
         stereo.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--quick", action="store_true", help="fewer repetitions")
+    how.add_argument("--smoke", action="store_true", help="each operation 100 times (CI)")
     args = parser.parse_args()
+    effort = SMOKE if args.smoke else QUICK if args.quick else FULL
     machine()
-    bench_packets(args.quick)
-    bench_frames(args.quick)
+    bench_packets(effort)
+    bench_frames(effort)
 
 
 if __name__ == "__main__":

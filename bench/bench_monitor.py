@@ -1,11 +1,12 @@
 """What supervisor monitoring costs: the per-tick mix of a monitored call (customer, agent,
 supervisor) and the per-packet work while a call is mixed instead of relayed.
 
-Run: .venv/bin/python bench/bench_monitor.py [--calls 1 10 100]
+Run: .venv/bin/python bench/bench_monitor.py [--calls 1 10 100] [--ticks 500] [--smoke]
 
 Sessions are real MediaSessions on a fake RTP endpoint (sends are counted, not made), so the
 figures are the engine's own Python work: decode and queue per incoming packet, and per 20 ms
 tick the matrix mix, G.711 encode and three sends per monitored call. Figures only.
+--smoke: 1 and 10 calls, 50 ticks, under a second, for CI.
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--ticks", type=int, default=500)
+    parser.add_argument("--smoke", action="store_true", help="1 and 10 calls, 50 ticks (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.calls, args.ticks = [1, 10], 50
     print(f"# bench_monitor: {platform.python_implementation()} {platform.python_version()}, "
           f"{platform.machine()}, numpy {np.__version__}")  # fmt: skip
     print("# calls  us/packet(decode+queue)  us/tick/call(mix+encode+3 sends)  core% at 50 ticks/s")

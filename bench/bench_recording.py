@@ -1,6 +1,6 @@
 """What recording costs: CPU per 100 concurrent recorded calls, and what fsync would add.
 
-Run: .venv/bin/python bench/bench_recording.py [--calls 100] [--seconds 30] [--dir PATH]
+Run: .venv/bin/python bench/bench_recording.py [--calls 100] [--seconds 30] [--dir PATH] [--smoke]
 
 N CallRecorders are fed as the engine feeds them: every 20 ms tick each call gets one pushed
 frame per side (customer and agent talk in turns, with pauses and some overtalk) and one tick;
@@ -8,6 +8,7 @@ every 50 ticks each recorder flushes (write + header rewrite). Figures: CPU time
 as % of one core per 100 calls, and microseconds per call per 20 ms frame, with and without
 speech analytics, with bytes or int16 pushes, and with fsync on every flush. Prints figures
 only, never pass/fail. Use --dir to measure the disk the recordings will really live on.
+--smoke: 5 calls x 3 s and 20 fsyncs, under a second, for CI.
 """
 
 from __future__ import annotations
@@ -137,7 +138,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100, help="concurrent recorded calls")
     parser.add_argument("--seconds", type=int, default=30, help="seconds of audio per call")
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: tmp)")
+    parser.add_argument("--fsyncs", type=int, default=200, help="fsync latency samples")
+    parser.add_argument("--smoke", action="store_true", help="5 calls x 3 s, 20 fsyncs (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.calls, args.seconds, args.fsyncs = 5, 3, 20
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
         machine(folder)
@@ -154,7 +159,7 @@ def main() -> None:
         run("int16 arrays + analytics", folder, n, customer, agent)
         run("bytes + analytics + fsync", folder, n, customer_bytes, agent_bytes, fsync=True)
         print("\nfsync cost on this disk:")
-        fsync_latency(folder, 200)
+        fsync_latency(folder, args.fsyncs)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ for --window seconds:
 The engine runs in its own process (this file with --child) so SIPp does not share its CPU
 time; PostgreSQL is an embedded pgserver. SIPp 3.6.1 sends every call's rtp_stream from its one
 -mp socket and never reads it: the audio relayed back to the UAC is dropped there by the kernel
-(not engine loss). Figures only; nothing here passes or fails on time.
+(not engine loss). Figures only; nothing here passes or fails on time. It exits 1 when no level
+got a call up relaying packets (nothing was measured). --smoke: one level of 10 calls and a 1 s
+window, a few seconds through the same path, for CI.
 
 Run: .venv/bin/python bench/bench_rtp_relay.py [--levels 50,100,200] [--window 15]
-     [--rate 100] [--loop uvloop|asyncio] [--record] [--profile engine.prof]
+     [--rate 100] [--loop uvloop|asyncio] [--record] [--profile engine.prof] [--smoke]
 """
 
 from __future__ import annotations
@@ -35,8 +37,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _proc import host_busy_percent, host_busy_seconds, proc_cpu_seconds, proc_rss_mb
+
+if TYPE_CHECKING:
+    from callcenter.runtime import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -45,48 +53,27 @@ UAC_SCENARIO = SCENARIOS / "uac_rtp_stream.xml"
 UAS_SCENARIO = SCENARIOS / "uas_rtp_echo.xml"
 LOSS_LIMIT = 0.1  # percent
 PACKETS_PER_CALL = 100  # into the engine per second: 50 from the caller, 50 echoed back
-GRACE = 5.0  # seconds the setups may lag behind the offered rate before the window starts anyway
 
 
 # -- the engine process ---------------------------------------------------------------------
 
 
-class _Counters:
-    """Relay counters of every leg the engine ever opened: live legs plus released ones."""
-
-    def __init__(self, engine: object) -> None:
-        self.engine = engine
-        self.closed_in = 0
-        self.closed_out = 0
-        pool = engine.ua.ports  # type: ignore[attr-defined]
-        release = pool.release
-
-        def counting_release(endpoint: object) -> None:
-            self.closed_in += endpoint.packets_in  # type: ignore[attr-defined]
-            self.closed_out += endpoint.packets_out  # type: ignore[attr-defined]
-            release(endpoint)
-
-        pool.release = counting_release
-
-    def snapshot(self) -> dict[str, object]:
-        ua = self.engine.ua  # type: ignore[attr-defined]
-        switchboard = self.engine.switchboard  # type: ignore[attr-defined]
-        packets_in, packets_out = self.closed_in, self.closed_out
-        for call in list(ua.calls.values()):
-            rtp = call.rtp
-            if rtp is not None:
-                packets_in += rtp.packets_in
-                packets_out += rtp.packets_out
-        bridged = sum(
-            1 for c in switchboard.active.values() if c.b is not None and c.summary.answered_at
-        )
-        return {
-            "bridged": bridged,
-            "legs": len(ua.calls),
-            "in": packets_in,
-            "out": packets_out,
-            "ports_in_use": ua.ports.in_use,
-        }
+def _snapshot(engine: Engine) -> dict[str, object]:
+    """Relay counters over every leg the engine ever opened: the RTP port pool's own totals
+    (live endpoints plus released ones)."""
+    totals = engine.ua.ports.totals()
+    bridged = sum(
+        1
+        for c in engine.switchboard.active.values()
+        if c.b is not None and c.summary.answered_at is not None
+    )
+    return {
+        "bridged": bridged,
+        "legs": len(engine.ua.calls),
+        "in": totals.packets_in,
+        "out": totals.packets_out,
+        "ports_in_use": engine.ua.ports.in_use,
+    }
 
 
 async def _child(args: argparse.Namespace) -> None:
@@ -96,7 +83,6 @@ async def _child(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     config = load_config(args.config)
     engine = await start_engine(config, database_url=args.database_url, data_dir=args.data_dir)
-    counters = _Counters(engine)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
@@ -108,7 +94,7 @@ async def _child(args: argparse.Namespace) -> None:
     try:
         while line := (await reader.readline()).decode().strip():
             if line == "stats":
-                reply(counters.snapshot())
+                reply(_snapshot(engine))
             elif line == "quit":
                 break
     finally:
@@ -193,30 +179,6 @@ class EngineProcess:
 
 # -- what the kernel says -------------------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-
-
-def _proc_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _host_busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds over all cores since boot."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values) - idle) / _TICK, sum(values) / _TICK
-
 
 def _socket_drops(low: int, high: int) -> int:
     """Datagrams the kernel dropped on UDP sockets bound to ports low..high (full buffers)."""
@@ -248,11 +210,11 @@ async def _sample(engine: EngineProcess, rtp: tuple[int, int], echo_port: int) -
     return Sample(
         at=time.monotonic(),
         engine=stats,
-        cpu=_proc_cpu_seconds(pid),
-        rss=_proc_rss_mb(pid),
+        cpu=proc_cpu_seconds(pid),
+        rss=proc_rss_mb(pid),
         drops=_socket_drops(*rtp),
         echo_drops=_socket_drops(echo_port, echo_port + 2),
-        host=_host_busy_seconds(),
+        host=host_busy_seconds(),
     )
 
 
@@ -329,8 +291,8 @@ async def _level(
 
     ramp = n / args.rate
     # Each call holds long enough that the first one is still up when the window closes, even
-    # when the setups fall behind by up to GRACE seconds.
-    hold = ramp + GRACE + args.settle + args.window + 3
+    # when the setups fall behind by up to --grace seconds.
+    hold = ramp + args.grace + args.settle + args.window + 3
     csv = extension_csv(work / f"calls-{n}.csv", [("101", "150", "pass101")] * n)
     uac = asyncio.create_task(
         run_sipp(
@@ -346,7 +308,7 @@ async def _level(
             extra_args=["-l", str(n)],
         )
     )
-    deadline = time.monotonic() + ramp + GRACE
+    deadline = time.monotonic() + ramp + args.grace
     while time.monotonic() < deadline and not uac.done():
         if (await engine.stats())["bridged"] >= n:
             break
@@ -365,7 +327,6 @@ async def _level(
     drops = last.drops - first.drops
     arrived = got + drops
     up = min(first.engine["bridged"], last.engine["bridged"])
-    busy = (last.host[0] - first.host[0]) / (last.host[1] - first.host[1])
     return Row(
         level=n,
         up=up,
@@ -378,7 +339,7 @@ async def _level(
         cpu=100 * (last.cpu - first.cpu) / wall,
         rss=last.rss,
         rss_per_100=100 * (last.rss - idle_rss) / max(up, 1),
-        host=100 * busy * (os.cpu_count() or 1),
+        host=host_busy_percent(first.host, last.host),
     )
 
 
@@ -390,7 +351,7 @@ def _print_profile(path: Path, top: int = 18) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace) -> int:
     import pgserver
 
     from sip_test_env.ports import free_port, free_port_range
@@ -433,7 +394,7 @@ async def main(args: argparse.Namespace) -> None:
     rows: list[Row] = []
     try:
         await asyncio.sleep(0.5)
-        idle_rss = _proc_rss_mb(engine.proc.pid)
+        idle_rss = proc_rss_mb(engine.proc.pid)
         print(f"idle engine RSS: {idle_rss:.1f} MB")
         print(HEADER)
         async with start_sipp_uas(
@@ -473,6 +434,10 @@ async def main(args: argparse.Namespace) -> None:
     )
     if args.profile:
         _print_profile(args.profile)
+    if not any(r.up and r.pps_out for r in rows):
+        print("no level had a call up relaying packets: nothing measured", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -483,6 +448,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--window", type=float, default=15.0, help="seconds measured per level")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds after all are up")
     parser.add_argument("--rate", type=float, default=100.0, help="call setups per second")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        help="seconds the setups may lag behind the offered rate before the window starts anyway",
+    )
     try:
         import uvloop  # noqa: F401
 
@@ -492,6 +463,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default=default_loop)
     parser.add_argument("--profile", type=Path, help="cProfile the engine into this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds (CI): level 10 at 50 calls/s, 0.5 s settle, 1 s window, 1 s grace",
+    )
     parser.add_argument(
         "--record",
         action="store_true",
@@ -514,7 +490,10 @@ def _parser() -> argparse.ArgumentParser:
 
 if __name__ == "__main__":
     arguments = _parser().parse_args()
+    if arguments.smoke:
+        arguments.levels, arguments.rate, arguments.settle = "10", 50.0, 0.5
+        arguments.window, arguments.grace = 1.0, 1.0
     if arguments.child:
         _child_main(arguments)
     else:
-        asyncio.run(main(arguments))
+        sys.exit(asyncio.run(main(arguments)))

@@ -14,8 +14,9 @@ Printed per scenario and mode: agent occupancy (talk time / logged-in time), con
 agent hour, dials per agent hour, and the abandon rate (abandons / live answers).
 
 Run: .venv/bin/python bench/dialer_sim.py [--seed 7] [--hours 8] [--agents 10 50]
-     [--answer-rates 0.15 0.25 0.40]
+     [--answer-rates 0.15 0.25 0.40] [--smoke]
 Figures only; nothing passes or fails. The simulation is deterministic for a given seed.
+--smoke: one hour, 10 agents, a 25% answer rate (every mode), under a second, for CI.
 """
 
 from __future__ import annotations
@@ -198,7 +199,10 @@ def main() -> None:
     parser.add_argument("--agents", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--answer-rates", type=float, nargs="+", default=[0.15, 0.25, 0.40])
     parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    parser.add_argument("--smoke", action="store_true", help="1 h, 10 agents, 25%% answers (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.hours, args.agents, args.answer_rates = 1.0, [10], [0.25]
 
     print(f"# dialer_sim: {platform.python_implementation()} {platform.python_version()}, ", end="")
     print(f"{platform.machine()}, seed {args.seed}, {args.hours:g} h day, abandon cap 3%")

@@ -1,0 +1,147 @@
+"""Every script in bench/ still runs: each in its --smoke mode (a few seconds of real work through
+the same code path as a full run), as a subprocess, exactly as a person would start it.
+
+Only that it exits 0 and printed its figure lines is checked: the figures themselves are never
+asserted (a loaded CI machine is not a benchmark machine). The full runs are in the scripts'
+docstrings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+TIMEOUT = 180  # seconds; a smoke run takes a few, this is only for a hung one
+
+NUM = r"-?(?:\d+(?:\.\d+)?|nan)"
+
+
+def _row(first: str, numbers: int) -> str:
+    """A table row: `first` then that many numbers, nothing else."""
+    return rf"^\s*{first}(?:\s+{NUM}){{{numbers}}}\s*$"
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    figures: tuple[str, ...]
+    """Regular expressions (multiline) that must each match a line of its standard output."""
+    needs: tuple[str, ...] = ()
+    """Programs it drives (Debian packages installed by sip_test_env/install-peers.sh)."""
+    sip: bool = False
+    """Needs the SIP peers (the `peers` marker, as the other tests with real peers)."""
+
+
+SCRIPTS = (
+    Script(
+        "bench_call_setup",
+        # rate: ok failed wall_s setups/s setup_ms engine_cpu% cpu_ms/call host% rss_MB
+        (_row("10", 9), _row("20", 9)),
+        needs=("sipp",),
+        sip=True,
+    ),
+    Script(
+        "bench_rtp_relay",
+        (_row("10", 12), rf"^highest level with every call up and loss <= {NUM}%: "),
+        needs=("sipp",),
+        sip=True,
+    ),
+    Script(
+        "bench_media",
+        (
+            rf"^\s+RtpPacket\.parse\s+{NUM} us$",
+            rf"^\s+G\.711 decode, numpy table \(ulaw_to_pcm\)\s+{NUM} us$",
+            rf"^\s+MixMatrix\(3\)\.mix one call \(3 output frames\)\s+{NUM} us$",
+            rf"^\s+WavSink\.write_stereo\s+{NUM} us$",
+        ),
+    ),
+    Script(
+        "bench_recording",
+        (
+            rf"^\s+bytes \+ analytics \(default\)\s+{NUM} % CPU\s+{NUM} us/frame",
+            rf"^\s+fsync after a 1 s append: median {NUM} ms",
+        ),
+    ),
+    Script(
+        "bench_crm",
+        (_row("16", 5), _row(r"4\s+100", 3)),  # writes at concurrency 16; delivery on 4 lanes
+    ),
+    Script("bench_monitor", (_row("1", 3), _row("10", 3))),
+    Script(
+        "amd_eval",
+        (
+            rf"^accuracy:\s+{NUM} %$",
+            rf"^decision time +all: median {NUM} s, p90 {NUM} s",
+            r"^beep detector: \d+/\d+ beeps found",
+        ),
+        needs=("espeak-ng", "sox"),
+    ),
+    Script(
+        "dialer_sim",
+        tuple(
+            rf"^\s+10\s+25%\s+{mode}\s+{NUM}%(?:\s+{NUM}){{2}}\s+{NUM}%\s+\d+$"
+            for mode in ("power 1", "power 2", "predictive")
+        ),
+    ),
+)
+
+
+def _require(programs: tuple[str, ...]) -> None:
+    """Under CI a missing program fails the test (with what to install); elsewhere it skips."""
+    missing = [p for p in programs if shutil.which(p) is None]
+    if not missing:
+        return
+    message = f"missing {', '.join(missing)}: run sip_test_env/install-peers.sh"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    # Its own session, so a hung run is stopped with everything it started (engine, SIPp).
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(argv)} still running after {TIMEOUT} s\n{out}\n{err[-4000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [pytest.param(s, id=s.name, marks=[pytest.mark.peers] if s.sip else []) for s in SCRIPTS],
+)
+def test_bench_smoke(script: Script, tmp_path: Path) -> None:
+    _require(script.needs)
+    argv = [sys.executable, str(BENCH / f"{script.name}.py"), "--smoke"]
+    if script.name == "amd_eval":
+        argv += ["--cache", str(tmp_path / "speech")]  # really make the speech, not a warm cache
+    result = _run(argv)
+    report = f"{' '.join(argv)}: exit {result.returncode}\n{result.stdout}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, report
+    missing = [f for f in script.figures if not re.search(f, result.stdout, re.MULTILINE)]
+    assert not missing, f"no line matches {missing}\n{report}"
+
+
+def test_every_bench_script_has_a_smoke_test() -> None:
+    scripts = {p.stem for p in BENCH.glob("*.py") if not p.name.startswith("_")}
+    assert scripts == {s.name for s in SCRIPTS}
