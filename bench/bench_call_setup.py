@@ -82,10 +82,10 @@ def failure_reasons(errors: str, top: int = 4) -> str:
 
 
 async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: bool) -> int:
-    import pgserver
+    from callcenter import embedded_pg
 
     work = Path(tempfile.mkdtemp(prefix="cc-bench-"))
-    pg = pgserver.get_server(work / "pg", cleanup_mode="stop")
+    pg = embedded_pg.start(work / "pg")
     sip_port, uas_port = free_port("both"), free_port("both")
     low, high = free_port_range(2000, "udp")
     config = parse_config(
@@ -95,7 +95,7 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
         f'static_contact = "sip:150@127.0.0.1:{uas_port}"\n'
         f"[recordings]\nenabled = {'true' if record else 'false'}\n"
     )
-    engine = await start_engine(config, database_url=pg.get_uri(), data_dir=work)
+    engine = await start_engine(config, database_url=pg.get_uri(), data_dir=work, with_http=False)
     machine = f"{platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}"
     print(f"machine: {machine}")
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]

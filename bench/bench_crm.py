@@ -3,7 +3,8 @@
 and outbox delivery throughput to a local aiohttp webhook receiver (in its own process).
 
 Run: .venv/bin/python bench/bench_crm.py [--calls 2000] [--events 4000] [--quick | --smoke]
-Figures only; nothing here passes or fails on time. PostgreSQL is the embedded pgserver one,
+Figures only; nothing here passes or fails on time. PostgreSQL is the embedded one
+(callcenter/embedded_pg.py),
 in a temporary directory, sharing the machine's cores with this process. --quick: a tenth of the
 work; --smoke: 50 calls and 100 events (a few seconds, mostly starting PostgreSQL), for CI.
 """
@@ -50,7 +51,7 @@ def machine(pg_version: str) -> None:
     print(f"  processor  {platform.processor() or platform.machine()}")
     print(f"  cpus       {os.cpu_count()} (affinity {len(os.sched_getaffinity(0))})")
     print(f"  python     {sys.version.split()[0]}, loop {'uvloop' if uvloop else 'asyncio'}")
-    print(f"  postgres   {pg_version} (embedded pgserver, unix socket, default settings)")
+    print(f"  postgres   {pg_version} (embedded, unix socket, default settings)")
 
 
 def _cpu() -> float:
@@ -162,10 +163,10 @@ async def bench_delivery(pool: asyncpg.Pool, endpoint: CrmEndpoint, events: int)
 
 
 async def main(calls: int, events: int) -> None:
-    import pgserver
+    from callcenter import embedded_pg
 
     root = Path(tempfile.mkdtemp(prefix="cc-bench-crm-"))
-    server = pgserver.get_server(root, cleanup_mode="stop")
+    server = embedded_pg.start(root)
     sock_port = _free_port()
     ready = multiprocessing.get_context("spawn").Event()
     receiver = multiprocessing.get_context("spawn").Process(

@@ -35,6 +35,7 @@ class FakeRtp:
     def __init__(self) -> None:
         self.on_packet = None
         self.sent = 0
+        self.port = 40000
 
     def send(self, data: bytes) -> None:
         self.sent += 1

@@ -10,7 +10,7 @@ for --window seconds:
   CPU      the engine process's utime+stime from /proc/PID/stat (100% = one core)
   RSS      VmRSS of the engine process; per 100 calls above the idle engine
 The engine runs in its own process (this file with --child) so SIPp does not share its CPU
-time; PostgreSQL is an embedded pgserver. SIPp 3.6.1 sends every call's rtp_stream from its one
+time; PostgreSQL is the embedded one. SIPp 3.6.1 sends every call's rtp_stream from its one
 -mp socket and never reads it: the audio relayed back to the UAC is dropped there by the kernel
 (not engine loss). Figures only; nothing here passes or fails on time. It exits 1 when no level
 got a call up relaying packets (nothing was measured). --smoke: one level of 10 calls and a 1 s
@@ -82,7 +82,9 @@ async def _child(args: argparse.Namespace) -> None:
 
     loop = asyncio.get_running_loop()
     config = load_config(args.config)
-    engine = await start_engine(config, database_url=args.database_url, data_dir=args.data_dir)
+    engine = await start_engine(
+        config, database_url=args.database_url, data_dir=args.data_dir, with_http=False
+    )
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
@@ -352,8 +354,7 @@ def _print_profile(path: Path, top: int = 18) -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
-    import pgserver
-
+    from callcenter import embedded_pg
     from sip_test_env.ports import free_port, free_port_range
     from sip_test_env.sipp import start_sipp_uas
 
@@ -365,7 +366,7 @@ async def main(args: argparse.Namespace) -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 4 sockets per call
     work = Path(tempfile.mkdtemp(prefix="cc-rtp-bench-"))
-    pg = pgserver.get_server(work / "pg", cleanup_mode="stop")
+    pg = embedded_pg.start(work / "pg")
     sip_port, uas_port = free_port("both"), free_port("both")
     if args.rtp_ports:
         low, high = args.rtp_ports.split("-")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from sip_test_env import tools
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -78,6 +79,10 @@ SCRIPTS = (
     ),
     Script("bench_monitor", (_row("1", 3), _row("10", 3))),
     Script(
+        "bench_recovery",
+        (rf"^\s+recover \+ analyse:\s+{NUM} s CPU,\s+{NUM} s wall per hour$",),
+    ),
+    Script(
         "amd_eval",
         (
             rf"^accuracy:\s+{NUM} %$",
@@ -94,17 +99,6 @@ SCRIPTS = (
         ),
     ),
 )
-
-
-def _require(programs: tuple[str, ...]) -> None:
-    """Under CI a missing program fails the test (with what to install); elsewhere it skips."""
-    missing = [p for p in programs if shutil.which(p) is None]
-    if not missing:
-        return
-    message = f"missing {', '.join(missing)}: run sip_test_env/install-peers.sh"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -131,7 +125,7 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     [pytest.param(s, id=s.name, marks=[pytest.mark.peers] if s.sip else []) for s in SCRIPTS],
 )
 def test_bench_smoke(script: Script, tmp_path: Path) -> None:
-    _require(script.needs)
+    tools.require(*script.needs)
     argv = [sys.executable, str(BENCH / f"{script.name}.py"), "--smoke"]
     if script.name == "amd_eval":
         argv += ["--cache", str(tmp_path / "speech")]  # really make the speech, not a warm cache
