@@ -24,7 +24,7 @@ from crm_bridge import (
     RegistrationStore,
     StoredDialog,
 )
-from dialer import BeepDetector, Campaign, Claim
+from dialer import BeepDetector, Campaign, CampaignSupervisor, Claim
 from pbx import (
     Authenticator,
     AuthFailureBan,
@@ -47,9 +47,9 @@ from telephony.aio import Call, EndpointConfig, TaskSet, UserAgent, UserAgentCon
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
 from .api import start_http
-from .campaigns import Campaigns
 from .config import Config
 from .database import Database, open_database
+from .dialing import PbxLines
 from .dialogs import PersistentDialogs
 from .events import AgentEvents, LiveBus
 from .ivr_glue import IvrService, SwitchboardActions, load_flows
@@ -72,7 +72,7 @@ class Engine:
     store: CrmStore | None
     recordings: Recordings | None = None
     journal: CallJournal | None = None
-    campaigns: Campaigns | None = None
+    campaigns: CampaignSupervisor | None = None
     bindings: PersistentBindings | None = None
     dialogs: PersistentDialogs | None = None
     """Answered dialogs kept in the database (BYE after a crash)."""
@@ -275,16 +275,24 @@ async def start_engine(
                 engine.live.board.set_plan(extension, plan)  # set over the API: it wins
     engine.live_feed = LiveFeed(engine, engine.live)
     if database is not None:
-        engine.campaigns = Campaigns(
+        switchboard = engine.switchboard
+        supervisor = engine.campaigns = CampaignSupervisor(
             PgLeadStore(database.pool, default_country_code=config.crm.default_country_code),
-            engine.switchboard,
-            node=config.crm.node or socket.gethostname(),
-            screen_pop=lambda agent, call, claim, campaign: _screen_pop(
-                engine, agent, call, claim, campaign
+            PbxLines(
+                switchboard,
+                screen_pop=lambda agent, call, claim, campaign: _screen_pop(
+                    engine, agent, call, claim, campaign
+                ),
+                ivr=engine.ivr,
             ),
-            ivr=engine.ivr,
+            node=config.crm.node or socket.gethostname(),
+            group_members=lambda name: (
+                switchboard.groups[name].members if name in switchboard.groups else None
+            ),
+            trunk_cps=lambda name: _trunk_cps(switchboard, name),
         )
-        await engine.campaigns.start()
+        switchboard.events.subscribe(pbx_events.PresenceChanged, lambda _: supervisor.wake())
+        await supervisor.start()
     if with_http:
         try:
             engine.http = await start_http(engine, config.http_listen.host, config.http_listen.port)
@@ -299,6 +307,15 @@ async def start_engine(
 
 async def _end_interrupted(dialogs: PersistentDialogs, left: list[StoredDialog]) -> None:
     await dialogs.end_interrupted(left)
+
+
+def _trunk_cps(switchboard: Switchboard, name: str) -> float | None:
+    """Calls per second of the trunk `name` ('' the first that can place calls)."""
+    trunks = switchboard.trunks
+    chosen = trunks.get(name) or next(
+        (t for t in trunks.values() if t.outbound or t.password), None
+    )
+    return chosen.cps if chosen is not None else None
 
 
 def _subscribe(engine: Engine, events: EventBus, unrecorded: set[str]) -> None:

@@ -54,6 +54,7 @@ from .pacing import (
     make_pacer,
 )
 from .runner import AgentsNow, CampaignRunner, FlowOutcome, Lines, RunnerConfig
+from .supervisor import CampaignSupervisor, SupervisorStore
 
 __all__ = [
     "ATTEMPT_OUTCOMES",
@@ -80,6 +81,7 @@ __all__ = [
     "CampaignProgress",
     "CampaignRunner",
     "CampaignState",
+    "CampaignSupervisor",
     "Claim",
     "Compliance",
     "DialerError",
@@ -101,6 +103,7 @@ __all__ = [
     "PredictiveConfig",
     "PredictivePacer",
     "RunnerConfig",
+    "SupervisorStore",
     "TokenBucket",
     "Verdict",
     "check_ring_time",
