@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, RetryPolicy
+from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, OAuthClient, RetryPolicy, endpoint_problems
 from ivr import FlowError, load_flow
 from pbx.monitor import MonitorSettings
 from pbx.pickup import PickupGroup
@@ -23,6 +23,22 @@ from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 logger = logging.getLogger(__name__)
 
 ROLES = ("agent", "supervisor")
+_ENDPOINT_KEYS = {
+    "name",
+    "kind",
+    "url",
+    "secret",
+    "old_secrets",
+    "legacy_signature",
+    "timeout",
+    "events",
+    "user_map",
+    "recording_link",
+    "source",
+    "oauth",
+    "rate_limit",
+    "burst",
+}
 _EXTENSION = re.compile(r"^[0-9]{2,8}$")
 
 
@@ -839,48 +855,7 @@ class _Reader:
             )
         endpoints, seen = [], set[str]()
         for index, item in enumerate(self._table_list(data.get("endpoints", []), "crm.endpoints")):
-            allowed = {
-                "name",
-                "kind",
-                "url",
-                "secret",
-                "timeout",
-                "events",
-                "user_map",
-                "recording_link",
-                "source",
-            }
-            self._check_keys(item, allowed, "crm.endpoints", index)
-            name = self._name(item, "name", "crm.endpoints", index, seen)
-            kind, url = item.get("kind"), item.get("url")
-            if kind not in DEFAULT_ADAPTERS:
-                raise self.fail(
-                    f"CRM endpoint {name}: kind must be one of {', '.join(DEFAULT_ADAPTERS)}",
-                    table="crm.endpoints",
-                    key="kind",
-                    index=index,
-                )
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise self.fail(
-                    f"CRM endpoint {name}: url must be an http(s) URL",
-                    table="crm.endpoints",
-                    key="url",
-                    index=index,
-                )
-            events = item.get("events")
-            endpoints.append(
-                CrmEndpoint(
-                    name=name,
-                    kind=kind,
-                    url=url,
-                    secret=str(item.get("secret", "")),
-                    timeout=self._number(item, "timeout", 10.0, "crm.endpoints", minimum=0.1),
-                    events=frozenset(events) if events is not None else None,
-                    user_map={str(k): int(v) for k, v in dict(item.get("user_map", {})).items()},
-                    recording_link=item.get("recording_link"),
-                    source=str(item.get("source", "callcenter")),
-                )
-            )
+            endpoints.append(self._crm_endpoint(item, index, seen))
         retry = data.get("retry", {})
         self._check_keys(retry, {"base_delay", "max_delay", "max_age_hours"}, "crm.retry")
         policy = RetryPolicy(
@@ -895,6 +870,78 @@ class _Reader:
             endpoints=tuple(endpoints),
             retry=policy,
         )
+
+    def _crm_endpoint(self, item: dict[str, Any], index: int, seen: set[str]) -> CrmEndpoint:
+        table = "crm.endpoints"
+        self._check_keys(item, _ENDPOINT_KEYS, table, index)
+        name = self._name(item, "name", table, index, seen)
+        kind, url = item.get("kind"), item.get("url")
+
+        def fail(reason: str, key: str) -> ConfigError:
+            return self.fail(f"CRM endpoint {name}: {reason}", table=table, key=key, index=index)
+
+        if kind not in DEFAULT_ADAPTERS:
+            raise fail(f"kind must be one of {', '.join(DEFAULT_ADAPTERS)}", "kind")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise fail("url must be an http(s) URL", "url")
+        for key in ("secret", "recording_link", "source"):
+            if key in item and not isinstance(item[key], str):
+                raise fail(f"{key} must be a string", key)
+        if "secret" in item and not item["secret"].strip():
+            raise fail("secret is empty (leave the key out for an unsigned webhook)", "secret")
+        events = item.get("events")
+        if events is not None and (
+            not isinstance(events, list) or not all(isinstance(e, str) for e in events)
+        ):
+            raise fail("events must be a list of event names", "events")
+        old = item.get("old_secrets", [])
+        if not isinstance(old, list) or not all(isinstance(x, str) for x in old):
+            raise fail("old_secrets must be a list of strings", "old_secrets")
+        try:
+            user_map = {str(k): int(v) for k, v in dict(item.get("user_map", {})).items()}
+        except (TypeError, ValueError):
+            raise fail("user_map maps extensions to CRM user ids (integers)", "user_map") from None
+        oauth = None
+        if "oauth" in item:
+            raw = item["oauth"]
+            keys = {"client_id", "client_secret", "redirect_uri", "token_url"}
+            if not isinstance(raw, dict) or set(raw) - keys:
+                raise fail(f"oauth is a table of {', '.join(sorted(keys))}", "oauth")
+            oauth = OAuthClient(
+                client_id=str(raw.get("client_id", "")),
+                client_secret=str(raw.get("client_secret", "")),
+                redirect_uri=str(raw.get("redirect_uri", "")),
+                token_url=raw.get("token_url"),
+            )
+        rate = item.get("rate_limit")
+        burst = item.get("burst")
+        if burst is not None and (
+            isinstance(burst, bool) or not isinstance(burst, int) or burst < 1
+        ):
+            raise fail("burst must be a positive integer", "burst")
+        endpoint = CrmEndpoint(
+            name=name,
+            kind=str(kind),
+            url=url,
+            secret=str(item.get("secret", "")),
+            timeout=self._number(item, "timeout", 10.0, table, minimum=0.1),
+            events=frozenset(events) if events is not None else None,
+            user_map=user_map,
+            recording_link=item.get("recording_link"),
+            source=str(item.get("source", "callcenter")),
+            old_secrets=tuple(old),
+            legacy_signature=bool(item.get("legacy_signature", True)),
+            oauth=oauth,
+            rate_limit=None
+            if rate is None
+            else self._number(item, "rate_limit", 1, table, minimum=0.01),
+            burst=burst,
+        )
+        problems = endpoint_problems(endpoint, DEFAULT_ADAPTERS)
+        if problems:
+            key, reason = problems[0]
+            raise self.fail(reason, table=table, key=key, index=index)
+        return endpoint
 
     def recordings(self, data: dict[str, Any]) -> RecordingSettings:
         self._check_keys(data, {"enabled", "directory", "retention_days"}, "recordings")

@@ -8,12 +8,18 @@ are sent again later with the same idempotency key; two workers never hold the s
 Only the head of each (endpoint, aggregate) chain is claimable: event 2 of a call is not sent
 before event 1 of that call is delivered (or dead-lettered).
 
-Answers: 2xx delivered. 408, 429, 5xx, timeouts and refused connections are retried with
-exponential backoff and jitter until the event is `max_age` old, then dead-lettered. 401/403
-are retried too: they say our credentials are wrong, not the event, and fixing the config
-must let the backlog through. Any other 4xx (and 3xx) is permanent: the receiver understood
-and refused this event, so it is dead-lettered at once instead of blocking its aggregate for
-days; the events after it then proceed.
+Each endpoint's adapter renders the request(s) for an event and classifies each answer
+(status and body): delivered, retry, dead, or "next" (a further request for the same event, such
+as posting a call after looking its contact up). The remote ids an adapter learns are stored
+with the delivery (JSON in `remote_ref`) whatever the verdict, and handed to later attempts and
+later events of the same aggregate; a task's deliveries also see its call's ids (`related`).
+
+Answers, unless the adapter reads more into the body: 2xx delivered. 408, 429, 5xx, timeouts
+and refused connections are retried with exponential backoff and jitter until the event is
+`max_age` old, then dead-lettered. 401/403 are retried too: they say our credentials are
+wrong, not the event, and fixing the config must let the backlog through. Any other 4xx (and
+3xx) is permanent: the receiver understood and refused this event, so it is dead-lettered at
+once instead of blocking its aggregate for days; the events after it then proceed.
 """
 
 from __future__ import annotations
@@ -27,20 +33,29 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import Enum
 from typing import Any
 
 import aiohttp
 import asyncpg
 
-from .adapters import DEFAULT_ADAPTERS, CrmAdapter, HttpRequest, OutboxEvent, check_endpoints
+from .adapters import (
+    Attempt,
+    CrmAdapter,
+    HttpRequest,
+    OutboxEvent,
+    Outcome,
+    Verdict,
+)
 from .config import CrmEndpoint, RetryPolicy
+from .kinds import DEFAULT_ADAPTERS, check_endpoints
 
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "crm_outbox"
 _MAX_ERROR = 500
 _MAX_BODY = 1 << 20
+_MAX_STEPS = 8
+"""Requests one attempt may make for one event (lookup, create, link...)."""
 
 _PENDING = "d.delivered_at IS NULL AND d.dead_at IS NULL"
 # Head of its chain: nothing earlier for the same endpoint and aggregate is still pending.
@@ -53,8 +68,11 @@ _CLAIM = (
     "SELECT d.event_id, d.endpoint, d.attempts, e.aggregate, e.event_type, e.payload,"
     " e.idempotency_key, e.occurred_at, e.created_at,"
     " (SELECT r.remote_ref FROM outbox_deliveries r WHERE r.endpoint = d.endpoint"
-    "  AND r.aggregate = d.aggregate AND r.event_id < d.event_id AND r.remote_ref IS NOT NULL"
-    "  ORDER BY r.event_id DESC LIMIT 1) AS remote_ref"
+    "  AND r.aggregate = d.aggregate AND r.event_id <= d.event_id AND r.remote_ref IS NOT NULL"
+    "  ORDER BY r.event_id DESC LIMIT 1) AS remote_ref,"
+    " (SELECT r.remote_ref FROM outbox_deliveries r WHERE r.endpoint = d.endpoint"
+    "  AND r.aggregate = 'call/' || (e.payload->>'created_from_call')"
+    "  AND r.remote_ref IS NOT NULL ORDER BY r.event_id DESC LIMIT 1) AS related_ref"
     " FROM outbox_deliveries d JOIN outbox e ON e.id = d.event_id"
     f" WHERE d.endpoint = ANY($1::text[]) AND {_PENDING} AND d.next_attempt_at <= $2"
     f" AND {_HEAD}"
@@ -71,23 +89,6 @@ _RECORD = (
     " remote_ref = COALESCE($8, remote_ref)"
     " WHERE event_id = $1 AND endpoint = $2"
 )
-
-
-class Verdict(Enum):
-    """What an attempt's answer means for the delivery."""
-
-    DELIVERED = "delivered"
-    RETRY = "retry"
-    DEAD = "dead"
-
-
-def classify_status(status: int) -> Verdict:
-    """Verdict for an HTTP status (see the module docstring for the reasons)."""
-    if 200 <= status < 300:
-        return Verdict.DELIVERED
-    if status in (401, 403, 408, 429) or status >= 500:
-        return Verdict.RETRY
-    return Verdict.DEAD
 
 
 def backoff_delay(attempts: int, policy: RetryPolicy, rng: random.Random) -> float:
@@ -118,7 +119,7 @@ class _Claim:
     endpoint: CrmEndpoint
     attempts: int
     created_at: datetime
-    remote_ref: str | None
+    refs: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ class _Result:
     verdict: Verdict
     sent: bool
     error: str | None = None
-    remote_ref: str | None = None
+    refs: dict[str, Any] | None = None
+    """Every remote id known after the attempt, when it learned any."""
     retry_after: float | None = None
 
 
@@ -307,32 +309,59 @@ class OutboxWorker:
             idempotency_key=row["idempotency_key"],
             occurred_at=row["occurred_at"],
         )
+        refs = _load_refs(row["remote_ref"])
+        related = _load_refs(row["related_ref"])
+        if related:
+            refs.setdefault("related", related)
         return _Claim(
-            event,
-            self._endpoints[row["endpoint"]],
-            row["attempts"],
-            row["created_at"],
-            row["remote_ref"],
+            event, self._endpoints[row["endpoint"]], row["attempts"], row["created_at"], refs
         )
 
     async def _attempt(self, claim: _Claim) -> _Result:
         endpoint, event = claim.endpoint, claim.event
         adapter = self._adapters[endpoint.kind]
-        try:
-            request = adapter.render(endpoint, event, claim.remote_ref)
-        except Exception as exc:
-            # A payload this adapter cannot express will not get better by waiting.
-            logger.exception(
-                "%s: cannot render %s %s", endpoint.name, event.event_type, event.idempotency_key
-            )
-            return _Result(Verdict.DEAD, False, f"render: {exc!r}"[:_MAX_ERROR])
-        if request is None:
-            return _Result(Verdict.DELIVERED, False)
-        return await self._send(endpoint, event, request, adapter)
+        refs = dict(claim.refs)
+        learned = False
+        sent = False
+        for _ in range(_MAX_STEPS):
+            attempt = Attempt(self._now(), claim.attempts, refs)
+            try:
+                request = adapter.render(endpoint, event, attempt)
+            except Exception as exc:
+                # A payload this adapter cannot express will not get better by waiting.
+                logger.exception(
+                    "%s: cannot render %s %s",
+                    endpoint.name,
+                    event.event_type,
+                    event.idempotency_key,
+                )
+                return _Result(Verdict.DEAD, sent, f"render: {exc!r}"[:_MAX_ERROR])
+            if request is None:
+                return _Result(Verdict.DELIVERED, sent, refs=_own(refs) if learned else None)
+            sent = True
+            outcome = await self._send(endpoint, event, request, adapter, attempt)
+            if outcome.refs:
+                refs.update(outcome.refs)
+                learned = True
+            if outcome.verdict is not Verdict.NEXT:
+                error = None if outcome.error is None else outcome.error[:_MAX_ERROR]
+                return _Result(
+                    outcome.verdict,
+                    sent,
+                    error,
+                    _own(refs) if learned else None,
+                    outcome.retry_after,
+                )
+        return _Result(Verdict.DEAD, sent, f"more than {_MAX_STEPS} requests for one event")
 
     async def _send(
-        self, endpoint: CrmEndpoint, event: OutboxEvent, request: HttpRequest, adapter: CrmAdapter
-    ) -> _Result:
+        self,
+        endpoint: CrmEndpoint,
+        event: OutboxEvent,
+        request: HttpRequest,
+        adapter: CrmAdapter,
+        attempt: Attempt,
+    ) -> Outcome:
         assert self._session is not None
         self.stats.attempts += 1
         try:
@@ -348,12 +377,15 @@ class OutboxWorker:
                 status = response.status
                 retry_after = _retry_after(response.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return _Result(Verdict.RETRY, True, f"{type(exc).__name__}: {exc}"[:_MAX_ERROR])
-        verdict = classify_status(status)
-        if verdict is Verdict.DELIVERED:
-            return _Result(verdict, True, remote_ref=adapter.remote_ref(event, body))
-        error = f"HTTP {status}: {body[:200].decode(errors='replace')}"[:_MAX_ERROR]
-        return _Result(verdict, True, error, retry_after=retry_after)
+            return Outcome(Verdict.RETRY, error=f"{type(exc).__name__}: {exc}")
+        try:
+            outcome = adapter.classify(endpoint, event, attempt, status, body)
+        except Exception as exc:
+            logger.exception("%s: cannot read the answer to %s", endpoint.name, request.url)
+            return Outcome(Verdict.RETRY, error=f"classify: {exc!r}")
+        if outcome.retry_after is None and retry_after is not None:
+            outcome = Outcome(outcome.verdict, outcome.refs, outcome.error, retry_after)
+        return outcome
 
     def _record(self, claim: _Claim, result: _Result) -> tuple[Any, ...]:
         now = self._now()
@@ -402,8 +434,24 @@ class OutboxWorker:
             next_at,
             delivered_at,
             dead_at,
-            result.remote_ref,
+            None if result.refs is None else json.dumps(result.refs, sort_keys=True),
         )
+
+
+def _own(refs: dict[str, Any]) -> dict[str, Any]:
+    """Refs to store with a delivery: its own, not the related call's."""
+    return {k: v for k, v in refs.items() if k != "related"}
+
+
+def _load_refs(text: str | None) -> dict[str, Any]:
+    """Stored refs: a JSON object; older rows hold a bare id (the amoCRM task id)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"ref": text}
+    return value if isinstance(value, dict) else {"ref": str(value), "task_id": value}
 
 
 def _retry_after(value: str | None) -> float | None:

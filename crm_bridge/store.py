@@ -16,10 +16,11 @@ from typing import Any
 
 import asyncpg
 
-from .adapters import CALL_EVENTS, DEFAULT_ADAPTERS, TASK_EVENTS, CrmAdapter, check_endpoints
-from .adapters import subscribed as _subscribed
+from .adapters import CALL_EVENTS, TASK_EVENTS, CrmAdapter
 from .config import CrmEndpoint
 from .errors import Conflict, InvalidInput, NotFound, PhoneNumberError
+from .kinds import DEFAULT_ADAPTERS, check_endpoints
+from .kinds import subscribed as _subscribed
 from .models import (
     DIRECTIONS,
     OUTCOMES,

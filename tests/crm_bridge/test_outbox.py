@@ -9,6 +9,7 @@ import json
 import random
 import signal
 import sys
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 
 from crm_bridge import (
     SIGNATURE_HEADER,
@@ -30,6 +32,7 @@ from crm_bridge import (
     backoff_delay,
     classify_status,
     verify_signature,
+    webhooks,
 )
 
 from ._helpers import FakeClock, Receiver, free_port, wait_until
@@ -148,11 +151,17 @@ async def test_webhook_is_signed_and_carries_the_event(
     for request in receiver.requests:
         assert request.method == "POST" and request.path == "/hook"
         assert request.headers["Content-Type"] == "application/json"
+        # Standard Webhooks, and the legacy header for one release.
+        headers = CIMultiDict(request.headers)
+        key = webhooks.verify([SECRET], headers, request.body, now=time.time())
+        with pytest.raises(webhooks.WebhookVerificationError):
+            webhooks.verify(["wrong"], headers, request.body, now=time.time())
         assert verify_signature(SECRET, request.body, request.headers[SIGNATURE_HEADER])
         assert not verify_signature("wrong", request.body, request.headers[SIGNATURE_HEADER])
         body = json.loads(request.body)
-        assert set(body) == {"event", "idempotency_key", "occurred_at", "data"}
-        assert body["idempotency_key"] == request.headers["Idempotency-Key"]
+        assert set(body) == {"type", "timestamp", "event", "idempotency_key", "occurred_at", "data"}
+        assert body["idempotency_key"] == request.headers["Idempotency-Key"] == key
+        assert body["type"] == body["event"]
         assert order[body["idempotency_key"]][0] == f"call/{row}"
         datetime.fromisoformat(body["occurred_at"])
     started, ended = (json.loads(r.body) for r in receiver.requests)
@@ -480,7 +489,7 @@ async def test_amocrm_calls_and_tasks_shapes(pool: asyncpg.Pool, receiver_factor
         "SELECT remote_ref FROM outbox_deliveries d JOIN outbox e ON e.id = d.event_id"
         " WHERE e.event_type = 'task.created'"
     )
-    assert int(ref) == amo_task_id
+    assert json.loads(ref) == {"task_id": amo_task_id}
 
 
 _ENGINE_NODE = """
