@@ -103,6 +103,9 @@ class Outcome:
     """Why it is not delivered (kept as the delivery's last error)."""
     retry_after: float | None = None
     """Seconds the CRM asked us to wait."""
+    throttled: bool = False
+    """The CRM says we send too fast (429, QUERY_LIMIT_EXCEEDED): the worker holds every
+    request to this account back for a while, not just this delivery."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,8 @@ def http_outcome(status: int, body: bytes) -> Outcome:
     verdict = classify_status(status)
     if verdict is Verdict.DELIVERED:
         return Outcome(verdict)
-    return Outcome(verdict, error=f"HTTP {status}: {body[:200].decode(errors='replace')}")
+    error = f"HTTP {status}: {body[:200].decode(errors='replace')}"
+    return Outcome(verdict, error=error, throttled=status == 429)
 
 
 def sign_body(secret: str, body: bytes) -> str:

@@ -1,9 +1,29 @@
-"""amoCRM API v4 adapter."""
+"""amoCRM API v4 adapter (https://www.amocrm.ru/developers/content/crm_platform/api-reference).
+
+A finished call is looked up first: `GET /api/v4/contacts?query=<phone>` (204 when nobody has
+the number). A known contact gets the call through `POST /api/v4/calls` (amoCRM attaches it to
+the contact's card or its one open lead; "if no entity has this number, the call will not be
+added", and a 2xx then carries the refusal in its `errors`, which we read). An unknown caller
+goes to the unsorted inbox, `POST /api/v4/leads/unsorted/sip`, which makes a lead and a contact
+a manager accepts or declines. Calls carry `call_responsible` (the agent, or the contact's
+responsible manager for a missed call).
+
+Tasks attach to the entity the call landed on (the unsorted lead, the call's entity, or the
+contact looked up by phone) with `entity_id`/`entity_type`, for the agent or else the contact's
+responsible manager. amoCRM does not de-duplicate `request_id`, so a retry of a task creation
+whose first attempt may have reached amoCRM (a timeout) first lists the entity's open call
+tasks and adopts one with the same text and deadline instead of creating a second one; an
+unsorted entry is checked the same way by its `uniq`.
+
+Every request names the account's access token (OAuth, or a long-lived token as `secret`); the
+outbox worker keeps requests within 7 per second per account and backs off on 429.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from datetime import datetime
 from typing import Any
 
@@ -64,68 +84,173 @@ def amo_call_status(outcome: str, sip_status: int | None) -> int:
     return AMO_UNDEFINED
 
 
+# Entity types of a call's answer (singular) to the plural the tasks API wants.
+_PLURAL = {"contact": "contacts", "lead": "leads", "company": "companies", "customer": "customers"}
+# Per-item error codes meaning "nobody in the account has this number".
+_NOT_FOUND_CODES = {"NotFound", "EntityNotFound", 204, 244, 264}
+
+
+def _digits(phone: str | None) -> str | None:
+    """The number without "+" and separators, or None for a withheld / non-numeric caller."""
+    if not phone:
+        return None
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return digits if len(digits) >= 5 and digits == phone.lstrip("+") else None
+
+
+def _customer_phone(data: Any) -> str | None:
+    if "direction" not in data:  # a task
+        phone = data.get("contact_phone")
+    elif data["direction"] == "inbound":
+        phone = data.get("contact_phone") or data["from_number"]
+    else:
+        phone = data.get("contact_phone") or data["to_number"]
+    return str(phone) if _digits(phone) else None
+
+
+def _embedded(body: bytes, key: str) -> list[dict[str, Any]]:
+    try:
+        answer = json.loads(body) if body else {}
+        items = answer.get("_embedded", {}).get(key, [])
+    except (ValueError, AttributeError):
+        return []
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def _item_errors(body: bytes) -> list[dict[str, Any]]:
+    """Per-item errors of a 2xx batch answer (`errors` at the top level)."""
+    try:
+        answer = json.loads(body) if body else {}
+    except ValueError:
+        return []
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
 class AmoCrmAdapter:
-    """amoCRM API v4: finished calls to POST /api/v4/calls, tasks to /api/v4/tasks."""
+    """amoCRM API v4: finished calls (via the contact lookup and the unsorted inbox) and
+    callback tasks linked to the CRM entity."""
 
     events = frozenset({"call.ended"}) | TASK_EVENTS
+
+    # -- requests --------------------------------------------------------------------------
 
     def render(
         self, endpoint: CrmEndpoint, event: OutboxEvent, attempt: Attempt
     ) -> HttpRequest | None:
-        data = event.payload
-        remote_ref = attempt.refs.get("task_id")
-        base = endpoint.url.rstrip("/")
         if event.event_type == "call.ended":
-            call = self._call(endpoint, event)
-            return (
-                None
-                if call is None
-                else self._request(endpoint, "POST", base + "/api/v4/calls", [call], event)
-            )
+            return self._render_call(endpoint, event, attempt)
         if event.event_type in ("task.created", "task.updated"):
-            task: dict[str, Any] = {
-                "text": data["text"] or f"Call back {data['contact_phone']}",
-                "complete_till": int(datetime.fromisoformat(data["due_at"]).timestamp()),
-                "task_type_id": AMO_TASK_TYPE_CALL,
-            }
-            user = endpoint.user_map.get(data.get("assignee") or "")
-            if user is not None:
-                task["responsible_user_id"] = user
-            if remote_ref is not None:
-                task["id"] = int(remote_ref)
-                return self._request(endpoint, "PATCH", base + "/api/v4/tasks", [task], event)
-            # Created before this endpoint knew it (or its creation was dead-lettered): create.
-            task["request_id"] = event.idempotency_key
-            return self._request(endpoint, "POST", base + "/api/v4/tasks", [task], event)
+            return self._render_task(endpoint, event, attempt)
         if event.event_type in ("task.done", "task.cancelled"):
-            if remote_ref is None:
+            task_id = attempt.refs.get("task_id")
+            if task_id is None or attempt.refs.get("closed"):
                 return None
             result = "Done" if event.event_type == "task.done" else "Cancelled"
-            task = {"id": int(remote_ref), "is_completed": True, "result": {"text": result}}
-            return self._request(endpoint, "PATCH", base + "/api/v4/tasks", [task], event)
+            task = {"id": int(task_id), "is_completed": True, "result": {"text": result}}
+            return self._request(endpoint, attempt, "PATCH", "/api/v4/tasks", [task])
         return None
 
-    def _call(self, endpoint: CrmEndpoint, event: OutboxEvent) -> dict[str, Any] | None:
-        data = event.payload
-        direction = data["direction"]
-        if direction not in ("inbound", "outbound"):
+    def _render_call(
+        self, endpoint: CrmEndpoint, event: OutboxEvent, attempt: Attempt
+    ) -> HttpRequest | None:
+        data, refs = event.payload, attempt.refs
+        if data["direction"] not in ("inbound", "outbound"):
             return None  # amoCRM logs calls with customers only
-        phone = data.get("contact_phone") or (
-            data["from_number"] if direction == "inbound" else data["to_number"]
+        phone = _customer_phone(data)
+        if phone is None:
+            return None  # withheld: nothing amoCRM can file it under
+        if refs.get("amo_call_id") or refs.get("lead_id"):
+            return None  # an earlier attempt got it there
+        if "contact_id" not in refs:
+            return self._lookup(endpoint, attempt, phone)
+        if refs["contact_id"] is not None:
+            call = self._call(endpoint, event, refs)
+            return self._request(endpoint, attempt, "POST", "/api/v4/calls", [call])
+        if attempt.attempts and "unsorted_checked" not in refs:
+            query = "filter[category][]=sip&order[created_at]=desc&limit=50"
+            return self._request(endpoint, attempt, "GET", f"/api/v4/leads/unsorted?{query}")
+        return self._request(
+            endpoint,
+            attempt,
+            "POST",
+            "/api/v4/leads/unsorted/sip",
+            [self._unsorted(endpoint, event)],
         )
+
+    def _render_task(
+        self, endpoint: CrmEndpoint, event: OutboxEvent, attempt: Attempt
+    ) -> HttpRequest | None:
+        data, refs = event.payload, attempt.refs
+        task: dict[str, Any] = {
+            "text": _task_text(data),
+            "complete_till": _task_due(data),
+            "task_type_id": AMO_TASK_TYPE_CALL,
+        }
+        user = self._task_user(endpoint, data, refs)
+        if user is not None:
+            task["responsible_user_id"] = user
+        if refs.get("task_id") is not None:
+            task["id"] = int(refs["task_id"])
+            return self._request(endpoint, attempt, "PATCH", "/api/v4/tasks", [task])
+        entity = self._entity(refs)
+        if entity is None and "contact_id" not in refs and _digits(data.get("contact_phone")):
+            return self._lookup(endpoint, attempt, data["contact_phone"])
+        if entity is not None:
+            task["entity_type"], task["entity_id"] = entity
+        if attempt.attempts and "task_checked" not in refs:
+            # The first attempt may have created it before its answer was lost.
+            query = {"filter[is_completed]": "0", "filter[task_type][]": str(AMO_TASK_TYPE_CALL)}
+            if entity is not None:
+                query["filter[entity_type]"] = entity[0]
+                query["filter[entity_id][]"] = str(entity[1])
+            query["order[created_at]"] = "desc"
+            query["limit"] = "50"
+            path = "/api/v4/tasks?" + urllib.parse.urlencode(query)
+            return self._request(endpoint, attempt, "GET", path)
+        task["request_id"] = event.idempotency_key
+        return self._request(endpoint, attempt, "POST", "/api/v4/tasks", [task])
+
+    def _lookup(self, endpoint: CrmEndpoint, attempt: Attempt, phone: str) -> HttpRequest:
+        query = urllib.parse.urlencode({"query": _digits(phone) or phone, "limit": "1"})
+        return self._request(endpoint, attempt, "GET", f"/api/v4/contacts?{query}")
+
+    def _entity(self, refs: Any) -> tuple[str, int] | None:
+        related = refs.get("related") or {}
+        for source in (refs, related):
+            if source.get("lead_id"):
+                return ("leads", int(source["lead_id"]))
+            if source.get("entity_id") and source.get("entity_type") in _PLURAL:
+                return (_PLURAL[source["entity_type"]], int(source["entity_id"]))
+        for source in (refs, related):
+            if source.get("contact_id"):
+                return ("contacts", int(source["contact_id"]))
+        return None
+
+    def _task_user(self, endpoint: CrmEndpoint, data: Any, refs: Any) -> int | None:
+        user = endpoint.user_map.get(data.get("assignee") or "")
+        if user is not None:
+            return user
+        related = refs.get("related") or {}
+        owner = refs.get("responsible_user_id") or related.get("responsible_user_id")
+        return int(owner) if owner else None
+
+    def _call(self, endpoint: CrmEndpoint, event: OutboxEvent, refs: Any) -> dict[str, Any]:
+        data = event.payload
         outcome = data["outcome"]
         result = _AMO_RESULT.get(outcome, "Not reached")
         if outcome == "answered" and data.get("agent"):
             result += f" ({data['agent']})"
         call: dict[str, Any] = {
-            "direction": direction,
+            "direction": data["direction"],
             "uniq": event.idempotency_key,
             "duration": round(data.get("talk_seconds") or 0),
             "source": endpoint.source,
-            "phone": phone,
+            "phone": _customer_phone(data),
             "call_result": result,
             "call_status": amo_call_status(outcome, data.get("sip_status")),
             "created_at": int(datetime.fromisoformat(data["started_at"]).timestamp()),
+            "request_id": event.idempotency_key,
         }
         link = recording_url(endpoint, data)
         if link is not None:
@@ -133,17 +258,70 @@ class AmoCrmAdapter:
         user = endpoint.user_map.get(data.get("agent") or "")
         if user is not None:
             call["responsible_user_id"] = user
+            call["call_responsible"] = user
+        elif refs.get("responsible_user_id"):
+            # Nobody answered: the contact's manager is the one who should see it.
+            call["call_responsible"] = int(refs["responsible_user_id"])
         return call
 
-    def _request(
-        self, endpoint: CrmEndpoint, method: str, url: str, items: list[Any], event: OutboxEvent
-    ) -> HttpRequest:
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {endpoint.secret}",
-            "Idempotency-Key": event.idempotency_key,
+    def _unsorted(self, endpoint: CrmEndpoint, event: OutboxEvent) -> dict[str, Any]:
+        data = event.payload
+        phone = _customer_phone(data)
+        started = int(datetime.fromisoformat(data["started_at"]).timestamp())
+        metadata: dict[str, Any] = {
+            "is_call_event_needed": True,
+            "uniq": event.idempotency_key,
+            "duration": round(data.get("talk_seconds") or 0),
+            "service_code": endpoint.source,
+            "phone": phone,
+            "called_at": started,
+            "from": phone if data["direction"] == "inbound" else (data.get("agent") or ""),
         }
-        return HttpRequest(method, url, headers, to_json(items))
+        link = recording_url(endpoint, data)
+        if link is not None:
+            metadata["link"] = link
+        lead: dict[str, Any] = {"name": f"Call {data['direction']} {phone}"}
+        user = endpoint.user_map.get(data.get("agent") or "")
+        if user is not None:
+            lead["responsible_user_id"] = user
+        return {
+            "request_id": event.idempotency_key,
+            "source_uid": event.idempotency_key,
+            "source_name": endpoint.source,
+            "created_at": started,
+            "metadata": metadata,
+            "_embedded": {
+                "leads": [lead],
+                "contacts": [
+                    {
+                        "name": phone,
+                        "custom_fields_values": [
+                            {
+                                "field_code": "PHONE",
+                                "values": [{"value": phone, "enum_code": "WORK"}],
+                            }
+                        ],
+                    }
+                ],
+            },
+        }
+
+    def _request(
+        self,
+        endpoint: CrmEndpoint,
+        attempt: Attempt,
+        method: str,
+        path: str,
+        items: list[Any] | None = None,
+    ) -> HttpRequest:
+        headers = {"Authorization": f"Bearer {attempt.token or endpoint.secret}"}
+        body = b""
+        if items is not None:
+            headers["Content-Type"] = "application/json"
+            body = to_json(items)
+        return HttpRequest(method, endpoint.url.rstrip("/") + path, headers, body)
+
+    # -- answers ---------------------------------------------------------------------------
 
     def classify(
         self,
@@ -153,12 +331,120 @@ class AmoCrmAdapter:
         status: int,
         body: bytes,
     ) -> Outcome:
+        request = self.render(endpoint, event, attempt)
+        assert request is not None  # we are answering what render sent
+        path = urllib.parse.urlsplit(request.url).path
+        if request.method == "GET" and path.endswith("/api/v4/contacts"):
+            return self._looked_up(status, body)
         outcome = http_outcome(status, body)
-        if outcome.verdict is not Verdict.DELIVERED or event.event_type not in TASK_EVENTS:
+        if outcome.verdict is not Verdict.DELIVERED:
             return outcome
-        try:
-            task_id = json.loads(body)["_embedded"]["tasks"][0]["id"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            logger.warning("amoCRM answer to %s carries no task id", event.idempotency_key)
+        if request.method == "GET" and path.endswith("/leads/unsorted"):
+            return self._unsorted_checked(event, body)
+        if request.method == "GET" and path.endswith("/api/v4/tasks"):
+            return self._tasks_checked(event, body)
+        if path.endswith("/api/v4/calls"):
+            return self._call_answer(body)
+        if path.endswith("/leads/unsorted/sip"):
+            return self._unsorted_answer(body)
+        if event.event_type in ("task.done", "task.cancelled"):
+            return Outcome(Verdict.DELIVERED, {"closed": True})
+        return self._task_answer(body)
+
+    def _looked_up(self, status: int, body: bytes) -> Outcome:
+        if status == 204:  # no contact has this number
+            return Outcome(Verdict.NEXT, {"contact_id": None})
+        outcome = http_outcome(status, body)
+        if outcome.verdict is not Verdict.DELIVERED:
             return outcome
-        return Outcome(Verdict.DELIVERED, {"task_id": int(task_id)})
+        contacts = _embedded(body, "contacts")
+        if not contacts:
+            return Outcome(Verdict.NEXT, {"contact_id": None})
+        contact = contacts[0]
+        refs = {
+            "contact_id": contact.get("id"),
+            "responsible_user_id": contact.get("responsible_user_id"),
+        }
+        return Outcome(Verdict.NEXT, refs)
+
+    def _call_answer(self, body: bytes) -> Outcome:
+        calls = _embedded(body, "calls")
+        if calls and calls[0].get("id"):
+            call = calls[0]
+            refs = {"amo_call_id": call["id"]}
+            if call.get("entity_id"):
+                refs["entity_id"] = call["entity_id"]
+                refs["entity_type"] = call.get("entity_type")
+            return Outcome(Verdict.DELIVERED, refs)
+        errors = _item_errors(body)
+        if any(_not_found(e) for e in errors):
+            # The contact went away between the lookup and the post: the unsorted inbox.
+            return Outcome(Verdict.NEXT, {"contact_id": None})
+        if errors:
+            return Outcome(Verdict.DEAD, error=f"amoCRM refused the call: {_describe(errors)}")
+        return Outcome(Verdict.RETRY, error="amoCRM answered 2xx without the call")
+
+    def _unsorted_answer(self, body: bytes) -> Outcome:
+        items = _embedded(body, "unsorted")
+        if not items:
+            errors = _item_errors(body)
+            if errors:
+                return Outcome(
+                    Verdict.DEAD, error=f"amoCRM refused the unsorted: {_describe(errors)}"
+                )
+            return Outcome(Verdict.RETRY, error="amoCRM answered 2xx without the unsorted entry")
+        return Outcome(Verdict.DELIVERED, _unsorted_refs(items[0]))
+
+    def _unsorted_checked(self, event: OutboxEvent, body: bytes) -> Outcome:
+        for item in _embedded(body, "unsorted"):
+            if (item.get("metadata") or {}).get("uniq") == event.idempotency_key:
+                return Outcome(Verdict.NEXT, _unsorted_refs(item))
+        return Outcome(Verdict.NEXT, {"unsorted_checked": True})
+
+    def _tasks_checked(self, event: OutboxEvent, body: bytes) -> Outcome:
+        wanted = _task_text(event.payload), _task_due(event.payload)
+        for task in _embedded(body, "tasks"):
+            if (task.get("text"), task.get("complete_till")) == wanted and task.get("id"):
+                return Outcome(Verdict.NEXT, {"task_id": int(task["id"]), "task_checked": True})
+        return Outcome(Verdict.NEXT, {"task_checked": True})
+
+    def _task_answer(self, body: bytes) -> Outcome:
+        tasks = _embedded(body, "tasks")
+        if tasks and tasks[0].get("id"):
+            return Outcome(Verdict.DELIVERED, {"task_id": int(tasks[0]["id"])})
+        errors = _item_errors(body)
+        if errors:
+            return Outcome(Verdict.DEAD, error=f"amoCRM refused the task: {_describe(errors)}")
+        logger.warning("amoCRM answer to a task carries no task id")
+        return Outcome(Verdict.DELIVERED)
+
+
+def _task_text(data: Any) -> str:
+    return str(data["text"] or f"Call back {data['contact_phone']}")
+
+
+def _task_due(data: Any) -> int:
+    return int(datetime.fromisoformat(data["due_at"]).timestamp())
+
+
+def _unsorted_refs(item: dict[str, Any]) -> dict[str, Any]:
+    refs: dict[str, Any] = {"unsorted_uid": item.get("uid")}
+    embedded = item.get("_embedded") or {}
+    leads = embedded.get("leads") or []
+    contacts = embedded.get("contacts") or []
+    if leads:
+        refs["lead_id"] = leads[0].get("id")
+    if contacts:
+        refs["unsorted_contact_id"] = contacts[0].get("id")
+    return refs
+
+
+def _not_found(error: dict[str, Any]) -> bool:
+    text = f"{error.get('title', '')} {error.get('detail', '')}".lower()
+    return error.get("code") in _NOT_FOUND_CODES or "not found" in text
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    return "; ".join(
+        str(e.get("detail") or e.get("title") or e.get("code") or e) for e in errors[:3]
+    )

@@ -31,7 +31,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,22 +47,27 @@ from .adapters import (
     Verdict,
 )
 from .config import CrmEndpoint, RetryPolicy
-from .kinds import DEFAULT_ADAPTERS, check_endpoints
+from .kinds import DEFAULT_ADAPTERS, DEFAULT_RATES, check_endpoints
+from .oauth import OAuthError, TokenStore
+from .ratelimit import RateLimiter, limiter
 
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "crm_outbox"
 _MAX_ERROR = 500
 _MAX_BODY = 1 << 20
+_THROTTLE_PAUSE = 1.0
+"""Seconds an account's requests pause after a "too many requests" without Retry-After."""
 _MAX_STEPS = 8
 """Requests one attempt may make for one event (lookup, create, link...)."""
 
 _PENDING = "d.delivered_at IS NULL AND d.dead_at IS NULL"
-# Head of its chain: nothing earlier for the same endpoint and aggregate is still pending.
+# Head of its chain: nothing earlier for the same endpoint and aggregate is still pending, nor
+# for the call a task came from (the CRM files the task under what the call created).
 _HEAD = (
     "NOT EXISTS (SELECT 1 FROM outbox_deliveries p WHERE p.endpoint = d.endpoint"
-    " AND p.aggregate = d.aggregate AND p.event_id < d.event_id"
-    " AND p.delivered_at IS NULL AND p.dead_at IS NULL)"
+    " AND p.aggregate IN (d.aggregate, 'call/' || (e.payload->>'created_from_call'))"
+    " AND p.event_id < d.event_id AND p.delivered_at IS NULL AND p.dead_at IS NULL)"
 )
 _CLAIM = (
     "SELECT d.event_id, d.endpoint, d.attempts, e.aggregate, e.event_type, e.payload,"
@@ -80,7 +85,7 @@ _CLAIM = (
     " FOR UPDATE OF d SKIP LOCKED"
 )
 _NEXT_DUE = (
-    "SELECT min(d.next_attempt_at) FROM outbox_deliveries d"
+    "SELECT min(d.next_attempt_at) FROM outbox_deliveries d JOIN outbox e ON e.id = d.event_id"
     f" WHERE d.endpoint = ANY($1::text[]) AND {_PENDING} AND d.next_attempt_at > $2 AND {_HEAD}"
 )
 _RECORD = (
@@ -111,6 +116,8 @@ class WorkerStats:
     """Failed attempts scheduled for retry."""
     dead: int = 0
     """Deliveries dead-lettered."""
+    throttled: int = 0
+    """Answers saying we sent too fast (429, QUERY_LIMIT_EXCEEDED)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,31 @@ class OutboxWorker:
         self._listener: Any = None
         self._stopping = False
         self.stats = WorkerStats()
+        self._tokens: TokenStore | None = None
+        self._buckets: dict[tuple[str, str], RateLimiter] = {}
+        for endpoint in endpoint_list:
+            self._bucket(endpoint)
+
+    def _bucket(self, endpoint: CrmEndpoint) -> RateLimiter | None:
+        """The rate limiter of the endpoint's account (shared by endpoints of one account)."""
+        rate, burst = DEFAULT_RATES.get(endpoint.kind, (None, None))
+        rate = endpoint.rate_limit or rate
+        if rate is None:
+            return None
+        key = (endpoint.kind, endpoint.account)
+        if key not in self._buckets:
+            size = endpoint.burst or burst or max(1, int(rate))
+            self._buckets[key] = limiter(rate, size)
+        return self._buckets[key]
+
+    @property
+    def tokens(self) -> TokenStore:
+        """The OAuth token store (made with the worker's HTTP session)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        if self._tokens is None:
+            self._tokens = TokenStore(self._pool, self._session, now=self._now)
+        return self._tokens
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -323,8 +355,15 @@ class OutboxWorker:
         refs = dict(claim.refs)
         learned = False
         sent = False
+        token = None
+        refreshed = False
+        if endpoint.oauth is not None:
+            try:
+                token = await self.tokens.access_token(endpoint)
+            except OAuthError as exc:
+                return _Result(Verdict.RETRY, False, f"oauth: {exc}"[:_MAX_ERROR])
         for _ in range(_MAX_STEPS):
-            attempt = Attempt(self._now(), claim.attempts, refs)
+            attempt = Attempt(self._now(), claim.attempts, refs, token)
             try:
                 request = adapter.render(endpoint, event, attempt)
             except Exception as exc:
@@ -339,7 +378,15 @@ class OutboxWorker:
             if request is None:
                 return _Result(Verdict.DELIVERED, sent, refs=_own(refs) if learned else None)
             sent = True
-            outcome = await self._send(endpoint, event, request, adapter, attempt)
+            outcome, status = await self._send(endpoint, event, request, adapter, attempt)
+            if status == 401 and token is not None and not refreshed:
+                # Revoked or expired early: refresh once (or take another node's refresh).
+                refreshed = True
+                try:
+                    token = await self.tokens.access_token(endpoint, stale=token)
+                except OAuthError as exc:
+                    return _Result(Verdict.RETRY, sent, f"oauth: {exc}"[:_MAX_ERROR])
+                continue
             if outcome.refs:
                 refs.update(outcome.refs)
                 learned = True
@@ -361,8 +408,11 @@ class OutboxWorker:
         request: HttpRequest,
         adapter: CrmAdapter,
         attempt: Attempt,
-    ) -> Outcome:
+    ) -> tuple[Outcome, int | None]:
         assert self._session is not None
+        bucket = self._bucket(endpoint)
+        if bucket is not None:
+            await bucket.acquire()
         self.stats.attempts += 1
         try:
             async with self._session.request(
@@ -377,15 +427,19 @@ class OutboxWorker:
                 status = response.status
                 retry_after = _retry_after(response.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return Outcome(Verdict.RETRY, error=f"{type(exc).__name__}: {exc}")
+            return Outcome(Verdict.RETRY, error=f"{type(exc).__name__}: {exc}"), None
         try:
             outcome = adapter.classify(endpoint, event, attempt, status, body)
         except Exception as exc:
             logger.exception("%s: cannot read the answer to %s", endpoint.name, request.url)
-            return Outcome(Verdict.RETRY, error=f"classify: {exc!r}")
+            return Outcome(Verdict.RETRY, error=f"classify: {exc!r}"), status
         if outcome.retry_after is None and retry_after is not None:
-            outcome = Outcome(outcome.verdict, outcome.refs, outcome.error, retry_after)
-        return outcome
+            outcome = replace(outcome, retry_after=retry_after)
+        if outcome.throttled:
+            self.stats.throttled += 1
+            if bucket is not None:
+                bucket.pause(outcome.retry_after or _THROTTLE_PAUSE)
+        return outcome, status
 
     def _record(self, claim: _Claim, result: _Result) -> tuple[Any, ...]:
         now = self._now()
