@@ -188,6 +188,25 @@ def template_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
 
 
+def phone_digits(phone: Any) -> str | None:
+    """A number's digits without "+", or None for a withheld / non-numeric caller ID (what a
+    CRM can look a contact up by)."""
+    text = str(phone or "")
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return digits if len(digits) >= 5 and digits == text.lstrip("+") else None
+
+
+def customer_phone(data: Mapping[str, Any]) -> str | None:
+    """The customer's number of a call or task payload, if it is a real number."""
+    if "direction" not in data:  # a task
+        phone = data.get("contact_phone")
+    elif data["direction"] == "inbound":
+        phone = data.get("contact_phone") or data["from_number"]
+    else:
+        phone = data.get("contact_phone") or data["to_number"]
+    return str(phone) if phone_digits(phone) else None
+
+
 def recording_url(endpoint: CrmEndpoint, data: Mapping[str, Any]) -> str | None:
     """The link to a call's recording for this endpoint, if it has one."""
     if not data.get("recording_path") or not endpoint.recording_link:

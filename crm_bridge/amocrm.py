@@ -34,7 +34,9 @@ from .adapters import (
     OutboxEvent,
     Outcome,
     Verdict,
+    customer_phone,
     http_outcome,
+    phone_digits,
     recording_url,
     to_json,
 )
@@ -90,24 +92,6 @@ _PLURAL = {"contact": "contacts", "lead": "leads", "company": "companies", "cust
 _NOT_FOUND_CODES = {"NotFound", "EntityNotFound", 204, 244, 264}
 
 
-def _digits(phone: str | None) -> str | None:
-    """The number without "+" and separators, or None for a withheld / non-numeric caller."""
-    if not phone:
-        return None
-    digits = "".join(ch for ch in phone if ch.isdigit())
-    return digits if len(digits) >= 5 and digits == phone.lstrip("+") else None
-
-
-def _customer_phone(data: Any) -> str | None:
-    if "direction" not in data:  # a task
-        phone = data.get("contact_phone")
-    elif data["direction"] == "inbound":
-        phone = data.get("contact_phone") or data["from_number"]
-    else:
-        phone = data.get("contact_phone") or data["to_number"]
-    return str(phone) if _digits(phone) else None
-
-
 def _embedded(body: bytes, key: str) -> list[dict[str, Any]]:
     try:
         answer = json.loads(body) if body else {}
@@ -157,7 +141,7 @@ class AmoCrmAdapter:
         data, refs = event.payload, attempt.refs
         if data["direction"] not in ("inbound", "outbound"):
             return None  # amoCRM logs calls with customers only
-        phone = _customer_phone(data)
+        phone = customer_phone(data)
         if phone is None:
             return None  # withheld: nothing amoCRM can file it under
         if refs.get("amo_call_id") or refs.get("lead_id"):
@@ -194,7 +178,7 @@ class AmoCrmAdapter:
             task["id"] = int(refs["task_id"])
             return self._request(endpoint, attempt, "PATCH", "/api/v4/tasks", [task])
         entity = self._entity(refs)
-        if entity is None and "contact_id" not in refs and _digits(data.get("contact_phone")):
+        if entity is None and "contact_id" not in refs and phone_digits(data.get("contact_phone")):
             return self._lookup(endpoint, attempt, data["contact_phone"])
         if entity is not None:
             task["entity_type"], task["entity_id"] = entity
@@ -212,7 +196,7 @@ class AmoCrmAdapter:
         return self._request(endpoint, attempt, "POST", "/api/v4/tasks", [task])
 
     def _lookup(self, endpoint: CrmEndpoint, attempt: Attempt, phone: str) -> HttpRequest:
-        query = urllib.parse.urlencode({"query": _digits(phone) or phone, "limit": "1"})
+        query = urllib.parse.urlencode({"query": phone_digits(phone) or phone, "limit": "1"})
         return self._request(endpoint, attempt, "GET", f"/api/v4/contacts?{query}")
 
     def _entity(self, refs: Any) -> tuple[str, int] | None:
@@ -246,7 +230,7 @@ class AmoCrmAdapter:
             "uniq": event.idempotency_key,
             "duration": round(data.get("talk_seconds") or 0),
             "source": endpoint.source,
-            "phone": _customer_phone(data),
+            "phone": customer_phone(data),
             "call_result": result,
             "call_status": amo_call_status(outcome, data.get("sip_status")),
             "created_at": int(datetime.fromisoformat(data["started_at"]).timestamp()),
@@ -266,7 +250,7 @@ class AmoCrmAdapter:
 
     def _unsorted(self, endpoint: CrmEndpoint, event: OutboxEvent) -> dict[str, Any]:
         data = event.payload
-        phone = _customer_phone(data)
+        phone = customer_phone(data)
         started = int(datetime.fromisoformat(data["started_at"]).timestamp())
         metadata: dict[str, Any] = {
             "is_call_event_needed": True,

@@ -7,10 +7,11 @@ from types import MappingProxyType
 
 from .adapters import RECORDING_LINK_FIELDS, CrmAdapter, JsonWebhook, template_fields
 from .amocrm import AmoCrmAdapter
+from .bitrix24 import DEFAULT_USER, Bitrix24Adapter
 from .config import CrmEndpoint
 
 DEFAULT_ADAPTERS: Mapping[str, CrmAdapter] = MappingProxyType(
-    {"webhook": JsonWebhook(), "amocrm": AmoCrmAdapter()}
+    {"webhook": JsonWebhook(), "amocrm": AmoCrmAdapter(), "bitrix24": Bitrix24Adapter()}
 )
 """The shipped adapters by CrmEndpoint.kind (read-only; pass your own mapping to add kinds)."""
 
@@ -81,6 +82,23 @@ def endpoint_problems(
         problems.append(
             ("kind", f"CRM endpoint {name!r}: amoCRM needs an access token or an [oauth] client")
         )
+    if endpoint.kind == "bitrix24":
+        if DEFAULT_USER not in endpoint.user_map:
+            problems.append(
+                (
+                    "user_map",
+                    f'CRM endpoint {name!r}: Bitrix24 needs user_map with a "*" user for'
+                    " calls no agent answered",
+                )
+            )
+        if endpoint.oauth is None and "/rest/" not in endpoint.url:
+            problems.append(
+                (
+                    "url",
+                    f"CRM endpoint {name!r}: Bitrix24 needs an incoming-webhook URL"
+                    " (https://<portal>/rest/<user>/<code>/) or an [oauth] local app",
+                )
+            )
     if endpoint.oauth is not None and not (
         endpoint.oauth.client_id.strip() and endpoint.oauth.client_secret.strip()
     ):

@@ -45,6 +45,17 @@ HEAD = '[[crm.endpoints]]\nname = "x"\n'
         ),
         ('kind = "webhook"\nurl = "https://h/x"\nold_secrets = [""]\n', 5, "old_secrets"),
         ('kind = "webhook"\nurl = "https://h/x"\nburst = 0\n', 5, "burst must be"),
+        (
+            'kind = "bitrix24"\nurl = "https://p.bitrix24.ru/rest/1/abc/"\n'
+            'user_map = {"101" = 7}\n',
+            5,
+            'needs user_map with a "*" user',
+        ),
+        (
+            'kind = "bitrix24"\nurl = "https://p.bitrix24.ru"\nuser_map = {"*" = 1}\n',
+            4,
+            "incoming-webhook URL",
+        ),
         ('kind = "webhook"\nurl = "https://h/x"\nuser_map = {"101" = "bob"}\n', 5, "user_map"),
     ],
 )
