@@ -38,6 +38,7 @@ _ENDPOINT_KEYS = {
     "oauth",
     "rate_limit",
     "burst",
+    "recording_format",
 }
 _EXTENSION = re.compile(r"^[0-9]{2,8}$")
 
@@ -139,6 +140,9 @@ class CrmSettings:
     endpoints: tuple[CrmEndpoint, ...] = ()
     """External CRMs the outbox delivers to."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    link_secret: str = ""
+    """Key of signed recording links (GET /recordings/{id}.{format}?expires=&signature=);
+    empty: no signed links."""
     """Delivery retries, backoff and dead-letter age."""
 
 
@@ -272,6 +276,8 @@ class _Reader:
     def __init__(self, text: str, source: str) -> None:
         self.lines = text.splitlines()
         self.source = source
+        self._links: tuple[str, float] = ("", 30 * 86400.0)
+        """[crm] link_secret and link TTL, set before the endpoints are read."""
         # Relative file names in the config (prompts) are relative to the config file.
         self.base = (
             Path(source).resolve().parent if source and not source.startswith("<") else Path.cwd()
@@ -845,8 +851,27 @@ class _Reader:
     def crm(self, data: dict[str, Any]) -> CrmSettings:
         self._check_keys(
             data,
-            {"default_country_code", "callback_due_minutes", "node", "endpoints", "retry"},
+            {
+                "default_country_code",
+                "callback_due_minutes",
+                "node",
+                "endpoints",
+                "retry",
+                "link_secret",
+                "link_ttl_days",
+            },
             "crm",
+        )
+        link_secret = data.get("link_secret", "")
+        if not isinstance(link_secret, str) or ("link_secret" in data and len(link_secret) < 16):
+            raise self.fail(
+                "link_secret must be a string of at least 16 characters",
+                table="crm",
+                key="link_secret",
+            )
+        self._links = (
+            link_secret,
+            86400 * self._number(data, "link_ttl_days", 30.0, "crm", minimum=0.00001),
         )
         country = str(data.get("default_country_code", "1"))
         if not country.isdigit() or not 1 <= len(country) <= 3:
@@ -869,6 +894,7 @@ class _Reader:
             node=str(data.get("node", "")),
             endpoints=tuple(endpoints),
             retry=policy,
+            link_secret=self._links[0],
         )
 
     def _crm_endpoint(self, item: dict[str, Any], index: int, seen: set[str]) -> CrmEndpoint:
@@ -936,6 +962,9 @@ class _Reader:
             if rate is None
             else self._number(item, "rate_limit", 1, table, minimum=0.01),
             burst=burst,
+            recording_format=str(item.get("recording_format", "wav")),
+            link_secret=self._links[0],
+            link_ttl=self._links[1],
         )
         problems = endpoint_problems(endpoint, DEFAULT_ADAPTERS)
         if problems:

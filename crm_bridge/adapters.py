@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from . import webhooks
 from .config import CrmEndpoint
+from .links import link_signature
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ TASK_EVENTS = frozenset({"task.created", "task.updated", "task.done", "task.canc
 SIGNATURE_HEADER = "X-Callcenter-Signature"
 """The pre-Standard-Webhooks signature header (`sha256=<hex HMAC of the body>`), still sent for
 one release so receivers can move to `webhook-signature`."""
-RECORDING_LINK_FIELDS = frozenset({"id"})
+RECORDING_LINK_FIELDS = frozenset({"id", "format", "expires", "signature"})
 """Fields a `recording_link` template may use."""
 
 
@@ -207,11 +208,19 @@ def customer_phone(data: Mapping[str, Any]) -> str | None:
     return str(phone) if phone_digits(phone) else None
 
 
-def recording_url(endpoint: CrmEndpoint, data: Mapping[str, Any]) -> str | None:
-    """The link to a call's recording for this endpoint, if it has one."""
+def recording_url(endpoint: CrmEndpoint, data: Mapping[str, Any], now: float) -> str | None:
+    """The link to a call's recording for this endpoint (signed and expiring when its template
+    asks for it), if it has one."""
     if not data.get("recording_path") or not endpoint.recording_link:
         return None
-    return endpoint.recording_link.format(id=data["id"])
+    fmt = endpoint.recording_format
+    expires = int(now + endpoint.link_ttl)
+    signature = ""
+    if endpoint.link_secret:
+        signature = link_signature(endpoint.link_secret, int(data["id"]), fmt, expires)
+    return endpoint.recording_link.format(
+        id=data["id"], format=fmt, expires=expires, signature=signature
+    )
 
 
 class JsonWebhook:
@@ -225,7 +234,7 @@ class JsonWebhook:
     ) -> HttpRequest | None:
         data = event.payload
         if event.event_type in CALL_EVENTS:
-            link = recording_url(endpoint, data)
+            link = recording_url(endpoint, data, attempt.now)
             if link is not None:
                 data = {**data, "recording_url": link}
         occurred = event.occurred_at.isoformat()

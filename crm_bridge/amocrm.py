@@ -149,7 +149,7 @@ class AmoCrmAdapter:
         if "contact_id" not in refs:
             return self._lookup(endpoint, attempt, phone)
         if refs["contact_id"] is not None:
-            call = self._call(endpoint, event, refs)
+            call = self._call(endpoint, event, refs, attempt.now)
             return self._request(endpoint, attempt, "POST", "/api/v4/calls", [call])
         if attempt.attempts and "unsorted_checked" not in refs:
             query = "filter[category][]=sip&order[created_at]=desc&limit=50"
@@ -159,7 +159,7 @@ class AmoCrmAdapter:
             attempt,
             "POST",
             "/api/v4/leads/unsorted/sip",
-            [self._unsorted(endpoint, event)],
+            [self._unsorted(endpoint, event, attempt.now)],
         )
 
     def _render_task(
@@ -219,7 +219,9 @@ class AmoCrmAdapter:
         owner = refs.get("responsible_user_id") or related.get("responsible_user_id")
         return int(owner) if owner else None
 
-    def _call(self, endpoint: CrmEndpoint, event: OutboxEvent, refs: Any) -> dict[str, Any]:
+    def _call(
+        self, endpoint: CrmEndpoint, event: OutboxEvent, refs: Any, now: float
+    ) -> dict[str, Any]:
         data = event.payload
         outcome = data["outcome"]
         result = _AMO_RESULT.get(outcome, "Not reached")
@@ -236,7 +238,7 @@ class AmoCrmAdapter:
             "created_at": int(datetime.fromisoformat(data["started_at"]).timestamp()),
             "request_id": event.idempotency_key,
         }
-        link = recording_url(endpoint, data)
+        link = recording_url(endpoint, data, now)
         if link is not None:
             call["link"] = link
         user = endpoint.user_map.get(data.get("agent") or "")
@@ -248,7 +250,7 @@ class AmoCrmAdapter:
             call["call_responsible"] = int(refs["responsible_user_id"])
         return call
 
-    def _unsorted(self, endpoint: CrmEndpoint, event: OutboxEvent) -> dict[str, Any]:
+    def _unsorted(self, endpoint: CrmEndpoint, event: OutboxEvent, now: float) -> dict[str, Any]:
         data = event.payload
         phone = customer_phone(data)
         started = int(datetime.fromisoformat(data["started_at"]).timestamp())
@@ -261,7 +263,7 @@ class AmoCrmAdapter:
             "called_at": started,
             "from": phone if data["direction"] == "inbound" else (data.get("agent") or ""),
         }
-        link = recording_url(endpoint, data)
+        link = recording_url(endpoint, data, now)
         if link is not None:
             metadata["link"] = link
         lead: dict[str, Any] = {"name": f"Call {data['direction']} {phone}"}

@@ -93,7 +93,7 @@ class Bitrix24Adapter:
         phone = customer_phone(data)
         if data["direction"] not in _TYPE or phone is None:
             return None  # internal calls and withheld numbers: nothing to file
-        link = recording_url(endpoint, data)
+        link = recording_url(endpoint, data, attempt.now)
         if refs.get("finished") and (link is None or refs.get("recorded")):
             return None
         user = self._user(endpoint, data.get("agent"))

@@ -32,8 +32,17 @@ class CrmEndpoint:
     user_map: Mapping[str, int] = field(default_factory=dict)
     """amoCRM: agent extension -> amoCRM user id, for responsible_user_id."""
     recording_link: str | None = None
-    """URL template of a call's recording, `{id}` = call row id, e.g.
-    "https://pbx.example.com/calls/{id}/recording"; None sends no link."""
+    """URL template of a call's recording: `{id}` (call row id), `{format}`, `{expires}` and
+    `{signature}` (a signed link that plays without an API key until it expires), e.g.
+    "https://pbx.example.com/recordings/{id}.{format}?expires={expires}&signature={signature}";
+    None sends no link."""
+    recording_format: str = "wav"
+    """`{format}` of the link: "wav" (the master) or "mp3" (for CRM players; the engine
+    encodes it on first request when an MP3 encoder is installed)."""
+    link_secret: str = ""
+    """Key of link signatures (`[crm] link_secret`, the same on every node)."""
+    link_ttl: float = 30 * 86400.0
+    """Seconds a signed link works after the delivery attempt that made it."""
     source: str = "callcenter"
     """amoCRM: the `source` field of call records."""
     old_secrets: tuple[str, ...] = ()

@@ -9,6 +9,7 @@ from .adapters import RECORDING_LINK_FIELDS, CrmAdapter, JsonWebhook, template_f
 from .amocrm import AmoCrmAdapter
 from .bitrix24 import DEFAULT_USER, Bitrix24Adapter
 from .config import CrmEndpoint
+from .links import FORMATS
 
 DEFAULT_ADAPTERS: Mapping[str, CrmAdapter] = MappingProxyType(
     {"webhook": JsonWebhook(), "amocrm": AmoCrmAdapter(), "bitrix24": Bitrix24Adapter()}
@@ -78,6 +79,21 @@ def endpoint_problems(
                         f" (known: {known})",
                     )
                 )
+    link = endpoint.recording_link or ""
+    if "{signature}" in link and not endpoint.link_secret:
+        problems.append(
+            (
+                "recording_link",
+                f"CRM endpoint {name!r}: recording_link is signed but [crm] link_secret is not set",
+            )
+        )
+    if endpoint.recording_format not in FORMATS:
+        problems.append(
+            (
+                "recording_format",
+                f"CRM endpoint {name!r}: recording_format must be one of {', '.join(FORMATS)}",
+            )
+        )
     if endpoint.kind == "amocrm" and not endpoint.secret.strip() and endpoint.oauth is None:
         problems.append(
             ("kind", f"CRM endpoint {name!r}: amoCRM needs an access token or an [oauth] client")

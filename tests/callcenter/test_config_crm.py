@@ -17,7 +17,7 @@ HEAD = '[[crm.endpoints]]\nname = "x"\n'
             'kind = "webhook"\nurl = "https://h/x"\nsecret = "s"\n'
             'recording_link = "https://pbx/{call_id}/rec"\n',
             6,
-            "recording_link uses unknown field(s) {call_id} (known: {id})",
+            "recording_link uses unknown field(s) {call_id} (known: {expires}, {format}, {id},",
         ),
         (
             'kind = "webhook"\nurl = "https://h/x"\nrecording_link = "https://pbx/{id"\n',
@@ -45,6 +45,13 @@ HEAD = '[[crm.endpoints]]\nname = "x"\n'
         ),
         ('kind = "webhook"\nurl = "https://h/x"\nold_secrets = [""]\n', 5, "old_secrets"),
         ('kind = "webhook"\nurl = "https://h/x"\nburst = 0\n', 5, "burst must be"),
+        (
+            'kind = "webhook"\nurl = "https://h/x"\n'
+            'recording_link = "https://pbx/recordings/{id}.wav?e={expires}&s={signature}"\n',
+            5,
+            "recording_link is signed but [crm] link_secret is not set",
+        ),
+        ('kind = "webhook"\nurl = "https://h/x"\nrecording_format = "ogg"\n', 5, "wav, mp3"),
         (
             'kind = "bitrix24"\nurl = "https://p.bitrix24.ru/rest/1/abc/"\n'
             'user_map = {"101" = 7}\n',

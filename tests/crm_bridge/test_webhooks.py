@@ -1,12 +1,13 @@
-"""Standard Webhooks signatures (spec:
+"""Signed links of the CRM bridge: Standard Webhooks signatures (spec:
 https://github.com/standard-webhooks/webhooks/blob/main/spec/standard-webhooks.md): the spec's
-published test vector, secret rotation, replay protection."""
+published test vector, secret rotation, replay protection) and signed recording links."""
 
 from __future__ import annotations
 
 import pytest
 
 from crm_bridge import webhooks
+from crm_bridge.links import LinkError, check_link, link_signature
 
 # The test vector the spec's reference libraries share.
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -58,3 +59,22 @@ def test_bad_secrets_are_refused() -> None:
         webhooks.secret_key("whsec_!!!")
     with pytest.raises(ValueError, match="empty"):
         webhooks.secret_key("")
+
+
+def test_signed_links_open_until_they_expire_and_never_when_tampered() -> None:
+    signature = link_signature("k" * 16, 42, "mp3", 2000)
+    check_link("k" * 16, 42, "mp3", "2000", signature, now=1999.0)
+    for row, fmt, expires, secret in [
+        (43, "mp3", "2000", "k" * 16),
+        (42, "wav", "2000", "k" * 16),
+        (42, "mp3", "2001", "k" * 16),
+        (42, "mp3", "2000", "j" * 16),
+    ]:
+        with pytest.raises(LinkError) as bad:
+            check_link(secret, row, fmt, expires, signature, now=1999.0)
+        assert bad.value.status == 403
+    with pytest.raises(LinkError) as late:
+        check_link("k" * 16, 42, "mp3", "2000", signature, now=2000.5)
+    assert late.value.status == 410
+    with pytest.raises(LinkError, match="not enabled"):
+        check_link("", 42, "mp3", "2000", signature, now=1999.0)
