@@ -140,6 +140,9 @@ class CrmSettings:
     endpoints: tuple[CrmEndpoint, ...] = ()
     """External CRMs the outbox delivers to."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    follow_up_minutes: float | None = None
+    """Every this many minutes, open a follow-up task for each contact waiting for us with no
+    open task (the rule "no open contact without a task"); None: only list and count them."""
     link_secret: str = ""
     """Key of signed recording links (GET /recordings/{id}.{format}?expires=&signature=);
     empty: no signed links."""
@@ -859,6 +862,7 @@ class _Reader:
                 "retry",
                 "link_secret",
                 "link_ttl_days",
+                "follow_up_minutes",
             },
             "crm",
         )
@@ -895,6 +899,11 @@ class _Reader:
             endpoints=tuple(endpoints),
             retry=policy,
             link_secret=self._links[0],
+            follow_up_minutes=(
+                None
+                if "follow_up_minutes" not in data
+                else self._number(data, "follow_up_minutes", 0, "crm", minimum=1)
+            ),
         )
 
     def _crm_endpoint(self, item: dict[str, Any], index: int, seen: set[str]) -> CrmEndpoint:

@@ -41,6 +41,7 @@ from .campaigns import Campaigns
 from .config import Config
 from .database import Database, open_database
 from .events import AgentEvents, LiveBus
+from .follow_up import follow_up_forever
 from .ivr_glue import IvrService, SwitchboardActions, load_flows
 from .journal import CallJournal
 from .live import LiveFeed, wire_live
@@ -201,6 +202,14 @@ async def start_engine(
             endpoints=config.crm.endpoints,
         )
         await engine.outbox.start()
+        if config.crm.follow_up_minutes is not None:
+            engine.spawn(
+                follow_up_forever(
+                    store,
+                    every=60 * config.crm.follow_up_minutes,
+                    due_in=timedelta(minutes=config.crm.callback_due_minutes),
+                )
+            )
     if config.recordings.enabled:
         engine.recordings = Recordings(
             RecordingStore(directory, config.recordings.retention_days), ua.clock

@@ -73,6 +73,18 @@ def test_crm_endpoint_mistakes_name_line_and_reason(body: str, line: int, reason
     assert reason in str(error.value)
 
 
+def test_crm_section_mistakes() -> None:
+    for text, line, reason in [
+        ("[crm]\nfollow_up_minutes = 0\n", 2, "follow_up_minutes must be a number >= 1"),
+        ('[crm]\nlink_secret = "short"\n', 2, "at least 16 characters"),
+    ]:
+        with pytest.raises(ConfigError) as error:
+            parse_config(text, source="cc.toml")
+        assert str(error.value).startswith(f"cc.toml:{line}: ") and reason in str(error.value)
+    config = parse_config("[crm]\nfollow_up_minutes = 10\n", source="cc.toml")
+    assert config.crm.follow_up_minutes == 10
+
+
 def test_a_good_endpoint_loads() -> None:
     config = parse_config(
         HEAD + 'kind = "webhook"\nurl = "https://h/x"\nsecret = "whsec_c2VjcmV0"\n'
