@@ -10,9 +10,11 @@ import ipaddress
 import logging
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, OAuthClient, RetryPolicy, endpoint_problems
 from ivr import FlowError, load_flow
@@ -140,6 +142,16 @@ class CrmSettings:
     endpoints: tuple[CrmEndpoint, ...] = ()
     """External CRMs the outbox delivers to."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    manual_policy: Mapping[str, str] = field(
+        default_factory=lambda: {"agent": "block", "manager": "warn", "admin": "warn"}
+    )
+    """Click-to-call and manual dialing of a number on a DNC list or outside its calling hours,
+    by API key role: "block" (refused, 403), "warn" (placed, with the reasons) or "off"."""
+    manual_hours: tuple[str, str] = ("09:00", "21:00")
+    """Calling hours in the called number's local time for manual calls outside a campaign
+    (a campaign's or lead's call uses the campaign's window)."""
+    manual_tz: str = "UTC"
+    """Zone of numbers whose zone is unknown (or spans too wide), for manual calls."""
     follow_up_minutes: float | None = None
     """Every this many minutes, open a follow-up task for each contact waiting for us with no
     open task (the rule "no open contact without a task"); None: only list and count them."""
@@ -863,9 +875,39 @@ class _Reader:
                 "link_secret",
                 "link_ttl_days",
                 "follow_up_minutes",
+                "manual_policy",
+                "manual_hours",
+                "manual_tz",
             },
             "crm",
         )
+        manual_policy = {"agent": "block", "manager": "warn", "admin": "warn"}
+        given = data.get("manual_policy", {})
+        if not isinstance(given, dict) or any(
+            role not in ("admin", "manager", "supervisor", "agent")
+            or value not in ("block", "warn", "off")
+            for role, value in given.items()
+        ):
+            raise self.fail(
+                "manual_policy maps roles (admin, manager, supervisor, agent) to"
+                ' "block", "warn" or "off"',
+                table="crm",
+                key="manual_policy",
+            )
+        manual_policy.update(given)
+        hours = data.get("manual_hours", "09:00-21:00")
+        hours_match = re.fullmatch(r"([0-2][0-9]:[0-5][0-9])-([0-2][0-9]:[0-5][0-9])", str(hours))
+        if hours_match is None:
+            raise self.fail(
+                'manual_hours must look like "09:00-21:00"', table="crm", key="manual_hours"
+            )
+        manual_tz = str(data.get("manual_tz", "UTC"))
+        try:
+            ZoneInfo(manual_tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail(
+                f"unknown time zone {manual_tz!r}", table="crm", key="manual_tz"
+            ) from None
         link_secret = data.get("link_secret", "")
         if not isinstance(link_secret, str) or ("link_secret" in data and len(link_secret) < 16):
             raise self.fail(
@@ -899,6 +941,9 @@ class _Reader:
             endpoints=tuple(endpoints),
             retry=policy,
             link_secret=self._links[0],
+            manual_policy=manual_policy,
+            manual_hours=(hours_match.group(1), hours_match.group(2)),
+            manual_tz=manual_tz,
             follow_up_minutes=(
                 None
                 if "follow_up_minutes" not in data

@@ -77,12 +77,19 @@ def test_crm_section_mistakes() -> None:
     for text, line, reason in [
         ("[crm]\nfollow_up_minutes = 0\n", 2, "follow_up_minutes must be a number >= 1"),
         ('[crm]\nlink_secret = "short"\n', 2, "at least 16 characters"),
+        ('[crm]\nmanual_policy = {agent = "allow"}\n', 2, "manual_policy maps roles"),
+        ('[crm]\nmanual_policy = {boss = "warn"}\n', 2, "manual_policy maps roles"),
+        ('[crm]\nmanual_hours = "9-21"\n', 2, "manual_hours must look like"),
+        ('[crm]\nmanual_tz = "Mars/Olympus"\n', 2, "unknown time zone"),
     ]:
         with pytest.raises(ConfigError) as error:
             parse_config(text, source="cc.toml")
         assert str(error.value).startswith(f"cc.toml:{line}: ") and reason in str(error.value)
-    config = parse_config("[crm]\nfollow_up_minutes = 10\n", source="cc.toml")
+    config = parse_config(
+        '[crm]\nfollow_up_minutes = 10\nmanual_policy = {manager = "block"}\n', source="cc.toml"
+    )
     assert config.crm.follow_up_minutes == 10
+    assert config.crm.manual_policy == {"agent": "block", "manager": "block", "admin": "warn"}
 
 
 def test_a_good_endpoint_loads() -> None:
