@@ -15,6 +15,11 @@ whose first attempt may have reached amoCRM (a timeout) first lists the entity's
 tasks and adopts one with the same text and deadline instead of creating a second one; an
 unsorted entry is checked the same way by its `uniq`.
 
+An inbound call that rings raises amoCRM's call notification (`POST /api/v2/events/`, type
+phone_call, https://www.amocrm.ru/developers/content/telephony/call_event) for the contact's
+responsible user, while the call can still be ringing (a backlog does not pop up stale cards);
+its lookup is kept for the call's later events.
+
 Every request names the account's access token (OAuth, or a long-lived token as `secret`); the
 outbox worker keeps requests within 7 per second per account and backs off on 429.
 """
@@ -86,6 +91,9 @@ def amo_call_status(outcome: str, sip_status: int | None) -> int:
     return AMO_UNDEFINED
 
 
+NOTIFY_WINDOW = 60.0
+"""Seconds after a call starts during which its ringing notification is still worth sending
+(a backlog drained later skips them)."""
 # Entity types of a call's answer (singular) to the plural the tasks API wants.
 _PLURAL = {"contact": "contacts", "lead": "leads", "company": "companies", "customer": "customers"}
 # Per-item error codes meaning "nobody in the account has this number".
@@ -115,13 +123,15 @@ class AmoCrmAdapter:
     """amoCRM API v4: finished calls (via the contact lookup and the unsorted inbox) and
     callback tasks linked to the CRM entity."""
 
-    events = frozenset({"call.ended"}) | TASK_EVENTS
+    events = frozenset({"call.started", "call.ended"}) | TASK_EVENTS
 
     # -- requests --------------------------------------------------------------------------
 
     def render(
         self, endpoint: CrmEndpoint, event: OutboxEvent, attempt: Attempt
     ) -> HttpRequest | None:
+        if event.event_type == "call.started":
+            return self._render_notification(endpoint, event, attempt)
         if event.event_type == "call.ended":
             return self._render_call(endpoint, event, attempt)
         if event.event_type in ("task.created", "task.updated"):
@@ -161,6 +171,25 @@ class AmoCrmAdapter:
             "/api/v4/leads/unsorted/sip",
             [self._unsorted(endpoint, event, attempt.now)],
         )
+
+    def _render_notification(
+        self, endpoint: CrmEndpoint, event: OutboxEvent, attempt: Attempt
+    ) -> HttpRequest | None:
+        """An inbound call rings: amoCRM's call notification (POST /api/v2/events/, type
+        phone_call) pops up the caller's card for the contact's responsible user (everyone
+        when the caller is unknown). Only while the call can still be ringing."""
+        data, refs = event.payload, attempt.refs
+        phone = customer_phone(data)
+        late = attempt.now - event.occurred_at.timestamp() > NOTIFY_WINDOW
+        if data["direction"] != "inbound" or phone is None or late or refs.get("notified"):
+            return None
+        if "contact_id" not in refs:
+            return self._lookup(endpoint, attempt, phone)
+        notice: dict[str, Any] = {"type": "phone_call", "phone_number": phone}
+        if refs.get("responsible_user_id"):
+            notice["users"] = [int(refs["responsible_user_id"])]
+        request = self._request(endpoint, attempt, "POST", "/api/v2/events/", [])
+        return HttpRequest(request.method, request.url, request.headers, to_json({"add": [notice]}))
 
     def _render_task(
         self, endpoint: CrmEndpoint, event: OutboxEvent, attempt: Attempt
@@ -333,6 +362,8 @@ class AmoCrmAdapter:
             return self._call_answer(body)
         if path.endswith("/leads/unsorted/sip"):
             return self._unsorted_answer(body)
+        if path.endswith("/api/v2/events/"):
+            return Outcome(Verdict.DELIVERED, {"notified": True})
         if event.event_type in ("task.done", "task.cancelled"):
             return Outcome(Verdict.DELIVERED, {"closed": True})
         return self._task_answer(body)

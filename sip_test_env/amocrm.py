@@ -9,6 +9,8 @@ Built from the documented requests and answers:
   (`POST /api/v4/leads/unsorted/sip` answers `_embedded.unsorted[]` with `uid` and the lead and
   contact made; contacts of an unsorted entry are not found by the contacts list until
   accepted; the same entry twice is an error);
+- call notifications: https://www.amocrm.ru/developers/content/telephony/call_event
+  (`POST /api/v2/events/` with `add: [{type: phone_call, phone_number, users}]`);
 - contacts: `GET /api/v4/contacts?query=` answers 204 No Content when nothing matches;
 - tasks: https://www.amocrm.ru/developers/content/crm_platform/tasks-api (`entity_id`,
   `entity_type`, `request_id` echoed back, not de-duplicated);
@@ -51,6 +53,8 @@ class AmoAccount:
     calls: list[dict[str, Any]] = field(default_factory=list)
     unsorted: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    """Call notifications (POST /api/v2/events/, type phone_call)."""
     requests: list[tuple[str, str, float]] = field(default_factory=list)
     """(method, path, monotonic time) of every request, refused ones included."""
     throttled: int = 0
@@ -95,6 +99,7 @@ class AmoAccount:
         app.router.add_post("/oauth2/access_token", self._token)
         app.router.add_get("/api/v4/contacts", self._contacts)
         app.router.add_post("/api/v4/calls", self._add_calls)
+        app.router.add_post("/api/v2/events/", self._add_events)
         app.router.add_post("/api/v4/leads/unsorted/sip", self._add_unsorted)
         app.router.add_get("/api/v4/leads/unsorted", self._list_unsorted)
         app.router.add_post("/api/v4/tasks", self._add_tasks)
@@ -204,6 +209,20 @@ class AmoAccount:
             )
         body = {"_total_items": len(added), "errors": errors, "_embedded": {"calls": added}}
         return web.json_response(body)
+
+    async def _add_events(self, request: web.Request) -> web.Response:
+        """Call notifications (https://www.amocrm.ru/developers/content/telephony/call_event)."""
+        items = []
+        for item in (await request.json()).get("add", []):
+            if item.get("type") != "phone_call" or not item.get("phone_number"):
+                return _problem(400, "Bad Request", detail="type phone_call and phone_number")
+            self.notifications.append(item)
+            contact = self._contact_by_phone(item["phone_number"])
+            items.append(
+                {"element_id": contact["id"] if contact else 0, "element_type": 1,
+                 "uid": secrets.token_hex(8)}
+            )  # fmt: skip
+        return web.json_response({"_embedded": {"items": items}})
 
     async def _add_unsorted(self, request: web.Request) -> web.Response:
         answer = []

@@ -33,9 +33,9 @@ HEAD = '[[crm.endpoints]]\nname = "x"\n'
         ),
         (
             'kind = "amocrm"\nurl = "https://a.amocrm.ru"\nsecret = "t"\n'
-            'events = ["call.started"]\n',
+            'events = ["call.answered"]\n',
             6,
-            "unknown event(s) call.started for kind amocrm",
+            "unknown event(s) call.answered for kind amocrm",
         ),
         (
             'kind = "amocrm"\nurl = "https://a.amocrm.ru"\n'

@@ -334,7 +334,9 @@ async def test_task_life_cycle_internal_and_outbound_calls(pool: asyncpg.Pool) -
         await drain(pool, worker)
     finally:
         await account.stop()
-    assert worker.stats.skipped == 1  # the internal call
+    # The internal call is not sent; the inbound one's notification came too late (T0).
+    assert sorted(c["direction"] for c in account.calls) == ["inbound", "outbound"]
+    assert not account.notifications and worker.stats.skipped == 4
     (out,) = [c for c in account.calls if c["direction"] == "outbound"]
     assert (out["call_status"], out["duration"], out["call_responsible"]) == (7, 0, 5002)
     (task,) = account.tasks.values()
@@ -374,3 +376,34 @@ async def test_crm_auth_command_stores_the_first_tokens(
         account.access_token,
         account.refresh_token,
     )
+
+
+async def test_a_ringing_inbound_call_notifies_the_responsible_user(pool: asyncpg.Pool) -> None:
+    """call.started raises amoCRM's call notification for the contact's manager (everyone for
+    an unknown caller); the lookup serves the call's later events too; a notification that
+    would come after the call could have stopped ringing is not sent."""
+    account = await AmoAccount().start()
+    try:
+        account.add_contact("+79151234567", responsible_user_id=5002)
+        endpoint = amo_endpoint(account)
+        store = CrmStore(pool, endpoints=[endpoint], default_country_code="7")
+        now = datetime.now(UTC)
+        for call_id, phone, at in [
+            ("k", "+79151234567", now),
+            ("u", "+79161112233", now),
+            ("old", "+79151234567", now - timedelta(minutes=5)),
+        ]:
+            row = await store.call_started(
+                CallStarted(call_id, "inbound", phone, "15550100", at, customer_phone=phone)
+            )
+            await store.call_ended(row, CallEnded(at + timedelta(seconds=9), "missed", 487))
+        await drain(pool, OutboxWorker(pool, [endpoint], policy=FAST))
+    finally:
+        await account.stop()
+    assert account.notifications == [
+        {"type": "phone_call", "phone_number": "+79151234567", "users": [5002]},
+        {"type": "phone_call", "phone_number": "+79161112233"},
+    ]
+    lookups = [p for m, p, _ in account.requests if p == "/api/v4/contacts"]
+    assert len(lookups) == 3  # one per call: call.ended reuses call.started's
+    assert len(account.calls) == 2 and len(account.unsorted) == 1

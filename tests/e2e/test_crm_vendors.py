@@ -1,8 +1,8 @@
 """Missed calls through the whole engine reach an amoCRM-shaped and a Bitrix24-shaped account
-(sip_test_env.amocrm / .bitrix24) and a Standard Webhooks receiver: a new number lands in
-amoCRM's unsorted inbox and as a Bitrix24 lead, each with its callback task linked to that
-lead, once and after its call; a withheld caller is journaled and reaches the webhook in order
-(call.started, call.ended) with no callback task."""
+(sip_test_env.amocrm / .bitrix24) and a Standard Webhooks receiver: a new number rings with
+amoCRM's call notification, lands in amoCRM's unsorted inbox and as a Bitrix24 lead, each
+with its callback task linked to that lead, once and after its call; a withheld caller is
+journaled and reaches the webhook in order (call.started, call.ended) with no callback task."""
 
 from __future__ import annotations
 
@@ -103,8 +103,10 @@ async def test_missed_calls_reach_amocrm_bitrix24_and_the_webhook(
     assert entry["metadata"]["phone"] == "+" + NEW_NUMBER
     (task,) = amo.tasks.values()
     assert (task["entity_type"], task["entity_id"]) == ("leads", entry["lead_id"])
+    # While it rang, amoCRM's call notification went out (to everyone: an unknown caller).
+    assert amo.notifications == [{"type": "phone_call", "phone_number": "+" + NEW_NUMBER}]
     posts = [p for m, p, _ in amo.requests if m == "POST"]
-    assert posts == ["/api/v4/leads/unsorted/sip", "/api/v4/tasks"]
+    assert posts == ["/api/v2/events/", "/api/v4/leads/unsorted/sip", "/api/v4/tasks"]
     # Bitrix24: one registered and finished call (a new lead), its task bound to the lead.
     (b24_call,) = b24.calls.values()
     assert b24_call["finished"] and b24_call["STATUS_CODE"] == "304"
