@@ -91,6 +91,7 @@ def amo_call_status(outcome: str, sip_status: int | None) -> int:
     return AMO_UNDEFINED
 
 
+_BATCHED_POSTS = ("/api/v4/calls", "/api/v4/leads/unsorted/sip", "/api/v4/tasks")
 NOTIFY_WINDOW = 60.0
 """Seconds after a call starts during which its ringing notification is still worth sending
 (a backlog drained later skips them)."""
@@ -335,6 +336,47 @@ class AmoCrmAdapter:
             headers["Content-Type"] = "application/json"
             body = to_json(items)
         return HttpRequest(method, endpoint.url.rstrip("/") + path, headers, body)
+
+    # -- batching: calls, unsorted entries and tasks of several events in one request ------
+
+    def batch_key(self, endpoint: CrmEndpoint, request: HttpRequest) -> str | None:
+        """Requests that may share one: the same batch method, path and token."""
+        path = urllib.parse.urlsplit(request.url).path
+        if request.method == "POST" and path.endswith(_BATCHED_POSTS):
+            return f"POST {path} {request.headers.get('Authorization', '')}"
+        if request.method == "PATCH" and path.endswith("/api/v4/tasks"):
+            return f"PATCH {path} {request.headers.get('Authorization', '')}"
+        return None
+
+    def merge(self, endpoint: CrmEndpoint, requests: list[HttpRequest]) -> HttpRequest:
+        items = [item for r in requests for item in json.loads(r.body)]
+        first = requests[0]
+        return HttpRequest(first.method, first.url, first.headers, to_json(items))
+
+    def split(
+        self, endpoint: CrmEndpoint, requests: list[HttpRequest], status: int, body: bytes
+    ) -> list[bytes]:
+        """Each request's share of a batched answer: its items (by request_id, or by id for a
+        PATCH) and its per-item errors, in the shape of an answer to it alone."""
+        if not 200 <= status < 300:
+            return [body] * len(requests)
+        answer = json.loads(body) if body else {}
+        embedded = answer.get("_embedded") or {}
+        kind = next(iter(embedded), "items")
+        found = [i for i in embedded.get(kind, []) if isinstance(i, dict)]
+        errors = _item_errors(body)
+        parts = []
+        for request in requests:
+            mine = json.loads(request.body)
+            keys = {str(i.get("request_id", i.get("id"))) for i in mine}
+            ours = [i for i in found if str(i.get("request_id", i.get("id"))) in keys]
+            part = {
+                "_total_items": len(ours),
+                "errors": [e for e in errors if str(e.get("request_id")) in keys],
+                "_embedded": {kind: ours},
+            }
+            parts.append(to_json(part))
+        return parts
 
     # -- answers ---------------------------------------------------------------------------
 

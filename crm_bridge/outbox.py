@@ -45,6 +45,7 @@ from .adapters import (
     OutboxEvent,
     Outcome,
     Verdict,
+    classify_status,
 )
 from .config import CrmEndpoint, RetryPolicy
 from .kinds import DEFAULT_ADAPTERS, DEFAULT_RATES, check_endpoints
@@ -58,6 +59,8 @@ _MAX_ERROR = 500
 _MAX_BODY = 1 << 20
 _THROTTLE_PAUSE = 1.0
 """Seconds an account's requests pause after a "too many requests" without Retry-After."""
+MAX_BATCH = 50
+"""Items per batched request (amoCRM takes up to 50 per call or task batch)."""
 _MAX_STEPS = 8
 """Requests one attempt may make for one event (lookup, create, link...)."""
 
@@ -118,6 +121,12 @@ class WorkerStats:
     """Deliveries dead-lettered."""
     throttled: int = 0
     """Answers saying we sent too fast (429, QUERY_LIMIT_EXCEEDED)."""
+    batched: int = 0
+    """Requests that went out inside a batch with others."""
+
+
+_Answer = tuple[int, bytes, float | None]
+"""An HTTP answer: status, body, Retry-After seconds."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,9 @@ class OutboxWorker:
         self.stats = WorkerStats()
         self._tokens: TokenStore | None = None
         self._buckets: dict[tuple[str, str], RateLimiter] = {}
+        self._open_batches: dict[
+            tuple[str, str], list[tuple[HttpRequest, asyncio.Future[_Answer | str] | None]]
+        ] = {}
         for endpoint in endpoint_list:
             self._bucket(endpoint)
 
@@ -409,25 +421,19 @@ class OutboxWorker:
         adapter: CrmAdapter,
         attempt: Attempt,
     ) -> tuple[Outcome, int | None]:
-        assert self._session is not None
         bucket = self._bucket(endpoint)
-        if bucket is not None:
-            await bucket.acquire()
-        self.stats.attempts += 1
-        try:
-            async with self._session.request(
-                request.method,
-                request.url,
-                data=request.body,
-                headers=dict(request.headers),
-                timeout=aiohttp.ClientTimeout(total=endpoint.timeout),
-                allow_redirects=False,
-            ) as response:
-                body = await response.content.read(_MAX_BODY)
-                status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return Outcome(Verdict.RETRY, error=f"{type(exc).__name__}: {exc}"), None
+        batch_key = getattr(adapter, "batch_key", None)
+        # Retries go alone: a batch refused for one bad item must not refuse it again.
+        key = None if batch_key is None or attempt.attempts else batch_key(endpoint, request)
+        if key is None:
+            if bucket is not None:
+                await bucket.acquire()
+            answer = await self._exchange(endpoint, request)
+        else:
+            answer = await self._batched(endpoint, adapter, key, request, bucket)
+        if isinstance(answer, str):
+            return Outcome(Verdict.RETRY, error=answer), None
+        status, body, retry_after = answer
         try:
             outcome = adapter.classify(endpoint, event, attempt, status, body)
         except Exception as exc:
@@ -440,6 +446,93 @@ class OutboxWorker:
             if bucket is not None:
                 bucket.pause(outcome.retry_after or _THROTTLE_PAUSE)
         return outcome, status
+
+    async def _exchange(self, endpoint: CrmEndpoint, request: HttpRequest) -> _Answer | str:
+        """One HTTP request: (status, body, Retry-After), or why there was no answer."""
+        assert self._session is not None
+        self.stats.attempts += 1
+        try:
+            async with self._session.request(
+                request.method,
+                request.url,
+                data=request.body,
+                headers=dict(request.headers),
+                timeout=aiohttp.ClientTimeout(total=endpoint.timeout),
+                allow_redirects=False,
+            ) as response:
+                body = await response.content.read(_MAX_BODY)
+                return response.status, body, _retry_after(response.headers.get("Retry-After"))
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    async def _batched(
+        self,
+        endpoint: CrmEndpoint,
+        adapter: Any,
+        key: str,
+        request: HttpRequest,
+        bucket: RateLimiter | None,
+    ) -> _Answer | str:
+        """Send `request` together with others of the same kind to the same account: the first
+        one waits for the rate limiter, the ones rendered meanwhile join it (up to
+        MAX_BATCH), and the adapter splits the answer back per request. Under no rate pressure
+        a request goes alone, at once."""
+        slot = (endpoint.name, key)
+        group = self._open_batches.get(slot)
+        if group is not None and len(group) < MAX_BATCH:
+            future: asyncio.Future[_Answer | str] = asyncio.get_running_loop().create_future()
+            group.append((request, future))
+            return await future
+        group = [(request, None)]
+        self._open_batches[slot] = group
+        try:
+            return await self._lead_batch(endpoint, adapter, slot, group, bucket)
+        except BaseException:
+            for _, waiter in group[1:]:
+                if waiter is not None and not waiter.done():
+                    waiter.set_result("the batch was not sent (worker stopping)")
+            raise
+
+    async def _lead_batch(
+        self,
+        endpoint: CrmEndpoint,
+        adapter: Any,
+        slot: tuple[str, str],
+        group: list[tuple[HttpRequest, asyncio.Future[_Answer | str] | None]],
+        bucket: RateLimiter | None,
+    ) -> _Answer | str:
+        try:
+            if bucket is not None:
+                await bucket.acquire()
+        finally:
+            if self._open_batches.get(slot) is group:
+                del self._open_batches[slot]
+        request = group[0][0]
+        requests = [r for r, _ in group]
+        if len(requests) == 1:
+            answers: list[_Answer | str] = [await self._exchange(endpoint, request)]
+        else:
+            self.stats.batched += len(requests)
+            merged = await self._exchange(endpoint, adapter.merge(endpoint, requests))
+            if isinstance(merged, str):
+                answers = [merged] * len(requests)
+            elif classify_status(merged[0]) is Verdict.DEAD:
+                # One bad item refuses the whole batch: each is retried alone (retries never
+                # batch), so only the bad one is dead-lettered.
+                refused = f"HTTP {merged[0]} for a batch of {len(requests)}: retried alone"
+                answers = [refused] * len(requests)
+            else:
+                status, body, retry_after = merged
+                try:
+                    parts = adapter.split(endpoint, requests, status, body)
+                except Exception as exc:
+                    logger.exception("%s: cannot split a batched answer", endpoint.name)
+                    parts = [f"split: {exc!r}"] * len(requests)
+                answers = [p if isinstance(p, str) else (status, p, retry_after) for p in parts]
+        for (_, waiter), answer in zip(group[1:], answers[1:], strict=True):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(answer)
+        return answers[0]
 
     def _record(self, claim: _Claim, result: _Result) -> tuple[Any, ...]:
         now = self._now()

@@ -64,6 +64,11 @@ class AmoAccount:
     """Path -> how many requests to that path are done and then answered only after
     `hang_seconds` (the client times out: "did it go through?")."""
     hang_seconds: float = 5.0
+    invalid_phones: set[str] = field(default_factory=set)
+    """Phone digits whose call fails validation: the whole POST /api/v4/calls is refused with
+    400 and `validation-errors` (as amoCRM does for a bad item in a batch)."""
+    batch_sizes: list[int] = field(default_factory=list)
+    """Items per POST /api/v4/calls, in arrival order."""
     call_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Phone digits -> the per-item error POST /api/v4/calls answers (in a 200) for it."""
     _ids: Any = field(default_factory=lambda: itertools.count(1000))
@@ -184,7 +189,21 @@ class AmoAccount:
 
     async def _add_calls(self, request: web.Request) -> web.Response:
         added, errors = [], []
-        for index, item in enumerate(await request.json()):
+        items = await request.json()
+        self.batch_sizes.append(len(items))
+        invalid = [
+            {"request_id": str(item.get("request_id", index)),
+             "errors": [{"code": "InvalidPhone", "path": "phone", "detail": "bad phone"}]}
+            for index, item in enumerate(items)
+            if "".join(ch for ch in str(item.get("phone", "")) if ch.isdigit())
+            in self.invalid_phones
+        ]  # fmt: skip
+        if invalid:
+            body = {"validation-errors": invalid, "title": "Bad Request", "status": 400}
+            return web.Response(
+                status=400, text=json.dumps(body), content_type="application/problem+json"
+            )
+        for index, item in enumerate(items):
             request_id = str(item.get("request_id", index))
             digits = "".join(ch for ch in str(item.get("phone", "")) if ch.isdigit())
             if digits in self.call_errors:

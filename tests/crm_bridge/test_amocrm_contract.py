@@ -407,3 +407,40 @@ async def test_a_ringing_inbound_call_notifies_the_responsible_user(pool: asyncp
     lookups = [p for m, p, _ in account.requests if p == "/api/v4/contacts"]
     assert len(lookups) == 3  # one per call: call.ended reuses call.started's
     assert len(account.calls) == 2 and len(account.unsorted) == 1
+
+
+async def test_calls_share_requests_under_the_rate_limit_and_a_bad_item_fails_alone(
+    pool: asyncpg.Pool,
+) -> None:
+    """With a backlog, calls rendered while the limiter holds the first one back go out in one
+    POST /api/v4/calls (amoCRM takes a batch), each getting its own answer back. A batch refused
+    for one invalid item (400) is retried item by item: only that one is dead-lettered."""
+    account = await AmoAccount().start()
+    try:
+        phones = [f"+7917000{i:04d}" for i in range(16)]
+        for phone in phones:
+            account.add_contact(phone, responsible_user_id=5001)
+        account.invalid_phones.add(phones[5].lstrip("+"))
+        endpoint = amo_endpoint(account, rate_limit=2.0, burst=2)
+        store = CrmStore(pool, endpoints=[endpoint], default_country_code="7")
+        rows = [await answered_call(store, phone) for phone in phones]
+        worker = OutboxWorker(pool, [endpoint], policy=FAST)
+        await drain(pool, worker, timeout=60)
+    finally:
+        await account.stop()
+    assert max(account.batch_sizes) > 1 and worker.stats.batched > 1
+    delivered = sorted(c["phone"] for c in account.calls)
+    assert delivered == sorted(p for p in phones if p != phones[5])
+    assert len({c["uniq"] for c in account.calls}) == len(delivered)
+    dead = await pool.fetch("SELECT aggregate FROM outbox_deliveries WHERE dead_at IS NOT NULL")
+    assert [d["aggregate"] for d in dead] == [f"call/{rows[5]}"]
+    by_uniq = {c["uniq"]: c["id"] for c in account.calls}
+    keys = {
+        r["aggregate"]: r["idempotency_key"]
+        for r in await pool.fetch("SELECT aggregate, idempotency_key FROM outbox"
+                                  " WHERE event_type = 'call.ended'")
+    }  # fmt: skip
+    for row in rows:
+        if row != rows[5]:  # each got its own call id back out of the shared answer
+            refs = await refs_of(pool, f"call/{row}")
+            assert refs["amo_call_id"] == by_uniq[keys[f"call/{row}"]]

@@ -109,8 +109,10 @@ async def test_a_call_from_start_to_end_with_its_events(
     ]
     assert {e["aggregate"] for e in events} == {f"call/{row_id}"}
     assert len({e["idempotency_key"] for e in events}) == 4
-    # The amoCRM adapter takes finished calls only; the webhook takes everything.
-    assert [list(e["endpoints"]) for e in events] == [["hook"]] * 3 + [["amo", "hook"]]
+    # amoCRM takes call.started (its call notification) and call.ended; the webhook all.
+    assert [list(e["endpoints"]) for e in events] == (
+        [["amo", "hook"]] + [["hook"]] * 2 + [["amo", "hook"]]
+    )
     ended = json.loads(events[-1]["payload"])
     assert ended == call.to_json()
     assert ended["ended_at"] == (T0 + timedelta(seconds=65)).isoformat()
