@@ -159,6 +159,26 @@ async def click_to_call(
     return PlacedCall(leg.call_id, row, agent, number, warnings)
 
 
+async def manual_dial_refusal(engine: Engine, extension: str, number: str) -> str | None:
+    """The switchboard's outbound check for a number an agent dials on the phone: DNC list and
+    calling hours per `[crm] manual_policy` of the account's role. "block" refuses (the phone
+    gets 403); "warn" logs and lets the call through (a phone has nowhere to show a warning)."""
+    role = next((a.role for a in engine.config.accounts if a.extension == extension), "agent")
+    policy = engine.config.crm.manual_policy.get(role, "warn")
+    if policy == "off":
+        return None
+    try:
+        reasons = await compliance_reasons(engine, number)
+    except ClickToCallError as exc:
+        reasons = [str(exc)]  # cannot check: only "block" refuses for it
+    if not reasons:
+        return None
+    if policy == "block":
+        return "; ".join(reasons)
+    logger.warning("%s dials %s despite: %s", extension, number, "; ".join(reasons))
+    return None
+
+
 async def compliance_reasons(
     engine: Engine, number: str, campaign: Any = None, lead: Any = None
 ) -> list[str]:

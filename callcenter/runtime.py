@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import socket
@@ -38,6 +39,7 @@ from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
 from .api import start_http
 from .campaigns import Campaigns
+from .click_to_call import manual_dial_refusal
 from .config import Config
 from .database import Database, open_database
 from .events import AgentEvents, LiveBus
@@ -238,6 +240,8 @@ async def start_engine(
         on_monitor=lambda event: _track_audit(engine, event),
         music_on_hold=sip.music_on_hold,
     )
+    # Numbers agents dial on their phones keep to the DNC list and calling hours, per role.
+    engine.switchboard.outbound_check = functools.partial(manual_dial_refusal, engine)
     if config.ivr.flows:
         try:
             flows = await asyncio.to_thread(

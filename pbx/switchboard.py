@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from telephony.aio import Call, Peer, UserAgent
+from telephony.aio import Call, LegState, Peer, UserAgent
 from telephony.call import Answered, Ended
 from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipRequest, SipUri, make_response
@@ -110,6 +110,9 @@ class Switchboard:
         self.on_missed = on_missed
         self.on_connected = on_connected
         self.on_call_start = on_call_start
+        self.outbound_check: Callable[[str, str], Awaitable[str | None]] | None = None
+        """Asked (extension, number) before an agent's own call to an external number goes out:
+        a reason to refuse it (403: a DNC list, calling hours), or None to let it through."""
         self.on_ivr: IvrHandler | None = None
         """Serves DIDs routed to `ivr:FLOW` (answers, runs the flow, may call transfer());
         it concludes the call's summary itself unless transfer() bridged the call."""
@@ -503,7 +506,34 @@ class Switchboard:
         return None
 
     def _outbound(self, call: Call, caller: str, number: str) -> None:
-        """An agent dials an external number: out through the first trunk that can take it."""
+        """An agent dials an external number: out through the first trunk that can take it,
+        once `outbound_check` (when set) lets it."""
+        if self.outbound_check is None:
+            self._outbound_now(call, caller, number)
+        else:
+            self._track(self._checked_outbound(self.outbound_check, call, caller, number))
+
+    async def _checked_outbound(
+        self,
+        check: Callable[[str, str], Awaitable[str | None]],
+        call: Call,
+        caller: str,
+        number: str,
+    ) -> None:
+        try:
+            refusal = await check(caller, number)
+        except Exception:
+            logger.exception("outbound check of %s -> %s failed; refusing", caller, number)
+            refusal = "the outbound check failed"
+        if call.state not in (LegState.INCOMING, LegState.RINGING):
+            return  # the caller gave up while we checked: nothing to refuse or place
+        if refusal is not None:
+            logger.info("%s may not dial %s: %s", caller, number, refusal)
+            self._refuse(call, caller, number, 403, "rejected")
+            return
+        self._outbound_now(call, caller, number)
+
+    def _outbound_now(self, call: Call, caller: str, number: str) -> None:
         route = self._trunk_route(number)
         if route is None:
             self._refuse(call, caller, number, 404, "failed")
