@@ -4,8 +4,9 @@ allows 7 requests per second and answers 429 above that.
 
 Prints events delivered per second, requests per second (mean and the busiest second), 429s,
 and checks that nothing was lost or sent twice (every call in amoCRM once by `uniq`, every
-task once). Each call costs two requests (the contact lookup, then the call or the unsorted
-entry); a task one (its entity comes from its call).
+task once). Each call needs a contact lookup (one request) and then the call or the unsorted
+entry, which share requests with others' while the rate limiter holds them (batching); a task
+needs one (its entity comes from its call), batched the same way.
 
 Run: .venv/bin/python bench/bench_amocrm_backlog.py [--calls-per-hour 300] [--quick]
 Figures only; nothing here passes or fails on time. PostgreSQL is the embedded pgserver one.
