@@ -100,3 +100,14 @@ class CallJournal:
             return str(Path(recording).relative_to(self.recordings_root))
         except ValueError:
             return recording
+
+
+async def responsible_of(store: CrmStore, caller: str) -> str | None:
+    """The extension of the caller's responsible manager (kept in step with amoCRM's
+    responsible user through the endpoint's user_map), for inbound routing; None when the
+    caller is withheld, unknown or has none."""
+    try:
+        contact = await store.get_contact(caller)
+    except CrmError:
+        return None  # withheld or not a number
+    return None if contact is None else contact.responsible

@@ -45,7 +45,7 @@ from .database import Database, open_database
 from .events import AgentEvents, LiveBus
 from .follow_up import follow_up_forever
 from .ivr_glue import IvrService, SwitchboardActions, load_flows
-from .journal import CallJournal
+from .journal import CallJournal, responsible_of
 from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
@@ -242,6 +242,9 @@ async def start_engine(
     )
     # Numbers agents dial on their phones keep to the DNC list and calling hours, per role.
     engine.switchboard.outbound_check = functools.partial(manual_dial_refusal, engine)
+    if store is not None:
+        # A known customer's responsible manager rings first when the call is for their group.
+        engine.switchboard.first_for = functools.partial(responsible_of, store)
     if config.ivr.flows:
         try:
             flows = await asyncio.to_thread(

@@ -342,6 +342,12 @@ class OutboxWorker:
             await conn.executemany(
                 _RECORD, [self._record(c, r) for c, r in zip(claims, results, strict=True)]
             )
+            owners = [_owner(c, r) for c, r in zip(claims, results, strict=True)]
+            owners = [o for o in owners if o is not None]
+            if owners:
+                # The CRM says who is responsible for the contact: our inbound routing and
+                # callback tasks follow it.
+                await conn.executemany(_SET_RESPONSIBLE, owners)
         return len(rows)
 
     def _claim(self, row: Mapping[str, Any]) -> _Claim:
@@ -583,6 +589,23 @@ class OutboxWorker:
             dead_at,
             None if result.refs is None else json.dumps(result.refs, sort_keys=True),
         )
+
+
+_SET_RESPONSIBLE = (
+    "UPDATE contacts SET responsible = $2 WHERE phone = $1 AND responsible IS DISTINCT FROM $2"
+)
+
+
+def _owner(claim: _Claim, result: _Result) -> tuple[str, str] | None:
+    """(contact phone, extension) when the CRM named the contact's responsible user and the
+    endpoint's user_map knows that user."""
+    user = (result.refs or {}).get("responsible_user_id")
+    phone = claim.event.payload.get("contact_phone")
+    if user is None or not phone:
+        return None
+    by_user = {v: k for k, v in claim.endpoint.user_map.items() if k != "*"}
+    extension = by_user.get(int(user))
+    return None if extension is None else (str(phone), extension)
 
 
 def _own(refs: dict[str, Any]) -> dict[str, Any]:

@@ -110,6 +110,10 @@ class Switchboard:
         self.on_missed = on_missed
         self.on_connected = on_connected
         self.on_call_start = on_call_start
+        self.first_for: Callable[[str], Awaitable[str | None]] | None = None
+        """Asked the caller's number of an inbound call to a ring group: the extension that
+        rings alone first (the contact's responsible manager, when a member and free), or
+        None for the group's own order."""
         self.outbound_check: Callable[[str, str], Awaitable[str | None]] | None = None
         """Asked (extension, number) before an agent's own call to an external number goes out:
         a reason to refuse it (403: a DNC list, calling hours), or None to let it through."""
@@ -421,6 +425,24 @@ class Switchboard:
         """A call from a carrier to one of our numbers (IP-authenticated trunk)."""
         caller_uri = call.invite.from_.uri
         caller = (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
+        if self.first_for is not None and did.route.startswith("ringgroup:"):
+            self._track(self._inbound_after_lookup(self.first_for, call, did, caller))
+        else:
+            self._inbound_now(call, did, caller)
+
+    async def _inbound_after_lookup(
+        self, lookup: Callable[[str], Awaitable[str | None]], call: Call, did: Did, caller: str
+    ) -> None:
+        try:
+            first = await lookup(caller)
+        except Exception:
+            logger.exception("call %s: responsible lookup failed; the group's order", caller)
+            first = None
+        if call.state not in (LegState.INCOMING, LegState.RINGING):
+            return  # the caller gave up during the lookup
+        self._inbound_now(call, did, caller, first)
+
+    def _inbound_now(self, call: Call, did: Did, caller: str, first: str | None = None) -> None:
         now = self.ua.loop.time()
         summary = CallSummary(call.call_id, caller, did.number, datetime.now(UTC))
         summary.direction, summary.did, summary.customer = "inbound", did.number, caller
@@ -462,6 +484,12 @@ class Switchboard:
                     now,
                 )
             )
+            if first in group.members and first in reachable and not self.busy(first):
+                # The contact's responsible manager rings alone first, then the group.
+                alone = HuntStep(tuple(Target(first, b) for b in reachable[first]),
+                                 group.member_timeout)  # fmt: skip
+                steps = [alone, *steps]
+                logger.info("call %s: %s (responsible) rings first", call.call_id, first)
         else:
             logger.warning(
                 "DID %s routes to %s, which this engine cannot serve yet", did.number, did.route

@@ -444,3 +444,20 @@ async def test_calls_share_requests_under_the_rate_limit_and_a_bad_item_fails_al
         if row != rows[5]:  # each got its own call id back out of the shared answer
             refs = await refs_of(pool, f"call/{row}")
             assert refs["amo_call_id"] == by_uniq[keys[f"call/{row}"]]
+
+
+async def test_amocrms_responsible_user_becomes_the_contacts_manager(pool: asyncpg.Pool) -> None:
+    """The responsible user amoCRM names for a contact (mapped to an extension by user_map)
+    becomes our contact's responsible manager: inbound routing and callbacks follow amoCRM."""
+    account = await AmoAccount().start()
+    try:
+        account.add_contact("+79151234567", responsible_user_id=5002)
+        endpoint = amo_endpoint(account)
+        store = CrmStore(pool, endpoints=[endpoint], default_country_code="7")
+        await store.upsert_contact("+79151234567", responsible="101")
+        await answered_call(store, "+79151234567")
+        await drain(pool, OutboxWorker(pool, [endpoint], policy=FAST))
+    finally:
+        await account.stop()
+    contact = await store.get_contact("+79151234567")
+    assert contact is not None and contact.responsible == "102"
