@@ -17,6 +17,7 @@ Built from:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import secrets
@@ -53,6 +54,10 @@ class BitrixPortal:
     fail_finish: int = 0
     """Answer this many finish commands with an error in result_error."""
     refreshes: int = 0
+    hang_after: dict[str, int] = field(default_factory=dict)
+    """Method -> how many calls of it are done and then answered only after `hang_seconds`
+    (the client times out: "did it go through?")."""
+    hang_seconds: float = 5.0
     _ids: Any = field(default_factory=lambda: itertools.count(500))
     _level: float = 0.0
     _stamp: float = field(default_factory=time.monotonic)
@@ -155,6 +160,9 @@ class BitrixPortal:
         if method.lower() == "batch":
             return web.json_response({"result": self._batch(params), "time": {}})
         result, error = self._method(method, params)
+        if self.hang_after.get(method):
+            self.hang_after[method] -= 1
+            await asyncio.sleep(self.hang_seconds)  # done, but the answer comes too late
         if error is not None:
             return web.json_response(error, status=400)
         return web.json_response({"result": result, "time": {}})

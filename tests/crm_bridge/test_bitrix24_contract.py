@@ -149,3 +149,19 @@ async def test_local_app_oauth_refreshes_an_expired_token(pool: asyncpg.Pool) ->
     assert portal.refreshes == 1 and len(portal.calls) == 1
     stored = await pool.fetchval("SELECT access_token FROM crm_oauth_tokens")
     assert stored == portal.access_token
+
+
+async def test_a_retry_after_a_timeout_does_not_duplicate_the_task(pool: asyncpg.Pool) -> None:
+    portal = await BitrixPortal(hang_seconds=1.5).start()
+    try:
+        portal.add_entity("+79151234567", "CONTACT", 42, assigned=9)
+        portal.hang_after["tasks.task.add"] = 1  # made, but the answer comes after our timeout
+        endpoint = b24(portal, timeout=0.5)
+        store = CrmStore(pool, endpoints=[endpoint], default_country_code="7")
+        _, task_id = await missed_call(store, "+79151234567")
+        await drain(pool, OutboxWorker(pool, [endpoint], policy=FAST))
+    finally:
+        await portal.stop()
+    (task,) = portal.tasks.values()  # the retry listed same-title tasks and adopted it
+    assert (await refs_of(pool, f"task/{task_id}"))["task_id"] == task["id"]
+    assert [m for m, _ in portal.hits].count("tasks.task.add") == 1
