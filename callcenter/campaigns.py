@@ -25,6 +25,7 @@ from dialer import (
     make_pacer,
 )
 from pbx import Switchboard
+from pbx.events import PresenceChanged
 
 from .dialing import PbxLines, ScreenPop
 from .ivr_glue import IvrService
@@ -60,15 +61,12 @@ class Campaigns:
         """Calls-per-second budget per trunk, shared by all campaigns dialing through it."""
         self._task: asyncio.Task[None] | None = None
         self._saves: set[asyncio.Task[None]] = set()
-        previous = switchboard.presence.on_change
 
-        def agent_changed(extension: str, state: Any) -> None:
-            if previous is not None:
-                previous(extension, state)
+        def agent_changed(_: PresenceChanged) -> None:
             for runner in self.runners.values():
                 runner.wake()  # an agent may have come free: pace now
 
-        switchboard.presence.on_change = agent_changed
+        switchboard.events.subscribe(PresenceChanged, agent_changed)
 
     async def start(self) -> None:
         closed = await self.store.close_interrupted_attempts(self.node, now=datetime.now(UTC))

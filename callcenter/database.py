@@ -1,4 +1,4 @@
-"""PostgreSQL for the engine: an external URL, or the embedded server (pgserver) in the data dir.
+"""PostgreSQL for the engine: an external URL, or the embedded server in the data dir.
 
 Both paths end in the same asyncpg pool with the schema migrated, so the rest of the engine never
 knows which one it got.
@@ -16,6 +16,8 @@ import asyncpg
 
 from crm_bridge import apply_migrations
 
+from . import embedded_pg
+
 logger = logging.getLogger(__name__)
 
 
@@ -24,21 +26,17 @@ class Database:
     pool: asyncpg.Pool
     url: str
     embedded: Any | None
-    """The pgserver handle when we started the server ourselves."""
+    """The embedded server's handle when we started the server ourselves."""
 
     async def close(self) -> None:
         await self.pool.close()
         if self.embedded is not None:
-            # pgserver's cleanup stops the postmaster (blocking pg_ctl): keep the loop free.
+            # The wrapper's cleanup stops the postmaster (blocking pg_ctl): keep the loop free.
             await asyncio.to_thread(self.embedded.cleanup)
 
 
 def _start_embedded(data_dir: Path) -> tuple[Any, str]:
-    import pgserver
-
-    pgdata = (data_dir / "pgdata").resolve()
-    pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = embedded_pg.start(data_dir / "pgdata")
     return server, server.get_uri()
 
 

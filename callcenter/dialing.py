@@ -133,15 +133,12 @@ class PbxLines:
         bridged = self.switchboard.connect(
             customer, list(agents), summary=summary, timeout=timeout, on_no_agent=no_agent
         )
-        answered = bridged.on_answer
 
         def on_answer(call: BridgedCall) -> None:
-            if answered is not None:
-                answered(call)
             settle(call.callee)
             if self.screen_pop is not None:
                 self.screen_pop(call.callee, customer, claim, campaign)
 
-        bridged.on_answer = on_answer
+        bridged.when_answered(on_answer)
         customer.ended.add_done_callback(lambda _: settle(None))
         return connected

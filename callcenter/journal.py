@@ -8,11 +8,25 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from crm_bridge import CallbackRequest, CallEnded, CallStarted, CrmError, CrmStore
+from crm_bridge import (
+    CallbackRequest,
+    CallEnded,
+    CallStarted,
+    Conflict,
+    CrmError,
+    CrmStore,
+    PhoneNumberError,
+)
 from pbx import CallSummary
+from recordings import RecordingError, recover_recording
 
 logger = logging.getLogger(__name__)
+
+_NUMBER_MAX = 256
+"""Caller and callee as stored: a caller ID is what a peer wrote in its From (PROTOS sends tens
+of kilobytes), and calls.from_number / to_number are indexed (a B-tree entry holds ~2.7 kB)."""
 
 
 class CallJournal:
@@ -24,6 +38,9 @@ class CallJournal:
         self.recordings_root = recordings_root
         self._rows: dict[str, asyncio.Task[int]] = {}
         """Row ids of open calls, by Call-ID (a task: the INSERT runs beside the ringing)."""
+        self._steps: dict[str, asyncio.Task[None]] = {}
+        """The last ringing/answered write of each open call: the next waits for it, so the
+        CRM hears call.started, call.ringing, call.answered, call.ended in that order."""
 
     async def row_id(self, call_id: str) -> int | None:
         """The calls row of a call in progress (waits for its INSERT)."""
@@ -41,18 +58,65 @@ class CallJournal:
         return CallStarted(
             call_id=summary.call_id,
             direction=summary.direction,
-            from_number=summary.caller,
-            to_number=summary.callee,
+            from_number=summary.caller[:_NUMBER_MAX],
+            to_number=summary.callee[:_NUMBER_MAX],
             started_at=summary.started_at,
             did=summary.did,
             agent=summary.caller
             if summary.direction == "outbound" and summary.caller != customer
             else None,
             ring_group=summary.ring_group,
-            customer_phone=customer if customer and customer[-1:].isdigit() else None,
+            customer_phone=customer if self._callable(customer) else None,
             campaign_id=summary.campaign_id,
             lead_id=summary.lead_id,
         )
+
+    def ringing(self, summary: CallSummary, at: datetime | None = None) -> None:
+        """The call's first phone rings: `call.ringing` (once)."""
+        self._step(summary.call_id, "ringing", at or datetime.now(UTC), None)
+
+    def answered(self, summary: CallSummary) -> None:
+        """Someone answered: `call.answered` with the agent (once: an IVR that answered first
+        already made the call answered)."""
+        at = summary.answered_at or datetime.now(UTC)
+        self._step(summary.call_id, "answered", at, self._agent(summary))
+
+    def _step(self, call_id: str, what: str, at: datetime, agent: str | None) -> None:
+        row = self._rows.get(call_id)
+        if row is None:
+            return  # never opened (refused at once): the end writes it whole
+        before = self._steps.get(call_id)
+
+        async def write() -> None:
+            if before is not None:
+                await asyncio.gather(before, return_exceptions=True)
+            try:
+                if what == "ringing":
+                    await self.store.call_ringing(await row, at)
+                else:
+                    await self.store.call_answered(await row, at, agent=agent)
+            except Conflict:
+                logger.debug("call %s: %s already journaled", call_id, what)
+            except (CrmError, OSError) as exc:
+                logger.error("call %s: %s not journaled: %s", call_id, what, exc)
+            except Exception:
+                logger.exception("call %s: %s not journaled", call_id, what)
+
+        self._steps[call_id] = asyncio.get_running_loop().create_task(write())
+
+    async def recording_started(self, call_id: str, path: str) -> None:
+        """Point the call's open row at its recording as soon as it is written: a crash later
+        leaves the WAV findable (and analysed at the next start)."""
+        row = self._rows.get(call_id)
+        if row is None:
+            return
+        try:
+            await self.store.call_recording(await row, self._relative(path) or path)
+        except (CrmError, OSError) as exc:
+            # Only a crash before the end would miss it: the end writes the path again.
+            logger.error("call %s: recording path not stored: %s", call_id, exc)
+        except Exception:
+            logger.exception("call %s: recording path not stored", call_id)
 
     async def ended(self, summary: CallSummary) -> None:
         ended = CallEnded(
@@ -64,15 +128,21 @@ class CallJournal:
             agent=self._agent(summary),
             recording_path=self._relative(summary.recording),
             analytics=summary.analytics,
+            quality=summary.quality,
         )
         callback = None
-        if summary.outcome == "missed":
+        # A missed call is a callback task when there is a number to call back; a caller ID
+        # like "anonymous" still leaves its row, without a task nobody could act on.
+        if summary.outcome == "missed" and self._callable(summary.customer):
             callback = CallbackRequest(
                 assignee=summary.owner,
                 due_at=ended.ended_at + self.callback_due,
                 text=f"Call back {summary.caller}: missed call to {summary.did or summary.callee}",
                 prefer_responsible=True,
             )
+        step = self._steps.pop(summary.call_id, None)
+        if step is not None:
+            await asyncio.gather(step, return_exceptions=True)
         try:
             row = self._rows.pop(summary.call_id, None)
             if row is None:  # refused before it started: one row, written whole
@@ -84,6 +154,16 @@ class CallJournal:
             logger.error("call %s: not journaled: %s", summary.call_id, exc)
         except Exception:
             logger.exception("call %s: not journaled", summary.call_id)
+
+    def _callable(self, number: str | None) -> bool:
+        """Whether `number` is a phone number we could call back (it normalises to E.164)."""
+        if not number:
+            return False
+        try:
+            self.store.normalize(number)
+        except PhoneNumberError:
+            return False
+        return True
 
     def _agent(self, summary: CallSummary) -> str | None:
         """The party that is not the customer, once someone answered (an IVR that answered a
@@ -100,6 +180,32 @@ class CallJournal:
             return str(Path(recording).relative_to(self.recordings_root))
         except ValueError:
             return recording
+
+
+async def close_interrupted_calls(
+    store: CrmStore, *, recordings_root: Path | None, now: datetime
+) -> int:
+    """At start-up, before the node takes a call: close the calls a crash cut off, each with
+    the analytics of its recording as the crash left it (the WAV's header is brought up to the
+    audio on disk first). A recording that is missing or damaged is reported and the call
+    closed without analytics; its path stays on the row. Returns how many were closed."""
+    analytics: dict[int, dict[str, Any]] = {}
+    for call in await store.interrupted_calls():
+        if call.recording_path is None:
+            continue
+        path = Path(call.recording_path)
+        if recordings_root is not None and not path.is_absolute():
+            path = recordings_root / path
+        try:
+            recovered = await asyncio.to_thread(recover_recording, path)
+        except RecordingError as exc:
+            logger.error("call %s: recording not analysed: %s", call.call_id, exc)
+            continue
+        if recovered.analytics is not None:
+            analytics[call.id] = recovered.analytics.to_dict()
+        seconds = recovered.duration_seconds
+        logger.info("call %s: recording %s recovered, %.2f s", call.call_id, path, seconds)
+    return await store.close_interrupted_calls(now, analytics=analytics)
 
 
 async def responsible_of(store: CrmStore, caller: str) -> str | None:

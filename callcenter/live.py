@@ -8,10 +8,11 @@ import asyncio
 import logging
 import time
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crm_bridge import TaskFilter
-from pbx import AgentState, BridgedCall, CallSummary
+from pbx import AgentState, CallSummary
+from pbx import events as pbx_events
 
 from .events import (
     AgentStateChanged,
@@ -56,8 +57,7 @@ def local_today() -> date:
 
 
 def wire_live(engine: Engine) -> LiveBus:
-    """Build the bus and hook it into the switchboard and presence (before anyone else chains
-    presence.on_change, or after: each hook calls the one it replaced)."""
+    """Build the dashboard's bus, fed by the switchboard's events (pbx.events)."""
     board = LiveBoard(local_today())
     switchboard = engine.switchboard
     loop = engine.ua.loop
@@ -72,11 +72,10 @@ def wire_live(engine: Engine) -> LiveBus:
         )
     bus = LiveBus(board, today=local_today)
     presence = switchboard.presence
-    previous_change = presence.on_change
+    events = switchboard.events
 
-    def agent_changed(extension: str, state: AgentState) -> None:
-        if previous_change is not None:
-            previous_change(extension, state)
+    def agent_changed(changed: pbx_events.PresenceChanged) -> None:
+        extension, state = changed.extension, changed.state
         bus.publish(AgentStateChanged(extension, state.value, time.time()))
         if state is AgentState.WRAP_UP:
             left = presence.wrap_up_left(extension, now=loop.time())
@@ -88,13 +87,8 @@ def wire_live(engine: Engine) -> LiveBus:
         if state is AgentState.AVAILABLE:
             bus.publish(AgentStateChanged(extension, state.value, time.time()))
 
-    presence.on_change = agent_changed
-
-    previous_start = switchboard.on_call_start
-
-    def call_started(summary: CallSummary) -> None:
-        if previous_start is not None:
-            previous_start(summary)
+    def call_started(started: pbx_events.CallStarted) -> None:
+        summary = started.summary
         bus.publish(
             CallStarted(
                 summary.call_id,
@@ -107,12 +101,8 @@ def wire_live(engine: Engine) -> LiveBus:
             )
         )
 
-    switchboard.on_call_start = call_started
-    previous_connected = switchboard.on_connected
-
-    def connected(bridged: BridgedCall) -> None:
-        if previous_connected is not None:
-            previous_connected(bridged)
+    def connected(answered_event: pbx_events.CallAnswered) -> None:
+        bridged = answered_event.bridged
         answered = bridged.summary.answered_at
         bus.publish(
             CallAnswered(
@@ -123,10 +113,8 @@ def wire_live(engine: Engine) -> LiveBus:
             )
         )
 
-    switchboard.on_connected = connected
-    previous_end = switchboard.on_call_end
-
-    def ended(summary: CallSummary) -> Any:
+    def ended(ended_event: pbx_events.CallEnded) -> None:
+        summary = ended_event.summary
         bus.publish(
             CallEnded(
                 summary.call_id,
@@ -136,9 +124,11 @@ def wire_live(engine: Engine) -> LiveBus:
                 (summary.ended_at or datetime.now(UTC)).timestamp(),
             )
         )
-        return previous_end(summary) if previous_end is not None else None
 
-    switchboard.on_call_end = ended
+    events.subscribe(pbx_events.PresenceChanged, agent_changed)
+    events.subscribe(pbx_events.CallStarted, call_started)
+    events.subscribe(pbx_events.CallAnswered, connected)
+    events.subscribe(pbx_events.CallEnded, ended)
     engine.spawn(_watch_ringing(engine, bus))
     return bus
 

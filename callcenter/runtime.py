@@ -16,7 +16,15 @@ from typing import Any
 
 from aiohttp import web
 
-from crm_bridge import CrmStore, MonitoringStore, OutboxWorker, PgLeadStore, RegistrationStore
+from crm_bridge import (
+    CrmStore,
+    DialogStore,
+    MonitoringStore,
+    OutboxWorker,
+    PgLeadStore,
+    RegistrationStore,
+    StoredDialog,
+)
 from dialer import BeepDetector, Campaign, Claim
 from pbx import (
     Authenticator,
@@ -33,8 +41,10 @@ from pbx import (
     Routing,
     Switchboard,
 )
+from pbx import events as pbx_events
+from pbx.events import EventBus
 from recordings import RecordingStore
-from telephony.aio import Call, EndpointConfig, UserAgent, UserAgentConfig
+from telephony.aio import Call, EndpointConfig, TaskSet, UserAgent, UserAgentConfig
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
 from .api import start_http
@@ -42,10 +52,11 @@ from .campaigns import Campaigns
 from .click_to_call import manual_dial_refusal
 from .config import Config
 from .database import Database, open_database
+from .dialogs import PersistentDialogs
 from .events import AgentEvents, LiveBus
 from .follow_up import follow_up_forever
 from .ivr_glue import IvrService, SwitchboardActions, load_flows
-from .journal import CallJournal, responsible_of
+from .journal import CallJournal, close_interrupted_calls, responsible_of
 from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
@@ -66,6 +77,8 @@ class Engine:
     journal: CallJournal | None = None
     campaigns: Campaigns | None = None
     bindings: PersistentBindings | None = None
+    dialogs: PersistentDialogs | None = None
+    """Answered dialogs kept in the database (BYE after a crash)."""
     events: AgentEvents = field(default_factory=AgentEvents)
     call_outcomes: Counter[str] = field(default_factory=Counter)
     """Calls ended since start, by outcome (GET /metrics)."""
@@ -78,7 +91,7 @@ class Engine:
     """IVR flows: DIDs routed to `ivr:FLOW`, and the runners broadcasts use."""
     """Pickups (with their CRM event) and the monitoring audit."""
     http: web.AppRunner | None = None
-    _background: set[asyncio.Task[None]] = field(default_factory=set)
+    _background: TaskSet = field(default_factory=lambda: TaskSet("engine"))
     _audit_order: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Keeps a session's audit entries in the order they happened."""
     _audit_writes: set[asyncio.Task[None]] = field(default_factory=set)
@@ -92,9 +105,7 @@ class Engine:
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` beside the engine; cancelled at stop, forgotten once done."""
-        task = self.ua.loop.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(work)
 
     async def stop(self) -> None:
         for task in self._background:
@@ -106,6 +117,7 @@ class Engine:
         if self.ivr is not None:
             await self.ivr.shutdown()
         await self.switchboard.shutdown()
+        await self.switchboard.events.drain()
         if self._audit_writes:
             await asyncio.wait(self._audit_writes, timeout=5)
         # Let the BYEs leave before the sockets close.
@@ -113,6 +125,8 @@ class Engine:
         await self.ua.close()
         if self.bindings is not None:
             await self.bindings.flush()
+        if self.dialogs is not None:
+            await self.dialogs.stop()
         if self.outbox is not None:
             await self.outbox.stop()
         if self.database is not None:
@@ -128,8 +142,11 @@ async def start_engine(
     with_http: bool = True,
 ) -> Engine:
     sip = config.sip
+    recordings_root = config.recordings.directory or (data_dir or config.data_dir) / "recordings"
     database = None
     store = None
+    dialog_store = None
+    left_dialogs: list[StoredDialog] = []
     if with_database:
         database = await open_database(
             database_url or config.database_url, data_dir or config.data_dir
@@ -140,9 +157,14 @@ async def start_engine(
             node=config.crm.node or socket.gethostname(),
             default_country_code=config.crm.default_country_code,
         )
-        closed = await store.close_interrupted_calls(datetime.now(UTC))
+        closed = await close_interrupted_calls(
+            store, recordings_root=recordings_root, now=datetime.now(UTC)
+        )
         if closed:
             logger.warning("closed %d calls left open by an earlier crash", closed)
+        # Read before this run answers anything: every row now is a dialog a crash left.
+        dialog_store = DialogStore(database.pool, node=store.node)
+        left_dialogs = await dialog_store.load()
     ua_config = UserAgentConfig(
         endpoint=EndpointConfig(
             host=sip.listen.host, port=sip.listen.port, timers=TimerConfig(t1=sip.t1)
@@ -157,6 +179,10 @@ async def start_engine(
         if database is not None:
             await database.close()
         raise
+    dialogs = None
+    if dialog_store is not None:
+        dialogs = PersistentDialogs(dialog_store, ua)
+        dialogs.start()
     registrar = Registrar(min_expires=sip.min_registration, max_expires=sip.max_registration)
     for account in config.accounts:
         if account.static_contact:
@@ -190,12 +216,12 @@ async def start_engine(
     }
     engine = Engine(config, ua, None, database, store)  # type: ignore[arg-type]
     engine.bindings = bindings
-    directory = config.recordings.directory or (data_dir or config.data_dir) / "recordings"
+    engine.dialogs = dialogs
     if store is not None and database is not None:
         engine.journal = CallJournal(
             store,
             callback_due=timedelta(minutes=config.crm.callback_due_minutes),
-            recordings_root=directory,
+            recordings_root=recordings_root,
         )
         engine.outbox = OutboxWorker(database.pool, config.crm.endpoints, policy=config.crm.retry)
         engine.monitoring = MonitoringStore(
@@ -214,7 +240,7 @@ async def start_engine(
             )
     if config.recordings.enabled:
         engine.recordings = Recordings(
-            RecordingStore(directory, config.recordings.retention_days), ua.clock
+            RecordingStore(recordings_root, config.recordings.retention_days), ua.clock
         )
         engine.spawn(engine.recordings.purge_forever())
     unrecorded = {d.number for d in config.dids if not d.record}
@@ -229,17 +255,11 @@ async def start_engine(
         ring_timeout=sip.ring_timeout,
         presence=presence,
         routing=Routing(config.trunks, config.dids, config.ring_groups),
-        on_call_end=lambda summary: _log_call(engine, summary),
-        on_connected=lambda bridged: _record(engine, bridged, unrecorded),
-        on_call_start=engine.journal.started if engine.journal is not None else None,
         pickup_groups=PickupGroups(config.pickup_groups),
         monitor=config.monitor,
-        on_pickup=lambda bridged, pickup, picker: engine.spawn(
-            _log_pickup(engine, bridged, pickup, picker)
-        ),
-        on_monitor=lambda event: _track_audit(engine, event),
         music_on_hold=sip.music_on_hold,
     )
+    _subscribe(engine, engine.switchboard.events, unrecorded)
     # Numbers agents dial on their phones keep to the DNC list and calling hours, per role.
     engine.switchboard.outbound_check = functools.partial(manual_dial_refusal, engine)
     if store is not None:
@@ -264,9 +284,6 @@ async def start_engine(
         )
         engine.ivr = IvrService(flows, actions)
         engine.switchboard.on_ivr = engine.ivr.serve
-    presence.on_change = lambda ext, state: engine.events.publish(
-        ext, "presence", {"state": state.value}
-    )
     engine.live = wire_live(engine)
     if store is not None:
         for extension, plan in (await store.daily_plans()).items():
@@ -290,12 +307,44 @@ async def start_engine(
         except OSError:
             await engine.stop()
             raise
+    if dialogs is not None and left_dialogs:
+        # Both phones of each call the crash cut off are still on it: hang them up.
+        engine.spawn(_end_interrupted(dialogs, left_dialogs))
     return engine
+
+
+async def _end_interrupted(dialogs: PersistentDialogs, left: list[StoredDialog]) -> None:
+    await dialogs.end_interrupted(left)
+
+
+def _subscribe(engine: Engine, events: EventBus, unrecorded: set[str]) -> None:
+    """What the engine does on the PBX's events (the dashboard and campaigns subscribe on
+    their own): the journal first, so a call's row is opened before anything refers to it."""
+    journal = engine.journal
+    if journal is not None:
+        events.subscribe(pbx_events.CallStarted, lambda e: journal.started(e.summary))
+        events.subscribe(
+            pbx_events.CallRinging, lambda e: journal.ringing(e.summary) if e.first else None
+        )
+        events.subscribe(pbx_events.CallAnswered, lambda e: journal.answered(e.summary))
+    events.subscribe(pbx_events.CallAnswered, lambda e: _record(engine, e.bridged, unrecorded))
+    events.subscribe(pbx_events.CallEnded, lambda e: _log_call(engine, e.summary))
+    events.subscribe(
+        pbx_events.CallPickedUp, lambda e: _log_pickup(engine, e.bridged, e.pickup, e.picker)
+    )
+    events.subscribe(pbx_events.MonitorChanged, lambda e: _track_audit(engine, e.event))
+    events.subscribe(
+        pbx_events.PresenceChanged,
+        lambda e: engine.events.publish(e.extension, "presence", {"state": e.state.value}),
+    )
 
 
 def _record(engine: Engine, bridged: BridgedCall, unrecorded: set[str]) -> None:
     if engine.recordings is not None and bridged.summary.did not in unrecorded:
         engine.recordings.start(bridged)
+        path = bridged.summary.recording
+        if path is not None and engine.journal is not None:
+            engine.spawn(engine.journal.recording_started(bridged.a.call_id, path))
 
 
 async def _call_row(engine: Engine, call_id: str) -> int | None:

@@ -27,6 +27,7 @@ from .adapters import (
 )
 from .amocrm import AmoCrmAdapter, amo_call_status
 from .config import CrmEndpoint, OAuthClient, RetryPolicy
+from .dialogs import DialogStore, StoredDialog
 from .errors import Conflict, CrmError, InvalidFilter, InvalidInput, NotFound, PhoneNumberError
 from .kinds import DEFAULT_ADAPTERS, check_endpoints, endpoint_problems
 from .leads import (
@@ -84,6 +85,7 @@ __all__ = [
     "CrmError",
     "CrmStore",
     "DialerProgress",
+    "DialogStore",
     "DncEntry",
     "HttpRequest",
     "InvalidFilter",
@@ -105,6 +107,7 @@ __all__ = [
     "StoredAttempt",
     "StoredBinding",
     "StoredCampaign",
+    "StoredDialog",
     "StoredLead",
     "Task",
     "TaskFilter",

@@ -82,6 +82,8 @@ class CallEnded:
     """Where the stereo WAV lies, relative to the recordings root."""
     analytics: Mapping[str, Any] | None = None
     """Speech analytics (talk time per side, silence, overtalk...), stored as JSONB."""
+    quality: Mapping[str, Any] | None = None
+    """Media quality per leg (loss, jitter, the phones' RTCP reports), stored as JSONB."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,9 @@ class Call:
     """Recording file, relative to the recordings root."""
     analytics: dict[str, Any] | None
     """Speech analytics."""
+    quality: dict[str, Any] | None
+    """Media quality per leg, by the leg's SIP Call-ID: packets received and lost, jitter, and
+    what the phone reported by RTCP (far_end: loss, jitter, round trip)."""
     campaign_id: int | None
     """Dialer campaign."""
     lead_id: int | None

@@ -65,8 +65,9 @@ def _tasks_from(change: str) -> str:
 
 def _call(row: Mapping[str, Any]) -> Call:
     fields = row_fields(Call, row)
-    if fields["analytics"] is not None:
-        fields["analytics"] = json.loads(fields["analytics"])
+    for name in ("analytics", "quality"):
+        if fields[name] is not None:
+            fields[name] = json.loads(fields[name])
     return Call(**fields)
 
 
@@ -142,7 +143,7 @@ class CrmStore:
             except PhoneNumberError as exc:
                 # The call is stored regardless; it just is not linked to a contact.
                 logger.warning("call %s: %s", call.call_id, exc)
-        closing: tuple[Any, ...] = (None,) * 7
+        closing: tuple[Any, ...] = (None,) * 8
         if ended is not None:
             closing = (
                 ended.ended_at,
@@ -152,14 +153,15 @@ class CrmStore:
                 ended.answered_at,
                 ended.recording_path,
                 None if ended.analytics is None else json.dumps(ended.analytics),
+                None if ended.quality is None else json.dumps(ended.quality),
             )
         row = await conn.fetchrow(
             _calls_from(
                 "INSERT INTO calls (call_id, direction, from_number, to_number,"
                 " started_at, did, agent, ring_group, contact_id, campaign_id, lead_id, node,"
                 " ended_at, outcome, sip_status, hangup_cause, answered_at, recording_path,"
-                " analytics) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,"
-                " $13,$14,$15,$16,$17,$18,$19::jsonb) RETURNING *"
+                " analytics, quality) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,"
+                " $13,$14,$15,$16,$17,$18,$19::jsonb,$20::jsonb) RETURNING *"
             ),
             call.call_id,
             call.direction,
@@ -218,13 +220,15 @@ class CrmStore:
         self, conn: Any, call_row_id: int, ended: CallEnded, callback: CallbackRequest | None
     ) -> Task | None:
         analytics = None if ended.analytics is None else json.dumps(ended.analytics)
+        quality = None if ended.quality is None else json.dumps(ended.quality)
         row = await self._update_call(
             conn,
             call_row_id,
             "ended_at = $2, outcome = $3, sip_status = $4, hangup_cause = $5,"
             " answered_at = COALESCE(answered_at, $6), agent = COALESCE($7, agent),"
             " recording_path = COALESCE($8, recording_path),"
-            " analytics = COALESCE($9::jsonb, analytics)",
+            " analytics = COALESCE($9::jsonb, analytics),"
+            " quality = COALESCE($10::jsonb, quality)",
             None,
             ended.ended_at,
             ended.outcome,
@@ -234,6 +238,7 @@ class CrmStore:
             ended.agent,
             ended.recording_path,
             analytics,
+            quality,
         )
         assert row is not None
         record = _call(row)
@@ -260,20 +265,50 @@ class CrmStore:
             prefer_responsible=callback.prefer_responsible,
         )
 
-    async def close_interrupted_calls(self, now: datetime) -> int:
+    async def call_recording(self, call_row_id: int, recording_path: str) -> None:
+        """Note where the call's recording is being written, from its first second: a call a
+        crash cuts off still points at its WAV. No event of its own (`call.ended` carries the
+        path); NotFound for an unknown row."""
+        status = await self._pool.execute(
+            "UPDATE calls SET recording_path = $2, updated_at = now()"
+            " WHERE id = $1 AND recording_path IS DISTINCT FROM $2",
+            call_row_id,
+            recording_path,
+        )
+        if status == "UPDATE 0" and not await self._pool.fetchval(
+            "SELECT true FROM calls WHERE id = $1", call_row_id
+        ):
+            raise NotFound(f"no call {call_row_id}")
+
+    async def interrupted_calls(self) -> list[Call]:
+        """This node's open calls. At start-up, before the node takes a call: the ones a crash
+        cut off (to recover their recordings before close_interrupted_calls)."""
+        rows = await self._pool.fetch(
+            _CALLS + " WHERE c.node = $1 AND c.ended_at IS NULL ORDER BY c.id", self.node
+        )
+        return [_call(row) for row in rows]
+
+    async def close_interrupted_calls(
+        self, now: datetime, *, analytics: Mapping[int, Mapping[str, Any]] | None = None
+    ) -> int:
         """At start-up: close this node's calls left open by a crash (outcome failed, cause
-        engine-restart), each with its `call.ended` event. Returns how many."""
+        engine-restart), each with its `call.ended` event. `analytics` (by row id) are the
+        speech analytics of their recordings, computed from the files left on disk. Returns
+        how many."""
         _require_tz(now, "now")
+        by_row = json.dumps({str(row_id): dict(a) for row_id, a in (analytics or {}).items()})
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 _calls_from(
                     "UPDATE calls SET ended_at = GREATEST($1, started_at),"
-                    " outcome = 'failed', hangup_cause = 'engine-restart', updated_at = now()"
+                    " outcome = 'failed', hangup_cause = 'engine-restart',"
+                    " analytics = COALESCE($3::jsonb -> id::text, analytics), updated_at = now()"
                     " WHERE node = $2 AND ended_at IS NULL RETURNING *"
                 )
                 + " ORDER BY c.id",
                 now,
                 self.node,
+                by_row,
             )
             for row in rows:
                 await self._emit(conn, _call(row), "call.ended", now)

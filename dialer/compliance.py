@@ -12,14 +12,11 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 import phonenumbers.timezone
-
-if TYPE_CHECKING:
-    from .model import Campaign
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +270,21 @@ class Callee(Protocol):
     def consent(self) -> bool | None: ...
 
 
+class CampaignRules(Protocol):
+    """What the checks need of a campaign (dialer.model.Campaign has it)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def window_start(self) -> time: ...
+    @property
+    def window_end(self) -> time: ...
+    @property
+    def window_days(self) -> tuple[int, ...]: ...
+    @property
+    def tz_default(self) -> str: ...
+
+
 OUTSIDE_HOURS = "outside-hours"
 ON_DNC = "dnc"
 NO_CONSENT = "no-consent"
@@ -293,7 +305,7 @@ class Compliance:
     """Zone of leads without one."""
 
     @classmethod
-    def for_campaign(cls, campaign: Campaign, dnc: DncList) -> Compliance:
+    def for_campaign(cls, campaign: CampaignRules, dnc: DncList) -> Compliance:
         hours = CallingHours(
             campaign.window_start, campaign.window_end, frozenset(campaign.window_days)
         )

@@ -1,7 +1,8 @@
 """Back-to-back calls: the caller's leg, outgoing legs hunted step by step, one bridge.
 
-The engine anchors media (DESIGN.md 1): the caller talks to our RTP port on leg A, the callee to
-ours on leg B, and the bridge relays between them, so recording, whisper and AMD can join later.
+The engine anchors media (docs/architecture.md 1): the caller talks to our RTP port on leg
+A, the callee to ours on leg B, and the bridge relays between them, so recording, whisper and
+AMD can join later.
 A hunt is a list of steps; each step rings some targets at once (ring-all is one step with every
 member, round-robin one step per member) until one answers, the step times out, or the whole
 ring timeout is spent.
@@ -17,12 +18,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telephony.aio import Call, MediaBridge, UserAgent, bridge
 from telephony.call import Answered, Ended, Ringing
 from telephony.media import WavSource
 from telephony.sip import NameAddr, SipUri
+
+if TYPE_CHECKING:
+    from .pickup import Pickup
 
 from .registrar import Binding
 
@@ -60,6 +64,9 @@ class CallSummary:
     """Path of the call's stereo WAV, when it was recorded."""
     analytics: dict[str, Any] | None = None
     """Talk/silence analytics of the recording."""
+    quality: dict[str, Any] | None = None
+    """Media quality per leg that carried audio, by the leg's Call-ID (loss, jitter, and what
+    the phone reported by RTCP)."""
 
     @property
     def talk_seconds(self) -> float:
@@ -121,11 +128,16 @@ class BridgedCall:
         self.hunting: set[str] = {t.extension for t in steps[0].targets} if steps else set()
         """Extensions this call rings or is about to ring (from the moment it is created, so
         two calls started together never both take the same agent)."""
-        self.on_answer: Callable[[BridgedCall], None] | None = None
+        self._on_answer: list[Callable[[BridgedCall], None]] = []
+        self.on_ringing: Callable[[BridgedCall], None] | None = None
+        """Told once, when the first phone rings (its 180/183)."""
+        self.picked_up_by: tuple[Pickup, str] | None = None
+        """The pickup code and the extension that took the call while it rang."""
         self.on_no_answer: Callable[[Call], Awaitable[None]] | None = None
         """Takes over a caller nobody answered (auto-reply prompt) instead of a 480."""
         self.media: MediaBridge | None = None
         self._timed_out = False
+        self._rang = False
         self.music_on_hold: Path | None = None
         """Looped to one party while the other holds the call (None: they hear silence)."""
         self._holding: tuple[Call, Call] | None = None
@@ -139,6 +151,11 @@ class BridgedCall:
     @property
     def parties(self) -> tuple[str, str]:
         return (self.caller, self.callee)
+
+    def when_answered(self, listener: Callable[[BridgedCall], None]) -> None:
+        """Call `listener` when someone answers and the media is bridged (in the order they
+        were added; the switchboard's comes first)."""
+        self._on_answer.append(listener)
 
     def pick_up(self, leg: Call, picker: str) -> bool:
         """Let `picker`'s incoming, unanswered `leg` (its INVITE to *8 or **EXT) take this call
@@ -255,8 +272,13 @@ class BridgedCall:
                     if task not in done:
                         continue
                     event = task.result()
-                    if isinstance(event, Ringing) and self.a.state.value == "incoming":
-                        self.a.ring()
+                    if isinstance(event, Ringing):
+                        if self.a.state.value == "incoming":
+                            self.a.ring()
+                        if not self._rang:
+                            self._rang = True
+                            if self.on_ringing is not None:
+                                self.on_ringing(self)
                     if isinstance(event, Answered):
                         del pending[leg]
                         await self._drop(pending, reason="answered-elsewhere")
@@ -308,8 +330,11 @@ class BridgedCall:
         self.media = bridge(self.a, b)
         self.a.on_hold = functools.partial(self._hold_changed, self.a, b)
         b.on_hold = functools.partial(self._hold_changed, b, self.a)
-        if self.on_answer is not None:
-            self.on_answer(self)
+        for listener in self._on_answer:
+            try:
+                listener(self)
+            except Exception:  # one listener's failure is not the call's
+                logger.exception("call %s: answer listener failed", self.a.call_id)
         done, _ = await asyncio.wait({self.a.ended, b.ended}, return_when=asyncio.FIRST_COMPLETED)
         self.a.on_hold = b.on_hold = None
         self._end_music()
@@ -363,6 +388,8 @@ class BridgedCall:
             self.a.reject(status)
         else:
             await self.a.hangup(reason=cause)
+        if self.a.incoming and self.a.final_status is not None:
+            self.summary.sip_status = self.a.final_status  # what the caller was answered
 
 
 def _final(statuses: list[int]) -> int:

@@ -1,4 +1,5 @@
-"""Ring-group strategies: which members ring, in which order (DESIGN.md 5.11: a registry dict).
+"""Ring-group strategies: which members ring, in which order (a registry dict,
+docs/architecture.md 5).
 
 A strategy turns the members that can take a call now into hunt steps; the B2BUA rings each step
 until someone answers.

@@ -12,17 +12,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from telephony.aio import Call, LegState, Peer, UserAgent
+from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
 from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipRequest, SipUri, make_response
 
 from .auth import Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
+from .events import (
+    CallAnswered,
+    CallEnded,
+    CallPickedUp,
+    CallRinging,
+    CallStarted,
+    EventBus,
+    MonitorChanged,
+    PresenceChanged,
+)
 from .hunt import STRATEGIES, Hunt
 from .monitor import (
     MonitorError,
-    MonitorEvent,
     MonitorMode,
     MonitorSession,
     MonitorSettings,
@@ -63,12 +72,9 @@ _BEEP = (880.0,)
 # Refused or empty pickup / monitor: a fast busy (reorder) tone, then BYE.
 _REORDER = (480.0, 620.0)
 
-MonitorEventHandler = Callable[[MonitorEvent], None]
-PickupHandler = Callable[[BridgedCall, Pickup, str], None]
 # What an external number looks like: 7-15 digits, optionally with a leading +.
 _EXTERNAL = re.compile(r"^\+?[0-9]{7,15}$")
 
-MissedCallHandler = Callable[[CallSummary, str | None], Awaitable[None] | None]
 IvrHandler = Callable[[Call, Did, CallSummary], Awaitable[None]]
 
 
@@ -85,14 +91,8 @@ class Switchboard:
         ring_timeout: float,
         presence: Presence,
         routing: Routing | None = None,
-        on_call_end: Callable[[CallSummary], Awaitable[None] | None] | None = None,
-        on_missed: MissedCallHandler | None = None,
-        on_connected: Callable[[BridgedCall], None] | None = None,
-        on_call_start: Callable[[CallSummary], None] | None = None,
         pickup_groups: PickupGroups | None = None,
         monitor: MonitorSettings | None = None,
-        on_pickup: PickupHandler | None = None,
-        on_monitor: MonitorEventHandler | None = None,
         music_on_hold: Path | None = None,
     ) -> None:
         self.ua = ua
@@ -106,10 +106,11 @@ class Switchboard:
         self.dids = {d.number: d for d in routing.dids}
         self.groups = {g.name: g for g in routing.ring_groups}
         self._strategies = {g.name: STRATEGIES[g.strategy]() for g in routing.ring_groups}
-        self.on_call_end = on_call_end
-        self.on_missed = on_missed
-        self.on_connected = on_connected
-        self.on_call_start = on_call_start
+        self.events = EventBus()
+        """What happens here, typed (pbx.events): calls started, ringing, answered, picked up,
+        ended; presence; monitor sessions. The journal, recordings, dashboard and campaigns
+        subscribe."""
+        presence.on_change = lambda ext, state: self.events.publish(PresenceChanged(ext, state))
         self.first_for: Callable[[str], Awaitable[str | None]] | None = None
         """Asked the caller's number of an inbound call to a ring group: the extension that
         rings alone first (the contact's responsible manager, when a member and free), or
@@ -120,21 +121,14 @@ class Switchboard:
         self.on_ivr: IvrHandler | None = None
         """Serves DIDs routed to `ivr:FLOW` (answers, runs the flow, may call transfer());
         it concludes the call's summary itself unless transfer() bridged the call."""
-        """Gets each call when it starts ringing anyone (the journal opens its row)."""
-        """Gets every call the moment both legs are bridged (recording starts here)."""
-        """Gets every missed inbound call and the ring group owner (fallback assignee)."""
         self.active: dict[str, BridgedCall] = {}
         """Bridged calls in progress by the caller leg's Call-ID."""
         self.pickup_groups = pickup_groups or PickupGroups()
         self.monitor_settings = monitor or MonitorSettings()
-        self.on_pickup = on_pickup
-        """Gets (call, pickup, picker) once a pickup has been bridged (CRM event)."""
-        self.on_monitor = on_monitor
-        """Gets every monitor session start, mode change and end (the audit)."""
         self.monitors: dict[int, MonitorSession] = {}
         """Monitor sessions in progress by session id."""
         self._session_ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("call")
         self.music_on_hold = music_on_hold
         """Looped to a party whose call the other side holds."""
         self._held: list[str] = []
@@ -220,6 +214,8 @@ class Switchboard:
             if did is None or did.trunk != trunk.name:
                 logger.info("trunk %s: call to unknown number %s refused", trunk.name, dialled)
                 call.reject(404, "No such number")
+            elif call.offer_error is not None:
+                self._unacceptable_offer(call, did)
             else:
                 self._inbound(call, did)
             return
@@ -234,6 +230,12 @@ class Switchboard:
             call.reject(decision.status, headers=decision.headers)
             return
         caller = decision.extension
+        if call.offer_error is not None:
+            # Before any routing: no feature code, pickup or phone acts on a call that can
+            # never be answered.
+            status = call.refuse_offer()
+            self._refused(call, caller, dialled or "", status, "failed", "unacceptable-offer")
+            return
         if dialled in FEATURE_CODES:
             self._track(self._feature_code(call, caller, away=FEATURE_CODES[dialled]))
             return
@@ -288,17 +290,7 @@ class Switchboard:
         if not bridged.pick_up(call, picker):
             self._track(self._reorder(call, reason="nothing-to-pick-up"))
             return
-        if self.on_pickup is not None:
-            on_pickup = self.on_pickup
-            previous = bridged.on_answer
-
-            def answered(b: BridgedCall) -> None:
-                if previous is not None:
-                    previous(b)
-                if b.callee == picker:
-                    on_pickup(b, choice, picker)
-
-            bridged.on_answer = answered
+        bridged.picked_up_by = (choice, picker)
 
     async def _reorder(self, call: Call, *, reason: str) -> None:
         """Answer, play a fast busy tone, hang up: the phone's user hears why nothing happened."""
@@ -339,7 +331,7 @@ class Switchboard:
             mode=mode,
             clock=self.ua.clock,
             settings=self.monitor_settings,
-            on_event=self.on_monitor,
+            on_event=lambda event: self.events.publish(MonitorChanged(event)),
         )
         self.monitors[session.id] = session
 
@@ -423,8 +415,7 @@ class Switchboard:
 
     def _inbound(self, call: Call, did: Did) -> None:
         """A call from a carrier to one of our numbers (IP-authenticated trunk)."""
-        caller_uri = call.invite.from_.uri
-        caller = (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
+        caller = _caller_number(call)
         if self.first_for is not None and did.route.startswith("ringgroup:"):
             self._track(self._inbound_after_lookup(self.first_for, call, did, caller))
         else:
@@ -694,7 +685,8 @@ class Switchboard:
             if not answered.done():
                 answered.set_result(True)
 
-        bridged.on_answer = on_answer
+        bridged.when_answered(on_answer)
+        bridged.on_ringing = self._ringing
         self.active[call.call_id] = bridged
         self._track(self._run_transfer(bridged, answered))
         return await answered
@@ -765,10 +757,41 @@ class Switchboard:
     def _refuse(self, call: Call, caller: str, callee: str, status: int, outcome: str) -> None:
         """An authenticated call that cannot ring anyone: answered at once, still logged."""
         call.reject(status)
+        self._refused(call, caller, callee, status, outcome, "refused")
+
+    def _refused(
+        self, call: Call, caller: str, callee: str, status: int, outcome: str, cause: str
+    ) -> None:
+        """Journal a call refused with `status` before it rang anyone (one row, written whole)."""
         summary = CallSummary(call.call_id, caller, callee, datetime.now(UTC))
         summary.ended_at = summary.started_at
-        summary.outcome, summary.sip_status, summary.hangup_cause = outcome, status, "refused"
+        summary.outcome, summary.sip_status, summary.hangup_cause = outcome, status, cause
         self._track(self._finish(summary))
+
+    def _unacceptable_offer(self, call: Call, did: Did) -> None:
+        """A carrier's call to one of our numbers whose SDP offer we cannot answer: 488 before
+        any routing. It is still a customer who tried to reach us: a missed call to the DID
+        (its row says why), with the callback task any missed call from that number gets."""
+        status = call.refuse_offer()
+        caller = _caller_number(call)
+        summary = CallSummary(call.call_id, caller, did.number, datetime.now(UTC))
+        summary.direction, summary.did, summary.customer = "inbound", did.number, caller
+        summary.ring_group, summary.owner = self._route_owner(did)
+        summary.ended_at = summary.started_at
+        summary.outcome, summary.sip_status = "missed", status
+        summary.hangup_cause = "unacceptable-offer"
+        logger.info("call %s to %s: offer refused with %d", call.call_id, did.number, status)
+        self._track(self._finish(summary))
+
+    def _route_owner(self, did: Did) -> tuple[str | None, str | None]:
+        """The ring group a DID rings and who owns its missed calls (the agent it rings, or the
+        group's owner); (None, None) for other routes."""
+        kind, _, target = did.route.partition(":")
+        if kind == "agent":
+            return None, target
+        if kind == "ringgroup" and target in self.groups:
+            return target, self.groups[target].owner
+        return None, None
 
     def _start(
         self,
@@ -792,7 +815,8 @@ class Switchboard:
             caller_identity=identity,
             summary=summary,
         )
-        bridged.on_answer = self._answered
+        bridged.when_answered(self._answered)
+        bridged.on_ringing = self._ringing
         bridged.music_on_hold = self.music_on_hold
         self.active[call.call_id] = bridged
         if announce:
@@ -800,19 +824,28 @@ class Switchboard:
         self._track(self._run(bridged))
         return bridged
 
+    def _ringing(self, bridged: BridgedCall) -> None:
+        self.events.publish(CallRinging(bridged.summary, frozenset(bridged.ringing), first=True))
+
     def _answered(self, bridged: BridgedCall) -> None:
         now = self.ua.loop.time()
         for party in bridged.parties:
             self.presence.call_started(party, now=now)
-        if self.on_connected is not None:
-            self.on_connected(bridged)
+        self.events.publish(CallAnswered(bridged))
+        if bridged.picked_up_by is not None and bridged.callee == bridged.picked_up_by[1]:
+            self.events.publish(CallPickedUp(bridged, *bridged.picked_up_by))
 
     async def _auto_reply(self, leg: Call, prompt: Path | None) -> None:
         """Tell a caller nobody answered that we will call back, then hang up."""
         if prompt is None:
             leg.reject(480)
             return
-        await leg.answer()
+        try:
+            await leg.answer()
+        except (MediaError, OSError) as exc:  # an offer we cannot take, or no RTP port left
+            logger.info("call %s: auto-reply not answered: %s", leg.call_id, exc)
+            leg.reject(exc.status_code if isinstance(exc, MediaError) else 503)
+            return
         try:
             await asyncio.wait_for(leg.next_event(), 5)  # the ACK
             await leg.play(WavSource(prompt))
@@ -822,8 +855,7 @@ class Switchboard:
 
     def announce(self, summary: CallSummary) -> None:
         """A call has started (the journal opens its row)."""
-        if self.on_call_start is not None:
-            self.on_call_start(summary)
+        self.events.publish(CallStarted(summary))
 
     def conclude(self, summary: CallSummary) -> None:
         """A call that never reached a bridge is over (busy, voicemail...): log and journal it."""
@@ -831,13 +863,17 @@ class Switchboard:
         self._track(self._finish(summary))
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
-        task = self.ua.loop.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(work)
 
     async def _run(self, bridged: BridgedCall) -> None:
         try:
             summary = await bridged.run()
+        except Exception:
+            # A bug, not a call outcome: logged with its traceback, and the call still journaled.
+            logger.exception("call %s: failed", bridged.a.call_id)
+            summary = bridged.summary
+            summary.outcome, summary.hangup_cause = "failed", "internal-error"
+            summary.sip_status = bridged.a.final_status or summary.sip_status
         finally:
             self.active.pop(bridged.a.call_id, None)
             if bridged.summary.answered_at is not None:
@@ -848,6 +884,9 @@ class Switchboard:
         await self._finish(summary)
 
     async def _finish(self, summary: CallSummary) -> None:
+        quality = self.ua.take_quality(dict.fromkeys([summary.call_id, *summary.legs]))
+        if quality:
+            summary.quality = quality
         logger.info(
             "call %s %s %s -> %s: %s (status %s, talk %.1f s, cause %s)",
             summary.call_id,
@@ -859,14 +898,7 @@ class Switchboard:
             summary.talk_seconds,
             summary.hangup_cause,
         )
-        if self.on_call_end is not None:
-            result = self.on_call_end(summary)
-            if asyncio.iscoroutine(result):
-                await result
-        if summary.outcome == "missed" and self.on_missed is not None:
-            result = self.on_missed(summary, summary.owner)
-            if asyncio.iscoroutine(result):
-                await result
+        await self.events.deliver(CallEnded(summary))
 
     async def _feature_code(self, call: Call, agent: str, *, away: bool) -> None:
         """*50 away, *51 available: answered with a beep so the agent hears it took effect."""
@@ -889,6 +921,12 @@ class Switchboard:
                     await leg.hangup(reason="shutdown")
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+
+
+def _caller_number(call: Call) -> str:
+    """The caller ID a carrier presents: the From URI's user part, else "anonymous"."""
+    caller_uri = call.invite.from_.uri
+    return (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
 
 
 def _http_date() -> str:

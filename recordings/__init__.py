@@ -9,6 +9,7 @@ from __future__ import annotations
 from .analytics import SpeechAnalytics, TalkAnalytics, TalkCounter, VadSmoother
 from .errors import RecordingError
 from .recorder import CallRecorder, RecordingResult, Side
+from .recovery import RecoveredRecording, recover_recording
 from .storage import RecordingStore, safe_file_name
 
 __all__ = [
@@ -16,10 +17,12 @@ __all__ = [
     "RecordingError",
     "RecordingResult",
     "RecordingStore",
+    "RecoveredRecording",
     "Side",
     "SpeechAnalytics",
     "TalkAnalytics",
     "TalkCounter",
     "VadSmoother",
+    "recover_recording",
     "safe_file_name",
 ]

@@ -1,8 +1,8 @@
 """Shared pytest fixtures: real SIP peers (baresip, pyVoIP, SIPp) that clean up after themselves.
 
 Also one embedded PostgreSQL for the run (`pg_url`, `db`); engine fixtures live in
-tests/e2e/conftest.py. Tests marked `peers` are skipped when the peer
-programs are missing (install them with sip_test_env/install-peers.sh).
+tests/e2e/conftest.py. A test whose programs are missing is skipped with the command that
+installs them; under CI (CI=true) every skip is a failure instead (sip_test_env/tools.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from sip_test_env import tools
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.pyvoip_phone import PyVoipPhone
 from sip_test_env.sipp import SippUas, start_sipp_uas
@@ -27,17 +28,11 @@ PEER_BINARIES = ("baresip", "sipp")
 _LOG_TAIL_LINES = 60
 
 
-def _missing_peers() -> list[str]:
-    return [name for name in PEER_BINARIES if shutil.which(name) is None]
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    missing = _missing_peers()
+    missing = tools.missing(*PEER_BINARIES)
     if not missing:
         return
-    skip = pytest.mark.skip(
-        reason=f"missing {', '.join(missing)}: run sip_test_env/install-peers.sh"
-    )
+    skip = pytest.mark.skip(reason=tools.missing_message(missing))
     for item in items:
         if "peers" in item.keywords:
             item.add_marker(skip)
@@ -49,6 +44,11 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     # Keep each phase's report on the item so fixtures can tell a failed test at teardown.
     report = yield
+    if report.skipped and tools.in_ci() and not hasattr(report, "wasxfail"):
+        # Under CI nothing may pass by being skipped: a missing tool is a broken install.
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped under CI=true, which is a failure here: {reason}"
     setattr(item, f"rep_{report.when}", report)
     return report
 
@@ -139,11 +139,11 @@ async def sipp_uas_factory(
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    """One embedded PostgreSQL for the whole run (pgserver), in a temporary directory."""
-    import pgserver
+    """One embedded PostgreSQL for the whole run, in a temporary directory."""
+    from callcenter import embedded_pg
 
     root = Path(tempfile.mkdtemp(prefix="cc-pg-"))
-    server = pgserver.get_server(root, cleanup_mode="stop")
+    server = embedded_pg.start(root)
     try:
         yield server.get_uri()
     finally:

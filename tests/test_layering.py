@@ -1,4 +1,4 @@
-"""DESIGN.md section 3: the dependency direction, enforced by walking imports with ast.
+"""docs/architecture.md section 3: the dependency direction, enforced by walking imports with ast.
 
 - nothing imports `callcenter` (the composition root);
 - feature packages (pbx dialer ivr recordings crm_bridge) never import each other or sip_test_env;
@@ -34,7 +34,8 @@ TELEPHONY_ALLOWED: dict[str, set[str]] = {
     "sip": set(),
     "sdp": set(),
     "rtp": set(),
-    "media": {"numpy", "webrtcvad", "telephony.rtp"},
+    # audioop: the standard library up to 3.12, the audioop-lts package from 3.13 on.
+    "media": {"numpy", "webrtcvad", "audioop", "telephony.rtp"},
     "call": {"telephony.sip", "telephony.sdp"},
     "aio": {"telephony", "numpy", "uvloop"},
 }
@@ -128,3 +129,27 @@ def test_pure_code_reads_no_clock(module: str, path: Path) -> None:
             assert not names & {"time", "monotonic", "perf_counter"}, (
                 f"{path.relative_to(ROOT)}:{node.lineno} imports a clock"
             )
+
+
+# SIP session logic lives in telephony.call (the sans-IO InviteSession); telephony.aio only
+# carries its effects over sockets. These names are how session logic shows up when it leaks.
+SESSION_LOGIC = frozenset({"create_request", "create_ack", "from_uas", "from_uac", "TRANSITIONS"})
+
+
+@pytest.mark.parametrize(
+    ("module", "path"),
+    [m for m in _modules("telephony") if m[0].startswith("telephony.aio")],
+    ids=lambda v: str(v),
+)
+def test_no_session_logic_in_aio(module: str, path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno} uses {name}"
+        for node in ast.walk(tree)
+        for name in (
+            node.attr if isinstance(node, ast.Attribute) else None,
+            node.id if isinstance(node, ast.Name) else None,
+        )
+        if name in SESSION_LOGIC
+    ]
+    assert not found, "session logic belongs in telephony.call:\n" + "\n".join(found)

@@ -147,6 +147,43 @@ async def render(engine: Engine) -> str:
         "Highest interarrival jitter of a live RTP stream (RFC 3550 A.8).",
         rtp.max_jitter,
     )
+    out.one("callcenter_rtcp_reports_sent_total", "counter", "RTCP reports sent.", rtp.rtcp_sent)
+    out.one(
+        "callcenter_rtcp_reports_received_total",
+        "counter",
+        "RTCP reports received from the far ends.",
+        rtp.rtcp_received,
+    )
+    out.one(
+        "callcenter_rtcp_malformed_total",
+        "counter",
+        "RTCP datagrams dropped as malformed.",
+        rtp.rtcp_malformed,
+    )
+    out.one(
+        "callcenter_rtp_remote_packets_lost_total",
+        "counter",
+        "Packets of our streams the far ends reported lost (RTCP report blocks).",
+        rtp.remote_packets_lost,
+    )
+    out.one(
+        "callcenter_rtp_remote_fraction_lost",
+        "gauge",
+        "Worst loss fraction a far end reported for a live leg's stream (RTCP, 0..1).",
+        rtp.max_remote_fraction_lost,
+    )
+    out.one(
+        "callcenter_rtp_remote_jitter_seconds",
+        "gauge",
+        "Worst interarrival jitter a far end reported for a live leg's stream (RTCP).",
+        rtp.max_remote_jitter,
+    )
+    out.one(
+        "callcenter_rtp_round_trip_seconds",
+        "gauge",
+        "Longest round trip of a live leg, from RTCP sender/receiver reports (RFC 3550 6.4.1).",
+        rtp.max_round_trip,
+    )
     out.one("callcenter_rtp_ports_in_use", "gauge", "RTP ports held by calls.", ua.ports.in_use)
     out.one(
         "callcenter_media_clock_max_lag_seconds",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from .call import Call, LegState, UserAgent, UserAgentConfig
+from .call import Call, LegState, UserAgent, UserAgentConfig, bridge
 from .clock import MediaClock
 from .conference import Conference
 from .endpoint import EndpointConfig, Peer, SipEndpoint
-from .media_session import MediaBridge, MediaError, MediaSession, bridge
+from .media_session import MediaBridge, MediaError, MediaSession
 from .rtp import RtpEndpoint, RtpPortPool
+from .tasks import TaskSet
 
 __all__ = [
     "Call",
@@ -22,6 +23,7 @@ __all__ = [
     "RtpEndpoint",
     "RtpPortPool",
     "SipEndpoint",
+    "TaskSet",
     "UserAgent",
     "UserAgentConfig",
     "bridge",

@@ -2,27 +2,37 @@
 
 A `UserAgent` owns the SIP endpoint and every leg. Features (pbx, dialer, ivr) get inbound legs
 through `on_incoming`, place outbound legs with `dial()`, and join two legs with `bridge()`; they
-never touch SIP messages themselves (DESIGN.md 4).
+never touch SIP messages themselves (docs/architecture.md 4).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
+import functools
 import logging
 import secrets
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from telephony.call import Answered, CallEvent, Dtmf, Ended, HoldChanged, Ringing
+from telephony.call import CallEvent, Dtmf, Ended, HoldChanged
+from telephony.call.session import (
+    Effect,
+    InfoDigit,
+    InviteSession,
+    Respond,
+    Role,
+    Send,
+    SendAck,
+    SessionState,
+)
 from telephony.media import DtmfDetector, DtmfDetectorConfig, Frame, FrameSource, dtmf_tone
 from telephony.sip import (
     Dialog,
     Headers,
     NameAddr,
-    RemoteProtocolError,
     RequestReceived,
     ResponseReceived,
     SipError,
@@ -31,39 +41,25 @@ from telephony.sip import (
     SipUri,
     TransactionEvent,
     TransactionTimedOut,
+    TransportFailed,
     make_response,
 )
 
 from .clock import MediaClock
 from .dtmf import DtmfDebouncer
 from .endpoint import EndpointConfig, Peer, SipEndpoint
-from .media_session import MediaError, MediaSession
+from .media_session import MediaBridge, MediaError, MediaSession, check_offer
 from .rtp import RtpPortPool
 
 logger = logging.getLogger(__name__)
 
-
-class LegState(enum.Enum):
-    INCOMING = "incoming"  # INVITE received, nothing decided yet
-    DIALING = "dialing"  # INVITE sent
-    RINGING = "ringing"  # 180 sent or received
-    ANSWERING = "answering"  # 200 sent, waiting for the ACK
-    CONNECTED = "connected"
-    ENDED = "ended"
+# Ended legs whose quality no call summary has taken yet (legs outside any summary age out).
+_QUALITY_KEPT = 4096
 
 
-# (state, input) -> next state; a pair missing here is a bug in the caller (DESIGN.md 5.3).
-_TRANSITIONS: dict[tuple[LegState, str], LegState] = {
-    (LegState.INCOMING, "ring"): LegState.RINGING,
-    (LegState.INCOMING, "answer"): LegState.ANSWERING,
-    (LegState.RINGING, "answer"): LegState.ANSWERING,
-    (LegState.ANSWERING, "ack"): LegState.CONNECTED,
-    (LegState.DIALING, "ringing"): LegState.RINGING,
-    (LegState.DIALING, "answered"): LegState.CONNECTED,
-    (LegState.RINGING, "answered"): LegState.CONNECTED,
-    (LegState.RINGING, "ringing"): LegState.RINGING,
-    **{(state, "end"): LegState.ENDED for state in LegState if state is not LegState.ENDED},
-}
+# The leg's state is its INVITE session's (telephony.call): incoming, calling, ringing,
+# answering, connected, ended.
+LegState = SessionState
 
 
 @dataclass(frozen=True)
@@ -77,7 +73,9 @@ class UserAgentConfig:
 
 
 class Call:
-    """One leg. Incoming: ring()/answer()/reject(); outgoing legs come from UserAgent.dial()."""
+    """One leg: its sans-IO InviteSession (telephony.call) driven over the SIP endpoint, its
+    anchored RTP, and what features see: typed events, digits, play/listen. Incoming legs:
+    ring()/answer()/reject(); outgoing legs come from UserAgent.dial()."""
 
     def __init__(self, ua: UserAgent, *, incoming: bool, invite: SipRequest, peer: Peer) -> None:
         self.ua = ua
@@ -85,15 +83,21 @@ class Call:
         self.invite = invite
         self.peer = peer
         self.call_id = invite.call_id
-        self.state = LegState.INCOMING if incoming else LegState.DIALING
-        self.local_tag = secrets.token_hex(6) if incoming else (invite.from_.tag or "")
-        self.dialog: Dialog | None = None
+        self.session = InviteSession(
+            invite,
+            Role.UAS if incoming else Role.UAC,
+            local_tag=secrets.token_hex(6) if incoming else (invite.from_.tag or ""),
+            contact=ua.contact(peer[0]),
+            new_via=functools.partial(ua.endpoint.new_via, peer[0]),
+        )
         self.media: MediaSession | None = None
         self.transaction: object | None = None
         """The INVITE server (incoming) or client (outgoing) transaction."""
         self.transactions: list[object] = []
         """Every transaction of this leg, forgotten with it."""
-        self.final_status: int | None = None
+        self.offer_error: MediaError | None = None
+        """Why the SDP offer of an incoming INVITE cannot be answered (checked on arrival,
+        before the leg is handed to `on_incoming`); None when it can, or carries no offer."""
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._digits: asyncio.Queue[str] = asyncio.Queue()
         self._debouncer = DtmfDebouncer()
@@ -101,26 +105,77 @@ class Call:
         self._inband_users = 0
         self.on_hold: Callable[[bool], None] | None = None
         """Told when the far end puts this leg on hold (True) or takes it off (False)."""
-        self.end_reason: str | None = None
         self.ended = asyncio.get_running_loop().create_future()
+        self._dialog_announced: tuple[int, str] | None = None
+        """What `UserAgent.on_dialog` last heard of the dialog (our CSeq, the remote target);
+        None until the dialog is confirmed. Once it has heard, it hears the end too."""
 
     def __repr__(self) -> str:
         return f"<Call {self.call_id} {'in' if self.incoming else 'out'} {self.state.value}>"
 
-    # -- identity ----------------------------------------------------------------------------
+    # -- the session's view --------------------------------------------------------------------
 
     @property
-    def caller(self) -> NameAddr:
-        return self.invite.from_
+    def state(self) -> SessionState:
+        return self.session.state
 
     @property
-    def callee(self) -> NameAddr:
-        return self.invite.to
+    def local_tag(self) -> str:
+        return self.session.local_tag
+
+    @property
+    def dialog(self) -> Dialog | None:
+        return self.session.dialog
+
+    @property
+    def final_status(self) -> int | None:
+        return self.session.final_status
+
+    @property
+    def end_reason(self) -> str | None:
+        return self.session.end_reason
+
+    def _apply(
+        self,
+        effects: list[Effect],
+        request: SipRequest | None = None,
+        transaction: object | None = None,
+    ) -> None:
+        """Carry out what the session decided, in order. `request` and `transaction`: the
+        request being handled and its server transaction (for responses to it)."""
+        for effect in effects:
+            if isinstance(effect, Respond):
+                target = transaction if effect.to is request else self.transaction
+                self.ua.endpoint.send_response(target, effect.response)
+            elif isinstance(effect, Send):
+                self.ua.send_in_dialog(self, effect.request)
+            elif isinstance(effect, SendAck):
+                self.ua.send_in_dialog(self, effect.request, stateless=True)
+            elif isinstance(effect, InfoDigit):
+                self._dtmf(effect.digit, "info")
+            elif isinstance(effect, Ended):
+                self._finished(effect)
+            else:
+                self._events.put_nowait(effect)
+                if isinstance(effect, HoldChanged) and self.on_hold is not None:
+                    self.on_hold(effect.held)
+        dialog = self.dialog
+        if dialog is not None and self.state is not LegState.ENDED:
+            # Confirmed (2xx sent or received), our CSeq used, or a target refresh: what a
+            # request in the dialog needs changed.
+            now = (dialog.local_seq, str(dialog.remote_target))
+            if now != self._dialog_announced:
+                self._dialog_changed()
+
+    def _finished(self, event: Ended) -> None:
+        self.ua.forget(self)
+        if self._dialog_announced is not None:
+            self._dialog_changed()
+        self._events.put_nowait(event)
+        if not self.ended.done():
+            self.ended.set_result(event.reason)
 
     # -- events ------------------------------------------------------------------------------
-
-    def _emit(self, event: CallEvent) -> None:
-        self._events.put_nowait(event)
 
     async def next_event(self, timeout: float | None = None) -> CallEvent:
         return await asyncio.wait_for(self._events.get(), timeout)
@@ -132,72 +187,35 @@ class Call:
             if isinstance(event, Ended):
                 return
 
-    def _set_state(self, action: str) -> None:
-        new = _TRANSITIONS.get((self.state, action))
-        if new is None:
-            raise RuntimeError(f"{self!r}: {action} not allowed in state {self.state.value}")
-        logger.debug("call %s: %s --%s--> %s", self.call_id, self.state.value, action, new.value)
-        self.state = new
-
     # -- incoming leg ------------------------------------------------------------------------
 
     def ring(self) -> None:
-        self._set_state("ring")
-        self._respond(180)
+        self._apply(self.session.ring())
 
     def reject(
         self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()
     ) -> None:
         """Final non-2xx to an incoming INVITE; ends the leg."""
-        if self.state not in (LegState.INCOMING, LegState.RINGING):
-            return
-        self._respond(status, reason, headers)
-        self._finish("rejected", status)
+        self._apply(self.session.reject(status, reason, headers))
+
+    def refuse_offer(self) -> int:
+        """Answer an INVITE whose offer is unacceptable (`offer_error`) with 488 and a Warning
+        saying why; returns the status sent."""
+        error = self.offer_error or MediaError("no offer to refuse")
+        self.reject(error.status_code, headers=[error.warning_header(self.ua.endpoint.host)])
+        return error.status_code
 
     async def answer(self, *, codecs: list[str] | None = None) -> None:
         """Send 200 OK with our SDP answer; the leg is CONNECTED once the ACK arrives."""
-        media = await self._media_for_incoming(codecs)
-        self._set_state("answer")
-        ok = self._build_response(200, body=media.local_sdp(), content_type="application/sdp")
-        self.dialog = Dialog.from_uas(self.invite, ok)
-        # The transaction layer resends the 2xx until the ACK (RFC 3261 13.3.1.4 / RFC 6026).
-        self.ua.endpoint.send_response(self.transaction, ok)
-
-    async def _media_for_incoming(self, codecs: list[str] | None) -> MediaSession:
         if self.media is None:
             self.media = await self.ua.open_media(self)
+            self.session.negotiator = self.media
         if self.invite.body:
             self.media.accept_offer(self.invite.body, codecs=codecs)
         else:
             # Offer-less INVITE (RFC 3261 13.2.1): we offer in the 200, the answer comes in the ACK.
             self.media.make_offer(codecs=codecs)
-        return self.media
-
-    def _respond(
-        self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()
-    ) -> None:
-        response = self._build_response(status, reason=reason, headers=headers)
-        if status >= 200:
-            self.final_status = status
-        self.ua.endpoint.send_response(self.transaction, response)
-
-    def _build_response(
-        self,
-        status: int,
-        *,
-        reason: str | None = None,
-        headers: Iterable[tuple[str, str]] = (),
-        body: bytes = b"",
-        content_type: str | None = None,
-    ) -> SipResponse:
-        response = make_response(
-            self.invite, status, reason, to_tag=self.local_tag, extra=headers, body=body
-        )
-        if status > 100 and status < 300:
-            response.headers.add("Contact", str(self.ua.contact(self.peer[0])))
-        if content_type:
-            response.headers.set("Content-Type", content_type)
-        return response
+        self._apply(self.session.answer())
 
     # -- media -------------------------------------------------------------------------------
 
@@ -215,13 +233,8 @@ class Call:
         if method == "rfc4733":
             await self.media.send_dtmf(digit)
         elif method == "info":
-            info = self.dialog.create_request(
-                "INFO", via=self.ua.endpoint.new_via(self.peer[0]), contact=None
-            )
-            info.headers.set("Content-Type", "application/dtmf-relay")
-            info.body = f"Signal={digit}\r\nDuration=100\r\n".encode()
-            info.headers.set("Content-Length", str(len(info.body)))
-            self.ua.send_in_dialog(self, info)
+            body = f"Signal={digit}\r\nDuration=100\r\n".encode()
+            self._apply(self.session.info("application/dtmf-relay", body))
         elif method == "inband":
             await self.media.play(dtmf_tone(digit, duration=0.12))
         else:
@@ -294,171 +307,52 @@ class Call:
 
     async def hangup(self, *, reason: str = "local-bye") -> None:
         """BYE an answered leg, CANCEL a ringing outgoing one, 480 an unanswered incoming one."""
-        if self.state is LegState.ENDED:
-            return
-        if self.state in (LegState.CONNECTED, LegState.ANSWERING) and self.dialog is not None:
-            bye = self.dialog.create_request(
-                "BYE", via=self.ua.endpoint.new_via(self.peer[0]), contact=None
-            )
-            self.ua.send_in_dialog(self, bye)
-            self._finish(reason, None)
-        elif self.incoming:
-            self._respond(480 if reason != "shutdown" else 503)
-            self._finish(reason, self.final_status)
-        else:
-            self.cancel(reason=reason)
+        self._apply(self.session.hangup(reason))
 
     def cancel(self, *, reason: str = "cancelled") -> None:
-        """CANCEL an outgoing INVITE (RFC 3261 9.1); the 487 then ends the leg. Once only: a
-        second CANCEL of the same INVITE would be the same transaction."""
-        if self.incoming or self.state not in (LegState.DIALING, LegState.RINGING):
-            return
-        if self.end_reason is not None:
-            return  # cancelled already; the 487 (or Timer B) ends the leg
-        cancel = SipRequest(
-            method="CANCEL", uri=self.invite.uri, headers=self.invite.headers.copy()
-        )
-        for name in ("Contact", "Content-Type", "Require", "Supported", "Allow"):
-            cancel.headers.remove(name)
-        cancel.headers.set("CSeq", f"{self.invite.cseq.seq} CANCEL")
-        cancel.body = b""
-        self.ua.endpoint.send_request(cancel, self.peer)
-        self.end_reason = reason
-
-    def _finish(self, reason: str, status: int | None) -> None:
-        if self.state is LegState.ENDED:
-            return
-        self._set_state("end")
-        self.end_reason = self.end_reason or reason
-        self.ua.forget(self)
-        self._emit(Ended(self.call_id, self.end_reason, status))
-        if not self.ended.done():
-            self.ended.set_result(self.end_reason)
+        """CANCEL an outgoing INVITE (RFC 3261 9.1); the 487 then ends the leg. Once only."""
+        self._apply(self.session.cancel(reason))
 
     # -- SIP input from the UserAgent -----------------------------------------------------------
 
     def _on_request(self, request: SipRequest, transaction: object | None) -> None:
-        method = request.method
-        if method == "ACK":
-            if self.state is LegState.ANSWERING:
-                if request.body and self.media is not None:
-                    with contextlib.suppress(MediaError):
-                        self.media.accept_answer(request.body)
-                self._set_state("ack")
-                self._emit(Answered(self.call_id))
-            return
-        if self.dialog is not None:
-            try:
-                self.dialog.receive_request(request)
-            except RemoteProtocolError as exc:
-                self.ua.endpoint.send_response(transaction, make_response(request, exc.status_code))
-                return
-        if method == "BYE":
-            self.ua.endpoint.send_response(transaction, make_response(request, 200))
-            self._finish("remote-bye", None)
-        elif method in ("INVITE", "UPDATE"):
-            self._on_reoffer(request, transaction)
-        elif method == "INFO":
-            self.ua.endpoint.send_response(transaction, make_response(request, 200))
-            digit = _info_digit(request)
-            if digit:
-                self._dtmf(digit, "info")
-        else:
-            self.ua.endpoint.send_response(transaction, make_response(request, 200))
+        self._apply(self.session.receive_request(request), request, transaction)
 
-    def _on_reoffer(self, request: SipRequest, transaction: object | None) -> None:
-        """re-INVITE/UPDATE: hold, unhold, session refresh, new address; answered locally."""
-        if self.media is None or self.state is not LegState.CONNECTED:
-            self.ua.endpoint.send_response(transaction, make_response(request, 491))
-            return
-        was_held = self.media.held
-        if request.body:
-            try:
-                self.media.accept_offer(request.body, codecs=[self.media.codec_name])
-            except MediaError as exc:
-                self.ua.endpoint.send_response(transaction, make_response(request, exc.status_code))
-                return
-        response = make_response(
-            request,
-            200,
-            to_tag=self.local_tag,
-            body=self.media.local_sdp(),
-            extra=[("Content-Type", "application/sdp")],
-        )
-        response.headers.add("Contact", str(self.ua.contact(self.peer[0])))
-        self.ua.endpoint.send_response(transaction, response)
-        if self.media.held != was_held:
-            self._emit(HoldChanged(self.call_id, self.media.held))
-            if self.on_hold is not None:
-                self.on_hold(self.media.held)
+    def _on_cancel(self, request: SipRequest, transaction: object) -> None:
+        self._apply(self.session.receive_cancel(request), request, transaction)
 
     def _on_response(self, response: SipResponse) -> None:
-        status = response.status
-        if response.cseq.method != "INVITE":
-            return  # responses to our CANCEL and BYE need no action
-        if status < 200:
-            if status in (180, 183) and self.state in (LegState.DIALING, LegState.RINGING):
-                first = self.state is LegState.DIALING
-                self._set_state("ringing")
-                if first:
-                    self._emit(Ringing(self.call_id))
-            return
-        if 200 <= status < 300:
-            self._on_2xx(response)
-            return
-        self.final_status = status
-        reason = "cancelled" if status == 487 else "rejected"
-        self._finish(reason, status)
+        self._apply(self.session.receive_response(response))
 
-    def _on_2xx(self, response: SipResponse) -> None:
-        if self.dialog is None:
-            self.dialog = Dialog.from_uac(self.invite, response)
-        ack = self.dialog.create_ack(
-            self.invite.cseq.seq, via=self.ua.endpoint.new_via(self.peer[0])
-        )
-        self.ua.send_in_dialog(self, ack, stateless=True)
-        if self.state in (LegState.DIALING, LegState.RINGING):
-            self.final_status = response.status
-            if self.media is not None and response.body:
-                try:
-                    self.media.accept_answer(response.body)
-                except MediaError:
-                    logger.info("call %s: unusable SDP answer, hanging up", self.call_id)
-                    self.ua.loop.create_task(self.hangup(reason="failed"))
-                    return
-            self._set_state("answered")
-            self._emit(Answered(self.call_id))
-            if self.end_reason:  # CANCEL crossed the 200: the call is answered, so BYE it
-                self.ua.loop.create_task(self.hangup(reason=self.end_reason))
+    def _on_timeout(self, transaction: object, *, transport_failed: bool = False) -> None:
+        if transaction is self.transaction:  # a CANCEL, BYE or INFO timing out changes nothing
+            self._apply(self.session.timeout(transport_failed=transport_failed))
 
-    def _on_timeout(self) -> None:
-        if self.state in (LegState.DIALING, LegState.RINGING):
-            self._finish("timeout", 408)
-        elif self.state is LegState.ANSWERING:
-            # Our 200 was never ACKed (RFC 3261 13.3.1.4): confirm and tear down with BYE.
-            logger.info("call %s: no ACK for our 200, hanging up", self.call_id)
-            self.ua.loop.create_task(self.hangup(reason="timeout"))
+    def _dialog_changed(self) -> None:
+        """Tell `UserAgent.on_dialog` the dialog was confirmed, changed what a request in it
+        needs, or ended with the leg."""
+        dialog = self.dialog
+        if dialog is None or self.ua.on_dialog is None:
+            return
+        self._dialog_announced = (dialog.local_seq, str(dialog.remote_target))
+        try:
+            self.ua.on_dialog(self)
+        except Exception:  # the call goes on; only a restart would miss the dialog
+            logger.exception("call %s: dialog listener failed", self.call_id)
 
     def _dtmf(self, digit: str, method: str) -> None:
         # One press may arrive by several routes (RFC 4733 + in-band tone, INFO + RFC 4733).
         if not self._debouncer.accept(digit, method, now=self.ua.loop.time()):
             return
-        self._emit(Dtmf(self.call_id, digit, method))
+        self._events.put_nowait(Dtmf(self.call_id, digit, method))
         self._digits.put_nowait(digit)
 
 
-def _info_digit(request: SipRequest) -> str | None:
-    """SIP INFO application/dtmf-relay: `Signal=5`; application/dtmf: `5`."""
-    kind = request.content_type or ""
-    text = request.body.decode("latin-1", "replace")
-    if kind == "application/dtmf-relay":
-        for line in text.splitlines():
-            name, _, value = line.partition("=")
-            if name.strip().lower() == "signal" and value.strip():
-                return value.strip()[0].upper()
-    elif kind == "application/dtmf" and text.strip():
-        return text.strip()[0].upper()
-    return None
+def bridge(a: Call, b: Call) -> MediaBridge:
+    """Relay the media of two answered Calls to each other."""
+    if a.media is None or b.media is None:
+        raise MediaError("both calls need media to be bridged")
+    return MediaBridge(a.media, b.media)
 
 
 class UserAgent:
@@ -478,7 +372,16 @@ class UserAgent:
         """Gets each new incoming leg; it must ring, answer or reject it."""
         self.on_request: Callable[[SipRequest, object, Peer], bool] | None = None
         """Out-of-dialog non-INVITE requests (REGISTER...); return True when handled."""
+        self.on_dialog: Callable[[Call], None] | None = None
+        """Told when a leg's dialog is confirmed (2xx sent or received), when it changes what a
+        request in it needs (our CSeq, the remote target) and when it ends (`call.state` is
+        ENDED): what a restarted engine needs to BYE the dialogs a crash left (`Call.dialog`,
+        `Call.peer`)."""
+        self._waiting: dict[object, asyncio.Future[SipResponse | None]] = {}
+        """Requests sent with request(), by client transaction: their final response."""
         self._watchdog: asyncio.Task[None] | None = None
+        self._quality: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        """Media quality of ended legs by Call-ID, until `take_quality` (bounded)."""
 
     async def start(self) -> None:
         await self.endpoint.start()
@@ -517,6 +420,20 @@ class UserAgent:
             call.media.stop_playing()
             call.media.unbridge()
             self.ports.release(call.media.rtp)
+            session = call.media.rtp.rtcp_session
+            if session.source is not None or session.packets_sent:
+                self._quality[call.call_id] = session.quality()
+                while len(self._quality) > _QUALITY_KEPT:
+                    self._quality.popitem(last=False)
+
+    def take_quality(self, call_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The media quality of these ended legs (those that carried media), forgotten here."""
+        found = {}
+        for call_id in call_ids:
+            quality = self._quality.pop(call_id, None)
+            if quality is not None:
+                found[call_id] = quality
+        return found
 
     # -- placing calls ------------------------------------------------------------------------
 
@@ -548,13 +465,25 @@ class UserAgent:
         for name, value in headers:
             invite.headers.add(name, value)
         call = Call(self, incoming=False, invite=invite, peer=peer)
-        call.media = await self.open_media(call)
+        call.media = call.session.negotiator = await self.open_media(call)
         invite.body = call.media.make_offer(codecs=codecs)
         invite.headers.add("Content-Type", "application/sdp")
         self.calls[call_id] = call
         call.transaction = self.endpoint.send_request(invite, peer)
         self._own(call, call.transaction)
         return call
+
+    async def request(self, request: SipRequest, peer: Peer) -> SipResponse | None:
+        """Send a request that belongs to no live leg (e.g. a BYE in a dialog a crash left)
+        through the transaction layer, retransmitted over UDP, and wait for its final response;
+        None when the transaction timed out (Timer F) or the transport failed."""
+        transaction = self.endpoint.send_request(request, peer)
+        waiter: asyncio.Future[SipResponse | None] = self.loop.create_future()
+        self._waiting[transaction] = waiter
+        try:
+            return await waiter
+        finally:
+            self._waiting.pop(transaction, None)
 
     def send_in_dialog(self, call: Call, request: SipRequest, *, stateless: bool = False) -> None:
         # No proxies stand between the engine and its phones: in-dialog requests go where the
@@ -572,6 +501,13 @@ class UserAgent:
     # -- SIP events ---------------------------------------------------------------------------
 
     def _on_transaction_event(self, event: TransactionEvent) -> None:
+        waiter = self._waiting.get(getattr(event, "transaction", None))
+        if waiter is not None:
+            if isinstance(event, ResponseReceived) and event.response.status < 200:
+                return
+            if not waiter.done():
+                waiter.set_result(event.response if isinstance(event, ResponseReceived) else None)
+            return
         if isinstance(event, RequestReceived):
             self._on_request(event.request, event.transaction, event.peer)  # type: ignore[arg-type]
         elif isinstance(event, ResponseReceived):
@@ -581,7 +517,11 @@ class UserAgent:
         elif isinstance(event, TransactionTimedOut):
             call = self._by_txn.get(event.transaction)
             if call is not None:
-                call._on_timeout()
+                call._on_timeout(event.transaction)
+        elif isinstance(event, TransportFailed):
+            call = self._by_txn.get(event.transaction)
+            if call is not None:
+                call._on_timeout(event.transaction, transport_failed=True)
 
     def _on_request(self, request: SipRequest, transaction: object, peer: Peer) -> None:
         method = request.method
@@ -615,6 +555,14 @@ class UserAgent:
                 return  # a retransmission the transaction layer let through: ignore
             incoming = Call(self, incoming=True, invite=request, peer=peer)
             incoming.transaction = transaction
+            if request.body:
+                # Judged before any routing: whoever takes the leg knows at once whether it
+                # can ever be answered, and no phone rings for a call that cannot be.
+                try:
+                    check_offer(request.body)
+                except MediaError as exc:
+                    logger.info("call %s: unacceptable offer: %.200s", request.call_id, exc)
+                    incoming.offer_error = exc
             self.calls[request.call_id] = incoming
             self._own(incoming, transaction)
             self._dispatch_incoming(incoming)
@@ -655,19 +603,23 @@ class UserAgent:
 
     def _on_cancel(self, request: SipRequest, transaction: object, call: Call | None) -> None:
         if call is None or not call.incoming or call.invite.cseq.seq != request.cseq.seq:
-            self.endpoint.send_response(transaction, make_response(request, 481))
+            # RFC 3261 9.2: a CANCEL matching an INVITE transaction gets 200 even once that
+            # INVITE has its final answer (the CANCEL then changes nothing); 481 matches none.
+            matched = self.endpoint.layer.find_invite_server_txn(request) is not None
+            self.endpoint.send_response(
+                transaction, make_response(request, 200 if matched else 481)
+            )
             return
-        self.endpoint.send_response(transaction, make_response(request, 200))
-        if call.state in (LegState.INCOMING, LegState.RINGING):
-            call._respond(487)
-            call._finish("cancelled", 487)
+        call._on_cancel(request, transaction)
 
     async def _rtp_watchdog(self) -> None:
-        """Hang up answered legs whose far end stopped sending RTP (a dead phone leaves no BYE)."""
+        """Send the RTCP reports the legs owe, and hang up answered legs whose far end stopped
+        sending RTP (a dead phone leaves no BYE)."""
         timeout = self.config.rtp_inactivity_timeout
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
             now = self.loop.time()
+            self.ports.send_reports(now)
             for call in list(self.calls.values()):
                 if call.state is not LegState.CONNECTED or call.media is None:
                     continue

@@ -2,7 +2,8 @@
 
 Ticks are scheduled against absolute deadlines (start + n * 20 ms), so a late wake-up does not
 push every later frame back: the clock catches up by running the missed ticks at once, up to a
-bound, and counts what it had to skip. Media objects never sleep or pace themselves (DESIGN.md 5).
+bound, and counts what it had to skip. Media objects never sleep or pace
+themselves (docs/architecture.md 5).
 """
 
 from __future__ import annotations

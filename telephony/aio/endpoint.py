@@ -1,7 +1,8 @@
 """The asyncio shell around the sans-IO SIP core: UDP and TCP transports and one timer.
 
 It only feeds bytes into the parser and the TransactionLayer, drains what they queue, and re-arms
-one `loop.call_at` timer (DESIGN.md 4). What to do with a request is the transaction user's call:
+one `loop.call_at` timer (docs/architecture.md 4). What to do with a request is the transaction
+user's call:
 a `handler` receives every TransactionEvent.
 """
 
@@ -30,6 +31,8 @@ from telephony.sip import (
     response_to_unparsable,
 )
 from telephony.sip import make_response as _make_response
+
+from .tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +124,8 @@ class SipEndpoint:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop = asyncio.get_running_loop()
+        self._tasks = TaskSet("sip-tcp")
+        """TCP connects under way (a failure fails the transactions waiting on that peer)."""
         self.dropped = 0
         """Messages discarded as unparsable or invalid (for metrics and tests)."""
         self.filter: Callable[[Peer], bool] | None = None
@@ -184,12 +189,13 @@ class SipEndpoint:
             )
         else:
             try:
+                # Where it came from first: a refusal is answered by the same Via rules.
+                _note_source(message, peer)
                 check_request(
                     message,
                     allowed_methods=self.config.allowed_methods,
                     supported=self.config.supported,
                 )
-                _note_source(message, peer)
             except RemoteProtocolError as exc:
                 if message.method != "ACK":
                     self._refuse(exc, peer, request=message)
@@ -299,7 +305,7 @@ class SipEndpoint:
             if conn is not None and conn.transport is not None:
                 conn.transport.write(data)
             else:
-                self._loop.create_task(self._connect_and_send(data, peer))
+                self._tasks.spawn(self._connect_and_send(data, peer))
         elif self._udp is not None and self._udp.transport is not None:
             self._udp.transport.sendto(data, (host, port))
 
@@ -310,6 +316,13 @@ class SipEndpoint:
             )
         except OSError as exc:
             logger.info("TCP connect to %s:%d failed: %s", peer[1], peer[2], exc)
+            # RFC 3261 8.1.3.1: the transactions waiting on that peer fail now (the TU treats it
+            # as a 503), instead of retrying into a closed port until their timers run out.
+            now = self._loop.time()
+            for transaction in list(self.layer.transactions()):
+                if getattr(transaction, "peer", None) == peer and not transaction.terminated:
+                    self.layer.transport_error(transaction, now=now)
+            self._drain()
             return
         if conn.transport is not None:
             conn.transport.write(data)

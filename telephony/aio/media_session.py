@@ -12,41 +12,33 @@ import logging
 import secrets
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from telephony.call import Dtmf
+from telephony.call import Dtmf, offer_answer
+from telephony.call.offer_answer import SUPPORTED, OfferAnswer
+from telephony.call.session import OfferRejected
 from telephony.media import CODECS, FRAME_SAMPLES, Frame, FrameSource
-from telephony.rtp import DtmfReceiver, DtmfSender, RtpError, RtpPacket
-from telephony.sdp import (
-    PCMA,
-    PCMU,
-    Codec,
-    NegotiatedMedia,
-    SdpError,
-    SessionDescription,
-    accept_answer,
-    create_offer,
-    negotiate,
-)
+from telephony.rtp import DtmfReceiver, DtmfSender, RtpError, RtpPacket, StreamRewriter
 
 from .clock import MediaClock
 from .rtp import RtpEndpoint
 
-if TYPE_CHECKING:
-    from .call import Call
-
 logger = logging.getLogger(__name__)
 
-# What the engine speaks, in its own order of preference.
-SUPPORTED: dict[str, Codec] = {"PCMU": PCMU, "PCMA": PCMA}
-TELEPHONE_EVENT_PT = 101
 _RTP_HEADER = struct.Struct("!BBHII")
 
 
-class MediaError(Exception):
-    """An SDP we cannot accept; `status_code` is the SIP answer (488 Not Acceptable Here)."""
+class MediaError(OfferRejected):
+    """An SDP we cannot accept; `status_code` is the SIP answer (488 Not Acceptable Here) and
+    `warning` its RFC 3261 20.43 Warning code and text (telephony.call.OfferRejected)."""
 
-    status_code = 488
+
+def check_offer(body: bytes, *, codecs: list[str] | None = None) -> None:
+    """Raise MediaError unless an answer to this offer would carry one of `codecs` (all we
+    speak by default): the SDP parses and offers an audio stream we can take."""
+    try:
+        offer_answer.check_offer(body, codecs=codecs)
+    except OfferRejected as exc:
+        raise MediaError(str(exc), warning=exc.warning) from exc
 
 
 class MediaSession:
@@ -61,17 +53,9 @@ class MediaSession:
         self.rtp = rtp
         self.local_host = local_host
         self._on_dtmf = on_dtmf
-        self.codec_name = "PCMU"
-        self.codec_pt = 0
-        self.remote_dte_pt: int | None = None
-        """Payload type of telephone-event in the far end's SDP (what it sends and expects)."""
-        self.held = False
+        self.sdp = OfferAnswer(local_host=local_host, local_port=rtp.port)
         self.connected_at: float | None = None
         self.peer: MediaSession | None = None
-        self._session_id = secrets.randbelow(2**31)
-        self._version = 0
-        self._local: SessionDescription | None = None
-        self._offer: SessionDescription | None = None
         self._dtmf = DtmfReceiver()
         self._clock = clock
         # Our own outgoing stream, for audio the engine produces (prompts, tones).
@@ -83,72 +67,56 @@ class MediaSession:
         self.sent_own = False
         """We sent this leg audio of our own (prompts, tones, a mix) since the relay last
         continued our stream."""
-        self._splice: _Splice | None = None
-        """The last packet relayed to the far end (where our own stream continues from)."""
+        self._splice: StreamRewriter | None = None
+        """Renumbers the relayed stream to continue the one we sent before it (prompts, music
+        on hold): one SSRC, sequence numbers and timestamps that go on, a marker at the switch."""
         self._listeners: list[Callable[[Frame], None]] = []
         """Get the decoded audio the far end sends (recording, AMD, in-band DTMF, monitors)."""
         rtp.on_packet = self._on_packet
 
-    # -- offer / answer ---------------------------------------------------------------------
+    # -- offer / answer (telephony.call.OfferAnswer; what is agreed goes to the socket) -----
 
-    def _codecs(self, names: list[str] | None) -> list[Codec]:
-        return [SUPPORTED[n] for n in (names or list(SUPPORTED)) if n in SUPPORTED]
+    @property
+    def codec_name(self) -> str:
+        return self.sdp.codec_name
+
+    @property
+    def codec_pt(self) -> int:
+        return self.sdp.codec_pt
+
+    @property
+    def remote_dte_pt(self) -> int | None:
+        """Payload type of telephone-event in the far end's SDP (what it sends and expects)."""
+        return self.sdp.remote_dte_pt
+
+    @property
+    def held(self) -> bool:
+        return self.sdp.held
 
     def make_offer(self, *, codecs: list[str] | None = None) -> bytes:
-        self._version += 1
-        self._local = self._offer = create_offer(
-            self._codecs(codecs),
-            local_addr=self.local_host,
-            port=self.rtp.port,
-            session_id=self._session_id,
-            version=self._version,
-            dtmf_payload_type=TELEPHONE_EVENT_PT,
-        )
-        return bytes(self._local)
+        return self.sdp.make_offer(codecs=codecs)
 
     def accept_offer(self, body: bytes, *, codecs: list[str] | None = None) -> None:
         """Answer the far end's offer (initial INVITE or re-INVITE) with one of `codecs`."""
-        try:
-            offer = SessionDescription.parse(body)
-            self._version += 1
-            answer = negotiate(
-                offer,
-                self._codecs(codecs),
-                local_addr=self.local_host,
-                local_port=self.rtp.port,
-                session_id=self._session_id,
-                session_version=self._version,
-            )
-        except SdpError as exc:
-            raise MediaError(str(exc)) from exc
-        if answer.media is None:
-            raise MediaError("no acceptable audio stream in the offer")
-        self._local = answer.sdp
-        self._apply(answer.media)
+        self._negotiated(self.sdp.accept_offer, body, codecs=codecs)
 
     def accept_answer(self, body: bytes) -> None:
         """The far end's answer to our last offer."""
-        if self._offer is None:
-            raise MediaError("an answer without our offer")
-        try:
-            agreed = accept_answer(self._offer, SessionDescription.parse(body))
-        except SdpError as exc:
-            raise MediaError(str(exc)) from exc
-        if agreed is None:
-            raise MediaError("answer rejected the audio stream")
-        self._apply(agreed)
+        self._negotiated(self.sdp.accept_answer, body)
 
-    def _apply(self, agreed: NegotiatedMedia) -> None:
-        self.codec_name, self.codec_pt = agreed.codec_name.upper(), agreed.payload_type
-        self.remote_dte_pt = agreed.dtmf_payload_type
-        self.held = agreed.on_hold
-        if not agreed.remote_on_null_address and agreed.remote_port:
-            self.rtp.set_remote((agreed.remote_addr, agreed.remote_port))
+    def _negotiated(self, step: Callable[..., None], *args: object, **kwargs: object) -> None:
+        try:
+            step(*args, **kwargs)
+        except OfferRejected as exc:
+            raise MediaError(str(exc), warning=exc.warning) from exc
+        if self.sdp.remote is not None:
+            self.rtp.set_remote(self.sdp.remote)
 
     def local_sdp(self) -> bytes:
-        if self._local is None:
-            raise MediaError("no local description yet")
-        return bytes(self._local)
+        try:
+            return self.sdp.local_sdp()
+        except OfferRejected as exc:
+            raise MediaError(str(exc)) from exc
 
     # -- audio we produce ----------------------------------------------------------------------
 
@@ -185,7 +153,9 @@ class MediaSession:
         packets continue our stream's SSRC, sequence numbers and timestamps from here on, so
         the phone's jitter buffer takes them (one header rewrite per packet for the rest of
         the call)."""
-        self._splice = _Splice(self._ssrc, self._seq, self._timestamp)
+        self._splice = StreamRewriter(
+            ssrc=self._ssrc, sequence_number=self._seq, timestamp=self._timestamp
+        )
         self.sent_own = False
 
     def continue_relayed_stream(self) -> None:
@@ -267,7 +237,7 @@ class MediaSession:
                 if peer.remote_dte_pt != pt:
                     data = data[:1] + bytes([(data[1] & 0x80) | peer.remote_dte_pt]) + data[2:]
                 if peer._splice is not None:
-                    data = peer._splice.apply(data)
+                    data = peer._splice.rewrite(data)
                 peer.relayed = data
                 peer.rtp.send(data)
             return
@@ -283,7 +253,7 @@ class MediaSession:
         if peer.codec_pt != pt:
             data = _transcode(data, self.codec_name, peer.codec_name, peer.codec_pt)
         if peer._splice is not None:
-            data = peer._splice.apply(data)
+            data = peer._splice.rewrite(data)
         peer.relayed = data
         peer.rtp.send(data)
 
@@ -295,30 +265,6 @@ class MediaSession:
         digit = self._dtmf.feed(packet)
         if digit is not None:
             self._on_dtmf(digit, "rfc4733")
-
-
-class _Splice:
-    """Maps a relayed stream onto the numbering of the stream sent before it: the first packet
-    fixes the offsets (its sequence number and timestamp become the next ones of ours)."""
-
-    def __init__(self, ssrc: int, next_seq: int, next_timestamp: int) -> None:
-        self.ssrc = ssrc
-        self._next = (next_seq, next_timestamp)
-        self._offsets: tuple[int, int] | None = None
-
-    def apply(self, data: bytes) -> bytes:
-        first, second, seq, timestamp, _ = _RTP_HEADER.unpack_from(data)
-        if self._offsets is None:
-            self._offsets = (self._next[0] - seq, self._next[1] - timestamp)
-        seq_offset, ts_offset = self._offsets
-        header = _RTP_HEADER.pack(
-            first,
-            second,
-            (seq + seq_offset) & 0xFFFF,
-            (timestamp + ts_offset) & 0xFFFFFFFF,
-            self.ssrc,
-        )
-        return header + data[12:]
 
 
 def _payload_bounds(data: bytes) -> tuple[int, int]:
@@ -356,11 +302,11 @@ class MediaBridge:
             self.a.unbridge()
 
 
-def bridge(a: Call, b: Call) -> MediaBridge:
-    """Relay the media of two answered Calls to each other."""
-    if a.media is None or b.media is None:
-        raise MediaError("both calls need media to be bridged")
-    return MediaBridge(a.media, b.media)
-
-
-__all__ = ["SUPPORTED", "Dtmf", "MediaBridge", "MediaError", "MediaSession", "bridge"]
+__all__ = [
+    "SUPPORTED",
+    "Dtmf",
+    "MediaBridge",
+    "MediaError",
+    "MediaSession",
+    "check_offer",
+]

@@ -1,7 +1,7 @@
 """RTP sockets for the legs the engine anchors, and the port pool they come from.
 
-The packet path is the hot path (DESIGN.md 4: ~25 us per relayed packet on stock asyncio), so a
-leg hands raw datagrams to one callback and does no parsing of its own.
+The packet path is the hot path (docs/architecture.md 7; bench/bench_rtp_relay.py measures
+it), so a leg hands raw datagrams to one callback and does no parsing of its own.
 """
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
+
+from telephony.rtp.rtcp_session import RtcpSession
 
 logger = logging.getLogger(__name__)
 
@@ -19,35 +22,52 @@ Address = tuple[str, int]
 # How long the latched source may stay silent before another source may take its place; a phone
 # that changes its port mid-call (NAT rebinding, re-INVITE) is followed, a stray packet is not.
 RELATCH_AFTER = 2.0
-# RFC 3550 A.1: a sequence jump beyond these is a restarted stream, not loss or reordering.
-MAX_DROPOUT = 3000
-MAX_MISORDER = 100
 # G.711 and telephone-event tick at 8 kHz: interarrival jitter is kept in those units (A.8).
 CLOCK_RATE = 8000
 
 
-class _RtcpSink(asyncio.DatagramProtocol):
-    """Absorbs RTCP so peers sending to port+1 get no ICMP errors; counts reports."""
+class _RtcpPort(asyncio.DatagramProtocol):
+    """The odd port above a leg's RTP port: RTCP from the far end goes to the leg's RtcpSession;
+    the first source seen is where our reports go (symmetric RTCP, as for RTP)."""
 
-    def __init__(self) -> None:
+    def __init__(self, endpoint: RtpEndpoint) -> None:
+        self.endpoint = endpoint
         self.transport: asyncio.DatagramTransport | None = None
-        self.received = 0
+        self.remote: Address | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        self.received += 1
+        endpoint = self.endpoint
+        if endpoint.remote is not None and addr[0] != endpoint.remote[0]:
+            return  # not from the host we talk RTP with
+        self.remote = addr
+        endpoint.rtcp_session.rtcp_received(data, endpoint._loop.time(), time.time())
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("rtcp port %d: %s", self.endpoint.port + 1, exc)
+
+    def send(self, data: bytes) -> bool:
+        target = self.remote
+        if target is None and self.endpoint.remote is not None:
+            target = (self.endpoint.remote[0], self.endpoint.remote[1] + 1)
+        if target is None or self.transport is None:
+            return False
+        self.transport.sendto(data, target)
+        return True
 
 
 class RtpEndpoint(asyncio.DatagramProtocol):
     """One local RTP port of one call leg, with symmetric RTP (RFC 4961 style latching)."""
 
-    def __init__(self, port: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, port: int, loop: asyncio.AbstractEventLoop, cname: str) -> None:
         self.port = port
         self._loop = loop
         self.transport: asyncio.DatagramTransport | None = None
-        self.rtcp: _RtcpSink | None = None
+        self.rtcp: _RtcpPort | None = None
+        self.rtcp_session = RtcpSession(cname=cname, now=loop.time())
+        """Reception and sending statistics, RTCP reports to send and received (sans-IO)."""
         self.remote: Address | None = None
         """Where we send: the SDP address until the peer's first packet, then its real source."""
         self.latched = False
@@ -55,13 +75,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.last_received: float | None = None
         self.packets_in = 0
         self.packets_out = 0
-        self.jitter = 0.0
-        """RFC 3550 interarrival jitter estimate, in RTP timestamp units (1/8000 s)."""
-        self._expected_before = 0
-        self._base_seq = -1
-        self._max_seq = 0
-        self._cycles = 0
-        self._transit: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -77,45 +90,24 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.last_received = now
         self.packets_in += 1
         if len(data) >= 12:
-            self._note_rtp(data, now)
+            self.rtcp_session.rtp_received(data, now)
         if self.on_packet is not None:
             self.on_packet(data)
-
-    def _note_rtp(self, data: bytes, now: float) -> None:
-        """Sequence (for loss) and timestamp (for jitter) of one packet: a few int operations."""
-        seq = data[2] << 8 | data[3]
-        if self._base_seq < 0:
-            self._base_seq = self._max_seq = seq
-        else:
-            delta = (seq - self._max_seq) & 0xFFFF
-            if 0 < delta < MAX_DROPOUT:
-                if seq < self._max_seq:
-                    self._cycles += 0x10000
-                self._max_seq = seq
-            elif MAX_DROPOUT <= delta < 0x10000 - MAX_MISORDER:
-                # The peer restarted its stream (new SSRC, re-INVITE): count afresh from here.
-                self._expected_before += self._cycles + self._max_seq - self._base_seq + 1
-                self._base_seq = self._max_seq = seq
-                self._cycles = 0
-                self._transit = None
-        timestamp = data[4] << 24 | data[5] << 16 | data[6] << 8 | data[7]
-        transit = int(now * CLOCK_RATE) - timestamp
-        if self._transit is not None:
-            d = abs(((transit - self._transit + 0x80000000) & 0xFFFFFFFF) - 0x80000000)
-            self.jitter += (d - self.jitter) / 16
-        self._transit = transit
 
     @property
     def packets_expected(self) -> int:
         """Packets the peer sent, from the sequence numbers seen (RFC 3550 A.3)."""
-        if self._base_seq < 0:
-            return 0
-        return self._expected_before + self._cycles + self._max_seq - self._base_seq + 1
+        return self.rtcp_session.packets_expected
 
     @property
     def packets_lost(self) -> int:
         """Expected minus received (never below 0: duplicates can outnumber losses)."""
-        return max(0, self.packets_expected - self.packets_in)
+        return self.rtcp_session.packets_lost
+
+    @property
+    def jitter(self) -> float:
+        """RFC 3550 interarrival jitter of the peer's stream, in seconds."""
+        return self.rtcp_session.jitter
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("rtp port %d: %s", self.port, exc)
@@ -129,6 +121,14 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if self.remote is not None and self.transport is not None:
             self.transport.sendto(data, self.remote)
             self.packets_out += 1
+            if len(data) >= 12:
+                self.rtcp_session.rtp_sent(data, self._loop.time())
+
+    def send_report(self, now: float, wall: float) -> bool:
+        """Send the RTCP report owed at `now`, if one is; True when one went out."""
+        if self.rtcp is None or self.remote is None or not self.rtcp_session.due(now):
+            return False
+        return self.rtcp.send(self.rtcp_session.report(now, wall))
 
     def close(self) -> None:
         self.on_packet = None
@@ -136,6 +136,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self.transport.close()
             self.transport = None  # a late send() is a no-op, not an error per packet
         if self.rtcp is not None and self.rtcp.transport is not None:
+            if self.rtcp_session.packets_sent or self.rtcp_session.source is not None:
+                self.rtcp.send(self.rtcp_session.bye())
             self.rtcp.transport.close()
 
 
@@ -148,18 +150,48 @@ class RtpTotals:
     packets_lost: int = 0
     max_jitter: float = 0.0
     """Highest interarrival jitter of a live endpoint, in seconds."""
+    rtcp_sent: int = 0
+    rtcp_received: int = 0
+    rtcp_malformed: int = 0
+    remote_packets_lost: int = 0
+    """Packets of our streams the far ends reported lost (their last RTCP report per leg)."""
+    max_remote_fraction_lost: float = 0.0
+    """Worst loss fraction a far end reported about a live leg's stream (0..1)."""
+    max_remote_jitter: float = 0.0
+    """Worst jitter a far end reported about a live leg's stream, in seconds."""
+    max_round_trip: float = 0.0
+    """Longest RTCP round trip of a live leg, in seconds."""
 
     def add(self, endpoint: RtpEndpoint) -> None:
         self.packets_in += endpoint.packets_in
         self.packets_out += endpoint.packets_out
         self.packets_lost += endpoint.packets_lost
+        session = endpoint.rtcp_session
+        self.rtcp_sent += session.reports_sent
+        self.rtcp_received += session.reports_received
+        self.rtcp_malformed += session.bad_reports
+        if session.remote is not None:
+            self.remote_packets_lost += max(0, session.remote.packets_lost)
+
+    def add_live(self, endpoint: RtpEndpoint) -> None:
+        """Counters plus the worst-of gauges of a leg still up."""
+        self.add(endpoint)
+        self.max_jitter = max(self.max_jitter, endpoint.jitter)
+        remote = endpoint.rtcp_session.remote
+        if remote is not None:
+            self.max_remote_fraction_lost = max(self.max_remote_fraction_lost, remote.fraction_lost)
+            self.max_remote_jitter = max(self.max_remote_jitter, remote.jitter)
+            if remote.round_trip is not None:
+                self.max_round_trip = max(self.max_round_trip, remote.round_trip)
 
 
 class RtpPortPool:
     """Even RTP ports (RTCP on the odd one above) from a configured range, reused after release."""
 
-    def __init__(self, host: str, low: int, high: int) -> None:
+    def __init__(self, host: str, low: int, high: int, *, cname: str | None = None) -> None:
         self.host = host
+        self.cname = cname or f"callcenter@{host}"
+        """RTCP canonical name of our streams (RFC 3550 6.5.1: user@host)."""
         self._free = list(range(low + (low % 2), high - 1, 2))
         self._free.reverse()  # pop() from the low end
         self._used: set[int] = set()
@@ -173,13 +205,26 @@ class RtpPortPool:
 
     def totals(self) -> RtpTotals:
         """Packets in/out and lost over every endpoint since start; the worst live jitter."""
+        closed = self._closed
         out = RtpTotals(
-            self._closed.packets_in, self._closed.packets_out, self._closed.packets_lost
+            closed.packets_in,
+            closed.packets_out,
+            closed.packets_lost,
+            rtcp_sent=closed.rtcp_sent,
+            rtcp_received=closed.rtcp_received,
+            rtcp_malformed=closed.rtcp_malformed,
+            remote_packets_lost=closed.remote_packets_lost,
         )
         for endpoint in self._live.values():
-            out.add(endpoint)
-            out.max_jitter = max(out.max_jitter, endpoint.jitter / CLOCK_RATE)
+            out.add_live(endpoint)
         return out
+
+    def send_reports(self, now: float | None = None, wall: float | None = None) -> int:
+        """Send the RTCP reports owed by live legs (call about once a second); returns how many
+        went out."""
+        now = asyncio.get_running_loop().time() if now is None else now
+        wall = time.time() if wall is None else wall
+        return sum(endpoint.send_report(now, wall) for endpoint in list(self._live.values()))
 
     async def open(self) -> RtpEndpoint:
         loop = asyncio.get_running_loop()
@@ -190,10 +235,12 @@ class RtpPortPool:
             endpoint: RtpEndpoint | None = None
             try:
                 _, endpoint = await loop.create_datagram_endpoint(
-                    functools.partial(RtpEndpoint, port, loop), local_addr=(self.host, port)
+                    functools.partial(RtpEndpoint, port, loop, self.cname),
+                    local_addr=(self.host, port),
                 )
+                assert endpoint is not None
                 _, sink = await loop.create_datagram_endpoint(
-                    _RtcpSink, local_addr=(self.host, port + 1)
+                    functools.partial(_RtcpPort, endpoint), local_addr=(self.host, port + 1)
                 )
             except OSError:
                 # Someone else holds it: skip it, try it again much later.

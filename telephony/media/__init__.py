@@ -1,7 +1,7 @@
 """Media in numpy: G.711 tables, 20 ms frames, tones, Goertzel/DTMF detection, WAV, mixing.
 
 May import numpy (and webrtcvad); stdlib ``audioop`` is used where present for per-packet work.
-Resampling and VAD come later (DESIGN.md 2).
+Resampling and VAD come later (docs/architecture.md 2).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from .errors import RtpError
+from .source import MAX_DROPOUT, MAX_MISORDER
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +23,6 @@ __all__ = ["StreamRewriter"]
 _SEQ_TS_SSRC: Final = struct.Struct("!HII")
 _SEQ_MOD: Final = 1 << 16
 _TS_MOD: Final = 1 << 32
-# Jumps that mean the source restarted rather than lost packets (as RFC 3550 A.1).
-_MAX_DROPOUT: Final = 3000
-_MAX_MISORDER: Final = 100
 
 
 class StreamRewriter:
@@ -103,7 +101,7 @@ class StreamRewriter:
 
     def _jumped(self, seq: int) -> bool:
         delta = (seq - self._last_in_seq) % _SEQ_MOD
-        return _MAX_DROPOUT <= delta <= _SEQ_MOD - _MAX_MISORDER
+        return MAX_DROPOUT <= delta <= _SEQ_MOD - MAX_MISORDER
 
     def _switch(self, seq: int, ts: int, ssrc: int, now: float | None) -> None:
         if not self._started:

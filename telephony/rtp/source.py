@@ -30,6 +30,26 @@ class RtpSource:
     still on probation, or after a big jump until the next one confirms it, return False.
     """
 
+    __slots__ = (
+        "_last_sr",
+        "_last_sr_at",
+        "_started",
+        "_transit",
+        "bad_seq",
+        "base_seq",
+        "clock_rate",
+        "cycles",
+        "expected_before_restart",
+        "expected_prior",
+        "jitter",
+        "max_seq",
+        "probation",
+        "received",
+        "received_before_restart",
+        "received_prior",
+        "ssrc",
+    )
+
     def __init__(self, ssrc: int, *, clock_rate: int = 8000) -> None:
         self.ssrc = ssrc
         self.clock_rate = clock_rate
@@ -41,6 +61,10 @@ class RtpSource:
         self.received = 0
         self.expected_prior = 0
         self.received_prior = 0
+        #: What the source had counted before it restarted its sequence (A.1 resync), so totals
+        #: over the source's life never go backwards.
+        self.expected_before_restart = 0
+        self.received_before_restart = 0
         #: Interarrival jitter estimate, in timestamp units (A.8).
         self.jitter = 0.0
         self._transit: float | None = None
@@ -89,6 +113,8 @@ class RtpSource:
             # A very large jump: accept it only when the next packet follows it (restart).
             if seq == self.bad_seq:
                 logger.debug("RTP source %08x resynchronised at seq %d", self.ssrc, seq)
+                self.expected_before_restart += self.expected
+                self.received_before_restart += self.received
                 self.init_seq(seq)
             else:
                 self.bad_seq = (seq + 1) % RTP_SEQ_MOD
@@ -127,6 +153,15 @@ class RtpSource:
         if self.received == 0 and self.probation:
             return 0
         return self.extended_max_seq - self.base_seq + 1
+
+    @property
+    def total_expected(self) -> int:
+        """Packets expected over the source's life, across sequence restarts."""
+        return self.expected_before_restart + self.expected
+
+    @property
+    def total_received(self) -> int:
+        return self.received_before_restart + self.received
 
     @property
     def lost(self) -> int:

@@ -7,6 +7,7 @@ encode and decode. Streams it cannot take are rejected with port 0, as section 6
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -225,6 +226,7 @@ def negotiate(
         conn = offer.connection_for(m)
         if conn is None:
             raise SdpParseError(f"m= line {index} has no c= address")
+        _check_address(conn)
         dte = m.find_format(TELEPHONE_EVENT, enc.clock_rate) if dtmf else None
         remote_direction = offer.direction_for(m)
         ours = answer_direction(remote_direction, direction)
@@ -329,6 +331,7 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription) -> Nego
         conn = answer.connection_for(am)
         if conn is None:
             raise SdpParseError(f"answer m= line {index} has no c= address")
+        _check_address(conn)
         pt, enc = chosen
         dte = next((e_pt for e_pt, e in events if e.clock_rate == enc.clock_rate), None)
         remote_direction = answer.direction_for(am)
@@ -363,3 +366,15 @@ def with_direction(sd: SessionDescription, direction: Direction) -> SessionDescr
         if m.kind == "audio" and m.port != 0:
             m.direction = direction
     return new
+
+
+def _check_address(conn: Connection) -> None:
+    """The media address must be an IP literal of its c= address type: RFC 4566 allows a host
+    name there, but media is never sent after a DNS lookup on what a peer wrote (it would block
+    the media path and send packets wherever the name resolves)."""
+    try:
+        address = ipaddress.ip_address(conn.address)
+    except ValueError:
+        raise SdpParseError(f"c= address is not an IP address: {conn.address[:40]!r}") from None
+    if conn.nettype.upper() != "IN" or conn.addrtype.upper() != f"IP{address.version}":
+        raise SdpParseError(f"c= {conn.nettype} {conn.addrtype} does not match {address}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .dialog import Dialog, DialogState
+from .dialog import Dialog, DialogRecord, DialogState, bye_from_record
 from .digest import (
     AuthResult,
     Challenge,
@@ -60,6 +60,7 @@ __all__ = [
     "Challenge",
     "Credentials",
     "Dialog",
+    "DialogRecord",
     "DialogState",
     "DigestConfig",
     "DigestError",
@@ -88,6 +89,7 @@ __all__ = [
     "VersionNotSupported",
     "Via",
     "build_authorization",
+    "bye_from_record",
     "canonical_name",
     "check_request",
     "choose_challenge",

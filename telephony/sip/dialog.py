@@ -18,7 +18,7 @@ from enum import Enum, auto
 from .errors import LocalProtocolError, ParseError, RemoteProtocolError
 from .headers import Headers
 from .message import SipRequest, SipResponse
-from .uri import NameAddr, SipUri, Via
+from .uri import NameAddr, SipUri, Via, parse_uri
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,9 @@ __all__ = [
     "Dialog",
     "DialogId",
     "DialogInput",
+    "DialogRecord",
     "DialogState",
+    "bye_from_record",
     "dialog_id_of_received_request",
     "dialog_id_of_response",
 ]
@@ -111,6 +113,51 @@ def _state_for(response: SipResponse) -> DialogState:
     if 200 <= response.status < 300:
         return DialogState.CONFIRMED
     raise LocalProtocolError(f"a {response.status} response does not create a dialog")
+
+
+@dataclass(frozen=True)
+class DialogRecord:
+    """What it takes to send a request in a confirmed dialog, as plain text and numbers: kept
+    outside the process (a database row) so that a restarted engine can still end the dialog.
+
+    ``local_contact`` is what our requests in the dialog carry as Contact (None: no Contact,
+    as in a BYE). The remote CSeq is left out: a restarted engine answers no request of the old
+    dialog (they get 481), it only sends.
+    """
+
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    local_seq: int
+    """CSeq number of our last request in the dialog."""
+    local_uri: str
+    """Our From address, without tag."""
+    remote_uri: str
+    """The peer's To address, without tag."""
+    remote_target: str
+    """The peer's Contact URI as last refreshed."""
+    route_set: tuple[str, ...] = ()
+    """Route set entries (name-addr), in sending order."""
+    local_contact: str | None = None
+    secure: bool = False
+    is_uac: bool = True
+
+    @property
+    def dialog_id(self) -> DialogId:
+        return (self.call_id, self.local_tag, self.remote_tag)
+
+
+def bye_from_record(
+    record: DialogRecord, *, via: Via, headers: Iterable[tuple[str, str]] = ()
+) -> SipRequest:
+    """The BYE that ends the dialog ``record`` describes, numbered one past its last CSeq
+    (RFC 3261 15.1.1, 12.2.1.1: routed by its route set, strict or loose).
+
+    ParseError when the record's addresses do not parse, LocalProtocolError when its CSeq
+    space is spent.
+    """
+    dialog = Dialog.from_record(record)
+    return dialog.create_request("BYE", via=via, headers=headers)
 
 
 @dataclass
@@ -216,6 +263,45 @@ class Dialog:
         )
         logger.debug("dialog %s created (UAC, %s)", dialog.call_id, dialog.state.name)
         return dialog
+
+    @classmethod
+    def from_record(cls, record: DialogRecord) -> Dialog:
+        """The confirmed dialog a :class:`DialogRecord` describes (ParseError if it is junk)."""
+        target = parse_uri(record.remote_target)
+        if not isinstance(target, SipUri):
+            raise ParseError(f"remote target is not a SIP URI: {record.remote_target}")
+        if not 0 <= record.local_seq <= _MAX_LOCAL_CSEQ:
+            raise ParseError(f"local CSeq {record.local_seq} out of range")
+        return cls(
+            call_id=record.call_id,
+            local_tag=record.local_tag,
+            remote_tag=record.remote_tag,
+            local_seq=record.local_seq,
+            remote_seq=None,
+            local_uri=_without_tag(NameAddr.parse(record.local_uri)),
+            remote_uri=_without_tag(NameAddr.parse(record.remote_uri)),
+            remote_target=target,
+            route_set=[NameAddr.parse(route) for route in record.route_set],
+            secure=record.secure,
+            state=DialogState.CONFIRMED,
+            is_uac=record.is_uac,
+        )
+
+    def to_record(self, *, local_contact: NameAddr | None = None) -> DialogRecord:
+        """This dialog as a :class:`DialogRecord` (``local_contact``: our Contact in it)."""
+        return DialogRecord(
+            call_id=self.call_id,
+            local_tag=self.local_tag,
+            remote_tag=self.remote_tag,
+            local_seq=self.local_seq,
+            local_uri=str(self.local_uri),
+            remote_uri=str(self.remote_uri),
+            remote_target=str(self.remote_target),
+            route_set=tuple(str(route) for route in self.route_set),
+            local_contact=None if local_contact is None else str(local_contact),
+            secure=self.secure,
+            is_uac=self.is_uac,
+        )
 
     @property
     def dialog_id(self) -> DialogId:

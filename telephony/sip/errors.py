@@ -7,10 +7,6 @@ One root (:class:`SipError`); a peer's malformed or unacceptable message becomes
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .message import SipMessage
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +40,9 @@ class RemoteProtocolError(SipError):
             self.status_code = status_code
         #: Extra headers the error response must carry (Unsupported, Allow, Accept...).
         self.headers: list[tuple[str, str]] = list(headers) if headers else []
-        #: Whatever could be parsed, so a UAS can still build the error response.
-        self.partial: SipMessage | None = None
+        #: Whatever could be parsed (a SipRequest or SipResponse), so a UAS can still build the
+        #: error response (typed loosely: the message module depends on this one, not back).
+        self.partial: object | None = None
 
 
 class ParseError(RemoteProtocolError):

@@ -382,6 +382,43 @@ async def test_restart_closes_only_this_nodes_open_calls(
     assert sorted(ended) == sorted(f"call/{i}" for i in [*open_here, answered])
 
 
+async def test_an_interrupted_call_keeps_its_recording_and_gets_its_analytics(
+    store: CrmStore, pool: asyncpg.Pool
+) -> None:
+    recorded = await store.call_started(inbound("r1"))
+    await store.call_answered(recorded, T0 + timedelta(seconds=3), agent="101")
+    await store.call_recording(recorded, "2024/05/06/r1.wav")
+    await store.call_recording(recorded, "2024/05/06/r1.wav")  # again: no change, no error
+    unrecorded = await store.call_started(inbound("r2"))
+    with pytest.raises(NotFound):
+        await store.call_recording(10**9, "x.wav")
+    # No event of its own: the CRM hears of the path with call.ended.
+    assert [e["event_type"] for e in await outbox(pool)].count("call.recording") == 0
+
+    left = await store.interrupted_calls()
+    assert [(c.id, c.recording_path) for c in left] == [
+        (recorded, "2024/05/06/r1.wav"),
+        (unrecorded, None),
+    ]
+    talk = {"duration_seconds": 9.5, "agent_talk_seconds": 4.0, "agent_talk_ratio": 0.5}
+    restart = T0 + timedelta(minutes=5)
+    assert await store.close_interrupted_calls(restart, analytics={recorded: talk}) == 2
+    call = await store.get_call(recorded)
+    assert call is not None and call.ended_at == restart
+    assert (call.recording_path, call.analytics) == ("2024/05/06/r1.wav", talk)
+    bare = await store.get_call(unrecorded)
+    assert bare is not None and (bare.recording_path, bare.analytics) == (None, None)
+    ended = {
+        e["aggregate"]: json.loads(e["payload"])
+        for e in await outbox(pool)
+        if e["event_type"] == "call.ended"
+    }
+    assert ended[f"call/{recorded}"]["recording_path"] == "2024/05/06/r1.wav"
+    assert ended[f"call/{recorded}"]["analytics"] == talk
+    assert ended[f"call/{unrecorded}"]["analytics"] is None
+    assert await store.interrupted_calls() == []
+
+
 async def test_read_side_filters(store: CrmStore) -> None:
     other = "+447700900123"
     plan = [

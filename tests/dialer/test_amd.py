@@ -19,6 +19,7 @@ from dialer import (
     BeepDetector,
     Verdict,
 )
+from sip_test_env import tools
 
 from ._amd_audio import RATE, Speaker, frame_count, frames, gap, mix, noise, tone, voice
 
@@ -52,9 +53,7 @@ def beep_end_frame(samples: np.ndarray, config: BeepConfig | None = None) -> int
 
 @pytest.fixture(scope="module")
 def speaker(tmp_path_factory: pytest.TempPathFactory) -> Speaker:
-    missing = Speaker.missing()
-    if missing:
-        pytest.skip(f"needs {' and '.join(missing)} for real speech")
+    tools.require("espeak-ng", "sox")
     return Speaker(tmp_path_factory.mktemp("amd-speech"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -113,3 +114,18 @@ async def connect(caller: BaresipPeer, callee: BaresipPeer) -> None:
     await callee.wait_event("CALL_INCOMING", timeout=5)
     await callee.accept()
     await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+
+
+@contextlib.asynccontextmanager
+async def agents_in_call(
+    engine: Engine, workdir: Path, audio: Path
+) -> AsyncIterator[tuple[BaresipPeer, BaresipPeer]]:
+    """Agents 101 and 102 on baresip, both playing `audio`, in a call through the engine."""
+    async with (
+        BaresipPeer("101", workdir=workdir / "a", registrar=registrar_of(engine),
+                    password="pass101", audio_source=audio) as caller,
+        BaresipPeer("102", workdir=workdir / "b", registrar=registrar_of(engine),
+                    password="pass102", audio_source=audio) as callee,
+    ):  # fmt: skip
+        await connect(caller, callee)
+        yield caller, callee

@@ -1,4 +1,5 @@
-"""A bare UDP SIP client for tests that need exact control over each message (auth, bans)."""
+"""Bare SIP clients (UDP, and TCP for messages too big for a datagram) for tests that need exact
+control over each message (auth, bans, conformance corpora)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from telephony.sip import (
     RemoteProtocolError,
     SipRequest,
     SipResponse,
+    StreamFramer,
     build_authorization,
     choose_challenge,
     parse_message,
@@ -39,13 +41,15 @@ class RawSipClient(asyncio.DatagramProtocol):
 
     @property
     def port(self) -> int:
-        assert self.transport is not None
-        return int(self.transport.get_extra_info("sockname")[1])
+        return int(self._sockname()[1])
 
     @property
     def host(self) -> str:
+        return str(self._sockname()[0])
+
+    def _sockname(self) -> tuple[str, int]:
         assert self.transport is not None
-        return str(self.transport.get_extra_info("sockname")[0])
+        return cast(tuple[str, int], self.transport.get_extra_info("sockname"))
 
     @classmethod
     async def open(cls, host: str = "127.0.0.1") -> RawSipClient:
@@ -72,6 +76,8 @@ class RawSipClient(asyncio.DatagramProtocol):
         deadline = asyncio.get_running_loop().time() + timeout
         while (left := deadline - asyncio.get_running_loop().time()) > 0:
             message = await self.receive(left)
+            if message is None:
+                return None  # timed out (or, over TCP, the connection is gone)
             if isinstance(message, SipResponse) and message.status >= 200:
                 return message
         return None
@@ -111,11 +117,12 @@ class RawSipClient(asyncio.DatagramProtocol):
         authorization: str | None = None,
         cseq: int = 1,
         call_id: str | None = None,
+        media: str = "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
     ) -> bytes:
+        """An INVITE whose SDP offer has these `media` lines (PCMU by default)."""
         host = f"{server[0]}:{server[1]}"
         sdp = (
-            f"v=0\r\no=- 1 1 IN IP4 {self.host}\r\ns=-\r\nc=IN IP4 {self.host}\r\nt=0 0\r\n"
-            f"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            f"v=0\r\no=- 1 1 IN IP4 {self.host}\r\ns=-\r\nc=IN IP4 {self.host}\r\nt=0 0\r\n" + media
         )
         lines = [
             f"INVITE sip:{callee}@{host} SIP/2.0",
@@ -132,6 +139,62 @@ class RawSipClient(asyncio.DatagramProtocol):
             lines.append(f"Authorization: {authorization}")
         body = sdp.encode()
         return ("\r\n".join(lines) + f"\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+class TcpSipClient(RawSipClient):
+    """The same client over one TCP connection: what a peer does with a message larger than a
+    UDP datagram can carry (RFC 3261 18.1.1). `lost` once the far end closed the connection
+    (as the engine does after a message it cannot frame); `response` then returns at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.framer = StreamFramer()
+        self.lost = asyncio.Event()
+        self.stream: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.stream = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        for message in self.framer.feed(data):
+            self.datagram_received(message, ("", 0))
+
+    def eof_received(self) -> bool | None:
+        return None  # close our end too (the class descends from a DatagramProtocol)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+
+    def _sockname(self) -> tuple[str, int]:
+        assert self.stream is not None
+        return cast(tuple[str, int], self.stream.get_extra_info("sockname"))
+
+    @classmethod
+    async def connect(cls, server: tuple[str, int], host: str = "127.0.0.1") -> TcpSipClient:
+        loop = asyncio.get_running_loop()
+        _, client = await loop.create_connection(cls, server[0], server[1], local_addr=(host, 0))
+        return client
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+
+    def send(self, data: bytes, server: tuple[str, int]) -> None:
+        assert self.stream is not None
+        if not self.stream.is_closing():
+            self.stream.write(data)
+
+    async def receive(self, timeout: float = 2.0) -> SipRequest | SipResponse | None:
+        if self.inbox.empty() and self.lost.is_set():
+            return None
+        inbox = asyncio.ensure_future(self.inbox.get())
+        lost = asyncio.ensure_future(self.lost.wait())
+        done, _ = await asyncio.wait({inbox, lost}, timeout=timeout, return_when="FIRST_COMPLETED")
+        lost.cancel()
+        if inbox in done:
+            return inbox.result()
+        inbox.cancel()
+        return None
 
 
 def answer_challenge(

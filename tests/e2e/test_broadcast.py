@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from datetime import UTC, datetime, time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from callcenter.campaign_cli import progress_line
 from callcenter.runtime import start_engine
 from crm_bridge import PgLeadStore
 from dialer import Campaign, NewLead
+from sip_test_env import tools
 from sip_test_env.audio import (
     band_energy_db,
     first_tone_time,
@@ -40,7 +40,7 @@ from .conftest import api_url, bearer, engine_config, registrar_of
 
 pytestmark = [
     pytest.mark.peers,
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng for voices"),
+    tools.needs("espeak-ng", "sox"),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]

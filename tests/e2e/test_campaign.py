@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from dialer import (
     Campaign,
     NewLead,
 )
+from sip_test_env import tools
 from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
@@ -26,7 +26,7 @@ from .conftest import engine_config, registrar_of
 
 pytestmark = [
     pytest.mark.peers,
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng for voices"),
+    tools.needs("espeak-ng", "sox"),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]

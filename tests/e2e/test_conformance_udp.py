@@ -10,6 +10,7 @@ import secrets
 import pytest
 
 from callcenter.runtime import Engine
+from telephony.sip import Via
 
 from ..telephony.sip.conformance_data import protos_cases, rfc4475_cases
 from .rawsip import RawSipClient
@@ -92,3 +93,30 @@ async def test_protos_sample_keeps_the_engine_serving(engine: Engine, client: Ra
     assert answered > 0
     assert await _options_answered(client, server)
     assert engine.ua.endpoint.dropped > 0
+
+
+async def test_a_refusal_tells_the_sender_where_it_came_from(
+    engine: Engine, client: RawSipClient
+) -> None:
+    """RFC 3581 / RFC 3261 18.2.1 hold for refused requests too: the 420 to a request behind a
+    NAT (its Via names an address it does not send from, and asks for rport) carries received
+    and rport, so the sender learns its public address from any answer."""
+    server = ("127.0.0.1", engine.sip_port)
+    branch = secrets.token_hex(6)
+    client.send(
+        (
+            f"OPTIONS sip:{server[0]}:{server[1]} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 192.0.2.9:5999;branch=z9hG4bK{branch};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:nat@192.0.2.9>;tag={branch}\r\n"
+            f"To: <sip:{server[0]}>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\n"
+            "Require: no-such-extension\r\nContent-Length: 0\r\n\r\n"
+        ).encode(),
+        server,
+    )
+    refused = await client.response(timeout=2.0)
+    assert refused is not None and refused.status == 420
+    via = Via.parse(refused.headers.get_all("Via")[0])
+    assert (via.params.get("received"), via.params.get("rport")) == (
+        client.host,
+        str(client.port),
+    )

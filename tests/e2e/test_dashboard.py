@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import playwright.async_api as playwright_api
 import pytest
 
 from callcenter.events import working_days
 from callcenter.runtime import Engine
 from pbx import CallSummary
+from sip_test_env import tools
 from sip_test_env.baresip import BaresipPeer
 
 from .conftest import ADMIN_KEY, AGENT_KEY, api_url, bearer, connect, registrar_of
-
-playwright_api = pytest.importorskip("playwright.async_api")
 
 CHROMIUM = shutil.which("chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ UPDATE_BUDGET_MS = 1000
 
 pytestmark = [
     pytest.mark.peers,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed"),
+    tools.needs("chromium"),
 ]
 
 

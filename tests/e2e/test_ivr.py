@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -227,9 +228,7 @@ async def test_press_1_reaches_an_agent(ivr_engine: Engine, tmp_path: Path, db) 
     assert tone_frames(heard_by_customer, MENU_HZ, rate).sum() * 0.02 < 1.3
     assert first_tone_time(heard_by_agent, 600, rate2, min_duration=1.0) is not None
     await _idle(ivr_engine)
-    row = await db.fetchrow(
-        "SELECT * FROM calls WHERE from_number = $1 ORDER BY id DESC LIMIT 1", CUSTOMER
-    )
+    row = await _last_closed_row(db, CUSTOMER)
     assert (row["direction"], row["did"], row["agent"], row["outcome"]) == (
         "inbound", MENU_DID, "101", "answered",
     )  # fmt: skip
@@ -261,9 +260,7 @@ async def test_agent_not_answering_sends_the_caller_to_the_fallback(
     assert first_tone_time(heard, BYE_HZ, rate) is not None
     assert first_tone_time(heard, 1000, rate) is None  # never connected to the agent
     await _idle(ivr_engine)
-    row = await db.fetchrow(
-        "SELECT * FROM calls WHERE from_number = $1 ORDER BY id DESC LIMIT 1", CUSTOMER
-    )
+    row = await _last_closed_row(db, CUSTOMER)
     assert (row["outcome"], row["hangup_cause"], row["agent"]) == (
         "answered", "ivr-completed", None,
     )  # fmt: skip
@@ -293,9 +290,7 @@ async def test_wrong_key_then_timeouts_end_in_the_fallback(
     assert result.outcome == "completed" and result.listened_to_end and result.callback_created
     assert heard_sequence(heard, rate, PROMPTS) == ["menu", "invalid", "menu", "timeout", "bye"]
     await _idle(ivr_engine)
-    row = await db.fetchrow(
-        "SELECT * FROM calls WHERE from_number = $1 ORDER BY id DESC LIMIT 1", CUSTOMER
-    )
+    row = await _last_closed_row(db, CUSTOMER)
     assert (row["did"], row["outcome"], row["hangup_cause"], row["agent"]) == (
         MENU_DID, "answered", "ivr-completed", None,
     )  # fmt: skip
@@ -401,6 +396,21 @@ def test_bad_flow_file_is_refused_with_line_and_reason(tmp_path: Path) -> None:
     missing = text.replace('route = "ivr:digits"', 'route = "ivr:nothing"')
     with pytest.raises(ConfigError, match="no IVR flow 'nothing'"):
         parse_config(missing, source="test.toml")
+
+
+async def _last_closed_row(db: Any, caller: str) -> Any:
+    """The caller's latest calls row once the journal has closed it (the write follows the
+    call's end)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while True:
+        row = await db.fetchrow(
+            "SELECT * FROM calls WHERE from_number = $1 ORDER BY id DESC LIMIT 1", caller
+        )
+        if row is not None and row["ended_at"] is not None:
+            return row
+        assert loop.time() < deadline, row
+        await asyncio.sleep(0.05)
 
 
 async def _idle(engine: Engine) -> None:

@@ -14,9 +14,8 @@ import pytest
 
 from callcenter.runtime import Engine, start_engine
 from sip_test_env.audio import write_tone_wav
-from sip_test_env.baresip import BaresipPeer
 
-from .conftest import AGENT_KEY, api_url, bearer, connect, engine_config, registrar_of
+from .conftest import AGENT_KEY, agents_in_call, api_url, bearer, engine_config
 
 SAMPLE = re.compile(r'^([a-z_:][a-z0-9_:]*)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
 
@@ -62,13 +61,7 @@ async def test_metrics_move_during_a_real_call(engine: Engine, tmp_path: Path) -
     before = await scrape(engine)
     assert before["callcenter_active_calls"] == 0
     tone = write_tone_wav(tmp_path / "tone.wav", 800, 8.0)
-    async with (
-        BaresipPeer("101", workdir=tmp_path / "a", registrar=registrar_of(engine),
-                    password="pass101", audio_source=tone) as caller,
-        BaresipPeer("102", workdir=tmp_path / "b", registrar=registrar_of(engine),
-                    password="pass102", audio_source=tone) as callee,
-    ):  # fmt: skip
-        await connect(caller, callee)
+    async with agents_in_call(engine, tmp_path, tone) as (caller, _):
         during = await _until(
             engine,
             lambda m: (

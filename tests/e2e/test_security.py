@@ -7,14 +7,15 @@ import asyncio
 import logging
 import re
 import secrets
-import shutil
 
 import pytest
 
 from callcenter.runtime import Engine
+from sip_test_env import tools
 from telephony.sip import SipRequest, SipResponse
 
 from .rawsip import RawSipClient, answer_challenge
+from .test_trunk import _poll
 
 
 def _shape(response: SipResponse) -> tuple[int, str, list[str]]:
@@ -131,6 +132,44 @@ async def test_invite_without_auth_never_reaches_a_phone(
         phone.close()
 
 
+async def test_an_agent_call_with_an_unacceptable_offer_never_rings(
+    engine: Engine, client: RawSipClient, db
+) -> None:
+    """The offer is judged before any routing, but after authentication: a stranger's INVITE
+    is challenged whatever its SDP; an agent's that offers only G.729 gets 488 (Warning 305),
+    the callee's phone never rings, and the call is journaled as failed."""
+    server = _server(engine)
+    phone = await RawSipClient.open()
+    g729 = "m=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n"
+    try:
+        ok = await _register(phone, server, "102", "pass102")
+        assert ok is not None and ok.status == 200
+        call_id = secrets.token_hex(8)
+        client.send(client.invite("101", "102", server, call_id=call_id, media=g729), server)
+        challenge = await client.response()
+        assert challenge is not None and challenge.status == 401
+        auth = answer_challenge(
+            challenge, user="101", password="pass101", method="INVITE",
+            uri=f"sip:102@{server[0]}:{server[1]}",
+        )  # fmt: skip
+        invite = client.invite(
+            "101", "102", server, authorization=auth, cseq=2, call_id=call_id, media=g729
+        )
+        client.send(invite, server)
+        refused = await client.response()
+        assert refused is not None and refused.status == 488
+        assert (refused.headers.get("Warning") or "").startswith("305 ")
+        stray = await phone.receive(timeout=1.0)
+        assert not isinstance(stray, SipRequest), f"phone got {stray}"
+    finally:
+        phone.close()
+    row = await _poll(db, "SELECT * FROM calls WHERE call_id = $1", call_id)
+    assert (row["from_number"], row["to_number"], row["outcome"], row["sip_status"]) == (
+        "101", "102", "failed", 488,
+    )  # fmt: skip
+    assert row["hangup_cause"] == "unacceptable-offer"
+
+
 async def test_brute_force_bans_the_source_ip_only(engine: Engine) -> None:
     server = _server(engine)
     attacker = await RawSipClient.open("127.0.0.1")
@@ -151,7 +190,7 @@ async def test_brute_force_bans_the_source_ip_only(engine: Engine) -> None:
 
 
 @pytest.mark.peers
-@pytest.mark.skipif(shutil.which("svwar") is None, reason="sipvicious not installed")
+@tools.needs("svwar")
 @pytest.mark.parametrize("method", ["REGISTER", "INVITE"])
 async def test_svwar_cannot_tell_extensions_apart(engine: Engine, method: str) -> None:
     """SIPVicious' extension scanner: known (101-105, 190) and unknown (100, 106-110) extensions

@@ -13,9 +13,11 @@ import asyncpg
 import pytest
 
 from callcenter.runtime import Engine, start_engine
+from pbx import BridgedCall
 from sip_test_env import carrier
 from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
+from sip_test_env.crm import WebhookReceiver
 from sip_test_env.ports import free_port
 
 from .conftest import assert_no_state_left, engine_config, registrar_of
@@ -85,6 +87,16 @@ def agent(ext: str, engine: Engine, tmp_path: Path, tone: Path | None = None) ->
         password=f"pass{ext}",
         audio_source=tone,
     )
+
+
+async def answered_by(phone: BaresipPeer, caller: BaresipPeer, engine: Engine) -> BridgedCall:
+    """The customer dials the DID and the agent's `phone` answers: the call, bridged."""
+    await phone.wait_registered()
+    await caller.dial(carrier.did_uri(DID, engine.sip_port))
+    await phone.wait_event("CALL_INCOMING", timeout=5)
+    await phone.accept()
+    await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+    return next(iter(engine.switchboard.active.values()))
 
 
 async def test_ring_group_call_answered_by_one_agent(
@@ -239,12 +251,7 @@ async def test_a_route_can_opt_out_of_recording(
     )  # fmt: skip
     try:
         async with customer(tmp_path) as caller, agent("102", engine, tmp_path) as a102:
-            await a102.wait_registered()
-            await caller.dial(carrier.did_uri(DID, engine.sip_port))
-            await a102.wait_event("CALL_INCOMING", timeout=5)
-            await a102.accept()
-            await caller.wait_event("CALL_ESTABLISHED", timeout=5)
-            bridged = next(iter(engine.switchboard.active.values()))
+            bridged = await answered_by(a102, caller, engine)
             await caller.hangup()
             await a102.wait_event("CALL_CLOSED", timeout=5)
         await _idle(engine)
@@ -400,3 +407,46 @@ async def _idle(engine: Engine) -> None:
         assert loop.time() < deadline, engine.ua.calls
         await asyncio.sleep(0.05)
     assert_no_state_left(engine)
+
+
+async def test_an_answered_inbound_call_reaches_the_crm_as_four_events_in_order(
+    pg_url: str, tmp_path: Path, carrier_port: int
+) -> None:
+    """call.started, call.ringing, call.answered, call.ended: once each, in that order, with
+    ringing and answer times the calls row agrees with (issue 12: the PBX's typed events)."""
+    crm = WebhookReceiver(secret="hook-secret")
+    await crm.start()
+    config = engine_config(extra=trunk_config(carrier_port), crm=crm.config())
+    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    try:
+        async with (
+            customer(tmp_path) as caller,
+            agent("102", engine, tmp_path) as a102,
+        ):
+            bridged = await answered_by(a102, caller, engine)
+            await caller.hangup()
+            await a102.wait_event("CALL_CLOSED", timeout=5)
+        call_id = bridged.a.call_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not any(
+            d.event == "call.ended" and d.data["call_id"] == call_id for d in crm.received
+        ):
+            assert loop.time() < deadline, [(d.event, d.data.get("call_id")) for d in crm.received]
+            await asyncio.sleep(0.05)
+    finally:
+        await engine.stop()
+        await crm.stop()
+    mine = [d for d in crm.received if d.data.get("call_id") == call_id]
+    assert [d.event for d in mine] == [
+        "call.started",
+        "call.ringing",
+        "call.answered",
+        "call.ended",
+    ]
+    assert len(crm.received) == len(crm.unique())  # nothing twice
+    ringing, answered, ended = mine[1].data, mine[2].data, mine[3].data
+    assert ringing["ringing_at"] is not None and ringing["answered_at"] is None
+    assert answered["answered_at"] is not None and answered["agent"] == "102"
+    assert ringing["ringing_at"] <= answered["answered_at"] <= ended["ended_at"]
+    assert ended["outcome"] == "answered" and ended["direction"] == "inbound"

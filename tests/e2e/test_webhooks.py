@@ -57,7 +57,7 @@ async def test_crm_down_then_engine_restart_then_crm_up(pg_url: str, tmp_path: P
     by_call: dict[str, list[str]] = {}
     for delivery in crm.received:
         by_call.setdefault(delivery.data["call_id"], []).append(delivery.event)
-    assert by_call[answered] == ["call.started", "call.ended"]
+    assert by_call[answered] == ["call.started", "call.ringing", "call.answered", "call.ended"]
     refused = [events for call_id, events in by_call.items() if call_id != answered]
     assert refused == [["call.ended"]]
     assert crm.bad_signatures == 0

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ivr import FlowError, Prompt, PromptCache, PromptError, load_flow
+from sip_test_env import tools
 from telephony.media import dbfs, linear_bytes_to_ulaw, read_wav, tone_power_db
 
 
@@ -141,7 +142,7 @@ def test_text_prompts_without_espeak_say_what_is_missing(tmp_path: Path) -> None
         cache.prepare(Prompt(text="Press one"))
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+@tools.needs("espeak-ng")
 def test_text_prompts_are_spoken_and_cached(tmp_path: Path) -> None:
     cache = PromptCache(tmp_path / "cache")
     out = cache.prepare(Prompt(text="Press one to talk to a manager."))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import wave
 from collections.abc import Callable
@@ -10,13 +9,13 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from sip_test_env import tools
+
 
 @pytest.fixture(scope="session")
 def speak(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], np.ndarray]:
     """espeak-ng says a text, sox makes it 8 kHz mono 16-bit; leading/trailing silence cut."""
-    missing = [p for p in ("espeak-ng", "sox") if shutil.which(p) is None]
-    if missing:
-        pytest.skip(f"needs {' and '.join(missing)} for real speech")
+    tools.require("espeak-ng", "sox")
     folder = tmp_path_factory.mktemp("speech")
 
     def say(text: str, voice_name: str = "en-us") -> np.ndarray:

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sip_test_env.ports import free_port, free_port_range
-from telephony.aio import Call, EndpointConfig, UserAgent, UserAgentConfig
+from telephony.aio import Call, UserAgent
 from telephony.aio.dtmf import DtmfDebouncer
 from telephony.call import Dtmf
 from telephony.media import dtmf_sequence
 from telephony.rtp import DtmfSender
-from telephony.sip import NameAddr, SipUri
+
+from .conftest import answered_call
 
 
 def test_same_digit_from_another_source_is_the_same_press() -> None:
@@ -41,47 +41,15 @@ def test_one_source_alone_never_loses_a_press(presses: list[tuple[str, float]]) 
         assert debouncer.accept(digit, "rfc4733", now=now)
 
 
-def _uri(user: str, port: int) -> SipUri:
-    return SipUri(
-        scheme="sip", user=user, password=None, host="127.0.0.1", port=port, params={}, headers={}
-    )
-
-
 @pytest.fixture
-async def pair() -> AsyncIterator[tuple[Call, Call]]:
+async def pair(user_agents: tuple[UserAgent, UserAgent]) -> AsyncIterator[tuple[Call, Call]]:
     """An answered call between two UserAgents: (caller's leg, callee's leg)."""
-    uas = []
-    for _ in range(2):
-        low, high = free_port_range(20, "udp")
-        ua = UserAgent(
-            UserAgentConfig(endpoint=EndpointConfig(port=free_port("both")), rtp_ports=(low, high))
-        )
-        await ua.start()
-        uas.append(ua)
-    caller_ua, callee_ua = uas
-    incoming: asyncio.Future[Call] = asyncio.get_running_loop().create_future()
-
-    async def answer(call: Call) -> None:
-        await call.answer()
-        incoming.set_result(call)
-
-    callee_ua.on_incoming = answer
-    port = callee_ua.endpoint.port
-    caller = await caller_ua.dial(
-        _uri("ivr", port),
-        ("udp", "127.0.0.1", port),
-        from_=NameAddr(display_name=None, uri=_uri("15550001", caller_ua.endpoint.port), params={}),
-    )
-    callee = await asyncio.wait_for(incoming, 5)
-    await asyncio.wait_for(caller.next_event(), 5)  # Answered
-    await asyncio.wait_for(callee.next_event(), 5)  # Answered (ACK in)
+    caller, callee = await answered_call(*user_agents)
     try:
         yield caller, callee
     finally:
         await caller.hangup()
         await asyncio.sleep(0.05)
-        for ua in uas:
-            await ua.close()
 
 
 async def send_rfc4733(call: Call, digit: str, *, seq: int, timestamp: int) -> int:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sip_test_env import tools
 from telephony.media import (
     DTMF_FREQUENCIES,
     DtmfDetector,
@@ -215,8 +215,7 @@ def test_speech_with_digits_mixed_in() -> None:
 
 
 def test_real_speech_from_espeak(tmp_path: Path) -> None:
-    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        pytest.skip("espeak-ng and sox make the speech sample")
+    tools.require("espeak-ng", "sox")
     text = (
         "Thank you for calling. Please press one for sales, two for support. "
         "Your call is important to us; an agent will be with you shortly."

@@ -274,6 +274,33 @@ def test_missing_connection_is_400() -> None:
     assert info.value.status_code == 400
 
 
+@pytest.mark.parametrize(
+    "connection",
+    [
+        "IN IP4 media.example.com",  # a host name: never resolved for media
+        "IN IP4 " + "a" * 300,  # PROTOS c07-sip sdp-connection-ip
+        "IN IP4 2001:db8::1",  # the address is not of its type
+        "IN IP6 192.0.2.1",
+        "ATM IP4 192.0.2.1",
+    ],
+)
+def test_media_address_must_be_an_ip_literal_of_its_type(connection: str) -> None:
+    for session, media in ((f"c={connection}\r\n", ""), ("", f"c={connection}\r\n")):
+        offer = SessionDescription.parse(
+            f"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n{session}t=0 0\r\n"
+            f"m=audio 5000 RTP/AVP 0\r\n{media}"
+        )
+        with pytest.raises(SdpParseError, match="c= "):
+            negotiate(offer, [PCMU], **LOCAL)
+    ours = create_offer([PCMU], local_addr="127.0.0.1", port=20000, session_id=1)
+    answer = SessionDescription.parse(
+        f"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc={connection}\r\nt=0 0\r\n"
+        "m=audio 5000 RTP/AVP 0\r\n"
+    )
+    with pytest.raises(SdpParseError, match="c= "):
+        accept_answer(ours, answer)
+
+
 def test_versions_and_ipv6_origin() -> None:
     offer = SessionDescription.parse(PYVOIP)
     first = negotiate(offer, [PCMU], **LOCAL)
