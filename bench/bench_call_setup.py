@@ -141,7 +141,7 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
                     print(f"  failures by SIPp's reason: {failure_reasons(result.errors)}")
     finally:
         await engine.stop()
-        pg.cleanup()
+        embedded_pg.stop(pg)
         if keep:
             print(f"kept {work} (SIPp logs, recordings, database)")
         else:

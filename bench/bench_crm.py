@@ -190,7 +190,7 @@ async def main(calls: int, events: int) -> None:
     finally:
         receiver.terminate()
         receiver.join()
-        server.cleanup()
+        embedded_pg.stop(server)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -418,7 +418,7 @@ async def main(args: argparse.Namespace) -> int:
                     await asyncio.sleep(0.25)
     finally:
         await engine.stop()
-        pg.cleanup()
+        embedded_pg.stop(pg)
         if args.keep or any(r.failed or r.up < r.level for r in rows) or len(rows) < len(levels):
             print(f"kept {work} (engine.log, SIPp error logs)")
         else:

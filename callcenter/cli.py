@@ -102,7 +102,53 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("config", help="the TOML config file to check")
+    auth = commands.add_parser(
+        "crm-auth",
+        help="store a CRM account's first OAuth tokens from an authorization code",
+        description="Exchange an OAuth authorization code (amoCRM integration, Bitrix24 local "
+        "app) for the first access and refresh tokens of a [[crm.endpoints]] entry with an "
+        "`oauth` client, and store them in the database every engine node shares; from then on "
+        "the engine refreshes them itself (each refresh token works once).",
+        epilog="example:\n  callcenter crm-auth amo --code def50200... --config callcenter.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    auth.add_argument("endpoint", help="name of the CRM endpoint in the config")
+    auth.add_argument("--code", required=True, help="the authorization code (valid 20 minutes)")
+    auth.add_argument(
+        "--config",
+        default="callcenter.example.toml",
+        help="TOML config file (default: %(default)s)",
+    )
+    auth.add_argument("--database-url", help="external PostgreSQL URL (default: embedded server)")
+    auth.add_argument("--data-dir", help="state directory of the embedded PostgreSQL")
     return parser
+
+
+async def crm_auth(config: Config, name: str, code: str) -> int:
+    import aiohttp
+
+    from crm_bridge.oauth import OAuthError, TokenStore
+
+    from .database import open_database
+
+    endpoint = next((e for e in config.crm.endpoints if e.name == name), None)
+    if endpoint is None or endpoint.oauth is None:
+        print(
+            f"callcenter: no CRM endpoint {name!r} with an oauth client in the config",
+            file=sys.stderr,
+        )
+        return 2
+    database = await open_database(config.database_url, config.data_dir, max_size=2)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await TokenStore(database.pool, session).exchange_code(endpoint, code)
+    except OAuthError as exc:
+        print(f"callcenter: {name}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await database.close()
+    print(f"{name}: OAuth tokens stored")
+    return 0
 
 
 def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -119,6 +165,15 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=Path(args.data_dir))
     return config
+
+
+def _auth_overrides(args: argparse.Namespace) -> argparse.Namespace:
+    return argparse.Namespace(
+        sip_listen=None,
+        http_listen=None,
+        database_url=args.database_url,
+        data_dir=args.data_dir,
+    )
 
 
 async def serve(config: Config) -> int:
@@ -156,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             print(f"{args.config}: ok ({len(config.accounts)} accounts)")
             return 0
+        if args.command == "crm-auth":
+            config = _apply_overrides(config, _auth_overrides(args))
+            return asyncio.run(crm_auth(config, args.endpoint, args.code))
         config = _apply_overrides(config, args)
         if args.log_format is None and config.log_format != "text":
             configure_logging(args.log_level, config.log_format)

@@ -10,11 +10,13 @@ import ipaddress
 import logging
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, RetryPolicy
+from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, OAuthClient, RetryPolicy, endpoint_problems
 from ivr import FlowError, load_flow
 from pbx.monitor import MonitorSettings
 from pbx.pickup import PickupGroup
@@ -23,6 +25,23 @@ from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 logger = logging.getLogger(__name__)
 
 ROLES = ("agent", "supervisor")
+_ENDPOINT_KEYS = {
+    "name",
+    "kind",
+    "url",
+    "secret",
+    "old_secrets",
+    "legacy_signature",
+    "timeout",
+    "events",
+    "user_map",
+    "recording_link",
+    "source",
+    "oauth",
+    "rate_limit",
+    "burst",
+    "recording_format",
+}
 _EXTENSION = re.compile(r"^[0-9]{2,8}$")
 
 
@@ -123,6 +142,22 @@ class CrmSettings:
     endpoints: tuple[CrmEndpoint, ...] = ()
     """External CRMs the outbox delivers to."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    manual_policy: Mapping[str, str] = field(
+        default_factory=lambda: {"agent": "block", "manager": "warn", "admin": "warn"}
+    )
+    """Click-to-call and manual dialing of a number on a DNC list or outside its calling hours,
+    by API key role: "block" (refused, 403), "warn" (placed, with the reasons) or "off"."""
+    manual_hours: tuple[str, str] = ("09:00", "21:00")
+    """Calling hours in the called number's local time for manual calls outside a campaign
+    (a campaign's or lead's call uses the campaign's window)."""
+    manual_tz: str = "UTC"
+    """Zone of numbers whose zone is unknown (or spans too wide), for manual calls."""
+    follow_up_minutes: float | None = None
+    """Every this many minutes, open a follow-up task for each contact waiting for us with no
+    open task (the rule "no open contact without a task"); None: only list and count them."""
+    link_secret: str = ""
+    """Key of signed recording links (GET /recordings/{id}.{format}?expires=&signature=);
+    empty: no signed links."""
     """Delivery retries, backoff and dead-letter age."""
 
 
@@ -256,6 +291,8 @@ class _Reader:
     def __init__(self, text: str, source: str) -> None:
         self.lines = text.splitlines()
         self.source = source
+        self._links: tuple[str, float] = ("", 30 * 86400.0)
+        """[crm] link_secret and link TTL, set before the endpoints are read."""
         # Relative file names in the config (prompts) are relative to the config file.
         self.base = (
             Path(source).resolve().parent if source and not source.startswith("<") else Path.cwd()
@@ -829,8 +866,58 @@ class _Reader:
     def crm(self, data: dict[str, Any]) -> CrmSettings:
         self._check_keys(
             data,
-            {"default_country_code", "callback_due_minutes", "node", "endpoints", "retry"},
+            {
+                "default_country_code",
+                "callback_due_minutes",
+                "node",
+                "endpoints",
+                "retry",
+                "link_secret",
+                "link_ttl_days",
+                "follow_up_minutes",
+                "manual_policy",
+                "manual_hours",
+                "manual_tz",
+            },
             "crm",
+        )
+        manual_policy = {"agent": "block", "manager": "warn", "admin": "warn"}
+        given = data.get("manual_policy", {})
+        if not isinstance(given, dict) or any(
+            role not in ("admin", "manager", "supervisor", "agent")
+            or value not in ("block", "warn", "off")
+            for role, value in given.items()
+        ):
+            raise self.fail(
+                "manual_policy maps roles (admin, manager, supervisor, agent) to"
+                ' "block", "warn" or "off"',
+                table="crm",
+                key="manual_policy",
+            )
+        manual_policy.update(given)
+        hours = data.get("manual_hours", "09:00-21:00")
+        hours_match = re.fullmatch(r"([0-2][0-9]:[0-5][0-9])-([0-2][0-9]:[0-5][0-9])", str(hours))
+        if hours_match is None:
+            raise self.fail(
+                'manual_hours must look like "09:00-21:00"', table="crm", key="manual_hours"
+            )
+        manual_tz = str(data.get("manual_tz", "UTC"))
+        try:
+            ZoneInfo(manual_tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail(
+                f"unknown time zone {manual_tz!r}", table="crm", key="manual_tz"
+            ) from None
+        link_secret = data.get("link_secret", "")
+        if not isinstance(link_secret, str) or ("link_secret" in data and len(link_secret) < 16):
+            raise self.fail(
+                "link_secret must be a string of at least 16 characters",
+                table="crm",
+                key="link_secret",
+            )
+        self._links = (
+            link_secret,
+            86400 * self._number(data, "link_ttl_days", 30.0, "crm", minimum=0.00001),
         )
         country = str(data.get("default_country_code", "1"))
         if not country.isdigit() or not 1 <= len(country) <= 3:
@@ -839,48 +926,7 @@ class _Reader:
             )
         endpoints, seen = [], set[str]()
         for index, item in enumerate(self._table_list(data.get("endpoints", []), "crm.endpoints")):
-            allowed = {
-                "name",
-                "kind",
-                "url",
-                "secret",
-                "timeout",
-                "events",
-                "user_map",
-                "recording_link",
-                "source",
-            }
-            self._check_keys(item, allowed, "crm.endpoints", index)
-            name = self._name(item, "name", "crm.endpoints", index, seen)
-            kind, url = item.get("kind"), item.get("url")
-            if kind not in DEFAULT_ADAPTERS:
-                raise self.fail(
-                    f"CRM endpoint {name}: kind must be one of {', '.join(DEFAULT_ADAPTERS)}",
-                    table="crm.endpoints",
-                    key="kind",
-                    index=index,
-                )
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise self.fail(
-                    f"CRM endpoint {name}: url must be an http(s) URL",
-                    table="crm.endpoints",
-                    key="url",
-                    index=index,
-                )
-            events = item.get("events")
-            endpoints.append(
-                CrmEndpoint(
-                    name=name,
-                    kind=kind,
-                    url=url,
-                    secret=str(item.get("secret", "")),
-                    timeout=self._number(item, "timeout", 10.0, "crm.endpoints", minimum=0.1),
-                    events=frozenset(events) if events is not None else None,
-                    user_map={str(k): int(v) for k, v in dict(item.get("user_map", {})).items()},
-                    recording_link=item.get("recording_link"),
-                    source=str(item.get("source", "callcenter")),
-                )
-            )
+            endpoints.append(self._crm_endpoint(item, index, seen))
         retry = data.get("retry", {})
         self._check_keys(retry, {"base_delay", "max_delay", "max_age_hours"}, "crm.retry")
         policy = RetryPolicy(
@@ -894,7 +940,91 @@ class _Reader:
             node=str(data.get("node", "")),
             endpoints=tuple(endpoints),
             retry=policy,
+            link_secret=self._links[0],
+            manual_policy=manual_policy,
+            manual_hours=(hours_match.group(1), hours_match.group(2)),
+            manual_tz=manual_tz,
+            follow_up_minutes=(
+                None
+                if "follow_up_minutes" not in data
+                else self._number(data, "follow_up_minutes", 0, "crm", minimum=1)
+            ),
         )
+
+    def _crm_endpoint(self, item: dict[str, Any], index: int, seen: set[str]) -> CrmEndpoint:
+        table = "crm.endpoints"
+        self._check_keys(item, _ENDPOINT_KEYS, table, index)
+        name = self._name(item, "name", table, index, seen)
+        kind, url = item.get("kind"), item.get("url")
+
+        def fail(reason: str, key: str) -> ConfigError:
+            return self.fail(f"CRM endpoint {name}: {reason}", table=table, key=key, index=index)
+
+        if kind not in DEFAULT_ADAPTERS:
+            raise fail(f"kind must be one of {', '.join(DEFAULT_ADAPTERS)}", "kind")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise fail("url must be an http(s) URL", "url")
+        for key in ("secret", "recording_link", "source"):
+            if key in item and not isinstance(item[key], str):
+                raise fail(f"{key} must be a string", key)
+        if "secret" in item and not item["secret"].strip():
+            raise fail("secret is empty (leave the key out for an unsigned webhook)", "secret")
+        events = item.get("events")
+        if events is not None and (
+            not isinstance(events, list) or not all(isinstance(e, str) for e in events)
+        ):
+            raise fail("events must be a list of event names", "events")
+        old = item.get("old_secrets", [])
+        if not isinstance(old, list) or not all(isinstance(x, str) for x in old):
+            raise fail("old_secrets must be a list of strings", "old_secrets")
+        try:
+            user_map = {str(k): int(v) for k, v in dict(item.get("user_map", {})).items()}
+        except (TypeError, ValueError):
+            raise fail("user_map maps extensions to CRM user ids (integers)", "user_map") from None
+        oauth = None
+        if "oauth" in item:
+            raw = item["oauth"]
+            keys = {"client_id", "client_secret", "redirect_uri", "token_url"}
+            if not isinstance(raw, dict) or set(raw) - keys:
+                raise fail(f"oauth is a table of {', '.join(sorted(keys))}", "oauth")
+            oauth = OAuthClient(
+                client_id=str(raw.get("client_id", "")),
+                client_secret=str(raw.get("client_secret", "")),
+                redirect_uri=str(raw.get("redirect_uri", "")),
+                token_url=raw.get("token_url"),
+            )
+        rate = item.get("rate_limit")
+        burst = item.get("burst")
+        if burst is not None and (
+            isinstance(burst, bool) or not isinstance(burst, int) or burst < 1
+        ):
+            raise fail("burst must be a positive integer", "burst")
+        endpoint = CrmEndpoint(
+            name=name,
+            kind=str(kind),
+            url=url,
+            secret=str(item.get("secret", "")),
+            timeout=self._number(item, "timeout", 10.0, table, minimum=0.1),
+            events=frozenset(events) if events is not None else None,
+            user_map=user_map,
+            recording_link=item.get("recording_link"),
+            source=str(item.get("source", "callcenter")),
+            old_secrets=tuple(old),
+            legacy_signature=bool(item.get("legacy_signature", True)),
+            oauth=oauth,
+            rate_limit=None
+            if rate is None
+            else self._number(item, "rate_limit", 1, table, minimum=0.01),
+            burst=burst,
+            recording_format=str(item.get("recording_format", "wav")),
+            link_secret=self._links[0],
+            link_ttl=self._links[1],
+        )
+        problems = endpoint_problems(endpoint, DEFAULT_ADAPTERS)
+        if problems:
+            key, reason = problems[0]
+            raise self.fail(reason, table=table, key=key, index=index)
+        return endpoint
 
     def recordings(self, data: dict[str, Any]) -> RecordingSettings:
         self._check_keys(data, {"enabled", "directory", "retention_days"}, "recordings")

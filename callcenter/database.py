@@ -32,7 +32,7 @@ class Database:
         await self.pool.close()
         if self.embedded is not None:
             # The wrapper's cleanup stops the postmaster (blocking pg_ctl): keep the loop free.
-            await asyncio.to_thread(self.embedded.cleanup)
+            await asyncio.to_thread(embedded_pg.stop, self.embedded)
 
 
 def _start_embedded(data_dir: Path) -> tuple[Any, str]:
@@ -56,6 +56,6 @@ async def open_database(
             logger.info("schema migrated: %s", ", ".join(applied))
     except BaseException:
         if embedded is not None:
-            await asyncio.to_thread(embedded.cleanup)
+            await asyncio.to_thread(embedded_pg.stop, embedded)
         raise
     return Database(pool=pool, url=url, embedded=embedded)

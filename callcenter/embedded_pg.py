@@ -18,6 +18,7 @@ What we add to the wrapper:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
@@ -99,9 +100,18 @@ def check_data_version(pgdata: Path, major: int) -> None:
         )
 
 
+def stop(server: Any) -> None:
+    """Leave the server (stopping it if we were its last user). The wrapper would also do this
+    at interpreter exit; that second pass is taken off, since it finds nothing to do and logs
+    into streams that may be closed by then."""
+    server.cleanup()
+    atexit.unregister(server._cleanup)
+
+
 def start(pgdata: Path) -> Any:
     """Start (or join) the embedded server in `pgdata`; returns the wrapper's handle, whose
-    `get_uri()` is the connection URL and `cleanup()` stops the server if we are its last user."""
+    `get_uri()` is the connection URL; `stop(handle)` leaves it (stopping the server if we were
+    its last user)."""
     package = _package()
     pgdata = pgdata.resolve()
     pgdata.mkdir(parents=True, exist_ok=True)

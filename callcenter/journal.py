@@ -206,3 +206,14 @@ async def close_interrupted_calls(
         seconds = recovered.duration_seconds
         logger.info("call %s: recording %s recovered, %.2f s", call.call_id, path, seconds)
     return await store.close_interrupted_calls(now, analytics=analytics)
+
+
+async def responsible_of(store: CrmStore, caller: str) -> str | None:
+    """The extension of the caller's responsible manager (kept in step with amoCRM's
+    responsible user through the endpoint's user_map), for inbound routing; None when the
+    caller is withheld, unknown or has none."""
+    try:
+        contact = await store.get_contact(caller)
+    except CrmError:
+        return None  # withheld or not a number
+    return None if contact is None else contact.responsible

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import socket
@@ -47,13 +48,15 @@ from telephony.aio import Call, EndpointConfig, TaskSet, UserAgent, UserAgentCon
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
 from .api import start_http
+from .click_to_call import manual_dial_refusal
 from .config import Config
 from .database import Database, open_database
 from .dialing import PbxLines
 from .dialogs import PersistentDialogs
 from .events import AgentEvents, LiveBus
+from .follow_up import follow_up_forever
 from .ivr_glue import IvrService, SwitchboardActions, load_flows
-from .journal import CallJournal, close_interrupted_calls
+from .journal import CallJournal, close_interrupted_calls, responsible_of
 from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
@@ -227,6 +230,14 @@ async def start_engine(
             endpoints=config.crm.endpoints,
         )
         await engine.outbox.start()
+        if config.crm.follow_up_minutes is not None:
+            engine.spawn(
+                follow_up_forever(
+                    store,
+                    every=60 * config.crm.follow_up_minutes,
+                    due_in=timedelta(minutes=config.crm.callback_due_minutes),
+                )
+            )
     if config.recordings.enabled:
         engine.recordings = Recordings(
             RecordingStore(recordings_root, config.recordings.retention_days), ua.clock
@@ -249,6 +260,11 @@ async def start_engine(
         music_on_hold=sip.music_on_hold,
     )
     _subscribe(engine, engine.switchboard.events, unrecorded)
+    # Numbers agents dial on their phones keep to the DNC list and calling hours, per role.
+    engine.switchboard.outbound_check = functools.partial(manual_dial_refusal, engine)
+    if store is not None:
+        # A known customer's responsible manager rings first when the call is for their group.
+        engine.switchboard.first_for = functools.partial(responsible_of, store)
     if config.ivr.flows:
         try:
             flows = await asyncio.to_thread(

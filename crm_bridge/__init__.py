@@ -4,27 +4,32 @@
 - CrmStore: calls, contacts, callback tasks; each change writes its outbox event in the same
   transaction;
 - PgLeadStore: the dialer's campaigns, leads, attempts (claimed with SKIP LOCKED) and DNC list;
-- OutboxWorker: delivers outbox events to CRM endpoints (generic signed JSON webhook, amoCRM
-  API v4) at least once, in order per call/task, with backoff, dead letters and restarts.
+- OutboxWorker: delivers outbox events to CRM endpoints (Standard Webhooks JSON, amoCRM
+  API v4, Bitrix24 REST) at least once, in order per call/task, with backoff, dead letters
+  and restarts.
 """
 
 from __future__ import annotations
 
+from . import webhooks
 from .adapters import (
-    DEFAULT_ADAPTERS,
     SIGNATURE_HEADER,
-    AmoCrmAdapter,
+    Attempt,
     CrmAdapter,
     HttpRequest,
     JsonWebhook,
     OutboxEvent,
-    amo_call_status,
+    Outcome,
+    Verdict,
+    classify_status,
     sign_body,
     verify_signature,
 )
-from .config import CrmEndpoint, RetryPolicy
+from .amocrm import AmoCrmAdapter, amo_call_status
+from .config import CrmEndpoint, OAuthClient, RetryPolicy
 from .dialogs import DialogStore, StoredDialog
 from .errors import Conflict, CrmError, InvalidFilter, InvalidInput, NotFound, PhoneNumberError
+from .kinds import DEFAULT_ADAPTERS, check_endpoints, endpoint_problems
 from .leads import (
     CAMPAIGN_TRANSITIONS,
     DialerProgress,
@@ -52,7 +57,7 @@ from .models import (
     TaskFilter,
 )
 from .monitoring import AuditEntry, MonitoringStore, PickupRecord
-from .outbox import OutboxWorker, Verdict, WorkerStats, backoff_delay, classify_status
+from .outbox import OutboxWorker, WorkerStats, backoff_delay
 from .phone import normalize_phone
 from .registrations import RegistrationStore, StoredBinding
 from .store import CrmStore
@@ -66,6 +71,7 @@ __all__ = [
     "TASK_STATUSES",
     "TASK_TYPES",
     "AmoCrmAdapter",
+    "Attempt",
     "AuditEntry",
     "Call",
     "CallEnded",
@@ -89,8 +95,10 @@ __all__ = [
     "LeadImportSummary",
     "MonitoringStore",
     "NotFound",
+    "OAuthClient",
     "OutboxEvent",
     "OutboxWorker",
+    "Outcome",
     "PgLeadStore",
     "PhoneNumberError",
     "PickupRecord",
@@ -108,9 +116,12 @@ __all__ = [
     "amo_call_status",
     "apply_migrations",
     "backoff_delay",
+    "check_endpoints",
     "classify_status",
+    "endpoint_problems",
     "migration_files",
     "normalize_phone",
     "sign_body",
     "verify_signature",
+    "webhooks",
 ]

@@ -1,7 +1,13 @@
-"""CRM adapters: turn an outbox event into the HTTP request one kind of CRM expects.
+"""CRM adapters: turn an outbox event into the HTTP requests one kind of CRM expects, and read
+its answers.
 
-Pure (no I/O, no clock): the outbox worker sends what `render` returns and classifies the answer.
-Adapters register by kind in a read-only mapping handed to the store and the worker.
+Pure (no I/O, no clock of their own): the outbox worker hands `render` an `Attempt` (the time,
+the attempt count, the remote ids known so far, an OAuth token), sends what it returns and asks
+`classify` what the answer means. An answer may be a step of a longer exchange
+(`Verdict.NEXT`: look the contact up, then post the call): the worker then renders again with
+the ids learned, within the same attempt. Remote ids are stored with the delivery and handed to
+every later attempt and every later event of the same aggregate, so a retry never creates what
+an earlier attempt already made.
 """
 
 from __future__ import annotations
@@ -10,13 +16,16 @@ import hashlib
 import hmac
 import json
 import logging
+import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from types import MappingProxyType
+from enum import Enum
 from typing import Any, Protocol
 
+from . import webhooks
 from .config import CrmEndpoint
+from .links import link_signature
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +42,20 @@ CALL_EVENTS = frozenset(
 )
 TASK_EVENTS = frozenset({"task.created", "task.updated", "task.done", "task.cancelled"})
 SIGNATURE_HEADER = "X-Callcenter-Signature"
+"""The pre-Standard-Webhooks signature header (`sha256=<hex HMAC of the body>`), still sent for
+one release so receivers can move to `webhook-signature`."""
+RECORDING_LINK_FIELDS = frozenset({"id", "format", "expires", "signature"})
+"""Fields a `recording_link` template may use."""
+
+
+class Verdict(Enum):
+    """What an attempt's answer means for the delivery."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    DEAD = "dead"
+    NEXT = "next"
+    """This request worked and another one follows for the same event (same attempt)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,39 @@ class OutboxEvent:
     """Same on every attempt; receivers deduplicate on it."""
     occurred_at: datetime
     """When the thing happened (call end, task creation...)."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What an adapter knows when it renders a request."""
+
+    now: float
+    """Seconds since the epoch at this attempt (signature timestamps, link expiry)."""
+    attempts: int = 0
+    """Earlier attempts of this delivery that sent something (a retry after a timeout may find
+    that the first one reached the CRM)."""
+    refs: Mapping[str, Any] = field(default_factory=dict)
+    """Remote ids known so far: those stored by earlier events of the aggregate, by earlier
+    attempts of this one and by earlier steps of this attempt; `related` holds the refs of the
+    call a task came from."""
+    token: str | None = None
+    """OAuth access token of the endpoint's account, when it uses OAuth."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An adapter's reading of one answer."""
+
+    verdict: Verdict
+    refs: Mapping[str, Any] = field(default_factory=dict)
+    """Remote ids learned (merged into the delivery's stored refs, whatever the verdict)."""
+    error: str | None = None
+    """Why it is not delivered (kept as the delivery's last error)."""
+    retry_after: float | None = None
+    """Seconds the CRM asked us to wait."""
+    throttled: bool = False
+    """The CRM says we send too fast (429, QUERY_LIMIT_EXCEEDED): the worker holds every
+    request to this account back for a while, not just this delivery."""
 
 
 @dataclass(frozen=True)
@@ -74,46 +130,122 @@ class CrmAdapter(Protocol):
     """Event types this CRM can take (the default subscription of its endpoints)."""
 
     def render(
-        self, endpoint: CrmEndpoint, event: OutboxEvent, remote_ref: str | None
+        self, endpoint: CrmEndpoint, event: OutboxEvent, attempt: Attempt
     ) -> HttpRequest | None:
-        """The request delivering `event`, or None when this CRM has nothing to do with it
-        (counted as delivered). `remote_ref` is what `remote_ref()` got from the latest
-        delivered event of the same aggregate (the CRM's own id for the object)."""
+        """The next request delivering `event`, or None when nothing (more) is to be sent
+        (delivered)."""
         ...
 
-    def remote_ref(self, event: OutboxEvent, body: bytes) -> str | None:
-        """The CRM's id for the object, from a 2xx response body, if it gives one."""
+    def classify(
+        self,
+        endpoint: CrmEndpoint,
+        event: OutboxEvent,
+        attempt: Attempt,
+        status: int,
+        body: bytes,
+    ) -> Outcome:
+        """What the CRM's answer (`status` and raw `body`) to the request rendered for
+        `attempt` means."""
         ...
+
+
+def classify_status(status: int) -> Verdict:
+    """Verdict for an HTTP status alone: 2xx delivered; 408, 429, 5xx and 401/403 (our
+    credentials, not the event, are wrong: fixing the config must let the backlog through)
+    retried; any other 4xx (and 3xx) dead at once."""
+    if 200 <= status < 300:
+        return Verdict.DELIVERED
+    if status in (401, 403, 408, 429) or status >= 500:
+        return Verdict.RETRY
+    return Verdict.DEAD
+
+
+def http_outcome(status: int, body: bytes) -> Outcome:
+    """The status-only reading, with the body's start as the error of a failure."""
+    verdict = classify_status(status)
+    if verdict is Verdict.DELIVERED:
+        return Outcome(verdict)
+    error = f"HTTP {status}: {body[:200].decode(errors='replace')}"
+    return Outcome(verdict, error=error, throttled=status == 429)
 
 
 def sign_body(secret: str, body: bytes) -> str:
-    """Value of the signature header: `sha256=` + hex HMAC-SHA256 of the raw body."""
+    """Value of the legacy signature header: `sha256=` + hex HMAC-SHA256 of the raw body."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def verify_signature(secret: str, body: bytes, header: str) -> bool:
-    """For receivers (and tests): constant-time check of a signature header."""
+    """For receivers of the legacy header: constant-time check."""
     return hmac.compare_digest(sign_body(secret, body), header)
 
 
-def _json(value: Any) -> bytes:
+def to_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON, as the adapters send it."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def template_fields(template: str) -> set[str]:
+    """Names a str.format template uses (ValueError for a malformed template)."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+def phone_digits(phone: Any) -> str | None:
+    """A number's digits without "+", or None for a withheld / non-numeric caller ID (what a
+    CRM can look a contact up by)."""
+    text = str(phone or "")
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return digits if len(digits) >= 5 and digits == text.lstrip("+") else None
+
+
+def customer_phone(data: Mapping[str, Any]) -> str | None:
+    """The customer's number of a call or task payload, if it is a real number."""
+    if "direction" not in data:  # a task
+        phone = data.get("contact_phone")
+    elif data["direction"] == "inbound":
+        phone = data.get("contact_phone") or data["from_number"]
+    else:
+        phone = data.get("contact_phone") or data["to_number"]
+    return str(phone) if phone_digits(phone) else None
+
+
+def recording_url(endpoint: CrmEndpoint, data: Mapping[str, Any], now: float) -> str | None:
+    """The link to a call's recording for this endpoint (signed and expiring when its template
+    asks for it), if it has one."""
+    if not data.get("recording_path") or not endpoint.recording_link:
+        return None
+    fmt = endpoint.recording_format
+    expires = int(now + endpoint.link_ttl)
+    signature = ""
+    if endpoint.link_secret:
+        signature = link_signature(endpoint.link_secret, int(data["id"]), fmt, expires)
+    return endpoint.recording_link.format(
+        id=data["id"], format=fmt, expires=expires, signature=signature
+    )
+
+
 class JsonWebhook:
-    """Generic webhook: POST {event, idempotency_key, occurred_at, data} signed with HMAC."""
+    """Generic webhook: POST {type, timestamp, event, idempotency_key, occurred_at, data},
+    signed per Standard Webhooks (and with the legacy header for one release)."""
 
     events = CALL_EVENTS | TASK_EVENTS
 
     def render(
-        self, endpoint: CrmEndpoint, event: OutboxEvent, remote_ref: str | None
+        self, endpoint: CrmEndpoint, event: OutboxEvent, attempt: Attempt
     ) -> HttpRequest | None:
-        body = _json(
+        data = event.payload
+        if event.event_type in CALL_EVENTS:
+            link = recording_url(endpoint, data, attempt.now)
+            if link is not None:
+                data = {**data, "recording_url": link}
+        occurred = event.occurred_at.isoformat()
+        body = to_json(
             {
+                "type": event.event_type,
+                "timestamp": occurred,
                 "event": event.event_type,
                 "idempotency_key": event.idempotency_key,
-                "occurred_at": event.occurred_at.isoformat(),
-                "data": _with_recording_url(endpoint, event),
+                "occurred_at": occurred,
+                "data": data,
             }
         )
         headers = {
@@ -121,181 +253,21 @@ class JsonWebhook:
             "Idempotency-Key": event.idempotency_key,
             "X-Callcenter-Event": event.event_type,
         }
-        if endpoint.secret:
-            headers[SIGNATURE_HEADER] = sign_body(endpoint.secret, body)
+        secrets = endpoint.signing_secrets
+        if secrets:
+            headers.update(
+                webhooks.sign_headers(secrets, event.idempotency_key, int(attempt.now), body)
+            )
+            if endpoint.legacy_signature:
+                headers[SIGNATURE_HEADER] = sign_body(secrets[0], body)
         return HttpRequest("POST", endpoint.url, headers, body)
 
-    def remote_ref(self, event: OutboxEvent, body: bytes) -> str | None:
-        return None
-
-
-def _with_recording_url(endpoint: CrmEndpoint, event: OutboxEvent) -> Mapping[str, Any]:
-    data = event.payload
-    if event.event_type in CALL_EVENTS and data.get("recording_path") and endpoint.recording_link:
-        return {**data, "recording_url": endpoint.recording_link.format(id=data["id"])}
-    return data
-
-
-# amoCRM API v4 call_status codes (CallInterface in amoCRM's PHP client).
-AMO_LEFT_MESSAGE = 1
-AMO_CALL_LATER = 2
-AMO_NOT_IN_PLACE = 3
-AMO_CONVERSATION = 4
-AMO_WRONG_NUMBER = 5
-AMO_NOT_REACHED = 6
-AMO_BUSY = 7
-AMO_UNDEFINED = 8
-AMO_TASK_TYPE_CALL = 1
-"""amoCRM's predefined task type "call" (2 is "meeting")."""
-
-_AMO_STATUS = {
-    "answered": AMO_CONVERSATION,
-    "voicemail": AMO_LEFT_MESSAGE,
-    "busy": AMO_BUSY,
-    "missed": AMO_NOT_REACHED,
-    "no-answer": AMO_NOT_REACHED,
-    "abandoned": AMO_NOT_REACHED,
-    "cancelled": AMO_NOT_REACHED,
-    "unavailable": AMO_NOT_IN_PLACE,
-}
-# SIP statuses saying the number itself is wrong (404 Not Found, 484 Address Incomplete,
-# 604 Does Not Exist Anywhere).
-_WRONG_NUMBER = {404, 484, 604}
-_AMO_RESULT = {
-    "answered": "Conversation",
-    "voicemail": "Left a message",
-    "busy": "Busy",
-    "unavailable": "No agent available",
-}
-
-
-def amo_call_status(outcome: str, sip_status: int | None) -> int:
-    """amoCRM call_status for one of our outcomes."""
-    if outcome in _AMO_STATUS:
-        return _AMO_STATUS[outcome]
-    if sip_status in _WRONG_NUMBER:
-        return AMO_WRONG_NUMBER
-    return AMO_UNDEFINED
-
-
-class AmoCrmAdapter:
-    """amoCRM API v4: finished calls to POST /api/v4/calls, tasks to /api/v4/tasks."""
-
-    events = frozenset({"call.ended"}) | TASK_EVENTS
-
-    def render(
-        self, endpoint: CrmEndpoint, event: OutboxEvent, remote_ref: str | None
-    ) -> HttpRequest | None:
-        data = event.payload
-        base = endpoint.url.rstrip("/")
-        if event.event_type == "call.ended":
-            call = self._call(endpoint, event)
-            return (
-                None
-                if call is None
-                else self._request(endpoint, "POST", base + "/api/v4/calls", [call], event)
-            )
-        if event.event_type in ("task.created", "task.updated"):
-            task: dict[str, Any] = {
-                "text": data["text"] or f"Call back {data['contact_phone']}",
-                "complete_till": int(datetime.fromisoformat(data["due_at"]).timestamp()),
-                "task_type_id": AMO_TASK_TYPE_CALL,
-            }
-            user = endpoint.user_map.get(data.get("assignee") or "")
-            if user is not None:
-                task["responsible_user_id"] = user
-            if remote_ref is not None:
-                task["id"] = int(remote_ref)
-                return self._request(endpoint, "PATCH", base + "/api/v4/tasks", [task], event)
-            # Created before this endpoint knew it (or its creation was dead-lettered): create.
-            task["request_id"] = event.idempotency_key
-            return self._request(endpoint, "POST", base + "/api/v4/tasks", [task], event)
-        if event.event_type in ("task.done", "task.cancelled"):
-            if remote_ref is None:
-                return None
-            result = "Done" if event.event_type == "task.done" else "Cancelled"
-            task = {"id": int(remote_ref), "is_completed": True, "result": {"text": result}}
-            return self._request(endpoint, "PATCH", base + "/api/v4/tasks", [task], event)
-        return None
-
-    def _call(self, endpoint: CrmEndpoint, event: OutboxEvent) -> dict[str, Any] | None:
-        data = event.payload
-        direction = data["direction"]
-        if direction not in ("inbound", "outbound"):
-            return None  # amoCRM logs calls with customers only
-        phone = data.get("contact_phone") or (
-            data["from_number"] if direction == "inbound" else data["to_number"]
-        )
-        outcome = data["outcome"]
-        result = _AMO_RESULT.get(outcome, "Not reached")
-        if outcome == "answered" and data.get("agent"):
-            result += f" ({data['agent']})"
-        call: dict[str, Any] = {
-            "direction": direction,
-            "uniq": event.idempotency_key,
-            "duration": round(data.get("talk_seconds") or 0),
-            "source": endpoint.source,
-            "phone": phone,
-            "call_result": result,
-            "call_status": amo_call_status(outcome, data.get("sip_status")),
-            "created_at": int(datetime.fromisoformat(data["started_at"]).timestamp()),
-        }
-        if data.get("recording_path") and endpoint.recording_link:
-            call["link"] = endpoint.recording_link.format(id=data["id"])
-        user = endpoint.user_map.get(data.get("agent") or "")
-        if user is not None:
-            call["responsible_user_id"] = user
-        return call
-
-    def _request(
-        self, endpoint: CrmEndpoint, method: str, url: str, items: list[Any], event: OutboxEvent
-    ) -> HttpRequest:
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {endpoint.secret}",
-            "Idempotency-Key": event.idempotency_key,
-        }
-        return HttpRequest(method, url, headers, _json(items))
-
-    def remote_ref(self, event: OutboxEvent, body: bytes) -> str | None:
-        if event.event_type not in TASK_EVENTS:
-            return None
-        try:
-            task_id = json.loads(body)["_embedded"]["tasks"][0]["id"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            logger.warning("amoCRM answer to %s carries no task id", event.idempotency_key)
-            return None
-        return str(task_id)
-
-
-DEFAULT_ADAPTERS: Mapping[str, CrmAdapter] = MappingProxyType(
-    {"webhook": JsonWebhook(), "amocrm": AmoCrmAdapter()}
-)
-"""The shipped adapters by CrmEndpoint.kind (read-only; pass your own mapping to add kinds)."""
-
-
-def subscribed(
-    endpoints: tuple[CrmEndpoint, ...], adapters: Mapping[str, CrmAdapter], event_type: str
-) -> list[str]:
-    """Names of the endpoints that take `event_type`."""
-    names = []
-    for endpoint in endpoints:
-        wanted = endpoint.events if endpoint.events is not None else adapters[endpoint.kind].events
-        if event_type in wanted:
-            names.append(endpoint.name)
-    return names
-
-
-def check_endpoints(endpoints: tuple[CrmEndpoint, ...], adapters: Mapping[str, CrmAdapter]) -> None:
-    """Raise ValueError for unknown kinds, duplicate names or empty URLs (config errors)."""
-    names = [e.name for e in endpoints]
-    if len(set(names)) != len(names):
-        raise ValueError(f"duplicate CRM endpoint names in {names}")
-    for endpoint in endpoints:
-        if endpoint.kind not in adapters:
-            raise ValueError(
-                f"CRM endpoint {endpoint.name!r}: unknown kind {endpoint.kind!r}"
-                f" (one of {', '.join(sorted(adapters))})"
-            )
-        if not endpoint.url.startswith(("http://", "https://")):
-            raise ValueError(f"CRM endpoint {endpoint.name!r}: url must be http(s)")
+    def classify(
+        self,
+        endpoint: CrmEndpoint,
+        event: OutboxEvent,
+        attempt: Attempt,
+        status: int,
+        body: bytes,
+    ) -> Outcome:
+        return http_outcome(status, body)

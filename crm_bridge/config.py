@@ -16,11 +16,14 @@ class CrmEndpoint:
     name: str
     """Unique name; delivery state is kept per (event, name), so renaming starts afresh."""
     kind: str
-    """Adapter: "webhook" (generic signed JSON) or "amocrm" (amoCRM API v4 calls/tasks)."""
+    """Adapter: "webhook" (generic signed JSON), "amocrm" (amoCRM API v4) or "bitrix24"."""
     url: str
-    """Webhook URL, or the amoCRM account base URL (https://example.amocrm.ru)."""
+    """Webhook URL; the amoCRM account base URL (https://example.amocrm.ru); the Bitrix24
+    portal (https://example.bitrix24.ru) or its incoming-webhook URL
+    (https://example.bitrix24.ru/rest/1/<code>/)."""
     secret: str = ""
-    """HMAC-SHA256 key of the webhook signature; for amoCRM the long-lived access token."""
+    """Webhook: the signing secret (`whsec_<base64>` or plain text). amoCRM: a long-lived
+    access token (when not using OAuth)."""
     timeout: float = 10.0
     """Seconds for one delivery attempt (connect + response) before it counts as failed."""
     events: frozenset[str] | None = None
@@ -29,10 +32,56 @@ class CrmEndpoint:
     user_map: Mapping[str, int] = field(default_factory=dict)
     """amoCRM: agent extension -> amoCRM user id, for responsible_user_id."""
     recording_link: str | None = None
-    """URL template of a call's recording, `{id}` = call row id, e.g.
-    "https://pbx.example.com/calls/{id}/recording"; None sends no link."""
+    """URL template of a call's recording: `{id}` (call row id), `{format}`, `{expires}` and
+    `{signature}` (a signed link that plays without an API key until it expires), e.g.
+    "https://pbx.example.com/recordings/{id}.{format}?expires={expires}&signature={signature}";
+    None sends no link."""
+    recording_format: str = "wav"
+    """`{format}` of the link: "wav" (the master) or "mp3" (for CRM players; the engine
+    encodes it on first request when an MP3 encoder is installed)."""
+    link_secret: str = ""
+    """Key of link signatures (`[crm] link_secret`, the same on every node)."""
+    link_ttl: float = 30 * 86400.0
+    """Seconds a signed link works after the delivery attempt that made it."""
     source: str = "callcenter"
     """amoCRM: the `source` field of call records."""
+    old_secrets: tuple[str, ...] = ()
+    """Webhook: secrets being rotated out; requests carry a signature with each as well."""
+    legacy_signature: bool = True
+    """Webhook: also send the pre-Standard-Webhooks `X-Callcenter-Signature` header (kept for
+    one release)."""
+    oauth: OAuthClient | None = None
+    """amoCRM / Bitrix24 local app: OAuth 2.0 client; tokens live in PostgreSQL."""
+    rate_limit: float | None = None
+    """Requests per second to this endpoint's account (None: the kind's default: amoCRM 7,
+    Bitrix24 2, webhook unlimited)."""
+    burst: int | None = None
+    """Requests the limiter lets through at once (None: the kind's default)."""
+
+    @property
+    def signing_secrets(self) -> tuple[str, ...]:
+        """The current secret, then the ones being rotated out."""
+        return tuple(s for s in (self.secret, *self.old_secrets) if s)
+
+    @property
+    def account(self) -> str:
+        """Key of the CRM account (rate limits and OAuth tokens are per account): the URL's
+        scheme and host."""
+        scheme, _, rest = self.url.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """An OAuth 2.0 client registered with the CRM (amoCRM integration, Bitrix24 local app)."""
+
+    client_id: str
+    client_secret: str
+    redirect_uri: str = ""
+    """amoCRM wants the integration's redirect URI on every token request."""
+    token_url: str | None = None
+    """Token endpoint; None: the kind's default (amoCRM `<account>/oauth2/access_token`,
+    Bitrix24 `https://oauth.bitrix.info/oauth/token/`)."""
 
 
 @dataclass(frozen=True)

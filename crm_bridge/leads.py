@@ -907,8 +907,9 @@ class PgLeadStore:
 
     @staticmethod
     async def _check_zones(conn: asyncpg.Connection, zones: Sequence[str]) -> None:
-        """Refuse zones PostgreSQL does not know: one would break every claim of the campaign."""
-        wanted = sorted(set(zones))
+        """Refuse zones PostgreSQL does not know: one would break every claim of the campaign.
+        A lead's tz may list several zones joined with ","."""
+        wanted = sorted({name.strip() for tz in zones for name in tz.split(",")})
         known = await conn.fetch(
             "SELECT name FROM pg_timezone_names WHERE name = ANY ($1::text[])", wanted
         )

@@ -16,8 +16,9 @@ from typing import Any
 
 import asyncpg
 
-from .adapters import DEFAULT_ADAPTERS, CrmAdapter, subscribed
+from .adapters import CrmAdapter
 from .config import CrmEndpoint
+from .kinds import DEFAULT_ADAPTERS, subscribed
 
 logger = logging.getLogger(__name__)
 

@@ -8,12 +8,18 @@ are sent again later with the same idempotency key; two workers never hold the s
 Only the head of each (endpoint, aggregate) chain is claimable: event 2 of a call is not sent
 before event 1 of that call is delivered (or dead-lettered).
 
-Answers: 2xx delivered. 408, 429, 5xx, timeouts and refused connections are retried with
-exponential backoff and jitter until the event is `max_age` old, then dead-lettered. 401/403
-are retried too: they say our credentials are wrong, not the event, and fixing the config
-must let the backlog through. Any other 4xx (and 3xx) is permanent: the receiver understood
-and refused this event, so it is dead-lettered at once instead of blocking its aggregate for
-days; the events after it then proceed.
+Each endpoint's adapter renders the request(s) for an event and classifies each answer
+(status and body): delivered, retry, dead, or "next" (a further request for the same event, such
+as posting a call after looking its contact up). The remote ids an adapter learns are stored
+with the delivery (JSON in `remote_ref`) whatever the verdict, and handed to later attempts and
+later events of the same aggregate; a task's deliveries also see its call's ids (`related`).
+
+Answers, unless the adapter reads more into the body: 2xx delivered. 408, 429, 5xx, timeouts
+and refused connections are retried with exponential backoff and jitter until the event is
+`max_age` old, then dead-lettered. 401/403 are retried too: they say our credentials are
+wrong, not the event, and fixing the config must let the backlog through. Any other 4xx (and
+3xx) is permanent: the receiver understood and refused this event, so it is dead-lettered at
+once instead of blocking its aggregate for days; the events after it then proceed.
 """
 
 from __future__ import annotations
@@ -25,36 +31,56 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from enum import Enum
 from typing import Any
 
 import aiohttp
 import asyncpg
 
-from .adapters import DEFAULT_ADAPTERS, CrmAdapter, HttpRequest, OutboxEvent, check_endpoints
+from .adapters import (
+    Attempt,
+    CrmAdapter,
+    HttpRequest,
+    OutboxEvent,
+    Outcome,
+    Verdict,
+    classify_status,
+)
 from .config import CrmEndpoint, RetryPolicy
+from .kinds import DEFAULT_ADAPTERS, DEFAULT_RATES, check_endpoints
+from .oauth import OAuthError, TokenStore
+from .ratelimit import RateLimiter, limiter
 
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "crm_outbox"
 _MAX_ERROR = 500
 _MAX_BODY = 1 << 20
+_THROTTLE_PAUSE = 1.0
+"""Seconds an account's requests pause after a "too many requests" without Retry-After."""
+MAX_BATCH = 50
+"""Items per batched request (amoCRM takes up to 50 per call or task batch)."""
+_MAX_STEPS = 8
+"""Requests one attempt may make for one event (lookup, create, link...)."""
 
 _PENDING = "d.delivered_at IS NULL AND d.dead_at IS NULL"
-# Head of its chain: nothing earlier for the same endpoint and aggregate is still pending.
+# Head of its chain: nothing earlier for the same endpoint and aggregate is still pending, nor
+# for the call a task came from (the CRM files the task under what the call created).
 _HEAD = (
     "NOT EXISTS (SELECT 1 FROM outbox_deliveries p WHERE p.endpoint = d.endpoint"
-    " AND p.aggregate = d.aggregate AND p.event_id < d.event_id"
-    " AND p.delivered_at IS NULL AND p.dead_at IS NULL)"
+    " AND p.aggregate IN (d.aggregate, 'call/' || (e.payload->>'created_from_call'))"
+    " AND p.event_id < d.event_id AND p.delivered_at IS NULL AND p.dead_at IS NULL)"
 )
 _CLAIM = (
     "SELECT d.event_id, d.endpoint, d.attempts, e.aggregate, e.event_type, e.payload,"
     " e.idempotency_key, e.occurred_at, e.created_at,"
     " (SELECT r.remote_ref FROM outbox_deliveries r WHERE r.endpoint = d.endpoint"
-    "  AND r.aggregate = d.aggregate AND r.event_id < d.event_id AND r.remote_ref IS NOT NULL"
-    "  ORDER BY r.event_id DESC LIMIT 1) AS remote_ref"
+    "  AND r.aggregate = d.aggregate AND r.event_id <= d.event_id AND r.remote_ref IS NOT NULL"
+    "  ORDER BY r.event_id DESC LIMIT 1) AS remote_ref,"
+    " (SELECT r.remote_ref FROM outbox_deliveries r WHERE r.endpoint = d.endpoint"
+    "  AND r.aggregate = 'call/' || (e.payload->>'created_from_call')"
+    "  AND r.remote_ref IS NOT NULL ORDER BY r.event_id DESC LIMIT 1) AS related_ref"
     " FROM outbox_deliveries d JOIN outbox e ON e.id = d.event_id"
     f" WHERE d.endpoint = ANY($1::text[]) AND {_PENDING} AND d.next_attempt_at <= $2"
     f" AND {_HEAD}"
@@ -62,7 +88,7 @@ _CLAIM = (
     " FOR UPDATE OF d SKIP LOCKED"
 )
 _NEXT_DUE = (
-    "SELECT min(d.next_attempt_at) FROM outbox_deliveries d"
+    "SELECT min(d.next_attempt_at) FROM outbox_deliveries d JOIN outbox e ON e.id = d.event_id"
     f" WHERE d.endpoint = ANY($1::text[]) AND {_PENDING} AND d.next_attempt_at > $2 AND {_HEAD}"
 )
 _RECORD = (
@@ -71,23 +97,6 @@ _RECORD = (
     " remote_ref = COALESCE($8, remote_ref)"
     " WHERE event_id = $1 AND endpoint = $2"
 )
-
-
-class Verdict(Enum):
-    """What an attempt's answer means for the delivery."""
-
-    DELIVERED = "delivered"
-    RETRY = "retry"
-    DEAD = "dead"
-
-
-def classify_status(status: int) -> Verdict:
-    """Verdict for an HTTP status (see the module docstring for the reasons)."""
-    if 200 <= status < 300:
-        return Verdict.DELIVERED
-    if status in (401, 403, 408, 429) or status >= 500:
-        return Verdict.RETRY
-    return Verdict.DEAD
 
 
 def backoff_delay(attempts: int, policy: RetryPolicy, rng: random.Random) -> float:
@@ -110,6 +119,14 @@ class WorkerStats:
     """Failed attempts scheduled for retry."""
     dead: int = 0
     """Deliveries dead-lettered."""
+    throttled: int = 0
+    """Answers saying we sent too fast (429, QUERY_LIMIT_EXCEEDED)."""
+    batched: int = 0
+    """Requests that went out inside a batch with others."""
+
+
+_Answer = tuple[int, bytes, float | None]
+"""An HTTP answer: status, body, Retry-After seconds."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +135,7 @@ class _Claim:
     endpoint: CrmEndpoint
     attempts: int
     created_at: datetime
-    remote_ref: str | None
+    refs: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -126,7 +143,8 @@ class _Result:
     verdict: Verdict
     sent: bool
     error: str | None = None
-    remote_ref: str | None = None
+    refs: dict[str, Any] | None = None
+    """Every remote id known after the attempt, when it learned any."""
     retry_after: float | None = None
 
 
@@ -164,6 +182,34 @@ class OutboxWorker:
         self._listener: Any = None
         self._stopping = False
         self.stats = WorkerStats()
+        self._tokens: TokenStore | None = None
+        self._buckets: dict[tuple[str, str], RateLimiter] = {}
+        self._open_batches: dict[
+            tuple[str, str], list[tuple[HttpRequest, asyncio.Future[_Answer | str] | None]]
+        ] = {}
+        for endpoint in endpoint_list:
+            self._bucket(endpoint)
+
+    def _bucket(self, endpoint: CrmEndpoint) -> RateLimiter | None:
+        """The rate limiter of the endpoint's account (shared by endpoints of one account)."""
+        rate, burst = DEFAULT_RATES.get(endpoint.kind, (None, None))
+        rate = endpoint.rate_limit or rate
+        if rate is None:
+            return None
+        key = (endpoint.kind, endpoint.account)
+        if key not in self._buckets:
+            size = endpoint.burst or burst or max(1, int(rate))
+            self._buckets[key] = limiter(rate, size)
+        return self._buckets[key]
+
+    @property
+    def tokens(self) -> TokenStore:
+        """The OAuth token store (made with the worker's HTTP session)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        if self._tokens is None:
+            self._tokens = TokenStore(self._pool, self._session, now=self._now)
+        return self._tokens
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -296,6 +342,12 @@ class OutboxWorker:
             await conn.executemany(
                 _RECORD, [self._record(c, r) for c, r in zip(claims, results, strict=True)]
             )
+            owners = [_owner(c, r) for c, r in zip(claims, results, strict=True)]
+            owners = [o for o in owners if o is not None]
+            if owners:
+                # The CRM says who is responsible for the contact: our inbound routing and
+                # callback tasks follow it.
+                await conn.executemany(_SET_RESPONSIBLE, owners)
         return len(rows)
 
     def _claim(self, row: Mapping[str, Any]) -> _Claim:
@@ -307,32 +359,102 @@ class OutboxWorker:
             idempotency_key=row["idempotency_key"],
             occurred_at=row["occurred_at"],
         )
+        refs = _load_refs(row["remote_ref"])
+        related = _load_refs(row["related_ref"])
+        if related:
+            refs.setdefault("related", related)
         return _Claim(
-            event,
-            self._endpoints[row["endpoint"]],
-            row["attempts"],
-            row["created_at"],
-            row["remote_ref"],
+            event, self._endpoints[row["endpoint"]], row["attempts"], row["created_at"], refs
         )
 
     async def _attempt(self, claim: _Claim) -> _Result:
         endpoint, event = claim.endpoint, claim.event
         adapter = self._adapters[endpoint.kind]
-        try:
-            request = adapter.render(endpoint, event, claim.remote_ref)
-        except Exception as exc:
-            # A payload this adapter cannot express will not get better by waiting.
-            logger.exception(
-                "%s: cannot render %s %s", endpoint.name, event.event_type, event.idempotency_key
-            )
-            return _Result(Verdict.DEAD, False, f"render: {exc!r}"[:_MAX_ERROR])
-        if request is None:
-            return _Result(Verdict.DELIVERED, False)
-        return await self._send(endpoint, event, request, adapter)
+        refs = dict(claim.refs)
+        learned = False
+        sent = False
+        token = None
+        refreshed = False
+        if endpoint.oauth is not None:
+            try:
+                token = await self.tokens.access_token(endpoint)
+            except OAuthError as exc:
+                return _Result(Verdict.RETRY, False, f"oauth: {exc}"[:_MAX_ERROR])
+        for _ in range(_MAX_STEPS):
+            attempt = Attempt(self._now(), claim.attempts, refs, token)
+            try:
+                request = adapter.render(endpoint, event, attempt)
+            except Exception as exc:
+                # A payload this adapter cannot express will not get better by waiting.
+                logger.exception(
+                    "%s: cannot render %s %s",
+                    endpoint.name,
+                    event.event_type,
+                    event.idempotency_key,
+                )
+                return _Result(Verdict.DEAD, sent, f"render: {exc!r}"[:_MAX_ERROR])
+            if request is None:
+                return _Result(Verdict.DELIVERED, sent, refs=_own(refs) if learned else None)
+            sent = True
+            outcome, status = await self._send(endpoint, event, request, adapter, attempt)
+            if status == 401 and token is not None and not refreshed:
+                # Revoked or expired early: refresh once (or take another node's refresh).
+                refreshed = True
+                try:
+                    token = await self.tokens.access_token(endpoint, stale=token)
+                except OAuthError as exc:
+                    return _Result(Verdict.RETRY, sent, f"oauth: {exc}"[:_MAX_ERROR])
+                continue
+            if outcome.refs:
+                refs.update(outcome.refs)
+                learned = True
+            if outcome.verdict is not Verdict.NEXT:
+                error = None if outcome.error is None else outcome.error[:_MAX_ERROR]
+                return _Result(
+                    outcome.verdict,
+                    sent,
+                    error,
+                    _own(refs) if learned else None,
+                    outcome.retry_after,
+                )
+        return _Result(Verdict.DEAD, sent, f"more than {_MAX_STEPS} requests for one event")
 
     async def _send(
-        self, endpoint: CrmEndpoint, event: OutboxEvent, request: HttpRequest, adapter: CrmAdapter
-    ) -> _Result:
+        self,
+        endpoint: CrmEndpoint,
+        event: OutboxEvent,
+        request: HttpRequest,
+        adapter: CrmAdapter,
+        attempt: Attempt,
+    ) -> tuple[Outcome, int | None]:
+        bucket = self._bucket(endpoint)
+        batch_key = getattr(adapter, "batch_key", None)
+        # Retries go alone: a batch refused for one bad item must not refuse it again.
+        key = None if batch_key is None or attempt.attempts else batch_key(endpoint, request)
+        if key is None:
+            if bucket is not None:
+                await bucket.acquire()
+            answer = await self._exchange(endpoint, request)
+        else:
+            answer = await self._batched(endpoint, adapter, key, request, bucket)
+        if isinstance(answer, str):
+            return Outcome(Verdict.RETRY, error=answer), None
+        status, body, retry_after = answer
+        try:
+            outcome = adapter.classify(endpoint, event, attempt, status, body)
+        except Exception as exc:
+            logger.exception("%s: cannot read the answer to %s", endpoint.name, request.url)
+            return Outcome(Verdict.RETRY, error=f"classify: {exc!r}"), status
+        if outcome.retry_after is None and retry_after is not None:
+            outcome = replace(outcome, retry_after=retry_after)
+        if outcome.throttled:
+            self.stats.throttled += 1
+            if bucket is not None:
+                bucket.pause(outcome.retry_after or _THROTTLE_PAUSE)
+        return outcome, status
+
+    async def _exchange(self, endpoint: CrmEndpoint, request: HttpRequest) -> _Answer | str:
+        """One HTTP request: (status, body, Retry-After), or why there was no answer."""
         assert self._session is not None
         self.stats.attempts += 1
         try:
@@ -345,15 +467,78 @@ class OutboxWorker:
                 allow_redirects=False,
             ) as response:
                 body = await response.content.read(_MAX_BODY)
-                status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                return response.status, body, _retry_after(response.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return _Result(Verdict.RETRY, True, f"{type(exc).__name__}: {exc}"[:_MAX_ERROR])
-        verdict = classify_status(status)
-        if verdict is Verdict.DELIVERED:
-            return _Result(verdict, True, remote_ref=adapter.remote_ref(event, body))
-        error = f"HTTP {status}: {body[:200].decode(errors='replace')}"[:_MAX_ERROR]
-        return _Result(verdict, True, error, retry_after=retry_after)
+            return f"{type(exc).__name__}: {exc}"
+
+    async def _batched(
+        self,
+        endpoint: CrmEndpoint,
+        adapter: Any,
+        key: str,
+        request: HttpRequest,
+        bucket: RateLimiter | None,
+    ) -> _Answer | str:
+        """Send `request` together with others of the same kind to the same account: the first
+        one waits for the rate limiter, the ones rendered meanwhile join it (up to
+        MAX_BATCH), and the adapter splits the answer back per request. Under no rate pressure
+        a request goes alone, at once."""
+        slot = (endpoint.name, key)
+        group = self._open_batches.get(slot)
+        if group is not None and len(group) < MAX_BATCH:
+            future: asyncio.Future[_Answer | str] = asyncio.get_running_loop().create_future()
+            group.append((request, future))
+            return await future
+        group = [(request, None)]
+        self._open_batches[slot] = group
+        try:
+            return await self._lead_batch(endpoint, adapter, slot, group, bucket)
+        except BaseException:
+            for _, waiter in group[1:]:
+                if waiter is not None and not waiter.done():
+                    waiter.set_result("the batch was not sent (worker stopping)")
+            raise
+
+    async def _lead_batch(
+        self,
+        endpoint: CrmEndpoint,
+        adapter: Any,
+        slot: tuple[str, str],
+        group: list[tuple[HttpRequest, asyncio.Future[_Answer | str] | None]],
+        bucket: RateLimiter | None,
+    ) -> _Answer | str:
+        try:
+            if bucket is not None:
+                await bucket.acquire()
+        finally:
+            if self._open_batches.get(slot) is group:
+                del self._open_batches[slot]
+        request = group[0][0]
+        requests = [r for r, _ in group]
+        if len(requests) == 1:
+            answers: list[_Answer | str] = [await self._exchange(endpoint, request)]
+        else:
+            self.stats.batched += len(requests)
+            merged = await self._exchange(endpoint, adapter.merge(endpoint, requests))
+            if isinstance(merged, str):
+                answers = [merged] * len(requests)
+            elif classify_status(merged[0]) is Verdict.DEAD:
+                # One bad item refuses the whole batch: each is retried alone (retries never
+                # batch), so only the bad one is dead-lettered.
+                refused = f"HTTP {merged[0]} for a batch of {len(requests)}: retried alone"
+                answers = [refused] * len(requests)
+            else:
+                status, body, retry_after = merged
+                try:
+                    parts = adapter.split(endpoint, requests, status, body)
+                except Exception as exc:
+                    logger.exception("%s: cannot split a batched answer", endpoint.name)
+                    parts = [f"split: {exc!r}"] * len(requests)
+                answers = [p if isinstance(p, str) else (status, p, retry_after) for p in parts]
+        for (_, waiter), answer in zip(group[1:], answers[1:], strict=True):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(answer)
+        return answers[0]
 
     def _record(self, claim: _Claim, result: _Result) -> tuple[Any, ...]:
         now = self._now()
@@ -402,8 +587,41 @@ class OutboxWorker:
             next_at,
             delivered_at,
             dead_at,
-            result.remote_ref,
+            None if result.refs is None else json.dumps(result.refs, sort_keys=True),
         )
+
+
+_SET_RESPONSIBLE = (
+    "UPDATE contacts SET responsible = $2 WHERE phone = $1 AND responsible IS DISTINCT FROM $2"
+)
+
+
+def _owner(claim: _Claim, result: _Result) -> tuple[str, str] | None:
+    """(contact phone, extension) when the CRM named the contact's responsible user and the
+    endpoint's user_map knows that user."""
+    user = (result.refs or {}).get("responsible_user_id")
+    phone = claim.event.payload.get("contact_phone")
+    if user is None or not phone:
+        return None
+    by_user = {v: k for k, v in claim.endpoint.user_map.items() if k != "*"}
+    extension = by_user.get(int(user))
+    return None if extension is None else (str(phone), extension)
+
+
+def _own(refs: dict[str, Any]) -> dict[str, Any]:
+    """Refs to store with a delivery: its own, not the related call's."""
+    return {k: v for k, v in refs.items() if k != "related"}
+
+
+def _load_refs(text: str | None) -> dict[str, Any]:
+    """Stored refs: a JSON object; older rows hold a bare id (the amoCRM task id)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"ref": text}
+    return value if isinstance(value, dict) else {"ref": str(value), "task_id": value}
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -1,14 +1,19 @@
-"""Phone numbers to E.164 (+ country code + national number, at most 15 digits), stdlib only.
+"""Phone numbers to E.164 (+ country code + national number, at most 15 digits).
 
 Accepts what people and carriers write: `+44 20 7946 0958`, `0044 (20) 7946-0958`,
-`tel:+1-201-555-0123`, and national numbers (`020 7946 0958`, `8 915 123-45-67`) completed with
-a default country code after dropping the national trunk prefix.
+`tel:+1-201-555-0123`, and national numbers (`020 7946 0958`, `8 915 123-45-67`,
+`06 30 123 4567`) completed with a default country code. National numbers go through
+libphonenumber (`phonenumbers`), which knows each country's trunk prefix and number lengths;
+what it finds impossible falls back to the generic rules below (trunk prefix "0", NANP and +7
+lengths), which also give the error messages.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+
+import phonenumbers
 
 from .errors import PhoneNumberError
 
@@ -58,7 +63,7 @@ def normalize_phone(text: str, default_country_code: str) -> str:
     elif digits.startswith("00"):
         number = digits[2:]
     else:
-        number = _national(digits, cc, text)
+        number = _by_region(digits, cc) or _national(digits, cc, text)
     e164 = "+" + number
     if not E164.match(e164):
         if len(number) > 15:
@@ -67,6 +72,23 @@ def normalize_phone(text: str, default_country_code: str) -> str:
             raise PhoneNumberError(f"phone number {text!r} has no country code after the prefix")
         raise PhoneNumberError(f"phone number {text!r} is too short")
     return e164
+
+
+def _by_region(digits: str, cc: str) -> str | None:
+    """A national number by libphonenumber's rules for the country, without "+"; None when it
+    does not know the country or finds the number impossible there."""
+    region = phonenumbers.region_code_for_country_code(int(cc))
+    if region in ("ZZ", "001"):
+        return None
+    try:
+        parsed = phonenumbers.parse(digits, region)
+    except phonenumbers.NumberParseException:
+        return None
+    # Whole numbers only: a local-only form (555-0123 without its area code) is not one.
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
 
 
 def _national(digits: str, cc: str, text: str) -> str:

@@ -16,10 +16,11 @@ from typing import Any
 
 import asyncpg
 
-from .adapters import CALL_EVENTS, DEFAULT_ADAPTERS, TASK_EVENTS, CrmAdapter, check_endpoints
-from .adapters import subscribed as _subscribed
+from .adapters import CALL_EVENTS, TASK_EVENTS, CrmAdapter
 from .config import CrmEndpoint
 from .errors import Conflict, InvalidInput, NotFound, PhoneNumberError
+from .kinds import DEFAULT_ADAPTERS, check_endpoints
+from .kinds import subscribed as _subscribed
 from .models import (
     DIRECTIONS,
     OUTCOMES,
@@ -210,7 +211,7 @@ class CrmStore:
     ) -> Task | None:
         """Close the call's row. Emits `call.ended` with the whole record. With `callback`,
         also opens (or updates) the contact's callback task in the same transaction and
-        returns it."""
+        returns it (None when the caller withheld the number: nobody to call back)."""
         _check_ended(ended)
         async with self._pool.acquire() as conn, conn.transaction():
             return await self._close_call(conn, call_row_id, ended, callback)
@@ -246,9 +247,14 @@ class CrmStore:
             return None
         return await self._callback_for(conn, record, callback)
 
-    async def _callback_for(self, conn: Any, record: Call, callback: CallbackRequest) -> Task:
+    async def _callback_for(
+        self, conn: Any, record: Call, callback: CallbackRequest
+    ) -> Task | None:
         if record.contact_id is None:
-            raise InvalidInput(f"call {record.id} has no contact to call back")
+            # A withheld or non-numeric caller ID: the call is journaled and its events go
+            # out (supervisors see it among missed calls), but there is no one to call back.
+            logger.info("call %d: caller ID withheld, no callback task", record.id)
+            return None
         return await self._callback_task(
             conn,
             record.contact_id,

@@ -9,11 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+import phonenumbers.timezone
 
 logger = logging.getLogger(__name__)
 
@@ -31,93 +34,47 @@ def check_ring_time(seconds: float) -> float:
 
 # -- time zones ------------------------------------------------------------------------------
 
-# Country calling code -> the zone most of its people live in. Longest prefix wins.
-_COUNTRY_TZ: Mapping[str, str] = {
-    "7": "Europe/Moscow",
-    "76": "Asia/Almaty",  # Kazakhstan shares +7
-    "77": "Asia/Almaty",
-    "20": "Africa/Cairo",
-    "27": "Africa/Johannesburg",
-    "30": "Europe/Athens",
-    "31": "Europe/Amsterdam",
-    "32": "Europe/Brussels",
-    "33": "Europe/Paris",
-    "34": "Europe/Madrid",
-    "36": "Europe/Budapest",
-    "39": "Europe/Rome",
-    "40": "Europe/Bucharest",
-    "41": "Europe/Zurich",
-    "43": "Europe/Vienna",
-    "44": "Europe/London",
-    "45": "Europe/Copenhagen",
-    "46": "Europe/Stockholm",
-    "47": "Europe/Oslo",
-    "48": "Europe/Warsaw",
-    "49": "Europe/Berlin",
-    "51": "America/Lima",
-    "52": "America/Mexico_City",
-    "54": "America/Argentina/Buenos_Aires",
-    "55": "America/Sao_Paulo",
-    "56": "America/Santiago",
-    "57": "America/Bogota",
-    "60": "Asia/Kuala_Lumpur",
-    "61": "Australia/Sydney",
-    "62": "Asia/Jakarta",
-    "63": "Asia/Manila",
-    "64": "Pacific/Auckland",
-    "65": "Asia/Singapore",
-    "66": "Asia/Bangkok",
-    "81": "Asia/Tokyo",
-    "82": "Asia/Seoul",
-    "84": "Asia/Ho_Chi_Minh",
-    "86": "Asia/Shanghai",
-    "90": "Europe/Istanbul",
-    "91": "Asia/Kolkata",
-    "92": "Asia/Karachi",
-    "351": "Europe/Lisbon",
-    "353": "Europe/Dublin",
-    "358": "Europe/Helsinki",
-    "370": "Europe/Vilnius",
-    "371": "Europe/Riga",
-    "372": "Europe/Tallinn",
-    "375": "Europe/Minsk",
-    "380": "Europe/Kyiv",
-    "420": "Europe/Prague",
-    "971": "Asia/Dubai",
-    "972": "Asia/Jerusalem",
-}
+MAX_ZONE_SPREAD = timedelta(hours=3)
+"""Widest spread of UTC offsets across a number's zones that still gets the narrowest common
+window; a wider one (a Russian mobile spans UTC+2 to UTC+12, whose 9-21 windows never meet)
+makes the zone unknown, so the lead's own `tz` or the campaign's zone decides."""
+_UNKNOWN_ZONE = "Etc/Unknown"
+_SPREAD_REFERENCE = (datetime(2026, 1, 15, 12, tzinfo=UTC), datetime(2026, 7, 15, 12, tzinfo=UTC))
 
-# North American Numbering Plan: a few big area codes per zone; the rest of +1 is taken as
-# Eastern time, where most of the population lives.
-_NANP_TZ: Mapping[str, str] = {
-    **dict.fromkeys(
-        ("201", "202", "212", "215", "305", "404", "617", "646", "718", "917"), "America/New_York"
-    ),
-    **dict.fromkeys(("416", "437", "514", "613", "647"), "America/Toronto"),
-    **dict.fromkeys(("214", "312", "469", "512", "612", "713", "773", "832"), "America/Chicago"),
-    **dict.fromkeys(("303", "720", "801"), "America/Denver"),
-    **dict.fromkeys(("480", "602"), "America/Phoenix"),
-    **dict.fromkeys(
-        ("206", "213", "310", "408", "415", "619", "650", "702"), "America/Los_Angeles"
-    ),
-    **dict.fromkeys(("604", "778"), "America/Vancouver"),
-    **dict.fromkeys(("403", "587", "780"), "America/Edmonton"),
-    "907": "America/Anchorage",
-    "808": "Pacific/Honolulu",
-}
-_NANP_DEFAULT = "America/New_York"
+
+def zones_for_number(e164: str) -> tuple[str, ...]:
+    """Every IANA zone the number may ring in, by libphonenumber's geographic data (the area
+    code: Vladivostok's +7 423 is Asia/Vladivostok, Sacramento's +1 916 America/Los_Angeles);
+    () when unknown."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return ()
+    zones = phonenumbers.timezone.time_zones_for_number(number)
+    return tuple(z for z in zones if z != _UNKNOWN_ZONE and is_known_zone(z))
 
 
 def timezone_for_number(e164: str) -> str | None:
-    """IANA zone of an E.164 number from its country (and NANP area) code; None if unknown."""
-    digits = e164.lstrip("+")
-    if digits.startswith("1"):
-        return _NANP_TZ.get(digits[1:4], _NANP_DEFAULT)
-    for size in (3, 2, 1):
-        zone = _COUNTRY_TZ.get(digits[:size])
-        if zone is not None:
-            return zone
-    return None
+    """The lead zone of a number: one IANA zone, or several joined with "," when the number
+    spans zones within MAX_ZONE_SPREAD (calls then keep to the narrowest window, the hours
+    that are allowed in every one of them); None when unknown or spread wider."""
+    zones = zones_for_number(e164)
+    if not zones:
+        return None
+    offsets = [
+        at.astimezone(ZoneInfo(z)).utcoffset() or timedelta(0)
+        for z in zones
+        for at in _SPREAD_REFERENCE
+    ]
+    if max(offsets) - min(offsets) > MAX_ZONE_SPREAD:
+        return None
+    return ",".join(zones)
+
+
+def zones(tz: str) -> list[ZoneInfo]:
+    """The zones of a lead's `tz` (one name, or several joined with ","); ValueError naming an
+    unknown one."""
+    return [zone(name.strip()) for name in tz.split(",")]
 
 
 def zone(name: str) -> ZoneInfo:
@@ -129,8 +86,9 @@ def zone(name: str) -> ZoneInfo:
 
 
 def is_known_zone(name: str) -> bool:
+    """Whether `name` (one zone or several joined with ",") names only known zones."""
     try:
-        zone(name)
+        zones(name)
     except ValueError:
         return False
     return True
@@ -164,8 +122,12 @@ class CallingHours:
             raise ValueError(f"calling days must be ISO weekdays 1-7: {sorted(self.days)}")
 
     def allowed(self, now_utc: datetime, tz: str) -> bool:
-        """Whether `now_utc` falls within the hours in zone `tz`."""
-        local = _utc(now_utc).astimezone(zone(tz))
+        """Whether `now_utc` falls within the hours in zone `tz` (in every zone of a
+        ","-joined list: the narrowest window)."""
+        return all(self._allowed_in(now_utc, info) for info in zones(tz))
+
+    def _allowed_in(self, now_utc: datetime, info: ZoneInfo) -> bool:
+        local = _utc(now_utc).astimezone(info)
         wall = local.time().replace(tzinfo=None)
         day = local.isoweekday()
         if self.start < self.end:
@@ -175,20 +137,25 @@ class CallingHours:
         return wall < self.end and (day - 2) % 7 + 1 in self.days
 
     def next_allowed(self, now_utc: datetime, tz: str) -> datetime:
-        """The first instant at or after `now_utc` (UTC) within the hours in zone `tz`."""
+        """The first instant at or after `now_utc` (UTC) within the hours in zone `tz` (in
+        every zone of a ","-joined list). ValueError when the zones' hours never meet."""
         now = _utc(now_utc)
         if self.allowed(now, tz):
             return now
-        info = zone(tz)
-        today = now.astimezone(info).date()
-        for offset in range(9):
-            day = today + timedelta(days=offset)
-            if day.isoweekday() not in self.days:
-                continue
-            opening = self._opening(day, info)
-            if opening > now and self.allowed(opening, tz):
+        # The common window opens when the last of the zones' windows opens.
+        openings = []
+        for info in zones(tz):
+            today = now.astimezone(info).date()
+            for offset in range(9):
+                day = today + timedelta(days=offset)
+                if day.isoweekday() in self.days:
+                    opening = self._opening(day, info)
+                    if opening > now:
+                        openings.append(opening)
+        for opening in sorted(openings):
+            if self.allowed(opening, tz):
                 return opening
-        raise AssertionError("calling hours never open")  # days is never empty
+        raise ValueError(f"the calling hours of {tz} never meet")
 
     def _opening(self, day: date, info: ZoneInfo) -> datetime:
         """UTC instant the hours open on local `day`. When the start time does not exist that
@@ -362,4 +329,7 @@ class Compliance:
         """First instant `lead` may be dialled; None if never (DNC, no consent)."""
         if self.dnc.contains(lead.phone, self.campaign_id) or lead.consent is False:
             return None
-        return self.hours.next_allowed(now_utc, lead.tz or self.default_tz)
+        try:
+            return self.hours.next_allowed(now_utc, lead.tz or self.default_tz)
+        except ValueError:  # the zones' hours never meet
+            return None

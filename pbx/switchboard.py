@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from telephony.aio import Call, MediaError, Peer, TaskSet, UserAgent
+from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
 from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipRequest, SipUri, make_response
@@ -111,6 +111,13 @@ class Switchboard:
         ended; presence; monitor sessions. The journal, recordings, dashboard and campaigns
         subscribe."""
         presence.on_change = lambda ext, state: self.events.publish(PresenceChanged(ext, state))
+        self.first_for: Callable[[str], Awaitable[str | None]] | None = None
+        """Asked the caller's number of an inbound call to a ring group: the extension that
+        rings alone first (the contact's responsible manager, when a member and free), or
+        None for the group's own order."""
+        self.outbound_check: Callable[[str, str], Awaitable[str | None]] | None = None
+        """Asked (extension, number) before an agent's own call to an external number goes out:
+        a reason to refuse it (403: a DNC list, calling hours), or None to let it through."""
         self.on_ivr: IvrHandler | None = None
         """Serves DIDs routed to `ivr:FLOW` (answers, runs the flow, may call transfer());
         it concludes the call's summary itself unless transfer() bridged the call."""
@@ -409,6 +416,24 @@ class Switchboard:
     def _inbound(self, call: Call, did: Did) -> None:
         """A call from a carrier to one of our numbers (IP-authenticated trunk)."""
         caller = _caller_number(call)
+        if self.first_for is not None and did.route.startswith("ringgroup:"):
+            self._track(self._inbound_after_lookup(self.first_for, call, did, caller))
+        else:
+            self._inbound_now(call, did, caller)
+
+    async def _inbound_after_lookup(
+        self, lookup: Callable[[str], Awaitable[str | None]], call: Call, did: Did, caller: str
+    ) -> None:
+        try:
+            first = await lookup(caller)
+        except Exception:
+            logger.exception("call %s: responsible lookup failed; the group's order", caller)
+            first = None
+        if call.state not in (LegState.INCOMING, LegState.RINGING):
+            return  # the caller gave up during the lookup
+        self._inbound_now(call, did, caller, first)
+
+    def _inbound_now(self, call: Call, did: Did, caller: str, first: str | None = None) -> None:
         now = self.ua.loop.time()
         summary = CallSummary(call.call_id, caller, did.number, datetime.now(UTC))
         summary.direction, summary.did, summary.customer = "inbound", did.number, caller
@@ -450,6 +475,12 @@ class Switchboard:
                     now,
                 )
             )
+            if first in group.members and first in reachable and not self.busy(first):
+                # The contact's responsible manager rings alone first, then the group.
+                alone = HuntStep(tuple(Target(first, b) for b in reachable[first]),
+                                 group.member_timeout)  # fmt: skip
+                steps = [alone, *steps]
+                logger.info("call %s: %s (responsible) rings first", call.call_id, first)
         else:
             logger.warning(
                 "DID %s routes to %s, which this engine cannot serve yet", did.number, did.route
@@ -494,7 +525,34 @@ class Switchboard:
         return None
 
     def _outbound(self, call: Call, caller: str, number: str) -> None:
-        """An agent dials an external number: out through the first trunk that can take it."""
+        """An agent dials an external number: out through the first trunk that can take it,
+        once `outbound_check` (when set) lets it."""
+        if self.outbound_check is None:
+            self._outbound_now(call, caller, number)
+        else:
+            self._track(self._checked_outbound(self.outbound_check, call, caller, number))
+
+    async def _checked_outbound(
+        self,
+        check: Callable[[str, str], Awaitable[str | None]],
+        call: Call,
+        caller: str,
+        number: str,
+    ) -> None:
+        try:
+            refusal = await check(caller, number)
+        except Exception:
+            logger.exception("outbound check of %s -> %s failed; refusing", caller, number)
+            refusal = "the outbound check failed"
+        if call.state not in (LegState.INCOMING, LegState.RINGING):
+            return  # the caller gave up while we checked: nothing to refuse or place
+        if refusal is not None:
+            logger.info("%s may not dial %s: %s", caller, number, refusal)
+            self._refuse(call, caller, number, 403, "rejected")
+            return
+        self._outbound_now(call, caller, number)
+
+    def _outbound_now(self, call: Call, caller: str, number: str) -> None:
         route = self._trunk_route(number)
         if route is None:
             self._refuse(call, caller, number, 404, "failed")

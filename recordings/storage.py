@@ -67,8 +67,8 @@ class RecordingStore:
         """Delete recordings of every day before ``now - retention_days``; return the files.
 
         A day is kept whole until all of it is past retention, so a recording is kept at least
-        ``retention_days``. Only ``*.wav`` files in ``YYYY/MM/DD`` folders are touched; emptied
-        day, month and year folders are removed.
+        ``retention_days``. Only ``*.wav`` files (and their ``.mp3`` copies) in ``YYYY/MM/DD``
+        folders are touched; emptied day, month and year folders are removed.
         """
         if self.retention_days is None or not self.root.is_dir():
             return []
@@ -80,6 +80,8 @@ class RecordingStore:
             for file in sorted(folder.glob(f"*{SUFFIX}")):
                 try:
                     file.unlink()
+                    # An MP3 copy made for a CRM player goes with its master.
+                    file.with_suffix(".mp3").unlink(missing_ok=True)
                 except FileNotFoundError:
                     continue
                 except OSError as exc:

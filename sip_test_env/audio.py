@@ -294,3 +294,35 @@ def normalized_xcorr(
         )
     best = int(np.argmax(norm))
     return float(norm[best]), best
+
+
+_MP3_BITRATES = {
+    "1": (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    "2": (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def mp3_frames(data: bytes) -> tuple[int, int, float]:
+    """Walk an MPEG audio Layer III stream frame by frame (ID3v2 tag skipped): (frames, sample
+    rate, seconds). Raises ValueError where the stream stops being a chain of valid frames."""
+    pos = 0
+    if data[:3] == b"ID3":
+        size = data[6:10]
+        pos = 10 + ((size[0] << 21) | (size[1] << 14) | (size[2] << 7) | size[3])
+    frames, rate, samples = 0, 0, 0
+    while pos + 4 <= len(data):
+        header = int.from_bytes(data[pos : pos + 4], "big")
+        version, layer = (header >> 19) & 3, (header >> 17) & 3
+        if header >> 21 != 0x7FF or layer != 1 or version == 1:
+            raise ValueError(f"no MPEG Layer III frame at byte {pos}")
+        bitrate = _MP3_BITRATES["1" if version == 3 else "2"][(header >> 12) & 15] * 1000
+        rate = _MP3_RATES[version][(header >> 10) & 3]
+        per_frame = 1152 if version == 3 else 576
+        length = (per_frame // 8) * bitrate // rate + ((header >> 9) & 1)
+        if length < 4:
+            raise ValueError(f"bad frame length at byte {pos}")
+        frames += 1
+        samples += per_frame
+        pos += length
+    return frames, rate, samples / rate if rate else 0.0

@@ -5,12 +5,13 @@ arrived in order."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from crm_bridge import SIGNATURE_HEADER, verify_signature
+from crm_bridge import SIGNATURE_HEADER, verify_signature, webhooks
 
 from .ports import free_port
 
@@ -25,6 +26,7 @@ class Delivery:
 @dataclass
 class WebhookReceiver:
     secret: str
+    """Checked both ways: Standard Webhooks headers and the legacy header."""
     port: int = field(default_factory=lambda: free_port("tcp"))
     fail_first: int = 0
     """Answer this many requests with `fail_status` before accepting."""
@@ -42,6 +44,11 @@ class WebhookReceiver:
 
     async def _hook(self, request: web.Request) -> web.Response:
         body = await request.read()
+        try:
+            webhooks.verify([self.secret], request.headers, body, now=time.time())
+        except webhooks.WebhookVerificationError:
+            self.bad_signatures += 1
+            return web.Response(status=401)
         if not verify_signature(self.secret, body, request.headers.get(SIGNATURE_HEADER, "")):
             self.bad_signatures += 1
             return web.Response(status=401)

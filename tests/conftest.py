@@ -147,7 +147,7 @@ def pg_url() -> Iterator[str]:
     try:
         yield server.get_uri()
     finally:
-        server.cleanup()
+        embedded_pg.stop(server)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -79,6 +79,13 @@ SCRIPTS = (
     ),
     Script("bench_monitor", (_row("1", 3), _row("10", 3))),
     Script(
+        "bench_amocrm_backlog",
+        (
+            rf"^drained in {NUM} s: {NUM} events/s delivered$",
+            r"^amoCRM has \d+ calls \+ \d+ unsorted \(= \d+: ok\)",
+        ),
+    ),
+    Script(
         "bench_recovery",
         (rf"^\s+recover \+ analyse:\s+{NUM} s CPU,\s+{NUM} s wall per hour$",),
     ),

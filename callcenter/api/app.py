@@ -7,7 +7,18 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import agents, calls, campaigns, dashboard, dnc, metrics, monitor, openapi, outbox
+from . import (
+    agents,
+    calls,
+    campaigns,
+    dashboard,
+    dnc,
+    metrics,
+    monitor,
+    openapi,
+    outbox,
+    recording_links,
+)
 from .crm import ENGINE, add_routes
 from .openapi import operation
 from .security import (
@@ -109,7 +120,12 @@ def build_app(engine: Engine) -> web.Application:
             request_ids,
             json_errors,
             auth_middleware(
-                keys, open_paths=lambda r: metrics.is_public_scrape(r) or dashboard.is_open(r)
+                keys,
+                open_paths=lambda r: (
+                    metrics.is_public_scrape(r)
+                    or dashboard.is_open(r)
+                    or recording_links.is_signed_link(r)
+                ),
             ),
         ]
     )
@@ -127,6 +143,7 @@ def build_app(engine: Engine) -> web.Application:
     monitor.add_routes(app)
     calls.add_routes(app)
     dashboard.add_routes(app)
+    recording_links.add_routes(app)
     return app
 
 

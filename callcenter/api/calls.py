@@ -12,7 +12,7 @@ from callcenter.click_to_call import ClickToCallError, click_to_call
 
 from .crm import ENGINE
 from .openapi import EXTENSION, operation
-from .security import ApiError, acting_for, requires
+from .security import API_KEY, ApiError, acting_for, requires
 
 MAX_ID = 2**63 - 1
 ID = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID}
@@ -57,10 +57,16 @@ def _optional_id(body: dict[str, Any], name: str) -> int | None:
                 "agent": {"type": "string"},
                 "number": {"type": "string"},
                 "state": {"type": "string", "enum": ["ringing-agent"]},
+                "warnings": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "DNC / calling-hours reasons the key's role may override "
+                    "([crm] manual_policy: warn); with block they refuse the call (403)",
+                },
             },
         }
     },
-    errors=(400, 404, 409, 503),
+    errors=(400, 403, 404, 409, 503),
 )
 @requires("manager", "agent")
 async def place_call(request: web.Request) -> web.Response:
@@ -84,6 +90,7 @@ async def place_call(request: web.Request) -> web.Response:
             number=str(number),
             lead_id=_optional_id(body, "lead"),
             campaign_id=_optional_id(body, "campaign"),
+            policy=engine.config.crm.manual_policy.get(request[API_KEY].role, "warn"),
         )
     except ClickToCallError as exc:
         raise ApiError(exc.status, str(exc)) from exc
@@ -94,6 +101,7 @@ async def place_call(request: web.Request) -> web.Response:
             "agent": placed.agent,
             "number": placed.number,
             "state": "ringing-agent",
+            "warnings": list(placed.warnings),
         },
         status=202,
     )

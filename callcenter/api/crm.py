@@ -167,6 +167,27 @@ async def get_contact(request: web.Request) -> web.Response:
     return web.json_response(contact.to_json())
 
 
+@operation(
+    summary="Contacts waiting for us with no open task (the rule says: none)",
+    description="Contacts whose latest inbound call was missed, with nothing answered since, "
+    "and no open task. `[crm] follow_up_minutes` makes the engine open follow-up tasks for "
+    "them; the metric callcenter_contacts_without_open_task counts them.",
+    tag="contacts",
+    query=paged(),
+    responses={200: page_of("contacts", {"$ref": "#/components/schemas/Contact"})},
+    errors=(400, 503),
+)
+@requires("manager", "supervisor")
+async def contacts_without_task(request: web.Request) -> web.Response:
+    limit, offset = read_page(request.query)
+    contacts = await crm_store(request).contacts_without_open_task()
+    page = [c.to_json() for c in contacts[offset : offset + limit]]
+    more = len(contacts) > offset + limit
+    return web.json_response(
+        page_json(request, "contacts", page, limit=limit, offset=offset, more=more)
+    )
+
+
 PRESENCE: dict[str, Any] = {
     "type": "object",
     "required": ["extension", "state"],
@@ -234,6 +255,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/calls/{id}/recording", get_recording)
     app.router.add_get("/tasks", list_tasks)
     app.router.add_post("/tasks/{id}/complete", complete_task)
+    app.router.add_get("/contacts/without-task", contacts_without_task)
     app.router.add_get("/contacts/{phone}", get_contact)
     app.router.add_get("/agents/{ext}/presence", get_presence)
     app.router.add_put("/agents/{ext}/presence", set_presence)

@@ -210,6 +210,17 @@ async def _outbox(engine: Engine, out: Exposition) -> None:
     except Exception as exc:  # a scrape must still show the rest
         logger.warning("metrics: outbox status unavailable: %s", exc)
         return
+    try:
+        orphans = len(await engine.store.contacts_without_open_task())
+    except Exception as exc:
+        logger.warning("metrics: contacts without a task unavailable: %s", exc)
+    else:
+        out.one(
+            "callcenter_contacts_without_open_task",
+            "gauge",
+            "Contacts waiting for us (latest call missed) with no open task; should be 0.",
+            orphans,
+        )
     wall = time.time()
     names = sorted(status)
     out.family(

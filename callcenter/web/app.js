@@ -326,6 +326,7 @@ async function createCampaign(event) {
 
 function logout(reason) {
   sessionStorage.removeItem(KEY);
+  clearTimeout(orphansTimer);
   if (source) source.close();
   clearTimeout(retry);
   $("#board").hidden = true;
@@ -334,10 +335,36 @@ function logout(reason) {
   setStatus("offline");
 }
 
+let orphansTimer;
+
+async function refreshOrphans() {
+  // The rule "no open contact without a task": contacts waiting for us with no open task.
+  clearTimeout(orphansTimer);
+  if (!apiKey()) return;
+  try {
+    const page = await api("GET", "/contacts/without-task?limit=100");
+    $("#no-orphans").hidden = page.contacts.length > 0;
+    $("#no-orphans").textContent = "Every customer waiting for us has an open task.";
+    fill("#orphans", page.contacts, (c) => {
+      const tr = document.createElement("tr");
+      tr.dataset.contact = c.phone;
+      cell(tr, c.phone);
+      cell(tr, c.responsible || "—");
+      cell(tr, new Date(c.created_at).toLocaleString());
+      return tr;
+    });
+  } catch (error) {
+    $("#no-orphans").hidden = false;
+    $("#no-orphans").textContent = `Not available: ${error.message}`;
+  }
+  orphansTimer = setTimeout(refreshOrphans, 5000);
+}
+
 function showBoard() {
   $("#login").hidden = true;
   $("#board").hidden = false;
   connect();
+  refreshOrphans();
 }
 
 function start() {

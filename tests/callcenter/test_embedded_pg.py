@@ -61,7 +61,7 @@ def test_a_killed_user_does_not_leave_the_server_running_forever(tmp_path: Path)
     server = embedded_pg.start(pgdata)  # the next engine start on this data dir
     assert json.loads((pgdata / embedded_pg.HANDLES).read_text()) == [os.getpid()]
     assert _postmaster_pid(pgdata) == postmaster  # joined, not restarted
-    server.cleanup()  # the next clean stop
+    embedded_pg.stop(server)  # the next clean stop
     assert _postmaster_pid(pgdata) is None
     assert not _running(postmaster)
 

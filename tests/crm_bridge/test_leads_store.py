@@ -371,6 +371,9 @@ async def test_dnc_lists(store: PgLeadStore) -> None:
         (time(2, 30), time(5), (7,), "America/New_York"),
         (time(22), time(2), (5,), "Asia/Tokyo"),
         (time(8), time(20), (1, 2, 3, 4, 5), "Australia/Sydney"),
+        # A number spanning zones: the narrowest window of them all.
+        (time(9), time(21), (1, 2, 3, 4, 5, 6, 7), "America/Adak,America/Anchorage"),
+        (time(22), time(2), (5, 6), "America/Halifax,America/St_Johns"),
     ],
 )
 async def test_sql_calling_hours_agree_with_the_dialer(

@@ -109,8 +109,10 @@ async def test_a_call_from_start_to_end_with_its_events(
     ]
     assert {e["aggregate"] for e in events} == {f"call/{row_id}"}
     assert len({e["idempotency_key"] for e in events}) == 4
-    # The amoCRM adapter takes finished calls only; the webhook takes everything.
-    assert [list(e["endpoints"]) for e in events] == [["hook"]] * 3 + [["amo", "hook"]]
+    # amoCRM takes call.started (its call notification) and call.ended; the webhook all.
+    assert [list(e["endpoints"]) for e in events] == (
+        [["amo", "hook"]] + [["hook"]] * 2 + [["amo", "hook"]]
+    )
     ended = json.loads(events[-1]["payload"])
     assert ended == call.to_json()
     assert ended["ended_at"] == (T0 + timedelta(seconds=65)).isoformat()
@@ -212,10 +214,33 @@ async def test_bad_writes_are_refused_and_write_nothing(
     assert [e["event_type"] for e in await outbox(pool)] == ["call.started", "call.ended"]
 
 
-async def test_caller_id_that_is_not_a_number_still_logs_the_call(store: CrmStore) -> None:
+async def test_caller_id_that_is_not_a_number_still_logs_the_call(
+    store: CrmStore, pool: asyncpg.Pool
+) -> None:
+    """A missed call from a withheld number (issue 16): the row is closed and its events go to
+    the CRM; no callback task, since there is no number to call back."""
     row_id = await store.call_started(inbound(phone="anonymous"))
     call = await store.get_call(row_id)
     assert call is not None and call.contact_id is None and call.from_number == "anonymous"
+    due = T0 + timedelta(minutes=30)
+    task = await store.call_ended(
+        row_id, missed(T0 + timedelta(seconds=20)), callback=CallbackRequest(None, due, "x")
+    )
+    assert task is None
+    ended = await store.get_call(row_id)
+    assert ended is not None and ended.outcome == "missed"
+    refused = await store.record_call(
+        inbound("c2", phone="Restricted"),
+        missed(T0 + timedelta(seconds=3)),
+        callback=CallbackRequest(None, due, "x"),
+    )
+    events = [(e["aggregate"], e["event_type"]) for e in await outbox(pool)]
+    assert events == [
+        (f"call/{row_id}", "call.started"),
+        (f"call/{row_id}", "call.ended"),
+        (f"call/{refused}", "call.ended"),
+    ]
+    assert not await pool.fetchval("SELECT count(*) FROM tasks")
 
 
 async def test_repeat_missed_call_updates_the_open_callback_task(

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 from functools import partial
 from zoneinfo import ZoneInfo
 
+import phonenumbers
+import phonenumbers.timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -42,32 +44,88 @@ def local(tz: str, *args: int) -> datetime:
     return datetime(*args, tzinfo=ZoneInfo(tz)).astimezone(UTC)  # type: ignore[misc]
 
 
+# Russia's and North America's zones by area code (issue 16: Vladivostok +7 423 was taken for
+# Moscow, Sacramento +1 916 for New York). Expected values are libphonenumber's.
+ZONE_TABLE = [
+    ("+74951234567", "Europe/Moscow"),  # Moscow
+    ("+78122345678", "Europe/Moscow"),  # St Petersburg
+    ("+74012123456", "Europe/Bucharest"),  # Kaliningrad (UTC+2, libphonenumber's alias)
+    ("+78462123456", "Europe/Samara"),  # Samara
+    ("+73432123456", "Asia/Yekaterinburg"),  # Yekaterinburg
+    ("+73812123456", "Asia/Omsk"),  # Omsk
+    ("+73832123456", "Asia/Novosibirsk"),  # Novosibirsk
+    ("+73912123456", "Asia/Krasnoyarsk"),  # Krasnoyarsk
+    ("+73952123456", "Asia/Irkutsk"),  # Irkutsk
+    ("+74112123456", "Asia/Yakutsk"),  # Yakutsk
+    ("+74232123456", "Asia/Vladivostok"),  # Vladivostok
+    ("+74132123456", "Asia/Magadan"),  # Magadan
+    ("+74152123456", "Asia/Kamchatka"),  # Petropavlovsk-Kamchatsky
+    ("+12125550123", "America/New_York"),
+    ("+13125550123", "America/Chicago"),
+    ("+13035550123", "America/Denver"),
+    ("+16025550123", "America/Phoenix"),  # Arizona: no DST
+    ("+19165550123", "America/Los_Angeles"),  # Sacramento
+    ("+14155550123", "America/Los_Angeles"),
+    ("+18085550123", "Pacific/Honolulu"),
+    ("+14165550123", "America/Toronto"),
+    ("+15145550123", "America/Toronto"),  # Montreal
+    ("+16045550123", "America/Vancouver"),
+    ("+14035550123", "America/Edmonton"),
+    ("+13065550123", "America/Regina"),  # Saskatchewan: no DST
+    ("+19025550123", "America/Halifax"),
+    ("+17095550123", "America/Halifax,America/St_Johns"),  # Labrador and Newfoundland
+    ("+19075550123", "America/Adak,America/Anchorage"),  # Alaska: two zones, one hour apart
+    ("+79151234567", None),  # a Russian mobile may be anywhere from UTC+2 to UTC+12
+    ("+19995550123", None),  # no such area code: no guess
+    ("+442079460958", "Europe/London"),
+]
+
+
+@pytest.mark.parametrize(("number", "zone"), ZONE_TABLE)
+def test_zone_from_number_agrees_with_phonenumbers(number: str, zone: str | None) -> None:
+    assert timezone_for_number(number) == zone
+    parsed = phonenumbers.parse(number)
+    listed = phonenumbers.timezone.time_zones_for_number(parsed)
+    if zone is not None:
+        assert tuple(zone.split(",")) == listed
+        for name in zone.split(","):
+            ZoneInfo(name)  # every zone exists here too
+
+
 @pytest.mark.parametrize(
-    ("number", "zone"),
+    ("number", "moscow_hour", "allowed"),
     [
-        ("+12125550123", "America/New_York"),
-        ("+13125550123", "America/Chicago"),
-        ("+14155550123", "America/Los_Angeles"),
-        ("+16045550123", "America/Vancouver"),
-        ("+18085550123", "Pacific/Honolulu"),
-        ("+19995550123", "America/New_York"),
-        ("+442079460958", "Europe/London"),
-        ("+4930123456", "Europe/Berlin"),
-        ("+79151234567", "Europe/Moscow"),
-        ("+77011234567", "Asia/Almaty"),
-        ("+33123456789", "Europe/Paris"),
-        ("+380441234567", "Europe/Kyiv"),
-        ("+919812345678", "Asia/Kolkata"),
-        ("+61212345678", "Australia/Sydney"),
-        ("+5511912345678", "America/Sao_Paulo"),
-        ("+8613812345678", "Asia/Shanghai"),
-        ("+2693123456", None),
+        ("+74232123456", 4, True),  # 11:00 in Vladivostok
+        ("+74232123456", 14, False),  # 21:00 in Vladivostok: closed (it used to dial till 04:00)
+        ("+74951234567", 14, True),
+        ("+74951234567", 4, False),
     ],
 )
-def test_zone_from_number(number: str, zone: str | None) -> None:
-    assert timezone_for_number(number) == zone
-    if zone is not None:
-        ZoneInfo(zone)  # every zone of the table exists
+def test_calling_hours_from_the_number(number: str, moscow_hour: int, allowed: bool) -> None:
+    now = local("Europe/Moscow", 2026, 3, 10, moscow_hour, 0)
+    tz = timezone_for_number(number)
+    assert tz is not None and HOURS.allowed(now, tz) is allowed
+
+
+def test_sacramento_keeps_pacific_hours() -> None:
+    tz = timezone_for_number("+19165550123")
+    assert tz == "America/Los_Angeles"
+    at_nine_new_york = local("America/New_York", 2026, 3, 10, 9, 0)  # 06:00 in Sacramento
+    assert not HOURS.allowed(at_nine_new_york, tz)
+    assert HOURS.next_allowed(at_nine_new_york, tz) == local(tz, 2026, 3, 10, 9, 0)
+
+
+def test_a_number_spanning_zones_gets_the_narrowest_window() -> None:
+    tz = "America/Adak,America/Anchorage"  # UTC-10 and UTC-9 in winter
+    nine_anchorage = local("America/Anchorage", 2026, 1, 12, 9, 0)  # 08:00 in Adak
+    assert not HOURS.allowed(nine_anchorage, tz)
+    assert HOURS.next_allowed(nine_anchorage, tz) == local("America/Adak", 2026, 1, 12, 9, 0)
+    late = local("America/Adak", 2026, 1, 12, 20, 30)  # 21:30 in Anchorage
+    assert not HOURS.allowed(late, tz)
+    assert HOURS.allowed(local("America/Adak", 2026, 1, 12, 19, 30), tz)
+    mornings = CallingHours(time(9), time(12))
+    with pytest.raises(ValueError, match="never meet"):  # 06-09 UTC and 23-02 UTC
+        mornings.next_allowed(nine_anchorage, "Europe/Moscow,Asia/Vladivostok")
 
 
 HOURS = CallingHours(time(9), time(21))

@@ -138,19 +138,21 @@ def test_time_zone_from_column_number_or_campaign_default() -> None:
         "phone,timezone\n"
         "+12125550123,\n"  # NANP, New York area code
         "+14155550123,\n"  # San Francisco
-        "+13065550123,\n"  # an area code not in the table: Eastern
-        "+2693123456,\n"  # Comoros: not in the table
+        "+19165550123,\n"  # Sacramento: Pacific, not Eastern
+        "+19075550123,\n"  # Alaska: two zones, the narrowest window of both
+        "+79151234567,\n"  # a Russian mobile: UTC+2..+12, too wide: the campaign's zone
         "+442079460958,Asia/Tokyo\n"  # the column wins
     )
     result = read_leads_csv(data, normalize=normalize, default_tz="Europe/Madrid")
     assert [x.tz for x in result.leads] == [
         "America/New_York",
         "America/Los_Angeles",
-        "America/New_York",
+        "America/Los_Angeles",
+        "America/Adak,America/Anchorage",
         "Europe/Madrid",
         "Asia/Tokyo",
     ]
-    assert [line for line, _ in result.warnings] == [5]
+    assert [line for line, _ in result.warnings] == [6]
 
 
 @pytest.mark.parametrize(

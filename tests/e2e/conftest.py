@@ -53,6 +53,9 @@ def engine_config_text(
     # someone else holds. It lies below sip_test_env's peer pool (20000-32000) and below the
     # kernel's ephemeral range, so neither the peers nor port-0 sockets land in it.
     low, high = ENGINE_RTP_PORTS
+    # Manual calls outside calling hours would depend on the wall clock: warn, unless the test
+    # sets its own policy.
+    policy = "" if "manual_policy" in crm else 'manual_policy = {agent = "warn"}\n'
     statics = "".join(
         f'[[accounts]]\nextension = "{ext}"\npassword = "pass{ext}"\nstatic_contact = "{uri}"\n'
         "max_calls = 1000\n\n"
@@ -62,7 +65,7 @@ def engine_config_text(
         f'[sip]\nlisten = "127.0.0.1:{port}"\nrtp_ports = "{low}-{high}"\n{extra_sip}\n'
         f'[http]\nlisten = "127.0.0.1:{free_port("tcp")}"\n\n{extra}\n{ACCOUNTS}{statics}{API_KEYS}'
         # Engines share one database: each is its own node, so a start-up closes only its calls.
-        f'[crm]\nnode = "test-{secrets.token_hex(4)}"\n{crm}\n'
+        f'[crm]\nnode = "test-{secrets.token_hex(4)}"\n{policy}{crm}\n'
     )
     return text
 

@@ -204,5 +204,7 @@ async def test_campaign_manager_and_missed_call_tasks_on_the_page(
     (open_task,) = [t for t in await engine.store.list_tasks() if t.contact_phone == "+12125550199"]
     await engine.store.complete_task(open_task.id)
     await page.wait_for_selector(task, state="detached", timeout=5000)
+    # Closed without calling back: the customer now waits with no task, in its own panel.
+    await page.wait_for_selector('#orphans tr[data-contact="+12125550199"]', timeout=8000)
     assert page.errors == []
     await page.close()

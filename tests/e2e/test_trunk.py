@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from callcenter.runtime import Engine, start_engine
@@ -364,6 +365,39 @@ async def test_agent_calls_out_through_the_trunk(
     assert (row["direction"], row["from_number"], row["to_number"], row["outcome"]) == (
         "outbound", "101", "15557654321", "answered",
     )  # fmt: skip
+
+
+async def test_the_responsible_manager_rings_first(
+    trunk_engine: Engine, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """A known customer's responsible manager rings first (issue 16: amoCRM's responsible
+    user, through user_map, becomes the contact's manager): 102 rings alone for the group's
+    member timeout, and only then the others."""
+    assert trunk_engine.store is not None
+    await trunk_engine.store.upsert_contact("+" + CUSTOMER, responsible="102")
+    loop = asyncio.get_running_loop()
+    try:
+        async with (
+            customer(tmp_path) as caller,
+            agent("101", trunk_engine, tmp_path) as a101,
+            agent("102", trunk_engine, tmp_path) as a102,
+        ):
+            await a101.wait_registered()
+            await a102.wait_registered()
+            await caller.dial(carrier.did_uri(DID, trunk_engine.sip_port))
+            await a102.wait_event("CALL_INCOMING", timeout=5)
+            first = loop.time()
+            await a101.wait_event("CALL_INCOMING", timeout=5)
+            second = loop.time()
+            await a102.accept()
+            await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+            await caller.hangup()
+            await a102.wait_event("CALL_CLOSED", timeout=5)
+    finally:
+        # Other tests of this database expect the customer without a manager.
+        await db.execute("UPDATE contacts SET responsible = NULL WHERE phone = $1", "+" + CUSTOMER)
+    # The group's member timeout is 2 s: 101 joins only after 102 rang alone.
+    assert second - first > 1.5, second - first
 
 
 async def _idle(engine: Engine) -> None:

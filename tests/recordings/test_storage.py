@@ -66,6 +66,7 @@ def test_purge_deletes_whole_days_past_retention(tmp_path: Path) -> None:
         make(tmp_path, "2024/04/30", "a.wav"),
         make(tmp_path, "2024/04/30", "b.wav"),
     ]
+    copy = make(tmp_path, "2024/04/30", "a.mp3")  # an MP3 made for a CRM player
     kept = [make(tmp_path, "2024/05/01"), make(tmp_path, "2024/05/31")]
     foreign = [
         make(tmp_path, "2024/04/29", "notes.txt"),  # not a recording
@@ -74,7 +75,7 @@ def test_purge_deletes_whole_days_past_retention(tmp_path: Path) -> None:
     ]
     deleted = store.purge(NOW)
     assert sorted(deleted) == sorted(old)
-    assert not any(p.exists() for p in old)
+    assert not any(p.exists() for p in old) and not copy.exists()
     assert all(p.exists() for p in kept + foreign)
     assert not (tmp_path / "2023").exists()  # emptied year removed
     assert not (tmp_path / "2024" / "04" / "30").exists()
