@@ -64,6 +64,23 @@ def detect(
     return verdict, decision.reason.value, decision.seconds, None
 
 
+def run(calls: list[tuple[dict, np.ndarray]], config: AmdConfig | None) -> list[tuple]:
+    """(truth, verdict, reason, decision s, message start s) per call."""
+    return [(row, *detect(pcm, config)) for row, pcm in calls]
+
+
+def summary(results: list[tuple]) -> dict[str, float]:
+    """Accuracy, people called machines, machines called people (shares) and median time."""
+    humans = [r for r in results if r[0]["label"] == "human"]
+    machines = [r for r in results if r[0]["label"] == "machine"]
+    return {
+        "accuracy": sum(r[1] == r[0]["label"] for r in results) / max(1, len(results)),
+        "people_as_machines": sum(r[1] == "machine" for r in humans) / max(1, len(humans)),
+        "machines_as_people": sum(r[1] == "human" for r in machines) / max(1, len(machines)),
+        "median_s": float(np.median([r[3] for r in results])) if results else 0.0,
+    }
+
+
 def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:5.1f} %" if whole else "  n/a"
 
