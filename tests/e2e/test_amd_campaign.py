@@ -1,0 +1,118 @@
+"""Answering-machine detection in a running campaign: a voicemail box whose greeting is short and
+whose beep comes late gets the message after the beep; a person who answers with a long
+greeting reaches an agent. The verdicts are stored per attempt and shown in the results."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dialer import Campaign, NewLead
+from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
+from sip_test_env.baresip import BaresipPeer
+from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
+from sip_test_env.voices import person_wav, speak
+from telephony.media import dbfs
+
+from .conftest import registrar_of
+from .test_campaign import (
+    calling_hours_around_now,
+    engine_on_carrier,
+    run_to_the_end,
+    store_leads,
+)
+
+pytestmark = [
+    pytest.mark.peers,
+    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng for voices"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMPT = ROOT / "callcenter" / "prompts" / "we-will-call-you-back.wav"
+BOX = "12125550301"
+KAREN = "12125550302"
+BEEP_AFTER = 1.2  # seconds of silence between the box's greeting and its beep
+
+
+def _message_onset(record) -> float | None:  # type: ignore[no-untyped-def]
+    """Loop time of the first frame the box heard that is louder than line silence."""
+    for frame, at in zip(record.heard, record.heard_at, strict=True):
+        if dbfs(frame) > -40.0:
+            return at
+    return None
+
+
+async def test_short_greeting_late_beep_gets_the_message_after_it_and_long_hello_gets_an_agent(
+    pg_url: str, tmp_path: Path
+) -> None:
+    greeting = speak("Message.", tmp_path / "vm.wav", speed=200)
+    _, said, _ = read_wav(greeting)
+    assert said.size / 8000 <= 0.8  # a greeting this short passes for a person's "Hello?"
+    # Eleven words at a brisk telephone pace (espeak-ng's default 175 wpm drags them to 3.9 s).
+    long_hello = speak(
+        "Hello, this is Karen from accounts, how can I help you?",
+        tmp_path / "karen.wav",
+        speed=230,
+    )
+    karen = person_wav(tmp_path / "karen-call.wav", long_hello, pause=4.0)
+    customers = {
+        BOX: Customer("machine", answer_after=0.5, speech=greeting, beep_after=BEEP_AFTER,
+                      hang_up_after=25),
+        KAREN: Customer("human", answer_after=0.5, speech=karen, hang_up_after=12),
+    }  # fmt: skip
+    opens, closes = calling_hours_around_now()
+    async with ScriptedCarrier(customers) as carrier:
+        engine, store = await engine_on_carrier(carrier, pg_url, tmp_path)
+        now = datetime.now(UTC)
+        campaign = await store.create_campaign(
+            Campaign(
+                name=f"amd-{now.timestamp():.0f}", caller_id="12125550100", trunk="carrier",
+                agents=("101",), mode="power", ratio=2.0, max_attempts=1,
+                window_start=opens, window_end=closes, tz_default="UTC", max_ring_seconds=15,
+                voicemail_prompt=str(PROMPT), safe_harbor_prompt=str(PROMPT),
+                amd_unsure="connect",
+            ),
+            now=now,
+        )  # fmt: skip
+        await store.import_leads(campaign.id, [NewLead(f"+{n}", "UTC") for n in customers], now=now)
+        try:
+            async with BaresipPeer(
+                "101", workdir=tmp_path, registrar=registrar_of(engine), password="pass101",
+                answermode="auto", audio_source=write_tone_wav(tmp_path / "a.wav", 1000, 60.0),
+            ) as agent:  # fmt: skip
+                await agent.wait_registered()
+                await store.set_state(campaign.id, "start", now=datetime.now(UTC))
+                await run_to_the_end(store, campaign.id, left=0, timeout=90)
+                summary = await store.amd_summary(campaign.id)
+                results = await store.amd_results(campaign.id)
+                await store.set_state(campaign.id, "stop", now=datetime.now(UTC))
+        finally:
+            await engine.stop()
+
+    outcomes = {lead["phone"]: lead["outcome"] for lead in await store_leads(pg_url, campaign.id)}
+    assert outcomes == {f"+{BOX}": "answered-machine", f"+{KAREN}": "answered-human"}
+    # The box: the message began after its beep had ended, and it is the campaign's message.
+    box = carrier.record(BOX)
+    assert box.beep_ended_at is not None
+    onset = _message_onset(box)
+    assert onset is not None
+    assert box.beep_ended_at - 0.05 <= onset <= box.beep_ended_at + 1.5
+    _, prompt, _ = read_wav(PROMPT)
+    heard = zip(box.heard, box.heard_at, strict=True)
+    after = np.concatenate([frame for frame, at in heard if at >= box.beep_ended_at - 0.05])
+    assert normalized_xcorr(after, prompt)[0] > 0.8  # all of it, after the beep
+    # Karen reached the agent: she heard the agent's tone.
+    assert first_tone_time(carrier.record(KAREN).heard_samples(), 1000, 8000) is not None
+    # The verdicts, with confidence and decision time, are stored and shown.
+    by_phone = {r["phone"]: r for r in results}
+    assert by_phone[f"+{BOX}"]["amd_verdict"] == "machine"
+    assert by_phone[f"+{BOX}"]["amd_reason"] == "beep"
+    assert by_phone[f"+{KAREN}"]["amd_verdict"] == "human"
+    for row in results:
+        assert 0.5 <= row["amd_confidence"] <= 1.0
+        assert 0.0 < row["amd_seconds"] <= campaign.amd_max_seconds + 1.5
+    assert (summary["machine"], summary["human"], summary["verdicts"]) == (1, 1, 2)
