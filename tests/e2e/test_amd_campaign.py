@@ -8,6 +8,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -18,13 +19,14 @@ from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from sip_test_env.voices import person_wav, speak
 from telephony.media import dbfs
 
-from .conftest import registrar_of
+from .conftest import api_url, bearer, registrar_of
 from .test_campaign import (
     calling_hours_around_now,
     engine_on_carrier,
     run_to_the_end,
     store_leads,
 )
+from .test_metrics import parse
 
 pytestmark = [
     pytest.mark.peers,
@@ -89,6 +91,8 @@ async def test_short_greeting_late_beep_gets_the_message_after_it_and_long_hello
                 await run_to_the_end(store, campaign.id, left=0, timeout=90)
                 summary = await store.amd_summary(campaign.id)
                 results = await store.amd_results(campaign.id)
+                # The agent says Karen was a machine after all: AMD's quality shows it.
+                quality = await _agent_disposes(engine, campaign, f"+{KAREN}")
                 await store.set_state(campaign.id, "stop", now=datetime.now(UTC))
         finally:
             await engine.stop()
@@ -116,3 +120,29 @@ async def test_short_greeting_late_beep_gets_the_message_after_it_and_long_hello
         assert 0.5 <= row["amd_confidence"] <= 1.0
         assert 0.0 < row["amd_seconds"] <= campaign.amd_max_seconds + 1.5
     assert (summary["machine"], summary["human"], summary["verdicts"]) == (1, 1, 2)
+    assert summary["quality"]["judged"] == 0  # no agent had said anything yet
+    metrics, amd_summary = quality
+    labels = f'{{campaign="{campaign.name}",id="{campaign.id}"}}'
+    assert metrics[f"callcenter_campaign_amd_false_person_rate{labels}"] == 1.0
+    assert metrics[f"callcenter_campaign_amd_judged{labels}"] == 1.0
+    assert f"callcenter_campaign_amd_false_machine_rate{labels}" not in metrics  # none heard
+    verdict = f'{{campaign="{campaign.name}",id="{campaign.id}",verdict="machine"}}'
+    assert metrics[f"callcenter_campaign_amd_verdicts{verdict}"] == 1.0
+    assert amd_summary["quality"]["false_person"] == 1
+
+
+async def _agent_disposes(engine, campaign, phone: str):  # type: ignore[no-untyped-def]
+    """The agent marks `phone`'s call answering-machine through the API; then /metrics and the
+    campaign's amd_summary."""
+    row = await engine.database.pool.fetchval("SELECT id FROM calls WHERE to_number = $1", phone)
+    async with aiohttp.ClientSession(headers=bearer()) as http:
+        url = api_url(engine, f"/calls/{row}/disposition")
+        async with http.post(url, json={"disposition": "answering-machine"}) as r:
+            assert r.status == 200, await r.text()
+        async with http.get(api_url(engine, f"/campaigns/{campaign.id}")) as r:
+            assert r.status == 200
+            amd_summary = (await r.json())["amd_summary"]
+        async with http.get(api_url(engine, "/metrics")) as r:
+            assert r.status == 200
+            metrics = parse(await r.text())
+    return metrics, amd_summary
