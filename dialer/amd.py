@@ -152,6 +152,9 @@ class AmdConfig:
     """Frames quieter than this are silence whatever webrtcvad says (line hiss, comfort noise)."""
     noise_margin_db: float = 6.0
     """A speech frame must stand this far above the line's noise floor."""
+    max_below_speech_db: float = 20.0
+    """Once someone spoke, a frame this far under the loudest speech heard is background (the
+    babble of a room, a far voice), not the speaker."""
     noise_floor_ms: int = 1500
     """The noise floor is the lowest (smoothed) level of this long a window."""
     normalise_to_dbfs: float = -20.0
@@ -266,6 +269,7 @@ class _SpeechGate:
         *,
         floor_ms: int = 1500,
         rise_db_s: float = 4.0,
+        below_speech_db: float = math.inf,
         normalise_to: float | None = None,
         max_gain_db: float = 0.0,
     ):
@@ -279,6 +283,8 @@ class _SpeechGate:
         self._max_gain = max_gain_db
         self._peak = -math.inf
         self._peak_fall = 2.0 * FRAME_MS / 1000
+        self._speech_peak = -math.inf  # the loudest speech heard (falling 2 dB a second)
+        self._below_speech = below_speech_db
         self.floor = -60.0
         """The noise floor now, dBFS."""
 
@@ -293,8 +299,13 @@ class _SpeechGate:
         if len(self._window) == 1:
             self.floor = smooth  # the first frame seeds it
         self.floor = min(min(self._window), self.floor + self._rise)
-        if level < self._min_dbfs or level < self.floor + self._margin:
+        if (
+            level < self._min_dbfs
+            or level < self.floor + self._margin
+            or level < self._speech_peak - self._below_speech
+        ):
             self._peak -= self._peak_fall
+            self._speech_peak -= self._peak_fall
             return False
         if self._target is not None:
             self._peak = max(level, self._peak - self._peak_fall)
@@ -302,7 +313,9 @@ class _SpeechGate:
             if gain_db > 0.5:
                 raised = frame.astype(np.float64) * 10 ** (gain_db / 20)
                 frame = np.clip(np.round(raised), -32768, 32767).astype(np.int16)
-        return bool(self._vad.is_speech(frame.astype("<i2").tobytes(), SAMPLE_RATE))
+        speech = bool(self._vad.is_speech(frame.astype("<i2").tobytes(), SAMPLE_RATE))
+        self._speech_peak = max(self._speech_peak, level) if speech else self._speech_peak
+        return speech
 
 
 class _ToneTracker:
@@ -449,6 +462,7 @@ class AnsweringMachineDetector:
             cfg.min_speech_dbfs,
             cfg.noise_margin_db,
             floor_ms=cfg.noise_floor_ms,
+            below_speech_db=cfg.max_below_speech_db,
             normalise_to=cfg.normalise_to_dbfs,
             max_gain_db=cfg.max_gain_db,
         )

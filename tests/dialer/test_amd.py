@@ -6,6 +6,7 @@ Time is frames fed (20 ms each); every assertion on timing counts frames, never 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -123,6 +124,16 @@ def test_continuous_speech_without_the_model_is_a_machine_at_max_greeting() -> N
     assert (decision.verdict, decision.reason) == (Verdict.MACHINE, AmdReason.LONG_GREETING)
     assert decision.frames == 15 + 150  # speech from frame 15, 3 s of it
     assert decision.greeting_ms == 3000
+
+
+def test_far_voices_after_the_greeting_are_background() -> None:
+    """A room's babble 25 dB under the person's hello is not more greeting."""
+    far = np.concatenate([voice(0.6, 180.0, dbfs=-45.0), gap(0.2)] * 6)
+    audio = np.concatenate([gap(0.3), voice(0.5, dbfs=-20.0), gap(0.3), far])
+    decision = detect(audio)
+    assert decision.verdict is Verdict.HUMAN and decision.words == 1
+    loud = detect(audio, AmdConfig(max_below_speech_db=math.inf))
+    assert loud.words > 1  # without the relative gate the far voices count
 
 
 def test_many_words_are_a_machine() -> None:
