@@ -317,6 +317,8 @@ async function createCampaign(event) {
     mode: f.mode.value,
     ratio: Number(f.ratio.value) || 1,
     agents: f.agents.value.split(/[\s,]+/).filter(Boolean),
+    amd: f.amd.value !== "off",
+    amd_unsure: f.amd.value === "off" ? "connect" : f.amd.value,
   };
   if (f.caller_id.value.trim()) settings.caller_id = f.caller_id.value.trim();
   try {
