@@ -53,10 +53,10 @@ def detect(
     verdict = decision.verdict.value
     if verdict != "machine":
         return verdict, decision.reason.value, decision.seconds, None
-    # The dialer's next step: wait out the greeting (its beep) before the message.
-    if decision.reason.value == "beep":
-        return verdict, decision.reason.value, decision.seconds, decision.seconds
-    waiter = BeepDetector()
+    # The dialer's next step (as dialer.runner does it): wait out the greeting or the beep.
+    reason = decision.reason.value
+    heard = reason in ("machine-greeting", "no-beep", "initial-silence", "timeout")
+    waiter = BeepDetector(greeting_heard=heard, beep_heard=reason == "beep")
     for m, frame in enumerate(frames[n:], n + 1):
         waiter.feed(frame)
         if waiter.ready:
@@ -128,7 +128,12 @@ def evaluate(calls: list[tuple[dict, np.ndarray]], config: AmdConfig | None, ver
                 f"decision time {name:>8}: median {np.median(times):.2f} s, "
                 f"p90 {np.percentile(times, 90):.2f} s, max {max(times):.2f} s"
             )
-    beeped = [r for r in machines if r[0]["beep_end_s"] is not None and r[1] == "machine"]
+    length = amd_corpus.CALL_SECONDS - 0.1  # beeps cut off by the end of the recording aside
+    beeped = [
+        r
+        for r in machines
+        if r[0]["beep_end_s"] is not None and r[0]["beep_end_s"] <= length and r[1] == "machine"
+    ]
     if beeped:
         early = sum(r[4] is not None and r[4] < r[0]["beep_end_s"] - 0.05 for r in beeped)
         never = sum(r[4] is None for r in beeped)

@@ -120,8 +120,11 @@ class BeepConfig:
     max_drift_hz: float = 25.0
     """How far the tone's frequency may wander during one beep (a beep is steady, a voice
     glides)."""
-    end_of_greeting_silence_ms: int = 1500
-    """Silence after speech that ends a greeting without a beep."""
+    end_of_greeting_silence_ms: int = 2500
+    """Silence after speech that ends a greeting without a beep (longer than the pause before
+    a late beep)."""
+    after_beep_ms: int = 300
+    """After a beep, this long without a tone before the message: some boxes beep twice."""
     max_wait_ms: int = 30_000
     """Time after which :class:`BeepDetector` gives up waiting for beep or silence."""
     vad_aggressiveness: int = 2
@@ -418,6 +421,11 @@ class _ToneTracker:
         return False
 
     @property
+    def sounding(self) -> bool:
+        """The last frame fed was (part of) a steady tone."""
+        return self._run > 0
+
+    @property
     def in_tone(self) -> bool:
         """A tone long enough for a beep is sounding now (or a SIT tone may follow)."""
         return self._run >= self._min_frames or self._sit_wait > 0
@@ -654,13 +662,21 @@ class BeepDetector:
 
     ``greeting_heard``: the greeting's speech was heard before the first frame fed (the
     detector called the machine after its greeting), so silence alone can end it.
+    ``beep_heard``: the detector called the machine on a beep that has just ended.
 
     Greetings without a beep end in silence: :attr:`greeting_ended` turns True after
-    ``end_of_greeting_silence_ms`` of silence following speech. :attr:`ready` is either of the
-    two (or ``max_wait_ms`` passed): the moment to start the voicemail message.
+    ``end_of_greeting_silence_ms`` of silence following speech. :attr:`ready` is the moment to
+    start the voicemail message: ``after_beep_ms`` without a tone after a beep (some boxes beep
+    twice), the greeting ended, or ``max_wait_ms`` passed.
     """
 
-    def __init__(self, config: BeepConfig | None = None, *, greeting_heard: bool = False) -> None:
+    def __init__(
+        self,
+        config: BeepConfig | None = None,
+        *,
+        greeting_heard: bool = False,
+        beep_heard: bool = False,
+    ) -> None:
         self.config = cfg = config or BeepConfig()
         self._tones = _ToneTracker(cfg)
         # webrtcvad behind a level floor, the line normalised as for AMD (quiet lines).
@@ -672,6 +688,9 @@ class BeepDetector:
         # After an AMD verdict the greeting was heard already: silence from now on ends it.
         self._heard_speech = greeting_heard
         self._silence = 0
+        self._beep_heard = beep_heard
+        self._after_beep = _frames(cfg.after_beep_ms)
+        self._since_tone = 0
         self.frames = 0
         """Frames fed so far."""
         self.beep_ended = False
@@ -680,6 +699,8 @@ class BeepDetector:
         """Speech was heard, then ``end_of_greeting_silence_ms`` of silence."""
         self.timed_out = False
         """``max_wait_ms`` passed with neither beep nor end of greeting."""
+        self.settled = False
+        """A beep was heard, then ``after_beep_ms`` without another tone."""
 
     @property
     def beep_frequency_hz(self) -> float | None:
@@ -688,19 +709,23 @@ class BeepDetector:
 
     @property
     def ready(self) -> bool:
-        """Time to play the message: the beep ended, the greeting ended, or waiting timed out."""
-        return self.beep_ended or self.greeting_ended or self.timed_out
+        """Time to play the message: a beep ended (and no second one followed), the greeting
+        ended, or waiting timed out."""
+        return self.settled or self.greeting_ended or self.timed_out
 
     def feed(self, frame: npt.ArrayLike) -> bool:
-        """Analyse one 20 ms frame; True from the frame after the beep ended on."""
-        if self.beep_ended:
-            return True
+        """Analyse one 20 ms frame; True from the frame after the (first) beep ended on."""
         samples = _as_frame(frame)
         self.frames += 1
         level = dbfs(samples)
         if self._tones.feed(samples, level):
-            self.beep_ended = True
-            logger.info("voicemail beep ended after %.2f s", self.frames * FRAME_MS / 1000)
+            if not self.beep_ended:
+                logger.info("voicemail beep ended after %.2f s", self.frames * FRAME_MS / 1000)
+            self.beep_ended = self._beep_heard = True
+        self._since_tone = 0 if self._tones.sounding else self._since_tone + 1
+        if self._beep_heard and self._since_tone >= self._after_beep:
+            self.settled = True
+        if self.beep_ended:
             return True
         if self._tones.in_tone:
             self._silence = 0

@@ -423,17 +423,17 @@ class CampaignRunner:
     async def _leave_message(self, call: Call, decision: AmdDecision | None = None) -> bool:
         """Wait for the beep (or the end of the greeting), play the voicemail message, hang up.
         True when the whole message played. After a verdict on the beep itself the message
-        starts at once; after one on a greeting that ended in silence, a beep still to come
-        or more silence ends the wait."""
+        starts once no second beep follows; after one on a greeting that ended in silence, a
+        beep still to come or more silence ends the wait."""
         if self.campaign.machine_action != "voicemail" or not self.campaign.voicemail_prompt:
             await call.hangup(reason="machine")
             return False
-        if decision is None or decision.reason is not AmdReason.BEEP:
-            heard = decision is not None and decision.reason in (
-                AmdReason.MACHINE_GREETING, AmdReason.NO_BEEP, AmdReason.INITIAL_SILENCE,
-                AmdReason.TIMEOUT,
-            )  # fmt: skip
-            await self._wait_for_beep(call, greeting_heard=heard)
+        reason = decision.reason if decision is not None else None
+        heard = reason in (
+            AmdReason.MACHINE_GREETING, AmdReason.NO_BEEP, AmdReason.INITIAL_SILENCE,
+            AmdReason.TIMEOUT,
+        )  # fmt: skip
+        await self._wait_for_beep(call, greeting_heard=heard, beep_heard=reason is AmdReason.BEEP)
         if call.ended.done():
             return False
         with contextlib.suppress(RuntimeError):
@@ -442,8 +442,8 @@ class CampaignRunner:
         await call.hangup(reason="voicemail-left")
         return left
 
-    async def _wait_for_beep(self, call: Call, *, greeting_heard: bool) -> None:
-        beep = BeepDetector(greeting_heard=greeting_heard)
+    async def _wait_for_beep(self, call: Call, *, greeting_heard: bool, beep_heard: bool) -> None:
+        beep = BeepDetector(greeting_heard=greeting_heard, beep_heard=beep_heard)
         ready: asyncio.Future[None] = self._loop.create_future()
 
         def frame(pcm: object) -> None:
