@@ -397,27 +397,25 @@ def test_the_message_waits_for_a_second_beep() -> None:
     assert ready is not None and second_end + 14 <= ready <= second_end + 16  # +300 ms
 
 
-def test_after_a_verdict_on_the_beep_a_short_quiet_is_enough() -> None:
-    detector = BeepDetector(beep_heard=True)
-    ready = None
-    for frame in frames(gap(1.0)):
+def ready_frame(detector: BeepDetector, samples: np.ndarray) -> int | None:
+    """Frames fed when the detector first said the message may start."""
+    for frame in frames(samples):
         detector.feed(frame)
         if detector.ready:
-            ready = detector.frames
-            break
-    assert ready == 15 and detector.settled
+            return detector.frames
+    return None
+
+
+def test_after_a_verdict_on_the_beep_a_short_quiet_is_enough() -> None:
+    detector = BeepDetector(beep_heard=True)
+    assert ready_frame(detector, gap(1.0)) == 15 and detector.settled
 
 
 def test_beep_detector_after_a_verdict_ends_in_silence() -> None:
     """The greeting was heard before the detector started: silence alone ends it."""
     detector = BeepDetector(greeting_heard=True)
-    ready_at = None
-    for frame in frames(gap(3.0)):
-        detector.feed(frame)
-        if detector.ready:
-            ready_at = detector.frames
-            break
-    assert detector.greeting_ended and ready_at == 125  # 2.5 s
+    assert ready_frame(detector, gap(3.0)) == 125  # 2.5 s
+    assert detector.greeting_ended
 
 
 def test_beep_detector_gives_up_waiting() -> None:
