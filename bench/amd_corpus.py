@@ -1,6 +1,6 @@
 """A labelled corpus of answered calls for answering-machine detection, from three speech engines.
 
-Run: nice .venv/bin/python bench/amd_corpus.py [--seed 17] [--calls 1800] [--jobs 2]
+Run: nice .venv/bin/python bench/amd_corpus.py [--seed 17] [--calls 2000] [--jobs 2] [--smoke]
 
 Speech comes from espeak-ng, flite and festival (English and Russian where the engine speaks
 it); sox changes its tempo and pitch. Each call is what the dialer hears after answer, 8 s of
@@ -25,7 +25,7 @@ split holds voices and sentences no tuning ever saw: flite "slt" and "rms", fest
 "slt" (HTS), espeak-ng's Caribbean and New York voices, and the Russian festival voice only
 appear in test. The corpus is deterministic for a seed; speech is cached under --cache (outside
 git), each call is written as a WAV with its truth in manifest.jsonl. A second run with the
-same seed and size only checks the files are there.
+same seed and size only checks the files are there. --smoke: 60 calls, for CI.
 """
 
 from __future__ import annotations
@@ -644,10 +644,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--calls", type=int, default=1800, help="calls over all splits")
+    parser.add_argument("--calls", type=int, default=2000, help="calls over all splits")
     parser.add_argument("--jobs", type=int, default=2, help="speech engines at once")
     parser.add_argument("--cache", type=Path, default=default_cache())
+    parser.add_argument("--smoke", action="store_true", help="60 calls (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.calls = 60
     missing = missing_tools()
     if missing:
         sys.exit(f"needs {', '.join(missing)} (sip_test_env/install-peers.sh installs them)")

@@ -1,6 +1,6 @@
 """Train the person/machine model of dialer/amd.py on the corpus of bench/amd_corpus.py.
 
-Run: nice .venv/bin/python bench/amd_train.py [--write] [--seed 17] [--calls 2000]
+Run: nice .venv/bin/python bench/amd_train.py [--write] [--seed 17] [--calls 2000] [--smoke]
 
 1. Feeds every person and machine call of the train split to a detector that never decides on
    its model, and collects the greeting's features each time the detector would ask it (the
@@ -10,6 +10,7 @@ Run: nice .venv/bin/python bench/amd_train.py [--write] [--seed 17] [--calls 200
    calls at most --max-false-machine of the people machines, the faster one on a tie.
 4. Prints the figures on train and validation; with --write, stores the weights and thresholds
    in dialer/amd_model.py. The test split is never read.
+--smoke: a 60-call corpus, the shipped thresholds (no search), nothing written; for CI.
 """
 
 from __future__ import annotations
@@ -160,7 +161,10 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=amd_corpus.default_cache())
     parser.add_argument("--max-false-machine", type=float, default=0.015)
     parser.add_argument("--write", action="store_true", help="store into dialer/amd_model.py")
+    parser.add_argument("--smoke", action="store_true", help="60 calls, no search (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.calls, args.write = 60, False
     folder = amd_corpus.build(args.seed, args.calls, args.cache, args.jobs)
     train = amd_corpus.load(folder, "train")
     val = amd_corpus.load(folder, "val")
@@ -174,7 +178,10 @@ def main() -> None:
         print(f"  {name:<18} {coef:+.3f}")
     amd_model.MEAN, amd_model.SCALE = tuple(mean), tuple(scale)
     amd_model.COEF, amd_model.BIAS = tuple(beta[1:]), float(beta[0])
-    thresholds = tune(val, args.max_false_machine)
+    if args.smoke:
+        thresholds = {k: getattr(AmdConfig(), k) for k in GRID}
+    else:
+        thresholds = tune(val, args.max_false_machine)
     for split, calls in (("train", train), ("val", val)):
         config = dataclasses.replace(AmdConfig(), **thresholds)
         s = amd_eval.summary(amd_eval.run(calls, config))
