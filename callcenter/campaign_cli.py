@@ -42,6 +42,20 @@ def add_parser(commands: Any) -> None:
         "--require-consent", action="store_true", help="dial only leads whose consent is yes"
     )
     create.add_argument("--voicemail", help="WAV left on answering machines")
+    create.add_argument(
+        "--no-amd", action="store_true", help="no answering-machine detection: connect every answer"
+    )
+    create.add_argument(
+        "--amd-max-seconds", type=float, default=6.0, help="latest AMD verdict after answer"
+    )
+    create.add_argument(
+        "--amd-initial-silence", type=float, default=3.0,
+        help="silence after answer that makes the verdict unsure (seconds)",
+    )  # fmt: skip
+    create.add_argument(
+        "--amd-unsure", choices=["connect", "voicemail", "hangup"], default="connect",
+        help="what an unsure AMD verdict does (default connect an agent)",
+    )  # fmt: skip
     create.add_argument("--ratio", type=float, default=1.5, help="lines per idle agent (power)")
     create.add_argument("--caller-id", default="")
     create.add_argument("--hours", default="09:00-21:00", help="calling window in the lead's time")
@@ -97,12 +111,33 @@ def progress_line(campaign: dict[str, Any], width: int = 30) -> str:
     filled = round(width * done / total)
     rate = 100.0 * float(p.get("abandon_rate") or 0.0)
     return (
-        f"{campaign['name']} [{'#' * filled}{'.' * (width - filled)}] {100 * done // total:3d}%"
-        f" dialled {p.get('dialled', 0)} answered {p.get('answered_human', 0)}"
-        f" machines {p.get('answered_machine', 0)} connected {p.get('connected', 0)}"
-        f" abandoned {p.get('abandoned', 0)} ({rate:.1f}%) remaining {p.get('remaining', 0)}"
-        f" {campaign['state']}"
-    ) + _broadcast_part(campaign.get("broadcast"))
+        (
+            f"{campaign['name']} [{'#' * filled}{'.' * (width - filled)}] {100 * done // total:3d}%"
+            f" dialled {p.get('dialled', 0)} answered {p.get('answered_human', 0)}"
+            f" machines {p.get('answered_machine', 0)} connected {p.get('connected', 0)}"
+            f" abandoned {p.get('abandoned', 0)} ({rate:.1f}%) remaining {p.get('remaining', 0)}"
+            f" {campaign['state']}"
+        )
+        + _amd_part(campaign.get("amd_summary"))
+        + _broadcast_part(campaign.get("broadcast"))
+    )
+
+
+def _amd_part(amd: dict[str, Any] | None) -> str:
+    """AMD verdicts and, once agents disposed some answers, the measured error rates."""
+    if not amd or not amd.get("verdicts"):
+        return ""
+    quality = amd["quality"]
+
+    def share(rate: float | None) -> str:
+        return "-" if rate is None else f"{100 * rate:.1f}%"
+
+    return (
+        f" | amd human {amd['human']} machine {amd['machine']} unsure {amd['unsure']}"
+        f" sit {amd['sit']} fax {amd['fax']} median {amd['median_seconds']}s"
+        f" false-person {share(quality['false_person_rate'])}"
+        f" false-machine {share(quality['false_machine_rate'])} ({quality['judged']} judged)"
+    )
 
 
 def _broadcast_part(results: dict[str, Any] | None) -> str:
@@ -151,6 +186,10 @@ async def _action(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
             "max_attempts": args.max_attempts,
             "lines": args.lines,
             "require_consent": args.require_consent,
+            "amd": not args.no_amd,
+            "amd_max_seconds": args.amd_max_seconds,
+            "amd_initial_silence_seconds": args.amd_initial_silence,
+            "amd_unsure": args.amd_unsure,
         }
         if args.flow:
             settings["flow"] = args.flow

@@ -115,6 +115,14 @@ class CampaignProgress:
     abandon_rate: float
     """The rate the dialer paces against (its ledger's when it runs here, else lifetime)."""
     abandon_cap: float
+    amd_machines: int = 0
+    """Answers AMD called machines."""
+    amd_judged: int = 0
+    """Answers with an AMD verdict an agent heard and disposed."""
+    amd_false_person_rate: float | None = None
+    """Of those AMD called people, the share the agent marked answering-machine."""
+    amd_false_machine_rate: float | None = None
+    """Of those AMD called machines, the share the agent said was a person."""
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,8 @@ class LiveFeed:
             progress = await store.campaign_progress(stored.id)
             runner = campaigns.runners.get(stored.id)
             rate = runner.ledger.rate(time.time()) if runner is not None else progress.abandon_rate
+            amd = await store.amd_summary(stored.id)
+            quality = amd["quality"]
             self.bus.publish(
                 CampaignProgress(
                     stored.id,
@@ -225,6 +227,10 @@ class LiveFeed:
                     in_flight=progress.in_flight,
                     abandon_rate=round(rate, 4),
                     abandon_cap=stored.abandon_cap,
+                    amd_machines=amd["machine"],
+                    amd_judged=quality["judged"],
+                    amd_false_person_rate=quality["false_person_rate"],
+                    amd_false_machine_rate=quality["false_machine_rate"],
                 )
             )
         for gone in set(self.bus.board.campaigns) - seen:

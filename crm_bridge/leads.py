@@ -71,6 +71,10 @@ _CAMPAIGN_SETTINGS = (
     "max_ring_seconds",
     "machine_action",
     "voicemail_prompt",
+    "amd",
+    "amd_max_seconds",
+    "amd_initial_silence_seconds",
+    "amd_unsure",
     "safe_harbor_prompt",
     "flow",
     "lines",
@@ -102,6 +106,10 @@ class StoredCampaign:
     max_ring_seconds: float
     machine_action: str
     voicemail_prompt: str | None
+    amd: bool
+    amd_max_seconds: float
+    amd_initial_silence_seconds: float
+    amd_unsure: str
     safe_harbor_prompt: str | None
     flow: str | None
     lines: int
@@ -152,6 +160,10 @@ class StoredAttempt:
     outcome: str | None
     ended_at: datetime | None
     agent: str | None
+    amd_verdict: str | None = None
+    amd_reason: str | None = None
+    amd_confidence: float | None = None
+    amd_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +240,9 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
         return obj.get(name, default)
     return getattr(obj, name, default)
 
+
+AMD_VERDICTS = ("human", "machine", "unsure", "sit", "fax")
+"""dialer.Verdict's values (the attempts.amd_verdict CHECK)."""
 
 CALLBACK_GRACE = timedelta(minutes=15)
 """How long a promised callback waits for its agent before any agent of the campaign may call."""
@@ -579,6 +594,30 @@ class PgLeadStore:
         logger.info("attempt %d of lead %d: %s; lead %s", attempt_id, lead.id, outcome, lead.status)
         return lead
 
+    async def attempt_amd(
+        self, attempt_id: int, verdict: str, *, reason: str, confidence: float, seconds: float
+    ) -> None:
+        """Store the answering-machine verdict of an answered attempt (once: a second verdict
+        for the same attempt is refused with Conflict)."""
+        if verdict not in AMD_VERDICTS:
+            raise InvalidInput(f"AMD verdict must be one of {', '.join(AMD_VERDICTS)}")
+        try:
+            status = await self._pool.execute(
+                "UPDATE attempts SET amd_verdict = $2, amd_reason = $3, amd_confidence = $4,"
+                " amd_seconds = $5 WHERE id = $1 AND amd_verdict IS NULL",
+                attempt_id,
+                verdict,
+                reason,
+                confidence,
+                seconds,
+            )
+        except asyncpg.CheckViolationError as exc:
+            raise InvalidInput(f"AMD verdict refused: {exc}") from None
+        if status == "UPDATE 0":
+            if not await self._pool.fetchval("SELECT 1 FROM attempts WHERE id = $1", attempt_id):
+                raise NotFound(f"no attempt {attempt_id}")
+            raise Conflict(f"attempt {attempt_id} has its AMD verdict already")
+
     async def release_attempt(self, attempt_id: int, *, now: datetime) -> None:
         """Undo the reservation of an attempt whose INVITE was never sent (the dialer refused it
         at the last moment): the attempt row goes, the lead is pending again, its count back."""
@@ -695,6 +734,64 @@ class PgLeadStore:
             dnc=leads["dnc"],
             in_flight=attempts["in_flight"],
         )
+
+    # -- answering-machine detection -------------------------------------------------------------
+
+    async def amd_summary(self, campaign_id: int) -> dict[str, Any]:
+        """A campaign's AMD verdicts (counts, median decision time and confidence) and their
+        quality as its agents measured it: of the attempts an agent heard and disposed, those
+        AMD called a person that the agent marked answering-machine (false person) and those
+        AMD called a machine that the agent said was a person (false machine)."""
+        row = await self._pool.fetchrow(
+            "SELECT count(a.amd_verdict) AS verdicts,"
+            " count(*) FILTER (WHERE a.amd_verdict = 'human') AS human,"
+            " count(*) FILTER (WHERE a.amd_verdict = 'machine') AS machine,"
+            " count(*) FILTER (WHERE a.amd_verdict = 'unsure') AS unsure,"
+            " count(*) FILTER (WHERE a.amd_verdict = 'sit') AS sit,"
+            " count(*) FILTER (WHERE a.amd_verdict = 'fax') AS fax,"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY a.amd_seconds) AS median_seconds,"
+            " avg(a.amd_confidence) AS mean_confidence"
+            " FROM attempts a WHERE a.campaign_id = $1",
+            campaign_id,
+        )
+        judged = await self._pool.fetch(
+            "SELECT a.amd_verdict AS verdict, d.machine, count(*) AS n FROM attempts a"
+            " JOIN LATERAL (SELECT bool_or(c.disposition = 'answering-machine') AS machine"
+            "  FROM calls c WHERE c.call_id = a.call_id AND c.disposition IS NOT NULL) d"
+            "  ON d.machine IS NOT NULL"
+            " WHERE a.campaign_id = $1 AND a.amd_verdict IN ('human', 'machine', 'unsure')"
+            " GROUP BY 1, 2",
+            campaign_id,
+        )
+        counts = {(r["verdict"], r["machine"]): r["n"] for r in judged}
+        said_person = counts.get(("human", False), 0) + counts.get(("human", True), 0)
+        said_machine = counts.get(("machine", False), 0) + counts.get(("machine", True), 0)
+        false_person = counts.get(("human", True), 0)
+        false_machine = counts.get(("machine", False), 0)
+        summary = dict(row)
+        for key in ("median_seconds", "mean_confidence"):
+            summary[key] = None if summary[key] is None else round(float(summary[key]), 3)
+        summary["quality"] = {
+            "judged": sum(counts.values()),
+            "false_person": false_person,
+            "false_machine": false_machine,
+            "false_person_rate": false_person / said_person if said_person else None,
+            "false_machine_rate": false_machine / said_machine if said_machine else None,
+        }
+        return summary
+
+    async def amd_results(self, campaign_id: int) -> list[dict[str, Any]]:
+        """Per answered attempt: the AMD verdict, why, how sure, when, and what came of it."""
+        rows = await self._pool.fetch(
+            "SELECT a.id AS attempt_id, l.phone, a.attempt_no, a.outcome, a.agent,"
+            " a.amd_verdict, a.amd_reason, a.amd_confidence, a.amd_seconds,"
+            " (SELECT c.disposition FROM calls c WHERE c.call_id = a.call_id"
+            "   AND c.disposition IS NOT NULL ORDER BY c.id DESC LIMIT 1) AS disposition"
+            " FROM attempts a JOIN leads l ON l.id = a.lead_id"
+            " WHERE a.campaign_id = $1 AND a.amd_verdict IS NOT NULL ORDER BY a.id",
+            campaign_id,
+        )
+        return [dict(r) for r in rows]
 
     # -- broadcasts ----------------------------------------------------------------------------
 

@@ -688,7 +688,9 @@ class CrmStore:
         return int(status.split()[-1])
 
 
-DISPOSITIONS = ("sale", "callback", "not-interested", "wrong-number", "dnc")
+DISPOSITIONS = ("sale", "callback", "not-interested", "wrong-number", "dnc", "answering-machine")
+"""answering-machine: the agent heard a machine (AMD called it a person); every other
+disposition says a person was there. Campaign AMD quality compares the two."""
 
 
 def _require_tz(value: datetime, name: str) -> None:

@@ -1,17 +1,23 @@
 """Answering-machine detection over the first seconds after answer, 20 ms frame by frame.
 
-The classic features of telephone AMD: a person answers with a short greeting ("Hello?") soon
-after pick-up and then waits for the caller, while a machine plays a long, continuous greeting
-("Hi, you have reached ... please leave a message after the tone") and ends it with a beep.
-So the detector measures, on speech/silence decided per frame by webrtcvad behind an adaptive
-noise-floor gate:
+The classic features of telephone AMD: a person answers with a greeting ("Hello?", or "Hello,
+this is Karen from accounts, how can I help you?") and then waits for the caller, while a
+machine plays a greeting and ends it with a beep, or in silence. The detector:
 
-- initial silence: time from answer to the first word;
-- words: speech bursts of at least ``min_word_ms``, a gap of ``word_gap_ms`` ends one;
-- greeting length: from the first word's start to the latest word, short pauses included;
-- silence after the greeting: a short greeting followed by ``after_greeting_silence_ms`` of
-  silence is a person waiting for an answer (HUMAN, the early verdict that connects the agent);
-- the beep: a steady single tone of 400-2000 Hz for at least 100 ms (MACHINE).
+- normalises the level before its speech detector (webrtcvad behind an adaptive noise-floor
+  gate), so a quiet line's speech is heard as well as a loud one's;
+- measures the greeting: initial silence, words (speech bursts of at least ``min_word_ms``),
+  its length from the first word's start to the latest word's end, pauses, cadence, the spread
+  of its energy;
+- asks a small logistic model (:mod:`dialer.amd_model`, trained by bench/amd_train.py on a
+  corpus of several speech engines) how machine-like the greeting is, when the greeting has been
+  followed by ``after_greeting_silence_ms`` of silence, or has gone on for
+  ``min_machine_greeting_ms``;
+- when the answer is not clear after a short greeting, keeps listening for a voicemail beep
+  (up to ``beep_wait_ms`` of silence) before it says HUMAN;
+- hears tones: a voicemail beep (a steady single tone of 400-2000 Hz for at least 100 ms:
+  MACHINE), special information tones (SIT, the three rising tones before a network
+  announcement) and an answering fax's 2100 Hz CED tone (FAX).
 
 Pure code: no clock, no I/O. Time is the count of frames fed (20 ms each, 8 kHz int16 mono).
 :class:`BeepDetector` works alone too: after a MACHINE verdict the dialer feeds it until the
@@ -23,6 +29,8 @@ from __future__ import annotations
 import enum
 import logging
 import math
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -31,6 +39,8 @@ import numpy.typing as npt
 import webrtcvad
 
 from telephony.media import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, Frame, dbfs, tone_power_db
+
+from . import amd_model
 
 logger = logging.getLogger(__name__)
 
@@ -62,19 +72,31 @@ class Verdict(enum.Enum):
     HUMAN = "human"
     MACHINE = "machine"
     UNSURE = "unsure"
+    SIT = "sit"
+    """Special information tones: a network announcement (number not in service, congestion)."""
+    FAX = "fax"
+    """An answering fax machine (its CED tone)."""
 
 
 class AmdReason(enum.Enum):
     """Why the detector reached its verdict (the feature that decided)."""
 
     SHORT_GREETING = "short-greeting"
-    """HUMAN: a short greeting, then silence (the person waits for the caller)."""
+    """HUMAN: a person-like greeting, then silence (the person waits for the caller)."""
+    NO_BEEP = "no-beep"
+    """HUMAN: an unclear short greeting, then silence with no beep within ``beep_wait_ms``."""
     LONG_GREETING = "long-greeting"
-    """MACHINE: more speech than a person's greeting holds."""
+    """MACHINE: a greeting longer than a person's, still going on."""
+    MACHINE_GREETING = "machine-greeting"
+    """MACHINE: a machine-like greeting that ended in silence."""
     TOO_MANY_WORDS = "too-many-words"
     """MACHINE: more words than a person's greeting holds."""
     BEEP = "beep"
     """MACHINE: the voicemail beep was heard."""
+    SIT_TONES = "sit-tones"
+    """SIT: special information tones."""
+    FAX_TONE = "fax-tone"
+    """FAX: the 2100 Hz answer tone of a fax machine."""
     INITIAL_SILENCE = "initial-silence"
     """No word within ``initial_silence_ms`` of answer."""
     TIMEOUT = "timeout"
@@ -88,18 +110,21 @@ class BeepConfig:
     min_frequency_hz: float = 400.0
     """Lowest beep frequency accepted (voice fundamentals lie below it)."""
     max_frequency_hz: float = 2000.0
-    """Highest beep frequency accepted."""
+    """Highest beep frequency accepted (a fax's 2100 Hz answer tone lies above it)."""
     min_duration_ms: int = 100
     """Shortest beep. Tolerates any frame alignment: the whole frames inside it must be tone."""
-    min_tone_share: float = 0.8
+    min_tone_share: float = 0.7
     """Share of a frame's power the single tone must carry (speech spreads over harmonics)."""
-    min_level_dbfs: float = -40.0
+    min_level_dbfs: float = -50.0
     """Quietest beep, dBFS RMS."""
     max_drift_hz: float = 25.0
     """How far the tone's frequency may wander during one beep (a beep is steady, a voice
     glides)."""
-    end_of_greeting_silence_ms: int = 1500
-    """Silence after speech that ends a greeting without a beep."""
+    end_of_greeting_silence_ms: int = 2500
+    """Silence after speech that ends a greeting without a beep (longer than the pause before
+    a late beep)."""
+    after_beep_ms: int = 300
+    """After a beep, this long without a tone before the message: some boxes beep twice."""
     max_wait_ms: int = 30_000
     """Time after which :class:`BeepDetector` gives up waiting for beep or silence."""
     vad_aggressiveness: int = 2
@@ -120,45 +145,61 @@ class BeepConfig:
 class AmdConfig:
     """Tunable thresholds of :class:`AnsweringMachineDetector` (durations in milliseconds).
 
-    Defaults are tuned on bench/amd_eval.py (espeak-ng voices with noise), leaning to HUMAN:
+    Defaults are tuned on the validation split of bench/amd_corpus.py, leaning to HUMAN:
     calling a person a machine hangs up on a live customer, the costly mistake.
     """
 
     vad_aggressiveness: int = 3
     """webrtcvad mode, 0 (keeps most audio as speech) to 3 (most eager to call it non-speech)."""
-    min_speech_dbfs: float = -50.0
+    min_speech_dbfs: float = -58.0
     """Frames quieter than this are silence whatever webrtcvad says (line hiss, comfort noise)."""
-    noise_margin_db: float = 3.0
-    """A speech frame must stand this far above the tracked noise floor."""
-    noise_floor_rise_db_per_s: float = 4.0
-    """How fast the noise floor may climb; it falls at once to any quieter frame."""
+    noise_margin_db: float = 6.0
+    """A speech frame must stand this far above the line's noise floor."""
+    max_below_speech_db: float = 20.0
+    """Once someone spoke, a frame this far under the loudest speech heard is background (the
+    babble of a room, a far voice), not the speaker."""
+    noise_floor_ms: int = 1500
+    """The noise floor is the lowest (smoothed) level of this long a window."""
+    normalise_to_dbfs: float = -20.0
+    """The speech detector hears the line raised (never lowered) so that its loudest recent
+    frames sit here: a quiet line's speech is heard as well as a loud one's."""
+    max_gain_db: float = 24.0
+    """Most the line is raised by."""
     min_word_ms: int = 100
     """Shortest speech burst counted as a word (clicks and noise bursts are shorter)."""
     word_gap_ms: int = 100
     """Silence that ends a word; shorter dips (stops between syllables) stay inside it."""
-    initial_silence_ms: int = 2500
+    initial_silence_ms: int = 3000
     """No word within this long after answer decides ``initial_silence_verdict``."""
     initial_silence_verdict: Verdict = Verdict.UNSURE
     """Verdict on a silent answer. Asterisk's app_amd says MACHINE; a silent person is as
-    likely, so UNSURE (the dialer connects an agent) is the safe default."""
-    after_greeting_silence_ms: int = 800
-    """Silence after a short greeting that decides HUMAN: the person waits for the caller."""
-    max_greeting_ms: int = 2300
-    """A greeting longer than this is a machine's: from the first word's start to the latest
-    word, pauses shorter than ``after_greeting_silence_ms`` included (commas, sentence ends)."""
-    max_words: int = 6
+    likely, so UNSURE (the campaign decides what it means) is the safe default."""
+    after_greeting_silence_ms: int = 600
+    """Silence after a greeting at which the model first judges it."""
+    human_below: float = amd_model.HUMAN_BELOW
+    """At that first look, a machine probability under this decides HUMAN at once."""
+    machine_above: float = amd_model.MACHINE_ABOVE
+    """At that first look, a machine probability over this decides MACHINE."""
+    beep_wait_ms: int = amd_model.BEEP_WAIT_MS
+    """An unclear greeting: silence after it this long with no beep decides; a beep within it
+    decides MACHINE at once..."""
+    no_beep_machine_above: float = amd_model.NO_BEEP_MACHINE_ABOVE
+    """...then MACHINE only when the machine probability is over this."""
+    min_machine_greeting_ms: int = 2300
+    """A greeting still going on is judged by the model once it is this long..."""
+    talking_machine_above: float = amd_model.TALKING_MACHINE_ABOVE
+    """...and is a machine's when the machine probability is over this."""
+    max_greeting_ms: int = amd_model.MAX_GREETING_MS
+    """A greeting going on longer than this is a machine's, whatever the model says."""
+    max_words: int = 14
     """More words than this is a machine's greeting."""
-    max_analysis_ms: int = 3500
-    """Latest decision, counted from answer."""
+    max_analysis_ms: int = amd_model.MAX_ANALYSIS_MS
+    """Latest decision, counted from answer (a tone sounding then is heard to its end)."""
     guess_on_timeout: bool = True
-    """At ``max_analysis_ms``, give the best guess instead of UNSURE: MACHINE if a word was
-    heard within ``timeout_talking_ms``, else HUMAN (``initial_silence_verdict`` if no word).
-    On the bench this turns ~8% UNSURE into 97-98% right without adding humans called
-    machines; False keeps UNSURE for every call the features did not settle."""
-    timeout_talking_ms: int = 360
-    """For the guess at the deadline: speech this recent means the greeting is going on."""
+    """At ``max_analysis_ms``, give the model's best guess instead of UNSURE
+    (``initial_silence_verdict`` if no word was heard)."""
     detect_beep: bool = True
-    """A beep during analysis decides MACHINE at once."""
+    """Tones decide at once: a beep MACHINE, SIT tones SIT, a fax's answer tone FAX."""
     beep: BeepConfig = field(default_factory=BeepConfig)
     """Beep thresholds."""
 
@@ -167,8 +208,14 @@ class AmdConfig:
             raise ValueError("vad_aggressiveness must be 0..3")
         if self.max_analysis_ms <= 0 or self.after_greeting_silence_ms <= 0:
             raise ValueError("analysis and silence times must be positive")
+        if self.initial_silence_ms <= 0 or self.beep_wait_ms < self.after_greeting_silence_ms:
+            raise ValueError("beep_wait_ms must be at least after_greeting_silence_ms")
         if self.max_words < 1:
             raise ValueError("max_words must be at least 1")
+        if not 0.0 <= self.human_below <= self.machine_above <= 1.0:
+            raise ValueError("need 0 <= human_below <= machine_above <= 1")
+        if self.max_gain_db < 0:
+            raise ValueError("max_gain_db must not be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +223,7 @@ class AmdDecision:
     """The detector's verdict on a call (``feed`` returns it from then on)."""
 
     verdict: Verdict
-    """HUMAN, MACHINE or UNSURE."""
+    """HUMAN, MACHINE, UNSURE, SIT or FAX."""
     reason: AmdReason
     """The feature that decided."""
     frames: int
@@ -187,6 +234,8 @@ class AmdDecision:
     """Greeting length by then: first word's start to last word's end, pauses included, ms."""
     initial_silence_ms: int
     """Time from answer to the first word (all of it if nobody spoke), ms."""
+    confidence: float = 1.0
+    """How sure, 0.5 (a coin) to 1.0: the model's probability of the verdict, 0.99 for a tone."""
 
     @property
     def seconds(self) -> float:
@@ -204,32 +253,86 @@ def _as_frame(frame: npt.ArrayLike) -> Frame:
 class _SpeechGate:
     """Speech or not, per frame: webrtcvad, behind an absolute level and a noise-floor gate.
 
-    webrtcvad alone calls much steady noise speech; the floor follows the quietest recent
-    frames (falls at once, climbs slowly), so a frame must also rise clearly out of the noise.
-    The first frame seeds the floor: real speech has dips that pull it down within a syllable
-    or two, but a perfectly steady sound from the first frame on passes for the line's noise.
+    webrtcvad alone calls much steady noise speech, so a frame must also rise ``margin_db``
+    out of the line's noise floor: the lowest level of the last ``floor_ms`` (minimum
+    statistics), each level smoothed over three frames so that a lost packet's dip does not
+    drag the floor down; the floor climbs no faster than ``rise_db_s``.
+
+    With ``normalise_to`` set, webrtcvad hears the frame raised by the gain that brings the
+    loudest recent speech there (a peak follower over frames that passed the gates, falling
+    2 dB a second): its own energy threshold would otherwise drop the quiet syllables of a
+    quiet line. Noise never raises the gain: the follower only sees frames above the floor.
     """
 
-    def __init__(self, aggressiveness: int, min_dbfs: float, margin_db: float, rise_db_s: float):
+    def __init__(
+        self,
+        aggressiveness: int,
+        min_dbfs: float,
+        margin_db: float,
+        *,
+        floor_ms: int = 1500,
+        rise_db_s: float = 4.0,
+        below_speech_db: float = math.inf,
+        normalise_to: float | None = None,
+        max_gain_db: float = 0.0,
+    ):
         self._vad = webrtcvad.Vad(aggressiveness)
         self._min_dbfs = min_dbfs
         self._margin = margin_db
+        self._window: deque[float] = deque(maxlen=_frames(floor_ms))
+        self._recent: deque[float] = deque(maxlen=3)
         self._rise = rise_db_s * FRAME_MS / 1000
-        self._floor: float | None = None
+        self._target = normalise_to
+        self._max_gain = max_gain_db
+        self._peak = -math.inf
+        self._peak_fall = 2.0 * FRAME_MS / 1000
+        self._speech_peak = -math.inf  # the loudest speech heard (falling 2 dB a second)
+        self._below_speech = below_speech_db
+        self.floor = -60.0
+        """The noise floor now, dBFS."""
 
     def is_speech(self, frame: Frame, level: float) -> bool:
         level = max(level, _FLOOR_DBFS)
-        if self._floor is None or level < self._floor:
-            self._floor = level
-        else:
-            self._floor = min(self._floor + self._rise, level)
-        if level < self._min_dbfs or level < self._floor + self._margin:
+        self._recent.append(level)
+        # Power mean of the last three frames: a single lost (quiet) frame barely moves it.
+        smooth = 10 * math.log10(sum(10 ** (x / 10) for x in self._recent) / len(self._recent))
+        self._window.append(smooth)
+        # The window's minimum, climbing no faster than rise_db_s: a steady sound (a held
+        # vowel, a tone) takes seconds to pass for the line's noise.
+        if len(self._window) == 1:
+            self.floor = smooth  # the first frame seeds it
+        self.floor = min(min(self._window), self.floor + self._rise)
+        if (
+            level < self._min_dbfs
+            or level < self.floor + self._margin
+            or level < self._speech_peak - self._below_speech
+        ):
+            self._peak -= self._peak_fall
+            self._speech_peak -= self._peak_fall
             return False
-        return bool(self._vad.is_speech(frame.astype("<i2").tobytes(), SAMPLE_RATE))
+        if self._target is not None:
+            self._peak = max(level, self._peak - self._peak_fall)
+            gain_db = min(self._max_gain, max(0.0, self._target - self._peak))
+            if gain_db > 0.5:
+                raised = frame.astype(np.float64) * 10 ** (gain_db / 20)
+                frame = np.clip(np.round(raised), -32768, 32767).astype(np.int16)
+        speech = bool(self._vad.is_speech(frame.astype("<i2").tobytes(), SAMPLE_RATE))
+        self._speech_peak = max(self._speech_peak, level) if speech else self._speech_peak
+        return speech
 
 
 class _ToneTracker:
-    """Finds a steady single tone in the beep band; reports when such a tone has ended."""
+    """Finds steady single tones; reports a beep, SIT tones or a fax answer tone.
+
+    A tone "run" is consecutive frames whose strongest in-band component carries most of the
+    frame's power at a steady frequency. A run in the beep band is a beep once it has ended,
+    unless it is the first of the three special information tones (then the next run says).
+    """
+
+    SIT_BANDS: Final = ((900.0, 995.0), (1355.0, 1440.0), (1755.0, 1800.0))
+    SIT_FRAMES: Final = (10, 21)  # 274 or 380 ms each, at any frame alignment
+    FAX_HZ: Final = (2070.0, 2130.0)
+    FAX_FRAMES: Final = 25  # 0.5 s of CED
 
     def __init__(self, config: BeepConfig) -> None:
         self.config = config
@@ -239,11 +342,18 @@ class _ToneTracker:
         self._min_frames = max(1, config.min_duration_ms // FRAME_MS - 1)
         bins = np.fft.rfftfreq(_FFT_SIZE, 1.0 / SAMPLE_RATE)
         self._lo = int(np.searchsorted(bins, config.min_frequency_hz))
-        self._hi = int(np.searchsorted(bins, config.max_frequency_hz, side="right"))
+        self._hi = int(np.searchsorted(bins, self.FAX_HZ[1], side="right"))
         self._run = 0
         self._run_hz = 0.0
+        self._sit: list[float] = []  # frequencies of the SIT-like runs so far, in order
+        self._sit_wait = 0  # frames left to wait for the next SIT tone
+        self._pending_beep = 0.0  # a SIT-like first tone that is a beep if no second follows
         self.frequency_hz: float | None = None
         """Frequency of the last beep heard."""
+        self.sit = False
+        """Special information tones were heard."""
+        self.fax = False
+        """A fax answer tone is sounding."""
 
     def tone_frequency(self, frame: Frame, level: float) -> float | None:
         """The frame's single in-band tone, if it is one."""
@@ -260,28 +370,95 @@ class _ToneTracker:
             return None
         return float(hz)
 
+    def _in_band(self, hz: float, band: tuple[float, float]) -> bool:
+        return band[0] <= hz <= band[1]
+
+    def _is_beep(self, hz: float) -> bool:
+        return self.config.min_frequency_hz <= hz <= self.config.max_frequency_hz
+
     def feed(self, frame: Frame, level: float) -> bool:
         """True on the first frame after a beep (a tone run of the minimum length) ended."""
         hz = self.tone_frequency(frame, level)
         if hz is not None and self._run and abs(hz - self._run_hz) <= self.config.max_drift_hz:
             self._run += 1
+            if self._in_band(self._run_hz, self.FAX_HZ) and self._run >= self.FAX_FRAMES:
+                self.fax = True
             return False
-        ended = self._run >= self._min_frames
-        if ended:
-            self.frequency_hz = self._run_hz
-            logger.debug("beep %.0f Hz, %d frames", self._run_hz, self._run)
+        ended_hz, ended_run = self._run_hz, self._run
         self._run, self._run_hz = (1, hz) if hz is not None else (0, 0.0)
-        return ended
+        beep = self._ended(ended_hz, ended_run) if ended_run else False
+        if not beep and self._sit_wait:
+            self._sit_wait -= 1
+            if self._sit_wait == 0 and not self._sit_continues():
+                beep = self._pending_beep > 0 and len(self._sit) == 1
+                if beep:
+                    self.frequency_hz = self._pending_beep
+                self._sit, self._pending_beep = [], 0.0
+        return beep
+
+    def _sit_continues(self) -> bool:
+        """The next SIT tone has begun (a run in the next band is under way)."""
+        n = len(self._sit)
+        return 0 < n < 3 and self._run > 0 and self._in_band(self._run_hz, self.SIT_BANDS[n])
+
+    def _ended(self, hz: float, run: int) -> bool:
+        """A tone run of `run` frames at `hz` just ended: is it a beep?"""
+        n = len(self._sit)
+        lo, hi = self.SIT_FRAMES
+        if n < 3 and self._in_band(hz, self.SIT_BANDS[n]) and lo - 1 <= run <= hi + 1:
+            self._sit.append(hz)
+            if len(self._sit) >= 2:
+                self.sit = True
+                return False
+            self._pending_beep = hz
+            self._sit_wait = 2  # the next tone follows at once
+            return False
+        self._sit, self._sit_wait, self._pending_beep = [], 0, 0.0
+        if run >= self._min_frames and self._is_beep(hz):
+            self.frequency_hz = hz
+            logger.debug("beep %.0f Hz, %d frames", hz, run)
+            return True
+        return False
+
+    @property
+    def sounding(self) -> bool:
+        """The last frame fed was (part of) a steady tone."""
+        return self._run > 0
 
     @property
     def in_tone(self) -> bool:
-        """A tone long enough for a beep is sounding now."""
-        return self._run >= self._min_frames
+        """A tone long enough for a beep is sounding now (or a SIT tone may follow)."""
+        return self._run >= self._min_frames or self._sit_wait > 0
+
+
+_VOICE_BAND: Final = np.fft.rfftfreq(_FFT_SIZE, 1.0 / SAMPLE_RATE) >= 250.0
+
+
+def _voice_band_level(frame: Frame, level: float) -> float:
+    """The frame's level above 250 Hz, dBFS: street rumble and mains hum lie below, where a
+    telephone voice has little (its fundamental, whose harmonics carry on above)."""
+    if level == -math.inf:
+        return level
+    power = np.abs(np.fft.rfft(frame.astype(np.float64) * _WINDOW, _FFT_SIZE)) ** 2
+    total = float(power.sum())
+    share = float(power[_VOICE_BAND].sum()) / total if total > 0 else 0.0
+    return level + 10.0 * math.log10(max(share, 1e-10))
+
+
+def machine_probability(features: dict[str, float]) -> float:
+    """The model's probability that a greeting with these features is a machine's."""
+    z = amd_model.BIAS
+    for name, mean, scale, coef in zip(
+        amd_model.FEATURES, amd_model.MEAN, amd_model.SCALE, amd_model.COEF, strict=True
+    ):
+        z += coef * (features[name] - mean) / scale
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
 class AnsweringMachineDetector:
     """Streaming AMD: feed the answered call's 20 ms frames; the first non-None result is the
-    verdict, reached at the latest after ``max_analysis_ms`` of audio.
+    verdict, reached at the latest after ``max_analysis_ms`` of audio (or at the end of a tone
+    sounding then).
 
     Later calls to :meth:`feed` return the same decision without further analysis.
     """
@@ -292,16 +469,21 @@ class AnsweringMachineDetector:
             cfg.vad_aggressiveness,
             cfg.min_speech_dbfs,
             cfg.noise_margin_db,
-            cfg.noise_floor_rise_db_per_s,
+            floor_ms=cfg.noise_floor_ms,
+            below_speech_db=cfg.max_below_speech_db,
+            normalise_to=cfg.normalise_to_dbfs,
+            max_gain_db=cfg.max_gain_db,
         )
         self._tones = _ToneTracker(cfg.beep)
         self._min_word = _frames(cfg.min_word_ms)
         self._word_gap = _frames(cfg.word_gap_ms)
         self._initial_silence = _frames(cfg.initial_silence_ms)
         self._after_greeting = _frames(cfg.after_greeting_silence_ms)
+        self._beep_wait = _frames(cfg.beep_wait_ms)
+        self._min_machine = _frames(cfg.min_machine_greeting_ms)
         self._max_greeting = _frames(cfg.max_greeting_ms)
         self._max_frames = _frames(cfg.max_analysis_ms)
-        self._timeout_talking = _frames(cfg.timeout_talking_ms)
+        self._tone_grace = _frames(1500)
         self.frames = 0
         """Frames fed so far."""
         self.words = 0
@@ -309,11 +491,49 @@ class AnsweringMachineDetector:
         self.decision: AmdDecision | None = None
         """The verdict once reached."""
         self._first_word_at: int | None = None
+        self._last_word_end = 0  # frame count at the last voiced frame of a word
         self._greeting = 0  # frames from the first word's start to the last word's end
         self._candidate = 0  # voiced frames of a burst not yet long enough for a word
         self._in_word = False
         self._gap = 0  # frames since the last voiced frame of a word
         self._dip = 0  # silent frames in a row
+        self._voiced = 0  # voiced frames inside words
+        self._pauses: list[int] = []  # silent gaps between words, frames
+        self._levels: list[float] = []  # levels of voiced frames, dBFS
+        self._looked = False  # the first look after the greeting happened
+        self._looked_at_words = 0
+        self.probability: float | None = None
+        """The model's latest machine probability (None before it was asked)."""
+        self.on_judge: Callable[[dict[str, float]], None] | None = None
+        """Gets the features each time the model is asked (bench/amd_train.py collects them)."""
+
+    # -- features -------------------------------------------------------------------------
+
+    def features(self) -> dict[str, float]:
+        """The greeting so far, as the model sees it."""
+        frame_s = FRAME_MS / 1000
+        first = self._first_word_at if self._first_word_at is not None else self.frames
+        pauses = [p for p in self._pauses if p * FRAME_MS >= 150]
+        return {
+            "greeting_s": self._greeting * frame_s,
+            "words": float(self.words),
+            "voiced_share": self._voiced / self._greeting if self._greeting else 0.0,
+            "longest_pause_s": max(self._pauses, default=0) * frame_s,
+            "initial_silence_s": first * frame_s,
+            "mean_word_s": self._voiced * frame_s / self.words if self.words else 0.0,
+            "pauses": float(len(pauses)),
+            "level_spread_db": float(np.std(self._levels)) if len(self._levels) > 1 else 0.0,
+            "talking": 1.0 if self._gap < self._word_gap else 0.0,
+        }
+
+    def _probability(self) -> float:
+        features = self.features()
+        if self.on_judge is not None:
+            self.on_judge(features)
+        self.probability = machine_probability(features)
+        return self.probability
+
+    # -- streaming ------------------------------------------------------------------------
 
     def feed(self, frame: npt.ArrayLike) -> AmdDecision | None:
         """Analyse one 20 ms frame; the decision once reached, else None."""
@@ -322,19 +542,29 @@ class AnsweringMachineDetector:
         samples = _as_frame(frame)
         self.frames += 1
         level = dbfs(samples)
-        if self.config.detect_beep and self._tones.feed(samples, level):
-            return self._decide(Verdict.MACHINE, AmdReason.BEEP)
-        if self._gate.is_speech(samples, level):
-            decision = self._voiced()
+        if self.config.detect_beep:
+            tones = self._tones
+            if tones.feed(samples, level):
+                return self._decide(Verdict.MACHINE, AmdReason.BEEP, 0.99)
+            if tones.sit:
+                return self._decide(Verdict.SIT, AmdReason.SIT_TONES, 0.99)
+            if tones.fax:
+                return self._decide(Verdict.FAX, AmdReason.FAX_TONE, 0.99)
+        tone = self._tones.in_tone
+        if not tone and self._gate.is_speech(samples, _voice_band_level(samples, level)):
+            decision = self._voiced_frame(level)
         else:
-            decision = self._silent()
+            decision = self._silent_frame(tone)
         if decision is None and self.frames >= self._max_frames:
-            decision = self._timeout()
+            if not tone or self.frames >= self._max_frames + self._tone_grace:
+                decision = self._timeout()
         return decision
 
-    def _voiced(self) -> AmdDecision | None:
+    def _voiced_frame(self, level: float) -> AmdDecision | None:
         self._dip = 0
         if self._in_word:
+            if self._gap:
+                self._voiced += self._gap  # a dip inside a word is part of it
             self._gap = 0
         else:
             self._candidate += 1
@@ -342,18 +572,27 @@ class AnsweringMachineDetector:
             if self._candidate < self._min_word:
                 return None
             self._in_word = True
+            if self.words:
+                self._pauses.append(self._gap - self._candidate)
             self._gap = 0
             self.words += 1
+            self._voiced += self._candidate
             if self._first_word_at is None:
                 self._first_word_at = self.frames - self._candidate
+        self._voiced += 1
+        self._levels.append(level)
         self._greeting = self.frames - (self._first_word_at or 0)
         if self.words > self.config.max_words:
-            return self._decide(Verdict.MACHINE, AmdReason.TOO_MANY_WORDS)
+            return self._decide(Verdict.MACHINE, AmdReason.TOO_MANY_WORDS, 0.9)
         if self._greeting >= self._max_greeting:
-            return self._decide(Verdict.MACHINE, AmdReason.LONG_GREETING)
+            return self._decide(Verdict.MACHINE, AmdReason.LONG_GREETING, 0.9)
+        if self._greeting >= self._min_machine and self._greeting % 5 == 0:
+            p = self._probability()
+            if p >= self.config.talking_machine_above:
+                return self._decide(Verdict.MACHINE, AmdReason.LONG_GREETING, p)
         return None
 
-    def _silent(self) -> AmdDecision | None:
+    def _silent_frame(self, tone: bool) -> AmdDecision | None:
         self._gap += 1
         self._dip += 1
         if self._in_word and self._gap >= self._word_gap:
@@ -361,24 +600,41 @@ class AnsweringMachineDetector:
         if self._dip >= 2:
             self._candidate = 0  # one silent frame inside a burst does not restart it
         if self.words == 0:
-            if self.frames >= self._initial_silence and self._candidate == 0:
-                return self._decide(self.config.initial_silence_verdict, AmdReason.INITIAL_SILENCE)
+            if self.frames >= self._initial_silence and self._candidate == 0 and not tone:
+                return self._decide(
+                    self.config.initial_silence_verdict, AmdReason.INITIAL_SILENCE, 0.5
+                )
             return None
-        if self._gap >= self._after_greeting and not self._tones.in_tone:
-            return self._decide(Verdict.HUMAN, AmdReason.SHORT_GREETING)
+        if tone or self._candidate:
+            return None
+        cfg = self.config
+        if self._gap >= self._after_greeting and (
+            not self._looked or self._looked_at_words != self.words
+        ):
+            self._looked, self._looked_at_words = True, self.words
+            p = self._probability()
+            if p < cfg.human_below:
+                return self._decide(Verdict.HUMAN, AmdReason.SHORT_GREETING, 1.0 - p)
+            if p >= cfg.machine_above:
+                return self._decide(Verdict.MACHINE, AmdReason.MACHINE_GREETING, p)
+        if self._gap >= self._beep_wait:
+            p = self._probability()
+            if p >= cfg.no_beep_machine_above:
+                return self._decide(Verdict.MACHINE, AmdReason.MACHINE_GREETING, p)
+            return self._decide(Verdict.HUMAN, AmdReason.NO_BEEP, 1.0 - p)
         return None
 
     def _timeout(self) -> AmdDecision:
-        if not self.config.guess_on_timeout:
-            return self._decide(Verdict.UNSURE, AmdReason.TIMEOUT)
         if self.words == 0:
-            return self._decide(self.config.initial_silence_verdict, AmdReason.TIMEOUT)
-        # A greeting still going on at the deadline is a machine's; one that ended and is
-        # followed by silence is a person's greeting that began late.
-        talking = self._gap < self._timeout_talking
-        return self._decide(Verdict.MACHINE if talking else Verdict.HUMAN, AmdReason.TIMEOUT)
+            return self._decide(self.config.initial_silence_verdict, AmdReason.TIMEOUT, 0.5)
+        p = self._probability()
+        if not self.config.guess_on_timeout:
+            return self._decide(Verdict.UNSURE, AmdReason.TIMEOUT, 0.5)
+        if p >= 0.5:
+            return self._decide(Verdict.MACHINE, AmdReason.TIMEOUT, p)
+        return self._decide(Verdict.HUMAN, AmdReason.TIMEOUT, 1.0 - p)
 
-    def _decide(self, verdict: Verdict, reason: AmdReason) -> AmdDecision:
+    def _decide(self, verdict: Verdict, reason: AmdReason, confidence: float) -> AmdDecision:
         first = self._first_word_at if self._first_word_at is not None else self.frames
         self.decision = AmdDecision(
             verdict=verdict,
@@ -387,11 +643,13 @@ class AnsweringMachineDetector:
             words=self.words,
             greeting_ms=self._greeting * FRAME_MS,
             initial_silence_ms=first * FRAME_MS,
+            confidence=round(max(0.5, min(1.0, confidence)), 3),
         )
         logger.info(
-            "AMD %s (%s) after %.2f s: %d words, %d ms greeting",
+            "AMD %s (%s, confidence %.2f) after %.2f s: %d words, %d ms greeting",
             verdict.value,
             reason.value,
+            self.decision.confidence,
             self.decision.seconds,
             self.words,
             self.decision.greeting_ms,
@@ -402,20 +660,37 @@ class AnsweringMachineDetector:
 class BeepDetector:
     """Waits out a voicemail greeting: :meth:`feed` turns True once the beep has ended.
 
+    ``greeting_heard``: the greeting's speech was heard before the first frame fed (the
+    detector called the machine after its greeting), so silence alone can end it.
+    ``beep_heard``: the detector called the machine on a beep that has just ended.
+
     Greetings without a beep end in silence: :attr:`greeting_ended` turns True after
-    ``end_of_greeting_silence_ms`` of silence following speech. :attr:`ready` is either of the
-    two (or ``max_wait_ms`` passed): the moment to start the voicemail message.
+    ``end_of_greeting_silence_ms`` of silence following speech. :attr:`ready` is the moment to
+    start the voicemail message: ``after_beep_ms`` without a tone after a beep (some boxes beep
+    twice), the greeting ended, or ``max_wait_ms`` passed.
     """
 
-    def __init__(self, config: BeepConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: BeepConfig | None = None,
+        *,
+        greeting_heard: bool = False,
+        beep_heard: bool = False,
+    ) -> None:
         self.config = cfg = config or BeepConfig()
         self._tones = _ToneTracker(cfg)
-        # Plain webrtcvad plus a level floor: a greeting is loud and near, fine detail not needed.
-        self._gate = _SpeechGate(cfg.vad_aggressiveness, -50.0, 6.0, 4.0)
+        # webrtcvad behind a level floor, the line normalised as for AMD (quiet lines).
+        self._gate = _SpeechGate(
+            cfg.vad_aggressiveness, -58.0, 6.0, normalise_to=-20.0, max_gain_db=24.0
+        )
         self._end_silence = _frames(cfg.end_of_greeting_silence_ms)
         self._max_frames = _frames(cfg.max_wait_ms)
-        self._heard_speech = False
+        # After an AMD verdict the greeting was heard already: silence from now on ends it.
+        self._heard_speech = greeting_heard
         self._silence = 0
+        self._beep_heard = beep_heard
+        self._after_beep = _frames(cfg.after_beep_ms)
+        self._since_tone = 0
         self.frames = 0
         """Frames fed so far."""
         self.beep_ended = False
@@ -424,6 +699,8 @@ class BeepDetector:
         """Speech was heard, then ``end_of_greeting_silence_ms`` of silence."""
         self.timed_out = False
         """``max_wait_ms`` passed with neither beep nor end of greeting."""
+        self.settled = False
+        """A beep was heard, then ``after_beep_ms`` without another tone."""
 
     @property
     def beep_frequency_hz(self) -> float | None:
@@ -432,19 +709,23 @@ class BeepDetector:
 
     @property
     def ready(self) -> bool:
-        """Time to play the message: the beep ended, the greeting ended, or waiting timed out."""
-        return self.beep_ended or self.greeting_ended or self.timed_out
+        """Time to play the message: a beep ended (and no second one followed), the greeting
+        ended, or waiting timed out."""
+        return self.settled or self.greeting_ended or self.timed_out
 
     def feed(self, frame: npt.ArrayLike) -> bool:
-        """Analyse one 20 ms frame; True from the frame after the beep ended on."""
-        if self.beep_ended:
-            return True
+        """Analyse one 20 ms frame; True from the frame after the (first) beep ended on."""
         samples = _as_frame(frame)
         self.frames += 1
         level = dbfs(samples)
         if self._tones.feed(samples, level):
-            self.beep_ended = True
-            logger.info("voicemail beep ended after %.2f s", self.frames * FRAME_MS / 1000)
+            if not self.beep_ended:
+                logger.info("voicemail beep ended after %.2f s", self.frames * FRAME_MS / 1000)
+            self.beep_ended = self._beep_heard = True
+        self._since_tone = 0 if self._tones.sounding else self._since_tone + 1
+        if self._beep_heard and self._since_tone >= self._after_beep:
+            self.settled = True
+        if self.beep_ended:
             return True
         if self._tones.in_tone:
             self._silence = 0

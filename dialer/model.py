@@ -68,6 +68,9 @@ campaign's table (answered-human, rejected, dnc) ends the lead."""
 PACING_MODES = ("power", "predictive", "broadcast")
 """power and predictive connect people to agents; broadcast plays an IVR flow to them."""
 MACHINE_ACTIONS = ("voicemail", "hangup")
+AMD_UNSURE_ACTIONS = ("connect", "voicemail", "hangup")
+"""What an UNSURE answering-machine verdict means: connect an agent (as for a person), treat it
+as a machine (the machine action: the voicemail message, or hang up), or hang up."""
 ALL_DAYS = (1, 2, 3, 4, 5, 6, 7)
 """ISO weekdays, Monday = 1."""
 
@@ -187,6 +190,14 @@ class Campaign:
     """What to do when a machine answers: leave the voicemail message, or hang up."""
     voicemail_prompt: str | None = None
     """WAV played to answering machines."""
+    amd: bool = True
+    """Answering-machine detection on every answer; off, every answer counts as a person."""
+    amd_max_seconds: float = 6.0
+    """Latest AMD verdict after answer, seconds (1-30; the detector's own default)."""
+    amd_initial_silence_seconds: float = 3.0
+    """Nobody speaking this long after answer is an UNSURE verdict, seconds (0.5-30)."""
+    amd_unsure: str = "connect"
+    """What an UNSURE verdict means: connect, voicemail (the machine action) or hangup."""
     safe_harbor_prompt: str | None = None
     """WAV played to a person no agent could take (an abandoned call)."""
     flow: str | None = None
@@ -223,6 +234,16 @@ class Campaign:
             raise InvalidCampaign("max attempts is at least 1")
         if self.machine_action not in MACHINE_ACTIONS:
             raise InvalidCampaign(f"machine action must be one of {MACHINE_ACTIONS}")
+        if not isinstance(self.amd, bool):
+            raise InvalidCampaign("amd must be true or false")
+        if self.amd_unsure not in AMD_UNSURE_ACTIONS:
+            raise InvalidCampaign(f"amd_unsure must be one of {AMD_UNSURE_ACTIONS}")
+        if not 1.0 <= self.amd_max_seconds <= 30.0:
+            raise InvalidCampaign(f"amd_max_seconds {self.amd_max_seconds} is outside 1-30")
+        if not 0.5 <= self.amd_initial_silence_seconds <= 30.0:
+            raise InvalidCampaign(
+                f"amd_initial_silence_seconds {self.amd_initial_silence_seconds} is outside 0.5-30"
+            )
         if not self.window_days or not set(self.window_days) <= set(ALL_DAYS):
             raise InvalidCampaign(f"calling days must be ISO weekdays 1-7: {self.window_days}")
         if self.window_start == self.window_end:
@@ -325,6 +346,14 @@ class Attempt:
     ended_at: datetime | None = None
     agent: str | None = None
     """Extension the customer was connected to."""
+    amd_verdict: str | None = None
+    """The answering-machine verdict (human, machine, unsure, sit, fax); None without AMD."""
+    amd_reason: str | None = None
+    """Why (dialer.AmdReason's value)."""
+    amd_confidence: float | None = None
+    """How sure, 0.5-1."""
+    amd_seconds: float | None = None
+    """Audio seconds from answer to the verdict."""
 
     @classmethod
     def from_record(cls, record: Any) -> Self:
@@ -414,6 +443,12 @@ class LeadStore(Protocol):
     ) -> Any:
         """Close the attempt; the lead is rescheduled by the campaign's retry delays (or at
         `retry_at`, a callback), or done / dnc. Returns the lead."""
+        ...
+
+    async def attempt_amd(
+        self, attempt_id: int, verdict: str, *, reason: str, confidence: float, seconds: float
+    ) -> None:
+        """Store the answering-machine verdict of an answered attempt."""
         ...
 
     async def release_attempt(self, attempt_id: int, *, now: datetime) -> None:

@@ -20,7 +20,7 @@ from telephony.aio import Call
 from telephony.call import Answered, Ended
 from telephony.media import WavSource
 
-from .amd import AnsweringMachineDetector, BeepDetector, Verdict
+from .amd import AmdConfig, AmdDecision, AmdReason, AnsweringMachineDetector, BeepDetector, Verdict
 from .ledger import AbandonLedger
 from .model import Campaign, Claim, LeadStore
 from .pacing import Pacer, PacingState, TokenBucket
@@ -271,15 +271,31 @@ class CampaignRunner:
             self.pacer.observe("no-answer", clock() - dialled)
             return "no-answer", None
         ring = clock() - dialled
-        verdict = await self._classify(call)
+        decision = await self._classify(call)
         if not self._broadcast:
             # A broadcast call holds its line until it ends; a dialer call stops counting
             # against the agents once it is classified.
             self.stats.in_flight.pop(claim.attempt.id, None)
+        if decision is not None:
+            await self._save_amd(claim, decision)
+        verdict = decision.verdict if decision is not None else Verdict.HUMAN
+        if verdict is Verdict.SIT:  # a network announcement: the number may work later
+            self.pacer.observe("failed", ring)
+            return "failed", None
+        if verdict is Verdict.FAX:  # never a person on this number
+            self.pacer.observe("rejected", ring)
+            return "rejected", None
+        if verdict is Verdict.UNSURE:
+            unsure = self.campaign.amd_unsure
+            if unsure == "hangup":
+                self.stats.machines += 1
+                self.pacer.observe("answered-machine", ring)
+                return "answered-machine", None
+            verdict = Verdict.MACHINE if unsure == "voicemail" else Verdict.HUMAN
         if verdict is Verdict.MACHINE:
             self.stats.machines += 1
             self.pacer.observe("answered-machine", ring)
-            left = await self._leave_message(call)
+            left = await self._leave_message(call, decision)
             if self._broadcast:
                 await self._save_result(claim, FlowOutcome({
                     "flow": self.campaign.flow, "path": ["voicemail"], "outcome": "voicemail",
@@ -350,47 +366,74 @@ class CampaignRunner:
             return (promised,)
         return self.campaign.agents
 
-    async def _classify(self, call: Call) -> Verdict:
-        """Stream the first seconds of the answer through AMD; people are passed on at once."""
-        detector = AnsweringMachineDetector()
-        decided: asyncio.Future[Verdict] = self._loop.create_future()
+    def amd_config(self) -> AmdConfig:
+        """The detector's settings for this campaign (its time limits)."""
+        campaign = self.campaign
+        max_ms = round(campaign.amd_max_seconds * 1000)
+        return AmdConfig(
+            max_analysis_ms=max_ms,
+            initial_silence_ms=min(max_ms, round(campaign.amd_initial_silence_seconds * 1000)),
+        )
+
+    async def _classify(self, call: Call) -> AmdDecision | None:
+        """Stream the first seconds of the answer through AMD; people are passed on at once.
+        None when the campaign runs without AMD (or the call ended before a verdict)."""
+        if not self.campaign.amd:
+            return None
+        config = self.amd_config()
+        detector = AnsweringMachineDetector(config)
+        decided: asyncio.Future[AmdDecision] = self._loop.create_future()
 
         def frame(pcm: object) -> None:
             decision = detector.feed(pcm)  # type: ignore[arg-type]
             if decision is not None and not decided.done():
-                decided.set_result(decision.verdict)
+                decided.set_result(decision)
 
         assert call.media is not None
         stop_listening = call.media.listen(frame)
+        # The detector decides within max_analysis_ms of audio (a tone then sounding is heard
+        # to its end, 1.5 s at most); the margin covers late or lost packets.
+        limit = config.max_analysis_ms / 1000 + 2.5
         try:
             done, _ = await asyncio.wait(
-                {decided, call.ended}, timeout=4.0, return_when=asyncio.FIRST_COMPLETED
+                {decided, call.ended}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             stop_listening()
         if decided in done:
-            verdict = decided.result()
-            return Verdict.HUMAN if verdict is Verdict.UNSURE else verdict
-        return Verdict.HUMAN
+            return decided.result()
+        if call.ended.done():
+            return None
+        logger.warning("campaign %s: no AMD verdict in %.1f s (no audio?)", self.campaign.name,
+                       limit)  # fmt: skip
+        return AmdDecision(
+            verdict=Verdict.UNSURE, reason=AmdReason.TIMEOUT, frames=detector.frames,
+            words=detector.words, greeting_ms=0, initial_silence_ms=0, confidence=0.5,
+        )  # fmt: skip
 
-    async def _leave_message(self, call: Call) -> bool:
+    async def _save_amd(self, claim: Claim, decision: AmdDecision) -> None:
+        try:
+            await self.store.attempt_amd(
+                claim.attempt.id, decision.verdict.value, reason=decision.reason.value,
+                confidence=decision.confidence, seconds=decision.seconds,
+            )  # fmt: skip
+        except Exception:  # the call goes on; losing the verdict must not lose the attempt
+            logger.exception("campaign %s: AMD verdict not stored", self.campaign.name)
+
+    async def _leave_message(self, call: Call, decision: AmdDecision | None = None) -> bool:
         """Wait for the beep (or the end of the greeting), play the voicemail message, hang up.
-        True when the whole message played."""
+        True when the whole message played. After a verdict on the beep itself the message
+        starts once no second beep follows; after one on a greeting that ended in silence, a
+        beep still to come or more silence ends the wait."""
         if self.campaign.machine_action != "voicemail" or not self.campaign.voicemail_prompt:
             await call.hangup(reason="machine")
             return False
-        beep = BeepDetector()
-        ready: asyncio.Future[None] = self._loop.create_future()
-
-        def frame(pcm: object) -> None:
-            if beep.feed(pcm) and not ready.done():  # type: ignore[arg-type]
-                ready.set_result(None)
-
-        assert call.media is not None
-        stop_listening = call.media.listen(frame)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait({ready, call.ended}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        stop_listening()
+        reason = decision.reason if decision is not None else None
+        heard = reason in (
+            AmdReason.MACHINE_GREETING, AmdReason.NO_BEEP, AmdReason.INITIAL_SILENCE,
+            AmdReason.TIMEOUT,
+        )  # fmt: skip
+        await self._wait_for_beep(call, greeting_heard=heard, beep_heard=reason is AmdReason.BEEP)
         if call.ended.done():
             return False
         with contextlib.suppress(RuntimeError):
@@ -398,6 +441,21 @@ class CampaignRunner:
         left = not call.ended.done()
         await call.hangup(reason="voicemail-left")
         return left
+
+    async def _wait_for_beep(self, call: Call, *, greeting_heard: bool, beep_heard: bool) -> None:
+        beep = BeepDetector(greeting_heard=greeting_heard, beep_heard=beep_heard)
+        ready: asyncio.Future[None] = self._loop.create_future()
+
+        def frame(pcm: object) -> None:
+            beep.feed(pcm)  # type: ignore[arg-type]
+            if beep.ready and not ready.done():
+                ready.set_result(None)
+
+        assert call.media is not None
+        stop_listening = call.media.listen(frame)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait({ready, call.ended}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        stop_listening()
 
     async def _safe_harbor(self, call: Call) -> None:
         """Nobody free: the customer hears a short message instead of silence (and it counts)."""

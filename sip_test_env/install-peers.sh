@@ -7,9 +7,11 @@
 #   sipvicious    scanner checks                    espeak-ng   spoken prompts
 #   sox           audio conversion                chromium    headless browser (dashboard
 #                                                               tests drive it with playwright)
+#   flite, festival and its voices festvox-kallpc16k, festvox-kdlpc16k, festvox-ru,
+#   festvox-us-slt-hts: the other speech engines of the AMD corpus (bench/amd_corpus.py)
 set -eu
 
-PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium"
+PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts"
 
 # package -> a file it installs (a command or a module), to tell what is missing.
 probe() {
@@ -22,6 +24,12 @@ probe() {
         espeak-ng) command -v espeak-ng >/dev/null 2>&1 ;;
         sox) command -v sox >/dev/null 2>&1 ;;
         chromium) command -v chromium >/dev/null 2>&1 ;;
+        flite) command -v flite >/dev/null 2>&1 ;;
+        festival) command -v text2wave >/dev/null 2>&1 ;;
+        festvox-kallpc16k) [ -d /usr/share/festival/voices/english/kal_diphone ] ;;
+        festvox-kdlpc16k) [ -d /usr/share/festival/voices/english/ked_diphone ] ;;
+        festvox-ru) [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ] ;;
+        festvox-us-slt-hts) [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] ;;
         *) return 1 ;;
     esac
 }

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +45,8 @@ class Customer:
     """What a human says on answer / the greeting a machine plays (8 kHz mono WAV)."""
     beep_hz: float = 1000.0
     """The voicemail beep after the greeting (machine)."""
+    beep_after: float = 0.0
+    """Seconds of silence between the greeting and its beep (machine)."""
     hang_up_after: float = 20.0
     """Seconds after answer when the customer hangs up if the engine has not."""
     press: str = ""
@@ -64,6 +66,10 @@ class CallRecord:
     """[INVITE time, end time] of each call (loop time; inf while it lasts)."""
     heard: list[np.ndarray] = field(default_factory=list)
     """What the customer heard, 20 ms frames in arrival order."""
+    heard_at: list[float] = field(default_factory=list)
+    """Loop time each frame of `heard` arrived."""
+    beep_ended_at: float | None = None
+    """Loop time the voicemail box sent the last frame of its beep."""
     ended: str | None = None
 
     def heard_samples(self) -> np.ndarray:
@@ -79,22 +85,40 @@ class CallRecord:
 
 
 class _Frames:
-    """A WAV's frames, then a beep (for voicemail greetings), then silence for as long as the
-    call lasts: phones and voicemail boxes keep sending RTP while they listen."""
+    """A WAV's frames, then (for voicemail greetings) `beep_after` seconds of silence and a
+    beep, then silence for as long as the call lasts: phones and voicemail boxes keep sending
+    RTP while they listen. `on_beep_end` is called as the beep's last frame goes out."""
 
-    def __init__(self, speech: Path | None, beep_hz: float | None) -> None:
+    def __init__(
+        self,
+        speech: Path | None,
+        beep_hz: float | None,
+        *,
+        beep_after: float = 0.0,
+        on_beep_end: Callable[[], None] | None = None,
+    ) -> None:
         self._frames: Iterator[np.ndarray] = iter(())
         if speech is not None:
             self._frames = _wav_frames(speech)
         self._beep = beep_hz
+        self._beep_after = beep_after
+        self._beep_left = 0
+        self._on_beep_end = on_beep_end
 
     def next_frame(self) -> np.ndarray:
         frame = next(self._frames, None)
         if frame is None and self._beep is not None:
+            gap = np.zeros(round(self._beep_after * 8000) // FRAME_SAMPLES * FRAME_SAMPLES)
             beep = tone_samples([self._beep], 0.4, level_dbfs=-10.0)
-            self._frames = iter(beep.reshape(-1, FRAME_SAMPLES))
+            frames = np.concatenate([gap, beep]).astype(np.int16).reshape(-1, FRAME_SAMPLES)
+            self._frames = iter(frames)
+            self._beep_left = len(frames)
             self._beep = None
             frame = next(self._frames, None)
+        if frame is not None and self._beep_left:
+            self._beep_left -= 1
+            if self._beep_left == 0 and self._on_beep_end is not None:
+                self._on_beep_end()
         return frame if frame is not None else np.zeros(FRAME_SAMPLES, dtype=np.int16)
 
 
@@ -204,9 +228,22 @@ class ScriptedCarrier:
             return  # the engine went away (a crash test): nothing more to play
         record.answered = True
         assert call.media is not None
-        call.media.listen(record.heard.append)
-        source = _Frames(script.speech, script.beep_hz if script.behaviour == "machine" else None)
         loop = asyncio.get_running_loop()
+
+        def heard(frame: np.ndarray) -> None:
+            record.heard.append(frame)
+            record.heard_at.append(loop.time())
+
+        def beep_ended() -> None:
+            record.beep_ended_at = loop.time()
+
+        call.media.listen(heard)
+        source = _Frames(
+            script.speech,
+            script.beep_hz if script.behaviour == "machine" else None,
+            beep_after=script.beep_after,
+            on_beep_end=beep_ended,
+        )
         player = loop.create_task(call.play(source))
         presser = loop.create_task(self._press(call, script)) if script.press else None
         try:

@@ -21,6 +21,8 @@ PACKAGES: dict[str, str] = {
     "espeak-ng": "espeak-ng",
     "sox": "sox",
     "chromium": "chromium",
+    "flite": "flite",
+    "text2wave": "festival",
 }
 
 

@@ -96,7 +96,17 @@ SCRIPTS = (
             rf"^decision time +all: median {NUM} s, p90 {NUM} s",
             r"^beep detector: \d+/\d+ beeps found",
         ),
-        needs=("espeak-ng", "sox"),
+        needs=("espeak-ng", "sox", "flite", "text2wave"),
+    ),
+    Script(
+        "amd_corpus",
+        (r"^test: \d+ calls, \d+ speakers$",),
+        needs=("espeak-ng", "sox", "flite", "text2wave"),
+    ),
+    Script(
+        "amd_train",
+        (rf"^val: accuracy {NUM}, people_as_machines {NUM}, machines_as_people {NUM}",),
+        needs=("espeak-ng", "sox", "flite", "text2wave"),
     ),
     Script(
         "dialer_sim",
@@ -134,7 +144,7 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 def test_bench_smoke(script: Script, tmp_path: Path) -> None:
     tools.require(*script.needs)
     argv = [sys.executable, str(BENCH / f"{script.name}.py"), "--smoke"]
-    if script.name == "amd_eval":
+    if script.name.startswith("amd_"):
         argv += ["--cache", str(tmp_path / "speech")]  # really make the speech, not a warm cache
     result = _run(argv)
     report = f"{' '.join(argv)}: exit {result.returncode}\n{result.stdout}\n{result.stderr[-4000:]}"

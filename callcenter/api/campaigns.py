@@ -36,6 +36,18 @@ SETTINGS = {
         "window_days": {"type": "array", "items": {"type": "integer"}},
         "tz_default": {"type": "string"},
         "lines": {"type": "integer"},
+        "machine_action": {"type": "string", "description": "voicemail or hangup"},
+        "amd": {"type": "boolean", "description": "answering-machine detection on answer"},
+        "amd_max_seconds": {"type": "number", "description": "latest AMD verdict, 1-30 s"},
+        "amd_initial_silence_seconds": {
+            "type": "number",
+            "description": "silence after answer that makes the verdict unsure, 0.5-30 s",
+        },
+        "amd_unsure": {
+            "type": "string",
+            "enum": ["connect", "voicemail", "hangup"],
+            "description": "what an unsure verdict does",
+        },
     },
 }
 
@@ -92,20 +104,30 @@ async def get_campaign(request: web.Request) -> web.Response:
     stored = await _campaign(request)
     store = lead_store(request)
     data = campaign_json(stored, await store.campaign_progress(stored.id))
+    data["amd_summary"] = await store.amd_summary(stored.id)
     if stored.mode == "broadcast":
         data["broadcast"] = await store.broadcast_progress(stored.id)
     return web.json_response(data)
 
 
 @operation(
-    summary="Broadcast results per lead (flow path, digits, listened, transfer, opt-out)",
+    summary="Results per lead: broadcast flows (path, digits, listened, transfer, opt-out) "
+    "and every answered attempt's AMD verdict",
     tag="campaigns",
     path={"id": ROW_ID},
     responses={
         200: {
             "type": "object",
-            "required": ["results"],
-            "properties": {"results": {"type": "array", "items": {"type": "object"}}},
+            "required": ["results", "attempts"],
+            "properties": {
+                "results": {"type": "array", "items": {"type": "object"}},
+                "attempts": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "Answered attempts with their AMD verdict, reason, "
+                    "confidence, decision time (s), outcome, agent and the agent's disposition.",
+                },
+            },
         }
     },
     errors=(400, 404, 503),
@@ -114,7 +136,13 @@ async def get_results(request: web.Request) -> web.Response:
     """GET /campaigns/{id}/results: per lead, what each answered broadcast call did (the flow's
     node path, digits pressed, listened to the end, transferred, callback, opted out)."""
     stored = await _campaign(request)
-    return web.json_response({"results": await lead_store(request).broadcast_results(stored.id)})
+    store = lead_store(request)
+    return web.json_response(
+        {
+            "results": await store.broadcast_results(stored.id),
+            "attempts": await store.amd_results(stored.id),
+        }
+    )
 
 
 def _settings(body: Any) -> Campaign:

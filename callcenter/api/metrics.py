@@ -259,6 +259,16 @@ PROGRESS_FIELDS = (
 )
 
 
+AMD_VERDICTS = ("human", "machine", "unsure", "sit", "fax")
+AMD_QUALITY_HELP = {
+    "false_person_rate": "Of the calls AMD called a person that an agent disposed, the share "
+    "the agent marked answering-machine.",
+    "false_machine_rate": "Of the calls AMD called a machine that an agent disposed, the share "
+    "the agent said was a person.",
+    "judged": "Calls with an AMD verdict that an agent disposed (the quality rates' sample).",
+}
+
+
 async def _campaigns(engine: Engine, out: Exposition) -> None:
     campaigns = engine.campaigns
     if campaigns is None:
@@ -267,17 +277,25 @@ async def _campaigns(engine: Engine, out: Exposition) -> None:
     rates: list[tuple[dict[str, Any], float]] = []
     caps: list[tuple[dict[str, Any], float]] = []
     progress: dict[str, list[tuple[dict[str, Any], float]]] = {f: [] for f in PROGRESS_FIELDS}
+    verdicts: list[tuple[dict[str, Any], float]] = []
+    quality: dict[str, list[tuple[dict[str, Any], float]]] = {k: [] for k in AMD_QUALITY_HELP}
     for runner in list(campaigns.runners.values()):
         labels = {"campaign": runner.campaign.name, "id": runner.campaign.id}
         rates.append((labels, runner.ledger.rate(wall)))
         caps.append((labels, runner.campaign.abandon_cap))
         try:
             done = await campaigns.store.campaign_progress(runner.campaign_id)
+            amd = await campaigns.store.amd_summary(runner.campaign_id)
         except Exception as exc:
             logger.warning("metrics: campaign %s progress unavailable: %s", labels, exc)
             continue
         for name in PROGRESS_FIELDS:
             progress[name].append((labels, getattr(done, name)))
+        for verdict in AMD_VERDICTS:
+            verdicts.append(({**labels, "verdict": verdict}, amd[verdict]))
+        for name, samples in quality.items():
+            if amd["quality"][name] is not None:
+                samples.append((labels, amd["quality"][name]))
     out.family(
         "callcenter_campaign_abandon_rate",
         "gauge",
@@ -287,6 +305,14 @@ async def _campaigns(engine: Engine, out: Exposition) -> None:
     out.family(
         "callcenter_campaign_abandon_cap", "gauge", "Abandon rate cap of each campaign.", caps
     )
+    out.family(
+        "callcenter_campaign_amd_verdicts",
+        "gauge",
+        "Answering-machine verdicts of each running campaign's attempts, by verdict.",
+        verdicts,
+    )
+    for name, samples in quality.items():
+        out.family(f"callcenter_campaign_amd_{name}", "gauge", AMD_QUALITY_HELP[name], samples)
     for name, samples in progress.items():
         out.family(
             f"callcenter_campaign_leads_{name}"
@@ -302,7 +328,7 @@ async def _campaigns(engine: Engine, out: Exposition) -> None:
     summary="Prometheus metrics",
     description="Text format 0.0.4: active calls, calls by outcome, registrations, SIP "
     "responses by code, RTP packets / loss / jitter, media clock lag, CRM outbox backlog, "
-    "campaign abandon rates and progress.",
+    "campaign abandon rates, progress, AMD verdicts and AMD quality.",
     tag="meta",
     responses={200: None},
     produces="text/plain",

@@ -216,6 +216,11 @@ def _components() -> dict[str, Schema]:
     campaign["properties"]["retry_delays"] = {"type": "object"}
     campaign["properties"]["state"] = {"type": "string"}
     campaign["properties"]["progress"] = {"$ref": "#/components/schemas/CampaignProgress"}
+    campaign["properties"]["amd_summary"] = {
+        "type": "object",
+        "description": "AMD verdict counts, median decision time, mean confidence, and quality "
+        "(false person / false machine rates from agents' dispositions).",
+    }
     campaign["required"] = ["id", "name", "state"]
     return {
         "Error": {

@@ -222,6 +222,13 @@ function renderCampaigns() {
     cell(tr, c.connected, "num");
     const rate = cell(tr, `${(100 * c.abandon_rate).toFixed(1)}% / ${(100 * c.abandon_cap).toFixed(1)}%`, "num");
     if (c.abandon_rate > c.abandon_cap) rate.classList.add("over");
+    const share = (r) => (r === null || r === undefined ? "–" : `${(100 * r).toFixed(1)}%`);
+    const amd = cell(
+      tr,
+      `${c.amd_machines ?? 0} · ${share(c.amd_false_person_rate)} / ${share(c.amd_false_machine_rate)}`,
+      "num",
+    );
+    amd.title = `${c.amd_judged ?? 0} answers with a verdict disposed by agents`;
     const actions = cell(tr, "");
     const verbs = { draft: ["start"], running: ["pause", "stop"], paused: ["resume", "stop"] }[c.state] || [];
     for (const verb of verbs) {
@@ -310,6 +317,8 @@ async function createCampaign(event) {
     mode: f.mode.value,
     ratio: Number(f.ratio.value) || 1,
     agents: f.agents.value.split(/[\s,]+/).filter(Boolean),
+    amd: f.amd.value !== "off",
+    amd_unsure: f.amd.value === "off" ? "connect" : f.amd.value,
   };
   if (f.caller_id.value.trim()) settings.caller_id = f.caller_id.value.trim();
   try {

@@ -13,7 +13,7 @@ import pytest
 
 import dialer
 from crm_bridge import CAMPAIGN_TRANSITIONS, Conflict, InvalidInput, NotFound, PgLeadStore
-from crm_bridge.leads import ATTEMPT_OUTCOMES, CALLBACK_GRACE
+from crm_bridge.leads import AMD_VERDICTS, ATTEMPT_OUTCOMES, CALLBACK_GRACE
 
 NOW = datetime(2024, 6, 12, 14, 0, tzinfo=UTC)  # 10:00 in New York, 15:00 in London
 
@@ -37,6 +37,7 @@ async def running(store: PgLeadStore, name: str = "c", **settings: object) -> in
 
 
 def test_tables_agree_with_the_dialer() -> None:
+    assert AMD_VERDICTS == tuple(v.value for v in dialer.Verdict)
     assert {(s.value, c.value): n.value for (s, c), n in dialer.CAMPAIGN_TRANSITIONS.items()} == (
         dict(CAMPAIGN_TRANSITIONS)
     )
@@ -470,3 +471,64 @@ async def test_a_campaign_that_requires_consent_dials_only_leads_who_gave_it(
     await store.import_leads(other, [yes, no, unknown], now=NOW)
     claims = await store.claim_next_leads(other, 5, now=NOW, node="a")
     assert sorted(c.lead.phone for c in claims) == [yes.phone, unknown.phone]
+
+
+async def test_amd_settings_verdicts_and_quality_from_dispositions(
+    store: PgLeadStore, pool: asyncpg.Pool
+) -> None:
+    cid = await running(
+        store, amd=False, amd_max_seconds=6.0, amd_initial_silence_seconds=2.0,
+        amd_unsure="voicemail",
+    )  # fmt: skip
+    back = dialer.Campaign.from_record(await store.get_campaign(cid))
+    assert (back.amd, back.amd_max_seconds, back.amd_initial_silence_seconds, back.amd_unsure) == (
+        False, 6.0, 2.0, "voicemail",
+    )  # fmt: skip
+    with pytest.raises(InvalidInput):
+        await store.create_campaign({"name": "bad", "amd_unsure": "maybe"}, now=NOW)
+    await store.import_leads(cid, leads(5), now=NOW)
+    claims = await store.claim_next_leads(cid, 5, now=NOW, node="a")
+    # AMD said: person, person, machine, unsure, fax; agents heard the first two and the fourth.
+    said = [("human", 0.9, 1.8), ("human", 0.7, 2.2), ("machine", 0.99, 3.1),
+            ("unsure", 0.5, 3.0), ("fax", 0.99, 0.6)]  # fmt: skip
+    agent_said = ["sale", "answering-machine", None, "not-interested", None]
+    for claim, (verdict, confidence, seconds), disposition in zip(
+        claims, said, agent_said, strict=True
+    ):
+        call_id = f"call-{claim.attempt.id}"
+        await store.attempt_dialled(claim.attempt.id, call_id, now=NOW)
+        await store.attempt_amd(
+            claim.attempt.id, verdict, reason="test", confidence=confidence, seconds=seconds
+        )
+        await pool.execute(
+            "INSERT INTO calls (call_id, direction, from_number, to_number, started_at, ended_at,"
+            " outcome, disposition) VALUES ($1, 'outbound', '100', $2, $3, $3, 'answered', $4)",
+            call_id, claim.lead.phone, NOW, disposition,
+        )  # fmt: skip
+        await store.attempt_finished(claim.attempt.id, "answered-human", now=NOW)
+    with pytest.raises(Conflict):  # one verdict per attempt
+        await store.attempt_amd(claims[0].attempt.id, "machine", reason="x", confidence=1.0,
+                                seconds=1.0)  # fmt: skip
+    with pytest.raises(InvalidInput):
+        await store.attempt_amd(claims[0].attempt.id, "maybe", reason="x",
+                                confidence=1.0, seconds=1.0)  # fmt: skip
+    with pytest.raises(NotFound):
+        await store.attempt_amd(999_999, "human", reason="x", confidence=1.0, seconds=1.0)
+    summary = await store.amd_summary(cid)
+    assert {k: summary[k] for k in ("verdicts", "human", "machine", "unsure", "sit", "fax")} == {
+        "verdicts": 5, "human": 2, "machine": 1, "unsure": 1, "sit": 0, "fax": 1,
+    }  # fmt: skip
+    assert summary["median_seconds"] == pytest.approx(2.2)
+    assert summary["quality"] == {
+        "judged": 3,  # the calls an agent disposed
+        "false_person": 1,  # AMD said person, the agent heard a machine
+        "false_machine": 0,
+        "false_person_rate": 0.5,
+        "false_machine_rate": None,  # no machine verdict was heard by an agent
+    }
+    results = await store.amd_results(cid)
+    assert [(r["amd_verdict"], r["disposition"]) for r in results] == [
+        (v, d) for (v, _, _), d in zip(said, agent_said, strict=True)
+    ]
+    attempts = await store.lead_attempts(claims[0].lead.id)
+    assert (attempts[0].amd_verdict, attempts[0].amd_confidence) == ("human", 0.9)

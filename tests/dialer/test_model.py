@@ -152,3 +152,20 @@ def test_progress_abandon_rate() -> None:
     progress = CampaignProgress(10, 8, 4, 2, 3, 1, 2, 6, 2, 0)
     assert progress.abandon_rate == 0.25
     assert CampaignProgress(0, 0, 0, 0, 0, 0, 0, 0, 0, 0).abandon_rate == 0
+
+
+def test_amd_settings_are_checked_and_match_the_detector() -> None:
+    from dialer import AmdConfig
+
+    campaign = Campaign("c")
+    assert campaign.amd and campaign.amd_unsure == "connect"
+    assert campaign.amd_max_seconds * 1000 == AmdConfig().max_analysis_ms
+    assert campaign.amd_initial_silence_seconds * 1000 == AmdConfig().initial_silence_ms
+    for bad in (
+        {"amd_unsure": "maybe"},
+        {"amd_max_seconds": 0.5},
+        {"amd_max_seconds": 31.0},
+        {"amd_initial_silence_seconds": 0.1},
+    ):
+        with pytest.raises(InvalidCampaign):
+            Campaign("c", **bad)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from callcenter.runtime import start_engine
+from callcenter.runtime import Engine, start_engine
 from crm_bridge import PgLeadStore
 from dialer import (
     Campaign,
@@ -40,6 +40,21 @@ def calling_hours_around_now() -> tuple[time, time]:
     return (now - timedelta(hours=2)).time().replace(second=0, microsecond=0), (
         now + timedelta(hours=2)
     ).time().replace(second=0, microsecond=0)
+
+
+async def engine_on_carrier(
+    carrier: ScriptedCarrier, pg_url: str, tmp_path: Path
+) -> tuple[Engine, PgLeadStore]:
+    """The engine with `carrier` as its trunk "carrier" (5 calls a second, caller ID
+    12125550100), agents' wrap-up 1 s, and its lead store."""
+    host, port = carrier.address
+    config = (
+        f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\ncaller_id = "12125550100"\n'
+        "cps = 5\n\n[presence]\nwrap_up_seconds = 1\n"
+    )
+    engine = await start_engine(engine_config(extra=config), database_url=pg_url, data_dir=tmp_path)
+    assert engine.database is not None
+    return engine, PgLeadStore(engine.database.pool)
 
 
 async def run_to_the_end(store: PgLeadStore, campaign_id: int, *, left: int, timeout: float):
@@ -91,16 +106,7 @@ async def test_power_campaign_of_twenty_leads(pg_url: str, tmp_path: Path) -> No
     opens, closes = calling_hours_around_now()
 
     async with ScriptedCarrier(customers) as carrier:
-        host, port = carrier.address
-        config = (
-            f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\ncaller_id = "12125550100"\n'
-            "cps = 5\n\n[presence]\nwrap_up_seconds = 1\n"
-        )
-        engine = await start_engine(
-            engine_config(extra=config), database_url=pg_url, data_dir=tmp_path
-        )
-        assert engine.database is not None
-        store = PgLeadStore(engine.database.pool)
+        engine, store = await engine_on_carrier(carrier, pg_url, tmp_path)
         now = datetime.now(UTC)
         campaign = await store.create_campaign(
             Campaign(

@@ -177,6 +177,7 @@ async def test_campaign_manager_and_missed_call_tasks_on_the_page(
     await page.click("#new-campaign summary")
     await page.fill('#campaign-form input[name="name"]', "autumn")
     await page.fill('#campaign-form input[name="agents"]', "105")  # logged out: nothing dials
+    await page.select_option('#campaign-form select[name="amd"]', "hangup")
     csv = tmp_path / "leads.csv"
     csv.write_text("phone,name\n+12125550101,Ann\n+12125550102,Bob\n")
     await page.set_input_files('#campaign-form input[name="csv"]', str(csv))
@@ -185,6 +186,10 @@ async def test_campaign_manager_and_missed_call_tasks_on_the_page(
     row = '#campaigns tr:has(td:text-is("autumn"))'
     await page.wait_for_selector(f'{row} td:text-is("draft")', timeout=5000)
     assert "0 / 2" in (await page.text_content(f"{row} td:nth-child(3)") or "")
+    # AMD: no machine yet, no quality measured yet; the form's AMD choice was stored.
+    assert (await page.text_content(f"{row} td:nth-child(7)") or "").strip() == "0 · – / –"
+    stored = await engine.campaigns.store.get_campaign_by_name("autumn")
+    assert (stored.amd, stored.amd_unsure) == (True, "hangup")
     await page.click(f'{row} button:text-is("start")')
     await page.wait_for_selector(f'{row} td:text-is("running")', timeout=5000)
     await page.click(f'{row} button:text-is("pause")')
