@@ -11,7 +11,7 @@ and events travel as netstring-framed JSON over ctrl_tcp; a background task read
         await agent.dial("sip:102@127.0.0.1:%d" % port)
         await agent.wait_event("CALL_ESTABLISHED")
 
-baresip quirks this relies on (see ../shared/PEERS.md): the call hangs up when the source
+baresip quirks this relies on (see docs/peers.md): the call hangs up when the source
 WAV ends, so sources are padded with silence; events sent before the control connection opens
 are lost, so registration is also checked by polling `reginfo`; the callee's account user must
 match the Request-URI user; TLS takes SIP port + 1, so that port is reserved too. When it
