@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RINGING_TICK = 0.1
-"""Seconds between looks at which phones ring (the B2BUA has no hook for it)."""
 POLL_SECONDS = 2.0
 """Database look-ups for campaigns and tasks while a dashboard is open."""
 SHOWN_CAMPAIGN_STATES = ("draft", "running", "paused")
@@ -125,11 +123,16 @@ def wire_live(engine: Engine) -> LiveBus:
             )
         )
 
+    def ringing(event: pbx_events.CallRinging) -> None:
+        call_id = event.summary.call_id
+        if call_id in bus.board.calls:
+            bus.publish(CallRinging(call_id, tuple(sorted(event.agents))))
+
     events.subscribe(pbx_events.PresenceChanged, agent_changed)
+    events.subscribe(pbx_events.CallRinging, ringing)
     events.subscribe(pbx_events.CallStarted, call_started)
     events.subscribe(pbx_events.CallAnswered, connected)
     events.subscribe(pbx_events.CallEnded, ended)
-    engine.spawn(_watch_ringing(engine, bus))
     return bus
 
 
@@ -138,16 +141,6 @@ def call_agent(summary: CallSummary) -> str | None:
     if summary.answered_at is None:
         return None
     return summary.caller if summary.callee == summary.customer else summary.callee
-
-
-async def _watch_ringing(engine: Engine, bus: LiveBus) -> None:
-    while True:
-        await asyncio.sleep(RINGING_TICK)
-        for call_id, call in list(bus.board.calls.items()):
-            bridged = engine.switchboard.active.get(call_id)
-            ringing = tuple(sorted(bridged.ringing)) if bridged is not None else ()
-            if ringing != call.ringing:
-                bus.publish(CallRinging(call_id, ringing))
 
 
 class LiveFeed:

@@ -129,8 +129,9 @@ class BridgedCall:
         """Extensions this call rings or is about to ring (from the moment it is created, so
         two calls started together never both take the same agent)."""
         self._on_answer: list[Callable[[BridgedCall], None]] = []
-        self.on_ringing: Callable[[BridgedCall], None] | None = None
-        """Told once, when the first phone rings (its 180/183)."""
+        self.on_ringing: Callable[[BridgedCall, bool], None] | None = None
+        """Told when the phones being rung change (`ringing`), and once with True when the
+        first of them rings (its 180/183)."""
         self.picked_up_by: tuple[Pickup, str] | None = None
         """The pickup code and the extension that took the call while it rang."""
         self.on_no_answer: Callable[[Call], Awaitable[None]] | None = None
@@ -249,7 +250,7 @@ class BridgedCall:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         pending = {leg: loop.create_task(leg.next_event()) for leg in legs}
-        self.ringing = set(legs.values())
+        self._set_ringing(set(legs.values()))
         try:
             while pending:
                 waiters: set[asyncio.Future[Any]] = {*pending.values(), self.a.ended, self._picked}
@@ -278,7 +279,7 @@ class BridgedCall:
                         if not self._rang:
                             self._rang = True
                             if self.on_ringing is not None:
-                                self.on_ringing(self)
+                                self.on_ringing(self, True)
                     if isinstance(event, Answered):
                         del pending[leg]
                         await self._drop(pending, reason="answered-elsewhere")
@@ -286,13 +287,20 @@ class BridgedCall:
                         return leg
                     if isinstance(event, Ended):
                         del pending[leg]
-                        self.ringing.discard(legs[leg])
+                        self._set_ringing(self.ringing - {legs[leg]})
                         statuses.append(event.sip_status or 500)
                         continue
                     pending[leg] = loop.create_task(leg.next_event())
             return None
         finally:
-            self.ringing = set()
+            self._set_ringing(set())
+
+    def _set_ringing(self, agents: set[str]) -> None:
+        if agents == self.ringing:
+            return
+        self.ringing = agents
+        if self.on_ringing is not None:
+            self.on_ringing(self, False)
 
     async def _answer_picker(self) -> Call | None:
         leg, picker = self._picked.result()

@@ -36,8 +36,9 @@ class CallStarted:
 
 @dataclass(frozen=True)
 class CallRinging:
-    """The phones of `agents` ring for the call (published each time the set changes; the
-    first event means the call is ringing)."""
+    """The phones of `agents` are being rung for the call: published each time that set
+    changes (empty once the hunt is over), and with `first` when the first phone rings (its
+    180/183: the call is ringing)."""
 
     summary: CallSummary
     agents: frozenset[str]

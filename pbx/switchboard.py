@@ -824,8 +824,8 @@ class Switchboard:
         self._track(self._run(bridged))
         return bridged
 
-    def _ringing(self, bridged: BridgedCall) -> None:
-        self.events.publish(CallRinging(bridged.summary, frozenset(bridged.ringing), first=True))
+    def _ringing(self, bridged: BridgedCall, first: bool) -> None:
+        self.events.publish(CallRinging(bridged.summary, frozenset(bridged.ringing), first=first))
 
     def _answered(self, bridged: BridgedCall) -> None:
         now = self.ua.loop.time()

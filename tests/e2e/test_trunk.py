@@ -450,3 +450,31 @@ async def test_an_answered_inbound_call_reaches_the_crm_as_four_events_in_order(
     assert answered["answered_at"] is not None and answered["agent"] == "102"
     assert ringing["ringing_at"] <= answered["answered_at"] <= ended["ended_at"]
     assert ended["outcome"] == "answered" and ended["direction"] == "inbound"
+
+
+async def test_the_dashboard_shows_which_phones_ring_as_it_changes(
+    trunk_engine: Engine, tmp_path: Path
+) -> None:
+    """The PBX publishes who is being rung (pbx.events.CallRinging) and the live board follows:
+    both agents of the ring group while they ring, nobody once one has answered."""
+    board = trunk_engine.live.board
+    seen: list[tuple[str, ...]] = []
+    async with (
+        customer(tmp_path) as caller,
+        agent("101", trunk_engine, tmp_path) as a101,
+        agent("102", trunk_engine, tmp_path) as a102,
+    ):
+        await a101.wait_registered()
+        await a102.wait_registered()
+        await caller.dial(carrier.did_uri(DID, trunk_engine.sip_port))
+        await a101.wait_event("CALL_INCOMING", timeout=5)
+        await a102.wait_event("CALL_INCOMING", timeout=5)
+        (call_id,) = trunk_engine.switchboard.active
+        seen.append(board.calls[call_id].ringing)
+        await a102.accept()
+        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+        await a101.wait_event("CALL_CLOSED", timeout=5)
+        seen.append(board.calls[call_id].ringing)
+        await caller.hangup()
+        await a102.wait_event("CALL_CLOSED", timeout=5)
+    assert seen == [("101", "102"), ()]
