@@ -106,4 +106,7 @@ async def test_recording_link_plays_without_a_key_until_it_expires(
     frames, mp3_rate, seconds = mp3_frames(mp3)
     wav_seconds = len(samples) / rate
     assert mp3_rate == rate and frames > 10
-    assert abs(seconds - wav_seconds) < 0.2, (seconds, wav_seconds)
+    # The MP3 holds the whole WAV plus what a LAME stream adds: its encoder delay (576 + 529
+    # samples) and the padding of the last 576-sample frame, and one frame more at the flush.
+    extra = seconds - wav_seconds
+    assert 0 <= extra <= (1105 + 2 * 576) / rate, (seconds, wav_seconds)
