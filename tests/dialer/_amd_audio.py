@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import wave
 from collections.abc import Iterator
@@ -73,10 +72,6 @@ class Speaker:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._cache: dict[tuple[str, str, int], np.ndarray] = {}
-
-    @staticmethod
-    def missing() -> list[str]:
-        return [p for p in ("espeak-ng", "sox") if shutil.which(p) is None]
 
     def say(self, text: str, voice_name: str = "en-us", speed: int = 150) -> np.ndarray:
         key = (text, voice_name, speed)

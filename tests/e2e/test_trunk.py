@@ -5,6 +5,7 @@ out through the trunk."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,23 @@ def agent(ext: str, engine: Engine, tmp_path: Path, tone: Path | None = None) ->
         password=f"pass{ext}",
         audio_source=tone,
     )
+
+
+@contextlib.asynccontextmanager
+async def group_call(
+    engine: Engine, tmp_path: Path
+) -> AsyncIterator[tuple[BaresipPeer, BaresipPeer, BaresipPeer]]:
+    """The customer dials the DID of the ring group while agents 101 and 102 are registered:
+    (customer, 101, 102), the call placed, nobody answered yet."""
+    async with (
+        customer(tmp_path) as caller,
+        agent("101", engine, tmp_path) as a101,
+        agent("102", engine, tmp_path) as a102,
+    ):
+        await a101.wait_registered()
+        await a102.wait_registered()
+        await caller.dial(carrier.did_uri(DID, engine.sip_port))
+        yield caller, a101, a102
 
 
 async def answered_by(phone: BaresipPeer, caller: BaresipPeer, engine: Engine) -> BridgedCall:
@@ -377,14 +395,7 @@ async def test_the_responsible_manager_rings_first(
     await trunk_engine.store.upsert_contact("+" + CUSTOMER, responsible="102")
     loop = asyncio.get_running_loop()
     try:
-        async with (
-            customer(tmp_path) as caller,
-            agent("101", trunk_engine, tmp_path) as a101,
-            agent("102", trunk_engine, tmp_path) as a102,
-        ):
-            await a101.wait_registered()
-            await a102.wait_registered()
-            await caller.dial(carrier.did_uri(DID, trunk_engine.sip_port))
+        async with group_call(trunk_engine, tmp_path) as (caller, a101, a102):
             await a102.wait_event("CALL_INCOMING", timeout=5)
             first = loop.time()
             await a101.wait_event("CALL_INCOMING", timeout=5)
@@ -459,14 +470,7 @@ async def test_the_dashboard_shows_which_phones_ring_as_it_changes(
     both agents of the ring group while they ring, nobody once one has answered."""
     board = trunk_engine.live.board
     seen: list[tuple[str, ...]] = []
-    async with (
-        customer(tmp_path) as caller,
-        agent("101", trunk_engine, tmp_path) as a101,
-        agent("102", trunk_engine, tmp_path) as a102,
-    ):
-        await a101.wait_registered()
-        await a102.wait_registered()
-        await caller.dial(carrier.did_uri(DID, trunk_engine.sip_port))
+    async with group_call(trunk_engine, tmp_path) as (caller, a101, a102):
         await a101.wait_event("CALL_INCOMING", timeout=5)
         await a102.wait_event("CALL_INCOMING", timeout=5)
         (call_id,) = trunk_engine.switchboard.active
