@@ -25,7 +25,7 @@ from telephony.call import Answered, Ended
 from telephony.sip import SipUri
 
 if TYPE_CHECKING:
-    from .runtime import Engine
+    from .engine import Engine
 
 logger = logging.getLogger(__name__)
 
