@@ -11,12 +11,12 @@ from typing import Any
 
 from crm_bridge import CrmStore
 from dialer import AgentsNow, Campaign, Claim, FlowOutcome
-from ivr import FlowContext
+from ivr import FlowContext, IvrService
 from pbx import AgentState, BridgedCall, CallSummary, Switchboard
 from telephony.aio import Call
 
 from .events import AgentEvents
-from .ivr_glue import IvrService
+from .ivr_glue import SwitchboardActions
 from .journal import CallJournal
 
 logger = logging.getLogger(__name__)
@@ -76,10 +76,12 @@ class PbxLines:
         *,
         screen_pop: ScreenPop | None = None,
         ivr: IvrService | None = None,
+        ivr_actions: SwitchboardActions | None = None,
     ) -> None:
         self.switchboard = switchboard
         self.screen_pop = screen_pop
         self.ivr = ivr
+        self.ivr_actions = ivr_actions
         """The engine's IVR flows (broadcast campaigns play one to each person)."""
         """Gets (agent, customer leg, claim, campaign) the moment an agent is connected."""
         self._summaries: dict[str, CallSummary] = {}
@@ -143,11 +145,14 @@ class PbxLines:
             lead_id=lead.id,
             data=data,
         )
-        self.ivr.actions.track(customer.call_id, summary)  # a transfer continues this call row
+        actions = self.ivr_actions
+        if actions is not None:
+            actions.track(customer.call_id, summary)  # a transfer continues this call row
         try:
             result = await runner.run(customer, context)
         finally:
-            self.ivr.actions.forget(customer.call_id)
+            if actions is not None:
+                actions.forget(customer.call_id)
         agent = None
         if result.outcome == "transferred":
             # The switchboard bridged the call and journals it when it ends.

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from crm_bridge import CrmStore, MonitoringStore, OutboxWorker
 from dialer import CampaignSupervisor
+from ivr import IvrService
 from pbx import Switchboard
 from telephony.aio import TaskSet, UserAgent
 
@@ -21,7 +22,6 @@ from .config import Config
 from .database import Database
 from .dialogs import PersistentDialogs
 from .events import AgentEvents, LiveBus
-from .ivr_glue import IvrService
 from .journal import CallJournal, MonitorAudit
 from .live import LiveFeed
 from .recording import Recordings

@@ -20,6 +20,7 @@ from crm_bridge import (
     StoredDialog,
 )
 from dialer import BeepDetector, CampaignSupervisor
+from ivr import IvrService
 from pbx import (
     Authenticator,
     AuthFailureBan,
@@ -48,7 +49,7 @@ from .dialogs import PersistentDialogs
 from .engine import Engine
 from .events import AgentEvents
 from .follow_up import follow_up_forever
-from .ivr_glue import IvrService, SwitchboardActions, load_flows
+from .ivr_glue import SwitchboardActions, load_flows, serve_dids
 from .journal import CallJournal, MonitorAudit, close_interrupted_calls, responsible_of
 from .live import LiveFeed, wire_live
 from .recording import Recordings
@@ -198,7 +199,7 @@ async def start_engine(
         if database is not None
         else None
     )
-    ivr = None
+    ivr = actions = None
     if flows:
         actions = SwitchboardActions(
             switchboard,
@@ -208,7 +209,7 @@ async def start_engine(
             beep_detector=lambda: BeepDetector().feed,
         )
         ivr = IvrService(flows, actions)
-        switchboard.on_ivr = ivr.serve
+        switchboard.on_ivr = serve_dids(ivr, actions)
     events = AgentEvents()
     campaigns = None
     if leads is not None:
@@ -218,6 +219,7 @@ async def start_engine(
                 switchboard,
                 screen_pop=ScreenPops(events, journal=journal, store=store, spawn=background.spawn),
                 ivr=ivr,
+                ivr_actions=actions,
             ),
             node=config.crm.node or socket.gethostname(),
             group_members=lambda name: (
