@@ -15,7 +15,7 @@ from aiohttp import web
 from crm_bridge import CrmStore, MonitoringStore, OutboxWorker
 from dialer import CampaignSupervisor
 from ivr import IvrService
-from pbx import Switchboard
+from pbx import ClickToCall, Switchboard
 from telephony.aio import TaskSet, UserAgent
 
 from .config import Config
@@ -37,6 +37,7 @@ class Engine:
     config: Config
     ua: UserAgent
     switchboard: Switchboard
+    click_to_call: ClickToCall
     events: AgentEvents
     """Per-agent streams (screen pops, presence)."""
     live: LiveBus
@@ -80,6 +81,7 @@ class Engine:
             await self.campaigns.stop()
         if self.ivr is not None:
             await self.ivr.shutdown()
+        await self.click_to_call.shutdown()
         await self.switchboard.shutdown()
         await self.switchboard.events.drain()
         if self.audit is not None:

@@ -27,6 +27,7 @@ from pbx import (
     BanPolicy,
     BridgedCall,
     CallSummary,
+    ClickToCall,
     Extension,
     PickupGroups,
     Presence,
@@ -232,6 +233,7 @@ async def start_engine(
         config,
         ua,
         switchboard,
+        ClickToCall(switchboard),
         events=events,
         live=live,
         live_feed=LiveFeed(
