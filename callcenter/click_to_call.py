@@ -12,7 +12,7 @@ from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Any
 
 from crm_bridge import CrmError, normalize_phone
-from dialer import CallingHours, timezone_for_number
+from dialer import CallingHours, DialerError, timezone_for_number
 from dialer.compliance import zones
 from pbx import ClickToCallError, dialable
 
@@ -67,7 +67,7 @@ async def click_to_call(
         if campaign_id is not None and engine.campaigns is not None:
             campaign = await engine.campaigns.store.get_campaign(campaign_id)
             caller_id, trunk = campaign.caller_id or None, campaign.trunk
-    except CrmError as exc:
+    except DialerError as exc:
         raise ClickToCallError(exc.reason, exc.status) from exc
     warnings: tuple[str, ...] = ()
     if policy != "off":
@@ -128,7 +128,7 @@ async def compliance_reasons(
     if engine.campaigns is not None:
         try:
             barred = await engine.campaigns.store.dnc_contains(e164, campaign_id=campaign_id)
-        except (CrmError, OSError) as exc:
+        except (DialerError, OSError) as exc:
             raise ClickToCallError(f"cannot check the do-not-call list: {exc}", 503) from exc
         if barred:
             reasons.append(f"{e164} is on the do-not-call list")

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from crm_bridge import CrmStore, PgLeadStore
+from crm_bridge import CrmStore
+from dialer import PgLeadStore
 from ivr import (
     BeepDetector,
     Flow,

@@ -15,11 +15,10 @@ from crm_bridge import (
     DialogStore,
     MonitoringStore,
     OutboxWorker,
-    PgLeadStore,
     RegistrationStore,
     StoredDialog,
 )
-from dialer import BeepDetector, CampaignSupervisor
+from dialer import BeepDetector, CampaignSupervisor, PgLeadStore
 from ivr import IvrService
 from pbx import (
     Authenticator,

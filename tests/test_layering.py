@@ -37,6 +37,7 @@ TELEPHONY_ALLOWED: dict[str, set[str]] = {
     # audioop: the standard library up to 3.12, the audioop-lts package from 3.13 on.
     "media": {"numpy", "webrtcvad", "audioop", "telephony.rtp"},
     "call": {"telephony.sip", "telephony.sdp"},
+    "numbers": {"phonenumbers"},
     "aio": {"telephony", "numpy", "uvloop"},
 }
 
