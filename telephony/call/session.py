@@ -117,11 +117,7 @@ TRANSITIONS: dict[tuple[Role, SessionState, SessionInput], SessionState] = {
     # Our hang-up before the ACK: the BYE waits for the ACK or its timeout (RFC 3261 15).
     (_UAS, _S.ANSWERING, _I.HANGUP): _S.ANSWERING,
     (_UAS, _S.CONNECTED, _I.BYE): _S.ENDED,
-    **{
-        (_UAS, s, _I.HANGUP): _S.ENDED
-        for s in SessionState
-        if s not in (_S.ENDED, _S.ANSWERING)
-    },
+    **{(_UAS, s, _I.HANGUP): _S.ENDED for s in SessionState if s not in (_S.ENDED, _S.ANSWERING)},
     **{(_UAC, s, _I.PROVISIONAL): _S.RINGING for s in _EARLY_UAC},
     **{(_UAC, s, _I.SUCCESS): _S.CONNECTED for s in _EARLY_UAC},
     **{(_UAC, s, _I.FAILURE): _S.ENDED for s in _EARLY_UAC},
