@@ -17,6 +17,7 @@ from crm_bridge import (
     OutboxWorker,
     RegistrationStore,
     StoredDialog,
+    follow_up_forever,
 )
 from dialer import BeepDetector, CampaignSupervisor, PgLeadStore
 from ivr import IvrService
@@ -48,7 +49,6 @@ from .dialing import PbxLines, ScreenPops
 from .dialogs import PersistentDialogs
 from .engine import Engine
 from .events import AgentEvents
-from .follow_up import follow_up_forever
 from .ivr_glue import SwitchboardActions, load_flows, serve_dids
 from .journal import CallJournal, MonitorAudit, close_interrupted_calls, responsible_of
 from .live import LiveFeed, wire_live

@@ -29,6 +29,7 @@ from .amocrm import AmoCrmAdapter, amo_call_status
 from .config import CrmEndpoint, OAuthClient, RetryPolicy
 from .dialogs import DialogStore, StoredDialog
 from .errors import Conflict, CrmError, InvalidFilter, InvalidInput, NotFound, PhoneNumberError
+from .follow_up import FOLLOW_UP_TEXT, follow_up_forever, open_follow_ups
 from .kinds import DEFAULT_ADAPTERS, check_endpoints, endpoint_problems
 from .migrations import apply_migrations, migration_files
 from .models import (
@@ -54,6 +55,7 @@ from .store import CrmStore
 __all__ = [
     "DEFAULT_ADAPTERS",
     "DIRECTIONS",
+    "FOLLOW_UP_TEXT",
     "OUTCOMES",
     "SIGNATURE_HEADER",
     "TASK_STATUSES",
@@ -99,8 +101,10 @@ __all__ = [
     "check_endpoints",
     "classify_status",
     "endpoint_problems",
+    "follow_up_forever",
     "migration_files",
     "normalize_phone",
+    "open_follow_ups",
     "sign_body",
     "verify_signature",
     "webhooks",
