@@ -114,7 +114,7 @@ class PbxLines:
         summary.direction, summary.customer = "outbound", claim.lead.phone
         summary.campaign_id, summary.lead_id = campaign.id, claim.lead.id
         self._summaries[call.call_id] = summary
-        self.switchboard.announce(summary)
+        self.switchboard.announce_outgoing(call, summary)
         return call
 
     def finished(self, call: Call, outcome: str) -> None:

@@ -857,6 +857,19 @@ class Switchboard:
         """A call has started (the journal opens its row)."""
         self.events.publish(CallStarted(summary))
 
+    def announce_outgoing(self, leg: Call, summary: CallSummary) -> None:
+        """A call the engine placed outside any bridge (the dialer's) has started; when the
+        customer's phone first rings, the call is ringing (CallRinging, nobody of ours rung)."""
+        self.announce(summary)
+
+        def ringing() -> None:
+            self.events.publish(CallRinging(summary, frozenset(), first=True))
+
+        if leg.state is LegState.RINGING:
+            ringing()
+        elif leg.state is LegState.CALLING:
+            leg.on_ringing = ringing
+
     def conclude(self, summary: CallSummary) -> None:
         """A call that never reached a bridge is over (busy, voicemail...): log and journal it."""
         summary.ended_at = summary.ended_at or datetime.now(UTC)

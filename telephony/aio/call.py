@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from telephony.call import CallEvent, Dtmf, Ended, HoldChanged
+from telephony.call import CallEvent, Dtmf, Ended, HoldChanged, Ringing
 from telephony.call.session import (
     Effect,
     InfoDigit,
@@ -105,6 +105,8 @@ class Call:
         self._inband_users = 0
         self.on_hold: Callable[[bool], None] | None = None
         """Told when the far end puts this leg on hold (True) or takes it off (False)."""
+        self.on_ringing: Callable[[], None] | None = None
+        """Outgoing leg: told once, when the far end first rings (its first 180/183)."""
         self.ended = asyncio.get_running_loop().create_future()
         self._dialog_announced: tuple[int, str] | None = None
         """What `UserAgent.on_dialog` last heard of the dialog (our CSeq, the remote target);
@@ -159,6 +161,9 @@ class Call:
                 self._events.put_nowait(effect)
                 if isinstance(effect, HoldChanged) and self.on_hold is not None:
                     self.on_hold(effect.held)
+                elif isinstance(effect, Ringing) and self.on_ringing is not None:
+                    on_ringing, self.on_ringing = self.on_ringing, None
+                    on_ringing()
         dialog = self.dialog
         if dialog is not None and self.state is not LegState.ENDED:
             # Confirmed (2xx sent or received), our CSeq used, or a target refresh: what a
