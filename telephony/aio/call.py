@@ -26,8 +26,10 @@ from telephony.call.session import (
     Role,
     Send,
     SendAck,
+    SendInvite,
     SessionState,
 )
+from telephony.call.session_timer import DISABLED, SessionTimerConfig
 from telephony.media import DtmfDetector, DtmfDetectorConfig, Frame, FrameSource, dtmf_tone
 from telephony.sip import (
     Dialog,
@@ -70,6 +72,8 @@ class UserAgentConfig:
     """Local RTP port range of the anchored legs."""
     rtp_inactivity_timeout: float = 30.0
     """An answered leg with no RTP for this long is hung up with BYE."""
+    session_timer: SessionTimerConfig = field(default_factory=SessionTimerConfig)
+    """RFC 4028 session timers of every leg (`dial` and `Call.session_timers` change one)."""
 
 
 class Call:
@@ -77,7 +81,15 @@ class Call:
     anchored RTP, and what features see: typed events, digits, play/listen. Incoming legs:
     ring()/answer()/reject(); outgoing legs come from UserAgent.dial()."""
 
-    def __init__(self, ua: UserAgent, *, incoming: bool, invite: SipRequest, peer: Peer) -> None:
+    def __init__(
+        self,
+        ua: UserAgent,
+        *,
+        incoming: bool,
+        invite: SipRequest,
+        peer: Peer,
+        session_timer: SessionTimerConfig | None = None,
+    ) -> None:
         self.ua = ua
         self.incoming = incoming
         self.invite = invite
@@ -89,7 +101,10 @@ class Call:
             local_tag=secrets.token_hex(6) if incoming else (invite.from_.tag or ""),
             contact=ua.contact(peer[0]),
             new_via=functools.partial(ua.endpoint.new_via, peer[0]),
+            session_timer=session_timer or ua.config.session_timer,
         )
+        self._timer: asyncio.TimerHandle | None = None
+        """The session's next timer (RFC 4028 refresh or expiry), armed at get_timer()."""
         self.media: MediaSession | None = None
         self.transaction: object | None = None
         """The INVITE server (incoming) or client (outgoing) transaction."""
@@ -151,6 +166,10 @@ class Call:
                 self.ua.send_in_dialog(self, effect.request)
             elif isinstance(effect, SendAck):
                 self.ua.send_in_dialog(self, effect.request, stateless=True)
+            elif isinstance(effect, SendInvite):  # the INVITE again (after a 422)
+                self.invite = effect.request
+                self.transaction = self.ua.endpoint.send_request(effect.request, self.peer)
+                self.ua._own(self, self.transaction)
             elif isinstance(effect, InfoDigit):
                 self._dtmf(effect.digit, "info")
             elif isinstance(effect, Ended):
@@ -166,8 +185,30 @@ class Call:
             now = (dialog.local_seq, str(dialog.remote_target))
             if now != self._dialog_announced:
                 self._dialog_changed()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.session.get_timer()
+        if self._timer is not None and (deadline is None or self._timer.when() != deadline):
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None and self._timer is None:
+            self._timer = self.ua.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._apply(self.session.handle_timer(self.ua.loop.time()))
+
+    def session_timers(self, config: SessionTimerConfig | None) -> None:
+        """Before answering an incoming leg: its session timer settings (None: off, for a peer
+        that misbehaves with them). The 422 of a too small interval was sent on arrival."""
+        if self.session.final_status is None:
+            self.session.timer.config = config or DISABLED
 
     def _finished(self, event: Ended) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.ua.forget(self)
         if self._dialog_announced is not None:
             self._dialog_changed()
@@ -215,7 +256,7 @@ class Call:
         else:
             # Offer-less INVITE (RFC 3261 13.2.1): we offer in the 200, the answer comes in the ACK.
             self.media.make_offer(codecs=codecs)
-        self._apply(self.session.answer())
+        self._apply(self.session.answer(now=self.ua.loop.time()))
 
     # -- media -------------------------------------------------------------------------------
 
@@ -316,17 +357,21 @@ class Call:
     # -- SIP input from the UserAgent -----------------------------------------------------------
 
     def _on_request(self, request: SipRequest, transaction: object | None) -> None:
-        self._apply(self.session.receive_request(request), request, transaction)
+        now = self.ua.loop.time()
+        self._apply(self.session.receive_request(request, now=now), request, transaction)
 
     def _on_cancel(self, request: SipRequest, transaction: object) -> None:
         self._apply(self.session.receive_cancel(request), request, transaction)
 
     def _on_response(self, response: SipResponse) -> None:
-        self._apply(self.session.receive_response(response))
+        self._apply(self.session.receive_response(response, now=self.ua.loop.time()))
 
     def _on_timeout(self, transaction: object, *, transport_failed: bool = False) -> None:
-        if transaction is self.transaction:  # a CANCEL, BYE or INFO timing out changes nothing
+        if transaction is self.transaction:
             self._apply(self.session.timeout(transport_failed=transport_failed))
+        elif isinstance(request := getattr(transaction, "request", None), SipRequest):
+            # A session refresh that fails so ends the call; a CANCEL, BYE or INFO, nothing.
+            self._apply(self.session.request_timed_out(request))
 
     def _dialog_changed(self) -> None:
         """Tell `UserAgent.on_dialog` the dialog was confirmed, changed what a request in it
@@ -446,8 +491,10 @@ class UserAgent:
         to: NameAddr | None = None,
         codecs: list[str] | None = None,
         headers: Iterable[tuple[str, str]] = (),
+        session_timer: SessionTimerConfig | None = None,
     ) -> Call:
-        """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events."""
+        """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events.
+        `session_timer`: this leg's RFC 4028 settings instead of the agent's (DISABLED: off)."""
         call_id = uuid.uuid4().hex + "@" + self.endpoint.host
         from_ = NameAddr(
             display_name=from_.display_name, uri=from_.uri, params={"tag": secrets.token_hex(6)}
@@ -464,7 +511,7 @@ class UserAgent:
         invite.headers.add("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods)))
         for name, value in headers:
             invite.headers.add(name, value)
-        call = Call(self, incoming=False, invite=invite, peer=peer)
+        call = Call(self, incoming=False, invite=invite, peer=peer, session_timer=session_timer)
         call.media = call.session.negotiator = await self.open_media(call)
         invite.body = call.media.make_offer(codecs=codecs)
         invite.headers.add("Content-Type", "application/sdp")
@@ -565,6 +612,10 @@ class UserAgent:
                     incoming.offer_error = exc
             self.calls[request.call_id] = incoming
             self._own(incoming, transaction)
+            refused = incoming.session.admit()  # a Session-Expires below our Min-SE: 422
+            if refused:
+                incoming._apply(refused)
+                return
             self._dispatch_incoming(incoming)
             return
         if self.on_request is not None and self.on_request(request, transaction, peer):
@@ -576,6 +627,7 @@ class UserAgent:
                 extra=[
                     ("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods))),
                     ("Accept", "application/sdp"),
+                    *[("Supported", tag) for tag in sorted(self.config.endpoint.supported)],
                 ],
             )
             self.endpoint.send_response(transaction, response)
