@@ -73,7 +73,8 @@ class UserAgentConfig:
     rtp_inactivity_timeout: float = 30.0
     """An answered leg with no RTP for this long is hung up with BYE."""
     session_timer: SessionTimerConfig = field(default_factory=SessionTimerConfig)
-    """RFC 4028 session timers of every leg (`dial` and `Call.session_timers` change one)."""
+    """RFC 4028 session timers of every leg (`UserAgent.session_timers_for` turns them off for
+    some peers, `dial(session_timer=...)` sets one leg's)."""
 
 
 class Call:
@@ -101,7 +102,7 @@ class Call:
             local_tag=secrets.token_hex(6) if incoming else (invite.from_.tag or ""),
             contact=ua.contact(peer[0]),
             new_via=functools.partial(ua.endpoint.new_via, peer[0]),
-            session_timer=session_timer or ua.config.session_timer,
+            session_timer=session_timer or ua.session_timer_of(invite, peer, incoming=incoming),
         )
         self._timer: asyncio.TimerHandle | None = None
         """The session's next timer (RFC 4028 refresh or expiry), armed at get_timer()."""
@@ -198,12 +199,6 @@ class Call:
     def _on_timer(self) -> None:
         self._timer = None
         self._apply(self.session.handle_timer(self.ua.loop.time()))
-
-    def session_timers(self, config: SessionTimerConfig | None) -> None:
-        """Before answering an incoming leg: its session timer settings (None: off, for a peer
-        that misbehaves with them). The 422 of a too small interval was sent on arrival."""
-        if self.session.final_status is None:
-            self.session.timer.config = config or DISABLED
 
     def _finished(self, event: Ended) -> None:
         if self._timer is not None:
@@ -422,6 +417,9 @@ class UserAgent:
         request in it needs (our CSeq, the remote target) and when it ends (`call.state` is
         ENDED): what a restarted engine needs to BYE the dialogs a crash left (`Call.dialog`,
         `Call.peer`)."""
+        self.session_timers_for: Callable[[SipRequest, Peer, bool], bool] | None = None
+        """Asked (INVITE, peer, incoming) for each new leg: False turns session timers off for
+        it (an account or trunk whose peer misbehaves with them), also the 422 on arrival."""
         self._waiting: dict[object, asyncio.Future[SipResponse | None]] = {}
         """Requests sent with request(), by client transaction: their final response."""
         self._watchdog: asyncio.Task[None] | None = None
@@ -449,6 +447,16 @@ class UserAgent:
             headers={},
         )
         return NameAddr(display_name=None, uri=uri, params={})
+
+    def session_timer_of(
+        self, invite: SipRequest, peer: Peer, *, incoming: bool
+    ) -> SessionTimerConfig:
+        """The session timer settings of a new leg: the agent's, unless `session_timers_for`
+        turns them off."""
+        decide = self.session_timers_for
+        if decide is not None and not decide(invite, peer, incoming):
+            return DISABLED
+        return self.config.session_timer
 
     async def open_media(self, call: Call) -> MediaSession:
         rtp = await self.ports.open()
