@@ -355,6 +355,15 @@ class _Reader:
             raise self.fail(f"{key} must be a number >= {minimum}", table=table, key=key)
         return float(value)
 
+    def _flag(self, item: dict[str, Any], key: str, what: str, table: str, index: int) -> bool:
+        """A true/false setting of an array table's entry (true when absent)."""
+        value = item.get(key, True)
+        if not isinstance(value, bool):
+            raise self.fail(
+                f"{what}: {key} must be true or false", table=table, key=key, index=index
+            )
+        return value
+
     def config(self, data: dict[str, Any]) -> Config:
         self._check_keys(data, TOP_LEVEL_TABLES, None)
         sip = self.sip(data.get("sip", {}))
@@ -616,14 +625,7 @@ class _Reader:
                     key="daily_plan",
                     index=index,
                 )
-            timers = item.get("session_timers", True)
-            if not isinstance(timers, bool):
-                raise self.fail(
-                    f"account {extension}: session_timers must be true or false",
-                    table="accounts",
-                    key="session_timers",
-                    index=index,
-                )
+            timers = self._flag(item, "session_timers", f"account {extension}", "accounts", index)
             if team and role != "supervisor":
                 raise self.fail(
                     f"account {extension}: only a supervisor has a team",
@@ -721,14 +723,7 @@ class _Reader:
                     key="password",
                     index=index,
                 )
-            timers = item.get("session_timers", True)
-            if not isinstance(timers, bool):
-                raise self.fail(
-                    f"trunk {name}: session_timers must be true or false",
-                    table="trunks",
-                    key="session_timers",
-                    index=index,
-                )
+            timers = self._flag(item, "session_timers", f"trunk {name}", "trunks", index)
             cps = item.get("cps", 10.0)
             if isinstance(cps, bool) or not isinstance(cps, int | float) or not 0 < cps <= 1000:
                 raise self.fail(
