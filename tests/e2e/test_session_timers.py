@@ -1,0 +1,153 @@
+"""Session timers (RFC 4028) against real peers: SIPp callers that refresh, stop refreshing or
+ask too little, a SIPp callee that makes the engine its refresher, and baresip, which knows
+nothing of session timers.
+
+The interval is 4 s so that a call lives past two intervals in seconds: the engine is run with
+`min_se = 2` (RFC 4028 says no less than 90 s in real life; the config accepts less for tests)
+and `session_expires = 4`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callcenter.runtime import Engine, start_engine
+from sip_test_env.audio import write_tone_wav
+from sip_test_env.ports import free_port
+from sip_test_env.sipp import SippResult, run_sipp, start_sipp_uas, write_inf_csv
+
+from .conftest import agents_in_call, assert_no_state_left, engine_config
+
+pytestmark = pytest.mark.peers
+
+INTERVAL = 4
+"""Session-Expires of every call here, seconds."""
+
+
+@pytest.fixture
+async def uas_port() -> int:
+    return free_port("both")
+
+
+@pytest.fixture
+async def timer_engine(pg_url: str, tmp_path: Path, uas_port: int) -> AsyncIterator[Engine]:
+    config = engine_config(
+        extra_sip=f"session_expires = {INTERVAL}\nmin_se = 2",
+        static={"150": f"sip:150@127.0.0.1:{uas_port}"},
+    )
+    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
+async def caller(
+    engine: Engine, scenario: str, workdir: Path, *, interval: int = INTERVAL, timeout: float = 60
+) -> SippResult:
+    """One call of a uac_session_timer*.xml caller: 101 calls 150 asking for `interval`
+    ([field4]); each pause of the scenario lasts half of it."""
+    auth = "[authentication username=101 password=pass101]"
+    rows = [("101", "150", "pass101", auth, str(interval))]
+    return await run_sipp(
+        scenario,
+        f"127.0.0.1:{engine.sip_port}",
+        calls=1,
+        inf_csv=write_inf_csv(workdir / "calls.csv", rows),
+        duration_ms=interval * 500,
+        timeout=timeout,
+        workdir=workdir / "uac",
+    )
+
+
+async def journal_row(db: Any, call_id: str | None = None) -> Any:
+    """The finished calls row from 101 to 150 (the newest), once the journal wrote it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        row = await db.fetchrow(
+            "SELECT outcome, hangup_cause, answered_at, ended_at FROM calls"
+            " WHERE from_number = '101' AND to_number = '150' AND hangup_cause IS NOT NULL"
+            " AND started_at > now() - interval '2 minutes' ORDER BY started_at DESC LIMIT 1"
+        )
+        if row is not None:
+            return row
+        assert loop.time() < deadline, "no journal row"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_refreshed_call_survives_past_two_intervals_on_both_legs(
+    timer_engine: Engine, uas_port: int, tmp_path: Path, db: Any
+) -> None:
+    """The caller refreshes its leg by re-INVITE (it is the refresher there); the callee makes
+    the engine the refresher of the other leg, and the engine re-INVITEs it every half
+    interval. The call lasts 10 s, two and a half intervals, and ends with the caller's BYE."""
+    messages = tmp_path / "uas-messages.log"
+    async with start_sipp_uas(
+        "uas_session_timer.xml",
+        port=uas_port,
+        service="150",
+        workdir=tmp_path / "uas",
+        extra_args=["-trace_msg", "-message_file", str(messages)],
+    ) as uas:
+        result = await caller(timer_engine, "uac_session_timer.xml", tmp_path)
+        assert result.ok, result.summary()
+        await uas.wait(timeout=10)
+    assert uas.result is not None and uas.result.failed == 0, uas.result.summary()
+    # The callee saw the INVITE and the engine's refreshes: at 2, 4, 6 and 8 s at least.
+    invites = messages.read_text(errors="replace").count("\nINVITE sip:")
+    assert invites - 1 >= 4, invites
+    row = await journal_row(db)
+    assert row["outcome"] == "answered"
+    assert row["hangup_cause"] == "caller-remote-bye"
+    assert (row["ended_at"] - row["answered_at"]).total_seconds() > 2 * INTERVAL
+    assert_no_state_left(timer_engine)
+
+
+async def test_a_caller_that_stops_refreshing_is_hung_up(
+    timer_engine: Engine, uas_port: int, tmp_path: Path, db: Any
+) -> None:
+    """The caller is the refresher and never refreshes: the engine BYEs both legs once the
+    interval less a third has passed, and the journal says why."""
+    async with start_sipp_uas(
+        "uas.xml", port=uas_port, service="150", workdir=tmp_path / "uas"
+    ) as uas:
+        result = await caller(timer_engine, "uac_session_timer_stop.xml", tmp_path, timeout=40)
+        assert result.ok, result.summary()  # it got the BYE
+        await uas.wait(timeout=10)
+    assert uas.result is not None and uas.result.failed == 0, uas.result.summary()
+    row = await journal_row(db)
+    assert row["outcome"] == "answered"
+    assert row["hangup_cause"] == "caller-session-expired"
+    # Not before the expiry: the interval less min(32, interval / 3).
+    lasted = (row["ended_at"] - row["answered_at"]).total_seconds()
+    assert lasted >= INTERVAL - INTERVAL / 3 - 0.1, lasted
+    assert_no_state_left(timer_engine)
+
+
+async def test_too_small_an_interval_gets_422_with_min_se(
+    timer_engine: Engine, tmp_path: Path
+) -> None:
+    result = await caller(timer_engine, "uac_session_timer_422.xml", tmp_path, interval=1)
+    assert result.ok, result.summary()
+    assert timer_engine.ua.endpoint.responses_sent.get(422) == 1
+    assert_no_state_left(timer_engine)
+
+
+async def test_baresip_calls_get_no_session_timer(timer_engine: Engine, tmp_path: Path) -> None:
+    """baresip names no `timer`: neither leg runs a session timer, so nothing will refresh or
+    end the call however long it lasts."""
+    tone = write_tone_wav(tmp_path / "tone.wav", 440, 5.0)
+    async with agents_in_call(timer_engine, tmp_path, tone):
+        legs = list(timer_engine.ua.calls.values())
+        assert len(legs) == 2
+        for leg in legs:
+            assert not leg.session.timer.active and leg.session.get_timer() is None
+        # The engine offered one to the callee, which ignored it.
+        outgoing = next(leg for leg in legs if not leg.incoming)
+        assert outgoing.invite.headers.get("Session-Expires") == str(INTERVAL)
