@@ -10,6 +10,7 @@ and `session_expires = 4`.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,19 @@ import pytest
 from callcenter.runtime import Engine, start_engine
 from sip_test_env.audio import write_tone_wav
 from sip_test_env.ports import free_port
-from sip_test_env.sipp import SippResult, run_sipp, start_sipp_uas, write_inf_csv
+from sip_test_env.sipp import (
+    SippResult,
+    SippUas,
+    extension_csv,
+    run_sipp,
+    start_sipp_uas,
+    write_inf_csv,
+)
+from telephony.call.session_timer import DISABLED
+from telephony.sip import SipRequest, SipUri
 
 from .conftest import agents_in_call, assert_no_state_left, engine_config
+from .rawsip import RawSipClient
 
 pytestmark = pytest.mark.peers
 
@@ -39,6 +50,10 @@ async def timer_engine(pg_url: str, tmp_path: Path, uas_port: int) -> AsyncItera
     config = engine_config(
         extra_sip=f"session_expires = {INTERVAL}\nmin_se = 2",
         static={"150": f"sip:150@127.0.0.1:{uas_port}"},
+        # A phone and a carrier that misbehave with session timers: off for them.
+        extra=f'[[accounts]]\nextension = "151"\npassword = "pass151"\n'
+        f'static_contact = "sip:151@127.0.0.1:{uas_port}"\nsession_timers = false\n\n'
+        '[[trunks]]\nname = "quirky"\nallow_from = ["127.0.0.9"]\nsession_timers = false\n',
     )
     engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
     try:
@@ -65,6 +80,19 @@ async def caller(
     )
 
 
+def callee(scenario: str, port: int, service: str, workdir: Path) -> tuple[SippUas, Path]:
+    """A SIPp callee on `port` and the file where it logs every message it sees."""
+    messages = workdir / "uas-messages.log"
+    uas = start_sipp_uas(
+        scenario,
+        port=port,
+        service=service,
+        workdir=workdir / "uas",
+        extra_args=["-trace_msg", "-message_file", str(messages)],
+    )
+    return uas, messages
+
+
 async def journal_row(db: Any, call_id: str | None = None) -> Any:
     """The finished calls row from 101 to 150 (the newest), once the journal wrote it."""
     loop = asyncio.get_running_loop()
@@ -87,14 +115,8 @@ async def test_a_refreshed_call_survives_past_two_intervals_on_both_legs(
     """The caller refreshes its leg by re-INVITE (it is the refresher there); the callee makes
     the engine the refresher of the other leg, and the engine re-INVITEs it every half
     interval. The call lasts 10 s, two and a half intervals, and ends with the caller's BYE."""
-    messages = tmp_path / "uas-messages.log"
-    async with start_sipp_uas(
-        "uas_session_timer.xml",
-        port=uas_port,
-        service="150",
-        workdir=tmp_path / "uas",
-        extra_args=["-trace_msg", "-message_file", str(messages)],
-    ) as uas:
+    uas, messages = callee("uas_session_timer.xml", uas_port, "150", tmp_path)
+    async with uas:
         result = await caller(timer_engine, "uac_session_timer.xml", tmp_path)
         assert result.ok, result.summary()
         await uas.wait(timeout=10)
@@ -139,6 +161,41 @@ async def test_too_small_an_interval_gets_422_with_min_se(
     assert_no_state_left(timer_engine)
 
 
+def invite(from_user: str, to_user: str) -> SipRequest:
+    request = SipRequest(method="INVITE", uri=SipUri.parse(f"sip:{to_user}@127.0.0.1"))
+    request.headers.add("From", f"<sip:{from_user}@127.0.0.1>;tag=1")
+    request.headers.add("To", f"<sip:{to_user}@127.0.0.1>")
+    return request
+
+
+async def test_an_account_or_trunk_turns_session_timers_off(
+    timer_engine: Engine, uas_port: int, tmp_path: Path
+) -> None:
+    ua = timer_engine.ua
+    on = ua.config.session_timer
+    assert on.enabled and on.session_expires == INTERVAL
+    local, carrier = ("udp", "127.0.0.1", 5062), ("udp", "127.0.0.9", 5060)
+    assert ua.session_timer_of(invite("15551234", "15550100"), carrier, incoming=True) == DISABLED
+    assert ua.session_timer_of(invite("151", "101"), local, incoming=True) == DISABLED
+    assert ua.session_timer_of(invite("101", "151"), local, incoming=False) == DISABLED
+    assert ua.session_timer_of(invite("101", "150"), local, incoming=False) == on
+    assert ua.session_timer_of(invite("101", "150"), local, incoming=True) == on
+    # On the wire: the INVITE to 151 names no session timer.
+    uas, messages = callee("uas.xml", uas_port, "151", tmp_path)
+    async with uas:
+        result = await run_sipp(
+            "uac_auth.xml",
+            f"127.0.0.1:{timer_engine.sip_port}",
+            inf_csv=extension_csv(tmp_path / "calls.csv", [("101", "151", "pass101")]),
+            duration_ms=500,
+            workdir=tmp_path / "uac",
+        )
+    assert result.ok, result.summary()
+    received = messages.read_text(errors="replace")
+    assert "\nINVITE sip:151@" in received
+    assert "Session-Expires" not in received and "Min-SE" not in received
+
+
 async def test_baresip_calls_get_no_session_timer(timer_engine: Engine, tmp_path: Path) -> None:
     """baresip names no `timer`: neither leg runs a session timer, so nothing will refresh or
     end the call however long it lasts."""
@@ -151,3 +208,28 @@ async def test_baresip_calls_get_no_session_timer(timer_engine: Engine, tmp_path
         # The engine offered one to the callee, which ignored it.
         outgoing = next(leg for leg in legs if not leg.incoming)
         assert outgoing.invite.headers.get("Session-Expires") == str(INTERVAL)
+
+
+async def test_require_timer_is_accepted_and_timer_advertised(timer_engine: Engine) -> None:
+    """`Require: timer` no longer gets 420 Bad Extension; OPTIONS names timer in Supported."""
+    client = await RawSipClient.open()
+    try:
+        server = ("127.0.0.1", timer_engine.sip_port)
+        tag = secrets.token_hex(6)
+        options = SipRequest(method="OPTIONS", uri=SipUri.parse(f"sip:{server[0]}:{server[1]}"))
+        for name, value in (
+            ("Via", f"SIP/2.0/UDP {client.host}:{client.port};branch=z9hG4bK{tag}"),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:probe@{client.host}>;tag={tag}"),
+            ("To", f"<sip:{server[0]}>"),
+            ("Call-ID", tag),
+            ("CSeq", "1 OPTIONS"),
+            ("Require", "timer"),
+        ):
+            options.headers.add(name, value)
+        client.send(bytes(options), server)
+        answer = await client.response(timeout=2.0)
+    finally:
+        client.close()
+    assert answer is not None and answer.status == 200, answer
+    assert "timer" in answer.headers.get_all("Supported")
