@@ -459,7 +459,11 @@ class InviteSession:
     def _on_reoffer(self, request: SipRequest, now: float | None) -> list[Effect]:
         """re-INVITE/UPDATE: hold, unhold, session refresh, a new address; answered here."""
         negotiator = self.negotiator
-        if negotiator is None or self.state is not SessionState.CONNECTED or self._refresh:
+        if (
+            negotiator is None
+            or self.state is not SessionState.CONNECTED
+            or self._refresh is not None
+        ):
             # Our own offer/answer is still open (RFC 3261 14.2 glare): try again later.
             return [Respond(request, make_response(request, 491))]
         try:
@@ -541,11 +545,11 @@ class InviteSession:
                 return [*effects, *self.hangup("failed")]
         self._set_state(SessionInput.SUCCESS)
         effects.append(Answered(self.call_id))
-        if not self.cancelling:
-            self.timer.negotiate_response(response, now)
         if self.cancelling:
             # Our CANCEL crossed the 200: the call is answered, so it gets a BYE.
             effects += self.hangup(self.end_reason or "cancelled")
+        else:
+            self.timer.negotiate_response(response, now)
         return effects
 
     def _retry_invite(self, response: SipResponse) -> list[Effect]:

@@ -5,6 +5,8 @@ side's timer exactly when `get_timer()` says, as the asyncio facade does."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telephony.call import Ended
 from telephony.call.session import Respond, Send, SendAck, SendInvite, SessionState
@@ -329,3 +331,30 @@ def test_config_bounds() -> None:
     timer = SessionTimer(TIMER)
     assert not timer.active and timer.get_timer() is None
     assert IntervalTooSmall(30, 90).headers == [("Min-SE", "90")]
+
+
+# (no gap within a microsecond of the 60 s bound, where float rounding decides)
+GAPS = st.floats(min_value=0.5, max_value=80.0).filter(lambda gap: abs(gap - 60) > 1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(GAPS, min_size=1, max_size=12))
+def test_the_uas_ends_the_call_exactly_when_a_refresh_comes_too_late(gaps: list[float]) -> None:
+    """A refreshing peer that waits `gaps` seconds before each refresh: the call ends (with BYE,
+    session-expired) at the first gap of 60 s or more (90 - 90/3), never otherwise."""
+    pair = answered(invite_pair(uac_timer=TIMER, uas_timer=TIMER))
+    assert pair.uac.dialog is not None
+    for gap in gaps:
+        run_until(pair, pair.now + gap, sides=("uas",))
+        if gap >= 60:
+            assert events(pair, "uas", Ended) == [Ended(pair.uas.call_id, "session-expired", None)]
+            return
+        assert pair.uas.state is SessionState.CONNECTED
+        refresh = pair.uac.dialog.create_request(
+            "INVITE", via=_via("10.0.0.1"), contact=pair.uac.contact,
+            headers=[("Supported", "timer"), ("Session-Expires", "90;refresher=uac")],
+            body=pair.uac_sdp.local_sdp(), content_type="application/sdp",
+        )  # fmt: skip
+        pair.deliver("uac", [Send(refresh)])
+        assert pair.uas.get_timer() == pytest.approx(pair.now + 60)
+    assert not events(pair, "uas", Ended)
