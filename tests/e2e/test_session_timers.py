@@ -81,12 +81,14 @@ async def caller(
 
 
 def callee(scenario: str, port: int, service: str, workdir: Path) -> tuple[SippUas, Path]:
-    """A SIPp callee on `port` and the file where it logs every message it sees."""
+    """A SIPp callee on `port` for one call (it exits once that is over) and the file where it
+    logs every message it sees."""
     messages = workdir / "uas-messages.log"
     uas = start_sipp_uas(
         scenario,
         port=port,
         service=service,
+        calls=1,
         workdir=workdir / "uas",
         extra_args=["-trace_msg", "-message_file", str(messages)],
     )
@@ -136,9 +138,8 @@ async def test_a_caller_that_stops_refreshing_is_hung_up(
 ) -> None:
     """The caller is the refresher and never refreshes: the engine BYEs both legs once the
     interval less a third has passed, and the journal says why."""
-    async with start_sipp_uas(
-        "uas.xml", port=uas_port, service="150", workdir=tmp_path / "uas"
-    ) as uas:
+    uas, _ = callee("uas.xml", uas_port, "150", tmp_path)
+    async with uas:
         result = await caller(timer_engine, "uac_session_timer_stop.xml", tmp_path, timeout=40)
         assert result.ok, result.summary()  # it got the BYE
         await uas.wait(timeout=10)
@@ -149,6 +150,29 @@ async def test_a_caller_that_stops_refreshing_is_hung_up(
     # Not before the expiry: the interval less min(32, interval / 3).
     lasted = (row["ended_at"] - row["answered_at"]).total_seconds()
     assert lasted >= INTERVAL - INTERVAL / 3 - 0.1, lasted
+    assert_no_state_left(timer_engine)
+
+
+async def test_the_engine_asks_again_after_a_422(
+    timer_engine: Engine, uas_port: int, tmp_path: Path, db: Any
+) -> None:
+    """The callee wants at least 6 s: its 422 makes the engine send the INVITE again (CSeq 2,
+    Session-Expires 6), which it answers; the call then goes on as usual."""
+    uas, messages = callee("uas_session_timer_422.xml", uas_port, "150", tmp_path)
+    async with uas:
+        result = await run_sipp(
+            "uac_auth.xml",
+            f"127.0.0.1:{timer_engine.sip_port}",
+            inf_csv=extension_csv(tmp_path / "calls.csv", [("101", "150", "pass101")]),
+            duration_ms=1000,
+            workdir=tmp_path / "uac",
+        )
+        assert result.ok, result.summary()
+        await uas.wait(timeout=10)
+    assert uas.result is not None and uas.result.failed == 0, uas.result.summary()
+    assert "CSeq: 2 INVITE" in messages.read_text(errors="replace")
+    row = await journal_row(db)
+    assert (row["outcome"], row["hangup_cause"]) == ("answered", "caller-remote-bye")
     assert_no_state_left(timer_engine)
 
 
