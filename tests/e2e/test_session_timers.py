@@ -80,6 +80,17 @@ async def caller(
     )
 
 
+async def plain_caller(engine: Engine, extension: str, workdir: Path) -> SippResult:
+    """101 calls `extension` for a second with uac_auth.xml, which names no session timer."""
+    return await run_sipp(
+        "uac_auth.xml",
+        f"127.0.0.1:{engine.sip_port}",
+        inf_csv=extension_csv(workdir / "calls.csv", [("101", extension, "pass101")]),
+        duration_ms=1000,
+        workdir=workdir / "uac",
+    )
+
+
 def callee(scenario: str, port: int, service: str, workdir: Path) -> tuple[SippUas, Path]:
     """A SIPp callee on `port` for one call (it exits once that is over) and the file where it
     logs every message it sees."""
@@ -160,13 +171,7 @@ async def test_the_engine_asks_again_after_a_422(
     Session-Expires 6), which it answers; the call then goes on as usual."""
     uas, messages = callee("uas_session_timer_422.xml", uas_port, "150", tmp_path)
     async with uas:
-        result = await run_sipp(
-            "uac_auth.xml",
-            f"127.0.0.1:{timer_engine.sip_port}",
-            inf_csv=extension_csv(tmp_path / "calls.csv", [("101", "150", "pass101")]),
-            duration_ms=1000,
-            workdir=tmp_path / "uac",
-        )
+        result = await plain_caller(timer_engine, "150", tmp_path)
         assert result.ok, result.summary()
         await uas.wait(timeout=10)
     assert uas.result is not None and uas.result.failed == 0, uas.result.summary()
@@ -207,14 +212,9 @@ async def test_an_account_or_trunk_turns_session_timers_off(
     # On the wire: the INVITE to 151 names no session timer.
     uas, messages = callee("uas.xml", uas_port, "151", tmp_path)
     async with uas:
-        result = await run_sipp(
-            "uac_auth.xml",
-            f"127.0.0.1:{timer_engine.sip_port}",
-            inf_csv=extension_csv(tmp_path / "calls.csv", [("101", "151", "pass101")]),
-            duration_ms=500,
-            workdir=tmp_path / "uac",
-        )
-    assert result.ok, result.summary()
+        result = await plain_caller(timer_engine, "151", tmp_path)
+        assert result.ok, result.summary()
+        await uas.wait(timeout=10)
     received = messages.read_text(errors="replace")
     assert "\nINVITE sip:151@" in received
     assert "Session-Expires" not in received and "Min-SE" not in received
