@@ -164,6 +164,25 @@ async def test_a_caller_that_stops_refreshing_is_hung_up(
     assert_no_state_left(timer_engine)
 
 
+async def test_a_callee_that_stops_refreshing_ends_the_whole_call(
+    timer_engine: Engine, uas_port: int, tmp_path: Path, db: Any
+) -> None:
+    """The callee takes the refresher's part (refresher=uas) and never refreshes: the engine
+    BYEs it at its leg's expiry, and the caller too (its own leg, at a 10 s interval, would
+    have lasted longer)."""
+    uas, _ = callee("uas_session_timer_stop.xml", uas_port, "150", tmp_path)
+    async with uas:
+        result = await caller(
+            timer_engine, "uac_session_timer_stop.xml", tmp_path, interval=10, timeout=40
+        )
+        assert result.ok, result.summary()  # the caller got the BYE
+        await uas.wait(timeout=10)
+    assert uas.result is not None and uas.result.failed == 0, uas.result.summary()
+    row = await journal_row(db)
+    assert (row["outcome"], row["hangup_cause"]) == ("answered", "callee-session-expired")
+    assert_no_state_left(timer_engine)
+
+
 async def test_the_engine_asks_again_after_a_422(
     timer_engine: Engine, uas_port: int, tmp_path: Path, db: Any
 ) -> None:
