@@ -123,8 +123,10 @@ TRANSITIONS: dict[tuple[Role, SessionState, SessionInput], SessionState] = {
     (_UAS, _S.ANSWERING, _I.ACK): _S.CONNECTED,
     (_UAS, _S.ANSWERING, _I.TIMEOUT): _S.ENDED,  # no ACK (13.3.1.4): BYE
     (_UAS, _S.ANSWERING, _I.BYE): _S.ENDED,
+    # Our hang-up before the ACK: the BYE waits for the ACK or its timeout (RFC 3261 15).
+    (_UAS, _S.ANSWERING, _I.HANGUP): _S.ANSWERING,
     (_UAS, _S.CONNECTED, _I.BYE): _S.ENDED,
-    **{(_UAS, s, _I.HANGUP): _S.ENDED for s in SessionState if s is not _S.ENDED},
+    **{(_UAS, s, _I.HANGUP): _S.ENDED for s in SessionState if s not in (_S.ENDED, _S.ANSWERING)},
     **{(_UAC, s, _I.PROVISIONAL): _S.RINGING for s in _EARLY_UAC},
     **{(_UAC, s, _I.SUCCESS): _S.CONNECTED for s in _EARLY_UAC},
     **{(_UAC, s, _I.FAILURE): _S.ENDED for s in _EARLY_UAC},
@@ -232,6 +234,8 @@ class InviteSession:
         self.end_reason: str | None = None
         self.cancelling = False
         """UAC: our CANCEL is out; the 487 (or a crossing 2xx, then BYE) ends the leg."""
+        self.bye_after_ack = False
+        """UAS: we hung up after our 2xx, before its ACK; the ACK (or its timeout) sends BYE."""
         self.timer = SessionTimer(session_timer)
         """The leg's session timer (RFC 4028): runs once a 2xx agreed on an interval."""
         self._refresh: SipRequest | None = None
@@ -342,6 +346,14 @@ class InviteSession:
         we never answered."""
         state = self.state
         if state is SessionState.ENDED:
+            return []
+        if state is SessionState.ANSWERING and self.role is Role.UAS and reason != "shutdown":
+            # "MUST NOT send a BYE on a confirmed dialog until it has received an ACK for its
+            # 2xx response or until the server transaction times out" (RFC 3261 15): the ACK
+            # (or the timeout) sends it. At shutdown nothing will be left to: BYE now.
+            self._set_state(SessionInput.HANGUP)
+            self.end_reason = self.end_reason or reason
+            self.bye_after_ack = True
             return []
         if state in (SessionState.CONNECTED, SessionState.ANSWERING) and self.dialog is not None:
             return [self._bye(), *self._end(SessionInput.HANGUP, reason, None)]
@@ -454,6 +466,9 @@ class InviteSession:
             except OfferRejected as exc:
                 logger.info("call %s: unusable SDP in the ACK: %s", self.call_id, exc)
         self._set_state(SessionInput.ACK)
+        if self.bye_after_ack:
+            assert self.end_reason is not None
+            return [self._bye(), *self._end(SessionInput.HANGUP, self.end_reason, None)]
         return [Answered(self.call_id)]
 
     def _on_reoffer(self, request: SipRequest, now: float | None) -> list[Effect]:

@@ -322,6 +322,45 @@ def test_no_ack_for_our_200_hangs_up_with_bye() -> None:
     assert effects and pair.uas.timeout() == []
 
 
+def test_hanging_up_before_the_ack_waits_for_it_to_send_bye() -> None:
+    """RFC 3261 15: no BYE on a confirmed dialog before the ACK of our 2xx (or its timeout)."""
+    pair = invite_pair()
+    pair.uas_sdp.accept_offer(pair.uas.invite.body)
+    ok = pair.uas.answer()
+    assert pair.uas.hangup("agent-left") == []
+    assert pair.uas.state is SessionState.ANSWERING and pair.uas.hangup() == []
+    [respond] = [e for e in ok if isinstance(e, Respond)]
+    response = _wire(respond.response)
+    assert isinstance(response, SipResponse)
+    uac_effects = pair.uac.receive_response(response)
+    [ack] = [e for e in uac_effects if isinstance(e, SendAck)]
+    request = _wire(ack.request)
+    assert isinstance(request, SipRequest)
+    effects = pair.uas.receive_request(request)
+    assert [type(e) for e in effects] == [Send, Ended]
+    assert isinstance(effects[0], Send) and effects[0].request.method == "BYE"
+    assert effects[1] == Ended(pair.uas.call_id, "agent-left", None)
+    assert pair.uas.state is SessionState.ENDED
+
+
+def test_hanging_up_before_an_ack_that_never_comes_byes_at_the_timeout() -> None:
+    pair = invite_pair()
+    pair.uas_sdp.accept_offer(pair.uas.invite.body)
+    pair.uas.answer()
+    assert pair.uas.hangup("agent-left") == []
+    timeout = pair.uas.timeout()
+    assert [type(e) for e in timeout] == [Send, Ended]
+    assert timeout[1] == Ended(pair.uas.call_id, "agent-left", None)
+
+
+def test_at_shutdown_the_bye_does_not_wait_for_the_ack() -> None:
+    pair = invite_pair()
+    pair.uas_sdp.accept_offer(pair.uas.invite.body)
+    pair.uas.answer()
+    effects = pair.uas.hangup("shutdown")
+    assert [type(e) for e in effects] == [Send, Ended]
+
+
 def test_an_unanswered_invite_times_out_with_408() -> None:
     pair = invite_pair()
     assert pair.uac.timeout() == [Ended(pair.uac.call_id, "timeout", 408)]
