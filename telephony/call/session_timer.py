@@ -2,9 +2,11 @@
 
 `InviteSession` owns a `SessionTimer` per leg and asks it three kinds of question:
 
-- what a request or response we send must say (`offer_headers`, `answer_headers`);
-- what a request or response we received agreed (`negotiate_request` raises `IntervalTooSmall`
-  when the 422 applies; `negotiate_response`), which (re)starts the timer at the `now` given;
+- what an INVITE we send must say (`offer_headers`), and what to ask after a 422
+  (`retry_after_422`);
+- what a request we received asks for: `check_request` raises `IntervalTooSmall` when the 422
+  applies, `negotiate_request` returns the headers of our 2xx; and what a 2xx to our INVITE
+  agreed (`negotiate_response`). Both (re)start the timer at the `now` given;
 - what is due at `now` (`due`): a refresh when we are the refresher (half the interval), the
   end of the session when no refresh came (the interval less min(32, interval/3), section 10).
 
