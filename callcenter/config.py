@@ -90,6 +90,8 @@ class Account:
     """Supervisors only: the agents this supervisor may listen to, whisper to and barge in on."""
     daily_plan: int = 0
     """Calls the agent should make or take per working day (the dashboard's plan; 0: none)."""
+    session_timers: bool = True
+    """RFC 4028 session timers on this phone's calls (false for a phone that misbehaves)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,11 @@ class SipSettings:
     music_on_hold: Path | None = None
     """WAV played (looped) to the other party while one side of a call holds it; None:
     silence."""
+    session_expires: int = 1800
+    """RFC 4028 session interval the engine asks for and grants at most, seconds."""
+    min_se: int = 90
+    """Shorter session intervals are refused with 422 (RFC 4028 says no less than 90; a
+    smaller value is for tests)."""
 
 
 @dataclass(frozen=True)
@@ -348,6 +355,15 @@ class _Reader:
             raise self.fail(f"{key} must be a number >= {minimum}", table=table, key=key)
         return float(value)
 
+    def _flag(self, item: dict[str, Any], key: str, what: str, table: str, index: int) -> bool:
+        """A true/false setting of an array table's entry (true when absent)."""
+        value = item.get(key, True)
+        if not isinstance(value, bool):
+            raise self.fail(
+                f"{what}: {key} must be true or false", table=table, key=key, index=index
+            )
+        return value
+
     def config(self, data: dict[str, Any]) -> Config:
         self._check_keys(data, TOP_LEVEL_TABLES, None)
         sip = self.sip(data.get("sip", {}))
@@ -462,8 +478,12 @@ class _Reader:
             "min_registration",
             "digest_algorithms",
             "music_on_hold",
+            "session_expires",
+            "min_se",
         }
         self._check_keys(data, allowed, "sip")
+        min_se = self._number(data, "min_se", 90, "sip", minimum=1)
+        session_expires = self._number(data, "session_expires", 1800, "sip", minimum=min_se)
         music = data.get("music_on_hold")
         music_path = (
             self._existing_file(music, "music_on_hold", table="sip", key="music_on_hold")
@@ -506,6 +526,8 @@ class _Reader:
             nonce_lifetime=self._number(data, "nonce_lifetime", 300.0, "sip", minimum=5),
             max_registration=int(self._number(data, "max_registration", 3600, "sip", minimum=60)),
             min_registration=int(self._number(data, "min_registration", 60, "sip", minimum=1)),
+            session_expires=int(session_expires),
+            min_se=int(min_se),
         )
 
     def _existing_file(
@@ -535,6 +557,7 @@ class _Reader:
             "max_calls",
             "team",
             "daily_plan",
+            "session_timers",
         }
         for index, item in enumerate(items):
             self._check_keys(item, allowed, "accounts", index)
@@ -602,6 +625,7 @@ class _Reader:
                     key="daily_plan",
                     index=index,
                 )
+            timers = self._flag(item, "session_timers", f"account {extension}", "accounts", index)
             if team and role != "supervisor":
                 raise self.fail(
                     f"account {extension}: only a supervisor has a team",
@@ -619,6 +643,7 @@ class _Reader:
                     display_name=str(item.get("display_name", "")),
                     role=role,
                     static_contact=static,
+                    session_timers=timers,
                 )
             )
         return tuple(result)
@@ -668,7 +693,15 @@ class _Reader:
         for index, item in enumerate(self._table_list(items, "trunks")):
             self._check_keys(
                 item,
-                {"name", "allow_from", "outbound", "caller_id", "password", "cps"},
+                {
+                    "name",
+                    "allow_from",
+                    "outbound",
+                    "caller_id",
+                    "password",
+                    "cps",
+                    "session_timers",
+                },
                 "trunks",
                 index,
             )
@@ -690,6 +723,7 @@ class _Reader:
                     key="password",
                     index=index,
                 )
+            timers = self._flag(item, "session_timers", f"trunk {name}", "trunks", index)
             cps = item.get("cps", 10.0)
             if isinstance(cps, bool) or not isinstance(cps, int | float) or not 0 < cps <= 1000:
                 raise self.fail(
@@ -708,6 +742,7 @@ class _Reader:
                     else None,
                     caller_id=str(item.get("caller_id", "")),
                     password=password,
+                    session_timers=timers,
                 )
             )
         return tuple(result)

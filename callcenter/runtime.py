@@ -39,6 +39,7 @@ from pbx import events as pbx_events
 from pbx.events import EventBus
 from recordings import RecordingStore
 from telephony.aio import EndpointConfig, TaskSet, UserAgent, UserAgentConfig
+from telephony.call import SessionTimerConfig
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
 from .api import start_http
@@ -102,6 +103,7 @@ async def start_engine(
         ),
         rtp_ports=sip.rtp_ports,
         rtp_inactivity_timeout=sip.rtp_inactivity_timeout,
+        session_timer=SessionTimerConfig(session_expires=sip.session_expires, min_se=sip.min_se),
     )
     ua = UserAgent(ua_config)
     try:
@@ -142,7 +144,9 @@ async def start_engine(
     passwords |= {t.name: t.password for t in config.trunks if t.password}
     authenticator = Authenticator(passwords, realm=sip.realm, digest=digest, ban=ban)
     extensions = {
-        a.extension: Extension(a.extension, a.display_name, a.role, a.max_calls, a.team)
+        a.extension: Extension(
+            a.extension, a.display_name, a.role, a.max_calls, a.team, a.session_timers
+        )
         for a in config.accounts
     }
     background = TaskSet("engine")

@@ -26,8 +26,10 @@ from telephony.call.session import (
     Role,
     Send,
     SendAck,
+    SendInvite,
     SessionState,
 )
+from telephony.call.session_timer import DISABLED, SessionTimerConfig
 from telephony.media import DtmfDetector, DtmfDetectorConfig, Frame, FrameSource, dtmf_tone
 from telephony.sip import (
     Dialog,
@@ -70,6 +72,9 @@ class UserAgentConfig:
     """Local RTP port range of the anchored legs."""
     rtp_inactivity_timeout: float = 30.0
     """An answered leg with no RTP for this long is hung up with BYE."""
+    session_timer: SessionTimerConfig = field(default_factory=SessionTimerConfig)
+    """RFC 4028 session timers of every leg (`UserAgent.session_timers_for` turns them off for
+    some peers, `dial(session_timer=...)` sets one leg's)."""
 
 
 class Call:
@@ -77,7 +82,15 @@ class Call:
     anchored RTP, and what features see: typed events, digits, play/listen. Incoming legs:
     ring()/answer()/reject(); outgoing legs come from UserAgent.dial()."""
 
-    def __init__(self, ua: UserAgent, *, incoming: bool, invite: SipRequest, peer: Peer) -> None:
+    def __init__(
+        self,
+        ua: UserAgent,
+        *,
+        incoming: bool,
+        invite: SipRequest,
+        peer: Peer,
+        session_timer: SessionTimerConfig | None = None,
+    ) -> None:
         self.ua = ua
         self.incoming = incoming
         self.invite = invite
@@ -89,7 +102,10 @@ class Call:
             local_tag=secrets.token_hex(6) if incoming else (invite.from_.tag or ""),
             contact=ua.contact(peer[0]),
             new_via=functools.partial(ua.endpoint.new_via, peer[0]),
+            session_timer=session_timer or ua.session_timer_of(invite, peer, incoming=incoming),
         )
+        self._timer: asyncio.TimerHandle | None = None
+        """The session's next timer (RFC 4028 refresh or expiry), armed at get_timer()."""
         self.media: MediaSession | None = None
         self.transaction: object | None = None
         """The INVITE server (incoming) or client (outgoing) transaction."""
@@ -153,6 +169,10 @@ class Call:
                 self.ua.send_in_dialog(self, effect.request)
             elif isinstance(effect, SendAck):
                 self.ua.send_in_dialog(self, effect.request, stateless=True)
+            elif isinstance(effect, SendInvite):  # the INVITE again (after a 422)
+                self.invite = effect.request
+                self.transaction = self.ua.endpoint.send_request(effect.request, self.peer)
+                self.ua._own(self, self.transaction)
             elif isinstance(effect, InfoDigit):
                 self._dtmf(effect.digit, "info")
             elif isinstance(effect, Ended):
@@ -171,8 +191,24 @@ class Call:
             now = (dialog.local_seq, str(dialog.remote_target))
             if now != self._dialog_announced:
                 self._dialog_changed()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.session.get_timer()
+        if self._timer is not None and (deadline is None or self._timer.when() != deadline):
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None and self._timer is None:
+            self._timer = self.ua.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._apply(self.session.handle_timer(self.ua.loop.time()))
 
     def _finished(self, event: Ended) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.ua.forget(self)
         if self._dialog_announced is not None:
             self._dialog_changed()
@@ -220,7 +256,7 @@ class Call:
         else:
             # Offer-less INVITE (RFC 3261 13.2.1): we offer in the 200, the answer comes in the ACK.
             self.media.make_offer(codecs=codecs)
-        self._apply(self.session.answer())
+        self._apply(self.session.answer(now=self.ua.loop.time()))
 
     # -- media -------------------------------------------------------------------------------
 
@@ -321,17 +357,21 @@ class Call:
     # -- SIP input from the UserAgent -----------------------------------------------------------
 
     def _on_request(self, request: SipRequest, transaction: object | None) -> None:
-        self._apply(self.session.receive_request(request), request, transaction)
+        now = self.ua.loop.time()
+        self._apply(self.session.receive_request(request, now=now), request, transaction)
 
     def _on_cancel(self, request: SipRequest, transaction: object) -> None:
         self._apply(self.session.receive_cancel(request), request, transaction)
 
     def _on_response(self, response: SipResponse) -> None:
-        self._apply(self.session.receive_response(response))
+        self._apply(self.session.receive_response(response, now=self.ua.loop.time()))
 
     def _on_timeout(self, transaction: object, *, transport_failed: bool = False) -> None:
-        if transaction is self.transaction:  # a CANCEL, BYE or INFO timing out changes nothing
+        if transaction is self.transaction:
             self._apply(self.session.timeout(transport_failed=transport_failed))
+        elif isinstance(request := getattr(transaction, "request", None), SipRequest):
+            # A session refresh that fails so ends the call; a CANCEL, BYE or INFO, nothing.
+            self._apply(self.session.request_timed_out(request))
 
     def _dialog_changed(self) -> None:
         """Tell `UserAgent.on_dialog` the dialog was confirmed, changed what a request in it
@@ -382,6 +422,9 @@ class UserAgent:
         request in it needs (our CSeq, the remote target) and when it ends (`call.state` is
         ENDED): what a restarted engine needs to BYE the dialogs a crash left (`Call.dialog`,
         `Call.peer`)."""
+        self.session_timers_for: Callable[[SipRequest, Peer, bool], bool] | None = None
+        """Asked (INVITE, peer, incoming) for each new leg: False turns session timers off for
+        it (an account or trunk whose peer misbehaves with them), also the 422 on arrival."""
         self._waiting: dict[object, asyncio.Future[SipResponse | None]] = {}
         """Requests sent with request(), by client transaction: their final response."""
         self._watchdog: asyncio.Task[None] | None = None
@@ -409,6 +452,16 @@ class UserAgent:
             headers={},
         )
         return NameAddr(display_name=None, uri=uri, params={})
+
+    def session_timer_of(
+        self, invite: SipRequest, peer: Peer, *, incoming: bool
+    ) -> SessionTimerConfig:
+        """The session timer settings of a new leg: the agent's, unless `session_timers_for`
+        turns them off."""
+        decide = self.session_timers_for
+        if decide is not None and not decide(invite, peer, incoming):
+            return DISABLED
+        return self.config.session_timer
 
     async def open_media(self, call: Call) -> MediaSession:
         rtp = await self.ports.open()
@@ -451,8 +504,10 @@ class UserAgent:
         to: NameAddr | None = None,
         codecs: list[str] | None = None,
         headers: Iterable[tuple[str, str]] = (),
+        session_timer: SessionTimerConfig | None = None,
     ) -> Call:
-        """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events."""
+        """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events.
+        `session_timer`: this leg's RFC 4028 settings instead of the agent's (DISABLED: off)."""
         call_id = uuid.uuid4().hex + "@" + self.endpoint.host
         from_ = NameAddr(
             display_name=from_.display_name, uri=from_.uri, params={"tag": secrets.token_hex(6)}
@@ -469,7 +524,7 @@ class UserAgent:
         invite.headers.add("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods)))
         for name, value in headers:
             invite.headers.add(name, value)
-        call = Call(self, incoming=False, invite=invite, peer=peer)
+        call = Call(self, incoming=False, invite=invite, peer=peer, session_timer=session_timer)
         call.media = call.session.negotiator = await self.open_media(call)
         invite.body = call.media.make_offer(codecs=codecs)
         invite.headers.add("Content-Type", "application/sdp")
@@ -570,6 +625,10 @@ class UserAgent:
                     incoming.offer_error = exc
             self.calls[request.call_id] = incoming
             self._own(incoming, transaction)
+            refused = incoming.session.admit()  # a Session-Expires below our Min-SE: 422
+            if refused:
+                incoming._apply(refused)
+                return
             self._dispatch_incoming(incoming)
             return
         if self.on_request is not None and self.on_request(request, transaction, peer):
@@ -581,6 +640,7 @@ class UserAgent:
                 extra=[
                     ("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods))),
                     ("Accept", "application/sdp"),
+                    *[("Supported", tag) for tag in sorted(self.config.endpoint.supported)],
                 ],
             )
             self.endpoint.send_response(transaction, response)
