@@ -70,6 +70,9 @@ class UserAgentConfig:
     """Local RTP port range of the anchored legs."""
     rtp_inactivity_timeout: float = 30.0
     """An answered leg with no RTP for this long is hung up with BYE."""
+    srtp: str = "off"
+    """SRTP policy of a leg nobody chose one for (off, optional, required: see
+    telephony.call.offer_answer); features set it per leg (`Call.set_srtp`, `dial(srtp=)`)."""
 
 
 class Call:
@@ -95,9 +98,12 @@ class Call:
         """The INVITE server (incoming) or client (outgoing) transaction."""
         self.transactions: list[object] = []
         """Every transaction of this leg, forgotten with it."""
+        self.srtp = ua.config.srtp
+        """The leg's SRTP policy (off, optional, required), fixed before its media opens."""
         self.offer_error: MediaError | None = None
         """Why the SDP offer of an incoming INVITE cannot be answered (checked on arrival,
-        before the leg is handed to `on_incoming`); None when it can, or carries no offer."""
+        before the leg is handed to `on_incoming`, and again by `set_srtp`); None when it can,
+        or carries no offer."""
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._digits: asyncio.Queue[str] = asyncio.Queue()
         self._debouncer = DtmfDebouncer()
@@ -197,6 +203,16 @@ class Call:
     ) -> None:
         """Final non-2xx to an incoming INVITE; ends the leg."""
         self._apply(self.session.reject(status, reason, headers))
+
+    def set_srtp(self, policy: str) -> None:
+        """Choose an incoming leg's SRTP policy once the caller is known (an account's or a
+        trunk's), before answering: the offer is judged again under it (`offer_error`; a plain
+        RTP offer under `required` gets 488 from `refuse_offer`)."""
+        if self.media is not None:
+            raise RuntimeError(f"{self!r}: the SRTP policy is fixed once media is open")
+        self.srtp = policy
+        if self.incoming and self.invite.body:
+            self.offer_error = _judge_offer(self.invite.body, policy)
 
     def refuse_offer(self) -> int:
         """Answer an INVITE whose offer is unacceptable (`offer_error`) with 488 and a Warning
@@ -377,6 +393,9 @@ class UserAgent:
         request in it needs (our CSeq, the remote target) and when it ends (`call.state` is
         ENDED): what a restarted engine needs to BYE the dialogs a crash left (`Call.dialog`,
         `Call.peer`)."""
+        self.srtp_for: Callable[[SipUri, Peer], str | None] | None = None
+        """Asked the SRTP policy of a leg `dial()` places without one (the account or trunk
+        behind the target); None or no answer: the configured default."""
         self._waiting: dict[object, asyncio.Future[SipResponse | None]] = {}
         """Requests sent with request(), by client transaction: their final response."""
         self._watchdog: asyncio.Task[None] | None = None
@@ -399,7 +418,7 @@ class UserAgent:
             user=None,
             password=None,
             host=self.endpoint.host,
-            port=self.endpoint.port,
+            port=self.endpoint.port_for(transport),
             params=params,
             headers={},
         )
@@ -408,7 +427,7 @@ class UserAgent:
     async def open_media(self, call: Call) -> MediaSession:
         rtp = await self.ports.open()
         return MediaSession(
-            rtp, local_host=self.endpoint.host, on_dtmf=call._dtmf, clock=self.clock
+            rtp, local_host=self.endpoint.host, on_dtmf=call._dtmf, clock=self.clock, srtp=call.srtp
         )
 
     def forget(self, call: Call) -> None:
@@ -446,8 +465,10 @@ class UserAgent:
         to: NameAddr | None = None,
         codecs: list[str] | None = None,
         headers: Iterable[tuple[str, str]] = (),
+        srtp: str | None = None,
     ) -> Call:
-        """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events."""
+        """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events.
+        `srtp`: the leg's SRTP policy; None asks `srtp_for` (else the configured default)."""
         call_id = uuid.uuid4().hex + "@" + self.endpoint.host
         from_ = NameAddr(
             display_name=from_.display_name, uri=from_.uri, params={"tag": secrets.token_hex(6)}
@@ -465,6 +486,9 @@ class UserAgent:
         for name, value in headers:
             invite.headers.add(name, value)
         call = Call(self, incoming=False, invite=invite, peer=peer)
+        if srtp is None and self.srtp_for is not None:
+            srtp = self.srtp_for(target, peer)
+        call.srtp = srtp or self.config.srtp
         call.media = call.session.negotiator = await self.open_media(call)
         invite.body = call.media.make_offer(codecs=codecs)
         invite.headers.add("Content-Type", "application/sdp")
@@ -558,11 +582,7 @@ class UserAgent:
             if request.body:
                 # Judged before any routing: whoever takes the leg knows at once whether it
                 # can ever be answered, and no phone rings for a call that cannot be.
-                try:
-                    check_offer(request.body)
-                except MediaError as exc:
-                    logger.info("call %s: unacceptable offer: %.200s", request.call_id, exc)
-                    incoming.offer_error = exc
+                incoming.offer_error = _judge_offer(request.body, incoming.srtp)
             self.calls[request.call_id] = incoming
             self._own(incoming, transaction)
             self._dispatch_incoming(incoming)
@@ -629,6 +649,16 @@ class UserAgent:
                 if now - last > timeout and not call.media.held:
                     logger.info("call %s: no RTP for %.0f s, hanging up", call.call_id, now - last)
                     await call.hangup(reason="rtp-timeout")
+
+
+def _judge_offer(body: bytes, srtp: str) -> MediaError | None:
+    """Why an incoming offer cannot be answered under the SRTP policy `srtp`, or None."""
+    try:
+        check_offer(body, srtp=srtp)
+    except MediaError as exc:
+        logger.info("unacceptable offer (srtp %s): %.200s", srtp, exc)
+        return exc
+    return None
 
 
 def _report_failure(task: asyncio.Task[None], call: Call) -> None:
