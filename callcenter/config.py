@@ -9,6 +9,7 @@ import hashlib
 import ipaddress
 import logging
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,10 +22,13 @@ from ivr import FlowError, load_flow
 from pbx.monitor import MonitorSettings
 from pbx.pickup import PickupGroup
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
+from telephony.call.offer_answer import SRTP_POLICIES
 
 logger = logging.getLogger(__name__)
 
 ROLES = ("agent", "supervisor")
+TRANSPORTS = ("udp", "tcp", "tls")
+"""How the engine reaches a trunk's `outbound` address."""
 _ENDPOINT_KEYS = {
     "name",
     "kind",
@@ -90,6 +94,9 @@ class Account:
     """Supervisors only: the agents this supervisor may listen to, whisper to and barge in on."""
     daily_plan: int = 0
     """Calls the agent should make or take per working day (the dashboard's plan; 0: none)."""
+    srtp: str = "off"
+    """SRTP (SDES) on this phone's calls: "off", "optional" (offers keys, takes plain RTP too)
+    or "required" (a plain RTP offer gets 488); telephony.call.offer_answer says more."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,17 @@ class SipSettings:
     music_on_hold: Path | None = None
     """WAV played (looped) to the other party while one side of a call holds it; None:
     silence."""
+    tls_listen: HostPort | None = None
+    """Where SIP over TLS listens (e.g. 127.0.0.1:5061); None: no TLS listener."""
+    tls_certificate: Path | None = None
+    """PEM certificate chain of the TLS listener (`callcenter tls-selfsigned` makes one)."""
+    tls_key: Path | None = None
+    """PEM private key of `tls_certificate`."""
+    tls_verify: bool = True
+    """Check the certificate of a TLS peer we connect to (providers, phones): chain and host
+    name. false accepts any certificate (a test bench only)."""
+    tls_ca_file: Path | None = None
+    """CA certificates (PEM) trusted for `tls_verify`; None: the system's store."""
 
 
 @dataclass(frozen=True)
@@ -462,8 +480,14 @@ class _Reader:
             "min_registration",
             "digest_algorithms",
             "music_on_hold",
+            "tls_listen",
+            "tls_certificate",
+            "tls_key",
+            "tls_verify",
+            "tls_ca_file",
         }
         self._check_keys(data, allowed, "sip")
+        tls = self.tls(data)
         music = data.get("music_on_hold")
         music_path = (
             self._existing_file(music, "music_on_hold", table="sip", key="music_on_hold")
@@ -493,6 +517,7 @@ class _Reader:
                 key="digest_algorithms",
             )
         return SipSettings(
+            **tls,
             music_on_hold=music_path,
             digest_algorithms=tuple(algorithms),
             listen=self._hostport(data.get("listen", "127.0.0.1:5060"), "sip", "listen"),
@@ -507,6 +532,57 @@ class _Reader:
             max_registration=int(self._number(data, "max_registration", 3600, "sip", minimum=60)),
             min_registration=int(self._number(data, "min_registration", 60, "sip", minimum=1)),
         )
+
+    def tls(self, data: dict[str, Any]) -> dict[str, Any]:
+        """[sip] tls_*: the listener's address, certificate and key, and peer checking."""
+        files = {
+            key: self._existing_file(data[key], key, table="sip", key=key)
+            for key in ("tls_certificate", "tls_key", "tls_ca_file")
+            if data.get(key) is not None
+        }
+        listen = data.get("tls_listen")
+        if listen is not None and not {"tls_certificate", "tls_key"} <= set(files):
+            raise self.fail(
+                "tls_listen needs tls_certificate and tls_key", table="sip", key="tls_listen"
+            )
+        if {"tls_certificate", "tls_key"} <= set(files):
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    files["tls_certificate"], files["tls_key"]
+                )
+            except ssl.SSLError as exc:
+                raise self.fail(
+                    f"tls_certificate and tls_key do not load: {exc.reason or exc}",
+                    table="sip",
+                    key="tls_key",
+                ) from exc
+        verify = data.get("tls_verify", True)
+        if not isinstance(verify, bool):
+            raise self.fail("tls_verify must be true or false", table="sip", key="tls_verify")
+        tls_listen = self._hostport(listen, "sip", "tls_listen") if listen else None
+        sip_host = str(data.get("listen", "127.0.0.1:5060")).rpartition(":")[0].strip("[]")
+        if tls_listen is not None and tls_listen.host != sip_host:
+            raise self.fail(
+                f"tls_listen must be on the SIP listen address {sip_host}",
+                table="sip",
+                key="tls_listen",
+            )
+        return {
+            "tls_listen": tls_listen,
+            "tls_verify": verify,
+            **files,
+        }
+
+    def _srtp(self, item: dict[str, Any], what: str, table: str, index: int) -> str:
+        value = item.get("srtp", "off")
+        if value not in SRTP_POLICIES:
+            raise self.fail(
+                f"{what}: srtp must be one of {', '.join(SRTP_POLICIES)}",
+                table=table,
+                key="srtp",
+                index=index,
+            )
+        return str(value)
 
     def _existing_file(
         self, value: object, what: str, *, table: str, key: str, index: int = 0
@@ -535,6 +611,7 @@ class _Reader:
             "max_calls",
             "team",
             "daily_plan",
+            "srtp",
         }
         for index, item in enumerate(items):
             self._check_keys(item, allowed, "accounts", index)
@@ -571,9 +648,9 @@ class _Reader:
                     index=index,
                 )
             static = item.get("static_contact")
-            if static is not None and not str(static).startswith("sip:"):
+            if static is not None and not str(static).startswith(("sip:", "sips:")):
                 raise self.fail(
-                    f"account {extension}: static_contact must be a sip: URI",
+                    f"account {extension}: static_contact must be a sip: or sips: URI",
                     table="accounts",
                     key="static_contact",
                     index=index,
@@ -619,6 +696,7 @@ class _Reader:
                     display_name=str(item.get("display_name", "")),
                     role=role,
                     static_contact=static,
+                    srtp=self._srtp(item, f"account {extension}", "accounts", index),
                 )
             )
         return tuple(result)
@@ -668,7 +746,16 @@ class _Reader:
         for index, item in enumerate(self._table_list(items, "trunks")):
             self._check_keys(
                 item,
-                {"name", "allow_from", "outbound", "caller_id", "password", "cps"},
+                {
+                    "name",
+                    "allow_from",
+                    "outbound",
+                    "caller_id",
+                    "password",
+                    "cps",
+                    "transport",
+                    "srtp",
+                },
                 "trunks",
                 index,
             )
@@ -698,9 +785,19 @@ class _Reader:
                     key="cps",
                     index=index,
                 )
+            transport = item.get("transport", "udp")
+            if transport not in TRANSPORTS:
+                raise self.fail(
+                    f"trunk {name}: transport must be one of {', '.join(TRANSPORTS)}",
+                    table="trunks",
+                    key="transport",
+                    index=index,
+                )
             result.append(
                 Trunk(
                     name=name,
+                    transport=transport,
+                    srtp=self._srtp(item, f"trunk {name}", "trunks", index),
                     cps=float(cps),
                     allow_from=tuple(allow),
                     outbound=_address(self._hostport(outbound, "trunks", "outbound"))

@@ -27,6 +27,11 @@ class Trunk:
     cps: float = 10.0
     """Calls per second the carrier accepts from us: the dialer never starts more (shared by
     every campaign on the trunk)."""
+    transport: str = "udp"
+    """How calls reach `outbound`: udp, tcp or tls (the certificate checked as [sip] tls_verify
+    and tls_ca_file say, against the outbound host name)."""
+    srtp: str = "off"
+    """SRTP (SDES) on this trunk's calls, both ways: off, optional or required."""
 
 
 @dataclass(frozen=True)
