@@ -56,6 +56,7 @@ class MediaSession:
         self.local_host = local_host
         self._on_dtmf = on_dtmf
         self.sdp = OfferAnswer(local_host=local_host, local_port=rtp.port, srtp=srtp)
+        rtp.srtp_required = srtp == "required"
         self.connected_at: float | None = None
         self.peer: MediaSession | None = None
         self._dtmf = DtmfReceiver()

@@ -53,6 +53,9 @@ class _RtcpPort(asyncio.DatagramProtocol):
             if plain is None:
                 return
             data = plain
+        elif endpoint.srtp_required:
+            endpoint.early_dropped += 1
+            return
         self.remote = addr
         endpoint.rtcp_session.rtcp_received(data, endpoint._loop.time(), time.time())
 
@@ -71,6 +74,8 @@ class _RtcpPort(asyncio.DatagramProtocol):
             if protected is None:
                 return False
             data = protected
+        elif self.endpoint.srtp_required:
+            return False
         self.transport.sendto(data, target)
         return True
 
@@ -94,6 +99,11 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.packets_out = 0
         self.srtp: SrtpContext | None = None
         """SRTP/SRTCP of this leg once SDES agreed keys; None: plain RTP."""
+        self.srtp_required = False
+        """No plain RTP or RTCP on this leg: until keys are agreed (an answer still on its
+        way), whatever arrives is dropped, never taken as plain."""
+        self.early_dropped = 0
+        """Packets dropped because they came before the keys."""
 
     def set_srtp(self, keys: SrtpKeys | None) -> None:
         """Protect the leg with what offer/answer agreed (None: plain RTP from now on)."""
@@ -121,6 +131,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             if plain is None:
                 return
             data = plain
+        elif self.srtp_required:
+            self.early_dropped += 1
+            return
         if moved:
             self.remote = addr
             self.latched = True
@@ -164,6 +177,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 if protected is None:
                     return
                 data = protected
+            elif self.srtp_required:
+                return  # never a plain packet on a leg that must be SRTP
             self.transport.sendto(data, self.remote)
             self.packets_out += 1
 

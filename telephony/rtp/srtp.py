@@ -32,7 +32,9 @@ class SrtpContext:
         self._tx = _session(suite, local, outbound=True)
         self._rx = _session(suite, remote, outbound=False)
         self.rejected = 0
-        """Packets that failed authentication or replay checks (dropped)."""
+        """RTP packets that failed authentication or replay checks (dropped)."""
+        self.rejected_rtcp = 0
+        """RTCP packets that failed them (dropped)."""
 
     def same_keys(self, suite: str, local: bytes, remote: bytes) -> bool:
         return (suite, local, remote) == (self.suite, self._local, self._remote)
@@ -71,7 +73,7 @@ class SrtpContext:
         try:
             return self._rx.unprotect_rtcp(packet)
         except pylibsrtp.Error:
-            self.rejected += 1
+            self.rejected_rtcp += 1
             return None
 
 

@@ -61,6 +61,7 @@ def test_tampered_forged_and_replayed_packets_are_dropped() -> None:
     assert b.unprotect(wire) is None  # the same packet again: a replay
     assert b.rejected == 3
     assert b.unprotect_rtcp(b"\x81\xc9\x00\x01" + bytes(4)) is None
+    assert b.rejected_rtcp == 1
 
 
 def test_rekey_changes_only_the_direction_whose_key_changed() -> None:
