@@ -90,7 +90,8 @@ class Call:
             invite,
             Role.UAS if incoming else Role.UAC,
             local_tag=secrets.token_hex(6) if incoming else (invite.from_.tag or ""),
-            contact=ua.contact(peer[0]),
+            # RFC 3261 8.1.1.8, 12.1.1: a sips: request gets a sips: Contact.
+            contact=ua.contact(peer[0], sips=_is_sips(invite.uri)),
             new_via=functools.partial(ua.endpoint.new_via, peer[0]),
         )
         self.media: MediaSession | None = None
@@ -411,10 +412,14 @@ class UserAgent:
             self._watchdog.cancel()
         await self.endpoint.close()
 
-    def contact(self, transport: str = "udp") -> NameAddr:
-        params: dict[str, str | None] = {} if transport == "udp" else {"transport": transport}
+    def contact(self, transport: str = "udp", *, sips: bool = False) -> NameAddr:
+        """Our Contact for a leg over `transport`; `sips` for a dialog set up by a sips: URI
+        (the transport is TLS then, and the URI says so by its scheme)."""
+        params: dict[str, str | None] = {}
+        if transport != "udp" and not (sips and transport == "tls"):
+            params["transport"] = transport
         uri = SipUri(
-            scheme="sip",
+            scheme="sips" if sips else "sip",
             user=None,
             password=None,
             host=self.endpoint.host,
@@ -481,7 +486,7 @@ class UserAgent:
         invite.headers.add("To", str(to))
         invite.headers.add("Call-ID", call_id)
         invite.headers.add("CSeq", "1 INVITE")
-        invite.headers.add("Contact", str(self.contact(peer[0])))
+        invite.headers.add("Contact", str(self.contact(peer[0], sips=_is_sips(target))))
         invite.headers.add("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods)))
         for name, value in headers:
             invite.headers.add(name, value)
@@ -649,6 +654,10 @@ class UserAgent:
                 if now - last > timeout and not call.media.held:
                     logger.info("call %s: no RTP for %.0f s, hanging up", call.call_id, now - last)
                     await call.hangup(reason="rtp-timeout")
+
+
+def _is_sips(uri: object) -> bool:
+    return isinstance(uri, SipUri) and uri.scheme == "sips"
 
 
 def _judge_offer(body: bytes, srtp: str) -> MediaError | None:

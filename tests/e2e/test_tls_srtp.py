@@ -23,7 +23,7 @@ from sip_test_env.ports import free_port
 from sip_test_env.tools import needs
 from telephony.media import CODECS
 
-from .conftest import engine_config_text
+from .conftest import assert_no_state_left, engine_config_text
 
 pytestmark = [pytest.mark.peers, needs("baresip", "dumpcap", "tshark")]
 
@@ -95,6 +95,20 @@ async def test_baresip_over_tls_with_srtp_leaves_nothing_in_clear(
                     assert leg.media.rtp.packets_in > 100
                 rate, heard_by_caller, _ = read_wav(caller.recorded_wav())
                 _, heard_by_callee, _ = read_wav(callee.recorded_wav())
+
+        # The engine recorded the call from the decrypted media, as any other: the caller on
+        # the left, the callee on the right, nothing crossed.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while engine.switchboard.active or bridged.summary.recording is None:
+            assert loop.time() < deadline, "the call's recording was not concluded"
+            await asyncio.sleep(0.05)
+        assert_no_state_left(engine)
+        rate, stereo, channels = read_wav(Path(bridged.summary.recording))
+        assert channels == 2
+        left, right = stereo[:, 0].copy(), stereo[:, 1].copy()
+        assert tone_present(left, 600, rate) and not tone_present(left, 1000, rate)
+        assert tone_present(right, 1000, rate) and not tone_present(right, 600, rate)
 
         # Audio both ways, by analysis of what each phone heard.
         at = first_tone_time(heard_by_caller, 1000, rate)

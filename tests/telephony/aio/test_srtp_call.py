@@ -6,8 +6,11 @@ RFC 4733 digits through SRTP, SRTCP reports, and a plain offer refused with 488 
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 
 import numpy as np
+import pytest
 
 from sip_test_env.audio import tone_present
 from telephony.aio import Call, UserAgent
@@ -61,8 +64,9 @@ async def _heard(call: Call, count: int) -> np.ndarray:
 
 
 async def test_srtp_call_carries_audio_and_digits_both_ways(
-    user_agents: tuple[UserAgent, UserAgent],
+    user_agents: tuple[UserAgent, UserAgent], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     caller_ua, callee_ua = user_agents
     caller, incoming = await _call(caller_ua, callee_ua, caller="required", callee="optional")
     callee = await asyncio.wait_for(incoming, 5)
@@ -94,6 +98,12 @@ async def test_srtp_call_carries_audio_and_digits_both_ways(
     assert callee.media.rtp.rtcp_session.bad_reports == 0
     await caller.hangup()
     assert isinstance(await callee.next_event(5), Ended)
+    # Keys stay out of the logs, even at DEBUG.
+    keys = caller.media.sdp.keys
+    assert keys is not None
+    for key in (keys.local, keys.remote):
+        encoded = base64.b64encode(key).decode()
+        assert not any(encoded in r.getMessage() for r in caplog.records)
 
 
 async def test_plain_offer_to_a_required_leg_gets_488(

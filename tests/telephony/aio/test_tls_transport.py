@@ -101,3 +101,32 @@ async def test_an_untrusted_certificate_fails_the_leg_as_unreachable(
         assert not callee_ua.calls and not doubting.endpoint._tcp
     finally:
         await doubting.close()
+
+
+async def test_a_sips_dialog_gets_sips_contacts_both_ways(
+    tls_pair: tuple[UserAgent, UserAgent, Path],
+) -> None:
+    caller_ua, callee_ua, _ = tls_pair
+    tls_port = callee_ua.endpoint.config.tls_port
+    assert tls_port
+    incoming: asyncio.Future[Call] = asyncio.get_running_loop().create_future()
+
+    async def answer(call: Call) -> None:
+        await call.answer()
+        incoming.set_result(call)
+
+    callee_ua.on_incoming = answer
+    target = sip_uri("callee", tls_port)
+    target = SipUri("sips", target.user, None, target.host, target.port, {}, {})
+    leg = await caller_ua.dial(
+        target,
+        ("tls", "127.0.0.1", tls_port),
+        from_=NameAddr(None, sip_uri("caller", caller_ua.endpoint.port), {}),
+    )
+    callee = await asyncio.wait_for(incoming, 5)
+    assert isinstance(await leg.next_event(5), Answered)
+    (contact,) = callee.invite.contacts
+    assert str(contact.uri).startswith("sips:") and "transport" not in contact.uri.params
+    assert leg.dialog is not None and str(leg.dialog.remote_target).startswith("sips:")
+    await leg.hangup()
+    assert await asyncio.wait_for(callee.ended, 5) == "remote-bye"
