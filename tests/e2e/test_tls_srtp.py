@@ -16,7 +16,13 @@ import pytest
 from callcenter.config import parse_config
 from callcenter.runtime import Engine, start_engine
 from callcenter.tls import make_self_signed
-from sip_test_env.audio import first_tone_time, read_wav, tone_present, write_tone_wav
+from sip_test_env.audio import (
+    band_energy_db,
+    first_tone_time,
+    read_wav,
+    tone_present,
+    write_tone_wav,
+)
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.capture import loopback_capture
 from sip_test_env.ports import free_port
@@ -39,6 +45,9 @@ async def _secure_engine(pg_url: str, tmp_path: Path) -> tuple[Engine, Path]:
     for ext in REQUIRED:
         account = f'extension = "{ext}"\npassword = "pass{ext}"\n'
         text = text.replace(account, account + 'srtp = "required"\n', 1)
+    # Supervisor 190 (a plain phone) coaches agent 102.
+    supervisor = 'extension = "190"\npassword = "pass190"\nrole = "supervisor"\n'
+    text = text.replace(supervisor, supervisor + 'team = ["102"]\n', 1)
     config = parse_config(text, source="test.toml")
     assert [a.srtp for a in config.accounts if a.extension in REQUIRED] == ["required"] * 3
     engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
@@ -158,5 +167,50 @@ async def test_plain_rtp_offer_to_a_required_account_gets_488(pg_url: str, tmp_p
             closed = await plain.wait_event("CALL_CLOSED", timeout=5)
             assert "488" in str(closed.get("param", "")), closed
             assert not callee.events_of("CALL_INCOMING")  # the callee never rang
+    finally:
+        await engine.stop()
+
+
+async def test_whisper_to_an_agent_on_an_srtp_call(pg_url: str, tmp_path: Path) -> None:
+    """A plain-RTP supervisor whispers to agent 102 on an SRTP call: the monitor mixes the
+    decrypted audio and the mix is encrypted on the way out, as on any call. The agent hears
+    the caller and the supervisor; the caller hears the agent and no trace of the supervisor."""
+    engine, cert = await _secure_engine(pg_url, tmp_path)
+    try:
+        tones = [write_tone_wav(tmp_path / f"{f}.wav", f, 20.0) for f in (600, 1000, 1500)]
+        caller = _tls_phone("101", engine, cert, tmp_path, tones[0])
+        agent = _tls_phone("102", engine, cert, tmp_path, tones[1])
+        sup = BaresipPeer(
+            "190", workdir=tmp_path, registrar=f"127.0.0.1:{engine.sip_port}",
+            password="pass190", audio_source=tones[2],
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        async with caller, agent, sup:
+            for phone in (caller, agent, sup):
+                await phone.wait_registered()
+            await caller.dial("102")
+            await agent.wait_event("CALL_INCOMING", timeout=5)
+            await agent.accept()
+            started = loop.time()
+            await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+            await sup.dial("*2102")
+            await sup.wait_event("CALL_ESTABLISHED", timeout=5)
+            deadline = loop.time() + 5
+            while not engine.switchboard.monitors:
+                assert loop.time() < deadline, "no monitor session"
+                await asyncio.sleep(0.02)
+            joined = loop.time() - started
+            await asyncio.sleep(3.0)  # three seconds of whisper, heard by the phones
+            await sup.hangup()
+            await caller.hangup()
+            await agent.wait_event("CALL_CLOSED", timeout=5)
+            rate, heard_by_agent, _ = read_wav(agent.recorded_wav())
+            _, heard_by_caller, _ = read_wav(caller.recorded_wav())
+        a, b = round((joined + 0.7) * rate), round((joined + 2.5) * rate)
+        agent_window, caller_window = heard_by_agent[a:b], heard_by_caller[a:b]
+        assert band_energy_db(agent_window, 600, rate) > -30
+        assert band_energy_db(agent_window, 1500, rate) > -30
+        assert band_energy_db(caller_window, 1000, rate) > -30
+        assert band_energy_db(caller_window, 1500, rate, relative_to=1000) < -40
     finally:
         await engine.stop()
