@@ -104,21 +104,22 @@ def _answer(
     version: int,
     srtp: str = "off",
 ) -> tuple[Answer, SessionDescription]:
-    try:
-        offer = SessionDescription.parse(body)
-        answer = negotiate(
+    def attempt(policy: str) -> Answer:
+        return negotiate(
             offer,
             codecs,
             local_addr=local_host,
             local_port=port,
             session_id=session_id,
             session_version=version,
-            usable=_stream_filter(srtp),
+            usable=_stream_filter(policy),
         )
+
+    try:
+        offer = SessionDescription.parse(body)
+        answer = attempt(srtp)
     except NoCommonCodec as exc:
-        if srtp != "optional" and any(
-            m.kind == "audio" and m.port and _stream_filter("optional")(m) for m in offer.media
-        ):
+        if srtp != "optional" and _codecs_would_do(attempt):
             # The codecs would do; the stream's protection would not.
             reason = "SRTP required" if srtp == "required" else "SRTP not enabled"
             raise OfferRejected(f"{reason}: no acceptable audio stream", warning=_NO_SRTP) from exc
@@ -128,6 +129,14 @@ def _answer(
     if answer.media is None:
         raise OfferRejected("no acceptable audio stream in the offer", warning=_NO_AUDIO)
     return answer, offer
+
+
+def _codecs_would_do(attempt: Callable[[str], Answer]) -> bool:
+    """Whether the offer would be answered under the `optional` policy (plain or SRTP)."""
+    try:
+        return attempt("optional").media is not None
+    except SdpError:
+        return False
 
 
 def check_offer(body: bytes, *, codecs: list[str] | None = None, srtp: str = "optional") -> None:

@@ -126,3 +126,14 @@ def test_a_re_offer_keeps_the_agreed_suite_and_key() -> None:
 def test_unknown_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="srtp must be one of"):
         _leg("maybe")
+
+
+@pytest.mark.parametrize("policy", ["off", "required"])
+def test_no_common_codec_is_said_as_such_whatever_the_policy(policy: str) -> None:
+    offer = (
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 9876 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n"
+    )
+    with pytest.raises(OfferRejected) as caught:
+        _leg(policy).accept_offer(offer)
+    assert caught.value.warning[0] == 305
