@@ -169,18 +169,19 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def send(self, data: bytes) -> None:
         if self.remote is not None and self.transport is not None:
-            if len(data) >= 12:
-                self.rtcp_session.rtp_sent(data, self._loop.time())
+            wire = data
             srtp = self.srtp
             if srtp is not None:
                 protected = srtp.protect(data)
                 if protected is None:
                     return
-                data = protected
+                wire = protected
             elif self.srtp_required:
                 return  # never a plain packet on a leg that must be SRTP
-            self.transport.sendto(data, self.remote)
+            self.transport.sendto(wire, self.remote)
             self.packets_out += 1
+            if len(data) >= 12:
+                self.rtcp_session.rtp_sent(data, self._loop.time())
 
     def send_report(self, now: float, wall: float) -> bool:
         """Send the RTCP report owed at `now`, if one is; True when one went out."""
