@@ -220,11 +220,17 @@ class RtpTotals:
     """Worst jitter a far end reported about a live leg's stream, in seconds."""
     max_round_trip: float = 0.0
     """Longest RTCP round trip of a live leg, in seconds."""
+    srtp_dropped: int = 0
+    """SRTP and SRTCP packets dropped: failed authentication or replay checks, or came before
+    the keys on a leg that requires SRTP."""
 
     def add(self, endpoint: RtpEndpoint) -> None:
         self.packets_in += endpoint.packets_in
         self.packets_out += endpoint.packets_out
         self.packets_lost += endpoint.packets_lost
+        self.srtp_dropped += endpoint.early_dropped
+        if endpoint.srtp is not None:
+            self.srtp_dropped += endpoint.srtp.rejected + endpoint.srtp.rejected_rtcp
         session = endpoint.rtcp_session
         self.rtcp_sent += session.reports_sent
         self.rtcp_received += session.reports_received
@@ -273,6 +279,7 @@ class RtpPortPool:
             rtcp_received=closed.rtcp_received,
             rtcp_malformed=closed.rtcp_malformed,
             remote_packets_lost=closed.remote_packets_lost,
+            srtp_dropped=closed.srtp_dropped,
         )
         for endpoint in self._live.values():
             out.add_live(endpoint)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from typing import Any, cast
 
-from telephony.aio.rtp import RtpEndpoint
+from telephony.aio.rtp import RtpEndpoint, RtpTotals
 from telephony.rtp.srtp import SrtpContext
 from telephony.sdp.crypto import SrtpKeys, new_master_key
 
@@ -58,3 +58,8 @@ def test_required_leg_drops_until_keys_then_takes_only_authentic_packets() -> No
     assert leg.srtp is context
     leg.datagram_received(phone.protect(_rtp(4)) or b"", PHONE)
     assert heard[-1] == _rtp(4)
+
+    # /metrics counts both kinds of drop (callcenter_srtp_dropped_total).
+    totals = RtpTotals()
+    totals.add(leg)
+    assert totals.srtp_dropped == 2
