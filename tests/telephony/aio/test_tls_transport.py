@@ -5,6 +5,7 @@ the leg at once as unreachable (503) without a byte of SIP sent in clear."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -130,3 +131,24 @@ async def test_a_sips_dialog_gets_sips_contacts_both_ways(
     assert leg.dialog is not None and str(leg.dialog.remote_target).startswith("sips:")
     await leg.hangup()
     assert await asyncio.wait_for(callee.ended, 5) == "remote-bye"
+
+
+async def test_cleartext_to_the_tls_port_is_dropped_quietly(
+    tls_pair: tuple[UserAgent, UserAgent, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plain-TCP client (a phone set to the wrong transport, a scanner) gets its connection
+    closed; nothing reaches the transaction layer and nothing is logged as an error."""
+    _, callee_ua, _ = tls_pair
+    tls_port = callee_ua.endpoint.config.tls_port
+    assert tls_port
+    reader, writer = await asyncio.open_connection("127.0.0.1", tls_port)
+    writer.write(
+        b"OPTIONS sip:callee@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKx\r\n"
+        b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:callee@127.0.0.1>\r\nCall-ID: x\r\n"
+        b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server, no answer
+    writer.close()
+    assert not callee_ua.endpoint._tcp and callee_ua.endpoint.layer.active_count == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
