@@ -226,7 +226,11 @@ async def start_engine(
             beep_detector=lambda: BeepDetector().feed,
         )
         ivr = IvrService(flows, actions)
-        switchboard.on_ivr = serve_dids(ivr, actions)
+        switchboard.on_ivr = serve_dids(
+            ivr,
+            actions,
+            responsible=functools.partial(responsible_of, store) if store is not None else None,
+        )
     events = AgentEvents()
     campaigns = None
     if leads is not None:

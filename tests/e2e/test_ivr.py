@@ -36,6 +36,7 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 MENU_DID = "15550300"
 DIGITS_DID = "15550301"
 EXTERNAL_DID = "15550302"
+MANAGER_DID = "15550303"
 OUTSIDE_NUMBER = "15557654321"
 CUSTOMER = "12125557777"
 # Prompt tones: far from DTMF frequencies and from the peers' own tones (600, 1000 Hz).
@@ -106,6 +107,22 @@ def carrier_port() -> int:
     return free_port("both")
 
 
+# "Press 1 for your manager": the caller's responsible manager from the CRM contact.
+MANAGER_FLOW = """\
+start = "manager"
+
+[nodes.manager]
+kind = "transfer"
+target = "agent:{responsible}"
+timeout = 5
+fallback = "bye"
+
+[nodes.bye]
+kind = "hangup"
+prompts = ["bye.wav"]
+"""
+
+
 def flows(tmp_path: Path) -> Path:
     folder = tmp_path / "flows"
     folder.mkdir()
@@ -116,6 +133,7 @@ def flows(tmp_path: Path) -> Path:
     (folder / "main.toml").write_text(MENU_FLOW)
     (folder / "digits.toml").write_text(DIGITS_FLOW)
     (folder / "external.toml").write_text(EXTERNAL_FLOW)
+    (folder / "manager.toml").write_text(MANAGER_FLOW)
     return folder
 
 
@@ -144,6 +162,11 @@ route = "ivr:main"
 number = "{DIGITS_DID}"
 trunk = "carrier"
 route = "ivr:digits"
+
+[[dids]]
+number = "{MANAGER_DID}"
+trunk = "carrier"
+route = "ivr:manager"
 """
 
 
@@ -232,6 +255,27 @@ async def test_press_1_reaches_an_agent(ivr_engine: Engine, tmp_path: Path, db) 
     assert (row["direction"], row["did"], row["agent"], row["outcome"]) == (
         "inbound", MENU_DID, "101", "answered",
     )  # fmt: skip
+
+
+async def test_the_flow_rings_the_callers_own_manager(ivr_engine: Engine, tmp_path: Path) -> None:
+    """`agent:{responsible}` in an inbound flow is the CRM contact's responsible manager (the
+    user amoCRM or Bitrix24 names, through user_map): the known customer reaches 102."""
+    assert ivr_engine.store is not None
+    await ivr_engine.store.upsert_contact(f"+{CUSTOMER}", responsible="102")
+    async with (
+        carrier.customer(CUSTOMER, workdir=tmp_path) as caller,
+        agent("102", ivr_engine, tmp_path, write_tone_wav(tmp_path / "1k.wav", 1000, 20.0)) as a102,
+    ):
+        await a102.wait_registered()
+        await caller.dial(carrier.did_uri(MANAGER_DID, ivr_engine.sip_port))
+        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+        await a102.wait_event("CALL_INCOMING", timeout=5)
+        await a102.accept()
+        result = await result_of(ivr_engine)
+        await caller.hangup()
+        await a102.wait_event("CALL_CLOSED", timeout=5)
+    assert (result.outcome, result.transferred_to) == ("transferred", "agent:102")
+    await _idle(ivr_engine)
 
 
 async def test_agent_not_answering_sends_the_caller_to_the_fallback(
