@@ -79,6 +79,8 @@ class CallSummary:
 class Target:
     extension: str
     binding: Binding
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers of the INVITE to it (a trunk's identity headers)."""
 
 
 @dataclass(frozen=True)
@@ -222,8 +224,9 @@ class BridgedCall:
             to = NameAddr(display_name=None, uri=self._uri(target.extension), params={})
             try:
                 leg = await self.ua.dial(
-                    uri, target.binding.peer, from_=self.caller_identity, to=to
-                )
+                    uri, target.binding.peer, from_=self.caller_identity, to=to,
+                    headers=target.headers,
+                )  # fmt: skip
             except OSError as exc:
                 logger.warning("call %s: cannot dial %s: %s", self.a.call_id, uri, exc)
                 continue

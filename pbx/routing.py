@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .callerid import OutboundIdentity
+from .numbers import NumberPlan
 
 RING_STRATEGIES = ("ringall", "round-robin", "longest-idle")
 
@@ -27,12 +30,18 @@ class Trunk:
     cps: float = 10.0
     """Calls per second the carrier accepts from us: the dialer never starts more (shared by
     every campaign on the trunk)."""
+    numbers: NumberPlan = field(default_factory=NumberPlan)
+    """How the carrier writes numbers (its country, its outbound format, technical prefixes):
+    what it sends is read to E.164, what we send it is written its way."""
+    identity: OutboundIdentity = field(default_factory=OutboundIdentity)
+    """What outbound calls say about the caller: identity headers, withheld caller ID."""
 
 
 @dataclass(frozen=True)
 class Did:
     number: str
-    """The dialled number as the carrier sends it in the Request-URI user part."""
+    """E.164: the Request-URI user part the carrier sends, in whatever format, is read with the
+    trunk's NumberPlan and matched on E.164."""
     trunk: str
     """The trunk this DID arrives on; calls to it from elsewhere are refused."""
     route: str
