@@ -81,6 +81,9 @@ class Target:
     binding: Binding
     headers: tuple[tuple[str, str], ...] = ()
     """Extra headers of the INVITE to it (a trunk's identity headers)."""
+    external: bool = False
+    """A number behind a carrier: the To names it as the Request-URI does (in the carrier's
+    format, on its host), not as one of our extensions."""
 
 
 @dataclass(frozen=True)
@@ -221,7 +224,8 @@ class BridgedCall:
             uri = target.binding.contact.uri
             if not isinstance(uri, SipUri):
                 continue
-            to = NameAddr(display_name=None, uri=self._uri(target.extension), params={})
+            to_uri = uri if target.external else self._uri(target.extension)
+            to = NameAddr(display_name=None, uri=to_uri, params={})
             try:
                 leg = await self.ua.dial(
                     uri, target.binding.peer, from_=self.caller_identity, to=to,

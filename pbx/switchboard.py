@@ -587,7 +587,7 @@ class Switchboard:
             call,
             caller=caller,
             callee=number,
-            steps=[HuntStep((Target(number, binding, headers),), self.ring_timeout)],
+            steps=[HuntStep((Target(number, binding, headers, external=True),), self.ring_timeout)],
             identity=from_,
             summary=CallSummary(
                 call.call_id,
@@ -639,7 +639,11 @@ class Switchboard:
             leg,
             caller=summary.caller,
             callee=number,
-            steps=[HuntStep((Target(number, binding, headers),), timeout or self.ring_timeout)],
+            steps=[
+                HuntStep(
+                    (Target(number, binding, headers, external=True),), timeout or self.ring_timeout
+                )
+            ],
             identity=from_,
             summary=summary,
             ring_timeout=timeout,
@@ -688,7 +692,7 @@ class Switchboard:
         elif kind == "number" and (found := self._trunk_route(target)) is not None:
             # The carrier sees the customer's number as the caller (a forwarded call).
             identity, headers = self._presenting(found[0], summary.caller)
-            steps = [HuntStep((Target(target, found[1], headers),), timeout)]
+            steps = [HuntStep((Target(target, found[1], headers, external=True),), timeout)]
         if not steps:
             logger.info("call %s: IVR transfer to %s: nobody free", call.call_id, route)
             return False

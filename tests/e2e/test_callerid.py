@@ -6,7 +6,8 @@ it expects national numbers and a P-Asserted-Identity on our calls out.
   agent's phone shows the E.164 number, the calls row holds it; the carrier's PAI does not
   reach the agent's phone.
 - Calls with Privacy: id are journaled as withheld ("anonymous", no contact, no callback task),
-  whether or not a number was asserted.
+  whether or not a number was asserted; so is a call whose only number is in a PAI that does
+  not parse (skipped with a log, not a 500).
 - An agent's call out carries the national number in the Request-URI, the trunk's caller ID in
   From and the configured P-Asserted-Identity; a call placed with its caller ID withheld goes
   as anonymous with Privacy: id.
@@ -146,7 +147,7 @@ async def test_an_asserted_caller_reaches_the_did_sent_in_national_format(
     assert_no_state_left(ru_engine)
 
 
-async def test_privacy_id_is_journaled_as_withheld(
+async def test_privacy_id_and_broken_identities_are_journaled_as_withheld(
     ru_engine: Engine, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
     node = ru_engine.config.crm.node
@@ -157,12 +158,16 @@ async def test_privacy_id_is_journaled_as_withheld(
         ru_engine, tmp_path, "uac_trunk_identity_missed.xml", UNANSWERED_SENT,
         pai="<tel:+79161234567>", privacy="id;critical",
     )  # fmt: skip
+    # A PAI that does not parse is skipped (logged), never a 500: the From is anonymous.
+    await _carrier_call(ru_engine, tmp_path, "uac_trunk_identity_missed.xml", UNANSWERED_SENT,
+                        pai="<sip:+79161234567@carrier.example")  # fmt: skip
     await _idle(ru_engine)
     ended = "did = $1 AND node = $2 AND ended_at IS NOT NULL"
     # The journal writes each row when its call ends.
-    await _poll(db, f"SELECT 1 FROM calls WHERE {ended} HAVING count(*) >= 2", UNANSWERED, node)
+    await _poll(db, f"SELECT 1 FROM calls WHERE {ended} HAVING count(*) >= 3", UNANSWERED, node)
     rows = await db.fetch(f"SELECT * FROM calls WHERE {ended} ORDER BY id", UNANSWERED, node)
     assert [(r["from_number"], r["outcome"], r["contact_id"]) for r in rows] == [
+        ("anonymous", "missed", None),
         ("anonymous", "missed", None),
         ("anonymous", "missed", None),
     ]
@@ -197,6 +202,7 @@ async def test_calls_out_carry_national_numbers_and_the_asserted_identity(
         assert bridged.b is not None
         sent = bridged.b.invite
         assert str(sent.uri) == f"sip:84957654321@127.0.0.1:{carrier_port}"
+        assert sent.to.uri == sent.uri
         assert str(sent.from_.uri).startswith("sip:84951234567@")  # the trunk's caller ID
         assert (sent.headers.get("P-Asserted-Identity") or "").startswith("<sip:84951234500@")
         assert "Privacy" not in sent.headers
