@@ -79,6 +79,13 @@ SCRIPTS = (
     ),
     Script("bench_monitor", (_row("1", 3), _row("10", 3))),
     Script(
+        "bench_numbers",
+        (
+            rf"^\s+inbound caller \(PAI, Privacy, From\)\s+{NUM} us$",
+            rf"^\s+From \+ PAI \+ RPID of a call out\s+{NUM} us$",
+        ),
+    ),
+    Script(
         "bench_amocrm_backlog",
         (
             rf"^drained in {NUM} s: {NUM} events/s delivered$",
