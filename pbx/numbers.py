@@ -86,8 +86,9 @@ class NumberPlan:
 
     def to_e164(self, text: str) -> str:
         """A number the carrier sent (a Request-URI or caller ID user part, in any of its
-        formats) as E.164. NumberError when it is not a whole phone number."""
-        raw = text.strip()
+        formats) as E.164. NumberError when it is not a whole phone number. Parameters of a
+        telephone-subscriber (`;npdi;rn=...`, `;isub=...`) are not part of the number."""
+        raw = text.split(";", 1)[0].strip()
         if self.strip_prefix and raw.startswith(self.strip_prefix):
             raw = raw[len(self.strip_prefix) :]
         raw = _SEPARATORS.sub("", raw)
