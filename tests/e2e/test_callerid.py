@@ -86,9 +86,18 @@ async def ru_engine(pg_url: str, tmp_path: Path, carrier_port: int) -> AsyncIter
 
 
 async def _carrier_call(
-    engine: Engine, tmp_path: Path, scenario: str, did: str, *, pai: str = "", privacy: str = ""
+    engine: Engine,
+    tmp_path: Path,
+    scenario: str,
+    did: str,
+    *,
+    pai: str = "",
+    privacy: str = "",
+    from_: str = ANONYMOUS_FROM,
+    identity_header: str = "P-Asserted-Identity",
 ) -> None:
-    """SIPp, from the carrier's address, calls `did` with From: anonymous and the headers."""
+    """SIPp, from the carrier's address, calls `did` with `from_` and the headers (`pai` goes
+    in `identity_header`)."""
     result = await run_sipp(
         SCENARIOS / scenario,
         f"127.0.0.1:{engine.sip_port}",
@@ -96,8 +105,8 @@ async def _carrier_call(
         duration_ms=None,
         extra_args=[
             *("-i", carrier.CARRIER_IP),
-            *("-key", "from", ANONYMOUS_FROM),
-            *("-key", "pai", f"P-Asserted-Identity: {pai}" if pai else "X-None: 1"),
+            *("-key", "from", from_),
+            *("-key", "pai", f"{identity_header}: {pai}" if pai else "X-None: 1"),
             *("-key", "privacy", f"Privacy: {privacy}" if privacy else "X-None: 2"),
         ],
         workdir=tmp_path / "sipp",
@@ -226,3 +235,38 @@ async def test_calls_out_carry_national_numbers_and_the_asserted_identity(
     assert (row["direction"], row["from_number"], row["to_number"], row["outcome"]) == (
         "outbound", "101", "+74957654321", "answered",
     )  # fmt: skip
+
+
+async def test_remote_party_id_and_national_callers_are_read_to_e164(
+    ru_engine: Engine, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """Missed calls from callers the carrier writes nationally, once in Remote-Party-ID, once
+    in From only: the rows and the callback task (for the DID's agent) are on E.164 numbers."""
+    node = ru_engine.config.crm.node
+    await _carrier_call(
+        ru_engine, tmp_path, "uac_trunk_identity_missed.xml", UNANSWERED_SENT,
+        identity_header="Remote-Party-ID",
+        pai="<sip:89161112233@carrier.example>;party=calling;screen=yes;privacy=off",
+    )  # fmt: skip
+    await _carrier_call(
+        ru_engine, tmp_path, "uac_trunk_identity_missed.xml", UNANSWERED_SENT,
+        from_="<sip:8 (916) 111-22-44@carrier.example>".replace(" ", "%20"),
+    )  # fmt: skip
+    await _idle(ru_engine)
+    ended = "did = $1 AND node = $2 AND ended_at IS NOT NULL"
+    await _poll(db, f"SELECT 1 FROM calls WHERE {ended} HAVING count(*) >= 2", UNANSWERED, node)
+    rows = await db.fetch(f"SELECT * FROM calls WHERE {ended} ORDER BY id", UNANSWERED, node)
+    assert [(r["from_number"], r["outcome"]) for r in rows] == [
+        ("+79161112233", "missed"),
+        ("+79161112244", "missed"),
+    ]
+    for row in rows:
+        task = await _poll(
+            db,
+            "SELECT t.assignee FROM tasks t JOIN contacts c ON c.id = t.contact_id"
+            " WHERE c.phone = $1 AND t.type = 'callback' AND t.last_call = $2",
+            row["from_number"],
+            row["id"],
+        )
+        assert task["assignee"] == "104"
+    assert_no_state_left(ru_engine)
