@@ -582,7 +582,8 @@ class Switchboard:
             self._refuse(call, caller, number, 404, "failed")
             return
         trunk, binding = route
-        from_, headers = self._presenting(trunk, trunk.caller_id or caller)
+        # No caller ID of its own: withheld, never an extension number the carrier cannot route.
+        from_, headers = self._presenting(trunk, trunk.caller_id or ANONYMOUS)
         self._start(
             call,
             caller=caller,
