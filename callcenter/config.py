@@ -197,6 +197,7 @@ TRUNK_NUMBERING_KEYS = frozenset(
         "identity_headers",
         "asserted_identity",
         "withhold_caller_id",
+        "trust_identity",
     }
 )
 """[[trunks]] keys of number rewriting and caller ID presentation (pbx.numbers, pbx.callerid)."""
@@ -763,6 +764,9 @@ class _Reader:
         withhold = item.get("withhold_caller_id", False)
         if not isinstance(withhold, bool):
             raise fail("withhold_caller_id must be true or false", "withhold_caller_id")
+        trust = item.get("trust_identity", True)
+        if not isinstance(trust, bool):
+            raise fail("trust_identity must be true or false", "trust_identity")
         numbers: dict[str, str] = {}
         for key in ("caller_id", "asserted_identity"):
             value = item.get(key)
@@ -781,7 +785,12 @@ class _Reader:
         except ValueError as exc:
             raise fail(str(exc), "identity_headers") from exc
         caller_id = numbers.get("caller_id", str(item.get("caller_id", "")))
-        return {"numbers": plan, "identity": identity, "caller_id": caller_id}
+        return {
+            "numbers": plan,
+            "identity": identity,
+            "caller_id": caller_id,
+            "trust_identity": trust,
+        }
 
     def ring_groups(self, items: Any, extensions: set[str]) -> tuple[RingGroup, ...]:
         result, seen = [], set[str]()

@@ -35,6 +35,9 @@ class Trunk:
     what it sends is read to E.164, what we send it is written its way."""
     identity: OutboundIdentity = field(default_factory=OutboundIdentity)
     """What outbound calls say about the caller: identity headers, withheld caller ID."""
+    trust_identity: bool = True
+    """Its P-Asserted-Identity / Remote-Party-ID name the caller (a carrier that screens them);
+    False: only its From does (a PBX on the trunk that passes its phones' headers on)."""
 
 
 @dataclass(frozen=True)

@@ -426,7 +426,7 @@ class Switchboard:
     def _caller(self, call: Call, trunk: Trunk) -> str:
         """The E.164 number of a trunk call's caller (its asserted identity, read with the
         trunk's numbering plan), or "anonymous" when withheld."""
-        found: CallerId = inbound_caller(call.invite, trunk.numbers, trusted=True)
+        found: CallerId = inbound_caller(call.invite, trunk.numbers, trusted=trunk.trust_identity)
         return found.caller
 
     def _inbound(self, call: Call, did: Did, caller: str) -> None:

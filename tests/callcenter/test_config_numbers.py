@@ -24,7 +24,7 @@ def test_numbering_keys_and_dids_in_any_format() -> None:
     assert (trunk.numbers.strip_prefix, trunk.numbers.dial_prefix) == ("999", "1010#")
     assert trunk.identity.headers == ("pai", "rpid")
     assert trunk.identity.asserted == "+74957654321" and not trunk.identity.withhold
-    assert trunk.caller_id == "+74951234567"
+    assert trunk.caller_id == "+74951234567" and trunk.trust_identity
     assert [d.number for d in config.dids] == ["+74951234567", "+79151234567"]
 
 
@@ -50,6 +50,7 @@ def test_the_default_country_is_crms_default_country_code() -> None:
         ('identity_headers = "pai"\n', 4, "identity_headers must be a list"),
         ('identity_headers = ["ppi"]\n', 4, "identity_headers may name"),
         ("withhold_caller_id = 1\n", 4, "withhold_caller_id must be true or false"),
+        ('trust_identity = "no"\n', 4, "trust_identity must be true or false"),
         ('asserted_identity = "12"\n', 4, "asserted_identity: '12' is not a whole phone number"),
         ('caller_id = "Sales"\n', 4, "caller_id: 'Sales' is not a phone number"),
         (

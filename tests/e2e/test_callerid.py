@@ -43,6 +43,8 @@ UNANSWERED_SENT = "84951234568"
 UNANSWERED = "+74951234568"
 CUSTOMER = "+79151234567"
 ANONYMOUS_FROM = '"Anonymous" <sip:anonymous@anonymous.invalid>'
+BRANCH_IP = "127.0.0.3"
+BRANCH_DID = "+74951234569"
 
 
 def trunk(carrier_port: int) -> str:
@@ -65,6 +67,18 @@ route = "agent:101"
 [[dids]]
 number = "{UNANSWERED}"
 trunk = "rostelecom"
+route = "agent:104"
+
+# A PBX in a branch office, connected as a trunk: it passes its phones' headers on unscreened.
+[[trunks]]
+name = "branch"
+allow_from = ["{BRANCH_IP}"]
+country = "RU"
+trust_identity = false
+
+[[dids]]
+number = "{BRANCH_DID}"
+trunk = "branch"
 route = "agent:104"
 """
 
@@ -95,6 +109,7 @@ async def _carrier_call(
     privacy: str = "",
     from_: str = ANONYMOUS_FROM,
     identity_header: str = "P-Asserted-Identity",
+    source: str = carrier.CARRIER_IP,
 ) -> None:
     """SIPp, from the carrier's address, calls `did` with `from_` and the headers (`pai` goes
     in `identity_header`)."""
@@ -104,7 +119,7 @@ async def _carrier_call(
         service=did,
         duration_ms=None,
         extra_args=[
-            *("-i", carrier.CARRIER_IP),
+            *("-i", source),
             *("-key", "from", from_),
             *("-key", "pai", f"{identity_header}: {pai}" if pai else "X-None: 1"),
             *("-key", "privacy", f"Privacy: {privacy}" if privacy else "X-None: 2"),
@@ -269,4 +284,24 @@ async def test_remote_party_id_and_national_callers_are_read_to_e164(
             row["id"],
         )
         assert task["assignee"] == "104"
+    assert_no_state_left(ru_engine)
+
+
+async def test_a_trunk_not_trusted_with_identities_is_read_by_its_from(
+    ru_engine: Engine, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """trust_identity = false: a PAI from that trunk is ignored, its From names the caller."""
+    await _carrier_call(
+        ru_engine, tmp_path, "uac_trunk_identity_missed.xml", "84951234569",
+        source=BRANCH_IP, from_="<sip:84951112200@branch.example>",
+        pai="<sip:+79150000000@branch.example>",
+    )  # fmt: skip
+    await _idle(ru_engine)
+    row = await _poll(
+        db,
+        "SELECT * FROM calls WHERE did = $1 AND node = $2 AND ended_at IS NOT NULL",
+        BRANCH_DID,
+        ru_engine.config.crm.node,
+    )
+    assert (row["from_number"], row["outcome"]) == ("+74951112200", "missed")
     assert_no_state_left(ru_engine)
