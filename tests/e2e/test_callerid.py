@@ -130,6 +130,19 @@ async def _carrier_call(
     assert result.ok, result.summary()
 
 
+async def _ended_rows(
+    db: asyncpg.Connection, engine: Engine, did: str, count: int
+) -> list[asyncpg.Record]:
+    """The engine's `count` closed calls rows for `did`, oldest first, once all are written (the
+    journal writes each when its call ends)."""
+    ended = "did = $1 AND node = $2 AND ended_at IS NOT NULL"
+    node = engine.config.crm.node
+    await _poll(db, f"SELECT 1 FROM calls WHERE {ended} HAVING count(*) >= {count}", did, node)
+    rows = await db.fetch(f"SELECT * FROM calls WHERE {ended} ORDER BY id", did, node)
+    assert len(rows) == count, rows
+    return rows
+
+
 async def test_an_asserted_caller_reaches_the_did_sent_in_national_format(
     ru_engine: Engine, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
@@ -157,12 +170,7 @@ async def test_an_asserted_caller_reaches_the_did_sent_in_national_format(
         await sipp  # the carrier hangs up after a second
         await a101.wait_event("CALL_CLOSED", timeout=5)
     await _idle(ru_engine)
-    row = await _poll(
-        db,
-        "SELECT * FROM calls WHERE did = $1 AND node = $2 AND ended_at IS NOT NULL",
-        DID,
-        ru_engine.config.crm.node,
-    )
+    (row,) = await _ended_rows(db, ru_engine, DID, 1)
     assert (
         row["direction"], row["from_number"], row["to_number"], row["agent"], row["outcome"]
     ) == ("inbound", CUSTOMER, DID, "101", "answered")  # fmt: skip
@@ -174,7 +182,6 @@ async def test_an_asserted_caller_reaches_the_did_sent_in_national_format(
 async def test_privacy_id_and_broken_identities_are_journaled_as_withheld(
     ru_engine: Engine, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
-    node = ru_engine.config.crm.node
     # No usable number at all, then a number the caller asked to keep private.
     await _carrier_call(ru_engine, tmp_path, "uac_trunk_identity_missed.xml", UNANSWERED_SENT,
                         privacy="id")  # fmt: skip
@@ -186,10 +193,7 @@ async def test_privacy_id_and_broken_identities_are_journaled_as_withheld(
     await _carrier_call(ru_engine, tmp_path, "uac_trunk_identity_missed.xml", UNANSWERED_SENT,
                         pai="<sip:+79161234567@carrier.example")  # fmt: skip
     await _idle(ru_engine)
-    ended = "did = $1 AND node = $2 AND ended_at IS NOT NULL"
-    # The journal writes each row when its call ends.
-    await _poll(db, f"SELECT 1 FROM calls WHERE {ended} HAVING count(*) >= 3", UNANSWERED, node)
-    rows = await db.fetch(f"SELECT * FROM calls WHERE {ended} ORDER BY id", UNANSWERED, node)
+    rows = await _ended_rows(db, ru_engine, UNANSWERED, 3)
     assert [(r["from_number"], r["outcome"], r["contact_id"]) for r in rows] == [
         ("anonymous", "missed", None),
         ("anonymous", "missed", None),
@@ -257,7 +261,6 @@ async def test_remote_party_id_and_national_callers_are_read_to_e164(
 ) -> None:
     """Missed calls from callers the carrier writes nationally, once in Remote-Party-ID, once
     in From only: the rows and the callback task (for the DID's agent) are on E.164 numbers."""
-    node = ru_engine.config.crm.node
     await _carrier_call(
         ru_engine, tmp_path, "uac_trunk_identity_missed.xml", UNANSWERED_SENT,
         identity_header="Remote-Party-ID",
@@ -268,9 +271,7 @@ async def test_remote_party_id_and_national_callers_are_read_to_e164(
         from_="<sip:8 (916) 111-22-44@carrier.example>".replace(" ", "%20"),
     )  # fmt: skip
     await _idle(ru_engine)
-    ended = "did = $1 AND node = $2 AND ended_at IS NOT NULL"
-    await _poll(db, f"SELECT 1 FROM calls WHERE {ended} HAVING count(*) >= 2", UNANSWERED, node)
-    rows = await db.fetch(f"SELECT * FROM calls WHERE {ended} ORDER BY id", UNANSWERED, node)
+    rows = await _ended_rows(db, ru_engine, UNANSWERED, 2)
     assert [(r["from_number"], r["outcome"]) for r in rows] == [
         ("+79161112233", "missed"),
         ("+79161112244", "missed"),
@@ -297,11 +298,6 @@ async def test_a_trunk_not_trusted_with_identities_is_read_by_its_from(
         pai="<sip:+79150000000@branch.example>",
     )  # fmt: skip
     await _idle(ru_engine)
-    row = await _poll(
-        db,
-        "SELECT * FROM calls WHERE did = $1 AND node = $2 AND ended_at IS NOT NULL",
-        BRANCH_DID,
-        ru_engine.config.crm.node,
-    )
+    (row,) = await _ended_rows(db, ru_engine, BRANCH_DID, 1)
     assert (row["from_number"], row["outcome"]) == ("+74951112200", "missed")
     assert_no_state_left(ru_engine)
