@@ -19,7 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, OAuthClient, RetryPolicy, endpoint_problems
 from ivr import FlowError, load_flow
+from pbx.callerid import ANONYMOUS, OutboundIdentity
 from pbx.monitor import MonitorSettings
+from pbx.numbers import NumberPlan, region_of_country_code
 from pbx.pickup import PickupGroup
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 from telephony.call.offer_answer import SRTP_POLICIES
@@ -211,6 +213,20 @@ class ApiKey:
 
 LOG_FORMATS = ("text", "json")
 API_ROLES = ("admin", "manager", "supervisor", "agent")
+TRUNK_NUMBERING_KEYS = frozenset(
+    {
+        "country",
+        "outbound_format",
+        "strip_prefix",
+        "dial_prefix",
+        "identity_headers",
+        "asserted_identity",
+        "withhold_caller_id",
+        "trust_identity",
+    }
+)
+"""[[trunks]] keys of number rewriting and caller ID presentation (pbx.numbers, pbx.callerid)."""
+
 TOP_LEVEL_TABLES = {
     "sip",
     "http",
@@ -424,7 +440,10 @@ class _Reader:
                     key="team",
                     index=index,
                 )
-        trunks = self.trunks(data.get("trunks", []))
+        crm = self.crm(data.get("crm", {}))
+        trunks = self.trunks(
+            data.get("trunks", []), default_region=region_of_country_code(crm.default_country_code)
+        )
         clash = {t.name for t in trunks} & {a.extension for a in accounts}
         if clash:
             raise self.fail(
@@ -433,7 +452,7 @@ class _Reader:
         groups = self.ring_groups(data.get("ring_groups", []), {a.extension for a in accounts})
         dids = self.dids(
             data.get("dids", []),
-            trunks={t.name for t in trunks},
+            trunks={t.name: t for t in trunks},
             groups={g.name for g in groups},
             extensions={a.extension for a in accounts},
         )
@@ -462,7 +481,7 @@ class _Reader:
         self._check_keys(presence, {"wrap_up_seconds"}, "presence")
         wrap_up = self._number(presence, "wrap_up_seconds", 10.0, "presence", minimum=0)
         return Config(
-            crm=self.crm(data.get("crm", {})),
+            crm=crm,
             recordings=self.recordings(data.get("recordings", {})),
             api_keys=self.api_keys(data.get("api_keys", []), {a.extension for a in accounts}),
             trunks=trunks,
@@ -766,7 +785,7 @@ class _Reader:
         seen.add(value)
         return value
 
-    def trunks(self, items: Any) -> tuple[Trunk, ...]:
+    def trunks(self, items: Any, *, default_region: str) -> tuple[Trunk, ...]:
         result, seen = [], set[str]()
         for index, item in enumerate(self._table_list(items, "trunks")):
             self._check_keys(
@@ -781,7 +800,8 @@ class _Reader:
                     "session_timers",
                     "transport",
                     "srtp",
-                },
+                }
+                | TRUNK_NUMBERING_KEYS,
                 "trunks",
                 index,
             )
@@ -830,12 +850,72 @@ class _Reader:
                     outbound=_address(self._hostport(outbound, "trunks", "outbound"))
                     if outbound
                     else None,
-                    caller_id=str(item.get("caller_id", "")),
                     password=password,
                     session_timers=timers,
+                    **self._trunk_numbering(item, name, index, default_region),
                 )
             )
         return tuple(result)
+
+    def _trunk_numbering(
+        self, item: dict[str, Any], name: str, index: int, default_region: str
+    ) -> dict[str, Any]:
+        """A trunk's number rewriting and caller ID presentation (TRUNK_NUMBERING_KEYS)."""
+
+        def fail(reason: str, key: str) -> ConfigError:
+            return self.fail(f"trunk {name}: {reason}", table="trunks", key=key, index=index)
+
+        for key in ("country", "outbound_format", "strip_prefix", "dial_prefix"):
+            if key in item and not isinstance(item[key], str):
+                raise fail(f"{key} must be a string", key)
+        try:
+            plan = NumberPlan(
+                country=str(item.get("country", default_region)).upper(),
+                outbound_format=item.get("outbound_format", "e164"),
+                strip_prefix=item.get("strip_prefix", ""),
+                dial_prefix=item.get("dial_prefix", ""),
+            )
+        except ValueError as exc:
+            key = next(
+                (k for k in ("outbound_format", "strip_prefix", "dial_prefix") if k in str(exc)),
+                "country",
+            )
+            raise fail(str(exc), key) from exc
+        headers = item.get("identity_headers", [])
+        if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
+            raise fail(
+                'identity_headers must be a list such as ["pai", "rpid"]', "identity_headers"
+            )
+        withhold = item.get("withhold_caller_id", False)
+        if not isinstance(withhold, bool):
+            raise fail("withhold_caller_id must be true or false", "withhold_caller_id")
+        trust = item.get("trust_identity", True)
+        if not isinstance(trust, bool):
+            raise fail("trust_identity must be true or false", "trust_identity")
+        numbers: dict[str, str] = {}
+        for key in ("caller_id", "asserted_identity"):
+            value = item.get(key)
+            if value is None or value == "" or value == ANONYMOUS:
+                continue
+            try:
+                numbers[key] = plan.to_e164(str(value))
+            except ValueError as exc:
+                raise fail(f"{key}: {exc}", key) from exc
+        try:
+            identity = OutboundIdentity(
+                headers=tuple(h.lower() for h in headers),
+                asserted=numbers.get("asserted_identity", ""),
+                withhold=withhold,
+            )
+        except ValueError as exc:
+            raise fail(str(exc), "identity_headers") from exc
+        caller_id = numbers.get("caller_id", str(item.get("caller_id", "")))
+        return {
+            "numbers": plan,
+            "identity": identity,
+            "caller_id": caller_id,
+            "trust_identity": trust,
+        }
 
     def ring_groups(self, items: Any, extensions: set[str]) -> tuple[RingGroup, ...]:
         result, seen = [], set[str]()
@@ -917,20 +997,36 @@ class _Reader:
         return tuple(result)
 
     def dids(
-        self, items: Any, *, trunks: set[str], groups: set[str], extensions: set[str]
+        self, items: Any, *, trunks: dict[str, Trunk], groups: set[str], extensions: set[str]
     ) -> tuple[Did, ...]:
         result, seen = [], set[str]()
         for index, item in enumerate(self._table_list(items, "dids")):
             self._check_keys(item, {"number", "trunk", "route", "label", "record"}, "dids", index)
-            number = self._name(item, "number", "dids", index, seen)
+            written = self._name(item, "number", "dids", index, set())
             trunk = item.get("trunk")
             if trunk not in trunks:
                 raise self.fail(
-                    f"DID {number}: trunk {trunk!r} is not defined",
+                    f"DID {written}: trunk {trunk!r} is not defined",
                     table="dids",
                     key="trunk",
                     index=index,
                 )
+            # Matched on E.164 whatever format the carrier sends: read in the trunk's country.
+            try:
+                number = trunks[trunk].numbers.to_e164(written)
+            except ValueError as exc:
+                raise self.fail(
+                    f"DID {written}: {exc}", table="dids", key="number", index=index
+                ) from exc
+            if number in seen:
+                raise self.fail(
+                    f"dids: {written!r} is defined twice"
+                    + (f" (as {number})" if number != written else ""),
+                    table="dids",
+                    key="number",
+                    index=index,
+                )
+            seen.add(number)
             route = str(item.get("route", ""))
             kind, _, target = route.partition(":")
             valid = (

@@ -69,12 +69,16 @@ def test_sample_config_matches_the_readme() -> None:
             "does not exist",
         ),
         (
-            '[[trunks]]\nname = "c"\n[[dids]]\nnumber = "1555"\ntrunk = "c"\n'
+            '[[trunks]]\nname = "c"\n[[dids]]\nnumber = "+12025550100"\ntrunk = "c"\n'
             'route = "ringgroup:x"\n',
             6,
             "route must be",
         ),
-        ('[[dids]]\nnumber = "1555"\ntrunk = "nope"\nroute = "agent:101"\n', 3, "trunk 'nope'"),
+        (
+            '[[dids]]\nnumber = "+12025550100"\ntrunk = "nope"\nroute = "agent:101"\n',
+            3,
+            "trunk 'nope'",
+        ),
     ],
 )
 def test_mistakes_name_line_and_reason(text: str, line: int, reason: str) -> None:

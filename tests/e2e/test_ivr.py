@@ -33,12 +33,12 @@ pytestmark = pytest.mark.peers
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
-MENU_DID = "15550300"
-DIGITS_DID = "15550301"
-EXTERNAL_DID = "15550302"
-MANAGER_DID = "15550303"
+MENU_DID = "+12025550300"
+DIGITS_DID = "+12025550301"
+EXTERNAL_DID = "+12025550302"
+MANAGER_DID = "+12025550303"
 OUTSIDE_NUMBER = "15557654321"
-CUSTOMER = "12125557777"
+CUSTOMER = "+12125557777"
 # Prompt tones: far from DTMF frequencies and from the peers' own tones (600, 1000 Hz).
 MENU_HZ, INVALID_HZ, TIMEOUT_HZ, BYE_HZ = 500, 2200, 2600, 300
 
@@ -315,7 +315,7 @@ async def test_wrong_key_then_timeouts_end_in_the_fallback(
 ) -> None:
     """Wrong key: the invalid prompt, the menu again; then silence: the timeout prompt; the
     tries used up, the fallback makes a callback task and says goodbye."""
-    phone = "+" + CUSTOMER
+    phone = CUSTOMER
     await db.execute(
         "DELETE FROM tasks WHERE contact_id IN (SELECT id FROM contacts WHERE phone = $1)", phone
     )
@@ -352,7 +352,7 @@ async def test_wrong_key_then_timeouts_end_in_the_fallback(
 async def test_press_9_puts_the_number_on_the_dnc_list(
     ivr_engine: Engine, tmp_path: Path, db
 ) -> None:
-    phone = "+" + CUSTOMER
+    phone = CUSTOMER
     await db.execute("DELETE FROM dnc WHERE phone = $1", phone)
     async with carrier.customer(CUSTOMER, workdir=tmp_path) as caller:
         await caller.dial(carrier.did_uri(MENU_DID, ivr_engine.sip_port))
@@ -515,7 +515,8 @@ async def test_transfer_to_an_external_number_through_the_trunk(
         result = await result_of(ivr_engine)
         bridged = next(iter(ivr_engine.switchboard.active.values()))
         assert bridged.b is not None
-        assert str(bridged.b.invite.uri) == f"sip:{OUTSIDE_NUMBER}@127.0.0.1:{carrier_port}"
+        # The flow's number, read as a US one, goes in the trunk's format (E.164 by default).
+        assert str(bridged.b.invite.uri) == f"sip:+{OUTSIDE_NUMBER}@127.0.0.1:{carrier_port}"
         await asyncio.sleep(0.5)
         await caller.hangup()
         served = await uas.wait(timeout=10)
