@@ -57,6 +57,7 @@ from .events import AgentEvents, LiveBus
 from .follow_up import follow_up_forever
 from .ivr_glue import IvrService, SwitchboardActions, load_flows
 from .journal import CallJournal, close_interrupted_calls, responsible_of
+from .keepalive import Keepalives
 from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
@@ -77,6 +78,8 @@ class Engine:
     journal: CallJournal | None = None
     campaigns: CampaignSupervisor | None = None
     bindings: PersistentBindings | None = None
+    keepalives: Keepalives | None = None
+    """OPTIONS pings to registered phones ([sip] keepalive_interval > 0)."""
     dialogs: PersistentDialogs | None = None
     """Answered dialogs kept in the database (BYE after a crash)."""
     events: AgentEvents = field(default_factory=AgentEvents)
@@ -167,7 +170,11 @@ async def start_engine(
         left_dialogs = await dialog_store.load()
     ua_config = UserAgentConfig(
         endpoint=EndpointConfig(
-            host=sip.listen.host, port=sip.listen.port, timers=TimerConfig(t1=sip.t1)
+            host=sip.listen.host,
+            port=sip.listen.port,
+            timers=TimerConfig(t1=sip.t1),
+            external_address=sip.external_address,
+            local_networks=sip.networks,
         ),
         rtp_ports=sip.rtp_ports,
         rtp_inactivity_timeout=sip.rtp_inactivity_timeout,
@@ -216,6 +223,9 @@ async def start_engine(
     }
     engine = Engine(config, ua, None, database, store)  # type: ignore[arg-type]
     engine.bindings = bindings
+    if sip.keepalive_interval > 0:
+        engine.keepalives = Keepalives(ua, registrar, interval=sip.keepalive_interval)
+        engine.spawn(engine.keepalives.run_forever())
     engine.dialogs = dialogs
     if store is not None and database is not None:
         engine.journal = CallJournal(

@@ -87,8 +87,8 @@ class Call:
             invite,
             Role.UAS if incoming else Role.UAC,
             local_tag=secrets.token_hex(6) if incoming else (invite.from_.tag or ""),
-            contact=ua.contact(peer[0]),
-            new_via=functools.partial(ua.endpoint.new_via, peer[0]),
+            contact=ua.contact(peer),
+            new_via=functools.partial(ua.endpoint.new_via, peer),
         )
         self.media: MediaSession | None = None
         self.transaction: object | None = None
@@ -392,13 +392,15 @@ class UserAgent:
             self._watchdog.cancel()
         await self.endpoint.close()
 
-    def contact(self, transport: str = "udp") -> NameAddr:
+    def contact(self, peer: Peer) -> NameAddr:
+        """Our Contact for a dialog with `peer`: its transport, the address it can reach."""
+        transport = peer[0]
         params: dict[str, str | None] = {} if transport == "udp" else {"transport": transport}
         uri = SipUri(
             scheme="sip",
             user=None,
             password=None,
-            host=self.endpoint.host,
+            host=self.endpoint.advertised_host(peer),
             port=self.endpoint.port,
             params=params,
             headers={},
@@ -407,8 +409,12 @@ class UserAgent:
 
     async def open_media(self, call: Call) -> MediaSession:
         rtp = await self.ports.open()
+        # c=/o= carry the address this leg's peer reaches (its RTP goes where its SIP goes).
         return MediaSession(
-            rtp, local_host=self.endpoint.host, on_dtmf=call._dtmf, clock=self.clock
+            rtp,
+            local_host=self.endpoint.advertised_address(call.peer),
+            on_dtmf=call._dtmf,
+            clock=self.clock,
         )
 
     def forget(self, call: Call) -> None:
@@ -454,13 +460,13 @@ class UserAgent:
         )
         to = to or NameAddr(display_name=None, uri=target, params={})
         invite = SipRequest(method="INVITE", uri=target, headers=Headers(), body=b"")
-        invite.headers.add("Via", str(self.endpoint.new_via(peer[0])))
+        invite.headers.add("Via", str(self.endpoint.new_via(peer)))
         invite.headers.add("Max-Forwards", "70")
         invite.headers.add("From", str(from_))
         invite.headers.add("To", str(to))
         invite.headers.add("Call-ID", call_id)
         invite.headers.add("CSeq", "1 INVITE")
-        invite.headers.add("Contact", str(self.contact(peer[0])))
+        invite.headers.add("Contact", str(self.contact(peer)))
         invite.headers.add("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods)))
         for name, value in headers:
             invite.headers.add(name, value)

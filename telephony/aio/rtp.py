@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
 from telephony.rtp.rtcp_session import RtcpSession
+
+from .addresses import for_socket
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +78,11 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.last_received: float | None = None
         self.packets_in = 0
         self.packets_out = 0
+        self._family = socket.AF_INET
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
+        self._family = transport.get_extra_info("socket").family
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         now = self._loop.time()
@@ -115,7 +120,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     def set_remote(self, address: Address) -> None:
         """Address from SDP; ignored once latched to a live source."""
         if not self.latched:
-            self.remote = address
+            # A dual-stack socket (bound to ::) reaches an IPv4 peer at its IPv4-mapped address.
+            self.remote = (for_socket(address[0], self._family), address[1])
 
     def send(self, data: bytes) -> None:
         if self.remote is not None and self.transport is not None:
