@@ -9,13 +9,14 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from callcenter.runtime import Engine, start_engine
 from pbx import Binding
 from sip_test_env.baresip import BaresipPeer
 
-from .conftest import engine_config, registrar_of
+from .conftest import api_url, bearer, engine_config, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -68,6 +69,13 @@ async def test_a_phone_that_stops_answering_pings_is_not_rung(
         await until(lambda: not binding_of(engine, "101").reachable, 8, "found unreachable")
         assert keepalives.unanswered >= 1
         assert binding_of(engine, "102").reachable  # the live phone still answers
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(api_url(engine, "/api/status"), headers=bearer()) as response,
+        ):
+            shown = {e["extension"]: e for e in (await response.json())["extensions"]}
+        assert shown["101"]["registered"] and not shown["101"]["reachable"]
+        assert shown["102"]["registered"] and shown["102"]["reachable"]
 
         started = asyncio.get_running_loop().time()
         await caller.dial("101")
