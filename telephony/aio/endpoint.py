@@ -373,7 +373,7 @@ def _note_source(request: SipRequest, peer: Peer) -> None:
         return
     top = Via.parse(vias[0])
     changed = False
-    if top.host != peer[1]:
+    if top.host.strip("[]") != peer[1]:  # received= holds a bare IPv6 address (RFC 5118 4.5)
         top.params["received"] = peer[1]
         changed = True
     if "rport" in top.params:

@@ -7,7 +7,8 @@ set to the router's public address: the remote phone must be told that address (
 SDP), the agent on loopback its local one, and audio must flow both ways, checked by analysis
 of what each phone recorded.
 
-IPv6: two phones on ::1 register with an engine listening on [::1] and talk.
+IPv6: two phones on ::1 register with an engine listening on [::1] and talk; an engine on ::
+(dual-stack) bridges a phone on 127.0.0.1 and one on ::1.
 """
 
 from __future__ import annotations
@@ -135,5 +136,26 @@ async def test_two_phones_talk_over_ipv6(pg_url: str, tmp_path: Path) -> None:
                 assert "c=IN IP6 ::1\r\n" in call.media.local_sdp().decode()
                 assert str(call.session.contact.uri) == f"sip:[::1]:{port}"
             await _hang_up_and_check_audio(engine, a, b)
+    finally:
+        await engine.stop()
+
+
+@needs("baresip")
+async def test_a_dual_stack_engine_bridges_an_ipv4_and_an_ipv6_phone(
+    pg_url: str, tmp_path: Path
+) -> None:
+    port = free_port("both")
+    config = parse_config(_listening_on(engine_config_text(), f"[::]:{port}"), source="test.toml")
+    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    try:
+        async with (
+            _phone("101", tmp_path, f"127.0.0.1:{port}") as v4,
+            _phone("102", tmp_path, f"[::1]:{port}", host="::1") as v6,
+        ):
+            await _talk(v4, v6)
+            sdp = {call.peer[1]: call.media.local_sdp() for call in engine.ua.calls.values()}
+            assert b"c=IN IP4 127.0.0.1\r\n" in sdp["127.0.0.1"]  # never ::ffff:127.0.0.1
+            assert b"c=IN IP6 ::1\r\n" in sdp["::1"]
+            await _hang_up_and_check_audio(engine, v4, v6)
     finally:
         await engine.stop()
