@@ -8,6 +8,7 @@ never touch SIP messages themselves (docs/architecture.md 4).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import secrets
@@ -455,8 +456,13 @@ class UserAgent:
     ) -> Call:
         """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events."""
         call_id = uuid.uuid4().hex + "@" + self.endpoint.host
+        from_uri = from_.uri
+        if isinstance(from_uri, SipUri) and from_uri.host == self.endpoint.host:
+            # An identity on "our host" names the address this peer reaches us at (a carrier
+            # checking the From host sees the NAT's address, an IPv6 peer our IPv6 one).
+            from_uri = dataclasses.replace(from_uri, host=self.endpoint.advertised_host(peer))
         from_ = NameAddr(
-            display_name=from_.display_name, uri=from_.uri, params={"tag": secrets.token_hex(6)}
+            display_name=from_.display_name, uri=from_uri, params={"tag": secrets.token_hex(6)}
         )
         to = to or NameAddr(display_name=None, uri=target, params={})
         invite = SipRequest(method="INVITE", uri=target, headers=Headers(), body=b"")

@@ -7,8 +7,9 @@ set to the router's public address: the remote phone must be told that address (
 SDP), the agent on loopback its local one, and audio must flow both ways, checked by analysis
 of what each phone recorded.
 
-IPv6: two phones on ::1 register with an engine listening on [::1] and talk; an engine on ::
-(dual-stack) bridges a phone on 127.0.0.1 and one on ::1.
+IPv6: an agent calls out through a carrier on [::1]; two phones on ::1 register with an engine
+listening on [::1] and talk; an engine on :: (dual-stack) bridges a phone on 127.0.0.1 and one
+on ::1.
 """
 
 from __future__ import annotations
@@ -157,5 +158,50 @@ async def test_a_dual_stack_engine_bridges_an_ipv4_and_an_ipv6_phone(
             assert b"c=IN IP4 127.0.0.1\r\n" in sdp["127.0.0.1"]  # never ::ffff:127.0.0.1
             assert b"c=IN IP6 ::1\r\n" in sdp["::1"]
             await _hang_up_and_check_audio(engine, v4, v6)
+    finally:
+        await engine.stop()
+
+
+@needs("baresip")
+async def test_an_agent_calls_out_through_an_ipv6_trunk(pg_url: str, tmp_path: Path) -> None:
+    port, carrier_port = free_port("both"), free_port("both")
+    trunk = (
+        f'[[trunks]]\nname = "v6"\nallow_from = ["::1"]\noutbound = "[::1]:{carrier_port}"\n'
+        'caller_id = "15550100"\n'
+    )
+    text = _listening_on(engine_config_text(extra=trunk), f"[::]:{port}")
+    engine = await start_engine(
+        parse_config(text, source="test.toml"), database_url=pg_url, data_dir=tmp_path
+    )
+    try:
+        async with (
+            BaresipPeer(
+                "15557654321",  # baresip takes calls for its own user only
+                workdir=tmp_path,
+                sip_port=carrier_port,
+                host="::1",
+                answermode="auto",
+                audio_source=write_tone_wav(tmp_path / "600.wav", TONES["102"], 10.0),
+            ) as far_end,
+            _phone("101", tmp_path, f"127.0.0.1:{port}") as agent,
+        ):
+            await agent.wait_registered()
+            await agent.dial("15557654321")
+            await agent.wait_event("CALL_ESTABLISHED", timeout=5)
+            (bridged,) = engine.switchboard.active.values()
+            assert bridged.b is not None
+            invite = bytes(bridged.b.invite).decode()
+            assert f"INVITE sip:15557654321@[::1]:{carrier_port} SIP/2.0\r\n" in invite
+            assert f"Contact: <sip:[::1]:{port}>\r\n" in invite
+            assert "c=IN IP6 ::1\r\n" in invite
+            assert str(bridged.b.invite.from_.uri) == f"sip:15550100@[::1]:{port}"  # caller ID
+            await far_end.wait_event("CALL_ESTABLISHED", timeout=5)
+            await asyncio.sleep(CALL_SECONDS)
+            await agent.hangup()
+            await agent.wait_event("CALL_CLOSED", timeout=5)
+            await far_end.wait_event("CALL_CLOSED", timeout=5)
+            rate, samples, _ = read_wav(agent.recorded_wav())
+            at = first_tone_time(samples, TONES["102"], rate)
+            assert at is not None and at < 1.0, f"the far end's tone reached 101 at {at}"
     finally:
         await engine.stop()
