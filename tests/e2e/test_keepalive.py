@@ -76,6 +76,19 @@ async def test_a_phone_that_stops_answering_pings_is_not_rung(
             shown = {e["extension"]: e for e in (await response.json())["extensions"]}
         assert shown["101"]["registered"] and not shown["101"]["reachable"]
         assert shown["102"]["registered"] and shown["102"]["reachable"]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(api_url(engine, "/metrics"), headers=bearer()) as response,
+        ):
+            metrics = dict(
+                line.rsplit(" ", 1)
+                for line in (await response.text()).splitlines()
+                if line.startswith("callcenter_") and "{" not in line
+            )
+        assert metrics["callcenter_registrations"] == "2"
+        assert metrics["callcenter_registrations_unreachable"] == "1"
+        assert int(metrics["callcenter_keepalives_sent_total"]) >= 6
+        assert int(metrics["callcenter_keepalives_unanswered_total"]) >= 1
 
         started = asyncio.get_running_loop().time()
         await caller.dial("101")
