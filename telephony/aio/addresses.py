@@ -20,7 +20,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ DEFAULT_LOCAL_NETWORKS: tuple[str, ...] = (
 WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 
 _CACHE_LIMIT = 4096
+_CACHE_SECONDS = 60.0
+"""How long a route lookup's answer is trusted (addresses and routes change: DHCP, VPNs)."""
 # Where to "send" for the address of the default route (nothing is sent: a UDP connect only
 # asks the routing table). Documentation addresses (RFC 5737, RFC 3849).
 _PROBE_V4 = "192.0.2.1"
@@ -98,12 +101,15 @@ class AddressChooser:
         *,
         external: str | None = None,
         local_networks: Iterable[str] = DEFAULT_LOCAL_NETWORKS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bind = unmap(bind.strip("[]"))
         self.external = external.strip("[]") if external else None
         self.local_networks = parse_networks(local_networks)
         self.wildcard = self.bind in WILDCARDS
-        self._local: dict[str, str] = {}
+        self._clock = clock
+        self._local: dict[str, tuple[str, float]] = {}
+        """Route lookups: peer (or "default4"/"default6") -> (our address, trusted until)."""
 
     def is_local(self, host: str) -> bool:
         """True when `host` is in one of the local networks (a name never is)."""
@@ -118,16 +124,9 @@ class AddressChooser:
         if not self.wildcard:
             return self.bind
         host = unmap(host.strip("[]"))
-        found = self._local.get(host)
-        if found is None:
-            if self.bind == "0.0.0.0" and ":" in host:
-                found = self.default()  # an IPv4-only socket cannot reach an IPv6 peer
-            else:
-                found = route_source(host) or self._default_local(":" in host)
-            if len(self._local) >= _CACHE_LIMIT:
-                self._local.clear()
-            self._local[host] = found
-        return found
+        if self.bind == "0.0.0.0" and ":" in host:
+            return self.default()  # an IPv4-only socket cannot reach an IPv6 peer
+        return self._cached(host, lambda: route_source(host) or self._default_local(":" in host))
 
     def for_peer(self, host: str) -> str:
         """The address `host` must see in our Via, Contact and SDP."""
@@ -145,13 +144,21 @@ class AddressChooser:
         return self._default_local(self.bind == "::")
 
     def _default_local(self, ipv6: bool) -> str:
-        key = "default6" if ipv6 else "default4"
-        found = self._local.get(key)
-        if found is None:
-            found = route_source(_PROBE_V6 if ipv6 else _PROBE_V4) or (
-                "::1" if ipv6 else "127.0.0.1"
-            )
-            self._local[key] = found
+        probe = _PROBE_V6 if ipv6 else _PROBE_V4
+        fallback = "::1" if ipv6 else "127.0.0.1"
+        return self._cached(
+            "default6" if ipv6 else "default4", lambda: route_source(probe) or fallback
+        )
+
+    def _cached(self, key: str, look_up: Callable[[], str]) -> str:
+        now = self._clock()
+        entry = self._local.get(key)
+        if entry is not None and entry[1] > now:
+            return entry[0]
+        found = look_up()
+        if len(self._local) >= _CACHE_LIMIT:
+            self._local.clear()
+        self._local[key] = (found, now + _CACHE_SECONDS)
         return found
 
 

@@ -74,6 +74,17 @@ def test_the_address_each_peer_sees() -> None:
     assert chosen.is_local("10.0.0.1") and not chosen.is_local("carrier.example")
 
 
+def test_route_lookups_are_cached_for_a_while() -> None:
+    now = [0.0]
+    chooser = AddressChooser("0.0.0.0", clock=lambda: now[0])
+    assert chooser.for_peer("127.0.0.5") == "127.0.0.1"
+    chooser._local["127.0.0.5"] = ("192.0.2.99", 60.0)  # as if the route had changed since
+    now[0] = 59.0
+    assert chooser.for_peer("127.0.0.5") == "192.0.2.99"  # still trusted
+    now[0] = 61.0
+    assert chooser.for_peer("127.0.0.5") == "127.0.0.1"  # looked up again
+
+
 # -- on the wire ---------------------------------------------------------------------------
 
 
