@@ -1,13 +1,15 @@
 """Keepalives to registered phones ([sip] keepalive_interval): each binding gets an OPTIONS
-ping at the interval, which a live phone answers; a phone that vanishes (SIGKILL: no
-un-REGISTER) stops answering, its binding is marked unreachable but kept, and a call to it is
-refused at once (480) instead of ringing nobody until the ring timeout."""
+ping at the interval (over UDP, or over the phone's TCP connection), which a live phone
+answers; a phone that vanishes (SIGKILL: no un-REGISTER) stops answering, its binding is marked
+unreachable but kept, and a call to it is refused at once (480) instead of ringing nobody until
+the ring timeout."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Literal
 
 import aiohttp
 import pytest
@@ -48,15 +50,18 @@ def binding_of(engine: Engine, extension: str) -> Binding:
     return binding
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_a_phone_that_stops_answering_pings_is_not_rung(
-    pinging_engine: Engine, tmp_path: Path
+    pinging_engine: Engine, tmp_path: Path, transport: Literal["udp", "tcp"]
 ) -> None:
     engine = pinging_engine
     keepalives = engine.keepalives
     assert keepalives is not None
     registrar = registrar_of(engine)
     async with (
-        BaresipPeer("101", workdir=tmp_path, registrar=registrar, password="pass101") as agent,
+        BaresipPeer(
+            "101", workdir=tmp_path, registrar=registrar, password="pass101", transport=transport
+        ) as agent,
         BaresipPeer("102", workdir=tmp_path, registrar=registrar, password="pass102") as caller,
     ):
         await agent.wait_registered()
