@@ -108,6 +108,8 @@ class Account:
     """Supervisors only: the agents this supervisor may listen to, whisper to and barge in on."""
     daily_plan: int = 0
     """Calls the agent should make or take per working day (the dashboard's plan; 0: none)."""
+    session_timers: bool = True
+    """RFC 4028 session timers on this phone's calls (false for a phone that misbehaves)."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,11 @@ class SipSettings:
     music_on_hold: Path | None = None
     """WAV played (looped) to the other party while one side of a call holds it; None:
     silence."""
+    session_expires: int = 1800
+    """RFC 4028 session interval the engine asks for and grants at most, seconds."""
+    min_se: int = 90
+    """Shorter session intervals are refused with 422 (RFC 4028 says no less than 90; a
+    smaller value is for tests)."""
     external_address: str | None = None
     """The public address of a 1:1 NAT (or port forwarding of the SIP port and RTP range, same
     numbers) in front of the engine: advertised in Via, Contact and SDP to every peer outside
@@ -377,6 +384,15 @@ class _Reader:
             raise self.fail(f"{key} must be a number >= {minimum}", table=table, key=key)
         return float(value)
 
+    def _flag(self, item: dict[str, Any], key: str, what: str, table: str, index: int) -> bool:
+        """A true/false setting of an array table's entry (true when absent)."""
+        value = item.get(key, True)
+        if not isinstance(value, bool):
+            raise self.fail(
+                f"{what}: {key} must be true or false", table=table, key=key, index=index
+            )
+        return value
+
     def config(self, data: dict[str, Any]) -> Config:
         self._check_keys(data, TOP_LEVEL_TABLES, None)
         sip = self.sip(data.get("sip", {}))
@@ -491,6 +507,8 @@ class _Reader:
             "min_registration",
             "digest_algorithms",
             "music_on_hold",
+            "session_expires",
+            "min_se",
             "external_address",
             "networks",
             "keepalive_interval",
@@ -510,6 +528,8 @@ class _Reader:
             parse_networks(networks)
         except ValueError as exc:
             raise self.fail(str(exc), table="sip", key="networks") from exc
+        min_se = self._number(data, "min_se", 90, "sip", minimum=1)
+        session_expires = self._number(data, "session_expires", 1800, "sip", minimum=min_se)
         music = data.get("music_on_hold")
         music_path = (
             self._existing_file(music, "music_on_hold", table="sip", key="music_on_hold")
@@ -557,6 +577,8 @@ class _Reader:
             nonce_lifetime=self._number(data, "nonce_lifetime", 300.0, "sip", minimum=5),
             max_registration=int(self._number(data, "max_registration", 3600, "sip", minimum=60)),
             min_registration=int(self._number(data, "min_registration", 60, "sip", minimum=1)),
+            session_expires=int(session_expires),
+            min_se=int(min_se),
         )
 
     def _existing_file(
@@ -586,6 +608,7 @@ class _Reader:
             "max_calls",
             "team",
             "daily_plan",
+            "session_timers",
         }
         for index, item in enumerate(items):
             self._check_keys(item, allowed, "accounts", index)
@@ -653,6 +676,7 @@ class _Reader:
                     key="daily_plan",
                     index=index,
                 )
+            timers = self._flag(item, "session_timers", f"account {extension}", "accounts", index)
             if team and role != "supervisor":
                 raise self.fail(
                     f"account {extension}: only a supervisor has a team",
@@ -670,6 +694,7 @@ class _Reader:
                     display_name=str(item.get("display_name", "")),
                     role=role,
                     static_contact=static,
+                    session_timers=timers,
                 )
             )
         return tuple(result)
@@ -719,7 +744,15 @@ class _Reader:
         for index, item in enumerate(self._table_list(items, "trunks")):
             self._check_keys(
                 item,
-                {"name", "allow_from", "outbound", "caller_id", "password", "cps"},
+                {
+                    "name",
+                    "allow_from",
+                    "outbound",
+                    "caller_id",
+                    "password",
+                    "cps",
+                    "session_timers",
+                },
                 "trunks",
                 index,
             )
@@ -741,6 +774,7 @@ class _Reader:
                     key="password",
                     index=index,
                 )
+            timers = self._flag(item, "session_timers", f"trunk {name}", "trunks", index)
             cps = item.get("cps", 10.0)
             if isinstance(cps, bool) or not isinstance(cps, int | float) or not 0 < cps <= 1000:
                 raise self.fail(
@@ -759,6 +793,7 @@ class _Reader:
                     else None,
                     caller_id=str(item.get("caller_id", "")),
                     password=password,
+                    session_timers=timers,
                 )
             )
         return tuple(result)

@@ -4,21 +4,69 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
+from crm_bridge import CrmStore
 from dialer import AgentsNow, Campaign, Claim, FlowOutcome
-from ivr import FlowContext
+from ivr import FlowContext, IvrService
 from pbx import AgentState, BridgedCall, CallSummary, Switchboard
 from telephony.aio import Call
 
-from .ivr_glue import IvrService
+from .events import AgentEvents
+from .ivr_glue import SwitchboardActions
+from .journal import CallJournal
+
+logger = logging.getLogger(__name__)
 
 # An attempt's outcome as the call log names it.
 _CALL_OUTCOME = {"answered-machine": "voicemail", "answered-human": "answered"}
 
 
 ScreenPop = Callable[[str, Call, Claim, Campaign], None]
+
+
+class ScreenPops:
+    """A ScreenPop: tells the agent's screen who is on the line (lead data, campaign, attempt)
+    the moment the dialer connects them, and the CRMs through the outbox."""
+
+    def __init__(
+        self,
+        events: AgentEvents,
+        *,
+        journal: CallJournal | None,
+        store: CrmStore | None,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        self.events = events
+        self.journal = journal
+        self.store = store
+        self.spawn = spawn
+
+    def __call__(self, agent: str, call: Call, claim: Claim, campaign: Campaign) -> None:
+        self.spawn(self._pop(agent, call, claim, campaign))
+
+    async def _pop(self, agent: str, call: Call, claim: Claim, campaign: Campaign) -> None:
+        row = await self.journal.row_id(call.call_id) if self.journal is not None else None
+        lead = claim.lead
+        details = {
+            "campaign": {"id": campaign.id, "name": campaign.name},
+            "lead": {
+                "id": lead.id,
+                "phone": lead.phone,
+                "name": lead.name,
+                "data": dict(lead.data),
+            },
+            "attempt": {"id": claim.attempt.id, "number": claim.attempt.attempt_no},
+        }
+        self.events.publish(agent, "screen-pop", {"call": row, "call_id": call.call_id, **details})
+        if row is not None and self.store is not None:
+            try:
+                await self.store.screen_pop(row, agent, details, now=datetime.now(UTC))
+            except Exception as exc:  # the agent has the pop already; the CRM copy is extra
+                logger.error("call %s: screen pop not queued for the CRMs: %s", call.call_id, exc)
 
 
 class PbxLines:
@@ -28,10 +76,12 @@ class PbxLines:
         *,
         screen_pop: ScreenPop | None = None,
         ivr: IvrService | None = None,
+        ivr_actions: SwitchboardActions | None = None,
     ) -> None:
         self.switchboard = switchboard
         self.screen_pop = screen_pop
         self.ivr = ivr
+        self.ivr_actions = ivr_actions
         """The engine's IVR flows (broadcast campaigns play one to each person)."""
         """Gets (agent, customer leg, claim, campaign) the moment an agent is connected."""
         self._summaries: dict[str, CallSummary] = {}
@@ -64,7 +114,7 @@ class PbxLines:
         summary.direction, summary.customer = "outbound", claim.lead.phone
         summary.campaign_id, summary.lead_id = campaign.id, claim.lead.id
         self._summaries[call.call_id] = summary
-        self.switchboard.announce(summary)
+        self.switchboard.announce_outgoing(call, summary)
         return call
 
     def finished(self, call: Call, outcome: str) -> None:
@@ -95,11 +145,14 @@ class PbxLines:
             lead_id=lead.id,
             data=data,
         )
-        self.ivr.actions.track(customer.call_id, summary)  # a transfer continues this call row
+        actions = self.ivr_actions
+        if actions is not None:
+            actions.track(customer.call_id, summary)  # a transfer continues this call row
         try:
             result = await runner.run(customer, context)
         finally:
-            self.ivr.actions.forget(customer.call_id)
+            if actions is not None:
+                actions.forget(customer.call_id)
         agent = None
         if result.outcome == "transferred":
             # The switchboard bridged the call and journals it when it ends.

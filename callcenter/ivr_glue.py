@@ -3,26 +3,25 @@
 ivr knows nothing of pbx or crm_bridge (feature packages never import each other); here its
 `IvrActions` protocol is implemented with the Switchboard (transfers, who is free), the CrmStore
 (callback tasks) and the lead store (do-not-call list). The dialer's broadcast mode gets its
-runners from `IvrService.runner(name)` and the same actions.
+runners from `ivr.IvrService.runner(name)` and the same actions.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from crm_bridge import CrmStore, PgLeadStore
+from crm_bridge import CrmStore
+from dialer import PgLeadStore
 from ivr import (
     BeepDetector,
     Flow,
     FlowContext,
     FlowError,
-    FlowResult,
-    FlowRunner,
     IvrCall,
+    IvrService,
     PromptCache,
     load_flow,
 )
@@ -34,9 +33,7 @@ from .journal import CallJournal
 
 logger = logging.getLogger(__name__)
 
-# Seconds to wait for the caller's ACK after the IVR answers.
-ANSWER_TIMEOUT = 5.0
-RECENT_RESULTS = 500
+IvrRoute = Callable[[Call, Did, CallSummary], Awaitable[None]]
 
 
 def load_flows(settings: IvrSettings, *, data_dir: Path) -> dict[str, Flow]:
@@ -137,68 +134,28 @@ class SwitchboardActions:
         return self._beep_detector() if self._beep_detector is not None else None
 
 
-class IvrService:
-    """Serves DIDs routed to `ivr:FLOW` (Switchboard.on_ivr) and hands out flow runners."""
+def serve_dids(service: IvrService, actions: SwitchboardActions) -> IvrRoute:
+    """Switchboard.on_ivr: a DID routed to `ivr:FLOW` is served by the flow, then journaled
+    (unless a transfer node handed it to a bridge, which journals it at its end)."""
 
-    def __init__(self, flows: dict[str, Flow], actions: SwitchboardActions) -> None:
-        self.flows = flows
-        self.actions = actions
-        self.runners = {name: FlowRunner(flow, actions) for name, flow in flows.items()}
-        self.results: deque[tuple[str, FlowResult]] = deque(maxlen=RECENT_RESULTS)
-        """(Call-ID, result) of recent inbound flow calls, newest last."""
-        self.calls: dict[str, Call] = {}
-        """Inbound calls in a flow now, by Call-ID."""
+    async def serve(call: Call, did: Did, summary: CallSummary) -> None:
+        def answered() -> None:
+            summary.answered_at = datetime.now(UTC)  # by the IVR: talk time runs from here
+            actions.track(call.call_id, summary)  # a transfer continues this call row
 
-    def runner(self, name: str) -> FlowRunner:
-        """The runner of flow `name` (KeyError when there is none)."""
-        return self.runners[name]
-
-    async def serve(self, call: Call, did: Did, summary: CallSummary) -> None:
-        """Answer an inbound call, walk the DID's flow, journal the call unless transferred."""
-        name = did.route.partition(":")[2]
-        runner = self.runners.get(name)
-        if runner is None:  # the config check makes this a bug, not a caller's mistake
-            logger.error("DID %s: no IVR flow %s", did.number, name)
-            call.reject(503)
-            self._conclude(summary, "failed", "no-flow", 503)
-            return
+        context = FlowContext(caller=summary.caller, call_id=call.call_id, did=did.number)
         try:
-            await call.answer()
-        except Exception as exc:  # no common codec, no RTP port
-            logger.warning("call %s: IVR cannot answer: %s", call.call_id, exc)
-            call.reject(getattr(exc, "status_code", 500))
-            self._conclude(summary, "failed", "ivr-answer-failed", 500)
-            return
-        try:
-            await call.next_event(timeout=ANSWER_TIMEOUT)  # Answered once the ACK is in
-        except TimeoutError:
-            logger.info("call %s: no ACK for the IVR's answer", call.call_id)
-        if call.ended.done() or call.state.value != "connected":
-            await call.hangup(reason="failed")
-            self._conclude(summary, "failed", "no-ack", call.final_status)
-            return
-        summary.answered_at = datetime.now(UTC)  # by the IVR: talk time runs from here
-        self.actions.track(call.call_id, summary)
-        self.calls[call.call_id] = call
-        try:
-            context = FlowContext(caller=summary.caller, call_id=call.call_id, did=did.number)
-            result = await runner.run(call, context)
+            served = await service.serve(
+                call, did.route.partition(":")[2], context, on_answered=answered
+            )
         finally:
-            self.actions.forget(call.call_id)
-            self.calls.pop(call.call_id, None)
-        self.results.append((call.call_id, result))
-        if result.outcome != "transferred":
-            self._conclude(summary, "answered", f"ivr-{result.outcome}", 200)
+            actions.forget(call.call_id)
+        if served.outcome != "transferred":
+            summary.outcome, summary.hangup_cause = served.outcome, served.cause
+            summary.sip_status, summary.ended_at = served.status, datetime.now(UTC)
+            actions.switchboard.conclude(summary)
 
-    async def shutdown(self) -> None:
-        """Hang up every call still in a flow (their flows then end and journal them)."""
-        for call in list(self.calls.values()):
-            await call.hangup(reason="shutdown")
-
-    def _conclude(self, summary: CallSummary, outcome: str, cause: str, status: int | None) -> None:
-        summary.outcome, summary.hangup_cause, summary.sip_status = outcome, cause, status
-        summary.ended_at = datetime.now(UTC)
-        self.actions.switchboard.conclude(summary)
+    return serve
 
 
-__all__ = ["IvrService", "SwitchboardActions", "load_flows"]
+__all__ = ["SwitchboardActions", "load_flows", "serve_dids"]

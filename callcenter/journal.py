@@ -17,9 +17,10 @@ from crm_bridge import (
     Conflict,
     CrmError,
     CrmStore,
+    MonitoringStore,
     PhoneNumberError,
 )
-from pbx import CallSummary
+from pbx import BridgedCall, CallSummary, MonitorEvent, Pickup
 from recordings import RecordingError, recover_recording
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,14 @@ class CallJournal:
         """The calls row of a call in progress (waits for its INSERT)."""
         row = self._rows.get(call_id)
         return None if row is None else await row
+
+    async def find_row(self, call_id: str) -> int | None:
+        """Like row_id, but None when the row's INSERT failed (the journal logged it)."""
+        try:
+            return await self.row_id(call_id)
+        except Exception as exc:
+            logger.info("call %s: no calls row: %s", call_id, exc)
+            return None
 
     def started(self, summary: CallSummary) -> None:
         """Open the call's row at once, so a crash mid-call still leaves it to be closed."""
@@ -180,6 +189,67 @@ class CallJournal:
             return str(Path(recording).relative_to(self.recordings_root))
         except ValueError:
             return recording
+
+
+class MonitorAudit:
+    """Pickups and supervisor monitoring (listen, whisper, barge) as CRM events and audit
+    entries against the call's row. The audit is required: an entry that cannot be written is
+    logged as an error; a session's entries are written in the order they happened."""
+
+    def __init__(self, monitoring: MonitoringStore, journal: CallJournal | None) -> None:
+        self.monitoring = monitoring
+        self.journal = journal
+        self._order = asyncio.Lock()
+        self._writes: set[asyncio.Task[None]] = set()
+        """Entries being written: finished (not cancelled) when the engine stops."""
+        self._rows: dict[int, int | None] = {}
+        """calls row of each monitor session (looked up once, at its start)."""
+
+    async def _row(self, call_id: str) -> int | None:
+        return None if self.journal is None else await self.journal.find_row(call_id)
+
+    async def pickup(self, bridged: BridgedCall, pickup: Pickup, picker: str) -> None:
+        """A pickup is an event in the CRM delivery (the calls row names the picker at its
+        end)."""
+        try:
+            await self.monitoring.record_pickup(
+                call_row_id=await self._row(bridged.a.call_id),
+                call_id=bridged.a.call_id,
+                picker=picker,
+                picked_from=pickup.picked_from,
+                at=bridged.summary.answered_at or datetime.now(UTC),
+            )
+        except Exception:
+            logger.exception("call %s: pickup by %s not stored", bridged.a.call_id, picker)
+
+    def monitor(self, event: MonitorEvent) -> None:
+        task = asyncio.get_running_loop().create_task(self._monitor(event))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def drain(self, *, timeout: float) -> None:
+        if self._writes:
+            await asyncio.wait(self._writes, timeout=timeout)
+
+    async def _monitor(self, event: MonitorEvent) -> None:
+        try:
+            async with self._order:
+                if event.session not in self._rows:
+                    self._rows[event.session] = await self._row(event.call_id)
+                rows = self._rows
+                row = rows.pop(event.session) if event.action == "ended" else rows[event.session]
+                await self.monitoring.audit(
+                    session=event.session,
+                    call_row_id=row,
+                    call_id=event.call_id,
+                    supervisor=event.supervisor,
+                    agent=event.agent,
+                    action=event.action,
+                    mode=event.mode.value,
+                    at=event.at,
+                )
+        except Exception:
+            logger.exception("monitor %d: audit entry %s not stored", event.session, event.action)
 
 
 async def close_interrupted_calls(

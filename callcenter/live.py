@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
-from crm_bridge import TaskFilter
-from pbx import AgentState, CallSummary
+from crm_bridge import CrmStore, TaskFilter
+from dialer import CampaignSupervisor
+from pbx import AgentState, CallSummary, Switchboard
 from pbx import events as pbx_events
 
+from .config import Account
+from .database import Database
 from .events import (
     AgentStateChanged,
     CallAnswered,
@@ -27,9 +31,6 @@ from .events import (
     TaskCreated,
     TaskDone,
 )
-
-if TYPE_CHECKING:
-    from .runtime import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +55,12 @@ def local_today() -> date:
     return datetime.now().astimezone().date()
 
 
-def wire_live(engine: Engine) -> LiveBus:
+def wire_live(switchboard: Switchboard, accounts: Iterable[Account]) -> LiveBus:
     """Build the dashboard's bus, fed by the switchboard's events (pbx.events)."""
     board = LiveBoard(local_today())
-    switchboard = engine.switchboard
-    loop = engine.ua.loop
+    loop = switchboard.ua.loop
     now, wall = loop.time(), time.time()
-    for account in engine.config.accounts:
+    for account in accounts:
         board.add_agent(
             account.extension,
             name=account.display_name,
@@ -146,9 +146,20 @@ def call_agent(summary: CallSummary) -> str | None:
 class LiveFeed:
     """Polls the database for the board while at least one dashboard is open."""
 
-    def __init__(self, engine: Engine, bus: LiveBus) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        bus: LiveBus,
+        *,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        database: Database | None,
+        store: CrmStore | None,
+        campaigns: CampaignSupervisor | None,
+    ) -> None:
         self.bus = bus
+        self.spawn = spawn
+        self.database = database
+        self.store = store
+        self.campaigns = campaigns
         self._seeded: date | None = None
         self._polling = False
         self._lock = asyncio.Lock()
@@ -157,7 +168,7 @@ class LiveFeed:
         """Keep polling while anyone subscribes (started by each new stream; idempotent)."""
         if not self._polling:
             self._polling = True
-            self.engine.spawn(self._poll())
+            self.spawn(self._poll())
 
     async def _poll(self) -> None:
         try:
@@ -179,7 +190,7 @@ class LiveFeed:
             await self._tasks()
 
     async def _seed(self, today: date) -> None:
-        database = self.engine.database
+        database = self.database
         if database is None:
             self._seeded = today
             return
@@ -192,7 +203,7 @@ class LiveFeed:
         self._seeded = today
 
     async def _campaigns(self) -> None:
-        campaigns = self.engine.campaigns
+        campaigns = self.campaigns
         if campaigns is None:
             return
         store = campaigns.store
@@ -230,7 +241,7 @@ class LiveFeed:
             self.bus.publish(CampaignGone(gone))
 
     async def _tasks(self) -> None:
-        store = self.engine.store
+        store = self.store
         if store is None:
             return
         tasks = await store.list_tasks(TaskFilter(status="open", limit=TASK_LIMIT))

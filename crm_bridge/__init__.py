@@ -1,9 +1,9 @@
 """PostgreSQL store of the engine and its CRM bridge.
 
-- versioned schema (numbered SQL migrations, applied under an advisory lock);
+- versioned schema (numbered SQL migrations, applied under an advisory lock), the engine's one
+  schema: the dialer's tables (dialer/store.py) are in it too;
 - CrmStore: calls, contacts, callback tasks; each change writes its outbox event in the same
   transaction;
-- PgLeadStore: the dialer's campaigns, leads, attempts (claimed with SKIP LOCKED) and DNC list;
 - OutboxWorker: delivers outbox events to CRM endpoints (Standard Webhooks JSON, amoCRM
   API v4, Bitrix24 REST) at least once, in order per call/task, with backoff, dead letters
   and restarts.
@@ -29,18 +29,8 @@ from .amocrm import AmoCrmAdapter, amo_call_status
 from .config import CrmEndpoint, OAuthClient, RetryPolicy
 from .dialogs import DialogStore, StoredDialog
 from .errors import Conflict, CrmError, InvalidFilter, InvalidInput, NotFound, PhoneNumberError
+from .follow_up import FOLLOW_UP_TEXT, follow_up_forever, open_follow_ups
 from .kinds import DEFAULT_ADAPTERS, check_endpoints, endpoint_problems
-from .leads import (
-    CAMPAIGN_TRANSITIONS,
-    DialerProgress,
-    DncEntry,
-    LeadClaim,
-    LeadImportSummary,
-    PgLeadStore,
-    StoredAttempt,
-    StoredCampaign,
-    StoredLead,
-)
 from .migrations import apply_migrations, migration_files
 from .models import (
     DIRECTIONS,
@@ -63,9 +53,9 @@ from .registrations import RegistrationStore, StoredBinding
 from .store import CrmStore
 
 __all__ = [
-    "CAMPAIGN_TRANSITIONS",
     "DEFAULT_ADAPTERS",
     "DIRECTIONS",
+    "FOLLOW_UP_TEXT",
     "OUTCOMES",
     "SIGNATURE_HEADER",
     "TASK_STATUSES",
@@ -84,31 +74,23 @@ __all__ = [
     "CrmEndpoint",
     "CrmError",
     "CrmStore",
-    "DialerProgress",
     "DialogStore",
-    "DncEntry",
     "HttpRequest",
     "InvalidFilter",
     "InvalidInput",
     "JsonWebhook",
-    "LeadClaim",
-    "LeadImportSummary",
     "MonitoringStore",
     "NotFound",
     "OAuthClient",
     "OutboxEvent",
     "OutboxWorker",
     "Outcome",
-    "PgLeadStore",
     "PhoneNumberError",
     "PickupRecord",
     "RegistrationStore",
     "RetryPolicy",
-    "StoredAttempt",
     "StoredBinding",
-    "StoredCampaign",
     "StoredDialog",
-    "StoredLead",
     "Task",
     "TaskFilter",
     "Verdict",
@@ -119,8 +101,10 @@ __all__ = [
     "check_endpoints",
     "classify_status",
     "endpoint_problems",
+    "follow_up_forever",
     "migration_files",
     "normalize_phone",
+    "open_follow_ups",
     "sign_body",
     "verify_signature",
     "webhooks",

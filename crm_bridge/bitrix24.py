@@ -219,6 +219,9 @@ class Bitrix24Adapter:
                 refs["crm_entity_id"] = int(found["CRM_ENTITY_ID"])
                 if found.get("ASSIGNED_BY_ID"):
                     refs["assigned_by_id"] = int(found["ASSIGNED_BY_ID"])
+                    # Our contact's manager follows the portal's (the outbox maps the user
+                    # to an extension by user_map): inbound routing and callbacks agree.
+                    refs["responsible_user_id"] = refs["assigned_by_id"]
             return Outcome(Verdict.NEXT, refs)
         if method == "tasks.task.list":
             due = datetime.fromisoformat(event.payload["due_at"])

@@ -22,7 +22,15 @@ from .compliance import (
     timezone_for_number,
     write_dnc_csv,
 )
-from .errors import DialerError, InvalidCampaign, InvalidTransition, LeadFileError
+from .errors import (
+    Conflict,
+    DialerError,
+    InvalidCampaign,
+    InvalidInput,
+    InvalidTransition,
+    LeadFileError,
+    NotFound,
+)
 from .leads import Duplicate, ImportResult, default_normalize, merge_leads, read_leads_csv
 from .ledger import CONNECT_DEADLINE, AbandonLedger, AbandonPolicy
 from .model import (
@@ -54,6 +62,7 @@ from .pacing import (
     make_pacer,
 )
 from .runner import AgentsNow, CampaignRunner, FlowOutcome, Lines, RunnerConfig
+from .store import DncEntry, LeadImportSummary, PgLeadStore
 from .supervisor import CampaignSupervisor, SupervisorStore
 
 __all__ = [
@@ -84,21 +93,27 @@ __all__ = [
     "CampaignSupervisor",
     "Claim",
     "Compliance",
+    "Conflict",
     "DialerError",
+    "DncEntry",
     "DncImport",
     "DncList",
     "Duplicate",
     "FlowOutcome",
     "ImportResult",
     "InvalidCampaign",
+    "InvalidInput",
     "InvalidTransition",
     "Lead",
     "LeadFileError",
+    "LeadImportSummary",
     "LeadStore",
     "Lines",
     "NewLead",
+    "NotFound",
     "Pacer",
     "PacingState",
+    "PgLeadStore",
     "PowerPacer",
     "PredictiveConfig",
     "PredictivePacer",

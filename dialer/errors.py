@@ -13,6 +13,29 @@ class DialerError(Exception):
     status: int = 500
     """HTTP status the REST API answers with when this error reaches it."""
 
+    @property
+    def reason(self) -> str:
+        """Human-readable reason, for a JSON error body."""
+        return str(self)
+
+
+class InvalidInput(DialerError, ValueError):
+    """A value handed to the store (setting, outcome, phone number...) is malformed."""
+
+    status = 400
+
+
+class NotFound(DialerError, LookupError):
+    """The campaign, lead or attempt asked for does not exist."""
+
+    status = 404
+
+
+class Conflict(DialerError):
+    """The object is not in a state that allows the change (an attempt dialled twice...)."""
+
+    status = 409
+
 
 class InvalidCampaign(DialerError, ValueError):
     """A campaign setting is out of range (ratio, abandon cap, ring time under 15 s...)."""

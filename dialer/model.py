@@ -86,14 +86,14 @@ def retry_delay(retry_delays: Mapping[str, float], outcome: str) -> float | None
 # -- campaign states -------------------------------------------------------------------------
 
 
-class CampaignState(enum.Enum):
+class CampaignState(enum.StrEnum):
     DRAFT = "draft"
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"
 
 
-class CampaignCommand(enum.Enum):
+class CampaignCommand(enum.StrEnum):
     START = "start"
     PAUSE = "pause"
     RESUME = "resume"
@@ -133,20 +133,6 @@ def next_campaign_state(
 
 
 # -- records ---------------------------------------------------------------------------------
-
-
-def _from_record(cls: type[Any], record: Any, **overrides: Any) -> Any:
-    """`cls` built from any object (or mapping) with the same field names: the composition
-    root turns the store's rows into these without the two packages importing each other."""
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if isinstance(record, Mapping):
-            if f.name in record:
-                values[f.name] = record[f.name]
-        elif hasattr(record, f.name):
-            values[f.name] = getattr(record, f.name)
-    values.update(overrides)
-    return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -214,6 +200,9 @@ class Campaign:
     """When it was created."""
     updated_at: datetime | None = None
     """When its settings or state last changed."""
+    started_at: datetime | None = None
+    """When it first started."""
+    finished_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -260,11 +249,6 @@ class Campaign:
         object.__setattr__(self, "state", CampaignState(self.state))
         object.__setattr__(self, "agents", tuple(self.agents))
         object.__setattr__(self, "window_days", tuple(sorted(set(self.window_days))))
-
-    @classmethod
-    def from_record(cls, record: Any) -> Self:
-        """From a store row (same field names)."""
-        return _from_record(cls, record)  # type: ignore[no-any-return]
 
     def apply(self, command: CampaignCommand | str) -> Self:
         """This campaign after `command` (InvalidTransition if its state refuses it)."""
@@ -319,10 +303,6 @@ class Lead:
     callback_agent: str | None = None
     """The agent who promised to call back: the next attempt is connected to them."""
 
-    @classmethod
-    def from_record(cls, record: Any) -> Self:
-        return _from_record(cls, record)  # type: ignore[no-any-return]
-
 
 @dataclass(frozen=True)
 class Attempt:
@@ -355,10 +335,6 @@ class Attempt:
     amd_seconds: float | None = None
     """Audio seconds from answer to the verdict."""
 
-    @classmethod
-    def from_record(cls, record: Any) -> Self:
-        return _from_record(cls, record)  # type: ignore[no-any-return]
-
 
 @dataclass(frozen=True)
 class Claim:
@@ -366,10 +342,6 @@ class Claim:
 
     lead: Lead
     attempt: Attempt
-
-    @classmethod
-    def from_record(cls, record: Any) -> Self:
-        return cls(Lead.from_record(record.lead), Attempt.from_record(record.attempt))
 
 
 @dataclass(frozen=True)
@@ -398,14 +370,10 @@ class CampaignProgress:
         """Abandoned / live answers (0 before the first live answer)."""
         return self.abandoned / self.answered_human if self.answered_human else 0.0
 
-    @classmethod
-    def from_record(cls, record: Any) -> Self:
-        return _from_record(cls, record)  # type: ignore[no-any-return]
-
 
 class LeadStore(Protocol):
-    """What the dialer needs from storage; crm_bridge.PgLeadStore implements it (returning its
-    own rows with these field names: adapt them with `X.from_record`). Times are aware UTC."""
+    """What the dialer needs from storage; dialer.PgLeadStore implements it on PostgreSQL.
+    Times are aware UTC."""
 
     async def claim_next_leads(
         self,
@@ -415,7 +383,7 @@ class LeadStore(Protocol):
         now: datetime,
         node: str,
         idle_agents: Sequence[str] | None = None,
-    ) -> Sequence[Any]:
+    ) -> Sequence[Claim]:
         """Up to `n` leads due now (running campaign, within calling hours, not on DNC, under
         max attempts), each with a NEW attempt reserved in the same transaction; no two nodes
         ever get the same lead. Items have `.lead` and `.attempt` (see `Claim`). A callback
@@ -440,7 +408,7 @@ class LeadStore(Protocol):
         now: datetime,
         retry_at: datetime | None = None,
         agent: str | None = None,
-    ) -> Any:
+    ) -> Lead:
         """Close the attempt; the lead is rescheduled by the campaign's retry delays (or at
         `retry_at`, a callback), or done / dnc. Returns the lead."""
         ...
@@ -455,12 +423,12 @@ class LeadStore(Protocol):
         """Undo a reservation whose INVITE was never sent (last-moment compliance refusal)."""
         ...
 
-    async def close_interrupted_attempts(self, node: str, *, now: datetime) -> Sequence[Any]:
+    async def close_interrupted_attempts(self, node: str, *, now: datetime) -> Sequence[Attempt]:
         """After a restart: close this node's attempts in flight as outcome-unknown."""
         ...
 
-    async def get_campaign(self, campaign_id: int) -> Any: ...
+    async def get_campaign(self, campaign_id: int) -> Campaign: ...
 
-    async def campaign_progress(self, campaign_id: int) -> Any: ...
+    async def campaign_progress(self, campaign_id: int) -> CampaignProgress: ...
 
     async def dnc_contains(self, phone: str, *, campaign_id: int | None = None) -> bool: ...

@@ -1,8 +1,9 @@
 """Running a campaign: pace, claim leads, dial, detect machines, connect people to agents.
 
-The runner owns no SIP and no database: it talks to a `LeadStore` (crm_bridge implements it) and
-to `Lines` (the composition root implements it over the PBX). Each attempt is reserved in the
-store before its INVITE goes out, so a crash never dials a lead twice for the same attempt.
+The runner owns no SIP and no database: it talks to a `LeadStore` (dialer/store.py implements
+it) and to `Lines` (the composition root implements it over the PBX). Each attempt is reserved
+in the store before its INVITE goes out, so a crash never dials a lead twice for the same
+attempt.
 """
 
 from __future__ import annotations
@@ -128,7 +129,6 @@ class CampaignRunner:
         ledger: AbandonLedger,
         bucket: TokenBucket,
         config: RunnerConfig | None = None,
-        to_claim: Callable[[object], Claim] = Claim.from_record,
     ) -> None:
         self.campaign = campaign
         self.store = store
@@ -137,7 +137,6 @@ class CampaignRunner:
         self.ledger = ledger
         self.bucket = bucket
         self.config = config or RunnerConfig()
-        self.to_claim = to_claim
         self.on_ledger_change: Callable[[AbandonLedger], None] | None = None
         """Gets the ledger after every live answer (to persist it)."""
         self.stats = _Stats()
@@ -215,8 +214,7 @@ class CampaignRunner:
             self.campaign_id, allowed, now=datetime.now(UTC), node=self.config.node,
             idle_agents=idle,
         )  # fmt: skip
-        for record in claims:
-            claim = self.to_claim(record)
+        for claim in claims:
             task = self._loop.create_task(self._attempt(claim))
             self._attempts.add(task)
             task.add_done_callback(self._attempts.discard)

@@ -8,12 +8,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .ledger import AbandonLedger, AbandonPolicy
-from .model import Campaign, LeadStore
+from .model import Attempt, Campaign, LeadStore
 from .pacing import TokenBucket, make_pacer
 from .runner import CampaignRunner, Lines, RunnerConfig
 
@@ -27,17 +27,19 @@ DEFAULT_CPS = 10.0
 
 
 class SupervisorStore(LeadStore, Protocol):
-    """What the supervisor needs from storage besides the runner's (crm_bridge.PgLeadStore)."""
+    """What the supervisor needs from storage besides the runner's (dialer.PgLeadStore)."""
 
-    async def list_campaigns(self) -> Any: ...
+    async def list_campaigns(self) -> Sequence[Campaign]: ...
 
-    async def close_interrupted_attempts(self, node: str, *, now: datetime) -> Any: ...
+    async def close_interrupted_attempts(
+        self, node: str, *, now: datetime
+    ) -> Sequence[Attempt]: ...
 
-    async def peer_ledgers(self, campaign_id: int, *, node: str) -> Any: ...
+    async def peer_ledgers(self, campaign_id: int, *, node: str) -> list[dict[str, Any]]: ...
 
-    async def load_ledger(self, campaign_id: int, *, node: str) -> Any: ...
+    async def load_ledger(self, campaign_id: int, *, node: str) -> dict[str, Any] | None: ...
 
-    async def save_ledger(self, campaign_id: int, state: Any, *, node: str) -> Any: ...
+    async def save_ledger(self, campaign_id: int, state: dict[str, Any], *, node: str) -> None: ...
 
 
 class CampaignSupervisor:
@@ -115,7 +117,7 @@ class CampaignSupervisor:
             await runner.stop()
         for campaign_id, stored in running.items():
             if campaign_id not in self.runners:
-                self.runners[campaign_id] = await self._runner(Campaign.from_record(stored))
+                self.runners[campaign_id] = await self._runner(stored)
                 self._peers_read_at = float("-inf")  # a new runner reads its peers now
         loop = asyncio.get_running_loop()
         if loop.time() >= self._peers_read_at + PEER_LEDGER_EVERY:

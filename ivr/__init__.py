@@ -2,7 +2,8 @@
 
 Load flows with `load_flow(path, prepare=PromptCache(dir).prepare)`; run one per call with
 `FlowRunner(flow, actions).run(call, FlowContext(...))`, where `actions` implements
-`IvrActions` (the composition root wires transfers, callback tasks and DNC to it).
+`IvrActions` (the composition root wires transfers, callback tasks and DNC to it);
+`IvrService` answers inbound calls and walks them through their flow.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .runner import (
     IvrCall,
     ToneEndDetector,
 )
+from .service import IvrService, Served
 
 __all__ = [
     "NODE_KINDS",
@@ -54,6 +56,7 @@ __all__ = [
     "IvrActions",
     "IvrCall",
     "IvrError",
+    "IvrService",
     "Menu",
     "Node",
     "OptOut",
@@ -61,6 +64,7 @@ __all__ = [
     "Prompt",
     "PromptCache",
     "PromptError",
+    "Served",
     "ToneEndDetector",
     "Transfer",
     "VoicemailDrop",

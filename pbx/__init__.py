@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .auth import AuthDecision, Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
+from .click_to_call import ClickToCall, ClickToCallError, dialable
 from .hunt import STRATEGIES, HuntStrategy
 from .monitor import (
     MonitorError,
@@ -33,6 +34,8 @@ __all__ = [
     "Binding",
     "BridgedCall",
     "CallSummary",
+    "ClickToCall",
+    "ClickToCallError",
     "Did",
     "Extension",
     "HuntStep",
@@ -55,6 +58,7 @@ __all__ = [
     "Switchboard",
     "Target",
     "Trunk",
+    "dialable",
     "log_auth_failure",
     "mode_matrix",
     "parse_monitor",

@@ -27,6 +27,9 @@ class Trunk:
     cps: float = 10.0
     """Calls per second the carrier accepts from us: the dialer never starts more (shared by
     every campaign on the trunk)."""
+    session_timers: bool = True
+    """RFC 4028 session timers on this carrier's calls, both ways (off for one that
+    misbehaves with them)."""
 
 
 @dataclass(frozen=True)

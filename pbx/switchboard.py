@@ -55,6 +55,8 @@ class Extension:
     """Simultaneous calls before the extension counts as busy."""
     team: tuple[str, ...] = ()
     """A supervisor's agents: the extensions this one may listen to, whisper to, barge in on."""
+    session_timers: bool = True
+    """RFC 4028 session timers on the calls of this extension's phone, both ways."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class Switchboard:
         """Extensions held busy by hold()."""
         ua.on_incoming = self._on_incoming
         ua.on_request = self._on_request
+        ua.session_timers_for = self._session_timers_for
         ua.endpoint.filter = lambda peer: self.auth.allows(peer, now=ua.loop.time())
 
     def busy(self, extension: str) -> bool:
@@ -400,6 +403,16 @@ class Switchboard:
             await leg.hangup(reason="call-ended")
             raise MonitorError("the call ended meanwhile", 409)
         return self.start_monitor(bridged, leg, supervisor=supervisor, agent=agent, mode=mode)
+
+    def _session_timers_for(self, invite: SipRequest, peer: Peer, incoming: bool) -> bool:
+        """Whether a new leg uses session timers: off when its trunk (by address) or the
+        extension of its phone (From of a call in, To of a call out) says so."""
+        trunk = self._trunk_of(peer[1])
+        if trunk is not None:
+            return trunk.session_timers
+        uri = (invite.from_ if incoming else invite.to).uri
+        extension = self.extensions.get(uri.user or "") if isinstance(uri, SipUri) else None
+        return extension is None or extension.session_timers
 
     def _trunk_of(self, address: str) -> Trunk | None:
         """The trunk a source address belongs to: listed, or where the carrier registered from."""
@@ -856,6 +869,19 @@ class Switchboard:
     def announce(self, summary: CallSummary) -> None:
         """A call has started (the journal opens its row)."""
         self.events.publish(CallStarted(summary))
+
+    def announce_outgoing(self, leg: Call, summary: CallSummary) -> None:
+        """A call the engine placed outside any bridge (the dialer's) has started; when the
+        customer's phone first rings, the call is ringing (CallRinging, nobody of ours rung)."""
+        self.announce(summary)
+
+        def ringing() -> None:
+            self.events.publish(CallRinging(summary, frozenset(), first=True))
+
+        if leg.state is LegState.RINGING:
+            ringing()
+        elif leg.state is LegState.CALLING:
+            leg.on_ringing = ringing
 
     def conclude(self, summary: CallSummary) -> None:
         """A call that never reached a bridge is over (busy, voicemail...): log and journal it."""

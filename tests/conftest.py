@@ -1,6 +1,8 @@
 """Shared pytest fixtures: real SIP peers (baresip, pyVoIP, SIPp) that clean up after themselves.
 
-Also one embedded PostgreSQL for the run (`pg_url`, `db`); engine fixtures live in
+Also one embedded PostgreSQL for the run (`pg_url`, `db`) and a fresh migrated database per
+test (`crm_url`, `pool`: cloned from a template, so no test sees another's rows); engine
+fixtures live in
 tests/e2e/conftest.py. A test whose programs are missing is skipped with the command that
 installs them; under CI (CI=true) every skip is a failure instead (sip_test_env/tools.py).
 """
@@ -8,6 +10,7 @@ installs them; under CI (CI=true) every skip is a failure instead (sip_test_env/
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
@@ -17,6 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from crm_bridge import apply_migrations
 from sip_test_env import tools
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.pyvoip_phone import PyVoipPhone
@@ -158,3 +162,52 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+_TEMPLATES: dict[str, str] = {}
+
+
+def _url(pg_url: str, name: str) -> str:
+    return pg_url.replace("/postgres?", f"/{name}?")
+
+
+async def _template(pg_url: str) -> str:
+    """A migrated database to clone (CREATE DATABASE ... TEMPLATE is much faster than
+    migrating each time); made once per PostgreSQL server."""
+    if pg_url not in _TEMPLATES:
+        name = f"crm_tpl_{secrets.token_hex(4)}"
+        admin = await asyncpg.connect(pg_url)
+        try:
+            await admin.execute(f"CREATE DATABASE {name}")
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(_url(pg_url, name))
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+        _TEMPLATES[pg_url] = name
+    return _TEMPLATES[pg_url]
+
+
+@pytest.fixture
+async def crm_url(pg_url: str) -> AsyncIterator[str]:
+    """URL of a fresh, migrated database of this test's own."""
+    template = await _template(pg_url)
+    name = f"crm_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(pg_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        yield _url(pg_url, name)
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(crm_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(crm_url, min_size=1, max_size=8)
+    try:
+        yield pool
+    finally:
+        await pool.close()

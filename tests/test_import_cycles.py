@@ -15,23 +15,7 @@ PACKAGES = ("telephony", "pbx", "ivr", "dialer", "recordings", "crm_bridge", "ca
 
 #: Cycles still in the code, each a debt with its plan; the test fails on any other, and on one
 #: of these once it is gone (so the list only shrinks).
-KNOWN: frozenset[frozenset[str]] = frozenset(
-    {
-        # The Engine locator and the API import each other (issue 12: a typed services object).
-        frozenset(
-            {
-                "callcenter.api",
-                "callcenter.api.app",
-                "callcenter.api.calls",
-                "callcenter.api.metrics",
-                "callcenter.api.monitor",
-                "callcenter.click_to_call",
-                "callcenter.live",
-                "callcenter.runtime",
-            }
-        ),
-    }
-)
+KNOWN: frozenset[frozenset[str]] = frozenset()
 
 
 def _modules() -> dict[str, Path]:

@@ -37,6 +37,7 @@ TELEPHONY_ALLOWED: dict[str, set[str]] = {
     # audioop: the standard library up to 3.12, the audioop-lts package from 3.13 on.
     "media": {"numpy", "webrtcvad", "audioop", "telephony.rtp"},
     "call": {"telephony.sip", "telephony.sdp"},
+    "numbers": {"phonenumbers"},
     "aio": {"telephony", "numpy", "uvloop"},
 }
 
@@ -153,3 +154,46 @@ def test_no_session_logic_in_aio(module: str, path: Path) -> None:
         if name in SESSION_LOGIC
     ]
     assert not found, "session logic belongs in telephony.call:\n" + "\n".join(found)
+
+
+# What each module of the composition root is. `callcenter/` is wiring, config, CLI, API and web
+# (docs/architecture.md section 3); glue implements one feature's protocol with another's
+# objects. A new module must say which it is here.
+CALLCENTER_ROLES: dict[str, str] = {
+    "callcenter": "package",
+    "callcenter.cli": "cli",
+    "callcenter.campaign_cli": "cli",
+    "callcenter.config": "config",
+    "callcenter.logging": "config",
+    "callcenter.runtime": "wiring",
+    "callcenter.engine": "wiring",
+    "callcenter.database": "wiring",
+    "callcenter.embedded_pg": "wiring",
+    "callcenter.events": "web",
+    "callcenter.live": "web",
+    "callcenter.journal": "glue",
+    "callcenter.recording": "glue",
+    "callcenter.dialing": "glue",
+    "callcenter.ivr_glue": "glue",
+    "callcenter.click_to_call": "glue",
+    "callcenter.registrations": "glue",
+    "callcenter.dialogs": "glue",
+    "callcenter.keepalive": "glue",
+}
+JOINABLE = ("telephony", *FEATURES)
+
+
+@pytest.mark.parametrize(("module", "path"), list(_modules("callcenter")), ids=lambda v: str(v))
+def test_callcenter_holds_no_feature_module(module: str, path: Path) -> None:
+    """A module of callcenter/ is API (callcenter.api) or has a role above; a glue module joins
+    at least two of the product's packages. One that uses a single package is that package's
+    own logic and belongs in it."""
+    if module.startswith("callcenter.api"):
+        return
+    role = CALLCENTER_ROLES.get(module)
+    assert role is not None, (
+        f"{module}: say in CALLCENTER_ROLES what it is, or move it to its feature"
+    )
+    if role == "glue":
+        joined = {_top(name) for name, _ in _imports(module, path)} & set(JOINABLE)
+        assert len(joined) >= 2, f"{module} uses only {sorted(joined)}: it belongs in that package"

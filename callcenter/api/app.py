@@ -30,7 +30,7 @@ from .security import (
 )
 
 if TYPE_CHECKING:
-    from callcenter.runtime import Engine
+    from callcenter.engine import Engine
 
 logger = logging.getLogger(__name__)
 

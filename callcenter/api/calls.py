@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from callcenter.click_to_call import ClickToCallError, click_to_call
+from callcenter.click_to_call import click_to_call
+from pbx import ClickToCallError
 
 from .crm import ENGINE
 from .openapi import EXTENSION, operation

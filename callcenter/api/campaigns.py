@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, time
 from typing import Any
 
 from aiohttp import web
 
-from callcenter.campaigns import campaign_json
-from crm_bridge import CrmError, PgLeadStore
-from dialer import Campaign, DialerError, LeadFileError, read_leads_csv
+from dialer import (
+    Campaign,
+    CampaignProgress,
+    DialerError,
+    LeadFileError,
+    PgLeadStore,
+    read_leads_csv,
+)
 
 from .crm import ENGINE
 from .openapi import ROW_ID, operation, page_json, page_of, paged, read_page
@@ -52,6 +58,27 @@ SETTINGS = {
 }
 
 
+def campaign_json(campaign: Campaign, progress: CampaignProgress | None = None) -> dict[str, Any]:
+    """A campaign (and its progress) as the API and the CLI show it."""
+    data: dict[str, Any] = {
+        f.name: getattr(campaign, f.name)
+        for f in dataclasses.fields(campaign)
+        if isinstance(getattr(campaign, f.name), str | int | float | bool | type(None) | tuple)
+    }
+    for key, value in list(data.items()):
+        if isinstance(value, tuple):
+            data[key] = list(value)
+    for name in ("window_start", "window_end", "created_at", "updated_at"):
+        value = getattr(campaign, name)
+        if value is not None:
+            data[name] = value.isoformat()
+    data["state"] = campaign.state.value
+    data["retry_delays"] = dict(campaign.retry_delays)
+    if progress is not None:
+        data["progress"] = dataclasses.asdict(progress)
+    return data
+
+
 def lead_store(request: web.Request) -> PgLeadStore:
     """The engine's lead store (campaigns, DNC); 503 when it runs without a database."""
     campaigns = request.app[ENGINE].campaigns
@@ -70,7 +97,7 @@ def _id(request: web.Request) -> int:
 async def _campaign(request: web.Request) -> Any:
     try:
         return await lead_store(request).get_campaign(_id(request))
-    except CrmError as exc:
+    except DialerError as exc:
         raise ApiError(exc.status, exc.reason) from exc
 
 
@@ -179,7 +206,7 @@ async def create_campaign(request: web.Request) -> web.Response:
     settings = _settings(body)
     try:
         stored = await lead_store(request).create_campaign(settings, now=datetime.now(UTC))
-    except CrmError as exc:
+    except DialerError as exc:
         raise ApiError(exc.status, exc.reason) from exc
     return web.json_response(campaign_json(stored), status=201)
 
@@ -222,7 +249,7 @@ async def upload_leads(request: web.Request) -> web.Response:
         summary = await lead_store(request).import_leads(
             stored.id, result.leads, now=datetime.now(UTC)
         )
-    except CrmError as exc:
+    except DialerError as exc:
         raise ApiError(exc.status, exc.reason) from exc
     return web.json_response(
         {
@@ -250,7 +277,7 @@ async def command(request: web.Request) -> web.Response:
     stored = await _campaign(request)
     try:
         updated = await lead_store(request).set_state(stored.id, verb, now=datetime.now(UTC))
-    except CrmError as exc:
+    except DialerError as exc:
         raise ApiError(exc.status, exc.reason) from exc
     campaigns = request.app[ENGINE].campaigns
     if campaigns is not None:

@@ -6,12 +6,14 @@ from typing import Any
 
 from aiohttp import web
 
+from callcenter.engine import Engine
 from crm_bridge import OUTCOMES, CallFilter, CrmError, CrmStore, TaskFilter, normalize_phone
 
 from .openapi import EXTENSION, ROW_ID, Param, operation, page_json, page_of, paged, read_page
 from .security import ApiError, acting_for, requires
 
-ENGINE = web.AppKey("engine", "Engine")
+ENGINE = web.AppKey("engine", Engine)
+"""The running engine, in every handler's `request.app`."""
 
 
 def crm_store(request: web.Request) -> CrmStore:

@@ -7,8 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from crm_bridge import CrmError, PgLeadStore
-from dialer import read_dnc_csv, write_dnc_csv
+from dialer import DialerError, PgLeadStore, read_dnc_csv, write_dnc_csv
 
 from .campaigns import lead_store
 from .openapi import ROW_ID, Param, operation
@@ -55,7 +54,7 @@ async def _scope(request: web.Request, store: PgLeadStore) -> int | None:
         raise ApiError(400, f"campaign must be a campaign id, not {text!r}")
     try:
         return (await store.get_campaign(int(text))).id
-    except CrmError as exc:
+    except DialerError as exc:
         raise ApiError(exc.status, exc.reason) from exc
 
 

@@ -18,7 +18,7 @@ from .openapi import operation
 from .security import API_KEY, ApiError
 
 if TYPE_CHECKING:
-    from callcenter.runtime import Engine
+    from callcenter.engine import Engine
 
 logger = logging.getLogger(__name__)
 

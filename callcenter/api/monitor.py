@@ -23,7 +23,7 @@ from .openapi import operation
 from .security import ApiError, requires
 
 if TYPE_CHECKING:
-    from callcenter.runtime import Engine
+    from callcenter.engine import Engine
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,8 @@ from aiohttp import web
 
 from callcenter.config import ApiKey
 from callcenter.logging import request_id_var
+from crm_bridge import CrmError
+from dialer import DialerError
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +142,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except ApiError as exc:
         return _error_response(exc.status, exc.error_reason, rid, exc.headers)
+    except (CrmError, DialerError) as exc:
+        # A store's refusal the handler did not translate: its own status and reason.
+        if exc.status >= 500:
+            logger.exception("API: %s %s failed", request.method, request.path)
+        return _error_response(exc.status, exc.reason, rid, None)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from telephony.call import CallEvent, Dtmf, Ended, HoldChanged
+from telephony.call import CallEvent, Dtmf, Ended, HoldChanged, Ringing
 from telephony.call.session import (
     Effect,
     InfoDigit,
@@ -27,8 +27,10 @@ from telephony.call.session import (
     Role,
     Send,
     SendAck,
+    SendInvite,
     SessionState,
 )
+from telephony.call.session_timer import DISABLED, SessionTimerConfig
 from telephony.media import DtmfDetector, DtmfDetectorConfig, Frame, FrameSource, dtmf_tone
 from telephony.sip import (
     Dialog,
@@ -71,6 +73,9 @@ class UserAgentConfig:
     """Local RTP port range of the anchored legs."""
     rtp_inactivity_timeout: float = 30.0
     """An answered leg with no RTP for this long is hung up with BYE."""
+    session_timer: SessionTimerConfig = field(default_factory=SessionTimerConfig)
+    """RFC 4028 session timers of every leg (`UserAgent.session_timers_for` turns them off for
+    some peers, `dial(session_timer=...)` sets one leg's)."""
 
 
 class Call:
@@ -78,7 +83,15 @@ class Call:
     anchored RTP, and what features see: typed events, digits, play/listen. Incoming legs:
     ring()/answer()/reject(); outgoing legs come from UserAgent.dial()."""
 
-    def __init__(self, ua: UserAgent, *, incoming: bool, invite: SipRequest, peer: Peer) -> None:
+    def __init__(
+        self,
+        ua: UserAgent,
+        *,
+        incoming: bool,
+        invite: SipRequest,
+        peer: Peer,
+        session_timer: SessionTimerConfig | None = None,
+    ) -> None:
         self.ua = ua
         self.incoming = incoming
         self.invite = invite
@@ -90,7 +103,10 @@ class Call:
             local_tag=secrets.token_hex(6) if incoming else (invite.from_.tag or ""),
             contact=ua.contact(peer),
             new_via=functools.partial(ua.endpoint.new_via, peer),
+            session_timer=session_timer or ua.session_timer_of(invite, peer, incoming=incoming),
         )
+        self._timer: asyncio.TimerHandle | None = None
+        """The session's next timer (RFC 4028 refresh or expiry), armed at get_timer()."""
         self.media: MediaSession | None = None
         self.transaction: object | None = None
         """The INVITE server (incoming) or client (outgoing) transaction."""
@@ -106,6 +122,8 @@ class Call:
         self._inband_users = 0
         self.on_hold: Callable[[bool], None] | None = None
         """Told when the far end puts this leg on hold (True) or takes it off (False)."""
+        self.on_ringing: Callable[[], None] | None = None
+        """Outgoing leg: told once, when the far end first rings (its first 180/183)."""
         self.ended = asyncio.get_running_loop().create_future()
         self._dialog_announced: tuple[int, str] | None = None
         """What `UserAgent.on_dialog` last heard of the dialog (our CSeq, the remote target);
@@ -152,6 +170,10 @@ class Call:
                 self.ua.send_in_dialog(self, effect.request)
             elif isinstance(effect, SendAck):
                 self.ua.send_in_dialog(self, effect.request, stateless=True)
+            elif isinstance(effect, SendInvite):  # the INVITE again (after a 422)
+                self.invite = effect.request
+                self.transaction = self.ua.endpoint.send_request(effect.request, self.peer)
+                self.ua._own(self, self.transaction)
             elif isinstance(effect, InfoDigit):
                 self._dtmf(effect.digit, "info")
             elif isinstance(effect, Ended):
@@ -160,6 +182,9 @@ class Call:
                 self._events.put_nowait(effect)
                 if isinstance(effect, HoldChanged) and self.on_hold is not None:
                     self.on_hold(effect.held)
+                elif isinstance(effect, Ringing) and self.on_ringing is not None:
+                    on_ringing, self.on_ringing = self.on_ringing, None
+                    on_ringing()
         dialog = self.dialog
         if dialog is not None and self.state is not LegState.ENDED:
             # Confirmed (2xx sent or received), our CSeq used, or a target refresh: what a
@@ -167,8 +192,24 @@ class Call:
             now = (dialog.local_seq, str(dialog.remote_target))
             if now != self._dialog_announced:
                 self._dialog_changed()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.session.get_timer()
+        if self._timer is not None and (deadline is None or self._timer.when() != deadline):
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None and self._timer is None:
+            self._timer = self.ua.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._apply(self.session.handle_timer(self.ua.loop.time()))
 
     def _finished(self, event: Ended) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.ua.forget(self)
         if self._dialog_announced is not None:
             self._dialog_changed()
@@ -216,7 +257,7 @@ class Call:
         else:
             # Offer-less INVITE (RFC 3261 13.2.1): we offer in the 200, the answer comes in the ACK.
             self.media.make_offer(codecs=codecs)
-        self._apply(self.session.answer())
+        self._apply(self.session.answer(now=self.ua.loop.time()))
 
     # -- media -------------------------------------------------------------------------------
 
@@ -317,17 +358,21 @@ class Call:
     # -- SIP input from the UserAgent -----------------------------------------------------------
 
     def _on_request(self, request: SipRequest, transaction: object | None) -> None:
-        self._apply(self.session.receive_request(request), request, transaction)
+        now = self.ua.loop.time()
+        self._apply(self.session.receive_request(request, now=now), request, transaction)
 
     def _on_cancel(self, request: SipRequest, transaction: object) -> None:
         self._apply(self.session.receive_cancel(request), request, transaction)
 
     def _on_response(self, response: SipResponse) -> None:
-        self._apply(self.session.receive_response(response))
+        self._apply(self.session.receive_response(response, now=self.ua.loop.time()))
 
     def _on_timeout(self, transaction: object, *, transport_failed: bool = False) -> None:
-        if transaction is self.transaction:  # a CANCEL, BYE or INFO timing out changes nothing
+        if transaction is self.transaction:
             self._apply(self.session.timeout(transport_failed=transport_failed))
+        elif isinstance(request := getattr(transaction, "request", None), SipRequest):
+            # A session refresh that fails so ends the call; a CANCEL, BYE or INFO, nothing.
+            self._apply(self.session.request_timed_out(request))
 
     def _dialog_changed(self) -> None:
         """Tell `UserAgent.on_dialog` the dialog was confirmed, changed what a request in it
@@ -378,6 +423,9 @@ class UserAgent:
         request in it needs (our CSeq, the remote target) and when it ends (`call.state` is
         ENDED): what a restarted engine needs to BYE the dialogs a crash left (`Call.dialog`,
         `Call.peer`)."""
+        self.session_timers_for: Callable[[SipRequest, Peer, bool], bool] | None = None
+        """Asked (INVITE, peer, incoming) for each new leg: False turns session timers off for
+        it (an account or trunk whose peer misbehaves with them), also the 422 on arrival."""
         self._waiting: dict[object, asyncio.Future[SipResponse | None]] = {}
         """Requests sent with request(), by client transaction: their final response."""
         self._watchdog: asyncio.Task[None] | None = None
@@ -407,6 +455,16 @@ class UserAgent:
             headers={},
         )
         return NameAddr(display_name=None, uri=uri, params={})
+
+    def session_timer_of(
+        self, invite: SipRequest, peer: Peer, *, incoming: bool
+    ) -> SessionTimerConfig:
+        """The session timer settings of a new leg: the agent's, unless `session_timers_for`
+        turns them off."""
+        decide = self.session_timers_for
+        if decide is not None and not decide(invite, peer, incoming):
+            return DISABLED
+        return self.config.session_timer
 
     async def open_media(self, call: Call) -> MediaSession:
         rtp = await self.ports.open()
@@ -453,8 +511,10 @@ class UserAgent:
         to: NameAddr | None = None,
         codecs: list[str] | None = None,
         headers: Iterable[tuple[str, str]] = (),
+        session_timer: SessionTimerConfig | None = None,
     ) -> Call:
-        """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events."""
+        """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events.
+        `session_timer`: this leg's RFC 4028 settings instead of the agent's (DISABLED: off)."""
         call_id = uuid.uuid4().hex + "@" + self.endpoint.host
         from_uri = from_.uri
         if isinstance(from_uri, SipUri) and from_uri.host == self.endpoint.host:
@@ -476,7 +536,7 @@ class UserAgent:
         invite.headers.add("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods)))
         for name, value in headers:
             invite.headers.add(name, value)
-        call = Call(self, incoming=False, invite=invite, peer=peer)
+        call = Call(self, incoming=False, invite=invite, peer=peer, session_timer=session_timer)
         call.media = call.session.negotiator = await self.open_media(call)
         invite.body = call.media.make_offer(codecs=codecs)
         invite.headers.add("Content-Type", "application/sdp")
@@ -577,6 +637,10 @@ class UserAgent:
                     incoming.offer_error = exc
             self.calls[request.call_id] = incoming
             self._own(incoming, transaction)
+            refused = incoming.session.admit()  # a Session-Expires below our Min-SE: 422
+            if refused:
+                incoming._apply(refused)
+                return
             self._dispatch_incoming(incoming)
             return
         if self.on_request is not None and self.on_request(request, transaction, peer):
@@ -588,6 +652,7 @@ class UserAgent:
                 extra=[
                     ("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods))),
                     ("Accept", "application/sdp"),
+                    *[("Supported", tag) for tag in sorted(self.config.endpoint.supported)],
                 ],
             )
             self.endpoint.send_response(transaction, response)

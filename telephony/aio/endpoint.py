@@ -59,9 +59,9 @@ class EndpointConfig:
     """T1/T2/T4 for the transaction layer."""
     allowed_methods: frozenset[str] = DEFAULT_METHODS
     """Requests with other methods are refused with 501."""
-    supported: frozenset[str] = frozenset()
-    """Option tags we support; a Require of any other gets 420. Empty until an extension is
-    implemented (session timers, Replaces): advertising one we ignore would be a lie."""
+    supported: frozenset[str] = frozenset({"timer"})
+    """Option tags we support; a Require of any other gets 420. Only what is implemented:
+    `timer` (RFC 4028 session timers, telephony.call.session_timer)."""
     user_agent: str = "callcenter"
     """Server/User-Agent header value: deliberately without a version."""
     external_address: str | None = None

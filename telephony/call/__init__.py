@@ -3,5 +3,14 @@
 from __future__ import annotations
 
 from .events import Answered, CallEvent, Dtmf, Ended, HoldChanged, Ringing
+from .session_timer import SessionTimerConfig
 
-__all__ = ["Answered", "CallEvent", "Dtmf", "Ended", "HoldChanged", "Ringing"]
+__all__ = [
+    "Answered",
+    "CallEvent",
+    "Dtmf",
+    "Ended",
+    "HoldChanged",
+    "Ringing",
+    "SessionTimerConfig",
+]

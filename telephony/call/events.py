@@ -38,6 +38,7 @@ class HoldChanged(CallEvent):
 @dataclass(frozen=True)
 class Ended(CallEvent):
     reason: str
-    """Why: remote-bye, local-bye, cancelled, rejected, timeout, rtp-timeout, shutdown, failed."""
+    """Why: remote-bye, local-bye, cancelled, rejected, timeout, rtp-timeout, shutdown, failed,
+    session-expired (no RFC 4028 refresh came in time), refresh-failed (ours got 408/481)."""
     sip_status: int | None
     """The final SIP status of the leg, when one was sent or received (e.g. 486, 487, 200)."""

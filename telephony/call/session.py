@@ -7,12 +7,19 @@ A session never touches a socket, a transaction or a clock. The layer below (the
 - `Respond(to, response)`: send `response` in the server transaction of the request `to`;
 - `Send(request)`: send `request` in a new client transaction (BYE, CANCEL, INFO);
 - `SendAck(request)`: send the ACK of a 2xx outside any transaction (RFC 3261 13.2.2.4);
+- `SendInvite(request)`: send `request` as the leg's INVITE, in a new client transaction that
+  replaces the one before (the INVITE again after a 422, RFC 4028 7.4);
 - a `CallEvent` (Ringing, Answered, HoldChanged, Ended) for the features above, and
   `InfoDigit` for a key pressed by SIP INFO (the facade merges it with the other DTMF routes).
 
 The session description side of offer/answer is the `Negotiator` passed in (the leg's media
 session): the session decides *when* an offer or answer is taken or made, the negotiator *what*
 it contains.
+
+Session timers (RFC 4028, `session_timer.py`): time is passed in. The methods that can start
+or restart the timer take `now` (`answer`, `receive_request`, `receive_response`); the layer
+below calls `handle_timer(now)` when `get_timer()` says, which refreshes by re-INVITE when we
+are the refresher and hangs up with BYE ("session-expired") when no refresh came.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from telephony.sip import (
 from telephony.sip.transaction import build_cancel
 
 from .events import Answered, CallEvent, Ended, HoldChanged, Ringing
+from .session_timer import DISABLED, IntervalTooSmall, SessionTimer, SessionTimerConfig, TimerDue
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,7 @@ __all__ = [
     "Role",
     "Send",
     "SendAck",
+    "SendInvite",
     "SessionInput",
     "SessionState",
 ]
@@ -114,8 +123,10 @@ TRANSITIONS: dict[tuple[Role, SessionState, SessionInput], SessionState] = {
     (_UAS, _S.ANSWERING, _I.ACK): _S.CONNECTED,
     (_UAS, _S.ANSWERING, _I.TIMEOUT): _S.ENDED,  # no ACK (13.3.1.4): BYE
     (_UAS, _S.ANSWERING, _I.BYE): _S.ENDED,
+    # Our hang-up before the ACK: the BYE waits for the ACK or its timeout (RFC 3261 15).
+    (_UAS, _S.ANSWERING, _I.HANGUP): _S.ANSWERING,
     (_UAS, _S.CONNECTED, _I.BYE): _S.ENDED,
-    **{(_UAS, s, _I.HANGUP): _S.ENDED for s in SessionState if s is not _S.ENDED},
+    **{(_UAS, s, _I.HANGUP): _S.ENDED for s in SessionState if s not in (_S.ENDED, _S.ANSWERING)},
     **{(_UAC, s, _I.PROVISIONAL): _S.RINGING for s in _EARLY_UAC},
     **{(_UAC, s, _I.SUCCESS): _S.CONNECTED for s in _EARLY_UAC},
     **{(_UAC, s, _I.FAILURE): _S.ENDED for s in _EARLY_UAC},
@@ -182,11 +193,16 @@ class SendAck:
 
 
 @dataclass(frozen=True)
+class SendInvite:
+    request: SipRequest
+
+
+@dataclass(frozen=True)
 class InfoDigit:
     digit: str
 
 
-Effect = Respond | Send | SendAck | InfoDigit | CallEvent
+Effect = Respond | Send | SendAck | SendInvite | InfoDigit | CallEvent
 
 
 class InviteSession:
@@ -202,6 +218,7 @@ class InviteSession:
         contact: NameAddr,
         new_via: Callable[[], Via],
         negotiator: Negotiator | None = None,
+        session_timer: SessionTimerConfig = DISABLED,
     ) -> None:
         self.invite = invite
         self.role = role
@@ -217,6 +234,15 @@ class InviteSession:
         self.end_reason: str | None = None
         self.cancelling = False
         """UAC: our CANCEL is out; the 487 (or a crossing 2xx, then BYE) ends the leg."""
+        self.bye_after_ack = False
+        """UAS: we hung up after our 2xx, before its ACK; the ACK (or its timeout) sends BYE."""
+        self.timer = SessionTimer(session_timer)
+        """The leg's session timer (RFC 4028): runs once a 2xx agreed on an interval."""
+        self._refresh: SipRequest | None = None
+        """Our session refresh (re-INVITE) waiting for its final response."""
+        self._invite_retries = 0
+        if role is Role.UAC:
+            _put_headers(invite, self.timer.offer_headers())
 
     def __repr__(self) -> str:
         return f"<InviteSession {self.call_id} {self.role.value} {self.state.value}>"
@@ -260,13 +286,36 @@ class InviteSession:
         response = self._response(status, reason=reason, headers=headers)
         return [Respond(self.invite, response), *self._end(SessionInput.REJECT, "rejected", status)]
 
-    def answer(self) -> list[Effect]:
+    def admit(self) -> list[Effect]:
+        """What the session itself refuses of a new INVITE before anyone rings: a
+        Session-Expires below our Min-SE gets 422 (RFC 4028 9). Empty when the INVITE may go on.
+        """
+        try:
+            self.timer.check_request(self.invite)
+        except IntervalTooSmall as exc:
+            logger.info("call %s: %s, 422", self.call_id, exc)
+            return self.reject(exc.status_code, headers=exc.headers)
+        return []
+
+    def answer(self, *, now: float | None = None) -> list[Effect]:
         """200 OK with the negotiator's SDP (an answer to the INVITE's offer, or our offer when
-        the INVITE had none); CONNECTED once the ACK arrives."""
+        the INVITE had none); CONNECTED once the ACK arrives. The session timer the INVITE
+        asked for starts at `now`."""
         if self.negotiator is None:
             raise RuntimeError(f"{self!r}: answering needs a negotiator")
+        if not self._allowed(SessionInput.ANSWER):
+            self._set_state(SessionInput.ANSWER)  # raises: a bug in the caller
+        try:
+            timer_headers = self.timer.negotiate_request(self.invite, now)
+        except IntervalTooSmall as exc:  # admit() was not asked first
+            return self.reject(exc.status_code, headers=exc.headers)
         self._set_state(SessionInput.ANSWER)
-        ok = self._response(200, body=self.negotiator.local_sdp(), content_type="application/sdp")
+        ok = self._response(
+            200,
+            headers=timer_headers,
+            body=self.negotiator.local_sdp(),
+            content_type="application/sdp",
+        )
         self.final_status = 200
         self.dialog = Dialog.from_uas(self.invite, ok)
         # The transaction layer resends the 2xx until the ACK (RFC 3261 13.3.1.4 / RFC 6026).
@@ -297,6 +346,14 @@ class InviteSession:
         we never answered."""
         state = self.state
         if state is SessionState.ENDED:
+            return []
+        if state is SessionState.ANSWERING and self.role is Role.UAS and reason != "shutdown":
+            # "MUST NOT send a BYE on a confirmed dialog until it has received an ACK for its
+            # 2xx response or until the server transaction times out" (RFC 3261 15): the ACK
+            # (or the timeout) sends it. At shutdown nothing will be left to: BYE now.
+            self._set_state(SessionInput.HANGUP)
+            self.end_reason = self.end_reason or reason
+            self.bye_after_ack = True
             return []
         if state in (SessionState.CONNECTED, SessionState.ANSWERING) and self.dialog is not None:
             return [self._bye(), *self._end(SessionInput.HANGUP, reason, None)]
@@ -363,8 +420,9 @@ class InviteSession:
             *self._end(SessionInput.CANCEL, "cancelled", 487),
         ]
 
-    def receive_request(self, request: SipRequest) -> list[Effect]:
-        """An in-dialog request (or the ACK of our 2xx) for this leg."""
+    def receive_request(self, request: SipRequest, *, now: float | None = None) -> list[Effect]:
+        """An in-dialog request (or the ACK of our 2xx) for this leg; `now` restarts the
+        session timer when the request is a session refresh."""
         method = request.method
         if method == "ACK":
             return self._on_ack(request)
@@ -390,7 +448,7 @@ class InviteSession:
                 ]
             return [ok, *self._end(SessionInput.BYE, "remote-bye", None)]
         if method in ("INVITE", "UPDATE"):
-            return self._on_reoffer(request)
+            return self._on_reoffer(request, now)
         ok = Respond(request, make_response(request, 200))
         if method == "INFO":
             digit = _info_digit(request)
@@ -408,27 +466,40 @@ class InviteSession:
             except OfferRejected as exc:
                 logger.info("call %s: unusable SDP in the ACK: %s", self.call_id, exc)
         self._set_state(SessionInput.ACK)
+        if self.bye_after_ack:
+            assert self.end_reason is not None
+            return [self._bye(), *self._end(SessionInput.HANGUP, self.end_reason, None)]
         return [Answered(self.call_id)]
 
-    def _on_reoffer(self, request: SipRequest) -> list[Effect]:
+    def _on_reoffer(self, request: SipRequest, now: float | None) -> list[Effect]:
         """re-INVITE/UPDATE: hold, unhold, session refresh, a new address; answered here."""
         negotiator = self.negotiator
-        if negotiator is None or self.state is not SessionState.CONNECTED:
+        if (
+            negotiator is None
+            or self.state is not SessionState.CONNECTED
+            or self._refresh is not None
+        ):
             # Our own offer/answer is still open (RFC 3261 14.2 glare): try again later.
             return [Respond(request, make_response(request, 491))]
+        try:
+            self.timer.check_request(request)
+        except IntervalTooSmall as exc:
+            return [Respond(request, make_response(request, 422, extra=exc.headers))]
         was_held = negotiator.held
         if request.body:
             try:
                 negotiator.accept_offer(request.body, codecs=[negotiator.codec_name])
             except OfferRejected as exc:
                 return [Respond(request, make_response(request, exc.status_code))]
-        response = make_response(
-            request,
-            200,
-            to_tag=self.local_tag,
-            body=negotiator.local_sdp(),
-            extra=[("Content-Type", "application/sdp")],
-        )
+        # A 2xx to a re-INVITE or UPDATE is a session refresh (RFC 4028 10).
+        extra = self.timer.negotiate_request(request, now)
+        body = b""
+        if request.body or request.method == "INVITE":
+            # An offer gets our answer; an offer-less re-INVITE our offer. An UPDATE without a
+            # body (a bare refresh, RFC 4028 9) gets no SDP: there is nothing to answer.
+            body = negotiator.local_sdp()
+            extra.append(("Content-Type", "application/sdp"))
+        response = make_response(request, 200, to_tag=self.local_tag, body=body, extra=extra)
         response.headers.add("Contact", str(self.contact))
         effects: list[Effect] = [Respond(request, response)]
         if negotiator.held != was_held:
@@ -437,11 +508,19 @@ class InviteSession:
 
     # -- responses to our INVITE ------------------------------------------------------------------
 
-    def receive_response(self, response: SipResponse) -> list[Effect]:
-        """A response from the far end to one of this leg's requests."""
+    def receive_response(self, response: SipResponse, *, now: float | None = None) -> list[Effect]:
+        """A response from the far end to one of this leg's requests; `now` (re)starts the
+        session timer a 2xx agrees on."""
         if response.cseq.method != "INVITE":
             return []  # responses to our CANCEL, BYE and INFO need no action
+        refresh = self._refresh
+        if refresh is not None and response.cseq.seq == refresh.cseq.seq:
+            return self._on_refresh_response(response, now)
         status = response.status
+        if status == 422 and self._allowed(SessionInput.FAILURE) and not self.cancelling:
+            retry = self._retry_invite(response)
+            if retry:
+                return retry
         if status < 200:
             if status in (180, 183) and self._allowed(SessionInput.PROVISIONAL):
                 first = self.state is SessionState.CALLING
@@ -449,14 +528,14 @@ class InviteSession:
                 return [Ringing(self.call_id)] if first else []
             return []
         if status < 300:
-            return self._on_2xx(response)
+            return self._on_2xx(response, now)
         if not self._allowed(SessionInput.FAILURE):
             return []
         self.final_status = status
         reason = "cancelled" if status == 487 else "rejected"
         return self._end(SessionInput.FAILURE, reason, status)
 
-    def _on_2xx(self, response: SipResponse) -> list[Effect]:
+    def _on_2xx(self, response: SipResponse, now: float | None) -> list[Effect]:
         if self.dialog is None:
             self.dialog = Dialog.from_uac(self.invite, response)
         # Every 2xx gets its ACK, retransmissions too (RFC 3261 13.2.2.4).
@@ -484,7 +563,125 @@ class InviteSession:
         if self.cancelling:
             # Our CANCEL crossed the 200: the call is answered, so it gets a BYE.
             effects += self.hangup(self.end_reason or "cancelled")
+        else:
+            self.timer.negotiate_response(response, now)
         return effects
+
+    def _retry_invite(self, response: SipResponse) -> list[Effect]:
+        """Our INVITE got 422: send it again asking for the Min-SE the 422 names (RFC 4028
+        7.4), a few times at most; empty when it cannot be retried."""
+        if self._invite_retries >= _MAX_INVITE_RETRIES or not self.timer.retry_after_422(response):
+            return []
+        self._invite_retries += 1
+        old = self.invite
+        invite = SipRequest(method="INVITE", uri=old.uri, headers=old.headers.copy(), body=old.body)
+        invite.headers.set("Via", str(self.new_via()))
+        invite.headers.set("CSeq", f"{old.cseq.seq + 1} INVITE")
+        _put_headers(invite, self.timer.offer_headers())
+        asked = self.timer.asked
+        logger.info("call %s: 422, INVITE again with Session-Expires %d", self.call_id, asked)
+        self.invite = invite
+        return [SendInvite(invite)]
+
+    # -- session timer (RFC 4028) ---------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """When `handle_timer` must next be called; None: not until something else happens."""
+        if self.state is not SessionState.CONNECTED:
+            return None
+        return self.timer.get_timer()
+
+    def handle_timer(self, now: float) -> list[Effect]:
+        """Time passed: refresh the session (we are the refresher and half the interval is
+        gone) or end it with BYE (no refresh came in time, RFC 4028 10)."""
+        if self.state is not SessionState.CONNECTED:
+            return []
+        due = self.timer.due(now)
+        if due is TimerDue.EXPIRED:
+            logger.info("call %s: session expired without a refresh, hanging up", self.call_id)
+            return self.hangup("session-expired")
+        if due is TimerDue.REFRESH:
+            return self._send_refresh()
+        return []
+
+    def _send_refresh(self) -> list[Effect]:
+        """A re-INVITE with our current SDP, unchanged (same version: no new offer in
+        substance) and Session-Expires with refresher=uac: us."""
+        if self.dialog is None or self.negotiator is None or self._refresh is not None:
+            return []
+        request = self.dialog.create_request(
+            "INVITE",
+            via=self.new_via(),
+            contact=self.contact,
+            headers=self.timer.offer_headers(refresh=True),
+            body=self.negotiator.local_sdp(),
+            content_type="application/sdp",
+        )
+        self._refresh = request
+        self.timer.refresh_sent()
+        return [Send(request)]
+
+    def _on_refresh_response(self, response: SipResponse, now: float | None) -> list[Effect]:
+        status = response.status
+        if status < 200:
+            return []
+        assert self.dialog is not None
+        self._refresh = None
+        if self.state is not SessionState.CONNECTED:
+            # Ended while the refresh was out: a 2xx still gets its ACK.
+            if status < 300:
+                return [SendAck(self.dialog.create_ack(response.cseq.seq, via=self.new_via()))]
+            return []
+        if status < 300:
+            effects: list[Effect] = [
+                SendAck(self.dialog.create_ack(response.cseq.seq, via=self.new_via()))
+            ]
+            if response.body and self.negotiator is not None:
+                try:
+                    self.negotiator.accept_answer(response.body)
+                except OfferRejected as exc:  # the media stays as it was
+                    logger.debug("call %s: refresh answer not taken: %s", self.call_id, exc)
+            self.timer.negotiate_response(response, now)
+            return effects
+        if status == 422 and self.timer.retry_after_422(response):
+            return self._send_refresh()
+        if status in (408, 481):
+            return self._refresh_failed(status)
+        logger.info("call %s: session refresh got %d, trying again", self.call_id, status)
+        if now is not None:
+            self.timer.refresh_failed(now)
+        return []
+
+    def request_timed_out(self, request: SipRequest) -> list[Effect]:
+        """A request of ours in the dialog (not the INVITE) got no final response, or could not
+        be sent: a session refresh that fails so ends the call (RFC 4028 10)."""
+        if self._refresh is None or request.cseq.seq != self._refresh.cseq.seq:
+            return []
+        self._refresh = None
+        return self._refresh_failed(408)
+
+    def _refresh_failed(self, status: int) -> list[Effect]:
+        logger.info("call %s: session refresh failed with %d, hanging up", self.call_id, status)
+        if self.state is not SessionState.CONNECTED:
+            return []
+        if status == 481:
+            # The far end has no such dialog: nobody to say BYE to (RFC 3261 12.2.1.2).
+            return self._end(SessionInput.HANGUP, "refresh-failed", None)
+        return self.hangup("refresh-failed")
+
+
+_MAX_INVITE_RETRIES = 3
+"""INVITEs sent again after a 422 before the call is given up."""
+
+
+def _put_headers(message: SipRequest, headers: Iterable[tuple[str, str]]) -> None:
+    """Set each header on `message`; an option tag joins Supported/Require when not there."""
+    for name, value in headers:
+        if name in ("Supported", "Require"):
+            if value.lower() not in (t.lower() for t in message.headers.get_all(name)):
+                message.headers.add(name, value)
+        else:
+            message.headers.set(name, value)
 
 
 def _info_digit(request: SipRequest) -> str | None:

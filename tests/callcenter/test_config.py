@@ -70,6 +70,14 @@ def test_nat_settings() -> None:
         ('[sip]\ndigest_algorithms = ["SHA-1"]\n', 2, "digest_algorithms"),
         ("[sip]\nbogus = 1\n", 2, "unknown key 'bogus'"),
         ('[sip]\nmusic_on_hold = "no-such.wav"\n', 2, "does not exist"),
+        ("[sip]\nmin_se = 0\n", 2, "min_se must be a number >= 1"),
+        ("[sip]\nmin_se = 120\nsession_expires = 100\n", 3, "session_expires must be"),
+        (
+            '[[accounts]]\nextension = "101"\npassword = "pass101"\nsession_timers = "no"\n',
+            4,
+            "session_timers must be true or false",
+        ),
+        ('[[trunks]]\nname = "c"\nsession_timers = 0\n', 3, "session_timers must be"),
         (
             '[[accounts]]\nextension = "101"\npassword = "pass101"\n\n[[accounts]]\n'
             'extension = "101"\npassword = "pass101"\n',
@@ -110,3 +118,16 @@ def test_mistakes_name_line_and_reason(text: str, line: int, reason: str) -> Non
     assert error.value.line == line
     assert reason in str(error.value)
     assert str(error.value).startswith(f"cc.toml:{line}: ")
+
+
+def test_session_timer_settings() -> None:
+    config = parse_config(
+        "[sip]\nsession_expires = 600\nmin_se = 120\n"
+        '[[accounts]]\nextension = "101"\npassword = "pass101"\nsession_timers = false\n'
+        '[[trunks]]\nname = "carrier"\nsession_timers = false\n'
+    )
+    assert (config.sip.session_expires, config.sip.min_se) == (600, 120)
+    assert not config.accounts[0].session_timers and not config.trunks[0].session_timers
+    defaults = parse_config('[[accounts]]\nextension = "101"\npassword = "pass101"\n')
+    assert (defaults.sip.session_expires, defaults.sip.min_se) == (1800, 90)
+    assert defaults.accounts[0].session_timers

@@ -165,3 +165,23 @@ async def test_a_retry_after_a_timeout_does_not_duplicate_the_task(pool: asyncpg
     (task,) = portal.tasks.values()  # the retry listed same-title tasks and adopted it
     assert (await refs_of(pool, f"task/{task_id}"))["task_id"] == task["id"]
     assert [m for m, _ in portal.hits].count("tasks.task.add") == 1
+
+
+async def test_the_portals_responsible_user_becomes_the_contacts_manager(
+    pool: asyncpg.Pool,
+) -> None:
+    """The user Bitrix24 has assigned to the caller's contact (ASSIGNED_BY_ID of
+    searchCrmEntities, mapped to an extension by user_map) becomes our contact's responsible
+    manager, as with amoCRM: the next inbound call rings that manager first."""
+    portal = await BitrixPortal().start()
+    try:
+        portal.add_entity("+79151234567", "CONTACT", 42, assigned=9)
+        endpoint = b24(portal)
+        store = CrmStore(pool, endpoints=[endpoint], default_country_code="7")
+        await missed_call(store, "+79151234567")  # no manager of ours yet: the task searches
+        assert (await store.get_contact("+79151234567")).responsible is None  # type: ignore[union-attr]
+        await drain(pool, OutboxWorker(pool, [endpoint], policy=FAST))
+    finally:
+        await portal.stop()
+    contact = await store.get_contact("+79151234567")
+    assert contact is not None and contact.responsible == "102"

@@ -21,8 +21,7 @@ import pytest
 
 from callcenter.campaign_cli import progress_line
 from callcenter.runtime import start_engine
-from crm_bridge import PgLeadStore
-from dialer import Campaign, NewLead
+from dialer import Campaign, NewLead, PgLeadStore
 from sip_test_env import tools
 from sip_test_env.audio import (
     band_energy_db,

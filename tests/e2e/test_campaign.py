@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from callcenter.runtime import Engine, start_engine
-from crm_bridge import PgLeadStore
 from dialer import (
     Campaign,
     NewLead,
+    PgLeadStore,
 )
 from sip_test_env import tools
 from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav

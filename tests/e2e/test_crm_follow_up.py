@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from callcenter.follow_up import FOLLOW_UP_TEXT, open_follow_ups
 from callcenter.runtime import Engine
-from crm_bridge import CallbackRequest, CallEnded, CallStarted
+from crm_bridge import FOLLOW_UP_TEXT, CallbackRequest, CallEnded, CallStarted, open_follow_ups
 
 from .conftest import AGENT_KEY, api_url, bearer
 

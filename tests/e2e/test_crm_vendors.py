@@ -16,8 +16,7 @@ import asyncpg
 import pytest
 
 from callcenter.runtime import start_engine
-from crm_bridge import PgLeadStore
-from dialer import Campaign, NewLead
+from dialer import Campaign, NewLead, PgLeadStore
 from sip_test_env import carrier
 from sip_test_env.amocrm import AmoAccount
 from sip_test_env.audio import write_tone_wav

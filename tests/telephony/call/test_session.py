@@ -23,9 +23,11 @@ from telephony.call.session import (
     Role,
     Send,
     SendAck,
+    SendInvite,
     SessionInput,
     SessionState,
 )
+from telephony.call.session_timer import DISABLED, SessionTimerConfig
 from telephony.sip import (
     Dialog,
     Headers,
@@ -73,6 +75,8 @@ class Pair:
     uas_sdp: OfferAnswer
     seen: dict[str, list[object]] = field(default_factory=lambda: {"uac": [], "uas": []})
     held_back: list[tuple[str, Effect]] = field(default_factory=list)
+    now: float = 0.0
+    """The virtual clock: passed with every message delivered (session timers)."""
 
     def side(self, name: str) -> InviteSession:
         return self.uac if name == "uac" else self.uas
@@ -88,7 +92,21 @@ class Pair:
             if isinstance(effect, Respond):
                 response = _wire(effect.response)
                 assert isinstance(response, SipResponse)
-                self.deliver(other, self.side(other).receive_response(response))
+                self.deliver(other, self.side(other).receive_response(response, now=self.now))
+            elif isinstance(effect, SendInvite):
+                # The INVITE again (after a 422): a new server transaction, a new UAS session.
+                request = _wire(effect.request)
+                assert isinstance(request, SipRequest)
+                self.uas = InviteSession(
+                    request,
+                    Role.UAS,
+                    local_tag=secrets.token_hex(4),
+                    contact=self.uas.contact,
+                    new_via=self.uas.new_via,
+                    negotiator=self.uas_sdp,
+                    session_timer=self.uas.timer.config,
+                )
+                self.deliver("uas", self.uas.admit())
             elif isinstance(effect, Send | SendAck):
                 request = _wire(effect.request)
                 assert isinstance(request, SipRequest)
@@ -96,7 +114,7 @@ class Pair:
                 if request.method == "CANCEL":
                     self.deliver(other, receiver.receive_cancel(request))
                 else:
-                    self.deliver(other, receiver.receive_request(request))
+                    self.deliver(other, receiver.receive_request(request, now=self.now))
             else:
                 self.seen[sender].append(effect)
                 if isinstance(effect, Respond | Send | SendAck):
@@ -108,7 +126,15 @@ class Pair:
             self.deliver(sender, [effect])
 
 
-def invite_pair(*, offer: bool = True) -> Pair:
+def invite_pair(
+    *,
+    offer: bool = True,
+    uac_timer: SessionTimerConfig = DISABLED,
+    uas_timer: SessionTimerConfig = DISABLED,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Pair:
+    """A UAC and a UAS session for one INVITE (`headers` added to it), with their session
+    timer settings."""
     uac_sdp = OfferAnswer(local_host=UAC_HOST, local_port=40000)
     uas_sdp = OfferAnswer(local_host=UAS_HOST, local_port=50000)
     tag = secrets.token_hex(4)
@@ -120,6 +146,8 @@ def invite_pair(*, offer: bool = True) -> Pair:
     invite.headers.add("Call-ID", secrets.token_hex(8) + "@" + UAC_HOST)
     invite.headers.add("CSeq", "1 INVITE")
     invite.headers.add("Contact", f"<sip:101@{UAC_HOST}:5060>")
+    for name, value in headers:
+        invite.headers.add(name, value)
     if offer:
         invite.body = uac_sdp.make_offer()
         invite.headers.add("Content-Type", "application/sdp")
@@ -130,6 +158,7 @@ def invite_pair(*, offer: bool = True) -> Pair:
         contact=NameAddr(None, _uri(None, UAC_HOST), {}),
         new_via=lambda: _via(UAC_HOST),
         negotiator=uac_sdp,
+        session_timer=uac_timer,
     )
     received = _wire(invite)
     assert isinstance(received, SipRequest)
@@ -140,6 +169,7 @@ def invite_pair(*, offer: bool = True) -> Pair:
         contact=NameAddr(None, _uri(None, UAS_HOST), {}),
         new_via=lambda: _via(UAS_HOST),
         negotiator=uas_sdp,
+        session_timer=uas_timer,
     )
     return Pair(uac, uas, uac_sdp, uas_sdp)
 
@@ -147,7 +177,7 @@ def invite_pair(*, offer: bool = True) -> Pair:
 def answered(pair: Pair) -> Pair:
     pair.deliver("uas", pair.uas.ring())
     pair.uas_sdp.accept_offer(pair.uas.invite.body)
-    pair.deliver("uas", pair.uas.answer())
+    pair.deliver("uas", pair.uas.answer(now=pair.now))
     return pair
 
 
@@ -290,6 +320,45 @@ def test_no_ack_for_our_200_hangs_up_with_bye() -> None:
     assert isinstance(timeout[0], Send) and timeout[0].request.method == "BYE"
     assert timeout[1] == Ended(pair.uas.call_id, "timeout", None)
     assert effects and pair.uas.timeout() == []
+
+
+def test_hanging_up_before_the_ack_waits_for_it_to_send_bye() -> None:
+    """RFC 3261 15: no BYE on a confirmed dialog before the ACK of our 2xx (or its timeout)."""
+    pair = invite_pair()
+    pair.uas_sdp.accept_offer(pair.uas.invite.body)
+    ok = pair.uas.answer()
+    assert pair.uas.hangup("agent-left") == []
+    assert pair.uas.state is SessionState.ANSWERING and pair.uas.hangup() == []
+    [respond] = [e for e in ok if isinstance(e, Respond)]
+    response = _wire(respond.response)
+    assert isinstance(response, SipResponse)
+    uac_effects = pair.uac.receive_response(response)
+    [ack] = [e for e in uac_effects if isinstance(e, SendAck)]
+    request = _wire(ack.request)
+    assert isinstance(request, SipRequest)
+    effects = pair.uas.receive_request(request)
+    assert [type(e) for e in effects] == [Send, Ended]
+    assert isinstance(effects[0], Send) and effects[0].request.method == "BYE"
+    assert effects[1] == Ended(pair.uas.call_id, "agent-left", None)
+    assert pair.uas.state is SessionState.ENDED
+
+
+def test_hanging_up_before_an_ack_that_never_comes_byes_at_the_timeout() -> None:
+    pair = invite_pair()
+    pair.uas_sdp.accept_offer(pair.uas.invite.body)
+    pair.uas.answer()
+    assert pair.uas.hangup("agent-left") == []
+    timeout = pair.uas.timeout()
+    assert [type(e) for e in timeout] == [Send, Ended]
+    assert timeout[1] == Ended(pair.uas.call_id, "agent-left", None)
+
+
+def test_at_shutdown_the_bye_does_not_wait_for_the_ack() -> None:
+    pair = invite_pair()
+    pair.uas_sdp.accept_offer(pair.uas.invite.body)
+    pair.uas.answer()
+    effects = pair.uas.hangup("shutdown")
+    assert [type(e) for e in effects] == [Send, Ended]
 
 
 def test_an_unanswered_invite_times_out_with_408() -> None:

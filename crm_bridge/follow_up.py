@@ -9,7 +9,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from crm_bridge import CrmError, CrmStore
+from .errors import CrmError
+from .store import CrmStore
 
 logger = logging.getLogger(__name__)
 

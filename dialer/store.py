@@ -1,8 +1,6 @@
-"""The dialer's store: campaigns, leads, attempts and the do-not-call list in PostgreSQL.
-
-`PgLeadStore` implements the dialer's `LeadStore` protocol structurally (this package never
-imports the dialer): it returns its own rows with the dialer's field names, and the composition
-root adapts them (`dialer.Lead.from_record(...)`).
+"""The dialer's store: campaigns, leads, attempts and the do-not-call list in PostgreSQL,
+in the dialer's own types (Campaign, Lead, Attempt, Claim, CampaignProgress). The tables are
+part of the engine's one schema (crm_bridge/migrations).
 
 Several engine nodes may share the database. A lead is claimed with `SELECT ... FOR UPDATE SKIP
 LOCKED` and its attempt is reserved in the same transaction, before any INVITE goes out; the
@@ -13,44 +11,38 @@ try is a new attempt number after the retry delay.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from telephony import numbers
+
+from .amd import Verdict
 from .errors import Conflict, InvalidInput, NotFound
-from .models import row_fields
-from .phone import normalize_phone
+from .model import (
+    ATTEMPT_OUTCOMES,
+    CAMPAIGN_TRANSITIONS,
+    Attempt,
+    Campaign,
+    CampaignProgress,
+    CampaignState,
+    Claim,
+    Lead,
+)
 
 logger = logging.getLogger(__name__)
 
-ATTEMPT_OUTCOMES = (
-    "answered-human",
-    "answered-machine",
-    "busy",
-    "no-answer",
-    "failed",
-    "abandoned",
-    "rejected",
-    "dnc",
-    "outcome-unknown",
-)
-"""Same list as dialer.ATTEMPT_OUTCOMES (a test holds them together)."""
-
-# {(state, command): next state}: a copy of dialer.CAMPAIGN_TRANSITIONS, which this package may
-# not import; tests/crm_bridge/test_leads_store.py checks the two agree.
-CAMPAIGN_TRANSITIONS: Mapping[tuple[str, str], str] = {
-    ("draft", "start"): "running",
-    ("draft", "stop"): "finished",
-    ("running", "pause"): "paused",
-    ("running", "stop"): "finished",
-    ("paused", "resume"): "running",
-    ("paused", "stop"): "finished",
+_TRANSITIONS: Mapping[tuple[str, str], str] = {
+    (state.value, command.value): new.value
+    for (state, command), new in CAMPAIGN_TRANSITIONS.items()
 }
+"""CAMPAIGN_TRANSITIONS as the campaigns.state column spells them."""
 
 _CAMPAIGN_SETTINGS = (
     "name",
@@ -83,98 +75,6 @@ _CAMPAIGN_SETTINGS = (
 
 
 @dataclass(frozen=True)
-class StoredCampaign:
-    """A campaign row (field names as dialer.Campaign)."""
-
-    id: int
-    name: str
-    caller_id: str
-    trunk: str
-    agents: tuple[str, ...]
-    ring_group: str | None
-    mode: str
-    ratio: float
-    abandon_cap: float
-    abandon_window_days: int
-    max_attempts: int
-    retry_delays: dict[str, float]
-    """Seconds before the next attempt per outcome; outcomes absent end the lead."""
-    window_start: time
-    window_end: time
-    window_days: tuple[int, ...]
-    tz_default: str
-    max_ring_seconds: float
-    machine_action: str
-    voicemail_prompt: str | None
-    amd: bool
-    amd_max_seconds: float
-    amd_initial_silence_seconds: float
-    amd_unsure: str
-    safe_harbor_prompt: str | None
-    flow: str | None
-    lines: int
-    require_consent: bool
-    state: str
-    """draft, running, paused or finished."""
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    """First start."""
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
-class StoredLead:
-    """A lead row (field names as dialer.Lead)."""
-
-    id: int
-    campaign_id: int
-    phone: str
-    tz: str
-    name: str | None
-    data: dict[str, Any]
-    consent: bool | None
-    responsible: str | None
-    status: str
-    """pending, in-progress, done or dnc."""
-    attempts: int
-    """Attempts reserved so far (the latest attempt's number)."""
-    next_attempt_at: datetime
-    last_outcome: str | None
-    callback_agent: str | None = None
-    """The agent who promised to call back (gets the next attempt)."""
-
-
-@dataclass(frozen=True)
-class StoredAttempt:
-    """An attempt row (field names as dialer.Attempt)."""
-
-    id: int
-    lead_id: int
-    campaign_id: int
-    attempt_no: int
-    reserved_at: datetime
-    node: str
-    call_id: str | None
-    dialled_at: datetime | None
-    outcome: str | None
-    ended_at: datetime | None
-    agent: str | None
-    amd_verdict: str | None = None
-    amd_reason: str | None = None
-    amd_confidence: float | None = None
-    amd_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class LeadClaim:
-    """A lead claimed by this node and the attempt reserved for it (as dialer.Claim)."""
-
-    lead: StoredLead
-    attempt: StoredAttempt
-
-
-@dataclass(frozen=True)
 class LeadImportSummary:
     """What an import did to a campaign's leads."""
 
@@ -196,43 +96,26 @@ class DncEntry:
     added_at: datetime
 
 
-@dataclass(frozen=True)
-class DialerProgress:
-    """A campaign's counts (field names as dialer.CampaignProgress)."""
-
-    total: int
-    dialled: int
-    answered_human: int
-    """Live answers: connected or abandoned."""
-    answered_machine: int
-    connected: int
-    abandoned: int
-    remaining: int
-    done: int
-    dnc: int
-    in_flight: int
-
-    @property
-    def abandon_rate(self) -> float:
-        return self.abandoned / self.answered_human if self.answered_human else 0.0
+def _fields(cls: type, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row's columns that `cls` (a dataclass) has, for `cls(**...)`."""
+    return {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row}
 
 
-def _campaign(row: Mapping[str, Any]) -> StoredCampaign:
-    fields = row_fields(StoredCampaign, row)
-    fields["agents"] = tuple(fields["agents"])
-    fields["window_days"] = tuple(fields["window_days"])
+def _campaign(row: Mapping[str, Any]) -> Campaign:
+    fields = _fields(Campaign, row)
     fields["retry_delays"] = json.loads(fields["retry_delays"])
-    return StoredCampaign(**fields)
+    fields["state"] = CampaignState(fields["state"])
+    return Campaign(**fields)
 
 
-def _lead(row: Mapping[str, Any]) -> StoredLead:
-    fields = row_fields(StoredLead, row)
+def _lead(row: Mapping[str, Any]) -> Lead:
+    fields = _fields(Lead, row)
     fields["data"] = json.loads(fields["data"])
-    return StoredLead(**fields)
+    return Lead(**fields)
 
 
-def _attempt(row: Mapping[str, Any]) -> StoredAttempt:
-    return StoredAttempt(**row_fields(StoredAttempt, row))
+def _attempt(row: Mapping[str, Any]) -> Attempt:
+    return Attempt(**_fields(Attempt, row))
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -241,8 +124,8 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return getattr(obj, name, default)
 
 
-AMD_VERDICTS = ("human", "machine", "unsure", "sit", "fax")
-"""dialer.Verdict's values (the attempts.amd_verdict CHECK)."""
+AMD_VERDICTS = tuple(v.value for v in Verdict)
+"""The attempts.amd_verdict CHECK's values."""
 
 CALLBACK_GRACE = timedelta(minutes=15)
 """How long a promised callback waits for its agent before any agent of the campaign may call."""
@@ -260,14 +143,18 @@ class PgLeadStore:
         """`default_country_code` completes national numbers given to the DNC methods."""
         self._pool = pool
         self.default_country_code = default_country_code
-        normalize_phone("+10000000", default_country_code)  # validates the code early
+        self.normalize("+10000000")  # validates the code early
 
     def normalize(self, phone: str) -> str:
-        return normalize_phone(phone, self.default_country_code)
+        """`phone` as E.164; InvalidInput saying what is wrong with junk."""
+        try:
+            return numbers.normalize_phone(phone, self.default_country_code)
+        except numbers.PhoneNumberError as exc:
+            raise InvalidInput(str(exc)) from None
 
     # -- campaigns -----------------------------------------------------------------------------
 
-    async def create_campaign(self, settings: Any, *, now: datetime) -> StoredCampaign:
+    async def create_campaign(self, settings: Any, *, now: datetime) -> Campaign:
         """Store a new campaign (draft) from `settings`: a dialer.Campaign, or any object or
         mapping with its field names (missing ones take the schema's defaults)."""
         values = {}
@@ -306,25 +193,25 @@ class PgLeadStore:
         logger.info("campaign %s created (id %d)", campaign.name, campaign.id)
         return campaign
 
-    async def get_campaign(self, campaign_id: int) -> StoredCampaign:
+    async def get_campaign(self, campaign_id: int) -> Campaign:
         return await self._one_campaign("id", campaign_id, f"no campaign {campaign_id}")
 
-    async def get_campaign_by_name(self, name: str) -> StoredCampaign:
+    async def get_campaign_by_name(self, name: str) -> Campaign:
         return await self._one_campaign("name", name, f"no campaign named {name!r}")
 
-    async def _one_campaign(self, column: str, value: object, missing: str) -> StoredCampaign:
+    async def _one_campaign(self, column: str, value: object, missing: str) -> Campaign:
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(f"SELECT * FROM campaigns WHERE {column} = $1", value)
         if row is None:
             raise NotFound(missing)
         return _campaign(row)
 
-    async def list_campaigns(self) -> list[StoredCampaign]:
+    async def list_campaigns(self) -> list[Campaign]:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch("SELECT * FROM campaigns ORDER BY id")
         return [_campaign(r) for r in rows]
 
-    async def set_state(self, campaign_id: int, command: str, *, now: datetime) -> StoredCampaign:
+    async def set_state(self, campaign_id: int, command: str, *, now: datetime) -> Campaign:
         """Apply start / pause / resume / stop; Conflict when the campaign's state refuses it."""
         command = str(getattr(command, "value", command))
         async with self._pool.acquire() as conn, conn.transaction():
@@ -333,7 +220,7 @@ class PgLeadStore:
             )
             if state is None:
                 raise NotFound(f"no campaign {campaign_id}")
-            new = CAMPAIGN_TRANSITIONS.get((state, command))
+            new = _TRANSITIONS.get((state, command))
             if new is None:
                 raise Conflict(f"cannot {command} a campaign that is {state}")
             row = await conn.fetchrow(
@@ -432,14 +319,14 @@ class PgLeadStore:
         )
         return LeadImportSummary(inserted, merged, dnc)
 
-    async def get_lead(self, lead_id: int) -> StoredLead:
+    async def get_lead(self, lead_id: int) -> Lead:
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM leads WHERE id = $1", lead_id)
         if row is None:
             raise NotFound(f"no lead {lead_id}")
         return _lead(row)
 
-    async def list_leads(self, campaign_id: int, *, status: str | None = None) -> list[StoredLead]:
+    async def list_leads(self, campaign_id: int, *, status: str | None = None) -> list[Lead]:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT * FROM leads WHERE campaign_id = $1 AND ($2::text IS NULL OR status = $2)"
@@ -449,7 +336,7 @@ class PgLeadStore:
             )
         return [_lead(r) for r in rows]
 
-    async def lead_attempts(self, lead_id: int) -> list[StoredAttempt]:
+    async def lead_attempts(self, lead_id: int) -> list[Attempt]:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT * FROM attempts WHERE lead_id = $1 ORDER BY attempt_no", lead_id
@@ -466,7 +353,7 @@ class PgLeadStore:
         now: datetime,
         node: str,
         idle_agents: Sequence[str] | None = None,
-    ) -> list[LeadClaim]:
+    ) -> list[Claim]:
         """Up to `n` leads of a running campaign that are due (next_attempt_at <= now), within
         calling hours in their zone, not on a DNC list, with consent not refused and under the
         campaign's max attempts; each gets a NEW attempt reserved for `node` in this same
@@ -519,7 +406,7 @@ class PgLeadStore:
             )
         by_lead = {a["lead_id"]: _attempt(a) for a in attempts}
         claims = [
-            LeadClaim(_lead(r), by_lead[r["id"]])
+            Claim(_lead(r), by_lead[r["id"]])
             for r in sorted(leads, key=lambda r: (r["next_attempt_at"], r["id"]))
         ]
         logger.debug("node %s claimed %d leads of campaign %d", node, len(claims), campaign_id)
@@ -527,7 +414,7 @@ class PgLeadStore:
 
     async def reserve_attempt(
         self, lead_id: int, attempt_no: int, *, now: datetime, node: str
-    ) -> StoredAttempt:
+    ) -> Attempt:
         """Reserve attempt `attempt_no` of a lead directly (the claim does this for the dialer);
         Conflict when that attempt exists: an attempt number is never used twice."""
         async with self._pool.acquire() as conn:
@@ -570,7 +457,7 @@ class PgLeadStore:
         now: datetime,
         retry_at: datetime | None = None,
         agent: str | None = None,
-    ) -> StoredLead:
+    ) -> Lead:
         """Close the attempt with `outcome` and reschedule its lead: after the campaign's retry
         delay for that outcome (or at `retry_at`: a callback), unless it has had its max
         attempts or the outcome is final (then done; dnc for dnc). Returns the lead."""
@@ -637,7 +524,7 @@ class PgLeadStore:
                 now,
             )
 
-    async def close_interrupted_attempts(self, node: str, *, now: datetime) -> list[StoredAttempt]:
+    async def close_interrupted_attempts(self, node: str, *, now: datetime) -> list[Attempt]:
         """After a crash or restart of `node`: its attempts still open are closed as
         outcome-unknown (the INVITE may or may not have gone out) and their leads rescheduled
         by the outcome-unknown retry delay; a retry is always a new attempt number."""
@@ -664,7 +551,7 @@ class PgLeadStore:
         *,
         now: datetime,
         retry_at: datetime | None,
-    ) -> StoredLead:
+    ) -> Lead:
         lead = await conn.fetchrow(
             "SELECT l.*, c.max_attempts, c.retry_delays, "
             f" {_DNC_MATCH} AS on_dnc"
@@ -698,7 +585,7 @@ class PgLeadStore:
         )
         return _lead(row)
 
-    async def campaign_progress(self, campaign_id: int) -> DialerProgress:
+    async def campaign_progress(self, campaign_id: int) -> CampaignProgress:
         async with self._pool.acquire() as conn:
             leads = await conn.fetchrow(
                 "SELECT count(*) AS total,"
@@ -722,7 +609,7 @@ class PgLeadStore:
                 " FROM attempts WHERE campaign_id = $1",
                 campaign_id,
             )
-        return DialerProgress(
+        return CampaignProgress(
             total=leads["total"],
             dialled=attempts["dialled"],
             answered_human=attempts["answered_human"],
@@ -977,7 +864,7 @@ class PgLeadStore:
                 "SELECT * FROM dnc WHERE campaign_id IS NOT DISTINCT FROM $1 ORDER BY phone",
                 campaign_id,
             )
-        return [DncEntry(**row_fields(DncEntry, r)) for r in rows]
+        return [DncEntry(**_fields(DncEntry, r)) for r in rows]
 
     async def dnc_contains(self, phone: str, *, campaign_id: int | None = None) -> bool:
         """Whether `phone` is barred globally or (given a campaign) in that campaign."""

@@ -1,0 +1,105 @@
+"""The running engine: one typed object holding the services `runtime.start_engine` built,
+complete from the moment it exists. The API, the CLI and tests reach the engine's parts
+through it; it knows nothing of the API (the HTTP app holds the engine, not the reverse)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from crm_bridge import CrmStore, MonitoringStore, OutboxWorker
+from dialer import CampaignSupervisor
+from ivr import IvrService
+from pbx import ClickToCall, Switchboard
+from telephony.aio import TaskSet, UserAgent
+
+from .config import Config
+from .database import Database
+from .dialogs import PersistentDialogs
+from .events import AgentEvents, LiveBus
+from .journal import CallJournal, MonitorAudit
+from .keepalive import Keepalives
+from .live import LiveFeed
+from .recording import Recordings
+from .registrations import PersistentBindings
+
+
+@dataclass
+class Engine:
+    """A running engine: SIP user agent, PBX and the services around it. A service whose
+    feature is off is None: no database (store, journal, outbox, monitoring, audit, campaigns,
+    bindings, dialogs), recording disabled, no IVR flows."""
+
+    config: Config
+    ua: UserAgent
+    switchboard: Switchboard
+    click_to_call: ClickToCall
+    events: AgentEvents
+    """Per-agent streams (screen pops, presence)."""
+    live: LiveBus
+    """The dashboard's event bus (agents, calls, campaigns, tasks)."""
+    live_feed: LiveFeed
+    background: TaskSet
+    """Work running beside the engine (cancelled at stop)."""
+    database: Database | None = None
+    store: CrmStore | None = None
+    journal: CallJournal | None = None
+    outbox: OutboxWorker | None = None
+    monitoring: MonitoringStore | None = None
+    audit: MonitorAudit | None = None
+    """Pickups (with their CRM event) and the monitoring audit."""
+    recordings: Recordings | None = None
+    campaigns: CampaignSupervisor | None = None
+    ivr: IvrService | None = None
+    """IVR flows: DIDs routed to `ivr:FLOW`, and the runners broadcasts use."""
+    bindings: PersistentBindings | None = None
+    keepalives: Keepalives | None = None
+    """OPTIONS pings to registered phones ([sip] keepalive_interval > 0)."""
+    dialogs: PersistentDialogs | None = None
+    """Answered dialogs kept in the database (BYE after a crash)."""
+    call_outcomes: Counter[str] = field(default_factory=Counter)
+    """Calls ended since start, by outcome (GET /metrics)."""
+    http: web.AppRunner | None = None
+    """The HTTP listener, once started (the app holds the engine, so it comes after)."""
+
+    @property
+    def sip_port(self) -> int:
+        return self.ua.endpoint.port
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the engine; cancelled at stop, forgotten once done."""
+        self.background.spawn(work)
+
+    async def stop(self) -> None:
+        for task in self.background:
+            task.cancel()
+        if self.http is not None:
+            await self.http.cleanup()
+        if self.campaigns is not None:
+            await self.campaigns.stop()
+        if self.ivr is not None:
+            await self.ivr.shutdown()
+        await self.click_to_call.shutdown()
+        await self.switchboard.shutdown()
+        await self.switchboard.events.drain()
+        if self.audit is not None:
+            await self.audit.drain(timeout=5)
+        # Let the BYEs leave before the sockets close.
+        await asyncio.sleep(0.05)
+        await self.ua.close()
+        if self.bindings is not None:
+            await self.bindings.flush()
+        if self.dialogs is not None:
+            await self.dialogs.stop()
+        if self.outbox is not None:
+            await self.outbox.stop()
+        if self.database is not None:
+            await self.database.close()
+
+
+__all__ = ["Engine"]
