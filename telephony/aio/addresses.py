@@ -67,6 +67,23 @@ def for_socket(host: str, family: int) -> str:
     return host
 
 
+def udp_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to host:port, for `create_datagram_endpoint(sock=)`.
+    On :: it takes IPv4 too whatever the system's default (net.ipv6.bindv6only): one socket
+    serves both families, IPv4 peers appearing IPv4-mapped."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if host == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
     """CIDRs (or single addresses) as networks; ValueError names the bad one."""
     networks = []
@@ -176,5 +193,6 @@ __all__ = [
     "for_socket",
     "parse_networks",
     "route_source",
+    "udp_socket",
     "unmap",
 ]

@@ -34,7 +34,7 @@ from telephony.sip import (
 )
 from telephony.sip import make_response as _make_response
 
-from .addresses import DEFAULT_LOCAL_NETWORKS, AddressChooser, for_socket, unmap
+from .addresses import DEFAULT_LOCAL_NETWORKS, AddressChooser, for_socket, udp_socket, unmap
 from .tasks import TaskSet
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class SipEndpoint:
     async def start(self) -> None:
         host, port = self.config.host, self.config.port
         transport, protocol = await self._loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(host, port)
+            lambda: _UdpProtocol(self), sock=udp_socket(host, port)
         )
         self._udp = protocol
         self._udp_family = transport.get_extra_info("socket").family

@@ -17,7 +17,7 @@ from typing import cast
 
 from telephony.rtp.rtcp_session import RtcpSession
 
-from .addresses import for_socket
+from .addresses import for_socket, udp_socket
 
 logger = logging.getLogger(__name__)
 
@@ -242,11 +242,11 @@ class RtpPortPool:
             try:
                 _, endpoint = await loop.create_datagram_endpoint(
                     functools.partial(RtpEndpoint, port, loop, self.cname),
-                    local_addr=(self.host, port),
+                    sock=udp_socket(self.host, port),
                 )
                 assert endpoint is not None
                 _, sink = await loop.create_datagram_endpoint(
-                    functools.partial(_RtcpPort, endpoint), local_addr=(self.host, port + 1)
+                    functools.partial(_RtcpPort, endpoint), sock=udp_socket(self.host, port + 1)
                 )
             except OSError:
                 # Someone else holds it: skip it, try it again much later.
