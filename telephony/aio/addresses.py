@@ -146,8 +146,14 @@ class AddressChooser:
         return self._cached(host, lambda: route_source(host) or self._default_local(":" in host))
 
     def for_peer(self, host: str) -> str:
-        """The address `host` must see in our Via, Contact and SDP."""
-        if self.external is not None and not self.is_local(host):
+        """The address `host` must see in our Via, Contact and SDP. The external address is
+        for peers of its own family: an IPv6 peer of a dual-stack engine behind an IPv4 NAT
+        reaches the engine's own IPv6 address."""
+        if (
+            self.external is not None
+            and (":" in self.external) == (":" in unmap(host))
+            and not self.is_local(host)
+        ):
             return self.external
         return self.local_for(host)
 

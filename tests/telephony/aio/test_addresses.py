@@ -69,6 +69,11 @@ def test_the_address_each_peer_sees() -> None:
     assert wildcard.for_peer("127.0.0.1") == "127.0.0.1"
     assert wildcard.default() != "0.0.0.0"
 
+    dual = AddressChooser("::", external="203.0.113.7")
+    assert dual.for_peer("198.51.100.10") == "203.0.113.7"
+    assert dual.for_peer("::1") == "::1"  # local
+    assert dual.for_peer("2001:db8::99") != "203.0.113.7"  # an IPv4 NAT is no way for IPv6
+
     chosen = AddressChooser("0.0.0.0", external="203.0.113.7", local_networks=["10.0.0.0/8"])
     assert chosen.for_peer("127.0.0.1") == "203.0.113.7"  # loopback is not listed here
     assert chosen.is_local("10.0.0.1") and not chosen.is_local("carrier.example")
