@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _child import LineChild
 from _proc import host_busy_percent, host_busy_seconds, proc_cpu_seconds, proc_rss_mb
 
 if TYPE_CHECKING:
@@ -127,11 +127,13 @@ def _child_main(args: argparse.Namespace) -> None:
             profiler.dump_stats(args.profile)
 
 
-class EngineProcess:
+class EngineProcess(LineChild):
     """The engine child: a line protocol on its stdin/stdout ("stats", "quit")."""
 
+    exited = "engine process exited; see engine.log in the work directory"
+
     def __init__(self, proc: asyncio.subprocess.Process, loop_name: str) -> None:
-        self.proc = proc
+        super().__init__(proc)
         self.loop_name = loop_name
 
     @classmethod
@@ -151,32 +153,6 @@ class EngineProcess:
         hello = await asyncio.wait_for(engine._read(), 60)
         engine.loop_name = str(hello.get("loop"))
         return engine
-
-    async def _read(self) -> dict[str, object]:
-        assert self.proc.stdout is not None
-        line = await self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("engine process exited; see engine.log in the work directory")
-        return json.loads(line)  # type: ignore[no-any-return]
-
-    async def stats(self) -> dict[str, int]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"stats\n")
-        await self.proc.stdin.drain()
-        return await self._read()  # type: ignore[return-value]
-
-    async def stop(self) -> None:
-        if self.proc.returncode is not None:
-            return
-        assert self.proc.stdin is not None
-        with contextlib.suppress(ConnectionError):
-            self.proc.stdin.write(b"quit\n")
-            await self.proc.stdin.drain()
-        try:
-            await asyncio.wait_for(self.proc.wait(), 20)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
 
 
 # -- what the kernel says -------------------------------------------------------------------

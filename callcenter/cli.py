@@ -25,15 +25,28 @@ what each command does:
                  (OpenAPI at /api/openapi.json), dashboard and /metrics
   campaign       create, start, pause, resume, stop and watch dialer campaigns over the API
   check-config   validate a config file and exit (status 2 with the line and reason on errors)
+  tls-selfsigned make a self-signed certificate and key for [sip] tls_listen
 
 examples:
   callcenter serve --config callcenter.toml
   callcenter serve --config callcenter.toml --log-format json --http-listen 0.0.0.0:8080
   callcenter check-config callcenter.toml
+  callcenter tls-selfsigned --out var/tls --name pbx.example.com --name 127.0.0.1
   callcenter campaign --key "$CALLCENTER_API_KEY" create spring --leads leads.csv --agents 101,102
   callcenter campaign status spring --watch
 
 Run `callcenter COMMAND --help` for a command's options.
+"""
+
+SELFSIGNED_EPILOG = """\
+example:
+  callcenter tls-selfsigned --out var/tls --name pbx.example.com --name 203.0.113.7
+
+then in the config:
+  [sip]
+  tls_listen = "0.0.0.0:5061"
+  tls_certificate = "var/tls/cert.pem"
+  tls_key = "var/tls/key.pem"
 """
 
 SERVE_EPILOG = """\
@@ -102,6 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("config", help="the TOML config file to check")
+    selfsigned = commands.add_parser(
+        "tls-selfsigned",
+        help="make a self-signed certificate and key for SIP over TLS",
+        description="Write DIR/cert.pem and DIR/key.pem (ECDSA P-256, the key readable by its "
+        "owner only): a self-signed certificate for the given names (host names and IP "
+        "addresses, all in subjectAltName). Point [sip] tls_certificate and tls_key at them; "
+        "phones and providers that check certificates trust cert.pem as their CA file.",
+        epilog=SELFSIGNED_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    selfsigned.add_argument("--out", required=True, help="directory for cert.pem and key.pem")
+    selfsigned.add_argument(
+        "--name",
+        action="append",
+        help="a host name or IP address the certificate is for (repeat; default: localhost "
+        "and 127.0.0.1)",
+    )
+    selfsigned.add_argument(
+        "--days", type=int, default=825, help="validity in days (default: %(default)s)"
+    )
     auth = commands.add_parser(
         "crm-auth",
         help="store a CRM account's first OAuth tokens from an authorization code",
@@ -206,6 +239,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "campaign":
         return asyncio.run(campaign_cli.run(args))
+    if args.command == "tls-selfsigned":
+        from .tls import make_self_signed
+
+        if args.days < 1:
+            print("callcenter: --days must be at least 1", file=sys.stderr)
+            return 2
+        try:
+            cert, key = make_self_signed(
+                Path(args.out), args.name or ["localhost", "127.0.0.1"], days=args.days
+            )
+        except OSError as exc:
+            print(f"callcenter: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+            return 2
+        print(f"certificate {cert}\nkey {key}")
+        return 0
     try:
         config = load_config(args.config)
         if args.command == "check-config":

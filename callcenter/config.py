@@ -9,6 +9,7 @@ import hashlib
 import ipaddress
 import logging
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,10 +23,13 @@ from pbx.monitor import MonitorSettings
 from pbx.pickup import PickupGroup
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 from telephony.aio.addresses import DEFAULT_LOCAL_NETWORKS, parse_networks
+from telephony.call.offer_answer import SRTP_POLICIES
 
 logger = logging.getLogger(__name__)
 
 ROLES = ("agent", "supervisor")
+TRANSPORTS = ("udp", "tcp", "tls")
+"""How the engine reaches a trunk's `outbound` address."""
 _ENDPOINT_KEYS = {
     "name",
     "kind",
@@ -110,6 +114,9 @@ class Account:
     """Calls the agent should make or take per working day (the dashboard's plan; 0: none)."""
     session_timers: bool = True
     """RFC 4028 session timers on this phone's calls (false for a phone that misbehaves)."""
+    srtp: str = "off"
+    """SRTP (SDES) on this phone's calls: "off", "optional" (offers keys, takes plain RTP too)
+    or "required" (a plain RTP offer gets 488); telephony.call.offer_answer says more."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,17 @@ class SipSettings:
     keepalive_interval: float = 0.0
     """Seconds between OPTIONS pings to each registered phone (NAT bindings stay open, a
     phone that stops answering is marked unreachable and not rung); 0: no pings."""
+    tls_listen: HostPort | None = None
+    """Where SIP over TLS listens (e.g. 127.0.0.1:5061); None: no TLS listener."""
+    tls_certificate: Path | None = None
+    """PEM certificate chain of the TLS listener (`callcenter tls-selfsigned` makes one)."""
+    tls_key: Path | None = None
+    """PEM private key of `tls_certificate`."""
+    tls_verify: bool = True
+    """Check the certificate of a TLS peer we connect to (providers, phones): chain and host
+    name. false accepts any certificate (a test bench only)."""
+    tls_ca_file: Path | None = None
+    """CA certificates (PEM) trusted for `tls_verify`; None: the system's store."""
 
 
 @dataclass(frozen=True)
@@ -512,6 +530,11 @@ class _Reader:
             "external_address",
             "networks",
             "keepalive_interval",
+            "tls_listen",
+            "tls_certificate",
+            "tls_key",
+            "tls_verify",
+            "tls_ca_file",
         }
         self._check_keys(data, allowed, "sip")
         external = data.get("external_address")
@@ -530,6 +553,7 @@ class _Reader:
             raise self.fail(str(exc), table="sip", key="networks") from exc
         min_se = self._number(data, "min_se", 90, "sip", minimum=1)
         session_expires = self._number(data, "session_expires", 1800, "sip", minimum=min_se)
+        tls = self.tls(data)
         music = data.get("music_on_hold")
         music_path = (
             self._existing_file(music, "music_on_hold", table="sip", key="music_on_hold")
@@ -559,6 +583,7 @@ class _Reader:
                 key="digest_algorithms",
             )
         return SipSettings(
+            **tls,
             music_on_hold=music_path,
             digest_algorithms=tuple(algorithms),
             listen=self._hostport(
@@ -580,6 +605,57 @@ class _Reader:
             session_expires=int(session_expires),
             min_se=int(min_se),
         )
+
+    def tls(self, data: dict[str, Any]) -> dict[str, Any]:
+        """[sip] tls_*: the listener's address, certificate and key, and peer checking."""
+        files = {
+            key: self._existing_file(data[key], key, table="sip", key=key)
+            for key in ("tls_certificate", "tls_key", "tls_ca_file")
+            if data.get(key) is not None
+        }
+        listen = data.get("tls_listen")
+        if listen is not None and not {"tls_certificate", "tls_key"} <= set(files):
+            raise self.fail(
+                "tls_listen needs tls_certificate and tls_key", table="sip", key="tls_listen"
+            )
+        if {"tls_certificate", "tls_key"} <= set(files):
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    files["tls_certificate"], files["tls_key"]
+                )
+            except ssl.SSLError as exc:
+                raise self.fail(
+                    f"tls_certificate and tls_key do not load: {exc.reason or exc}",
+                    table="sip",
+                    key="tls_key",
+                ) from exc
+        verify = data.get("tls_verify", True)
+        if not isinstance(verify, bool):
+            raise self.fail("tls_verify must be true or false", table="sip", key="tls_verify")
+        tls_listen = self._hostport(listen, "sip", "tls_listen") if listen else None
+        sip_host = str(data.get("listen", "127.0.0.1:5060")).rpartition(":")[0].strip("[]")
+        if tls_listen is not None and tls_listen.host != sip_host:
+            raise self.fail(
+                f"tls_listen must be on the SIP listen address {sip_host}",
+                table="sip",
+                key="tls_listen",
+            )
+        return {
+            "tls_listen": tls_listen,
+            "tls_verify": verify,
+            **files,
+        }
+
+    def _srtp(self, item: dict[str, Any], what: str, table: str, index: int) -> str:
+        value = item.get("srtp", "off")
+        if value not in SRTP_POLICIES:
+            raise self.fail(
+                f"{what}: srtp must be one of {', '.join(SRTP_POLICIES)}",
+                table=table,
+                key="srtp",
+                index=index,
+            )
+        return str(value)
 
     def _existing_file(
         self, value: object, what: str, *, table: str, key: str, index: int = 0
@@ -609,6 +685,7 @@ class _Reader:
             "team",
             "daily_plan",
             "session_timers",
+            "srtp",
         }
         for index, item in enumerate(items):
             self._check_keys(item, allowed, "accounts", index)
@@ -645,9 +722,9 @@ class _Reader:
                     index=index,
                 )
             static = item.get("static_contact")
-            if static is not None and not str(static).startswith("sip:"):
+            if static is not None and not str(static).startswith(("sip:", "sips:")):
                 raise self.fail(
-                    f"account {extension}: static_contact must be a sip: URI",
+                    f"account {extension}: static_contact must be a sip: or sips: URI",
                     table="accounts",
                     key="static_contact",
                     index=index,
@@ -695,6 +772,7 @@ class _Reader:
                     role=role,
                     static_contact=static,
                     session_timers=timers,
+                    srtp=self._srtp(item, f"account {extension}", "accounts", index),
                 )
             )
         return tuple(result)
@@ -752,6 +830,8 @@ class _Reader:
                     "password",
                     "cps",
                     "session_timers",
+                    "transport",
+                    "srtp",
                 },
                 "trunks",
                 index,
@@ -783,9 +863,19 @@ class _Reader:
                     key="cps",
                     index=index,
                 )
+            transport = item.get("transport", "udp")
+            if transport not in TRANSPORTS:
+                raise self.fail(
+                    f"trunk {name}: transport must be one of {', '.join(TRANSPORTS)}",
+                    table="trunks",
+                    key="transport",
+                    index=index,
+                )
             result.append(
                 Trunk(
                     name=name,
+                    transport=transport,
+                    srtp=self._srtp(item, f"trunk {name}", "trunks", index),
                     cps=float(cps),
                     allow_from=tuple(allow),
                     outbound=_address(self._hostport(outbound, "trunks", "outbound"))

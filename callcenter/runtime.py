@@ -56,6 +56,7 @@ from .keepalive import Keepalives
 from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
+from .tls import tls_contexts
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ async def start_engine(
         # Read before this run answers anything: every row now is a dialog a crash left.
         dialog_store = DialogStore(database.pool, node=store.node)
         left_dialogs = await dialog_store.load()
+    tls_server, tls_client = tls_contexts(sip)
     ua_config = UserAgentConfig(
         endpoint=EndpointConfig(
             host=sip.listen.host,
@@ -105,6 +107,9 @@ async def start_engine(
             timers=TimerConfig(t1=sip.t1),
             external_address=sip.external_address,
             local_networks=sip.networks,
+            tls_port=sip.tls_listen.port if sip.tls_listen is not None else None,
+            tls_server=tls_server,
+            tls_client=tls_client,
         ),
         rtp_ports=sip.rtp_ports,
         rtp_inactivity_timeout=sip.rtp_inactivity_timeout,
@@ -150,7 +155,13 @@ async def start_engine(
     authenticator = Authenticator(passwords, realm=sip.realm, digest=digest, ban=ban)
     extensions = {
         a.extension: Extension(
-            a.extension, a.display_name, a.role, a.max_calls, a.team, a.session_timers
+            a.extension,
+            a.display_name,
+            a.role,
+            a.max_calls,
+            a.team,
+            a.session_timers,
+            srtp=a.srtp,
         )
         for a in config.accounts
     }

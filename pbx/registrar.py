@@ -62,8 +62,14 @@ class Registrar:
 
     def add_static(self, extension: str, uri: SipUri) -> None:
         """A phone that never registers (configured static contact)."""
-        transport = (uri.transport or "udp").lower()
-        peer: Peer = (transport, uri.host.strip("[]"), uri.port or 5060)
+        # sips: is TLS to port 5061 unless said otherwise (RFC 3261 19.1.2, 26.2.2).
+        secure = uri.scheme == "sips"
+        transport = (uri.transport or ("tls" if secure else "udp")).lower()
+        peer: Peer = (
+            transport,
+            uri.host.strip("[]"),
+            uri.port or (5061 if transport == "tls" else 5060),
+        )
         contact = NameAddr(display_name=None, uri=uri, params={})
         binding = Binding(extension, contact, peer, float("inf"), "static", 0, static=True)
         self._bindings.setdefault(extension, []).append(binding)

@@ -30,6 +30,11 @@ class Trunk:
     session_timers: bool = True
     """RFC 4028 session timers on this carrier's calls, both ways (off for one that
     misbehaves with them)."""
+    transport: str = "udp"
+    """How calls reach `outbound`: udp, tcp or tls (the certificate checked as [sip] tls_verify
+    and tls_ca_file say, against the outbound host name)."""
+    srtp: str = "off"
+    """SRTP (SDES) on this trunk's calls, both ways: off, optional or required."""
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,8 @@ class Extension:
     """A supervisor's agents: the extensions this one may listen to, whisper to, barge in on."""
     session_timers: bool = True
     """RFC 4028 session timers on the calls of this extension's phone, both ways."""
+    srtp: str = "off"
+    """SRTP policy of this phone's legs (off, optional, required)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class Switchboard:
         ua.on_incoming = self._on_incoming
         ua.on_request = self._on_request
         ua.session_timers_for = self._session_timers_for
+        ua.srtp_for = self._srtp_for
         ua.endpoint.filter = lambda peer: self.auth.allows(peer, now=ua.loop.time())
 
     def busy(self, extension: str) -> bool:
@@ -213,6 +216,7 @@ class Switchboard:
         # A carrier presents the customer's number; one of our extensions is an agent (who must
         # authenticate even from the carrier's address: a spoofed From gets a challenge).
         if trunk is not None and from_user not in self.extensions:
+            call.set_srtp(trunk.srtp)
             did = self.dids.get(dialled or "")
             if did is None or did.trunk != trunk.name:
                 logger.info("trunk %s: call to unknown number %s refused", trunk.name, dialled)
@@ -233,6 +237,10 @@ class Switchboard:
             call.reject(decision.status, headers=decision.headers)
             return
         caller = decision.extension
+        if caller in self.extensions:
+            call.set_srtp(self.extensions[caller].srtp)
+        elif caller in self.trunks:  # a registering carrier authenticates as its trunk
+            call.set_srtp(self.trunks[caller].srtp)
         if call.offer_error is not None:
             # Before any routing: no feature code, pickup or phone acts on a call that can
             # never be answered.
@@ -414,6 +422,19 @@ class Switchboard:
         extension = self.extensions.get(uri.user or "") if isinstance(uri, SipUri) else None
         return extension is None or extension.session_timers
 
+    def _srtp_for(self, target: SipUri, peer: Peer) -> str | None:
+        """The SRTP policy of a leg we place to `peer`: the trunk's whose address it is, or
+        the account's whose phone is there (registered or static)."""
+        for trunk in self.trunks.values():
+            if trunk.outbound is not None and (trunk.transport, *trunk.outbound) == peer:
+                return trunk.srtp
+        now = self.ua.loop.time()
+        for extension in self.extensions.values():
+            if any(b.peer == peer for b in self.registrar.lookup(extension.number, now=now)):
+                return extension.srtp
+        trunk = self._trunk_of(peer[1])
+        return trunk.srtp if trunk is not None else None
+
     def _trunk_of(self, address: str) -> Trunk | None:
         """The trunk a source address belongs to: listed, or where the carrier registered from."""
         now = self.ua.loop.time()
@@ -519,7 +540,7 @@ class Switchboard:
             if trunk_name and trunk.name != trunk_name:
                 continue
             if trunk.outbound is not None:
-                peer: Peer = ("udp", *trunk.outbound)
+                peer: Peer = (trunk.transport, *trunk.outbound)
             elif trunk.password and (registered := self.registrar.lookup(trunk.name, now=now)):
                 peer = registered[0].peer
             else:
@@ -530,7 +551,7 @@ class Switchboard:
                 password=None,
                 host=format_host(peer[1]),
                 port=peer[2],
-                params={"transport": "tcp"} if peer[0] == "tcp" else {},
+                params={} if peer[0] == "udp" else {"transport": peer[0]},
                 headers={},
             )
             contact = NameAddr(display_name=None, uri=uri, params={})

@@ -96,13 +96,15 @@ class BaresipPeer:
         rtp_ports: tuple[int, int] | None = None,
         audio_source: str | Path | None = None,
         answermode: Literal["manual", "auto"] = "manual",
-        transport: Literal["udp", "tcp"] = "udp",
+        transport: Literal["udp", "tcp", "tls"] = "udp",
         record: bool = True,
         regint: int = 600,
         name: str | None = None,
         extra_account_params: str = "",
         binary: str = BARESIP,
         host: str = "127.0.0.1",
+        tls_ca: str | Path | None = None,
+        mediaenc: Literal["srtp", "srtp-mand"] | None = None,
         netns: str | None = None,
     ) -> None:
         self.user = user
@@ -124,6 +126,11 @@ class BaresipPeer:
         self.regint = regint if registrar else 0
         self.extra_account_params = extra_account_params
         self.binary = binary
+        self.tls_ca = Path(tls_ca) if tls_ca is not None else None
+        """CA file (PEM) the phone trusts for SIP over TLS (`sip_cafile`)."""
+        self.mediaenc = mediaenc
+        """SDES SRTP with the srtp module: "srtp" best effort (RTP/AVP with a=crypto),
+        "srtp-mand" mandatory (RTP/SAVP)."""
         self._audio_source_arg = Path(audio_source) if audio_source is not None else None
         self.audio_source: Path | None = None
         self.log_path = self.dir / "baresip.log"
@@ -159,7 +166,7 @@ class BaresipPeer:
     @property
     def contact_uri(self) -> str:
         """Where this peer can be reached directly (static extensions are dialled here)."""
-        suffix = ";transport=tcp" if self.transport == "tcp" else ""
+        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
         return f"sip:{self.user}@{self._hostport(self.sip_port)}{suffix}"
 
     @property
@@ -190,8 +197,10 @@ class BaresipPeer:
 
     def account_line(self) -> str:
         """The `accounts` line (format from PEERS.md)."""
-        suffix = ";transport=tcp" if self.transport == "tcp" else ""
+        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
         params = [f"regint={self.regint}", f"answermode={self.answermode}", "audio_codecs=pcmu"]
+        if self.mediaenc:
+            params.append(f"mediaenc={self.mediaenc}")
         if self.registrar:
             params.insert(0, f"auth_pass={self.password or ''}")
             uri = f"<sip:{self.user}@{self.registrar}{suffix}>"
@@ -223,6 +232,10 @@ class BaresipPeer:
         ]
         if self.record:
             lines += ["module sndfile.so", f"snd_path {self.dir}"]
+        if self.mediaenc:
+            lines.append("module srtp.so")
+        if self.tls_ca is not None:
+            lines.append(f"sip_cafile {self.tls_ca}")
         lines += [
             "module_app account.so",
             "module_app menu.so",

@@ -79,6 +79,15 @@ SCRIPTS = (
     ),
     Script("bench_monitor", (_row("1", 3), _row("10", 3))),
     Script(
+        "bench_srtp",
+        (
+            r"^\s*plain RTP" + rf"(?:\s+{NUM}){{8}}\s*$",
+            r"^\s*SRTP" + rf"(?:\s+{NUM}){{8}}\s*$",
+            rf"^SRTP adds {NUM} % of a core per 100 calls \({NUM} us per relayed packet\)$",
+            rf"^libsrtp AES_CM_128_HMAC_SHA1_80: {NUM} us per packet",
+        ),
+    ),
+    Script(
         "bench_amocrm_backlog",
         (
             rf"^drained in {NUM} s: {NUM} events/s delivered$",

@@ -3,8 +3,8 @@
 - nothing imports `callcenter` (the composition root);
 - feature packages (pbx dialer ivr recordings crm_bridge) never import each other or sip_test_env;
 - telephony imports no feature package;
-- telephony.sip/.sdp/.rtp import only the stdlib; .media adds numpy and webrtcvad; .call joins
-  .sip and .sdp; only telephony.aio imports asyncio or socket;
+- telephony.sip/.sdp/.rtp import only the stdlib (.rtp adds pylibsrtp for SRTP); .media adds
+  numpy and webrtcvad; .call joins .sip and .sdp; only telephony.aio imports asyncio or socket;
 - pure code (telephony outside aio) never reads the clock.
 """
 
@@ -33,7 +33,8 @@ CLOCK_CALLS = {
 TELEPHONY_ALLOWED: dict[str, set[str]] = {
     "sip": set(),
     "sdp": set(),
-    "rtp": set(),
+    # pylibsrtp: libsrtp's SRTP transform (bytes in, bytes out) in telephony.rtp.srtp.
+    "rtp": {"pylibsrtp"},
     # audioop: the standard library up to 3.12, the audioop-lts package from 3.13 on.
     "media": {"numpy", "webrtcvad", "audioop", "telephony.rtp"},
     "call": {"telephony.sip", "telephony.sdp"},
@@ -169,6 +170,7 @@ CALLCENTER_ROLES: dict[str, str] = {
     "callcenter.engine": "wiring",
     "callcenter.database": "wiring",
     "callcenter.embedded_pg": "wiring",
+    "callcenter.tls": "wiring",
     "callcenter.events": "web",
     "callcenter.live": "web",
     "callcenter.journal": "glue",

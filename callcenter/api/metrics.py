@@ -181,6 +181,12 @@ async def render(engine: Engine) -> str:
         rtp.rtcp_malformed,
     )
     out.one(
+        "callcenter_srtp_dropped_total",
+        "counter",
+        "SRTP/SRTCP packets dropped: failed authentication or replay, or before the keys.",
+        rtp.srtp_dropped,
+    )
+    out.one(
         "callcenter_rtp_remote_packets_lost_total",
         "counter",
         "Packets of our streams the far ends reported lost (RTCP report blocks).",

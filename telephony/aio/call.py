@@ -76,6 +76,9 @@ class UserAgentConfig:
     session_timer: SessionTimerConfig = field(default_factory=SessionTimerConfig)
     """RFC 4028 session timers of every leg (`UserAgent.session_timers_for` turns them off for
     some peers, `dial(session_timer=...)` sets one leg's)."""
+    srtp: str = "off"
+    """SRTP policy of a leg nobody chose one for (off, optional, required: see
+    telephony.call.offer_answer); features set it per leg (`Call.set_srtp`, `dial(srtp=)`)."""
 
 
 class Call:
@@ -101,7 +104,8 @@ class Call:
             invite,
             Role.UAS if incoming else Role.UAC,
             local_tag=secrets.token_hex(6) if incoming else (invite.from_.tag or ""),
-            contact=ua.contact(peer),
+            # RFC 3261 8.1.1.8, 12.1.1: a sips: request gets a sips: Contact.
+            contact=ua.contact(peer, sips=_is_sips(invite.uri)),
             new_via=functools.partial(ua.endpoint.new_via, peer),
             session_timer=session_timer or ua.session_timer_of(invite, peer, incoming=incoming),
         )
@@ -112,9 +116,12 @@ class Call:
         """The INVITE server (incoming) or client (outgoing) transaction."""
         self.transactions: list[object] = []
         """Every transaction of this leg, forgotten with it."""
+        self.srtp = ua.config.srtp
+        """The leg's SRTP policy (off, optional, required), fixed before its media opens."""
         self.offer_error: MediaError | None = None
         """Why the SDP offer of an incoming INVITE cannot be answered (checked on arrival,
-        before the leg is handed to `on_incoming`); None when it can, or carries no offer."""
+        before the leg is handed to `on_incoming`, and again by `set_srtp`); None when it can,
+        or carries no offer."""
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._digits: asyncio.Queue[str] = asyncio.Queue()
         self._debouncer = DtmfDebouncer()
@@ -239,6 +246,16 @@ class Call:
     ) -> None:
         """Final non-2xx to an incoming INVITE; ends the leg."""
         self._apply(self.session.reject(status, reason, headers))
+
+    def set_srtp(self, policy: str) -> None:
+        """Choose an incoming leg's SRTP policy once the caller is known (an account's or a
+        trunk's), before answering: the offer is judged again under it (`offer_error`; a plain
+        RTP offer under `required` gets 488 from `refuse_offer`)."""
+        if self.media is not None:
+            raise RuntimeError(f"{self!r}: the SRTP policy is fixed once media is open")
+        self.srtp = policy
+        if self.incoming and self.invite.body:
+            self.offer_error = _judge_offer(self.invite.body, policy)
 
     def refuse_offer(self) -> int:
         """Answer an INVITE whose offer is unacceptable (`offer_error`) with 488 and a Warning
@@ -426,6 +443,9 @@ class UserAgent:
         self.session_timers_for: Callable[[SipRequest, Peer, bool], bool] | None = None
         """Asked (INVITE, peer, incoming) for each new leg: False turns session timers off for
         it (an account or trunk whose peer misbehaves with them), also the 422 on arrival."""
+        self.srtp_for: Callable[[SipUri, Peer], str | None] | None = None
+        """Asked the SRTP policy of a leg `dial()` places without one (the account or trunk
+        behind the target); None or no answer: the configured default."""
         self._waiting: dict[object, asyncio.Future[SipResponse | None]] = {}
         """Requests sent with request(), by client transaction: their final response."""
         self._watchdog: asyncio.Task[None] | None = None
@@ -441,16 +461,20 @@ class UserAgent:
             self._watchdog.cancel()
         await self.endpoint.close()
 
-    def contact(self, peer: Peer) -> NameAddr:
-        """Our Contact for a dialog with `peer`: its transport, the address it can reach."""
+    def contact(self, peer: Peer, *, sips: bool = False) -> NameAddr:
+        """Our Contact for a dialog with `peer`: its transport, the address it can reach;
+        `sips` for a dialog set up by a sips: URI (the transport is TLS then, and the URI says
+        so by its scheme)."""
         transport = peer[0]
-        params: dict[str, str | None] = {} if transport == "udp" else {"transport": transport}
+        params: dict[str, str | None] = {}
+        if transport != "udp" and not (sips and transport == "tls"):
+            params["transport"] = transport
         uri = SipUri(
-            scheme="sip",
+            scheme="sips" if sips else "sip",
             user=None,
             password=None,
             host=self.endpoint.advertised_host(peer),
-            port=self.endpoint.port,
+            port=self.endpoint.port_for(transport),
             params=params,
             headers={},
         )
@@ -474,6 +498,7 @@ class UserAgent:
             local_host=self.endpoint.advertised_address(call.peer),
             on_dtmf=call._dtmf,
             clock=self.clock,
+            srtp=call.srtp,
         )
 
     def forget(self, call: Call) -> None:
@@ -512,9 +537,11 @@ class UserAgent:
         codecs: list[str] | None = None,
         headers: Iterable[tuple[str, str]] = (),
         session_timer: SessionTimerConfig | None = None,
+        srtp: str | None = None,
     ) -> Call:
         """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events.
-        `session_timer`: this leg's RFC 4028 settings instead of the agent's (DISABLED: off)."""
+        `session_timer`: this leg's RFC 4028 settings instead of the agent's (DISABLED: off).
+        `srtp`: the leg's SRTP policy; None asks `srtp_for` (else the configured default)."""
         call_id = uuid.uuid4().hex + "@" + self.endpoint.host
         from_uri = from_.uri
         if isinstance(from_uri, SipUri) and from_uri.host == self.endpoint.host:
@@ -532,11 +559,14 @@ class UserAgent:
         invite.headers.add("To", str(to))
         invite.headers.add("Call-ID", call_id)
         invite.headers.add("CSeq", "1 INVITE")
-        invite.headers.add("Contact", str(self.contact(peer)))
+        invite.headers.add("Contact", str(self.contact(peer, sips=_is_sips(target))))
         invite.headers.add("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods)))
         for name, value in headers:
             invite.headers.add(name, value)
         call = Call(self, incoming=False, invite=invite, peer=peer, session_timer=session_timer)
+        if srtp is None and self.srtp_for is not None:
+            srtp = self.srtp_for(target, peer)
+        call.srtp = srtp or self.config.srtp
         call.media = call.session.negotiator = await self.open_media(call)
         invite.body = call.media.make_offer(codecs=codecs)
         invite.headers.add("Content-Type", "application/sdp")
@@ -630,11 +660,7 @@ class UserAgent:
             if request.body:
                 # Judged before any routing: whoever takes the leg knows at once whether it
                 # can ever be answered, and no phone rings for a call that cannot be.
-                try:
-                    check_offer(request.body)
-                except MediaError as exc:
-                    logger.info("call %s: unacceptable offer: %.200s", request.call_id, exc)
-                    incoming.offer_error = exc
+                incoming.offer_error = _judge_offer(request.body, incoming.srtp)
             self.calls[request.call_id] = incoming
             self._own(incoming, transaction)
             refused = incoming.session.admit()  # a Session-Expires below our Min-SE: 422
@@ -706,6 +732,20 @@ class UserAgent:
                 if now - last > timeout and not call.media.held:
                     logger.info("call %s: no RTP for %.0f s, hanging up", call.call_id, now - last)
                     await call.hangup(reason="rtp-timeout")
+
+
+def _is_sips(uri: object) -> bool:
+    return isinstance(uri, SipUri) and uri.scheme == "sips"
+
+
+def _judge_offer(body: bytes, srtp: str) -> MediaError | None:
+    """Why an incoming offer cannot be answered under the SRTP policy `srtp`, or None."""
+    try:
+        check_offer(body, srtp=srtp)
+    except MediaError as exc:
+        logger.info("unacceptable offer (srtp %s): %.200s", srtp, exc)
+        return exc
+    return None
 
 
 def _report_failure(task: asyncio.Task[None], call: Call) -> None:

@@ -1,4 +1,4 @@
-"""The asyncio shell around the sans-IO SIP core: UDP and TCP transports and one timer.
+"""The asyncio shell around the sans-IO SIP core: UDP, TCP and TLS transports and one timer.
 
 It only feeds bytes into the parser and the TransactionLayer, drains what they queue, and re-arms
 one `loop.call_at` timer (docs/architecture.md 4). What to do with a request is the transaction
@@ -12,8 +12,9 @@ import asyncio
 import logging
 import secrets
 import socket
+import ssl
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 from telephony.sip import (
@@ -39,8 +40,11 @@ from .tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
-# A peer is where a message came from or goes to: ("udp"|"tcp", host, port).
+# A peer is where a message came from or goes to: ("udp"|"tcp"|"tls", host, port).
 Peer = tuple[str, str, int]
+STREAM_TRANSPORTS = frozenset({"tcp", "tls"})
+"""Transports over a connection: reliable (no retransmissions), framed by Content-Length, one
+connection per peer reused both ways (RFC 3261 18)."""
 BRANCH_COOKIE = "z9hG4bK"
 # Methods the engine understands; anything else gets 501 with this Allow list.
 DEFAULT_METHODS = frozenset(
@@ -69,6 +73,13 @@ class EndpointConfig:
     keeps the SIP and RTP ports); None: behind no NAT."""
     local_networks: tuple[str, ...] = DEFAULT_LOCAL_NETWORKS
     """CIDRs whose peers see our local address even when `external_address` is set."""
+    tls_port: int | None = None
+    """SIP over TLS listens here (0: any free port); None: no TLS listener."""
+    tls_server: ssl.SSLContext | None = field(default=None, compare=False)
+    """Certificate and key of the TLS listener (needed with `tls_port`)."""
+    tls_client: ssl.SSLContext | None = field(default=None, compare=False)
+    """How we check a TLS peer we connect to (providers, phones reached over TLS); None: the
+    system's CA store with host name checking (`ssl.create_default_context()`)."""
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -87,18 +98,20 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpConnection(asyncio.Protocol):
-    """One TCP connection; messages framed by Content-Length (RFC 3261 18.3)."""
+    """One TCP or TLS connection (asyncio runs the TLS layer below this protocol: what arrives
+    here is plaintext after the handshake); messages framed by Content-Length (RFC 3261 18.3)."""
 
-    def __init__(self, endpoint: SipEndpoint) -> None:
+    def __init__(self, endpoint: SipEndpoint, kind: str = "tcp") -> None:
         self.endpoint = endpoint
+        self.kind = kind
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
-        self.peer: Peer = ("tcp", "", 0)
+        self.peer: Peer = (kind, "", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         host, port = transport.get_extra_info("peername")[:2]
-        self.peer = ("tcp", unmap(host), port)
+        self.peer = (self.kind, unmap(host), port)
         self.endpoint._tcp[self.peer] = self
 
     def data_received(self, data: bytes) -> None:
@@ -106,7 +119,7 @@ class _TcpConnection(asyncio.Protocol):
             messages = self.framer.feed(data)
         except RemoteProtocolError as exc:
             # Framing is lost for good on a stream: answer if we can, then close.
-            logger.info("closing TCP %s:%d: %s", self.peer[1], self.peer[2], exc)
+            logger.info("closing %s %s:%d: %s", self.kind.upper(), self.peer[1], self.peer[2], exc)
             response = response_to_unparsable(exc)
             if response is not None and self.transport is not None:
                 self.transport.write(bytes(response))
@@ -121,11 +134,12 @@ class _TcpConnection(asyncio.Protocol):
             self.endpoint.receive(message, self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.endpoint._tcp.pop(self.peer, None)
+        if self.endpoint._tcp.get(self.peer) is self:
+            del self.endpoint._tcp[self.peer]
 
 
 class SipEndpoint:
-    """UDP+TCP SIP transports driving one TransactionLayer."""
+    """UDP+TCP(+TLS) SIP transports driving one TransactionLayer."""
 
     def __init__(self, config: EndpointConfig, handler: Callable[[TransactionEvent], None]) -> None:
         self.config = config
@@ -142,7 +156,10 @@ class SipEndpoint:
         self._timer_at: float | None = None
         self._loop = asyncio.get_running_loop()
         self._tasks = TaskSet("sip-tcp")
-        """TCP connects under way (a failure fails the transactions waiting on that peer)."""
+        """TCP/TLS connects under way (a failure fails the transactions waiting on that peer)."""
+        self._connecting: dict[Peer, list[bytes]] = {}
+        """Messages for a peer whose connection is being made: sent on it once it is up (one
+        connection per peer, however many messages wait)."""
         self.dropped = 0
         """Messages discarded as unparsable or invalid (for metrics and tests)."""
         self.filter: Callable[[Peer], bool] | None = None
@@ -176,6 +193,20 @@ class SipEndpoint:
             if self.config.external_address
             else "",
         )
+        if self.config.tls_port is not None:
+            if self.config.tls_server is None:
+                raise ValueError("a TLS port needs a certificate and key (tls_server)")
+            server = await self._loop.create_server(
+                lambda: _TcpConnection(self, "tls"),
+                tcp_host,
+                self.config.tls_port,
+                ssl=self.config.tls_server,
+            )
+            self._servers.append(server)
+            if self.config.tls_port == 0:
+                tls_port = server.sockets[0].getsockname()[1]
+                self.config = replace(self.config, tls_port=tls_port)
+            logger.info("SIP listening on %s:%d (TLS)", format_host(host), self.config.tls_port)
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -205,6 +236,12 @@ class SipEndpoint:
 
     @property
     def port(self) -> int:
+        return self.config.port
+
+    def port_for(self, transport: str) -> int:
+        """Our port for `transport` (Via, Contact): the TLS one for TLS."""
+        if transport.lower() == "tls" and self.config.tls_port is not None:
+            return self.config.tls_port
         return self.config.port
 
     # -- inbound ----------------------------------------------------------------------------
@@ -238,7 +275,7 @@ class SipEndpoint:
                     self._refuse(exc, peer, request=message)
                 return
         try:
-            self.layer.receive(message, peer, reliable=peer[0] == "tcp", now=now)
+            self.layer.receive(message, peer, reliable=peer[0] in STREAM_TRANSPORTS, now=now)
         except RemoteProtocolError as exc:
             if isinstance(message, SipRequest) and message.method != "ACK":
                 self._refuse(exc, peer, request=message)
@@ -268,14 +305,14 @@ class SipEndpoint:
             protocol="SIP/2.0",
             transport=peer[0].upper(),
             host=self.advertised_host(peer),
-            port=self.config.port,
+            port=self.port_for(peer[0]),
             params={"branch": BRANCH_COOKIE + secrets.token_hex(8), "rport": None},
         )
 
     def send_request(self, request: SipRequest, peer: Peer) -> object:
         self._stamp(request)
         txn = self.layer.send_request(
-            request, peer, reliable=peer[0] == "tcp", now=self._loop.time()
+            request, peer, reliable=peer[0] in STREAM_TRANSPORTS, now=self._loop.time()
         )
         self._drain()
         return txn
@@ -338,22 +375,44 @@ class SipEndpoint:
 
     def _transmit(self, data: bytes, peer: Peer) -> None:
         kind, host, port = peer
-        if kind == "tcp":
+        if kind in STREAM_TRANSPORTS:
             conn = self._tcp.get(peer)
             if conn is not None and conn.transport is not None:
                 conn.transport.write(data)
+            elif peer in self._connecting:
+                self._connecting[peer].append(data)
             else:
-                self._tasks.spawn(self._connect_and_send(data, peer))
+                self._connecting[peer] = [data]
+                self._tasks.spawn(self._connect_and_send(peer))
         elif self._udp is not None and self._udp.transport is not None:
             self._udp.transport.sendto(data, (for_socket(host, self._udp_family), port))
 
-    async def _connect_and_send(self, data: bytes, peer: Peer) -> None:
+    def _client_tls(self) -> ssl.SSLContext:
+        if self.config.tls_client is None:
+            self.config = replace(self.config, tls_client=ssl.create_default_context())
+        assert self.config.tls_client is not None
+        return self.config.tls_client
+
+    async def _connect_and_send(self, peer: Peer) -> None:
+        kind, host, port = peer
         try:
-            _, conn = await self._loop.create_connection(
-                lambda: _TcpConnection(self), peer[1], peer[2]
-            )
-        except OSError as exc:
-            logger.info("TCP connect to %s:%d failed: %s", peer[1], peer[2], exc)
+            if kind == "tls":
+                # The name checked against the certificate is the one we were given for the
+                # peer (a trunk's host, a sips: URI's host), as RFC 5922 wants.
+                _, conn = await self._loop.create_connection(
+                    lambda: _TcpConnection(self, "tls"),
+                    host,
+                    port,
+                    ssl=self._client_tls(),
+                    server_hostname=host,
+                )
+            else:
+                _, conn = await self._loop.create_connection(
+                    lambda: _TcpConnection(self), host, port
+                )
+        except (OSError, ssl.SSLError) as exc:
+            self._connecting.pop(peer, None)
+            logger.info("%s connect to %s:%d failed: %s", kind.upper(), host, port, exc)
             # RFC 3261 8.1.3.1: the transactions waiting on that peer fail now (the TU treats it
             # as a 503), instead of retrying into a closed port until their timers run out.
             now = self._loop.time()
@@ -362,8 +421,10 @@ class SipEndpoint:
                     self.layer.transport_error(transaction, now=now)
             self._drain()
             return
+        waiting = self._connecting.pop(peer, [])
         if conn.transport is not None:
-            conn.transport.write(data)
+            for data in waiting:
+                conn.transport.write(data)
 
 
 def _note_source(request: SipRequest, peer: Peer) -> None:
@@ -393,4 +454,11 @@ def _replace_port(config: EndpointConfig, port: int) -> EndpointConfig:
     return replace(config, port=port)
 
 
-__all__ = ["DEFAULT_METHODS", "EndpointConfig", "ParseError", "Peer", "SipEndpoint"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "STREAM_TRANSPORTS",
+    "EndpointConfig",
+    "ParseError",
+    "Peer",
+    "SipEndpoint",
+]

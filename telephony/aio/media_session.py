@@ -32,11 +32,12 @@ class MediaError(OfferRejected):
     `warning` its RFC 3261 20.43 Warning code and text (telephony.call.OfferRejected)."""
 
 
-def check_offer(body: bytes, *, codecs: list[str] | None = None) -> None:
+def check_offer(body: bytes, *, codecs: list[str] | None = None, srtp: str = "optional") -> None:
     """Raise MediaError unless an answer to this offer would carry one of `codecs` (all we
-    speak by default): the SDP parses and offers an audio stream we can take."""
+    speak by default): the SDP parses and offers an audio stream we can take under the SRTP
+    policy `srtp` (by default: plain RTP or SRTP with usable keys)."""
     try:
-        offer_answer.check_offer(body, codecs=codecs)
+        offer_answer.check_offer(body, codecs=codecs, srtp=srtp)
     except OfferRejected as exc:
         raise MediaError(str(exc), warning=exc.warning) from exc
 
@@ -49,11 +50,13 @@ class MediaSession:
         local_host: str,
         on_dtmf: Callable[[str, str], None],
         clock: MediaClock,
+        srtp: str = "off",
     ) -> None:
         self.rtp = rtp
         self.local_host = local_host
         self._on_dtmf = on_dtmf
-        self.sdp = OfferAnswer(local_host=local_host, local_port=rtp.port)
+        self.sdp = OfferAnswer(local_host=local_host, local_port=rtp.port, srtp=srtp)
+        rtp.srtp_required = srtp == "required"
         self.connected_at: float | None = None
         self.peer: MediaSession | None = None
         self._dtmf = DtmfReceiver()
@@ -111,6 +114,12 @@ class MediaSession:
             raise MediaError(str(exc), warning=exc.warning) from exc
         if self.sdp.remote is not None:
             self.rtp.set_remote(self.sdp.remote)
+        self.rtp.set_srtp(self.sdp.keys)
+
+    @property
+    def secure(self) -> bool:
+        """The leg's media is SRTP (keys agreed by SDES)."""
+        return self.sdp.keys is not None
 
     def local_sdp(self) -> bytes:
         try:

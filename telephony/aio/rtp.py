@@ -1,7 +1,10 @@
 """RTP sockets for the legs the engine anchors, and the port pool they come from.
 
 The packet path is the hot path (docs/architecture.md 7; bench/bench_rtp_relay.py measures
-it), so a leg hands raw datagrams to one callback and does no parsing of its own.
+it), so a leg hands raw datagrams to one callback and does no parsing of its own. A leg with
+SRTP keys (SDES) decrypts and authenticates at this edge, before latching, and encrypts on the
+way out: everything above (relay, recording, DTMF, mixing) sees plain RTP and RTCP
+(bench/bench_srtp.py measures the cost).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from dataclasses import dataclass
 from typing import cast
 
 from telephony.rtp.rtcp_session import RtcpSession
+from telephony.rtp.srtp import SrtpContext
+from telephony.sdp.crypto import SrtpKeys
 
 from .addresses import for_socket, udp_socket
 
@@ -45,6 +50,15 @@ class _RtcpPort(asyncio.DatagramProtocol):
         endpoint = self.endpoint
         if endpoint.remote is not None and addr[0] != endpoint.remote[0]:
             return  # not from the host we talk RTP with
+        srtp = endpoint.srtp
+        if srtp is not None:
+            plain = srtp.unprotect_rtcp(data)
+            if plain is None:
+                return
+            data = plain
+        elif endpoint.srtp_required:
+            endpoint.early_dropped += 1
+            return
         self.remote = addr
         endpoint.rtcp_session.rtcp_received(data, endpoint._loop.time(), time.time())
 
@@ -56,6 +70,14 @@ class _RtcpPort(asyncio.DatagramProtocol):
         if target is None and self.endpoint.remote is not None:
             target = (self.endpoint.remote[0], self.endpoint.remote[1] + 1)
         if target is None or self.transport is None:
+            return False
+        srtp = self.endpoint.srtp
+        if srtp is not None:
+            protected = srtp.protect_rtcp(data)
+            if protected is None:
+                return False
+            data = protected
+        elif self.endpoint.srtp_required:
             return False
         self.transport.sendto(data, target)
         return True
@@ -79,6 +101,22 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.packets_in = 0
         self.packets_out = 0
         self._family = socket.AF_INET
+        self.srtp: SrtpContext | None = None
+        """SRTP/SRTCP of this leg once SDES agreed keys; None: plain RTP."""
+        self.srtp_required = False
+        """No plain RTP or RTCP on this leg: until keys are agreed (an answer still on its
+        way), whatever arrives is dropped, never taken as plain."""
+        self.early_dropped = 0
+        """Packets dropped because they came before the keys."""
+
+    def set_srtp(self, keys: SrtpKeys | None) -> None:
+        """Protect the leg with what offer/answer agreed (None: plain RTP from now on)."""
+        if keys is None:
+            self.srtp = None
+        elif self.srtp is None:
+            self.srtp = SrtpContext(keys.suite, keys.local, keys.remote)
+        elif not self.srtp.same_keys(keys.suite, keys.local, keys.remote):
+            self.srtp.rekey(keys.suite, keys.local, keys.remote)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -86,10 +124,22 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         now = self._loop.time()
-        if addr != self.remote:
+        moved = addr != self.remote
+        if moved:
             idle = self.last_received is None or now - self.last_received > RELATCH_AFTER
             if self.latched and not idle:
                 return  # another source while ours is live: ignore (RTP injection)
+        srtp = self.srtp
+        if srtp is not None:
+            # Authenticated before it may latch: a forged packet moves nothing.
+            plain = srtp.unprotect(data)
+            if plain is None:
+                return
+            data = plain
+        elif self.srtp_required:
+            self.early_dropped += 1
+            return
+        if moved:
             self.remote = addr
             self.latched = True
         self.last_received = now
@@ -125,7 +175,16 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def send(self, data: bytes) -> None:
         if self.remote is not None and self.transport is not None:
-            self.transport.sendto(data, self.remote)
+            wire = data
+            srtp = self.srtp
+            if srtp is not None:
+                protected = srtp.protect(data)
+                if protected is None:
+                    return
+                wire = protected
+            elif self.srtp_required:
+                return  # never a plain packet on a leg that must be SRTP
+            self.transport.sendto(wire, self.remote)
             self.packets_out += 1
             if len(data) >= 12:
                 self.rtcp_session.rtp_sent(data, self._loop.time())
@@ -167,11 +226,17 @@ class RtpTotals:
     """Worst jitter a far end reported about a live leg's stream, in seconds."""
     max_round_trip: float = 0.0
     """Longest RTCP round trip of a live leg, in seconds."""
+    srtp_dropped: int = 0
+    """SRTP and SRTCP packets dropped: failed authentication or replay checks, or came before
+    the keys on a leg that requires SRTP."""
 
     def add(self, endpoint: RtpEndpoint) -> None:
         self.packets_in += endpoint.packets_in
         self.packets_out += endpoint.packets_out
         self.packets_lost += endpoint.packets_lost
+        self.srtp_dropped += endpoint.early_dropped
+        if endpoint.srtp is not None:
+            self.srtp_dropped += endpoint.srtp.rejected + endpoint.srtp.rejected_rtcp
         session = endpoint.rtcp_session
         self.rtcp_sent += session.reports_sent
         self.rtcp_received += session.reports_received
@@ -220,6 +285,7 @@ class RtpPortPool:
             rtcp_received=closed.rtcp_received,
             rtcp_malformed=closed.rtcp_malformed,
             remote_packets_lost=closed.remote_packets_lost,
+            srtp_dropped=closed.srtp_dropped,
         )
         for endpoint in self._live.values():
             out.add_live(endpoint)

@@ -1,6 +1,7 @@
 """Sans-IO RTP: packets, RTCP, RFC 4733 telephone-events, source statistics, stream rewriting.
 
-Imports only the standard library; the per-packet paths use struct and no numpy.
+Imports only the standard library; the per-packet paths use struct and no numpy. SRTP
+(`telephony.rtp.srtp`, libsrtp through pylibsrtp) is imported on its own.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from .offer_answer import (
     create_offer,
     is_hold,
     negotiate,
+    plain_rtp,
     with_direction,
 )
 
@@ -62,5 +63,6 @@ __all__ = [
     "create_offer",
     "is_hold",
     "negotiate",
+    "plain_rtp",
     "with_direction",
 ]

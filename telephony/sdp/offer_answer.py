@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -41,6 +41,7 @@ __all__ = [
     "create_offer",
     "is_hold",
     "negotiate",
+    "plain_rtp",
     "with_direction",
 ]
 
@@ -185,6 +186,11 @@ def _pick(m: MediaDescription, supported: Sequence[CodecSpec]) -> tuple[int, Rtp
     return None
 
 
+def plain_rtp(m: MediaDescription) -> bool:
+    """The default stream filter of :func:`negotiate`: plain RTP (RTP/AVP)."""
+    return m.proto.upper() == "RTP/AVP"
+
+
 def negotiate(
     offer: SessionDescription,
     supported: Sequence[CodecSpec],
@@ -197,14 +203,16 @@ def negotiate(
     dtmf: bool = True,
     ptime: int = _DEFAULT_PTIME,
     session_name: str = "-",
+    usable: Callable[[MediaDescription], bool] = plain_rtp,
 ) -> Answer:
     """Answer an offer (RFC 3264 6).
 
-    The first audio RTP/AVP stream with a supported codec is accepted on ``local_port``; every
-    other stream is rejected with port 0. ``direction`` is what we would like (sendrecv, or
-    sendonly while we hold the peer). Within one dialog keep ``session_id`` and pass a
-    ``session_version`` that grows whenever the answer changes (it defaults to ``session_id``,
-    fine for a first answer).
+    The first audio stream that ``usable`` takes (RTP/AVP by default; SRTP policies also take
+    RTP/SAVP with keys they can use) with a supported codec is accepted on ``local_port``, in
+    the offered profile; every other stream is rejected with port 0. ``direction`` is what we
+    would like (sendrecv, or sendonly while we hold the peer). Within one dialog keep
+    ``session_id`` and pass a ``session_version`` that grows whenever the answer changes (it
+    defaults to ``session_id``, fine for a first answer).
 
     Raises :class:`NoCommonCodec` (488) when some stream is offered but no audio stream matches
     (an offer that disables every stream gets an all-port-0 answer and ``media`` None), and
@@ -217,7 +225,7 @@ def negotiate(
         is_audio = m.kind == "audio" and m.port != 0
         offered_active = offered_active or m.port != 0
         picked = None
-        if agreed is None and is_audio and m.proto.upper() == "RTP/AVP":
+        if agreed is None and is_audio and usable(m):
             picked = _pick(m, supported)
         if picked is None:
             media.append(_rejected(m))
@@ -287,15 +295,17 @@ def create_offer(
     dtmf_payload_type: int | None = DEFAULT_DTMF_PAYLOAD_TYPE,
     ptime: int = _DEFAULT_PTIME,
     session_name: str = "-",
+    proto: str = "RTP/AVP",
 ) -> SessionDescription:
-    """An offer with one audio stream listing ``codecs`` in order, plus telephone-event.
+    """An offer with one audio stream listing ``codecs`` in order, plus telephone-event, in
+    the ``proto`` profile (RTP/SAVP for SRTP: the caller adds its a=crypto lines).
 
     For a re-offer in the same dialog keep ``session_id`` and pass a higher ``version``
     (or call :meth:`SessionDescription.with_next_version` on the previous offer).
     """
     if not codecs:
         raise ValueError("an offer needs at least one codec")
-    m = MediaDescription(kind="audio", port=port, ptime=ptime, direction=direction)
+    m = MediaDescription(kind="audio", port=port, proto=proto, ptime=ptime, direction=direction)
     for codec in codecs:
         m.formats.append(codec.payload_type)
         m.rtpmap[codec.payload_type] = RtpMap(codec.name, codec.clock_rate)
