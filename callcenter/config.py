@@ -24,6 +24,7 @@ from pbx.monitor import MonitorSettings
 from pbx.numbers import NumberPlan, region_of_country_code
 from pbx.pickup import PickupGroup
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
+from telephony.aio.addresses import DEFAULT_LOCAL_NETWORKS, parse_networks
 from telephony.call.offer_answer import SRTP_POLICIES
 
 logger = logging.getLogger(__name__)
@@ -68,14 +69,31 @@ class HostPort:
     port: int
 
     @classmethod
-    def parse(cls, text: str) -> HostPort:
+    def parse(cls, text: str, *, default_port: int | None = None) -> HostPort:
+        """HOST:PORT, [IPV6]:PORT, or (with `default_port`) an address alone: "0.0.0.0",
+        "[::1]", or "::" (the only IPv6 address taken without brackets: "::1:5060" is an
+        address too, so a port after an unbracketed IPv6 address could never be told apart)."""
+        if default_port is not None and (
+            text == "::"
+            or (":" not in text and _is_ip(text))
+            or (text.startswith("[") and text.endswith("]") and _is_ip(text[1:-1]))
+        ):
+            return cls(text.strip("[]"), default_port)
         host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        if (
+            not sep
+            or not host
+            or not port.isdigit()
+            or not 0 < int(port) < 65536
+            or (":" in host and not (host.startswith("[") and host.endswith("]")))
+        ):
+            expected = "HOST:PORT or [IPV6]:PORT" + (" or an address" if default_port else "")
+            raise ValueError(f"expected {expected}, got {text!r}")
         return cls(host.strip("[]"), int(port))
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -135,6 +153,15 @@ class SipSettings:
     min_se: int = 90
     """Shorter session intervals are refused with 422 (RFC 4028 says no less than 90; a
     smaller value is for tests)."""
+    external_address: str | None = None
+    """The public address of a 1:1 NAT (or port forwarding of the SIP port and RTP range, same
+    numbers) in front of the engine: advertised in Via, Contact and SDP to every peer outside
+    `networks`. None: no NAT."""
+    networks: tuple[str, ...] = DEFAULT_LOCAL_NETWORKS
+    """Local CIDRs: their peers see the local address even when `external_address` is set."""
+    keepalive_interval: float = 0.0
+    """Seconds between OPTIONS pings to each registered phone (NAT bindings stay open, a
+    phone that stops answering is marked unreachable and not rung); 0: no pings."""
     tls_listen: HostPort | None = None
     """Where SIP over TLS listens (e.g. 127.0.0.1:5061); None: no TLS listener."""
     tls_certificate: Path | None = None
@@ -375,9 +402,11 @@ class _Reader:
             if key not in allowed:
                 raise self.fail(f"unknown key {key!r}", table=table, key=key, index=index)
 
-    def _hostport(self, value: Any, table: str | None, key: str) -> HostPort:
+    def _hostport(
+        self, value: Any, table: str | None, key: str, *, default_port: int | None = None
+    ) -> HostPort:
         try:
-            return HostPort.parse(str(value))
+            return HostPort.parse(str(value), default_port=default_port)
         except ValueError as exc:
             raise self.fail(str(exc), table=table, key=key) from exc
 
@@ -517,6 +546,9 @@ class _Reader:
             "music_on_hold",
             "session_expires",
             "min_se",
+            "external_address",
+            "networks",
+            "keepalive_interval",
             "tls_listen",
             "tls_certificate",
             "tls_key",
@@ -524,6 +556,20 @@ class _Reader:
             "tls_ca_file",
         }
         self._check_keys(data, allowed, "sip")
+        external = data.get("external_address")
+        if external is not None and not _is_ip(str(external).strip("[]")):
+            raise self.fail(
+                "external_address must be an IP address (the NAT's public one)",
+                table="sip",
+                key="external_address",
+            )
+        networks = data.get("networks", list(DEFAULT_LOCAL_NETWORKS))
+        try:
+            if not isinstance(networks, list):
+                raise ValueError("networks must be a list of CIDRs")
+            parse_networks(networks)
+        except ValueError as exc:
+            raise self.fail(str(exc), table="sip", key="networks") from exc
         min_se = self._number(data, "min_se", 90, "sip", minimum=1)
         session_expires = self._number(data, "session_expires", 1800, "sip", minimum=min_se)
         tls = self.tls(data)
@@ -559,7 +605,12 @@ class _Reader:
             **tls,
             music_on_hold=music_path,
             digest_algorithms=tuple(algorithms),
-            listen=self._hostport(data.get("listen", "127.0.0.1:5060"), "sip", "listen"),
+            listen=self._hostport(
+                data.get("listen", "127.0.0.1:5060"), "sip", "listen", default_port=5060
+            ),
+            external_address=str(external).strip("[]") if external is not None else None,
+            networks=tuple(str(n) for n in networks),
+            keepalive_interval=self._number(data, "keepalive_interval", 0.0, "sip", minimum=0),
             realm=realm,
             ring_timeout=self._number(data, "ring_timeout", 30.0, "sip", minimum=1),
             rtp_inactivity_timeout=self._number(

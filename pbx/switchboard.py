@@ -15,7 +15,7 @@ from typing import Any
 from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
 from telephony.media import ToneSource, WavSource
-from telephony.sip import NameAddr, SipRequest, SipUri, make_response
+from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_response
 
 from .auth import Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
@@ -569,7 +569,7 @@ class Switchboard:
                 if e164
                 else trunk.numbers.dial_prefix + number,
                 password=None,
-                host=peer[1],
+                host=format_host(peer[1]),
                 port=peer[2],
                 params={} if peer[0] == "udp" else {"transport": peer[0]},
                 headers={},
