@@ -261,7 +261,7 @@ async def test_the_flow_rings_the_callers_own_manager(ivr_engine: Engine, tmp_pa
     """`agent:{responsible}` in an inbound flow is the CRM contact's responsible manager (the
     user amoCRM or Bitrix24 names, through user_map): the known customer reaches 102."""
     assert ivr_engine.store is not None
-    await ivr_engine.store.upsert_contact(f"+{CUSTOMER}", responsible="102")
+    await ivr_engine.store.upsert_contact(CUSTOMER, responsible="102")
     async with (
         carrier.customer(CUSTOMER, workdir=tmp_path) as caller,
         agent("102", ivr_engine, tmp_path, write_tone_wav(tmp_path / "1k.wav", 1000, 20.0)) as a102,

@@ -48,7 +48,7 @@ async def _talk(caller: BaresipPeer, callee: BaresipPeer) -> None:
     await asyncio.sleep(CALL_SECONDS)  # the audio under test: a duration, not a wait for state
 
 
-NUMBER = "15557654321"
+NUMBER = "+12025557654"
 """A customer's number out through a trunk (the carrier's baresip answers as this user)."""
 TONES = {"101": 1000.0, "102": 600.0, NUMBER: 800.0}
 """What each phone plays."""
@@ -82,7 +82,7 @@ def _carrier(workdir: Path, port: int, host: str, **options: str) -> BaresipPeer
 def _trunk(outbound: str, allow_from: str) -> str:
     return (
         f'[[trunks]]\nname = "carrier"\nallow_from = ["{allow_from}"]\n'
-        f'outbound = "{outbound}"\ncaller_id = "15550100"\n'
+        f'outbound = "{outbound}"\ncaller_id = "+12025550100"\n'
     )
 
 
@@ -187,7 +187,7 @@ async def test_an_agent_calls_out_to_a_carrier_beyond_the_nat(
         public = lab.public_address
         assert f"Via: SIP/2.0/UDP {public}:{port};" in invite
         assert f"Contact: <sip:{public}:{port}>\r\n" in invite
-        assert f"From: <sip:15550100@{public}:{port}>;" in invite  # the trunk's caller ID
+        assert f"From: <sip:+12025550100@{public}>;" in invite  # the trunk's caller ID
         assert re.search(rf"^o=\S+ \d+ \d+ IN IP4 {re.escape(public)}\r$", invite, re.M)
         assert f"\r\nc=IN IP4 {public}\r\n" in invite
         assert "10.213." not in invite and "0.0.0.0" not in invite
@@ -255,7 +255,7 @@ async def test_an_agent_calls_out_through_an_ipv6_trunk(pg_url: str, tmp_path: P
             invite = await _call_out(engine, agent, far_end)
             assert f"INVITE sip:{NUMBER}@[::1]:{carrier_port} SIP/2.0\r\n" in invite
             assert f"Contact: <sip:[::1]:{port}>\r\n" in invite
-            assert f"From: <sip:15550100@[::1]:{port}>;" in invite  # the trunk's caller ID
+            assert "From: <sip:+12025550100@[::1]>;" in invite  # the trunk's caller ID
             assert "c=IN IP6 ::1\r\n" in invite
             await asyncio.sleep(CALL_SECONDS)
             await _hang_up_and_check_audio(engine, agent, far_end)
