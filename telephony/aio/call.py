@@ -44,6 +44,7 @@ from telephony.sip import (
     TransportFailed,
     make_response,
 )
+from telephony.sip.challenge import DigestClient
 
 from .clock import MediaClock
 from .dtmf import DtmfDebouncer
@@ -77,7 +78,15 @@ class Call:
     anchored RTP, and what features see: typed events, digits, play/listen. Incoming legs:
     ring()/answer()/reject(); outgoing legs come from UserAgent.dial()."""
 
-    def __init__(self, ua: UserAgent, *, incoming: bool, invite: SipRequest, peer: Peer) -> None:
+    def __init__(
+        self,
+        ua: UserAgent,
+        *,
+        incoming: bool,
+        invite: SipRequest,
+        peer: Peer,
+        digest: DigestClient | None = None,
+    ) -> None:
         self.ua = ua
         self.incoming = incoming
         self.invite = invite
@@ -89,6 +98,7 @@ class Call:
             local_tag=secrets.token_hex(6) if incoming else (invite.from_.tag or ""),
             contact=ua.contact(peer[0]),
             new_via=functools.partial(ua.endpoint.new_via, peer[0]),
+            digest=digest,
         )
         self.media: MediaSession | None = None
         self.transaction: object | None = None
@@ -148,7 +158,9 @@ class Call:
                 target = transaction if effect.to is request else self.transaction
                 self.ua.endpoint.send_response(target, effect.response)
             elif isinstance(effect, Send):
-                self.ua.send_in_dialog(self, effect.request)
+                sent = self.ua.send_in_dialog(self, effect.request)
+                if effect.request.method == "INVITE":
+                    self.transaction = sent  # our INVITE again, answering a challenge
             elif isinstance(effect, SendAck):
                 self.ua.send_in_dialog(self, effect.request, stateless=True)
             elif isinstance(effect, InfoDigit):
@@ -415,7 +427,8 @@ class UserAgent:
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
         for transaction in call.transactions:
-            self._by_txn.pop(transaction, None)
+            if not _may_be_challenged(call, transaction):
+                self._by_txn.pop(transaction, None)
         if call.media is not None:
             call.media.stop_playing()
             call.media.unbridge()
@@ -446,8 +459,10 @@ class UserAgent:
         to: NameAddr | None = None,
         codecs: list[str] | None = None,
         headers: Iterable[tuple[str, str]] = (),
+        credentials: tuple[str, str] | None = None,
     ) -> Call:
-        """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events."""
+        """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events.
+        With `credentials` (username, password) the leg answers a provider's 401/407."""
         call_id = uuid.uuid4().hex + "@" + self.endpoint.host
         from_ = NameAddr(
             display_name=from_.display_name, uri=from_.uri, params={"tag": secrets.token_hex(6)}
@@ -464,7 +479,8 @@ class UserAgent:
         invite.headers.add("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods)))
         for name, value in headers:
             invite.headers.add(name, value)
-        call = Call(self, incoming=False, invite=invite, peer=peer)
+        digest = DigestClient(*credentials) if credentials is not None else None
+        call = Call(self, incoming=False, invite=invite, peer=peer, digest=digest)
         call.media = call.session.negotiator = await self.open_media(call)
         invite.body = call.media.make_offer(codecs=codecs)
         invite.headers.add("Content-Type", "application/sdp")
@@ -485,13 +501,18 @@ class UserAgent:
         finally:
             self._waiting.pop(transaction, None)
 
-    def send_in_dialog(self, call: Call, request: SipRequest, *, stateless: bool = False) -> None:
+    def send_in_dialog(
+        self, call: Call, request: SipRequest, *, stateless: bool = False
+    ) -> object | None:
+        """Send a request of `call`'s (its client transaction, None when stateless)."""
         # No proxies stand between the engine and its phones: in-dialog requests go where the
         # leg's messages come from (symmetric signalling keeps NATed phones reachable).
         if stateless:
             self.endpoint.send_stateless(request, call.peer)
-        else:
-            self._own(call, self.endpoint.send_request(request, call.peer))
+            return None
+        transaction = self.endpoint.send_request(request, call.peer)
+        self._own(call, transaction)
+        return transaction
 
     def _own(self, call: Call, transaction: object) -> None:
         """Route the transaction's responses and timeouts to `call`."""
@@ -514,14 +535,19 @@ class UserAgent:
             call = self._by_txn.get(event.transaction) or self.calls.get(event.response.call_id)
             if call is not None:
                 call._on_response(event.response)
-        elif isinstance(event, TransactionTimedOut):
+                if event.response.status >= 200:
+                    self._release_ended(call, event.transaction)
+        elif isinstance(event, TransactionTimedOut | TransportFailed):
             call = self._by_txn.get(event.transaction)
             if call is not None:
-                call._on_timeout(event.transaction)
-        elif isinstance(event, TransportFailed):
-            call = self._by_txn.get(event.transaction)
-            if call is not None:
-                call._on_timeout(event.transaction, transport_failed=True)
+                failed = isinstance(event, TransportFailed)
+                call._on_timeout(event.transaction, transport_failed=failed)
+                self._release_ended(call, event.transaction)
+
+    def _release_ended(self, call: Call, transaction: object) -> None:
+        """An ended leg's request (a BYE kept routed for its challenge) got its answer."""
+        if self.calls.get(call.call_id) is not call and call.state is LegState.ENDED:
+            self._by_txn.pop(transaction, None)
 
     def _on_request(self, request: SipRequest, transaction: object, peer: Peer) -> None:
         method = request.method
@@ -629,6 +655,18 @@ class UserAgent:
                 if now - last > timeout and not call.media.held:
                     logger.info("call %s: no RTP for %.0f s, hanging up", call.call_id, now - last)
                     await call.hangup(reason="rtp-timeout")
+
+
+def _may_be_challenged(call: Call, transaction: object) -> bool:
+    """A request of an ending leg whose 401/407 the leg may still answer (its BYE to a
+    provider): its transaction stays routed to the leg until the final response."""
+    request = getattr(transaction, "request", None)
+    return (
+        call.session.digest is not None
+        and isinstance(request, SipRequest)
+        and request.method != "INVITE"
+        and not getattr(transaction, "terminated", True)
+    )
 
 
 def _report_failure(task: asyncio.Task[None], call: Call) -> None:

@@ -32,6 +32,7 @@ from telephony.sip import (
     Via,
     make_response,
 )
+from telephony.sip.challenge import DigestClient
 from telephony.sip.transaction import build_cancel
 
 from .events import Answered, CallEvent, Ended, HoldChanged, Ringing
@@ -202,6 +203,7 @@ class InviteSession:
         contact: NameAddr,
         new_via: Callable[[], Via],
         negotiator: Negotiator | None = None,
+        digest: DigestClient | None = None,
     ) -> None:
         self.invite = invite
         self.role = role
@@ -217,6 +219,11 @@ class InviteSession:
         self.end_reason: str | None = None
         self.cancelling = False
         """UAC: our CANCEL is out; the 487 (or a crossing 2xx, then BYE) ends the leg."""
+        self.digest = digest
+        """Credentials for the 401/407 challenges of a provider (UAC): the INVITE and our
+        in-dialog requests are sent again with the answer, once per challenger."""
+        self._in_dialog: dict[int, SipRequest] = {}
+        """Our in-dialog requests awaiting a final response, by CSeq (to answer a challenge)."""
 
     def __repr__(self) -> str:
         return f"<InviteSession {self.call_id} {self.role.value} {self.state.value}>"
@@ -328,11 +335,18 @@ class InviteSession:
         request.headers.set("Content-Type", content_type)
         request.body = body
         request.headers.set("Content-Length", str(len(body)))
-        return [Send(request)]
+        return [self._send_in_dialog(request)]
 
     def _bye(self) -> Send:
         assert self.dialog is not None
-        return Send(self.dialog.create_request("BYE", via=self.new_via(), contact=None))
+        return self._send_in_dialog(
+            self.dialog.create_request("BYE", via=self.new_via(), contact=None)
+        )
+
+    def _send_in_dialog(self, request: SipRequest) -> Send:
+        if self.digest is not None:
+            self._in_dialog[request.cseq.seq] = request
+        return Send(request)
 
     def timeout(self, *, transport_failed: bool = False) -> list[Effect]:
         """The INVITE transaction timed out, or (`transport_failed`) could not reach the far end
@@ -440,8 +454,11 @@ class InviteSession:
     def receive_response(self, response: SipResponse) -> list[Effect]:
         """A response from the far end to one of this leg's requests."""
         if response.cseq.method != "INVITE":
-            return []  # responses to our CANCEL, BYE and INFO need no action
+            # Responses to our CANCEL, BYE and INFO need no action, but a provider's challenge.
+            return self._challenged_in_dialog(response)
         status = response.status
+        if status in (401, 407) and (retry := self._challenged_invite(response)) is not None:
+            return [retry]
         if status < 200:
             if status in (180, 183) and self._allowed(SessionInput.PROVISIONAL):
                 first = self.state is SessionState.CALLING
@@ -485,6 +502,44 @@ class InviteSession:
             # Our CANCEL crossed the 200: the call is answered, so it gets a BYE.
             effects += self.hangup(self.end_reason or "cancelled")
         return effects
+
+    # -- digest challenges (a provider's proxy or registrar, RFC 3261 22.2) ------------------------
+
+    def _challenged_invite(self, response: SipResponse) -> Send | None:
+        """The INVITE again with the answer to its challenge: same Call-ID and tags, the next
+        CSeq, a new branch (RFC 3261 8.1.3.5, 22.2); None when it is not to be answered."""
+        if self.digest is None or self.role is Role.UAS or self.cancelling:
+            return None
+        if self.state not in _EARLY_UAC or response.cseq.seq != self.invite.cseq.seq:
+            return None
+        header = self.digest.authorize(self.invite, response)
+        if header is None:
+            return None
+        self.invite = _resent(self.invite, header, self.new_via())
+        return Send(self.invite)
+
+    def _challenged_in_dialog(self, response: SipResponse) -> list[Effect]:
+        sent = self._in_dialog.pop(response.cseq.seq, None)
+        if sent is None or response.status not in (401, 407) or self.dialog is None:
+            return []
+        assert self.digest is not None
+        header = self.digest.authorize(sent, response)
+        if header is None:
+            return []
+        again = _resent(sent, header, self.new_via())
+        # The dialog's next request (an INFO later on) numbers after this one.
+        self.dialog.local_seq = max(self.dialog.local_seq, again.cseq.seq)
+        return [self._send_in_dialog(again)]
+
+
+def _resent(request: SipRequest, header: tuple[str, str], via: Via) -> SipRequest:
+    """`request` with a new top Via, the next CSeq and the credentials `header`."""
+    again = SipRequest(request.method, request.uri, request.headers.copy(), request.body)
+    again.headers.set("Via", str(via))  # our single Via, with a new branch
+    cseq = request.cseq
+    again.headers.set("CSeq", f"{cseq.seq + 1} {cseq.method}")
+    again.headers.set(*header)
+    return again
 
 
 def _info_digit(request: SipRequest) -> str | None:
