@@ -117,6 +117,7 @@ class Engine:
         if self.ivr is not None:
             await self.ivr.shutdown()
         await self.switchboard.shutdown()
+        await self.switchboard.providers.stop()  # our bindings at providers removed
         await self.switchboard.events.drain()
         if self._audit_writes:
             await asyncio.wait(self._audit_writes, timeout=5)
@@ -260,6 +261,7 @@ async def start_engine(
         music_on_hold=sip.music_on_hold,
     )
     _subscribe(engine, engine.switchboard.events, unrecorded)
+    await engine.switchboard.providers.start()  # provider registrations and qualify
     # Numbers agents dial on their phones keep to the DNC list and calling hours, per role.
     engine.switchboard.outbound_check = functools.partial(manual_dial_refusal, engine)
     if store is not None:
@@ -329,7 +331,7 @@ def _trunk_cps(switchboard: Switchboard, name: str) -> float | None:
     """Calls per second of the trunk `name` ('' the first that can place calls)."""
     trunks = switchboard.trunks
     chosen = trunks.get(name) or next(
-        (t for t in trunks.values() if t.outbound or t.password), None
+        (t for t in trunks.values() if t.signalling or t.password), None
     )
     return chosen.cps if chosen is not None else None
 

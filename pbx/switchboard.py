@@ -42,6 +42,7 @@ from .presence import Presence
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import Did, RingGroup, Trunk
 from .security import log_auth_failure
+from .trunks import TrunkManager
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class Switchboard:
         self.presence = presence
         routing = routing or Routing()
         self.trunks = {t.name: t for t in routing.trunks}
+        self.providers = TrunkManager(ua, routing.trunks)
+        """Registration, qualify, channels and failover order of the trunks (started by the
+        composition root: `await providers.start()`)."""
         self.dids = {d.number: d for d in routing.dids}
         self.groups = {g.name: g for g in routing.ring_groups}
         self._strategies = {g.name: STRATEGIES[g.strategy]() for g in routing.ring_groups}
@@ -206,12 +210,24 @@ class Switchboard:
         dialled = target.user if isinstance(target, SipUri) else None
         from_uri = call.invite.from_.uri
         from_user = from_uri.user if isinstance(from_uri, SipUri) else None
-        trunk = self._trunk_of(call.peer[1])
+        trunk = self._trunk_of(call.peer)
         # A carrier presents the customer's number; one of our extensions is an agent (who must
         # authenticate even from the carrier's address: a spoofed From gets a challenge).
         if trunk is not None and from_user not in self.extensions:
             did = self.dids.get(dialled or "")
-            if did is None or did.trunk != trunk.name:
+            if did is None and isinstance(to_uri := call.invite.to.uri, SipUri):
+                # A provider we register to calls our Contact (its user is our account):
+                # the number the customer dialled is in To.
+                did = self.dids.get(to_uri.user or "")
+            state = self.providers.states.get(trunk.name)
+            if (
+                state is not None
+                and state.trunk.channels
+                and (self.providers.channels_in_use(state) > state.trunk.channels)
+            ):
+                logger.info("trunk %s: all %d channels busy", trunk.name, trunk.channels)
+                call.reject(503, "All channels busy")
+            elif did is None or did.trunk != trunk.name:
                 logger.info("trunk %s: call to unknown number %s refused", trunk.name, dialled)
                 call.reject(404, "No such number")
             elif call.offer_error is not None:
@@ -401,8 +417,12 @@ class Switchboard:
             raise MonitorError("the call ended meanwhile", 409)
         return self.start_monitor(bridged, leg, supervisor=supervisor, agent=agent, mode=mode)
 
-    def _trunk_of(self, address: str) -> Trunk | None:
-        """The trunk a source address belongs to: listed, or where the carrier registered from."""
+    def _trunk_of(self, peer: Peer) -> Trunk | None:
+        """The trunk a source belongs to: the provider's proxy we register to (address and
+        port), a listed address, or where the carrier registered from."""
+        if (provider := self.providers.of_peer(peer)) is not None:
+            return provider.trunk
+        address = peer[1]
         now = self.ua.loop.time()
         for trunk in self.trunks.values():
             if address in trunk.allow_from:
@@ -498,31 +518,47 @@ class Switchboard:
         bridged.on_no_answer = lambda leg: self._auto_reply(leg, auto_reply)
         summary.owner = owner
 
-    def _trunk_route(self, number: str, trunk_name: str = "") -> tuple[Trunk, Binding] | None:
-        """How to reach an external number: through `trunk_name` when given, else the first
-        trunk with an address or a registration."""
+    def _trunk_route(self, number: str, trunk_name: str = "") -> tuple[Trunk, Target] | None:
+        """How to reach an external number now: the first of `_trunk_routes`."""
+        routes = self._trunk_routes(number, trunk_name)
+        return routes[0] if routes else None
+
+    def _trunk_routes(self, number: str, trunk_name: str = "") -> list[tuple[Trunk, Target]]:
+        """The trunks that can carry a call to an external number now, in failover order
+        (through `trunk_name` only, when given): up by qualify, registered when they register,
+        a channel free; a carrier that registers to us, where it registered from."""
         now = self.ua.loop.time()
-        for trunk in self.trunks.values():
+        routes = []
+        for state in sorted(self.providers.states.values(), key=lambda s: s.order):
+            trunk = state.trunk
             if trunk_name and trunk.name != trunk_name:
                 continue
-            if trunk.outbound is not None:
-                peer: Peer = ("udp", *trunk.outbound)
+            if not self.providers.available(state):
+                continue
+            if state.peer is not None:
+                uri = self.providers.route_uri(state, number)
+                peer: Peer = state.peer
             elif trunk.password and (registered := self.registrar.lookup(trunk.name, now=now)):
                 peer = registered[0].peer
+                uri = SipUri(
+                    scheme="sip",
+                    user=number,
+                    host=peer[1],
+                    port=peer[2],
+                    params={"transport": "tcp"} if peer[0] == "tcp" else {},
+                )
             else:
                 continue
-            uri = SipUri(
-                scheme="sip",
-                user=number,
-                password=None,
-                host=peer[1],
-                port=peer[2],
-                params={"transport": "tcp"} if peer[0] == "tcp" else {},
-                headers={},
-            )
             contact = NameAddr(display_name=None, uri=uri, params={})
-            return trunk, Binding(number, contact, peer, float("inf"), "trunk", 0, static=True)
-        return None
+            binding = Binding(number, contact, peer, float("inf"), "trunk", 0, static=True)
+            routes.append((trunk, Target(number, binding, state.credentials, trunk.name)))
+        return routes
+
+    def _failover_steps(self, number: str, timeout: float, trunk_name: str = "") -> list[HuntStep]:
+        return [
+            HuntStep((target,), timeout, failover=True)
+            for _, target in self._trunk_routes(number, trunk_name)
+        ]
 
     def _outbound(self, call: Call, caller: str, number: str) -> None:
         """An agent dials an external number: out through the first trunk that can take it,
@@ -557,12 +593,12 @@ class Switchboard:
         if route is None:
             self._refuse(call, caller, number, 404, "failed")
             return
-        trunk, binding = route
+        trunk, _ = route
         self._start(
             call,
             caller=caller,
             callee=number,
-            steps=[HuntStep((Target(number, binding),), self.ring_timeout)],
+            steps=self._failover_steps(number, self.ring_timeout),
             identity=self.identity(trunk.caller_id or caller, None),
             summary=CallSummary(
                 call.call_id,
@@ -582,12 +618,15 @@ class Switchboard:
         route = self._trunk_route(number, trunk)
         if route is None:
             raise LookupError(f"no trunk{' ' + trunk if trunk else ''} can reach {number}")
-        trunk, binding = route
+        found, target = route
+        binding = target.binding
         assert isinstance(binding.contact.uri, SipUri)
         return await self.ua.dial(
             binding.contact.uri,
             binding.peer,
-            from_=self.identity(caller_id or trunk.caller_id or "anonymous", None),
+            from_=self.identity(caller_id or found.caller_id or "anonymous", None),
+            to=NameAddr(display_name=None, uri=binding.contact.uri, params={}),
+            credentials=target.credentials,
         )
 
     def can_reach(self, number: str, trunk: str = "") -> bool:
@@ -611,12 +650,12 @@ class Switchboard:
         route = self._trunk_route(number, trunk)
         if route is None:
             raise LookupError(f"no trunk{' ' + trunk if trunk else ''} can reach {number}")
-        found, binding = route
+        found, _ = route
         return self._start(
             leg,
             caller=summary.caller,
             callee=number,
-            steps=[HuntStep((Target(number, binding),), timeout or self.ring_timeout)],
+            steps=self._failover_steps(number, timeout or self.ring_timeout, trunk),
             identity=self.identity(caller_id or found.caller_id or "anonymous", None),
             summary=summary,
             ring_timeout=timeout,
@@ -661,8 +700,8 @@ class Switchboard:
                 now,
             )
             steps = self._strategies[group.name].steps(hunt)
-        elif kind == "number" and (found := self._trunk_route(target)) is not None:
-            steps = [HuntStep((Target(target, found[1]),), timeout)]
+        elif kind == "number":
+            steps = self._failover_steps(target, timeout)
         if not steps:
             logger.info("call %s: IVR transfer to %s: nobody free", call.call_id, route)
             return False

@@ -89,7 +89,6 @@ class Call:
     ) -> None:
         self.ua = ua
         self.incoming = incoming
-        self.invite = invite
         self.peer = peer
         self.call_id = invite.call_id
         self.session = InviteSession(
@@ -124,6 +123,12 @@ class Call:
         return f"<Call {self.call_id} {'in' if self.incoming else 'out'} {self.state.value}>"
 
     # -- the session's view --------------------------------------------------------------------
+
+    @property
+    def invite(self) -> SipRequest:
+        """The INVITE of this leg (for an outgoing leg, the last sent: a challenge answered
+        sends it again with credentials and the next CSeq)."""
+        return self.session.invite
 
     @property
     def state(self) -> SessionState:

@@ -28,6 +28,8 @@ class DigestClient:
     username: str
     password: str
     cnonce: Callable[[], str] = field(default=lambda: secrets.token_hex(8), repr=False)
+    realm: str | None = None
+    """When set, challenges of any other realm are not answered."""
     _answered: set[tuple[int, str]] = field(default_factory=set, repr=False)
 
     def reset(self) -> None:
@@ -49,6 +51,10 @@ class DigestClient:
             challenge = choose_challenge(response.headers.get_all(challenge_name))
         except DigestError as exc:
             logger.info("%s %s: %s", request.method, request.uri, exc)
+            return None
+        if self.realm is not None and challenge.realm != self.realm:
+            logger.info("%s %s: challenge of realm %r not answered", request.method, request.uri,
+                        challenge.realm[:64])  # fmt: skip
             return None
         key = (response.status, challenge.realm)
         if key in self._answered and not challenge.stale:

@@ -76,12 +76,13 @@ class Registration:
         call_id: str,
         from_tag: str,
         cnonce: Callable[[], str] = lambda: secrets.token_hex(8),
+        realm: str | None = None,
     ) -> None:
         self.config = config
         self.new_via = new_via
         self.call_id = call_id
         self.from_tag = from_tag
-        self._digest = DigestClient(config.username, config.password, cnonce)
+        self._digest = DigestClient(config.username, config.password, cnonce, realm)
         self.state = RegistrationState.UNREGISTERED
         self.last_status: int | None = None
         """Final status of the last REGISTER answered (408 for a timeout, 503 for a transport
