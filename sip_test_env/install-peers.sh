@@ -9,9 +9,10 @@
 #                                                               tests drive it with playwright)
 #   flite, festival and its voices festvox-kallpc16k, festvox-kdlpc16k, festvox-ru,
 #   festvox-us-slt-hts: the other speech engines of the AMD corpus (bench/amd_corpus.py)
+#   kamailio      a SIP provider (registrar, digest auth, proxy) for the provider-trunk tests
 set -eu
 
-PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts"
+PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts kamailio"
 
 # package -> a file it installs (a command or a module), to tell what is missing.
 probe() {
@@ -30,6 +31,7 @@ probe() {
         festvox-kdlpc16k) [ -d /usr/share/festival/voices/english/ked_diphone ] ;;
         festvox-ru) [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ] ;;
         festvox-us-slt-hts) [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] ;;
+        kamailio) command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] ;;
         *) return 1 ;;
     esac
 }
