@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from crm_bridge import TaskFilter
 from pbx import AgentState, CallSummary
 from pbx import events as pbx_events
+from pbx.trunks import TrunkState
 
 from .events import (
     AgentStateChanged,
@@ -26,6 +27,7 @@ from .events import (
     LiveBus,
     TaskCreated,
     TaskDone,
+    TrunkChanged,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +71,18 @@ def wire_live(engine: Engine) -> LiveBus:
             since=wall - switchboard.presence.idle_for(account.extension, now=now),
         )
     bus = LiveBus(board, today=local_today)
+    providers = switchboard.providers
+    for row in providers.snapshot():
+        board.trunks[row["name"]] = row
+
+    def trunk_changed(state: TrunkState) -> None:
+        bus.publish(TrunkChanged(state.trunk.name, providers.describe(state)))
+
+    def channels_changed(_: object) -> None:
+        for state in providers.states.values():  # unchanged rows send nothing (board.apply)
+            trunk_changed(state)
+
+    providers.listeners.append(trunk_changed)
     presence = switchboard.presence
     events = switchboard.events
 
@@ -133,6 +147,8 @@ def wire_live(engine: Engine) -> LiveBus:
     events.subscribe(pbx_events.CallStarted, call_started)
     events.subscribe(pbx_events.CallAnswered, connected)
     events.subscribe(pbx_events.CallEnded, ended)
+    for kind in (pbx_events.CallStarted, pbx_events.CallAnswered, pbx_events.CallEnded):
+        events.subscribe(kind, channels_changed)  # a trunk's channels in use
     return bus
 
 

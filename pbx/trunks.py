@@ -23,7 +23,7 @@ import secrets
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from telephony.aio import Peer, TaskSet, UserAgent
@@ -63,7 +63,6 @@ class TrunkState:
     """Times the trunk went down or up by qualify."""
     registrations: int = 0
     """Registration attempts completed (each REGISTER with its challenge answered)."""
-    listeners: list[Callable[[TrunkState], None]] = field(default_factory=list)
 
     @property
     def registered(self) -> bool:
@@ -83,7 +82,7 @@ class TrunkManager:
         self.states = {t.name: TrunkState(t, order) for order, (_, t) in enumerate(ordered)}
         self._tasks = TaskSet("trunk")
         self._wake: dict[str, asyncio.Event] = {}
-        self.on_change: Callable[[TrunkState], None] | None = None
+        self.listeners: list[Callable[[TrunkState], None]] = []
         """Told after each registration attempt (first, refresh, retry) and each change of
         the qualify state (the dashboard, tests)."""
 
@@ -291,10 +290,14 @@ class TrunkManager:
         headers.add("Accept", "application/sdp")
         return SipRequest(method="OPTIONS", uri=uri, headers=headers)
 
+    def describe(self, state: TrunkState) -> dict[str, Any]:
+        """One trunk's row of `snapshot`."""
+        return self._describe(state, self.ua.loop.time())
+
     def _changed(self, state: TrunkState) -> None:
-        if self.on_change is not None:
+        for listener in list(self.listeners):
             try:
-                self.on_change(state)
+                listener(state)
             except Exception:
                 logger.exception("trunk %s: change listener failed", state.trunk.name)
 

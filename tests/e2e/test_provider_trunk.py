@@ -8,6 +8,7 @@ trunk, 486 does not."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -61,7 +62,7 @@ class Watch:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._changed = asyncio.Condition()
-        engine.switchboard.providers.on_change = self._on_change
+        engine.switchboard.providers.listeners.append(self._on_change)
 
     def _on_change(self, state: TrunkState) -> None:
         async def notify() -> None:
@@ -139,6 +140,11 @@ async def test_registers_with_digest_auth_and_refreshes(provider_engine: Engine)
     assert 0 < trunk["registration"]["expires_in"] <= 6
     assert 'callcenter_trunk_registration_state{trunk="provider",state="registered"} 1' in metrics
     assert 'callcenter_trunk_available{trunk="provider"} 1' in metrics
+    # A clean stop removes our binding (Engine.stop does this): Kamailio answers the
+    # un-REGISTER after its 401.
+    await provider_engine.switchboard.providers.stop()
+    assert reg.state is RegistrationState.UNREGISTERED and reg.last_status == 200
+    assert reg.expires_at is None and reg.next_at is None
 
 
 async def test_wrong_secret_is_failing_with_the_status_and_next_try(
@@ -239,8 +245,23 @@ priority = 2
         providers = engine.switchboard.providers
         await watch.until("provider", lambda s: registered(s) and s.up is True, timeout=10)
         assert [s.trunk.name for s in providers.candidates()] == ["provider", "backup"]
-        await provider.kill()
-        await watch.until("provider", lambda s: s.up is False, timeout=10)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(api_url(engine, "/api/live"), headers=bearer()) as live,
+        ):
+            kind, snapshot = await _sse(live)
+            assert kind == "snapshot"
+            shown = {t["name"]: t for t in snapshot["trunks"]}
+            assert shown["provider"]["qualify"]["status"] == "up"
+            await provider.kill()
+            await watch.until("provider", lambda s: s.up is False, timeout=10)
+            # The dashboard hears it: the provider's row, down.
+            while True:
+                kind, row = await asyncio.wait_for(_sse(live), 5)
+                if kind == "trunk" and row["name"] == "provider":
+                    if row["qualify"]["status"] == "down":
+                        assert row["available"] is False
+                        break
         assert [s.trunk.name for s in providers.candidates()] == ["backup"]
         async with (
             start_sipp_uas("uas.xml", port=backup_port, calls=1, workdir=tmp_path / "b") as uas,
@@ -261,6 +282,15 @@ priority = 2
         assert 'callcenter_trunk_up{trunk="provider"} 0' in metrics
     finally:
         await engine.stop()
+
+
+async def _sse(response: aiohttp.ClientResponse) -> tuple[str, dict[str, object]]:
+    """The next event of a live stream (comments and keep-alives skipped)."""
+    while True:
+        block = (await response.content.readuntil(b"\n\n")).decode()
+        fields = dict(line.split(": ", 1) for line in block.strip().splitlines() if ": " in line)
+        if "event" in fields:
+            return fields["event"], json.loads(fields.get("data", "{}"))
 
 
 @pytest.mark.parametrize(
