@@ -269,7 +269,12 @@ class TrunkManager:
             if state.up is not None or not up:
                 state.changes += 1
                 logger.warning("trunk %s is %s (qualify)", state.trunk.name, "up" if up else "DOWN")
+            came_back = state.up is False and up
             state.up = up
+            if came_back and state.registration is not None:
+                # A provider back from an outage may have lost our binding: register now.
+                state.registration.refresh(now=loop.time())
+                self._wake[state.trunk.name].set()
             self._changed(state)
         return up
 

@@ -113,6 +113,12 @@ class Registration:
         self._stopping = False
         self.next_at = now
 
+    def refresh(self, *, now: float) -> None:
+        """Register again now (the registrar restarted and lost our binding, say); nothing
+        when stopped or a REGISTER is out."""
+        if self.next_at is not None and self._pending is None:
+            self.next_at = min(self.next_at, now)
+
     def due(self, *, now: float) -> SipRequest | None:
         """The REGISTER to send now, if one is due and none is out."""
         if self._pending is not None or self.next_at is None or now < self.next_at:

@@ -84,9 +84,12 @@ def registered(state: TrunkState) -> bool:
 
 
 @pytest.fixture
-async def provider(tmp_path: Path) -> AsyncIterator[KamailioProvider]:
+async def provider(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[KamailioProvider]:
     users = {ACCOUNT: SECRET, CUSTOMER: CUSTOMER_PASS}
-    async with KamailioProvider(tmp_path, users=users) as running:
+    algorithm = getattr(request, "param", "MD5")
+    async with KamailioProvider(tmp_path, users=users, algorithm=algorithm) as running:
         yield running
 
 
@@ -118,7 +121,10 @@ def customer(provider: KamailioProvider, tmp_path: Path) -> BaresipPeer:
     )
 
 
-async def test_registers_with_digest_auth_and_refreshes(provider_engine: Engine) -> None:
+@pytest.mark.parametrize("provider", ["MD5", "SHA-256"], indirect=True)
+async def test_registers_with_digest_auth_and_refreshes(
+    provider_engine: Engine, provider: KamailioProvider
+) -> None:
     watch = Watch(provider_engine)
     state = provider_engine.switchboard.providers.states["provider"]
     await watch.until("provider", registered, timeout=10)
@@ -280,6 +286,15 @@ priority = 2
             async with http.get(api_url(engine, "/metrics"), headers=bearer()) as response:
                 metrics = await response.text()
         assert 'callcenter_trunk_up{trunk="provider"} 0' in metrics
+        # The provider comes back (its bindings lost): up by qualify, registered again, first.
+        before = providers.states["provider"].registrations
+        await provider.start()
+        await watch.until(
+            "provider",
+            lambda s: s.up is True and s.registrations > before and registered(s),
+            timeout=10,
+        )
+        assert [s.trunk.name for s in providers.candidates()] == ["provider", "backup"]
     finally:
         await engine.stop()
 
@@ -324,5 +339,39 @@ async def test_failover_on_5xx_not_on_busy(
             assert (await t0.wait(timeout=10)).ok
             if not fails_over:
                 assert (await t1.stop()).created == 0
+    finally:
+        await engine.stop()
+
+
+async def test_a_trunk_with_every_channel_busy_is_skipped(pg_url: str, tmp_path: Path) -> None:
+    ports = [free_port("both"), free_port("both")]
+    trunks = (
+        f'[[trunks]]\nname = "small"\noutbound = "127.0.0.1:{ports[0]}"\nchannels = 1\n\n'
+        f'[[trunks]]\nname = "big"\noutbound = "127.0.0.1:{ports[1]}"\npriority = 1\n\n'
+    )
+    engine = await start_engine(engine_config(extra=trunks), database_url=pg_url, data_dir=tmp_path)
+    try:
+        async with (
+            start_sipp_uas("uas.xml", port=ports[0], calls=1, workdir=tmp_path / "s") as small,
+            start_sipp_uas("uas.xml", port=ports[1], calls=1, workdir=tmp_path / "b") as big,
+            agent("101", engine, tmp_path) as a101,
+            agent("102", engine, tmp_path) as a102,
+        ):
+            await a101.wait_registered()
+            await a102.wait_registered()
+            await a101.dial(CUSTOMER)
+            await a101.wait_event("CALL_ESTABLISHED", timeout=10)
+            rows = {t["name"]: t for t in engine.switchboard.providers.snapshot()}
+            assert (rows["small"]["channels_in_use"], rows["small"]["available"]) == (1, False)
+            await a102.dial("15551230002")
+            await a102.wait_event("CALL_ESTABLISHED", timeout=10)
+            legs = {b.callee: b.b for b in engine.switchboard.active.values()}
+            assert {n: leg.peer[2] for n, leg in legs.items() if leg is not None} == {
+                CUSTOMER: ports[0],
+                "15551230002": ports[1],
+            }
+            await a101.hangup()
+            await a102.hangup()
+            assert (await small.wait(timeout=10)).ok and (await big.wait(timeout=10)).ok
     finally:
         await engine.stop()

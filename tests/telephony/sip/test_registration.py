@@ -240,3 +240,17 @@ def test_a_failing_refresh_reports_failing_and_the_binding_lapses() -> None:
     assert reg.next_at is not None
     _exchange(reg, None, now=reg.next_at)
     assert reg.expires_at is None  # lapsed meanwhile
+
+
+def test_refresh_now_brings_the_next_register_forward() -> None:
+    registrar = Registrar()
+    reg = _registration()
+    reg.start(now=0.0)
+    _exchange(reg, registrar, now=0.0)
+    assert reg.next_at is not None and reg.next_at > 100
+    reg.refresh(now=100.0)
+    assert _exchange(reg, registrar, now=100.0) == 2
+    assert reg.expires_at == 3700.0
+    reg.stop(now=200.0)
+    reg.refresh(now=200.0)  # stopped: stays stopped
+    assert reg.next_at is None
