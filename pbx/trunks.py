@@ -80,6 +80,10 @@ class TrunkManager:
         self.ua = ua
         ordered = sorted(enumerate(trunks), key=lambda it: (it[1].priority, it[0]))
         self.states = {t.name: TrunkState(t, order) for order, (_, t) in enumerate(ordered)}
+        for state in self.states.values():
+            target = state.trunk.signalling
+            if target is not None and _is_ip(target[0]):
+                state.peer = ("udp", *target)  # known before start(); host names resolve there
         self._tasks = TaskSet("trunk")
         self._wake: dict[str, asyncio.Event] = {}
         self.listeners: list[Callable[[TrunkState], None]] = []
@@ -91,8 +95,14 @@ class TrunkManager:
     async def start(self) -> None:
         for state in self.states.values():
             target = state.trunk.signalling
-            if target is not None:
-                state.peer = ("udp", await _resolve(target[0]), target[1])
+            if target is not None and state.peer is None:
+                try:
+                    state.peer = ("udp", await _resolve(target[0]), target[1])
+                except OSError as exc:  # the trunk stays unusable; the engine runs on
+                    logger.error(
+                        "trunk %s: cannot resolve %s: %s", state.trunk.name, target[0], exc
+                    )
+                    continue
             if state.trunk.register and state.peer is not None:
                 state.registration = self._registration(state)
                 self._wake[state.trunk.name] = asyncio.Event()
@@ -323,11 +333,16 @@ def _port_if(trunk: Trunk, domain: str) -> int | None:
     return None
 
 
-async def _resolve(host: str) -> str:
+def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
-        return host
     except ValueError:
-        pass
+        return False
+    return True
+
+
+async def _resolve(host: str) -> str:
+    if _is_ip(host):
+        return host
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
     return str(infos[0][4][0])
