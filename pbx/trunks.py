@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import secrets
@@ -203,9 +204,8 @@ class TrunkManager:
         endpoint = self.ua.endpoint
         registrar = SipUri(scheme="sip", host=domain, port=_port_if(trunk, domain))
         aor = SipUri(scheme="sip", user=trunk.username, host=domain)
-        contact_uri = SipUri(
-            scheme="sip", user=trunk.username, host=endpoint.host, port=endpoint.port
-        )
+        # The UserAgent's own Contact (whatever address it advertises), with our account.
+        contact_uri = self._own_uri(trunk.username)
         config = RegistrationConfig(
             registrar=registrar,
             aor=aor,
@@ -292,9 +292,7 @@ class TrunkManager:
         trunk, endpoint = state.trunk, self.ua.endpoint
         domain = trunk.sip_domain
         uri = SipUri(scheme="sip", host=domain, port=_port_if(trunk, domain))
-        me = SipUri(
-            scheme="sip", user=trunk.username or "qualify", host=endpoint.host, port=endpoint.port
-        )
+        me = self._own_uri(trunk.username or "qualify")
         headers = Headers()
         headers.add("Via", str(endpoint.new_via()))
         headers.add("Max-Forwards", "70")
@@ -308,6 +306,12 @@ class TrunkManager:
     def describe(self, state: TrunkState) -> dict[str, Any]:
         """One trunk's row of `snapshot`."""
         return self._describe(state, self.ua.loop.time())
+
+    def _own_uri(self, user: str) -> SipUri:
+        """The UserAgent's own Contact URI (whatever address it advertises), with `user`."""
+        uri = self.ua.contact().uri
+        assert isinstance(uri, SipUri)
+        return dataclasses.replace(uri, user=user)
 
     def _changed(self, state: TrunkState) -> None:
         for listener in list(self.listeners):
