@@ -344,6 +344,8 @@ class InviteSession:
         )
 
     def _send_in_dialog(self, request: SipRequest) -> Send:
+        """Send a request of ours in the dialog (BYE, INFO, a re-INVITE or UPDATE): with
+        credentials, a 401/407 to it is answered by sending it again."""
         if self.digest is not None:
             self._in_dialog[request.cseq.seq] = request
         return Send(request)
@@ -456,6 +458,13 @@ class InviteSession:
         if response.cseq.method != "INVITE":
             # Responses to our CANCEL, BYE and INFO need no action, but a provider's challenge.
             return self._challenged_in_dialog(response)
+        seq = response.cseq.seq
+        if seq != self.invite.cseq.seq and seq in self._in_dialog:
+            # Our re-INVITE (sent through _send_in_dialog): a challenge is answered here.
+            if response.status in (401, 407):
+                return self._challenged_in_dialog(response)
+            if response.status >= 200:
+                del self._in_dialog[seq]
         status = response.status
         if status in (401, 407) and (retry := self._challenged_invite(response)) is not None:
             return [retry]

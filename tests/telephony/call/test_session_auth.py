@@ -160,3 +160,19 @@ def test_responses_to_unchallenged_requests_change_nothing() -> None:
     assert isinstance(ok, SipResponse)
     assert pair.uac.receive_response(ok) == []
     assert not [e for e in effects if isinstance(e, Respond | SendAck)]
+
+
+def test_a_challenged_reinvite_goes_again_with_credentials() -> None:
+    challenger = Challenger("SHA-256")
+    pair = answered(_provider_pair())
+    assert pair.uac.dialog is not None
+    offer = pair.uac_sdp.local_sdp()
+    reinvite = pair.uac.dialog.create_request(
+        "INVITE", via=_via(UAS_HOST), body=offer, content_type="application/sdp"
+    )
+    sent = _resent([pair.uac._send_in_dialog(reinvite)], "INVITE")
+    again = _resent(pair.uac.receive_response(challenger.challenge(sent, 407)), "INVITE")
+    assert again.cseq.seq == sent.cseq.seq + 1 and again.body == offer
+    assert challenger.verify(again, "Proxy-Authorization") is AuthResult.OK
+    assert pair.uac.state is SessionState.CONNECTED  # the call itself goes on
+    assert pair.uac.dialog.local_seq == again.cseq.seq
