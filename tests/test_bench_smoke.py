@@ -79,6 +79,16 @@ SCRIPTS = (
     ),
     Script("bench_monitor", (_row("1", 3), _row("10", 3))),
     Script(
+        "bench_provider",
+        (
+            rf"^\s+MD5\s+{NUM} us$",
+            rf"^\s+SHA-256\s+{NUM} us$",
+            rf"^CPU to answer a 407 to an INVITE: {NUM} us$",
+            rf"^\s+{NUM} registrations/s, one exchange: median {NUM} ms, p90 {NUM} ms$",
+        ),
+        needs=("kamailio",),
+    ),
+    Script(
         "bench_amocrm_backlog",
         (
             rf"^drained in {NUM} s: {NUM} events/s delivered$",
