@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from telephony.call import CallEvent, Dtmf, Ended, HoldChanged, Ringing
+from telephony.call import Answered, CallEvent, Dtmf, Ended, HoldChanged, Ringing
 from telephony.call.session import (
     Effect,
     InfoDigit,
@@ -133,6 +133,9 @@ class Call:
         """Told when the far end puts this leg on hold (True) or takes it off (False)."""
         self.on_ringing: Callable[[], None] | None = None
         """Outgoing leg: told once, when the far end first rings (its first 180/183)."""
+        self.progressed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Outgoing leg: done at the far end's first ringing (180/183) or answer, whichever
+        comes first (never, when it refuses or never answers)."""
         self.ended = asyncio.get_running_loop().create_future()
         self._dialog_announced: tuple[int, str] | None = None
         """What `UserAgent.on_dialog` last heard of the dialog (our CSeq, the remote target);
@@ -194,6 +197,8 @@ class Call:
                 self._finished(effect)
             else:
                 self._events.put_nowait(effect)
+                if isinstance(effect, Ringing | Answered) and not self.progressed.done():
+                    self.progressed.set_result(None)
                 if isinstance(effect, HoldChanged) and self.on_hold is not None:
                     self.on_hold(effect.held)
                 elif isinstance(effect, Ringing) and self.on_ringing is not None:
