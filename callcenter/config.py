@@ -21,11 +21,11 @@ from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, OAuthClient, RetryPolicy, 
 from ivr import FlowError, load_flow
 from pbx.callerid import ANONYMOUS, OutboundIdentity
 from pbx.monitor import MonitorSettings
-from pbx.numbers import NumberPlan, region_of_country_code
 from pbx.pickup import PickupGroup
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 from telephony.aio.addresses import DEFAULT_LOCAL_NETWORKS, parse_networks
 from telephony.call.offer_answer import SRTP_POLICIES
+from telephony.numbers import NumberPlan, region_of_country_code
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ TRUNK_NUMBERING_KEYS = frozenset(
         "trust_identity",
     }
 )
-"""[[trunks]] keys of number rewriting and caller ID presentation (pbx.numbers, pbx.callerid)."""
+"""[[trunks]] keys of number rewriting and caller ID (telephony.numbers, pbx.callerid)."""
 
 TOP_LEVEL_TABLES = {
     "sip",

@@ -15,6 +15,7 @@ from typing import Any
 from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
 from telephony.media import ToneSource, WavSource
+from telephony.numbers import NumberError
 from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_response
 
 from .auth import Authenticator
@@ -38,7 +39,6 @@ from .monitor import (
     MonitorSettings,
     parse_monitor,
 )
-from .numbers import NumberError
 from .pickup import Pickup, PickupGroups, RingingCall, parse_pickup
 from .presence import Presence
 from .registrar import Binding, Registrar, RegistrationError
