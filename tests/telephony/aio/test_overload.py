@@ -10,32 +10,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sip_test_env.ports import free_port, free_port_range
-from telephony.aio import EndpointConfig, UserAgent, UserAgentConfig
+from telephony.aio import UserAgent
 from telephony.call import Answered, Ended
-from telephony.sip import OverloadConfig, OverloadLevel, TimerConfig
+from telephony.sip import OverloadConfig, OverloadLevel
 
-from .conftest import answered_call, dial
+from .conftest import answered_call, dial, started_user_agents
 
 
 @pytest.fixture
 async def agents() -> AsyncIterator[tuple[UserAgent, UserAgent]]:
-    uas = []
-    try:
-        for _ in range(2):
-            low, high = free_port_range(20, "udp")
-            endpoint = EndpointConfig(
-                port=free_port("both"),
-                timers=TimerConfig(t1=0.05),
-                overload=OverloadConfig(shed_lag=0.1, drop_lag=5.0, recover_after=0.5),
-            )
-            ua = UserAgent(UserAgentConfig(endpoint=endpoint, rtp_ports=(low, high)))
-            await ua.start()
-            uas.append(ua)
-        yield uas[0], uas[1]
-    finally:
-        for ua in uas:
-            await ua.close()
+    overload = OverloadConfig(shed_lag=0.1, drop_lag=5.0, recover_after=0.5)
+    async with started_user_agents(overload=overload) as uas:
+        yield uas
 
 
 def reached(ua: UserAgent, level: OverloadLevel) -> asyncio.Future[None]:
