@@ -17,6 +17,7 @@ from telephony.call import Answered, Ended
 from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipRequest, SipUri, make_response
 
+from .acd import QueueDesk
 from .auth import Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
 from .events import (
@@ -39,6 +40,7 @@ from .monitor import (
 )
 from .pickup import Pickup, PickupGroups, RingingCall, parse_pickup
 from .presence import Presence
+from .queue import QueueConfig, parse_queue_code
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import Did, RingGroup, Trunk
 from .security import log_auth_failure
@@ -68,6 +70,7 @@ class Routing:
     trunks: tuple[Trunk, ...] = ()
     dids: tuple[Did, ...] = ()
     ring_groups: tuple[RingGroup, ...] = ()
+    queues: tuple[QueueConfig, ...] = ()
 
 
 # Feature codes an agent dials (the engine answers, beeps, hangs up).
@@ -135,6 +138,9 @@ class Switchboard:
         self._tasks = TaskSet("call")
         self.music_on_hold = music_on_hold
         """Looped to a party whose call the other side holds."""
+        self.queues = QueueDesk(self, routing.queues)
+        """The waiting queues (ACD): DIDs and IVR transfers to `queue:NAME`."""
+        self.events.subscribe(PresenceChanged, lambda _: self.queues.wake())
         self._held: list[str] = []
         """Extensions held busy by hold()."""
         ua.on_incoming = self._on_incoming
@@ -249,6 +255,10 @@ class Switchboard:
             return
         if dialled in FEATURE_CODES:
             self._track(self._feature_code(call, caller, away=FEATURE_CODES[dialled]))
+            return
+        if dialled and (queue_code := parse_queue_code(dialled)) is not None:
+            login, queue_name = queue_code
+            self._track(self._queue_code(call, caller, queue_name, login=login))
             return
         if dialled and (code := parse_pickup(dialled)) is not None:
             self._pickup(call, caller, code.target)
@@ -480,6 +490,16 @@ class Switchboard:
             self.announce(summary)
             self._track(self._ivr(call, did, summary))
             return
+        if kind == "queue" and target in self.queues.queues:
+            summary.owner = self.queues.owner(target)
+            self.announce(summary)
+            self._track(self.queues.enter(call, target, summary))
+            return
+        if kind == "voicemail" and self.queues.voicemail_dir is not None:
+            summary.owner = target
+            self.announce(summary)
+            self._track(self.queues.voicemail(call, target, summary))
+            return
         if kind == "agent":
             reachable = self.reachable([target], now=now)
             if reachable:
@@ -671,10 +691,11 @@ class Switchboard:
     async def transfer(
         self, call: Call, route: str, *, summary: CallSummary, timeout: float
     ) -> bool:
-        """Ring `route` (agent:EXT, ringgroup:NAME, number:E164) for a caller an IVR answered.
-        True once bridged: from then on the call is the switchboard's, which journals `summary`
-        at its end. False when nobody was free or answered in `timeout` s, or the caller hung
-        up: the caller's leg is left as it was, for the flow to go on."""
+        """Ring `route` (agent:EXT, ringgroup:NAME, number:E164) for a caller an IVR answered,
+        or hand it to queue:NAME (which journals it). True once bridged: from then on the call
+        is the switchboard's, which journals `summary` at its end. False when nobody was free
+        or answered in `timeout` s, or the caller hung up: the caller's leg is left as it was,
+        for the flow to go on."""
         loop = self.ua.loop
         now = loop.time()
         kind, _, target = route.partition(":")
@@ -697,6 +718,10 @@ class Switchboard:
             steps = self._strategies[group.name].steps(hunt)
         elif kind == "number" and (found := self._trunk_route(target)) is not None:
             steps = [HuntStep((Target(target, found[1]),), timeout)]
+        elif kind == "queue" and target in self.queues.queues:
+            # The queue takes the caller for good: it journals the call at its end.
+            self._track(self.queues.enter(call, target, summary))
+            return True
         if not steps:
             logger.info("call %s: IVR transfer to %s: nobody free", call.call_id, route)
             return False
@@ -825,6 +850,8 @@ class Switchboard:
             return None, target
         if kind == "ringgroup" and target in self.groups:
             return target, self.groups[target].owner
+        if kind == "queue":
+            return None, self.queues.owner(target)
         return None, None
 
     def _start(
@@ -950,10 +977,22 @@ class Switchboard:
     async def _feature_code(self, call: Call, agent: str, *, away: bool) -> None:
         """*50 away, *51 available: answered with a beep so the agent hears it took effect."""
         self.presence.set_away(agent, away, now=self.ua.loop.time())
+        await self._beep(call, long=away)
+
+    async def _queue_code(self, call: Call, agent: str, queue: str | None, *, login: bool) -> None:
+        """*45 / *45NAME log in to the agent's queues (or NAME), *46 / *46NAME log out: a
+        beep when it took effect, the reorder tone when the agent is in no such queue."""
+        if not self.queues.log_in(agent, queue, login=login):
+            await self._reorder(call, reason="no-such-queue")
+            return
+        await self._beep(call, long=not login)
+
+    async def _beep(self, call: Call, *, long: bool) -> None:
+        """A feature code took effect: answer, beep (long for off, short for on), hang up."""
         await call.answer()
         try:
             await asyncio.wait_for(call.next_event(), 5)
-            await call.play(ToneSource(_BEEP, duration=0.4 if away else 0.2))
+            await call.play(ToneSource(_BEEP, duration=0.4 if long else 0.2))
         except (TimeoutError, RuntimeError):
             pass
         await call.hangup(reason="feature-code")
@@ -962,6 +1001,7 @@ class Switchboard:
         """Hang up every call with BYE (or CANCEL / 503 before answer) and wait for the logs."""
         for session in list(self.monitors.values()):
             session.leave()
+        await self.queues.shutdown()
         for bridged in list(self.active.values()):
             for leg in (bridged.a, bridged.b):
                 if leg is not None:
