@@ -158,7 +158,10 @@ class QueueDesk:
             if caller is None:
                 return
             every = queue.config.announce_every
-            timeout = max(0.05, every - (self._now() - caller.announced)) if every else None
+            if caller.offering or not every:
+                timeout: float | None = _TICK if caller.offering else None
+            else:
+                timeout = max(0.05, every - (self._now() - caller.announced))
             digit = loop.create_task(call.next_digit())
             done, _ = await asyncio.wait(
                 {digit, call.ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -180,17 +183,22 @@ class QueueDesk:
 
     async def _announce(self, queue: Queue, key: str, call: Call) -> None:
         now = self._now()
-        queue.announced(key, now=now)
         position = queue.position(key)
         minutes = max(1, math.ceil(queue.estimated_wait(key, now=now) / 60))
-        text = (
-            f"You are caller number {position}. "
-            f"Your estimated wait is {minutes} minute{'s' if minutes > 1 else ''}."
-        )
+        texts = [
+            position_text(position),
+            f"Your estimated wait is {minutes} minute{'s' if minutes > 1 else ''}.",
+        ]
         if queue.config.callback_digit:
-            text += f" Press {queue.config.callback_digit} to be called back, keeping your place."
+            texts.append(
+                f"Press {queue.config.callback_digit} to be called back, keeping your place."
+            )
         self._music(queue).remove(_media(call))
-        await self._say(call, text)
+        for text in texts:
+            if self._legs.get(key) is not call or call.ended.done():
+                break
+            await self._say(call, text)
+        queue.announced(key, now=self._now())  # the interval runs from the prompt's end
         if self._legs.get(key) is call and not call.ended.done():
             caller = queue.find(key)
             if caller is not None and not caller.offering:
@@ -267,24 +275,39 @@ class QueueDesk:
                     queue.config.member_timeout,
                 )
             ]
-            self._spawn(self._offer(queue, caller, steps))
+            # Busy from now on, so the next caller is offered someone else; released once the
+            # offer rings them (or gave up before).
+            held = [self.sb.hold(m) for m in members]
+            self._spawn(self._offer(queue, caller, steps, held))
 
-    async def _offer(self, queue: Queue, caller: QueuedCaller, steps: list[HuntStep]) -> None:
+    async def _offer(
+        self,
+        queue: Queue,
+        caller: QueuedCaller,
+        steps: list[HuntStep],
+        held: list[Callable[[], None]],
+    ) -> None:
+        try:
+            await self._ring_members(queue, caller, steps, held)
+        finally:
+            for release in held:
+                release()
+
+    async def _ring_members(
+        self,
+        queue: Queue,
+        caller: QueuedCaller,
+        steps: list[HuntStep],
+        held: list[Callable[[], None]],
+    ) -> None:
         key = caller.key
         summary = self._summaries.get(key)
-        if summary is None:
-            return
         call = self._legs.get(key)
-        if caller.callback:
-            held = [self.sb.hold(t.extension) for t in steps[0].targets]
-            try:
-                call = await self._call_back(queue, caller, summary)
-            finally:
-                for release in held:
-                    release()
+        if summary is not None and caller.callback:
+            call = await self._call_back(queue, caller, summary)
             if call is None:
                 return
-        if call is None or call.ended.done():
+        if summary is None or call is None or call.ended.done():
             caller.offering = False
             return
         sb = self.sb
@@ -311,6 +334,8 @@ class QueueDesk:
 
         bridged.on_ringing = ringing
         sb.active[call.call_id] = bridged
+        for release in held:
+            release()  # the bridged call counts them busy now (its `hunting`)
         try:
             await bridged.run()
         except Exception:
@@ -514,10 +539,15 @@ class QueueDesk:
             await asyncio.wait(self._tasks, timeout=5)
 
 
+def position_text(position: int) -> str:
+    """What a caller at `position` hears (one prompt, spoken once and cached)."""
+    return f"You are caller number {position}."
+
+
 def _media(call: Call) -> Any:
     if call.media is None:
         raise RuntimeError(f"{call!r} has no media")
     return call.media
 
 
-__all__ = ["QueueDesk", "Speaker"]
+__all__ = ["Board", "QueueDesk", "Speaker", "position_text"]

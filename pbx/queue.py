@@ -85,8 +85,8 @@ class QueuedCaller:
     """Agents ring for this caller right now."""
     callback: bool = False
     """Virtual hold: the caller hung up and is called back when its turn comes."""
-    announced: float = 0.0
-    """When the caller last heard its position."""
+    announced: float = -math.inf
+    """When the caller last heard its position (never: it hears it as it joins)."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ class Queue:
             self.stats.overflowed += 1
             logger.info("queue %s: full (%d), %s overflows", self.name, limit, number)
             return Full()
-        self.callers.append(QueuedCaller(key, number, now, announced=now))
+        self.callers.append(QueuedCaller(key, number, now))
         self.stats.entered += 1
         return Joined(len(self.callers))
 

@@ -114,10 +114,10 @@ def test_estimated_wait_grows_with_position_and_shrinks_with_staff() -> None:
 def test_announcements_are_due_at_the_interval() -> None:
     queue = make(announce_every=30)
     queue.join("a", "1", now=0)
-    assert not queue.due_announcement("a", now=29)
-    assert queue.due_announcement("a", now=30)
-    queue.announced("a", now=30)
-    assert not queue.due_announcement("a", now=59)
+    assert queue.due_announcement("a", now=0)  # as the caller joins
+    queue.announced("a", now=1)
+    assert not queue.due_announcement("a", now=30)
+    assert queue.due_announcement("a", now=31)
 
 
 def test_virtual_hold_keeps_the_place() -> None:

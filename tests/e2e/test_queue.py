@@ -1,0 +1,213 @@
+"""Waiting queues with real phones (issue 14.2): three customers call a queue while its only
+agent is busy; each hears the music and its position (the prompts found in the customer's own
+recording), they are answered in arrival order as the agent frees, one presses 1 and is called
+back at its turn; a caller over max wait overflows; the figures in /metrics match the calls."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from callcenter.runtime import Engine, start_engine
+from ivr import PromptCache
+from pbx.acd import position_text
+from sip_test_env import carrier
+from sip_test_env.audio import normalized_xcorr, read_wav, tone_present, write_tone_wav
+from sip_test_env.baresip import BaresipPeer
+from sip_test_env.tools import require
+
+from .conftest import api_url, bearer, engine_config, registrar_of
+
+pytestmark = pytest.mark.peers
+
+SALES_DID, SUPPORT_DID = "15550100", "15550102"
+CUSTOMERS = ("12125550001", "12125550002", "12125550003")
+LATE = "12125550009"
+SERVICE_LEVEL = 16.0
+MUSIC_HZ = 440.0
+
+
+def queue_config(callback_phone: BaresipPeer, music: Path) -> str:
+    return f"""
+[presence]
+wrap_up_seconds = 0
+
+[[trunks]]
+name = "carrier"
+allow_from = ["{carrier.CARRIER_IP}"]
+outbound = "{carrier.CARRIER_IP}:{callback_phone.sip_port}"
+caller_id = "{SALES_DID}"
+
+[[queues]]
+name = "sales"
+members = ["101"]
+strategy = "longest-idle"
+wrap_up = 0
+member_timeout = 10
+max_wait = 120
+announce_every = 60
+service_level = {SERVICE_LEVEL}
+music = "{music}"
+owner = "101"
+
+[[queues]]
+name = "support"
+members = ["103"]
+max_wait = 3
+announce_every = 60
+overflow = "callback"
+owner = "103"
+
+[[dids]]
+number = "{SALES_DID}"
+trunk = "carrier"
+route = "queue:sales"
+
+[[dids]]
+number = "{SUPPORT_DID}"
+trunk = "carrier"
+route = "queue:support"
+"""
+
+
+def phone(ext: str, engine: Engine, tmp_path: Path) -> BaresipPeer:
+    return BaresipPeer(ext, workdir=tmp_path, registrar=registrar_of(engine),
+                       password=f"pass{ext}")  # fmt: skip
+
+
+async def answer_next(agent: BaresipPeer, number: str, talk: float = 1.0) -> None:
+    """The agent's phone rings with `number` as caller ID: answer, talk a moment, hang up."""
+    incoming = await agent.wait_event("CALL_INCOMING", timeout=20)
+    assert number in str(incoming), incoming
+    await agent.accept()
+    await asyncio.sleep(talk)  # the conversation
+    await agent.hangup()
+    await agent.wait_event("CALL_CLOSED", timeout=5)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait for the engine's state to reach `condition` (it changes on the loop we share)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "the engine never got there"
+        await asyncio.sleep(0.05)
+
+
+def metric(text: str, name: str, queue: str) -> float:
+    match = re.search(rf'^{name}{{queue="{queue}"}} (\S+)$', text, re.MULTILINE)
+    assert match is not None, f"{name} for {queue} not in /metrics"
+    return float(match.group(1))
+
+
+async def test_three_customers_wait_in_order_one_is_called_back_one_overflows(
+    pg_url: str, tmp_path: Path, db
+) -> None:
+    require("espeak-ng")
+    music = write_tone_wav(tmp_path / "music.wav", MUSIC_HZ, 2.0)
+    cust = [carrier.customer(n, workdir=tmp_path) for n in CUSTOMERS]
+    late = carrier.customer(LATE, workdir=tmp_path)
+    config = engine_config(extra=queue_config(cust[2], music))
+    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    prompts = PromptCache(tmp_path / "prompts")  # the engine's cache: the same files
+    try:
+        async with (
+            phone("101", engine, tmp_path) as a101,
+            phone("102", engine, tmp_path) as a102,
+            cust[0], cust[1], cust[2], late,
+        ):  # fmt: skip
+            # 101, the queue's only agent, is busy on a call with 102.
+            await a101.wait_registered()
+            await a102.wait_registered()
+            await a101.dial(a102.user)
+            await a102.wait_event("CALL_INCOMING", timeout=5)
+            await a102.accept()
+            await a101.wait_event("CALL_ESTABLISHED", timeout=5)
+            sales = engine.switchboard.queues.queues["sales"]
+            for position, customer in enumerate(cust, start=1):
+                await customer.dial(carrier.did_uri(SALES_DID, engine.sip_port))
+                await customer.wait_event("CALL_ESTABLISHED", timeout=5)
+                await until(lambda n=position: len(sales.callers) == n)
+            # The third presses 1 once it heard its place: called back, keeping it.
+            await until(lambda: sales.callers[2].announced > 0)
+            await asyncio.sleep(2.0)  # music it hears meanwhile
+            await cust[2].send_dtmf("1")
+            await cust[2].wait_event("CALL_CLOSED", timeout=15)
+            assert [c.callback for c in sales.callers] == [False, False, True]
+
+            # 101 frees: the customers reach it in arrival order; the third is called back.
+            await a101.hangup()
+            await a102.wait_event("CALL_CLOSED", timeout=5)
+            await answer_next(a101, CUSTOMERS[0], talk=7.0)
+            await cust[0].wait_event("CALL_CLOSED", timeout=5)
+            await answer_next(a101, CUSTOMERS[1])
+            await cust[1].wait_event("CALL_CLOSED", timeout=5)
+            await cust[2].wait_event("CALL_INCOMING", timeout=20)
+            await cust[2].accept()
+            await answer_next(a101, CUSTOMERS[2])
+            await cust[2].wait_event("CALL_CLOSED", timeout=5)
+            recordings = [c.recorded_wavs() for c in cust]
+
+            # A caller of the support queue, where nobody is logged in, overflows at max wait.
+            await late.dial(carrier.did_uri(SUPPORT_DID, engine.sip_port))
+            await late.wait_event("CALL_ESTABLISHED", timeout=5)
+            await late.wait_event("CALL_CLOSED", timeout=20)
+
+        # Each customer heard the music and its own position, in its own recording.
+        for position, wavs in enumerate(recordings, start=1):
+            rate, heard, _ = read_wav(wavs[0])
+            assert tone_present(heard, MUSIC_HZ, rate, min_duration=1.0), position
+            _, mine, _ = read_wav(prompts.speak(position_text(position)))
+            peak, _ = normalized_xcorr(heard, mine)
+            assert peak > 0.6, (position, peak)
+            for other in {1, 2, 3} - {position}:
+                _, theirs, _ = read_wav(prompts.speak(position_text(other)))
+                assert normalized_xcorr(heard, theirs)[0] < peak, (position, other)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while engine.switchboard.active or engine.ua.calls:
+            assert loop.time() < deadline, engine.ua.calls
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # the journal's last writes
+        rows = await db.fetch(
+            "SELECT from_number, agent, outcome, hangup_cause, started_at, answered_at"
+            " FROM calls WHERE did = $1 AND from_number = ANY($2) ORDER BY answered_at",
+            SALES_DID,
+            list(CUSTOMERS),
+        )
+        assert [(r["from_number"], r["agent"], r["outcome"]) for r in rows] == [
+            (number, "101", "answered") for number in CUSTOMERS
+        ]
+        late_row = await db.fetchrow(
+            "SELECT outcome, hangup_cause FROM calls WHERE from_number = $1 AND did = $2",
+            LATE,
+            SUPPORT_DID,
+        )
+        assert (late_row["outcome"], late_row["hangup_cause"]) == ("missed", "queue-max-wait")
+
+        # The figures in /metrics are those of the calls.
+        waits = [(r["answered_at"] - r["started_at"]).total_seconds() for r in rows]
+        assert all(abs(w - SERVICE_LEVEL) > 1.0 for w in waits), waits  # no borderline call
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(api_url(engine, "/metrics"), headers=bearer()) as response,
+        ):
+            text = await response.text()
+        assert metric(text, "callcenter_queue_answered_total", "sales") == 3
+        assert metric(text, "callcenter_queue_answered_within_sla_total", "sales") == sum(
+            w <= SERVICE_LEVEL for w in waits
+        )
+        assert metric(text, "callcenter_queue_abandoned_total", "sales") == 0
+        assert metric(text, "callcenter_queue_callbacks_total", "sales") == 1
+        assert metric(text, "callcenter_queue_overflowed_total", "support") == 1
+        asa = metric(text, "callcenter_queue_average_speed_of_answer_seconds", "sales")
+        assert abs(asa - sum(waits) / 3) < 1.0, (asa, waits)
+        assert metric(text, "callcenter_queue_waiting", "sales") == 0
+    finally:
+        await engine.stop()
