@@ -21,7 +21,7 @@ from sip_test_env.audio import normalized_xcorr, read_wav, tone_present, write_t
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.tools import require
 
-from .conftest import api_url, bearer, engine_config, registrar_of
+from .conftest import AGENT_101_KEY, api_url, bearer, engine_config, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -211,3 +211,106 @@ async def test_three_customers_wait_in_order_one_is_called_back_one_overflows(
         assert metric(text, "callcenter_queue_waiting", "sales") == 0
     finally:
         await engine.stop()
+
+
+VOICEMAIL_CONFIG = f"""
+[presence]
+wrap_up_seconds = 0
+
+[[trunks]]
+name = "carrier"
+allow_from = ["{carrier.CARRIER_IP}"]
+
+[[queues]]
+name = "support"
+members = ["101", "102"]
+max_wait = 2
+announce_every = 60
+callback_digit = ""
+overflow = "voicemail:101"
+
+[[dids]]
+number = "{SUPPORT_DID}"
+trunk = "carrier"
+route = "queue:support"
+"""
+
+
+async def test_members_log_in_and_out_and_an_overflow_leaves_a_voicemail_task(
+    pg_url: str, tmp_path: Path, db
+) -> None:
+    """*46 and the API log members out; a caller nobody can take overflows to 101's voicemail:
+    the message is the call's recording, and 101 has the callback task for it."""
+    require("espeak-ng")
+    voice = write_tone_wav(tmp_path / "voice.wav", 700.0, 20.0)
+    number = "12125550077"
+    engine = await start_engine(
+        engine_config(extra=VOICEMAIL_CONFIG), database_url=pg_url, data_dir=tmp_path
+    )
+    await db.execute(
+        "DELETE FROM tasks WHERE contact_id IN (SELECT id FROM contacts WHERE phone = $1)",
+        "+" + number,
+    )
+    support = engine.switchboard.queues.queues["support"]
+    try:
+        async with (
+            phone("101", engine, tmp_path) as a101,
+            carrier.customer(number, workdir=tmp_path, audio_source=voice) as caller,
+            aiohttp.ClientSession() as http,
+        ):
+            await a101.wait_registered()
+            await a101.dial(f"sip:*46@127.0.0.1:{engine.sip_port}")
+            await a101.wait_event("CALL_CLOSED", timeout=10)
+            assert support.logged_in() == ["102"]
+            url = api_url(engine, "/queues/support/members")
+            logout = {"extension": "102", "action": "logout"}
+            async with http.post(url, json=logout, headers=bearer(AGENT_101_KEY)) as response:
+                assert response.status == 403  # 101's own key acts for 101 only
+            async with http.post(url, json=logout, headers=bearer()) as response:
+                assert response.status == 200
+                body = await response.json()
+            assert [m["logged_in"] for m in body["members"]] == [False, False]
+            async with http.post(url, json={"extension": "104", "action": "login"},
+                                 headers=bearer()) as response:  # fmt: skip
+                assert response.status == 404
+
+            await caller.dial(carrier.did_uri(SUPPORT_DID, engine.sip_port))
+            await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+            await until(lambda: support.stats.overflowed == 1)
+            # The greeting and the beep, then the message: a few seconds of the caller's voice.
+            await asyncio.sleep(6.0)
+            await caller.hangup()
+            await caller.wait_event("CALL_CLOSED", timeout=5)
+            async with http.get(api_url(engine, "/queues"), headers=bearer()) as response:
+                (listed,) = (await response.json())["queues"]
+            assert (listed["name"], listed["entered"], listed["overflowed"]) == ("support", 1, 1)
+        row = await poll(
+            db,
+            "SELECT * FROM calls WHERE from_number = $1 AND ended_at IS NOT NULL",
+            number,
+        )
+        assert (row["outcome"], row["hangup_cause"]) == ("missed", "voicemail")
+        message = Path(row["recording_path"])
+        if not message.is_absolute():
+            message = tmp_path / "recordings" / message
+        rate, heard, _ = read_wav(message)
+        assert tone_present(heard, 700.0, rate, min_duration=1.0)
+        task = await poll(
+            db,
+            "SELECT t.* FROM tasks t JOIN contacts c ON c.id = t.contact_id"
+            " WHERE c.phone = $1 AND t.status = 'open'",
+            "+" + number,
+        )
+        assert (task["type"], task["assignee"]) == ("callback", "101")
+        assert row["id"] in (task["created_from_call"], task["last_call"])
+    finally:
+        await engine.stop()
+
+
+async def poll(db, query: str, *args: object, timeout: float = 5.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (row := await db.fetchrow(query, *args)) is None:
+        assert loop.time() < deadline, f"nothing for {query}"
+        await asyncio.sleep(0.05)
+    return row
