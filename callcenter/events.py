@@ -148,6 +148,24 @@ class TaskDone:
     task_id: int
 
 
+@dataclass(frozen=True)
+class QueueProgress:
+    """A waiting queue as a supervisor watches it (pbx.queue.Queue.snapshot, in short)."""
+
+    name: str
+    waiting: int
+    longest_wait: float
+    """Seconds the longest-waiting caller has waited now."""
+    members_logged_in: int
+    answered: int
+    abandoned: int
+    service_level: float | None
+    """Share answered within `service_level_seconds` (None before any answer)."""
+    service_level_seconds: float
+    average_speed_of_answer: float | None
+    abandon_rate: float | None
+
+
 LiveEvent = (
     AgentStateChanged
     | CallStarted
@@ -158,9 +176,11 @@ LiveEvent = (
     | CampaignGone
     | TaskCreated
     | TaskDone
+    | QueueProgress
 )
 Delta = tuple[str, dict[str, Any]]
-"""(kind, data): kind is agent, call, call-gone, campaign, campaign-gone, task, task-gone."""
+"""(kind, data): kind is agent, call, call-gone, campaign, campaign-gone, task, task-gone,
+queue."""
 
 
 # -- plan and pace ---------------------------------------------------------------------------
@@ -256,6 +276,7 @@ class LiveBoard:
     calls: dict[str, _Call] = field(default_factory=dict)
     campaigns: dict[int, CampaignProgress] = field(default_factory=dict)
     tasks: dict[int, TaskCreated] = field(default_factory=dict)
+    queues: dict[str, QueueProgress] = field(default_factory=dict)
 
     def add_agent(
         self, extension: str, *, name: str, role: str, daily_plan: int, since: float
@@ -337,6 +358,10 @@ class LiveBoard:
             case TaskDone(task_id=task_id):
                 if self.tasks.pop(task_id, None) is not None:
                     deltas.append(("task-gone", {"id": task_id}))
+            case QueueProgress(name=name):
+                if self.queues.get(name) != event:
+                    self.queues[name] = event
+                    deltas.append(("queue", asdict(event)))
         return deltas
 
     def snapshot(self) -> dict[str, Any]:
@@ -346,6 +371,7 @@ class LiveBoard:
             "calls": [self._call_json(c) for c in self.calls.values()],
             "campaigns": [_campaign_json(c) for c in self.campaigns.values()],
             "tasks": [_task_json(t) for t in self.tasks.values()],
+            "queues": [asdict(q) for q in self.queues.values()],
         }
 
     def ringing_agents(self) -> set[str]:

@@ -255,7 +255,12 @@ async def start_engine(
         events=events,
         live=live,
         live_feed=LiveFeed(
-            live, spawn=background.spawn, database=database, store=store, campaigns=campaigns
+            live,
+            spawn=background.spawn,
+            database=database,
+            store=store,
+            campaigns=campaigns,
+            queues=switchboard.queues if switchboard.queues.queues else None,
         ),
         background=background,
         database=database,
