@@ -140,3 +140,31 @@ def test_feature_codes() -> None:
     assert parse_queue_code("*45") == (True, None)
     assert parse_queue_code("*46sales") == (False, "sales")
     assert parse_queue_code("*50") is None
+
+
+def test_the_dialer_leaves_alone_the_members_a_waiting_caller_needs() -> None:
+    from typing import cast
+
+    from pbx.acd import Board, QueueDesk
+
+    desk = QueueDesk(
+        cast(Board, object()),
+        (
+            QueueConfig("sales", (QueueMember("101"), QueueMember("102")), wrap_up=30),
+            QueueConfig("support", (QueueMember("103"),)),
+        ),
+    )
+    assert desk.wanted(now=0) == set()  # nobody waits
+    sales = desk.queues["sales"]
+    sales.join("a", "1", now=0)
+    sales.log_out("102")
+    assert desk.wanted(now=1) == {"101"}  # logged in to a queue with a caller waiting
+    sales.answered("a", "101", now=2)
+    sales.call_ended("101", 10, now=12)
+    sales.join("b", "2", now=13)
+    assert desk.wanted(now=13) == set()  # 101 wraps up for this queue until 42
+    assert desk.wanted(now=42) == {"101"}
+    caller = sales.find("b")
+    assert caller is not None
+    caller.offering = True
+    assert desk.wanted(now=43) == set()  # the only caller is being offered already
