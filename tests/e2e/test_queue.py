@@ -314,3 +314,65 @@ async def poll(db, query: str, *args: object, timeout: float = 5.0):
         assert loop.time() < deadline, f"nothing for {query}"
         await asyncio.sleep(0.05)
     return row
+
+
+async def test_an_ivr_transfer_node_hands_the_caller_to_a_queue(
+    pg_url: str, tmp_path: Path, db
+) -> None:
+    """A flow's `queue:NAME` target: the caller waits in the queue (music) and reaches its
+    agent; the call is journaled once, answered by that agent."""
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "toq.toml").write_text(
+        'start = "q"\n\n[nodes.q]\nkind = "transfer"\ntarget = "queue:support"\ntimeout = 5\n'
+    )
+    music = write_tone_wav(tmp_path / "music.wav", MUSIC_HZ, 2.0)
+    number = "12125550088"
+    extra = f"""
+[ivr]
+flows_dir = "{folder}"
+prompt_cache = "{tmp_path / "prompts"}"
+
+[[trunks]]
+name = "carrier"
+allow_from = ["{carrier.CARRIER_IP}"]
+
+[[queues]]
+name = "support"
+members = ["101"]
+announce_every = 0
+music = "{music}"
+
+[[dids]]
+number = "{SUPPORT_DID}"
+trunk = "carrier"
+route = "ivr:toq"
+"""
+    engine = await start_engine(engine_config(extra=extra), database_url=pg_url,
+                                data_dir=tmp_path)  # fmt: skip
+    support = engine.switchboard.queues.queues["support"]
+    support.log_out("101")  # the caller waits until 101 logs in
+    try:
+        async with (
+            phone("101", engine, tmp_path) as a101,
+            carrier.customer(number, workdir=tmp_path) as caller,
+        ):
+            await a101.wait_registered()
+            await caller.dial(carrier.did_uri(SUPPORT_DID, engine.sip_port))
+            await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+            await until(lambda: len(support.callers) == 1)
+            await asyncio.sleep(1.5)  # music it hears meanwhile
+            await a101.dial(f"sip:*45@127.0.0.1:{engine.sip_port}")
+            await a101.wait_event("CALL_CLOSED", timeout=10)
+            await answer_next(a101, number)
+            await caller.wait_event("CALL_CLOSED", timeout=5)
+            rate, heard, _ = read_wav(caller.recorded_wav())
+        assert tone_present(heard, MUSIC_HZ, rate, min_duration=1.0)
+        row = await poll(
+            db, "SELECT * FROM calls WHERE from_number = $1 AND ended_at IS NOT NULL", number
+        )
+        assert (row["outcome"], row["agent"], row["did"]) == ("answered", "101", SUPPORT_DID)
+        assert await db.fetchval("SELECT count(*) FROM calls WHERE from_number = $1", number) == 1
+        assert support.stats.answered == 1
+    finally:
+        await engine.stop()
