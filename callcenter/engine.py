@@ -23,6 +23,7 @@ from .database import Database
 from .dialogs import PersistentDialogs
 from .events import AgentEvents, LiveBus
 from .journal import CallJournal, MonitorAudit
+from .keepalive import Keepalives
 from .live import LiveFeed
 from .recording import Recordings
 from .registrations import PersistentBindings
@@ -57,6 +58,8 @@ class Engine:
     ivr: IvrService | None = None
     """IVR flows: DIDs routed to `ivr:FLOW`, and the runners broadcasts use."""
     bindings: PersistentBindings | None = None
+    keepalives: Keepalives | None = None
+    """OPTIONS pings to registered phones ([sip] keepalive_interval > 0)."""
     dialogs: PersistentDialogs | None = None
     """Answered dialogs kept in the database (BYE after a crash)."""
     call_outcomes: Counter[str] = field(default_factory=Counter)

@@ -79,6 +79,11 @@ class CallSummary:
 class Target:
     extension: str
     binding: Binding
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers of the INVITE to it (a trunk's identity headers)."""
+    external: bool = False
+    """A number behind a carrier: the To names it as the Request-URI does (in the carrier's
+    format, on its host), not as one of our extensions."""
 
 
 @dataclass(frozen=True)
@@ -219,11 +224,13 @@ class BridgedCall:
             uri = target.binding.contact.uri
             if not isinstance(uri, SipUri):
                 continue
-            to = NameAddr(display_name=None, uri=self._uri(target.extension), params={})
+            to_uri = uri if target.external else self._uri(target.extension)
+            to = NameAddr(display_name=None, uri=to_uri, params={})
             try:
                 leg = await self.ua.dial(
-                    uri, target.binding.peer, from_=self.caller_identity, to=to
-                )
+                    uri, target.binding.peer, from_=self.caller_identity, to=to,
+                    headers=target.headers,
+                )  # fmt: skip
             except OSError as exc:
                 logger.warning("call %s: cannot dial %s: %s", self.a.call_id, uri, exc)
                 continue

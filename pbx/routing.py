@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .callerid import OutboundIdentity
+from .numbers import NumberPlan
 
 RING_STRATEGIES = ("ringall", "round-robin", "longest-idle")
 
@@ -35,12 +38,21 @@ class Trunk:
     and tls_ca_file say, against the outbound host name)."""
     srtp: str = "off"
     """SRTP (SDES) on this trunk's calls, both ways: off, optional or required."""
+    numbers: NumberPlan = field(default_factory=NumberPlan)
+    """How the carrier writes numbers (its country, its outbound format, technical prefixes):
+    what it sends is read to E.164, what we send it is written its way."""
+    identity: OutboundIdentity = field(default_factory=OutboundIdentity)
+    """What outbound calls say about the caller: identity headers, withheld caller ID."""
+    trust_identity: bool = True
+    """Its P-Asserted-Identity / Remote-Party-ID name the caller (a carrier that screens them);
+    False: only its From does (a PBX on the trunk that passes its phones' headers on)."""
 
 
 @dataclass(frozen=True)
 class Did:
     number: str
-    """The dialled number as the carrier sends it in the Request-URI user part."""
+    """E.164: the Request-URI user part the carrier sends, in whatever format, is read with the
+    trunk's NumberPlan and matched on E.164."""
     trunk: str
     """The trunk this DID arrives on; calls to it from elsewhere are refused."""
     route: str

@@ -15,11 +15,12 @@ from typing import Any
 from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
 from telephony.media import ToneSource, WavSource
-from telephony.sip import NameAddr, SipRequest, SipUri, make_response
+from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_response
 
 from .acd import QueueDesk
 from .auth import Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
+from .callerid import ANONYMOUS, CallerId, inbound_caller
 from .events import (
     CallAnswered,
     CallEnded,
@@ -38,6 +39,7 @@ from .monitor import (
     MonitorSettings,
     parse_monitor,
 )
+from .numbers import NumberError
 from .pickup import Pickup, PickupGroups, RingingCall, parse_pickup
 from .presence import Presence
 from .queue import QueueConfig, parse_queue_code
@@ -223,14 +225,14 @@ class Switchboard:
         # authenticate even from the carrier's address: a spoofed From gets a challenge).
         if trunk is not None and from_user not in self.extensions:
             call.set_srtp(trunk.srtp)
-            did = self.dids.get(dialled or "")
+            did = self._did_of(trunk, dialled or "")
             if did is None or did.trunk != trunk.name:
                 logger.info("trunk %s: call to unknown number %s refused", trunk.name, dialled)
                 call.reject(404, "No such number")
             elif call.offer_error is not None:
-                self._unacceptable_offer(call, did)
+                self._unacceptable_offer(call, did, self._caller(call, trunk))
             else:
-                self._inbound(call, did)
+                self._inbound(call, did, self._caller(call, trunk))
             return
         if dialled in self.dids:
             # Our public numbers are reached only through their carrier, never from elsewhere.
@@ -457,9 +459,22 @@ class Switchboard:
                 return trunk
         return None
 
-    def _inbound(self, call: Call, did: Did) -> None:
+    def _did_of(self, trunk: Trunk, dialled: str) -> Did | None:
+        """The DID a carrier's Request-URI user part names, in whatever format it writes it."""
+        try:
+            number = trunk.numbers.to_e164(dialled)
+        except NumberError:
+            return None
+        return self.dids.get(number)
+
+    def _caller(self, call: Call, trunk: Trunk) -> str:
+        """The E.164 number of a trunk call's caller (its asserted identity, read with the
+        trunk's numbering plan), or "anonymous" when withheld."""
+        found: CallerId = inbound_caller(call.invite, trunk.numbers, trusted=trunk.trust_identity)
+        return found.caller
+
+    def _inbound(self, call: Call, did: Did, caller: str) -> None:
         """A call from a carrier to one of our numbers (IP-authenticated trunk)."""
-        caller = _caller_number(call)
         if self.first_for is not None and did.route.startswith("ringgroup:"):
             self._track(self._inbound_after_lookup(self.first_for, call, did, caller))
         else:
@@ -565,11 +580,16 @@ class Switchboard:
                 peer = registered[0].peer
             else:
                 continue
+            e164 = _e164(trunk, number)
+            if e164 is None:
+                logger.info("trunk %s: %r is no phone number: dialled as it is", trunk.name, number)
             uri = SipUri(
                 scheme="sip",
-                user=number,
+                user=trunk.numbers.dial_string(e164)
+                if e164
+                else trunk.numbers.dial_prefix + number,
                 password=None,
-                host=peer[1],
+                host=format_host(peer[1]),
                 port=peer[2],
                 params={} if peer[0] == "udp" else {"transport": peer[0]},
                 headers={},
@@ -580,7 +600,11 @@ class Switchboard:
 
     def _outbound(self, call: Call, caller: str, number: str) -> None:
         """An agent dials an external number: out through the first trunk that can take it,
-        once `outbound_check` (when set) lets it."""
+        once `outbound_check` (when set) lets it. The number is read as E.164 in that trunk's
+        country first (what the check, the journal and the CRM see)."""
+        route = self._trunk_route(number)
+        if route is not None:
+            number = _e164(route[0], number) or number
         if self.outbound_check is None:
             self._outbound_now(call, caller, number)
         else:
@@ -612,12 +636,14 @@ class Switchboard:
             self._refuse(call, caller, number, 404, "failed")
             return
         trunk, binding = route
+        # No caller ID of its own: withheld, never an extension number the carrier cannot route.
+        from_, headers = self._presenting(trunk, trunk.caller_id or ANONYMOUS)
         self._start(
             call,
             caller=caller,
             callee=number,
-            steps=[HuntStep((Target(number, binding),), self.ring_timeout)],
-            identity=self.identity(trunk.caller_id or caller, None),
+            steps=[HuntStep((Target(number, binding, headers, external=True),), self.ring_timeout)],
+            identity=from_,
             summary=CallSummary(
                 call.call_id,
                 caller,
@@ -636,13 +662,10 @@ class Switchboard:
         route = self._trunk_route(number, trunk)
         if route is None:
             raise LookupError(f"no trunk{' ' + trunk if trunk else ''} can reach {number}")
-        trunk, binding = route
+        found, binding = route
         assert isinstance(binding.contact.uri, SipUri)
-        return await self.ua.dial(
-            binding.contact.uri,
-            binding.peer,
-            from_=self.identity(caller_id or trunk.caller_id or "anonymous", None),
-        )
+        from_, headers = self._presenting(found, caller_id or found.caller_id or ANONYMOUS)
+        return await self.ua.dial(binding.contact.uri, binding.peer, from_=from_, headers=headers)
 
     def can_reach(self, number: str, trunk: str = "") -> bool:
         """Whether `trunk` (any trunk when empty) can reach the external `number` now."""
@@ -666,12 +689,17 @@ class Switchboard:
         if route is None:
             raise LookupError(f"no trunk{' ' + trunk if trunk else ''} can reach {number}")
         found, binding = route
+        from_, headers = self._presenting(found, caller_id or found.caller_id or ANONYMOUS)
         return self._start(
             leg,
             caller=summary.caller,
             callee=number,
-            steps=[HuntStep((Target(number, binding),), timeout or self.ring_timeout)],
-            identity=self.identity(caller_id or found.caller_id or "anonymous", None),
+            steps=[
+                HuntStep(
+                    (Target(number, binding, headers, external=True),), timeout or self.ring_timeout
+                )
+            ],
+            identity=from_,
             summary=summary,
             ring_timeout=timeout,
             announce=False,
@@ -700,6 +728,7 @@ class Switchboard:
         now = loop.time()
         kind, _, target = route.partition(":")
         steps: list[HuntStep] = []
+        identity = self.identity(summary.caller, summary.caller)
         if kind == "agent":
             reachable = self.reachable([target], now=now)
             if reachable:
@@ -717,7 +746,9 @@ class Switchboard:
             )
             steps = self._strategies[group.name].steps(hunt)
         elif kind == "number" and (found := self._trunk_route(target)) is not None:
-            steps = [HuntStep((Target(target, found[1]),), timeout)]
+            # The carrier sees the customer's number as the caller (a forwarded call).
+            identity, headers = self._presenting(found[0], summary.caller)
+            steps = [HuntStep((Target(target, found[1], headers, external=True),), timeout)]
         elif kind == "queue" and target in self.queues.queues:
             # The queue takes the caller for good: it journals the call at its end.
             self._track(self.queues.enter(call, target, summary))
@@ -732,7 +763,7 @@ class Switchboard:
             callee=target,
             steps=steps,
             ring_timeout=timeout,
-            caller_identity=self.identity(summary.caller, summary.caller),
+            caller_identity=identity,
             summary=summary,
         )
         bridged.keep_caller = True
@@ -783,7 +814,7 @@ class Switchboard:
             Hunt(agents, self.reachable(agents, now=now), self.presence, timeout, timeout, now)
         )
         caller_uri = customer.invite.to.uri
-        number = (
+        number = summary.customer or (
             caller_uri.user if isinstance(caller_uri, SipUri) and caller_uri.user else "unknown"
         )
         bridged = self._start(
@@ -798,6 +829,13 @@ class Switchboard:
         )
         bridged.on_no_answer = on_no_agent
         return bridged
+
+    def _presenting(
+        self, trunk: Trunk, caller_id: str
+    ) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
+        """The From and identity headers of a call out through `trunk` presenting `caller_id`."""
+        from_, headers = trunk.identity.outgoing(caller_id, trunk.numbers, self.ua.endpoint.host)
+        return from_, tuple(headers)
 
     def identity(self, user: str, display: str | None) -> NameAddr:
         """Our SIP identity for `user` (a From or To on the engine's address)."""
@@ -827,12 +865,11 @@ class Switchboard:
         summary.outcome, summary.sip_status, summary.hangup_cause = outcome, status, cause
         self._track(self._finish(summary))
 
-    def _unacceptable_offer(self, call: Call, did: Did) -> None:
+    def _unacceptable_offer(self, call: Call, did: Did, caller: str) -> None:
         """A carrier's call to one of our numbers whose SDP offer we cannot answer: 488 before
         any routing. It is still a customer who tried to reach us: a missed call to the DID
         (its row says why), with the callback task any missed call from that number gets."""
         status = call.refuse_offer()
-        caller = _caller_number(call)
         summary = CallSummary(call.call_id, caller, did.number, datetime.now(UTC))
         summary.direction, summary.did, summary.customer = "inbound", did.number, caller
         summary.ring_group, summary.owner = self._route_owner(did)
@@ -1010,10 +1047,13 @@ class Switchboard:
             await asyncio.wait(self._tasks, timeout=5)
 
 
-def _caller_number(call: Call) -> str:
-    """The caller ID a carrier presents: the From URI's user part, else "anonymous"."""
-    caller_uri = call.invite.from_.uri
-    return (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
+def _e164(trunk: Trunk, number: str) -> str | None:
+    """`number` (dialled by an agent, a lead's phone, an IVR target) as E.164, read as written
+    in the trunk's country; None when it is no phone number."""
+    try:
+        return trunk.numbers.to_e164(number)
+    except NumberError:
+        return None
 
 
 def _http_date() -> str:

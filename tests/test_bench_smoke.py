@@ -89,6 +89,13 @@ SCRIPTS = (
         ),
     ),
     Script(
+        "bench_numbers",
+        (
+            rf"^\s+inbound caller \(PAI, Privacy, From\)\s+{NUM} us$",
+            rf"^\s+From \+ PAI \+ RPID of a call out\s+{NUM} us$",
+        ),
+    ),
+    Script(
         "bench_amocrm_backlog",
         (
             rf"^drained in {NUM} s: {NUM} events/s delivered$",

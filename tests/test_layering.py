@@ -180,6 +180,7 @@ CALLCENTER_ROLES: dict[str, str] = {
     "callcenter.click_to_call": "glue",
     "callcenter.registrations": "glue",
     "callcenter.dialogs": "glue",
+    "callcenter.keepalive": "glue",
 }
 JOINABLE = ("telephony", *FEATURES)
 

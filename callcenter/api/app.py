@@ -79,13 +79,15 @@ async def status(request: web.Request) -> web.Response:
     registrar = engine.switchboard.registrar
     extensions = []
     for number, ext in sorted(engine.switchboard.extensions.items()):
-        bindings = registrar.lookup(number, now=now)
+        bindings = registrar.lookup(number, now=now, include_unreachable=True)
         extensions.append(
             {
                 "extension": number,
                 "display_name": ext.display_name,
                 "role": ext.role,
                 "registered": bool(bindings),
+                # False once keepalives go unanswered: registered, but not rung.
+                "reachable": any(b.reachable for b in bindings),
                 "contacts": [str(b.contact.uri) for b in bindings],
                 "busy": engine.switchboard.busy(number),
             }

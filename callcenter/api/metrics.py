@@ -93,11 +93,12 @@ async def render(engine: Engine) -> str:
         "Calls ended since start, by outcome (as journaled).",
         [({"outcome": k}, v) for k, v in sorted(engine.call_outcomes.items())],
     )
-    registered = bindings = 0
+    registered = bindings = unreachable = 0
     for number in board.extensions:
-        found = len(board.registrar.lookup(number, now=now))
-        bindings += found
-        registered += found > 0
+        found = board.registrar.lookup(number, now=now, include_unreachable=True)
+        bindings += len(found)
+        registered += bool(found)
+        unreachable += sum(not b.reachable for b in found)
     out.one(
         "callcenter_registered_extensions",
         "gauge",
@@ -105,6 +106,25 @@ async def render(engine: Engine) -> str:
         registered,
     )
     out.one("callcenter_registrations", "gauge", "Live registration bindings (contacts).", bindings)
+    out.one(
+        "callcenter_registrations_unreachable",
+        "gauge",
+        "Bindings whose keepalive OPTIONS went unanswered (kept, not rung).",
+        unreachable,
+    )
+    if engine.keepalives is not None:
+        out.one(
+            "callcenter_keepalives_sent_total",
+            "counter",
+            "Keepalive OPTIONS sent to registered phones.",
+            engine.keepalives.sent,
+        )
+        out.one(
+            "callcenter_keepalives_unanswered_total",
+            "counter",
+            "Keepalive OPTIONS that timed out or could not be sent.",
+            engine.keepalives.unanswered,
+        )
     endpoint = ua.endpoint
     out.family(
         "callcenter_sip_responses_sent_total",

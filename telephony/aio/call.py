@@ -8,6 +8,7 @@ never touch SIP messages themselves (docs/architecture.md 4).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import secrets
@@ -104,8 +105,8 @@ class Call:
             Role.UAS if incoming else Role.UAC,
             local_tag=secrets.token_hex(6) if incoming else (invite.from_.tag or ""),
             # RFC 3261 8.1.1.8, 12.1.1: a sips: request gets a sips: Contact.
-            contact=ua.contact(peer[0], sips=_is_sips(invite.uri)),
-            new_via=functools.partial(ua.endpoint.new_via, peer[0]),
+            contact=ua.contact(peer, sips=_is_sips(invite.uri)),
+            new_via=functools.partial(ua.endpoint.new_via, peer),
             session_timer=session_timer or ua.session_timer_of(invite, peer, incoming=incoming),
         )
         self._timer: asyncio.TimerHandle | None = None
@@ -460,9 +461,11 @@ class UserAgent:
             self._watchdog.cancel()
         await self.endpoint.close()
 
-    def contact(self, transport: str = "udp", *, sips: bool = False) -> NameAddr:
-        """Our Contact for a leg over `transport`; `sips` for a dialog set up by a sips: URI
-        (the transport is TLS then, and the URI says so by its scheme)."""
+    def contact(self, peer: Peer, *, sips: bool = False) -> NameAddr:
+        """Our Contact for a dialog with `peer`: its transport, the address it can reach;
+        `sips` for a dialog set up by a sips: URI (the transport is TLS then, and the URI says
+        so by its scheme)."""
+        transport = peer[0]
         params: dict[str, str | None] = {}
         if transport != "udp" and not (sips and transport == "tls"):
             params["transport"] = transport
@@ -470,7 +473,7 @@ class UserAgent:
             scheme="sips" if sips else "sip",
             user=None,
             password=None,
-            host=self.endpoint.host,
+            host=self.endpoint.advertised_host(peer),
             port=self.endpoint.port_for(transport),
             params=params,
             headers={},
@@ -489,8 +492,13 @@ class UserAgent:
 
     async def open_media(self, call: Call) -> MediaSession:
         rtp = await self.ports.open()
+        # c=/o= carry the address this leg's peer reaches (its RTP goes where its SIP goes).
         return MediaSession(
-            rtp, local_host=self.endpoint.host, on_dtmf=call._dtmf, clock=self.clock, srtp=call.srtp
+            rtp,
+            local_host=self.endpoint.advertised_address(call.peer),
+            on_dtmf=call._dtmf,
+            clock=self.clock,
+            srtp=call.srtp,
         )
 
     def forget(self, call: Call) -> None:
@@ -535,18 +543,23 @@ class UserAgent:
         `session_timer`: this leg's RFC 4028 settings instead of the agent's (DISABLED: off).
         `srtp`: the leg's SRTP policy; None asks `srtp_for` (else the configured default)."""
         call_id = uuid.uuid4().hex + "@" + self.endpoint.host
+        from_uri = from_.uri
+        if isinstance(from_uri, SipUri) and from_uri.host == self.endpoint.host:
+            # An identity on "our host" names the address this peer reaches us at (a carrier
+            # checking the From host sees the NAT's address, an IPv6 peer our IPv6 one).
+            from_uri = dataclasses.replace(from_uri, host=self.endpoint.advertised_host(peer))
         from_ = NameAddr(
-            display_name=from_.display_name, uri=from_.uri, params={"tag": secrets.token_hex(6)}
+            display_name=from_.display_name, uri=from_uri, params={"tag": secrets.token_hex(6)}
         )
         to = to or NameAddr(display_name=None, uri=target, params={})
         invite = SipRequest(method="INVITE", uri=target, headers=Headers(), body=b"")
-        invite.headers.add("Via", str(self.endpoint.new_via(peer[0])))
+        invite.headers.add("Via", str(self.endpoint.new_via(peer)))
         invite.headers.add("Max-Forwards", "70")
         invite.headers.add("From", str(from_))
         invite.headers.add("To", str(to))
         invite.headers.add("Call-ID", call_id)
         invite.headers.add("CSeq", "1 INVITE")
-        invite.headers.add("Contact", str(self.contact(peer[0], sips=_is_sips(target))))
+        invite.headers.add("Contact", str(self.contact(peer, sips=_is_sips(target))))
         invite.headers.add("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods)))
         for name, value in headers:
             invite.headers.add(name, value)

@@ -16,7 +16,7 @@ def test_a_queue_with_penalties_routed_from_a_did() -> None:
         + TRUNK
         + '[[queues]]\nname = "sales"\nmembers = ["101", {extension = "102", penalty = 2}]\n'
         'strategy = "fewest-calls"\nmax_length = 5\noverflow = "voicemail:101"\n\n'
-        '[[dids]]\nnumber = "15550100"\ntrunk = "carrier"\nroute = "queue:sales"\n'
+        '[[dids]]\nnumber = "+12025550100"\ntrunk = "carrier"\nroute = "queue:sales"\n'
     )
     (queue,) = config.queues
     assert [(m.extension, m.penalty) for m in queue.members] == [("101", 0), ("102", 2)]
@@ -53,5 +53,5 @@ def test_mistakes_name_their_line(entry: str, line: int, reason: str) -> None:
 
 def test_a_did_to_an_unknown_queue_is_refused() -> None:
     with pytest.raises(ConfigError, match="queue:NAME"):
-        parse_config(BASE + TRUNK + '[[dids]]\nnumber = "1555"\ntrunk = "carrier"\n'
+        parse_config(BASE + TRUNK + '[[dids]]\nnumber = "+12025550199"\ntrunk = "carrier"\n'
                      'route = "queue:nope"\n')  # fmt: skip

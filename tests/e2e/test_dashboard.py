@@ -237,7 +237,7 @@ announce_every = 0
 max_wait = 0
 
 [[dids]]
-number = "15550100"
+number = "+12025550100"
 trunk = "carrier"
 route = "queue:sales"
 """
@@ -248,8 +248,8 @@ route = "queue:sales"
         page = await _open_dashboard(browser, engine)
         row = '#queues tr[data-queue="sales"]'
         await page.wait_for_selector(row, timeout=5000)
-        async with carrier.customer("12125550123", workdir=tmp_path) as caller:
-            await caller.dial(carrier.did_uri("15550100", engine.sip_port))
+        async with carrier.customer("+12125550123", workdir=tmp_path) as caller:
+            await caller.dial(carrier.did_uri("+12025550100", engine.sip_port))
             await caller.wait_event("CALL_ESTABLISHED", timeout=5)
             await page.wait_for_selector(f'{row} td:nth-child(2):text-is("1")', timeout=5000)
             await page.wait_for_selector(f'{row} td:nth-child(3):text-matches("^[1-9]")',

@@ -25,9 +25,9 @@ from .conftest import AGENT_101_KEY, api_url, bearer, engine_config, registrar_o
 
 pytestmark = pytest.mark.peers
 
-SALES_DID, SUPPORT_DID = "15550100", "15550102"
-CUSTOMERS = ("12125550001", "12125550002", "12125550003")
-LATE = "12125550009"
+SALES_DID, SUPPORT_DID = "+12025550100", "+12025550102"
+CUSTOMERS = ("+12125550001", "+12125550002", "+12125550003")
+LATE = "+12125550009"
 SERVICE_LEVEL = 16.0
 MUSIC_HZ = 440.0
 
@@ -243,13 +243,13 @@ async def test_members_log_in_and_out_and_an_overflow_leaves_a_voicemail_task(
     the message is the call's recording, and 101 has the callback task for it."""
     require("espeak-ng")
     voice = write_tone_wav(tmp_path / "voice.wav", 700.0, 20.0)
-    number = "12125550077"
+    number = "+12125550077"
     engine = await start_engine(
         engine_config(extra=VOICEMAIL_CONFIG), database_url=pg_url, data_dir=tmp_path
     )
     await db.execute(
         "DELETE FROM tasks WHERE contact_id IN (SELECT id FROM contacts WHERE phone = $1)",
-        "+" + number,
+        number,
     )
     support = engine.switchboard.queues.queues["support"]
     try:
@@ -299,7 +299,7 @@ async def test_members_log_in_and_out_and_an_overflow_leaves_a_voicemail_task(
             db,
             "SELECT t.* FROM tasks t JOIN contacts c ON c.id = t.contact_id"
             " WHERE c.phone = $1 AND t.status = 'open'",
-            "+" + number,
+            number,
         )
         assert (task["type"], task["assignee"]) == ("callback", "101")
         assert row["id"] in (task["created_from_call"], task["last_call"])
@@ -327,7 +327,7 @@ async def test_an_ivr_transfer_node_hands_the_caller_to_a_queue(
         'start = "q"\n\n[nodes.q]\nkind = "transfer"\ntarget = "queue:support"\ntimeout = 5\n'
     )
     music = write_tone_wav(tmp_path / "music.wav", MUSIC_HZ, 2.0)
-    number = "12125550088"
+    number = "+12125550088"
     extra = f"""
 [ivr]
 flows_dir = "{folder}"
