@@ -23,7 +23,7 @@ from pbx.callerid import ANONYMOUS, OutboundIdentity
 from pbx.monitor import MonitorSettings
 from pbx.numbers import NumberPlan, region_of_country_code
 from pbx.pickup import PickupGroup
-from pbx.queue import QUEUE_STRATEGIES, QueueConfig, QueueMember
+from pbx.queue import QUEUE_STRATEGIES, QueueConfig, QueueMember, VoicemailBox
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 from telephony.aio.addresses import DEFAULT_LOCAL_NETWORKS, parse_networks
 from telephony.call.offer_answer import SRTP_POLICIES
@@ -265,6 +265,7 @@ TOP_LEVEL_TABLES = {
     "dids",
     "ring_groups",
     "queues",
+    "voicemail",
     "presence",
     "api_keys",
     "recordings",
@@ -318,6 +319,8 @@ class Config:
     ring_groups: tuple[RingGroup, ...] = ()
     queues: tuple[QueueConfig, ...] = ()
     """Waiting queues (ACD); a DID or an IVR transfer routes to one as `queue:NAME`."""
+    voicemail: tuple[VoicemailBox, ...] = ()
+    """Greetings of the voicemail boxes (`voicemail:EXT` routes and queue overflows)."""
     presence: PresenceSettings = field(default_factory=PresenceSettings)
     api_keys: tuple[ApiKey, ...] = ()
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
@@ -527,6 +530,7 @@ class _Reader:
             dids=dids,
             ring_groups=groups,
             queues=queues,
+            voicemail=self.voicemail(data.get("voicemail", []), {a.extension for a in accounts}),
             pickup_groups=pickup_groups,
             monitor=MonitorSettings(beep=monitor.get("beep", False)),
             ivr=ivr,
@@ -1056,6 +1060,27 @@ class _Reader:
                     hours=hours,
                 )
             )
+        return tuple(result)
+
+    def voicemail(self, items: Any, extensions: set[str]) -> tuple[VoicemailBox, ...]:
+        result, seen = [], set[str]()
+        for index, item in enumerate(self._table_list(items, "voicemail")):
+            self._check_keys(item, {"owner", "greeting", "max_seconds"}, "voicemail", index)
+            owner = self._name(item, "owner", "voicemail", index, seen)
+            if owner not in extensions:
+                raise self.fail(f"voicemail {owner}: owner is no extension", table="voicemail",
+                                key="owner", index=index)  # fmt: skip
+            greeting = item.get("greeting")
+            if greeting is not None and str(greeting).endswith(".wav"):
+                what = f"voicemail {owner}: greeting"
+                greeting = self._existing_file(
+                    greeting, what, table="voicemail", key="greeting", index=index
+                )
+            longest = item.get("max_seconds", 120)
+            if isinstance(longest, bool) or not isinstance(longest, int | float) or longest < 5:
+                raise self.fail(f"voicemail {owner}: max_seconds must be a number >= 5",
+                                table="voicemail", key="max_seconds", index=index)  # fmt: skip
+            result.append(VoicemailBox(owner, str(greeting) if greeting else None, float(longest)))
         return tuple(result)
 
     def queues(

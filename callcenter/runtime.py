@@ -211,7 +211,11 @@ async def start_engine(
         monitor=config.monitor,
         music_on_hold=sip.music_on_hold,
     )
-    if config.queues or any(d.route.startswith("voicemail:") for d in config.dids):
+    if (
+        config.queues
+        or config.voicemail
+        or any(d.route.startswith("voicemail:") for d in config.dids)
+    ):
         _wire_queues(switchboard, config, data_dir or config.data_dir, recordings_root)
     if store is not None:
         # A known customer's responsible manager rings first when the call is for their group.
@@ -331,6 +335,7 @@ def _wire_queues(
     else:
         logger.warning("queues: espeak-ng is missing, callers hear tones instead of positions")
     desk.voicemail_dir = recordings_root / "voicemail"
+    desk.voicemail_boxes = {box.owner: box for box in config.voicemail}
 
 
 def _trunk_cps(switchboard: Switchboard, name: str) -> float | None:

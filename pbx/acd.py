@@ -11,6 +11,7 @@ caller hearing it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine
@@ -26,7 +27,7 @@ from telephony.media import SampleSource, ToneSource, WavSink, WavSource, read_w
 
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
 from .presence import Presence
-from .queue import Full, Queue, QueueConfig, QueuedCaller
+from .queue import Full, Queue, QueueConfig, QueuedCaller, VoicemailBox
 from .registrar import Binding
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ Speaker = Callable[[str], Awaitable[Path]]
 """Text to an 8 kHz mono WAV (the IVR's prompt cache with espeak-ng, in a thread)."""
 
 _CALLBACK_RING = 30.0
-_VOICEMAIL_MAX = 120.0
 _TICK = 1.0
 """Seconds between dispatches when nothing wakes the queue (wrap-up ends by time)."""
 
@@ -71,6 +71,8 @@ class QueueDesk:
         """Makes the spoken prompts (position, callback, voicemail); None: tones only."""
         self.voicemail_dir: Path | None = None
         """Where voicemail messages are written (under the recordings root); None: off."""
+        self.voicemail_boxes: dict[str, VoicemailBox] = {}
+        """Greetings and message lengths by owner (the default box for the others)."""
         self._legs: dict[str, Call] = {}
         """Callers on the line by key (their first Call-ID), while they wait."""
         self._summaries: dict[str, CallSummary] = {}
@@ -452,15 +454,29 @@ class QueueDesk:
 
     async def voicemail(self, call: Call, owner: str, summary: CallSummary) -> None:
         """Take a message for `owner`: greeting, beep, the caller's audio until they hang up,
-        press #, or two minutes pass. The message is the call's recording and the call is a
-        missed one for `owner`, so the callback task carries it to the CRM."""
+        press #, or the box's longest message. The message is the call's recording and the
+        call is a missed one for `owner`, so the callback task carries it to the CRM."""
         assert self.voicemail_dir is not None
-        if call.state.value != "connected":
-            await call.answer()
-            await asyncio.wait_for(call.next_event(), 5)
         summary.owner = owner
-        await self._say(call, "Please leave a message after the tone. Press hash when done.")
-        await call.play(ToneSource((1000.0,), duration=0.4))
+        if call.state.value != "connected":
+            try:
+                await call.answer()
+                await asyncio.wait_for(call.next_event(), 5)  # the ACK
+            except (MediaError, OSError, TimeoutError, RuntimeError) as exc:
+                logger.info("call %s: voicemail not answered: %s", call.call_id, exc)
+                if call.state.value in ("incoming", "ringing"):
+                    call.reject(exc.status_code if isinstance(exc, MediaError) else 503)
+                self._conclude_missed(summary, "voicemail-not-answered")
+                return
+        box = self.voicemail_boxes.get(owner) or VoicemailBox(owner)
+        await self._say(
+            call, box.greeting or "Please leave a message after the tone. Press hash when done."
+        )
+        with contextlib.suppress(RuntimeError):  # the caller hung up meanwhile
+            await call.play(ToneSource((1000.0,), duration=0.4))
+        if call.ended.done() or call.media is None:
+            self._conclude_missed(summary, "voicemail-no-message")
+            return
         self.voicemail_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         path = self.voicemail_dir / f"{stamp}-{owner}-{summary.call_id}.wav"
@@ -468,7 +484,7 @@ class QueueDesk:
         undo = call.listen(sink.write)
         call.flush_digits()
         try:
-            deadline = self._now() + _VOICEMAIL_MAX
+            deadline = self._now() + box.max_seconds
             while not call.ended.done() and self._now() < deadline:
                 digit = asyncio.ensure_future(call.next_digit())
                 await asyncio.wait(

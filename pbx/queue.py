@@ -75,6 +75,17 @@ class QueueConfig:
             )
 
 
+@dataclass(frozen=True)
+class VoicemailBox:
+    """An agent's (or a queue owner's) voicemail: what callers hear before the tone."""
+
+    owner: str
+    greeting: str | None = None
+    """A WAV, or a text spoken by espeak-ng; None: "Please leave a message after the tone"."""
+    max_seconds: float = 120.0
+    """The longest message kept."""
+
+
 @dataclass
 class QueuedCaller:
     key: str
@@ -387,5 +398,6 @@ __all__ = [
     "QueueMember",
     "QueueStats",
     "QueuedCaller",
+    "VoicemailBox",
     "parse_queue_code",
 ]

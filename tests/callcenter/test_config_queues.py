@@ -55,3 +55,15 @@ def test_a_did_to_an_unknown_queue_is_refused() -> None:
     with pytest.raises(ConfigError, match="queue:NAME"):
         parse_config(BASE + TRUNK + '[[dids]]\nnumber = "+12025550199"\ntrunk = "carrier"\n'
                      'route = "queue:nope"\n')  # fmt: skip
+
+
+def test_voicemail_boxes() -> None:
+    config = parse_config(
+        BASE + '[[voicemail]]\nowner = "102"\ngreeting = "Bob is out."\nmax_seconds = 30\n'
+    )
+    (box,) = config.voicemail
+    assert (box.owner, box.greeting, box.max_seconds) == ("102", "Bob is out.", 30.0)
+    with pytest.raises(ConfigError, match="owner is no extension"):
+        parse_config(BASE + '[[voicemail]]\nowner = "999"\n')
+    with pytest.raises(ConfigError, match="max_seconds must be a number >= 5"):
+        parse_config(BASE + '[[voicemail]]\nowner = "101"\nmax_seconds = 1\n')

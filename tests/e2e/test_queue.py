@@ -284,27 +284,31 @@ async def test_members_log_in_and_out_and_an_overflow_leaves_a_voicemail_task(
             async with http.get(api_url(engine, "/queues"), headers=bearer()) as response:
                 (listed,) = (await response.json())["queues"]
             assert (listed["name"], listed["entered"], listed["overflowed"]) == ("support", 1, 1)
-        row = await poll(
-            db,
-            "SELECT * FROM calls WHERE from_number = $1 AND ended_at IS NOT NULL",
-            number,
-        )
-        assert (row["outcome"], row["hangup_cause"]) == ("missed", "voicemail")
-        message = Path(row["recording_path"])
-        if not message.is_absolute():
-            message = tmp_path / "recordings" / message
-        rate, heard, _ = read_wav(message)
-        assert tone_present(heard, 700.0, rate, min_duration=1.0)
-        task = await poll(
-            db,
-            "SELECT t.* FROM tasks t JOIN contacts c ON c.id = t.contact_id"
-            " WHERE c.phone = $1 AND t.status = 'open'",
-            number,
-        )
-        assert (task["type"], task["assignee"]) == ("callback", "101")
-        assert row["id"] in (task["created_from_call"], task["last_call"])
+        await assert_voicemail_kept(db, tmp_path, number, owner="101")
     finally:
         await engine.stop()
+
+
+async def assert_voicemail_kept(db, tmp_path: Path, number: str, *, owner: str) -> None:
+    """The call from `number` is a missed one whose recording is the message (the caller's
+    700 Hz voice), and `owner` has the open callback task that points at it."""
+    row = await poll(
+        db, "SELECT * FROM calls WHERE from_number = $1 AND ended_at IS NOT NULL", number
+    )
+    assert (row["outcome"], row["hangup_cause"]) == ("missed", "voicemail")
+    message = Path(row["recording_path"])
+    if not message.is_absolute():
+        message = tmp_path / "recordings" / message
+    rate, kept, _ = read_wav(message)
+    assert tone_present(kept, 700.0, rate, min_duration=1.0)
+    task = await poll(
+        db,
+        "SELECT t.* FROM tasks t JOIN contacts c ON c.id = t.contact_id"
+        " WHERE c.phone = $1 AND t.status = 'open'",
+        number,
+    )
+    assert (task["type"], task["assignee"]) == ("callback", owner)
+    assert row["id"] in (task["created_from_call"], task["last_call"])
 
 
 async def poll(db, query: str, *args: object, timeout: float = 5.0):
@@ -374,5 +378,45 @@ route = "ivr:toq"
         assert (row["outcome"], row["agent"], row["did"]) == ("answered", "101", SUPPORT_DID)
         assert await db.fetchval("SELECT count(*) FROM calls WHERE from_number = $1", number) == 1
         assert support.stats.answered == 1
+    finally:
+        await engine.stop()
+
+
+async def test_an_agents_voicemail_plays_its_greeting_and_keeps_the_message(
+    pg_url: str, tmp_path: Path, db
+) -> None:
+    """A DID routed to `voicemail:102`: the caller hears 102's own greeting (found in the
+    caller's recording), the tone, and what it says is kept; # ends the message."""
+    require("espeak-ng")
+    greeting = "You have reached Bob. Leave a message."
+    voice = write_tone_wav(tmp_path / "voice.wav", 700.0, 20.0)
+    number = "+12125550066"
+    extra = f"""
+[[trunks]]
+name = "carrier"
+allow_from = ["{carrier.CARRIER_IP}"]
+
+[[voicemail]]
+owner = "102"
+greeting = "{greeting}"
+
+[[dids]]
+number = "{SUPPORT_DID}"
+trunk = "carrier"
+route = "voicemail:102"
+"""
+    engine = await start_engine(engine_config(extra=extra), database_url=pg_url,
+                                data_dir=tmp_path)  # fmt: skip
+    try:
+        async with carrier.customer(number, workdir=tmp_path, audio_source=voice) as caller:
+            await caller.dial(carrier.did_uri(SUPPORT_DID, engine.sip_port))
+            await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+            await asyncio.sleep(6.0)  # the greeting, the tone, then a few seconds of message
+            await caller.send_dtmf("#")
+            await caller.wait_event("CALL_CLOSED", timeout=10)  # the engine hangs up on #
+            _, heard, _ = read_wav(caller.recorded_wav())
+        _, expected, _ = read_wav(PromptCache(tmp_path / "prompts").speak(greeting))
+        assert normalized_xcorr(heard, expected)[0] > 0.6
+        await assert_voicemail_kept(db, tmp_path, number, owner="102")
     finally:
         await engine.stop()
