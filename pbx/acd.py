@@ -82,6 +82,7 @@ class QueueDesk:
         self._prompts: dict[Path, np.ndarray[Any, np.dtype[np.int16]]] = {}
         self._rang: set[str] = set()
         self._tasks = TaskSet("queue")
+        self._closing = False
 
     # -- entry --------------------------------------------------------------------------------
 
@@ -141,14 +142,16 @@ class QueueDesk:
         logger.info("call %s: queue %s at position %d", key, name, joined.position)
         self._legs[key] = call
         self._summaries[key] = summary
+        self._start_dispatch(queue)
         if queue.config.greeting:
             await self._say(call, queue.config.greeting)
-        if call.ended.done():
+        if self._legs.get(key) is not call:
+            return  # an agent took the call during the greeting
+        if call.ended.done() or call.media is None:
             self._abandoned(queue, key)
             return
-        self._music(queue).add(_media(call))
+        self._hear_music(queue, call, on=True)
         self._spawn(self._watch(queue, key, call))
-        self._start_dispatch(queue)
 
     # -- the caller's side --------------------------------------------------------------------
 
@@ -195,7 +198,7 @@ class QueueDesk:
             texts.append(
                 f"Press {queue.config.callback_digit} to be called back, keeping your place."
             )
-        self._music(queue).remove(_media(call))
+        self._hear_music(queue, call, on=False)
         for text in texts:
             if self._legs.get(key) is not call or call.ended.done():
                 break
@@ -204,13 +207,13 @@ class QueueDesk:
         if self._legs.get(key) is call and not call.ended.done():
             caller = queue.find(key)
             if caller is not None and not caller.offering:
-                self._music(queue).add(_media(call))
+                self._hear_music(queue, call, on=True)
 
     async def _virtual_hold(self, queue: Queue, key: str, call: Call) -> None:
         if not queue.request_callback(key):
             return
         self._legs.pop(key, None)
-        self._music(queue).remove(_media(call))
+        self._hear_music(queue, call, on=False)
         await self._say(call, "Thank you. We will call you back when it is your turn.")
         await call.hangup(reason="virtual-hold")
         self._summaries[key].hangup_cause = "virtual-hold"
@@ -218,12 +221,16 @@ class QueueDesk:
 
     def _abandoned(self, queue: Queue, key: str) -> None:
         call = self._legs.pop(key, None)
-        if call is not None and call.media is not None:
-            self._music(queue).remove(call.media)
-        queue.abandoned(key, now=self._now())
+        if call is not None:
+            self._hear_music(queue, call, on=False)
+        if self._closing:
+            queue.leave(key)  # the engine stops: not the caller's choice
+        else:
+            queue.abandoned(key, now=self._now())
         summary = self._summaries.pop(key, None)
         if summary is not None:
-            summary.outcome, summary.hangup_cause = "missed", "queue-abandoned"
+            summary.outcome = "missed"
+            summary.hangup_cause = "shutdown" if self._closing else "queue-abandoned"
             summary.sip_status = summary.sip_status or 200
             self.sb.conclude(summary)
         logger.info("call %s: abandoned in queue %s", key, queue.name)
@@ -413,7 +420,7 @@ class QueueDesk:
         logger.info("call %s: called back at %s", caller.key, caller.number)
         caller.callback = False
         self._legs[caller.key] = leg
-        self._music(queue).add(_media(leg))
+        self._hear_music(queue, leg, on=True)
         self._spawn(self._watch(queue, caller.key, leg))
         return leg
 
@@ -423,8 +430,7 @@ class QueueDesk:
         self, queue: Queue, call: Call, summary: CallSummary, *, reason: str
     ) -> None:
         queue.overflowed(summary.call_id)
-        if call.media is not None:
-            self._music(queue).remove(call.media)
+        self._hear_music(queue, call, on=False)
         kind, _, target = queue.config.overflow.partition(":")
         logger.info("call %s: queue %s overflows (%s) to %s", summary.call_id, queue.name,
                     reason, queue.config.overflow)  # fmt: skip
@@ -507,6 +513,15 @@ class QueueDesk:
 
     # -- audio --------------------------------------------------------------------------------
 
+    def _hear_music(self, queue: Queue, call: Call, *, on: bool) -> None:
+        """Start or stop the queue's music for one caller (a leg without media hears none)."""
+        if call.media is None:
+            return
+        if on:
+            self._music(queue).add(call.media)
+        else:
+            self._music(queue).remove(call.media)
+
     def _music(self, queue: Queue) -> Playout:
         playout = self._playouts.get(queue.name)
         if playout is None:
@@ -547,6 +562,8 @@ class QueueDesk:
         self._tasks.spawn(work)
 
     async def shutdown(self) -> None:
+        """Hang up the callers waiting (journaled, cause shutdown) and stop the music."""
+        self._closing = True
         for call in list(self._legs.values()):
             await call.hangup(reason="shutdown")
         for playout in self._playouts.values():
@@ -558,12 +575,6 @@ class QueueDesk:
 def position_text(position: int) -> str:
     """What a caller at `position` hears (one prompt, spoken once and cached)."""
     return f"You are caller number {position}."
-
-
-def _media(call: Call) -> Any:
-    if call.media is None:
-        raise RuntimeError(f"{call!r} has no media")
-    return call.media
 
 
 __all__ = ["Board", "QueueDesk", "Speaker", "position_text"]
