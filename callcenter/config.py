@@ -866,6 +866,7 @@ class _Reader:
                     "session_timers",
                     "transport",
                     "srtp",
+                    *_PROVIDER_KEYS,
                 }
                 | TRUNK_NUMBERING_KEYS,
                 "trunks",
@@ -919,6 +920,7 @@ class _Reader:
                     password=password,
                     session_timers=timers,
                     **self._trunk_numbering(item, name, index, default_region),
+                    **self._provider(item, name, index),
                 )
             )
         return tuple(result)
@@ -982,6 +984,51 @@ class _Reader:
             "caller_id": caller_id,
             "trust_identity": trust,
         }
+
+    def _provider(self, item: dict[str, Any], name: str, index: int) -> dict[str, Any]:
+        """The keys of a provider trunk (registration, auth, failover, channels, qualify)."""
+
+        def fail(key: str, reason: str) -> ConfigError:
+            return self.fail(f"trunk {name}: {reason}", table="trunks", key=key, index=index)
+
+        found: dict[str, Any] = {}
+        for key in ("registrar", "outbound_proxy"):
+            if key in item:
+                found[key] = _address(self._hostport(item[key], "trunks", key))
+        for key in ("username", "secret", "realm", "domain"):
+            if key in item:
+                if not isinstance(item[key], str) or not item[key]:
+                    raise fail(key, f"{key} must be a non-empty string")
+                found[key] = item[key]
+        register = item.get("register", False)
+        if not isinstance(register, bool):
+            raise fail("register", "register must be true or false")
+        found["register"] = register
+        for key, low, high in (("expires", 5, 86400), ("priority", -1000, 1000),
+                               ("channels", 0, 100000)):  # fmt: skip
+            value = item.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise fail(key, f"{key} must be a whole number within [{low}, {high}]")
+            found[key] = value
+        qualify = item.get("qualify", 0)
+        if (
+            isinstance(qualify, bool)
+            or not isinstance(qualify, int | float)
+            or not (qualify == 0 or 1 <= qualify <= 3600)
+        ):
+            raise fail("qualify", "qualify must be 0 (off) or seconds within [1, 3600]")
+        found["qualify"] = float(qualify)
+        if register:
+            for key in ("registrar", "username", "secret"):
+                if key not in found:
+                    raise fail(key, f"register = true needs {key}")
+        if "secret" in found and "username" not in found:
+            raise fail("username", "secret needs username")
+        if found.get("outbound_proxy") and not (found.get("registrar") or item.get("outbound")):
+            raise fail("outbound_proxy", "outbound_proxy needs registrar or outbound")
+        return found
 
     def ring_groups(self, items: Any, extensions: set[str]) -> tuple[RingGroup, ...]:
         result, seen = [], set[str]()
@@ -1542,6 +1589,21 @@ def _ivr_flows(directory: Path) -> tuple[tuple[str, Path], ...]:
             raise ConfigError(exc.path, exc.line, exc.reason) from exc
         flows[path.stem] = path
     return tuple(flows.items())
+
+
+_PROVIDER_KEYS = (
+    "register",
+    "username",
+    "secret",
+    "realm",
+    "registrar",
+    "domain",
+    "outbound_proxy",
+    "expires",
+    "priority",
+    "channels",
+    "qualify",
+)
 
 
 def _address(hostport: HostPort) -> tuple[str, int]:

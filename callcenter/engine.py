@@ -86,6 +86,7 @@ class Engine:
             await self.ivr.shutdown()
         await self.click_to_call.shutdown()
         await self.switchboard.shutdown()
+        await self.switchboard.providers.stop()  # our bindings at providers removed
         await self.switchboard.events.drain()
         if self.audit is not None:
             await self.audit.drain(timeout=5)

@@ -149,6 +149,14 @@ class TaskDone:
 
 
 @dataclass(frozen=True)
+class TrunkChanged:
+    """A trunk's registration, qualify state or channels changed (pbx.trunks snapshot row)."""
+
+    name: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class QueueProgress:
     """A waiting queue as a supervisor watches it (pbx.queue.Queue.snapshot, in short)."""
 
@@ -176,11 +184,12 @@ LiveEvent = (
     | CampaignGone
     | TaskCreated
     | TaskDone
+    | TrunkChanged
     | QueueProgress
 )
 Delta = tuple[str, dict[str, Any]]
 """(kind, data): kind is agent, call, call-gone, campaign, campaign-gone, task, task-gone,
-queue."""
+trunk, queue."""
 
 
 # -- plan and pace ---------------------------------------------------------------------------
@@ -276,6 +285,8 @@ class LiveBoard:
     calls: dict[str, _Call] = field(default_factory=dict)
     campaigns: dict[int, CampaignProgress] = field(default_factory=dict)
     tasks: dict[int, TaskCreated] = field(default_factory=dict)
+    trunks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each trunk's row as `pbx.trunks.TrunkManager.snapshot` gives it."""
     queues: dict[str, QueueProgress] = field(default_factory=dict)
 
     def add_agent(
@@ -358,6 +369,10 @@ class LiveBoard:
             case TaskDone(task_id=task_id):
                 if self.tasks.pop(task_id, None) is not None:
                     deltas.append(("task-gone", {"id": task_id}))
+            case TrunkChanged(name=name, data=data):
+                if self.trunks.get(name) != data:
+                    self.trunks[name] = data
+                    deltas.append(("trunk", data))
             case QueueProgress(name=name):
                 if self.queues.get(name) != event:
                     self.queues[name] = event
@@ -371,6 +386,7 @@ class LiveBoard:
             "calls": [self._call_json(c) for c in self.calls.values()],
             "campaigns": [_campaign_json(c) for c in self.campaigns.values()],
             "tasks": [_task_json(t) for t in self.tasks.values()],
+            "trunks": list(self.trunks.values()),
             "queues": [asdict(q) for q in self.queues.values()],
         }
 

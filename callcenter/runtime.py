@@ -290,6 +290,7 @@ async def start_engine(
         engine.keepalives = Keepalives(ua, registrar, interval=sip.keepalive_interval)
         engine.spawn(engine.keepalives.run_forever())
     _subscribe(engine, switchboard.events, unrecorded)
+    await switchboard.providers.start()  # provider registrations and qualify
     # Numbers agents dial on their phones keep to the DNC list and calling hours, per role.
     switchboard.outbound_check = functools.partial(manual_dial_refusal, engine)
     if store is not None:
@@ -342,7 +343,7 @@ def _trunk_cps(switchboard: Switchboard, name: str) -> float | None:
     """Calls per second of the trunk `name` ('' the first that can place calls)."""
     trunks = switchboard.trunks
     chosen = trunks.get(name) or next(
-        (t for t in trunks.values() if t.outbound or t.password), None
+        (t for t in trunks.values() if t.signalling or t.password), None
     )
     return chosen.cps if chosen is not None else None
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .pickup import Pickup
 
 from .registrar import Binding
+from .trunks import fails_over
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ class Target:
     external: bool = False
     """A number behind a carrier: the To names it as the Request-URI does (in the carrier's
     format, on its host), not as one of our extensions."""
+    credentials: tuple[str, str] | None = None
+    """(username, password) for a provider's 401/407 to the INVITE (trunk targets)."""
+    trunk: str | None = None
+    """The trunk a call to an external number goes through (its To is the Request-URI)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,9 @@ class HuntStep:
     """Rung at the same time."""
     timeout: float
     """Seconds this step rings before the hunt moves on."""
+    failover: bool = False
+    """A trunk of a failover list: refused, the hunt moves on only for a status another trunk
+    may fix (5xx, 408: `pbx.trunks.fails_over`), not for the called party's 486 or 404."""
 
 
 _OUTCOME_BY_STATUS = {
@@ -209,6 +217,8 @@ class BridgedCall:
             if winner is not None:
                 await self._connect(winner)
                 return
+            if step.failover and statuses and not fails_over(statuses[-1]):
+                break
         self.hunting = set()
         if not self.summary.legs:
             await self._give_up(503, "failed", "no-reachable-phone")
@@ -224,13 +234,19 @@ class BridgedCall:
             uri = target.binding.contact.uri
             if not isinstance(uri, SipUri):
                 continue
-            to_uri = uri if target.external else self._uri(target.extension)
+            to_uri = (
+                uri if target.external or target.trunk is not None else self._uri(target.extension)
+            )
             to = NameAddr(display_name=None, uri=to_uri, params={})
             try:
                 leg = await self.ua.dial(
-                    uri, target.binding.peer, from_=self.caller_identity, to=to,
+                    uri,
+                    target.binding.peer,
+                    from_=self.caller_identity,
+                    to=to,
                     headers=target.headers,
-                )  # fmt: skip
+                    credentials=target.credentials,
+                )
             except OSError as exc:
                 logger.warning("call %s: cannot dial %s: %s", self.a.call_id, uri, exc)
                 continue

@@ -46,6 +46,42 @@ class Trunk:
     trust_identity: bool = True
     """Its P-Asserted-Identity / Remote-Party-ID name the caller (a carrier that screens them);
     False: only its From does (a PBX on the trunk that passes its phones' headers on)."""
+    # -- a provider we register to and authenticate with (pbx/trunks.py) --
+    register: bool = False
+    """We REGISTER `username`@`domain` at `registrar` and keep the binding refreshed."""
+    username: str = ""
+    """Our account at the provider: digest username and the AOR's user part."""
+    secret: str | None = None
+    """Our digest password at the provider (registration and 401/407 to our requests).
+    Not `password`, which is the carrier's password when it registers to us."""
+    realm: str | None = None
+    """When set, only challenges of this realm are answered (credentials go nowhere else)."""
+    registrar: tuple[str, int] | None = None
+    """The provider's registrar (host, port); also where calls go without `outbound_proxy`."""
+    domain: str = ""
+    """The provider's SIP domain (AOR and Request-URIs); the registrar's host by default."""
+    outbound_proxy: tuple[str, int] | None = None
+    """Where every request to the provider goes (REGISTER, INVITE, OPTIONS) when set."""
+    expires: int = 3600
+    """Registration lifetime asked for, in seconds."""
+    priority: int = 0
+    """Failover order: the lowest first (ties in the file's order)."""
+    channels: int = 0
+    """Simultaneous calls the trunk carries, both ways (0: no limit); a full trunk is skipped."""
+    qualify: float = 0.0
+    """Seconds between OPTIONS pings (0: off); no answer marks the trunk down until one comes."""
+
+    @property
+    def signalling(self) -> tuple[str, int] | None:
+        """Where our requests to this trunk go: outbound proxy, registrar or `outbound`."""
+        return self.outbound_proxy or self.registrar or self.outbound
+
+    @property
+    def sip_domain(self) -> str:
+        if self.domain:
+            return self.domain
+        target = self.registrar or self.signalling
+        return target[0] if target else ""
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from .queue import QueueConfig, parse_queue_code
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import Did, RingGroup, Trunk
 from .security import log_auth_failure
+from .trunks import TrunkManager
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,9 @@ class Switchboard:
         self.presence = presence
         routing = routing or Routing()
         self.trunks = {t.name: t for t in routing.trunks}
+        self.providers = TrunkManager(ua, routing.trunks)
+        """Registration, qualify, channels and failover order of the trunks (started by the
+        composition root: `await providers.start()`)."""
         self.dids = {d.number: d for d in routing.dids}
         self.groups = {g.name: g for g in routing.ring_groups}
         self._strategies = {g.name: STRATEGIES[g.strategy]() for g in routing.ring_groups}
@@ -220,13 +224,25 @@ class Switchboard:
         dialled = target.user if isinstance(target, SipUri) else None
         from_uri = call.invite.from_.uri
         from_user = from_uri.user if isinstance(from_uri, SipUri) else None
-        trunk = self._trunk_of(call.peer[1])
+        trunk = self._trunk_of(call.peer)
         # A carrier presents the customer's number; one of our extensions is an agent (who must
         # authenticate even from the carrier's address: a spoofed From gets a challenge).
         if trunk is not None and from_user not in self.extensions:
             call.set_srtp(trunk.srtp)
             did = self._did_of(trunk, dialled or "")
-            if did is None or did.trunk != trunk.name:
+            if did is None and isinstance(to_uri := call.invite.to.uri, SipUri):
+                # A provider we register to calls our Contact (its user is our account):
+                # the number the customer dialled is in To.
+                did = self._did_of(trunk, to_uri.user or "")
+            state = self.providers.states.get(trunk.name)
+            if (
+                state is not None
+                and state.trunk.channels
+                and (self.providers.channels_in_use(state) > state.trunk.channels)
+            ):
+                logger.info("trunk %s: all %d channels busy", trunk.name, trunk.channels)
+                call.reject(503, "All channels busy")
+            elif did is None or did.trunk != trunk.name:
                 logger.info("trunk %s: call to unknown number %s refused", trunk.name, dialled)
                 call.reject(404, "No such number")
             elif call.offer_error is not None:
@@ -427,7 +443,7 @@ class Switchboard:
     def _session_timers_for(self, invite: SipRequest, peer: Peer, incoming: bool) -> bool:
         """Whether a new leg uses session timers: off when its trunk (by address) or the
         extension of its phone (From of a call in, To of a call out) says so."""
-        trunk = self._trunk_of(peer[1])
+        trunk = self._trunk_of(peer)
         if trunk is not None:
             return trunk.session_timers
         uri = (invite.from_ if incoming else invite.to).uri
@@ -437,18 +453,22 @@ class Switchboard:
     def _srtp_for(self, target: SipUri, peer: Peer) -> str | None:
         """The SRTP policy of a leg we place to `peer`: the trunk's whose address it is, or
         the account's whose phone is there (registered or static)."""
-        for trunk in self.trunks.values():
-            if trunk.outbound is not None and (trunk.transport, *trunk.outbound) == peer:
-                return trunk.srtp
+        for state in self.providers.states.values():
+            if state.peer == peer:
+                return state.trunk.srtp
         now = self.ua.loop.time()
         for extension in self.extensions.values():
             if any(b.peer == peer for b in self.registrar.lookup(extension.number, now=now)):
                 return extension.srtp
-        trunk = self._trunk_of(peer[1])
+        trunk = self._trunk_of(peer)
         return trunk.srtp if trunk is not None else None
 
-    def _trunk_of(self, address: str) -> Trunk | None:
-        """The trunk a source address belongs to: listed, or where the carrier registered from."""
+    def _trunk_of(self, peer: Peer) -> Trunk | None:
+        """The trunk a source belongs to: the provider's proxy we register to (address and
+        port), a listed address, or where the carrier registered from."""
+        if (provider := self.providers.of_peer(peer)) is not None:
+            return provider.trunk
+        address = peer[1]
         now = self.ua.loop.time()
         for trunk in self.trunks.values():
             if address in trunk.allow_from:
@@ -567,36 +587,70 @@ class Switchboard:
         bridged.on_no_answer = lambda leg: self._auto_reply(leg, auto_reply)
         summary.owner = owner
 
-    def _trunk_route(self, number: str, trunk_name: str = "") -> tuple[Trunk, Binding] | None:
-        """How to reach an external number: through `trunk_name` when given, else the first
-        trunk with an address or a registration."""
+    def _trunk_route(self, number: str, trunk_name: str = "") -> tuple[Trunk, Target] | None:
+        """How to reach an external number now: the first of `_trunk_routes`."""
+        routes = self._trunk_routes(number, trunk_name)
+        return routes[0] if routes else None
+
+    def _trunk_routes(
+        self, number: str, trunk_name: str = "", *, presenting: str | None = None
+    ) -> list[tuple[Trunk, Target]]:
+        """The trunks that can carry a call to an external number now, in failover order
+        (through `trunk_name` only, when given): up by qualify, registered when they register,
+        a channel free; a carrier that registers to us, where it registered from. Each target
+        dials the number as its carrier writes it, with the identity headers presenting
+        `presenting` (a caller ID; None: none)."""
         now = self.ua.loop.time()
-        for trunk in self.trunks.values():
+        routes = []
+        for state in sorted(self.providers.states.values(), key=lambda s: s.order):
+            trunk = state.trunk
             if trunk_name and trunk.name != trunk_name:
                 continue
-            if trunk.outbound is not None:
-                peer: Peer = (trunk.transport, *trunk.outbound)
-            elif trunk.password and (registered := self.registrar.lookup(trunk.name, now=now)):
-                peer = registered[0].peer
-            else:
+            if not self.providers.available(state):
                 continue
             e164 = _e164(trunk, number)
             if e164 is None:
                 logger.info("trunk %s: %r is no phone number: dialled as it is", trunk.name, number)
-            uri = SipUri(
-                scheme="sip",
-                user=trunk.numbers.dial_string(e164)
-                if e164
-                else trunk.numbers.dial_prefix + number,
-                password=None,
-                host=format_host(peer[1]),
-                port=peer[2],
-                params={} if peer[0] == "udp" else {"transport": peer[0]},
-                headers={},
-            )
+            user = trunk.numbers.dial_string(e164) if e164 else trunk.numbers.dial_prefix + number
+            if state.peer is not None:
+                peer: Peer = state.peer
+                uri = self.providers.route_uri(state, user)
+            elif trunk.password and (registered := self.registrar.lookup(trunk.name, now=now)):
+                peer = registered[0].peer
+                uri = SipUri(
+                    scheme="sip",
+                    user=user,
+                    password=None,
+                    host=format_host(peer[1]),
+                    port=peer[2],
+                    params={} if peer[0] == "udp" else {"transport": peer[0]},
+                    headers={},
+                )
+            else:
+                continue
+            headers = () if presenting is None else self._presenting(trunk, presenting)[1]
             contact = NameAddr(display_name=None, uri=uri, params={})
-            return trunk, Binding(number, contact, peer, float("inf"), "trunk", 0, static=True)
-        return None
+            binding = Binding(number, contact, peer, float("inf"), "trunk", 0, static=True)
+            target = Target(
+                number,
+                binding,
+                headers,
+                external=True,
+                credentials=state.credentials,
+                trunk=trunk.name,
+            )
+            routes.append((trunk, target))
+        return routes
+
+    def _failover_steps(
+        self, number: str, timeout: float, trunk_name: str = "", *, presenting: str | None = None
+    ) -> list[HuntStep]:
+        """One hunt step per trunk that can carry the call, in failover order (the next on
+        5xx or 408)."""
+        return [
+            HuntStep((target,), timeout, failover=True)
+            for _, target in self._trunk_routes(number, trunk_name, presenting=presenting)
+        ]
 
     def _outbound(self, call: Call, caller: str, number: str) -> None:
         """An agent dials an external number: out through the first trunk that can take it,
@@ -635,14 +689,15 @@ class Switchboard:
         if route is None:
             self._refuse(call, caller, number, 404, "failed")
             return
-        trunk, binding = route
+        trunk, _ = route
         # No caller ID of its own: withheld, never an extension number the carrier cannot route.
-        from_, headers = self._presenting(trunk, trunk.caller_id or ANONYMOUS)
+        shown = trunk.caller_id or ANONYMOUS
+        from_, _ = self._presenting(trunk, shown)
         self._start(
             call,
             caller=caller,
             callee=number,
-            steps=[HuntStep((Target(number, binding, headers, external=True),), self.ring_timeout)],
+            steps=self._failover_steps(number, self.ring_timeout, presenting=shown),
             identity=from_,
             summary=CallSummary(
                 call.call_id,
@@ -662,10 +717,18 @@ class Switchboard:
         route = self._trunk_route(number, trunk)
         if route is None:
             raise LookupError(f"no trunk{' ' + trunk if trunk else ''} can reach {number}")
-        found, binding = route
+        found, target = route
+        binding = target.binding
         assert isinstance(binding.contact.uri, SipUri)
         from_, headers = self._presenting(found, caller_id or found.caller_id or ANONYMOUS)
-        return await self.ua.dial(binding.contact.uri, binding.peer, from_=from_, headers=headers)
+        return await self.ua.dial(
+            binding.contact.uri,
+            binding.peer,
+            from_=from_,
+            to=NameAddr(display_name=None, uri=binding.contact.uri, params={}),
+            headers=headers,
+            credentials=target.credentials,
+        )
 
     def can_reach(self, number: str, trunk: str = "") -> bool:
         """Whether `trunk` (any trunk when empty) can reach the external `number` now."""
@@ -688,17 +751,16 @@ class Switchboard:
         route = self._trunk_route(number, trunk)
         if route is None:
             raise LookupError(f"no trunk{' ' + trunk if trunk else ''} can reach {number}")
-        found, binding = route
-        from_, headers = self._presenting(found, caller_id or found.caller_id or ANONYMOUS)
+        found, _ = route
+        shown = caller_id or found.caller_id or ANONYMOUS
+        from_, _ = self._presenting(found, shown)
         return self._start(
             leg,
             caller=summary.caller,
             callee=number,
-            steps=[
-                HuntStep(
-                    (Target(number, binding, headers, external=True),), timeout or self.ring_timeout
-                )
-            ],
+            steps=self._failover_steps(
+                number, timeout or self.ring_timeout, trunk, presenting=shown
+            ),
             identity=from_,
             summary=summary,
             ring_timeout=timeout,
@@ -747,8 +809,8 @@ class Switchboard:
             steps = self._strategies[group.name].steps(hunt)
         elif kind == "number" and (found := self._trunk_route(target)) is not None:
             # The carrier sees the customer's number as the caller (a forwarded call).
-            identity, headers = self._presenting(found[0], summary.caller)
-            steps = [HuntStep((Target(target, found[1], headers, external=True),), timeout)]
+            identity, _ = self._presenting(found[0], summary.caller)
+            steps = self._failover_steps(target, timeout, presenting=summary.caller)
         elif kind == "queue" and target in self.queues.queues:
             # The queue takes the caller for good: it journals the call at its end.
             self._track(self.queues.enter(call, target, summary))

@@ -10,9 +10,10 @@
 #   flite, festival and its voices festvox-kallpc16k, festvox-kdlpc16k, festvox-ru,
 #   festvox-us-slt-hts: the other speech engines of the AMD corpus (bench/amd_corpus.py)
 #   iptables, iproute2: the NAT the NAT tests build in network namespaces (ip netns, veth, SNAT)
+#   kamailio      a SIP provider (registrar, digest auth, proxy) for the provider-trunk tests
 set -eu
 
-PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts iptables iproute2"
+PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts iptables iproute2 kamailio"
 
 # package -> a file it installs (a command or a module), to tell what is missing.
 probe() {
@@ -33,6 +34,7 @@ probe() {
         festvox-us-slt-hts) [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] ;;
         iptables) command -v iptables >/dev/null 2>&1 ;;
         iproute2) command -v ip >/dev/null 2>&1 ;;
+        kamailio) command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] ;;
         *) return 1 ;;
     esac
 }

@@ -25,6 +25,7 @@ PACKAGES: dict[str, str] = {
     "text2wave": "festival",
     "iptables": "iptables",
     "ip": "iproute2",
+    "kamailio": "kamailio",
 }
 
 

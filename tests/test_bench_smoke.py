@@ -96,6 +96,16 @@ SCRIPTS = (
         ),
     ),
     Script(
+        "bench_provider",
+        (
+            rf"^\s+MD5\s+{NUM} us$",
+            rf"^\s+SHA-256\s+{NUM} us$",
+            rf"^CPU to answer a 407 to an INVITE: {NUM} us$",
+            rf"^\s+{NUM} registrations/s, one exchange: median {NUM} ms, p90 {NUM} ms$",
+        ),
+        needs=("kamailio",),
+    ),
+    Script(
         "bench_amocrm_backlog",
         (
             rf"^drained in {NUM} s: {NUM} events/s delivered$",

@@ -47,6 +47,7 @@ from telephony.sip import (
     TransportFailed,
     make_response,
 )
+from telephony.sip.challenge import DigestClient
 
 from .clock import MediaClock
 from .dtmf import DtmfDebouncer
@@ -94,10 +95,10 @@ class Call:
         invite: SipRequest,
         peer: Peer,
         session_timer: SessionTimerConfig | None = None,
+        digest: DigestClient | None = None,
     ) -> None:
         self.ua = ua
         self.incoming = incoming
-        self.invite = invite
         self.peer = peer
         self.call_id = invite.call_id
         self.session = InviteSession(
@@ -108,6 +109,7 @@ class Call:
             contact=ua.contact(peer, sips=_is_sips(invite.uri)),
             new_via=functools.partial(ua.endpoint.new_via, peer),
             session_timer=session_timer or ua.session_timer_of(invite, peer, incoming=incoming),
+            digest=digest,
         )
         self._timer: asyncio.TimerHandle | None = None
         """The session's next timer (RFC 4028 refresh or expiry), armed at get_timer()."""
@@ -140,6 +142,12 @@ class Call:
         return f"<Call {self.call_id} {'in' if self.incoming else 'out'} {self.state.value}>"
 
     # -- the session's view --------------------------------------------------------------------
+
+    @property
+    def invite(self) -> SipRequest:
+        """The INVITE of this leg (for an outgoing leg, the last sent: a challenge answered
+        sends it again with credentials and the next CSeq)."""
+        return self.session.invite
 
     @property
     def state(self) -> SessionState:
@@ -177,8 +185,7 @@ class Call:
                 self.ua.send_in_dialog(self, effect.request)
             elif isinstance(effect, SendAck):
                 self.ua.send_in_dialog(self, effect.request, stateless=True)
-            elif isinstance(effect, SendInvite):  # the INVITE again (after a 422)
-                self.invite = effect.request
+            elif isinstance(effect, SendInvite):  # the INVITE again (a 422, a 401/407)
                 self.transaction = self.ua.endpoint.send_request(effect.request, self.peer)
                 self.ua._own(self, self.transaction)
             elif isinstance(effect, InfoDigit):
@@ -505,7 +512,8 @@ class UserAgent:
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
         for transaction in call.transactions:
-            self._by_txn.pop(transaction, None)
+            if not _may_be_challenged(call, transaction):
+                self._by_txn.pop(transaction, None)
         if call.media is not None:
             call.media.stop_playing()
             call.media.unbridge()
@@ -538,10 +546,12 @@ class UserAgent:
         headers: Iterable[tuple[str, str]] = (),
         session_timer: SessionTimerConfig | None = None,
         srtp: str | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> Call:
         """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events.
         `session_timer`: this leg's RFC 4028 settings instead of the agent's (DISABLED: off).
-        `srtp`: the leg's SRTP policy; None asks `srtp_for` (else the configured default)."""
+        `srtp`: the leg's SRTP policy; None asks `srtp_for` (else the configured default).
+        With `credentials` (username, password) the leg answers a provider's 401/407."""
         call_id = uuid.uuid4().hex + "@" + self.endpoint.host
         from_uri = from_.uri
         if isinstance(from_uri, SipUri) and from_uri.host == self.endpoint.host:
@@ -563,7 +573,15 @@ class UserAgent:
         invite.headers.add("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods)))
         for name, value in headers:
             invite.headers.add(name, value)
-        call = Call(self, incoming=False, invite=invite, peer=peer, session_timer=session_timer)
+        digest = DigestClient(*credentials) if credentials is not None else None
+        call = Call(
+            self,
+            incoming=False,
+            invite=invite,
+            peer=peer,
+            session_timer=session_timer,
+            digest=digest,
+        )
         if srtp is None and self.srtp_for is not None:
             srtp = self.srtp_for(target, peer)
         call.srtp = srtp or self.config.srtp
@@ -587,13 +605,18 @@ class UserAgent:
         finally:
             self._waiting.pop(transaction, None)
 
-    def send_in_dialog(self, call: Call, request: SipRequest, *, stateless: bool = False) -> None:
+    def send_in_dialog(
+        self, call: Call, request: SipRequest, *, stateless: bool = False
+    ) -> object | None:
+        """Send a request of `call`'s (its client transaction, None when stateless)."""
         # No proxies stand between the engine and its phones: in-dialog requests go where the
         # leg's messages come from (symmetric signalling keeps NATed phones reachable).
         if stateless:
             self.endpoint.send_stateless(request, call.peer)
-        else:
-            self._own(call, self.endpoint.send_request(request, call.peer))
+            return None
+        transaction = self.endpoint.send_request(request, call.peer)
+        self._own(call, transaction)
+        return transaction
 
     def _own(self, call: Call, transaction: object) -> None:
         """Route the transaction's responses and timeouts to `call`."""
@@ -616,14 +639,19 @@ class UserAgent:
             call = self._by_txn.get(event.transaction) or self.calls.get(event.response.call_id)
             if call is not None:
                 call._on_response(event.response)
-        elif isinstance(event, TransactionTimedOut):
+                if event.response.status >= 200:
+                    self._release_ended(call, event.transaction)
+        elif isinstance(event, TransactionTimedOut | TransportFailed):
             call = self._by_txn.get(event.transaction)
             if call is not None:
-                call._on_timeout(event.transaction)
-        elif isinstance(event, TransportFailed):
-            call = self._by_txn.get(event.transaction)
-            if call is not None:
-                call._on_timeout(event.transaction, transport_failed=True)
+                failed = isinstance(event, TransportFailed)
+                call._on_timeout(event.transaction, transport_failed=failed)
+                self._release_ended(call, event.transaction)
+
+    def _release_ended(self, call: Call, transaction: object) -> None:
+        """An ended leg's request (a BYE kept routed for its challenge) got its answer."""
+        if self.calls.get(call.call_id) is not call and call.state is LegState.ENDED:
+            self._by_txn.pop(transaction, None)
 
     def _on_request(self, request: SipRequest, transaction: object, peer: Peer) -> None:
         method = request.method
@@ -746,6 +774,18 @@ def _judge_offer(body: bytes, srtp: str) -> MediaError | None:
         logger.info("unacceptable offer (srtp %s): %.200s", srtp, exc)
         return exc
     return None
+
+
+def _may_be_challenged(call: Call, transaction: object) -> bool:
+    """A request of an ending leg whose 401/407 the leg may still answer (its BYE to a
+    provider): its transaction stays routed to the leg until the final response."""
+    request = getattr(transaction, "request", None)
+    return (
+        call.session.digest is not None
+        and isinstance(request, SipRequest)
+        and request.method != "INVITE"
+        and not getattr(transaction, "terminated", True)
+    )
 
 
 def _report_failure(task: asyncio.Task[None], call: Call) -> None:
