@@ -870,10 +870,15 @@ class Switchboard:
         """Bridge an answered customer leg to the longest-idle agent of `agents` free now, each
         rung for up to `timeout`; with nobody free or answering, `on_no_agent` takes the
         customer (safe harbor). The dialer waits for an agent to come free before calling.
-        The caller announced `summary` when it placed the call."""
+        The caller announced `summary` when it placed the call. Agents a queue's waiting
+        caller needs come last: the dialer's pacing left them out, so one is taken only when
+        a race left no one else (an answered customer must not be abandoned)."""
         now = self.ua.loop.time()
+        free = self.reachable(agents, now=now)
+        wanted = self.queues.wanted(now=now)
+        spare = {a: b for a, b in free.items() if a not in wanted}
         steps = STRATEGIES["longest-idle"]().steps(
-            Hunt(agents, self.reachable(agents, now=now), self.presence, timeout, timeout, now)
+            Hunt(agents, spare or free, self.presence, timeout, timeout, now)
         )
         caller_uri = customer.invite.to.uri
         number = summary.customer or (
