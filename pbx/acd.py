@@ -210,13 +210,20 @@ class QueueDesk:
                 self._hear_music(queue, call, on=True)
 
     async def _virtual_hold(self, queue: Queue, key: str, call: Call) -> None:
-        if not queue.request_callback(key):
+        caller = queue.find(key)
+        if caller is None or not queue.request_callback(key):
             return
         self._legs.pop(key, None)
         self._hear_music(queue, call, on=False)
-        await self._say(call, "Thank you. We will call you back when it is your turn.")
-        await call.hangup(reason="virtual-hold")
-        self._summaries[key].hangup_cause = "virtual-hold"
+        caller.offering = True  # not called back while it still hears the confirmation
+        try:
+            await self._say(call, "Thank you. We will call you back when it is your turn.")
+            await call.hangup(reason="virtual-hold")
+        finally:
+            caller.offering = False
+        summary = self._summaries.get(key)
+        if summary is not None:
+            summary.hangup_cause = "virtual-hold"
         self.wake(queue.name)
 
     def _abandoned(self, queue: Queue, key: str) -> None:
