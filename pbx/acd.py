@@ -272,6 +272,7 @@ class QueueDesk:
             if call is None:
                 continue
             self._legs.pop(caller.key, None)
+            queue.overflowed(caller.key)  # out of the line now: offered to nobody below
             self._spawn(
                 self._overflow(queue, call, self._summaries.pop(caller.key), reason="max-wait")
             )
