@@ -17,6 +17,7 @@ from . import (
     monitor,
     openapi,
     outbox,
+    queues,
     recording_links,
 )
 from .crm import ENGINE, add_routes
@@ -200,6 +201,7 @@ def build_app(engine: Engine) -> web.Application:
     calls.add_routes(app)
     dashboard.add_routes(app)
     recording_links.add_routes(app)
+    queues.add_routes(app)
     return app
 
 
