@@ -22,6 +22,7 @@ from telephony.call.session import (
     Effect,
     InfoDigit,
     InviteSession,
+    ReferReceived,
     Respond,
     Role,
     Send,
@@ -130,6 +131,10 @@ class Call:
         """Told when the far end puts this leg on hold (True) or takes it off (False)."""
         self.on_ringing: Callable[[], None] | None = None
         """Outgoing leg: told once, when the far end first rings (its first 180/183)."""
+        self.on_refer: Callable[[ReferReceived], int | None] | None = None
+        """Asked when the far end sends REFER (a phone transferring the call): None accepts
+        it (202; the transfer's progress then goes back with `notify_transfer`), a status
+        refuses it. Unset: 603 Declined."""
         self.ended = asyncio.get_running_loop().create_future()
         self._dialog_announced: tuple[int, str] | None = None
         """What `UserAgent.on_dialog` last heard of the dialog (our CSeq, the remote target);
@@ -182,6 +187,8 @@ class Call:
                 self.ua._own(self, self.transaction)
             elif isinstance(effect, InfoDigit):
                 self._dtmf(effect.digit, "info")
+            elif isinstance(effect, ReferReceived):
+                self._referred(effect, transaction)
             elif isinstance(effect, Ended):
                 self._finished(effect)
             else:
@@ -389,6 +396,26 @@ class Call:
         elif isinstance(request := getattr(transaction, "request", None), SipRequest):
             # A session refresh that fails so ends the call; a CANCEL, BYE or INFO, nothing.
             self._apply(self.session.request_timed_out(request))
+
+    def _referred(self, refer: ReferReceived, transaction: object | None) -> None:
+        status: int | None = 603
+        if self.on_refer is not None:
+            try:
+                status = self.on_refer(refer)
+            except Exception:  # the call goes on; the transfer does not
+                logger.exception("call %s: REFER handler failed", self.call_id)
+                status = 500
+        if status is None:
+            self._apply(self.session.accept_refer(refer.request), refer.request, transaction)
+        else:
+            self._apply(
+                self.session.reject_refer(refer.request, status), refer.request, transaction
+            )
+
+    def notify_transfer(self, status: int, reason: str | None = None) -> None:
+        """Report the progress of a transfer this leg asked for by REFER (a sipfrag NOTIFY);
+        a final status ends its subscription. Nothing after that or once the leg ended."""
+        self._apply(self.session.notify_refer(status, reason))
 
     def _dialog_changed(self) -> None:
         """Tell `UserAgent.on_dialog` the dialog was confirmed, changed what a request in it

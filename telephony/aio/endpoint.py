@@ -45,7 +45,7 @@ connection per peer reused both ways (RFC 3261 18)."""
 BRANCH_COOKIE = "z9hG4bK"
 # Methods the engine understands; anything else gets 501 with this Allow list.
 DEFAULT_METHODS = frozenset(
-    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "NOTIFY"}
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "NOTIFY", "REFER"}
 )
 
 
