@@ -21,8 +21,8 @@ class _Live:
     recorder: CallRecorder
     clock_token: int
     bridged: BridgedCall
-    stops: tuple[Callable[[], None], ...]
-    """Detach the recorder from the legs' audio."""
+    stops: list[Callable[[], None]]
+    """Detach the recorder from the legs' audio (customer's first, then the agent's)."""
 
 
 class Recordings:
@@ -51,13 +51,25 @@ class Recordings:
         customer, agent = (bridged.b, bridged.a) if bridged.summary.direction == "outbound" else (
             bridged.a, bridged.b)  # fmt: skip
         assert customer.media is not None and agent.media is not None
-        stops = (
+        stops = [
             customer.media.listen(lambda pcm: recorder.push("customer", pcm)),
             agent.media.listen(lambda pcm: recorder.push("agent", pcm)),
-        )
+        ]
         token = self.clock.subscribe(lambda _frame: recorder.tick())
         self._live[call_id] = _Live(recorder, token, bridged, stops)
         bridged.summary.recording = str(recorder.path)
+
+    def follow(self, bridged: BridgedCall) -> None:
+        """The call was transferred: the agent channel follows whoever talks to the customer
+        now (`bridged.b`); the customer channel and the file go on unchanged."""
+        live = self._live.get(bridged.a.call_id)
+        if live is None or bridged.b is None or bridged.b.media is None:
+            return
+        if bridged.summary.direction == "outbound":
+            return  # the customer is leg B there; transfers keep leg A (see BridgedCall.transfer)
+        recorder = live.recorder
+        live.stops[1]()
+        live.stops[1] = bridged.b.media.listen(lambda pcm: recorder.push("agent", pcm))
 
     def finish(self, call_id: str) -> RecordingResult | None:
         live = self._live.pop(call_id, None)

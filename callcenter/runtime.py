@@ -315,6 +315,13 @@ def _subscribe(engine: Engine, events: EventBus, unrecorded: set[str]) -> None:
         )
         events.subscribe(pbx_events.CallAnswered, lambda e: journal.answered(e.summary))
     events.subscribe(pbx_events.CallAnswered, lambda e: _record(engine, e.bridged, unrecorded))
+    if engine.recordings is not None:
+        recordings = engine.recordings
+        events.subscribe(pbx_events.CallTransferred, lambda e: recordings.follow(e.bridged))
+    if journal is not None:
+        events.subscribe(
+            pbx_events.CallTransferred, lambda e: journal.transferred(e.summary, e.transfer)
+        )
     events.subscribe(pbx_events.CallEnded, lambda e: _log_call(engine, e.summary))
     audit = engine.audit
     if audit is not None:

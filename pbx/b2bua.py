@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from telephony.aio import Call, MediaBridge, UserAgent, bridge
 from telephony.call import Answered, Ended, Ringing
-from telephony.media import WavSource
+from telephony.call.session import ReferReceived
+from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipUri
 
 if TYPE_CHECKING:
@@ -67,6 +68,16 @@ class CallSummary:
     quality: dict[str, Any] | None = None
     """Media quality per leg that carried audio, by the leg's Call-ID (loss, jitter, and what
     the phone reported by RTCP)."""
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    """Each transfer of the call, in order: {at, from, to, by, mode, result}; `callee` is the
+    last agent, `agents` the whole chain."""
+
+    @property
+    def agents(self) -> list[str]:
+        """Who talked to the caller, in order (the answering party, then each transfer's)."""
+        chain = [t["from"] for t in self.transfers[:1]]
+        chain += [t["to"] for t in self.transfers if t.get("result") == "completed"]
+        return chain or ([self.callee] if self.answered_at is not None else [])
 
     @property
     def talk_seconds(self) -> float:
@@ -87,6 +98,29 @@ class HuntStep:
     """Rung at the same time."""
     timeout: float
     """Seconds this step rings before the hunt moves on."""
+
+
+# What a caller hears while a transfer rings its new party: ringback (ITU-T E.180, North
+# American 440+480 Hz, 2 s on, 4 s off), never silence.
+RINGBACK = (440.0, 480.0)
+RINGBACK_CADENCE = (2.0, 4.0)
+
+
+def ringback() -> ToneSource:
+    return ToneSource(RINGBACK, level_dbfs=-19.0, cadence=RINGBACK_CADENCE)
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """Hand the caller's party to someone else: `steps` ring `target` (an extension, a group
+    or a number); `by` asked (an extension, "api"); `notify` is the REFER's leg, told how it
+    went (sipfrag NOTIFYs)."""
+
+    steps: list[HuntStep]
+    target: str
+    by: str
+    mode: str = "blind"
+    notify: Call | None = None
 
 
 _OUTCOME_BY_STATUS = {
@@ -148,6 +182,11 @@ class BridgedCall:
         transfer: the flow goes on with its fallback)."""
         self._picked: asyncio.Future[tuple[Call, str]] = asyncio.get_running_loop().create_future()
         """Set by pick_up(): another phone's leg takes the call instead of the ringing ones."""
+        self._transfer: asyncio.Task[None] | None = None
+        """The transfer in progress (its new party ringing), at most one."""
+        self._on_transfer: list[Callable[[BridgedCall, Call, Call, dict[str, Any]], None]] = []
+        self.on_refer: Callable[[BridgedCall, Call, ReferReceived], int | None] | None = None
+        """Asked when the answered party's phone sends REFER (see `Call.on_refer`)."""
 
     @property
     def parties(self) -> tuple[str, str]:
@@ -157,6 +196,124 @@ class BridgedCall:
         """Call `listener` when someone answers and the media is bridged (in the order they
         were added; the switchboard's comes first)."""
         self._on_answer.append(listener)
+
+    def when_transferred(
+        self, listener: Callable[[BridgedCall, Call, Call, dict[str, Any]], None]
+    ) -> None:
+        """Call `listener(bridged, old leg, new leg, transfer)` when a transfer completed and
+        the new party is bridged to the caller (the recording follows the agent channel)."""
+        self._on_transfer.append(listener)
+
+    @property
+    def transferring(self) -> bool:
+        return self._transfer is not None and not self._transfer.done()
+
+    def transfer(self, request: TransferRequest) -> bool:
+        """Blind transfer of the caller (leg A) away from the answered party (leg B): the caller
+        hears ringback while `request.steps` ring; the first to answer is bridged to the caller
+        and B is hung up (if it has not left already, as a phone does after its REFER). When
+        nobody answers, the caller goes back to B if B is still there, else the call ends.
+        False when the call is not answered and bridged, or a transfer runs already."""
+        if self.b is None or self.media is None or self.transferring or self.a.ended.done():
+            return False
+        if not request.steps:
+            return False
+        self._transfer = asyncio.get_running_loop().create_task(self._run_transfer(request))
+        return True
+
+    async def _run_transfer(self, request: TransferRequest) -> None:
+        old = self.b
+        assert old is not None and self.media is not None
+        record: dict[str, Any] = {
+            "at": datetime.now(UTC).isoformat(),
+            "from": self.callee,
+            "to": request.target,
+            "by": request.by,
+            "mode": request.mode,
+        }
+        logger.info("call %s: %s transfers %s to %s", self.a.call_id, request.by,
+                    self.callee, request.target)  # fmt: skip
+        self._end_music()
+        self.media.close()
+        self.media = None
+        self.a.on_hold = old.on_hold = None
+        caller_media = self.a.media
+        if caller_media is not None:
+            caller_media.continue_relayed_stream()
+            caller_media.play(ringback())
+        winner: Call | None = None
+        statuses: list[int] = []
+        previous = self.callee
+        try:
+            for step in request.steps:
+                self.hunting = {t.extension for t in step.targets}
+                legs = await self._dial(step)
+                if not legs:
+                    continue
+                winner = await self._ring(legs, step.timeout, statuses)
+                if winner is not None or self.a.ended.done():
+                    break
+        finally:
+            self.hunting = set()
+            if caller_media is not None:
+                caller_media.stop_playing()
+        if winner is None or self.a.ended.done():
+            status = 487 if self.a.ended.done() else (_final(statuses) if statuses else 480)
+            record["result"] = "failed"
+            self.summary.transfers.append(record)
+            if winner is not None:
+                await winner.hangup(reason="caller-gone")
+            if request.notify is not None:
+                request.notify.notify_transfer(status)
+            self.callee = self.summary.callee = previous
+            if not old.ended.done() and not self.a.ended.done():
+                logger.info("call %s: transfer to %s failed (%d), back to %s",
+                            self.a.call_id, request.target, status, previous)  # fmt: skip
+                self._bridge(old)
+            return
+        if request.notify is not None:
+            request.notify.notify_transfer(200)
+        record["to"] = self.callee
+        record["result"] = "completed"
+        self.summary.transfers.append(record)
+        self._bridge(winner)
+        for listener in self._on_transfer:
+            try:
+                listener(self, old, winner, record)
+            except Exception:
+                logger.exception("call %s: transfer listener failed", self.a.call_id)
+        if not old.ended.done():
+            await old.hangup(reason="transferred")
+
+    @property
+    def on_hold_by_api(self) -> bool:
+        return self.b is not None and self._holding == (self.b, self.a)
+
+    def hold_by_api(self, on: bool) -> bool:
+        """Hold the call for the answered party (the API's hold): the caller hears the music
+        on hold, the party's audio stops reaching the caller. False when that cannot be now
+        (no music configured, not bridged, a transfer running, held already the other way)."""
+        if self.b is None or self.media is None or self.transferring:
+            return False
+        if on:
+            if self.on_hold_by_api:
+                return True
+            self._hold_changed(self.b, self.a, True)
+            return self.on_hold_by_api
+        if self._holding is not None and not self.on_hold_by_api:
+            return False  # the caller's own phone holds: its un-hold ends it
+        self._end_music()
+        return True
+
+    def _bridge(self, b: Call) -> None:
+        """Relay the caller's media to and from `b`, the answered party now."""
+        self.b = b
+        self.media = bridge(self.a, b)
+        on_refer = self.on_refer
+        if on_refer is not None:
+            b.on_refer = lambda refer: on_refer(self, b, refer)
+        self.a.on_hold = functools.partial(self._hold_changed, self.a, b)
+        b.on_hold = functools.partial(self._hold_changed, b, self.a)
 
     def pick_up(self, leg: Call, picker: str) -> bool:
         """Let `picker`'s incoming, unanswered `leg` (its INVITE to *8 or **EXT) take this call
@@ -335,23 +492,52 @@ class BridgedCall:
             return
         self.summary.answered_at = datetime.now(UTC)
         self.summary.outcome, self.summary.sip_status = "answered", 200
-        self.media = bridge(self.a, b)
-        self.a.on_hold = functools.partial(self._hold_changed, self.a, b)
-        b.on_hold = functools.partial(self._hold_changed, b, self.a)
+        self._bridge(b)
         for listener in self._on_answer:
             try:
                 listener(self)
             except Exception:  # one listener's failure is not the call's
                 logger.exception("call %s: answer listener failed", self.a.call_id)
-        done, _ = await asyncio.wait({self.a.ended, b.ended}, return_when=asyncio.FIRST_COMPLETED)
+        first = await self._talk()
+        b = self.b
         self.a.on_hold = b.on_hold = None
         self._end_music()
-        self.media.close()
-        first = self.a if self.a.ended in done else b
+        if self.media is not None:
+            self.media.close()
         other = b if first is self.a else self.a
         side = "caller" if first is self.a else "callee"
-        self.summary.hangup_cause = f"{side}-{first.end_reason}"
+        if self.summary.hangup_cause != "transfer-failed":
+            self.summary.hangup_cause = f"{side}-{first.end_reason}"
         await other.hangup(reason="peer-hangup")
+
+    async def _talk(self) -> Call:
+        """Wait while the call lasts, through its transfers; the leg that ended it."""
+        while True:
+            b = self.b
+            assert b is not None
+            waiters: set[asyncio.Future[Any]] = {self.a.ended, b.ended}
+            if self._transfer is not None:
+                waiters.add(self._transfer)
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if self.a.ended in done:
+                if self._transfer is not None:
+                    await asyncio.wait({self._transfer})  # it drops its ringing legs
+                return self.a
+            if self._transfer is None:
+                return b
+            # A transfer runs or just ended: the old party leaving is part of it.
+            await asyncio.wait({self._transfer})
+            task, self._transfer = self._transfer, None
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("call %s: transfer failed", self.a.call_id,
+                             exc_info=task.exception())  # fmt: skip
+            if self.a.ended.done():
+                return self.a
+            assert self.b is not None
+            if self.b.ended.done():
+                if self.b is b and self.summary.transfers:
+                    self.summary.hangup_cause = "transfer-failed"
+                return self.b
 
     def _hold_changed(self, held: Call, other: Call, on: bool) -> None:
         """`held`'s phone put the call on hold (or took it off): the other party hears the music

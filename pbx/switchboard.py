@@ -14,17 +14,19 @@ from typing import Any
 
 from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
+from telephony.call.session import ReferReceived
 from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipRequest, SipUri, make_response
 
 from .auth import Authenticator
-from .b2bua import BridgedCall, CallSummary, HuntStep, Target
+from .b2bua import BridgedCall, CallSummary, HuntStep, Target, TransferRequest, ringback
 from .events import (
     CallAnswered,
     CallEnded,
     CallPickedUp,
     CallRinging,
     CallStarted,
+    CallTransferred,
     EventBus,
     MonitorChanged,
     PresenceChanged,
@@ -122,6 +124,9 @@ class Switchboard:
         self.outbound_check: Callable[[str, str], Awaitable[str | None]] | None = None
         """Asked (extension, number) before an agent's own call to an external number goes out:
         a reason to refuse it (403: a DNC list, calling hours), or None to let it through."""
+        self.queue_steps: Callable[[str, float], list[HuntStep]] | None = None
+        """The hook a queue service fills: how to ring queue NAME for a transfer (`queue:NAME`
+        targets); None: no queues, such a transfer is refused."""
         self.on_ivr: IvrHandler | None = None
         """Serves DIDs routed to `ivr:FLOW` (answers, runs the flow, may call transfer());
         it concludes the call's summary itself unless transfer() bridged the call."""
@@ -676,27 +681,8 @@ class Switchboard:
         at its end. False when nobody was free or answered in `timeout` s, or the caller hung
         up: the caller's leg is left as it was, for the flow to go on."""
         loop = self.ua.loop
-        now = loop.time()
-        kind, _, target = route.partition(":")
-        steps: list[HuntStep] = []
-        if kind == "agent":
-            reachable = self.reachable([target], now=now)
-            if reachable:
-                steps = [HuntStep(tuple(Target(target, b) for b in reachable[target]), timeout)]
-        elif kind == "ringgroup" and target in self.groups:
-            group = self.groups[target]
-            summary.ring_group = group.name
-            hunt = Hunt(
-                list(group.members),
-                self.reachable(group.members, now=now),
-                self.presence,
-                min(group.member_timeout, timeout),
-                timeout,
-                now,
-            )
-            steps = self._strategies[group.name].steps(hunt)
-        elif kind == "number" and (found := self._trunk_route(target)) is not None:
-            steps = [HuntStep((Target(target, found[1]),), timeout)]
+        target = route.partition(":")[2]
+        steps = self.steps_for(route, timeout=timeout, summary=summary)
         if not steps:
             logger.info("call %s: IVR transfer to %s: nobody free", call.call_id, route)
             return False
@@ -711,7 +697,10 @@ class Switchboard:
             summary=summary,
         )
         bridged.keep_caller = True
-        bridged.music_on_hold = self.music_on_hold
+        self._wire(bridged)
+        # The caller was answered by the IVR: ringing until someone answers, never silence.
+        ringing = call.media.play(ringback()) if call.media is not None else None
+        bridged.when_answered(lambda _: ringing.cancel() if ringing is not None else None)
         answered: asyncio.Future[bool] = loop.create_future()
 
         def on_answer(connected: BridgedCall) -> None:
@@ -720,10 +709,13 @@ class Switchboard:
                 answered.set_result(True)
 
         bridged.when_answered(on_answer)
-        bridged.on_ringing = self._ringing
         self.active[call.call_id] = bridged
         self._track(self._run_transfer(bridged, answered))
-        return await answered
+        try:
+            return await answered
+        finally:
+            if ringing is not None:
+                ringing.cancel()
 
     async def _run_transfer(self, bridged: BridgedCall, answered: asyncio.Future[bool]) -> None:
         try:
@@ -850,13 +842,98 @@ class Switchboard:
             summary=summary,
         )
         bridged.when_answered(self._answered)
-        bridged.on_ringing = self._ringing
-        bridged.music_on_hold = self.music_on_hold
+        self._wire(bridged)
         self.active[call.call_id] = bridged
         if announce:
             self.announce(summary)
         self._track(self._run(bridged))
         return bridged
+
+    def _wire(self, bridged: BridgedCall) -> None:
+        bridged.on_ringing = self._ringing
+        bridged.music_on_hold = self.music_on_hold
+        bridged.on_refer = self._referred
+        bridged.when_transferred(self._transferred)
+
+    # -- transfers ----------------------------------------------------------------------------
+
+    def steps_for(
+        self, route: str, *, timeout: float, summary: CallSummary | None = None
+    ) -> list[HuntStep]:
+        """How to ring `route` now: `agent:EXT` or a bare extension, `ringgroup:NAME` (its
+        strategy over the members free now), `number:E164` or a bare external number (through
+        a trunk), `queue:NAME` (when a queue service is attached: `queue_steps`). Empty when
+        nobody there can take a call now."""
+        now = self.ua.loop.time()
+        kind, _, target = route.partition(":")
+        if not target:
+            if route in self.extensions:
+                kind, target = "agent", route
+            elif _EXTERNAL.match(route):
+                kind, target = "number", route
+        if kind == "agent":
+            reachable = self.reachable([target], now=now)
+            if reachable:
+                return [HuntStep(tuple(Target(target, b) for b in reachable[target]), timeout)]
+        elif kind == "ringgroup" and target in self.groups:
+            group = self.groups[target]
+            if summary is not None:
+                summary.ring_group = group.name
+            hunt = Hunt(
+                list(group.members),
+                self.reachable(group.members, now=now),
+                self.presence,
+                min(group.member_timeout, timeout),
+                timeout,
+                now,
+            )
+            return self._strategies[group.name].steps(hunt)
+        elif kind == "queue" and self.queue_steps is not None:
+            return self.queue_steps(target, timeout)
+        elif kind == "number":
+            found = self._trunk_route(target)
+            if found is not None:
+                return [HuntStep((Target(target, found[1]),), timeout)]
+        return []
+
+    def transfer_call(
+        self, bridged: BridgedCall, route: str, *, by: str, notify: Call | None = None
+    ) -> int | None:
+        """Blind transfer of `bridged`'s caller to `route` (see steps_for), asked by `by`
+        (an extension, "api"). None when it started; else the status that refuses it: 409 no
+        answered call or a transfer already running, 480 nobody there can take it now."""
+        if bridged.b is None or bridged.media is None or bridged.transferring:
+            return 409
+        steps = self.steps_for(route, timeout=self.ring_timeout)
+        if not steps:
+            return 480
+        target = route.partition(":")[2] or route
+        request = TransferRequest(steps, target, by=by, notify=notify)
+        return None if bridged.transfer(request) else 409
+
+    def _referred(self, bridged: BridgedCall, leg: Call, refer: ReferReceived) -> int | None:
+        """A REFER from the answered party's phone: transfer the caller to its Refer-To."""
+        uri = refer.refer_to.uri
+        user = uri.user if isinstance(uri, SipUri) else None
+        if refer.replaces is not None:
+            logger.info("call %s: attended transfer by REFER not supported yet", leg.call_id)
+            return 501
+        if not user:
+            return 404
+        by = bridged.callee
+        status = self.transfer_call(bridged, user, by=by, notify=leg)
+        if status is not None:
+            logger.info("call %s: REFER to %s by %s refused: %d", leg.call_id, user, by, status)
+        return status
+
+    def _transferred(
+        self, bridged: BridgedCall, old: Call, new: Call, transfer: dict[str, Any]
+    ) -> None:
+        now = self.ua.loop.time()
+        customer_call = bridged.summary.direction != "internal"
+        self.presence.call_ended(transfer["from"], now=now, wrap_up=customer_call)
+        self.presence.call_started(transfer["to"], now=now)
+        self.events.publish(CallTransferred(bridged, transfer["from"], transfer["to"], transfer))
 
     def _ringing(self, bridged: BridgedCall, first: bool) -> None:
         self.events.publish(CallRinging(bridged.summary, frozenset(bridged.ringing), first=first))

@@ -1,0 +1,160 @@
+"""Call control over the API, on a live call (`{id}`: the calls row id or the caller leg's
+SIP Call-ID, as for monitoring):
+
+    POST /calls/{id}/transfer  {"to": "104" | "ringgroup:NAME" | "queue:NAME" | "+E164",
+                                "mode": "blind"}   -> 202 (the new party rings)
+    POST /calls/{id}/hold                          -> 200 (the customer hears music on hold)
+    POST /calls/{id}/resume                        -> 200
+    POST /calls/{id}/hangup                        -> 200 (BYE to both parties)
+
+An agent key acts only on a call it is a party of.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from pbx import BridgedCall
+
+from .crm import ENGINE
+from .monitor import CALL_REF, _body, _bridged
+from .openapi import operation
+from .security import ApiError, acting_for, bound_extension, requires
+
+if TYPE_CHECKING:
+    from callcenter.engine import Engine
+
+MODES = ("blind",)
+CALL_STATE = {
+    "type": "object",
+    "required": ["call_id", "caller", "callee", "state"],
+    "properties": {
+        "call_id": {"type": "string"},
+        "caller": {"type": "string"},
+        "callee": {"type": "string", "description": "the party talking to the caller now"},
+        "state": {"type": "string", "enum": ["talking", "transferring", "held", "ending"]},
+        "transfers": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def _state(bridged: BridgedCall, state: str | None = None) -> dict[str, Any]:
+    if state is None:
+        state = (
+            "transferring"
+            if bridged.transferring
+            else "held"
+            if bridged.on_hold_by_api
+            else "talking"
+        )
+    return {
+        "call_id": bridged.a.call_id,
+        "caller": bridged.caller,
+        "callee": bridged.callee,
+        "state": state,
+        "transfers": list(bridged.summary.transfers),
+    }
+
+
+async def _own_call(request: web.Request) -> tuple[Engine, BridgedCall]:
+    engine = request.app[ENGINE]
+    bridged = await _bridged(engine, request.match_info["id"])
+    own = bound_extension(request)
+    if own is not None and own not in bridged.parties:
+        acting_for(request, None)  # 403: an agent key acts on its own calls only
+    return engine, bridged
+
+
+@operation(
+    summary="Transfer a live call (blind): the caller hears ringing while the target rings",
+    tag="call control",
+    path={"id": CALL_REF},
+    body={
+        "type": "object",
+        "required": ["to"],
+        "properties": {
+            "to": {
+                "type": "string",
+                "description": "an extension, ringgroup:NAME, queue:NAME or an external "
+                "number (through a trunk)",
+            },
+            "mode": {"type": "string", "enum": list(MODES), "default": "blind"},
+        },
+    },
+    responses={202: CALL_STATE},
+    errors=(400, 403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def transfer(request: web.Request) -> web.Response:
+    engine, bridged = await _own_call(request)
+    body = await _body(request)
+    to = body.get("to")
+    mode = body.get("mode", "blind")
+    if not isinstance(to, str) or not to or len(to) > 64:
+        raise ApiError(400, "to must be an extension, ringgroup:NAME, queue:NAME or a number")
+    if mode not in MODES:
+        raise ApiError(400, f"mode must be one of {', '.join(MODES)}")
+    if bridged.summary.direction == "outbound":
+        raise ApiError(409, "an outbound call's customer is not transferred over the API yet")
+    if to in (bridged.callee, f"agent:{bridged.callee}"):
+        raise ApiError(409, f"{to} is on this call already")
+    status = engine.switchboard.transfer_call(bridged, to, by="api")
+    if status == 480:
+        raise ApiError(409, f"nobody at {to} can take the call now")
+    if status is not None:
+        raise ApiError(409, "the call is not answered or a transfer runs already")
+    return web.json_response(_state(bridged, "transferring"), status=202)
+
+
+async def _hold(request: web.Request, on: bool) -> web.Response:
+    _, bridged = await _own_call(request)
+    if not bridged.hold_by_api(on):
+        raise ApiError(409, "the call cannot be held or resumed now (a transfer runs, or no music)")
+    return web.json_response(_state(bridged))
+
+
+@operation(
+    summary="Put the caller on hold: music on hold for the caller, the agent's audio cut",
+    tag="call control",
+    path={"id": CALL_REF},
+    responses={200: CALL_STATE},
+    errors=(403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def hold(request: web.Request) -> web.Response:
+    return await _hold(request, True)
+
+
+@operation(
+    summary="Take a call the API held off hold",
+    tag="call control",
+    path={"id": CALL_REF},
+    responses={200: CALL_STATE},
+    errors=(403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def resume(request: web.Request) -> web.Response:
+    return await _hold(request, False)
+
+
+@operation(
+    summary="Hang up a live call (BYE to both parties)",
+    tag="call control",
+    path={"id": CALL_REF},
+    responses={200: CALL_STATE},
+    errors=(403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def hangup(request: web.Request) -> web.Response:
+    _, bridged = await _own_call(request)
+    await bridged.a.hangup(reason="api-hangup")
+    return web.json_response(_state(bridged, "ending"))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/calls/{id}/transfer", transfer)
+    app.router.add_post("/calls/{id}/hangup", hangup)
+    app.router.add_post("/calls/{id}/hold", hold)
+    app.router.add_post("/calls/{id}/resume", resume)

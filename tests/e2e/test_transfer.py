@@ -1,0 +1,134 @@
+"""Transfers on real phones (baresip): a trunk customer answered by agent 103 is handed to 104,
+by 103's own REFER (baresip's `transfer` command) or over the API. The customer hears 103's
+tone, ringback while 104 rings, then 104's tone; one recording holds both agents on its agent
+channel and the customer throughout; the calls row names both agents; the CRM outbox gets
+call.transferred. The API also holds, resumes and hangs up a live call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from callcenter.runtime import Engine
+from pbx.b2bua import RINGBACK
+from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
+from sip_test_env.baresip import BaresipPeer
+
+from .callfloor import DID_103, bridged_call, call_in, customer, floor_engine, idle, phone, wait_for
+from .conftest import ADMIN_KEY, api_url
+
+pytestmark = pytest.mark.peers
+
+CUSTOMER_HZ, HZ_103, HZ_104 = 600, 1000, 1400
+
+
+async def _transfer(
+    engine: Engine, tmp_path: Path, db: Any, start: Any
+) -> tuple[Path, Path, dict[str, Any], str]:
+    """Customer -> 103, then `start(engine, bridged, a103)` hands the call to 104, who answers
+    after 1.5 s of ringing. Returns (what the customer heard, the recording, the row, Call-ID)."""
+    async with (
+        customer(tmp_path, write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0)) as caller,
+        phone("103", engine, tmp_path, write_tone_wav(tmp_path / "3.wav", HZ_103, 30.0)) as a103,
+        phone("104", engine, tmp_path, write_tone_wav(tmp_path / "4.wav", HZ_104, 30.0)) as a104,
+    ):
+        for p in (a103, a104):
+            await p.wait_registered()
+        await call_in(engine, caller, DID_103)
+        await a103.wait_event("CALL_INCOMING", timeout=5)
+        await a103.accept()
+        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+        bridged = bridged_call(engine)
+        await asyncio.sleep(1.5)  # the customer talks to 103
+        await start(engine, bridged, a103)
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await asyncio.sleep(1.5)  # the customer hears ringback meanwhile
+        await a104.accept()
+        await a104.wait_event("CALL_ESTABLISHED", timeout=5)
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await wait_for(lambda: bridged.callee == "104", what="104 bridged")
+        await asyncio.sleep(1.5)  # the customer talks to 104
+        await caller.hangup()
+        await a104.wait_event("CALL_CLOSED", timeout=5)
+        heard = caller.recorded_wav()
+        await idle(engine)
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    assert row is not None
+    return heard, Path(bridged.summary.recording or ""), dict(row), bridged.a.call_id
+
+
+def _check(heard: Path, recording: Path, row: dict[str, Any]) -> None:
+    rate, samples, _ = read_wav(heard)
+    at_103 = first_tone_time(samples, HZ_103, rate)
+    at_ring = first_tone_time(samples, RINGBACK[0], rate, min_ratio=0.3)
+    at_104 = first_tone_time(samples, HZ_104, rate)
+    assert at_103 is not None and at_ring is not None and at_104 is not None
+    assert at_103 < at_ring < at_104, (at_103, at_ring, at_104)
+    # One file: the customer channel throughout, the agent channel 103 then 104.
+    rate, stereo, channels = read_wav(recording)
+    assert channels == 2
+    agent = stereo[:, 1].copy()
+    rec_103, rec_104 = first_tone_time(agent, HZ_103, rate), first_tone_time(agent, HZ_104, rate)
+    assert rec_103 is not None and rec_104 is not None and rec_103 < rec_104
+    assert first_tone_time(stereo[:, 0].copy(), CUSTOMER_HZ, rate) is not None
+    assert (row["agent"], row["outcome"], row["direction"]) == ("104", "answered", "inbound")
+    transfers = row["transfers"]
+    transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
+    assert [(t["from"], t["to"], t["result"]) for t in transfers] == [("103", "104", "completed")]
+
+
+async def _outbox(db: Any, row_id: int) -> dict[str, Any]:
+    event = await db.fetchrow(
+        "SELECT * FROM outbox WHERE event_type = 'call.transferred' AND aggregate = $1",
+        f"call/{row_id}",
+    )
+    assert event is not None
+    return dict(json.loads(event["payload"]))
+
+
+async def test_blind_transfer_by_refer_from_a_baresip_phone(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    async def refer(engine: Engine, _bridged: Any, a103: BaresipPeer) -> None:
+        reply = await a103.command("transfer", f"sip:104@127.0.0.1:{engine.sip_port}")
+        assert reply.get("ok") is not False, reply
+
+    async with floor_engine(pg_url, tmp_path) as engine:
+        heard, recording, row, _ = await _transfer(engine, tmp_path, db, refer)
+    _check(heard, recording, row)
+    payload = await _outbox(db, row["id"])
+    assert payload["transfer"]["by"] == "103" and payload["agent"] == "104"
+
+
+async def test_blind_transfer_hold_and_hangup_over_the_api(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+    ):
+
+        async def over_api(engine: Engine, bridged: Any, _a103: BaresipPeer) -> None:
+            url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
+            async with http.post(url, json={"to": "nobody"}) as refused:
+                assert refused.status == 409, await refused.text()
+            async with http.post(url, json={"to": "104", "mode": "sideways"}) as bad:
+                assert bad.status == 400
+            async with http.post(url, json={"to": "104"}) as response:
+                assert response.status == 202, await response.text()
+                body = await response.json()
+            assert body["state"] == "transferring"
+            async with http.post(url, json={"to": "105"}) as again:
+                assert again.status == 409  # one transfer at a time
+
+        heard, recording, row, _ = await _transfer(engine, tmp_path, db, over_api)
+        _check(heard, recording, row)
+        payload = await _outbox(db, row["id"])
+        assert payload["transfer"]["by"] == "api"
+        async with http.post(api_url(engine, "/calls/no-such-call/hangup")) as gone:
+            assert gone.status == 409
