@@ -110,6 +110,14 @@ def ringback() -> ToneSource:
     return ToneSource(RINGBACK, level_dbfs=-19.0, cadence=RINGBACK_CADENCE)
 
 
+@dataclass
+class _Consultation:
+    leg: Call
+    party: str
+    record: dict[str, Any]
+    media: MediaBridge
+
+
 @dataclass(frozen=True)
 class TransferRequest:
     """Hand the caller's party to someone else: `steps` ring `target` (an extension, a group
@@ -120,7 +128,11 @@ class TransferRequest:
     target: str
     by: str
     mode: str = "blind"
+    """blind, or warm: the agent consults the target first (complete_consultation or
+    cancel_consultation decides)."""
     notify: Call | None = None
+    id: int = 0
+    """Numbers the call's transfers (the API's transfer id)."""
 
 
 _OUTCOME_BY_STATUS = {
@@ -184,6 +196,11 @@ class BridgedCall:
         """Set by pick_up(): another phone's leg takes the call instead of the ringing ones."""
         self._transfer: asyncio.Task[None] | None = None
         """The transfer in progress (its new party ringing), at most one."""
+        self._consult: _Consultation | None = None
+        """A warm transfer's consultation: the agent talks to the target, the caller waits."""
+        self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Set when a consultation completes or is cancelled (the talk loop looks again)."""
+        self._hangups: set[asyncio.Future[None]] = set()
         self._on_transfer: list[Callable[[BridgedCall, Call, Call, dict[str, Any]], None]] = []
         self.on_refer: Callable[[BridgedCall, Call, ReferReceived], int | None] | None = None
         """Asked when the answered party's phone sends REFER (see `Call.on_refer`)."""
@@ -206,7 +223,9 @@ class BridgedCall:
 
     @property
     def transferring(self) -> bool:
-        return self._transfer is not None and not self._transfer.done()
+        return (self._transfer is not None and not self._transfer.done()) or (
+            self._consult is not None
+        )
 
     def transfer(self, request: TransferRequest) -> bool:
         """Blind transfer of the caller (leg A) away from the answered party (leg B): the caller
@@ -230,17 +249,25 @@ class BridgedCall:
             "to": request.target,
             "by": request.by,
             "mode": request.mode,
+            "id": request.id,
         }
-        logger.info("call %s: %s transfers %s to %s", self.a.call_id, request.by,
-                    self.callee, request.target)  # fmt: skip
+        logger.info("call %s: %s transfers %s to %s (%s)", self.a.call_id, request.by,
+                    self.callee, request.target, request.mode)  # fmt: skip
         self._end_music()
         self.media.close()
         self.media = None
         self.a.on_hold = old.on_hold = None
         caller_media = self.a.media
-        if caller_media is not None:
-            caller_media.continue_relayed_stream()
-            caller_media.play(ringback())
+        warm = request.mode == "warm"
+        # Blind: the caller hears ringback. Warm: music on hold (else ringback) for the caller,
+        # ringback for the agent who consults.
+        hearing = [(caller_media, self._hold_source() if warm else ringback())]
+        if warm and old.media is not None:
+            hearing.append((old.media, ringback()))
+        for media, source in hearing:
+            if media is not None:
+                media.continue_relayed_stream()
+                media.play(source)
         winner: Call | None = None
         statuses: list[int] = []
         previous = self.callee
@@ -255,35 +282,108 @@ class BridgedCall:
                     break
         finally:
             self.hunting = set()
-            if caller_media is not None:
-                caller_media.stop_playing()
+            answered_by, self.callee = self.callee, previous
+            self.summary.callee = previous
+            for media, _ in hearing[1:] if winner is not None and warm else hearing:
+                if media is not None:
+                    media.stop_playing()
         if winner is None or self.a.ended.done():
             status = 487 if self.a.ended.done() else (_final(statuses) if statuses else 480)
             record["result"] = "failed"
             self.summary.transfers.append(record)
+            if caller_media is not None:
+                caller_media.stop_playing()
             if winner is not None:
                 await winner.hangup(reason="caller-gone")
             if request.notify is not None:
                 request.notify.notify_transfer(status)
-            self.callee = self.summary.callee = previous
             if not old.ended.done() and not self.a.ended.done():
                 logger.info("call %s: transfer to %s failed (%d), back to %s",
                             self.a.call_id, request.target, status, previous)  # fmt: skip
                 self._bridge(old)
             return
-        if request.notify is not None:
-            request.notify.notify_transfer(200)
-        record["to"] = self.callee
+        record["to"] = answered_by
+        if warm and not old.ended.done():
+            # The consultation: the agent and the target talk, the caller hears the music.
+            self._consult = _Consultation(winner, answered_by, record, bridge(old, winner))
+            logger.info("call %s: %s consults %s", self.a.call_id, previous, answered_by)
+            return
+        self._complete(old, winner, answered_by, record, request.notify)
+
+    def _complete(
+        self,
+        old: Call,
+        new: Call,
+        party: str,
+        record: dict[str, Any],
+        notify: Call | None = None,
+    ) -> None:
+        """The transfer is done: `new` (`party`) talks to the caller, `old` goes."""
+        if notify is not None:
+            notify.notify_transfer(200)
+        if self.a.media is not None:
+            self.a.media.stop_playing()
         record["result"] = "completed"
         self.summary.transfers.append(record)
-        self._bridge(winner)
+        self.callee = self.summary.callee = party
+        self._bridge(new)
         for listener in self._on_transfer:
             try:
-                listener(self, old, winner, record)
+                listener(self, old, new, record)
             except Exception:
                 logger.exception("call %s: transfer listener failed", self.a.call_id)
         if not old.ended.done():
-            await old.hangup(reason="transferred")
+            self._hang_up_later(old, "transferred")
+
+    def _hold_source(self) -> ToneSource | WavSource:
+        if self.music_on_hold is not None:
+            return WavSource(self.music_on_hold, loop=True)
+        return ringback()
+
+    @property
+    def consult_id(self) -> int | None:
+        """The id of the warm transfer whose consultation runs (None: none)."""
+        return int(self._consult.record["id"]) if self._consult is not None else None
+
+    @property
+    def consulting(self) -> str | None:
+        """The party the agent consults in a warm transfer (None: no consultation)."""
+        return self._consult.party if self._consult is not None else None
+
+    def complete_consultation(self) -> bool:
+        """Warm transfer: hand the caller to the consulted party; the agent leaves."""
+        consult, self._consult = self._consult, None
+        if consult is None or self.b is None:
+            return False
+        consult.media.close()
+        self._complete(self.b, consult.leg, consult.party, consult.record)
+        self._wake()
+        return True
+
+    def cancel_consultation(self) -> bool:
+        """Warm transfer: the consulted party goes, the agent and the caller talk again."""
+        consult, self._consult = self._consult, None
+        if consult is None or self.b is None:
+            return False
+        consult.media.close()
+        consult.record["result"] = "cancelled"
+        self.summary.transfers.append(consult.record)
+        self._hang_up_later(consult.leg, "transfer-cancelled")
+        if self.a.media is not None:
+            self.a.media.stop_playing()
+        if not self.b.ended.done():
+            self._bridge(self.b)
+        self._wake()
+        return True
+
+    def _hang_up_later(self, leg: Call, reason: str) -> None:
+        task = asyncio.ensure_future(leg.hangup(reason=reason))
+        self._hangups.add(task)
+        task.add_done_callback(self._hangups.discard)
+
+    def _wake(self) -> None:
+        if not self._changed.done():
+            self._changed.set_result(None)
 
     @property
     def on_hold_by_api(self) -> bool:
@@ -331,7 +431,8 @@ class BridgedCall:
             self.summary.ended_at = datetime.now(UTC)
             picker = self._picked.result()[0] if self._picked.done() else None
             kept = self.keep_caller and self.b is None and picker is None
-            for leg in (None if kept else self.a, self.b, picker):
+            consulted = self._consult.leg if self._consult is not None else None
+            for leg in (None if kept else self.a, self.b, picker, consulted):
                 if leg is not None:
                     with contextlib.suppress(Exception):
                         await leg.hangup(reason="shutdown")
@@ -515,14 +616,31 @@ class BridgedCall:
         while True:
             b = self.b
             assert b is not None
-            waiters: set[asyncio.Future[Any]] = {self.a.ended, b.ended}
+            if self._changed.done():
+                self._changed = asyncio.get_running_loop().create_future()
+            waiters: set[asyncio.Future[Any]] = {self.a.ended, b.ended, self._changed}
             if self._transfer is not None:
                 waiters.add(self._transfer)
+            consult = self._consult
+            if consult is not None:
+                waiters.add(consult.leg.ended)
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if self.a.ended in done:
                 if self._transfer is not None:
                     await asyncio.wait({self._transfer})  # it drops its ringing legs
+                if self._consult is not None:
+                    await self._consult.leg.hangup(reason="caller-gone")
+                    self._consult.media.close()
+                    self._consult = None
                 return self.a
+            if self._changed in done:
+                continue
+            if consult is not None and consult.leg.ended in done:
+                self.cancel_consultation()  # the consulted party hung up: back to the agent
+                continue
+            if consult is not None and b.ended in done:
+                self.complete_consultation()  # the agent hung up while consulting: hand over
+                continue
             if self._transfer is None:
                 return b
             # A transfer runs or just ended: the old party leaving is part of it.
@@ -533,6 +651,8 @@ class BridgedCall:
                              exc_info=task.exception())  # fmt: skip
             if self.a.ended.done():
                 return self.a
+            if self._consult is not None:
+                continue
             assert self.b is not None
             if self.b.ended.done():
                 if self.b is b and self.summary.transfers:

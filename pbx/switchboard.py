@@ -897,19 +897,28 @@ class Switchboard:
         return []
 
     def transfer_call(
-        self, bridged: BridgedCall, route: str, *, by: str, notify: Call | None = None
-    ) -> int | None:
-        """Blind transfer of `bridged`'s caller to `route` (see steps_for), asked by `by`
-        (an extension, "api"). None when it started; else the status that refuses it: 409 no
-        answered call or a transfer already running, 480 nobody there can take it now."""
+        self,
+        bridged: BridgedCall,
+        route: str,
+        *,
+        by: str,
+        notify: Call | None = None,
+        mode: str = "blind",
+    ) -> int | TransferRequest:
+        """Transfer `bridged`'s caller to `route` (see steps_for), asked by `by` (an
+        extension, "api"), blind or warm (a consultation first). The request once it started;
+        else the status that refuses it: 409 no answered call or a transfer already running,
+        480 nobody there can take it now."""
         if bridged.b is None or bridged.media is None or bridged.transferring:
             return 409
         steps = self.steps_for(route, timeout=self.ring_timeout)
         if not steps:
             return 480
         target = route.partition(":")[2] or route
-        request = TransferRequest(steps, target, by=by, notify=notify)
-        return None if bridged.transfer(request) else 409
+        request = TransferRequest(
+            steps, target, by=by, mode=mode, notify=notify, id=len(bridged.summary.transfers) + 1
+        )
+        return request if bridged.transfer(request) else 409
 
     def _referred(self, bridged: BridgedCall, leg: Call, refer: ReferReceived) -> int | None:
         """A REFER from the answered party's phone: transfer the caller to its Refer-To."""
@@ -921,10 +930,11 @@ class Switchboard:
         if not user:
             return 404
         by = bridged.callee
-        status = self.transfer_call(bridged, user, by=by, notify=leg)
-        if status is not None:
-            logger.info("call %s: REFER to %s by %s refused: %d", leg.call_id, user, by, status)
-        return status
+        started = self.transfer_call(bridged, user, by=by, notify=leg)
+        if isinstance(started, int):
+            logger.info("call %s: REFER to %s by %s refused: %d", leg.call_id, user, by, started)
+            return started
+        return None
 
     def _transferred(
         self, bridged: BridgedCall, old: Call, new: Call, transfer: dict[str, Any]

@@ -2,7 +2,10 @@
 SIP Call-ID, as for monitoring):
 
     POST /calls/{id}/transfer  {"to": "104" | "ringgroup:NAME" | "queue:NAME" | "+E164",
-                                "mode": "blind"}   -> 202 (the new party rings)
+                                "mode": "blind" | "warm"}   -> 202 (the new party rings)
+    POST /calls/{id}/transfer/{tid}/complete   warm: the caller goes to the consulted party
+    POST /calls/{id}/transfer/{tid}/cancel     warm: the consulted party goes, agent and caller
+                                               talk again
     POST /calls/{id}/hold                          -> 200 (the customer hears music on hold)
     POST /calls/{id}/resume                        -> 200
     POST /calls/{id}/hangup                        -> 200 (BYE to both parties)
@@ -26,7 +29,7 @@ from .security import ApiError, acting_for, bound_extension, requires
 if TYPE_CHECKING:
     from callcenter.engine import Engine
 
-MODES = ("blind",)
+MODES = ("blind", "warm")
 CALL_STATE = {
     "type": "object",
     "required": ["call_id", "caller", "callee", "state"],
@@ -34,7 +37,12 @@ CALL_STATE = {
         "call_id": {"type": "string"},
         "caller": {"type": "string"},
         "callee": {"type": "string", "description": "the party talking to the caller now"},
-        "state": {"type": "string", "enum": ["talking", "transferring", "held", "ending"]},
+        "state": {
+            "type": "string",
+            "enum": ["talking", "transferring", "consulting", "held", "ending"],
+        },
+        "transfer": {"type": "integer", "description": "the transfer's id (warm: {tid})"},
+        "consulting": {"type": ["string", "null"]},
         "transfers": {"type": "array", "items": {"type": "object"}},
     },
 }
@@ -42,18 +50,18 @@ CALL_STATE = {
 
 def _state(bridged: BridgedCall, state: str | None = None) -> dict[str, Any]:
     if state is None:
-        state = (
-            "transferring"
-            if bridged.transferring
-            else "held"
-            if bridged.on_hold_by_api
-            else "talking"
-        )
+        if bridged.consulting is not None:
+            state = "consulting"
+        elif bridged.transferring:
+            state = "transferring"
+        else:
+            state = "held" if bridged.on_hold_by_api else "talking"
     return {
         "call_id": bridged.a.call_id,
         "caller": bridged.caller,
         "callee": bridged.callee,
         "state": state,
+        "consulting": bridged.consulting,
         "transfers": list(bridged.summary.transfers),
     }
 
@@ -100,12 +108,53 @@ async def transfer(request: web.Request) -> web.Response:
         raise ApiError(409, "an outbound call's customer is not transferred over the API yet")
     if to in (bridged.callee, f"agent:{bridged.callee}"):
         raise ApiError(409, f"{to} is on this call already")
-    status = engine.switchboard.transfer_call(bridged, to, by="api")
-    if status == 480:
+    started = engine.switchboard.transfer_call(bridged, to, by="api", mode=mode)
+    if started == 480:
         raise ApiError(409, f"nobody at {to} can take the call now")
-    if status is not None:
+    if isinstance(started, int):
         raise ApiError(409, "the call is not answered or a transfer runs already")
-    return web.json_response(_state(bridged, "transferring"), status=202)
+    return web.json_response(
+        {**_state(bridged, "transferring"), "transfer": started.id}, status=202
+    )
+
+
+async def _consultation(request: web.Request, complete: bool) -> web.Response:
+    _, bridged = await _own_call(request)
+    tid = request.match_info["tid"]
+    current = bridged.consult_id
+    if current is None or str(current) != tid:
+        raise ApiError(409, f"transfer {tid[:20]} is not a consultation in progress")
+    done = bridged.complete_consultation() if complete else bridged.cancel_consultation()
+    if not done:
+        raise ApiError(409, "the consultation ended meanwhile")
+    return web.json_response(_state(bridged, "talking"))
+
+
+TRANSFER_ID = {"type": "string", "pattern": "^[0-9]{1,9}$"}
+
+
+@operation(
+    summary="Complete a warm transfer: the caller talks to the consulted party, the agent leaves",
+    tag="call control",
+    path={"id": CALL_REF, "tid": TRANSFER_ID},
+    responses={200: CALL_STATE},
+    errors=(403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def complete(request: web.Request) -> web.Response:
+    return await _consultation(request, True)
+
+
+@operation(
+    summary="Cancel a warm transfer: the consulted party goes, the agent has the caller back",
+    tag="call control",
+    path={"id": CALL_REF, "tid": TRANSFER_ID},
+    responses={200: CALL_STATE},
+    errors=(403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def cancel(request: web.Request) -> web.Response:
+    return await _consultation(request, False)
 
 
 async def _hold(request: web.Request, on: bool) -> web.Response:
@@ -155,6 +204,8 @@ async def hangup(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/calls/{id}/transfer", transfer)
+    app.router.add_post("/calls/{id}/transfer/{tid}/complete", complete)
+    app.router.add_post("/calls/{id}/transfer/{tid}/cancel", cancel)
     app.router.add_post("/calls/{id}/hangup", hangup)
     app.router.add_post("/calls/{id}/hold", hold)
     app.router.add_post("/calls/{id}/resume", resume)

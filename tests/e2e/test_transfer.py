@@ -132,3 +132,67 @@ async def test_blind_transfer_hold_and_hangup_over_the_api(
         assert payload["transfer"]["by"] == "api"
         async with http.post(api_url(engine, "/calls/no-such-call/hangup")) as gone:
             assert gone.status == 409
+
+
+async def test_warm_transfer_over_the_api_consults_without_the_customer(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+        customer(tmp_path, write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0)) as caller,
+        phone("103", engine, tmp_path, write_tone_wav(tmp_path / "3.wav", HZ_103, 30.0)) as a103,
+        phone("104", engine, tmp_path, write_tone_wav(tmp_path / "4.wav", HZ_104, 30.0)) as a104,
+    ):
+        for p in (a103, a104):
+            await p.wait_registered()
+        await call_in(engine, caller, DID_103)
+        await a103.wait_event("CALL_INCOMING", timeout=5)
+        await a103.accept()
+        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+        bridged = bridged_call(engine)
+        await asyncio.sleep(1.0)
+        url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
+        async with http.post(url, json={"to": "104", "mode": "warm"}) as response:
+            assert response.status == 202, await response.text()
+            tid = (await response.json())["transfer"]
+        async with http.post(f"{url}/{tid}/complete") as early:
+            assert early.status == 409  # still ringing: nothing to complete yet
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await a104.accept()
+        await wait_for(lambda: bridged.consulting == "104", what="consultation")
+        await asyncio.sleep(2.5)  # 103 and 104 talk; the customer waits
+        assert bridged.callee == "103"
+        async with http.post(f"{url}/{tid + 1}/complete") as wrong:
+            assert wrong.status == 409
+        async with http.post(f"{url}/{tid}/complete") as done:
+            assert done.status == 200, await done.text()
+            assert (await done.json())["callee"] == "104"
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await asyncio.sleep(1.5)
+        await caller.hangup()
+        await a104.wait_event("CALL_CLOSED", timeout=5)
+        heard_by_customer, heard_by_104 = caller.recorded_wav(), a104.recorded_wav()
+        await idle(engine)
+    rate, samples, _ = read_wav(heard_by_customer)
+    at_waiting = first_tone_time(samples, RINGBACK[0], rate, min_ratio=0.3)
+    at_104 = first_tone_time(samples, HZ_104, rate)
+    assert at_waiting is not None and at_104 is not None
+    # 104 answered, then 103 consulted it for 2.5 s: the customer heard 104 only after that,
+    # and nothing of 103 meanwhile.
+    assert at_104 - at_waiting > 2.0, (at_waiting, at_104)
+    window = samples[round((at_waiting + 0.3) * rate) : round((at_104 - 0.1) * rate)]
+    assert first_tone_time(window, HZ_103, rate) is None
+    rate, samples, _ = read_wav(heard_by_104)
+    at_consult, at_customer = (
+        first_tone_time(samples, HZ_103, rate),
+        first_tone_time(samples, CUSTOMER_HZ, rate),
+    )
+    assert at_consult is not None and at_customer is not None and at_consult < at_customer
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    transfers = row["transfers"]
+    transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
+    assert row["agent"] == "104"
+    assert [(t["from"], t["to"], t["mode"], t["result"]) for t in transfers] == [
+        ("103", "104", "warm", "completed")
+    ]
