@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from telephony.aio import Call, MediaBridge, UserAgent, bridge
+from telephony.aio import Call, MediaBridge, UserAgent, bridge, dtmf_route
 from telephony.call import Answered, Ended, Ringing
 from telephony.call.session import ReferReceived
 from telephony.media import ToneSource, WavSource
@@ -201,6 +201,7 @@ class BridgedCall:
         self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         """Set when a consultation completes or is cancelled (the talk loop looks again)."""
         self._hangups: set[asyncio.Future[None]] = set()
+        """Hang-ups and relayed key presses running on their own."""
         self._on_transfer: list[Callable[[BridgedCall, Call, Call, dict[str, Any]], None]] = []
         self.on_refer: Callable[[BridgedCall, Call, ReferReceived], int | None] | None = None
         """Asked when the answered party's phone sends REFER (see `Call.on_refer`)."""
@@ -414,6 +415,31 @@ class BridgedCall:
             b.on_refer = lambda refer: on_refer(self, b, refer)
         self.a.on_hold = functools.partial(self._hold_changed, self.a, b)
         b.on_hold = functools.partial(self._hold_changed, b, self.a)
+        self.a.on_digit = functools.partial(self._relay_digit, self.a)
+        b.on_digit = functools.partial(self._relay_digit, b)
+
+    def _relay_digit(self, source: Call, digit: str, method: str) -> None:
+        """A key pressed on one party's phone reaches the other's, the way it understands
+        (dtmf_route): RFC 4733 packets already cross the relay when both sides speak it; a SIP
+        INFO becomes RFC 4733, INFO or a tone; RFC 4733 towards a phone without
+        telephone-event becomes INFO or a tone. In-band tones are in the audio already."""
+        if method == "inband" or self.b is None or self.media is None:
+            return  # not bridged now (a transfer rings, a consultation runs): not relayed
+        other = self.b if source is self.a else self.a if source is self.b else None
+        if other is None or other.media is None:
+            return
+        route = dtmf_route(other)
+        if method == "rfc4733" and route == "rfc4733":
+            return  # relayed packet by packet
+        task = asyncio.ensure_future(other.send_dtmf(digit, method=route))
+        self._hangups.add(task)
+        task.add_done_callback(functools.partial(self._digit_sent, digit, route))
+
+    def _digit_sent(self, digit: str, route: str, task: asyncio.Future[None]) -> None:
+        self._hangups.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.info("call %s: key %s not relayed by %s: %s", self.a.call_id, digit,
+                        route, task.exception())  # fmt: skip
 
     def pick_up(self, leg: Call, picker: str) -> bool:
         """Let `picker`'s incoming, unanswered `leg` (its INVITE to *8 or **EXT) take this call

@@ -131,6 +131,9 @@ class Call:
         """Told when the far end puts this leg on hold (True) or takes it off (False)."""
         self.on_ringing: Callable[[], None] | None = None
         """Outgoing leg: told once, when the far end first rings (its first 180/183)."""
+        self.on_digit: Callable[[str, str], None] | None = None
+        """Told each key press from the far end (digit, method: rfc4733, info, inband), once
+        (after the routes are merged): the bridge relays it to the other party."""
         self.on_refer: Callable[[ReferReceived], int | None] | None = None
         """Asked when the far end sends REFER (a phone transferring the call): None accepts
         it (202; the transfer's progress then goes back with `notify_transfer`), a status
@@ -296,7 +299,10 @@ class Call:
         if self.media is None or self.dialog is None or self.state is not LegState.CONNECTED:
             raise RuntimeError(f"{self!r}: DTMF needs a connected call")
         if method == "rfc4733":
-            await self.media.send_dtmf(digit)
+            if self.media.peer is not None:
+                await self.media.relay_dtmf(digit)  # inside the stream relayed to the phone
+            else:
+                await self.media.send_dtmf(digit)
         elif method == "info":
             body = f"Signal={digit}\r\nDuration=100\r\n".encode()
             self._apply(self.session.info("application/dtmf-relay", body))
@@ -435,6 +441,20 @@ class Call:
             return
         self._events.put_nowait(Dtmf(self.call_id, digit, method))
         self._digits.put_nowait(digit)
+        if self.on_digit is not None:
+            self.on_digit(digit, method)
+
+
+def dtmf_route(leg: Call) -> str:
+    """How a key press reaches `leg`'s phone: RFC 4733 when it offered telephone-event, else
+    SIP INFO when its INVITE allowed INFO (or we placed the leg: phones and trunks take it),
+    else an in-band tone pair."""
+    if leg.media is not None and leg.media.remote_dte_pt is not None:
+        return "rfc4733"
+    allow = leg.invite.headers.get_all("Allow") if leg.incoming else []
+    if not leg.incoming or not allow or "INFO" in (m.strip().upper() for m in allow):
+        return "info"
+    return "inband"
 
 
 def bridge(a: Call, b: Call) -> MediaBridge:
