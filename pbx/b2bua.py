@@ -200,6 +200,8 @@ class BridgedCall:
         """A warm transfer's consultation: the agent talks to the target, the caller waits."""
         self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         """Set when a consultation completes or is cancelled (the talk loop looks again)."""
+        self._released: set[Call] = set()
+        """Legs handed to another call (an attended transfer took them): never hung up here."""
         self._hangups: set[asyncio.Future[None]] = set()
         """Hang-ups and relayed key presses running on their own."""
         self._on_transfer: list[Callable[[BridgedCall, Call, Call, dict[str, Any]], None]] = []
@@ -377,6 +379,44 @@ class BridgedCall:
         self._wake()
         return True
 
+    def release(self, leg: Call) -> Call | None:
+        """Hand `leg` (answered, bridged here) to another call: the media stops, the other
+        party of this call is hung up ("transferred"), `leg` stays up. Returns that other
+        party's leg, None when `leg` is not bridged here."""
+        if self.b is None or leg not in (self.a, self.b) or self.transferring:
+            return None
+        other = self.b if leg is self.a else self.a
+        self._released.add(leg)
+        if self.media is not None:
+            self.media.close()
+            self.media = None
+        self._end_music()
+        leg.on_hold = leg.on_digit = leg.on_refer = None
+        self._hang_up_later(other, "transferred")
+        return other
+
+    def take_over(self, old: Call, new: Call, party: str, *, by: str, mode: str,
+                  notify: Call | None = None) -> bool:  # fmt: skip
+        """Attended transfer or Replaces: `new` (answered, `party`'s) takes the place of the
+        answered party's leg `old`, which is hung up; the caller's leg stays. False when `old`
+        is not this call's answered party or a transfer runs."""
+        if old is not self.b or self.transferring or self.a.ended.done():
+            return False
+        record: dict[str, Any] = {
+            "at": datetime.now(UTC).isoformat(),
+            "from": self.callee,
+            "to": party,
+            "by": by,
+            "mode": mode,
+            "id": len(self.summary.transfers) + 1,
+        }
+        self._end_music()
+        if self.media is not None:
+            self.media.close()
+        self._complete(old, new, party, record, notify)
+        self._wake()
+        return True
+
     def _hang_up_later(self, leg: Call, reason: str) -> None:
         task = asyncio.ensure_future(leg.hangup(reason=reason))
         self._hangups.add(task)
@@ -459,7 +499,7 @@ class BridgedCall:
             kept = self.keep_caller and self.b is None and picker is None
             consulted = self._consult.leg if self._consult is not None else None
             for leg in (None if kept else self.a, self.b, picker, consulted):
-                if leg is not None:
+                if leg is not None and leg not in self._released:
                     with contextlib.suppress(Exception):
                         await leg.hangup(reason="shutdown")
         return self.summary
@@ -633,6 +673,9 @@ class BridgedCall:
             self.media.close()
         other = b if first is self.a else self.a
         side = "caller" if first is self.a else "callee"
+        if other in self._released:
+            self.summary.hangup_cause = "transferred"
+            return
         if self.summary.hangup_cause != "transfer-failed":
             self.summary.hangup_cause = f"{side}-{first.end_reason}"
         await other.hangup(reason="peer-hangup")
@@ -651,6 +694,8 @@ class BridgedCall:
             if consult is not None:
                 waiters.add(consult.leg.ended)
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if self.b is not b and not self.a.ended.done():
+                continue  # the party changed meanwhile (a Replaces took over)
             if self.a.ended in done:
                 if self._transfer is not None:
                     await asyncio.wait({self._transfer})  # it drops its ringing legs

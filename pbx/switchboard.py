@@ -14,7 +14,7 @@ from typing import Any
 
 from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
-from telephony.call.session import ReferReceived
+from telephony.call.session import ReferReceived, Replaces
 from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipRequest, SipUri, make_response
 
@@ -246,6 +246,8 @@ class Switchboard:
             call.set_srtp(self.extensions[caller].srtp)
         elif caller in self.trunks:  # a registering carrier authenticates as its trunk
             call.set_srtp(self.trunks[caller].srtp)
+        if self._replacing(call, caller):
+            return
         if call.offer_error is not None:
             # Before any routing: no feature code, pickup or phone acts on a call that can
             # never be answered.
@@ -925,8 +927,7 @@ class Switchboard:
         uri = refer.refer_to.uri
         user = uri.user if isinstance(uri, SipUri) else None
         if refer.replaces is not None:
-            logger.info("call %s: attended transfer by REFER not supported yet", leg.call_id)
-            return 501
+            return self._attended(bridged, leg, refer.replaces)
         if not user:
             return 404
         by = bridged.callee
@@ -935,6 +936,75 @@ class Switchboard:
             logger.info("call %s: REFER to %s by %s refused: %d", leg.call_id, user, by, started)
             return started
         return None
+
+    def _dialog_of(self, replaces: Replaces) -> tuple[BridgedCall, Call] | None:
+        """The bridged call and leg of the dialog a Replaces names (RFC 3891 3: its to-tag is
+        our tag, its from-tag the phone's), when it is confirmed."""
+        leg = self.ua.calls.get(replaces.call_id)
+        dialog = leg.dialog if leg is not None else None
+        if leg is None or dialog is None or leg.state is not LegState.CONNECTED:
+            return None
+        if (dialog.local_tag, dialog.remote_tag) != (replaces.to_tag, replaces.from_tag):
+            return None
+        for bridged in self.active.values():
+            if leg in (bridged.a, bridged.b) and bridged.media is not None:
+                return bridged, leg
+        return None
+
+    def _attended(self, bridged: BridgedCall, leg: Call, replaces: Replaces) -> int | None:
+        """REFER with Replaces from the answered party's phone: it talks to the caller here
+        and to a colleague on the call the Replaces names; the caller and the colleague are
+        joined and both of the transferor's legs end (attended transfer)."""
+        found = self._dialog_of(replaces)
+        if found is None:
+            return 481
+        consult, transferor_leg = found
+        if consult is bridged:
+            return 403  # the REFER's own dialog
+        target = consult.b if transferor_leg is consult.a else consult.a
+        party = consult.callee if target is consult.b else consult.caller
+        if target is None or target.media is None:
+            return 481
+        if consult.release(target) is None:
+            return 491
+        if not bridged.take_over(leg, target, party, by=bridged.callee, mode="attended",
+                                 notify=leg):  # fmt: skip
+            return 491
+        logger.info("call %s: attended transfer to %s", bridged.a.call_id, party)
+        return None
+
+    def _replacing(self, call: Call, caller: str) -> bool:
+        """An INVITE with Replaces (RFC 3891) from `caller`'s phone: it takes over the answered
+        party's leg of a bridged call (that leg gets BYE). True when it was handled (taken
+        over, or refused with 481/403)."""
+        header = call.invite.headers.get("Replaces")
+        if header is None:
+            return False
+        try:
+            replaces = Replaces.parse(header)
+        except ValueError:
+            call.reject(400, "Malformed Replaces")
+            return True
+        found = self._dialog_of(replaces)
+        if found is None:
+            call.reject(481, "No such dialog to replace")
+            return True
+        bridged, leg = found
+        if leg is not bridged.b:
+            call.reject(403, "Only the answered party's leg can be replaced")
+            return True
+        self._track(self._take_over(call, caller, bridged, leg))
+        return True
+
+    async def _take_over(self, call: Call, caller: str, bridged: BridgedCall, old: Call) -> None:
+        try:
+            await call.answer(codecs=[old.media.codec_name] if old.media else None)
+        except Exception as exc:  # no codec we share, no port
+            logger.info("call %s: Replaces not answered: %s", call.call_id, exc)
+            call.reject(getattr(exc, "status_code", 500))
+            return
+        if not bridged.take_over(old, call, caller, by=caller, mode="replaces"):
+            await call.hangup(reason="replaced-call-gone")
 
     def _transferred(
         self, bridged: BridgedCall, old: Call, new: Call, transfer: dict[str, Any]

@@ -59,9 +59,10 @@ class EndpointConfig:
     """T1/T2/T4 for the transaction layer."""
     allowed_methods: frozenset[str] = DEFAULT_METHODS
     """Requests with other methods are refused with 501."""
-    supported: frozenset[str] = frozenset({"timer"})
+    supported: frozenset[str] = frozenset({"timer", "replaces"})
     """Option tags we support; a Require of any other gets 420. Only what is implemented:
-    `timer` (RFC 4028 session timers, telephony.call.session_timer)."""
+    `timer` (RFC 4028 session timers, telephony.call.session_timer) and `replaces` (RFC 3891:
+    an INVITE with Replaces takes over a dialog, pbx.Switchboard)."""
     user_agent: str = "callcenter"
     """Server/User-Agent header value: deliberately without a version."""
     tls_port: int | None = None

@@ -10,6 +10,7 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -18,11 +19,14 @@ from callcenter.runtime import Engine
 from pbx.b2bua import RINGBACK
 from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
+from sip_test_env.sipp import run_sipp, write_inf_csv
 
 from .callfloor import DID_103, bridged_call, call_in, customer, floor_engine, idle, phone, wait_for
 from .conftest import ADMIN_KEY, api_url
 
 pytestmark = pytest.mark.peers
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 CUSTOMER_HZ, HZ_103, HZ_104 = 600, 1000, 1400
 
@@ -196,3 +200,109 @@ async def test_warm_transfer_over_the_api_consults_without_the_customer(
     assert [(t["from"], t["to"], t["mode"], t["result"]) for t in transfers] == [
         ("103", "104", "warm", "completed")
     ]
+
+
+async def test_an_invite_with_replaces_from_sipp_takes_over_the_agents_dialog(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """SIPp, authenticated as 104, sends an INVITE whose Replaces names the engine's dialog with
+    103's phone (RFC 3891): 104 takes 103's place, 103 gets BYE, the customer stays."""
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        customer(tmp_path, write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0)) as caller,
+        phone("103", engine, tmp_path, write_tone_wav(tmp_path / "3.wav", HZ_103, 30.0)) as a103,
+    ):
+        await a103.wait_registered()
+        await call_in(engine, caller, DID_103)
+        await a103.wait_event("CALL_INCOMING", timeout=5)
+        await a103.accept()
+        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+        bridged = bridged_call(engine)
+        assert bridged.b is not None and bridged.b.dialog is not None
+        dialog = bridged.b.dialog
+        auth = "[authentication username=104 password=pass104]"
+        row = ("104", "103", "pass104", auth, dialog.call_id, dialog.local_tag, dialog.remote_tag)
+        csv = write_inf_csv(tmp_path / "replaces.csv", [row])
+        result = await run_sipp(
+            SCENARIOS / "uac_replaces.xml",
+            f"127.0.0.1:{engine.sip_port}",
+            inf_csv=csv,
+            duration_ms=2000,
+            workdir=tmp_path / "sipp",
+            timeout=20,
+        )
+        assert result.ok, result.summary()
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await caller.wait_event("CALL_CLOSED", timeout=5)  # SIPp's BYE ended the call
+        await idle(engine)
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    transfers = row["transfers"]
+    transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
+    assert row["agent"] == "104" and row["hangup_cause"] == "callee-remote-bye"
+    assert [(t["from"], t["to"], t["mode"]) for t in transfers] == [("103", "104", "replaces")]
+
+
+async def test_attended_transfer_by_refer_with_replaces(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """103 talks to a customer and, on a second call, to 104; the REFER of 103's attended
+    transfer (SIPp sends it in 103's dialog with the engine: baresip 1.0 has no attended
+    transfer command) names the 103-104 dialog in its Replaces: the customer and 104 are
+    joined, both of 103's calls end, one recording and one row for the customer's call."""
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        customer(tmp_path, write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0)) as caller,
+        phone("103", engine, tmp_path, write_tone_wav(tmp_path / "3.wav", HZ_103, 30.0)) as a103,
+        phone("104", engine, tmp_path, write_tone_wav(tmp_path / "4.wav", HZ_104, 30.0)) as a104,
+    ):
+        for p in (a103, a104):
+            await p.wait_registered()
+        await call_in(engine, caller, DID_103)
+        await a103.wait_event("CALL_INCOMING", timeout=5)
+        await a103.accept()
+        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+        customer_call = bridged_call(engine)
+        await a103.dial(f"sip:104@127.0.0.1:{engine.sip_port}")  # the consultation call
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await a104.accept()
+        await a104.wait_event("CALL_ESTABLISHED", timeout=5)
+        consult = next(b for b in engine.switchboard.active.values() if b is not customer_call)
+        await wait_for(lambda: consult.media is not None, what="consultation bridged")
+        to_103, from_103 = customer_call.b.dialog, consult.a.dialog  # type: ignore[union-attr]
+        assert to_103 is not None and from_103 is not None
+        replaces = quote(
+            f"{from_103.call_id};to-tag={from_103.local_tag};from-tag={from_103.remote_tag}",
+            safe="",
+        )
+        refer_to = f"sip:104@127.0.0.1:{engine.sip_port}?Replaces={replaces}"
+        csv = write_inf_csv(
+            tmp_path / "refer.csv", [(to_103.remote_tag, to_103.local_tag, refer_to, "103")]
+        )
+        result = await run_sipp(
+            SCENARIOS / "uac_refer_replaces.xml",
+            f"127.0.0.1:{engine.sip_port}",
+            inf_csv=csv,
+            duration_ms=None,
+            extra_args=["-cid_str", to_103.call_id],
+            workdir=tmp_path / "sipp",
+            timeout=20,
+        )
+        assert result.ok, result.summary()
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await a103.wait_event("CALL_CLOSED", timeout=5)  # both of 103's calls end
+        await wait_for(lambda: customer_call.callee == "104", what="104 joined")
+        await asyncio.sleep(1.5)
+        await caller.hangup()
+        await a104.wait_event("CALL_CLOSED", timeout=5)
+        heard = caller.recorded_wav()
+        await idle(engine)
+    rate, samples, _ = read_wav(heard)
+    at_103, at_104 = first_tone_time(samples, HZ_103, rate), first_tone_time(samples, HZ_104, rate)
+    assert at_103 is not None and at_104 is not None and at_103 < at_104
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", customer_call.a.call_id)
+    transfers = row["transfers"]
+    transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
+    assert row["agent"] == "104"
+    assert [(t["from"], t["to"], t["mode"]) for t in transfers] == [("103", "104", "attended")]
+    consult_row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", consult.a.call_id)
+    assert consult_row["hangup_cause"] == "transferred"
