@@ -14,7 +14,7 @@ from aiohttp import web
 
 from crm_bridge import CrmStore, MonitoringStore, OutboxWorker
 from dialer import CampaignSupervisor
-from ivr import IvrService
+from ivr import IvrService, PromptCache
 from pbx import ClickToCall, Switchboard
 from telephony.aio import TaskSet, UserAgent
 
@@ -59,6 +59,8 @@ class Engine:
     bindings: PersistentBindings | None = None
     dialogs: PersistentDialogs | None = None
     """Answered dialogs kept in the database (BYE after a crash)."""
+    prompts: PromptCache | None = None
+    """Prompts the API plays to a live call (text spoken by espeak-ng), cached on disk."""
     call_outcomes: Counter[str] = field(default_factory=Counter)
     """Calls ended since start, by outcome (GET /metrics)."""
     http: web.AppRunner | None = None

@@ -20,7 +20,7 @@ from crm_bridge import (
     follow_up_forever,
 )
 from dialer import BeepDetector, CampaignSupervisor, PgLeadStore
-from ivr import IvrService
+from ivr import IvrService, PromptCache
 from pbx import (
     Authenticator,
     AuthFailureBan,
@@ -267,6 +267,10 @@ async def start_engine(
         ivr=ivr,
         bindings=bindings,
         dialogs=dialogs,
+        prompts=PromptCache(
+            config.ivr.prompt_cache or (data_dir or config.data_dir) / "prompts",
+            espeak="espeak-ng" if config.ivr.tts else None,
+        ),
     )
     _subscribe(engine, switchboard.events, unrecorded)
     # Numbers agents dial on their phones keep to the DNC list and calling hours, per role.

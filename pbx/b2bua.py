@@ -417,6 +417,37 @@ class BridgedCall:
         self._wake()
         return True
 
+    def play_prompt(self, path: Path, *, to: str) -> asyncio.Future[None] | None:
+        """Play the WAV at `path` to the caller, the answered party or both ("caller",
+        "callee", "both"), in place of the other's audio meanwhile (the relay to that leg
+        pauses and resumes spliced). Done when it ended everywhere; None when the call is not
+        bridged now."""
+        if self.b is None or self.media is None or self.transferring:
+            return None
+        legs = {"caller": [self.a], "callee": [self.b], "both": [self.a, self.b]}[to]
+        playing = []
+        for leg in legs:
+            media = leg.media
+            other = self.b if leg is self.a else self.a
+            source = other.media
+            if media is None or source is None:
+                continue
+            paused = source.peer is media
+            if paused:
+                source.peer = None
+            media.continue_relayed_stream()
+            done = media.play(WavSource(path))
+
+            def resume(_: object, media: Any = media, source: Any = source, paused: bool = paused,
+                       ) -> None:  # fmt: skip
+                media.splice_relay()
+                if paused and source.peer is None and media.peer is source:
+                    source.peer = media
+
+            done.add_done_callback(resume)
+            playing.append(done)
+        return asyncio.ensure_future(asyncio.gather(*playing)) if playing else None
+
     def _hang_up_later(self, leg: Call, reason: str) -> None:
         task = asyncio.ensure_future(leg.hangup(reason=reason))
         self._hangups.add(task)

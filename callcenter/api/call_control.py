@@ -9,16 +9,21 @@ SIP Call-ID, as for monitoring):
     POST /calls/{id}/hold                          -> 200 (the customer hears music on hold)
     POST /calls/{id}/resume                        -> 200
     POST /calls/{id}/hangup                        -> 200 (BYE to both parties)
+    POST /calls/{id}/play      {"text": "...", "to": "caller" | "callee" | "both"} -> 202
+    POST /calls/{id}/recording {"record": false}   -> 200 (opt-out: silence from now on;
+                                                      true records again)
 
 An agent key acts only on a call it is a party of.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ivr import PromptError
 from pbx import BridgedCall
 
 from .crm import ENGINE
@@ -202,6 +207,77 @@ async def hangup(request: web.Request) -> web.Response:
     return web.json_response(_state(bridged, "ending"))
 
 
+PLAY_TARGETS = ("caller", "callee", "both")
+MAX_PROMPT_TEXT = 500
+
+
+@operation(
+    summary="Play a spoken prompt to a party of a live call (the other's audio pauses for it)",
+    tag="call control",
+    path={"id": CALL_REF},
+    body={
+        "type": "object",
+        "required": ["text"],
+        "properties": {
+            "text": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_TEXT},
+            "to": {"type": "string", "enum": list(PLAY_TARGETS), "default": "caller"},
+        },
+    },
+    responses={202: CALL_STATE},
+    errors=(400, 403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def play(request: web.Request) -> web.Response:
+    engine, bridged = await _own_call(request)
+    body = await _body(request)
+    text, to = body.get("text"), body.get("to", "caller")
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_PROMPT_TEXT:
+        raise ApiError(400, f"text must be 1-{MAX_PROMPT_TEXT} characters")
+    if to not in PLAY_TARGETS:
+        raise ApiError(400, f"to must be one of {', '.join(PLAY_TARGETS)}")
+    if engine.prompts is None or engine.prompts.espeak is None:
+        raise ApiError(503, "text prompts need espeak-ng, which is not installed")
+    try:
+        path = await asyncio.to_thread(engine.prompts.speak, text)
+    except PromptError as exc:
+        raise ApiError(503, str(exc)) from exc
+    if bridged.play_prompt(path, to=to) is None:
+        raise ApiError(409, "the call is not bridged now (a transfer runs)")
+    return web.json_response(_state(bridged), status=202)
+
+
+@operation(
+    summary="Stop recording a live call (opt-out: silence is written from now on) or record again",
+    tag="call control",
+    path={"id": CALL_REF},
+    body={
+        "type": "object",
+        "required": ["record"],
+        "properties": {"record": {"type": "boolean"}},
+    },
+    responses={
+        200: {
+            "type": "object",
+            "required": ["call_id", "recording"],
+            "properties": {"call_id": {"type": "string"}, "recording": {"type": "boolean"}},
+        }
+    },
+    errors=(400, 403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def recording(request: web.Request) -> web.Response:
+    engine, bridged = await _own_call(request)
+    record = (await _body(request)).get("record")
+    if not isinstance(record, bool):
+        raise ApiError(400, "record must be true or false")
+    if engine.recordings is None:
+        raise ApiError(503, "recording is off on this engine")
+    if not engine.recordings.set_paused(bridged, not record):
+        raise ApiError(409, "the call is not bridged now")
+    now = engine.recordings.recording(bridged.a.call_id)
+    return web.json_response({"call_id": bridged.a.call_id, "recording": bool(now)})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/calls/{id}/transfer", transfer)
     app.router.add_post("/calls/{id}/transfer/{tid}/complete", complete)
@@ -209,3 +285,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/calls/{id}/hangup", hangup)
     app.router.add_post("/calls/{id}/hold", hold)
     app.router.add_post("/calls/{id}/resume", resume)
+    app.router.add_post("/calls/{id}/play", play)
+    app.router.add_post("/calls/{id}/recording", recording)
