@@ -26,6 +26,7 @@ from .journal import CallJournal, MonitorAudit
 from .live import LiveFeed
 from .recording import Recordings
 from .registrations import PersistentBindings
+from .status_callbacks import StatusCallbacks
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Engine:
     bindings: PersistentBindings | None = None
     dialogs: PersistentDialogs | None = None
     """Answered dialogs kept in the database (BYE after a crash)."""
+    status_callbacks: StatusCallbacks | None = None
+    """Per-call status URLs (click-to-call's `status_callback`)."""
     prompts: PromptCache | None = None
     """Prompts the API plays to a live call (text spoken by espeak-ng), cached on disk."""
     call_outcomes: Counter[str] = field(default_factory=Counter)
@@ -88,6 +91,8 @@ class Engine:
         await self.switchboard.events.drain()
         if self.audit is not None:
             await self.audit.drain(timeout=5)
+        if self.status_callbacks is not None:
+            await self.status_callbacks.close()
         # Let the BYEs leave before the sockets close.
         await asyncio.sleep(0.05)
         await self.ua.close()

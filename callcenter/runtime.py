@@ -55,6 +55,7 @@ from .journal import CallJournal, MonitorAudit, close_interrupted_calls, respons
 from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
+from .status_callbacks import StatusCallbacks
 from .tls import tls_contexts
 
 logger = logging.getLogger(__name__)
@@ -267,6 +268,7 @@ async def start_engine(
         ivr=ivr,
         bindings=bindings,
         dialogs=dialogs,
+        status_callbacks=StatusCallbacks(switchboard.events),
         prompts=PromptCache(
             config.ivr.prompt_cache or (data_dir or config.data_dir) / "prompts",
             espeak="espeak-ng" if config.ivr.tts else None,
