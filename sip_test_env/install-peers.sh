@@ -9,9 +9,10 @@
 #                                                               tests drive it with playwright)
 #   flite, festival and its voices festvox-kallpc16k, festvox-kdlpc16k, festvox-ru,
 #   festvox-us-slt-hts: the other speech engines of the AMD corpus (bench/amd_corpus.py)
+#   linphone-cli  linphonec, a softphone that presses keys as SIP INFO (DTMF interworking)
 set -eu
 
-PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts"
+PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts linphone-cli"
 
 # package -> a file it installs (a command or a module), to tell what is missing.
 probe() {
@@ -30,6 +31,7 @@ probe() {
         festvox-kdlpc16k) [ -d /usr/share/festival/voices/english/ked_diphone ] ;;
         festvox-ru) [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ] ;;
         festvox-us-slt-hts) [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] ;;
+        linphone-cli) command -v linphonec >/dev/null 2>&1 ;;
         *) return 1 ;;
     esac
 }

@@ -23,6 +23,7 @@ PACKAGES: dict[str, str] = {
     "chromium": "chromium",
     "flite": "flite",
     "text2wave": "festival",
+    "linphonec": "linphone-cli",
 }
 
 
