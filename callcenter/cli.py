@@ -219,7 +219,7 @@ async def serve(config: Config) -> int:
     engine = await start_engine(config)
     logger.info(
         "callcenter serving: SIP %s (UDP, TCP), %d accounts, database %s",
-        f"{config.sip.listen.host}:{engine.sip_port}",
+        HostPort(config.sip.listen.host, engine.sip_port),
         len(config.accounts),
         "embedded" if engine.database and engine.database.embedded else "external",
     )

@@ -19,9 +19,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, OAuthClient, RetryPolicy, endpoint_problems
 from ivr import FlowError, load_flow
+from pbx.callerid import ANONYMOUS, OutboundIdentity
 from pbx.monitor import MonitorSettings
+from pbx.numbers import NumberPlan, region_of_country_code
 from pbx.pickup import PickupGroup
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
+from telephony.aio.addresses import DEFAULT_LOCAL_NETWORKS, parse_networks
 from telephony.call.offer_answer import SRTP_POLICIES
 
 logger = logging.getLogger(__name__)
@@ -66,14 +69,31 @@ class HostPort:
     port: int
 
     @classmethod
-    def parse(cls, text: str) -> HostPort:
+    def parse(cls, text: str, *, default_port: int | None = None) -> HostPort:
+        """HOST:PORT, [IPV6]:PORT, or (with `default_port`) an address alone: "0.0.0.0",
+        "[::1]", or "::" (the only IPv6 address taken without brackets: "::1:5060" is an
+        address too, so a port after an unbracketed IPv6 address could never be told apart)."""
+        if default_port is not None and (
+            text == "::"
+            or (":" not in text and _is_ip(text))
+            or (text.startswith("[") and text.endswith("]") and _is_ip(text[1:-1]))
+        ):
+            return cls(text.strip("[]"), default_port)
         host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        if (
+            not sep
+            or not host
+            or not port.isdigit()
+            or not 0 < int(port) < 65536
+            or (":" in host and not (host.startswith("[") and host.endswith("]")))
+        ):
+            expected = "HOST:PORT or [IPV6]:PORT" + (" or an address" if default_port else "")
+            raise ValueError(f"expected {expected}, got {text!r}")
         return cls(host.strip("[]"), int(port))
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -133,6 +153,15 @@ class SipSettings:
     min_se: int = 90
     """Shorter session intervals are refused with 422 (RFC 4028 says no less than 90; a
     smaller value is for tests)."""
+    external_address: str | None = None
+    """The public address of a 1:1 NAT (or port forwarding of the SIP port and RTP range, same
+    numbers) in front of the engine: advertised in Via, Contact and SDP to every peer outside
+    `networks`. None: no NAT."""
+    networks: tuple[str, ...] = DEFAULT_LOCAL_NETWORKS
+    """Local CIDRs: their peers see the local address even when `external_address` is set."""
+    keepalive_interval: float = 0.0
+    """Seconds between OPTIONS pings to each registered phone (NAT bindings stay open, a
+    phone that stops answering is marked unreachable and not rung); 0: no pings."""
     tls_listen: HostPort | None = None
     """Where SIP over TLS listens (e.g. 127.0.0.1:5061); None: no TLS listener."""
     tls_certificate: Path | None = None
@@ -211,6 +240,20 @@ class ApiKey:
 
 LOG_FORMATS = ("text", "json")
 API_ROLES = ("admin", "manager", "supervisor", "agent")
+TRUNK_NUMBERING_KEYS = frozenset(
+    {
+        "country",
+        "outbound_format",
+        "strip_prefix",
+        "dial_prefix",
+        "identity_headers",
+        "asserted_identity",
+        "withhold_caller_id",
+        "trust_identity",
+    }
+)
+"""[[trunks]] keys of number rewriting and caller ID presentation (pbx.numbers, pbx.callerid)."""
+
 TOP_LEVEL_TABLES = {
     "sip",
     "http",
@@ -359,9 +402,11 @@ class _Reader:
             if key not in allowed:
                 raise self.fail(f"unknown key {key!r}", table=table, key=key, index=index)
 
-    def _hostport(self, value: Any, table: str | None, key: str) -> HostPort:
+    def _hostport(
+        self, value: Any, table: str | None, key: str, *, default_port: int | None = None
+    ) -> HostPort:
         try:
-            return HostPort.parse(str(value))
+            return HostPort.parse(str(value), default_port=default_port)
         except ValueError as exc:
             raise self.fail(str(exc), table=table, key=key) from exc
 
@@ -424,7 +469,10 @@ class _Reader:
                     key="team",
                     index=index,
                 )
-        trunks = self.trunks(data.get("trunks", []))
+        crm = self.crm(data.get("crm", {}))
+        trunks = self.trunks(
+            data.get("trunks", []), default_region=region_of_country_code(crm.default_country_code)
+        )
         clash = {t.name for t in trunks} & {a.extension for a in accounts}
         if clash:
             raise self.fail(
@@ -433,7 +481,7 @@ class _Reader:
         groups = self.ring_groups(data.get("ring_groups", []), {a.extension for a in accounts})
         dids = self.dids(
             data.get("dids", []),
-            trunks={t.name for t in trunks},
+            trunks={t.name: t for t in trunks},
             groups={g.name for g in groups},
             extensions={a.extension for a in accounts},
         )
@@ -462,7 +510,7 @@ class _Reader:
         self._check_keys(presence, {"wrap_up_seconds"}, "presence")
         wrap_up = self._number(presence, "wrap_up_seconds", 10.0, "presence", minimum=0)
         return Config(
-            crm=self.crm(data.get("crm", {})),
+            crm=crm,
             recordings=self.recordings(data.get("recordings", {})),
             api_keys=self.api_keys(data.get("api_keys", []), {a.extension for a in accounts}),
             trunks=trunks,
@@ -498,6 +546,9 @@ class _Reader:
             "music_on_hold",
             "session_expires",
             "min_se",
+            "external_address",
+            "networks",
+            "keepalive_interval",
             "tls_listen",
             "tls_certificate",
             "tls_key",
@@ -505,6 +556,20 @@ class _Reader:
             "tls_ca_file",
         }
         self._check_keys(data, allowed, "sip")
+        external = data.get("external_address")
+        if external is not None and not _is_ip(str(external).strip("[]")):
+            raise self.fail(
+                "external_address must be an IP address (the NAT's public one)",
+                table="sip",
+                key="external_address",
+            )
+        networks = data.get("networks", list(DEFAULT_LOCAL_NETWORKS))
+        try:
+            if not isinstance(networks, list):
+                raise ValueError("networks must be a list of CIDRs")
+            parse_networks(networks)
+        except ValueError as exc:
+            raise self.fail(str(exc), table="sip", key="networks") from exc
         min_se = self._number(data, "min_se", 90, "sip", minimum=1)
         session_expires = self._number(data, "session_expires", 1800, "sip", minimum=min_se)
         tls = self.tls(data)
@@ -540,7 +605,12 @@ class _Reader:
             **tls,
             music_on_hold=music_path,
             digest_algorithms=tuple(algorithms),
-            listen=self._hostport(data.get("listen", "127.0.0.1:5060"), "sip", "listen"),
+            listen=self._hostport(
+                data.get("listen", "127.0.0.1:5060"), "sip", "listen", default_port=5060
+            ),
+            external_address=str(external).strip("[]") if external is not None else None,
+            networks=tuple(str(n) for n in networks),
+            keepalive_interval=self._number(data, "keepalive_interval", 0.0, "sip", minimum=0),
             realm=realm,
             ring_timeout=self._number(data, "ring_timeout", 30.0, "sip", minimum=1),
             rtp_inactivity_timeout=self._number(
@@ -766,7 +836,7 @@ class _Reader:
         seen.add(value)
         return value
 
-    def trunks(self, items: Any) -> tuple[Trunk, ...]:
+    def trunks(self, items: Any, *, default_region: str) -> tuple[Trunk, ...]:
         result, seen = [], set[str]()
         for index, item in enumerate(self._table_list(items, "trunks")):
             self._check_keys(
@@ -781,7 +851,9 @@ class _Reader:
                     "session_timers",
                     "transport",
                     "srtp",
-                },
+                    *_PROVIDER_KEYS,
+                }
+                | TRUNK_NUMBERING_KEYS,
                 "trunks",
                 index,
             )
@@ -830,12 +902,118 @@ class _Reader:
                     outbound=_address(self._hostport(outbound, "trunks", "outbound"))
                     if outbound
                     else None,
-                    caller_id=str(item.get("caller_id", "")),
                     password=password,
                     session_timers=timers,
+                    **self._trunk_numbering(item, name, index, default_region),
+                    **self._provider(item, name, index),
                 )
             )
         return tuple(result)
+
+    def _trunk_numbering(
+        self, item: dict[str, Any], name: str, index: int, default_region: str
+    ) -> dict[str, Any]:
+        """A trunk's number rewriting and caller ID presentation (TRUNK_NUMBERING_KEYS)."""
+
+        def fail(reason: str, key: str) -> ConfigError:
+            return self.fail(f"trunk {name}: {reason}", table="trunks", key=key, index=index)
+
+        for key in ("country", "outbound_format", "strip_prefix", "dial_prefix"):
+            if key in item and not isinstance(item[key], str):
+                raise fail(f"{key} must be a string", key)
+        try:
+            plan = NumberPlan(
+                country=str(item.get("country", default_region)).upper(),
+                outbound_format=item.get("outbound_format", "e164"),
+                strip_prefix=item.get("strip_prefix", ""),
+                dial_prefix=item.get("dial_prefix", ""),
+            )
+        except ValueError as exc:
+            key = next(
+                (k for k in ("outbound_format", "strip_prefix", "dial_prefix") if k in str(exc)),
+                "country",
+            )
+            raise fail(str(exc), key) from exc
+        headers = item.get("identity_headers", [])
+        if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
+            raise fail(
+                'identity_headers must be a list such as ["pai", "rpid"]', "identity_headers"
+            )
+        withhold = item.get("withhold_caller_id", False)
+        if not isinstance(withhold, bool):
+            raise fail("withhold_caller_id must be true or false", "withhold_caller_id")
+        trust = item.get("trust_identity", True)
+        if not isinstance(trust, bool):
+            raise fail("trust_identity must be true or false", "trust_identity")
+        numbers: dict[str, str] = {}
+        for key in ("caller_id", "asserted_identity"):
+            value = item.get(key)
+            if value is None or value == "" or value == ANONYMOUS:
+                continue
+            try:
+                numbers[key] = plan.to_e164(str(value))
+            except ValueError as exc:
+                raise fail(f"{key}: {exc}", key) from exc
+        try:
+            identity = OutboundIdentity(
+                headers=tuple(h.lower() for h in headers),
+                asserted=numbers.get("asserted_identity", ""),
+                withhold=withhold,
+            )
+        except ValueError as exc:
+            raise fail(str(exc), "identity_headers") from exc
+        caller_id = numbers.get("caller_id", str(item.get("caller_id", "")))
+        return {
+            "numbers": plan,
+            "identity": identity,
+            "caller_id": caller_id,
+            "trust_identity": trust,
+        }
+
+    def _provider(self, item: dict[str, Any], name: str, index: int) -> dict[str, Any]:
+        """The keys of a provider trunk (registration, auth, failover, channels, qualify)."""
+
+        def fail(key: str, reason: str) -> ConfigError:
+            return self.fail(f"trunk {name}: {reason}", table="trunks", key=key, index=index)
+
+        found: dict[str, Any] = {}
+        for key in ("registrar", "outbound_proxy"):
+            if key in item:
+                found[key] = _address(self._hostport(item[key], "trunks", key))
+        for key in ("username", "secret", "realm", "domain"):
+            if key in item:
+                if not isinstance(item[key], str) or not item[key]:
+                    raise fail(key, f"{key} must be a non-empty string")
+                found[key] = item[key]
+        register = item.get("register", False)
+        if not isinstance(register, bool):
+            raise fail("register", "register must be true or false")
+        found["register"] = register
+        for key, low, high in (("expires", 5, 86400), ("priority", -1000, 1000),
+                               ("channels", 0, 100000)):  # fmt: skip
+            value = item.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise fail(key, f"{key} must be a whole number within [{low}, {high}]")
+            found[key] = value
+        qualify = item.get("qualify", 0)
+        if (
+            isinstance(qualify, bool)
+            or not isinstance(qualify, int | float)
+            or not (qualify == 0 or 1 <= qualify <= 3600)
+        ):
+            raise fail("qualify", "qualify must be 0 (off) or seconds within [1, 3600]")
+        found["qualify"] = float(qualify)
+        if register:
+            for key in ("registrar", "username", "secret"):
+                if key not in found:
+                    raise fail(key, f"register = true needs {key}")
+        if "secret" in found and "username" not in found:
+            raise fail("username", "secret needs username")
+        if found.get("outbound_proxy") and not (found.get("registrar") or item.get("outbound")):
+            raise fail("outbound_proxy", "outbound_proxy needs registrar or outbound")
+        return found
 
     def ring_groups(self, items: Any, extensions: set[str]) -> tuple[RingGroup, ...]:
         result, seen = [], set[str]()
@@ -917,20 +1095,36 @@ class _Reader:
         return tuple(result)
 
     def dids(
-        self, items: Any, *, trunks: set[str], groups: set[str], extensions: set[str]
+        self, items: Any, *, trunks: dict[str, Trunk], groups: set[str], extensions: set[str]
     ) -> tuple[Did, ...]:
         result, seen = [], set[str]()
         for index, item in enumerate(self._table_list(items, "dids")):
             self._check_keys(item, {"number", "trunk", "route", "label", "record"}, "dids", index)
-            number = self._name(item, "number", "dids", index, seen)
+            written = self._name(item, "number", "dids", index, set())
             trunk = item.get("trunk")
             if trunk not in trunks:
                 raise self.fail(
-                    f"DID {number}: trunk {trunk!r} is not defined",
+                    f"DID {written}: trunk {trunk!r} is not defined",
                     table="dids",
                     key="trunk",
                     index=index,
                 )
+            # Matched on E.164 whatever format the carrier sends: read in the trunk's country.
+            try:
+                number = trunks[trunk].numbers.to_e164(written)
+            except ValueError as exc:
+                raise self.fail(
+                    f"DID {written}: {exc}", table="dids", key="number", index=index
+                ) from exc
+            if number in seen:
+                raise self.fail(
+                    f"dids: {written!r} is defined twice"
+                    + (f" (as {number})" if number != written else ""),
+                    table="dids",
+                    key="number",
+                    index=index,
+                )
+            seen.add(number)
             route = str(item.get("route", ""))
             kind, _, target = route.partition(":")
             valid = (
@@ -1242,6 +1436,21 @@ def _ivr_flows(directory: Path) -> tuple[tuple[str, Path], ...]:
             raise ConfigError(exc.path, exc.line, exc.reason) from exc
         flows[path.stem] = path
     return tuple(flows.items())
+
+
+_PROVIDER_KEYS = (
+    "register",
+    "username",
+    "secret",
+    "realm",
+    "registrar",
+    "domain",
+    "outbound_proxy",
+    "expires",
+    "priority",
+    "channels",
+    "qualify",
+)
 
 
 def _address(hostport: HostPort) -> tuple[str, int]:

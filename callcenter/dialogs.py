@@ -34,7 +34,7 @@ def destination(stored: StoredDialog) -> Peer:
     target = parse_uri(stored.record.remote_target)
     if not isinstance(target, SipUri):
         raise SipError(f"remote target is not a SIP URI: {stored.record.remote_target}")
-    return (stored.transport, target.host, target.port or 5060)
+    return (stored.transport, target.host.strip("[]"), target.port or 5060)
 
 
 class PersistentDialogs:
@@ -89,7 +89,7 @@ class PersistentDialogs:
             self._pending[key] = None
         else:
             transport, host, port = call.peer
-            record = dialog.to_record(local_contact=self.ua.contact(transport))
+            record = dialog.to_record(local_contact=self.ua.contact(call.peer))
             self._pending[key] = StoredDialog(record, transport, host, port, datetime.now(UTC))
         self._idle.clear()
         self._wake.set()
@@ -139,12 +139,12 @@ class PersistentDialogs:
     async def _end(self, stored: StoredDialog) -> str:
         call_id = stored.record.call_id
         try:
+            peer = destination(stored)
             bye = bye_from_record(
                 stored.record,
-                via=self.ua.endpoint.new_via(stored.transport),
+                via=self.ua.endpoint.new_via(peer),
                 headers=[RESTART_REASON],
             )
-            peer = destination(stored)
         except SipError as exc:
             logger.error("call %s: stored dialog unusable, dropped: %s", call_id, exc)
             outcome = "unusable"

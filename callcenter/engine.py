@@ -23,6 +23,7 @@ from .database import Database
 from .dialogs import PersistentDialogs
 from .events import AgentEvents, LiveBus
 from .journal import CallJournal, MonitorAudit
+from .keepalive import Keepalives
 from .live import LiveFeed
 from .recording import Recordings
 from .registrations import PersistentBindings
@@ -58,6 +59,8 @@ class Engine:
     ivr: IvrService | None = None
     """IVR flows: DIDs routed to `ivr:FLOW`, and the runners broadcasts use."""
     bindings: PersistentBindings | None = None
+    keepalives: Keepalives | None = None
+    """OPTIONS pings to registered phones ([sip] keepalive_interval > 0)."""
     dialogs: PersistentDialogs | None = None
     """Answered dialogs kept in the database (BYE after a crash)."""
     status_callbacks: StatusCallbacks | None = None
@@ -88,6 +91,7 @@ class Engine:
             await self.ivr.shutdown()
         await self.click_to_call.shutdown()
         await self.switchboard.shutdown()
+        await self.switchboard.providers.stop()  # our bindings at providers removed
         await self.switchboard.events.drain()
         if self.audit is not None:
             await self.audit.drain(timeout=5)

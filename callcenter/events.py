@@ -148,6 +148,14 @@ class TaskDone:
     task_id: int
 
 
+@dataclass(frozen=True)
+class TrunkChanged:
+    """A trunk's registration, qualify state or channels changed (pbx.trunks snapshot row)."""
+
+    name: str
+    data: dict[str, Any]
+
+
 LiveEvent = (
     AgentStateChanged
     | CallStarted
@@ -158,9 +166,11 @@ LiveEvent = (
     | CampaignGone
     | TaskCreated
     | TaskDone
+    | TrunkChanged
 )
 Delta = tuple[str, dict[str, Any]]
-"""(kind, data): kind is agent, call, call-gone, campaign, campaign-gone, task, task-gone."""
+"""(kind, data): kind is agent, call, call-gone, campaign, campaign-gone, task, task-gone,
+trunk."""
 
 
 # -- plan and pace ---------------------------------------------------------------------------
@@ -256,6 +266,8 @@ class LiveBoard:
     calls: dict[str, _Call] = field(default_factory=dict)
     campaigns: dict[int, CampaignProgress] = field(default_factory=dict)
     tasks: dict[int, TaskCreated] = field(default_factory=dict)
+    trunks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each trunk's row as `pbx.trunks.TrunkManager.snapshot` gives it."""
 
     def add_agent(
         self, extension: str, *, name: str, role: str, daily_plan: int, since: float
@@ -337,6 +349,10 @@ class LiveBoard:
             case TaskDone(task_id=task_id):
                 if self.tasks.pop(task_id, None) is not None:
                     deltas.append(("task-gone", {"id": task_id}))
+            case TrunkChanged(name=name, data=data):
+                if self.trunks.get(name) != data:
+                    self.trunks[name] = data
+                    deltas.append(("trunk", data))
         return deltas
 
     def snapshot(self) -> dict[str, Any]:
@@ -346,6 +362,7 @@ class LiveBoard:
             "calls": [self._call_json(c) for c in self.calls.values()],
             "campaigns": [_campaign_json(c) for c in self.campaigns.values()],
             "tasks": [_task_json(t) for t in self.tasks.values()],
+            "trunks": list(self.trunks.values()),
         }
 
     def ringing_agents(self) -> set[str]:

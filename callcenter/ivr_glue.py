@@ -8,6 +8,7 @@ runners from `ivr.IvrService.runner(name)` and the same actions.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -134,16 +135,42 @@ class SwitchboardActions:
         return self._beep_detector() if self._beep_detector is not None else None
 
 
-def serve_dids(service: IvrService, actions: SwitchboardActions) -> IvrRoute:
+RESPONSIBLE_LOOKUP_SECONDS = 1.0
+"""How long an inbound flow waits to learn the caller's responsible manager before it starts
+without (its `{responsible}` targets then take their fallback)."""
+
+
+def serve_dids(
+    service: IvrService,
+    actions: SwitchboardActions,
+    *,
+    responsible: Callable[[str], Awaitable[str | None]] | None = None,
+) -> IvrRoute:
     """Switchboard.on_ivr: a DID routed to `ivr:FLOW` is served by the flow, then journaled
-    (unless a transfer node handed it to a bridge, which journals it at its end)."""
+    (unless a transfer node handed it to a bridge, which journals it at its end). The flow's
+    data holds the caller's `phone` and, from `responsible` (the CRM contact's manager, kept in
+    step with amoCRM or Bitrix24 through user_map), `responsible`: `agent:{responsible}` routes
+    "press 1" to the caller's own manager."""
 
     async def serve(call: Call, did: Did, summary: CallSummary) -> None:
         def answered() -> None:
             summary.answered_at = datetime.now(UTC)  # by the IVR: talk time runs from here
             actions.track(call.call_id, summary)  # a transfer continues this call row
 
-        context = FlowContext(caller=summary.caller, call_id=call.call_id, did=did.number)
+        data = {"phone": summary.caller}
+        if responsible is not None:
+            try:
+                manager = await asyncio.wait_for(
+                    responsible(summary.caller), RESPONSIBLE_LOOKUP_SECONDS
+                )
+            except Exception as exc:  # a slow or failing store: the flow goes on without
+                logger.warning("call %s: responsible manager unknown: %r", call.call_id, exc)
+                manager = None
+            if manager:
+                data["responsible"] = manager
+        context = FlowContext(
+            caller=summary.caller, call_id=call.call_id, did=did.number, data=data
+        )
         try:
             served = await service.serve(
                 call, did.route.partition(":")[2], context, on_answered=answered

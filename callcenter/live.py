@@ -15,6 +15,7 @@ from crm_bridge import CrmStore, TaskFilter
 from dialer import CampaignSupervisor
 from pbx import AgentState, CallSummary, Switchboard
 from pbx import events as pbx_events
+from pbx.trunks import TrunkState
 
 from .config import Account
 from .database import Database
@@ -30,6 +31,7 @@ from .events import (
     LiveBus,
     TaskCreated,
     TaskDone,
+    TrunkChanged,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,18 @@ def wire_live(switchboard: Switchboard, accounts: Iterable[Account]) -> LiveBus:
             since=wall - switchboard.presence.idle_for(account.extension, now=now),
         )
     bus = LiveBus(board, today=local_today)
+    providers = switchboard.providers
+    for row in providers.snapshot():
+        board.trunks[row["name"]] = row
+
+    def trunk_changed(state: TrunkState) -> None:
+        bus.publish(TrunkChanged(state.trunk.name, providers.describe(state)))
+
+    def channels_changed(_: object) -> None:
+        for state in providers.states.values():  # unchanged rows send nothing (board.apply)
+            trunk_changed(state)
+
+    providers.listeners.append(trunk_changed)
     presence = switchboard.presence
     events = switchboard.events
 
@@ -133,6 +147,8 @@ def wire_live(switchboard: Switchboard, accounts: Iterable[Account]) -> LiveBus:
     events.subscribe(pbx_events.CallStarted, call_started)
     events.subscribe(pbx_events.CallAnswered, connected)
     events.subscribe(pbx_events.CallEnded, ended)
+    for kind in (pbx_events.CallStarted, pbx_events.CallAnswered, pbx_events.CallEnded):
+        events.subscribe(kind, channels_changed)  # a trunk's channels in use
     return bus
 
 

@@ -52,6 +52,7 @@ from .engine import Engine
 from .events import AgentEvents
 from .ivr_glue import SwitchboardActions, load_flows, serve_dids
 from .journal import CallJournal, MonitorAudit, close_interrupted_calls, responsible_of
+from .keepalive import Keepalives
 from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
@@ -105,6 +106,8 @@ async def start_engine(
             host=sip.listen.host,
             port=sip.listen.port,
             timers=TimerConfig(t1=sip.t1),
+            external_address=sip.external_address,
+            local_networks=sip.networks,
             tls_port=sip.tls_listen.port if sip.tls_listen is not None else None,
             tls_server=tls_server,
             tls_client=tls_client,
@@ -227,7 +230,11 @@ async def start_engine(
             beep_detector=lambda: BeepDetector().feed,
         )
         ivr = IvrService(flows, actions)
-        switchboard.on_ivr = serve_dids(ivr, actions)
+        switchboard.on_ivr = serve_dids(
+            ivr,
+            actions,
+            responsible=functools.partial(responsible_of, store) if store is not None else None,
+        )
     events = AgentEvents()
     campaigns = None
     if leads is not None:
@@ -274,7 +281,11 @@ async def start_engine(
             espeak="espeak-ng" if config.ivr.tts else None,
         ),
     )
+    if sip.keepalive_interval > 0:
+        engine.keepalives = Keepalives(ua, registrar, interval=sip.keepalive_interval)
+        engine.spawn(engine.keepalives.run_forever())
     _subscribe(engine, switchboard.events, unrecorded)
+    await switchboard.providers.start()  # provider registrations and qualify
     # Numbers agents dial on their phones keep to the DNC list and calling hours, per role.
     switchboard.outbound_check = functools.partial(manual_dial_refusal, engine)
     if store is not None:
@@ -305,7 +316,7 @@ def _trunk_cps(switchboard: Switchboard, name: str) -> float | None:
     """Calls per second of the trunk `name` ('' the first that can place calls)."""
     trunks = switchboard.trunks
     chosen = trunks.get(name) or next(
-        (t for t in trunks.values() if t.outbound or t.password), None
+        (t for t in trunks.values() if t.signalling or t.password), None
     )
     return chosen.cps if chosen is not None else None
 

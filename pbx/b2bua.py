@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .pickup import Pickup
 
 from .registrar import Binding
+from .trunks import fails_over
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,15 @@ class CallSummary:
 class Target:
     extension: str
     binding: Binding
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers of the INVITE to it (a trunk's identity headers)."""
+    external: bool = False
+    """A number behind a carrier: the To names it as the Request-URI does (in the carrier's
+    format, on its host), not as one of our extensions."""
+    credentials: tuple[str, str] | None = None
+    """(username, password) for a provider's 401/407 to the INVITE (trunk targets)."""
+    trunk: str | None = None
+    """The trunk a call to an external number goes through (its To is the Request-URI)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,9 @@ class HuntStep:
     """Rung at the same time."""
     timeout: float
     """Seconds this step rings before the hunt moves on."""
+    failover: bool = False
+    """A trunk of a failover list: refused, the hunt moves on only for a status another trunk
+    may fix (5xx, 408: `pbx.trunks.fails_over`), not for the called party's 486 or 404."""
 
 
 # What a caller hears while a transfer rings its new party: ringback (ITU-T E.180, North
@@ -559,6 +572,8 @@ class BridgedCall:
             if winner is not None:
                 await self._connect(winner)
                 return
+            if step.failover and statuses and not fails_over(statuses[-1]):
+                break
         self.hunting = set()
         if not self.summary.legs:
             await self._give_up(503, "failed", "no-reachable-phone")
@@ -574,10 +589,18 @@ class BridgedCall:
             uri = target.binding.contact.uri
             if not isinstance(uri, SipUri):
                 continue
-            to = NameAddr(display_name=None, uri=self._uri(target.extension), params={})
+            to_uri = (
+                uri if target.external or target.trunk is not None else self._uri(target.extension)
+            )
+            to = NameAddr(display_name=None, uri=to_uri, params={})
             try:
                 leg = await self.ua.dial(
-                    uri, target.binding.peer, from_=self.caller_identity, to=to
+                    uri,
+                    target.binding.peer,
+                    from_=self.caller_identity,
+                    to=to,
+                    headers=target.headers,
+                    credentials=target.credentials,
                 )
             except OSError as exc:
                 logger.warning("call %s: cannot dial %s: %s", self.a.call_id, uri, exc)

@@ -29,6 +29,10 @@ class Binding:
     call_id: str
     cseq: int
     static: bool = False
+    reachable: bool = True
+    """False once a keepalive OPTIONS went unanswered: the binding is kept (the phone may be
+    back before it expires) but not rung; an answer to a later ping or a new REGISTER clears
+    it."""
 
     def expires_in(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))
@@ -61,7 +65,11 @@ class Registrar:
         # sips: is TLS to port 5061 unless said otherwise (RFC 3261 19.1.2, 26.2.2).
         secure = uri.scheme == "sips"
         transport = (uri.transport or ("tls" if secure else "udp")).lower()
-        peer: Peer = (transport, uri.host, uri.port or (5061 if transport == "tls" else 5060))
+        peer: Peer = (
+            transport,
+            uri.host.strip("[]"),
+            uri.port or (5061 if transport == "tls" else 5060),
+        )
         contact = NameAddr(display_name=None, uri=uri, params={})
         binding = Binding(extension, contact, peer, float("inf"), "static", 0, static=True)
         self._bindings.setdefault(extension, []).append(binding)
@@ -125,8 +133,25 @@ class Registrar:
         if self.on_change is not None:
             self.on_change(extension, [b for b in current if not b.static])
 
-    def lookup(self, extension: str, *, now: float) -> list[Binding]:
-        return [b for b in self._bindings.get(extension, []) if b.expires_at > now]
+    def lookup(
+        self, extension: str, *, now: float, include_unreachable: bool = False
+    ) -> list[Binding]:
+        """The live bindings of `extension`; without those a keepalive found unreachable
+        unless `include_unreachable`."""
+        return [
+            b
+            for b in self._bindings.get(extension, [])
+            if b.expires_at > now and (b.reachable or include_unreachable)
+        ]
+
+    def registered(self, *, now: float) -> list[Binding]:
+        """Every live binding made by a REGISTER (not static), reachable or not."""
+        return [
+            b
+            for bindings in self._bindings.values()
+            for b in bindings
+            if not b.static and b.expires_at > now
+        ]
 
     def prune(self, now: float) -> None:
         for extension in list(self._bindings):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .callerid import OutboundIdentity
+from .numbers import NumberPlan
 
 RING_STRATEGIES = ("ringall", "round-robin", "longest-idle")
 
@@ -35,12 +38,57 @@ class Trunk:
     and tls_ca_file say, against the outbound host name)."""
     srtp: str = "off"
     """SRTP (SDES) on this trunk's calls, both ways: off, optional or required."""
+    numbers: NumberPlan = field(default_factory=NumberPlan)
+    """How the carrier writes numbers (its country, its outbound format, technical prefixes):
+    what it sends is read to E.164, what we send it is written its way."""
+    identity: OutboundIdentity = field(default_factory=OutboundIdentity)
+    """What outbound calls say about the caller: identity headers, withheld caller ID."""
+    trust_identity: bool = True
+    """Its P-Asserted-Identity / Remote-Party-ID name the caller (a carrier that screens them);
+    False: only its From does (a PBX on the trunk that passes its phones' headers on)."""
+    # -- a provider we register to and authenticate with (pbx/trunks.py) --
+    register: bool = False
+    """We REGISTER `username`@`domain` at `registrar` and keep the binding refreshed."""
+    username: str = ""
+    """Our account at the provider: digest username and the AOR's user part."""
+    secret: str | None = None
+    """Our digest password at the provider (registration and 401/407 to our requests).
+    Not `password`, which is the carrier's password when it registers to us."""
+    realm: str | None = None
+    """When set, only challenges of this realm are answered (credentials go nowhere else)."""
+    registrar: tuple[str, int] | None = None
+    """The provider's registrar (host, port); also where calls go without `outbound_proxy`."""
+    domain: str = ""
+    """The provider's SIP domain (AOR and Request-URIs); the registrar's host by default."""
+    outbound_proxy: tuple[str, int] | None = None
+    """Where every request to the provider goes (REGISTER, INVITE, OPTIONS) when set."""
+    expires: int = 3600
+    """Registration lifetime asked for, in seconds."""
+    priority: int = 0
+    """Failover order: the lowest first (ties in the file's order)."""
+    channels: int = 0
+    """Simultaneous calls the trunk carries, both ways (0: no limit); a full trunk is skipped."""
+    qualify: float = 0.0
+    """Seconds between OPTIONS pings (0: off); no answer marks the trunk down until one comes."""
+
+    @property
+    def signalling(self) -> tuple[str, int] | None:
+        """Where our requests to this trunk go: outbound proxy, registrar or `outbound`."""
+        return self.outbound_proxy or self.registrar or self.outbound
+
+    @property
+    def sip_domain(self) -> str:
+        if self.domain:
+            return self.domain
+        target = self.registrar or self.signalling
+        return target[0] if target else ""
 
 
 @dataclass(frozen=True)
 class Did:
     number: str
-    """The dialled number as the carrier sends it in the Request-URI user part."""
+    """E.164: the Request-URI user part the carrier sends, in whatever format, is read with the
+    trunk's NumberPlan and matched on E.164."""
     trunk: str
     """The trunk this DID arrives on; calls to it from elsewhere are refused."""
     route: str

@@ -16,10 +16,11 @@ from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
 from telephony.call.session import ReferReceived, Replaces
 from telephony.media import ToneSource, WavSource
-from telephony.sip import NameAddr, SipRequest, SipUri, make_response
+from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_response
 
 from .auth import Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target, TransferRequest, ringback
+from .callerid import ANONYMOUS, CallerId, inbound_caller
 from .events import (
     CallAnswered,
     CallEnded,
@@ -39,11 +40,13 @@ from .monitor import (
     MonitorSettings,
     parse_monitor,
 )
+from .numbers import NumberError
 from .pickup import Pickup, PickupGroups, RingingCall, parse_pickup
 from .presence import Presence
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import Did, RingGroup, Trunk
 from .security import log_auth_failure
+from .trunks import TrunkManager
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +112,9 @@ class Switchboard:
         self.presence = presence
         routing = routing or Routing()
         self.trunks = {t.name: t for t in routing.trunks}
+        self.providers = TrunkManager(ua, routing.trunks)
+        """Registration, qualify, channels and failover order of the trunks (started by the
+        composition root: `await providers.start()`)."""
         self.dids = {d.number: d for d in routing.dids}
         self.groups = {g.name: g for g in routing.ring_groups}
         self._strategies = {g.name: STRATEGIES[g.strategy]() for g in routing.ring_groups}
@@ -217,19 +223,31 @@ class Switchboard:
         dialled = target.user if isinstance(target, SipUri) else None
         from_uri = call.invite.from_.uri
         from_user = from_uri.user if isinstance(from_uri, SipUri) else None
-        trunk = self._trunk_of(call.peer[1])
+        trunk = self._trunk_of(call.peer)
         # A carrier presents the customer's number; one of our extensions is an agent (who must
         # authenticate even from the carrier's address: a spoofed From gets a challenge).
         if trunk is not None and from_user not in self.extensions:
             call.set_srtp(trunk.srtp)
-            did = self.dids.get(dialled or "")
-            if did is None or did.trunk != trunk.name:
+            did = self._did_of(trunk, dialled or "")
+            if did is None and isinstance(to_uri := call.invite.to.uri, SipUri):
+                # A provider we register to calls our Contact (its user is our account):
+                # the number the customer dialled is in To.
+                did = self._did_of(trunk, to_uri.user or "")
+            state = self.providers.states.get(trunk.name)
+            if (
+                state is not None
+                and state.trunk.channels
+                and (self.providers.channels_in_use(state) > state.trunk.channels)
+            ):
+                logger.info("trunk %s: all %d channels busy", trunk.name, trunk.channels)
+                call.reject(503, "All channels busy")
+            elif did is None or did.trunk != trunk.name:
                 logger.info("trunk %s: call to unknown number %s refused", trunk.name, dialled)
                 call.reject(404, "No such number")
             elif call.offer_error is not None:
-                self._unacceptable_offer(call, did)
+                self._unacceptable_offer(call, did, self._caller(call, trunk))
             else:
-                self._inbound(call, did)
+                self._inbound(call, did, self._caller(call, trunk))
             return
         if dialled in self.dids:
             # Our public numbers are reached only through their carrier, never from elsewhere.
@@ -422,7 +440,7 @@ class Switchboard:
     def _session_timers_for(self, invite: SipRequest, peer: Peer, incoming: bool) -> bool:
         """Whether a new leg uses session timers: off when its trunk (by address) or the
         extension of its phone (From of a call in, To of a call out) says so."""
-        trunk = self._trunk_of(peer[1])
+        trunk = self._trunk_of(peer)
         if trunk is not None:
             return trunk.session_timers
         uri = (invite.from_ if incoming else invite.to).uri
@@ -432,18 +450,22 @@ class Switchboard:
     def _srtp_for(self, target: SipUri, peer: Peer) -> str | None:
         """The SRTP policy of a leg we place to `peer`: the trunk's whose address it is, or
         the account's whose phone is there (registered or static)."""
-        for trunk in self.trunks.values():
-            if trunk.outbound is not None and (trunk.transport, *trunk.outbound) == peer:
-                return trunk.srtp
+        for state in self.providers.states.values():
+            if state.peer == peer:
+                return state.trunk.srtp
         now = self.ua.loop.time()
         for extension in self.extensions.values():
             if any(b.peer == peer for b in self.registrar.lookup(extension.number, now=now)):
                 return extension.srtp
-        trunk = self._trunk_of(peer[1])
+        trunk = self._trunk_of(peer)
         return trunk.srtp if trunk is not None else None
 
-    def _trunk_of(self, address: str) -> Trunk | None:
-        """The trunk a source address belongs to: listed, or where the carrier registered from."""
+    def _trunk_of(self, peer: Peer) -> Trunk | None:
+        """The trunk a source belongs to: the provider's proxy we register to (address and
+        port), a listed address, or where the carrier registered from."""
+        if (provider := self.providers.of_peer(peer)) is not None:
+            return provider.trunk
+        address = peer[1]
         now = self.ua.loop.time()
         for trunk in self.trunks.values():
             if address in trunk.allow_from:
@@ -454,9 +476,22 @@ class Switchboard:
                 return trunk
         return None
 
-    def _inbound(self, call: Call, did: Did) -> None:
+    def _did_of(self, trunk: Trunk, dialled: str) -> Did | None:
+        """The DID a carrier's Request-URI user part names, in whatever format it writes it."""
+        try:
+            number = trunk.numbers.to_e164(dialled)
+        except NumberError:
+            return None
+        return self.dids.get(number)
+
+    def _caller(self, call: Call, trunk: Trunk) -> str:
+        """The E.164 number of a trunk call's caller (its asserted identity, read with the
+        trunk's numbering plan), or "anonymous" when withheld."""
+        found: CallerId = inbound_caller(call.invite, trunk.numbers, trusted=trunk.trust_identity)
+        return found.caller
+
+    def _inbound(self, call: Call, did: Did, caller: str) -> None:
         """A call from a carrier to one of our numbers (IP-authenticated trunk)."""
-        caller = _caller_number(call)
         if self.first_for is not None and did.route.startswith("ringgroup:"):
             self._track(self._inbound_after_lookup(self.first_for, call, did, caller))
         else:
@@ -539,35 +574,78 @@ class Switchboard:
         bridged.on_no_answer = lambda leg: self._auto_reply(leg, auto_reply)
         summary.owner = owner
 
-    def _trunk_route(self, number: str, trunk_name: str = "") -> tuple[Trunk, Binding] | None:
-        """How to reach an external number: through `trunk_name` when given, else the first
-        trunk with an address or a registration."""
+    def _trunk_route(self, number: str, trunk_name: str = "") -> tuple[Trunk, Target] | None:
+        """How to reach an external number now: the first of `_trunk_routes`."""
+        routes = self._trunk_routes(number, trunk_name)
+        return routes[0] if routes else None
+
+    def _trunk_routes(
+        self, number: str, trunk_name: str = "", *, presenting: str | None = None
+    ) -> list[tuple[Trunk, Target]]:
+        """The trunks that can carry a call to an external number now, in failover order
+        (through `trunk_name` only, when given): up by qualify, registered when they register,
+        a channel free; a carrier that registers to us, where it registered from. Each target
+        dials the number as its carrier writes it, with the identity headers presenting
+        `presenting` (a caller ID; None: none)."""
         now = self.ua.loop.time()
-        for trunk in self.trunks.values():
+        routes = []
+        for state in sorted(self.providers.states.values(), key=lambda s: s.order):
+            trunk = state.trunk
             if trunk_name and trunk.name != trunk_name:
                 continue
-            if trunk.outbound is not None:
-                peer: Peer = (trunk.transport, *trunk.outbound)
+            if not self.providers.available(state):
+                continue
+            e164 = _e164(trunk, number)
+            if e164 is None:
+                logger.info("trunk %s: %r is no phone number: dialled as it is", trunk.name, number)
+            user = trunk.numbers.dial_string(e164) if e164 else trunk.numbers.dial_prefix + number
+            if state.peer is not None:
+                peer: Peer = state.peer
+                uri = self.providers.route_uri(state, user)
             elif trunk.password and (registered := self.registrar.lookup(trunk.name, now=now)):
                 peer = registered[0].peer
+                uri = SipUri(
+                    scheme="sip",
+                    user=user,
+                    password=None,
+                    host=format_host(peer[1]),
+                    port=peer[2],
+                    params={} if peer[0] == "udp" else {"transport": peer[0]},
+                    headers={},
+                )
             else:
                 continue
-            uri = SipUri(
-                scheme="sip",
-                user=number,
-                password=None,
-                host=peer[1],
-                port=peer[2],
-                params={} if peer[0] == "udp" else {"transport": peer[0]},
-                headers={},
-            )
+            headers = () if presenting is None else self._presenting(trunk, presenting)[1]
             contact = NameAddr(display_name=None, uri=uri, params={})
-            return trunk, Binding(number, contact, peer, float("inf"), "trunk", 0, static=True)
-        return None
+            binding = Binding(number, contact, peer, float("inf"), "trunk", 0, static=True)
+            target = Target(
+                number,
+                binding,
+                headers,
+                external=True,
+                credentials=state.credentials,
+                trunk=trunk.name,
+            )
+            routes.append((trunk, target))
+        return routes
+
+    def _failover_steps(
+        self, number: str, timeout: float, trunk_name: str = "", *, presenting: str | None = None
+    ) -> list[HuntStep]:
+        """One hunt step per trunk that can carry the call, in failover order (the next on
+        5xx or 408)."""
+        return [
+            HuntStep((target,), timeout, failover=True)
+            for _, target in self._trunk_routes(number, trunk_name, presenting=presenting)
+        ]
 
     def _outbound(self, call: Call, caller: str, number: str) -> None:
         """An agent dials an external number: out through the first trunk that can take it,
-        once `outbound_check` (when set) lets it."""
+        once `outbound_check` (when set) lets it. The number is read as E.164 in that trunk's
+        country first (what the check, the journal and the CRM see)."""
+        route = self._trunk_route(number)
+        if route is not None:
+            number = _e164(route[0], number) or number
         if self.outbound_check is None:
             self._outbound_now(call, caller, number)
         else:
@@ -598,13 +676,16 @@ class Switchboard:
         if route is None:
             self._refuse(call, caller, number, 404, "failed")
             return
-        trunk, binding = route
+        trunk, _ = route
+        # No caller ID of its own: withheld, never an extension number the carrier cannot route.
+        shown = trunk.caller_id or ANONYMOUS
+        from_, _ = self._presenting(trunk, shown)
         self._start(
             call,
             caller=caller,
             callee=number,
-            steps=[HuntStep((Target(number, binding),), self.ring_timeout)],
-            identity=self.identity(trunk.caller_id or caller, None),
+            steps=self._failover_steps(number, self.ring_timeout, presenting=shown),
+            identity=from_,
             summary=CallSummary(
                 call.call_id,
                 caller,
@@ -623,12 +704,17 @@ class Switchboard:
         route = self._trunk_route(number, trunk)
         if route is None:
             raise LookupError(f"no trunk{' ' + trunk if trunk else ''} can reach {number}")
-        trunk, binding = route
+        found, target = route
+        binding = target.binding
         assert isinstance(binding.contact.uri, SipUri)
+        from_, headers = self._presenting(found, caller_id or found.caller_id or ANONYMOUS)
         return await self.ua.dial(
             binding.contact.uri,
             binding.peer,
-            from_=self.identity(caller_id or trunk.caller_id or "anonymous", None),
+            from_=from_,
+            to=NameAddr(display_name=None, uri=binding.contact.uri, params={}),
+            headers=headers,
+            credentials=target.credentials,
         )
 
     def can_reach(self, number: str, trunk: str = "") -> bool:
@@ -652,13 +738,17 @@ class Switchboard:
         route = self._trunk_route(number, trunk)
         if route is None:
             raise LookupError(f"no trunk{' ' + trunk if trunk else ''} can reach {number}")
-        found, binding = route
+        found, _ = route
+        shown = caller_id or found.caller_id or ANONYMOUS
+        from_, _ = self._presenting(found, shown)
         return self._start(
             leg,
             caller=summary.caller,
             callee=number,
-            steps=[HuntStep((Target(number, binding),), timeout or self.ring_timeout)],
-            identity=self.identity(caller_id or found.caller_id or "anonymous", None),
+            steps=self._failover_steps(
+                number, timeout or self.ring_timeout, trunk, presenting=shown
+            ),
+            identity=from_,
             summary=summary,
             ring_timeout=timeout,
             announce=False,
@@ -684,7 +774,11 @@ class Switchboard:
         up: the caller's leg is left as it was, for the flow to go on."""
         loop = self.ua.loop
         target = route.partition(":")[2]
-        steps = self.steps_for(route, timeout=timeout, summary=summary)
+        steps = self.steps_for(route, timeout=timeout, summary=summary, presenting=summary.caller)
+        identity = self.identity(summary.caller, summary.caller)
+        if route.startswith("number:") and (found := self._trunk_route(target)) is not None:
+            # The carrier sees the customer's number as the caller (a forwarded call).
+            identity, _ = self._presenting(found[0], summary.caller)
         if not steps:
             logger.info("call %s: IVR transfer to %s: nobody free", call.call_id, route)
             return False
@@ -695,7 +789,7 @@ class Switchboard:
             callee=target,
             steps=steps,
             ring_timeout=timeout,
-            caller_identity=self.identity(summary.caller, summary.caller),
+            caller_identity=identity,
             summary=summary,
         )
         bridged.keep_caller = True
@@ -752,7 +846,7 @@ class Switchboard:
             Hunt(agents, self.reachable(agents, now=now), self.presence, timeout, timeout, now)
         )
         caller_uri = customer.invite.to.uri
-        number = (
+        number = summary.customer or (
             caller_uri.user if isinstance(caller_uri, SipUri) and caller_uri.user else "unknown"
         )
         bridged = self._start(
@@ -767,6 +861,13 @@ class Switchboard:
         )
         bridged.on_no_answer = on_no_agent
         return bridged
+
+    def _presenting(
+        self, trunk: Trunk, caller_id: str
+    ) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
+        """The From and identity headers of a call out through `trunk` presenting `caller_id`."""
+        from_, headers = trunk.identity.outgoing(caller_id, trunk.numbers, self.ua.endpoint.host)
+        return from_, tuple(headers)
 
     def identity(self, user: str, display: str | None) -> NameAddr:
         """Our SIP identity for `user` (a From or To on the engine's address)."""
@@ -796,12 +897,11 @@ class Switchboard:
         summary.outcome, summary.sip_status, summary.hangup_cause = outcome, status, cause
         self._track(self._finish(summary))
 
-    def _unacceptable_offer(self, call: Call, did: Did) -> None:
+    def _unacceptable_offer(self, call: Call, did: Did, caller: str) -> None:
         """A carrier's call to one of our numbers whose SDP offer we cannot answer: 488 before
         any routing. It is still a customer who tried to reach us: a missed call to the DID
         (its row says why), with the callback task any missed call from that number gets."""
         status = call.refuse_offer()
-        caller = _caller_number(call)
         summary = CallSummary(call.call_id, caller, did.number, datetime.now(UTC))
         summary.direction, summary.did, summary.customer = "inbound", did.number, caller
         summary.ring_group, summary.owner = self._route_owner(did)
@@ -860,7 +960,12 @@ class Switchboard:
     # -- transfers ----------------------------------------------------------------------------
 
     def steps_for(
-        self, route: str, *, timeout: float, summary: CallSummary | None = None
+        self,
+        route: str,
+        *,
+        timeout: float,
+        summary: CallSummary | None = None,
+        presenting: str | None = None,
     ) -> list[HuntStep]:
         """How to ring `route` now: `agent:EXT` or a bare extension, `ringgroup:NAME` (its
         strategy over the members free now), `number:E164` or a bare external number (through
@@ -893,9 +998,8 @@ class Switchboard:
         elif kind == "queue" and self.queue_steps is not None:
             return self.queue_steps(target, timeout)
         elif kind == "number":
-            found = self._trunk_route(target)
-            if found is not None:
-                return [HuntStep((Target(target, found[1]),), timeout)]
+            # The carrier sees the customer's number as the caller (a forwarded call).
+            return self._failover_steps(target, timeout, presenting=presenting)
         return []
 
     def transfer_call(
@@ -913,7 +1017,8 @@ class Switchboard:
         480 nobody there can take it now."""
         if bridged.b is None or bridged.media is None or bridged.transferring:
             return 409
-        steps = self.steps_for(route, timeout=self.ring_timeout)
+        presenting = bridged.summary.customer or bridged.caller
+        steps = self.steps_for(route, timeout=self.ring_timeout, presenting=presenting)
         if not steps:
             return 480
         target = route.partition(":")[2] or route
@@ -1127,10 +1232,13 @@ class Switchboard:
             await asyncio.wait(self._tasks, timeout=5)
 
 
-def _caller_number(call: Call) -> str:
-    """The caller ID a carrier presents: the From URI's user part, else "anonymous"."""
-    caller_uri = call.invite.from_.uri
-    return (caller_uri.user if isinstance(caller_uri, SipUri) else None) or "anonymous"
+def _e164(trunk: Trunk, number: str) -> str | None:
+    """`number` (dialled by an agent, a lead's phone, an IVR target) as E.164, read as written
+    in the trunk's country; None when it is no phone number."""
+    try:
+        return trunk.numbers.to_e164(number)
+    except NumberError:
+        return None
 
 
 def _http_date() -> str:

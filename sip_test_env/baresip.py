@@ -105,10 +105,14 @@ class BaresipPeer:
         host: str = "127.0.0.1",
         tls_ca: str | Path | None = None,
         mediaenc: Literal["srtp", "srtp-mand"] | None = None,
+        netns: str | None = None,
     ) -> None:
         self.user = user
         self.host = host
-        """Loopback address the phone's SIP and RTP use (127.0.0.2 plays another machine)."""
+        """Address the phone's SIP and RTP use (127.0.0.2 plays another machine; ::1 IPv6)."""
+        self.netns = netns
+        """A network namespace to run in (`ip netns exec`, root only); its control port then
+        listens on `host`, which the test must be able to reach."""
         self.name = name or f"baresip-{user}"
         self.dir = Path(workdir) / self.name
         self.registrar = registrar
@@ -148,14 +152,22 @@ class BaresipPeer:
     @property
     def aor(self) -> str:
         """The account's address of record."""
-        host = self.registrar if self.registrar else f"{self.host}:{self.sip_port}"
+        host = self.registrar if self.registrar else self._hostport(self.sip_port)
         return f"sip:{self.user}@{host}"
+
+    def _hostport(self, port: int) -> str:
+        return _join(self.host, port)
+
+    @property
+    def ctrl_host(self) -> str:
+        """Where the control port listens: loopback, or `host` inside a namespace."""
+        return self.host if self.netns else "127.0.0.1"
 
     @property
     def contact_uri(self) -> str:
         """Where this peer can be reached directly (static extensions are dialled here)."""
         suffix = "" if self.transport == "udp" else f";transport={self.transport}"
-        return f"sip:{self.user}@{self.host}:{self.sip_port}{suffix}"
+        return f"sip:{self.user}@{self._hostport(self.sip_port)}{suffix}"
 
     @property
     def pid(self) -> int | None:
@@ -193,7 +205,7 @@ class BaresipPeer:
             params.insert(0, f"auth_pass={self.password or ''}")
             uri = f"<sip:{self.user}@{self.registrar}{suffix}>"
         else:
-            uri = f"<sip:{self.user}@{self.host}:{self.sip_port}{suffix}>"
+            uri = f"<sip:{self.user}@{self._hostport(self.sip_port)}{suffix}>"
         line = uri + ";" + ";".join(params)
         if self.extra_account_params:
             line += ";" + self.extra_account_params.lstrip(";")
@@ -203,7 +215,7 @@ class BaresipPeer:
         assert self.audio_source is not None
         lines = [
             "poll_method epoll",
-            f"sip_listen {self.host}:{self.sip_port}",
+            f"sip_listen {self._hostport(self.sip_port)}",
             f"net_interface {self.host}",
             "dns_server 127.0.0.1:53",
             f"audio_source aufile,{self.audio_source}",
@@ -228,7 +240,7 @@ class BaresipPeer:
             "module_app account.so",
             "module_app menu.so",
             "module_app ctrl_tcp.so",
-            f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+            f"ctrl_tcp_listen {_join(self.ctrl_host, self.ctrl_port)}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -241,7 +253,9 @@ class BaresipPeer:
         (self.dir / "accounts").write_text(self.account_line() + "\n")
         (self.dir / "contacts").write_text("")
         self._log_file = open(self.log_path, "wb")  # closed in stop()
+        prefix = ("ip", "netns", "exec", self.netns) if self.netns else ()
         self._proc = await asyncio.create_subprocess_exec(
+            *prefix,
             self.binary,
             "-f",
             str(self.dir),
@@ -260,7 +274,7 @@ class BaresipPeer:
                 )
             try:
                 self._reader, self._writer = await asyncio.open_connection(
-                    "127.0.0.1", self.ctrl_port
+                    self.ctrl_host, self.ctrl_port
                 )
                 break
             except OSError:
@@ -505,6 +519,11 @@ class BaresipPeer:
             raise BaresipError(f"{wav}: baresip's aufile needs mono 16-bit 8000 Hz WAV")
         pad = max(0, round(MIN_SOURCE_SECONDS * rate) - samples.size)
         return write_wav(target, np.concatenate([samples, np.zeros(pad, dtype=np.int16)]), rate)
+
+
+def _join(host: str, port: int) -> str:
+    """host:port, an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _sip_port_pair() -> int:

@@ -12,7 +12,11 @@ Built from:
   requests, draining Y per second, answer 503 QUERY_LIMIT_EXCEEDED; X=50, Y=2 on most plans);
 - https://apidocs.bitrix24.com/api-reference/tasks/tasks-task-add.html (UF_CRM_TASK bindings);
 - incoming webhooks at /rest/<user>/<code>/<method>.json, local apps with `auth` and OAuth at
-  https://oauth.bitrix.info/oauth/token/ (refresh with grant_type=refresh_token, one use).
+  https://oauth.bitrix.info/oauth/token/ (refresh with grant_type=refresh_token, one use);
+- https://apidocs.bitrix24.com/settings/oauth/index.html (the full protocol: the portal hands the
+  application a `code` valid for 30 s, which the application exchanges once, with its
+  client_secret, for access_token and refresh_token, GET oauth/token/?grant_type=
+  authorization_code).
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class BitrixPortal:
     fail_finish: int = 0
     """Answer this many finish commands with an error in result_error."""
     refreshes: int = 0
+    codes: dict[str, float] = field(default_factory=dict)
+    """Authorization codes handed out and not used yet -> when they stop working."""
     hang_after: dict[str, int] = field(default_factory=dict)
     """Method -> how many calls of it are done and then answered only after `hang_seconds`
     (the client times out: "did it go through?")."""
@@ -77,6 +83,13 @@ class BitrixPortal:
             "CRM_ENTITY_ID": entity_id,
             "ASSIGNED_BY_ID": assigned,
         }
+
+    def issue_code(self, lifetime: float = 30.0) -> str:
+        """What the portal's /oauth/authorize/ redirect gives the application: a code that
+        works once, for `lifetime` seconds."""
+        code = secrets.token_hex(8)
+        self.codes[code] = time.monotonic() + lifetime
+        return code
 
     async def start(self) -> BitrixPortal:
         app = web.Application()
@@ -108,7 +121,14 @@ class BitrixPortal:
     async def _token(self, request: web.Request) -> web.Response:
         q = request.query
         ok = (q.get("client_id"), q.get("client_secret")) == (self.client_id, self.client_secret)
-        if (
+        if ok and q.get("grant_type") == "authorization_code":
+            expires = self.codes.pop(q.get("code", ""), None)
+            if expires is None or expires < time.monotonic():
+                return web.json_response(
+                    {"error": "invalid_grant", "error_description": "Invalid authorization code"},
+                    status=400,
+                )
+        elif (
             not ok
             or q.get("grant_type") != "refresh_token"
             or q.get("refresh_token") != (self.refresh_token)
@@ -117,7 +137,8 @@ class BitrixPortal:
                 {"error": "invalid_grant", "error_description": "Invalid refresh token"},
                 status=400,
             )
-        self.refreshes += 1
+        else:
+            self.refreshes += 1
         self.access_token = "b24-" + secrets.token_hex(4)
         self.refresh_token = "b24r-" + secrets.token_hex(4)
         return web.json_response(

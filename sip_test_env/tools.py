@@ -23,6 +23,9 @@ PACKAGES: dict[str, str] = {
     "chromium": "chromium",
     "flite": "flite",
     "text2wave": "festival",
+    "iptables": "iptables",
+    "ip": "iproute2",
+    "kamailio": "kamailio",
     "linphonec": "linphone-cli",
 }
 
@@ -56,6 +59,21 @@ def require(*commands: str) -> None:
     if in_ci():
         pytest.fail(missing_message(absent), pytrace=False)
     pytest.skip(missing_message(absent))
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def require_root(why: str) -> None:
+    """Skip (outside CI) or fail (under CI, which runs as root) the calling test unless it
+    runs as root; `why` says what needs it (network namespaces, iptables...)."""
+    if is_root():
+        return
+    message = f"needs root: {why} (run the tests as root, as CI does)"
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 def needs(*commands: str) -> pytest.MarkDecorator:

@@ -88,6 +88,23 @@ SCRIPTS = (
         ),
     ),
     Script(
+        "bench_numbers",
+        (
+            rf"^\s+inbound caller \(PAI, Privacy, From\)\s+{NUM} us$",
+            rf"^\s+From \+ PAI \+ RPID of a call out\s+{NUM} us$",
+        ),
+    ),
+    Script(
+        "bench_provider",
+        (
+            rf"^\s+MD5\s+{NUM} us$",
+            rf"^\s+SHA-256\s+{NUM} us$",
+            rf"^CPU to answer a 407 to an INVITE: {NUM} us$",
+            rf"^\s+{NUM} registrations/s, one exchange: median {NUM} ms, p90 {NUM} ms$",
+        ),
+        needs=("kamailio",),
+    ),
+    Script(
         "bench_amocrm_backlog",
         (
             rf"^drained in {NUM} s: {NUM} events/s delivered$",

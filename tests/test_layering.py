@@ -181,6 +181,7 @@ CALLCENTER_ROLES: dict[str, str] = {
     "callcenter.status_callbacks": "glue",
     "callcenter.registrations": "glue",
     "callcenter.dialogs": "glue",
+    "callcenter.keepalive": "glue",
 }
 JOINABLE = ("telephony", *FEATURES)
 

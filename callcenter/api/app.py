@@ -28,6 +28,7 @@ from .security import (
     echo_request_id,
     json_errors,
     request_ids,
+    requires,
 )
 
 if TYPE_CHECKING:
@@ -79,13 +80,15 @@ async def status(request: web.Request) -> web.Response:
     registrar = engine.switchboard.registrar
     extensions = []
     for number, ext in sorted(engine.switchboard.extensions.items()):
-        bindings = registrar.lookup(number, now=now)
+        bindings = registrar.lookup(number, now=now, include_unreachable=True)
         extensions.append(
             {
                 "extension": number,
                 "display_name": ext.display_name,
                 "role": ext.role,
                 "registered": bool(bindings),
+                # False once keepalives go unanswered: registered, but not rung.
+                "reachable": any(b.reachable for b in bindings),
                 "contacts": [str(b.contact.uri) for b in bindings],
                 "busy": engine.switchboard.busy(number),
             }
@@ -114,6 +117,58 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+_TRUNK_SCHEMA = {
+    "type": "object",
+    "required": ["name", "registration", "qualify", "channels_in_use", "available"],
+    "properties": {
+        "name": {"type": "string"},
+        "priority": {"type": "integer"},
+        "order": {"type": "integer", "description": "Position in the failover order."},
+        "address": {"type": ["string", "null"]},
+        "registration": {
+            "type": ["object", "null"],
+            "description": "null when the trunk does not register.",
+            "properties": {
+                "state": {"enum": ["unregistered", "registering", "registered", "failing"]},
+                "last_status": {"type": ["integer", "null"]},
+                "last_reason": {"type": ["string", "null"]},
+                "next_try_in": {"type": ["number", "null"], "description": "Seconds (failing)."},
+                "expires_in": {"type": ["number", "null"]},
+                "failures": {"type": "integer"},
+            },
+        },
+        "qualify": {
+            "type": ["object", "null"],
+            "properties": {
+                "status": {"enum": ["unknown", "up", "down"]},
+                "rtt_ms": {"type": ["number", "null"]},
+                "interval": {"type": "number"},
+            },
+        },
+        "channels": {"type": ["integer", "null"]},
+        "channels_in_use": {"type": "integer"},
+        "available": {"type": "boolean", "description": "Can carry a call now."},
+    },
+}
+
+
+@operation(
+    summary="Trunks: registration, qualify, channels in use, failover order",
+    tag="meta",
+    responses={
+        200: {
+            "type": "object",
+            "required": ["trunks"],
+            "properties": {"trunks": {"type": "array", "items": _TRUNK_SCHEMA}},
+        }
+    },
+)
+@requires("manager", "supervisor")
+async def trunks(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    return web.json_response({"trunks": engine.switchboard.providers.snapshot()})
+
+
 def build_app(engine: Engine) -> web.Application:
     keys = KeyRing(engine.config.api_keys)
     app = web.Application(
@@ -136,6 +191,7 @@ def build_app(engine: Engine) -> web.Application:
     metrics.add_routes(app)
     app.router.add_get("/health", health)
     app.router.add_get("/api/status", status)
+    app.router.add_get("/trunks", trunks)
     add_routes(app)
     campaigns.add_routes(app)
     dnc.add_routes(app)

@@ -75,6 +75,49 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
+_REGISTRATION_STATES = ("unregistered", "registering", "registered", "failing")
+
+
+def _trunks(trunks: list[dict[str, Any]], out: Exposition) -> None:
+    registering = [t for t in trunks if t["registration"] is not None]
+    out.family(
+        "callcenter_trunk_registration_state",
+        "gauge",
+        "1 for the state each registering trunk is in (unregistered, registering, registered, "
+        "failing).",
+        [
+            ({"trunk": t["name"], "state": state}, int(t["registration"]["state"] == state))
+            for t in registering
+            for state in _REGISTRATION_STATES
+        ],
+    )
+    out.family(
+        "callcenter_trunk_registration_failures",
+        "gauge",
+        "Failed registration attempts in a row, per trunk.",
+        [({"trunk": t["name"]}, t["registration"]["failures"]) for t in registering],
+    )
+    qualified = [t for t in trunks if t["qualify"] is not None]
+    out.family(
+        "callcenter_trunk_up",
+        "gauge",
+        "1 when the trunk's last OPTIONS ping was answered, 0 when down (qualified trunks).",
+        [({"trunk": t["name"]}, int(t["qualify"]["status"] != "down")) for t in qualified],
+    )
+    out.family(
+        "callcenter_trunk_channels_in_use",
+        "gauge",
+        "Calls on each trunk now.",
+        [({"trunk": t["name"]}, t["channels_in_use"]) for t in trunks],
+    )
+    out.family(
+        "callcenter_trunk_available",
+        "gauge",
+        "1 when the trunk can carry a call now (up, registered, a channel free).",
+        [({"trunk": t["name"]}, int(t["available"])) for t in trunks],
+    )
+
+
 async def render(engine: Engine) -> str:
     """The whole exposition; reads memory, plus the outbox and running campaigns' progress."""
     out = Exposition()
@@ -93,11 +136,12 @@ async def render(engine: Engine) -> str:
         "Calls ended since start, by outcome (as journaled).",
         [({"outcome": k}, v) for k, v in sorted(engine.call_outcomes.items())],
     )
-    registered = bindings = 0
+    registered = bindings = unreachable = 0
     for number in board.extensions:
-        found = len(board.registrar.lookup(number, now=now))
-        bindings += found
-        registered += found > 0
+        found = board.registrar.lookup(number, now=now, include_unreachable=True)
+        bindings += len(found)
+        registered += bool(found)
+        unreachable += sum(not b.reachable for b in found)
     out.one(
         "callcenter_registered_extensions",
         "gauge",
@@ -105,6 +149,25 @@ async def render(engine: Engine) -> str:
         registered,
     )
     out.one("callcenter_registrations", "gauge", "Live registration bindings (contacts).", bindings)
+    out.one(
+        "callcenter_registrations_unreachable",
+        "gauge",
+        "Bindings whose keepalive OPTIONS went unanswered (kept, not rung).",
+        unreachable,
+    )
+    if engine.keepalives is not None:
+        out.one(
+            "callcenter_keepalives_sent_total",
+            "counter",
+            "Keepalive OPTIONS sent to registered phones.",
+            engine.keepalives.sent,
+        )
+        out.one(
+            "callcenter_keepalives_unanswered_total",
+            "counter",
+            "Keepalive OPTIONS that timed out or could not be sent.",
+            engine.keepalives.unanswered,
+        )
     endpoint = ua.endpoint
     out.family(
         "callcenter_sip_responses_sent_total",
@@ -190,6 +253,7 @@ async def render(engine: Engine) -> str:
         "Longest round trip of a live leg, from RTCP sender/receiver reports (RFC 3550 6.4.1).",
         rtp.max_round_trip,
     )
+    _trunks(board.providers.snapshot(), out)
     out.one("callcenter_rtp_ports_in_use", "gauge", "RTP ports held by calls.", ua.ports.in_use)
     out.one(
         "callcenter_media_clock_max_lag_seconds",

@@ -4,7 +4,9 @@
 
 const KEY = "callcenter.key";
 const SUPERVISOR = "callcenter.supervisor";
-const board = { agents: new Map(), calls: new Map(), campaigns: new Map(), tasks: new Map() };
+const board = {
+  agents: new Map(), calls: new Map(), campaigns: new Map(), tasks: new Map(), trunks: new Map(),
+};
 let clockOffset = 0; // server seconds minus browser seconds
 let source = null;
 let retry = null;
@@ -59,6 +61,7 @@ async function connect() {
     for (const [name, rows, id] of [
       ["agents", snap.agents, "extension"], ["calls", snap.calls, "call_id"],
       ["campaigns", snap.campaigns, "id"], ["tasks", snap.tasks, "id"],
+      ["trunks", snap.trunks || [], "name"],
     ]) {
       board[name] = new Map(rows.map((row) => [row[id], row]));
     }
@@ -81,6 +84,7 @@ async function connect() {
   source.addEventListener("campaign-gone", remove("campaigns", "id"));
   source.addEventListener("task", upsert("tasks", "id"));
   source.addEventListener("task-gone", remove("tasks", "id"));
+  source.addEventListener("trunk", upsert("trunks", "name"));
   source.onerror = () => {
     // The browser retries by itself with the same URL; once the token has expired the server
     // refuses it and the source closes: then fetch a new token.
@@ -111,6 +115,7 @@ function render() {
     renderCalls();
     renderCampaigns();
     renderTasks();
+    renderTrunks();
   });
 }
 
@@ -244,6 +249,35 @@ function renderCampaigns() {
     upload.title = "Upload leads (CSV)";
     upload.addEventListener("change", () => upload.files[0] && uploadLeads(c.id, upload.files[0]));
     actions.append(upload);
+    return tr;
+  });
+}
+
+function trunkState(t) {
+  // down by qualify beats the registration; an unregistered static trunk is just "up".
+  if (t.qualify && t.qualify.status === "down") return "down";
+  if (t.registration) return t.registration.state;
+  return t.available ? "up" : "full";
+}
+
+function renderTrunks() {
+  const trunks = [...board.trunks.values()].sort((a, b) => a.order - b.order);
+  $("#trunks-section").hidden = trunks.length === 0;
+  fill("#trunks", trunks, (t) => {
+    const tr = document.createElement("tr");
+    tr.dataset.trunk = t.name;
+    cell(tr, t.name);
+    badge(tr, trunkState(t));
+    const reg = t.registration;
+    let detail = "";
+    if (reg && reg.state === "failing") {
+      detail = `${reg.last_status ?? ""} ${reg.last_reason ?? ""}, next try in ${Math.round(reg.next_try_in ?? 0)} s`;
+    } else if (reg && reg.expires_in !== null) {
+      detail = `expires in ${Math.round(reg.expires_in)} s`;
+    }
+    cell(tr, detail.trim() || "—");
+    cell(tr, t.qualify ? `${t.qualify.status}${t.qualify.rtt_ms !== null ? ` (${t.qualify.rtt_ms} ms)` : ""}` : "—");
+    cell(tr, t.channels ? `${t.channels_in_use} / ${t.channels}` : `${t.channels_in_use}`, "num");
     return tr;
   });
 }

@@ -8,6 +8,7 @@ never touch SIP messages themselves (docs/architecture.md 4).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import secrets
@@ -47,6 +48,7 @@ from telephony.sip import (
     TransportFailed,
     make_response,
 )
+from telephony.sip.challenge import DigestClient
 
 from .clock import MediaClock
 from .dtmf import DtmfDebouncer
@@ -94,10 +96,10 @@ class Call:
         invite: SipRequest,
         peer: Peer,
         session_timer: SessionTimerConfig | None = None,
+        digest: DigestClient | None = None,
     ) -> None:
         self.ua = ua
         self.incoming = incoming
-        self.invite = invite
         self.peer = peer
         self.call_id = invite.call_id
         self.session = InviteSession(
@@ -105,9 +107,10 @@ class Call:
             Role.UAS if incoming else Role.UAC,
             local_tag=secrets.token_hex(6) if incoming else (invite.from_.tag or ""),
             # RFC 3261 8.1.1.8, 12.1.1: a sips: request gets a sips: Contact.
-            contact=ua.contact(peer[0], sips=_is_sips(invite.uri)),
-            new_via=functools.partial(ua.endpoint.new_via, peer[0]),
+            contact=ua.contact(peer, sips=_is_sips(invite.uri)),
+            new_via=functools.partial(ua.endpoint.new_via, peer),
             session_timer=session_timer or ua.session_timer_of(invite, peer, incoming=incoming),
+            digest=digest,
         )
         self._timer: asyncio.TimerHandle | None = None
         """The session's next timer (RFC 4028 refresh or expiry), armed at get_timer()."""
@@ -149,6 +152,12 @@ class Call:
     # -- the session's view --------------------------------------------------------------------
 
     @property
+    def invite(self) -> SipRequest:
+        """The INVITE of this leg (for an outgoing leg, the last sent: a challenge answered
+        sends it again with credentials and the next CSeq)."""
+        return self.session.invite
+
+    @property
     def state(self) -> SessionState:
         return self.session.state
 
@@ -184,8 +193,7 @@ class Call:
                 self.ua.send_in_dialog(self, effect.request)
             elif isinstance(effect, SendAck):
                 self.ua.send_in_dialog(self, effect.request, stateless=True)
-            elif isinstance(effect, SendInvite):  # the INVITE again (after a 422)
-                self.invite = effect.request
+            elif isinstance(effect, SendInvite):  # the INVITE again (a 422, a 401/407)
                 self.transaction = self.ua.endpoint.send_request(effect.request, self.peer)
                 self.ua._own(self, self.transaction)
             elif isinstance(effect, InfoDigit):
@@ -507,9 +515,11 @@ class UserAgent:
             self._watchdog.cancel()
         await self.endpoint.close()
 
-    def contact(self, transport: str = "udp", *, sips: bool = False) -> NameAddr:
-        """Our Contact for a leg over `transport`; `sips` for a dialog set up by a sips: URI
-        (the transport is TLS then, and the URI says so by its scheme)."""
+    def contact(self, peer: Peer, *, sips: bool = False) -> NameAddr:
+        """Our Contact for a dialog with `peer`: its transport, the address it can reach;
+        `sips` for a dialog set up by a sips: URI (the transport is TLS then, and the URI says
+        so by its scheme)."""
+        transport = peer[0]
         params: dict[str, str | None] = {}
         if transport != "udp" and not (sips and transport == "tls"):
             params["transport"] = transport
@@ -517,7 +527,7 @@ class UserAgent:
             scheme="sips" if sips else "sip",
             user=None,
             password=None,
-            host=self.endpoint.host,
+            host=self.endpoint.advertised_host(peer),
             port=self.endpoint.port_for(transport),
             params=params,
             headers={},
@@ -536,15 +546,21 @@ class UserAgent:
 
     async def open_media(self, call: Call) -> MediaSession:
         rtp = await self.ports.open()
+        # c=/o= carry the address this leg's peer reaches (its RTP goes where its SIP goes).
         return MediaSession(
-            rtp, local_host=self.endpoint.host, on_dtmf=call._dtmf, clock=self.clock, srtp=call.srtp
+            rtp,
+            local_host=self.endpoint.advertised_address(call.peer),
+            on_dtmf=call._dtmf,
+            clock=self.clock,
+            srtp=call.srtp,
         )
 
     def forget(self, call: Call) -> None:
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
         for transaction in call.transactions:
-            self._by_txn.pop(transaction, None)
+            if not _may_be_challenged(call, transaction):
+                self._by_txn.pop(transaction, None)
         if call.media is not None:
             call.media.stop_playing()
             call.media.unbridge()
@@ -577,27 +593,42 @@ class UserAgent:
         headers: Iterable[tuple[str, str]] = (),
         session_timer: SessionTimerConfig | None = None,
         srtp: str | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> Call:
         """Send an INVITE with our SDP offer to `peer`; progress arrives as the leg's events.
         `session_timer`: this leg's RFC 4028 settings instead of the agent's (DISABLED: off).
-        `srtp`: the leg's SRTP policy; None asks `srtp_for` (else the configured default)."""
+        `srtp`: the leg's SRTP policy; None asks `srtp_for` (else the configured default).
+        With `credentials` (username, password) the leg answers a provider's 401/407."""
         call_id = uuid.uuid4().hex + "@" + self.endpoint.host
+        from_uri = from_.uri
+        if isinstance(from_uri, SipUri) and from_uri.host == self.endpoint.host:
+            # An identity on "our host" names the address this peer reaches us at (a carrier
+            # checking the From host sees the NAT's address, an IPv6 peer our IPv6 one).
+            from_uri = dataclasses.replace(from_uri, host=self.endpoint.advertised_host(peer))
         from_ = NameAddr(
-            display_name=from_.display_name, uri=from_.uri, params={"tag": secrets.token_hex(6)}
+            display_name=from_.display_name, uri=from_uri, params={"tag": secrets.token_hex(6)}
         )
         to = to or NameAddr(display_name=None, uri=target, params={})
         invite = SipRequest(method="INVITE", uri=target, headers=Headers(), body=b"")
-        invite.headers.add("Via", str(self.endpoint.new_via(peer[0])))
+        invite.headers.add("Via", str(self.endpoint.new_via(peer)))
         invite.headers.add("Max-Forwards", "70")
         invite.headers.add("From", str(from_))
         invite.headers.add("To", str(to))
         invite.headers.add("Call-ID", call_id)
         invite.headers.add("CSeq", "1 INVITE")
-        invite.headers.add("Contact", str(self.contact(peer[0], sips=_is_sips(target))))
+        invite.headers.add("Contact", str(self.contact(peer, sips=_is_sips(target))))
         invite.headers.add("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods)))
         for name, value in headers:
             invite.headers.add(name, value)
-        call = Call(self, incoming=False, invite=invite, peer=peer, session_timer=session_timer)
+        digest = DigestClient(*credentials) if credentials is not None else None
+        call = Call(
+            self,
+            incoming=False,
+            invite=invite,
+            peer=peer,
+            session_timer=session_timer,
+            digest=digest,
+        )
         if srtp is None and self.srtp_for is not None:
             srtp = self.srtp_for(target, peer)
         call.srtp = srtp or self.config.srtp
@@ -621,13 +652,18 @@ class UserAgent:
         finally:
             self._waiting.pop(transaction, None)
 
-    def send_in_dialog(self, call: Call, request: SipRequest, *, stateless: bool = False) -> None:
+    def send_in_dialog(
+        self, call: Call, request: SipRequest, *, stateless: bool = False
+    ) -> object | None:
+        """Send a request of `call`'s (its client transaction, None when stateless)."""
         # No proxies stand between the engine and its phones: in-dialog requests go where the
         # leg's messages come from (symmetric signalling keeps NATed phones reachable).
         if stateless:
             self.endpoint.send_stateless(request, call.peer)
-        else:
-            self._own(call, self.endpoint.send_request(request, call.peer))
+            return None
+        transaction = self.endpoint.send_request(request, call.peer)
+        self._own(call, transaction)
+        return transaction
 
     def _own(self, call: Call, transaction: object) -> None:
         """Route the transaction's responses and timeouts to `call`."""
@@ -650,14 +686,19 @@ class UserAgent:
             call = self._by_txn.get(event.transaction) or self.calls.get(event.response.call_id)
             if call is not None:
                 call._on_response(event.response)
-        elif isinstance(event, TransactionTimedOut):
+                if event.response.status >= 200:
+                    self._release_ended(call, event.transaction)
+        elif isinstance(event, TransactionTimedOut | TransportFailed):
             call = self._by_txn.get(event.transaction)
             if call is not None:
-                call._on_timeout(event.transaction)
-        elif isinstance(event, TransportFailed):
-            call = self._by_txn.get(event.transaction)
-            if call is not None:
-                call._on_timeout(event.transaction, transport_failed=True)
+                failed = isinstance(event, TransportFailed)
+                call._on_timeout(event.transaction, transport_failed=failed)
+                self._release_ended(call, event.transaction)
+
+    def _release_ended(self, call: Call, transaction: object) -> None:
+        """An ended leg's request (a BYE kept routed for its challenge) got its answer."""
+        if self.calls.get(call.call_id) is not call and call.state is LegState.ENDED:
+            self._by_txn.pop(transaction, None)
 
     def _on_request(self, request: SipRequest, transaction: object, peer: Peer) -> None:
         method = request.method
@@ -780,6 +821,18 @@ def _judge_offer(body: bytes, srtp: str) -> MediaError | None:
         logger.info("unacceptable offer (srtp %s): %.200s", srtp, exc)
         return exc
     return None
+
+
+def _may_be_challenged(call: Call, transaction: object) -> bool:
+    """A request of an ending leg whose 401/407 the leg may still answer (its BYE to a
+    provider): its transaction stays routed to the leg until the final response."""
+    request = getattr(transaction, "request", None)
+    return (
+        call.session.digest is not None
+        and isinstance(request, SipRequest)
+        and request.method != "INVITE"
+        and not getattr(transaction, "terminated", True)
+    )
 
 
 def _report_failure(task: asyncio.Task[None], call: Call) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -28,11 +29,13 @@ from telephony.sip import (
     TransactionLayer,
     Via,
     check_request,
+    format_host,
     parse_message,
     response_to_unparsable,
 )
 from telephony.sip import make_response as _make_response
 
+from .addresses import DEFAULT_LOCAL_NETWORKS, AddressChooser, for_socket, udp_socket, unmap
 from .tasks import TaskSet
 
 logger = logging.getLogger(__name__)
@@ -52,7 +55,8 @@ DEFAULT_METHODS = frozenset(
 @dataclass(frozen=True)
 class EndpointConfig:
     host: str = "127.0.0.1"
-    """Address the transports bind and advertise in Via/Contact."""
+    """Address the transports bind: one address, or 0.0.0.0 / :: for all (:: takes IPv4 too,
+    as IPv4-mapped addresses). What a peer sees in Via/Contact/SDP is `advertised_host`."""
     port: int = 5060
     """SIP port, UDP and TCP."""
     timers: TimerConfig = field(default_factory=TimerConfig)
@@ -65,6 +69,11 @@ class EndpointConfig:
     an INVITE with Replaces takes over a dialog, pbx.Switchboard)."""
     user_agent: str = "callcenter"
     """Server/User-Agent header value: deliberately without a version."""
+    external_address: str | None = None
+    """The address peers outside `local_networks` reach us at (1:1 NAT or port forwarding that
+    keeps the SIP and RTP ports); None: behind no NAT."""
+    local_networks: tuple[str, ...] = DEFAULT_LOCAL_NETWORKS
+    """CIDRs whose peers see our local address even when `external_address` is set."""
     tls_port: int | None = None
     """SIP over TLS listens here (0: any free port); None: no TLS listener."""
     tls_server: ssl.SSLContext | None = field(default=None, compare=False)
@@ -83,7 +92,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.endpoint.receive(data, ("udp", addr[0], addr[1]))
+        self.endpoint.receive(data, ("udp", unmap(addr[0]), addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("udp error: %s", exc)
@@ -103,7 +112,7 @@ class _TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         host, port = transport.get_extra_info("peername")[:2]
-        self.peer = (self.kind, host, port)
+        self.peer = (self.kind, unmap(host), port)
         self.endpoint._tcp[self.peer] = self
 
     def data_received(self, data: bytes) -> None:
@@ -118,6 +127,10 @@ class _TcpConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
+        if self.framer.keepalives and self.transport is not None:
+            # RFC 5626 4.4.1: a double-CRLF ping gets a single-CRLF pong.
+            self.transport.write(b"\r\n" * self.framer.keepalives)
+            self.framer.keepalives = 0
         for message in messages:
             self.endpoint.receive(message, self.peer)
 
@@ -133,7 +146,11 @@ class SipEndpoint:
         self.config = config
         self.handler = handler
         self.layer = TransactionLayer(config.timers)
+        self.addresses = AddressChooser(
+            config.host, external=config.external_address, local_networks=config.local_networks
+        )
         self._udp: _UdpProtocol | None = None
+        self._udp_family = socket.AF_INET
         self._tcp: dict[Peer, _TcpConnection] = {}
         self._servers: list[asyncio.Server] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -158,21 +175,31 @@ class SipEndpoint:
     async def start(self) -> None:
         host, port = self.config.host, self.config.port
         transport, protocol = await self._loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(host, port)
+            lambda: _UdpProtocol(self), sock=udp_socket(host, port)
         )
         self._udp = protocol
+        self._udp_family = transport.get_extra_info("socket").family
         if port == 0:
             port = transport.get_extra_info("sockname")[1]
             self.config = _replace_port(self.config, port)
-        server = await self._loop.create_server(lambda: _TcpConnection(self), host, port)
+        # asyncio makes a TCP socket on :: IPv6-only; None listens on both families instead.
+        tcp_host = None if host == "::" else host
+        server = await self._loop.create_server(lambda: _TcpConnection(self), tcp_host, port)
         self._servers.append(server)
-        logger.info("SIP listening on %s:%d (UDP, TCP)", host, port)
+        logger.info(
+            "SIP listening on %s:%d (UDP, TCP)%s",
+            format_host(host),
+            port,
+            f", external address {self.config.external_address}"
+            if self.config.external_address
+            else "",
+        )
         if self.config.tls_port is not None:
             if self.config.tls_server is None:
                 raise ValueError("a TLS port needs a certificate and key (tls_server)")
             server = await self._loop.create_server(
                 lambda: _TcpConnection(self, "tls"),
-                host,
+                tcp_host,
                 self.config.tls_port,
                 ssl=self.config.tls_server,
             )
@@ -180,7 +207,7 @@ class SipEndpoint:
             if self.config.tls_port == 0:
                 tls_port = server.sockets[0].getsockname()[1]
                 self.config = replace(self.config, tls_port=tls_port)
-            logger.info("SIP listening on %s:%d (TLS)", host, self.config.tls_port)
+            logger.info("SIP listening on %s:%d (TLS)", format_host(host), self.config.tls_port)
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -196,7 +223,17 @@ class SipEndpoint:
 
     @property
     def host(self) -> str:
-        return self.config.host
+        """Our host as URIs print it when no particular peer is meant (From/To, Call-ID):
+        never a wildcard; IPv6 in brackets."""
+        return format_host(self.addresses.default())
+
+    def advertised_address(self, peer: Peer) -> str:
+        """The address `peer` must see in our Via, Contact and SDP (bare, IPv6 unbracketed)."""
+        return self.addresses.for_peer(peer[1])
+
+    def advertised_host(self, peer: Peer) -> str:
+        """`advertised_address` as a URI/Via host (IPv6 in brackets)."""
+        return format_host(self.addresses.for_peer(peer[1]))
 
     @property
     def port(self) -> int:
@@ -263,12 +300,13 @@ class SipEndpoint:
 
     # -- outbound ---------------------------------------------------------------------------
 
-    def new_via(self, transport: str = "udp") -> Via:
+    def new_via(self, peer: Peer) -> Via:
+        """A Via for a request to `peer`: its transport, the sent-by `peer` can reach."""
         return Via(
             protocol="SIP/2.0",
-            transport=transport.upper(),
-            host=self.config.host,
-            port=self.port_for(transport),
+            transport=peer[0].upper(),
+            host=self.advertised_host(peer),
+            port=self.port_for(peer[0]),
             params={"branch": BRANCH_COOKIE + secrets.token_hex(8), "rport": None},
         )
 
@@ -348,7 +386,7 @@ class SipEndpoint:
                 self._connecting[peer] = [data]
                 self._tasks.spawn(self._connect_and_send(peer))
         elif self._udp is not None and self._udp.transport is not None:
-            self._udp.transport.sendto(data, (host, port))
+            self._udp.transport.sendto(data, (for_socket(host, self._udp_family), port))
 
     def _client_tls(self) -> ssl.SSLContext:
         if self.config.tls_client is None:
@@ -397,7 +435,7 @@ def _note_source(request: SipRequest, peer: Peer) -> None:
         return
     top = Via.parse(vias[0])
     changed = False
-    if top.host != peer[1]:
+    if top.host.strip("[]") != peer[1]:  # received= holds a bare IPv6 address (RFC 5118 4.5)
         top.params["received"] = peer[1]
         changed = True
     if "rport" in top.params:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from typing import cast
 from telephony.rtp.rtcp_session import RtcpSession
 from telephony.rtp.srtp import SrtpContext
 from telephony.sdp.crypto import SrtpKeys
+
+from .addresses import for_socket, udp_socket
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.last_received: float | None = None
         self.packets_in = 0
         self.packets_out = 0
+        self._family = socket.AF_INET
         self.srtp: SrtpContext | None = None
         """SRTP/SRTCP of this leg once SDES agreed keys; None: plain RTP."""
         self.srtp_required = False
@@ -116,6 +120,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
+        self._family = transport.get_extra_info("socket").family
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         now = self._loop.time()
@@ -165,7 +170,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     def set_remote(self, address: Address) -> None:
         """Address from SDP; ignored once latched to a live source."""
         if not self.latched:
-            self.remote = address
+            # A dual-stack socket (bound to ::) reaches an IPv4 peer at its IPv4-mapped address.
+            self.remote = (for_socket(address[0], self._family), address[1])
 
     def send(self, data: bytes) -> None:
         if self.remote is not None and self.transport is not None:
@@ -302,11 +308,11 @@ class RtpPortPool:
             try:
                 _, endpoint = await loop.create_datagram_endpoint(
                     functools.partial(RtpEndpoint, port, loop, self.cname),
-                    local_addr=(self.host, port),
+                    sock=udp_socket(self.host, port),
                 )
                 assert endpoint is not None
                 _, sink = await loop.create_datagram_endpoint(
-                    functools.partial(_RtcpPort, endpoint), local_addr=(self.host, port + 1)
+                    functools.partial(_RtcpPort, endpoint), sock=udp_socket(self.host, port + 1)
                 )
             except OSError:
                 # Someone else holds it: skip it, try it again much later.

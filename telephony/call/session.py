@@ -44,6 +44,7 @@ from telephony.sip import (
     Via,
     make_response,
 )
+from telephony.sip.challenge import DigestClient
 from telephony.sip.message import reason_phrase
 from telephony.sip.transaction import build_cancel
 
@@ -270,6 +271,7 @@ class InviteSession:
         new_via: Callable[[], Via],
         negotiator: Negotiator | None = None,
         session_timer: SessionTimerConfig = DISABLED,
+        digest: DigestClient | None = None,
     ) -> None:
         self.invite = invite
         self.role = role
@@ -297,6 +299,11 @@ class InviteSession:
         None once the final NOTIFY went out."""
         if role is Role.UAC:
             _put_headers(invite, self.timer.offer_headers())
+        self.digest = digest
+        """Credentials for the 401/407 challenges of a provider (UAC): the INVITE and our
+        in-dialog requests are sent again with the answer, once per challenger."""
+        self._in_dialog: dict[int, SipRequest] = {}
+        """Our in-dialog requests awaiting a final response, by CSeq (to answer a challenge)."""
 
     def __repr__(self) -> str:
         return f"<InviteSession {self.call_id} {self.role.value} {self.state.value}>"
@@ -439,11 +446,20 @@ class InviteSession:
         request.headers.set("Content-Type", content_type)
         request.body = body
         request.headers.set("Content-Length", str(len(body)))
-        return [Send(request)]
+        return [self._send_in_dialog(request)]
 
     def _bye(self) -> Send:
         assert self.dialog is not None
-        return Send(self.dialog.create_request("BYE", via=self.new_via(), contact=None))
+        return self._send_in_dialog(
+            self.dialog.create_request("BYE", via=self.new_via(), contact=None)
+        )
+
+    def _send_in_dialog(self, request: SipRequest) -> Send:
+        """Send a request of ours in the dialog (BYE, INFO, a re-INVITE or UPDATE): with
+        credentials, a 401/407 to it is answered by sending it again."""
+        if self.digest is not None:
+            self._in_dialog[request.cseq.seq] = request
+        return Send(request)
 
     def timeout(self, *, transport_failed: bool = False) -> list[Effect]:
         """The INVITE transaction timed out, or (`transport_failed`) could not reach the far end
@@ -643,15 +659,32 @@ class InviteSession:
         """A response from the far end to one of this leg's requests; `now` (re)starts the
         session timer a 2xx agrees on."""
         if response.cseq.method != "INVITE":
-            return []  # responses to our CANCEL, BYE and INFO need no action
+            # Responses to our CANCEL, BYE and INFO need no action, but a provider's challenge.
+            return self._challenged_in_dialog(response)
+        seq = response.cseq.seq
         refresh = self._refresh
-        if refresh is not None and response.cseq.seq == refresh.cseq.seq:
+        if seq != self.invite.cseq.seq and seq in self._in_dialog:
+            # Our re-INVITE (sent through _send_in_dialog): a challenge is answered here.
+            if response.status in (401, 407):
+                effects = self._challenged_in_dialog(response)
+                if refresh is not None and seq == refresh.cseq.seq:
+                    # The session refresh again, with credentials: its answer is awaited now.
+                    again = next((e.request for e in effects if isinstance(e, Send)), None)
+                    self._refresh = again
+                return effects
+            if response.status >= 200:
+                del self._in_dialog[seq]
+        if refresh is not None and seq == refresh.cseq.seq:
             return self._on_refresh_response(response, now)
         status = response.status
         if status == 422 and self._allowed(SessionInput.FAILURE) and not self.cancelling:
             retry = self._retry_invite(response)
             if retry:
                 return retry
+        if status in (401, 407):
+            challenged = self._challenged_invite(response)
+            if challenged is not None:
+                return [challenged]
         if status < 200:
             if status in (180, 183) and self._allowed(SessionInput.PROVISIONAL):
                 first = self.state is SessionState.CALLING
@@ -750,7 +783,7 @@ class InviteSession:
         )
         self._refresh = request
         self.timer.refresh_sent()
-        return [Send(request)]
+        return [self._send_in_dialog(request)]
 
     def _on_refresh_response(self, response: SipResponse, now: float | None) -> list[Effect]:
         status = response.status
@@ -800,6 +833,34 @@ class InviteSession:
             return self._end(SessionInput.HANGUP, "refresh-failed", None)
         return self.hangup("refresh-failed")
 
+    # -- digest challenges (a provider's proxy or registrar, RFC 3261 22.2) ------------------------
+
+    def _challenged_invite(self, response: SipResponse) -> SendInvite | None:
+        """The INVITE again with the answer to its challenge: same Call-ID and tags, the next
+        CSeq, a new branch (RFC 3261 8.1.3.5, 22.2); None when it is not to be answered."""
+        if self.digest is None or self.role is Role.UAS or self.cancelling:
+            return None
+        if self.state not in _EARLY_UAC or response.cseq.seq != self.invite.cseq.seq:
+            return None
+        header = self.digest.authorize(self.invite, response)
+        if header is None:
+            return None
+        self.invite = _resent(self.invite, header, self.new_via())
+        return SendInvite(self.invite)
+
+    def _challenged_in_dialog(self, response: SipResponse) -> list[Effect]:
+        sent = self._in_dialog.pop(response.cseq.seq, None)
+        if sent is None or response.status not in (401, 407) or self.dialog is None:
+            return []
+        assert self.digest is not None
+        header = self.digest.authorize(sent, response)
+        if header is None:
+            return []
+        again = _resent(sent, header, self.new_via())
+        # The dialog's next request (an INFO later on) numbers after this one.
+        self.dialog.local_seq = max(self.dialog.local_seq, again.cseq.seq)
+        return [self._send_in_dialog(again)]
+
 
 _MAX_INVITE_RETRIES = 3
 """INVITEs sent again after a 422 before the call is given up."""
@@ -813,6 +874,16 @@ def _put_headers(message: SipRequest, headers: Iterable[tuple[str, str]]) -> Non
                 message.headers.add(name, value)
         else:
             message.headers.set(name, value)
+
+
+def _resent(request: SipRequest, header: tuple[str, str], via: Via) -> SipRequest:
+    """`request` with a new top Via, the next CSeq and the credentials `header`."""
+    again = SipRequest(request.method, request.uri, request.headers.copy(), request.body)
+    again.headers.set("Via", str(via))  # our single Via, with a new branch
+    cseq = request.cseq
+    again.headers.set("CSeq", f"{cseq.seq + 1} {cseq.method}")
+    again.headers.set(*header)
+    return again
 
 
 def _info_digit(request: SipRequest) -> str | None:

@@ -48,7 +48,7 @@ from .transaction import (
     TransportFailed,
     new_branch,
 )
-from .uri import AbsoluteUri, NameAddr, SipUri, Via, parse_uri
+from .uri import AbsoluteUri, NameAddr, SipUri, Via, format_host, parse_uri
 from .validate import check_request
 
 __all__ = [
@@ -93,6 +93,7 @@ __all__ = [
     "canonical_name",
     "check_request",
     "choose_challenge",
+    "format_host",
     "make_response",
     "new_branch",
     "parse_challenge",

@@ -14,7 +14,7 @@ from .errors import ParseError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AbsoluteUri", "NameAddr", "SipUri", "Via", "parse_uri"]
+__all__ = ["AbsoluteUri", "NameAddr", "SipUri", "Via", "format_host", "parse_uri"]
 
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _SCHEME_PREFIX = re.compile(rf"({grammar.SCHEME}):")
@@ -48,6 +48,15 @@ def _check_host(host: str, what: str) -> str:
     elif host.startswith((".", "-")) or ".." in host:
         raise ParseError(f"bad host in {what}: {_clip(host)}")
     return host.lower()
+
+
+def format_host(address: str) -> str:
+    """An address as a URI or Via host: an IPv6 literal in brackets (RFC 3261 25.1
+    IPv6reference, `sip:101@[::1]:5060`), anything else (IPv4, a name, an already bracketed
+    reference) as given."""
+    if ":" in address and not address.startswith("["):
+        return f"[{address}]"
+    return address
 
 
 def _port(text: str | None, what: str) -> int | None:

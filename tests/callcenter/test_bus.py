@@ -25,6 +25,7 @@ from callcenter.events import (
     LiveBus,
     TaskCreated,
     TaskDone,
+    TrunkChanged,
     plan_progress,
     working_days,
 )
@@ -95,6 +96,7 @@ _KEYS = {
     "call": ("calls", "call_id"),
     "campaign": ("campaigns", "id"),
     "task": ("tasks", "id"),
+    "trunk": ("trunks", "name"),
 }
 
 
@@ -156,6 +158,13 @@ events = st.one_of(
         st.floats(0, 1e6),
     ),
     st.builds(TaskDone, st.integers(1, 3)),
+    st.sampled_from(["provider", "backup"]).flatmap(
+        lambda name: st.builds(
+            TrunkChanged,
+            st.just(name),
+            st.fixed_dictionaries({"name": st.just(name), "channels_in_use": st.integers(0, 3)}),
+        )
+    ),
 )
 
 

@@ -27,9 +27,44 @@ def test_sample_config_matches_the_readme() -> None:
 
 
 @pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("::", HostPort("::", 5060)),
+        ("[::1]:5070", HostPort("::1", 5070)),
+        ("[::1]", HostPort("::1", 5060)),
+        ("0.0.0.0", HostPort("0.0.0.0", 5060)),
+        ("10.0.0.5:5080", HostPort("10.0.0.5", 5080)),
+    ],
+)
+def test_listen_on_ipv6_and_wildcards(listen: str, expected: HostPort) -> None:
+    config = parse_config(f'[sip]\nlisten = "{listen}"\n', source="cc.toml")
+    assert config.sip.listen == expected
+    assert str(HostPort("::1", 5070)) == "[::1]:5070"
+
+
+def test_nat_settings() -> None:
+    config = parse_config(
+        '[sip]\nlisten = "0.0.0.0:5060"\nexternal_address = "203.0.113.7"\n'
+        'networks = ["10.0.0.0/8", "fd00::/8"]\nkeepalive_interval = 25\n',
+        source="cc.toml",
+    )
+    assert config.sip.external_address == "203.0.113.7"
+    assert config.sip.networks == ("10.0.0.0/8", "fd00::/8")
+    assert config.sip.keepalive_interval == 25.0
+    default = parse_config("", source="cc.toml").sip
+    assert default.external_address is None and default.keepalive_interval == 0
+    assert "192.168.0.0/16" in default.networks and "127.0.0.0/8" in default.networks
+
+
+@pytest.mark.parametrize(
     ("text", "line", "reason"),
     [
         ('[sip]\nlisten = "nowhere"\n', 2, "HOST:PORT"),
+        ('[sip]\nlisten = "::1:5060"\n', 2, "[IPV6]:PORT"),
+        ('[sip]\nexternal_address = "pbx.example.com"\n', 2, "external_address must be an IP"),
+        ('[sip]\nnetworks = ["10.0.0.0/8", "lan"]\n', 2, "not a network (CIDR)"),
+        ('[sip]\nnetworks = "10.0.0.0/8"\n', 2, "list of CIDRs"),
+        ("[sip]\nkeepalive_interval = -5\n", 2, "keepalive_interval"),
         ("[sip]\nring_timeout = -1\n", 2, "ring_timeout"),
         ('[sip]\nrtp_ports = "9-8"\n', 2, "rtp_ports"),
         ('[sip]\ndigest_algorithms = ["SHA-1"]\n', 2, "digest_algorithms"),
@@ -69,12 +104,16 @@ def test_sample_config_matches_the_readme() -> None:
             "does not exist",
         ),
         (
-            '[[trunks]]\nname = "c"\n[[dids]]\nnumber = "1555"\ntrunk = "c"\n'
+            '[[trunks]]\nname = "c"\n[[dids]]\nnumber = "+12025550100"\ntrunk = "c"\n'
             'route = "ringgroup:x"\n',
             6,
             "route must be",
         ),
-        ('[[dids]]\nnumber = "1555"\ntrunk = "nope"\nroute = "agent:101"\n', 3, "trunk 'nope'"),
+        (
+            '[[dids]]\nnumber = "+12025550100"\ntrunk = "nope"\nroute = "agent:101"\n',
+            3,
+            "trunk 'nope'",
+        ),
     ],
 )
 def test_mistakes_name_line_and_reason(text: str, line: int, reason: str) -> None:

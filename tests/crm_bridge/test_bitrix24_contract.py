@@ -14,10 +14,15 @@ Pages the shapes come from:
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
+import pytest
 
+from callcenter.cli import main
 from crm_bridge import (
     CallEnded,
     CallStarted,
@@ -185,3 +190,36 @@ async def test_the_portals_responsible_user_becomes_the_contacts_manager(
         await portal.stop()
     contact = await store.get_contact("+79151234567")
     assert contact is not None and contact.responsible == "102"
+
+
+async def test_crm_auth_exchanges_a_portal_code_for_the_first_tokens(
+    pool: asyncpg.Pool, crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`callcenter crm-auth` on a local app: the code from the portal's authorize redirect is
+    exchanged once (GET oauth/token/?grant_type=authorization_code) and the tokens are stored
+    for every node; the same code again is refused with the portal's reason."""
+    portal = await BitrixPortal().start()
+    config = tmp_path / "cc.toml"
+    config.write_text(
+        f'[[crm.endpoints]]\nname = "b24"\nkind = "bitrix24"\nurl = "{portal.url}"\n'
+        'user_map = { "*" = 1 }\n'
+        f'oauth = {{client_id = "{portal.client_id}", client_secret = "{portal.client_secret}",'
+        f' token_url = "{portal.url}/oauth/token/"}}\n'
+    )
+    code = portal.issue_code()
+    base = ["crm-auth", "b24", "--config", str(config), "--database-url", crm_url]
+    try:
+        assert await asyncio.to_thread(main, [*base, "--code", code]) == 0
+        assert await asyncio.to_thread(main, [*base, "--code", code]) == 1
+    finally:
+        await portal.stop()
+    out = capsys.readouterr()
+    assert "b24: OAuth tokens stored" in out.out
+    assert "Invalid authorization code" in out.err
+    row = await pool.fetchrow("SELECT * FROM crm_oauth_tokens")
+    assert (row["endpoint"], row["access_token"], row["refresh_token"]) == (
+        "b24",
+        portal.access_token,
+        portal.refresh_token,
+    )
+    assert json.loads(row["extra"])["member_id"] == "m1"

@@ -17,9 +17,9 @@ from sip_test_env.ports import free_port
 
 from .conftest import assert_no_state_left, engine_config, registrar_of
 
-DID_103 = "15550103"
-DID_GROUP = "15550110"
-CUSTOMER = "12125559876"
+DID_103 = "+12025550103"
+DID_GROUP = "+12025550110"
+CUSTOMER = "+12125559876"
 SUPERVISOR_KEY = "test-supervisor-key-01"
 
 

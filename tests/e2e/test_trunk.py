@@ -28,8 +28,9 @@ pytestmark = pytest.mark.peers
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = ROOT / "callcenter" / "prompts" / "we-will-call-you-back.wav"
 CARRIER_IP = carrier.CARRIER_IP  # "another machine": agents live on 127.0.0.1
-DID = "15550100"
-CUSTOMER = "12125551234"
+DID = "+12025550100"
+CUSTOMER = "+12125551234"
+"""Numbers are E.164 in the engine (the journal, contacts); the carrier sends these as they are."""
 
 
 def trunk_config(
@@ -178,7 +179,7 @@ async def test_missed_call_auto_reply_and_callback_task(
     """Nobody answers: the caller hears the auto-reply; within 1 s of the hang-up the group
     owner (the contact has no manager yet) has a callback task; a second missed call from the
     same number updates that task instead of adding one."""
-    phone = "+" + CUSTOMER
+    phone = CUSTOMER
     await db.execute(
         "DELETE FROM tasks WHERE contact_id IN (SELECT id FROM contacts WHERE phone = $1)", phone
     )
@@ -284,7 +285,7 @@ async def test_a_carrier_registering_with_digest_auth(pg_url: str, tmp_path: Pat
     to its DIDs are accepted from where it registered; before that they are refused."""
     config = engine_config(
         extra='[[trunks]]\nname = "voipco"\npassword = "voipco-secret"\n\n'
-        '[[dids]]\nnumber = "15550199"\ntrunk = "voipco"\nroute = "agent:102"\n'
+        '[[dids]]\nnumber = "+12025550199"\ntrunk = "voipco"\nroute = "agent:102"\n'
     )
     engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
     registrar = registrar_of(engine)
@@ -292,7 +293,7 @@ async def test_a_carrier_registering_with_digest_auth(pg_url: str, tmp_path: Pat
         async with agent("102", engine, tmp_path) as a102:
             await a102.wait_registered()
             async with customer(tmp_path / "before") as early:  # carrier not registered yet
-                await early.dial(carrier.did_uri("15550199", engine.sip_port))
+                await early.dial(carrier.did_uri("+12025550199", engine.sip_port))
                 closed = await early.wait_event("CALL_CLOSED", timeout=5)
                 assert "403" in str(closed)
             registration = BaresipPeer(
@@ -301,7 +302,7 @@ async def test_a_carrier_registering_with_digest_auth(pg_url: str, tmp_path: Pat
             )  # fmt: skip
             async with registration as trunk_registration, customer(tmp_path / "after") as caller:
                 await trunk_registration.wait_registered()
-                await caller.dial(carrier.did_uri("15550199", engine.sip_port))
+                await caller.dial(carrier.did_uri("+12025550199", engine.sip_port))
                 await a102.wait_event("CALL_INCOMING", timeout=5)
                 await a102.accept()
                 await caller.wait_event("CALL_ESTABLISHED", timeout=5)
@@ -346,7 +347,7 @@ async def test_calls_that_are_not_ours_are_refused(
 ) -> None:
     before = await db.fetchval("SELECT count(*) FROM calls")
     async with customer(tmp_path) as caller:
-        await caller.dial(f"sip:15559999@127.0.0.1:{trunk_engine.sip_port}")  # unknown DID
+        await caller.dial(f"sip:12025559999@127.0.0.1:{trunk_engine.sip_port}")  # unknown DID
         closed = await caller.wait_event("CALL_CLOSED", timeout=5)
         assert "404" in str(closed)
     async with BaresipPeer(CUSTOMER, workdir=tmp_path / "elsewhere") as stranger:  # not the trunk
@@ -371,7 +372,8 @@ async def test_agent_calls_out_through_the_trunk(
         assert bridged.summary.direction == "outbound"
         outgoing = bridged.b
         assert outgoing is not None
-        assert str(outgoing.invite.uri) == f"sip:15557654321@127.0.0.1:{carrier_port}"
+        # Dialled as a US number, sent in the trunk's format (E.164 by default).
+        assert str(outgoing.invite.uri) == f"sip:+15557654321@127.0.0.1:{carrier_port}"
         assert str(outgoing.invite.from_.uri).startswith(f"sip:{DID}@")  # the trunk's caller ID
         await asyncio.sleep(0.5)
         await a101.hangup()
@@ -381,7 +383,7 @@ async def test_agent_calls_out_through_the_trunk(
     await _idle(trunk_engine)
     row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
     assert (row["direction"], row["from_number"], row["to_number"], row["outcome"]) == (
-        "outbound", "101", "15557654321", "answered",
+        "outbound", "101", "+15557654321", "answered",
     )  # fmt: skip
 
 
@@ -392,7 +394,7 @@ async def test_the_responsible_manager_rings_first(
     user, through user_map, becomes the contact's manager): 102 rings alone for the group's
     member timeout, and only then the others."""
     assert trunk_engine.store is not None
-    await trunk_engine.store.upsert_contact("+" + CUSTOMER, responsible="102")
+    await trunk_engine.store.upsert_contact(CUSTOMER, responsible="102")
     loop = asyncio.get_running_loop()
     try:
         async with group_call(trunk_engine, tmp_path) as (caller, a101, a102):
@@ -406,7 +408,7 @@ async def test_the_responsible_manager_rings_first(
             await a102.wait_event("CALL_CLOSED", timeout=5)
     finally:
         # Other tests of this database expect the customer without a manager.
-        await db.execute("UPDATE contacts SET responsible = NULL WHERE phone = $1", "+" + CUSTOMER)
+        await db.execute("UPDATE contacts SET responsible = NULL WHERE phone = $1", CUSTOMER)
     # The group's member timeout is 2 s: 101 joins only after 102 rang alone.
     assert second - first > 1.5, second - first
 

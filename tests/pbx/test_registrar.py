@@ -90,3 +90,19 @@ def test_expires_capped_and_static_contacts_never_expire() -> None:
     registrar.add_static("150", SipUri.parse("sip:150@127.0.0.1:5090;transport=tcp"))
     (static,) = registrar.lookup("150", now=10**9)
     assert static.peer == ("tcp", "127.0.0.1", 5090) and static.static
+
+
+def test_an_unreachable_binding_is_kept_but_not_rung_until_the_phone_is_back() -> None:
+    registrar = Registrar()
+    registrar.register("101", register("<sip:101@127.0.0.1:5070>", expires=300), PEER, now=0)
+    registrar.add_static("102", SipUri.parse("sip:102@[::1]:5080"))
+    (binding,) = registrar.registered(now=1)  # registered ones only: not the static 102
+    assert registrar.lookup("102", now=1)[0].peer == ("udp", "::1", 5080)  # unbracketed
+    binding.reachable = False  # a keepalive went unanswered
+    assert registrar.lookup("101", now=1) == []
+    assert registrar.lookup("101", now=1, include_unreachable=True) == [binding]
+    assert registrar.registered(now=1) == [binding]  # still pinged
+    registrar.register(
+        "101", register("<sip:101@127.0.0.1:5070>", expires=300, cseq=2), PEER, now=2
+    )
+    assert registrar.lookup("101", now=3)[0].reachable  # a REGISTER revives it

@@ -48,8 +48,8 @@ async def test_each_leg_is_heard_from_confirmation_to_end(
     assert callee.media is not None and callee.dialog is not None
     update = callee.dialog.create_request(
         "UPDATE",
-        via=callee_ua.endpoint.new_via(),
-        contact=callee_ua.contact(),
+        via=callee_ua.endpoint.new_via(callee.peer),
+        contact=callee_ua.contact(callee.peer),
         body=callee.media.local_sdp(),
         content_type="application/sdp",
     )
@@ -61,7 +61,7 @@ async def test_each_leg_is_heard_from_confirmation_to_end(
     for method, port in (("UPDATE", 5999), ("INVITE", 5998)):  # and so is a re-INVITE's
         refresh = callee.dialog.create_request(
             method,
-            via=callee_ua.endpoint.new_via(),
+            via=callee_ua.endpoint.new_via(callee.peer),
             contact=NameAddr(None, sip_uri("moved", port), {}),
             body=callee.media.local_sdp(),
             content_type="application/sdp",
@@ -69,7 +69,9 @@ async def test_each_leg_is_heard_from_confirmation_to_end(
         answered = await callee_ua.request(refresh, callee.peer)
         assert answered is not None and answered.status == 200
         if method == "INVITE":  # the 2xx to a re-INVITE wants its ACK (RFC 3261 13.2.2.4)
-            ack = callee.dialog.create_ack(refresh.cseq.seq, via=callee_ua.endpoint.new_via())
+            ack = callee.dialog.create_ack(
+                refresh.cseq.seq, via=callee_ua.endpoint.new_via(callee.peer)
+            )
             callee_ua.endpoint.send_stateless(ack, callee.peer)
         assert caller_heard[-1][1].remote_target == f"sip:moved@127.0.0.1:{port}"
     assert len(caller_heard) == 4
@@ -108,7 +110,7 @@ async def test_request_waits_for_the_final_response_or_timer_f(
 
     def options(port: int) -> SipRequest:
         headers = Headers()
-        headers.add("Via", str(caller_ua.endpoint.new_via()))
+        headers.add("Via", str(caller_ua.endpoint.new_via(("udp", "127.0.0.1", port))))
         headers.add("Max-Forwards", "70")
         headers.add("From", f"<sip:probe@127.0.0.1:{caller_ua.endpoint.port}>;tag=p1")
         headers.add("To", f"<sip:127.0.0.1:{port}>")

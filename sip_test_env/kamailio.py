@@ -1,0 +1,316 @@
+"""A real Kamailio standing in for a SIP provider, for tests: registrar (usrloc in memory) with
+digest auth (401 to REGISTER), a proxy that demands proxy auth (407) on every new INVITE and
+routes it by location lookup, record-routing itself.
+
+Accounts live in an htable filled at start (no database): `users` maps a username to its
+password. A customer's phone and the engine both register here; the customer calls the
+engine's account (Kamailio finds the engine's Contact), the engine calls the customer's.
+
+    async with KamailioProvider(tmp_path, users={"15550100": "trunk-pass"}) as provider:
+        provider.port  # UDP on provider.host (127.0.0.3: "another machine")
+
+`kill()` ends it with SIGKILL (a provider gone without a word); `algorithm` picks the digest
+algorithm of its challenges (MD5, SHA-256).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import shutil
+import signal
+from pathlib import Path
+from types import TracebackType
+
+from .ports import free_port
+
+__all__ = ["KAMAILIO", "REALM", "KamailioError", "KamailioProvider", "kamailio_missing"]
+
+KAMAILIO = "kamailio"
+REALM = "provider.test"
+PROVIDER_HOST = "127.0.0.3"
+
+
+class KamailioError(RuntimeError):
+    """Kamailio is not installed, refused its configuration, or did not start."""
+
+
+def kamailio_missing() -> str | None:
+    """Why Kamailio cannot run here (the install hint), or None."""
+    if shutil.which(KAMAILIO) is None and not Path("/usr/sbin/kamailio").exists():
+        return "kamailio not installed (sip_test_env/install-peers.sh: apt-get install kamailio)"
+    if _module_path() is None:
+        return "kamailio modules not found"
+    return None
+
+
+def _binary() -> str:
+    return shutil.which(KAMAILIO) or "/usr/sbin/kamailio"
+
+
+def _module_path() -> str | None:
+    for path in [*glob.glob("/usr/lib/*/kamailio/modules"), "/usr/lib/kamailio/modules"]:
+        if Path(path, "registrar.so").exists():
+            return path
+    return None
+
+
+def _quote(text: str) -> str:
+    if any(c in text for c in '"\\\n\r$'):
+        raise ValueError(f"unsupported character in {text!r}")
+    return f'"{text}"'
+
+
+class KamailioProvider:
+    def __init__(
+        self,
+        workdir: str | Path,
+        *,
+        users: dict[str, str],
+        host: str = PROVIDER_HOST,
+        port: int | None = None,
+        algorithm: str = "MD5",
+        name: str = "kamailio",
+    ) -> None:
+        self.dir = Path(workdir) / name
+        self.users = dict(users)
+        self.host = host
+        self.port = port if port is not None else free_port("udp", host=host)
+        self.algorithm = algorithm
+        self.log_path = self.dir / "kamailio.log"
+        self._proc: asyncio.subprocess.Process | None = None
+        self._log_file: object = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def config_text(self) -> str:
+        module_path = _module_path()
+        if module_path is None:
+            raise KamailioError("kamailio modules not found")
+        seeds = "\n".join(
+            f"    $sht(users=>{_quote(user)[1:-1]}) = {_quote(password)};"
+            for user, password in self.users.items()
+        )
+        return f"""#!KAMAILIO
+debug=2
+log_stderror=yes
+fork=yes
+children=2
+tcp_children=1
+disable_tcp=yes
+auto_aliases=no
+listen=udp:{self.host}:{self.port}
+alias="{REALM}"
+mpath="{module_path}"
+
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+loadmodule "htable.so"
+loadmodule "kex.so"
+loadmodule "corex.so"
+
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "min_expires", 5)
+modparam("registrar", "max_expires", 3600)
+modparam("auth", "algorithm", "{self.algorithm}")
+modparam("auth", "nonce_expire", 300)
+modparam("htable", "htable", "users=>size=4;")
+modparam("rr", "enable_full_lr", 1)
+
+event_route[htable:mod-init] {{
+{seeds}
+}}
+
+request_route {{
+    xlog("L_INFO", "$rm $ru from $si:$sp\\n");
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+            route(RELAY);
+        }}
+        if (is_method("ACK")) {{
+            if (t_check_trans()) {{
+                route(RELAY);
+            }}
+            exit;
+        }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            route(RELAY);
+        }}
+        exit;
+    }}
+    t_check_trans();
+    if (is_method("OPTIONS") && $rU == $null) {{
+        sl_send_reply("200", "Keepalive");
+        exit;
+    }}
+    if (is_method("REGISTER")) {{
+        if ($au == $null || $sht(users=>$au) == $null
+                || !pv_www_authenticate("{REALM}", "$sht(users=>$au)", "0")) {{
+            www_challenge("{REALM}", "1");
+            exit;
+        }}
+        if (!save("location")) {{
+            sl_reply_error();
+        }}
+        exit;
+    }}
+    if (is_method("INVITE")) {{
+        if ($au == $null || $sht(users=>$au) == $null
+                || !pv_proxy_authenticate("{REALM}", "$sht(users=>$au)", "0")) {{
+            proxy_challenge("{REALM}", "1");
+            exit;
+        }}
+        consume_credentials();
+        record_route();
+    }}
+    if (!lookup("location")) {{
+        sl_send_reply("404", "Not Found");
+        exit;
+    }}
+    route(RELAY);
+}}
+
+route[RELAY] {{
+    if (!t_relay()) {{
+        sl_reply_error();
+    }}
+    exit;
+}}
+"""
+
+    async def start(self, timeout: float = 10.0) -> None:
+        if (reason := kamailio_missing()) is not None:
+            raise KamailioError(reason)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.dir / "kamailio.cfg"
+        cfg.write_text(self.config_text())
+        self._log_file = self.log_path.open("ab")
+        self._proc = await asyncio.create_subprocess_exec(
+            _binary(),
+            "-f", str(cfg),
+            "-DD", "-E",
+            "-m", "32", "-M", "8",
+            "-Y", str(self.dir),
+            "-P", str(self.dir / "kamailio.pid"),
+            "-w", str(self.dir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log_file,  # type: ignore[arg-type]
+            stderr=self._log_file,  # type: ignore[arg-type]
+            start_new_session=True,
+        )  # fmt: skip
+        await self._wait_listening(timeout)
+
+    async def _wait_listening(self, timeout: float) -> None:
+        """Up once it answers an OPTIONS ping on its port."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self._proc is not None and self._proc.returncode is not None:
+                raise KamailioError(f"kamailio exited ({self._proc.returncode}):\n{self.log()}")
+            if await _answers_options(self.host, self.port):
+                return
+            await asyncio.sleep(0.1)
+        raise KamailioError(f"kamailio did not answer in {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    async def kill(self) -> None:
+        """SIGKILL the whole process group: the provider vanishes without a word."""
+        await self._signal(signal.SIGKILL, timeout=5.0)
+
+    async def stop(self) -> None:
+        await self._signal(signal.SIGTERM, timeout=5.0)
+        if self._proc is not None and self._proc.returncode is None:
+            await self._signal(signal.SIGKILL, timeout=5.0)
+
+    async def _signal(self, sig: int, *, timeout: float) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            self._close_log()
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), timeout)
+        if proc.returncode is not None:
+            self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+
+    async def __aenter__(self) -> KamailioProvider:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def _answers_options(host: str, port: int) -> bool:
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[bool] = loop.create_future()
+
+    class Ping(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            if data.startswith(b"SIP/2.0 ") and not answered.done():
+                answered.set_result(True)
+
+        def error_received(self, exc: Exception) -> None:
+            if not answered.done():
+                answered.set_result(False)
+
+    transport, _ = await loop.create_datagram_endpoint(Ping, remote_addr=(host, port))
+    try:
+        local = transport.get_extra_info("sockname")
+        ping = (
+            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {local[0]}:{local[1]};branch=z9hG4bKping{os.getpid()}\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:ping@{local[0]}>;tag=ping\r\n"
+            f"To: <sip:{host}:{port}>\r\n"
+            f"Call-ID: ping-{os.getpid()}-{loop.time()}\r\n"
+            "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        transport.sendto(ping.encode())
+        try:
+            return await asyncio.wait_for(answered, 0.5)
+        except TimeoutError:
+            return False
+    finally:
+        transport.close()
