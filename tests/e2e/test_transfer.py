@@ -7,7 +7,10 @@ call.transferred. The API also holds, resumes and hangs up a live call."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,23 +34,40 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 CUSTOMER_HZ, HZ_103, HZ_104 = 600, 1000, 1400
 
 
+@asynccontextmanager
+async def _customer_talks_to_103(
+    engine: Engine, tmp_path: Path, *, with_104: bool = True
+) -> AsyncIterator[tuple[BaresipPeer, BaresipPeer, BaresipPeer | None, Any]]:
+    """A trunk customer (600 Hz) answered by 103 (1000 Hz), 104 (1400 Hz) registered too:
+    (customer, 103, 104, the bridged call)."""
+    async with contextlib.AsyncExitStack() as stack:
+        caller = await stack.enter_async_context(
+            customer(tmp_path, write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0))
+        )
+        a103 = await stack.enter_async_context(
+            phone("103", engine, tmp_path, write_tone_wav(tmp_path / "3.wav", HZ_103, 30.0))
+        )
+        a104 = None
+        if with_104:
+            a104 = await stack.enter_async_context(
+                phone("104", engine, tmp_path, write_tone_wav(tmp_path / "4.wav", HZ_104, 30.0))
+            )
+            await a104.wait_registered()
+        await a103.wait_registered()
+        await call_in(engine, caller, DID_103)
+        await a103.wait_event("CALL_INCOMING", timeout=5)
+        await a103.accept()
+        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+        yield caller, a103, a104, bridged_call(engine)
+
+
 async def _transfer(
     engine: Engine, tmp_path: Path, db: Any, start: Any
 ) -> tuple[Path, Path, dict[str, Any], str]:
     """Customer -> 103, then `start(engine, bridged, a103)` hands the call to 104, who answers
     after 1.5 s of ringing. Returns (what the customer heard, the recording, the row, Call-ID)."""
-    async with (
-        customer(tmp_path, write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0)) as caller,
-        phone("103", engine, tmp_path, write_tone_wav(tmp_path / "3.wav", HZ_103, 30.0)) as a103,
-        phone("104", engine, tmp_path, write_tone_wav(tmp_path / "4.wav", HZ_104, 30.0)) as a104,
-    ):
-        for p in (a103, a104):
-            await p.wait_registered()
-        await call_in(engine, caller, DID_103)
-        await a103.wait_event("CALL_INCOMING", timeout=5)
-        await a103.accept()
-        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
-        bridged = bridged_call(engine)
+    async with _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, bridged):
+        assert a104 is not None
         await asyncio.sleep(1.5)  # the customer talks to 103
         await start(engine, bridged, a103)
         await a104.wait_event("CALL_INCOMING", timeout=5)
@@ -144,17 +164,9 @@ async def test_warm_transfer_over_the_api_consults_without_the_customer(
     async with (
         floor_engine(pg_url, tmp_path) as engine,
         aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
-        customer(tmp_path, write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0)) as caller,
-        phone("103", engine, tmp_path, write_tone_wav(tmp_path / "3.wav", HZ_103, 30.0)) as a103,
-        phone("104", engine, tmp_path, write_tone_wav(tmp_path / "4.wav", HZ_104, 30.0)) as a104,
+        _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, bridged),
     ):
-        for p in (a103, a104):
-            await p.wait_registered()
-        await call_in(engine, caller, DID_103)
-        await a103.wait_event("CALL_INCOMING", timeout=5)
-        await a103.accept()
-        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
-        bridged = bridged_call(engine)
+        assert a104 is not None
         await asyncio.sleep(1.0)
         url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
         async with http.post(url, json={"to": "104", "mode": "warm"}) as response:
@@ -209,15 +221,8 @@ async def test_an_invite_with_replaces_from_sipp_takes_over_the_agents_dialog(
     103's phone (RFC 3891): 104 takes 103's place, 103 gets BYE, the customer stays."""
     async with (
         floor_engine(pg_url, tmp_path) as engine,
-        customer(tmp_path, write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0)) as caller,
-        phone("103", engine, tmp_path, write_tone_wav(tmp_path / "3.wav", HZ_103, 30.0)) as a103,
+        _customer_talks_to_103(engine, tmp_path, with_104=False) as (caller, a103, _, bridged),
     ):
-        await a103.wait_registered()
-        await call_in(engine, caller, DID_103)
-        await a103.wait_event("CALL_INCOMING", timeout=5)
-        await a103.accept()
-        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
-        bridged = bridged_call(engine)
         assert bridged.b is not None and bridged.b.dialog is not None
         dialog = bridged.b.dialog
         auth = "[authentication username=104 password=pass104]"
@@ -251,17 +256,9 @@ async def test_attended_transfer_by_refer_with_replaces(
     joined, both of 103's calls end, one recording and one row for the customer's call."""
     async with (
         floor_engine(pg_url, tmp_path) as engine,
-        customer(tmp_path, write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0)) as caller,
-        phone("103", engine, tmp_path, write_tone_wav(tmp_path / "3.wav", HZ_103, 30.0)) as a103,
-        phone("104", engine, tmp_path, write_tone_wav(tmp_path / "4.wav", HZ_104, 30.0)) as a104,
+        _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, customer_call),
     ):
-        for p in (a103, a104):
-            await p.wait_registered()
-        await call_in(engine, caller, DID_103)
-        await a103.wait_event("CALL_INCOMING", timeout=5)
-        await a103.accept()
-        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
-        customer_call = bridged_call(engine)
+        assert a104 is not None
         await a103.dial(f"sip:104@127.0.0.1:{engine.sip_port}")  # the consultation call
         await a104.wait_event("CALL_INCOMING", timeout=5)
         await a104.accept()
