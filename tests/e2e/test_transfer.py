@@ -76,6 +76,10 @@ async def _transfer(
         await a104.wait_event("CALL_ESTABLISHED", timeout=5)
         await a103.wait_event("CALL_CLOSED", timeout=5)
         await wait_for(lambda: bridged.callee == "104", what="104 bridged")
+        # The dashboard's row of the call names the new agent.
+        await wait_for(
+            lambda: engine.live.board.calls[bridged.a.call_id].callee == "104", what="dashboard"
+        )
         await asyncio.sleep(1.5)  # the customer talks to 104
         await caller.hangup()
         await a104.wait_event("CALL_CLOSED", timeout=5)
