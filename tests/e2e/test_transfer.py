@@ -307,3 +307,45 @@ async def test_attended_transfer_by_refer_with_replaces(
     assert [(t["from"], t["to"], t["mode"]) for t in transfers] == [("103", "104", "attended")]
     consult_row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", consult.a.call_id)
     assert consult_row["hangup_cause"] == "transferred"
+
+
+async def test_a_refused_transfer_and_a_cancelled_consultation_give_the_customer_back(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """104 refuses a blind transfer (486): the customer is back with 103. A warm transfer
+    103 cancels after consulting 104: 104 leaves, 103 and the customer talk again."""
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+        _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, bridged),
+    ):
+        assert a104 is not None
+        url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
+        async with http.post(url, json={"to": "104"}) as response:
+            assert response.status == 202
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await a104.hangup()  # busy
+        await wait_for(lambda: not bridged.transferring and bridged.media is not None,
+                       what="back to 103")  # fmt: skip
+        assert bridged.callee == "103" and bridged.summary.transfers[-1]["result"] == "failed"
+        async with http.post(url, json={"to": "104", "mode": "warm"}) as response:
+            tid = (await response.json())["transfer"]
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await a104.accept()
+        await wait_for(lambda: bridged.consulting == "104", what="consultation")
+        async with http.post(f"{url}/{tid}/cancel") as cancelled:
+            assert cancelled.status == 200, await cancelled.text()
+            assert (await cancelled.json())["callee"] == "103"
+        await a104.wait_event("CALL_CLOSED", timeout=5)
+        await asyncio.sleep(1.5)  # 103 and the customer talk again
+        heard_from = caller.recorded_wav()
+        await caller.hangup()
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await idle(engine)
+    rate, samples, _ = read_wav(heard_from)
+    assert first_tone_time(samples, HZ_104, rate) is None  # the customer never heard 104
+    tail = samples[-rate:]  # the last second: 103 again
+    assert first_tone_time(tail, HZ_103, rate) is not None
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    assert row["agent"] == "103" and row["transfers"] in ("[]", [])
+    assert [t["result"] for t in bridged.summary.transfers] == ["failed", "cancelled"]
