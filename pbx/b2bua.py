@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from telephony.aio import Call, MediaBridge, UserAgent, bridge, dtmf_route
+from telephony.aio import Call, MediaBridge, MediaError, TaskSet, UserAgent, bridge, dtmf_route
 from telephony.call import Answered, Ended, Ringing
 from telephony.call.session import ReferReceived
 from telephony.media import ToneSource, WavSource
@@ -215,7 +215,7 @@ class BridgedCall:
         """Set when a consultation completes or is cancelled (the talk loop looks again)."""
         self._released: set[Call] = set()
         """Legs handed to another call (an attended transfer took them): never hung up here."""
-        self._hangups: set[asyncio.Future[None]] = set()
+        self._hangups = TaskSet("call")
         """Hang-ups and relayed key presses running on their own."""
         self._on_transfer: list[Callable[[BridgedCall, Call, Call, dict[str, Any]], None]] = []
         self.on_refer: Callable[[BridgedCall, Call, ReferReceived], int | None] | None = None
@@ -462,9 +462,7 @@ class BridgedCall:
         return asyncio.ensure_future(asyncio.gather(*playing)) if playing else None
 
     def _hang_up_later(self, leg: Call, reason: str) -> None:
-        task = asyncio.ensure_future(leg.hangup(reason=reason))
-        self._hangups.add(task)
-        task.add_done_callback(self._hangups.discard)
+        self._hangups.spawn(leg.hangup(reason=reason))
 
     def _wake(self) -> None:
         if not self._changed.done():
@@ -515,15 +513,14 @@ class BridgedCall:
         route = dtmf_route(other)
         if method == "rfc4733" and route == "rfc4733":
             return  # relayed packet by packet
-        task = asyncio.ensure_future(other.send_dtmf(digit, method=route))
-        self._hangups.add(task)
-        task.add_done_callback(functools.partial(self._digit_sent, digit, route))
+        self._hangups.spawn(self._send_digit(other, digit, route))
 
-    def _digit_sent(self, digit: str, route: str, task: asyncio.Future[None]) -> None:
-        self._hangups.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+    async def _send_digit(self, leg: Call, digit: str, route: str) -> None:
+        try:
+            await leg.send_dtmf(digit, method=route)
+        except (RuntimeError, MediaError, OSError) as exc:  # the leg ended meanwhile
             logger.info("call %s: key %s not relayed by %s: %s", self.a.call_id, digit,
-                        route, task.exception())  # fmt: skip
+                        route, exc)  # fmt: skip
 
     def pick_up(self, leg: Call, picker: str) -> bool:
         """Let `picker`'s incoming, unanswered `leg` (its INVITE to *8 or **EXT) take this call
