@@ -1013,10 +1013,12 @@ class Switchboard:
     ) -> int | TransferRequest:
         """Transfer `bridged`'s caller to `route` (see steps_for), asked by `by` (an
         extension, "api"), blind or warm (a consultation first). The request once it started;
-        else the status that refuses it: 409 no answered call or a transfer already running,
-        480 nobody there can take it now."""
+        else the status that refuses it: 409 no answered call, a transfer already running or a
+        supervisor monitoring the call; 480 nobody there can take it now."""
         if bridged.b is None or bridged.media is None or bridged.transferring:
             return 409
+        if any(m.bridged is bridged for m in self.monitors.values()):
+            return 409  # a supervisor is mixed in: the conference owns the legs' audio now
         presenting = bridged.summary.customer or bridged.caller
         steps = self.steps_for(route, timeout=self.ring_timeout, presenting=presenting)
         if not steps:
