@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pbx.callerid import OutboundIdentity, inbound_caller
-from pbx.numbers import NumberPlan
+from telephony.numbers import NumberPlan
 from telephony.sip import SipRequest, parse_message
 
 RU = NumberPlan(country="RU", outbound_format="national")

@@ -21,11 +21,12 @@ from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, OAuthClient, RetryPolicy, 
 from ivr import FlowError, load_flow
 from pbx.callerid import ANONYMOUS, OutboundIdentity
 from pbx.monitor import MonitorSettings
-from pbx.numbers import NumberPlan, region_of_country_code
 from pbx.pickup import PickupGroup
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 from telephony.aio.addresses import DEFAULT_LOCAL_NETWORKS, parse_networks
 from telephony.call.offer_answer import SRTP_POLICIES
+from telephony.numbers import NumberPlan, region_of_country_code
+from telephony.sip import OverloadConfig
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +163,9 @@ class SipSettings:
     keepalive_interval: float = 0.0
     """Seconds between OPTIONS pings to each registered phone (NAT bindings stay open, a
     phone that stops answering is marked unreachable and not rung); 0: no pings."""
+    overload: OverloadConfig = field(default_factory=OverloadConfig)
+    """When the engine runs behind (event-loop lag): new INVITEs get 503 with Retry-After
+    above `overload_shed_ms`, are dropped unread above `overload_drop_ms`."""
     tls_listen: HostPort | None = None
     """Where SIP over TLS listens (e.g. 127.0.0.1:5061); None: no TLS listener."""
     tls_certificate: Path | None = None
@@ -252,7 +256,7 @@ TRUNK_NUMBERING_KEYS = frozenset(
         "trust_identity",
     }
 )
-"""[[trunks]] keys of number rewriting and caller ID presentation (pbx.numbers, pbx.callerid)."""
+"""[[trunks]] keys of number rewriting and caller ID (telephony.numbers, pbx.callerid)."""
 
 TOP_LEVEL_TABLES = {
     "sip",
@@ -549,6 +553,9 @@ class _Reader:
             "external_address",
             "networks",
             "keepalive_interval",
+            "overload_shed_ms",
+            "overload_drop_ms",
+            "overload_retry_after",
             "tls_listen",
             "tls_certificate",
             "tls_key",
@@ -611,6 +618,7 @@ class _Reader:
             external_address=str(external).strip("[]") if external is not None else None,
             networks=tuple(str(n) for n in networks),
             keepalive_interval=self._number(data, "keepalive_interval", 0.0, "sip", minimum=0),
+            overload=self._overload(data),
             realm=realm,
             ring_timeout=self._number(data, "ring_timeout", 30.0, "sip", minimum=1),
             rtp_inactivity_timeout=self._number(
@@ -624,6 +632,18 @@ class _Reader:
             session_expires=int(session_expires),
             min_se=int(min_se),
         )
+
+    def _overload(self, data: dict[str, Any]) -> OverloadConfig:
+        shed = self._number(data, "overload_shed_ms", 200.0, "sip", minimum=10)
+        drop = self._number(data, "overload_drop_ms", 1000.0, "sip", minimum=20)
+        retry = self._number(data, "overload_retry_after", 5, "sip", minimum=1)
+        if drop <= shed:
+            raise self.fail(
+                "overload_drop_ms must be above overload_shed_ms",
+                table="sip",
+                key="overload_drop_ms",
+            )
+        return OverloadConfig(shed_lag=shed / 1000, drop_lag=drop / 1000, retry_after=int(retry))
 
     def tls(self, data: dict[str, Any]) -> dict[str, Any]:
         """[sip] tls_*: the listener's address, certificate and key, and peer checking."""

@@ -111,6 +111,7 @@ async def start_engine(
             tls_port=sip.tls_listen.port if sip.tls_listen is not None else None,
             tls_server=tls_server,
             tls_client=tls_client,
+            overload=sip.overload,
         ),
         rtp_ports=sip.rtp_ports,
         rtp_inactivity_timeout=sip.rtp_inactivity_timeout,

@@ -21,9 +21,8 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from telephony.numbers import NumberError, NumberPlan
 from telephony.sip import AbsoluteUri, NameAddr, ParseError, SipRequest, SipUri, split_list
-
-from .numbers import NumberError, NumberPlan
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,9 @@ from datetime import datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from telephony.numbers import NumberPlan
+
 from .callerid import OutboundIdentity
-from .numbers import NumberPlan
 
 RING_STRATEGIES = ("ringall", "round-robin", "longest-idle")
 

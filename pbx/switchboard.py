@@ -16,6 +16,7 @@ from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
 from telephony.call.session import ReferReceived, Replaces
 from telephony.media import ToneSource, WavSource
+from telephony.numbers import NumberError
 from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_response
 
 from .auth import Authenticator
@@ -40,13 +41,12 @@ from .monitor import (
     MonitorSettings,
     parse_monitor,
 )
-from .numbers import NumberError
 from .pickup import Pickup, PickupGroups, RingingCall, parse_pickup
 from .presence import Presence
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import Did, RingGroup, Trunk
 from .security import log_auth_failure
-from .trunks import TrunkManager
+from .trunks import TrunkManager, fails_over
 
 logger = logging.getLogger(__name__)
 
@@ -699,23 +699,33 @@ class Switchboard:
     async def originate(
         self, number: str, *, caller_id: str | None = None, trunk: str = ""
     ) -> Call:
-        """Dial a customer through `trunk` (any trunk when empty): the dialer's lines; the leg's
-        events tell the rest. Raises LookupError when no trunk can reach the number."""
-        route = self._trunk_route(number, trunk)
-        if route is None:
+        """Dial a customer through `trunk` (any trunk when empty, in failover order): the
+        dialer's lines; the leg's events tell the rest. A trunk that refuses the call before it
+        rings with 5xx or 408 (or cannot be reached) passes it to the next, as for agents'
+        calls; the leg returned is the one that rang, was answered, or failed last. Raises
+        LookupError when no trunk can reach the number."""
+        routes = self._trunk_routes(number, trunk)
+        if not routes:
             raise LookupError(f"no trunk{' ' + trunk if trunk else ''} can reach {number}")
-        found, target = route
-        binding = target.binding
-        assert isinstance(binding.contact.uri, SipUri)
-        from_, headers = self._presenting(found, caller_id or found.caller_id or ANONYMOUS)
-        return await self.ua.dial(
-            binding.contact.uri,
-            binding.peer,
-            from_=from_,
-            to=NameAddr(display_name=None, uri=binding.contact.uri, params={}),
-            headers=headers,
-            credentials=target.credentials,
-        )
+        for index, (found, target) in enumerate(routes):
+            binding = target.binding
+            assert isinstance(binding.contact.uri, SipUri)
+            from_, headers = self._presenting(found, caller_id or found.caller_id or ANONYMOUS)
+            call = await self.ua.dial(
+                binding.contact.uri,
+                binding.peer,
+                from_=from_,
+                to=NameAddr(display_name=None, uri=binding.contact.uri, params={}),
+                headers=headers,
+                credentials=target.credentials,
+            )
+            if index == len(routes) - 1 or not await _refused_for_failover(call):
+                return call
+            logger.info(
+                "call %s to %s: trunk %s refused it with %s, trying %s",
+                call.call_id, number, found.name, call.final_status, routes[index + 1][0].name,
+            )  # fmt: skip
+        raise AssertionError("unreachable: the last route returns")
 
     def can_reach(self, number: str, trunk: str = "") -> bool:
         """Whether `trunk` (any trunk when empty) can reach the external `number` now."""
@@ -1232,6 +1242,16 @@ class Switchboard:
                     await leg.hangup(reason="shutdown")
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+
+
+async def _refused_for_failover(call: Call) -> bool:
+    """Wait for the leg's first sign of life: False once it rings or is answered, True when it
+    ended first with a status another trunk may do better with (5xx, 408, unreachable)."""
+    await asyncio.wait({call.progressed, call.ended}, return_when=asyncio.FIRST_COMPLETED)
+    if call.progressed.done():
+        return False
+    status = call.final_status
+    return status is not None and fails_over(status)
 
 
 def _e164(trunk: Trunk, number: str) -> str | None:

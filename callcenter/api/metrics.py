@@ -187,6 +187,31 @@ async def render(engine: Engine) -> str:
         "SIP messages refused as malformed.",
         endpoint.dropped,
     )
+    overload = endpoint.overload
+    out.one(
+        "callcenter_sip_overload_level",
+        "gauge",
+        "SIP overload control: 0 normal, 1 new INVITEs get 503, 2 new INVITEs are dropped.",
+        int(overload.level),
+    )
+    out.one(
+        "callcenter_sip_loop_lag_seconds",
+        "gauge",
+        "The event loop's smoothed lag, as overload control measures it.",
+        round(overload.lag, 6),
+    )
+    out.one(
+        "callcenter_sip_invites_shed_total",
+        "counter",
+        "New INVITEs answered 503 with Retry-After because the engine ran behind.",
+        overload.shed,
+    )
+    out.one(
+        "callcenter_sip_invites_dropped_total",
+        "counter",
+        "New INVITEs dropped unread because the engine ran far behind.",
+        overload.dropped,
+    )
     out.one(
         "callcenter_sip_transactions",
         "gauge",

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from telephony.call import CallEvent, Dtmf, Ended, HoldChanged, Ringing
+from telephony.call import Answered, CallEvent, Dtmf, Ended, HoldChanged, Ringing
 from telephony.call.session import (
     Effect,
     InfoDigit,
@@ -141,6 +141,9 @@ class Call:
         """Asked when the far end sends REFER (a phone transferring the call): None accepts
         it (202; the transfer's progress then goes back with `notify_transfer`), a status
         refuses it. Unset: 603 Declined."""
+        self.progressed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Outgoing leg: done at the far end's first ringing (180/183) or answer, whichever
+        comes first (never, when it refuses or never answers)."""
         self.ended = asyncio.get_running_loop().create_future()
         self._dialog_announced: tuple[int, str] | None = None
         """What `UserAgent.on_dialog` last heard of the dialog (our CSeq, the remote target);
@@ -204,6 +207,8 @@ class Call:
                 self._finished(effect)
             else:
                 self._events.put_nowait(effect)
+                if isinstance(effect, Ringing | Answered) and not self.progressed.done():
+                    self.progressed.set_result(None)
                 if isinstance(effect, HoldChanged) and self.on_hold is not None:
                     self.on_hold(effect.held)
                 elif isinstance(effect, Ringing) and self.on_ringing is not None:

@@ -19,6 +19,8 @@ from typing import cast
 
 from telephony.sip import (
     LocalProtocolError,
+    OverloadConfig,
+    OverloadControl,
     ParseError,
     RemoteProtocolError,
     SipRequest,
@@ -81,6 +83,10 @@ class EndpointConfig:
     tls_client: ssl.SSLContext | None = field(default=None, compare=False)
     """How we check a TLS peer we connect to (providers, phones reached over TLS); None: the
     system's CA store with host name checking (`ssl.create_default_context()`)."""
+    overload: OverloadConfig = field(default_factory=OverloadConfig)
+    """When new INVITEs are refused (503) or dropped because the engine runs behind."""
+    overload_probe: float = 0.05
+    """Seconds between two measures of the event loop's lag (0: no overload control)."""
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -169,10 +175,15 @@ class SipEndpoint:
         """Responses sent, by status code (retransmissions not counted), for metrics."""
         self.responses_received: dict[int, int] = {}
         """Responses received and parsed, by status code, for metrics."""
+        self.overload = OverloadControl(self.config.overload)
+        """How far behind the engine runs, and what it does with new INVITEs meanwhile."""
+        self._probe: asyncio.TimerHandle | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.config.overload_probe > 0:
+            self._arm_probe()
         host, port = self.config.host, self.config.port
         transport, protocol = await self._loop.create_datagram_endpoint(
             lambda: _UdpProtocol(self), sock=udp_socket(host, port)
@@ -212,6 +223,9 @@ class SipEndpoint:
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
         for conn in list(self._tcp.values()):
             if conn.transport is not None:
                 conn.transport.close()
@@ -245,6 +259,17 @@ class SipEndpoint:
             return self.config.tls_port
         return self.config.port
 
+    # -- overload ---------------------------------------------------------------------------
+
+    def _arm_probe(self) -> None:
+        due = self._loop.time() + self.config.overload_probe
+        self._probe = self._loop.call_at(due, self._probed, due)
+
+    def _probed(self, due: float) -> None:
+        now = self._loop.time()
+        self.overload.observe(now - due, now)
+        self._arm_probe()
+
     # -- inbound ----------------------------------------------------------------------------
 
     def receive(self, data: bytes, peer: Peer) -> None:
@@ -252,6 +277,8 @@ class SipEndpoint:
             return
         if not data.strip(b"\r\n"):
             return  # keep-alive CRLF
+        if self.overload.drops_unread(data):
+            return  # far behind: a new call is not even read
         now = self._loop.time()
         try:
             message = parse_message(data)
@@ -275,6 +302,9 @@ class SipEndpoint:
                 if message.method != "ACK":
                     self._refuse(exc, peer, request=message)
                 return
+            if self.overload.sheds(message.method, message.to.tag):
+                self._shed(message, peer)
+                return
         try:
             self.layer.receive(message, peer, reliable=peer[0] in STREAM_TRANSPORTS, now=now)
         except RemoteProtocolError as exc:
@@ -297,6 +327,17 @@ class SipEndpoint:
             self._stamp(response)
             self._count_sent(response.status)
             self._transmit(bytes(response), peer)
+
+    def _shed(self, request: SipRequest, peer: Peer) -> None:
+        """A new INVITE while behind: 503 with Retry-After, statelessly (no transaction, no
+        call; a retransmission gets the same answer, the caller's ACK finds nothing)."""
+        retry = str(self.config.overload.retry_after)
+        response = _make_response(
+            request, 503, "Overloaded", to_tag=secrets.token_hex(4), extra=[("Retry-After", retry)]
+        )
+        self._stamp(response)
+        self._count_sent(503)
+        self._transmit(bytes(response), peer)
 
     # -- outbound ---------------------------------------------------------------------------
 

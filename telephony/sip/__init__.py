@@ -36,6 +36,7 @@ from .message import (
     reason_phrase,
     response_to_unparsable,
 )
+from .overload import OverloadConfig, OverloadControl, OverloadLevel, looks_like_new_invite
 from .timers import TimerConfig
 from .transaction import (
     RequestReceived,
@@ -69,6 +70,9 @@ __all__ = [
     "LocalProtocolError",
     "NameAddr",
     "NonceManager",
+    "OverloadConfig",
+    "OverloadControl",
+    "OverloadLevel",
     "ParseError",
     "RemoteProtocolError",
     "RequestReceived",
@@ -94,6 +98,7 @@ __all__ = [
     "check_request",
     "choose_challenge",
     "format_host",
+    "looks_like_new_invite",
     "make_response",
     "new_branch",
     "parse_challenge",

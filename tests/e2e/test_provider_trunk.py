@@ -377,3 +377,30 @@ async def test_a_trunk_with_every_channel_busy_is_skipped(pg_url: str, tmp_path:
             assert (await small.wait(timeout=10)).ok and (await big.wait(timeout=10)).ok
     finally:
         await engine.stop()
+
+
+async def test_the_dialers_call_fails_over_on_5xx(pg_url: str, tmp_path: Path) -> None:
+    """The dialer's line (Switchboard.originate) takes the next trunk when the first refuses
+    the call with 503 before ringing: the leg it hands the dialer is the one that rang."""
+    ports = [free_port("both"), free_port("both")]
+    trunks = "".join(
+        f'[[trunks]]\nname = "t{i}"\noutbound = "127.0.0.1:{port}"\npriority = {i}\n\n'
+        for i, port in enumerate(ports)
+    )
+    engine = await start_engine(engine_config(extra=trunks), database_url=pg_url, data_dir=tmp_path)
+    try:
+        async with (
+            start_sipp_uas(
+                "uas_unavailable.xml", port=ports[0], calls=1, workdir=tmp_path / "t0"
+            ) as t0,
+            start_sipp_uas("uas.xml", port=ports[1], calls=1, workdir=tmp_path / "t1") as t1,
+        ):
+            call = await engine.switchboard.originate(CUSTOMER)
+            assert call.peer[2] == ports[1]  # the second trunk's leg
+            while not isinstance(event := await call.next_event(10), Answered):
+                assert not isinstance(event, Ended), event
+            await call.hangup()
+            assert (await t0.wait(timeout=10)).ok
+            assert (await t1.wait(timeout=10)).ok
+    finally:
+        await engine.stop()

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from pbx.callerid import OutboundIdentity, inbound_caller
-from pbx.numbers import NumberPlan
+from telephony.numbers import NumberPlan
 from telephony.sip import NameAddr, SipRequest, SipUri, parse_message
 
 RU = NumberPlan(country="RU")

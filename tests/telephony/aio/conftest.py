@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -18,21 +20,29 @@ def sip_uri(user: str | None, port: int) -> SipUri:
     )
 
 
-@pytest.fixture
-async def user_agents() -> AsyncIterator[tuple[UserAgent, UserAgent]]:
-    """(caller's, callee's) UserAgent, started; T1 = 50 ms so that Timer F is 3.2 s."""
+@contextlib.asynccontextmanager
+async def started_user_agents(**endpoint: Any) -> AsyncIterator[tuple[UserAgent, UserAgent]]:
+    """Two started UserAgents on loopback, T1 = 50 ms (Timer F is 3.2 s); `endpoint`: more
+    EndpointConfig settings."""
     uas = []
     try:
         for _ in range(2):
             low, high = free_port_range(20, "udp")
-            endpoint = EndpointConfig(port=free_port("both"), timers=TimerConfig(t1=0.05))
-            ua = UserAgent(UserAgentConfig(endpoint=endpoint, rtp_ports=(low, high)))
+            config = EndpointConfig(port=free_port("both"), timers=TimerConfig(t1=0.05), **endpoint)
+            ua = UserAgent(UserAgentConfig(endpoint=config, rtp_ports=(low, high)))
             await ua.start()
             uas.append(ua)
         yield uas[0], uas[1]
     finally:
         for ua in uas:
             await ua.close()
+
+
+@pytest.fixture
+async def user_agents() -> AsyncIterator[tuple[UserAgent, UserAgent]]:
+    """(caller's, callee's) UserAgent, started; T1 = 50 ms so that Timer F is 3.2 s."""
+    async with started_user_agents() as uas:
+        yield uas
 
 
 async def dial(caller_ua: UserAgent, callee_ua: UserAgent, user: str) -> Call:

@@ -1,11 +1,11 @@
-"""Number rewriting per trunk (pbx.numbers): what carriers send, read to E.164; E.164 written
+"""Number rewriting per trunk (telephony.numbers): what carriers send, read to E.164; E.164 written
 the way a carrier expects. Table-driven over Russian, US, German and British numbers."""
 
 from __future__ import annotations
 
 import pytest
 
-from pbx.numbers import NumberError, NumberPlan, region_of_country_code
+from telephony.numbers import NumberError, NumberPlan, region_of_country_code
 
 RU = NumberPlan(country="RU")
 US = NumberPlan(country="US")
