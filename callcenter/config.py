@@ -22,6 +22,7 @@ from ivr import FlowError, load_flow
 from pbx.callerid import ANONYMOUS, OutboundIdentity
 from pbx.monitor import MonitorSettings
 from pbx.pickup import PickupGroup
+from pbx.queue import QUEUE_STRATEGIES, QueueConfig, QueueMember, VoicemailBox
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 from telephony.aio.addresses import DEFAULT_LOCAL_NETWORKS, parse_networks
 from telephony.call.offer_answer import SRTP_POLICIES
@@ -267,6 +268,8 @@ TOP_LEVEL_TABLES = {
     "trunks",
     "dids",
     "ring_groups",
+    "queues",
+    "voicemail",
     "presence",
     "api_keys",
     "recordings",
@@ -318,6 +321,10 @@ class Config:
     trunks: tuple[Trunk, ...] = ()
     dids: tuple[Did, ...] = ()
     ring_groups: tuple[RingGroup, ...] = ()
+    queues: tuple[QueueConfig, ...] = ()
+    """Waiting queues (ACD); a DID or an IVR transfer routes to one as `queue:NAME`."""
+    voicemail: tuple[VoicemailBox, ...] = ()
+    """Greetings of the voicemail boxes (`voicemail:EXT` routes and queue overflows)."""
     presence: PresenceSettings = field(default_factory=PresenceSettings)
     api_keys: tuple[ApiKey, ...] = ()
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
@@ -483,11 +490,17 @@ class _Reader:
                 f"trunk name {sorted(clash)[0]} is also an extension", table=None, key="trunks"
             )
         groups = self.ring_groups(data.get("ring_groups", []), {a.extension for a in accounts})
+        queues = self.queues(
+            data.get("queues", []),
+            extensions={a.extension for a in accounts},
+            groups={g.name for g in groups},
+        )
         dids = self.dids(
             data.get("dids", []),
             trunks={t.name: t for t in trunks},
             groups={g.name for g in groups},
             extensions={a.extension for a in accounts},
+            queues={q.name for q in queues},
         )
         pickup_groups = self.pickup_groups(
             data.get("pickup_groups", []), {a.extension for a in accounts}
@@ -520,6 +533,8 @@ class _Reader:
             trunks=trunks,
             dids=dids,
             ring_groups=groups,
+            queues=queues,
+            voicemail=self.voicemail(data.get("voicemail", []), {a.extension for a in accounts}),
             pickup_groups=pickup_groups,
             monitor=MonitorSettings(beep=monitor.get("beep", False)),
             ivr=ivr,
@@ -1114,8 +1129,144 @@ class _Reader:
             )
         return tuple(result)
 
+    def voicemail(self, items: Any, extensions: set[str]) -> tuple[VoicemailBox, ...]:
+        result, seen = [], set[str]()
+        for index, item in enumerate(self._table_list(items, "voicemail")):
+            self._check_keys(item, {"owner", "greeting", "max_seconds"}, "voicemail", index)
+            owner = self._name(item, "owner", "voicemail", index, seen)
+            if owner not in extensions:
+                raise self.fail(f"voicemail {owner}: owner is no extension", table="voicemail",
+                                key="owner", index=index)  # fmt: skip
+            greeting = item.get("greeting")
+            if greeting is not None and str(greeting).endswith(".wav"):
+                what = f"voicemail {owner}: greeting"
+                greeting = self._existing_file(
+                    greeting, what, table="voicemail", key="greeting", index=index
+                )
+            longest = item.get("max_seconds", 120)
+            if isinstance(longest, bool) or not isinstance(longest, int | float) or longest < 5:
+                raise self.fail(f"voicemail {owner}: max_seconds must be a number >= 5",
+                                table="voicemail", key="max_seconds", index=index)  # fmt: skip
+            result.append(VoicemailBox(owner, str(greeting) if greeting else None, float(longest)))
+        return tuple(result)
+
+    def queues(
+        self, items: Any, *, extensions: set[str], groups: set[str]
+    ) -> tuple[QueueConfig, ...]:
+        result, seen = [], set[str]()
+        allowed = {
+            "name", "members", "strategy", "member_timeout", "wrap_up", "max_wait",
+            "max_length", "overflow", "announce_every", "service_level", "callback_digit",
+            "owner", "music", "greeting",
+        }  # fmt: skip
+        entries = self._table_list(items, "queues")
+        names = {str(item.get("name")) for item in entries if isinstance(item, dict)}
+
+        def fail(index: int, key: str, reason: str) -> ConfigError:
+            return self.fail(reason, table="queues", key=key, index=index)
+
+        for index, item in enumerate(entries):
+            self._check_keys(item, allowed, "queues", index)
+            name = self._name(item, "name", "queues", index, seen)
+            raw = item.get("members", [])
+            members: list[QueueMember] = []
+            if not isinstance(raw, list) or not raw:
+                raise fail(index, "members", f"queue {name}: members must be a non-empty list")
+            for member in raw:
+                if isinstance(member, dict):
+                    extension, penalty = str(member.get("extension")), member.get("penalty", 0)
+                    extra = set(member) - {"extension", "penalty"}
+                    if extra:
+                        raise fail(index, "members", f"queue {name}: member keys are extension"
+                                   f" and penalty, not {sorted(extra)[0]}")  # fmt: skip
+                else:
+                    extension, penalty = str(member), 0
+                if extension not in extensions:
+                    raise fail(index, "members", f"queue {name}: member {extension} is no "
+                               "extension")  # fmt: skip
+                if isinstance(penalty, bool) or not isinstance(penalty, int) or penalty < 0:
+                    raise fail(index, "members", f"queue {name}: penalty of {extension} must be"
+                               " a whole number >= 0")  # fmt: skip
+                members.append(QueueMember(extension, penalty))
+            if len({m.extension for m in members}) != len(members):
+                raise fail(index, "members", f"queue {name}: a member is listed twice")
+            strategy = item.get("strategy", "longest-idle")
+            if strategy not in QUEUE_STRATEGIES:
+                raise fail(index, "strategy", f"queue {name}: strategy must be one of "
+                           + ", ".join(QUEUE_STRATEGIES))  # fmt: skip
+            owner = item.get("owner")
+            if owner is not None and str(owner) not in extensions:
+                raise fail(index, "owner", f"queue {name}: owner {owner} is no extension")
+            overflow = str(item.get("overflow", "callback"))
+            kind, _, target = overflow.partition(":")
+            valid = (
+                overflow == "callback"
+                or (kind == "queue" and target in names and target != name)
+                or (kind == "ringgroup" and target in groups)
+                or (kind in ("agent", "voicemail") and target in extensions)
+            )
+            if not valid:
+                raise fail(index, "overflow", f"queue {name}: overflow must be callback, "
+                           "queue:OTHER, ringgroup:NAME, agent:EXT or voicemail:EXT of this "
+                           f"config, got {overflow!r}")  # fmt: skip
+            digit = str(item.get("callback_digit", "1"))
+            if digit not in ("", *"0123456789*#"):
+                raise fail(index, "callback_digit", f"queue {name}: callback_digit must be one"
+                           " DTMF digit or empty")  # fmt: skip
+            music = item.get("music")
+            if music is not None:
+                music = str(self._existing_file(music, f"queue {name}: music", table="queues",
+                                                key="music", index=index))  # fmt: skip
+            greeting = item.get("greeting")
+            if greeting is not None and str(greeting).endswith(".wav"):
+                greeting = self._existing_file(
+                    greeting, f"queue {name}: greeting", table="queues", key="greeting", index=index
+                )
+
+            def number(
+                key: str,
+                default: float,
+                minimum: float,
+                index: int = index,
+                item: dict[str, Any] = item,
+                name: str = name,
+            ) -> float:
+                value = item.get(key, default)
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+                    raise fail(index, key, f"queue {name}: {key} must be a number >= {minimum}")
+                return float(value)
+
+            max_length = number("max_length", 0, 0)
+            if max_length != int(max_length):
+                raise fail(index, "max_length", f"queue {name}: max_length must be whole")
+            result.append(
+                QueueConfig(
+                    name=name,
+                    members=tuple(members),
+                    strategy=strategy,
+                    member_timeout=number("member_timeout", 15.0, 1),
+                    wrap_up=number("wrap_up", 10.0, 0),
+                    max_wait=number("max_wait", 300.0, 0),
+                    max_length=int(max_length),
+                    overflow=overflow,
+                    announce_every=number("announce_every", 30.0, 0),
+                    service_level=number("service_level", 20.0, 1),
+                    callback_digit=digit,
+                    owner=str(owner) if owner is not None else None,
+                    music=music,
+                    greeting=str(greeting) if greeting is not None else None,
+                )
+            )
+        return tuple(result)
+
     def dids(
-        self, items: Any, *, trunks: dict[str, Trunk], groups: set[str], extensions: set[str]
+        self,
+        items: Any,
+        *,
+        trunks: dict[str, Trunk],
+        groups: set[str],
+        extensions: set[str],
+        queues: set[str] = frozenset(),  # type: ignore[assignment]
     ) -> tuple[Did, ...]:
         result, seen = [], set[str]()
         for index, item in enumerate(self._table_list(items, "dids")):
@@ -1151,11 +1302,13 @@ class _Reader:
                 (kind == "ringgroup" and target in groups)
                 or (kind == "agent" and target in extensions)
                 or (kind == "ivr" and bool(target))
+                or (kind == "queue" and target in queues)
+                or (kind == "voicemail" and target in extensions)
             )
             if not valid:
                 raise self.fail(
-                    f"DID {number}: route must be ringgroup:NAME, agent:EXT or ivr:FLOW of this "
-                    f"config, got {route!r}",
+                    f"DID {number}: route must be ringgroup:NAME, agent:EXT, ivr:FLOW, "
+                    f"queue:NAME or voicemail:EXT of this config, got {route!r}",
                     table="dids",
                     key="route",
                     index=index,

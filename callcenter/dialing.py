@@ -90,7 +90,9 @@ class PbxLines:
     def agents_now(self, agents: tuple[str, ...]) -> AgentsNow:
         board = self.switchboard
         now = board.ua.loop.time()
-        idle = tuple(board.reachable(agents, now=now))
+        # An agent a queue's waiting caller needs is not the dialer's to take.
+        wanted = board.queues.wanted(now=now)
+        idle = tuple(a for a in board.reachable(agents, now=now) if a not in wanted)
         talking, wrapping = [], []
         for agent in agents:
             if agent in idle or agent not in board.extensions:

@@ -156,6 +156,24 @@ class TrunkChanged:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class QueueProgress:
+    """A waiting queue as a supervisor watches it (pbx.queue.Queue.snapshot, in short)."""
+
+    name: str
+    waiting: int
+    longest_wait: float
+    """Seconds the longest-waiting caller has waited now."""
+    members_logged_in: int
+    answered: int
+    abandoned: int
+    service_level: float | None
+    """Share answered within `service_level_seconds` (None before any answer)."""
+    service_level_seconds: float
+    average_speed_of_answer: float | None
+    abandon_rate: float | None
+
+
 LiveEvent = (
     AgentStateChanged
     | CallStarted
@@ -167,10 +185,11 @@ LiveEvent = (
     | TaskCreated
     | TaskDone
     | TrunkChanged
+    | QueueProgress
 )
 Delta = tuple[str, dict[str, Any]]
 """(kind, data): kind is agent, call, call-gone, campaign, campaign-gone, task, task-gone,
-trunk."""
+trunk, queue."""
 
 
 # -- plan and pace ---------------------------------------------------------------------------
@@ -268,6 +287,7 @@ class LiveBoard:
     tasks: dict[int, TaskCreated] = field(default_factory=dict)
     trunks: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Each trunk's row as `pbx.trunks.TrunkManager.snapshot` gives it."""
+    queues: dict[str, QueueProgress] = field(default_factory=dict)
 
     def add_agent(
         self, extension: str, *, name: str, role: str, daily_plan: int, since: float
@@ -353,6 +373,10 @@ class LiveBoard:
                 if self.trunks.get(name) != data:
                     self.trunks[name] = data
                     deltas.append(("trunk", data))
+            case QueueProgress(name=name):
+                if self.queues.get(name) != event:
+                    self.queues[name] = event
+                    deltas.append(("queue", asdict(event)))
         return deltas
 
     def snapshot(self) -> dict[str, Any]:
@@ -363,6 +387,7 @@ class LiveBoard:
             "campaigns": [_campaign_json(c) for c in self.campaigns.values()],
             "tasks": [_task_json(t) for t in self.tasks.values()],
             "trunks": list(self.trunks.values()),
+            "queues": [asdict(q) for q in self.queues.values()],
         }
 
     def ringing_agents(self) -> set[str]:

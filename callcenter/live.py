@@ -15,6 +15,7 @@ from crm_bridge import CrmStore, TaskFilter
 from dialer import CampaignSupervisor
 from pbx import AgentState, CallSummary, Switchboard
 from pbx import events as pbx_events
+from pbx.acd import QueueDesk
 from pbx.trunks import TrunkState
 
 from .config import Account
@@ -29,6 +30,7 @@ from .events import (
     CampaignProgress,
     LiveBoard,
     LiveBus,
+    QueueProgress,
     TaskCreated,
     TaskDone,
     TrunkChanged,
@@ -171,8 +173,10 @@ class LiveFeed:
         database: Database | None,
         store: CrmStore | None,
         campaigns: CampaignSupervisor | None,
+        queues: QueueDesk | None = None,
     ) -> None:
         self.bus = bus
+        self.queues = queues
         self.spawn = spawn
         self.database = database
         self.store = store
@@ -203,6 +207,7 @@ class LiveFeed:
             today = local_today()
             if self._seeded != today:
                 await self._seed(today)
+            self._queues()
             await self._campaigns()
             await self._tasks()
 
@@ -256,6 +261,27 @@ class LiveFeed:
             )
         for gone in set(self.bus.board.campaigns) - seen:
             self.bus.publish(CampaignGone(gone))
+
+    def _queues(self) -> None:
+        desk = self.queues
+        if desk is None:
+            return
+        now = desk.sb.ua.loop.time()
+        for queue in desk.queues.values():
+            self.bus.publish(
+                QueueProgress(
+                    queue.name,
+                    waiting=len(queue.callers),
+                    longest_wait=round(queue.longest_wait(now=now)),
+                    members_logged_in=len(queue.logged_in()),
+                    answered=queue.stats.answered,
+                    abandoned=queue.stats.abandoned,
+                    service_level=queue.service_level,
+                    service_level_seconds=queue.config.service_level,
+                    average_speed_of_answer=queue.average_speed_of_answer,
+                    abandon_rate=queue.abandon_rate,
+                )
+            )
 
     async def _tasks(self) -> None:
         store = self.store

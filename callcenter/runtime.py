@@ -208,11 +208,17 @@ async def start_engine(
         authenticator=authenticator,
         ring_timeout=sip.ring_timeout,
         presence=presence,
-        routing=Routing(config.trunks, config.dids, config.ring_groups),
+        routing=Routing(config.trunks, config.dids, config.ring_groups, config.queues),
         pickup_groups=PickupGroups(config.pickup_groups),
         monitor=config.monitor,
         music_on_hold=sip.music_on_hold,
     )
+    if (
+        config.queues
+        or config.voicemail
+        or any(d.route.startswith("voicemail:") for d in config.dids)
+    ):
+        _wire_queues(switchboard, config, data_dir or config.data_dir, recordings_root)
     if store is not None:
         # A known customer's responsible manager rings first when the call is for their group.
         switchboard.first_for = functools.partial(responsible_of, store)
@@ -262,7 +268,12 @@ async def start_engine(
         events=events,
         live=live,
         live_feed=LiveFeed(
-            live, spawn=background.spawn, database=database, store=store, campaigns=campaigns
+            live,
+            spawn=background.spawn,
+            database=database,
+            store=store,
+            campaigns=campaigns,
+            queues=switchboard.queues if switchboard.queues.queues else None,
         ),
         background=background,
         database=database,
@@ -311,6 +322,28 @@ async def start_engine(
 
 async def _end_interrupted(dialogs: PersistentDialogs, left: list[StoredDialog]) -> None:
     await dialogs.end_interrupted(left)
+
+
+def _wire_queues(
+    switchboard: Switchboard, config: Config, data_dir: Path, recordings_root: Path
+) -> None:
+    """The queues speak with the IVR's prompt cache (espeak-ng, in a thread; each text made
+    once, kept on disk) and leave voicemail beside the recordings."""
+    cache = PromptCache(
+        config.ivr.prompt_cache or data_dir / "prompts",
+        espeak="espeak-ng" if config.ivr.tts else None,
+    )
+    desk = switchboard.queues
+    if cache.espeak is not None:
+
+        async def speak(text: str) -> Path:
+            return await asyncio.to_thread(cache.speak, text)
+
+        desk.speak = speak
+    else:
+        logger.warning("queues: espeak-ng is missing, callers hear tones instead of positions")
+    desk.voicemail_dir = recordings_root / "voicemail"
+    desk.voicemail_boxes = {box.owner: box for box in config.voicemail}
 
 
 def _trunk_cps(switchboard: Switchboard, name: str) -> float | None:

@@ -50,7 +50,7 @@ from .adapters import (
 from .config import CrmEndpoint, RetryPolicy
 from .kinds import DEFAULT_ADAPTERS, DEFAULT_RATES, check_endpoints
 from .oauth import OAuthError, TokenStore
-from .ratelimit import RateLimiter, limiter
+from .ratelimit import RateLimiter, shared_limiter
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,9 @@ class OutboxWorker:
         key = (endpoint.kind, endpoint.account)
         if key not in self._buckets:
             size = endpoint.burst or burst or max(1, int(rate))
-            self._buckets[key] = limiter(rate, size)
+            # Counted in PostgreSQL: the nodes delivering to one account keep within its
+            # limit together, not each on its own.
+            self._buckets[key] = shared_limiter(self._pool, ":".join(key), rate, size)
         return self._buckets[key]
 
     @property

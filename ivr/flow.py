@@ -37,7 +37,7 @@ from .errors import FlowError, PromptError
 logger = logging.getLogger(__name__)
 
 DTMF_KEYS = frozenset("0123456789*#ABCD")
-TRANSFER_KINDS = ("agent", "ringgroup", "number")
+TRANSFER_KINDS = ("agent", "ringgroup", "number", "queue")
 _NUMBER = re.compile(r"^\+?[0-9]{3,15}$")
 # `{field}` in a target or assignee: filled from the call's data when the node runs.
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -156,7 +156,8 @@ class Branch:
 @dataclass(frozen=True)
 class Transfer:
     target: str
-    """agent:EXT, ringgroup:NAME or number:E164 (out through a trunk). `{field}` takes the
+    """agent:EXT, ringgroup:NAME, queue:NAME (the caller waits there) or number:E164 (out
+    through a trunk). `{field}` takes the
     value from the call's data: `agent:{manager}` rings the lead's responsible manager."""
     timeout: float = 30.0
     """Seconds the target may ring."""
@@ -512,7 +513,8 @@ class _Reader:
                 )
             ):
                 raise self.fail(
-                    f"node {name!r}: target must be agent:EXT, ringgroup:NAME or number:+E164,"
+                    f"node {name!r}: target must be agent:EXT, ringgroup:NAME, queue:NAME or"
+                    " number:+E164,"
                     f" got {target!r}",
                     name,
                     "target",

@@ -19,6 +19,7 @@ from telephony.media import ToneSource, WavSource
 from telephony.numbers import NumberError
 from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_response
 
+from .acd import QueueDesk
 from .auth import Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target, TransferRequest, ringback
 from .callerid import ANONYMOUS, CallerId, inbound_caller
@@ -43,6 +44,7 @@ from .monitor import (
 )
 from .pickup import Pickup, PickupGroups, RingingCall, parse_pickup
 from .presence import Presence
+from .queue import QueueConfig, parse_queue_code
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import Did, RingGroup, Trunk
 from .security import log_auth_failure
@@ -73,6 +75,7 @@ class Routing:
     trunks: tuple[Trunk, ...] = ()
     dids: tuple[Did, ...] = ()
     ring_groups: tuple[RingGroup, ...] = ()
+    queues: tuple[QueueConfig, ...] = ()
 
 
 # Feature codes an agent dials (the engine answers, beeps, hangs up).
@@ -130,9 +133,6 @@ class Switchboard:
         self.outbound_check: Callable[[str, str], Awaitable[str | None]] | None = None
         """Asked (extension, number) before an agent's own call to an external number goes out:
         a reason to refuse it (403: a DNC list, calling hours), or None to let it through."""
-        self.queue_steps: Callable[[str, float], list[HuntStep]] | None = None
-        """The hook a queue service fills: how to ring queue NAME for a transfer (`queue:NAME`
-        targets); None: no queues, such a transfer is refused."""
         self.on_ivr: IvrHandler | None = None
         """Serves DIDs routed to `ivr:FLOW` (answers, runs the flow, may call transfer());
         it concludes the call's summary itself unless transfer() bridged the call."""
@@ -146,6 +146,9 @@ class Switchboard:
         self._tasks = TaskSet("call")
         self.music_on_hold = music_on_hold
         """Looped to a party whose call the other side holds."""
+        self.queues = QueueDesk(self, routing.queues)
+        """The waiting queues (ACD): DIDs and IVR transfers to `queue:NAME`."""
+        self.events.subscribe(PresenceChanged, lambda _: self.queues.wake())
         self._held: list[str] = []
         """Extensions held busy by hold()."""
         ua.on_incoming = self._on_incoming
@@ -274,6 +277,10 @@ class Switchboard:
             return
         if dialled in FEATURE_CODES:
             self._track(self._feature_code(call, caller, away=FEATURE_CODES[dialled]))
+            return
+        if dialled and (queue_code := parse_queue_code(dialled)) is not None:
+            login, queue_name = queue_code
+            self._track(self._queue_code(call, caller, queue_name, login=login))
             return
         if dialled and (code := parse_pickup(dialled)) is not None:
             self._pickup(call, caller, code.target)
@@ -521,6 +528,16 @@ class Switchboard:
         if kind == "ivr" and self.on_ivr is not None:
             self.announce(summary)
             self._track(self._ivr(call, did, summary))
+            return
+        if kind == "queue" and target in self.queues.queues:
+            summary.owner = self.queues.owner(target)
+            self.announce(summary)
+            self._track(self.queues.enter(call, target, summary))
+            return
+        if kind == "voicemail" and self.queues.voicemail_dir is not None:
+            summary.owner = target
+            self.announce(summary)
+            self._track(self.queues.voicemail(call, target, summary))
             return
         if kind == "agent":
             reachable = self.reachable([target], now=now)
@@ -778,10 +795,11 @@ class Switchboard:
     async def transfer(
         self, call: Call, route: str, *, summary: CallSummary, timeout: float
     ) -> bool:
-        """Ring `route` (agent:EXT, ringgroup:NAME, number:E164) for a caller an IVR answered.
-        True once bridged: from then on the call is the switchboard's, which journals `summary`
-        at its end. False when nobody was free or answered in `timeout` s, or the caller hung
-        up: the caller's leg is left as it was, for the flow to go on."""
+        """Ring `route` (agent:EXT, ringgroup:NAME, number:E164) for a caller an IVR answered,
+        or hand it to queue:NAME (which journals it). True once bridged: from then on the call
+        is the switchboard's, which journals `summary` at its end. False when nobody was free
+        or answered in `timeout` s, or the caller hung up: the caller's leg is left as it was,
+        for the flow to go on."""
         loop = self.ua.loop
         target = route.partition(":")[2]
         steps = self.steps_for(route, timeout=timeout, summary=summary, presenting=summary.caller)
@@ -789,6 +807,10 @@ class Switchboard:
         if route.startswith("number:") and (found := self._trunk_route(target)) is not None:
             # The carrier sees the customer's number as the caller (a forwarded call).
             identity, _ = self._presenting(found[0], summary.caller)
+        if route.startswith("queue:") and target in self.queues.queues:
+            # The queue takes the caller for good: it journals the call at its end.
+            self._track(self.queues.enter(call, target, summary))
+            return True
         if not steps:
             logger.info("call %s: IVR transfer to %s: nobody free", call.call_id, route)
             return False
@@ -850,10 +872,15 @@ class Switchboard:
         """Bridge an answered customer leg to the longest-idle agent of `agents` free now, each
         rung for up to `timeout`; with nobody free or answering, `on_no_agent` takes the
         customer (safe harbor). The dialer waits for an agent to come free before calling.
-        The caller announced `summary` when it placed the call."""
+        The caller announced `summary` when it placed the call. Agents a queue's waiting
+        caller needs come last: the dialer's pacing left them out, so one is taken only when
+        a race left no one else (an answered customer must not be abandoned)."""
         now = self.ua.loop.time()
+        free = self.reachable(agents, now=now)
+        wanted = self.queues.wanted(now=now)
+        spare = {a: b for a, b in free.items() if a not in wanted}
         steps = STRATEGIES["longest-idle"]().steps(
-            Hunt(agents, self.reachable(agents, now=now), self.presence, timeout, timeout, now)
+            Hunt(agents, spare or free, self.presence, timeout, timeout, now)
         )
         caller_uri = customer.invite.to.uri
         number = summary.customer or (
@@ -929,6 +956,8 @@ class Switchboard:
             return None, target
         if kind == "ringgroup" and target in self.groups:
             return target, self.groups[target].owner
+        if kind == "queue":
+            return None, self.queues.owner(target)
         return None, None
 
     def _start(
@@ -979,8 +1008,8 @@ class Switchboard:
     ) -> list[HuntStep]:
         """How to ring `route` now: `agent:EXT` or a bare extension, `ringgroup:NAME` (its
         strategy over the members free now), `number:E164` or a bare external number (through
-        a trunk), `queue:NAME` (when a queue service is attached: `queue_steps`). Empty when
-        nobody there can take a call now."""
+        a trunk). Empty when nobody there can take a call now. (A queue is no set of phones to
+        ring: an IVR hands its caller to `queues.enter` instead, see transfer.)"""
         now = self.ua.loop.time()
         kind, _, target = route.partition(":")
         if not target:
@@ -1005,8 +1034,6 @@ class Switchboard:
                 now,
             )
             return self._strategies[group.name].steps(hunt)
-        elif kind == "queue" and self.queue_steps is not None:
-            return self.queue_steps(target, timeout)
         elif kind == "number":
             # The carrier sees the customer's number as the caller (a forwarded call).
             return self._failover_steps(target, timeout, presenting=presenting)
@@ -1024,11 +1051,16 @@ class Switchboard:
         """Transfer `bridged`'s caller to `route` (see steps_for), asked by `by` (an
         extension, "api"), blind or warm (a consultation first). The request once it started;
         else the status that refuses it: 409 no answered call, a transfer already running or a
-        supervisor monitoring the call; 480 nobody there can take it now."""
+        supervisor monitoring the call; 480 nobody there can take it now; 501 a queue (not yet
+        for a live call)."""
         if bridged.b is None or bridged.media is None or bridged.transferring:
             return 409
         if any(m.bridged is bridged for m in self.monitors.values()):
             return 409  # a supervisor is mixed in: the conference owns the legs' audio now
+        if route.startswith("queue:"):
+            # Not yet: the queue would take the caller's leg, its recording and its journal
+            # entry over from this bridged call (QueueDesk.enter after a hand-off).
+            return 501
         presenting = bridged.summary.customer or bridged.caller
         steps = self.steps_for(route, timeout=self.ring_timeout, presenting=presenting)
         if not steps:
@@ -1224,10 +1256,22 @@ class Switchboard:
     async def _feature_code(self, call: Call, agent: str, *, away: bool) -> None:
         """*50 away, *51 available: answered with a beep so the agent hears it took effect."""
         self.presence.set_away(agent, away, now=self.ua.loop.time())
+        await self._beep(call, long=away)
+
+    async def _queue_code(self, call: Call, agent: str, queue: str | None, *, login: bool) -> None:
+        """*45 / *45NAME log in to the agent's queues (or NAME), *46 / *46NAME log out: a
+        beep when it took effect, the reorder tone when the agent is in no such queue."""
+        if not self.queues.log_in(agent, queue, login=login):
+            await self._reorder(call, reason="no-such-queue")
+            return
+        await self._beep(call, long=not login)
+
+    async def _beep(self, call: Call, *, long: bool) -> None:
+        """A feature code took effect: answer, beep (long for off, short for on), hang up."""
         await call.answer()
         try:
             await asyncio.wait_for(call.next_event(), 5)
-            await call.play(ToneSource(_BEEP, duration=0.4 if away else 0.2))
+            await call.play(ToneSource(_BEEP, duration=0.4 if long else 0.2))
         except (TimeoutError, RuntimeError):
             pass
         await call.hangup(reason="feature-code")
@@ -1236,6 +1280,7 @@ class Switchboard:
         """Hang up every call with BYE (or CANCEL / 503 before answer) and wait for the logs."""
         for session in list(self.monitors.values()):
             session.leave()
+        await self.queues.shutdown()
         for bridged in list(self.active.values()):
             for leg in (bridged.a, bridged.b):
                 if leg is not None:

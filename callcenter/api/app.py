@@ -18,6 +18,7 @@ from . import (
     monitor,
     openapi,
     outbox,
+    queues,
     recording_links,
 )
 from .crm import ENGINE, add_routes
@@ -202,6 +203,7 @@ def build_app(engine: Engine) -> web.Application:
     call_control.add_routes(app)
     dashboard.add_routes(app)
     recording_links.add_routes(app)
+    queues.add_routes(app)
     return app
 
 

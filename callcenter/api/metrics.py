@@ -292,9 +292,57 @@ async def render(engine: Engine) -> str:
         "Media ticks skipped because the loop was late.",
         ua.clock.skipped,
     )
+    _queues(engine, out)
     await _outbox(engine, out)
     await _campaigns(engine, out)
     return out.text()
+
+
+def _queues(engine: Engine, out: Exposition) -> None:
+    """Per queue: callers waiting, the counts behind service level, speed of answer and
+    abandon rate (rates come from the counters: rate(answered_within_sla) / rate(answered)),
+    and the longest wait now."""
+    queues = list(engine.switchboard.queues.queues.values())
+    if not queues:
+        return
+    now = engine.ua.loop.time()
+
+    def per(pick: Any) -> list[tuple[dict[str, Any], float]]:
+        return [({"queue": q.name}, pick(q)) for q in queues]
+
+    out.family("callcenter_queue_waiting", "gauge", "Callers waiting in the queue now.",
+               per(lambda q: len(q.callers)))  # fmt: skip
+    out.family("callcenter_queue_longest_wait_seconds", "gauge",
+               "Seconds the longest-waiting caller has waited.",
+               per(lambda q: q.longest_wait(now=now)))  # fmt: skip
+    out.family("callcenter_queue_members_logged_in", "gauge", "Members logged in to the queue.",
+               per(lambda q: len(q.logged_in())))  # fmt: skip
+    for name, help_text, field in (
+        ("entered", "Callers that joined the queue.", "entered"),
+        ("answered", "Queue callers answered by an agent.", "answered"),
+        ("answered_within_sla", "Queue callers answered within the service level.",
+         "answered_in_sla"),
+        ("abandoned", "Queue callers that hung up while waiting.", "abandoned"),
+        ("overflowed", "Queue callers sent to the overflow (max wait or length).", "overflowed"),
+        ("callbacks", "Queue callers that asked to be called back (virtual hold).", "callbacks"),
+    ):  # fmt: skip
+        out.family(f"callcenter_queue_{name}_total", "counter", help_text,
+                   per(lambda q, f=field: getattr(q.stats, f)))  # fmt: skip
+    out.family("callcenter_queue_answer_wait_seconds_total", "counter",
+               "Summed waits of answered queue callers (ASA = this / answered).",
+               per(lambda q: q.stats.wait_answered))  # fmt: skip
+    out.family("callcenter_queue_service_level_seconds", "gauge",
+               "The queue's service level target: answered within this many seconds.",
+               per(lambda q: q.config.service_level))  # fmt: skip
+    out.family("callcenter_queue_service_level_ratio", "gauge",
+               "Share of answered callers answered within the target (since start).",
+               per(lambda q: q.service_level or 0.0))  # fmt: skip
+    out.family("callcenter_queue_average_speed_of_answer_seconds", "gauge",
+               "Mean wait of answered queue callers (since start).",
+               per(lambda q: q.average_speed_of_answer or 0.0))  # fmt: skip
+    out.family("callcenter_queue_abandon_ratio", "gauge",
+               "Abandoned / (answered + abandoned) since start.",
+               per(lambda q: q.abandon_rate or 0.0))  # fmt: skip
 
 
 async def _outbox(engine: Engine, out: Exposition) -> None:

@@ -6,6 +6,7 @@ const KEY = "callcenter.key";
 const SUPERVISOR = "callcenter.supervisor";
 const board = {
   agents: new Map(), calls: new Map(), campaigns: new Map(), tasks: new Map(), trunks: new Map(),
+  queues: new Map(),
 };
 let clockOffset = 0; // server seconds minus browser seconds
 let source = null;
@@ -62,6 +63,7 @@ async function connect() {
       ["agents", snap.agents, "extension"], ["calls", snap.calls, "call_id"],
       ["campaigns", snap.campaigns, "id"], ["tasks", snap.tasks, "id"],
       ["trunks", snap.trunks || [], "name"],
+      ["queues", snap.queues || [], "name"],
     ]) {
       board[name] = new Map(rows.map((row) => [row[id], row]));
     }
@@ -85,6 +87,7 @@ async function connect() {
   source.addEventListener("task", upsert("tasks", "id"));
   source.addEventListener("task-gone", remove("tasks", "id"));
   source.addEventListener("trunk", upsert("trunks", "name"));
+  source.addEventListener("queue", upsert("queues", "name"));
   source.onerror = () => {
     // The browser retries by itself with the same URL; once the token has expired the server
     // refuses it and the source closes: then fetch a new token.
@@ -113,6 +116,7 @@ function render() {
     pending = false;
     renderAgents();
     renderCalls();
+    renderQueues();
     renderCampaigns();
     renderTasks();
     renderTrunks();
@@ -205,6 +209,26 @@ function renderCalls() {
         td.append(button);
       }
     }
+    return tr;
+  });
+}
+
+function renderQueues() {
+  const queues = [...board.queues.values()].sort((a, b) => a.name.localeCompare(b.name));
+  $("#no-queues").hidden = queues.length > 0;
+  const share = (r) => (r === null || r === undefined ? "–" : `${(100 * r).toFixed(0)}%`);
+  fill("#queues", queues, (q) => {
+    const tr = document.createElement("tr");
+    tr.dataset.queue = q.name;
+    cell(tr, q.name);
+    cell(tr, q.waiting, "num");
+    cell(tr, `${q.longest_wait} s`, "num");
+    cell(tr, q.members_logged_in, "num");
+    cell(tr, q.answered, "num");
+    cell(tr, `${share(q.service_level)} in ${q.service_level_seconds} s`, "num");
+    const asa = q.average_speed_of_answer;
+    cell(tr, asa === null || asa === undefined ? "–" : `${asa.toFixed(1)} s`, "num");
+    cell(tr, share(q.abandon_rate), "num");
     return tr;
   });
 }

@@ -7,6 +7,7 @@ from .clock import MediaClock
 from .conference import Conference
 from .endpoint import EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaBridge, MediaError, MediaSession
+from .playout import Playout
 from .rtp import RtpEndpoint, RtpPortPool
 from .tasks import TaskSet
 
@@ -20,6 +21,7 @@ __all__ = [
     "MediaError",
     "MediaSession",
     "Peer",
+    "Playout",
     "RtpEndpoint",
     "RtpPortPool",
     "SipEndpoint",

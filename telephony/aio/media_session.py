@@ -149,13 +149,18 @@ class MediaSession:
 
     def send_frame(self, samples: Frame, *, marker: bool = False) -> None:
         """Send one frame of our own audio now (the caller paces it on the media clock)."""
+        self.send_payload(CODECS[self.codec_name].encode(samples), len(samples), marker=marker)
+
+    def send_payload(self, payload: bytes, samples: int, *, marker: bool = False) -> None:
+        """Send one frame already encoded in this leg's codec (a `Playout` encodes a frame
+        once for every leg that hears it); `samples` advances the RTP timestamp."""
         header = _RTP_HEADER.pack(
             0x80, (0x80 if marker else 0) | self.codec_pt, self._seq, self._timestamp, self._ssrc
         )
         self._seq = (self._seq + 1) & 0xFFFF
-        self._timestamp = (self._timestamp + len(samples)) & 0xFFFFFFFF
+        self._timestamp = (self._timestamp + samples) & 0xFFFFFFFF
         self.sent_own = True
-        self.rtp.send(header + CODECS[self.codec_name].encode(samples))
+        self.rtp.send(header + payload)
 
     def splice_relay(self) -> None:
         """Relay to this leg again after sending our own audio (music on hold): the relayed

@@ -23,7 +23,10 @@ def test_sample_config_matches_the_readme() -> None:
     (group,) = config.ring_groups
     assert group.members == ("101", "102", "103") and group.auto_reply is not None
     assert group.auto_reply.is_file()
-    assert config.dids[0].route == "ringgroup:sales"
+    assert config.dids[0].route == "queue:sales"
+    (queue,) = config.queues
+    assert [(m.extension, m.penalty) for m in queue.members] == [("101", 0), ("102", 0), ("103", 1)]
+    assert queue.music is not None and Path(queue.music).is_file() and queue.greeting
 
 
 @pytest.mark.parametrize(

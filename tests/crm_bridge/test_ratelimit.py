@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from crm_bridge.ratelimit import SlidingWindow, TokenBucket, limiter
+import asyncio
+
+import asyncpg
+
+from crm_bridge.ratelimit import RateLimiter, SlidingWindow, TokenBucket, limiter, shared_limiter
 
 from ._helpers import FakeClock
 
@@ -50,3 +54,58 @@ def test_pause_holds_everything_back() -> None:
 def test_kind_defaults_pick_the_right_shape() -> None:
     assert isinstance(limiter(7.0, 7), SlidingWindow)
     assert isinstance(limiter(2.0, 50), TokenBucket)
+
+
+def _peak(stamps: list[float], period: float) -> int:
+    """Most of `stamps` within any `period` seconds."""
+    stamps, start, best = sorted(stamps), 0, 0
+    for end, stamp in enumerate(stamps):
+        while stamp - stamps[start] >= period:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def _burst(gates: list[RateLimiter], each: int) -> list[float]:
+    """Every gate takes `each` slots at once (the nodes' lanes); when each was granted."""
+    loop = asyncio.get_running_loop()
+    granted: list[float] = []
+
+    async def take(gate: RateLimiter) -> None:
+        await gate.acquire()
+        granted.append(loop.time())
+
+    await asyncio.gather(*(take(g) for g in gates for _ in range(each)))
+    return granted
+
+
+async def test_two_nodes_share_one_accounts_limit_through_postgresql(crm_url: str) -> None:
+    """Two nodes (two pools) sending to one amoCRM account: SharedWindow keeps them within 7
+    per second together, where a SlidingWindow per node lets 14 through."""
+    pools = [await asyncpg.create_pool(crm_url, min_size=1, max_size=4) for _ in range(2)]
+    try:
+        shared = [shared_limiter(p, "amocrm:https://acme.amocrm.ru", 7.0, 7) for p in pools]
+        together = await _burst(shared, 10)
+        apart = await _burst([limiter(7.0, 7), limiter(7.0, 7)], 10)
+    finally:
+        for pool in pools:
+            await pool.close()
+    assert len(together) == 20 and _peak(together, 1.0) <= 7
+    assert _peak(apart, 1.0) == 14  # what the per-process limit did with two nodes
+
+
+async def test_a_pause_one_node_hears_holds_the_other_too(crm_url: str) -> None:
+    pools = [await asyncpg.create_pool(crm_url, min_size=1, max_size=2) for _ in range(2)]
+    try:
+        first, second = (shared_limiter(p, "amocrm:https://acme.amocrm.ru", 7.0, 7) for p in pools)
+        await first.acquire()
+        first.pause(0.6)  # the CRM answered 429 to the first node
+        await asyncio.gather(*first._pauses)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await second.acquire()
+        waited = loop.time() - start
+    finally:
+        for pool in pools:
+            await pool.close()
+    assert waited >= 0.5

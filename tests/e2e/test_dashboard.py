@@ -213,3 +213,54 @@ async def test_campaign_manager_and_missed_call_tasks_on_the_page(
     await page.wait_for_selector('#orphans tr[data-contact="+12125550199"]', timeout=8000)
     assert page.errors == []
     await page.close()
+
+
+async def test_queue_panel_shows_a_waiting_caller_then_the_abandon(
+    pg_url: str, tmp_path: Path, browser: Any
+) -> None:
+    """A customer waits in a queue nobody is logged in to: the panel shows one waiting and the
+    longest wait growing; the customer hangs up: nobody waits and the abandon rate is 100%."""
+    from callcenter.runtime import start_engine
+    from sip_test_env import carrier
+
+    from .conftest import engine_config
+
+    extra = f"""
+[[trunks]]
+name = "carrier"
+allow_from = ["{carrier.CARRIER_IP}"]
+
+[[queues]]
+name = "sales"
+members = ["101"]
+announce_every = 0
+max_wait = 0
+
+[[dids]]
+number = "+12025550100"
+trunk = "carrier"
+route = "queue:sales"
+"""
+    engine = await start_engine(engine_config(extra=extra), database_url=pg_url,
+                                data_dir=tmp_path)  # fmt: skip
+    engine.switchboard.queues.log_in("101", "sales", login=False)
+    try:
+        page = await _open_dashboard(browser, engine)
+        row = '#queues tr[data-queue="sales"]'
+        await page.wait_for_selector(row, timeout=5000)
+        async with carrier.customer("+12125550123", workdir=tmp_path) as caller:
+            await caller.dial(carrier.did_uri("+12025550100", engine.sip_port))
+            await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+            await page.wait_for_selector(f'{row} td:nth-child(2):text-is("1")', timeout=5000)
+            await page.wait_for_selector(f'{row} td:nth-child(3):text-matches("^[1-9]")',
+                                         timeout=5000)  # fmt: skip
+            assert (await page.text_content(f"{row} td:nth-child(4)")) == "0"  # nobody in
+            await page.screenshot(path=str(artifacts_dir() / "dashboard-queue.png"),
+                                  full_page=True)  # fmt: skip
+            await caller.hangup()
+            await caller.wait_event("CALL_CLOSED", timeout=5)
+        await page.wait_for_selector(f'{row} td:nth-child(2):text-is("0")', timeout=5000)
+        await page.wait_for_selector(f'{row} td:nth-child(8):text-is("100%")', timeout=5000)
+        assert not page.errors  # type: ignore[attr-defined]
+    finally:
+        await engine.stop()

@@ -135,7 +135,7 @@ def test_bad_numbers_and_targets(flow_dir: Path) -> None:
     error = refused(write(flow_dir, text))
     assert "retries must be a whole number >= 0" in error.reason
     assert error.line == line_of(text, "retries =")
-    text = GOOD.replace('"ringgroup:sales"', '"queue:sales"')
+    text = GOOD.replace('"ringgroup:sales"', '"park:sales"')
     error = refused(write(flow_dir, text))
     assert "target must be agent:EXT" in error.reason
     assert error.line == line_of(text, "target =")
