@@ -495,6 +495,8 @@ class BridgedCall:
         on_refer = self.on_refer
         if on_refer is not None:
             b.on_refer = lambda refer: on_refer(self, b, refer)
+            # The caller's side does not transfer the call yet (it would swap the kept leg).
+            self.a.on_refer = lambda _refer: 403
         self.a.on_hold = functools.partial(self._hold_changed, self.a, b)
         b.on_hold = functools.partial(self._hold_changed, b, self.a)
         self.a.on_digit = functools.partial(self._relay_digit, self.a)
