@@ -163,6 +163,7 @@ async def start_engine(
             a.team,
             a.session_timers,
             srtp=a.srtp,
+            forwarding=a.forwarding,
         )
         for a in config.accounts
     }

@@ -89,6 +89,9 @@ class Target:
     """(username, password) for a provider's 401/407 to the INVITE (trunk targets)."""
     trunk: str | None = None
     """The trunk a call to an external number goes through (its To is the Request-URI)."""
+    from_: NameAddr | None = None
+    """The From of the INVITE to it, when not the call's caller identity (a call forwarded out
+    through a trunk presents a number the carrier accepts)."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,7 @@ class BridgedCall:
                 leg = await self.ua.dial(
                     uri,
                     target.binding.peer,
-                    from_=self.caller_identity,
+                    from_=target.from_ or self.caller_identity,
                     to=to,
                     headers=target.headers,
                     credentials=target.credentials,

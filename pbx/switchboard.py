@@ -7,7 +7,7 @@ import itertools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,15 @@ from .events import (
     EventBus,
     MonitorChanged,
     PresenceChanged,
+)
+from .forwarding import (
+    Forward,
+    ForwardCode,
+    Forwarding,
+    Refuse,
+    apply_code,
+    decide,
+    parse_forward_code,
 )
 from .hunt import STRATEGIES, Hunt
 from .monitor import (
@@ -64,6 +73,9 @@ class Extension:
     """RFC 4028 session timers on the calls of this extension's phone, both ways."""
     srtp: str = "off"
     """SRTP policy of this phone's legs (off, optional, required)."""
+    forwarding: Forwarding = field(default_factory=Forwarding)
+    """DND and call forwarding at start-up (the configuration's); phones and the API change
+    the switchboard's copy (`Switchboard.forwarding`)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,10 @@ class Switchboard:
         self.events.subscribe(PresenceChanged, lambda _: self.queues.wake())
         self._held: list[str] = []
         """Extensions held busy by hold()."""
+        self.forwarding: dict[str, Forwarding] = {}
+        """DND and forwarding of each extension now (set_forwarding changes it)."""
+        for number, ext in extensions.items():
+            self.set_forwarding(number, ext.forwarding)
         ua.on_incoming = self._on_incoming
         ua.on_request = self._on_request
         ua.session_timers_for = self._session_timers_for
@@ -178,6 +194,13 @@ class Switchboard:
                 self._held.remove(extension)
 
         return release
+
+    def set_forwarding(self, extension: str, settings: Forwarding) -> None:
+        """Change an extension's DND and forwarding (feature codes, the API); DND shows in
+        presence as away."""
+        self.forwarding[extension] = settings
+        self.presence.set_dnd(extension, settings.dnd, now=self.ua.loop.time())
+        logger.info("forwarding of %s: %s", extension, settings.to_json())
 
     def reachable(self, members: Iterable[str], *, now: float) -> dict[str, list[Binding]]:
         """The members who can take a call now (available, not busy, registered): their phones."""
@@ -274,6 +297,9 @@ class Switchboard:
         if dialled in FEATURE_CODES:
             self._track(self._feature_code(call, caller, away=FEATURE_CODES[dialled]))
             return
+        if dialled and (forward_code := parse_forward_code(dialled)) is not None:
+            self._track(self._forward_code(call, caller, forward_code))
+            return
         if dialled and (queue_code := parse_queue_code(dialled)) is not None:
             login, queue_name = queue_code
             self._track(self._queue_code(call, caller, queue_name, login=login))
@@ -290,20 +316,103 @@ class Switchboard:
             self._outbound(call, caller, dialled)
         elif dialled is None or dialled not in self.extensions:
             self._refuse(call, caller, dialled or "", 404, "failed")
-        elif dialled == caller or self.busy(dialled):
+        elif dialled == caller:
             self._refuse(call, caller, dialled, 486, "busy")
-        elif not bindings:
-            self._refuse(call, caller, dialled, 480, "unavailable")
         else:
-            step = HuntStep(tuple(Target(dialled, b) for b in bindings), self.ring_timeout)
-            self._start(
-                call,
-                caller=caller,
-                callee=dialled,
-                steps=[step],
-                identity=self.identity(caller, self.extensions[caller].display_name or None),
-                summary=CallSummary(call.call_id, caller, dialled, datetime.now(UTC)),
+            self._to_extension(call, caller, dialled, bindings)
+
+    # -- DND and call forwarding ------------------------------------------------------------
+
+    def _to_extension(self, call: Call, caller: str, dialled: str, bindings: list[Binding]) -> None:
+        """An agent's call to another extension: ring its phones, or do what its DND and
+        forwarding say (refuse busy, forward at once, ring then forward)."""
+        settings = self.forwarding.get(dialled, Forwarding())
+        decision = decide(settings, busy=self.busy(dialled), registered=bool(bindings))
+        display = self.extensions[caller].display_name or None
+        identity = self.identity(caller, display)
+        summary = CallSummary(call.call_id, caller, dialled, datetime.now(UTC))
+        if isinstance(decision, Refuse):
+            outcome = "busy" if decision.status == 486 else "unavailable"
+            self._refuse(call, caller, dialled, decision.status, outcome)
+            return
+        steps: list[HuntStep] = []
+        ring_timeout = self.ring_timeout
+        if isinstance(decision, Forward):
+            target, reason = decision.target, decision.reason
+        else:
+            steps = [HuntStep(tuple(Target(dialled, b) for b in bindings), decision.after)]
+            target, reason = decision.then or "", "no-answer"
+            if target:
+                ring_timeout = decision.after + self.ring_timeout
+        if target:
+            steps += self._forward_steps(dialled, target, reason, caller)
+            if isinstance(decision, Forward):
+                logger.info(
+                    "call %s to %s: forwarded to %s (%s)", call.call_id, dialled, target, reason
+                )
+        if not steps:
+            self._refuse(call, caller, dialled, 480, "unavailable")
+            return
+        self._start(
+            call,
+            caller=caller,
+            callee=dialled,
+            steps=steps,
+            identity=identity,
+            summary=summary,
+            ring_timeout=ring_timeout,
+        )
+
+    def _forward_steps(
+        self, extension: str, target: str, reason: str, caller: str
+    ) -> list[HuntStep]:
+        """How a call forwarded from `extension` reaches `target`: the target extension's phones
+        (one hop: its own forwarding is not followed; nothing when it is busy or in DND), or an
+        external number through the trunks in failover order, presenting the caller's number
+        when it is a customer's, else the trunk's caller ID. The legs say who diverted the
+        call and why (RFC 5806 Diversion)."""
+        diversion = (
+            "Diversion",
+            f"<{self.identity(extension, None).uri}>;reason={reason};counter=1",
+        )
+        now = self.ua.loop.time()
+        if target in self.extensions:
+            if target == caller or self.busy(target) or self.presence.dnd(target):
+                return []
+            bindings = self.registrar.lookup(target, now=now)
+            return [
+                HuntStep(
+                    tuple(Target(target, b, (diversion,)) for b in bindings), self.ring_timeout
+                )
+            ] if bindings else []  # fmt: skip
+        if not _EXTERNAL.match(target):
+            logger.warning("forwarding of %s: %r is no extension or number", extension, target)
+            return []
+        route = self._trunk_route(target)
+        if route is None:
+            return []
+        presenting = caller if caller not in self.extensions else (route[0].caller_id or ANONYMOUS)
+        from_, _ = self._presenting(route[0], presenting)
+        return [
+            HuntStep(
+                tuple(
+                    replace(t, headers=(*t.headers, diversion), from_=from_) for t in step.targets
+                ),
+                step.timeout,
+                failover=step.failover,
             )
+            for step in self._failover_steps(target, self.ring_timeout, presenting=presenting)
+        ]
+
+    async def _forward_code(self, call: Call, agent: str, code: ForwardCode) -> None:
+        """*78/*79 DND, *72/*73, *90/*91, *92/*93 forwarding: a beep (short: on, long: off);
+        a forward to oneself gets the reorder tone."""
+        if code.value == agent:
+            await self._reorder(call, reason="forward-to-self")
+            return
+        current = self.forwarding.get(agent, Forwarding())
+        self.set_forwarding(agent, apply_code(current, code))
+        await self._beep(call, long=not code.value)
 
     # -- pickup -------------------------------------------------------------------------------
 
@@ -1004,6 +1113,11 @@ class Switchboard:
 
     def _answered(self, bridged: BridgedCall) -> None:
         now = self.ua.loop.time()
+        summary = bridged.summary
+        if summary.direction == "internal" and bridged.callee not in self.extensions:
+            # An agent's call forwarded out through a trunk: the number that answered is the
+            # customer, the caller the agent (the journal's agent and callback follow).
+            summary.direction, summary.customer = "outbound", bridged.callee
         for party in bridged.parties:
             self.presence.call_started(party, now=now)
         self.events.publish(CallAnswered(bridged))
