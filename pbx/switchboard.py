@@ -21,6 +21,7 @@ from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_respon
 from .acd import QueueDesk
 from .auth import Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
+from .blf_service import BlfService
 from .callerid import ANONYMOUS, CallerId, inbound_caller
 from .events import (
     CallAnswered,
@@ -165,8 +166,11 @@ class Switchboard:
         """DND and forwarding of each extension now (set_forwarding changes it)."""
         for number, ext in extensions.items():
             self.set_forwarding(number, ext.forwarding)
+        self.blf = BlfService(self)
+        """BLF: SUBSCRIBEs for the dialog event package, NOTIFYs of the extensions' states."""
         ua.on_incoming = self._on_incoming
         ua.on_request = self._on_request
+        ua.on_dialog_request = self.blf.on_dialog_request
         ua.session_timers_for = self._session_timers_for
         ua.srtp_for = self._srtp_for
         ua.endpoint.filter = lambda peer: self.auth.allows(peer, now=ua.loop.time())
@@ -219,6 +223,9 @@ class Switchboard:
     # -- REGISTER -----------------------------------------------------------------------------
 
     def _on_request(self, request: SipRequest, transaction: object, peer: Peer) -> bool:
+        if request.method == "SUBSCRIBE":
+            self.blf.on_subscribe(request, transaction, peer)
+            return True
         if request.method != "REGISTER":
             return False
         now = self.ua.loop.time()
@@ -1230,6 +1237,7 @@ class Switchboard:
         for session in list(self.monitors.values()):
             session.leave()
         await self.queues.shutdown()
+        await self.blf.shutdown()
         for bridged in list(self.active.values()):
             for leg in (bridged.a, bridged.b):
                 if leg is not None:
