@@ -333,30 +333,12 @@ class Switchboard:
     def _to_extension(self, call: Call, caller: str, dialled: str, bindings: list[Binding]) -> None:
         """An agent's call to another extension: ring its phones, or do what its DND and
         forwarding say (refuse busy, forward at once, ring then forward)."""
-        settings = self.forwarding.get(dialled, Forwarding())
-        decision = decide(settings, busy=self.busy(dialled), registered=bool(bindings))
-        display = self.extensions[caller].display_name or None
-        identity = self.identity(caller, display)
-        summary = CallSummary(call.call_id, caller, dialled, datetime.now(UTC))
-        if isinstance(decision, Refuse):
-            outcome = "busy" if decision.status == 486 else "unavailable"
-            self._refuse(call, caller, dialled, decision.status, outcome)
+        found = self._extension_steps(dialled, caller, busy=self.busy(dialled), bindings=bindings)
+        if isinstance(found, Refuse):
+            outcome = "busy" if found.status == 486 else "unavailable"
+            self._refuse(call, caller, dialled, found.status, outcome)
             return
-        steps: list[HuntStep] = []
-        ring_timeout = self.ring_timeout
-        if isinstance(decision, Forward):
-            target, reason = decision.target, decision.reason
-        else:
-            steps = [HuntStep(tuple(Target(dialled, b) for b in bindings), decision.after)]
-            target, reason = decision.then or "", "no-answer"
-            if target:
-                ring_timeout = decision.after + self.ring_timeout
-        if target:
-            steps += self._forward_steps(dialled, target, reason, caller)
-            if isinstance(decision, Forward):
-                logger.info(
-                    "call %s to %s: forwarded to %s (%s)", call.call_id, dialled, target, reason
-                )
+        steps, ring_timeout = found
         if not steps:
             self._refuse(call, caller, dialled, 480, "unavailable")
             return
@@ -365,10 +347,34 @@ class Switchboard:
             caller=caller,
             callee=dialled,
             steps=steps,
-            identity=identity,
-            summary=summary,
+            identity=self.identity(caller, self.extensions[caller].display_name or None),
+            summary=CallSummary(call.call_id, caller, dialled, datetime.now(UTC)),
             ring_timeout=ring_timeout,
         )
+
+    def _extension_steps(
+        self, extension: str, caller: str, *, busy: bool, bindings: list[Binding]
+    ) -> tuple[list[HuntStep], float] | Refuse:
+        """The hunt of a call to `extension` as its DND and forwarding say, with its ring
+        timeout; Refuse when it can ring nobody and nothing forwards it."""
+        settings = self.forwarding.get(extension, Forwarding())
+        decision = decide(settings, busy=busy, registered=bool(bindings))
+        if isinstance(decision, Refuse):
+            return decision
+        steps: list[HuntStep] = []
+        ring_timeout = self.ring_timeout
+        if isinstance(decision, Forward):
+            target, reason = decision.target, decision.reason
+            logger.info("call to %s: forwarded to %s (%s)", extension, target, reason)
+        else:
+            target, reason = decision.then or "", "no-answer"
+            rings = decision.after if target else ring_timeout
+            steps = [HuntStep(tuple(Target(extension, b) for b in bindings), rings)]
+            if target:
+                ring_timeout = decision.after + self.ring_timeout
+        if target:
+            steps += self._forward_steps(extension, target, reason, caller)
+        return steps, ring_timeout
 
     def _forward_steps(
         self, extension: str, target: str, reason: str, caller: str
@@ -652,11 +658,15 @@ class Switchboard:
             self._track(self.queues.voicemail(call, target, summary))
             return
         if kind == "agent":
-            reachable = self.reachable([target], now=now)
-            if reachable:
-                steps = [
-                    HuntStep(tuple(Target(target, b) for b in reachable[target]), ring_timeout)
-                ]
+            # Away, wrap-up or on a call counts as busy for its forwarding.
+            found = self._extension_steps(
+                target,
+                caller,
+                busy=not self.presence.available(target, now=now) or self.busy(target),
+                bindings=self.registrar.lookup(target, now=now),
+            )
+            if not isinstance(found, Refuse):
+                steps, ring_timeout = found
             owner = target
         elif kind == "ringgroup":
             group = self.groups[target]
@@ -1121,10 +1131,18 @@ class Switchboard:
     def _answered(self, bridged: BridgedCall) -> None:
         now = self.ua.loop.time()
         summary = bridged.summary
-        if summary.direction == "internal" and bridged.callee not in self.extensions:
+        forwarded_out = (
+            bridged.callee not in self.extensions
+            and bridged.b is not None
+            and "Diversion" in bridged.b.invite.headers
+        )
+        if forwarded_out and summary.direction == "internal":
             # An agent's call forwarded out through a trunk: the number that answered is the
             # customer, the caller the agent (the journal's agent and callback follow).
             summary.direction, summary.customer = "outbound", bridged.callee
+        elif forwarded_out and summary.owner in self.extensions:
+            # A customer's call to an agent who forwards it to a mobile: the agent took it.
+            summary.callee = summary.owner
         for party in bridged.parties:
             self.presence.call_started(party, now=now)
         self.events.publish(CallAnswered(bridged))

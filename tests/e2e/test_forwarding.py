@@ -9,6 +9,8 @@ out through.
 - *72103 forwards everything: 103 rings at once, 102's phone not at all; *73 ends it.
 - Forward to an external number: the call goes out through the trunk with the trunk's caller
   ID and a Diversion header, and is journaled as one call.
+- A customer's call to a DID routed to 102, who forwards to a mobile: out through the trunk
+  presenting the customer's number; one inbound row, 102 as its agent.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import asyncpg
 import pytest
 
 from callcenter.runtime import Engine, start_engine
+from pbx.forwarding import Forwarding
+from sip_test_env import carrier
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.ports import free_port
 from sip_test_env.sipp import SippUas
@@ -32,6 +36,8 @@ pytestmark = pytest.mark.peers
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "sip_test_env" / "scenarios"
 EXTERNAL = "+12125550188"
+DID = "+12125550111"
+CUSTOMER = "+12125550177"
 
 
 @pytest.fixture
@@ -42,8 +48,9 @@ def carrier_port() -> int:
 @pytest.fixture
 async def fwd_engine(pg_url: str, tmp_path: Path, carrier_port: int) -> AsyncIterator[Engine]:
     trunk = (
-        f'[[trunks]]\nname = "carrier"\nallow_from = ["127.0.0.9"]\n'
-        f'outbound = "127.0.0.1:{carrier_port}"\ncaller_id = "+12125550100"\n'
+        f'[[trunks]]\nname = "carrier"\nallow_from = ["{carrier.CARRIER_IP}"]\n'
+        f'outbound = "127.0.0.1:{carrier_port}"\ncaller_id = "+12125550100"\n\n'
+        f'[[dids]]\nnumber = "{DID}"\ntrunk = "carrier"\nroute = "agent:102"\n'
     )
     engine = await start_engine(engine_config(extra=trunk), database_url=pg_url, data_dir=tmp_path)
     try:
@@ -170,3 +177,31 @@ async def test_forward_to_an_external_number_goes_out_through_the_trunk(
     # The row names what 101 dialled; the agent is 101 (the number that answered is a customer).
     assert (rows[0]["from_number"], rows[0]["to_number"], rows[0]["agent"]) == ("101", "102", "101")
     assert rows[0]["outcome"] == "answered" and rows[0]["recording_path"]
+
+
+async def test_a_customer_call_to_an_agent_follows_the_forward_to_a_mobile(
+    fwd_engine: Engine, tmp_path: Path, carrier_port: int, db: asyncpg.Connection
+) -> None:
+    engine = fwd_engine
+    engine.switchboard.set_forwarding("102", Forwarding(always=EXTERNAL))
+    uas = SippUas(SCENARIOS / "uas.xml", port=carrier_port, calls=1, workdir=tmp_path / "carrier")
+    async with uas, carrier.customer(CUSTOMER, workdir=tmp_path / "customer") as customer:
+        await customer.dial(carrier.did_uri(DID, engine.sip_port))
+        await customer.wait_event("CALL_ESTABLISHED", timeout=5)
+        bridged = next(iter(engine.switchboard.active.values()))
+        assert bridged.b is not None
+        sent = bridged.b.invite
+        assert str(sent.uri).startswith(f"sip:{EXTERNAL}@127.0.0.1:{carrier_port}")
+        assert str(sent.from_.uri).startswith(f"sip:{CUSTOMER}@")  # the customer's number
+        assert "reason=unconditional" in (sent.headers.get("Diversion") or "")
+        await customer.hangup()
+        await customer.wait_event("CALL_CLOSED", timeout=5)
+        served = await uas.wait(timeout=10)
+    assert served.successful == 1 and served.failed == 0, served.summary()
+    await _idle(engine)
+    rows = await db.fetch("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["direction"], row["from_number"], row["did"], row["agent"], row["outcome"]) == (
+        "inbound", CUSTOMER, DID, "102", "answered",
+    )  # fmt: skip
