@@ -89,7 +89,7 @@ async def test_dnd_and_forwarding_by_code_and_api(
         # DND by code: away in presence, callers refused busy, the phone silent.
         await feature(a102, "*78")
         async with http.get(api_url(engine, "/agents/102/presence"), headers=bearer()) as r:
-            assert (await r.json())["state"] == "away"
+            assert await r.json() == {"extension": "102", "state": "away", "dnd": True}
         async with http.get(url, headers=bearer()) as r:
             assert (await r.json())["dnd"] is True
         await a101.dial("102")
