@@ -77,8 +77,8 @@ class Presence:
 
     def set_dnd(self, extension: str, dnd: bool, *, now: float) -> None:
         """Do not disturb on or off: away-like while on, apart from *50/*51's away flag."""
-        agent = self._agents[extension]
-        if agent.dnd != dnd:
+        agent = self._agents.get(extension)
+        if agent is not None and agent.dnd != dnd:
             before = self.state(extension, now=now)
             agent.dnd = dnd
             if not dnd and not agent.away and not agent.calls:

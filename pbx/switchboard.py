@@ -165,7 +165,9 @@ class Switchboard:
         self.forwarding: dict[str, Forwarding] = {}
         """DND and forwarding of each extension now (set_forwarding changes it)."""
         for number, ext in extensions.items():
-            self.set_forwarding(number, ext.forwarding)
+            self.forwarding[number] = ext.forwarding
+            if ext.forwarding.dnd:
+                presence.set_dnd(number, True, now=ua.loop.time())
         self.blf = BlfService(self)
         """BLF: SUBSCRIBEs for the dialog event package, NOTIFYs of the extensions' states."""
         ua.on_incoming = self._on_incoming

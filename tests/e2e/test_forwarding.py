@@ -205,3 +205,25 @@ async def test_a_customer_call_to_an_agent_follows_the_forward_to_a_mobile(
     assert (row["direction"], row["from_number"], row["did"], row["agent"], row["outcome"]) == (
         "inbound", CUSTOMER, DID, "102", "answered",
     )  # fmt: skip
+
+
+async def test_the_configuration_sets_dnd_and_forwarding_at_start(
+    pg_url: str, tmp_path: Path
+) -> None:
+    account = (
+        '[[accounts]]\nextension = "106"\npassword = "pass106"\ndnd = true\n'
+        'forward_busy = "103"\nforward_no_answer_after = 8\n'
+    )
+    engine = await start_engine(engine_config(extra=account), database_url=pg_url,
+                                data_dir=tmp_path)  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(api_url(engine, "/agents/106/forwarding"), headers=bearer()) as r:
+                assert await r.json() == {
+                    "extension": "106", "dnd": True, "always": None, "busy": "103",
+                    "no_answer": None, "no_answer_after": 8.0,
+                }  # fmt: skip
+            async with http.get(api_url(engine, "/agents/106/presence"), headers=bearer()) as r:
+                assert (await r.json())["state"] == "away"
+    finally:
+        await engine.stop()
