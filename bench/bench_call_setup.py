@@ -4,8 +4,11 @@ Prints, per offered rate: the calls that succeeded and failed, the mean setup ti
 successful ones (SIPp's response time: first INVITE to 200, the 401 round trip included), the
 engine's CPU (% of one core over the level's wall time, and CPU milliseconds per attempted call),
 the whole host's CPU (every process, so contention from elsewhere shows) and the engine's RSS.
-When calls fail, one line tallies SIPp's reasons (e.g. a 401 retransmitted because the engine
-read the ACK later than Timer G, which SIPp's scenario takes as unexpected).
+The last two columns: new INVITEs the engine's overload control answered 503 (Retry-After) or
+dropped unread at that level; offered rates above what it sustains (e.g. --rates 150,300,450)
+show the goodput it keeps under overload. When calls fail, one line tallies SIPp's reasons
+(e.g. a 401 retransmitted because the engine read the ACK later than Timer G, which SIPp's
+scenario takes as unexpected).
 
 The engine runs in this process with recording on, as `callcenter serve` does (--no-record to
 leave it out); the SIPp UAS answers at once and sends no RTP. Levels run one after the other on
@@ -41,7 +44,10 @@ from callcenter.runtime import start_engine
 from sip_test_env.ports import free_port, free_port_range
 from sip_test_env.sipp import SippResult, extension_csv, run_sipp, start_sipp_uas
 
-HEADER = "rate/s    ok failed  wall_s  setups/s  setup_ms  engine_cpu%  cpu_ms/call  host%  rss_MB"
+HEADER = (
+    "rate/s    ok failed  wall_s  setups/s  setup_ms  engine_cpu%  cpu_ms/call  host%  rss_MB"
+    "  shed503  dropped"
+)
 # Each event of SIPp's -trace_err log starts with its date, time and epoch time (right after
 # the quote that closes the previous event's message, so not always at the start of a line).
 _EVENT = re.compile(r"\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: ")
@@ -112,6 +118,8 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
         csv = extension_csv(work / "calls.csv", [("101", "150", "pass101")])
         async with start_sipp_uas("uas.xml", port=uas_port, workdir=work / "uas"):
             for rate in rates:
+                overload = engine.ua.endpoint.overload
+                shed0, dropped0 = overload.shed, overload.dropped
                 usage0 = resource.getrusage(resource.RUSAGE_SELF)
                 host0 = host_busy_seconds()
                 start = time.monotonic()
@@ -134,7 +142,8 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
                     f"{rate:6d} {result.successful:5d} {result.failed:6d}  {wall:6.1f}  "
                     f"{result.successful / wall:8.1f}  {setup_ms(result):8.1f}  "
                     f"{100 * cpu / wall:11.1f}  {1000 * cpu / calls:11.2f}  {host:5.0f}  "
-                    f"{proc_rss_mb(os.getpid()):6.1f}",
+                    f"{proc_rss_mb(os.getpid()):6.1f}  {overload.shed - shed0:7d}  "
+                    f"{overload.dropped - dropped0:7d}",
                     flush=True,
                 )
                 if result.failed:

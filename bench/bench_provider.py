@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sip_test_env.kamailio import KamailioProvider, kamailio_missing
-from telephony.call.session import InviteSession, Role, Send
+from telephony.call.session import InviteSession, Role, SendInvite
 from telephony.sip import (
     AuthResult,
     DigestConfig,
@@ -131,7 +131,7 @@ def cpu_invite_challenge(count: int) -> float:
             digest=DigestClient("15550100", PASSWORD),
         )
         (effect,) = session.receive_response(response)
-        assert isinstance(effect, Send)
+        assert isinstance(effect, SendInvite)  # the INVITE again, with credentials
     return (time.process_time() - started) / count * 1e6
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from crm_bridge import CrmStore, MonitoringStore, OutboxWorker
 from dialer import CampaignSupervisor
-from ivr import IvrService
+from ivr import IvrService, PromptCache
 from pbx import ClickToCall, Switchboard
 from telephony.aio import TaskSet, UserAgent
 
@@ -27,6 +27,7 @@ from .keepalive import Keepalives
 from .live import LiveFeed
 from .recording import Recordings
 from .registrations import PersistentBindings
+from .status_callbacks import StatusCallbacks
 
 
 @dataclass
@@ -62,6 +63,10 @@ class Engine:
     """OPTIONS pings to registered phones ([sip] keepalive_interval > 0)."""
     dialogs: PersistentDialogs | None = None
     """Answered dialogs kept in the database (BYE after a crash)."""
+    status_callbacks: StatusCallbacks | None = None
+    """Per-call status URLs (click-to-call's `status_callback`)."""
+    prompts: PromptCache | None = None
+    """Prompts the API plays to a live call (text spoken by espeak-ng), cached on disk."""
     call_outcomes: Counter[str] = field(default_factory=Counter)
     """Calls ended since start, by outcome (GET /metrics)."""
     http: web.AppRunner | None = None
@@ -90,6 +95,8 @@ class Engine:
         await self.switchboard.events.drain()
         if self.audit is not None:
             await self.audit.drain(timeout=5)
+        if self.status_callbacks is not None:
+            await self.status_callbacks.close()
         # Let the BYEs leave before the sockets close.
         await asyncio.sleep(0.05)
         await self.ua.close()

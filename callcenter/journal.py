@@ -90,7 +90,19 @@ class CallJournal:
         at = summary.answered_at or datetime.now(UTC)
         self._step(summary.call_id, "answered", at, self._agent(summary))
 
-    def _step(self, call_id: str, what: str, at: datetime, agent: str | None) -> None:
+    def transferred(self, summary: CallSummary, transfer: dict[str, Any]) -> None:
+        """The customer was handed to another agent: `call.transferred`, after the answer."""
+        at = datetime.fromisoformat(transfer["at"]) if "at" in transfer else datetime.now(UTC)
+        self._step(summary.call_id, "transferred", at, None, transfer)
+
+    def _step(
+        self,
+        call_id: str,
+        what: str,
+        at: datetime,
+        agent: str | None,
+        transfer: dict[str, Any] | None = None,
+    ) -> None:
         row = self._rows.get(call_id)
         if row is None:
             return  # never opened (refused at once): the end writes it whole
@@ -102,6 +114,8 @@ class CallJournal:
             try:
                 if what == "ringing":
                     await self.store.call_ringing(await row, at)
+                elif transfer is not None:
+                    await self.store.call_transferred(await row, transfer, at)
                 else:
                     await self.store.call_answered(await row, at, agent=agent)
             except Conflict:

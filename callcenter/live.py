@@ -115,7 +115,7 @@ def wire_live(switchboard: Switchboard, accounts: Iterable[Account]) -> LiveBus:
             )
         )
 
-    def connected(answered_event: pbx_events.CallAnswered) -> None:
+    def connected(answered_event: pbx_events.CallAnswered | pbx_events.CallTransferred) -> None:
         bridged = answered_event.bridged
         answered = bridged.summary.answered_at
         bus.publish(
@@ -148,6 +148,7 @@ def wire_live(switchboard: Switchboard, accounts: Iterable[Account]) -> LiveBus:
     events.subscribe(pbx_events.CallRinging, ringing)
     events.subscribe(pbx_events.CallStarted, call_started)
     events.subscribe(pbx_events.CallAnswered, connected)
+    events.subscribe(pbx_events.CallTransferred, connected)  # the row shows the new agent
     events.subscribe(pbx_events.CallEnded, ended)
     for kind in (pbx_events.CallStarted, pbx_events.CallAnswered, pbx_events.CallEnded):
         events.subscribe(kind, channels_changed)  # a trunk's channels in use

@@ -21,8 +21,10 @@ class _Live:
     recorder: CallRecorder
     clock_token: int
     bridged: BridgedCall
-    stops: tuple[Callable[[], None], ...]
-    """Detach the recorder from the legs' audio."""
+    stops: list[Callable[[], None]]
+    """Detach the recorder from the legs' audio (customer's first, then the agent's)."""
+    paused: bool = False
+    """An opt-out stopped the audio (silence is written meanwhile)."""
 
 
 class Recordings:
@@ -47,17 +49,54 @@ class Recordings:
             # A full disk must not cost the customer the call: record nothing, say so loudly.
             logger.error("call %s: cannot record: %s", call_id, exc)
             return
-        # Inbound and internal calls: the caller's leg is the "customer" side.
-        customer, agent = (bridged.b, bridged.a) if bridged.summary.direction == "outbound" else (
-            bridged.a, bridged.b)  # fmt: skip
-        assert customer.media is not None and agent.media is not None
-        stops = (
-            customer.media.listen(lambda pcm: recorder.push("customer", pcm)),
-            agent.media.listen(lambda pcm: recorder.push("agent", pcm)),
-        )
+        stops = _listen(bridged, recorder)
+        assert stops is not None
         token = self.clock.subscribe(lambda _frame: recorder.tick())
         self._live[call_id] = _Live(recorder, token, bridged, stops)
         bridged.summary.recording = str(recorder.path)
+
+    def recording(self, call_id: str) -> bool | None:
+        """Whether the call's audio goes into its file now (False: paused by an opt-out),
+        None when the call has no recording."""
+        live = self._live.get(call_id)
+        return None if live is None else not live.paused
+
+    def set_paused(self, bridged: BridgedCall, paused: bool) -> bool:
+        """Opt-out: stop writing the parties' audio (the file goes on with silence, so its
+        timeline stays the call's) or start again. Starts a recording for a call that has
+        none (a DID with record = false) when asked to record. False when it cannot."""
+        live = self._live.get(bridged.a.call_id)
+        if live is None:
+            if paused:
+                return True
+            self.start(bridged)
+            return bridged.a.call_id in self._live
+        if live.paused == paused:
+            return True
+        if paused:
+            for stop in live.stops:
+                stop()
+            live.paused = True
+            return True
+        stops = _listen(bridged, live.recorder)
+        if stops is None:
+            return False
+        live.stops, live.paused = stops, False
+        return True
+
+    def follow(self, bridged: BridgedCall) -> None:
+        """The call was transferred: the agent channel follows whoever talks to the customer
+        now (`bridged.b`); the customer channel and the file go on unchanged."""
+        live = self._live.get(bridged.a.call_id)
+        if live is None or bridged.b is None or bridged.b.media is None:
+            return
+        if bridged.summary.direction == "outbound":
+            return  # the customer is leg B there; transfers keep leg A (see BridgedCall.transfer)
+        if live.paused:
+            return  # resuming listens to whoever is bridged then
+        recorder = live.recorder
+        live.stops[1]()
+        live.stops[1] = bridged.b.media.listen(lambda pcm: recorder.push("agent", pcm))
 
     def finish(self, call_id: str) -> RecordingResult | None:
         live = self._live.pop(call_id, None)
@@ -82,3 +121,17 @@ class Recordings:
             except OSError as exc:
                 logger.error("recordings: purge failed: %s", exc)
             await asyncio.sleep(every)
+
+
+def _listen(bridged: BridgedCall, recorder: CallRecorder) -> list[Callable[[], None]] | None:
+    """Feed the recorder both parties' audio (customer left, agent right); the undos, or None
+    when a party has no media."""
+    # Inbound and internal calls: the caller's leg is the "customer" side.
+    customer, agent = (bridged.b, bridged.a) if bridged.summary.direction == "outbound" else (
+        bridged.a, bridged.b)  # fmt: skip
+    if customer is None or agent is None or customer.media is None or agent.media is None:
+        return None
+    return [
+        customer.media.listen(lambda pcm: recorder.push("customer", pcm)),
+        agent.media.listen(lambda pcm: recorder.push("agent", pcm)),
+    ]

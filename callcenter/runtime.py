@@ -57,6 +57,7 @@ from .keepalive import Keepalives
 from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
+from .status_callbacks import StatusCallbacks
 from .tls import tls_contexts
 
 logger = logging.getLogger(__name__)
@@ -289,6 +290,11 @@ async def start_engine(
         ivr=ivr,
         bindings=bindings,
         dialogs=dialogs,
+        status_callbacks=StatusCallbacks(switchboard.events),
+        prompts=PromptCache(
+            config.ivr.prompt_cache or (data_dir or config.data_dir) / "prompts",
+            espeak="espeak-ng" if config.ivr.tts else None,
+        ),
     )
     if sip.keepalive_interval > 0:
         engine.keepalives = Keepalives(ua, registrar, interval=sip.keepalive_interval)
@@ -363,6 +369,13 @@ def _subscribe(engine: Engine, events: EventBus, unrecorded: set[str]) -> None:
         )
         events.subscribe(pbx_events.CallAnswered, lambda e: journal.answered(e.summary))
     events.subscribe(pbx_events.CallAnswered, lambda e: _record(engine, e.bridged, unrecorded))
+    if engine.recordings is not None:
+        recordings = engine.recordings
+        events.subscribe(pbx_events.CallTransferred, lambda e: recordings.follow(e.bridged))
+    if journal is not None:
+        events.subscribe(
+            pbx_events.CallTransferred, lambda e: journal.transferred(e.summary, e.transfer)
+        )
     events.subscribe(pbx_events.CallEnded, lambda e: _log_call(engine, e.summary))
     audit = engine.audit
     if audit is not None:

@@ -38,6 +38,7 @@ CALL_EVENTS = frozenset(
         "call.ended",
         "call.disposition",
         "call.pickup",
+        "call.transferred",
     }
 )
 TASK_EVENTS = frozenset({"task.created", "task.updated", "task.done", "task.cancelled"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -160,6 +160,9 @@ class Call:
     """What the agent recorded: sale, callback, not-interested, wrong-number, dnc."""
     disposition_note: str | None = None
     """The agent's free-text note."""
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    """Each transfer of the call in order ({at, from, to, by, mode, result}): with `agent` (the
+    last one) the chain of agents who talked to the customer."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (ISO 8601 timestamps): webhook payloads and the REST API."""

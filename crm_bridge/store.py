@@ -65,8 +65,8 @@ def _tasks_from(change: str) -> str:
 
 def _call(row: Mapping[str, Any]) -> Call:
     fields = row_fields(Call, row)
-    for name in ("analytics", "quality"):
-        if fields[name] is not None:
+    for name in ("analytics", "quality", "transfers"):
+        if isinstance(fields[name], str):
             fields[name] = json.loads(fields[name])
     return Call(**fields)
 
@@ -205,6 +205,25 @@ class CrmStore:
             if row is None:
                 raise Conflict(f"call {call_row_id} was answered already")
             await self._emit(conn, _call(row), "call.answered", at)
+
+    async def call_transferred(
+        self, call_row_id: int, transfer: Mapping[str, Any], at: datetime
+    ) -> None:
+        """The customer was handed to another agent: the transfer joins the row's chain and the
+        new agent becomes its `agent`. Emits `call.transferred` (the call, plus `transfer`)."""
+        _require_tz(at, "at")
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await self._update_call(
+                conn,
+                call_row_id,
+                "transfers = transfers || jsonb_build_array($2::jsonb), agent = $3",
+                None,
+                json.dumps(dict(transfer)),
+                transfer.get("to"),
+            )
+            await self._emit(
+                conn, _call(row), "call.transferred", at, extra={"transfer": dict(transfer)}
+            )
 
     async def call_ended(
         self, call_row_id: int, ended: CallEnded, *, callback: CallbackRequest | None = None

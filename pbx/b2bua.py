@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from telephony.aio import Call, MediaBridge, UserAgent, bridge
+from telephony.aio import Call, MediaBridge, MediaError, TaskSet, UserAgent, bridge, dtmf_route
 from telephony.call import Answered, Ended, Ringing
-from telephony.media import WavSource
+from telephony.call.session import ReferReceived
+from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipUri
 
 if TYPE_CHECKING:
@@ -68,6 +69,16 @@ class CallSummary:
     quality: dict[str, Any] | None = None
     """Media quality per leg that carried audio, by the leg's Call-ID (loss, jitter, and what
     the phone reported by RTCP)."""
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    """Each transfer of the call, in order: {at, from, to, by, mode, result}; `callee` is the
+    last agent, `agents` the whole chain."""
+
+    @property
+    def agents(self) -> list[str]:
+        """Who talked to the caller, in order (the answering party, then each transfer's)."""
+        chain = [t["from"] for t in self.transfers[:1]]
+        chain += [t["to"] for t in self.transfers if t.get("result") == "completed"]
+        return chain or ([self.callee] if self.answered_at is not None else [])
 
     @property
     def talk_seconds(self) -> float:
@@ -103,6 +114,41 @@ class HuntStep:
     failover: bool = False
     """A trunk of a failover list: refused, the hunt moves on only for a status another trunk
     may fix (5xx, 408: `pbx.trunks.fails_over`), not for the called party's 486 or 404."""
+
+
+# What a caller hears while a transfer rings its new party: ringback (ITU-T E.180, North
+# American 440+480 Hz, 2 s on, 4 s off), never silence.
+RINGBACK = (440.0, 480.0)
+RINGBACK_CADENCE = (2.0, 4.0)
+
+
+def ringback() -> ToneSource:
+    return ToneSource(RINGBACK, level_dbfs=-19.0, cadence=RINGBACK_CADENCE)
+
+
+@dataclass
+class _Consultation:
+    leg: Call
+    party: str
+    record: dict[str, Any]
+    media: MediaBridge
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """Hand the caller's party to someone else: `steps` ring `target` (an extension, a group
+    or a number); `by` asked (an extension, "api"); `notify` is the REFER's leg, told how it
+    went (sipfrag NOTIFYs)."""
+
+    steps: list[HuntStep]
+    target: str
+    by: str
+    mode: str = "blind"
+    """blind, or warm: the agent consults the target first (complete_consultation or
+    cancel_consultation decides)."""
+    notify: Call | None = None
+    id: int = 0
+    """Numbers the call's transfers (the API's transfer id)."""
 
 
 _OUTCOME_BY_STATUS = {
@@ -164,6 +210,19 @@ class BridgedCall:
         transfer: the flow goes on with its fallback)."""
         self._picked: asyncio.Future[tuple[Call, str]] = asyncio.get_running_loop().create_future()
         """Set by pick_up(): another phone's leg takes the call instead of the ringing ones."""
+        self._transfer: asyncio.Task[None] | None = None
+        """The transfer in progress (its new party ringing), at most one."""
+        self._consult: _Consultation | None = None
+        """A warm transfer's consultation: the agent talks to the target, the caller waits."""
+        self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Set when a consultation completes or is cancelled (the talk loop looks again)."""
+        self._released: set[Call] = set()
+        """Legs handed to another call (an attended transfer took them): never hung up here."""
+        self._hangups = TaskSet("call")
+        """Hang-ups and relayed key presses running on their own."""
+        self._on_transfer: list[Callable[[BridgedCall, Call, Call, dict[str, Any]], None]] = []
+        self.on_refer: Callable[[BridgedCall, Call, ReferReceived], int | None] | None = None
+        """Asked when the answered party's phone sends REFER (see `Call.on_refer`)."""
 
     @property
     def parties(self) -> tuple[str, str]:
@@ -173,6 +232,300 @@ class BridgedCall:
         """Call `listener` when someone answers and the media is bridged (in the order they
         were added; the switchboard's comes first)."""
         self._on_answer.append(listener)
+
+    def when_transferred(
+        self, listener: Callable[[BridgedCall, Call, Call, dict[str, Any]], None]
+    ) -> None:
+        """Call `listener(bridged, old leg, new leg, transfer)` when a transfer completed and
+        the new party is bridged to the caller (the recording follows the agent channel)."""
+        self._on_transfer.append(listener)
+
+    @property
+    def transferring(self) -> bool:
+        return (self._transfer is not None and not self._transfer.done()) or (
+            self._consult is not None
+        )
+
+    def transfer(self, request: TransferRequest) -> bool:
+        """Blind transfer of the caller (leg A) away from the answered party (leg B): the caller
+        hears ringback while `request.steps` ring; the first to answer is bridged to the caller
+        and B is hung up (if it has not left already, as a phone does after its REFER). When
+        nobody answers, the caller goes back to B if B is still there, else the call ends.
+        False when the call is not answered and bridged, or a transfer runs already."""
+        if self.b is None or self.media is None or self.transferring or self.a.ended.done():
+            return False
+        if not request.steps:
+            return False
+        self._transfer = asyncio.get_running_loop().create_task(self._run_transfer(request))
+        return True
+
+    async def _run_transfer(self, request: TransferRequest) -> None:
+        old = self.b
+        assert old is not None and self.media is not None
+        record: dict[str, Any] = {
+            "at": datetime.now(UTC).isoformat(),
+            "from": self.callee,
+            "to": request.target,
+            "by": request.by,
+            "mode": request.mode,
+            "id": request.id,
+        }
+        logger.info("call %s: %s transfers %s to %s (%s)", self.a.call_id, request.by,
+                    self.callee, request.target, request.mode)  # fmt: skip
+        self._end_music()
+        self.media.close()
+        self.media = None
+        self.a.on_hold = old.on_hold = None
+        caller_media = self.a.media
+        warm = request.mode == "warm"
+        # Blind: the caller hears ringback. Warm: music on hold (else ringback) for the caller,
+        # ringback for the agent who consults.
+        hearing = [(caller_media, self._hold_source() if warm else ringback())]
+        if warm and old.media is not None:
+            hearing.append((old.media, ringback()))
+        for media, source in hearing:
+            if media is not None:
+                media.continue_relayed_stream()
+                media.play(source)
+        winner: Call | None = None
+        statuses: list[int] = []
+        previous = self.callee
+        try:
+            for step in request.steps:
+                self.hunting = {t.extension for t in step.targets}
+                legs = await self._dial(step)
+                if not legs:
+                    continue
+                winner = await self._ring(legs, step.timeout, statuses)
+                if winner is not None or self.a.ended.done():
+                    break
+        finally:
+            self.hunting = set()
+            answered_by, self.callee = self.callee, previous
+            self.summary.callee = previous
+            for media, _ in hearing[1:] if winner is not None and warm else hearing:
+                if media is not None:
+                    media.stop_playing()
+        if winner is None or self.a.ended.done():
+            status = 487 if self.a.ended.done() else (_final(statuses) if statuses else 480)
+            record["result"] = "failed"
+            self.summary.transfers.append(record)
+            if caller_media is not None:
+                caller_media.stop_playing()
+            if winner is not None:
+                await winner.hangup(reason="caller-gone")
+            if request.notify is not None:
+                request.notify.notify_transfer(status)
+            if not old.ended.done() and not self.a.ended.done():
+                logger.info("call %s: transfer to %s failed (%d), back to %s",
+                            self.a.call_id, request.target, status, previous)  # fmt: skip
+                self._bridge(old)
+            return
+        record["to"] = answered_by
+        if warm and not old.ended.done():
+            # The consultation: the agent and the target talk, the caller hears the music.
+            self._consult = _Consultation(winner, answered_by, record, bridge(old, winner))
+            logger.info("call %s: %s consults %s", self.a.call_id, previous, answered_by)
+            return
+        self._complete(old, winner, answered_by, record, request.notify)
+
+    def _complete(
+        self,
+        old: Call,
+        new: Call,
+        party: str,
+        record: dict[str, Any],
+        notify: Call | None = None,
+    ) -> None:
+        """The transfer is done: `new` (`party`) talks to the caller, `old` goes."""
+        if notify is not None:
+            notify.notify_transfer(200)
+        if self.a.media is not None:
+            self.a.media.stop_playing()
+        record["result"] = "completed"
+        self.summary.transfers.append(record)
+        self.callee = self.summary.callee = party
+        self._bridge(new)
+        for listener in self._on_transfer:
+            try:
+                listener(self, old, new, record)
+            except Exception:
+                logger.exception("call %s: transfer listener failed", self.a.call_id)
+        if not old.ended.done():
+            self._hang_up_later(old, "transferred")
+
+    def _hold_source(self) -> ToneSource | WavSource:
+        if self.music_on_hold is not None:
+            return WavSource(self.music_on_hold, loop=True)
+        return ringback()
+
+    @property
+    def consult_id(self) -> int | None:
+        """The id of the warm transfer whose consultation runs (None: none)."""
+        return int(self._consult.record["id"]) if self._consult is not None else None
+
+    @property
+    def consulting(self) -> str | None:
+        """The party the agent consults in a warm transfer (None: no consultation)."""
+        return self._consult.party if self._consult is not None else None
+
+    def complete_consultation(self) -> bool:
+        """Warm transfer: hand the caller to the consulted party; the agent leaves."""
+        consult, self._consult = self._consult, None
+        if consult is None or self.b is None:
+            return False
+        consult.media.close()
+        self._complete(self.b, consult.leg, consult.party, consult.record)
+        self._wake()
+        return True
+
+    def cancel_consultation(self) -> bool:
+        """Warm transfer: the consulted party goes, the agent and the caller talk again."""
+        consult, self._consult = self._consult, None
+        if consult is None or self.b is None:
+            return False
+        consult.media.close()
+        consult.record["result"] = "cancelled"
+        self.summary.transfers.append(consult.record)
+        self._hang_up_later(consult.leg, "transfer-cancelled")
+        if self.a.media is not None:
+            self.a.media.stop_playing()
+        if not self.b.ended.done():
+            self._bridge(self.b)
+        self._wake()
+        return True
+
+    def release(self, leg: Call) -> Call | None:
+        """Hand `leg` (answered, bridged here) to another call: the media stops, the other
+        party of this call is hung up ("transferred"), `leg` stays up. Returns that other
+        party's leg, None when `leg` is not bridged here."""
+        if self.b is None or leg not in (self.a, self.b) or self.transferring:
+            return None
+        other = self.b if leg is self.a else self.a
+        self._released.add(leg)
+        if self.media is not None:
+            self.media.close()
+            self.media = None
+        self._end_music()
+        leg.on_hold = leg.on_digit = leg.on_refer = None
+        self._hang_up_later(other, "transferred")
+        return other
+
+    def take_over(self, old: Call, new: Call, party: str, *, by: str, mode: str,
+                  notify: Call | None = None) -> bool:  # fmt: skip
+        """Attended transfer or Replaces: `new` (answered, `party`'s) takes the place of the
+        answered party's leg `old`, which is hung up; the caller's leg stays. False when `old`
+        is not this call's answered party or a transfer runs."""
+        if old is not self.b or self.transferring or self.a.ended.done():
+            return False
+        record: dict[str, Any] = {
+            "at": datetime.now(UTC).isoformat(),
+            "from": self.callee,
+            "to": party,
+            "by": by,
+            "mode": mode,
+            "id": len(self.summary.transfers) + 1,
+        }
+        self._end_music()
+        if self.media is not None:
+            self.media.close()
+        self._complete(old, new, party, record, notify)
+        self._wake()
+        return True
+
+    def play_prompt(self, path: Path, *, to: str) -> asyncio.Future[None] | None:
+        """Play the WAV at `path` to the caller, the answered party or both ("caller",
+        "callee", "both"), in place of the other's audio meanwhile (the relay to that leg
+        pauses and resumes spliced). Done when it ended everywhere; None when the call is not
+        bridged now."""
+        if self.b is None or self.media is None or self.transferring:
+            return None
+        legs = {"caller": [self.a], "callee": [self.b], "both": [self.a, self.b]}[to]
+        playing = []
+        for leg in legs:
+            media = leg.media
+            other = self.b if leg is self.a else self.a
+            source = other.media
+            if media is None or source is None:
+                continue
+            paused = source.peer is media
+            if paused:
+                source.peer = None
+            media.continue_relayed_stream()
+            done = media.play(WavSource(path))
+
+            def resume(_: object, media: Any = media, source: Any = source, paused: bool = paused,
+                       ) -> None:  # fmt: skip
+                media.splice_relay()
+                if paused and source.peer is None and media.peer is source:
+                    source.peer = media
+
+            done.add_done_callback(resume)
+            playing.append(done)
+        return asyncio.ensure_future(asyncio.gather(*playing)) if playing else None
+
+    def _hang_up_later(self, leg: Call, reason: str) -> None:
+        self._hangups.spawn(leg.hangup(reason=reason))
+
+    def _wake(self) -> None:
+        if not self._changed.done():
+            self._changed.set_result(None)
+
+    @property
+    def on_hold_by_api(self) -> bool:
+        return self.b is not None and self._holding == (self.b, self.a)
+
+    def hold_by_api(self, on: bool) -> bool:
+        """Hold the call for the answered party (the API's hold): the caller hears the music
+        on hold, the party's audio stops reaching the caller. False when that cannot be now
+        (no music configured, not bridged, a transfer running, held already the other way)."""
+        if self.b is None or self.media is None or self.transferring:
+            return False
+        if on:
+            if self.on_hold_by_api:
+                return True
+            self._hold_changed(self.b, self.a, True)
+            return self.on_hold_by_api
+        if self._holding is not None and not self.on_hold_by_api:
+            return False  # the caller's own phone holds: its un-hold ends it
+        self._end_music()
+        return True
+
+    def _bridge(self, b: Call) -> None:
+        """Relay the caller's media to and from `b`, the answered party now."""
+        self.b = b
+        self.media = bridge(self.a, b)
+        on_refer = self.on_refer
+        if on_refer is not None:
+            b.on_refer = lambda refer: on_refer(self, b, refer)
+            # The caller's side does not transfer the call yet (it would swap the kept leg).
+            self.a.on_refer = lambda _refer: 403
+        self.a.on_hold = functools.partial(self._hold_changed, self.a, b)
+        b.on_hold = functools.partial(self._hold_changed, b, self.a)
+        self.a.on_digit = functools.partial(self._relay_digit, self.a)
+        b.on_digit = functools.partial(self._relay_digit, b)
+
+    def _relay_digit(self, source: Call, digit: str, method: str) -> None:
+        """A key pressed on one party's phone reaches the other's, the way it understands
+        (dtmf_route): RFC 4733 packets already cross the relay when both sides speak it; a SIP
+        INFO becomes RFC 4733, INFO or a tone; RFC 4733 towards a phone without
+        telephone-event becomes INFO or a tone. In-band tones are in the audio already."""
+        if method == "inband" or self.b is None or self.media is None:
+            return  # not bridged now (a transfer rings, a consultation runs): not relayed
+        other = self.b if source is self.a else self.a if source is self.b else None
+        if other is None or other.media is None:
+            return
+        route = dtmf_route(other)
+        if method == "rfc4733" and route == "rfc4733":
+            return  # relayed packet by packet
+        self._hangups.spawn(self._send_digit(other, digit, route))
+
+    async def _send_digit(self, leg: Call, digit: str, route: str) -> None:
+        try:
+            await leg.send_dtmf(digit, method=route)
+        except (RuntimeError, MediaError, OSError) as exc:  # the leg ended meanwhile
+            logger.info("call %s: key %s not relayed by %s: %s", self.a.call_id, digit,
+                        route, exc)  # fmt: skip
 
     def pick_up(self, leg: Call, picker: str) -> bool:
         """Let `picker`'s incoming, unanswered `leg` (its INVITE to *8 or **EXT) take this call
@@ -190,8 +543,9 @@ class BridgedCall:
             self.summary.ended_at = datetime.now(UTC)
             picker = self._picked.result()[0] if self._picked.done() else None
             kept = self.keep_caller and self.b is None and picker is None
-            for leg in (None if kept else self.a, self.b, picker):
-                if leg is not None:
+            consulted = self._consult.leg if self._consult is not None else None
+            for leg in (None if kept else self.a, self.b, picker, consulted):
+                if leg is not None and leg not in self._released:
                     with contextlib.suppress(Exception):
                         await leg.hangup(reason="shutdown")
         return self.summary
@@ -361,23 +715,76 @@ class BridgedCall:
             return
         self.summary.answered_at = datetime.now(UTC)
         self.summary.outcome, self.summary.sip_status = "answered", 200
-        self.media = bridge(self.a, b)
-        self.a.on_hold = functools.partial(self._hold_changed, self.a, b)
-        b.on_hold = functools.partial(self._hold_changed, b, self.a)
+        self._bridge(b)
         for listener in self._on_answer:
             try:
                 listener(self)
             except Exception:  # one listener's failure is not the call's
                 logger.exception("call %s: answer listener failed", self.a.call_id)
-        done, _ = await asyncio.wait({self.a.ended, b.ended}, return_when=asyncio.FIRST_COMPLETED)
+        first = await self._talk()
+        b = self.b
         self.a.on_hold = b.on_hold = None
         self._end_music()
-        self.media.close()
-        first = self.a if self.a.ended in done else b
+        if self.media is not None:
+            self.media.close()
         other = b if first is self.a else self.a
         side = "caller" if first is self.a else "callee"
-        self.summary.hangup_cause = f"{side}-{first.end_reason}"
+        if other in self._released:
+            self.summary.hangup_cause = "transferred"
+            return
+        if self.summary.hangup_cause != "transfer-failed":
+            self.summary.hangup_cause = f"{side}-{first.end_reason}"
         await other.hangup(reason="peer-hangup")
+
+    async def _talk(self) -> Call:
+        """Wait while the call lasts, through its transfers; the leg that ended it."""
+        while True:
+            b = self.b
+            assert b is not None
+            if self._changed.done():
+                self._changed = asyncio.get_running_loop().create_future()
+            waiters: set[asyncio.Future[Any]] = {self.a.ended, b.ended, self._changed}
+            if self._transfer is not None:
+                waiters.add(self._transfer)
+            consult = self._consult
+            if consult is not None:
+                waiters.add(consult.leg.ended)
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if self.b is not b and not self.a.ended.done():
+                continue  # the party changed meanwhile (a Replaces took over)
+            if self.a.ended in done:
+                if self._transfer is not None:
+                    await asyncio.wait({self._transfer})  # it drops its ringing legs
+                if self._consult is not None:
+                    await self._consult.leg.hangup(reason="caller-gone")
+                    self._consult.media.close()
+                    self._consult = None
+                return self.a
+            if self._changed in done:
+                continue
+            if consult is not None and consult.leg.ended in done:
+                self.cancel_consultation()  # the consulted party hung up: back to the agent
+                continue
+            if consult is not None and b.ended in done:
+                self.complete_consultation()  # the agent hung up while consulting: hand over
+                continue
+            if self._transfer is None:
+                return b
+            # A transfer runs or just ended: the old party leaving is part of it.
+            await asyncio.wait({self._transfer})
+            task, self._transfer = self._transfer, None
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("call %s: transfer failed", self.a.call_id,
+                             exc_info=task.exception())  # fmt: skip
+            if self.a.ended.done():
+                return self.a
+            if self._consult is not None:
+                continue
+            assert self.b is not None
+            if self.b.ended.done():
+                if self.b is b and self.summary.transfers:
+                    self.summary.hangup_cause = "transfer-failed"
+                return self.b
 
     def _hold_changed(self, held: Call, other: Call, on: bool) -> None:
         """`held`'s phone put the call on hold (or took it off): the other party hears the music

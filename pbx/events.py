@@ -57,6 +57,21 @@ class CallAnswered:
 
 
 @dataclass(frozen=True)
+class CallTransferred:
+    """The caller was handed from `old_agent` to `new_agent` (bridged now); `transfer` is the
+    summary's record of it ({at, from, to, by, mode, result})."""
+
+    bridged: BridgedCall
+    old_agent: str
+    new_agent: str
+    transfer: dict[str, Any]
+
+    @property
+    def summary(self) -> CallSummary:
+        return self.bridged.summary
+
+
+@dataclass(frozen=True)
 class CallEnded:
     """The call is over; its summary is final."""
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
+from telephony.call.session import ReferReceived, Replaces
 from telephony.media import ToneSource, WavSource
 from telephony.numbers import NumberError
 from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_response
 
 from .acd import QueueDesk
 from .auth import Authenticator
-from .b2bua import BridgedCall, CallSummary, HuntStep, Target
+from .b2bua import BridgedCall, CallSummary, HuntStep, Target, TransferRequest, ringback
 from .blf_service import BlfService
 from .callerid import ANONYMOUS, CallerId, inbound_caller
 from .events import (
@@ -29,6 +30,7 @@ from .events import (
     CallPickedUp,
     CallRinging,
     CallStarted,
+    CallTransferred,
     EventBus,
     MonitorChanged,
     PresenceChanged,
@@ -297,6 +299,8 @@ class Switchboard:
             call.set_srtp(self.extensions[caller].srtp)
         elif caller in self.trunks:  # a registering carrier authenticates as its trunk
             call.set_srtp(self.trunks[caller].srtp)
+        if self._replacing(call, caller):
+            return
         if call.offer_error is not None:
             # Before any routing: no feature code, pickup or phone acts on a call that can
             # never be answered.
@@ -925,31 +929,13 @@ class Switchboard:
         or answered in `timeout` s, or the caller hung up: the caller's leg is left as it was,
         for the flow to go on."""
         loop = self.ua.loop
-        now = loop.time()
-        kind, _, target = route.partition(":")
-        steps: list[HuntStep] = []
+        target = route.partition(":")[2]
+        steps = self.steps_for(route, timeout=timeout, summary=summary, presenting=summary.caller)
         identity = self.identity(summary.caller, summary.caller)
-        if kind == "agent":
-            reachable = self.reachable([target], now=now)
-            if reachable:
-                steps = [HuntStep(tuple(Target(target, b) for b in reachable[target]), timeout)]
-        elif kind == "ringgroup" and target in self.groups:
-            group = self.groups[target]
-            summary.ring_group = group.name
-            hunt = Hunt(
-                list(group.members),
-                self.reachable(group.members, now=now),
-                self.presence,
-                min(group.member_timeout, timeout),
-                timeout,
-                now,
-            )
-            steps = self._strategies[group.name].steps(hunt)
-        elif kind == "number" and (found := self._trunk_route(target)) is not None:
+        if route.startswith("number:") and (found := self._trunk_route(target)) is not None:
             # The carrier sees the customer's number as the caller (a forwarded call).
             identity, _ = self._presenting(found[0], summary.caller)
-            steps = self._failover_steps(target, timeout, presenting=summary.caller)
-        elif kind == "queue" and target in self.queues.queues:
+        if route.startswith("queue:") and target in self.queues.queues:
             # The queue takes the caller for good: it journals the call at its end.
             self._track(self.queues.enter(call, target, summary))
             return True
@@ -967,7 +953,10 @@ class Switchboard:
             summary=summary,
         )
         bridged.keep_caller = True
-        bridged.music_on_hold = self.music_on_hold
+        self._wire(bridged)
+        # The caller was answered by the IVR: ringing until someone answers, never silence.
+        ringing = call.media.play(ringback()) if call.media is not None else None
+        bridged.when_answered(lambda _: ringing.cancel() if ringing is not None else None)
         answered: asyncio.Future[bool] = loop.create_future()
 
         def on_answer(connected: BridgedCall) -> None:
@@ -976,10 +965,13 @@ class Switchboard:
                 answered.set_result(True)
 
         bridged.when_answered(on_answer)
-        bridged.on_ringing = self._ringing
         self.active[call.call_id] = bridged
         self._track(self._run_transfer(bridged, answered))
-        return await answered
+        try:
+            return await answered
+        finally:
+            if ringing is not None:
+                ringing.cancel()
 
     async def _run_transfer(self, bridged: BridgedCall, answered: asyncio.Future[bool]) -> None:
         try:
@@ -1119,13 +1111,186 @@ class Switchboard:
             summary=summary,
         )
         bridged.when_answered(self._answered)
-        bridged.on_ringing = self._ringing
-        bridged.music_on_hold = self.music_on_hold
+        self._wire(bridged)
         self.active[call.call_id] = bridged
         if announce:
             self.announce(summary)
         self._track(self._run(bridged))
         return bridged
+
+    def _wire(self, bridged: BridgedCall) -> None:
+        bridged.on_ringing = self._ringing
+        bridged.music_on_hold = self.music_on_hold
+        bridged.on_refer = self._referred
+        bridged.when_transferred(self._transferred)
+
+    # -- transfers ----------------------------------------------------------------------------
+
+    def steps_for(
+        self,
+        route: str,
+        *,
+        timeout: float,
+        summary: CallSummary | None = None,
+        presenting: str | None = None,
+    ) -> list[HuntStep]:
+        """How to ring `route` now: `agent:EXT` or a bare extension, `ringgroup:NAME` (its
+        strategy over the members free now), `number:E164` or a bare external number (through
+        a trunk). Empty when nobody there can take a call now. (A queue is no set of phones to
+        ring: an IVR hands its caller to `queues.enter` instead, see transfer.)"""
+        now = self.ua.loop.time()
+        kind, _, target = route.partition(":")
+        if not target:
+            if route in self.extensions:
+                kind, target = "agent", route
+            elif _EXTERNAL.match(route):
+                kind, target = "number", route
+        if kind == "agent":
+            reachable = self.reachable([target], now=now)
+            if reachable:
+                return [HuntStep(tuple(Target(target, b) for b in reachable[target]), timeout)]
+        elif kind == "ringgroup" and target in self.groups:
+            group = self.groups[target]
+            if summary is not None:
+                summary.ring_group = group.name
+            hunt = Hunt(
+                list(group.members),
+                self.reachable(group.members, now=now),
+                self.presence,
+                min(group.member_timeout, timeout),
+                timeout,
+                now,
+            )
+            return self._strategies[group.name].steps(hunt)
+        elif kind == "number":
+            # The carrier sees the customer's number as the caller (a forwarded call).
+            return self._failover_steps(target, timeout, presenting=presenting)
+        return []
+
+    def transfer_call(
+        self,
+        bridged: BridgedCall,
+        route: str,
+        *,
+        by: str,
+        notify: Call | None = None,
+        mode: str = "blind",
+    ) -> int | TransferRequest:
+        """Transfer `bridged`'s caller to `route` (see steps_for), asked by `by` (an
+        extension, "api"), blind or warm (a consultation first). The request once it started;
+        else the status that refuses it: 409 no answered call, a transfer already running or a
+        supervisor monitoring the call; 480 nobody there can take it now; 501 a queue (not yet
+        for a live call)."""
+        if bridged.b is None or bridged.media is None or bridged.transferring:
+            return 409
+        if any(m.bridged is bridged for m in self.monitors.values()):
+            return 409  # a supervisor is mixed in: the conference owns the legs' audio now
+        if route.startswith("queue:"):
+            # Not yet: the queue would take the caller's leg, its recording and its journal
+            # entry over from this bridged call (QueueDesk.enter after a hand-off).
+            return 501
+        presenting = bridged.summary.customer or bridged.caller
+        steps = self.steps_for(route, timeout=self.ring_timeout, presenting=presenting)
+        if not steps:
+            return 480
+        target = route.partition(":")[2] or route
+        request = TransferRequest(
+            steps, target, by=by, mode=mode, notify=notify, id=len(bridged.summary.transfers) + 1
+        )
+        return request if bridged.transfer(request) else 409
+
+    def _referred(self, bridged: BridgedCall, leg: Call, refer: ReferReceived) -> int | None:
+        """A REFER from the answered party's phone: transfer the caller to its Refer-To."""
+        uri = refer.refer_to.uri
+        user = uri.user if isinstance(uri, SipUri) else None
+        if refer.replaces is not None:
+            return self._attended(bridged, leg, refer.replaces)
+        if not user:
+            return 404
+        by = bridged.callee
+        started = self.transfer_call(bridged, user, by=by, notify=leg)
+        if isinstance(started, int):
+            logger.info("call %s: REFER to %s by %s refused: %d", leg.call_id, user, by, started)
+            return started
+        return None
+
+    def _dialog_of(self, replaces: Replaces) -> tuple[BridgedCall, Call] | None:
+        """The bridged call and leg of the dialog a Replaces names (RFC 3891 3: its to-tag is
+        our tag, its from-tag the phone's), when it is confirmed."""
+        leg = self.ua.calls.get(replaces.call_id)
+        dialog = leg.dialog if leg is not None else None
+        if leg is None or dialog is None or leg.state is not LegState.CONNECTED:
+            return None
+        if (dialog.local_tag, dialog.remote_tag) != (replaces.to_tag, replaces.from_tag):
+            return None
+        for bridged in self.active.values():
+            if leg in (bridged.a, bridged.b) and bridged.media is not None:
+                return bridged, leg
+        return None
+
+    def _attended(self, bridged: BridgedCall, leg: Call, replaces: Replaces) -> int | None:
+        """REFER with Replaces from the answered party's phone: it talks to the caller here
+        and to a colleague on the call the Replaces names; the caller and the colleague are
+        joined and both of the transferor's legs end (attended transfer)."""
+        found = self._dialog_of(replaces)
+        if found is None:
+            return 481
+        consult, transferor_leg = found
+        if consult is bridged:
+            return 403  # the REFER's own dialog
+        target = consult.b if transferor_leg is consult.a else consult.a
+        party = consult.callee if target is consult.b else consult.caller
+        if target is None or target.media is None:
+            return 481
+        if consult.release(target) is None:
+            return 491
+        if not bridged.take_over(leg, target, party, by=bridged.callee, mode="attended",
+                                 notify=leg):  # fmt: skip
+            return 491
+        logger.info("call %s: attended transfer to %s", bridged.a.call_id, party)
+        return None
+
+    def _replacing(self, call: Call, caller: str) -> bool:
+        """An INVITE with Replaces (RFC 3891) from `caller`'s phone: it takes over the answered
+        party's leg of a bridged call (that leg gets BYE). True when it was handled (taken
+        over, or refused with 481/403)."""
+        header = call.invite.headers.get("Replaces")
+        if header is None:
+            return False
+        try:
+            replaces = Replaces.parse(header)
+        except ValueError:
+            call.reject(400, "Malformed Replaces")
+            return True
+        found = self._dialog_of(replaces)
+        if found is None:
+            call.reject(481, "No such dialog to replace")
+            return True
+        bridged, leg = found
+        if leg is not bridged.b:
+            call.reject(403, "Only the answered party's leg can be replaced")
+            return True
+        self._track(self._take_over(call, caller, bridged, leg))
+        return True
+
+    async def _take_over(self, call: Call, caller: str, bridged: BridgedCall, old: Call) -> None:
+        try:
+            await call.answer(codecs=[old.media.codec_name] if old.media else None)
+        except Exception as exc:  # no codec we share, no port
+            logger.info("call %s: Replaces not answered: %s", call.call_id, exc)
+            call.reject(getattr(exc, "status_code", 500))
+            return
+        if not bridged.take_over(old, call, caller, by=caller, mode="replaces"):
+            await call.hangup(reason="replaced-call-gone")
+
+    def _transferred(
+        self, bridged: BridgedCall, old: Call, new: Call, transfer: dict[str, Any]
+    ) -> None:
+        now = self.ua.loop.time()
+        customer_call = bridged.summary.direction != "internal"
+        self.presence.call_ended(transfer["from"], now=now, wrap_up=customer_call)
+        self.presence.call_started(transfer["to"], now=now)
+        self.events.publish(CallTransferred(bridged, transfer["from"], transfer["to"], transfer))
 
     def _ringing(self, bridged: BridgedCall, first: bool) -> None:
         self.events.publish(CallRinging(bridged.summary, frozenset(bridged.ringing), first=first))

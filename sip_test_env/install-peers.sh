@@ -11,9 +11,10 @@
 #   festvox-us-slt-hts: the other speech engines of the AMD corpus (bench/amd_corpus.py)
 #   iptables, iproute2: the NAT the NAT tests build in network namespaces (ip netns, veth, SNAT)
 #   kamailio      a SIP provider (registrar, digest auth, proxy) for the provider-trunk tests
+#   linphone-cli  linphonec, a softphone that presses keys as SIP INFO (DTMF interworking)
 set -eu
 
-PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts iptables iproute2 kamailio"
+PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts iptables iproute2 kamailio linphone-cli"
 
 # package -> a file it installs (a command or a module), to tell what is missing.
 probe() {
@@ -35,6 +36,7 @@ probe() {
         iptables) command -v iptables >/dev/null 2>&1 ;;
         iproute2) command -v ip >/dev/null 2>&1 ;;
         kamailio) command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] ;;
+        linphone-cli) command -v linphonec >/dev/null 2>&1 ;;
         *) return 1 ;;
     esac
 }

@@ -26,6 +26,7 @@ PACKAGES: dict[str, str] = {
     "iptables": "iptables",
     "ip": "iproute2",
     "kamailio": "kamailio",
+    "linphonec": "linphone-cli",
 }
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from . import (
     agents,
+    call_control,
     calls,
     campaigns,
     dashboard,
@@ -199,6 +200,7 @@ def build_app(engine: Engine) -> web.Application:
     agents.add_routes(app)
     monitor.add_routes(app)
     calls.add_routes(app)
+    call_control.add_routes(app)
     dashboard.add_routes(app)
     recording_links.add_routes(app)
     queues.add_routes(app)

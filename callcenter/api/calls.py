@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from callcenter.click_to_call import click_to_call
+from callcenter.status_callbacks import MAX_URL, check_url
 from pbx import ClickToCallError
 
 from .crm import ENGINE
@@ -46,6 +47,14 @@ def _optional_id(body: dict[str, Any], name: str) -> int | None:
             "number": {"type": "string", "description": "7-15 digits, optional + and separators"},
             "lead": ID,
             "campaign": ID,
+            "status_callback": {
+                "type": "string",
+                "format": "uri",
+                "maxLength": MAX_URL,
+                "description": "an http(s) URL that gets a JSON POST on ringing (the "
+                "customer's phone), answered and ended: {call_id, status, at, agent, number, "
+                "outcome, hangup_cause}; one attempt each",
+            },
         },
     },
     responses={
@@ -84,6 +93,12 @@ async def place_call(request: web.Request) -> web.Response:
     if not isinstance(number, str | int) or isinstance(number, bool):
         raise ApiError(400, "number must be a phone number")
     acting_for(request, str(agent))
+    callback = body.get("status_callback")
+    if callback is not None:
+        try:
+            callback = check_url(callback)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from exc
     try:
         placed = await click_to_call(
             engine,
@@ -95,6 +110,8 @@ async def place_call(request: web.Request) -> web.Response:
         )
     except ClickToCallError as exc:
         raise ApiError(exc.status, str(exc)) from exc
+    if callback is not None and engine.status_callbacks is not None:
+        engine.status_callbacks.watch(placed.call_id, callback)
     return web.json_response(
         {
             "call_id": placed.call_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .call import Call, LegState, UserAgent, UserAgentConfig, bridge
+from .call import Call, LegState, UserAgent, UserAgentConfig, bridge, dtmf_route
 from .clock import MediaClock
 from .conference import Conference
 from .endpoint import EndpointConfig, Peer, SipEndpoint
@@ -29,4 +29,5 @@ __all__ = [
     "UserAgent",
     "UserAgentConfig",
     "bridge",
+    "dtmf_route",
 ]

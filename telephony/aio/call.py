@@ -23,6 +23,7 @@ from telephony.call.session import (
     Effect,
     InfoDigit,
     InviteSession,
+    ReferReceived,
     Respond,
     Role,
     Send,
@@ -133,6 +134,13 @@ class Call:
         """Told when the far end puts this leg on hold (True) or takes it off (False)."""
         self.on_ringing: Callable[[], None] | None = None
         """Outgoing leg: told once, when the far end first rings (its first 180/183)."""
+        self.on_digit: Callable[[str, str], None] | None = None
+        """Told each key press from the far end (digit, method: rfc4733, info, inband), once
+        (after the routes are merged): the bridge relays it to the other party."""
+        self.on_refer: Callable[[ReferReceived], int | None] | None = None
+        """Asked when the far end sends REFER (a phone transferring the call): None accepts
+        it (202; the transfer's progress then goes back with `notify_transfer`), a status
+        refuses it. Unset: 603 Declined."""
         self.progressed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         """Outgoing leg: done at the far end's first ringing (180/183) or answer, whichever
         comes first (never, when it refuses or never answers)."""
@@ -193,6 +201,8 @@ class Call:
                 self.ua._own(self, self.transaction)
             elif isinstance(effect, InfoDigit):
                 self._dtmf(effect.digit, "info")
+            elif isinstance(effect, ReferReceived):
+                self._referred(effect, transaction)
             elif isinstance(effect, Ended):
                 self._finished(effect)
             else:
@@ -302,7 +312,10 @@ class Call:
         if self.media is None or self.dialog is None or self.state is not LegState.CONNECTED:
             raise RuntimeError(f"{self!r}: DTMF needs a connected call")
         if method == "rfc4733":
-            await self.media.send_dtmf(digit)
+            if self.media.peer is not None:
+                await self.media.relay_dtmf(digit)  # inside the stream relayed to the phone
+            else:
+                await self.media.send_dtmf(digit)
         elif method == "info":
             body = f"Signal={digit}\r\nDuration=100\r\n".encode()
             self._apply(self.session.info("application/dtmf-relay", body))
@@ -403,6 +416,26 @@ class Call:
             # A session refresh that fails so ends the call; a CANCEL, BYE or INFO, nothing.
             self._apply(self.session.request_timed_out(request))
 
+    def _referred(self, refer: ReferReceived, transaction: object | None) -> None:
+        status: int | None = 603
+        if self.on_refer is not None:
+            try:
+                status = self.on_refer(refer)
+            except Exception:  # the call goes on; the transfer does not
+                logger.exception("call %s: REFER handler failed", self.call_id)
+                status = 500
+        if status is None:
+            self._apply(self.session.accept_refer(refer.request), refer.request, transaction)
+        else:
+            self._apply(
+                self.session.reject_refer(refer.request, status), refer.request, transaction
+            )
+
+    def notify_transfer(self, status: int, reason: str | None = None) -> None:
+        """Report the progress of a transfer this leg asked for by REFER (a sipfrag NOTIFY);
+        a final status ends its subscription. Nothing after that or once the leg ended."""
+        self._apply(self.session.notify_refer(status, reason))
+
     def _dialog_changed(self) -> None:
         """Tell `UserAgent.on_dialog` the dialog was confirmed, changed what a request in it
         needs, or ended with the leg."""
@@ -421,6 +454,20 @@ class Call:
             return
         self._events.put_nowait(Dtmf(self.call_id, digit, method))
         self._digits.put_nowait(digit)
+        if self.on_digit is not None:
+            self.on_digit(digit, method)
+
+
+def dtmf_route(leg: Call) -> str:
+    """How a key press reaches `leg`'s phone: RFC 4733 when it offered telephone-event, else
+    SIP INFO when its INVITE allowed INFO (or we placed the leg: phones and trunks take it),
+    else an in-band tone pair."""
+    if leg.media is not None and leg.media.remote_dte_pt is not None:
+        return "rfc4733"
+    allow = leg.invite.headers.get_all("Allow") if leg.incoming else []
+    if not leg.incoming or not allow or "INFO" in (m.strip().upper() for m in allow):
+        return "info"
+    return "inband"
 
 
 def bridge(a: Call, b: Call) -> MediaBridge:

@@ -50,7 +50,7 @@ connection per peer reused both ways (RFC 3261 18)."""
 BRANCH_COOKIE = "z9hG4bK"
 # Methods the engine understands; anything else gets 501 with this Allow list.
 DEFAULT_METHODS = frozenset(
-    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "NOTIFY"}
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "NOTIFY", "REFER"}
 )
 
 
@@ -65,9 +65,10 @@ class EndpointConfig:
     """T1/T2/T4 for the transaction layer."""
     allowed_methods: frozenset[str] = DEFAULT_METHODS
     """Requests with other methods are refused with 501."""
-    supported: frozenset[str] = frozenset({"timer"})
+    supported: frozenset[str] = frozenset({"timer", "replaces"})
     """Option tags we support; a Require of any other gets 420. Only what is implemented:
-    `timer` (RFC 4028 session timers, telephony.call.session_timer)."""
+    `timer` (RFC 4028 session timers, telephony.call.session_timer) and `replaces` (RFC 3891:
+    an INVITE with Replaces takes over a dialog, pbx.Switchboard)."""
     user_agent: str = "callcenter"
     """Server/User-Agent header value: deliberately without a version."""
     external_address: str | None = None

@@ -211,6 +211,26 @@ class MediaSession:
         done.add_done_callback(lambda fut: self._stop(fut))
         return done
 
+    def relay_dtmf(self, digit: str) -> asyncio.Future[None]:
+        """Press `digit` as RFC 4733 events inside the stream relayed to this leg (a key the
+        other party sent as SIP INFO): the events continue the relayed stream's numbering, the
+        relay pauses while they go out and resumes spliced after them."""
+        source = self.peer
+        paused = source is not None and source.peer is self
+        if paused:
+            assert source is not None
+            source.peer = None
+        self.continue_relayed_stream()
+        done = self.send_dtmf(digit)
+
+        def resume(_: asyncio.Future[None]) -> None:
+            self.splice_relay()
+            if paused and source is not None and source.peer is None and self.peer is source:
+                source.peer = self
+
+        done.add_done_callback(resume)
+        return done
+
     def _stop(self, playing: asyncio.Future[None]) -> None:
         token = self._playing.pop(playing, None)
         if token is not None:

@@ -10,7 +10,10 @@ A session never touches a socket, a transaction or a clock. The layer below (the
 - `SendInvite(request)`: send `request` as the leg's INVITE, in a new client transaction that
   replaces the one before (the INVITE again after a 422, RFC 4028 7.4);
 - a `CallEvent` (Ringing, Answered, HoldChanged, Ended) for the features above, and
-  `InfoDigit` for a key pressed by SIP INFO (the facade merges it with the other DTMF routes).
+  `InfoDigit` for a key pressed by SIP INFO (the facade merges it with the other DTMF routes);
+- `ReferReceived(request)`: the far end asks us to transfer the call (REFER, RFC 3515). It gets
+  no answer yet: the layer above decides at once with `accept_refer` (202, then NOTIFYs of the
+  implicit subscription through `notify_refer`, message/sipfrag) or `reject_refer`.
 
 The session description side of offer/answer is the `Negotiator` passed in (the leg's media
 session): the session decides *when* an offer or answer is taken or made, the negotiator *what*
@@ -34,12 +37,15 @@ from telephony.sip import (
     Dialog,
     NameAddr,
     RemoteProtocolError,
+    SipError,
     SipRequest,
     SipResponse,
+    SipUri,
     Via,
     make_response,
 )
 from telephony.sip.challenge import DigestClient
+from telephony.sip.message import reason_phrase
 from telephony.sip.transaction import build_cancel
 
 from .events import Answered, CallEvent, Ended, HoldChanged, Ringing
@@ -54,6 +60,8 @@ __all__ = [
     "InviteSession",
     "Negotiator",
     "OfferRejected",
+    "ReferReceived",
+    "Replaces",
     "Respond",
     "Role",
     "Send",
@@ -203,7 +211,50 @@ class InfoDigit:
     digit: str
 
 
-Effect = Respond | Send | SendAck | SendInvite | InfoDigit | CallEvent
+@dataclass(frozen=True)
+class ReferReceived:
+    """A REFER in the dialog (RFC 3515): transfer the far end to `refer_to`. With `replaces`
+    (RFC 3891: Call-ID, to-tag, from-tag of a dialog the transfer target has with the
+    transferor) it is an attended transfer."""
+
+    request: SipRequest
+    refer_to: NameAddr
+    replaces: Replaces | None
+    referred_by: str | None
+
+
+@dataclass(frozen=True)
+class Replaces:
+    """A Replaces header or Refer-To `?Replaces=` parameter (RFC 3891 6.1): the dialog to take
+    over, as its Call-ID and the tags seen from the side that holds it."""
+
+    call_id: str
+    to_tag: str
+    from_tag: str
+    early_only: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Replaces:
+        """`callid;to-tag=x;from-tag=y[;early-only]`; ValueError when a part is missing."""
+        call_id, *params = (part.strip() for part in text.split(";"))
+        values: dict[str, str] = {}
+        flags: set[str] = set()
+        for param in params:
+            name, eq, value = param.partition("=")
+            if eq:
+                values[name.strip().lower()] = value.strip()
+            else:
+                flags.add(name.strip().lower())
+        if not call_id or "to-tag" not in values or "from-tag" not in values:
+            raise ValueError(f"malformed Replaces: {text[:80]!r}")
+        return cls(call_id, values["to-tag"], values["from-tag"], "early-only" in flags)
+
+    def __str__(self) -> str:
+        early = ";early-only" if self.early_only else ""
+        return f"{self.call_id};to-tag={self.to_tag};from-tag={self.from_tag}{early}"
+
+
+Effect = Respond | Send | SendAck | SendInvite | InfoDigit | ReferReceived | CallEvent
 
 
 class InviteSession:
@@ -243,6 +294,9 @@ class InviteSession:
         self._refresh: SipRequest | None = None
         """Our session refresh (re-INVITE) waiting for its final response."""
         self._invite_retries = 0
+        self._refer_seq: int | None = None
+        """CSeq of the REFER we accepted: its implicit subscription's `id` (RFC 3515 2.4.6);
+        None once the final NOTIFY went out."""
         if role is Role.UAC:
             _put_headers(invite, self.timer.offer_headers())
         self.digest = digest
@@ -465,6 +519,8 @@ class InviteSession:
             return [ok, *self._end(SessionInput.BYE, "remote-bye", None)]
         if method in ("INVITE", "UPDATE"):
             return self._on_reoffer(request, now)
+        if method == "REFER":
+            return self._on_refer(request)
         ok = Respond(request, make_response(request, 200))
         if method == "INFO":
             digit = _info_digit(request)
@@ -521,6 +577,81 @@ class InviteSession:
         if negotiator.held != was_held:
             effects.append(HoldChanged(self.call_id, negotiator.held))
         return effects
+
+    # -- transfer (RFC 3515 REFER, RFC 3891 Replaces) ---------------------------------------------
+
+    def _on_refer(self, request: SipRequest) -> list[Effect]:
+        """A REFER: judged here (connected call, one Refer-To, a well-formed Replaces), decided
+        above (ReferReceived, answered by accept_refer or reject_refer)."""
+        if self.state is not SessionState.CONNECTED or self.dialog is None:
+            return [Respond(request, make_response(request, 491 if self.state in (
+                SessionState.ANSWERING,) else 481))]  # fmt: skip
+        targets = request.headers.get_all("Refer-To")
+        if len(targets) != 1:
+            # RFC 3515 2.4.1: exactly one Refer-To, else 400.
+            return [Respond(request, make_response(request, 400, "One Refer-To required"))]
+        try:
+            refer_to = NameAddr.parse(targets[0])
+        except SipError:
+            return [Respond(request, make_response(request, 400, "Malformed Refer-To"))]
+        replaces = None
+        uri = refer_to.uri
+        embedded = uri.headers.get("replaces") if isinstance(uri, SipUri) else None
+        if embedded is None and isinstance(uri, SipUri):
+            embedded = next((v for k, v in uri.headers.items() if k.lower() == "replaces"), None)
+        if embedded:
+            try:
+                replaces = Replaces.parse(embedded)
+            except ValueError:
+                return [Respond(request, make_response(request, 400, "Malformed Replaces"))]
+        if self._refer_seq is not None:
+            # One transfer at a time: the first one's subscription is still running.
+            return [Respond(request, make_response(request, 491))]
+        return [ReferReceived(request, refer_to, replaces, request.headers.get("Referred-By"))]
+
+    def accept_refer(self, request: SipRequest) -> list[Effect]:
+        """202 Accepted to the REFER, then the first NOTIFY ("100 Trying", RFC 3515 2.4.4)."""
+        self._refer_seq = request.cseq.seq
+        accepted = make_response(request, 202, to_tag=self.local_tag)
+        accepted.headers.add("Contact", str(self.contact))
+        return [Respond(request, accepted), *self.notify_refer(100, "Trying")]
+
+    def reject_refer(
+        self, request: SipRequest, status: int, reason: str | None = None
+    ) -> list[Effect]:
+        """Refuse a REFER (403 not allowed, 488 not here, 603 declined...)."""
+        return [Respond(request, make_response(request, status, reason))]
+
+    def notify_refer(self, status: int, reason: str | None = None) -> list[Effect]:
+        """Tell the transferor how the referred call goes (message/sipfrag, RFC 3515 2.4.5):
+        a provisional status keeps the subscription active, a final one terminates it. Nothing
+        once the leg or the subscription is over (a transferor that hung up hears no more)."""
+        if (
+            self._refer_seq is None
+            or self.dialog is None
+            or self.state is not SessionState.CONNECTED
+        ):
+            return []
+        final = status >= 200
+        event = f"refer;id={self._refer_seq}"
+        if final:
+            self._refer_seq = None
+        body = f"SIP/2.0 {status} {reason or reason_phrase(status)}\r\n".encode()
+        request = self.dialog.create_request(
+            "NOTIFY",
+            via=self.new_via(),
+            contact=self.contact,
+            headers=[
+                ("Event", event),
+                (
+                    "Subscription-State",
+                    "terminated;reason=noresource" if final else "active;expires=60",
+                ),
+            ],
+            body=body,
+            content_type="message/sipfrag;version=2.0",
+        )
+        return [Send(request)]
 
     # -- responses to our INVITE ------------------------------------------------------------------
 

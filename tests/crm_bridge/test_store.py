@@ -537,3 +537,30 @@ async def test_a_call_recorded_at_its_end_is_one_row_and_one_event(
     ]
     (task,) = await store.list_tasks()
     assert (task.created_from_call, task.contact_phone) == (row_id, CUSTOMER)
+
+
+async def test_a_transfer_joins_the_chain_and_emits_call_transferred(
+    store: CrmStore, pool: asyncpg.Pool
+) -> None:
+    row_id = await store.call_started(inbound())
+    await store.call_answered(row_id, T0 + timedelta(seconds=2), agent="101")
+    first = {"at": "2024-05-06T10:00:10+00:00", "from": "101", "to": "102", "by": "101",
+             "mode": "blind", "result": "completed", "id": 1}  # fmt: skip
+    second = {**first, "from": "102", "to": "103", "by": "api", "mode": "warm", "id": 2}
+    await store.call_transferred(row_id, first, T0 + timedelta(seconds=10))
+    await store.call_transferred(row_id, second, T0 + timedelta(seconds=20))
+    call = await store.get_call(row_id)
+    assert call is not None and call.agent == "103"
+    assert call.transfers == [first, second]  # the chain: 101 -> 102 -> 103
+    events = [e for e in await outbox(pool) if e["event_type"] == "call.transferred"]
+    assert len(events) == 2
+    payload = json.loads(events[1]["payload"])
+    assert payload["transfer"] == second and payload["agent"] == "103"
+    assert payload["transfers"] == [first, second]
+    await store.call_ended(
+        row_id,
+        CallEnded(ended_at=T0 + timedelta(seconds=30), outcome="answered", sip_status=200,
+                  hangup_cause="caller-bye"),
+    )  # fmt: skip
+    with pytest.raises(Conflict):  # an ended call takes no transfer
+        await store.call_transferred(row_id, first, T0 + timedelta(seconds=40))

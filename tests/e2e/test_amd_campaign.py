@@ -118,7 +118,10 @@ async def test_short_greeting_late_beep_gets_the_message_after_it_and_long_hello
 async def _agent_disposes(engine, campaign, phone: str):  # type: ignore[no-untyped-def]
     """The agent marks `phone`'s call answering-machine through the API; then /metrics and the
     campaign's amd_summary."""
-    row = await engine.database.pool.fetchval("SELECT id FROM calls WHERE to_number = $1", phone)
+    # This campaign's call (the shared database holds other tests' calls to the same number).
+    row = await engine.database.pool.fetchval(
+        "SELECT id FROM calls WHERE to_number = $1 AND campaign_id = $2", phone, campaign.id
+    )
     async with aiohttp.ClientSession(headers=bearer()) as http:
         url = api_url(engine, f"/calls/{row}/disposition")
         async with http.post(url, json={"disposition": "answering-machine"}) as r:

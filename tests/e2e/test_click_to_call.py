@@ -5,17 +5,21 @@ carrier's customer; both hear each other, and the call is journaled as an outbou
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from callcenter.runtime import Engine, start_engine
 from dialer import Campaign, NewLead
 from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
+from sip_test_env.ports import free_port
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from telephony.aio import Call
 from telephony.sip import SipUri
@@ -62,10 +66,31 @@ def _presented_numbers(carrier: ScriptedCarrier) -> list[str]:
     return seen
 
 
+@asynccontextmanager
+async def _callback_receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A local HTTP server that keeps the status callbacks POSTed to it."""
+    received: list[dict[str, Any]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/status", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port("tcp")
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/status", received
+    finally:
+        await runner.cleanup()
+
+
 async def test_click_to_call_rings_the_agent_then_the_customer(pg_url: str, tmp_path: Path) -> None:
     hello = write_tone_wav(tmp_path / "hello.wav", 700, 1.0)
     customers = {NUMBER: Customer("human", answer_after=0.5, speech=hello, hang_up_after=4)}
-    async with ScriptedCarrier(customers) as carrier:
+    async with ScriptedCarrier(customers) as carrier, _callback_receiver() as (url, statuses):
         presented = _presented_numbers(carrier)
         engine = await _engine(pg_url, tmp_path, carrier)
         try:
@@ -80,7 +105,9 @@ async def test_click_to_call_rings_the_agent_then_the_customer(pg_url: str, tmp_
             async with phone as agent:
                 await agent.wait_registered()
                 # An agent key may place the call (keys carry no extension to check it against).
-                status, placed = await _post(engine, {"agent": "101", "number": NUMBER}, AGENT_KEY)
+                status, placed = await _post(
+                    engine, {"agent": "101", "number": NUMBER, "status_callback": url}, AGENT_KEY
+                )
                 assert status == 202, placed
                 assert placed["agent"] == "101" and placed["number"] == NUMBER
                 incoming = await agent.wait_event("CALL_INCOMING", timeout=5)
@@ -108,6 +135,14 @@ async def test_click_to_call_rings_the_agent_then_the_customer(pg_url: str, tmp_
             assert row.outcome == "answered"
             assert row.call_id == placed["call_id"]
             assert row.recording_path is not None
+            # The status callback heard the call: the customer's phone rang, answered, ended.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while len(statuses) < 3 and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            assert [s["status"] for s in statuses] == ["ringing", "answered", "ended"]
+            assert {s["call_id"] for s in statuses} == {placed["call_id"]}
+            assert statuses[-1]["outcome"] == "answered" and statuses[0]["number"] == NUMBER
             await _idle(engine)
         finally:
             await engine.stop()
@@ -122,6 +157,7 @@ async def test_click_to_call_refusals(pg_url: str, tmp_path: Path) -> None:
                 ({"agent": "101", "number": "12ab"}, 400, "not a phone number"),
                 ({"agent": "101", "number": NUMBER}, 409, "not registered"),
                 ({"agent": "101"}, 400, "number"),
+                ({"agent": "101", "number": NUMBER, "status_callback": "ftp://x/"}, 400, "URL"),
                 ({"agent": "101", "number": NUMBER, "campaign": 999999}, 404, "campaign"),
                 ({"agent": "101", "number": NUMBER, "lead": "x"}, 400, "lead"),
             ]

@@ -17,6 +17,7 @@ import pytest
 from callcenter.config import ConfigError, parse_config
 from callcenter.runtime import Engine, start_engine
 from ivr import FlowResult
+from pbx.b2bua import RINGBACK
 from sip_test_env import carrier
 from sip_test_env.audio import first_tone_time, read_wav, tone_frames, write_tone_wav, write_wav
 from sip_test_env.baresip import BaresipPeer
@@ -235,6 +236,7 @@ async def test_press_1_reaches_an_agent(ivr_engine: Engine, tmp_path: Path, db) 
         await asyncio.sleep(0.8)  # into the menu prompt: the key stops it (barge-in)
         await caller.send_dtmf("1")
         await a101.wait_event("CALL_INCOMING", timeout=5)
+        await asyncio.sleep(1.0)  # the caller hears ringback meanwhile, never silence
         await a101.accept()
         result = await result_of(ivr_engine)
         await asyncio.sleep(2.0)
@@ -245,8 +247,10 @@ async def test_press_1_reaches_an_agent(ivr_engine: Engine, tmp_path: Path, db) 
     assert result.path == ["menu", "sales"] and result.digits == "1"
     assert (result.outcome, result.transferred_to) == ("transferred", "agent:101")
     menu_at = first_tone_time(heard_by_customer, MENU_HZ, rate)
+    ring_at = first_tone_time(heard_by_customer, RINGBACK[0], rate, min_ratio=0.3)
     agent_at = first_tone_time(heard_by_customer, 1000, rate, min_duration=1.0)
-    assert menu_at is not None and agent_at is not None and menu_at < agent_at
+    assert menu_at is not None and ring_at is not None and agent_at is not None
+    assert menu_at < ring_at < agent_at
     # Barge-in: the 1.5 s menu prompt was cut short by the key.
     assert tone_frames(heard_by_customer, MENU_HZ, rate).sum() * 0.02 < 1.3
     assert first_tone_time(heard_by_agent, 600, rate2, min_duration=1.0) is not None
@@ -301,7 +305,9 @@ async def test_agent_not_answering_sends_the_caller_to_the_fallback(
     assert result.path == ["menu", "sales", "later", "bye"]
     assert ("sales", "no-answer") in result.events and result.callback_created
     assert result.outcome == "completed"
-    assert first_tone_time(heard, BYE_HZ, rate) is not None
+    ring_at = first_tone_time(heard, RINGBACK[0], rate, min_ratio=0.3)
+    bye_at = first_tone_time(heard, BYE_HZ, rate)
+    assert ring_at is not None and bye_at is not None and ring_at < bye_at  # rang, then bye
     assert first_tone_time(heard, 1000, rate) is None  # never connected to the agent
     await _idle(ivr_engine)
     row = await _last_closed_row(db, CUSTOMER)

@@ -1,0 +1,291 @@
+"""Call control over the API, on a live call (`{id}`: the calls row id or the caller leg's
+SIP Call-ID, as for monitoring):
+
+    POST /calls/{id}/transfer  {"to": "104" | "ringgroup:NAME" | "+E164",
+                                "mode": "blind" | "warm"}   -> 202 (the new party rings)
+    POST /calls/{id}/transfer/{tid}/complete   warm: the caller goes to the consulted party
+    POST /calls/{id}/transfer/{tid}/cancel     warm: the consulted party goes, agent and caller
+                                               talk again
+    POST /calls/{id}/hold                          -> 200 (the customer hears music on hold)
+    POST /calls/{id}/resume                        -> 200
+    POST /calls/{id}/hangup                        -> 200 (BYE to both parties)
+    POST /calls/{id}/play      {"text": "...", "to": "caller" | "callee" | "both"} -> 202
+    POST /calls/{id}/recording {"record": false}   -> 200 (opt-out: silence from now on;
+                                                      true records again)
+
+An agent key acts only on a call it is a party of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ivr import PromptError
+from pbx import BridgedCall
+
+from .crm import ENGINE
+from .monitor import CALL_REF, _body, _bridged
+from .openapi import operation
+from .security import ApiError, acting_for, bound_extension, requires
+
+if TYPE_CHECKING:
+    from callcenter.engine import Engine
+
+MODES = ("blind", "warm")
+CALL_STATE = {
+    "type": "object",
+    "required": ["call_id", "caller", "callee", "state"],
+    "properties": {
+        "call_id": {"type": "string"},
+        "caller": {"type": "string"},
+        "callee": {"type": "string", "description": "the party talking to the caller now"},
+        "state": {
+            "type": "string",
+            "enum": ["talking", "transferring", "consulting", "held", "ending"],
+        },
+        "transfer": {"type": "integer", "description": "the transfer's id (warm: {tid})"},
+        "consulting": {"type": ["string", "null"]},
+        "transfers": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def _state(bridged: BridgedCall, state: str | None = None) -> dict[str, Any]:
+    if state is None:
+        if bridged.consulting is not None:
+            state = "consulting"
+        elif bridged.transferring:
+            state = "transferring"
+        else:
+            state = "held" if bridged.on_hold_by_api else "talking"
+    return {
+        "call_id": bridged.a.call_id,
+        "caller": bridged.caller,
+        "callee": bridged.callee,
+        "state": state,
+        "consulting": bridged.consulting,
+        "transfers": list(bridged.summary.transfers),
+    }
+
+
+async def _own_call(request: web.Request) -> tuple[Engine, BridgedCall]:
+    engine = request.app[ENGINE]
+    bridged = await _bridged(engine, request.match_info["id"])
+    own = bound_extension(request)
+    if own is not None and own not in bridged.parties:
+        acting_for(request, None)  # 403: an agent key acts on its own calls only
+    return engine, bridged
+
+
+@operation(
+    summary="Transfer a live call (blind): the caller hears ringing while the target rings",
+    tag="call control",
+    path={"id": CALL_REF},
+    body={
+        "type": "object",
+        "required": ["to"],
+        "properties": {
+            "to": {
+                "type": "string",
+                "description": "an extension, ringgroup:NAME or an external number (through "
+                "a trunk); queue:NAME is refused with 409 for now",
+            },
+            "mode": {"type": "string", "enum": list(MODES), "default": "blind"},
+        },
+    },
+    responses={202: CALL_STATE},
+    errors=(400, 403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def transfer(request: web.Request) -> web.Response:
+    engine, bridged = await _own_call(request)
+    body = await _body(request)
+    to = body.get("to")
+    mode = body.get("mode", "blind")
+    if not isinstance(to, str) or not to or len(to) > 64:
+        raise ApiError(400, "to must be an extension, ringgroup:NAME or a number")
+    if mode not in MODES:
+        raise ApiError(400, f"mode must be one of {', '.join(MODES)}")
+    if bridged.summary.direction == "outbound":
+        raise ApiError(409, "an outbound call's customer is not transferred over the API yet")
+    if to in (bridged.callee, f"agent:{bridged.callee}"):
+        raise ApiError(409, f"{to} is on this call already")
+    started = engine.switchboard.transfer_call(bridged, to, by="api", mode=mode)
+    if started == 480:
+        raise ApiError(409, f"nobody at {to} can take the call now")
+    if started == 501:
+        raise ApiError(409, "a live call cannot be transferred into a queue yet")
+    if isinstance(started, int):
+        raise ApiError(409, "the call is not answered or a transfer runs already")
+    return web.json_response(
+        {**_state(bridged, "transferring"), "transfer": started.id}, status=202
+    )
+
+
+async def _consultation(request: web.Request, complete: bool) -> web.Response:
+    _, bridged = await _own_call(request)
+    tid = request.match_info["tid"]
+    current = bridged.consult_id
+    if current is None or str(current) != tid:
+        raise ApiError(409, f"transfer {tid[:20]} is not a consultation in progress")
+    done = bridged.complete_consultation() if complete else bridged.cancel_consultation()
+    if not done:
+        raise ApiError(409, "the consultation ended meanwhile")
+    return web.json_response(_state(bridged, "talking"))
+
+
+TRANSFER_ID = {"type": "string", "pattern": "^[0-9]{1,9}$"}
+
+
+@operation(
+    summary="Complete a warm transfer: the caller talks to the consulted party, the agent leaves",
+    tag="call control",
+    path={"id": CALL_REF, "tid": TRANSFER_ID},
+    responses={200: CALL_STATE},
+    errors=(403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def complete(request: web.Request) -> web.Response:
+    return await _consultation(request, True)
+
+
+@operation(
+    summary="Cancel a warm transfer: the consulted party goes, the agent has the caller back",
+    tag="call control",
+    path={"id": CALL_REF, "tid": TRANSFER_ID},
+    responses={200: CALL_STATE},
+    errors=(403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def cancel(request: web.Request) -> web.Response:
+    return await _consultation(request, False)
+
+
+async def _hold(request: web.Request, on: bool) -> web.Response:
+    _, bridged = await _own_call(request)
+    if not bridged.hold_by_api(on):
+        raise ApiError(409, "the call cannot be held or resumed now (a transfer runs, or no music)")
+    return web.json_response(_state(bridged))
+
+
+@operation(
+    summary="Put the caller on hold: music on hold for the caller, the agent's audio cut",
+    tag="call control",
+    path={"id": CALL_REF},
+    responses={200: CALL_STATE},
+    errors=(403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def hold(request: web.Request) -> web.Response:
+    return await _hold(request, True)
+
+
+@operation(
+    summary="Take a call the API held off hold",
+    tag="call control",
+    path={"id": CALL_REF},
+    responses={200: CALL_STATE},
+    errors=(403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def resume(request: web.Request) -> web.Response:
+    return await _hold(request, False)
+
+
+@operation(
+    summary="Hang up a live call (BYE to both parties)",
+    tag="call control",
+    path={"id": CALL_REF},
+    responses={200: CALL_STATE},
+    errors=(403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def hangup(request: web.Request) -> web.Response:
+    _, bridged = await _own_call(request)
+    await bridged.a.hangup(reason="api-hangup")
+    return web.json_response(_state(bridged, "ending"))
+
+
+PLAY_TARGETS = ("caller", "callee", "both")
+MAX_PROMPT_TEXT = 500
+
+
+@operation(
+    summary="Play a spoken prompt to a party of a live call (the other's audio pauses for it)",
+    tag="call control",
+    path={"id": CALL_REF},
+    body={
+        "type": "object",
+        "required": ["text"],
+        "properties": {
+            "text": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_TEXT},
+            "to": {"type": "string", "enum": list(PLAY_TARGETS), "default": "caller"},
+        },
+    },
+    responses={202: CALL_STATE},
+    errors=(400, 403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def play(request: web.Request) -> web.Response:
+    engine, bridged = await _own_call(request)
+    body = await _body(request)
+    text, to = body.get("text"), body.get("to", "caller")
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_PROMPT_TEXT:
+        raise ApiError(400, f"text must be 1-{MAX_PROMPT_TEXT} characters")
+    if to not in PLAY_TARGETS:
+        raise ApiError(400, f"to must be one of {', '.join(PLAY_TARGETS)}")
+    if engine.prompts is None or engine.prompts.espeak is None:
+        raise ApiError(503, "text prompts need espeak-ng, which is not installed")
+    try:
+        path = await asyncio.to_thread(engine.prompts.speak, text)
+    except PromptError as exc:
+        raise ApiError(503, str(exc)) from exc
+    if bridged.play_prompt(path, to=to) is None:
+        raise ApiError(409, "the call is not bridged now (a transfer runs)")
+    return web.json_response(_state(bridged), status=202)
+
+
+@operation(
+    summary="Stop recording a live call (opt-out: silence is written from now on) or record again",
+    tag="call control",
+    path={"id": CALL_REF},
+    body={
+        "type": "object",
+        "required": ["record"],
+        "properties": {"record": {"type": "boolean"}},
+    },
+    responses={
+        200: {
+            "type": "object",
+            "required": ["call_id", "recording"],
+            "properties": {"call_id": {"type": "string"}, "recording": {"type": "boolean"}},
+        }
+    },
+    errors=(400, 403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def recording(request: web.Request) -> web.Response:
+    engine, bridged = await _own_call(request)
+    record = (await _body(request)).get("record")
+    if not isinstance(record, bool):
+        raise ApiError(400, "record must be true or false")
+    if engine.recordings is None:
+        raise ApiError(503, "recording is off on this engine")
+    if not engine.recordings.set_paused(bridged, not record):
+        raise ApiError(409, "the call is not bridged now")
+    now = engine.recordings.recording(bridged.a.call_id)
+    return web.json_response({"call_id": bridged.a.call_id, "recording": bool(now)})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/calls/{id}/transfer", transfer)
+    app.router.add_post("/calls/{id}/transfer/{tid}/complete", complete)
+    app.router.add_post("/calls/{id}/transfer/{tid}/cancel", cancel)
+    app.router.add_post("/calls/{id}/hangup", hangup)
+    app.router.add_post("/calls/{id}/hold", hold)
+    app.router.add_post("/calls/{id}/resume", resume)
+    app.router.add_post("/calls/{id}/play", play)
+    app.router.add_post("/calls/{id}/recording", recording)

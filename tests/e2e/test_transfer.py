@@ -1,0 +1,351 @@
+"""Transfers on real phones (baresip): a trunk customer answered by agent 103 is handed to 104,
+by 103's own REFER (baresip's `transfer` command) or over the API. The customer hears 103's
+tone, ringback while 104 rings, then 104's tone; one recording holds both agents on its agent
+channel and the customer throughout; the calls row names both agents; the CRM outbox gets
+call.transferred. The API also holds, resumes and hangs up a live call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+
+from callcenter.runtime import Engine
+from pbx.b2bua import RINGBACK
+from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
+from sip_test_env.baresip import BaresipPeer
+from sip_test_env.sipp import run_sipp, write_inf_csv
+
+from .callfloor import DID_103, bridged_call, call_in, customer, floor_engine, idle, phone, wait_for
+from .conftest import ADMIN_KEY, api_url
+
+pytestmark = pytest.mark.peers
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+CUSTOMER_HZ, HZ_103, HZ_104 = 600, 1000, 1400
+
+
+@asynccontextmanager
+async def _customer_talks_to_103(
+    engine: Engine, tmp_path: Path, *, with_104: bool = True
+) -> AsyncIterator[tuple[BaresipPeer, BaresipPeer, BaresipPeer | None, Any]]:
+    """A trunk customer (600 Hz) answered by 103 (1000 Hz), 104 (1400 Hz) registered too:
+    (customer, 103, 104, the bridged call)."""
+    async with contextlib.AsyncExitStack() as stack:
+        caller = await stack.enter_async_context(
+            customer(tmp_path, write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0))
+        )
+        a103 = await stack.enter_async_context(
+            phone("103", engine, tmp_path, write_tone_wav(tmp_path / "3.wav", HZ_103, 30.0))
+        )
+        a104 = None
+        if with_104:
+            a104 = await stack.enter_async_context(
+                phone("104", engine, tmp_path, write_tone_wav(tmp_path / "4.wav", HZ_104, 30.0))
+            )
+            await a104.wait_registered()
+        await a103.wait_registered()
+        await call_in(engine, caller, DID_103)
+        await a103.wait_event("CALL_INCOMING", timeout=5)
+        await a103.accept()
+        await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+        yield caller, a103, a104, bridged_call(engine)
+
+
+async def _transfer(
+    engine: Engine, tmp_path: Path, db: Any, start: Any
+) -> tuple[Path, Path, dict[str, Any], str]:
+    """Customer -> 103, then `start(engine, bridged, a103)` hands the call to 104, who answers
+    after 1.5 s of ringing. Returns (what the customer heard, the recording, the row, Call-ID)."""
+    async with _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, bridged):
+        assert a104 is not None
+        await asyncio.sleep(1.5)  # the customer talks to 103
+        await start(engine, bridged, a103)
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await asyncio.sleep(1.5)  # the customer hears ringback meanwhile
+        await a104.accept()
+        await a104.wait_event("CALL_ESTABLISHED", timeout=5)
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await wait_for(lambda: bridged.callee == "104", what="104 bridged")
+        # The dashboard's row of the call names the new agent.
+        await wait_for(
+            lambda: engine.live.board.calls[bridged.a.call_id].callee == "104", what="dashboard"
+        )
+        await asyncio.sleep(1.5)  # the customer talks to 104
+        await caller.hangup()
+        await a104.wait_event("CALL_CLOSED", timeout=5)
+        heard = caller.recorded_wav()
+        await idle(engine)
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    assert row is not None
+    return heard, Path(bridged.summary.recording or ""), dict(row), bridged.a.call_id
+
+
+def _check(heard: Path, recording: Path, row: dict[str, Any]) -> None:
+    rate, samples, _ = read_wav(heard)
+    at_103 = first_tone_time(samples, HZ_103, rate)
+    at_ring = first_tone_time(samples, RINGBACK[0], rate, min_ratio=0.3)
+    at_104 = first_tone_time(samples, HZ_104, rate)
+    assert at_103 is not None and at_ring is not None and at_104 is not None
+    assert at_103 < at_ring < at_104, (at_103, at_ring, at_104)
+    # One file: the customer channel throughout, the agent channel 103 then 104.
+    rate, stereo, channels = read_wav(recording)
+    assert channels == 2
+    agent = stereo[:, 1].copy()
+    rec_103, rec_104 = first_tone_time(agent, HZ_103, rate), first_tone_time(agent, HZ_104, rate)
+    assert rec_103 is not None and rec_104 is not None and rec_103 < rec_104
+    assert first_tone_time(stereo[:, 0].copy(), CUSTOMER_HZ, rate) is not None
+    assert (row["agent"], row["outcome"], row["direction"]) == ("104", "answered", "inbound")
+    transfers = row["transfers"]
+    transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
+    assert [(t["from"], t["to"], t["result"]) for t in transfers] == [("103", "104", "completed")]
+
+
+async def _outbox(db: Any, row_id: int) -> dict[str, Any]:
+    event = await db.fetchrow(
+        "SELECT * FROM outbox WHERE event_type = 'call.transferred' AND aggregate = $1",
+        f"call/{row_id}",
+    )
+    assert event is not None
+    return dict(json.loads(event["payload"]))
+
+
+async def test_blind_transfer_by_refer_from_a_baresip_phone(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    async def refer(engine: Engine, _bridged: Any, a103: BaresipPeer) -> None:
+        reply = await a103.command("transfer", f"sip:104@127.0.0.1:{engine.sip_port}")
+        assert reply.get("ok") is not False, reply
+
+    async with floor_engine(pg_url, tmp_path) as engine:
+        heard, recording, row, _ = await _transfer(engine, tmp_path, db, refer)
+    _check(heard, recording, row)
+    payload = await _outbox(db, row["id"])
+    assert payload["transfer"]["by"] == "103" and payload["agent"] == "104"
+
+
+async def test_blind_transfer_hold_and_hangup_over_the_api(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+    ):
+
+        async def over_api(engine: Engine, bridged: Any, _a103: BaresipPeer) -> None:
+            url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
+            async with http.post(url, json={"to": "nobody"}) as refused:
+                assert refused.status == 409, await refused.text()
+            async with http.post(url, json={"to": "104", "mode": "sideways"}) as bad:
+                assert bad.status == 400
+            async with http.post(url, json={"to": "104"}) as response:
+                assert response.status == 202, await response.text()
+                body = await response.json()
+            assert body["state"] == "transferring"
+            async with http.post(url, json={"to": "105"}) as again:
+                assert again.status == 409  # one transfer at a time
+
+        heard, recording, row, _ = await _transfer(engine, tmp_path, db, over_api)
+        _check(heard, recording, row)
+        payload = await _outbox(db, row["id"])
+        assert payload["transfer"]["by"] == "api"
+        async with http.post(api_url(engine, "/calls/no-such-call/hangup")) as gone:
+            assert gone.status == 409
+
+
+async def test_warm_transfer_over_the_api_consults_without_the_customer(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+        _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, bridged),
+    ):
+        assert a104 is not None
+        await asyncio.sleep(1.0)
+        url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
+        async with http.post(url, json={"to": "104", "mode": "warm"}) as response:
+            assert response.status == 202, await response.text()
+            tid = (await response.json())["transfer"]
+        async with http.post(f"{url}/{tid}/complete") as early:
+            assert early.status == 409  # still ringing: nothing to complete yet
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await a104.accept()
+        await wait_for(lambda: bridged.consulting == "104", what="consultation")
+        await asyncio.sleep(2.5)  # 103 and 104 talk; the customer waits
+        assert bridged.callee == "103"
+        async with http.post(f"{url}/{tid + 1}/complete") as wrong:
+            assert wrong.status == 409
+        async with http.post(f"{url}/{tid}/complete") as done:
+            assert done.status == 200, await done.text()
+            assert (await done.json())["callee"] == "104"
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await asyncio.sleep(1.5)
+        await caller.hangup()
+        await a104.wait_event("CALL_CLOSED", timeout=5)
+        heard_by_customer, heard_by_104 = caller.recorded_wav(), a104.recorded_wav()
+        await idle(engine)
+    rate, samples, _ = read_wav(heard_by_customer)
+    at_waiting = first_tone_time(samples, RINGBACK[0], rate, min_ratio=0.3)
+    at_104 = first_tone_time(samples, HZ_104, rate)
+    assert at_waiting is not None and at_104 is not None
+    # 104 answered, then 103 consulted it for 2.5 s: the customer heard 104 only after that,
+    # and nothing of 103 meanwhile.
+    assert at_104 - at_waiting > 2.0, (at_waiting, at_104)
+    window = samples[round((at_waiting + 0.3) * rate) : round((at_104 - 0.1) * rate)]
+    assert first_tone_time(window, HZ_103, rate) is None
+    rate, samples, _ = read_wav(heard_by_104)
+    at_consult, at_customer = (
+        first_tone_time(samples, HZ_103, rate),
+        first_tone_time(samples, CUSTOMER_HZ, rate),
+    )
+    assert at_consult is not None and at_customer is not None and at_consult < at_customer
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    transfers = row["transfers"]
+    transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
+    assert row["agent"] == "104"
+    assert [(t["from"], t["to"], t["mode"], t["result"]) for t in transfers] == [
+        ("103", "104", "warm", "completed")
+    ]
+
+
+async def test_an_invite_with_replaces_from_sipp_takes_over_the_agents_dialog(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """SIPp, authenticated as 104, sends an INVITE whose Replaces names the engine's dialog with
+    103's phone (RFC 3891): 104 takes 103's place, 103 gets BYE, the customer stays."""
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        _customer_talks_to_103(engine, tmp_path, with_104=False) as (caller, a103, _, bridged),
+    ):
+        assert bridged.b is not None and bridged.b.dialog is not None
+        dialog = bridged.b.dialog
+        auth = "[authentication username=104 password=pass104]"
+        row = ("104", "103", "pass104", auth, dialog.call_id, dialog.local_tag, dialog.remote_tag)
+        csv = write_inf_csv(tmp_path / "replaces.csv", [row])
+        result = await run_sipp(
+            SCENARIOS / "uac_replaces.xml",
+            f"127.0.0.1:{engine.sip_port}",
+            inf_csv=csv,
+            duration_ms=2000,
+            workdir=tmp_path / "sipp",
+            timeout=20,
+        )
+        assert result.ok, result.summary()
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await caller.wait_event("CALL_CLOSED", timeout=5)  # SIPp's BYE ended the call
+        await idle(engine)
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    transfers = row["transfers"]
+    transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
+    assert row["agent"] == "104" and row["hangup_cause"] == "callee-remote-bye"
+    assert [(t["from"], t["to"], t["mode"]) for t in transfers] == [("103", "104", "replaces")]
+
+
+async def test_attended_transfer_by_refer_with_replaces(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """103 talks to a customer and, on a second call, to 104; the REFER of 103's attended
+    transfer (SIPp sends it in 103's dialog with the engine: baresip 1.0 has no attended
+    transfer command) names the 103-104 dialog in its Replaces: the customer and 104 are
+    joined, both of 103's calls end, one recording and one row for the customer's call."""
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, customer_call),
+    ):
+        assert a104 is not None
+        await a103.dial(f"sip:104@127.0.0.1:{engine.sip_port}")  # the consultation call
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await a104.accept()
+        await a104.wait_event("CALL_ESTABLISHED", timeout=5)
+        consult = next(b for b in engine.switchboard.active.values() if b is not customer_call)
+        await wait_for(lambda: consult.media is not None, what="consultation bridged")
+        to_103, from_103 = customer_call.b.dialog, consult.a.dialog  # type: ignore[union-attr]
+        assert to_103 is not None and from_103 is not None
+        replaces = quote(
+            f"{from_103.call_id};to-tag={from_103.local_tag};from-tag={from_103.remote_tag}",
+            safe="",
+        )
+        refer_to = f"sip:104@127.0.0.1:{engine.sip_port}?Replaces={replaces}"
+        csv = write_inf_csv(
+            tmp_path / "refer.csv", [(to_103.remote_tag, to_103.local_tag, refer_to, "103")]
+        )
+        result = await run_sipp(
+            SCENARIOS / "uac_refer_replaces.xml",
+            f"127.0.0.1:{engine.sip_port}",
+            inf_csv=csv,
+            duration_ms=None,
+            extra_args=["-cid_str", to_103.call_id],
+            workdir=tmp_path / "sipp",
+            timeout=20,
+        )
+        assert result.ok, result.summary()
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await a103.wait_event("CALL_CLOSED", timeout=5)  # both of 103's calls end
+        await wait_for(lambda: customer_call.callee == "104", what="104 joined")
+        await asyncio.sleep(1.5)
+        await caller.hangup()
+        await a104.wait_event("CALL_CLOSED", timeout=5)
+        heard = caller.recorded_wav()
+        await idle(engine)
+    rate, samples, _ = read_wav(heard)
+    at_103, at_104 = first_tone_time(samples, HZ_103, rate), first_tone_time(samples, HZ_104, rate)
+    assert at_103 is not None and at_104 is not None and at_103 < at_104
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", customer_call.a.call_id)
+    transfers = row["transfers"]
+    transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
+    assert row["agent"] == "104"
+    assert [(t["from"], t["to"], t["mode"]) for t in transfers] == [("103", "104", "attended")]
+    consult_row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", consult.a.call_id)
+    assert consult_row["hangup_cause"] == "transferred"
+
+
+async def test_a_refused_transfer_and_a_cancelled_consultation_give_the_customer_back(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """104 refuses a blind transfer (486): the customer is back with 103. A warm transfer
+    103 cancels after consulting 104: 104 leaves, 103 and the customer talk again."""
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+        _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, bridged),
+    ):
+        assert a104 is not None
+        url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
+        async with http.post(url, json={"to": "104"}) as response:
+            assert response.status == 202
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await a104.hangup()  # busy
+        await wait_for(lambda: not bridged.transferring and bridged.media is not None,
+                       what="back to 103")  # fmt: skip
+        assert bridged.callee == "103" and bridged.summary.transfers[-1]["result"] == "failed"
+        async with http.post(url, json={"to": "104", "mode": "warm"}) as response:
+            tid = (await response.json())["transfer"]
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await a104.accept()
+        await wait_for(lambda: bridged.consulting == "104", what="consultation")
+        async with http.post(f"{url}/{tid}/cancel") as cancelled:
+            assert cancelled.status == 200, await cancelled.text()
+            assert (await cancelled.json())["callee"] == "103"
+        await a104.wait_event("CALL_CLOSED", timeout=5)
+        await asyncio.sleep(1.5)  # 103 and the customer talk again
+        heard_from = caller.recorded_wav()
+        await caller.hangup()
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await idle(engine)
+    rate, samples, _ = read_wav(heard_from)
+    assert first_tone_time(samples, HZ_104, rate) is None  # the customer never heard 104
+    tail = samples[-rate:]  # the last second: 103 again
+    assert first_tone_time(tail, HZ_103, rate) is not None
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    assert row["agent"] == "103" and row["transfers"] in ("[]", [])
+    assert [t["result"] for t in bridged.summary.transfers] == ["failed", "cancelled"]
