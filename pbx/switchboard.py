@@ -21,7 +21,15 @@ from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_respon
 
 from .acd import QueueDesk
 from .auth import Authenticator
-from .b2bua import BridgedCall, CallSummary, HuntStep, Target, TransferRequest, ringback
+from .b2bua import (
+    BridgedCall,
+    CallSummary,
+    HuntStep,
+    ParkRequest,
+    Target,
+    TransferRequest,
+    ringback,
+)
 from .blf_service import BlfService
 from .callerid import ANONYMOUS, CallerId, inbound_caller
 from .events import (
@@ -52,6 +60,7 @@ from .monitor import (
     MonitorSettings,
     parse_monitor,
 )
+from .parking import DEFAULT_PARK_TIMEOUT, ParkingLot
 from .pickup import Pickup, PickupGroups, RingingCall, parse_pickup
 from .presence import Presence
 from .queue import QueueConfig, parse_queue_code
@@ -170,6 +179,12 @@ class Switchboard:
             self.forwarding[number] = ext.forwarding
             if ext.forwarding.dnd:
                 presence.set_dnd(number, True, now=ua.loop.time())
+        self.parking = ParkingLot()
+        """Parked calls by slot (`park`; *71SLOT or the slot number retrieves)."""
+        self.park_timeout = DEFAULT_PARK_TIMEOUT
+        """Seconds before a parked call rings its parker back."""
+        self._retrievals: dict[str, asyncio.Future[tuple[Call, str]]] = {}
+        """What each parked call waits for (by the caller leg's Call-ID): a retriever's leg."""
         self.blf = BlfService(self)
         """BLF: SUBSCRIBEs for the dialog event package, NOTIFYs of the extensions' states."""
         ua.on_incoming = self._on_incoming
@@ -317,6 +332,13 @@ class Switchboard:
             login, queue_name = queue_code
             self._track(self._queue_code(call, caller, queue_name, login=login))
             return
+        if (
+            dialled
+            and dialled not in self.extensions
+            and (slot := self.parking.retrieval(dialled)) is not None
+        ):
+            self._unpark(call, caller, slot)
+            return
         if dialled and (code := parse_pickup(dialled)) is not None:
             self._pickup(call, caller, code.target)
             return
@@ -333,6 +355,50 @@ class Switchboard:
             self._refuse(call, caller, dialled, 486, "busy")
         else:
             self._to_extension(call, caller, dialled, bindings)
+
+    # -- parking ------------------------------------------------------------------------------
+
+    def park(self, bridged: BridgedCall, *, by: str, announce: Path | None = None) -> str | None:
+        """Park the caller of an answered call: the slot it waits in (music on hold) until a
+        phone dials *71SLOT or SLOT, or `park_timeout` passes and the parker's phones ring;
+        None when the lot is full or the call cannot be parked now (not bridged, a transfer
+        runs)."""
+        key = bridged.a.call_id
+        slot = self.parking.park(key)
+        if slot is None:
+            return None
+        parker = bridged.callee
+        retrieval: asyncio.Future[tuple[Call, str]] = self.ua.loop.create_future()
+
+        def ring_back() -> list[HuntStep]:
+            bindings = self.registrar.lookup(parker, now=self.ua.loop.time())
+            targets = tuple(Target(parker, b) for b in bindings)
+            return [HuntStep(targets, self.ring_timeout)] if targets else []
+
+        request = ParkRequest(retrieval, slot, by, self.park_timeout, ring_back, announce)
+        if not bridged.park(request):
+            self.parking.leave(key)
+            return None
+        self._retrievals[key] = retrieval
+        retrieval.add_done_callback(lambda _: self._unparked(key))
+        now = self.ua.loop.time()
+        self.presence.call_ended(parker, now=now, wrap_up=bridged.summary.direction != "internal")
+        return slot
+
+    def _unparked(self, key: str) -> None:
+        self.parking.leave(key)
+        self._retrievals.pop(key, None)
+
+    def _unpark(self, call: Call, caller: str, slot: str) -> None:
+        """*71SLOT / SLOT: the caller's leg takes the call parked there."""
+        key = self.parking.take(slot)
+        retrieval = self._retrievals.get(key) if key is not None else None
+        if retrieval is None or retrieval.done() or self.busy(caller):
+            logger.info("retrieval of %s by %s: nothing parked there", slot, caller)
+            self._track(self._reorder(call, reason="nothing-parked"))
+            return
+        logger.info("call %s: retrieved from %s by %s", key, slot, caller)
+        retrieval.set_result((call, caller))
 
     # -- DND and call forwarding ------------------------------------------------------------
 
