@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, OAuthClient, RetryPolicy, endpoint_problems
 from ivr import FlowError, load_flow
 from pbx.callerid import ANONYMOUS, OutboundIdentity
+from pbx.forwarding import Forwarding, ForwardingError
 from pbx.monitor import MonitorSettings
 from pbx.pickup import PickupGroup
 from pbx.queue import QUEUE_STRATEGIES, QueueConfig, QueueMember, VoicemailBox
@@ -98,6 +99,17 @@ class HostPort:
         return f"{host}:{self.port}"
 
 
+_PHONE_NUMBER = re.compile(r"^\+?[0-9]{7,15}$")
+_FORWARD_KEYS = {
+    "dnd": "dnd",
+    "forward_always": "always",
+    "forward_busy": "busy",
+    "forward_no_answer": "no_answer",
+    "forward_no_answer_after": "no_answer_after",
+}
+"""An account's DND and forwarding keys, and the pbx.forwarding.Forwarding field of each."""
+
+
 @dataclass(frozen=True)
 class Account:
     extension: str
@@ -121,6 +133,10 @@ class Account:
     srtp: str = "off"
     """SRTP (SDES) on this phone's calls: "off", "optional" (offers keys, takes plain RTP too)
     or "required" (a plain RTP offer gets 488); telephony.call.offer_answer says more."""
+    forwarding: Forwarding = field(default_factory=Forwarding)
+    """DND and call forwarding at start-up (keys dnd, forward_always, forward_busy,
+    forward_no_answer, forward_no_answer_after); the phone's feature codes and the API change
+    them while the engine runs."""
 
 
 @dataclass(frozen=True)
@@ -740,6 +756,7 @@ class _Reader:
             "daily_plan",
             "session_timers",
             "srtp",
+            *_FORWARD_KEYS,
         }
         for index, item in enumerate(items):
             self._check_keys(item, allowed, "accounts", index)
@@ -808,6 +825,19 @@ class _Reader:
                     index=index,
                 )
             timers = self._flag(item, "session_timers", f"account {extension}", "accounts", index)
+            given = {field: item[key] for key, field in _FORWARD_KEYS.items() if key in item}
+            for key, field_name in _FORWARD_KEYS.items():
+                if key in item:
+                    try:
+                        Forwarding().updated({field_name: item[key]})
+                    except ForwardingError as exc:
+                        raise self.fail(
+                            f"account {extension}: {key}: {exc}",
+                            table="accounts",
+                            key=key,
+                            index=index,
+                        ) from None
+            forwarding = Forwarding().updated(given)
             if team and role != "supervisor":
                 raise self.fail(
                     f"account {extension}: only a supervisor has a team",
@@ -827,8 +857,26 @@ class _Reader:
                     static_contact=static,
                     session_timers=timers,
                     srtp=self._srtp(item, f"account {extension}", "accounts", index),
+                    forwarding=forwarding,
                 )
             )
+        for index, account in enumerate(result):
+            fwd = account.forwarding
+            for key, target in (
+                ("forward_always", fwd.always),
+                ("forward_busy", fwd.busy),
+                ("forward_no_answer", fwd.no_answer),
+            ):
+                if target is not None and (target == account.extension or (
+                    target not in seen and not _PHONE_NUMBER.match(target)
+                )):  # fmt: skip
+                    raise self.fail(
+                        f"account {account.extension}: {key} must be another extension "
+                        f"or a phone number of 7-15 digits, not {target!r}",
+                        table="accounts",
+                        key=key,
+                        index=index,
+                    )
         return tuple(result)
 
     def pickup_groups(self, items: Any, extensions: set[str]) -> tuple[PickupGroup, ...]:

@@ -39,6 +39,7 @@ from pbx import events as pbx_events
 from pbx.events import EventBus
 from recordings import RecordingStore
 from telephony.aio import EndpointConfig, TaskSet, UserAgent, UserAgentConfig
+from telephony.aio.endpoint import DEFAULT_METHODS
 from telephony.call import SessionTimerConfig
 from telephony.sip import DigestConfig, DigestServer, SipUri, TimerConfig
 
@@ -112,6 +113,7 @@ async def start_engine(
             tls_server=tls_server,
             tls_client=tls_client,
             overload=sip.overload,
+            allowed_methods=DEFAULT_METHODS | {"SUBSCRIBE"},  # BLF (pbx.blf_service)
         ),
         rtp_ports=sip.rtp_ports,
         rtp_inactivity_timeout=sip.rtp_inactivity_timeout,
@@ -164,6 +166,7 @@ async def start_engine(
             a.team,
             a.session_timers,
             srtp=a.srtp,
+            forwarding=a.forwarding,
         )
         for a in config.accounts
     }

@@ -100,6 +100,9 @@ class Target:
     """(username, password) for a provider's 401/407 to the INVITE (trunk targets)."""
     trunk: str | None = None
     """The trunk a call to an external number goes through (its To is the Request-URI)."""
+    from_: NameAddr | None = None
+    """The From of the INVITE to it, when not the call's caller identity (a call forwarded out
+    through a trunk presents a number the carrier accepts)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,20 @@ class TransferRequest:
     notify: Call | None = None
     id: int = 0
     """Numbers the call's transfers (the API's transfer id)."""
+
+
+@dataclass(frozen=True)
+class ParkRequest:
+    """Park the caller in `slot` until `retrieval` brings a leg (answered by the call, with
+    its party) or `timeout` seconds pass and `ring_back` (the parker's phones) rings."""
+
+    retrieval: asyncio.Future[tuple[Call, str]]
+    slot: str
+    by: str
+    timeout: float
+    ring_back: Callable[[], list[HuntStep]]
+    announce: Path | None = None
+    """Played to the parker before its leg is hung up (the slot, spoken)."""
 
 
 _OUTCOME_BY_STATUS = {
@@ -350,6 +367,96 @@ class BridgedCall:
                 logger.exception("call %s: transfer listener failed", self.a.call_id)
         if not old.ended.done():
             self._hang_up_later(old, "transferred")
+
+    def park(self, request: ParkRequest) -> bool:
+        """Park the caller: it hears the music on hold, the answered party hears the
+        announcement (the slot) and is hung up; the leg `request.retrieval` brings (answered
+        here, its party) takes the call, or after `request.timeout` seconds the ring-back
+        steps ring (the parker's phones). One call and one recording throughout, like a
+        transfer (summary.transfers says "park"). False when the call is not answered and
+        bridged, or a transfer runs."""
+        if self.b is None or self.media is None or self.transferring or self.a.ended.done():
+            return False
+        self._transfer = asyncio.get_running_loop().create_task(self._run_park(request))
+        return True
+
+    async def _run_park(self, request: ParkRequest) -> None:
+        retrieval, slot, by = request.retrieval, request.slot, request.by
+        old = self.b
+        assert old is not None and self.media is not None
+        parker, lot = self.callee, f"park:{slot}"
+        record: dict[str, Any] = {
+            "at": datetime.now(UTC).isoformat(),
+            "from": lot,
+            "to": lot,
+            "by": by,
+            "mode": "park",
+            "id": len(self.summary.transfers) + 1,
+            "parker": parker,
+        }
+        # Parked, the call has no agent: the parker is free for other calls meanwhile.
+        self.callee = self.summary.callee = lot
+        logger.info("call %s: %s parks %s on %s", self.a.call_id, by, self.caller, slot)
+        self._end_music()
+        self.media.close()
+        self.media = None
+        self.a.on_hold = old.on_hold = None
+        caller_media = self.a.media
+        if caller_media is not None:
+            caller_media.continue_relayed_stream()
+            caller_media.play(self._hold_source())
+        if request.announce is not None and old.media is not None:
+            with contextlib.suppress(TimeoutError, RuntimeError):
+                await asyncio.wait_for(old.play(WavSource(request.announce)), 15)
+        self._hang_up_later(old, "parked")
+        winner: Call | None = None
+        party = parker
+        try:
+            done, _ = await asyncio.wait(
+                {retrieval, self.a.ended},
+                timeout=request.timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if retrieval in done:
+                leg, party = retrieval.result()
+                try:
+                    await leg.answer()
+                    winner = leg
+                    self.summary.legs.append(leg.call_id)
+                except Exception as exc:  # no codec, no port: ring the parker back instead
+                    logger.warning("call %s: retrieval by %s failed: %s", self.a.call_id,
+                                   party, exc)  # fmt: skip
+                    leg.reject(getattr(exc, "status_code", 500))
+            if winner is None and not self.a.ended.done():
+                logger.info("call %s: parked on %s too long, %s rung back", self.a.call_id,
+                            slot, parker)  # fmt: skip
+                statuses: list[int] = []
+                for step in request.ring_back():
+                    self.hunting = {t.extension for t in step.targets}
+                    legs = await self._dial(step)
+                    if legs:
+                        winner = await self._ring(legs, step.timeout, statuses)
+                    if winner is not None or self.a.ended.done():
+                        break
+                party = self.callee
+        finally:
+            self.hunting = set()
+            if not retrieval.done():
+                retrieval.cancel()
+            if caller_media is not None:
+                caller_media.stop_playing()
+        if winner is None or self.a.ended.done():
+            record["result"] = "failed"
+            self.summary.transfers.append(record)
+            self.summary.callee = parker  # the journal's agent: who had the call last
+            if winner is not None:
+                await winner.hangup(reason="caller-gone")
+            if not self.a.ended.done():
+                self.summary.hangup_cause = "park-timeout"
+                await self.a.hangup(reason="park-timeout")
+            return
+        record["to"] = party
+        self._complete(old, winner, party, record)
 
     def _hold_source(self) -> ToneSource | WavSource:
         if self.music_on_hold is not None:
@@ -596,7 +703,7 @@ class BridgedCall:
                 leg = await self.ua.dial(
                     uri,
                     target.binding.peer,
-                    from_=self.caller_identity,
+                    from_=target.from_ or self.caller_identity,
                     to=to,
                     headers=target.headers,
                     credentials=target.credentials,

@@ -24,6 +24,8 @@ class AgentState(enum.StrEnum):
 @dataclass
 class _Agent:
     away: bool = False
+    dnd: bool = False
+    """Do not disturb (pbx.forwarding): shown, and treated by every hunt, as away."""
     calls: int = 0
     wrap_up_until: float = 0.0
     idle_since: float = 0.0
@@ -43,7 +45,7 @@ class Presence:
         agent = self._agents[extension]
         if agent.calls:
             return AgentState.ON_CALL
-        if agent.away:
+        if agent.away or agent.dnd:
             return AgentState.AWAY
         if now < agent.wrap_up_until:
             return AgentState.WRAP_UP
@@ -72,6 +74,21 @@ class Presence:
             if not away:
                 agent.idle_since = now
             self._changed(extension, now)
+
+    def set_dnd(self, extension: str, dnd: bool, *, now: float) -> None:
+        """Do not disturb on or off: away-like while on, apart from *50/*51's away flag."""
+        agent = self._agents.get(extension)
+        if agent is not None and agent.dnd != dnd:
+            before = self.state(extension, now=now)
+            agent.dnd = dnd
+            if not dnd and not agent.away and not agent.calls:
+                agent.idle_since = now
+            if self.state(extension, now=now) is not before:
+                self._changed(extension, now)
+
+    def dnd(self, extension: str) -> bool:
+        agent = self._agents.get(extension)
+        return agent is not None and agent.dnd
 
     def call_started(self, extension: str, *, now: float) -> None:
         agent = self._agents.get(extension)

@@ -7,7 +7,7 @@ import itertools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,16 @@ from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_respon
 
 from .acd import QueueDesk
 from .auth import Authenticator
-from .b2bua import BridgedCall, CallSummary, HuntStep, Target, TransferRequest, ringback
+from .b2bua import (
+    BridgedCall,
+    CallSummary,
+    HuntStep,
+    ParkRequest,
+    Target,
+    TransferRequest,
+    ringback,
+)
+from .blf_service import BlfService
 from .callerid import ANONYMOUS, CallerId, inbound_caller
 from .events import (
     CallAnswered,
@@ -34,6 +43,15 @@ from .events import (
     MonitorChanged,
     PresenceChanged,
 )
+from .forwarding import (
+    Forward,
+    ForwardCode,
+    Forwarding,
+    Refuse,
+    apply_code,
+    decide,
+    parse_forward_code,
+)
 from .hunt import STRATEGIES, Hunt
 from .monitor import (
     MonitorError,
@@ -42,6 +60,7 @@ from .monitor import (
     MonitorSettings,
     parse_monitor,
 )
+from .parking import DEFAULT_PARK_TIMEOUT, ParkingLot
 from .pickup import Pickup, PickupGroups, RingingCall, parse_pickup
 from .presence import Presence
 from .queue import QueueConfig, parse_queue_code
@@ -66,6 +85,9 @@ class Extension:
     """RFC 4028 session timers on the calls of this extension's phone, both ways."""
     srtp: str = "off"
     """SRTP policy of this phone's legs (off, optional, required)."""
+    forwarding: Forwarding = field(default_factory=Forwarding)
+    """DND and call forwarding at start-up (the configuration's); phones and the API change
+    the switchboard's copy (`Switchboard.forwarding`)."""
 
 
 @dataclass(frozen=True)
@@ -151,8 +173,23 @@ class Switchboard:
         self.events.subscribe(PresenceChanged, lambda _: self.queues.wake())
         self._held: list[str] = []
         """Extensions held busy by hold()."""
+        self.forwarding: dict[str, Forwarding] = {}
+        """DND and forwarding of each extension now (set_forwarding changes it)."""
+        for number, ext in extensions.items():
+            self.forwarding[number] = ext.forwarding
+            if ext.forwarding.dnd:
+                presence.set_dnd(number, True, now=ua.loop.time())
+        self.parking = ParkingLot()
+        """Parked calls by slot (`park`; *71SLOT or the slot number retrieves)."""
+        self.park_timeout = DEFAULT_PARK_TIMEOUT
+        """Seconds before a parked call rings its parker back."""
+        self._retrievals: dict[str, asyncio.Future[tuple[Call, str]]] = {}
+        """What each parked call waits for (by the caller leg's Call-ID): a retriever's leg."""
+        self.blf = BlfService(self)
+        """BLF: SUBSCRIBEs for the dialog event package, NOTIFYs of the extensions' states."""
         ua.on_incoming = self._on_incoming
         ua.on_request = self._on_request
+        ua.on_dialog_request = self.blf.on_dialog_request
         ua.session_timers_for = self._session_timers_for
         ua.srtp_for = self._srtp_for
         ua.endpoint.filter = lambda peer: self.auth.allows(peer, now=ua.loop.time())
@@ -181,6 +218,13 @@ class Switchboard:
 
         return release
 
+    def set_forwarding(self, extension: str, settings: Forwarding) -> None:
+        """Change an extension's DND and forwarding (feature codes, the API); DND shows in
+        presence as away."""
+        self.forwarding[extension] = settings
+        self.presence.set_dnd(extension, settings.dnd, now=self.ua.loop.time())
+        logger.info("forwarding of %s: %s", extension, settings.to_json())
+
     def reachable(self, members: Iterable[str], *, now: float) -> dict[str, list[Binding]]:
         """The members who can take a call now (available, not busy, registered): their phones."""
         found = {}
@@ -198,6 +242,9 @@ class Switchboard:
     # -- REGISTER -----------------------------------------------------------------------------
 
     def _on_request(self, request: SipRequest, transaction: object, peer: Peer) -> bool:
+        if request.method == "SUBSCRIBE":
+            self.blf.on_subscribe(request, transaction, peer)
+            return True
         if request.method != "REGISTER":
             return False
         now = self.ua.loop.time()
@@ -278,9 +325,19 @@ class Switchboard:
         if dialled in FEATURE_CODES:
             self._track(self._feature_code(call, caller, away=FEATURE_CODES[dialled]))
             return
+        if dialled and (forward_code := parse_forward_code(dialled)) is not None:
+            self._track(self._forward_code(call, caller, forward_code))
+            return
         if dialled and (queue_code := parse_queue_code(dialled)) is not None:
             login, queue_name = queue_code
             self._track(self._queue_code(call, caller, queue_name, login=login))
+            return
+        if (
+            dialled
+            and dialled not in self.extensions
+            and (slot := self.parking.retrieval(dialled)) is not None
+        ):
+            self._unpark(call, caller, slot)
             return
         if dialled and (code := parse_pickup(dialled)) is not None:
             self._pickup(call, caller, code.target)
@@ -294,20 +351,153 @@ class Switchboard:
             self._outbound(call, caller, dialled)
         elif dialled is None or dialled not in self.extensions:
             self._refuse(call, caller, dialled or "", 404, "failed")
-        elif dialled == caller or self.busy(dialled):
+        elif dialled == caller:
             self._refuse(call, caller, dialled, 486, "busy")
-        elif not bindings:
-            self._refuse(call, caller, dialled, 480, "unavailable")
         else:
-            step = HuntStep(tuple(Target(dialled, b) for b in bindings), self.ring_timeout)
-            self._start(
-                call,
-                caller=caller,
-                callee=dialled,
-                steps=[step],
-                identity=self.identity(caller, self.extensions[caller].display_name or None),
-                summary=CallSummary(call.call_id, caller, dialled, datetime.now(UTC)),
+            self._to_extension(call, caller, dialled, bindings)
+
+    # -- parking ------------------------------------------------------------------------------
+
+    def park(self, bridged: BridgedCall, *, by: str, announce: Path | None = None) -> str | None:
+        """Park the caller of an answered call: the slot it waits in (music on hold) until a
+        phone dials *71SLOT or SLOT, or `park_timeout` passes and the parker's phones ring;
+        None when the lot is full or the call cannot be parked now (not bridged, a transfer
+        runs)."""
+        key = bridged.a.call_id
+        slot = self.parking.park(key)
+        if slot is None:
+            return None
+        parker = bridged.callee
+        retrieval: asyncio.Future[tuple[Call, str]] = self.ua.loop.create_future()
+
+        def ring_back() -> list[HuntStep]:
+            bindings = self.registrar.lookup(parker, now=self.ua.loop.time())
+            targets = tuple(Target(parker, b) for b in bindings)
+            return [HuntStep(targets, self.ring_timeout)] if targets else []
+
+        request = ParkRequest(retrieval, slot, by, self.park_timeout, ring_back, announce)
+        if not bridged.park(request):
+            self.parking.leave(key)
+            return None
+        self._retrievals[key] = retrieval
+        retrieval.add_done_callback(lambda _: self._unparked(key))
+        now = self.ua.loop.time()
+        self.presence.call_ended(parker, now=now, wrap_up=bridged.summary.direction != "internal")
+        return slot
+
+    def _unparked(self, key: str) -> None:
+        self.parking.leave(key)
+        self._retrievals.pop(key, None)
+
+    def _unpark(self, call: Call, caller: str, slot: str) -> None:
+        """*71SLOT / SLOT: the caller's leg takes the call parked there."""
+        key = self.parking.take(slot)
+        retrieval = self._retrievals.get(key) if key is not None else None
+        if retrieval is None or retrieval.done() or self.busy(caller):
+            logger.info("retrieval of %s by %s: nothing parked there", slot, caller)
+            self._track(self._reorder(call, reason="nothing-parked"))
+            return
+        logger.info("call %s: retrieved from %s by %s", key, slot, caller)
+        retrieval.set_result((call, caller))
+
+    # -- DND and call forwarding ------------------------------------------------------------
+
+    def _to_extension(self, call: Call, caller: str, dialled: str, bindings: list[Binding]) -> None:
+        """An agent's call to another extension: ring its phones, or do what its DND and
+        forwarding say (refuse busy, forward at once, ring then forward)."""
+        found = self._extension_steps(dialled, caller, busy=self.busy(dialled), bindings=bindings)
+        if isinstance(found, Refuse):
+            outcome = "busy" if found.status == 486 else "unavailable"
+            self._refuse(call, caller, dialled, found.status, outcome)
+            return
+        steps, ring_timeout = found
+        if not steps:
+            self._refuse(call, caller, dialled, 480, "unavailable")
+            return
+        self._start(
+            call,
+            caller=caller,
+            callee=dialled,
+            steps=steps,
+            identity=self.identity(caller, self.extensions[caller].display_name or None),
+            summary=CallSummary(call.call_id, caller, dialled, datetime.now(UTC)),
+            ring_timeout=ring_timeout,
+        )
+
+    def _extension_steps(
+        self, extension: str, caller: str, *, busy: bool, bindings: list[Binding]
+    ) -> tuple[list[HuntStep], float] | Refuse:
+        """The hunt of a call to `extension` as its DND and forwarding say, with its ring
+        timeout; Refuse when it can ring nobody and nothing forwards it."""
+        settings = self.forwarding.get(extension, Forwarding())
+        decision = decide(settings, busy=busy, registered=bool(bindings))
+        if isinstance(decision, Refuse):
+            return decision
+        steps: list[HuntStep] = []
+        ring_timeout = self.ring_timeout
+        if isinstance(decision, Forward):
+            target, reason = decision.target, decision.reason
+            logger.info("call to %s: forwarded to %s (%s)", extension, target, reason)
+        else:
+            target, reason = decision.then or "", "no-answer"
+            rings = decision.after if target else ring_timeout
+            steps = [HuntStep(tuple(Target(extension, b) for b in bindings), rings)]
+            if target:
+                ring_timeout = decision.after + self.ring_timeout
+        if target:
+            steps += self._forward_steps(extension, target, reason, caller)
+        return steps, ring_timeout
+
+    def _forward_steps(
+        self, extension: str, target: str, reason: str, caller: str
+    ) -> list[HuntStep]:
+        """How a call forwarded from `extension` reaches `target`: the target extension's phones
+        (one hop: its own forwarding is not followed; nothing when it is busy or in DND), or an
+        external number through the trunks in failover order, presenting the caller's number
+        when it is a customer's, else the trunk's caller ID. The legs say who diverted the
+        call and why (RFC 5806 Diversion)."""
+        diversion = (
+            "Diversion",
+            f"<{self.identity(extension, None).uri}>;reason={reason};counter=1",
+        )
+        now = self.ua.loop.time()
+        if target in self.extensions:
+            if target == caller or self.busy(target) or self.presence.dnd(target):
+                return []
+            bindings = self.registrar.lookup(target, now=now)
+            return [
+                HuntStep(
+                    tuple(Target(target, b, (diversion,)) for b in bindings), self.ring_timeout
+                )
+            ] if bindings else []  # fmt: skip
+        if not _EXTERNAL.match(target):
+            logger.warning("forwarding of %s: %r is no extension or number", extension, target)
+            return []
+        route = self._trunk_route(target)
+        if route is None:
+            return []
+        presenting = caller if caller not in self.extensions else (route[0].caller_id or ANONYMOUS)
+        from_, _ = self._presenting(route[0], presenting)
+        return [
+            HuntStep(
+                tuple(
+                    replace(t, headers=(*t.headers, diversion), from_=from_) for t in step.targets
+                ),
+                step.timeout,
+                failover=step.failover,
             )
+            for step in self._failover_steps(target, self.ring_timeout, presenting=presenting)
+        ]
+
+    async def _forward_code(self, call: Call, agent: str, code: ForwardCode) -> None:
+        """*78/*79 DND, *72/*73, *90/*91, *92/*93 forwarding: a beep (short: on, long: off);
+        a forward to oneself gets the reorder tone."""
+        if code.value == agent:
+            await self._reorder(call, reason="forward-to-self")
+            return
+        current = self.forwarding.get(agent, Forwarding())
+        self.set_forwarding(agent, apply_code(current, code))
+        await self._beep(call, long=not code.value)
 
     # -- pickup -------------------------------------------------------------------------------
 
@@ -540,11 +730,15 @@ class Switchboard:
             self._track(self.queues.voicemail(call, target, summary))
             return
         if kind == "agent":
-            reachable = self.reachable([target], now=now)
-            if reachable:
-                steps = [
-                    HuntStep(tuple(Target(target, b) for b in reachable[target]), ring_timeout)
-                ]
+            # Away, wrap-up or on a call counts as busy for its forwarding.
+            found = self._extension_steps(
+                target,
+                caller,
+                busy=not self.presence.available(target, now=now) or self.busy(target),
+                bindings=self.registrar.lookup(target, now=now),
+            )
+            if not isinstance(found, Refuse):
+                steps, ring_timeout = found
             owner = target
         elif kind == "ringgroup":
             group = self.groups[target]
@@ -1169,6 +1363,19 @@ class Switchboard:
 
     def _answered(self, bridged: BridgedCall) -> None:
         now = self.ua.loop.time()
+        summary = bridged.summary
+        forwarded_out = (
+            bridged.callee not in self.extensions
+            and bridged.b is not None
+            and "Diversion" in bridged.b.invite.headers
+        )
+        if forwarded_out and summary.direction == "internal":
+            # An agent's call forwarded out through a trunk: the number that answered is the
+            # customer, the caller the agent (the journal's agent and callback follow).
+            summary.direction, summary.customer = "outbound", bridged.callee
+        elif forwarded_out and summary.owner in self.extensions:
+            # A customer's call to an agent who forwards it to a mobile: the agent took it.
+            summary.callee = summary.owner
         for party in bridged.parties:
             self.presence.call_started(party, now=now)
         self.events.publish(CallAnswered(bridged))
@@ -1281,6 +1488,7 @@ class Switchboard:
         for session in list(self.monitors.values()):
             session.leave()
         await self.queues.shutdown()
+        await self.blf.shutdown()
         for bridged in list(self.active.values()):
             for leg in (bridged.a, bridged.b):
                 if leg is not None:

@@ -90,6 +90,13 @@ SCRIPTS = (
         ),
     ),
     Script(
+        "bench_blf",
+        (
+            rf"^\s+NOTIFY built \(fan-out\)\s+{NUM} us$",
+            rf"^\s+one line change, all keys\s+{NUM} ms$",
+        ),
+    ),
+    Script(
         "bench_numbers",
         (
             rf"^\s+inbound caller \(PAI, Privacy, From\)\s+{NUM} us$",

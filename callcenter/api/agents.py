@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from crm_bridge import CrmError
+from pbx import Switchboard
+from pbx.forwarding import ForwardingError
 
 from .crm import CALL, ENGINE
 from .openapi import EXTENSION, ROW_ID, operation
@@ -130,6 +132,75 @@ async def disposition(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+_TARGET = {"type": ["string", "null"], "description": "an extension or a phone number; null: off"}
+FORWARDING = {
+    "type": "object",
+    "properties": {
+        "extension": {"type": "string"},
+        "dnd": {"type": "boolean", "description": "do not disturb (shown as away)"},
+        "always": _TARGET,
+        "busy": _TARGET,
+        "no_answer": _TARGET,
+        "no_answer_after": {"type": "number", "minimum": 1, "maximum": 300},
+    },
+}
+
+
+def _own_extension(request: web.Request) -> tuple[Switchboard, str]:
+    """The switchboard and the path's extension, when it exists and the key acts for it."""
+    switchboard = request.app[ENGINE].switchboard
+    ext = request.match_info["ext"]
+    if ext not in switchboard.extensions:
+        raise ApiError(404, f"no extension {ext}")
+    acting_for(request, ext)
+    return switchboard, ext
+
+
+@operation(
+    summary="The extension's DND and call forwarding",
+    tag="agents",
+    path={"ext": EXTENSION},
+    responses={200: FORWARDING},
+    errors=(404,),
+)
+@requires("manager", "supervisor", "agent")
+async def get_forwarding(request: web.Request) -> web.Response:
+    """GET /agents/{ext}/forwarding: DND and forwarding (unconditional, busy, no answer)."""
+    switchboard, ext = _own_extension(request)
+    return web.json_response({"extension": ext, **switchboard.forwarding[ext].to_json()})
+
+
+@operation(
+    summary="Change the extension's DND and call forwarding (what *78/*79, *72/*73, *90/*91 "
+    "and *92/*93 do from the phone); fields left out keep their value",
+    tag="agents",
+    path={"ext": EXTENSION},
+    body=FORWARDING,
+    responses={200: FORWARDING},
+    errors=(400, 404),
+)
+@requires("manager", "supervisor", "agent")
+async def put_forwarding(request: web.Request) -> web.Response:
+    """PUT /agents/{ext}/forwarding {"dnd": ..., "always": ..., ...}."""
+    switchboard, ext = _own_extension(request)
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "body must be JSON") from exc
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k != "extension"}
+    try:
+        settings = switchboard.forwarding[ext].updated(body)
+    except ForwardingError as exc:
+        raise ApiError(400, str(exc)) from exc
+    if ext in (settings.always, settings.busy, settings.no_answer):
+        raise ApiError(400, f"{ext} cannot forward to itself")
+    switchboard.set_forwarding(ext, settings)
+    return web.json_response({"extension": ext, **settings.to_json()})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/agents/{ext}/events", agent_events)
+    app.router.add_get("/agents/{ext}/forwarding", get_forwarding)
+    app.router.add_put("/agents/{ext}/forwarding", put_forwarding)
     app.router.add_post("/calls/{id}/disposition", disposition)

@@ -12,6 +12,8 @@ SIP Call-ID, as for monitoring):
     POST /calls/{id}/play      {"text": "...", "to": "caller" | "callee" | "both"} -> 202
     POST /calls/{id}/recording {"record": false}   -> 200 (opt-out: silence from now on;
                                                       true records again)
+    POST /calls/{id}/park                          -> 200 {"slot": "701"} (the customer hears
+                                                      music; *71SLOT or SLOT retrieves it)
 
 An agent key acts only on a call it is a party of.
 """
@@ -280,6 +282,41 @@ async def recording(request: web.Request) -> web.Response:
     return web.json_response({"call_id": bridged.a.call_id, "recording": bool(now)})
 
 
+@operation(
+    summary="Park a live call: the customer waits with music in a slot any phone retrieves "
+    "(*71SLOT or SLOT); the parker hears the slot and is hung up, and is rung back when "
+    "nobody retrieves the call in time",
+    tag="call control",
+    path={"id": CALL_REF},
+    responses={
+        200: {
+            "type": "object",
+            "required": ["call_id", "slot"],
+            "properties": {"call_id": {"type": "string"}, "slot": {"type": "string"}},
+        }
+    },
+    errors=(403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def park(request: web.Request) -> web.Response:
+    engine, bridged = await _own_call(request)
+    switchboard = engine.switchboard
+    announce = None
+    slot_next = next((s for s in switchboard.parking.slots
+                      if s not in switchboard.parking.parked()), None)  # fmt: skip
+    if slot_next is not None and engine.prompts is not None and engine.prompts.espeak is not None:
+        try:
+            announce = await asyncio.to_thread(
+                engine.prompts.speak, "Parked on " + " ".join(slot_next)
+            )
+        except PromptError:
+            announce = None  # parked all the same; the API's answer names the slot
+    slot = switchboard.park(bridged, by=bound_extension(request) or "api", announce=announce)
+    if slot is None:
+        raise ApiError(409, "the call cannot be parked now (not bridged, or the lot is full)")
+    return web.json_response({"call_id": bridged.a.call_id, "slot": slot})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/calls/{id}/transfer", transfer)
     app.router.add_post("/calls/{id}/transfer/{tid}/complete", complete)
@@ -289,3 +326,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/calls/{id}/resume", resume)
     app.router.add_post("/calls/{id}/play", play)
     app.router.add_post("/calls/{id}/recording", recording)
+    app.router.add_post("/calls/{id}/park", park)

@@ -196,6 +196,7 @@ PRESENCE: dict[str, Any] = {
     "properties": {
         "extension": {"type": "string"},
         "state": {"type": "string", "description": "available, ringing, on-call, wrap-up, away"},
+        "dnd": {"type": "boolean", "description": "do not disturb (the state reads away)"},
     },
 }
 
@@ -214,7 +215,8 @@ async def get_presence(request: web.Request) -> web.Response:
     if ext not in engine.switchboard.extensions:
         raise ApiError(404, f"no extension {ext}")
     now = engine.ua.loop.time()
-    return web.json_response({"extension": ext, "state": presence.state(ext, now=now).value})
+    state = presence.state(ext, now=now).value
+    return web.json_response({"extension": ext, "state": state, "dnd": presence.dnd(ext)})
 
 
 @operation(

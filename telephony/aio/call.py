@@ -494,6 +494,9 @@ class UserAgent:
         """Gets each new incoming leg; it must ring, answer or reject it."""
         self.on_request: Callable[[SipRequest, object, Peer], bool] | None = None
         """Out-of-dialog non-INVITE requests (REGISTER...); return True when handled."""
+        self.on_dialog_request: Callable[[SipRequest, object, Peer], bool] | None = None
+        """Requests in a dialog that is no call (a subscription's SUBSCRIBE refresh); return
+        True when handled, else they get 481."""
         self.on_dialog: Callable[[Call], None] | None = None
         """Told when a leg's dialog is confirmed (2xx sent or received), when it changes what a
         request in it needs (our CSeq, the remote target) and when it ends (`call.state` is
@@ -728,6 +731,10 @@ class UserAgent:
                     self.endpoint.send_response(transaction, make_response(request, 481))
             return
         if request.to.tag:
+            if self.on_dialog_request is not None and self.on_dialog_request(
+                request, transaction, peer
+            ):
+                return
             # In-dialog request for a dialog we do not know (RFC 3261 12.2.2).
             if method != "ACK":
                 self.endpoint.send_response(transaction, make_response(request, 481))

@@ -90,6 +90,26 @@ def test_nat_settings() -> None:
         ('[[accounts]]\nextension = "101"\npassword = "p"\n', 3, "password"),
         ('[[accounts]]\nextension = "101"\npassword = "pass101"\nrole = "boss"\n', 4, "role"),
         ('[[accounts]]\nextension = "101"\npassword = "pass101"\nmax_calls = 0\n', 4, "max_calls"),
+        (
+            '[[accounts]]\nextension = "101"\npassword = "pass101"\nforward_busy = "sip:x"\n',
+            4,
+            "forward_busy: busy must be an extension or a phone number",
+        ),
+        (
+            '[[accounts]]\nextension = "101"\npassword = "pass101"\ndnd = "on"\n',
+            4,
+            "dnd: dnd must be true or false",
+        ),
+        (
+            '[[accounts]]\nextension = "101"\npassword = "pass101"\nforward_always = "555"\n',
+            4,
+            "forward_always must be another extension",
+        ),
+        (
+            '[[accounts]]\nextension = "101"\npassword = "pass101"\nforward_no_answer_after = 0\n',
+            4,
+            "from 1 to 300",
+        ),
         ("[sip\n", 1, "Expected"),
         ('[[trunks]]\nname = "c"\nallow_from = ["nowhere"]\n', 3, "allow_from"),
         ('[[trunks]]\nname = "c"\ncps = 0\n', 3, "cps must be"),
@@ -125,6 +145,22 @@ def test_mistakes_name_line_and_reason(text: str, line: int, reason: str) -> Non
     assert error.value.line == line
     assert reason in str(error.value)
     assert str(error.value).startswith(f"cc.toml:{line}: ")
+
+
+def test_forwarding_defaults_per_account() -> None:
+    config = parse_config(
+        '[[accounts]]\nextension = "101"\npassword = "pass101"\ndnd = true\n'
+        'forward_busy = "102"\nforward_no_answer = "+74951234567"\n'
+        "forward_no_answer_after = 12\n\n"
+        '[[accounts]]\nextension = "102"\npassword = "pass102"\n',
+        source="cc.toml",
+    )
+    first, second = config.accounts
+    assert first.forwarding.to_json() == {
+        "dnd": True, "always": None, "busy": "102", "no_answer": "+74951234567",
+        "no_answer_after": 12.0,
+    }  # fmt: skip
+    assert second.forwarding.to_json()["dnd"] is False
 
 
 def test_session_timer_settings() -> None:

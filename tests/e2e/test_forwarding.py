@@ -1,0 +1,229 @@
+"""DND and call forwarding with real phones (issue 14, part 5): baresip agents set them with
+feature codes and over the API; SIPp plays the carrier a forward to an external number goes
+out through.
+
+- *78 puts 102 in DND: its presence reads away, 101's call to it gets 486 and 102's phone never
+  rings; *79 ends it.
+- Forward on no answer (API): 102 rings, does not answer, 103 rings and answers; the leg to 103
+  says who diverted it (Diversion); one calls row, answered by 103.
+- *72103 forwards everything: 103 rings at once, 102's phone not at all; *73 ends it.
+- Forward to an external number: the call goes out through the trunk with the trunk's caller
+  ID and a Diversion header, and is journaled as one call.
+- A customer's call to a DID routed to 102, who forwards to a mobile: out through the trunk
+  presenting the customer's number; one inbound row, 102 as its agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from callcenter.runtime import Engine, start_engine
+from pbx.forwarding import Forwarding
+from sip_test_env import carrier
+from sip_test_env.baresip import BaresipPeer
+from sip_test_env.ports import free_port
+from sip_test_env.sipp import SippUas
+
+from .conftest import api_url, bearer, engine_config, registrar_of
+from .test_trunk import _idle, _poll
+
+pytestmark = pytest.mark.peers
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "sip_test_env" / "scenarios"
+EXTERNAL = "+12125550188"
+DID = "+12125550111"
+CUSTOMER = "+12125550177"
+
+
+@pytest.fixture
+def carrier_port() -> int:
+    return free_port("both")
+
+
+@pytest.fixture
+async def fwd_engine(pg_url: str, tmp_path: Path, carrier_port: int) -> AsyncIterator[Engine]:
+    trunk = (
+        f'[[trunks]]\nname = "carrier"\nallow_from = ["{carrier.CARRIER_IP}"]\n'
+        f'outbound = "127.0.0.1:{carrier_port}"\ncaller_id = "+12125550100"\n\n'
+        f'[[dids]]\nnumber = "{DID}"\ntrunk = "carrier"\nroute = "agent:102"\n'
+    )
+    engine = await start_engine(engine_config(extra=trunk), database_url=pg_url, data_dir=tmp_path)
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
+def phone(engine: Engine, ext: str, workdir: Path) -> BaresipPeer:
+    return BaresipPeer(
+        ext, workdir=workdir / ext, registrar=registrar_of(engine), password=f"pass{ext}"
+    )
+
+
+async def feature(agent: BaresipPeer, code: str) -> None:
+    """Dial a feature code: the engine answers, beeps and hangs up."""
+    await agent.dial(code)
+    await agent.wait_event("CALL_ESTABLISHED", timeout=5)
+    await agent.wait_event("CALL_CLOSED", timeout=5)
+
+
+async def test_dnd_and_forwarding_by_code_and_api(
+    fwd_engine: Engine, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    engine = fwd_engine
+    url = api_url(engine, "/agents/102/forwarding")
+    async with (
+        phone(engine, "101", tmp_path) as a101,
+        phone(engine, "102", tmp_path) as a102,
+        phone(engine, "103", tmp_path) as a103,
+        aiohttp.ClientSession() as http,
+    ):
+        for agent in (a101, a102, a103):
+            await agent.wait_registered()
+
+        # DND by code: away in presence, callers refused busy, the phone silent.
+        await feature(a102, "*78")
+        async with http.get(api_url(engine, "/agents/102/presence"), headers=bearer()) as r:
+            assert await r.json() == {"extension": "102", "state": "away", "dnd": True}
+        async with http.get(url, headers=bearer()) as r:
+            assert (await r.json())["dnd"] is True
+        await a101.dial("102")
+        closed = await a101.wait_event("CALL_CLOSED", timeout=5)
+        assert "486" in str(closed.get("param")), closed
+        assert not a102.events_of("CALL_INCOMING")
+        await feature(a102, "*79")
+        assert engine.switchboard.presence.available("102", now=engine.ua.loop.time())
+
+        # No answer after 1 s (API): 102 rings, then 103 takes the call.
+        body = {"no_answer": "103", "no_answer_after": 1}
+        async with http.put(url, json=body, headers=bearer()) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["no_answer"] == "103"
+        async with http.put(url, json={"busy": "102"}, headers=bearer()) as r:
+            assert r.status == 400 and "itself" in (await r.json())["error"]["reason"]
+        async with http.put(url, json={"always": "sip:x"}, headers=bearer()) as r:
+            assert r.status == 400
+        await a101.dial("102")
+        await a102.wait_event("CALL_INCOMING", timeout=5)
+        await a103.wait_event("CALL_INCOMING", timeout=5)
+        bridged = next(iter(engine.switchboard.active.values()))
+        await a103.accept()
+        await a101.wait_event("CALL_ESTABLISHED", timeout=5)
+        await a102.wait_event("CALL_CLOSED", timeout=5)  # its ringing stopped
+        assert bridged.b is not None and bridged.callee == "103"
+        diversion = bridged.b.invite.headers.get("Diversion") or ""
+        assert diversion.startswith("<sip:102@") and "reason=no-answer" in diversion
+        await a101.hangup()
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await _idle(engine)
+        row = await _poll(
+            db, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL",
+            bridged.a.call_id,
+        )  # fmt: skip
+        assert (row["from_number"], row["agent"], row["outcome"]) == ("101", "103", "answered")
+
+        # Forward all by code: 103 rings at once, 102 not at all.
+        async with http.put(url, json={"no_answer": None}, headers=bearer()) as r:
+            assert r.status == 200
+        await feature(a102, "*72103")
+        rung_102 = len(a102.events_of("CALL_INCOMING"))
+        await a101.dial("102")
+        await a103.wait_event("CALL_INCOMING", timeout=5)
+        await a103.accept()
+        await a101.wait_event("CALL_ESTABLISHED", timeout=5)
+        assert len(a102.events_of("CALL_INCOMING")) == rung_102
+        forwarded = next(iter(engine.switchboard.active.values()))
+        assert forwarded.b is not None
+        assert "reason=unconditional" in (forwarded.b.invite.headers.get("Diversion") or "")
+        await a103.hangup()
+        await a101.wait_event("CALL_CLOSED", timeout=5)
+        await feature(a102, "*73")
+        async with http.get(url, headers=bearer()) as r:
+            assert (await r.json())["always"] is None
+        await _idle(engine)
+
+
+async def test_forward_to_an_external_number_goes_out_through_the_trunk(
+    fwd_engine: Engine, tmp_path: Path, carrier_port: int, db: asyncpg.Connection
+) -> None:
+    engine = fwd_engine
+    uas = SippUas(SCENARIOS / "uas.xml", port=carrier_port, calls=1, workdir=tmp_path / "carrier")
+    async with uas, phone(engine, "101", tmp_path) as a101, aiohttp.ClientSession() as http:
+        await a101.wait_registered()
+        # 102 has no phone registered: its unconditional forward takes the call regardless.
+        url = api_url(engine, "/agents/102/forwarding")
+        async with http.put(url, json={"always": EXTERNAL}, headers=bearer()) as r:
+            assert r.status == 200, await r.text()
+        await a101.dial("102")
+        await a101.wait_event("CALL_ESTABLISHED", timeout=5)
+        bridged = next(iter(engine.switchboard.active.values()))
+        assert bridged.b is not None
+        sent = bridged.b.invite
+        assert str(sent.uri).startswith(f"sip:{EXTERNAL}@127.0.0.1:{carrier_port}")
+        assert "reason=unconditional" in (sent.headers.get("Diversion") or "")
+        assert str(sent.from_.uri).startswith("sip:+12125550100@")  # the trunk's caller ID
+        await a101.hangup()
+        await a101.wait_event("CALL_CLOSED", timeout=5)
+        served = await uas.wait(timeout=10)
+    assert served.successful == 1 and served.failed == 0, served.summary()
+    await _idle(engine)
+    rows = await db.fetch("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    assert len(rows) == 1
+    # The row names what 101 dialled; the agent is 101 (the number that answered is a customer).
+    assert (rows[0]["from_number"], rows[0]["to_number"], rows[0]["agent"]) == ("101", "102", "101")
+    assert rows[0]["outcome"] == "answered" and rows[0]["recording_path"]
+
+
+async def test_a_customer_call_to_an_agent_follows_the_forward_to_a_mobile(
+    fwd_engine: Engine, tmp_path: Path, carrier_port: int, db: asyncpg.Connection
+) -> None:
+    engine = fwd_engine
+    engine.switchboard.set_forwarding("102", Forwarding(always=EXTERNAL))
+    uas = SippUas(SCENARIOS / "uas.xml", port=carrier_port, calls=1, workdir=tmp_path / "carrier")
+    async with uas, carrier.customer(CUSTOMER, workdir=tmp_path / "customer") as customer:
+        await customer.dial(carrier.did_uri(DID, engine.sip_port))
+        await customer.wait_event("CALL_ESTABLISHED", timeout=5)
+        bridged = next(iter(engine.switchboard.active.values()))
+        assert bridged.b is not None
+        sent = bridged.b.invite
+        assert str(sent.uri).startswith(f"sip:{EXTERNAL}@127.0.0.1:{carrier_port}")
+        assert str(sent.from_.uri).startswith(f"sip:{CUSTOMER}@")  # the customer's number
+        assert "reason=unconditional" in (sent.headers.get("Diversion") or "")
+        await customer.hangup()
+        await customer.wait_event("CALL_CLOSED", timeout=5)
+        served = await uas.wait(timeout=10)
+    assert served.successful == 1 and served.failed == 0, served.summary()
+    await _idle(engine)
+    rows = await db.fetch("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["direction"], row["from_number"], row["did"], row["agent"], row["outcome"]) == (
+        "inbound", CUSTOMER, DID, "102", "answered",
+    )  # fmt: skip
+
+
+async def test_the_configuration_sets_dnd_and_forwarding_at_start(
+    pg_url: str, tmp_path: Path
+) -> None:
+    account = (
+        '[[accounts]]\nextension = "106"\npassword = "pass106"\ndnd = true\n'
+        'forward_busy = "103"\nforward_no_answer_after = 8\n'
+    )
+    engine = await start_engine(engine_config(extra=account), database_url=pg_url,
+                                data_dir=tmp_path)  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(api_url(engine, "/agents/106/forwarding"), headers=bearer()) as r:
+                assert await r.json() == {
+                    "extension": "106", "dnd": True, "always": None, "busy": "103",
+                    "no_answer": None, "no_answer_after": 8.0,
+                }  # fmt: skip
+            async with http.get(api_url(engine, "/agents/106/presence"), headers=bearer()) as r:
+                assert (await r.json())["state"] == "away"
+    finally:
+        await engine.stop()

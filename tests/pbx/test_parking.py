@@ -1,0 +1,28 @@
+"""The parking lot (pbx.parking, pure): slots in order, one per call, retrieval codes."""
+
+from __future__ import annotations
+
+from pbx.forwarding import parse_forward_code
+from pbx.parking import ParkingLot
+from pbx.pickup import parse_pickup
+
+
+def test_slots_are_taken_in_order_and_freed() -> None:
+    lot = ParkingLot(first=701, count=2)
+    assert lot.park("a") == "701" and lot.park("b") == "702"
+    assert lot.park("c") is None  # full
+    assert lot.park("a") is None  # parked already
+    assert lot.take("701") == "a" and lot.take("701") is None
+    assert lot.park("c") == "701"
+    lot.leave("b")
+    assert lot.parked() == {"701": "c"}
+
+
+def test_retrieval_codes() -> None:
+    lot = ParkingLot()
+    assert lot.retrieval("*71701") == "701" and lot.retrieval("701") == "701"
+    assert lot.retrieval("*71720") == "720"
+    for other in ("*71721", "721", "*71", "*7170", "101", "*78"):
+        assert lot.retrieval(other) is None
+    # *71 is neither a forwarding code nor a pickup.
+    assert parse_forward_code("*71701") is None and parse_pickup("*71701") is None
