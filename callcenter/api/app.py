@@ -208,7 +208,14 @@ def build_app(engine: Engine) -> web.Application:
 
 
 async def start_http(engine: Engine, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(build_app(engine), access_log=None)
+    # A request line or header up to 64 kB reaches the handlers, which answer in the API's JSON
+    # error shape (aiohttp's own limit, 8 kB, answers a bare text/plain 400 before them).
+    runner = web.AppRunner(
+        build_app(engine),
+        access_log=None,
+        max_line_size=65536,
+        max_field_size=65536,
+    )
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     logger.info("HTTP listening on %s:%d", host, port)
