@@ -6,7 +6,6 @@ Errors name the file, the line and the reason (`ConfigError`); the CLI prints th
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import re
 import ssl
@@ -25,7 +24,7 @@ from pbx.monitor import MonitorSettings
 from pbx.pickup import PickupGroup
 from pbx.queue import QUEUE_STRATEGIES, QueueConfig, QueueMember, VoicemailBox
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
-from telephony.aio.addresses import DEFAULT_LOCAL_NETWORKS, parse_networks
+from telephony.aio.addresses import DEFAULT_LOCAL_NETWORKS, is_ip, parse_networks
 from telephony.call.offer_answer import SRTP_POLICIES
 from telephony.numbers import NumberPlan, region_of_country_code
 from telephony.sip import OverloadConfig
@@ -78,8 +77,8 @@ class HostPort:
         address too, so a port after an unbracketed IPv6 address could never be told apart)."""
         if default_port is not None and (
             text == "::"
-            or (":" not in text and _is_ip(text))
-            or (text.startswith("[") and text.endswith("]") and _is_ip(text[1:-1]))
+            or (":" not in text and is_ip(text))
+            or (text.startswith("[") and text.endswith("]") and is_ip(text[1:-1]))
         ):
             return cls(text.strip("[]"), default_port)
         host, sep, port = text.rpartition(":")
@@ -595,7 +594,7 @@ class _Reader:
         }
         self._check_keys(data, allowed, "sip")
         external = data.get("external_address")
-        if external is not None and not _is_ip(str(external).strip("[]")):
+        if external is not None and not is_ip(str(external).strip("[]")):
             raise self.fail(
                 "external_address must be an IP address (the NAT's public one)",
                 table="sip",
@@ -942,7 +941,7 @@ class _Reader:
             )
             name = self._name(item, "name", "trunks", index, seen)
             allow = item.get("allow_from", [])
-            if not isinstance(allow, list) or not all(_is_ip(a) for a in allow):
+            if not isinstance(allow, list) or not all(is_ip(a) for a in allow):
                 raise self.fail(
                     f"trunk {name}: allow_from must be a list of IP addresses",
                     table="trunks",
@@ -1676,11 +1675,3 @@ _PROVIDER_KEYS = (
 
 def _address(hostport: HostPort) -> tuple[str, int]:
     return (hostport.host, hostport.port)
-
-
-def _is_ip(text: object) -> bool:
-    try:
-        ipaddress.ip_address(str(text))
-    except ValueError:
-        return False
-    return True

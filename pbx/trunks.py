@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import ipaddress
 import logging
 import secrets
 import socket
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from telephony.aio import Peer, TaskSet, UserAgent
+from telephony.aio.addresses import is_ip
 from telephony.sip import Headers, NameAddr, SipRequest, SipUri, format_host
 from telephony.sip.registration import Registration, RegistrationConfig, RegistrationState
 
@@ -87,7 +87,7 @@ class TrunkManager:
             if target is None:
                 continue
             transport = state.trunk.transport
-            if _is_ip(target[0]) or transport != "udp":
+            if is_ip(target[0]) or transport != "udp":
                 # Known before start(); UDP host names resolve there. A TLS (or TCP) peer keeps
                 # its name: the connection resolves it and TLS checks the certificate for it.
                 state.peer = (transport, *target)
@@ -355,16 +355,8 @@ def _port_if(trunk: Trunk, domain: str) -> int | None:
     return None
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 async def _resolve(host: str) -> str:
-    if _is_ip(host):
+    if is_ip(host):
         return host
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
     return str(infos[0][4][0])

@@ -62,7 +62,7 @@ def unmap(host: str) -> str:
 def for_socket(host: str, family: int) -> str:
     """`host` as a destination for a socket of `family`: an IPv4 address becomes IPv4-mapped
     for an AF_INET6 (dual-stack) socket."""
-    if family == socket.AF_INET6 and ":" not in host and _is_ip(host):
+    if family == socket.AF_INET6 and ":" not in host and is_ip(host):
         return "::ffff:" + host
     return host
 
@@ -98,7 +98,7 @@ def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
 def route_source(host: str) -> str | None:
     """The local address the kernel would send to `host` from (no packet is sent); None when
     there is no route or `host` is not an IP address."""
-    if not _is_ip(host):
+    if not is_ip(host):
         return None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as probe:
@@ -185,9 +185,10 @@ class AddressChooser:
         return found
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: object) -> bool:
+    """Whether `host` (as text) is an IPv4 or IPv6 address, not a name."""
     try:
-        ipaddress.ip_address(host)
+        ipaddress.ip_address(str(host))
     except ValueError:
         return False
     return True
@@ -197,6 +198,7 @@ __all__ = [
     "DEFAULT_LOCAL_NETWORKS",
     "AddressChooser",
     "for_socket",
+    "is_ip",
     "parse_networks",
     "route_source",
     "udp_socket",
