@@ -1,4 +1,5 @@
-"""Rate limiters on a fake clock: amoCRM's 7 per any second, Bitrix24's leaky bucket."""
+"""The CRM rate limit every node shares, on a real PostgreSQL: amoCRM's 7 per any second,
+Bitrix24's leaky bucket, and a pause one node hears holding the others."""
 
 from __future__ import annotations
 
@@ -6,54 +7,19 @@ import asyncio
 
 import asyncpg
 
-from crm_bridge.ratelimit import RateLimiter, SlidingWindow, TokenBucket, limiter, shared_limiter
-
-from ._helpers import FakeClock
+from crm_bridge.ratelimit import RateLimiter, shared_limiter
 
 
-def _send(gate: SlidingWindow | TokenBucket, clock: FakeClock, seconds: float) -> list[float]:
-    """Times at which requests go when each waits for the gate, for `seconds`."""
-    start, sent = clock.now, []
-    while clock.now - start < seconds:
-        wait = gate.delay()
-        if wait > 0:
-            clock.advance(wait)
-        else:
-            sent.append(clock.now - start)
-    return sent
-
-
-def test_sliding_window_never_lets_more_than_the_limit_into_any_second() -> None:
-    clock = FakeClock(0.0)
-    gate = SlidingWindow(7, margin=0.0, clock=clock)
-    sent = _send(gate, clock, 10.0)
-    assert len(sent) == 70
-    for i in range(len(sent) - 7):
-        assert sent[i + 7] - sent[i] >= 1.0
-
-
-def test_token_bucket_bursts_then_drains_at_the_rate() -> None:
-    clock = FakeClock(0.0)
-    bucket = TokenBucket(2.0, 50, clock=clock)
-    sent = _send(bucket, clock, 10.0)
-    assert sum(1 for t in sent if t == 0.0) == 50  # the burst
-    assert len(sent) == 50 + 19  # then 2 per second (the 20th falls at t = 10)
-
-
-def test_pause_holds_everything_back() -> None:
-    clock = FakeClock(0.0)
-    window, bucket = SlidingWindow(7, clock=clock), TokenBucket(2.0, 50, clock=clock)
-    for gate in (window, bucket):
-        gate.pause(3.0)
-        assert gate.delay() == 3.0
-    clock.advance(3.0)
-    assert window.delay() == 0.0
-    assert bucket.delay() == 0.5  # empty after a "too many": one every 1/rate
-
-
-def test_kind_defaults_pick_the_right_shape() -> None:
-    assert isinstance(limiter(7.0, 7), SlidingWindow)
-    assert isinstance(limiter(2.0, 50), TokenBucket)
+async def test_bitrix24s_bucket_lets_50_go_at_once_then_holds_the_next(crm_url: str) -> None:
+    """Bitrix24's leaky bucket (50 at once, draining 2 per second) as a window of 50 per 25 s."""
+    pool = await asyncpg.create_pool(crm_url, min_size=1, max_size=2)
+    try:
+        gate = shared_limiter(pool, "bitrix24:https://acme.bitrix24.ru", 2.0, 50)
+        assert (gate.limit, gate.period) == (50, 25.0)
+        waits = [await gate._take() for _ in range(51)]
+    finally:
+        await pool.close()
+    assert waits[:50] == [0.0] * 50 and 24.0 < waits[50] <= 25.0
 
 
 def _peak(stamps: list[float], period: float) -> int:
@@ -81,17 +47,15 @@ async def _burst(gates: list[RateLimiter], each: int) -> list[float]:
 
 async def test_two_nodes_share_one_accounts_limit_through_postgresql(crm_url: str) -> None:
     """Two nodes (two pools) sending to one amoCRM account: SharedWindow keeps them within 7
-    per second together, where a SlidingWindow per node lets 14 through."""
+    per second together."""
     pools = [await asyncpg.create_pool(crm_url, min_size=1, max_size=4) for _ in range(2)]
     try:
         shared = [shared_limiter(p, "amocrm:https://acme.amocrm.ru", 7.0, 7) for p in pools]
         together = await _burst(shared, 10)
-        apart = await _burst([limiter(7.0, 7), limiter(7.0, 7)], 10)
     finally:
         for pool in pools:
             await pool.close()
     assert len(together) == 20 and _peak(together, 1.0) <= 7
-    assert _peak(apart, 1.0) == 14  # what the per-process limit did with two nodes
 
 
 async def test_a_pause_one_node_hears_holds_the_other_too(crm_url: str) -> None:
