@@ -56,6 +56,10 @@ def add_parser(commands: Any) -> None:
         "--amd-unsure", choices=["connect", "voicemail", "hangup"], default="connect",
         help="what an unsure AMD verdict does (default connect an agent)",
     )  # fmt: skip
+    create.add_argument(
+        "--connect-seconds", type=float, default=2.0,
+        help="longest wait of a person who answered for an agent before it counts as abandoned",
+    )  # fmt: skip
     create.add_argument("--ratio", type=float, default=1.5, help="lines per idle agent (power)")
     create.add_argument("--caller-id", default="")
     create.add_argument("--hours", default="09:00-21:00", help="calling window in the lead's time")
@@ -190,6 +194,7 @@ async def _action(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
             "amd_max_seconds": args.amd_max_seconds,
             "amd_initial_silence_seconds": args.amd_initial_silence,
             "amd_unsure": args.amd_unsure,
+            "connect_seconds": args.connect_seconds,
         }
         if args.flow:
             settings["flow"] = args.flow

@@ -21,6 +21,7 @@ from typing import Any, Protocol, Self
 
 from .compliance import check_ring_time
 from .errors import InvalidCampaign, InvalidTransition
+from .ledger import CONNECT_DEADLINE
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,10 @@ class Campaign:
     """Nobody speaking this long after answer is an UNSURE verdict, seconds (0.5-30)."""
     amd_unsure: str = "connect"
     """What an UNSURE verdict means: connect, voicemail (the machine action) or hangup."""
+    connect_seconds: float = CONNECT_DEADLINE
+    """A person who answered waits at most this long (after the verdict) for an agent before
+    the call counts as abandoned and hears the safe-harbor message (0.5-15; 2 s is what
+    Ofcom and the FTC's Telemarketing Sales Rule allow)."""
     safe_harbor_prompt: str | None = None
     """WAV played to a person no agent could take (an abandoned call)."""
     flow: str | None = None
@@ -233,6 +238,8 @@ class Campaign:
             raise InvalidCampaign(
                 f"amd_initial_silence_seconds {self.amd_initial_silence_seconds} is outside 0.5-30"
             )
+        if not 0.5 <= self.connect_seconds <= 15.0:
+            raise InvalidCampaign(f"connect_seconds {self.connect_seconds} is outside 0.5-15")
         if not self.window_days or not set(self.window_days) <= set(ALL_DAYS):
             raise InvalidCampaign(f"calling days must be ISO weekdays 1-7: {self.window_days}")
         if self.window_start == self.window_end:

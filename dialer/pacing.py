@@ -389,8 +389,9 @@ class PredictivePacer:
         after the wrap-up ends less the connect deadline; a talking agent by the chance that
         the call and its wrap-up end within the typical ring time plus the deadline.
         """
-        chances = [self.ring_reaches(end - now - CONNECT_DEADLINE) for end in state.wrap_up_until]
-        talk_window = self.ring_time + CONNECT_DEADLINE - self.wrap_time
+        deadline = CONNECT_DEADLINE if self.ledger is None else self.ledger.policy.connect_deadline
+        chances = [self.ring_reaches(end - now - deadline) for end in state.wrap_up_until]
+        talk_window = self.ring_time + deadline - self.wrap_time
         if talk_window > 0:
             chances.extend(self.free_chance(now - t, talk_window) for t in state.on_call_since)
         return free_agents_pmf(state.idle_agents, chances)

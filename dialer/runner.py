@@ -96,8 +96,6 @@ class FlowOutcome:
 class RunnerConfig:
     tick: float = 0.5
     """Seconds between pacing decisions (an agent coming free also wakes the runner)."""
-    connect_timeout: float = 2.0
-    """A live answer not connected to an agent this long after the human verdict is abandoned."""
     node: str = "node"
     """This engine's name in attempt reservations."""
     clock: Callable[[], float] = time.time
@@ -309,7 +307,7 @@ class CampaignRunner:
         try:
             agents = self._agents_for(claim)
             # A person may wait up to the connect deadline for an agent to come free.
-            deadline = answered + self.config.connect_timeout
+            deadline = answered + self.campaign.connect_seconds
             await self._agent_free(agents, call, until=deadline)
             agent = await self.lines.connect(
                 call, agents, claim=claim, campaign=self.campaign,

@@ -67,6 +67,7 @@ _CAMPAIGN_SETTINGS = (
     "amd_max_seconds",
     "amd_initial_silence_seconds",
     "amd_unsure",
+    "connect_seconds",
     "safe_harbor_prompt",
     "flow",
     "lines",

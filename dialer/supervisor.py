@@ -154,6 +154,7 @@ class CampaignSupervisor:
             cap=campaign.abandon_cap,
             window_seconds=campaign.abandon_window_days * 86400.0,
             tz=campaign.tz_default,
+            connect_deadline=campaign.connect_seconds,
         )
         saved = await self.store.load_ledger(self.campaign_id(campaign), node=self.node)
         try:

@@ -54,6 +54,10 @@ SETTINGS = {
             "enum": ["connect", "voicemail", "hangup"],
             "description": "what an unsure verdict does",
         },
+        "connect_seconds": {
+            "type": "number",
+            "description": "longest wait of a person for an agent before it is abandoned, 0.5-15 s",
+        },
     },
 }
 
