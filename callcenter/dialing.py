@@ -92,7 +92,9 @@ class PbxLines:
         now = board.ua.loop.time()
         # An agent a queue's waiting caller needs is not the dialer's to take.
         wanted = board.queues.wanted(now=now)
-        idle = tuple(a for a in board.reachable(agents, now=now) if a not in wanted)
+        # An agent on a seat (*55) is the dialer's: bridged at once, no phone rung.
+        free = [*board.seated(agents, now=now), *board.reachable(agents, now=now)]
+        idle = tuple(a for a in dict.fromkeys(free) if a not in wanted or a in board.seats)
         talking, wrapping = [], []
         for agent in agents:
             if agent in idle or agent not in board.extensions:

@@ -189,9 +189,13 @@ class BridgedCall:
         ring_timeout: float,
         caller_identity: NameAddr,
         summary: CallSummary | None = None,
+        seat: Call | None = None,
     ) -> None:
         self.ua = ua
         self.a = a_leg
+        self.seat = seat
+        """An agent's seat (nailed-up leg, answered already): bridged at once instead of
+        ringing anyone, and left up when the caller goes."""
         self.b: Call | None = None
         self.caller = caller
         self.callee = callee
@@ -649,12 +653,15 @@ class BridgedCall:
             kept = self.keep_caller and self.b is None and picker is None
             consulted = self._consult.leg if self._consult is not None else None
             for leg in (None if kept else self.a, self.b, picker, consulted):
-                if leg is not None and leg not in self._released:
+                if leg is not None and leg not in self._released and leg is not self.seat:
                     with contextlib.suppress(Exception):
                         await leg.hangup(reason="shutdown")
         return self.summary
 
     async def _run(self) -> None:
+        if self.seat is not None:
+            await self._connect(self.seat)
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ring_timeout
         statuses: list[int] = []
@@ -838,6 +845,9 @@ class BridgedCall:
             return
         if self.summary.hangup_cause != "transfer-failed":
             self.summary.hangup_cause = f"{side}-{first.end_reason}"
+        if other is self.seat:
+            other.on_digit = other.on_refer = None
+            return  # the agent's seat stays up for the next call
         await other.hangup(reason="peer-hangup")
 
     async def _talk(self) -> Call:

@@ -117,6 +117,11 @@ class Presence:
         agent.wrap_up_until = min(agent.wrap_up_until, now)
         self._changed(extension, now)
 
+    def notify(self, extension: str, *, now: float) -> None:
+        """Tell the listeners the agent may take calls differently (e.g. they took a seat)."""
+        if extension in self._agents:
+            self._changed(extension, now)
+
     def _changed(self, extension: str, now: float) -> None:
         state = self.state(extension, now=now)
         logger.info("presence: %s is %s", extension, state.value)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import itertools
 import logging
 import re
@@ -66,6 +68,7 @@ from .presence import Presence
 from .queue import QueueConfig, parse_queue_code
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import Did, RingGroup, Trunk
+from .seats import SEAT_CODE, Seats
 from .security import log_auth_failure
 from .trunks import TrunkManager, fails_over
 
@@ -183,6 +186,8 @@ class Switchboard:
         """Parked calls by slot (`park`; *71SLOT or the slot number retrieves)."""
         self.park_timeout = DEFAULT_PARK_TIMEOUT
         """Seconds before a parked call rings its parker back."""
+        self.seats: Seats[Call] = Seats()
+        """Agents' nailed-up lines (*55): the dialer bridges a person to one with no ringing."""
         self._retrievals: dict[str, asyncio.Future[tuple[Call, str]]] = {}
         """What each parked call waits for (by the caller leg's Call-ID): a retriever's leg."""
         self.blf = BlfService(self)
@@ -201,6 +206,7 @@ class Switchboard:
             extension in call.parties or extension in call.hunting for call in self.active.values()
         )
         in_calls += self._held.count(extension)
+        in_calls += extension in self.seats  # the phone is on its seat's call
         ext = self.extensions.get(extension)
         return in_calls >= (ext.max_calls if ext is not None else 1)
 
@@ -234,6 +240,11 @@ class Switchboard:
                 if bindings:
                     found[member] = bindings
         return found
+
+    def seated(self, members: Iterable[str], *, now: float) -> list[str]:
+        """The members sitting on an idle seat and available (not away, not in wrap-up): the
+        dialer bridges a person to them at once."""
+        return [m for m in self.seats.idle(members) if self.presence.available(m, now=now)]
 
     def ringing(self) -> set[str]:
         """Extensions whose phones ring right now."""
@@ -324,6 +335,9 @@ class Switchboard:
             return
         if dialled in FEATURE_CODES:
             self._track(self._feature_code(call, caller, away=FEATURE_CODES[dialled]))
+            return
+        if dialled == SEAT_CODE:
+            self._track(self._take_seat(call, caller))
             return
         if dialled and (forward_code := parse_forward_code(dialled)) is not None:
             self._track(self._forward_code(call, caller, forward_code))
@@ -1070,16 +1084,43 @@ class Switchboard:
         caller needs come last: the dialer's pacing left them out, so one is taken only when
         a race left no one else (an answered customer must not be abandoned)."""
         now = self.ua.loop.time()
+        caller_uri = customer.invite.to.uri
+        number = summary.customer or (
+            caller_uri.user if isinstance(caller_uri, SipUri) and caller_uri.user else "unknown"
+        )
+        seated = self.seated(agents, now=now)
+        if seated:
+            # An agent on a seat takes the person at once, no phone rings (longest idle first).
+            agent = max(seated, key=lambda a: self.presence.idle_for(a, now=now))
+            seat = self.seats.occupy(agent)
+            summary.callee = agent
+            bridged = self._start(
+                customer,
+                caller=number,
+                callee=agent,
+                steps=[],
+                identity=self.identity(number, agent),
+                summary=summary,
+                ring_timeout=timeout,
+                announce=False,
+                seat=seat.leg,
+            )
+            bridged.on_no_answer = on_no_agent
+            return bridged
         free = self.reachable(agents, now=now)
         wanted = self.queues.wanted(now=now)
         spare = {a: b for a, b in free.items() if a not in wanted}
         steps = STRATEGIES["longest-idle"]().steps(
             Hunt(agents, spare or free, self.presence, timeout, timeout, now)
         )
-        caller_uri = customer.invite.to.uri
-        number = summary.customer or (
-            caller_uri.user if isinstance(caller_uri, SipUri) and caller_uri.user else "unknown"
-        )
+        # A person is waiting on the line: phones that honour the hints answer at once.
+        hints = self._auto_answer_hints()
+        steps = [
+            replace(
+                step, targets=tuple(replace(t, headers=(*t.headers, *hints)) for t in step.targets)
+            )
+            for step in steps
+        ]
         bridged = self._start(
             customer,
             caller=number,
@@ -1092,6 +1133,15 @@ class Switchboard:
         )
         bridged.on_no_answer = on_no_agent
         return bridged
+
+    def _auto_answer_hints(self) -> tuple[tuple[str, str], ...]:
+        """Headers asking an agent's phone to answer a dialer call by itself: Call-Info
+        answer-after (Snom, Yealink, Grandstream, Cisco, Linphone) and Polycom's Alert-Info."""
+        host = format_host(self.ua.endpoint.host)
+        return (
+            ("Call-Info", f"<sip:{host}>;answer-after=0"),
+            ("Alert-Info", "<http://www.notused.com>;info=alert-autoanswer;delay=0"),
+        )
 
     def _presenting(
         self, trunk: Trunk, caller_id: str
@@ -1165,6 +1215,7 @@ class Switchboard:
         summary: CallSummary,
         ring_timeout: float | None = None,
         announce: bool = True,
+        seat: Call | None = None,
     ) -> BridgedCall:
         bridged = BridgedCall(
             self.ua,
@@ -1175,6 +1226,7 @@ class Switchboard:
             ring_timeout=ring_timeout or self.ring_timeout,
             caller_identity=identity,
             summary=summary,
+            seat=seat,
         )
         bridged.when_answered(self._answered)
         self._wire(bridged)
@@ -1441,6 +1493,9 @@ class Switchboard:
                 customer_call = bridged.summary.direction != "internal"
                 for party in bridged.parties:
                     self.presence.call_ended(party, now=now, wrap_up=customer_call)
+            if bridged.seat is not None:
+                self.seats.release(bridged.callee)
+                self._seat_idle(bridged.callee)
         await self._finish(summary)
 
     async def _finish(self, summary: CallSummary) -> None:
@@ -1464,6 +1519,47 @@ class Switchboard:
         """*50 away, *51 available: answered with a beep so the agent hears it took effect."""
         self.presence.set_away(agent, away, now=self.ua.loop.time())
         await self._beep(call, long=away)
+
+    async def _take_seat(self, call: Call, agent: str) -> None:
+        """*55: the agent's call becomes their seat for power and predictive dialing: answered,
+        a beep, then held silent; '#' ends the wrap-up after each customer (ready for the
+        next), hanging up stands the agent up."""
+        now = self.ua.loop.time()
+        if agent not in self.extensions or self.seats.take(agent, call, now=now) is None:
+            await self._reorder(call, reason="no-seat")  # not an agent, or seated already
+            return
+        try:
+            await call.answer()
+        except Exception as exc:  # no codec, no port: the agent is not seated
+            logger.warning("seat of %s not taken: %s", agent, exc)
+            self.seats.leave(agent, call)
+            call.reject(getattr(exc, "status_code", 500))
+            return
+        logger.info("seat taken by %s (call %s)", agent, call.call_id)
+        call.ended.add_done_callback(lambda _: self._stand_up(agent, call))
+        with contextlib.suppress(TimeoutError, RuntimeError):
+            await asyncio.wait_for(call.next_event(), 5)  # the ACK
+            await call.play(ToneSource(_BEEP, duration=0.2))
+        self._seat_idle(agent)
+
+    def _seat_idle(self, agent: str) -> None:
+        """The agent's seat has no customer on it (taken, or its customer gone): '#' says
+        ready, and the dialer looks again."""
+        seat = self.seats.get(agent)
+        if seat is None or seat.on_call:
+            return
+        seat.leg.on_digit = functools.partial(self._seat_key, agent)
+        self.presence.notify(agent, now=self.ua.loop.time())
+
+    def _seat_key(self, agent: str, digit: str, method: str) -> None:
+        seat = self.seats.get(agent)
+        if digit == "#" and seat is not None and not seat.on_call:
+            self.presence.end_wrap_up(agent, now=self.ua.loop.time())
+
+    def _stand_up(self, agent: str, call: Call) -> None:
+        if self.seats.leave(agent, call) is not None:
+            logger.info("seat of %s left (call %s)", agent, call.call_id)
+            self.presence.notify(agent, now=self.ua.loop.time())
 
     async def _queue_code(self, call: Call, agent: str, queue: str | None, *, login: bool) -> None:
         """*45 / *45NAME log in to the agent's queues (or NAME), *46 / *46NAME log out: a

@@ -70,6 +70,8 @@ class CallRecord:
     """Loop time each frame of `heard` arrived."""
     beep_ended_at: float | None = None
     """Loop time the voicemail box sent the last frame of its beep."""
+    answered_at: float | None = None
+    """Loop time the customer's 200 OK was acknowledged (the audio clock starts)."""
     ended: str | None = None
 
     def heard_samples(self) -> np.ndarray:
@@ -229,6 +231,7 @@ class ScriptedCarrier:
         record.answered = True
         assert call.media is not None
         loop = asyncio.get_running_loop()
+        record.answered_at = loop.time()
 
         def heard(frame: np.ndarray) -> None:
             record.heard.append(frame)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -55,6 +56,33 @@ async def engine_on_carrier(
     engine = await start_engine(engine_config(extra=config), database_url=pg_url, data_dir=tmp_path)
     assert engine.database is not None
     return engine, PgLeadStore(engine.database.pool)
+
+
+async def agent_phones(
+    stack: contextlib.AsyncExitStack,
+    engine: Engine,
+    tmp_path: Path,
+    tones: dict[str, int],
+    *,
+    answermode: Literal["manual", "auto"],
+) -> dict[str, BaresipPeer]:
+    """A registered baresip phone per agent extension, each sending its own tone (Hz)."""
+    agents = {
+        ext: await stack.enter_async_context(
+            BaresipPeer(
+                ext,
+                workdir=tmp_path,
+                registrar=registrar_of(engine),
+                password=f"pass{ext}",
+                answermode=answermode,
+                audio_source=write_tone_wav(tmp_path / f"{ext}.wav", hz, 120.0),
+            )
+        )
+        for ext, hz in tones.items()
+    }
+    for agent in agents.values():
+        await agent.wait_registered()
+    return agents
 
 
 async def run_to_the_end(store: PgLeadStore, campaign_id: int, *, left: int, timeout: float):
@@ -126,21 +154,7 @@ async def test_power_campaign_of_twenty_leads(pg_url: str, tmp_path: Path) -> No
         tones = {"101": 1000, "102": 1300}
         try:
             async with contextlib.AsyncExitStack() as stack:
-                agents = {
-                    ext: await stack.enter_async_context(
-                        BaresipPeer(
-                            ext,
-                            workdir=tmp_path,
-                            registrar=registrar_of(engine),
-                            password=f"pass{ext}",
-                            answermode="auto",
-                            audio_source=write_tone_wav(tmp_path / f"{ext}.wav", hz, 90.0),
-                        )
-                    )
-                    for ext, hz in tones.items()
-                }
-                for agent in agents.values():
-                    await agent.wait_registered()
+                agents = await agent_phones(stack, engine, tmp_path, tones, answermode="auto")
                 await store.set_state(campaign.id, "start", now=datetime.now(UTC))
                 progress = await run_to_the_end(store, campaign.id, left=2, timeout=150)
                 heard = {

@@ -1,0 +1,176 @@
+"""Seats (nailed-up agent lines) in a power campaign: two agents dial *55 once and stay on it;
+each person the dialer reaches is bridged to a seat with no ringing, and hears the agent within
+300 ms of the AMD verdict (measured on the customer's side: the answer time plus the verdict's
+audio seconds, against the first frame of the agent's tone the customer heard)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from dialer import Campaign, NewLead
+from pbx.events import CallAnswered
+from sip_test_env import tools
+from sip_test_env.audio import first_tone_time, read_wav
+from sip_test_env.baresip import BaresipPeer
+from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
+from sip_test_env.voices import person_wav, speak
+
+from .conftest import registrar_of
+from .test_campaign import (
+    agent_phones,
+    calling_hours_around_now,
+    engine_on_carrier,
+    run_to_the_end,
+)
+
+pytestmark = [pytest.mark.peers, tools.needs("espeak-ng", "sox")]
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMPT = ROOT / "callcenter" / "prompts" / "we-will-call-you-back.wav"
+FRAME = 0.02
+
+
+async def test_seated_agents_take_people_with_no_ringing(pg_url: str, tmp_path: Path) -> None:
+    hello = speak("Hello?", tmp_path / "hello.wav")
+    person = person_wav(tmp_path / "person.wav", hello)
+    numbers = [f"121255504{n:02d}" for n in range(1, 7)]
+    customers = {
+        n: Customer("human", answer_after=0.5 + i / 3, speech=person, hang_up_after=5)
+        for i, n in enumerate(numbers)
+    }
+    opens, closes = calling_hours_around_now()
+    tones = {"101": 1000, "102": 1300}
+    async with ScriptedCarrier(customers) as carrier:
+        engine, store = await engine_on_carrier(carrier, pg_url, tmp_path)
+        now = datetime.now(UTC)
+        campaign = await store.create_campaign(
+            Campaign(
+                name=f"seats-{now.timestamp():.0f}", caller_id="12125550100", trunk="carrier",
+                agents=tuple(tones), mode="power", ratio=1.0, max_attempts=1,
+                window_start=opens, window_end=closes, tz_default="UTC", max_ring_seconds=15,
+                voicemail_prompt=str(PROMPT), safe_harbor_prompt=str(PROMPT),
+            ),
+            now=now,
+        )  # fmt: skip
+        await store.import_leads(campaign.id, [NewLead(f"+{n}", "UTC") for n in numbers], now=now)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                agents = await agent_phones(stack, engine, tmp_path, tones, answermode="manual")
+                for ext, agent in agents.items():
+                    await agent.dial("*55")
+                    await agent.wait_event("CALL_ESTABLISHED", timeout=5)
+                    seat = engine.switchboard.seats.get(ext)
+                    assert seat is not None
+                # A seated agent is no ringing phone for anyone else.
+                assert all(engine.switchboard.busy(ext) for ext in tones)
+                await store.set_state(campaign.id, "start", now=datetime.now(UTC))
+                progress = await run_to_the_end(store, campaign.id, left=0, timeout=120)
+                await store.set_state(campaign.id, "stop", now=datetime.now(UTC))
+                # Both seats are still up after all those customers.
+                seats = {ext: engine.switchboard.seats.get(ext) for ext in tones}
+                assert all(s is not None and not s.leg.ended.done() for s in seats.values())
+                served = {ext: s.calls for ext, s in seats.items() if s is not None}
+                incoming = {ext: a.events_of("CALL_INCOMING") for ext, a in agents.items()}
+                for agent in agents.values():
+                    await agent.hangup()
+                    await agent.wait_event("CALL_CLOSED", timeout=5)
+                heard_by_agent = {ext: a.recorded_wavs() for ext, a in agents.items()}
+        finally:
+            await engine.stop()
+
+    assert progress.connected == len(numbers) and progress.abandoned == 0
+    assert sum(served.values()) == len(numbers) and all(served.values()), served
+    assert incoming == {ext: [] for ext in tones}  # no agent's phone ever rang
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT l.phone, a.agent, a.amd_seconds FROM attempts a JOIN leads l"
+            " ON l.id = a.lead_id WHERE a.campaign_id = $1 AND a.outcome = 'answered-human'",
+            campaign.id,
+        )
+    finally:
+        await conn.close()
+    assert len(rows) == len(numbers)
+    delays = []
+    for row in rows:
+        record = carrier.record(row["phone"].lstrip("+"))
+        assert record.answered_at is not None and row["amd_seconds"] is not None
+        said = record.heard_samples()
+        onset = first_tone_time(said, tones[row["agent"]], 8000)
+        assert onset is not None, row
+        heard_at = record.heard_at[min(int(onset / FRAME), len(record.heard_at) - 1)]
+        delays.append(heard_at - (record.answered_at + row["amd_seconds"]))
+    # Every person heard their agent within 300 ms of the verdict (the frame clock allows 20 ms
+    # either way; a phone that had to ring and be answered takes seconds).
+    assert max(delays) <= 0.3, delays
+    # Each seat's one call holds its customers' voices, one after the other.
+    for ext, wavs in heard_by_agent.items():
+        assert len(wavs) == 1, (ext, wavs)
+        _, samples, _ = read_wav(wavs[0])
+        assert samples.size / 8000 > 5.0
+
+
+async def test_a_phone_not_on_a_seat_gets_auto_answer_hints(pg_url: str, tmp_path: Path) -> None:
+    """Without a seat the agent's phone is rung, asked to answer by itself (Call-Info
+    answer-after, Polycom's Alert-Info); calls between agents carry no such hint. The
+    campaign's own connect deadline is stored with it."""
+    hello = speak("Hello?", tmp_path / "hello.wav")
+    person = person_wav(tmp_path / "person.wav", hello)
+    number = "12125550431"
+    customers = {number: Customer("human", answer_after=0.5, speech=person, hang_up_after=4)}
+    opens, closes = calling_hours_around_now()
+    answered: list[CallAnswered] = []
+    async with ScriptedCarrier(customers) as carrier:
+        engine, store = await engine_on_carrier(carrier, pg_url, tmp_path)
+        engine.switchboard.events.subscribe(CallAnswered, answered.append)
+        now = datetime.now(UTC)
+        campaign = await store.create_campaign(
+            Campaign(
+                name=f"hints-{now.timestamp():.0f}", caller_id="12125550100", trunk="carrier",
+                agents=("101",), mode="power", ratio=1.0, max_attempts=1, connect_seconds=4.0,
+                window_start=opens, window_end=closes, tz_default="UTC", max_ring_seconds=15,
+                voicemail_prompt=str(PROMPT), safe_harbor_prompt=str(PROMPT),
+            ),
+            now=now,
+        )  # fmt: skip
+        assert campaign.id is not None
+        assert (await store.get_campaign(campaign.id)).connect_seconds == 4.0
+        await store.import_leads(campaign.id, [NewLead(f"+{number}", "UTC")], now=now)
+        try:
+            async with (
+                BaresipPeer(
+                    "101", workdir=tmp_path, registrar=registrar_of(engine), password="pass101",
+                    answermode="auto",
+                ) as a101,
+                BaresipPeer(
+                    "102", workdir=tmp_path, registrar=registrar_of(engine), password="pass102",
+                    answermode="auto",
+                ) as a102,
+            ):  # fmt: skip
+                await a101.wait_registered()
+                await a102.wait_registered()
+                await store.set_state(campaign.id, "start", now=datetime.now(UTC))
+                progress = await run_to_the_end(store, campaign.id, left=0, timeout=60)
+                await store.set_state(campaign.id, "stop", now=datetime.now(UTC))
+                loop = asyncio.get_running_loop()
+                while not engine.switchboard.presence.available("101", now=loop.time()):
+                    await asyncio.sleep(0.1)  # the dialer call's wrap-up
+                await a102.dial("101")  # an agent's own call: no hint
+                await a102.wait_event("CALL_ESTABLISHED", timeout=10)
+                await a102.hangup()
+                await a102.wait_event("CALL_CLOSED", timeout=5)
+        finally:
+            await engine.stop()
+    assert progress.connected == 1
+    dialer_call, agents_call = (event.bridged for event in answered)
+    assert dialer_call.b is not None and agents_call.b is not None
+    hints = dialer_call.b.invite.headers
+    assert (hints.get("Call-Info") or "").endswith(";answer-after=0")
+    assert "info=alert-autoanswer" in (hints.get("Alert-Info") or "")
+    assert "Call-Info" not in agents_call.b.invite.headers
