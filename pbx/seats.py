@@ -18,8 +18,18 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 SEAT_CODE = "*55"
+SEAT_RING_SECONDS = 30.0
+"""How long the engine rings an agent's phone to seat them (the API's "call my phone")."""
 
 Leg = TypeVar("Leg")
+
+
+class SeatError(Exception):
+    """A seat that cannot be taken or left now; `status` is the HTTP answer."""
+
+    def __init__(self, reason: str, status: int = 409) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 @dataclass

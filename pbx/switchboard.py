@@ -68,7 +68,7 @@ from .presence import Presence
 from .queue import QueueConfig, parse_queue_code
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import Did, RingGroup, Trunk
-from .seats import SEAT_CODE, Seats
+from .seats import SEAT_CODE, SEAT_RING_SECONDS, SeatError, Seats
 from .security import log_auth_failure
 from .trunks import TrunkManager, fails_over
 
@@ -1535,10 +1535,69 @@ class Switchboard:
             self.seats.leave(agent, call)
             call.reject(getattr(exc, "status_code", 500))
             return
-        logger.info("seat taken by %s (call %s)", agent, call.call_id)
-        call.ended.add_done_callback(lambda _: self._stand_up(agent, call))
         with contextlib.suppress(TimeoutError, RuntimeError):
             await asyncio.wait_for(call.next_event(), 5)  # the ACK
+        await self._seated(agent, call)
+
+    async def call_seat(self, agent: str) -> Call:
+        """Ring `agent`'s phone, asking it to answer by itself, and make the answered call
+        their seat (what *55 does from the phone); returns the leg while it rings. SeatError
+        (with the HTTP status) when the agent is unknown, seated, busy or not registered."""
+        if agent not in self.extensions:
+            raise SeatError(f"no extension {agent}", 404)
+        if agent in self.seats:
+            raise SeatError(f"{agent} has a seat already")
+        if self.busy(agent):
+            raise SeatError(f"{agent} is on a call")
+        bindings = self.registrar.lookup(agent, now=self.ua.loop.time())
+        contact = bindings[0].contact.uri if bindings else None
+        if not bindings or not isinstance(contact, SipUri):
+            raise SeatError(f"{agent}'s phone is not registered")
+        release = self.hold(agent)  # busy for everyone else while it rings
+        try:
+            leg = await self.ua.dial(
+                contact,
+                bindings[0].peer,
+                from_=self.identity(SEAT_CODE, "Seat"),
+                to=self.identity(agent, None),
+                headers=self._auto_answer_hints(),
+            )
+        except BaseException:
+            release()
+            raise
+        self._track(self._ring_seat(agent, leg, release))
+        return leg
+
+    async def _ring_seat(self, agent: str, leg: Call, release: Callable[[], None]) -> None:
+        try:
+            answered = await _answered(leg, SEAT_RING_SECONDS)
+        finally:
+            release()
+        if not answered:
+            await leg.hangup(reason="no-answer")
+            logger.info("seat of %s: the phone did not answer", agent)
+            return
+        if self.seats.take(agent, leg, now=self.ua.loop.time()) is None:
+            await leg.hangup(reason="seated-already")  # *55 from the phone meanwhile
+            return
+        await self._seated(agent, leg)
+
+    async def leave_seat(self, agent: str) -> None:
+        """The agent stands up (their seat's call is hung up); SeatError when they have no
+        seat, or a customer is on it (hang that call up first)."""
+        seat = self.seats.get(agent)
+        if seat is None:
+            raise SeatError(f"{agent} has no seat", 404)
+        if seat.on_call:
+            raise SeatError(f"{agent} has a customer on the seat")
+        self._stand_up(agent, seat.leg)
+        await seat.leg.hangup(reason="seat-left")
+
+    async def _seated(self, agent: str, call: Call) -> None:
+        """`call` (answered) is `agent`'s seat now: a beep, then the dialer may use it."""
+        logger.info("seat taken by %s (call %s)", agent, call.call_id)
+        call.ended.add_done_callback(lambda _: self._stand_up(agent, call))
+        with contextlib.suppress(RuntimeError):
             await call.play(ToneSource(_BEEP, duration=0.2))
         self._seat_idle(agent)
 
@@ -1591,6 +1650,22 @@ class Switchboard:
                     await leg.hangup(reason="shutdown")
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+
+
+async def _answered(leg: Call, timeout: float) -> bool:
+    """Whether `leg` (an INVITE we sent) is answered within `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        try:
+            event = await leg.next_event(timeout=left)
+        except TimeoutError:
+            return False
+        if isinstance(event, Answered):
+            return True
+        if isinstance(event, Ended):
+            return False
+    return False
 
 
 async def _refused_for_failover(call: Call) -> bool:

@@ -20,6 +20,7 @@ from . import (
     outbox,
     queues,
     recording_links,
+    seats,
 )
 from .crm import ENGINE, add_routes
 from .openapi import operation
@@ -204,6 +205,7 @@ def build_app(engine: Engine) -> web.Application:
     dashboard.add_routes(app)
     recording_links.add_routes(app)
     queues.add_routes(app)
+    seats.add_routes(app)
     return app
 
 

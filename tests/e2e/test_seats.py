@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -21,7 +23,7 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from sip_test_env.voices import person_wav, speak
 
-from .conftest import registrar_of
+from .conftest import api_url, bearer, registrar_of
 from .test_campaign import (
     agent_phones,
     calling_hours_around_now,
@@ -174,3 +176,77 @@ async def test_a_phone_not_on_a_seat_gets_auto_answer_hints(pg_url: str, tmp_pat
     assert (hints.get("Call-Info") or "").endswith(";answer-after=0")
     assert "info=alert-autoanswer" in (hints.get("Alert-Info") or "")
     assert "Call-Info" not in agents_call.b.invite.headers
+
+
+async def test_the_api_seats_an_agent_by_ringing_their_phone(pg_url: str, tmp_path: Path) -> None:
+    """POST /agents/{ext}/seat rings the phone (auto-answer hints); once answered the call is
+    the seat and the next person goes to it; DELETE stands the agent up. Refusals say why."""
+    hello = speak("Hello?", tmp_path / "hello.wav")
+    person = person_wav(tmp_path / "person.wav", hello)
+    number = "12125550441"
+    customers = {number: Customer("human", answer_after=0.5, speech=person, hang_up_after=3)}
+    opens, closes = calling_hours_around_now()
+    async with ScriptedCarrier(customers) as carrier:
+        engine, store = await engine_on_carrier(carrier, pg_url, tmp_path)
+        url = api_url(engine, "/agents/101/seat")
+        try:
+            async with (
+                aiohttp.ClientSession(headers=bearer()) as http,
+                BaresipPeer(
+                    "101", workdir=tmp_path, registrar=registrar_of(engine), password="pass101",
+                    answermode="auto",
+                ) as a101,
+            ):  # fmt: skip
+                async with http.post(api_url(engine, "/agents/102/seat")) as resp:
+                    assert resp.status == 409  # 102's phone is not registered
+                    assert "not registered" in (await resp.json())["error"]["reason"]
+                async with http.post(api_url(engine, "/agents/999/seat")) as resp:
+                    assert resp.status == 404
+                await a101.wait_registered()
+                async with http.post(url) as resp:
+                    assert resp.status == 202, await resp.text()
+                    assert (await resp.json())["ringing"] is True
+                await a101.wait_event("CALL_ESTABLISHED", timeout=10)
+                seat = await _seated(http, url)
+                assert seat["calls"] == 0
+                async with http.post(url) as resp:
+                    assert resp.status == 409  # seated already
+                now = datetime.now(UTC)
+                campaign = await store.create_campaign(
+                    Campaign(
+                        name=f"api-seat-{now.timestamp():.0f}", caller_id="12125550100",
+                        trunk="carrier", agents=("101",), mode="power", max_attempts=1,
+                        window_start=opens, window_end=closes, tz_default="UTC",
+                        voicemail_prompt=str(PROMPT), safe_harbor_prompt=str(PROMPT),
+                    ),
+                    now=now,
+                )  # fmt: skip
+                assert campaign.id is not None
+                await store.import_leads(campaign.id, [NewLead(f"+{number}", "UTC")], now=now)
+                await store.set_state(campaign.id, "start", now=datetime.now(UTC))
+                progress = await run_to_the_end(store, campaign.id, left=0, timeout=60)
+                await store.set_state(campaign.id, "stop", now=datetime.now(UTC))
+                assert (await _seated(http, url))["calls"] == 1
+                async with http.delete(url) as resp:
+                    assert resp.status == 200 and (await resp.json())["seated"] is False
+                await a101.wait_event("CALL_CLOSED", timeout=5)
+                async with http.delete(url) as resp:
+                    assert resp.status == 404  # no seat
+                answered = a101.events_of("CALL_ESTABLISHED")
+        finally:
+            await engine.stop()
+    assert progress.connected == 1
+    assert len(answered) == 1  # the seat's call; the person came to it, not as a new call
+
+
+async def _seated(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """The seat once the engine has it (the phone answered a moment ago)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while True:
+        async with http.get(url) as resp:
+            seat = await resp.json()
+        if seat["seated"] or loop.time() > deadline:
+            assert seat["seated"], seat
+            return dict(seat)
+        await asyncio.sleep(0.05)
