@@ -11,9 +11,9 @@ from aiohttp import web
 from pbx import Switchboard
 from pbx.seats import SeatError
 
-from .crm import ENGINE
+from .agents import _own_extension
 from .openapi import EXTENSION, operation
-from .security import ApiError, acting_for, requires
+from .security import ApiError, requires
 
 SEAT = {
     "type": "object",
@@ -27,15 +27,6 @@ SEAT = {
         "seated_for": {"type": "number", "description": "seconds since it was taken"},
     },
 }
-
-
-def _agent(request: web.Request) -> tuple[Switchboard, str]:
-    switchboard = request.app[ENGINE].switchboard
-    ext = request.match_info["ext"]
-    if ext not in switchboard.extensions:
-        raise ApiError(404, f"no extension {ext}")
-    acting_for(request, ext)
-    return switchboard, ext
 
 
 def _seat_json(switchboard: Switchboard, ext: str, *, ringing: bool = False) -> dict[str, Any]:
@@ -57,7 +48,7 @@ def _seat_json(switchboard: Switchboard, ext: str, *, ringing: bool = False) -> 
 @requires("manager", "supervisor", "agent")
 async def get_seat(request: web.Request) -> web.Response:
     """GET /agents/{ext}/seat."""
-    switchboard, ext = _agent(request)
+    switchboard, ext = _own_extension(request)
     return web.json_response(_seat_json(switchboard, ext))
 
 
@@ -74,7 +65,7 @@ async def get_seat(request: web.Request) -> web.Response:
 @requires("manager", "supervisor", "agent")
 async def post_seat(request: web.Request) -> web.Response:
     """POST /agents/{ext}/seat."""
-    switchboard, ext = _agent(request)
+    switchboard, ext = _own_extension(request)
     try:
         await switchboard.call_seat(ext)
     except SeatError as exc:
@@ -92,7 +83,7 @@ async def post_seat(request: web.Request) -> web.Response:
 @requires("manager", "supervisor", "agent")
 async def delete_seat(request: web.Request) -> web.Response:
     """DELETE /agents/{ext}/seat: 409 while a customer is on it."""
-    switchboard, ext = _agent(request)
+    switchboard, ext = _own_extension(request)
     try:
         await switchboard.leave_seat(ext)
     except SeatError as exc:
