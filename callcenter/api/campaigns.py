@@ -176,10 +176,31 @@ async def get_results(request: web.Request) -> web.Response:
     )
 
 
+_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "float": (int, float), "int": (int,),
+                                         "bool": (bool,)}  # fmt: skip
+_TYPES = {f.name: str(f.type) for f in dataclasses.fields(Campaign)}
+
+
+def _check_types(fields: dict[str, Any]) -> None:
+    """A setting of the wrong JSON type (a number for a name, an object for a flag) is a 400,
+    named, before the campaign model sees it."""
+    for name, value in fields.items():
+        kind = _TYPES.get(name, "")
+        base, _, optional = kind.partition(" | ")
+        if value is None and optional == "None":
+            continue
+        allowed = _SCALARS.get(base)
+        if allowed is None:
+            continue  # times, lists and mappings are read below
+        if not isinstance(value, allowed) or (base != "bool" and isinstance(value, bool)):
+            raise ApiError(400, f"{name} must be a JSON {base}, not {type(value).__name__}")
+
+
 def _settings(body: Any) -> Campaign:
     if not isinstance(body, dict):
         raise ApiError(400, "body must be a JSON object of campaign settings")
     fields = dict(body)
+    _check_types(fields)
     try:
         for name in ("window_start", "window_end"):
             if name in fields:
