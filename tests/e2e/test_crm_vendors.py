@@ -160,16 +160,34 @@ async def test_missed_calls_reach_amocrm_bitrix24_and_the_webhook(
     assert [t.data["contact_phone"] for t in tasks] == [NEW_NUMBER]
 
 
+LINK_SECRET = "vendors-links-0123456789"
+LINK = 'recording_link = "BASE/recordings/{id}.{format}?expires={expires}&signature={signature}"\n'
+"""An endpoint's signed recording link; BASE becomes the engine's HTTP address (`_linked`)."""
+
+
+def _linked(config: Config) -> Config:
+    """`config` with BASE in its endpoints' recording links replaced by its HTTP address."""
+    base = f"http://{config.http_listen.host}:{config.http_listen.port}"
+    endpoints = tuple(
+        dataclasses.replace(e, recording_link=e.recording_link.replace("BASE", base))
+        if e.recording_link
+        else e
+        for e in config.crm.endpoints
+    )
+    return dataclasses.replace(config, crm=dataclasses.replace(config.crm, endpoints=endpoints))
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng for voices")
 async def test_a_dialer_call_reaches_amocrm_and_bitrix24(
     pg_url: str, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
     """A power campaign dials a lead who is a known amoCRM contact; a person answers and talks
     to agent 101: amoCRM gets the outbound call on the contact (call_responsible: the agent),
-    Bitrix24 an outgoing call (TYPE 1) finished with status 200, each once."""
+    Bitrix24 an outgoing call (TYPE 1) finished with status 200, each once; the recording links
+    both got play without a key (Bitrix24's portal downloads its MP3 while attaching it)."""
     phone = "12125556600"
     amo = await AmoAccount().start()
-    b24 = await BitrixPortal().start()
+    b24 = await BitrixPortal(fetch_records=True).start()
     contact = amo.add_contact("+" + phone, responsible_user_id=5002)
     b24.add_entity("+" + phone, "CONTACT", 77, assigned=9)
     hello = speak("Hello?", tmp_path / "hello.wav")
@@ -183,14 +201,16 @@ async def test_a_dialer_call_reaches_amocrm_and_bitrix24(
             f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\ncaller_id = "12125550100"\n'
         )
         crm = (
+            f'link_secret = "{LINK_SECRET}"\n'
             f'[[crm.endpoints]]\nname = "dial-amo"\nkind = "amocrm"\nurl = "{amo.url}"\n'
-            f'secret = "{amo.access_token}"\nuser_map = {{"101" = 5001}}\ntimeout = 3\n'
+            f'secret = "{amo.access_token}"\nuser_map = {{"101" = 5001}}\ntimeout = 10\n{LINK}'
             f'[[crm.endpoints]]\nname = "dial-b24"\nkind = "bitrix24"\n'
-            f'url = "{b24.webhook_url}"\nuser_map = {{"*" = 1, "101" = 7}}\ntimeout = 3\n'
+            f'url = "{b24.webhook_url}"\nuser_map = {{"*" = 1, "101" = 7}}\ntimeout = 10\n'
+            f'{LINK}recording_format = "mp3"\n'
             "[crm.retry]\nbase_delay = 0.2\nmax_delay = 0.5\n"
         )
         engine = await start_engine(
-            engine_config(extra=extra, crm=crm), database_url=pg_url, data_dir=tmp_path
+            _linked(engine_config(extra=extra, crm=crm)), database_url=pg_url, data_dir=tmp_path
         )
         assert engine.database is not None
         store = PgLeadStore(engine.database.pool)
@@ -216,10 +236,13 @@ async def test_a_dialer_call_reaches_amocrm_and_bitrix24(
                 await run_to_the_end(store, campaign.id, left=0, timeout=60)
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + 20
-                while not (amo.calls and any(c.get("finished") for c in b24.calls.values())):
-                    assert loop.time() < deadline, (amo.requests, b24.hits)
+                while not (amo.calls and any(c.get("records") for c in b24.calls.values())):
+                    assert loop.time() < deadline, (amo.requests, b24.hits, b24.downloads)
                     await asyncio.sleep(0.1)
                 await store.set_state(campaign.id, "stop", now=datetime.now(UTC))
+                async with aiohttp.ClientSession() as http, http.get(amo.calls[0]["link"]) as r:
+                    assert r.status == 200 and r.content_type == "audio/wav", await r.text()
+                    (tmp_path / "amo.wav").write_bytes(await r.read())
         finally:
             await engine.stop()
             await amo.stop()
@@ -235,6 +258,14 @@ async def test_a_dialer_call_reaches_amocrm_and_bitrix24(
     (b24_call,) = b24.calls.values()
     assert b24_call["params"]["TYPE"] == "1" and b24_call["STATUS_CODE"] == "200"
     assert b24_call["params"]["USER_ID"] == "7" and b24_call["CRM_ENTITY_ID"] == 77
+    (download,) = b24.downloads
+    assert (download["status"], download["content_type"]) == (200, "audio/mpeg")
+    assert mp3_frames(download["body"])[2] > 1.0
+    # The call as the link plays it: the agent's tone on the agent channel (right), not on the
+    # customer's (the dialer's customer is leg A of its call, unlike an agent's own call out).
+    rate, stereo, channels = read_wav(tmp_path / "amo.wav")
+    assert channels == 2 and first_tone_time(stereo[:, 1].copy(), 1000, rate) is not None
+    assert first_tone_time(stereo[:, 0].copy(), 1000, rate) is None
     dead = await db.fetchval(
         "SELECT count(*) FROM outbox_deliveries WHERE dead_at IS NOT NULL"
         " AND endpoint IN ('dial-amo', 'dial-b24')"
@@ -245,15 +276,11 @@ async def test_a_dialer_call_reaches_amocrm_and_bitrix24(
 TRANSFER_DID = "+12025550101"
 TRANSFER_CUSTOMER = "+12125558800"
 CUSTOMER_HZ, HZ_101, HZ_102 = 600, 1000, 1400
-LINK_SECRET = "vendors-links-0123456789"
 
 
 def _transfer_config(amo: AmoAccount, b24: BitrixPortal, hook: WebhookReceiver) -> Config:
     """Customers from the carrier ring agent 101, recorded; the three receivers get links to
     the recording (amoCRM the WAV master, Bitrix24 an MP3) that work for about 26 s."""
-    link = (
-        'recording_link = "BASE/recordings/{id}.{format}?expires={expires}&signature={signature}"\n'
-    )
     extra = (
         f'[[trunks]]\nname = "carrier"\nallow_from = ["{carrier.CARRIER_IP}"]\n'
         f'outbound = "127.0.0.1:{free_port("both")}"\n\n'
@@ -265,21 +292,13 @@ def _transfer_config(amo: AmoAccount, b24: BitrixPortal, hook: WebhookReceiver) 
         + hook.config("xfer-hook")
         + f'[[crm.endpoints]]\nname = "xfer-amo"\nkind = "amocrm"\nurl = "{amo.url}"\n'
         f'secret = "{amo.access_token}"\nuser_map = {{"101" = 5001, "102" = 5002}}\n'
-        f'timeout = 10\n{link}recording_format = "wav"\n'
+        f'timeout = 10\n{LINK}recording_format = "wav"\n'
         f'[[crm.endpoints]]\nname = "xfer-b24"\nkind = "bitrix24"\nurl = "{b24.webhook_url}"\n'
-        f'user_map = {{"*" = 1, "101" = 7, "102" = 9}}\ntimeout = 10\n{link}'
+        f'user_map = {{"*" = 1, "101" = 7, "102" = 9}}\ntimeout = 10\n{LINK}'
         'recording_format = "mp3"\n'
         "[crm.retry]\nbase_delay = 0.2\nmax_delay = 0.5\n"
     )
-    config = engine_config(extra=extra, crm=crm)
-    base = f"http://{config.http_listen.host}:{config.http_listen.port}"
-    endpoints = tuple(
-        dataclasses.replace(e, recording_link=e.recording_link.replace("BASE", base))
-        if e.recording_link
-        else e
-        for e in config.crm.endpoints
-    )
-    return dataclasses.replace(config, crm=dataclasses.replace(config.crm, endpoints=endpoints))
+    return _linked(engine_config(extra=extra, crm=crm))
 
 
 async def test_a_transferred_call_reaches_amocrm_and_bitrix24_once_with_the_final_agent(
