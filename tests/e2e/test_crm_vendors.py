@@ -402,7 +402,7 @@ async def test_a_transferred_call_reaches_amocrm_and_bitrix24_once_with_the_fina
     assert [(t["from"], t["to"], t["result"]) for t in transfers] == [("101", "102", "completed")]
     assert (row["agent"], row["outcome"]) == ("102", "answered")
     duration = round(row["talk_seconds"])
-    assert abs(row["talk_seconds"] - talked) < 1.0, (row["talk_seconds"], talked)
+    assert abs(row["talk_seconds"] - talked) < 1.5, (row["talk_seconds"], talked)
 
     # amoCRM: the notification for the contact's manager while it rang, then the call, once, on
     # the contact, with the agent who ended it responsible and the chain in its result.
