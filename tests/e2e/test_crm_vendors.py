@@ -3,7 +3,13 @@
 amoCRM's call notification, lands in amoCRM's unsorted inbox and as a Bitrix24 lead, each
 with its callback task linked to that lead, once and after its call; a withheld caller is
 journaled and reaches the webhook in order (call.started, call.ended) with no callback task.
-A power campaign's call to a known contact reaches both accounts as an outbound call."""
+A power campaign's call to a known contact reaches both accounts as an outbound call. A call
+transferred from 101 to 102 reaches each once, filed under 102 (amoCRM's call_responsible,
+Bitrix24's finish USER_ID: "pass the one who talked last", as integrators put it in
+https://github.com/mikopbx/ModuleBitrix24Integration/issues/102). The recording links the
+vendors get play without a key (Bitrix24's portal downloads its MP3 while attaching it) until
+they expire.
+"""
 
 from __future__ import annotations
 
