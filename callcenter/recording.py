@@ -90,7 +90,7 @@ class Recordings:
         live = self._live.get(bridged.a.call_id)
         if live is None or bridged.b is None or bridged.b.media is None:
             return
-        if bridged.summary.direction == "outbound":
+        if not _customer_on_a(bridged):
             return  # the customer is leg B there; transfers keep leg A (see BridgedCall.transfer)
         if live.paused:
             return  # resuming listens to whoever is bridged then
@@ -126,12 +126,17 @@ class Recordings:
 def _listen(bridged: BridgedCall, recorder: CallRecorder) -> list[Callable[[], None]] | None:
     """Feed the recorder both parties' audio (customer left, agent right); the undos, or None
     when a party has no media."""
-    # Inbound and internal calls: the caller's leg is the "customer" side.
-    customer, agent = (bridged.b, bridged.a) if bridged.summary.direction == "outbound" else (
-        bridged.a, bridged.b)  # fmt: skip
+    customer, agent = (bridged.a, bridged.b) if _customer_on_a(bridged) else (bridged.b, bridged.a)
     if customer is None or agent is None or customer.media is None or agent.media is None:
         return None
     return [
         customer.media.listen(lambda pcm: recorder.push("customer", pcm)),
         agent.media.listen(lambda pcm: recorder.push("agent", pcm)),
     ]
+
+
+def _customer_on_a(bridged: BridgedCall) -> bool:
+    """Whether leg A is the customer's: inbound and internal calls (the caller's leg) and the
+    dialer's calls (it dials the customer, then bridges an agent to that leg); only an agent's
+    own outbound call has the customer on leg B."""
+    return bridged.summary.direction != "outbound" or bridged.caller == bridged.summary.customer

@@ -209,6 +209,19 @@ def customer_phone(data: Mapping[str, Any]) -> str | None:
     return str(phone) if phone_digits(phone) else None
 
 
+def agent_chain(data: Mapping[str, Any]) -> list[str]:
+    """The agents who talked to the customer of a call payload, in order: each completed
+    transfer's `from`, then the final `agent` (just the agent for a call never transferred)."""
+    chain = [
+        str(t["from"])
+        for t in data.get("transfers") or ()
+        if t.get("from") and t.get("result", "completed") == "completed"
+    ]
+    if data.get("agent"):
+        chain.append(str(data["agent"]))
+    return [a for i, a in enumerate(chain) if i == 0 or a != chain[i - 1]]
+
+
 def recording_url(endpoint: CrmEndpoint, data: Mapping[str, Any], now: float) -> str | None:
     """The link to a call's recording for this endpoint (signed and expiring when its template
     asks for it), if it has one."""

@@ -39,6 +39,7 @@ from .adapters import (
     OutboxEvent,
     Outcome,
     Verdict,
+    agent_chain,
     customer_phone,
     http_outcome,
     phone_digits,
@@ -256,7 +257,7 @@ class AmoCrmAdapter:
         outcome = data["outcome"]
         result = _AMO_RESULT.get(outcome, "Not reached")
         if outcome == "answered" and data.get("agent"):
-            result += f" ({data['agent']})"
+            result += f" ({' → '.join(agent_chain(data))})"
         call: dict[str, Any] = {
             "direction": data["direction"],
             "uniq": event.idempotency_key,

@@ -118,7 +118,9 @@ class Bitrix24Adapter:
             }
             commands["finish"] = "telephony.externalcall.finish?" + _query(finish)
         if link is not None and not refs.get("recorded"):
-            record = {"CALL_ID": call_id, "FILENAME": f"call-{data['id']}.wav", "RECORD_URL": link}
+            # The portal names the file by FILENAME, which "must end in wav or mp3": the link's.
+            name = f"call-{data['id']}.{endpoint.recording_format}"
+            record = {"CALL_ID": call_id, "FILENAME": name, "RECORD_URL": link}
             commands["record"] = "telephony.externalCall.attachRecord?" + _query(record)
         return self._call(endpoint, attempt, "batch", {"halt": 0, "cmd": commands})
 

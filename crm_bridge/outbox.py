@@ -434,9 +434,7 @@ class OutboxWorker:
         # Retries go alone: a batch refused for one bad item must not refuse it again.
         key = None if batch_key is None or attempt.attempts else batch_key(endpoint, request)
         if key is None:
-            if bucket is not None:
-                await bucket.acquire()
-            answer = await self._exchange(endpoint, request)
+            answer = await self._limited(endpoint, request, bucket)
         else:
             answer = await self._batched(endpoint, adapter, key, request, bucket)
         if isinstance(answer, str):
@@ -454,6 +452,18 @@ class OutboxWorker:
             if bucket is not None:
                 bucket.pause(outcome.retry_after or _THROTTLE_PAUSE)
         return outcome, status
+
+    async def _limited(
+        self, endpoint: CrmEndpoint, request: HttpRequest, bucket: RateLimiter | None
+    ) -> _Answer | str:
+        """`request` in a slot of the account's rate limit, which counts from its answer."""
+        if bucket is None:
+            return await self._exchange(endpoint, request)
+        stamp = await bucket.acquire()
+        try:
+            return await self._exchange(endpoint, request)
+        finally:
+            await bucket.answered(stamp)
 
     async def _exchange(self, endpoint: CrmEndpoint, request: HttpRequest) -> _Answer | str:
         """One HTTP request: (status, body, Retry-After), or why there was no answer."""
@@ -509,19 +519,26 @@ class OutboxWorker:
         group: list[tuple[HttpRequest, asyncio.Future[_Answer | str] | None]],
         bucket: RateLimiter | None,
     ) -> _Answer | str:
+        stamp = None
         try:
             if bucket is not None:
-                await bucket.acquire()
+                stamp = await bucket.acquire()
         finally:
             if self._open_batches.get(slot) is group:
                 del self._open_batches[slot]
         request = group[0][0]
         requests = [r for r, _ in group]
-        if len(requests) == 1:
-            answers: list[_Answer | str] = [await self._exchange(endpoint, request)]
-        else:
+        if len(requests) > 1:
             self.stats.batched += len(requests)
-            merged = await self._exchange(endpoint, adapter.merge(endpoint, requests))
+            request = adapter.merge(endpoint, requests)
+        try:
+            merged = await self._exchange(endpoint, request)
+        finally:
+            if bucket is not None and stamp is not None:
+                await bucket.answered(stamp)
+        if len(requests) == 1:
+            answers: list[_Answer | str] = [merged]
+        else:
             if isinstance(merged, str):
                 answers = [merged] * len(requests)
             elif classify_status(merged[0]) is Verdict.DEAD:

@@ -5,12 +5,19 @@ at 2/s, or 503 QUERY_LIMIT_EXCEEDED).
 `SharedWindow` counts in PostgreSQL, so every engine node delivering to one account keeps,
 together, within what the account allows (a limit per process would let N nodes send N times
 the rate).
+
+A slot is stamped when it is taken and stamped again when the CRM's answer comes (`answered`):
+the CRM got the request by then, so the request after the limit-th next waits a whole period
+from there. A request held up on its way (a busy event loop, a slow connect) then cannot land
+within one period of one sent after it, as it could when only the take was counted (seen as
+the odd 429 from a loaded node).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 import asyncpg
 
@@ -19,24 +26,33 @@ logger = logging.getLogger(__name__)
 
 _TAKE = """
 WITH cur AS (
-    SELECT account, paused_until,
+    SELECT account, paused_until, clock_timestamp() AS now,
            ARRAY(SELECT s FROM unnest(sent) AS s
                  WHERE s > clock_timestamp() - make_interval(secs => $3) ORDER BY s) AS recent
     FROM crm_rate_windows WHERE account = $1 FOR UPDATE
 ), verdict AS (
-    SELECT account, recent,
-           CASE WHEN paused_until > clock_timestamp()
-                    THEN extract(epoch FROM paused_until - clock_timestamp())::float8
+    SELECT account, recent, now,
+           CASE WHEN paused_until > now
+                    THEN extract(epoch FROM paused_until - now)::float8
                 WHEN cardinality(recent) < $2 THEN 0.0
                 ELSE extract(epoch FROM recent[cardinality(recent) - $2 + 1]
-                             + make_interval(secs => $3) - clock_timestamp())::float8
+                             + make_interval(secs => $3) - now)::float8
            END AS wait
     FROM cur
 )
 UPDATE crm_rate_windows w
-SET sent = CASE WHEN v.wait <= 0 THEN v.recent || clock_timestamp() ELSE v.recent END
+SET sent = CASE WHEN v.wait <= 0 THEN v.recent || v.now ELSE v.recent END
 FROM verdict v WHERE w.account = v.account
-RETURNING v.wait
+RETURNING v.wait, v.now
+"""
+
+# The answer came: the slot's stamp moves to now (or, gone from the window already, a new one
+# joins it: the request counts from when it surely arrived).
+_ANSWERED = """
+UPDATE crm_rate_windows
+SET sent = CASE WHEN $2::timestamptz = ANY(sent) THEN array_replace(sent, $2, clock_timestamp())
+                ELSE sent || clock_timestamp() END
+WHERE account = $1
 """
 
 _PAUSE = (
@@ -64,13 +80,27 @@ class SharedWindow:
         self._lock = asyncio.Lock()
         self._pauses: set[asyncio.Task[None]] = set()
 
-    async def acquire(self) -> None:
-        """Wait for a slot (this node's waiters in arrival order)."""
+    async def acquire(self) -> datetime:
+        """Wait for a slot (this node's waiters in arrival order); the slot's stamp, for
+        `answered`."""
         async with self._lock:
-            while (wait := await self._take()) > 0:
+            while True:
+                wait, stamp = await self._take()
+                if wait <= 0:
+                    return stamp
                 await asyncio.sleep(wait)
 
-    async def _take(self) -> float:
+    async def answered(self, stamp: datetime) -> None:
+        """The request sent in the slot `stamp` has its answer (or gave up waiting for one): it
+        counts from now."""
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(_ANSWERED, self.account, stamp)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The take's stamp stands (and a stopping worker's pool may be closing).
+            logger.warning("%s: CRM answer time not stored: %s", self.account, exc)
+
+    async def _take(self) -> tuple[float, datetime]:
         async with self.pool.acquire() as conn:
             if not self._ready:
                 await conn.execute(
@@ -78,8 +108,9 @@ class SharedWindow:
                     self.account,
                 )
                 self._ready = True
-            wait = await conn.fetchval(_TAKE, self.account, self.limit, self.period)
-        return float(wait or 0.0)
+            row = await conn.fetchrow(_TAKE, self.account, self.limit, self.period)
+        assert row is not None  # the row was made above
+        return float(row["wait"] or 0.0), row["now"]
 
     def pause(self, seconds: float) -> None:
         """The CRM said "too many": no node sends for `seconds` (written in the background)."""

@@ -5,7 +5,11 @@ Built from:
 - https://dev.1c-bitrix.ru/rest_help/scope_telephony/telephony/telephony_externalcall_register.php
   (finds the CRM entity by number or creates a lead with CRM_CREATE; the same parameters before
   finish answer the same CALL_ID for 30 minutes), ..._finish.php (USER_ID, DURATION,
-  STATUS_CODE), telephony.externalCall.attachRecord, telephony.externalCall.searchCrmEntities;
+  STATUS_CODE; "the responsible of the lead becomes the given USER_ID", only for a lead the
+  register created), telephony.externalCall.searchCrmEntities;
+- .../telephony_externalCall_attachRecord.php (FILENAME "must end in wav or mp3"; with
+  RECORD_URL "the portal makes one attempt to download the record from that address; on
+  failure the method returns an error");
 - https://apidocs.bitrix24.com/api-reference/how-to-call-rest-api/batch.html (`cmd` by name,
   `$result[name][FIELD]` references, `result` / `result_error` per command);
 - https://apidocs.bitrix24.com/settings/performance/limits.html (a leaky bucket: more than X
@@ -30,6 +34,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from .ports import free_port
@@ -55,6 +60,11 @@ class BitrixPortal:
     hits: list[tuple[str, float]] = field(default_factory=list)
     """(method, monotonic time) of every request that reached a method (batch counts once)."""
     limited: int = 0
+    fetch_records: bool = False
+    """Download each RECORD_URL while answering attachRecord, as the portal does (off for
+    contract tests whose links point nowhere)."""
+    downloads: list[dict[str, Any]] = field(default_factory=list)
+    """What attachRecord fetched: {FILENAME, RECORD_URL, status, content_type, body}."""
     fail_finish: int = 0
     """Answer this many finish commands with an error in result_error."""
     refreshes: int = 0
@@ -179,8 +189,8 @@ class BitrixPortal:
             )
         self.hits.append((method, time.monotonic()))
         if method.lower() == "batch":
-            return web.json_response({"result": self._batch(params), "time": {}})
-        result, error = self._method(method, params)
+            return web.json_response({"result": await self._batch(params), "time": {}})
+        result, error = await self._fetch_record(method, params) or self._method(method, params)
         if self.hang_after.get(method):
             self.hang_after[method] -= 1
             await asyncio.sleep(self.hang_seconds)  # done, but the answer comes too late
@@ -188,7 +198,7 @@ class BitrixPortal:
             return web.json_response(error, status=400)
         return web.json_response({"result": result, "time": {}})
 
-    def _batch(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _batch(self, params: dict[str, Any]) -> dict[str, Any]:
         results: dict[str, Any] = {}
         errors: dict[str, Any] = {}
         for name, command in params.get("cmd", {}).items():
@@ -199,12 +209,32 @@ class BitrixPortal:
 
             query = _REF.sub(ref, query)
             args = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
-            result, error = self._method(method, args)
+            result, error = await self._fetch_record(method, args) or self._method(method, args)
             if error is not None:
                 errors[name] = error
             else:
                 results[name] = result
         return {"result": results, "result_error": errors, "result_total": [], "result_next": []}
+
+    async def _fetch_record(
+        self, method: str, p: dict[str, Any]
+    ) -> tuple[Any, dict[str, str] | None] | None:
+        """attachRecord with a RECORD_URL, when the portal downloads: one attempt, no key (the
+        link must work on its own); None for every other method."""
+        if method.lower() != "telephony.externalcall.attachrecord" or not self.fetch_records:
+            return None
+        if not str(p.get("FILENAME", "")).endswith(("wav", "mp3")):
+            return None, {"error": "WRONG_FILENAME", "error_description": "wav or mp3 only"}
+        try:
+            async with aiohttp.ClientSession() as http, http.get(p["RECORD_URL"]) as answer:
+                got = {"status": answer.status, "content_type": answer.content_type,
+                       "body": await answer.read()}  # fmt: skip
+        except (aiohttp.ClientError, KeyError) as exc:
+            got = {"status": 0, "content_type": "", "body": repr(exc).encode()}
+        self.downloads.append({"FILENAME": p["FILENAME"], "RECORD_URL": p.get("RECORD_URL"), **got})
+        if got["status"] != 200:
+            return None, {"error": "ERROR_DOWNLOAD", "error_description": "record not downloaded"}
+        return self._method(method, p)
 
     # -- methods -----------------------------------------------------------------------------
 
@@ -220,6 +250,10 @@ class BitrixPortal:
                 self.fail_finish -= 1
                 return None, {"error": "ERROR_CORE", "error_description": "Internal error"}
             call.update(finished=True, DURATION=int(p["DURATION"]), STATUS_CODE=p["STATUS_CODE"])
+            call["finish_params"] = dict(p)
+            if call.get("created_lead"):  # the lead the register made follows finish's user
+                lead = self.entities[str(call["params"]["PHONE_NUMBER"]).lstrip("+")]
+                lead["ASSIGNED_BY_ID"] = int(p["USER_ID"])
             return {"CALL_ID": call["CALL_ID"]}, None
         if name == "telephony.externalcall.attachrecord":
             call = self.calls.get(str(p.get("CALL_ID")))

@@ -7,7 +7,7 @@ import asyncio
 
 import asyncpg
 
-from crm_bridge.ratelimit import RateLimiter, shared_limiter
+from crm_bridge.ratelimit import RateLimiter, SharedWindow, shared_limiter
 
 
 async def test_bitrix24s_bucket_lets_50_go_at_once_then_holds_the_next(crm_url: str) -> None:
@@ -16,7 +16,7 @@ async def test_bitrix24s_bucket_lets_50_go_at_once_then_holds_the_next(crm_url: 
     try:
         gate = shared_limiter(pool, "bitrix24:https://acme.bitrix24.ru", 2.0, 50)
         assert (gate.limit, gate.period) == (50, 25.0)
-        waits = [await gate._take() for _ in range(51)]
+        waits = [(await gate._take())[0] for _ in range(51)]
     finally:
         await pool.close()
     assert waits[:50] == [0.0] * 50 and 24.0 < waits[50] <= 25.0
@@ -83,3 +83,25 @@ async def test_a_pause_one_node_hears_holds_the_other_too(crm_url: str) -> None:
         for pool in pools:
             await pool.close()
     assert waited >= 0.5
+
+
+async def test_a_slot_counts_from_the_answer_of_its_request(crm_url: str) -> None:
+    """A request held up on its way (its answer comes 0.3 s after its slot was taken) may reach
+    the CRM up to then: the next request over the limit waits a whole period from the answer,
+    not from the take; an answer that comes after the slot left the window counts afresh."""
+    pool = await asyncpg.create_pool(crm_url, min_size=1, max_size=2)
+    try:
+        gate = SharedWindow(pool, "amocrm:https://slow.amocrm.ru", 1, 1.0, margin=0.0)
+        held_up = await gate.acquire()
+        await asyncio.sleep(0.3)  # the request's flight
+        await gate.answered(held_up)
+        after_answer, _ = await gate._take()
+        late = SharedWindow(pool, "amocrm:https://late.amocrm.ru", 1, 0.2, margin=0.0)
+        stamp = await late.acquire()
+        await asyncio.sleep(0.3)  # answered after its slot left the 0.2 s window
+        await late.answered(stamp)
+        after_late_answer, _ = await late._take()
+    finally:
+        await pool.close()
+    assert 0.9 < after_answer <= 1.0  # counted from the take, it would be about 0.7
+    assert 0.1 < after_late_answer <= 0.2  # counted from the take, it could go at once
