@@ -71,8 +71,12 @@ class CallJournal:
             to_number=summary.callee[:_NUMBER_MAX],
             started_at=summary.started_at,
             did=summary.did,
+            # An agent's own call out (or click-to-call) names the agent from the start; the
+            # dialer's caller is the campaign's caller ID, no agent until one takes the call.
             agent=summary.caller
-            if summary.direction == "outbound" and summary.caller != customer
+            if summary.direction == "outbound"
+            and summary.caller != customer
+            and not self._callable(summary.caller)
             else None,
             ring_group=summary.ring_group,
             customer_phone=customer if self._callable(customer) else None,

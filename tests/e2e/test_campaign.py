@@ -192,6 +192,10 @@ async def test_power_campaign_of_twenty_leads(pg_url: str, tmp_path: Path) -> No
         if outcome == "answered-machine":
             said = carrier.record(phone.lstrip("+")).heard_samples()
             assert normalized_xcorr(said, prompt)[0] > 0.8, phone
+    # Calls nobody of ours took name no agent (not the campaign's caller ID).
+    for phone, outcome in expected.items():
+        if outcome in ("busy", "rejected", "no-answer", "answered-machine"):
+            assert calls[phone]["agent"] is None, calls[phone]
     # Every attempt is a calls row with its campaign and lead (delivered to the CRMs).
     assert sorted(calls) == sorted(p for p, o in expected.items() if o != "never dialled")
     assert all(c["lead_id"] is not None for c in calls.values())
