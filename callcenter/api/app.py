@@ -20,7 +20,6 @@ from . import (
     outbox,
     queues,
     recording_links,
-    reports,
     seats,
 )
 from .crm import ENGINE, add_routes
@@ -207,7 +206,6 @@ def build_app(engine: Engine) -> web.Application:
     recording_links.add_routes(app)
     queues.add_routes(app)
     seats.add_routes(app)
-    reports.add_routes(app)
     return app
 
 
