@@ -461,6 +461,32 @@ class CrmStore:
         )
         return None if row is None else _contact(row)
 
+    async def contact_card(
+        self, phone: str, *, calls: int = 5, leave_out: int | None = None
+    ) -> tuple[Contact | None, list[Call], list[Task]]:
+        """What a screen pop shows about a number: its contact (None: never seen, and not
+        created by asking), its latest `calls` calls newest first (`leave_out`, the call
+        ringing now, not among them) and its open tasks. Three indexed reads on one connection.
+        PhoneNumberError (400) for junk."""
+        e164 = self.normalize(phone)
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM contacts WHERE phone = $1", e164)
+            if row is None:
+                return None, [], []
+            contact = _contact(row)
+            call_rows = await conn.fetch(
+                _CALLS + " WHERE c.contact_id = $1 AND c.id IS DISTINCT FROM $2"
+                " ORDER BY c.started_at DESC, c.id DESC LIMIT $3",
+                contact.id,
+                leave_out,
+                calls,
+            )
+            task_rows = await conn.fetch(
+                _TASKS + " WHERE t.contact_id = $1 AND t.status = 'open' ORDER BY t.due_at, t.id",
+                contact.id,
+            )
+        return contact, [_call(r) for r in call_rows], [_task(r) for r in task_rows]
+
     async def contacts_without_open_task(self) -> list[Contact]:
         """Contacts waiting for us (latest inbound call missed, nothing answered since) with no
         open task: the rule says this list is empty."""
