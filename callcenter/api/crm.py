@@ -7,10 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from callcenter.engine import Engine
-from crm_bridge import OUTCOMES, CallFilter, CrmError, CrmStore, TaskFilter, normalize_phone
+from crm_bridge import OUTCOMES, Call, CallFilter, CrmError, CrmStore, TaskFilter, normalize_phone
 
 from .openapi import EXTENSION, ROW_ID, Param, operation, page_json, page_of, paged, read_page
-from .security import ApiError, acting_for, requires
+from .security import ApiError, acting_for, bound_extension, requires
 
 ENGINE = web.AppKey("engine", Engine)
 """The running engine, in every handler's `request.app`."""
@@ -56,11 +56,16 @@ _TEXT = {"type": "string"}
         Param("direction", {"type": "string", "enum": ["inbound", "outbound", "internal"]}),
     ),
     responses={200: page_of("calls", CALL)},
-    errors=(400, 503),
+    errors=(400, 403, 503),
 )
 async def list_calls(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     query, limit, offset = _filters(request)
+    own = bound_extension(request)
+    if own is not None:
+        # An agent's own key (or session) sees that agent's calls only.
+        acting_for(request, query.get("agent", own))
+        query["agent"] = own
     try:
         wanted = CallFilter.from_query(
             query, default_country_code=engine.config.crm.default_country_code
@@ -79,13 +84,23 @@ async def list_calls(request: web.Request) -> web.Response:
     tag="calls",
     path={"id": ROW_ID},
     responses={200: CALL},
-    errors=(400, 404, 503),
+    errors=(400, 403, 404, 503),
 )
 async def get_call(request: web.Request) -> web.Response:
+    call = await _visible_call(request)
+    return web.json_response(call.to_json())
+
+
+async def _visible_call(request: web.Request) -> Call:
+    """The path's calls row; 404 when missing, 403 for another agent's call to an agent's own
+    key."""
     call = await crm_store(request).get_call(_row_id(request))
     if call is None:
         raise ApiError(404, "no such call")
-    return web.json_response(call.to_json())
+    own = bound_extension(request)
+    if own is not None and call.agent != own:
+        acting_for(request, call.agent)
+    return call
 
 
 @operation(
@@ -94,13 +109,11 @@ async def get_call(request: web.Request) -> web.Response:
     path={"id": ROW_ID},
     responses={200: None, 206: None},
     produces="audio/wav",
-    errors=(400, 404, 503),
+    errors=(400, 403, 404, 503),
 )
 async def get_recording(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
-    call = await crm_store(request).get_call(_row_id(request))
-    if call is None:
-        raise ApiError(404, "no such call")
+    call = await _visible_call(request)
     if not call.recording_path or engine.recordings is None:
         raise ApiError(404, "this call has no recording")
     root = engine.recordings.store.root.resolve()
@@ -120,10 +133,15 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
         Param("assignee", EXTENSION),
     ),
     responses={200: page_of("tasks", TASK)},
-    errors=(400, 503),
+    errors=(400, 403, 503),
 )
 async def list_tasks(request: web.Request) -> web.Response:
     query, limit, offset = _filters(request)
+    own = bound_extension(request)
+    if own is not None:
+        # An agent's own key (or session) sees the tasks assigned to that agent only.
+        acting_for(request, query.get("assignee", own))
+        query["assignee"] = own
     try:
         tasks = await crm_store(request).list_tasks(TaskFilter.from_query(query))
     except CrmError as exc:
@@ -139,12 +157,18 @@ async def list_tasks(request: web.Request) -> web.Response:
     tag="tasks",
     path={"id": ROW_ID},
     responses={200: TASK},
-    errors=(400, 404, 409, 503),
+    errors=(400, 403, 404, 409, 503),
 )
 @requires("manager", "supervisor", "agent")
 async def complete_task(request: web.Request) -> web.Response:
+    store = crm_store(request)
+    if bound_extension(request) is not None:
+        existing = await store.get_task(_row_id(request))
+        if existing is None:
+            raise ApiError(404, f"no task {_row_id(request)}")
+        acting_for(request, existing.assignee)
     try:
-        task = await crm_store(request).complete_task(_row_id(request))
+        task = await store.complete_task(_row_id(request))
     except CrmError as exc:
         raise ApiError(exc.status, exc.reason) from exc
     return web.json_response(task.to_json())
