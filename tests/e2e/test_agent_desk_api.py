@@ -6,17 +6,27 @@ callback task, and click-to-call's `task` checks."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from callcenter.api.security import LOGIN_SECONDS, SESSION_SECONDS, AgentSessions
-from callcenter.runtime import Engine
+from callcenter.runtime import Engine, start_engine
 from crm_bridge import CallEnded, CallStarted
+from sip_test_env import carrier
+from sip_test_env.baresip import BaresipPeer
+from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 
-from .conftest import ADMIN_KEY, AGENT_101_KEY, api_url, bearer
+from .callfloor import wait_for
+from .conftest import ADMIN_KEY, AGENT_101_KEY, api_url, bearer, engine_config, registrar_of
+from .test_campaign_api import _next_event
 
 
 def _number() -> str:
@@ -180,3 +190,158 @@ async def test_keypad_refuses_bad_keys_and_calls_not_in_progress(engine: Engine)
         async with http.post(api_url(engine, "/calls/no-such-call/dtmf"), json={"digits": "1"},
                              headers=bearer()) as r:  # fmt: skip
             assert r.status == 409
+
+
+@contextlib.asynccontextmanager
+async def _streams(
+    engine: Engine, *extensions: str
+) -> AsyncIterator[dict[str, aiohttp.ClientResponse]]:
+    """The agents' live event streams, subscribed (their first comment line read)."""
+    async with aiohttp.ClientSession() as http:
+        opened: dict[str, aiohttp.ClientResponse] = {}
+        try:
+            for ext in extensions:
+                response = await http.get(api_url(engine, f"/agents/{ext}/events"),
+                                          headers=bearer())  # fmt: skip
+                assert await response.content.readuntil(b"\n\n") == b": connected\n\n"
+                opened[ext] = response
+            yield opened
+        finally:
+            for response in opened.values():
+                response.close()
+
+
+async def _pop(stream: aiohttp.ClientResponse) -> dict[str, Any]:
+    return await asyncio.wait_for(_next_event(stream, "screen-pop"), 10)
+
+
+def _talking(engine: Engine) -> bool:
+    return any(b.b is not None for b in engine.switchboard.active.values())
+
+
+@pytest.mark.peers
+async def test_queue_transfer_and_ring_group_calls_pop_before_the_answer(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A queue call pops on the member's stream while its phone rings; a blind transfer pops on
+    the colleague's before they answer; a ring group's call pops on the member rung (the
+    contact's manager first)."""
+    extra = f"""
+[presence]
+wrap_up_seconds = 0
+
+[[trunks]]
+name = "carrier"
+allow_from = ["{carrier.CARRIER_IP}"]
+
+[[queues]]
+name = "sales"
+members = ["101"]
+announce_every = 0
+wrap_up = 0
+
+[[ring_groups]]
+name = "support"
+members = ["101", "102"]
+
+[[dids]]
+number = "+12025550100"
+trunk = "carrier"
+route = "queue:sales"
+
+[[dids]]
+number = "+12025550110"
+trunk = "carrier"
+route = "ringgroup:support"
+"""
+    engine = await start_engine(engine_config(extra=extra), database_url=pg_url,
+                                data_dir=tmp_path)  # fmt: skip
+    engine.switchboard.queues.log_in("101", "sales", login=True)
+    number = _number()
+    assert engine.store is not None
+    await engine.store.upsert_contact(number, name="Alan Turing", responsible="102")
+    registrar = registrar_of(engine)
+    try:
+        async with (
+            _streams(engine, "101", "102") as streams,
+            BaresipPeer("101", workdir=tmp_path / "a", registrar=registrar,
+                        password="pass101") as a,
+            BaresipPeer("102", workdir=tmp_path / "b", registrar=registrar,
+                        password="pass102") as b,
+            carrier.customer(number, workdir=tmp_path / "c") as customer,
+        ):  # fmt: skip
+            await a.wait_registered()
+            await b.wait_registered()
+            await customer.dial(carrier.did_uri("+12025550100", engine.sip_port))
+            queued = await _pop(streams["101"])
+            assert not _talking(engine)  # 101's phone still rings
+            assert queued["number"] == number and queued["contact"]["name"] == "Alan Turing"
+            assert queued["did"] == "+12025550100"
+            await a.wait_event("CALL_INCOMING", timeout=5)
+            await a.accept()
+            await customer.wait_event("CALL_ESTABLISHED", timeout=5)
+            async with aiohttp.ClientSession() as http:
+                url = api_url(engine, f"/calls/{queued['call']}/transfer")
+                async with http.post(url, json={"to": "102"}, headers=bearer()) as r:
+                    assert r.status == 202, await r.text()
+            handed = await _pop(streams["102"])
+            assert handed["call"] == queued["call"] and handed["contact"]["name"] == "Alan Turing"
+            await b.wait_event("CALL_INCOMING", timeout=5)
+            await b.accept()
+            await b.wait_event("CALL_ESTABLISHED", timeout=5)
+            await customer.hangup()
+            await b.wait_event("CALL_CLOSED", timeout=5)
+            await wait_for(lambda: not engine.switchboard.active, what="the call's end")
+
+            await customer.dial(carrier.did_uri("+12025550110", engine.sip_port))
+            # The group rings the contact's manager (102) first.
+            grouped = await _pop(streams["102"])
+            assert not _talking(engine)
+            assert grouped["call"] != queued["call"] and grouped["ring_group"] == "support"
+            assert grouped["responsible"] == {"extension": "102", "name": "Agent 102"}
+            # The earlier call is now among the contact's last calls.
+            assert [c["id"] for c in grouped["last_calls"]][:1] == [queued["call"]]
+            await b.wait_event("CALL_INCOMING", timeout=5)
+            await b.accept()
+            await customer.wait_event("CALL_ESTABLISHED", timeout=5)
+            await customer.hangup()
+            await b.wait_event("CALL_CLOSED", timeout=5)
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.peers
+async def test_a_call_back_that_does_not_reach_the_customer_leaves_the_task_open(
+    pg_url: str, tmp_path: Path
+) -> None:
+    number = _number()
+    async with ScriptedCarrier({number.lstrip("+"): Customer("busy")}) as scripted:
+        host, port = scripted.address
+        trunk = f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\n'
+        engine = await start_engine(engine_config(extra=trunk), database_url=pg_url,
+                                    data_dir=tmp_path)  # fmt: skip
+        try:
+            assert engine.store is not None
+            due = datetime.now(UTC) + timedelta(minutes=5)
+            task = await engine.store.open_callback_task(number, assignee="101", due_at=due,
+                                                         call_row_id=None)  # fmt: skip
+            async with BaresipPeer("101", workdir=tmp_path, registrar=registrar_of(engine),
+                                   password="pass101") as agent:  # fmt: skip
+                await agent.wait_registered()
+                body = {"agent": "101", "number": number, "task": task.id}
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.post(api_url(engine, "/calls"), json=body,
+                              headers=bearer(AGENT_101_KEY)) as r,
+                ):  # fmt: skip
+                    assert r.status == 202, await r.text()
+                await agent.wait_event("CALL_INCOMING", timeout=5)
+                await agent.accept()
+                await agent.wait_event("CALL_CLOSED", timeout=10)  # busy: the engine hangs up
+            assert scripted.record(number.lstrip("+")).invites == 1
+            await wait_for(lambda: not engine.switchboard.active, what="the call's end")
+            still = await engine.store.get_task(task.id)
+            assert still is not None and still.status == "open"
+            await engine.store.complete_task(task.id)
+        finally:
+            await engine.stop()
