@@ -432,6 +432,59 @@ class CrmStore:
         sql += f" ORDER BY c.started_at DESC, c.id DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}"
         return [_call(row) for row in await self._pool.fetch(sql, *args)]
 
+    async def agent_day_report(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """Per agent, the calls started in [since, until) they handled: calls, answered,
+        inbound, outbound, talk time, average talk, average after-call work (end to the
+        disposition, for calls disposed after they ended, at most an hour), average handle
+        time (talk + after-call work) and the count of each disposition. Sorted by agent."""
+        _require_tz(since, "since")
+        _require_tz(until, "until")
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT agent, count(*) AS calls,"
+                " count(*) FILTER (WHERE answered_at IS NOT NULL) AS answered,"
+                " count(*) FILTER (WHERE direction = 'inbound') AS inbound,"
+                " count(*) FILTER (WHERE direction = 'outbound') AS outbound,"
+                " coalesce(sum(talk_seconds), 0) AS talk_seconds,"
+                " avg(talk_seconds) FILTER (WHERE answered_at IS NOT NULL) AS average_talk,"
+                " avg(extract(epoch FROM least(disposed_at - ended_at, interval '1 hour')))"
+                "   FILTER (WHERE answered_at IS NOT NULL AND disposed_at >= ended_at)"
+                "   AS average_wrap"
+                " FROM calls WHERE started_at >= $1 AND started_at < $2 AND agent IS NOT NULL"
+                " GROUP BY agent ORDER BY agent",
+                since,
+                until,
+            )
+            dispositions = await conn.fetch(
+                "SELECT agent, disposition, count(*) AS n FROM calls"
+                " WHERE started_at >= $1 AND started_at < $2 AND agent IS NOT NULL"
+                " AND disposition IS NOT NULL GROUP BY agent, disposition",
+                since,
+                until,
+            )
+        by_agent: dict[str, dict[str, int]] = {}
+        for row in dispositions:
+            by_agent.setdefault(row["agent"], {})[row["disposition"]] = row["n"]
+        report = []
+        for row in rows:
+            talk = float(row["average_talk"] or 0.0)
+            wrap = float(row["average_wrap"] or 0.0)
+            report.append(
+                {
+                    "agent": row["agent"],
+                    "calls": row["calls"],
+                    "answered": row["answered"],
+                    "inbound": row["inbound"],
+                    "outbound": row["outbound"],
+                    "talk_seconds": round(float(row["talk_seconds"]), 1),
+                    "average_talk_seconds": round(talk, 1),
+                    "average_wrap_seconds": round(wrap, 1),
+                    "average_handle_seconds": round(talk + wrap, 1) if row["answered"] else 0.0,
+                    "dispositions": dict(sorted(by_agent.get(row["agent"], {}).items())),
+                }
+            )
+        return report
+
     # -- contacts ------------------------------------------------------------------------------
 
     async def upsert_contact(

@@ -21,6 +21,7 @@ from . import (
     outbox,
     queues,
     recording_links,
+    reports,
 )
 from .crm import ENGINE, add_routes
 from .openapi import operation
@@ -210,6 +211,7 @@ def build_app(engine: Engine) -> web.Application:
     agent_desk.add_routes(app, sessions)
     recording_links.add_routes(app)
     queues.add_routes(app)
+    reports.add_routes(app)
     return app
 
 

@@ -427,11 +427,60 @@ async function refreshOrphans() {
   orphansTimer = setTimeout(refreshOrphans, 5000);
 }
 
+// -- the day report -----------------------------------------------------------------------------
+
+function reportDate() {
+  const input = $("#report-form").elements.date;
+  if (!input.value) input.value = new Date().toISOString().slice(0, 10);
+  return input.value;
+}
+
+async function showReport(event) {
+  if (event) event.preventDefault();
+  const day = reportDate();
+  try {
+    const report = await api("GET", `/reports/agents?date=${encodeURIComponent(day)}`);
+    fill("#report", report.agents, (a) => {
+      const tr = document.createElement("tr");
+      tr.dataset.agent = a.agent;
+      cell(tr, a.agent);
+      for (const n of [a.calls, a.answered, a.inbound, a.outbound]) cell(tr, String(n), "num");
+      for (const s of [a.talk_seconds, a.average_talk_seconds, a.average_wrap_seconds,
+                       a.average_handle_seconds]) cell(tr, duration(s), "num");
+      cell(tr, Object.entries(a.dispositions).map(([d, n]) => `${d} ${n}`).join(", "));
+      return tr;
+    });
+    $("#report-message").textContent = report.agents.length ? "" : `No calls on ${day}.`;
+  } catch (error) {
+    $("#report-message").textContent = `Not available: ${error.message}`;
+  }
+}
+
+async function downloadReport() {
+  // A link cannot carry the key: fetch with it, hand the browser the file.
+  const day = reportDate();
+  const response = await fetch(`/reports/agents.csv?date=${encodeURIComponent(day)}`,
+                               { headers: { Authorization: `Bearer ${apiKey()}` } });
+  if (!response.ok) {
+    $("#report-message").textContent = `CSV not available: ${response.status}`;
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = `agents-${day}.csv`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
 function showBoard() {
   $("#login").hidden = true;
   $("#board").hidden = false;
   connect();
   refreshOrphans();
+  showReport();
 }
 
 function start() {
@@ -454,6 +503,8 @@ function start() {
   });
   $("#logout").addEventListener("click", () => logout());
   $("#campaign-form").addEventListener("submit", createCampaign);
+  $("#report-form").addEventListener("submit", showReport);
+  $("#report-csv").addEventListener("click", downloadReport);
   setInterval(tick, 1000);
   if (apiKey()) showBoard();
   else logout();
