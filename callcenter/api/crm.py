@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from callcenter.engine import Engine
 from crm_bridge import OUTCOMES, Call, CallFilter, CrmError, CrmStore, TaskFilter, normalize_phone
+from recordings import RecordingError, talk_timeline
 
 from .openapi import EXTENSION, ROW_ID, Param, operation, page_json, page_of, paged, read_page
 from .security import ApiError, acting_for, bound_extension, requires
@@ -112,8 +115,13 @@ async def _visible_call(request: web.Request) -> Call:
     errors=(400, 403, 404, 503),
 )
 async def get_recording(request: web.Request) -> web.StreamResponse:
+    path = _recording_file(request, await _visible_call(request))
+    # FileResponse answers Range requests (206) so players can seek.
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+
+
+def _recording_file(request: web.Request, call: Call) -> Path:
     engine = request.app[ENGINE]
-    call = await _visible_call(request)
     if not call.recording_path or engine.recordings is None:
         raise ApiError(404, "this call has no recording")
     root = engine.recordings.store.root.resolve()
@@ -121,8 +129,46 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
     # The stored path is ours, but never serve anything outside the recordings folder.
     if not path.is_relative_to(root) or not path.is_file():
         raise ApiError(404, "the recording is gone (retention) or was never written")
-    # FileResponse answers Range requests (206) so players can seek.
-    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+    return path
+
+
+@operation(
+    summary="Who spoke when in the call's recording (the talk/silence timeline for a player)",
+    description="Speech runs of the customer (left channel) and the agent (right), from the "
+    "same VAD and smoothing as the call's analytics, pauses up to 300 ms bridged; gaps "
+    "between runs are silence.",
+    tag="calls",
+    path={"id": ROW_ID},
+    responses={
+        200: {
+            "type": "object",
+            "required": ["duration_seconds", "segments"],
+            "properties": {
+                "duration_seconds": {"type": "number"},
+                "segments": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "who": {"enum": ["customer", "agent"]},
+                            "start": {"type": "number"},
+                            "end": {"type": "number"},
+                        },
+                    },
+                },
+                "analytics": {"type": "object"},
+            },
+        }
+    },
+    errors=(400, 403, 404, 503),
+)
+async def get_timeline(request: web.Request) -> web.Response:
+    path = _recording_file(request, await _visible_call(request))
+    try:
+        timeline = await asyncio.to_thread(talk_timeline, path)
+    except RecordingError as exc:
+        raise ApiError(404, f"the recording cannot be read: {exc}") from exc
+    return web.json_response(timeline)
 
 
 @operation(
@@ -281,6 +327,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/calls", list_calls)
     app.router.add_get("/calls/{id}", get_call)
     app.router.add_get("/calls/{id}/recording", get_recording)
+    app.router.add_get("/calls/{id}/timeline", get_timeline)
     app.router.add_get("/tasks", list_tasks)
     app.router.add_post("/tasks/{id}/complete", complete_task)
     app.router.add_get("/contacts/without-task", contacts_without_task)

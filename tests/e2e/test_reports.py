@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
+import pytest
 
 from callcenter.runtime import Engine
 from crm_bridge import CallEnded, CallStarted
+from recordings import CallRecorder
 from sip_test_env import tools
 
+from ..recordings._audio import voice
 from .conftest import ADMIN_KEY, AGENT_KEY, api_url, bearer
 from .test_dashboard import CHROMIUM, artifacts_dir, browser  # noqa: F401 (the fixture)
 
@@ -26,9 +30,27 @@ def _a_day() -> date:
     return date(2001, 1, 1) + timedelta(days=secrets.randbelow(3000))
 
 
+def _recording(engine: Engine, name: str) -> str:
+    """A 4 s stereo recording in the engine's format: the customer speaks 0-2 s, the agent
+    2-4 s. Its path relative to the recordings root."""
+    assert engine.recordings is not None
+    root = engine.recordings.store.root
+    root.mkdir(parents=True, exist_ok=True)
+    quiet = np.zeros(16000, dtype=np.int16)
+    customer = np.concatenate([voice(2.0, 120), quiet])
+    agent = np.concatenate([quiet, voice(2.0, 210)])
+    recorder = CallRecorder(root / name)
+    for start in range(0, customer.size, 160):
+        recorder.push("customer", customer[start : start + 160])
+        recorder.push("agent", agent[start : start + 160])
+        recorder.tick()
+    recorder.close()
+    return name
+
+
 async def _call(
     engine: Engine, day: date, agent: str, *, direction: str = "inbound", talk: float | None,
-    disposition: tuple[str, float] | None = None,
+    disposition: tuple[str, float] | None = None, recording: str | None = None,
 ) -> int:  # fmt: skip
     """A call `agent` had that day at 10:00 (answered for `talk` s, or missed), disposed
     `disposition[1]` s after its end."""
@@ -44,7 +66,7 @@ async def _call(
     answered = at + timedelta(seconds=5) if talk is not None else None
     end = at + timedelta(seconds=5 + (talk or 15))
     ended = CallEnded(ended_at=end, outcome="answered" if talk is not None else "missed",
-                      answered_at=answered, agent=agent)  # fmt: skip
+                      answered_at=answered, agent=agent, recording_path=recording)  # fmt: skip
     row = await engine.store.record_call(started, ended)
     if disposition is not None:
         kind, after = disposition
@@ -53,18 +75,25 @@ async def _call(
     return row
 
 
-async def _seed(engine: Engine, day: date) -> None:
-    await _call(engine, day, "101", talk=60, disposition=("sale", 30))
+async def _seed(engine: Engine, day: date) -> int:
+    """The day's calls; returns the one with a recording."""
+    name = _recording(engine, f"report-{day.isoformat()}.wav")
+    recorded = await _call(engine, day, "101", talk=60, disposition=("sale", 30), recording=name)
     await _call(engine, day, "101", talk=120, disposition=("callback", 10))
     await _call(engine, day, "101", talk=None)
     await _call(engine, day, "102", direction="outbound", talk=30)
     await _call(engine, day + timedelta(days=1), "101", talk=600)  # another day
+    return recorded
 
 
 async def test_agent_day_report_as_json_and_csv(engine: Engine) -> None:
     day = _a_day()
-    await _seed(engine, day)
+    recorded = await _seed(engine, day)
     async with aiohttp.ClientSession() as http:
+        async with http.get(api_url(engine, f"/calls/{recorded}/timeline"),
+                            headers=bearer(ADMIN_KEY)) as r:  # fmt: skip
+            assert r.status == 200
+            timeline = await r.json()
         url = api_url(engine, f"/reports/agents?date={day.isoformat()}")
         async with http.get(url, headers=bearer(AGENT_KEY)) as r:
             assert r.status == 403  # a supervisor's report
@@ -79,6 +108,9 @@ async def test_agent_day_report_as_json_and_csv(engine: Engine) -> None:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
             assert f"agents-{day.isoformat()}.csv" in r.headers["Content-Disposition"]
             table = list(csv.DictReader(io.StringIO(await r.text())))
+    runs = [(t["who"], round(t["start"]), round(t["end"])) for t in timeline["segments"]]
+    assert runs == [("customer", 0, 2), ("agent", 2, 4)]
+    assert timeline["duration_seconds"] == pytest.approx(4.0, abs=0.05)
     assert report["date"] == day.isoformat()
     first, second = report["agents"]
     assert first == {
@@ -99,7 +131,7 @@ async def test_the_dashboard_shows_the_report_and_downloads_its_csv(
     browser: Any,  # noqa: F811
 ) -> None:
     day = _a_day()
-    await _seed(engine, day)
+    recorded = await _seed(engine, day)
     page = await browser.new_page(viewport={"width": 1280, "height": 1400}, accept_downloads=True)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -119,6 +151,28 @@ async def test_the_dashboard_shows_the_report_and_downloads_its_csv(
     await download.save_as(saved)
     assert saved.name == f"agents-{day.isoformat()}.csv"
     assert saved.read_text().splitlines()[1].startswith("101,3,2,3,0,180.0,90.0,20.0,110.0,")
+    # The agent's calls of the day; the recorded one plays with its talk/silence timeline.
+    await page.click(row)
+    await page.click(f'#agent-calls tr[data-call="{recorded}"] button.play')
+    await page.wait_for_selector(f'#player[data-call="{recorded}"]:not([hidden])', timeout=5000)
+    lanes = await page.eval_on_selector_all(
+        "#timeline .segment",
+        "bars => bars.map(b => [b.parentElement.dataset.who, parseFloat(b.style.left)])",
+    )
+    assert [who for who, _ in lanes] == ["customer", "agent"]
+    assert lanes[0][1] == 0 and abs(lanes[1][1] - 50) < 2
+    await page.wait_for_function(
+        "() => document.querySelector('#player-audio').duration > 3.9", timeout=5000
+    )
+    box = await page.query_selector("#timeline")
+    assert box is not None
+    size = await box.bounding_box()
+    assert size is not None
+    await box.click(position={"x": size["width"] * 0.75, "y": 5})  # scrolled into view
+    await page.wait_for_function(
+        "() => Math.abs(document.querySelector('#player-audio').currentTime - 3) < 0.2",
+        timeout=2000,
+    )
     await page.screenshot(path=str(tmp_path / "dashboard-report.png"), full_page=True)
     shutil.copy(tmp_path / "dashboard-report.png", artifacts_dir() / "dashboard-report.png")
     assert errors == []
