@@ -16,6 +16,7 @@ answers on a SIP phone registered as the extension, and the page drives the call
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from typing import Any
 
 from aiohttp import web
@@ -47,7 +48,8 @@ ASSETS = {
     "agent.js": "text/javascript; charset=utf-8",
     "agent.css": "text/css; charset=utf-8",
 }
-RECENT_CALLS = 20
+RECENT_CALLS = 50
+"""The desk lists the agent's latest calls of the day (UTC), at most this many."""
 
 
 def is_open(request: web.Request) -> bool:
@@ -264,7 +266,7 @@ async def live_call_json(engine: Any, bridged: BridgedCall, ext: str) -> dict[st
 
 
 @operation(
-    summary="The agent's desk: presence, the call in progress, open tasks, today's calls",
+    summary="The agent's desk: presence, the call in progress, open tasks, today's calls (UTC)",
     tag="agent page",
     path={"ext": EXTENSION},
     responses={200: {"type": "object"}},
@@ -279,7 +281,8 @@ async def desk(request: web.Request) -> web.Response:
     now = engine.ua.loop.time()
     bridged = _live_call(engine, ext)
     tasks = await store.list_tasks(TaskFilter(status="open", assignee=ext, limit=100))
-    calls = await store.list_calls(CallFilter(agent=ext, limit=RECENT_CALLS))
+    midnight = datetime.combine(datetime.now(UTC).date(), time(), UTC)
+    calls = await store.list_calls(CallFilter(agent=ext, since=midnight, limit=RECENT_CALLS))
     return web.json_response(
         {
             "extension": ext,
