@@ -146,6 +146,12 @@ async def test_agent_page_pop_controls_disposition_and_call_back(
         await page.wait_for_selector('#state[data-state="away"]', timeout=5000)
         await page.click("#go-available")
         await page.wait_for_selector('#state[data-state="available"]', timeout=5000)
+        await page.check("#dnd")  # do not disturb: away, and nothing rings
+        await page.wait_for_selector('#state[data-state="away"]', timeout=5000)
+        assert engine.switchboard.presence.dnd("101")
+        await page.uncheck("#dnd")
+        await page.wait_for_selector('#state[data-state="available"]', timeout=5000)
+        assert not engine.switchboard.presence.dnd("101")
 
         registrar = registrar_of(engine)
         async with (
