@@ -44,6 +44,9 @@ class ScreenPops:
         self.journal = journal
         self.store = store
         self.spawn = spawn
+        self.enrich: Callable[[int], Awaitable[dict[str, Any]]] | None = None
+        """The call's whole pop by calls row (contact, manager, last calls, open tasks), set
+        once the engine exists; the dialer's campaign, lead and attempt go on top of it."""
 
     def __call__(self, agent: str, call: Call, claim: Claim, campaign: Campaign) -> None:
         self.spawn(self._pop(agent, call, claim, campaign))
@@ -61,7 +64,14 @@ class ScreenPops:
             },
             "attempt": {"id": claim.attempt.id, "number": claim.attempt.attempt_no},
         }
-        self.events.publish(agent, "screen-pop", {"call": row, "call_id": call.call_id, **details})
+        pop: dict[str, Any] = {}
+        if row is not None and self.enrich is not None:
+            try:
+                pop = await self.enrich(row)
+            except Exception:  # the dialer's part of the pop still goes
+                logger.exception("call %s: screen pop not enriched", call.call_id)
+        pop.update({"call": row, "call_id": call.call_id, **details})
+        self.events.publish(agent, "screen-pop", pop)
         if row is not None and self.store is not None:
             try:
                 await self.store.screen_pop(row, agent, details, now=datetime.now(UTC))

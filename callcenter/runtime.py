@@ -57,6 +57,7 @@ from .keepalive import Keepalives
 from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
+from .screen_pop import RingingPops, pop_of_row
 from .status_callbacks import StatusCallbacks
 from .tls import tls_contexts
 
@@ -247,12 +248,13 @@ async def start_engine(
         )
     events = AgentEvents()
     campaigns = None
+    dialer_pops = ScreenPops(events, journal=journal, store=store, spawn=background.spawn)
     if leads is not None:
         campaigns = CampaignSupervisor(
             leads,
             PbxLines(
                 switchboard,
-                screen_pop=ScreenPops(events, journal=journal, store=store, spawn=background.spawn),
+                screen_pop=dialer_pops,
                 ivr=ivr,
                 ivr_actions=actions,
             ),
@@ -300,6 +302,10 @@ async def start_engine(
         engine.keepalives = Keepalives(ua, registrar, interval=sip.keepalive_interval)
         engine.spawn(engine.keepalives.run_forever())
     _subscribe(engine, switchboard.events, unrecorded)
+    if journal is not None:
+        # Every call's screen pop, to each agent its phone rings for (after the journal's row).
+        RingingPops(engine, switchboard.events, journal=journal, spawn=engine.spawn)
+        dialer_pops.enrich = functools.partial(pop_of_row, engine)
     await switchboard.providers.start()  # provider registrations and qualify
     # Numbers agents dial on their phones keep to the DNC list and calling hours, per role.
     switchboard.outbound_check = functools.partial(manual_dial_refusal, engine)

@@ -50,11 +50,12 @@ from .monitoring import AuditEntry, MonitoringStore, PickupRecord
 from .outbox import OutboxWorker, WorkerStats, backoff_delay
 from .phone import normalize_phone
 from .registrations import RegistrationStore, StoredBinding
-from .store import CrmStore
+from .store import DISPOSITIONS, CrmStore
 
 __all__ = [
     "DEFAULT_ADAPTERS",
     "DIRECTIONS",
+    "DISPOSITIONS",
     "FOLLOW_UP_TEXT",
     "OUTCOMES",
     "SIGNATURE_HEADER",

@@ -432,6 +432,59 @@ class CrmStore:
         sql += f" ORDER BY c.started_at DESC, c.id DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}"
         return [_call(row) for row in await self._pool.fetch(sql, *args)]
 
+    async def agent_day_report(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """Per agent, the calls started in [since, until) they handled: calls, answered,
+        inbound, outbound, talk time, average talk, average after-call work (end to the
+        disposition, for calls disposed after they ended, at most an hour), average handle
+        time (talk + after-call work) and the count of each disposition. Sorted by agent."""
+        _require_tz(since, "since")
+        _require_tz(until, "until")
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT agent, count(*) AS calls,"
+                " count(*) FILTER (WHERE answered_at IS NOT NULL) AS answered,"
+                " count(*) FILTER (WHERE direction = 'inbound') AS inbound,"
+                " count(*) FILTER (WHERE direction = 'outbound') AS outbound,"
+                " coalesce(sum(talk_seconds), 0) AS talk_seconds,"
+                " avg(talk_seconds) FILTER (WHERE answered_at IS NOT NULL) AS average_talk,"
+                " avg(extract(epoch FROM least(disposed_at - ended_at, interval '1 hour')))"
+                "   FILTER (WHERE answered_at IS NOT NULL AND disposed_at >= ended_at)"
+                "   AS average_wrap"
+                " FROM calls WHERE started_at >= $1 AND started_at < $2 AND agent IS NOT NULL"
+                " GROUP BY agent ORDER BY agent",
+                since,
+                until,
+            )
+            dispositions = await conn.fetch(
+                "SELECT agent, disposition, count(*) AS n FROM calls"
+                " WHERE started_at >= $1 AND started_at < $2 AND agent IS NOT NULL"
+                " AND disposition IS NOT NULL GROUP BY agent, disposition",
+                since,
+                until,
+            )
+        by_agent: dict[str, dict[str, int]] = {}
+        for row in dispositions:
+            by_agent.setdefault(row["agent"], {})[row["disposition"]] = row["n"]
+        report = []
+        for row in rows:
+            talk = float(row["average_talk"] or 0.0)
+            wrap = float(row["average_wrap"] or 0.0)
+            report.append(
+                {
+                    "agent": row["agent"],
+                    "calls": row["calls"],
+                    "answered": row["answered"],
+                    "inbound": row["inbound"],
+                    "outbound": row["outbound"],
+                    "talk_seconds": round(float(row["talk_seconds"]), 1),
+                    "average_talk_seconds": round(talk, 1),
+                    "average_wrap_seconds": round(wrap, 1),
+                    "average_handle_seconds": round(talk + wrap, 1) if row["answered"] else 0.0,
+                    "dispositions": dict(sorted(by_agent.get(row["agent"], {}).items())),
+                }
+            )
+        return report
+
     # -- contacts ------------------------------------------------------------------------------
 
     async def upsert_contact(
@@ -460,6 +513,32 @@ class CrmStore:
             "SELECT * FROM contacts WHERE phone = $1", self.normalize(phone)
         )
         return None if row is None else _contact(row)
+
+    async def contact_card(
+        self, phone: str, *, calls: int = 5, leave_out: int | None = None
+    ) -> tuple[Contact | None, list[Call], list[Task]]:
+        """What a screen pop shows about a number: its contact (None: never seen, and not
+        created by asking), its latest `calls` calls newest first (`leave_out`, the call
+        ringing now, not among them) and its open tasks. Three indexed reads on one connection.
+        PhoneNumberError (400) for junk."""
+        e164 = self.normalize(phone)
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM contacts WHERE phone = $1", e164)
+            if row is None:
+                return None, [], []
+            contact = _contact(row)
+            call_rows = await conn.fetch(
+                _CALLS + " WHERE c.contact_id = $1 AND c.id IS DISTINCT FROM $2"
+                " ORDER BY c.started_at DESC, c.id DESC LIMIT $3",
+                contact.id,
+                leave_out,
+                calls,
+            )
+            task_rows = await conn.fetch(
+                _TASKS + " WHERE t.contact_id = $1 AND t.status = 'open' ORDER BY t.due_at, t.id",
+                contact.id,
+            )
+        return contact, [_call(r) for r in call_rows], [_task(r) for r in task_rows]
 
     async def contacts_without_open_task(self) -> list[Contact]:
         """Contacts waiting for us (latest inbound call missed, nothing answered since) with no

@@ -6,10 +6,10 @@ its 20 ms media clock and passes ``now`` to the store.
 
 from __future__ import annotations
 
-from .analytics import SpeechAnalytics, TalkAnalytics, TalkCounter, VadSmoother
+from .analytics import SpeechAnalytics, TalkAnalytics, TalkCounter, TalkTimeline, VadSmoother
 from .errors import RecordingError
 from .recorder import CallRecorder, RecordingResult, Side
-from .recovery import RecoveredRecording, recover_recording
+from .recovery import RecoveredRecording, recover_recording, talk_timeline
 from .storage import RecordingStore, safe_file_name
 
 __all__ = [
@@ -22,7 +22,9 @@ __all__ = [
     "SpeechAnalytics",
     "TalkAnalytics",
     "TalkCounter",
+    "TalkTimeline",
     "VadSmoother",
     "recover_recording",
     "safe_file_name",
+    "talk_timeline",
 ]

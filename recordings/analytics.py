@@ -23,7 +23,7 @@ from .errors import RecordingError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SpeechAnalytics", "TalkAnalytics", "TalkCounter", "VadSmoother"]
+__all__ = ["SpeechAnalytics", "TalkAnalytics", "TalkCounter", "TalkTimeline", "VadSmoother"]
 
 _SILENT_FRAME: Final = bytes(FRAME_BYTES)
 _FRAME_SECONDS: Final = FRAME_MS / 1000
@@ -158,6 +158,50 @@ class TalkCounter:
         )
 
 
+class TalkTimeline:
+    """Who spoke when, from the same smoothed decisions :class:`TalkCounter` adds up: each
+    side's speech runs, pauses up to ``gap_frames`` bridged, as [start, end) in seconds."""
+
+    __slots__ = ("_frames", "_gap_frames", "_open", "_runs")
+
+    def __init__(self, *, gap_frames: int) -> None:
+        self._gap_frames = gap_frames
+        self._frames = 0
+        self._runs: list[tuple[str, int, int]] = []
+        self._open: dict[str, list[int]] = {}
+        """Per side, the run still growing: [start frame, end frame]."""
+
+    def add(self, customer: bool, agent: bool) -> None:
+        t = self._frames
+        self._frames = t + 1
+        for side, speaking in (("customer", customer), ("agent", agent)):
+            if not speaking:
+                continue
+            run = self._open.get(side)
+            if run is not None and t - run[1] <= self._gap_frames:
+                run[1] = t + 1
+                continue
+            if run is not None:
+                self._runs.append((side, run[0], run[1]))
+            self._open[side] = [t, t + 1]
+
+    @property
+    def duration_seconds(self) -> float:
+        return round(self._frames * _FRAME_SECONDS, 2)
+
+    def segments(self) -> list[dict[str, float | str]]:
+        """Every run so far (the growing ones too), ordered by start."""
+        runs = self._runs + [(side, run[0], run[1]) for side, run in self._open.items()]
+        return [
+            {
+                "who": side,
+                "start": round(a * _FRAME_SECONDS, 2),
+                "end": round(b * _FRAME_SECONDS, 2),
+            }
+            for side, a, b in sorted(runs, key=lambda r: (r[1], r[0]))
+        ]
+
+
 class SpeechAnalytics:
     """webrtcvad on each channel of a call, fed one pair of 20 ms frames per media-clock tick.
 
@@ -172,7 +216,9 @@ class SpeechAnalytics:
         *,
         hangover_ms: int = 60,
         monologue_gap_ms: int = 300,
+        timeline: TalkTimeline | None = None,
     ) -> None:
+        """`timeline`, when given, also gets every frame's smoothed decisions."""
         if not 0 <= aggressiveness <= 3:
             raise RecordingError(f"VAD aggressiveness is 0..3, not {aggressiveness}")
         if hangover_ms < 0 or monologue_gap_ms < 0:
@@ -184,6 +230,7 @@ class SpeechAnalytics:
         self._customer = VadSmoother(hangover_ms // FRAME_MS)
         self._agent = VadSmoother(hangover_ms // FRAME_MS)
         self._counter = TalkCounter(monologue_gap_frames=monologue_gap_ms // FRAME_MS)
+        self._timeline = timeline
 
     def feed(
         self, customer: bytes | bytearray | np.ndarray, agent: bytes | bytearray | np.ndarray
@@ -201,6 +248,8 @@ class SpeechAnalytics:
         a_smooth = self._agent.step(a)
         if c_smooth is not None and a_smooth is not None:
             self._counter.add(c_smooth, a_smooth)
+            if self._timeline is not None:
+                self._timeline.add(c_smooth, a_smooth)
 
     def result(self) -> TalkAnalytics:
         """Statistics so far, the last frame included; feeding may go on afterwards."""

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
-from telephony.media import FRAME_SAMPLES, SAMPLE_RATE
+from telephony.media import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 
-from .analytics import SpeechAnalytics, TalkAnalytics
+from .analytics import SpeechAnalytics, TalkAnalytics, TalkTimeline
 from .errors import RecordingError
 from .recorder import _BLOCK, _CHANNELS, _HEADER, _MAX_DATA_BYTES, _wav_header
 
@@ -85,6 +85,33 @@ def recover_recording(
         recovered_seconds=round(max(data_bytes - counted, 0) / _BLOCK / SAMPLE_RATE, 3),
         analytics=speech.result() if speech is not None else None,
     )
+
+
+def talk_timeline(path: str | os.PathLike[str], *, gap_ms: int = 300) -> dict[str, Any]:
+    """Who spoke when in a finished recording of this engine (customer left, agent right):
+    {"duration_seconds", "segments": [{"who", "start", "end"}], "analytics"} from the same VAD
+    and smoothing as the call's analytics. Read only; RecordingError for anything else."""
+    name = os.fspath(path)
+    timeline = TalkTimeline(gap_frames=gap_ms // FRAME_MS)
+    speech = SpeechAnalytics(timeline=timeline)
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise RecordingError(f"{name}: cannot open recording: {exc}") from exc
+    try:
+        counted = _check_header(name, os.pread(fd, _HEADER.size, 0))
+        on_disk = os.fstat(fd).st_size - _HEADER.size
+        data_bytes = min(counted, max(on_disk, 0)) // _STEREO_FRAME * _STEREO_FRAME
+        _analyse(fd, data_bytes, speech)
+    except OSError as exc:
+        raise RecordingError(f"{name}: cannot read recording: {exc}") from exc
+    finally:
+        os.close(fd)
+    return {
+        "duration_seconds": timeline.duration_seconds,
+        "segments": timeline.segments(),
+        "analytics": speech.result().to_dict(),
+    }
 
 
 def _check_header(name: str, header: bytes) -> int:

@@ -79,6 +79,7 @@ SCRIPTS = (
         (_row("16", 5), _row(r"4\s+100", 3)),  # writes at concurrency 16; delivery on 4 lanes
     ),
     Script("bench_monitor", (_row("1", 3), _row("10", 3))),
+    Script("bench_screen_pop", (_row("1", 3), _row("8", 3))),  # pops/s, median, p90
     Script("bench_queue", (_row(r"shared\s+20", 4), _row(r"per-leg\s+20", 4))),
     Script(
         "bench_srtp",

@@ -178,6 +178,7 @@ CALLCENTER_ROLES: dict[str, str] = {
     "callcenter.dialing": "glue",
     "callcenter.ivr_glue": "glue",
     "callcenter.click_to_call": "glue",
+    "callcenter.screen_pop": "glue",
     "callcenter.status_callbacks": "glue",
     "callcenter.registrations": "glue",
     "callcenter.dialogs": "glue",

@@ -71,7 +71,9 @@ async def agent_events(request: web.Request) -> web.StreamResponse:
             "callback_at": {
                 "type": "string",
                 "format": "date-time",
-                "description": "for `callback`: when, with a time zone",
+                "description": "when to call back, with a time zone (needed for `callback`): "
+                "a dialer lead is dialled again then, any other call gets a callback task for "
+                "its agent",
             },
         },
     },
@@ -97,7 +99,7 @@ async def disposition(request: web.Request) -> web.Response:
     note = body.get("note")
     now = datetime.now(UTC)
     callback_at = None
-    if body["disposition"] == "callback":
+    if body["disposition"] == "callback" or body.get("callback_at") is not None:
         try:
             callback_at = datetime.fromisoformat(str(body.get("callback_at")))
         except ValueError as exc:
@@ -129,6 +131,18 @@ async def disposition(request: web.Request) -> web.Response:
         result["callback_scheduled"] = await engine.campaigns.store.schedule_callback(
             call.lead_id, callback_at, agent=call.agent
         )
+    elif callback_at is not None and call.contact_phone:
+        # Any other call: a callback task for the agent, due then (one-click call back on the
+        # agent page; the CRMs get task.created).
+        text = f"Call back {call.contact_phone}" + (f": {note}" if note else "")
+        task = await engine.store.open_callback_task(
+            call.contact_phone,
+            assignee=call.agent,
+            due_at=callback_at,
+            call_row_id=call.id,
+            text=text[:500],
+        )
+        result["callback_task"] = task.id
     return web.json_response(result)
 
 

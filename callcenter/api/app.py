@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from . import (
+    agent_desk,
     agents,
     call_control,
     calls,
@@ -20,11 +21,13 @@ from . import (
     outbox,
     queues,
     recording_links,
+    reports,
     seats,
 )
 from .crm import ENGINE, add_routes
 from .openapi import operation
 from .security import (
+    AgentSessions,
     KeyRing,
     auth_middleware,
     echo_request_id,
@@ -173,6 +176,7 @@ async def trunks(request: web.Request) -> web.Response:
 
 def build_app(engine: Engine) -> web.Application:
     keys = KeyRing(engine.config.api_keys)
+    sessions = AgentSessions()
     app = web.Application(
         middlewares=[
             request_ids,
@@ -183,7 +187,9 @@ def build_app(engine: Engine) -> web.Application:
                     metrics.is_public_scrape(r)
                     or dashboard.is_open(r)
                     or recording_links.is_signed_link(r)
+                    or agent_desk.is_open(r)
                 ),
+                sessions=sessions,
             ),
         ]
     )
@@ -203,9 +209,11 @@ def build_app(engine: Engine) -> web.Application:
     calls.add_routes(app)
     call_control.add_routes(app)
     dashboard.add_routes(app)
+    agent_desk.add_routes(app, sessions)
     recording_links.add_routes(app)
     queues.add_routes(app)
     seats.add_routes(app)
+    reports.add_routes(app)
     return app
 
 

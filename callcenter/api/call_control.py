@@ -9,6 +9,7 @@ SIP Call-ID, as for monitoring):
     POST /calls/{id}/hold                          -> 200 (the customer hears music on hold)
     POST /calls/{id}/resume                        -> 200
     POST /calls/{id}/hangup                        -> 200 (BYE to both parties)
+    POST /calls/{id}/dtmf      {"digits": "12#"}   -> 200 (keys to the other party)
     POST /calls/{id}/play      {"text": "...", "to": "caller" | "callee" | "both"} -> 202
     POST /calls/{id}/recording {"record": false}   -> 200 (opt-out: silence from now on;
                                                       true records again)
@@ -27,6 +28,7 @@ from aiohttp import web
 
 from ivr import PromptError
 from pbx import BridgedCall
+from telephony.aio import MediaError, dtmf_route
 
 from .crm import ENGINE
 from .monitor import CALL_REF, _body, _bridged
@@ -197,6 +199,58 @@ async def resume(request: web.Request) -> web.Response:
     return await _hold(request, False)
 
 
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+MAX_DIGITS = 32
+
+
+@operation(
+    summary="Press keys towards a party of a live call (the agent's keypad on the page)",
+    description="Each digit goes the way the party's phone understands it (RFC 4733, SIP "
+    "INFO or an in-band tone), as a key pressed on the other phone would. An agent key sends "
+    "to the other party of its own call; other keys choose `to` (default: the customer).",
+    tag="call control",
+    path={"id": CALL_REF},
+    body={
+        "type": "object",
+        "required": ["digits"],
+        "properties": {
+            "digits": {"type": "string", "pattern": "^[0-9*#A-D]{1,32}$"},
+            "to": {"type": "string", "enum": ["caller", "callee"]},
+        },
+    },
+    responses={200: CALL_STATE},
+    errors=(400, 403, 404, 409, 503),
+)
+@requires("manager", "supervisor", "agent")
+async def dtmf(request: web.Request) -> web.Response:
+    body = await _body(request)
+    digits = body.get("digits")
+    if (
+        not isinstance(digits, str)
+        or not 1 <= len(digits) <= MAX_DIGITS
+        or not set(digits) <= DTMF_DIGITS
+    ):
+        raise ApiError(400, f"digits must be 1-{MAX_DIGITS} of 0-9 * # A-D")
+    engine, bridged = await _own_call(request)
+    own = bound_extension(request)
+    to = body.get("to")
+    if own is not None:
+        to = "caller" if bridged.callee == own else "callee"
+    elif to is None:
+        to = "callee" if bridged.callee not in engine.switchboard.extensions else "caller"
+    if to not in ("caller", "callee"):
+        raise ApiError(400, 'to must be "caller" or "callee"')
+    leg = bridged.a if to == "caller" else bridged.b
+    if leg is None or bridged.transferring:
+        raise ApiError(409, "the call is not bridged now (a transfer runs)")
+    try:
+        for digit in digits:
+            await leg.send_dtmf(digit, method=dtmf_route(leg))
+    except (RuntimeError, MediaError, OSError) as exc:  # the leg ended meanwhile
+        raise ApiError(409, f"the keys were not sent: {exc}") from exc
+    return web.json_response(_state(bridged))
+
+
 @operation(
     summary="Hang up a live call (BYE to both parties)",
     tag="call control",
@@ -322,6 +376,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/calls/{id}/transfer/{tid}/complete", complete)
     app.router.add_post("/calls/{id}/transfer/{tid}/cancel", cancel)
     app.router.add_post("/calls/{id}/hangup", hangup)
+    app.router.add_post("/calls/{id}/dtmf", dtmf)
     app.router.add_post("/calls/{id}/hold", hold)
     app.router.add_post("/calls/{id}/resume", resume)
     app.router.add_post("/calls/{id}/play", play)

@@ -1,20 +1,30 @@
 """Click-to-call over the API: POST /calls {"agent", "number", "lead"?, "campaign"?} -> 202.
 
-API keys carry a role but no extension, so an agent key may place calls for any agent."""
+An agent key bound to an extension places calls for that agent only. With `task`, the call works
+on an open task (a callback): the task is done once the customer answers."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from callcenter.click_to_call import click_to_call
+from callcenter.screen_pop import send_pop
 from callcenter.status_callbacks import MAX_URL, check_url
+from crm_bridge import CrmError
 from pbx import ClickToCallError
+from pbx import events as pbx_events
 
 from .crm import ENGINE
 from .openapi import EXTENSION, operation
 from .security import API_KEY, ApiError, acting_for, requires
+
+if TYPE_CHECKING:
+    from callcenter.engine import Engine
+
+logger = logging.getLogger(__name__)
 
 MAX_ID = 2**63 - 1
 ID = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID}
@@ -47,6 +57,11 @@ def _optional_id(body: dict[str, Any], name: str) -> int | None:
             "number": {"type": "string", "description": "7-15 digits, optional + and separators"},
             "lead": ID,
             "campaign": ID,
+            "task": {
+                **ID,
+                "description": "an open task this call works on (a callback): done when the "
+                "customer answers",
+            },
             "status_callback": {
                 "type": "string",
                 "format": "uri",
@@ -93,6 +108,7 @@ async def place_call(request: web.Request) -> web.Response:
     if not isinstance(number, str | int) or isinstance(number, bool):
         raise ApiError(400, "number must be a phone number")
     acting_for(request, str(agent))
+    task_id = await _open_task(request, body)
     callback = body.get("status_callback")
     if callback is not None:
         try:
@@ -112,6 +128,11 @@ async def place_call(request: web.Request) -> web.Response:
         raise ApiError(exc.status, str(exc)) from exc
     if callback is not None and engine.status_callbacks is not None:
         engine.status_callbacks.watch(placed.call_id, callback)
+    if task_id is not None:
+        request.app[CALLBACK_TASKS].watch(placed.call_id, task_id)
+    if placed.row_id is not None:
+        # The agent's page shows who is called while the agent's own phone rings.
+        engine.spawn(send_pop(engine, placed.row_id, [placed.agent]))
     return web.json_response(
         {
             "call_id": placed.call_id,
@@ -125,5 +146,70 @@ async def place_call(request: web.Request) -> web.Response:
     )
 
 
+class CallbackTasks:
+    """Click-to-calls placed to call a task's contact back: the task is done when the customer
+    answers (CallAnswered of the call), not when merely dialled; a call that ends unanswered
+    leaves it open."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._tasks: dict[str, int] = {}
+        events = engine.switchboard.events
+        self._undo = [
+            events.subscribe(pbx_events.CallAnswered, self._answered),
+            events.subscribe(pbx_events.CallEnded, lambda e: self._forget(e.summary.call_id)),
+        ]
+
+    def watch(self, call_id: str, task_id: int) -> None:
+        self._tasks[call_id] = task_id
+
+    def _forget(self, call_id: str) -> None:
+        self._tasks.pop(call_id, None)
+
+    def _answered(self, event: pbx_events.CallAnswered) -> None:
+        task_id = self._tasks.pop(event.summary.call_id, None)
+        if task_id is not None:
+            self.engine.spawn(self._close(task_id, event.summary.call_id))
+
+    async def _close(self, task_id: int, call_id: str) -> None:
+        if self.engine.store is None:
+            return
+        try:
+            await self.engine.store.complete_task(task_id)
+            logger.info("task %d done: call %s reached the customer", task_id, call_id)
+        except CrmError as exc:  # closed meanwhile (the CRM, another call)
+            logger.info("task %d not closed by call %s: %s", task_id, call_id, exc.reason)
+
+    def close(self) -> None:
+        for undo in self._undo:
+            undo()
+
+
+CALLBACK_TASKS = web.AppKey("callback_tasks", CallbackTasks)
+
+
+async def _open_task(request: web.Request, body: dict[str, Any]) -> int | None:
+    """The `task` of a click-to-call: an open task of the agent's (a bound key's own)."""
+    task_id = _optional_id(body, "task")
+    if task_id is None:
+        return None
+    store = request.app[ENGINE].store
+    if store is None:
+        raise ApiError(503, "tasks need the database")
+    task = await store.get_task(task_id)
+    if task is None:
+        raise ApiError(404, f"no task {task_id}")
+    if task.status != "open":
+        raise ApiError(409, f"task {task_id} is {task.status} already")
+    acting_for(request, task.assignee)
+    return task_id
+
+
+async def _drop_watch(app: web.Application) -> None:
+    app[CALLBACK_TASKS].close()
+
+
 def add_routes(app: web.Application) -> None:
+    app[CALLBACK_TASKS] = CallbackTasks(app[ENGINE])
+    app.on_cleanup.append(_drop_watch)
     app.router.add_post("/calls", place_call)

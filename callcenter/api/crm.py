@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from callcenter.engine import Engine
-from crm_bridge import OUTCOMES, CallFilter, CrmError, CrmStore, TaskFilter, normalize_phone
+from crm_bridge import OUTCOMES, Call, CallFilter, CrmError, CrmStore, TaskFilter, normalize_phone
+from recordings import RecordingError, talk_timeline
 
 from .openapi import EXTENSION, ROW_ID, Param, operation, page_json, page_of, paged, read_page
-from .security import ApiError, acting_for, requires
+from .security import ApiError, acting_for, bound_extension, requires
 
 ENGINE = web.AppKey("engine", Engine)
 """The running engine, in every handler's `request.app`."""
@@ -56,11 +59,16 @@ _TEXT = {"type": "string"}
         Param("direction", {"type": "string", "enum": ["inbound", "outbound", "internal"]}),
     ),
     responses={200: page_of("calls", CALL)},
-    errors=(400, 503),
+    errors=(400, 403, 503),
 )
 async def list_calls(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     query, limit, offset = _filters(request)
+    own = bound_extension(request)
+    if own is not None:
+        # An agent's own key (or session) sees that agent's calls only.
+        acting_for(request, query.get("agent", own))
+        query["agent"] = own
     try:
         wanted = CallFilter.from_query(
             query, default_country_code=engine.config.crm.default_country_code
@@ -79,13 +87,23 @@ async def list_calls(request: web.Request) -> web.Response:
     tag="calls",
     path={"id": ROW_ID},
     responses={200: CALL},
-    errors=(400, 404, 503),
+    errors=(400, 403, 404, 503),
 )
 async def get_call(request: web.Request) -> web.Response:
+    call = await _visible_call(request)
+    return web.json_response(call.to_json())
+
+
+async def _visible_call(request: web.Request) -> Call:
+    """The path's calls row; 404 when missing, 403 for another agent's call to an agent's own
+    key."""
     call = await crm_store(request).get_call(_row_id(request))
     if call is None:
         raise ApiError(404, "no such call")
-    return web.json_response(call.to_json())
+    own = bound_extension(request)
+    if own is not None and call.agent != own:
+        acting_for(request, call.agent)
+    return call
 
 
 @operation(
@@ -94,13 +112,16 @@ async def get_call(request: web.Request) -> web.Response:
     path={"id": ROW_ID},
     responses={200: None, 206: None},
     produces="audio/wav",
-    errors=(400, 404, 503),
+    errors=(400, 403, 404, 503),
 )
 async def get_recording(request: web.Request) -> web.StreamResponse:
+    path = _recording_file(request, await _visible_call(request))
+    # FileResponse answers Range requests (206) so players can seek.
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+
+
+def _recording_file(request: web.Request, call: Call) -> Path:
     engine = request.app[ENGINE]
-    call = await crm_store(request).get_call(_row_id(request))
-    if call is None:
-        raise ApiError(404, "no such call")
     if not call.recording_path or engine.recordings is None:
         raise ApiError(404, "this call has no recording")
     root = engine.recordings.store.root.resolve()
@@ -108,8 +129,46 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
     # The stored path is ours, but never serve anything outside the recordings folder.
     if not path.is_relative_to(root) or not path.is_file():
         raise ApiError(404, "the recording is gone (retention) or was never written")
-    # FileResponse answers Range requests (206) so players can seek.
-    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+    return path
+
+
+@operation(
+    summary="Who spoke when in the call's recording (the talk/silence timeline for a player)",
+    description="Speech runs of the customer (left channel) and the agent (right), from the "
+    "same VAD and smoothing as the call's analytics, pauses up to 300 ms bridged; gaps "
+    "between runs are silence.",
+    tag="calls",
+    path={"id": ROW_ID},
+    responses={
+        200: {
+            "type": "object",
+            "required": ["duration_seconds", "segments"],
+            "properties": {
+                "duration_seconds": {"type": "number"},
+                "segments": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "who": {"enum": ["customer", "agent"]},
+                            "start": {"type": "number"},
+                            "end": {"type": "number"},
+                        },
+                    },
+                },
+                "analytics": {"type": "object"},
+            },
+        }
+    },
+    errors=(400, 403, 404, 503),
+)
+async def get_timeline(request: web.Request) -> web.Response:
+    path = _recording_file(request, await _visible_call(request))
+    try:
+        timeline = await asyncio.to_thread(talk_timeline, path)
+    except RecordingError as exc:
+        raise ApiError(404, f"the recording cannot be read: {exc}") from exc
+    return web.json_response(timeline)
 
 
 @operation(
@@ -120,10 +179,15 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
         Param("assignee", EXTENSION),
     ),
     responses={200: page_of("tasks", TASK)},
-    errors=(400, 503),
+    errors=(400, 403, 503),
 )
 async def list_tasks(request: web.Request) -> web.Response:
     query, limit, offset = _filters(request)
+    own = bound_extension(request)
+    if own is not None:
+        # An agent's own key (or session) sees the tasks assigned to that agent only.
+        acting_for(request, query.get("assignee", own))
+        query["assignee"] = own
     try:
         tasks = await crm_store(request).list_tasks(TaskFilter.from_query(query))
     except CrmError as exc:
@@ -139,12 +203,18 @@ async def list_tasks(request: web.Request) -> web.Response:
     tag="tasks",
     path={"id": ROW_ID},
     responses={200: TASK},
-    errors=(400, 404, 409, 503),
+    errors=(400, 403, 404, 409, 503),
 )
 @requires("manager", "supervisor", "agent")
 async def complete_task(request: web.Request) -> web.Response:
+    store = crm_store(request)
+    if bound_extension(request) is not None:
+        existing = await store.get_task(_row_id(request))
+        if existing is None:
+            raise ApiError(404, f"no task {_row_id(request)}")
+        acting_for(request, existing.assignee)
     try:
-        task = await crm_store(request).complete_task(_row_id(request))
+        task = await store.complete_task(_row_id(request))
     except CrmError as exc:
         raise ApiError(exc.status, exc.reason) from exc
     return web.json_response(task.to_json())
@@ -257,6 +327,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/calls", list_calls)
     app.router.add_get("/calls/{id}", get_call)
     app.router.add_get("/calls/{id}/recording", get_recording)
+    app.router.add_get("/calls/{id}/timeline", get_timeline)
     app.router.add_get("/tasks", list_tasks)
     app.router.add_post("/tasks/{id}/complete", complete_task)
     app.router.add_get("/contacts/without-task", contacts_without_task)

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -65,6 +66,67 @@ class KeyRing:
         return found
 
 
+LOGIN_SECONDS = 300.0
+"""A login token opens one agent session within this time, once."""
+SESSION_SECONDS = 12 * 3600.0
+"""An agent session lasts a shift."""
+
+
+class AgentSessions:
+    """Short-lived agent logins for the agent page: a supervisor (or the agent's own key) gets
+    a login token for one extension; the page trades it, once and within LOGIN_SECONDS, for a
+    session key that acts as an agent key bound to that extension for SESSION_SECONDS. Only
+    SHA-256 digests are kept; time is `time.monotonic()` unless given."""
+
+    def __init__(self) -> None:
+        self._logins: dict[str, tuple[str, str, float]] = {}
+        self._sessions: dict[str, tuple[ApiKey, float]] = {}
+
+    @staticmethod
+    def _digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def _sweep(self, now: float) -> None:
+        for table in (self._logins, self._sessions):
+            for stale in [d for d, entry in table.items() if entry[-1] <= now]:
+                del table[stale]
+
+    def issue_login(self, extension: str, *, by: str, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        self._sweep(now)
+        token = secrets.token_urlsafe(24)
+        self._logins[self._digest(token)] = (extension, by, now + LOGIN_SECONDS)
+        return token
+
+    def redeem(self, login: str, *, now: float | None = None) -> tuple[str, ApiKey] | None:
+        """A new session for a valid login token (spent by this), else None."""
+        now = time.monotonic() if now is None else now
+        self._sweep(now)
+        found = self._logins.pop(self._digest(login), None)
+        if found is None:
+            return None
+        extension, by, _ = found
+        token = secrets.token_urlsafe(32)
+        digest = self._digest(token)
+        key = ApiKey(f"session:{extension} (from {by})", digest, "agent", extension)
+        self._sessions[digest] = (key, now + SESSION_SECONDS)
+        return token, key
+
+    def find(self, presented: str, *, now: float | None = None) -> ApiKey | None:
+        found = self._sessions.get(self._digest(presented))
+        now = time.monotonic() if now is None else now
+        if found is None or found[1] <= now:
+            return None
+        return found[0]
+
+    def end(self, key: ApiKey) -> None:
+        self._sessions.pop(key.sha256, None)
+
+
+def is_session(key: ApiKey) -> bool:
+    return key.name.startswith("session:")
+
+
 def bound_extension(request: web.Request) -> str | None:
     """The extension the request's agent key is bound to, None for any other key."""
     key = request.get(API_KEY)
@@ -78,16 +140,25 @@ def acting_for(request: web.Request, extension: str | None) -> None:
         raise ApiError(403, f"this key acts for extension {own} only")
 
 
-def key_of(ring: KeyRing, request: web.Request) -> ApiKey | None:
-    """The key a request presents (Authorization: Bearer), None when absent or unknown."""
+def key_of(
+    ring: KeyRing, request: web.Request, sessions: AgentSessions | None = None
+) -> ApiKey | None:
+    """The key a request presents (Authorization: Bearer): a configured key or an agent
+    session's; None when absent or unknown."""
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         return None
-    return ring.find(presented.strip())
+    key = ring.find(presented.strip())
+    if key is None and sessions is not None:
+        key = sessions.find(presented.strip())
+    return key
 
 
 def auth_middleware(
-    ring: KeyRing, *, open_paths: Callable[[web.Request], bool] | None = None
+    ring: KeyRing,
+    *,
+    open_paths: Callable[[web.Request], bool] | None = None,
+    sessions: AgentSessions | None = None,
 ) -> Any:
     """Every path but PUBLIC_PATHS needs a known key. `open_paths(request)` may let more through
     (it then decides itself, e.g. /metrics from loopback)."""
@@ -96,7 +167,7 @@ def auth_middleware(
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC_PATHS:
             return await handler(request)
-        key = key_of(ring, request)
+        key = key_of(ring, request, sessions)
         if key is None:
             if open_paths is not None and open_paths(request):
                 return await handler(request)

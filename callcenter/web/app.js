@@ -427,11 +427,142 @@ async function refreshOrphans() {
   orphansTimer = setTimeout(refreshOrphans, 5000);
 }
 
+// -- the day report -----------------------------------------------------------------------------
+
+function reportDate() {
+  const input = $("#report-form").elements.date;
+  if (!input.value) input.value = new Date().toISOString().slice(0, 10);
+  return input.value;
+}
+
+async function showReport(event) {
+  if (event) event.preventDefault();
+  const day = reportDate();
+  try {
+    const report = await api("GET", `/reports/agents?date=${encodeURIComponent(day)}`);
+    fill("#report", report.agents, (a) => {
+      const tr = document.createElement("tr");
+      tr.dataset.agent = a.agent;
+      tr.className = "clickable";
+      tr.title = "the agent's calls, with their recordings";
+      tr.addEventListener("click", () => showAgentCalls(a.agent));
+      cell(tr, a.agent);
+      for (const n of [a.calls, a.answered, a.inbound, a.outbound]) cell(tr, String(n), "num");
+      for (const s of [a.talk_seconds, a.average_talk_seconds, a.average_wrap_seconds,
+                       a.average_handle_seconds]) cell(tr, duration(s), "num");
+      cell(tr, Object.entries(a.dispositions).map(([d, n]) => `${d} ${n}`).join(", "));
+      return tr;
+    });
+    $("#report-message").textContent = report.agents.length ? "" : `No calls on ${day}.`;
+  } catch (error) {
+    $("#report-message").textContent = `Not available: ${error.message}`;
+  }
+}
+
+async function showAgentCalls(agent) {
+  const day = reportDate();
+  const page = await api("GET",
+    `/calls?agent=${encodeURIComponent(agent)}&date=${encodeURIComponent(day)}&limit=200`);
+  $("#agent-calls").hidden = false;
+  $("#agent-calls-who").textContent = `${agent} on ${day}`;
+  fill("#agent-calls", page.calls, (c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.call = c.id;
+    cell(tr, new Date(c.started_at).toLocaleTimeString());
+    cell(tr, c.direction);
+    cell(tr, c.contact_phone || (c.direction === "inbound" ? c.from_number : c.to_number));
+    cell(tr, c.outcome || "in progress");
+    cell(tr, c.talk_seconds != null ? duration(c.talk_seconds) : "", "num");
+    cell(tr, [c.disposition, c.disposition_note].filter(Boolean).join(": "));
+    const td = document.createElement("td");
+    if (c.recording_path) {
+      const play = document.createElement("button");
+      play.type = "button";
+      play.className = "play";
+      play.textContent = "play";
+      play.addEventListener("click", () => playCall(c.id));
+      td.append(play);
+    }
+    tr.append(td);
+    return tr;
+  });
+}
+
+let playerUrl = null;
+
+async function playCall(id) {
+  // The recording needs the key: fetch it, then play the bytes; the timeline beside it.
+  const [response, timeline] = await Promise.all([
+    fetch(`/calls/${id}/recording`, { headers: { Authorization: `Bearer ${apiKey()}` } }),
+    api("GET", `/calls/${id}/timeline`),
+  ]);
+  if (!response.ok) {
+    $("#player-figures").textContent = `Recording not available: ${response.status}`;
+    return;
+  }
+  if (playerUrl) URL.revokeObjectURL(playerUrl);
+  playerUrl = URL.createObjectURL(await response.blob());
+  const audio = $("#player-audio");
+  audio.src = playerUrl;
+  $("#player").hidden = false;
+  $("#player").dataset.call = id;
+  $("#player-call").textContent = `#${id}`;
+  const total = timeline.duration_seconds || 1;
+  for (const lane of document.querySelectorAll("#timeline .lane")) {
+    lane.replaceChildren(...timeline.segments.filter((s) => s.who === lane.dataset.who).map((s) => {
+      const bar = document.createElement("div");
+      bar.className = "segment";
+      bar.style.left = `${(s.start / total) * 100}%`;
+      bar.style.width = `${((s.end - s.start) / total) * 100}%`;
+      bar.title = `${s.who} ${s.start.toFixed(1)}-${s.end.toFixed(1)} s`;
+      return bar;
+    }));
+  }
+  const a = timeline.analytics;
+  $("#player-figures").textContent = a
+    ? `customer ${duration(a.customer_talk_seconds)}, agent ${duration(a.agent_talk_seconds)}, `
+      + `silence ${duration(a.silence_seconds)}, overtalk ${duration(a.overtalk_seconds)}`
+    : "";
+  $("#timeline").dataset.duration = total;
+}
+
+function followPlayer() {
+  const audio = $("#player-audio");
+  const total = Number($("#timeline").dataset.duration || 1);
+  $("#timeline .cursor").style.left = `${Math.min(100, (audio.currentTime / total) * 100)}%`;
+}
+
+function seek(event) {
+  const box = event.currentTarget.getBoundingClientRect();
+  const total = Number($("#timeline").dataset.duration || 0);
+  $("#player-audio").currentTime = ((event.clientX - box.left) / box.width) * total;
+}
+
+async function downloadReport() {
+  // A link cannot carry the key: fetch with it, hand the browser the file.
+  const day = reportDate();
+  const response = await fetch(`/reports/agents.csv?date=${encodeURIComponent(day)}`,
+                               { headers: { Authorization: `Bearer ${apiKey()}` } });
+  if (!response.ok) {
+    $("#report-message").textContent = `CSV not available: ${response.status}`;
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = `agents-${day}.csv`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
 function showBoard() {
   $("#login").hidden = true;
   $("#board").hidden = false;
   connect();
   refreshOrphans();
+  showReport();
 }
 
 function start() {
@@ -454,6 +585,10 @@ function start() {
   });
   $("#logout").addEventListener("click", () => logout());
   $("#campaign-form").addEventListener("submit", createCampaign);
+  $("#report-form").addEventListener("submit", showReport);
+  $("#report-csv").addEventListener("click", downloadReport);
+  $("#player-audio").addEventListener("timeupdate", followPlayer);
+  $("#timeline").addEventListener("click", seek);
   setInterval(tick, 1000);
   if (apiKey()) showBoard();
   else logout();

@@ -233,6 +233,9 @@ async def test_screen_pop_and_disposition(pg_url: str, tmp_path: Path, db) -> No
                     pop = await asyncio.wait_for(_next_event(stream, "screen-pop"), 20)
                 assert pop["lead"]["name"] == "Pat Doe" and pop["lead"]["data"] == {"plan": "gold"}
                 assert pop["campaign"]["id"] == cid and pop["attempt"]["number"] == 1
+                # The whole pop, as every call's: the contact (made by the call) and its calls.
+                assert pop["contact"]["phone"] == pop["number"] == "+12125550007"
+                assert isinstance(pop["last_calls"], list) and isinstance(pop["tasks"], list)
                 await agent.wait_event("CALL_CLOSED", timeout=10)  # the customer hangs up
                 now = engine.ua.loop.time()
                 assert engine.switchboard.presence.state("101", now=now).value == "wrap-up"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recordings import CallRecorder, RecordingError, recover_recording
+from recordings import CallRecorder, RecordingError, TalkTimeline, recover_recording, talk_timeline
 from recordings.recorder import _wav_header
 
 from ._audio import RATE, read_stereo, tone, voice
@@ -148,3 +148,30 @@ def test_after_a_real_kill_9(tmp_path: Path) -> None:
     size = struct.unpack("<I", path.read_bytes()[40:44])[0]
     assert size == recovered.frames * FRAME * 4
     assert os.path.getsize(path) >= 44 + size
+
+
+def test_the_timeline_says_who_spoke_when(tmp_path: Path) -> None:
+    """Customer 0-2 s and 4-6 s, agent 2-6 s, silence 6-8 s: the timeline's runs, within the
+    VAD's smoothing (a frame or a few), and the same analytics as the recorder's."""
+    customer, agent = conversation()
+    rec = record(tmp_path / "call.wav", customer, agent)
+    rec.close()
+    timeline = talk_timeline(tmp_path / "call.wav")
+    assert timeline["duration_seconds"] == pytest.approx(8.0, abs=0.05)
+    runs = [(s["who"], s["start"], s["end"]) for s in timeline["segments"]]
+    assert [who for who, _, _ in runs] == ["customer", "agent", "customer"]
+    for (_, start, end), (want_start, want_end) in zip(runs, [(0, 2), (2, 6), (4, 6)], strict=True):
+        assert start == pytest.approx(want_start, abs=0.15)
+        assert end == pytest.approx(want_end, abs=0.15)
+    assert timeline["analytics"] == rec.result().analytics.to_dict()  # type: ignore[union-attr]
+
+
+def test_the_timeline_bridges_short_pauses_only() -> None:
+    timeline = TalkTimeline(gap_frames=2)
+    for customer in "11001000111":
+        timeline.add(customer == "1", False)
+    assert timeline.segments() == [
+        {"who": "customer", "start": 0.0, "end": 0.1},  # the 2-frame pause is bridged
+        {"who": "customer", "start": 0.16, "end": 0.22},
+    ]
+    assert timeline.duration_seconds == 0.22
