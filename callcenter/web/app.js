@@ -431,15 +431,24 @@ async function refreshOrphans() {
 
 function reportDate() {
   const input = $("#report-form").elements.date;
-  if (!input.value) input.value = new Date().toISOString().slice(0, 10);
+  if (!input.value) {
+    const now = new Date();  // today where the supervisor is, not in UTC
+    input.value = new Date(now.getTime() - now.getTimezoneOffset() * 60000)
+      .toISOString().slice(0, 10);
+  }
   return input.value;
+}
+
+function reportQuery() {
+  // The day as a calendar day in the supervisor's own time zone.
+  const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  return `date=${encodeURIComponent(reportDate())}&tz=${encodeURIComponent(tz)}`;
 }
 
 async function showReport(event) {
   if (event) event.preventDefault();
-  const day = reportDate();
   try {
-    const report = await api("GET", `/reports/agents?date=${encodeURIComponent(day)}`);
+    const report = await api("GET", `/reports/agents?${reportQuery()}`);
     fill("#report", report.agents, (a) => {
       const tr = document.createElement("tr");
       tr.dataset.agent = a.agent;
@@ -541,7 +550,7 @@ function seek(event) {
 async function downloadReport() {
   // A link cannot carry the key: fetch with it, hand the browser the file.
   const day = reportDate();
-  const response = await fetch(`/reports/agents.csv?date=${encodeURIComponent(day)}`,
+  const response = await fetch(`/reports/agents.csv?${reportQuery()}`,
                                { headers: { Authorization: `Bearer ${apiKey()}` } });
   if (!response.ok) {
     $("#report-message").textContent = `CSV not available: ${response.status}`;

@@ -103,6 +103,15 @@ async def test_agent_day_report_as_json_and_csv(engine: Engine) -> None:
         async with http.get(api_url(engine, "/reports/agents?date=yesterday"),
                             headers=bearer(ADMIN_KEY)) as r:  # fmt: skip
             assert r.status == 400
+        async with http.get(url + "&tz=Mars/Olympus", headers=bearer(ADMIN_KEY)) as r:
+            assert r.status == 400
+        # Kiribati's day (UTC+14) ends at 10:00 UTC, before any of the day's calls: they are
+        # its next day's.
+        zoned = {}
+        for when in (day, day + timedelta(days=1)):
+            query = f"/reports/agents?date={when.isoformat()}&tz=Pacific/Kiritimati"
+            async with http.get(api_url(engine, query), headers=bearer(ADMIN_KEY)) as r:
+                zoned[when] = (await r.json())["agents"]
         async with http.get(api_url(engine, f"/reports/agents.csv?date={day.isoformat()}"),
                             headers=bearer(ADMIN_KEY)) as r:  # fmt: skip
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
@@ -119,6 +128,7 @@ async def test_agent_day_report_as_json_and_csv(engine: Engine) -> None:
         "average_handle_seconds": 110.0, "dispositions": {"callback": 1, "sale": 1},
     }  # fmt: skip
     assert (second["agent"], second["outbound"], second["average_wrap_seconds"]) == ("102", 1, 0)
+    assert zoned[day] == [] and zoned[day + timedelta(days=1)] == report["agents"]
     assert [row["agent"] for row in table] == ["101", "102"]
     assert table[0]["average_handle_seconds"] == "110.0"
     assert (table[0]["sale"], table[0]["callback"], table[0]["dnc"]) == ("1", "1", "0")
