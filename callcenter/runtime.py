@@ -13,6 +13,7 @@ from pathlib import Path
 from crm_bridge import (
     CrmStore,
     DialogStore,
+    ForwardingStore,
     MonitoringStore,
     OutboxWorker,
     RegistrationStore,
@@ -51,6 +52,7 @@ from .dialing import PbxLines, ScreenPops
 from .dialogs import PersistentDialogs
 from .engine import Engine
 from .events import AgentEvents
+from .forwarding import SharedForwarding
 from .ivr_glue import SwitchboardActions, load_flows, serve_dids
 from .journal import CallJournal, MonitorAudit, close_interrupted_calls, responsible_of
 from .keepalive import Keepalives
@@ -222,6 +224,14 @@ async def start_engine(
         or any(d.route.startswith("voicemail:") for d in config.dids)
     ):
         _wire_queues(switchboard, config, data_dir or config.data_dir, recordings_root)
+    forwarding = None
+    if database is not None:
+        # DND and forwarding as phones and the API left them, on any node.
+        forwarding = SharedForwarding(
+            ForwardingStore(database.pool, node=config.crm.node or socket.gethostname()),
+            switchboard,
+        )
+        await forwarding.start()
     if store is not None:
         # A known customer's responsible manager rings first when the call is for their group.
         switchboard.first_for = functools.partial(responsible_of, store)
@@ -289,6 +299,7 @@ async def start_engine(
         campaigns=campaigns,
         ivr=ivr,
         bindings=bindings,
+        forwarding=forwarding,
         dialogs=dialogs,
         status_callbacks=StatusCallbacks(switchboard.events),
         prompts=PromptCache(

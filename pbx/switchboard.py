@@ -175,6 +175,8 @@ class Switchboard:
         """Extensions held busy by hold()."""
         self.forwarding: dict[str, Forwarding] = {}
         """DND and forwarding of each extension now (set_forwarding changes it)."""
+        self.on_forwarding: Callable[[str, Forwarding], None] | None = None
+        """Told every change a phone or the API makes (the engine stores it for every node)."""
         for number, ext in extensions.items():
             self.forwarding[number] = ext.forwarding
             if ext.forwarding.dnd:
@@ -218,12 +220,15 @@ class Switchboard:
 
         return release
 
-    def set_forwarding(self, extension: str, settings: Forwarding) -> None:
+    def set_forwarding(self, extension: str, settings: Forwarding, *, stored: bool = False) -> None:
         """Change an extension's DND and forwarding (feature codes, the API); DND shows in
-        presence as away."""
+        presence as away. `on_forwarding` hears the change unless it comes from the store
+        (`stored`: loaded at start, another node's change, or already written)."""
         self.forwarding[extension] = settings
         self.presence.set_dnd(extension, settings.dnd, now=self.ua.loop.time())
         logger.info("forwarding of %s: %s", extension, settings.to_json())
+        if not stored and self.on_forwarding is not None:
+            self.on_forwarding(extension, settings)
 
     def reachable(self, members: Iterable[str], *, now: float) -> dict[str, list[Binding]]:
         """The members who can take a call now (available, not busy, registered): their phones."""

@@ -11,11 +11,17 @@ out through.
   ID and a Diversion header, and is journaled as one call.
 - A customer's call to a DID routed to 102, who forwards to a mobile: out through the trunk
   presenting the customer's number; one inbound row, 102 as its agent.
+- Two nodes on one database: a code dialled on one and a PUT on the other reach both; a
+  restarted node has them (DND still refuses 101's call), and a code dialled after the restart
+  reaches the other node again.
+
+The tests store settings in PostgreSQL, so each runs on a database of its own (`crm_url`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -46,13 +52,23 @@ def carrier_port() -> int:
 
 
 @pytest.fixture
-async def fwd_engine(pg_url: str, tmp_path: Path, carrier_port: int) -> AsyncIterator[Engine]:
+async def db(crm_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """This module's own database: the settings its tests store must not reach other tests."""
+    conn = await asyncpg.connect(crm_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def fwd_engine(crm_url: str, tmp_path: Path, carrier_port: int) -> AsyncIterator[Engine]:
     trunk = (
         f'[[trunks]]\nname = "carrier"\nallow_from = ["{carrier.CARRIER_IP}"]\n'
         f'outbound = "127.0.0.1:{carrier_port}"\ncaller_id = "+12125550100"\n\n'
         f'[[dids]]\nnumber = "{DID}"\ntrunk = "carrier"\nroute = "agent:102"\n'
     )
-    engine = await start_engine(engine_config(extra=trunk), database_url=pg_url, data_dir=tmp_path)
+    engine = await start_engine(engine_config(extra=trunk), database_url=crm_url, data_dir=tmp_path)
     try:
         yield engine
     finally:
@@ -227,3 +243,62 @@ async def test_the_configuration_sets_dnd_and_forwarding_at_start(
                 assert (await r.json())["state"] == "away"
     finally:
         await engine.stop()
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Wait for a change another node announced (NOTIFY) to reach `condition`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"not {what} within {timeout}s"
+        await asyncio.sleep(0.02)
+
+
+async def test_settings_survive_a_restart_and_reach_every_node(
+    crm_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    config_a, config_b = engine_config(), engine_config()
+    node_a = await start_engine(config_a, database_url=crm_url, data_dir=tmp_path / "a")
+    node_b = await start_engine(config_b, database_url=crm_url, data_dir=tmp_path / "b")
+    try:
+        async with (
+            phone(node_a, "101", tmp_path) as a101,
+            phone(node_a, "102", tmp_path) as a102,
+            aiohttp.ClientSession() as http,
+        ):
+            await a101.wait_registered()
+            await a102.wait_registered()
+            # A phone's code on A reaches B; B's API change reaches A.
+            await feature(a102, "*78")
+            await until(lambda: node_b.switchboard.presence.dnd("102"), "DND on node B")
+            body = {"busy": "103", "no_answer_after": 7}
+            async with http.put(
+                api_url(node_b, "/agents/102/forwarding"), json=body, headers=bearer()
+            ) as r:
+                assert r.status == 200, await r.text()
+            expected = Forwarding(dnd=True, busy="103", no_answer_after=7.0)
+            await until(lambda: node_a.switchboard.forwarding["102"] == expected, "B's PUT on A")
+            row = await db.fetchrow("SELECT * FROM agent_forwarding WHERE extension = '102'")
+            assert row is not None and (row["dnd"], row["forward_busy"]) == (True, "103")
+            assert row["node"] == config_b.crm.node
+
+            # A restarted: the stored settings win over the configuration's (none here).
+            await node_a.stop()
+            node_a = await start_engine(config_a, database_url=crm_url, data_dir=tmp_path / "a")
+            assert node_a.switchboard.forwarding["102"] == expected
+            assert node_a.switchboard.presence.dnd("102")
+            async with http.get(api_url(node_a, "/agents/102/forwarding"), headers=bearer()) as r:
+                assert (await r.json())["dnd"] is True
+            # DND with a busy forward: 101's call goes to 103, who has no phone: 480.
+            await a101.dial("102")
+            closed = await a101.wait_event("CALL_CLOSED", timeout=5)
+            assert "480" in str(closed.get("param")), closed
+            assert not a102.events_of("CALL_INCOMING")
+
+            # After the restart, a code on A still reaches B.
+            await feature(a102, "*79")
+            await until(lambda: not node_b.switchboard.presence.dnd("102"), "DND off on B")
+            assert node_b.switchboard.forwarding["102"].busy == "103"
+    finally:
+        await node_a.stop()
+        await node_b.stop()
