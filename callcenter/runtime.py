@@ -218,12 +218,24 @@ async def start_engine(
         monitor=config.monitor,
         music_on_hold=sip.music_on_hold,
     )
+    # Prompts spoken by espeak-ng (in a thread; each text made once, kept on disk): the parked
+    # slot, queue positions, the API's /play.
+    prompts = PromptCache(
+        config.ivr.prompt_cache or (data_dir or config.data_dir) / "prompts",
+        espeak="espeak-ng" if config.ivr.tts else None,
+    )
+    if prompts.espeak is not None:
+
+        async def speak(text: str) -> Path:
+            return await asyncio.to_thread(prompts.speak, text)
+
+        switchboard.speak = speak
     if (
         config.queues
         or config.voicemail
         or any(d.route.startswith("voicemail:") for d in config.dids)
     ):
-        _wire_queues(switchboard, config, data_dir or config.data_dir, recordings_root)
+        _wire_queues(switchboard, config, recordings_root)
     forwarding = None
     if database is not None:
         # DND and forwarding as phones and the API left them, on any node.
@@ -302,10 +314,7 @@ async def start_engine(
         forwarding=forwarding,
         dialogs=dialogs,
         status_callbacks=StatusCallbacks(switchboard.events),
-        prompts=PromptCache(
-            config.ivr.prompt_cache or (data_dir or config.data_dir) / "prompts",
-            espeak="espeak-ng" if config.ivr.tts else None,
-        ),
+        prompts=prompts,
     )
     if sip.keepalive_interval > 0:
         engine.keepalives = Keepalives(ua, registrar, interval=sip.keepalive_interval)
@@ -338,22 +347,12 @@ async def _end_interrupted(dialogs: PersistentDialogs, left: list[StoredDialog])
     await dialogs.end_interrupted(left)
 
 
-def _wire_queues(
-    switchboard: Switchboard, config: Config, data_dir: Path, recordings_root: Path
-) -> None:
-    """The queues speak with the IVR's prompt cache (espeak-ng, in a thread; each text made
-    once, kept on disk) and leave voicemail beside the recordings."""
-    cache = PromptCache(
-        config.ivr.prompt_cache or data_dir / "prompts",
-        espeak="espeak-ng" if config.ivr.tts else None,
-    )
+def _wire_queues(switchboard: Switchboard, config: Config, recordings_root: Path) -> None:
+    """The queues speak with the switchboard's prompts and leave voicemail beside the
+    recordings."""
     desk = switchboard.queues
-    if cache.espeak is not None:
-
-        async def speak(text: str) -> Path:
-            return await asyncio.to_thread(cache.speak, text)
-
-        desk.speak = speak
+    if switchboard.speak is not None:
+        desk.speak = switchboard.speak
     else:
         logger.warning("queues: espeak-ng is missing, callers hear tones instead of positions")
     desk.voicemail_dir = recordings_root / "voicemail"
