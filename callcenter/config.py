@@ -22,7 +22,7 @@ from pbx.callerid import ANONYMOUS, OutboundIdentity
 from pbx.forwarding import Forwarding, ForwardingError
 from pbx.monitor import MonitorSettings
 from pbx.pickup import PickupGroup
-from pbx.queue import QUEUE_STRATEGIES, QueueConfig, QueueMember, VoicemailBox
+from pbx.queue import QUEUE_STRATEGIES, RESPONSIBLE, QueueConfig, QueueMember, VoicemailBox
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 from telephony.aio.addresses import DEFAULT_LOCAL_NETWORKS, is_ip, parse_networks
 from telephony.call.offer_answer import SRTP_POLICIES
@@ -1204,7 +1204,7 @@ class _Reader:
         allowed = {
             "name", "members", "strategy", "member_timeout", "wrap_up", "max_wait",
             "max_length", "overflow", "announce_every", "service_level", "callback_digit",
-            "owner", "music", "greeting",
+            "owner", "music", "greeting", "voicemail_greeting",
         }  # fmt: skip
         entries = self._table_list(items, "queues")
         names = {str(item.get("name")) for item in entries if isinstance(item, dict)}
@@ -1242,20 +1242,22 @@ class _Reader:
                 raise fail(index, "strategy", f"queue {name}: strategy must be one of "
                            + ", ".join(QUEUE_STRATEGIES))  # fmt: skip
             owner = item.get("owner")
-            if owner is not None and str(owner) not in extensions:
-                raise fail(index, "owner", f"queue {name}: owner {owner} is no extension")
+            if owner is not None and str(owner) not in extensions and owner != RESPONSIBLE:
+                raise fail(index, "owner", f"queue {name}: owner {owner} is no extension"
+                           f" (nor {RESPONSIBLE!r})")  # fmt: skip
             overflow = str(item.get("overflow", "callback"))
             kind, _, target = overflow.partition(":")
             valid = (
-                overflow == "callback"
+                overflow in ("callback", "voicemail")
                 or (kind == "queue" and target in names and target != name)
                 or (kind == "ringgroup" and target in groups)
                 or (kind in ("agent", "voicemail") and target in extensions)
             )
             if not valid:
                 raise fail(index, "overflow", f"queue {name}: overflow must be callback, "
-                           "queue:OTHER, ringgroup:NAME, agent:EXT or voicemail:EXT of this "
-                           f"config, got {overflow!r}")  # fmt: skip
+                           "queue:OTHER, ringgroup:NAME, agent:EXT, voicemail:EXT of this "
+                           "config or voicemail (the queue's own box), "
+                           f"got {overflow!r}")  # fmt: skip
             digit = str(item.get("callback_digit", "1"))
             if digit not in ("", *"0123456789*#"):
                 raise fail(index, "callback_digit", f"queue {name}: callback_digit must be one"
@@ -1264,11 +1266,10 @@ class _Reader:
             if music is not None:
                 music = str(self._existing_file(music, f"queue {name}: music", table="queues",
                                                 key="music", index=index))  # fmt: skip
-            greeting = item.get("greeting")
-            if greeting is not None and str(greeting).endswith(".wav"):
-                greeting = self._existing_file(
-                    greeting, f"queue {name}: greeting", table="queues", key="greeting", index=index
-                )
+            greeting, box_greeting = (
+                self._queue_prompt(item.get(key), f"queue {name}: {key}", key, index)
+                for key in ("greeting", "voicemail_greeting")
+            )
 
             def number(
                 key: str,
@@ -1301,10 +1302,19 @@ class _Reader:
                     callback_digit=digit,
                     owner=str(owner) if owner is not None else None,
                     music=music,
-                    greeting=str(greeting) if greeting is not None else None,
+                    greeting=greeting,
+                    voicemail_greeting=box_greeting,
                 )
             )
         return tuple(result)
+
+    def _queue_prompt(self, value: object, what: str, key: str, index: int) -> str | None:
+        """A queue's prompt: a WAV that must exist, or a text for espeak-ng."""
+        if value is None:
+            return None
+        if str(value).endswith(".wav"):
+            return str(self._existing_file(value, what, table="queues", key=key, index=index))
+        return str(value)
 
     def dids(
         self,

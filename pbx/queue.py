@@ -50,7 +50,8 @@ class QueueConfig:
     """Callers waiting at most (0: no limit); one more goes to the overflow at once."""
     overflow: str = "callback"
     """Where callers over max_wait or max_length go: queue:NAME, ringgroup:NAME, agent:EXT,
-    voicemail:OWNER or callback (a callback task for the owner)."""
+    voicemail:OWNER, voicemail (the queue's own box, for its owner) or callback (a callback
+    task for the owner)."""
     announce_every: float = 30.0
     """Seconds between position and estimated-wait announcements (0: none)."""
     service_level: float = 20.0
@@ -58,21 +59,42 @@ class QueueConfig:
     callback_digit: str = "1"
     """The digit a waiting caller presses to be called back, keeping its place ('' off)."""
     owner: str | None = None
-    """Gets the callback tasks and voicemail of the queue."""
+    """Gets the callback tasks and voicemail of the queue: an extension, or RESPONSIBLE (the
+    caller's responsible manager in the CRM; nobody for an unknown caller)."""
     music: str | None = None
     """Music on hold for the waiting callers (a WAV; None: the engine's music on hold)."""
     greeting: str | None = None
     """Played once when a caller joins (a WAV or a text for espeak-ng)."""
+    voicemail_greeting: str | None = None
+    """What callers hear in the queue's own box before the tone (a WAV or a text); None:
+    queue_voicemail_greeting(name)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in QUEUE_STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(QUEUE_STRATEGIES)}")
         kind, _, target = self.overflow.partition(":")
-        if kind not in OVERFLOW_KINDS or (kind != "callback" and not target):
+        if kind not in OVERFLOW_KINDS or (kind not in ("callback", "voicemail") and not target):
             raise ValueError(
-                "overflow must be queue:NAME, ringgroup:NAME, agent:EXT, voicemail:OWNER or "
-                f"callback, got {self.overflow!r}"
+                "overflow must be queue:NAME, ringgroup:NAME, agent:EXT, voicemail:OWNER, "
+                f"voicemail or callback, got {self.overflow!r}"
             )
+
+    @property
+    def voicemail_box(self) -> VoicemailBox:
+        """The queue's own box (overflow = "voicemail"); its owner is resolved per call."""
+        greeting = self.voicemail_greeting or queue_voicemail_greeting(self.name)
+        return VoicemailBox(self.owner or "", greeting)
+
+
+RESPONSIBLE = "responsible"
+"""A queue owner: the caller's responsible manager (the CRM contact's)."""
+
+
+def queue_voicemail_greeting(name: str) -> str:
+    return (
+        f"You have reached {name}. Nobody can take your call now. Please leave a message "
+        "after the tone, and press hash when done."
+    )
 
 
 @dataclass(frozen=True)
