@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, OAuthClient, RetryPolicy, endpoint_problems
 from ivr import FlowError, load_flow
+from pbx.blf import BlfGroup
 from pbx.callerid import ANONYMOUS, OutboundIdentity
 from pbx.forwarding import Forwarding, ForwardingError
 from pbx.monitor import MonitorSettings
@@ -290,6 +291,7 @@ TOP_LEVEL_TABLES = {
     "recordings",
     "crm",
     "pickup_groups",
+    "blf_groups",
     "monitor",
     "ivr",
     "log",
@@ -345,6 +347,8 @@ class Config:
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
     pickup_groups: tuple[PickupGroup, ...] = ()
+    blf_groups: tuple[BlfGroup, ...] = ()
+    """Who may watch whose line (BLF); none: every extension every other."""
     """Agents who may pick up each other's ringing calls (*8, **EXT); one may be in several."""
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     ivr: IvrSettings = field(default_factory=IvrSettings)
@@ -551,6 +555,7 @@ class _Reader:
             queues=queues,
             voicemail=self.voicemail(data.get("voicemail", []), {a.extension for a in accounts}),
             pickup_groups=pickup_groups,
+            blf_groups=self.blf_groups(data.get("blf_groups", []), {a.extension for a in accounts}),
             monitor=MonitorSettings(beep=monitor.get("beep", False)),
             ivr=ivr,
             presence=PresenceSettings(wrap_up_seconds=wrap_up),
@@ -898,6 +903,30 @@ class _Reader:
                     index=index,
                 )
             result.append(PickupGroup(name, tuple(str(m) for m in members)))
+        return tuple(result)
+
+    def blf_groups(self, items: Any, extensions: set[str]) -> tuple[BlfGroup, ...]:
+        result, seen = [], set[str]()
+        for index, item in enumerate(self._table_list(items, "blf_groups")):
+            self._check_keys(item, {"name", "members", "watchers"}, "blf_groups", index)
+            name = self._name(item, "name", "blf_groups", index, seen)
+            lists = []
+            for key in ("members", "watchers"):
+                value = item.get(key, [] if key == "watchers" else None)
+                if (
+                    not isinstance(value, list)
+                    or (key == "members" and not value)
+                    or any(str(v) not in extensions for v in value)
+                ):
+                    raise self.fail(
+                        f"BLF group {name}: {key} must be a list of extensions"
+                        + (" (at least one)" if key == "members" else ""),
+                        table="blf_groups",
+                        key=key,
+                        index=index,
+                    )
+                lists.append(tuple(str(v) for v in value))
+            result.append(BlfGroup(name, lists[0], lists[1]))
         return tuple(result)
 
     def _table_list(self, items: Any, table: str) -> list[dict[str, Any]]:

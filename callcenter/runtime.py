@@ -37,6 +37,8 @@ from pbx import (
     Switchboard,
 )
 from pbx import events as pbx_events
+from pbx.blf import EVENT as BLF_EVENT
+from pbx.blf import WatchPolicy
 from pbx.events import EventBus
 from recordings import RecordingStore
 from telephony.aio import EndpointConfig, TaskSet, UserAgent, UserAgentConfig
@@ -116,6 +118,7 @@ async def start_engine(
             tls_client=tls_client,
             overload=sip.overload,
             allowed_methods=DEFAULT_METHODS | {"SUBSCRIBE"},  # BLF (pbx.blf_service)
+            allow_events=frozenset({BLF_EVENT}),
         ),
         rtp_ports=sip.rtp_ports,
         rtp_inactivity_timeout=sip.rtp_inactivity_timeout,
@@ -244,6 +247,7 @@ async def start_engine(
             switchboard,
         )
         await forwarding.start()
+    switchboard.blf.policy = WatchPolicy(config.blf_groups)
     if store is not None:
         # A known customer's responsible manager rings first when the call is for their group.
         switchboard.first_for = functools.partial(responsible_of, store)
