@@ -1,6 +1,9 @@
-"""[[queues]]: what a good entry gives, and a clear `file:line: reason` for each mistake."""
+"""[[queues]] and [[blf_groups]]: what a good entry gives, and a clear `file:line: reason` for
+each mistake."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -87,3 +90,20 @@ def test_a_queue_with_its_own_box_for_the_callers_manager() -> None:
         'voicemail_greeting = "Sales is closed."\n'
     )
     assert said.queues[0].voicemail_box.greeting == "Sales is closed."
+
+
+def test_blf_groups() -> None:
+    config = parse_config(
+        BASE + '[[blf_groups]]\nname = "floor"\nmembers = ["101"]\nwatchers = ["102"]\n'
+    )
+    (group,) = config.blf_groups
+    assert (group.name, group.members, group.watchers) == ("floor", ("101",), ("102",))
+    assert parse_config(BASE).blf_groups == ()
+    for entry, reason in (
+        ('members = ["999"]', "members must be a list of extensions"),
+        ("members = []", "members must be a list of extensions (at least one)"),
+        ('members = ["101"]\nwatchers = "102"', "watchers must be a list of extensions"),
+        ('members = ["101"]\nwho = 1', "unknown key 'who'"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(reason)):
+            parse_config(BASE + f'[[blf_groups]]\nname = "floor"\n{entry}\n')
