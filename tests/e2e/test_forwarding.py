@@ -302,3 +302,40 @@ async def test_settings_survive_a_restart_and_reach_every_node(
     finally:
         await node_a.stop()
         await node_b.stop()
+
+
+async def test_bad_rows_are_skipped_and_a_database_outage_loses_nothing(
+    crm_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """A hand-edited row that is not valid is ignored at start (the configuration's settings
+    stay), as is one of an extension this node does not have. While the table cannot be
+    written, PUT answers 503 and changes nothing; a phone's change waits and is stored once
+    the database is back."""
+    await db.execute(
+        "INSERT INTO agent_forwarding (extension, forward_always, no_answer_after, node)"
+        " VALUES ('102', 'sip:nowhere', 20, 'elsewhere'), ('777', '103', 20, 'elsewhere')"
+    )
+    engine = await start_engine(engine_config(), database_url=crm_url, data_dir=tmp_path)
+    try:
+        assert engine.switchboard.forwarding["102"] == Forwarding()
+        assert "777" not in engine.switchboard.forwarding
+        assert engine.forwarding is not None
+        engine.forwarding.retry_delay = 0.1
+        await db.execute("ALTER TABLE agent_forwarding RENAME TO agent_forwarding_away")
+        url = api_url(engine, "/agents/103/forwarding")
+        async with aiohttp.ClientSession() as http:
+            async with http.put(url, json={"dnd": True}, headers=bearer()) as r:
+                assert r.status == 503, await r.text()
+                assert "database" in (await r.json())["error"]["reason"]
+            assert engine.switchboard.forwarding["103"] == Forwarding()
+            # What *78 does: the change holds at once and is written when it can be.
+            engine.switchboard.set_forwarding("104", Forwarding(dnd=True))
+            with pytest.raises(TimeoutError):
+                await engine.forwarding.flush(timeout=0.5)
+            await db.execute("ALTER TABLE agent_forwarding_away RENAME TO agent_forwarding")
+            await engine.forwarding.flush(timeout=5)
+        row = await db.fetchrow("SELECT dnd, node FROM agent_forwarding WHERE extension = '104'")
+        assert row is not None and row["dnd"] is True
+        assert row["node"] == engine.config.crm.node
+    finally:
+        await engine.stop()
