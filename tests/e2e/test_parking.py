@@ -16,7 +16,7 @@ import pytest
 
 from callcenter.runtime import Engine
 from pbx.b2bua import RINGBACK
-from pbx.parking import announcement
+from pbx.parking import ParkingLot, announcement
 from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 
@@ -182,3 +182,36 @@ async def test_a_phone_parks_by_transfer_to_700_or_by_hash_72(
         ("park", "102", "102", "103"),
         ("park", "103", "103", "104"),
     ]
+
+
+async def test_a_full_lot_refuses_the_phones_park_and_the_call_goes_on(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """One slot, taken: #72 from 104 does nothing (103 and 104 still exchange keys after it),
+    and 104's REFER to 700 gets 503 (baresip then ends its call itself)."""
+    engine.switchboard.parking = ParkingLot(count=1)
+    async with (
+        phone(engine, "101", tmp_path) as a101,
+        phone(engine, "102", tmp_path) as a102,
+        phone(engine, "103", tmp_path) as a103,
+        phone(engine, "104", tmp_path) as a104,
+    ):
+        await connect(a101, a102)
+        first = next(iter(engine.switchboard.active.values()))
+        assert await park(engine, first.a.call_id) == "701"
+        await a102.wait_event("CALL_CLOSED", timeout=10)
+        await connect(a103, a104)
+        second = next(b for b in engine.switchboard.active.values() if b is not first)
+        await a104.send_dtmf("#72")
+        await a103.send_dtmf("1")  # after #72: the call goes on
+        await a104.wait_event("CALL_DTMF_START", timeout=5)
+        assert engine.switchboard.parking.parked() == {"701": first.a.call_id}
+        assert second.b is not None and second.callee == "104" and not second.transferring
+        reply = await a104.command("transfer", f"sip:700@127.0.0.1:{engine.sip_port}")
+        assert reply.get("ok") is not False, reply
+        failed = await a104.wait_event("TRANSFER_FAILED", timeout=5)
+        assert "503" in str(failed.get("param")), failed
+        assert engine.switchboard.parking.parked() == {"701": first.a.call_id}
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await a101.hangup()
+    await _idle(engine)
