@@ -8,6 +8,8 @@ settings: the configuration gives an extension its settings until someone change
 One worker task does the writing and the re-reading in order, so the call path never waits for
 the database: a change not yet written is retried until it is, and a row another node wrote is
 not applied over a newer local change still waiting to be written (that write follows and wins).
+If the listening connection dies, the node listens on a new one and reads every row again, so
+a change made meanwhile on another node is not missed.
 """
 
 from __future__ import annotations
@@ -65,15 +67,19 @@ class SharedForwarding:
         self._idle = asyncio.Event()
         self._idle.set()
         self._worker: asyncio.Task[None] | None = None
+        self._relisten: asyncio.Task[None] | None = None
+        """Listening again after the connection died (then every row is read again)."""
+        self._stopping = False
         switchboard.on_forwarding = self._changed
 
     async def start(self) -> int:
         """Listen for other nodes' changes, then load the stored settings over the
         configuration's; returns how many extensions had stored settings."""
         try:
-            await self.store.listen(self._heard)
+            await self.store.listen(self._heard, self._lost)
         except (OSError, asyncpg.PostgresError):
-            logger.exception("forwarding: cannot LISTEN; other nodes' changes arrive at restart")
+            logger.exception("forwarding: cannot LISTEN; trying again")
+            self._lost()
         loaded = 0
         for row in await self.store.load():
             loaded += self._apply(row)
@@ -94,14 +100,16 @@ class SharedForwarding:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Write what is left (for `timeout` seconds at most), stop listening."""
+        self._stopping = True
         try:
             await self.flush(timeout)
         except TimeoutError:
             logger.error("forwarding: changes of %s not stored at stop", sorted(self._writes))
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-            self._worker = None
+        for task in (self._worker, self._relisten):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._worker = self._relisten = None
         with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             await self.store.close()
 
@@ -114,6 +122,29 @@ class SharedForwarding:
     def _heard(self, extension: str) -> None:
         self._reads.add(extension)
         self._kick()
+
+    def _lost(self) -> None:
+        if self._stopping:
+            return
+        if self._relisten is None or self._relisten.done():
+            logger.error("forwarding: the LISTEN connection is gone; listening again")
+            self._relisten = asyncio.get_running_loop().create_task(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        """Listen on a new connection, then read every row: what other nodes changed while
+        nobody listened is applied too."""
+        while True:
+            try:
+                await self.store.listen(self._heard, self._lost)
+                rows = await self.store.load()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.error("forwarding: cannot LISTEN yet (retrying): %s", exc)
+                await asyncio.sleep(self.retry_delay)
+                continue
+            self._reads.update(row.extension for row in rows)
+            self._kick()
+            logger.info("forwarding: listening again")
+            return
 
     def _kick(self) -> None:
         self._idle.clear()

@@ -339,3 +339,28 @@ async def test_bad_rows_are_skipped_and_a_database_outage_loses_nothing(
         assert row["node"] == engine.config.crm.node
     finally:
         await engine.stop()
+
+
+async def test_a_node_whose_listen_connection_died_catches_up(
+    crm_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """PostgreSQL ends B's LISTEN connection (a restart, a network cut); A's change made
+    meanwhile is not lost on B: B listens again, reads every row, and hears later changes."""
+    node_a = await start_engine(engine_config(), database_url=crm_url, data_dir=tmp_path / "a")
+    node_b = await start_engine(engine_config(), database_url=crm_url, data_dir=tmp_path / "b")
+    try:
+        assert node_a.forwarding is not None and node_b.forwarding is not None
+        node_b.forwarding.retry_delay = 0.1
+        pid = node_b.forwarding.store.listener_pid
+        assert pid is not None
+        await node_a.forwarding.save("102", Forwarding(always="103"))  # B hears this one
+        await until(lambda: node_b.switchboard.forwarding["102"].always == "103", "on B")
+        assert await db.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await node_a.forwarding.save("104", Forwarding(dnd=True))
+        await until(lambda: node_b.switchboard.presence.dnd("104"), "B caught up", timeout=10)
+        assert node_b.forwarding.store.listener_pid not in (None, pid)
+        await node_a.forwarding.save("104", Forwarding())
+        await until(lambda: not node_b.switchboard.presence.dnd("104"), "B hears again")
+    finally:
+        await node_a.stop()
+        await node_b.stop()
