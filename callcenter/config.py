@@ -1233,7 +1233,7 @@ class _Reader:
         allowed = {
             "name", "members", "strategy", "member_timeout", "wrap_up", "max_wait",
             "max_length", "overflow", "announce_every", "service_level", "callback_digit",
-            "owner", "music", "greeting", "voicemail_greeting",
+            "owner", "music", "greeting", "voicemail_greeting", "when_empty",
         }  # fmt: skip
         entries = self._table_list(items, "queues")
         names = {str(item.get("name")) for item in entries if isinstance(item, dict)}
@@ -1295,6 +1295,10 @@ class _Reader:
             if music is not None:
                 music = str(self._existing_file(music, f"queue {name}: music", table="queues",
                                                 key="music", index=index))  # fmt: skip
+            when_empty = item.get("when_empty", "wait")
+            if when_empty not in ("wait", "overflow"):
+                raise fail(index, "when_empty", f"queue {name}: when_empty must be wait or"
+                           f" overflow, got {when_empty!r}")  # fmt: skip
             greeting, box_greeting = (
                 self._queue_prompt(item.get(key), f"queue {name}: {key}", key, index)
                 for key in ("greeting", "voicemail_greeting")
@@ -1333,6 +1337,7 @@ class _Reader:
                     music=music,
                     greeting=greeting,
                     voicemail_greeting=box_greeting,
+                    when_empty=when_empty,
                 )
             )
         return tuple(result)

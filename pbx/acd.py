@@ -26,9 +26,9 @@ from telephony.call import Answered, Ended
 from telephony.media import SampleSource, ToneSource, WavSink, WavSource, read_wav
 
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
-from .presence import Presence
+from .presence import AgentState, Presence
 from .queue import RESPONSIBLE, Full, Queue, QueueConfig, QueuedCaller, VoicemailBox
-from .registrar import Binding
+from .registrar import Binding, Registrar
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,10 @@ class Board(Protocol):
 
     ua: UserAgent
     presence: Presence
+    registrar: Registrar
     music_on_hold: Path | None
     active: dict[str, BridgedCall]
+    first_for: Callable[[str], Awaitable[str | None]] | None
 
     def reachable(self, members: list[str], *, now: float) -> dict[str, list[Binding]]: ...
     def hold(self, extension: str) -> Callable[[], None]: ...
@@ -138,9 +140,11 @@ class QueueDesk:
                 self.sb.conclude(summary)
                 return
         key = summary.call_id
-        joined = queue.join(key, summary.customer or summary.caller, now=self._now())
+        joined = queue.join(
+            key, summary.customer or summary.caller, now=self._now(), staffed=self._staffed(queue)
+        )
         if isinstance(joined, Full):
-            await self._overflow(queue, call, summary, reason="queue-full")
+            await self._overflow(queue, call, summary, reason=joined.reason)
             return
         logger.info("call %s: queue %s at position %d", key, name, joined.position)
         self._legs[key] = call
@@ -469,6 +473,17 @@ class QueueDesk:
         await self._say(call, "Nobody can take your call now. We will call you back.")
         await call.hangup(reason="queue-overflow")
         self._conclude_missed(summary, f"queue-{reason}")
+
+    def _staffed(self, queue: Queue) -> bool:
+        """Someone could answer the queue: a member logged in, with a phone, not away (on a
+        call or in wrap-up counts: they will be free)."""
+        now = self._now()
+        sb = self.sb
+        return any(
+            sb.presence.state(member, now=now) is not AgentState.AWAY
+            and sb.registrar.lookup(member, now=now)
+            for member in queue.logged_in()
+        )
 
     async def _owner(self, queue: Queue, summary: CallSummary) -> str | None:
         """Who gets the queue's callback tasks and voicemail for this caller: the configured

@@ -68,10 +68,15 @@ class QueueConfig:
     voicemail_greeting: str | None = None
     """What callers hear in the queue's own box before the tone (a WAV or a text); None:
     queue_voicemail_greeting(name)."""
+    when_empty: str = "wait"
+    """A caller who finds no member logged in with a phone and not away: "wait" (someone may
+    log in) or "overflow" at once (Asterisk's joinempty = no)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in QUEUE_STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(QUEUE_STRATEGIES)}")
+        if self.when_empty not in ("wait", "overflow"):
+            raise ValueError(f"when_empty must be wait or overflow, got {self.when_empty!r}")
         kind, _, target = self.overflow.partition(":")
         if kind not in OVERFLOW_KINDS or (kind not in ("callback", "voicemail") and not target):
             raise ValueError(
@@ -129,7 +134,10 @@ class Joined:
 
 @dataclass(frozen=True)
 class Full:
-    """The queue holds max_length callers already: the overflow takes this one."""
+    """The queue holds max_length callers already (or, with when_empty = "overflow", has
+    nobody to answer): the overflow takes this one."""
+
+    reason: str = "queue-full"
 
 
 @dataclass
@@ -232,12 +240,19 @@ class Queue:
 
     # -- callers ------------------------------------------------------------------------------
 
-    def join(self, key: str, number: str, *, now: float) -> Joined | Full:
+    def join(self, key: str, number: str, *, now: float, staffed: bool = True) -> Joined | Full:
+        """The caller's place in line, or Full when the overflow takes it at once: the line
+        is at max_length, or nobody could answer (`staffed` False: no member logged in with a
+        phone and not away) and the queue says when_empty = "overflow"."""
         limit = self.config.max_length
         if limit and len(self.callers) >= limit:
             self.stats.overflowed += 1
             logger.info("queue %s: full (%d), %s overflows", self.name, limit, number)
             return Full()
+        if not staffed and self.config.when_empty == "overflow":
+            self.stats.overflowed += 1
+            logger.info("queue %s: nobody to answer, %s overflows", self.name, number)
+            return Full("no-agents")
         self.callers.append(QueuedCaller(key, number, now))
         self.stats.entered += 1
         return Joined(len(self.callers))

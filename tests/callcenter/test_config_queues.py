@@ -47,6 +47,7 @@ def test_a_queue_with_penalties_routed_from_a_did() -> None:
         ('members = ["101"]\nsurprise = 1', 12, "unknown key 'surprise'"),
         ('members = ["101"]\nowner = "999"', 12, "owner 999 is no extension (nor 'responsible')"),
         ('members = ["101"]\nvoicemail_greeting = "gone.wav"', 12, "does not exist"),
+        ('members = ["101"]\nwhen_empty = "leave"', 12, "when_empty must be wait or overflow"),
     ],
 )
 def test_mistakes_name_their_line(entry: str, line: int, reason: str) -> None:
@@ -77,9 +78,10 @@ def test_voicemail_boxes() -> None:
 def test_a_queue_with_its_own_box_for_the_callers_manager() -> None:
     config = parse_config(
         BASE + '[[queues]]\nname = "sales"\nmembers = ["101"]\noverflow = "voicemail"\n'
-        'owner = "responsible"\n'
+        'owner = "responsible"\nwhen_empty = "overflow"\n'
     )
     (queue,) = config.queues
+    assert queue.when_empty == "overflow"
     assert (queue.overflow, queue.owner, queue.voicemail_greeting) == (
         "voicemail", "responsible", None,
     )  # fmt: skip

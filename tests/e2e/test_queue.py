@@ -425,11 +425,11 @@ route = "voicemail:102"
 async def test_a_queue_overflows_to_its_own_voicemail_for_the_callers_manager(
     pg_url: str, tmp_path: Path, db
 ) -> None:
-    """A queue with no agent in (104 has no phone) and `overflow = "voicemail"`: after max
-    wait the caller hears the queue's own greeting (found in its recording) and leaves a
-    message; the message is the call's recording, and the callback task goes to the queue's
-    owner, `responsible`: the caller's manager in the CRM (105), with its task.created event
-    in the outbox for the CRM."""
+    """A queue nobody can answer (its member 104 has no phone) with `when_empty = "overflow"`
+    and `overflow = "voicemail"`: at once (not after max wait) the caller hears the queue's
+    own greeting (found in its recording) and leaves a message; the message is the call's
+    recording, and the callback task goes to the queue's owner, `responsible`: the caller's
+    manager in the CRM (105), with its task.created event in the outbox for the CRM."""
     require("espeak-ng")
     greeting = "Billing cannot answer now. Please leave a message after the tone."
     voice = write_tone_wav(tmp_path / "voice.wav", 700.0, 20.0)
@@ -442,7 +442,8 @@ allow_from = ["{carrier.CARRIER_IP}"]
 [[queues]]
 name = "billing"
 members = ["104"]
-max_wait = 2
+max_wait = 60
+when_empty = "overflow"
 announce_every = 60
 callback_digit = ""
 overflow = "voicemail"
@@ -478,7 +479,8 @@ route = "queue:billing"
             _, heard, _ = read_wav(caller.recorded_wav())
         _, expected, _ = read_wav(PromptCache(tmp_path / "prompts").speak(greeting))
         assert normalized_xcorr(heard, expected)[0] > 0.6
-        assert engine.switchboard.queues.queues["billing"].stats.overflowed == 1
+        stats = engine.switchboard.queues.queues["billing"].stats
+        assert (stats.overflowed, stats.entered) == (1, 0)
         await assert_voicemail_kept(db, tmp_path, number, owner="105")
         task = await poll(
             db,
