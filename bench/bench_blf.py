@@ -5,7 +5,8 @@ Run: .venv/bin/python bench/bench_blf.py [--agents 100] [--changes 200] [--smoke
 
 Pure Python on parsed messages (no sockets): accepting the SUBSCRIBEs, then for each change
 of a line the fan-out (which subscriptions owe a NOTIFY) and building each NOTIFY with its
-dialog-info+xml body, as pbx.blf_service does before it hands them to the transaction layer.
+dialog-info+xml body (naming the caller while the line rings or talks), as pbx.blf_service
+does before it hands them to the transaction layer.
 Figures only. --smoke: 10 agents, 20 changes, for CI.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pbx.blf import LineState, Watchers
+from pbx.blf import LineState, Party, Watchers
 from telephony.sip import NameAddr, SipRequest, SipUri, Via, parse_message
 
 OURS = NameAddr(None, SipUri(scheme="sip", user=None, password=None, host="127.0.0.1",
@@ -63,7 +64,13 @@ def main() -> None:
     for n in range(changes):
         extension = extensions[n % agents]
         state = CYCLE[(n // agents) % len(CYCLE)]
-        for sub in watchers.changed(extension, state, "recipient"):
+        # Ringing and answered: the NOTIFY names the caller (RFC 4235 <remote>), as the engine's.
+        remote = (
+            None
+            if state is LineState.TERMINATED
+            else Party(f"sip:+1202555{n % 10000:04d}@127.0.0.1", "Customer")
+        )
+        for sub in watchers.changed(extension, state, "recipient", remote):
             notify = watchers.notify(sub, state, via=VIA, contact=OURS,
                                      entity=f"sip:{extension}@127.0.0.1", now=1)  # fmt: skip
             bytes(notify.body)

@@ -18,11 +18,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crm_bridge import DEFAULT_ADAPTERS, CrmEndpoint, OAuthClient, RetryPolicy, endpoint_problems
 from ivr import FlowError, load_flow
+from pbx.blf import BlfGroup
 from pbx.callerid import ANONYMOUS, OutboundIdentity
 from pbx.forwarding import Forwarding, ForwardingError
 from pbx.monitor import MonitorSettings
 from pbx.pickup import PickupGroup
-from pbx.queue import QUEUE_STRATEGIES, QueueConfig, QueueMember, VoicemailBox
+from pbx.queue import QUEUE_STRATEGIES, RESPONSIBLE, QueueConfig, QueueMember, VoicemailBox
 from pbx.routing import RING_STRATEGIES, Did, OpeningHours, RingGroup, Trunk
 from telephony.aio.addresses import DEFAULT_LOCAL_NETWORKS, is_ip, parse_networks
 from telephony.call.offer_answer import SRTP_POLICIES
@@ -290,6 +291,7 @@ TOP_LEVEL_TABLES = {
     "recordings",
     "crm",
     "pickup_groups",
+    "blf_groups",
     "monitor",
     "ivr",
     "log",
@@ -345,6 +347,8 @@ class Config:
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
     pickup_groups: tuple[PickupGroup, ...] = ()
+    blf_groups: tuple[BlfGroup, ...] = ()
+    """Who may watch whose line (BLF); none: every extension every other."""
     """Agents who may pick up each other's ringing calls (*8, **EXT); one may be in several."""
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     ivr: IvrSettings = field(default_factory=IvrSettings)
@@ -551,6 +555,7 @@ class _Reader:
             queues=queues,
             voicemail=self.voicemail(data.get("voicemail", []), {a.extension for a in accounts}),
             pickup_groups=pickup_groups,
+            blf_groups=self.blf_groups(data.get("blf_groups", []), {a.extension for a in accounts}),
             monitor=MonitorSettings(beep=monitor.get("beep", False)),
             ivr=ivr,
             presence=PresenceSettings(wrap_up_seconds=wrap_up),
@@ -900,6 +905,30 @@ class _Reader:
             result.append(PickupGroup(name, tuple(str(m) for m in members)))
         return tuple(result)
 
+    def blf_groups(self, items: Any, extensions: set[str]) -> tuple[BlfGroup, ...]:
+        result, seen = [], set[str]()
+        for index, item in enumerate(self._table_list(items, "blf_groups")):
+            self._check_keys(item, {"name", "members", "watchers"}, "blf_groups", index)
+            name = self._name(item, "name", "blf_groups", index, seen)
+            lists = []
+            for key in ("members", "watchers"):
+                value = item.get(key, [] if key == "watchers" else None)
+                if (
+                    not isinstance(value, list)
+                    or (key == "members" and not value)
+                    or any(str(v) not in extensions for v in value)
+                ):
+                    raise self.fail(
+                        f"BLF group {name}: {key} must be a list of extensions"
+                        + (" (at least one)" if key == "members" else ""),
+                        table="blf_groups",
+                        key=key,
+                        index=index,
+                    )
+                lists.append(tuple(str(v) for v in value))
+            result.append(BlfGroup(name, lists[0], lists[1]))
+        return tuple(result)
+
     def _table_list(self, items: Any, table: str) -> list[dict[str, Any]]:
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise self.fail(
@@ -1204,7 +1233,7 @@ class _Reader:
         allowed = {
             "name", "members", "strategy", "member_timeout", "wrap_up", "max_wait",
             "max_length", "overflow", "announce_every", "service_level", "callback_digit",
-            "owner", "music", "greeting",
+            "owner", "music", "greeting", "voicemail_greeting", "when_empty",
         }  # fmt: skip
         entries = self._table_list(items, "queues")
         names = {str(item.get("name")) for item in entries if isinstance(item, dict)}
@@ -1242,20 +1271,22 @@ class _Reader:
                 raise fail(index, "strategy", f"queue {name}: strategy must be one of "
                            + ", ".join(QUEUE_STRATEGIES))  # fmt: skip
             owner = item.get("owner")
-            if owner is not None and str(owner) not in extensions:
-                raise fail(index, "owner", f"queue {name}: owner {owner} is no extension")
+            if owner is not None and str(owner) not in extensions and owner != RESPONSIBLE:
+                raise fail(index, "owner", f"queue {name}: owner {owner} is no extension"
+                           f" (nor {RESPONSIBLE!r})")  # fmt: skip
             overflow = str(item.get("overflow", "callback"))
             kind, _, target = overflow.partition(":")
             valid = (
-                overflow == "callback"
+                overflow in ("callback", "voicemail")
                 or (kind == "queue" and target in names and target != name)
                 or (kind == "ringgroup" and target in groups)
                 or (kind in ("agent", "voicemail") and target in extensions)
             )
             if not valid:
                 raise fail(index, "overflow", f"queue {name}: overflow must be callback, "
-                           "queue:OTHER, ringgroup:NAME, agent:EXT or voicemail:EXT of this "
-                           f"config, got {overflow!r}")  # fmt: skip
+                           "queue:OTHER, ringgroup:NAME, agent:EXT, voicemail:EXT of this "
+                           "config or voicemail (the queue's own box), "
+                           f"got {overflow!r}")  # fmt: skip
             digit = str(item.get("callback_digit", "1"))
             if digit not in ("", *"0123456789*#"):
                 raise fail(index, "callback_digit", f"queue {name}: callback_digit must be one"
@@ -1264,11 +1295,14 @@ class _Reader:
             if music is not None:
                 music = str(self._existing_file(music, f"queue {name}: music", table="queues",
                                                 key="music", index=index))  # fmt: skip
-            greeting = item.get("greeting")
-            if greeting is not None and str(greeting).endswith(".wav"):
-                greeting = self._existing_file(
-                    greeting, f"queue {name}: greeting", table="queues", key="greeting", index=index
-                )
+            when_empty = item.get("when_empty", "wait")
+            if when_empty not in ("wait", "overflow"):
+                raise fail(index, "when_empty", f"queue {name}: when_empty must be wait or"
+                           f" overflow, got {when_empty!r}")  # fmt: skip
+            greeting, box_greeting = (
+                self._queue_prompt(item.get(key), f"queue {name}: {key}", key, index)
+                for key in ("greeting", "voicemail_greeting")
+            )
 
             def number(
                 key: str,
@@ -1301,10 +1335,20 @@ class _Reader:
                     callback_digit=digit,
                     owner=str(owner) if owner is not None else None,
                     music=music,
-                    greeting=str(greeting) if greeting is not None else None,
+                    greeting=greeting,
+                    voicemail_greeting=box_greeting,
+                    when_empty=when_empty,
                 )
             )
         return tuple(result)
+
+    def _queue_prompt(self, value: object, what: str, key: str, index: int) -> str | None:
+        """A queue's prompt: a WAV that must exist, or a text for espeak-ng."""
+        if value is None:
+            return None
+        if str(value).endswith(".wav"):
+            return str(self._existing_file(value, what, table="queues", key=key, index=index))
+        return str(value)
 
     def dids(
         self,

@@ -22,6 +22,7 @@ from .config import Config
 from .database import Database
 from .dialogs import PersistentDialogs
 from .events import AgentEvents, LiveBus
+from .forwarding import SharedForwarding
 from .journal import CallJournal, MonitorAudit
 from .keepalive import Keepalives
 from .live import LiveFeed
@@ -59,6 +60,8 @@ class Engine:
     ivr: IvrService | None = None
     """IVR flows: DIDs routed to `ivr:FLOW`, and the runners broadcasts use."""
     bindings: PersistentBindings | None = None
+    forwarding: SharedForwarding | None = None
+    """DND and forwarding kept in the database, shared by every node."""
     keepalives: Keepalives | None = None
     """OPTIONS pings to registered phones ([sip] keepalive_interval > 0)."""
     dialogs: PersistentDialogs | None = None
@@ -102,6 +105,8 @@ class Engine:
         await self.ua.close()
         if self.bindings is not None:
             await self.bindings.flush()
+        if self.forwarding is not None:
+            await self.forwarding.stop()
         if self.dialogs is not None:
             await self.dialogs.stop()
         if self.outbox is not None:

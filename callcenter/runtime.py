@@ -13,6 +13,7 @@ from pathlib import Path
 from crm_bridge import (
     CrmStore,
     DialogStore,
+    ForwardingStore,
     MonitoringStore,
     OutboxWorker,
     RegistrationStore,
@@ -36,6 +37,8 @@ from pbx import (
     Switchboard,
 )
 from pbx import events as pbx_events
+from pbx.blf import EVENT as BLF_EVENT
+from pbx.blf import WatchPolicy
 from pbx.events import EventBus
 from recordings import RecordingStore
 from telephony.aio import EndpointConfig, TaskSet, UserAgent, UserAgentConfig
@@ -51,6 +54,7 @@ from .dialing import PbxLines, ScreenPops
 from .dialogs import PersistentDialogs
 from .engine import Engine
 from .events import AgentEvents
+from .forwarding import SharedForwarding
 from .ivr_glue import SwitchboardActions, load_flows, serve_dids
 from .journal import CallJournal, MonitorAudit, close_interrupted_calls, responsible_of
 from .keepalive import Keepalives
@@ -115,6 +119,7 @@ async def start_engine(
             tls_client=tls_client,
             overload=sip.overload,
             allowed_methods=DEFAULT_METHODS | {"SUBSCRIBE"},  # BLF (pbx.blf_service)
+            allow_events=frozenset({BLF_EVENT}),
         ),
         rtp_ports=sip.rtp_ports,
         rtp_inactivity_timeout=sip.rtp_inactivity_timeout,
@@ -217,12 +222,33 @@ async def start_engine(
         monitor=config.monitor,
         music_on_hold=sip.music_on_hold,
     )
+    # Prompts spoken by espeak-ng (in a thread; each text made once, kept on disk): the parked
+    # slot, queue positions, the API's /play.
+    prompts = PromptCache(
+        config.ivr.prompt_cache or (data_dir or config.data_dir) / "prompts",
+        espeak="espeak-ng" if config.ivr.tts else None,
+    )
+    if prompts.espeak is not None:
+
+        async def speak(text: str) -> Path:
+            return await asyncio.to_thread(prompts.speak, text)
+
+        switchboard.speak = speak
     if (
         config.queues
         or config.voicemail
         or any(d.route.startswith("voicemail:") for d in config.dids)
     ):
-        _wire_queues(switchboard, config, data_dir or config.data_dir, recordings_root)
+        _wire_queues(switchboard, config, recordings_root)
+    forwarding = None
+    if database is not None:
+        # DND and forwarding as phones and the API left them, on any node.
+        forwarding = SharedForwarding(
+            ForwardingStore(database.pool, node=config.crm.node or socket.gethostname()),
+            switchboard,
+        )
+        await forwarding.start()
+    switchboard.blf.policy = WatchPolicy(config.blf_groups)
     if store is not None:
         # A known customer's responsible manager rings first when the call is for their group.
         switchboard.first_for = functools.partial(responsible_of, store)
@@ -291,12 +317,10 @@ async def start_engine(
         campaigns=campaigns,
         ivr=ivr,
         bindings=bindings,
+        forwarding=forwarding,
         dialogs=dialogs,
         status_callbacks=StatusCallbacks(switchboard.events),
-        prompts=PromptCache(
-            config.ivr.prompt_cache or (data_dir or config.data_dir) / "prompts",
-            espeak="espeak-ng" if config.ivr.tts else None,
-        ),
+        prompts=prompts,
     )
     if sip.keepalive_interval > 0:
         engine.keepalives = Keepalives(ua, registrar, interval=sip.keepalive_interval)
@@ -333,22 +357,12 @@ async def _end_interrupted(dialogs: PersistentDialogs, left: list[StoredDialog])
     await dialogs.end_interrupted(left)
 
 
-def _wire_queues(
-    switchboard: Switchboard, config: Config, data_dir: Path, recordings_root: Path
-) -> None:
-    """The queues speak with the IVR's prompt cache (espeak-ng, in a thread; each text made
-    once, kept on disk) and leave voicemail beside the recordings."""
-    cache = PromptCache(
-        config.ivr.prompt_cache or data_dir / "prompts",
-        espeak="espeak-ng" if config.ivr.tts else None,
-    )
+def _wire_queues(switchboard: Switchboard, config: Config, recordings_root: Path) -> None:
+    """The queues speak with the switchboard's prompts and leave voicemail beside the
+    recordings."""
     desk = switchboard.queues
-    if cache.espeak is not None:
-
-        async def speak(text: str) -> Path:
-            return await asyncio.to_thread(cache.speak, text)
-
-        desk.speak = speak
+    if switchboard.speak is not None:
+        desk.speak = switchboard.speak
     else:
         logger.warning("queues: espeak-ng is missing, callers hear tones instead of positions")
     desk.voicemail_dir = recordings_root / "voicemail"

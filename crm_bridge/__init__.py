@@ -30,6 +30,7 @@ from .config import CrmEndpoint, OAuthClient, RetryPolicy
 from .dialogs import DialogStore, StoredDialog
 from .errors import Conflict, CrmError, InvalidFilter, InvalidInput, NotFound, PhoneNumberError
 from .follow_up import FOLLOW_UP_TEXT, follow_up_forever, open_follow_ups
+from .forwarding import ForwardingStore, StoredForwarding
 from .kinds import DEFAULT_ADAPTERS, check_endpoints, endpoint_problems
 from .migrations import apply_migrations, migration_files
 from .models import (
@@ -76,6 +77,7 @@ __all__ = [
     "CrmError",
     "CrmStore",
     "DialogStore",
+    "ForwardingStore",
     "HttpRequest",
     "InvalidFilter",
     "InvalidInput",
@@ -92,6 +94,7 @@ __all__ = [
     "RetryPolicy",
     "StoredBinding",
     "StoredDialog",
+    "StoredForwarding",
     "Task",
     "TaskFilter",
     "Verdict",

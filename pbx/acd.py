@@ -26,9 +26,9 @@ from telephony.call import Answered, Ended
 from telephony.media import SampleSource, ToneSource, WavSink, WavSource, read_wav
 
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
-from .presence import Presence
-from .queue import Full, Queue, QueueConfig, QueuedCaller, VoicemailBox
-from .registrar import Binding
+from .presence import AgentState, Presence
+from .queue import RESPONSIBLE, Full, Queue, QueueConfig, QueuedCaller, VoicemailBox
+from .registrar import Binding, Registrar
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,10 @@ class Board(Protocol):
 
     ua: UserAgent
     presence: Presence
+    registrar: Registrar
     music_on_hold: Path | None
     active: dict[str, BridgedCall]
+    first_for: Callable[[str], Awaitable[str | None]] | None
 
     def reachable(self, members: list[str], *, now: float) -> dict[str, list[Binding]]: ...
     def hold(self, extension: str) -> Callable[[], None]: ...
@@ -87,8 +89,11 @@ class QueueDesk:
     # -- entry --------------------------------------------------------------------------------
 
     def owner(self, name: str) -> str | None:
+        """The queue's owner when it is an extension (a RESPONSIBLE one is known per caller,
+        once it entered)."""
         queue = self.queues.get(name)
-        return queue.config.owner if queue is not None else None
+        owner = queue.config.owner if queue is not None else None
+        return None if owner == RESPONSIBLE else owner
 
     def wanted(self, *, now: float) -> set[str]:
         """Members a waiting caller needs now (logged in to a queue with callers waiting for
@@ -122,7 +127,7 @@ class QueueDesk:
         """A caller reaches queue `name` (from a DID, an IVR or another queue's overflow): it is
         answered, joins the line or overflows, and the queue journals it in the end."""
         queue = self.queues[name]
-        summary.owner = summary.owner or queue.config.owner
+        summary.owner = summary.owner or await self._owner(queue, summary)
         if call.state.value != "connected":
             try:
                 await call.answer()
@@ -135,9 +140,11 @@ class QueueDesk:
                 self.sb.conclude(summary)
                 return
         key = summary.call_id
-        joined = queue.join(key, summary.customer or summary.caller, now=self._now())
+        joined = queue.join(
+            key, summary.customer or summary.caller, now=self._now(), staffed=self._staffed(queue)
+        )
         if isinstance(joined, Full):
-            await self._overflow(queue, call, summary, reason="queue-full")
+            await self._overflow(queue, call, summary, reason=joined.reason)
             return
         logger.info("call %s: queue %s at position %d", key, name, joined.position)
         self._legs[key] = call
@@ -457,21 +464,61 @@ class QueueDesk:
             if await self.sb.transfer(call, f"{kind}:{target}", summary=summary, timeout=30):
                 return
         if kind == "voicemail" and self.voicemail_dir is not None:
-            await self.voicemail(call, target, summary)
+            if target:
+                await self.voicemail(call, target, summary)
+            else:  # the queue's own box, for the queue's owner
+                box = queue.config.voicemail_box
+                await self.voicemail(call, summary.owner, summary, box=box, label=queue.name)
             return
         await self._say(call, "Nobody can take your call now. We will call you back.")
         await call.hangup(reason="queue-overflow")
         self._conclude_missed(summary, f"queue-{reason}")
+
+    def _staffed(self, queue: Queue) -> bool:
+        """Someone could answer the queue: a member logged in, with a phone, not away (on a
+        call or in wrap-up counts: they will be free)."""
+        now = self._now()
+        sb = self.sb
+        return any(
+            sb.presence.state(member, now=now) is not AgentState.AWAY
+            and sb.registrar.lookup(member, now=now)
+            for member in queue.logged_in()
+        )
+
+    async def _owner(self, queue: Queue, summary: CallSummary) -> str | None:
+        """Who gets the queue's callback tasks and voicemail for this caller: the configured
+        extension, or the caller's responsible manager (None: unknown, or the CRM failed)."""
+        owner = queue.config.owner
+        if owner != RESPONSIBLE:
+            return owner
+        first_for = self.sb.first_for
+        if first_for is None or summary.customer is None:
+            return None
+        try:
+            return await asyncio.wait_for(first_for(summary.customer), 1.0)
+        except Exception as exc:  # the message is kept all the same, for nobody in particular
+            logger.warning("queue %s: responsible of %s unknown: %s", queue.name,
+                           summary.customer, exc)  # fmt: skip
+            return None
 
     def _conclude_missed(self, summary: CallSummary, cause: str) -> None:
         summary.outcome, summary.hangup_cause = "missed", cause
         summary.sip_status = summary.sip_status or 200
         self.sb.conclude(summary)
 
-    async def voicemail(self, call: Call, owner: str, summary: CallSummary) -> None:
+    async def voicemail(
+        self,
+        call: Call,
+        owner: str | None,
+        summary: CallSummary,
+        *,
+        box: VoicemailBox | None = None,
+        label: str | None = None,
+    ) -> None:
         """Take a message for `owner`: greeting, beep, the caller's audio until they hang up,
         press #, or the box's longest message. The message is the call's recording and the
-        call is a missed one for `owner`, so the callback task carries it to the CRM."""
+        call is a missed one for `owner`, so the callback task carries it to the CRM. `box` is
+        a queue's own (else the owner's), `label` names it in the message's file name."""
         assert self.voicemail_dir is not None
         summary.owner = owner
         if call.state.value != "connected":
@@ -484,7 +531,8 @@ class QueueDesk:
                     call.reject(exc.status_code if isinstance(exc, MediaError) else 503)
                 self._conclude_missed(summary, "voicemail-not-answered")
                 return
-        box = self.voicemail_boxes.get(owner) or VoicemailBox(owner)
+        if box is None:
+            box = self.voicemail_boxes.get(owner or "") or VoicemailBox(owner or "")
         await self._say(
             call, box.greeting or "Please leave a message after the tone. Press hash when done."
         )
@@ -495,7 +543,7 @@ class QueueDesk:
             return
         self.voicemail_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        path = self.voicemail_dir / f"{stamp}-{owner}-{summary.call_id}.wav"
+        path = self.voicemail_dir / f"{stamp}-{label or owner}-{summary.call_id}.wav"
         sink = WavSink(path)
         undo = call.listen(sink.write)
         call.flush_digits()
@@ -518,7 +566,8 @@ class QueueDesk:
         if not call.ended.done():
             await call.hangup(reason="voicemail")
         summary.recording = str(path)
-        logger.info("call %s: voicemail for %s, %.1f s", summary.call_id, owner, sink.duration)
+        logger.info("call %s: voicemail %sfor %s, %.1f s", summary.call_id,
+                    f"of {label} " if label else "", owner, sink.duration)  # fmt: skip
         self._conclude_missed(summary, "voicemail")
 
     # -- audio --------------------------------------------------------------------------------

@@ -161,8 +161,11 @@ class ParkRequest:
     by: str
     timeout: float
     ring_back: Callable[[], list[HuntStep]]
-    announce: Path | None = None
-    """Played to the parker before its leg is hung up (the slot, spoken)."""
+    announce: Path | Callable[[str], Awaitable[Path | None]] | None = None
+    """Played to the parker before its leg is hung up (the slot, spoken): a WAV, or what makes
+    it for the slot (None, or an error: parked all the same, without it)."""
+    notify: Call | None = None
+    """The parker's leg that asked by REFER: told 200 (sipfrag) once it heard the slot."""
 
 
 _OUTCOME_BY_STATUS = {
@@ -239,6 +242,8 @@ class BridgedCall:
         self._hangups = TaskSet("call")
         """Hang-ups and relayed key presses running on their own."""
         self._on_transfer: list[Callable[[BridgedCall, Call, Call, dict[str, Any]], None]] = []
+        self.on_answered_digit: Callable[[BridgedCall, str], None] | None = None
+        """Told each key the answered party presses (its in-call feature codes: #72 parks)."""
         self.on_refer: Callable[[BridgedCall, Call, ReferReceived], int | None] | None = None
         """Asked when the answered party's phone sends REFER (see `Call.on_refer`)."""
 
@@ -409,9 +414,21 @@ class BridgedCall:
         if caller_media is not None:
             caller_media.continue_relayed_stream()
             caller_media.play(self._hold_source())
-        if request.announce is not None and old.media is not None:
+        prompt = request.announce
+        if prompt is not None and not isinstance(prompt, Path):
+            try:
+                prompt = await prompt(slot)
+            except Exception as exc:  # parked all the same; the parker misses the slot
+                logger.warning("call %s: no announcement of %s: %s", self.a.call_id, slot, exc)
+                prompt = None
+        if prompt is not None and old.media is not None:
+            # As the caller's music: the slot continues the stream relayed to the parker so
+            # far (baresip drops a new stream whose timestamps lie behind).
+            old.media.continue_relayed_stream()
             with contextlib.suppress(TimeoutError, RuntimeError):
-                await asyncio.wait_for(old.play(WavSource(request.announce)), 15)
+                await asyncio.wait_for(old.play(WavSource(prompt)), 15)
+        if request.notify is not None:
+            request.notify.notify_transfer(200)
         self._hang_up_later(old, "parked")
         winner: Call | None = None
         party = parker
@@ -620,6 +637,8 @@ class BridgedCall:
         telephone-event becomes INFO or a tone. In-band tones are in the audio already."""
         if method == "inband" or self.b is None or self.media is None:
             return  # not bridged now (a transfer rings, a consultation runs): not relayed
+        if source is self.b and self.on_answered_digit is not None:
+            self.on_answered_digit(self, digit)
         other = self.b if source is self.a else self.a if source is self.b else None
         if other is None or other.media is None:
             return

@@ -8,7 +8,13 @@ the glue (pbx.blf_service) authenticates the phone, sends what it builds and fee
 extensions' states. Time comes in as `now`.
 
 The body is application/dialog-info+xml with one <dialog> (state="full": each NOTIFY says the
-whole state, so a phone that missed one is right at the next).
+whole state, so a phone that missed one is right at the next). While the extension is on a
+call or rings, the dialog names the other party (<remote><identity>, RFC 4235 4.1.6.1), so a
+phone shows who calls the colleague; a withheld number stays withheld (anonymous).
+
+Who may watch whom: BLF groups (WatchPolicy): with none configured every extension may watch
+every other (one tenant); with groups, an extension is watched by its groups' members and
+watchers only, and any other SUBSCRIBE to it gets 403.
 """
 
 from __future__ import annotations
@@ -51,9 +57,54 @@ class LineState(enum.StrEnum):
     """Idle."""
 
 
-def dialog_info(entity: str, version: int, state: LineState, *, direction: str | None) -> bytes:
+@dataclass(frozen=True)
+class Party:
+    """The other party of a monitored extension's call, as its colleagues' keys show it."""
+
+    uri: str
+    display: str | None = None
+
+
+WITHHELD = Party("sip:anonymous@anonymous.invalid", "Anonymous")
+"""What the NOTIFY says of a caller who withheld its number (RFC 3323's anonymous URI)."""
+
+
+@dataclass(frozen=True)
+class BlfGroup:
+    """Extensions that watch each other's lines, and others that may watch them too
+    (supervisors, a receptionist) without being watched."""
+
+    name: str
+    members: tuple[str, ...]
+    watchers: tuple[str, ...] = ()
+
+
+class WatchPolicy:
+    """Which extension may watch which: everyone everyone without groups, else per group."""
+
+    def __init__(self, groups: tuple[BlfGroup, ...] = ()) -> None:
+        self.groups = groups
+
+    def allows(self, watcher: str, monitored: str) -> bool:
+        if not self.groups or watcher == monitored:
+            return True
+        return any(
+            monitored in g.members and (watcher in g.members or watcher in g.watchers)
+            for g in self.groups
+        )
+
+
+def dialog_info(
+    entity: str,
+    version: int,
+    state: LineState,
+    *,
+    direction: str | None,
+    remote: Party | None = None,
+) -> bytes:
     """The dialog-info document of one extension: `direction` is "recipient" when the call
-    rings it, "initiator" when it placed the call (None: not said)."""
+    rings it, "initiator" when it placed the call (None: not said); `remote` the other party
+    of the call (RFC 4235 4.1.6: <local> is the extension, <remote> the party)."""
     ET.register_namespace("", NAMESPACE)
     root = ET.Element(
         f"{{{NAMESPACE}}}dialog-info",
@@ -63,6 +114,16 @@ def dialog_info(entity: str, version: int, state: LineState, *, direction: str |
     if direction is not None:
         dialog.set("direction", direction)
     ET.SubElement(dialog, f"{{{NAMESPACE}}}state").text = state.value
+    if remote is not None and state is not LineState.TERMINATED:
+        local = ET.SubElement(ET.SubElement(dialog, f"{{{NAMESPACE}}}local"),
+                              f"{{{NAMESPACE}}}identity")  # fmt: skip
+        local.text = entity
+        party = ET.SubElement(dialog, f"{{{NAMESPACE}}}remote")
+        identity = ET.SubElement(party, f"{{{NAMESPACE}}}identity")
+        if remote.display:
+            identity.set("display", remote.display)
+        identity.text = remote.uri
+        ET.SubElement(party, f"{{{NAMESPACE}}}target", {"uri": remote.uri})
     document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return document
 
@@ -80,6 +141,8 @@ class Subscription:
     state: LineState | None = None
     """What the last NOTIFY said (None before the first)."""
     direction: str | None = None
+    remote: Party | None = None
+    """The other party of the monitored extension's call, as the last NOTIFY said."""
     ended: str | None = None
     """Set once terminated: the reason its final NOTIFY gives (timeout, deactivated...)."""
 
@@ -129,11 +192,12 @@ class Watchers:
 
     def subscribe(
         self, request: SipRequest, *, watcher: str, monitored: str | None, contact: NameAddr,
-        now: float,
+        now: float, allowed: bool = True,
     ) -> tuple[SipResponse, Subscription]:  # fmt: skip
         """An initial SUBSCRIBE (no To tag) from `watcher`'s phone for `monitored` (None: no
-        such extension). Returns the 200 and the subscription, which owes its first NOTIFY at
-        once; with Expires: 0 it is a fetch: that NOTIFY is its last. SubscribeError otherwise."""
+        such extension; `allowed`: the watch policy lets `watcher` watch it, else 403).
+        Returns the 200 and the subscription, which owes its first NOTIFY at once; with
+        Expires: 0 it is a fetch: that NOTIFY is its last. SubscribeError otherwise."""
         event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
         if event != EVENT:
             raise SubscribeError(489, "Bad Event", [("Allow-Events", EVENT)])
@@ -142,6 +206,8 @@ class Watchers:
             raise SubscribeError(406, "Not Acceptable", [("Accept", CONTENT_TYPE)])
         if monitored is None:
             raise SubscribeError(404, "No such extension")
+        if not allowed:
+            raise SubscribeError(403, "Not allowed to watch this extension")
         if not request.contacts:
             raise SubscribeError(400, "SUBSCRIBE without Contact")
         expires = self._expires(request)
@@ -188,13 +254,17 @@ class Watchers:
         return (request.call_id, request.to.tag or "") in self._subs
 
     def changed(
-        self, extension: str, state: LineState, direction: str | None = None
+        self,
+        extension: str,
+        state: LineState,
+        direction: str | None = None,
+        remote: Party | None = None,
     ) -> list[Subscription]:
         """The subscriptions to `extension` that must hear its new state (a NOTIFY each)."""
         owed = []
         for sub in self.watching(extension):
-            if (sub.state, sub.direction) != (state, direction):
-                sub.state, sub.direction = state, direction
+            if (sub.state, sub.direction, sub.remote) != (state, direction, remote):
+                sub.state, sub.direction, sub.remote = state, direction, remote
                 owed.append(sub)
         return owed
 
@@ -222,7 +292,7 @@ class Watchers:
             status = f"terminated;reason={sub.ended}"
         else:
             status = f"active;expires={max(0, round(sub.expires_at - now))}"
-        body = dialog_info(entity, sub.version, state, direction=sub.direction)
+        body = dialog_info(entity, sub.version, state, direction=sub.direction, remote=sub.remote)
         return sub.dialog.create_request(
             "NOTIFY",
             via=via,

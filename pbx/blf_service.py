@@ -20,7 +20,16 @@ from telephony.sip import NameAddr, SipRequest, SipUri, make_response
 
 from .auth import Authenticator
 from .b2bua import BridgedCall
-from .blf import LineState, SubscribeError, Subscription, Watchers
+from .blf import (
+    WITHHELD,
+    LineState,
+    Party,
+    SubscribeError,
+    Subscription,
+    Watchers,
+    WatchPolicy,
+)
+from .callerid import ANONYMOUS
 from .events import CallAnswered, CallEnded, CallRinging, EventBus, PresenceChanged
 
 logger = logging.getLogger(__name__)
@@ -45,6 +54,8 @@ class BlfService:
         self.switchboard = switchboard
         self.ua = switchboard.ua
         self.watchers = Watchers()
+        self.policy = WatchPolicy()
+        """Who may watch whom (the configuration's BLF groups; none: everyone everyone)."""
         self._peers: dict[tuple[str, str], Peer] = {}
         """Where each subscription's NOTIFYs go (where its SUBSCRIBE came from)."""
         self._tasks = TaskSet("blf")
@@ -76,6 +87,7 @@ class BlfService:
                 monitored=monitored,
                 contact=self.ua.contact(peer),
                 now=now,
+                allowed=monitored is None or self.policy.allows(decision.extension, monitored),
             )
         except SubscribeError as exc:
             logger.info("SUBSCRIBE from %s refused: %d %s", decision.extension, exc.status, exc)
@@ -85,8 +97,7 @@ class BlfService:
         self._peers[sub.key] = peer
         logger.info("BLF: %s watches %s", sub.watcher, sub.monitored)
         self._schedule_expiry(sub)
-        state, direction = self.line_state(sub.monitored)
-        sub.direction = direction
+        state, sub.direction, sub.remote = self.line(sub.monitored)
         self._notify(sub, state)
 
     def on_dialog_request(self, request: SipRequest, transaction: object, peer: Peer) -> bool:
@@ -108,7 +119,7 @@ class BlfService:
         else:
             logger.info("BLF: %s stops watching %s", sub.watcher, sub.monitored)
         # RFC 6665 4.2.1.4: a refresh gets a NOTIFY too (the current state).
-        state, _ = self.line_state(sub.monitored)
+        state, _, _ = self.line(sub.monitored)
         self._notify(sub, state)
         return True
 
@@ -116,24 +127,42 @@ class BlfService:
 
     def line_state(self, extension: str) -> tuple[LineState, str | None]:
         """What the dialog package says of `extension` now, and the call's direction."""
-        switchboard = self.switchboard
-        early: tuple[LineState, str | None] | None = None
-        for bridged in switchboard.active.values():
+        state, direction, _ = self.line(extension)
+        return state, direction
+
+    def line(self, extension: str) -> tuple[LineState, str | None, Party | None]:
+        """The state of `extension`, its call's direction, and the other party."""
+        early: tuple[LineState, str | None, Party | None] | None = None
+        for bridged in self.switchboard.active.values():
             if bridged.b is not None and extension in bridged.parties:
-                return LineState.CONFIRMED, (
-                    "initiator" if bridged.caller == extension else "recipient"
-                )
+                if bridged.caller == extension:
+                    return LineState.CONFIRMED, "initiator", self._party(bridged.callee)
+                return LineState.CONFIRMED, "recipient", self._caller(bridged)
             if extension in bridged.ringing:
-                early = (LineState.EARLY, "recipient")
+                early = (LineState.EARLY, "recipient", self._caller(bridged))
             elif bridged.b is None and bridged.caller == extension and early is None:
-                early = (LineState.EARLY if bridged.ringing else LineState.TRYING, "initiator")
-        return early or (LineState.TERMINATED, None)
+                state = LineState.EARLY if bridged.ringing else LineState.TRYING
+                early = (state, "initiator", self._party(bridged.callee))
+        return early or (LineState.TERMINATED, None, None)
+
+    def _caller(self, bridged: BridgedCall) -> Party:
+        """Who calls: as the ringing phone shows it (withheld stays withheld)."""
+        if bridged.caller == ANONYMOUS:
+            return WITHHELD
+        identity = bridged.caller_identity
+        return Party(str(identity.uri), identity.display_name or None)
+
+    def _party(self, user: str) -> Party:
+        """An extension or a number the monitored extension called."""
+        ext = self.switchboard.extensions.get(user)
+        display = getattr(ext, "display_name", None) or None
+        return Party(str(self.switchboard.identity(user, None).uri), display)
 
     def refresh(self) -> None:
         """Tell every watcher whose extension changed state (after any call or presence event)."""
         for extension in {s.monitored for s in self.watchers}:
-            state, direction = self.line_state(extension)
-            for sub in self.watchers.changed(extension, state, direction):
+            state, direction, remote = self.line(extension)
+            for sub in self.watchers.changed(extension, state, direction, remote):
                 self._notify(sub, state)
 
     # -- sending ----------------------------------------------------------------------------

@@ -1,9 +1,12 @@
-"""Call parking: the slots of the parking lot, and the codes that retrieve a parked call.
+"""Call parking: the slots of the parking lot, and the codes that park and retrieve a call.
 
 Pure: the switchboard parks a bridged call's caller in a free slot (the customer hears music,
-the parker's leg goes), and any phone that dials *71SLOT or the slot number itself takes the
-call back; nobody coming, the parker's phone is rung back. Slots are numbers (701-720 by
-default) that must not be extensions.
+the parker hears the slot and its leg goes), and any phone that dials *71SLOT or the slot
+number itself takes the call back; nobody coming, the parker's phone is rung back. Slots are
+numbers (701-720 by default) that must not be extensions.
+
+An agent parks the caller from the phone the way Asterisk's users do: a blind transfer (REFER)
+to the park extension 700, or the in-call code #72 (features.conf's parkcall) pressed as DTMF.
 """
 
 from __future__ import annotations
@@ -16,6 +19,38 @@ DEFAULT_FIRST_SLOT = 701
 DEFAULT_SLOTS = 20
 DEFAULT_PARK_TIMEOUT = 60.0
 """Seconds a call stays parked before the parker's phone is rung back."""
+PARK_EXTENSION = "700"
+"""Where a phone blind-transfers (REFER) a call to park it."""
+PARK_DIGITS = "#72"
+"""Pressed during an answered call, parks the other party."""
+DIGIT_GAP = 2.0
+"""Seconds at most between two keys of PARK_DIGITS."""
+
+
+def announcement(slot: str) -> str:
+    """What the parker hears: the slot, digit by digit ("Parked on 7 0 1")."""
+    return "Parked on " + " ".join(slot)
+
+
+class FeatureDigits:
+    """Watches the keys one party presses for `code` typed within DIGIT_GAP per key."""
+
+    def __init__(self, code: str = PARK_DIGITS, gap: float = DIGIT_GAP) -> None:
+        self.code = code
+        self.gap = gap
+        self._typed = ""
+        self._last = float("-inf")
+
+    def feed(self, digit: str, now: float) -> bool:
+        """True when `digit` completes the code (which starts over)."""
+        if now - self._last > self.gap:
+            self._typed = ""
+        self._last = now
+        self._typed = (self._typed + digit)[-len(self.code) :]
+        if self._typed == self.code:
+            self._typed = ""
+            return True
+        return False
 
 
 class ParkingLot:

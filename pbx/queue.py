@@ -50,7 +50,8 @@ class QueueConfig:
     """Callers waiting at most (0: no limit); one more goes to the overflow at once."""
     overflow: str = "callback"
     """Where callers over max_wait or max_length go: queue:NAME, ringgroup:NAME, agent:EXT,
-    voicemail:OWNER or callback (a callback task for the owner)."""
+    voicemail:OWNER, voicemail (the queue's own box, for its owner) or callback (a callback
+    task for the owner)."""
     announce_every: float = 30.0
     """Seconds between position and estimated-wait announcements (0: none)."""
     service_level: float = 20.0
@@ -58,21 +59,47 @@ class QueueConfig:
     callback_digit: str = "1"
     """The digit a waiting caller presses to be called back, keeping its place ('' off)."""
     owner: str | None = None
-    """Gets the callback tasks and voicemail of the queue."""
+    """Gets the callback tasks and voicemail of the queue: an extension, or RESPONSIBLE (the
+    caller's responsible manager in the CRM; nobody for an unknown caller)."""
     music: str | None = None
     """Music on hold for the waiting callers (a WAV; None: the engine's music on hold)."""
     greeting: str | None = None
     """Played once when a caller joins (a WAV or a text for espeak-ng)."""
+    voicemail_greeting: str | None = None
+    """What callers hear in the queue's own box before the tone (a WAV or a text); None:
+    queue_voicemail_greeting(name)."""
+    when_empty: str = "wait"
+    """A caller who finds no member logged in with a phone and not away: "wait" (someone may
+    log in) or "overflow" at once (Asterisk's joinempty = no)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in QUEUE_STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(QUEUE_STRATEGIES)}")
+        if self.when_empty not in ("wait", "overflow"):
+            raise ValueError(f"when_empty must be wait or overflow, got {self.when_empty!r}")
         kind, _, target = self.overflow.partition(":")
-        if kind not in OVERFLOW_KINDS or (kind != "callback" and not target):
+        if kind not in OVERFLOW_KINDS or (kind not in ("callback", "voicemail") and not target):
             raise ValueError(
-                "overflow must be queue:NAME, ringgroup:NAME, agent:EXT, voicemail:OWNER or "
-                f"callback, got {self.overflow!r}"
+                "overflow must be queue:NAME, ringgroup:NAME, agent:EXT, voicemail:OWNER, "
+                f"voicemail or callback, got {self.overflow!r}"
             )
+
+    @property
+    def voicemail_box(self) -> VoicemailBox:
+        """The queue's own box (overflow = "voicemail"); its owner is resolved per call."""
+        greeting = self.voicemail_greeting or queue_voicemail_greeting(self.name)
+        return VoicemailBox(self.owner or "", greeting)
+
+
+RESPONSIBLE = "responsible"
+"""A queue owner: the caller's responsible manager (the CRM contact's)."""
+
+
+def queue_voicemail_greeting(name: str) -> str:
+    return (
+        f"You have reached {name}. Nobody can take your call now. Please leave a message "
+        "after the tone, and press hash when done."
+    )
 
 
 @dataclass(frozen=True)
@@ -107,7 +134,10 @@ class Joined:
 
 @dataclass(frozen=True)
 class Full:
-    """The queue holds max_length callers already: the overflow takes this one."""
+    """The queue holds max_length callers already (or, with when_empty = "overflow", has
+    nobody to answer): the overflow takes this one."""
+
+    reason: str = "queue-full"
 
 
 @dataclass
@@ -210,12 +240,19 @@ class Queue:
 
     # -- callers ------------------------------------------------------------------------------
 
-    def join(self, key: str, number: str, *, now: float) -> Joined | Full:
+    def join(self, key: str, number: str, *, now: float, staffed: bool = True) -> Joined | Full:
+        """The caller's place in line, or Full when the overflow takes it at once: the line
+        is at max_length, or nobody could answer (`staffed` False: no member logged in with a
+        phone and not away) and the queue says when_empty = "overflow"."""
         limit = self.config.max_length
         if limit and len(self.callers) >= limit:
             self.stats.overflowed += 1
             logger.info("queue %s: full (%d), %s overflows", self.name, limit, number)
             return Full()
+        if not staffed and self.config.when_empty == "overflow":
+            self.stats.overflowed += 1
+            logger.info("queue %s: nobody to answer, %s overflows", self.name, number)
+            return Full("no-agents")
         self.callers.append(QueuedCaller(key, number, now))
         self.stats.entered += 1
         return Joined(len(self.callers))

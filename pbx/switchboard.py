@@ -8,6 +8,7 @@ import functools
 import itertools
 import logging
 import re
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -62,7 +63,13 @@ from .monitor import (
     MonitorSettings,
     parse_monitor,
 )
-from .parking import DEFAULT_PARK_TIMEOUT, ParkingLot
+from .parking import (
+    DEFAULT_PARK_TIMEOUT,
+    PARK_EXTENSION,
+    FeatureDigits,
+    ParkingLot,
+    announcement,
+)
 from .pickup import Pickup, PickupGroups, RingingCall, parse_pickup
 from .presence import Presence
 from .queue import QueueConfig, parse_queue_code
@@ -178,6 +185,8 @@ class Switchboard:
         """Extensions held busy by hold()."""
         self.forwarding: dict[str, Forwarding] = {}
         """DND and forwarding of each extension now (set_forwarding changes it)."""
+        self.on_forwarding: Callable[[str, Forwarding], None] | None = None
+        """Told every change a phone or the API makes (the engine stores it for every node)."""
         for number, ext in extensions.items():
             self.forwarding[number] = ext.forwarding
             if ext.forwarding.dnd:
@@ -188,6 +197,14 @@ class Switchboard:
         """Seconds before a parked call rings its parker back."""
         self.seats: Seats[Call] = Seats()
         """Agents' nailed-up lines (*55): the dialer bridges a person to one with no ringing."""
+        self.park_extension = PARK_EXTENSION
+        """A phone's blind transfer (REFER) here parks the call (not an extension)."""
+        self.speak: Callable[[str], Awaitable[Path]] | None = None
+        """Makes a WAV of a text (espeak-ng): the slot told to whoever parks a call."""
+        self._park_keys: weakref.WeakKeyDictionary[BridgedCall, FeatureDigits] = (
+            weakref.WeakKeyDictionary()
+        )
+        """What the answered party of each call typed towards #72."""
         self._retrievals: dict[str, asyncio.Future[tuple[Call, str]]] = {}
         """What each parked call waits for (by the caller leg's Call-ID): a retriever's leg."""
         self.blf = BlfService(self)
@@ -224,12 +241,15 @@ class Switchboard:
 
         return release
 
-    def set_forwarding(self, extension: str, settings: Forwarding) -> None:
+    def set_forwarding(self, extension: str, settings: Forwarding, *, stored: bool = False) -> None:
         """Change an extension's DND and forwarding (feature codes, the API); DND shows in
-        presence as away."""
+        presence as away. `on_forwarding` hears the change unless it comes from the store
+        (`stored`: loaded at start, another node's change, or already written)."""
         self.forwarding[extension] = settings
         self.presence.set_dnd(extension, settings.dnd, now=self.ua.loop.time())
         logger.info("forwarding of %s: %s", extension, settings.to_json())
+        if not stored and self.on_forwarding is not None:
+            self.on_forwarding(extension, settings)
 
     def reachable(self, members: Iterable[str], *, now: float) -> dict[str, list[Binding]]:
         """The members who can take a call now (available, not busy, registered): their phones."""
@@ -372,11 +392,16 @@ class Switchboard:
 
     # -- parking ------------------------------------------------------------------------------
 
-    def park(self, bridged: BridgedCall, *, by: str, announce: Path | None = None) -> str | None:
+    def park(
+        self, bridged: BridgedCall, *, by: str, announce: bool = True, notify: Call | None = None
+    ) -> str | None:
         """Park the caller of an answered call: the slot it waits in (music on hold) until a
         phone dials *71SLOT or SLOT, or `park_timeout` passes and the parker's phones ring;
         None when the lot is full or the call cannot be parked now (not bridged, a transfer
-        runs)."""
+        runs). The parker hears the slot first (`announce`, with `speak`); `notify` is the
+        parker's leg that asked by REFER (told 200 once it heard it)."""
+        if bridged.b is None or bridged.media is None or bridged.transferring:
+            return None
         key = bridged.a.call_id
         slot = self.parking.park(key)
         if slot is None:
@@ -389,7 +414,15 @@ class Switchboard:
             targets = tuple(Target(parker, b) for b in bindings)
             return [HuntStep(targets, self.ring_timeout)] if targets else []
 
-        request = ParkRequest(retrieval, slot, by, self.park_timeout, ring_back, announce)
+        request = ParkRequest(
+            retrieval,
+            slot,
+            by,
+            self.park_timeout,
+            ring_back,
+            self._park_prompt if announce and self.speak is not None else None,
+            notify,
+        )
         if not bridged.park(request):
             self.parking.leave(key)
             return None
@@ -398,6 +431,28 @@ class Switchboard:
         now = self.ua.loop.time()
         self.presence.call_ended(parker, now=now, wrap_up=bridged.summary.direction != "internal")
         return slot
+
+    async def _park_prompt(self, slot: str) -> Path | None:
+        assert self.speak is not None
+        return await self.speak(announcement(slot))
+
+    def _parked_by_phone(self, bridged: BridgedCall, by: str, notify: Call | None) -> int | None:
+        """A REFER to the park extension or #72 from the answered party: park the caller. None
+        once parked, else the status refusing the REFER (409 nothing to park now, 503 the lot
+        is full)."""
+        if any(m.bridged is bridged for m in self.monitors.values()):
+            return 409  # a supervisor is mixed in: the conference owns the legs' audio now
+        if self.park(bridged, by=by, notify=notify) is not None:
+            return None
+        full = len(self.parking.parked()) >= len(self.parking.slots)
+        status = 503 if full else 409
+        logger.info("call %s: park by %s refused: %d", bridged.a.call_id, by, status)
+        return status
+
+    def _answered_digit(self, bridged: BridgedCall, digit: str) -> None:
+        keys = self._park_keys.setdefault(bridged, FeatureDigits())
+        if keys.feed(digit, self.ua.loop.time()):
+            self._parked_by_phone(bridged, bridged.callee, None)  # refused: logged; talk on
 
     def _unparked(self, key: str) -> None:
         self.parking.leave(key)
@@ -1240,6 +1295,7 @@ class Switchboard:
         bridged.on_ringing = self._ringing
         bridged.music_on_hold = self.music_on_hold
         bridged.on_refer = self._referred
+        bridged.on_answered_digit = self._answered_digit
         bridged.when_transferred(self._transferred)
 
     # -- transfers ----------------------------------------------------------------------------
@@ -1326,6 +1382,8 @@ class Switchboard:
         if not user:
             return 404
         by = bridged.callee
+        if user == self.park_extension:
+            return self._parked_by_phone(bridged, by, leg)
         started = self.transfer_call(bridged, user, by=by, notify=leg)
         if isinstance(started, int):
             logger.info("call %s: REFER to %s by %s refused: %d", leg.call_id, user, by, started)

@@ -183,6 +183,7 @@ CALLCENTER_ROLES: dict[str, str] = {
     "callcenter.registrations": "glue",
     "callcenter.dialogs": "glue",
     "callcenter.keepalive": "glue",
+    "callcenter.forwarding": "glue",
 }
 JOINABLE = ("telephony", *FEATURES)
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 
+import asyncpg
 from aiohttp import web
 
 from crm_bridge import CrmError
@@ -191,7 +192,7 @@ async def get_forwarding(request: web.Request) -> web.Response:
     path={"ext": EXTENSION},
     body=FORWARDING,
     responses={200: FORWARDING},
-    errors=(400, 404),
+    errors=(400, 404, 503),
 )
 @requires("manager", "supervisor", "agent")
 async def put_forwarding(request: web.Request) -> web.Response:
@@ -209,7 +210,14 @@ async def put_forwarding(request: web.Request) -> web.Response:
         raise ApiError(400, str(exc)) from exc
     if ext in (settings.always, settings.busy, settings.no_answer):
         raise ApiError(400, f"{ext} cannot forward to itself")
-    switchboard.set_forwarding(ext, settings)
+    shared = request.app[ENGINE].forwarding
+    if shared is None:
+        switchboard.set_forwarding(ext, settings)
+    else:
+        try:
+            await shared.save(ext, settings)  # stored for every node first: nothing half-made
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ApiError(503, f"forwarding not changed: the database failed ({exc})") from exc
     return web.json_response({"extension": ext, **settings.to_json()})
 
 

@@ -354,18 +354,7 @@ async def recording(request: web.Request) -> web.Response:
 @requires("manager", "supervisor", "agent")
 async def park(request: web.Request) -> web.Response:
     engine, bridged = await _own_call(request)
-    switchboard = engine.switchboard
-    announce = None
-    slot_next = next((s for s in switchboard.parking.slots
-                      if s not in switchboard.parking.parked()), None)  # fmt: skip
-    if slot_next is not None and engine.prompts is not None and engine.prompts.espeak is not None:
-        try:
-            announce = await asyncio.to_thread(
-                engine.prompts.speak, "Parked on " + " ".join(slot_next)
-            )
-        except PromptError:
-            announce = None  # parked all the same; the API's answer names the slot
-    slot = switchboard.park(bridged, by=bound_extension(request) or "api", announce=announce)
+    slot = engine.switchboard.park(bridged, by=bound_extension(request) or "api")
     if slot is None:
         raise ApiError(409, "the call cannot be parked now (not bridged, or the lot is full)")
     return web.json_response({"call_id": bridged.a.call_id, "slot": slot})

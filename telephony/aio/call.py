@@ -111,6 +111,7 @@ class Call:
             new_via=functools.partial(ua.endpoint.new_via, peer),
             session_timer=session_timer or ua.session_timer_of(invite, peer, incoming=incoming),
             digest=digest,
+            capabilities=ua.capabilities(),
         )
         self._timer: asyncio.TimerHandle | None = None
         """The session's next timer (RFC 4028 refresh or expiry), armed at get_timer()."""
@@ -625,7 +626,8 @@ class UserAgent:
         invite.headers.add("Call-ID", call_id)
         invite.headers.add("CSeq", "1 INVITE")
         invite.headers.add("Contact", str(self.contact(peer, sips=_is_sips(target))))
-        invite.headers.add("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods)))
+        for name, value in self.capabilities():
+            invite.headers.add(name, value)
         for name, value in headers:
             invite.headers.add(name, value)
         digest = DigestClient(*credentials) if credentials is not None else None
@@ -763,7 +765,7 @@ class UserAgent:
                 request,
                 200,
                 extra=[
-                    ("Allow", ", ".join(sorted(self.config.endpoint.allowed_methods))),
+                    *self.capabilities(),
                     ("Accept", "application/sdp"),
                     *[("Supported", tag) for tag in sorted(self.config.endpoint.supported)],
                 ],
@@ -776,6 +778,15 @@ class UserAgent:
                     request, 405, extra=[("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER")]
                 ),
             )
+
+    def capabilities(self) -> list[tuple[str, str]]:
+        """Allow, and Allow-Events when we take subscriptions: what OPTIONS answers, INVITEs
+        and 2xx to INVITEs say of us."""
+        endpoint = self.config.endpoint
+        found = [("Allow", ", ".join(sorted(endpoint.allowed_methods)))]
+        if endpoint.allow_events:
+            found.append(("Allow-Events", ", ".join(sorted(endpoint.allow_events))))
+        return found
 
     def _dispatch_incoming(self, call: Call) -> None:
         if self.on_incoming is None:

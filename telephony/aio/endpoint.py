@@ -65,6 +65,9 @@ class EndpointConfig:
     """T1/T2/T4 for the transaction layer."""
     allowed_methods: frozenset[str] = DEFAULT_METHODS
     """Requests with other methods are refused with 501."""
+    allow_events: frozenset[str] = frozenset()
+    """Event packages we take SUBSCRIBEs for, said in Allow-Events (RFC 6665 4.4.4) with
+    Allow in OPTIONS answers, our INVITEs and our 2xx to INVITEs."""
     supported: frozenset[str] = frozenset({"timer", "replaces"})
     """Option tags we support; a Require of any other gets 420. Only what is implemented:
     `timer` (RFC 4028 session timers, telephony.call.session_timer) and `replaces` (RFC 3891:

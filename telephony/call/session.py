@@ -272,8 +272,11 @@ class InviteSession:
         negotiator: Negotiator | None = None,
         session_timer: SessionTimerConfig = DISABLED,
         digest: DigestClient | None = None,
+        capabilities: Iterable[tuple[str, str]] = (),
     ) -> None:
         self.invite = invite
+        self.capabilities = tuple(capabilities)
+        """Headers of our 2xx to the INVITE that say what we can (Allow, Allow-Events)."""
         self.role = role
         self.call_id = invite.call_id
         self.local_tag = local_tag
@@ -396,6 +399,9 @@ class InviteSession:
         )
         if 100 < status < 300:
             response.headers.add("Contact", str(self.contact))
+        if 200 <= status < 300:
+            for name, value in self.capabilities:
+                response.headers.add(name, value)
         if content_type:
             response.headers.set("Content-Type", content_type)
         return response

@@ -1,6 +1,9 @@
-"""[[queues]]: what a good entry gives, and a clear `file:line: reason` for each mistake."""
+"""[[queues]] and [[blf_groups]]: what a good entry gives, and a clear `file:line: reason` for
+each mistake."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -42,6 +45,9 @@ def test_a_queue_with_penalties_routed_from_a_did() -> None:
         ('members = ["101"]\ncallback_digit = "12"', 12, "callback_digit"),
         ('members = ["101"]\nmusic = "no-such.wav"', 12, "does not exist"),
         ('members = ["101"]\nsurprise = 1', 12, "unknown key 'surprise'"),
+        ('members = ["101"]\nowner = "999"', 12, "owner 999 is no extension (nor 'responsible')"),
+        ('members = ["101"]\nvoicemail_greeting = "gone.wav"', 12, "does not exist"),
+        ('members = ["101"]\nwhen_empty = "leave"', 12, "when_empty must be wait or overflow"),
     ],
 )
 def test_mistakes_name_their_line(entry: str, line: int, reason: str) -> None:
@@ -67,3 +73,39 @@ def test_voicemail_boxes() -> None:
         parse_config(BASE + '[[voicemail]]\nowner = "999"\n')
     with pytest.raises(ConfigError, match="max_seconds must be a number >= 5"):
         parse_config(BASE + '[[voicemail]]\nowner = "101"\nmax_seconds = 1\n')
+
+
+def test_a_queue_with_its_own_box_for_the_callers_manager() -> None:
+    config = parse_config(
+        BASE + '[[queues]]\nname = "sales"\nmembers = ["101"]\noverflow = "voicemail"\n'
+        'owner = "responsible"\nwhen_empty = "overflow"\n'
+    )
+    (queue,) = config.queues
+    assert queue.when_empty == "overflow"
+    assert (queue.overflow, queue.owner, queue.voicemail_greeting) == (
+        "voicemail", "responsible", None,
+    )  # fmt: skip
+    box = queue.voicemail_box
+    assert box.greeting is not None and box.greeting.startswith("You have reached sales.")
+    said = parse_config(
+        BASE + '[[queues]]\nname = "sales"\nmembers = ["101"]\noverflow = "voicemail"\n'
+        'voicemail_greeting = "Sales is closed."\n'
+    )
+    assert said.queues[0].voicemail_box.greeting == "Sales is closed."
+
+
+def test_blf_groups() -> None:
+    config = parse_config(
+        BASE + '[[blf_groups]]\nname = "floor"\nmembers = ["101"]\nwatchers = ["102"]\n'
+    )
+    (group,) = config.blf_groups
+    assert (group.name, group.members, group.watchers) == ("floor", ("101",), ("102",))
+    assert parse_config(BASE).blf_groups == ()
+    for entry, reason in (
+        ('members = ["999"]', "members must be a list of extensions"),
+        ("members = []", "members must be a list of extensions (at least one)"),
+        ('members = ["101"]\nwatchers = "102"', "watchers must be a list of extensions"),
+        ('members = ["101"]\nwho = 1', "unknown key 'who'"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(reason)):
+            parse_config(BASE + f'[[blf_groups]]\nname = "floor"\n{entry}\n')

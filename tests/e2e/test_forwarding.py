@@ -11,11 +11,17 @@ out through.
   ID and a Diversion header, and is journaled as one call.
 - A customer's call to a DID routed to 102, who forwards to a mobile: out through the trunk
   presenting the customer's number; one inbound row, 102 as its agent.
+- Two nodes on one database: a code dialled on one and a PUT on the other reach both; a
+  restarted node has them (DND still refuses 101's call), and a code dialled after the restart
+  reaches the other node again.
+
+The tests store settings in PostgreSQL, so each runs on a database of its own (`crm_url`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -46,13 +52,23 @@ def carrier_port() -> int:
 
 
 @pytest.fixture
-async def fwd_engine(pg_url: str, tmp_path: Path, carrier_port: int) -> AsyncIterator[Engine]:
+async def db(crm_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """This module's own database: the settings its tests store must not reach other tests."""
+    conn = await asyncpg.connect(crm_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def fwd_engine(crm_url: str, tmp_path: Path, carrier_port: int) -> AsyncIterator[Engine]:
     trunk = (
         f'[[trunks]]\nname = "carrier"\nallow_from = ["{carrier.CARRIER_IP}"]\n'
         f'outbound = "127.0.0.1:{carrier_port}"\ncaller_id = "+12125550100"\n\n'
         f'[[dids]]\nnumber = "{DID}"\ntrunk = "carrier"\nroute = "agent:102"\n'
     )
-    engine = await start_engine(engine_config(extra=trunk), database_url=pg_url, data_dir=tmp_path)
+    engine = await start_engine(engine_config(extra=trunk), database_url=crm_url, data_dir=tmp_path)
     try:
         yield engine
     finally:
@@ -227,3 +243,124 @@ async def test_the_configuration_sets_dnd_and_forwarding_at_start(
                 assert (await r.json())["state"] == "away"
     finally:
         await engine.stop()
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Wait for a change another node announced (NOTIFY) to reach `condition`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"not {what} within {timeout}s"
+        await asyncio.sleep(0.02)
+
+
+async def test_settings_survive_a_restart_and_reach_every_node(
+    crm_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    config_a, config_b = engine_config(), engine_config()
+    node_a = await start_engine(config_a, database_url=crm_url, data_dir=tmp_path / "a")
+    node_b = await start_engine(config_b, database_url=crm_url, data_dir=tmp_path / "b")
+    try:
+        async with (
+            phone(node_a, "101", tmp_path) as a101,
+            phone(node_a, "102", tmp_path) as a102,
+            aiohttp.ClientSession() as http,
+        ):
+            await a101.wait_registered()
+            await a102.wait_registered()
+            # A phone's code on A reaches B; B's API change reaches A.
+            await feature(a102, "*78")
+            await until(lambda: node_b.switchboard.presence.dnd("102"), "DND on node B")
+            body = {"busy": "103", "no_answer_after": 7}
+            async with http.put(
+                api_url(node_b, "/agents/102/forwarding"), json=body, headers=bearer()
+            ) as r:
+                assert r.status == 200, await r.text()
+            expected = Forwarding(dnd=True, busy="103", no_answer_after=7.0)
+            await until(lambda: node_a.switchboard.forwarding["102"] == expected, "B's PUT on A")
+            row = await db.fetchrow("SELECT * FROM agent_forwarding WHERE extension = '102'")
+            assert row is not None and (row["dnd"], row["forward_busy"]) == (True, "103")
+            assert row["node"] == config_b.crm.node
+
+            # A restarted: the stored settings win over the configuration's (none here).
+            await node_a.stop()
+            node_a = await start_engine(config_a, database_url=crm_url, data_dir=tmp_path / "a")
+            assert node_a.switchboard.forwarding["102"] == expected
+            assert node_a.switchboard.presence.dnd("102")
+            async with http.get(api_url(node_a, "/agents/102/forwarding"), headers=bearer()) as r:
+                assert (await r.json())["dnd"] is True
+            # DND with a busy forward: 101's call goes to 103, who has no phone: 480.
+            await a101.dial("102")
+            closed = await a101.wait_event("CALL_CLOSED", timeout=5)
+            assert "480" in str(closed.get("param")), closed
+            assert not a102.events_of("CALL_INCOMING")
+
+            # After the restart, a code on A still reaches B.
+            await feature(a102, "*79")
+            await until(lambda: not node_b.switchboard.presence.dnd("102"), "DND off on B")
+            assert node_b.switchboard.forwarding["102"].busy == "103"
+    finally:
+        await node_a.stop()
+        await node_b.stop()
+
+
+async def test_bad_rows_are_skipped_and_a_database_outage_loses_nothing(
+    crm_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """A hand-edited row that is not valid is ignored at start (the configuration's settings
+    stay), as is one of an extension this node does not have. While the table cannot be
+    written, PUT answers 503 and changes nothing; a phone's change waits and is stored once
+    the database is back."""
+    await db.execute(
+        "INSERT INTO agent_forwarding (extension, forward_always, no_answer_after, node)"
+        " VALUES ('102', 'sip:nowhere', 20, 'elsewhere'), ('777', '103', 20, 'elsewhere')"
+    )
+    engine = await start_engine(engine_config(), database_url=crm_url, data_dir=tmp_path)
+    try:
+        assert engine.switchboard.forwarding["102"] == Forwarding()
+        assert "777" not in engine.switchboard.forwarding
+        assert engine.forwarding is not None
+        engine.forwarding.retry_delay = 0.1
+        await db.execute("ALTER TABLE agent_forwarding RENAME TO agent_forwarding_away")
+        url = api_url(engine, "/agents/103/forwarding")
+        async with aiohttp.ClientSession() as http:
+            async with http.put(url, json={"dnd": True}, headers=bearer()) as r:
+                assert r.status == 503, await r.text()
+                assert "database" in (await r.json())["error"]["reason"]
+            assert engine.switchboard.forwarding["103"] == Forwarding()
+            # What *78 does: the change holds at once and is written when it can be.
+            engine.switchboard.set_forwarding("104", Forwarding(dnd=True))
+            with pytest.raises(TimeoutError):
+                await engine.forwarding.flush(timeout=0.5)
+            await db.execute("ALTER TABLE agent_forwarding_away RENAME TO agent_forwarding")
+            await engine.forwarding.flush(timeout=5)
+        row = await db.fetchrow("SELECT dnd, node FROM agent_forwarding WHERE extension = '104'")
+        assert row is not None and row["dnd"] is True
+        assert row["node"] == engine.config.crm.node
+    finally:
+        await engine.stop()
+
+
+async def test_a_node_whose_listen_connection_died_catches_up(
+    crm_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """PostgreSQL ends B's LISTEN connection (a restart, a network cut); A's change made
+    meanwhile is not lost on B: B listens again, reads every row, and hears later changes."""
+    node_a = await start_engine(engine_config(), database_url=crm_url, data_dir=tmp_path / "a")
+    node_b = await start_engine(engine_config(), database_url=crm_url, data_dir=tmp_path / "b")
+    try:
+        assert node_a.forwarding is not None and node_b.forwarding is not None
+        node_b.forwarding.retry_delay = 0.1
+        pid = node_b.forwarding.store.listener_pid
+        assert pid is not None
+        await node_a.forwarding.save("102", Forwarding(always="103"))  # B hears this one
+        await until(lambda: node_b.switchboard.forwarding["102"].always == "103", "on B")
+        assert await db.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await node_a.forwarding.save("104", Forwarding(dnd=True))
+        await until(lambda: node_b.switchboard.presence.dnd("104"), "B caught up", timeout=10)
+        assert node_b.forwarding.store.listener_pid not in (None, pid)
+        await node_a.forwarding.save("104", Forwarding())
+        await until(lambda: not node_b.switchboard.presence.dnd("104"), "B hears again")
+    finally:
+        await node_a.stop()
+        await node_b.stop()

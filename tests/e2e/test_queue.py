@@ -420,3 +420,79 @@ route = "voicemail:102"
         await assert_voicemail_kept(db, tmp_path, number, owner="102")
     finally:
         await engine.stop()
+
+
+async def test_a_queue_overflows_to_its_own_voicemail_for_the_callers_manager(
+    pg_url: str, tmp_path: Path, db
+) -> None:
+    """A queue nobody can answer (its member 104 has no phone) with `when_empty = "overflow"`
+    and `overflow = "voicemail"`: at once (not after max wait) the caller hears the queue's
+    own greeting (found in its recording) and leaves a message; the message is the call's
+    recording, and the callback task goes to the queue's owner, `responsible`: the caller's
+    manager in the CRM (105), with its task.created event in the outbox for the CRM."""
+    require("espeak-ng")
+    greeting = "Billing cannot answer now. Please leave a message after the tone."
+    voice = write_tone_wav(tmp_path / "voice.wav", 700.0, 20.0)
+    number = "+12125550078"
+    extra = f"""
+[[trunks]]
+name = "carrier"
+allow_from = ["{carrier.CARRIER_IP}"]
+
+[[queues]]
+name = "billing"
+members = ["104"]
+max_wait = 60
+when_empty = "overflow"
+announce_every = 60
+callback_digit = ""
+overflow = "voicemail"
+owner = "responsible"
+voicemail_greeting = "{greeting}"
+
+[[dids]]
+number = "{SUPPORT_DID}"
+trunk = "carrier"
+route = "queue:billing"
+"""
+    engine = await start_engine(engine_config(extra=extra), database_url=pg_url,
+                                data_dir=tmp_path)  # fmt: skip
+    boxes = tmp_path / "recordings" / "voicemail"
+    try:
+        await db.execute(
+            "INSERT INTO contacts (phone, responsible) VALUES ($1, '105')"
+            " ON CONFLICT (phone) DO UPDATE SET responsible = '105'",
+            number,
+        )
+        await db.execute(
+            "DELETE FROM tasks WHERE contact_id IN (SELECT id FROM contacts WHERE phone = $1)",
+            number,
+        )
+        async with carrier.customer(number, workdir=tmp_path, audio_source=voice) as caller:
+            await caller.dial(carrier.did_uri(SUPPORT_DID, engine.sip_port))
+            await caller.wait_event("CALL_ESTABLISHED", timeout=5)
+            # Recording starts after the greeting and the tone; then two seconds of message.
+            await until(lambda: any(boxes.glob("*-billing-*.wav")), timeout=20)
+            await asyncio.sleep(2.0)  # the message itself
+            await caller.send_dtmf("#")
+            await caller.wait_event("CALL_CLOSED", timeout=10)  # the engine hangs up on #
+            _, heard, _ = read_wav(caller.recorded_wav())
+        _, expected, _ = read_wav(PromptCache(tmp_path / "prompts").speak(greeting))
+        assert normalized_xcorr(heard, expected)[0] > 0.6
+        stats = engine.switchboard.queues.queues["billing"].stats
+        assert (stats.overflowed, stats.entered) == (1, 0)
+        await assert_voicemail_kept(db, tmp_path, number, owner="105")
+        task = await poll(
+            db,
+            "SELECT t.id FROM tasks t JOIN contacts c ON c.id = t.contact_id"
+            " WHERE c.phone = $1 AND t.status = 'open'",
+            number,
+        )
+        event = await poll(
+            db,
+            "SELECT payload FROM outbox WHERE aggregate = $1 AND event_type = 'task.created'",
+            f"task/{task['id']}",
+        )
+        assert event is not None
+    finally:
+        await engine.stop()

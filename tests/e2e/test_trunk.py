@@ -149,7 +149,10 @@ async def test_ring_group_call_answered_by_one_agent(
     assert at_agent is not None and at_agent < 1.0
     assert at_customer is not None and at_customer < 1.0
     await _idle(trunk_engine)
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    # The journal closes the row after the call (a write of its own): wait for it.
+    row = await _poll(
+        db, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", bridged.a.call_id
+    )
     assert (
         row["direction"], row["from_number"], row["to_number"], row["did"], row["ring_group"],
         row["agent"], row["outcome"], row["sip_status"],
@@ -381,7 +384,10 @@ async def test_agent_calls_out_through_the_trunk(
         served = await uas.wait(timeout=10)
     assert served.successful == 1, served.summary()
     await _idle(trunk_engine)
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    # The journal closes the row after the call (a write of its own): wait for it.
+    row = await _poll(
+        db, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", bridged.a.call_id
+    )
     assert (row["direction"], row["from_number"], row["to_number"], row["outcome"]) == (
         "outbound", "101", "+15557654321", "answered",
     )  # fmt: skip

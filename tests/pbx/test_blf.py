@@ -7,7 +7,17 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pbx.blf import CONTENT_TYPE, LineState, SubscribeError, Watchers, dialog_info
+from pbx.blf import (
+    CONTENT_TYPE,
+    WITHHELD,
+    BlfGroup,
+    LineState,
+    Party,
+    SubscribeError,
+    Watchers,
+    WatchPolicy,
+    dialog_info,
+)
 from telephony.sip import NameAddr, SipRequest, SipUri, Via, parse_message
 
 NS = {"d": "urn:ietf:params:xml:ns:dialog-info"}
@@ -121,6 +131,7 @@ def test_expiry_and_fetch() -> None:
         (subscribe(accept="application/pidf+xml"), "102", 406, ("Accept", CONTENT_TYPE)),
         (subscribe(expires=10), "102", 423, ("Min-Expires", "60")),
         (subscribe(), None, 404, None),
+        (subscribe(), "102", 403, None),  # the access list: not 103's to watch
     ],
 )
 def test_refusals(
@@ -128,7 +139,8 @@ def test_refusals(
 ) -> None:
     watchers = Watchers()
     with pytest.raises(SubscribeError) as refused:
-        watchers.subscribe(request_, watcher="103", monitored=monitored, contact=OURS, now=0)
+        watchers.subscribe(request_, watcher="103", monitored=monitored, contact=OURS, now=0,
+                           allowed=status != 403)  # fmt: skip
     assert refused.value.status == status
     if header is not None:
         assert header in refused.value.headers
@@ -142,3 +154,50 @@ def test_dialog_info_document() -> None:
     assert root.tag == "{urn:ietf:params:xml:ns:dialog-info}dialog-info"
     assert (root.get("entity"), root.get("state")) == ("sip:102@pbx", "full")
     assert state_of(body) == ("7", "confirmed", "initiator")
+
+
+def remote_of(body: bytes) -> tuple[str | None, str | None, str | None]:
+    """(display, identity, local identity) of a dialog-info document's one dialog."""
+    dialog = ET.fromstring(body).find("d:dialog", NS)
+    assert dialog is not None
+    identity = dialog.find("d:remote/d:identity", NS)
+    local = dialog.find("d:local/d:identity", NS)
+    if identity is None:
+        return None, None, None
+    target = dialog.find("d:remote/d:target", NS)
+    assert target is not None and target.get("uri") == identity.text
+    return identity.get("display"), identity.text, local.text if local is not None else None
+
+
+def test_the_remote_party_is_named_and_a_withheld_number_stays_withheld() -> None:
+    caller = Party("sip:+12125550100@pbx", "ACME Corp")
+    ringing = dialog_info(ENTITY, 2, LineState.EARLY, direction="recipient", remote=caller)
+    assert remote_of(ringing) == ("ACME Corp", "sip:+12125550100@pbx", ENTITY)
+    hidden = dialog_info(ENTITY, 3, LineState.CONFIRMED, direction="recipient", remote=WITHHELD)
+    assert remote_of(hidden) == ("Anonymous", "sip:anonymous@anonymous.invalid", ENTITY)
+    assert b"+1212" not in hidden
+    # Idle: no party (even if one is handed in).
+    assert remote_of(dialog_info(ENTITY, 4, LineState.TERMINATED, direction=None,
+                                 remote=caller)) == (None, None, None)  # fmt: skip
+
+
+def test_a_new_caller_is_a_change_the_watchers_hear() -> None:
+    watchers = Watchers()
+    _, sub = watchers.subscribe(subscribe(), watcher="103", monitored="102", contact=OURS, now=0)
+    first, second = Party("sip:101@pbx", "Agent 101"), Party("sip:104@pbx", "Agent 104")
+    assert watchers.changed("102", LineState.EARLY, "recipient", first) == [sub]
+    assert watchers.changed("102", LineState.EARLY, "recipient", first) == []
+    assert watchers.changed("102", LineState.EARLY, "recipient", second) == [sub]
+    notify = watchers.notify(sub, LineState.EARLY, via=via(), contact=OURS, entity=ENTITY, now=0)
+    assert remote_of(notify.body)[:2] == ("Agent 104", "sip:104@pbx")
+
+
+def test_the_watch_policy() -> None:
+    assert WatchPolicy().allows("103", "102")  # no groups: one tenant, everyone everyone
+    policy = WatchPolicy((BlfGroup("sales", ("101", "102"), watchers=("190",)),
+                          BlfGroup("support", ("103", "104"))))  # fmt: skip
+    assert policy.allows("101", "102") and policy.allows("102", "101")
+    assert policy.allows("190", "101")  # a watcher of the group
+    assert not policy.allows("101", "190")  # ... who is not watched by it
+    assert not policy.allows("103", "102") and not policy.allows("101", "104")
+    assert policy.allows("105", "105")  # one's own line

@@ -1,9 +1,10 @@
-"""The parking lot (pbx.parking, pure): slots in order, one per call, retrieval codes."""
+"""The parking lot (pbx.parking, pure): slots in order, one per call, retrieval codes, the
+in-call #72 and the announcement."""
 
 from __future__ import annotations
 
 from pbx.forwarding import parse_forward_code
-from pbx.parking import ParkingLot
+from pbx.parking import FeatureDigits, ParkingLot, announcement
 from pbx.pickup import parse_pickup
 
 
@@ -26,3 +27,20 @@ def test_retrieval_codes() -> None:
         assert lot.retrieval(other) is None
     # *71 is neither a forwarding code nor a pickup.
     assert parse_forward_code("*71701") is None and parse_pickup("*71701") is None
+
+
+def test_hash_72_typed_in_time_parks_once() -> None:
+    keys = FeatureDigits()
+    assert [keys.feed(d, t) for d, t in (("#", 0.0), ("7", 0.5), ("2", 1.0))] == [
+        False, False, True,
+    ]  # fmt: skip
+    assert not keys.feed("2", 1.2)  # the code starts over once matched
+    # A key after more than DIGIT_GAP seconds starts again; digits before the # do not matter.
+    assert [keys.feed(d, t) for d, t in (("#", 5.0), ("7", 8.0), ("2", 8.5))] == [False] * 3
+    assert [keys.feed(d, t) for d, t in (("1", 9.0), ("#", 9.1), ("7", 9.2), ("2", 9.3))] == [
+        False, False, False, True,
+    ]  # fmt: skip
+
+
+def test_the_announcement_says_the_slot_digit_by_digit() -> None:
+    assert announcement("701") == "Parked on 7 0 1"

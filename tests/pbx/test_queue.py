@@ -30,6 +30,17 @@ def test_max_length_sends_the_next_caller_to_overflow() -> None:
     assert queue.stats.overflowed == 1
 
 
+def test_nobody_to_answer_overflows_at_once_only_when_the_queue_says_so() -> None:
+    waits = make()
+    assert waits.join("a", "1", now=0, staffed=False) == Joined(1)
+    empty = make(when_empty="overflow", overflow="voicemail")
+    assert empty.join("a", "1", now=0, staffed=False) == Full("no-agents")
+    assert (empty.stats.overflowed, empty.stats.entered) == (1, 0)
+    assert empty.join("b", "2", now=0, staffed=True) == Joined(1)
+    with pytest.raises(ValueError, match="when_empty"):
+        make(when_empty="leave")
+
+
 def test_callers_past_max_wait_expire_but_not_while_offered_or_on_virtual_hold() -> None:
     queue = make(max_wait=60)
     queue.join("a", "1", now=0)

@@ -205,6 +205,20 @@ def test_a_call_rings_connects_and_ends_with_bye() -> None:
     assert pair.uas.dialog is not None and pair.uas.dialog.terminated
 
 
+def test_the_2xx_to_an_invite_says_what_we_can() -> None:
+    """Allow and Allow-Events (RFC 6665 4.4.4) in our 200 to an INVITE, not in a 180."""
+    pair = invite_pair()
+    pair.uas.capabilities = (("Allow", "INVITE, SUBSCRIBE"), ("Allow-Events", "dialog"))
+    ringing = next(e.response for e in pair.uas.ring() if isinstance(e, Respond))
+    assert ringing.headers.get("Allow-Events") is None
+    pair.uas_sdp.accept_offer(pair.uas.invite.body)
+    ok = next(e.response for e in pair.uas.answer() if isinstance(e, Respond))
+    assert ok.status == 200
+    assert (ok.headers.get("Allow"), ok.headers.get("Allow-Events")) == (
+        "INVITE, SUBSCRIBE", "dialog",
+    )  # fmt: skip
+
+
 def test_an_offerless_invite_gets_our_offer_and_the_answer_comes_in_the_ack() -> None:
     pair = invite_pair(offer=False)
     pair.uas_sdp.make_offer()
