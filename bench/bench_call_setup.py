@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _proc import host_busy_percent, host_busy_seconds, proc_rss_mb
 
 from callcenter.config import parse_config
-from callcenter.runtime import start_engine
+from callcenter.runtime import settle_heap, start_engine
 from sip_test_env.ports import free_port, free_port_range
 from sip_test_env.sipp import SippResult, extension_csv, run_sipp, start_sipp_uas
 
@@ -102,6 +102,7 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
         f"[recordings]\nenabled = {'true' if record else 'false'}\n"
     )
     engine = await start_engine(config, database_url=pg.get_uri(), data_dir=work, with_http=False)
+    settle_heap()  # as callcenter serve does
     machine = f"{platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}"
     print(f"machine: {machine}")
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
