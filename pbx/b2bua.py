@@ -864,6 +864,16 @@ class BridgedCall:
                     timeout=max(0.0, deadline - loop.time()),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if not done:
+                    # The deadline and a phone's 200 OK can come due in the same turn of a
+                    # loop that fell behind: the timer runs first, before the leg's waiter
+                    # sees its Answered. A phone that answered in time takes the call.
+                    answered = _answered_leg(pending)
+                    if answered is not None and not self.a.ended.done():
+                        pending.pop(answered).cancel()
+                        await self._drop(pending, reason="answered-elsewhere")
+                        self.callee = self.summary.callee = legs[answered]
+                        return answered
                 if self.a.ended in done or not done:
                     self._timed_out = self._timed_out or not done
                     await self._drop(pending, reason="cancelled" if done else "timeout")
@@ -1056,6 +1066,15 @@ class BridgedCall:
             await self.a.hangup(reason=cause)
         if self.a.incoming and self.a.final_status is not None:
             self.summary.sip_status = self.a.final_status  # what the caller was answered
+
+
+def _answered_leg(pending: Mapping[Call, asyncio.Task[Any]]) -> Call | None:
+    """A ringing leg whose phone answered already (its 2xx processed, its Answered event not
+    yet taken by its waiter)."""
+    for leg in pending:
+        if leg.state.value == "connected":
+            return leg
+    return None
 
 
 def _final(statuses: list[int]) -> int:
