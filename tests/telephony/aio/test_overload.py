@@ -35,6 +35,18 @@ def reached(ua: UserAgent, level: OverloadLevel) -> asyncio.Future[None]:
     return done
 
 
+def hold_up_until(behind: asyncio.Future[None]) -> None:
+    """Real work that holds the loop up, as a flood of setups would, until `behind` is set."""
+    loop = asyncio.get_running_loop()
+
+    def hog() -> None:
+        time.sleep(0.25)
+        if not behind.done():
+            loop.call_soon(hog)
+
+    loop.call_soon(hog)
+
+
 async def test_new_calls_get_503_while_behind_and_calls_in_progress_go_on(
     agents: tuple[UserAgent, UserAgent],
 ) -> None:
@@ -44,12 +56,7 @@ async def test_new_calls_get_503_while_behind_and_calls_in_progress_go_on(
 
     behind = reached(callee_ua, OverloadLevel.SHEDDING)
 
-    def hog() -> None:  # real work that holds the loop up, as a flood of setups would
-        time.sleep(0.25)
-        if not behind.done():
-            loop.call_soon(hog)
-
-    loop.call_soon(hog)
+    hold_up_until(behind)
     await asyncio.wait_for(behind, 10)
     recovered = reached(callee_ua, OverloadLevel.NORMAL)
 
@@ -90,12 +97,7 @@ async def test_a_retransmitted_invite_of_an_answered_call_is_not_refused_while_b
     caller, callee = await answered_call(caller_ua, callee_ua)
     behind = reached(callee_ua, OverloadLevel.SHEDDING)
 
-    def hog() -> None:
-        time.sleep(0.25)
-        if not behind.done():
-            loop.call_soon(hog)
-
-    loop.call_soon(hog)
+    hold_up_until(behind)
     await asyncio.wait_for(behind, 10)
     endpoint = callee_ua.endpoint
     shed, sent_503 = endpoint.overload.shed, endpoint.responses_sent.get(503, 0)
