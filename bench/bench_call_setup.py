@@ -2,8 +2,9 @@
 
 Prints, per offered rate: the calls that succeeded and failed, the mean setup time of the
 successful ones (SIPp's response time: first INVITE to 200, the 401 round trip included), the
-engine's CPU (% of one core over the level's wall time, and CPU milliseconds per attempted call),
-the whole host's CPU (every process, so contention from elsewhere shows) and the engine's RSS.
+engine's CPU (% of one core over the level's wall time, and CPU milliseconds per attempted call,
+then how many of those the cyclic garbage collector took), the whole host's CPU (every process,
+so contention from elsewhere shows) and the engine's RSS.
 The last two columns: new INVITEs the engine's overload control answered 503 (Retry-After) or
 dropped unread at that level; offered rates above what it sustains (e.g. --rates 150,300,450)
 show the goodput it keeps under overload. When calls fail, one line tallies SIPp's reasons
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import platform
 import re
@@ -40,13 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _proc import host_busy_percent, host_busy_seconds, proc_rss_mb
 
 from callcenter.config import parse_config
-from callcenter.runtime import start_engine
+from callcenter.runtime import settle_heap, start_engine
 from sip_test_env.ports import free_port, free_port_range
 from sip_test_env.sipp import SippResult, extension_csv, run_sipp, start_sipp_uas
 
 HEADER = (
-    "rate/s    ok failed  wall_s  setups/s  setup_ms  engine_cpu%  cpu_ms/call  host%  rss_MB"
-    "  shed503  dropped"
+    "rate/s    ok failed  wall_s  setups/s  setup_ms  engine_cpu%  cpu_ms/call  gc_ms/call  host%"
+    "  rss_MB  shed503  dropped"
 )
 # Each event of SIPp's -trace_err log starts with its date, time and epoch time (right after
 # the quote that closes the previous event's message, so not always at the start of a line).
@@ -87,6 +89,21 @@ def failure_reasons(errors: str, top: int = 4) -> str:
     return "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common(top))
 
 
+class GcClock:
+    """CPU seconds the cyclic garbage collector took in this process (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.thread_time()
+        else:
+            self.seconds += time.thread_time() - self._start
+
+
 async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: bool) -> int:
     from callcenter import embedded_pg
 
@@ -102,6 +119,7 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
         f"[recordings]\nenabled = {'true' if record else 'false'}\n"
     )
     engine = await start_engine(config, database_url=pg.get_uri(), data_dir=work, with_http=False)
+    settle_heap()  # as callcenter serve does
     machine = f"{platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}"
     print(f"machine: {machine}")
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
@@ -113,6 +131,7 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
         f"recording {'ON (stereo WAV + analytics)' if record else 'off'}"
     )
     print(HEADER)
+    collector = GcClock()
     succeeded = 0
     try:
         csv = extension_csv(work / "calls.csv", [("101", "150", "pass101")])
@@ -121,6 +140,7 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
                 overload = engine.ua.endpoint.overload
                 shed0, dropped0 = overload.shed, overload.dropped
                 usage0 = resource.getrusage(resource.RUSAGE_SELF)
+                gc0 = collector.seconds
                 host0 = host_busy_seconds()
                 start = time.monotonic()
                 result = await run_sipp(
@@ -141,7 +161,8 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
                 print(
                     f"{rate:6d} {result.successful:5d} {result.failed:6d}  {wall:6.1f}  "
                     f"{result.successful / wall:8.1f}  {setup_ms(result):8.1f}  "
-                    f"{100 * cpu / wall:11.1f}  {1000 * cpu / calls:11.2f}  {host:5.0f}  "
+                    f"{100 * cpu / wall:11.1f}  {1000 * cpu / calls:11.2f}  "
+                    f"{1000 * (collector.seconds - gc0) / calls:10.2f}  {host:5.0f}  "
                     f"{proc_rss_mb(os.getpid()):6.1f}  {overload.shed - shed0:7d}  "
                     f"{overload.dropped - dropped0:7d}",
                     flush=True,

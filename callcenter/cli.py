@@ -210,13 +210,14 @@ def _auth_overrides(args: argparse.Namespace) -> argparse.Namespace:
 
 
 async def serve(config: Config) -> int:
-    from .runtime import start_engine
+    from .runtime import settle_heap, start_engine
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     engine = await start_engine(config)
+    settle_heap()
     logger.info(
         "callcenter serving: SIP %s (UDP, TCP), %d accounts, database %s",
         HostPort(config.sip.listen.host, engine.sip_port),

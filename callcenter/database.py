@@ -35,6 +35,15 @@ class Database:
             await asyncio.to_thread(embedded_pg.stop, self.embedded)
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset, run on each release after asyncpg's own (which rolls back a transaction
+    left open and drops the connection's listener callbacks): nothing more. asyncpg's default
+    sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` as one more round
+    trip on every release (five per call set up); the engine leaves no such state on a pooled
+    connection: no SET, no cursor outside a transaction, advisory locks released by the code
+    that took them (migrations), LISTEN undone by remove_listener (the outbox)."""
+
+
 def _start_embedded(data_dir: Path) -> tuple[Any, str]:
     server = embedded_pg.start(data_dir / "pgdata")
     return server, server.get_uri()
@@ -49,7 +58,9 @@ async def open_database(
         embedded, url = await asyncio.to_thread(_start_embedded, data_dir)
         logger.info("embedded PostgreSQL running in %s", data_dir / "pgdata")
     try:
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, reset=keep_session
+        )
         async with pool.acquire() as conn:
             applied = await apply_migrations(conn)
         if applied:

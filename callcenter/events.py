@@ -288,6 +288,8 @@ class LiveBoard:
     trunks: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Each trunk's row as `pbx.trunks.TrunkManager.snapshot` gives it."""
     queues: dict[str, QueueProgress] = field(default_factory=dict)
+    _ringing: dict[str, int] = field(default_factory=dict, repr=False)
+    """Calls ringing each extension now (the index `ringing_agents` reads)."""
 
     def add_agent(
         self, extension: str, *, name: str, role: str, daily_plan: int, since: float
@@ -309,17 +311,24 @@ class LiveBoard:
         agent.daily_plan = daily_plan
         return [self._agent_delta(agent)]
 
-    def apply(self, event: LiveEvent, *, today: date) -> list[Delta]:
-        """Fold one event in; the rows it changed, as deltas for the subscribers."""
-        deltas = self.roll_over(today)
+    def apply(self, event: LiveEvent, *, today: date, deltas: bool = True) -> list[Delta]:
+        """Fold one event in; the rows it changed, as deltas for the subscribers. With
+        ``deltas=False`` (nobody watches) the board changes the same but no row is rendered."""
+        out: list[Delta] | None = self.roll_over(today) if deltas else None
+        if out is None:
+            self.roll_over(today)
         match event:
             case AgentStateChanged(extension=ext, state=state, since=since):
                 agent = self.agents.get(ext)
                 if agent is not None and agent.state != state:
                     agent.state, agent.since = state, since
-                    deltas.append(self._agent_delta(agent))
+                    if out is not None:
+                        out.append(self._agent_delta(agent))
             case CallStarted():
-                self.calls[event.call_id] = _Call(
+                replaced = self.calls.get(event.call_id)
+                if replaced is not None:  # a Call-ID seen again: the old row's phones stop
+                    self._ringing_changed(replaced.ringing, (), out)
+                call = self.calls[event.call_id] = _Call(
                     event.call_id,
                     event.caller,
                     event.callee,
@@ -328,56 +337,65 @@ class LiveBoard:
                     campaign_id=event.campaign_id,
                     lead_id=event.lead_id,
                 )
-                deltas.append(("call", self._call_json(self.calls[event.call_id])))
+                if out is not None:
+                    out.append(("call", self._call_json(call)))
             case CallRinging(call_id=call_id, ringing=ringing):
                 call = self.calls.get(call_id)
                 if call is not None and call.ringing != ringing:
-                    touched = set(call.ringing) ^ set(ringing)
-                    call.ringing = ringing
-                    deltas.append(("call", self._call_json(call)))
-                    deltas += self._ringing_changed(touched)
+                    self._ring(call, ringing, out)
             case CallAnswered(call_id=call_id):
                 call = self.calls.get(call_id)
                 if call is not None:
-                    touched = set(call.ringing)
                     call.caller, call.callee = event.caller, event.callee
-                    call.state, call.answered_at, call.ringing = "talking", event.at, ()
-                    deltas.append(("call", self._call_json(call)))
-                    deltas += self._ringing_changed(touched)
+                    call.state, call.answered_at = "talking", event.at
+                    self._ring(call, (), out)
             case CallEnded(call_id=call_id, agent=ext):
                 call = self.calls.pop(call_id, None)
                 if call is not None:
-                    deltas.append(("call-gone", {"call_id": call_id}))
-                    deltas += self._ringing_changed(set(call.ringing))
+                    if out is not None:
+                        out.append(("call-gone", {"call_id": call_id}))
+                    self._ringing_changed(call.ringing, (), out)
                 agent = self.agents.get(ext or "")
                 if agent is not None:  # someone answered (else the event names no agent)
                     agent.calls_today += 1
                     agent.month_calls += 1
                     agent.talk_today += event.talk_seconds
-                    deltas.append(self._agent_delta(agent))
+                    if out is not None:
+                        out.append(self._agent_delta(agent))
             case CampaignProgress(campaign_id=campaign_id):
                 if self.campaigns.get(campaign_id) != event:
                     self.campaigns[campaign_id] = event
-                    deltas.append(("campaign", _campaign_json(event)))
+                    if out is not None:
+                        out.append(("campaign", _campaign_json(event)))
             case CampaignGone(campaign_id=campaign_id):
-                if self.campaigns.pop(campaign_id, None) is not None:
-                    deltas.append(("campaign-gone", {"id": campaign_id}))
+                if self.campaigns.pop(campaign_id, None) is not None and out is not None:
+                    out.append(("campaign-gone", {"id": campaign_id}))
             case TaskCreated(task_id=task_id):
                 if self.tasks.get(task_id) != event:
                     self.tasks[task_id] = event
-                    deltas.append(("task", _task_json(event)))
+                    if out is not None:
+                        out.append(("task", _task_json(event)))
             case TaskDone(task_id=task_id):
-                if self.tasks.pop(task_id, None) is not None:
-                    deltas.append(("task-gone", {"id": task_id}))
+                if self.tasks.pop(task_id, None) is not None and out is not None:
+                    out.append(("task-gone", {"id": task_id}))
             case TrunkChanged(name=name, data=data):
                 if self.trunks.get(name) != data:
                     self.trunks[name] = data
-                    deltas.append(("trunk", data))
+                    if out is not None:
+                        out.append(("trunk", data))
             case QueueProgress(name=name):
                 if self.queues.get(name) != event:
                     self.queues[name] = event
-                    deltas.append(("queue", asdict(event)))
-        return deltas
+                    if out is not None:
+                        out.append(("queue", asdict(event)))
+        return [] if out is None else out
+
+    def _ring(self, call: _Call, ringing: tuple[str, ...], out: list[Delta] | None) -> None:
+        """The phones ringing for `call` are now `ringing`."""
+        before, call.ringing = call.ringing, ringing
+        if out is not None:
+            out.append(("call", self._call_json(call)))
+        self._ringing_changed(before, ringing, out)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -391,7 +409,7 @@ class LiveBoard:
         }
 
     def ringing_agents(self) -> set[str]:
-        return {ext for call in self.calls.values() for ext in call.ringing}
+        return set(self._ringing)
 
     def roll_over(self, today: date) -> list[Delta]:
         """A new day starts every agent's day counts at zero (a new month, the month's too)."""
@@ -405,15 +423,28 @@ class LiveBoard:
                 agent.month_calls = 0
         return [self._agent_delta(a) for a in self.agents.values()]
 
-    def _ringing_changed(self, extensions: Iterable[str]) -> list[Delta]:
-        ringing = self.ringing_agents()
-        deltas = []
-        for ext in sorted(extensions):
+    def _ringing_changed(
+        self, before: Iterable[str], after: Iterable[str], out: list[Delta] | None
+    ) -> None:
+        """One call stopped ringing `before` and rings `after`: keep the count of calls ringing
+        each phone (no scan of the live calls) and show the agents whose phone started or
+        stopped ringing."""
+        count = self._ringing
+        stopped, started = set(before), set(after)
+        for ext in stopped:
+            left = count[ext] - 1
+            if left:
+                count[ext] = left
+            else:
+                del count[ext]
+        for ext in started:
+            count[ext] = count.get(ext, 0) + 1
+        for ext in sorted(stopped ^ started):
             agent = self.agents.get(ext)
-            if agent is not None and agent.ringing != (ext in ringing):
-                agent.ringing = ext in ringing
-                deltas.append(self._agent_delta(agent))
-        return deltas
+            if agent is not None and agent.ringing != (ext in count):
+                agent.ringing = ext in count
+                if out is not None:
+                    out.append(self._agent_delta(agent))
 
     def _agent_delta(self, agent: _Agent) -> Delta:
         return ("agent", self._agent_json(agent))
@@ -495,6 +526,9 @@ class LiveBus:
     def publish(self, event: LiveEvent) -> None:
         for listener in self.on_event:
             listener(event)
+        if not self._subscribers:  # nobody watches: fold it in, render nothing
+            self.board.apply(event, today=self.today(), deltas=False)
+            return
         self._fan_out(self.board.apply(event, today=self.today()))
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from crm_bridge import CrmStore, TaskFilter
@@ -59,6 +59,25 @@ def local_today() -> date:
     return datetime.now().astimezone().date()
 
 
+class LocalToday:
+    """`local_today` for the bus, which asks on every event: the date is worked out again only
+    once the wall clock passes the next local midnight (or goes back before the day began)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._day = date.min
+        self._begins = self._ends = 0.0
+
+    def __call__(self) -> date:
+        now = self.clock()
+        if not self._begins <= now < self._ends:
+            self._day = datetime.fromtimestamp(now).date()
+            day_start = datetime.combine(self._day, datetime.min.time())
+            self._begins = day_start.timestamp()
+            self._ends = (day_start + timedelta(days=1)).timestamp()
+        return self._day
+
+
 def wire_live(switchboard: Switchboard, accounts: Iterable[Account]) -> LiveBus:
     """Build the dashboard's bus, fed by the switchboard's events (pbx.events)."""
     board = LiveBoard(local_today())
@@ -72,7 +91,7 @@ def wire_live(switchboard: Switchboard, accounts: Iterable[Account]) -> LiveBus:
             daily_plan=account.daily_plan,
             since=wall - switchboard.presence.idle_for(account.extension, now=now),
         )
-    bus = LiveBus(board, today=local_today)
+    bus = LiveBus(board, today=LocalToday())
     providers = switchboard.providers
     for row in providers.snapshot():
         board.trunks[row["name"]] = row

@@ -178,8 +178,95 @@ _OUTCOME_BY_STATUS = {
 }
 
 
+class PartyIndex:
+    """How many calls each extension is on, as caller, callee or a phone the call hunts (what
+    `Switchboard.busy` asks on every routing decision), kept as the calls change instead of
+    scanning every call in progress."""
+
+    def __init__(self) -> None:
+        self._count: dict[str, int] = {}
+
+    def calls_of(self, extension: str) -> int:
+        return self._count.get(extension, 0)
+
+    def add(self, call: BridgedCall) -> None:
+        if call._index is not None:
+            call._index.discard(call)
+        call._index = self
+        self._move(call, call.involved())
+
+    def discard(self, call: BridgedCall) -> None:
+        if call._index is self:
+            self._move(call, frozenset())
+            call._index = None
+
+    def update(self, call: BridgedCall) -> None:
+        self._move(call, call.involved())
+
+    def _move(self, call: BridgedCall, now: frozenset[str]) -> None:
+        count = self._count
+        before, call._indexed = call._indexed, now
+        for extension in before - now:
+            left = count[extension] - 1
+            if left:
+                count[extension] = left
+            else:
+                del count[extension]
+        for extension in now - before:
+            count[extension] = count.get(extension, 0) + 1
+
+
+class ActiveCalls(dict[str, "BridgedCall"]):
+    """The calls in progress by the caller leg's Call-ID; entering and leaving keeps a
+    `PartyIndex` of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parties = PartyIndex()
+
+    def __setitem__(self, key: str, call: BridgedCall) -> None:
+        replaced = self.get(key)
+        if replaced is not None and replaced is not call:
+            self.parties.discard(replaced)
+        super().__setitem__(key, call)
+        self.parties.add(call)
+
+    def __delitem__(self, key: str) -> None:
+        self.parties.discard(self[key])
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: Any) -> Any:  # type: ignore[override]
+        if key in self:
+            self.parties.discard(self[key])
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        for call in self.values():
+            self.parties.discard(call)
+        super().clear()
+
+    def popitem(self) -> tuple[str, BridgedCall]:
+        key, call = super().popitem()
+        self.parties.discard(call)
+        return key, call
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, call in dict(*args, **kwargs).items():
+            self[key] = call
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+
 class BridgedCall:
     """Hunts for a callee and bridges the first that answers to the caller."""
+
+    _index: PartyIndex | None = None
+    """The switchboard's index while the call is in its active calls."""
+    _indexed: frozenset[str] = frozenset()
+    """The extensions the index counts this call for."""
 
     def __init__(
         self,
@@ -200,17 +287,14 @@ class BridgedCall:
         """An agent's seat (nailed-up leg, answered already): bridged at once instead of
         ringing anyone, and left up when the caller goes."""
         self.b: Call | None = None
-        self.caller = caller
-        self.callee = callee
         self.steps = steps
         self.ring_timeout = ring_timeout
         self.caller_identity = caller_identity
         self.summary = summary or CallSummary(a_leg.call_id, caller, callee, datetime.now(UTC))
         self.ringing: set[str] = set()
         """Extensions whose phones ring for this call right now."""
-        self.hunting: set[str] = {t.extension for t in steps[0].targets} if steps else set()
-        """Extensions this call rings or is about to ring (from the moment it is created, so
-        two calls started together never both take the same agent)."""
+        self._caller, self._callee = caller, callee
+        self.hunting = {t.extension for t in steps[0].targets} if steps else set()
         self._on_answer: list[Callable[[BridgedCall], None]] = []
         self.on_ringing: Callable[[BridgedCall, bool], None] | None = None
         """Told when the phones being rung change (`ringing`), and once with True when the
@@ -250,6 +334,43 @@ class BridgedCall:
     @property
     def parties(self) -> tuple[str, str]:
         return (self.caller, self.callee)
+
+    def involved(self) -> frozenset[str]:
+        """The extensions this call counts busy: its parties and the phones it hunts."""
+        return frozenset((self._caller, self._callee, *self._hunting))
+
+    # The parties and the phones hunted are what `PartyIndex` counts: each change re-counts.
+    @property
+    def caller(self) -> str:
+        return self._caller
+
+    @caller.setter
+    def caller(self, value: str) -> None:
+        self._caller = value
+        if self._index is not None:
+            self._index.update(self)
+
+    @property
+    def callee(self) -> str:
+        return self._callee
+
+    @callee.setter
+    def callee(self, value: str) -> None:
+        self._callee = value
+        if self._index is not None:
+            self._index.update(self)
+
+    @property
+    def hunting(self) -> frozenset[str]:
+        """Extensions this call rings or is about to ring (from the moment it is created, so
+        two calls started together never both take the same agent)."""
+        return self._hunting
+
+    @hunting.setter
+    def hunting(self, value: set[str] | frozenset[str]) -> None:
+        self._hunting = frozenset(value)
+        if self._index is not None:
+            self._index.update(self)
 
     def when_answered(self, listener: Callable[[BridgedCall], None]) -> None:
         """Call `listener` when someone answers and the media is bridged (in the order they
@@ -769,6 +890,16 @@ class BridgedCall:
                     timeout=max(0.0, deadline - loop.time()),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if not done:
+                    # The deadline and a phone's 200 OK can come due in the same turn of a
+                    # loop that fell behind: the timer runs first, before the leg's waiter
+                    # sees its Answered. A phone that answered in time takes the call.
+                    answered = _answered_leg(pending)
+                    if answered is not None and not self.a.ended.done():
+                        pending.pop(answered).cancel()
+                        await self._drop(pending, reason="answered-elsewhere")
+                        self.callee = self.summary.callee = legs[answered]
+                        return answered
                 if self.a.ended in done or not done:
                     self._timed_out = self._timed_out or not done
                     await self._drop(pending, reason="cancelled" if done else "timeout")
@@ -964,6 +1095,15 @@ class BridgedCall:
             await self.a.hangup(reason=cause)
         if self.a.incoming and self.a.final_status is not None:
             self.summary.sip_status = self.a.final_status  # what the caller was answered
+
+
+def _answered_leg(pending: Mapping[Call, asyncio.Task[Any]]) -> Call | None:
+    """A ringing leg whose phone answered already (its 2xx processed, its Answered event not
+    yet taken by its waiter)."""
+    for leg in pending:
+        if leg.state.value == "connected":
+            return leg
+    return None
 
 
 def _final(statuses: list[int]) -> int:

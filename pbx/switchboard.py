@@ -25,6 +25,7 @@ from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_respon
 from .acd import QueueDesk
 from .auth import Authenticator
 from .b2bua import (
+    ActiveCalls,
     BridgedCall,
     CallSummary,
     HuntStep,
@@ -168,7 +169,7 @@ class Switchboard:
         self.on_ivr: IvrHandler | None = None
         """Serves DIDs routed to `ivr:FLOW` (answers, runs the flow, may call transfer());
         it concludes the call's summary itself unless transfer() bridged the call."""
-        self.active: dict[str, BridgedCall] = {}
+        self.active = ActiveCalls()
         """Bridged calls in progress by the caller leg's Call-ID."""
         self.pickup_groups = pickup_groups or PickupGroups()
         self.monitor_settings = monitor or MonitorSettings()
@@ -219,10 +220,7 @@ class Switchboard:
     def busy(self, extension: str) -> bool:
         """On as many calls as the extension may take; a phone that rings counts (a second
         dialer call must not ring an agent whose phone rings for the first)."""
-        in_calls = sum(
-            extension in call.parties or extension in call.hunting for call in self.active.values()
-        )
-        in_calls += self._held.count(extension)
+        in_calls = self.active.parties.calls_of(extension) + self._held.count(extension)
         in_calls += extension in self.seats  # the phone is on its seat's call
         ext = self.extensions.get(extension)
         return in_calls >= (ext.max_calls if ext is not None else 1)

@@ -126,6 +126,8 @@ class Call:
         """Why the SDP offer of an incoming INVITE cannot be answered (checked on arrival,
         before the leg is handed to `on_incoming`, and again by `set_srtp`); None when it can,
         or carries no offer."""
+        self._judged_under: str | None = None
+        """The SRTP policy `offer_error` was judged under (the INVITE's body does not change)."""
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._digits: asyncio.Queue[str] = asyncio.Queue()
         self._debouncer = DtmfDebouncer()
@@ -277,8 +279,9 @@ class Call:
         if self.media is not None:
             raise RuntimeError(f"{self!r}: the SRTP policy is fixed once media is open")
         self.srtp = policy
-        if self.incoming and self.invite.body:
+        if self.incoming and self.invite.body and policy != self._judged_under:
             self.offer_error = _judge_offer(self.invite.body, policy)
+            self._judged_under = policy
 
     def refuse_offer(self) -> int:
         """Answer an INVITE whose offer is unacceptable (`offer_error`) with 488 and a Warning
@@ -750,6 +753,7 @@ class UserAgent:
                 # Judged before any routing: whoever takes the leg knows at once whether it
                 # can ever be answered, and no phone rings for a call that cannot be.
                 incoming.offer_error = _judge_offer(request.body, incoming.srtp)
+                incoming._judged_under = incoming.srtp
             self.calls[request.call_id] = incoming
             self._own(incoming, transaction)
             refused = incoming.session.admit()  # a Session-Expires below our Min-SE: 422

@@ -21,6 +21,7 @@ from telephony.sip import (
     LocalProtocolError,
     OverloadConfig,
     OverloadControl,
+    OverloadLevel,
     ParseError,
     RemoteProtocolError,
     SipRequest,
@@ -305,7 +306,14 @@ class SipEndpoint:
                 if message.method != "ACK":
                     self._refuse(exc, peer, request=message)
                 return
-            if self.overload.sheds(message.method, message.to.tag):
+            if (
+                self.overload.level is not OverloadLevel.NORMAL
+                and not self.layer.has_server_transaction(message)
+                and self.overload.sheds(message.method, message.to.tag)
+            ):
+                # A retransmitted INVITE of a call in progress (ringing, or answered and
+                # waiting for its ACK) goes to its transaction, which repeats its last response:
+                # a 503 would end at the caller a call the engine goes on with.
                 self._shed(message, peer)
                 return
         try:

@@ -62,6 +62,11 @@ class RemoteReport:
     """When we got it (the monotonic clock passed in)."""
 
 
+_SYSTEM_RANDOM = random.SystemRandom()
+"""The default source of SSRCs and report jitter: the OS's, no state to seed per leg (seeding a
+`random.Random()` read 2.5 kB of urandom for each leg) and none shared across a fork."""
+
+
 class RtcpSession:
     """RTCP state of one leg: feed it packets, ask it for reports; no sockets, no clock reads."""
 
@@ -73,7 +78,7 @@ class RtcpSession:
         clock_rate: int = 8000,
         rng: random.Random | None = None,
     ) -> None:
-        self._rng = rng or random.Random()
+        self._rng = rng or _SYSTEM_RANDOM
         self.cname = cname
         self.clock_rate = clock_rate
         self.own_ssrc = self._rng.getrandbits(32)

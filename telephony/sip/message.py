@@ -15,6 +15,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import grammar
 from .errors import ParseError, RemoteProtocolError, VersionNotSupported
@@ -118,6 +119,7 @@ REASON_PHRASES: dict[int, str] = {
 _CLASS_PHRASES = {1: "Trying", 2: "OK", 3: "Redirect", 4: "Client Error", 5: "Server Error"}
 
 _FOLD = re.compile(r"\r\n[ \t]+")
+_MISSING: Any = object()
 
 
 def reason_phrase(status: int) -> str:
@@ -151,6 +153,11 @@ class SipMessage:
     body: bytes
 
     # -- typed accessors ------------------------------------------------------------
+    #
+    # The transaction, dialog and call layers read the same few headers of a message many
+    # times. Each accessor keeps what it parsed with the text it parsed it from and parses
+    # again only when that text changed (a local edit of the headers): the value is the
+    # same object each time while the header is unchanged, so callers must not change it.
 
     def _first(self, name: str) -> str:
         value = self.headers.get(name)
@@ -158,45 +165,81 @@ class SipMessage:
             raise ParseError(f"missing {name} header")
         return value
 
+    def _cached(self, key: str, text: object) -> Any:
+        """What `key` parsed from `text` before, else _MISSING."""
+        cache: dict[str, tuple[object, Any]] | None = self.__dict__.get("_parsed")
+        if cache is None:
+            return _MISSING
+        hit = cache.get(key)
+        if hit is None or not (hit[0] is text or hit[0] == text):
+            return _MISSING
+        return hit[1]
+
+    def _keep(self, key: str, text: object, parsed: Any) -> Any:
+        cache = self.__dict__.setdefault("_parsed", {})
+        cache[key] = (text, parsed)
+        return parsed
+
     @property
     def call_id(self) -> str:
         value = self._first("Call-ID")
+        if self._cached("Call-ID", value) is not _MISSING:
+            return value
         if not grammar.CALL_ID.fullmatch(value):
             raise ParseError(f"malformed Call-ID: {value[:80]!r}")
-        return value
+        return self._keep("Call-ID", value, value)  # type: ignore[no-any-return]
 
     @property
     def cseq(self) -> CSeq:
         value = self._first("CSeq")
+        cached = self._cached("CSeq", value)
+        if cached is not _MISSING:
+            return cached  # type: ignore[no-any-return]
         m = grammar.CSEQ.fullmatch(value)
         if m is None:
             raise ParseError(f"malformed CSeq: {value[:80]!r}")
         seq = _small_int(m.group("seq"), MAX_CSEQ)
         if seq is None:
             raise ParseError(f"CSeq number larger than 2**32-1: {value[:40]!r}")
-        return CSeq(seq, m.group("method"))
+        return self._keep("CSeq", value, CSeq(seq, m.group("method")))  # type: ignore[no-any-return]
+
+    def _name_addr(self, name: str) -> NameAddr:
+        value = self._first(name)
+        cached = self._cached(name, value)
+        if cached is not _MISSING:
+            return cached  # type: ignore[no-any-return]
+        return self._keep(name, value, NameAddr.parse(value))  # type: ignore[no-any-return]
 
     @property
     def from_(self) -> NameAddr:
-        return NameAddr.parse(self._first("From"))
+        return self._name_addr("From")
 
     @property
     def to(self) -> NameAddr:
-        return NameAddr.parse(self._first("To"))
+        return self._name_addr("To")
 
     @property
     def vias(self) -> list[Via]:
         values = self.headers.get_all("Via")
         if not values:
             raise ParseError("missing Via header")
-        return [Via.parse(v) for v in values]
+        cached = self._cached("Via", values)
+        if cached is _MISSING:
+            cached = self._keep("Via", values, [Via.parse(v) for v in values])
+        return list(cached)
 
     @property
     def top_via(self) -> Via:
         values = self.headers.get_all("Via")
         if not values:
             raise ParseError("missing Via header")
-        return Via.parse(values[0])
+        cached = self._cached("Via", values)
+        if cached is not _MISSING:
+            return cached[0]  # type: ignore[no-any-return]
+        top = self._cached("top Via", values[0])
+        if top is _MISSING:
+            top = self._keep("top Via", values[0], Via.parse(values[0]))
+        return top  # type: ignore[no-any-return]
 
     @property
     def contact_star(self) -> bool:
@@ -210,15 +253,23 @@ class SipMessage:
             if len(values) > 1:
                 raise ParseError("Contact: * mixed with other contacts")
             return []
-        return [NameAddr.parse(v) for v in values]
+        return self._name_addrs("Contact", values)
 
     @property
     def routes(self) -> list[NameAddr]:
-        return [NameAddr.parse(v) for v in self.headers.get_all("Route")]
+        return self._name_addrs("Route", self.headers.get_all("Route"))
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        return [NameAddr.parse(v) for v in self.headers.get_all("Record-Route")]
+        return self._name_addrs("Record-Route", self.headers.get_all("Record-Route"))
+
+    def _name_addrs(self, name: str, values: list[str]) -> list[NameAddr]:
+        if not values:
+            return []
+        cached = self._cached(name, values)
+        if cached is _MISSING:
+            cached = self._keep(name, values, [NameAddr.parse(v) for v in values])
+        return list(cached)
 
     @property
     def max_forwards(self) -> int | None:

@@ -1070,6 +1070,14 @@ class TransactionLayer:
         else:
             transaction.handle(ServerNonInviteInput.TRANSPORT_ERROR, now=now)
 
+    def has_server_transaction(self, request: SipRequest) -> bool:
+        """Whether `request` belongs to a server transaction in progress (a retransmission):
+        what overload control must let through, not refuse as a new request."""
+        try:
+            return server_key(request) in self._server
+        except RemoteProtocolError:
+            return False
+
     def find_invite_server_txn(self, cancel: SipRequest) -> ServerInviteTransaction | None:
         """The INVITE server transaction a CANCEL targets (RFC 3261 9.2: same matching rules as
         17.2.3 except the method), so the TU can answer the INVITE with 487."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from callcenter.events import (
     plan_progress,
     working_days,
 )
+from callcenter.live import LocalToday, local_today
 
 DAY = date(2026, 11, 10)  # a Tuesday
 AGENTS = ("101", "102", "103")
@@ -181,6 +182,21 @@ def test_snapshot_plus_deltas_is_the_next_snapshot(before: list[Any], after: lis
     assert _client_fold(snapshot, deltas) == _tables(board.snapshot())
 
 
+@settings(max_examples=200)
+@given(history=st.lists(events, max_size=30))
+def test_a_board_nobody_watches_ends_the_same(history: list[Any]) -> None:
+    # With nobody subscribed the bus folds events in without rendering deltas; the board (and
+    # so the next subscriber's snapshot) must be the one a watched board reaches.
+    watched, quiet = _board(), _board()
+    for event in history:
+        watched.apply(event, today=DAY)
+        assert quiet.apply(event, today=DAY, deltas=False) == []
+        assert quiet.snapshot() == watched.snapshot()
+        # The ringing index agrees with a scan of the live calls.
+        scan = {ext for call in quiet.calls.values() for ext in call.ringing}
+        assert quiet.ringing_agents() == scan
+
+
 def test_an_answered_call_counts_for_its_agent_and_a_new_day_resets() -> None:
     board = _board()
     board.apply(CallStarted("c1", "101", "102", "internal", 100.0), today=DAY)
@@ -275,3 +291,17 @@ def test_daily_plan_comes_from_the_account() -> None:
 def test_a_bad_daily_plan_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match="daily_plan"):
         parse_config(_ACCOUNT + f"daily_plan = {value}\n", source="t.toml")
+
+
+def test_the_bus_day_turns_at_local_midnight() -> None:
+    midnight = datetime.combine(date(2026, 11, 11), datetime.min.time()).timestamp()
+    now = [midnight - 1.0]
+    today = LocalToday(clock=lambda: now[0])
+    assert today() == date(2026, 11, 10)
+    now[0] = midnight - 0.001
+    assert today() == date(2026, 11, 10)
+    now[0] = midnight
+    assert today() == date(2026, 11, 11)
+    now[0] = midnight - 3600.0  # the wall clock set back
+    assert today() == date(2026, 11, 10)
+    assert LocalToday()() == local_today()

@@ -4,6 +4,7 @@ timeout, caller hang-up while ringing, hold/unhold re-INVITEs, SIP over TCP, shu
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -105,6 +106,48 @@ async def test_ring_timeout_and_caller_cancel(
         await a.hangup()
         await b.wait_event("CALL_CLOSED", timeout=5)
     await _wait_idle(short_ring_engine)
+
+
+async def test_an_answer_that_meets_the_ring_deadline_in_a_late_loop_wins(
+    short_ring_engine: Engine, tmp_path: Path, db
+) -> None:
+    # Overload: the loop is held up across the ring deadline while the callee's 200 OK waits in
+    # the socket. When the loop runs again, the deadline's timer comes before the datagram; the
+    # phone answered in time, so the call is answered (not a 480, not a missed call).
+    loop = asyncio.get_running_loop()
+    registrar = registrar_of(short_ring_engine)
+    async with (
+        BaresipPeer("101", workdir=tmp_path, registrar=registrar, password="pass101") as a,
+        BaresipPeer("102", workdir=tmp_path, registrar=registrar, password="pass102") as b,
+    ):
+        await a.wait_registered()
+        await b.wait_registered()
+        await a.dial("102")
+        await b.wait_event("CALL_INCOMING", timeout=5)
+        rang = loop.time()  # the ring deadline is 2 s after the engine took the INVITE
+        await asyncio.sleep(max(0.0, rang + 1.6 - loop.time()))
+        accepting = asyncio.ensure_future(b.accept())
+        await asyncio.sleep(0)  # the accept command is written to the phone
+        time.sleep(1.0)  # the engine's loop held up past the deadline
+        await accepting
+        await a.wait_event("CALL_ESTABLISHED", timeout=5)
+        await b.wait_event("CALL_ESTABLISHED", timeout=5)
+        (a_call_id,) = short_ring_engine.switchboard.active
+        await a.hangup()
+        await b.wait_event("CALL_CLOSED", timeout=5)
+    await _wait_idle(short_ring_engine)
+    call_id = a_call_id
+    row = None
+    for _ in range(100):  # the journal closes the row just after the call ends
+        row = await db.fetchrow(
+            "SELECT outcome, sip_status FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL",
+            call_id,
+        )
+        if row is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None, "the call's row was not closed"
+    assert (row["outcome"], row["sip_status"]) == ("answered", 200), dict(row)
 
 
 async def test_hold_and_unhold_keep_the_call(engine: Engine, tmp_path: Path) -> None:

@@ -35,6 +35,18 @@ def reached(ua: UserAgent, level: OverloadLevel) -> asyncio.Future[None]:
     return done
 
 
+def hold_up_until(behind: asyncio.Future[None]) -> None:
+    """Real work that holds the loop up, as a flood of setups would, until `behind` is set."""
+    loop = asyncio.get_running_loop()
+
+    def hog() -> None:
+        time.sleep(0.25)
+        if not behind.done():
+            loop.call_soon(hog)
+
+    loop.call_soon(hog)
+
+
 async def test_new_calls_get_503_while_behind_and_calls_in_progress_go_on(
     agents: tuple[UserAgent, UserAgent],
 ) -> None:
@@ -44,12 +56,7 @@ async def test_new_calls_get_503_while_behind_and_calls_in_progress_go_on(
 
     behind = reached(callee_ua, OverloadLevel.SHEDDING)
 
-    def hog() -> None:  # real work that holds the loop up, as a flood of setups would
-        time.sleep(0.25)
-        if not behind.done():
-            loop.call_soon(hog)
-
-    loop.call_soon(hog)
+    hold_up_until(behind)
     await asyncio.wait_for(behind, 10)
     recovered = reached(callee_ua, OverloadLevel.NORMAL)
 
@@ -77,3 +84,52 @@ async def test_new_calls_get_503_while_behind_and_calls_in_progress_go_on(
     await asyncio.wait_for(incoming, 5)
     assert isinstance(await asyncio.wait_for(taken.next_event(), 5), Answered)
     await taken.hangup()
+
+
+async def test_a_retransmitted_invite_of_an_answered_call_is_not_refused_while_behind(
+    agents: tuple[UserAgent, UserAgent],
+) -> None:
+    # The caller's INVITE crossed our 200 (or the 200 was lost) while the loop fell behind: the
+    # retransmission belongs to the answered call's transaction, which repeats the 200. A 503
+    # would tell the caller the call failed while the engine bridges it to an agent.
+    caller_ua, callee_ua = agents
+    loop = asyncio.get_running_loop()
+    caller, callee = await answered_call(caller_ua, callee_ua)
+    behind = reached(callee_ua, OverloadLevel.SHEDDING)
+
+    hold_up_until(behind)
+    await asyncio.wait_for(behind, 10)
+    endpoint = callee_ua.endpoint
+    shed, sent_503 = endpoint.overload.shed, endpoint.responses_sent.get(503, 0)
+    retransmission = bytes(callee.invite)
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Probe(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            replies.put_nowait(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Probe, local_addr=("127.0.0.1", 0))
+    try:
+        here = transport.get_extra_info("sockname")[1]
+        transport.sendto(retransmission, ("127.0.0.1", endpoint.port))
+        # An OPTIONS right behind it: its answer means the retransmission was handled.
+        options = (
+            f"OPTIONS sip:ivr@127.0.0.1:{endpoint.port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{here};branch=z9hG4bKprobe1\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\n"
+            "To: <sip:ivr@127.0.0.1>\r\nCall-ID: probe-1\r\nCSeq: 1 OPTIONS\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+        transport.sendto(options.encode(), ("127.0.0.1", endpoint.port))
+        reply = await asyncio.wait_for(replies.get(), 5)
+        assert reply.startswith(b"SIP/2.0 200 ")
+    finally:
+        transport.close()
+    # Absorbed by the answered call's transaction: not refused, not a new call.
+    assert (endpoint.overload.shed, endpoint.responses_sent.get(503, 0)) == (shed, sent_503)
+    assert endpoint.overload.level is not OverloadLevel.NORMAL  # it was behind all along
+    # A new call at the same moment is still refused.
+    refused = await dial(caller_ua, callee_ua, "104")
+    ended = await asyncio.wait_for(refused.next_event(), 5)
+    assert isinstance(ended, Ended) and ended.sip_status == 503
+    await caller.hangup()

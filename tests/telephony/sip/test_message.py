@@ -313,3 +313,31 @@ def test_binary_body_with_nul_and_lf_survives() -> None:
     body = b"\x00\x01\nbinary\r\n\r\n\x00"
     req = SipRequest("MESSAGE", SipUri(host="h"), Headers([("Content-Type", "x/y")]), body)
     assert parse_message(bytes(req)).body == body
+
+
+def test_typed_headers_follow_local_edits() -> None:
+    # The accessors keep what they parsed while the header's text stays the same, and parse
+    # again after a local edit, including one that makes the header malformed.
+    msg = parse_message(INVITE)
+    assert msg.to is msg.to and msg.to.tag is None
+    msg.headers.set("To", "Bob <sip:bob@biloxi.example.com>;tag=abc")
+    assert msg.to.tag == "abc"
+    assert msg.top_via.branch == "z9hG4bKnashds8"
+    msg.headers.insert(0, "Via", "SIP/2.0/UDP proxy.example.com;branch=z9hG4bKnew")
+    assert msg.top_via.branch == "z9hG4bKnew"
+    assert [v.branch for v in msg.vias][:2] == ["z9hG4bKnew", "z9hG4bKnashds8"]
+    vias = msg.vias
+    vias.clear()  # a caller's list is its own
+    assert len(msg.vias) == 3
+    msg.headers.set("CSeq", "314160 INVITE")
+    assert msg.cseq == CSeq(314160, "INVITE")
+    msg.headers.set("CSeq", "many INVITE")
+    with pytest.raises(ParseError):
+        msg.cseq  # noqa: B018
+    msg.headers.set("Call-ID", "bad id with spaces")
+    with pytest.raises(ParseError):
+        msg.call_id  # noqa: B018
+    msg.headers.set("Contact", "<sip:alice@elsewhere.example.com>")
+    assert [c.uri.host for c in msg.contacts] == ["elsewhere.example.com"]
+    msg.headers.remove("Record-Route")
+    assert msg.record_routes == []
