@@ -152,6 +152,7 @@ class CallJournal:
             recording_path=self._relative(summary.recording),
             analytics=summary.analytics,
             quality=summary.quality,
+            transfers=summary.transfers or None,
         )
         callback = None
         # A missed call is a callback task when there is a number to call back; a caller ID

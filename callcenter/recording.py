@@ -43,6 +43,13 @@ class Recordings:
         if bridged.b is None or bridged.a.media is None or bridged.b.media is None:
             return
         call_id = bridged.a.call_id
+        live = self._live.get(call_id)
+        if live is not None:
+            # Answered again after a hand-off (a live call transferred into a queue): the
+            # same file goes on, the agent channel follows the new agent.
+            live.bridged = bridged
+            self.follow(bridged)
+            return
         try:
             recorder = CallRecorder(self.store.path_for(call_id, bridged.summary.started_at))
         except (RecordingError, OSError) as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -84,6 +84,10 @@ class CallEnded:
     """Speech analytics (talk time per side, silence, overtalk...), stored as JSONB."""
     quality: Mapping[str, Any] | None = None
     """Media quality per leg (loss, jitter, the phones' RTCP reports), stored as JSONB."""
+    transfers: Sequence[Mapping[str, Any]] | None = None
+    """The whole transfer chain, failed and cancelled attempts included (each with its
+    `result`, and `outcome` when it failed); replaces the chain `call_transferred` built,
+    which has the completed ones only. None: left as it is."""
 
 
 @dataclass(frozen=True)

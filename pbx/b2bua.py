@@ -175,6 +175,16 @@ _OUTCOME_BY_STATUS = {
 }
 
 
+def transfer_outcome(status: int) -> str:
+    """What a transfer's target did, by the status that ended the attempt (the chain's
+    `outcome`): busy, no-answer (a ring timeout, 480, 408), rejected (603 and any other
+    refusal), unavailable (404, 410: no such party)."""
+    if status in (404, 410):
+        return "unavailable"
+    found = _OUTCOME_BY_STATUS.get(status, "rejected")
+    return "no-answer" if found == "cancelled" else found
+
+
 class BridgedCall:
     """Hunts for a callee and bridges the first that answers to the caller."""
 
@@ -237,6 +247,9 @@ class BridgedCall:
         self._on_transfer: list[Callable[[BridgedCall, Call, Call, dict[str, Any]], None]] = []
         self.on_refer: Callable[[BridgedCall, Call, ReferReceived], int | None] | None = None
         """Asked when the answered party's phone sends REFER (see `Call.on_refer`)."""
+        self.handed_off = False
+        """The caller's leg went to a new owner (hand_off): its summary is that owner's to
+        journal, not this call's."""
 
     @property
     def parties(self) -> tuple[str, str]:
@@ -273,10 +286,9 @@ class BridgedCall:
         self._transfer = asyncio.get_running_loop().create_task(self._run_transfer(request))
         return True
 
-    async def _run_transfer(self, request: TransferRequest) -> None:
-        old = self.b
-        assert old is not None and self.media is not None
-        record: dict[str, Any] = {
+    def _record(self, request: TransferRequest) -> dict[str, Any]:
+        """The chain's entry of a transfer away from the answered party, before its result."""
+        return {
             "at": datetime.now(UTC).isoformat(),
             "from": self.callee,
             "to": request.target,
@@ -284,6 +296,11 @@ class BridgedCall:
             "mode": request.mode,
             "id": request.id,
         }
+
+    async def _run_transfer(self, request: TransferRequest) -> None:
+        old = self.b
+        assert old is not None and self.media is not None
+        record = self._record(request)
         logger.info("call %s: %s transfers %s to %s (%s)", self.a.call_id, request.by,
                     self.callee, request.target, request.mode)  # fmt: skip
         self._end_music()
@@ -323,6 +340,8 @@ class BridgedCall:
         if winner is None or self.a.ended.done():
             status = 487 if self.a.ended.done() else (_final(statuses) if statuses else 480)
             record["result"] = "failed"
+            record["outcome"] = "caller-gone" if self.a.ended.done() else transfer_outcome(status)
+            record["status"] = status
             self.summary.transfers.append(record)
             if caller_media is not None:
                 caller_media.stop_playing()
@@ -367,6 +386,33 @@ class BridgedCall:
                 logger.exception("call %s: transfer listener failed", self.a.call_id)
         if not old.ended.done():
             self._hang_up_later(old, "transferred")
+
+    def hand_off(self, request: TransferRequest) -> Call | None:
+        """Blind transfer of the caller to someone who takes the leg over for good (a queue):
+        the bridge closes, the answered party is hung up ("transferred"), and this call ends
+        without hanging up the caller's leg, which is returned (its summary and recording go
+        with it). The chain gets the attempt with result "queued" until the new owner
+        completes it. None when the call is not answered and bridged, or a transfer runs."""
+        if self.b is None or self.media is None or self.transferring or self.a.ended.done():
+            return None
+        old, caller = self.b, self.a
+        record = {**self._record(request), "result": "queued"}
+        logger.info("call %s: %s hands %s from %s to %s", caller.call_id, request.by,
+                    self.caller, self.callee, request.target)  # fmt: skip
+        self.summary.transfers.append(record)
+        self._end_music()
+        self.media.close()
+        self.media = None
+        caller.on_hold = caller.on_digit = caller.on_refer = None
+        old.on_hold = old.on_digit = old.on_refer = None
+        self._released.add(caller)
+        self.handed_off = True
+        if request.notify is not None:
+            request.notify.notify_transfer(200)
+        if not old.ended.done():
+            self._hang_up_later(old, "transferred")
+        self._wake()
+        return caller
 
     def park(self, request: ParkRequest) -> bool:
         """Park the caller: it hears the music on hold, the answered party hears the
@@ -644,7 +690,8 @@ class BridgedCall:
         try:
             await self._run()
         finally:
-            self.summary.ended_at = datetime.now(UTC)
+            if not self.handed_off:
+                self.summary.ended_at = datetime.now(UTC)
             picker = self._picked.result()[0] if self._picked.done() else None
             kept = self.keep_caller and self.b is None and picker is None
             consulted = self._consult.leg if self._consult is not None else None
@@ -831,6 +878,8 @@ class BridgedCall:
         self._end_music()
         if self.media is not None:
             self.media.close()
+        if self.handed_off:
+            return  # the summary is the new owner's to finish
         other = b if first is self.a else self.a
         side = "caller" if first is self.a else "callee"
         if other in self._released:
@@ -854,6 +903,8 @@ class BridgedCall:
             if consult is not None:
                 waiters.add(consult.leg.ended)
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if self.handed_off:
+                return b  # the caller's leg is someone else's now (released)
             if self.b is not b and not self.a.ended.done():
                 continue  # the party changed meanwhile (a Replaces took over)
             if self.a.ended in done:

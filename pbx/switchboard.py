@@ -1245,25 +1245,81 @@ class Switchboard:
         """Transfer `bridged`'s caller to `route` (see steps_for), asked by `by` (an
         extension, "api"), blind or warm (a consultation first). The request once it started;
         else the status that refuses it: 409 no answered call, a transfer already running or a
-        supervisor monitoring the call; 480 nobody there can take it now; 501 a queue (not yet
-        for a live call)."""
+        supervisor monitoring the call; 480 nobody there can take it now (the attempt joins the
+        call's chain, failed); 404 no such party or queue; 400 a warm transfer into a queue.
+
+        `route` may be one of our DIDs (a phone's REFER to the number customers dial): the
+        DID's route is followed, so a DID routed to `queue:NAME` hands the caller to that
+        queue."""
         if bridged.b is None or bridged.media is None or bridged.transferring:
             return 409
         if any(m.bridged is bridged for m in self.monitors.values()):
             return 409  # a supervisor is mixed in: the conference owns the legs' audio now
+        route = self._did_route(route)
+        target = route.partition(":")[2] or route
+        next_id = len(bridged.summary.transfers) + 1
         if route.startswith("queue:"):
-            # Not yet: the queue would take the caller's leg, its recording and its journal
-            # entry over from this bridged call (QueueDesk.enter after a hand-off).
-            return 501
+            if target not in self.queues.queues:
+                return 404
+            if mode != "blind":
+                return 400  # nobody to consult: the queue answers at once
+            request = TransferRequest([], route, by=by, notify=notify, id=next_id)
+            caller = bridged.hand_off(request)
+            if caller is None:
+                return 409
+            self._track(self.queues.enter(caller, target, bridged.summary))
+            return request
+        if not self._known(route):
+            return 404
         presenting = bridged.summary.customer or bridged.caller
         steps = self.steps_for(route, timeout=self.ring_timeout, presenting=presenting)
         if not steps:
+            bridged.summary.transfers.append(
+                {
+                    "at": datetime.now(UTC).isoformat(),
+                    "from": bridged.callee,
+                    "to": target,
+                    "by": by,
+                    "mode": mode,
+                    "id": next_id,
+                    "result": "failed",
+                    "outcome": self._unreachable(route),
+                    "status": 480,
+                }
+            )
             return 480
-        target = route.partition(":")[2] or route
-        request = TransferRequest(
-            steps, target, by=by, mode=mode, notify=notify, id=len(bridged.summary.transfers) + 1
-        )
+        request = TransferRequest(steps, target, by=by, mode=mode, notify=notify, id=next_id)
         return request if bridged.transfer(request) else 409
+
+    def _did_route(self, route: str) -> str:
+        """`route`, or the route of the DID it names (with or without its leading +)."""
+        for number in (route, f"+{route}"):
+            did = self.dids.get(number)
+            if did is not None:
+                return did.route
+        return route
+
+    def _known(self, route: str) -> bool:
+        """Whether `route` names a party steps_for can ring (busy or not)."""
+        kind, _, target = route.partition(":")
+        if not target:
+            return route in self.extensions or bool(_EXTERNAL.match(route))
+        if kind == "agent":
+            return target in self.extensions
+        if kind == "ringgroup":
+            return target in self.groups
+        return kind == "number" and bool(_EXTERNAL.match(target))
+
+    def _unreachable(self, route: str) -> str:
+        """Why nobody at `route` can take a call now: busy (on a call), unavailable (away,
+        not registered, no such party, no trunk)."""
+        kind, _, target = route.partition(":")
+        if not target and route in self.extensions:
+            kind, target = "agent", route
+        members = [target] if kind == "agent" else []
+        if kind == "ringgroup" and target in self.groups:
+            members = list(self.groups[target].members)
+        return "busy" if members and any(self.busy(m) for m in members) else "unavailable"
 
     def _referred(self, bridged: BridgedCall, leg: Call, refer: ReferReceived) -> int | None:
         """A REFER from the answered party's phone: transfer the caller to its Refer-To."""
@@ -1348,6 +1404,11 @@ class Switchboard:
             return
         if not bridged.take_over(old, call, caller, by=caller, mode="replaces"):
             await call.hangup(reason="replaced-call-gone")
+
+    def transferred_from_queue(self, bridged: BridgedCall, transfer: dict[str, Any]) -> None:
+        """A live call an agent transferred into a queue was answered by `transfer["to"]`
+        (the queue's agent, who counts as on the call already)."""
+        self.events.publish(CallTransferred(bridged, transfer["from"], transfer["to"], transfer))
 
     def _transferred(
         self, bridged: BridgedCall, old: Call, new: Call, transfer: dict[str, Any]
@@ -1435,15 +1496,22 @@ class Switchboard:
             summary.outcome, summary.hangup_cause = "failed", "internal-error"
             summary.sip_status = bridged.a.final_status or summary.sip_status
         finally:
-            self.active.pop(bridged.a.call_id, None)
+            if self.active.get(bridged.a.call_id) is bridged:
+                del self.active[bridged.a.call_id]  # (a queue may have the caller's leg now)
             if bridged.summary.answered_at is not None:
                 now = self.ua.loop.time()
                 customer_call = bridged.summary.direction != "internal"
                 for party in bridged.parties:
                     self.presence.call_ended(party, now=now, wrap_up=customer_call)
+        if bridged.handed_off:
+            return  # the queue that took the caller journals the call at its end
         await self._finish(summary)
 
     async def _finish(self, summary: CallSummary) -> None:
+        for transfer in summary.transfers:
+            if transfer.get("result") == "queued":  # no queue agent answered it in the end
+                transfer["result"] = "failed"
+                transfer["outcome"] = summary.hangup_cause or "failed"
         quality = self.ua.take_quality(dict.fromkeys([summary.call_id, *summary.legs]))
         if quality:
             summary.quality = quality

@@ -97,17 +97,30 @@ def _check(heard: Path, recording: Path, row: dict[str, Any]) -> None:
     at_104 = first_tone_time(samples, HZ_104, rate)
     assert at_103 is not None and at_ring is not None and at_104 is not None
     assert at_103 < at_ring < at_104, (at_103, at_ring, at_104)
-    # One file: the customer channel throughout, the agent channel 103 then 104.
+    _check_recording(recording, HZ_103, HZ_104)
+    assert [(t["from"], t["to"], t["result"]) for t in _chain(row, "104")] == [
+        ("103", "104", "completed")
+    ]
+
+
+def _check_recording(recording: Path, first_hz: float, then_hz: float,
+                     customer_hz: float = CUSTOMER_HZ) -> None:  # fmt: skip
+    """One file: the customer channel throughout, the agent channel `first_hz` then
+    `then_hz` (the agent who had the call, then the one it was transferred to)."""
+    assert [p.name for p in recording.parent.glob("*.wav")] == [recording.name]
     rate, stereo, channels = read_wav(recording)
     assert channels == 2
     agent = stereo[:, 1].copy()
-    rec_103, rec_104 = first_tone_time(agent, HZ_103, rate), first_tone_time(agent, HZ_104, rate)
-    assert rec_103 is not None and rec_104 is not None and rec_103 < rec_104
-    assert first_tone_time(stereo[:, 0].copy(), CUSTOMER_HZ, rate) is not None
-    assert (row["agent"], row["outcome"], row["direction"]) == ("104", "answered", "inbound")
+    before, after = first_tone_time(agent, first_hz, rate), first_tone_time(agent, then_hz, rate)
+    assert before is not None and after is not None and before < after, (before, after)
+    assert first_tone_time(stereo[:, 0].copy(), customer_hz, rate) is not None
+
+
+def _chain(row: Any, agent: str, direction: str = "inbound") -> list[dict[str, Any]]:
+    """The row of an answered call whose last agent is `agent`: its transfer chain."""
+    assert (row["agent"], row["outcome"], row["direction"]) == (agent, "answered", direction)
     transfers = row["transfers"]
-    transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
-    assert [(t["from"], t["to"], t["result"]) for t in transfers] == [("103", "104", "completed")]
+    return list(json.loads(transfers) if isinstance(transfers, str) else transfers)
 
 
 async def _outbox(db: Any, row_id: int) -> dict[str, Any]:
@@ -119,13 +132,20 @@ async def _outbox(db: Any, row_id: int) -> dict[str, Any]:
     return dict(json.loads(event["payload"]))
 
 
+def _refer_to(user: str) -> Any:
+    """A `start` for the helpers: 103's baresip transfers its call to `user` (its REFER)."""
+
+    async def refer(engine: Engine, _bridged: Any, a103: BaresipPeer) -> None:
+        reply = await a103.command("transfer", f"sip:{user}@127.0.0.1:{engine.sip_port}")
+        assert reply.get("ok") is not False, reply
+
+    return refer
+
+
 async def test_blind_transfer_by_refer_from_a_baresip_phone(
     pg_url: str, tmp_path: Path, db: Any
 ) -> None:
-    async def refer(engine: Engine, _bridged: Any, a103: BaresipPeer) -> None:
-        reply = await a103.command("transfer", f"sip:104@127.0.0.1:{engine.sip_port}")
-        assert reply.get("ok") is not False, reply
-
+    refer = _refer_to("104")
     async with floor_engine(pg_url, tmp_path) as engine:
         heard, recording, row, _ = await _transfer(engine, tmp_path, db, refer)
     _check(heard, recording, row)
@@ -144,7 +164,7 @@ async def test_blind_transfer_hold_and_hangup_over_the_api(
         async def over_api(engine: Engine, bridged: Any, _a103: BaresipPeer) -> None:
             url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
             async with http.post(url, json={"to": "nobody"}) as refused:
-                assert refused.status == 409, await refused.text()
+                assert refused.status == 404, await refused.text()
             async with http.post(url, json={"to": "104", "mode": "sideways"}) as bad:
                 assert bad.status == 400
             async with http.post(url, json={"to": "104"}) as response:
@@ -321,6 +341,8 @@ async def test_a_refused_transfer_and_a_cancelled_consultation_give_the_customer
     ):
         assert a104 is not None
         url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
+        async with http.post(url, json={"to": "105"}) as nobody:  # 105 has no phone
+            assert nobody.status == 409, await nobody.text()
         async with http.post(url, json={"to": "104"}) as response:
             assert response.status == 202
         await a104.wait_event("CALL_INCOMING", timeout=5)
@@ -347,5 +369,113 @@ async def test_a_refused_transfer_and_a_cancelled_consultation_give_the_customer
     tail = samples[-rate:]  # the last second: 103 again
     assert first_tone_time(tail, HZ_103, rate) is not None
     row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
-    assert row["agent"] == "103" and row["transfers"] in ("[]", [])
-    assert [t["result"] for t in bridged.summary.transfers] == ["failed", "cancelled"]
+    assert row["agent"] == "103"
+    # The row's chain keeps every attempt with how it went; only a completed transfer is a
+    # call.transferred event (the CRM's agent never changed here).
+    transfers = row["transfers"]
+    transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
+    assert [(t["to"], t["result"], t.get("outcome")) for t in transfers] == [
+        ("105", "failed", "unavailable"),
+        ("104", "failed", "busy"),
+        ("104", "cancelled", None),
+    ]
+    assert transfers[1]["status"] == 486
+    assert not await db.fetchval(
+        "SELECT count(*) FROM outbox WHERE event_type = 'call.transferred' AND aggregate = $1",
+        f"call/{row['id']}",
+    )
+
+
+# -- into a queue ---------------------------------------------------------------------------
+
+SALES_DID = "+12025550120"
+MUSIC_HZ = 500
+
+
+def _sales_queue(music: Path) -> str:
+    """A `sales` queue of 104 on its own DID, with a tone as its music."""
+    return f"""
+[[queues]]
+name = "sales"
+members = ["104"]
+member_timeout = 10
+announce_every = 0
+wrap_up = 0
+music = "{music}"
+
+[[dids]]
+number = "{SALES_DID}"
+trunk = "carrier"
+route = "queue:sales"
+"""
+
+
+async def _into_queue(pg_url: str, tmp_path: Path, db: Any, start: Any) -> None:
+    """Customer -> 103, then `start(engine, bridged, a103)` hands the caller to the `sales`
+    queue, where it waits (music) until 104 logs in and answers. The caller heard 103, the
+    music, then 104; one recording (customer throughout, agent channel 103 then 104); the
+    row's chain names 103 -> 104 through the queue; call.transferred reached the outbox."""
+    music = write_tone_wav(tmp_path / "music.wav", MUSIC_HZ, 3.0)
+    async with (
+        floor_engine(pg_url, tmp_path, extra=_sales_queue(music)) as engine,
+        _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, bridged),
+    ):
+        assert a104 is not None
+        sales = engine.switchboard.queues.queues["sales"]
+        sales.log_out("104")  # the caller waits until 104 logs in
+        await asyncio.sleep(1.5)  # the customer talks to 103
+        await start(engine, bridged, a103)
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await wait_for(lambda: len(sales.callers) == 1, what="the caller queued")
+        assert bridged.a.state.value == "connected"  # the same leg, never hung up
+        await asyncio.sleep(2.0)  # the music meanwhile
+        engine.switchboard.queues.log_in("104", "sales", login=True)
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await a104.accept()
+        await a104.wait_event("CALL_ESTABLISHED", timeout=5)
+        answered = engine.switchboard.active[bridged.a.call_id]
+        await wait_for(lambda: answered.media is not None, what="104 bridged")
+        await asyncio.sleep(1.5)  # the customer talks to 104
+        await caller.hangup()
+        await a104.wait_event("CALL_CLOSED", timeout=5)
+        heard = caller.recorded_wav()
+        await idle(engine)
+        assert sales.stats.answered == 1
+    rate, samples, _ = read_wav(heard)
+    at_103 = first_tone_time(samples, HZ_103, rate)
+    at_music = first_tone_time(samples, MUSIC_HZ, rate)
+    at_104 = first_tone_time(samples, HZ_104, rate)
+    assert at_103 is not None and at_music is not None and at_104 is not None
+    assert at_103 < at_music < at_104, (at_103, at_music, at_104)
+    _check_recording(Path(bridged.summary.recording or ""), HZ_103, HZ_104)
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    assert [(t["from"], t["to"], t["queue"], t["result"]) for t in _chain(row, "104")] == [
+        ("103", "104", "sales", "completed")
+    ]
+    assert await db.fetchval("SELECT count(*) FROM calls WHERE call_id = $1",
+                             bridged.a.call_id) == 1  # fmt: skip
+    payload = await _outbox(db, row["id"])
+    assert payload["transfer"]["queue"] == "sales" and payload["agent"] == "104"
+
+
+async def test_a_live_call_transferred_into_a_queue_over_the_api(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
+
+        async def over_api(engine: Engine, bridged: Any, _a103: BaresipPeer) -> None:
+            url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
+            async with http.post(url, json={"to": "queue:nosuch"}) as unknown:
+                assert unknown.status == 404, await unknown.text()
+            async with http.post(url, json={"to": "queue:sales", "mode": "warm"}) as warm:
+                assert warm.status == 400, await warm.text()
+            async with http.post(url, json={"to": "queue:sales"}) as response:
+                assert response.status == 202, await response.text()
+
+        await _into_queue(pg_url, tmp_path, db, over_api)
+
+
+async def test_a_phone_refers_its_caller_to_the_queues_number(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    await _into_queue(pg_url, tmp_path, db, _refer_to(SALES_DID))
