@@ -202,7 +202,12 @@ class BridgedCall:
     ) -> None:
         self.ua = ua
         self.a = a_leg
+        """The kept leg: the caller's, unless `swap` made the answered party's the kept one."""
         self.b: Call | None = None
+        self.call_id = a_leg.call_id
+        """The call's identity (its first leg's Call-ID), whichever leg is `a` now."""
+        self.swapped = False
+        """`a` is the answered party's leg and `b` the caller's (a caller-side transfer)."""
         self.caller = caller
         self.callee = callee
         self.steps = steps
@@ -301,7 +306,7 @@ class BridgedCall:
         old = self.b
         assert old is not None and self.media is not None
         record = self._record(request)
-        logger.info("call %s: %s transfers %s to %s (%s)", self.a.call_id, request.by,
+        logger.info("call %s: %s transfers %s to %s (%s)", self.call_id, request.by,
                     self.callee, request.target, request.mode)  # fmt: skip
         self._end_music()
         self.media.close()
@@ -351,14 +356,14 @@ class BridgedCall:
                 request.notify.notify_transfer(status)
             if not old.ended.done() and not self.a.ended.done():
                 logger.info("call %s: transfer to %s failed (%d), back to %s",
-                            self.a.call_id, request.target, status, previous)  # fmt: skip
+                            self.call_id, request.target, status, previous)  # fmt: skip
                 self._bridge(old)
             return
         record["to"] = answered_by
         if warm and not old.ended.done():
             # The consultation: the agent and the target talk, the caller hears the music.
             self._consult = _Consultation(winner, answered_by, record, bridge(old, winner))
-            logger.info("call %s: %s consults %s", self.a.call_id, previous, answered_by)
+            logger.info("call %s: %s consults %s", self.call_id, previous, answered_by)
             return
         self._complete(old, winner, answered_by, record, request.notify)
 
@@ -383,9 +388,23 @@ class BridgedCall:
             try:
                 listener(self, old, new, record)
             except Exception:
-                logger.exception("call %s: transfer listener failed", self.a.call_id)
+                logger.exception("call %s: transfer listener failed", self.call_id)
         if not old.ended.done():
             self._hang_up_later(old, "transferred")
+
+    def swap(self) -> bool:
+        """Make the answered party's leg the kept one (`a`) and the caller's the one a
+        transfer replaces (`b`): the caller's side transfers (the agent who placed the call
+        hands its customer on). Swapping back undoes it. False while not answered and
+        bridged, or a transfer runs."""
+        if self.b is None or self.media is None or self.transferring:
+            return False
+        self.a, self.b = self.b, self.a
+        self.caller, self.callee = self.callee, self.caller
+        self.swapped = not self.swapped
+        self._bind_refer(self.b)
+        self._wake()
+        return True
 
     def hand_off(self, request: TransferRequest) -> Call | None:
         """Blind transfer of the caller to someone who takes the leg over for good (a queue):
@@ -442,7 +461,7 @@ class BridgedCall:
         }
         # Parked, the call has no agent: the parker is free for other calls meanwhile.
         self.callee = self.summary.callee = lot
-        logger.info("call %s: %s parks %s on %s", self.a.call_id, by, self.caller, slot)
+        logger.info("call %s: %s parks %s on %s", self.call_id, by, self.caller, slot)
         self._end_music()
         self.media.close()
         self.media = None
@@ -470,11 +489,11 @@ class BridgedCall:
                     winner = leg
                     self.summary.legs.append(leg.call_id)
                 except Exception as exc:  # no codec, no port: ring the parker back instead
-                    logger.warning("call %s: retrieval by %s failed: %s", self.a.call_id,
+                    logger.warning("call %s: retrieval by %s failed: %s", self.call_id,
                                    party, exc)  # fmt: skip
                     leg.reject(getattr(exc, "status_code", 500))
             if winner is None and not self.a.ended.done():
-                logger.info("call %s: parked on %s too long, %s rung back", self.a.call_id,
+                logger.info("call %s: parked on %s too long, %s rung back", self.call_id,
                             slot, parker)  # fmt: skip
                 statuses: list[int] = []
                 for step in request.ring_back():
@@ -645,15 +664,21 @@ class BridgedCall:
         """Relay the caller's media to and from `b`, the answered party now."""
         self.b = b
         self.media = bridge(self.a, b)
-        on_refer = self.on_refer
-        if on_refer is not None:
-            b.on_refer = lambda refer: on_refer(self, b, refer)
-            # The caller's side does not transfer the call yet (it would swap the kept leg).
-            self.a.on_refer = lambda _refer: 403
+        self._bind_refer(b)
         self.a.on_hold = functools.partial(self._hold_changed, self.a, b)
         b.on_hold = functools.partial(self._hold_changed, b, self.a)
         self.a.on_digit = functools.partial(self._relay_digit, self.a)
         b.on_digit = functools.partial(self._relay_digit, b)
+
+    def _bind_refer(self, b: Call) -> None:
+        """Both parties' REFERs reach `on_refer` (the kept leg's too: the switchboard decides
+        whether that side may transfer, and swaps)."""
+        on_refer = self.on_refer
+        if on_refer is None:
+            return
+        a = self.a
+        b.on_refer = lambda refer: on_refer(self, b, refer)
+        a.on_refer = lambda refer: on_refer(self, a, refer)
 
     def _relay_digit(self, source: Call, digit: str, method: str) -> None:
         """A key pressed on one party's phone reaches the other's, the way it understands
@@ -674,7 +699,7 @@ class BridgedCall:
         try:
             await leg.send_dtmf(digit, method=route)
         except (RuntimeError, MediaError, OSError) as exc:  # the leg ended meanwhile
-            logger.info("call %s: key %s not relayed by %s: %s", self.a.call_id, digit,
+            logger.info("call %s: key %s not relayed by %s: %s", self.call_id, digit,
                         route, exc)  # fmt: skip
 
     def pick_up(self, leg: Call, picker: str) -> bool:
@@ -756,7 +781,7 @@ class BridgedCall:
                     credentials=target.credentials,
                 )
             except OSError as exc:
-                logger.warning("call %s: cannot dial %s: %s", self.a.call_id, uri, exc)
+                logger.warning("call %s: cannot dial %s: %s", self.call_id, uri, exc)
                 continue
             legs[leg] = target.extension
             self.summary.legs.append(leg.call_id)
@@ -838,11 +863,11 @@ class BridgedCall:
         try:
             await leg.answer()
         except Exception as exc:  # no codec, no port, picker hung up: the call rings on
-            logger.warning("call %s: pickup by %s failed: %s", self.a.call_id, picker, exc)
+            logger.warning("call %s: pickup by %s failed: %s", self.call_id, picker, exc)
             leg.reject(getattr(exc, "status_code", 500))
             self._picked = asyncio.get_running_loop().create_future()
             return None
-        logger.info("call %s: picked up by %s", self.a.call_id, picker)
+        logger.info("call %s: picked up by %s", self.call_id, picker)
         self.summary.legs.append(leg.call_id)
         self.callee = self.summary.callee = picker
         return leg
@@ -859,7 +884,7 @@ class BridgedCall:
             if self.a.incoming and self.a.state.value != "connected":
                 await self.a.answer(codecs=[b.media.codec_name] if b.media else None)
         except Exception as exc:  # no common codec between the two phones, or no port
-            logger.warning("call %s: cannot answer the caller: %s", self.a.call_id, exc)
+            logger.warning("call %s: cannot answer the caller: %s", self.call_id, exc)
             self.summary.outcome, self.summary.sip_status = "failed", 488
             await b.hangup(reason="failed")
             self.a.reject(488)
@@ -871,7 +896,7 @@ class BridgedCall:
             try:
                 listener(self)
             except Exception:  # one listener's failure is not the call's
-                logger.exception("call %s: answer listener failed", self.a.call_id)
+                logger.exception("call %s: answer listener failed", self.call_id)
         first = await self._talk()
         b = self.b
         self.a.on_hold = b.on_hold = None
@@ -881,7 +906,7 @@ class BridgedCall:
         if self.handed_off:
             return  # the summary is the new owner's to finish
         other = b if first is self.a else self.a
-        side = "caller" if first is self.a else "callee"
+        side = "caller" if (first is self.a) != self.swapped else "callee"
         if other in self._released:
             self.summary.hangup_cause = "transferred"
             return
@@ -929,7 +954,7 @@ class BridgedCall:
             await asyncio.wait({self._transfer})
             task, self._transfer = self._transfer, None
             if not task.cancelled() and task.exception() is not None:
-                logger.error("call %s: transfer failed", self.a.call_id,
+                logger.error("call %s: transfer failed", self.call_id,
                              exc_info=task.exception())  # fmt: skip
             if self.a.ended.done():
                 return self.a
@@ -953,7 +978,7 @@ class BridgedCall:
             other.media.continue_relayed_stream()
             other.media.play(WavSource(self.music_on_hold, loop=True))
             self._holding = (held, other)
-            logger.info("call %s: %s holds, music on hold", self.a.call_id, held.call_id)
+            logger.info("call %s: %s holds, music on hold", self.call_id, held.call_id)
         elif not on and self._holding == (held, other):
             self._end_music()
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
@@ -110,6 +110,7 @@ _REORDER = (480.0, 620.0)
 _EXTERNAL = re.compile(r"^\+?[0-9]{7,15}$")
 
 IvrHandler = Callable[[Call, Did, CallSummary], Awaitable[None]]
+_T = TypeVar("_T")
 
 
 class Switchboard:
@@ -363,7 +364,7 @@ class Switchboard:
         phone dials *71SLOT or SLOT, or `park_timeout` passes and the parker's phones ring;
         None when the lot is full or the call cannot be parked now (not bridged, a transfer
         runs)."""
-        key = bridged.a.call_id
+        key = bridged.call_id
         slot = self.parking.park(key)
         if slot is None:
             return None
@@ -1043,8 +1044,8 @@ class Switchboard:
         try:
             await bridged.run()
         finally:
-            if self.active.get(bridged.a.call_id) is bridged:
-                del self.active[bridged.a.call_id]
+            if self.active.get(bridged.call_id) is bridged:
+                del self.active[bridged.call_id]
             if not answered.done():
                 answered.set_result(False)
         if bridged.media is None:
@@ -1242,15 +1243,54 @@ class Switchboard:
         notify: Call | None = None,
         mode: str = "blind",
     ) -> int | TransferRequest:
-        """Transfer `bridged`'s caller to `route` (see steps_for), asked by `by` (an
-        extension, "api"), blind or warm (a consultation first). The request once it started;
-        else the status that refuses it: 409 no answered call, a transfer already running or a
-        supervisor monitoring the call; 480 nobody there can take it now (the attempt joins the
-        call's chain, failed); 404 no such party or queue; 400 a warm transfer into a queue.
+        """Transfer the party the agent talks to in `bridged` to `route` (see steps_for):
+        the agent's leg is replaced and the other stays (the answered party's leg, or the
+        caller's when the agent placed the call to a customer). Asked by `by` (an extension,
+        "api"), blind or warm (a consultation first). The request once it started; else the
+        status that refuses it: 409 no answered call, a transfer already running or a
+        supervisor monitoring the call; 480 nobody there can take it now (the attempt joins
+        the call's chain, failed); 404 no such party or queue; 400 a warm transfer into a
+        queue.
 
         `route` may be one of our DIDs (a phone's REFER to the number customers dial): the
         DID's route is followed, so a DID routed to `queue:NAME` hands the caller to that
         queue."""
+        if bridged.b is None or bridged.media is None or bridged.transferring:
+            return 409
+        return self._handing_on(
+            bridged,
+            self._agent_leg(bridged),
+            lambda: self._transfer_b(bridged, route, by=by, notify=notify, mode=mode),
+        )
+
+    def _agent_leg(self, bridged: BridgedCall) -> Call:
+        """The leg of the agent who hands a call on over the API: the caller's when an agent
+        called a customer (an external number), else the answered party's."""
+        caller_is_agent = bridged.caller in self.extensions
+        if caller_is_agent and bridged.callee not in self.extensions and bridged.b is not None:
+            return bridged.a
+        return bridged.b or bridged.a
+
+    def _handing_on(self, bridged: BridgedCall, leg: Call, act: Callable[[], _T]) -> _T | int:
+        """Run `act` (a transfer of `bridged.b`'s party away) with `leg` as the leg that is
+        replaced: when it is the kept leg (the caller's side transfers), the legs swap first,
+        and back when `act` refuses with a status. 403 when the caller's side is no agent of
+        ours (a customer's carrier transfers nobody); 409 when the call cannot swap now."""
+        if leg is not bridged.a:
+            return act()
+        if bridged.caller not in self.extensions:
+            return 403
+        if not bridged.swap():
+            return 409
+        result = act()
+        if isinstance(result, int):
+            bridged.swap()  # refused: the roles as they were
+        return result
+
+    def _transfer_b(
+        self, bridged: BridgedCall, route: str, *, by: str, notify: Call | None, mode: str
+    ) -> int | TransferRequest:
+        """transfer_call once the leg that goes is `bridged.b`."""
         if bridged.b is None or bridged.media is None or bridged.transferring:
             return 409
         if any(m.bridged is bridged for m in self.monitors.values()):
@@ -1322,15 +1362,21 @@ class Switchboard:
         return "busy" if members and any(self.busy(m) for m in members) else "unavailable"
 
     def _referred(self, bridged: BridgedCall, leg: Call, refer: ReferReceived) -> int | None:
-        """A REFER from the answered party's phone: transfer the caller to its Refer-To."""
+        """A REFER from either party's phone: the other party goes to its Refer-To (the
+        caller's side only when the caller is one of our agents: one who placed the call)."""
+        by = bridged.caller if leg is bridged.a else bridged.callee
         uri = refer.refer_to.uri
         user = uri.user if isinstance(uri, SipUri) else None
         if refer.replaces is not None:
-            return self._attended(bridged, leg, refer.replaces)
+            replaces = refer.replaces
+            return self._handing_on(bridged, leg, lambda: self._attended(bridged, leg, replaces))
         if not user:
             return 404
-        by = bridged.callee
-        started = self.transfer_call(bridged, user, by=by, notify=leg)
+        started = self._handing_on(
+            bridged,
+            leg,
+            lambda: self._transfer_b(bridged, user, by=by, notify=leg, mode="blind"),
+        )
         if isinstance(started, int):
             logger.info("call %s: REFER to %s by %s refused: %d", leg.call_id, user, by, started)
             return started
@@ -1369,7 +1415,7 @@ class Switchboard:
         if not bridged.take_over(leg, target, party, by=bridged.callee, mode="attended",
                                  notify=leg):  # fmt: skip
             return 491
-        logger.info("call %s: attended transfer to %s", bridged.a.call_id, party)
+        logger.info("call %s: attended transfer to %s", bridged.call_id, party)
         return None
 
     def _replacing(self, call: Call, caller: str) -> bool:
@@ -1491,13 +1537,13 @@ class Switchboard:
             summary = await bridged.run()
         except Exception:
             # A bug, not a call outcome: logged with its traceback, and the call still journaled.
-            logger.exception("call %s: failed", bridged.a.call_id)
+            logger.exception("call %s: failed", bridged.call_id)
             summary = bridged.summary
             summary.outcome, summary.hangup_cause = "failed", "internal-error"
             summary.sip_status = bridged.a.final_status or summary.sip_status
         finally:
-            if self.active.get(bridged.a.call_id) is bridged:
-                del self.active[bridged.a.call_id]  # (a queue may have the caller's leg now)
+            if self.active.get(bridged.call_id) is bridged:
+                del self.active[bridged.call_id]  # (a queue may have the caller's leg now)
             if bridged.summary.answered_at is not None:
                 now = self.ua.loop.time()
                 customer_call = bridged.summary.direction != "internal"

@@ -65,7 +65,7 @@ def _state(bridged: BridgedCall, state: str | None = None) -> dict[str, Any]:
         else:
             state = "held" if bridged.on_hold_by_api else "talking"
     return {
-        "call_id": bridged.a.call_id,
+        "call_id": bridged.call_id,
         "caller": bridged.caller,
         "callee": bridged.callee,
         "state": state,
@@ -113,9 +113,7 @@ async def transfer(request: web.Request) -> web.Response:
         raise ApiError(400, "to must be an extension, ringgroup:NAME, queue:NAME or a number")
     if mode not in MODES:
         raise ApiError(400, f"mode must be one of {', '.join(MODES)}")
-    if bridged.summary.direction == "outbound":
-        raise ApiError(409, "an outbound call's customer is not transferred over the API yet")
-    if to in (bridged.callee, f"agent:{bridged.callee}"):
+    if to in bridged.parties or (to.startswith("agent:") and to[6:] in bridged.parties):
         raise ApiError(409, f"{to} is on this call already")
     started = engine.switchboard.transfer_call(bridged, to, by="api", mode=mode)
     if started == 480:
@@ -282,8 +280,8 @@ async def recording(request: web.Request) -> web.Response:
         raise ApiError(503, "recording is off on this engine")
     if not engine.recordings.set_paused(bridged, not record):
         raise ApiError(409, "the call is not bridged now")
-    now = engine.recordings.recording(bridged.a.call_id)
-    return web.json_response({"call_id": bridged.a.call_id, "recording": bool(now)})
+    now = engine.recordings.recording(bridged.call_id)
+    return web.json_response({"call_id": bridged.call_id, "recording": bool(now)})
 
 
 @operation(
@@ -318,7 +316,7 @@ async def park(request: web.Request) -> web.Response:
     slot = switchboard.park(bridged, by=bound_extension(request) or "api", announce=announce)
     if slot is None:
         raise ApiError(409, "the call cannot be parked now (not bridged, or the lot is full)")
-    return web.json_response({"call_id": bridged.a.call_id, "slot": slot})
+    return web.json_response({"call_id": bridged.call_id, "slot": slot})
 
 
 def add_routes(app: web.Application) -> None:

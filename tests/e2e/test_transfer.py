@@ -22,9 +22,21 @@ from callcenter.runtime import Engine
 from pbx.b2bua import RINGBACK
 from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
+from sip_test_env.carrier import CARRIER_IP
+from sip_test_env.ports import free_port
 from sip_test_env.sipp import run_sipp, write_inf_csv
 
-from .callfloor import DID_103, bridged_call, call_in, customer, floor_engine, idle, phone, wait_for
+from .callfloor import (
+    CUSTOMER,
+    DID_103,
+    bridged_call,
+    call_in,
+    customer,
+    floor_engine,
+    idle,
+    phone,
+    wait_for,
+)
 from .conftest import ADMIN_KEY, api_url
 
 pytestmark = pytest.mark.peers
@@ -61,6 +73,22 @@ async def _customer_talks_to_103(
         yield caller, a103, a104, bridged_call(engine)
 
 
+async def _hand_to_104(
+    engine: Engine, bridged: Any, a103: BaresipPeer, a104: BaresipPeer, start: Any
+) -> None:
+    """103 talks to the customer 1.5 s, `start` transfers the call, 104 rings 1.5 s (the
+    customer hears ringback) and answers, 103 is gone and 104 is bridged."""
+    await asyncio.sleep(1.5)  # the customer talks to 103
+    await start(engine, bridged, a103)
+    await a104.wait_event("CALL_INCOMING", timeout=5)
+    await asyncio.sleep(1.5)  # the customer hears ringback meanwhile
+    await a104.accept()
+    await a104.wait_event("CALL_ESTABLISHED", timeout=5)
+    await a103.wait_event("CALL_CLOSED", timeout=5)
+    await wait_for(lambda: bridged.callee == "104" and bridged.media is not None,
+                   what="104 bridged")  # fmt: skip
+
+
 async def _transfer(
     engine: Engine, tmp_path: Path, db: Any, start: Any
 ) -> tuple[Path, Path, dict[str, Any], str]:
@@ -68,14 +96,7 @@ async def _transfer(
     after 1.5 s of ringing. Returns (what the customer heard, the recording, the row, Call-ID)."""
     async with _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, bridged):
         assert a104 is not None
-        await asyncio.sleep(1.5)  # the customer talks to 103
-        await start(engine, bridged, a103)
-        await a104.wait_event("CALL_INCOMING", timeout=5)
-        await asyncio.sleep(1.5)  # the customer hears ringback meanwhile
-        await a104.accept()
-        await a104.wait_event("CALL_ESTABLISHED", timeout=5)
-        await a103.wait_event("CALL_CLOSED", timeout=5)
-        await wait_for(lambda: bridged.callee == "104", what="104 bridged")
+        await _hand_to_104(engine, bridged, a103, a104, start)
         # The dashboard's row of the call names the new agent.
         await wait_for(
             lambda: engine.live.board.calls[bridged.a.call_id].callee == "104", what="dashboard"
@@ -101,6 +122,17 @@ def _check(heard: Path, recording: Path, row: dict[str, Any]) -> None:
     assert [(t["from"], t["to"], t["result"]) for t in _chain(row, "104")] == [
         ("103", "104", "completed")
     ]
+
+
+def _heard_in_order(heard: Path, *tones: float) -> None:
+    """Each of `tones` is in what a phone heard, each first heard after the one before
+    (ringback's first tone counts at a lower share of the frame's energy)."""
+    rate, samples, _ = read_wav(heard)
+    times = [
+        first_tone_time(samples, hz, rate, min_ratio=0.3 if hz == RINGBACK[0] else 0.6)
+        for hz in tones
+    ]
+    assert None not in times and times == sorted(times), dict(zip(tones, times, strict=True))
 
 
 def _check_recording(recording: Path, first_hz: float, then_hz: float,
@@ -140,6 +172,28 @@ def _refer_to(user: str) -> Any:
         assert reply.get("ok") is not False, reply
 
     return refer
+
+
+def _admin() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+
+
+def _api_transfer(
+    http: aiohttp.ClientSession, to: str, refused: list[tuple[dict[str, str], int]] = ()
+) -> Any:
+    """A `start` for the helpers: the API refuses each of `refused` (body, status), then
+    transfers the call to `to` (202, transferring)."""
+
+    async def over_api(engine: Engine, bridged: Any, _a103: BaresipPeer) -> None:
+        url = api_url(engine, f"/calls/{bridged.call_id}/transfer")
+        for body, status in refused:
+            async with http.post(url, json=body) as response:
+                assert response.status == status, await response.text()
+        async with http.post(url, json={"to": to}) as response:
+            assert response.status == 202, await response.text()
+            assert (await response.json())["state"] == "transferring"
+
+    return over_api
 
 
 async def test_blind_transfer_by_refer_from_a_baresip_phone(
@@ -441,12 +495,7 @@ async def _into_queue(pg_url: str, tmp_path: Path, db: Any, start: Any) -> None:
         heard = caller.recorded_wav()
         await idle(engine)
         assert sales.stats.answered == 1
-    rate, samples, _ = read_wav(heard)
-    at_103 = first_tone_time(samples, HZ_103, rate)
-    at_music = first_tone_time(samples, MUSIC_HZ, rate)
-    at_104 = first_tone_time(samples, HZ_104, rate)
-    assert at_103 is not None and at_music is not None and at_104 is not None
-    assert at_103 < at_music < at_104, (at_103, at_music, at_104)
+    _heard_in_order(heard, HZ_103, MUSIC_HZ, HZ_104)
     _check_recording(Path(bridged.summary.recording or ""), HZ_103, HZ_104)
     row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
     assert [(t["from"], t["to"], t["queue"], t["result"]) for t in _chain(row, "104")] == [
@@ -461,21 +510,112 @@ async def _into_queue(pg_url: str, tmp_path: Path, db: Any, start: Any) -> None:
 async def test_a_live_call_transferred_into_a_queue_over_the_api(
     pg_url: str, tmp_path: Path, db: Any
 ) -> None:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
-
-        async def over_api(engine: Engine, bridged: Any, _a103: BaresipPeer) -> None:
-            url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
-            async with http.post(url, json={"to": "queue:nosuch"}) as unknown:
-                assert unknown.status == 404, await unknown.text()
-            async with http.post(url, json={"to": "queue:sales", "mode": "warm"}) as warm:
-                assert warm.status == 400, await warm.text()
-            async with http.post(url, json={"to": "queue:sales"}) as response:
-                assert response.status == 202, await response.text()
-
-        await _into_queue(pg_url, tmp_path, db, over_api)
+    refused = [({"to": "queue:nosuch"}, 404), ({"to": "queue:sales", "mode": "warm"}, 400)]
+    async with _admin() as http:
+        await _into_queue(pg_url, tmp_path, db, _api_transfer(http, "queue:sales", refused))
 
 
 async def test_a_phone_refers_its_caller_to_the_queues_number(
     pg_url: str, tmp_path: Path, db: Any
 ) -> None:
     await _into_queue(pg_url, tmp_path, db, _refer_to(SALES_DID))
+
+
+# -- from the caller's side -----------------------------------------------------------------
+
+
+async def _agent_calls_out(pg_url: str, tmp_path: Path, db: Any, start: Any) -> None:
+    """Agent 103 dials a customer through the trunk (the carrier: a baresip customer that
+    answers), then `start(engine, bridged, a103)` hands the customer to 104: 103's leg, the
+    caller's, is the one replaced. The customer heard 103, ringback, then 104; one recording
+    (customer channel throughout, agent channel 103 then 104); the row, outbound, names 104
+    and the chain 103 -> 104."""
+    sip_port = free_port("both")
+    async with contextlib.AsyncExitStack() as stack:
+        engine = await stack.enter_async_context(
+            floor_engine(pg_url, tmp_path, outbound=f"{CARRIER_IP}:{sip_port}")
+        )
+        tone = write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0)
+        callee = await stack.enter_async_context(
+            customer(tmp_path, tone, sip_port=sip_port, answermode="auto")
+        )
+        a103 = await stack.enter_async_context(
+            phone("103", engine, tmp_path, write_tone_wav(tmp_path / "3.wav", HZ_103, 30.0))
+        )
+        a104 = await stack.enter_async_context(
+            phone("104", engine, tmp_path, write_tone_wav(tmp_path / "4.wav", HZ_104, 30.0))
+        )
+        await a103.wait_registered()
+        await a104.wait_registered()
+        await a103.dial(f"sip:{CUSTOMER}@127.0.0.1:{engine.sip_port}")
+        await a103.wait_event("CALL_ESTABLISHED", timeout=10)
+        bridged = bridged_call(engine)
+        assert (bridged.caller, bridged.callee) == ("103", CUSTOMER)
+        await _hand_to_104(engine, bridged, a103, a104, start)
+        assert bridged.a.state.value == "connected"  # the customer's leg, never hung up
+        await asyncio.sleep(1.5)  # the customer talks to 104
+        await a104.hangup()
+        await callee.wait_event("CALL_CLOSED", timeout=5)
+        heard = callee.recorded_wav()
+        await idle(engine)
+    _heard_in_order(heard, HZ_103, RINGBACK[0], HZ_104)
+    _check_recording(Path(bridged.summary.recording or ""), HZ_103, HZ_104)
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.call_id)
+    assert row["to_number"] == CUSTOMER
+    assert [(t["from"], t["to"], t["result"]) for t in _chain(row, "104", "outbound")] == [
+        ("103", "104", "completed")
+    ]
+    assert row["hangup_cause"] == "caller-remote-bye"  # 104 hung up: the agents' side
+    payload = await _outbox(db, row["id"])
+    assert payload["agent"] == "104"
+
+
+async def test_the_agent_who_placed_the_call_transfers_it_by_refer(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    await _agent_calls_out(pg_url, tmp_path, db, _refer_to("104"))
+
+
+async def test_an_agents_call_out_is_transferred_over_the_api(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    async with _admin() as http:
+        await _agent_calls_out(pg_url, tmp_path, db, _api_transfer(http, "104"))
+
+
+async def test_an_agent_who_called_a_colleague_transfers_the_colleague_by_refer(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """103 calls 104, then 103's REFER sends 104 to 105: 104's leg stays, 103's is replaced
+    by 105's; 104 hears 103, then 105."""
+    hz_105 = 1800
+    async with contextlib.AsyncExitStack() as stack:
+        engine = await stack.enter_async_context(floor_engine(pg_url, tmp_path))
+        peers = {}
+        for ext, hz in (("103", HZ_103), ("104", HZ_104), ("105", hz_105)):
+            tone = write_tone_wav(tmp_path / f"{ext}.wav", hz, 30.0)
+            peers[ext] = await stack.enter_async_context(phone(ext, engine, tmp_path, tone))
+            await peers[ext].wait_registered()
+        a103, a104, a105 = peers["103"], peers["104"], peers["105"]
+        await a103.dial(f"sip:104@127.0.0.1:{engine.sip_port}")
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await a104.accept()
+        await a103.wait_event("CALL_ESTABLISHED", timeout=5)
+        bridged = bridged_call(engine)
+        await asyncio.sleep(1.0)
+        await _refer_to("105")(engine, bridged, a103)
+        await a105.wait_event("CALL_INCOMING", timeout=5)
+        await a105.accept()
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await wait_for(lambda: bridged.callee == "105" and bridged.media is not None,
+                       what="105 bridged")  # fmt: skip
+        await asyncio.sleep(1.0)
+        await a104.hangup()
+        await a105.wait_event("CALL_CLOSED", timeout=5)
+        heard = a104.recorded_wav()
+        await idle(engine)
+    _heard_in_order(heard, HZ_103, hz_105)
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.call_id)
+    assert [(t["from"], t["to"], t["by"]) for t in _chain(row, "105", "internal")] == [
+        ("103", "105", "103")
+    ]
