@@ -24,7 +24,7 @@ from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.carrier import CARRIER_IP
 from sip_test_env.ports import free_port
-from sip_test_env.sipp import run_sipp, write_inf_csv
+from sip_test_env.sipp import run_sipp, start_sipp_uas, write_inf_csv
 
 from .callfloor import (
     CUSTOMER,
@@ -619,3 +619,56 @@ async def test_an_agent_who_called_a_colleague_transfers_the_colleague_by_refer(
     assert [(t["from"], t["to"], t["by"]) for t in _chain(row, "105", "internal")] == [
         ("103", "105", "103")
     ]
+
+
+# -- to an external number through a trunk ---------------------------------------------------
+
+EXTERNAL = "+12125550199"
+
+
+async def _out_through_the_trunk(pg_url: str, tmp_path: Path, db: Any, start: Any) -> None:
+    """Customer -> 103, then `start(engine, bridged, a103)` transfers the customer to an
+    external number: the carrier is a SIPp UAS that answers and echoes the RTP it gets. The
+    customer hears 103, then its own tone back from the far end; one recording (the agent
+    channel has 103, then the far end's echo of the customer); the row names the number."""
+    far_end = start_sipp_uas(
+        "uas.xml", port=free_port("both"), service="far", extra_args=["-rtp_echo"],
+        workdir=tmp_path / "uas",
+    )  # fmt: skip
+    async with far_end as uas:
+        async with (
+            floor_engine(pg_url, tmp_path, outbound=uas.uri_host) as engine,
+            _customer_talks_to_103(engine, tmp_path, with_104=False) as (caller, a103, _, bridged),
+        ):
+            await asyncio.sleep(1.5)  # the customer talks to 103
+            await start(engine, bridged, a103)
+            await a103.wait_event("CALL_CLOSED", timeout=5)
+            await wait_for(lambda: bridged.callee == EXTERNAL and bridged.media is not None,
+                           what="the number bridged")  # fmt: skip
+            await asyncio.sleep(2.0)  # the customer talks to the far end
+            await caller.hangup()
+            heard = caller.recorded_wav()
+            await idle(engine)
+        result = await uas.stop()
+    assert result.successful >= 1, result.summary()
+    _heard_in_order(heard, HZ_103, CUSTOMER_HZ)  # then its own tone, echoed
+    _check_recording(Path(bridged.summary.recording or ""), HZ_103, CUSTOMER_HZ)
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.call_id)
+    assert [(t["from"], t["to"], t["result"]) for t in _chain(row, EXTERNAL)] == [
+        ("103", EXTERNAL, "completed")
+    ]
+    payload = await _outbox(db, row["id"])
+    assert payload["transfer"]["to"] == EXTERNAL
+
+
+async def test_a_blind_transfer_over_the_api_to_an_external_number(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    async with _admin() as http:
+        await _out_through_the_trunk(pg_url, tmp_path, db, _api_transfer(http, EXTERNAL))
+
+
+async def test_a_phone_refers_its_caller_to_an_external_number(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    await _out_through_the_trunk(pg_url, tmp_path, db, _refer_to(EXTERNAL))
