@@ -122,6 +122,11 @@ RINGBACK = (440.0, 480.0)
 RINGBACK_CADENCE = (2.0, 4.0)
 
 
+FALLBACK_GRACE = 5.0
+"""Seconds after a failed blind transfer during which the transferor's phone hanging up
+means it gave up on the transfer (the caller rings it back), not that the call is over."""
+
+
 def ringback() -> ToneSource:
     return ToneSource(RINGBACK, level_dbfs=-19.0, cadence=RINGBACK_CADENCE)
 
@@ -149,6 +154,11 @@ class TransferRequest:
     notify: Call | None = None
     id: int = 0
     """Numbers the call's transfers (the API's transfer id)."""
+    ring_back: Callable[[], list[HuntStep]] | None = None
+    """The transferor's phones, rung when a blind transfer failed and the transferor's phone
+    left (before the failure; or, for a REFER, within FALLBACK_GRACE seconds of it: many
+    phones hang up once they sent REFER, baresip once it got the failing sipfrag), so that
+    the caller is not lost."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +262,9 @@ class BridgedCall:
         self._on_transfer: list[Callable[[BridgedCall, Call, Call, dict[str, Any]], None]] = []
         self.on_refer: Callable[[BridgedCall, Call, ReferReceived], int | None] | None = None
         """Asked when the answered party's phone sends REFER (see `Call.on_refer`)."""
+        self._fallback: tuple[Callable[[], list[HuntStep]], str, float] | None = None
+        """After a failed blind transfer: the transferor's ring-back steps, its name and the
+        loop time until which its leaving means it gave up on the transfer."""
         self.handed_off = False
         """The caller's leg went to a new owner (hand_off): its summary is that owner's to
         journal, not this call's."""
@@ -293,13 +306,20 @@ class BridgedCall:
 
     def _record(self, request: TransferRequest) -> dict[str, Any]:
         """The chain's entry of a transfer away from the answered party, before its result."""
+        return self._entry(self.callee, request.target, by=request.by, mode=request.mode,
+                           id=request.id)  # fmt: skip
+
+    def _entry(
+        self, from_: str, to: str, *, by: str, mode: str, id: int | None = None
+    ) -> dict[str, Any]:
+        """A new entry of the call's chain (`id`: the next one when None)."""
         return {
             "at": datetime.now(UTC).isoformat(),
-            "from": self.callee,
-            "to": request.target,
-            "by": request.by,
-            "mode": request.mode,
-            "id": request.id,
+            "from": from_,
+            "to": to,
+            "by": by,
+            "mode": mode,
+            "id": len(self.summary.transfers) + 1 if id is None else id,
         }
 
     async def _run_transfer(self, request: TransferRequest) -> None:
@@ -354,6 +374,14 @@ class BridgedCall:
                 await winner.hangup(reason="caller-gone")
             if request.notify is not None:
                 request.notify.notify_transfer(status)
+            if request.ring_back is not None and not self.a.ended.done():
+                # The transferor's phone left already, or it asked by REFER and may hang up
+                # now that it failed; an agent whose phone stays (the API's transfer) and
+                # hangs up later means to end the call.
+                now = asyncio.get_running_loop().time()
+                grace = FALLBACK_GRACE if request.notify is not None else 0.0
+                until = float("inf") if old.ended.done() else now + grace
+                self._fallback = (request.ring_back, previous, until)
             if not old.ended.done() and not self.a.ended.done():
                 logger.info("call %s: transfer to %s failed (%d), back to %s",
                             self.call_id, request.target, status, previous)  # fmt: skip
@@ -450,15 +478,7 @@ class BridgedCall:
         old = self.b
         assert old is not None and self.media is not None
         parker, lot = self.callee, f"park:{slot}"
-        record: dict[str, Any] = {
-            "at": datetime.now(UTC).isoformat(),
-            "from": lot,
-            "to": lot,
-            "by": by,
-            "mode": "park",
-            "id": len(self.summary.transfers) + 1,
-            "parker": parker,
-        }
+        record = {**self._entry(lot, lot, by=by, mode="park"), "parker": parker}
         # Parked, the call has no agent: the parker is free for other calls meanwhile.
         self.callee = self.summary.callee = lot
         logger.info("call %s: %s parks %s on %s", self.call_id, by, self.caller, slot)
@@ -587,14 +607,7 @@ class BridgedCall:
         is not this call's answered party or a transfer runs."""
         if old is not self.b or self.transferring or self.a.ended.done():
             return False
-        record: dict[str, Any] = {
-            "at": datetime.now(UTC).isoformat(),
-            "from": self.callee,
-            "to": party,
-            "by": by,
-            "mode": mode,
-            "id": len(self.summary.transfers) + 1,
-        }
+        record = self._entry(self.callee, party, by=by, mode=mode)
         self._end_music()
         if self.media is not None:
             self.media.close()
@@ -962,9 +975,49 @@ class BridgedCall:
                 continue
             assert self.b is not None
             if self.b.ended.done():
+                if self.b is b and await self._ring_back_transferor():
+                    continue
                 if self.b is b and self.summary.transfers:
                     self.summary.hangup_cause = "transfer-failed"
                 return self.b
+
+    async def _ring_back_transferor(self) -> bool:
+        """The transferor's phone left around a failed blind transfer: ring it back, the
+        caller hearing ringback meanwhile. True when it answered and talks to the caller again
+        (the chain gets a "ring-back" entry)."""
+        fallback, self._fallback = self._fallback, None
+        loop = asyncio.get_running_loop()
+        if fallback is None or self.a.ended.done() or self.b is None:
+            return False
+        steps_for, party, until = fallback
+        steps = steps_for() if loop.time() <= until else []
+        if not steps:
+            return False
+        old, media = self.b, self.a.media
+        logger.info("call %s: transfer failed and %s left: ringing it back", self.call_id, party)
+        if media is not None:
+            media.continue_relayed_stream()
+            media.play(ringback())
+        winner: Call | None = None
+        try:
+            for step in steps:
+                self.hunting = {t.extension for t in step.targets}
+                legs = await self._dial(step)
+                if legs:
+                    winner = await self._ring(legs, step.timeout, [])
+                if winner is not None or self.a.ended.done():
+                    break
+        finally:
+            self.hunting = set()
+            if media is not None:
+                media.stop_playing()
+        if winner is None or self.a.ended.done():
+            if winner is not None:
+                await winner.hangup(reason="caller-gone")
+            self.callee = self.summary.callee = party
+            return False
+        self._complete(old, winner, party, self._entry(party, party, by=party, mode="ring-back"))
+        return True
 
     def _hold_changed(self, held: Call, other: Call, on: bool) -> None:
         """`held`'s phone put the call on hold (or took it off): the other party hears the music

@@ -370,12 +370,7 @@ class Switchboard:
             return None
         parker = bridged.callee
         retrieval: asyncio.Future[tuple[Call, str]] = self.ua.loop.create_future()
-
-        def ring_back() -> list[HuntStep]:
-            bindings = self.registrar.lookup(parker, now=self.ua.loop.time())
-            targets = tuple(Target(parker, b) for b in bindings)
-            return [HuntStep(targets, self.ring_timeout)] if targets else []
-
+        ring_back = self._ring_back(parker)
         request = ParkRequest(retrieval, slot, by, self.park_timeout, ring_back, announce)
         if not bridged.park(request):
             self.parking.leave(key)
@@ -385,6 +380,19 @@ class Switchboard:
         now = self.ua.loop.time()
         self.presence.call_ended(parker, now=now, wrap_up=bridged.summary.direction != "internal")
         return slot
+
+    def _ring_back(self, extension: str) -> Callable[[], list[HuntStep]]:
+        """The steps that ring `extension`'s phones when called (none for a party that is no
+        extension of ours): a parked call's timeout, a failed transfer's transferor."""
+
+        def steps() -> list[HuntStep]:
+            if extension not in self.extensions:
+                return []
+            bindings = self.registrar.lookup(extension, now=self.ua.loop.time())
+            targets = tuple(Target(extension, b) for b in bindings)
+            return [HuntStep(targets, self.ring_timeout)] if targets else []
+
+        return steps
 
     def _unparked(self, key: str) -> None:
         self.parking.leave(key)
@@ -1328,7 +1336,15 @@ class Switchboard:
                 }
             )
             return 480
-        request = TransferRequest(steps, target, by=by, mode=mode, notify=notify, id=next_id)
+        request = TransferRequest(
+            steps,
+            target,
+            by=by,
+            mode=mode,
+            notify=notify,
+            id=next_id,
+            ring_back=self._ring_back(bridged.callee) if mode == "blind" else None,
+        )
         return request if bridged.transfer(request) else 409
 
     def _did_route(self, route: str) -> str:

@@ -383,6 +383,23 @@ async def test_attended_transfer_by_refer_with_replaces(
     assert consult_row["hangup_cause"] == "transferred"
 
 
+async def _back_with_103(engine: Engine, caller: BaresipPeer, a103: BaresipPeer) -> Path:
+    """103 and the customer talk again for 1.5 s, then the customer hangs up; what the
+    customer heard (see _never_104_then_103)."""
+    await asyncio.sleep(1.5)
+    heard_from = caller.recorded_wav()
+    await caller.hangup()
+    await a103.wait_event("CALL_CLOSED", timeout=5)
+    await idle(engine)
+    return heard_from
+
+
+def _never_104_then_103(heard: Path) -> None:
+    rate, samples, _ = read_wav(heard)
+    assert first_tone_time(samples, HZ_104, rate) is None  # the customer never heard 104
+    assert first_tone_time(samples[-rate:], HZ_103, rate) is not None  # 103 in its last second
+
+
 async def test_a_refused_transfer_and_a_cancelled_consultation_give_the_customer_back(
     pg_url: str, tmp_path: Path, db: Any
 ) -> None:
@@ -413,15 +430,8 @@ async def test_a_refused_transfer_and_a_cancelled_consultation_give_the_customer
             assert cancelled.status == 200, await cancelled.text()
             assert (await cancelled.json())["callee"] == "103"
         await a104.wait_event("CALL_CLOSED", timeout=5)
-        await asyncio.sleep(1.5)  # 103 and the customer talk again
-        heard_from = caller.recorded_wav()
-        await caller.hangup()
-        await a103.wait_event("CALL_CLOSED", timeout=5)
-        await idle(engine)
-    rate, samples, _ = read_wav(heard_from)
-    assert first_tone_time(samples, HZ_104, rate) is None  # the customer never heard 104
-    tail = samples[-rate:]  # the last second: 103 again
-    assert first_tone_time(tail, HZ_103, rate) is not None
+        heard = await _back_with_103(engine, caller, a103)
+    _never_104_then_103(heard)
     row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
     assert row["agent"] == "103"
     # The row's chain keeps every attempt with how it went; only a completed transfer is a
@@ -438,6 +448,38 @@ async def test_a_refused_transfer_and_a_cancelled_consultation_give_the_customer
         "SELECT count(*) FROM outbox WHERE event_type = 'call.transferred' AND aggregate = $1",
         f"call/{row['id']}",
     )
+
+
+async def test_a_refer_to_a_busy_colleague_rings_the_transferor_back(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """103's REFER to 104, who refuses (486): 103's baresip gets the failing sipfrag
+    (TRANSFER_FAILED 486) and hangs up, so the engine rings 103 back: the customer, who
+    heard ringback meanwhile, talks to 103 again. The chain has the failed attempt (busy)
+    and the ring-back; call.transferred went out for neither attempt to 104."""
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, bridged),
+    ):
+        assert a104 is not None
+        await asyncio.sleep(1.0)
+        await _refer_to("104")(engine, bridged, a103)
+        await a104.wait_event("CALL_INCOMING", timeout=5)
+        await a104.hangup()  # 486
+        failed = await a103.wait_event("TRANSFER_FAILED", timeout=5)
+        assert "486" in str(failed.get("param")), failed
+        await a103.wait_event("CALL_INCOMING", timeout=10)  # rung back
+        await a103.accept()
+        await wait_for(lambda: bridged.media is not None and not bridged.transferring,
+                       what="103 back")  # fmt: skip
+        heard = await _back_with_103(engine, caller, a103)
+    _never_104_then_103(heard)
+    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.call_id)
+    chain = _chain(row, "103")
+    assert [(t["to"], t["mode"], t["result"], t.get("outcome")) for t in chain] == [
+        ("104", "blind", "failed", "busy"),
+        ("103", "ring-back", "completed", None),
+    ]
 
 
 # -- into a queue ---------------------------------------------------------------------------
