@@ -331,14 +331,17 @@ class QueueDesk:
             caller.offering = False
             return
         sb = self.sb
+        # Who waits: the customer (the callee of an agent's call out that the agent handed
+        # to the queue), else the caller.
+        waiting = summary.customer or summary.caller
         bridged = BridgedCall(
             sb.ua,
             call,
-            caller=summary.caller,
+            caller=waiting,
             callee=queue.name,
             steps=steps,
             ring_timeout=queue.config.member_timeout,
-            caller_identity=sb.identity(summary.caller, f"{queue.name}: {summary.caller}"),
+            caller_identity=sb.identity(waiting, f"{queue.name}: {waiting}"),
             summary=summary,
         )
         bridged.keep_caller = True

@@ -106,7 +106,7 @@ async def _transfer(
         await a104.wait_event("CALL_CLOSED", timeout=5)
         heard = caller.recorded_wav()
         await idle(engine)
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    row = await _closed_row(db, bridged.a.call_id)
     assert row is not None
     return heard, Path(bridged.summary.recording or ""), dict(row), bridged.a.call_id
 
@@ -148,6 +148,20 @@ def _check_recording(recording: Path, first_hz: float, then_hz: float,
     assert first_tone_time(stereo[:, 0].copy(), customer_hz, rate) is not None
 
 
+async def _closed_row(db: Any, call_id: str) -> Any:
+    """The call's row once it is closed (a queue journals its caller on its own task)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while True:
+        row = await db.fetchrow(
+            "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", call_id
+        )
+        if row is not None or loop.time() > deadline:
+            assert row is not None, f"call {call_id} never closed"
+            return row
+        await asyncio.sleep(0.05)
+
+
 def _chain(row: Any, agent: str, direction: str = "inbound") -> list[dict[str, Any]]:
     """The row of an answered call whose last agent is `agent`: its transfer chain."""
     assert (row["agent"], row["outcome"], row["direction"]) == (agent, "answered", direction)
@@ -155,13 +169,20 @@ def _chain(row: Any, agent: str, direction: str = "inbound") -> list[dict[str, A
     return list(json.loads(transfers) if isinstance(transfers, str) else transfers)
 
 
-async def _outbox(db: Any, row_id: int) -> dict[str, Any]:
-    event = await db.fetchrow(
-        "SELECT * FROM outbox WHERE event_type = 'call.transferred' AND aggregate = $1",
+async def _transferred_events(db: Any, row_id: int) -> list[dict[str, Any]]:
+    """The call.transferred events of a call's row in the CRM outbox, in order."""
+    events = await db.fetch(
+        "SELECT payload FROM outbox WHERE event_type = 'call.transferred' AND aggregate = $1"
+        " ORDER BY id",
         f"call/{row_id}",
     )
-    assert event is not None
-    return dict(json.loads(event["payload"]))
+    return [dict(json.loads(e["payload"])) for e in events]
+
+
+async def _outbox(db: Any, row_id: int) -> dict[str, Any]:
+    """The call's one call.transferred event."""
+    (event,) = await _transferred_events(db, row_id)
+    return event
 
 
 def _refer_to(user: str) -> Any:
@@ -283,7 +304,7 @@ async def test_warm_transfer_over_the_api_consults_without_the_customer(
         first_tone_time(samples, CUSTOMER_HZ, rate),
     )
     assert at_consult is not None and at_customer is not None and at_consult < at_customer
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    row = await _closed_row(db, bridged.a.call_id)
     transfers = row["transfers"]
     transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
     assert row["agent"] == "104"
@@ -318,7 +339,7 @@ async def test_an_invite_with_replaces_from_sipp_takes_over_the_agents_dialog(
         await a103.wait_event("CALL_CLOSED", timeout=5)
         await caller.wait_event("CALL_CLOSED", timeout=5)  # SIPp's BYE ended the call
         await idle(engine)
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    row = await _closed_row(db, bridged.a.call_id)
     transfers = row["transfers"]
     transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
     assert row["agent"] == "104" and row["hangup_cause"] == "callee-remote-bye"
@@ -374,12 +395,12 @@ async def test_attended_transfer_by_refer_with_replaces(
     rate, samples, _ = read_wav(heard)
     at_103, at_104 = first_tone_time(samples, HZ_103, rate), first_tone_time(samples, HZ_104, rate)
     assert at_103 is not None and at_104 is not None and at_103 < at_104
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", customer_call.a.call_id)
+    row = await _closed_row(db, customer_call.a.call_id)
     transfers = row["transfers"]
     transfers = json.loads(transfers) if isinstance(transfers, str) else transfers
     assert row["agent"] == "104"
     assert [(t["from"], t["to"], t["mode"]) for t in transfers] == [("103", "104", "attended")]
-    consult_row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", consult.a.call_id)
+    consult_row = await _closed_row(db, consult.a.call_id)
     assert consult_row["hangup_cause"] == "transferred"
 
 
@@ -432,7 +453,7 @@ async def test_a_refused_transfer_and_a_cancelled_consultation_give_the_customer
         await a104.wait_event("CALL_CLOSED", timeout=5)
         heard = await _back_with_103(engine, caller, a103)
     _never_104_then_103(heard)
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    row = await _closed_row(db, bridged.a.call_id)
     assert row["agent"] == "103"
     # The row's chain keeps every attempt with how it went; only a completed transfer is a
     # call.transferred event (the CRM's agent never changed here).
@@ -444,10 +465,7 @@ async def test_a_refused_transfer_and_a_cancelled_consultation_give_the_customer
         ("104", "cancelled", None),
     ]
     assert transfers[1]["status"] == 486
-    assert not await db.fetchval(
-        "SELECT count(*) FROM outbox WHERE event_type = 'call.transferred' AND aggregate = $1",
-        f"call/{row['id']}",
-    )
+    assert not await _transferred_events(db, row["id"])
 
 
 async def test_a_refer_to_a_busy_colleague_rings_the_transferor_back(
@@ -474,7 +492,7 @@ async def test_a_refer_to_a_busy_colleague_rings_the_transferor_back(
                        what="103 back")  # fmt: skip
         heard = await _back_with_103(engine, caller, a103)
     _never_104_then_103(heard)
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.call_id)
+    row = await _closed_row(db, bridged.call_id)
     chain = _chain(row, "103")
     assert [(t["to"], t["mode"], t["result"], t.get("outcome")) for t in chain] == [
         ("104", "blind", "failed", "busy"),
@@ -539,7 +557,7 @@ async def _into_queue(pg_url: str, tmp_path: Path, db: Any, start: Any) -> None:
         assert sales.stats.answered == 1
     _heard_in_order(heard, HZ_103, MUSIC_HZ, HZ_104)
     _check_recording(Path(bridged.summary.recording or ""), HZ_103, HZ_104)
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
+    row = await _closed_row(db, bridged.a.call_id)
     assert [(t["from"], t["to"], t["queue"], t["result"]) for t in _chain(row, "104")] == [
         ("103", "104", "sales", "completed")
     ]
@@ -561,6 +579,87 @@ async def test_a_phone_refers_its_caller_to_the_queues_number(
     pg_url: str, tmp_path: Path, db: Any
 ) -> None:
     await _into_queue(pg_url, tmp_path, db, _refer_to(SALES_DID))
+
+
+async def test_a_caller_who_hangs_up_in_the_queue_stays_an_answered_call(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """The customer 103 sent to the queue hangs up while waiting: an abandoned caller for
+    the queue, an answered call of 103's in the row, whose chain says the transfer failed
+    (queue-abandoned); no call.transferred."""
+    music = write_tone_wav(tmp_path / "music.wav", MUSIC_HZ, 3.0)
+    async with (
+        floor_engine(pg_url, tmp_path, extra=_sales_queue(music)) as engine,
+        _admin() as http,
+        _customer_talks_to_103(engine, tmp_path, with_104=False) as (caller, a103, _, bridged),
+    ):
+        sales = engine.switchboard.queues.queues["sales"]
+        sales.log_out("104")
+        await asyncio.sleep(1.0)
+        await _api_transfer(http, "queue:sales")(engine, bridged, a103)
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await wait_for(lambda: len(sales.callers) == 1, what="the caller queued")
+        await caller.hangup()
+        await idle(engine)
+        await wait_for(lambda: not sales.callers, what="the queue empty")
+        assert sales.stats.abandoned == 1
+    row = await _closed_row(db, bridged.call_id)
+    assert row["hangup_cause"] == "queue-abandoned"
+    assert [(t["from"], t["to"], t["result"], t["outcome"]) for t in _chain(row, "103")] == [
+        ("103", "queue:sales", "failed", "queue-abandoned")
+    ]
+    assert not await _transferred_events(db, row["id"])
+
+
+async def test_an_agents_call_out_is_transferred_into_a_queue(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """103 calls a customer out through the trunk and hands the customer to the `sales`
+    queue over the API: the customer waits (music) and 104 answers, seeing the customer's
+    number; the outbound row's chain names 103 -> 104 through the queue."""
+    music = write_tone_wav(tmp_path / "music.wav", MUSIC_HZ, 3.0)
+    sip_port = free_port("both")
+    async with contextlib.AsyncExitStack() as stack:
+        engine = await stack.enter_async_context(
+            floor_engine(
+                pg_url, tmp_path, outbound=f"{CARRIER_IP}:{sip_port}", extra=_sales_queue(music)
+            )
+        )
+        http = await stack.enter_async_context(_admin())
+        tone = write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0)
+        callee = await stack.enter_async_context(
+            customer(tmp_path, tone, sip_port=sip_port, answermode="auto")
+        )
+        a103 = await stack.enter_async_context(phone("103", engine, tmp_path))
+        a104 = await stack.enter_async_context(phone("104", engine, tmp_path))
+        await a103.wait_registered()
+        await a104.wait_registered()
+        await a103.dial(f"sip:{CUSTOMER}@127.0.0.1:{engine.sip_port}")
+        await a103.wait_event("CALL_ESTABLISHED", timeout=10)
+        bridged = bridged_call(engine)
+        await asyncio.sleep(1.0)
+        sales = engine.switchboard.queues.queues["sales"]
+        sales.log_out("104")  # the customer waits until 104 logs in
+        await _api_transfer(http, "queue:sales")(engine, bridged, a103)
+        await a103.wait_event("CALL_CLOSED", timeout=5)
+        await wait_for(lambda: len(sales.callers) == 1, what="the customer queued")
+        await asyncio.sleep(1.5)  # the music meanwhile
+        engine.switchboard.queues.log_in("104", "sales", login=True)
+        incoming = await a104.wait_event("CALL_INCOMING", timeout=10)
+        assert CUSTOMER in str(incoming.get("peeruri")), incoming
+        await a104.accept()
+        await a104.wait_event("CALL_ESTABLISHED", timeout=5)
+        await asyncio.sleep(1.0)
+        await a104.hangup()
+        await callee.wait_event("CALL_CLOSED", timeout=5)
+        heard = callee.recorded_wav()
+        await idle(engine)
+    _heard_in_order(heard, MUSIC_HZ)
+    row = await _closed_row(db, bridged.call_id)
+    chain = _chain(row, "104", "outbound")
+    assert [(t["from"], t["to"], t["queue"], t["result"]) for t in chain] == [
+        ("103", "104", "sales", "completed")
+    ]
 
 
 # -- from the caller's side -----------------------------------------------------------------
@@ -602,7 +701,7 @@ async def _agent_calls_out(pg_url: str, tmp_path: Path, db: Any, start: Any) -> 
         await idle(engine)
     _heard_in_order(heard, HZ_103, RINGBACK[0], HZ_104)
     _check_recording(Path(bridged.summary.recording or ""), HZ_103, HZ_104)
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.call_id)
+    row = await _closed_row(db, bridged.call_id)
     assert row["to_number"] == CUSTOMER
     assert [(t["from"], t["to"], t["result"]) for t in _chain(row, "104", "outbound")] == [
         ("103", "104", "completed")
@@ -657,7 +756,7 @@ async def test_an_agent_who_called_a_colleague_transfers_the_colleague_by_refer(
         heard = a104.recorded_wav()
         await idle(engine)
     _heard_in_order(heard, HZ_103, hz_105)
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.call_id)
+    row = await _closed_row(db, bridged.call_id)
     assert [(t["from"], t["to"], t["by"]) for t in _chain(row, "105", "internal")] == [
         ("103", "105", "103")
     ]
@@ -695,7 +794,7 @@ async def _out_through_the_trunk(pg_url: str, tmp_path: Path, db: Any, start: An
     assert result.successful >= 1, result.summary()
     _heard_in_order(heard, HZ_103, CUSTOMER_HZ)  # then its own tone, echoed
     _check_recording(Path(bridged.summary.recording or ""), HZ_103, CUSTOMER_HZ)
-    row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.call_id)
+    row = await _closed_row(db, bridged.call_id)
     assert [(t["from"], t["to"], t["result"]) for t in _chain(row, EXTERNAL)] == [
         ("103", EXTERNAL, "completed")
     ]
