@@ -165,8 +165,13 @@ class Call:
     disposition_note: str | None = None
     """The agent's free-text note."""
     transfers: list[dict[str, Any]] = field(default_factory=list)
-    """Each transfer of the call in order ({at, from, to, by, mode, result}): with `agent` (the
-    last one) the chain of agents who talked to the customer."""
+    """Each transfer of the call in order ({at, from, to, by, mode, id, result}): with `agent`
+    (the last one) the chain of agents who talked to the customer. `result` is completed,
+    failed (with `outcome`: busy, no-answer, rejected, unavailable, caller-gone,
+    queue-abandoned... and the SIP `status` when a party refused), cancelled (a warm
+    transfer's consultation), or queued while a queue has the caller; a transfer into a
+    queue has `queue` once a member answered. While the call lasts only completed ones are
+    in the row; its end writes them all."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (ISO 8601 timestamps): webhook payloads and the REST API."""

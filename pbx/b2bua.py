@@ -70,8 +70,9 @@ class CallSummary:
     """Media quality per leg that carried audio, by the leg's Call-ID (loss, jitter, and what
     the phone reported by RTCP)."""
     transfers: list[dict[str, Any]] = field(default_factory=list)
-    """Each transfer of the call, in order: {at, from, to, by, mode, result}; `callee` is the
-    last agent, `agents` the whole chain."""
+    """Each transfer of the call, in order: {at, from, to, by, mode, id, result}, failed ones
+    with `outcome` (and `status` when a party refused); `callee` is the last agent, `agents`
+    the whole chain (see crm_bridge.models.Call.transfers)."""
 
     @property
     def agents(self) -> list[str]:
