@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from pbx import BridgedCall
 from recordings import CallRecorder, RecordingError, RecordingResult, RecordingStore
+from recordings.recorder import Side
 from telephony.aio import Call, MediaClock
 
 logger = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ class Recordings:
             await asyncio.sleep(every)
 
 
-_CHANNELS = ("customer", "agent")
+_CHANNELS: tuple[Side, Side] = ("customer", "agent")
 
 
 def _channels(bridged: BridgedCall) -> list[Call]:
