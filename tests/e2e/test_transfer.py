@@ -257,6 +257,49 @@ async def test_blind_transfer_hold_and_hangup_over_the_api(
             assert gone.status == 409
 
 
+async def _consult_104_and_complete(
+    http: aiohttp.ClientSession,
+    engine: Engine,
+    bridged: Any,
+    a103: BaresipPeer,
+    a104: BaresipPeer,
+) -> None:
+    """A warm transfer over the API: 103 consults 104 for 2.5 s (the API refuses to complete
+    it early or by a wrong id), then completes it; 103 leaves and the customer talks to 104
+    for 1.5 s."""
+    await asyncio.sleep(1.0)
+    url = api_url(engine, f"/calls/{bridged.call_id}/transfer")
+    async with http.post(url, json={"to": "104", "mode": "warm"}) as response:
+        assert response.status == 202, await response.text()
+        tid = (await response.json())["transfer"]
+    async with http.post(f"{url}/{tid}/complete") as early:
+        assert early.status == 409  # still ringing: nothing to complete yet
+    await a104.wait_event("CALL_INCOMING", timeout=5)
+    await a104.accept()
+    await wait_for(lambda: bridged.consulting == "104", what="consultation")
+    await asyncio.sleep(2.5)  # 103 and 104 talk; the customer waits
+    assert bridged.callee == "103"
+    async with http.post(f"{url}/{tid + 1}/complete") as wrong:
+        assert wrong.status == 409
+    async with http.post(f"{url}/{tid}/complete") as done:
+        assert done.status == 200, await done.text()
+        assert (await done.json())["callee"] == "104"
+    await a103.wait_event("CALL_CLOSED", timeout=5)
+    await asyncio.sleep(1.5)
+
+
+def _waited_without_the_consultation(heard: Path) -> None:
+    """104 answered, then 103 consulted it for 2.5 s: the customer heard 104 only after
+    that, and nothing of 103 meanwhile."""
+    rate, samples, _ = read_wav(heard)
+    at_waiting = first_tone_time(samples, RINGBACK[0], rate, min_ratio=0.3)
+    at_104 = first_tone_time(samples, HZ_104, rate)
+    assert at_waiting is not None and at_104 is not None
+    assert at_104 - at_waiting > 2.0, (at_waiting, at_104)
+    window = samples[round((at_waiting + 0.3) * rate) : round((at_104 - 0.1) * rate)]
+    assert first_tone_time(window, HZ_103, rate) is None
+
+
 async def test_warm_transfer_over_the_api_consults_without_the_customer(
     pg_url: str, tmp_path: Path, db: Any
 ) -> None:
@@ -266,38 +309,12 @@ async def test_warm_transfer_over_the_api_consults_without_the_customer(
         _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, bridged),
     ):
         assert a104 is not None
-        await asyncio.sleep(1.0)
-        url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
-        async with http.post(url, json={"to": "104", "mode": "warm"}) as response:
-            assert response.status == 202, await response.text()
-            tid = (await response.json())["transfer"]
-        async with http.post(f"{url}/{tid}/complete") as early:
-            assert early.status == 409  # still ringing: nothing to complete yet
-        await a104.wait_event("CALL_INCOMING", timeout=5)
-        await a104.accept()
-        await wait_for(lambda: bridged.consulting == "104", what="consultation")
-        await asyncio.sleep(2.5)  # 103 and 104 talk; the customer waits
-        assert bridged.callee == "103"
-        async with http.post(f"{url}/{tid + 1}/complete") as wrong:
-            assert wrong.status == 409
-        async with http.post(f"{url}/{tid}/complete") as done:
-            assert done.status == 200, await done.text()
-            assert (await done.json())["callee"] == "104"
-        await a103.wait_event("CALL_CLOSED", timeout=5)
-        await asyncio.sleep(1.5)
+        await _consult_104_and_complete(http, engine, bridged, a103, a104)
         await caller.hangup()
         await a104.wait_event("CALL_CLOSED", timeout=5)
         heard_by_customer, heard_by_104 = caller.recorded_wav(), a104.recorded_wav()
         await idle(engine)
-    rate, samples, _ = read_wav(heard_by_customer)
-    at_waiting = first_tone_time(samples, RINGBACK[0], rate, min_ratio=0.3)
-    at_104 = first_tone_time(samples, HZ_104, rate)
-    assert at_waiting is not None and at_104 is not None
-    # 104 answered, then 103 consulted it for 2.5 s: the customer heard 104 only after that,
-    # and nothing of 103 meanwhile.
-    assert at_104 - at_waiting > 2.0, (at_waiting, at_104)
-    window = samples[round((at_waiting + 0.3) * rate) : round((at_104 - 0.1) * rate)]
-    assert first_tone_time(window, HZ_103, rate) is None
+    _waited_without_the_consultation(heard_by_customer)
     rate, samples, _ = read_wav(heard_by_104)
     at_consult, at_customer = (
         first_tone_time(samples, HZ_103, rate),
@@ -665,17 +682,14 @@ async def test_an_agents_call_out_is_transferred_into_a_queue(
 # -- from the caller's side -----------------------------------------------------------------
 
 
-async def _agent_calls_out(pg_url: str, tmp_path: Path, db: Any, start: Any) -> None:
-    """Agent 103 dials a customer through the trunk (the carrier: a baresip customer that
-    answers), then `start(engine, bridged, a103)` hands the customer to 104: 103's leg, the
-    caller's, is the one replaced. The customer heard 103, ringback, then 104; one recording
-    (customer channel throughout, agent channel 103 then 104); the row, outbound, names 104
-    and the chain 103 -> 104."""
-    sip_port = free_port("both")
+@asynccontextmanager
+async def _agent_talks_to_customer(
+    engine: Engine, tmp_path: Path, sip_port: int
+) -> AsyncIterator[tuple[BaresipPeer, BaresipPeer, BaresipPeer, Any]]:
+    """Agent 103 (1000 Hz) dials a customer (600 Hz) through the trunk (the carrier: a
+    baresip customer on `sip_port` that answers); 104 (1400 Hz) registered too: (customer,
+    103, 104, the bridged call)."""
     async with contextlib.AsyncExitStack() as stack:
-        engine = await stack.enter_async_context(
-            floor_engine(pg_url, tmp_path, outbound=f"{CARRIER_IP}:{sip_port}")
-        )
         tone = write_tone_wav(tmp_path / "c.wav", CUSTOMER_HZ, 30.0)
         callee = await stack.enter_async_context(
             customer(tmp_path, tone, sip_port=sip_port, answermode="auto")
@@ -692,6 +706,19 @@ async def _agent_calls_out(pg_url: str, tmp_path: Path, db: Any, start: Any) -> 
         await a103.wait_event("CALL_ESTABLISHED", timeout=10)
         bridged = bridged_call(engine)
         assert (bridged.caller, bridged.callee) == ("103", CUSTOMER)
+        yield callee, a103, a104, bridged
+
+
+async def _agent_calls_out(pg_url: str, tmp_path: Path, db: Any, start: Any) -> None:
+    """103 calls a customer out, then `start(engine, bridged, a103)` hands the customer to
+    104: 103's leg, the caller's, is the one replaced. The customer heard 103, ringback,
+    then 104; one recording (customer channel throughout, agent channel 103 then 104); the
+    row, outbound, names 104 and the chain 103 -> 104."""
+    sip_port = free_port("both")
+    async with (
+        floor_engine(pg_url, tmp_path, outbound=f"{CARRIER_IP}:{sip_port}") as engine,
+        _agent_talks_to_customer(engine, tmp_path, sip_port) as (callee, a103, a104, bridged),
+    ):
         await _hand_to_104(engine, bridged, a103, a104, start)
         assert bridged.a.state.value == "connected"  # the customer's leg, never hung up
         await asyncio.sleep(1.5)  # the customer talks to 104
@@ -722,6 +749,29 @@ async def test_an_agents_call_out_is_transferred_over_the_api(
 ) -> None:
     async with _admin() as http:
         await _agent_calls_out(pg_url, tmp_path, db, _api_transfer(http, "104"))
+
+
+async def test_a_warm_transfer_of_an_agents_call_out_over_the_api(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """103 calls a customer out and consults 104 over the API (warm): the customer waits
+    and hears none of the consultation; completed, the customer talks to 104."""
+    sip_port = free_port("both")
+    async with (
+        floor_engine(pg_url, tmp_path, outbound=f"{CARRIER_IP}:{sip_port}") as engine,
+        _admin() as http,
+        _agent_talks_to_customer(engine, tmp_path, sip_port) as (callee, a103, a104, bridged),
+    ):
+        await _consult_104_and_complete(http, engine, bridged, a103, a104)
+        await a104.hangup()
+        await callee.wait_event("CALL_CLOSED", timeout=5)
+        heard = callee.recorded_wav()
+        await idle(engine)
+    _waited_without_the_consultation(heard)
+    row = await _closed_row(db, bridged.call_id)
+    assert [(t["from"], t["to"], t["mode"]) for t in _chain(row, "104", "outbound")] == [
+        ("103", "104", "warm")
+    ]
 
 
 async def test_an_agent_who_called_a_colleague_transfers_the_colleague_by_refer(
