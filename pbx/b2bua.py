@@ -375,14 +375,12 @@ class BridgedCall:
                 await winner.hangup(reason="caller-gone")
             if request.notify is not None:
                 request.notify.notify_transfer(status)
-            if request.ring_back is not None and not self.a.ended.done():
+            if request.ring_back is not None:
                 # The transferor's phone left already, or it asked by REFER and may hang up
                 # now that it failed; an agent whose phone stays (the API's transfer) and
                 # hangs up later means to end the call.
-                now = asyncio.get_running_loop().time()
                 grace = FALLBACK_GRACE if request.notify is not None else 0.0
-                until = float("inf") if old.ended.done() else now + grace
-                self._fallback = (request.ring_back, previous, until)
+                self.ring_back_if_left(request.ring_back, previous, grace=grace)
             if not old.ended.done() and not self.a.ended.done():
                 logger.info("call %s: transfer to %s failed (%d), back to %s",
                             self.call_id, request.target, status, previous)  # fmt: skip
@@ -963,6 +961,8 @@ class BridgedCall:
                 self.complete_consultation()  # the agent hung up while consulting: hand over
                 continue
             if self._transfer is None:
+                if await self._ring_back_transferor():
+                    continue  # its REFER was refused and its phone hung up: rung back
                 return b
             # A transfer runs or just ended: the old party leaving is part of it.
             await asyncio.wait({self._transfer})
@@ -981,6 +981,19 @@ class BridgedCall:
                 if self.b is b and self.summary.transfers:
                     self.summary.hangup_cause = "transfer-failed"
                 return self.b
+
+    def ring_back_if_left(
+        self, ring_back: Callable[[], list[HuntStep]], party: str, *, grace: float
+    ) -> None:
+        """A transfer by `party` (the answered party now) failed: if its leg has ended, or
+        ends within `grace` seconds, ring `ring_back`'s phones so the caller is not lost (a
+        phone that hangs up once its REFER failed, or was refused, gave up on the
+        transfer, not on the call)."""
+        if self.a.ended.done() or self.b is None:
+            return
+        now = asyncio.get_running_loop().time()
+        until = float("inf") if self.b.ended.done() else now + grace
+        self._fallback = (ring_back, party, until)
 
     async def _ring_back_transferor(self) -> bool:
         """The transferor's phone left around a failed blind transfer: ring it back, the

@@ -22,6 +22,7 @@ from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_respon
 from .acd import QueueDesk
 from .auth import Authenticator
 from .b2bua import (
+    FALLBACK_GRACE,
     BridgedCall,
     CallSummary,
     HuntStep,
@@ -1281,19 +1282,19 @@ class Switchboard:
 
     def _handing_on(self, bridged: BridgedCall, leg: Call, act: Callable[[], _T]) -> _T | int:
         """Run `act` (a transfer of `bridged.b`'s party away) with `leg` as the leg that is
-        replaced: when it is the kept leg (the caller's side transfers), the legs swap first,
-        and back when `act` refuses with a status. 403 when the caller's side is no agent of
-        ours (a customer's carrier transfers nobody); 409 when the call cannot swap now."""
+        replaced: when it is the kept leg (the caller's side transfers), the legs swap first.
+        403 when the caller's side is no agent of ours (a customer's carrier transfers
+        nobody); 409 when the call cannot swap now."""
         if leg is not bridged.a:
             return act()
         if bridged.caller not in self.extensions:
             return 403
         if not bridged.swap():
             return 409
-        result = act()
-        if isinstance(result, int):
-            bridged.swap()  # refused: the roles as they were
-        return result
+        # Refused or not, the roles stay swapped: whichever leg is kept, the call, its
+        # summary and recording are the same (a refused REFER's phone may hang up next,
+        # and its ring-back replaces `b`).
+        return act()
 
     def _transfer_b(
         self, bridged: BridgedCall, route: str, *, by: str, notify: Call | None, mode: str
@@ -1322,6 +1323,9 @@ class Switchboard:
         presenting = bridged.summary.customer or bridged.caller
         steps = self.steps_for(route, timeout=self.ring_timeout, presenting=presenting)
         if not steps:
+            if notify is not None:  # a phone may hang up once its REFER is refused
+                ring_back = self._ring_back(bridged.callee)
+                bridged.ring_back_if_left(ring_back, bridged.callee, grace=FALLBACK_GRACE)
             bridged.summary.transfers.append(
                 {
                     "at": datetime.now(UTC).isoformat(),

@@ -485,24 +485,30 @@ async def test_a_refused_transfer_and_a_cancelled_consultation_give_the_customer
     assert not await _transferred_events(db, row["id"])
 
 
-async def test_a_refer_to_a_busy_colleague_rings_the_transferor_back(
-    pg_url: str, tmp_path: Path, db: Any
+@pytest.mark.parametrize(
+    ("target", "status", "outcome"),
+    [("104", 486, "busy"), ("105", 480, "unavailable")],
+    ids=["refused-after-ringing", "refused-at-once"],
+)
+async def test_a_failed_refer_rings_the_transferor_back(
+    pg_url: str, tmp_path: Path, db: Any, target: str, status: int, outcome: str
 ) -> None:
-    """103's REFER to 104, who refuses (486): 103's baresip gets the failing sipfrag
-    (TRANSFER_FAILED 486) and hangs up, so the engine rings 103 back: the customer, who
-    heard ringback meanwhile, talks to 103 again. The chain has the failed attempt (busy)
-    and the ring-back; call.transferred went out for neither attempt to 104."""
+    """103's REFER to 104, who refuses (486), or to 105, who has no phone (the REFER itself
+    is refused, 480): 103's baresip gets TRANSFER_FAILED with that status and hangs up, so
+    the engine rings 103 back: the customer, who heard ringback meanwhile, talks to 103
+    again. The chain has the failed attempt and the ring-back."""
     async with (
         floor_engine(pg_url, tmp_path) as engine,
         _customer_talks_to_103(engine, tmp_path) as (caller, a103, a104, bridged),
     ):
         assert a104 is not None
         await asyncio.sleep(1.0)
-        await _refer_to("104")(engine, bridged, a103)
-        await a104.wait_event("CALL_INCOMING", timeout=5)
-        await a104.hangup()  # 486
+        await _refer_to(target)(engine, bridged, a103)
+        if target == "104":
+            await a104.wait_event("CALL_INCOMING", timeout=5)
+            await a104.hangup()  # 486
         failed = await a103.wait_event("TRANSFER_FAILED", timeout=5)
-        assert "486" in str(failed.get("param")), failed
+        assert str(status) in str(failed.get("param")), failed
         await a103.wait_event("CALL_INCOMING", timeout=10)  # rung back
         await a103.accept()
         await wait_for(lambda: bridged.media is not None and not bridged.transferring,
@@ -512,7 +518,7 @@ async def test_a_refer_to_a_busy_colleague_rings_the_transferor_back(
     row = await _closed_row(db, bridged.call_id)
     chain = _chain(row, "103")
     assert [(t["to"], t["mode"], t["result"], t.get("outcome")) for t in chain] == [
-        ("104", "blind", "failed", "busy"),
+        (target, "blind", "failed", outcome),
         ("103", "ring-back", "completed", None),
     ]
 
