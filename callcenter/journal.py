@@ -156,6 +156,7 @@ class CallJournal:
             recording_path=self._relative(summary.recording),
             analytics=summary.analytics,
             quality=summary.quality,
+            transfers=summary.transfers or None,
         )
         callback = None
         # A missed call is a callback task when there is a number to call back; a caller ID
@@ -231,14 +232,14 @@ class MonitorAudit:
         end)."""
         try:
             await self.monitoring.record_pickup(
-                call_row_id=await self._row(bridged.a.call_id),
-                call_id=bridged.a.call_id,
+                call_row_id=await self._row(bridged.call_id),
+                call_id=bridged.call_id,
                 picker=picker,
                 picked_from=pickup.picked_from,
                 at=bridged.summary.answered_at or datetime.now(UTC),
             )
         except Exception:
-            logger.exception("call %s: pickup by %s not stored", bridged.a.call_id, picker)
+            logger.exception("call %s: pickup by %s not stored", bridged.call_id, picker)
 
     def monitor(self, event: MonitorEvent) -> None:
         task = asyncio.get_running_loop().create_task(self._monitor(event))

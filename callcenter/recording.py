@@ -4,6 +4,7 @@ the recordings package (which knows nothing of calls or SIP)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from datetime import UTC, datetime
 
 from pbx import BridgedCall
 from recordings import CallRecorder, RecordingError, RecordingResult, RecordingStore
-from telephony.aio import MediaClock
+from recordings.recorder import Side
+from telephony.aio import Call, MediaClock
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,8 @@ class _Live:
     bridged: BridgedCall
     stops: list[Callable[[], None]]
     """Detach the recorder from the legs' audio (customer's first, then the agent's)."""
+    legs: list[Call]
+    """The legs each channel hears now (customer's, agent's): a transfer changes one."""
     paused: bool = False
     """An opt-out stopped the audio (silence is written meanwhile)."""
 
@@ -42,17 +46,25 @@ class Recordings:
     def start(self, bridged: BridgedCall) -> None:
         if bridged.b is None or bridged.a.media is None or bridged.b.media is None:
             return
-        call_id = bridged.a.call_id
+        call_id = bridged.call_id
+        live = self._live.get(call_id)
+        if live is not None:
+            # Answered again after a hand-off (a live call transferred into a queue): the
+            # same file goes on, the agent channel follows the new agent.
+            live.bridged = bridged
+            self.follow(bridged)
+            return
         try:
             recorder = CallRecorder(self.store.path_for(call_id, bridged.summary.started_at))
         except (RecordingError, OSError) as exc:
             # A full disk must not cost the customer the call: record nothing, say so loudly.
             logger.error("call %s: cannot record: %s", call_id, exc)
             return
-        stops = _listen(bridged, recorder)
+        legs = _channels(bridged)
+        stops = _listen(legs, recorder)
         assert stops is not None
         token = self.clock.subscribe(lambda _frame: recorder.tick())
-        self._live[call_id] = _Live(recorder, token, bridged, stops)
+        self._live[call_id] = _Live(recorder, token, bridged, stops, legs)
         bridged.summary.recording = str(recorder.path)
 
     def recording(self, call_id: str) -> bool | None:
@@ -65,12 +77,12 @@ class Recordings:
         """Opt-out: stop writing the parties' audio (the file goes on with silence, so its
         timeline stays the call's) or start again. Starts a recording for a call that has
         none (a DID with record = false) when asked to record. False when it cannot."""
-        live = self._live.get(bridged.a.call_id)
+        live = self._live.get(bridged.call_id)
         if live is None:
             if paused:
                 return True
             self.start(bridged)
-            return bridged.a.call_id in self._live
+            return bridged.call_id in self._live
         if live.paused == paused:
             return True
         if paused:
@@ -78,25 +90,43 @@ class Recordings:
                 stop()
             live.paused = True
             return True
-        stops = _listen(bridged, live.recorder)
+        self._follow_legs(live, bridged)
+        stops = _listen(live.legs, live.recorder)
         if stops is None:
             return False
         live.stops, live.paused = stops, False
         return True
 
     def follow(self, bridged: BridgedCall) -> None:
-        """The call was transferred: the agent channel follows whoever talks to the customer
-        now (`bridged.b`); the customer channel and the file go on unchanged."""
-        live = self._live.get(bridged.a.call_id)
+        """The call was transferred: the channel of the party who left follows whoever took
+        its place (the agent channel, or the customer's when the customer's side handed the
+        call on); the other channel and the file go on unchanged."""
+        live = self._live.get(bridged.call_id)
         if live is None or bridged.b is None or bridged.b.media is None:
             return
-        if not _customer_on_a(bridged):
-            return  # the customer is leg B there; transfers keep leg A (see BridgedCall.transfer)
+        changed = self._follow_legs(live, bridged)
         if live.paused:
             return  # resuming listens to whoever is bridged then
         recorder = live.recorder
-        live.stops[1]()
-        live.stops[1] = bridged.b.media.listen(lambda pcm: recorder.push("agent", pcm))
+        for channel in changed:
+            media = live.legs[channel].media
+            if media is None:
+                continue
+            live.stops[channel]()
+            live.stops[channel] = media.listen(functools.partial(recorder.push, _CHANNELS[channel]))
+
+    @staticmethod
+    def _follow_legs(live: _Live, bridged: BridgedCall) -> list[int]:
+        """Point the channels whose leg left the call at the legs that joined it; the
+        channels changed."""
+        now = [bridged.a, bridged.b]
+        joined = [leg for leg in now if leg is not None and leg not in live.legs]
+        changed = []
+        for channel, leg in enumerate(live.legs):
+            if leg not in now and joined:
+                live.legs[channel] = joined.pop(0)
+                changed.append(channel)
+        return changed
 
     def finish(self, call_id: str) -> RecordingResult | None:
         live = self._live.pop(call_id, None)
@@ -123,20 +153,28 @@ class Recordings:
             await asyncio.sleep(every)
 
 
-def _listen(bridged: BridgedCall, recorder: CallRecorder) -> list[Callable[[], None]] | None:
+_CHANNELS: tuple[Side, Side] = ("customer", "agent")
+
+
+def _channels(bridged: BridgedCall) -> list[Call]:
+    """The legs of the customer and agent channels: the customer is the party whose number
+    is the call's customer (the callee of an agent's call out, the caller of an inbound or
+    dialer call); between agents, the caller."""
+    assert bridged.b is not None
+    customer = bridged.summary.customer
+    if customer is not None and bridged.callee == customer and bridged.caller != customer:
+        return [bridged.b, bridged.a]
+    return [bridged.a, bridged.b]
+
+
+def _listen(legs: list[Call], recorder: CallRecorder) -> list[Callable[[], None]] | None:
     """Feed the recorder both parties' audio (customer left, agent right); the undos, or None
     when a party has no media."""
-    customer, agent = (bridged.a, bridged.b) if _customer_on_a(bridged) else (bridged.b, bridged.a)
-    if customer is None or agent is None or customer.media is None or agent.media is None:
+    medias = [leg.media for leg in legs]
+    if any(media is None for media in medias):
         return None
     return [
-        customer.media.listen(lambda pcm: recorder.push("customer", pcm)),
-        agent.media.listen(lambda pcm: recorder.push("agent", pcm)),
+        media.listen(functools.partial(recorder.push, channel))
+        for media, channel in zip(medias, _CHANNELS, strict=True)
+        if media is not None
     ]
-
-
-def _customer_on_a(bridged: BridgedCall) -> bool:
-    """Whether leg A is the customer's: inbound and internal calls (the caller's leg) and the
-    dialer's calls (it dials the customer, then bridges an agent to that leg); only an agent's
-    own outbound call has the customer on leg B."""
-    return bridged.summary.direction != "outbound" or bridged.caller == bridged.summary.customer

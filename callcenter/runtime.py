@@ -434,7 +434,7 @@ def _record(engine: Engine, bridged: BridgedCall, unrecorded: set[str]) -> None:
         engine.recordings.start(bridged)
         path = bridged.summary.recording
         if path is not None and engine.journal is not None:
-            engine.spawn(engine.journal.recording_started(bridged.a.call_id, path))
+            engine.spawn(engine.journal.recording_started(bridged.call_id, path))
 
 
 async def _log_call(engine: Engine, summary: CallSummary) -> None:

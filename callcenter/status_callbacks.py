@@ -67,7 +67,7 @@ class StatusCallbacks:
             "call_id": summary.call_id,
             "status": status,
             "at": datetime.now(UTC).isoformat(),
-            "agent": summary.caller if summary.direction == "outbound" else summary.callee,
+            "agent": summary.caller if summary.callee == summary.customer else summary.callee,
             "number": summary.customer,
             "outcome": summary.outcome if status == "ended" else None,
             "hangup_cause": summary.hangup_cause if status == "ended" else None,

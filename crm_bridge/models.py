@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -84,6 +84,10 @@ class CallEnded:
     """Speech analytics (talk time per side, silence, overtalk...), stored as JSONB."""
     quality: Mapping[str, Any] | None = None
     """Media quality per leg (loss, jitter, the phones' RTCP reports), stored as JSONB."""
+    transfers: Sequence[Mapping[str, Any]] | None = None
+    """The whole transfer chain, failed and cancelled attempts included (each with its
+    `result`, and `outcome` when it failed); replaces the chain `call_transferred` built,
+    which has the completed ones only. None: left as it is."""
 
 
 @dataclass(frozen=True)
@@ -161,8 +165,13 @@ class Call:
     disposition_note: str | None = None
     """The agent's free-text note."""
     transfers: list[dict[str, Any]] = field(default_factory=list)
-    """Each transfer of the call in order ({at, from, to, by, mode, result}): with `agent` (the
-    last one) the chain of agents who talked to the customer."""
+    """Each transfer of the call in order ({at, from, to, by, mode, id, result}): with `agent`
+    (the last one) the chain of agents who talked to the customer. `result` is completed,
+    failed (with `outcome`: busy, no-answer, rejected, unavailable, caller-gone,
+    queue-abandoned... and the SIP `status` when a party refused), cancelled (a warm
+    transfer's consultation), or queued while a queue has the caller; a transfer into a
+    queue has `queue` once a member answered. While the call lasts only completed ones are
+    in the row; its end writes them all."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (ISO 8601 timestamps): webhook payloads and the REST API."""

@@ -247,7 +247,8 @@ class CrmStore:
             " answered_at = COALESCE(answered_at, $6), agent = COALESCE($7, agent),"
             " recording_path = COALESCE($8, recording_path),"
             " analytics = COALESCE($9::jsonb, analytics),"
-            " quality = COALESCE($10::jsonb, quality)",
+            " quality = COALESCE($10::jsonb, quality),"
+            " transfers = COALESCE($11::jsonb, transfers)",
             None,
             ended.ended_at,
             ended.outcome,
@@ -258,6 +259,7 @@ class CrmStore:
             ended.recording_path,
             analytics,
             quality,
+            None if ended.transfers is None else json.dumps([dict(t) for t in ended.transfers]),
         )
         assert row is not None
         record = _call(row)

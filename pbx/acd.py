@@ -60,6 +60,7 @@ class Board(Protocol):
     async def originate(self, number: str, *, caller_id: str | None = None) -> Call: ...
     def _answered(self, bridged: BridgedCall) -> None: ...
     def _ringing(self, bridged: BridgedCall, first: bool) -> None: ...
+    def transferred_from_queue(self, bridged: BridgedCall, transfer: dict[str, Any]) -> None: ...
     async def _finish(self, summary: CallSummary) -> None: ...
 
 
@@ -243,7 +244,9 @@ class QueueDesk:
             queue.abandoned(key, now=self._now())
         summary = self._summaries.pop(key, None)
         if summary is not None:
-            summary.outcome = "missed"
+            # A caller an agent transferred here was answered already: it stays an answered
+            # call whose transfer failed.
+            summary.outcome = "answered" if handed_over(summary) is not None else "missed"
             summary.hangup_cause = "shutdown" if self._closing else "queue-abandoned"
             summary.sip_status = summary.sip_status or 200
             self.sb.conclude(summary)
@@ -335,14 +338,17 @@ class QueueDesk:
             caller.offering = False
             return
         sb = self.sb
+        # Who waits: the customer (the callee of an agent's call out that the agent handed
+        # to the queue), else the caller.
+        waiting = summary.customer or summary.caller
         bridged = BridgedCall(
             sb.ua,
             call,
-            caller=summary.caller,
+            caller=waiting,
             callee=queue.name,
             steps=steps,
             ring_timeout=queue.config.member_timeout,
-            caller_identity=sb.identity(summary.caller, f"{queue.name}: {summary.caller}"),
+            caller_identity=sb.identity(waiting, f"{queue.name}: {waiting}"),
             summary=summary,
         )
         bridged.keep_caller = True
@@ -362,6 +368,8 @@ class QueueDesk:
         sb.active[call.call_id] = bridged
         for release in held:
             release()  # the bridged call counts them busy now (its `hunting`)
+        handed = handed_over(summary)
+        answered_at = summary.answered_at
         try:
             await bridged.run()
         except Exception:
@@ -369,10 +377,15 @@ class QueueDesk:
         finally:
             if sb.active.get(call.call_id) is bridged:
                 del sb.active[call.call_id]
+            if handed is not None:
+                summary.answered_at = answered_at  # by the agent who transferred it here
         if bridged.media is None:
             # Nobody answered: back to wait at the same place (or the caller hung up).
             summary.ended_at = summary.hangup_cause = summary.sip_status = None
             summary.outcome, summary.callee = "failed", queue.name
+            if handed is not None:  # still the answered call of the agent who handed it over
+                summary.outcome, summary.sip_status = "answered", 200
+                summary.callee = handed["from"]
             caller.offering = False
             if call.ended.done():
                 self._abandoned(queue, key)
@@ -401,6 +414,11 @@ class QueueDesk:
         wait = queue.answered(key, bridged.callee, now=self._now())
         logger.info("call %s: queue %s answered by %s after %.1f s", key, queue.name,
                     bridged.callee, wait)  # fmt: skip
+        handed = handed_over(bridged.summary)
+        if handed is not None:
+            # A live call an agent transferred into the queue: the transfer completes now.
+            handed.update(to=bridged.callee, queue=queue.name, result="completed")
+            self.sb.transferred_from_queue(bridged, handed)
 
     async def _call_back(
         self, queue: Queue, caller: QueuedCaller, summary: CallSummary
@@ -631,9 +649,15 @@ class QueueDesk:
             await asyncio.wait(self._tasks, timeout=5)
 
 
+def handed_over(summary: CallSummary) -> dict[str, Any] | None:
+    """The transfer that brought an answered call into a queue, while it waits for an agent
+    (its chain's entry with result "queued"); None for a caller who came from a DID or IVR."""
+    return next((t for t in summary.transfers if t.get("result") == "queued"), None)
+
+
 def position_text(position: int) -> str:
     """What a caller at `position` hears (one prompt, spoken once and cached)."""
     return f"You are caller number {position}."
 
 
-__all__ = ["Board", "QueueDesk", "Speaker", "position_text"]
+__all__ = ["Board", "QueueDesk", "Speaker", "handed_over", "position_text"]

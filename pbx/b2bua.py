@@ -70,8 +70,9 @@ class CallSummary:
     """Media quality per leg that carried audio, by the leg's Call-ID (loss, jitter, and what
     the phone reported by RTCP)."""
     transfers: list[dict[str, Any]] = field(default_factory=list)
-    """Each transfer of the call, in order: {at, from, to, by, mode, result}; `callee` is the
-    last agent, `agents` the whole chain."""
+    """Each transfer of the call, in order: {at, from, to, by, mode, id, result}, failed ones
+    with `outcome` (and `status` when a party refused); `callee` is the last agent, `agents`
+    the whole chain (see crm_bridge.models.Call.transfers)."""
 
     @property
     def agents(self) -> list[str]:
@@ -122,6 +123,11 @@ RINGBACK = (440.0, 480.0)
 RINGBACK_CADENCE = (2.0, 4.0)
 
 
+FALLBACK_GRACE = 5.0
+"""Seconds after a failed blind transfer during which the transferor's phone hanging up
+means it gave up on the transfer (the caller rings it back), not that the call is over."""
+
+
 def ringback() -> ToneSource:
     return ToneSource(RINGBACK, level_dbfs=-19.0, cadence=RINGBACK_CADENCE)
 
@@ -149,6 +155,11 @@ class TransferRequest:
     notify: Call | None = None
     id: int = 0
     """Numbers the call's transfers (the API's transfer id)."""
+    ring_back: Callable[[], list[HuntStep]] | None = None
+    """The transferor's phones, rung when a blind transfer failed and the transferor's phone
+    left (before the failure; or, for a REFER, within FALLBACK_GRACE seconds of it: many
+    phones hang up once they sent REFER, baresip once it got the failing sipfrag), so that
+    the caller is not lost."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +271,16 @@ class ActiveCalls(dict[str, "BridgedCall"]):
         return self[key]
 
 
+def transfer_outcome(status: int) -> str:
+    """What a transfer's target did, by the status that ended the attempt (the chain's
+    `outcome`): busy, no-answer (a ring timeout, 480, 408), rejected (603 and any other
+    refusal), unavailable (404, 410: no such party)."""
+    if status in (404, 410):
+        return "unavailable"
+    found = _OUTCOME_BY_STATUS.get(status, "rejected")
+    return "no-answer" if found == "cancelled" else found
+
+
 class BridgedCall:
     """Hunts for a callee and bridges the first that answers to the caller."""
 
@@ -283,10 +304,15 @@ class BridgedCall:
     ) -> None:
         self.ua = ua
         self.a = a_leg
+        """The kept leg: the caller's, unless `swap` made the answered party's the kept one."""
         self.seat = seat
         """An agent's seat (nailed-up leg, answered already): bridged at once instead of
         ringing anyone, and left up when the caller goes."""
         self.b: Call | None = None
+        self.call_id = a_leg.call_id
+        """The call's identity (its first leg's Call-ID), whichever leg is `a` now."""
+        self.swapped = False
+        """`a` is the answered party's leg and `b` the caller's (a caller-side transfer)."""
         self.steps = steps
         self.ring_timeout = ring_timeout
         self.caller_identity = caller_identity
@@ -330,6 +356,12 @@ class BridgedCall:
         """Told each key the answered party presses (its in-call feature codes: #72 parks)."""
         self.on_refer: Callable[[BridgedCall, Call, ReferReceived], int | None] | None = None
         """Asked when the answered party's phone sends REFER (see `Call.on_refer`)."""
+        self._fallback: tuple[Callable[[], list[HuntStep]], str, float] | None = None
+        """After a failed blind transfer: the transferor's ring-back steps, its name and the
+        loop time until which its leaving means it gave up on the transfer."""
+        self.handed_off = False
+        """The caller's leg went to a new owner (hand_off): its summary is that owner's to
+        journal, not this call's."""
 
     @property
     def parties(self) -> tuple[str, str]:
@@ -403,18 +435,29 @@ class BridgedCall:
         self._transfer = asyncio.get_running_loop().create_task(self._run_transfer(request))
         return True
 
+    def _record(self, request: TransferRequest) -> dict[str, Any]:
+        """The chain's entry of a transfer away from the answered party, before its result."""
+        return self._entry(self.callee, request.target, by=request.by, mode=request.mode,
+                           id=request.id)  # fmt: skip
+
+    def _entry(
+        self, from_: str, to: str, *, by: str, mode: str, id: int | None = None
+    ) -> dict[str, Any]:
+        """A new entry of the call's chain (`id`: the next one when None)."""
+        return {
+            "at": datetime.now(UTC).isoformat(),
+            "from": from_,
+            "to": to,
+            "by": by,
+            "mode": mode,
+            "id": len(self.summary.transfers) + 1 if id is None else id,
+        }
+
     async def _run_transfer(self, request: TransferRequest) -> None:
         old = self.b
         assert old is not None and self.media is not None
-        record: dict[str, Any] = {
-            "at": datetime.now(UTC).isoformat(),
-            "from": self.callee,
-            "to": request.target,
-            "by": request.by,
-            "mode": request.mode,
-            "id": request.id,
-        }
-        logger.info("call %s: %s transfers %s to %s (%s)", self.a.call_id, request.by,
+        record = self._record(request)
+        logger.info("call %s: %s transfers %s to %s (%s)", self.call_id, request.by,
                     self.callee, request.target, request.mode)  # fmt: skip
         self._end_music()
         self.media.close()
@@ -453,6 +496,8 @@ class BridgedCall:
         if winner is None or self.a.ended.done():
             status = 487 if self.a.ended.done() else (_final(statuses) if statuses else 480)
             record["result"] = "failed"
+            record["outcome"] = "caller-gone" if self.a.ended.done() else transfer_outcome(status)
+            record["status"] = status
             self.summary.transfers.append(record)
             if caller_media is not None:
                 caller_media.stop_playing()
@@ -460,16 +505,22 @@ class BridgedCall:
                 await winner.hangup(reason="caller-gone")
             if request.notify is not None:
                 request.notify.notify_transfer(status)
+            if request.ring_back is not None:
+                # The transferor's phone left already, or it asked by REFER and may hang up
+                # now that it failed; an agent whose phone stays (the API's transfer) and
+                # hangs up later means to end the call.
+                grace = FALLBACK_GRACE if request.notify is not None else 0.0
+                self.ring_back_if_left(request.ring_back, previous, grace=grace)
             if not old.ended.done() and not self.a.ended.done():
                 logger.info("call %s: transfer to %s failed (%d), back to %s",
-                            self.a.call_id, request.target, status, previous)  # fmt: skip
+                            self.call_id, request.target, status, previous)  # fmt: skip
                 self._bridge(old)
             return
         record["to"] = answered_by
         if warm and not old.ended.done():
             # The consultation: the agent and the target talk, the caller hears the music.
             self._consult = _Consultation(winner, answered_by, record, bridge(old, winner))
-            logger.info("call %s: %s consults %s", self.a.call_id, previous, answered_by)
+            logger.info("call %s: %s consults %s", self.call_id, previous, answered_by)
             return
         self._complete(old, winner, answered_by, record, request.notify)
 
@@ -494,9 +545,50 @@ class BridgedCall:
             try:
                 listener(self, old, new, record)
             except Exception:
-                logger.exception("call %s: transfer listener failed", self.a.call_id)
+                logger.exception("call %s: transfer listener failed", self.call_id)
         if not old.ended.done():
             self._hang_up_later(old, "transferred")
+
+    def swap(self) -> bool:
+        """Make the answered party's leg the kept one (`a`) and the caller's the one a
+        transfer replaces (`b`): the caller's side transfers (the agent who placed the call
+        hands its customer on). Swapping back undoes it. False while not answered and
+        bridged, or a transfer runs."""
+        if self.b is None or self.media is None or self.transferring:
+            return False
+        self.a, self.b = self.b, self.a
+        self.caller, self.callee = self.callee, self.caller
+        self.swapped = not self.swapped
+        self._bind_refer(self.b)
+        self._wake()
+        return True
+
+    def hand_off(self, request: TransferRequest) -> Call | None:
+        """Blind transfer of the caller to someone who takes the leg over for good (a queue):
+        the bridge closes, the answered party is hung up ("transferred"), and this call ends
+        without hanging up the caller's leg, which is returned (its summary and recording go
+        with it). The chain gets the attempt with result "queued" until the new owner
+        completes it. None when the call is not answered and bridged, or a transfer runs."""
+        if self.b is None or self.media is None or self.transferring or self.a.ended.done():
+            return None
+        old, caller = self.b, self.a
+        record = {**self._record(request), "result": "queued"}
+        logger.info("call %s: %s hands %s from %s to %s", caller.call_id, request.by,
+                    self.caller, self.callee, request.target)  # fmt: skip
+        self.summary.transfers.append(record)
+        self._end_music()
+        self.media.close()
+        self.media = None
+        caller.on_hold = caller.on_digit = caller.on_refer = None
+        old.on_hold = old.on_digit = old.on_refer = None
+        self._released.add(caller)
+        self.handed_off = True
+        if request.notify is not None:
+            request.notify.notify_transfer(200)
+        if not old.ended.done():
+            self._hang_up_later(old, "transferred")
+        self._wake()
+        return caller
 
     def park(self, request: ParkRequest) -> bool:
         """Park the caller: it hears the music on hold, the answered party hears the
@@ -515,18 +607,10 @@ class BridgedCall:
         old = self.b
         assert old is not None and self.media is not None
         parker, lot = self.callee, f"park:{slot}"
-        record: dict[str, Any] = {
-            "at": datetime.now(UTC).isoformat(),
-            "from": lot,
-            "to": lot,
-            "by": by,
-            "mode": "park",
-            "id": len(self.summary.transfers) + 1,
-            "parker": parker,
-        }
+        record = {**self._entry(lot, lot, by=by, mode="park"), "parker": parker}
         # Parked, the call has no agent: the parker is free for other calls meanwhile.
         self.callee = self.summary.callee = lot
-        logger.info("call %s: %s parks %s on %s", self.a.call_id, by, self.caller, slot)
+        logger.info("call %s: %s parks %s on %s", self.call_id, by, self.caller, slot)
         self._end_music()
         self.media.close()
         self.media = None
@@ -566,11 +650,11 @@ class BridgedCall:
                     winner = leg
                     self.summary.legs.append(leg.call_id)
                 except Exception as exc:  # no codec, no port: ring the parker back instead
-                    logger.warning("call %s: retrieval by %s failed: %s", self.a.call_id,
+                    logger.warning("call %s: retrieval by %s failed: %s", self.call_id,
                                    party, exc)  # fmt: skip
                     leg.reject(getattr(exc, "status_code", 500))
             if winner is None and not self.a.ended.done():
-                logger.info("call %s: parked on %s too long, %s rung back", self.a.call_id,
+                logger.info("call %s: parked on %s too long, %s rung back", self.call_id,
                             slot, parker)  # fmt: skip
                 statuses: list[int] = []
                 for step in request.ring_back():
@@ -664,14 +748,7 @@ class BridgedCall:
         is not this call's answered party or a transfer runs."""
         if old is not self.b or self.transferring or self.a.ended.done():
             return False
-        record: dict[str, Any] = {
-            "at": datetime.now(UTC).isoformat(),
-            "from": self.callee,
-            "to": party,
-            "by": by,
-            "mode": mode,
-            "id": len(self.summary.transfers) + 1,
-        }
+        record = self._entry(self.callee, party, by=by, mode=mode)
         self._end_music()
         if self.media is not None:
             self.media.close()
@@ -741,15 +818,21 @@ class BridgedCall:
         """Relay the caller's media to and from `b`, the answered party now."""
         self.b = b
         self.media = bridge(self.a, b)
-        on_refer = self.on_refer
-        if on_refer is not None:
-            b.on_refer = lambda refer: on_refer(self, b, refer)
-            # The caller's side does not transfer the call yet (it would swap the kept leg).
-            self.a.on_refer = lambda _refer: 403
+        self._bind_refer(b)
         self.a.on_hold = functools.partial(self._hold_changed, self.a, b)
         b.on_hold = functools.partial(self._hold_changed, b, self.a)
         self.a.on_digit = functools.partial(self._relay_digit, self.a)
         b.on_digit = functools.partial(self._relay_digit, b)
+
+    def _bind_refer(self, b: Call) -> None:
+        """Both parties' REFERs reach `on_refer` (the kept leg's too: the switchboard decides
+        whether that side may transfer, and swaps)."""
+        on_refer = self.on_refer
+        if on_refer is None:
+            return
+        a = self.a
+        b.on_refer = lambda refer: on_refer(self, b, refer)
+        a.on_refer = lambda refer: on_refer(self, a, refer)
 
     def _relay_digit(self, source: Call, digit: str, method: str) -> None:
         """A key pressed on one party's phone reaches the other's, the way it understands
@@ -772,7 +855,7 @@ class BridgedCall:
         try:
             await leg.send_dtmf(digit, method=route)
         except (RuntimeError, MediaError, OSError) as exc:  # the leg ended meanwhile
-            logger.info("call %s: key %s not relayed by %s: %s", self.a.call_id, digit,
+            logger.info("call %s: key %s not relayed by %s: %s", self.call_id, digit,
                         route, exc)  # fmt: skip
 
     def pick_up(self, leg: Call, picker: str) -> bool:
@@ -788,7 +871,8 @@ class BridgedCall:
         try:
             await self._run()
         finally:
-            self.summary.ended_at = datetime.now(UTC)
+            if not self.handed_off:
+                self.summary.ended_at = datetime.now(UTC)
             picker = self._picked.result()[0] if self._picked.done() else None
             kept = self.keep_caller and self.b is None and picker is None
             consulted = self._consult.leg if self._consult is not None else None
@@ -856,7 +940,7 @@ class BridgedCall:
                     credentials=target.credentials,
                 )
             except OSError as exc:
-                logger.warning("call %s: cannot dial %s: %s", self.a.call_id, uri, exc)
+                logger.warning("call %s: cannot dial %s: %s", self.call_id, uri, exc)
                 continue
             legs[leg] = target.extension
             self.summary.legs.append(leg.call_id)
@@ -948,11 +1032,11 @@ class BridgedCall:
         try:
             await leg.answer()
         except Exception as exc:  # no codec, no port, picker hung up: the call rings on
-            logger.warning("call %s: pickup by %s failed: %s", self.a.call_id, picker, exc)
+            logger.warning("call %s: pickup by %s failed: %s", self.call_id, picker, exc)
             leg.reject(getattr(exc, "status_code", 500))
             self._picked = asyncio.get_running_loop().create_future()
             return None
-        logger.info("call %s: picked up by %s", self.a.call_id, picker)
+        logger.info("call %s: picked up by %s", self.call_id, picker)
         self.summary.legs.append(leg.call_id)
         self.callee = self.summary.callee = picker
         return leg
@@ -969,7 +1053,7 @@ class BridgedCall:
             if self.a.incoming and self.a.state.value != "connected":
                 await self.a.answer(codecs=[b.media.codec_name] if b.media else None)
         except Exception as exc:  # no common codec between the two phones, or no port
-            logger.warning("call %s: cannot answer the caller: %s", self.a.call_id, exc)
+            logger.warning("call %s: cannot answer the caller: %s", self.call_id, exc)
             self.summary.outcome, self.summary.sip_status = "failed", 488
             await b.hangup(reason="failed")
             self.a.reject(488)
@@ -981,15 +1065,17 @@ class BridgedCall:
             try:
                 listener(self)
             except Exception:  # one listener's failure is not the call's
-                logger.exception("call %s: answer listener failed", self.a.call_id)
+                logger.exception("call %s: answer listener failed", self.call_id)
         first = await self._talk()
         b = self.b
         self.a.on_hold = b.on_hold = None
         self._end_music()
         if self.media is not None:
             self.media.close()
+        if self.handed_off:
+            return  # the summary is the new owner's to finish
         other = b if first is self.a else self.a
-        side = "caller" if first is self.a else "callee"
+        side = "caller" if (first is self.a) != self.swapped else "callee"
         if other in self._released:
             self.summary.hangup_cause = "transferred"
             return
@@ -1014,6 +1100,8 @@ class BridgedCall:
             if consult is not None:
                 waiters.add(consult.leg.ended)
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if self.handed_off:
+                return b  # the caller's leg is someone else's now (released)
             if self.b is not b and not self.a.ended.done():
                 continue  # the party changed meanwhile (a Replaces took over)
             if self.a.ended in done:
@@ -1033,12 +1121,14 @@ class BridgedCall:
                 self.complete_consultation()  # the agent hung up while consulting: hand over
                 continue
             if self._transfer is None:
+                if await self._ring_back_transferor():
+                    continue  # its REFER was refused and its phone hung up: rung back
                 return b
             # A transfer runs or just ended: the old party leaving is part of it.
             await asyncio.wait({self._transfer})
             task, self._transfer = self._transfer, None
             if not task.cancelled() and task.exception() is not None:
-                logger.error("call %s: transfer failed", self.a.call_id,
+                logger.error("call %s: transfer failed", self.call_id,
                              exc_info=task.exception())  # fmt: skip
             if self.a.ended.done():
                 return self.a
@@ -1046,9 +1136,62 @@ class BridgedCall:
                 continue
             assert self.b is not None
             if self.b.ended.done():
+                if self.b is b and await self._ring_back_transferor():
+                    continue
                 if self.b is b and self.summary.transfers:
                     self.summary.hangup_cause = "transfer-failed"
                 return self.b
+
+    def ring_back_if_left(
+        self, ring_back: Callable[[], list[HuntStep]], party: str, *, grace: float
+    ) -> None:
+        """A transfer by `party` (the answered party now) failed: if its leg has ended, or
+        ends within `grace` seconds, ring `ring_back`'s phones so the caller is not lost (a
+        phone that hangs up once its REFER failed, or was refused, gave up on the
+        transfer, not on the call)."""
+        if self.a.ended.done() or self.b is None:
+            return
+        now = asyncio.get_running_loop().time()
+        until = float("inf") if self.b.ended.done() else now + grace
+        self._fallback = (ring_back, party, until)
+
+    async def _ring_back_transferor(self) -> bool:
+        """The transferor's phone left around a failed blind transfer: ring it back, the
+        caller hearing ringback meanwhile. True when it answered and talks to the caller again
+        (the chain gets a "ring-back" entry)."""
+        fallback, self._fallback = self._fallback, None
+        loop = asyncio.get_running_loop()
+        if fallback is None or self.a.ended.done() or self.b is None:
+            return False
+        steps_for, party, until = fallback
+        steps = steps_for() if loop.time() <= until else []
+        if not steps:
+            return False
+        old, media = self.b, self.a.media
+        logger.info("call %s: transfer failed and %s left: ringing it back", self.call_id, party)
+        if media is not None:
+            media.continue_relayed_stream()
+            media.play(ringback())
+        winner: Call | None = None
+        try:
+            for step in steps:
+                self.hunting = {t.extension for t in step.targets}
+                legs = await self._dial(step)
+                if legs:
+                    winner = await self._ring(legs, step.timeout, [])
+                if winner is not None or self.a.ended.done():
+                    break
+        finally:
+            self.hunting = set()
+            if media is not None:
+                media.stop_playing()
+        if winner is None or self.a.ended.done():
+            if winner is not None:
+                await winner.hangup(reason="caller-gone")
+            self.callee = self.summary.callee = party
+            return False
+        self._complete(old, winner, party, self._entry(party, party, by=party, mode="ring-back"))
+        return True
 
     def _hold_changed(self, held: Call, other: Call, on: bool) -> None:
         """`held`'s phone put the call on hold (or took it off): the other party hears the music
@@ -1062,7 +1205,7 @@ class BridgedCall:
             other.media.continue_relayed_stream()
             other.media.play(WavSource(self.music_on_hold, loop=True))
             self._holding = (held, other)
-            logger.info("call %s: %s holds, music on hold", self.a.call_id, held.call_id)
+            logger.info("call %s: %s holds, music on hold", self.call_id, held.call_id)
         elif not on and self._holding == (held, other):
             self._end_music()
 

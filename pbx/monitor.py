@@ -159,12 +159,12 @@ class MonitorSession:
 
     def _emit(self, action: str) -> None:
         logger.info("monitor %d: %s %s %s on call %s (%s)", self.id, self.supervisor, action,
-                    self.agent, self.bridged.a.call_id, self.mode.value)  # fmt: skip
+                    self.agent, self.bridged.call_id, self.mode.value)  # fmt: skip
         if self.on_event is not None:
             self.on_event(
                 MonitorEvent(
                     self.id,
-                    self.bridged.a.call_id,
+                    self.bridged.call_id,
                     self.supervisor,
                     self.agent,
                     action,

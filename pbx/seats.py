@@ -68,6 +68,10 @@ class Seats(Generic[Leg]):
     def get(self, agent: str) -> Seat[Leg] | None:
         return self._seats.get(agent)
 
+    def holder(self, leg: Leg) -> str | None:
+        """The agent whose seat `leg` is (None: no seat's)."""
+        return next((a for a, seat in self._seats.items() if seat.leg is leg), None)
+
     def __contains__(self, agent: object) -> bool:
         return agent in self._seats
 

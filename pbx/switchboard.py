@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
@@ -25,6 +25,7 @@ from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_respon
 from .acd import QueueDesk
 from .auth import Authenticator
 from .b2bua import (
+    FALLBACK_GRACE,
     ActiveCalls,
     BridgedCall,
     CallSummary,
@@ -121,6 +122,7 @@ _REORDER = (480.0, 620.0)
 _EXTERNAL = re.compile(r"^\+?[0-9]{7,15}$")
 
 IvrHandler = Callable[[Call, Did, CallSummary], Awaitable[None]]
+_T = TypeVar("_T")
 
 
 class Switchboard:
@@ -400,24 +402,18 @@ class Switchboard:
         parker's leg that asked by REFER (told 200 once it heard it)."""
         if bridged.b is None or bridged.media is None or bridged.transferring:
             return None
-        key = bridged.a.call_id
+        key = bridged.call_id
         slot = self.parking.park(key)
         if slot is None:
             return None
         parker = bridged.callee
         retrieval: asyncio.Future[tuple[Call, str]] = self.ua.loop.create_future()
-
-        def ring_back() -> list[HuntStep]:
-            bindings = self.registrar.lookup(parker, now=self.ua.loop.time())
-            targets = tuple(Target(parker, b) for b in bindings)
-            return [HuntStep(targets, self.ring_timeout)] if targets else []
-
         request = ParkRequest(
             retrieval,
             slot,
             by,
             self.park_timeout,
-            ring_back,
+            self._ring_back(parker),
             self._park_prompt if announce and self.speak is not None else None,
             notify,
         )
@@ -444,13 +440,26 @@ class Switchboard:
             return None
         full = len(self.parking.parked()) >= len(self.parking.slots)
         status = 503 if full else 409
-        logger.info("call %s: park by %s refused: %d", bridged.a.call_id, by, status)
+        logger.info("call %s: park by %s refused: %d", bridged.call_id, by, status)
         return status
 
     def _answered_digit(self, bridged: BridgedCall, digit: str) -> None:
         keys = self._park_keys.setdefault(bridged, FeatureDigits())
         if keys.feed(digit, self.ua.loop.time()):
             self._parked_by_phone(bridged, bridged.callee, None)  # refused: logged; talk on
+
+    def _ring_back(self, extension: str) -> Callable[[], list[HuntStep]]:
+        """The steps that ring `extension`'s phones when called (none for a party that is no
+        extension of ours): a parked call's timeout, a failed transfer's transferor."""
+
+        def steps() -> list[HuntStep]:
+            if extension not in self.extensions:
+                return []
+            bindings = self.registrar.lookup(extension, now=self.ua.loop.time())
+            targets = tuple(Target(extension, b) for b in bindings)
+            return [HuntStep(targets, self.ring_timeout)] if targets else []
+
+        return steps
 
     def _unparked(self, key: str) -> None:
         self.parking.leave(key)
@@ -1110,8 +1119,8 @@ class Switchboard:
         try:
             await bridged.run()
         finally:
-            if self.active.get(bridged.a.call_id) is bridged:
-                del self.active[bridged.a.call_id]
+            if self.active.get(bridged.call_id) is bridged:
+                del self.active[bridged.call_id]
             if not answered.done():
                 answered.set_result(False)
         if bridged.media is None:
@@ -1348,41 +1357,154 @@ class Switchboard:
         notify: Call | None = None,
         mode: str = "blind",
     ) -> int | TransferRequest:
-        """Transfer `bridged`'s caller to `route` (see steps_for), asked by `by` (an
-        extension, "api"), blind or warm (a consultation first). The request once it started;
-        else the status that refuses it: 409 no answered call, a transfer already running or a
-        supervisor monitoring the call; 480 nobody there can take it now; 501 a queue (not yet
-        for a live call)."""
+        """Transfer the party the agent talks to in `bridged` to `route` (see steps_for):
+        the agent's leg is replaced and the other stays (the answered party's leg, or the
+        caller's when the agent placed the call to a customer). Asked by `by` (an extension,
+        "api"), blind or warm (a consultation first). The request once it started; else the
+        status that refuses it: 409 no answered call, a transfer already running or a
+        supervisor monitoring the call; 480 nobody there can take it now (the attempt joins
+        the call's chain, failed); 404 no such party or queue; 400 a warm transfer into a
+        queue.
+
+        `route` may be one of our DIDs (a phone's REFER to the number customers dial): the
+        DID's route is followed, so a DID routed to `queue:NAME` hands the caller to that
+        queue."""
+        if bridged.b is None or bridged.media is None or bridged.transferring:
+            return 409
+        return self._handing_on(
+            bridged,
+            self._agent_leg(bridged),
+            lambda: self._transfer_b(bridged, route, by=by, notify=notify, mode=mode),
+        )
+
+    def _agent_leg(self, bridged: BridgedCall) -> Call:
+        """The leg of the agent who hands a call on over the API: the caller's when an agent
+        called a customer (an external number), else the answered party's."""
+        caller_is_agent = bridged.caller in self.extensions
+        if caller_is_agent and bridged.callee not in self.extensions and bridged.b is not None:
+            return bridged.a
+        return bridged.b or bridged.a
+
+    def _handing_on(self, bridged: BridgedCall, leg: Call, act: Callable[[], _T]) -> _T | int:
+        """Run `act` (a transfer of `bridged.b`'s party away) with `leg` as the leg that is
+        replaced: when it is the kept leg (the caller's side transfers), the legs swap first.
+        403 when the caller's side is no agent of ours (a customer's carrier transfers
+        nobody); 409 when the call cannot swap now."""
+        if leg is not bridged.a:
+            return act()
+        if bridged.caller not in self.extensions:
+            return 403
+        if not bridged.swap():
+            return 409
+        # Refused or not, the roles stay swapped: whichever leg is kept, the call, its
+        # summary and recording are the same (a refused REFER's phone may hang up next,
+        # and its ring-back replaces `b`).
+        return act()
+
+    def _transfer_b(
+        self, bridged: BridgedCall, route: str, *, by: str, notify: Call | None, mode: str
+    ) -> int | TransferRequest:
+        """transfer_call once the leg that goes is `bridged.b`."""
         if bridged.b is None or bridged.media is None or bridged.transferring:
             return 409
         if any(m.bridged is bridged for m in self.monitors.values()):
             return 409  # a supervisor is mixed in: the conference owns the legs' audio now
+        route = self._did_route(route)
+        target = route.partition(":")[2] or route
+        next_id = len(bridged.summary.transfers) + 1
         if route.startswith("queue:"):
-            # Not yet: the queue would take the caller's leg, its recording and its journal
-            # entry over from this bridged call (QueueDesk.enter after a hand-off).
-            return 501
+            if target not in self.queues.queues:
+                return 404
+            if mode != "blind":
+                return 400  # nobody to consult: the queue answers at once
+            request = TransferRequest([], route, by=by, notify=notify, id=next_id)
+            caller = bridged.hand_off(request)
+            if caller is None:
+                return 409
+            self._track(self.queues.enter(caller, target, bridged.summary))
+            return request
+        if not self._known(route):
+            return 404
         presenting = bridged.summary.customer or bridged.caller
         steps = self.steps_for(route, timeout=self.ring_timeout, presenting=presenting)
         if not steps:
+            if notify is not None:  # a phone may hang up once its REFER is refused
+                ring_back = self._ring_back(bridged.callee)
+                bridged.ring_back_if_left(ring_back, bridged.callee, grace=FALLBACK_GRACE)
+            bridged.summary.transfers.append(
+                {
+                    "at": datetime.now(UTC).isoformat(),
+                    "from": bridged.callee,
+                    "to": target,
+                    "by": by,
+                    "mode": mode,
+                    "id": next_id,
+                    "result": "failed",
+                    "outcome": self._unreachable(route),
+                    "status": 480,
+                }
+            )
             return 480
-        target = route.partition(":")[2] or route
         request = TransferRequest(
-            steps, target, by=by, mode=mode, notify=notify, id=len(bridged.summary.transfers) + 1
+            steps,
+            target,
+            by=by,
+            mode=mode,
+            notify=notify,
+            id=next_id,
+            ring_back=self._ring_back(bridged.callee) if mode == "blind" else None,
         )
         return request if bridged.transfer(request) else 409
 
+    def _did_route(self, route: str) -> str:
+        """`route`, or the route of the DID it names (with or without its leading +)."""
+        for number in (route, f"+{route}"):
+            did = self.dids.get(number)
+            if did is not None:
+                return did.route
+        return route
+
+    def _known(self, route: str) -> bool:
+        """Whether `route` names a party steps_for can ring (busy or not)."""
+        kind, _, target = route.partition(":")
+        if not target:
+            return route in self.extensions or bool(_EXTERNAL.match(route))
+        if kind == "agent":
+            return target in self.extensions
+        if kind == "ringgroup":
+            return target in self.groups
+        return kind == "number" and bool(_EXTERNAL.match(target))
+
+    def _unreachable(self, route: str) -> str:
+        """Why nobody at `route` can take a call now: busy (on a call), unavailable (away,
+        not registered, no such party, no trunk)."""
+        kind, _, target = route.partition(":")
+        if not target and route in self.extensions:
+            kind, target = "agent", route
+        members = [target] if kind == "agent" else []
+        if kind == "ringgroup" and target in self.groups:
+            members = list(self.groups[target].members)
+        return "busy" if members and any(self.busy(m) for m in members) else "unavailable"
+
     def _referred(self, bridged: BridgedCall, leg: Call, refer: ReferReceived) -> int | None:
-        """A REFER from the answered party's phone: transfer the caller to its Refer-To."""
+        """A REFER from either party's phone: the other party goes to its Refer-To (the
+        caller's side only when the caller is one of our agents: one who placed the call)."""
+        by = bridged.caller if leg is bridged.a else bridged.callee
         uri = refer.refer_to.uri
         user = uri.user if isinstance(uri, SipUri) else None
         if refer.replaces is not None:
-            return self._attended(bridged, leg, refer.replaces)
+            replaces = refer.replaces
+            return self._handing_on(bridged, leg, lambda: self._attended(bridged, leg, replaces))
         if not user:
             return 404
-        by = bridged.callee
         if user == self.park_extension:
-            return self._parked_by_phone(bridged, by, leg)
-        started = self.transfer_call(bridged, user, by=by, notify=leg)
+            # Either side may park the other (the caller's side when it is one of our agents).
+            return self._handing_on(bridged, leg, lambda: self._parked_by_phone(bridged, by, leg))
+        started = self._handing_on(
+            bridged,
+            leg,
+            lambda: self._transfer_b(bridged, user, by=by, notify=leg, mode="blind"),
+        )
         if isinstance(started, int):
             logger.info("call %s: REFER to %s by %s refused: %d", leg.call_id, user, by, started)
             return started
@@ -1421,7 +1543,7 @@ class Switchboard:
         if not bridged.take_over(leg, target, party, by=bridged.callee, mode="attended",
                                  notify=leg):  # fmt: skip
             return 491
-        logger.info("call %s: attended transfer to %s", bridged.a.call_id, party)
+        logger.info("call %s: attended transfer to %s", bridged.call_id, party)
         return None
 
     def _replacing(self, call: Call, caller: str) -> bool:
@@ -1456,6 +1578,11 @@ class Switchboard:
             return
         if not bridged.take_over(old, call, caller, by=caller, mode="replaces"):
             await call.hangup(reason="replaced-call-gone")
+
+    def transferred_from_queue(self, bridged: BridgedCall, transfer: dict[str, Any]) -> None:
+        """A live call an agent transferred into a queue was answered by `transfer["to"]`
+        (the queue's agent, who counts as on the call already)."""
+        self.events.publish(CallTransferred(bridged, transfer["from"], transfer["to"], transfer))
 
     def _transferred(
         self, bridged: BridgedCall, old: Call, new: Call, transfer: dict[str, Any]
@@ -1538,23 +1665,31 @@ class Switchboard:
             summary = await bridged.run()
         except Exception:
             # A bug, not a call outcome: logged with its traceback, and the call still journaled.
-            logger.exception("call %s: failed", bridged.a.call_id)
+            logger.exception("call %s: failed", bridged.call_id)
             summary = bridged.summary
             summary.outcome, summary.hangup_cause = "failed", "internal-error"
             summary.sip_status = bridged.a.final_status or summary.sip_status
         finally:
-            self.active.pop(bridged.a.call_id, None)
+            if self.active.get(bridged.call_id) is bridged:
+                del self.active[bridged.call_id]  # (a queue may have the caller's leg now)
             if bridged.summary.answered_at is not None:
                 now = self.ua.loop.time()
                 customer_call = bridged.summary.direction != "internal"
                 for party in bridged.parties:
                     self.presence.call_ended(party, now=now, wrap_up=customer_call)
-            if bridged.seat is not None:
-                self.seats.release(bridged.callee)
-                self._seat_idle(bridged.callee)
+            seated = self.seats.holder(bridged.seat) if bridged.seat is not None else None
+            if seated is not None:
+                self.seats.release(seated)
+                self._seat_idle(seated)
+        if bridged.handed_off:
+            return  # the queue that took the caller journals the call at its end
         await self._finish(summary)
 
     async def _finish(self, summary: CallSummary) -> None:
+        for transfer in summary.transfers:
+            if transfer.get("result") == "queued":  # no queue agent answered it in the end
+                transfer["result"] = "failed"
+                transfer["outcome"] = summary.hangup_cause or "failed"
         quality = self.ua.take_quality(dict.fromkeys([summary.call_id, *summary.legs]))
         if quality:
             summary.quality = quality

@@ -100,7 +100,7 @@ async def status(request: web.Request) -> web.Response:
         )
     calls = [
         {
-            "call_id": bridged.a.call_id,
+            "call_id": bridged.call_id,
             "caller": bridged.caller,
             "callee": bridged.callee,
             "state": "talking" if bridged.b is not None else "ringing",

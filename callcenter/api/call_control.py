@@ -1,8 +1,9 @@
 """Call control over the API, on a live call (`{id}`: the calls row id or the caller leg's
 SIP Call-ID, as for monitoring):
 
-    POST /calls/{id}/transfer  {"to": "104" | "ringgroup:NAME" | "+E164",
-                                "mode": "blind" | "warm"}   -> 202 (the new party rings)
+    POST /calls/{id}/transfer  {"to": "104" | "ringgroup:NAME" | "queue:NAME" | "+E164",
+                                "mode": "blind" | "warm"}   -> 202 (the new party rings;
+                                a queue takes the caller at once, blind only)
     POST /calls/{id}/transfer/{tid}/complete   warm: the caller goes to the consulted party
     POST /calls/{id}/transfer/{tid}/cancel     warm: the consulted party goes, agent and caller
                                                talk again
@@ -66,7 +67,7 @@ def _state(bridged: BridgedCall, state: str | None = None) -> dict[str, Any]:
         else:
             state = "held" if bridged.on_hold_by_api else "talking"
     return {
-        "call_id": bridged.a.call_id,
+        "call_id": bridged.call_id,
         "caller": bridged.caller,
         "callee": bridged.callee,
         "state": state,
@@ -94,8 +95,9 @@ async def _own_call(request: web.Request) -> tuple[Engine, BridgedCall]:
         "properties": {
             "to": {
                 "type": "string",
-                "description": "an extension, ringgroup:NAME or an external number (through "
-                "a trunk); queue:NAME is refused with 409 for now",
+                "description": "an extension, ringgroup:NAME, queue:NAME (blind only: the "
+                "caller waits there like any queued caller), one of our DIDs (its route) or "
+                "an external number (through a trunk)",
             },
             "mode": {"type": "string", "enum": list(MODES), "default": "blind"},
         },
@@ -110,18 +112,18 @@ async def transfer(request: web.Request) -> web.Response:
     to = body.get("to")
     mode = body.get("mode", "blind")
     if not isinstance(to, str) or not to or len(to) > 64:
-        raise ApiError(400, "to must be an extension, ringgroup:NAME or a number")
+        raise ApiError(400, "to must be an extension, ringgroup:NAME, queue:NAME or a number")
     if mode not in MODES:
         raise ApiError(400, f"mode must be one of {', '.join(MODES)}")
-    if bridged.summary.direction == "outbound":
-        raise ApiError(409, "an outbound call's customer is not transferred over the API yet")
-    if to in (bridged.callee, f"agent:{bridged.callee}"):
+    if to in bridged.parties or (to.startswith("agent:") and to[6:] in bridged.parties):
         raise ApiError(409, f"{to} is on this call already")
     started = engine.switchboard.transfer_call(bridged, to, by="api", mode=mode)
     if started == 480:
         raise ApiError(409, f"nobody at {to} can take the call now")
-    if started == 501:
-        raise ApiError(409, "a live call cannot be transferred into a queue yet")
+    if started == 404:
+        raise ApiError(404, f"no extension, group, queue or number {to}")
+    if started == 400:
+        raise ApiError(400, "a queue takes blind transfers only")
     if isinstance(started, int):
         raise ApiError(409, "the call is not answered or a transfer runs already")
     return web.json_response(
@@ -332,8 +334,8 @@ async def recording(request: web.Request) -> web.Response:
         raise ApiError(503, "recording is off on this engine")
     if not engine.recordings.set_paused(bridged, not record):
         raise ApiError(409, "the call is not bridged now")
-    now = engine.recordings.recording(bridged.a.call_id)
-    return web.json_response({"call_id": bridged.a.call_id, "recording": bool(now)})
+    now = engine.recordings.recording(bridged.call_id)
+    return web.json_response({"call_id": bridged.call_id, "recording": bool(now)})
 
 
 @operation(
@@ -357,7 +359,7 @@ async def park(request: web.Request) -> web.Response:
     slot = engine.switchboard.park(bridged, by=bound_extension(request) or "api")
     if slot is None:
         raise ApiError(409, "the call cannot be parked now (not bridged, or the lot is full)")
-    return web.json_response({"call_id": bridged.a.call_id, "slot": slot})
+    return web.json_response({"call_id": bridged.call_id, "slot": slot})
 
 
 def add_routes(app: web.Application) -> None:

@@ -70,7 +70,7 @@ def _mode(body: dict[str, Any]) -> MonitorMode:
 def _session_json(session: MonitorSession) -> dict[str, Any]:
     return {
         "session": session.id,
-        "call_id": session.bridged.a.call_id,
+        "call_id": session.bridged.call_id,
         "supervisor": session.supervisor,
         "agent": session.agent,
         "mode": session.mode.value,

@@ -564,3 +564,33 @@ async def test_a_transfer_joins_the_chain_and_emits_call_transferred(
     )  # fmt: skip
     with pytest.raises(Conflict):  # an ended call takes no transfer
         await store.call_transferred(row_id, first, T0 + timedelta(seconds=40))
+
+
+async def test_the_end_writes_the_whole_chain_with_the_failed_attempts(
+    store: CrmStore, pool: asyncpg.Pool
+) -> None:
+    """call_transferred adds completed transfers as they happen; the end writes the chain
+    whole, so an attempt that failed (busy) is in the row with its outcome, without ever
+    having been a call.transferred event."""
+    row_id = await store.call_started(inbound())
+    await store.call_answered(row_id, T0 + timedelta(seconds=2), agent="101")
+    busy = {"at": "2024-05-06T10:00:05+00:00", "from": "101", "to": "102", "by": "101",
+            "mode": "blind", "result": "failed", "outcome": "busy", "status": 486,
+            "id": 1}  # fmt: skip
+    done = {**busy, "to": "103", "result": "completed", "id": 2}
+    del done["outcome"], done["status"]
+    await store.call_transferred(row_id, done, T0 + timedelta(seconds=10))
+    await store.call_ended(
+        row_id,
+        CallEnded(ended_at=T0 + timedelta(seconds=30), outcome="answered", sip_status=200,
+                  hangup_cause="caller-bye", transfers=[busy, done]),
+    )  # fmt: skip
+    call = await store.get_call(row_id)
+    assert call is not None and call.agent == "103"
+    assert call.transfers == [busy, done]
+    kinds = [e["event_type"] for e in await outbox(pool)]
+    assert kinds.count("call.transferred") == 1
+    ended = json.loads(
+        next(e for e in await outbox(pool) if e["event_type"] == "call.ended")["payload"]
+    )
+    assert ended["transfers"] == [busy, done]

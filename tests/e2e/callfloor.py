@@ -23,8 +23,10 @@ CUSTOMER = "+12125559876"
 SUPERVISOR_KEY = "test-supervisor-key-01"
 
 
-def floor_config(*, beep: bool = False, outbound: str | None = None) -> str:
-    return f"""
+def floor_config(*, beep: bool = False, outbound: str | None = None, extra: str = "") -> str:
+    return (
+        extra
+        + f"""
 [[trunks]]
 name = "carrier"
 allow_from = ["{carrier.CARRIER_IP}"]
@@ -68,14 +70,21 @@ role = "supervisor"
 [monitor]
 beep = {"true" if beep else "false"}
 """
+    )
 
 
 @asynccontextmanager
 async def floor_engine(
-    pg_url: str, tmp_path: Path, *, beep: bool = False, outbound: str | None = None
+    pg_url: str,
+    tmp_path: Path,
+    *,
+    beep: bool = False,
+    outbound: str | None = None,
+    extra: str = "",
 ) -> AsyncIterator[Engine]:
-    """The engine; `outbound` is where calls to customers go (the carrier's HOST:PORT)."""
-    config = engine_config(extra=floor_config(beep=beep, outbound=outbound))
+    """The engine; `outbound` is where calls to customers go (the carrier's HOST:PORT);
+    `extra` is more configuration (tables such as [[queues]])."""
+    config = engine_config(extra=floor_config(beep=beep, outbound=outbound, extra=extra))
     engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
     try:
         yield engine

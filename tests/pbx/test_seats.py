@@ -14,6 +14,7 @@ def test_one_seat_per_agent_and_only_its_leg_leaves_it() -> None:
     assert seats.take("101", other, now=2.0) is None  # seated already: the second is refused
     assert "101" in seats and len(seats) == 1
     assert seats.leave("101", other) is None  # not its seat
+    assert seats.holder(leg) == "101" and seats.holder(other) is None
     assert seats.leave("101", leg) is not None
     assert "101" not in seats and seats.leave("101", leg) is None
 
