@@ -4,6 +4,7 @@ in progress, through every way a call's parties change and calls come and go."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import given, settings
@@ -19,8 +20,8 @@ KEYS = ["a", "b", "c"]
 def _call(caller: str, callee: str) -> BridgedCall:
     summary = CallSummary("x", caller, callee, datetime.now(UTC))
     return BridgedCall(
-        None,  # type: ignore[arg-type]  # the index reads no leg
-        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # the index reads no leg (only its Call-ID)
+        SimpleNamespace(call_id="x"),  # type: ignore[arg-type]
         caller=caller,
         callee=callee,
         steps=[],
