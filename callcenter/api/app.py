@@ -20,6 +20,7 @@ from . import (
     outbox,
     queues,
     recording_links,
+    sip_ws,
 )
 from .crm import ENGINE, add_routes
 from .openapi import operation
@@ -182,6 +183,7 @@ def build_app(engine: Engine) -> web.Application:
                     metrics.is_public_scrape(r)
                     or dashboard.is_open(r)
                     or recording_links.is_signed_link(r)
+                    or sip_ws.is_open(r)
                 ),
             ),
         ]
@@ -204,6 +206,7 @@ def build_app(engine: Engine) -> web.Application:
     dashboard.add_routes(app)
     recording_links.add_routes(app)
     queues.add_routes(app)
+    sip_ws.add_routes(app)
     return app
 
 
