@@ -52,9 +52,10 @@ from telephony.sip.challenge import DigestClient
 
 from .clock import MediaClock
 from .dtmf import DtmfDebouncer
-from .endpoint import EndpointConfig, Peer, SipEndpoint
+from .endpoint import WEBSOCKET_TRANSPORTS, EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaBridge, MediaError, MediaSession, check_offer
 from .rtp import RtpPortPool
+from .webrtc import new_certificate
 
 logger = logging.getLogger(__name__)
 
@@ -513,6 +514,8 @@ class UserAgent:
         self._watchdog: asyncio.Task[None] | None = None
         self._quality: OrderedDict[str, dict[str, Any]] = OrderedDict()
         """Media quality of ended legs by Call-ID, until `take_quality` (bounded)."""
+        self.dtls_certificate = new_certificate()
+        """Our DTLS certificate for WebRTC legs (its fingerprint is in their SDP)."""
 
     async def start(self) -> None:
         await self.endpoint.start()
@@ -561,6 +564,7 @@ class UserAgent:
             on_dtmf=call._dtmf,
             clock=self.clock,
             srtp=call.srtp,
+            certificate=self.dtls_certificate,
         )
 
     def forget(self, call: Call) -> None:
@@ -640,6 +644,8 @@ class UserAgent:
         if srtp is None and self.srtp_for is not None:
             srtp = self.srtp_for(target, peer)
         call.srtp = srtp or self.config.srtp
+        if peer[0] in WEBSOCKET_TRANSPORTS:
+            call.srtp = "dtls"  # a browser phone: WebRTC media is all it takes
         call.media = call.session.negotiator = await self.open_media(call)
         invite.body = call.media.make_offer(codecs=codecs)
         invite.headers.add("Content-Type", "application/sdp")

@@ -1,0 +1,282 @@
+"""Acceptance of the browser phone's telephony (issue 15): JsSIP from the npm registry, in
+headless Debian Chromium with a fake microphone playing a tone file, registers over SIP over
+WebSocket at /sip and calls an extension held by baresip, and the other way round; the engine
+terminates ICE (lite) and DTLS-SRTP and bridges the leg like any other. Tones both ways, by
+frequency analysis of what baresip heard, of the engine's recording, and of what the page's
+WebAudio analyser hears on the remote track."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright import async_api as playwright_api
+
+from callcenter.runtime import Engine
+from pbx import BridgedCall
+from sip_test_env import tools
+from sip_test_env.audio import first_tone_time, read_wav, tone_present, write_tone_wav
+from sip_test_env.baresip import BaresipPeer
+
+from .conftest import api_url, assert_no_state_left, registrar_of
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium")
+JSSIP = ROOT / ".web-phones" / "jssip-3.13.8.js"
+"""Made by sip_test_env/install-web-phones.sh (scripts/test runs it)."""
+BROWSER_TONE, PHONE_TONE = 1000, 600
+
+pytestmark = [pytest.mark.peers, tools.needs("chromium", "baresip")]
+
+
+def _need_jssip() -> None:
+    if JSSIP.exists():
+        return
+    message = f"missing {JSSIP.name}: run sip_test_env/install-web-phones.sh"
+    if tools.in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def artifacts_dir() -> Path:
+    folder = Path(os.environ.get("ARTIFACTS_DIR") or ROOT / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+async def chromium(tmp_path: Path) -> AsyncIterator[Any]:
+    _need_jssip()
+    tone = write_tone_wav(tmp_path / "browser-tone.wav", BROWSER_TONE, 30.0, rate=48000)
+    async with playwright_api.async_playwright() as pw:
+        launched = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={tone}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+# The page's phone: JsSIP over /sip, and a WebAudio analyser on whatever the far end sends.
+PHONE_JS = """
+async ({wsUrl, user, password, domain}) => {
+  window.phone = {events: [], peak: null, stats: null};
+  const log = (what) => window.phone.events.push(what);
+  const listen = (pc) => pc.addEventListener('track', (ev) => {
+    const stream = new MediaStream([ev.track]);
+    const audio = new Audio(); audio.srcObject = stream; audio.muted = true; audio.play();
+    const ctx = new AudioContext();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 8192;
+    ctx.createMediaStreamSource(stream).connect(analyser);
+    const bins = new Float32Array(analyser.frequencyBinCount);
+    window.phone.peak = () => {
+      analyser.getFloatFrequencyData(bins);
+      let best = 1;
+      for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+      return {hz: best * ctx.sampleRate / analyser.fftSize, db: bins[best]};
+    };
+    log('track');
+  });
+  window.phone.watch = (session) => {
+    window.phone.session = session;
+    session.on('peerconnection', (e) => listen(e.peerconnection));
+    if (session.connection) listen(session.connection);
+    for (const name of ['progress', 'accepted', 'confirmed', 'ended', 'failed'])
+      session.on(name, (e) => log(name + (e && e.cause ? ':' + e.cause : '')));
+  };
+  window.phone.readStats = async () => {
+    const found = {};
+    (await window.phone.session.connection.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') found.packetsReceived = s.packetsReceived;
+      if (s.type === 'outbound-rtp' && s.kind === 'audio') found.packetsSent = s.packetsSent;
+      if (s.type === 'transport') {
+        found.dtlsState = s.dtlsState; found.srtpCipher = s.srtpCipher;
+      }
+      if (s.type === 'codec') found.codecs = (found.codecs || []).concat(s.mimeType);
+    });
+    return found;
+  };
+  const socket = new JsSIP.WebSocketInterface(wsUrl);
+  const ua = new JsSIP.UA({sockets: [socket], uri: `sip:${user}@${domain}`, password,
+                           register: true, session_timers: false});
+  window.phone.ua = ua;
+  ua.on('newRTCSession', (e) => {
+    if (e.originator !== 'remote') return;
+    log('incoming');
+    window.phone.watch(e.session);
+    e.session.answer({mediaConstraints: {audio: true, video: false},
+                      pcConfig: {iceServers: []}});
+  });
+  await new Promise((resolve, reject) => {
+    ua.on('registered', resolve);
+    ua.on('registrationFailed', (e) => reject(new Error('registration failed: ' + e.cause)));
+    ua.start();
+  });
+  log('registered');
+}
+"""
+
+CALL_JS = """
+(target) => {
+  const session = window.phone.ua.call(target, {
+    mediaConstraints: {audio: true, video: false}, pcConfig: {iceServers: []}});
+  window.phone.watch(session);
+}
+"""
+
+
+async def _open_phone(chromium: Any, engine: Engine, user: str) -> Any:
+    page = await chromium.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Any page of the engine's origin: 127.0.0.1 is a secure context, where getUserMedia works.
+    await page.goto(api_url(engine, "/health"))
+    await page.add_script_tag(path=str(JSSIP))
+    listen = engine.config.http_listen
+    await page.evaluate(
+        PHONE_JS,
+        {
+            "wsUrl": f"ws://{listen.host}:{listen.port}/sip",
+            "user": user,
+            "password": f"pass{user}",
+            "domain": listen.host,
+        },
+    )
+    assert not errors, errors
+    return page
+
+
+async def _hears(page: Any, hz: float, timeout_ms: int = 10_000) -> dict[str, float]:
+    """Wait until the page's analyser has its loudest bin at `hz` (within a few bins)."""
+    await page.wait_for_function(
+        f"window.phone.peak && Math.abs(window.phone.peak().hz - {hz}) < 30"
+        " && window.phone.peak().db > -70",
+        timeout=timeout_ms,
+    )
+    peak: dict[str, float] = await page.evaluate("window.phone.peak()")
+    return peak
+
+
+async def _concluded(engine: Engine, bridged: BridgedCall) -> Path:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while engine.switchboard.active or bridged.summary.recording is None:
+        assert loop.time() < deadline, "the call's recording was not concluded"
+        await asyncio.sleep(0.05)
+    assert bridged.summary.recording is not None
+    return Path(bridged.summary.recording)
+
+
+def _check_browser_leg(leg: Any) -> None:
+    assert leg.peer[0] == "ws"
+    media = leg.media
+    assert media is not None and media.webrtc is not None and media.secure
+    assert media.webrtc.dtls.keys is not None and media.webrtc.ice.selected is not None
+    assert media.rtp.srtp is not None and media.rtp.srtp.rejected == 0
+    assert media.rtp.packets_in > 50
+
+
+async def _talk(
+    page: Any, phone: BaresipPeer, engine: Engine
+) -> tuple[BridgedCall, dict[str, Any]]:
+    """Both sides up: let audio flow, check what the page hears, read its stats."""
+    bridged = next(iter(engine.switchboard.active.values()))
+    peak = await _hears(page, PHONE_TONE)
+    await asyncio.sleep(2.0)  # two more seconds of tone both ways for the recordings
+    stats: dict[str, Any] = await page.evaluate("window.phone.readStats()")
+    stats["peak"] = peak
+    for leg in (bridged.a, bridged.b):
+        assert leg is not None and leg.media is not None
+        if leg.peer[0] == "ws":
+            _check_browser_leg(leg)
+            stats["ice_selected"] = leg.media.webrtc.ice.selected
+    return bridged, stats
+
+
+def _check_audio(recording: Path, heard_by_phone: Path, browser_is_left: bool) -> None:
+    rate, stereo, channels = read_wav(recording)
+    assert channels == 2
+    left, right = stereo[:, 0].copy(), stereo[:, 1].copy()
+    browser, phone = (left, right) if browser_is_left else (right, left)
+    assert tone_present(browser, BROWSER_TONE, rate) and not tone_present(browser, PHONE_TONE, rate)
+    assert tone_present(phone, PHONE_TONE, rate) and not tone_present(phone, BROWSER_TONE, rate)
+    rate, heard, _ = read_wav(heard_by_phone)
+    at = first_tone_time(heard, BROWSER_TONE, rate)
+    assert at is not None, "baresip never heard the browser's tone"
+
+
+@contextlib.asynccontextmanager
+async def _browser_and_phone(
+    engine: Engine, chromium: Any, tmp_path: Path
+) -> AsyncIterator[tuple[Any, BaresipPeer]]:
+    """JsSIP as 101 in a page, registered over /sip; baresip as 102 playing its tone."""
+    tone = write_tone_wav(tmp_path / "phone.wav", PHONE_TONE, 20.0)
+    async with BaresipPeer(
+        "102", workdir=tmp_path, registrar=registrar_of(engine), password="pass102",
+        audio_source=tone,
+    ) as phone:  # fmt: skip
+        await phone.wait_registered()
+        page = await _open_phone(chromium, engine, "101")
+        try:
+            yield page, phone
+        finally:
+            await page.close()
+
+
+async def test_jssip_in_chromium_calls_a_baresip_extension(
+    engine: Engine, chromium: Any, tmp_path: Path
+) -> None:
+    async with _browser_and_phone(engine, chromium, tmp_path) as (page, phone):
+        (binding,) = engine.switchboard.registrar.lookup("101", now=engine.ua.loop.time())
+        assert binding.peer[0] == "ws"
+        await page.evaluate(CALL_JS, f"sip:102@{engine.config.http_listen.host}")
+        await phone.wait_event("CALL_INCOMING", timeout=10)
+        await phone.accept()
+        await page.wait_for_function("window.phone.events.includes('confirmed')", timeout=10_000)
+        bridged, stats = await _talk(page, phone, engine)
+        await page.screenshot(path=str(artifacts_dir() / "webrtc-jssip-calls-baresip.png"))
+        await page.evaluate("window.phone.session.terminate()")
+        await phone.wait_event("CALL_CLOSED", timeout=5)
+        heard = phone.recorded_wav()
+    recording = await _concluded(engine, bridged)
+    _check_audio(recording, heard, browser_is_left=True)
+    assert stats["dtlsState"] == "connected" and stats["packetsReceived"] > 50
+    assert stats["packetsSent"] > 50
+    print("browser stats:", json.dumps(stats))
+    assert_no_state_left(engine)
+
+
+async def test_a_baresip_call_rings_the_browser_which_answers(
+    engine: Engine, chromium: Any, tmp_path: Path
+) -> None:
+    async with _browser_and_phone(engine, chromium, tmp_path) as (page, phone):
+        await phone.dial("101")
+        await page.wait_for_function("window.phone.events.includes('confirmed')", timeout=10_000)
+        await phone.wait_event("CALL_ESTABLISHED", timeout=10)
+        bridged, stats = await _talk(page, phone, engine)
+        await phone.hangup()
+        await page.wait_for_function(
+            "window.phone.events.some((e) => e.startsWith('ended'))", timeout=5_000
+        )
+        heard = phone.recorded_wav()
+    recording = await _concluded(engine, bridged)
+    _check_audio(recording, heard, browser_is_left=False)
+    assert stats["dtlsState"] == "connected" and stats["packetsReceived"] > 50
+    print("browser stats:", json.dumps(stats))
+    assert_no_state_left(engine)
