@@ -90,6 +90,15 @@ SCRIPTS = (
         ),
     ),
     Script(
+        "bench_webrtc",
+        (
+            r"^\s*plain RTP" + rf"(?:\s+{NUM}){{8}}\s*$",
+            r"^\s*WebRTC" + rf"(?:\s+{NUM}){{8}}\s*$",
+            rf"^a browser leg adds {NUM} us per relayed packet \({NUM} % of a core per 100 calls "
+            rf"in talk\) and {NUM} ms of CPU at setup",
+        ),
+    ),
+    Script(
         "bench_blf",
         (
             rf"^\s+NOTIFY built \(fan-out\)\s+{NUM} us$",

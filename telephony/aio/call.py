@@ -810,7 +810,7 @@ class UserAgent:
 
     async def _rtp_watchdog(self) -> None:
         """Send the RTCP reports the legs owe, and hang up answered legs whose far end stopped
-        sending RTP (a dead phone leaves no BYE)."""
+        sending RTP (a dead phone leaves no BYE) or whose DTLS-SRTP handshake failed."""
         timeout = self.config.rtp_inactivity_timeout
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
@@ -822,6 +822,12 @@ class UserAgent:
                 last = call.media.rtp.last_received or call.media.connected_at or now
                 if call.media.connected_at is None:
                     call.media.connected_at = now
+                webrtc = call.media.webrtc
+                if webrtc is not None and webrtc.dtls.failed is not None:
+                    # No keys, no media ever (a wrong certificate, a failed handshake).
+                    logger.info("call %s: %s, hanging up", call.call_id, webrtc.dtls.failed)
+                    await call.hangup(reason="dtls-failed")
+                    continue
                 if now - last > timeout and not call.media.held:
                     logger.info("call %s: no RTP for %.0f s, hanging up", call.call_id, now - last)
                     await call.hangup(reason="rtp-timeout")

@@ -331,11 +331,11 @@ class OfferAnswer:
         self.codec_name, self.codec_pt = agreed.codec_name.upper(), agreed.payload_type
         self.remote_dte_pt = agreed.dtmf_payload_type
         if self.dtls is not None:
-            # ICE finds the address (c= is only a default, often 0.0.0.0 port 9): on hold is
-            # what the direction says.
+            # ICE finds the address (c= is only a default, often 0.0.0.0 port 9, kept in
+            # `remote` for reference): on hold is what the direction says.
             self.held = not agreed.remote_direction.receives
-            return
-        self.held = agreed.on_hold
+        else:
+            self.held = agreed.on_hold
         if not agreed.remote_on_null_address and agreed.remote_port:
             self.remote = (agreed.remote_addr, agreed.remote_port)
 

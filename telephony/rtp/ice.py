@@ -76,3 +76,17 @@ class IceLite:
             logger.debug("ICE-lite: %s:%d nominated", *source)
             self.selected = source
         return bytes(response), nominated
+
+    def check(self, remote_pwd: str, *, tie_breaker: int) -> bytes:
+        """A nominating check of our own to a far end that is ICE-lite as well (two lite
+        agents: the controlling one nominates the only pair there is), signed with the far
+        end's password."""
+        if self.remote_ufrag is None:
+            raise ValueError("a check needs the far end's ufrag")
+        request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+        request.attributes["USERNAME"] = f"{self.remote_ufrag}:{self.local_ufrag}"
+        request.attributes["PRIORITY"] = 2130706431
+        request.attributes["ICE-CONTROLLING"] = tie_breaker
+        request.attributes["USE-CANDIDATE"] = None
+        request.add_message_integrity(remote_pwd.encode())
+        return bytes(request)

@@ -127,3 +127,14 @@ def test_ice_lite_drops_checks_that_are_not_for_this_leg(username: str, pwd: str
     assert response is None and not nominated and ice.selected is None
     assert ice.refused == 1
     assert ice.receive(b"\x00\x01" + b"\x00" * 30, ("192.0.2.7", 1)) == (None, False)
+
+
+def test_a_lite_agent_nominates_another_lite_agent() -> None:
+    engine = IceLite("srv1", "s" * 24, remote_ufrag="brws")
+    standin = IceLite("brws", "b" * 24, remote_ufrag="srv1")
+    check = standin.check("s" * 24, tie_breaker=7)
+    response, nominated = engine.receive(check, ("127.0.0.1", 40000))
+    assert response is not None and nominated and engine.selected == ("127.0.0.1", 40000)
+    assert standin.receive(response, ("127.0.0.1", 16000)) == (None, False)  # a response
+    with pytest.raises(ValueError):
+        IceLite("x" * 4, "y" * 22).check("z" * 22, tie_breaker=1)
