@@ -22,16 +22,23 @@ from playwright import async_api as playwright_api
 from callcenter.runtime import Engine
 from pbx import BridgedCall
 from sip_test_env import tools
-from sip_test_env.audio import first_tone_time, read_wav, tone_present, write_tone_wav
+from sip_test_env.audio import (
+    band_energy_db,
+    first_tone_time,
+    read_wav,
+    tone_present,
+    write_tone_wav,
+)
 from sip_test_env.baresip import BaresipPeer
 
+from .callfloor import bridged_call, call_in, customer, floor_engine, idle, phone, wait_for
 from .conftest import api_url, assert_no_state_left, registrar_of
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium")
 JSSIP = ROOT / ".web-phones" / "jssip-3.13.8.js"
 """Made by sip_test_env/install-web-phones.sh (scripts/test runs it)."""
-BROWSER_TONE, PHONE_TONE = 1000, 600
+BROWSER_TONE, PHONE_TONE, SUPERVISOR_TONE = 1000, 600, 1500
 
 pytestmark = [pytest.mark.peers, tools.needs("chromium", "baresip")]
 
@@ -90,6 +97,10 @@ async ({wsUrl, user, password, domain}) => {
       let best = 1;
       for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
       return {hz: best * ctx.sampleRate / analyser.fftSize, db: bins[best]};
+    };
+    window.phone.level = (hz) => {
+      analyser.getFloatFrequencyData(bins);
+      return bins[Math.round(hz * analyser.fftSize / ctx.sampleRate)];
     };
     log('track');
   });
@@ -280,3 +291,92 @@ async def test_a_baresip_call_rings_the_browser_which_answers(
     assert stats["dtlsState"] == "connected" and stats["packetsReceived"] > 50
     print("browser stats:", json.dumps(stats))
     assert_no_state_left(engine)
+
+
+async def test_the_browser_holds_and_resumes_on_the_same_dtls_association(
+    engine: Engine, chromium: Any, tmp_path: Path
+) -> None:
+    async with _browser_and_phone(engine, chromium, tmp_path) as (page, phone):
+        await page.evaluate(CALL_JS, f"sip:102@{engine.config.http_listen.host}")
+        await phone.wait_event("CALL_INCOMING", timeout=10)
+        await phone.accept()
+        await page.wait_for_function("window.phone.events.includes('confirmed')", timeout=10_000)
+        await _hears(page, PHONE_TONE)
+        bridged = next(iter(engine.switchboard.active.values()))
+        leg = bridged.a if bridged.a.peer[0] == "ws" else bridged.b
+        assert leg is not None and leg.media is not None
+        transport = leg.media.webrtc
+        assert transport is not None
+        # JsSIP's hold is a re-INVITE with a=sendonly: the engine answers recvonly on the
+        # association it has, and the phone hears the music on hold instead of the browser.
+        await page.evaluate(
+            "new Promise((ok) => { window.phone.session.on('hold', ok);"
+            " window.phone.session.hold(); })"
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while not leg.media.held:
+            assert loop.time() < deadline, "the engine did not take the hold"
+            await asyncio.sleep(0.05)
+        await page.evaluate(
+            "new Promise((ok) => { window.phone.session.on('unhold', ok);"
+            " window.phone.session.unhold(); })"
+        )
+        deadline = loop.time() + 5
+        while leg.media.held:
+            assert loop.time() < deadline, "the engine did not take the resume"
+            await asyncio.sleep(0.05)
+        assert leg.media.webrtc is transport and transport.dtls.failed is None
+        before = leg.media.rtp.packets_in
+        stats_before = await page.evaluate("window.phone.readStats()")
+        await asyncio.sleep(1.0)  # a second of audio after the resume
+        stats_after = await page.evaluate("window.phone.readStats()")
+        assert leg.media.rtp.packets_in - before > 30  # the browser's audio flows again
+        assert stats_after["packetsReceived"] - stats_before["packetsReceived"] > 30
+        await _hears(page, PHONE_TONE)
+        await page.evaluate("window.phone.session.terminate()")
+        await phone.wait_event("CALL_CLOSED", timeout=5)
+    await _concluded(engine, bridged)
+    assert_no_state_left(engine)
+
+
+async def test_a_supervisor_whispers_to_a_browser_agent_and_the_customer_never_hears(
+    pg_url: str, chromium: Any, tmp_path: Path
+) -> None:
+    customer_tone = write_tone_wav(tmp_path / "customer.wav", PHONE_TONE, 30.0)
+    supervisor_tone = write_tone_wav(tmp_path / "supervisor.wav", SUPERVISOR_TONE, 30.0)
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        customer(tmp_path, customer_tone) as caller,
+        phone("191", engine, tmp_path, supervisor_tone) as supervisor,
+    ):
+        await supervisor.wait_registered()
+        page = await _open_phone(chromium, engine, "103")  # answers what rings it
+        await call_in(engine, caller)
+        await caller.wait_event("CALL_ESTABLISHED", timeout=10)
+        await _hears(page, PHONE_TONE)
+        quiet = await page.evaluate(f"window.phone.level({SUPERVISOR_TONE})")
+        assert quiet < -85, f"{SUPERVISOR_TONE} Hz at {quiet} dB before the whisper"
+        bridged = bridged_call(engine)
+        await supervisor.dial("*2103")
+        await supervisor.wait_event("CALL_ESTABLISHED", timeout=5)
+        await wait_for(lambda: bool(engine.switchboard.monitors), what="the whisper")
+        # The browser agent hears the supervisor beside the customer...
+        both = (
+            f"window.phone.level({SUPERVISOR_TONE}) > -75 && window.phone.level({PHONE_TONE}) > -75"
+        )
+        await page.wait_for_function(both, timeout=10_000)
+        await asyncio.sleep(2.0)  # two seconds of whisper in the customer's recording
+        await supervisor.hangup()
+        await wait_for(lambda: not engine.switchboard.monitors, what="the whisper's end")
+        await page.evaluate("window.phone.session.terminate()")
+        await caller.wait_event("CALL_CLOSED", timeout=5)
+        await page.close()
+        await idle(engine)
+    # ...the customer never did: what it heard is the browser's tone, no supervisor in it.
+    rate, heard, _ = read_wav(caller.recorded_wav())
+    assert band_energy_db(heard, BROWSER_TONE, rate) > -30
+    assert band_energy_db(heard, SUPERVISOR_TONE, rate, relative_to=BROWSER_TONE) < -40
+    rate, stereo, _ = read_wav(Path(bridged.summary.recording or ""))
+    agent_side = stereo[:, 1].copy()
+    assert band_energy_db(agent_side, SUPERVISOR_TONE, rate, relative_to=BROWSER_TONE) < -40
