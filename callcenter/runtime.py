@@ -157,7 +157,13 @@ async def start_engine(
     # Registering carriers authenticate like phones, under the trunk's name.
     passwords = {a.extension: a.password for a in config.accounts}
     passwords |= {t.name: t.password for t in config.trunks if t.password}
-    authenticator = Authenticator(passwords, realm=sip.realm, digest=digest, ban=ban)
+    authenticator = Authenticator(
+        passwords,
+        realm=sip.realm,
+        digest=digest,
+        ban=ban,
+        trusted=ua.endpoint.flow_identity,  # browser phones' WebSockets opened with a token
+    )
     extensions = {
         a.extension: Extension(
             a.extension,

@@ -163,6 +163,9 @@ class SipEndpoint:
         self._tcp: dict[Peer, _TcpConnection] = {}
         self._flows: dict[Peer, Callable[[bytes], None]] = {}
         """WebSocket connections by peer: how to send one message on each (`attach`)."""
+        self._flow_identity: dict[Peer, str] = {}
+        """WebSocket connections whose upgrade already proved who is on them (a login token):
+        the user they speak for, by peer."""
         self._ws_ports: dict[str, int] = {}
         """The port browsers reached us on, by transport (ws, wss): our Via and Contact."""
         self.on_flow_closed: Callable[[Peer], None] | None = None
@@ -239,6 +242,7 @@ class SipEndpoint:
             if conn.transport is not None:
                 conn.transport.close()
         self._flows.clear()
+        self._flow_identity.clear()
         for server in self._servers:
             server.close()
             await server.wait_closed()
@@ -273,18 +277,35 @@ class SipEndpoint:
 
     # -- WebSocket connections ----------------------------------------------------------------
 
-    def attach(self, peer: Peer, send: Callable[[bytes], None], *, local_port: int) -> None:
+    def attach(
+        self,
+        peer: Peer,
+        send: Callable[[bytes], None],
+        *,
+        local_port: int,
+        identity: str | None = None,
+    ) -> None:
         """A WebSocket connection from `peer` (kind ws or wss) is up: messages for `peer` go out
         by `send` (one message per call, one frame each) until `detach`. What arrives on it is
-        fed to `receive` one frame at a time. `local_port`: the port the peer reached."""
+        fed to `receive` one frame at a time. `local_port`: the port the peer reached;
+        `identity`: the user the connection was opened for, when its upgrade proved that
+        (`flow_identity`)."""
         if peer[0] not in WEBSOCKET_TRANSPORTS:
             raise ValueError(f"not a WebSocket transport: {peer[0]}")
         self._flows[peer] = send
         self._ws_ports[peer[0]] = local_port
+        if identity is not None:
+            self._flow_identity[peer] = identity
+
+    def flow_identity(self, peer: Peer) -> str | None:
+        """The user a WebSocket connection speaks for, when its upgrade proved it; else None
+        (then its requests are challenged like any other)."""
+        return self._flow_identity.get(peer)
 
     def detach(self, peer: Peer) -> None:
         """The WebSocket connection of `peer` is closed: transactions waiting on it fail now,
         and `on_flow_closed` hears of it."""
+        self._flow_identity.pop(peer, None)
         if self._flows.pop(peer, None) is None:
             return
         self._unreachable(peer)

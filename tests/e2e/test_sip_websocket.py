@@ -14,7 +14,7 @@ import pytest
 from callcenter.runtime import Engine
 from telephony.sip import SipRequest, SipResponse, Via
 
-from .conftest import api_url, assert_no_state_left
+from .conftest import ADMIN_KEY, AGENT_101_KEY, api_url, assert_no_state_left, bearer
 from .rawsip import RawSipClient, WsSipClient, answer_challenge
 
 
@@ -234,3 +234,58 @@ async def test_a_closed_socket_drops_its_binding(engine: Engine, browser: WsSipC
     await until(lambda: not registrar.lookup("101", now=engine.ua.loop.time()))
     assert not engine.ua.endpoint._flows
     assert_no_state_left(engine)
+
+
+async def test_a_login_token_opens_a_socket_that_speaks_for_its_extension_only(
+    engine: Engine,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(api_url(engine, "/sip/token"), headers=bearer(AGENT_101_KEY))
+        assert response.status == 201
+        issued = await response.json()
+    assert issued["extension"] == "101" and issued["expires_in"] > 0
+    url = api_url(engine, issued["path"]).replace("http", "ws", 1)
+    client = await WsSipClient.connect(url)
+    try:
+        # No challenge: the upgrade proved who this is.
+        client.send(client.register("101", "127.0.0.1", cseq=1, call_id=secrets.token_hex(8)))
+        ok = await client.response()
+        assert ok is not None and ok.status == 200
+        (binding,) = engine.switchboard.registrar.lookup("101", now=engine.ua.loop.time())
+        assert binding.peer[0] == "ws"
+        # The socket may not speak for anybody else, challenged or not.
+        client.send(client.register("102", "127.0.0.1", cseq=1, call_id=secrets.token_hex(8)))
+        refused = await client.response()
+        assert refused is not None and refused.status == 403
+        call_id = secrets.token_hex(8)
+        client.send(ws_invite(client, "102", "103", "127.0.0.1", call_id=call_id, cseq="1"))
+        spoofed = await client.response()
+        assert spoofed is not None and spoofed.status == 403
+    finally:
+        await client.close()
+    # Single use: the same token opens nothing now.
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as reused:
+            await session.ws_connect(url, protocols=("sip",))
+        assert reused.value.status == 401
+        with pytest.raises(aiohttp.WSServerHandshakeError) as forged:
+            await session.ws_connect(url[:-4] + "abcd", protocols=("sip",))
+        assert forged.value.status == 401
+
+
+async def test_who_may_have_a_login_token(engine: Engine) -> None:
+    async with aiohttp.ClientSession() as session:
+
+        async def status(key: str, body: object = None) -> int:
+            response = await session.post(
+                api_url(engine, "/sip/token"), headers=bearer(key), json=body
+            )
+            return response.status
+
+        assert await status(AGENT_101_KEY, {"extension": "102"}) == 403  # not its own phone
+        assert await status(ADMIN_KEY, {"extension": "102"}) == 201
+        assert await status(ADMIN_KEY) == 400  # an admin key is bound to no extension
+        assert await status(ADMIN_KEY, {"extension": "999"}) == 404
+        assert await status(ADMIN_KEY, ["101"]) == 400
+        response = await session.post(api_url(engine, "/sip/token"))
+        assert response.status == 401  # no key at all

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright import async_api as playwright_api
 
@@ -32,7 +33,7 @@ from sip_test_env.audio import (
 from sip_test_env.baresip import BaresipPeer
 
 from .callfloor import bridged_call, call_in, customer, floor_engine, idle, phone, wait_for
-from .conftest import api_url, assert_no_state_left, registrar_of
+from .conftest import api_url, assert_no_state_left, bearer, registrar_of
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium")
@@ -124,8 +125,9 @@ async ({wsUrl, user, password, domain}) => {
     return found;
   };
   const socket = new JsSIP.WebSocketInterface(wsUrl);
-  const ua = new JsSIP.UA({sockets: [socket], uri: `sip:${user}@${domain}`, password,
-                           register: true, session_timers: false});
+  const ua = new JsSIP.UA({sockets: [socket], uri: `sip:${user}@${domain}`,
+                           password: password || undefined, register: true,
+                           session_timers: false});
   window.phone.ua = ua;
   ua.on('newRTCSession', (e) => {
     if (e.originator !== 'remote') return;
@@ -152,7 +154,9 @@ CALL_JS = """
 """
 
 
-async def _open_phone(chromium: Any, engine: Engine, user: str) -> Any:
+async def _open_phone(chromium: Any, engine: Engine, user: str, *, token: bool = False) -> Any:
+    """A page with JsSIP registered as `user` over /sip: with the SIP password (digest), or
+    with a login token from POST /sip/token (what a page holding an API key does)."""
     page = await chromium.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -160,12 +164,20 @@ async def _open_phone(chromium: Any, engine: Engine, user: str) -> Any:
     await page.goto(api_url(engine, "/health"))
     await page.add_script_tag(path=str(JSSIP))
     listen = engine.config.http_listen
+    path, password = "/sip", f"pass{user}"
+    if token:
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(
+                api_url(engine, "/sip/token"), headers=bearer(), json={"extension": user}
+            )
+            assert response.status == 201
+            path, password = (await response.json())["path"], None
     await page.evaluate(
         PHONE_JS,
         {
-            "wsUrl": f"ws://{listen.host}:{listen.port}/sip",
+            "wsUrl": f"ws://{listen.host}:{listen.port}{path}",
             "user": user,
-            "password": f"pass{user}",
+            "password": password,
             "domain": listen.host,
         },
     )
@@ -351,7 +363,10 @@ async def test_a_supervisor_whispers_to_a_browser_agent_and_the_customer_never_h
         phone("191", engine, tmp_path, supervisor_tone) as supervisor,
     ):
         await supervisor.wait_registered()
-        page = await _open_phone(chromium, engine, "103")  # answers what rings it
+        # The agent's page holds an API key, not the SIP password: a login token opens /sip.
+        page = await _open_phone(chromium, engine, "103", token=True)  # answers what rings it
+        (binding,) = engine.switchboard.registrar.lookup("103", now=engine.ua.loop.time())
+        assert engine.ua.endpoint.flow_identity(binding.peer) == "103"
         await call_in(engine, caller)
         await caller.wait_event("CALL_ESTABLISHED", timeout=10)
         await _hears(page, PHONE_TONE)
