@@ -131,7 +131,7 @@ async def start_engine(
         dialogs = PersistentDialogs(dialog_store, ua)
         dialogs.start()
     registrar = Registrar(min_expires=sip.min_registration, max_expires=sip.max_registration)
-    ua.endpoint.on_flow_closed = registrar.drop_flow  # a browser phone's WebSocket closed
+    ua.endpoint.flow_closed.append(registrar.drop_flow)  # a browser phone's WebSocket closed
     for account in config.accounts:
         if account.static_contact:
             uri = SipUri.parse(account.static_contact)

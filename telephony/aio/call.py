@@ -55,6 +55,7 @@ from .dtmf import DtmfDebouncer
 from .endpoint import WEBSOCKET_TRANSPORTS, EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaBridge, MediaError, MediaSession, check_offer
 from .rtp import RtpPortPool
+from .tasks import TaskSet
 from .webrtc import new_certificate
 
 logger = logging.getLogger(__name__)
@@ -514,12 +515,24 @@ class UserAgent:
         self._watchdog: asyncio.Task[None] | None = None
         self._quality: OrderedDict[str, dict[str, Any]] = OrderedDict()
         """Media quality of ended legs by Call-ID, until `take_quality` (bounded)."""
+        self._tasks = TaskSet("user-agent")
+        """Hang-ups decided in a transport callback (a WebSocket closed)."""
         self.dtls_certificate = new_certificate()
         """Our DTLS certificate for WebRTC legs (its fingerprint is in their SDP)."""
 
     async def start(self) -> None:
         await self.endpoint.start()
+        self.endpoint.flow_closed.append(self._flow_closed)
         self._watchdog = self.loop.create_task(self._rtp_watchdog())
+
+    def _flow_closed(self, peer: Peer) -> None:
+        """A browser phone's WebSocket closed (a tab closed, a network gone): its calls can get
+        no request any more, so they end now (the other party gets its BYE at once, not after
+        the RTP timeout)."""
+        for call in list(self.calls.values()):
+            if call.peer == peer and call.state is not LegState.ENDED:
+                logger.info("call %s: its WebSocket closed, hanging up", call.call_id)
+                self._tasks.spawn(call.hangup(reason="flow-closed"))
 
     async def close(self) -> None:
         if self._watchdog is not None:

@@ -168,8 +168,9 @@ class SipEndpoint:
         the user they speak for, by peer."""
         self._ws_ports: dict[str, int] = {}
         """The port browsers reached us on, by transport (ws, wss): our Via and Contact."""
-        self.on_flow_closed: Callable[[Peer], None] | None = None
-        """Told when a WebSocket connection ends: what was bound to it is unreachable now."""
+        self.flow_closed: list[Callable[[Peer], None]] = []
+        """Told when a WebSocket connection ends: what was bound to it is unreachable now
+        (registrations, calls)."""
         self._servers: list[asyncio.Server] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -304,16 +305,16 @@ class SipEndpoint:
 
     def detach(self, peer: Peer) -> None:
         """The WebSocket connection of `peer` is closed: transactions waiting on it fail now,
-        and `on_flow_closed` hears of it."""
+        and each of `flow_closed` hears of it."""
         self._flow_identity.pop(peer, None)
         if self._flows.pop(peer, None) is None:
             return
         self._unreachable(peer)
-        if self.on_flow_closed is not None:
+        for listener in list(self.flow_closed):
             try:
-                self.on_flow_closed(peer)
+                listener(peer)
             except Exception:
-                logger.exception("on_flow_closed failed for %s", peer)
+                logger.exception("a flow_closed listener failed for %s", peer)
 
     # -- overload ---------------------------------------------------------------------------
 

@@ -262,16 +262,21 @@ async def _browser_and_phone(
             await page.close()
 
 
+async def _browser_calls(page: Any, phone: BaresipPeer, engine: Engine) -> None:
+    """The page dials 102 on baresip, which picks up; both see the call up."""
+    await page.evaluate(CALL_JS, f"sip:102@{engine.config.http_listen.host}")
+    await phone.wait_event("CALL_INCOMING", timeout=10)
+    await phone.accept()
+    await page.wait_for_function("window.phone.events.includes('confirmed')", timeout=10_000)
+
+
 async def test_jssip_in_chromium_calls_a_baresip_extension(
     engine: Engine, chromium: Any, tmp_path: Path
 ) -> None:
     async with _browser_and_phone(engine, chromium, tmp_path) as (page, phone):
         (binding,) = engine.switchboard.registrar.lookup("101", now=engine.ua.loop.time())
         assert binding.peer[0] == "ws"
-        await page.evaluate(CALL_JS, f"sip:102@{engine.config.http_listen.host}")
-        await phone.wait_event("CALL_INCOMING", timeout=10)
-        await phone.accept()
-        await page.wait_for_function("window.phone.events.includes('confirmed')", timeout=10_000)
+        await _browser_calls(page, phone, engine)
         bridged, stats = await _talk(page, phone, engine)
         await page.screenshot(path=str(artifacts_dir() / "webrtc-jssip-calls-baresip.png"))
         await page.evaluate("window.phone.session.terminate()")
@@ -309,10 +314,7 @@ async def test_the_browser_holds_and_resumes_on_the_same_dtls_association(
     engine: Engine, chromium: Any, tmp_path: Path
 ) -> None:
     async with _browser_and_phone(engine, chromium, tmp_path) as (page, phone):
-        await page.evaluate(CALL_JS, f"sip:102@{engine.config.http_listen.host}")
-        await phone.wait_event("CALL_INCOMING", timeout=10)
-        await phone.accept()
-        await page.wait_for_function("window.phone.events.includes('confirmed')", timeout=10_000)
+        await _browser_calls(page, phone, engine)
         await _hears(page, PHONE_TONE)
         bridged = next(iter(engine.switchboard.active.values()))
         leg = bridged.a if bridged.a.peer[0] == "ws" else bridged.b
@@ -395,3 +397,18 @@ async def test_a_supervisor_whispers_to_a_browser_agent_and_the_customer_never_h
     rate, stereo, _ = read_wav(Path(bridged.summary.recording or ""))
     agent_side = stereo[:, 1].copy()
     assert band_energy_db(agent_side, SUPERVISOR_TONE, rate, relative_to=BROWSER_TONE) < -40
+
+
+async def test_a_closed_tab_ends_its_call_at_once(
+    engine: Engine, chromium: Any, tmp_path: Path
+) -> None:
+    async with _browser_and_phone(engine, chromium, tmp_path) as (page, phone):
+        await _browser_calls(page, phone, engine)
+        bridged = next(iter(engine.switchboard.active.values()))
+        # The tab goes without a BYE: its WebSocket closes, and with it the only way to reach
+        # the browser. The phone hears the end at once, not after the RTP timeout (30 s).
+        await page.close()
+        await phone.wait_event("CALL_CLOSED", timeout=5)
+    await _concluded(engine, bridged)
+    assert not engine.switchboard.registrar.lookup("101", now=engine.ua.loop.time())
+    assert_no_state_left(engine)
