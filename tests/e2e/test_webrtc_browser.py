@@ -206,11 +206,14 @@ async def _concluded(engine: Engine, bridged: BridgedCall) -> Path:
     return Path(bridged.summary.recording)
 
 
-def _check_browser_leg(leg: Any) -> None:
+async def _check_browser_leg(leg: Any) -> None:
     assert leg.peer[0] == "ws"
     media = leg.media
     assert media is not None and media.webrtc is not None and media.secure
-    assert media.webrtc.dtls.keys is not None and media.webrtc.ice.selected is not None
+    # Media flows from the first valid check; the browser nominates a moment later.
+    ice = media.webrtc.ice
+    await wait_for(lambda: ice.selected is not None, what="the browser's nomination")
+    assert media.webrtc.dtls.keys is not None
     assert media.rtp.srtp is not None and media.rtp.srtp.rejected == 0
     assert media.rtp.packets_in > 50
 
@@ -227,7 +230,7 @@ async def _talk(
     for leg in (bridged.a, bridged.b):
         assert leg is not None and leg.media is not None
         if leg.peer[0] == "ws":
-            _check_browser_leg(leg)
+            await _check_browser_leg(leg)
             stats["ice_selected"] = leg.media.webrtc.ice.selected
     return bridged, stats
 
@@ -412,3 +415,46 @@ async def test_a_closed_tab_ends_its_call_at_once(
     await _concluded(engine, bridged)
     assert not engine.switchboard.registrar.lookup("101", now=engine.ua.loop.time())
     assert_no_state_left(engine)
+
+
+async def test_a_customer_is_transferred_to_a_browser_agent(
+    pg_url: str, chromium: Any, tmp_path: Path
+) -> None:
+    customer_tone = write_tone_wav(tmp_path / "customer.wav", PHONE_TONE, 30.0)
+    agent_tone = write_tone_wav(tmp_path / "agent.wav", SUPERVISOR_TONE, 30.0)
+    async with (
+        floor_engine(pg_url, tmp_path) as engine,
+        customer(tmp_path, customer_tone) as caller,
+        phone("103", engine, tmp_path, agent_tone) as desk,
+        aiohttp.ClientSession(headers=bearer()) as http,
+    ):
+        await desk.wait_registered()
+        page = await _open_phone(chromium, engine, "104", token=True)  # answers what rings it
+        await call_in(engine, caller)
+        await desk.wait_event("CALL_INCOMING", timeout=10)
+        await desk.accept()
+        await caller.wait_event("CALL_ESTABLISHED", timeout=10)
+        bridged = bridged_call(engine)
+        await asyncio.sleep(1.0)  # a second of the desk phone's tone at the customer
+        url = api_url(engine, f"/calls/{bridged.a.call_id}/transfer")
+        async with http.post(url, json={"to": "104"}) as response:
+            assert response.status == 202, await response.text()
+        # The engine offers the browser WebRTC; it answers and the customer is with it.
+        await page.wait_for_function("window.phone.events.includes('confirmed')", timeout=10_000)
+        await desk.wait_event("CALL_CLOSED", timeout=5)
+        await wait_for(lambda: bridged.callee == "104" and not bridged.transferring,
+                       what="the transfer")  # fmt: skip
+        await _hears(page, PHONE_TONE)
+        assert bridged.b is not None
+        await _check_browser_leg(bridged.b)
+        await asyncio.sleep(1.0)  # a second of the browser's tone at the customer
+        await page.evaluate("window.phone.session.terminate()")
+        await caller.wait_event("CALL_CLOSED", timeout=5)
+        await page.close()
+        await idle(engine)
+    # The customer heard the desk phone, then the browser; one call, one recording.
+    rate, heard, _ = read_wav(caller.recorded_wav())
+    desk_at = first_tone_time(heard, SUPERVISOR_TONE, rate)
+    browser_at = first_tone_time(heard, BROWSER_TONE, rate)
+    assert desk_at is not None and browser_at is not None and desk_at < browser_at
+    assert bridged.summary.transfers and bridged.summary.transfers[-1]["result"] == "completed"
