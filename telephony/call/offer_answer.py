@@ -58,6 +58,7 @@ from telephony.sdp.webrtc import (
 from .session import OfferRejected
 
 __all__ = [
+    "LEG_POLICIES",
     "SRTP_POLICIES",
     "SUPPORTED",
     "TELEPHONE_EVENT_PT",
@@ -66,8 +67,12 @@ __all__ = [
     "check_offer",
 ]
 
-SrtpPolicy = Literal["off", "optional", "required", "dtls"]
+SrtpPolicy = Literal["off", "optional", "required"]
 SRTP_POLICIES: Final[tuple[str, ...]] = get_args(SrtpPolicy)
+"""What accounts and trunks choose from."""
+LEG_POLICIES: Final[tuple[str, ...]] = (*SRTP_POLICIES, "dtls")
+"""What a leg may have: also ``dtls``, which the user agent gives a leg to a browser phone
+(registered over WebSocket): WebRTC offers, DTLS-SRTP."""
 
 #: What the engine speaks, in its own order of preference.
 SUPPORTED: dict[str, Codec] = {"PCMU": PCMU, "PCMA": PCMA}
@@ -186,8 +191,8 @@ class OfferAnswer:
     def __init__(
         self, *, local_host: str, local_port: int, srtp: str = "off", ice: LocalIce | None = None
     ) -> None:
-        if srtp not in SRTP_POLICIES:
-            raise ValueError(f"srtp must be one of {', '.join(SRTP_POLICIES)}, not {srtp!r}")
+        if srtp not in LEG_POLICIES:
+            raise ValueError(f"srtp must be one of {', '.join(LEG_POLICIES)}, not {srtp!r}")
         self.local_host = local_host
         self.local_port = local_port
         self.srtp = srtp
