@@ -15,6 +15,7 @@ For each mode it measures the relay process (utime+stime from /proc/PID/stat, 10
              and the DTLS handshake: ECDHE and ECDSA)
   cpu%       over --window seconds once every call is up, and per 100 calls
   us/pkt     relay CPU per relayed packet
+then the CPU of one DTLS-SRTP handshake alone (both ends, in memory, this process).
 The difference of the two rows' us/pkt, times 100 packets/s per call, is what one browser leg
 costs over a plain one in talk (per packet, so a phones process short of CPU that sends fewer
 packets in one row does not skew it). Figures only.
@@ -30,6 +31,7 @@ import asyncio
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +42,9 @@ from bench_srtp import Relay, Talkers, _ua, _uri, talk
 
 from sip_test_env.ports import free_port, free_port_range
 from telephony.aio import Call
+from telephony.aio.webrtc import new_certificate
 from telephony.call import Answered
+from telephony.rtp.dtls import DtlsCertificate, DtlsSrtp
 from telephony.sip import NameAddr
 
 MODES = (("plain RTP", "off"), ("WebRTC", "dtls"))
@@ -129,6 +133,36 @@ async def _measure(name: str, mode: str, calls: int, window: float, loop: str) -
         await phones.close()
 
 
+def _handshake_ms(number: int) -> float:
+    """CPU milliseconds of one DTLS-SRTP handshake, client and server, in memory (what the
+    relay's setup_ms holds half of, beside SIP and the ICE check)."""
+    server_cert, client_cert = new_certificate(), new_certificate()
+
+    def fingerprint(cert: DtlsCertificate) -> tuple[str, bytes]:
+        alg, value = cert.fingerprint.split(" ")
+        return alg, bytes.fromhex(value.replace(":", ""))
+
+    def one() -> None:
+        client = DtlsSrtp(client_cert, server=False, remote_fingerprint=fingerprint(server_cert))
+        server = DtlsSrtp(server_cert, server=True, remote_fingerprint=fingerprint(client_cert))
+        client.start()
+        while True:
+            to_server, to_client = client.datagrams_to_send(), server.datagrams_to_send()
+            if not to_server and not to_client:
+                break
+            for datagram in to_server:
+                server.receive(datagram)
+            for datagram in to_client:
+                client.receive(datagram)
+        if client.keys is None or server.keys is None:
+            raise RuntimeError("the in-memory handshake failed")
+
+    started = time.process_time()
+    for _ in range(number):
+        one()
+    return (time.process_time() - started) / number * 1000
+
+
 async def _main(args: argparse.Namespace) -> int:
     print(f"# {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
     print(f"# {args.calls} calls, 100 packets/s into the relay per call, {args.window:g} s window, "
@@ -149,6 +183,8 @@ async def _main(args: argparse.Namespace) -> int:
     print(f"a browser leg adds {extra_us:.1f} us per relayed packet ({extra_us:.1f} % of a core "
           f"per 100 calls in talk) and {webrtc.setup_ms - plain.setup_ms:.2f} ms of CPU at setup "
           f"(ICE check + DTLS handshake)")  # fmt: skip
+    print(f"DTLS-SRTP handshake alone (OpenSSL, both ends in this process): "
+          f"{_handshake_ms(args.repeat):.2f} ms")  # fmt: skip
     if plain.pps_in == 0 or webrtc.pps_in == 0 or webrtc.secure != webrtc.calls:
         print("nothing measured: no packets relayed, or WebRTC legs not up", file=sys.stderr)
         return 1
@@ -162,10 +198,11 @@ def main() -> int:
     parser.add_argument(
         "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the relay's event loop"
     )
+    parser.add_argument("--repeat", type=int, default=200, help="in-memory handshakes timed")
     parser.add_argument("--smoke", action="store_true", help="5 calls, 1 s: a CI check")
     args = parser.parse_args()
     if args.smoke:
-        args.calls, args.window = 5, 1.0
+        args.calls, args.window, args.repeat = 5, 1.0, 5
     return asyncio.run(_main(args))
 
 
