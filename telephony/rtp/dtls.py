@@ -33,7 +33,8 @@ _PROFILES: Final[dict[bytes, str]] = {
 _KEY, _SALT = 16, 14
 MTU: Final = 1200
 """Largest datagram we send: records are packed up to this (what browsers use too)."""
-_HASHES: Final[dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]]] = {
+_HASHES: Final[dict[str, type[hashes.SHA1 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512]]] = {
+    "sha-1": hashes.SHA1,
     "sha-256": hashes.SHA256,
     "sha-384": hashes.SHA384,
     "sha-512": hashes.SHA512,

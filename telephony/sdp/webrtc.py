@@ -17,6 +17,7 @@ from .model import Attribute, MediaDescription, SessionDescription
 
 __all__ = [
     "DTLS_PROTOS",
+    "FINGERPRINT_HASHES",
     "LocalIce",
     "RemoteDtls",
     "answer_attributes",
@@ -36,6 +37,8 @@ _FINGERPRINT: Final = re.compile(
 # ice-char = ALPHA / DIGIT / "+" / "/"  (RFC 8839 5.4: ufrag 4-256 chars, pwd 22-256)
 _ICE_CHARS: Final = re.compile(r"[A-Za-z0-9+/]+")
 _SETUPS: Final = frozenset({"active", "passive", "actpass", "holdconn"})
+#: Hash functions of a=fingerprint we can check the far end's certificate with.
+FINGERPRINT_HASHES: Final = frozenset({"sha-1", "sha-256", "sha-384", "sha-512"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +92,12 @@ def remote_dtls(sd: SessionDescription, m: MediaDescription) -> RemoteDtls:
     ufrag, pwd = _value(sd, m, "ice-ufrag"), _value(sd, m, "ice-pwd")
     if not ufrag or not pwd or not _ICE_CHARS.fullmatch(ufrag) or not _ICE_CHARS.fullmatch(pwd):
         raise SdpParseError("a DTLS-SRTP stream without usable a=ice-ufrag and a=ice-pwd")
-    fingerprint = _value(sd, m, "fingerprint")
-    match = _FINGERPRINT.fullmatch(fingerprint.strip()) if fingerprint else None
+    match = _usable_fingerprint(sd, m)
     if match is None:
-        raise SdpParseError("a DTLS-SRTP stream without a usable a=fingerprint")
+        raise SdpParseError(
+            "a DTLS-SRTP stream without a usable a=fingerprint "
+            f"(one of {', '.join(sorted(FINGERPRINT_HASHES))})"
+        )
     setup = (_value(sd, m, "setup") or "actpass").strip().lower()
     if setup not in _SETUPS or setup == "holdconn":
         raise SdpParseError(f"a=setup:{setup} cannot start DTLS")
@@ -105,6 +110,19 @@ def remote_dtls(sd: SessionDescription, m: MediaDescription) -> RemoteDtls:
         mid=m.attribute("mid"),
         rtcp_mux=m.attribute("rtcp-mux") is not None,
     )
+
+
+def _usable_fingerprint(sd: SessionDescription, m: MediaDescription) -> re.Match[str] | None:
+    """The first a=fingerprint with a hash we check (media level first, RFC 8122 5 allows
+    several)."""
+    for attrs in (m.attributes, sd.attributes):
+        for attr in attrs:
+            if attr.name != "fingerprint" or not attr.value:
+                continue
+            match = _FINGERPRINT.fullmatch(attr.value.strip())
+            if match is not None and match.group("alg").lower() in FINGERPRINT_HASHES:
+                return match
+    return None
 
 
 def _candidate(host: str, port: int) -> Attribute:

@@ -65,11 +65,16 @@ def test_hold_from_the_browser_is_its_direction() -> None:
 
 
 @pytest.mark.parametrize(
-    "broken",
-    ["a=ice-pwd:bP+XJMM09aR8AiX1jdukzR6Y\r\n", f"a=fingerprint:sha-256 {FP}\r\n"],
+    ("broken", "instead"),
+    [
+        ("a=ice-pwd:bP+XJMM09aR8AiX1jdukzR6Y\r\n", ""),
+        (f"a=fingerprint:sha-256 {FP}\r\n", ""),
+        (f"a=fingerprint:sha-256 {FP}\r\n", f"a=fingerprint:md5 {FP}\r\n"),
+        ("a=setup:actpass", "a=setup:holdconn"),
+    ],
 )
-def test_a_webrtc_offer_without_ice_or_fingerprint_is_refused(broken: str) -> None:
-    offer = CHROME_OFFER.replace(broken, "").encode()
+def test_a_webrtc_offer_without_usable_ice_or_dtls_is_refused(broken: str, instead: str) -> None:
+    offer = CHROME_OFFER.replace(broken, instead).encode()
     with pytest.raises(OfferRejected):
         check_offer(offer)
     leg = OfferAnswer(local_host="127.0.0.1", local_port=16000, ice=ICE)
@@ -104,3 +109,13 @@ def test_our_webrtc_offer_and_a_browser_answer() -> None:
         other = OfferAnswer(local_host="127.0.0.1", local_port=16004, srtp="dtls", ice=ICE)
         other.make_offer()
         other.accept_answer(plain.encode())
+
+
+def test_the_first_fingerprint_with_a_hash_we_check_is_taken() -> None:
+    offer = CHROME_OFFER.replace(
+        f"a=fingerprint:sha-256 {FP}", f"a=fingerprint:md5 {FP}\r\na=fingerprint:sha-1 {FP[:59]}"
+    )
+    leg = OfferAnswer(local_host="127.0.0.1", local_port=16000, ice=ICE)
+    leg.accept_offer(offer.encode())
+    assert leg.dtls is not None and leg.dtls.fingerprint_alg == "sha-1"
+    assert leg.dtls.fingerprint == bytes([0xAB] * 20)
