@@ -176,6 +176,39 @@ class Talkers:
 
 
 @dataclass
+class Window:
+    """What the relay did over a measurement window."""
+
+    after: dict[str, int]
+    """Its counters at the end."""
+    pps_in: float
+    pps_out: float
+    cpu: float
+    """% of one core."""
+
+
+async def talk(relay: Relay, talkers: Talkers, callers: list[Call], window: float) -> Window:
+    """Every leg talks; measure the relay over `window` seconds once the streams flow; then
+    hang the calls up."""
+    talkers.start()
+    await asyncio.sleep(1.0)  # every stream latched and flowing
+    before, at = await relay.stats(), time.monotonic()
+    cpu_before = proc_cpu_seconds(relay.proc.pid)
+    await asyncio.sleep(window)  # the measurement window itself
+    after, cpu_after = await relay.stats(), proc_cpu_seconds(relay.proc.pid)
+    elapsed = time.monotonic() - at
+    talkers.stop()
+    for leg in callers:
+        await leg.hangup()
+    return Window(
+        after,
+        (after["in"] - before["in"]) / elapsed,
+        (after["out"] - before["out"]) / elapsed,
+        100 * (cpu_after - cpu_before) / elapsed,
+    )
+
+
+@dataclass
 class Row:
     name: str
     calls: int
@@ -224,23 +257,15 @@ async def _measure(name: str, srtp: str, calls: int, window: float, loop: str) -
             if not isinstance(event, Answered):
                 raise RuntimeError(f"a call was not answered: {event}")
             talkers.legs.append(leg)
-        talkers.start()
-        await asyncio.sleep(1.0)  # every stream latched and flowing
-        before, at = await relay.stats(), time.monotonic()
-        cpu_before = proc_cpu_seconds(relay.proc.pid)
-        await asyncio.sleep(window)  # the measurement window itself
-        after, cpu_after = await relay.stats(), proc_cpu_seconds(relay.proc.pid)
-        elapsed = time.monotonic() - at
-        talkers.stop()
-        for leg in callers:
-            await leg.hangup()
+        window_figures = await talk(relay, talkers, callers, window)
+        after = window_figures.after
         return Row(
             name,
             calls,
             after["secure"] // 2,
-            (after["in"] - before["in"]) / elapsed,
-            (after["out"] - before["out"]) / elapsed,
-            100 * (cpu_after - cpu_before) / elapsed,
+            window_figures.pps_in,
+            window_figures.pps_out,
+            window_figures.cpu,
             after["rejected"],
         )
     finally:

@@ -157,6 +157,7 @@ async def start_engine(
         dialogs = PersistentDialogs(dialog_store, ua)
         dialogs.start()
     registrar = Registrar(min_expires=sip.min_registration, max_expires=sip.max_registration)
+    ua.endpoint.flow_closed.append(registrar.drop_flow)  # a browser phone's WebSocket closed
     for account in config.accounts:
         if account.static_contact:
             uri = SipUri.parse(account.static_contact)
@@ -182,7 +183,13 @@ async def start_engine(
     # Registering carriers authenticate like phones, under the trunk's name.
     passwords = {a.extension: a.password for a in config.accounts}
     passwords |= {t.name: t.password for t in config.trunks if t.password}
-    authenticator = Authenticator(passwords, realm=sip.realm, digest=digest, ban=ban)
+    authenticator = Authenticator(
+        passwords,
+        realm=sip.realm,
+        digest=digest,
+        ban=ban,
+        trusted=ua.endpoint.flow_identity,  # browser phones' WebSockets opened with a token
+    )
     extensions = {
         a.extension: Extension(
             a.extension,

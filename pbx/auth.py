@@ -8,7 +8,7 @@ IP ban it (the endpoint then drops its packets without answering).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from telephony.sip import (
@@ -39,12 +39,22 @@ class AuthDecision:
 
 class Authenticator:
     def __init__(
-        self, passwords: Mapping[str, str], *, realm: str, digest: DigestServer, ban: AuthFailureBan
+        self,
+        passwords: Mapping[str, str],
+        *,
+        realm: str,
+        digest: DigestServer,
+        ban: AuthFailureBan,
+        trusted: Callable[[Peer], str | None] | None = None,
     ) -> None:
         self.passwords = passwords
         self.realm = realm
         self.digest = digest
         self.ban = ban
+        self.trusted = trusted
+        """The extension a connection already authenticated speaks for (a browser phone's
+        WebSocket opened with a login token), or None: its requests need no digest, but may
+        speak for that extension only."""
 
     def allows(self, peer: Peer, *, now: float) -> bool:
         """False while the source IP is banned: its packets are dropped unanswered."""
@@ -57,6 +67,13 @@ class Authenticator:
         phones' registrar and B2BUA, not a proxy, and pyVoIP 1.6.8 only answers a 401.
         """
         register = request.method == "REGISTER"
+        owner = self.trusted(peer) if self.trusted is not None else None
+        if owner is not None:
+            identity = request.to if register else request.from_
+            if isinstance(identity.uri, SipUri) and identity.uri.user == owner:
+                return AuthDecision(owner)
+            log_auth_failure(peer[1], peer[2], owner, "identity_mismatch", request.method)
+            return AuthDecision(None, 403)
         status = 401
         challenge_name = "WWW-Authenticate"
         answer = request.headers.get("Proxy-Authorization") or request.headers.get("Authorization")

@@ -129,6 +129,24 @@ class Registrar:
         """A binding remembered from before a restart."""
         self._bindings.setdefault(binding.extension, []).append(binding)
 
+    def drop_flow(self, peer: Peer) -> list[str]:
+        """The connection `peer` is gone for good (a WebSocket closed: nobody can open one to a
+        browser, RFC 7118 5): its bindings go now rather than at expiry. Returns the
+        extensions that lost one."""
+        touched = []
+        for extension, bindings in list(self._bindings.items()):
+            kept = [b for b in bindings if b.static or b.peer != peer]
+            if len(kept) == len(bindings):
+                continue
+            touched.append(extension)
+            logger.info("registrar: %s's connection from %s:%d closed", extension, *peer[1:])
+            if kept:
+                self._bindings[extension] = kept
+            else:
+                del self._bindings[extension]
+            self._changed(extension, kept)
+        return touched
+
     def _changed(self, extension: str, current: list[Binding]) -> None:
         if self.on_change is not None:
             self.on_change(extension, [b for b in current if not b.static])

@@ -12,9 +12,10 @@
 #   iptables, iproute2: the NAT the NAT tests build in network namespaces (ip netns, veth, SNAT)
 #   kamailio      a SIP provider (registrar, digest auth, proxy) for the provider-trunk tests
 #   linphone-cli  linphonec, a softphone that presses keys as SIP INFO (DTMF interworking)
+#   npm           fetches JsSIP for the browser-phone tests (install-web-phones.sh)
 set -eu
 
-PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts iptables iproute2 kamailio linphone-cli"
+PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts iptables iproute2 kamailio linphone-cli npm"
 
 # package -> a file it installs (a command or a module), to tell what is missing.
 probe() {
@@ -37,6 +38,7 @@ probe() {
         iproute2) command -v ip >/dev/null 2>&1 ;;
         kamailio) command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] ;;
         linphone-cli) command -v linphonec >/dev/null 2>&1 ;;
+        npm) command -v npm >/dev/null 2>&1 ;;
         *) return 1 ;;
     esac
 }

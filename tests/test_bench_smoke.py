@@ -91,6 +91,16 @@ SCRIPTS = (
         ),
     ),
     Script(
+        "bench_webrtc",
+        (
+            r"^\s*plain RTP" + rf"(?:\s+{NUM}){{8}}\s*$",
+            r"^\s*WebRTC" + rf"(?:\s+{NUM}){{8}}\s*$",
+            rf"^a browser leg adds {NUM} us per relayed packet \({NUM} % of a core per 100 calls "
+            rf"in talk\) and {NUM} ms of CPU at setup",
+            rf"^DTLS-SRTP handshake alone \(OpenSSL, both ends in this process\): {NUM} ms$",
+        ),
+    ),
+    Script(
         "bench_blf",
         (
             rf"^\s+NOTIFY built \(fan-out\)\s+{NUM} us$",

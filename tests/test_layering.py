@@ -35,6 +35,10 @@ TELEPHONY_ALLOWED: dict[str, set[str]] = {
     "sdp": set(),
     # pylibsrtp: libsrtp's SRTP transform (bytes in, bytes out) in telephony.rtp.srtp.
     "rtp": {"pylibsrtp"},
+    # DTLS-SRTP (telephony.rtp.dtls): OpenSSL's DTLS by pyOpenSSL, the certificate by
+    # cryptography; ICE-lite (telephony.rtp.ice): aioice's STUN codec.
+    "rtp.dtls": {"OpenSSL", "cryptography"},
+    "rtp.ice": {"aioice"},
     # audioop: the standard library up to 3.12, the audioop-lts package from 3.13 on.
     "media": {"numpy", "webrtcvad", "audioop", "telephony.rtp"},
     "call": {"telephony.sip", "telephony.sdp"},
@@ -103,6 +107,7 @@ def test_import_direction(module: str, path: Path) -> None:
             if sub is None or sub == "aio":
                 continue
             allowed = TELEPHONY_ALLOWED.get(sub, set())
+            allowed |= TELEPHONY_ALLOWED.get(".".join(module.split(".")[1:3]), set())
             if name.startswith(f"telephony.{sub}") or name == "telephony":
                 continue
             if top in IO_MODULES:

@@ -23,6 +23,7 @@ from . import (
     recording_links,
     reports,
     seats,
+    sip_ws,
 )
 from .crm import ENGINE, add_routes
 from .openapi import operation
@@ -188,6 +189,7 @@ def build_app(engine: Engine) -> web.Application:
                     or dashboard.is_open(r)
                     or recording_links.is_signed_link(r)
                     or agent_desk.is_open(r)
+                    or sip_ws.is_open(r)
                 ),
                 sessions=sessions,
             ),
@@ -214,6 +216,7 @@ def build_app(engine: Engine) -> web.Application:
     queues.add_routes(app)
     seats.add_routes(app)
     reports.add_routes(app)
+    sip_ws.add_routes(app)
     return app
 
 

@@ -52,9 +52,11 @@ from telephony.sip.challenge import DigestClient
 
 from .clock import MediaClock
 from .dtmf import DtmfDebouncer
-from .endpoint import EndpointConfig, Peer, SipEndpoint
+from .endpoint import WEBSOCKET_TRANSPORTS, EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaBridge, MediaError, MediaSession, check_offer
 from .rtp import RtpPortPool
+from .tasks import TaskSet
+from .webrtc import new_certificate
 
 logger = logging.getLogger(__name__)
 
@@ -517,10 +519,24 @@ class UserAgent:
         self._watchdog: asyncio.Task[None] | None = None
         self._quality: OrderedDict[str, dict[str, Any]] = OrderedDict()
         """Media quality of ended legs by Call-ID, until `take_quality` (bounded)."""
+        self._tasks = TaskSet("user-agent")
+        """Hang-ups decided in a transport callback (a WebSocket closed)."""
+        self.dtls_certificate = new_certificate()
+        """Our DTLS certificate for WebRTC legs (its fingerprint is in their SDP)."""
 
     async def start(self) -> None:
         await self.endpoint.start()
+        self.endpoint.flow_closed.append(self._flow_closed)
         self._watchdog = self.loop.create_task(self._rtp_watchdog())
+
+    def _flow_closed(self, peer: Peer) -> None:
+        """A browser phone's WebSocket closed (a tab closed, a network gone): its calls can get
+        no request any more, so they end now (the other party gets its BYE at once, not after
+        the RTP timeout)."""
+        for call in list(self.calls.values()):
+            if call.peer == peer and call.state is not LegState.ENDED:
+                logger.info("call %s: its WebSocket closed, hanging up", call.call_id)
+                self._tasks.spawn(call.hangup(reason="flow-closed"))
 
     async def close(self) -> None:
         if self._watchdog is not None:
@@ -565,6 +581,7 @@ class UserAgent:
             on_dtmf=call._dtmf,
             clock=self.clock,
             srtp=call.srtp,
+            certificate=self.dtls_certificate,
         )
 
     def forget(self, call: Call) -> None:
@@ -645,6 +662,8 @@ class UserAgent:
         if srtp is None and self.srtp_for is not None:
             srtp = self.srtp_for(target, peer)
         call.srtp = srtp or self.config.srtp
+        if peer[0] in WEBSOCKET_TRANSPORTS:
+            call.srtp = "dtls"  # a browser phone: WebRTC media is all it takes
         call.media = call.session.negotiator = await self.open_media(call)
         invite.body = call.media.make_offer(codecs=codecs)
         invite.headers.add("Content-Type", "application/sdp")
@@ -819,7 +838,7 @@ class UserAgent:
 
     async def _rtp_watchdog(self) -> None:
         """Send the RTCP reports the legs owe, and hang up answered legs whose far end stopped
-        sending RTP (a dead phone leaves no BYE)."""
+        sending RTP (a dead phone leaves no BYE) or whose DTLS-SRTP handshake failed."""
         timeout = self.config.rtp_inactivity_timeout
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
@@ -831,6 +850,12 @@ class UserAgent:
                 last = call.media.rtp.last_received or call.media.connected_at or now
                 if call.media.connected_at is None:
                     call.media.connected_at = now
+                webrtc = call.media.webrtc
+                if webrtc is not None and webrtc.dtls.failed is not None:
+                    # No keys, no media ever (a wrong certificate, a failed handshake).
+                    logger.info("call %s: %s, hanging up", call.call_id, webrtc.dtls.failed)
+                    await call.hangup(reason="dtls-failed")
+                    continue
                 if now - last > timeout and not call.media.held:
                     logger.info("call %s: no RTP for %.0f s, hanging up", call.call_id, now - last)
                     await call.hangup(reason="rtp-timeout")

@@ -43,11 +43,14 @@ from .tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
-# A peer is where a message came from or goes to: ("udp"|"tcp"|"tls", host, port).
+# A peer is where a message came from or goes to: ("udp"|"tcp"|"tls"|"ws"|"wss", host, port).
 Peer = tuple[str, str, int]
-STREAM_TRANSPORTS = frozenset({"tcp", "tls"})
-"""Transports over a connection: reliable (no retransmissions), framed by Content-Length, one
-connection per peer reused both ways (RFC 3261 18)."""
+STREAM_TRANSPORTS = frozenset({"tcp", "tls", "ws", "wss"})
+"""Transports over a connection: reliable (no retransmissions), one connection per peer reused
+both ways (RFC 3261 18); TCP and TLS framed by Content-Length, WebSocket by its frames."""
+WEBSOCKET_TRANSPORTS = frozenset({"ws", "wss"})
+"""SIP over WebSocket (RFC 7118): one message per frame, on a connection only the peer opens
+(a browser cannot be connected to): with the connection gone, the peer is unreachable."""
 BRANCH_COOKIE = "z9hG4bK"
 # Methods the engine understands; anything else gets 501 with this Allow list.
 DEFAULT_METHODS = frozenset(
@@ -162,6 +165,16 @@ class SipEndpoint:
         self._udp: _UdpProtocol | None = None
         self._udp_family = socket.AF_INET
         self._tcp: dict[Peer, _TcpConnection] = {}
+        self._flows: dict[Peer, Callable[[bytes], None]] = {}
+        """WebSocket connections by peer: how to send one message on each (`attach`)."""
+        self._flow_identity: dict[Peer, str] = {}
+        """WebSocket connections whose upgrade already proved who is on them (a login token):
+        the user they speak for, by peer."""
+        self._ws_ports: dict[str, int] = {}
+        """The port browsers reached us on, by transport (ws, wss): our Via and Contact."""
+        self.flow_closed: list[Callable[[Peer], None]] = []
+        """Told when a WebSocket connection ends: what was bound to it is unreachable now
+        (registrations, calls)."""
         self._servers: list[asyncio.Server] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -233,6 +246,8 @@ class SipEndpoint:
         for conn in list(self._tcp.values()):
             if conn.transport is not None:
                 conn.transport.close()
+        self._flows.clear()
+        self._flow_identity.clear()
         for server in self._servers:
             server.close()
             await server.wait_closed()
@@ -261,7 +276,49 @@ class SipEndpoint:
         """Our port for `transport` (Via, Contact): the TLS one for TLS."""
         if transport.lower() == "tls" and self.config.tls_port is not None:
             return self.config.tls_port
+        if transport.lower() in WEBSOCKET_TRANSPORTS:
+            return self._ws_ports.get(transport.lower(), self.config.port)
         return self.config.port
+
+    # -- WebSocket connections ----------------------------------------------------------------
+
+    def attach(
+        self,
+        peer: Peer,
+        send: Callable[[bytes], None],
+        *,
+        local_port: int,
+        identity: str | None = None,
+    ) -> None:
+        """A WebSocket connection from `peer` (kind ws or wss) is up: messages for `peer` go out
+        by `send` (one message per call, one frame each) until `detach`. What arrives on it is
+        fed to `receive` one frame at a time. `local_port`: the port the peer reached;
+        `identity`: the user the connection was opened for, when its upgrade proved that
+        (`flow_identity`)."""
+        if peer[0] not in WEBSOCKET_TRANSPORTS:
+            raise ValueError(f"not a WebSocket transport: {peer[0]}")
+        self._flows[peer] = send
+        self._ws_ports[peer[0]] = local_port
+        if identity is not None:
+            self._flow_identity[peer] = identity
+
+    def flow_identity(self, peer: Peer) -> str | None:
+        """The user a WebSocket connection speaks for, when its upgrade proved it; else None
+        (then its requests are challenged like any other)."""
+        return self._flow_identity.get(peer)
+
+    def detach(self, peer: Peer) -> None:
+        """The WebSocket connection of `peer` is closed: transactions waiting on it fail now,
+        and each of `flow_closed` hears of it."""
+        self._flow_identity.pop(peer, None)
+        if self._flows.pop(peer, None) is None:
+            return
+        self._unreachable(peer)
+        for listener in list(self.flow_closed):
+            try:
+                listener(peer)
+            except Exception:
+                logger.exception("a flow_closed listener failed for %s", peer)
 
     # -- overload ---------------------------------------------------------------------------
 
@@ -428,7 +485,15 @@ class SipEndpoint:
 
     def _transmit(self, data: bytes, peer: Peer) -> None:
         kind, host, port = peer
-        if kind in STREAM_TRANSPORTS:
+        if kind in WEBSOCKET_TRANSPORTS:
+            send = self._flows.get(peer)
+            if send is not None:
+                send(data)
+            else:
+                # Nobody can open a connection to a browser: the message cannot go.
+                logger.info("no WebSocket connection to %s:%d: message dropped", host, port)
+                self._loop.call_soon(self._unreachable, peer)
+        elif kind in STREAM_TRANSPORTS:
             conn = self._tcp.get(peer)
             if conn is not None and conn.transport is not None:
                 conn.transport.write(data)
@@ -466,18 +531,21 @@ class SipEndpoint:
         except (OSError, ssl.SSLError) as exc:
             self._connecting.pop(peer, None)
             logger.info("%s connect to %s:%d failed: %s", kind.upper(), host, port, exc)
-            # RFC 3261 8.1.3.1: the transactions waiting on that peer fail now (the TU treats it
-            # as a 503), instead of retrying into a closed port until their timers run out.
-            now = self._loop.time()
-            for transaction in list(self.layer.transactions()):
-                if getattr(transaction, "peer", None) == peer and not transaction.terminated:
-                    self.layer.transport_error(transaction, now=now)
-            self._drain()
+            self._unreachable(peer)
             return
         waiting = self._connecting.pop(peer, [])
         if conn.transport is not None:
             for data in waiting:
                 conn.transport.write(data)
+
+    def _unreachable(self, peer: Peer) -> None:
+        """RFC 3261 8.1.3.1: the transactions waiting on `peer` fail now (the TU treats it as a
+        503), instead of retrying into a closed connection until their timers run out."""
+        now = self._loop.time()
+        for transaction in list(self.layer.transactions()):
+            if getattr(transaction, "peer", None) == peer and not transaction.terminated:
+                self.layer.transport_error(transaction, now=now)
+        self._drain()
 
 
 def _note_source(request: SipRequest, peer: Peer) -> None:
@@ -510,6 +578,7 @@ def _replace_port(config: EndpointConfig, port: int) -> EndpointConfig:
 __all__ = [
     "DEFAULT_METHODS",
     "STREAM_TRANSPORTS",
+    "WEBSOCKET_TRANSPORTS",
     "EndpointConfig",
     "ParseError",
     "Peer",

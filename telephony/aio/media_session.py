@@ -18,9 +18,12 @@ from telephony.call.offer_answer import SUPPORTED, OfferAnswer
 from telephony.call.session import OfferRejected
 from telephony.media import CODECS, FRAME_SAMPLES, Frame, FrameSource
 from telephony.rtp import DtmfReceiver, DtmfSender, RtpError, RtpPacket, StreamRewriter
+from telephony.rtp.dtls import DtlsCertificate
+from telephony.sdp.webrtc import LocalIce
 
 from .clock import MediaClock
 from .rtp import RtpEndpoint
+from .webrtc import WebRtcTransport
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +54,20 @@ class MediaSession:
         on_dtmf: Callable[[str, str], None],
         clock: MediaClock,
         srtp: str = "off",
+        certificate: DtlsCertificate | None = None,
     ) -> None:
         self.rtp = rtp
         self.local_host = local_host
         self._on_dtmf = on_dtmf
-        self.sdp = OfferAnswer(local_host=local_host, local_port=rtp.port, srtp=srtp)
-        rtp.srtp_required = srtp == "required"
+        self._certificate = certificate
+        ice = None
+        if certificate is not None:
+            # RFC 8839 5.4: ufrag 4+ and pwd 22+ ice-chars (hex is a subset), fresh per leg.
+            ice = LocalIce(secrets.token_hex(4), secrets.token_hex(16), certificate.fingerprint)
+        self.sdp = OfferAnswer(local_host=local_host, local_port=rtp.port, srtp=srtp, ice=ice)
+        rtp.srtp_required = srtp in ("required", "dtls")
+        self.webrtc: WebRtcTransport | None = None
+        """ICE-lite and DTLS-SRTP of this leg once a WebRTC stream was agreed."""
         self.connected_at: float | None = None
         self.peer: MediaSession | None = None
         self._dtmf = DtmfReceiver()
@@ -112,14 +123,35 @@ class MediaSession:
             step(*args, **kwargs)
         except OfferRejected as exc:
             raise MediaError(str(exc), warning=exc.warning) from exc
+        if self.sdp.dtls is not None:
+            self._use_webrtc()
+            return
         if self.sdp.remote is not None:
             self.rtp.set_remote(self.sdp.remote)
         self.rtp.set_srtp(self.sdp.keys)
 
+    def _use_webrtc(self) -> None:
+        remote, ice = self.sdp.dtls, self.sdp.ice
+        assert remote is not None and ice is not None and self._certificate is not None
+        if self.webrtc is not None:
+            if self.webrtc.same_association(remote):
+                return  # a re-offer (hold, resume): the association goes on
+            # An ICE restart or a new certificate: not supported mid-call, keep what works.
+            logger.warning("WebRTC leg on port %d: ICE/DTLS changed in a re-offer", self.rtp.port)
+            return
+        self.webrtc = WebRtcTransport(
+            self.rtp,
+            self._certificate,
+            local_ufrag=ice.ufrag,
+            local_pwd=ice.pwd,
+            remote=remote,
+            on_failure=lambda why: logger.warning("WebRTC leg on port %d: %s", self.rtp.port, why),
+        )
+
     @property
     def secure(self) -> bool:
-        """The leg's media is SRTP (keys agreed by SDES)."""
-        return self.sdp.keys is not None
+        """The leg's media is SRTP (keys agreed by SDES, or DTLS-SRTP)."""
+        return self.sdp.keys is not None or self.sdp.dtls is not None
 
     def local_sdp(self) -> bytes:
         try:

@@ -108,6 +108,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         way), whatever arrives is dropped, never taken as plain."""
         self.early_dropped = 0
         """Packets dropped because they came before the keys."""
+        self.rtcp_mux = False
+        """RTCP shares this port (RFC 5761; WebRTC legs): reports go out and come in here."""
+        self.on_control: Callable[[bytes, Address], None] | None = None
+        """Gets STUN and DTLS datagrams (first byte below 64, RFC 7983) on a WebRTC leg."""
 
     def set_srtp(self, keys: SrtpKeys | None) -> None:
         """Protect the leg with what offer/answer agreed (None: plain RTP from now on)."""
@@ -122,7 +126,19 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
         self._family = transport.get_extra_info("socket").family
 
+    def select(self, address: Address) -> None:
+        """ICE chose `address` (the browser nominated it): media goes there and comes from
+        there only, whatever was latched before."""
+        self.remote = address
+        self.latched = True
+
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        if self.on_control is not None and data and data[0] < 64:
+            self.on_control(data, addr)
+            return
+        if self.rtcp_mux and len(data) > 1 and 192 <= data[1] <= 223:
+            self._muxed_rtcp(data, addr)
+            return
         now = self._loop.time()
         moved = addr != self.remote
         if moved:
@@ -148,6 +164,18 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self.rtcp_session.rtp_received(data, now)
         if self.on_packet is not None:
             self.on_packet(data)
+
+    def _muxed_rtcp(self, data: bytes, addr: Address) -> None:
+        """An RTCP packet on the RTP port (RFC 5761 4: payload types 192-223 are RTCP)."""
+        if addr != self.remote:
+            return
+        srtp = self.srtp
+        if srtp is None:
+            self.early_dropped += 1
+            return
+        plain = srtp.unprotect_rtcp(data)
+        if plain is not None:
+            self.rtcp_session.rtcp_received(plain, self._loop.time(), time.time())
 
     @property
     def packets_expected(self) -> int:
@@ -193,10 +221,18 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         """Send the RTCP report owed at `now`, if one is; True when one went out."""
         if self.rtcp is None or self.remote is None or not self.rtcp_session.due(now):
             return False
+        if self.rtcp_mux:
+            report = self.rtcp_session.report(now, wall)
+            protected = self.srtp.protect_rtcp(report) if self.srtp is not None else None
+            if protected is None or self.transport is None:
+                return False
+            self.transport.sendto(protected, self.remote)
+            return True
         return self.rtcp.send(self.rtcp_session.report(now, wall))
 
     def close(self) -> None:
         self.on_packet = None
+        self.on_control = None
         if self.transport is not None:
             self.transport.close()
             self.transport = None  # a late send() is a no-op, not an error per packet

@@ -16,6 +16,12 @@ model):
 
 We offer AES_CM_128_HMAC_SHA1_80 (tag 1) and AES_CM_128_HMAC_SHA1_32 (tag 2), each with its own
 key, and answer with the first offered line we can use, our key for that suite.
+
+WebRTC (a browser's UDP/TLS/RTP/SAVPF stream with ICE credentials and a DTLS fingerprint,
+telephony.sdp.webrtc) is answered under any policy when the leg has `ice` (our ICE credentials
+and certificate fingerprint): the keys come from the DTLS handshake on the media path, not from
+SDP, so `keys` stays None and `dtls` says what the far end's DTLS endpoint is. The policy
+``dtls`` makes our own offers WebRTC ones (a leg to a browser phone).
 """
 
 from __future__ import annotations
@@ -40,10 +46,19 @@ from telephony.sdp import (
     negotiate,
 )
 from telephony.sdp.crypto import SUITES, CryptoAttribute, SrtpError, SrtpKeys, new_master_key
+from telephony.sdp.webrtc import (
+    LocalIce,
+    RemoteDtls,
+    answer_attributes,
+    is_dtls,
+    offer_attributes,
+    remote_dtls,
+)
 
 from .session import OfferRejected
 
 __all__ = [
+    "LEG_POLICIES",
     "SRTP_POLICIES",
     "SUPPORTED",
     "TELEPHONE_EVENT_PT",
@@ -54,6 +69,10 @@ __all__ = [
 
 SrtpPolicy = Literal["off", "optional", "required"]
 SRTP_POLICIES: Final[tuple[str, ...]] = get_args(SrtpPolicy)
+"""What accounts and trunks choose from."""
+LEG_POLICIES: Final[tuple[str, ...]] = (*SRTP_POLICIES, "dtls")
+"""What a leg may have: also ``dtls``, which the user agent gives a leg to a browser phone
+(registered over WebSocket): WebRTC offers, DTLS-SRTP."""
 
 #: What the engine speaks, in its own order of preference.
 SUPPORTED: dict[str, Codec] = {"PCMU": PCMU, "PCMA": PCMA}
@@ -78,10 +97,21 @@ def _usable_crypto(m: MediaDescription) -> CryptoAttribute | None:
     return None
 
 
-def _stream_filter(policy: str) -> Callable[[MediaDescription], bool]:
-    """Which offered streams `policy` may accept (telephony.sdp.negotiate's `usable`)."""
+def _stream_filter(
+    policy: str, offer: SessionDescription | None = None
+) -> Callable[[MediaDescription], bool]:
+    """Which offered streams `policy` may accept (telephony.sdp.negotiate's `usable`); with
+    the `offer`, also DTLS-SRTP streams whose ICE and fingerprint are usable."""
+    if policy == "dtls":
+        policy = "optional"  # a WebRTC leg's SDES or plain offer: as best-effort SRTP
 
     def usable(m: MediaDescription) -> bool:
+        if offer is not None and is_dtls(m):
+            try:
+                remote_dtls(offer, m)
+            except SdpError:
+                return False
+            return True
         proto = m.proto.upper()
         if proto not in ("RTP/AVP", "RTP/SAVP"):
             return False
@@ -103,6 +133,7 @@ def _answer(
     session_id: int,
     version: int,
     srtp: str = "off",
+    webrtc: bool = True,
 ) -> tuple[Answer, SessionDescription]:
     def attempt(policy: str) -> Answer:
         return negotiate(
@@ -112,7 +143,7 @@ def _answer(
             local_port=port,
             session_id=session_id,
             session_version=version,
-            usable=_stream_filter(policy),
+            usable=_stream_filter(policy, offer if webrtc else None),
         )
 
     try:
@@ -157,15 +188,21 @@ def check_offer(body: bytes, *, codecs: list[str] | None = None, srtp: str = "op
 class OfferAnswer:
     """The SDP state of one leg: our last offer or answer, and what was agreed."""
 
-    def __init__(self, *, local_host: str, local_port: int, srtp: str = "off") -> None:
-        if srtp not in SRTP_POLICIES:
-            raise ValueError(f"srtp must be one of {', '.join(SRTP_POLICIES)}, not {srtp!r}")
+    def __init__(
+        self, *, local_host: str, local_port: int, srtp: str = "off", ice: LocalIce | None = None
+    ) -> None:
+        if srtp not in LEG_POLICIES:
+            raise ValueError(f"srtp must be one of {', '.join(LEG_POLICIES)}, not {srtp!r}")
         self.local_host = local_host
         self.local_port = local_port
         self.srtp = srtp
         """The leg's SRTP policy: off, optional or required (see the module docstring)."""
         self.keys: SrtpKeys | None = None
-        """What SDES agreed (None: plain RTP)."""
+        """What SDES agreed (None: plain RTP, or DTLS-SRTP whose keys the handshake makes)."""
+        self.ice = ice
+        """Our ICE credentials and DTLS fingerprint: None, no WebRTC on this leg."""
+        self.dtls: RemoteDtls | None = None
+        """The far end's ICE and DTLS parameters once a WebRTC stream is agreed."""
         self._crypto: list[CryptoAttribute] = []
         """Our a=crypto lines, one key per suite, made once per leg and kept across re-offers
         (a new key would restart the SRTP indices under the same stream)."""
@@ -205,7 +242,11 @@ class OfferAnswer:
             dtmf_payload_type=TELEPHONE_EVENT_PT,
             proto="RTP/SAVP" if self.srtp == "required" else "RTP/AVP",
         )
-        if self.srtp != "off":
+        if self.srtp == "dtls" or self.dtls is not None:
+            if self.ice is None:
+                raise OfferRejected("a WebRTC offer needs the leg's ICE credentials")
+            offer_attributes(self._local, self._local.media[0], self.ice)
+        elif self.srtp != "off":
             offered = self._our_crypto()
             if self.keys is not None:
                 # A re-offer keeps to the suite agreed (RFC 4568 7.1.4 allows a change; we
@@ -225,9 +266,23 @@ class OfferAnswer:
             session_id=self._session_id,
             version=self._version + 1,
             srtp=self.srtp,
+            webrtc=self.ice is not None,
         )
         assert answer.media is not None
         keys = None
+        offered = offer.media[answer.media.media_index]
+        if is_dtls(offered):
+            assert self.ice is not None
+            remote = remote_dtls(offer, offered)
+            answer_attributes(
+                answer.sdp, answer.sdp.media[answer.media.media_index], self.ice, remote
+            )
+            self._version += 1
+            self._local = answer.sdp
+            self.keys = None
+            self.dtls = remote
+            self._agree(answer.media)
+            return
         if self.srtp != "off":
             theirs = _usable_crypto(offer.media[answer.media.media_index])
             if theirs is not None:
@@ -254,8 +309,18 @@ class OfferAnswer:
         if agreed is None:
             raise OfferRejected("answer rejected the audio stream")
         keys = None
+        answered = sdp.media[agreed.media_index]
+        if self.srtp == "dtls" or self.dtls is not None:
+            if not is_dtls(answered):
+                raise OfferRejected("our WebRTC offer was answered without DTLS-SRTP")
+            try:
+                self.dtls = remote_dtls(sdp, answered)
+            except SdpError as exc:
+                raise OfferRejected(str(exc)) from exc
+            self.keys = None
+            self._agree(agreed)
+            return
         if self.srtp != "off":
-            answered = sdp.media[agreed.media_index]
             theirs = _usable_crypto(answered)
             ours = next((c for c in self._our_crypto() if theirs and c.tag == theirs.tag), None)
             if theirs is not None and ours is not None and ours.suite == theirs.suite:
@@ -270,7 +335,12 @@ class OfferAnswer:
     def _agree(self, agreed: NegotiatedMedia) -> None:
         self.codec_name, self.codec_pt = agreed.codec_name.upper(), agreed.payload_type
         self.remote_dte_pt = agreed.dtmf_payload_type
-        self.held = agreed.on_hold
+        if self.dtls is not None:
+            # ICE finds the address (c= is only a default, often 0.0.0.0 port 9, kept in
+            # `remote` for reference): on hold is what the direction says.
+            self.held = not agreed.remote_direction.receives
+        else:
+            self.held = agreed.on_hold
         if not agreed.remote_on_null_address and agreed.remote_port:
             self.remote = (agreed.remote_addr, agreed.remote_port)
 

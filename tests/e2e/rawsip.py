@@ -8,6 +8,8 @@ import re
 import secrets
 from typing import cast
 
+import aiohttp
+
 from telephony.sip import (
     Headers,
     RemoteProtocolError,
@@ -210,3 +212,97 @@ def answer_challenge(
         cnonce=secrets.token_hex(8),
         nc=nc,
     )
+
+
+class WsSipClient:
+    """A browser phone's signalling as RFC 7118 has it, by hand: one SIP message per WebSocket
+    text frame, Via `SIP/2.0/WS` with an `.invalid` host, Contact `;transport=ws`."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, session: aiohttp.ClientSession):
+        self.ws = ws
+        self.session = session
+        self.host = f"{secrets.token_hex(4)}.invalid"
+
+    @classmethod
+    async def connect(cls, url: str) -> WsSipClient:
+        session = aiohttp.ClientSession()
+        try:
+            ws = await session.ws_connect(url, protocols=("sip",), autoping=True)
+        except BaseException:
+            await session.close()
+            raise
+        return cls(ws, session)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.session.close()
+
+    def send(self, data: str) -> None:
+        asyncio.get_running_loop().create_task(self.ws.send_str(data))
+
+    async def receive(self, timeout: float = 2.0) -> SipRequest | SipResponse | None:
+        try:
+            frame = await self.ws.receive(timeout)
+        except TimeoutError:
+            return None
+        if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            return None
+        data = frame.data.encode() if isinstance(frame.data, str) else frame.data
+        try:
+            return parse_message(data)
+        except RemoteProtocolError:
+            # An error response may echo the broken header it complains about: keep its status.
+            match = re.match(rb"SIP/2\.0 (\d{3}) ([^\r\n]*)", data)
+            if match is None:
+                raise
+            status, reason = int(match.group(1)), match.group(2).decode("utf-8", "replace")
+            return SipResponse(status=status, reason=reason, headers=Headers())
+
+    async def response(self, timeout: float = 2.0) -> SipResponse | None:
+        """The next final response (provisional ones and requests skipped)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            message = await self.receive(left)
+            if isinstance(message, SipResponse) and message.status >= 200:
+                return message
+        return None
+
+    async def request(self, method: str, timeout: float = 5.0) -> SipRequest | None:
+        """The next request of `method` the engine sends us (anything else skipped)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            message = await self.receive(left)
+            if isinstance(message, SipRequest) and message.method == method:
+                return message
+        return None
+
+    def via(self) -> str:
+        return f"Via: SIP/2.0/WS {self.host};branch=z9hG4bK{secrets.token_hex(8)}"
+
+    def register(
+        self, user: str, domain: str, *, cseq: int, call_id: str, authorization: str | None = None
+    ) -> str:
+        lines = [
+            f"REGISTER sip:{domain} SIP/2.0",
+            self.via(),
+            "Max-Forwards: 70",
+            f"From: <sip:{user}@{domain}>;tag={secrets.token_hex(4)}",
+            f"To: <sip:{user}@{domain}>",
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} REGISTER",
+            f"Contact: <sip:{secrets.token_hex(4)}@{self.host};transport=ws>;expires=600",
+            "Expires: 600",
+        ]
+        if authorization:
+            lines.append(f"Authorization: {authorization}")
+        return "\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n"
+
+    def answer(self, request: SipRequest, status: int, reason: str) -> str:
+        """A response to `request` (Via, From, To, Call-ID and CSeq echoed; our To tag)."""
+        lines = [f"SIP/2.0 {status} {reason}"]
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            for value in request.headers.get_all(name):
+                if name == "To" and "tag=" not in value:
+                    value += f";tag={secrets.token_hex(4)}"
+                lines.append(f"{name}: {value}")
+        return "\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n"

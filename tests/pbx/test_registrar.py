@@ -106,3 +106,23 @@ def test_an_unreachable_binding_is_kept_but_not_rung_until_the_phone_is_back() -
         "101", register("<sip:101@127.0.0.1:5070>", expires=300, cseq=2), PEER, now=2
     )
     assert registrar.lookup("101", now=3)[0].reachable  # a REGISTER revives it
+
+
+def test_a_closed_websocket_takes_only_its_own_bindings() -> None:
+    registrar = Registrar(min_expires=60, max_expires=3600)
+    changes: list[tuple[str, int]] = []
+    registrar.on_change = lambda ext, bindings: changes.append((ext, len(bindings)))
+    browser = ("ws", "127.0.0.1", 40001)
+    registrar.register(
+        "101", register("<sip:a1@x.invalid;transport=ws>", expires=600), browser, now=0
+    )
+    registrar.register("101", register("<sip:101@127.0.0.1:5070>", call_id="r2"), PEER, now=0)
+    registrar.register("102", register("<sip:b2@y.invalid;transport=ws>", call_id="r3"),
+                       ("ws", "127.0.0.1", 40002), now=0)  # fmt: skip
+    registrar.add_static("103", SipUri.parse("sip:103@127.0.0.1:5090"))
+    changes.clear()
+    assert registrar.drop_flow(browser) == ["101"]
+    assert [b.peer for b in registrar.lookup("101", now=1)] == [PEER]
+    assert len(registrar.lookup("102", now=1)) == 1
+    assert changes == [("101", 1)]
+    assert registrar.drop_flow(browser) == []

@@ -7,10 +7,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from sip_test_env.ports import free_port, free_port_range
 from telephony.aio import Call, EndpointConfig, UserAgent, UserAgentConfig
+from telephony.media import Frame
 from telephony.sip import NameAddr, SipUri, TimerConfig
 
 
@@ -69,3 +71,21 @@ async def answered_call(caller_ua: UserAgent, callee_ua: UserAgent) -> tuple[Cal
     await asyncio.wait_for(caller.next_event(), 5)  # Answered
     await asyncio.wait_for(callee.next_event(), 5)  # Answered (ACK in)
     return caller, callee
+
+
+async def heard(call: Call, count: int) -> np.ndarray:
+    """The next `count` frames the far end of `call` sends, decoded."""
+    frames: list[Frame] = []
+    enough = asyncio.Event()
+
+    def hear(frame: Frame) -> None:
+        frames.append(frame)
+        if len(frames) >= count:
+            enough.set()
+
+    stop = call.listen(hear)
+    try:
+        await asyncio.wait_for(enough.wait(), 5)
+    finally:
+        stop()
+    return np.concatenate(frames)

@@ -9,16 +9,15 @@ import asyncio
 import base64
 import logging
 
-import numpy as np
 import pytest
 
 from sip_test_env.audio import tone_present
 from telephony.aio import Call, UserAgent
 from telephony.call import Answered, Dtmf, Ended
-from telephony.media import Frame, ToneSource
+from telephony.media import ToneSource
 from telephony.sip import NameAddr
 
-from .conftest import sip_uri
+from .conftest import heard, sip_uri
 
 
 async def _call(
@@ -45,24 +44,6 @@ async def _call(
     return leg, incoming
 
 
-async def _heard(call: Call, count: int) -> np.ndarray:
-    """The next `count` frames the far end sends, decoded."""
-    frames: list[Frame] = []
-    enough = asyncio.Event()
-
-    def hear(frame: Frame) -> None:
-        frames.append(frame)
-        if len(frames) >= count:
-            enough.set()
-
-    stop = call.listen(hear)
-    try:
-        await asyncio.wait_for(enough.wait(), 5)
-    finally:
-        stop()
-    return np.concatenate(frames)
-
-
 async def test_srtp_call_carries_audio_and_digits_both_ways(
     user_agents: tuple[UserAgent, UserAgent], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -79,7 +60,7 @@ async def test_srtp_call_carries_audio_and_digits_both_ways(
 
     play_a = asyncio.ensure_future(caller.play(ToneSource([700.0], duration=1.5)))
     play_b = asyncio.ensure_future(callee.play(ToneSource([1300.0], duration=1.5)))
-    heard_by_callee, heard_by_caller = await asyncio.gather(_heard(callee, 50), _heard(caller, 50))
+    heard_by_callee, heard_by_caller = await asyncio.gather(heard(callee, 50), heard(caller, 50))
     await asyncio.gather(play_a, play_b)
     assert tone_present(heard_by_callee, 700.0) and not tone_present(heard_by_callee, 1300.0)
     assert tone_present(heard_by_caller, 1300.0) and not tone_present(heard_by_caller, 700.0)
