@@ -93,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--http-listen", metavar="HOST:PORT", help="HTTP address (default: config)")
     serve.add_argument(
+        "--rtp-ports", metavar="LOW-HIGH", help="RTP port range (default: config's [sip] rtp_ports)"
+    )
+    serve.add_argument(
+        "--shared-registrations",
+        action="store_true",
+        help="ring phones registered through any node of the database (nodes behind a proxy; "
+        "config: [sip] shared_registrations)",
+    )
+    serve.add_argument(
+        "--node",
+        help="this engine's name among nodes sharing one database (default: config's [crm] node)",
+    )
+    serve.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -191,6 +204,18 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
             config = dataclasses.replace(config, sip=sip)
         if args.http_listen:
             config = dataclasses.replace(config, http_listen=HostPort.parse(args.http_listen))
+        if getattr(args, "rtp_ports", None):
+            config = dataclasses.replace(
+                config, sip=dataclasses.replace(config.sip, rtp_ports=_port_range(args.rtp_ports))
+            )
+        if getattr(args, "shared_registrations", False):
+            config = dataclasses.replace(
+                config, sip=dataclasses.replace(config.sip, shared_registrations=True)
+            )
+        if getattr(args, "node", None):
+            config = dataclasses.replace(
+                config, crm=dataclasses.replace(config.crm, node=args.node)
+            )
     except ValueError as exc:
         raise ConfigError("command line", None, str(exc)) from exc
     if args.database_url:
@@ -198,6 +223,13 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=Path(args.data_dir))
     return config
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    if not (sep and low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
+        raise ValueError(f"--rtp-ports {text!r}: LOW-HIGH within 1024-65535")
+    return int(low), int(high)
 
 
 def _auth_overrides(args: argparse.Namespace) -> argparse.Namespace:

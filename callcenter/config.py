@@ -176,6 +176,10 @@ class SipSettings:
     `networks`. None: no NAT."""
     networks: tuple[str, ...] = DEFAULT_LOCAL_NETWORKS
     """Local CIDRs: their peers see the local address even when `external_address` is set."""
+    shared_registrations: bool = False
+    """This node is one of several behind a proxy (deploy/kamailio, scripts/cluster): it
+    reads the other nodes' bindings from the shared database (and follows their changes), so
+    it rings phones that registered through any node. Off: only its own."""
     keepalive_interval: float = 0.0
     """Seconds between OPTIONS pings to each registered phone (NAT bindings stay open, a
     phone that stops answering is marked unreachable and not rung); 0: no pings."""
@@ -583,6 +587,7 @@ class _Reader:
             "external_address",
             "networks",
             "keepalive_interval",
+            "shared_registrations",
             "overload_shed_ms",
             "overload_drop_ms",
             "overload_retry_after",
@@ -638,8 +643,16 @@ class _Reader:
                 table="sip",
                 key="digest_algorithms",
             )
+        shared = data.get("shared_registrations", False)
+        if not isinstance(shared, bool):
+            raise self.fail(
+                "shared_registrations must be true or false",
+                table="sip",
+                key="shared_registrations",
+            )
         return SipSettings(
             **tls,
+            shared_registrations=shared,
             music_on_hold=music_path,
             digest_algorithms=tuple(algorithms),
             listen=self._hostport(

@@ -102,6 +102,7 @@ class Engine:
         await self.ua.close()
         if self.bindings is not None:
             await self.bindings.flush()
+            await self.bindings.close()
         if self.dialogs is not None:
             await self.dialogs.stop()
         if self.outbox is not None:

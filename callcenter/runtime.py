@@ -143,6 +143,8 @@ async def start_engine(
             ua.loop,
         )
         await bindings.restore()
+        if sip.shared_registrations:
+            await bindings.share()
     digest = DigestServer(
         secrets.token_bytes(32),
         DigestConfig(nonce_lifetime=sip.nonce_lifetime, algorithms=sip.digest_algorithms),

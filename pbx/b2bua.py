@@ -705,7 +705,7 @@ class BridgedCall:
                     target.binding.peer,
                     from_=target.from_ or self.caller_identity,
                     to=to,
-                    headers=target.headers,
+                    headers=[*target.binding.route_headers(), *target.headers],
                     credentials=target.credentials,
                 )
             except OSError as exc:

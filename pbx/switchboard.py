@@ -262,7 +262,11 @@ class Switchboard:
         except RegistrationError as exc:
             respond(transaction, make_response(request, exc.status, str(exc), extra=exc.headers))
             return True
-        extra = [*self.registrar.contact_headers(bindings, now=now), ("Date", _http_date())]
+        extra = [
+            *self.registrar.contact_headers(bindings, now=now),
+            *self.registrar.path_headers(request),
+            ("Date", _http_date()),
+        ]
         respond(transaction, make_response(request, 200, extra=extra))
         return True
 
@@ -618,6 +622,7 @@ class Switchboard:
             bindings[0].peer,
             from_=self.identity(agent, f"Monitor {agent}"),
             to=NameAddr(display_name=None, uri=self.identity(supervisor, None).uri, params={}),
+            headers=bindings[0].route_headers(),
         )
         try:
             while True:
@@ -927,7 +932,7 @@ class Switchboard:
                 binding.peer,
                 from_=from_,
                 to=NameAddr(display_name=None, uri=binding.contact.uri, params={}),
-                headers=headers,
+                headers=[*binding.route_headers(), *headers],
                 credentials=target.credentials,
             )
             if index == len(routes) - 1 or not await _refused_for_failover(call):
