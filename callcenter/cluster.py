@@ -159,6 +159,8 @@ class KamailioProcess:
         self.host, self.port = host, port
         self.dir = workdir / "kamailio"
         self.log_path = self.dir / "kamailio.log"
+        self.ctl_socket = self.dir / "kamailio.ctl"
+        """`kamcmd -s unix:<this> dispatcher.list` shows the nodes' state."""
         self.nodes = nodes
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -183,6 +185,7 @@ class KamailioProcess:
                 binary, "-f", str(KAMAILIO_CFG), "-DD", "-E", "-L", modules,
                 "-A", f"SIP_LISTEN=udp:{self.host}:{self.port}",
                 "-A", f'DISPATCHER_LIST="{dispatcher}"',
+                "-A", f'CTL_SOCKET="unix:{self.ctl_socket}"',
                 "-m", "64", "-M", "8",
                 "-Y", str(self.dir), "-P", str(self.dir / "kamailio.pid"), "-w", str(self.dir),
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,

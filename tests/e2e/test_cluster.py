@@ -205,3 +205,36 @@ async def test_an_agent_calls_an_agent_registered_through_the_other_node(
     at_102 = first_tone_time(heard_by_102, 700, rate2)
     assert at_101 is not None and at_101 < 1.0
     assert at_102 is not None and at_102 < 1.0
+
+
+async def test_a_killed_node_is_out_within_seconds_and_its_phones_stay_reachable(
+    cluster: Cluster, pg_url: str, tmp_path: Path
+) -> None:
+    node_b = cluster.nodes[1]
+    tone_101 = write_tone_wav(tmp_path / "700.wav", 700, 10.0)
+    tone_102 = write_tone_wav(tmp_path / "1100.wav", 1100, 10.0)
+    async with agents_on_two_nodes(cluster, pg_url, tmp_path, tone_101, tone_102) as (a101, a102):
+        await node_b.kill()
+        # Kamailio's OPTIONS probes (each second, two misses) take it out of the set.
+        await until_logged(cluster, f"node {node_b.spec.sip_uri} down", timeout=6)
+        # The survivor takes the call and reaches 102, registered through the dead node,
+        # along the Path in the shared table.
+        await a101.dial("102")
+        await a102.wait_event("CALL_INCOMING", timeout=10)
+        await a102.accept()
+        await a101.wait_event("CALL_ESTABLISHED", timeout=10)
+        await asyncio.sleep(1.0)  # audio flows both ways
+        await a101.hangup()
+        await a102.wait_event("CALL_CLOSED", timeout=10)
+    rate, heard_by_102, _ = read_wav(a102.recorded_wav())
+    at_102 = first_tone_time(heard_by_102, 700, rate)
+    assert at_102 is not None and at_102 < 1.0
+
+
+async def until_logged(cluster: Cluster, text: str, *, timeout: float) -> None:
+    """Until Kamailio's log has `text` (its event_route[dispatcher:dst-down] writes it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while text not in cluster.kamailio.log(tail=10**7):
+        assert loop.time() < deadline, f"{text!r} not logged in {timeout} s"
+        await asyncio.sleep(0.1)
