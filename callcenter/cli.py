@@ -96,10 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--rtp-ports", metavar="LOW-HIGH", help="RTP port range (default: config's [sip] rtp_ports)"
     )
     serve.add_argument(
-        "--shared-registrations",
+        "--cluster",
         action="store_true",
-        help="ring phones registered through any node of the database (nodes behind a proxy; "
-        "config: [sip] shared_registrations)",
+        help="one of several nodes behind a proxy on one database: phones registered through "
+        "any node are rung, agents are booked in the database (config: [sip] cluster)",
     )
     serve.add_argument(
         "--node",
@@ -208,10 +208,8 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
             config = dataclasses.replace(
                 config, sip=dataclasses.replace(config.sip, rtp_ports=_port_range(args.rtp_ports))
             )
-        if getattr(args, "shared_registrations", False):
-            config = dataclasses.replace(
-                config, sip=dataclasses.replace(config.sip, shared_registrations=True)
-            )
+        if getattr(args, "cluster", False):
+            config = dataclasses.replace(config, sip=dataclasses.replace(config.sip, cluster=True))
         if getattr(args, "node", None):
             config = dataclasses.replace(
                 config, crm=dataclasses.replace(config.crm, node=args.node)

@@ -107,7 +107,7 @@ class NodeProcess:
             "--sip-listen", f"{spec.host}:{spec.sip_port}",
             "--http-listen", f"{spec.host}:{spec.http_port}",
             "--rtp-ports", f"{spec.rtp_ports[0]}-{spec.rtp_ports[1]}",
-            "--node", spec.name, "--shared-registrations",
+            "--node", spec.name, "--cluster",
         ]  # fmt: skip
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -199,6 +199,28 @@ class KamailioProcess:
             if loop.time() > deadline:
                 raise ClusterError(f"kamailio did not answer in {timeout} s:\n{self.log()}")
             await asyncio.sleep(0.1)
+
+    async def states(self) -> dict[str, str]:
+        """The dispatcher's flags per node URI (kamcmd dispatcher.list): "AP" active (and
+        probed), "IP" inactive, "TP" trying (a probe missed)."""
+        kamcmd = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+        proc = await asyncio.create_subprocess_exec(
+            kamcmd, "-s", f"unix:{self.ctl_socket}", "dispatcher.list",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise ClusterError(f"kamcmd dispatcher.list: {err.decode(errors='replace')}")
+        states: dict[str, str] = {}
+        uri = None
+        for line in out.decode(errors="replace").splitlines():
+            key, _, value = line.strip().partition(": ")
+            if key == "URI":
+                uri = value
+            elif key == "FLAGS" and uri is not None:
+                states[uri] = value
+        return states
 
     async def stop(self) -> None:
         proc = self.proc

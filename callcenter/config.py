@@ -176,10 +176,12 @@ class SipSettings:
     `networks`. None: no NAT."""
     networks: tuple[str, ...] = DEFAULT_LOCAL_NETWORKS
     """Local CIDRs: their peers see the local address even when `external_address` is set."""
-    shared_registrations: bool = False
-    """This node is one of several behind a proxy (deploy/kamailio, scripts/cluster): it
-    reads the other nodes' bindings from the shared database (and follows their changes), so
-    it rings phones that registered through any node. Off: only its own."""
+    cluster: bool = False
+    """This node is one of several behind a proxy (deploy/kamailio, scripts/cluster) on one
+    database: it reads the other nodes' bindings (and follows their changes), so it rings
+    phones that registered through any node, and it books agents in the shared
+    `agent_bookings` table before ringing them, so no agent is booked twice across nodes.
+    Off: its own bindings and its own count of calls only."""
     keepalive_interval: float = 0.0
     """Seconds between OPTIONS pings to each registered phone (NAT bindings stay open, a
     phone that stops answering is marked unreachable and not rung); 0: no pings."""
@@ -587,7 +589,7 @@ class _Reader:
             "external_address",
             "networks",
             "keepalive_interval",
-            "shared_registrations",
+            "cluster",
             "overload_shed_ms",
             "overload_drop_ms",
             "overload_retry_after",
@@ -643,16 +645,16 @@ class _Reader:
                 table="sip",
                 key="digest_algorithms",
             )
-        shared = data.get("shared_registrations", False)
+        shared = data.get("cluster", False)
         if not isinstance(shared, bool):
             raise self.fail(
-                "shared_registrations must be true or false",
+                "cluster must be true or false",
                 table="sip",
-                key="shared_registrations",
+                key="cluster",
             )
         return SipSettings(
             **tls,
-            shared_registrations=shared,
+            cluster=shared,
             music_on_hold=music_path,
             digest_algorithms=tuple(algorithms),
             listen=self._hostport(

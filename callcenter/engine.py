@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from crm_bridge import CrmStore, MonitoringStore, OutboxWorker
+from crm_bridge import CrmStore, MonitoringStore, OutboxWorker, PgAgentBookings
 from dialer import CampaignSupervisor
 from ivr import IvrService, PromptCache
 from pbx import ClickToCall, Switchboard
@@ -59,6 +59,7 @@ class Engine:
     ivr: IvrService | None = None
     """IVR flows: DIDs routed to `ivr:FLOW`, and the runners broadcasts use."""
     bindings: PersistentBindings | None = None
+    bookings: PgAgentBookings | None = None
     keepalives: Keepalives | None = None
     """OPTIONS pings to registered phones ([sip] keepalive_interval > 0)."""
     dialogs: PersistentDialogs | None = None
@@ -103,6 +104,8 @@ class Engine:
         if self.bindings is not None:
             await self.bindings.flush()
             await self.bindings.close()
+        if self.bookings is not None:
+            await self.bookings.close()
         if self.dialogs is not None:
             await self.dialogs.stop()
         if self.outbox is not None:

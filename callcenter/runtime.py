@@ -15,6 +15,7 @@ from crm_bridge import (
     DialogStore,
     MonitoringStore,
     OutboxWorker,
+    PgAgentBookings,
     RegistrationStore,
     StoredDialog,
     follow_up_forever,
@@ -143,7 +144,7 @@ async def start_engine(
             ua.loop,
         )
         await bindings.restore()
-        if sip.shared_registrations:
+        if sip.cluster:
             await bindings.share()
     digest = DigestServer(
         secrets.token_bytes(32),
@@ -298,6 +299,17 @@ async def start_engine(
             espeak="espeak-ng" if config.ivr.tts else None,
         ),
     )
+    if database is not None and sip.cluster:
+        bookings = PgAgentBookings(
+            database.pool,
+            node=config.crm.node or socket.gethostname(),
+            exclusive={a.extension for a in config.accounts if a.max_calls == 1},
+        )
+        if cleared := await bookings.clear():
+            logger.warning("dropped %d agent bookings left by an earlier crash", cleared)
+        await bookings.follow()
+        switchboard.bookings = engine.bookings = bookings
+        engine.spawn(bookings.renew_forever())
     if sip.keepalive_interval > 0:
         engine.keepalives = Keepalives(ua, registrar, interval=sip.keepalive_interval)
         engine.spawn(engine.keepalives.run_forever())

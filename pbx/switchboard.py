@@ -31,6 +31,7 @@ from .b2bua import (
     ringback,
 )
 from .blf_service import BlfService
+from .booking import AgentBookings
 from .callerid import ANONYMOUS, CallerId, inbound_caller
 from .events import (
     CallAnswered,
@@ -167,6 +168,9 @@ class Switchboard:
         self._session_ids = itertools.count(1)
         self._tasks = TaskSet("call")
         self.music_on_hold = music_on_hold
+        self.bookings: AgentBookings | None = None
+        """Agents claimed across nodes before a call rings them (pbx.booking; the composition
+        root sets a shared store on nodes behind a proxy); None: this node's count alone."""
         """Looped to a party whose call the other side holds."""
         self.queues = QueueDesk(self, routing.queues)
         """The waiting queues (ACD): DIDs and IVR transfers to `queue:NAME`."""
@@ -202,6 +206,8 @@ class Switchboard:
         )
         in_calls += self._held.count(extension)
         ext = self.extensions.get(extension)
+        if self.bookings is not None and self.bookings.booked_elsewhere(extension):
+            return True  # another node's call has the agent
         return in_calls >= (ext.max_calls if ext is not None else 1)
 
     def hold(self, extension: str) -> Callable[[], None]:
@@ -1190,6 +1196,7 @@ class Switchboard:
         return bridged
 
     def _wire(self, bridged: BridgedCall) -> None:
+        bridged.bookings = self.bookings
         bridged.on_ringing = self._ringing
         bridged.music_on_hold = self.music_on_hold
         bridged.on_refer = self._referred

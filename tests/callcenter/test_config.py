@@ -60,9 +60,9 @@ def test_nat_settings() -> None:
 
 
 def test_cluster_nodes_share_registrations_only_when_told() -> None:
-    assert parse_config("", source="cc.toml").sip.shared_registrations is False
-    shared = parse_config("[sip]\nshared_registrations = true\n", source="cc.toml")
-    assert shared.sip.shared_registrations is True
+    assert parse_config("", source="cc.toml").sip.cluster is False
+    shared = parse_config("[sip]\ncluster = true\n", source="cc.toml")
+    assert shared.sip.cluster is True
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_cluster_nodes_share_registrations_only_when_told() -> None:
         ('[sip]\nnetworks = ["10.0.0.0/8", "lan"]\n', 2, "not a network (CIDR)"),
         ('[sip]\nnetworks = "10.0.0.0/8"\n', 2, "list of CIDRs"),
         ("[sip]\nkeepalive_interval = -5\n", 2, "keepalive_interval"),
-        ('[sip]\nshared_registrations = "yes"\n', 2, "shared_registrations"),
+        ('[sip]\ncluster = "yes"\n', 2, "cluster"),
         ("[sip]\nring_timeout = -1\n", 2, "ring_timeout"),
         ('[sip]\nrtp_ports = "9-8"\n', 2, "rtp_ports"),
         ('[sip]\ndigest_algorithms = ["SHA-1"]\n', 2, "digest_algorithms"),
