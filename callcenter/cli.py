@@ -11,6 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
+from telephony.aio.addresses import is_ip
+
 from . import campaign_cli
 from .config import Config, ConfigError, HostPort, load_config
 from .logging import FORMATS
@@ -100,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one of several nodes behind a proxy on one database: phones registered through "
         "any node are rung, agents are booked in the database (config: [sip] cluster)",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="IP",
+        help="a proxy in front of this node, whose phones' failed logins count against "
+        "them, not the proxy (repeatable; config: [sip] trusted_proxies)",
     )
     serve.add_argument(
         "--node",
@@ -210,6 +219,13 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
             )
         if getattr(args, "cluster", False):
             config = dataclasses.replace(config, sip=dataclasses.replace(config.sip, cluster=True))
+        if getattr(args, "trusted_proxy", None):
+            proxies = tuple(dict.fromkeys((*config.sip.trusted_proxies, *args.trusted_proxy)))
+            if not all(is_ip(p) for p in proxies):
+                raise ValueError(f"--trusted-proxy {args.trusted_proxy}: IP addresses only")
+            config = dataclasses.replace(
+                config, sip=dataclasses.replace(config.sip, trusted_proxies=proxies)
+            )
         if getattr(args, "node", None):
             config = dataclasses.replace(
                 config, crm=dataclasses.replace(config.crm, node=args.node)

@@ -97,7 +97,9 @@ def kamailio_modules() -> str | None:
 class NodeProcess:
     """`callcenter serve` for one node, logging to `<workdir>/<name>/engine.log`."""
 
-    def __init__(self, spec: NodeSpec, config: Path, database_url: str, workdir: Path) -> None:
+    def __init__(
+        self, spec: NodeSpec, config: Path, database_url: str, workdir: Path, *, proxy: str
+    ) -> None:
         self.spec = spec
         self.dir = workdir / spec.name
         self.log_path = self.dir / "engine.log"
@@ -107,7 +109,7 @@ class NodeProcess:
             "--sip-listen", f"{spec.host}:{spec.sip_port}",
             "--http-listen", f"{spec.host}:{spec.http_port}",
             "--rtp-ports", f"{spec.rtp_ports[0]}-{spec.rtp_ports[1]}",
-            "--node", spec.name, "--cluster",
+            "--node", spec.name, "--cluster", "--trusted-proxy", proxy,
         ]  # fmt: skip
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -269,7 +271,10 @@ class Cluster:
             self.database_url = str(self._pg.get_uri())
         # The first node migrates the schema alone; the others then start side by side.
         self.nodes = [
-            NodeProcess(spec, self.config, self.database_url, self.workdir) for spec in self.specs
+            NodeProcess(
+                spec, self.config, self.database_url, self.workdir, proxy=self.kamailio.host
+            )
+            for spec in self.specs
         ]
         await self.nodes[0].start()
         await asyncio.gather(*(node.start() for node in self.nodes[1:]))

@@ -182,6 +182,10 @@ class SipSettings:
     phones that registered through any node, and it books agents in the shared
     `agent_bookings` table before ringing them, so no agent is booked twice across nodes.
     Off: its own bindings and its own count of calls only."""
+    trusted_proxies: tuple[str, ...] = ()
+    """IP addresses of proxies in front of the engine (deploy/kamailio): a request from one
+    is blamed on the hop before it (its Via) when authentication fails, so a ban never locks
+    out the proxy and every phone behind it."""
     keepalive_interval: float = 0.0
     """Seconds between OPTIONS pings to each registered phone (NAT bindings stay open, a
     phone that stops answering is marked unreachable and not rung); 0: no pings."""
@@ -590,6 +594,7 @@ class _Reader:
             "networks",
             "keepalive_interval",
             "cluster",
+            "trusted_proxies",
             "overload_shed_ms",
             "overload_drop_ms",
             "overload_retry_after",
@@ -645,6 +650,13 @@ class _Reader:
                 table="sip",
                 key="digest_algorithms",
             )
+        proxies = data.get("trusted_proxies", [])
+        if not isinstance(proxies, list) or not all(
+            isinstance(p, str) and is_ip(p.strip("[]")) for p in proxies
+        ):
+            raise self.fail(
+                "trusted_proxies must be a list of IP addresses", table="sip", key="trusted_proxies"
+            )
         shared = data.get("cluster", False)
         if not isinstance(shared, bool):
             raise self.fail(
@@ -655,6 +667,7 @@ class _Reader:
         return SipSettings(
             **tls,
             cluster=shared,
+            trusted_proxies=tuple(p.strip("[]") for p in proxies),
             music_on_hold=music_path,
             digest_algorithms=tuple(algorithms),
             listen=self._hostport(

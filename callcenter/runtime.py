@@ -159,7 +159,9 @@ async def start_engine(
     # Registering carriers authenticate like phones, under the trunk's name.
     passwords = {a.extension: a.password for a in config.accounts}
     passwords |= {t.name: t.password for t in config.trunks if t.password}
-    authenticator = Authenticator(passwords, realm=sip.realm, digest=digest, ban=ban)
+    authenticator = Authenticator(
+        passwords, realm=sip.realm, digest=digest, ban=ban, trusted_proxies=sip.trusted_proxies
+    )
     extensions = {
         a.extension: Extension(
             a.extension,

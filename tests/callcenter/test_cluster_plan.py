@@ -32,12 +32,17 @@ def test_nodes_get_their_own_ports_and_names() -> None:
 def test_a_nodes_command_line_overrides_the_shared_config() -> None:
     args = build_parser().parse_args(
         ["serve", "--sip-listen", "127.0.0.1:5072", "--http-listen", "127.0.0.1:8082",
-         "--rtp-ports", "25000-29999", "--node", "node2", "--cluster"]
+         "--rtp-ports", "25000-29999", "--node", "node2", "--cluster",
+         "--trusted-proxy", "127.0.0.1"]
     )  # fmt: skip
     config = _apply_overrides(parse_config("", source="cc.toml"), args)
     assert (config.sip.listen.port, config.http_listen.port) == (5072, 8082)
     assert config.sip.rtp_ports == (25000, 29999)
     assert config.crm.node == "node2" and config.sip.cluster
+    assert config.sip.trusted_proxies == ("127.0.0.1",)
     bad = build_parser().parse_args(["serve", "--rtp-ports", "30000-20000"])
     with pytest.raises(ConfigError, match="rtp-ports"):
         _apply_overrides(parse_config("", source="cc.toml"), bad)
+    named = build_parser().parse_args(["serve", "--trusted-proxy", "kamailio.local"])
+    with pytest.raises(ConfigError, match="trusted-proxy"):
+        _apply_overrides(parse_config("", source="cc.toml"), named)

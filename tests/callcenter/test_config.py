@@ -61,8 +61,12 @@ def test_nat_settings() -> None:
 
 def test_cluster_nodes_share_registrations_only_when_told() -> None:
     assert parse_config("", source="cc.toml").sip.cluster is False
-    shared = parse_config("[sip]\ncluster = true\n", source="cc.toml")
+    shared = parse_config(
+        '[sip]\ncluster = true\ntrusted_proxies = ["10.0.0.1", "[2001:db8::1]"]\n',
+        source="cc.toml",
+    )
     assert shared.sip.cluster is True
+    assert shared.sip.trusted_proxies == ("10.0.0.1", "2001:db8::1")
 
 
 @pytest.mark.parametrize(
@@ -75,6 +79,7 @@ def test_cluster_nodes_share_registrations_only_when_told() -> None:
         ('[sip]\nnetworks = "10.0.0.0/8"\n', 2, "list of CIDRs"),
         ("[sip]\nkeepalive_interval = -5\n", 2, "keepalive_interval"),
         ('[sip]\ncluster = "yes"\n', 2, "cluster"),
+        ('[sip]\ntrusted_proxies = ["kamailio.local"]\n', 2, "trusted_proxies"),
         ("[sip]\nring_timeout = -1\n", 2, "ring_timeout"),
         ('[sip]\nrtp_ports = "9-8"\n', 2, "rtp_ports"),
         ('[sip]\ndigest_algorithms = ["SHA-1"]\n', 2, "digest_algorithms"),
