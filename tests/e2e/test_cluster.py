@@ -25,6 +25,7 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.ports import free_port
 
 from .conftest import ENGINE_RTP_PORTS, engine_config_text
+from .rawsip import RawSipClient
 
 pytestmark = [
     pytest.mark.peers,
@@ -251,3 +252,26 @@ async def until_logged(cluster: Cluster, text: str, *, after: int, timeout: floa
     while cluster.kamailio.log(tail=10**7).count(text) <= after:
         assert loop.time() < deadline, f"{text!r} not logged in {timeout} s"
         await asyncio.sleep(0.1)
+
+
+async def test_with_every_node_gone_callers_get_503_with_retry_after(cluster: Cluster) -> None:
+    await asyncio.gather(*(n.kill() for n in cluster.nodes))
+    client = await RawSipClient.open()
+    try:
+        for attempt in range(2):  # at once (the nodes time out), then once they are marked down
+            tag = secrets.token_hex(4)
+            client.send(
+                (
+                    f"OPTIONS sip:101@{cluster.address} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP {client.host}:{client.port};branch=z9hG4bK{tag};rport\r\n"
+                    f"Max-Forwards: 70\r\nFrom: <sip:probe@{client.host}>;tag={tag}\r\n"
+                    f"To: <sip:101@{cluster.address}>\r\nCall-ID: {tag}\r\n"
+                    "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                ).encode(),
+                (cluster.kamailio.host, cluster.kamailio.port),
+            )
+            response = await client.response(timeout=10)
+            assert response is not None, attempt
+            assert response.status == 503 and response.headers.get("Retry-After") == "5"
+    finally:
+        client.close()
