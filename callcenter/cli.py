@@ -11,6 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
+from telephony.aio.addresses import is_ip
+
 from . import campaign_cli
 from .config import Config, ConfigError, HostPort, load_config
 from .logging import FORMATS
@@ -92,6 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--sip-listen", metavar="HOST:PORT", help="SIP address, UDP and TCP (default: config)"
     )
     serve.add_argument("--http-listen", metavar="HOST:PORT", help="HTTP address (default: config)")
+    serve.add_argument(
+        "--rtp-ports", metavar="LOW-HIGH", help="RTP port range (default: config's [sip] rtp_ports)"
+    )
+    serve.add_argument(
+        "--cluster",
+        action="store_true",
+        help="one of several nodes behind a proxy on one database: phones registered through "
+        "any node are rung, agents are booked in the database (config: [sip] cluster)",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="IP",
+        help="a proxy in front of this node, whose phones' failed logins count against "
+        "them, not the proxy (repeatable; config: [sip] trusted_proxies)",
+    )
+    serve.add_argument(
+        "--node",
+        help="this engine's name among nodes sharing one database (default: config's [crm] node)",
+    )
     serve.add_argument(
         "--log-level",
         default="INFO",
@@ -191,6 +213,23 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
             config = dataclasses.replace(config, sip=sip)
         if args.http_listen:
             config = dataclasses.replace(config, http_listen=HostPort.parse(args.http_listen))
+        if getattr(args, "rtp_ports", None):
+            config = dataclasses.replace(
+                config, sip=dataclasses.replace(config.sip, rtp_ports=_port_range(args.rtp_ports))
+            )
+        if getattr(args, "cluster", False):
+            config = dataclasses.replace(config, sip=dataclasses.replace(config.sip, cluster=True))
+        if getattr(args, "trusted_proxy", None):
+            proxies = tuple(dict.fromkeys((*config.sip.trusted_proxies, *args.trusted_proxy)))
+            if not all(is_ip(p) for p in proxies):
+                raise ValueError(f"--trusted-proxy {args.trusted_proxy}: IP addresses only")
+            config = dataclasses.replace(
+                config, sip=dataclasses.replace(config.sip, trusted_proxies=proxies)
+            )
+        if getattr(args, "node", None):
+            config = dataclasses.replace(
+                config, crm=dataclasses.replace(config.crm, node=args.node)
+            )
     except ValueError as exc:
         raise ConfigError("command line", None, str(exc)) from exc
     if args.database_url:
@@ -198,6 +237,13 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=Path(args.data_dir))
     return config
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    if not (sep and low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
+        raise ValueError(f"--rtp-ports {text!r}: LOW-HIGH within 1024-65535")
+    return int(low), int(high)
 
 
 def _auth_overrides(args: argparse.Namespace) -> argparse.Namespace:

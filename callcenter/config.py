@@ -177,6 +177,16 @@ class SipSettings:
     `networks`. None: no NAT."""
     networks: tuple[str, ...] = DEFAULT_LOCAL_NETWORKS
     """Local CIDRs: their peers see the local address even when `external_address` is set."""
+    cluster: bool = False
+    """This node is one of several behind a proxy (deploy/kamailio, scripts/cluster) on one
+    database: it reads the other nodes' bindings (and follows their changes), so it rings
+    phones that registered through any node, and it books agents in the shared
+    `agent_bookings` table before ringing them, so no agent is booked twice across nodes.
+    Off: its own bindings and its own count of calls only."""
+    trusted_proxies: tuple[str, ...] = ()
+    """IP addresses of proxies in front of the engine (deploy/kamailio): a request from one
+    is blamed on the hop before it (its Via) when authentication fails, so a ban never locks
+    out the proxy and every phone behind it."""
     keepalive_interval: float = 0.0
     """Seconds between OPTIONS pings to each registered phone (NAT bindings stay open, a
     phone that stops answering is marked unreachable and not rung); 0: no pings."""
@@ -588,6 +598,8 @@ class _Reader:
             "external_address",
             "networks",
             "keepalive_interval",
+            "cluster",
+            "trusted_proxies",
             "overload_shed_ms",
             "overload_drop_ms",
             "overload_retry_after",
@@ -643,8 +655,24 @@ class _Reader:
                 table="sip",
                 key="digest_algorithms",
             )
+        proxies = data.get("trusted_proxies", [])
+        if not isinstance(proxies, list) or not all(
+            isinstance(p, str) and is_ip(p.strip("[]")) for p in proxies
+        ):
+            raise self.fail(
+                "trusted_proxies must be a list of IP addresses", table="sip", key="trusted_proxies"
+            )
+        shared = data.get("cluster", False)
+        if not isinstance(shared, bool):
+            raise self.fail(
+                "cluster must be true or false",
+                table="sip",
+                key="cluster",
+            )
         return SipSettings(
             **tls,
+            cluster=shared,
+            trusted_proxies=tuple(p.strip("[]") for p in proxies),
             music_on_hold=music_path,
             digest_algorithms=tuple(algorithms),
             listen=self._hostport(

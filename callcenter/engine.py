@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from crm_bridge import CrmStore, MonitoringStore, OutboxWorker
+from crm_bridge import CrmStore, MonitoringStore, OutboxWorker, PgAgentBookings
 from dialer import CampaignSupervisor
 from ivr import IvrService, PromptCache
 from pbx import ClickToCall, Switchboard
@@ -62,6 +62,7 @@ class Engine:
     bindings: PersistentBindings | None = None
     forwarding: SharedForwarding | None = None
     """DND and forwarding kept in the database, shared by every node."""
+    bookings: PgAgentBookings | None = None
     keepalives: Keepalives | None = None
     """OPTIONS pings to registered phones ([sip] keepalive_interval > 0)."""
     dialogs: PersistentDialogs | None = None
@@ -105,6 +106,9 @@ class Engine:
         await self.ua.close()
         if self.bindings is not None:
             await self.bindings.flush()
+            await self.bindings.close()
+        if self.bookings is not None:
+            await self.bookings.close()
         if self.forwarding is not None:
             await self.forwarding.stop()
         if self.dialogs is not None:

@@ -34,6 +34,8 @@ def options_ping(ua: UserAgent, binding: Binding) -> SipRequest:
     request = SipRequest(method="OPTIONS", uri=target, headers=Headers(), body=b"")
     request.headers.add("Via", str(endpoint.new_via(binding.peer)))
     request.headers.add("Max-Forwards", "70")
+    for name, value in binding.route_headers():  # through the proxy it registered through
+        request.headers.add(name, value)
     request.headers.add("From", f"<sip:keepalive@{host}>;tag={secrets.token_hex(6)}")
     user = target.user if isinstance(target, SipUri) and target.user else binding.extension
     request.headers.add("To", f"<sip:{user}@{host}>")

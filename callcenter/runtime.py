@@ -17,6 +17,7 @@ from crm_bridge import (
     ForwardingStore,
     MonitoringStore,
     OutboxWorker,
+    PgAgentBookings,
     RegistrationStore,
     StoredDialog,
     follow_up_forever,
@@ -170,6 +171,8 @@ async def start_engine(
             ua.loop,
         )
         await bindings.restore()
+        if sip.cluster:
+            await bindings.share()
     digest = DigestServer(
         secrets.token_bytes(32),
         DigestConfig(nonce_lifetime=sip.nonce_lifetime, algorithms=sip.digest_algorithms),
@@ -189,6 +192,7 @@ async def start_engine(
         digest=digest,
         ban=ban,
         trusted=ua.endpoint.flow_identity,  # browser phones' WebSockets opened with a token
+        trusted_proxies=sip.trusted_proxies,
     )
     extensions = {
         a.extension: Extension(
@@ -349,6 +353,17 @@ async def start_engine(
         status_callbacks=StatusCallbacks(switchboard.events),
         prompts=prompts,
     )
+    if database is not None and sip.cluster:
+        bookings = PgAgentBookings(
+            database.pool,
+            node=config.crm.node or socket.gethostname(),
+            exclusive={a.extension for a in config.accounts if a.max_calls == 1},
+        )
+        if cleared := await bookings.clear():
+            logger.warning("dropped %d agent bookings left by an earlier crash", cleared)
+        await bookings.follow()
+        switchboard.bookings = engine.bookings = bookings
+        engine.spawn(bookings.renew_forever())
     if sip.keepalive_interval > 0:
         engine.keepalives = Keepalives(ua, registrar, interval=sip.keepalive_interval)
         engine.spawn(engine.keepalives.run_forever())

@@ -26,6 +26,7 @@ from .adapters import (
     verify_signature,
 )
 from .amocrm import AmoCrmAdapter, amo_call_status
+from .bookings import PgAgentBookings
 from .config import CrmEndpoint, OAuthClient, RetryPolicy
 from .dialogs import DialogStore, StoredDialog
 from .errors import Conflict, CrmError, InvalidFilter, InvalidInput, NotFound, PhoneNumberError
@@ -88,6 +89,7 @@ __all__ = [
     "OutboxEvent",
     "OutboxWorker",
     "Outcome",
+    "PgAgentBookings",
     "PhoneNumberError",
     "PickupRecord",
     "RegistrationStore",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .auth import AuthDecision, Authenticator
 from .b2bua import BridgedCall, CallSummary, HuntStep, Target
+from .booking import AgentBookings, LocalBookings
 from .click_to_call import ClickToCall, ClickToCallError, dialable
 from .hunt import STRATEGIES, HuntStrategy
 from .monitor import (
@@ -26,6 +27,7 @@ __all__ = [
     "FEATURE_CODES",
     "RING_STRATEGIES",
     "STRATEGIES",
+    "AgentBookings",
     "AgentState",
     "AuthDecision",
     "AuthFailureBan",
@@ -40,6 +42,7 @@ __all__ = [
     "Extension",
     "HuntStep",
     "HuntStrategy",
+    "LocalBookings",
     "MonitorError",
     "MonitorEvent",
     "MonitorMode",

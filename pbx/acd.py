@@ -353,6 +353,7 @@ class QueueDesk:
         )
         bridged.keep_caller = True
         bridged.music_on_hold = sb.music_on_hold
+        bridged.bookings = sb.bookings
         bridged.on_refer = sb._referred  # the agent may transfer the caller on
         bridged.when_transferred(sb._transferred)
         bridged.when_answered(lambda b: self._connected(queue, key, b))

@@ -3,18 +3,25 @@
 Every failure gets the same answer (a fresh challenge), so a scanner cannot tell a known extension
 from an unknown one; each failure is one line in the security log, and too many from one source
 IP ban it (the endpoint then drops its packets without answering).
+
+Behind a proxy (deploy/kamailio) every request comes from the proxy's address: banning that
+would lock every phone out. For a request from a `trusted_proxies` address the source is the
+hop before the proxy, as the proxy's own Via below names it (received= when it differs from
+the host there); that source is what a failure counts against and what a ban refuses (with
+403, through the proxy, which is never dropped).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from telephony.sip import (
     AuthResult,
     DigestError,
     DigestServer,
+    SipError,
     SipRequest,
     SipUri,
     parse_credentials,
@@ -46,6 +53,7 @@ class Authenticator:
         digest: DigestServer,
         ban: AuthFailureBan,
         trusted: Callable[[Peer], str | None] | None = None,
+        trusted_proxies: Collection[str] = (),
     ) -> None:
         self.passwords = passwords
         self.realm = realm
@@ -55,10 +63,32 @@ class Authenticator:
         """The extension a connection already authenticated speaks for (a browser phone's
         WebSocket opened with a login token), or None: its requests need no digest, but may
         speak for that extension only."""
+        self.trusted_proxies = frozenset(trusted_proxies)
+        """IP addresses of proxies in front of us: their requests are judged by their source."""
 
     def allows(self, peer: Peer, *, now: float) -> bool:
-        """False while the source IP is banned: its packets are dropped unanswered."""
+        """False while the source IP is banned: its packets are dropped unanswered (never a
+        trusted proxy's: `check` refuses the banned sources behind it)."""
+        if peer[1] in self.trusted_proxies:
+            return True
         return not self.ban.is_banned(peer[1], now=now)
+
+    def source(self, request: SipRequest, peer: Peer) -> tuple[str, int]:
+        """Where `request` comes from: `peer`, or for a trusted proxy's the hop before it (its
+        Via below the proxy's: received= and rport= when the proxy set them)."""
+        if peer[1] not in self.trusted_proxies:
+            return peer[1], peer[2]
+        try:
+            vias = request.vias
+        except SipError:
+            return peer[1], peer[2]
+        if len(vias) < 2:
+            return peer[1], peer[2]  # the proxy's own request (a probe)
+        hop = vias[1]
+        host = hop.params.get("received") or hop.host
+        rport = hop.params.get("rport")
+        port = int(rport) if rport and rport.isdigit() else (hop.port or 5060)
+        return host.strip("[]"), port
 
     def check(self, request: SipRequest, peer: Peer, *, now: float) -> AuthDecision:
         """Authenticate a request; failures get a 401 challenge.
@@ -74,6 +104,9 @@ class Authenticator:
                 return AuthDecision(owner)
             log_auth_failure(peer[1], peer[2], owner, "identity_mismatch", request.method)
             return AuthDecision(None, 403)
+        ip, port = self.source(request, peer)
+        if ip != peer[1] and self.ban.is_banned(ip, now=now):
+            return AuthDecision(None, 403)  # banned behind a proxy: refused, not dropped
         status = 401
         challenge_name = "WWW-Authenticate"
         answer = request.headers.get("Proxy-Authorization") or request.headers.get("Authorization")
@@ -100,16 +133,14 @@ class Authenticator:
             claimed = identity.uri.user if isinstance(identity.uri, SipUri) else None
             if claimed != username:
                 # Authenticated, but speaking for someone else: caller-ID spoofing or hijack.
-                log_auth_failure(
-                    peer[1], peer[2], username or "", "identity_mismatch", request.method
-                )
+                log_auth_failure(ip, port, username or "", "identity_mismatch", request.method)
                 return AuthDecision(None, 403)
             return AuthDecision(username)
         if result.stale:
             return self._challenge(status, challenge_name, now=now, stale=True)
-        log_auth_failure(peer[1], peer[2], username or "", result.value, request.method)
-        if result.counts_as_failure and self.ban.record_failure(peer[1], now=now):
-            logger.warning("banning %s after repeated authentication failures", peer[1])
+        log_auth_failure(ip, port, username or "", result.value, request.method)
+        if result.counts_as_failure and self.ban.record_failure(ip, now=now):
+            logger.warning("banning %s after repeated authentication failures", ip)
         return self._challenge(status, challenge_name, now=now)
 
     def _challenge(

@@ -29,6 +29,7 @@ from telephony.sip import NameAddr, SipUri
 if TYPE_CHECKING:
     from .pickup import Pickup
 
+from .booking import AgentBookings
 from .registrar import Binding
 from .trunks import fails_over
 
@@ -362,6 +363,11 @@ class BridgedCall:
         self.handed_off = False
         """The caller's leg went to a new owner (hand_off): its summary is that owner's to
         journal, not this call's."""
+        self.bookings: AgentBookings | None = None
+        """Where an agent is claimed before this call rings its phone (shared by nodes);
+        None: this node's own count (`Switchboard.busy`) decides alone."""
+        self._booked: set[str] = set()
+        """Agents this call claimed and has not released."""
 
     @property
     def parties(self) -> tuple[str, str]:
@@ -871,6 +877,7 @@ class BridgedCall:
         try:
             await self._run()
         finally:
+            await self._release_bookings(keep=None)
             if not self.handed_off:
                 self.summary.ended_at = datetime.now(UTC)
             picker = self._picked.result()[0] if self._picked.done() else None
@@ -899,6 +906,7 @@ class BridgedCall:
                 continue
             winner = await self._ring(legs, min(step.timeout, left), statuses)
             self.hunting = set()
+            await self._release_bookings(keep=self.callee if winner is not None else None)
             if self.a.ended.done():
                 self.summary.outcome = (
                     "cancelled" if self.summary.direction == "internal" else "missed"
@@ -926,6 +934,8 @@ class BridgedCall:
             uri = target.binding.contact.uri
             if not isinstance(uri, SipUri):
                 continue
+            if not target.external and target.trunk is None and not await self._book(target):
+                continue
             to_uri = (
                 uri if target.external or target.trunk is not None else self._uri(target.extension)
             )
@@ -936,7 +946,7 @@ class BridgedCall:
                     target.binding.peer,
                     from_=target.from_ or self.caller_identity,
                     to=to,
-                    headers=target.headers,
+                    headers=[*target.binding.route_headers(), *target.headers],
                     credentials=target.credentials,
                 )
             except OSError as exc:
@@ -945,6 +955,34 @@ class BridgedCall:
             legs[leg] = target.extension
             self.summary.legs.append(leg.call_id)
         return legs
+
+    async def _book(self, target: Target) -> bool:
+        """Claim the target's agent for this call (once per agent); False when another call,
+        on any node, holds it (or the store cannot say: better not ring than book twice)."""
+        extension = target.extension
+        if self.bookings is None or extension in self._booked:
+            return True
+        try:
+            booked = await self.bookings.claim(extension, self.a.call_id)
+        except Exception as exc:
+            logger.error("call %s: cannot book %s: %s", self.a.call_id, extension, exc)
+            return False
+        if not booked:
+            logger.info("call %s: %s is booked by another call", self.a.call_id, extension)
+            return False
+        self._booked.add(extension)
+        return True
+
+    async def _release_bookings(self, *, keep: str | None) -> None:
+        """Give back every agent this call booked but `keep` (its answering agent)."""
+        if self.bookings is None:
+            return
+        for extension in sorted(self._booked - {keep} if keep else self._booked):
+            self._booked.discard(extension)
+            try:
+                await self.bookings.release(extension, self.a.call_id)
+            except Exception as exc:  # the lease runs out by itself
+                logger.error("call %s: cannot release %s: %s", self.a.call_id, extension, exc)
 
     def _uri(self, user: str) -> SipUri:
         endpoint = self.ua.endpoint

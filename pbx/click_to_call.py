@@ -94,6 +94,7 @@ class ClickToCall:
                 bindings[0].peer,
                 from_=switchboard.identity(number, number),
                 to=switchboard.identity(agent, None),
+                headers=bindings[0].route_headers(),
             )
         except BaseException:
             release()

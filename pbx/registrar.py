@@ -29,6 +29,13 @@ class Binding:
     call_id: str
     cseq: int
     static: bool = False
+    path: tuple[str, ...] = ()
+    """The REGISTER's Path header values (RFC 3327): the proxies between us and the phone, in
+    order; requests for the binding carry them as Route headers and go to `peer`, the first of
+    them (the REGISTER came from there)."""
+    node: str | None = None
+    """The engine node that holds the registration when not this one (a binding another node
+    took, seen through the shared store): rung, but not pinged, from here."""
     reachable: bool = True
     """False once a keepalive OPTIONS went unanswered: the binding is kept (the phone may be
     back before it expires) but not rung; an answer to a later ping or a new REGISTER clears
@@ -36,6 +43,10 @@ class Binding:
 
     def expires_in(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))
+
+    def route_headers(self) -> list[tuple[str, str]]:
+        """The Route lines of a request to this binding (its Path), none for a direct one."""
+        return [("Route", hop) for hop in self.path]
 
 
 class RegistrationError(Exception):
@@ -57,6 +68,8 @@ class Registrar:
         self.max_expires = max_expires
         self.default_expires = min(default_expires, max_expires)
         self._bindings: dict[str, list[Binding]] = {}
+        self._remote: dict[str, list[Binding]] = {}
+        """Bindings other nodes hold, by extension (`set_remote`)."""
         self.on_change: Callable[[str, list[Binding]], None] | None = None
         """Gets an extension's bindings after every REGISTER that changed them (persistence)."""
 
@@ -80,6 +93,7 @@ class Registrar:
         """Apply a REGISTER (already authenticated as `extension`); returns the current bindings."""
         self.prune(now)
         call_id, cseq = request.call_id, request.cseq.seq
+        path = tuple(request.headers.get_all("Path"))
         header_expires = request.expires
         current = self._bindings.setdefault(extension, [])
         if request.contact_star:
@@ -112,7 +126,9 @@ class Registrar:
                 uri=contact.uri,
                 params={k: v for k, v in contact.params.items() if k != "expires"},
             )
-            current.append(Binding(extension, stored, peer, now + expires, call_id, cseq))
+            current.append(
+                Binding(extension, stored, peer, now + expires, call_id, cseq, path=path)
+            )
             if existing is None:
                 logger.info(
                     "registrar: %s registered %s from %s:%d for %d s",
@@ -147,6 +163,13 @@ class Registrar:
             self._changed(extension, kept)
         return touched
 
+    def set_remote(self, extension: str, bindings: list[Binding]) -> None:
+        """Replace what other nodes hold for `extension` (from the shared store)."""
+        if bindings:
+            self._remote[extension] = list(bindings)
+        else:
+            self._remote.pop(extension, None)
+
     def _changed(self, extension: str, current: list[Binding]) -> None:
         if self.on_change is not None:
             self.on_change(extension, [b for b in current if not b.static])
@@ -154,16 +177,27 @@ class Registrar:
     def lookup(
         self, extension: str, *, now: float, include_unreachable: bool = False
     ) -> list[Binding]:
-        """The live bindings of `extension`; without those a keepalive found unreachable
-        unless `include_unreachable`."""
-        return [
+        """The live bindings of `extension`, this node's first, then those other nodes hold
+        (a contact this node holds too is not repeated); without those a keepalive found
+        unreachable unless `include_unreachable`."""
+        own = [
             b
             for b in self._bindings.get(extension, [])
             if b.expires_at > now and (b.reachable or include_unreachable)
         ]
+        remote = self._remote.get(extension)
+        if not remote:
+            return own
+        seen = {str(b.contact.uri) for b in self._bindings.get(extension, [])}
+        for binding in sorted(remote, key=lambda b: -b.expires_at):
+            uri = str(binding.contact.uri)
+            if binding.expires_at > now and uri not in seen:
+                seen.add(uri)
+                own.append(binding)
+        return own
 
     def registered(self, *, now: float) -> list[Binding]:
-        """Every live binding made by a REGISTER (not static), reachable or not."""
+        """Every live binding made by a REGISTER to this node (not static), reachable or not."""
         return [
             b
             for bindings in self._bindings.values()
@@ -178,6 +212,9 @@ class Registrar:
                 self._bindings[extension] = live
             else:
                 del self._bindings[extension]
+        for extension in list(self._remote):
+            live = [b for b in self._remote[extension] if b.expires_at > now]
+            self.set_remote(extension, live)
 
     def contact_headers(self, bindings: list[Binding], *, now: float) -> list[tuple[str, str]]:
         """The Contact lines of a 200 to REGISTER: every current binding with its expires."""
@@ -191,6 +228,15 @@ class Registrar:
             )
             lines.append(("Contact", str(contact)))
         return lines
+
+    @staticmethod
+    def path_headers(request: SipRequest) -> list[tuple[str, str]]:
+        """The Path lines a 200 to REGISTER echoes: the request's, when the phone said it
+        supports Path (RFC 3327 5.3)."""
+        supported = {v.strip().lower() for v in request.headers.get_all("Supported")}
+        if "path" not in supported:
+            return []
+        return [("Path", hop) for hop in request.headers.get_all("Path")]
 
 
 def _contact_expires(contact: NameAddr, header: int | None, default: int) -> int:

@@ -36,6 +36,7 @@ from .b2bua import (
     ringback,
 )
 from .blf_service import BlfService
+from .booking import AgentBookings
 from .callerid import ANONYMOUS, CallerId, inbound_caller
 from .events import (
     CallAnswered,
@@ -180,6 +181,9 @@ class Switchboard:
         self._session_ids = itertools.count(1)
         self._tasks = TaskSet("call")
         self.music_on_hold = music_on_hold
+        self.bookings: AgentBookings | None = None
+        """Agents claimed across nodes before a call rings them (pbx.booking; the composition
+        root sets a shared store on nodes behind a proxy); None: this node's count alone."""
         """Looped to a party whose call the other side holds."""
         self.queues = QueueDesk(self, routing.queues)
         """The waiting queues (ACD): DIDs and IVR transfers to `queue:NAME`."""
@@ -225,6 +229,8 @@ class Switchboard:
         in_calls = self.active.parties.calls_of(extension) + self._held.count(extension)
         in_calls += extension in self.seats  # the phone is on its seat's call
         ext = self.extensions.get(extension)
+        if self.bookings is not None and self.bookings.booked_elsewhere(extension):
+            return True  # another node's call has the agent
         return in_calls >= (ext.max_calls if ext is not None else 1)
 
     def hold(self, extension: str) -> Callable[[], None]:
@@ -293,7 +299,11 @@ class Switchboard:
         except RegistrationError as exc:
             respond(transaction, make_response(request, exc.status, str(exc), extra=exc.headers))
             return True
-        extra = [*self.registrar.contact_headers(bindings, now=now), ("Date", _http_date())]
+        extra = [
+            *self.registrar.contact_headers(bindings, now=now),
+            *self.registrar.path_headers(request),
+            ("Date", _http_date()),
+        ]
         respond(transaction, make_response(request, 200, extra=extra))
         return True
 
@@ -694,6 +704,7 @@ class Switchboard:
             bindings[0].peer,
             from_=self.identity(agent, f"Monitor {agent}"),
             to=NameAddr(display_name=None, uri=self.identity(supervisor, None).uri, params={}),
+            headers=bindings[0].route_headers(),
         )
         try:
             while True:
@@ -1003,7 +1014,7 @@ class Switchboard:
                 binding.peer,
                 from_=from_,
                 to=NameAddr(display_name=None, uri=binding.contact.uri, params={}),
-                headers=headers,
+                headers=[*binding.route_headers(), *headers],
                 credentials=target.credentials,
             )
             if index == len(routes) - 1 or not await _refused_for_failover(call):
@@ -1299,6 +1310,7 @@ class Switchboard:
         return bridged
 
     def _wire(self, bridged: BridgedCall) -> None:
+        bridged.bookings = self.bookings
         bridged.on_ringing = self._ringing
         bridged.music_on_hold = self.music_on_hold
         bridged.on_refer = self._referred

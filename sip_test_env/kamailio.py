@@ -24,6 +24,8 @@ import signal
 from pathlib import Path
 from types import TracebackType
 
+from telephony.aio.probe import answers_options
+
 from .ports import free_port
 
 __all__ = ["KAMAILIO", "REALM", "KamailioError", "KamailioProvider", "kamailio_missing"]
@@ -228,7 +230,7 @@ route[RELAY] {{
         while loop.time() < deadline:
             if self._proc is not None and self._proc.returncode is not None:
                 raise KamailioError(f"kamailio exited ({self._proc.returncode}):\n{self.log()}")
-            if await _answers_options(self.host, self.port):
+            if await answers_options(self.host, self.port):
                 return
             await asyncio.sleep(0.1)
         raise KamailioError(f"kamailio did not answer in {timeout} s:\n{self.log()}")
@@ -280,37 +282,3 @@ route[RELAY] {{
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-
-async def _answers_options(host: str, port: int) -> bool:
-    loop = asyncio.get_running_loop()
-    answered: asyncio.Future[bool] = loop.create_future()
-
-    class Ping(asyncio.DatagramProtocol):
-        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-            if data.startswith(b"SIP/2.0 ") and not answered.done():
-                answered.set_result(True)
-
-        def error_received(self, exc: Exception) -> None:
-            if not answered.done():
-                answered.set_result(False)
-
-    transport, _ = await loop.create_datagram_endpoint(Ping, remote_addr=(host, port))
-    try:
-        local = transport.get_extra_info("sockname")
-        ping = (
-            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {local[0]}:{local[1]};branch=z9hG4bKping{os.getpid()}\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:ping@{local[0]}>;tag=ping\r\n"
-            f"To: <sip:{host}:{port}>\r\n"
-            f"Call-ID: ping-{os.getpid()}-{loop.time()}\r\n"
-            "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        )
-        transport.sendto(ping.encode())
-        try:
-            return await asyncio.wait_for(answered, 0.5)
-        except TimeoutError:
-            return False
-    finally:
-        transport.close()

@@ -53,6 +53,14 @@ SCRIPTS = (
         sip=True,
     ),
     Script(
+        "bench_cluster",
+        # nodes rate/s ok failed wall_s setups/s setup_ms nodes_cpu% kamailio_cpu% cpu_ms/call
+        # host% calls_per_node (one count per node: 20, 10/10)
+        tuple(rf"^\s*{n}\s+10(?:\s+{NUM}){{9}}\s+\d+(?:/\d+){{{n - 1}}}\s*$" for n in (1, 2)),
+        needs=("sipp", "kamailio"),
+        sip=True,
+    ),
+    Script(
         "bench_rtp_relay",
         (_row("10", 12), rf"^highest level with every call up and loss <= {NUM}%: "),
         needs=("sipp",),

@@ -169,6 +169,7 @@ CALLCENTER_ROLES: dict[str, str] = {
     "callcenter": "package",
     "callcenter.cli": "cli",
     "callcenter.campaign_cli": "cli",
+    "callcenter.cluster": "cli",
     "callcenter.config": "config",
     "callcenter.logging": "config",
     "callcenter.runtime": "wiring",

@@ -399,6 +399,10 @@ class InviteSession:
         )
         if 100 < status < 300:
             response.headers.add("Contact", str(self.contact))
+            # RFC 3261 12.1.1: the proxies that record-routed the INVITE stay on the path of
+            # the caller's in-dialog requests too (the route set we keep is from the INVITE).
+            for value in self.invite.headers.get_lines("Record-Route"):
+                response.headers.add("Record-Route", value)
         if 200 <= status < 300:
             for name, value in self.capabilities:
                 response.headers.add(name, value)

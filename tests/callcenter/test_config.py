@@ -59,6 +59,16 @@ def test_nat_settings() -> None:
     assert "192.168.0.0/16" in default.networks and "127.0.0.0/8" in default.networks
 
 
+def test_cluster_nodes_share_registrations_only_when_told() -> None:
+    assert parse_config("", source="cc.toml").sip.cluster is False
+    shared = parse_config(
+        '[sip]\ncluster = true\ntrusted_proxies = ["10.0.0.1", "[2001:db8::1]"]\n',
+        source="cc.toml",
+    )
+    assert shared.sip.cluster is True
+    assert shared.sip.trusted_proxies == ("10.0.0.1", "2001:db8::1")
+
+
 @pytest.mark.parametrize(
     ("text", "line", "reason"),
     [
@@ -68,6 +78,8 @@ def test_nat_settings() -> None:
         ('[sip]\nnetworks = ["10.0.0.0/8", "lan"]\n', 2, "not a network (CIDR)"),
         ('[sip]\nnetworks = "10.0.0.0/8"\n', 2, "list of CIDRs"),
         ("[sip]\nkeepalive_interval = -5\n", 2, "keepalive_interval"),
+        ('[sip]\ncluster = "yes"\n', 2, "cluster"),
+        ('[sip]\ntrusted_proxies = ["kamailio.local"]\n', 2, "trusted_proxies"),
         ("[sip]\nring_timeout = -1\n", 2, "ring_timeout"),
         ('[sip]\nrtp_ports = "9-8"\n', 2, "rtp_ports"),
         ('[sip]\ndigest_algorithms = ["SHA-1"]\n', 2, "digest_algorithms"),

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from pbx.registrar import Registrar, RegistrationError
+from pbx.registrar import Binding, Registrar, RegistrationError
 from telephony.sip import SipRequest, SipUri, parse_message
 
 PEER = ("udp", "127.0.0.1", 5070)
 
 
 def register(
-    *contacts: str, expires: int | None = None, call_id: str = "reg-1", cseq: int = 1
+    *contacts: str,
+    expires: int | None = None,
+    call_id: str = "reg-1",
+    cseq: int = 1,
+    extra: tuple[str, ...] = (),
 ) -> SipRequest:
     lines = [
         "REGISTER sip:127.0.0.1 SIP/2.0",
@@ -21,6 +25,7 @@ def register(
         f"Call-ID: {call_id}",
         f"CSeq: {cseq} REGISTER",
         *(f"Contact: {c}" for c in contacts),
+        *extra,
     ]
     if expires is not None:
         lines.append(f"Expires: {expires}")
@@ -126,3 +131,50 @@ def test_a_closed_websocket_takes_only_its_own_bindings() -> None:
     assert len(registrar.lookup("102", now=1)) == 1
     assert changes == [("101", 1)]
     assert registrar.drop_flow(browser) == []
+
+
+PROXY = ("udp", "127.0.0.1", 5060)
+PATH = "<sip:127.0.0.1:5060;lr;received=sip:127.0.0.2:5070>"
+
+
+def test_a_register_through_a_proxy_keeps_its_path_for_the_route_of_later_requests() -> None:
+    registrar = Registrar()
+    request = register(
+        "<sip:101@10.0.0.7:5070>", extra=(f"Path: {PATH}", "Supported: path, outbound")
+    )
+    [binding] = registrar.register("101", request, PROXY, now=0)
+    assert binding.path == (PATH,) and binding.peer == PROXY
+    assert binding.route_headers() == [("Route", PATH)]
+    # Echoed to a phone that supports Path (RFC 3327 5.3), not to one that does not.
+    assert registrar.path_headers(request) == [("Path", PATH)]
+    plain = register("<sip:101@10.0.0.7:5070>", cseq=2, extra=(f"Path: {PATH}",))
+    assert registrar.path_headers(plain) == []
+    direct = registrar.register("102", register("<sip:102@127.0.0.1:5072>"), PEER, now=0)
+    assert direct[0].path == () and direct[0].route_headers() == []
+
+
+def test_bindings_of_other_nodes_are_found_after_our_own_and_never_twice() -> None:
+    registrar = Registrar()
+    registrar.register("101", register("<sip:101@127.0.0.1:5070>", expires=300), PEER, now=0)
+    contact = register("<sip:101@127.0.0.1:5070>").contacts[0]
+    desk = register("<sip:101@127.0.0.1:5072>").contacts[0]
+    remote = [
+        Binding("101", contact, PROXY, 200, "b", 1, path=(PATH,), node="node-b"),
+        Binding("101", desk, PROXY, 100, "c", 1, path=(PATH,), node="node-b"),
+    ]
+    registrar.set_remote("101", remote)
+    registrar.set_remote("103", [Binding("103", desk, PROXY, 100, "d", 1, node="node-b")])
+    found = registrar.lookup("101", now=10)
+    # 5070 is ours (the local binding wins), 5072 only node-b's.
+    assert [(str(b.contact.uri), b.node) for b in found] == [
+        ("sip:101@127.0.0.1:5070", None),
+        ("sip:101@127.0.0.1:5072", "node-b"),
+    ]
+    assert [b.extension for b in registrar.lookup("103", now=10)] == ["103"]
+    # Pinged and persisted by the node that holds them, not here.
+    assert {b.extension for b in registrar.registered(now=10)} == {"101"}
+    registrar.prune(150)
+    assert registrar.lookup("103", now=150) == []
+    assert [b.node for b in registrar.lookup("101", now=150)] == [None]
+    registrar.set_remote("101", [])
+    assert len(registrar.lookup("101", now=150)) == 1

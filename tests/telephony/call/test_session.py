@@ -237,6 +237,22 @@ def test_an_offerless_invite_gets_our_offer_and_the_answer_comes_in_the_ack() ->
     assert pair.uas_sdp.remote == (UAC_HOST, 40000)
 
 
+def test_the_answer_carries_the_record_route_of_the_invite() -> None:
+    """RFC 3261 12.1.1: the caller's in-dialog requests go through the proxies that
+    record-routed the INVITE (a Kamailio in front of the engine)."""
+    routes = ("<sip:10.0.0.1;lr>", "<sip:10.0.0.2;lr;ftag=x>, <sip:10.0.0.3;lr>")
+    pair = invite_pair(headers=tuple(("Record-Route", r) for r in routes))
+    ringing = next(e.response for e in pair.uas.ring() if isinstance(e, Respond))
+    pair.uas_sdp.accept_offer(pair.uas.invite.body)
+    ok = next(e.response for e in pair.uas.answer() if isinstance(e, Respond))
+    for response in (ringing, ok):
+        assert response.headers.get_lines("Record-Route") == list(routes)
+    dialog = Dialog.from_uac(pair.uac.invite, _wire(ok))  # type: ignore[arg-type]
+    assert [str(r.uri) for r in dialog.route_set] == [
+        "sip:10.0.0.3;lr", "sip:10.0.0.2;lr;ftag=x", "sip:10.0.0.1;lr"
+    ]  # fmt: skip
+
+
 def test_cancel_before_answer_gets_487() -> None:
     pair = invite_pair()
     pair.deliver("uas", pair.uas.ring())

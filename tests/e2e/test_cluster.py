@@ -1,0 +1,277 @@
+"""Two engine nodes behind a real Kamailio (deploy/kamailio/kamailio.cfg, started as
+scripts/cluster does: callcenter.cluster), one PostgreSQL. Phones register through Kamailio
+(which adds Path); each node keeps its bindings in the shared `registrations` table and reads
+the other's, so a ring group on either node rings phones registered through either, and an
+agent calls an agent registered through the other node, with audio both ways.
+
+Which node a REGISTER reaches is the dispatcher's hash of its Call-ID; the tests make it
+certain by stopping the other node first (Kamailio's OPTIONS probes then route around it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from callcenter.cluster import Cluster, NodeProcess, NodeSpec, kamailio_binary, kamailio_modules
+from sip_test_env import carrier
+from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
+from sip_test_env.baresip import BaresipPeer
+from sip_test_env.ports import free_port
+
+from .conftest import ENGINE_RTP_PORTS, engine_config_text
+from .rawsip import RawSipClient
+
+pytestmark = [
+    pytest.mark.peers,
+    pytest.mark.skipif(
+        kamailio_binary() is None or kamailio_modules() is None,
+        reason="kamailio not installed (sip_test_env/install-peers.sh: apt-get install kamailio)",
+    ),
+]
+
+DID = "+12025550100"
+CUSTOMER = "+12125551234"
+
+# Kamailio is the trunk's address as the nodes see it: the carrier's calls enter through it.
+TRUNK = f"""
+[[trunks]]
+name = "carrier"
+allow_from = ["127.0.0.1"]
+
+[[ring_groups]]
+name = "sales"
+members = ["101", "102"]
+strategy = "ringall"
+ring_timeout = 20
+
+[[dids]]
+number = "{DID}"
+trunk = "carrier"
+route = "ringgroup:sales"
+"""
+
+
+@pytest.fixture
+async def cluster(pg_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
+    config = tmp_path / "node.toml"
+    config.write_text(engine_config_text(extra=TRUNK))
+    low, high = ENGINE_RTP_PORTS
+    middle = (low + high) // 2
+    tag = secrets.token_hex(3)
+    specs = [
+        NodeSpec(f"a-{tag}", "127.0.0.1", free_port("both"), free_port("tcp"), (low, middle)),
+        NodeSpec(f"b-{tag}", "127.0.0.1", free_port("both"), free_port("tcp"), (middle + 1, high)),
+    ]
+    async with Cluster(
+        config, specs, workdir=tmp_path / "cluster", port=free_port("udp"), database_url=pg_url
+    ) as running:
+        yield running
+
+
+def phone(ext: str, cluster: Cluster, tmp_path: Path, tone: Path) -> BaresipPeer:
+    return BaresipPeer(
+        ext, workdir=tmp_path, registrar=cluster.address, password=f"pass{ext}", audio_source=tone
+    )
+
+
+async def register_through(
+    node: NodeProcess, peer: BaresipPeer, cluster: Cluster, pg_url: str
+) -> None:
+    """Start `peer` while every other node is stopped, so its REGISTER reaches `node`; the
+    others are started again before returning. Waits for the binding row of `node`."""
+    others = [n for n in cluster.nodes if n is not node]
+    await asyncio.gather(*(n.stop() for n in others))
+    conn = await asyncpg.connect(pg_url)
+    stored = asyncio.Event()
+
+    def changed(*args: object) -> None:
+        if str(args[-1]) == f"{node.spec.name}\n{peer.user}":
+            stored.set()
+
+    try:
+        await conn.add_listener("registrations", changed)
+        await peer.start()
+        await peer.wait_registered(timeout=10)
+        await asyncio.wait_for(stored.wait(), 5)
+    finally:
+        await conn.close()
+    await asyncio.gather(*(n.start() for n in others))
+    await until_all_up(cluster)
+
+
+async def until_all_up(cluster: Cluster, timeout: float = 10) -> None:
+    """Until Kamailio's probes found every node answering again."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while set((states := await cluster.kamailio.states()).values()) != {"AP"}:
+        assert loop.time() < deadline, states
+        await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def agents_on_two_nodes(
+    cluster: Cluster, pg_url: str, tmp_path: Path, tone_101: Path, tone_102: Path
+) -> AsyncIterator[tuple[BaresipPeer, BaresipPeer]]:
+    """Agent 101 registered through the first node, 102 through the second."""
+    node_a, node_b = cluster.nodes
+    a101 = phone("101", cluster, tmp_path, tone_101)
+    a102 = phone("102", cluster, tmp_path, tone_102)
+    try:
+        await register_through(node_a, a101, cluster, pg_url)
+        await register_through(node_b, a102, cluster, pg_url)
+        [(held_by, path)] = await holder(pg_url, "101", cluster)
+        assert held_by == node_a.spec.name and "received=" in path[0]
+        assert [n for n, _ in await holder(pg_url, "102", cluster)] == [node_b.spec.name]
+        yield a101, a102
+    finally:
+        await asyncio.gather(a101.stop(), a102.stop())
+
+
+async def holder(pg_url: str, ext: str, cluster: Cluster) -> list[tuple[str, list[str]]]:
+    """(node, Path) of `ext`'s bindings held by the cluster's nodes (the database is shared
+    with other tests' engines)."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT node, path FROM registrations WHERE extension = $1 AND node = ANY($2)",
+            ext,
+            [n.spec.name for n in cluster.nodes],
+        )
+    finally:
+        await conn.close()
+    return [(r["node"], list(r["path"])) for r in rows]
+
+
+async def test_a_ring_group_rings_agents_registered_through_either_node(
+    cluster: Cluster, pg_url: str, tmp_path: Path
+) -> None:
+    node_a, node_b = cluster.nodes
+    customer_tone = write_tone_wav(tmp_path / "600.wav", 600, 10.0)
+    agent_tone = write_tone_wav(tmp_path / "1000.wav", 1000, 10.0)
+    async with (
+        agents_on_two_nodes(cluster, pg_url, tmp_path, agent_tone, agent_tone) as (a101, a102),
+        carrier.customer(CUSTOMER, workdir=tmp_path, audio_source=customer_tone) as caller,
+    ):
+        # The carrier's INVITE enters through Kamailio and lands on one node, which rings
+        # both: one phone is its own, the other the other node's, reached along its Path.
+        await caller.dial(carrier.did_uri(DID, cluster.kamailio.port))
+        await a101.wait_event("CALL_INCOMING", timeout=10)
+        await a102.wait_event("CALL_INCOMING", timeout=10)
+        await a102.accept()
+        await caller.wait_event("CALL_ESTABLISHED", timeout=10)
+        await a101.wait_event("CALL_CLOSED", timeout=10)  # the other phone stops ringing
+        await asyncio.sleep(2.0)  # audio flows both ways for the recordings
+        await caller.hangup()
+        await a102.wait_event("CALL_CLOSED", timeout=10)
+    rate, heard_by_agent, _ = read_wav(a102.recorded_wav())
+    rate2, heard_by_customer, _ = read_wav(caller.recorded_wav())
+    at_agent = first_tone_time(heard_by_agent, 600, rate)
+    at_customer = first_tone_time(heard_by_customer, 1000, rate2)
+    assert at_agent is not None and at_agent < 1.0
+    assert at_customer is not None and at_customer < 1.0
+    conn = await asyncpg.connect(pg_url)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:  # the node closes the row once the BYE's hang-up is journalled
+            row = await conn.fetchrow(
+                "SELECT node, agent, outcome, ring_group FROM calls WHERE did = $1"
+                " AND node = ANY($2::text[]) AND ended_at IS NOT NULL",
+                DID,
+                [node_a.spec.name, node_b.spec.name],
+            )
+            if row is not None or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    assert row is not None
+    assert (row["agent"], row["outcome"], row["ring_group"]) == ("102", "answered", "sales")
+
+
+async def test_an_agent_calls_an_agent_registered_through_the_other_node(
+    cluster: Cluster, pg_url: str, tmp_path: Path
+) -> None:
+    tone_101 = write_tone_wav(tmp_path / "700.wav", 700, 10.0)
+    tone_102 = write_tone_wav(tmp_path / "1100.wav", 1100, 10.0)
+    async with agents_on_two_nodes(cluster, pg_url, tmp_path, tone_101, tone_102) as (a101, a102):
+        # Whichever node the INVITE lands on, one of the two phones registered elsewhere.
+        await a101.dial("102")
+        await a102.wait_event("CALL_INCOMING", timeout=10)
+        await a102.accept()
+        await a101.wait_event("CALL_ESTABLISHED", timeout=10)
+        await asyncio.sleep(2.0)  # audio flows both ways
+        # The BYE follows Kamailio's Record-Route to the node that holds the call.
+        await a102.hangup()
+        await a101.wait_event("CALL_CLOSED", timeout=10)
+    rate, heard_by_101, _ = read_wav(a101.recorded_wav())
+    rate2, heard_by_102, _ = read_wav(a102.recorded_wav())
+    at_101 = first_tone_time(heard_by_101, 1100, rate)
+    at_102 = first_tone_time(heard_by_102, 700, rate2)
+    assert at_101 is not None and at_101 < 1.0
+    assert at_102 is not None and at_102 < 1.0
+
+
+async def test_a_killed_node_is_out_within_seconds_and_its_phones_stay_reachable(
+    cluster: Cluster, pg_url: str, tmp_path: Path
+) -> None:
+    node_b = cluster.nodes[1]
+    tone_101 = write_tone_wav(tmp_path / "700.wav", 700, 10.0)
+    tone_102 = write_tone_wav(tmp_path / "1100.wav", 1100, 10.0)
+    async with agents_on_two_nodes(cluster, pg_url, tmp_path, tone_101, tone_102) as (a101, a102):
+        down = f"node {node_b.spec.sip_uri} down"
+        before = cluster.kamailio.log(tail=10**7).count(down)  # the placement took it down too
+        await node_b.kill()
+        # Kamailio's OPTIONS probes (each second, two misses) take it out of the set.
+        await until_logged(cluster, down, after=before, timeout=6)
+        # The survivor takes the call and reaches 102, registered through the dead node,
+        # along the Path in the shared table.
+        await a101.dial("102")
+        await a102.wait_event("CALL_INCOMING", timeout=10)
+        await a102.accept()
+        await a101.wait_event("CALL_ESTABLISHED", timeout=10)
+        await asyncio.sleep(1.0)  # audio flows both ways
+        await a101.hangup()
+        await a102.wait_event("CALL_CLOSED", timeout=10)
+    rate, heard_by_102, _ = read_wav(a102.recorded_wav())
+    at_102 = first_tone_time(heard_by_102, 700, rate)
+    assert at_102 is not None and at_102 < 1.0
+
+
+async def until_logged(cluster: Cluster, text: str, *, after: int, timeout: float) -> None:
+    """Until Kamailio's log has `text` more than `after` times (its
+    event_route[dispatcher:dst-down] writes it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while cluster.kamailio.log(tail=10**7).count(text) <= after:
+        assert loop.time() < deadline, f"{text!r} not logged in {timeout} s"
+        await asyncio.sleep(0.1)
+
+
+async def test_with_every_node_gone_callers_get_503_with_retry_after(cluster: Cluster) -> None:
+    await asyncio.gather(*(n.kill() for n in cluster.nodes))
+    client = await RawSipClient.open()
+    try:
+        for attempt in range(2):  # at once (the nodes time out), then once they are marked down
+            tag = secrets.token_hex(4)
+            client.send(
+                (
+                    f"OPTIONS sip:101@{cluster.address} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP {client.host}:{client.port};branch=z9hG4bK{tag};rport\r\n"
+                    f"Max-Forwards: 70\r\nFrom: <sip:probe@{client.host}>;tag={tag}\r\n"
+                    f"To: <sip:101@{cluster.address}>\r\nCall-ID: {tag}\r\n"
+                    "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                ).encode(),
+                (cluster.kamailio.host, cluster.kamailio.port),
+            )
+            response = await client.response(timeout=10)
+            assert response is not None, attempt
+            assert response.status == 503 and response.headers.get("Retry-After") == "5"
+    finally:
+        client.close()
