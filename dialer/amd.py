@@ -345,6 +345,7 @@ class _ToneTracker:
         self._hi = int(np.searchsorted(bins, self.FAX_HZ[1], side="right"))
         self._run = 0
         self._run_hz = 0.0
+        self._hole = False  # the run's latest frame held no tone (one is forgiven)
         self._sit: list[float] = []  # frequencies of the SIT-like runs so far, in order
         self._sit_wait = 0  # frames left to wait for the next SIT tone
         self._pending_beep = 0.0  # a SIT-like first tone that is a beep if no second follows
@@ -379,11 +380,18 @@ class _ToneTracker:
     def feed(self, frame: Frame, level: float) -> bool:
         """True on the first frame after a beep (a tone run of the minimum length) ended."""
         hz = self.tone_frequency(frame, level)
+        if hz is None and self._run and not self._hole:
+            # One frame without the tone inside a run is a lost packet (its concealment), not
+            # the tone's end: a SIT tone cut in two would pass for a beep.
+            self._hole = True
+            return False
         if hz is not None and self._run and abs(hz - self._run_hz) <= self.config.max_drift_hz:
-            self._run += 1
+            self._run += 2 if self._hole else 1
+            self._hole = False
             if self._in_band(self._run_hz, self.FAX_HZ) and self._run >= self.FAX_FRAMES:
                 self.fax = True
             return False
+        self._hole = False
         ended_hz, ended_run = self._run_hz, self._run
         self._run, self._run_hz = (1, hz) if hz is not None else (0, 0.0)
         beep = self._ended(ended_hz, ended_run) if ended_run else False

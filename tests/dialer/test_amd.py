@@ -270,6 +270,18 @@ def test_special_information_tones_are_sit(first: float) -> None:
     assert decision.frames <= frame_count(np.concatenate([gap(0.3), sit(first)]))
 
 
+@pytest.mark.parametrize("lost_frame", [3, 6, 9])
+def test_a_lost_packet_inside_the_first_sit_tone_does_not_make_it_a_beep(lost_frame: int) -> None:
+    """A packet lost in the first tone (zeros in its place) cut it into two short runs, the
+    first of which passed for a beep."""
+    lead = gap(0.3)
+    audio = np.concatenate([lead, sit(), voice(2.0)])
+    start = lead.size + lost_frame * 160 - lead.size % 160
+    audio[start : start + 160] = 0
+    decision = detect(audio)
+    assert (decision.verdict, decision.reason) == (Verdict.SIT, AmdReason.SIT_TONES)
+
+
 def test_a_beep_at_a_sit_frequency_is_still_a_beep() -> None:
     decision = detect(np.concatenate([gap(0.3), voice(0.5), gap(0.3), tone(950.0, 0.3)]))
     assert (decision.verdict, decision.reason) == (Verdict.MACHINE, AmdReason.BEEP)
@@ -332,9 +344,10 @@ def test_beep_found_at_any_alignment(
             said = detector.frames
             break
     assert said is not None
-    # A beep that could be the first special information tone waits two frames for the second.
+    # A beep that could be the first special information tone waits two frames for the second;
+    # one frame without the tone may be a lost packet, so a tone ends a frame later.
     sit_like = 900.0 <= freq <= 995.0 and 0.18 <= seconds <= 0.44
-    assert end <= said <= end + (3 if sit_like else 1)
+    assert end <= said <= end + (4 if sit_like else 2)
     assert detector.beep_frequency_hz == pytest.approx(freq, abs=10.0)
 
 
@@ -522,7 +535,9 @@ def test_machine_then_wait_for_the_beep(speaker: Speaker) -> None:
             break
     assert decision is not None and decision.verdict is Verdict.MACHINE
     beep_end = frame_count(np.concatenate([greeting, beep]))
-    assert ready_at in (beep_end, beep_end + 1)  # the frame after the beep, or its last part
+    # The frame after the beep or its last part, or one later (a frame without the tone may be
+    # a lost packet inside it).
+    assert ready_at in (beep_end, beep_end + 1, beep_end + 2)
     assert not waiter.greeting_ended  # the greeting's own pauses are shorter than 1.5 s
 
 
