@@ -377,6 +377,8 @@ async function createCampaign(event) {
     agents: f.agents.value.split(/[\s,]+/).filter(Boolean),
     amd: f.amd.value !== "off",
     amd_unsure: f.amd.value === "off" ? "connect" : f.amd.value,
+    amd_max_seconds: Number(f.amd_max_seconds.value) || 6,
+    amd_initial_silence_seconds: Number(f.amd_initial_silence_seconds.value) || 3,
   };
   if (f.caller_id.value.trim()) settings.caller_id = f.caller_id.value.trim();
   try {

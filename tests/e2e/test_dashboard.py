@@ -178,6 +178,8 @@ async def test_campaign_manager_and_missed_call_tasks_on_the_page(
     await page.fill('#campaign-form input[name="name"]', "autumn")
     await page.fill('#campaign-form input[name="agents"]', "105")  # logged out: nothing dials
     await page.select_option('#campaign-form select[name="amd"]', "hangup")
+    await page.fill('#campaign-form input[name="amd_max_seconds"]', "4.5")
+    await page.fill('#campaign-form input[name="amd_initial_silence_seconds"]', "2")
     csv = tmp_path / "leads.csv"
     csv.write_text("phone,name\n+12125550101,Ann\n+12125550102,Bob\n")
     await page.set_input_files('#campaign-form input[name="csv"]', str(csv))
@@ -190,6 +192,7 @@ async def test_campaign_manager_and_missed_call_tasks_on_the_page(
     assert (await page.text_content(f"{row} td:nth-child(7)") or "").strip() == "0 · – / –"
     stored = await engine.campaigns.store.get_campaign_by_name("autumn")
     assert (stored.amd, stored.amd_unsure) == (True, "hangup")
+    assert (stored.amd_max_seconds, stored.amd_initial_silence_seconds) == (4.5, 2.0)
     await page.click(f'{row} button:text-is("start")')
     await page.wait_for_selector(f'{row} td:text-is("running")', timeout=5000)
     await page.click(f'{row} button:text-is("pause")')
