@@ -345,8 +345,9 @@ def test_beep_found_at_any_alignment(
             break
     assert said is not None
     # A beep that could be the first special information tone waits two frames for the second;
-    # one frame without the tone may be a lost packet, so a tone ends a frame later.
-    sit_like = 900.0 <= freq <= 995.0 and 0.18 <= seconds <= 0.44
+    # one frame without the tone may be a lost packet, so a tone ends a frame later, and its
+    # partly filled edge frames may count in its run (SIT-like lengths widen by a frame).
+    sit_like = 900.0 <= freq <= 995.0 and 0.17 <= seconds <= 0.46
     assert end <= said <= end + (4 if sit_like else 2)
     assert detector.beep_frequency_hz == pytest.approx(freq, abs=10.0)
 
