@@ -19,7 +19,7 @@ from telephony.call import Answered, Ended
 from telephony.sip import SipUri
 
 from .b2bua import CallSummary
-from .switchboard import Switchboard
+from .switchboard import Switchboard, answer_of
 
 logger = logging.getLogger(__name__)
 
@@ -137,23 +137,19 @@ class ClickToCall:
     async def _agent_answers(
         self, leg: Call, summary: CallSummary, agent_ring_seconds: float
     ) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + agent_ring_seconds
         try:
-            while True:
-                event = await leg.next_event(max(0.0, deadline - loop.time()))
-                if isinstance(event, Answered):
-                    return True
-                if isinstance(event, Ended):
-                    self._conclude(summary, "no-answer", event.sip_status, f"agent-{event.reason}")
-                    return False
-        except TimeoutError:
-            await leg.hangup(reason="timeout")
-            self._conclude(summary, "no-answer", 480, "agent-timeout")
-            return False
+            event = await answer_of(leg, agent_ring_seconds)
         except asyncio.CancelledError:
             await leg.hangup(reason="shutdown")
             raise
+        if isinstance(event, Answered):
+            return True
+        if isinstance(event, Ended):
+            self._conclude(summary, "no-answer", event.sip_status, f"agent-{event.reason}")
+            return False
+        await leg.hangup(reason="timeout")
+        self._conclude(summary, "no-answer", 480, "agent-timeout")
+        return False
 
     async def _dial_customer(
         self, leg: Call, summary: CallSummary, caller_id: str | None, trunk: str

@@ -1773,7 +1773,7 @@ class Switchboard:
 
     async def _ring_seat(self, agent: str, leg: Call, release: Callable[[], None]) -> None:
         try:
-            answered = await _answered(leg, SEAT_RING_SECONDS)
+            answered = isinstance(await answer_of(leg, SEAT_RING_SECONDS), Answered)
         finally:
             release()
         if not answered:
@@ -1855,20 +1855,18 @@ class Switchboard:
             await asyncio.wait(self._tasks, timeout=5)
 
 
-async def _answered(leg: Call, timeout: float) -> bool:
-    """Whether `leg` (an INVITE we sent) is answered within `timeout` seconds."""
+async def answer_of(leg: Call, timeout: float) -> Answered | Ended | None:
+    """How `leg` (an INVITE we sent to a phone) turned out within `timeout` seconds: its
+    answer, its end, or None when it still rings (the caller hangs it up)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while (left := deadline - loop.time()) > 0:
-        try:
-            event = await leg.next_event(timeout=left)
-        except TimeoutError:
-            return False
-        if isinstance(event, Answered):
-            return True
-        if isinstance(event, Ended):
-            return False
-    return False
+    try:
+        while True:
+            event = await leg.next_event(max(0.0, deadline - loop.time()))
+            if isinstance(event, Answered | Ended):
+                return event
+    except TimeoutError:
+        return None
 
 
 async def _refused_for_failover(call: Call) -> bool:

@@ -30,6 +30,7 @@ from aiohttp import web
 from ivr import PromptError
 from pbx import BridgedCall
 from telephony.aio import MediaError, dtmf_route
+from telephony.rtp import DTMF_DIGITS
 
 from .crm import ENGINE
 from .monitor import CALL_REF, _body, _bridged
@@ -201,7 +202,6 @@ async def resume(request: web.Request) -> web.Response:
     return await _hold(request, False)
 
 
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
 MAX_DIGITS = 32
 
 
@@ -230,7 +230,7 @@ async def dtmf(request: web.Request) -> web.Response:
     if (
         not isinstance(digits, str)
         or not 1 <= len(digits) <= MAX_DIGITS
-        or not set(digits) <= DTMF_DIGITS
+        or not set(digits) <= set(DTMF_DIGITS)
     ):
         raise ApiError(400, f"digits must be 1-{MAX_DIGITS} of 0-9 * # A-D")
     engine, bridged = await _own_call(request)
