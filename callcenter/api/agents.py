@@ -16,6 +16,7 @@ from pbx.forwarding import ForwardingError
 from .crm import CALL, ENGINE
 from .openapi import EXTENSION, ROW_ID, operation
 from .security import ApiError, acting_for, bound_extension, requires
+from .streams import held
 
 KEEPALIVE = 15.0
 
@@ -43,19 +44,20 @@ async def agent_events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     queue = engine.events.subscribe(ext)
-    try:
-        await response.write(b": connected\n\n")
-        while True:
-            try:
-                kind, data = await asyncio.wait_for(queue.get(), KEEPALIVE)
-            except TimeoutError:
-                await response.write(b": keepalive\n\n")
-                continue
-            await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        engine.events.unsubscribe(ext, queue)
+    with held(request):
+        try:
+            await response.write(b": connected\n\n")
+            while True:
+                try:
+                    kind, data = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            engine.events.unsubscribe(ext, queue)
     return response
 
 

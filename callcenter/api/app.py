@@ -24,6 +24,7 @@ from . import (
     reports,
     seats,
     sip_ws,
+    streams,
 )
 from .crm import ENGINE, add_routes
 from .openapi import operation
@@ -197,6 +198,7 @@ def build_app(engine: Engine) -> web.Application:
     )
     app.on_response_prepare.append(echo_request_id)
     app[ENGINE] = engine
+    streams.install(app)
     openapi.add_routes(app)
     metrics.add_routes(app)
     app.router.add_get("/health", health)

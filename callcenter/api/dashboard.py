@@ -27,6 +27,7 @@ from aiohttp import web
 from .crm import ENGINE
 from .openapi import EXTENSION, Param, operation
 from .security import API_KEY, ApiError, requires
+from .streams import held
 
 if TYPE_CHECKING:
     from callcenter.events import LiveBus
@@ -174,30 +175,31 @@ async def live(request: web.Request) -> web.StreamResponse:
     snapshot, subscription = bus.subscribe()
     feed.watch()
     logger.info("live: %s watches the board", who)
-    try:
-        snapshot["now"] = time.time()
-        await response.write(_event("snapshot", snapshot))
-        lost = asyncio.ensure_future(subscription.lost.wait())
+    with held(request):
         try:
-            while True:
-                get = asyncio.ensure_future(subscription.queue.get())
-                done, _ = await asyncio.wait(
-                    {get, lost}, timeout=KEEPALIVE, return_when=asyncio.FIRST_COMPLETED
-                )
-                if get not in done:
-                    get.cancel()
-                    if lost in done:
-                        break
-                    await response.write(b": keepalive\n\n")
-                    continue
-                kind, data = get.result()
-                await response.write(_event(kind, data))
+            snapshot["now"] = time.time()
+            await response.write(_event("snapshot", snapshot))
+            lost = asyncio.ensure_future(subscription.lost.wait())
+            try:
+                while True:
+                    get = asyncio.ensure_future(subscription.queue.get())
+                    done, _ = await asyncio.wait(
+                        {get, lost}, timeout=KEEPALIVE, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if get not in done:
+                        get.cancel()
+                        if lost in done:
+                            break
+                        await response.write(b": keepalive\n\n")
+                        continue
+                    kind, data = get.result()
+                    await response.write(_event(kind, data))
+            finally:
+                lost.cancel()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
         finally:
-            lost.cancel()
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        bus.unsubscribe(subscription)
+            bus.unsubscribe(subscription)
     return response
 
 
