@@ -223,6 +223,14 @@ def _fuzz(document: dict[str, Any], base_url: str) -> tuple[list[str], dict[str,
                     base_url=base_url, session=session, headers=bearer(ADMIN_KEY), timeout=15
                 )
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                if response.status_code == 400 and response.headers.get(
+                    "Content-Type", ""
+                ).startswith("text/plain"):
+                    # aiohttp's HTTP parser refused the request before the app saw it (a header
+                    # name with characters HTTP forbids, which the negative cases make now and
+                    # then): its own plain 400, which no handler of ours answers.
+                    case.validate_response(response, checks=[not_a_server_error])
+                    return
                 case.validate_response(response, checks=checks)
 
             try:
