@@ -161,8 +161,12 @@ async def test_a_phone_not_on_a_seat_gets_auto_answer_hints(pg_url: str, tmp_pat
                 progress = await run_to_the_end(store, campaign.id, left=0, timeout=60)
                 await store.set_state(campaign.id, "stop", now=datetime.now(UTC))
                 loop = asyncio.get_running_loop()
-                while not engine.switchboard.presence.available("101", now=loop.time()):
-                    await asyncio.sleep(0.1)  # the dialer call's wrap-up
+                deadline = loop.time() + 10
+                presence = engine.switchboard.presence
+                while not presence.available("101", now=loop.time()):  # the call's wrap-up
+                    state = presence.state("101", now=loop.time())
+                    assert loop.time() < deadline, (state, engine.switchboard.busy("101"))
+                    await asyncio.sleep(0.1)
                 await a102.dial("101")  # an agent's own call: no hint
                 await a102.wait_event("CALL_ESTABLISHED", timeout=10)
                 await a102.hangup()
