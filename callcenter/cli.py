@@ -27,7 +27,7 @@ what each command does:
                  (OpenAPI at /api/openapi.json), dashboard and /metrics
   campaign       create, start, pause, resume, stop and watch dialer campaigns over the API
   check-config   validate a config file and exit (status 2 with the line and reason on errors)
-  tls-selfsigned make a self-signed certificate and key for [sip] tls_listen
+  tls-selfsigned make a self-signed certificate and key for SIP over TLS or HTTPS
 
 examples:
   callcenter serve --config callcenter.toml
@@ -47,6 +47,10 @@ example:
 then in the config:
   [sip]
   tls_listen = "0.0.0.0:5061"
+  tls_certificate = "var/tls/cert.pem"
+  tls_key = "var/tls/key.pem"
+
+  [http]                      # HTTPS, and wss:// for browser phones
   tls_certificate = "var/tls/cert.pem"
   tls_key = "var/tls/key.pem"
 """
@@ -139,10 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", help="the TOML config file to check")
     selfsigned = commands.add_parser(
         "tls-selfsigned",
-        help="make a self-signed certificate and key for SIP over TLS",
+        help="make a self-signed certificate and key for SIP over TLS or HTTPS",
         description="Write DIR/cert.pem and DIR/key.pem (ECDSA P-256, the key readable by its "
         "owner only): a self-signed certificate for the given names (host names and IP "
-        "addresses, all in subjectAltName). Point [sip] tls_certificate and tls_key at them; "
+        "addresses, all in subjectAltName). Point [sip] or [http] tls_certificate and tls_key at "
+        "them; "
         "phones and providers that check certificates trust cert.pem as their CA file.",
         epilog=SELFSIGNED_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

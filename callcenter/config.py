@@ -335,6 +335,10 @@ class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     http_listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 8080))
     """Where the REST API and dashboard listen."""
+    http_tls: tuple[Path, Path] | None = None
+    """[http] tls_certificate and tls_key: the HTTP listener speaks HTTPS (and the browser
+    phone's SIP WebSocket WSS). Browsers give a page the microphone only in a secure context,
+    so an agent page served from anywhere but localhost needs it."""
     metrics_public: bool = False
     """[http] metrics_public: GET /metrics without a key, from loopback (127.0.0.1, ::1) only;
     otherwise it needs an admin key."""
@@ -471,8 +475,17 @@ class _Reader:
         self._check_keys(data, TOP_LEVEL_TABLES, None)
         sip = self.sip(data.get("sip", {}))
         http = data.get("http", {})
-        self._check_keys(http, {"listen", "metrics_public"}, "http")
+        self._check_keys(http, {"listen", "metrics_public", "tls_certificate", "tls_key"}, "http")
         http_listen = self._hostport(http.get("listen", "127.0.0.1:8080"), "http", "listen")
+        http_files = self._certificate(http, "http")
+        if len(http_files) == 1:
+            missing = ({"tls_certificate", "tls_key"} - set(http_files)).pop()
+            raise self.fail(
+                f"HTTPS needs tls_certificate and tls_key: {missing} is missing",
+                table="http",
+                key=next(iter(http_files)),
+            )
+        http_tls = (http_files["tls_certificate"], http_files["tls_key"]) if http_files else None
         metrics_public = http.get("metrics_public", False)
         if not isinstance(metrics_public, bool):
             raise self.fail(
@@ -572,6 +585,7 @@ class _Reader:
             accounts=accounts,
             sip=sip,
             http_listen=http_listen,
+            http_tls=http_tls,
             metrics_public=metrics_public,
             log_format=log_format,
             database_url=url,
@@ -710,27 +724,16 @@ class _Reader:
 
     def tls(self, data: dict[str, Any]) -> dict[str, Any]:
         """[sip] tls_*: the listener's address, certificate and key, and peer checking."""
-        files = {
-            key: self._existing_file(data[key], key, table="sip", key=key)
-            for key in ("tls_certificate", "tls_key", "tls_ca_file")
-            if data.get(key) is not None
-        }
+        files = self._certificate(data, "sip")
+        if data.get("tls_ca_file") is not None:
+            files["tls_ca_file"] = self._existing_file(
+                data["tls_ca_file"], "tls_ca_file", table="sip", key="tls_ca_file"
+            )
         listen = data.get("tls_listen")
         if listen is not None and not {"tls_certificate", "tls_key"} <= set(files):
             raise self.fail(
                 "tls_listen needs tls_certificate and tls_key", table="sip", key="tls_listen"
             )
-        if {"tls_certificate", "tls_key"} <= set(files):
-            try:
-                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-                    files["tls_certificate"], files["tls_key"]
-                )
-            except ssl.SSLError as exc:
-                raise self.fail(
-                    f"tls_certificate and tls_key do not load: {exc.reason or exc}",
-                    table="sip",
-                    key="tls_key",
-                ) from exc
         verify = data.get("tls_verify", True)
         if not isinstance(verify, bool):
             raise self.fail("tls_verify must be true or false", table="sip", key="tls_verify")
@@ -747,6 +750,27 @@ class _Reader:
             "tls_verify": verify,
             **files,
         }
+
+    def _certificate(self, data: dict[str, Any], table: str) -> dict[str, Path]:
+        """A table's tls_certificate and tls_key as existing files; when both are given they
+        must load together (the key is the certificate's)."""
+        files = {
+            key: self._existing_file(data[key], key, table=table, key=key)
+            for key in ("tls_certificate", "tls_key")
+            if data.get(key) is not None
+        }
+        if len(files) == 2:
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    files["tls_certificate"], files["tls_key"]
+                )
+            except ssl.SSLError as exc:
+                raise self.fail(
+                    f"tls_certificate and tls_key do not load: {exc.reason or exc}",
+                    table=table,
+                    key="tls_key",
+                ) from exc
+        return files
 
     def _srtp(self, item: dict[str, Any], what: str, table: str, index: int) -> str:
         value = item.get("srtp", "off")

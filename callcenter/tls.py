@@ -1,5 +1,6 @@
-"""TLS for SIP: the listener's and the client's SSLContext from [sip] settings, and the
-self-signed certificate `callcenter tls-selfsigned` makes.
+"""TLS for SIP and HTTP: the SIP listener's and the client's SSLContext from [sip] settings,
+the HTTPS listener's from [http], and the self-signed certificate `callcenter tls-selfsigned`
+makes.
 
 The certificate is made with the `cryptography` package (PyCA, a maintained library and a wheel
 on every platform we run on) rather than the `openssl` CLI: no subprocess, no dependence on
@@ -23,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .config import SipSettings
 
-__all__ = ["make_self_signed", "tls_contexts"]
+__all__ = ["https_context", "make_self_signed", "tls_contexts"]
 
 
 def tls_contexts(sip: SipSettings) -> tuple[ssl.SSLContext | None, ssl.SSLContext]:
@@ -44,6 +45,16 @@ def tls_contexts(sip: SipSettings) -> tuple[ssl.SSLContext | None, ssl.SSLContex
         client.check_hostname = False
         client.verify_mode = ssl.CERT_NONE
     return server, client
+
+
+def https_context(certificate: Path, key: Path) -> ssl.SSLContext:
+    """The HTTP listener's context for [http] tls_certificate and tls_key: TLS 1.2 or newer,
+    HTTP/1.1 only (aiohttp serves no HTTP/2; a WebSocket upgrade needs HTTP/1.1)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate, key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def make_self_signed(out: Path, names: Sequence[str], *, days: int = 825) -> tuple[Path, Path]:

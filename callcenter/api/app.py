@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ..tls import https_context
 from . import (
     agent_desk,
     agents,
@@ -232,6 +233,8 @@ async def start_http(engine: Engine, host: str, port: int) -> web.AppRunner:
         max_field_size=65536,
     )
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    logger.info("HTTP listening on %s:%d", host, port)
+    tls = engine.config.http_tls
+    context = None if tls is None else https_context(*tls)
+    await web.TCPSite(runner, host, port, ssl_context=context).start()
+    logger.info("%s listening on %s:%d", "HTTP" if tls is None else "HTTPS", host, port)
     return runner

@@ -99,3 +99,19 @@ def test_the_command_writes_a_certificate_a_client_trusts(tmp_path: Path) -> Non
         c_in.write(s_out.read())
     c.do_handshake()  # raises if the handshake failed
     assert c.getpeercert()["subject"] == ((("commonName", "pbx.example.com"),),)
+
+
+def test_https_settings_load_and_their_mistakes_name_the_key(tmp_path: Path) -> None:
+    cert, key = make_self_signed(tmp_path / "a", ["localhost"])
+    config = parse_config(f'[http]\ntls_certificate = "{cert}"\ntls_key = "{key}"\n')
+    assert config.http_tls == (cert, key)
+    assert parse_config("").http_tls is None
+    with pytest.raises(ConfigError, match="tls_key is missing") as half:
+        parse_config(f'[http]\nlisten = "127.0.0.1:8443"\ntls_certificate = "{cert}"\n')
+    assert half.value.line == 3
+    with pytest.raises(ConfigError, match="does not exist"):
+        parse_config('[http]\ntls_certificate = "nope.pem"\ntls_key = "nope.key"\n')
+    _, other_key = make_self_signed(tmp_path / "b", ["localhost"])
+    with pytest.raises(ConfigError, match="do not load") as mismatched:
+        parse_config(f'[http]\ntls_certificate = "{cert}"\ntls_key = "{other_key}"\n')
+    assert mismatched.value.line == 3

@@ -37,15 +37,27 @@ API_KEYS = (
 
 
 def engine_config(
-    *, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None, crm: str = ""
+    *,
+    extra_sip: str = "",
+    extra_http: str = "",
+    extra: str = "",
+    static: dict[str, str] | None = None,
+    crm: str = "",
 ) -> Config:
     """The parsed engine_config_text()."""
-    text = engine_config_text(extra_sip=extra_sip, extra=extra, static=static, crm=crm)
+    text = engine_config_text(
+        extra_sip=extra_sip, extra_http=extra_http, extra=extra, static=static, crm=crm
+    )
     return parse_config(text, source="test.toml")
 
 
 def engine_config_text(
-    *, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None, crm: str = ""
+    *,
+    extra_sip: str = "",
+    extra_http: str = "",
+    extra: str = "",
+    static: dict[str, str] | None = None,
+    crm: str = "",
 ) -> str:
     """A test config on free loopback ports; `static` maps extensions to fixed contact URIs."""
     port = free_port("both")
@@ -63,7 +75,8 @@ def engine_config_text(
     )
     text = (
         f'[sip]\nlisten = "127.0.0.1:{port}"\nrtp_ports = "{low}-{high}"\n{extra_sip}\n'
-        f'[http]\nlisten = "127.0.0.1:{free_port("tcp")}"\n\n{extra}\n{ACCOUNTS}{statics}{API_KEYS}'
+        f'[http]\nlisten = "127.0.0.1:{free_port("tcp")}"\n{extra_http}\n'
+        f"{extra}\n{ACCOUNTS}{statics}{API_KEYS}"
         # Engines share one database: each is its own node, so a start-up closes only its calls.
         f'[crm]\nnode = "test-{secrets.token_hex(4)}"\n{policy}{crm}\n'
     )
@@ -99,7 +112,8 @@ def assert_no_state_left(engine: Engine) -> None:
 
 def api_url(engine: Engine, path: str) -> str:
     listen = engine.config.http_listen
-    return f"http://{listen.host}:{listen.port}{path}"
+    scheme = "http" if engine.config.http_tls is None else "https"
+    return f"{scheme}://{listen.host}:{listen.port}{path}"
 
 
 def bearer(key: str = ADMIN_KEY) -> dict[str, str]:

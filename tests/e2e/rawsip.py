@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import ssl
 from typing import cast
 
 import aiohttp
@@ -218,20 +219,28 @@ class WsSipClient:
     """A browser phone's signalling as RFC 7118 has it, by hand: one SIP message per WebSocket
     text frame, Via `SIP/2.0/WS` with an `.invalid` host, Contact `;transport=ws`."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, session: aiohttp.ClientSession):
+    def __init__(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        session: aiohttp.ClientSession,
+        *,
+        secure: bool = False,
+    ):
         self.ws = ws
         self.session = session
         self.host = f"{secrets.token_hex(4)}.invalid"
+        self.transport = "WSS" if secure else "WS"
 
     @classmethod
-    async def connect(cls, url: str) -> WsSipClient:
+    async def connect(cls, url: str, *, ssl: ssl.SSLContext | bool = True) -> WsSipClient:
+        """`url` ws:// or wss:// (then `ssl` says which certificates to trust)."""
         session = aiohttp.ClientSession()
         try:
-            ws = await session.ws_connect(url, protocols=("sip",), autoping=True)
+            ws = await session.ws_connect(url, protocols=("sip",), autoping=True, ssl=ssl)
         except BaseException:
             await session.close()
             raise
-        return cls(ws, session)
+        return cls(ws, session, secure=url.startswith("wss:"))
 
     async def close(self) -> None:
         await self.ws.close()
@@ -277,7 +286,7 @@ class WsSipClient:
         return None
 
     def via(self) -> str:
-        return f"Via: SIP/2.0/WS {self.host};branch=z9hG4bK{secrets.token_hex(8)}"
+        return f"Via: SIP/2.0/{self.transport} {self.host};branch=z9hG4bK{secrets.token_hex(8)}"
 
     def register(
         self, user: str, domain: str, *, cseq: int, call_id: str, authorization: str | None = None
@@ -290,7 +299,8 @@ class WsSipClient:
             f"To: <sip:{user}@{domain}>",
             f"Call-ID: {call_id}",
             f"CSeq: {cseq} REGISTER",
-            f"Contact: <sip:{secrets.token_hex(4)}@{self.host};transport=ws>;expires=600",
+            f"Contact: <sip:{secrets.token_hex(4)}@{self.host};transport={self.transport.lower()}>"
+            ";expires=600",
             "Expires: 600",
         ]
         if authorization:

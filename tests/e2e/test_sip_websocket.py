@@ -6,15 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from callcenter.runtime import Engine
+from callcenter.runtime import Engine, start_engine
+from callcenter.tls import make_self_signed
 from telephony.sip import SipRequest, SipResponse, Via
 
-from .conftest import ADMIN_KEY, AGENT_101_KEY, api_url, assert_no_state_left, bearer
+from .conftest import (
+    ADMIN_KEY,
+    AGENT_101_KEY,
+    api_url,
+    assert_no_state_left,
+    bearer,
+    engine_config,
+)
 from .rawsip import RawSipClient, WsSipClient, answer_challenge
 
 
@@ -289,3 +299,47 @@ async def test_who_may_have_a_login_token(engine: Engine) -> None:
         assert await status(ADMIN_KEY, ["101"]) == 400
         response = await session.post(api_url(engine, "/sip/token"))
         assert response.status == 401  # no key at all
+
+
+async def test_over_https_the_page_and_the_sip_socket_are_encrypted(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """[http] tls_certificate/tls_key: the API, the agent page and /sip answer only over TLS
+    (a browser gives the microphone only to a secure page), and a phone on wss:// registers
+    with a login token, its binding marked wss."""
+    cert, key = make_self_signed(tmp_path / "tls", ["127.0.0.1"])
+    config = engine_config(extra_http=f'tls_certificate = "{cert}"\ntls_key = "{key}"\n')
+    assert config.http_tls == (cert, key)
+    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    trust = ssl.create_default_context(cafile=str(cert))
+    try:
+        page_url = api_url(engine, "/agent")
+        assert page_url.startswith("https://")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(page_url, ssl=trust) as page:
+                assert page.status == 200 and "text/html" in page.content_type
+            # Plain HTTP on the same port gets no page.
+            with pytest.raises(aiohttp.ClientError):
+                async with session.get(page_url.replace("https", "http", 1)) as plain:
+                    await plain.read()
+            # An untrusted certificate is refused by a client that checks.
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await session.get(page_url)
+            response = await session.post(
+                api_url(engine, "/sip/token"), headers=bearer(AGENT_101_KEY), ssl=trust
+            )
+            assert response.status == 201
+            issued = await response.json()
+        url = api_url(engine, issued["path"]).replace("https", "wss", 1)
+        client = await WsSipClient.connect(url, ssl=trust)
+        try:
+            client.send(client.register("101", "127.0.0.1", cseq=1, call_id=secrets.token_hex(8)))
+            ok = await client.response()
+            assert ok is not None and ok.status == 200, ok
+            assert Via.parse(ok.headers.get_all("Via")[0]).transport == "WSS"
+            (binding,) = engine.switchboard.registrar.lookup("101", now=engine.ua.loop.time())
+            assert binding.peer[0] == "wss"
+        finally:
+            await client.close()
+    finally:
+        await engine.stop()
