@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from .crm import ENGINE
 from .openapi import operation
@@ -22,7 +25,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
@@ -35,44 +37,46 @@ def is_public_scrape(request: web.Request) -> bool:
     )
 
 
-class Exposition:
-    """Builds the text format: one HELP/TYPE header per family, then its samples."""
+class Exposition(Collector):
+    """The families of one scrape, gathered from the engine's state at request time and written
+    out by prometheus_client (its text format 0.0.4, or OpenMetrics when the scraper asks):
+    a collector over live objects, since the counts already live in the PBX, SIP and RTP
+    layers and copying them into registered metrics on every change would cost the hot path."""
 
     def __init__(self) -> None:
-        self._lines: list[str] = []
+        self._families: list[Metric] = []
 
     def family(
         self, name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, Any], float]]
     ) -> None:
-        self._lines.append(f"# HELP {name} {help_text}")
-        self._lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            self._lines.append(f"{name}{_labels(labels)} {_number(value)}")
+        rows = [(labels, value) for labels, value in samples]
+        names = list(rows[0][0]) if rows else []
+        make = _FAMILIES[kind]
+        family = make(name, help_text, labels=names)
+        for labels, value in rows:
+            if list(labels) != names:
+                raise ValueError(f"{name}: samples with labels {list(labels)} and {names}")
+            family.add_metric([str(v) for v in labels.values()], float(value))
+        self._families.append(family)
 
     def one(self, name: str, kind: str, help_text: str, value: float) -> None:
         self.family(name, kind, help_text, [({}, value)])
 
-    def text(self) -> str:
-        return "\n".join(self._lines) + "\n"
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+    def encode(self, accept: str) -> tuple[bytes, str]:
+        """(the body, its Content-Type) for a scraper's Accept header."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        encoder, content_type = choose_encoder(accept)
+        return encoder(registry), content_type
 
 
-def _labels(labels: dict[str, Any]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
-    return "{" + inner + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value))
+_FAMILIES: dict[str, Callable[..., GaugeMetricFamily | CounterMetricFamily]] = {
+    "gauge": GaugeMetricFamily,
+    "counter": CounterMetricFamily,
+}
 
 
 _REGISTRATION_STATES = ("unregistered", "registering", "registered", "failing")
@@ -118,7 +122,7 @@ def _trunks(trunks: list[dict[str, Any]], out: Exposition) -> None:
     )
 
 
-async def render(engine: Engine) -> str:
+async def render(engine: Engine) -> Exposition:
     """The whole exposition; reads memory, plus the outbox and running campaigns' progress."""
     out = Exposition()
     ua, board = engine.ua, engine.switchboard
@@ -295,7 +299,7 @@ async def render(engine: Engine) -> str:
     _queues(engine, out)
     await _outbox(engine, out)
     await _campaigns(engine, out)
-    return out.text()
+    return out
 
 
 def _queues(engine: Engine, out: Exposition) -> None:
@@ -469,7 +473,8 @@ async def _campaigns(engine: Engine, out: Exposition) -> None:
 
 @operation(
     summary="Prometheus metrics",
-    description="Text format 0.0.4: active calls, calls by outcome, registrations, SIP "
+    description="Text format 0.0.4 (OpenMetrics when the Accept header asks for it): active "
+    "calls, calls by outcome, registrations, SIP "
     "responses by code, RTP packets / loss / jitter, media clock lag, CRM outbox backlog, "
     "campaign abandon rates, progress, AMD verdicts and AMD quality.",
     tag="meta",
@@ -482,9 +487,10 @@ async def metrics(request: web.Request) -> web.Response:
     key = request.get(API_KEY)
     if key is not None and key.role != "admin":
         raise ApiError(403, f"role {key.role} may not read metrics (admin only)")
-    text = await render(request.app[ENGINE])
-    response = web.Response(text=text)
-    response.headers["Content-Type"] = CONTENT_TYPE
+    exposition = await render(request.app[ENGINE])
+    body, content_type = exposition.encode(request.headers.get("Accept", ""))
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
     return response
 
 

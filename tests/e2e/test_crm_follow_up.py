@@ -11,6 +11,7 @@ from callcenter.runtime import Engine
 from crm_bridge import FOLLOW_UP_TEXT, CallbackRequest, CallEnded, CallStarted, open_follow_ups
 
 from .conftest import AGENT_KEY, api_url, bearer
+from .test_metrics import parse
 
 
 async def test_contacts_without_a_task_are_listed_counted_and_followed_up(
@@ -41,15 +42,15 @@ async def test_contacts_without_a_task_are_listed_counted_and_followed_up(
         ) as r:
             assert r.status == 403  # managers and supervisors
         async with http.get(api_url(engine, "/metrics")) as r:
-            metrics = await r.text()
+            metrics = parse(await r.text())
         assert [c["phone"] for c in listed["contacts"]] == [phone]
-        assert "callcenter_contacts_without_open_task 1" in metrics
+        assert metrics["callcenter_contacts_without_open_task"] == 1
 
         assert await open_follow_ups(store, due_in=timedelta(minutes=15)) == 1
         async with http.get(api_url(engine, "/contacts/without-task")) as r:
             assert (await r.json())["contacts"] == []
         async with http.get(api_url(engine, "/metrics")) as r:
-            assert "callcenter_contacts_without_open_task 0" in await r.text()
+            assert parse(await r.text())["callcenter_contacts_without_open_task"] == 0
         async with http.get(api_url(engine, "/tasks?status=open")) as r:
             (follow_up,) = [t for t in (await r.json())["tasks"] if t["contact_phone"] == phone]
     assert follow_up["text"] == FOLLOW_UP_TEXT and follow_up["assignee"] == "102"

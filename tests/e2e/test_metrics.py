@@ -18,11 +18,13 @@ from sip_test_env.audio import write_tone_wav
 from .conftest import AGENT_KEY, agents_in_call, api_url, bearer, engine_config
 
 SAMPLE = re.compile(r'^([a-z_:][a-z0-9_:]*)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
+LABEL = re.compile(r'([a-z_]+)="((?:[^"\\]|\\.)*)"')
 
 
 def parse(text: str) -> dict[str, float]:
-    """Prometheus text -> {"name{labels}": value}; fails on a malformed line or a sample whose
-    family has no TYPE line."""
+    """Prometheus text -> {"name{labels}": value}, the labels in name order (a scrape's order
+    is the exposition's choice); fails on a malformed line or a sample whose family has no TYPE
+    line."""
     typed: set[str] = set()
     samples: dict[str, float] = {}
     for line in text.splitlines():
@@ -34,7 +36,9 @@ def parse(text: str) -> dict[str, float]:
         match = SAMPLE.match(line)
         assert match, line
         assert match.group(1) in typed, line
-        samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+        labels = sorted(LABEL.findall(match.group(2) or ""))
+        inner = ",".join(f'{k}="{v}"' for k, v in labels)
+        samples[match.group(1) + (f"{{{inner}}}" if labels else "")] = float(match.group(3))
     return samples
 
 
@@ -112,7 +116,7 @@ async def test_metrics_auth(engine: Engine, pg_url: str, tmp_path: Path) -> None
         async with aiohttp.ClientSession() as http:
             async with http.get(api_url(public, "/metrics")) as response:
                 assert response.status == 200  # from 127.0.0.1, no key
-                assert "callcenter_active_calls 0" in await response.text()
+                assert parse(await response.text())["callcenter_active_calls"] == 0
             async with http.get(api_url(public, "/calls")) as response:
                 assert response.status == 401  # only /metrics is open
             async with http.get(api_url(public, "/metrics"), headers=bearer(AGENT_KEY)) as response:
