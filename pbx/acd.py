@@ -23,9 +23,11 @@ import numpy as np
 
 from telephony.aio import Call, MediaError, Playout, TaskSet, UserAgent
 from telephony.call import Answered, Ended
+from telephony.call.session import ReferReceived
 from telephony.media import SampleSource, ToneSource, WavSink, WavSource, read_wav
 
-from .b2bua import BridgedCall, CallSummary, HuntStep, Target
+from .b2bua import ActiveCalls, BridgedCall, CallSummary, HuntStep, Target
+from .booking import AgentBookings
 from .presence import AgentState, Presence
 from .queue import RESPONSIBLE, Full, Queue, QueueConfig, QueuedCaller, VoicemailBox
 from .registrar import Binding, Registrar
@@ -47,8 +49,11 @@ class Board(Protocol):
     presence: Presence
     registrar: Registrar
     music_on_hold: Path | None
-    active: dict[str, BridgedCall]
+    bookings: AgentBookings | None
     first_for: Callable[[str], Awaitable[str | None]] | None
+
+    @property
+    def active(self) -> ActiveCalls: ...
 
     def reachable(self, members: list[str], *, now: float) -> dict[str, list[Binding]]: ...
     def hold(self, extension: str) -> Callable[[], None]: ...
@@ -59,6 +64,10 @@ class Board(Protocol):
     ) -> bool: ...
     async def originate(self, number: str, *, caller_id: str | None = None) -> Call: ...
     def _answered(self, bridged: BridgedCall) -> None: ...
+    def _referred(self, bridged: BridgedCall, leg: Call, refer: ReferReceived) -> int | None: ...
+    def _transferred(
+        self, bridged: BridgedCall, old: Call, new: Call, transfer: dict[str, Any]
+    ) -> None: ...
     def _ringing(self, bridged: BridgedCall, first: bool) -> None: ...
     def transferred_from_queue(self, bridged: BridgedCall, transfer: dict[str, Any]) -> None: ...
     async def _finish(self, summary: CallSummary) -> None: ...

@@ -247,7 +247,7 @@ class ActiveCalls(dict[str, "BridgedCall"]):
         self.parties.discard(self[key])
         super().__delitem__(key)
 
-    def pop(self, key: str, *default: Any) -> Any:  # type: ignore[override]
+    def pop(self, key: str, *default: Any) -> Any:
         if key in self:
             self.parties.discard(self[key])
         return super().pop(key, *default)
@@ -322,7 +322,7 @@ class BridgedCall:
         """Extensions whose phones ring for this call right now."""
         self._caller, self._callee = caller, callee
         self.hunting = {t.extension for t in steps[0].targets} if steps else set()
-        self._on_answer: list[Callable[[BridgedCall], None]] = []
+        self._on_answer: list[Callable[[BridgedCall], object]] = []
         self.on_ringing: Callable[[BridgedCall, bool], None] | None = None
         """Told when the phones being rung change (`ringing`), and once with True when the
         first of them rings (its 180/183)."""
@@ -410,7 +410,7 @@ class BridgedCall:
         if self._index is not None:
             self._index.update(self)
 
-    def when_answered(self, listener: Callable[[BridgedCall], None]) -> None:
+    def when_answered(self, listener: Callable[[BridgedCall], object]) -> None:
         """Call `listener` when someone answers and the media is bridged (in the order they
         were added; the switchboard's comes first)."""
         self._on_answer.append(listener)
@@ -762,7 +762,7 @@ class BridgedCall:
         self._wake()
         return True
 
-    def play_prompt(self, path: Path, *, to: str) -> asyncio.Future[None] | None:
+    def play_prompt(self, path: Path, *, to: str) -> asyncio.Future[list[None]] | None:
         """Play the WAV at `path` to the caller, the answered party or both ("caller",
         "callee", "both"), in place of the other's audio meanwhile (the relay to that leg
         pauses and resumes spliced). Done when it ended everywhere; None when the call is not

@@ -41,7 +41,9 @@ class _Pbx(Protocol):
     ua: UserAgent
     auth: Authenticator
     events: EventBus
-    active: dict[str, BridgedCall]
+
+    @property
+    def active(self) -> Mapping[str, BridgedCall]: ...
 
     @property
     def extensions(self) -> Mapping[str, object]: ...

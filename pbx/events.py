@@ -106,6 +106,7 @@ PbxEvent = (
     | CallAnswered
     | CallEnded
     | CallPickedUp
+    | CallTransferred
     | PresenceChanged
     | MonitorChanged
 )

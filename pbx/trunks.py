@@ -333,7 +333,9 @@ class TrunkManager:
     def route_uri(self, state: TrunkState, number: str) -> SipUri:
         """The Request-URI of a call to `number` through the trunk."""
         trunk = state.trunk
-        params = {} if trunk.transport == "udp" else {"transport": trunk.transport}
+        params: dict[str, str | None] = (
+            {} if trunk.transport == "udp" else {"transport": trunk.transport}
+        )
         if trunk.register or trunk.registrar is not None:
             domain = trunk.sip_domain
             return SipUri(
