@@ -320,14 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"callcenter: config error: {exc}", file=sys.stderr)
         return 2
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
     with contextlib.suppress(KeyboardInterrupt):
-        if uvloop is not None:
-            return uvloop.run(serve(config))
-        return asyncio.run(serve(config))
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(serve(config))
+        return uvloop.run(serve(config))
     return 0
 
 

@@ -55,17 +55,17 @@ async def click_to_call(
     caller_id, trunk = None, ""
     lead: Any = None
     campaign: Any = None
-    if (campaign_id is not None or lead_id is not None) and engine.campaigns is None:
+    if (campaign_id is not None or lead_id is not None) and engine.leads is None:
         raise ClickToCallError("campaigns and leads need the database", 503)
     try:
-        if lead_id is not None and engine.campaigns is not None:
+        if lead_id is not None and engine.leads is not None:
             # A lead belongs to one campaign: its caller ID and trunk are the call's.
-            lead = await engine.campaigns.store.get_lead(lead_id)
+            lead = await engine.leads.get_lead(lead_id)
             if campaign_id is not None and campaign_id != lead.campaign_id:
                 raise ClickToCallError(f"lead {lead_id} is not in campaign {campaign_id}")
             campaign_id = lead.campaign_id
-        if campaign_id is not None and engine.campaigns is not None:
-            campaign = await engine.campaigns.store.get_campaign(campaign_id)
+        if campaign_id is not None and engine.leads is not None:
+            campaign = await engine.leads.get_campaign(campaign_id)
             caller_id, trunk = campaign.caller_id or None, campaign.trunk
     except DialerError as exc:
         raise ClickToCallError(exc.reason, exc.status) from exc
@@ -125,9 +125,9 @@ async def compliance_reasons(
         return []  # not a number we can check; dialable() already vetted its shape
     reasons = []
     campaign_id = None if campaign is None else campaign.id
-    if engine.campaigns is not None:
+    if engine.leads is not None:
         try:
-            barred = await engine.campaigns.store.dnc_contains(e164, campaign_id=campaign_id)
+            barred = await engine.leads.dnc_contains(e164, campaign_id=campaign_id)
         except (DialerError, OSError) as exc:
             raise ClickToCallError(f"cannot check the do-not-call list: {exc}", 503) from exc
         if barred:

@@ -55,11 +55,13 @@ async def open_database(
     """Connect (starting the embedded server when url is None) and apply migrations."""
     embedded = None
     if url is None:
-        embedded, url = await asyncio.to_thread(_start_embedded, data_dir)
+        embedded, address = await asyncio.to_thread(_start_embedded, data_dir)
         logger.info("embedded PostgreSQL running in %s", data_dir / "pgdata")
+    else:
+        address = url
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, reset=keep_session
+            address, min_size=min_size, max_size=max_size, reset=keep_session
         )
         async with pool.acquire() as conn:
             applied = await apply_migrations(conn)
@@ -69,4 +71,4 @@ async def open_database(
         if embedded is not None:
             await asyncio.to_thread(embedded_pg.stop, embedded)
         raise
-    return Database(pool=pool, url=url, embedded=embedded)
+    return Database(pool=pool, url=address, embedded=embedded)

@@ -38,7 +38,7 @@ class ScreenPops:
         *,
         journal: CallJournal | None,
         store: CrmStore | None,
-        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
     ) -> None:
         self.events = events
         self.journal = journal

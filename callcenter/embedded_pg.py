@@ -54,6 +54,8 @@ def _package() -> ModuleType:
 def server_major_version(package: ModuleType | None = None) -> int:
     """The major version of the packaged server binaries (16, 17...)."""
     package = package or _package()
+    if package.__file__ is None:
+        raise RuntimeError(f"{package.__name__} has no files: its server binaries are missing")
     postgres = Path(package.__file__).parent / "pginstall" / "bin" / "postgres"
     out = subprocess.run(
         [str(postgres), "--version"], capture_output=True, text=True, check=True

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from crm_bridge import CrmStore, MonitoringStore, OutboxWorker, PgAgentBookings
-from dialer import CampaignSupervisor
+from dialer import CampaignSupervisor, PgLeadStore
 from ivr import IvrService, PromptCache
 from pbx import ClickToCall, Switchboard
 from telephony.aio import TaskSet, UserAgent
@@ -57,6 +57,8 @@ class Engine:
     """Pickups (with their CRM event) and the monitoring audit."""
     recordings: Recordings | None = None
     campaigns: CampaignSupervisor | None = None
+    leads: PgLeadStore | None = None
+    """The dialer's store: campaigns, leads, attempts, DNC (with the database)."""
     ivr: IvrService | None = None
     """IVR flows: DIDs routed to `ivr:FLOW`, and the runners broadcasts use."""
     bindings: PersistentBindings | None = None

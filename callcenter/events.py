@@ -340,21 +340,21 @@ class LiveBoard:
                 if out is not None:
                     out.append(("call", self._call_json(call)))
             case CallRinging(call_id=call_id, ringing=ringing):
-                call = self.calls.get(call_id)
-                if call is not None and call.ringing != ringing:
-                    self._ring(call, ringing, out)
+                rung = self.calls.get(call_id)
+                if rung is not None and rung.ringing != ringing:
+                    self._ring(rung, ringing, out)
             case CallAnswered(call_id=call_id):
-                call = self.calls.get(call_id)
-                if call is not None:
-                    call.caller, call.callee = event.caller, event.callee
-                    call.state, call.answered_at = "talking", event.at
-                    self._ring(call, (), out)
+                answered = self.calls.get(call_id)
+                if answered is not None:
+                    answered.caller, answered.callee = event.caller, event.callee
+                    answered.state, answered.answered_at = "talking", event.at
+                    self._ring(answered, (), out)
             case CallEnded(call_id=call_id, agent=ext):
-                call = self.calls.pop(call_id, None)
-                if call is not None:
+                gone = self.calls.pop(call_id, None)
+                if gone is not None:
                     if out is not None:
                         out.append(("call-gone", {"call_id": call_id}))
-                    self._ringing_changed(call.ringing, (), out)
+                    self._ringing_changed(gone.ringing, (), out)
                 agent = self.agents.get(ext or "")
                 if agent is not None:  # someone answered (else the event names no agent)
                     agent.calls_today += 1

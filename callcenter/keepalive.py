@@ -15,6 +15,7 @@ it) but the phone is not rung, so a caller does not wait out a ring timeout on a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import uuid
@@ -75,7 +76,10 @@ class Keepalives:
                 continue
             task = self.ua.loop.create_task(self._ping(binding), name=f"keepalive-{key[0]}")
             self._in_flight[key] = task
-            task.add_done_callback(lambda _, key=key: self._in_flight.pop(key, None))
+            task.add_done_callback(functools.partial(self._landed, key))
+
+    def _landed(self, key: tuple[str, str], _: asyncio.Task[None]) -> None:
+        self._in_flight.pop(key, None)
 
     async def _ping(self, binding: Binding) -> None:
         self.sent += 1

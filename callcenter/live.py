@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from crm_bridge import CrmStore, TaskFilter
-from dialer import CampaignSupervisor
+from dialer import CampaignSupervisor, PgLeadStore
 from pbx import AgentState, CallSummary, Switchboard
 from pbx import events as pbx_events
 from pbx.acd import QueueDesk
@@ -188,10 +188,11 @@ class LiveFeed:
         self,
         bus: LiveBus,
         *,
-        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
         database: Database | None,
         store: CrmStore | None,
         campaigns: CampaignSupervisor | None,
+        leads: PgLeadStore | None = None,
         queues: QueueDesk | None = None,
     ) -> None:
         self.bus = bus
@@ -200,6 +201,7 @@ class LiveFeed:
         self.database = database
         self.store = store
         self.campaigns = campaigns
+        self.leads = leads
         self._seeded: date | None = None
         self._polling = False
         self._lock = asyncio.Lock()
@@ -244,23 +246,22 @@ class LiveFeed:
         self._seeded = today
 
     async def _campaigns(self) -> None:
-        campaigns = self.campaigns
-        if campaigns is None:
+        campaigns, store = self.campaigns, self.leads
+        if campaigns is None or store is None:
             return
-        store = campaigns.store
         seen = set()
         for stored in await store.list_campaigns():
             if stored.state not in SHOWN_CAMPAIGN_STATES:
                 continue
-            seen.add(stored.id)
-            progress = await store.campaign_progress(stored.id)
-            runner = campaigns.runners.get(stored.id)
+            seen.add(stored.row_id)
+            progress = await store.campaign_progress(stored.row_id)
+            runner = campaigns.runners.get(stored.row_id)
             rate = runner.ledger.rate(time.time()) if runner is not None else progress.abandon_rate
-            amd = await store.amd_summary(stored.id)
+            amd = await store.amd_summary(stored.row_id)
             quality = amd["quality"]
             self.bus.publish(
                 CampaignProgress(
-                    stored.id,
+                    stored.row_id,
                     stored.name,
                     stored.state,
                     total=progress.total,

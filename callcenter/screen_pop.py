@@ -89,9 +89,9 @@ async def build_pop(engine: Engine, call: Call) -> dict[str, Any]:
             pop["responsible"] = _person(engine, contact.responsible)
         pop["last_calls"] = [_last_call(engine, c, now=now) for c in calls]
         pop["tasks"] = [t.to_json() for t in tasks]
-    if call.lead_id is not None and engine.campaigns is not None:
+    if call.lead_id is not None and engine.leads is not None:
         try:
-            lead = await engine.campaigns.store.get_lead(call.lead_id)
+            lead = await engine.leads.get_lead(call.lead_id)
         except DialerError:
             lead = None
         if lead is not None:
@@ -210,10 +210,10 @@ async def pop_of_row(engine: Engine, row: int) -> dict[str, Any]:
 async def _dialer_pops(engine: Engine, call: Call) -> bool:
     """A power or predictive campaign's call: the dialer pops it itself when it connects the
     agent (dialing.ScreenPops, with the attempt). A broadcast's press-1 rings like any call."""
-    if call.campaign_id is None or engine.campaigns is None:
+    if call.campaign_id is None or engine.leads is None:
         return False
     try:
-        campaign = await engine.campaigns.store.get_campaign(call.campaign_id)
+        campaign = await engine.leads.get_campaign(call.campaign_id)
     except DialerError:
         return False
     return campaign.mode != "broadcast"

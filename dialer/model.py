@@ -209,6 +209,14 @@ class Campaign:
     """When it first started."""
     finished_at: datetime | None = None
 
+    @property
+    def row_id(self) -> int:
+        """The database id of a campaign read from the store (LookupError before it is
+        stored)."""
+        if self.id is None:
+            raise LookupError(f"campaign {self.name!r} is not stored")
+        return self.id
+
     def __post_init__(self) -> None:
         if not self.name.strip():
             raise InvalidCampaign("a campaign needs a name")

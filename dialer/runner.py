@@ -148,8 +148,7 @@ class CampaignRunner:
 
     @property
     def campaign_id(self) -> int:
-        assert self.campaign.id is not None
-        return self.campaign.id
+        return self.campaign.row_id
 
     def start(self) -> None:
         self._task = self._loop.create_task(self._run())

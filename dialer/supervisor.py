@@ -110,11 +110,7 @@ class CampaignSupervisor:
 
     async def sync(self) -> None:
         """Start runners for running campaigns, stop those of paused or finished ones."""
-        running = {
-            c.id: c
-            for c in await self.store.list_campaigns()
-            if c.state == "running" and c.id is not None  # stored campaigns have ids
-        }
+        running = {c.row_id: c for c in await self.store.list_campaigns() if c.state == "running"}
         for campaign_id in [c for c in self.runners if c not in running]:
             runner = self.runners.pop(campaign_id)
             logger.info("campaign %s: dialing stops", runner.campaign.name)

@@ -124,14 +124,12 @@ async def disposition(request: web.Request) -> web.Response:
     if call.agent and call.agent in engine.switchboard.extensions:
         engine.switchboard.presence.end_wrap_up(call.agent, now=engine.ua.loop.time())
     result = call.to_json()
-    if call.disposition == "dnc" and call.contact_phone and engine.campaigns is not None:
-        await engine.campaigns.store.dnc_add(
-            [call.contact_phone], now=now, reason="agent disposition"
-        )
-    if callback_at is not None and call.lead_id is not None and engine.campaigns is not None:
+    if call.disposition == "dnc" and call.contact_phone and engine.leads is not None:
+        await engine.leads.dnc_add([call.contact_phone], now=now, reason="agent disposition")
+    if callback_at is not None and call.lead_id is not None and engine.leads is not None:
         # The dialer calls the lead again then (its calling hours and attempts still apply).
         # The agent who promised it gets that call.
-        result["callback_scheduled"] = await engine.campaigns.store.schedule_callback(
+        result["callback_scheduled"] = await engine.leads.schedule_callback(
             call.lead_id, callback_at, agent=call.agent
         )
     elif callback_at is not None and call.contact_phone:

@@ -85,10 +85,10 @@ def campaign_json(campaign: Campaign, progress: CampaignProgress | None = None) 
 
 def lead_store(request: web.Request) -> PgLeadStore:
     """The engine's lead store (campaigns, DNC); 503 when it runs without a database."""
-    campaigns = request.app[ENGINE].campaigns
-    if campaigns is None:
+    leads = request.app[ENGINE].leads
+    if leads is None:
         raise ApiError(503, "this engine runs without a database")
-    return campaigns.store
+    return leads
 
 
 def _id(request: web.Request) -> int:
@@ -117,7 +117,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
     store = lead_store(request)
     stored = await store.list_campaigns()
     page = stored[offset : offset + limit]
-    out = [campaign_json(c, await store.campaign_progress(c.id)) for c in page]
+    out = [campaign_json(c, await store.campaign_progress(c.row_id)) for c in page]
     more = len(stored) > offset + limit
     return web.json_response(
         page_json(request, "campaigns", out, limit=limit, offset=offset, more=more)
@@ -134,7 +134,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
 async def get_campaign(request: web.Request) -> web.Response:
     stored = await _campaign(request)
     store = lead_store(request)
-    data = campaign_json(stored, await store.campaign_progress(stored.id))
+    data = campaign_json(stored, await store.campaign_progress(stored.row_id))
     data["amd_summary"] = await store.amd_summary(stored.id)
     if stored.mode == "broadcast":
         data["broadcast"] = await store.broadcast_progress(stored.id)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..config import ApiKey
 from .crm import ENGINE
 from .openapi import EXTENSION, Param, operation
 from .security import API_KEY, ApiError, requires
@@ -127,7 +128,7 @@ async def issue_token(request: web.Request) -> web.Response:
 
 def _allowed(request: web.Request) -> str:
     """Who opens the stream: a supervisor/manager/admin key, or a live token."""
-    key = request.get(API_KEY)
+    key: ApiKey | None = request.get(API_KEY)
     if key is not None:
         if key.role not in LIVE_ROLES:
             raise ApiError(403, f"role {key.role} may not watch the live board")

@@ -417,8 +417,8 @@ AMD_QUALITY_HELP = {
 
 
 async def _campaigns(engine: Engine, out: Exposition) -> None:
-    campaigns = engine.campaigns
-    if campaigns is None:
+    campaigns, leads = engine.campaigns, engine.leads
+    if campaigns is None or leads is None:
         return
     wall = time.time()
     rates: list[tuple[dict[str, Any], float]] = []
@@ -431,8 +431,8 @@ async def _campaigns(engine: Engine, out: Exposition) -> None:
         rates.append((labels, runner.ledger.rate(wall)))
         caps.append((labels, runner.campaign.abandon_cap))
         try:
-            done = await campaigns.store.campaign_progress(runner.campaign_id)
-            amd = await campaigns.store.amd_summary(runner.campaign_id)
+            done = await leads.campaign_progress(runner.campaign_id)
+            amd = await leads.amd_summary(runner.campaign_id)
         except Exception as exc:
             logger.warning("metrics: campaign %s progress unavailable: %s", labels, exc)
             continue

@@ -34,5 +34,6 @@ def held(request: web.Request) -> Iterator[None]:
 
 
 async def _close(app: web.Application) -> None:
-    for task in list(app[STREAMS]):
+    streams: set[asyncio.Task[object]] = app[STREAMS]
+    for task in list(streams):
         task.cancel()

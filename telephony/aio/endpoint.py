@@ -172,7 +172,7 @@ class SipEndpoint:
         the user they speak for, by peer."""
         self._ws_ports: dict[str, int] = {}
         """The port browsers reached us on, by transport (ws, wss): our Via and Contact."""
-        self.flow_closed: list[Callable[[Peer], None]] = []
+        self.flow_closed: list[Callable[[Peer], object]] = []
         """Told when a WebSocket connection ends: what was bound to it is unreachable now
         (registrations, calls)."""
         self._servers: list[asyncio.Server] = []
