@@ -240,6 +240,12 @@ class CrmSettings:
     follow_up_minutes: float | None = None
     """Every this many minutes, open a follow-up task for each contact waiting for us with no
     open task (the rule "no open contact without a task"); None: only list and count them."""
+    outbox_retention_days: int | None = 30
+    """Delivered CRM events older than this are deleted from the outbox (each node checks
+    hourly); None keeps them forever. The newest remote ids of each task or call stay."""
+    dead_letter_retention_days: int | None = None
+    """Dead-lettered events older than this are deleted too; None (default) keeps them for an
+    operator to replay."""
     link_secret: str = ""
     """Key of signed recording links (GET /recordings/{id}.{format}?expires=&signature=);
     empty: no signed links."""
@@ -1510,6 +1516,8 @@ class _Reader:
                 "link_secret",
                 "link_ttl_days",
                 "follow_up_minutes",
+                "outbox_retention_days",
+                "dead_letter_retention_days",
                 "manual_policy",
                 "manual_hours",
                 "manual_tz",
@@ -1584,6 +1592,8 @@ class _Reader:
                 if "follow_up_minutes" not in data
                 else self._number(data, "follow_up_minutes", 0, "crm", minimum=1)
             ),
+            outbox_retention_days=self._days(data, "outbox_retention_days", 30, "crm"),
+            dead_letter_retention_days=self._days(data, "dead_letter_retention_days", None, "crm"),
         )
 
     def _crm_endpoint(self, item: dict[str, Any], index: int, seen: set[str]) -> CrmEndpoint:
@@ -1666,19 +1676,20 @@ class _Reader:
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
             raise self.fail("enabled must be true or false", table="recordings", key="enabled")
-        days = data.get("retention_days", 90)
-        if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
-            raise self.fail(
-                "retention_days must be a whole number >= 1",
-                table="recordings",
-                key="retention_days",
-            )
+        days = self._days(data, "retention_days", 90, "recordings")
         directory = data.get("directory")
         return RecordingSettings(
             enabled=enabled,
             directory=(self.base / str(directory)).resolve() if directory else None,
             retention_days=days,
         )
+
+    def _days(self, data: dict[str, Any], key: str, default: int | None, table: str) -> int | None:
+        """A retention in whole days (>= 1), or None (absent with no default): keep forever."""
+        days = data.get(key, default)
+        if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
+            raise self.fail(f"{key} must be a whole number >= 1", table=table, key=key)
+        return days if days is None else int(days)
 
     def api_keys(self, items: Any, extensions: set[str]) -> tuple[ApiKey, ...]:
         result, seen = [], set[str]()

@@ -21,6 +21,7 @@ from crm_bridge import (
     RegistrationStore,
     StoredDialog,
     follow_up_forever,
+    purge_outbox_forever,
 )
 from dialer import BeepDetector, CampaignSupervisor, PgLeadStore
 from ivr import IvrService, PromptCache
@@ -223,6 +224,15 @@ async def start_engine(
         )
         audit = MonitorAudit(monitoring, journal)
         await outbox.start()
+        if config.crm.outbox_retention_days is not None:
+            dead_days = config.crm.dead_letter_retention_days
+            background.spawn(
+                purge_outbox_forever(
+                    store,
+                    keep=timedelta(days=config.crm.outbox_retention_days),
+                    keep_dead=None if dead_days is None else timedelta(days=dead_days),
+                )
+            )
         if config.crm.follow_up_minutes is not None:
             background.spawn(
                 follow_up_forever(

@@ -30,7 +30,7 @@ from .bookings import PgAgentBookings
 from .config import CrmEndpoint, OAuthClient, RetryPolicy
 from .dialogs import DialogStore, StoredDialog
 from .errors import Conflict, CrmError, InvalidFilter, InvalidInput, NotFound, PhoneNumberError
-from .follow_up import FOLLOW_UP_TEXT, follow_up_forever, open_follow_ups
+from .follow_up import FOLLOW_UP_TEXT, follow_up_forever, open_follow_ups, purge_outbox_forever
 from .forwarding import ForwardingStore, StoredForwarding
 from .kinds import DEFAULT_ADAPTERS, check_endpoints, endpoint_problems
 from .migrations import apply_migrations, migration_files
@@ -111,6 +111,7 @@ __all__ = [
     "migration_files",
     "normalize_phone",
     "open_follow_ups",
+    "purge_outbox_forever",
     "sign_body",
     "verify_signature",
     "webhooks",

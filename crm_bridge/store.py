@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -776,17 +776,40 @@ class CrmStore:
         logger.info("outbox: %d dead letter(s) requeued", requeued)
         return requeued
 
-    async def purge_outbox(self, before: datetime) -> int:
-        """Delete events written before `before` whose deliveries are all finished (delivered
-        or dead); returns how many. Run it now and then: the outbox only grows otherwise."""
-        status = await self._pool.execute(
-            "DELETE FROM outbox e WHERE e.created_at < $1 AND NOT EXISTS ("
-            " SELECT 1 FROM outbox_deliveries d WHERE d.event_id = e.id"
-            " AND d.delivered_at IS NULL AND d.dead_at IS NULL)",
-            before,
-        )
-        return int(status.split()[-1])
+    async def purge_outbox(
+        self, before: datetime, *, dead_before: datetime | None = None, batch: int = 5000
+    ) -> int:
+        """Delete events written before `before` whose deliveries are all delivered (and, with
+        `dead_before`, dead-lettered ones written before it; without it dead letters stay for
+        an operator to replay); returns how many. Run it now and then: the outbox only grows
+        otherwise.
 
+        An event whose delivery holds the newest remote ids of its chain (the amoCRM task or
+        Bitrix24 activity later events of the same task or call update) stays whatever its age:
+        its ids are what a task closed next month is sent against. Deleted in batches of
+        `batch`, so no statement holds the table long."""
+        _require_tz(before, "before")
+        dead = dead_before if dead_before is not None else datetime.min.replace(tzinfo=UTC)
+        deleted = 0
+        while True:
+            status = await self._pool.execute(_PURGE_OUTBOX, before, dead, batch)
+            count = int(status.split()[-1])
+            deleted += count
+            if count < batch:
+                return deleted
+
+
+_PURGE_OUTBOX = (
+    "DELETE FROM outbox WHERE id IN (SELECT e.id FROM outbox e WHERE e.created_at < $1"
+    " AND NOT EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.event_id = e.id AND ("
+    # still to send, or a dead letter kept
+    "  (d.delivered_at IS NULL AND (d.dead_at IS NULL OR e.created_at >= $2))"
+    # the newest remote ids of its (endpoint, aggregate) chain
+    "  OR (d.remote_ref IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbox_deliveries n"
+    "   WHERE n.endpoint = d.endpoint AND n.aggregate = d.aggregate"
+    "   AND n.event_id > d.event_id AND n.remote_ref IS NOT NULL))))"
+    " ORDER BY e.id LIMIT $3)"
+)
 
 DISPOSITIONS = ("sale", "callback", "not-interested", "wrong-number", "dnc", "answering-machine")
 """answering-machine: the agent heard a machine (AMD called it a person); every other

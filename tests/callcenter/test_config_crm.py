@@ -81,6 +81,8 @@ def test_crm_section_mistakes() -> None:
         ('[crm]\nmanual_policy = {boss = "warn"}\n', 2, "manual_policy maps roles"),
         ('[crm]\nmanual_hours = "9-21"\n', 2, "manual_hours must look like"),
         ('[crm]\nmanual_tz = "Mars/Olympus"\n', 2, "unknown time zone"),
+        ("[crm]\noutbox_retention_days = 0\n", 2, "outbox_retention_days must be a whole"),
+        ("[crm]\ndead_letter_retention_days = 1.5\n", 2, "dead_letter_retention_days must"),
     ]:
         with pytest.raises(ConfigError) as error:
             parse_config(text, source="cc.toml")
@@ -89,6 +91,9 @@ def test_crm_section_mistakes() -> None:
         '[crm]\nfollow_up_minutes = 10\nmanual_policy = {manager = "block"}\n', source="cc.toml"
     )
     assert config.crm.follow_up_minutes == 10
+    assert (config.crm.outbox_retention_days, config.crm.dead_letter_retention_days) == (30, None)
+    kept = parse_config("[crm]\noutbox_retention_days = 7\ndead_letter_retention_days = 90\n")
+    assert (kept.crm.outbox_retention_days, kept.crm.dead_letter_retention_days) == (7, 90)
     assert config.crm.manual_policy == {"agent": "block", "manager": "block", "admin": "warn"}
 
 

@@ -516,6 +516,65 @@ async def test_purge_keeps_undelivered_events(store: CrmStore, pool: asyncpg.Poo
     assert [e["event_type"] for e in await outbox(pool)] == ["call.ended"]
 
 
+async def test_retention_deletes_old_delivered_events_and_keeps_what_is_still_needed(
+    store: CrmStore, pool: asyncpg.Pool
+) -> None:
+    """Old delivered events go; pending ones and dead letters stay (dead letters go only when
+    asked); the newest remote ids of a chain stay whatever their age, so a later event of the
+    same call or task is still sent against them."""
+    for n in range(4):
+        row_id = await store.call_started(inbound(call_id=f"c{n}"))
+        await store.call_ended(row_id, missed(T0 + timedelta(minutes=n)))
+    events = [r["id"] for r in await outbox(pool)]
+    # call.started and call.ended of each call: 8 events, two deliveries each.
+    assert len(events) == 8
+    await pool.execute("UPDATE outbox SET created_at = now() - interval '40 days'")
+    await pool.execute("UPDATE outbox_deliveries SET delivered_at = now()")
+    first_call = [
+        r["id"]
+        for r in await outbox(pool)
+        if r["aggregate"]
+        == "call/" + str(await pool.fetchval("SELECT id FROM calls WHERE call_id = 'c0'"))
+    ]
+    # amoCRM learned the first call's id at its start; the end's delivery carries it on.
+    await pool.execute(
+        "UPDATE outbox_deliveries SET remote_ref = $2 WHERE event_id = $1 AND endpoint = 'amo'",
+        first_call[0],
+        json.dumps({"call": 1}),
+    )
+    await pool.execute(
+        "UPDATE outbox_deliveries SET remote_ref = $2 WHERE event_id = $1 AND endpoint = 'amo'",
+        first_call[1],
+        json.dumps({"call": 1}),
+    )
+    pending, dead = events[-1], events[-2]
+    await pool.execute(
+        "UPDATE outbox_deliveries SET delivered_at = NULL WHERE event_id = $1", pending
+    )
+    await pool.execute(
+        "UPDATE outbox_deliveries SET delivered_at = NULL, dead_at = now() WHERE event_id = $1",
+        dead,
+    )
+    young = await store.call_started(inbound(call_id="young"))
+    now = datetime.now(UTC)
+
+    purged = await store.purge_outbox(now - timedelta(days=30), batch=2)
+    left = {r["id"] for r in await outbox(pool)}
+    # 8 old events: 6 delivered, of which the newest remote-id holder of c0's chain stays.
+    assert purged == 5
+    assert first_call[0] not in left  # an older holder of the same ids
+    assert len(left) == 4 and left >= {first_call[1], pending, dead}  # and young's start
+    assert (
+        await pool.fetchval("SELECT count(*) FROM outbox WHERE aggregate = $1", f"call/{young}")
+        == 1
+    )
+    # Dead letters go when asked, and only old ones.
+    assert await store.purge_outbox(now - timedelta(days=30), dead_before=now) == 1
+    assert dead not in {r["id"] for r in await outbox(pool)}
+    with pytest.raises(InvalidInput):
+        await store.purge_outbox(datetime(2024, 1, 1))
+
+
 async def test_a_call_recorded_at_its_end_is_one_row_and_one_event(
     store: CrmStore, pool: asyncpg.Pool
 ) -> None:
