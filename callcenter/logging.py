@@ -3,8 +3,8 @@
 
 A JSON line carries time (UTC, ISO 8601), level, logger, message, and request_id / call_id when
 known: the API request being served (`request_id_var`), a record's `call_id` attribute
-(`extra={"call_id": ...}`), the call being handled (`call_id_var`), or a message of the engine's
-usual form "call %s: ..." (its first argument is the Call-ID).
+(`extra={"call_id": ...}`), a message of the engine's usual form "call %s: ..." (its first
+argument is the Call-ID), or the incoming call whose handling logged it (`call_id_var`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from telephony.aio import current_call
+
 logger = logging.getLogger(__name__)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -25,8 +27,9 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
 """The id of the API request being served."""
-call_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("call_id", default=None)
-"""The Call-ID of the call being handled, where a task serves one call."""
+call_id_var: contextvars.ContextVar[str | None] = current_call
+"""The Call-ID of the call being handled: set for an incoming call's handler and the tasks it
+starts (telephony.aio.current_call)."""
 
 
 class ContextFilter(logging.Filter):
@@ -36,7 +39,9 @@ class ContextFilter(logging.Filter):
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id_var.get()
         if getattr(record, "call_id", None) is None:
-            record.call_id = call_id_var.get() or _call_id_of_message(record)
+            # A message naming its call ("call %s: ...") wins over the context, which may be
+            # another call's (a transfer target dialled while serving the caller).
+            record.call_id = _call_id_of_message(record) or call_id_var.get()
         return True
 
 

@@ -9,7 +9,7 @@ from .endpoint import EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaBridge, MediaError, MediaSession
 from .playout import Playout
 from .rtp import RtpEndpoint, RtpPortPool
-from .tasks import TaskSet
+from .tasks import TaskSet, current_call
 
 __all__ = [
     "Call",
@@ -29,5 +29,6 @@ __all__ = [
     "UserAgent",
     "UserAgentConfig",
     "bridge",
+    "current_call",
     "dtmf_route",
 ]

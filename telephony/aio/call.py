@@ -8,6 +8,7 @@ never touch SIP messages themselves (docs/architecture.md 4).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -55,7 +56,7 @@ from .dtmf import DtmfDebouncer
 from .endpoint import WEBSOCKET_TRANSPORTS, EndpointConfig, Peer, SipEndpoint
 from .media_session import MediaBridge, MediaError, MediaSession, check_offer
 from .rtp import RtpPortPool
-from .tasks import TaskSet
+from .tasks import TaskSet, current_call
 from .webrtc import new_certificate
 
 logger = logging.getLogger(__name__)
@@ -815,14 +816,17 @@ class UserAgent:
         if self.on_incoming is None:
             call.reject(480)
             return
+        # The handler runs in a context of its own naming the call; the tasks it starts keep it.
+        context = contextvars.copy_context()
+        context.run(current_call.set, call.call_id)
         try:
-            result = self.on_incoming(call)
+            result = context.run(self.on_incoming, call)
         except Exception:
             logger.exception("incoming call handler failed")
             call.reject(500)
             return
         if asyncio.iscoroutine(result):
-            task = self.loop.create_task(result)
+            task = self.loop.create_task(result, context=context)
             task.add_done_callback(lambda t: _report_failure(t, call))
 
     def _on_cancel(self, request: SipRequest, transaction: object, call: Call | None) -> None:

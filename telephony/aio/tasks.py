@@ -4,11 +4,19 @@ hunt, a journal write), held until they end and never failing in silence."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Coroutine
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+current_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_call", default=None
+)
+"""The Call-ID of the incoming call whose handling this code runs in: set for the incoming-call
+handler and inherited by every task it starts (asyncio copies the context into new tasks), so
+a log line of a call's hunt, bridge or journal names the call without passing it along."""
 
 
 class TaskSet(set["asyncio.Task[Any]"]):
@@ -37,4 +45,4 @@ class TaskSet(set["asyncio.Task[Any]"]):
             logger.error("%s task %s failed", self.what, task.get_name(), exc_info=exc)
 
 
-__all__ = ["TaskSet"]
+__all__ = ["TaskSet", "current_call"]
