@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from .crm import ENGINE
 from .openapi import EXTENSION, Param, operation
@@ -35,6 +35,9 @@ MAX_MESSAGE = 65536
 TOKEN_SECONDS = 60.0
 TOKENS = web.AppKey("sip_tokens", dict)
 """Login tokens not used yet: token -> (extension, monotonic time it expires)."""
+SOCKETS = web.AppKey("sip_sockets", set)
+"""The open connections: a stopping engine closes them (1001, going away); the HTTP runner's
+cleanup would otherwise wait for each (a browser phone stays connected all day)."""
 
 
 def is_open(request: web.Request) -> bool:
@@ -83,6 +86,8 @@ async def sip_websocket(request: web.Request) -> web.StreamResponse:
     outbox: asyncio.Queue[bytes] = asyncio.Queue()
     endpoint.attach(peer, outbox.put_nowait, local_port=int(sockname[1]), identity=identity)
     writer = asyncio.create_task(_write(ws, outbox, peer), name=f"sip-ws-writer {peer}")
+    sockets: set[web.WebSocketResponse] = request.app[SOCKETS]
+    sockets.add(ws)
     logger.info(
         "SIP WebSocket from %s:%d%s", peer[1], peer[2], f" for {identity}" if identity else ""
     )
@@ -95,6 +100,7 @@ async def sip_websocket(request: web.Request) -> web.StreamResponse:
             elif message.type == WSMsgType.ERROR:
                 logger.info("SIP WebSocket %s:%d: %s", peer[1], peer[2], ws.exception())
     finally:
+        sockets.discard(ws)
         endpoint.detach(peer)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
@@ -180,7 +186,17 @@ async def issue_token(request: web.Request) -> web.Response:
     )
 
 
+async def _close_all(app: web.Application) -> None:
+    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    await asyncio.gather(
+        *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"engine stopping") for ws in sockets),
+        return_exceptions=True,
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app[TOKENS] = {}
+    app[SOCKETS] = set()
+    app.on_shutdown.append(_close_all)
     app.router.add_get(PATH, sip_websocket)
     app.router.add_post(PATH + "/token", issue_token)

@@ -246,6 +246,27 @@ async def test_a_closed_socket_drops_its_binding(engine: Engine, browser: WsSipC
     assert_no_state_left(engine)
 
 
+async def test_a_stopping_engine_closes_the_sockets_at_once(pg_url: str, tmp_path: Path) -> None:
+    """A browser phone stays connected all day: the engine's stop closes its socket (1001,
+    going away) instead of the HTTP runner's cleanup waiting a minute for it."""
+    engine = await start_engine(engine_config(), database_url=pg_url, data_dir=tmp_path)
+    try:
+        client = await WsSipClient.connect(api_url(engine, "/sip").replace("http", "ws", 1))
+    except BaseException:
+        await engine.stop()
+        raise
+    try:
+        ok = await register(client, "101", "127.0.0.1")
+        assert ok.status == 200
+        closing = asyncio.create_task(client.ws.receive(10))  # the phone reads all the time
+        await asyncio.wait_for(engine.stop(), 10)
+        frame = await closing
+        assert frame.type == aiohttp.WSMsgType.CLOSE, frame
+        assert frame.data == aiohttp.WSCloseCode.GOING_AWAY
+    finally:
+        await client.close()
+
+
 async def test_a_login_token_opens_a_socket_that_speaks_for_its_extension_only(
     engine: Engine,
 ) -> None:
