@@ -10,8 +10,10 @@ server-side checks as a configured agent key: its own calls, tasks, presence, cl
 The page reads its live events (screen-pop, call, presence) from GET /agents/{ext}/events with
 fetch(), which sends the Authorization header (EventSource cannot).
 
-The browser phone (issue 15 part 1) plugs into the page's phone slot; until then the agent
-answers on a SIP phone registered as the extension, and the page drives the call over REST.
+The page's phone (web/phone.js, a SIP user agent of our own) trades the session for a SIP login
+token (POST /sip/token), registers over /sip and answers with the browser's WebRTC; an agent
+may still answer on a SIP phone registered as the extension, and the page drives the call over
+REST either way. Outbound calls stay on REST click-to-call, which rings the agent's phone first.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ SESSIONS = web.AppKey("agent_sessions", AgentSessions)
 ASSETS = {
     "agent.html": "text/html; charset=utf-8",
     "agent.js": "text/javascript; charset=utf-8",
+    "phone.js": "text/javascript; charset=utf-8",
     "agent.css": "text/css; charset=utf-8",
 }
 RECENT_CALLS = 50
@@ -60,6 +63,7 @@ def is_open(request: web.Request) -> bool:
     return request.method in ("GET", "HEAD") and request.path in (
         "/agent",
         "/web/agent.js",
+        "/web/phone.js",
         "/web/agent.css",
     )
 
@@ -93,6 +97,18 @@ async def page(request: web.Request) -> web.FileResponse:
 )
 async def script(request: web.Request) -> web.FileResponse:
     return _asset("agent.js")
+
+
+@operation(
+    summary="The agent page's browser phone: a SIP-over-WebSocket user agent (no DOM; the "
+    "page drives it)",
+    tag="agent page",
+    responses={200: None},
+    produces="text/javascript",
+    public=True,
+)
+async def phone_script(request: web.Request) -> web.FileResponse:
+    return _asset("phone.js")
 
 
 @operation(
@@ -331,6 +347,7 @@ def add_routes(app: web.Application, sessions: AgentSessions) -> None:
     app[SESSIONS] = sessions
     app.router.add_get("/agent", page)
     app.router.add_get("/web/agent.js", script)
+    app.router.add_get("/web/phone.js", phone_script)
     app.router.add_get("/web/agent.css", style)
     app.router.add_post("/agents/{ext}/login-token", login_token)
     app.router.add_post("/agent/session", open_session)

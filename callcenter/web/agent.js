@@ -126,6 +126,10 @@ async function start() {
   for (const id of ["#go-available", "#go-away", "#dnd"]) $(id).disabled = false;
   await refreshDesk();
   stream();
+  $("#phone-on").checked = phoneEnabled();
+  if (phoneEnabled()) phoneStart();
+  else phoneState("disabled");
+  refreshSeat(0);
 }
 
 function showLogin(error) {
@@ -135,6 +139,7 @@ function showLogin(error) {
 }
 
 async function logout(reason) {
+  phoneStop();
   if (streamAbort) streamAbort.abort();
   clearTimeout(retry);
   const key = apiKey();
@@ -448,6 +453,259 @@ async function dispose(event) {
   }
 }
 
+// -- the browser phone --------------------------------------------------------------------------
+// phone.js speaks SIP; here are its socket (/sip?token=..., re-opened with a new token and a
+// growing back-off when it closes), its media (one RTCPeerConnection a call, the microphone,
+// the far end in #phone-audio) and what the page shows. The call's other controls (keypad,
+// hold, transfer) stay on REST, for this phone and a SIP phone alike.
+
+const phone = {
+  ua: null, socket: null, retry: null, backoff: 1000, stopped: true, muted: false,
+  seatPending: false,
+};
+const PHONE_ON = "callcenter.agent.phone"; // "off": calls ring only the agent's SIP phone
+const PHONE_STATES = {
+  disabled: "off", off: "not registered", connecting: "connecting", registered: "registered",
+  ringing: "ringing", answering: "answering", "in-call": "in call",
+};
+
+function phoneState(state) {
+  $("#phone").dataset.phone = state;
+  $("#phone-state").textContent = PHONE_STATES[state] || state;
+  $("#phone-answer").disabled = state !== "ringing";
+  $("#phone-hangup").disabled = !["ringing", "answering", "in-call"].includes(state);
+  $("#phone-mute").disabled = state !== "in-call";
+  if (!["ringing", "answering", "in-call"].includes(state)) $("#phone-caller").textContent = "";
+}
+
+function iceGathered(pc) {
+  // The answer goes out with every candidate in it (no trickle ICE over this SIP).
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, 3000); // a stuck candidate does not hold the call up
+    function done() {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    }
+    function check() {
+      if (pc.iceGatheringState === "complete") done();
+    }
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+class PageMedia {
+  constructor(audio) {
+    this.audio = audio;
+    this.pc = null;
+    this.stream = null;
+  }
+
+  async answer(offer) {
+    this.close();
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    pc.addEventListener("track", (event) => {
+      this.audio.srcObject = new MediaStream([event.track]);
+      this.audio.play().catch(() => {}); // autoplay refused: the agent's next click plays it
+    });
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+    if (this.pc !== pc) {
+      for (const track of stream.getTracks()) track.stop();
+      throw new Error("the call ended");
+    }
+    this.stream = stream;
+    await pc.setRemoteDescription({ type: "offer", sdp: offer });
+    for (const track of stream.getAudioTracks()) {
+      track.enabled = !phone.muted;
+      pc.addTrack(track, stream);
+    }
+    return this.negotiate(pc);
+  }
+
+  async update(offer) {
+    const pc = this.pc;
+    if (!pc) throw new Error("no call");
+    await pc.setRemoteDescription({ type: "offer", sdp: offer });
+    return this.negotiate(pc);
+  }
+
+  async negotiate(pc) {
+    await pc.setLocalDescription(await pc.createAnswer());
+    await iceGathered(pc);
+    return pc.localDescription.sdp;
+  }
+
+  offer() {
+    return this.pc && this.pc.localDescription ? this.pc.localDescription.sdp : "";
+  }
+
+  mute(on) {
+    if (this.stream) for (const track of this.stream.getAudioTracks()) track.enabled = !on;
+  }
+
+  close() {
+    if (this.stream) for (const track of this.stream.getTracks()) track.stop();
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    this.stream = null;
+    this.audio.srcObject = null;
+  }
+}
+
+const media = new PageMedia(document.createElement("audio")); // its element: see wiring
+
+function phoneEvent(kind, detail) {
+  if (kind === "registered") {
+    phone.backoff = 1000;
+    if (!phone.ua.call) phoneState("registered");
+  } else if (kind === "unregistered") {
+    if (phone.socket) phone.socket.close(); // a refused REGISTER: a new socket, a new token
+  } else if (kind === "incoming") {
+    const caller = detail.caller;
+    $("#phone-caller").textContent =
+      caller.name && caller.name !== caller.user ? `${caller.name} (${caller.user})` : caller.user;
+    phoneState(detail.autoAnswer ? "answering" : "ringing");
+  } else if (kind === "answered") {
+    phoneState("answering");
+  } else if (kind === "confirmed") {
+    phoneState("in-call");
+    if (phone.seatPending) refreshSeat(10);
+  } else if (kind === "ended") {
+    setMute(false);
+    phoneState(phone.ua && phone.ua.registered ? "registered" : "off");
+    if (phone.seatPending || $("#seat").dataset.seated !== "no") refreshSeat(0);
+  } else if (kind === "error") {
+    console.warn("phone:", detail.reason);
+  }
+}
+
+async function phoneStart() {
+  clearTimeout(phone.retry);
+  phone.stopped = false;
+  const old = phone.socket;
+  phone.socket = null;
+  if (old) old.close();
+  phoneState("connecting");
+  let login;
+  try {
+    login = await api("POST", "/sip/token", {});
+  } catch (error) {
+    phoneRetry();
+    return;
+  }
+  if (phone.stopped) return;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}${login.path}`, "sip");
+  socket.binaryType = "arraybuffer";
+  const ua = new SipPhone.Phone({
+    user: login.extension,
+    domain: location.hostname,
+    transport: scheme.toUpperCase(),
+    io: {
+      send: (text) => { if (socket.readyState === WebSocket.OPEN) socket.send(text); },
+      setTimer: (fn, ms) => setTimeout(fn, ms),
+      clearTimer: (timer) => clearTimeout(timer),
+      emit: phoneEvent,
+      media,
+    },
+  });
+  phone.socket = socket;
+  phone.ua = ua;
+  socket.addEventListener("open", () => ua.register());
+  socket.addEventListener("message", (event) => ua.receive(event.data));
+  socket.addEventListener("close", () => {
+    ua.closed();
+    if (phone.socket === socket) phoneRetry();
+  });
+}
+
+function phoneRetry() {
+  phone.socket = null;
+  if (phone.stopped || !apiKey()) return;
+  phoneState("off");
+  clearTimeout(phone.retry);
+  phone.retry = setTimeout(phoneStart, phone.backoff);
+  phone.backoff = Math.min(phone.backoff * 2, 30000);
+}
+
+function phoneStop() {
+  phone.stopped = true;
+  clearTimeout(phone.retry);
+  const socket = phone.socket;
+  phone.socket = null;
+  if (phone.ua) phone.ua.unregister();
+  if (socket) socket.close();
+  if (phone.ua) phone.ua.closed(); // a call on it ends with the socket
+  phoneState("disabled");
+}
+
+// The agent's choice, kept in this browser: with a desk phone, the page need not ring too.
+function phoneEnabled() {
+  return localStorage.getItem(PHONE_ON) !== "off";
+}
+
+function setPhoneEnabled(on) {
+  localStorage.setItem(PHONE_ON, on ? "on" : "off");
+  if (on) phoneStart();
+  else phoneStop();
+}
+
+function phoneAnswer() {
+  if (phone.ua) phone.ua.answer();
+}
+
+function phoneHangup() {
+  if (phone.ua && phone.ua.call) phone.ua.hangup();
+  else control("hangup");
+}
+
+function setMute(on) {
+  phone.muted = on;
+  media.mute(on);
+  $("#phone").dataset.muted = String(on);
+  $("#phone-mute").setAttribute("aria-pressed", String(on));
+  $("#phone-mute").textContent = on ? "Unmute" : "Mute";
+}
+
+// -- the seat -----------------------------------------------------------------------------------
+
+function showSeat(seat) {
+  const state = seat.seated ? "yes" : seat.ringing ? "ringing" : "no";
+  $("#seat").dataset.seated = state;
+  $("#seat-take").hidden = state !== "no";
+  $("#seat-leave").hidden = state !== "yes";
+  $("#seat-state").textContent = seat.seated
+    ? `On a seat (${seat.calls} ${seat.calls === 1 ? "call" : "calls"})`
+    : seat.ringing ? "Taking the seat…" : "";
+}
+
+async function takeSeat() {
+  phone.seatPending = true;
+  const seat = await act("Seat", () => api("POST", `/agents/${me.extension}/seat`));
+  if (seat) showSeat(seat);
+  else phone.seatPending = false;
+}
+
+async function leaveSeat() {
+  const seat = await act("Seat", () => api("DELETE", `/agents/${me.extension}/seat`));
+  if (seat) showSeat(seat);
+}
+
+// The seat is the engine's once the phone answered; a moment later than our ACK, hence the
+// few tries.
+async function refreshSeat(tries) {
+  const seat = await act("Seat", () => api("GET", `/agents/${me.extension}/seat`));
+  if (!seat) return;
+  if (!seat.seated && tries > 0 && phone.seatPending && phone.ua && phone.ua.call) {
+    setTimeout(() => refreshSeat(tries - 1), 100);
+    return;
+  }
+  if (seat.seated || !(phone.ua && phone.ua.call)) phone.seatPending = false;
+  showSeat(seat);
+}
+
 // -- wiring -------------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -470,6 +728,13 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#transfer-complete").addEventListener("click", () => consultation("complete"));
   $("#transfer-cancel").addEventListener("click", () => consultation("cancel"));
   $("#disposition-form").addEventListener("submit", dispose);
+  media.audio = $("#phone-audio");
+  $("#phone-on").addEventListener("change", (event) => setPhoneEnabled(event.target.checked));
+  $("#phone-answer").addEventListener("click", phoneAnswer);
+  $("#phone-hangup").addEventListener("click", phoneHangup);
+  $("#phone-mute").addEventListener("click", () => setMute(!phone.muted));
+  $("#seat-take").addEventListener("click", takeSeat);
+  $("#seat-leave").addEventListener("click", leaveSeat);
   $("#dial-form").addEventListener("submit", (event) => {
     event.preventDefault();
     callNumber(event.target.elements.number.value.trim());

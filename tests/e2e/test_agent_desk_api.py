@@ -90,7 +90,7 @@ async def test_login_token_opens_one_session_that_acts_for_its_agent_only(engine
         # The page needs a key bound to an extension.
         async with http.get(api_url(engine, "/agent/me"), headers=bearer(ADMIN_KEY)) as r:
             assert r.status == 403
-        for path in ("/agent", "/web/agent.js", "/web/agent.css"):
+        for path in ("/agent", "/web/agent.js", "/web/phone.js", "/web/agent.css"):
             async with http.get(api_url(engine, path)) as r:
                 assert r.status == 200, path
 

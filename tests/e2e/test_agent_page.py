@@ -29,6 +29,7 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from telephony.aio import Call
 
+from .callfloor import wait_for
 from .conftest import ADMIN_KEY, api_url, bearer, engine_config, registrar_of
 from .test_dashboard import CHROMIUM, artifacts_dir, browser  # noqa: F401 (the fixture)
 
@@ -142,6 +143,15 @@ async def test_agent_page_pop_controls_disposition_and_call_back(
         await page.wait_for_selector('#status[data-status="live"]', timeout=10_000)
         assert "login=" not in page.url
         assert await page.text_content("#me") == "Agent 101 (101)"
+        # 101 answers on a desk phone (baresip): the page's own phone is switched off, so
+        # that click-to-call rings the desk phone (test_agent_phone.py has the browser's).
+        await page.wait_for_selector('#phone[data-phone="registered"]', timeout=10_000)
+        await page.uncheck("#phone-on")
+        await page.wait_for_selector('#phone[data-phone="disabled"]', timeout=5000)
+        await wait_for(
+            lambda: not engine.switchboard.registrar.lookup("101", now=engine.ua.loop.time()),
+            what="the page's phone to unregister",
+        )
         await page.click("#go-away")
         await page.wait_for_selector('#state[data-state="away"]', timeout=5000)
         await page.click("#go-available")

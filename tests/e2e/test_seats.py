@@ -89,25 +89,8 @@ async def test_seated_agents_take_people_with_no_ringing(pg_url: str, tmp_path: 
     assert progress.connected == len(numbers) and progress.abandoned == 0
     assert sum(served.values()) == len(numbers) and all(served.values()), served
     assert incoming == {ext: [] for ext in tones}  # no agent's phone ever rang
-    conn = await asyncpg.connect(pg_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT l.phone, a.agent, a.amd_seconds FROM attempts a JOIN leads l"
-            " ON l.id = a.lead_id WHERE a.campaign_id = $1 AND a.outcome = 'answered-human'",
-            campaign.id,
-        )
-    finally:
-        await conn.close()
-    assert len(rows) == len(numbers)
-    delays = []
-    for row in rows:
-        record = carrier.record(row["phone"].lstrip("+"))
-        assert record.answered_at is not None and row["amd_seconds"] is not None
-        said = record.heard_samples()
-        onset = first_tone_time(said, tones[row["agent"]], 8000)
-        assert onset is not None, row
-        heard_at = record.heard_at[min(int(onset / FRAME), len(record.heard_at) - 1)]
-        delays.append(heard_at - (record.answered_at + row["amd_seconds"]))
+    delays = list((await connect_delays(pg_url, carrier, campaign.id, tones)).values())
+    assert len(delays) == len(numbers)
     # Every person heard their agent within 300 ms of the verdict (the frame clock allows 20 ms
     # either way; a phone that had to ring and be answered takes seconds).
     assert max(delays) <= 0.3, delays
@@ -116,6 +99,32 @@ async def test_seated_agents_take_people_with_no_ringing(pg_url: str, tmp_path: 
         assert len(wavs) == 1, (ext, wavs)
         _, samples, _ = read_wav(wavs[0])
         assert samples.size / 8000 > 5.0
+
+
+async def connect_delays(
+    pg_url: str, carrier: ScriptedCarrier, campaign_id: int | None, tones: dict[str, int]
+) -> dict[str, float]:
+    """Per person the dialer reached: seconds from the AMD verdict (the answer time plus the
+    verdict's audio seconds) to the first frame of their agent's tone (`tones`: agent ->
+    Hz) the customer heard, on the carrier's frame clock."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT l.phone, a.agent, a.amd_seconds FROM attempts a JOIN leads l"
+            " ON l.id = a.lead_id WHERE a.campaign_id = $1 AND a.outcome = 'answered-human'",
+            campaign_id,
+        )
+    finally:
+        await conn.close()
+    delays = {}
+    for row in rows:
+        record = carrier.record(row["phone"].lstrip("+"))
+        assert record.answered_at is not None and row["amd_seconds"] is not None
+        onset = first_tone_time(record.heard_samples(), tones[row["agent"]], 8000)
+        assert onset is not None, row
+        heard_at = record.heard_at[min(int(onset / FRAME), len(record.heard_at) - 1)]
+        delays[row["phone"]] = heard_at - (record.answered_at + row["amd_seconds"])
+    return delays
 
 
 async def test_a_phone_not_on_a_seat_gets_auto_answer_hints(pg_url: str, tmp_path: Path) -> None:

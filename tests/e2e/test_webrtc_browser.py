@@ -59,10 +59,10 @@ def artifacts_dir() -> Path:
     return folder
 
 
-@pytest.fixture
-async def chromium(tmp_path: Path) -> AsyncIterator[Any]:
-    _need_jssip()
-    tone = write_tone_wav(tmp_path / "browser-tone.wav", BROWSER_TONE, 30.0, rate=48000)
+@contextlib.asynccontextmanager
+async def chromium_with_microphone(tone: Path) -> AsyncIterator[Any]:
+    """Headless Chromium whose fake microphone plays `tone` (a 48 kHz WAV), granting media
+    permission and autoplay without asking."""
     async with playwright_api.async_playwright() as pw:
         launched = await pw.chromium.launch(
             executable_path=CHROMIUM,
@@ -78,6 +78,14 @@ async def chromium(tmp_path: Path) -> AsyncIterator[Any]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest.fixture
+async def chromium(tmp_path: Path) -> AsyncIterator[Any]:
+    _need_jssip()
+    tone = write_tone_wav(tmp_path / "browser-tone.wav", BROWSER_TONE, 30.0, rate=48000)
+    async with chromium_with_microphone(tone) as launched:
+        yield launched
 
 
 # The page's phone: JsSIP over /sip, and a WebAudio analyser on whatever the far end sends.
