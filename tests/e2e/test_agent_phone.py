@@ -37,7 +37,7 @@ from .test_webrtc_browser import chromium_with_microphone
 pytestmark = [pytest.mark.peers, tools.needs("chromium", "baresip", "espeak-ng", "sox")]
 
 DID = "+12025550177"
-BROWSER_TONE, CUSTOMER_TONE = 1000, 600
+BROWSER_TONE, CUSTOMER_TONE, MUSIC_TONE = 1000, 600, 400
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = ROOT / "callcenter" / "prompts" / "we-will-call-you-back.wav"
 FRAME = 0.02
@@ -135,7 +135,8 @@ number = "{DID}"
 trunk = "carrier"
 route = "agent:101"
 """
-    config = engine_config(extra=extra)
+    music = write_tone_wav(tmp_path / "music.wav", MUSIC_TONE, 2.0)
+    config = engine_config(extra_sip=f'music_on_hold = "{music}"\n', extra=extra)
     return await start_engine(config, database_url=pg_url, data_dir=tmp_path)
 
 
@@ -186,6 +187,14 @@ async def test_the_page_rings_answers_and_talks_in_the_browser(
             level = await _hears(page, CUSTOMER_TONE, BROWSER_TONE)
             print(f"the page plays the customer's {CUSTOMER_TONE} Hz at {level:.1f} dB")
             await asyncio.sleep(1.0)  # a second of tone both ways for the recordings
+            # Hold and resume stay on REST; the browser's leg stays up through them.
+            await page.click("#hold")
+            await page.wait_for_selector('#call[data-state="held"]', timeout=5000)
+            await page.click("#resume")
+            await page.wait_for_selector('#call[data-state="talking"]', timeout=5000)
+            assert await page.get_attribute("#phone", "data-phone") == "in-call"
+            await _hears(page, CUSTOMER_TONE, BROWSER_TONE)
+            await asyncio.sleep(1.0)
             # Mute: the customer hears silence instead of the browser's tone, then the tone
             # again.
             await page.click("#phone-mute")
