@@ -25,6 +25,7 @@ from .adapters import (
     sign_body,
     verify_signature,
 )
+from .agent_sessions import SessionStore
 from .amocrm import AmoCrmAdapter, amo_call_status
 from .bookings import PgAgentBookings
 from .config import CrmEndpoint, OAuthClient, RetryPolicy
@@ -94,6 +95,7 @@ __all__ = [
     "PickupRecord",
     "RegistrationStore",
     "RetryPolicy",
+    "SessionStore",
     "StoredBinding",
     "StoredDialog",
     "StoredForwarding",

@@ -148,7 +148,7 @@ async def login_token(request: web.Request) -> web.Response:
     if is_session(key):
         raise ApiError(403, "an agent session cannot issue logins")
     _, ext = _own_extension(request)
-    token = request.app[SESSIONS].issue_login(ext, by=key.name)
+    token = await request.app[SESSIONS].issue_login(ext, by=key.name)
     return web.json_response(
         {"token": token, "extension": ext, "expires_in": LOGIN_SECONDS,
          "url": f"/agent#login={token}"},
@@ -184,7 +184,7 @@ async def open_session(request: web.Request) -> web.Response:
     login = body.get("login") if isinstance(body, dict) else None
     if not isinstance(login, str) or not login or len(login) > 200:
         raise ApiError(400, 'body must be {"login": TOKEN}')
-    opened = request.app[SESSIONS].redeem(login)
+    opened = await request.app[SESSIONS].redeem(login)
     if opened is None:
         raise ApiError(401, "this login token is unknown, spent or expired; ask for a new one")
     session, key = opened
@@ -211,7 +211,7 @@ async def close_session(request: web.Request) -> web.Response:
     key = request[API_KEY]
     if not is_session(key):
         raise ApiError(403, "only an agent session ends this way")
-    request.app[SESSIONS].end(key)
+    await request.app[SESSIONS].end(key)
     return web.Response(status=204)
 
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from crm_bridge import SessionStore
+
 from ..tls import https_context
 from . import (
     agent_desk,
@@ -179,7 +181,9 @@ async def trunks(request: web.Request) -> web.Response:
 
 def build_app(engine: Engine) -> web.Application:
     keys = KeyRing(engine.config.api_keys)
-    sessions = AgentSessions()
+    # Agent-page sessions live in the database when there is one (every node, every restart).
+    store = SessionStore(engine.database.pool) if engine.database is not None else None
+    sessions = AgentSessions(store)
     app = web.Application(
         middlewares=[
             request_ids,

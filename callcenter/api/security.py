@@ -19,7 +19,7 @@ from aiohttp import web
 
 from callcenter.config import ApiKey
 from callcenter.logging import request_id_var
-from crm_bridge import CrmError
+from crm_bridge import CrmError, SessionStore
 from dialer import DialerError
 
 logger = logging.getLogger(__name__)
@@ -76,9 +76,12 @@ class AgentSessions:
     """Short-lived agent logins for the agent page: a supervisor (or the agent's own key) gets
     a login token for one extension; the page trades it, once and within LOGIN_SECONDS, for a
     session key that acts as an agent key bound to that extension for SESSION_SECONDS. Only
-    SHA-256 digests are kept; time is `time.monotonic()` unless given."""
+    SHA-256 digests are kept: in PostgreSQL when given a `store` (every node sees every session,
+    and sessions outlive a restart), else in this process (time is `time.monotonic()` unless
+    given)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: SessionStore | None = None) -> None:
+        self._store = store
         self._logins: dict[str, tuple[str, str, float]] = {}
         self._sessions: dict[str, tuple[ApiKey, float]] = {}
 
@@ -86,40 +89,56 @@ class AgentSessions:
     def _digest(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
 
+    @staticmethod
+    def _key(digest: str, extension: str, by: str) -> ApiKey:
+        return ApiKey(f"session:{extension} (from {by})", digest, "agent", extension)
+
     def _sweep(self, now: float) -> None:
         for table in (self._logins, self._sessions):
             for stale in [d for d, entry in table.items() if entry[-1] <= now]:
                 del table[stale]
 
-    def issue_login(self, extension: str, *, by: str, now: float | None = None) -> str:
+    async def issue_login(self, extension: str, *, by: str, now: float | None = None) -> str:
+        token = secrets.token_urlsafe(24)
+        if self._store is not None:
+            await self._store.add_login(self._digest(token), extension, by, LOGIN_SECONDS)
+            return token
         now = time.monotonic() if now is None else now
         self._sweep(now)
-        token = secrets.token_urlsafe(24)
         self._logins[self._digest(token)] = (extension, by, now + LOGIN_SECONDS)
         return token
 
-    def redeem(self, login: str, *, now: float | None = None) -> tuple[str, ApiKey] | None:
+    async def redeem(self, login: str, *, now: float | None = None) -> tuple[str, ApiKey] | None:
         """A new session for a valid login token (spent by this), else None."""
+        token = secrets.token_urlsafe(32)
+        digest = self._digest(token)
+        if self._store is not None:
+            opened = await self._store.redeem(self._digest(login), digest, SESSION_SECONDS)
+            return None if opened is None else (token, self._key(digest, *opened))
         now = time.monotonic() if now is None else now
         self._sweep(now)
         found = self._logins.pop(self._digest(login), None)
         if found is None:
             return None
         extension, by, _ = found
-        token = secrets.token_urlsafe(32)
-        digest = self._digest(token)
-        key = ApiKey(f"session:{extension} (from {by})", digest, "agent", extension)
+        key = self._key(digest, extension, by)
         self._sessions[digest] = (key, now + SESSION_SECONDS)
         return token, key
 
-    def find(self, presented: str, *, now: float | None = None) -> ApiKey | None:
-        found = self._sessions.get(self._digest(presented))
+    async def find(self, presented: str, *, now: float | None = None) -> ApiKey | None:
+        digest = self._digest(presented)
+        if self._store is not None:
+            opened = await self._store.find(digest)
+            return None if opened is None else self._key(digest, *opened)
+        found = self._sessions.get(digest)
         now = time.monotonic() if now is None else now
         if found is None or found[1] <= now:
             return None
         return found[0]
 
-    def end(self, key: ApiKey) -> None:
+    async def end(self, key: ApiKey) -> None:
+        if self._store is not None:
+            await self._store.end(key.sha256)
         self._sessions.pop(key.sha256, None)
 
 
@@ -140,7 +159,7 @@ def acting_for(request: web.Request, extension: str | None) -> None:
         raise ApiError(403, f"this key acts for extension {own} only")
 
 
-def key_of(
+async def key_of(
     ring: KeyRing, request: web.Request, sessions: AgentSessions | None = None
 ) -> ApiKey | None:
     """The key a request presents (Authorization: Bearer): a configured key or an agent
@@ -150,7 +169,7 @@ def key_of(
         return None
     key = ring.find(presented.strip())
     if key is None and sessions is not None:
-        key = sessions.find(presented.strip())
+        key = await sessions.find(presented.strip())
     return key
 
 
@@ -167,7 +186,7 @@ def auth_middleware(
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC_PATHS:
             return await handler(request)
-        key = key_of(ring, request, sessions)
+        key = await key_of(ring, request, sessions)
         if key is None:
             if open_paths is not None and open_paths(request):
                 return await handler(request)

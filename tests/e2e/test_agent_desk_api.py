@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -95,18 +96,82 @@ async def test_login_token_opens_one_session_that_acts_for_its_agent_only(engine
                 assert r.status == 200, path
 
 
-def test_login_tokens_and_sessions_expire() -> None:
+async def test_login_tokens_and_sessions_expire() -> None:
+    """Without a database (sessions in the process's memory)."""
     sessions = AgentSessions()
-    late = sessions.issue_login("101", by="admin", now=0.0)
-    assert sessions.redeem(late, now=LOGIN_SECONDS + 1) is None
-    login = sessions.issue_login("101", by="admin", now=0.0)
-    opened = sessions.redeem(login, now=1.0)
+    late = await sessions.issue_login("101", by="admin", now=0.0)
+    assert await sessions.redeem(late, now=LOGIN_SECONDS + 1) is None
+    login = await sessions.issue_login("101", by="admin", now=0.0)
+    opened = await sessions.redeem(login, now=1.0)
     assert opened is not None
     token, key = opened
     assert (key.role, key.extension) == ("agent", "101")
-    assert sessions.find(token, now=2.0) == key
-    assert sessions.find(token, now=1.0 + SESSION_SECONDS) is None
-    assert sessions.find("forged", now=2.0) is None
+    assert await sessions.find(token, now=2.0) == key
+    assert await sessions.find(token, now=1.0 + SESSION_SECONDS) is None
+    assert await sessions.find("forged", now=2.0) is None
+
+
+async def test_agent_sessions_live_in_the_database_for_every_node(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """A login issued on one node opens a session on another, which works on both and
+    outlives the node that opened it; one logout ends it everywhere. Only digests are
+    stored, and an expired session is refused."""
+    one = await start_engine(engine_config(), database_url=pg_url, data_dir=tmp_path / "one")
+    two = await start_engine(engine_config(), database_url=pg_url, data_dir=tmp_path / "two")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                api_url(one, "/agents/101/login-token"), headers=bearer(ADMIN_KEY)
+            ) as r:
+                login = (await r.json())["token"]
+            async with http.post(api_url(two, "/agent/session"), json={"login": login}) as r:
+                assert r.status == 201, await r.text()
+                session = (await r.json())["session"]
+            async with http.post(api_url(one, "/agent/session"), json={"login": login}) as r:
+                assert r.status == 401  # spent, on every node
+            digest = hashlib.sha256(session.encode()).hexdigest()
+            stored = await db.fetchrow(
+                "SELECT extension, expires_at - created_at AS lasts FROM agent_sessions"
+                " WHERE digest = $1",
+                digest,
+            )
+            assert stored["extension"] == "101"
+            assert stored["lasts"] == timedelta(seconds=SESSION_SECONDS)
+            assert await db.fetchval(
+                "SELECT count(*) FROM agent_sessions WHERE digest = $1 OR digest = $2",
+                session,
+                login,
+            ) == 0  # fmt: skip
+            await two.stop()  # the node that opened it goes; the session stays
+            async with http.get(api_url(one, "/agent/me"), headers=bearer(session)) as r:
+                assert r.status == 200 and (await r.json())["extension"] == "101"
+            two = await start_engine(
+                engine_config(), database_url=pg_url, data_dir=tmp_path / "two"
+            )
+            async with http.get(api_url(two, "/agent/me"), headers=bearer(session)) as r:
+                assert r.status == 200  # a restarted node knows it too
+            async with http.delete(api_url(two, "/agent/session"), headers=bearer(session)) as r:
+                assert r.status == 204
+            async with http.get(api_url(one, "/agent/me"), headers=bearer(session)) as r:
+                assert r.status == 401
+            # Another session, expired in the database: refused.
+            async with http.post(
+                api_url(one, "/agents/102/login-token"), headers=bearer(ADMIN_KEY)
+            ) as r:
+                login = (await r.json())["token"]
+            async with http.post(api_url(one, "/agent/session"), json={"login": login}) as r:
+                session = (await r.json())["session"]
+            await db.execute(
+                "UPDATE agent_sessions SET expires_at = now() - interval '1 second'"
+                " WHERE digest = $1",
+                hashlib.sha256(session.encode()).hexdigest(),
+            )
+            async with http.get(api_url(two, "/agent/me"), headers=bearer(session)) as r:
+                assert r.status == 401
+    finally:
+        await one.stop()
+        await two.stop()
 
 
 async def test_an_agent_sees_its_own_calls_and_tasks_and_their_pops(engine: Engine) -> None:
