@@ -20,6 +20,7 @@ import aiohttp
 import numpy as np
 import pytest
 
+from callcenter.api import sip_ws
 from callcenter.runtime import Engine, start_engine
 from dialer import Campaign, NewLead
 from sip_test_env import carrier, tools
@@ -27,6 +28,7 @@ from sip_test_env.audio import first_tone_time, read_wav, tone_frames, tone_pres
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from sip_test_env.voices import person_wav, speak
 
+from .callfloor import wait_for
 from .conftest import ADMIN_KEY, api_url, bearer, engine_config
 from .test_agent_page import _earlier_call
 from .test_campaign import calling_hours_around_now, engine_on_carrier, run_to_the_end
@@ -227,6 +229,21 @@ async def test_the_page_rings_answers_and_talks_in_the_browser(
         )
         assert event is not None and '"disposition_note": "took the yearly plan"' in event
         await _shot(page, tmp_path, "agent-phone-after-call.png")
+
+        # The socket drops under the page (a proxy restarts, say): the phone opens a new one
+        # with a new token and registers again by itself.
+        registrar = engine.switchboard.registrar
+        (before,) = registrar.lookup("101", now=engine.ua.loop.time())
+        assert engine.http is not None
+        for ws in list(engine.http.app[sip_ws.SOCKETS]):
+            await ws.close()
+
+        def registered_anew() -> bool:
+            bindings = registrar.lookup("101", now=engine.ua.loop.time())
+            return len(bindings) == 1 and bindings[0].peer != before.peer
+
+        await wait_for(registered_anew, timeout=10, what="the phone to register again")
+        await page.wait_for_selector('#phone[data-phone="registered"]', timeout=5000)
         assert requests.count("INVITE") == 1 and "BYE" not in requests  # the BYE was ours
         assert errors == []
         await page.close()
