@@ -216,6 +216,7 @@ function handle(kind, data) {
       setCall({ callId: data.call_id, row: data.call, state: "ringing", other: data.number });
     }
   } else if (kind === "call") {
+    if ($("#seat").dataset.seated === "yes") refreshSeat(0); // the seat's count of calls
     if (data.state === "talking") {
       setCall({ callId: data.call_id, row: data.call, state: "talking", other: current.other });
     } else if (data.state === "ended" && (current.callId === data.call_id || current.callId === null)) {
@@ -387,6 +388,7 @@ function showPop(pop) {
     const fields = [["name", pop.lead.name], ["phone", pop.lead.phone],
                     ...Object.entries(pop.lead.data || {})];
     for (const [name, value] of fields) {
+      if (value == null) continue;
       const row = leadBody.insertRow();
       cell(row, name);
       cell(row, typeof value === "object" ? JSON.stringify(value) : value);
@@ -577,7 +579,7 @@ function phoneEvent(kind, detail) {
     phoneState(phone.ua && phone.ua.registered ? "registered" : "off");
     if (phone.seatPending || $("#seat").dataset.seated !== "no") refreshSeat(0);
   } else if (kind === "error") {
-    console.warn("phone:", detail.reason);
+    say(`Phone: ${detail.reason}`, true);
   }
 }
 

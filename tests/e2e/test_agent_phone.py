@@ -316,6 +316,10 @@ async def test_two_browser_seats_take_a_power_campaign_with_no_ringing(
             await first.wait_for_selector("#pop:not([hidden])", timeout=5000)
             await _shot(first, tmp_path, "agent-phone-seat.png")
             for ext, (page, errors, requests) in pages.items():
+                calls = f"{served[ext]} call" + ("" if served[ext] == 1 else "s")
+                await page.wait_for_selector(
+                    f'#seat-state:text-is("On a seat ({calls})")', timeout=5000
+                )
                 await page.click("#seat-leave")  # the engine hangs the seat's call up
                 await page.wait_for_selector('#seat[data-seated="no"]', timeout=5000)
                 await page.wait_for_selector('#phone[data-phone="registered"]', timeout=5000)
