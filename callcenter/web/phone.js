@@ -510,7 +510,7 @@
         this._respond(cancel, 481, "Call/Transaction Does Not Exist");
         return;
       }
-      this._respond(cancel, 200, "OK");
+      this._respond(cancel, 200, "OK", { toTag: call.localTag }); // the tag of the INVITE's
       if (call.state === "ringing" || call.state === "answering") {
         this._final(call.invite, 487, "Request Terminated", call.localTag);
         this._end("remote", "cancel");

@@ -213,6 +213,8 @@ test("CANCEL while ringing: 200 to it, 487 to the INVITE; even while the answer 
     const [cancelOk, terminated] = sent.slice(-2);
     assert.deepEqual([cancelOk.status, cancelOk.cseqMethod], [200, "CANCEL"]);
     assert.deepEqual([terminated.status, terminated.cseqMethod], [487, "INVITE"]);
+    const tagOf = (m) => SipPhone.param(SipPhone.header(m, "to"), "tag");
+    assert.equal(tagOf(cancelOk), tagOf(terminated));
     assert.deepEqual(events.at(-1), ["ended", { by: "remote", reason: "cancel" }]);
     assert.equal(media.closed, 1);
     if (during) {
