@@ -9,7 +9,7 @@
 // arrive (receive) and the user's acts (answer, hangup), and acts through the functions it is
 // given: send(text), setTimer/clearTimer, media (the page's RTCPeerConnection glue) and emit
 // (what the page shows). agent.js opens the socket and does the media; the tests drive the same
-// object with fakes (tests/web/test_phone.mjs, under node). Plain ES2020, no build step.
+// object with fakes (tests/callcenter/phone.test.cjs, under node). Plain ES2020, no build step.
 "use strict";
 
 (function (root) {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,14 +23,16 @@ import pytest
 
 from callcenter.api import sip_ws
 from callcenter.runtime import Engine, start_engine
+from callcenter.tls import make_self_signed
 from dialer import Campaign, NewLead
 from sip_test_env import carrier, tools
 from sip_test_env.audio import first_tone_time, read_wav, tone_frames, tone_present, write_tone_wav
+from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from sip_test_env.voices import person_wav, speak
 
 from .callfloor import wait_for
-from .conftest import ADMIN_KEY, api_url, bearer, engine_config
+from .conftest import ADMIN_KEY, api_url, bearer, engine_config, registrar_of
 from .test_agent_page import _earlier_call
 from .test_campaign import calling_hours_around_now, engine_on_carrier, run_to_the_end
 from .test_dashboard import artifacts_dir
@@ -342,3 +345,43 @@ async def test_two_browser_seats_take_a_power_campaign_with_no_ringing(
     print(f"max {max(delays.values()) * 1000:.0f} ms over {len(delays)} people; served {served}")
     # The frame clock allows 20 ms either way.
     assert max(delays.values()) <= 0.3, delays
+
+
+async def test_over_https_the_page_is_a_secure_context_and_its_phone_uses_wss(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """With [http] TLS the page is served over https (a secure context: the microphone), its
+    phone registers over wss://, rings for a colleague's call and answers it."""
+    cert, key = make_self_signed(tmp_path / "tls", ["127.0.0.1"])
+    config = engine_config(extra_http=f'tls_certificate = "{cert}"\ntls_key = "{key}"\n')
+    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    trust = ssl.create_default_context(cafile=str(cert))
+    tone = write_tone_wav(tmp_path / "browser-tone.wav", BROWSER_TONE, 30.0, rate=48000)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                api_url(engine, "/agents/101/login-token"), headers=bearer(ADMIN_KEY), ssl=trust
+            ) as r:
+                assert r.status == 201, await r.text()
+                login = await r.json()
+        async with chromium_with_microphone(tone, "--ignore-certificate-errors") as browser:
+            page = await browser.new_page()
+            await page.goto(api_url(engine, login["url"]))
+            assert page.url.startswith("https://")
+            assert await page.evaluate("window.isSecureContext")
+            await page.wait_for_selector('#phone[data-phone="registered"]', timeout=10_000)
+            (binding,) = engine.switchboard.registrar.lookup("101", now=engine.ua.loop.time())
+            assert binding.peer[0] == "wss"
+            async with BaresipPeer(
+                "102", workdir=tmp_path, registrar=registrar_of(engine), password="pass102"
+            ) as a102:
+                await a102.wait_registered()
+                await a102.dial("101")
+                await page.wait_for_selector('#phone[data-phone="ringing"]', timeout=10_000)
+                await page.click("#phone-answer")
+                await a102.wait_event("CALL_ESTABLISHED", timeout=10)
+                await page.wait_for_selector('#phone[data-phone="in-call"]', timeout=5000)
+                await a102.hangup()
+                await page.wait_for_selector('#phone[data-phone="registered"]', timeout=5000)
+    finally:
+        await engine.stop()

@@ -60,9 +60,9 @@ def artifacts_dir() -> Path:
 
 
 @contextlib.asynccontextmanager
-async def chromium_with_microphone(tone: Path) -> AsyncIterator[Any]:
+async def chromium_with_microphone(tone: Path, *flags: str) -> AsyncIterator[Any]:
     """Headless Chromium whose fake microphone plays `tone` (a 48 kHz WAV), granting media
-    permission and autoplay without asking."""
+    permission and autoplay without asking; `flags`: more command-line switches."""
     async with playwright_api.async_playwright() as pw:
         launched = await pw.chromium.launch(
             executable_path=CHROMIUM,
@@ -72,6 +72,7 @@ async def chromium_with_microphone(tone: Path) -> AsyncIterator[Any]:
                 "--use-fake-device-for-media-stream",
                 f"--use-file-for-fake-audio-capture={tone}",
                 "--autoplay-policy=no-user-gesture-required",
+                *flags,
             ],
         )
         try:
