@@ -355,6 +355,9 @@ class BridgedCall:
         self._on_transfer: list[Callable[[BridgedCall, Call, Call, dict[str, Any]], None]] = []
         self.on_answered_digit: Callable[[BridgedCall, str], None] | None = None
         """Told each key the answered party presses (its in-call feature codes: #72 parks)."""
+        self.on_seat_left: Callable[[Call], None] | None = None
+        """Told when the seat's leg leaves this call while it goes on (its agent transferred
+        or parked the customer): the seat is free again."""
         self.on_refer: Callable[[BridgedCall, Call, ReferReceived], int | None] | None = None
         """Asked when the answered party's phone sends REFER (see `Call.on_refer`)."""
         self._fallback: tuple[Callable[[], list[HuntStep]], str, float] | None = None
@@ -794,7 +797,19 @@ class BridgedCall:
         return asyncio.ensure_future(asyncio.gather(*playing)) if playing else None
 
     def _hang_up_later(self, leg: Call, reason: str) -> None:
+        if leg is self.seat:
+            self._leave_seat(leg, reason)
+            return
         self._hangups.spawn(leg.hangup(reason=reason))
+
+    def _leave_seat(self, leg: Call, reason: str) -> None:
+        """The seated agent handed the customer on (a transfer, a park): the seat's call stays
+        up, free for the dialer's next person, instead of being hung up with the old party."""
+        leg.on_hold = leg.on_digit = leg.on_refer = None
+        self.seat = None
+        logger.info("call %s: the seat's agent left it (%s); the seat stays", self.call_id, reason)
+        if self.on_seat_left is not None:
+            self.on_seat_left(leg)
 
     def _wake(self) -> None:
         if not self._changed.done():

@@ -1315,6 +1315,7 @@ class Switchboard:
         bridged.music_on_hold = self.music_on_hold
         bridged.on_refer = self._referred
         bridged.on_answered_digit = self._answered_digit
+        bridged.on_seat_left = self._seat_left
         bridged.when_transferred(self._transferred)
 
     # -- transfers ----------------------------------------------------------------------------
@@ -1803,6 +1804,13 @@ class Switchboard:
         with contextlib.suppress(RuntimeError):
             await call.play(ToneSource(_BEEP, duration=0.2))
         self._seat_idle(agent)
+
+    def _seat_left(self, leg: Call) -> None:
+        """A seated agent transferred or parked their customer: the seat takes the next one."""
+        agent = self.seats.holder(leg)
+        if agent is not None:
+            self.seats.release(agent)
+            self._seat_idle(agent)
 
     def _seat_idle(self, agent: str) -> None:
         """The agent's seat has no customer on it (taken, or its customer gone): '#' says

@@ -23,6 +23,7 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from sip_test_env.voices import person_wav, speak
 
+from .callfloor import wait_for
 from .conftest import api_url, bearer, registrar_of
 from .test_campaign import (
     agent_phones,
@@ -193,11 +194,12 @@ async def test_a_phone_not_on_a_seat_gets_auto_answer_hints(pg_url: str, tmp_pat
 
 async def test_the_api_seats_an_agent_by_ringing_their_phone(pg_url: str, tmp_path: Path) -> None:
     """POST /agents/{ext}/seat rings the phone (auto-answer hints); once answered the call is
-    the seat and the next person goes to it; DELETE stands the agent up. Refusals say why."""
+    the seat and the next person goes to it; the agent transfers that person to a colleague and
+    keeps the seat; DELETE stands the agent up. Refusals say why."""
     hello = speak("Hello?", tmp_path / "hello.wav")
     person = person_wav(tmp_path / "person.wav", hello)
     number = "12125550441"
-    customers = {number: Customer("human", answer_after=0.5, speech=person, hang_up_after=3)}
+    customers = {number: Customer("human", answer_after=0.5, speech=person, hang_up_after=8)}
     opens, closes = calling_hours_around_now()
     async with ScriptedCarrier(customers) as carrier:
         engine, store = await engine_on_carrier(carrier, pg_url, tmp_path)
@@ -205,6 +207,7 @@ async def test_the_api_seats_an_agent_by_ringing_their_phone(pg_url: str, tmp_pa
         try:
             async with (
                 aiohttp.ClientSession(headers=bearer()) as http,
+                contextlib.AsyncExitStack() as stack,
                 BaresipPeer(
                     "101", workdir=tmp_path, registrar=registrar_of(engine), password="pass101",
                     answermode="auto",
@@ -213,6 +216,12 @@ async def test_the_api_seats_an_agent_by_ringing_their_phone(pg_url: str, tmp_pa
                 async with http.post(api_url(engine, "/agents/102/seat")) as resp:
                     assert resp.status == 409  # 102's phone is not registered
                     assert "not registered" in (await resp.json())["error"]["reason"]
+                a102 = await stack.enter_async_context(
+                    BaresipPeer(
+                        "102", workdir=tmp_path, registrar=registrar_of(engine),
+                        password="pass102", answermode="auto",
+                    )
+                )  # fmt: skip
                 async with http.post(api_url(engine, "/agents/999/seat")) as resp:
                     assert resp.status == 404
                 await a101.wait_registered()
@@ -236,9 +245,25 @@ async def test_the_api_seats_an_agent_by_ringing_their_phone(pg_url: str, tmp_pa
                 )  # fmt: skip
                 assert campaign.id is not None
                 await store.import_leads(campaign.id, [NewLead(f"+{number}", "UTC")], now=now)
+                await a102.wait_registered()
                 await store.set_state(campaign.id, "start", now=datetime.now(UTC))
+                seat_of_101 = engine.switchboard.seats.get("101")
+                assert seat_of_101 is not None
+                await wait_for(lambda: seat_of_101.on_call, timeout=30, what="the person")
+                (person_call,) = [
+                    b for b in engine.switchboard.active.values() if b.callee == "101"
+                ]
+                transfer = api_url(engine, f"/calls/{person_call.call_id}/transfer")
+                async with http.post(transfer, json={"to": "102"}) as resp:
+                    assert resp.status == 202, await resp.text()
+                await a102.wait_event("CALL_ESTABLISHED", timeout=10)
+                # The person talks to 102 now; 101's seat is free and still up.
+                await wait_for(lambda: not seat_of_101.on_call, what="the seat free")
+                assert person_call.callee == "102" and not seat_of_101.leg.ended.done()
+                assert engine.switchboard.seats.get("101") is seat_of_101
                 progress = await run_to_the_end(store, campaign.id, left=0, timeout=60)
                 await store.set_state(campaign.id, "stop", now=datetime.now(UTC))
+                await a102.wait_event("CALL_CLOSED", timeout=15)  # the person hung up
                 assert (await _seated(http, url))["calls"] == 1
                 async with http.delete(url) as resp:
                     assert resp.status == 200 and (await resp.json())["seated"] is False
