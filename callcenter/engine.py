@@ -5,11 +5,13 @@ through it; it knows nothing of the API (the HTTP app holds the engine, not the 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from crm_bridge import CrmStore, MonitoringStore, OutboxWorker, PgAgentBookings
@@ -29,6 +31,8 @@ from .live import LiveFeed
 from .recording import Recordings
 from .registrations import PersistentBindings
 from .status_callbacks import StatusCallbacks
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,6 +113,10 @@ class Engine:
             await self.bindings.close()
         if self.bookings is not None:
             await self.bookings.close()
+            try:
+                await self.bookings.leave()
+            except (OSError, asyncpg.PostgresError) as exc:  # its lease lapses by itself
+                logger.warning("cluster: node not removed: %s", exc)
         if self.forwarding is not None:
             await self.forwarding.stop()
         if self.dialogs is not None:

@@ -22,7 +22,7 @@ from crm_bridge import (
     StoredDialog,
     follow_up_forever,
 )
-from dialer import BeepDetector, CampaignSupervisor, PgLeadStore
+from dialer import BeepDetector, CampaignSupervisor, PgLeadStore, PgTokenBucket
 from ivr import IvrService, PromptCache
 from pbx import (
     Authenticator,
@@ -320,6 +320,9 @@ async def start_engine(
                 switchboard.groups[name].members if name in switchboard.groups else None
             ),
             trunk_cps=lambda name: _trunk_cps(switchboard, name),
+            shared_bucket=(
+                functools.partial(PgTokenBucket, database.pool) if sip.cluster else None
+            ),
         )
     live = wire_live(switchboard, config.accounts)
     engine = Engine(
@@ -358,7 +361,9 @@ async def start_engine(
             database.pool,
             node=config.crm.node or socket.gethostname(),
             exclusive={a.extension for a in config.accounts if a.max_calls == 1},
+            lease=sip.cluster_lease,
         )
+        await bookings.join()
         if cleared := await bookings.clear():
             logger.warning("dropped %d agent bookings left by an earlier crash", cleared)
         await bookings.follow()

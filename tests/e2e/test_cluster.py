@@ -13,18 +13,21 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from callcenter.cluster import Cluster, NodeProcess, NodeSpec, kamailio_binary, kamailio_modules
+from dialer import PgLeadStore
 from sip_test_env import carrier
 from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.ports import free_port
+from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 
-from .conftest import ENGINE_RTP_PORTS, engine_config_text
+from .conftest import ENGINE_RTP_PORTS, engine_config_text, power_campaign
 from .rawsip import RawSipClient
 
 pytestmark = [
@@ -59,8 +62,16 @@ route = "ringgroup:sales"
 
 @pytest.fixture
 async def cluster(pg_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with two_node_cluster(pg_url, tmp_path, extra=TRUNK) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def two_node_cluster(
+    pg_url: str, tmp_path: Path, *, extra: str, extra_sip: str = ""
+) -> AsyncIterator[Cluster]:
     config = tmp_path / "node.toml"
-    config.write_text(engine_config_text(extra=TRUNK))
+    config.write_text(engine_config_text(extra=extra, extra_sip=extra_sip))
     low, high = ENGINE_RTP_PORTS
     middle = (low + high) // 2
     tag = secrets.token_hex(3)
@@ -275,3 +286,93 @@ async def test_with_every_node_gone_callers_get_503_with_retry_after(cluster: Cl
             assert response.status == 503 and response.headers.get("Retry-After") == "5"
     finally:
         client.close()
+
+
+async def test_a_killed_nodes_dialer_attempt_is_closed_by_the_survivor_and_the_campaign_goes_on(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """kill -9 of the node whose attempt rings: once its liveness lease (2 s here) runs out,
+    the other node closes that attempt as outcome-unknown (the dead node never restarts), its
+    reservation of the agent lapses too, and the survivor dials the rest: every lead is dialled
+    once."""
+    slow, *quick = [f"1212555{n:04d}" for n in range(21, 25)]
+    customers = {slow: Customer("human", answer_after=30)} | {
+        number: Customer("human", answer_after=0.3, hang_up_after=1.5) for number in quick
+    }
+    async with ScriptedCarrier(customers) as carrier_ua:
+        host, port = carrier_ua.address
+        trunk = (
+            f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\n'
+            'caller_id = "12125550100"\n\n[presence]\nwrap_up_seconds = 0.2\n'
+        )
+        async with (
+            two_node_cluster(pg_url, tmp_path, extra=trunk, extra_sip="cluster_lease = 2\n")
+            as cluster,
+            BaresipPeer("101", workdir=tmp_path, registrar=cluster.address, password="pass101",
+                        answermode="auto") as agent,
+        ):  # fmt: skip
+            await agent.wait_registered(timeout=10)
+            pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=2)
+            try:
+                store = PgLeadStore(pool)
+                campaign_id = await power_campaign(
+                    store, "failover", [f"+{n}" for n in (slow, *quick)], max_ring_seconds=40
+                )
+                await store.set_state(campaign_id, "start", now=datetime.now(UTC))
+                # The first lead (the slow one) rings on one node: that node dies.
+                ringing = await in_flight(pool, campaign_id, timeout=20)
+                victim = next(n for n in cluster.nodes if n.spec.name == ringing["node"])
+                await victim.kill()
+                closed = await attempt_closed(pool, ringing["id"], timeout=15)
+                assert closed["outcome"] == "outcome-unknown"
+                assert victim.proc is not None and victim.proc.returncode is not None
+                progress = await store.campaign_progress(campaign_id)
+                deadline = asyncio.get_running_loop().time() + 30
+                while progress.remaining or progress.in_flight:
+                    assert asyncio.get_running_loop().time() < deadline, progress
+                    await asyncio.sleep(0.5)
+                    progress = await store.campaign_progress(campaign_id)
+                await store.set_state(campaign_id, "stop", now=datetime.now(UTC))
+                attempts = await pool.fetch(
+                    "SELECT l.phone, a.node, a.outcome, a.agent FROM attempts a"
+                    " JOIN leads l ON l.id = a.lead_id WHERE a.campaign_id = $1",
+                    campaign_id,
+                )
+            finally:
+                await pool.close()
+        survivor = next(n.spec.name for n in cluster.nodes if n is not victim)
+        by_phone = {r["phone"]: (r["node"], r["outcome"], r["agent"]) for r in attempts}
+        assert len(attempts) == len(by_phone) == len(customers)  # one attempt per lead
+        assert by_phone.pop(f"+{slow}") == (victim.spec.name, "outcome-unknown", None)
+        assert set(by_phone.values()) == {(survivor, "answered-human", "101")}
+        assert {n: carrier_ua.record(n).invites for n in customers} == dict.fromkeys(customers, 1)
+
+
+async def in_flight(pool: asyncpg.Pool, campaign_id: int, *, timeout: float) -> asyncpg.Record:
+    """The campaign's first attempt whose INVITE went out and which has not ended."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        row = await pool.fetchrow(
+            "SELECT id, node FROM attempts WHERE campaign_id = $1 AND dialled_at IS NOT NULL"
+            " AND ended_at IS NULL ORDER BY id LIMIT 1",
+            campaign_id,
+        )
+        if row is not None:
+            return row
+        assert loop.time() < deadline, "no attempt dialled"
+        await asyncio.sleep(0.1)
+
+
+async def attempt_closed(pool: asyncpg.Pool, attempt_id: int, *, timeout: float) -> asyncpg.Record:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        row = await pool.fetchrow(
+            "SELECT outcome, ended_at FROM attempts WHERE id = $1 AND ended_at IS NOT NULL",
+            attempt_id,
+        )
+        if row is not None:
+            return row
+        assert loop.time() < deadline, f"attempt {attempt_id} not closed in {timeout} s"
+        await asyncio.sleep(0.1)
