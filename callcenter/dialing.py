@@ -115,6 +115,8 @@ class PbxLines:
                 continue
             if not board.registrar.lookup(agent, now=now):
                 continue  # logged out: not part of the campaign's staff right now
+            if board.bookings is not None and board.bookings.booked_elsewhere(agent):
+                continue  # another node's: its end is no sooner free for us
             state = board.presence.state(agent, now=now)
             if state is AgentState.ON_CALL:
                 talking.append(board.presence.on_call_for(agent, now=now) or 0.0)

@@ -30,6 +30,7 @@ from .keepalive import Keepalives
 from .live import LiveFeed
 from .recording import Recordings
 from .registrations import PersistentBindings
+from .shared_presence import SharedPresence
 from .status_callbacks import StatusCallbacks
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class Engine:
     forwarding: SharedForwarding | None = None
     """DND and forwarding kept in the database, shared by every node."""
     bookings: PgAgentBookings | None = None
+    presence_sync: SharedPresence | None = None
+    """Away and wrap-up shared with the other nodes (on a cluster)."""
     keepalives: Keepalives | None = None
     """OPTIONS pings to registered phones ([sip] keepalive_interval > 0)."""
     dialogs: PersistentDialogs | None = None
@@ -111,6 +114,8 @@ class Engine:
         if self.bindings is not None:
             await self.bindings.flush()
             await self.bindings.close()
+        if self.presence_sync is not None:
+            await self.presence_sync.stop()
         if self.bookings is not None:
             await self.bookings.close()
             try:

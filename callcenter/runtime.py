@@ -18,6 +18,7 @@ from crm_bridge import (
     MonitoringStore,
     OutboxWorker,
     PgAgentBookings,
+    PresenceStore,
     RegistrationStore,
     StoredDialog,
     follow_up_forever,
@@ -64,6 +65,7 @@ from .live import LiveFeed, wire_live
 from .recording import Recordings
 from .registrations import PersistentBindings
 from .screen_pop import RingingPops, pop_of_row
+from .shared_presence import SharedPresence
 from .status_callbacks import StatusCallbacks
 from .tls import tls_contexts
 
@@ -366,6 +368,12 @@ async def start_engine(
         await bookings.join()
         if cleared := await bookings.clear():
             logger.warning("dropped %d agent bookings left by an earlier crash", cleared)
+        # Away and wrap-up set on any node hold on every node; other nodes' calls show.
+        engine.presence_sync = SharedPresence(
+            PresenceStore(database.pool, node=bookings.node), presence, ua.loop
+        )
+        await engine.presence_sync.start()
+        bookings.on_call_elsewhere = engine.presence_sync.call_elsewhere
         await bookings.follow()
         switchboard.bookings = engine.bookings = bookings
         engine.spawn(bookings.renew_forever())

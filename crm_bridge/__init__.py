@@ -51,6 +51,7 @@ from .models import (
 from .monitoring import AuditEntry, MonitoringStore, PickupRecord
 from .outbox import OutboxWorker, WorkerStats, backoff_delay
 from .phone import normalize_phone
+from .presence import PresenceStore, StoredPresence
 from .registrations import RegistrationStore, StoredBinding
 from .store import DISPOSITIONS, CrmStore
 
@@ -92,11 +93,13 @@ __all__ = [
     "PgAgentBookings",
     "PhoneNumberError",
     "PickupRecord",
+    "PresenceStore",
     "RegistrationStore",
     "RetryPolicy",
     "StoredBinding",
     "StoredDialog",
     "StoredForwarding",
+    "StoredPresence",
     "Task",
     "TaskFilter",
     "Verdict",

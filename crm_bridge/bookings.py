@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import asyncpg
 
@@ -46,8 +46,12 @@ class PgAgentBookings:
         self.exclusive = None if exclusive is None else frozenset(exclusive)
         """The extensions that take one call at a time (None: all); others are never
         refused here (their own node counts their calls)."""
-        self._elsewhere: set[str] = set()
-        """Agents other nodes' calls hold now, as last heard (`follow`)."""
+        self._elsewhere: dict[str, str] = {}
+        """Agents other nodes hold now, as last heard (`follow`): extension -> call_id
+        (RESERVED for a dialer's reservation)."""
+        self.on_call_elsewhere: Callable[[str, bool], None] | None = None
+        """Told (extension, on a call) when another node's call takes an agent or lets it go
+        (reservations are not calls): the node shows the agent on a call."""
         self._listener: asyncpg.pool.PoolConnectionProxy | None = None
 
     def booked_elsewhere(self, extension: str) -> bool:
@@ -61,25 +65,38 @@ class PgAgentBookings:
         await self._listener.add_listener(NOTIFY_CHANNEL, self._notified)
         await self.reload()
 
+    def on_call_elsewhere_now(self, extension: str) -> bool:
+        """Whether another node's call (not a reservation) holds `extension`, as last heard."""
+        return self._elsewhere.get(extension, RESERVED) != RESERVED
+
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        node, extension, op = [*payload.split("\n"), "", ""][:3]
-        if node == self.node:
-            if op == "booked":  # taken over from a lapsed claim of another node
-                self._elsewhere.discard(extension)
-            return
-        if op == "booked":
-            self._elsewhere.add(extension)
+        node, extension, op, call_id = [*payload.split("\n"), "", "", ""][:4]
+        if node == self.node or op != "booked":  # ours now (maybe taken over), or free
+            self._set(extension, None)
         else:
-            self._elsewhere.discard(extension)
+            self._set(extension, call_id or RESERVED)
+
+    def _set(self, extension: str, call_id: str | None) -> None:
+        was = self.on_call_elsewhere_now(extension)
+        if call_id is None:
+            self._elsewhere.pop(extension, None)
+        else:
+            self._elsewhere[extension] = call_id
+        now = self.on_call_elsewhere_now(extension)
+        if now != was and self.on_call_elsewhere is not None:
+            self.on_call_elsewhere(extension, now)
 
     async def reload(self) -> None:
         """Read the live claims of the other nodes (the lapsed ones of a dead node drop out
         here: their expiry announces nothing)."""
         rows = await self._pool.fetch(
-            "SELECT extension FROM agent_bookings WHERE node <> $1 AND lease_until >= now()",
+            "SELECT extension, call_id FROM agent_bookings"
+            " WHERE node <> $1 AND lease_until >= now()",
             self.node,
         )
-        self._elsewhere = {r["extension"] for r in rows}
+        live = {r["extension"]: r["call_id"] for r in rows}
+        for extension in [*self._elsewhere, *live]:
+            self._set(extension, live.get(extension))
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None

@@ -38,6 +38,22 @@ $$ LANGUAGE plpgsql;
 CREATE TRIGGER agent_presence_notify AFTER INSERT OR UPDATE ON agent_presence
     FOR EACH ROW EXECUTE FUNCTION agent_presence_notify();
 
+-- Bookings are announced as "node\nextension\nop\ncall_id": a dialer's reservation (call_id
+-- 'dialer') keeps other nodes' dialers off an idle agent, a call's booking shows the agent on a
+-- call on every node.
+CREATE OR REPLACE FUNCTION agent_bookings_notify() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('agent_bookings',
+            OLD.node || E'\n' || OLD.extension || E'\nfree\n' || OLD.call_id);
+        RETURN OLD;
+    END IF;
+    PERFORM pg_notify('agent_bookings',
+        NEW.node || E'\n' || NEW.extension || E'\nbooked\n' || NEW.call_id);
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+
 -- A booking renewed in place (a dialer's reservation of an idle agent, taken again each round)
 -- changes nothing the other nodes follow: announce only a change of holder.
 DROP TRIGGER agent_bookings_notify ON agent_bookings;

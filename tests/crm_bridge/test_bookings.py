@@ -100,7 +100,7 @@ async def test_reserving_again_renews_without_telling_the_other_nodes(pool: asyn
         assert await a.claim("101", "call-1")  # the holder changes: announced
         await until(lambda: len(heard) == 2, "the takeover announced")
         await conn.execute("SELECT 1")  # a round trip: any NOTIFY sent so far has arrived
-        assert heard == ["a\n101\nbooked", "a\n101\nbooked"]
+        assert heard == ["a\n101\nbooked\ndialer", "a\n101\nbooked\ncall-1"]
         await conn.remove_listener("agent_bookings", notified)
 
 
@@ -117,3 +117,27 @@ async def test_a_node_that_stops_renewing_is_dead_for_the_others(pool: asyncpg.P
     assert await alive.dead_nodes() == []
     await dead.leave()
     assert await alive.dead_nodes() == []
+
+
+async def test_other_nodes_calls_are_told_apart_from_their_reservations(
+    pool: asyncpg.Pool,
+) -> None:
+    a = PgAgentBookings(pool, node="a")
+    b = PgAgentBookings(pool, node="b")
+    told: list[tuple[str, bool]] = []
+    b.on_call_elsewhere = lambda ext, on_call: told.append((ext, on_call))
+    await b.follow()
+    try:
+        await a.reserve(["101"])
+        await until(lambda: b.booked_elsewhere("101"), "the reservation heard")
+        assert not b.on_call_elsewhere_now("101") and told == []
+        assert await a.claim("101", "call-1")
+        await until(lambda: told == [("101", True)], "the call heard")
+        await a.release("101", "call-1")
+        await until(lambda: told == [("101", True), ("101", False)], "the release heard")
+        assert await a.claim("102", "call-2")
+        await b.reload()  # what renew_forever does: the same, read instead of heard
+        await until(lambda: ("102", True) in told, "the second call")
+        assert told.count(("102", True)) == 1
+    finally:
+        await b.close()

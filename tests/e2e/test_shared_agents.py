@@ -13,16 +13,18 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
 from callcenter.runtime import Engine, start_engine
 from dialer import PgLeadStore
+from pbx import AgentState
 from sip_test_env import carrier
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 
-from .conftest import engine_config, power_campaign, registrar_of
+from .conftest import api_url, bearer, engine_config, power_campaign, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -68,6 +70,24 @@ async def nodes(pg_url: str, tmp_path: Path) -> AsyncIterator[tuple[Engine, Engi
         yield running
 
 
+@contextlib.asynccontextmanager
+async def agent_and_customers(
+    a: Engine, b: Engine, tmp_path: Path
+) -> AsyncIterator[tuple[BaresipPeer, BaresipPeer, BaresipPeer]]:
+    """Agent 101 registered with `a` (and seen by `b` through the shared registrations), and
+    two customers on the carrier's address."""
+    async with (
+        BaresipPeer("101", workdir=tmp_path, registrar=registrar_of(a),
+                    password="pass101") as agent,
+        carrier.customer("+12125551234", workdir=tmp_path) as first,
+        carrier.customer("+12125551235", workdir=tmp_path) as second,
+    ):  # fmt: skip
+        await agent.wait_registered()
+        now = b.ua.loop.time
+        await until(lambda: b.switchboard.registrar.lookup("101", now=now()), "101 seen by b")
+        yield agent, first, second
+
+
 async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -91,15 +111,8 @@ async def test_an_agent_on_a_call_through_one_node_is_not_rung_by_the_other(
 ) -> None:
     a, b = nodes
     node_a, node_b = a.config.crm.node, b.config.crm.node
-    async with (
-        BaresipPeer("101", workdir=tmp_path, registrar=registrar_of(a),
-                    password="pass101") as agent,
-        carrier.customer("+12125551234", workdir=tmp_path) as first,
-        carrier.customer("+12125551235", workdir=tmp_path) as second,
-    ):  # fmt: skip
-        await agent.wait_registered()
+    async with agent_and_customers(a, b, tmp_path) as (agent, first, second):
         now = b.ua.loop.time
-        await until(lambda: b.switchboard.registrar.lookup("101", now=now()), "101 seen by b")
         await first.dial(carrier.did_uri(DID, a.sip_port))
         await agent.wait_event("CALL_INCOMING", timeout=10)
         await agent.accept()
@@ -114,6 +127,10 @@ async def test_an_agent_on_a_call_through_one_node_is_not_rung_by_the_other(
         await agent.wait_event("CALL_CLOSED", timeout=10)
         await until(lambda: not b.switchboard.busy("101"), "101 free for b")
         assert await holder(pg_url, "101") is None
+        # The call's wrap-up on the first node holds on the other too, until the agent ends it.
+        await until(lambda: not b.switchboard.presence.available("101", now=now()), "wrap-up")
+        a.switchboard.presence.end_wrap_up("101", now=a.ua.loop.time())
+        await until(lambda: b.switchboard.presence.available("101", now=now()), "101 free again")
         # Free again: the other node books and rings the agent.
         await second.dial(carrier.did_uri(DID, b.sip_port))
         await agent.wait_event("CALL_INCOMING", timeout=10)
@@ -121,6 +138,66 @@ async def test_an_agent_on_a_call_through_one_node_is_not_rung_by_the_other(
         await second.wait_event("CALL_ESTABLISHED", timeout=10)
         assert await holder(pg_url, "101") == node_b
         await until(lambda: a.switchboard.busy("101"), "101 busy for a in turn")
+        await second.hangup()
+        await agent.wait_event("CALL_CLOSED", timeout=10)
+    assert len(agent.events_of("CALL_INCOMING")) == 2
+
+
+async def presence_on(engine: Engine, state: str, http: aiohttp.ClientSession) -> None:
+    """PUT /agents/101/presence on `engine` (what *50 / *51 or the agent page do there)."""
+    url = api_url(engine, "/agents/101/presence")
+    async with http.put(url, json={"state": state}, headers=bearer()) as response:
+        assert response.status == 200, await response.text()
+
+
+async def shown_on(engine: Engine, http: aiohttp.ClientSession) -> str:
+    """Agent 101's state on `engine`'s dashboard board."""
+    async with http.get(api_url(engine, "/api/live/snapshot"), headers=bearer()) as response:
+        assert response.status == 200
+        board = await response.json()
+    return str(next(a["state"] for a in board["agents"] if a["extension"] == "101"))
+
+
+async def test_away_on_call_and_wrap_up_on_one_node_hold_on_the_other(
+    pg_url: str, tmp_path: Path
+) -> None:
+    extra = TRUNK + "\n[presence]\nwrap_up_seconds = 60\n"
+    async with (
+        two_nodes(pg_url, tmp_path, extra) as (a, b),
+        aiohttp.ClientSession() as http,
+        agent_and_customers(a, b, tmp_path) as (agent, first, second),
+    ):
+        now = b.ua.loop.time
+        state_on_b = lambda: b.switchboard.presence.state("101", now=now())  # noqa: E731
+        state_on_a = lambda: a.switchboard.presence.state("101", now=a.ua.loop.time())  # noqa: E731
+        # Away on one node is away on the other, and its dashboard shows it.
+        await presence_on(a, "away", http)
+        await until(lambda: state_on_b() is AgentState.AWAY, "away on b")
+        assert await shown_on(b, http) == "away"
+        await presence_on(b, "available", http)
+        await until(lambda: state_on_a() is AgentState.AVAILABLE, "available on a")
+        # A call through one node: the other shows the agent on a call.
+        await first.dial(carrier.did_uri(DID, a.sip_port))
+        await agent.wait_event("CALL_INCOMING", timeout=10)
+        await agent.accept()
+        await first.wait_event("CALL_ESTABLISHED", timeout=10)
+        await until(lambda: state_on_b() is AgentState.ON_CALL, "on a call on b")
+        assert await shown_on(b, http) == "on-call"
+        await first.hangup()
+        await agent.wait_event("CALL_CLOSED", timeout=10)
+        # Its wrap-up there blocks the agent here: the other node's customer finds nobody.
+        await until(lambda: state_on_b() is AgentState.WRAP_UP, "wrap-up on b")
+        assert await shown_on(b, http) == "wrap-up"
+        await second.dial(carrier.did_uri(DID, b.sip_port))
+        await second.wait_event("CALL_CLOSED", timeout=10)
+        assert len(agent.events_of("CALL_INCOMING")) == 1
+        # The agent ends the wrap-up on the other node: the first one rings them again.
+        await presence_on(b, "available", http)
+        await until(lambda: state_on_a() is AgentState.AVAILABLE, "wrap-up over on a")
+        await second.dial(carrier.did_uri(DID, a.sip_port))
+        await agent.wait_event("CALL_INCOMING", timeout=10)
+        await agent.accept()
+        await second.wait_event("CALL_ESTABLISHED", timeout=10)
         await second.hangup()
         await agent.wait_event("CALL_CLOSED", timeout=10)
     assert len(agent.events_of("CALL_INCOMING")) == 2
