@@ -5,7 +5,7 @@ is written to PostgreSQL (one row per extension) and announced with NOTIFY, and 
 applies the row when it hears of it. At start the stored rows replace the configuration's
 settings: the configuration gives an extension its settings until someone changes them.
 
-One worker task does the writing and the re-reading in order (callcenter.row_sync.RowSync), so
+One worker task does the writing and the re-reading in order (crm_bridge.row_sync.RowSync), so
 the call path never waits for the database: a change not yet written is retried until it is,
 and a row another node wrote is not applied over a newer local change still waiting to be
 written (that write follows and wins). If the listening connection dies, the node listens on a
@@ -18,10 +18,9 @@ import contextlib
 import logging
 
 from crm_bridge import ForwardingStore, StoredForwarding
+from crm_bridge.row_sync import DB_ERRORS, RowSync
 from pbx import Switchboard
 from pbx.forwarding import Forwarding, ForwardingError
-
-from .row_sync import DB_ERRORS, RowSync
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 available on one node, or in wrap-up after a call there, is away or in wrap-up for every
 node's hunts, dialers and dashboard; and an agent on another node's call shows on a call.
 
-The agent_presence rows are kept in step by callcenter.row_sync.RowSync (one task, in order,
+The agent_presence rows are kept in step by crm_bridge.row_sync.RowSync (one task, in order,
 retried, listening again when the connection dies). Wrap-up ends are stored as wall-clock
 times and applied on each node's own loop clock.
 
@@ -19,9 +19,8 @@ import time
 from datetime import UTC, datetime
 
 from crm_bridge import PresenceStore, StoredPresence
+from crm_bridge.row_sync import DB_ERRORS, RowSync
 from pbx import Presence
-
-from .row_sync import DB_ERRORS, RowSync
 
 SETTLE = 0.5
 """Seconds an agent stays on another node's call here after its booking is released."""

@@ -190,6 +190,7 @@ CALLCENTER_ROLES: dict[str, str] = {
     "callcenter.dialogs": "glue",
     "callcenter.keepalive": "glue",
     "callcenter.forwarding": "glue",
+    "callcenter.shared_presence": "glue",
 }
 JOINABLE = ("telephony", *FEATURES)
 
