@@ -28,6 +28,7 @@ from .forwarding import SharedForwarding
 from .journal import CallJournal, MonitorAudit
 from .keepalive import Keepalives
 from .live import LiveFeed
+from .live_share import LiveShare
 from .recording import Recordings
 from .registrations import PersistentBindings
 from .shared_presence import SharedPresence
@@ -70,6 +71,8 @@ class Engine:
     bookings: PgAgentBookings | None = None
     presence_sync: SharedPresence | None = None
     """Away and wrap-up shared with the other nodes (on a cluster)."""
+    live_share: LiveShare | None = None
+    """Every node's calls on this node's dashboard (on a cluster)."""
     keepalives: Keepalives | None = None
     """OPTIONS pings to registered phones ([sip] keepalive_interval > 0)."""
     dialogs: PersistentDialogs | None = None
@@ -114,6 +117,8 @@ class Engine:
         if self.bindings is not None:
             await self.bindings.flush()
             await self.bindings.close()
+        if self.live_share is not None:
+            await self.live_share.stop()
         if self.presence_sync is not None:
             await self.presence_sync.stop()
         if self.bookings is not None:

@@ -62,6 +62,7 @@ from .ivr_glue import SwitchboardActions, load_flows, serve_dids
 from .journal import CallJournal, MonitorAudit, close_interrupted_calls, responsible_of
 from .keepalive import Keepalives
 from .live import LiveFeed, wire_live
+from .live_share import LiveShare
 from .recording import Recordings
 from .registrations import PersistentBindings
 from .screen_pop import RingingPops, pop_of_row
@@ -374,6 +375,9 @@ async def start_engine(
         )
         await engine.presence_sync.start()
         bookings.on_call_elsewhere = engine.presence_sync.call_elsewhere
+        # Every node's calls on every node's dashboard.
+        engine.live_share = LiveShare(database.pool, live, node=bookings.node)
+        await engine.live_share.start()
         await bookings.follow()
         switchboard.bookings = engine.bookings = bookings
         engine.spawn(bookings.renew_forever())
