@@ -498,6 +498,10 @@ class Bucket(Protocol):
         """Start up to `wanted` calls now; returns how many the cap allows (and spends them)."""
         ...
 
+    async def give_back(self, unused: int) -> None:
+        """Calls acquired but not started (no lead was due): the cap may spend them again."""
+        ...
+
 
 class TokenBucket:
     """A calls-per-second cap for one trunk: `rate` tokens a second, at most `burst` saved
@@ -529,6 +533,9 @@ class TokenBucket:
 
     async def acquire(self, wanted: int, *, now: float) -> int:
         return self.take(wanted, now=now)
+
+    async def give_back(self, unused: int) -> None:
+        self._tokens = min(self.burst, self._tokens + max(0, unused))
 
     def next_token_at(self, *, now: float) -> float:
         """When the next call may start (`now` if one may start already)."""

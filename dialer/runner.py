@@ -235,6 +235,8 @@ class CampaignRunner:
                 self.campaign_id, allowed, now=datetime.now(UTC), node=self.config.node,
                 idle_agents=idle,
             )  # fmt: skip
+            if len(claims) < allowed:  # no lead due: the trunk's budget is for other campaigns
+                await self.bucket.give_back(allowed - len(claims))
             for claim in claims:
                 self.stats.in_flight[claim.attempt.id] = self.config.clock()
                 task = self._loop.create_task(self._attempt(claim))

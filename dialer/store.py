@@ -947,3 +947,12 @@ class PgTokenBucket:
             "SELECT trunk_bucket_take($1, $2, $3, $4)", self.trunk, self.rate, self.burst, wanted
         )
         return int(granted)
+
+    async def give_back(self, unused: int) -> None:
+        if unused > 0:
+            await self._pool.execute(
+                "UPDATE trunk_buckets SET tokens = least($2, tokens + $3) WHERE trunk = $1",
+                self.trunk,
+                self.burst,
+                float(unused),
+            )

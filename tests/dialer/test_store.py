@@ -568,6 +568,10 @@ async def test_a_shared_token_bucket_caps_the_sum_of_the_nodes(crm_url: str) -> 
         elapsed = loop.time() - start
         assert 20 <= sum(taken) <= 20 + 20 * elapsed + 1, (taken, elapsed)
         assert await buckets[0].acquire(0, now=loop.time()) == 0
+        before = await pools[0].fetchval("SELECT tokens FROM trunk_buckets WHERE trunk = 'carrier'")
+        await buckets[1].give_back(2)  # taken, but no lead was due
+        after = await pools[0].fetchval("SELECT tokens FROM trunk_buckets WHERE trunk = 'carrier'")
+        assert after == pytest.approx(min(20.0, before + 2))
         other = dialer.PgTokenBucket(pools[0], "other", rate=5.0)
         assert await other.acquire(10, now=loop.time()) == 5  # each trunk its own burst
     finally:
