@@ -183,6 +183,10 @@ class SipSettings:
     phones that registered through any node, and it books agents in the shared
     `agent_bookings` table before ringing them, so no agent is booked twice across nodes.
     Off: its own bindings and its own count of calls only."""
+    cluster_lease: float = 30.0
+    """Seconds a cluster node's agent bookings and its liveness row outlive its last renewal
+    (renewed each third of it): a killed node's agents are free, and its dialer attempts in
+    flight closed by a surviving node, this long after it died."""
     trusted_proxies: tuple[str, ...] = ()
     """IP addresses of proxies in front of the engine (deploy/kamailio): a request from one
     is blamed on the hop before it (its Via) when authentication fails, so a ban never locks
@@ -619,6 +623,7 @@ class _Reader:
             "networks",
             "keepalive_interval",
             "cluster",
+            "cluster_lease",
             "trusted_proxies",
             "overload_shed_ms",
             "overload_drop_ms",
@@ -692,6 +697,7 @@ class _Reader:
         return SipSettings(
             **tls,
             cluster=shared,
+            cluster_lease=self._number(data, "cluster_lease", 30.0, "sip", minimum=1),
             trusted_proxies=tuple(p.strip("[]") for p in proxies),
             music_on_hold=music_path,
             digest_algorithms=tuple(algorithms),

@@ -96,6 +96,10 @@ class PbxLines:
         """Gets (agent, customer leg, claim, campaign) the moment an agent is connected."""
         self._summaries: dict[str, CallSummary] = {}
         """Each attempt's call log entry, by Call-ID, from the INVITE to the end."""
+        self._held: dict[str, int] = {}
+        """Agents this node's dialer holds (reserved in the shared bookings on a cluster), by
+        the campaign pacing for them: one campaign's at a time, so two campaigns never count
+        one idle agent twice."""
 
     def agents_now(self, agents: tuple[str, ...]) -> AgentsNow:
         board = self.switchboard
@@ -111,12 +115,41 @@ class PbxLines:
                 continue
             if not board.registrar.lookup(agent, now=now):
                 continue  # logged out: not part of the campaign's staff right now
+            if board.bookings is not None and board.bookings.booked_elsewhere(agent):
+                continue  # another node's: its end is no sooner free for us
             state = board.presence.state(agent, now=now)
             if state is AgentState.ON_CALL:
                 talking.append(board.presence.on_call_for(agent, now=now) or 0.0)
             elif state is AgentState.WRAP_UP:
                 wrapping.append(board.presence.wrap_up_left(agent, now=now))
         return AgentsNow(idle, tuple(talking), tuple(wrapping))
+
+    async def reserve(self, campaign: int, idle: tuple[str, ...]) -> tuple[str, ...]:
+        mine = [a for a in idle if self._held.get(a, campaign) == campaign]
+        for agent in mine:  # before the wait: another campaign pacing meanwhile skips them
+            self._held[agent] = campaign
+        bookings = self.switchboard.bookings
+        held: set[str] = set()
+        try:
+            held = await bookings.reserve(mine) if bookings is not None else set(mine)
+        finally:
+            for agent in mine:
+                if agent not in held and self._held.get(agent) == campaign:
+                    del self._held[agent]
+        return tuple(a for a in mine if a in held)
+
+    async def unreserve(self, campaign: int, *, keep: int) -> None:
+        mine = [a for a, c in self._held.items() if c == campaign]
+        if len(mine) <= keep:
+            return
+        board = self.switchboard
+        idle = set(board.reachable(mine, now=board.ua.loop.time()))
+        # Agents since taken by a call go first (their booking is the call's now).
+        spare = sorted(mine, key=lambda a: a in idle)[: len(mine) - keep]
+        for agent in spare:
+            del self._held[agent]
+        if board.bookings is not None:
+            await board.bookings.unreserve(spare)
 
     async def originate(self, claim: Claim, campaign: Campaign) -> Call:
         call = await self.switchboard.originate(

@@ -5,11 +5,13 @@ through it; it knows nothing of the API (the HTTP app holds the engine, not the 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from crm_bridge import CrmStore, MonitoringStore, OutboxWorker, PgAgentBookings
@@ -26,9 +28,13 @@ from .forwarding import SharedForwarding
 from .journal import CallJournal, MonitorAudit
 from .keepalive import Keepalives
 from .live import LiveFeed
+from .live_share import LiveShare
 from .recording import Recordings
 from .registrations import PersistentBindings
+from .shared_presence import SharedPresence
 from .status_callbacks import StatusCallbacks
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,6 +71,10 @@ class Engine:
     forwarding: SharedForwarding | None = None
     """DND and forwarding kept in the database, shared by every node."""
     bookings: PgAgentBookings | None = None
+    presence_sync: SharedPresence | None = None
+    """Away and wrap-up shared with the other nodes (on a cluster)."""
+    live_share: LiveShare | None = None
+    """Every node's calls on this node's dashboard (on a cluster)."""
     keepalives: Keepalives | None = None
     """OPTIONS pings to registered phones ([sip] keepalive_interval > 0)."""
     dialogs: PersistentDialogs | None = None
@@ -109,8 +119,16 @@ class Engine:
         if self.bindings is not None:
             await self.bindings.flush()
             await self.bindings.close()
+        if self.live_share is not None:
+            await self.live_share.stop()
+        if self.presence_sync is not None:
+            await self.presence_sync.stop()
         if self.bookings is not None:
             await self.bookings.close()
+            try:
+                await self.bookings.leave()
+            except (OSError, asyncpg.PostgresError) as exc:  # its lease lapses by itself
+                logger.warning("cluster: node not removed: %s", exc)
         if self.forwarding is not None:
             await self.forwarding.stop()
         if self.dialogs is not None:

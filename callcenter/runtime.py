@@ -18,12 +18,13 @@ from crm_bridge import (
     MonitoringStore,
     OutboxWorker,
     PgAgentBookings,
+    PresenceStore,
     RegistrationStore,
     StoredDialog,
     follow_up_forever,
     purge_outbox_forever,
 )
-from dialer import BeepDetector, CampaignSupervisor, PgLeadStore
+from dialer import BeepDetector, CampaignSupervisor, PgLeadStore, PgTokenBucket
 from ivr import IvrService, PromptCache
 from pbx import (
     Authenticator,
@@ -62,9 +63,11 @@ from .ivr_glue import SwitchboardActions, load_flows, serve_dids
 from .journal import CallJournal, MonitorAudit, close_interrupted_calls, responsible_of
 from .keepalive import Keepalives
 from .live import LiveFeed, wire_live
+from .live_share import LiveShare
 from .recording import Recordings
 from .registrations import PersistentBindings
 from .screen_pop import RingingPops, pop_of_row
+from .shared_presence import SharedPresence
 from .status_callbacks import StatusCallbacks
 from .tls import tls_contexts
 
@@ -330,6 +333,9 @@ async def start_engine(
                 switchboard.groups[name].members if name in switchboard.groups else None
             ),
             trunk_cps=lambda name: _trunk_cps(switchboard, name),
+            shared_bucket=(
+                functools.partial(PgTokenBucket, database.pool) if sip.cluster else None
+            ),
         )
     live = wire_live(switchboard, config.accounts)
     engine = Engine(
@@ -370,9 +376,20 @@ async def start_engine(
             database.pool,
             node=config.crm.node or socket.gethostname(),
             exclusive={a.extension for a in config.accounts if a.max_calls == 1},
+            lease=sip.cluster_lease,
         )
+        await bookings.join()
         if cleared := await bookings.clear():
             logger.warning("dropped %d agent bookings left by an earlier crash", cleared)
+        # Away and wrap-up set on any node hold on every node; other nodes' calls show.
+        engine.presence_sync = SharedPresence(
+            PresenceStore(database.pool, node=bookings.node), presence, ua.loop
+        )
+        await engine.presence_sync.start()
+        bookings.on_call_elsewhere = engine.presence_sync.call_elsewhere
+        # Every node's calls on every node's dashboard.
+        engine.live_share = LiveShare(database.pool, live, node=bookings.node)
+        await engine.live_share.start()
         await bookings.follow()
         switchboard.bookings = engine.bookings = bookings
         engine.spawn(bookings.renew_forever())

@@ -52,6 +52,7 @@ from .models import (
 from .monitoring import AuditEntry, MonitoringStore, PickupRecord
 from .outbox import OutboxWorker, WorkerStats, backoff_delay
 from .phone import normalize_phone
+from .presence import PresenceStore, StoredPresence
 from .registrations import RegistrationStore, StoredBinding
 from .store import DISPOSITIONS, CrmStore
 
@@ -93,12 +94,14 @@ __all__ = [
     "PgAgentBookings",
     "PhoneNumberError",
     "PickupRecord",
+    "PresenceStore",
     "RegistrationStore",
     "RetryPolicy",
     "SessionStore",
     "StoredBinding",
     "StoredDialog",
     "StoredForwarding",
+    "StoredPresence",
     "Task",
     "TaskFilter",
     "Verdict",

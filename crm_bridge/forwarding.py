@@ -3,12 +3,12 @@ every node; a change is announced to the other nodes by NOTIFY in the same trans
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
+
+from .listener import ChannelListener
 
 CHANNEL = "agent_forwarding"
 """NOTIFY channel of a change; the payload is the extension."""
@@ -33,9 +33,7 @@ class ForwardingStore:
     def __init__(self, pool: asyncpg.Pool, *, node: str) -> None:
         self._pool = pool
         self.node = node
-        self._listener: asyncpg.Connection | None = None
-        self._callback: Callable[..., None] | None = None
-        self._on_lost: Callable[[Any], None] | None = None
+        self._listener = ChannelListener(pool, CHANNEL)
 
     async def save(self, stored: StoredForwarding) -> None:
         """Write an extension's settings (this node took the change) and tell the others."""
@@ -71,36 +69,12 @@ class ForwardingStore:
         """Call `changed(extension)` for every change any node stores from now on, `lost()`
         if the listening connection dies (changes made meanwhile are not told: listen again,
         then read every row)."""
-
-        def notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-            changed(payload)
-
-        await self.close()
-        self._callback = notified
-        conn = await self._pool.acquire()
-        try:
-            await conn.add_listener(CHANNEL, notified)
-        except BaseException:
-            await self._pool.release(conn)
-            raise
-        self._on_lost = lambda _conn: lost()
-        conn.add_termination_listener(self._on_lost)
-        self._listener = conn
+        await self._listener.listen(changed, lost)
 
     @property
     def listener_pid(self) -> int | None:
         """The PostgreSQL backend that listens (None: not listening)."""
-        return self._listener.get_server_pid() if self._listener is not None else None
+        return self._listener.pid
 
     async def close(self) -> None:
-        conn, self._listener = self._listener, None
-        if conn is None:
-            return
-        # A connection whose backend died went back to the pool by itself: nothing to undo.
-        with contextlib.suppress(asyncpg.InterfaceError):
-            if self._on_lost is not None:
-                conn.remove_termination_listener(self._on_lost)
-            if self._callback is not None and not conn.is_closed():
-                await conn.remove_listener(CHANNEL, self._callback)
-        with contextlib.suppress(asyncpg.InterfaceError):
-            await self._pool.release(conn)
+        await self._listener.close()

@@ -53,6 +53,7 @@ from .model import (
 from .pacing import (
     PACERS,
     BroadcastPacer,
+    Bucket,
     Pacer,
     PacingState,
     PowerPacer,
@@ -62,7 +63,7 @@ from .pacing import (
     make_pacer,
 )
 from .runner import AgentsNow, CampaignRunner, FlowOutcome, Lines, RunnerConfig
-from .store import DncEntry, LeadImportSummary, PgLeadStore
+from .store import DncEntry, LeadImportSummary, PgLeadStore, PgTokenBucket
 from .supervisor import CampaignSupervisor, SupervisorStore
 
 __all__ = [
@@ -84,6 +85,7 @@ __all__ = [
     "BeepConfig",
     "BeepDetector",
     "BroadcastPacer",
+    "Bucket",
     "CallingHours",
     "Campaign",
     "CampaignCommand",
@@ -114,6 +116,7 @@ __all__ = [
     "Pacer",
     "PacingState",
     "PgLeadStore",
+    "PgTokenBucket",
     "PowerPacer",
     "PredictiveConfig",
     "PredictivePacer",

@@ -36,6 +36,7 @@ __all__ = [
     "MACHINE_OUTCOMES",
     "PACERS",
     "BroadcastPacer",
+    "Bucket",
     "Pacer",
     "PacingState",
     "PowerPacer",
@@ -490,8 +491,21 @@ def _log_factorial(k: np.ndarray) -> np.ndarray:
     return np.asarray(_LOG_FACTORIALS[np.minimum(k, len(_LOG_FACTORIALS) - 1)])
 
 
+class Bucket(Protocol):
+    """A trunk's calls-per-second cap as the dialer spends it."""
+
+    async def acquire(self, wanted: int, *, now: float) -> int:
+        """Start up to `wanted` calls now; returns how many the cap allows (and spends them)."""
+        ...
+
+    async def give_back(self, unused: int) -> None:
+        """Calls acquired but not started (no lead was due): the cap may spend them again."""
+        ...
+
+
 class TokenBucket:
-    """A calls-per-second cap for one trunk: `rate` tokens a second, at most `burst` saved."""
+    """A calls-per-second cap for one trunk: `rate` tokens a second, at most `burst` saved
+    (this node's alone; dialer.PgTokenBucket is the one nodes share)."""
 
     def __init__(self, rate: float, burst: float | None = None, *, now: float = 0.0) -> None:
         if rate <= 0:
@@ -516,6 +530,12 @@ class TokenBucket:
         granted = max(0, min(wanted, self.available(now=now)))
         self._tokens -= granted
         return granted
+
+    async def acquire(self, wanted: int, *, now: float) -> int:
+        return self.take(wanted, now=now)
+
+    async def give_back(self, unused: int) -> None:
+        self._tokens = min(self.burst, self._tokens + max(0, unused))
 
     def next_token_at(self, *, now: float) -> float:
         """When the next call may start (`now` if one may start already)."""

@@ -24,7 +24,7 @@ from telephony.media import WavSource
 from .amd import AmdConfig, AmdDecision, AmdReason, AnsweringMachineDetector, BeepDetector, Verdict
 from .ledger import AbandonLedger
 from .model import Campaign, Claim, LeadStore
-from .pacing import Pacer, PacingState, TokenBucket
+from .pacing import Bucket, Pacer, PacingState
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,16 @@ class Lines(Protocol):
 
     def agents_now(self, agents: tuple[str, ...]) -> AgentsNow:
         """Which of the campaign's agents are idle, talking or wrapping up."""
+        ...
+
+    async def reserve(self, campaign: int, idle: tuple[str, ...]) -> tuple[str, ...]:
+        """Hold idle agents for `campaign`'s pacing: those of `idle` no other campaign here
+        and no other node holds (the rest are not this campaign's to count)."""
+        ...
+
+    async def unreserve(self, campaign: int, *, keep: int) -> None:
+        """`campaign` needs `keep` of the agents it holds at most (its calls in flight and
+        people waiting): the others are given back."""
         ...
 
     async def originate(self, claim: Claim, campaign: Campaign) -> Call:
@@ -125,7 +135,7 @@ class CampaignRunner:
         *,
         pacer: Pacer,
         ledger: AbandonLedger,
-        bucket: TokenBucket,
+        bucket: Bucket,
         config: RunnerConfig | None = None,
     ) -> None:
         self.campaign = campaign
@@ -164,6 +174,11 @@ class CampaignRunner:
                 task.cancel()
         if self._attempts:
             await asyncio.wait(self._attempts, timeout=30)
+        if not self._broadcast:
+            try:
+                await self.lines.unreserve(self.campaign_id, keep=0)
+            except Exception as exc:  # the reservations lapse with their lease anyway
+                logger.error("campaign %s: agents not given back: %s", self.campaign.name, exc)
 
     def wake(self) -> None:
         """An agent came free: decide now, not at the next tick (and tell waiting people)."""
@@ -192,36 +207,51 @@ class CampaignRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.tick)
 
-    async def _pace(self) -> None:
-        now = self.config.clock()
-        agents = self.lines.agents_now(self.campaign.agents)
-        idle = agents.idle
-        state = PacingState(
+    def _state(self, agents: AgentsNow, idle: tuple[str, ...], now: float) -> PacingState:
+        return PacingState(
             idle_agents=len(idle),
             on_call_since=tuple(now - t for t in agents.talking_for),
             wrap_up_until=tuple(now + t for t in agents.wrap_up_left),
             dialing_since=tuple(self.stats.in_flight.values()),
             live_waiting=self.stats.live_waiting,
         )
-        wanted = self.pacer.lines_to_dial(state, now=now)
-        allowed = self.bucket.take(wanted, now=now) if wanted > 0 else 0
-        if allowed <= 0:
-            return
-        claims = await self.store.claim_next_leads(
-            self.campaign_id, allowed, now=datetime.now(UTC), node=self.config.node,
-            idle_agents=idle,
-        )  # fmt: skip
-        for claim in claims:
-            task = self._loop.create_task(self._attempt(claim))
-            self._attempts.add(task)
-            task.add_done_callback(self._attempts.discard)
+
+    async def _pace(self) -> None:
+        now = self.config.clock()
+        agents = self.lines.agents_now(self.campaign.agents)
+        idle = agents.idle
+        wanted = self.pacer.lines_to_dial(self._state(agents, idle, now), now=now)
+        if wanted > 0 and idle and not self._broadcast:
+            # Count only the idle agents this campaign holds: another node's (or another
+            # campaign's) dialer pacing for the same agents would over-dial and abandon.
+            held = await self.lines.reserve(self.campaign_id, idle)
+            if held != idle:
+                idle = held
+                wanted = self.pacer.lines_to_dial(self._state(agents, idle, now), now=now)
+        allowed = await self.bucket.acquire(wanted, now=now) if wanted > 0 else 0
+        if allowed > 0:
+            claims = await self.store.claim_next_leads(
+                self.campaign_id, allowed, now=datetime.now(UTC), node=self.config.node,
+                idle_agents=idle,
+            )  # fmt: skip
+            if len(claims) < allowed:  # no lead due: the trunk's budget is for other campaigns
+                await self.bucket.give_back(allowed - len(claims))
+            for claim in claims:
+                self.stats.in_flight[claim.attempt.id] = self.config.clock()
+                task = self._loop.create_task(self._attempt(claim))
+                self._attempts.add(task)
+                task.add_done_callback(self._attempts.discard)
+        if not self._broadcast:
+            await self.lines.unreserve(
+                self.campaign_id, keep=len(self.stats.in_flight) + self.stats.live_waiting
+            )
 
     async def _attempt(self, claim: Claim) -> None:
         attempt = claim.attempt
         outcome, agent = "failed", None
         call: Call | None = None
         try:
-            self.stats.in_flight[attempt.id] = self.config.clock()
+            self.stats.in_flight.setdefault(attempt.id, self.config.clock())
             call = await self.lines.originate(claim, self.campaign)
             await self.store.attempt_dialled(attempt.id, call.call_id, now=datetime.now(UTC))
             self.stats.dialled += 1

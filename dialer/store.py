@@ -544,6 +544,27 @@ class PgLeadStore:
             )
         return [_attempt(r) for r in sorted(rows, key=lambda r: r["id"])]
 
+    async def close_attempts_of_dead_nodes(self, *, now: datetime) -> list[Attempt]:
+        """Attempts in flight of nodes whose liveness lease ran out (`cluster_nodes`: killed,
+        or cut off from the database) are closed as outcome-unknown, as their own restart
+        would, by whichever node gets there first (the row locks decide)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "UPDATE attempts a SET outcome = 'outcome-unknown', ended_at = $1"
+                " FROM cluster_nodes n WHERE a.node = n.node AND n.lease_until < now()"
+                " AND a.ended_at IS NULL RETURNING a.*",
+                now,
+            )
+            for row in rows:
+                await self._reschedule(conn, row, "outcome-unknown", now=now, retry_at=None)
+        if rows:
+            logger.warning(
+                "%d attempts in flight of dead node(s) %s closed as outcome-unknown",
+                len(rows),
+                ", ".join(sorted({r["node"] for r in rows})),
+            )
+        return [_attempt(r) for r in sorted(rows, key=lambda r: r["id"])]
+
     async def _reschedule(
         self,
         conn: asyncpg.Connection,
@@ -901,3 +922,37 @@ class PgLeadStore:
         unknown = set(wanted) - {r["name"] for r in known} - {"UTC"}
         if unknown:
             raise InvalidInput(f"unknown time zones {sorted(unknown)}")
+
+
+class PgTokenBucket:
+    """A trunk's calls-per-second cap shared by every node on the database (dialer.Bucket):
+    one row per trunk (`trunk_buckets`), refilled and spent under its row lock by
+    trunk_bucket_take, so the trunk's `rate` holds for the sum of the nodes. Each take is one
+    round trip, made only when the pacer wants lines."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, trunk: str, rate: float, burst: float | None = None
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"calls per second must be positive, got {rate}")
+        self._pool = pool
+        self.trunk = trunk
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else rate)
+
+    async def acquire(self, wanted: int, *, now: float) -> int:
+        if wanted <= 0:
+            return 0
+        granted = await self._pool.fetchval(
+            "SELECT trunk_bucket_take($1, $2, $3, $4)", self.trunk, self.rate, self.burst, wanted
+        )
+        return int(granted)
+
+    async def give_back(self, unused: int) -> None:
+        if unused > 0:
+            await self._pool.execute(
+                "UPDATE trunk_buckets SET tokens = least($2, tokens + $3) WHERE trunk = $1",
+                self.trunk,
+                self.burst,
+                float(unused),
+            )

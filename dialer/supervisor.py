@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from .ledger import AbandonLedger, AbandonPolicy
 from .model import Attempt, Campaign, LeadStore
-from .pacing import TokenBucket, make_pacer
+from .pacing import Bucket, TokenBucket, make_pacer
 from .runner import CampaignRunner, Lines, RunnerConfig
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ PEER_LEDGER_EVERY = 5.0
 # Calls per second when no configured trunk says (carriers cap this).
 DEFAULT_CPS = 10.0
 
+# Seconds between looks for dead nodes' attempts in flight (on a cluster).
+DEAD_NODES_EVERY = 2.0
+
 
 class SupervisorStore(LeadStore, Protocol):
     """What the supervisor needs from storage besides the runner's (dialer.PgLeadStore)."""
@@ -34,6 +37,8 @@ class SupervisorStore(LeadStore, Protocol):
     async def close_interrupted_attempts(
         self, node: str, *, now: datetime
     ) -> Sequence[Attempt]: ...
+
+    async def close_attempts_of_dead_nodes(self, *, now: datetime) -> Sequence[Attempt]: ...
 
     async def peer_ledgers(self, campaign_id: int, *, node: str) -> list[dict[str, Any]]: ...
 
@@ -49,7 +54,12 @@ class CampaignSupervisor:
     a campaign; every node runs a runner for each running campaign, and SKIP LOCKED claims keep
     them from dialing the same lead. At start this node's attempts cut off by a crash are closed;
     every `PEER_LEDGER_EVERY` seconds the other nodes' abandon ledgers are read, so the cap holds
-    for the campaign across nodes. `wake()` when an agent may have come free."""
+    for the campaign across nodes. `wake()` when an agent may have come free.
+
+    On a cluster (`shared_bucket` given): each trunk's calls-per-second bucket is the one
+    every node takes from, and every `DEAD_NODES_EVERY` seconds the attempts in flight of
+    nodes whose liveness lease ran out are closed, so a killed node's leads go on without
+    its restart."""
 
     def __init__(
         self,
@@ -60,6 +70,7 @@ class CampaignSupervisor:
         group_members: Callable[[str], tuple[str, ...] | None],
         trunk_cps: Callable[[str], float | None],
         poll: float = 1.0,
+        shared_bucket: Callable[[str, float], Bucket] | None = None,
     ) -> None:
         self.store = store
         self.lines = lines
@@ -70,9 +81,12 @@ class CampaignSupervisor:
         """Members of a ring group by name (None: no such group here)."""
         self._trunk_cps = trunk_cps
         """Calls per second of a trunk by name ('' the default outbound one; None: unknown)."""
-        self._buckets: dict[str, TokenBucket] = {}
-        self._peers_read_at = float("-inf")
+        self._shared_bucket = shared_bucket
+        """Makes the bucket of (trunk, cps) every node shares; None: this node's own."""
+        self._buckets: dict[str, Bucket] = {}
         """Calls-per-second budget per trunk, shared by all campaigns dialing through it."""
+        self._peers_read_at = float("-inf")
+        self._dead_read_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._saves: set[asyncio.Task[None]] = set()
 
@@ -120,6 +134,11 @@ class CampaignSupervisor:
                 self.runners[campaign_id] = await self._runner(stored)
                 self._peers_read_at = float("-inf")  # a new runner reads its peers now
         loop = asyncio.get_running_loop()
+        if self._shared_bucket is not None and loop.time() >= self._dead_read_at + DEAD_NODES_EVERY:
+            self._dead_read_at = loop.time()
+            closed = await self.store.close_attempts_of_dead_nodes(now=datetime.now(UTC))
+            if closed:
+                self.wake()  # their leads (and agents, once the lease lapses) are free again
         if loop.time() >= self._peers_read_at + PEER_LEDGER_EVERY:
             self._peers_read_at = loop.time()
             for runner in self.runners.values():
@@ -185,11 +204,17 @@ class CampaignSupervisor:
         )
         return runner
 
-    def _bucket(self, trunk: str, *, now: float) -> TokenBucket:
-        """The trunk's shared token bucket (an empty name: the trunk the PBX routes through)."""
+    def _bucket(self, trunk: str, *, now: float) -> Bucket:
+        """The trunk's token bucket, shared by the campaigns (and on a cluster by the nodes)
+        dialing through it (an empty name: the trunk the PBX routes through)."""
         if trunk not in self._buckets:
             cps = self._trunk_cps(trunk)
-            self._buckets[trunk] = TokenBucket(cps if cps is not None else DEFAULT_CPS, now=now)
+            rate = cps if cps is not None else DEFAULT_CPS
+            self._buckets[trunk] = (
+                self._shared_bucket(trunk, rate)
+                if self._shared_bucket is not None
+                else TokenBucket(rate, now=now)
+            )
         return self._buckets[trunk]
 
     @staticmethod
@@ -213,4 +238,10 @@ class CampaignSupervisor:
         task.add_done_callback(self._saves.discard)
 
 
-__all__ = ["DEFAULT_CPS", "PEER_LEDGER_EVERY", "CampaignSupervisor", "SupervisorStore"]
+__all__ = [
+    "DEAD_NODES_EVERY",
+    "DEFAULT_CPS",
+    "PEER_LEDGER_EVERY",
+    "CampaignSupervisor",
+    "SupervisorStore",
+]

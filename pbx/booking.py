@@ -13,6 +13,7 @@ truth) claims everything. The shared one is crm_bridge.PgAgentBookings (PostgreS
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 
@@ -30,6 +31,15 @@ class AgentBookings(Protocol):
         time a notification takes; `claim` is the one that decides)."""
         ...
 
+    async def reserve(self, extensions: Sequence[str]) -> set[str]:
+        """Hold idle `extensions` for this node's dialer (another node's dialer then counts
+        them busy; this node's calls take them over); returns those this node holds."""
+        ...
+
+    async def unreserve(self, extensions: Collection[str]) -> None:
+        """Give back this node's reservations of `extensions`."""
+        ...
+
 
 class LocalBookings:
     """A single node: nobody else books its agents."""
@@ -42,6 +52,12 @@ class LocalBookings:
 
     def booked_elsewhere(self, extension: str) -> bool:
         return False
+
+    async def reserve(self, extensions: Sequence[str]) -> set[str]:
+        return set(extensions)
+
+    async def unreserve(self, extensions: Collection[str]) -> None:
+        return None
 
 
 __all__ = ["AgentBookings", "LocalBookings"]

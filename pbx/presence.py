@@ -32,6 +32,8 @@ class _Agent:
     """When the agent last became free (start-up, or the end of their last call)."""
     busy_since: float = 0.0
     """When the agent's current call (the first of several) began."""
+    elsewhere: bool = False
+    """On a call another engine node holds (a cluster's shared bookings)."""
 
 
 class Presence:
@@ -40,10 +42,12 @@ class Presence:
         self._agents = {ext: _Agent(idle_since=now) for ext in extensions}
         self.on_change: Callable[[str, AgentState], None] | None = None
         """Called when an agent's state changes through a call or a set (for dashboards)."""
+        self.on_share: Callable[[str], None] | None = None
+        """Called when what the other nodes of a cluster follow (`shared`) changes here."""
 
     def state(self, extension: str, *, now: float) -> AgentState:
         agent = self._agents[extension]
-        if agent.calls:
+        if agent.calls or agent.elsewhere:
             return AgentState.ON_CALL
         if agent.away or agent.dnd:
             return AgentState.AWAY
@@ -61,7 +65,7 @@ class Presence:
     def on_call_for(self, extension: str, *, now: float) -> float | None:
         """Seconds the agent has been on their current call, None when not on a call."""
         agent = self._agents[extension]
-        return max(0.0, now - agent.busy_since) if agent.calls else None
+        return max(0.0, now - agent.busy_since) if agent.calls or agent.elsewhere else None
 
     def wrap_up_left(self, extension: str, *, now: float) -> float:
         """Seconds of wrap-up the agent has left at most (0 when not wrapping up)."""
@@ -73,6 +77,39 @@ class Presence:
             agent.away = away
             if not away:
                 agent.idle_since = now
+            self._changed(extension, now)
+            self._share(extension)
+
+    def shared(self, extension: str) -> tuple[bool, float]:
+        """(away, end of wrap-up): what the other nodes of a cluster follow."""
+        agent = self._agents[extension]
+        return agent.away, agent.wrap_up_until
+
+    def apply_shared(self, extension: str, away: bool, wrap_up_until: float, *, now: float) -> None:
+        """Another node set the agent away or available, or their wrap-up began or ended
+        there (`wrap_up_until` on this clock): the last change wins, as it does here."""
+        agent = self._agents.get(extension)
+        if agent is None or (agent.away, agent.wrap_up_until) == (away, wrap_up_until):
+            return
+        before = self.state(extension, now=now)
+        if agent.away and not away:
+            agent.idle_since = now
+        agent.away, agent.wrap_up_until = away, wrap_up_until
+        if self.state(extension, now=now) is not before:
+            self._changed(extension, now)
+
+    def set_elsewhere(self, extension: str, on_call: bool, *, now: float) -> None:
+        """The agent is on a call another node holds (or no longer)."""
+        agent = self._agents.get(extension)
+        if agent is None or agent.elsewhere == on_call:
+            return
+        before = self.state(extension, now=now)
+        agent.elsewhere = on_call
+        if on_call and not agent.calls:
+            agent.busy_since = now
+        elif not on_call and not agent.calls:
+            agent.idle_since = now
+        if self.state(extension, now=now) is not before:
             self._changed(extension, now)
 
     def set_dnd(self, extension: str, dnd: bool, *, now: float) -> None:
@@ -110,17 +147,24 @@ class Presence:
             if wrap_up:
                 agent.wrap_up_until = now + self.wrap_up_seconds
         self._changed(extension, now)
+        if agent.calls == 0 and wrap_up:
+            self._share(extension)
 
     def end_wrap_up(self, extension: str, *, now: float) -> None:
         """The agent posted a disposition or said they are ready."""
         agent = self._agents[extension]
         agent.wrap_up_until = min(agent.wrap_up_until, now)
         self._changed(extension, now)
+        self._share(extension)
 
     def notify(self, extension: str, *, now: float) -> None:
         """Tell the listeners the agent may take calls differently (e.g. they took a seat)."""
         if extension in self._agents:
             self._changed(extension, now)
+
+    def _share(self, extension: str) -> None:
+        if self.on_share is not None:
+            self.on_share(extension)
 
     def _changed(self, extension: str, now: float) -> None:
         state = self.state(extension, now=now)

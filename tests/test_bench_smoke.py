@@ -88,6 +88,8 @@ SCRIPTS = (
     ),
     Script("bench_monitor", (_row("1", 3), _row("10", 3))),
     Script("bench_screen_pop", (_row("1", 3), _row("8", 3))),  # pops/s, median, p90
+    # mode nodes: cps started/s max_1s take_ms p99_ms
+    Script("bench_cps_bucket", (_row(r"shared\s+2", 5), _row(r"per-node\s+2", 5))),
     Script("bench_queue", (_row(r"shared\s+20", 4), _row(r"per-leg\s+20", 4))),
     Script(
         "bench_srtp",

@@ -179,6 +179,7 @@ CALLCENTER_ROLES: dict[str, str] = {
     "callcenter.tls": "wiring",
     "callcenter.events": "web",
     "callcenter.live": "web",
+    "callcenter.live_share": "web",
     "callcenter.journal": "glue",
     "callcenter.recording": "glue",
     "callcenter.dialing": "glue",
@@ -190,6 +191,7 @@ CALLCENTER_ROLES: dict[str, str] = {
     "callcenter.dialogs": "glue",
     "callcenter.keepalive": "glue",
     "callcenter.forwarding": "glue",
+    "callcenter.shared_presence": "glue",
 }
 JOINABLE = ("telephony", *FEATURES)
 

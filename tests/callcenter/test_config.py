@@ -67,6 +67,8 @@ def test_cluster_nodes_share_registrations_only_when_told() -> None:
     )
     assert shared.sip.cluster is True
     assert shared.sip.trusted_proxies == ("10.0.0.1", "2001:db8::1")
+    assert shared.sip.cluster_lease == 30.0
+    assert parse_config("[sip]\ncluster_lease = 3\n", source="cc.toml").sip.cluster_lease == 3.0
 
 
 @pytest.mark.parametrize(
@@ -79,6 +81,7 @@ def test_cluster_nodes_share_registrations_only_when_told() -> None:
         ('[sip]\nnetworks = "10.0.0.0/8"\n', 2, "list of CIDRs"),
         ("[sip]\nkeepalive_interval = -5\n", 2, "keepalive_interval"),
         ('[sip]\ncluster = "yes"\n', 2, "cluster"),
+        ("[sip]\ncluster_lease = 0.5\n", 2, "cluster_lease must be a number >= 1"),
         ('[sip]\ntrusted_proxies = ["kamailio.local"]\n', 2, "trusted_proxies"),
         ("[sip]\nring_timeout = -1\n", 2, "ring_timeout"),
         ('[sip]\nrtp_ports = "9-8"\n', 2, "rtp_ports"),

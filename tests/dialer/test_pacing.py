@@ -103,6 +103,15 @@ def test_token_bucket_burst_then_rate() -> None:
     assert bucket.next_token_at(now=200.0) == 200.0
 
 
+async def test_token_bucket_takes_back_what_was_not_spent() -> None:
+    bucket = TokenBucket(rate=2.0, burst=4, now=0.0)
+    assert await bucket.acquire(3, now=0.0) == 3
+    await bucket.give_back(2)  # no lead was due for two of them
+    assert await bucket.acquire(10, now=0.0) == 3
+    await bucket.give_back(10)
+    assert bucket.available(now=0.0) == 4  # never more than the burst
+
+
 def test_token_bucket_rejects_a_zero_rate() -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate=0)

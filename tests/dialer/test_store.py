@@ -523,3 +523,57 @@ async def test_amd_settings_verdicts_and_quality_from_dispositions(
     ]
     attempts = await store.lead_attempts(claims[0].lead.id)
     assert (attempts[0].amd_verdict, attempts[0].amd_confidence) == ("human", 0.9)
+
+
+async def test_a_dead_nodes_attempts_are_closed_by_a_survivor(
+    store: PgLeadStore, pool: asyncpg.Pool
+) -> None:
+    cid = await running(store, retry_delays={"outcome-unknown": 600.0})
+    await store.import_leads(cid, leads(3), now=NOW)
+    [dead_claim] = await store.claim_next_leads(cid, 1, now=NOW, node="dead")
+    [alive_claim] = await store.claim_next_leads(cid, 1, now=NOW, node="alive")
+    await store.attempt_dialled(dead_claim.attempt.id, "call-dead", now=NOW)
+    await pool.execute(
+        "INSERT INTO cluster_nodes (node, lease_until) VALUES"
+        " ('dead', now() - interval '1 second'), ('alive', now() + interval '30 seconds')"
+    )
+    later = NOW + timedelta(seconds=40)
+    closed = await store.close_attempts_of_dead_nodes(now=later)
+    assert [(a.id, a.outcome) for a in closed] == [(dead_claim.attempt.id, "outcome-unknown")]
+    assert await store.close_attempts_of_dead_nodes(now=later) == []
+    assert (await store.lead_attempts(alive_claim.lead.id))[0].ended_at is None
+    lead = await store.get_lead(dead_claim.lead.id)
+    assert lead.status == "pending" and lead.next_attempt_at == later + timedelta(seconds=600)
+    with pytest.raises(Conflict):  # the dead node's attempt is never finished twice
+        await store.attempt_finished(dead_claim.attempt.id, "no-answer", now=later)
+
+
+async def test_a_shared_token_bucket_caps_the_sum_of_the_nodes(crm_url: str) -> None:
+    """Four nodes (each its own pool) take from one trunk's 20/s bucket as fast as they can
+    for 0.5 s: together they get the burst plus what half a second refills, not four times
+    that."""
+    pools = [await asyncpg.create_pool(crm_url, min_size=1, max_size=1) for _ in range(4)]
+    try:
+        buckets = [dialer.PgTokenBucket(p, "carrier", rate=20.0) for p in pools]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def node(bucket: dialer.PgTokenBucket) -> int:
+            taken = 0
+            while loop.time() < start + 0.5:
+                taken += await bucket.acquire(3, now=loop.time())
+            return taken
+
+        taken = await asyncio.gather(*(node(b) for b in buckets))
+        elapsed = loop.time() - start
+        assert 20 <= sum(taken) <= 20 + 20 * elapsed + 1, (taken, elapsed)
+        assert await buckets[0].acquire(0, now=loop.time()) == 0
+        before = await pools[0].fetchval("SELECT tokens FROM trunk_buckets WHERE trunk = 'carrier'")
+        await buckets[1].give_back(2)  # taken, but no lead was due
+        after = await pools[0].fetchval("SELECT tokens FROM trunk_buckets WHERE trunk = 'carrier'")
+        assert after == pytest.approx(min(20.0, before + 2))
+        other = dialer.PgTokenBucket(pools[0], "other", rate=5.0)
+        assert await other.acquire(10, now=loop.time()) == 5  # each trunk its own burst
+    finally:
+        for p in pools:
+            await p.close()

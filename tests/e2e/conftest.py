@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time
 from pathlib import Path
 
 import pytest
 
 from callcenter.config import Config, parse_config
 from callcenter.runtime import Engine, start_engine
+from dialer import Campaign, NewLead, PgLeadStore
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.ports import free_port
 
@@ -21,6 +23,26 @@ ACCOUNTS = (
     )
     + '[[accounts]]\nextension = "190"\npassword = "pass190"\nrole = "supervisor"\n\n'
 )
+
+
+async def power_campaign(
+    store: PgLeadStore, name: str, numbers: list[str], *, max_ring_seconds: int = 15
+) -> int:
+    """A power campaign (ratio 1, one attempt per lead, no AMD, any hour) through the
+    "carrier" trunk staffed by agent 101, with `numbers` as its leads; still a draft."""
+    now = datetime.now(UTC)
+    campaign = await store.create_campaign(
+        Campaign(
+            name=f"{name}-{secrets.token_hex(3)}", caller_id="12125550100", trunk="carrier",
+            agents=("101",), mode="power", ratio=1.0, max_attempts=1, window_start=time(0, 0),
+            window_end=time(23, 59), tz_default="UTC", max_ring_seconds=max_ring_seconds,
+            amd=False,
+        ),
+        now=now,
+    )  # fmt: skip
+    assert campaign.id is not None
+    await store.import_leads(campaign.id, [NewLead(n, "UTC") for n in numbers], now=now)
+    return campaign.id
 
 
 ENGINE_RTP_PORTS = (16000, 17999)

@@ -13,18 +13,22 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
 from callcenter.cluster import Cluster, NodeProcess, NodeSpec, kamailio_binary, kamailio_modules
+from dialer import PgLeadStore
 from sip_test_env import carrier
 from sip_test_env.audio import first_tone_time, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.ports import free_port
+from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 
-from .conftest import ENGINE_RTP_PORTS, engine_config_text
+from .conftest import ENGINE_RTP_PORTS, bearer, engine_config_text, power_campaign
 from .rawsip import RawSipClient
 
 pytestmark = [
@@ -58,9 +62,17 @@ route = "ringgroup:sales"
 
 
 @pytest.fixture
-async def cluster(pg_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
+async def cluster(crm_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with two_node_cluster(crm_url, tmp_path, extra=TRUNK) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def two_node_cluster(
+    crm_url: str, tmp_path: Path, *, extra: str, extra_sip: str = ""
+) -> AsyncIterator[Cluster]:
     config = tmp_path / "node.toml"
-    config.write_text(engine_config_text(extra=TRUNK))
+    config.write_text(engine_config_text(extra=extra, extra_sip=extra_sip))
     low, high = ENGINE_RTP_PORTS
     middle = (low + high) // 2
     tag = secrets.token_hex(3)
@@ -69,7 +81,7 @@ async def cluster(pg_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
         NodeSpec(f"b-{tag}", "127.0.0.1", free_port("both"), free_port("tcp"), (middle + 1, high)),
     ]
     async with Cluster(
-        config, specs, workdir=tmp_path / "cluster", port=free_port("udp"), database_url=pg_url
+        config, specs, workdir=tmp_path / "cluster", port=free_port("udp"), database_url=crm_url
     ) as running:
         yield running
 
@@ -81,13 +93,13 @@ def phone(ext: str, cluster: Cluster, tmp_path: Path, tone: Path) -> BaresipPeer
 
 
 async def register_through(
-    node: NodeProcess, peer: BaresipPeer, cluster: Cluster, pg_url: str
+    node: NodeProcess, peer: BaresipPeer, cluster: Cluster, crm_url: str
 ) -> None:
     """Start `peer` while every other node is stopped, so its REGISTER reaches `node`; the
     others are started again before returning. Waits for the binding row of `node`."""
     others = [n for n in cluster.nodes if n is not node]
     await asyncio.gather(*(n.stop() for n in others))
-    conn = await asyncpg.connect(pg_url)
+    conn = await asyncpg.connect(crm_url)
     stored = asyncio.Event()
 
     def changed(*args: object) -> None:
@@ -116,27 +128,27 @@ async def until_all_up(cluster: Cluster, timeout: float = 10) -> None:
 
 @contextlib.asynccontextmanager
 async def agents_on_two_nodes(
-    cluster: Cluster, pg_url: str, tmp_path: Path, tone_101: Path, tone_102: Path
+    cluster: Cluster, crm_url: str, tmp_path: Path, tone_101: Path, tone_102: Path
 ) -> AsyncIterator[tuple[BaresipPeer, BaresipPeer]]:
     """Agent 101 registered through the first node, 102 through the second."""
     node_a, node_b = cluster.nodes
     a101 = phone("101", cluster, tmp_path, tone_101)
     a102 = phone("102", cluster, tmp_path, tone_102)
     try:
-        await register_through(node_a, a101, cluster, pg_url)
-        await register_through(node_b, a102, cluster, pg_url)
-        [(held_by, path)] = await holder(pg_url, "101", cluster)
+        await register_through(node_a, a101, cluster, crm_url)
+        await register_through(node_b, a102, cluster, crm_url)
+        [(held_by, path)] = await holder(crm_url, "101", cluster)
         assert held_by == node_a.spec.name and "received=" in path[0]
-        assert [n for n, _ in await holder(pg_url, "102", cluster)] == [node_b.spec.name]
+        assert [n for n, _ in await holder(crm_url, "102", cluster)] == [node_b.spec.name]
         yield a101, a102
     finally:
         await asyncio.gather(a101.stop(), a102.stop())
 
 
-async def holder(pg_url: str, ext: str, cluster: Cluster) -> list[tuple[str, list[str]]]:
+async def holder(crm_url: str, ext: str, cluster: Cluster) -> list[tuple[str, list[str]]]:
     """(node, Path) of `ext`'s bindings held by the cluster's nodes (the database is shared
     with other tests' engines)."""
-    conn = await asyncpg.connect(pg_url)
+    conn = await asyncpg.connect(crm_url)
     try:
         rows = await conn.fetch(
             "SELECT node, path FROM registrations WHERE extension = $1 AND node = ANY($2)",
@@ -149,13 +161,13 @@ async def holder(pg_url: str, ext: str, cluster: Cluster) -> list[tuple[str, lis
 
 
 async def test_a_ring_group_rings_agents_registered_through_either_node(
-    cluster: Cluster, pg_url: str, tmp_path: Path
+    cluster: Cluster, crm_url: str, tmp_path: Path
 ) -> None:
     node_a, node_b = cluster.nodes
     customer_tone = write_tone_wav(tmp_path / "600.wav", 600, 10.0)
     agent_tone = write_tone_wav(tmp_path / "1000.wav", 1000, 10.0)
     async with (
-        agents_on_two_nodes(cluster, pg_url, tmp_path, agent_tone, agent_tone) as (a101, a102),
+        agents_on_two_nodes(cluster, crm_url, tmp_path, agent_tone, agent_tone) as (a101, a102),
         carrier.customer(CUSTOMER, workdir=tmp_path, audio_source=customer_tone) as caller,
     ):
         # The carrier's INVITE enters through Kamailio and lands on one node, which rings
@@ -175,7 +187,7 @@ async def test_a_ring_group_rings_agents_registered_through_either_node(
     at_customer = first_tone_time(heard_by_customer, 1000, rate2)
     assert at_agent is not None and at_agent < 1.0
     assert at_customer is not None and at_customer < 1.0
-    conn = await asyncpg.connect(pg_url)
+    conn = await asyncpg.connect(crm_url)
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
@@ -196,11 +208,11 @@ async def test_a_ring_group_rings_agents_registered_through_either_node(
 
 
 async def test_an_agent_calls_an_agent_registered_through_the_other_node(
-    cluster: Cluster, pg_url: str, tmp_path: Path
+    cluster: Cluster, crm_url: str, tmp_path: Path
 ) -> None:
     tone_101 = write_tone_wav(tmp_path / "700.wav", 700, 10.0)
     tone_102 = write_tone_wav(tmp_path / "1100.wav", 1100, 10.0)
-    async with agents_on_two_nodes(cluster, pg_url, tmp_path, tone_101, tone_102) as (a101, a102):
+    async with agents_on_two_nodes(cluster, crm_url, tmp_path, tone_101, tone_102) as (a101, a102):
         # Whichever node the INVITE lands on, one of the two phones registered elsewhere.
         await a101.dial("102")
         await a102.wait_event("CALL_INCOMING", timeout=10)
@@ -219,12 +231,12 @@ async def test_an_agent_calls_an_agent_registered_through_the_other_node(
 
 
 async def test_a_killed_node_is_out_within_seconds_and_its_phones_stay_reachable(
-    cluster: Cluster, pg_url: str, tmp_path: Path
+    cluster: Cluster, crm_url: str, tmp_path: Path
 ) -> None:
     node_b = cluster.nodes[1]
     tone_101 = write_tone_wav(tmp_path / "700.wav", 700, 10.0)
     tone_102 = write_tone_wav(tmp_path / "1100.wav", 1100, 10.0)
-    async with agents_on_two_nodes(cluster, pg_url, tmp_path, tone_101, tone_102) as (a101, a102):
+    async with agents_on_two_nodes(cluster, crm_url, tmp_path, tone_101, tone_102) as (a101, a102):
         down = f"node {node_b.spec.sip_uri} down"
         before = cluster.kamailio.log(tail=10**7).count(down)  # the placement took it down too
         await node_b.kill()
@@ -275,3 +287,114 @@ async def test_with_every_node_gone_callers_get_503_with_retry_after(cluster: Cl
             assert response.status == 503 and response.headers.get("Retry-After") == "5"
     finally:
         client.close()
+
+
+async def test_a_killed_nodes_dialer_attempt_is_closed_by_the_survivor_and_the_campaign_goes_on(
+    crm_url: str, tmp_path: Path
+) -> None:
+    """kill -9 of the node whose attempt rings: once its liveness lease (2 s here) runs out,
+    the other node closes that attempt as outcome-unknown (the dead node never restarts), its
+    reservation of the agent lapses too, and the survivor dials the rest: every lead is dialled
+    once."""
+    slow, *quick = [f"1212555{n:04d}" for n in range(21, 25)]
+    customers = {slow: Customer("human", answer_after=30)} | {
+        number: Customer("human", answer_after=0.3, hang_up_after=1.5) for number in quick
+    }
+    async with ScriptedCarrier(customers) as carrier_ua:
+        host, port = carrier_ua.address
+        trunk = (
+            f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\n'
+            'caller_id = "12125550100"\n\n[presence]\nwrap_up_seconds = 0.2\n'
+        )
+        async with (
+            two_node_cluster(crm_url, tmp_path, extra=trunk, extra_sip="cluster_lease = 2\n")
+            as cluster,
+            BaresipPeer("101", workdir=tmp_path, registrar=cluster.address, password="pass101",
+                        answermode="auto") as agent,
+        ):  # fmt: skip
+            await agent.wait_registered(timeout=10)
+            pool = await asyncpg.create_pool(crm_url, min_size=1, max_size=2)
+            try:
+                store = PgLeadStore(pool)
+                campaign_id = await power_campaign(
+                    store, "failover", [f"+{n}" for n in (slow, *quick)], max_ring_seconds=40
+                )
+                await store.set_state(campaign_id, "start", now=datetime.now(UTC))
+                # The first lead (the slow one) rings on one node: that node dies.
+                ringing = await in_flight(pool, campaign_id, timeout=20)
+                victim = next(n for n in cluster.nodes if n.spec.name == ringing["node"])
+                other = next(n for n in cluster.nodes if n is not victim)
+                # The other node's dashboard shows the call that rings on the victim ...
+                await until_shown(other, f"+{slow}", shown=True)
+                await victim.kill()
+                closed = await attempt_closed(pool, ringing["id"], timeout=15)
+                assert closed["outcome"] == "outcome-unknown"
+                # ... until the victim's lease runs out.
+                await until_shown(other, f"+{slow}", shown=False)
+                assert victim.proc is not None and victim.proc.returncode is not None
+                progress = await store.campaign_progress(campaign_id)
+                deadline = asyncio.get_running_loop().time() + 30
+                while progress.remaining or progress.in_flight:
+                    assert asyncio.get_running_loop().time() < deadline, progress
+                    await asyncio.sleep(0.5)
+                    progress = await store.campaign_progress(campaign_id)
+                await store.set_state(campaign_id, "stop", now=datetime.now(UTC))
+                attempts = await pool.fetch(
+                    "SELECT l.phone, a.node, a.outcome, a.agent FROM attempts a"
+                    " JOIN leads l ON l.id = a.lead_id WHERE a.campaign_id = $1",
+                    campaign_id,
+                )
+            finally:
+                await pool.close()
+        survivor = next(n.spec.name for n in cluster.nodes if n is not victim)
+        by_phone = {r["phone"]: (r["node"], r["outcome"], r["agent"]) for r in attempts}
+        assert len(attempts) == len(by_phone) == len(customers)  # one attempt per lead
+        assert by_phone.pop(f"+{slow}") == (victim.spec.name, "outcome-unknown", None)
+        assert set(by_phone.values()) == {(survivor, "answered-human", "101")}
+        assert {n: carrier_ua.record(n).invites for n in customers} == dict.fromkeys(customers, 1)
+
+
+async def until_shown(node: NodeProcess, callee: str, *, shown: bool, timeout: float = 15) -> None:
+    """Until `node`'s dashboard board shows a call to `callee` (or no longer does)."""
+    url = f"http://{node.spec.host}:{node.spec.http_port}/api/live/snapshot"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with aiohttp.ClientSession(headers=bearer()) as http:
+        while True:
+            async with http.get(url) as response:
+                assert response.status == 200, await response.text()
+                calls = (await response.json())["calls"]
+            if any(c["callee"] == callee for c in calls) == shown:
+                return
+            assert loop.time() < deadline, (node.spec.name, callee, calls)
+            await asyncio.sleep(0.2)
+
+
+async def in_flight(pool: asyncpg.Pool, campaign_id: int, *, timeout: float) -> asyncpg.Record:
+    """The campaign's first attempt whose INVITE went out and which has not ended."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        row = await pool.fetchrow(
+            "SELECT id, node FROM attempts WHERE campaign_id = $1 AND dialled_at IS NOT NULL"
+            " AND ended_at IS NULL ORDER BY id LIMIT 1",
+            campaign_id,
+        )
+        if row is not None:
+            return row
+        assert loop.time() < deadline, "no attempt dialled"
+        await asyncio.sleep(0.1)
+
+
+async def attempt_closed(pool: asyncpg.Pool, attempt_id: int, *, timeout: float) -> asyncpg.Record:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        row = await pool.fetchrow(
+            "SELECT outcome, ended_at FROM attempts WHERE id = $1 AND ended_at IS NOT NULL",
+            attempt_id,
+        )
+        if row is not None:
+            return row
+        assert loop.time() < deadline, f"attempt {attempt_id} not closed in {timeout} s"
+        await asyncio.sleep(0.1)

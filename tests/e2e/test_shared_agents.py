@@ -9,21 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import secrets
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
 from callcenter.runtime import Engine, start_engine
-from dialer import Campaign, NewLead, PgLeadStore
+from dialer import PgLeadStore
+from pbx import AgentState
 from sip_test_env import carrier
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 
-from .conftest import engine_config, registrar_of
+from .conftest import api_url, bearer, engine_config, power_campaign, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -47,7 +49,7 @@ route = "ringgroup:sales"
 
 @contextlib.asynccontextmanager
 async def two_nodes(
-    pg_url: str, tmp_path: Path, extra: str
+    crm_url: str, tmp_path: Path, extra: str
 ) -> AsyncIterator[tuple[Engine, Engine]]:
     """Two engines on one database, each its own node, with `[sip] cluster = true`."""
     started: list[Engine] = []
@@ -55,7 +57,7 @@ async def two_nodes(
         for name in ("a", "b"):
             config = engine_config(extra_sip="cluster = true\n", extra=extra)
             started.append(
-                await start_engine(config, database_url=pg_url, data_dir=tmp_path / name)
+                await start_engine(config, database_url=crm_url, data_dir=tmp_path / name)
             )
         yield started[0], started[1]
     finally:
@@ -64,9 +66,27 @@ async def two_nodes(
 
 
 @pytest.fixture
-async def nodes(pg_url: str, tmp_path: Path) -> AsyncIterator[tuple[Engine, Engine]]:
-    async with two_nodes(pg_url, tmp_path, TRUNK) as running:
+async def nodes(crm_url: str, tmp_path: Path) -> AsyncIterator[tuple[Engine, Engine]]:
+    async with two_nodes(crm_url, tmp_path, TRUNK) as running:
         yield running
+
+
+@contextlib.asynccontextmanager
+async def agent_and_customers(
+    a: Engine, b: Engine, tmp_path: Path
+) -> AsyncIterator[tuple[BaresipPeer, BaresipPeer, BaresipPeer]]:
+    """Agent 101 registered with `a` (and seen by `b` through the shared registrations), and
+    two customers on the carrier's address."""
+    async with (
+        BaresipPeer("101", workdir=tmp_path, registrar=registrar_of(a),
+                    password="pass101") as agent,
+        carrier.customer("+12125551234", workdir=tmp_path) as first,
+        carrier.customer("+12125551235", workdir=tmp_path) as second,
+    ):  # fmt: skip
+        await agent.wait_registered()
+        now = b.ua.loop.time
+        await until(lambda: b.switchboard.registrar.lookup("101", now=now()), "101 seen by b")
+        yield agent, first, second
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
@@ -77,8 +97,8 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) 
         await asyncio.sleep(0.05)
 
 
-async def holder(pg_url: str, extension: str) -> str | None:
-    conn = await asyncpg.connect(pg_url)
+async def holder(crm_url: str, extension: str) -> str | None:
+    conn = await asyncpg.connect(crm_url)
     try:
         return await conn.fetchval(
             "SELECT node FROM agent_bookings WHERE extension = $1", extension
@@ -88,24 +108,17 @@ async def holder(pg_url: str, extension: str) -> str | None:
 
 
 async def test_an_agent_on_a_call_through_one_node_is_not_rung_by_the_other(
-    nodes: tuple[Engine, Engine], pg_url: str, tmp_path: Path
+    nodes: tuple[Engine, Engine], crm_url: str, tmp_path: Path
 ) -> None:
     a, b = nodes
     node_a, node_b = a.config.crm.node, b.config.crm.node
-    async with (
-        BaresipPeer("101", workdir=tmp_path, registrar=registrar_of(a),
-                    password="pass101") as agent,
-        carrier.customer("+12125551234", workdir=tmp_path) as first,
-        carrier.customer("+12125551235", workdir=tmp_path) as second,
-    ):  # fmt: skip
-        await agent.wait_registered()
+    async with agent_and_customers(a, b, tmp_path) as (agent, first, second):
         now = b.ua.loop.time
-        await until(lambda: b.switchboard.registrar.lookup("101", now=now()), "101 seen by b")
         await first.dial(carrier.did_uri(DID, a.sip_port))
         await agent.wait_event("CALL_INCOMING", timeout=10)
         await agent.accept()
         await first.wait_event("CALL_ESTABLISHED", timeout=10)
-        assert await holder(pg_url, "101") == node_a
+        assert await holder(crm_url, "101") == node_a
         await until(lambda: b.switchboard.busy("101"), "101 busy for b")
         # The other node's customer: nobody free in the group, the phone does not ring.
         await second.dial(carrier.did_uri(DID, b.sip_port))
@@ -114,21 +127,96 @@ async def test_an_agent_on_a_call_through_one_node_is_not_rung_by_the_other(
         await first.hangup()
         await agent.wait_event("CALL_CLOSED", timeout=10)
         await until(lambda: not b.switchboard.busy("101"), "101 free for b")
-        assert await holder(pg_url, "101") is None
+        assert await holder(crm_url, "101") is None
+        # The call's wrap-up on the first node holds on the other too, until the agent ends it.
+        await until(lambda: not b.switchboard.presence.available("101", now=now()), "wrap-up")
+        a.switchboard.presence.end_wrap_up("101", now=a.ua.loop.time())
+        await until(lambda: b.switchboard.presence.available("101", now=now()), "101 free again")
         # Free again: the other node books and rings the agent.
         await second.dial(carrier.did_uri(DID, b.sip_port))
         await agent.wait_event("CALL_INCOMING", timeout=10)
         await agent.accept()
         await second.wait_event("CALL_ESTABLISHED", timeout=10)
-        assert await holder(pg_url, "101") == node_b
+        assert await holder(crm_url, "101") == node_b
         await until(lambda: a.switchboard.busy("101"), "101 busy for a in turn")
         await second.hangup()
         await agent.wait_event("CALL_CLOSED", timeout=10)
     assert len(agent.events_of("CALL_INCOMING")) == 2
 
 
+async def presence_on(engine: Engine, state: str, http: aiohttp.ClientSession) -> None:
+    """PUT /agents/101/presence on `engine` (what *50 / *51 or the agent page do there)."""
+    url = api_url(engine, "/agents/101/presence")
+    async with http.put(url, json={"state": state}, headers=bearer()) as response:
+        assert response.status == 200, await response.text()
+
+
+async def board_on(engine: Engine, http: aiohttp.ClientSession) -> dict[str, Any]:
+    """`engine`'s dashboard board (GET /api/live/snapshot)."""
+    async with http.get(api_url(engine, "/api/live/snapshot"), headers=bearer()) as response:
+        assert response.status == 200
+        board: dict[str, Any] = await response.json()
+    return board
+
+
+async def shown_on(engine: Engine, http: aiohttp.ClientSession) -> str:
+    """Agent 101's state on `engine`'s dashboard board."""
+    board = await board_on(engine, http)
+    return str(next(a["state"] for a in board["agents"] if a["extension"] == "101"))
+
+
+async def test_away_on_call_and_wrap_up_on_one_node_hold_on_the_other(
+    crm_url: str, tmp_path: Path
+) -> None:
+    extra = TRUNK + "\n[presence]\nwrap_up_seconds = 60\n"
+    async with (
+        two_nodes(crm_url, tmp_path, extra) as (a, b),
+        aiohttp.ClientSession() as http,
+        agent_and_customers(a, b, tmp_path) as (agent, first, second),
+    ):
+        now = b.ua.loop.time
+        state_on_b = lambda: b.switchboard.presence.state("101", now=now())  # noqa: E731
+        state_on_a = lambda: a.switchboard.presence.state("101", now=a.ua.loop.time())  # noqa: E731
+        # Away on one node is away on the other, and its dashboard shows it.
+        await presence_on(a, "away", http)
+        await until(lambda: state_on_b() is AgentState.AWAY, "away on b")
+        assert await shown_on(b, http) == "away"
+        await presence_on(b, "available", http)
+        await until(lambda: state_on_a() is AgentState.AVAILABLE, "available on a")
+        # A call through one node: the other shows the agent on a call.
+        await first.dial(carrier.did_uri(DID, a.sip_port))
+        await agent.wait_event("CALL_INCOMING", timeout=10)
+        await agent.accept()
+        await first.wait_event("CALL_ESTABLISHED", timeout=10)
+        await until(lambda: state_on_b() is AgentState.ON_CALL, "on a call on b")
+        assert await shown_on(b, http) == "on-call"
+        # ... and the call itself, as the node that holds it shows it.
+        await until(lambda: b.live.board.calls.keys() == a.live.board.calls.keys(), "call on b")
+        [shown] = (await board_on(b, http))["calls"]
+        assert shown["state"] == "talking" and shown["call_id"] in a.live.board.calls
+        await first.hangup()
+        await agent.wait_event("CALL_CLOSED", timeout=10)
+        await until(lambda: not b.live.board.calls, "the call gone from b's board")
+        # Its wrap-up there blocks the agent here: the other node's customer finds nobody.
+        await until(lambda: state_on_b() is AgentState.WRAP_UP, "wrap-up on b")
+        assert await shown_on(b, http) == "wrap-up"
+        await second.dial(carrier.did_uri(DID, b.sip_port))
+        await second.wait_event("CALL_CLOSED", timeout=10)
+        assert len(agent.events_of("CALL_INCOMING")) == 1
+        # The agent ends the wrap-up on the other node: the first one rings them again.
+        await presence_on(b, "available", http)
+        await until(lambda: state_on_a() is AgentState.AVAILABLE, "wrap-up over on a")
+        await second.dial(carrier.did_uri(DID, a.sip_port))
+        await agent.wait_event("CALL_INCOMING", timeout=10)
+        await agent.accept()
+        await second.wait_event("CALL_ESTABLISHED", timeout=10)
+        await second.hangup()
+        await agent.wait_event("CALL_CLOSED", timeout=10)
+    assert len(agent.events_of("CALL_INCOMING")) == 2
+
+
 async def test_two_campaigns_on_two_nodes_never_book_one_agent_twice(
-    pg_url: str, tmp_path: Path
+    crm_url: str, tmp_path: Path
 ) -> None:
     """Both nodes run both campaigns (every node runs every running campaign; SKIP LOCKED
     shares the leads), all with agent 101 alone, whose phone answers every call by itself: a
@@ -144,7 +232,7 @@ async def test_two_campaigns_on_two_nodes_never_book_one_agent_twice(
             f'[[trunks]]\nname = "carrier"\noutbound = "{host}:{port}"\n'
             'caller_id = "12125550100"\ncps = 5\n\n[presence]\nwrap_up_seconds = 0.5\n'
         )
-        async with two_nodes(pg_url, tmp_path, trunk) as (a, b):
+        async with two_nodes(crm_url, tmp_path, trunk) as (a, b):
             assert a.database is not None
             store = PgLeadStore(a.database.pool)
             async with BaresipPeer(
@@ -157,32 +245,23 @@ async def test_two_campaigns_on_two_nodes_never_book_one_agent_twice(
                 numbers = sorted(leads)
                 campaigns = []
                 for half in (numbers[:4], numbers[4:]):
-                    started = datetime.now(UTC)
-                    campaign = await store.create_campaign(
-                        Campaign(
-                            name=f"shared-{secrets.token_hex(3)}", caller_id="12125550100",
-                            trunk="carrier", agents=("101",), mode="power", ratio=1.0,
-                            max_attempts=1, window_start=time(0, 0), window_end=time(23, 59),
-                            tz_default="UTC", max_ring_seconds=15, amd=False,
-                        ),
-                        now=started,
-                    )  # fmt: skip
-                    assert campaign.id is not None
-                    await store.import_leads(
-                        campaign.id, [NewLead(f"+{n}", "UTC") for n in half], now=started
-                    )
-                    campaigns.append(campaign.id)
+                    campaigns.append(await power_campaign(store, "shared", [f"+{n}" for n in half]))
                 for campaign_id in campaigns:
                     await store.set_state(campaign_id, "start", now=datetime.now(UTC))
                 for campaign_id in campaigns:
                     await finished(store, campaign_id, timeout=120)
                     await store.set_state(campaign_id, "stop", now=datetime.now(UTC))
-    rows = await answered_by_101(pg_url, campaigns)
+    rows = await answered_by_101(crm_url, campaigns)
+    outcomes = await attempt_outcomes(crm_url, campaigns)
+    # Each node paces only for the agent it holds (a dialer reservation in agent_bookings):
+    # every person who answered reached the agent, none was abandoned (3% of 8 is under 1).
+    assert outcomes.get("abandoned", 0) == 0, outcomes
+    assert outcomes.get("answered-human", 0) == len(leads), outcomes
     assert len(rows) >= 2, rows  # the agent took calls, ...
     for earlier, later in itertools.pairwise(rows):
         assert later["answered_at"] >= earlier["ended_at"], (earlier, later)  # ... one at a time
     assert {r["node"] for r in rows} <= {a.config.crm.node, b.config.crm.node}
-    assert await holder(pg_url, "101") is None
+    assert await holder(crm_url, "101") is None
 
 
 async def finished(store: PgLeadStore, campaign_id: int, *, timeout: float) -> None:
@@ -196,8 +275,21 @@ async def finished(store: PgLeadStore, campaign_id: int, *, timeout: float) -> N
         await asyncio.sleep(0.5)
 
 
-async def answered_by_101(pg_url: str, campaigns: list[int]) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(pg_url)
+async def attempt_outcomes(crm_url: str, campaigns: list[int]) -> dict[str, int]:
+    conn = await asyncpg.connect(crm_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT outcome, count(*) AS n FROM attempts WHERE campaign_id = ANY($1::bigint[])"
+            " GROUP BY outcome",
+            campaigns,
+        )
+    finally:
+        await conn.close()
+    return {r["outcome"]: r["n"] for r in rows}
+
+
+async def answered_by_101(crm_url: str, campaigns: list[int]) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(crm_url)
     try:
         return await conn.fetch(
             "SELECT call_id, node, answered_at, ended_at FROM calls WHERE agent = '101'"

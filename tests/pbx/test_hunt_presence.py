@@ -86,3 +86,45 @@ def test_presence_tells_pacing_how_long_calls_and_wrap_ups_run() -> None:
     assert presence.on_call_for("101", now=21) is None
     assert presence.wrap_up_left("101", now=24) == 6
     assert presence.wrap_up_left("101", now=31) == 0
+
+
+def test_presence_shares_away_and_wrap_up_and_shows_calls_of_other_nodes() -> None:
+    """A cluster's nodes each keep a Presence: what one changes (away, wrap-up) is told to
+    `on_share` and applied on the others by `apply_shared`; another node's call is
+    `set_elsewhere`."""
+    here = Presence(["101"], wrap_up_seconds=10, now=0)
+    there = Presence(["101"], wrap_up_seconds=10, now=0)
+    shared: list[str] = []
+    seen: list[AgentState] = []
+    here.on_share = shared.append
+    there.on_change = lambda _ext, state: seen.append(state)
+
+    def copy(now: float) -> None:
+        there.apply_shared("101", *here.shared("101"), now=now)
+
+    here.set_away("101", True, now=1)
+    copy(1)
+    assert there.state("101", now=2) is AgentState.AWAY
+    here.set_away("101", False, now=3)
+    copy(3)
+    assert there.available("101", now=3)
+    here.call_started("101", now=4)  # a call is the bookings' to share, not presence's
+    there.set_elsewhere("101", True, now=4)
+    assert there.state("101", now=5) is AgentState.ON_CALL and not there.available("101", now=5)
+    assert there.on_call_for("101", now=6) == 2
+    here.call_ended("101", now=8)
+    copy(8)  # the wrap-up arrives before the booking's release (either may come first)
+    assert there.state("101", now=8) is AgentState.ON_CALL
+    there.set_elsewhere("101", False, now=8)
+    assert there.state("101", now=9) is AgentState.WRAP_UP  # the wrap-up began over there
+    assert there.wrap_up_left("101", now=9) == 9
+    here.end_wrap_up("101", now=12)
+    copy(12)
+    assert there.available("101", now=12)
+    assert shared == ["101"] * 4  # away, available, wrap-up begun, wrap-up ended
+    assert seen == [
+        AgentState.AWAY, AgentState.AVAILABLE, AgentState.ON_CALL, AgentState.WRAP_UP,
+        AgentState.AVAILABLE,
+    ]  # fmt: skip
+    there.apply_shared("999", True, 0.0, now=0)  # not an agent here: nothing
+    there.set_elsewhere("999", True, now=0)
