@@ -334,7 +334,9 @@ async def start_engine(
             ),
             trunk_cps=lambda name: _trunk_cps(switchboard, name),
             shared_bucket=(
-                functools.partial(PgTokenBucket, database.pool) if sip.cluster else None
+                functools.partial(PgTokenBucket, database.pool)
+                if sip.cluster and database is not None
+                else None
             ),
         )
     live = wire_live(switchboard, config.accounts)

@@ -74,7 +74,7 @@ from .parking import (
     announcement,
 )
 from .pickup import Pickup, PickupGroups, RingingCall, parse_pickup
-from .presence import Presence
+from .presence import AgentState, Presence
 from .queue import QueueConfig, parse_queue_code
 from .registrar import Binding, Registrar, RegistrationError
 from .routing import Did, RingGroup, Trunk
@@ -161,7 +161,10 @@ class Switchboard:
         """What happens here, typed (pbx.events): calls started, ringing, answered, picked up,
         ended; presence; monitor sessions. The journal, recordings, dashboard and campaigns
         subscribe."""
-        presence.on_change = lambda ext, state: self.events.publish(PresenceChanged(ext, state))
+        presence.on_change = self._presence_changed
+        self._wrap_up_timers: dict[str, asyncio.TimerHandle] = {}
+        """Per agent in wrap-up: the timer that announces its end (Presence is a pure table:
+        the end of a wrap-up is a time, not an event, until this tells the listeners)."""
         self.first_for: Callable[[str], Awaitable[str | None]] | None = None
         """Asked the caller's number of an inbound call to a ring group: the extension that
         rings alone first (the contact's responsible manager, when a member and free), or
@@ -1849,8 +1852,34 @@ class Switchboard:
             pass
         await call.hangup(reason="feature-code")
 
+    def _presence_changed(self, extension: str, state: AgentState) -> None:
+        self.events.publish(PresenceChanged(extension, state))
+        timer = self._wrap_up_timers.pop(extension, None)
+        if timer is not None:
+            timer.cancel()
+        if state is AgentState.WRAP_UP:
+            self._arm_wrap_up(extension)
+
+    def _arm_wrap_up(self, extension: str) -> None:
+        left = self.presence.wrap_up_left(extension, now=self.ua.loop.time())
+        self._wrap_up_timers[extension] = self.ua.loop.call_later(
+            left, self._wrap_up_over, extension
+        )
+
+    def _wrap_up_over(self, extension: str) -> None:
+        """An agent's wrap-up ran out: the dashboards, the dialer and BLF hear the new state."""
+        self._wrap_up_timers.pop(extension, None)
+        now = self.ua.loop.time()
+        if self.presence.state(extension, now=now) is AgentState.WRAP_UP:
+            self._arm_wrap_up(extension)  # extended meanwhile (another node's wrap-up)
+            return
+        self.presence.notify(extension, now=now)
+
     async def shutdown(self) -> None:
         """Hang up every call with BYE (or CANCEL / 503 before answer) and wait for the logs."""
+        for timer in self._wrap_up_timers.values():
+            timer.cancel()
+        self._wrap_up_timers.clear()
         for session in list(self.monitors.values()):
             session.leave()
         await self.queues.shutdown()

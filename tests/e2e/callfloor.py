@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from callcenter.runtime import Engine, start_engine
-from pbx import BridgedCall
+from pbx import AgentState, BridgedCall
+from pbx.events import PresenceChanged
 from sip_test_env import carrier
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.ports import free_port
@@ -114,6 +115,31 @@ async def wait_for(predicate, timeout: float = 5.0, what: str = "condition") -> 
     while not predicate():
         assert loop.time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.02)
+
+
+async def available(engine: Engine, extension: str, timeout: float = 10.0) -> None:
+    """Until `extension` may take calls again (its wrap-up over), on the PBX's presence events;
+    a timeout names the state it was left in."""
+    presence = engine.switchboard.presence
+    loop = asyncio.get_running_loop()
+    freed = asyncio.Event()
+
+    def changed(event: PresenceChanged) -> None:
+        if event.extension == extension and event.state is AgentState.AVAILABLE:
+            freed.set()
+
+    undo = engine.switchboard.events.subscribe(PresenceChanged, changed)
+    try:
+        if not presence.available(extension, now=loop.time()):
+            try:
+                await asyncio.wait_for(freed.wait(), timeout)
+            except TimeoutError:
+                state = presence.state(extension, now=loop.time())
+                raise AssertionError(
+                    f"{extension} still {state.value}, busy: {engine.switchboard.busy(extension)}"
+                ) from None
+    finally:
+        undo()
 
 
 def bridged_call(engine: Engine) -> BridgedCall:

@@ -23,7 +23,7 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from sip_test_env.voices import person_wav, speak
 
-from .callfloor import wait_for
+from .callfloor import available, wait_for
 from .conftest import api_url, bearer, registrar_of
 from .test_campaign import (
     agent_phones,
@@ -170,13 +170,7 @@ async def test_a_phone_not_on_a_seat_gets_auto_answer_hints(pg_url: str, tmp_pat
                 await store.set_state(campaign.id, "start", now=datetime.now(UTC))
                 progress = await run_to_the_end(store, campaign.id, left=0, timeout=60)
                 await store.set_state(campaign.id, "stop", now=datetime.now(UTC))
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 10
-                presence = engine.switchboard.presence
-                while not presence.available("101", now=loop.time()):  # the call's wrap-up
-                    state = presence.state("101", now=loop.time())
-                    assert loop.time() < deadline, (state, engine.switchboard.busy("101"))
-                    await asyncio.sleep(0.1)
+                await available(engine, "101")  # the call's wrap-up ends
                 await a102.dial("101")  # an agent's own call: no hint
                 await a102.wait_event("CALL_ESTABLISHED", timeout=10)
                 await a102.hangup()

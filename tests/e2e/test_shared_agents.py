@@ -192,6 +192,10 @@ async def test_away_on_call_and_wrap_up_on_one_node_hold_on_the_other(
         assert await shown_on(b, http) == "on-call"
         # ... and the call itself, as the node that holds it shows it.
         await until(lambda: b.live.board.calls.keys() == a.live.board.calls.keys(), "call on b")
+        # (its answer reaches b a moment after the call itself)
+        await until(
+            lambda: [c.state for c in b.live.board.calls.values()] == ["talking"], "talking on b"
+        )
         [shown] = (await board_on(b, http))["calls"]
         assert shown["state"] == "talking" and shown["call_id"] in a.live.board.calls
         await first.hangup()
