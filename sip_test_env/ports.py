@@ -4,12 +4,19 @@ Other processes on the machine (and other tests of this process) may hold ports,
 ports that are free right now for both transports they need. Ports come from below the kernel's
 ephemeral range so an outgoing connection cannot grab them between the check and the bind, and
 every port handed out is remembered so two peers of one process never get the same one.
+
+Under pytest-xdist every worker takes its own share of each range (`worker_share`): the peer
+pool here, and the engines' and the carrier's RTP ranges of the tests. Workers are separate
+processes that cannot see each other's handed-out ports, and a port that one checked free may be
+bound by another before its peer starts; disjoint shares make that impossible. They also keep a
+late RTP packet of one worker's call from reaching another worker's engine on a reused port.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import random
 import socket
 import threading
@@ -17,13 +24,14 @@ from typing import Literal
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PortKind", "free_port", "free_port_range", "port_is_free"]
+__all__ = ["PortKind", "free_port", "free_port_range", "port_is_free", "worker_share"]
 
 PortKind = Literal["udp", "tcp", "both"]
 
 # Below Linux's default ephemeral range (32768-60999): the kernel never picks these on its own.
+# 30000-31999 above it is the scripted carrier's RTP range (sip_test_env.scripted_carrier).
 _POOL_LOW = 20000
-_POOL_HIGH = 32000
+_POOL_HIGH = 29999
 _ATTEMPTS = 2000
 
 _lock = threading.Lock()
@@ -39,10 +47,28 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+def worker_share(low: int, high: int) -> tuple[int, int]:
+    """This process's part of the port range `low`-`high` (inclusive): the whole range, or under
+    pytest-xdist with N workers the K-th of N equal consecutive parts for worker "gwK" (a
+    worker started again after a crash, "gwN" and up, takes the part of K mod N)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit()):
+        return low, high
+    n = int(count)
+    if n <= 1:
+        return low, high
+    size = (high - low + 1) // n
+    if size < 2:
+        raise ValueError(f"ports {low}-{high} cannot be shared by {n} workers")
+    start = low + (int(worker[2:]) % n) * size
+    return start, start + size - 1
+
+
 def _pool() -> tuple[int, int]:
     high = min(_POOL_HIGH, _ephemeral_low() - 1)
     low = min(_POOL_LOW, high - 1000)
-    return low, high
+    return worker_share(low, high)
 
 
 def _can_bind(sock_type: int, host: str, port: int) -> bool:

@@ -12,7 +12,7 @@ import pytest
 from callcenter.config import Config, parse_config
 from callcenter.runtime import Engine, start_engine
 from sip_test_env.baresip import BaresipPeer
-from sip_test_env.ports import free_port
+from sip_test_env.ports import free_port, worker_share
 
 ACCOUNTS = (
     "".join(
@@ -23,7 +23,8 @@ ACCOUNTS = (
 )
 
 
-ENGINE_RTP_PORTS = (16000, 17999)
+# The test engines' RTP range; under pytest-xdist each worker's engines take their own share of it.
+ENGINE_RTP_PORTS = worker_share(16000, 17999)
 ADMIN_KEY = "test-admin-key-0001"
 AGENT_KEY = "test-agent-key-0001"
 AGENT_101_KEY = "test-agent-101-key-01"
@@ -49,9 +50,9 @@ def engine_config_text(
 ) -> str:
     """A test config on free loopback ports; `static` maps extensions to fixed contact URIs."""
     port = free_port("both")
-    # One RTP range for every test engine (they run one after another): the pool skips ports
-    # someone else holds. It lies below sip_test_env's peer pool (20000-32000) and below the
-    # kernel's ephemeral range, so neither the peers nor port-0 sockets land in it.
+    # One RTP range for every test engine of this process (they run one after another): the pool
+    # skips ports someone else holds. It lies below sip_test_env's peer pool (20000-29999) and
+    # below the kernel's ephemeral range, so neither the peers nor port-0 sockets land in it.
     low, high = ENGINE_RTP_PORTS
     # Manual calls outside calling hours would depend on the wall clock: warn, unless the test
     # sets its own policy.

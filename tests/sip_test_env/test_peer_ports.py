@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
-from sip_test_env.ports import free_port, free_port_range, port_is_free
+from sip_test_env.ports import free_port, free_port_range, port_is_free, worker_share
 
 
 def test_free_port_is_bindable_for_udp_and_tcp() -> None:
@@ -40,3 +43,54 @@ def test_port_held_by_someone_else_is_not_free() -> None:
 def test_bad_range_size() -> None:
     with pytest.raises(ValueError):
         free_port_range(0)
+
+
+def _as_worker(monkeypatch: pytest.MonkeyPatch, worker: str, count: int) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", str(count))
+
+
+def test_outside_xdist_a_process_takes_the_whole_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    assert worker_share(16000, 17999) == (16000, 17999)
+    _as_worker(monkeypatch, "gw0", 1)
+    assert worker_share(16000, 17999) == (16000, 17999)
+
+
+def test_xdist_workers_take_disjoint_consecutive_shares(monkeypatch: pytest.MonkeyPatch) -> None:
+    shares = []
+    for k in range(3):
+        _as_worker(monkeypatch, f"gw{k}", 3)
+        shares.append(worker_share(16000, 17999))
+    assert shares == [(16000, 16665), (16666, 17331), (17332, 17997)]
+    # A worker started again after a crash (gw3 of 3) reuses a share instead of leaving the range.
+    _as_worker(monkeypatch, "gw3", 3)
+    assert worker_share(16000, 17999) == shares[0]
+
+
+def test_a_range_too_small_to_share_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _as_worker(monkeypatch, "gw0", 4)
+    with pytest.raises(ValueError, match="4 workers"):
+        worker_share(100, 106)
+
+
+def test_each_worker_hands_out_ports_only_from_its_share() -> None:
+    # Fresh processes, since this one's pool is already placed.
+    code = (
+        "from sip_test_env.ports import _pool, free_port, free_port_range\n"
+        "low, high = _pool()\n"
+        "ports = [free_port() for _ in range(50)] + list(free_port_range(20))\n"
+        "print(low, high, min(ports), max(ports))\n"
+    )
+    shares = []
+    for worker in ("gw0", "gw1"):
+        env = {**os.environ, "PYTEST_XDIST_WORKER": worker, "PYTEST_XDIST_WORKER_COUNT": "2"}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        low, high, first, last = map(int, out.split())
+        assert low <= first and last <= high
+        shares.append((low, high))
+    (low0, high0), (low1, high1) = shares
+    assert 20000 <= low0 < high0 < low1 < high1 <= 29999
