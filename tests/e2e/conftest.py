@@ -37,6 +37,19 @@ API_KEYS = (
 )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with the most tests marked slow (20 s or more) first, the rest in their order.
+
+    scripts/test runs this suite on pytest-xdist workers, each taking whole files in this order
+    (--dist loadfile --no-loadscope-reorder): a long file started last would keep one worker
+    busy while the others idle."""
+    slow: dict[Path, int] = {}
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            slow[item.path] = slow.get(item.path, 0) + 1
+    items.sort(key=lambda item: -slow.get(item.path, 0))
+
+
 def engine_config(
     *, extra_sip: str = "", extra: str = "", static: dict[str, str] | None = None, crm: str = ""
 ) -> Config:

@@ -127,6 +127,7 @@ async def test_an_agent_on_a_call_through_one_node_is_not_rung_by_the_other(
     assert len(agent.events_of("CALL_INCOMING")) == 2
 
 
+@pytest.mark.slow
 async def test_two_campaigns_on_two_nodes_never_book_one_agent_twice(
     pg_url: str, tmp_path: Path
 ) -> None:
