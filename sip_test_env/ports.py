@@ -3,7 +3,10 @@
 Other processes on the machine (and other tests of this process) may hold ports, so peers take
 ports that are free right now for both transports they need. Ports come from below the kernel's
 ephemeral range so an outgoing connection cannot grab them between the check and the bind, and
-every port handed out is remembered so two peers of one process never get the same one.
+every port handed out is remembered so two peers of one process never get the same one. The pool
+is a ring: once the cursor has gone all the way round, the ports of the last turn may be handed
+out again where they are free (a turn is thousands of ports, far longer than a test keeps one), so
+a long run never runs out.
 
 Under pytest-xdist every worker takes its own share of each range (`worker_share`): the peer
 pool here, and the engines' and the carrier's RTP ranges of the tests. Workers are separate
@@ -99,7 +102,7 @@ def free_port_range(
     """Reserve `n` consecutive free ports; returns (low, high) inclusive.
 
     `even=True` starts the block on an even port (RTP on even, RTCP on the next odd one).
-    The ports stay reserved for the rest of the process.
+    The ports stay reserved until the pool has been gone round once (the module docstring).
     """
     if n < 1:
         raise ValueError("n must be >= 1")
@@ -113,7 +116,9 @@ def free_port_range(
         start = _cursor
         for _ in range(_ATTEMPTS):
             if start + n > high:
+                # A new turn of the ring: the ports handed out on the last one may go again.
                 start = low
+                _handed_out.clear()
             if even and start % 2:
                 start += 1
             block = range(start, start + n)
@@ -133,5 +138,6 @@ def free_port_range(
 
 
 def free_port(kind: PortKind = "both", host: str = "127.0.0.1") -> int:
-    """One free port for `kind` ("both" = free for UDP and TCP alike), reserved for the process."""
+    """One free port for `kind` ("both" = free for UDP and TCP alike), reserved as by
+    free_port_range."""
     return free_port_range(1, kind, host, even=False)[0]

@@ -94,3 +94,23 @@ def test_each_worker_hands_out_ports_only_from_its_share() -> None:
         shares.append((low, high))
     (low0, high0), (low1, high1) = shares
     assert 20000 <= low0 < high0 < low1 < high1 <= 29999
+
+
+def test_the_pool_is_a_ring_that_hands_out_the_oldest_ports_again() -> None:
+    # 100 workers leave this process a share of 100 ports: more are handed out than it holds.
+    code = (
+        "from sip_test_env.ports import _pool, free_port\n"
+        "print(*_pool())\n"
+        "print(*(free_port() for _ in range(250)))\n"
+    )
+    env = {**os.environ, "PYTEST_XDIST_WORKER": "gw7", "PYTEST_XDIST_WORKER_COUNT": "100"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    low, high = map(int, out[0].split())
+    ports = [int(p) for p in out[1].split()]
+    assert high - low == 99 and all(low <= p <= high for p in ports)
+    # No port comes again before the ring has gone round: one turn, then the same order again.
+    turn = ports.index(ports[0], 1)
+    assert len(set(ports[:turn])) == turn >= 90
+    assert ports[turn : 2 * turn] == ports[:turn]
