@@ -9,10 +9,11 @@ out again where they are free (a turn is thousands of ports, far longer than a t
 a long run never runs out.
 
 Under pytest-xdist every worker takes its own share of each range (`worker_share`): the peer
-pool here, and the engines' and the carrier's RTP ranges of the tests. Workers are separate
-processes that cannot see each other's handed-out ports, and a port that one checked free may be
+pool here, and the engines' and the carrier's RTP ranges of the tests; processes run side by side
+(scripts/test's unit lanes beside the e2e workers) take theirs by SIP_TEST_PORT_SHARE(S).
+Processes cannot see each other's handed-out ports, and a port that one checked free may be
 bound by another before its peer starts; disjoint shares make that impossible. They also keep a
-late RTP packet of one worker's call from reaching another worker's engine on a reused port.
+late RTP packet of one process's call from reaching another's engine on a reused port.
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from typing import Literal
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PortKind", "free_port", "free_port_range", "port_is_free", "worker_share"]
+__all__ = [
+    "SHARES_ENV",
+    "SHARE_ENV",
+    "PortKind",
+    "free_port",
+    "free_port_range",
+    "port_is_free",
+    "worker_share",
+]
 
 PortKind = Literal["udp", "tcp", "both"]
 
@@ -50,21 +59,51 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-def worker_share(low: int, high: int) -> tuple[int, int]:
-    """This process's part of the port range `low`-`high` (inclusive): the whole range, or under
-    pytest-xdist with N workers the K-th of N equal consecutive parts for worker "gwK" (a
-    worker started again after a crash, "gwN" and up, takes the part of K mod N)."""
+SHARE_ENV = "SIP_TEST_PORT_SHARE"
+"""Environment: the share (0, 1...) of every range this process takes; under pytest-xdist the
+first of its run, worker gwK taking the one K after it."""
+SHARES_ENV = "SIP_TEST_PORT_SHARES"
+"""Environment: how many shares the ranges are cut into (default: just enough for this run)."""
+
+
+def _env_int(name: str) -> int | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValueError(f"{name}={text!r}: expected a whole number")
+    return int(text)
+
+
+def _share() -> tuple[int, int]:
+    """(K, N): this process takes the K-th of N equal parts of every range."""
+    k = _env_int(SHARE_ENV) or 0
+    n = k + 1
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
-    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit()):
-        return low, high
-    n = int(count)
-    if n <= 1:
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and workers.isdigit() and int(workers):
+        # A worker started again after a crash ("gwN" and up) reuses a share of its run.
+        n = k + int(workers)
+        k += int(worker[2:]) % int(workers)
+    n = _env_int(SHARES_ENV) or n
+    if k >= n:
+        raise ValueError(f"port share {k} of {n}: set {SHARES_ENV} above {SHARE_ENV} + workers")
+    return k, n
+
+
+def worker_share(low: int, high: int) -> tuple[int, int]:
+    """This process's part of the port range `low`-`high` (inclusive).
+
+    The whole range unless the range is shared: under pytest-xdist with N workers worker "gwK"
+    takes the K-th of N equal consecutive parts, and processes run side by side (scripts/test's
+    lanes) can take parts of their own with SIP_TEST_PORT_SHARE and SIP_TEST_PORT_SHARES."""
+    k, n = _share()
+    if n == 1:
         return low, high
     size = (high - low + 1) // n
     if size < 2:
-        raise ValueError(f"ports {low}-{high} cannot be shared by {n} workers")
-    start = low + (int(worker[2:]) % n) * size
+        raise ValueError(f"ports {low}-{high} cannot be cut into {n} shares")
+    start = low + k * size
     return start, start + size - 1
 
 

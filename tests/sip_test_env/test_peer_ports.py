@@ -9,7 +9,14 @@ import sys
 
 import pytest
 
-from sip_test_env.ports import free_port, free_port_range, port_is_free, worker_share
+from sip_test_env.ports import (
+    SHARE_ENV,
+    SHARES_ENV,
+    free_port,
+    free_port_range,
+    port_is_free,
+    worker_share,
+)
 
 
 def test_free_port_is_bindable_for_udp_and_tcp() -> None:
@@ -45,6 +52,18 @@ def test_bad_range_size() -> None:
         free_port_range(0)
 
 
+def _unshared_env() -> dict[str, str]:
+    """This environment without the share settings (scripts/test sets them for its lanes)."""
+    names = (SHARE_ENV, SHARES_ENV, "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT")
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+@pytest.fixture(autouse=True)
+def unshared(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (SHARE_ENV, SHARES_ENV):
+        monkeypatch.delenv(name, raising=False)
+
+
 def _as_worker(monkeypatch: pytest.MonkeyPatch, worker: str, count: int) -> None:
     monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", str(count))
@@ -69,10 +88,38 @@ def test_xdist_workers_take_disjoint_consecutive_shares(monkeypatch: pytest.Monk
     assert worker_share(16000, 17999) == shares[0]
 
 
-def test_a_range_too_small_to_share_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lanes_side_by_side_take_shares_after_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # scripts/test: three e2e workers and two unit lanes cut every range in five.
+    monkeypatch.setenv(SHARES_ENV, "5")
+    shares = []
+    for k in range(3):
+        _as_worker(monkeypatch, f"gw{k}", 3)
+        shares.append(worker_share(20000, 29999))
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
+    for lane in ("3", "4"):
+        monkeypatch.setenv(SHARE_ENV, lane)
+        shares.append(worker_share(20000, 29999))
+    assert shares == [(20000 + k * 2000, 21999 + k * 2000) for k in range(5)]
+    # Workers of a run given a first share start there.
+    monkeypatch.setenv(SHARE_ENV, "1")
+    _as_worker(monkeypatch, "gw1", 2)
+    assert worker_share(20000, 29999) == shares[2]
+
+
+def test_bad_shares_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     _as_worker(monkeypatch, "gw0", 4)
-    with pytest.raises(ValueError, match="4 workers"):
+    with pytest.raises(ValueError, match="4 shares"):
         worker_share(100, 106)
+    monkeypatch.setenv(SHARES_ENV, "2")
+    with pytest.raises(ValueError, match="port share 2 of 2"):
+        _as_worker(monkeypatch, "gw2", 3)
+        worker_share(20000, 29999)
+    monkeypatch.setenv(SHARES_ENV, "two")
+    with pytest.raises(ValueError, match="SIP_TEST_PORT_SHARES='two'"):
+        worker_share(20000, 29999)
 
 
 def test_each_worker_hands_out_ports_only_from_its_share() -> None:
@@ -85,7 +132,7 @@ def test_each_worker_hands_out_ports_only_from_its_share() -> None:
     )
     shares = []
     for worker in ("gw0", "gw1"):
-        env = {**os.environ, "PYTEST_XDIST_WORKER": worker, "PYTEST_XDIST_WORKER_COUNT": "2"}
+        env = {**_unshared_env(), "PYTEST_XDIST_WORKER": worker, "PYTEST_XDIST_WORKER_COUNT": "2"}
         out = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
         ).stdout
@@ -103,7 +150,7 @@ def test_the_pool_is_a_ring_that_hands_out_the_oldest_ports_again() -> None:
         "print(*_pool())\n"
         "print(*(free_port() for _ in range(250)))\n"
     )
-    env = {**os.environ, "PYTEST_XDIST_WORKER": "gw7", "PYTEST_XDIST_WORKER_COUNT": "100"}
+    env = {**_unshared_env(), "PYTEST_XDIST_WORKER": "gw7", "PYTEST_XDIST_WORKER_COUNT": "100"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.splitlines()
