@@ -118,8 +118,11 @@ class BaresipPeer:
         self.dir = Path(workdir) / self.name
         self.registrar = registrar
         self.password = password
-        self.sip_port = sip_port if sip_port is not None else _sip_port_pair()
-        self.rtp_ports = rtp_ports if rtp_ports is not None else free_port_range(20, "udp")
+        # Ports are checked free on the address the phone binds (a socket on 127.0.0.2 does not
+        # keep 127.0.0.1's port busy); an IPv6 or namespace address is checked on 127.0.0.1.
+        check = host if host.startswith("127.") and netns is None else "127.0.0.1"
+        self.sip_port = sip_port if sip_port is not None else _sip_port_pair(check)
+        self.rtp_ports = rtp_ports if rtp_ports is not None else free_port_range(20, "udp", check)
         self.ctrl_port = free_port("tcp")
         self.answermode = answermode
         self.transport = transport
@@ -551,9 +554,9 @@ def _short_path_to(directory: Path) -> Path | None:
     return link
 
 
-def _sip_port_pair() -> int:
-    """A SIP port whose successor (baresip's TLS port) is free and reserved too."""
-    return free_port_range(2, "both", even=False)[0]
+def _sip_port_pair(host: str) -> int:
+    """A SIP port on `host` whose successor (baresip's TLS port) is free and reserved too."""
+    return free_port_range(2, "both", host, even=False)[0]
 
 
 def wav_seconds(path: str | Path) -> float:

@@ -137,7 +137,7 @@ class ScriptedCarrier:
 
     def __init__(self, customers: dict[str, Customer], *, host: str = CARRIER_IP) -> None:
         self.customers = customers
-        port = free_port("both")
+        port = free_port("both", host)
         self.address = (host, port)
         # On its own address the carrier's RTP ports cannot collide with the agents' and the
         # engine's (127.0.0.1); the pool skips any that are taken anyway.
