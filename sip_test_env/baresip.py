@@ -30,6 +30,7 @@ import logging
 import re
 import shutil
 import signal
+import tempfile
 import time
 import wave
 from collections.abc import Callable
@@ -117,8 +118,11 @@ class BaresipPeer:
         self.dir = Path(workdir) / self.name
         self.registrar = registrar
         self.password = password
-        self.sip_port = sip_port if sip_port is not None else _sip_port_pair()
-        self.rtp_ports = rtp_ports if rtp_ports is not None else free_port_range(20, "udp")
+        # Ports are checked free on the address the phone binds (a socket on 127.0.0.2 does not
+        # keep 127.0.0.1's port busy); an IPv6 or namespace address is checked on 127.0.0.1.
+        check = host if host.startswith("127.") and netns is None else "127.0.0.1"
+        self.sip_port = sip_port if sip_port is not None else _sip_port_pair(check)
+        self.rtp_ports = rtp_ports if rtp_ports is not None else free_port_range(20, "udp", check)
         self.ctrl_port = free_port("tcp")
         self.answermode = answermode
         self.transport = transport
@@ -146,6 +150,8 @@ class BaresipPeer:
         self._writer: asyncio.StreamWriter | None = None
         self._read_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._snd_link: Path | None = None
+        """A short path to `dir` for sndfile when `dir` is too deep (_short_path_to)."""
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -231,7 +237,7 @@ class BaresipPeer:
             "module aubridge.so",
         ]
         if self.record:
-            lines += ["module sndfile.so", f"snd_path {self.dir}"]
+            lines += ["module sndfile.so", f"snd_path {self._snd_link or self.dir}"]
         if self.mediaenc:
             lines.append("module srtp.so")
         if self.tls_ca is not None:
@@ -249,6 +255,8 @@ class BaresipPeer:
             raise BaresipError(f"{self.binary} not installed (run sip_test_env/install-peers.sh)")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.audio_source = self._prepare_source(self._audio_source_arg)
+        if self.record and self._snd_link is None:
+            self._snd_link = _short_path_to(self.dir)
         (self.dir / "config").write_text(self.config_text())
         (self.dir / "accounts").write_text(self.account_line() + "\n")
         (self.dir / "contacts").write_text("")
@@ -299,6 +307,11 @@ class BaresipPeer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        if self._snd_link is not None:
+            with contextlib.suppress(OSError):
+                self._snd_link.unlink()
+                self._snd_link.parent.rmdir()
+            self._snd_link = None
 
     async def kill(self) -> None:
         """SIGKILL the process now (a peer vanishing mid-call); stop() still cleans up."""
@@ -526,9 +539,24 @@ def _join(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _sip_port_pair() -> int:
-    """A SIP port whose successor (baresip's TLS port) is free and reserved too."""
-    return free_port_range(2, "both", even=False)[0]
+# sndfile names a recording in a 128-byte buffer: snd_path + "/dump-<time>-dec.wav". A longer
+# name is cut short, losing ".wav" (seen under pytest-xdist, whose tmp dirs are a level deeper).
+_SND_PATH_MAX = 127 - len("/dump-2026-01-01-00-00-00-dec.wav")
+
+
+def _short_path_to(directory: Path) -> Path | None:
+    """A short symlink to `directory` for sndfile (removed by stop()), or None when the path
+    itself is short enough."""
+    if len(str(directory.resolve())) <= _SND_PATH_MAX:
+        return None
+    link = Path(tempfile.mkdtemp(prefix="bsnd-")) / "d"
+    link.symlink_to(directory.resolve(), target_is_directory=True)
+    return link
+
+
+def _sip_port_pair(host: str) -> int:
+    """A SIP port on `host` whose successor (baresip's TLS port) is free and reserved too."""
+    return free_port_range(2, "both", host, even=False)[0]
 
 
 def wav_seconds(path: str | Path) -> float:

@@ -26,11 +26,12 @@ from telephony.media import FRAME_SAMPLES, WavSource, tone_samples
 from telephony.sip import SipUri
 
 from .carrier import CARRIER_IP
-from .ports import free_port, free_port_range
+from .ports import free_port, free_port_range, worker_share
 
 logger = logging.getLogger(__name__)
 
-CARRIER_RTP_PORTS = (30000, 31999)
+# Above the peers' pool (sip_test_env.ports); each pytest-xdist worker takes its own share.
+CARRIER_RTP_PORTS = worker_share(30000, 31999)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class ScriptedCarrier:
 
     def __init__(self, customers: dict[str, Customer], *, host: str = CARRIER_IP) -> None:
         self.customers = customers
-        port = free_port("both")
+        port = free_port("both", host)
         self.address = (host, port)
         # On its own address the carrier's RTP ports cannot collide with the agents' and the
         # engine's (127.0.0.1); the pool skips any that are taken anyway.

@@ -57,6 +57,33 @@ def pytest_runtest_makereport(
     return report
 
 
+def _utf8_safe(value: Any) -> Any:
+    """`value` with every string that holds a lone surrogate backslash-escaped (`\\udcff`)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {key: _utf8_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_utf8_safe(item) for item in value)
+    return value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_to_serializable(
+    config: pytest.Config, report: pytest.CollectReport | pytest.TestReport
+) -> Generator[None, dict[str, Any] | None, dict[str, Any] | None]:
+    # A pytest-xdist worker sends its reports to the controller as UTF-8. SIP text decoded with
+    # surrogateescape (undecodable bytes of a torture message, say) reaches the captured log as
+    # lone surrogates, which cannot be sent: the worker stopped with an internal error. Escaped,
+    # the log still shows which bytes they were.
+    data = yield
+    return None if data is None else _utf8_safe(data)
+
+
 def _test_failed(request: pytest.FixtureRequest) -> bool:
     report = getattr(request.node, "rep_call", None)
     return report is None or report.failed

@@ -14,7 +14,7 @@ from callcenter.config import Config, parse_config
 from callcenter.runtime import Engine, start_engine
 from dialer import Campaign, NewLead, PgLeadStore
 from sip_test_env.baresip import BaresipPeer
-from sip_test_env.ports import free_port
+from sip_test_env.ports import free_port, worker_share
 
 ACCOUNTS = (
     "".join(
@@ -45,7 +45,8 @@ async def power_campaign(
     return campaign.id
 
 
-ENGINE_RTP_PORTS = (16000, 17999)
+# The test engines' RTP range; under pytest-xdist each worker's engines take their own share of it.
+ENGINE_RTP_PORTS = worker_share(16000, 17999)
 ADMIN_KEY = "test-admin-key-0001"
 AGENT_KEY = "test-agent-key-0001"
 AGENT_101_KEY = "test-agent-101-key-01"
@@ -56,6 +57,19 @@ API_KEYS = (
     f'[[api_keys]]\nname = "agent-101"\nkey = "{AGENT_101_KEY}"\nrole = "agent"\n'
     'extension = "101"\n\n'
 )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with the most tests marked slow (20 s or more) first, the rest in their order.
+
+    scripts/test runs this suite on pytest-xdist workers, each taking whole files in this order
+    (--dist loadfile --no-loadscope-reorder): a long file started last would keep one worker
+    busy while the others idle."""
+    slow: dict[Path, int] = {}
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            slow[item.path] = slow.get(item.path, 0) + 1
+    items.sort(key=lambda item: -slow.get(item.path, 0))
 
 
 def engine_config(
@@ -83,9 +97,9 @@ def engine_config_text(
 ) -> str:
     """A test config on free loopback ports; `static` maps extensions to fixed contact URIs."""
     port = free_port("both")
-    # One RTP range for every test engine (they run one after another): the pool skips ports
-    # someone else holds. It lies below sip_test_env's peer pool (20000-32000) and below the
-    # kernel's ephemeral range, so neither the peers nor port-0 sockets land in it.
+    # One RTP range for every test engine of this process (they run one after another): the pool
+    # skips ports someone else holds. It lies below sip_test_env's peer pool (20000-29999) and
+    # below the kernel's ephemeral range, so neither the peers nor port-0 sockets land in it.
     low, high = ENGINE_RTP_PORTS
     # Manual calls outside calling hours would depend on the wall clock: warn, unless the test
     # sets its own policy.

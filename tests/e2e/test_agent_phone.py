@@ -270,6 +270,7 @@ async def test_the_page_rings_answers_and_talks_in_the_browser(
     assert 1.0 <= gap <= 3.0
 
 
+@pytest.mark.slow
 async def test_two_browser_seats_take_a_power_campaign_with_no_ringing(
     pg_url: str, tmp_path: Path, chromium: Any
 ) -> None:

@@ -97,6 +97,7 @@ async def run_to_the_end(store: PgLeadStore, campaign_id: int, *, left: int, tim
         await asyncio.sleep(0.5)
 
 
+@pytest.mark.slow
 async def test_power_campaign_of_twenty_leads(pg_url: str, tmp_path: Path) -> None:
     """The acceptance run: 20 leads through the engine's own campaign manager, two agents."""
     hello = speak("Hello?", tmp_path / "hello.wav")
@@ -209,6 +210,7 @@ async def test_power_campaign_of_twenty_leads(pg_url: str, tmp_path: Path) -> No
     }
 
 
+@pytest.mark.slow
 async def test_all_agents_busy_safe_harbor_then_pacing_slows(pg_url: str, tmp_path: Path) -> None:
     """Power ratio 3 with one agent: three people answer at once, one reaches the agent, two
     hear the safe-harbor message and count as abandoned; the ledger is then over its cap and
@@ -302,6 +304,7 @@ async def store_calls(pg_url: str, campaign_id: int) -> list[dict[str, object]]:
     return [dict(r) for r in rows]
 
 
+@pytest.mark.slow
 async def test_predictive_campaign_overdials_and_connects_everyone(
     pg_url: str, tmp_path: Path
 ) -> None:

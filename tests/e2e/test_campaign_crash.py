@@ -31,6 +31,7 @@ async def carrier() -> AsyncIterator[ScriptedCarrier]:
         yield running
 
 
+@pytest.mark.slow
 async def test_kill9_mid_campaign_resumes_without_double_dialing(
     pg_url: str, tmp_path: Path, carrier: ScriptedCarrier
 ) -> None:

@@ -79,6 +79,7 @@ async def _missed(caller_number: str, engine_port: int, a101, tmp_path: Path) ->
         await caller.wait_event("CALL_CLOSED", timeout=15)
 
 
+@pytest.mark.slow
 async def test_missed_calls_reach_amocrm_bitrix24_and_the_webhook(
     pg_url: str, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
@@ -307,6 +308,7 @@ def _transfer_config(amo: AmoAccount, b24: BitrixPortal, hook: WebhookReceiver) 
     return _linked(engine_config(extra=extra, crm=crm))
 
 
+@pytest.mark.slow
 async def test_a_transferred_call_reaches_amocrm_and_bitrix24_once_with_the_final_agent(
     pg_url: str, tmp_path: Path, db: asyncpg.Connection
 ) -> None:

@@ -244,6 +244,7 @@ def _fuzz(document: dict[str, Any], base_url: str) -> tuple[list[str], dict[str,
     return failures, statuses
 
 
+@pytest.mark.slow
 async def test_schema_fuzz_finds_no_server_error(engine: Engine) -> None:
     assert engine.campaigns is not None
     store = engine.campaigns.store

@@ -105,6 +105,7 @@ def metric(text: str, name: str, queue: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.slow
 async def test_three_customers_wait_in_order_one_is_called_back_one_overflows(
     pg_url: str, tmp_path: Path, db
 ) -> None:

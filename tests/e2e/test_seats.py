@@ -39,6 +39,7 @@ PROMPT = ROOT / "callcenter" / "prompts" / "we-will-call-you-back.wav"
 FRAME = 0.02
 
 
+@pytest.mark.slow
 async def test_seated_agents_take_people_with_no_ringing(pg_url: str, tmp_path: Path) -> None:
     hello = speak("Hello?", tmp_path / "hello.wav")
     person = person_wav(tmp_path / "person.wav", hello)

@@ -219,6 +219,7 @@ async def test_away_on_call_and_wrap_up_on_one_node_hold_on_the_other(
     assert len(agent.events_of("CALL_INCOMING")) == 2
 
 
+@pytest.mark.slow
 async def test_two_campaigns_on_two_nodes_never_book_one_agent_twice(
     crm_url: str, tmp_path: Path
 ) -> None:

@@ -58,6 +58,29 @@ async def test_direct_call_carries_tones_both_ways_and_dtmf(
         assert _heard(listener, own_freq) is None
 
 
+async def test_a_peer_in_a_deep_directory_still_records_what_it_heard(
+    baresip_factory: BaresipFactory, tmp_path: Path
+) -> None:
+    # sndfile's file names fit 127 bytes: deeper than that, the peer records through a short link.
+    # (A peer dir of 110 characters, as under pytest-xdist's tmp dirs.)
+    deep = tmp_path / ("d" * max(1, 110 - len(str(tmp_path / "baresip-alice")) - 1))
+    alice = await baresip_factory("alice", workdir=deep, audio_source=write_tone_wav(
+        tmp_path / "a.wav", 1000, 3.0))  # fmt: skip
+    bob = await baresip_factory("bob", workdir=deep, answermode="auto")
+    await alice.dial(bob.contact_uri)
+    await alice.wait_event("CALL_ESTABLISHED")
+    await asyncio.sleep(1.0)
+    await alice.hangup()
+    await bob.wait_event("CALL_CLOSED")
+    assert bob.recorded_wav().name.endswith("-dec.wav")
+    onset = _heard(bob, 1000)
+    assert onset is not None and onset < 1.0, onset
+    link = bob._snd_link
+    assert link is not None and link.resolve() == bob.dir.resolve()
+    await bob.stop()
+    assert not link.exists() and not link.parent.exists()
+
+
 async def test_switching_audio_source_mid_call(
     baresip_factory: BaresipFactory, tmp_path: Path
 ) -> None:
