@@ -15,8 +15,8 @@ machine plays a greeting and ends it with a beep, or in silence. The detector:
   ``min_machine_greeting_ms``;
 - when the answer is not clear after a short greeting, keeps listening for a voicemail beep
   (up to ``beep_wait_ms`` of silence) before it says HUMAN;
-- hears tones: a voicemail beep (a steady single tone of 400-2000 Hz for at least 100 ms:
-  MACHINE), special information tones (SIT, the three rising tones before a network
+- hears tones: a voicemail beep (a steady single tone of 400-2000 Hz, or a chord of two, for
+  at least 100 ms: MACHINE), special information tones (SIT, the three rising tones before a network
   announcement) and an answering fax's 2100 Hz CED tone (FAX).
 
 Pure code: no clock, no I/O. Time is the count of frames fed (20 ms each, 8 kHz int16 mono).
@@ -345,6 +345,9 @@ class _ToneTracker:
         self._hi = int(np.searchsorted(bins, self.FAX_HZ[1], side="right"))
         self._run = 0
         self._run_hz = 0.0
+        self._run_chord = False  # the run is of two-tone chords (a run is one kind or other)
+        self.chord = False
+        """The latest tone found was a two-tone chord."""
         self._hole = False  # the run's latest frame held no tone (one is forgiven)
         self._sit: list[float] = []  # frequencies of the SIT-like runs so far, in order
         self._sit_wait = 0  # frames left to wait for the next SIT tone
@@ -357,19 +360,53 @@ class _ToneTracker:
         """A fax answer tone is sounding."""
 
     def tone_frequency(self, frame: Frame, level: float) -> float | None:
-        """The frame's single in-band tone, if it is one."""
+        """The frame's single in-band tone, if it is one; of a two-tone chord (some carriers'
+        beeps), its lower tone."""
         if level < self._min_level:
             return None
         x = frame.astype(np.float64)
         spectrum = np.abs(np.fft.rfft(x * _WINDOW, _FFT_SIZE))
-        k = self._lo + int(np.argmax(spectrum[self._lo : self._hi]))
+        band = spectrum[self._lo : self._hi]
+        k = self._lo + int(np.argmax(band))
+        hz = self._peak_hz(spectrum, k)
+        share = 10 ** (tone_power_db(x, hz) / 10)
+        self.chord = False
+        if share >= self.config.min_tone_share:
+            return hz
+        if share < self._CHORD_TONE_SHARE or not self._is_beep(hz):
+            return None
+        # A chord: a second strong tone, away from the first's main lobe, carrying the rest.
+        guard = self._CHORD_GUARD_BINS
+        band = band.copy()
+        band[max(0, k - self._lo - guard) : k - self._lo + guard + 1] = 0.0
+        other = self._peak_hz(spectrum, self._lo + int(np.argmax(band)))
+        second = 10 ** (tone_power_db(x, other) / 10)
+        if second < self._CHORD_TONE_SHARE or not self._is_beep(other):
+            return None
+        low, high = min(hz, other), max(hz, other)
+        if share + second < self.config.min_tone_share or self._is_dtmf(low, high):
+            return None
+        self.chord = True
+        return low
+
+    _CHORD_TONE_SHARE: Final = 0.25  # each tone of a chord carries at least this share
+    _CHORD_GUARD_BINS: Final = 12  # 94 Hz: the first tone's main lobe (Hann, 160 samples)
+    _DTMF_ROWS: Final = (697.0, 770.0, 852.0, 941.0)
+    _DTMF_COLUMNS: Final = (1209.0, 1336.0, 1477.0, 1633.0)
+
+    def _is_dtmf(self, low: float, high: float) -> bool:
+        """A key pressed (a row and a column tone within 2 %) is not a beep."""
+        return any(abs(low - t) <= 0.02 * t for t in self._DTMF_ROWS) and any(
+            abs(high - t) <= 0.02 * t for t in self._DTMF_COLUMNS
+        )
+
+    @staticmethod
+    def _peak_hz(spectrum: npt.NDArray[np.float64], k: int) -> float:
+        """The peak near bin ``k``, refined by parabolic interpolation, Hz."""
         a, b, c = spectrum[k - 1], spectrum[k], spectrum[k + 1]
         denom = a - 2.0 * b + c
         offset = 0.5 * (a - c) / denom if denom != 0.0 else 0.0
-        hz = (k + offset) * SAMPLE_RATE / _FFT_SIZE
-        if tone_power_db(x, hz) < self._min_db:
-            return None
-        return float(hz)
+        return float((k + offset) * SAMPLE_RATE / _FFT_SIZE)
 
     def _in_band(self, hz: float, band: tuple[float, float]) -> bool:
         return band[0] <= hz <= band[1]
@@ -385,7 +422,8 @@ class _ToneTracker:
             # the tone's end: a SIT tone cut in two would pass for a beep.
             self._hole = True
             return False
-        if hz is not None and self._run and abs(hz - self._run_hz) <= self.config.max_drift_hz:
+        steady = hz is not None and abs(hz - self._run_hz) <= self.config.max_drift_hz
+        if steady and self._run and self.chord == self._run_chord:
             self._run += 2 if self._hole else 1
             self._hole = False
             if self._in_band(self._run_hz, self.FAX_HZ) and self._run >= self.FAX_FRAMES:
@@ -394,6 +432,7 @@ class _ToneTracker:
         self._hole = False
         ended_hz, ended_run = self._run_hz, self._run
         self._run, self._run_hz = (1, hz) if hz is not None else (0, 0.0)
+        self._run_chord = self.chord
         beep = self._ended(ended_hz, ended_run) if ended_run else False
         if not beep and self._sit_wait:
             self._sit_wait -= 1

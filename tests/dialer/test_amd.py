@@ -546,3 +546,18 @@ def test_speech_holds_no_beep(speaker: Speaker) -> None:
     for voice_name in ("en-us", "en-gb+f4", "en-us+m3"):
         speech = speaker.say(GREETING, voice_name, 150)
         assert beep_end_frame(speech) is None
+
+
+# -- chords ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("low", [440.0, 800.0, 1000.0, 1440.0])
+def test_a_two_tone_chord_is_a_beep(low: float) -> None:
+    """Some carriers' beeps are two tones at once (a third apart): neither carries most of the
+    power alone, together they do."""
+    chord = mix(tone(low, 0.4, -23.0), tone(low * 1.25, 0.4, -23.0))
+    end = frame_count(np.concatenate([gap(0.5), chord]))
+    # A frame without the tone may be a lost packet: the beep ends a frame later.
+    assert beep_end_frame(np.concatenate([gap(0.5), chord, gap(0.5)])) in (end + 1, end + 2)
+    decision = detect(np.concatenate([gap(0.3), voice(0.8), gap(0.4), chord]))
+    assert (decision.verdict, decision.reason) == (Verdict.MACHINE, AmdReason.BEEP)
