@@ -20,8 +20,8 @@ machine plays a greeting and ends it with a beep, or in silence. The detector:
 - when the answer is not clear after a short greeting, keeps listening for a voicemail beep
   (up to ``beep_wait_ms`` of silence) before it says HUMAN;
 - hears tones: a voicemail beep (a steady single tone of 400-2000 Hz, or a chord of two, for
-  at least 100 ms: MACHINE), special information tones (SIT, the three rising tones before a network
-  announcement) and an answering fax's 2100 Hz CED tone (FAX).
+  at least 140 ms: MACHINE), special information tones (SIT, the three rising tones before a
+  network announcement) and an answering fax's 2100 Hz CED tone (FAX).
 
 Pure code: no clock, no I/O. Time is the count of frames fed (20 ms each, 8 kHz int16 mono).
 :class:`BeepDetector` works alone too: after a MACHINE verdict the dialer feeds it until the
@@ -115,8 +115,10 @@ class BeepConfig:
     """Lowest beep frequency accepted (voice fundamentals lie below it)."""
     max_frequency_hz: float = 2000.0
     """Highest beep frequency accepted (a fax's 2100 Hz answer tone lies above it)."""
-    min_duration_ms: int = 100
-    """Shortest beep. Tolerates any frame alignment: the whole frames inside it must be tone."""
+    min_duration_ms: int = 140
+    """Shortest beep. Tolerates any frame alignment: the whole frames inside it must be tone.
+    Not less: a voice's steady vowel, one harmonic carrying most of its power, can hold for
+    80-100 ms (people's "Hello?" were called machines on it)."""
     min_tone_share: float = 0.7
     """Share of a frame's power the single tone must carry (speech spreads over harmonics)."""
     min_level_dbfs: float = -50.0
@@ -689,7 +691,9 @@ class AnsweringMachineDetector:
         else:
             decision = self._silent_frame(tone)
         if decision is None and self.frames >= self._max_frames:
-            if not tone or self.frames >= self._max_frames + self._tone_grace:
+            # A tone begun just before the deadline is heard to its end (it may be the beep).
+            sounding = self._tones.sounding
+            if not sounding or self.frames >= self._max_frames + self._tone_grace:
                 decision = self._timeout()
         return decision
 
