@@ -124,6 +124,16 @@ def evaluate(calls: list[tuple[dict, np.ndarray]], config: AmdConfig | None, ver
             ok = sum(r[1] == r[0]["label"] for r in rs)
             spread = ", ".join(f"{v} {n}" for v, n in verdicts.most_common())
             print(f"  {name:<14} {_pct(ok, len(rs))} of {len(rs):4d}   ({spread})")
+    print("errors by language:")
+    for lang in sorted({r[0]["lang"] for r in results}):
+        hs = [r for r in humans if r[0]["lang"] == lang]
+        ms = [r for r in machines if r[0]["lang"] == lang]
+        hm = sum(r[1] == "machine" for r in hs)
+        mh = sum(r[1] == "human" for r in ms)
+        print(
+            f"  {lang}: people called machines {_pct(hm, len(hs))} ({hm} of {len(hs)}), "
+            f"machines called people {_pct(mh, len(ms))} ({mh} of {len(ms)})"
+        )
     for name, rs in (("all", results), ("people", humans), ("machines", machines)):
         times = [r[3] for r in rs]
         if times:

@@ -6,18 +6,22 @@ machine plays a greeting and ends it with a beep, or in silence. The detector:
 
 - normalises the level before its speech detector (webrtcvad behind an adaptive noise-floor
   gate), so a quiet line's speech is heard as well as a loud one's;
+- keeps the room behind the speaker out of the greeting: a speech burst becomes a word only
+  when one voice's pitch is heard in it (the babble of many voices at once has none), and
+  not when it is far under the speaker's level or the loudest word's;
 - measures the greeting: initial silence, words (speech bursts of at least ``min_word_ms``),
   its length from the first word's start to the latest word's end, pauses, cadence, the spread
-  of its energy;
+  of its energy, how far its latest word is under its loudest (a far voice after a hello),
+  whether its latest word's pitch rises at the end (a person's "Hello?" asks);
 - asks a small logistic model (:mod:`dialer.amd_model`, trained by bench/amd_train.py on a
   corpus of several speech engines) how machine-like the greeting is, when the greeting has been
   followed by ``after_greeting_silence_ms`` of silence, or has gone on for
   ``min_machine_greeting_ms``;
 - when the answer is not clear after a short greeting, keeps listening for a voicemail beep
   (up to ``beep_wait_ms`` of silence) before it says HUMAN;
-- hears tones: a voicemail beep (a steady single tone of 400-2000 Hz for at least 100 ms:
-  MACHINE), special information tones (SIT, the three rising tones before a network
-  announcement) and an answering fax's 2100 Hz CED tone (FAX).
+- hears tones: a voicemail beep (a steady single tone of 400-2000 Hz, or a chord of two, for
+  at least 140 ms: MACHINE), special information tones (SIT, the three rising tones before a
+  network announcement) and an answering fax's 2100 Hz CED tone (FAX).
 
 Pure code: no clock, no I/O. Time is the count of frames fed (20 ms each, 8 kHz int16 mono).
 :class:`BeepDetector` works alone too: after a MACHINE verdict the dialer feeds it until the
@@ -111,8 +115,10 @@ class BeepConfig:
     """Lowest beep frequency accepted (voice fundamentals lie below it)."""
     max_frequency_hz: float = 2000.0
     """Highest beep frequency accepted (a fax's 2100 Hz answer tone lies above it)."""
-    min_duration_ms: int = 100
-    """Shortest beep. Tolerates any frame alignment: the whole frames inside it must be tone."""
+    min_duration_ms: int = 140
+    """Shortest beep. Tolerates any frame alignment: the whole frames inside it must be tone.
+    Not less: a voice's steady vowel, one harmonic carrying most of its power, can hold for
+    80-100 ms (people's "Hello?" were called machines on it)."""
     min_tone_share: float = 0.7
     """Share of a frame's power the single tone must carry (speech spreads over harmonics)."""
     min_level_dbfs: float = -50.0
@@ -155,9 +161,12 @@ class AmdConfig:
     """Frames quieter than this are silence whatever webrtcvad says (line hiss, comfort noise)."""
     noise_margin_db: float = 6.0
     """A speech frame must stand this far above the line's noise floor."""
-    max_below_speech_db: float = 20.0
-    """Once someone spoke, a frame this far under the loudest speech heard is background (the
-    babble of a room, a far voice), not the speaker."""
+    max_below_speech_db: float = 12.0
+    """Once someone spoke, a frame this far under the speaker's level (the running mean of
+    their speech frames) is background (the babble of a room, a far voice), not the speaker."""
+    speech_level_fall_db_s: float = 0.5
+    """How fast the speaker's level falls while nobody speaks, dB a second: slowly, or far
+    voices creep back in during the greeting's pauses."""
     noise_floor_ms: int = 1500
     """The noise floor is the lowest (smoothed) level of this long a window."""
     normalise_to_dbfs: float = -20.0
@@ -167,6 +176,15 @@ class AmdConfig:
     """Most the line is raised by."""
     min_word_ms: int = 100
     """Shortest speech burst counted as a word (clicks and noise bursts are shorter)."""
+    min_periodicity: float = 0.8
+    """A frame is voiced (one voice's pitch) when its normalised autocorrelation peaks this
+    high at a pitch lag (50-400 Hz). The babble of a room, many voices at once, seldom is."""
+    max_word_drop_db: float = 9.0
+    """A burst this far under the loudest word heard (mean levels) is not a word: the room
+    behind the speaker, a far voice."""
+    min_voiced_frames: int = 2
+    """A speech burst becomes a word only once this many of its frames were voiced (0: any
+    burst does): the babble of a room behind a "Hello?" is not the speaker's next words."""
     word_gap_ms: int = 100
     """Silence that ends a word; shorter dips (stops between syllables) stay inside it."""
     initial_silence_ms: int = 3000
@@ -185,7 +203,7 @@ class AmdConfig:
     decides MACHINE at once..."""
     no_beep_machine_above: float = amd_model.NO_BEEP_MACHINE_ABOVE
     """...then MACHINE only when the machine probability is over this."""
-    min_machine_greeting_ms: int = 2300
+    min_machine_greeting_ms: int = amd_model.MIN_MACHINE_GREETING_MS
     """A greeting still going on is judged by the model once it is this long..."""
     talking_machine_above: float = amd_model.TALKING_MACHINE_ABOVE
     """...and is a machine's when the machine probability is over this."""
@@ -196,8 +214,10 @@ class AmdConfig:
     max_analysis_ms: int = amd_model.MAX_ANALYSIS_MS
     """Latest decision, counted from answer (a tone sounding then is heard to its end)."""
     guess_on_timeout: bool = True
-    """At ``max_analysis_ms``, give the model's best guess instead of UNSURE
-    (``initial_silence_verdict`` if no word was heard)."""
+    """At ``max_analysis_ms``, give the model's guess instead of UNSURE
+    (``initial_silence_verdict`` if no word was heard)..."""
+    timeout_machine_above: float = amd_model.TIMEOUT_MACHINE_ABOVE
+    """...MACHINE when the machine probability is over this, else HUMAN."""
     detect_beep: bool = True
     """Tones decide at once: a beep MACHINE, SIT tones SIT, a fax's answer tone FAX."""
     beep: BeepConfig = field(default_factory=BeepConfig)
@@ -216,6 +236,8 @@ class AmdConfig:
             raise ValueError("need 0 <= human_below <= machine_above <= 1")
         if self.max_gain_db < 0:
             raise ValueError("max_gain_db must not be negative")
+        if not 0.0 <= self.min_periodicity <= 1.0 or self.min_voiced_frames < 0:
+            raise ValueError("min_periodicity must be in [0, 1], min_voiced_frames >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +278,9 @@ class _SpeechGate:
     webrtcvad alone calls much steady noise speech, so a frame must also rise ``margin_db``
     out of the line's noise floor: the lowest level of the last ``floor_ms`` (minimum
     statistics), each level smoothed over three frames so that a lost packet's dip does not
-    drag the floor down; the floor climbs no faster than ``rise_db_s``.
+    drag the floor down; the floor climbs no faster than ``rise_db_s``. Once someone spoke, a
+    frame ``below_speech_db`` under the speaker's level (a running mean of the speech frames
+    heard) is background: the room's babble, a far voice.
 
     With ``normalise_to`` set, webrtcvad hears the frame raised by the gain that brings the
     loudest recent speech there (a peak follower over frames that passed the gates, falling
@@ -273,6 +297,7 @@ class _SpeechGate:
         floor_ms: int = 1500,
         rise_db_s: float = 4.0,
         below_speech_db: float = math.inf,
+        speech_fall_db_s: float = 2.0,
         normalise_to: float | None = None,
         max_gain_db: float = 0.0,
     ):
@@ -286,7 +311,11 @@ class _SpeechGate:
         self._max_gain = max_gain_db
         self._peak = -math.inf
         self._peak_fall = 2.0 * FRAME_MS / 1000
-        self._speech_peak = -math.inf  # the loudest speech heard (falling 2 dB a second)
+        # The speaker's level: a running mean (dB) of the speech frames heard, falling
+        # speech_fall_db_s while nobody speaks. A mean, not the loudest frame: one peaky
+        # syllable 10 dB over the rest would make the rest of the greeting "background".
+        self._speech_level = -math.inf
+        self._speech_fall = speech_fall_db_s * FRAME_MS / 1000
         self._below_speech = below_speech_db
         self.floor = -60.0
         """The noise floor now, dBFS."""
@@ -305,10 +334,10 @@ class _SpeechGate:
         if (
             level < self._min_dbfs
             or level < self.floor + self._margin
-            or level < self._speech_peak - self._below_speech
+            or level < self._speech_level - self._below_speech
         ):
             self._peak -= self._peak_fall
-            self._speech_peak -= self._peak_fall
+            self._speech_level -= self._speech_fall
             return False
         if self._target is not None:
             self._peak = max(level, self._peak - self._peak_fall)
@@ -317,7 +346,9 @@ class _SpeechGate:
                 raised = frame.astype(np.float64) * 10 ** (gain_db / 20)
                 frame = np.clip(np.round(raised), -32768, 32767).astype(np.int16)
         speech = bool(self._vad.is_speech(frame.astype("<i2").tobytes(), SAMPLE_RATE))
-        self._speech_peak = max(self._speech_peak, level) if speech else self._speech_peak
+        if speech:
+            first = self._speech_level == -math.inf
+            self._speech_level = level if first else 0.9 * self._speech_level + 0.1 * level
         return speech
 
 
@@ -345,6 +376,9 @@ class _ToneTracker:
         self._hi = int(np.searchsorted(bins, self.FAX_HZ[1], side="right"))
         self._run = 0
         self._run_hz = 0.0
+        self._run_chord = False  # the run is of two-tone chords (a run is one kind or other)
+        self.chord = False
+        """The latest tone found was a two-tone chord."""
         self._hole = False  # the run's latest frame held no tone (one is forgiven)
         self._sit: list[float] = []  # frequencies of the SIT-like runs so far, in order
         self._sit_wait = 0  # frames left to wait for the next SIT tone
@@ -357,19 +391,53 @@ class _ToneTracker:
         """A fax answer tone is sounding."""
 
     def tone_frequency(self, frame: Frame, level: float) -> float | None:
-        """The frame's single in-band tone, if it is one."""
+        """The frame's single in-band tone, if it is one; of a two-tone chord (some carriers'
+        beeps), its lower tone."""
         if level < self._min_level:
             return None
         x = frame.astype(np.float64)
         spectrum = np.abs(np.fft.rfft(x * _WINDOW, _FFT_SIZE))
-        k = self._lo + int(np.argmax(spectrum[self._lo : self._hi]))
+        band = spectrum[self._lo : self._hi]
+        k = self._lo + int(np.argmax(band))
+        hz = self._peak_hz(spectrum, k)
+        share = 10 ** (tone_power_db(x, hz) / 10)
+        self.chord = False
+        if share >= self.config.min_tone_share:
+            return hz
+        if share < self._CHORD_TONE_SHARE or not self._is_beep(hz):
+            return None
+        # A chord: a second strong tone, away from the first's main lobe, carrying the rest.
+        guard = self._CHORD_GUARD_BINS
+        band = band.copy()
+        band[max(0, k - self._lo - guard) : k - self._lo + guard + 1] = 0.0
+        other = self._peak_hz(spectrum, self._lo + int(np.argmax(band)))
+        second = 10 ** (tone_power_db(x, other) / 10)
+        if second < self._CHORD_TONE_SHARE or not self._is_beep(other):
+            return None
+        low, high = min(hz, other), max(hz, other)
+        if share + second < self.config.min_tone_share or self._is_dtmf(low, high):
+            return None
+        self.chord = True
+        return low
+
+    _CHORD_TONE_SHARE: Final = 0.25  # each tone of a chord carries at least this share
+    _CHORD_GUARD_BINS: Final = 12  # 94 Hz: the first tone's main lobe (Hann, 160 samples)
+    _DTMF_ROWS: Final = (697.0, 770.0, 852.0, 941.0)
+    _DTMF_COLUMNS: Final = (1209.0, 1336.0, 1477.0, 1633.0)
+
+    def _is_dtmf(self, low: float, high: float) -> bool:
+        """A key pressed (a row and a column tone within 2 %) is not a beep."""
+        return any(abs(low - t) <= 0.02 * t for t in self._DTMF_ROWS) and any(
+            abs(high - t) <= 0.02 * t for t in self._DTMF_COLUMNS
+        )
+
+    @staticmethod
+    def _peak_hz(spectrum: npt.NDArray[np.float64], k: int) -> float:
+        """The peak near bin ``k``, refined by parabolic interpolation, Hz."""
         a, b, c = spectrum[k - 1], spectrum[k], spectrum[k + 1]
         denom = a - 2.0 * b + c
         offset = 0.5 * (a - c) / denom if denom != 0.0 else 0.0
-        hz = (k + offset) * SAMPLE_RATE / _FFT_SIZE
-        if tone_power_db(x, hz) < self._min_db:
-            return None
-        return float(hz)
+        return float((k + offset) * SAMPLE_RATE / _FFT_SIZE)
 
     def _in_band(self, hz: float, band: tuple[float, float]) -> bool:
         return band[0] <= hz <= band[1]
@@ -385,7 +453,8 @@ class _ToneTracker:
             # the tone's end: a SIT tone cut in two would pass for a beep.
             self._hole = True
             return False
-        if hz is not None and self._run and abs(hz - self._run_hz) <= self.config.max_drift_hz:
+        steady = hz is not None and abs(hz - self._run_hz) <= self.config.max_drift_hz
+        if steady and self._run and self.chord == self._run_chord:
             self._run += 2 if self._hole else 1
             self._hole = False
             if self._in_band(self._run_hz, self.FAX_HZ) and self._run >= self.FAX_FRAMES:
@@ -394,6 +463,7 @@ class _ToneTracker:
         self._hole = False
         ended_hz, ended_run = self._run_hz, self._run
         self._run, self._run_hz = (1, hz) if hz is not None else (0, 0.0)
+        self._run_chord = self.chord
         beep = self._ended(ended_hz, ended_run) if ended_run else False
         if not beep and self._sit_wait:
             self._sit_wait -= 1
@@ -453,6 +523,33 @@ def _voice_band_level(frame: Frame, level: float) -> float:
     return level + 10.0 * math.log10(max(share, 1e-10))
 
 
+_PITCH_WINDOW: Final = np.hanning(2 * FRAME_SAMPLES)
+# The window's own autocorrelation: dividing by it undoes the taper's fall with the lag.
+_PITCH_BIAS: Final = np.correlate(_PITCH_WINDOW, _PITCH_WINDOW, "full")[2 * FRAME_SAMPLES - 1 :]
+_PITCH_LAGS: Final = slice(SAMPLE_RATE // 400, SAMPLE_RATE // 60 + 1)  # 400 Hz down to 60 Hz
+_PITCHED: Final = 0.7  # periodicity from which a frame's pitch is trusted
+
+
+def _pitch(previous: Frame, frame: Frame) -> tuple[float, float]:
+    """(periodicity, pitch Hz) of the last two frames. Periodicity is the normalised
+    autocorrelation's peak over pitch lags (60-400 Hz): near 1 for one voice's voiced sound,
+    lower for noise and for many voices at once. The pitch is that of the shortest lag nearly
+    as strong as the peak (a peak at twice the period is the same voice an octave down)."""
+    x = np.concatenate([previous, frame]).astype(np.float64)
+    x -= x.mean()
+    x *= _PITCH_WINDOW
+    r = np.fft.irfft(np.abs(np.fft.rfft(x, _FFT_SIZE)) ** 2)[: 2 * FRAME_SAMPLES]
+    if r[0] <= 0.0:
+        return 0.0, 0.0
+    normalised = (r[_PITCH_LAGS] / r[0]) * (_PITCH_BIAS[0] / _PITCH_BIAS[_PITCH_LAGS])
+    best = float(normalised.max())
+    inner = normalised[1:-1]
+    peaks = (inner >= normalised[:-2]) & (inner >= normalised[2:]) & (inner >= 0.85 * best)
+    found = np.flatnonzero(peaks)
+    lag = (found[0] + 1 if found.size else int(np.argmax(normalised))) + _PITCH_LAGS.start
+    return best, SAMPLE_RATE / lag
+
+
 def machine_probability(features: dict[str, float]) -> float:
     """The model's probability that a greeting with these features is a machine's."""
     z = amd_model.BIAS
@@ -479,11 +576,18 @@ class AnsweringMachineDetector:
             cfg.noise_margin_db,
             floor_ms=cfg.noise_floor_ms,
             below_speech_db=cfg.max_below_speech_db,
+            speech_fall_db_s=cfg.speech_level_fall_db_s,
             normalise_to=cfg.normalise_to_dbfs,
             max_gain_db=cfg.max_gain_db,
         )
         self._tones = _ToneTracker(cfg.beep)
         self._min_word = _frames(cfg.min_word_ms)
+        self._previous: Frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        self._candidate_voiced = 0  # voiced (periodic) frames of the burst not yet a word
+        self._candidate_level = 0.0  # sum of the levels of the burst's frames, dB
+        self._loudest_word = -math.inf  # the loudest ended word's mean level, dBFS
+        self._burst_pitch: list[float] = []  # pitch of the latest burst's voiced frames, Hz
+        self._word_pitch: list[float] = []  # pitch of the latest word's voiced frames, Hz
         self._word_gap = _frames(cfg.word_gap_ms)
         self._initial_silence = _frames(cfg.initial_silence_ms)
         self._after_greeting = _frames(cfg.after_greeting_silence_ms)
@@ -508,6 +612,7 @@ class AnsweringMachineDetector:
         self._voiced = 0  # voiced frames inside words
         self._pauses: list[int] = []  # silent gaps between words, frames
         self._levels: list[float] = []  # levels of voiced frames, dBFS
+        self._word_levels: list[list[float]] = []  # [sum, count] of each word's levels
         self._looked = False  # the first look after the greeting happened
         self._looked_at_words = 0
         self.probability: float | None = None
@@ -532,7 +637,28 @@ class AnsweringMachineDetector:
             "pauses": float(len(pauses)),
             "level_spread_db": float(np.std(self._levels)) if len(self._levels) > 1 else 0.0,
             "talking": 1.0 if self._gap < self._word_gap else 0.0,
+            "level_drop_db": self._level_drop(),
+            "end_rise_st": self._end_rise(),
         }
+
+    def _end_rise(self) -> float:
+        """How far the latest word's pitch rises at its end, semitones: the end of its last
+        voiced frames against its first half. A person's "Hello?" asks (rising); a
+        greeting's last words ("...after the tone.") fall."""
+        pitch = self._word_pitch
+        if len(pitch) < 6:
+            return 0.0
+        head = float(np.median(pitch[: len(pitch) // 2]))
+        tail = float(np.median(pitch[-3:]))
+        return max(-12.0, min(12.0, 12.0 * math.log2(tail / head)))
+
+    def _level_drop(self) -> float:
+        """How far the latest word is under the loudest word, dB (mean levels): a far voice
+        after a person's hello is much quieter than the hello, a machine's words are even."""
+        if len(self._word_levels) < 2:
+            return 0.0
+        means = [total / count for total, count in self._word_levels]
+        return max(means) - means[-1]
 
     def _probability(self) -> float:
         features = self.features()
@@ -559,36 +685,57 @@ class AnsweringMachineDetector:
             if tones.fax:
                 return self._decide(Verdict.FAX, AmdReason.FAX_TONE, 0.99)
         tone = self._tones.in_tone
+        previous, self._previous = self._previous, samples
         if not tone and self._gate.is_speech(samples, _voice_band_level(samples, level)):
-            decision = self._voiced_frame(level)
+            decision = self._voiced_frame(level, previous, samples)
         else:
             decision = self._silent_frame(tone)
         if decision is None and self.frames >= self._max_frames:
-            if not tone or self.frames >= self._max_frames + self._tone_grace:
+            # A tone begun just before the deadline is heard to its end (it may be the beep).
+            sounding = self._tones.sounding
+            if not sounding or self.frames >= self._max_frames + self._tone_grace:
                 decision = self._timeout()
         return decision
 
-    def _voiced_frame(self, level: float) -> AmdDecision | None:
+    def _voiced_frame(self, level: float, previous: Frame, frame: Frame) -> AmdDecision | None:
         self._dip = 0
+        cfg = self.config
+        periodicity, hz = _pitch(previous, frame)
         if self._in_word:
             if self._gap:
                 self._voiced += self._gap  # a dip inside a word is part of it
             self._gap = 0
+            if periodicity >= _PITCHED:
+                self._word_pitch.append(hz)
         else:
+            if self._candidate == 0:
+                self._burst_pitch = []
+            if periodicity >= _PITCHED:
+                self._burst_pitch.append(hz)
             self._candidate += 1
+            self._candidate_level += level
             self._gap += 1
-            if self._candidate < self._min_word:
+            if periodicity >= cfg.min_periodicity:
+                self._candidate_voiced += 1
+            if self._candidate < self._min_word or self._candidate_voiced < cfg.min_voiced_frames:
                 return None
+            if self._candidate_level / self._candidate < self._loudest_word - cfg.max_word_drop_db:
+                return None  # far quieter than the greeting's words: the room behind
             self._in_word = True
+            self._word_pitch = self._burst_pitch
             if self.words:
                 self._pauses.append(self._gap - self._candidate)
             self._gap = 0
             self.words += 1
+            self._word_levels.append([0.0, 0])
             self._voiced += self._candidate
             if self._first_word_at is None:
                 self._first_word_at = self.frames - self._candidate
         self._voiced += 1
         self._levels.append(level)
+        if self._word_levels:
+            self._word_levels[-1][0] += level
+            self._word_levels[-1][1] += 1
         self._greeting = self.frames - (self._first_word_at or 0)
         if self.words > self.config.max_words:
             return self._decide(Verdict.MACHINE, AmdReason.TOO_MANY_WORDS, 0.9)
@@ -607,6 +754,11 @@ class AnsweringMachineDetector:
             self._in_word = False
         if self._dip >= 2:
             self._candidate = 0  # one silent frame inside a burst does not restart it
+            self._candidate_voiced = 0
+            self._candidate_level = 0.0
+            if self._word_levels and self._word_levels[-1][1]:
+                total, count = self._word_levels[-1]
+                self._loudest_word = max(self._loudest_word, total / count)
         if self.words == 0:
             if self.frames >= self._initial_silence and self._candidate == 0 and not tone:
                 return self._decide(
@@ -638,7 +790,7 @@ class AnsweringMachineDetector:
         p = self._probability()
         if not self.config.guess_on_timeout:
             return self._decide(Verdict.UNSURE, AmdReason.TIMEOUT, 0.5)
-        if p >= 0.5:
+        if p >= self.config.timeout_machine_above:
             return self._decide(Verdict.MACHINE, AmdReason.TIMEOUT, p)
         return self._decide(Verdict.HUMAN, AmdReason.TIMEOUT, 1.0 - p)
 
