@@ -260,12 +260,19 @@ async function setDnd(on) {
 
 // -- the desk -----------------------------------------------------------------------------------
 
+// Bumped by every change of the call the page makes itself (hold, resume...): a desk read that
+// was on its way before such a change is older than what the page shows, and must not undo it.
+let callEpoch = 0;
+
 async function refreshDesk() {
+  const asked = callEpoch;
   const desk = await act("Desk", () => api("GET", `/agents/${me.extension}/desk`));
   if (!desk) return;
   showState(desk.state);
   $("#dnd").checked = desk.dnd;
-  if (desk.call) {
+  if (asked !== callEpoch) {
+    // The call changed here meanwhile (hold, resume): what the page shows is newer.
+  } else if (desk.call) {
     setCall({ callId: desk.call.call_id, row: desk.call.call, state: desk.call.state,
               other: desk.call.other });
   } else if (current.state !== "ended") {
@@ -331,8 +338,10 @@ function callPath(action) {
 async function control(action, body) {
   if (!current.callId) return null;
   const result = await act(action, () => api("POST", callPath(action), body));
-  if (result && result.state === "held") setCall({ state: "held" });
-  if (result && result.state === "talking") setCall({ state: "talking" });
+  if (result && (result.state === "held" || result.state === "talking")) {
+    callEpoch += 1;
+    setCall({ state: result.state });
+  }
   return result;
 }
 
