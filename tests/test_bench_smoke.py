@@ -67,6 +67,19 @@ SCRIPTS = (
         sip=True,
     ),
     Script(
+        "bench_rtpengine",
+        # relay level up failed pps_in pps_out loss kdrops echodrp cpu% cpu%/100 rss MB/100 host%,
+        # then the side-by-side summary: level, three CPU%/100 with loss, two ratios, host%
+        (
+            _row(r"rtpengine\s+10", 12),
+            _row(r"engine\s+10", 12),
+            _row(r"recorded\s+10", 12),
+            _row("10", 9),
+        ),
+        needs=("sipp", "kamailio", "rtpengine"),
+        sip=True,
+    ),
+    Script(
         "bench_media",
         (
             rf"^\s+RtpPacket\.parse\s+{NUM} us$",
