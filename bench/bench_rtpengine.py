@@ -11,7 +11,8 @@ Three relays, one after the other, each over every level:
   engine     the engine with recording off: the bare relay (B2BUA legs, latching, SSRC
              rewriting, RTCP).
   recorded   the engine recording every call (stereo WAV + speech analytics), its default.
-CPU is utime+stime of the relay's process over the window (100% = one core), per 100 calls;
+CPU is utime+stime of the relay's process over the window (100% = one core); the summary gives
+it per 100 calls' worth of packets (a loaded box may not send every stream in full);
 loss counts packets that reached the relay's sockets (its own counters plus the kernel's drops
 on its ports) but were not relayed. The summary puts the three side by side per level with the
 engine's ratios to rtpengine. Figures only; nothing passes or fails on time. Exits 1 when a
@@ -134,7 +135,11 @@ async def _engine(
 
 
 def _per_100(row: Row | None) -> float:
-    return 100 * row.cpu / row.level if row is not None and row.up else math.nan
+    """CPU % per 100 calls' worth of packets relayed (100 x PACKETS_PER_CALL a second): on a
+    loaded box SIPp may not send every call's full stream, and the relay's work is per packet."""
+    if row is None or not row.pps_in:
+        return math.nan
+    return 100 * row.cpu / (row.pps_in / PACKETS_PER_CALL)
 
 
 def _ratio(a: float, b: float) -> float:
@@ -146,7 +151,10 @@ def _at(rows: list[Row], level: int) -> Row | None:
 
 
 def _summary(levels: list[int], results: dict[str, list[Row]]) -> None:
-    print("\nCPU % of one core per 100 calls (loss %), side by side; ratio = engine / rtpengine")
+    print(
+        f"\nCPU % of one core per 100 calls, from the packets relayed ({PACKETS_PER_CALL} pps in "
+        "per call), with loss %, side by side; ratio = engine / rtpengine"
+    )
     print(
         "level  rtpengine  loss%     engine  loss%   recorded  loss%  engine/rtpe  "
         "recorded/rtpe  host%"
