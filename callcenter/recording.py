@@ -64,7 +64,7 @@ class Recordings:
         legs = _channels(bridged)
         stops = _listen(legs, recorder)
         assert stops is not None
-        token = self.clock.subscribe(lambda _frame: recorder.tick())
+        token = self.clock.subscribe(recorder.tick)
         self._live[call_id] = _Live(recorder, token, bridged, stops, legs)
         bridged.summary.recording = str(recorder.path)
 

@@ -301,7 +301,8 @@ class MediaSession:
             return
         pt = data[1] & 0x7F
         peer = self.peer
-        if pt == self.remote_dte_pt:
+        sdp = self.sdp  # what offer/answer agreed (its attributes, not our properties: per packet)
+        if pt == sdp.remote_dte_pt:
             self._on_event_packet(data)
             if peer is not None and peer.remote_dte_pt is not None:
                 if peer.remote_dte_pt != pt:
@@ -311,13 +312,13 @@ class MediaSession:
                 peer.relayed = data
                 peer.rtp.send(data)
             return
-        if pt != self.codec_pt:
+        if pt != sdp.codec_pt:
             return  # comfort noise or a codec nobody negotiated
         if self._listeners or self._pcm_listeners:
             self._hear(data)
         if peer is None:
             return
-        if peer.codec_pt != pt:
+        if peer.sdp.codec_pt != pt:
             data = _transcode(data, self.codec_name, peer.codec_name, peer.codec_pt)
         if peer._splice is not None:
             data = peer._splice.rewrite(data)
@@ -331,7 +332,7 @@ class MediaSession:
         else:
             start, end = _payload_bounds(data)
             payload = data[start:end]
-        codec = CODECS[self.codec_name]
+        codec = CODECS[self.sdp.codec_name]
         if self._pcm_listeners:
             linear = codec.decode_bytes(payload)
             for pcm_listener in self._pcm_listeners:
