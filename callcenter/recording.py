@@ -114,7 +114,7 @@ class Recordings:
             if media is None:
                 continue
             live.stops[channel]()
-            live.stops[channel] = _feed(media, recorder, _CHANNELS[channel])
+            live.stops[channel] = feed_recorder(media, recorder, _CHANNELS[channel])
 
     @staticmethod
     def _follow_legs(live: _Live, bridged: BridgedCall) -> list[int]:
@@ -175,13 +175,13 @@ def _listen(legs: list[Call], recorder: CallRecorder) -> list[Callable[[], None]
     if any(media is None for media in medias):
         return None
     return [
-        _feed(media, recorder, channel)
+        feed_recorder(media, recorder, channel)
         for media, channel in zip(medias, _CHANNELS, strict=True)
         if media is not None
     ]
 
 
-def _feed(media: MediaSession, recorder: CallRecorder, side: Side) -> Callable[[], None]:
+def feed_recorder(media: MediaSession, recorder: CallRecorder, side: Side) -> Callable[[], None]:
     """Push a leg's audio into one channel of the recorder; the undo. The recorder takes
     little-endian PCM bytes: on such a machine it gets the leg's decoded bytes as they are."""
     push = functools.partial(recorder.push, side)

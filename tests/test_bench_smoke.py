@@ -86,6 +86,7 @@ SCRIPTS = (
             rf"^\s+G\.711 decode, numpy table \(ulaw_to_pcm\)\s+{NUM} us$",
             rf"^\s+MixMatrix\(3\)\.mix one call \(3 output frames\)\s+{NUM} us$",
             rf"^\s+WavSink\.write_stereo\s+{NUM} us$",
+            rf"^\s+relayed \+ recorded \(a tick every 2nd packet\)\s+{NUM} us$",
         ),
     ),
     Script(
