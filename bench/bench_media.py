@@ -201,6 +201,55 @@ def bench_frames(effort: Effort) -> None:
         stereo.close()
 
 
+def bench_recorded_call(effort: Effort) -> None:
+    """One recorded, relayed call in process: both legs' packets in through RtpEndpoint, the
+    relay to the other leg (no transport: the send stops before the syscall), the recorder
+    fed as the engine feeds it, and a media-clock tick of the recorder every second packet."""
+    import asyncio
+
+    from callcenter.recording import feed_recorder
+    from recordings import CallRecorder
+    from telephony.aio import MediaClock, MediaSession
+    from telephony.aio.rtp import RtpEndpoint
+
+    print("per RTP packet into a recorded call (two legs, stereo WAV + analytics):")
+    offer = (
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
+        b"m=audio 30000 RTP/AVP 0\r\n"
+    )
+    loop = asyncio.new_event_loop()
+    clock = MediaClock(loop)
+    tmp = tempfile.TemporaryDirectory()
+    recorder = CallRecorder(Path(tmp.name) / "recorded-call.wav")
+    legs = []
+    for port, side in ((40000, "customer"), (40002, "agent")):
+        rtp = RtpEndpoint(port, loop, "bench@127.0.0.1")
+        session = MediaSession(rtp, local_host="127.0.0.1", on_dtmf=lambda d, m: None, clock=clock)
+        session.accept_offer(offer)
+        feed_recorder(session, recorder, side)  # type: ignore[arg-type]
+        legs.append((rtp, session))
+    legs[0][1].peer, legs[1][1].peer = legs[1][1], legs[0][1]
+    payload = pcm_to_ulaw(tone_samples([440.0], 0.02, level_dbfs=-12))
+    # Built beforehand: one packet per sequence number, in order across the wrap.
+    wires = [bytes(RtpPacket(0, seq, seq * 160, 0x63, payload)) for seq in range(65536)]
+    state = {"seq": 0}
+    addr = ("127.0.0.2", 30000)
+    a, b = legs[0][0], legs[1][0]
+
+    def two_packets_and_a_tick() -> None:
+        seq = state["seq"] = (state["seq"] + 1) & 0xFFFF
+        wire = wires[seq]
+        a.datagram_received(wire, addr)
+        b.datagram_received(wire, addr)
+        recorder.tick()
+
+    measure("relayed + recorded (a tick every 2nd packet)", two_packets_and_a_tick, per=2,
+            effort=effort)  # fmt: skip
+    recorder.close()
+    loop.close()
+    tmp.cleanup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     how = parser.add_mutually_exclusive_group()
@@ -211,6 +260,7 @@ def main() -> None:
     machine()
     bench_packets(effort)
     bench_frames(effort)
+    bench_recorded_call(effort)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,6 +45,7 @@ from _proc import host_busy_percent, host_busy_seconds, proc_cpu_seconds, proc_r
 
 if TYPE_CHECKING:
     from callcenter.runtime import Engine
+    from sip_test_env.sipp import SippUas
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +79,17 @@ def _snapshot(engine: Engine) -> dict[str, object]:
 
 async def _child(args: argparse.Namespace) -> None:
     from callcenter.config import load_config
-    from callcenter.runtime import start_engine
+    from callcenter.runtime import settle_heap, start_engine
 
     loop = asyncio.get_running_loop()
     config = load_config(args.config)
     engine = await start_engine(
         config, database_url=args.database_url, data_dir=args.data_dir, with_http=False
     )
+    # As `callcenter serve` does: the start-up heap frozen, young collections a tenth as often.
+    # Without it the collector walks the whole heap again and again and the CPU per call of
+    # one run differs from the next by half (measured with --record at 300 calls).
+    settle_heap()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
@@ -127,8 +132,22 @@ def _child_main(args: argparse.Namespace) -> None:
             profiler.dump_stats(args.profile)
 
 
+class Relay(Protocol):
+    """What a level measures: a media relay in its own process. stats() gives "bridged" (calls
+    up), "legs" (calls or legs still held), "in" and "out" (packets received and relayed)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    async def stats(self) -> dict[str, int]: ...
+
+
 class EngineProcess(LineChild):
     """The engine child: a line protocol on its stdin/stdout ("stats", "quit")."""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     exited = "engine process exited; see engine.log in the work directory"
 
@@ -182,9 +201,9 @@ class Sample:
     host: tuple[float, float]
 
 
-async def _sample(engine: EngineProcess, rtp: tuple[int, int], echo_port: int) -> Sample:
-    stats = await engine.stats()
-    pid = engine.proc.pid
+async def _sample(relay: Relay, rtp: tuple[int, int], echo_port: int) -> Sample:
+    stats = await relay.stats()
+    pid = relay.pid
     return Sample(
         at=time.monotonic(),
         engine=stats,
@@ -199,7 +218,7 @@ async def _sample(engine: EngineProcess, rtp: tuple[int, int], echo_port: int) -
 # -- the load -------------------------------------------------------------------------------
 
 
-def _write_ulaw(path: Path, seconds: float = 2.0) -> Path:
+def write_ulaw(path: Path, seconds: float = 2.0) -> Path:
     """A looping 440 Hz tone, raw mu-law 8 kHz (what <exec rtp_stream> plays)."""
     import numpy as np
 
@@ -211,7 +230,7 @@ def _write_ulaw(path: Path, seconds: float = 2.0) -> Path:
     return path
 
 
-def _config_toml(sip_port: int, uas_port: int, rtp: tuple[int, int], record: bool) -> str:
+def config_toml(sip_port: int, uas_port: int, rtp: tuple[int, int], record: bool) -> str:
     # rtp_inactivity_timeout: a long ramp must not hang up quiet legs before the media starts;
     # ring_timeout: a callee leg the overloaded UAS lost fails within the level.
     return (
@@ -257,7 +276,7 @@ HEADER = (
 async def _level(
     n: int,
     args: argparse.Namespace,
-    engine: EngineProcess,
+    engine: Relay,
     work: Path,
     sip_port: int,
     rtp: tuple[int, int],
@@ -321,6 +340,44 @@ async def _level(
     )
 
 
+async def run_levels(
+    relay: Relay,
+    levels: list[int],
+    args: argparse.Namespace,
+    work: Path,
+    sip_port: int,
+    rtp: tuple[int, int],
+    echo_port: int,
+    ulaw: Path,
+    idle_rss: float,
+    prefix: str = "",
+) -> list[Row]:
+    """Every level in turn against one relay (SIPp UAC -> sip_port -> ... -> the echo UAS),
+    each row printed as it comes, the calls drained between levels."""
+    rows: list[Row] = []
+    for n in levels:
+        row = await _level(n, args, relay, work, sip_port, rtp, echo_port, ulaw, idle_rss)
+        rows.append(row)
+        print(prefix + row.line(), flush=True)
+        # Let the BYEs and the UAS timewait drain before the next level.
+        for _ in range(40):
+            if (await relay.stats())["legs"] == 0:
+                break
+            await asyncio.sleep(0.25)
+    return rows
+
+
+def free_rtp_range(count: int) -> tuple[int, int]:
+    """`count` UDP ports in a row, free now."""
+    from sip_test_env.ports import free_port_range
+
+    try:
+        return free_port_range(count, "udp")
+    except RuntimeError:
+        # The test pool is fragmented; the ephemeral range works too (busy ports are skipped).
+        return (40000, 40000 + count)
+
+
 def _print_profile(path: Path, top: int = 18) -> None:
     import pstats
 
@@ -329,10 +386,18 @@ def _print_profile(path: Path, top: int = 18) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
+def echo_uas(port: int, work: Path) -> SippUas:
+    """The far end: SIPp answering as extension 150, echoing every RTP packet it gets."""
+    from sip_test_env.sipp import start_sipp_uas
+
+    return start_sipp_uas(
+        UAS_SCENARIO, port=port, service="150", extra_args=["-rtp_echo"], workdir=work / "uas"
+    )
+
+
 async def main(args: argparse.Namespace) -> int:
     from callcenter import embedded_pg
-    from sip_test_env.ports import free_port, free_port_range
-    from sip_test_env.sipp import start_sipp_uas
+    from sip_test_env.ports import free_port
 
     if shutil.which("sipp") is None:
         raise SystemExit("sipp not found: run sip_test_env/install-peers.sh (Debian sip-tester)")
@@ -348,14 +413,10 @@ async def main(args: argparse.Namespace) -> int:
         low, high = args.rtp_ports.split("-")
         rtp = (int(low), int(high))
     else:
-        try:
-            rtp = free_port_range(4 * top + 200, "udp")  # RTP+RTCP for both legs of every call
-        except RuntimeError:
-            # The test pool is fragmented; the ephemeral range works too (busy ports are skipped).
-            rtp = (40000, 40000 + 4 * top + 200)
+        rtp = free_rtp_range(4 * top + 200)  # RTP+RTCP for both legs of every call
     config = work / "engine.toml"
-    config.write_text(_config_toml(sip_port, uas_port, rtp, args.record))
-    ulaw = _write_ulaw(work / "relay.ulaw")
+    config.write_text(config_toml(sip_port, uas_port, rtp, args.record))
+    ulaw = write_ulaw(work / "relay.ulaw")
     engine = await EngineProcess.start(config, pg.get_uri(), work, args.loop, args.profile)
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cpus, "
@@ -371,27 +432,13 @@ async def main(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     try:
         await asyncio.sleep(0.5)
-        idle_rss = proc_rss_mb(engine.proc.pid)
+        idle_rss = proc_rss_mb(engine.pid)
         print(f"idle engine RSS: {idle_rss:.1f} MB")
         print(HEADER)
-        async with start_sipp_uas(
-            UAS_SCENARIO,
-            port=uas_port,
-            service="150",
-            extra_args=["-rtp_echo"],
-            workdir=work / "uas",
-        ) as uas:
-            for n in levels:
-                row = await _level(
-                    n, args, engine, work, sip_port, rtp, uas.media_port, ulaw, idle_rss
-                )
-                rows.append(row)
-                print(row.line(), flush=True)
-                # Let the BYEs and the UAS timewait drain before the next level.
-                for _ in range(40):
-                    if (await engine.stats())["legs"] == 0:
-                        break
-                    await asyncio.sleep(0.25)
+        async with echo_uas(uas_port, work) as uas:
+            rows = await run_levels(
+                engine, levels, args, work, sip_port, rtp, uas.media_port, ulaw, idle_rss
+            )
     finally:
         await engine.stop()
         embedded_pg.stop(pg)
@@ -417,12 +464,12 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--levels", default="100,200,400,600,800,1000", help="concurrent calls")
-    parser.add_argument("--window", type=float, default=15.0, help="seconds measured per level")
+def load_arguments(
+    parser: argparse.ArgumentParser, *, levels: str, window: float
+) -> argparse.ArgumentParser:
+    """The options of the load and of the windows (shared with bench_rtpengine)."""
+    parser.add_argument("--levels", default=levels, help="concurrent calls")
+    parser.add_argument("--window", type=float, default=window, help="seconds measured per level")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds after all are up")
     parser.add_argument("--rate", type=float, default=100.0, help="call setups per second")
     parser.add_argument(
@@ -438,13 +485,28 @@ def _parser() -> argparse.ArgumentParser:
     except ImportError:
         default_loop = "asyncio"
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default=default_loop)
-    parser.add_argument("--profile", type=Path, help="cProfile the engine into this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
         "--smoke",
         action="store_true",
         help="a few seconds (CI): level 10 at 50 calls/s, 0.5 s settle, 1 s window, 1 s grace",
     )
+    return parser
+
+
+def smoke_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    if args.smoke:
+        args.levels, args.rate, args.settle = "10", 50.0, 0.5
+        args.window, args.grace = 1.0, 1.0
+    return args
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    load_arguments(parser, levels="100,200,400,600,800,1000", window=15.0)
+    parser.add_argument("--profile", type=Path, help="cProfile the engine into this file")
     parser.add_argument(
         "--record",
         action="store_true",
@@ -466,10 +528,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    arguments = _parser().parse_args()
-    if arguments.smoke:
-        arguments.levels, arguments.rate, arguments.settle = "10", 50.0, 0.5
-        arguments.window, arguments.grace = 1.0, 1.0
+    arguments = smoke_arguments(_parser().parse_args())
     if arguments.child:
         _child_main(arguments)
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from pbx import BridgedCall
 from recordings import CallRecorder, RecordingError, RecordingResult, RecordingStore
 from recordings.recorder import Side
-from telephony.aio import Call, MediaClock
+from telephony.aio import Call, MediaClock, MediaSession
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Recordings:
         legs = _channels(bridged)
         stops = _listen(legs, recorder)
         assert stops is not None
-        token = self.clock.subscribe(lambda _frame: recorder.tick())
+        token = self.clock.subscribe(recorder.tick)
         self._live[call_id] = _Live(recorder, token, bridged, stops, legs)
         bridged.summary.recording = str(recorder.path)
 
@@ -113,7 +114,7 @@ class Recordings:
             if media is None:
                 continue
             live.stops[channel]()
-            live.stops[channel] = media.listen(functools.partial(recorder.push, _CHANNELS[channel]))
+            live.stops[channel] = feed_recorder(media, recorder, _CHANNELS[channel])
 
     @staticmethod
     def _follow_legs(live: _Live, bridged: BridgedCall) -> list[int]:
@@ -174,7 +175,16 @@ def _listen(legs: list[Call], recorder: CallRecorder) -> list[Callable[[], None]
     if any(media is None for media in medias):
         return None
     return [
-        media.listen(functools.partial(recorder.push, channel))
+        feed_recorder(media, recorder, channel)
         for media, channel in zip(medias, _CHANNELS, strict=True)
         if media is not None
     ]
+
+
+def feed_recorder(media: MediaSession, recorder: CallRecorder, side: Side) -> Callable[[], None]:
+    """Push a leg's audio into one channel of the recorder; the undo. The recorder takes
+    little-endian PCM bytes: on such a machine it gets the leg's decoded bytes as they are."""
+    push = functools.partial(recorder.push, side)
+    if sys.byteorder == "little":
+        return media.listen_pcm(push)
+    return media.listen(push)

@@ -183,8 +183,9 @@ class CallRecorder:
             del buffer[:excess]
             self.dropped_samples += excess // 2
 
-    def tick(self) -> None:
-        """One 20 ms tick of the media clock: record one stereo frame."""
+    def tick(self, _frame: int | None = None) -> None:
+        """One 20 ms tick of the media clock: record one stereo frame. (It takes the clock's
+        frame number, unused, so that it can subscribe to a MediaClock as it is.)"""
         if self._fd is None:
             raise RecordingError(f"{self.path}: recorder is closed")
         # A side with less than a frame contributes silence and keeps its partial frame for the

@@ -11,11 +11,13 @@
 #   festvox-us-slt-hts: the other speech engines of the AMD corpus (bench/amd_corpus.py)
 #   iptables, iproute2: the NAT the NAT tests build in network namespaces (ip netns, veth, SNAT)
 #   kamailio      a SIP provider (registrar, digest auth, proxy) for the provider-trunk tests
+#   rtpengine-daemon  the media relay bench/bench_rtpengine.py measures the engine against
+#                 (run userspace-only by the bench; the package's own service is not used)
 #   linphone-cli  linphonec, a softphone that presses keys as SIP INFO (DTMF interworking)
 #   npm           fetches JsSIP for the browser-phone tests (install-web-phones.sh)
 set -eu
 
-PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts iptables iproute2 kamailio linphone-cli npm"
+PACKAGES="baresip-core sip-tester tshark sipsak sipvicious espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-ru festvox-us-slt-hts iptables iproute2 kamailio rtpengine-daemon linphone-cli npm"
 
 # package -> a file it installs (a command or a module), to tell what is missing.
 probe() {
@@ -37,6 +39,7 @@ probe() {
         iptables) command -v iptables >/dev/null 2>&1 ;;
         iproute2) command -v ip >/dev/null 2>&1 ;;
         kamailio) command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] ;;
+        rtpengine-daemon) command -v rtpengine >/dev/null 2>&1 ;;
         linphone-cli) command -v linphonec >/dev/null 2>&1 ;;
         npm) command -v npm >/dev/null 2>&1 ;;
         *) return 1 ;;

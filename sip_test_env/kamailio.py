@@ -23,12 +23,21 @@ import shutil
 import signal
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from telephony.aio.probe import answers_options
 
 from .ports import free_port
 
-__all__ = ["KAMAILIO", "REALM", "KamailioError", "KamailioProvider", "kamailio_missing"]
+__all__ = [
+    "KAMAILIO",
+    "REALM",
+    "KamailioError",
+    "KamailioProcess",
+    "KamailioProvider",
+    "kamailio_missing",
+    "module_path",
+]
 
 KAMAILIO = "kamailio"
 REALM = "provider.test"
@@ -43,7 +52,7 @@ def kamailio_missing() -> str | None:
     """Why Kamailio cannot run here (the install hint), or None."""
     if shutil.which(KAMAILIO) is None and not Path("/usr/sbin/kamailio").exists():
         return "kamailio not installed (sip_test_env/install-peers.sh: apt-get install kamailio)"
-    if _module_path() is None:
+    if module_path() is None:
         return "kamailio modules not found"
     return None
 
@@ -52,7 +61,7 @@ def _binary() -> str:
     return shutil.which(KAMAILIO) or "/usr/sbin/kamailio"
 
 
-def _module_path() -> str | None:
+def module_path() -> str | None:
     for path in [*glob.glob("/usr/lib/*/kamailio/modules"), "/usr/lib/kamailio/modules"]:
         if Path(path, "registrar.so").exists():
             return path
@@ -65,7 +74,121 @@ def _quote(text: str) -> str:
     return f'"{text}"'
 
 
-class KamailioProvider:
+class KamailioProcess:
+    """One Kamailio in the foreground, in its own process group, run from the configuration
+    `config_text()` of a subclass gives (listening on UDP host:port, answering an OPTIONS ping
+    with no user part: that is how start() knows it is up). Its log is kamailio.log in its
+    directory."""
+
+    shm_mb = 32
+    """Its shared memory (-m), in MB."""
+
+    def __init__(
+        self, workdir: str | Path, *, host: str, port: int | None = None, name: str = "kamailio"
+    ) -> None:
+        self.dir = Path(workdir) / name
+        self.host = host
+        self.port = port if port is not None else free_port("udp", host=host)
+        self.log_path = self.dir / "kamailio.log"
+        self._proc: asyncio.subprocess.Process | None = None
+        self._log_file: object = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The main process (the leader of its process group), while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    def config_text(self) -> str:
+        raise NotImplementedError
+
+    async def start(self, timeout: float = 10.0) -> None:
+        if (reason := kamailio_missing()) is not None:
+            raise KamailioError(reason)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.dir / "kamailio.cfg"
+        cfg.write_text(self.config_text())
+        self._log_file = self.log_path.open("ab")
+        self._proc = await asyncio.create_subprocess_exec(
+            _binary(),
+            "-f", str(cfg),
+            "-DD", "-E",
+            "-m", str(self.shm_mb), "-M", "8",
+            "-Y", str(self.dir),
+            "-P", str(self.dir / "kamailio.pid"),
+            "-w", str(self.dir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log_file,  # type: ignore[arg-type]
+            stderr=self._log_file,  # type: ignore[arg-type]
+            start_new_session=True,
+        )  # fmt: skip
+        await self._wait_listening(timeout)
+
+    async def _wait_listening(self, timeout: float) -> None:
+        """Up once it answers an OPTIONS ping on its port."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self._proc is not None and self._proc.returncode is not None:
+                raise KamailioError(f"kamailio exited ({self._proc.returncode}):\n{self.log()}")
+            if await answers_options(self.host, self.port):
+                return
+            await asyncio.sleep(0.1)
+        raise KamailioError(f"kamailio did not answer in {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    async def kill(self) -> None:
+        """SIGKILL the whole process group: the provider vanishes without a word."""
+        await self._signal(signal.SIGKILL, timeout=5.0)
+
+    async def stop(self) -> None:
+        await self._signal(signal.SIGTERM, timeout=5.0)
+        if self._proc is not None and self._proc.returncode is None:
+            await self._signal(signal.SIGKILL, timeout=5.0)
+
+    async def _signal(self, sig: int, *, timeout: float) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            self._close_log()
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), timeout)
+        if proc.returncode is not None:
+            self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class KamailioProvider(KamailioProcess):
     def __init__(
         self,
         workdir: str | Path,
@@ -76,22 +199,13 @@ class KamailioProvider:
         algorithm: str = "MD5",
         name: str = "kamailio",
     ) -> None:
-        self.dir = Path(workdir) / name
+        super().__init__(workdir, host=host, port=port, name=name)
         self.users = dict(users)
-        self.host = host
-        self.port = port if port is not None else free_port("udp", host=host)
         self.algorithm = algorithm
-        self.log_path = self.dir / "kamailio.log"
-        self._proc: asyncio.subprocess.Process | None = None
-        self._log_file: object = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
     def config_text(self) -> str:
-        module_path = _module_path()
-        if module_path is None:
+        modules = module_path()
+        if modules is None:
             raise KamailioError("kamailio modules not found")
         seeds = "\n".join(
             f"    $sht(users=>{_quote(user)[1:-1]}) = {_quote(password)};"
@@ -107,7 +221,7 @@ disable_tcp=yes
 auto_aliases=no
 listen=udp:{self.host}:{self.port}
 alias="{REALM}"
-mpath="{module_path}"
+mpath="{modules}"
 
 loadmodule "tm.so"
 loadmodule "sl.so"
@@ -200,85 +314,3 @@ route[RELAY] {{
     exit;
 }}
 """
-
-    async def start(self, timeout: float = 10.0) -> None:
-        if (reason := kamailio_missing()) is not None:
-            raise KamailioError(reason)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        cfg = self.dir / "kamailio.cfg"
-        cfg.write_text(self.config_text())
-        self._log_file = self.log_path.open("ab")
-        self._proc = await asyncio.create_subprocess_exec(
-            _binary(),
-            "-f", str(cfg),
-            "-DD", "-E",
-            "-m", "32", "-M", "8",
-            "-Y", str(self.dir),
-            "-P", str(self.dir / "kamailio.pid"),
-            "-w", str(self.dir),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=self._log_file,  # type: ignore[arg-type]
-            stderr=self._log_file,  # type: ignore[arg-type]
-            start_new_session=True,
-        )  # fmt: skip
-        await self._wait_listening(timeout)
-
-    async def _wait_listening(self, timeout: float) -> None:
-        """Up once it answers an OPTIONS ping on its port."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if self._proc is not None and self._proc.returncode is not None:
-                raise KamailioError(f"kamailio exited ({self._proc.returncode}):\n{self.log()}")
-            if await answers_options(self.host, self.port):
-                return
-            await asyncio.sleep(0.1)
-        raise KamailioError(f"kamailio did not answer in {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    async def kill(self) -> None:
-        """SIGKILL the whole process group: the provider vanishes without a word."""
-        await self._signal(signal.SIGKILL, timeout=5.0)
-
-    async def stop(self) -> None:
-        await self._signal(signal.SIGTERM, timeout=5.0)
-        if self._proc is not None and self._proc.returncode is None:
-            await self._signal(signal.SIGKILL, timeout=5.0)
-
-    async def _signal(self, sig: int, *, timeout: float) -> None:
-        proc = self._proc
-        if proc is None or proc.returncode is not None:
-            self._close_log()
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), timeout)
-        if proc.returncode is not None:
-            self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()  # type: ignore[attr-defined]
-            self._log_file = None
-
-    async def __aenter__(self) -> KamailioProvider:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -26,6 +26,7 @@ PACKAGES: dict[str, str] = {
     "iptables": "iptables",
     "ip": "iproute2",
     "kamailio": "kamailio",
+    "rtpengine": "rtpengine-daemon",
     "linphonec": "linphone-cli",
 }
 

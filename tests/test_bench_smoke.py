@@ -67,12 +67,26 @@ SCRIPTS = (
         sip=True,
     ),
     Script(
+        "bench_rtpengine",
+        # relay level up failed pps_in pps_out loss kdrops echodrp cpu% cpu%/100 rss MB/100 host%,
+        # then the side-by-side summary: level, three CPU%/100 with loss, two ratios, host%
+        (
+            _row(r"rtpengine\s+10", 12),
+            _row(r"engine\s+10", 12),
+            _row(r"recorded\s+10", 12),
+            _row("10", 9),
+        ),
+        needs=("sipp", "kamailio", "rtpengine"),
+        sip=True,
+    ),
+    Script(
         "bench_media",
         (
             rf"^\s+RtpPacket\.parse\s+{NUM} us$",
             rf"^\s+G\.711 decode, numpy table \(ulaw_to_pcm\)\s+{NUM} us$",
             rf"^\s+MixMatrix\(3\)\.mix one call \(3 output frames\)\s+{NUM} us$",
             rf"^\s+WavSink\.write_stereo\s+{NUM} us$",
+            rf"^\s+relayed \+ recorded \(a tick every 2nd packet\)\s+{NUM} us$",
         ),
     ),
     Script(

@@ -12,6 +12,7 @@ import logging
 import secrets
 import struct
 from collections.abc import Callable
+from typing import TypeVar
 
 from telephony.call import Dtmf, offer_answer
 from telephony.call.offer_answer import SUPPORTED, OfferAnswer
@@ -28,6 +29,7 @@ from .webrtc import WebRtcTransport
 logger = logging.getLogger(__name__)
 
 _RTP_HEADER = struct.Struct("!BBHII")
+_T = TypeVar("_T")
 
 
 class MediaError(OfferRejected):
@@ -86,6 +88,8 @@ class MediaSession:
         on hold): one SSRC, sequence numbers and timestamps that go on, a marker at the switch."""
         self._listeners: list[Callable[[Frame], None]] = []
         """Get the decoded audio the far end sends (recording, AMD, in-band DTMF, monitors)."""
+        self._pcm_listeners: list[Callable[[bytes], None]] = []
+        """The same audio as 16-bit PCM bytes in native byte order (the recorder's form)."""
         rtp.on_packet = self._on_packet
 
     # -- offer / answer (telephony.call.OfferAnswer; what is agreed goes to the socket) -----
@@ -272,13 +276,13 @@ class MediaSession:
 
     def listen(self, listener: Callable[[Frame], None]) -> Callable[[], None]:
         """Hand every decoded frame from the far end to `listener` too; returns the undo."""
-        self._listeners.append(listener)
+        return _attach(self._listeners, listener)
 
-        def stop() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return stop
+    def listen_pcm(self, listener: Callable[[bytes], None]) -> Callable[[], None]:
+        """Like listen(), the frames as 16-bit linear PCM bytes in native byte order: for a
+        listener that wants bytes anyway (the recorder), decoded without numpy's fixed cost
+        per packet; returns the undo."""
+        return _attach(self._pcm_listeners, listener)
 
     def unbridge(self) -> None:
         """Stop relaying to and from the bridged leg (this leg is going away)."""
@@ -297,7 +301,8 @@ class MediaSession:
             return
         pt = data[1] & 0x7F
         peer = self.peer
-        if pt == self.remote_dte_pt:
+        sdp = self.sdp  # what offer/answer agreed (its attributes, not our properties: per packet)
+        if pt == sdp.remote_dte_pt:
             self._on_event_packet(data)
             if peer is not None and peer.remote_dte_pt is not None:
                 if peer.remote_dte_pt != pt:
@@ -307,21 +312,35 @@ class MediaSession:
                 peer.relayed = data
                 peer.rtp.send(data)
             return
-        if pt != self.codec_pt:
+        if pt != sdp.codec_pt:
             return  # comfort noise or a codec nobody negotiated
-        if self._listeners:
-            start, end = _payload_bounds(data)
-            pcm = CODECS[self.codec_name].decode(data[start:end])
-            for listener in self._listeners:
-                listener(pcm)
+        if self._listeners or self._pcm_listeners:
+            self._hear(data)
         if peer is None:
             return
-        if peer.codec_pt != pt:
+        if peer.sdp.codec_pt != pt:
             data = _transcode(data, self.codec_name, peer.codec_name, peer.codec_pt)
         if peer._splice is not None:
             data = peer._splice.rewrite(data)
         peer.relayed = data
         peer.rtp.send(data)
+
+    def _hear(self, data: bytes) -> None:
+        """Decode the audio of a packet for the listeners, once per form they take."""
+        if data[0] == 0x80:  # version 2, no padding, extension or CSRCs: the usual packet
+            payload = data[12:]
+        else:
+            start, end = _payload_bounds(data)
+            payload = data[start:end]
+        codec = CODECS[self.sdp.codec_name]
+        if self._pcm_listeners:
+            linear = codec.decode_bytes(payload)
+            for pcm_listener in self._pcm_listeners:
+                pcm_listener(linear)
+        if self._listeners:
+            pcm = codec.decode(payload)
+            for listener in self._listeners:
+                listener(pcm)
 
     def _on_event_packet(self, data: bytes) -> None:
         try:
@@ -331,6 +350,19 @@ class MediaSession:
         digit = self._dtmf.feed(packet)
         if digit is not None:
             self._on_dtmf(digit, "rfc4733")
+
+
+def _attach(
+    listeners: list[Callable[[_T], None]], listener: Callable[[_T], None]
+) -> Callable[[], None]:
+    """Add `listener` to `listeners`; the undo."""
+    listeners.append(listener)
+
+    def stop() -> None:
+        if listener in listeners:
+            listeners.remove(listener)
+
+    return stop
 
 
 def _payload_bounds(data: bytes) -> tuple[int, int]:

@@ -15,6 +15,7 @@ tables otherwise.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Protocol
@@ -195,6 +196,10 @@ class AudioCodec(Protocol):
 
     def decode(self, payload: bytes) -> Frame: ...
 
+    def decode_bytes(self, payload: bytes) -> bytes:
+        """The payload as 16-bit linear PCM bytes, native byte order (the per-packet path)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class G711Codec:
@@ -205,6 +210,7 @@ class G711Codec:
     clock_rate: int
     decode_table: npt.NDArray[np.int16] = field(repr=False, compare=False)
     encode_table: npt.NDArray[np.uint8] = field(repr=False, compare=False)
+    to_linear: Callable[[bytes], bytes] = field(repr=False, compare=False)
 
     def encode(self, samples: npt.NDArray[np.int16]) -> bytes:
         return self.encode_table[_as_index(samples)].tobytes()
@@ -212,9 +218,14 @@ class G711Codec:
     def decode(self, payload: bytes) -> Frame:
         return self.decode_table[np.frombuffer(payload, dtype=np.uint8)]
 
+    def decode_bytes(self, payload: bytes) -> bytes:
+        """Same samples as decode(), as native-endian bytes: audioop where the interpreter
+        has it (a tenth of numpy's fixed cost on a 20 ms packet), else the table."""
+        return self.to_linear(payload)
 
-PCMU: Final = G711Codec("PCMU", 0, 8000, ULAW_DECODE, ULAW_ENCODE)
-PCMA: Final = G711Codec("PCMA", 8, 8000, ALAW_DECODE, ALAW_ENCODE)
+
+PCMU: Final = G711Codec("PCMU", 0, 8000, ULAW_DECODE, ULAW_ENCODE, ulaw_bytes_to_linear)
+PCMA: Final = G711Codec("PCMA", 8, 8000, ALAW_DECODE, ALAW_ENCODE, alaw_bytes_to_linear)
 
 #: Codecs by encoding name (upper case, as in a=rtpmap).
 CODECS: Final = MappingProxyType({c.name: c for c in (PCMU, PCMA)})

@@ -88,10 +88,11 @@ class RtcpSession:
         self._expected_before = 0
         self._received_before = 0
         # The stream we send.
-        self.sent_ssrc: int | None = None
         self.packets_sent = 0
         self.octets_sent = 0
-        self._last_sent_ts = 0
+        self._last_sent: bytes | None = None
+        """The last RTP packet we sent: its timestamp and SSRC are read when a report needs
+        them, not on every packet."""
         self._last_sent_at = 0.0
         self._sent_since_report = False
         # Reports.
@@ -117,12 +118,18 @@ class RtcpSession:
         source.receive(seq, timestamp, now=now)
 
     def rtp_sent(self, data: bytes, now: float) -> None:
-        """One RTP packet we sent to the far end."""
-        self._last_sent_ts, self.sent_ssrc = _TS_SSRC.unpack_from(data, 4)
+        """One RTP packet we sent to the far end (at least the 12-byte fixed header)."""
+        self._last_sent = data
         self._last_sent_at = now
         self.packets_sent += 1
         self.octets_sent += max(0, len(data) - 12)
         self._sent_since_report = True
+
+    @property
+    def sent_ssrc(self) -> int | None:
+        """SSRC of the stream we send (the last packet's), None before we sent any."""
+        last = self._last_sent
+        return None if last is None else int(_TS_SSRC.unpack_from(last, 4)[1])
 
     # -- totals -----------------------------------------------------------------------------------
 
@@ -219,12 +226,12 @@ class RtcpSession:
         with our CNAME); schedules the next one."""
         self._next = now + REPORT_INTERVAL * (0.5 + self._rng.random())
         blocks = (self.source.report_block(now=now),) if self.source is not None else ()
-        if self._sent_since_report and self.sent_ssrc is not None:
-            ssrc = self.sent_ssrc
+        if self._sent_since_report and self._last_sent is not None:
+            last_ts, ssrc = _TS_SSRC.unpack_from(self._last_sent, 4)
             ntp = ntp_from_unix(wall)
             # The RTP timestamp of this instant on the sent stream's clock (6.4.1).
             elapsed = int((now - self._last_sent_at) * self.clock_rate)
-            rtp_ts = (self._last_sent_ts + elapsed) & 0xFFFF_FFFF
+            rtp_ts = (last_ts + elapsed) & 0xFFFF_FFFF
             first: SenderReport | ReceiverReport = SenderReport(
                 ssrc,
                 ntp,

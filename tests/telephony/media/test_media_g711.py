@@ -192,6 +192,9 @@ def test_bytes_fast_path_equals_tables(audioop: bool, monkeypatch: pytest.Monkey
     codes = bytes(range(256))
     assert ulaw_bytes_to_linear(codes) == ulaw_to_pcm(codes).tobytes()
     assert alaw_bytes_to_linear(codes) == alaw_to_pcm(codes).tobytes()
+    # The codecs' per-packet decode to bytes: the same samples as decode(), every code.
+    for codec in (PCMU, PCMA):
+        assert codec.decode_bytes(codes) == codec.decode(codes).tobytes()
 
 
 def test_codec_registry_drives_negotiation() -> None:
