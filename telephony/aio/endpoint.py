@@ -21,7 +21,6 @@ from telephony.sip import (
     LocalProtocolError,
     OverloadConfig,
     OverloadControl,
-    OverloadLevel,
     ParseError,
     RemoteProtocolError,
     SipRequest,
@@ -364,9 +363,10 @@ class SipEndpoint:
                     self._refuse(exc, peer, request=message)
                 return
             if (
-                self.overload.level is not OverloadLevel.NORMAL
+                message.method == "INVITE"
+                and not message.to.tag
                 and not self.layer.has_server_transaction(message)
-                and self.overload.sheds(message.method, message.to.tag)
+                and self.overload.sheds(message.method, message.to.tag, now)
             ):
                 # A retransmitted INVITE of a call in progress (ringing, or answered and
                 # waiting for its ACK) goes to its transaction, which repeats its last response:

@@ -10,6 +10,18 @@ dropped before parsing when it is far behind; everything else (ACK, BYE, CANCEL,
 a dialog, REGISTER, responses) is always taken, so calls in progress and registrations keep
 working. Levels go up at once and come down only after the lag has stayed low for a while
 (hysteresis), so the engine does not flap at the edge.
+
+Shedding is not all or nothing: refusing every new call until the loop is calm for seconds,
+then taking every one again, swings between idle and overloaded, and the calls set up per
+second fall far under what the engine can do (measured: 17/s offered 300/s, against 95/s
+offered 100/s). While shedding, new calls are admitted at a rate instead (the rate-based
+control of RFC 7415, kept inside the node), and the calls over it get the 503. It starts at
+80 % of the rate the engine was taking when it fell behind. Every quarter second, while the
+loop is behind, the rate goes to the capacity that the admitted calls and the lag's growth
+reveal, less up to 20 % to drain the backlog; while the loop keeps up it climbs by 10 %. The level
+comes back to normal once the loop has been calm for `recover_after` with no call refused. A
+model engine of fixed capacity keeps 94 / 93 / 94 % of its capacity offered 2 / 3 / 4 times it
+(`tests/telephony/sip/test_overload.py`).
 """
 
 from __future__ import annotations
@@ -44,12 +56,18 @@ class OverloadConfig:
     """Retry-After (s) of the 503."""
     smoothing: float = 0.2
     """Weight of each new lag sample in the moving average (one late timer is no overload)."""
+    min_rate: float = 5.0
+    """New calls per second admitted while shedding, at least."""
+    adjust_every: float = 0.25
+    """Seconds between two adjustments of the admitted rate while shedding."""
 
     def __post_init__(self) -> None:
         if not 0 < self.shed_lag < self.drop_lag:
             raise ValueError("overload thresholds: 0 < shed_lag < drop_lag")
         if not 0 < self.smoothing <= 1 or self.recover_after < 0 or self.retry_after < 1:
             raise ValueError("overload smoothing in (0, 1], recover_after >= 0, retry_after >= 1")
+        if self.min_rate < 0 or self.adjust_every <= 0:
+            raise ValueError("overload min_rate >= 0, adjust_every > 0")
 
 
 class OverloadControl:
@@ -65,6 +83,20 @@ class OverloadControl:
         """New INVITEs dropped unread."""
         self.listeners: list[Callable[[OverloadLevel], None]] = []
         """Told each change of level (logs, metrics, tests)."""
+        self.rate = 0.0
+        """New calls per second admitted while shedding (0 when normal)."""
+        self._tokens = 0.0
+        self._filled_at = 0.0
+        self._adjusted_at = 0.0
+        self._refused_at = float("-inf")
+        self._second: tuple[float, int] = (0.0, 0)
+        """(start, new calls taken) of the current second, for the rate taken so far."""
+        self._taken_rate = 0.0
+        """New calls taken per second over the last whole second."""
+        self._admitted = 0
+        """New calls admitted since the rate was last adjusted."""
+        self._lag_then = 0.0
+        """The smoothed lag when the rate was last adjusted."""
 
     def observe(self, lag: float, now: float) -> None:
         """A probe timer fired `lag` seconds late at `now`."""
@@ -79,10 +111,13 @@ class OverloadControl:
         )
         if wanted > self.level:
             self._calm_since = None
+            if self.level is OverloadLevel.NORMAL:
+                self._start_admitting(now)
             self._set(wanted)
             return
         if self.level is OverloadLevel.NORMAL:
             return
+        self._adjust(now)
         if self.lag >= c.shed_lag / 2:
             self._calm_since = None
             if self.level is OverloadLevel.DROPPING and wanted is OverloadLevel.SHEDDING:
@@ -90,9 +125,42 @@ class OverloadControl:
             return
         if self._calm_since is None:
             self._calm_since = now
-        if now - self._calm_since >= c.recover_after:
+        calm = now - self._calm_since >= c.recover_after
+        if calm and now - self._refused_at >= c.recover_after:
             self._calm_since = None
+            self.rate = 0.0
             self._set(OverloadLevel.NORMAL)
+
+    def _start_admitting(self, now: float) -> None:
+        """Shedding begins: admit new calls at 80 % of the rate taken when the loop fell
+        behind."""
+        start, taken = self._second
+        recent = self._taken_rate
+        if now - start >= 0.5:  # a part of a second long enough to say something
+            recent = max(recent, taken / (now - start))
+        self.rate = max(self.config.min_rate, 0.8 * recent)
+        self._tokens = 0.0
+        self._filled_at = self._adjusted_at = now
+        self._admitted, self._lag_then = 0, self.lag
+
+    def _adjust(self, now: float) -> None:
+        """Each `adjust_every` while shedding. The loop's lateness grows as fast as the calls
+        admitted outrun what the engine sets up (lag' = admitted / capacity - 1), so the two
+        give the capacity; the rate goes to it, less what drains the backlog. While the loop
+        keeps up, the rate climbs by 10 % to find spare capacity."""
+        c = self.config
+        elapsed = now - self._adjusted_at
+        if elapsed < c.adjust_every:
+            return
+        admitted = self._admitted / elapsed
+        growth = (self.lag - self._lag_then) / elapsed
+        self._adjusted_at, self._admitted, self._lag_then = now, 0, self.lag
+        if self.lag > c.shed_lag / 2:
+            capacity = admitted / max(0.2, 1.0 + growth)
+            drain = min(0.2, self.lag - c.shed_lag / 2)
+            self.rate = max(c.min_rate, min(self.rate, capacity * (1.0 - drain)))
+        else:
+            self.rate = self.rate * 1.1 + 1.0
 
     def _set(self, level: OverloadLevel) -> None:
         logger.warning("SIP overload: %s (loop lag %.0f ms)", level.name.lower(), self.lag * 1000)
@@ -108,13 +176,31 @@ class OverloadControl:
         self.dropped += 1
         return True
 
-    def sheds(self, method: str, to_tag: str | None) -> bool:
-        """Whether a parsed request is answered 503 at once: behind, and a new INVITE (no To
-        tag: not a re-INVITE in a dialog). Counted."""
-        if self.level is OverloadLevel.NORMAL or method != "INVITE" or to_tag:
+    def sheds(self, method: str, to_tag: str | None, now: float) -> bool:
+        """Whether a parsed request is answered 503 at once: a new INVITE (no To tag: not a
+        re-INVITE in a dialog) while behind, over the admitted rate. Counted; a new INVITE
+        taken counts towards the rate taken."""
+        if method != "INVITE" or to_tag:
             return False
-        self.shed += 1
-        return True
+        if self.level is not OverloadLevel.NORMAL:
+            self._tokens = min(
+                self.rate * self.config.adjust_every,
+                self._tokens + (now - self._filled_at) * self.rate,
+            )
+            self._filled_at = now
+            if self._tokens < 1.0:
+                self.shed += 1
+                self._refused_at = now
+                return True
+            self._tokens -= 1.0
+            self._admitted += 1
+        start, taken = self._second
+        if now - start >= 1.0:
+            self._taken_rate = taken / (now - start) if now - start < 2.0 else 0.0
+            self._second = (now, 1)
+        else:
+            self._second = (start, taken + 1)
+        return False
 
 
 _TO_LINE = re.compile(rb"\r?\n(?:to|t)[ \t]*:([^\r\n]*)", re.IGNORECASE)

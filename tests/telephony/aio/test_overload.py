@@ -19,7 +19,9 @@ from .conftest import answered_call, dial, started_user_agents
 
 @pytest.fixture
 async def agents() -> AsyncIterator[tuple[UserAgent, UserAgent]]:
-    overload = OverloadConfig(shed_lag=0.1, drop_lag=5.0, recover_after=0.5)
+    # min_rate 0: no new call is admitted until the loop keeps up again (a real engine takes a
+    # trickle at 5/s while it sheds).
+    overload = OverloadConfig(shed_lag=0.1, drop_lag=5.0, recover_after=0.5, min_rate=0.0)
     async with started_user_agents(overload=overload) as uas:
         yield uas
 

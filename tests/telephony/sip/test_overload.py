@@ -48,13 +48,14 @@ def test_levels_rise_at_once_and_fall_only_after_a_calm_while() -> None:
 
 def test_only_new_invites_are_refused() -> None:
     control = OverloadControl(CONFIG)
-    assert not control.sheds("INVITE", None)  # normal: everything is taken
-    feed(control, [0.3, 0.3])
-    assert control.sheds("INVITE", None)
-    assert not control.sheds("INVITE", "a1b2")  # a re-INVITE in a dialog
+    assert not control.sheds("INVITE", None, 0.0)  # normal: everything is taken
+    now = feed(control, [0.3, 0.3])
+    burst = [control.sheds("INVITE", None, now) for _ in range(10)]
+    assert burst.count(True) >= 8  # the rest of a burst over the admitted rate
+    assert not control.sheds("INVITE", "a1b2", now)  # a re-INVITE in a dialog
     for method in ("ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE"):
-        assert not control.sheds(method, None)
-    assert control.shed == 1
+        assert not control.sheds(method, None, now)
+    assert control.shed == burst.count(True)
     new = b"INVITE sip:101@x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:101@x>\r\n"
     assert not control.drops_unread(new)  # shedding answers, it does not drop
     feed(control, [2.0, 2.0])
@@ -81,3 +82,64 @@ def test_thresholds_are_checked() -> None:
         OverloadConfig(shed_lag=0.5, drop_lag=0.1)
     with pytest.raises(ValueError):
         OverloadConfig(smoothing=0)
+
+
+class Engine:
+    """An engine that sets up `capacity` calls a second: the calls it admits beyond that wait
+    in a backlog, and its loop runs as late as the backlog takes to clear."""
+
+    def __init__(self, capacity: float) -> None:
+        self.capacity = capacity
+        self.backlog = 0.0
+
+    def lag(self, admitted: int, interval: float) -> float:
+        self.backlog = max(0.0, self.backlog + admitted - self.capacity * interval)
+        return self.backlog / self.capacity
+
+
+def offer(
+    control: OverloadControl, engine: Engine, rate: float, seconds: float, start: float
+) -> tuple[int, int, float]:
+    """New INVITEs at `rate` per second for `seconds`, the loop probed every 50 ms:
+    (taken, refused, end)."""
+    taken = refused = admitted = 0
+    next_probe = start + 0.05
+    now = start
+    for n in range(int(rate * seconds)):
+        now = start + n / rate
+        while next_probe <= now:
+            control.observe(engine.lag(admitted, 0.05), next_probe)
+            admitted = 0
+            next_probe += 0.05
+        if control.sheds("INVITE", None, now):
+            refused += 1
+        else:
+            taken += 1
+            admitted += 1
+    return taken, refused, start + seconds
+
+
+@pytest.mark.parametrize("overload", [2.0, 3.0, 4.0])
+def test_goodput_under_overload_stays_near_capacity(overload: float) -> None:
+    """Offered 2x and 3x what the engine takes, it keeps taking about its capacity: the calls
+    over the admitted rate get 503, not every call while it recovers."""
+    control = OverloadControl(OverloadConfig(shed_lag=0.2, drop_lag=5.0))
+    engine = Engine(100.0)
+    offer(control, engine, 50, 5, 0.0)  # half the capacity: nothing refused
+    assert control.level is OverloadLevel.NORMAL and control.shed == 0
+    taken, refused, _ = offer(control, engine, overload * 100, 30, 5.0)
+    goodput = taken / 30
+    assert control.level is not OverloadLevel.NORMAL and refused > 0
+    assert 90 <= goodput <= 105, goodput
+    assert engine.backlog / engine.capacity < 1.0  # the loop stays within a second
+
+
+def test_back_to_normal_once_the_offer_fits() -> None:
+    control = OverloadControl(OverloadConfig(shed_lag=0.2, drop_lag=5.0, recover_after=2.0))
+    engine = Engine(100.0)
+    offer(control, engine, 50, 3, 0.0)
+    _, _, end = offer(control, engine, 250, 10, 3.0)
+    assert control.level is OverloadLevel.SHEDDING
+    _, refused, _ = offer(control, engine, 60, 20, end)
+    assert control.level is OverloadLevel.NORMAL and control.rate == 0.0
+    assert refused < 60  # refused only at first, while the rate came back up
