@@ -36,12 +36,12 @@ import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
 
 from sip_test_env.audio import read_wav, write_silence_wav, write_wav
+from sip_test_env.lifecycle import Started
 from sip_test_env.ports import free_port, free_port_range
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _netstring(payload: bytes) -> bytes:
     return str(len(payload)).encode("ascii") + b":" + payload + b","
 
 
-class BaresipPeer:
+class BaresipPeer(Started):
     """One baresip softphone process (asyncio; use as `async with`).
 
     `registrar` "127.0.0.1:PORT" makes it register there as `user` with `password`;
@@ -184,22 +184,6 @@ class BaresipPeer:
         return self._proc is not None and self._proc.returncode is None
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    async def __aenter__(self) -> BaresipPeer:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def account_line(self) -> str:
         """The `accounts` line (format from PEERS.md)."""

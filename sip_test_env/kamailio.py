@@ -16,17 +16,14 @@ algorithm of its challenges (MD5, SHA-256).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import glob
-import os
 import shutil
 import signal
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from telephony.aio.probe import answers_options
 
+from .lifecycle import Started, end_process_group
 from .ports import free_port
 
 __all__ = [
@@ -74,7 +71,7 @@ def _quote(text: str) -> str:
     return f'"{text}"'
 
 
-class KamailioProcess:
+class KamailioProcess(Started):
     """One Kamailio in the foreground, in its own process group, run from the configuration
     `config_text()` of a subclass gives (listening on UDP host:port, answering an OPTIONS ping
     with no user part: that is how start() knows it is up). Its log is kamailio.log in its
@@ -147,45 +144,21 @@ class KamailioProcess:
 
     async def kill(self) -> None:
         """SIGKILL the whole process group: the provider vanishes without a word."""
-        await self._signal(signal.SIGKILL, timeout=5.0)
+        await self._end((signal.SIGKILL,))
 
     async def stop(self) -> None:
-        await self._signal(signal.SIGTERM, timeout=5.0)
-        if self._proc is not None and self._proc.returncode is None:
-            await self._signal(signal.SIGKILL, timeout=5.0)
+        await self._end((signal.SIGTERM, signal.SIGKILL))
 
-    async def _signal(self, sig: int, *, timeout: float) -> None:
-        proc = self._proc
-        if proc is None or proc.returncode is not None:
-            self._close_log()
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), timeout)
-        if proc.returncode is not None:
+    async def _end(self, signals: tuple[int, ...]) -> None:
+        if self._proc is not None:
+            await end_process_group(self._proc, signals=signals)
+        if self._proc is None or self._proc.returncode is not None:
             self._close_log()
 
     def _close_log(self) -> None:
         if self._log_file is not None:
             self._log_file.close()  # type: ignore[attr-defined]
             self._log_file = None
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 class KamailioProvider(KamailioProcess):

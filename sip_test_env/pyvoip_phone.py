@@ -49,13 +49,13 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from sip_test_env.audio import RATE, read_wav, tone_samples, write_wav
+from sip_test_env.lifecycle import Started
 from sip_test_env.ports import free_port, free_port_range
 
 logger = logging.getLogger(__name__)
@@ -277,7 +277,7 @@ class PyVoipCall:
         self._stop.set()
 
 
-class PyVoipPhone:
+class PyVoipPhone(Started):
     """A pyVoIP phone registered as `user` at server:server_port (asyncio; `async with`)."""
 
     def __init__(
@@ -314,22 +314,6 @@ class PyVoipPhone:
     def status(self) -> str:
         """pyVoIP's PhoneStatus name (INACTIVE, REGISTERING, REGISTERED, ...)."""
         return "INACTIVE" if self._phone is None else str(self._phone.get_status().value)
-
-    async def __aenter__(self) -> PyVoipPhone:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _make_phone(self) -> Any:
         pyvoip = _import_pyvoip()

@@ -19,16 +19,14 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from .kamailio import KamailioError, KamailioProcess, kamailio_missing, module_path
+from .lifecycle import Started, end_process_group
 from .ports import free_port
 
 __all__ = ["RTPENGINE", "RtpengineError", "RtpengineMetrics", "RtpengineRelay", "rtpengine_missing"]
@@ -177,7 +175,7 @@ class RtpengineMetrics:
     """Packets it received but could not relay."""
 
 
-class RtpengineRelay:
+class RtpengineRelay(Started):
     """The rtpengine daemon (userspace only) and the Kamailio that drives it."""
 
     def __init__(
@@ -278,29 +276,5 @@ class RtpengineRelay:
 
     async def stop(self) -> None:
         await self.proxy.stop()
-        proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 5.0)
-            if proc.returncode is not None:
-                return
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        if self._proc is not None:
+            await end_process_group(self._proc)
