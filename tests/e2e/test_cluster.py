@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import asyncpg
@@ -30,6 +31,8 @@ from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 
 from .conftest import ENGINE_RTP_PORTS, bearer, engine_config_text, power_campaign
 from .rawsip import RawSipClient
+
+T = TypeVar("T")
 
 pytestmark = [
     pytest.mark.peers,
@@ -117,13 +120,27 @@ async def register_through(
     await until_all_up(cluster)
 
 
-async def until_all_up(cluster: Cluster, timeout: float = 10) -> None:
-    """Until Kamailio's probes found every node answering again."""
+async def polled(
+    read: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, every: float = 0.1
+) -> T:
+    """What `read` returns once it is not None, read every `every` seconds: the nodes are other
+    processes, so their database rows, logs and HTTP answers are polled, each wait bounded."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while set((states := await cluster.kamailio.states()).values()) != {"AP"}:
-        assert loop.time() < deadline, states
-        await asyncio.sleep(0.2)
+    while (found := await read()) is None:
+        assert loop.time() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(every)
+    return found
+
+
+async def until_all_up(cluster: Cluster, timeout: float = 10) -> None:
+    """Until Kamailio's probes found every node answering again."""
+
+    async def all_up() -> bool | None:
+        states = await cluster.kamailio.states()
+        return True if set(states.values()) == {"AP"} else None
+
+    await polled(all_up, timeout=timeout, what="every node up at Kamailio", every=0.2)
 
 
 @contextlib.asynccontextmanager
@@ -189,21 +206,18 @@ async def test_a_ring_group_rings_agents_registered_through_either_node(
     assert at_customer is not None and at_customer < 1.0
     conn = await asyncpg.connect(crm_url)
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while True:  # the node closes the row once the BYE's hang-up is journalled
-            row = await conn.fetchrow(
+        row = await polled(  # the node closes the row once the BYE's hang-up is journalled
+            lambda: conn.fetchrow(
                 "SELECT node, agent, outcome, ring_group FROM calls WHERE did = $1"
                 " AND node = ANY($2::text[]) AND ended_at IS NOT NULL",
                 DID,
                 [node_a.spec.name, node_b.spec.name],
-            )
-            if row is not None or loop.time() > deadline:
-                break
-            await asyncio.sleep(0.1)
+            ),
+            timeout=10,
+            what="the call's row closed",
+        )
     finally:
         await conn.close()
-    assert row is not None
     assert (row["agent"], row["outcome"], row["ring_group"]) == ("102", "answered", "sales")
 
 
@@ -259,11 +273,11 @@ async def test_a_killed_node_is_out_within_seconds_and_its_phones_stay_reachable
 async def until_logged(cluster: Cluster, text: str, *, after: int, timeout: float) -> None:
     """Until Kamailio's log has `text` more than `after` times (its
     event_route[dispatcher:dst-down] writes it)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while cluster.kamailio.log(tail=10**7).count(text) <= after:
-        assert loop.time() < deadline, f"{text!r} not logged in {timeout} s"
-        await asyncio.sleep(0.1)
+
+    async def logged() -> bool | None:
+        return True if cluster.kamailio.log(tail=10**7).count(text) > after else None
+
+    await polled(logged, timeout=timeout, what=f"{text!r} logged")
 
 
 async def test_with_every_node_gone_callers_get_503_with_retry_after(cluster: Cluster) -> None:
@@ -332,12 +346,12 @@ async def test_a_killed_nodes_dialer_attempt_is_closed_by_the_survivor_and_the_c
                 # ... until the victim's lease runs out.
                 await until_shown(other, f"+{slow}", shown=False)
                 assert victim.proc is not None and victim.proc.returncode is not None
-                progress = await store.campaign_progress(campaign_id)
-                deadline = asyncio.get_running_loop().time() + 30
-                while progress.remaining or progress.in_flight:
-                    assert asyncio.get_running_loop().time() < deadline, progress
-                    await asyncio.sleep(0.5)
+
+                async def dialled_out() -> bool | None:
                     progress = await store.campaign_progress(campaign_id)
+                    return None if progress.remaining or progress.in_flight else True
+
+                await polled(dialled_out, timeout=30, what="the campaign dialled out", every=0.5)
                 await store.set_state(campaign_id, "stop", now=datetime.now(UTC))
                 attempts = await pool.fetch(
                     "SELECT l.phone, a.node, a.outcome, a.agent FROM attempts a"
@@ -357,44 +371,37 @@ async def test_a_killed_nodes_dialer_attempt_is_closed_by_the_survivor_and_the_c
 async def until_shown(node: NodeProcess, callee: str, *, shown: bool, timeout: float = 15) -> None:
     """Until `node`'s dashboard board shows a call to `callee` (or no longer does)."""
     url = f"http://{node.spec.host}:{node.spec.http_port}/api/live/snapshot"
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     async with aiohttp.ClientSession(headers=bearer()) as http:
-        while True:
+
+        async def as_wanted() -> bool | None:
             async with http.get(url) as response:
                 assert response.status == 200, await response.text()
                 calls = (await response.json())["calls"]
-            if any(c["callee"] == callee for c in calls) == shown:
-                return
-            assert loop.time() < deadline, (node.spec.name, callee, calls)
-            await asyncio.sleep(0.2)
+            return True if any(c["callee"] == callee for c in calls) == shown else None
+
+        what = f"{node.spec.name}'s board {'showing' if shown else 'without'} {callee}"
+        await polled(as_wanted, timeout=timeout, what=what, every=0.2)
 
 
 async def in_flight(pool: asyncpg.Pool, campaign_id: int, *, timeout: float) -> asyncpg.Record:
     """The campaign's first attempt whose INVITE went out and which has not ended."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        row = await pool.fetchrow(
+    return await polled(
+        lambda: pool.fetchrow(
             "SELECT id, node FROM attempts WHERE campaign_id = $1 AND dialled_at IS NOT NULL"
             " AND ended_at IS NULL ORDER BY id LIMIT 1",
             campaign_id,
-        )
-        if row is not None:
-            return row
-        assert loop.time() < deadline, "no attempt dialled"
-        await asyncio.sleep(0.1)
+        ),
+        timeout=timeout,
+        what="an attempt dialled",
+    )
 
 
 async def attempt_closed(pool: asyncpg.Pool, attempt_id: int, *, timeout: float) -> asyncpg.Record:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        row = await pool.fetchrow(
+    return await polled(
+        lambda: pool.fetchrow(
             "SELECT outcome, ended_at FROM attempts WHERE id = $1 AND ended_at IS NOT NULL",
             attempt_id,
-        )
-        if row is not None:
-            return row
-        assert loop.time() < deadline, f"attempt {attempt_id} not closed in {timeout} s"
-        await asyncio.sleep(0.1)
+        ),
+        timeout=timeout,
+        what=f"attempt {attempt_id} closed",
+    )
