@@ -226,6 +226,12 @@ class Switchboard:
         ua.srtp_for = self._srtp_for
         ua.endpoint.filter = lambda peer: self.auth.allows(peer, now=ua.loop.time())
 
+    @property
+    def settled(self) -> bool:
+        """No call is live here and every call that ended has been journaled (its CallEnded
+        handlers ran): what a drain waits for before reading the calls rows."""
+        return not self.active and not self._tasks
+
     def busy(self, extension: str) -> bool:
         """On as many calls as the extension may take; a phone that rings counts (a second
         dialer call must not ring an agent whose phone rings for the first)."""

@@ -16,7 +16,7 @@ from sip_test_env import carrier
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.ports import free_port
 
-from .conftest import assert_no_state_left, engine_config, registrar_of
+from .conftest import calls_settled, engine_config, registrar_of
 
 DID_103 = "+12025550103"
 DID_GROUP = "+12025550110"
@@ -149,6 +149,5 @@ def bridged_call(engine: Engine) -> BridgedCall:
 
 
 async def idle(engine: Engine) -> None:
-    await wait_for(lambda: not engine.switchboard.active and not engine.ua.calls, what="idle")
+    await calls_settled(engine)
     await wait_for(lambda: not engine.switchboard.monitors, what="monitors gone")
-    assert_no_state_left(engine)

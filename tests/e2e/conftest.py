@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -128,6 +129,18 @@ async def engine(pg_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
         await running.stop()
 
 
+@pytest.fixture
+async def lone_engine(crm_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    """An engine on a database of this test's own: for a test that counts what the whole
+    database holds (contacts, tasks), which other tests on the same worker's shared database
+    would change whatever order the run takes."""
+    running = await start_engine(engine_config(), database_url=crm_url, data_dir=tmp_path)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
 def registrar_of(engine: Engine) -> str:
     return f"127.0.0.1:{engine.sip_port}"
 
@@ -144,6 +157,25 @@ def assert_no_state_left(engine: Engine) -> None:
     layer = engine.ua.endpoint.layer
     layer.handle_timer(now=engine.ua.loop.time() + 60)
     assert layer.active_count == 0, list(layer.transactions())
+
+
+async def calls_settled(engine: Engine, timeout: float = 5.0) -> None:
+    """Until every call is over and journaled (no leg, bridged or IVR call live, every ended
+    call's row written: the switchboard's call tasks done), then nothing may be left behind.
+    A test reading the calls rows after its calls waits here, not on the live tables alone."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+
+    def busy() -> bool:
+        ivr = engine.ivr
+        return not engine.switchboard.settled or bool(engine.ua.calls or (ivr and ivr.calls))
+
+    while busy():
+        assert loop.time() < deadline, (
+            f"calls left behind: {engine.ua.calls}, {engine.switchboard.active}"
+        )
+        await asyncio.sleep(0.02)
+    assert_no_state_left(engine)
 
 
 def api_url(engine: Engine, path: str) -> str:

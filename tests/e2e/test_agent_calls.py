@@ -20,18 +20,10 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.pyvoip_phone import PyVoipPhone
 from telephony.call import Answered, Dtmf
 
-from .conftest import api_url, assert_no_state_left, bearer, registrar_of
+from .conftest import api_url, bearer, calls_settled, registrar_of
 
 pytestmark = pytest.mark.peers
 DIGITS = "1234567890*#"
-
-
-async def _wait_no_calls(engine: Engine, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while engine.switchboard.active or engine.ua.calls:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"calls left behind: {engine.ua.calls}")
-        await asyncio.sleep(0.05)
 
 
 async def _wait_bridged(engine: Engine, timeout: float = 5.0):
@@ -104,8 +96,7 @@ async def test_baresip_calls_pyvoip_tones_and_dtmf(engine: Engine, tmp_path: Pat
         rate, heard_by_101, _ = read_wav(agent101.recorded_wav())
         at_101 = first_tone_time(heard_by_101, 600, rate)
         assert at_101 is not None and at_101 < 1.0, f"600 Hz reached baresip at {at_101}"
-    await _wait_no_calls(engine)
-    assert_no_state_left(engine)
+    await calls_settled(engine)
     row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
     assert (
         row["outcome"] == "answered" and row["from_number"] == "101" and row["to_number"] == "102"
@@ -139,5 +130,4 @@ async def test_pyvoip_calls_baresip_tones(engine: Engine, tmp_path: Path) -> Non
         rate, heard_by_101, _ = read_wav(agent101.recorded_wav())
         at_101 = first_tone_time(heard_by_101, 1000, rate)
         assert at_101 is not None and at_101 < 1.0, f"1 kHz reached baresip at {at_101}"
-    await _wait_no_calls(engine)
-    assert_no_state_left(engine)
+    await calls_settled(engine)

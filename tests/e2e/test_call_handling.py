@@ -14,22 +14,13 @@ from callcenter.runtime import Engine, start_engine
 from sip_test_env.audio import first_tone_time, read_wav, tone_frames, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 
-from .conftest import assert_no_state_left, connect, engine_config, registrar_of
+from .conftest import calls_settled, connect, engine_config, registrar_of
 
 pytestmark = pytest.mark.peers
 
 
 def _closed_reason(event: dict[str, object]) -> str:
     return str(event.get("param", "")) + " " + str(event.get("data", ""))
-
-
-async def _wait_idle(engine: Engine, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while engine.switchboard.active or engine.ua.calls:
-        assert loop.time() < deadline, f"left behind: {engine.ua.calls}"
-        await asyncio.sleep(0.05)
-    assert_no_state_left(engine)
 
 
 @pytest.fixture
@@ -70,7 +61,7 @@ async def test_busy_unregistered_and_unknown(engine: Engine, tmp_path: Path, db)
         assert "486" in _closed_reason(closed)
         await a.hangup()
         await b.wait_event("CALL_CLOSED", timeout=5)
-    await _wait_idle(engine)
+    await calls_settled(engine)
     outcomes = {
         r["to_number"]: (r["outcome"], r["sip_status"])
         for r in await db.fetch(
@@ -105,7 +96,7 @@ async def test_ring_timeout_and_caller_cancel(
         await a.wait_event("CALL_RINGING", timeout=5)
         await a.hangup()
         await b.wait_event("CALL_CLOSED", timeout=5)
-    await _wait_idle(short_ring_engine)
+    await calls_settled(short_ring_engine)
 
 
 async def test_an_answer_that_meets_the_ring_deadline_in_a_late_loop_wins(
@@ -135,7 +126,7 @@ async def test_an_answer_that_meets_the_ring_deadline_in_a_late_loop_wins(
         (a_call_id,) = short_ring_engine.switchboard.active
         await a.hangup()
         await b.wait_event("CALL_CLOSED", timeout=5)
-    await _wait_idle(short_ring_engine)
+    await calls_settled(short_ring_engine)
     call_id = a_call_id
     row = None
     for _ in range(100):  # the journal closes the row just after the call ends
@@ -171,7 +162,7 @@ async def test_hold_and_unhold_keep_the_call(engine: Engine, tmp_path: Path) -> 
         await a.wait_event("CALL_CLOSED", timeout=5)
         rate, heard, _ = read_wav(a.recorded_wav())
         assert first_tone_time(heard, 800, rate) is not None
-    await _wait_idle(engine)
+    await calls_settled(engine)
 
 
 async def _until(condition, timeout: float = 5.0) -> None:
@@ -215,7 +206,7 @@ async def test_agents_over_tcp(engine: Engine, tmp_path: Path) -> None:
         rate, heard_by_a, _ = read_wav(a.recorded_wav())
         at_a = first_tone_time(heard_by_a, 600, rate)
         assert at_a is not None and at_a < 1.0
-    await _wait_idle(engine)
+    await calls_settled(engine)
 
 
 async def test_shutdown_hangs_up_calls_with_bye(pg_url: str, tmp_path: Path) -> None:
@@ -260,7 +251,7 @@ async def test_the_held_party_hears_music_on_hold(pg_url: str, tmp_path: Path) -
             await a.hangup()
             await b.wait_event("CALL_CLOSED", timeout=5)
             rate, heard, _ = read_wav(b.recorded_wav())
-        await _wait_idle(engine)
+        await calls_settled(engine)
     finally:
         await engine.stop()
     music_at = first_tone_time(heard, 450, rate)

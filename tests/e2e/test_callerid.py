@@ -30,8 +30,8 @@ from sip_test_env.sipp import SippUas, run_sipp
 from telephony.call import Answered, Ended
 from telephony.sip import SipUri
 
-from .conftest import assert_no_state_left, engine_config, registrar_of
-from .test_trunk import _idle, _poll
+from .conftest import assert_no_state_left, calls_settled, engine_config, registrar_of
+from .test_trunk import _poll
 
 pytestmark = pytest.mark.peers
 
@@ -169,7 +169,7 @@ async def test_an_asserted_caller_reaches_the_did_sent_in_national_format(
         assert "P-Asserted-Identity" not in to_phone.headers
         await sipp  # the carrier hangs up after a second
         await a101.wait_event("CALL_CLOSED", timeout=5)
-    await _idle(ru_engine)
+    await calls_settled(ru_engine)
     (row,) = await _ended_rows(db, ru_engine, DID, 1)
     assert (
         row["direction"], row["from_number"], row["to_number"], row["agent"], row["outcome"]
@@ -192,7 +192,7 @@ async def test_privacy_id_and_broken_identities_are_journaled_as_withheld(
     # A PAI that does not parse is skipped (logged), never a 500: the From is anonymous.
     await _carrier_call(ru_engine, tmp_path, "uac_trunk_identity_missed.xml", UNANSWERED_SENT,
                         pai="<sip:+79161234567@carrier.example")  # fmt: skip
-    await _idle(ru_engine)
+    await calls_settled(ru_engine)
     rows = await _ended_rows(db, ru_engine, UNANSWERED, 3)
     assert [(r["from_number"], r["outcome"], r["contact_id"]) for r in rows] == [
         ("anonymous", "missed", None),
@@ -247,7 +247,7 @@ async def test_calls_out_carry_national_numbers_and_the_asserted_identity(
         await leg.hangup()
         served = await uas.wait(timeout=10)
     assert served.successful == 2 and served.failed == 0, served.summary()
-    await _idle(ru_engine)
+    await calls_settled(ru_engine)
     row = await _poll(
         db, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", bridged.a.call_id
     )
@@ -270,7 +270,7 @@ async def test_remote_party_id_and_national_callers_are_read_to_e164(
         ru_engine, tmp_path, "uac_trunk_identity_missed.xml", UNANSWERED_SENT,
         from_="<sip:8 (916) 111-22-44@carrier.example>".replace(" ", "%20"),
     )  # fmt: skip
-    await _idle(ru_engine)
+    await calls_settled(ru_engine)
     rows = await _ended_rows(db, ru_engine, UNANSWERED, 2)
     assert [(r["from_number"], r["outcome"]) for r in rows] == [
         ("+79161112233", "missed"),
@@ -297,7 +297,7 @@ async def test_a_trunk_not_trusted_with_identities_is_read_by_its_from(
         source=BRANCH_IP, from_="<sip:84951112200@branch.example>",
         pai="<sip:+79150000000@branch.example>",
     )  # fmt: skip
-    await _idle(ru_engine)
+    await calls_settled(ru_engine)
     (row,) = await _ended_rows(db, ru_engine, BRANCH_DID, 1)
     assert (row["from_number"], row["outcome"]) == ("+74951112200", "missed")
     assert_no_state_left(ru_engine)

@@ -24,7 +24,14 @@ from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from telephony.aio import Call
 from telephony.sip import SipUri
 
-from .conftest import AGENT_KEY, api_url, assert_no_state_left, bearer, engine_config, registrar_of
+from .conftest import (
+    AGENT_KEY,
+    api_url,
+    bearer,
+    calls_settled,
+    engine_config,
+    registrar_of,
+)
 
 pytestmark = pytest.mark.peers
 
@@ -143,7 +150,7 @@ async def test_click_to_call_rings_the_agent_then_the_customer(pg_url: str, tmp_
             assert [s["status"] for s in statuses] == ["ringing", "answered", "ended"]
             assert {s["call_id"] for s in statuses} == {placed["call_id"]}
             assert statuses[-1]["outcome"] == "answered" and statuses[0]["number"] == NUMBER
-            await _idle(engine)
+            await calls_settled(engine)
         finally:
             await engine.stop()
 
@@ -185,15 +192,6 @@ async def _ended_row(engine: Engine, row_id: int) -> Any:
         await asyncio.sleep(0.05)
 
 
-async def _idle(engine: Engine) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while engine.switchboard.active or engine.ua.calls:
-        assert loop.time() < deadline, engine.ua.calls
-        await asyncio.sleep(0.05)
-    assert_no_state_left(engine)
-
-
 async def test_a_lead_calls_with_its_campaigns_caller_id(pg_url: str, tmp_path: Path) -> None:
     customers = {"12125550002": Customer("human", answer_after=0.2, hang_up_after=1)}
     async with ScriptedCarrier(customers) as carrier:
@@ -229,6 +227,6 @@ async def test_a_lead_calls_with_its_campaigns_caller_id(pg_url: str, tmp_path: 
                 engine, {"agent": "102", "number": "12125550002", "lead": lead, "campaign": 999}
             )
             assert status == 400 and "not in campaign" in answer["error"]["reason"]
-            await _idle(engine)
+            await calls_settled(engine)
         finally:
             await engine.stop()

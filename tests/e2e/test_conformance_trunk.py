@@ -40,13 +40,12 @@ from callcenter.runtime import Engine, start_engine
 from sip_test_env.ports import free_port
 
 from ..telephony.sip.conformance_data import protos_cases, protos_teardowns, rfc4475_cases
-from .conftest import engine_config
+from .conftest import calls_settled, engine_config
 from .rawsip import RawSipClient, TcpSipClient
 from .test_conformance_udp import SPECIAL, _call_id
 from .test_trunk import (
     CARRIER_IP,
     DID,
-    _idle,
     _poll,
     agent,
     answered_by,
@@ -268,7 +267,7 @@ async def test_corpora_replayed_to_a_did(
     probe = _options(carrier_client, ("127.0.0.1", port), secrets.token_hex(6))
     assert await _answer(engine, carrier_client, probe, method="OPTIONS") == 200
     await _normal_trunk_call(engine, tmp_path)
-    await _idle(engine)
+    await calls_settled(engine)
 
     # Every call that reached routing left one closed row; refused offers say why.
     rows = await db.fetch(
@@ -349,7 +348,7 @@ async def test_an_unacceptable_offer_to_a_ring_group_is_a_missed_call(
     answer = await carrier_client.response(timeout=5)
     assert answer is not None and answer.status == 488, answer
     assert (answer.headers.get("Warning") or "").startswith(warning + " "), answer.headers
-    await _idle(engine)
+    await calls_settled(engine)
     row = await _poll(db, "SELECT * FROM calls WHERE call_id = $1", call_id)
     assert (
         row["direction"], row["from_number"], row["did"], row["ring_group"], row["outcome"],
@@ -385,7 +384,7 @@ async def test_a_caller_id_of_any_length_leaves_its_row(
         "Content-Length: 0\r\n\r\n"
     ).encode()
     assert await _answer(engine, carrier_client, invite) == 480
-    await _idle(engine)
+    await calls_settled(engine)
     row = await _poll(
         db, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", call_id
     )

@@ -15,8 +15,9 @@ from .test_metrics import parse
 
 
 async def test_contacts_without_a_task_are_listed_counted_and_followed_up(
-    engine: Engine,
+    lone_engine: Engine,
 ) -> None:
+    engine = lone_engine
     store = engine.store
     assert store is not None
     now = datetime.now(UTC)

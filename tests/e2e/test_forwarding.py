@@ -35,8 +35,8 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.ports import free_port
 from sip_test_env.sipp import SippUas
 
-from .conftest import api_url, bearer, engine_config, registrar_of
-from .test_trunk import _idle, _poll
+from .conftest import api_url, bearer, calls_settled, engine_config, registrar_of
+from .test_trunk import _poll
 
 pytestmark = pytest.mark.peers
 
@@ -136,7 +136,7 @@ async def test_dnd_and_forwarding_by_code_and_api(
         assert diversion.startswith("<sip:102@") and "reason=no-answer" in diversion
         await a101.hangup()
         await a103.wait_event("CALL_CLOSED", timeout=5)
-        await _idle(engine)
+        await calls_settled(engine)
         row = await _poll(
             db, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL",
             bridged.a.call_id,
@@ -161,7 +161,7 @@ async def test_dnd_and_forwarding_by_code_and_api(
         await feature(a102, "*73")
         async with http.get(url, headers=bearer()) as r:
             assert (await r.json())["always"] is None
-        await _idle(engine)
+        await calls_settled(engine)
 
 
 async def test_forward_to_an_external_number_goes_out_through_the_trunk(
@@ -187,7 +187,7 @@ async def test_forward_to_an_external_number_goes_out_through_the_trunk(
         await a101.wait_event("CALL_CLOSED", timeout=5)
         served = await uas.wait(timeout=10)
     assert served.successful == 1 and served.failed == 0, served.summary()
-    await _idle(engine)
+    await calls_settled(engine)
     rows = await db.fetch("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
     assert len(rows) == 1
     # The row names what 101 dialled; the agent is 101 (the number that answered is a customer).
@@ -214,7 +214,7 @@ async def test_a_customer_call_to_an_agent_follows_the_forward_to_a_mobile(
         await customer.wait_event("CALL_CLOSED", timeout=5)
         served = await uas.wait(timeout=10)
     assert served.successful == 1 and served.failed == 0, served.summary()
-    await _idle(engine)
+    await calls_settled(engine)
     rows = await db.fetch("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
     assert len(rows) == 1
     row = rows[0]

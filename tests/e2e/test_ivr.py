@@ -28,7 +28,12 @@ from telephony.aio import EndpointConfig, UserAgent, UserAgentConfig
 from telephony.media import dtmf_sequence
 from telephony.sip import NameAddr, SipUri
 
-from .conftest import assert_no_state_left, engine_config, engine_config_text, registrar_of
+from .conftest import (
+    calls_settled,
+    engine_config,
+    engine_config_text,
+    registrar_of,
+)
 
 pytestmark = pytest.mark.peers
 
@@ -254,7 +259,7 @@ async def test_press_1_reaches_an_agent(ivr_engine: Engine, tmp_path: Path, db) 
     # Barge-in: the 1.5 s menu prompt was cut short by the key.
     assert tone_frames(heard_by_customer, MENU_HZ, rate).sum() * 0.02 < 1.3
     assert first_tone_time(heard_by_agent, 600, rate2, min_duration=1.0) is not None
-    await _idle(ivr_engine)
+    await calls_settled(ivr_engine)
     row = await _last_closed_row(db, CUSTOMER)
     assert (row["direction"], row["did"], row["agent"], row["outcome"]) == (
         "inbound", MENU_DID, "101", "answered",
@@ -279,7 +284,7 @@ async def test_the_flow_rings_the_callers_own_manager(ivr_engine: Engine, tmp_pa
         await caller.hangup()
         await a102.wait_event("CALL_CLOSED", timeout=5)
     assert (result.outcome, result.transferred_to) == ("transferred", "agent:102")
-    await _idle(ivr_engine)
+    await calls_settled(ivr_engine)
 
 
 async def test_agent_not_answering_sends_the_caller_to_the_fallback(
@@ -309,7 +314,7 @@ async def test_agent_not_answering_sends_the_caller_to_the_fallback(
     bye_at = first_tone_time(heard, BYE_HZ, rate)
     assert ring_at is not None and bye_at is not None and ring_at < bye_at  # rang, then bye
     assert first_tone_time(heard, 1000, rate) is None  # never connected to the agent
-    await _idle(ivr_engine)
+    await calls_settled(ivr_engine)
     row = await _last_closed_row(db, CUSTOMER)
     assert (row["outcome"], row["hangup_cause"], row["agent"]) == (
         "answered", "ivr-completed", None,
@@ -339,7 +344,7 @@ async def test_wrong_key_then_timeouts_end_in_the_fallback(
     ]  # fmt: skip
     assert result.outcome == "completed" and result.listened_to_end and result.callback_created
     assert heard_sequence(heard, rate, PROMPTS) == ["menu", "invalid", "menu", "timeout", "bye"]
-    await _idle(ivr_engine)
+    await calls_settled(ivr_engine)
     row = await _last_closed_row(db, CUSTOMER)
     assert (row["did"], row["outcome"], row["hangup_cause"], row["agent"]) == (
         MENU_DID, "answered", "ivr-completed", None,
@@ -370,7 +375,7 @@ async def test_press_9_puts_the_number_on_the_dnc_list(
     assert result.path == ["menu", "optout", "bye"] and result.opted_out
     entry = await db.fetchrow("SELECT * FROM dnc WHERE phone = $1", phone)
     assert entry["campaign_id"] is None and entry["reason"] == "ivr opt-out"
-    await _idle(ivr_engine)
+    await calls_settled(ivr_engine)
 
 
 async def test_rfc4733_digits_from_baresip(ivr_engine: Engine, tmp_path: Path) -> None:
@@ -382,7 +387,7 @@ async def test_rfc4733_digits_from_baresip(ivr_engine: Engine, tmp_path: Path) -
         result = await result_of(ivr_engine)
         await caller.wait_event("CALL_CLOSED", timeout=5)
     assert result.variables == {"code": "123"} and result.digits == "123"
-    await _idle(ivr_engine)
+    await calls_settled(ivr_engine)
 
 
 def _uri(user: str, host: str, port: int) -> SipUri:
@@ -426,7 +431,7 @@ async def test_info_and_inband_digits_once_each(ivr_engine: Engine, how: str) ->
     finally:
         await ua.close()
     assert result.variables == {"code": "123"} and result.digits == "123", result
-    await _idle(ivr_engine)
+    await calls_settled(ivr_engine)
 
 
 def test_bad_flow_file_is_refused_with_line_and_reason(tmp_path: Path) -> None:
@@ -463,15 +468,6 @@ async def _last_closed_row(db: Any, caller: str) -> Any:
         await asyncio.sleep(0.05)
 
 
-async def _idle(engine: Engine) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while engine.switchboard.active or engine.ua.calls or (engine.ivr and engine.ivr.calls):
-        assert loop.time() < deadline, engine.ua.calls
-        await asyncio.sleep(0.05)
-    assert_no_state_left(engine)
-
-
 async def test_info_digits_from_sipp(ivr_engine: Engine, tmp_path: Path) -> None:
     """SIPp, an independent SIP stack, sends its key presses only as SIP INFO."""
     result = await run_sipp(
@@ -487,7 +483,7 @@ async def test_info_digits_from_sipp(ivr_engine: Engine, tmp_path: Path) -> None
     flow = await result_of(ivr_engine)
     assert flow.variables == {"code": "123"} and flow.digits == "123"
     assert flow.outcome == "completed"
-    await _idle(ivr_engine)
+    await calls_settled(ivr_engine)
 
 
 async def test_inband_digits_from_baresip(ivr_engine: Engine, tmp_path: Path) -> None:
@@ -502,7 +498,7 @@ async def test_inband_digits_from_baresip(ivr_engine: Engine, tmp_path: Path) ->
         await caller.wait_event("CALL_CLOSED", timeout=5)
         assert not caller.events_of("CALL_DTMF_START")  # nothing but tones came from it
     assert result.variables == {"code": "123"} and result.digits == "123"
-    await _idle(ivr_engine)
+    await calls_settled(ivr_engine)
 
 
 def dtmf_samples(digits: str, *, tone: float, gap: float) -> np.ndarray:
@@ -528,4 +524,4 @@ async def test_transfer_to_an_external_number_through_the_trunk(
         served = await uas.wait(timeout=10)
     assert (result.outcome, result.transferred_to) == ("transferred", f"number:{OUTSIDE_NUMBER}")
     assert served.successful == 1, served.summary()
-    await _idle(ivr_engine)
+    await calls_settled(ivr_engine)

@@ -17,7 +17,7 @@ from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from telephony.call import Answered
 from telephony.media import WavSource
 
-from .conftest import assert_no_state_left, engine_config, registrar_of
+from .conftest import calls_settled, engine_config, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -59,7 +59,7 @@ async def test_live_answer_reaches_a_free_agent(pg_url: str, tmp_path: Path) -> 
             assert first_tone_time(agent_heard, 700, 8000) is not None  # the customer's "hello"
             assert summary.outcome == "answered" and summary.answered_at is not None
             assert customer.invites == 1
-            await _idle(engine)
+            await calls_settled(engine)
         finally:
             await engine.stop()
 
@@ -83,19 +83,10 @@ async def test_no_free_agent_gets_the_safe_harbor_message(pg_url: str, tmp_path:
                 leg, ["101"], summary=summary, timeout=2.0, on_no_agent=safe_harbor
             )
             await asyncio.wait_for(leg.ended, 15)
-            await _idle(engine)
+            await calls_settled(engine)
             _, prompt, _ = read_wav(SAFE_HARBOR)
             peak, _lag = normalized_xcorr(carrier.record("12125550002").heard_samples(), prompt)
             assert peak > 0.8
             assert summary.outcome != "answered" and summary.answered_at is None
         finally:
             await engine.stop()
-
-
-async def _idle(engine: Engine) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while engine.switchboard.active or engine.ua.calls:
-        assert loop.time() < deadline, engine.ua.calls
-        await asyncio.sleep(0.05)
-    assert_no_state_left(engine)

@@ -20,8 +20,8 @@ from pbx.parking import ParkingLot, announcement
 from sip_test_env.audio import first_tone_time, normalized_xcorr, read_wav, write_tone_wav
 from sip_test_env.baresip import BaresipPeer
 
-from .conftest import api_url, bearer, connect, registrar_of
-from .test_trunk import _idle, _poll
+from .conftest import api_url, bearer, calls_settled, connect, registrar_of
+from .test_trunk import _poll
 
 pytestmark = pytest.mark.peers
 
@@ -76,7 +76,7 @@ async def test_park_and_retrieve_from_another_phone(
         await a103.hangup()
         await a101.wait_event("CALL_CLOSED", timeout=5)
         heard = a101.recorded_wav()
-    await _idle(engine)
+    await calls_settled(engine)
     row = await _poll(
         db, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", bridged.a.call_id
     )
@@ -115,7 +115,7 @@ async def test_a_call_parked_too_long_rings_its_parker_back(engine: Engine, tmp_
         assert bridged.summary.transfers[-1]["result"] == "completed"
         await a101.hangup()
         await a102.wait_event("CALL_CLOSED", timeout=5)
-    await _idle(engine)
+    await calls_settled(engine)
 
 
 def _heard_slot(peer: BaresipPeer, engine: Engine, slot: str) -> None:
@@ -173,7 +173,7 @@ async def test_a_phone_parks_by_transfer_to_700_or_by_hash_72(
     # The phones have stopped: their recordings are complete.
     _heard_slot(a102, engine, "701")
     _heard_slot(a103, engine, "701")
-    await _idle(engine)
+    await calls_settled(engine)
     row = await _poll(
         db, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", bridged.a.call_id
     )
@@ -214,4 +214,4 @@ async def test_a_full_lot_refuses_the_phones_park_and_the_call_goes_on(
         assert engine.switchboard.parking.parked() == {"701": first.a.call_id}
         await a103.wait_event("CALL_CLOSED", timeout=5)
         await a101.hangup()
-    await _idle(engine)
+    await calls_settled(engine)

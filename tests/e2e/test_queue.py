@@ -21,7 +21,7 @@ from sip_test_env.audio import normalized_xcorr, read_wav, tone_present, write_t
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.tools import require
 
-from .conftest import AGENT_101_KEY, api_url, bearer, engine_config, registrar_of
+from .conftest import AGENT_101_KEY, api_url, bearer, calls_settled, engine_config, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -170,12 +170,7 @@ async def test_three_customers_wait_in_order_one_is_called_back_one_overflows(
                 _, theirs, _ = read_wav(prompts.speak(position_text(other)))
                 assert normalized_xcorr(heard, theirs)[0] < peak, (position, other)
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while engine.switchboard.active or engine.ua.calls:
-            assert loop.time() < deadline, engine.ua.calls
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)  # the journal's last writes
+        await calls_settled(engine)
         rows = await db.fetch(
             "SELECT from_number, agent, outcome, hangup_cause, started_at, answered_at"
             " FROM calls WHERE did = $1 AND from_number = ANY($2) ORDER BY answered_at",

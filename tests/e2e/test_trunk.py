@@ -21,7 +21,7 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.crm import WebhookReceiver
 from sip_test_env.ports import free_port
 
-from .conftest import assert_no_state_left, engine_config, registrar_of
+from .conftest import calls_settled, engine_config, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -148,7 +148,7 @@ async def test_ring_group_call_answered_by_one_agent(
     at_customer = first_tone_time(heard_by_customer, 1000, rate2)
     assert at_agent is not None and at_agent < 1.0
     assert at_customer is not None and at_customer < 1.0
-    await _idle(trunk_engine)
+    await calls_settled(trunk_engine)
     # The journal closes the row after the call (a write of its own): wait for it.
     row = await _poll(
         db, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", bridged.a.call_id
@@ -215,7 +215,7 @@ async def test_missed_call_auto_reply_and_callback_task(
     _, prompt, _ = read_wav(PROMPT)
     peak, _lag = normalized_xcorr(heard, prompt)
     assert peak > 0.8, f"auto-reply not recognised in what the caller heard (xcorr {peak:.2f})"
-    await _idle(trunk_engine)
+    await calls_settled(trunk_engine)
     outcomes = await db.fetch(
         "SELECT outcome, hangup_cause FROM calls WHERE from_number = $1 ORDER BY id DESC LIMIT 2",
         CUSTOMER,
@@ -253,7 +253,7 @@ async def test_after_hours_calls_are_missed_without_ringing(
             await caller.wait_event("CALL_ESTABLISHED", timeout=3)  # straight to the auto-reply
             await caller.hangup()
             assert not a101.events_of("CALL_INCOMING")
-        await _idle(engine)
+        await calls_settled(engine)
         row = await db.fetchrow(
             "SELECT outcome, hangup_cause FROM calls WHERE from_number = $1"
             " ORDER BY id DESC LIMIT 1",
@@ -276,7 +276,7 @@ async def test_a_route_can_opt_out_of_recording(
             bridged = await answered_by(a102, caller, engine)
             await caller.hangup()
             await a102.wait_event("CALL_CLOSED", timeout=5)
-        await _idle(engine)
+        await calls_settled(engine)
         assert bridged.summary.outcome == "answered" and bridged.summary.recording is None
         assert not list((tmp_path / "recordings").rglob("*.wav"))
     finally:
@@ -311,7 +311,7 @@ async def test_a_carrier_registering_with_digest_auth(pg_url: str, tmp_path: Pat
                 await caller.wait_event("CALL_ESTABLISHED", timeout=5)
                 await caller.hangup()
                 await a102.wait_event("CALL_CLOSED", timeout=5)
-        await _idle(engine)
+        await calls_settled(engine)
     finally:
         await engine.stop()
 
@@ -342,7 +342,7 @@ async def test_away_agents_are_skipped(trunk_engine: Engine, tmp_path: Path) -> 
         await a101.wait_event("CALL_CLOSED", timeout=5)
         now = trunk_engine.ua.loop.time()
         assert trunk_engine.switchboard.presence.state("101", now=now).value == "available"
-    await _idle(trunk_engine)
+    await calls_settled(trunk_engine)
 
 
 async def test_calls_that_are_not_ours_are_refused(
@@ -357,7 +357,7 @@ async def test_calls_that_are_not_ours_are_refused(
         await stranger.dial(f"sip:{DID}@127.0.0.1:{trunk_engine.sip_port}")
         closed = await stranger.wait_event("CALL_CLOSED", timeout=5)
         assert "403" in str(closed)
-    await _idle(trunk_engine)
+    await calls_settled(trunk_engine)
     assert await db.fetchval("SELECT count(*) FROM calls") == before
 
 
@@ -383,7 +383,7 @@ async def test_agent_calls_out_through_the_trunk(
         await a101.wait_event("CALL_CLOSED", timeout=5)
         served = await uas.wait(timeout=10)
     assert served.successful == 1, served.summary()
-    await _idle(trunk_engine)
+    await calls_settled(trunk_engine)
     # The journal closes the row after the call (a write of its own): wait for it.
     row = await _poll(
         db, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", bridged.a.call_id
@@ -417,15 +417,6 @@ async def test_the_responsible_manager_rings_first(
         await db.execute("UPDATE contacts SET responsible = NULL WHERE phone = $1", CUSTOMER)
     # The group's member timeout is 2 s: 101 joins only after 102 rang alone.
     assert second - first > 1.5, second - first
-
-
-async def _idle(engine: Engine) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while engine.switchboard.active or engine.ua.calls:
-        assert loop.time() < deadline, engine.ua.calls
-        await asyncio.sleep(0.05)
-    assert_no_state_left(engine)
 
 
 async def test_an_answered_inbound_call_reaches_the_crm_as_four_events_in_order(
