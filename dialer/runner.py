@@ -301,8 +301,21 @@ class CampaignRunner:
             # A broadcast call holds its line until it ends; a dialer call stops counting
             # against the agents once it is classified.
             self.stats.in_flight.pop(claim.attempt.id, None)
-        if decision is not None:
-            await self._save_amd(claim, decision)
+        if decision is None:
+            return await self._decided(call, claim, None, ring)
+        # The verdict is stored beside what it decides: a person reaches an agent at once,
+        # not after a database round trip (the attempt is closed only once it is stored).
+        saving = self._loop.create_task(self._save_amd(claim, decision))
+        try:
+            return await self._decided(call, claim, decision, ring)
+        finally:
+            await saving
+
+    async def _decided(
+        self, call: Call, claim: Claim, decision: AmdDecision | None, ring: float
+    ) -> tuple[str, str | None]:
+        """What the verdict (None: no AMD, a person) makes of an answered call."""
+        clock = self.config.clock
         verdict = decision.verdict if decision is not None else Verdict.HUMAN
         if verdict is Verdict.SIT:  # a network announcement: the number may work later
             self.pacer.observe("failed", ring)

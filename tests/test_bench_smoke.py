@@ -125,6 +125,12 @@ SCRIPTS = (
         ),
     ),
     Script(
+        "bench_seat_connect",
+        (rf"^verdict -> agent heard, ms: median {NUM}, p95 {NUM}, max {NUM} \(goal: 300\)$",),
+        needs=("baresip", "espeak-ng", "sox"),
+        sip=True,
+    ),
+    Script(
         "bench_blf",
         (
             rf"^\s+NOTIFY built \(fan-out\)\s+{NUM} us$",
