@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from callcenter.runtime import Engine, start_engine
@@ -100,14 +101,26 @@ def engine_log() -> Iterator[_EngineLog]:
 
 
 @pytest.fixture
+async def db(crm_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """The replay engine's database (one of this test's own): the replay counts the calls rows
+    and callback tasks of its caller, which other tests on the worker's shared database leave
+    too (test_dashboard's missed call from the same number opens the task first)."""
+    conn = await asyncpg.connect(crm_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
 async def replay_engine(
-    pg_url: str, tmp_path: Path, engine_log: _EngineLog
+    crm_url: str, tmp_path: Path, engine_log: _EngineLog
 ) -> AsyncIterator[Engine]:
     extra = trunk_config(free_port("both")) + (
         f'\n[[dids]]\nnumber = "{REPLAY_DID}"\ntrunk = "carrier"\nroute = "agent:104"\n'
         'label = "Replay"\n'
     )
-    engine = await start_engine(engine_config(extra=extra), database_url=pg_url, data_dir=tmp_path)
+    engine = await start_engine(engine_config(extra=extra), database_url=crm_url, data_dir=tmp_path)
     try:
         yield engine
     finally:
