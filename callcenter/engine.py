@@ -109,6 +109,8 @@ class Engine:
         await self.switchboard.shutdown()
         await self.switchboard.providers.stop()  # our bindings at providers removed
         await self.switchboard.events.drain()
+        if self.recordings is not None:  # every call's recording finished with its call
+            await self.recordings.close()
         if self.audit is not None:
             await self.audit.drain(timeout=5)
         if self.status_callbacks is not None:

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pbx import BridgedCall
-from recordings import CallRecorder, RecordingError, RecordingResult, RecordingStore
+from recordings import (
+    CallRecorder,
+    RecordingError,
+    RecordingResult,
+    RecordingStore,
+    WriterThread,
+)
 from recordings.recorder import Side
 from telephony.aio import Call, MediaClock, MediaSession
 
@@ -40,6 +46,8 @@ class Recordings:
         self.store = store
         self.clock = clock
         self._live: dict[str, _Live] = {}
+        self.writer = WriterThread()
+        """Creates, appends and closes every recording's file off the event loop."""
 
     def __len__(self) -> int:
         return len(self._live)
@@ -56,7 +64,8 @@ class Recordings:
             self.follow(bridged)
             return
         try:
-            recorder = CallRecorder(self.store.path_for(call_id, bridged.summary.started_at))
+            path = self.store.path_for(call_id, bridged.summary.started_at)
+            recorder = CallRecorder(path, writer=self.writer)
         except (RecordingError, OSError) as exc:
             # A full disk must not cost the customer the call: record nothing, say so loudly.
             logger.error("call %s: cannot record: %s", call_id, exc)
@@ -141,6 +150,10 @@ class Recordings:
         summary.recording = str(result.path)
         summary.analytics = result.analytics.to_dict() if result.analytics is not None else None
         return result
+
+    async def close(self) -> None:
+        """Once every call is finished: the writer's thread writes what it holds and ends."""
+        await asyncio.to_thread(self.writer.stop)
 
     async def purge_forever(self, every: float = 3600.0) -> None:
         """Delete recordings past the retention time, once an hour."""

@@ -13,7 +13,8 @@ place. The first flush comes after 1..``flush_every_frames`` ticks, spread by th
 that calls answered on the same tick do not all flush on the same tick. A ``kill -9`` loses at
 most the audio since the last flush: what was written sits in the OS page cache, which outlives
 the process. ``fsync`` adds durability against an OS crash or power loss at the cost of a
-blocking disk round trip per flush (see bench/bench_recording.py).
+blocking disk round trip per flush (see bench/bench_recording.py). Where the file operations run
+is the ``writer``'s choice (recordings/writer.py): here, or on one thread for every recording.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from telephony.media import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 
 from .analytics import SpeechAnalytics, TalkAnalytics
 from .errors import RecordingError
+from .writer import DirectFiles, FileWriter, WavFile
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +98,10 @@ class CallRecorder:
     ``flush_every_frames`` bounds what a crash can lose (50 frames = 1 s); ``max_buffered_ms``
     bounds each side's buffer: beyond it the oldest audio is dropped (and counted) so a burst of
     packets cannot add latency without limit. ``fsync`` syncs the file to disk on every flush;
-    it blocks the caller, so leave it off on an event loop unless the disk is fast.
-    ``analytics``: True runs a default :class:`SpeechAnalytics`, False none, or pass your own.
+    it blocks whoever writes: the caller with the default ``writer`` (:class:`DirectFiles`),
+    the writer's thread with a :class:`~recordings.writer.WriterThread` (the engine's: file
+    creates and appends off the event loop). ``analytics``: True runs a default
+    :class:`SpeechAnalytics`, False none, or pass your own.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class CallRecorder:
         max_buffered_ms: int = 100,
         fsync: bool = False,
         analytics: SpeechAnalytics | bool = True,
+        writer: FileWriter | None = None,
     ) -> None:
         if flush_every_frames < 1:
             raise RecordingError("flush_every_frames must be at least 1")
@@ -142,22 +147,20 @@ class CallRecorder:
         # that calls answered on the same tick do not all write (and fsync) on the same tick.
         self._flush_at = flush_every_frames - zlib.crc32(self.path.encode()) % flush_every_frames
         self._data_bytes = 0
-        try:
-            self._fd: int | None = os.open(
-                self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o640
-            )
-            os.write(self._fd, _wav_header(0))  # a valid, empty WAV from the start
-        except OSError as exc:
-            raise RecordingError(f"{self.path}: cannot create recording: {exc}") from exc
+        self._writer = writer or DirectFiles()
+        # A valid, empty WAV from the start (DirectFiles raises RecordingError if it cannot be
+        # made; a WriterThread reports it at the first flush).
+        self._file: WavFile | None = self._writer.create(self.path, _wav_header(0))
         logger.debug("recording %s", self.path)
 
     @property
     def closed(self) -> bool:
-        return self._fd is None
+        return self._file is None
 
     @property
     def duration_seconds(self) -> float:
-        """Audio on disk after the last flush."""
+        """Audio written after the last flush (with a WriterThread: handed to its thread, on
+        disk once it has written it)."""
         return self._data_bytes / _BLOCK / SAMPLE_RATE
 
     def push(self, side: Side, pcm: bytes | bytearray | np.ndarray) -> None:
@@ -169,7 +172,7 @@ class CallRecorder:
             buffer = self._buffers[side]
         except KeyError:
             raise RecordingError(f"side is 'customer' or 'agent', not {side!r}") from None
-        if self._fd is None:
+        if self._file is None:
             raise RecordingError(f"{self.path}: recorder is closed")
         if isinstance(pcm, np.ndarray):
             if pcm.dtype != np.int16:
@@ -186,7 +189,7 @@ class CallRecorder:
     def tick(self, _frame: int | None = None) -> None:
         """One 20 ms tick of the media clock: record one stereo frame. (It takes the clock's
         frame number, unused, so that it can subscribe to a MediaClock as it is.)"""
-        if self._fd is None:
+        if self._file is None:
             raise RecordingError(f"{self.path}: recorder is closed")
         # A side with less than a frame contributes silence and keeps its partial frame for the
         # next tick, so 30 ms packets settle one frame late instead of being chopped into gaps.
@@ -218,8 +221,8 @@ class CallRecorder:
 
     def flush(self) -> None:
         """Append the pending frames and rewrite the header: the file is valid as it stands."""
-        fd = self._fd
-        if fd is None or self._pending_frames == 0 or self.error is not None:
+        file = self._file
+        if file is None or self._pending_frames == 0 or self.error is not None:
             return
         samples = self._pending_frames * FRAME_SAMPLES
         stereo = np.empty(2 * samples, dtype="<i2")
@@ -232,23 +235,23 @@ class CallRecorder:
         if self._data_bytes + len(data) > _MAX_DATA_BYTES:
             self._fail("WAV size limit (4 GiB) reached")
             return
-        try:
-            written = 0
-            while written < len(data):
-                written += os.write(fd, data[written:])
-            self._data_bytes += written
-            # Sizes after data: a crash in between leaves a header that undercounts, still valid.
-            os.pwrite(fd, _wav_header(self._data_bytes), 0)
-            if self.fsync:
-                os.fsync(fd)
-        except OSError as exc:
-            self._fail(str(exc))
+        self._writer.append(file, data, _wav_header(self._data_bytes + len(data)), fsync=self.fsync)
+        if file.error is not None:  # this write, or an earlier one on the writer's thread
+            self._data_bytes = file.written  # what the file holds: nothing is written after
+            self._fail(file.error)
+            return
+        self._data_bytes += len(data)
 
     def _fail(self, reason: str) -> None:
         self.error = reason
         self._pending_left.clear()
         self._pending_right.clear()
         self._pending_frames = 0
+        file = self._file
+        if file is not None and file.error == reason and file.reported:
+            return  # the writer's thread said it already
+        if file is not None:
+            file.reported = True
         logger.error("%s: recording stopped: %s", self.path, reason)
 
     def result(self) -> RecordingResult:
@@ -266,14 +269,14 @@ class CallRecorder:
 
     def close(self) -> RecordingResult:
         """Flush what is pending, close the file and report; closing twice reports again."""
-        fd = self._fd
-        if fd is not None:
+        file = self._file
+        if file is not None:
             self.flush()
-            self._fd = None
-            try:
-                os.close(fd)
-            except OSError as exc:
-                self._fail(str(exc))
+            self._writer.close(file)
+            if file.error is not None and self.error is None:
+                self._data_bytes = min(self._data_bytes, file.written)
+                self._fail(file.error)
+            self._file = None
             logger.debug("recorded %s: %.2f s", self.path, self.duration_seconds)
         return self.result()
 

@@ -287,7 +287,7 @@ def test_write_failure_stops_recording_not_the_call(tmp_path: Path) -> None:
     rec = CallRecorder(tmp_path / "call.wav", flush_every_frames=5)
     full = os.open("/dev/full", os.O_WRONLY)
     try:
-        os.dup2(full, rec._fd)  # type: ignore[arg-type]  # the disk fills up mid-call
+        os.dup2(full, rec._file.fd)  # type: ignore[union-attr,arg-type]  # the disk fills up
     finally:
         os.close(full)
     for _ in range(20):
