@@ -322,6 +322,16 @@ async def test_a_baresip_call_rings_the_browser_which_answers(
     assert_no_state_left(engine)
 
 
+async def _packets_received(page: Any, timeout: float = 5.0) -> int:
+    """The browser's audio packets received, once its stats list an inbound stream."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while "packetsReceived" not in (stats := await page.evaluate("window.phone.readStats()")):
+        assert loop.time() < deadline, f"no inbound audio stream in the browser's stats: {stats}"
+        await asyncio.sleep(0.05)
+    return int(stats["packetsReceived"])
+
+
 async def test_the_browser_holds_and_resumes_on_the_same_dtls_association(
     engine: Engine, chromium: Any, tmp_path: Path
 ) -> None:
@@ -354,11 +364,13 @@ async def test_the_browser_holds_and_resumes_on_the_same_dtls_association(
             await asyncio.sleep(0.05)
         assert leg.media.webrtc is transport and transport.dtls.failed is None
         before = leg.media.rtp.packets_in
-        stats_before = await page.evaluate("window.phone.readStats()")
+        # Chrome lists a stream's inbound-rtp stats only once a packet of it has arrived, and
+        # after the renegotiation that can be a moment after the resume: wait for it.
+        received_before = await _packets_received(page)
         await asyncio.sleep(1.0)  # a second of audio after the resume
-        stats_after = await page.evaluate("window.phone.readStats()")
+        received_after = await _packets_received(page)
         assert leg.media.rtp.packets_in - before > 30  # the browser's audio flows again
-        assert stats_after["packetsReceived"] - stats_before["packetsReceived"] > 30
+        assert received_after - received_before > 30
         await _hears(page, PHONE_TONE)
         await page.evaluate("window.phone.session.terminate()")
         await phone.wait_event("CALL_CLOSED", timeout=5)
