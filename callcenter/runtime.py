@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from crm_bridge import (
+    NONCE_KEY,
     CrmStore,
     DialogStore,
     ForwardingStore,
@@ -23,6 +24,7 @@ from crm_bridge import (
     StoredDialog,
     follow_up_forever,
     purge_outbox_forever,
+    shared_secret,
 )
 from dialer import BeepDetector, CampaignSupervisor, PgLeadStore, PgTokenBucket
 from ivr import IvrService, PromptCache
@@ -177,8 +179,14 @@ async def start_engine(
         await bindings.restore()
         if sip.cluster:
             await bindings.share()
+    # Nodes of one cluster share the nonce key: a phone challenged by one may answer another.
+    nonce_key = (
+        await shared_secret(database.pool, NONCE_KEY)
+        if database is not None and sip.cluster
+        else secrets.token_bytes(32)
+    )
     digest = DigestServer(
-        secrets.token_bytes(32),
+        nonce_key,
         DigestConfig(nonce_lifetime=sip.nonce_lifetime, algorithms=sip.digest_algorithms),
     )
     sec = config.security

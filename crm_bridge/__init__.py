@@ -28,6 +28,7 @@ from .adapters import (
 from .agent_sessions import SessionStore
 from .amocrm import AmoCrmAdapter, amo_call_status
 from .bookings import PgAgentBookings
+from .cluster_secrets import NONCE_KEY, shared_secret
 from .config import CrmEndpoint, OAuthClient, RetryPolicy
 from .dialogs import DialogStore, StoredDialog
 from .errors import Conflict, CrmError, InvalidFilter, InvalidInput, NotFound, PhoneNumberError
@@ -61,6 +62,7 @@ __all__ = [
     "DIRECTIONS",
     "DISPOSITIONS",
     "FOLLOW_UP_TEXT",
+    "NONCE_KEY",
     "OUTCOMES",
     "SIGNATURE_HEADER",
     "TASK_STATUSES",
@@ -117,6 +119,7 @@ __all__ = [
     "normalize_phone",
     "open_follow_ups",
     "purge_outbox_forever",
+    "shared_secret",
     "sign_body",
     "verify_signature",
     "webhooks",

@@ -14,6 +14,7 @@ the host there); that source is what a failure counts against and what a ban ref
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
@@ -54,6 +55,7 @@ class Authenticator:
         ban: AuthFailureBan,
         trusted: Callable[[Peer], str | None] | None = None,
         trusted_proxies: Collection[str] = (),
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.passwords = passwords
         self.realm = realm
@@ -65,6 +67,9 @@ class Authenticator:
         speak for that extension only."""
         self.trusted_proxies = frozenset(trusted_proxies)
         """IP addresses of proxies in front of us: their requests are judged by their source."""
+        self.wall = wall
+        """Wall-clock time for the nonces' stamps (`now` is this process's loop clock, good for
+        bans): a nonce another node issued ages the same on every node."""
 
     def allows(self, peer: Peer, *, now: float) -> bool:
         """False while the source IP is banned: its packets are dropped unanswered (never a
@@ -111,7 +116,7 @@ class Authenticator:
         challenge_name = "WWW-Authenticate"
         answer = request.headers.get("Proxy-Authorization") or request.headers.get("Authorization")
         if answer is None or not answer.lstrip().lower().startswith("digest"):
-            return self._challenge(status, challenge_name, now=now)
+            return self._challenge(status, challenge_name)
         try:
             credentials = parse_credentials(answer)
         except DigestError:
@@ -121,7 +126,7 @@ class Authenticator:
                 credentials,
                 method=request.method,
                 realm=self.realm,
-                now=now,
+                now=self.wall(),
                 password_lookup=self.passwords.get,
             )
             if credentials is not None
@@ -137,14 +142,12 @@ class Authenticator:
                 return AuthDecision(None, 403)
             return AuthDecision(username)
         if result.stale:
-            return self._challenge(status, challenge_name, now=now, stale=True)
+            return self._challenge(status, challenge_name, stale=True)
         log_auth_failure(ip, port, username or "", result.value, request.method)
         if result.counts_as_failure and self.ban.record_failure(ip, now=now):
             logger.warning("banning %s after repeated authentication failures", ip)
-        return self._challenge(status, challenge_name, now=now)
+        return self._challenge(status, challenge_name)
 
-    def _challenge(
-        self, status: int, name: str, *, now: float, stale: bool = False
-    ) -> AuthDecision:
-        values = self.digest.challenge(self.realm, now=now, stale=stale)
+    def _challenge(self, status: int, name: str, *, stale: bool = False) -> AuthDecision:
+        values = self.digest.challenge(self.realm, now=self.wall(), stale=stale)
         return AuthDecision(None, status, tuple((name, v) for v in values))

@@ -30,7 +30,7 @@ from sip_test_env.ports import free_port
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 
 from .conftest import ENGINE_RTP_PORTS, bearer, engine_config_text, power_campaign
-from .rawsip import RawSipClient
+from .rawsip import RawSipClient, answer_challenge
 
 T = TypeVar("T")
 
@@ -278,6 +278,37 @@ async def until_logged(cluster: Cluster, text: str, *, after: int, timeout: floa
         return True if cluster.kamailio.log(tail=10**7).count(text) > after else None
 
     await polled(logged, timeout=timeout, what=f"{text!r} logged")
+
+
+async def test_a_phone_challenged_by_one_node_is_let_in_by_the_other(cluster: Cluster) -> None:
+    """The nodes share the digest nonces' key (cluster_secrets) and stamp them with wall-clock
+    time: a REGISTER that node A challenged and node B receives with the answer (the
+    dispatcher's hash of a new Call-ID, or a failover) is let in, not challenged again."""
+    first, second = (node.spec for node in cluster.nodes)
+    client = await RawSipClient.open()
+    try:
+        call_id = secrets.token_hex(8)
+        a = (first.host, first.sip_port)
+        client.send(client.register("101", a, cseq=1, call_id=call_id), a)
+        challenge = await client.response(timeout=5)
+        assert challenge is not None and challenge.status == 401, challenge
+        b = (second.host, second.sip_port)
+        uri = f"sip:{b[0]}:{b[1]}"
+        answer = answer_challenge(challenge, user="101", password="pass101", method="REGISTER",
+                                  uri=uri)  # fmt: skip
+        client.send(client.register("101", b, cseq=2, call_id=call_id, authorization=answer), b)
+        registered = await client.response(timeout=5)
+        assert registered is not None and registered.status == 200, registered
+        # Unregister: the binding was this test's alone.
+        again = answer_challenge(challenge, user="101", password="pass101", method="REGISTER",
+                                 uri=uri, nc=2)  # fmt: skip
+        client.send(
+            client.register("101", b, cseq=3, call_id=call_id, authorization=again, expires=0), b
+        )
+        gone = await client.response(timeout=5)
+        assert gone is not None and gone.status == 200, gone
+    finally:
+        client.close()
 
 
 async def test_with_every_node_gone_callers_get_503_with_retry_after(cluster: Cluster) -> None:
