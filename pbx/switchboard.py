@@ -225,6 +225,7 @@ class Switchboard:
         ua.session_timers_for = self._session_timers_for
         ua.srtp_for = self._srtp_for
         ua.endpoint.filter = lambda peer: self.auth.allows(peer, now=ua.loop.time())
+        ua.endpoint.challenge = self._challenge_first
 
     @property
     def settled(self) -> bool:
@@ -317,6 +318,26 @@ class Switchboard:
         return True
 
     # -- INVITE -------------------------------------------------------------------------------
+
+    def _challenge_first(self, invite: SipRequest, peer: Peer) -> list[tuple[str, str]] | None:
+        """The challenge of a new INVITE that `_on_incoming` would only challenge (no
+        credentials, not a carrier's call, not to one of our public numbers), which the
+        endpoint sends statelessly before any transaction or call exists; None: let it in."""
+        headers = invite.headers
+        if headers.get("Authorization") is not None:
+            return None
+        if headers.get("Proxy-Authorization") is not None:
+            return None
+        target, from_uri = invite.uri, invite.from_.uri
+        from_user = from_uri.user if isinstance(from_uri, SipUri) else None
+        if self._trunk_of(peer) is not None and from_user not in self.extensions:
+            return None
+        if isinstance(target, SipUri) and target.user in self.dids:
+            return None  # refused with 403 (and logged) by _on_incoming
+        decision = self.auth.check(invite, peer, now=self.ua.loop.time())
+        if decision.extension is None and decision.status == 401:
+            return list(decision.headers)
+        return None
 
     def _on_incoming(self, call: Call) -> None:
         target = call.invite.uri

@@ -9,6 +9,7 @@ a `handler` receives every TransactionEvent.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import socket
@@ -187,6 +188,11 @@ class SipEndpoint:
         """Messages discarded as unparsable or invalid (for metrics and tests)."""
         self.filter: Callable[[Peer], bool] | None = None
         """When set and it returns False for a peer, that peer's messages are ignored (bans)."""
+        self.challenge: Callable[[SipRequest, Peer], list[tuple[str, str]] | None] | None = None
+        """When set: asked of each new INVITE before any transaction; the challenge headers it
+        returns are sent in a stateless 401 (RFC 3261 8.2.7), None lets the INVITE in."""
+        self.challenged = 0
+        """New INVITEs answered by a stateless challenge (for metrics and tests)."""
         self.responses_sent: dict[int, int] = {}
         """Responses sent, by status code (retransmissions not counted), for metrics."""
         self.responses_received: dict[int, int] = {}
@@ -373,6 +379,21 @@ class SipEndpoint:
                 # a 503 would end at the caller a call the engine goes on with.
                 self._shed(message, peer)
                 return
+            if (
+                message.method == "ACK"
+                and self.challenge is not None
+                and message.to.tag == _challenge_tag(message)
+            ):
+                return  # the ACK of a stateless challenge: ignored (RFC 3261 8.2.7)
+            if (
+                self.challenge is not None
+                and message.method == "INVITE"
+                and not message.to.tag
+                and not self.layer.has_server_transaction(message)
+                and (headers := self.challenge(message, peer)) is not None
+            ):
+                self._challenge(message, peer, headers)
+                return
         try:
             self.layer.receive(message, peer, reliable=peer[0] in STREAM_TRANSPORTS, now=now)
         except RemoteProtocolError as exc:
@@ -405,6 +426,19 @@ class SipEndpoint:
         )
         self._stamp(response)
         self._count_sent(503)
+        self._transmit(bytes(response), peer)
+
+    def _challenge(self, request: SipRequest, peer: Peer, headers: list[tuple[str, str]]) -> None:
+        """A new INVITE with no credentials gets its 401 statelessly, as Kamailio's
+        `sl_send_reply` does in front of a registrar: no transaction, no call, no SDP read, and
+        no 401 resent until an ACK is read (a loop running behind read ACKs after Timer G, and
+        SIPp took the resent 401s for failures). A lost 401 is recovered by the caller resending
+        its INVITE; the caller's ACK matches no transaction and is dropped. The To tag is the
+        same for a retransmission of the same INVITE (RFC 3261 8.2.7)."""
+        response = _make_response(request, 401, to_tag=_challenge_tag(request), extra=headers)
+        self.challenged += 1
+        self._stamp(response)
+        self._count_sent(401)
         self._transmit(bytes(response), peer)
 
     # -- outbound ---------------------------------------------------------------------------
@@ -573,6 +607,13 @@ def _replace_port(config: EndpointConfig, port: int) -> EndpointConfig:
     from dataclasses import replace
 
     return replace(config, port=port)
+
+
+def _challenge_tag(request: SipRequest) -> str:
+    """The To tag of the stateless 401 to an INVITE: the same for its retransmissions, and
+    recognised on the caller's ACK (same Call-ID, From tag and CSeq number)."""
+    key = f"{request.call_id}\n{request.from_.tag}\n{request.cseq.seq}".encode()
+    return hashlib.blake2s(key, digest_size=6).hexdigest()
 
 
 __all__ = [

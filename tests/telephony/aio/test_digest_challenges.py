@@ -15,6 +15,7 @@ from telephony.sip import (
     DigestServer,
     NameAddr,
     RequestReceived,
+    SipRequest,
     TransactionEvent,
     make_response,
 )
@@ -140,3 +141,58 @@ async def test_cancel_after_a_challenge_cancels_the_invite_with_credentials(
     assert await asyncio.wait_for(leg.next_event(), 5) == Ended(leg.call_id, "ring-timeout", 487)
     ended = await asyncio.wait_for(callee.next_event(), 5)
     assert isinstance(ended, Ended) and ended.reason == "cancelled"
+
+
+async def test_a_stateless_challenge_makes_no_transaction_and_swallows_its_ack(
+    user_agents: tuple[UserAgent, UserAgent],
+) -> None:
+    """The callee's endpoint answers a new INVITE without credentials with a stateless 401
+    (RFC 3261 8.2.7, what the switchboard does for phones): no server transaction, no call; the
+    caller's ACK to it is dropped, not taken for a request of the call that follows (same
+    Call-ID); the INVITE with credentials comes in and connects."""
+    caller_ua, callee_ua = user_agents
+    server = DigestServer(secrets.token_bytes(32), DigestConfig(algorithms=("SHA-256",)))
+    endpoint = callee_ua.endpoint
+    opened: list[int] = []
+
+    def challenge(request: object, peer: object) -> list[tuple[str, str]] | None:
+        assert isinstance(request, SipRequest)
+        opened.append(endpoint.layer.active_count)
+        if request.headers.get("Authorization") is not None:
+            return None
+        return [("WWW-Authenticate", value) for value in server.challenge(REALM, now=0.0)]
+
+    endpoint.challenge = challenge
+    incoming: asyncio.Future[Call] = asyncio.get_running_loop().create_future()
+    acks: list[str] = []
+    passed = endpoint.handler
+
+    def handle(event: TransactionEvent) -> None:
+        if isinstance(event, RequestReceived) and event.request.method == "ACK":
+            acks.append(event.request.to.tag or "")
+        passed(event)
+
+    endpoint.handler = handle
+
+    async def answer(call: Call) -> None:
+        await call.answer()
+        incoming.set_result(call)
+
+    callee_ua.on_incoming = answer
+    port = endpoint.port
+    leg = await caller_ua.dial(
+        sip_uri("101", port),
+        ("udp", "127.0.0.1", port),
+        from_=NameAddr(None, sip_uri("101", caller_ua.endpoint.port), {}),
+        credentials=("101", PASSWORD),
+    )
+    callee = await asyncio.wait_for(incoming, 5)
+    assert await asyncio.wait_for(leg.next_event(), 5) == Answered(leg.call_id)
+    await asyncio.wait_for(callee.next_event(), 5)  # Answered: the 200's ACK came in
+    assert endpoint.challenged == 1 and endpoint.responses_sent.get(401) == 1
+    assert opened[0] == 0  # the first INVITE made no transaction before its 401
+    assert acks == [callee.dialog.local_tag]  # only the 200's ACK reached the layer above
+    assert callee.invite.cseq.seq == 2 and callee.invite.headers.get("Authorization")
+    await leg.hangup()
+    ended = await asyncio.wait_for(callee.next_event(), 5)
+    assert isinstance(ended, Ended)
