@@ -110,6 +110,11 @@ def engine_config_text(
         "max_calls = 1000\n\n"
         for ext, uri in (static or {}).items()
     )
+    # A starved test box is no overload: the functional tests must not get 503s because the
+    # CPU went to another lane (overload control has its tests on a virtual clock in
+    # tests/telephony, and bench_call_setup.py measures it for real).
+    if "overload_" not in extra_sip:
+        extra_sip += "\noverload_shed_ms = 2000\noverload_drop_ms = 5000\n"
     text = (
         f'[sip]\nlisten = "127.0.0.1:{port}"\nrtp_ports = "{low}-{high}"\n{extra_sip}\n'
         f'[http]\nlisten = "127.0.0.1:{free_port("tcp")}"\n{extra_http}\n'
