@@ -3,14 +3,18 @@
 Every method that changes a call or a task writes the matching outbox event (and one delivery
 row per subscribed CRM endpoint) in the same transaction, so a crash can never leave a call in
 the database that the CRM will not hear about, nor an event about a change that was rolled back.
+An event no endpoint takes is not written at all (nobody would ever be sent it), and a change
+that is then one statement runs alone, atomic by itself, without BEGIN and COMMIT: a call's
+journal costs a round trip per step when no CRM listens (bench/bench_call_writes.py counts).
 Several engine nodes may share the database: nothing here assumes it is the only writer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,7 +118,7 @@ class CrmStore:
     async def call_started(self, call: CallStarted) -> int:
         """Write the call's row (no outcome yet); returns its id. Emits `call.started`."""
         _check_started(call)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._change("call.started") as conn:
             record = await self._insert_call(conn, call)
             await self._emit(conn, record, "call.started", call.started_at)
         return record.id
@@ -126,7 +130,7 @@ class CrmStore:
         and `call.ended` (no call.started) in one transaction. Returns the row id."""
         _check_started(call)
         _check_ended(ended)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._change("call.ended", alone=callback is None) as conn:
             record = await self._insert_call(conn, call, ended)
             await self._emit(conn, record, "call.ended", ended.ended_at)
             if callback is not None:
@@ -136,10 +140,11 @@ class CrmStore:
     async def _insert_call(
         self, conn: Any, call: CallStarted, ended: CallEnded | None = None
     ) -> Call:
-        contact_id = None
+        """The calls row, and the customer's contact taken or made, in one statement."""
+        phone = None
         if call.customer_phone:
             try:
-                contact_id = (await self._contact_row(conn, call.customer_phone))["id"]
+                phone = self.normalize(call.customer_phone)
             except PhoneNumberError as exc:
                 # The call is stored regardless; it just is not linked to a contact.
                 logger.warning("call %s: %s", call.call_id, exc)
@@ -155,14 +160,17 @@ class CrmStore:
                 None if ended.analytics is None else json.dumps(ended.analytics),
                 None if ended.quality is None else json.dumps(ended.quality),
             )
+        # DO UPDATE (to the same phone), not DO NOTHING: RETURNING then gives the contact's id
+        # also when it exists, even one another node committed after this statement began.
         row = await conn.fetchrow(
-            _calls_from(
-                "INSERT INTO calls (call_id, direction, from_number, to_number,"
-                " started_at, did, agent, ring_group, contact_id, campaign_id, lead_id, node,"
-                " ended_at, outcome, sip_status, hangup_cause, answered_at, recording_path,"
-                " analytics, quality) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,"
-                " $13,$14,$15,$16,$17,$18,$19::jsonb,$20::jsonb) RETURNING *"
-            ),
+            "WITH ct AS (INSERT INTO contacts (phone) SELECT $9::text WHERE $9::text IS NOT NULL"
+            " ON CONFLICT (phone) DO UPDATE SET phone = EXCLUDED.phone RETURNING id, phone),"
+            " c AS (INSERT INTO calls (call_id, direction, from_number, to_number,"
+            " started_at, did, agent, ring_group, contact_id, campaign_id, lead_id, node,"
+            " ended_at, outcome, sip_status, hangup_cause, answered_at, recording_path,"
+            " analytics, quality) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,(SELECT id FROM ct),$10,$11,"
+            " $12,$13,$14,$15,$16,$17,$18,$19::jsonb,$20::jsonb) RETURNING *)"
+            " SELECT c.*, (SELECT phone FROM ct) AS contact_phone FROM c",
             call.call_id,
             call.direction,
             call.from_number,
@@ -171,7 +179,7 @@ class CrmStore:
             call.did,
             (ended.agent if ended is not None else None) or call.agent,
             call.ring_group,
-            contact_id,
+            phone,
             call.campaign_id,
             call.lead_id,
             self.node,
@@ -183,7 +191,7 @@ class CrmStore:
         """First ringing of the call (later ringing of other phones changes nothing).
         Emits `call.ringing` once."""
         _require_tz(at, "at")
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._change("call.ringing") as conn:
             row = await self._update_call(
                 conn, call_row_id, "ringing_at = $2", "ringing_at IS NULL", at
             )
@@ -193,7 +201,7 @@ class CrmStore:
     async def call_answered(self, call_row_id: int, at: datetime, *, agent: str | None) -> None:
         """The call was answered (by `agent`, an extension). Emits `call.answered`."""
         _require_tz(at, "at")
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._change("call.answered") as conn:
             row = await self._update_call(
                 conn,
                 call_row_id,
@@ -212,7 +220,7 @@ class CrmStore:
         """The customer was handed to another agent: the transfer joins the row's chain and the
         new agent becomes its `agent`. Emits `call.transferred` (the call, plus `transfer`)."""
         _require_tz(at, "at")
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._change("call.transferred") as conn:
             row = await self._update_call(
                 conn,
                 call_row_id,
@@ -232,7 +240,7 @@ class CrmStore:
         also opens (or updates) the contact's callback task in the same transaction and
         returns it (None when the caller withheld the number: nobody to call back)."""
         _check_ended(ended)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._change("call.ended", alone=callback is None) as conn:
             return await self._close_call(conn, call_row_id, ended, callback)
 
     async def _close_call(
@@ -689,6 +697,18 @@ class CrmStore:
 
     # -- outbox --------------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _change(self, event_type: str, *, alone: bool = True) -> AsyncIterator[Any]:
+        """Where a change and its `event_type` event are written: in one transaction when an
+        endpoint takes the event (the change and its outbox rows commit together) or the change
+        is not `alone` (several statements); else on the pool, the change being one statement
+        that is atomic by itself (two round trips fewer: no BEGIN, no COMMIT)."""
+        if alone and not self._subscribers[event_type]:
+            yield self._pool
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield conn
+
     async def _emit(
         self,
         conn: Any,
@@ -698,6 +718,10 @@ class CrmStore:
         *,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
+        """The event's outbox row and one delivery row per endpoint taking it; nothing when no
+        endpoint takes it (it would never be sent)."""
+        if not self._subscribers[event_type]:
+            return
         kind = "call" if isinstance(record, Call) else "task"
         payload = record.to_json() if extra is None else {**record.to_json(), **extra}
         await conn.execute(

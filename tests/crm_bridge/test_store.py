@@ -50,6 +50,17 @@ def missed(at: datetime) -> CallEnded:
     return CallEnded(ended_at=at, outcome="missed", sip_status=487, hangup_cause="caller-cancel")
 
 
+def answered(at: datetime) -> CallEnded:
+    return CallEnded(
+        ended_at=at,
+        outcome="answered",
+        sip_status=200,
+        hangup_cause="caller-remote-bye",
+        answered_at=T0 + timedelta(seconds=2),
+        agent="101",
+    )
+
+
 @pytest.fixture
 def store(pool: asyncpg.Pool) -> CrmStore:
     return CrmStore(pool, endpoints=ENDPOINTS, node="n1", default_country_code="44")
@@ -118,14 +129,50 @@ async def test_a_call_from_start_to_end_with_its_events(
     assert ended["ended_at"] == (T0 + timedelta(seconds=65)).isoformat()
 
 
-async def test_without_endpoints_events_are_kept_but_nothing_is_to_deliver(
-    pool: asyncpg.Pool,
-) -> None:
+async def test_an_event_no_endpoint_takes_is_not_written(pool: asyncpg.Pool) -> None:
+    """No outbox row nobody would be sent; the calls row, its contact and the callback task
+    are written all the same."""
     store = CrmStore(pool, default_country_code="44")
     row_id = await store.call_started(inbound())
-    await store.call_ended(row_id, missed(T0 + timedelta(seconds=9)))
-    assert len(await outbox(pool)) == 2
-    assert await pool.fetchval("SELECT count(*) FROM outbox_deliveries") == 0
+    await store.call_ringing(row_id, T0 + timedelta(seconds=1))
+    task = await store.call_ended(
+        row_id,
+        missed(T0 + timedelta(seconds=9)),
+        callback=CallbackRequest(assignee="101", due_at=T0 + timedelta(hours=1)),
+    )
+    assert await outbox(pool) == []
+    call = await store.get_call(row_id)
+    assert call is not None and call.contact_phone == CUSTOMER and call.outcome == "missed"
+    assert task is not None and task.contact_id == call.contact_id
+    # The same customer again: the same contact, still no event.
+    again = await store.call_started(inbound("c2", at=T0 + timedelta(minutes=1)))
+    second = await store.get_call(again)
+    assert second is not None and second.contact_id == call.contact_id
+    assert await outbox(pool) == []
+
+
+async def test_an_endpoint_taking_some_events_gets_only_those_written(pool: asyncpg.Pool) -> None:
+    hook = CrmEndpoint("hook", "webhook", "http://127.0.0.1:9/hook", secret="s")
+    only_ended = CrmEndpoint(
+        "ends", "webhook", "http://127.0.0.1:9/ends", secret="s", events=frozenset({"call.ended"})
+    )
+    store = CrmStore(pool, endpoints=(only_ended,), default_country_code="44")
+    row_id = await store.call_started(inbound())
+    await store.call_ringing(row_id, T0 + timedelta(seconds=1))
+    await store.call_answered(row_id, T0 + timedelta(seconds=2), agent="101")
+    await store.call_ended(row_id, answered(T0 + timedelta(seconds=9)))
+    events = await outbox(pool)
+    assert [(e["event_type"], e["endpoints"]) for e in events] == [("call.ended", ["ends"])]
+    assert json.loads(events[0]["payload"])["contact_phone"] == CUSTOMER
+    # Both endpoints: every event, each to the endpoints taking it, in order.
+    both = CrmStore(pool, endpoints=(hook, only_ended), default_country_code="44")
+    row_id = await both.call_started(inbound("c2"))
+    await both.call_ended(row_id, missed(T0 + timedelta(seconds=9)))
+    events = (await outbox(pool))[1:]
+    assert [(e["event_type"], e["endpoints"]) for e in events] == [
+        ("call.started", ["hook"]),
+        ("call.ended", ["ends", "hook"]),
+    ]
 
 
 @pytest.fixture
