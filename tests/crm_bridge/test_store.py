@@ -129,6 +129,47 @@ async def test_a_call_from_start_to_end_with_its_events(
     assert ended["ended_at"] == (T0 + timedelta(seconds=65)).isoformat()
 
 
+async def test_each_call_event_carries_the_row_as_the_api_shows_it(
+    store: CrmStore, pool: asyncpg.Pool
+) -> None:
+    """The journal's events are written by the statement that changes the row (the payload
+    built in SQL): each equals the call read back right after its change (timestamps as the
+    same text), with and without fractions of a second."""
+    started = T0 + timedelta(microseconds=5)
+    row_id = await store.call_started(inbound(at=started))
+    seen = [(await store.get_call(row_id)).to_json()]  # type: ignore[union-attr]
+    await store.call_ringing(row_id, started + timedelta(seconds=1))  # rings 3.0 s
+    seen.append((await store.get_call(row_id)).to_json())  # type: ignore[union-attr]
+    await store.call_answered(row_id, started + timedelta(seconds=4), agent="101")
+    seen.append((await store.get_call(row_id)).to_json())  # type: ignore[union-attr]
+    transfer = {"from": "101", "to": "102", "mode": "blind", "result": "completed"}
+    await store.call_transferred(row_id, transfer, started + timedelta(seconds=5))
+    seen.append({**(await store.get_call(row_id)).to_json(), "transfer": transfer})  # type: ignore[union-attr]
+    ended = CallEnded(
+        ended_at=started + timedelta(seconds=65, microseconds=333333),
+        outcome="answered",
+        sip_status=200,
+        hangup_cause="caller-remote-bye",
+        analytics={"talk_ratio": 0.25, "words": [1, 2]},
+    )
+    await store.call_ended(row_id, ended)
+    seen.append((await store.get_call(row_id)).to_json())  # type: ignore[union-attr]
+    events = await outbox(pool)
+    assert [e["event_type"] for e in events] == [
+        "call.started", "call.ringing", "call.answered", "call.transferred", "call.ended"
+    ]  # fmt: skip
+    assert all("hook" in e["endpoints"] for e in events)
+    for event, call in zip(events, seen, strict=True):
+        # Compared as JSON text: 3.0 is not 3, a timestamp's text is the API's.
+        assert json.dumps(json.loads(event["payload"]), sort_keys=True) == json.dumps(
+            call, sort_keys=True
+        )
+        assert event["aggregate"] == f"call/{row_id}"
+    assert json.loads(events[1]["payload"])["ringing_at"] == "2024-05-06T09:00:01.000005+00:00"
+    assert json.loads(events[2]["payload"])["ring_seconds"] == 3.0
+    assert json.loads(events[0]["payload"])["contact_phone"] == CUSTOMER
+
+
 async def test_an_event_no_endpoint_takes_is_not_written(pool: asyncpg.Pool) -> None:
     """No outbox row nobody would be sent; the calls row, its contact and the callback task
     are written all the same."""
