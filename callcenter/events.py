@@ -40,6 +40,10 @@ class AgentEvents:
     def unsubscribe(self, extension: str, queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
         self._streams[extension].discard(queue)
 
+    def watched(self, extension: str) -> bool:
+        """Whether a stream of `extension`'s is open (what it would be sent reaches someone)."""
+        return bool(self._streams.get(extension))
+
     def publish(self, extension: str, kind: str, data: dict[str, Any]) -> None:
         for queue in list(self._streams.get(extension, ())):
             try:

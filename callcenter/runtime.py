@@ -397,6 +397,7 @@ async def start_engine(
         )
         await engine.presence_sync.start()
         bookings.on_call_elsewhere = engine.presence_sync.call_elsewhere
+        bookings.wrap_up_end = engine.presence_sync.wrap_up_end  # released with the booking
         # Every node's calls on every node's dashboard.
         engine.live_share = LiveShare(database.pool, live, node=bookings.node)
         await engine.live_share.start()

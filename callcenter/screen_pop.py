@@ -191,9 +191,11 @@ class RingingPops:
     def _pop(self, call_id: str, agents: frozenset[str]) -> None:
         done = self._popped.setdefault(call_id, set())
         fresh = {a for a in agents if a not in done and a in self.engine.switchboard.extensions}
-        if fresh:
-            done |= fresh
-            self.spawn(self._send(call_id, sorted(fresh)))
+        done |= fresh
+        # Built from the database only for agents whose page listens (none: no queries).
+        watching = sorted(a for a in fresh if self.engine.events.watched(a))
+        if watching:
+            self.spawn(self._send(call_id, watching))
 
     async def _send(self, call_id: str, agents: list[str]) -> None:
         row = await self._row(call_id)

@@ -6,9 +6,10 @@ The agent_presence rows are kept in step by crm_bridge.row_sync.RowSync (one tas
 retried, listening again when the connection dies). Wrap-up ends are stored as wall-clock
 times and applied on each node's own loop clock.
 
-Another node's call ending (its booking released) frees the agent here only after SETTLE
-seconds and a read of the agent's row: that node releases the booking a moment before it
-writes the wrap-up the call began, and the agent must not look free here in between.
+Another node's call ending (its booking released) frees the agent here once their row is read:
+the release wrote the wrap-up the call began into that row in the same statement
+(PgAgentBookings.release, asking `wrap_up_end` of the node that held the call), and the
+release is heard only once committed, so the agent never looks free here in between.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ from datetime import UTC, datetime
 from crm_bridge import PresenceStore, StoredPresence
 from crm_bridge.row_sync import DB_ERRORS, RowSync
 from pbx import Presence
-
-SETTLE = 0.5
-"""Seconds an agent stays on another node's call here after its booking is released."""
 
 
 class SharedPresence(RowSync):
@@ -41,10 +39,8 @@ class SharedPresence(RowSync):
         self.store = store
         self.presence = presence
         self.loop = loop
-        self._settling: dict[str, asyncio.TimerHandle] = {}
-        """Agents whose call on another node ended, until SETTLE has passed."""
         self._freed: set[str] = set()
-        """Agents to show off that call once their row is read."""
+        """Agents whose call on another node ended: shown off it once their row is read."""
         presence.on_share = self._changed
 
     async def start(self) -> None:
@@ -56,28 +52,30 @@ class SharedPresence(RowSync):
         self._start_worker()
 
     async def stop(self, timeout: float = 5.0) -> None:
-        for handle in self._settling.values():
-            handle.cancel()
-        self._settling.clear()
         await self._stop_worker(timeout)
         with contextlib.suppress(*DB_ERRORS):
             await self.store.close()
 
     def call_elsewhere(self, extension: str, on_call: bool) -> None:
         """Another node's call took the agent, or let them go (PgAgentBookings tells)."""
-        handle = self._settling.pop(extension, None)
-        if handle is not None:
-            handle.cancel()
-        self._freed.discard(extension)
         if on_call:
+            self._freed.discard(extension)
             self.presence.set_elsewhere(extension, True, now=self.loop.time())
         else:
-            self._settling[extension] = self.loop.call_later(SETTLE, self._settled, extension)
+            self._freed.add(extension)
+            self._heard(extension)
 
-    def _settled(self, extension: str) -> None:
-        del self._settling[extension]
-        self._freed.add(extension)
-        self._heard(extension)
+    def wrap_up_end(self, extension: str) -> datetime | None:
+        """The end of the agent's wrap-up here, on the wall clock (None: not in one): what
+        this node's release of the agent's booking writes into their row."""
+        try:
+            _, until = self.presence.shared(extension)
+        except KeyError:  # not an agent of this node
+            return None
+        return self._wall(until) if until > self.loop.time() else None
+
+    def _wall(self, until: float) -> datetime:
+        return datetime.fromtimestamp(time.time() + until - self.loop.time(), UTC)
 
     async def _listen(self) -> None:
         await self.store.listen(self._heard, self._lost)
@@ -87,8 +85,7 @@ class SharedPresence(RowSync):
 
     async def _write(self, extension: str) -> None:
         away, until = self.presence.shared(extension)
-        wall = datetime.fromtimestamp(time.time() + until - self.loop.time(), UTC)
-        await self.store.save(extension, away, wall if until > 0 else None)
+        await self.store.save(extension, away, self._wall(until) if until > 0 else None)
 
     async def _read(self, extension: str) -> None:
         rows = await self.store.load(extension)

@@ -13,6 +13,10 @@ call_id is RESERVED), so another node's dialer does not count them too; a call o
 node takes the reservation over when it books the agent, and `unreserve` gives back what the
 dialer no longer needs.
 
+Releases: a call's agent is released with the wrap-up the call began (`wrap_up_end`, asked of
+this node's presence), written into their agent_presence row by the same statement, so a node
+hearing the agent free reads their wrap-up with it and never offers them a call in between.
+
 Liveness: `renew()` also renews the node's row in `cluster_nodes`; a node whose row's lease ran
 out is dead (`dead_nodes`), and a survivor closes its dialer attempts in flight."""
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 
 import asyncpg
 
@@ -53,6 +58,9 @@ class PgAgentBookings:
         """Told (extension, on a call) when another node's call takes an agent or lets it go
         (reservations are not calls): the node shows the agent on a call."""
         self._listener: asyncpg.pool.PoolConnectionProxy | None = None
+        self.wrap_up_end: Callable[[str], datetime | None] | None = None
+        """Asked at each release: when the agent's wrap-up ends, as this node has it (None:
+        not in one); the release writes it into agent_presence."""
 
     def booked_elsewhere(self, extension: str) -> bool:
         return extension in self._elsewhere
@@ -165,11 +173,28 @@ class PgAgentBookings:
             )
 
     async def release(self, extension: str, call_id: str) -> None:
+        """Give the booking back; with the agent's wrap-up, in one statement (the other nodes
+        hear the release once it is committed, their row holding the wrap-up already)."""
+        wrap_up_end = self.wrap_up_end(extension) if self.wrap_up_end is not None else None
+        if wrap_up_end is None:
+            await self._pool.execute(
+                "DELETE FROM agent_bookings WHERE extension = $1 AND node = $2 AND call_id = $3",
+                extension,
+                self.node,
+                call_id,
+            )
+            return
         await self._pool.execute(
-            "DELETE FROM agent_bookings WHERE extension = $1 AND node = $2 AND call_id = $3",
+            "WITH gone AS (DELETE FROM agent_bookings"
+            " WHERE extension = $1 AND node = $2 AND call_id = $3 RETURNING extension)"
+            " INSERT INTO agent_presence (extension, wrap_up_until, node)"
+            " SELECT extension, $4, $2 FROM gone ON CONFLICT (extension) DO UPDATE"
+            " SET wrap_up_until = EXCLUDED.wrap_up_until, node = EXCLUDED.node,"
+            " updated_at = now()",
             extension,
             self.node,
             call_id,
+            wrap_up_end,
         )
 
     async def renew(self) -> int:

@@ -3,7 +3,7 @@ BYE in every dialog a crash left open (phones would otherwise stay on a dead cal
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +36,22 @@ _COLUMNS = (
 )
 
 
+_UPSERT = (
+    f"INSERT INTO sip_dialogs (node, {_COLUMNS}) VALUES"
+    " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
+    " ON CONFLICT (node, call_id, local_tag, remote_tag) DO UPDATE SET"
+    " local_seq = GREATEST(sip_dialogs.local_seq, EXCLUDED.local_seq),"
+    " remote_target = EXCLUDED.remote_target, route_set = EXCLUDED.route_set,"
+    " local_contact = EXCLUDED.local_contact, transport = EXCLUDED.transport,"
+    " peer_host = EXCLUDED.peer_host, peer_port = EXCLUDED.peer_port,"
+    " updated_at = now()"
+)
+_DELETE = (
+    "DELETE FROM sip_dialogs WHERE node = $1 AND call_id = $2"
+    " AND local_tag = $3 AND remote_tag = $4"
+)
+
+
 class DialogStore:
     """One node's rows of `sip_dialogs`."""
 
@@ -54,25 +70,16 @@ class DialogStore:
             for d in saved
         ]  # fmt: skip
         keys = [(self.node, *dialog_id) for dialog_id in gone]
-        async with self._pool.acquire() as conn, conn.transaction():
-            if rows:
-                await conn.executemany(
-                    f"INSERT INTO sip_dialogs (node, {_COLUMNS}) VALUES"
-                    " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
-                    " ON CONFLICT (node, call_id, local_tag, remote_tag) DO UPDATE SET"
-                    " local_seq = GREATEST(sip_dialogs.local_seq, EXCLUDED.local_seq),"
-                    " remote_target = EXCLUDED.remote_target, route_set = EXCLUDED.route_set,"
-                    " local_contact = EXCLUDED.local_contact, transport = EXCLUDED.transport,"
-                    " peer_host = EXCLUDED.peer_host, peer_port = EXCLUDED.peer_port,"
-                    " updated_at = now()",
-                    rows,
-                )
-            if keys:
-                await conn.executemany(
-                    "DELETE FROM sip_dialogs WHERE node = $1 AND call_id = $2"
-                    " AND local_tag = $3 AND remote_tag = $4",
-                    keys,
-                )
+        writes: list[tuple[str, Sequence[Sequence[object]]]] = [(_UPSERT, rows)] if rows else []
+        if keys:
+            writes.append((_DELETE, keys))
+        async with self._pool.acquire() as conn:
+            if len(writes) == 1:  # one executemany is atomic by itself: no BEGIN, no COMMIT
+                await conn.executemany(*writes[0])
+                return
+            async with conn.transaction():
+                for statement, args in writes:
+                    await conn.executemany(statement, args)
 
     async def load(self) -> list[StoredDialog]:
         """This node's dialogs, oldest first: at start-up, the ones a crash left."""

@@ -3,14 +3,21 @@
 Every method that changes a call or a task writes the matching outbox event (and one delivery
 row per subscribed CRM endpoint) in the same transaction, so a crash can never leave a call in
 the database that the CRM will not hear about, nor an event about a change that was rolled back.
+An event no endpoint takes is not written at all (nobody would ever be sent it). A call's
+change and its event are one statement (`_call_change`: the UPDATE or INSERT of the calls row
+feeds the outbox and delivery rows, the payload built in SQL as `Call.to_json()` writes it),
+atomic by itself, so a step of a call's journal is one round trip, with or without CRMs
+(bench/bench_call_writes.py counts); several statements (a call's end with its callback task)
+still run in one transaction.
 Several engine nodes may share the database: nothing here assumes it is the only writer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +61,68 @@ def _calls_from(change: str) -> str:
         f"WITH c AS ({change}) SELECT c.*, ct.phone AS contact_phone FROM c"
         " LEFT JOIN contacts ct ON ct.id = c.contact_id"
     )
+
+
+_DATETIMES = frozenset({"started_at", "ringing_at", "answered_at", "ended_at"})
+"""The calls columns a payload carries as ISO 8601 text (the others are JSON as they are)."""
+
+
+def _iso(column: str) -> str:
+    """SQL: a timestamptz `column` as Python's `datetime.isoformat()` writes an asyncpg value
+    (UTC, microseconds only when there are some)."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (
+        f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE to_char({utc}, 'US')"
+        f" WHEN '000000' THEN '' ELSE '.' || to_char({utc}, 'US') END || '+00:00'"
+    )
+
+
+_FLOATS = frozenset({"ring_seconds", "talk_seconds"})
+"""The calls columns of double precision: JSON as Python writes a float (3.0, not 3)."""
+
+
+def _float(column: str) -> str:
+    """SQL: a double precision `column` as JSON the way Python's json writes a float."""
+    return (
+        f"({column}::text || CASE WHEN {column}::text ~ '^-?[0-9]+$' THEN '.0' ELSE '' END)::jsonb"
+    )
+
+
+def _json_of(name: str) -> str:
+    column = f"r.{name}"
+    return _iso(column) if name in _DATETIMES else _float(column) if name in _FLOATS else column
+
+
+_CALL_JSON = (
+    "jsonb_build_object("
+    + ", ".join(f"'{name}', {_json_of(name)}" for name in Call.__dataclass_fields__)
+    + ")"
+)
+"""SQL: the payload of a call event, `Call.to_json()` of the row `r` (calls.* and
+contact_phone), built where the row is changed: the change and its event are one statement."""
+
+
+def _call_change(change: str, n: int, *, event: bool, extra: bool = False, ct: str = "") -> str:
+    """One statement: `change` (an INSERT or UPDATE of calls with `n` parameters, without its
+    RETURNING) and, with `event`, the event's outbox row and one delivery row per endpoint
+    (parameters n+1..: event type, occurred at, endpoints, with `extra` a JSON object merged
+    into the payload). `ct`: a CTE giving the contact (id, phone) the change links. Returns
+    the changed row with contact_phone (none when the change changed nothing)."""
+    phone = "(SELECT phone FROM ct)" if ct else (
+        "(SELECT phone FROM contacts WHERE id = c.contact_id)"
+    )  # fmt: skip
+    sql = f"WITH {ct + ', ' if ct else ''}c AS ({change} RETURNING *),"
+    sql += f" r AS (SELECT c.*, {phone} AS contact_phone FROM c)"
+    if event:
+        payload = _CALL_JSON + (f" || ${n + 4}::jsonb" if extra else "")
+        sql += (
+            ", e AS (INSERT INTO outbox (aggregate, event_type, payload, occurred_at)"
+            f" SELECT 'call/' || r.id, ${n + 1}, {payload}, ${n + 2} FROM r"
+            " RETURNING id, aggregate),"
+            " d AS (INSERT INTO outbox_deliveries (event_id, endpoint, aggregate)"
+            f" SELECT e.id, name, e.aggregate FROM e, unnest(${n + 3}::text[]) AS name)"
+        )
+    return sql + " SELECT * FROM r"
 
 
 def _tasks_from(change: str) -> str:
@@ -114,10 +183,7 @@ class CrmStore:
     async def call_started(self, call: CallStarted) -> int:
         """Write the call's row (no outcome yet); returns its id. Emits `call.started`."""
         _check_started(call)
-        async with self._pool.acquire() as conn, conn.transaction():
-            record = await self._insert_call(conn, call)
-            await self._emit(conn, record, "call.started", call.started_at)
-        return record.id
+        return (await self._insert_call(self._pool, call, event="call.started")).id
 
     async def record_call(
         self, call: CallStarted, ended: CallEnded, *, callback: CallbackRequest | None = None
@@ -126,20 +192,21 @@ class CrmStore:
         and `call.ended` (no call.started) in one transaction. Returns the row id."""
         _check_started(call)
         _check_ended(ended)
-        async with self._pool.acquire() as conn, conn.transaction():
-            record = await self._insert_call(conn, call, ended)
-            await self._emit(conn, record, "call.ended", ended.ended_at)
+        async with self._change(alone=callback is None) as conn:
+            record = await self._insert_call(conn, call, ended, event="call.ended")
             if callback is not None:
                 await self._callback_for(conn, record, callback)
         return record.id
 
     async def _insert_call(
-        self, conn: Any, call: CallStarted, ended: CallEnded | None = None
+        self, conn: Any, call: CallStarted, ended: CallEnded | None = None, *, event: str
     ) -> Call:
-        contact_id = None
+        """The calls row, the customer's contact taken or made, and `event` (at the call's
+        end, or its start), in one statement."""
+        phone = None
         if call.customer_phone:
             try:
-                contact_id = (await self._contact_row(conn, call.customer_phone))["id"]
+                phone = self.normalize(call.customer_phone)
             except PhoneNumberError as exc:
                 # The call is stored regardless; it just is not linked to a contact.
                 logger.warning("call %s: %s", call.call_id, exc)
@@ -155,13 +222,22 @@ class CrmStore:
                 None if ended.analytics is None else json.dumps(ended.analytics),
                 None if ended.quality is None else json.dumps(ended.quality),
             )
+        # DO UPDATE (to the same phone), not DO NOTHING: RETURNING then gives the contact's id
+        # also when it exists, even one another node committed after this statement began.
+        endpoints = self._subscribers[event]
+        at = ended.ended_at if ended is not None else call.started_at
+        written = (event, at, endpoints) if endpoints else ()
         row = await conn.fetchrow(
-            _calls_from(
+            _call_change(
                 "INSERT INTO calls (call_id, direction, from_number, to_number,"
                 " started_at, did, agent, ring_group, contact_id, campaign_id, lead_id, node,"
                 " ended_at, outcome, sip_status, hangup_cause, answered_at, recording_path,"
-                " analytics, quality) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,"
-                " $13,$14,$15,$16,$17,$18,$19::jsonb,$20::jsonb) RETURNING *"
+                " analytics, quality) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,(SELECT id FROM ct),$10,"
+                " $11,$12,$13,$14,$15,$16,$17,$18,$19::jsonb,$20::jsonb)",
+                20,
+                event=bool(endpoints),
+                ct="ct AS (INSERT INTO contacts (phone) SELECT $9::text WHERE $9::text IS NOT NULL"
+                " ON CONFLICT (phone) DO UPDATE SET phone = EXCLUDED.phone RETURNING id, phone)",
             ),
             call.call_id,
             call.direction,
@@ -171,11 +247,12 @@ class CrmStore:
             call.did,
             (ended.agent if ended is not None else None) or call.agent,
             call.ring_group,
-            contact_id,
+            phone,
             call.campaign_id,
             call.lead_id,
             self.node,
             *closing,
+            *written,
         )
         return _call(row)
 
@@ -183,28 +260,25 @@ class CrmStore:
         """First ringing of the call (later ringing of other phones changes nothing).
         Emits `call.ringing` once."""
         _require_tz(at, "at")
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await self._update_call(
-                conn, call_row_id, "ringing_at = $2", "ringing_at IS NULL", at
-            )
-            if row is not None:
-                await self._emit(conn, _call(row), "call.ringing", at)
+        await self._update_call(
+            self._pool, call_row_id, "ringing_at = $2", "ringing_at IS NULL", at,
+            event=("call.ringing", at),
+        )  # fmt: skip
 
     async def call_answered(self, call_row_id: int, at: datetime, *, agent: str | None) -> None:
         """The call was answered (by `agent`, an extension). Emits `call.answered`."""
         _require_tz(at, "at")
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await self._update_call(
-                conn,
-                call_row_id,
-                "answered_at = $2, agent = COALESCE($3, agent)",
-                "answered_at IS NULL",
-                at,
-                agent,
-            )
-            if row is None:
-                raise Conflict(f"call {call_row_id} was answered already")
-            await self._emit(conn, _call(row), "call.answered", at)
+        row = await self._update_call(
+            self._pool,
+            call_row_id,
+            "answered_at = $2, agent = COALESCE($3, agent)",
+            "answered_at IS NULL",
+            at,
+            agent,
+            event=("call.answered", at),
+        )
+        if row is None:
+            raise Conflict(f"call {call_row_id} was answered already")
 
     async def call_transferred(
         self, call_row_id: int, transfer: Mapping[str, Any], at: datetime
@@ -212,18 +286,16 @@ class CrmStore:
         """The customer was handed to another agent: the transfer joins the row's chain and the
         new agent becomes its `agent`. Emits `call.transferred` (the call, plus `transfer`)."""
         _require_tz(at, "at")
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await self._update_call(
-                conn,
-                call_row_id,
-                "transfers = transfers || jsonb_build_array($2::jsonb), agent = $3",
-                None,
-                json.dumps(dict(transfer)),
-                transfer.get("to"),
-            )
-            await self._emit(
-                conn, _call(row), "call.transferred", at, extra={"transfer": dict(transfer)}
-            )
+        await self._update_call(
+            self._pool,
+            call_row_id,
+            "transfers = transfers || jsonb_build_array($2::jsonb), agent = $3",
+            None,
+            json.dumps(dict(transfer)),
+            transfer.get("to"),
+            event=("call.transferred", at),
+            extra={"transfer": dict(transfer)},
+        )
 
     async def call_ended(
         self, call_row_id: int, ended: CallEnded, *, callback: CallbackRequest | None = None
@@ -232,7 +304,7 @@ class CrmStore:
         also opens (or updates) the contact's callback task in the same transaction and
         returns it (None when the caller withheld the number: nobody to call back)."""
         _check_ended(ended)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._change(alone=callback is None) as conn:
             return await self._close_call(conn, call_row_id, ended, callback)
 
     async def _close_call(
@@ -260,10 +332,10 @@ class CrmStore:
             analytics,
             quality,
             None if ended.transfers is None else json.dumps([dict(t) for t in ended.transfers]),
+            event=("call.ended", ended.ended_at),
         )
         assert row is not None
         record = _call(row)
-        await self._emit(conn, record, "call.ended", ended.ended_at)
         if callback is None:
             return None
         return await self._callback_for(conn, record, callback)
@@ -338,17 +410,33 @@ class CrmStore:
         return len(rows)
 
     async def _update_call(
-        self, conn: Any, call_row_id: int, assignments: str, guard: str | None, *args: Any
+        self,
+        conn: Any,
+        call_row_id: int,
+        assignments: str,
+        guard: str | None,
+        *args: Any,
+        event: tuple[str, datetime] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> Any:
         """UPDATE an open call; the new row, or None when `guard` excluded it. A missing or
-        already ended call raises NotFound / Conflict."""
+        already ended call raises NotFound / Conflict. `event` (type, occurred at): the
+        statement writes it too when an endpoint takes it (with `extra` in its payload)."""
         where = "id = $1 AND ended_at IS NULL" + (f" AND {guard}" if guard else "")
+        endpoints = self._subscribers[event[0]] if event is not None else []
+        written: tuple[Any, ...] = ()
+        if event is not None and endpoints:
+            written = (*event, endpoints, *(() if extra is None else (json.dumps(extra),)))
         row = await conn.fetchrow(
-            _calls_from(
-                f"UPDATE calls SET {assignments}, updated_at = now() WHERE {where} RETURNING *"
+            _call_change(
+                f"UPDATE calls SET {assignments}, updated_at = now() WHERE {where}",
+                len(args) + 1,
+                event=bool(written),
+                extra=extra is not None,
             ),
             call_row_id,
             *args,
+            *written,
         )
         if row is not None:
             return row
@@ -689,6 +777,17 @@ class CrmStore:
 
     # -- outbox --------------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _change(self, *, alone: bool) -> AsyncIterator[Any]:
+        """Where a change is written: in one transaction when it is not `alone` (several
+        statements, e.g. the call's end and its callback task); else on the pool, one
+        statement being atomic by itself (two round trips fewer: no BEGIN, no COMMIT)."""
+        if alone:
+            yield self._pool
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield conn
+
     async def _emit(
         self,
         conn: Any,
@@ -698,6 +797,10 @@ class CrmStore:
         *,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
+        """The event's outbox row and one delivery row per endpoint taking it; nothing when no
+        endpoint takes it (it would never be sent)."""
+        if not self._subscribers[event_type]:
+            return
         kind = "call" if isinstance(record, Call) else "task"
         payload = record.to_json() if extra is None else {**record.to_json(), **extra}
         await conn.execute(

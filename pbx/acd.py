@@ -57,6 +57,8 @@ class Board(Protocol):
 
     def reachable(self, members: list[str], *, now: float) -> dict[str, list[Binding]]: ...
     def hold(self, extension: str) -> Callable[[], None]: ...
+    def drop(self, bridged: BridgedCall) -> None: ...
+    def parties_over(self, bridged: BridgedCall, *, wrap_up: bool) -> None: ...
     def identity(self, user: str, display: str | None) -> Any: ...
     def conclude(self, summary: CallSummary) -> None: ...
     async def transfer(
@@ -363,6 +365,7 @@ class QueueDesk:
         bridged.keep_caller = True
         bridged.music_on_hold = sb.music_on_hold
         bridged.bookings = sb.bookings
+        bridged.on_over = self._over
         bridged.on_refer = sb._referred  # the agent may transfer the caller on
         bridged.when_transferred(sb._transferred)
         bridged.when_answered(lambda b: self._connected(queue, key, b))
@@ -385,8 +388,7 @@ class QueueDesk:
         except Exception:
             logger.exception("call %s: queue offer failed", key)
         finally:
-            if sb.active.get(call.call_id) is bridged:
-                del sb.active[call.call_id]
+            sb.drop(bridged)  # (told already by `_over`, unless that failed)
             if handed is not None:
                 summary.answered_at = answered_at  # by the agent who transferred it here
         if bridged.media is None:
@@ -402,14 +404,17 @@ class QueueDesk:
             else:
                 self.wake(queue.name)
             return
-        now = self._now()
-        agent = bridged.callee
-        for party in bridged.parties:
-            sb.presence.call_ended(party, now=now, wrap_up=True)
-        queue.call_ended(agent, summary.talk_seconds, now=now)
+        queue.call_ended(bridged.callee, summary.talk_seconds, now=self._now())
         self._rang.discard(key)
         await sb._finish(summary)
         self.wake(queue.name)
+
+    def _over(self, bridged: BridgedCall) -> None:
+        """A queue's offer is over (before its agents' bookings go): the agent who answered
+        it wraps up."""
+        self.sb.drop(bridged)
+        if bridged.media is not None:
+            self.sb.parties_over(bridged, wrap_up=True)
 
     def _connected(self, queue: Queue, key: str, bridged: BridgedCall) -> None:
         """An agent answered: the caller leaves the line and hears the agent."""

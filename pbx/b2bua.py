@@ -371,6 +371,11 @@ class BridgedCall:
         None: this node's own count (`Switchboard.busy`) decides alone."""
         self._booked: set[str] = set()
         """Agents this call claimed and has not released."""
+        self.on_over: Callable[[BridgedCall], None] | None = None
+        """Told once when the call is over, before the agents it booked are released: the
+        owner takes the call off its books there (presence starts the parties' wrap-up), so
+        the release carries that wrap-up to the other nodes and none of them sees the agent
+        free in between."""
 
     @property
     def parties(self) -> tuple[str, str]:
@@ -892,6 +897,7 @@ class BridgedCall:
         try:
             await self._run()
         finally:
+            self._over()
             await self._release_bookings(keep=None)
             if not self.handed_off:
                 self.summary.ended_at = datetime.now(UTC)
@@ -903,6 +909,14 @@ class BridgedCall:
                     with contextlib.suppress(Exception):
                         await leg.hangup(reason="shutdown")
         return self.summary
+
+    def _over(self) -> None:
+        told, self.on_over = self.on_over, None
+        if told is not None:
+            try:
+                told(self)
+            except Exception:  # a bug: the bookings still go, the legs still hang up
+                logger.exception("call %s: ending it failed", self.call_id)
 
     async def _run(self) -> None:
         if self.seat is not None:

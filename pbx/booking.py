@@ -23,7 +23,9 @@ class AgentBookings(Protocol):
         ...
 
     async def release(self, extension: str, call_id: str) -> None:
-        """Give back the booking of `extension` by `call_id` (nothing when it holds none)."""
+        """Give back the booking of `extension` by `call_id` (nothing when it holds none). A
+        shared store gives the agent's wrap-up with it (BridgedCall.on_over has begun it),
+        so no node sees the agent free before their wrap-up."""
         ...
 
     def booked_elsewhere(self, extension: str) -> bool:

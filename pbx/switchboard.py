@@ -1137,6 +1137,7 @@ class Switchboard:
         )
         bridged.keep_caller = True
         self._wire(bridged)
+        bridged.on_over = self._transfer_over
         # The caller was answered by the IVR: ringing until someone answers, never silence.
         ringing = call.media.play(ringback()) if call.media is not None else None
         bridged.when_answered(lambda _: ringing.cancel() if ringing is not None else None)
@@ -1160,15 +1161,11 @@ class Switchboard:
         try:
             await bridged.run()
         finally:
-            if self.active.get(bridged.call_id) is bridged:
-                del self.active[bridged.call_id]
+            self.drop(bridged)  # (told already by `_transfer_over`, unless that failed)
             if not answered.done():
                 answered.set_result(False)
         if bridged.media is None:
             return  # not bridged: the IVR goes on and journals the call itself
-        now = self.ua.loop.time()
-        for party in bridged.parties:
-            self.presence.call_ended(party, now=now, wrap_up=True)
         await self._finish(bridged.summary)
 
     def connect(
@@ -1333,6 +1330,7 @@ class Switchboard:
         )
         bridged.when_answered(self._answered)
         self._wire(bridged)
+        bridged.on_over = self._call_over
         self.active[call.call_id] = bridged
         if announce:
             self.announce(summary)
@@ -1713,13 +1711,7 @@ class Switchboard:
             summary.outcome, summary.hangup_cause = "failed", "internal-error"
             summary.sip_status = bridged.a.final_status or summary.sip_status
         finally:
-            if self.active.get(bridged.call_id) is bridged:
-                del self.active[bridged.call_id]  # (a queue may have the caller's leg now)
-            if bridged.summary.answered_at is not None:
-                now = self.ua.loop.time()
-                customer_call = bridged.summary.direction != "internal"
-                for party in bridged.parties:
-                    self.presence.call_ended(party, now=now, wrap_up=customer_call)
+            self.drop(bridged)  # (told already by `_call_over`, unless that failed)
             seated = self.seats.holder(bridged.seat) if bridged.seat is not None else None
             if seated is not None:
                 self.seats.release(seated)
@@ -1727,6 +1719,30 @@ class Switchboard:
         if bridged.handed_off:
             return  # the queue that took the caller journals the call at its end
         await self._finish(summary)
+
+    def drop(self, bridged: BridgedCall) -> None:
+        """Take `bridged` off the live calls (a queue may have the caller's leg by now)."""
+        if self.active.get(bridged.call_id) is bridged:
+            del self.active[bridged.call_id]
+
+    def parties_over(self, bridged: BridgedCall, *, wrap_up: bool) -> None:
+        """The parties of `bridged` are off it: free again, or in wrap-up (`wrap_up`)."""
+        now = self.ua.loop.time()
+        for party in bridged.parties:
+            self.presence.call_ended(party, now=now, wrap_up=wrap_up)
+
+    def _call_over(self, bridged: BridgedCall) -> None:
+        """A bridged call is over (before its agents' bookings go): wrap-up after an answered
+        customer call, free at once after an internal one."""
+        self.drop(bridged)
+        if bridged.summary.answered_at is not None:
+            self.parties_over(bridged, wrap_up=bridged.summary.direction != "internal")
+
+    def _transfer_over(self, bridged: BridgedCall) -> None:
+        """An IVR's transfer is over: its parties wrap up when it was bridged."""
+        self.drop(bridged)
+        if bridged.media is not None:
+            self.parties_over(bridged, wrap_up=True)
 
     async def _finish(self, summary: CallSummary) -> None:
         for transfer in summary.transfers:

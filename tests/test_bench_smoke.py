@@ -53,6 +53,15 @@ SCRIPTS = (
         sip=True,
     ),
     Script(
+        "bench_call_writes",
+        tuple(
+            rf"^{kind}\s+{NUM} statements per call"
+            for kind in ("inbound DID call", "internal call")
+        ),
+        needs=("sipp",),
+        sip=True,
+    ),
+    Script(
         "bench_cluster",
         # nodes rate/s ok failed wall_s setups/s setup_ms nodes_cpu% kamailio_cpu% cpu_ms/call
         # host% calls_per_node (one count per node: 20, 10/10)

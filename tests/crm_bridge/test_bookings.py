@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -141,3 +142,44 @@ async def test_other_nodes_calls_are_told_apart_from_their_reservations(
         assert told.count(("102", True)) == 1
     finally:
         await b.close()
+
+
+async def test_a_release_carries_the_agents_wrap_up(pool: asyncpg.Pool) -> None:
+    """The agent's row holds the wrap-up before any node hears the release (one statement),
+    and a release of a booking the node does not hold writes nothing."""
+    a = PgAgentBookings(pool, node="a", exclusive={"104"})
+    ends = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    a.wrap_up_end = lambda extension: ends if extension == "104" else None
+    seen: list[object] = []
+    read = asyncio.Event()
+    reads: list[asyncio.Task[None]] = []
+
+    async with pool.acquire() as listening, pool.acquire() as reading:
+
+        async def on_release() -> None:
+            row = await reading.fetchval(
+                "SELECT wrap_up_until FROM agent_presence WHERE extension = '104'"
+            )
+            seen.append(row)
+            read.set()
+
+        def notified(*args: object) -> None:
+            if str(args[-1]).startswith("a\n104\nfree"):
+                reads.append(asyncio.get_running_loop().create_task(on_release()))
+
+        await listening.add_listener("agent_bookings", notified)
+        try:
+            await a.release("104", "call-1")  # holds none: no row
+            assert (
+                await reading.fetchval(
+                    "SELECT count(*) FROM agent_presence WHERE extension = '104'"
+                )
+                == 0
+            )
+            assert await a.claim("104", "call-1")
+            await a.release("104", "call-1")
+            await asyncio.wait_for(read.wait(), 5)
+            await asyncio.gather(*reads)
+        finally:
+            await listening.remove_listener("agent_bookings", notified)
+    assert seen == [ends]

@@ -50,6 +50,17 @@ def missed(at: datetime) -> CallEnded:
     return CallEnded(ended_at=at, outcome="missed", sip_status=487, hangup_cause="caller-cancel")
 
 
+def answered(at: datetime) -> CallEnded:
+    return CallEnded(
+        ended_at=at,
+        outcome="answered",
+        sip_status=200,
+        hangup_cause="caller-remote-bye",
+        answered_at=T0 + timedelta(seconds=2),
+        agent="101",
+    )
+
+
 @pytest.fixture
 def store(pool: asyncpg.Pool) -> CrmStore:
     return CrmStore(pool, endpoints=ENDPOINTS, node="n1", default_country_code="44")
@@ -118,14 +129,91 @@ async def test_a_call_from_start_to_end_with_its_events(
     assert ended["ended_at"] == (T0 + timedelta(seconds=65)).isoformat()
 
 
-async def test_without_endpoints_events_are_kept_but_nothing_is_to_deliver(
-    pool: asyncpg.Pool,
+async def test_each_call_event_carries_the_row_as_the_api_shows_it(
+    store: CrmStore, pool: asyncpg.Pool
 ) -> None:
+    """The journal's events are written by the statement that changes the row (the payload
+    built in SQL): each equals the call read back right after its change (timestamps as the
+    same text), with and without fractions of a second."""
+    started = T0 + timedelta(microseconds=5)
+    row_id = await store.call_started(inbound(at=started))
+    seen = [(await store.get_call(row_id)).to_json()]  # type: ignore[union-attr]
+    await store.call_ringing(row_id, started + timedelta(seconds=1))  # rings 3.0 s
+    seen.append((await store.get_call(row_id)).to_json())  # type: ignore[union-attr]
+    await store.call_answered(row_id, started + timedelta(seconds=4), agent="101")
+    seen.append((await store.get_call(row_id)).to_json())  # type: ignore[union-attr]
+    transfer = {"from": "101", "to": "102", "mode": "blind", "result": "completed"}
+    await store.call_transferred(row_id, transfer, started + timedelta(seconds=5))
+    seen.append({**(await store.get_call(row_id)).to_json(), "transfer": transfer})  # type: ignore[union-attr]
+    ended = CallEnded(
+        ended_at=started + timedelta(seconds=65, microseconds=333333),
+        outcome="answered",
+        sip_status=200,
+        hangup_cause="caller-remote-bye",
+        analytics={"talk_ratio": 0.25, "words": [1, 2]},
+    )
+    await store.call_ended(row_id, ended)
+    seen.append((await store.get_call(row_id)).to_json())  # type: ignore[union-attr]
+    events = await outbox(pool)
+    assert [e["event_type"] for e in events] == [
+        "call.started", "call.ringing", "call.answered", "call.transferred", "call.ended"
+    ]  # fmt: skip
+    assert all("hook" in e["endpoints"] for e in events)
+    for event, call in zip(events, seen, strict=True):
+        # Compared as JSON text: 3.0 is not 3, a timestamp's text is the API's.
+        assert json.dumps(json.loads(event["payload"]), sort_keys=True) == json.dumps(
+            call, sort_keys=True
+        )
+        assert event["aggregate"] == f"call/{row_id}"
+    assert json.loads(events[1]["payload"])["ringing_at"] == "2024-05-06T09:00:01.000005+00:00"
+    assert json.loads(events[2]["payload"])["ring_seconds"] == 3.0
+    assert json.loads(events[0]["payload"])["contact_phone"] == CUSTOMER
+
+
+async def test_an_event_no_endpoint_takes_is_not_written(pool: asyncpg.Pool) -> None:
+    """No outbox row nobody would be sent; the calls row, its contact and the callback task
+    are written all the same."""
     store = CrmStore(pool, default_country_code="44")
     row_id = await store.call_started(inbound())
-    await store.call_ended(row_id, missed(T0 + timedelta(seconds=9)))
-    assert len(await outbox(pool)) == 2
-    assert await pool.fetchval("SELECT count(*) FROM outbox_deliveries") == 0
+    await store.call_ringing(row_id, T0 + timedelta(seconds=1))
+    task = await store.call_ended(
+        row_id,
+        missed(T0 + timedelta(seconds=9)),
+        callback=CallbackRequest(assignee="101", due_at=T0 + timedelta(hours=1)),
+    )
+    assert await outbox(pool) == []
+    call = await store.get_call(row_id)
+    assert call is not None and call.contact_phone == CUSTOMER and call.outcome == "missed"
+    assert task is not None and task.contact_id == call.contact_id
+    # The same customer again: the same contact, still no event.
+    again = await store.call_started(inbound("c2", at=T0 + timedelta(minutes=1)))
+    second = await store.get_call(again)
+    assert second is not None and second.contact_id == call.contact_id
+    assert await outbox(pool) == []
+
+
+async def test_an_endpoint_taking_some_events_gets_only_those_written(pool: asyncpg.Pool) -> None:
+    hook = CrmEndpoint("hook", "webhook", "http://127.0.0.1:9/hook", secret="s")
+    only_ended = CrmEndpoint(
+        "ends", "webhook", "http://127.0.0.1:9/ends", secret="s", events=frozenset({"call.ended"})
+    )
+    store = CrmStore(pool, endpoints=(only_ended,), default_country_code="44")
+    row_id = await store.call_started(inbound())
+    await store.call_ringing(row_id, T0 + timedelta(seconds=1))
+    await store.call_answered(row_id, T0 + timedelta(seconds=2), agent="101")
+    await store.call_ended(row_id, answered(T0 + timedelta(seconds=9)))
+    events = await outbox(pool)
+    assert [(e["event_type"], e["endpoints"]) for e in events] == [("call.ended", ["ends"])]
+    assert json.loads(events[0]["payload"])["contact_phone"] == CUSTOMER
+    # Both endpoints: every event, each to the endpoints taking it, in order.
+    both = CrmStore(pool, endpoints=(hook, only_ended), default_country_code="44")
+    row_id = await both.call_started(inbound("c2"))
+    await both.call_ended(row_id, missed(T0 + timedelta(seconds=9)))
+    events = (await outbox(pool))[1:]
+    assert [(e["event_type"], e["endpoints"]) for e in events] == [
+        ("call.started", ["hook"]),
+        ("call.ended", ["ends", "hook"]),
+    ]
 
 
 @pytest.fixture

@@ -82,10 +82,11 @@ async def floor_engine(
     beep: bool = False,
     outbound: str | None = None,
     extra: str = "",
+    crm: str = "",
 ) -> AsyncIterator[Engine]:
     """The engine; `outbound` is where calls to customers go (the carrier's HOST:PORT);
-    `extra` is more configuration (tables such as [[queues]])."""
-    config = engine_config(extra=floor_config(beep=beep, outbound=outbound, extra=extra))
+    `extra` is more configuration (tables such as [[queues]]), `crm` more of [crm]."""
+    config = engine_config(extra=floor_config(beep=beep, outbound=outbound, extra=extra), crm=crm)
     engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
     try:
         yield engine

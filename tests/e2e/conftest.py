@@ -88,6 +88,17 @@ def engine_config(
     return parse_config(text, source="test.toml")
 
 
+def crm_taking(*events: str) -> str:
+    """[crm] lines (engine_config's `crm`) of an endpoint taking `events`, for a test that reads
+    them from the outbox: an event is written only when an endpoint takes it. Nobody serves its
+    URL; its deliveries wait, retried, and stay in the outbox to read."""
+    listed = ", ".join(f'"{event}"' for event in events)
+    return (
+        f'[[crm.endpoints]]\nname = "outbox-reader"\nkind = "webhook"\n'
+        f'url = "http://127.0.0.1:{free_port("tcp")}/hook"\nsecret = "s"\nevents = [{listed}]\n'
+    )
+
+
 def engine_config_text(
     *,
     extra_sip: str = "",

@@ -26,8 +26,27 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 
 from .callfloor import wait_for
-from .conftest import ADMIN_KEY, AGENT_101_KEY, api_url, bearer, engine_config, registrar_of
+from .conftest import (
+    ADMIN_KEY,
+    AGENT_101_KEY,
+    api_url,
+    bearer,
+    crm_taking,
+    engine_config,
+    registrar_of,
+)
 from .test_campaign_api import _next_event
+
+
+@pytest.fixture
+async def engine(pg_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    """The test engine, with a CRM taking what these tests read from the outbox."""
+    config = engine_config(crm=crm_taking("call.disposition", "task.created"))
+    running = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 def _number() -> str:

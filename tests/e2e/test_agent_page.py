@@ -30,7 +30,7 @@ from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from telephony.aio import Call
 
 from .callfloor import wait_for
-from .conftest import ADMIN_KEY, api_url, bearer, engine_config, registrar_of
+from .conftest import ADMIN_KEY, api_url, bearer, crm_taking, engine_config, registrar_of
 from .test_dashboard import CHROMIUM, artifacts_dir, browser  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.peers, tools.needs("chromium")]
@@ -60,7 +60,7 @@ number = "{DID}"
 trunk = "carrier"
 route = "agent:101"
 """
-    crm = f'link_secret = "{LINK_SECRET}"\n'
+    crm = f'link_secret = "{LINK_SECRET}"\n' + crm_taking("call.disposition")
     music = write_tone_wav(tmp_path / "music.wav", 500, 2.0)
     config = engine_config(extra_sip=f'music_on_hold = "{music}"\n', extra=extra, crm=crm)
     return await start_engine(config, database_url=pg_url, data_dir=tmp_path)

@@ -32,7 +32,7 @@ from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
 from sip_test_env.voices import person_wav, speak
 
 from .callfloor import wait_for
-from .conftest import ADMIN_KEY, api_url, bearer, engine_config, registrar_of
+from .conftest import ADMIN_KEY, api_url, bearer, crm_taking, engine_config, registrar_of
 from .test_agent_page import _earlier_call
 from .test_campaign import calling_hours_around_now, engine_on_carrier, run_to_the_end
 from .test_dashboard import artifacts_dir
@@ -141,7 +141,9 @@ trunk = "carrier"
 route = "agent:101"
 """
     music = write_tone_wav(tmp_path / "music.wav", MUSIC_TONE, 2.0)
-    config = engine_config(extra_sip=f'music_on_hold = "{music}"\n', extra=extra)
+    config = engine_config(
+        extra_sip=f'music_on_hold = "{music}"\n', extra=extra, crm=crm_taking("call.disposition")
+    )
     return await start_engine(config, database_url=pg_url, data_dir=tmp_path)
 
 

@@ -21,7 +21,15 @@ from sip_test_env.audio import normalized_xcorr, read_wav, tone_present, write_t
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.tools import require
 
-from .conftest import AGENT_101_KEY, api_url, bearer, calls_settled, engine_config, registrar_of
+from .conftest import (
+    AGENT_101_KEY,
+    api_url,
+    bearer,
+    calls_settled,
+    crm_taking,
+    engine_config,
+    registrar_of,
+)
 
 pytestmark = pytest.mark.peers
 
@@ -451,8 +459,8 @@ number = "{SUPPORT_DID}"
 trunk = "carrier"
 route = "queue:billing"
 """
-    engine = await start_engine(engine_config(extra=extra), database_url=pg_url,
-                                data_dir=tmp_path)  # fmt: skip
+    config = engine_config(extra=extra, crm=crm_taking("task.created"))
+    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
     boxes = tmp_path / "recordings" / "voicemail"
     try:
         await db.execute(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from callcenter.runtime import Engine, start_engine
 from dialer import PgLeadStore
 from pbx import AgentState
+from pbx.events import PresenceChanged
 from sip_test_env import carrier
 from sip_test_env.baresip import BaresipPeer
 from sip_test_env.scripted_carrier import Customer, ScriptedCarrier
@@ -95,6 +97,16 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) 
     while not condition():
         assert loop.time() < deadline, f"not {what} within {timeout} s"
         await asyncio.sleep(0.05)
+
+
+async def answered_call(customer: BaresipPeer, agent: BaresipPeer, node: Engine) -> None:
+    """`customer` calls the DID through `node`; the agent answers; the customer hangs up."""
+    await customer.dial(carrier.did_uri(DID, node.sip_port))
+    await agent.wait_event("CALL_INCOMING", timeout=10)
+    await agent.accept()
+    await customer.wait_event("CALL_ESTABLISHED", timeout=10)
+    await customer.hangup()
+    await agent.wait_event("CALL_CLOSED", timeout=10)
 
 
 async def holder(crm_url: str, extension: str) -> str | None:
@@ -210,12 +222,75 @@ async def test_away_on_call_and_wrap_up_on_one_node_hold_on_the_other(
         # The agent ends the wrap-up on the other node: the first one rings them again.
         await presence_on(b, "available", http)
         await until(lambda: state_on_a() is AgentState.AVAILABLE, "wrap-up over on a")
-        await second.dial(carrier.did_uri(DID, a.sip_port))
+        await answered_call(second, agent, a)
+    assert len(agent.events_of("CALL_INCOMING")) == 2
+
+
+class Offers:
+    """Agent 101's presence changes on one node, each with the wall-clock time and whether
+    that node would offer the agent a call then (a ring group's `reachable`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.seen: list[tuple[float, AgentState, bool]] = []
+        self._changed = asyncio.Event()
+        engine.switchboard.events.subscribe(PresenceChanged, self._heard)
+
+    def _heard(self, event: PresenceChanged) -> None:
+        if event.extension == "101":
+            sb = self.engine.switchboard
+            offered = bool(sb.reachable(["101"], now=self.engine.ua.loop.time()))
+            self.seen.append((time.time(), event.state, offered))
+            self._changed.set()
+
+    async def until(self, wanted: Callable[[AgentState, bool], bool], timeout: float) -> float:
+        """Wait for a change `wanted(state, offered)`; returns when it happened (wall clock)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for at, state, offered in self.seen:
+                    if wanted(state, offered):
+                        return at
+                self._changed.clear()
+                await self._changed.wait()
+
+    def states(self) -> list[AgentState]:
+        """The states seen, each once in a row."""
+        return [s for i, (_, s, _) in enumerate(self.seen) if i == 0 or self.seen[i - 1][1] != s]
+
+
+async def test_a_wrap_up_on_one_node_holds_on_the_other_from_the_call_end_on(
+    crm_url: str, tmp_path: Path
+) -> None:
+    """The first node releases the agent's booking with the wrap-up its call began (one
+    statement), so the other node goes from "on a call" straight to "wrap-up": it never
+    offers the agent a call in between, nor before the wrap-up ends, and offers one as soon
+    as it ends."""
+    extra = TRUNK + "\n[presence]\nwrap_up_seconds = 3\n"
+    async with (
+        two_nodes(crm_url, tmp_path, extra) as (a, b),
+        agent_and_customers(a, b, tmp_path) as (agent, first, second),
+    ):
+        on_b = Offers(b)
+        await first.dial(carrier.did_uri(DID, a.sip_port))
         await agent.wait_event("CALL_INCOMING", timeout=10)
         await agent.accept()
-        await second.wait_event("CALL_ESTABLISHED", timeout=10)
-        await second.hangup()
+        await first.wait_event("CALL_ESTABLISHED", timeout=10)
+        await on_b.until(lambda state, _: state is AgentState.ON_CALL, timeout=5)
+        await first.hangup()
         await agent.wait_event("CALL_CLOSED", timeout=10)
+        left = a.switchboard.presence.wrap_up_left("101", now=a.ua.loop.time())
+        wrap_up_end = time.time() + left
+        assert left > 0
+        # At once, through the other node: the agent is not offered the call.
+        await second.dial(carrier.did_uri(DID, b.sip_port))
+        await second.wait_event("CALL_CLOSED", timeout=10)
+        assert len(agent.events_of("CALL_INCOMING")) == 1
+        offered_at = await on_b.until(lambda _, offered: offered, timeout=left + 5)
+        assert on_b.states() == [AgentState.ON_CALL, AgentState.WRAP_UP, AgentState.AVAILABLE]
+        assert [at for at, _, offered in on_b.seen if offered] == [offered_at]
+        assert offered_at >= wrap_up_end - 0.05  # (two wall clocks' readings on one machine)
+        # ... and right after it, the other node rings the agent.
+        await answered_call(second, agent, b)
     assert len(agent.events_of("CALL_INCOMING")) == 2
 
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,22 +26,19 @@ from sip_test_env.carrier import CARRIER_IP
 from sip_test_env.ports import free_port
 from sip_test_env.sipp import run_sipp, start_sipp_uas, write_inf_csv
 
-from .callfloor import (
-    CUSTOMER,
-    DID_103,
-    bridged_call,
-    call_in,
-    customer,
-    floor_engine,
-    idle,
-    phone,
-    wait_for,
-)
-from .conftest import ADMIN_KEY, api_url
+from . import callfloor
+from .callfloor import CUSTOMER, DID_103, bridged_call, call_in, customer, idle, phone, wait_for
+from .conftest import ADMIN_KEY, api_url, crm_taking
 
 pytestmark = pytest.mark.peers
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def floor_engine(pg_url: str, tmp_path: Path, **kwargs: Any) -> AbstractAsyncContextManager[Engine]:
+    """The call floor's engine, with a CRM taking call.transferred (read from the outbox)."""
+    return callfloor.floor_engine(pg_url, tmp_path, crm=crm_taking("call.transferred"), **kwargs)
+
 
 CUSTOMER_HZ, HZ_103, HZ_104 = 600, 1000, 1400
 

@@ -21,7 +21,7 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.crm import WebhookReceiver
 from sip_test_env.ports import free_port
 
-from .conftest import calls_settled, engine_config, registrar_of
+from .conftest import calls_settled, crm_taking, engine_config, registrar_of
 
 pytestmark = pytest.mark.peers
 
@@ -69,7 +69,8 @@ def carrier_port() -> int:
 
 @pytest.fixture
 async def trunk_engine(pg_url: str, tmp_path: Path, carrier_port: int) -> AsyncIterator[Engine]:
-    config = engine_config(extra=trunk_config(carrier_port))
+    crm = crm_taking("task.created", "task.updated")  # (read from the outbox)
+    config = engine_config(extra=trunk_config(carrier_port), crm=crm)
     engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
     try:
         yield engine
