@@ -52,6 +52,17 @@ NEW_NUMBER = "+12125557700"
 ENDPOINTS = ["vendors-hook", "vendors-amo", "vendors-b24"]
 
 
+@pytest.fixture
+async def db(crm_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """The database of this test's engine, of its own: the tests count every outbox delivery
+    (none dead, none left), which other tests' engines on a shared database leave too."""
+    conn = await asyncpg.connect(crm_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def _vendors(
     *, fetch_records: bool = False
@@ -81,7 +92,7 @@ async def _missed(caller_number: str, engine_port: int, a101, tmp_path: Path) ->
 
 @pytest.mark.slow
 async def test_missed_calls_reach_amocrm_bitrix24_and_the_webhook(
-    pg_url: str, tmp_path: Path, db: asyncpg.Connection
+    crm_url: str, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
     amo = await AmoAccount().start()
     b24 = await BitrixPortal().start()
@@ -96,7 +107,7 @@ async def test_missed_calls_reach_amocrm_bitrix24_and_the_webhook(
         "[crm.retry]\nbase_delay = 0.2\nmax_delay = 0.5\n"
     )
     config = engine_config(extra=trunk_config(free_port("both")), crm=crm)
-    engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+    engine = await start_engine(config, database_url=crm_url, data_dir=tmp_path)
     try:
         async with agent("101", engine, tmp_path) as a101:
             await a101.wait_registered()
@@ -186,7 +197,7 @@ def _linked(config: Config) -> Config:
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng for voices")
 async def test_a_dialer_call_reaches_amocrm_and_bitrix24(
-    pg_url: str, tmp_path: Path, db: asyncpg.Connection
+    crm_url: str, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
     """A power campaign dials a lead who is a known amoCRM contact; a person answers and talks
     to agent 101: amoCRM gets the outbound call on the contact (call_responsible: the agent),
@@ -217,7 +228,7 @@ async def test_a_dialer_call_reaches_amocrm_and_bitrix24(
             "[crm.retry]\nbase_delay = 0.2\nmax_delay = 0.5\n"
         )
         engine = await start_engine(
-            _linked(engine_config(extra=extra, crm=crm)), database_url=pg_url, data_dir=tmp_path
+            _linked(engine_config(extra=extra, crm=crm)), database_url=crm_url, data_dir=tmp_path
         )
         assert engine.database is not None
         store = PgLeadStore(engine.database.pool)
@@ -310,7 +321,7 @@ def _transfer_config(amo: AmoAccount, b24: BitrixPortal, hook: WebhookReceiver) 
 
 @pytest.mark.slow
 async def test_a_transferred_call_reaches_amocrm_and_bitrix24_once_with_the_final_agent(
-    pg_url: str, tmp_path: Path, db: asyncpg.Connection
+    crm_url: str, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
     """A customer (a known amoCRM contact, new to Bitrix24) talks to 101, who is handed over to
     102 by the API's blind transfer. amoCRM gets the ringing notification for the contact's
@@ -322,7 +333,7 @@ async def test_a_transferred_call_reaches_amocrm_and_bitrix24_once_with_the_fina
     async with _vendors(fetch_records=True) as (amo, b24, hook):
         contact = amo.add_contact(TRANSFER_CUSTOMER, responsible_user_id=5009)
         config = _transfer_config(amo, b24, hook)
-        engine = await start_engine(config, database_url=pg_url, data_dir=tmp_path)
+        engine = await start_engine(config, database_url=crm_url, data_dir=tmp_path)
         loop = asyncio.get_running_loop()
         endpoints = ["xfer-hook", "xfer-amo", "xfer-b24"]
         try:
