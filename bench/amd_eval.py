@@ -5,9 +5,10 @@ Run: nice .venv/bin/python bench/amd_eval.py [--split test] [--seed 17] [--calls
 
 Builds the corpus first if it is not in the cache yet (espeak-ng, flite, festival, sox). Feeds
 every call of the split, 20 ms frame by frame, to a fresh detector with its default settings and
-prints: accuracy over all calls, per class and per language; people called machines (the costly
-error: the dialer hangs up on them or plays them a voicemail message) and machines called people
-(an agent hears a greeting); the unsure share; decision times in audio seconds from answer
+prints: accuracy over all calls and per class, language, speech engine, noise kind, level, SNR
+and packet loss, each with its people called machines (h->m, the costly error: the dialer hangs
+up on them or plays them a voicemail message), machines called people (m->h, an agent hears a
+greeting) and median decision time; the unsure share; decision times in audio seconds from answer
 (median, p90, max); for machines whose greeting ends in a beep, how long after the beep's end
 the voicemail message would start; CPU per frame. Never pass/fail. Tune on --split val, never
 on test. --smoke: a corpus of 60 calls (a few seconds to build), for CI; its figures mean
@@ -22,6 +23,7 @@ import platform
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,28 @@ import amd_corpus
 
 from dialer import AmdConfig, AnsweringMachineDetector, BeepDetector
 from telephony.media import FRAME_MS, FRAME_SAMPLES
+
+
+def _level(row: dict) -> str:
+    return "quiet (< -30 dBFS)" if row["level_dbfs"] < -30 else "normal"
+
+
+def _snr(row: dict) -> str:
+    snr = row["snr_db"]
+    return "< 15 dB" if snr < 15 else "15-25 dB" if snr < 25 else ">= 25 dB"
+
+
+# Where the errors are: accuracy, people called machines (h->m) and machines called people
+# (m->h) per class, language, speech engine, noise kind, level, signal-to-noise ratio, loss.
+GROUPS: tuple[tuple[str, Callable[[dict], str]], ...] = (
+    ("class", lambda row: row["cls"]),
+    ("language", lambda row: row["lang"]),
+    ("engine", lambda row: row["speaker"].split(":")[0] or "(no speech)"),
+    ("noise", lambda row: row["noise"]),
+    ("level", _level),
+    ("SNR", _snr),
+    ("packet loss", lambda row: f"{100 * row['loss']:.0f} %"),
+)
 
 
 def _frames(samples: np.ndarray) -> np.ndarray:
@@ -114,16 +138,25 @@ def evaluate(calls: list[tuple[dict, np.ndarray]], config: AmdConfig | None, ver
     print(f"machines called people:  {_pct(m_as_h, len(machines))} ({m_as_h} of {len(machines)})")
     unsure = sum(r[1] == "unsure" for r in results if r[0]["label"] != "unsure")
     print(f"unsure (not silence):    {_pct(unsure, total)} ({unsure})")
-    for key, title in (("cls", "class"), ("lang", "language"), ("noise", "noise")):
+    for title, group in GROUPS:
         groups: dict[str, list] = defaultdict(list)
         for r in results:
-            groups[r[0][key]].append(r)
+            groups[group(r[0])].append(r)
         print(f"by {title}:")
         for name, rs in sorted(groups.items()):
             verdicts = Counter(r[1] for r in rs)
             ok = sum(r[1] == r[0]["label"] for r in rs)
             spread = ", ".join(f"{v} {n}" for v, n in verdicts.most_common())
-            print(f"  {name:<14} {_pct(ok, len(rs))} of {len(rs):4d}   ({spread})")
+            hs = [r for r in rs if r[0]["label"] == "human"]
+            ms = [r for r in rs if r[0]["label"] == "machine"]
+            hm = sum(r[1] == "machine" for r in hs)
+            mh = sum(r[1] == "human" for r in ms)
+            errors = f"h->m {hm}/{len(hs)}, m->h {mh}/{len(ms)}" if hs or ms else ""
+            median = float(np.median([r[3] for r in rs]))
+            print(
+                f"  {name:<18} {_pct(ok, len(rs))} of {len(rs):4d}  {errors:<23} "
+                f"median {median:.2f} s  ({spread})"
+            )
     print("errors by language:")
     for lang in sorted({r[0]["lang"] for r in results}):
         hs = [r for r in humans if r[0]["lang"] == lang]
