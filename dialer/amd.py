@@ -185,6 +185,12 @@ class AmdConfig:
     min_voiced_frames: int = 2
     """A speech burst becomes a word only once this many of its frames were voiced (0: any
     burst does): the babble of a room behind a "Hello?" is not the speaker's next words."""
+    max_pitch_jump_st: float = 6.0
+    """A burst whose pitch (the median of its voiced frames) lies this many semitones or more
+    from the speaker's (the median of the words heard so far) is another voice, not a word,
+    unless it is louder than the loudest word: the room's babble, a far voice. One speaker's
+    words stay within 5 semitones of each other (measured on the validation split); ``inf``
+    turns the gate off."""
     word_gap_ms: int = 100
     """Silence that ends a word; shorter dips (stops between syllables) stay inside it."""
     initial_silence_ms: int = 3000
@@ -238,6 +244,8 @@ class AmdConfig:
             raise ValueError("max_gain_db must not be negative")
         if not 0.0 <= self.min_periodicity <= 1.0 or self.min_voiced_frames < 0:
             raise ValueError("min_periodicity must be in [0, 1], min_voiced_frames >= 0")
+        if not self.max_pitch_jump_st > 0:
+            raise ValueError("max_pitch_jump_st must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,6 +536,8 @@ _PITCH_WINDOW: Final = np.hanning(2 * FRAME_SAMPLES)
 _PITCH_BIAS: Final = np.correlate(_PITCH_WINDOW, _PITCH_WINDOW, "full")[2 * FRAME_SAMPLES - 1 :]
 _PITCH_LAGS: Final = slice(SAMPLE_RATE // 400, SAMPLE_RATE // 60 + 1)  # 400 Hz down to 60 Hz
 _PITCHED: Final = 0.7  # periodicity from which a frame's pitch is trusted
+_MIN_PITCHED_FRAMES: Final = 3  # pitched frames needed to compare a burst's voice
+_SPEAKER_PITCH_FRAMES: Final = 100  # the speaker's pitch: over their latest 2 s of voice
 
 
 def _pitch(previous: Frame, frame: Frame) -> tuple[float, float]:
@@ -588,6 +598,8 @@ class AnsweringMachineDetector:
         self._loudest_word = -math.inf  # the loudest ended word's mean level, dBFS
         self._burst_pitch: list[float] = []  # pitch of the latest burst's voiced frames, Hz
         self._word_pitch: list[float] = []  # pitch of the latest word's voiced frames, Hz
+        # Pitch of the words' voiced frames so far (the latest ones), Hz: the speaker's voice.
+        self._speaker_pitch: deque[float] = deque(maxlen=_SPEAKER_PITCH_FRAMES)
         self._word_gap = _frames(cfg.word_gap_ms)
         self._initial_silence = _frames(cfg.initial_silence_ms)
         self._after_greeting = _frames(cfg.after_greeting_silence_ms)
@@ -707,6 +719,7 @@ class AnsweringMachineDetector:
             self._gap = 0
             if periodicity >= _PITCHED:
                 self._word_pitch.append(hz)
+                self._speaker_pitch.append(hz)
         else:
             if self._candidate == 0:
                 self._burst_pitch = []
@@ -721,8 +734,11 @@ class AnsweringMachineDetector:
                 return None
             if self._candidate_level / self._candidate < self._loudest_word - cfg.max_word_drop_db:
                 return None  # far quieter than the greeting's words: the room behind
+            if self._other_voice():
+                return None  # another voice's pitch: the room behind, a far voice
             self._in_word = True
             self._word_pitch = self._burst_pitch
+            self._speaker_pitch.extend(self._burst_pitch)
             if self.words:
                 self._pauses.append(self._gap - self._candidate)
             self._gap = 0
@@ -746,6 +762,18 @@ class AnsweringMachineDetector:
             if p >= self.config.talking_machine_above:
                 return self._decide(Verdict.MACHINE, AmdReason.LONG_GREETING, p)
         return None
+
+    def _other_voice(self) -> bool:
+        """The burst under way is in another voice than the words heard so far: its pitch lies
+        ``max_pitch_jump_st`` or more from theirs, and it is no louder than the loudest word
+        (a speaker louder than the "words" before is the speaker, they were the room)."""
+        burst = self._burst_pitch
+        if len(burst) < _MIN_PITCHED_FRAMES or len(self._speaker_pitch) < _MIN_PITCHED_FRAMES:
+            return False  # too little pitch to tell
+        if self._candidate_level / self._candidate > self._loudest_word:
+            return False
+        jump = 12.0 * math.log2(float(np.median(burst)) / float(np.median(self._speaker_pitch)))
+        return abs(jump) >= self.config.max_pitch_jump_st
 
     def _silent_frame(self, tone: bool) -> AmdDecision | None:
         self._gap += 1

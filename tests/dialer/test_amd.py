@@ -595,3 +595,16 @@ def test_babble_behind_a_hello_is_not_words() -> None:
     assert detect(audio, AmdConfig(**relative_off)).words == 1
     anything = detect(audio, AmdConfig(min_voiced_frames=0, **relative_off))
     assert anything.words > 1  # without the gates the babble counts
+
+
+def test_another_voice_after_the_hello_is_not_words(speaker: Speaker) -> None:
+    """A man talking 6 dB under a woman's "Hello?" (a far voice, within the level gates) is
+    not her greeting going on: his pitch lies an octave under hers."""
+    hello = speaker.say("Hello?", "en-us+f2", 150)
+    far = scale(speaker.say("We should get going, the car is outside.", "en-us+m3", 150), -26.0)
+    audio = np.concatenate([gap(0.3), hello, gap(0.7), far, gap(0.3), far])
+    decision = detect(audio)
+    assert decision.verdict is Verdict.HUMAN
+    assert decision.words == detect(np.concatenate([gap(0.3), hello])).words
+    off = detect(audio, AmdConfig(max_pitch_jump_st=math.inf))
+    assert off.words > decision.words  # without the pitch gate his words count
