@@ -125,10 +125,17 @@ def _can_bind(sock_type: int, host: str, port: int) -> bool:
 
 
 def port_is_free(port: int, kind: PortKind = "both", host: str = "127.0.0.1") -> bool:
-    """True when `port` can be bound now on `host` for the transports of `kind`."""
-    if kind in ("udp", "both") and not _can_bind(socket.SOCK_DGRAM, host, port):
-        return False
-    return not (kind in ("tcp", "both") and not _can_bind(socket.SOCK_STREAM, host, port))
+    """True when `port` can be bound now on `host` for the transports of `kind`, and on no
+    other address either: the wildcard bind fails while any address holds the port, so a peer
+    still on 127.0.0.2 (a customer, the carrier) is seen by a check for 127.0.0.1, and the
+    other way round (CI: a customer baresip "Address already in use" on 127.0.0.2)."""
+    hosts = (host, "0.0.0.0") if host != "0.0.0.0" else (host,)
+    for where in hosts:
+        if kind in ("udp", "both") and not _can_bind(socket.SOCK_DGRAM, where, port):
+            return False
+        if kind in ("tcp", "both") and not _can_bind(socket.SOCK_STREAM, where, port):
+            return False
+    return True
 
 
 def free_port_range(

@@ -32,6 +32,7 @@ from telephony.aio import Call
 from .callfloor import wait_for
 from .conftest import ADMIN_KEY, api_url, bearer, crm_taking, engine_config, registrar_of
 from .test_dashboard import CHROMIUM, artifacts_dir, browser  # noqa: F401 (the fixture)
+from .test_trunk import _poll
 
 pytestmark = [pytest.mark.peers, tools.needs("chromium")]
 
@@ -248,9 +249,9 @@ async def test_agent_page_pop_controls_disposition_and_call_back(
             await agent.accept()
             await page.wait_for_selector('#call[data-state="talking"]', timeout=8000)
             assert carrier_ua.record(number.lstrip("+")).answered
-            assert (await db.fetchval("SELECT status FROM tasks WHERE id = $1", task["id"])) == (
-                "done"
-            )
+            # Done once the customer answered: written beside the call, so read until it is.
+            await _poll(db, "SELECT 1 FROM tasks WHERE id = $1 AND status = 'done'", task["id"],
+                        timeout=5)  # fmt: skip
             # The keypad reaches the customer.
             await page.click('#keypad button[data-digit="5"]')
             assert await carrier_legs[-1].next_digit(timeout=5) == "5"
