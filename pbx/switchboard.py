@@ -319,20 +319,22 @@ class Switchboard:
 
     # -- INVITE -------------------------------------------------------------------------------
 
+    def _carrier_of(self, invite: SipRequest, peer: Peer) -> Trunk | None:
+        """The trunk whose carrier sent a new INVITE: it comes from a trunk's source and its
+        From is none of our extensions (an agent must authenticate even from the carrier's
+        address: a spoofed From gets a challenge)."""
+        trunk = self._trunk_of(peer)
+        from_uri = invite.from_.uri
+        from_user = from_uri.user if isinstance(from_uri, SipUri) else None
+        return trunk if trunk is not None and from_user not in self.extensions else None
+
     def _challenge_first(self, invite: SipRequest, peer: Peer) -> list[tuple[str, str]] | None:
         """The challenge of a new INVITE that `_on_incoming` would only challenge (no
         credentials, not a carrier's call, not to one of our public numbers), which the
         endpoint sends statelessly before any transaction or call exists; None: let it in."""
-        headers = invite.headers
-        if headers.get("Authorization") is not None:
+        if self.auth.credentials(invite) is not None or self._carrier_of(invite, peer):
             return None
-        if headers.get("Proxy-Authorization") is not None:
-            return None
-        target, from_uri = invite.uri, invite.from_.uri
-        from_user = from_uri.user if isinstance(from_uri, SipUri) else None
-        if self._trunk_of(peer) is not None and from_user not in self.extensions:
-            return None
-        if isinstance(target, SipUri) and target.user in self.dids:
+        if isinstance(invite.uri, SipUri) and invite.uri.user in self.dids:
             return None  # refused with 403 (and logged) by _on_incoming
         decision = self.auth.check(invite, peer, now=self.ua.loop.time())
         if decision.extension is None and decision.status == 401:
@@ -342,12 +344,8 @@ class Switchboard:
     def _on_incoming(self, call: Call) -> None:
         target = call.invite.uri
         dialled = target.user if isinstance(target, SipUri) else None
-        from_uri = call.invite.from_.uri
-        from_user = from_uri.user if isinstance(from_uri, SipUri) else None
-        trunk = self._trunk_of(call.peer)
-        # A carrier presents the customer's number; one of our extensions is an agent (who must
-        # authenticate even from the carrier's address: a spoofed From gets a challenge).
-        if trunk is not None and from_user not in self.extensions:
+        trunk = self._carrier_of(call.invite, call.peer)
+        if trunk is not None:
             call.set_srtp(trunk.srtp)
             did = self._did_of(trunk, dialled or "")
             if did is None and isinstance(to_uri := call.invite.to.uri, SipUri):
