@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import asyncpg
 
@@ -121,20 +121,18 @@ class RowSync:
             self._listening = True
             self._reads.update(await self._all_keys())
             logger.info("%s: listening again", self.name)
-        # A key is taken off before its await: a change meanwhile puts it back for later.
-        while self._writes:
-            key = min(self._writes)
-            self._writes.discard(key)
-            try:
-                await self._write(key)
-            except BaseException:
-                self._writes.add(key)
-                raise
-        while self._reads:
-            key = min(self._reads)
-            self._reads.discard(key)
-            try:
-                await self._read(key)
-            except BaseException:
-                self._reads.add(key)
-                raise
+        await _each(self._writes, self._write)
+        await _each(self._reads, self._read)
+
+
+async def _each(keys: set[str], step: Callable[[str], Awaitable[None]]) -> None:
+    """`step` for every key of `keys` until none is left. A key is taken off before its await:
+    a change meanwhile puts it back for later; a failure puts it back for the retry."""
+    while keys:
+        key = min(keys)
+        keys.discard(key)
+        try:
+            await step(key)
+        except BaseException:
+            keys.add(key)
+            raise
