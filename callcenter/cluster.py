@@ -23,10 +23,10 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from telephony.aio.probe import answers_options
+from telephony.aio.tasks import Started
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class KamailioProcess:
                 return
 
 
-class Cluster:
+class Cluster(Started):
     """Kamailio at `host:port` and one node per spec, on `database_url` (or an embedded
     PostgreSQL in `workdir/pgdata`)."""
 
@@ -293,22 +293,6 @@ class Cluster:
 
             await asyncio.to_thread(embedded_pg.stop, self._pg)
             self._pg = None
-
-    async def __aenter__(self) -> Cluster:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,8 +41,8 @@ from typing import Any, Literal
 import numpy as np
 
 from sip_test_env.audio import read_wav, write_silence_wav, write_wav
-from sip_test_env.lifecycle import Started
 from sip_test_env.ports import free_port, free_port_range
+from telephony.aio.tasks import Started
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ import signal
 from pathlib import Path
 
 from telephony.aio.probe import answers_options
+from telephony.aio.tasks import Started
 
-from .lifecycle import Started, end_process_group
+from .lifecycle import end_process_group
 from .ports import free_port
 
 __all__ = [

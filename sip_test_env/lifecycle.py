@@ -1,7 +1,8 @@
-"""Test peers (phones, proxies, relays) used as `async with`: started on entry and stopped on
-exit, and stopped again when their start fails half way, so no process a test began outlives
-it; and the end of a peer's process group. (`callcenter/cluster.py` ends its nodes the same
-way with its own loop: the product does not import the test environment.)"""
+"""Test peers (phones, proxies, relays) used as `async with` (`Started`, from
+telephony.aio: started on entry and stopped on exit, and stopped again when their start fails
+half way, so no process a test began outlives it); and the end of a peer's process group.
+(`callcenter/cluster.py` ends its nodes the same way with its own loop: the product does not
+import the test environment.)"""
 
 from __future__ import annotations
 
@@ -9,34 +10,6 @@ import asyncio
 import contextlib
 import os
 import signal
-from types import TracebackType
-from typing import Any, Self
-
-
-class Started:
-    """An async context manager over the subclass's own `start()` and `stop()`."""
-
-    async def start(self) -> Any:
-        raise NotImplementedError
-
-    async def stop(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 async def end_process_group(

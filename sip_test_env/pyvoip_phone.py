@@ -55,8 +55,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sip_test_env.audio import RATE, read_wav, tone_samples, write_wav
-from sip_test_env.lifecycle import Started
 from sip_test_env.ports import free_port, free_port_range
+from telephony.aio.tasks import Started
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from telephony.aio.tasks import Started
+
 from .kamailio import KamailioError, KamailioProcess, kamailio_missing, module_path
-from .lifecycle import Started, end_process_group
+from .lifecycle import end_process_group
 from .ports import free_port
 
 __all__ = ["RTPENGINE", "RtpengineError", "RtpengineMetrics", "RtpengineRelay", "rtpengine_missing"]

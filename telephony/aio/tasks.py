@@ -1,5 +1,6 @@
 """Tasks started beside the code that needs them (a hang-up decided in a SIP callback, a call's
-hunt, a journal write), held until they end and never failing in silence."""
+hunt, a journal write), held until they end and never failing in silence; and `Started`, the
+`async with` of anything with its own start() and stop() (a cluster, a test peer)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 logger = logging.getLogger(__name__)
 
@@ -45,4 +47,30 @@ class TaskSet(set["asyncio.Task[Any]"]):
             logger.error("%s task %s failed", self.what, task.get_name(), exc_info=exc)
 
 
-__all__ = ["TaskSet", "current_call"]
+class Started:
+    """An async context manager over the subclass's own `start()` and `stop()`."""
+
+    async def start(self) -> Any:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+__all__ = ["Started", "TaskSet", "current_call"]
