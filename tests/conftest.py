@@ -9,6 +9,7 @@ installs them; under CI (CI=true) every skip is a failure instead (sip_test_env/
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import shutil
@@ -184,7 +185,13 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture
 async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(pg_url)
+    async with _connected(pg_url) as conn:
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def _connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(url)
     try:
         yield conn
     finally:
@@ -229,6 +236,13 @@ async def crm_url(pg_url: str) -> AsyncIterator[str]:
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+
+
+@pytest.fixture
+async def crm_db(crm_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to this test's own database (crm_url)."""
+    async with _connected(crm_url) as conn:
+        yield conn
 
 
 @pytest.fixture

@@ -136,13 +136,20 @@ def engine_config_text(
     return text
 
 
-@pytest.fixture
-async def engine(pg_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
-    running = await start_engine(engine_config(), database_url=pg_url, data_dir=tmp_path)
+@contextlib.asynccontextmanager
+async def running_engine(database_url: str, data_dir: Path) -> AsyncIterator[Engine]:
+    """The default test engine on `database_url`, stopped at the end."""
+    running = await start_engine(engine_config(), database_url=database_url, data_dir=data_dir)
     try:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture
+async def engine(pg_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    async with running_engine(pg_url, tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
@@ -150,11 +157,8 @@ async def lone_engine(crm_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
     """An engine on a database of this test's own: for a test that counts what the whole
     database holds (contacts, tasks), which other tests on the same worker's shared database
     would change whatever order the run takes."""
-    running = await start_engine(engine_config(), database_url=crm_url, data_dir=tmp_path)
-    try:
+    async with running_engine(crm_url, tmp_path) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 def registrar_of(engine: Engine) -> str:

@@ -100,16 +100,12 @@ def engine_log() -> Iterator[_EngineLog]:
         root.setLevel(level)
 
 
-@pytest.fixture
-async def db(crm_url: str) -> AsyncIterator[asyncpg.Connection]:
+@pytest.fixture(name="db")
+def own_db(crm_db: asyncpg.Connection) -> asyncpg.Connection:
     """The replay engine's database (one of this test's own): the replay counts the calls rows
     and callback tasks of its caller, which other tests on the worker's shared database leave
     too (test_dashboard's missed call from the same number opens the task first)."""
-    conn = await asyncpg.connect(crm_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    return crm_db
 
 
 @pytest.fixture

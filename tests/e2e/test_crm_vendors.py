@@ -52,15 +52,11 @@ NEW_NUMBER = "+12125557700"
 ENDPOINTS = ["vendors-hook", "vendors-amo", "vendors-b24"]
 
 
-@pytest.fixture
-async def db(crm_url: str) -> AsyncIterator[asyncpg.Connection]:
+@pytest.fixture(name="db")
+def own_db(crm_db: asyncpg.Connection) -> asyncpg.Connection:
     """The database of this test's engine, of its own: the tests count every outbox delivery
     (none dead, none left), which other tests' engines on a shared database leave too."""
-    conn = await asyncpg.connect(crm_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    return crm_db
 
 
 @contextlib.asynccontextmanager
