@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import logging
 import secrets
-import socket
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -40,6 +39,7 @@ from telephony.sip import make_response as _make_response
 
 from .addresses import DEFAULT_LOCAL_NETWORKS, AddressChooser, for_socket, udp_socket, unmap
 from .tasks import TaskSet
+from .udp import UdpSocket
 
 logger = logging.getLogger(__name__)
 
@@ -96,21 +96,6 @@ class EndpointConfig:
     """Seconds between two measures of the event loop's lag (0: no overload control)."""
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: SipEndpoint) -> None:
-        self.endpoint = endpoint
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.endpoint.receive(data, ("udp", unmap(addr[0]), addr[1]))
-
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("udp error: %s", exc)
-
-
 class _TcpConnection(asyncio.Protocol):
     """One TCP or TLS connection (asyncio runs the TLS layer below this protocol: what arrives
     here is plaintext after the handshake); messages framed by Content-Length (RFC 3261 18.3)."""
@@ -162,8 +147,7 @@ class SipEndpoint:
         self.addresses = AddressChooser(
             config.host, external=config.external_address, local_networks=config.local_networks
         )
-        self._udp: _UdpProtocol | None = None
-        self._udp_family = socket.AF_INET
+        self._udp: UdpSocket | None = None
         self._tcp: dict[Peer, _TcpConnection] = {}
         self._flows: dict[Peer, Callable[[bytes], None]] = {}
         """WebSocket connections by peer: how to send one message on each (`attach`)."""
@@ -207,13 +191,9 @@ class SipEndpoint:
         if self.config.overload_probe > 0:
             self._arm_probe()
         host, port = self.config.host, self.config.port
-        transport, protocol = await self._loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), sock=udp_socket(host, port)
-        )
-        self._udp = protocol
-        self._udp_family = transport.get_extra_info("socket").family
+        self._udp = UdpSocket(udp_socket(host, port), self._datagram, self._loop)
         if port == 0:
-            port = transport.get_extra_info("sockname")[1]
+            port = self._udp.sock.getsockname()[1]
             self.config = _replace_port(self.config, port)
         # asyncio makes a TCP socket on :: IPv6-only; None listens on both families instead.
         tcp_host = None if host == "::" else host
@@ -256,8 +236,8 @@ class SipEndpoint:
         for server in self._servers:
             server.close()
             await server.wait_closed()
-        if self._udp is not None and self._udp.transport is not None:
-            self._udp.transport.close()
+        if self._udp is not None:
+            self._udp.close()
 
     @property
     def host(self) -> str:
@@ -332,11 +312,17 @@ class SipEndpoint:
         self._probe = self._loop.call_at(due, self._probed, due)
 
     def _probed(self, due: float) -> None:
+        # Behind by the loop's lateness, or by the longest a datagram waited in the socket's
+        # buffer since the last probe (the input's queue, which a loop keeping time can hide).
         now = self._loop.time()
-        self.overload.observe(now - due, now)
+        waited = self._udp.take_wait() if self._udp is not None else 0.0
+        self.overload.observe(max(now - due, waited), now)
         self._arm_probe()
 
     # -- inbound ----------------------------------------------------------------------------
+
+    def _datagram(self, data: bytes, address: tuple[str, int]) -> None:
+        self.receive(data, ("udp", unmap(address[0]), address[1]))
 
     def receive(self, data: bytes, peer: Peer) -> None:
         if self.filter is not None and not self.filter(peer):
@@ -536,8 +522,8 @@ class SipEndpoint:
             else:
                 self._connecting[peer] = [data]
                 self._tasks.spawn(self._connect_and_send(peer))
-        elif self._udp is not None and self._udp.transport is not None:
-            self._udp.transport.sendto(data, (for_socket(host, self._udp_family), port))
+        elif self._udp is not None:
+            self._udp.sendto(data, (for_socket(host, self._udp.family), port))
 
     def _client_tls(self) -> ssl.SSLContext:
         if self.config.tls_client is None:

@@ -135,3 +135,27 @@ async def test_a_retransmitted_invite_of_an_answered_call_is_not_refused_while_b
     ended = await asyncio.wait_for(refused.next_event(), 5)
     assert isinstance(ended, Ended) and ended.sip_status == 503
     await caller.hangup()
+
+
+async def test_datagrams_waiting_in_the_socket_are_overload_while_the_loop_keeps_time(
+    agents: tuple[UserAgent, UserAgent],
+) -> None:
+    # A loop reads a bounded batch per turn, so its timers can keep time while the socket's
+    # buffer fills: the wait of each datagram in the kernel counts as the engine being behind.
+    caller_ua, callee_ua = agents
+    loop = asyncio.get_running_loop()
+    endpoint = callee_ua.endpoint
+    udp = endpoint._udp
+    assert udp is not None and udp.stamped
+    behind = reached(callee_ua, OverloadLevel.SHEDDING)
+    loop.remove_reader(udp.sock.fileno())  # the engine reads nothing: datagrams queue up
+    first = await dial(caller_ua, callee_ua, "102")
+    await asyncio.sleep(1.0)  # the INVITE (and its retransmissions) wait in the kernel
+    assert endpoint.overload.level is OverloadLevel.NORMAL  # the loop itself is on time
+    loop.add_reader(udp.sock.fileno(), udp._readable)
+    await asyncio.wait_for(behind, 5)
+
+    refused = await dial(caller_ua, callee_ua, "103")
+    ended = await asyncio.wait_for(refused.next_event(), 5)
+    assert isinstance(ended, Ended) and ended.sip_status == 503
+    await first.hangup()

@@ -1,0 +1,71 @@
+"""The endpoint's UDP socket over real sockets: each datagram's kernel receive time tells how
+long it waited before the engine read it, the input queue that overload control measures."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+
+import pytest
+
+from telephony.aio.addresses import udp_socket
+from telephony.aio.udp import UdpSocket
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="kernel receive stamps (SO_TIMESTAMP) are Linux"
+)
+
+
+async def test_a_datagram_that_waited_while_the_loop_was_busy_reports_its_wait() -> None:
+    loop = asyncio.get_running_loop()
+    got: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+    udp = UdpSocket(udp_socket("127.0.0.1", 0), lambda d, a: got.put_nowait((d, a)))
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    try:
+        assert udp.stamped
+        address = udp.sock.getsockname()
+        peer.sendto(b"first", address)
+        time.sleep(0.2)  # the loop is held up: the datagram waits in the kernel meanwhile
+        data, source = await asyncio.wait_for(got.get(), 5)
+        assert data == b"first" and source == peer.getsockname()
+        assert udp.take_wait() >= 0.19
+        assert udp.take_wait() == 0.0  # taken: the next probe starts afresh
+
+        peer.sendto(b"second", address)
+        assert (await asyncio.wait_for(got.get(), 5))[0] == b"second"
+        assert udp.take_wait() < 0.19
+
+        # Sending: the peer gets it from the socket's address.
+        udp.sendto(b"reply", peer.getsockname())
+        peer.settimeout(5)
+        assert peer.recvfrom(100) == (b"reply", address)
+    finally:
+        peer.close()
+        udp.close()
+    assert udp.sock.fileno() == -1
+    udp.sendto(b"after close", ("127.0.0.1", 9))  # ignored, no error
+    await asyncio.sleep(0)
+    assert loop.is_running()
+
+
+async def test_a_failing_handler_loses_only_its_datagram(caplog: pytest.LogCaptureFixture) -> None:
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def handle(data: bytes, _address: tuple[str, int]) -> None:
+        if data == b"bad":
+            raise ValueError("a bug")
+        got.put_nowait(data)
+
+    udp = UdpSocket(udp_socket("127.0.0.1", 0), handle)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for data in (b"bad", b"good"):
+            peer.sendto(data, udp.sock.getsockname())
+        assert await asyncio.wait_for(got.get(), 5) == b"good"
+        assert "handling a datagram from 127.0.0.1 failed" in caplog.text
+    finally:
+        peer.close()
+        udp.close()
