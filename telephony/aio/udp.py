@@ -3,10 +3,9 @@ so that each datagram tells how long it waited in the kernel before the engine r
 
 That wait is the engine's real input queue (docs/architecture.md 4, overload control). The
 event loop's lateness misses it: a loop reads a bounded batch of datagrams per turn (uvloop
-32), so its timers keep time while the socket's buffer fills behind it, and a callee's 100
-Trying waits there past Timer A. Measured at 200 calls/s offered to one engine (2 cores): the
-loop's probe stayed under 100 ms late while datagrams waited over 500 ms, the engine resent
-INVITEs the callee had already answered, and calls failed on the ring timeout. asyncio's
+32), so its timers keep time while the socket's buffer fills behind it. Measured at 300
+calls/s offered to one engine on 2 cores: each second the loop's probe fired at most 50-90 ms
+late while datagrams waited up to 140-190 ms. asyncio's
 datagram protocol does not pass a datagram's ancillary data on, so the endpoint reads with
 ``recvmsg`` and the kernel's receive time (``SO_TIMESTAMP``, Linux) of each datagram.
 Elsewhere (no stamps) the wait is not known and only the loop's lateness counts.
