@@ -882,11 +882,11 @@ def _judge_offer(body: bytes, srtp: str) -> MediaError | None:
 def _may_be_challenged(call: Call, transaction: object) -> bool:
     """A request of an ending leg whose 401/407 the leg may still answer (its BYE to a
     provider): its transaction stays routed to the leg until the final response."""
-    request = getattr(transaction, "request", None)
+    method = getattr(transaction, "method", None)
     return (
         call.session.digest is not None
-        and isinstance(request, SipRequest)
-        and request.method != "INVITE"
+        and method is not None
+        and method != "INVITE"
         and not getattr(transaction, "terminated", True)
     )
 

@@ -359,7 +359,35 @@ def test_invite_server_absorbs_retransmissions_and_resends_last_response() -> No
     assert [m.status for m in sent(layer)] == [486, 486]
     assert events(layer) == []  # nothing reached the TU
     assert txn.state is ServerInviteState.COMPLETED
-    assert txn.last_response is not None and txn.last_response.status == 486
+    # Completed only resends bytes: the parsed messages are released (the collector's heap).
+    assert txn.last_response is None and txn.method == "INVITE" and txn.call_id == invite.call_id
+    with pytest.raises(LocalProtocolError, match="released in COMPLETED"):
+        _ = txn.request
+
+
+def test_waiting_transactions_keep_bytes_and_timers_but_no_parsed_message() -> None:
+    # Each of the four machines, in the state it waits out a timer in.
+    layer = TransactionLayer()
+    invite, ist = receive_invite(layer)
+    layer.send_response(ist, make_response(invite, 200, to_tag="t1"), now=0.1)
+    options = request("OPTIONS", branch="z9hG4bKopt")
+    layer.receive(options, PEER, reliable=False, now=0.2)
+    (nist,) = [e.transaction for e in events(layer) if isinstance(e, RequestReceived)]
+    assert nist is not None
+    layer.send_response(nist, make_response(options, 200), now=0.3)
+    ict = layer.send_request(request("INVITE", branch="z9hG4bKict"), PEER, reliable=False, now=0.4)
+    layer.receive(response(ict.request, 200, to_tag="t2"), PEER, reliable=False, now=0.5)
+    nict = layer.send_request(request("BYE", branch="z9hG4bKbye"), PEER, reliable=False, now=0.6)
+    layer.receive(response(nict.request, 200, to_tag="t3"), PEER, reliable=False, now=0.7)
+    sent(layer)
+    for txn in (ist, nist, ict, nict):
+        assert not txn.terminated and txn.last_response is None, txn
+        with pytest.raises(LocalProtocolError):
+            _ = txn.request
+    # The server transactions still answer a retransmission with the same bytes.
+    layer.receive(invite, PEER, reliable=False, now=1.0)
+    layer.receive(options, PEER, reliable=False, now=1.0)
+    assert [m.status for m in sent(layer)] == [200, 200]
 
 
 def test_invite_server_timer_g_retransmits_until_ack_then_timer_i() -> None:
