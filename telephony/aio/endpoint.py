@@ -13,6 +13,7 @@ import hashlib
 import logging
 import secrets
 import ssl
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import cast
@@ -314,10 +315,10 @@ class SipEndpoint:
     def _probed(self, due: float) -> None:
         # Behind by the loop's lateness, or by the longest a datagram waited in the socket's
         # buffer since the last probe (the input's queue, which a loop keeping time can hide).
+        self._arm_probe()
         now = self._loop.time()
         waited = self._udp.take_wait() if self._udp is not None else 0.0
-        self.overload.observe(max(now - due, waited), now)
-        self._arm_probe()
+        self.overload.observe(max(now - due, waited), now, cpu=time.thread_time())
 
     # -- inbound ----------------------------------------------------------------------------
 
@@ -358,6 +359,7 @@ class SipEndpoint:
                 message.method == "INVITE"
                 and not message.to.tag
                 and not self.layer.has_server_transaction(message)
+                and not self._answers_challenge(message)
                 and self.overload.sheds(message.method, message.to.tag, now)
             ):
                 # A retransmitted INVITE of a call in progress (ringing, or answered and
@@ -386,6 +388,15 @@ class SipEndpoint:
             if isinstance(message, SipRequest) and message.method != "ACK":
                 self._refuse(exc, peer, request=message)
         self._drain()
+
+    def _answers_challenge(self, request: SipRequest) -> bool:
+        """A new INVITE with digest credentials where new INVITEs are challenged: the call
+        was admitted (or refused) at its first INVITE, the one challenged, so it is neither
+        refused now (the challenge's round trip would be lost) nor counted twice. Far behind,
+        it is dropped unread like any new INVITE."""
+        return self.challenge is not None and (
+            "Authorization" in request.headers or "Proxy-Authorization" in request.headers
+        )
 
     def _refuse(
         self, exc: RemoteProtocolError, peer: Peer, request: SipRequest | None = None

@@ -3,6 +3,8 @@ refused (only new INVITEs) on a virtual clock."""
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 
 from telephony.sip import OverloadConfig, OverloadControl, OverloadLevel, looks_like_new_invite
@@ -85,30 +87,51 @@ def test_thresholds_are_checked() -> None:
 
 
 class Engine:
-    """An engine that sets up `capacity` calls a second: the calls it admits beyond that wait
-    in a backlog, and its loop runs as late as the backlog takes to clear."""
+    """An engine that sets up `capacity` calls a second on one core: the calls it admits beyond
+    that wait in a backlog, and its loop runs as late as the backlog takes to clear. `later`:
+    the share of a call's work that comes `delay` seconds after it is admitted (its BYE, a
+    hold time later), as on a real engine, where the lag answers the admitted rate late.
+    `cpu`: the core's busy seconds so far."""
 
-    def __init__(self, capacity: float) -> None:
+    def __init__(self, capacity: float, later: float = 0.0, delay: float = 1.0) -> None:
         self.capacity = capacity
         self.backlog = 0.0
+        self.later, self.delay = later, delay
+        self.cpu = self.now = 0.0
+        self._due: deque[tuple[float, float]] = deque()
 
     def lag(self, admitted: int, interval: float) -> float:
-        self.backlog = max(0.0, self.backlog + admitted - self.capacity * interval)
+        self.now += interval
+        work = admitted * (1.0 - self.later)
+        if self.later:
+            self._due.append((self.now + self.delay, admitted * self.later))
+            while self._due and self._due[0][0] <= self.now:
+                work += self._due.popleft()[1]
+        done = min(self.capacity * interval, self.backlog + work)
+        self.cpu += done / self.capacity
+        self.backlog += work - done
         return self.backlog / self.capacity
 
 
 def offer(
-    control: OverloadControl, engine: Engine, rate: float, seconds: float, start: float
+    control: OverloadControl,
+    engine: Engine,
+    rate: float,
+    seconds: float,
+    start: float,
+    *,
+    cpu: bool = False,
 ) -> tuple[int, int, float]:
-    """New INVITEs at `rate` per second for `seconds`, the loop probed every 50 ms:
-    (taken, refused, end)."""
+    """New INVITEs at `rate` per second for `seconds`, the loop probed every 50 ms (`cpu`: the
+    probe reports the engine's CPU time too): (taken, refused, end)."""
     taken = refused = admitted = 0
     next_probe = start + 0.05
     now = start
     for n in range(int(rate * seconds)):
         now = start + n / rate
         while next_probe <= now:
-            control.observe(engine.lag(admitted, 0.05), next_probe)
+            lag = engine.lag(admitted, 0.05)
+            control.observe(lag, next_probe, cpu=engine.cpu if cpu else None)
             admitted = 0
             next_probe += 0.05
         if control.sheds("INVITE", None, now):
@@ -132,6 +155,35 @@ def test_goodput_under_overload_stays_near_capacity(overload: float) -> None:
     assert control.level is not OverloadLevel.NORMAL and refused > 0
     assert 90 <= goodput <= 105, goodput
     assert engine.backlog / engine.capacity < 1.0  # the loop stays within a second
+
+
+@pytest.mark.parametrize("later", [0.0, 0.5])
+@pytest.mark.parametrize("overload", [2.0, 3.0, 4.0])
+def test_with_the_cpu_a_call_costs_goodput_stays_near_capacity(
+    overload: float, later: float
+) -> None:
+    """The shell reports the loop's CPU time: the cost of a call measured while running
+    normally sets the admitted rate. Half of each call's work coming a second after it is
+    admitted (the lag answering late) does not make it undershoot."""
+    control = OverloadControl(OverloadConfig(shed_lag=0.2, drop_lag=5.0))
+    engine = Engine(100.0, later=later)
+    offer(control, engine, 50, 6, 0.0, cpu=True)
+    assert control.call_cost == pytest.approx(0.01, rel=0.05)  # 100 calls a second a core
+    taken, refused, _ = offer(control, engine, overload * 100, 30, 6.0, cpu=True)
+    goodput = taken / 30
+    assert control.level is not OverloadLevel.NORMAL and refused > 0
+    assert 90 <= goodput <= 105, goodput
+    assert engine.backlog / engine.capacity < 1.0
+
+
+def test_without_the_cpu_time_a_delayed_lag_costs_goodput() -> None:
+    # Why the cost anchors the rate: on the lag alone, half of each call's work coming a
+    # second late makes the controller cut far under capacity.
+    control = OverloadControl(OverloadConfig(shed_lag=0.2, drop_lag=5.0))
+    engine = Engine(100.0, later=0.5)
+    offer(control, engine, 50, 6, 0.0)
+    taken, _, _ = offer(control, engine, 300, 30, 6.0)
+    assert control.call_cost is None and taken / 30 < 85
 
 
 def test_back_to_normal_once_the_offer_fits() -> None:
