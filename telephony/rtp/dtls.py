@@ -10,6 +10,7 @@ OpenSSL's (`timeout` says when, `handle_timeout` fires it), the caller keeps tim
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -69,8 +70,9 @@ class DtlsCertificate:
         )
         return cls(certificate, key)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
+        """Computed once: every leg's SDP offers it (a peer may answer with WebRTC)."""
         digest = self.certificate.fingerprint(hashes.SHA256())
         return "sha-256 " + ":".join(f"{b:02X}" for b in digest)
 

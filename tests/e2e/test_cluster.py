@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -157,9 +158,31 @@ async def agents_on_two_nodes(
         [(held_by, path)] = await holder(crm_url, "101", cluster)
         assert held_by == node_a.spec.name and "received=" in path[0]
         assert [n for n, _ in await holder(crm_url, "102", cluster)] == [node_b.spec.name]
+        await every_node_knows(cluster, ["101", "102"])
         yield a101, a102
     finally:
         await asyncio.gather(a101.stop(), a102.stop())
+
+
+async def every_node_knows(cluster: Cluster, extensions: list[str]) -> None:
+    """Until every node's registrar has a binding of each of `extensions`: a node learns
+    another node's binding from its NOTIFY and a re-read, so the row alone does not say that
+    a call landing on the other node already finds the phone."""
+    async with aiohttp.ClientSession(headers=bearer()) as http:
+
+        async def known(node: NodeProcess) -> bool | None:
+            url = f"http://{node.spec.host}:{node.spec.http_port}/api/status"
+            async with http.get(url) as response:
+                body = await response.json()
+            registered = {e["extension"] for e in body["extensions"] if e["registered"]}
+            return True if registered >= set(extensions) else None
+
+        for node in cluster.nodes:
+            await polled(
+                functools.partial(known, node),
+                timeout=10,
+                what=f"{node.spec.name} knowing the bindings of {extensions}",
+            )
 
 
 async def holder(crm_url: str, ext: str, cluster: Cluster) -> list[tuple[str, list[str]]]:
