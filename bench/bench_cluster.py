@@ -135,7 +135,7 @@ async def main(
     try:
         async with start_sipp_uas("uas.xml", port=uas_port, workdir=work / "uas"):
             for count in node_counts:
-                ranges = [free_port_range(1000, "udp") for _ in range(count)]
+                ranges = [free_port_range(2000, "udp") for _ in range(count)]  # 1000 calls a node
                 specs = [
                     NodeSpec(f"bench{count}-{i + 1}", "127.0.0.1", free_port("both"),
                              free_port("tcp"), (low, high))

@@ -154,6 +154,13 @@ class NodeProcess:
             await self.kill()
 
 
+KAMAILIO_SHM_MB = 512
+"""Kamailio's shared memory (transactions, dialogs' Record-Route state, the dispatcher).
+64 MB ran out at 300 call setups/s through two nodes (tm's "out of mem", every new INVITE and
+some BYEs answered 500); a transaction lives up to fr_timer and its wait timer after the final
+reply, so the memory follows the rate times those seconds."""
+
+
 class KamailioProcess:
     """Kamailio with deploy/kamailio/kamailio.cfg, dispatching to `nodes`."""
 
@@ -188,7 +195,7 @@ class KamailioProcess:
                 "-A", f"SIP_LISTEN=udp:{self.host}:{self.port}",
                 "-A", f'DISPATCHER_LIST="{dispatcher}"',
                 "-A", f'CTL_SOCKET="unix:{self.ctl_socket}"',
-                "-m", "64", "-M", "8",
+                "-m", str(KAMAILIO_SHM_MB), "-M", "8",
                 "-Y", str(self.dir), "-P", str(self.dir / "kamailio.pid"), "-w", str(self.dir),
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,
