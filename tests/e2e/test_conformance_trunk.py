@@ -195,7 +195,7 @@ def _opened(engine: Engine, call_id: bytes | None, method: str) -> bool:
         return False
     wanted = call_id.decode("utf-8", "replace")
     return any(
-        txn.request.method == method and txn.request.call_id == wanted
+        txn.method == method and txn.call_id == wanted
         for txn in engine.ua.endpoint.layer.transactions()
     )
 
