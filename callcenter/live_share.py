@@ -39,7 +39,11 @@ SWEEP_EVERY = 5.0
 
 
 def encode(node: str, event: LiveEvent) -> str:
-    return json.dumps({"node": node, "kind": type(event).__name__, **dataclasses.asdict(event)})
+    # The call events are flat (scalars and a tuple of extensions): their fields as they are,
+    # not dataclasses.asdict's recursive deep copy, which was 5 % of a cluster node's CPU at
+    # 150 calls/s.
+    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    return json.dumps({"node": node, "kind": type(event).__name__, **fields})
 
 
 def decode(payload: str) -> tuple[str, LiveEvent] | None:
