@@ -1,8 +1,10 @@
 """Call setups per second through the engine: SIPp UAC (digest auth) -> engine -> SIPp UAS.
 
-Prints, per offered rate: the calls that succeeded and failed, the mean setup time of the
-successful ones (SIPp's response time: first INVITE to 200, the 401 round trip included), the
-engine's CPU (% of one core over the level's wall time, and CPU milliseconds per attempted call,
+Prints, per offered rate: the calls that succeeded and failed, setups per second of the whole
+run (its tail included) and goodput (successful setups per second of the offered time,
+ok x rate / calls: what the engine kept of the offer; offered 2x or 3x the clean rate, compare
+it with the clean rate's), the mean setup time of the successful ones (SIPp's response time:
+first INVITE to 200, the 401 round trip included), the engine's CPU (% of one core over the level's wall time, and CPU milliseconds per attempted call,
 then how many of those the cyclic garbage collector took), the whole host's CPU (every process,
 so contention from elsewhere shows) and the engine's RSS.
 The last two columns: new INVITEs the engine's overload control answered 503 (Retry-After) or
@@ -47,8 +49,8 @@ from sip_test_env.ports import free_port, free_port_range
 from sip_test_env.sipp import SippResult, extension_csv, run_sipp, start_sipp_uas
 
 HEADER = (
-    "rate/s    ok failed  wall_s  setups/s  setup_ms  engine_cpu%  cpu_ms/call  gc_ms/call  host%"
-    "  rss_MB  shed503  dropped"
+    "rate/s    ok failed  wall_s  setups/s  goodput/s  setup_ms  engine_cpu%  cpu_ms/call"
+    "  gc_ms/call  host%  rss_MB  shed503  dropped"
 )
 # Each event of SIPp's -trace_err log starts with its date, time and epoch time (right after
 # the quote that closes the previous event's message, so not always at the start of a line).
@@ -160,7 +162,8 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
                 succeeded += max(result.successful, 0)
                 print(
                     f"{rate:6d} {result.successful:5d} {result.failed:6d}  {wall:6.1f}  "
-                    f"{result.successful / wall:8.1f}  {setup_ms(result):8.1f}  "
+                    f"{result.successful / wall:8.1f}  {result.successful * rate / calls:9.1f}  "
+                    f"{setup_ms(result):8.1f}  "
                     f"{100 * cpu / wall:11.1f}  {1000 * cpu / calls:11.2f}  "
                     f"{1000 * (collector.seconds - gc0) / calls:10.2f}  {host:5.0f}  "
                     f"{proc_rss_mb(os.getpid()):6.1f}  {overload.shed - shed0:7d}  "

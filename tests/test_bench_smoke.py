@@ -46,9 +46,9 @@ class Script:
 SCRIPTS = (
     Script(
         "bench_call_setup",
-        # rate: ok failed wall_s setups/s setup_ms engine_cpu% cpu_ms/call gc_ms/call host%
-        # rss_MB shed503 dropped
-        (_row("10", 12), _row("20", 12)),
+        # rate: ok failed wall_s setups/s goodput/s setup_ms engine_cpu% cpu_ms/call
+        # gc_ms/call host% rss_MB shed503 dropped
+        (_row("10", 13), _row("20", 13)),
         needs=("sipp",),
         sip=True,
     ),
