@@ -1,7 +1,7 @@
 """Answering-machine detection on the held-out test split of bench/amd_corpus.py.
 
 Run: nice .venv/bin/python bench/amd_eval.py [--split test] [--seed 17] [--calls 2000] [--verbose]
-     [--smoke]
+     [--smoke] [--set NAME=VALUE ...]
 
 Builds the corpus first if it is not in the cache yet (espeak-ng, flite, festival, sox). Feeds
 every call of the split, 20 ms frame by frame, to a fresh detector with its default settings and
@@ -12,12 +12,14 @@ greeting) and median decision time; the unsure share; decision times in audio se
 (median, p90, max); for machines whose greeting ends in a beep, how long after the beep's end
 the voicemail message would start; CPU per frame. Never pass/fail. Tune on --split val, never
 on test. --smoke: a corpus of 60 calls (a few seconds to build), for CI; its figures mean
-nothing.
+nothing. --set: another value of one AmdConfig threshold (e.g. --set beep_wait_ms=1400), to
+measure what a faster or stricter setting costs on validation.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -196,6 +198,26 @@ def evaluate(calls: list[tuple[dict, np.ndarray]], config: AmdConfig | None, ver
     print(f"detector CPU: {1e6 * cpu / max(1, frames_fed):.0f} us per frame fed")
 
 
+def config_with(settings: list[str]) -> AmdConfig | None:
+    """The default AmdConfig with NAME=VALUE settings (numbers) replaced; None without any."""
+    if not settings:
+        return None
+    values: dict[str, float] = {}
+    names = {f.name: f.type for f in dataclasses.fields(AmdConfig)}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        if not sep or names.get(name) not in ("int", "float"):
+            raise SystemExit(f"--set {setting}: expected NAME=NUMBER for a number of AmdConfig")
+        try:
+            values[name] = int(value) if names[name] == "int" else float(value)
+        except ValueError:
+            raise SystemExit(f"--set {setting}: {value!r} is not a number") from None
+    try:
+        return dataclasses.replace(AmdConfig(), **values)
+    except ValueError as error:
+        raise SystemExit(f"--set: {error}") from None
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -217,7 +239,15 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=amd_corpus.default_cache())
     parser.add_argument("--verbose", action="store_true", help="list every wrong verdict")
     parser.add_argument("--smoke", action="store_true", help="a 60-call corpus (CI)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="another value of an AmdConfig number (repeatable)",
+    )
     args = parser.parse_args()
+    config = config_with(args.set)
     if args.smoke:
         args.calls = 60
     print(
@@ -232,7 +262,9 @@ def main() -> None:
     folder = amd_corpus.build(args.seed, args.calls, args.cache, args.jobs)
     calls = amd_corpus.load(folder, args.split)
     print(f"corpus {folder.name}, split {args.split}: {len(calls)} calls")
-    evaluate(calls, None, args.verbose)
+    if config is not None:
+        print("settings: " + ", ".join(args.set))
+    evaluate(calls, config, args.verbose)
 
 
 if __name__ == "__main__":

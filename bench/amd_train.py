@@ -35,7 +35,7 @@ from dialer import AmdConfig, AnsweringMachineDetector, amd_model
 from telephony.media import FRAME_SAMPLES
 
 MODEL_FILE = Path(__file__).resolve().parents[1] / "dialer" / "amd_model.py"
-GRID_MIN_MACHINE_MS = (1500, 2300, 3000)
+GRID_MIN_MACHINE_MS = (1000, 1500, 2300)
 # A detector that only listens: the model is asked, its answer never decides.
 PROBE = AmdConfig(
     human_below=0.0,
@@ -51,11 +51,23 @@ PROBE = AmdConfig(
 )
 
 
+# Every feature the detector measures is the model's.
+FEATURES = tuple(AnsweringMachineDetector().features())
+# Looks further into the silence after a greeting than this teach nothing: every setting of the
+# grid has decided by then.
+MAX_SILENCE_S = 2.5
+
+
 def looks(pcm: np.ndarray) -> list[list[float]]:
     """The features at every moment the detector asks its model."""
     seen: list[list[float]] = []
     detector = AnsweringMachineDetector(PROBE)
-    detector.on_judge = lambda f: seen.append([f[name] for name in amd_model.FEATURES])
+
+    def judged(features: dict[str, float]) -> None:
+        if features["silence_s"] <= MAX_SILENCE_S:
+            seen.append([features[name] for name in FEATURES])
+
+    detector.on_judge = judged
     n = pcm.size // FRAME_SAMPLES
     for frame in pcm[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES):
         if detector.feed(frame) is not None:
@@ -96,17 +108,17 @@ def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2) -> np.nda
 GRID = {
     # 0: a short greeting is called a person only once beep_wait_ms of silence has passed
     # without a beep (short voicemail greetings whose beep comes late); above 0, a greeting the
-    # model finds clearly a person's is called one after after_greeting_silence_ms already.
-    "human_below": (0.0, 0.05, 0.15, 0.3),
+    # model finds clearly a person's, after the silence so far, is called one at once.
+    "human_below": (0.0, 0.05, 0.1, 0.2, 0.3),
     # A beep up to 1.6 s after a short greeting is still heard (carriers' boxes pause that
     # long); not tuned away for speed.
     "beep_wait_ms": (1800,),
-    "machine_above": (0.8, 0.9, 0.97, 1.0),
-    "talking_machine_above": (0.85, 0.95, 0.99, 1.01),
-    "max_greeting_ms": (4500, 5500, 7000),
-    "max_analysis_ms": (5000, 6000),
-    "no_beep_machine_above": (0.6, 0.7, 0.8, 0.9, 0.97, 1.01),
-    "timeout_machine_above": (0.5, 0.7, 0.9, 1.01),
+    "machine_above": (0.7, 0.8, 0.9, 0.97),
+    "talking_machine_above": (0.8, 0.9, 0.95, 0.99),
+    "max_greeting_ms": (4500, 5500),
+    "max_analysis_ms": (6000,),
+    "no_beep_machine_above": (0.6, 0.8, 0.97, 1.01),
+    "timeout_machine_above": (0.5, 0.7, 0.9),
     "min_machine_greeting_ms": GRID_MIN_MACHINE_MS,
 }
 
@@ -179,7 +191,7 @@ def write(mean: np.ndarray, scale: np.ndarray, beta: np.ndarray, thresholds: dic
         return "(\n" + "".join(f"    {item},\n" for item in items) + ")"
 
     body = (
-        f"FEATURES = {tup(amd_model.FEATURES)}\n"
+        f"FEATURES = {tup(FEATURES)}\n"
         f"MEAN = {tup(mean)}\n"
         f"SCALE = {tup(scale)}\n"
         f"COEF = {tup(beta[1:])}\n"
@@ -217,9 +229,9 @@ def main() -> None:
     p = 1.0 / (1.0 + np.exp(-(beta[0] + ((x - mean) / scale) @ beta[1:])))
     right = np.mean((p > 0.5) == y)
     print(f"train: {len(x)} looks from {len(train)} calls, look accuracy {right:.3f}")
-    for name, coef in zip(amd_model.FEATURES, beta[1:], strict=True):
+    for name, coef in zip(FEATURES, beta[1:], strict=True):
         print(f"  {name:<18} {coef:+.3f}")
-    amd_model.MEAN, amd_model.SCALE = tuple(mean), tuple(scale)
+    amd_model.FEATURES, amd_model.MEAN, amd_model.SCALE = FEATURES, tuple(mean), tuple(scale)
     amd_model.COEF, amd_model.BIAS = tuple(beta[1:]), float(beta[0])
     if args.smoke:
         thresholds = {k: getattr(AmdConfig(), k) for k in GRID}

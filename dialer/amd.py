@@ -14,9 +14,10 @@ machine plays a greeting and ends it with a beep, or in silence. The detector:
   of its energy, how far its latest word is under its loudest (a far voice after a hello),
   whether its latest word's pitch rises at the end (a person's "Hello?" asks);
 - asks a small logistic model (:mod:`dialer.amd_model`, trained by bench/amd_train.py on a
-  corpus of several speech engines) how machine-like the greeting is, when the greeting has been
-  followed by ``after_greeting_silence_ms`` of silence, or has gone on for
-  ``min_machine_greeting_ms``;
+  corpus of several speech engines) how machine-like the greeting is, every 100 ms once the
+  greeting has been followed by ``after_greeting_silence_ms`` of silence (the silence so far is
+  one of its features: a short greeting with no beep after it grows more person-like), or has
+  gone on for ``min_machine_greeting_ms``;
 - when the answer is not clear after a short greeting, keeps listening for a voicemail beep
   (up to ``beep_wait_ms`` of silence) before it says HUMAN;
 - hears tones: a voicemail beep (a steady single tone of 400-2000 Hz, or a chord of two, for
@@ -199,11 +200,13 @@ class AmdConfig:
     """Verdict on a silent answer. Asterisk's app_amd says MACHINE; a silent person is as
     likely, so UNSURE (the campaign decides what it means) is the safe default."""
     after_greeting_silence_ms: int = 600
-    """Silence after a greeting at which the model first judges it."""
+    """Silence after a greeting at which the model first judges it; it judges it again every
+    100 ms of silence after that (the silence is one of its features)."""
     human_below: float = amd_model.HUMAN_BELOW
-    """At that first look, a machine probability under this decides HUMAN at once."""
+    """At those looks, a machine probability under this decides HUMAN at once."""
     machine_above: float = amd_model.MACHINE_ABOVE
-    """At that first look, a machine probability over this decides MACHINE."""
+    """At those looks, a machine probability over this decides MACHINE (the dialer then waits
+    for the beep, or the greeting's end, before its message)."""
     beep_wait_ms: int = amd_model.BEEP_WAIT_MS
     """An unclear greeting: silence after it this long with no beep decides; a beep within it
     decides MACHINE at once..."""
@@ -537,6 +540,7 @@ _PITCH_BIAS: Final = np.correlate(_PITCH_WINDOW, _PITCH_WINDOW, "full")[2 * FRAM
 _PITCH_LAGS: Final = slice(SAMPLE_RATE // 400, SAMPLE_RATE // 60 + 1)  # 400 Hz down to 60 Hz
 _PITCHED: Final = 0.7  # periodicity from which a frame's pitch is trusted
 _MIN_PITCHED_FRAMES: Final = 3  # pitched frames needed to compare a burst's voice
+_LOOK_EVERY: Final = 5  # frames between two looks of the model (talking, or in silence)
 _SPEAKER_PITCH_FRAMES: Final = 100  # the speaker's pitch: over their latest 2 s of voice
 
 
@@ -625,8 +629,6 @@ class AnsweringMachineDetector:
         self._pauses: list[int] = []  # silent gaps between words, frames
         self._levels: list[float] = []  # levels of voiced frames, dBFS
         self._word_levels: list[list[float]] = []  # [sum, count] of each word's levels
-        self._looked = False  # the first look after the greeting happened
-        self._looked_at_words = 0
         self.probability: float | None = None
         """The model's latest machine probability (None before it was asked)."""
         self.on_judge: Callable[[dict[str, float]], None] | None = None
@@ -639,6 +641,7 @@ class AnsweringMachineDetector:
         frame_s = FRAME_MS / 1000
         first = self._first_word_at if self._first_word_at is not None else self.frames
         pauses = [p for p in self._pauses if p * FRAME_MS >= 150]
+        talking = self._gap < self._word_gap
         return {
             "greeting_s": self._greeting * frame_s,
             "words": float(self.words),
@@ -648,7 +651,8 @@ class AnsweringMachineDetector:
             "mean_word_s": self._voiced * frame_s / self.words if self.words else 0.0,
             "pauses": float(len(pauses)),
             "level_spread_db": float(np.std(self._levels)) if len(self._levels) > 1 else 0.0,
-            "talking": 1.0 if self._gap < self._word_gap else 0.0,
+            "talking": 1.0 if talking else 0.0,
+            "silence_s": 0.0 if talking else self._gap * frame_s,
             "level_drop_db": self._level_drop(),
             "end_rise_st": self._end_rise(),
         }
@@ -757,7 +761,7 @@ class AnsweringMachineDetector:
             return self._decide(Verdict.MACHINE, AmdReason.TOO_MANY_WORDS, 0.9)
         if self._greeting >= self._max_greeting:
             return self._decide(Verdict.MACHINE, AmdReason.LONG_GREETING, 0.9)
-        if self._greeting >= self._min_machine and self._greeting % 5 == 0:
+        if self._greeting >= self._min_machine and self._greeting % _LOOK_EVERY == 0:
             p = self._probability()
             if p >= self.config.talking_machine_above:
                 return self._decide(Verdict.MACHINE, AmdReason.LONG_GREETING, p)
@@ -796,17 +800,17 @@ class AnsweringMachineDetector:
         if tone or self._candidate:
             return None
         cfg = self.config
-        if self._gap >= self._after_greeting and (
-            not self._looked or self._looked_at_words != self.words
-        ):
-            self._looked, self._looked_at_words = True, self.words
+        p: float | None = None
+        if self._gap >= self._after_greeting and self._gap % _LOOK_EVERY == 0:
+            # Judged again every look: the longer the silence after it with no beep, the
+            # more a short greeting is a person's waiting for the caller (``silence_s``).
             p = self._probability()
             if p < cfg.human_below:
                 return self._decide(Verdict.HUMAN, AmdReason.SHORT_GREETING, 1.0 - p)
             if p >= cfg.machine_above:
                 return self._decide(Verdict.MACHINE, AmdReason.MACHINE_GREETING, p)
         if self._gap >= self._beep_wait:
-            p = self._probability()
+            p = self._probability() if p is None else p
             if p >= cfg.no_beep_machine_above:
                 return self._decide(Verdict.MACHINE, AmdReason.MACHINE_GREETING, p)
             return self._decide(Verdict.HUMAN, AmdReason.NO_BEEP, 1.0 - p)

@@ -241,3 +241,22 @@ def test_bench_smoke(script: Script, tmp_path: Path) -> None:
 def test_every_bench_script_has_a_smoke_test() -> None:
     scripts = {p.stem for p in BENCH.glob("*.py") if not p.name.startswith("_")}
     assert scripts == {s.name for s in SCRIPTS}
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ("beep_wait_ms=soon", "'soon' is not a number"),
+        ("no_such_threshold=1", "expected NAME=NUMBER"),
+        ("beep_wait_ms=100", "beep_wait_ms must be at least after_greeting_silence_ms"),
+    ],
+)
+def test_amd_eval_refuses_a_bad_setting_before_building_anything(
+    setting: str, said: str, tmp_path: Path
+) -> None:
+    cache = tmp_path / "speech"
+    argv = [sys.executable, str(BENCH / "amd_eval.py"), "--smoke", "--cache", str(cache)]
+    result = _run([*argv, "--set", setting])
+    assert result.returncode != 0
+    assert said in result.stderr
+    assert not cache.exists()  # refused before any corpus was made

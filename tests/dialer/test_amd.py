@@ -297,19 +297,39 @@ def test_fax_answer_tone_is_fax() -> None:
     assert decision.frames <= 15 + 26  # 0.5 s of CED
 
 
-def test_model_is_asked_with_the_greeting_s_features() -> None:
-    detector = AnsweringMachineDetector(AmdConfig(human_below=1.0, machine_above=1.0))
+def _looks(config: AmdConfig, audio: np.ndarray) -> tuple[AmdDecision, list[dict[str, float]]]:
+    """The decision on `audio` and the features of every look of the model before it."""
+    detector = AnsweringMachineDetector(config)
     seen: list[dict[str, float]] = []
     detector.on_judge = seen.append
     decision = None
-    for frame in frames(np.concatenate([gap(0.4), voice(0.8), gap(2.0)])):
+    for frame in frames(audio):
         decision = detector.feed(frame) or decision
-    assert decision is not None and decision.reason is AmdReason.SHORT_GREETING
+    assert decision is not None
+    return decision, seen
+
+
+def test_model_is_asked_with_the_greeting_s_features() -> None:
+    config = AmdConfig(human_below=1.0, machine_above=1.0)
+    decision, seen = _looks(config, np.concatenate([gap(0.4), voice(0.8), gap(2.0)]))
+    assert decision.reason is AmdReason.SHORT_GREETING
     assert len(seen) == 1
     features = seen[0]
     assert features["words"] == 1 and features["talking"] == 0.0
+    assert features["silence_s"] == pytest.approx(0.6, abs=0.02)
     assert features["greeting_s"] == pytest.approx(0.8, abs=0.1)
     assert features["initial_silence_s"] == pytest.approx(0.4, abs=0.06)
+
+
+def test_model_judges_the_greeting_again_as_the_silence_after_it_grows() -> None:
+    config = AmdConfig(human_below=0.0, machine_above=1.0, no_beep_machine_above=1.0)
+    decision, seen = _looks(config, np.concatenate([gap(0.4), voice(0.8), gap(2.5)]))
+    assert decision.reason is AmdReason.NO_BEEP
+    silences = [features["silence_s"] for features in seen]
+    # A look every 100 ms from after_greeting_silence_ms to beep_wait_ms.
+    assert silences[0] == pytest.approx(config.after_greeting_silence_ms / 1000, abs=0.02)
+    assert np.diff(silences) == pytest.approx(0.1, abs=0.001)
+    assert silences[-1] == pytest.approx(config.beep_wait_ms / 1000, abs=0.02)
 
 
 def test_machine_probability_grows_with_the_greeting() -> None:
@@ -320,10 +340,15 @@ def test_machine_probability_grows_with_the_greeting() -> None:
             "greeting_s": seconds, "words": words, "voiced_share": 0.8,
             "longest_pause_s": 0.2, "initial_silence_s": 0.5, "mean_word_s": seconds / words,
             "pauses": words - 1.0, "level_spread_db": 5.0, "talking": 0.0,
-            "level_drop_db": 0.0, "end_rise_st": 0.0,
+            "level_drop_db": 0.0, "end_rise_st": 0.0, "silence_s": silence,
         }  # fmt: skip
 
+    silence = 0.6
     assert machine_probability(greeting(0.5, 1)) < machine_probability(greeting(5.0, 10))
+    # The longer the silence after a short greeting with no beep, the more it is a person's.
+    short_now = machine_probability(greeting(0.8, 2))
+    silence = 1.6
+    assert machine_probability(greeting(0.8, 2)) < short_now
 
 
 # -- the beep on its own --------------------------------------------------------------------------
