@@ -4,9 +4,10 @@ Prints, per offered rate: the calls that succeeded and failed, setups per second
 run (its tail included) and goodput (successful setups per second of the offered time,
 ok x rate / calls: what the engine kept of the offer; offered 2x or 3x the clean rate, compare
 it with the clean rate's), the mean setup time of the successful ones (SIPp's response time:
-first INVITE to 200, the 401 round trip included), the engine's CPU (% of one core over the level's wall time, and CPU milliseconds per attempted call,
-then how many of those the cyclic garbage collector took), the whole host's CPU (every process,
-so contention from elsewhere shows) and the engine's RSS.
+first INVITE to 200, the 401 round trip included), the engine's CPU (% of one core over the
+level's wall time, and CPU milliseconds per attempted call, then how many of those the cyclic
+garbage collector took), the whole host's CPU (every process, so contention from elsewhere
+shows) and the engine's RSS.
 The last two columns: new INVITEs the engine's overload control answered 503 (Retry-After) or
 dropped unread at that level; offered rates above what it sustains (e.g. --rates 150,300,450)
 show the goodput it keeps under overload. When calls fail, one line tallies SIPp's reasons
