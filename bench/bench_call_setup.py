@@ -18,7 +18,7 @@ The engine runs in this process with recording on, as `callcenter serve` does (-
 leave it out); the SIPp UAS answers at once and sends no RTP. Levels run one after the other on
 the same engine.
 
-Run: .venv/bin/python bench/bench_call_setup.py [--rates 50,100,150] [--calls 1000] [--smoke]
+Run: .venv/bin/python bench/bench_call_setup.py [--rates 50,100,150] [--calls 1000[,...]] [--smoke]
 Figures only; nothing here passes or fails on time. It exits 1 when no call at all succeeded
 (the engine did not set up calls, so there is nothing to measure). --smoke: two short levels
 (20 calls at 10/s and at 20/s), a few seconds through the same path, for CI.
@@ -107,7 +107,7 @@ class GcClock:
             self.seconds += time.thread_time() - self._start
 
 
-async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: bool) -> int:
+async def main(rates: list[int], counts: list[int], hold_ms: int, record: bool, keep: bool) -> int:
     from callcenter import embedded_pg
 
     work = Path(tempfile.mkdtemp(prefix="cc-bench-"))
@@ -127,7 +127,8 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
     print(f"machine: {machine}")
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(
-        f"calls per rate: {calls}, call hold: {hold_ms} ms, SIP over UDP on loopback, loop: {loop}"
+        f"calls per rate: {','.join(map(str, counts))}, call hold: {hold_ms} ms, "
+        f"SIP over UDP on loopback, loop: {loop}"
     )
     print(
         "each call: digest challenge, INVITE to the callee, RTP ports, calls row + outbox events, "
@@ -139,7 +140,7 @@ async def main(rates: list[int], calls: int, hold_ms: int, record: bool, keep: b
     try:
         csv = extension_csv(work / "calls.csv", [("101", "150", "pass101")])
         async with start_sipp_uas("uas.xml", port=uas_port, workdir=work / "uas"):
-            for rate in rates:
+            for rate, calls in zip(rates, counts, strict=True):
                 overload = engine.ua.endpoint.overload
                 shed0, dropped0 = overload.shed, overload.dropped
                 usage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -192,7 +193,12 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rates", default="50,100,150,200")
-    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument(
+        "--calls",
+        default="1000",
+        help="calls per rate, or one count per rate (e.g. --rates 100,400 --calls 1000,12000: "
+        "an engine in service for 10 s, then 30 s of twice what it sustains)",
+    )
     parser.add_argument("--hold-ms", type=int, default=1000)
     parser.add_argument(
         "--loop",
@@ -214,10 +220,14 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     if args.smoke:
-        args.rates, args.calls, args.hold_ms = "10,20", 20, 200
-    work = main(
-        [int(r) for r in args.rates.split(",")], args.calls, args.hold_ms, args.record, args.keep
-    )
+        args.rates, args.calls, args.hold_ms = "10,20", "20", 200
+    rates = [int(r) for r in args.rates.split(",")]
+    counts = [int(c) for c in args.calls.split(",")]
+    if len(counts) == 1:
+        counts *= len(rates)
+    if len(counts) != len(rates):
+        parser.error("--calls takes one count, or one per rate")
+    work = main(rates, counts, args.hold_ms, args.record, args.keep)
     if args.loop == "uvloop":
         import uvloop
 

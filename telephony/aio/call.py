@@ -588,6 +588,8 @@ class UserAgent:
     def forget(self, call: Call) -> None:
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
+            if call.incoming:  # a call that came in is over: what it cost is all spent
+                self.endpoint.overload.call_ended()
         for transaction in call.transactions:
             if not _may_be_challenged(call, transaction):
                 self._by_txn.pop(transaction, None)

@@ -98,15 +98,18 @@ class Engine:
         self.backlog = 0.0
         self.later, self.delay = later, delay
         self.cpu = self.now = 0.0
-        self._due: deque[tuple[float, float]] = deque()
+        self._due: deque[tuple[float, float, int]] = deque()
+        self.ended = 0
+        """Calls whose last work came due (a call ends a `delay` after it is admitted)."""
 
     def lag(self, admitted: int, interval: float) -> float:
         self.now += interval
         work = admitted * (1.0 - self.later)
-        if self.later:
-            self._due.append((self.now + self.delay, admitted * self.later))
-            while self._due and self._due[0][0] <= self.now:
-                work += self._due.popleft()[1]
+        self._due.append((self.now + self.delay, admitted * self.later, admitted))
+        while self._due and self._due[0][0] <= self.now:
+            _, later, calls = self._due.popleft()
+            work += later
+            self.ended += calls
         done = min(self.capacity * interval, self.backlog + work)
         self.cpu += done / self.capacity
         self.backlog += work - done
@@ -130,7 +133,10 @@ def offer(
     for n in range(int(rate * seconds)):
         now = start + n / rate
         while next_probe <= now:
+            ended = engine.ended
             lag = engine.lag(admitted, 0.05)
+            for _ in range(engine.ended - ended):
+                control.call_ended()
             control.observe(lag, next_probe, cpu=engine.cpu if cpu else None)
             admitted = 0
             next_probe += 0.05
