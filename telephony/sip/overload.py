@@ -203,8 +203,9 @@ class OverloadControl:
         With the call cost known, the rate is what the CPU budget pays for, scaled down 5 %
         each time the loop is over half the shedding lag and still falling behind (15 % over
         all of it: the box's other processes take their share), held while it catches up, and
-        scaled up 10 % each time it is under a quarter, within [0.3, 3] (CPU per call falls
-        as the rate rises: 10 ms at 100 calls/s, 6 ms at 200/s on the test box). A backlog drains
+        scaled up 10 % each time it is under a quarter, within [0.3, 1.5] (CPU per call falls
+        as the rate rises, 10 ms at 100 calls/s and 6 ms at 200/s on the test box, so the cost
+        of a calmer stretch undercounts what a busy engine takes). A backlog drains
         at the rate it was built: cutting the rate while it drains only idles the engine
         afterwards (measured: the rate cut to 60/s while 800 ms of datagrams drained).
         The cost anchors the rate: a controller on the lag alone chases a signal that comes
@@ -287,7 +288,7 @@ _MIN_COST_CALLS = 20
 """Calls over which a call's cost is first measured."""
 _STEADY = 0.2
 """A stretch is steady when the calls taken and the calls ended differ by this share at most."""
-_MIN_SCALE, _MAX_SCALE = 0.3, 3.0
+_MIN_SCALE, _MAX_SCALE = 0.3, 1.5
 
 
 _TO_LINE = re.compile(rb"\r?\n(?:to|t)[ \t]*:([^\r\n]*)", re.IGNORECASE)
