@@ -14,7 +14,6 @@ Elsewhere (no stamps) the wait is not known and only the loop's lateness counts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import struct
@@ -34,6 +33,8 @@ _TIMEVAL = struct.Struct("@ll")
 _ANCILLARY = socket.CMSG_SPACE(_TIMEVAL.size)
 _MAX_DATAGRAM = 65535
 BATCH = 64
+"""Datagrams read per readable event at most, so one busy socket does not starve the loop's
+other work (timers, the database, other sockets)."""
 RECEIVE_BUFFER = 4 * 1024 * 1024
 """Bytes of the socket's receive buffer asked for. The kernel's default (212 kB) holds about
 200 small datagrams (each is charged its buffer's whole size), some 50 ms of traffic at 300
@@ -41,22 +42,22 @@ calls/s: a burst past it is dropped unseen (4436 datagrams dropped in one 10 s r
 100/180/200 among them, so the engine resent answered INVITEs until the ring timeout). With room
 for a second of traffic a backlog waits instead, and its wait is what overload control
 measures. Above ``net.core.rmem_max`` only with CAP_NET_ADMIN (SO_RCVBUFFORCE)."""
-"""Datagrams read per readable event at most, so one busy socket does not starve the loop's
-other work (timers, the database, other sockets)."""
+# Linux reports twice the size asked for (the other half is its bookkeeping).
+_REPORTED = 2 if sys.platform.startswith("linux") else 1
 
 
 def _widen_receive_buffer(sock: socket.socket, size: int) -> int:
-    """Ask for `size` bytes of receive buffer (forced past net.core.rmem_max when allowed);
-    the size the kernel gave, as it counts it (twice what it lets datagrams use)."""
-    force = getattr(socket, "SO_RCVBUFFORCE", None)
-    try:
-        if force is None:
-            raise PermissionError
-        sock.setsockopt(socket.SOL_SOCKET, force, size)
-    except OSError:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    """Ask for `size` bytes of receive buffer, forced past net.core.rmem_max when allowed, and
+    return the size granted (as asked for, not as the kernel reports it)."""
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            break
+        except OSError:
+            continue
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // _REPORTED
 
 
 def _enable_stamps(sock: socket.socket) -> bool:
@@ -86,8 +87,9 @@ class UdpSocket:
         self._receive = receive
         self._loop = loop or asyncio.get_running_loop()
         self.stamped = _enable_stamps(sock)
+        """Whether datagrams carry their kernel receive time (else ``take_wait`` stays 0)."""
         self.receive_buffer = _widen_receive_buffer(sock, RECEIVE_BUFFER)
-        """The receive buffer's size (bytes, as the kernel counts it)."""
+        """The receive buffer granted, bytes."""
         if self.receive_buffer < RECEIVE_BUFFER:
             logger.warning(
                 "SIP UDP receive buffer is %d kB, not the %d kB asked for: raise "
@@ -95,7 +97,6 @@ class UdpSocket:
                 self.receive_buffer // 1024,
                 RECEIVE_BUFFER // 1024,
             )
-        """Whether datagrams carry their kernel receive time (else ``take_wait`` stays 0)."""
         self._wait = 0.0
         self._outgoing: deque[tuple[bytes, tuple[str, int]]] = deque()
         self._closed = False
