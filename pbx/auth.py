@@ -27,6 +27,7 @@ from telephony.sip import (
     SipUri,
     parse_credentials,
 )
+from telephony.sip.challenge import digest_answer
 
 from .security import AuthFailureBan, log_auth_failure
 
@@ -95,14 +96,6 @@ class Authenticator:
         port = int(rport) if rport and rport.isdigit() else (hop.port or 5060)
         return host.strip("[]"), port
 
-    @staticmethod
-    def credentials(request: SipRequest) -> str | None:
-        """The request's digest answer (Proxy-Authorization or Authorization), if any."""
-        answer = request.headers.get("Proxy-Authorization") or request.headers.get("Authorization")
-        if answer is None or not answer.lstrip().lower().startswith("digest"):
-            return None
-        return answer
-
     def check(self, request: SipRequest, peer: Peer, *, now: float) -> AuthDecision:
         """Authenticate a request; failures get a 401 challenge.
 
@@ -122,7 +115,7 @@ class Authenticator:
             return AuthDecision(None, 403)  # banned behind a proxy: refused, not dropped
         status = 401
         challenge_name = "WWW-Authenticate"
-        answer = self.credentials(request)
+        answer = digest_answer(request)
         if answer is None:
             return self._challenge(status, challenge_name)
         try:

@@ -21,6 +21,7 @@ from telephony.call.session import ReferReceived, Replaces
 from telephony.media import ToneSource, WavSource
 from telephony.numbers import NumberError
 from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_response
+from telephony.sip.challenge import digest_answer
 
 from .acd import QueueDesk
 from .auth import Authenticator
@@ -332,7 +333,7 @@ class Switchboard:
         """The challenge of a new INVITE that `_on_incoming` would only challenge (no
         credentials, not a carrier's call, not to one of our public numbers), which the
         endpoint sends statelessly before any transaction or call exists; None: let it in."""
-        if self.auth.credentials(invite) is not None or self._carrier_of(invite, peer):
+        if digest_answer(invite) is not None or self._carrier_of(invite, peer):
             return None
         if isinstance(invite.uri, SipUri) and invite.uri.user in self.dids:
             return None  # refused with 403 (and logged) by _on_incoming

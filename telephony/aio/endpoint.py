@@ -37,6 +37,7 @@ from telephony.sip import (
     response_to_unparsable,
 )
 from telephony.sip import make_response as _make_response
+from telephony.sip.challenge import digest_answer
 
 from .addresses import DEFAULT_LOCAL_NETWORKS, AddressChooser, for_socket, udp_socket, unmap
 from .tasks import TaskSet
@@ -355,16 +356,22 @@ class SipEndpoint:
                 if message.method != "ACK":
                     self._refuse(exc, peer, request=message)
                 return
-            if (
+            # A new INVITE: a retransmitted one of a call in progress (ringing, or answered and
+            # waiting for its ACK) goes to its transaction, which repeats its last response (a
+            # 503 would end at the caller a call the engine goes on with).
+            new_call = (
                 message.method == "INVITE"
                 and not message.to.tag
                 and not self.layer.has_server_transaction(message)
-                and not self._answers_challenge(message)
-                and self.overload.sheds(message.method, message.to.tag, now)
+            )
+            # With challenges, a call is admitted (or refused) at its first INVITE: one that
+            # answers the challenge is neither refused now (the round trip would be lost) nor
+            # counted twice. Far behind, it is dropped unread like any new INVITE.
+            if (
+                new_call
+                and (self.challenge is None or digest_answer(message) is None)
+                and self.overload.sheds("INVITE", None, now)
             ):
-                # A retransmitted INVITE of a call in progress (ringing, or answered and
-                # waiting for its ACK) goes to its transaction, which repeats its last response:
-                # a 503 would end at the caller a call the engine goes on with.
                 self._shed(message, peer)
                 return
             if (
@@ -374,10 +381,8 @@ class SipEndpoint:
             ):
                 return  # the ACK of a stateless challenge: ignored (RFC 3261 8.2.7)
             if (
-                self.challenge is not None
-                and message.method == "INVITE"
-                and not message.to.tag
-                and not self.layer.has_server_transaction(message)
+                new_call
+                and self.challenge is not None
                 and (headers := self.challenge(message, peer)) is not None
             ):
                 self._challenge(message, peer, headers)
@@ -388,15 +393,6 @@ class SipEndpoint:
             if isinstance(message, SipRequest) and message.method != "ACK":
                 self._refuse(exc, peer, request=message)
         self._drain()
-
-    def _answers_challenge(self, request: SipRequest) -> bool:
-        """A new INVITE with digest credentials where new INVITEs are challenged: the call
-        was admitted (or refused) at its first INVITE, the one challenged, so it is neither
-        refused now (the challenge's round trip would be lost) nor counted twice. Far behind,
-        it is dropped unread like any new INVITE."""
-        return self.challenge is not None and (
-            "Authorization" in request.headers or "Proxy-Authorization" in request.headers
-        )
 
     def _refuse(
         self, exc: RemoteProtocolError, peer: Peer, request: SipRequest | None = None

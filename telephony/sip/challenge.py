@@ -1,4 +1,5 @@
-"""Answering digest challenges as a client (RFC 3261 22.2-22.3, RFC 8760), on messages.
+"""Digest challenges on messages (RFC 3261 22.2-22.3, RFC 8760): answering them as a client,
+and finding a request's answer as a server (`digest_answer`).
 
 `DigestClient` holds one set of credentials and turns a 401 or 407 to a request into the
 header that answers it (`Authorization` or `Proxy-Authorization`), once per challenger: a
@@ -20,7 +21,16 @@ from .message import SipRequest, SipResponse
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DigestClient"]
+__all__ = ["DigestClient", "digest_answer"]
+
+
+def digest_answer(request: SipRequest) -> str | None:
+    """The request's digest answer to a challenge (Proxy-Authorization, else Authorization),
+    if it carries one."""
+    answer = request.headers.get("Proxy-Authorization") or request.headers.get("Authorization")
+    if answer is None or not answer.lstrip().lower().startswith("digest"):
+        return None
+    return answer
 
 
 @dataclass
