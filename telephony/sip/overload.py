@@ -115,8 +115,8 @@ class OverloadControl:
         """(now, CPU seconds, calls taken, calls over) at each probe of the last
         `cost_window` of normal running."""
         self.call_cost: float | None = None
-        """CPU seconds of the loop's thread per new call, measured while running normally
-        (None until known: the shell reports no CPU time, or too few calls came)."""
+        """CPU seconds of the loop's thread per call, measured over a steady stretch of normal
+        running (None until known: the shell reports no CPU time, or no stretch was steady)."""
         self._scale = 1.0
         """While shedding with a known call cost: the admitted rate over the CPU budget's,
         lowered while the loop stays behind (the box shares its cores), raised while it keeps
@@ -210,7 +210,7 @@ class OverloadControl:
         afterwards (measured: the rate cut to 60/s while 800 ms of datagrams drained).
         The cost anchors the rate: a controller on the lag alone chases a signal that comes
         a call's length late (a call admitted now sends its BYE a hold time later), cut the
-        rate far under capacity and climbed back slowly (measured: 120 setups/s admitted
+        rate far under capacity and climbed back slowly (measured: 55-70 calls/s admitted
         offered 300/s against about 200/s taken clean).
 
         Without it: the loop's lateness grows as fast as the calls admitted outrun what the

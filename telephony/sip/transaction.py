@@ -301,8 +301,8 @@ class Transaction(Generic[_S, _I]):
         now: float,
     ) -> None:
         self._request: SipRequest | None = request
-        self._call_id = request.call_id
-        #: The request's method (kept when the request is released).
+        #: The request's Call-ID and method (kept when the request is released).
+        self.call_id = request.call_id
         self.method = request.method
         #: Where our messages go.
         self.peer = peer
@@ -347,11 +347,6 @@ class Transaction(Generic[_S, _I]):
         """True once the transaction left the layer."""
         return self.state.name == "TERMINATED"
 
-    @property
-    def call_id(self) -> str:
-        """Call-ID of the request, for per-call log context."""
-        return self._call_id
-
     # table plumbing -------------------------------------------------------------------------
 
     def _transitions(self) -> _Table[_S, _I]:
@@ -389,7 +384,7 @@ class Transaction(Generic[_S, _I]):
                 "%s %s call-id=%s: %s -> %s on %s",
                 self.kind,
                 self.branch,
-                self._call_id,
+                self.call_id,
                 old.name,
                 new.name,
                 cause.name,
