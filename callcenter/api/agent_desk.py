@@ -30,7 +30,7 @@ from pbx import BridgedCall
 from .agents import _own_extension
 from .crm import ENGINE, crm_store
 from .dashboard import WEB_ROOT
-from .monitor import CALL_REF, _call_id
+from .monitor import CALL_REF, _call_id, names_row
 from .openapi import EXTENSION, operation
 from .security import (
     API_KEY,
@@ -327,7 +327,7 @@ async def pop(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     store = crm_store(request)
     text = request.match_info["id"]
-    if text.isascii() and text.isdigit() and len(text) <= 18:
+    if names_row(engine, text):
         row: int | None = int(text)
     else:
         call_id = await _call_id(engine, text)

@@ -31,8 +31,19 @@ MODES = {m.value: m for m in MonitorMode}
 RING_SECONDS = 30.0
 
 
+def names_row(engine: Engine, text: str) -> bool:
+    """Whether a path's call reference is a calls row id: digits that are not a live call's
+    SIP Call-ID (some phones' Call-IDs are all digits, e.g. baresip's 16 hex digits at times)."""
+    return (
+        text.isascii()
+        and text.isdigit()
+        and len(text) <= 18
+        and text not in engine.switchboard.active
+    )
+
+
 async def _call_id(engine: Engine, text: str) -> str:
-    if text.isascii() and text.isdigit() and len(text) <= 18:
+    if names_row(engine, text):
         if engine.store is None:
             raise ApiError(503, "this engine runs without a database")
         call = await engine.store.get_call(int(text))
@@ -85,7 +96,10 @@ def _session(engine: Engine, bridged: BridgedCall, text: str) -> MonitorSession:
     return session
 
 
-CALL_REF = {"type": "string", "description": "calls row id (digits) or the SIP Call-ID"}
+CALL_REF = {
+    "type": "string",
+    "description": "the SIP Call-ID of a live call, else a calls row id (digits)",
+}
 SESSION_ID = {"type": "string", "pattern": "^[0-9]{1,18}$"}
 MODE_BODY = {
     "type": "object",

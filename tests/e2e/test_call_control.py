@@ -14,9 +14,21 @@ import pytest
 
 from callcenter.runtime import start_engine
 from sip_test_env.audio import first_tone_time, level_dbfs, read_wav, write_tone_wav
+from sip_test_env.carrier import CARRIER_IP
+from telephony.sip import SipRequest
 
-from .callfloor import DID_103, bridged_call, call_in, customer, floor_config, idle, phone
+from .callfloor import (
+    CUSTOMER,
+    DID_103,
+    bridged_call,
+    call_in,
+    customer,
+    floor_config,
+    idle,
+    phone,
+)
 from .conftest import ADMIN_KEY, api_url, engine_config
+from .rawsip import RawSipClient
 
 pytestmark = pytest.mark.peers
 
@@ -90,3 +102,49 @@ async def test_hold_resume_recording_opt_out_prompt_and_hangup_over_the_api(
     assert first_tone_time(stereo[:, 0].copy(), CUSTOMER_HZ, rate) is not None
     row = await db.fetchrow("SELECT * FROM calls WHERE call_id = $1", bridged.a.call_id)
     assert row["hangup_cause"] == "caller-api-hangup"
+
+
+async def test_a_live_call_whose_call_id_is_all_digits_is_found_by_it(
+    pg_url: str, tmp_path: Path
+) -> None:
+    # Some phones' Call-IDs are all digits (baresip's 16 hex digits, now and then): the API
+    # must not take a live call's Call-ID for a calls row id.
+    call_id = "0479677278439844"
+    engine = await start_engine(engine_config(extra=floor_config()), database_url=pg_url,
+                                data_dir=tmp_path)  # fmt: skip
+    carrier_side = await RawSipClient.open(CARRIER_IP)
+    try:
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+            phone("103", engine, tmp_path) as agent,
+        ):
+            await agent.wait_registered()
+            server = ("127.0.0.1", engine.sip_port)
+            carrier_side.send(carrier_side.invite(CUSTOMER, DID_103, server, call_id=call_id),
+                              server)  # fmt: skip
+            await agent.wait_event("CALL_INCOMING", timeout=5)
+            await agent.accept()
+            ok = None
+            while ok is None:
+                response = await carrier_side.response(timeout=5)
+                assert response is not None, "no 200 for the carrier's INVITE"
+                if response.status == 200:
+                    ok = response
+            to = ok.headers.get("To")
+            ack = (
+                f"ACK sip:{DID_103}@127.0.0.1:{engine.sip_port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {carrier_side.host}:{carrier_side.port};branch=z9hG4bKack1\r\n"
+                f"Max-Forwards: 70\r\nFrom: {ok.headers.get('From')}\r\nTo: {to}\r\n"
+                f"Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+            )
+            carrier_side.send(ack.encode(), server)
+            assert bridged_call(engine).a.call_id == call_id
+            async with http.post(api_url(engine, f"/calls/{call_id}/hangup")) as response:
+                assert response.status == 200, await response.text()
+            bye = await carrier_side.receive(timeout=5)
+            assert isinstance(bye, SipRequest) and bye.method == "BYE", bye
+            await agent.wait_event("CALL_CLOSED", timeout=5)
+            await idle(engine)
+    finally:
+        carrier_side.close()
+        await engine.stop()
