@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from telephony.aio import Call
+from telephony.aio.tasks import cancel_and_wait
 from telephony.call import Answered, Ended
 from telephony.media import WavSource
 
@@ -166,9 +167,7 @@ class CampaignRunner:
     async def stop(self, *, hang_up: bool = False) -> None:
         """Stop dialing; attempts in progress finish unless `hang_up`."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if hang_up:
             for task in list(self._attempts):
                 task.cancel()

@@ -5,12 +5,13 @@ abandon ledger (shared across nodes through the store) and the trunk's calls-per
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from telephony.aio.tasks import cancel_and_wait
 
 from .ledger import AbandonLedger, AbandonPolicy
 from .model import Attempt, Campaign, LeadStore
@@ -105,9 +106,7 @@ class CampaignSupervisor:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         for runner in list(self.runners.values()):
             await runner.stop(hang_up=True)
         self.runners.clear()

@@ -47,6 +47,20 @@ class TaskSet(set["asyncio.Task[Any]"]):
             logger.error("%s task %s failed", self.what, task.get_name(), exc_info=exc)
 
 
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait until it has ended. The CancelledError it ends with is absorbed;
+    one meant for the caller, cancelled while it waits, is not (a bare
+    `suppress(CancelledError)` swallowed it: a campaign supervisor whose stop came while it
+    stopped a finished campaign's runner polled on forever, and the engine never stopped)."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+
+
 class Started:
     """An async context manager over the subclass's own `start()` and `stop()`."""
 
@@ -73,4 +87,4 @@ class Started:
         await self.stop()
 
 
-__all__ = ["Started", "TaskSet", "current_call"]
+__all__ = ["Started", "TaskSet", "cancel_and_wait", "current_call"]
