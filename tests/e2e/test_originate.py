@@ -50,8 +50,12 @@ async def test_live_answer_reaches_a_free_agent(pg_url: str, tmp_path: Path) -> 
                 bridged = engine.switchboard.connect(
                     leg, ["101", "102"], summary=summary, timeout=2.0
                 )
+                # The phone reports the call up when it sends its 200; the engine bridges when
+                # that 200 arrives, so wait for the engine's own answer event.
+                answered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+                bridged.when_answered(lambda b: answered.done() or answered.set_result(b.callee))
                 await agent.wait_event("CALL_ESTABLISHED", timeout=3)
-                assert bridged.callee == "101"
+                assert await asyncio.wait_for(answered, 3) == "101"
                 await agent.wait_event("CALL_CLOSED", timeout=10)  # the customer hangs up
                 _rate, agent_heard, _ = read_wav(agent.recorded_wav())
             customer = carrier.record("12125550001")
