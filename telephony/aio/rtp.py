@@ -157,7 +157,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             return
         if moved:
             self.remote = addr
-            self.latched = True
+        # Latched to the first source that sends, be it where the SDP said or not: while it
+        # is live, no other source is taken (an intruder that knows the port cannot hijack).
+        self.latched = True
         self.last_received = now
         self.packets_in += 1
         if len(data) >= 12:

@@ -53,3 +53,40 @@ async def test_latches_to_the_real_source_and_ignores_strays() -> None:
         for sock in (phone, sdp_address, stray):
             sock.close()
     assert pool.in_use == 0
+
+
+async def test_a_phone_sending_from_its_sdp_address_is_latched_too() -> None:
+    """The usual phone sends from where its SDP says: that first packet latches the leg as a
+    moved source would, so a stray that knows the port cannot take the stream over (before,
+    the leg stayed unlatched and the stray's packet moved it)."""
+    pool = RtpPortPool("127.0.0.1", *ENGINE_RTP_PORTS)
+    leg = await pool.open()
+    phone, stray = _udp(), _udp()
+    got: list[bytes] = []
+    arrived: list[asyncio.Future[None]] = []
+
+    def heard(data: bytes) -> None:
+        got.append(data)
+        for waiter in arrived:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def until_next() -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        arrived.append(waiter)
+        await asyncio.wait_for(waiter, 1.0)
+
+    leg.on_packet = heard
+    try:
+        leg.set_remote(phone.getsockname())
+        phone.sendto(b"hello", ("127.0.0.1", leg.port))
+        await until_next()
+        assert leg.latched and leg.remote == phone.getsockname()
+        stray.sendto(b"inject", ("127.0.0.1", leg.port))
+        phone.sendto(b"again", ("127.0.0.1", leg.port))  # sent after the stray's: read after
+        await until_next()
+        assert got == [b"hello", b"again"] and leg.remote == phone.getsockname()
+    finally:
+        pool.release(leg)
+        for sock in (phone, stray):
+            sock.close()
