@@ -36,6 +36,13 @@ class FakeRtp:
         self.on_packet = None
         self.sent = 0
         self.port = 40000
+        self.native_from = None  # no socket: never relays natively
+
+    def stop_native(self) -> None:
+        pass
+
+    def stop_all_native(self) -> None:
+        pass
 
     def send(self, data: bytes) -> None:
         self.sent += 1

@@ -195,9 +195,10 @@ def _listen(legs: list[Call], recorder: CallRecorder) -> list[Callable[[], None]
 
 
 def feed_recorder(media: MediaSession, recorder: CallRecorder, side: Side) -> Callable[[], None]:
-    """Push a leg's audio into one channel of the recorder; the undo. The recorder takes
-    little-endian PCM bytes: on such a machine it gets the leg's decoded bytes as they are."""
-    push = functools.partial(recorder.push, side)
+    """Feed a leg's audio into one channel of the recorder; the undo. The recorder takes
+    little-endian PCM bytes: on such a machine the leg appends its decoded bytes to the
+    channel's buffer itself (natively, once its relay is), elsewhere it pushes frames."""
     if sys.byteorder == "little":
-        return media.listen_pcm(push)
-    return media.listen(push)
+        buffer, max_bytes = recorder.buffer(side)
+        return media.record_into(buffer, max_bytes)
+    return media.listen(functools.partial(recorder.push, side))

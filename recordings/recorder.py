@@ -163,6 +163,15 @@ class CallRecorder:
         disk once it has written it)."""
         return self._data_bytes / _BLOCK / SAMPLE_RATE
 
+    def buffer(self, side: Side) -> tuple[bytearray, int]:
+        """The buffer of `side`'s audio not yet ticked, and the bytes it may hold: for a
+        producer that appends little-endian 16-bit PCM itself (the native RTP relay), keeping
+        the newest `max` bytes as `push` does (what it drops is its to count)."""
+        try:
+            return self._buffers[side], self._max_bytes
+        except KeyError:
+            raise RecordingError(f"side is 'customer' or 'agent', not {side!r}") from None
+
     def push(self, side: Side, pcm: bytes | bytearray | np.ndarray) -> None:
         """Queue decoded audio of one side: int16 samples, or their bytes (little-endian).
 

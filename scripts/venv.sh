@@ -1,6 +1,7 @@
 # Sourced by scripts/run and scripts/test: make sure "$VENV" holds the engine installed from this
-# checkout, installing only when the environment is missing or pyproject.toml changed since the
-# last install (a stamp file), so a second start needs no package index.
+# checkout, installing only when the environment is missing or pyproject.toml (or the native
+# relay's C source) changed since the last install (a stamp file), so a second start needs no
+# package index.
 #   PYTHON  interpreter for a new environment (default python3; e.g. python3.13)
 #   VENV    where the environment lives (default .venv)
 # Usage: ensure_venv EXTRAS   (EXTRAS: "" for the engine alone, "test" for the test tools too)
@@ -14,7 +15,8 @@ ensure_venv() {
     if [ ! -x "$VENV/bin/python" ]; then
         "$PYTHON" -m venv "$VENV"
     fi
-    want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"
+    # setup.py and the native relay's C source too: pip builds it into the checkout (editable).
+    want="$(cat pyproject.toml setup.py telephony/rtp/_relay.c | sha256sum | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
     fi

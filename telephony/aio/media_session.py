@@ -29,6 +29,10 @@ from .webrtc import WebRtcTransport
 logger = logging.getLogger(__name__)
 
 _RTP_HEADER = struct.Struct("!BBHII")
+_LAWS = {"PCMU": 0, "PCMA": 1}
+"""The codecs the native relay decodes for listeners (telephony.rtp._relay)."""
+_NATIVE_EVERY = 16
+"""Relayed packets between two tries to hand a leg's relay to the native port."""
 _T = TypeVar("_T")
 
 
@@ -71,7 +75,7 @@ class MediaSession:
         self.webrtc: WebRtcTransport | None = None
         """ICE-lite and DTLS-SRTP of this leg once a WebRTC stream was agreed."""
         self.connected_at: float | None = None
-        self.peer: MediaSession | None = None
+        self._peer: MediaSession | None = None
         self._dtmf = DtmfReceiver()
         self._clock = clock
         # Our own outgoing stream, for audio the engine produces (prompts, tones).
@@ -79,7 +83,7 @@ class MediaSession:
         self._seq = secrets.randbits(16)
         self._timestamp = secrets.randbits(32)
         self._playing: dict[asyncio.Future[None], int] = {}
-        self.relayed: bytes | None = None
+        self._relayed: bytes | None = None
         self.sent_own = False
         """We sent this leg audio of our own (prompts, tones, a mix) since the relay last
         continued our stream."""
@@ -89,8 +93,34 @@ class MediaSession:
         self._listeners: list[Callable[[Frame], None]] = []
         """Get the decoded audio the far end sends (recording, AMD, in-band DTMF, monitors)."""
         self._pcm_listeners: list[Callable[[bytes], None]] = []
-        """The same audio as 16-bit PCM bytes in native byte order (the recorder's form)."""
+        """The same audio as 16-bit PCM bytes in native byte order."""
+        self._sinks: list[tuple[bytearray, int]] = []
+        """Buffers the same PCM bytes are appended to, each with the bytes it may hold (a
+        recorder's side: the native relay appends to one itself)."""
+        self._native_wait = _NATIVE_EVERY
+        """Packets to relay in Python before trying the native relay again."""
         rtp.on_packet = self._on_packet
+        rtp.on_native_stop = self._native_stopped
+
+    @property
+    def peer(self) -> MediaSession | None:
+        """The leg this one's audio is relayed to (a bridge sets both directions)."""
+        return self._peer
+
+    @peer.setter
+    def peer(self, peer: MediaSession | None) -> None:
+        if peer is not self._peer:
+            self.rtp.stop_native()
+        self._peer = peer
+
+    @property
+    def relayed(self) -> bytes | None:
+        """The last packet relayed to this leg (at least its 12-byte fixed header)."""
+        if self.rtp.native_from is not None:
+            header = self.rtp.take_relayed()
+            if header is not None:
+                self._relayed = header
+        return self._relayed
 
     # -- offer / answer (telephony.call.OfferAnswer; what is agreed goes to the socket) -----
 
@@ -123,6 +153,7 @@ class MediaSession:
         self._negotiated(self.sdp.accept_answer, body)
 
     def _negotiated(self, step: Callable[..., None], *args: object, **kwargs: object) -> None:
+        self.rtp.stop_all_native()  # the codec or the far end may change
         try:
             step(*args, **kwargs)
         except OfferRejected as exc:
@@ -203,6 +234,8 @@ class MediaSession:
         packets continue our stream's SSRC, sequence numbers and timestamps from here on, so
         the phone's jitter buffer takes them (one header rewrite per packet for the rest of
         the call)."""
+        if self.rtp.native_from is not None:
+            self.rtp.native_from.stop_native()  # packets relayed to us get rewritten from now on
         self._splice = StreamRewriter(
             ssrc=self._ssrc, sequence_number=self._seq, timestamp=self._timestamp
         )
@@ -212,9 +245,12 @@ class MediaSession:
         """Send our own audio as the continuation of the stream relayed so far (its SSRC, next
         sequence number and timestamp): phones whose jitter buffer ignores an SSRC change
         (baresip 1.0) would drop a new stream whose numbers lie behind the old one."""
-        if self.relayed is None:
+        if self.rtp.native_from is not None:
+            self.rtp.native_from.stop_native()  # our own packets continue from here
+        relayed = self._relayed
+        if relayed is None:
             return
-        _, _, seq, timestamp, ssrc = _RTP_HEADER.unpack_from(self.relayed)
+        _, _, seq, timestamp, ssrc = _RTP_HEADER.unpack_from(relayed)
         self._ssrc, self._seq = ssrc, (seq + 1) & 0xFFFF
         self._timestamp = (timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
 
@@ -276,13 +312,28 @@ class MediaSession:
 
     def listen(self, listener: Callable[[Frame], None]) -> Callable[[], None]:
         """Hand every decoded frame from the far end to `listener` too; returns the undo."""
+        self.rtp.stop_native()  # frames go to Python listeners packet by packet
         return _attach(self._listeners, listener)
 
     def listen_pcm(self, listener: Callable[[bytes], None]) -> Callable[[], None]:
         """Like listen(), the frames as 16-bit linear PCM bytes in native byte order: for a
         listener that wants bytes anyway (the recorder), decoded without numpy's fixed cost
         per packet; returns the undo."""
+        self.rtp.stop_native()  # the native relay decodes only for listeners it started with
         return _attach(self._pcm_listeners, listener)
+
+    def record_into(self, buffer: bytearray, max_bytes: int) -> Callable[[], None]:
+        """Append the far end's audio as 16-bit PCM bytes in native byte order to `buffer`,
+        dropping its oldest bytes beyond `max_bytes` (a recorder's side: the native relay
+        appends to it without Python); returns the undo."""
+        self.rtp.stop_native()
+        detach = _attach(self._sinks, (buffer, max_bytes - max_bytes % 2))
+
+        def undo() -> None:
+            self.rtp.stop_native()  # the native port appends to the sink it started with
+            detach()
+
+        return undo
 
     def unbridge(self) -> None:
         """Stop relaying to and from the bridged leg (this leg is going away)."""
@@ -309,12 +360,12 @@ class MediaSession:
                     data = data[:1] + bytes([(data[1] & 0x80) | peer.remote_dte_pt]) + data[2:]
                 if peer._splice is not None:
                     data = peer._splice.rewrite(data)
-                peer.relayed = data
+                peer._relayed = data
                 peer.rtp.send(data)
             return
         if pt != sdp.codec_pt:
             return  # comfort noise or a codec nobody negotiated
-        if self._listeners or self._pcm_listeners:
+        if self._listeners or self._pcm_listeners or self._sinks:
             self._hear(data)
         if peer is None:
             return
@@ -322,8 +373,36 @@ class MediaSession:
             data = _transcode(data, self.codec_name, peer.codec_name, peer.codec_pt)
         if peer._splice is not None:
             data = peer._splice.rewrite(data)
-        peer.relayed = data
+        peer._relayed = data
         peer.rtp.send(data)
+        self._native_wait -= 1
+        if self._native_wait <= 0:
+            self._native_wait = _NATIVE_EVERY
+            self._relay_natively(peer)
+
+    # -- the native relay (telephony.rtp._relay) ------------------------------------------------
+
+    def _relay_natively(self, peer: MediaSession) -> None:
+        """Hand the relay of this leg's audio to `peer` to the native port when nothing here
+        needs the packets one by one: no frame listeners, no renumbering into the peer, one
+        G.711 codec on both legs, at most one PCM sink (a recorder's side; no PCM listener).
+        Anything else the native port meets comes back to Python,
+        which stops it (telephony/aio/rtp.py); the next packets try again."""
+        law = _LAWS.get(self.sdp.codec_name)
+        if law is None or self._listeners or self._pcm_listeners or len(self._sinks) > 1:
+            return
+        if peer._splice is not None or peer.sdp.codec_pt != self.sdp.codec_pt:
+            return
+        sink, max_bytes = self._sinks[0] if self._sinks else (None, 0)
+        self.rtp.relay_natively(peer.rtp, codec_pt=self.sdp.codec_pt, law=law, sink=sink,
+                                sink_max=max_bytes)  # fmt: skip
+
+    def _native_stopped(self, to: RtpEndpoint) -> None:
+        peer = self._peer
+        if peer is not None and peer.rtp is to:
+            header = to.take_relayed()
+            if header is not None:
+                peer._relayed = header
 
     def _hear(self, data: bytes) -> None:
         """Decode the audio of a packet for the listeners, once per form they take."""
@@ -333,10 +412,14 @@ class MediaSession:
             start, end = _payload_bounds(data)
             payload = data[start:end]
         codec = CODECS[self.sdp.codec_name]
-        if self._pcm_listeners:
+        if self._pcm_listeners or self._sinks:
             linear = codec.decode_bytes(payload)
             for pcm_listener in self._pcm_listeners:
                 pcm_listener(linear)
+            for sink, max_bytes in self._sinks:
+                sink += linear
+                if len(sink) > max_bytes:
+                    del sink[: len(sink) - max_bytes]
         if self._listeners:
             pcm = codec.decode(payload)
             for listener in self._listeners:
@@ -352,15 +435,16 @@ class MediaSession:
             self._on_dtmf(digit, "rfc4733")
 
 
-def _attach(
-    listeners: list[Callable[[_T], None]], listener: Callable[[_T], None]
-) -> Callable[[], None]:
-    """Add `listener` to `listeners`; the undo."""
-    listeners.append(listener)
+def _attach(items: list[_T], item: _T) -> Callable[[], None]:
+    """Add `item` (a listener, a sink) to `items`; the undo, which removes that very object
+    (two sinks whose bytes are equal are still two sinks)."""
+    items.append(item)
 
     def stop() -> None:
-        if listener in listeners:
-            listeners.remove(listener)
+        for index, each in enumerate(items):
+            if each is item:
+                del items[index]
+                return
 
     return stop
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from telephony.rtp._relay import Port
 from telephony.rtp.rtcp_session import RtcpSession
 from telephony.rtp.srtp import SrtpContext
 from telephony.sdp.crypto import SrtpKeys
@@ -83,13 +84,46 @@ class _RtcpPort(asyncio.DatagramProtocol):
         return True
 
 
-class RtpEndpoint(asyncio.DatagramProtocol):
-    """One local RTP port of one call leg, with symmetric RTP (RFC 4961 style latching)."""
+class RtpSocket:
+    """A leg's RTP socket, read by a native port (telephony.rtp._relay.Port) on the event
+    loop's reader callback: datagrams the native relay does not take go to `on_datagram`."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
+        on_datagram: Callable[[bytes, Address], None],
+    ) -> None:
+        self._sock = sock
+        self._loop = loop
+        self.port = Port(sock.fileno(), sock.family, on_datagram)
+        loop.add_reader(sock.fileno(), self.port.readable)
+
+    def sendto(self, data: bytes, address: Address) -> None:
+        try:
+            self._sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            pass  # the socket's send buffer is full: this packet would be late anyway
+        except OSError as exc:  # unreachable (an ICMP error reported on this socket), etc.
+            logger.debug("rtp port %d: %s", self._sock.getsockname()[1], exc)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._sock.fileno())
+        self.port.close()
+        self._sock.close()
+
+
+class RtpEndpoint:
+    """One local RTP port of one call leg, with symmetric RTP (RFC 4961 style latching).
+
+    The leg's audio may be relayed natively to another leg (`relay_natively`): the native
+    port then counts the packets it takes, and this endpoint takes the counters back when the
+    relay stops, which it does before anything here changes what the relay relies on."""
 
     def __init__(self, port: int, loop: asyncio.AbstractEventLoop, cname: str) -> None:
         self.port = port
         self._loop = loop
-        self.transport: asyncio.DatagramTransport | None = None
+        self.transport: RtpSocket | None = None
         self.rtcp: _RtcpPort | None = None
         self.rtcp_session = RtcpSession(cname=cname, now=loop.time())
         """Reception and sending statistics, RTCP reports to send and received (sans-IO)."""
@@ -97,9 +131,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         """Where we send: the SDP address until the peer's first packet, then its real source."""
         self.latched = False
         self.on_packet: Callable[[bytes], None] | None = None
-        self.last_received: float | None = None
-        self.packets_in = 0
-        self.packets_out = 0
+        self._last_received: float | None = None
+        self._packets_in = 0
+        self._packets_out = 0
         self._family = socket.AF_INET
         self.srtp: SrtpContext | None = None
         """SRTP/SRTCP of this leg once SDES agreed keys; None: plain RTP."""
@@ -112,9 +146,155 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         """RTCP shares this port (RFC 5761; WebRTC legs): reports go out and come in here."""
         self.on_control: Callable[[bytes, Address], None] | None = None
         """Gets STUN and DTLS datagrams (first byte below 64, RFC 7983) on a WebRTC leg."""
+        self.native_to: RtpEndpoint | None = None
+        """The leg this one's packets are relayed to natively (its reception counters are in
+        the native port meanwhile)."""
+        self.native_from: RtpEndpoint | None = None
+        """The leg relaying natively into this one (this one's sending counters are in the
+        native port meanwhile)."""
+        self.on_native_stop: Callable[[RtpEndpoint], None] | None = None
+        """Called with the leg relayed to when this leg's native relay stops (the media
+        session takes the last relayed header)."""
+
+    def attach(self, sock: socket.socket) -> None:
+        """Serve the leg on `sock` (bound, non-blocking)."""
+        self.transport = RtpSocket(sock, self._loop, self.datagram_received)
+        self._family = sock.family
+
+    # -- the native relay ------------------------------------------------------------------
+
+    def relay_natively(
+        self,
+        to: RtpEndpoint,
+        *,
+        codec_pt: int,
+        law: int,
+        sink: bytearray | None = None,
+        sink_max: int = 0,
+    ) -> bool:
+        """Relay this leg's audio packets (payload type `codec_pt`, G.711 `law`: 0 mu, 1 A)
+        to `to` in the native port, appending them decoded to `sink` (at most `sink_max`
+        bytes kept, the newest); False when the legs' state does not allow it (SRTP or
+        WebRTC, no validated source or far end yet)."""
+        if self.native_to is not None or to.native_from is not None or to is self:
+            return False
+        source = self.rtcp_session.source
+        wire, out = self.transport, to.transport
+        if (
+            wire is None
+            or out is None
+            or source is None
+            or not source.validated
+            or self.remote is None
+            or to.remote is None
+            or not self._plain()
+            or not to._plain()
+        ):
+            return False
+        port = wire.port
+        port.ssrc, port.max_seq, port.cycles = source.ssrc, source.max_seq, source.cycles
+        port.received, port.jitter = source.received, source.jitter
+        port.clock_rate = source.clock_rate
+        port.has_transit = source.transit is not None
+        port.transit = source.transit or 0.0
+        port.packets_in = self._packets_in
+        port.last_received = self._last_received or 0.0
+        sending, session = out.port, to.rtcp_session
+        sending.packets_out = to._packets_out
+        sending.packets_sent, sending.octets_sent = session.packets_sent, session.octets_sent
+        sending.take_last_sent()  # what it holds is older than what Python holds
+        sending.take_relayed()
+        port.engage(out.port, self.remote, to.remote, codec_pt, law, sink, sink_max)
+        self.native_to, to.native_from = to, self
+        return True
+
+    def take_relayed(self) -> bytes | None:
+        """The header of the last packet relayed natively to this leg, once (None: none
+        since the last call)."""
+        return self.transport.port.take_relayed() if self.transport is not None else None
+
+    @property
+    def packets_in(self) -> int:
+        """RTP packets taken from the far end (Python's and the native relay's)."""
+        self.sync_native()
+        return self._packets_in
+
+    @property
+    def packets_out(self) -> int:
+        self.sync_native()
+        return self._packets_out
+
+    @property
+    def last_received(self) -> float | None:
+        """Loop time of the far end's last packet, None before any."""
+        self.sync_native()
+        return self._last_received
+
+    def sync_native(self) -> None:
+        """Copy the native port's counters into this leg's objects (before reading them)."""
+        to = self.native_to
+        if to is not None and self.transport is not None:
+            self._take_reception(self.transport.port)
+        via = self.native_from
+        if via is not None and self.transport is not None:
+            self._take_sending(self.transport.port)
+
+    def stop_native(self) -> None:
+        """Stop relaying this leg's packets natively; the counters come back to Python."""
+        to = self.native_to
+        if to is None:
+            return
+        if self.transport is not None:
+            self.transport.port.disengage()
+            self._take_reception(self.transport.port)
+        if to.transport is not None:
+            to._take_sending(to.transport.port)
+        self.native_to = to.native_from = None
+        if self.on_native_stop is not None:
+            self.on_native_stop(to)
+
+    def stop_all_native(self) -> None:
+        """Stop both native directions this leg takes part in."""
+        self.stop_native()
+        if self.native_from is not None:
+            self.native_from.stop_native()
+
+    def _take_reception(self, port: Port) -> None:
+        source = self.rtcp_session.source
+        if source is not None and source.ssrc == port.ssrc:
+            source.went_on(
+                max_seq=port.max_seq,
+                cycles=port.cycles,
+                received=port.received,
+                jitter=port.jitter,
+                transit=port.transit if port.has_transit else None,
+            )
+        if port.packets_in != self._packets_in:
+            self._packets_in, self._last_received = port.packets_in, port.last_received
+
+    def _take_sending(self, port: Port) -> None:
+        self._packets_out = port.packets_out
+        self.rtcp_session.sent_elsewhere(
+            packets=port.packets_sent,
+            octets=port.octets_sent,
+            last=port.take_last_sent(),
+            at=port.last_sent_at,
+        )
+
+    def _plain(self) -> bool:
+        """Plain RTP on a socket of its own: what the native relay takes."""
+        return (
+            self.srtp is None
+            and not self.srtp_required
+            and not self.rtcp_mux
+            and self.on_control is None
+        )
+
+    # -- the leg ---------------------------------------------------------------------------
 
     def set_srtp(self, keys: SrtpKeys | None) -> None:
         """Protect the leg with what offer/answer agreed (None: plain RTP from now on)."""
+        self.stop_all_native()
         if keys is None:
             self.srtp = None
         elif self.srtp is None:
@@ -122,17 +302,16 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         elif not self.srtp.same_keys(keys.suite, keys.local, keys.remote):
             self.srtp.rekey(keys.suite, keys.local, keys.remote)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        self._family = transport.get_extra_info("socket").family
-
     def select(self, address: Address) -> None:
         """ICE chose `address` (the browser nominated it): media goes there and comes from
         there only, whatever was latched before."""
+        self.stop_all_native()
         self.remote = address
         self.latched = True
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        if self.native_to is not None:
+            self.stop_native()  # a packet the native relay did not take: Python's from here
         if self.on_control is not None and data and data[0] < 64:
             self.on_control(data, addr)
             return
@@ -142,7 +321,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         now = self._loop.time()
         moved = addr != self.remote
         if moved:
-            idle = self.last_received is None or now - self.last_received > RELATCH_AFTER
+            idle = self._last_received is None or now - self._last_received > RELATCH_AFTER
             if self.latched and not idle:
                 return  # another source while ours is live: ignore (RTP injection)
         srtp = self.srtp
@@ -156,12 +335,14 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self.early_dropped += 1
             return
         if moved:
+            if self.native_from is not None:
+                self.native_from.stop_native()  # it sends to our old address
             self.remote = addr
         # Latched to the first source that sends, be it where the SDP said or not: while it
         # is live, no other source is taken (an intruder that knows the port cannot hijack).
         self.latched = True
-        self.last_received = now
-        self.packets_in += 1
+        self._last_received = now
+        self._packets_in += 1
         if len(data) >= 12:
             self.rtcp_session.rtp_received(data, now)
         if self.on_packet is not None:
@@ -182,28 +363,31 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     @property
     def packets_expected(self) -> int:
         """Packets the peer sent, from the sequence numbers seen (RFC 3550 A.3)."""
+        self.sync_native()
         return self.rtcp_session.packets_expected
 
     @property
     def packets_lost(self) -> int:
         """Expected minus received (never below 0: duplicates can outnumber losses)."""
+        self.sync_native()
         return self.rtcp_session.packets_lost
 
     @property
     def jitter(self) -> float:
         """RFC 3550 interarrival jitter of the peer's stream, in seconds."""
+        self.sync_native()
         return self.rtcp_session.jitter
-
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("rtp port %d: %s", self.port, exc)
 
     def set_remote(self, address: Address) -> None:
         """Address from SDP; ignored once latched to a live source."""
         if not self.latched:
+            self.stop_all_native()
             # A dual-stack socket (bound to ::) reaches an IPv4 peer at its IPv4-mapped address.
             self.remote = (for_socket(address[0], self._family), address[1])
 
     def send(self, data: bytes) -> None:
+        if self.native_from is not None:
+            self.native_from.stop_native()  # our own audio: the sending counters are Python's
         if self.remote is not None and self.transport is not None:
             wire = data
             srtp = self.srtp
@@ -215,7 +399,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             elif self.srtp_required:
                 return  # never a plain packet on a leg that must be SRTP
             self.transport.sendto(wire, self.remote)
-            self.packets_out += 1
+            self._packets_out += 1
             if len(data) >= 12:
                 self.rtcp_session.rtp_sent(data, self._loop.time())
 
@@ -223,6 +407,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         """Send the RTCP report owed at `now`, if one is; True when one went out."""
         if self.rtcp is None or self.remote is None or not self.rtcp_session.due(now):
             return False
+        self.sync_native()
         if self.rtcp_mux:
             report = self.rtcp_session.report(now, wall)
             protected = self.srtp.protect_rtcp(report) if self.srtp is not None else None
@@ -233,6 +418,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         return self.rtcp.send(self.rtcp_session.report(now, wall))
 
     def close(self) -> None:
+        self.stop_all_native()
         self.on_packet = None
         self.on_control = None
         if self.transport is not None:
@@ -269,6 +455,7 @@ class RtpTotals:
     the keys on a leg that requires SRTP."""
 
     def add(self, endpoint: RtpEndpoint) -> None:
+        endpoint.sync_native()
         self.packets_in += endpoint.packets_in
         self.packets_out += endpoint.packets_out
         self.packets_lost += endpoint.packets_lost
@@ -344,11 +531,9 @@ class RtpPortPool:
             attempts += 1
             endpoint: RtpEndpoint | None = None
             try:
-                _, endpoint = await loop.create_datagram_endpoint(
-                    functools.partial(RtpEndpoint, port, loop, self.cname),
-                    sock=udp_socket(self.host, port),
-                )
-                assert endpoint is not None
+                sock = udp_socket(self.host, port)
+                endpoint = RtpEndpoint(port, loop, self.cname)
+                endpoint.attach(sock)
                 _, sink = await loop.create_datagram_endpoint(
                     functools.partial(_RtcpPort, endpoint), sock=udp_socket(self.host, port + 1)
                 )

@@ -125,6 +125,18 @@ class RtcpSession:
         self.octets_sent += max(0, len(data) - 12)
         self._sent_since_report = True
 
+    def sent_elsewhere(self, *, packets: int, octets: int, last: bytes | None, at: float) -> None:
+        """Take the sending counters of packets sent for us elsewhere (the native relay,
+        telephony.rtp._relay): totals, and the last packet's header when it sent any since."""
+        self.packets_sent, self.octets_sent = packets, octets
+        if last is not None:
+            self._last_sent, self._last_sent_at = last, at
+            self._sent_since_report = True
+
+    @property
+    def last_sent_at(self) -> float:
+        return self._last_sent_at
+
     @property
     def sent_ssrc(self) -> int | None:
         """SSRC of the stream we send (the last packet's), None before we sent any."""

@@ -142,6 +142,23 @@ class RtpSource:
             self.jitter += (d - self.jitter) / 16.0
         self._transit = transit
 
+    @property
+    def transit(self) -> float | None:
+        """The last valid packet's relative transit time (A.8), None before the first."""
+        return self._transit
+
+    @property
+    def validated(self) -> bool:
+        """Past probation: the source's packets count (A.1)."""
+        return self._started and not self.probation
+
+    def went_on(self, *, max_seq: int, cycles: int, received: int, jitter: float,
+                transit: float | None) -> None:  # fmt: skip
+        """Take the counters of packets counted elsewhere (the native relay,
+        telephony.rtp._relay) for a validated source: in sequence or late, no restart."""
+        self.max_seq, self.cycles, self.received = max_seq, cycles, received
+        self.jitter, self._transit = jitter, transit
+
     # -- A.3 -----------------------------------------------------------------------------------
 
     @property

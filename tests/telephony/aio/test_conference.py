@@ -27,6 +27,13 @@ class FakeRtp:
         self.port = 40000
         self.sent: list[bytes] = []
         self.on_packet = None
+        self.native_from = None  # never relays natively: no socket
+
+    def stop_native(self) -> None:
+        pass
+
+    def stop_all_native(self) -> None:
+        pass
 
     def send(self, data: bytes) -> None:
         self.sent.append(data)
