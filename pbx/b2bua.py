@@ -88,6 +88,18 @@ class CallSummary:
             return 0.0
         return (self.ended_at - self.answered_at).total_seconds()
 
+    def stopped(self, at: datetime) -> None:
+        """End the summary of a call the engine's stop hung up: answered stays answered (its
+        talk ends `at`); before an answer, a customer who called us is a missed call (called
+        back), any other call is cancelled (our side ended it). Cause "shutdown"."""
+        self.ended_at = self.ended_at or at
+        self.hangup_cause = "shutdown"
+        if self.answered_at is not None:
+            self.outcome, self.sip_status = "answered", 200
+            return
+        self.outcome = "missed" if self.direction == "inbound" else "cancelled"
+        self.sip_status = self.sip_status or 503
+
 
 @dataclass(frozen=True)
 class Target:
@@ -937,10 +949,13 @@ class BridgedCall:
             self.hunting = set()
             await self._release_bookings(keep=self.callee if winner is not None else None)
             if self.a.ended.done():
+                self.summary.sip_status = self.a.final_status or 487
+                if self.a.end_reason == "shutdown":  # the engine stops, not the caller
+                    self.summary.stopped(datetime.now(UTC))
+                    return
                 self.summary.outcome = (
                     "cancelled" if self.summary.direction == "internal" else "missed"
                 )
-                self.summary.sip_status = self.a.final_status or 487
                 self.summary.hangup_cause = "caller-cancel"
                 return
             if winner is not None:

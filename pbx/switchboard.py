@@ -126,6 +126,13 @@ _EXTERNAL = re.compile(r"^\+?[0-9]{7,15}$")
 IvrHandler = Callable[[Call, Did, CallSummary], Awaitable[None]]
 _T = TypeVar("_T")
 
+STOP_GRACE = 5.0
+"""Seconds a stop gives the calls it hung up to end by themselves (a CANCEL's 487, a BYE's
+200) before it journals those still up itself and cancels their tasks."""
+END_WRITE_TIMEOUT = 30.0
+"""Seconds a stop waits for the ends of calls being written (the journal's rows) before the
+database closes under them: never cancelled, each write is the call's only record."""
+
 
 class Switchboard:
     """Routes REGISTER to the registrar and INVITEs to extensions, ring groups and trunks."""
@@ -184,6 +191,15 @@ class Switchboard:
         """Monitor sessions in progress by session id."""
         self._session_ids = itertools.count(1)
         self._tasks = TaskSet("call")
+        self._ending = TaskSet("call-end")
+        """Ends of calls being written (CallEnded's handlers: the journal): a stop waits for
+        them and never cancels one."""
+        self._open: dict[str, CallSummary] = {}
+        """The calls announced (their rows opened) whose end is not yet being written, by
+        Call-ID: what a stop journals itself when their tasks outlive its grace."""
+        self._stopped: set[str] = set()
+        """Calls the stop journaled itself: a task that ends one later writes nothing."""
+        self.stop_grace = STOP_GRACE
         self.music_on_hold = music_on_hold
         self.bookings: AgentBookings | None = None
         """Agents claimed across nodes before a call rings them (pbx.booking; the composition
@@ -232,7 +248,7 @@ class Switchboard:
     def settled(self) -> bool:
         """No call is live here and every call that ended has been journaled (its CallEnded
         handlers ran): what a drain waits for before reading the calls rows."""
-        return not self.active and not self._tasks
+        return not self.active and not self._tasks and not self._ending
 
     def busy(self, extension: str) -> bool:
         """On as many calls as the extension may take; a phone that rings counts (a second
@@ -1165,7 +1181,7 @@ class Switchboard:
                 answered.set_result(False)
         if bridged.media is None:
             return  # not bridged: the IVR goes on and journals the call itself
-        await self._finish(bridged.summary)
+        self._end(bridged.summary)
 
     def connect(
         self,
@@ -1275,7 +1291,7 @@ class Switchboard:
         summary = CallSummary(call.call_id, caller, callee, datetime.now(UTC))
         summary.ended_at = summary.started_at
         summary.outcome, summary.sip_status, summary.hangup_cause = outcome, status, cause
-        self._track(self._finish(summary))
+        self._end(summary)
 
     def _unacceptable_offer(self, call: Call, did: Did, caller: str) -> None:
         """A carrier's call to one of our numbers whose SDP offer we cannot answer: 488 before
@@ -1289,7 +1305,7 @@ class Switchboard:
         summary.outcome, summary.sip_status = "missed", status
         summary.hangup_cause = "unacceptable-offer"
         logger.info("call %s to %s: offer refused with %d", call.call_id, did.number, status)
-        self._track(self._finish(summary))
+        self._end(summary)
 
     def _route_owner(self, did: Did) -> tuple[str | None, str | None]:
         """The ring group a DID rings and who owns its missed calls (the agent it rings, or the
@@ -1676,7 +1692,9 @@ class Switchboard:
         await leg.hangup(reason="auto-reply")
 
     def announce(self, summary: CallSummary) -> None:
-        """A call has started (the journal opens its row)."""
+        """A call has started (the journal opens its row); its end is written once, by
+        whoever concludes it or, failing that, by the stop."""
+        self._open[summary.call_id] = summary
         self.events.publish(CallStarted(summary))
 
     def announce_outgoing(self, leg: Call, summary: CallSummary) -> None:
@@ -1695,10 +1713,15 @@ class Switchboard:
     def conclude(self, summary: CallSummary) -> None:
         """A call that never reached a bridge is over (busy, voicemail...): log and journal it."""
         summary.ended_at = summary.ended_at or datetime.now(UTC)
-        self._track(self._finish(summary))
+        self._end(summary)
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
         self._tasks.spawn(work)
+
+    def _end(self, summary: CallSummary) -> None:
+        """Write the end of a call in a task of its own: a stop that cancels the call tasks
+        still running lets it finish."""
+        self._ending.spawn(self._finish(summary))
 
     async def _run(self, bridged: BridgedCall) -> None:
         try:
@@ -1717,7 +1740,7 @@ class Switchboard:
                 self._seat_idle(seated)
         if bridged.handed_off:
             return  # the queue that took the caller journals the call at its end
-        await self._finish(summary)
+        self._end(summary)
 
     def drop(self, bridged: BridgedCall) -> None:
         """Take `bridged` off the live calls (a queue may have the caller's leg by now)."""
@@ -1744,6 +1767,13 @@ class Switchboard:
             self.parties_over(bridged, wrap_up=True)
 
     async def _finish(self, summary: CallSummary) -> None:
+        if summary.call_id in self._stopped:
+            logger.info("call %s: journaled by the stop already", summary.call_id)
+            return
+        self._open.pop(summary.call_id, None)
+        await self._write_end(summary)
+
+    async def _write_end(self, summary: CallSummary) -> None:
         for transfer in summary.transfers:
             if transfer.get("result") == "queued":  # no queue agent answered it in the end
                 transfer["result"] = "failed"
@@ -1918,7 +1948,11 @@ class Switchboard:
         self.presence.notify(extension, now=now)
 
     async def shutdown(self) -> None:
-        """Hang up every call with BYE (or CANCEL / 503 before answer) and wait for the logs."""
+        """Hang up every call with BYE (or CANCEL / 503 before answer); journal the calls still
+        up after `stop_grace` seconds as the stop ended them (`CallSummary.stopped`: a peer
+        that never answers our INVITE, or its CANCEL, holds its leg for 64*T1) and cancel
+        their tasks; then wait for every call's end to be written, so that the database
+        closes after the last row."""
         for timer in self._wrap_up_timers.values():
             timer.cancel()
         self._wrap_up_timers.clear()
@@ -1931,7 +1965,31 @@ class Switchboard:
                 if leg is not None:
                     await leg.hangup(reason="shutdown")
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+            await asyncio.wait(self._tasks, timeout=self.stop_grace)
+        self._end_at_stop()
+        late = list(self._tasks)
+        for task in late:
+            task.cancel()  # their legs hang up as they unwind; nothing of theirs is journaled
+        if late:
+            await asyncio.wait(late, timeout=self.stop_grace)
+        if self._ending:
+            logger.info("stop: waiting for %d call ends to be written", len(self._ending))
+            _, unwritten = await asyncio.wait(self._ending, timeout=END_WRITE_TIMEOUT)
+            if unwritten:
+                logger.error("stop: %d call ends not written in %.0f s", len(unwritten),
+                             END_WRITE_TIMEOUT)  # fmt: skip
+
+    def _end_at_stop(self) -> None:
+        """Journal each call still up (its row open, no end written) as ended by the stop;
+        its own task, should it end the call later, writes nothing."""
+        late, self._open = self._open, {}
+        now = datetime.now(UTC)
+        for call_id, summary in late.items():
+            self._stopped.add(call_id)
+            summary.stopped(now)
+            logger.info("call %s: not ended by its task, journaled by the stop as %s",
+                        call_id, summary.outcome)  # fmt: skip
+            self._ending.spawn(self._write_end(summary))
 
 
 async def answer_of(leg: Call, timeout: float) -> Answered | Ended | None:
