@@ -377,7 +377,7 @@ class QueueDesk:
             sb._ringing(b, first)
 
         bridged.on_ringing = ringing
-        sb.active[call.call_id] = bridged
+        sb.active[bridged.call_id] = bridged
         for release in held:
             release()  # the bridged call counts them busy now (its `hunting`)
         handed = handed_over(summary)

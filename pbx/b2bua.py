@@ -322,14 +322,17 @@ class BridgedCall:
         """An agent's seat (nailed-up leg, answered already): bridged at once instead of
         ringing anyone, and left up when the caller goes."""
         self.b: Call | None = None
-        self.call_id = a_leg.call_id
-        """The call's identity (its first leg's Call-ID), whichever leg is `a` now."""
         self.swapped = False
         """`a` is the answered party's leg and `b` the caller's (a caller-side transfer)."""
         self.steps = steps
         self.ring_timeout = ring_timeout
         self.caller_identity = caller_identity
         self.summary = summary or CallSummary(a_leg.call_id, caller, callee, datetime.now(UTC))
+        self.call_id = self.summary.call_id
+        """The call's identity, whichever leg is `a` now: its summary's (the Call-ID of the
+        call's first leg, the key of its calls row and of the API), also when `a` is another
+        leg (one of an agent's phones rung together answered, a queue called its caller
+        back)."""
         self.ringing: set[str] = set()
         """Extensions whose phones ring for this call right now."""
         self._caller, self._callee = caller, callee

@@ -741,26 +741,25 @@ class Switchboard:
         MonitorError when the phone is unreachable or does not answer."""
         now = self.ua.loop.time()
         bindings = self.registrar.lookup(supervisor, now=now)
-        contact = bindings[0].contact.uri if bindings else None
-        if not bindings or not isinstance(contact, SipUri):
+        if not any(isinstance(b.contact.uri, SipUri) for b in bindings):
             raise MonitorError(f"{supervisor}'s phone is not registered", 409)
-        leg = await self.ua.dial(
-            contact,
-            bindings[0].peer,
+        legs = await self.ring_phones(
+            bindings,
             from_=self.identity(agent, f"Monitor {agent}"),
             to=NameAddr(display_name=None, uri=self.identity(supervisor, None).uri, params={}),
-            headers=bindings[0].route_headers(),
         )
+        if not legs:
+            raise MonitorError(f"{supervisor}'s phone cannot be reached", 409)
         try:
-            while True:
-                event = await leg.next_event(timeout)
-                if isinstance(event, Answered):
-                    break
-                if isinstance(event, Ended):
-                    raise MonitorError(f"{supervisor} did not answer", 409)
-        except TimeoutError:
-            await leg.hangup(reason="timeout")
-            raise MonitorError(f"{supervisor} did not answer", 409) from None
+            leg = await first_answer(legs, timeout)
+        except asyncio.CancelledError:
+            for ringing in legs:
+                await ringing.hangup(reason="cancelled")
+            raise
+        if not isinstance(leg, Call):
+            for ringing in legs:
+                await ringing.hangup(reason="timeout")
+            raise MonitorError(f"{supervisor} did not answer", 409)
         if bridged.b is None or bridged.a.ended.done() or bridged.b.ended.done():
             await leg.hangup(reason="call-ended")
             raise MonitorError("the call ended meanwhile", 409)
@@ -1070,6 +1069,42 @@ class Switchboard:
             )  # fmt: skip
         raise AssertionError("unreachable: the last route returns")
 
+    async def ring_phones(
+        self,
+        bindings: list[Binding],
+        *,
+        from_: NameAddr,
+        to: NameAddr,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> list[Call]:
+        """One INVITE to each of an extension's registered phones, rung together as a hunt
+        rings a member (a softphone and a browser phone both ring): the engine's own calls to
+        an agent (click-to-call, a seat, a supervisor's monitor). `first_answer` takes the
+        phone that answers. A phone that cannot be dialled is left out; [] when none can."""
+        legs: list[Call] = []
+        try:
+            for binding in bindings:
+                uri = binding.contact.uri
+                if not isinstance(uri, SipUri):
+                    continue
+                try:
+                    leg = await self.ua.dial(
+                        uri,
+                        binding.peer,
+                        from_=from_,
+                        to=to,
+                        headers=[*binding.route_headers(), *headers],
+                    )
+                except OSError as exc:
+                    logger.warning("cannot ring %s: %s", uri, exc)
+                    continue
+                legs.append(leg)
+        except BaseException:
+            for leg in legs:
+                await leg.hangup(reason="cancelled")
+            raise
+        return legs
+
     def can_reach(self, number: str, trunk: str = "") -> bool:
         """Whether `trunk` (any trunk when empty) can reach the external `number` now."""
         return self._trunk_route(number, trunk) is not None
@@ -1164,7 +1199,7 @@ class Switchboard:
                 answered.set_result(True)
 
         bridged.when_answered(on_answer)
-        self.active[call.call_id] = bridged
+        self.active[bridged.call_id] = bridged
         self._track(self._run_transfer(bridged, answered))
         try:
             return await answered
@@ -1346,7 +1381,7 @@ class Switchboard:
         bridged.when_answered(self._answered)
         self._wire(bridged)
         bridged.on_over = self._call_over
-        self.active[call.call_id] = bridged
+        self.active[bridged.call_id] = bridged
         if announce:
             self.announce(summary)
         self._track(self._run(bridged))
@@ -1818,10 +1853,11 @@ class Switchboard:
             await asyncio.wait_for(call.next_event(), 5)  # the ACK
         await self._seated(agent, call)
 
-    async def call_seat(self, agent: str) -> Call:
-        """Ring `agent`'s phone, asking it to answer by itself, and make the answered call
-        their seat (what *55 does from the phone); returns the leg while it rings. SeatError
-        (with the HTTP status) when the agent is unknown, seated, busy or not registered."""
+    async def call_seat(self, agent: str) -> None:
+        """Ring `agent`'s phones, asking them to answer by themselves, and make the call the
+        first one answers their seat (what *55 does from the phone); returns while they ring.
+        SeatError (with the HTTP status) when the agent is unknown, seated, busy or not
+        registered."""
         if agent not in self.extensions:
             raise SeatError(f"no extension {agent}", 404)
         if agent in self.seats:
@@ -1829,14 +1865,12 @@ class Switchboard:
         if self.busy(agent):
             raise SeatError(f"{agent} is on a call")
         bindings = self.registrar.lookup(agent, now=self.ua.loop.time())
-        contact = bindings[0].contact.uri if bindings else None
-        if not bindings or not isinstance(contact, SipUri):
+        if not any(isinstance(b.contact.uri, SipUri) for b in bindings):
             raise SeatError(f"{agent}'s phone is not registered")
-        release = self.hold(agent)  # busy for everyone else while it rings
+        release = self.hold(agent)  # busy for everyone else while they ring
         try:
-            leg = await self.ua.dial(
-                contact,
-                bindings[0].peer,
+            legs = await self.ring_phones(
+                bindings,
                 from_=self.identity(SEAT_CODE, "Seat"),
                 to=self.identity(agent, None),
                 headers=self._auto_answer_hints(),
@@ -1844,17 +1878,24 @@ class Switchboard:
         except BaseException:
             release()
             raise
-        self._track(self._ring_seat(agent, leg, release))
-        return leg
+        if not legs:
+            release()
+            raise SeatError(f"{agent}'s phone cannot be reached")
+        self._track(self._ring_seat(agent, legs, release))
 
-    async def _ring_seat(self, agent: str, leg: Call, release: Callable[[], None]) -> None:
+    async def _ring_seat(self, agent: str, legs: list[Call], release: Callable[[], None]) -> None:
         try:
-            answered = isinstance(await answer_of(leg, SEAT_RING_SECONDS), Answered)
+            leg = await first_answer(legs, SEAT_RING_SECONDS)
+        except asyncio.CancelledError:
+            for ringing in legs:
+                await ringing.hangup(reason="shutdown")
+            raise
         finally:
             release()
-        if not answered:
-            await leg.hangup(reason="no-answer")
-            logger.info("seat of %s: the phone did not answer", agent)
+        if not isinstance(leg, Call):
+            for ringing in legs:
+                await ringing.hangup(reason="no-answer")
+            logger.info("seat of %s: no phone answered", agent)
             return
         if self.seats.take(agent, leg, now=self.ua.loop.time()) is None:
             await leg.hangup(reason="seated-already")  # *55 from the phone meanwhile
@@ -2004,6 +2045,32 @@ async def answer_of(leg: Call, timeout: float) -> Answered | Ended | None:
                 return event
     except TimeoutError:
         return None
+
+
+async def first_answer(legs: list[Call], timeout: float) -> Call | Ended | None:
+    """The first of `legs` (one party's phones rung together: `Switchboard.ring_phones`) to
+    answer within `timeout` seconds, the others CANCELled; else how the last one ended when
+    every phone refused, or None when the time ran out first (the caller hangs up the legs)."""
+    loop = asyncio.get_running_loop()
+    waits = {loop.create_task(answer_of(leg, timeout)): leg for leg in legs}
+    ended: Ended | None = None
+    try:
+        while waits:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            results = {waits.pop(task): task.result() for task in done}
+            winner = next((leg for leg, r in results.items() if isinstance(r, Answered)), None)
+            if winner is not None:
+                for leg in [*waits.values(), *results]:
+                    if leg is not winner:
+                        await leg.hangup(reason="answered-elsewhere")
+                return winner
+            if any(r is None for r in results.values()):
+                return None  # the others ring to the same deadline
+            ended = next(r for r in results.values() if isinstance(r, Ended))
+        return ended
+    finally:
+        for task in waits:
+            task.cancel()
 
 
 async def _refused_for_failover(call: Call) -> bool:
