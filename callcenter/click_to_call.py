@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class PlacedCall:
     call_id: str
-    """SIP Call-ID of the agent's leg: the call's key in the switchboard and the calls row."""
+    """The call's key in the switchboard and the calls row: the SIP Call-ID of the leg to the
+    agent's first phone (every phone of the agent rings; any may answer)."""
     row_id: int | None
     """The calls row (None without a database)."""
     agent: str
@@ -75,7 +76,7 @@ async def click_to_call(
         if warnings and policy == "block":
             raise ClickToCallError("; ".join(warnings), 403)
     ring = {} if agent_ring_seconds is None else {"agent_ring_seconds": agent_ring_seconds}
-    leg = await engine.click_to_call.place(
+    key = await engine.click_to_call.place(
         agent,
         number,
         caller_id=caller_id,
@@ -84,11 +85,11 @@ async def click_to_call(
         lead_id=lead_id,
         **ring,
     )
-    row = await engine.journal.find_row(leg.call_id) if engine.journal is not None else None
+    row = await engine.journal.find_row(key) if engine.journal is not None else None
     if warnings:
-        logger.warning("click-to-call %s to %s placed despite: %s", leg.call_id, number,
+        logger.warning("click-to-call %s to %s placed despite: %s", key, number,
                        "; ".join(warnings))  # fmt: skip
-    return PlacedCall(leg.call_id, row, agent, number, warnings)
+    return PlacedCall(key, row, agent, number, warnings)
 
 
 async def manual_dial_refusal(engine: Engine, extension: str, number: str) -> str | None:

@@ -72,7 +72,6 @@ class Board(Protocol):
     ) -> None: ...
     def _ringing(self, bridged: BridgedCall, first: bool) -> None: ...
     def transferred_from_queue(self, bridged: BridgedCall, transfer: dict[str, Any]) -> None: ...
-    async def _finish(self, summary: CallSummary) -> None: ...
 
 
 class QueueDesk:
@@ -378,7 +377,7 @@ class QueueDesk:
             sb._ringing(b, first)
 
         bridged.on_ringing = ringing
-        sb.active[call.call_id] = bridged
+        sb.active[bridged.call_id] = bridged
         for release in held:
             release()  # the bridged call counts them busy now (its `hunting`)
         handed = handed_over(summary)
@@ -406,7 +405,7 @@ class QueueDesk:
             return
         queue.call_ended(bridged.callee, summary.talk_seconds, now=self._now())
         self._rang.discard(key)
-        await sb._finish(summary)
+        sb.conclude(summary)
         self.wake(queue.name)
 
     def _over(self, bridged: BridgedCall) -> None:

@@ -88,6 +88,18 @@ class CallSummary:
             return 0.0
         return (self.ended_at - self.answered_at).total_seconds()
 
+    def stopped(self, at: datetime) -> None:
+        """End the summary of a call the engine's stop hung up: answered stays answered (its
+        talk ends `at`); before an answer, a customer who called us is a missed call (called
+        back), any other call is cancelled (our side ended it). Cause "shutdown"."""
+        self.ended_at = self.ended_at or at
+        self.hangup_cause = "shutdown"
+        if self.answered_at is not None:
+            self.outcome, self.sip_status = "answered", 200
+            return
+        self.outcome = "missed" if self.direction == "inbound" else "cancelled"
+        self.sip_status = self.sip_status or 503
+
 
 @dataclass(frozen=True)
 class Target:
@@ -310,14 +322,17 @@ class BridgedCall:
         """An agent's seat (nailed-up leg, answered already): bridged at once instead of
         ringing anyone, and left up when the caller goes."""
         self.b: Call | None = None
-        self.call_id = a_leg.call_id
-        """The call's identity (its first leg's Call-ID), whichever leg is `a` now."""
         self.swapped = False
         """`a` is the answered party's leg and `b` the caller's (a caller-side transfer)."""
         self.steps = steps
         self.ring_timeout = ring_timeout
         self.caller_identity = caller_identity
         self.summary = summary or CallSummary(a_leg.call_id, caller, callee, datetime.now(UTC))
+        self.call_id = self.summary.call_id
+        """The call's identity, whichever leg is `a` now: its summary's (the Call-ID of the
+        call's first leg, the key of its calls row and of the API), also when `a` is another
+        leg (one of an agent's phones rung together answered, a queue called its caller
+        back)."""
         self.ringing: set[str] = set()
         """Extensions whose phones ring for this call right now."""
         self._caller, self._callee = caller, callee
@@ -937,10 +952,13 @@ class BridgedCall:
             self.hunting = set()
             await self._release_bookings(keep=self.callee if winner is not None else None)
             if self.a.ended.done():
+                self.summary.sip_status = self.a.final_status or 487
+                if self.a.end_reason == "shutdown":  # the engine stops, not the caller
+                    self.summary.stopped(datetime.now(UTC))
+                    return
                 self.summary.outcome = (
                     "cancelled" if self.summary.direction == "internal" else "missed"
                 )
-                self.summary.sip_status = self.a.final_status or 487
                 self.summary.hangup_cause = "caller-cancel"
                 return
             if winner is not None:

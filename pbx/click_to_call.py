@@ -15,11 +15,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from telephony.aio import Call, TaskSet
-from telephony.call import Answered, Ended
+from telephony.call import Ended
 from telephony.sip import SipUri
 
 from .b2bua import CallSummary
-from .switchboard import Switchboard, answer_of
+from .switchboard import Switchboard, first_answer
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ class ClickToCall:
         campaign_id: int | None = None,
         lead_id: int | None = None,
         agent_ring_seconds: float = AGENT_RING_SECONDS,
-    ) -> Call:
-        """Ring `agent`'s phone now and return its leg (its Call-ID is the call's key); the
+    ) -> str:
+        """Ring every phone `agent` registered now and return the call's key (the Call-ID of
+        the first phone's leg: the calls row's and the API's, whichever phone answers); the
         rest runs beside. ClickToCallError (with the HTTP status) when the agent is unknown,
         busy or not registered, the number is bad or no trunk reaches it."""
         switchboard = self.switchboard
@@ -79,8 +80,7 @@ class ClickToCall:
             raise ClickToCallError(f"no trunk{where} can reach {number}", 409)
         now = switchboard.ua.loop.time()
         bindings = switchboard.registrar.lookup(agent, now=now)
-        contact = bindings[0].contact.uri if bindings else None
-        if not bindings or not isinstance(contact, SipUri):
+        if not any(isinstance(b.contact.uri, SipUri) for b in bindings):
             raise ClickToCallError(f"{agent}'s phone is not registered", 409)
         if switchboard.busy(agent):
             raise ClickToCallError(f"{agent} is on a call", 409)
@@ -88,19 +88,21 @@ class ClickToCall:
         # dialled.
         release = switchboard.hold(agent)
         try:
-            # The agent's phone shows the customer's number: they know whom they will call.
-            leg = await switchboard.ua.dial(
-                contact,
-                bindings[0].peer,
+            # The agent's phones show the customer's number: they know whom they will call.
+            legs = await switchboard.ring_phones(
+                bindings,
                 from_=switchboard.identity(number, number),
                 to=switchboard.identity(agent, None),
-                headers=bindings[0].route_headers(),
             )
         except BaseException:
             release()
             raise
+        if not legs:
+            release()
+            raise ClickToCallError(f"{agent}'s phone cannot be reached", 409)
+        key = legs[0].call_id
         summary = CallSummary(
-            leg.call_id,
+            key,
             agent,
             number,
             datetime.now(UTC),
@@ -109,47 +111,52 @@ class ClickToCall:
             campaign_id=campaign_id,
             lead_id=lead_id,
         )
-        summary.legs.append(leg.call_id)
+        summary.legs.extend(leg.call_id for leg in legs)
         switchboard.announce(summary)
         self._tasks.spawn(
-            self._connect(leg, summary, caller_id, trunk, release, agent_ring_seconds)
+            self._connect(legs, summary, caller_id, trunk, release, agent_ring_seconds)
         )
-        logger.info("click-to-call %s: ringing %s for %s", leg.call_id, agent, number)
-        return leg
+        logger.info("click-to-call %s: ringing %d phones of %s for %s", key, len(legs), agent,
+                    number)  # fmt: skip
+        return key
 
     async def _connect(
         self,
-        leg: Call,
+        legs: list[Call],
         summary: CallSummary,
         caller_id: str | None,
         trunk: str,
         release: Callable[[], None],
         agent_ring_seconds: float,
     ) -> None:
-        """Wait for the agent to pick up, then dial the customer and bridge (from then on the
-        bridged call keeps the agent busy: the hold is released)."""
+        """Wait for one of the agent's phones to pick up (the others stop ringing), then dial
+        the customer and bridge (from then on the bridged call keeps the agent busy: the hold
+        is released)."""
         try:
-            if await self._agent_answers(leg, summary, agent_ring_seconds):
+            leg = await self._agent_answers(legs, summary, agent_ring_seconds)
+            if leg is not None:
                 await self._dial_customer(leg, summary, caller_id, trunk)
         finally:
             release()
 
     async def _agent_answers(
-        self, leg: Call, summary: CallSummary, agent_ring_seconds: float
-    ) -> bool:
+        self, legs: list[Call], summary: CallSummary, agent_ring_seconds: float
+    ) -> Call | None:
         try:
-            event = await answer_of(leg, agent_ring_seconds)
+            first = await first_answer(legs, agent_ring_seconds)
         except asyncio.CancelledError:
-            await leg.hangup(reason="shutdown")
+            for leg in legs:
+                await leg.hangup(reason="shutdown")
             raise
-        if isinstance(event, Answered):
-            return True
-        if isinstance(event, Ended):
-            self._conclude(summary, "no-answer", event.sip_status, f"agent-{event.reason}")
-            return False
-        await leg.hangup(reason="timeout")
+        if isinstance(first, Call):
+            return first
+        if isinstance(first, Ended):
+            self._conclude(summary, "no-answer", first.sip_status, f"agent-{first.reason}")
+            return None
+        for leg in legs:
+            await leg.hangup(reason="timeout")
         self._conclude(summary, "no-answer", 480, "agent-timeout")
-        return False
+        return None
 
     async def _dial_customer(
         self, leg: Call, summary: CallSummary, caller_id: str | None, trunk: str

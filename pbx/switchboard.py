@@ -126,6 +126,13 @@ _EXTERNAL = re.compile(r"^\+?[0-9]{7,15}$")
 IvrHandler = Callable[[Call, Did, CallSummary], Awaitable[None]]
 _T = TypeVar("_T")
 
+STOP_GRACE = 5.0
+"""Seconds a stop gives the calls it hung up to end by themselves (a CANCEL's 487, a BYE's
+200) before it journals those still up itself and cancels their tasks."""
+END_WRITE_TIMEOUT = 30.0
+"""Seconds a stop waits for the ends of calls being written (the journal's rows) before the
+database closes under them: never cancelled, each write is the call's only record."""
+
 
 class Switchboard:
     """Routes REGISTER to the registrar and INVITEs to extensions, ring groups and trunks."""
@@ -184,6 +191,15 @@ class Switchboard:
         """Monitor sessions in progress by session id."""
         self._session_ids = itertools.count(1)
         self._tasks = TaskSet("call")
+        self._ending = TaskSet("call-end")
+        """Ends of calls being written (CallEnded's handlers: the journal): a stop waits for
+        them and never cancels one."""
+        self._open: dict[str, CallSummary] = {}
+        """The calls announced (their rows opened) whose end is not yet being written, by
+        Call-ID: what a stop journals itself when their tasks outlive its grace."""
+        self._stopped: set[str] = set()
+        """Calls the stop journaled itself: a task that ends one later writes nothing."""
+        self.stop_grace = STOP_GRACE
         self.music_on_hold = music_on_hold
         self.bookings: AgentBookings | None = None
         """Agents claimed across nodes before a call rings them (pbx.booking; the composition
@@ -232,7 +248,7 @@ class Switchboard:
     def settled(self) -> bool:
         """No call is live here and every call that ended has been journaled (its CallEnded
         handlers ran): what a drain waits for before reading the calls rows."""
-        return not self.active and not self._tasks
+        return not self.active and not self._tasks and not self._ending
 
     def busy(self, extension: str) -> bool:
         """On as many calls as the extension may take; a phone that rings counts (a second
@@ -725,26 +741,25 @@ class Switchboard:
         MonitorError when the phone is unreachable or does not answer."""
         now = self.ua.loop.time()
         bindings = self.registrar.lookup(supervisor, now=now)
-        contact = bindings[0].contact.uri if bindings else None
-        if not bindings or not isinstance(contact, SipUri):
+        if not any(isinstance(b.contact.uri, SipUri) for b in bindings):
             raise MonitorError(f"{supervisor}'s phone is not registered", 409)
-        leg = await self.ua.dial(
-            contact,
-            bindings[0].peer,
+        legs = await self.ring_phones(
+            bindings,
             from_=self.identity(agent, f"Monitor {agent}"),
             to=NameAddr(display_name=None, uri=self.identity(supervisor, None).uri, params={}),
-            headers=bindings[0].route_headers(),
         )
+        if not legs:
+            raise MonitorError(f"{supervisor}'s phone cannot be reached", 409)
         try:
-            while True:
-                event = await leg.next_event(timeout)
-                if isinstance(event, Answered):
-                    break
-                if isinstance(event, Ended):
-                    raise MonitorError(f"{supervisor} did not answer", 409)
-        except TimeoutError:
-            await leg.hangup(reason="timeout")
-            raise MonitorError(f"{supervisor} did not answer", 409) from None
+            leg = await first_answer(legs, timeout)
+        except asyncio.CancelledError:
+            for ringing in legs:
+                await ringing.hangup(reason="cancelled")
+            raise
+        if not isinstance(leg, Call):
+            for ringing in legs:
+                await ringing.hangup(reason="timeout")
+            raise MonitorError(f"{supervisor} did not answer", 409)
         if bridged.b is None or bridged.a.ended.done() or bridged.b.ended.done():
             await leg.hangup(reason="call-ended")
             raise MonitorError("the call ended meanwhile", 409)
@@ -1054,6 +1069,42 @@ class Switchboard:
             )  # fmt: skip
         raise AssertionError("unreachable: the last route returns")
 
+    async def ring_phones(
+        self,
+        bindings: list[Binding],
+        *,
+        from_: NameAddr,
+        to: NameAddr,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> list[Call]:
+        """One INVITE to each of an extension's registered phones, rung together as a hunt
+        rings a member (a softphone and a browser phone both ring): the engine's own calls to
+        an agent (click-to-call, a seat, a supervisor's monitor). `first_answer` takes the
+        phone that answers. A phone that cannot be dialled is left out; [] when none can."""
+        legs: list[Call] = []
+        try:
+            for binding in bindings:
+                uri = binding.contact.uri
+                if not isinstance(uri, SipUri):
+                    continue
+                try:
+                    leg = await self.ua.dial(
+                        uri,
+                        binding.peer,
+                        from_=from_,
+                        to=to,
+                        headers=[*binding.route_headers(), *headers],
+                    )
+                except OSError as exc:
+                    logger.warning("cannot ring %s: %s", uri, exc)
+                    continue
+                legs.append(leg)
+        except BaseException:
+            for leg in legs:
+                await leg.hangup(reason="cancelled")
+            raise
+        return legs
+
     def can_reach(self, number: str, trunk: str = "") -> bool:
         """Whether `trunk` (any trunk when empty) can reach the external `number` now."""
         return self._trunk_route(number, trunk) is not None
@@ -1148,7 +1199,7 @@ class Switchboard:
                 answered.set_result(True)
 
         bridged.when_answered(on_answer)
-        self.active[call.call_id] = bridged
+        self.active[bridged.call_id] = bridged
         self._track(self._run_transfer(bridged, answered))
         try:
             return await answered
@@ -1165,7 +1216,7 @@ class Switchboard:
                 answered.set_result(False)
         if bridged.media is None:
             return  # not bridged: the IVR goes on and journals the call itself
-        await self._finish(bridged.summary)
+        self._end(bridged.summary)
 
     def connect(
         self,
@@ -1275,7 +1326,7 @@ class Switchboard:
         summary = CallSummary(call.call_id, caller, callee, datetime.now(UTC))
         summary.ended_at = summary.started_at
         summary.outcome, summary.sip_status, summary.hangup_cause = outcome, status, cause
-        self._track(self._finish(summary))
+        self._end(summary)
 
     def _unacceptable_offer(self, call: Call, did: Did, caller: str) -> None:
         """A carrier's call to one of our numbers whose SDP offer we cannot answer: 488 before
@@ -1289,7 +1340,7 @@ class Switchboard:
         summary.outcome, summary.sip_status = "missed", status
         summary.hangup_cause = "unacceptable-offer"
         logger.info("call %s to %s: offer refused with %d", call.call_id, did.number, status)
-        self._track(self._finish(summary))
+        self._end(summary)
 
     def _route_owner(self, did: Did) -> tuple[str | None, str | None]:
         """The ring group a DID rings and who owns its missed calls (the agent it rings, or the
@@ -1330,7 +1381,7 @@ class Switchboard:
         bridged.when_answered(self._answered)
         self._wire(bridged)
         bridged.on_over = self._call_over
-        self.active[call.call_id] = bridged
+        self.active[bridged.call_id] = bridged
         if announce:
             self.announce(summary)
         self._track(self._run(bridged))
@@ -1676,7 +1727,9 @@ class Switchboard:
         await leg.hangup(reason="auto-reply")
 
     def announce(self, summary: CallSummary) -> None:
-        """A call has started (the journal opens its row)."""
+        """A call has started (the journal opens its row); its end is written once, by
+        whoever concludes it or, failing that, by the stop."""
+        self._open[summary.call_id] = summary
         self.events.publish(CallStarted(summary))
 
     def announce_outgoing(self, leg: Call, summary: CallSummary) -> None:
@@ -1695,10 +1748,15 @@ class Switchboard:
     def conclude(self, summary: CallSummary) -> None:
         """A call that never reached a bridge is over (busy, voicemail...): log and journal it."""
         summary.ended_at = summary.ended_at or datetime.now(UTC)
-        self._track(self._finish(summary))
+        self._end(summary)
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
         self._tasks.spawn(work)
+
+    def _end(self, summary: CallSummary) -> None:
+        """Write the end of a call in a task of its own: a stop that cancels the call tasks
+        still running lets it finish."""
+        self._ending.spawn(self._finish(summary))
 
     async def _run(self, bridged: BridgedCall) -> None:
         try:
@@ -1717,7 +1775,7 @@ class Switchboard:
                 self._seat_idle(seated)
         if bridged.handed_off:
             return  # the queue that took the caller journals the call at its end
-        await self._finish(summary)
+        self._end(summary)
 
     def drop(self, bridged: BridgedCall) -> None:
         """Take `bridged` off the live calls (a queue may have the caller's leg by now)."""
@@ -1744,6 +1802,13 @@ class Switchboard:
             self.parties_over(bridged, wrap_up=True)
 
     async def _finish(self, summary: CallSummary) -> None:
+        if summary.call_id in self._stopped:
+            logger.info("call %s: journaled by the stop already", summary.call_id)
+            return
+        self._open.pop(summary.call_id, None)
+        await self._write_end(summary)
+
+    async def _write_end(self, summary: CallSummary) -> None:
         for transfer in summary.transfers:
             if transfer.get("result") == "queued":  # no queue agent answered it in the end
                 transfer["result"] = "failed"
@@ -1788,10 +1853,11 @@ class Switchboard:
             await asyncio.wait_for(call.next_event(), 5)  # the ACK
         await self._seated(agent, call)
 
-    async def call_seat(self, agent: str) -> Call:
-        """Ring `agent`'s phone, asking it to answer by itself, and make the answered call
-        their seat (what *55 does from the phone); returns the leg while it rings. SeatError
-        (with the HTTP status) when the agent is unknown, seated, busy or not registered."""
+    async def call_seat(self, agent: str) -> None:
+        """Ring `agent`'s phones, asking them to answer by themselves, and make the call the
+        first one answers their seat (what *55 does from the phone); returns while they ring.
+        SeatError (with the HTTP status) when the agent is unknown, seated, busy or not
+        registered."""
         if agent not in self.extensions:
             raise SeatError(f"no extension {agent}", 404)
         if agent in self.seats:
@@ -1799,14 +1865,12 @@ class Switchboard:
         if self.busy(agent):
             raise SeatError(f"{agent} is on a call")
         bindings = self.registrar.lookup(agent, now=self.ua.loop.time())
-        contact = bindings[0].contact.uri if bindings else None
-        if not bindings or not isinstance(contact, SipUri):
+        if not any(isinstance(b.contact.uri, SipUri) for b in bindings):
             raise SeatError(f"{agent}'s phone is not registered")
-        release = self.hold(agent)  # busy for everyone else while it rings
+        release = self.hold(agent)  # busy for everyone else while they ring
         try:
-            leg = await self.ua.dial(
-                contact,
-                bindings[0].peer,
+            legs = await self.ring_phones(
+                bindings,
                 from_=self.identity(SEAT_CODE, "Seat"),
                 to=self.identity(agent, None),
                 headers=self._auto_answer_hints(),
@@ -1814,17 +1878,24 @@ class Switchboard:
         except BaseException:
             release()
             raise
-        self._track(self._ring_seat(agent, leg, release))
-        return leg
+        if not legs:
+            release()
+            raise SeatError(f"{agent}'s phone cannot be reached")
+        self._track(self._ring_seat(agent, legs, release))
 
-    async def _ring_seat(self, agent: str, leg: Call, release: Callable[[], None]) -> None:
+    async def _ring_seat(self, agent: str, legs: list[Call], release: Callable[[], None]) -> None:
         try:
-            answered = isinstance(await answer_of(leg, SEAT_RING_SECONDS), Answered)
+            leg = await first_answer(legs, SEAT_RING_SECONDS)
+        except asyncio.CancelledError:
+            for ringing in legs:
+                await ringing.hangup(reason="shutdown")
+            raise
         finally:
             release()
-        if not answered:
-            await leg.hangup(reason="no-answer")
-            logger.info("seat of %s: the phone did not answer", agent)
+        if not isinstance(leg, Call):
+            for ringing in legs:
+                await ringing.hangup(reason="no-answer")
+            logger.info("seat of %s: no phone answered", agent)
             return
         if self.seats.take(agent, leg, now=self.ua.loop.time()) is None:
             await leg.hangup(reason="seated-already")  # *55 from the phone meanwhile
@@ -1918,7 +1989,11 @@ class Switchboard:
         self.presence.notify(extension, now=now)
 
     async def shutdown(self) -> None:
-        """Hang up every call with BYE (or CANCEL / 503 before answer) and wait for the logs."""
+        """Hang up every call with BYE (or CANCEL / 503 before answer); journal the calls still
+        up after `stop_grace` seconds as the stop ended them (`CallSummary.stopped`: a peer
+        that never answers our INVITE, or its CANCEL, holds its leg for 64*T1) and cancel
+        their tasks; then wait for every call's end to be written, so that the database
+        closes after the last row."""
         for timer in self._wrap_up_timers.values():
             timer.cancel()
         self._wrap_up_timers.clear()
@@ -1931,7 +2006,31 @@ class Switchboard:
                 if leg is not None:
                     await leg.hangup(reason="shutdown")
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+            await asyncio.wait(self._tasks, timeout=self.stop_grace)
+        self._end_at_stop()
+        late = list(self._tasks)
+        for task in late:
+            task.cancel()  # their legs hang up as they unwind; nothing of theirs is journaled
+        if late:
+            await asyncio.wait(late, timeout=self.stop_grace)
+        if self._ending:
+            logger.info("stop: waiting for %d call ends to be written", len(self._ending))
+            _, unwritten = await asyncio.wait(self._ending, timeout=END_WRITE_TIMEOUT)
+            if unwritten:
+                logger.error("stop: %d call ends not written in %.0f s", len(unwritten),
+                             END_WRITE_TIMEOUT)  # fmt: skip
+
+    def _end_at_stop(self) -> None:
+        """Journal each call still up (its row open, no end written) as ended by the stop;
+        its own task, should it end the call later, writes nothing."""
+        late, self._open = self._open, {}
+        now = datetime.now(UTC)
+        for call_id, summary in late.items():
+            self._stopped.add(call_id)
+            summary.stopped(now)
+            logger.info("call %s: not ended by its task, journaled by the stop as %s",
+                        call_id, summary.outcome)  # fmt: skip
+            self._ending.spawn(self._write_end(summary))
 
 
 async def answer_of(leg: Call, timeout: float) -> Answered | Ended | None:
@@ -1946,6 +2045,32 @@ async def answer_of(leg: Call, timeout: float) -> Answered | Ended | None:
                 return event
     except TimeoutError:
         return None
+
+
+async def first_answer(legs: list[Call], timeout: float) -> Call | Ended | None:
+    """The first of `legs` (one party's phones rung together: `Switchboard.ring_phones`) to
+    answer within `timeout` seconds, the others CANCELled; else how the last one ended when
+    every phone refused, or None when the time ran out first (the caller hangs up the legs)."""
+    loop = asyncio.get_running_loop()
+    waits = {loop.create_task(answer_of(leg, timeout)): leg for leg in legs}
+    ended: Ended | None = None
+    try:
+        while waits:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            results = {waits.pop(task): task.result() for task in done}
+            winner = next((leg for leg, r in results.items() if isinstance(r, Answered)), None)
+            if winner is not None:
+                for leg in [*waits.values(), *results]:
+                    if leg is not winner:
+                        await leg.hangup(reason="answered-elsewhere")
+                return winner
+            if any(r is None for r in results.values()):
+                return None  # the others ring to the same deadline
+            ended = next(r for r in results.values() if isinstance(r, Ended))
+        return ended
+    finally:
+        for task in waits:
+            task.cancel()
 
 
 async def _refused_for_failover(call: Call) -> bool:

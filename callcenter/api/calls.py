@@ -77,7 +77,12 @@ def _optional_id(body: dict[str, Any], name: str) -> int | None:
             "type": "object",
             "required": ["call_id", "id", "agent", "number", "state"],
             "properties": {
-                "call_id": {"type": "string", "description": "SIP Call-ID of the agent's leg"},
+                "call_id": {
+                    "type": "string",
+                    "description": "the call's key (/calls/{id}): the SIP Call-ID of the leg "
+                    "to the agent's first phone; every registered phone of the agent rings "
+                    "and the key stays whichever answers",
+                },
                 "id": {"type": ["integer", "null"], "description": "the calls row"},
                 "agent": {"type": "string"},
                 "number": {"type": "string"},

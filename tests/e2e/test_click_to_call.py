@@ -230,3 +230,61 @@ async def test_a_lead_calls_with_its_campaigns_caller_id(pg_url: str, tmp_path: 
             await calls_settled(engine)
         finally:
             await engine.stop()
+
+
+async def test_click_to_call_rings_every_phone_of_the_agent(pg_url: str, tmp_path: Path) -> None:
+    """Agent 101 on two phones (a softphone and, say, a browser phone): both ring, the second
+    answers, the first stops ringing with CANCEL; the call keeps the key the API gave it."""
+    customers = {NUMBER: Customer("human", answer_after=0.3, hang_up_after=60)}
+    async with ScriptedCarrier(customers) as carrier:
+        engine = await _engine(pg_url, tmp_path, carrier)
+        registrar = registrar_of(engine)
+        try:
+            async with (
+                BaresipPeer("101", workdir=tmp_path / "desk", registrar=registrar,
+                            password="pass101") as desk,
+                BaresipPeer("101", workdir=tmp_path / "browser", registrar=registrar,
+                            password="pass101") as browser,
+            ):  # fmt: skip
+                await desk.wait_registered()
+                await browser.wait_registered()
+                now = engine.ua.loop.time()
+                assert len(engine.switchboard.registrar.lookup("101", now=now)) == 2
+                status, placed = await _post(engine, {"agent": "101", "number": NUMBER})
+                assert status == 202, placed
+                key = placed["call_id"]
+                await desk.wait_event("CALL_INCOMING", timeout=5)
+                await browser.wait_event("CALL_INCOMING", timeout=5)
+                legs = {leg.call_id: leg for leg in engine.ua.calls.values()}
+                assert key in legs and len(legs) == 2, legs
+                await browser.accept()
+                await browser.wait_event("CALL_ESTABLISHED", timeout=5)
+                # The desk phone stops ringing: a CANCEL for its INVITE (its leg, 487).
+                await desk.wait_event("CALL_CLOSED", timeout=5)
+                cancelled = [leg for leg in legs.values() if leg.end_reason is not None]
+                assert len(cancelled) == 1 and cancelled[0].session.cancelling, legs
+                assert cancelled[0].end_reason == "answered-elsewhere"
+                # The customer is dialled and answers: the call is live under the API's key,
+                # whichever phone took it.
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 5
+                while (bridged := engine.switchboard.active.get(key)) is None or (
+                    bridged.media is None
+                ):
+                    assert loop.time() < deadline, engine.switchboard.active
+                    await asyncio.sleep(0.05)
+                assert bridged.a is not cancelled[0] and bridged.call_id == key
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.post(api_url(engine, f"/calls/{key}/hangup"), headers=bearer()) as r,
+                ):
+                    hung_up = await r.json()
+                    assert r.status == 200, hung_up
+                assert hung_up["call_id"] == key and hung_up["callee"] == NUMBER, hung_up
+                await browser.wait_event("CALL_CLOSED", timeout=5)
+            row = await _ended_row(engine, placed["id"])
+            assert (row.call_id, row.agent, row.outcome) == (key, "101", "answered")
+            assert carrier.record(NUMBER).invites == 1
+            await calls_settled(engine)
+        finally:
+            await engine.stop()

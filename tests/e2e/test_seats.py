@@ -16,6 +16,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from callcenter.runtime import Engine
 from dialer import Campaign, NewLead
 from pbx.events import CallAnswered
 from sip_test_env import tools
@@ -307,3 +308,30 @@ async def _seated(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
             assert seat["seated"], seat
             return dict(seat)
         await asyncio.sleep(0.05)
+
+
+async def test_the_api_seat_rings_every_phone_of_the_agent(engine: Engine, tmp_path: Path) -> None:
+    """Agent 101 on two phones: POST /agents/101/seat rings both; the one that answers by
+    itself becomes the seat and the other stops ringing (CANCEL)."""
+    registrar = registrar_of(engine)
+    async with (
+        aiohttp.ClientSession(headers=bearer()) as http,
+        BaresipPeer("101", workdir=tmp_path / "desk", registrar=registrar,
+                    password="pass101") as desk,
+        BaresipPeer("101", workdir=tmp_path / "browser", registrar=registrar,
+                    password="pass101", answermode="auto") as browser,
+    ):  # fmt: skip
+        await desk.wait_registered()
+        await browser.wait_registered()
+        url = api_url(engine, "/agents/101/seat")
+        async with http.post(url) as resp:
+            assert resp.status == 202, await resp.text()
+        await desk.wait_event("CALL_INCOMING", timeout=5)
+        await browser.wait_event("CALL_ESTABLISHED", timeout=10)
+        await desk.wait_event("CALL_CLOSED", timeout=5)  # cancelled: answered elsewhere
+        await _seated(http, url)
+        seat = engine.switchboard.seats.get("101")
+        assert seat is not None and not seat.leg.ended.done()
+        async with http.delete(url) as resp:
+            assert resp.status == 200, await resp.text()
+        await browser.wait_event("CALL_CLOSED", timeout=5)
