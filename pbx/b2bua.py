@@ -956,9 +956,13 @@ class BridgedCall:
                 if self.a.end_reason == "shutdown":  # the engine stops, not the caller
                     self.summary.stopped(datetime.now(UTC))
                     return
-                self.summary.outcome = (
-                    "cancelled" if self.summary.direction == "internal" else "missed"
+                # An agent who gives up calling (another agent, or a customer out through
+                # a trunk) cancelled the call; a customer who hung up before anyone answered
+                # (calling in, or a dialer's call waiting for an agent) is a missed call.
+                gave_up = self.summary.direction == "internal" or (
+                    self.summary.direction == "outbound" and self.a.incoming
                 )
+                self.summary.outcome = "cancelled" if gave_up else "missed"
                 self.summary.hangup_cause = "caller-cancel"
                 return
             if winner is not None:

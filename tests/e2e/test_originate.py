@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,3 +95,34 @@ async def test_no_free_agent_gets_the_safe_harbor_message(pg_url: str, tmp_path:
             assert summary.outcome != "answered" and summary.answered_at is None
         finally:
             await engine.stop()
+
+
+async def test_an_agent_who_gives_up_before_the_customer_answers_makes_no_callback_task(
+    pg_url: str, tmp_path: Path, db: Any
+) -> None:
+    """An agent's call out that the agent hangs up while it rings is cancelled, not a missed
+    call: no callback task for the customer (before, every unanswered call that was not
+    between agents counted as missed, outbound ones included)."""
+    customers = {"12125550003": Customer("no-answer")}
+    async with ScriptedCarrier(customers) as carrier:
+        engine = await _engine(pg_url, tmp_path, carrier)
+        try:
+            async with BaresipPeer("101", workdir=tmp_path, registrar=registrar_of(engine),
+                                   password="pass101") as agent:  # fmt: skip
+                await agent.wait_registered()
+                await agent.dial("12125550003")
+                await agent.wait_event("CALL_RINGING", timeout=5)
+                await agent.hangup()
+                await agent.wait_event("CALL_CLOSED", timeout=5)
+            await calls_settled(engine)
+        finally:
+            await engine.stop()
+        assert carrier.record("12125550003").invites == 1
+    row = await db.fetchrow(
+        "SELECT id, direction, outcome FROM calls WHERE to_number = '+12125550003'"
+        " ORDER BY id DESC LIMIT 1"
+    )
+    assert (row["direction"], row["outcome"]) == ("outbound", "cancelled")
+    assert (
+        await db.fetchval("SELECT count(*) FROM tasks WHERE created_from_call = $1", row["id"]) == 0
+    )
