@@ -10,13 +10,11 @@ way out: everything above (relay, recording, DTMF, mixing) sees plain RTP and RT
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 from telephony.rtp._relay import Port
 from telephony.rtp.rtcp_session import RtcpSession
@@ -35,17 +33,14 @@ RELATCH_AFTER = 2.0
 CLOCK_RATE = 8000
 
 
-class _RtcpPort(asyncio.DatagramProtocol):
+class _RtcpPort:
     """The odd port above a leg's RTP port: RTCP from the far end goes to the leg's RtcpSession;
     the first source seen is where our reports go (symmetric RTCP, as for RTP)."""
 
-    def __init__(self, endpoint: RtpEndpoint) -> None:
+    def __init__(self, endpoint: RtpEndpoint, sock: socket.socket) -> None:
         self.endpoint = endpoint
-        self.transport: asyncio.DatagramTransport | None = None
         self.remote: Address | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.transport: RtpSocket | None = RtpSocket(sock, endpoint._loop, self.datagram_received)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         endpoint = self.endpoint
@@ -62,9 +57,6 @@ class _RtcpPort(asyncio.DatagramProtocol):
             return
         self.remote = addr
         endpoint.rtcp_session.rtcp_received(data, endpoint._loop.time(), time.time())
-
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("rtcp port %d: %s", self.endpoint.port + 1, exc)
 
     def send(self, data: bytes) -> bool:
         target = self.remote
@@ -428,6 +420,7 @@ class RtpEndpoint:
             if self.rtcp_session.packets_sent or self.rtcp_session.source is not None:
                 self.rtcp.send(self.rtcp_session.bye())
             self.rtcp.transport.close()
+            self.rtcp.transport = None
 
 
 @dataclass
@@ -534,9 +527,7 @@ class RtpPortPool:
                 sock = udp_socket(self.host, port)
                 endpoint = RtpEndpoint(port, loop, self.cname)
                 endpoint.attach(sock)
-                _, sink = await loop.create_datagram_endpoint(
-                    functools.partial(_RtcpPort, endpoint), sock=udp_socket(self.host, port + 1)
-                )
+                sink = _RtcpPort(endpoint, udp_socket(self.host, port + 1))
             except OSError:
                 # Someone else holds it: skip it, try it again much later.
                 self._free.insert(0, port)
