@@ -25,10 +25,20 @@ from telephony.aio import Call, MediaClock, MediaSession
 logger = logging.getLogger(__name__)
 
 
+TICK_BATCH = 5
+"""Media-clock frames handed to the recorders at once (100 ms): one slice of each side's
+audio and one call per recorder for five frames; the recorders' buffers hold the audio that
+arrives meanwhile."""
+RECORDER_BUFFER_MS = 100 + TICK_BATCH * 20
+"""Audio a recorder holds per side before it drops the oldest: the 100 ms a recorder ticked
+frame by frame holds (late and 30 ms packets), plus a batch."""
+
+
 @dataclass
 class _Live:
     recorder: CallRecorder
-    clock_token: int
+    ticked: int
+    """The recordings' tick count up to which this recorder has been advanced."""
     bridged: BridgedCall
     stops: list[Callable[[], None]]
     """Detach the recorder from the legs' audio (customer's first, then the agent's)."""
@@ -46,6 +56,9 @@ class Recordings:
         self.store = store
         self.clock = clock
         self._live: dict[str, _Live] = {}
+        self._ticks = 0
+        """Media-clock frames since the first recording (they stop when none is live)."""
+        self._clock_token: int | None = None
         self.writer = WriterThread()
         """Creates, appends and closes every recording's file off the event loop."""
 
@@ -65,7 +78,7 @@ class Recordings:
             return
         try:
             path = self.store.path_for(call_id, bridged.summary.started_at)
-            recorder = CallRecorder(path, writer=self.writer)
+            recorder = CallRecorder(path, writer=self.writer, max_buffered_ms=RECORDER_BUFFER_MS)
         except (RecordingError, OSError) as exc:
             # A full disk must not cost the customer the call: record nothing, say so loudly.
             logger.error("call %s: cannot record: %s", call_id, exc)
@@ -73,8 +86,9 @@ class Recordings:
         legs = _channels(bridged)
         stops = _listen(legs, recorder)
         assert stops is not None
-        token = self.clock.subscribe(recorder.tick)
-        self._live[call_id] = _Live(recorder, token, bridged, stops, legs)
+        if self._clock_token is None:
+            self._clock_token = self.clock.subscribe(self._tick)
+        self._live[call_id] = _Live(recorder, self._ticks, bridged, stops, legs)
         bridged.summary.recording = str(recorder.path)
 
     def recording(self, call_id: str) -> bool | None:
@@ -142,14 +156,31 @@ class Recordings:
         live = self._live.pop(call_id, None)
         if live is None:
             return None
-        self.clock.unsubscribe(live.clock_token)
+        if not self._live and self._clock_token is not None:
+            self.clock.unsubscribe(self._clock_token)
+            self._clock_token = None
         for stop in live.stops:
             stop()
+        self._advance(live)  # the frames of the batch under way
         result = live.recorder.close()
         summary = live.bridged.summary
         summary.recording = str(result.path)
         summary.analytics = result.analytics.to_dict() if result.analytics is not None else None
         return result
+
+    def _tick(self, _frame: int) -> None:
+        self._ticks += 1
+        if self._ticks % TICK_BATCH:
+            return
+        for live in list(self._live.values()):
+            self._advance(live)
+
+    def _advance(self, live: _Live) -> None:
+        frames, live.ticked = self._ticks - live.ticked, self._ticks
+        try:
+            live.recorder.advance(frames)
+        except RecordingError as exc:  # closed under us: say so, never stop the others
+            logger.error("recording %s: %s", live.recorder.path, exc)
 
     async def close(self) -> None:
         """Once every call is finished: the writer's thread writes what it holds and ends."""

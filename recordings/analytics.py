@@ -251,6 +251,24 @@ class SpeechAnalytics:
             if self._timeline is not None:
                 self._timeline.add(c_smooth, a_smooth)
 
+    def feed_frames(self, customer: bytes, agent: bytes) -> None:
+        """Analyse consecutive ticks at once: the two sides' 20 ms frames back to back, as
+        bytes of equal length (a recorder's batch)."""
+        if len(customer) != len(agent) or len(customer) % FRAME_BYTES:
+            raise RecordingError(f"analytics takes whole 20 ms frames ({FRAME_BYTES} bytes)")
+        c_vad, a_vad = self._customer_vad.is_speech, self._agent_vad.is_speech
+        c_step, a_step = self._customer.step, self._agent.step
+        counter, timeline = self._counter, self._timeline
+        for start in range(0, len(customer), FRAME_BYTES):
+            end = start + FRAME_BYTES
+            left, right = customer[start:end], agent[start:end]
+            c_smooth = c_step(left != _SILENT_FRAME and c_vad(left, SAMPLE_RATE))
+            a_smooth = a_step(right != _SILENT_FRAME and a_vad(right, SAMPLE_RATE))
+            if c_smooth is not None and a_smooth is not None:
+                counter.add(c_smooth, a_smooth)
+                if timeline is not None:
+                    timeline.add(c_smooth, a_smooth)
+
     def result(self) -> TalkAnalytics:
         """Statistics so far, the last frame included; feeding may go on afterwards."""
         customer, agent, counter = (

@@ -198,32 +198,30 @@ class CallRecorder:
     def tick(self, _frame: int | None = None) -> None:
         """One 20 ms tick of the media clock: record one stereo frame. (It takes the clock's
         frame number, unused, so that it can subscribe to a MediaClock as it is.)"""
+        self.advance(1)
+
+    def advance(self, frames: int) -> None:
+        """`frames` ticks at once (a clock that hands recorders their ticks in batches): the
+        same file and analytics as that many calls of `tick`, each side's audio taken in one
+        slice."""
         if self._file is None:
             raise RecordingError(f"{self.path}: recorder is closed")
-        # A side with less than a frame contributes silence and keeps its partial frame for the
-        # next tick, so 30 ms packets settle one frame late instead of being chopped into gaps.
-        customer = self._customer
-        if len(customer) >= FRAME_BYTES:
-            left = bytes(customer[:FRAME_BYTES])
-            del customer[:FRAME_BYTES]
-        else:
-            left = _SILENT_FRAME
-            self.customer_missing_frames += 1
-        agent = self._agent
-        if len(agent) >= FRAME_BYTES:
-            right = bytes(agent[:FRAME_BYTES])
-            del agent[:FRAME_BYTES]
-        else:
-            right = _SILENT_FRAME
-            self.agent_missing_frames += 1
-        self.frames += 1
+        if frames <= 0:
+            return
+        # A side short of a frame contributes silence and keeps its partial frame for the next
+        # tick, so 30 ms packets settle one frame late instead of being chopped into gaps.
+        left, missing = _take(self._customer, frames)
+        self.customer_missing_frames += missing
+        right, missing = _take(self._agent, frames)
+        self.agent_missing_frames += missing
+        self.frames += frames
         if self._analytics is not None:
-            self._analytics.feed(left, right)
+            self._analytics.feed_frames(left, right)
         if self.error is not None:
             return
         self._pending_left += left
         self._pending_right += right
-        self._pending_frames += 1
+        self._pending_frames += frames
         if self._pending_frames >= self._flush_at:
             self._flush_at = self.flush_every_frames
             self.flush()
@@ -299,3 +297,17 @@ class CallRecorder:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _take(buffer: bytearray, frames: int) -> tuple[bytes, int]:
+    """Up to `frames` whole frames from the front of `buffer`, silence for those it lacks (at
+    the end: what has not arrived yet), and how many it lacked."""
+    whole = min(len(buffer) // FRAME_BYTES, frames)
+    size = whole * FRAME_BYTES
+    if whole == frames:
+        audio = bytes(buffer[:size])
+        del buffer[:size]
+        return audio, 0
+    audio = bytes(buffer[:size]) + _SILENT_FRAME * (frames - whole)
+    del buffer[:size]
+    return audio, frames - whole

@@ -339,3 +339,42 @@ def test_close_reports_analytics(tmp_path: Path) -> None:
     assert analytics.customer_talk_seconds == pytest.approx(2.0, abs=0.25)
     assert analytics.agent_talk_seconds == pytest.approx(2.0, abs=0.25)
     assert analytics.overtalk_seconds == pytest.approx(1.0, abs=0.25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batches=st.lists(
+        st.tuples(st.integers(0, 7), st.integers(0, 1200), st.integers(0, 1200)),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_ticks_in_batches_record_what_ticks_one_by_one_record(
+    batches: list[tuple[int, int, int]],
+) -> None:
+    """`advance(n)` (the engine hands recorders 5 frames at once) writes the same file, the
+    same analytics and the same missing-frame counts as n ticks, whatever each side got in
+    between: whole frames, partial frames, nothing."""
+    with tempfile.TemporaryDirectory() as folder:
+        one, many = Path(folder) / "one.wav", Path(folder) / "many.wav"
+        by_tick = CallRecorder(one, max_buffered_ms=1000)
+        batched = CallRecorder(many, max_buffered_ms=1000)
+        speech = voice(6.0)  # the customer talks (the VAD decides), the agent's samples count
+        start = 0
+        for frames, customer, agent in batches:
+            c = np.resize(speech[start % speech.size :], customer)
+            a = ramp(start, agent)
+            start += customer + agent
+            for rec in (by_tick, batched):
+                rec.push("customer", c)
+                rec.push("agent", a)
+            for _ in range(frames):
+                by_tick.tick()
+            batched.advance(frames)
+        results = by_tick.close(), batched.close()
+        assert one.read_bytes()[44:] == many.read_bytes()[44:]
+        assert results[0].analytics == results[1].analytics
+        assert (results[0].customer_missing_frames, results[0].agent_missing_frames) == (
+            results[1].customer_missing_frames,
+            results[1].agent_missing_frames,
+        )
