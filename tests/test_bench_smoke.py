@@ -189,6 +189,14 @@ SCRIPTS = (
         needs=("espeak-ng", "sox", "flite", "text2wave"),
     ),
     Script(
+        "amd_prosody",
+        (
+            r"^  espeak:\S+ +'Hello\?' +" + NUM,
+            rf"^  held out espeak +\d+ calls: base {NUM} {NUM} \| \+syllable_rate {NUM} {NUM}",
+        ),
+        needs=("espeak-ng", "sox", "flite", "text2wave"),
+    ),
+    Script(
         "amd_train",
         (rf"^val: accuracy {NUM}, people_as_machines {NUM}, machines_as_people {NUM}",),
         needs=("espeak-ng", "sox", "flite", "text2wave"),

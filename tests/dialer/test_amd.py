@@ -22,7 +22,9 @@ from dialer import (
     BeepDetector,
     Verdict,
 )
+from dialer.amd import syllable_nuclei
 from sip_test_env import tools
+from telephony.media import dbfs
 
 from ._amd_audio import RATE, Speaker, frame_count, frames, gap, mix, noise, scale, tone, voice
 
@@ -341,6 +343,7 @@ def test_machine_probability_grows_with_the_greeting() -> None:
             "longest_pause_s": 0.2, "initial_silence_s": 0.5, "mean_word_s": seconds / words,
             "pauses": words - 1.0, "level_spread_db": 5.0, "talking": 0.0,
             "level_drop_db": 0.0, "end_rise_st": 0.0, "silence_s": silence,
+            "syllable_rate": 6.0,
         }  # fmt: skip
 
     silence = 0.6
@@ -633,3 +636,54 @@ def test_another_voice_after_the_hello_is_not_words(speaker: Speaker) -> None:
     assert decision.words == detect(np.concatenate([gap(0.3), hello])).words
     off = detect(audio, AmdConfig(max_pitch_jump_st=math.inf))
     assert off.words > decision.words  # without the pitch gate his words count
+
+
+# -- syllable rate ------------------------------------------------------------------------------
+
+
+def _levels(samples: np.ndarray) -> np.ndarray:
+    """Level of each 20 ms frame, dBFS (silence at the detector's floor, -100)."""
+    return np.array([max(-100.0, dbfs(frame)) for frame in frames(samples)])
+
+
+@pytest.mark.parametrize(
+    ("text", "syllables"),
+    [
+        ("Please leave a message after the tone.", 9),
+        ("Hi, you have reached Mary. Please leave a message after the tone.", 16),
+    ],
+)
+@pytest.mark.parametrize("voice_name", ["en-us", "en-gb-scotland+f2"])
+@pytest.mark.parametrize("speed", [120, 175, 240])
+def test_syllable_nuclei_count_the_syllables_of_speech(
+    speaker: Speaker, text: str, syllables: int, voice_name: str, speed: int
+) -> None:
+    speech = speaker.say(text, voice_name, speed)
+    # Fast speech runs some syllables together: within 15 % (one in a short sentence).
+    assert abs(syllable_nuclei(_levels(speech)) - syllables) <= max(1, round(0.15 * syllables))
+
+
+def test_syllable_nuclei_do_not_depend_on_the_level(speaker: Speaker) -> None:
+    speech = speaker.say("Hi, you have reached Mary. Please leave a message after the tone.")
+    counts = {syllable_nuclei(_levels(scale(speech, dbfs_))) for dbfs_ in (-12.0, -24.0, -38.0)}
+    assert max(counts) - min(counts) <= 1
+    assert syllable_nuclei(np.full(50, -100.0)) == 0  # silence has none
+    assert syllable_nuclei(np.array([])) == 0
+
+
+def test_the_greeting_s_syllable_rate_follows_the_speaking_rate(speaker: Speaker) -> None:
+    """The model's ``syllable_rate``: the same sentence read twice as fast has about twice the
+    rate, whatever the pauses around it."""
+    rates = []
+    for speed in (120, 240):
+        detector = AnsweringMachineDetector()
+        seen: list[dict[str, float]] = []
+        detector.on_judge = seen.append
+        speech = speaker.say("Please leave a message after the tone.", "en-us", speed)
+        for frame in frames(np.concatenate([gap(0.3), speech, gap(1.5)])):
+            if detector.feed(frame) is not None:
+                break
+        assert seen, "the model was never asked"
+        rates.append(seen[0]["syllable_rate"])
+    assert 3.0 < rates[0] < 7.0  # syllables a second of a slow reading
+    assert 1.5 < rates[1] / rates[0] < 2.5
