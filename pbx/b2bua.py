@@ -1142,10 +1142,13 @@ class BridgedCall:
             if self.a.incoming and self.a.state.value != "connected":
                 await self.a.answer(codecs=[b.media.codec_name] if b.media else None)
         except Exception as exc:  # no common codec between the two phones, or no port
-            logger.warning("call %s: cannot answer the caller: %s", self.call_id, exc)
-            self.summary.outcome, self.summary.sip_status = "failed", 488
+            # Out of RTP ports is the engine's shortage (503, RFC 3261 21.5.4), not the
+            # caller's offer (488).
+            status = 503 if isinstance(exc, OSError) else 488
+            logger.warning("call %s: cannot answer the caller (%d): %s", self.call_id, status, exc)
+            self.summary.outcome, self.summary.sip_status = "failed", status
             await b.hangup(reason="failed")
-            self.a.reject(488)
+            self.a.reject(status)
             return
         self.summary.answered_at = datetime.now(UTC)
         self.summary.outcome, self.summary.sip_status = "answered", 200

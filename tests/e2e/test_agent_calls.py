@@ -131,3 +131,43 @@ async def test_pyvoip_calls_baresip_tones(engine: Engine, tmp_path: Path) -> Non
         at_101 = first_tone_time(heard_by_101, 1000, rate)
         assert at_101 is not None and at_101 < 1.0, f"1 kHz reached baresip at {at_101}"
     await calls_settled(engine)
+
+
+async def test_out_of_rtp_ports_the_caller_gets_503_not_488(
+    engine: Engine, tmp_path: Path, db: Any
+) -> None:
+    """The port pool runs dry between the callee's leg and the caller's answer (calls held
+    elsewhere took the rest): that is the engine's shortage, 503, not an unacceptable offer;
+    the callee who answered is hung up and the row says failed with 503."""
+    pool = engine.ua.ports
+    held = []
+    try:
+        while True:
+            held.append(await pool.open())
+    except OSError:
+        pass
+    assert held, "the pool gave nothing"
+    pool.release(held.pop())  # one port: the callee's leg takes it, the caller's finds none
+    tone = write_tone_wav(tmp_path / "t.wav", 600, 3.0)
+    try:
+        async with (
+            BaresipPeer("101", workdir=tmp_path, registrar=registrar_of(engine),
+                        password="pass101", audio_source=tone) as caller,
+            BaresipPeer("102", workdir=tmp_path, registrar=registrar_of(engine),
+                        password="pass102", answermode="auto", audio_source=tone) as callee,
+        ):  # fmt: skip
+            await caller.wait_registered()
+            await callee.wait_registered()
+            await caller.dial("102")
+            closed = await caller.wait_event("CALL_CLOSED", timeout=10)
+            assert "503" in str(closed.get("param", "")), closed
+            await callee.wait_event("CALL_CLOSED", timeout=5)
+    finally:
+        for endpoint in held:
+            pool.release(endpoint)
+    await calls_settled(engine)
+    row = await db.fetchrow(
+        "SELECT outcome, sip_status FROM calls WHERE from_number = '101' AND to_number = '102'"
+        " ORDER BY id DESC LIMIT 1"
+    )
+    assert (row["outcome"], row["sip_status"]) == ("failed", 503)
