@@ -384,25 +384,45 @@ class MediaSession:
 
     def _relay_natively(self, peer: MediaSession) -> None:
         """Hand the relay of this leg's audio to `peer` to the native port when nothing here
-        needs the packets one by one: no frame listeners, no renumbering into the peer, one
+        needs the packets one by one: no frame listeners, renumbering into the peer only in
+        its steady state (one source, fixed offsets, carried on by the port), one
         G.711 codec on both legs, at most one PCM sink (a recorder's side; no PCM listener).
         Anything else the native port meets comes back to Python,
         which stops it (telephony/aio/rtp.py); the next packets try again."""
         law = _LAWS.get(self.sdp.codec_name)
         if law is None or self._listeners or self._pcm_listeners or len(self._sinks) > 1:
             return
-        if peer._splice is not None or peer.sdp.codec_pt != self.sdp.codec_pt:
+        splice = peer._splice
+        if (splice is not None and not splice.steady) or peer.sdp.codec_pt != self.sdp.codec_pt:
             return
         sink, max_bytes = self._sinks[0] if self._sinks else (None, 0)
-        self.rtp.relay_natively(peer.rtp, codec_pt=self.sdp.codec_pt, law=law, sink=sink,
-                                sink_max=max_bytes)  # fmt: skip
+        if not self.rtp.relay_natively(peer.rtp, codec_pt=self.sdp.codec_pt, law=law, sink=sink,
+                                       sink_max=max_bytes):  # fmt: skip
+            return
+        out = peer.rtp.transport
+        assert out is not None  # relay_natively checked
+        port = out.port
+        port.rw_active = splice is not None
+        if splice is not None:
+            (port.rw_source, port.rw_seq_offset, port.rw_ts_offset, port.rw_last_in_seq,
+             port.rw_out_seq, port.rw_out_ts) = splice.offsets()  # fmt: skip
+            port.rw_ssrc, port.rw_packets = splice.ssrc, splice.packet_count
+            port.rw_octets = splice.octet_count
 
     def _native_stopped(self, to: RtpEndpoint) -> None:
         peer = self._peer
-        if peer is not None and peer.rtp is to:
-            header = to.take_relayed()
-            if header is not None:
-                peer._relayed = header
+        if peer is None or peer.rtp is not to or to.transport is None:
+            return
+        header = to.take_relayed()
+        if header is not None:
+            peer._relayed = header
+        port = to.transport.port
+        if port.rw_active:
+            port.rw_active = False
+            if peer._splice is not None:
+                peer._splice.went_on(last_in_seq=port.rw_last_in_seq, out_seq=port.rw_out_seq,
+                                     out_ts=port.rw_out_ts, packets=port.rw_packets,
+                                     octets=port.rw_octets)  # fmt: skip
 
     def _hear(self, data: bytes) -> None:
         """Decode the audio of a packet for the listeners, once per form they take."""

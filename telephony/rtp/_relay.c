@@ -6,9 +6,11 @@
  * telephony/aio/rtp.py) or, once Python engaged it with a peer, relays it natively:
  *
  *   from the latched source, the negotiated audio payload type, the current SSRC, in sequence
- *   -> RFC 3550 A.1 counters and A.8 jitter of the source, sendto() from the peer's socket to the
- *      peer's far end with the peer's sending counters, and the payload decoded to 16-bit PCM
- *      appended to a bytearray (a recorder's buffer for this side), as Python's push would.
+ *   -> RFC 3550 A.1 counters and A.8 jitter of the source, the header renumbered when the
+ *      peer's stream continues ours (StreamRewriter's steady state), sendto() from the peer's
+ *      socket to the peer's far end with the peer's sending counters, and the payload decoded
+ *      to 16-bit PCM appended to a bytearray (a recorder's buffer for this side), as Python's
+ *      push would.
  *
  * Anything else (another source, another SSRC or payload type, a sequence jump, RTCP, STUN) goes
  * to Python, which first disengages the pair (copying these counters back to its objects) and
@@ -105,6 +107,18 @@ typedef struct Port {
     long long relayed_natively; /* packets this port received and relayed in C */
     long long send_errors;
     long long pcm_dropped; /* bytes the sink's bound dropped */
+    /* Renumbering of what is relayed INTO this leg (telephony.rtp.StreamRewriter's steady
+     * state: one source, fixed offsets); a source switch is Python's. */
+    int rw_active;
+    unsigned int rw_source;
+    unsigned int rw_seq_offset;
+    unsigned int rw_ts_offset;
+    unsigned int rw_last_in_seq;
+    unsigned int rw_out_seq;
+    unsigned int rw_out_ts;
+    unsigned int rw_ssrc;
+    long long rw_packets;
+    long long rw_octets;
 } Port;
 
 static PyTypeObject PortType;
@@ -285,6 +299,14 @@ static int relay(Port *self, unsigned char *data, Py_ssize_t n, const struct soc
     unsigned int udelta = (seq - self->max_seq) & 0xFFFF;
     if (udelta >= MAX_DROPOUT && udelta <= RTP_SEQ_MOD - MAX_MISORDER)
         return 0;
+    Port *peer = self->peer;
+    if (peer->rw_active) {
+        /* The stream into the peer continues ours: only the same source without a jump keeps
+         * the offsets (StreamRewriter.rewrite); a switch is Python's. */
+        unsigned int step = (seq - peer->rw_last_in_seq) & 0xFFFF;
+        if (ssrc != peer->rw_source || (step >= MAX_DROPOUT && step <= RTP_SEQ_MOD - MAX_MISORDER))
+            return 0;
+    }
     double now = monotonic_now();
     if (udelta < MAX_DROPOUT) {
         if (seq < self->max_seq)
@@ -310,7 +332,27 @@ static int relay(Port *self, unsigned char *data, Py_ssize_t n, const struct soc
     self->last_received = now;
     self->relayed_natively++;
 
-    Port *peer = self->peer;
+    if (peer->rw_active) {
+        unsigned int out_seq = (seq + peer->rw_seq_offset) & 0xFFFF;
+        unsigned int out_ts = ts + peer->rw_ts_offset; /* modulo 2^32 by unsigned arithmetic */
+        peer->rw_last_in_seq = seq;
+        if (((out_seq - peer->rw_out_seq) & 0xFFFF) < 0x8000) {
+            peer->rw_out_seq = out_seq;
+            peer->rw_out_ts = out_ts;
+        }
+        peer->rw_packets++;
+        peer->rw_octets += n - 12 - 4 * (data[0] & 0x0F);
+        data[2] = (unsigned char)(out_seq >> 8);
+        data[3] = (unsigned char)out_seq;
+        data[4] = (unsigned char)(out_ts >> 24);
+        data[5] = (unsigned char)(out_ts >> 16);
+        data[6] = (unsigned char)(out_ts >> 8);
+        data[7] = (unsigned char)out_ts;
+        data[8] = (unsigned char)(peer->rw_ssrc >> 24);
+        data[9] = (unsigned char)(peer->rw_ssrc >> 16);
+        data[10] = (unsigned char)(peer->rw_ssrc >> 8);
+        data[11] = (unsigned char)peer->rw_ssrc;
+    }
     ssize_t sent = sendto(peer->fd, data, (size_t)n, 0, (struct sockaddr *)&self->destination,
                           self->destination_len);
     if (sent < 0) {
@@ -483,6 +525,16 @@ static PyMemberDef Port_members[] = {
     {"relayed_natively", T_LONGLONG, offsetof(Port, relayed_natively), READONLY, NULL},
     {"send_errors", T_LONGLONG, offsetof(Port, send_errors), READONLY, NULL},
     {"pcm_dropped", T_LONGLONG, offsetof(Port, pcm_dropped), READONLY, NULL},
+    {"rw_active", T_INT, offsetof(Port, rw_active), 0, NULL},
+    {"rw_source", T_UINT, offsetof(Port, rw_source), 0, NULL},
+    {"rw_seq_offset", T_UINT, offsetof(Port, rw_seq_offset), 0, NULL},
+    {"rw_ts_offset", T_UINT, offsetof(Port, rw_ts_offset), 0, NULL},
+    {"rw_last_in_seq", T_UINT, offsetof(Port, rw_last_in_seq), 0, NULL},
+    {"rw_out_seq", T_UINT, offsetof(Port, rw_out_seq), 0, NULL},
+    {"rw_out_ts", T_UINT, offsetof(Port, rw_out_ts), 0, NULL},
+    {"rw_ssrc", T_UINT, offsetof(Port, rw_ssrc), 0, NULL},
+    {"rw_packets", T_LONGLONG, offsetof(Port, rw_packets), 0, NULL},
+    {"rw_octets", T_LONGLONG, offsetof(Port, rw_octets), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -26,6 +26,16 @@ class Port:
     relayed_natively: int
     send_errors: int
     pcm_dropped: int
+    rw_active: bool | int
+    rw_source: int
+    rw_seq_offset: int
+    rw_ts_offset: int
+    rw_last_in_seq: int
+    rw_out_seq: int
+    rw_out_ts: int
+    rw_ssrc: int
+    rw_packets: int
+    rw_octets: int
     def __init__(
         self, fd: int, family: int, on_datagram: Callable[[bytes, tuple[str, int]], None]
     ) -> None: ...

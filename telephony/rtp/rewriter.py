@@ -72,6 +72,31 @@ class StreamRewriter:
     def last_timestamp(self) -> int:
         return self._out_ts
 
+    @property
+    def steady(self) -> bool:
+        """One source feeds the stream with fixed offsets (what another relay may carry on:
+        the native one, telephony.rtp._relay), and no payload type is renumbered."""
+        return self._started and self._source is not None and not self.payload_types
+
+    def offsets(self) -> tuple[int, int, int, int, int, int]:
+        """The steady state: source SSRC, sequence and timestamp offsets, last incoming
+        sequence number, last outgoing sequence number and timestamp."""
+        assert self._source is not None
+        return (
+            self._source,
+            self._seq_offset,
+            self._ts_offset,
+            self._last_in_seq,
+            self._out_seq,
+            self._out_ts,
+        )
+
+    def went_on(self, *, last_in_seq: int, out_seq: int, out_ts: int, packets: int,
+                octets: int) -> None:  # fmt: skip
+        """Take what another relay did with the same offsets (the native one)."""
+        self._last_in_seq, self._out_seq, self._out_ts = last_in_seq, out_seq, out_ts
+        self.packet_count, self.octet_count = packets, octets
+
     def rewrite(self, packet: bytes, *, now: float | None = None) -> bytes:
         """The packet renumbered for the outgoing stream (raises RtpError if not RTP)."""
         if len(packet) < 12 or packet[0] >> 6 != 2:

@@ -17,7 +17,7 @@ from telephony.aio import MediaClock, MediaSession
 from telephony.aio.media_session import MediaBridge
 from telephony.aio.rtp import RtpEndpoint, RtpPortPool
 from telephony.media import CODECS, tone_samples
-from telephony.rtp import _relay
+from telephony.rtp import StreamRewriter, _relay
 from telephony.rtp.rtcp import ReceiverReport, SenderReport, parse_rtcp
 
 _HEADER = struct.Struct("!BBHII")
@@ -79,8 +79,11 @@ def offer(port: int) -> bytes:
 class Call:
     """Two legs bridged, each facing a phone."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, prompt_to_b: bool = False) -> None:
         self.digits: list[str] = []
+        self.prompt_to_b = prompt_to_b
+        """Leg B hears one packet of our own audio before the bridge (an IVR's prompt), so
+        what it is relayed continues our stream (StreamRewriter)."""
 
     async def __aenter__(self) -> Call:
         loop = asyncio.get_running_loop()
@@ -96,6 +99,9 @@ class Call:
             leg.accept_offer(offer(phone.port))
             self.phones.append(phone)
             self.legs.append(leg)
+        if self.prompt_to_b:
+            self.legs[1].send_payload(b"\xff" * 160, 160, marker=True)
+            await self.phones[1].until_heard(1)
         self.bridge = MediaBridge(self.legs[0], self.legs[1])
         return self
 
@@ -261,6 +267,35 @@ async def test_a_pcm_listener_keeps_the_relay_in_python() -> None:
         call.legs[0].listen_pcm(pcm.append)
         await talk(call, 1, 60)
         assert call.native(0) == 0 and len(pcm) == 60
+
+
+async def test_a_stream_that_continues_our_prompt_is_renumbered_natively() -> None:
+    """The leg that heard our prompt gets the other phone's audio as the continuation of our
+    stream, natively too: every packet, through a key press that hands the relay back to
+    Python and back, is what Python's StreamRewriter makes of it."""
+    async with Call(prompt_to_b=True) as call:
+        a, b = call.phones
+        prompt = b.heard[0]
+        _, _, seq, timestamp, ssrc = _HEADER.unpack_from(prompt)
+        reference = StreamRewriter(ssrc=ssrc, sequence_number=(seq + 1) & 0xFFFF,
+                                   timestamp=(timestamp + 160) & 0xFFFFFFFF)  # fmt: skip
+        sent = [audio(n) for n in range(1, 61)]
+        sent += [event(n, 5, end=n > 62) for n in range(61, 65)]
+        sent += [audio(n) for n in range(65, 141)]
+        for index, packet in enumerate(sent, start=1):
+            a.send(packet, call.port(0))
+            if index % 20 == 0:
+                await b.until_heard(1 + index)
+        await b.until_heard(1 + len(sent))
+        assert call.native(0) > 100, "renumbered natively"
+        assert b.heard[1:] == [reference.rewrite(packet) for packet in sent]
+        splice = call.legs[1]._splice
+        assert splice is not None
+        call.legs[0].rtp.stop_native()  # the counters come back into Python's rewriter
+        assert (splice.last_sequence_number, splice.packet_count) == (
+            reference.last_sequence_number,
+            reference.packet_count,
+        )
 
 
 def test_the_native_decoder_is_g711_as_audioop_decodes_it() -> None:
