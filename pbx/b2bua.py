@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from telephony.aio import Call, MediaBridge, MediaError, TaskSet, UserAgent, bridge, dtmf_route
 from telephony.call import Answered, Ended, Ringing
-from telephony.call.session import ReferReceived
+from telephony.call.session import ANSWERED_ELSEWHERE, PICKED_UP, ReferReceived
 from telephony.media import ToneSource, WavSource
 from telephony.sip import NameAddr, SipUri
 
@@ -1070,7 +1070,7 @@ class BridgedCall:
                     answered = _answered_leg(pending)
                     if answered is not None and not self.a.ended.done():
                         pending.pop(answered).cancel()
-                        await self._drop(pending, reason="answered-elsewhere")
+                        await self._drop(pending, reason=ANSWERED_ELSEWHERE)
                         self.callee = self.summary.callee = legs[answered]
                         return answered
                 if self.a.ended in done or not done:
@@ -1080,7 +1080,7 @@ class BridgedCall:
                 if self._picked in done:
                     picker = await self._answer_picker()
                     if picker is not None:
-                        await self._drop(pending, reason="picked-up")
+                        await self._drop(pending, reason=PICKED_UP)
                         return picker
                     continue  # the picker's leg is gone: the phones ring on
                 for leg, task in list(pending.items()):
@@ -1096,7 +1096,7 @@ class BridgedCall:
                                 self.on_ringing(self, True)
                     if isinstance(event, Answered):
                         del pending[leg]
-                        await self._drop(pending, reason="answered-elsewhere")
+                        await self._drop(pending, reason=ANSWERED_ELSEWHERE)
                         self.callee = self.summary.callee = legs[leg]
                         return leg
                     if isinstance(event, Ended):

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from telephony.aio import Call, LegState, MediaError, Peer, TaskSet, UserAgent
 from telephony.call import Answered, Ended
-from telephony.call.session import ReferReceived, Replaces
+from telephony.call.session import ANSWERED_ELSEWHERE, ReferReceived, Replaces
 from telephony.media import ToneSource, WavSource
 from telephony.numbers import NumberError
 from telephony.sip import NameAddr, SipRequest, SipUri, format_host, make_response
@@ -2062,7 +2062,7 @@ async def first_answer(legs: list[Call], timeout: float) -> Call | Ended | None:
             if winner is not None:
                 for leg in [*waits.values(), *results]:
                     if leg is not winner:
-                        await leg.hangup(reason="answered-elsewhere")
+                        await leg.hangup(reason=ANSWERED_ELSEWHERE)
                 return winner
             if any(r is None for r in results.values()):
                 return None  # the others ring to the same deadline

@@ -54,6 +54,8 @@ from .session_timer import DISABLED, IntervalTooSmall, SessionTimer, SessionTime
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ANSWERED_ELSEWHERE",
+    "PICKED_UP",
     "TRANSITIONS",
     "Effect",
     "InfoDigit",
@@ -70,6 +72,13 @@ __all__ = [
     "SessionInput",
     "SessionState",
 ]
+
+
+ANSWERED_ELSEWHERE = "answered-elsewhere"
+"""The hang-up reason of a forked INVITE that another phone answered: its CANCEL says so."""
+PICKED_UP = "picked-up"
+"""The hang-up reason of a ringing INVITE another agent picked up: its CANCEL says so too."""
+_COMPLETED_ELSEWHERE = frozenset({ANSWERED_ELSEWHERE, PICKED_UP})
 
 
 class Role(enum.Enum):
@@ -446,6 +455,11 @@ class InviteSession:
         self.cancelling = True
         self.end_reason = reason
         cancel = build_cancel(self.invite)
+        if reason in _COMPLETED_ELSEWHERE:
+            # RFC 3326, as Asterisk and FreeSWITCH send it: a phone that lost a fork (a ring
+            # group, an agent's other phones) or whose call was picked up need not list it
+            # as missed.
+            cancel.headers.set("Reason", 'SIP;cause=200;text="Call completed elsewhere"')
         return [Send(cancel)]
 
     def info(self, content_type: str, body: bytes) -> list[Effect]:

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from telephony.call import Answered, Ended, HoldChanged, Ringing
 from telephony.call.offer_answer import OfferAnswer
 from telephony.call.session import (
+    ANSWERED_ELSEWHERE,
+    PICKED_UP,
     TRANSITIONS,
     Effect,
     InfoDigit,
@@ -616,3 +618,20 @@ def test_a_200_after_we_gave_up_is_acked_and_ended() -> None:
     # Its retransmission is ACKed again, and not BYEd twice.
     again = pair.uac.receive_response(_wire(late))  # type: ignore[arg-type]
     assert [type(e) for e in again] == [SendAck]
+
+
+def test_a_fork_another_phone_answered_is_cancelled_with_a_reason() -> None:
+    """RFC 3326: the CANCEL to a phone that lost a fork, or whose call another agent picked
+    up, says the call was completed elsewhere (the phone need not list it as missed); any other
+    CANCEL carries no Reason."""
+    for why in (ANSWERED_ELSEWHERE, PICKED_UP):
+        lost = invite_pair()
+        lost.deliver("uas", lost.uas.ring())
+        (send,) = lost.uac.hangup(reason=why)
+        assert isinstance(send, Send) and send.request.method == "CANCEL"
+        reason = _wire(send.request).headers.get("Reason")
+        assert reason == 'SIP;cause=200;text="Call completed elsewhere"'
+    given_up = invite_pair()
+    given_up.deliver("uas", given_up.uas.ring())
+    (send,) = given_up.uac.hangup(reason="caller-gone")
+    assert isinstance(send, Send) and _wire(send.request).headers.get("Reason") is None
