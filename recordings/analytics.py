@@ -242,14 +242,7 @@ class SpeechAnalytics:
             agent = agent.astype("<i2", copy=False).tobytes()
         if len(customer) != FRAME_BYTES or len(agent) != FRAME_BYTES:
             raise RecordingError(f"analytics takes 20 ms frames ({FRAME_BYTES} bytes per side)")
-        c = customer != _SILENT_FRAME and self._customer_vad.is_speech(customer, SAMPLE_RATE)
-        a = agent != _SILENT_FRAME and self._agent_vad.is_speech(agent, SAMPLE_RATE)
-        c_smooth = self._customer.step(c)
-        a_smooth = self._agent.step(a)
-        if c_smooth is not None and a_smooth is not None:
-            self._counter.add(c_smooth, a_smooth)
-            if self._timeline is not None:
-                self._timeline.add(c_smooth, a_smooth)
+        self.feed_frames(bytes(customer), bytes(agent))
 
     def feed_frames(self, customer: bytes, agent: bytes) -> None:
         """Analyse consecutive ticks at once: the two sides' 20 ms frames back to back, as

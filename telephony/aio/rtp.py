@@ -448,7 +448,6 @@ class RtpTotals:
     the keys on a leg that requires SRTP."""
 
     def add(self, endpoint: RtpEndpoint) -> None:
-        endpoint.sync_native()
         self.packets_in += endpoint.packets_in
         self.packets_out += endpoint.packets_out
         self.packets_lost += endpoint.packets_lost
