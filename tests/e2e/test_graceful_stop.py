@@ -10,7 +10,6 @@ import asyncio
 import gc
 import logging
 import secrets
-from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -22,6 +21,7 @@ from sip_test_env.baresip import BaresipPeer
 from sip_test_env.carrier import CARRIER_IP
 from sip_test_env.ports import free_port
 
+from .callfloor import wait_for
 from .conftest import crm_taking, engine_config, registrar_of
 from .rawsip import RawSipClient
 
@@ -32,14 +32,6 @@ CUSTOMER = "12125550144"
 NUMBER = "12125550001"
 DEAF = "150"
 """The agent whose phone takes INVITEs and never answers one (not even 100 Trying)."""
-
-
-async def _until(what: str, check: Callable[[], object], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        assert loop.time() < deadline, f"no {what} within {timeout} s"
-        await asyncio.sleep(0.02)
 
 
 async def _invite_to(deaf: RawSipClient, call_ids: set[str]) -> str:
@@ -92,7 +84,7 @@ async def test_a_stop_journals_every_call_before_the_database_closes(
             # 1. Agents' call whose row is locked from its first ring: its ringing, answer
             # and end are written only once the lock goes (a database that falls behind).
             await a.dial("102")
-            await _until("call", lambda: engine.switchboard.active)
+            await wait_for(lambda: engine.switchboard.active, timeout=10.0, what="call")
             answered = next(iter(engine.switchboard.active))
             row = await _row(engine, answered)
             await lock.start()
