@@ -26,7 +26,7 @@ class Port:
     relayed_natively: int
     send_errors: int
     pcm_dropped: int
-    rw_active: bool | int
+    rw_active: int
     rw_source: int
     rw_seq_offset: int
     rw_ts_offset: int
